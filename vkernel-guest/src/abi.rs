@@ -1,0 +1,49 @@
+//! The trap ABI shared by the stub and the host.
+//!
+//! The guest leaves with `out imm8, al` to one of these ports; the host reads
+//! the registers from KVM's synced register block (no extra ioctl) and the
+//! entry frame from the per-vCPU stack in the system region.
+//!
+//! Stack layout at an exception or syscall exit (RSP = stack top - 56):
+//!
+//! ```text
+//! top-56  vector
+//! top-48  error code (0 where the CPU pushes none)
+//! top-40  RIP   \
+//! top-32  CS     |
+//! top-24  RFLAGS | hardware interrupt frame; iretq pops it on resume
+//! top-16  RSP    |
+//! top-8   SS    /
+//! top     mailbox
+//! ```
+
+/// An exception reached the stub (CPL0, frame on the per-vCPU stack).
+pub const PORT_EXCEPTION: u16 = 0xE0;
+/// A `syscall` reached the host (from the CPL0 entry or the CPL3 trampoline).
+pub const PORT_SYSCALL: u16 = 0xE1;
+/// The machine-start probe's syscall landed.
+pub const PORT_PROBE: u16 = 0xE2;
+
+/// Mailbox: number of pending commands (the stub zeroes it when done).
+pub const MB_NCMDS: u64 = 0x00;
+/// Mailbox: user RSP saved by the CPL0 syscall entry.
+pub const MB_USER_RSP: u64 = 0x08;
+/// Mailbox: kernel RSP the CPL0 syscall entry switches to (top - 56).
+pub const MB_KSTACK: u64 = 0x10;
+/// Mailbox: start of the command array.
+pub const MB_CMDS: u64 = 0x40;
+/// Commands that fit in one mailbox.
+pub const MB_MAX_CMDS: usize = ((crate::layout::MAILBOX_SIZE - MB_CMDS) / 16) as usize;
+
+/// Command kind in the low 3 bits of the first word: store the second word
+/// at the (8-aligned) guest-virtual address in the first.
+pub const CMD_STORE: u64 = 0;
+/// Command kind: `invlpg` the address in the first word.
+pub const CMD_INVLPG: u64 = 1;
+/// Command kind: flush the whole TLB (reload CR3).
+pub const CMD_FLUSH: u64 = 2;
+
+/// Encode one mailbox command.
+pub const fn cmd(kind: u64, addr: u64, value: u64) -> [u64; 2] {
+    [(addr & !7) | kind, value]
+}

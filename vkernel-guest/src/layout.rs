@@ -1,0 +1,82 @@
+//! Layout of the reserved system region.
+//!
+//! Guest-physical `[0, ram_size)` is RAM: the memory file the vkernel owns.
+//! Above it, at [`sys_gpa`], a separate memslot holds everything vprocs must
+//! never reach: the IDT, the stub, per-vCPU GDT/TSS/stack/mailbox, and the
+//! pool of hardware page-table pages. No VPTE can point there (the walker
+//! only accepts frames inside RAM) and the region is mapped supervisor-only
+//! in the upper half of every vmspace at [`SYS_VA`], except the one
+//! trampoline page that a user `syscall` lands on where the host's KVM does
+//! not switch privilege (see `docs/ARCHITECTURE.md`).
+//!
+//! ```text
+//! offset      size     what
+//! 0x0000      4 KiB    IDT (256 gates)
+//! 0x1000      8 KiB    stub code (supervisor, executable)
+//! 0x3000      4 KiB    trampoline (user, executable)
+//! 0x4000      4 KiB    upper-half PDPT (shared by all vmspaces)
+//! 0x5000      4 KiB    upper-half PD
+//! 0x6000      4 KiB    upper-half PT for the first 2 MiB
+//! 0x10000+n*64K        per-vCPU area n: GDT+TSS, stack, mailbox
+//! 0x200000..  rest     hardware page-table pool (2 MiB mappings)
+//! ```
+
+/// Page size.
+pub const PAGE_SIZE: u64 = 4096;
+/// Virtual base of the system region in every vmspace (PML4 slot 256).
+pub const SYS_VA: u64 = 0xFFFF_8000_0000_0000;
+/// PML4 index of [`SYS_VA`].
+pub const SYS_PML4_INDEX: usize = 256;
+/// Offset of the IDT.
+pub const IDT_OFF: u64 = 0x0000;
+/// Offset of the stub code.
+pub const STUB_OFF: u64 = 0x1000;
+/// Bytes reserved for the stub code.
+pub const STUB_MAX: u64 = 0x2000;
+/// Offset of the user-executable trampoline page.
+pub const TRAMP_OFF: u64 = 0x3000;
+/// Offset of the shared upper-half PDPT.
+pub const UPPER_PDPT_OFF: u64 = 0x4000;
+/// Offset of the shared upper-half PD.
+pub const UPPER_PD_OFF: u64 = 0x5000;
+/// Offset of the PT mapping the first 2 MiB with 4 KiB pages.
+pub const UPPER_PT_OFF: u64 = 0x6000;
+/// Offset of the first per-vCPU area.
+pub const CPU_AREA_OFF: u64 = 0x10000;
+/// Size of one per-vCPU area.
+pub const CPU_AREA_SIZE: u64 = 0x10000;
+/// Most vCPUs a machine can have (their areas fit in the first 2 MiB).
+pub const MAX_VCPUS: usize = 30;
+/// Offset of the GDT inside a per-vCPU area.
+pub const CPU_GDT_OFF: u64 = 0x0;
+/// Offset of the TSS inside a per-vCPU area.
+pub const CPU_TSS_OFF: u64 = 0x800;
+/// Offset of the stack top (and the mailbox) inside a per-vCPU area.
+pub const CPU_STACK_TOP_OFF: u64 = 0xB000;
+/// Size of the mailbox.
+pub const MAILBOX_SIZE: u64 = 0x4000;
+/// Offset of the hardware page-table pool.
+pub const POOL_OFF: u64 = 0x20_0000;
+/// Default size of the system region (pool of about 15,900 table pages).
+pub const DEFAULT_SYS_SIZE: u64 = 64 << 20;
+/// Largest system region (one upper-half PD maps 1 GiB).
+pub const MAX_SYS_SIZE: u64 = 1 << 30;
+/// Bytes the stub pushes below the stack top on every entry: vector, error
+/// code, then the 40-byte hardware interrupt frame.
+pub const ENTRY_FRAME_SIZE: u64 = 56;
+
+/// Guest-physical base of the system region for a RAM of `ram_size` bytes:
+/// the next 1 GiB boundary at or above the end of RAM.
+pub const fn sys_gpa(ram_size: u64) -> u64 {
+    (ram_size + (1 << 30) - 1) & !((1 << 30) - 1)
+}
+
+/// Offset of vCPU `n`'s area.
+pub const fn cpu_area_off(n: usize) -> u64 {
+    CPU_AREA_OFF + n as u64 * CPU_AREA_SIZE
+}
+
+/// Offset of vCPU `n`'s stack top (= its mailbox).
+pub const fn cpu_stack_top_off(n: usize) -> u64 {
+    cpu_area_off(n) + CPU_STACK_TOP_OFF
+}

@@ -1,0 +1,291 @@
+//! The CPL0 trap stub and the syscall trampoline.
+//!
+//! Both are assembled into the host binary by `global_asm!` (so no cross
+//! compiler is needed), are position independent, and are copied into the
+//! system region when a machine is built: [`stub_code`] to the supervisor
+//! code pages, [`tramp_code`] to the user-executable trampoline page.
+//!
+//! The stub is deliberately tiny. Every exception vector pushes its number
+//! (and a zero error code where the CPU pushes none) and exits to the host
+//! with one `out`; all decisions are the host's. On resume the stub applies
+//! the commands the host left in the per-vCPU mailbox (hardware PTE stores,
+//! `invlpg`, full flushes: these must be done by the guest so that a shadow
+//! MMU sees them) and returns to the vproc with `iretq`.
+
+use core::arch::global_asm;
+
+use crate::abi;
+
+global_asm!(
+    r#"
+    .pushsection .text.vkstub,"ax",@progbits
+    .balign 4096
+    .globl vkstub_start
+vkstub_start:
+
+    .macro VK_NOERR v
+    .balign 16
+vkstub_vec_\v:
+    push 0
+    push \v
+    jmp vkstub_exc_common
+    .endm
+    .macro VK_ERR v
+    .balign 16
+vkstub_vec_\v:
+    push \v
+    jmp vkstub_exc_common
+    .endm
+
+    VK_NOERR 0
+    VK_NOERR 1
+    VK_NOERR 2
+    VK_NOERR 3
+    VK_NOERR 4
+    VK_NOERR 5
+    VK_NOERR 6
+    VK_NOERR 7
+    VK_ERR 8
+    VK_NOERR 9
+    VK_ERR 10
+    VK_ERR 11
+    VK_ERR 12
+    VK_ERR 13
+    VK_ERR 14
+    VK_NOERR 15
+    VK_NOERR 16
+    VK_ERR 17
+    VK_NOERR 18
+    VK_NOERR 19
+    VK_NOERR 20
+    VK_ERR 21
+    VK_NOERR 22
+    VK_NOERR 23
+    VK_NOERR 24
+    VK_NOERR 25
+    VK_NOERR 26
+    VK_NOERR 27
+    VK_NOERR 28
+    VK_ERR 29
+    VK_ERR 30
+    VK_NOERR 31
+
+    .balign 16
+    .globl vkstub_exc_common
+vkstub_exc_common:
+    out {port_exc}, al
+    .globl vkstub_resume
+vkstub_resume:
+    cmp qword ptr [rsp + {frame} + {ncmds}], 0
+    jne 2f
+    add rsp, 16
+    iretq
+2:
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push r8
+    lea rbx, [rsp + 40 + {frame}]
+    mov rcx, [rbx + {ncmds}]
+    lea rdx, [rbx + {cmds}]
+3:
+    test rcx, rcx
+    jz 9f
+    mov rax, [rdx]
+    test al, 7
+    jnz 4f
+    mov r8, [rdx + 8]
+    mov [rax], r8
+    jmp 8f
+4:
+    cmp al, {cmd_invlpg}
+    jne 5f
+    and rax, -8
+    invlpg [rax]
+    jmp 8f
+5:
+    mov rax, cr3
+    mov cr3, rax
+8:
+    add rdx, 16
+    dec rcx
+    jmp 3b
+9:
+    mov qword ptr [rbx + {ncmds}], 0
+    pop r8
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+
+    .balign 16
+    .globl vkstub_syscall
+vkstub_syscall:
+    swapgs
+    mov gs:[{user_rsp}], rsp
+    mov rsp, gs:[{kstack}]
+    swapgs
+    out {port_sys}, al
+    jmp vkstub_resume
+
+    .balign 16
+    .globl vkstub_vectors
+vkstub_vectors:
+    .quad vkstub_vec_0 - vkstub_start, vkstub_vec_1 - vkstub_start
+    .quad vkstub_vec_2 - vkstub_start, vkstub_vec_3 - vkstub_start
+    .quad vkstub_vec_4 - vkstub_start, vkstub_vec_5 - vkstub_start
+    .quad vkstub_vec_6 - vkstub_start, vkstub_vec_7 - vkstub_start
+    .quad vkstub_vec_8 - vkstub_start, vkstub_vec_9 - vkstub_start
+    .quad vkstub_vec_10 - vkstub_start, vkstub_vec_11 - vkstub_start
+    .quad vkstub_vec_12 - vkstub_start, vkstub_vec_13 - vkstub_start
+    .quad vkstub_vec_14 - vkstub_start, vkstub_vec_15 - vkstub_start
+    .quad vkstub_vec_16 - vkstub_start, vkstub_vec_17 - vkstub_start
+    .quad vkstub_vec_18 - vkstub_start, vkstub_vec_19 - vkstub_start
+    .quad vkstub_vec_20 - vkstub_start, vkstub_vec_21 - vkstub_start
+    .quad vkstub_vec_22 - vkstub_start, vkstub_vec_23 - vkstub_start
+    .quad vkstub_vec_24 - vkstub_start, vkstub_vec_25 - vkstub_start
+    .quad vkstub_vec_26 - vkstub_start, vkstub_vec_27 - vkstub_start
+    .quad vkstub_vec_28 - vkstub_start, vkstub_vec_29 - vkstub_start
+    .quad vkstub_vec_30 - vkstub_start, vkstub_vec_31 - vkstub_start
+    .globl vkstub_end
+vkstub_end:
+
+    .balign 4096
+    .globl vktramp_start
+vktramp_start:
+    .globl vktramp_syscall
+vktramp_syscall:
+    out {port_sys}, al
+    ud2
+    .balign 16
+    .globl vktramp_probe_entry
+vktramp_probe_entry:
+    out {port_probe}, al
+    ud2
+    .balign 16
+    .globl vktramp_probe_user
+vktramp_probe_user:
+    syscall
+    ud2
+    .globl vktramp_end
+vktramp_end:
+    .balign 4096
+    .popsection
+"#,
+    port_exc = const abi::PORT_EXCEPTION,
+    port_sys = const abi::PORT_SYSCALL,
+    port_probe = const abi::PORT_PROBE,
+    frame = const crate::layout::ENTRY_FRAME_SIZE,
+    ncmds = const abi::MB_NCMDS,
+    cmds = const abi::MB_CMDS,
+    user_rsp = const abi::MB_USER_RSP,
+    kstack = const abi::MB_KSTACK,
+    cmd_invlpg = const abi::CMD_INVLPG,
+);
+
+extern "C" {
+    static vkstub_start: u8;
+    static vkstub_end: u8;
+    static vkstub_resume: u8;
+    static vkstub_syscall: u8;
+    static vkstub_vectors: [u64; 32];
+    static vktramp_start: u8;
+    static vktramp_end: u8;
+    static vktramp_syscall: u8;
+    static vktramp_probe_entry: u8;
+    static vktramp_probe_user: u8;
+}
+
+fn addr<T>(p: *const T) -> usize {
+    p as usize
+}
+
+/// The stub's machine code, to be copied to [`crate::layout::STUB_OFF`].
+pub fn stub_code() -> &'static [u8] {
+    // SAFETY: both symbols are defined in the same section by the
+    // global_asm! above, start before end, and the bytes between them are
+    // read-only code that lives for the whole program.
+    unsafe {
+        let start = core::ptr::addr_of!(vkstub_start);
+        let len = addr(core::ptr::addr_of!(vkstub_end)) - addr(start);
+        core::slice::from_raw_parts(start, len)
+    }
+}
+
+/// The trampoline page's machine code, to be copied to
+/// [`crate::layout::TRAMP_OFF`].
+pub fn tramp_code() -> &'static [u8] {
+    // SAFETY: as in `stub_code`, for the trampoline's own pair of symbols.
+    unsafe {
+        let start = core::ptr::addr_of!(vktramp_start);
+        let len = addr(core::ptr::addr_of!(vktramp_end)) - addr(start);
+        core::slice::from_raw_parts(start, len)
+    }
+}
+
+/// Offsets of the stub's entry points, relative to the start of the stub
+/// (or of the trampoline, for the `tramp_*` fields).
+#[derive(Clone, Copy, Debug)]
+pub struct StubOffsets {
+    /// Handler of each exception vector 0..32.
+    pub vectors: [u64; 32],
+    /// Resume point: applies mailbox commands, then `iretq`.
+    pub resume: u64,
+    /// CPL0 `syscall` entry (standard VT-x/SVM semantics).
+    pub syscall: u64,
+    /// CPL3 trampoline a `syscall` lands on where KVM keeps CPL3.
+    pub tramp_syscall: u64,
+    /// Probe: the LSTAR target during the machine-start probe.
+    pub tramp_probe_entry: u64,
+    /// Probe: user code that executes `syscall`.
+    pub tramp_probe_user: u64,
+}
+
+/// Entry-point offsets of the assembled stub.
+pub fn offsets() -> StubOffsets {
+    // SAFETY: reading symbol addresses (not their contents) is always sound;
+    // `vkstub_vectors` is a read-only table of 32 quads assembled above.
+    unsafe {
+        let s = addr(core::ptr::addr_of!(vkstub_start)) as u64;
+        let t = addr(core::ptr::addr_of!(vktramp_start)) as u64;
+        StubOffsets {
+            vectors: core::ptr::read(core::ptr::addr_of!(vkstub_vectors)),
+            resume: addr(core::ptr::addr_of!(vkstub_resume)) as u64 - s,
+            syscall: addr(core::ptr::addr_of!(vkstub_syscall)) as u64 - s,
+            tramp_syscall: addr(core::ptr::addr_of!(vktramp_syscall)) as u64 - t,
+            tramp_probe_entry: addr(core::ptr::addr_of!(vktramp_probe_entry)) as u64 - t,
+            tramp_probe_user: addr(core::ptr::addr_of!(vktramp_probe_user)) as u64 - t,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout;
+
+    #[test]
+    fn stub_fits_and_entries_are_inside() {
+        let code = stub_code();
+        assert!(!code.is_empty());
+        assert!(code.len() as u64 <= layout::STUB_MAX, "stub is {} bytes", code.len());
+        assert!(tramp_code().len() as u64 <= layout::PAGE_SIZE);
+        let o = offsets();
+        for v in o.vectors {
+            assert!(v < code.len() as u64);
+        }
+        assert_eq!(o.vectors[0], 0);
+        assert!(o.resume < code.len() as u64);
+        // vector 0 pushes a dummy error code: 6a 00 (push 0), 6a 00 (push 0).
+        assert_eq!(&code[0..4], &[0x6a, 0x00, 0x6a, 0x00]);
+        // vector 14 pushes only its number: 6a 0e.
+        let v14 = o.vectors[14] as usize;
+        assert_eq!(&code[v14..v14 + 2], &[0x6a, 0x0e]);
+        // The trampoline's syscall entry is `out 0xe1, al` (e6 e1).
+        let t = tramp_code();
+        assert_eq!(&t[o.tramp_syscall as usize..][..2], &[0xe6, 0xe1]);
+    }
+}
