@@ -73,6 +73,12 @@ pub struct Translation {
     pub writable: bool,
     /// Effective execute permission over all levels.
     pub executable: bool,
+    /// Write permission of the levels above the leaf.
+    pub upper_writable: bool,
+    /// User permission of the levels above the leaf.
+    pub upper_user: bool,
+    /// Execute permission of the levels above the leaf.
+    pub upper_executable: bool,
 }
 
 /// Whether the walk emulates accessed/modified bits.
@@ -133,6 +139,7 @@ fn walk_once(
     let mut user = true;
     let mut executable = true;
     for level in (1..=4u8).rev() {
+        let (upper_writable, upper_user, upper_executable) = (writable, user, executable);
         if table % 4096 != 0 {
             return Err(FaultReason::Malformed { level });
         }
@@ -190,6 +197,9 @@ fn walk_once(
                 level,
                 writable,
                 executable,
+                upper_writable,
+                upper_user,
+                upper_executable,
             }));
         }
         if emulate == Emulate::AccessedModified && !e.accessed() {

@@ -340,8 +340,8 @@ impl Console {
             closed: AtomicBool::new(false),
         };
         if options.raw && nix::unistd::isatty(inner.input.as_fd()).unwrap_or(false) {
-            let orig =
-                termios::tcgetattr(inner.input.as_fd()).map_err(|e| ConsoleError::Termios(e.into()))?;
+            let orig = termios::tcgetattr(inner.input.as_fd())
+                .map_err(|e| ConsoleError::Termios(e.into()))?;
             let mut raw = orig.clone();
             termios::cfmakeraw(&mut raw);
             raw.output_flags = orig.output_flags;

@@ -241,7 +241,7 @@ impl Disk {
 
     fn sector_offset(&self, lba: u64, len: usize) -> Result<u64, DiskError> {
         let ss = self.sector_size as usize;
-        if len % ss != 0 {
+        if !len.is_multiple_of(ss) {
             return Err(DiskError::Unaligned {
                 len,
                 sector_size: self.sector_size,

@@ -239,7 +239,10 @@ impl LoopHandle {
     pub(crate) fn add(&self, source: Arc<dyn Source>) -> Result<SourceId, EventLoopError> {
         let id = self.allocate_id();
         let fds = source.fds();
-        assert!(fds.len() <= SUBS, "a source may register at most {SUBS} fds");
+        assert!(
+            fds.len() <= SUBS,
+            "a source may register at most {SUBS} fds"
+        );
         lock(&self.shared.sources).insert(
             id.0,
             Entry {
@@ -324,7 +327,8 @@ impl EventLoop {
             .registry()
             .try_clone()
             .map_err(EventLoopError::Create)?;
-        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN).map_err(EventLoopError::Create)?;
+        let waker =
+            mio::Waker::new(poll.registry(), WAKER_TOKEN).map_err(EventLoopError::Create)?;
         Ok(EventLoop {
             poll,
             events: Events::with_capacity(256),
@@ -441,13 +445,16 @@ impl EventLoop {
                 let mut batch = Vec::new();
                 loop {
                     ev.poll_into(None, &mut batch)?;
+                    for event in batch.drain(..) {
+                        if matches!(event, Event::Wake) && thread_stop.load(Ordering::Acquire) {
+                            continue; // our own stop request
+                        }
+                        if tx.send(event).is_err() {
+                            return Ok(ev); // nobody listens any more
+                        }
+                    }
                     if thread_stop.load(Ordering::Acquire) {
                         return Ok(ev);
-                    }
-                    for event in batch.drain(..) {
-                        if tx.send(event).is_err() {
-                            return Ok(ev);
-                        }
                     }
                 }
             })
@@ -493,6 +500,7 @@ impl LoopThread {
     }
 
     /// Stops the thread and gives the loop back (with its registrations).
+    /// Events not yet taken from [`LoopThread::events`] are discarded.
     pub fn stop(mut self) -> Result<EventLoop, EventLoopError> {
         self.stop_and_join()
             .unwrap_or(Err(EventLoopError::ThreadPanicked))

@@ -17,7 +17,7 @@
 //! thread with [`EventLoop::spawn`]. A [`Waker`] wakes the loop from any
 //! thread.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use vkernel_devices::{Event, EventLoop, Timer};
 //!

@@ -6,7 +6,7 @@
 //! virtual kernel could not service in time reports how many ticks it
 //! missed instead of silently dropping them.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use vkernel_devices::{Event, EventLoop, Timer};
 //!

@@ -11,11 +11,14 @@ use vkernel_devices::{Console, ConsoleError, ConsoleOptions, Event, EventLoop};
 fn wait_interrupt(ev: &mut EventLoop) -> bool {
     let end = Instant::now() + Duration::from_secs(10);
     while Instant::now() < end {
-        for e in ev.poll_once(Some(Duration::from_millis(100))).unwrap() {
-            match e {
-                Event::ConsoleInterrupt { .. } => return true,
-                other => panic!("unexpected {other:?}"),
-            }
+        if let Some(e) = ev
+            .poll_once(Some(Duration::from_millis(100)))
+            .unwrap()
+            .into_iter()
+            .next()
+        {
+            assert!(matches!(e, Event::ConsoleInterrupt { .. }), "{e:?}");
+            return true;
         }
     }
     false

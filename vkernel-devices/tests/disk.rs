@@ -95,7 +95,10 @@ fn byte_round_trips_at_various_offsets() {
     let file = std::fs::read(&s.0).unwrap();
     assert_eq!(file.len() as u64, size);
     let (off, len) = (size - 7000, 7000usize);
-    assert_eq!(&file[off as usize..off as usize + len], &pattern(len, 8)[..]);
+    assert_eq!(
+        &file[off as usize..off as usize + len],
+        &pattern(len, 8)[..]
+    );
 }
 
 #[test]

@@ -21,6 +21,12 @@
 //! 0x200000..  rest     hardware page-table pool (2 MiB mappings)
 //! ```
 
+/// User virtual address of the trampoline page: the last page of the user
+/// half (Linux keeps the same page out of user space). A PVM-derived KVM
+/// never lets CPL3 touch the upper half, so the page a CPL3 `syscall` lands
+/// on must live here. Vprocs can map everything below it.
+pub const TRAMP_VA: u64 = 0x0000_7FFF_FFFF_F000;
+
 /// Page size.
 pub const PAGE_SIZE: u64 = 4096;
 /// Virtual base of the system region in every vmspace (PML4 slot 256).

@@ -88,5 +88,6 @@ pub const fn is_canonical(va: u64) -> bool {
     top == 0 || top == -1
 }
 
-/// One past the highest user (lower-half) address.
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
+/// One past the highest address a vproc can map (the page above holds the
+/// trampoline, see [`crate::layout::TRAMP_VA`]).
+pub const USER_END: u64 = 0x0000_7FFF_FFFF_F000;

@@ -95,7 +95,7 @@ impl<K: Ord + Copy> CfsRq<K> {
             self.tree.remove(&(vruntime, key));
         }
         let new_v = match self.rightmost_vruntime() {
-            Some(r) if r >= vruntime => r + 1,
+            Some(r) if r >= vruntime => r.saturating_add(1),
             _ => vruntime,
         };
         if running {
@@ -354,7 +354,10 @@ impl SchedClass for FairClass {
             };
             return gc.vruntime > gw.vruntime.saturating_add(self.gran_vruntime(gw.weight));
         }
-        curr.vruntime > woken.vruntime.saturating_add(self.gran_vruntime(woken.weight))
+        curr.vruntime
+            > woken
+                .vruntime
+                .saturating_add(self.gran_vruntime(woken.weight))
     }
 
     fn pick_next_task(&mut self) -> Option<TaskId> {

@@ -1,0 +1,697 @@
+//! vCPUs: running a vproc until it traps (the seed's `VMSPACE_CTL_RUN`), and
+//! kicking a running vCPU out of the guest.
+//!
+//! One [`Cpu::run`] costs one `KVM_RUN` per trap and no other vCPU ioctl:
+//! registers travel through KVM's synced register block (`kvm_run.s.regs`),
+//! the entry frame and the mailbox through the system region.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{fence, Ordering};
+use std::sync::{Arc, Mutex, Once};
+
+use kvm_bindings::{kvm_guest_debug, kvm_run, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+
+use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS, MB_USER_RSP};
+use vkernel_guest::layout::{cpu_stack_top_off, ENTRY_FRAME_SIZE, STUB_OFF, SYS_VA};
+use vkernel_guest::x86::{self, is_canonical, sel, PFEC_I, PFEC_W};
+
+use crate::hwpt::Cmd;
+use crate::machine::{MachineInner, TrapPath};
+use crate::trap::{Trap, TrapFrame};
+use crate::vmspace::Vmspace;
+use crate::walker::Access;
+
+/// Errors of [`Cpu::run`]: the host-side machinery failed (not the vproc).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The vmspace belongs to another machine.
+    #[error("the vmspace belongs to another machine")]
+    WrongMachine,
+    /// The frame holds a value the CPU cannot load.
+    #[error("trap frame field {field} = {value:#x} is not a canonical address")]
+    BadFrame {
+        /// Field name.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// KVM_RUN failed.
+    #[error("KVM_RUN failed: {0}")]
+    Kvm(std::io::Error),
+    /// The guest triple-faulted (a stub or setup bug).
+    #[error("the vCPU shut down (triple fault) at rip {rip:#x}")]
+    Shutdown {
+        /// Guest RIP.
+        rip: u64,
+    },
+    /// KVM could not emulate something.
+    #[error("KVM internal error (suberror {suberror}) at rip {rip:#x}")]
+    Internal {
+        /// KVM's suberror code.
+        suberror: u32,
+        /// Guest RIP.
+        rip: u64,
+    },
+    /// An exception hit the stub itself.
+    #[error("exception {vector} in the stub at rip {rip:#x} (cr2 {cr2:#x})")]
+    StubFault {
+        /// Vector.
+        vector: u64,
+        /// Guest RIP.
+        rip: u64,
+        /// CR2.
+        cr2: u64,
+    },
+    /// The same fault kept being resolved without progress.
+    #[error("page fault at {addr:#x} resolved {count} times without progress")]
+    FaultLoop {
+        /// Faulting address.
+        addr: u64,
+        /// Times resolved.
+        count: u32,
+    },
+    /// Some other exit.
+    #[error("unexpected vCPU exit: {0}")]
+    Unexpected(String),
+    /// An earlier fatal error left this vCPU unusable.
+    #[error("the vCPU is unusable after an earlier error: {0}")]
+    Broken(String),
+}
+
+/// Shared state between a vCPU and its kickers.
+pub(crate) struct KickState {
+    run: *mut kvm_run,
+    thread: Mutex<Option<libc::pthread_t>>,
+}
+
+// SAFETY: `run` points at the vCPU's kvm_run page, mapped for the lifetime
+// of the VcpuFd, which the machine keeps alive as long as any kicker (the
+// MachineInner holds the kickers and the Cpu holds the MachineInner); only
+// the `immediate_exit` byte is written through it from other threads.
+unsafe impl Send for KickState {}
+// SAFETY: as above.
+unsafe impl Sync for KickState {}
+
+fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 3
+}
+
+extern "C" fn on_kick(_: libc::c_int) {}
+
+fn install_kick_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: installs a handler that does nothing for a real-time
+        // signal reserved for vkernel; without SA_RESTART so KVM_RUN returns
+        // EINTR.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_kick as *const () as usize;
+            sa.sa_flags = 0;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(kick_signal(), &sa, std::ptr::null_mut());
+        }
+    });
+}
+
+impl KickState {
+    pub(crate) fn new(fd: &mut VcpuFd) -> KickState {
+        install_kick_handler();
+        KickState {
+            run: fd.get_kvm_run() as *mut kvm_run,
+            thread: Mutex::new(None),
+        }
+    }
+
+    fn set_thread(&self, t: Option<libc::pthread_t>) {
+        *self.thread.lock().unwrap() = t;
+    }
+}
+
+/// Forces a vCPU out of `KVM_RUN` from any thread; [`Cpu::run`] then
+/// returns [`Trap::Interrupted`]. A kick that arrives while the vCPU is not
+/// in the guest makes the next run return at once: no wakeup is lost.
+#[derive(Clone)]
+pub struct Kicker(Arc<KickState>);
+
+impl Kicker {
+    pub(crate) fn new(k: Arc<KickState>) -> Kicker {
+        Kicker(k)
+    }
+
+    /// Kick the vCPU.
+    pub fn kick(&self) {
+        // SAFETY: see KickState: the kvm_run page outlives the kicker; a
+        // volatile byte store races benignly with KVM reading it.
+        unsafe { std::ptr::write_volatile(std::ptr::addr_of_mut!((*self.0.run).immediate_exit), 1) };
+        fence(Ordering::SeqCst);
+        let t = self.0.thread.lock().unwrap();
+        if let Some(t) = *t {
+            // SAFETY: `t` is the thread inside Cpu::run, which clears it
+            // under this lock before returning, so the thread is alive.
+            unsafe { libc::pthread_kill(t, kick_signal()) };
+        }
+    }
+}
+
+impl std::fmt::Debug for Kicker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kicker")
+    }
+}
+
+/// Counters of one vCPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuStats {
+    /// KVM_RUN returns (VM exits seen by the host).
+    pub exits: u64,
+    /// Page faults resolved from a vpagetable without a trap.
+    pub resolved_faults: u64,
+    /// Syscall traps returned.
+    pub syscalls: u64,
+    /// PageFault traps returned.
+    pub page_faults: u64,
+    /// Exception traps returned.
+    pub exceptions: u64,
+    /// Interrupted returns.
+    pub interrupts: u64,
+    /// Extra exits spent entering the stub to apply commands.
+    pub bounces: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Position {
+    /// CPL0 in the stub at the resume point, RSP = stack top - 56.
+    Kernel,
+    /// CPL3 with the vproc's registers live (quirk syscall exit or a kick).
+    User,
+}
+
+/// A vCPU. Move it to the thread that runs it.
+pub struct Cpu {
+    m: Arc<MachineInner>,
+    index: usize,
+    fd: VcpuFd,
+    kick: Arc<KickState>,
+    pos: Position,
+    cur_vms: u64,
+    new_cr3: Option<u64>,
+    seen_gen: u64,
+    target: TrapFrame,
+    queue: VecDeque<Cmd>,
+    bounce: bool,
+    scrub_batch: Option<u64>,
+    kick_pending: bool,
+    stepping: bool,
+    last_fault: (u64, u32),
+    stats: CpuStats,
+    broken: Option<String>,
+    top: u64,
+}
+
+impl std::fmt::Debug for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cpu").field("index", &self.index).finish()
+    }
+}
+
+const FAULT_LOOP_MAX: u32 = 64;
+
+impl Cpu {
+    pub(crate) fn new(m: Arc<MachineInner>, index: usize, mut fd: VcpuFd, kick: Arc<KickState>) -> Cpu {
+        // Seed the synced register block with the real state, so the first
+        // entry that edits it starts from truth.
+        let regs = fd.get_regs().expect("GET_REGS on a fresh vCPU");
+        let sregs = fd.get_sregs().expect("GET_SREGS on a fresh vCPU");
+        fd.set_sync_valid_reg(SyncReg::Register);
+        fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        {
+            let s = fd.sync_regs_mut();
+            s.regs = regs;
+            s.sregs = sregs;
+        }
+        Cpu {
+            m,
+            index,
+            fd,
+            kick,
+            pos: Position::Kernel,
+            cur_vms: 0,
+            new_cr3: None,
+            seen_gen: 0,
+            target: TrapFrame::default(),
+            queue: VecDeque::new(),
+            bounce: false,
+            scrub_batch: None,
+            kick_pending: false,
+            stepping: false,
+            last_fault: (u64::MAX, 0),
+            stats: CpuStats::default(),
+            broken: None,
+            top: cpu_stack_top_off(index),
+        }
+    }
+
+    /// Index of this vCPU.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> CpuStats {
+        self.stats
+    }
+
+    /// A kicker for this vCPU.
+    pub fn kicker(&self) -> Kicker {
+        Kicker(self.kick.clone())
+    }
+
+    /// The underlying KVM vCPU (for debugging and tools: FPU/XSAVE state).
+    pub fn vcpu_fd(&self) -> &VcpuFd {
+        &self.fd
+    }
+
+    /// Run the vproc described by `frame` in `vms` until it traps.
+    ///
+    /// Page faults the vpagetable can satisfy are resolved inside and never
+    /// returned. On return `frame` holds the vproc's registers at the trap.
+    pub fn run(&mut self, vms: &Vmspace, frame: &mut TrapFrame) -> Result<Trap, RunError> {
+        if let Some(b) = &self.broken {
+            return Err(RunError::Broken(b.clone()));
+        }
+        if !Arc::ptr_eq(&vms.shared.machine, &self.m) {
+            return Err(RunError::WrongMachine);
+        }
+        for (field, value) in [
+            ("rip", frame.rip),
+            ("rsp", frame.rsp),
+            ("fs_base", frame.fs_base),
+            ("gs_base", frame.gs_base),
+        ] {
+            if !is_canonical(value) {
+                return Err(RunError::BadFrame { field, value });
+            }
+        }
+        if self.kick_pending {
+            self.kick_pending = false;
+            self.fd.set_kvm_immediate_exit(0);
+            self.stats.interrupts += 1;
+            return Ok(Trap::Interrupted);
+        }
+        {
+            let mut st = vms.lock();
+            st.running |= 1 << self.index;
+            if self.cur_vms != vms.shared.id {
+                let pml4 = st.hw.as_ref().expect("live vmspace").pml4;
+                self.new_cr3 = Some(self.m.sys_gpa + pml4);
+                self.cur_vms = vms.shared.id;
+                self.seen_gen = st.gen;
+            }
+            if !st.pending.is_empty() {
+                self.queue.extend(st.pending.drain(..));
+                self.seen_gen = st.gen;
+            } else if self.seen_gen != st.gen {
+                self.queue.push_back(abi::cmd(abi::CMD_FLUSH, 0, 0));
+                self.seen_gen = st.gen;
+            }
+        }
+        if self.scrub_batch.is_none() && self.queue.len() < MB_MAX_CMDS {
+            let mut pool = self.m.pool.lock().unwrap();
+            if pool.has_scrub() {
+                let mut v = Vec::new();
+                self.scrub_batch = pool.take_scrub(MB_MAX_CMDS - self.queue.len(), &mut v);
+                self.queue.extend(v);
+            }
+        }
+        self.target = *frame;
+        // SAFETY: pthread_self has no preconditions.
+        self.kick.set_thread(Some(unsafe { libc::pthread_self() }));
+        let r = self.run_loop(vms, frame);
+        self.kick.set_thread(None);
+        vms.lock().running &= !(1 << self.index);
+        if let Err(e) = &r {
+            if !matches!(e, RunError::FaultLoop { .. }) {
+                self.broken = Some(e.to_string());
+            }
+        }
+        r
+    }
+
+    fn sys_load(&self, off: u64) -> u64 {
+        self.m.sys.load(off).expect("per-vCPU area inside the system region")
+    }
+
+    fn sys_store(&self, off: u64, v: u64) {
+        self.m
+            .sys
+            .store(off, v)
+            .expect("per-vCPU area inside the system region")
+    }
+
+    fn user_rflags(f: &TrapFrame) -> u64 {
+        (f.rflags & x86::RFLAGS_USER_MASK) | x86::RFLAGS_FIXED | x86::RFLAGS_IF
+    }
+
+    /// Set up registers, the iret frame and the mailbox for the next entry.
+    fn prepare_entry(&mut self) {
+        let mb = self.top;
+        // Commands a kicked entry never applied go first.
+        let left = self.sys_load(mb + MB_NCMDS) as usize;
+        if left > 0 {
+            for i in (0..left.min(MB_MAX_CMDS)).rev() {
+                let a = self.sys_load(mb + MB_CMDS + 16 * i as u64);
+                let b = self.sys_load(mb + MB_CMDS + 16 * i as u64 + 8);
+                self.queue.push_front([a, b]);
+            }
+            self.sys_store(mb + MB_NCMDS, 0);
+        }
+        let t = self.target;
+        let kcall = self.m.kcall_va();
+        let (rip, rsp, rflags, regs_rip, regs_rsp);
+        match self.pos {
+            Position::Kernel => {
+                let n = self.queue.len().min(MB_MAX_CMDS);
+                for i in 0..n {
+                    let [a, b] = self.queue.pop_front().unwrap();
+                    self.sys_store(mb + MB_CMDS + 16 * i as u64, a);
+                    self.sys_store(mb + MB_CMDS + 16 * i as u64 + 8, b);
+                }
+                self.sys_store(mb + MB_NCMDS, n as u64);
+                self.bounce = !self.queue.is_empty();
+                if self.bounce {
+                    (rip, rsp, rflags) = (kcall, t.rsp, x86::RFLAGS_FIXED);
+                } else {
+                    (rip, rsp, rflags) = (t.rip, t.rsp, Self::user_rflags(&t));
+                }
+                let f = mb - 40;
+                for (i, v) in [rip, sel::UCODE as u64, rflags, rsp, sel::UDATA as u64]
+                    .iter()
+                    .enumerate()
+                {
+                    self.sys_store(f + 8 * i as u64, *v);
+                }
+                regs_rip = SYS_VA + STUB_OFF + self.m.offsets.resume;
+                regs_rsp = SYS_VA + mb - ENTRY_FRAME_SIZE;
+                rflags_set(&mut self.fd, x86::RFLAGS_FIXED);
+            }
+            Position::User => {
+                self.bounce = !self.queue.is_empty();
+                regs_rip = if self.bounce { kcall } else { t.rip };
+                regs_rsp = t.rsp;
+                rflags_set(&mut self.fd, Self::user_rflags(&t));
+            }
+        }
+        let s = self.fd.sync_regs_mut();
+        let r = &mut s.regs;
+        r.rax = t.rax;
+        r.rbx = t.rbx;
+        r.rcx = t.rcx;
+        r.rdx = t.rdx;
+        r.rsi = t.rsi;
+        r.rdi = t.rdi;
+        r.rbp = t.rbp;
+        r.r8 = t.r8;
+        r.r9 = t.r9;
+        r.r10 = t.r10;
+        r.r11 = t.r11;
+        r.r12 = t.r12;
+        r.r13 = t.r13;
+        r.r14 = t.r14;
+        r.r15 = t.r15;
+        r.rip = regs_rip;
+        r.rsp = regs_rsp;
+        let mut sdirty = false;
+        if let Some(cr3) = self.new_cr3.take() {
+            s.sregs.cr3 = cr3;
+            sdirty = true;
+        }
+        if s.sregs.fs.base != t.fs_base {
+            s.sregs.fs.base = t.fs_base;
+            sdirty = true;
+        }
+        if s.sregs.gs.base != t.gs_base {
+            s.sregs.gs.base = t.gs_base;
+            sdirty = true;
+        }
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        if sdirty {
+            self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+        }
+    }
+
+    fn frame_from_regs(&self) -> TrapFrame {
+        let s = self.fd.sync_regs();
+        let r = s.regs;
+        TrapFrame {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rbp: r.rbp,
+            rsp: r.rsp,
+            r8: r.r8,
+            r9: r.r9,
+            r10: r.r10,
+            r11: r.r11,
+            r12: r.r12,
+            r13: r.r13,
+            r14: r.r14,
+            r15: r.r15,
+            rip: r.rip,
+            rflags: r.rflags,
+            fs_base: s.sregs.fs.base,
+            gs_base: s.sregs.gs.base,
+        }
+    }
+
+    fn set_stepping(&mut self, on: bool) -> Result<(), RunError> {
+        let dbg = kvm_guest_debug {
+            control: if on {
+                KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        self.fd
+            .set_guest_debug(&dbg)
+            .map_err(|e| RunError::Kvm(std::io::Error::from_raw_os_error(e.errno())))?;
+        self.stepping = on;
+        Ok(())
+    }
+
+    fn run_loop(&mut self, vms: &Vmspace, frame: &mut TrapFrame) -> Result<Trap, RunError> {
+        let mut need_entry = true;
+        let top_va = SYS_VA + self.top;
+        loop {
+            if need_entry {
+                self.prepare_entry();
+            }
+            need_entry = false;
+            let res = self.fd.run();
+            self.stats.exits += 1;
+            // Did the stub apply the mailbox?
+            let applied = self.m.sys.load(self.top + MB_NCMDS).unwrap_or(1) == 0;
+            let exit = match res {
+                Ok(VcpuExit::IoOut(port, _)) => Ok(Some(port)),
+                Ok(VcpuExit::Debug(_)) => Ok(None),
+                Ok(VcpuExit::Shutdown) => Err(RunError::Shutdown {
+                    rip: self.fd.sync_regs().regs.rip,
+                }),
+                Ok(VcpuExit::InternalError) => {
+                    // SAFETY: after KVM_EXIT_INTERNAL_ERROR the `internal`
+                    // member of the exit union is the valid one.
+                    let sub = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                    Err(RunError::Internal {
+                        suberror: sub,
+                        rip: self.fd.sync_regs().regs.rip,
+                    })
+                }
+                Ok(other) => Err(RunError::Unexpected(format!("{other:?}"))),
+                Err(e) if e.errno() == libc::EINTR => Err(RunError::Kvm(std::io::Error::from_raw_os_error(libc::EINTR))),
+                Err(e) if e.errno() == libc::EAGAIN => {
+                    continue;
+                }
+                Err(e) => Err(RunError::Kvm(std::io::Error::from_raw_os_error(e.errno()))),
+            };
+            if applied {
+                if let Some(b) = self.scrub_batch.take() {
+                    self.m.pool.lock().unwrap().scrub_done(b);
+                }
+            }
+            let port = match exit {
+                Ok(p) => p,
+                Err(RunError::Kvm(e)) if e.raw_os_error() == Some(libc::EINTR) => {
+                    self.fd.set_kvm_immediate_exit(0);
+                    let s = self.fd.sync_regs();
+                    if s.sregs.cs.selector & 3 == 3 {
+                        // Stopped in the vproc: its registers are live.
+                        self.pos = Position::User;
+                        self.target = self.frame_from_regs();
+                        *frame = self.target;
+                        self.stats.interrupts += 1;
+                        return Ok(Trap::Interrupted);
+                    }
+                    if self.pos == Position::Kernel
+                        && s.regs.rip == SYS_VA + STUB_OFF + self.m.offsets.resume
+                        && s.regs.rsp == top_va - ENTRY_FRAME_SIZE
+                        && !self.stepping
+                    {
+                        // Never entered (immediate exit): nothing ran.
+                        // The entry is prepared again next time.
+                        self.stats.interrupts += 1;
+                        *frame = self.target;
+                        return Ok(Trap::Interrupted);
+                    }
+                    // Kicked inside the stub: step until the vproc runs.
+                    self.set_stepping(true)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(port) = port else {
+                // A single-step exit.
+                if self.fd.sync_regs().sregs.cs.selector & 3 == 3 {
+                    self.set_stepping(false)?;
+                    self.pos = Position::User;
+                    self.target = self.frame_from_regs();
+                    *frame = self.target;
+                    self.stats.interrupts += 1;
+                    return Ok(Trap::Interrupted);
+                }
+                continue;
+            };
+            if self.stepping {
+                self.set_stepping(false)?;
+                self.kick_pending = true;
+            }
+            match port {
+                abi::PORT_EXCEPTION => {
+                    let s = self.fd.sync_regs();
+                    if s.regs.rsp != top_va - ENTRY_FRAME_SIZE {
+                        return Err(RunError::StubFault {
+                            vector: self.sys_load_checked(s.regs.rsp),
+                            rip: s.regs.rip,
+                            cr2: s.sregs.cr2,
+                        });
+                    }
+                    let base = self.top - ENTRY_FRAME_SIZE;
+                    let vector = self.sys_load(base);
+                    let error_code = self.sys_load(base + 8);
+                    let rip = self.sys_load(base + 16);
+                    let cs = self.sys_load(base + 24);
+                    let rflags = self.sys_load(base + 32);
+                    let rsp = self.sys_load(base + 40);
+                    if cs & 3 != 3 {
+                        return Err(RunError::StubFault {
+                            vector,
+                            rip,
+                            cr2: s.sregs.cr2,
+                        });
+                    }
+                    self.pos = Position::Kernel;
+                    let mut f = self.frame_from_regs();
+                    f.rip = rip;
+                    f.rsp = rsp;
+                    f.rflags = rflags;
+                    if vector == 14 {
+                        let addr = s.sregs.cr2;
+                        if self.bounce && addr == self.m.kcall_va() {
+                            // Entered the stub to apply commands; go on.
+                            self.stats.bounces += 1;
+                            need_entry = true;
+                            continue;
+                        }
+                        let access = if error_code & PFEC_I != 0 {
+                            Access::Execute
+                        } else if error_code & PFEC_W != 0 {
+                            Access::Write
+                        } else {
+                            Access::Read
+                        };
+                        let mut cmds = Vec::new();
+                        match vms.resolve(addr, access, &mut cmds) {
+                            Ok(()) => {
+                                self.stats.resolved_faults += 1;
+                                if self.last_fault.0 == addr {
+                                    self.last_fault.1 += 1;
+                                    if self.last_fault.1 >= FAULT_LOOP_MAX {
+                                        self.last_fault = (u64::MAX, 0);
+                                        self.target = f;
+                                        *frame = f;
+                                        return Err(RunError::FaultLoop {
+                                            addr,
+                                            count: FAULT_LOOP_MAX,
+                                        });
+                                    }
+                                } else {
+                                    self.last_fault = (addr, 1);
+                                }
+                                if !cmds.is_empty() {
+                                    self.target = f;
+                                    self.queue.extend(cmds);
+                                    need_entry = true;
+                                }
+                                continue;
+                            }
+                            Err(reason) => {
+                                self.last_fault = (u64::MAX, 0);
+                                self.target = f;
+                                *frame = f;
+                                self.stats.page_faults += 1;
+                                return Ok(Trap::PageFault {
+                                    addr,
+                                    access,
+                                    reason,
+                                });
+                            }
+                        }
+                    }
+                    self.target = f;
+                    *frame = f;
+                    self.stats.exceptions += 1;
+                    return Ok(Trap::Exception {
+                        vector: vector as u8,
+                        error_code,
+                    });
+                }
+                abi::PORT_SYSCALL => {
+                    let mut f = self.frame_from_regs();
+                    match self.m.path {
+                        TrapPath::StaysInUserMode => self.pos = Position::User,
+                        TrapPath::Standard => {
+                            self.pos = Position::Kernel;
+                            f.rsp = self.sys_load(self.top + MB_USER_RSP);
+                        }
+                    }
+                    f.rip = f.rcx;
+                    f.rflags = f.r11;
+                    self.target = f;
+                    *frame = f;
+                    self.stats.syscalls += 1;
+                    return Ok(Trap::Syscall);
+                }
+                p => {
+                    return Err(RunError::Unexpected(format!(
+                        "out to port {p:#x} at rip {:#x}",
+                        self.fd.sync_regs().regs.rip
+                    )))
+                }
+            }
+        }
+    }
+
+    fn sys_load_checked(&self, va: u64) -> u64 {
+        va.checked_sub(SYS_VA)
+            .and_then(|off| self.m.sys.load(off & !7).ok())
+            .unwrap_or(u64::MAX)
+    }
+}
+
+fn rflags_set(fd: &mut VcpuFd, v: u64) {
+    fd.sync_regs_mut().regs.rflags = v;
+}

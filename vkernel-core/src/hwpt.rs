@@ -1,0 +1,360 @@
+//! Hardware page tables and the pool they are allocated from.
+//!
+//! Every vmspace owns a hardware PML4 in the system region. Its upper half
+//! is one shared entry mapping the system region; its lower half is filled
+//! lazily from the vpagetable by the fault path.
+//!
+//! **Who writes what.** The host writes an entry directly only when it goes
+//! from zero to non-zero (or gains write permission over the same frame):
+//! both a real MMU and a shadow MMU re-walk the tables on the next fault, so
+//! they see such a change. Anything that removes or downgrades a mapping is
+//! queued as a mailbox command that the stub executes *in the guest* before
+//! the vproc runs again: a shadow MMU (our hosts' PVM-derived KVM) only
+//! notices page-table writes the guest makes, and only the guest can
+//! `invlpg` its own TLB. Table pages of a destroyed vmspace are scrubbed the
+//! same way before they return to the pool.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use vkernel_guest::abi::{cmd, CMD_FLUSH, CMD_INVLPG, CMD_STORE};
+use vkernel_guest::layout::{PAGE_SIZE, SYS_PML4_INDEX, SYS_VA};
+use vkernel_guest::x86::{PTE_A, PTE_ADDR_MASK, PTE_P, PTE_U, PTE_W};
+
+use crate::ram::Ram;
+use crate::vpte::index;
+
+/// A mailbox command: `[address | kind, value]`.
+pub type Cmd = [u64; 2];
+
+/// Errors of the table pool.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
+pub enum PoolError {
+    /// No free table page is left.
+    #[error(
+        "the hardware page-table pool is exhausted ({pages} pages); build the machine with a \
+         larger sys_size, or run a vCPU so that destroyed vmspaces' tables are recycled"
+    )]
+    Exhausted {
+        /// Pages in the pool.
+        pages: u64,
+    },
+}
+
+/// Above this many invalidated pages, one full TLB flush replaces the
+/// per-page `invlpg`s.
+const INVLPG_MAX: usize = 32;
+
+/// The pool of hardware page-table pages in the system region.
+pub(crate) struct PtPool {
+    sys: Ram,
+    sys_gpa: u64,
+    next_fresh: u64,
+    end: u64,
+    free: Vec<u64>,
+    scrub: VecDeque<Cmd>,
+    /// Scrub commands ever queued.
+    queued: u64,
+    /// Scrub commands handed to vCPUs, by batch start -> batch end.
+    inflight: BTreeMap<u64, u64>,
+    /// Scrub commands ever handed out.
+    issued: u64,
+    /// (ticket, page): the page is clean once every command before the
+    /// ticket has been applied.
+    quarantine: VecDeque<(u64, u64)>,
+    upper_entry: u64,
+}
+
+impl PtPool {
+    pub(crate) fn new(sys: Ram, sys_gpa: u64, start: u64, end: u64, upper_entry: u64) -> Self {
+        PtPool {
+            sys,
+            sys_gpa,
+            next_fresh: start,
+            end,
+            free: Vec::new(),
+            scrub: VecDeque::new(),
+            queued: 0,
+            inflight: BTreeMap::new(),
+            issued: 0,
+            quarantine: VecDeque::new(),
+            upper_entry,
+        }
+    }
+
+    pub(crate) fn sys(&self) -> &Ram {
+        &self.sys
+    }
+
+    /// Total pages the pool manages.
+    pub(crate) fn capacity(&self) -> u64 {
+        (self.end - (self.end - self.next_fresh)) / PAGE_SIZE
+    }
+
+    /// Pages in use (allocated or waiting to be scrubbed).
+    pub(crate) fn free_pages(&self) -> u64 {
+        (self.end - self.next_fresh) / PAGE_SIZE + self.free.len() as u64
+    }
+
+    /// Allocate one zeroed table page; returns its offset in the system region.
+    pub(crate) fn alloc(&mut self) -> Result<u64, PoolError> {
+        self.reclaim();
+        if let Some(p) = self.free.pop() {
+            return Ok(p);
+        }
+        if self.next_fresh + PAGE_SIZE <= self.end {
+            let p = self.next_fresh;
+            self.next_fresh += PAGE_SIZE;
+            return Ok(p);
+        }
+        Err(PoolError::Exhausted {
+            pages: self.end / PAGE_SIZE,
+        })
+    }
+
+    /// Return table pages: their non-zero entries are zeroed by the guest
+    /// before the pages are reused.
+    pub(crate) fn release(&mut self, pages: &[u64]) {
+        for &p in pages {
+            for i in 0..512u64 {
+                let off = p + 8 * i;
+                let v = self.sys.load(off).unwrap_or(0);
+                if v != 0 {
+                    self.scrub.push_back(cmd(CMD_STORE, SYS_VA + off, 0));
+                    self.queued += 1;
+                }
+            }
+        }
+        if !pages.is_empty() {
+            self.scrub.push_back(cmd(CMD_FLUSH, 0, 0));
+            self.queued += 1;
+        }
+        for &p in pages {
+            self.quarantine.push_back((self.queued, p));
+        }
+        self.reclaim();
+    }
+
+    /// Hand up to `max` scrub commands to a vCPU; returns the batch id.
+    pub(crate) fn take_scrub(&mut self, max: usize, out: &mut Vec<Cmd>) -> Option<u64> {
+        let n = self.scrub.len().min(max);
+        if n == 0 {
+            return None;
+        }
+        out.extend(self.scrub.drain(..n));
+        let start = self.issued;
+        self.issued += n as u64;
+        self.inflight.insert(start, self.issued);
+        Some(start)
+    }
+
+    /// The vCPU that carried batch `id` has executed it.
+    pub(crate) fn scrub_done(&mut self, id: u64) {
+        self.inflight.remove(&id);
+        self.reclaim();
+    }
+
+    fn reclaim(&mut self) {
+        let applied = self
+            .inflight
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.issued);
+        while let Some(&(ticket, page)) = self.quarantine.front() {
+            if ticket > applied {
+                break;
+            }
+            self.quarantine.pop_front();
+            // The guest zeroed every entry that was set; make sure.
+            if (0..512u64).all(|i| self.sys.load(page + 8 * i).unwrap_or(1) == 0) {
+                self.free.push(page);
+            } else {
+                log::warn!("table page {page:#x} not clean after scrub; leaking it");
+            }
+        }
+    }
+
+    /// Is anything waiting to be scrubbed?
+    pub(crate) fn has_scrub(&self) -> bool {
+        !self.scrub.is_empty()
+    }
+
+    /// Build a new address space: a PML4 with the shared upper half.
+    pub(crate) fn new_space(&mut self) -> Result<HwSpace, PoolError> {
+        let pml4 = self.alloc()?;
+        self.sys
+            .store(pml4 + 8 * SYS_PML4_INDEX as u64, self.upper_entry)
+            .expect("pool page inside the system region");
+        Ok(HwSpace {
+            pml4,
+            tables: vec![pml4],
+        })
+    }
+
+    pub(crate) fn gpa(&self, off: u64) -> u64 {
+        self.sys_gpa + off
+    }
+}
+
+/// One vmspace's hardware page tables.
+pub(crate) struct HwSpace {
+    /// Offset of the PML4 in the system region.
+    pub(crate) pml4: u64,
+    tables: Vec<u64>,
+}
+
+/// What installing a leaf did.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) enum Installed {
+    /// The host wrote the entry directly.
+    Direct,
+    /// The entry already had that value.
+    Same,
+    /// The entry changes a live mapping: a command was queued.
+    Queued,
+}
+
+impl HwSpace {
+    /// Offsets of all table pages (for release on destroy).
+    pub(crate) fn pages(&self) -> &[u64] {
+        &self.tables
+    }
+
+    /// Number of table pages.
+    pub(crate) fn page_count(&self) -> usize {
+        self.tables.len()
+    }
+
+    /// Offset of the leaf entry for `va`, if its tables exist.
+    pub(crate) fn leaf_off(&self, pool: &PtPool, va: u64) -> Option<u64> {
+        let mut table = self.pml4;
+        for level in (2..=4u8).rev() {
+            let e = pool.sys.load(table + 8 * index(va, level) as u64).ok()?;
+            if e & PTE_P == 0 {
+                return None;
+            }
+            table = (e & PTE_ADDR_MASK).checked_sub(pool.sys_gpa)?;
+        }
+        Some(table + 8 * index(va, 1) as u64)
+    }
+
+    /// Current leaf value for `va` (0 when absent).
+    pub(crate) fn leaf(&self, pool: &PtPool, va: u64) -> u64 {
+        self.leaf_off(pool, va)
+            .and_then(|o| pool.sys.load(o).ok())
+            .unwrap_or(0)
+    }
+
+    /// Install `value` as the leaf for `va`, creating tables as needed.
+    ///
+    /// `upgrade_ok`: a change that only adds write permission over the same
+    /// frame may be written by the host.
+    pub(crate) fn install(
+        &mut self,
+        pool: &mut PtPool,
+        va: u64,
+        value: u64,
+        upgrade_ok: bool,
+        cmds: &mut Vec<Cmd>,
+    ) -> Result<Installed, PoolError> {
+        let mut table = self.pml4;
+        for level in (2..=4u8).rev() {
+            let off = table + 8 * index(va, level) as u64;
+            let e = pool.sys.load(off).expect("table inside the system region");
+            if e & PTE_P == 0 {
+                let page = pool.alloc()?;
+                self.tables.push(page);
+                let entry = pool.gpa(page) | PTE_P | PTE_W | PTE_U | PTE_A;
+                pool.sys.store(off, entry).expect("inside");
+                table = page;
+            } else {
+                table = (e & PTE_ADDR_MASK) - pool.sys_gpa;
+            }
+        }
+        let off = table + 8 * index(va, 1) as u64;
+        let cur = pool.sys.load(off).expect("inside");
+        if cur == value {
+            return Ok(Installed::Same);
+        }
+        let only_gains_write = cur & PTE_P != 0
+            && (cur & PTE_ADDR_MASK) == (value & PTE_ADDR_MASK)
+            && (cur | PTE_W | vkernel_guest::x86::PTE_D | PTE_A) & !(value | PTE_A) == 0
+            && value & !(cur | PTE_W | vkernel_guest::x86::PTE_D | PTE_A) == 0;
+        if cur == 0 || (upgrade_ok && only_gains_write) {
+            pool.sys.store(off, value).expect("inside");
+            Ok(Installed::Direct)
+        } else {
+            cmds.push(cmd(CMD_STORE, SYS_VA + off, value));
+            cmds.push(cmd(CMD_INVLPG, va, 0));
+            Ok(Installed::Queued)
+        }
+    }
+
+    /// Queue removal of every leaf in `[start, end)`; returns how many.
+    pub(crate) fn clear_range(
+        &self,
+        pool: &PtPool,
+        start: u64,
+        end: u64,
+        cmds: &mut Vec<Cmd>,
+    ) -> usize {
+        let mut vas = Vec::new();
+        self.collect(pool, self.pml4, 4, 0, start, end, &mut |va, off| {
+            cmds.push(cmd(CMD_STORE, SYS_VA + off, 0));
+            vas.push(va);
+        });
+        if vas.len() > INVLPG_MAX {
+            cmds.push(cmd(CMD_FLUSH, 0, 0));
+        } else {
+            for va in &vas {
+                cmds.push(cmd(CMD_INVLPG, *va, 0));
+            }
+        }
+        vas.len()
+    }
+
+    /// Visit every present leaf in `[start, end)` as (va, entry offset).
+    pub(crate) fn for_each_leaf(
+        &self,
+        pool: &PtPool,
+        start: u64,
+        end: u64,
+        f: &mut dyn FnMut(u64, u64),
+    ) {
+        self.collect(pool, self.pml4, 4, 0, start, end, f)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn collect(
+        &self,
+        pool: &PtPool,
+        table: u64,
+        level: u8,
+        base: u64,
+        start: u64,
+        end: u64,
+        f: &mut dyn FnMut(u64, u64),
+    ) {
+        let span = crate::vpte::level_size(level);
+        let first = if level == 4 { 0 } else { 0 };
+        let last = if level == 4 { SYS_PML4_INDEX } else { 512 };
+        for i in first..last {
+            let lo = base + i as u64 * span;
+            let hi = lo + span;
+            if hi <= start || lo >= end {
+                continue;
+            }
+            let off = table + 8 * i as u64;
+            let e = pool.sys.load(off).unwrap_or(0);
+            if e & PTE_P == 0 {
+                continue;
+            }
+            if level == 1 {
+                f(lo, off);
+            } else {
+                let child = (e & PTE_ADDR_MASK) - pool.sys_gpa;
+                self.collect(pool, child, level - 1, lo, start, end, f);
+            }
+        }
+    }
+}

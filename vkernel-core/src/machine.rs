@@ -1,0 +1,751 @@
+//! The machine: a KVM VM, its vCPUs, RAM backed by a memory file, and the
+//! reserved system region that holds the stub and hardware page tables.
+//!
+//! ```no_run
+//! use vkernel_core::machine::Machine;
+//! let machine = Machine::builder().ram_size(64 << 20).vcpus(2).build()?;
+//! println!("trap path: {:?}", machine.trap_path());
+//! # Ok::<(), vkernel_core::machine::MachineError>(())
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::FromRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_segment, kvm_sregs, kvm_userspace_memory_region, Msrs};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+
+use vkernel_guest::abi;
+use vkernel_guest::layout::*;
+use vkernel_guest::stub::{self, StubOffsets};
+use vkernel_guest::x86::{self, msr, sel, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_PS, PTE_U, PTE_W};
+
+use crate::cpu::{Cpu, KickState, Kicker};
+use crate::hwpt::PtPool;
+use crate::ram::Ram;
+use crate::vmspace::{Vmspace, VmspaceError};
+
+/// Errors building a machine.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// /dev/kvm does not exist.
+    #[error(
+        "/dev/kvm does not exist: load the kvm module (modprobe kvm_intel or kvm_amd) and enable \
+         virtualization in the firmware, or run on a host with nested virtualization"
+    )]
+    NoKvm,
+    /// /dev/kvm is not accessible.
+    #[error("/dev/kvm is not accessible ({0}): add your user to the 'kvm' group or run as root")]
+    KvmAccess(std::io::Error),
+    /// Another KVM ioctl failed.
+    #[error("KVM {what} failed: {source}")]
+    Kvm {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// RAM size is zero.
+    #[error("RAM size is zero: give the machine some RAM (e.g. 64 MiB)")]
+    RamZero,
+    /// RAM size is not a multiple of 4 KiB.
+    #[error("RAM size {0:#x} is not a multiple of 4 KiB")]
+    RamUnaligned(u64),
+    /// RAM size is more than the host or the guest address width allows.
+    #[error("RAM size {size:#x} is larger than this host allows ({max:#x})")]
+    RamTooLarge {
+        /// Requested size.
+        size: u64,
+        /// Largest possible size.
+        max: u64,
+    },
+    /// The RAM file could not be created or sized.
+    #[error("cannot create the RAM file {path}: {source}")]
+    RamFile {
+        /// The path (or "memfd").
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Mapping guest memory failed.
+    #[error("cannot map guest memory: {0}")]
+    Map(String),
+    /// Bad vCPU count.
+    #[error("vCPU count {count} is out of range 1..={max}")]
+    Vcpus {
+        /// Requested count.
+        count: usize,
+        /// Maximum.
+        max: usize,
+    },
+    /// Bad system-region size.
+    #[error("system region size {0:#x} must be a multiple of 2 MiB between 4 MiB and 1 GiB")]
+    SysSize(u64),
+    /// The machine-start probe did not behave like any known KVM.
+    #[error("trap-path probe failed: {0}")]
+    Probe(String),
+}
+
+/// How a user `syscall` reaches the host on this KVM, found by the probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrapPath {
+    /// Architectural (VT-x/SVM): `syscall` enters CPL0 at LSTAR; the CPL0
+    /// entry switches stacks and exits; the vproc resumes through `iretq`.
+    Standard,
+    /// The host's KVM keeps CPL3 across `syscall` (PVM-derived software
+    /// KVM): LSTAR points at a user-executable trampoline that exits at
+    /// CPL3, and the host emulates the return (RIP=RCX, RFLAGS=R11).
+    StaysInUserMode,
+}
+
+/// Builder for a [`Machine`].
+#[derive(Clone, Debug)]
+pub struct MachineBuilder {
+    ram_size: u64,
+    vcpus: usize,
+    ram_path: Option<PathBuf>,
+    sys_size: u64,
+}
+
+impl Default for MachineBuilder {
+    fn default() -> Self {
+        MachineBuilder {
+            ram_size: 64 << 20,
+            vcpus: 1,
+            ram_path: None,
+            sys_size: DEFAULT_SYS_SIZE,
+        }
+    }
+}
+
+impl MachineBuilder {
+    /// RAM size in bytes (default 64 MiB; a multiple of 4 KiB).
+    pub fn ram_size(mut self, bytes: u64) -> Self {
+        self.ram_size = bytes;
+        self
+    }
+    /// Number of vCPUs (default 1).
+    pub fn vcpus(mut self, n: usize) -> Self {
+        self.vcpus = n;
+        self
+    }
+    /// Back RAM with this file (tmpfs, hugetlbfs...) instead of a memfd. The
+    /// file is created if needed and sized to the RAM size.
+    pub fn ram_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ram_path = Some(path.into());
+        self
+    }
+    /// Size of the system region, which bounds the hardware page-table pool
+    /// (default 64 MiB).
+    pub fn sys_size(mut self, bytes: u64) -> Self {
+        self.sys_size = bytes;
+        self
+    }
+
+    /// Create the VM, RAM, vCPUs, and run the trap-path probe.
+    pub fn build(self) -> Result<Machine, MachineError> {
+        Machine::build(self)
+    }
+}
+
+pub(crate) struct MachineInner {
+    pub(crate) vm: VmFd,
+    _kvm: Kvm,
+    pub(crate) ram: Ram,
+    pub(crate) sys: Ram,
+    pub(crate) sys_gpa: u64,
+    pub(crate) path: TrapPath,
+    pub(crate) offsets: StubOffsets,
+    pub(crate) pool: Mutex<PtPool>,
+    pub(crate) null_pml4: u64,
+    pub(crate) kickers: Vec<Kicker>,
+    next_vmspace_id: AtomicU64,
+    pub(crate) vcpu_count: usize,
+    ram_file: File,
+}
+
+impl MachineInner {
+    pub(crate) fn new_vmspace_id(&self) -> u64 {
+        self.next_vmspace_id.fetch_add(1, Ordering::Relaxed)
+    }
+    /// Guest-virtual address of system-region offset `off`.
+    pub(crate) fn sys_va(off: u64) -> u64 {
+        SYS_VA + off
+    }
+    /// The user address that bounces a vCPU from CPL3 into the stub: a
+    /// supervisor-only page, so fetching it raises #PF.
+    pub(crate) fn kcall_va(&self) -> u64 {
+        SYS_VA + STUB_OFF
+    }
+}
+
+/// A virtual machine that runs vmspaces.
+pub struct Machine {
+    pub(crate) inner: Arc<MachineInner>,
+    cpus: Mutex<Vec<Option<Cpu>>>,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("ram_size", &self.inner.ram.size())
+            .field("vcpus", &self.inner.vcpu_count)
+            .field("trap_path", &self.inner.path)
+            .finish()
+    }
+}
+
+fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> MachineError {
+    move |e| MachineError::Kvm {
+        what,
+        source: std::io::Error::from_raw_os_error(e.errno()),
+    }
+}
+
+fn seg(selector: u16, code: bool, dpl: u8) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_: if code { 11 } else { 3 },
+        present: 1,
+        dpl,
+        db: if code { 0 } else { 1 },
+        s: 1,
+        l: if code { 1 } else { 0 },
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+fn null_seg() -> kvm_segment {
+    kvm_segment {
+        unusable: 1,
+        ..Default::default()
+    }
+}
+
+impl Machine {
+    /// A builder with defaults: 64 MiB of memfd RAM, one vCPU.
+    pub fn builder() -> MachineBuilder {
+        MachineBuilder::default()
+    }
+
+    fn build(b: MachineBuilder) -> Result<Machine, MachineError> {
+        if b.ram_size == 0 {
+            return Err(MachineError::RamZero);
+        }
+        if b.ram_size % PAGE_SIZE != 0 {
+            return Err(MachineError::RamUnaligned(b.ram_size));
+        }
+        if b.vcpus == 0 || b.vcpus > MAX_VCPUS {
+            return Err(MachineError::Vcpus {
+                count: b.vcpus,
+                max: MAX_VCPUS,
+            });
+        }
+        if b.sys_size % (2 << 20) != 0 || b.sys_size < (4 << 20) || b.sys_size > MAX_SYS_SIZE {
+            return Err(MachineError::SysSize(b.sys_size));
+        }
+        let kvm = match std::fs::metadata("/dev/kvm") {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(MachineError::NoKvm),
+            _ => Kvm::new().map_err(|e| {
+                MachineError::KvmAccess(std::io::Error::from_raw_os_error(e.errno()))
+            })?,
+        };
+        let max_vcpus = kvm.get_max_vcpus();
+        if b.vcpus > max_vcpus {
+            return Err(MachineError::Vcpus {
+                count: b.vcpus,
+                max: max_vcpus,
+            });
+        }
+        // Guest-physical width: RAM and the system region must fit below it.
+        let cpuid = kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm_err("GET_SUPPORTED_CPUID"))?;
+        let phys_bits = cpuid
+            .as_slice()
+            .iter()
+            .find(|e| e.function == 0x8000_0008)
+            .map(|e| (e.eax & 0xff) as u32)
+            .unwrap_or(36)
+            .clamp(32, 52);
+        let max_ram = (1u64 << phys_bits) - (2u64 << 30);
+        if b.ram_size > max_ram {
+            return Err(MachineError::RamTooLarge {
+                size: b.ram_size,
+                max: max_ram,
+            });
+        }
+        let vm = kvm.create_vm().map_err(kvm_err("CREATE_VM"))?;
+
+        // RAM: a memfd or a caller-given file, mapped shared.
+        let (ram_file, ram_name) = match &b.ram_path {
+            None => (memfd("vkernel-ram")?, "memfd".to_string()),
+            Some(p) => {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(p)
+                    .map_err(|source| MachineError::RamFile {
+                        path: p.display().to_string(),
+                        source,
+                    })?;
+                (f, p.display().to_string())
+            }
+        };
+        ram_file
+            .set_len(b.ram_size)
+            .map_err(|source| MachineError::RamFile {
+                path: ram_name.clone(),
+                source,
+            })?;
+        let sys_file = memfd("vkernel-sys")?;
+        sys_file
+            .set_len(b.sys_size)
+            .map_err(|source| MachineError::RamFile {
+                path: "memfd (system region)".into(),
+                source,
+            })?;
+        let sys_gpa = sys_gpa(b.ram_size);
+        let ram_clone = ram_file.try_clone().map_err(|source| MachineError::RamFile {
+            path: ram_name.clone(),
+            source,
+        })?;
+        let region = |file: File, size: u64, gpa: u64| -> Result<GuestRegionMmap, MachineError> {
+            let m = MmapRegion::<()>::from_file(FileOffset::new(file, 0), size as usize)
+                .map_err(|e| MachineError::Map(e.to_string()))?;
+            GuestRegionMmap::new(m, GuestAddress(gpa))
+                .ok_or_else(|| MachineError::Map("region wraps the address space".into()))
+        };
+        let mem = GuestMemoryMmap::from_regions(vec![
+            region(ram_clone, b.ram_size, 0)?,
+            region(sys_file, b.sys_size, sys_gpa)?,
+        ])
+        .map_err(|e| MachineError::Map(e.to_string()))?;
+        let ram_ptr = mem
+            .get_host_address(GuestAddress(0))
+            .map_err(|e| MachineError::Map(e.to_string()))?;
+        let sys_ptr = mem
+            .get_host_address(GuestAddress(sys_gpa))
+            .map_err(|e| MachineError::Map(e.to_string()))?;
+        for (slot, gpa, size, ptr) in [
+            (0u32, 0u64, b.ram_size, ram_ptr),
+            (1, sys_gpa, b.sys_size, sys_ptr),
+        ] {
+            let r = kvm_userspace_memory_region {
+                slot,
+                flags: 0,
+                guest_phys_addr: gpa,
+                memory_size: size,
+                userspace_addr: ptr as u64,
+            };
+            // SAFETY: the region is a live shared mapping of `size` bytes
+            // owned by `mem`, which the machine keeps alive as long as the VM.
+            unsafe { vm.set_user_memory_region(r) }.map_err(kvm_err("SET_USER_MEMORY_REGION"))?;
+        }
+        let owner: Arc<dyn Send + Sync> = Arc::new(mem);
+        // SAFETY: both pointers come from `mem`'s live mappings of exactly
+        // these sizes; `owner` keeps them mapped.
+        let ram = unsafe { Ram::from_raw(ram_ptr, b.ram_size, owner.clone()) };
+        // SAFETY: as above.
+        let sys = unsafe { Ram::from_raw(sys_ptr, b.sys_size, owner) };
+
+        let offsets = stub::offsets();
+        let upper_entry = init_sys(&sys, sys_gpa, b.sys_size, b.vcpus, &offsets);
+        let mut pool = PtPool::new(sys.clone(), sys_gpa, POOL_OFF, b.sys_size, upper_entry);
+        let mut null = pool.new_space().map_err(|e| MachineError::Map(e.to_string()))?;
+        null.install(&mut pool, TRAMP_VA, tramp_entry(sys_gpa), false, &mut Vec::new())
+            .map_err(|e| MachineError::Map(e.to_string()))?;
+
+        let mut fds = Vec::new();
+        for i in 0..b.vcpus {
+            let fd = vm.create_vcpu(i as u64).map_err(kvm_err("CREATE_VCPU"))?;
+            fd.set_cpuid2(&cpuid).map_err(kvm_err("SET_CPUID2"))?;
+            setup_vcpu(&fd, i, sys_gpa + null.pml4)?;
+            fds.push(fd);
+        }
+        let path = probe(&mut fds[0], &sys, sys_gpa + null.pml4, &offsets)?;
+        log::info!(
+            "vkernel: trap path {:?} ({})",
+            path,
+            match path {
+                TrapPath::Standard => "syscall enters CPL0 as on VT-x/SVM",
+                TrapPath::StaysInUserMode =>
+                    "syscall stays at CPL3 on this KVM; using the user trampoline",
+            }
+        );
+        let lstar = match path {
+            TrapPath::Standard => SYS_VA + STUB_OFF + offsets.syscall,
+            TrapPath::StaysInUserMode => TRAMP_VA + offsets.tramp_syscall,
+        };
+        let user_ports: &[u16] = match path {
+            TrapPath::Standard => &[],
+            TrapPath::StaysInUserMode => &[abi::PORT_SYSCALL],
+        };
+        for n in 0..b.vcpus {
+            set_io_bitmap(&sys, n, user_ports);
+        }
+        let mut kick_states = Vec::new();
+        for (i, fd) in fds.iter_mut().enumerate() {
+            set_msrs(
+                fd,
+                &[
+                    (msr::LSTAR, lstar),
+                    (msr::KERNEL_GS_BASE, SYS_VA + cpu_stack_top_off(i)),
+                ],
+            )?;
+            // Back to the resting CPL0 position (the probe left vCPU 0 at CPL3).
+            reset_position(fd, i, sys_gpa + null.pml4)?;
+            kick_states.push(Arc::new(KickState::new(fd)));
+        }
+        let inner = Arc::new(MachineInner {
+            vm,
+            _kvm: kvm,
+            ram,
+            sys,
+            sys_gpa,
+            path,
+            offsets,
+            pool: Mutex::new(pool),
+            null_pml4: null.pml4,
+            kickers: kick_states.iter().map(|k| Kicker::new(k.clone())).collect(),
+            next_vmspace_id: AtomicU64::new(1),
+            vcpu_count: b.vcpus,
+            ram_file,
+        });
+        let cpus = fds
+            .into_iter()
+            .zip(kick_states)
+            .enumerate()
+            .map(|(i, (fd, k))| Some(Cpu::new(inner.clone(), i, fd, k)))
+            .collect();
+        Ok(Machine {
+            inner,
+            cpus: Mutex::new(cpus),
+        })
+    }
+
+    /// The trap path the probe chose for this host.
+    pub fn trap_path(&self) -> TrapPath {
+        self.inner.path
+    }
+
+    /// RAM: the host's view of guest-physical `[0, ram_size)`.
+    pub fn ram(&self) -> &Ram {
+        &self.inner.ram
+    }
+
+    /// RAM size in bytes.
+    pub fn ram_size(&self) -> u64 {
+        self.inner.ram.size()
+    }
+
+    /// The RAM file (a memfd or the file given to the builder).
+    pub fn ram_file(&self) -> &File {
+        &self.inner.ram_file
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.inner.vcpu_count
+    }
+
+    /// Take vCPU `index` to run it (typically on its own thread). Each vCPU
+    /// can be taken once.
+    pub fn take_cpu(&self, index: usize) -> Option<Cpu> {
+        self.cpus.lock().unwrap().get_mut(index)?.take()
+    }
+
+    /// A handle that kicks vCPU `index` out of the guest from any thread.
+    pub fn kicker(&self, index: usize) -> Option<Kicker> {
+        self.inner.kickers.get(index).cloned()
+    }
+
+    /// Create an empty vmspace (the seed's `vmspace_create`).
+    pub fn vmspace_create(&self) -> Result<Vmspace, VmspaceError> {
+        Vmspace::create(self.inner.clone())
+    }
+
+    /// Free hardware page-table pages left in the pool.
+    pub fn free_table_pages(&self) -> u64 {
+        self.inner.pool.lock().unwrap().free_pages()
+    }
+}
+
+/// Hardware entry mapping the trampoline page at [`TRAMP_VA`]: user,
+/// read + execute.
+pub(crate) fn tramp_entry(sys_gpa: u64) -> u64 {
+    (sys_gpa + TRAMP_OFF) | PTE_P | PTE_U | PTE_A
+}
+
+fn memfd(name: &str) -> Result<File, MachineError> {
+    let cname = std::ffi::CString::new(name).expect("no NUL in name");
+    // SAFETY: plain syscall with a valid NUL-terminated name; the returned
+    // fd is checked and then owned by the File.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(MachineError::RamFile {
+            path: format!("memfd {name}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Write the IDT, stub, trampoline, upper-half tables and per-vCPU areas.
+/// Returns the PML4 entry that maps the system region.
+fn init_sys(sys: &Ram, sys_gpa: u64, sys_size: u64, vcpus: usize, o: &StubOffsets) -> u64 {
+    let w = |off: u64, v: u64| sys.store(off, v).expect("inside the system region");
+    // IDT: 32 interrupt gates to the stub, DPL0 (a user `int n` is #GP).
+    for (v, &h) in o.vectors.iter().enumerate() {
+        let handler = SYS_VA + STUB_OFF + h;
+        let lo = (handler & 0xffff)
+            | ((sel::KCODE as u64) << 16)
+            | (0x8Eu64 << 40)
+            | (((handler >> 16) & 0xffff) << 48);
+        let hi = handler >> 32;
+        w(IDT_OFF + 16 * v as u64, lo);
+        w(IDT_OFF + 16 * v as u64 + 8, hi);
+    }
+    sys.write(STUB_OFF, stub::stub_code()).expect("stub fits");
+    sys.write(TRAMP_OFF, stub::tramp_code()).expect("trampoline fits");
+    // Upper half: PML4[256] -> PDPT -> PD -> (PT for the first 2 MiB, then
+    // 2 MiB pages for the pool).
+    let t = PTE_P | PTE_W | PTE_U | PTE_A;
+    w(UPPER_PDPT_OFF, (sys_gpa + UPPER_PD_OFF) | t);
+    w(UPPER_PD_OFF, (sys_gpa + UPPER_PT_OFF) | t);
+    for i in 1..(sys_size >> 21) {
+        w(
+            UPPER_PD_OFF + 8 * i,
+            (sys_gpa + (i << 21)) | PTE_P | PTE_W | PTE_PS | PTE_A | PTE_D | PTE_NX,
+        );
+    }
+    for i in 0..512u64 {
+        let off = i * PAGE_SIZE;
+        let flags = if (STUB_OFF..STUB_OFF + STUB_MAX).contains(&off) {
+            PTE_P | PTE_A
+        } else if off == TRAMP_OFF {
+            PTE_P | PTE_A
+        } else {
+            PTE_P | PTE_W | PTE_A | PTE_D | PTE_NX
+        };
+        w(UPPER_PT_OFF + 8 * i, (sys_gpa + off) | flags);
+    }
+    // Per-vCPU GDT + TSS + mailbox.
+    for n in 0..vcpus {
+        let area = cpu_area_off(n);
+        let gdt = area + CPU_GDT_OFF;
+        let tss = area + CPU_TSS_OFF;
+        let tss_va = SYS_VA + tss;
+        let descs: [u64; 7] = [
+            0,
+            0x00AF_9A00_0000_FFFF, // 0x08 kernel code64
+            0x00CF_9200_0000_FFFF, // 0x10 kernel data
+            0,                     // 0x18 unused
+            0x00CF_FA00_0000_FFFF, // 0x20 user code32 (unused)
+            0x00CF_F200_0000_FFFF, // 0x28 user data
+            0x00AF_FA00_0000_FFFF, // 0x30 user code64
+        ];
+        for (i, d) in descs.iter().enumerate() {
+            w(gdt + 8 * i as u64, *d);
+        }
+        let limit = TSS_LIMIT as u64;
+        let tss_lo = (limit & 0xffff)
+            | ((tss_va & 0xff_ffff) << 16)
+            | (0x89u64 << 40)
+            | (((tss_va >> 24) & 0xff) << 56);
+        w(gdt + 56, tss_lo);
+        w(gdt + 64, tss_va >> 32);
+        // TSS: RSP0 at offset 4 (unaligned: write bytes), IOPB offset 104.
+        let top = SYS_VA + cpu_stack_top_off(n);
+        sys.write(tss + 4, &top.to_le_bytes()).expect("inside");
+        sys.write(tss + 102, &104u16.to_le_bytes()).expect("inside");
+        set_io_bitmap(sys, n, &[abi::PORT_SYSCALL, abi::PORT_PROBE]);
+        let mb = cpu_stack_top_off(n);
+        w(mb + abi::MB_NCMDS, 0);
+        w(mb + abi::MB_KSTACK, top - ENTRY_FRAME_SIZE);
+    }
+    (sys_gpa + UPPER_PDPT_OFF) | t
+}
+
+/// TSS limit: the 104-byte TSS, a 32-byte I/O bitmap for ports 0..256 and
+/// the terminating byte.
+const TSS_LIMIT: u32 = 104 + 32;
+
+/// Let CPL3 `out` reach only `ports` (all others raise #GP). Where KVM keeps
+/// CPL3 across `syscall`, the trampoline's `out` runs at CPL3 and needs its
+/// port; a vproc that executes `out` itself gets #GP on every other port.
+pub(crate) fn set_io_bitmap(sys: &Ram, n: usize, ports: &[u16]) {
+    let mut bm = [0xFFu8; 33];
+    for &p in ports {
+        bm[p as usize / 8] &= !(1 << (p % 8));
+    }
+    sys.write(cpu_area_off(n) + CPU_TSS_OFF + 104, &bm)
+        .expect("TSS inside the per-vCPU area");
+}
+
+fn kernel_sregs(fd: &VcpuFd, n: usize, cr3: u64) -> Result<kvm_sregs, MachineError> {
+    let mut s = fd.get_sregs().map_err(kvm_err("GET_SREGS"))?;
+    s.cs = seg(sel::KCODE, true, 0);
+    s.ss = seg(sel::KDATA, false, 0);
+    s.ds = null_seg();
+    s.es = null_seg();
+    s.fs = null_seg();
+    s.gs = null_seg();
+    s.fs.unusable = 0;
+    s.gs.unusable = 0;
+    s.fs.present = 1;
+    s.gs.present = 1;
+    s.fs.type_ = 3;
+    s.gs.type_ = 3;
+    s.fs.s = 1;
+    s.gs.s = 1;
+    let area = cpu_area_off(n);
+    s.gdt.base = SYS_VA + area + CPU_GDT_OFF;
+    s.gdt.limit = 8 * 9 - 1;
+    s.idt.base = SYS_VA + IDT_OFF;
+    s.idt.limit = 16 * 32 - 1;
+    s.tr = kvm_segment {
+        base: SYS_VA + area + CPU_TSS_OFF,
+        limit: TSS_LIMIT,
+        selector: sel::TSS,
+        type_: 11,
+        present: 1,
+        dpl: 0,
+        db: 0,
+        s: 0,
+        l: 0,
+        g: 0,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    };
+    s.ldt = null_seg();
+    s.cr0 = x86::CR0_LONG;
+    s.cr3 = cr3;
+    s.cr4 = x86::CR4_LONG;
+    s.efer = x86::EFER_LONG;
+    Ok(s)
+}
+
+fn set_msrs(fd: &VcpuFd, entries: &[(u32, u64)]) -> Result<(), MachineError> {
+    let e: Vec<kvm_msr_entry> = entries
+        .iter()
+        .map(|&(index, data)| kvm_msr_entry {
+            index,
+            data,
+            ..Default::default()
+        })
+        .collect();
+    let msrs = Msrs::from_entries(&e).map_err(|e| MachineError::Map(format!("{e:?}")))?;
+    let n = fd.set_msrs(&msrs).map_err(kvm_err("SET_MSRS"))?;
+    if n != entries.len() {
+        return Err(MachineError::Kvm {
+            what: "SET_MSRS (an MSR was rejected)",
+            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+        });
+    }
+    Ok(())
+}
+
+fn setup_vcpu(fd: &VcpuFd, n: usize, cr3: u64) -> Result<(), MachineError> {
+    set_msrs(
+        fd,
+        &[
+            (
+                msr::STAR,
+                ((sel::USER_BASE as u64) << 48) | ((sel::KCODE as u64) << 32),
+            ),
+            (msr::LSTAR, 0),
+            (msr::CSTAR, 0),
+            (msr::FMASK, x86::SYSCALL_FMASK),
+            (msr::KERNEL_GS_BASE, SYS_VA + cpu_stack_top_off(n)),
+        ],
+    )?;
+    let fpu = kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    };
+    fd.set_fpu(&fpu).map_err(kvm_err("SET_FPU"))?;
+    reset_position(fd, n, cr3)
+}
+
+/// Put a vCPU at the stub's resume point at CPL0 with an empty mailbox.
+pub(crate) fn reset_position(fd: &VcpuFd, n: usize, cr3: u64) -> Result<(), MachineError> {
+    let s = kernel_sregs(fd, n, cr3)?;
+    fd.set_sregs(&s).map_err(kvm_err("SET_SREGS"))?;
+    let regs = kvm_bindings::kvm_regs {
+        rip: SYS_VA + STUB_OFF + stub::offsets().resume,
+        rsp: SYS_VA + cpu_stack_top_off(n) - ENTRY_FRAME_SIZE,
+        rflags: x86::RFLAGS_FIXED,
+        ..Default::default()
+    };
+    fd.set_regs(&regs).map_err(kvm_err("SET_REGS"))
+}
+
+/// Run one `syscall` from CPL3 and see where it lands.
+fn probe(fd: &mut VcpuFd, sys: &Ram, cr3: u64, o: &StubOffsets) -> Result<TrapPath, MachineError> {
+    set_msrs(fd, &[(msr::LSTAR, TRAMP_VA + o.tramp_probe_entry)])?;
+    reset_position(fd, 0, cr3)?;
+    // The iret frame the resume point pops: CPL3 at the probe's user code.
+    let top = cpu_stack_top_off(0);
+    let frame = [
+        TRAMP_VA + o.tramp_probe_user,
+        sel::UCODE as u64,
+        x86::RFLAGS_FIXED,
+        0,
+        sel::UDATA as u64,
+    ];
+    for (i, v) in frame.iter().enumerate() {
+        sys.store(top - 40 + 8 * i as u64, *v).expect("inside");
+    }
+    sys.store(top + abi::MB_NCMDS, 0).expect("inside");
+    let exit = match fd.run() {
+        Ok(VcpuExit::IoOut(port, _)) => format!("out {port:#x}"),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("KVM_RUN error {e}"),
+    };
+    let s = fd.get_sregs().map_err(kvm_err("GET_SREGS"))?;
+    let r = fd.get_regs().map_err(kvm_err("GET_REGS"))?;
+    if exit != format!("out {:#x}", abi::PORT_PROBE) {
+        let st = |i: u64| sys.load(top - ENTRY_FRAME_SIZE + 8 * i).unwrap_or(0);
+        return Err(MachineError::Probe(format!(
+            "expected the probe syscall to exit through port {:#x}, got {exit} at rip {:#x} cs {:#x} \
+             rsp {:#x}; stack: vector {} error {:#x} rip {:#x} cs {:#x} rflags {:#x} rsp {:#x}, cr2 {:#x}",
+            abi::PORT_PROBE,
+            r.rip,
+            s.cs.selector,
+            r.rsp,
+            st(0),
+            st(1),
+            st(2),
+            st(3),
+            st(4),
+            st(5),
+            s.cr2
+        )));
+    }
+    let want_rcx = TRAMP_VA + o.tramp_probe_user + 2;
+    if r.rcx != want_rcx {
+        return Err(MachineError::Probe(format!(
+            "syscall left rcx={:#x}, expected the return address {want_rcx:#x}",
+            r.rcx
+        )));
+    }
+    match s.cs.selector & 3 {
+        0 => Ok(TrapPath::Standard),
+        3 => Ok(TrapPath::StaysInUserMode),
+        cpl => Err(MachineError::Probe(format!("syscall landed at CPL{cpl}"))),
+    }
+}
