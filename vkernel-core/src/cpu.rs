@@ -178,6 +178,8 @@ pub struct CpuStats {
     pub interrupts: u64,
     /// Extra exits spent entering the stub to apply commands.
     pub bounces: u64,
+    /// Entries that had to load system registers (CR3, FS/GS base).
+    pub sregs_loads: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,7 +227,9 @@ impl Cpu {
         let regs = fd.get_regs().expect("GET_REGS on a fresh vCPU");
         let sregs = fd.get_sregs().expect("GET_SREGS on a fresh vCPU");
         fd.set_sync_valid_reg(SyncReg::Register);
-        fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        if std::env::var_os("VK_NO_SREGS").is_none() {
+            fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        }
         {
             let s = fd.sync_regs_mut();
             s.regs = regs;
@@ -351,7 +355,7 @@ impl Cpu {
     }
 
     fn user_rflags(f: &TrapFrame) -> u64 {
-        (f.rflags & x86::RFLAGS_USER_MASK) | x86::RFLAGS_FIXED | x86::RFLAGS_IF
+        (f.rflags & x86::RFLAGS_USER_MASK) | x86::RFLAGS_FIXED | x86::RFLAGS_IF | if std::env::var_os("VK_IOPL").is_some() { 0x3000 } else { 0 }
     }
 
     /// Set up registers, the iret frame and the mailbox for the next entry.
@@ -437,6 +441,7 @@ impl Cpu {
         }
         self.fd.set_sync_dirty_reg(SyncReg::Register);
         if sdirty {
+            self.stats.sregs_loads += 1;
             self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
         }
     }

@@ -27,6 +27,7 @@ pub mod sched;
 pub mod trap;
 pub mod uaccess;
 pub mod vmspace;
+pub mod vptable;
 pub mod vpte;
 pub mod walker;
 
@@ -36,5 +37,6 @@ pub mod prelude {
     pub use crate::machine::{Machine, MachineError, TrapPath};
     pub use crate::trap::{Access, FaultReason, Trap, TrapFrame};
     pub use crate::vmspace::{Backing, Mcontrol, Prot, Vmspace, VmspaceError};
+    pub use crate::vptable::{FrameAlloc, VpTable};
     pub use crate::vpte::Vpte;
 }

@@ -16,5 +16,6 @@
 
 pub mod abi;
 pub mod layout;
+pub mod programs;
 pub mod stub;
 pub mod x86;

@@ -1,0 +1,54 @@
+//! vkbench: vkernel's benchmarks. Every figure comes with a floor measured
+//! in the same run, because these machines are noisy.
+//!
+//! ```text
+//! cargo run --release --example vkbench -- [--json] [--quick] core|devices|all
+//! ```
+
+mod core_bench;
+mod devices;
+mod raw;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    let quick = args.iter().any(|a| a == "--quick");
+    let suites: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(|s| s.as_str())
+        .collect();
+    let suites = if suites.is_empty() || suites.contains(&"all") {
+        vec!["core", "devices"]
+    } else {
+        suites
+    };
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for s in suites {
+        eprintln!("vkbench: running {s}...");
+        match s {
+            "core" => out.extend(core_bench::measure(quick)),
+            "devices" => out.extend(devices::measure(quick).into_iter().map(|(k, v)| (k.to_string(), v))),
+            other => {
+                eprintln!("vkbench: unknown suite '{other}' (expected core, devices or all)");
+                std::process::exit(2);
+            }
+        }
+    }
+    if json {
+        let body: Vec<String> = out
+            .iter()
+            .map(|(k, v)| format!("\"{k}\": {}", if v.is_finite() { format!("{v:.3}") } else { "null".into() }))
+            .collect();
+        println!("{{{}}}", body.join(", "));
+    } else {
+        for (k, v) in &out {
+            println!("{k:32} {v:>14.3}");
+        }
+    }
+}

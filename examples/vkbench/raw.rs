@@ -1,0 +1,148 @@
+//! Floors: bare KVM_RUN loops with no vkernel machinery at all.
+//!
+//! - [`raw_exit_ns`]: a real-mode guest doing `out` + `jmp` (the floor the
+//!   issue names).
+//! - [`raw_user_exit_ns`]: the same loop in 64-bit long mode at CPL3 (with
+//!   IOPL 3 so `out` is allowed): the cheapest way any vproc can reach the
+//!   host. On a PVM-derived KVM every exit from CPL3 costs several times an
+//!   exit from CPL0, so this is the fair floor for vproc traps.
+
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd};
+
+struct Guest {
+    _kvm: Kvm,
+    _vm: kvm_ioctls::VmFd,
+    vcpu: VcpuFd,
+}
+
+fn guest(long_mode_cpl3: bool) -> Guest {
+    let kvm = Kvm::new().expect("open /dev/kvm");
+    let vm = kvm.create_vm().expect("create VM");
+    let size = 0x40_0000usize;
+    // SAFETY: anonymous private mapping checked against MAP_FAILED; it is
+    // never unmapped (the VM may use it until the process exits).
+    let mem = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(mem, libc::MAP_FAILED, "mmap guest memory");
+    let mem = mem as *mut u8;
+    let w64 = |off: usize, v: u64| {
+        // SAFETY: every offset used below is 8-aligned and inside `size`.
+        unsafe { (mem.add(off) as *mut u64).write(v) }
+    };
+    // Page tables: PML4 0x1000 -> PDPT 0x2000 -> PD 0x3000 -> 2 MiB page 0.
+    w64(0x1000, 0x2000 | 7);
+    w64(0x2000, 0x3000 | 7);
+    w64(0x3000, 0x87);
+    // GDT at 0x500: null, kcode, kdata, ucode, udata.
+    for (i, d) in [
+        0u64,
+        0x00AF_9A00_0000_FFFF,
+        0x00CF_9200_0000_FFFF,
+        0x00AF_FA00_0000_FFFF,
+        0x00CF_F200_0000_FFFF,
+    ]
+    .iter()
+    .enumerate()
+    {
+        w64(0x500 + 8 * i, *d);
+    }
+    let code = [0xe6u8, 0x10, 0xeb, 0xfc]; // out 0x10, al; jmp -4
+    // SAFETY: 0x8000 + 4 is inside the mapping.
+    unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), mem.add(0x8000), code.len()) };
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: size as u64,
+        userspace_addr: mem as u64,
+    };
+    // SAFETY: the region is a live mapping of `size` bytes for the VM's life.
+    unsafe { vm.set_user_memory_region(region) }.expect("memslot");
+    let vcpu = vm.create_vcpu(0).expect("vcpu");
+    let mut s = vcpu.get_sregs().unwrap();
+    let mut rflags = 2;
+    if long_mode_cpl3 {
+        let seg = |sel: u16, code: bool| kvm_segment {
+            base: 0,
+            limit: 0xffff_ffff,
+            selector: sel | 3,
+            type_: if code { 11 } else { 3 },
+            present: 1,
+            dpl: 3,
+            db: if code { 0 } else { 1 },
+            s: 1,
+            l: if code { 1 } else { 0 },
+            g: 1,
+            avl: 0,
+            unusable: 0,
+            padding: 0,
+        };
+        s.cs = seg(0x18, true);
+        s.ss = seg(0x20, false);
+        s.ds = s.ss;
+        s.es = s.ss;
+        s.gdt.base = 0x500;
+        s.gdt.limit = 39;
+        s.tr = kvm_segment {
+            base: 0x600,
+            limit: 0x67,
+            type_: 11,
+            present: 1,
+            ..Default::default()
+        };
+        s.cr3 = 0x1000;
+        s.cr4 = 0x620;
+        s.cr0 = 0x8005_0033;
+        s.efer = 0xD01;
+        rflags = 0x3002; // IOPL 3
+    } else {
+        s.cs.base = 0;
+        s.cs.selector = 0;
+    }
+    vcpu.set_sregs(&s).unwrap();
+    vcpu.set_regs(&kvm_regs {
+        rip: 0x8000,
+        rflags,
+        ..Default::default()
+    })
+    .unwrap();
+    Guest {
+        _kvm: kvm,
+        _vm: vm,
+        vcpu,
+    }
+}
+
+fn measure(g: &mut Guest, iters: u32, rounds: usize) -> f64 {
+    let mut samples = Vec::new();
+    for _ in 0..rounds {
+        let t = std::time::Instant::now();
+        for _ in 0..iters {
+            match g.vcpu.run() {
+                Ok(VcpuExit::IoOut(0x10, _)) => {}
+                other => panic!("raw exit loop: unexpected {other:?}"),
+            }
+        }
+        samples.push(t.elapsed().as_nanos() as f64 / iters as f64);
+    }
+    super::median(&mut samples)
+}
+
+/// Nanoseconds per bare real-mode `out` exit round trip.
+pub fn raw_exit_ns(iters: u32, rounds: usize) -> f64 {
+    measure(&mut guest(false), iters, rounds)
+}
+
+/// Nanoseconds per bare CPL3 long-mode `out` exit round trip.
+pub fn raw_user_exit_ns(iters: u32, rounds: usize) -> f64 {
+    measure(&mut guest(true), iters, rounds)
+}

@@ -1,0 +1,242 @@
+//! Building vpagetables: a frame allocator over a RAM range and a writer for
+//! 4-level tables in the [`crate::vpte`] format.
+//!
+//! These are conveniences for virtual kernels; the vpagetable is just memory
+//! in RAM, and a vkernel may build it any way it likes.
+//!
+//! ```
+//! use vkernel_core::{ram::Ram, vptable::{FrameAlloc, VpTable}, vpte::Vpte};
+//! let ram = Ram::anonymous(1 << 20).unwrap();
+//! let mut frames = FrameAlloc::new(0, 1 << 20).unwrap();
+//! let vpt = VpTable::new(&ram, &mut frames).unwrap();
+//! let page = frames.alloc(&ram).unwrap();
+//! vpt.map(&ram, &mut frames, 0x40_0000, page, Vpte::RW | Vpte::U).unwrap();
+//! assert_eq!(vpt.lookup(&ram, 0x40_0000).unwrap().frame(), page);
+//! ```
+
+use crate::ram::{Ram, RamError};
+use crate::vpte::{index, Vpte};
+
+/// Errors building vpagetables.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
+pub enum VptError {
+    /// The frame allocator is empty.
+    #[error("out of RAM frames")]
+    OutOfFrames,
+    /// An address or frame is not 4 KiB aligned.
+    #[error("{0:#x} is not 4 KiB aligned")]
+    Unaligned(u64),
+    /// The virtual address is not a user address.
+    #[error("{0:#x} is not a user address")]
+    NotUser(u64),
+    /// A large page is in the way.
+    #[error("a large page maps {0:#x}")]
+    LargePage(u64),
+    /// RAM access failed.
+    #[error(transparent)]
+    Ram(#[from] RamError),
+}
+
+/// A page-frame allocator over `[start, end)` of RAM.
+#[derive(Debug, Clone)]
+pub struct FrameAlloc {
+    next: u64,
+    end: u64,
+    free: Vec<u64>,
+}
+
+impl FrameAlloc {
+    /// Allocate frames from `[start, end)` (4 KiB aligned).
+    pub fn new(start: u64, end: u64) -> Result<FrameAlloc, VptError> {
+        for a in [start, end] {
+            if a % 4096 != 0 {
+                return Err(VptError::Unaligned(a));
+            }
+        }
+        Ok(FrameAlloc {
+            next: start,
+            end: end.max(start),
+            free: Vec::new(),
+        })
+    }
+
+    /// A zeroed frame.
+    pub fn alloc(&mut self, ram: &Ram) -> Result<u64, VptError> {
+        let f = match self.free.pop() {
+            Some(f) => f,
+            None if self.next < self.end => {
+                self.next += 4096;
+                self.next - 4096
+            }
+            None => return Err(VptError::OutOfFrames),
+        };
+        ram.zero(f, 4096)?;
+        Ok(f)
+    }
+
+    /// Return a frame.
+    pub fn free(&mut self, frame: u64) {
+        self.free.push(frame);
+    }
+
+    /// Frames still available.
+    pub fn available(&self) -> u64 {
+        (self.end - self.next) / 4096 + self.free.len() as u64
+    }
+}
+
+/// A 4-level vpagetable in RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VpTable {
+    root: u64,
+}
+
+const TABLE_FLAGS: u64 = Vpte::RW | Vpte::U;
+
+impl VpTable {
+    /// A new, empty table.
+    pub fn new(ram: &Ram, frames: &mut FrameAlloc) -> Result<VpTable, VptError> {
+        Ok(VpTable {
+            root: frames.alloc(ram)?,
+        })
+    }
+
+    /// An existing table rooted at `root`.
+    pub fn from_root(root: u64) -> VpTable {
+        VpTable { root }
+    }
+
+    /// Guest-physical address of the root (for [`crate::vmspace::Mcontrol::SetMap`]).
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// Address of the leaf entry for `va`, creating tables when `frames` is
+    /// given.
+    pub fn leaf_gpa(
+        &self,
+        ram: &Ram,
+        mut frames: Option<&mut FrameAlloc>,
+        va: u64,
+    ) -> Result<Option<u64>, VptError> {
+        if va >= vkernel_guest::x86::USER_END {
+            return Err(VptError::NotUser(va));
+        }
+        let mut table = self.root;
+        for level in (2..=4u8).rev() {
+            let gpa = table + 8 * index(va, level) as u64;
+            let e = Vpte(ram.load(gpa)?);
+            if e.valid() && e.large() {
+                return Err(VptError::LargePage(va));
+            }
+            table = if e.valid() {
+                e.frame()
+            } else if let Some(f) = frames.as_deref_mut() {
+                let t = f.alloc(ram)?;
+                ram.store(gpa, Vpte::page(t, TABLE_FLAGS).bits())?;
+                t
+            } else {
+                return Ok(None);
+            };
+        }
+        Ok(Some(table + 8 * index(va, 1) as u64))
+    }
+
+    /// Map the page at `va` to `frame` with `flags` (V is added).
+    pub fn map(
+        &self,
+        ram: &Ram,
+        frames: &mut FrameAlloc,
+        va: u64,
+        frame: u64,
+        flags: u64,
+    ) -> Result<(), VptError> {
+        for a in [va, frame] {
+            if a % 4096 != 0 {
+                return Err(VptError::Unaligned(a));
+            }
+        }
+        let gpa = self
+            .leaf_gpa(ram, Some(frames), va)?
+            .expect("tables are created");
+        ram.store(gpa, Vpte::page(frame, flags).bits())?;
+        Ok(())
+    }
+
+    /// Write a raw leaf entry for `va` (tables are created).
+    pub fn set(&self, ram: &Ram, frames: &mut FrameAlloc, va: u64, e: Vpte) -> Result<(), VptError> {
+        let gpa = self
+            .leaf_gpa(ram, Some(frames), va)?
+            .expect("tables are created");
+        ram.store(gpa, e.bits())?;
+        Ok(())
+    }
+
+    /// The leaf entry for `va`, if its tables exist.
+    pub fn lookup(&self, ram: &Ram, va: u64) -> Option<Vpte> {
+        let gpa = self.leaf_gpa(ram, None, va).ok()??;
+        ram.load(gpa).ok().map(Vpte)
+    }
+
+    /// Clear the leaf entry for `va`; returns what it was. Remember to
+    /// invalidate the hardware mapping ([`crate::vmspace::Mcontrol::Inval`]).
+    pub fn unmap(&self, ram: &Ram, va: u64) -> Option<Vpte> {
+        let gpa = self.leaf_gpa(ram, None, va).ok()??;
+        let old = ram.load(gpa).ok()?;
+        ram.store(gpa, 0).ok()?;
+        Some(Vpte(old))
+    }
+
+    /// Free every table page (not the leaf frames) back to `frames`.
+    pub fn free_tables(self, ram: &Ram, frames: &mut FrameAlloc) {
+        fn rec(ram: &Ram, frames: &mut FrameAlloc, table: u64, level: u8) {
+            if level > 1 {
+                for i in 0..512u64 {
+                    let e = Vpte(ram.load(table + 8 * i).unwrap_or(0));
+                    if e.valid() && !e.large() && ram.contains(e.frame(), 4096) {
+                        rec(ram, frames, e.frame(), level - 1);
+                    }
+                }
+            }
+            frames.free(table);
+        }
+        rec(ram, frames, self.root, 4);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::walker::{walk, Access, Emulate};
+
+    #[test]
+    fn map_walk_unmap() {
+        let ram = Ram::anonymous(1 << 20).unwrap();
+        let mut fa = FrameAlloc::new(0x1000, 1 << 20).unwrap();
+        let vpt = VpTable::new(&ram, &mut fa).unwrap();
+        let f = fa.alloc(&ram).unwrap();
+        vpt.map(&ram, &mut fa, 0x7000_0000, f, Vpte::RW | Vpte::U)
+            .unwrap();
+        let t = walk(&ram, vpt.root(), 0x7000_0123, Access::Write, Emulate::AccessedModified)
+            .unwrap();
+        assert_eq!(t.frame, f);
+        assert!(vpt.lookup(&ram, 0x7000_0000).unwrap().modified());
+        assert!(vpt.unmap(&ram, 0x7000_0000).unwrap().valid());
+        assert!(walk(&ram, vpt.root(), 0x7000_0000, Access::Read, Emulate::No).is_err());
+        assert_eq!(vpt.map(&ram, &mut fa, 0x1001, f, 0), Err(VptError::Unaligned(0x1001)));
+        let before = fa.available();
+        vpt.free_tables(&ram, &mut fa);
+        assert_eq!(fa.available(), before + 4);
+    }
+
+    #[test]
+    fn allocator_runs_out() {
+        let ram = Ram::anonymous(1 << 16).unwrap();
+        let mut fa = FrameAlloc::new(0, 0x2000).unwrap();
+        fa.alloc(&ram).unwrap();
+        fa.alloc(&ram).unwrap();
+        assert_eq!(fa.alloc(&ram), Err(VptError::OutOfFrames));
+        fa.free(0x1000);
+        assert_eq!(fa.alloc(&ram), Ok(0x1000));
+    }
+}
