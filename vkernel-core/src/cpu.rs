@@ -204,6 +204,8 @@ pub struct Cpu {
     queue: VecDeque<Cmd>,
     bounce: bool,
     scrub_batch: Option<u64>,
+    /// The mailbox holds the scrub batch (it went out with the last entry).
+    scrub_in_mailbox: bool,
     kick_pending: bool,
     stepping: bool,
     last_fault: (u64, u32),
@@ -227,9 +229,7 @@ impl Cpu {
         let regs = fd.get_regs().expect("GET_REGS on a fresh vCPU");
         let sregs = fd.get_sregs().expect("GET_SREGS on a fresh vCPU");
         fd.set_sync_valid_reg(SyncReg::Register);
-        if std::env::var_os("VK_NO_SREGS").is_none() {
-            fd.set_sync_valid_reg(SyncReg::SystemRegister);
-        }
+        fd.set_sync_valid_reg(SyncReg::SystemRegister);
         {
             let s = fd.sync_regs_mut();
             s.regs = regs;
@@ -248,6 +248,7 @@ impl Cpu {
             queue: VecDeque::new(),
             bounce: false,
             scrub_batch: None,
+            scrub_in_mailbox: false,
             kick_pending: false,
             stepping: false,
             last_fault: (u64::MAX, 0),
@@ -326,7 +327,10 @@ impl Cpu {
             if pool.has_scrub() {
                 let mut v = Vec::new();
                 self.scrub_batch = pool.take_scrub(MB_MAX_CMDS - self.queue.len(), &mut v);
-                self.queue.extend(v);
+                // First in line, so the first mailbox chunk carries all of it.
+                for c in v.into_iter().rev() {
+                    self.queue.push_front(c);
+                }
             }
         }
         self.target = *frame;
@@ -355,7 +359,7 @@ impl Cpu {
     }
 
     fn user_rflags(f: &TrapFrame) -> u64 {
-        (f.rflags & x86::RFLAGS_USER_MASK) | x86::RFLAGS_FIXED | x86::RFLAGS_IF | if std::env::var_os("VK_IOPL").is_some() { 0x3000 } else { 0 }
+        (f.rflags & x86::RFLAGS_USER_MASK) | x86::RFLAGS_FIXED | x86::RFLAGS_IF
     }
 
     /// Set up registers, the iret frame and the mailbox for the next entry.
@@ -383,6 +387,9 @@ impl Cpu {
                     self.sys_store(mb + MB_CMDS + 16 * i as u64 + 8, b);
                 }
                 self.sys_store(mb + MB_NCMDS, n as u64);
+                if n > 0 && self.scrub_batch.is_some() {
+                    self.scrub_in_mailbox = true;
+                }
                 self.bounce = !self.queue.is_empty();
                 if self.bounce {
                     (rip, rsp, rflags) = (kcall, t.rsp, x86::RFLAGS_FIXED);
@@ -523,7 +530,8 @@ impl Cpu {
                 }
                 Err(e) => Err(RunError::Kvm(std::io::Error::from_raw_os_error(e.errno()))),
             };
-            if applied {
+            if applied && self.scrub_in_mailbox {
+                self.scrub_in_mailbox = false;
                 if let Some(b) = self.scrub_batch.take() {
                     self.m.pool.lock().unwrap().scrub_done(b);
                 }
