@@ -73,7 +73,10 @@ fn invalid_page_gives_one_page_fault() {
     let Some(mut e) = Env::new("invalid_page_gives_one_page_fault") else {
         return;
     };
-    for (prog, access) in [(programs::load(), Access::Read), (programs::store(), Access::Write)] {
+    for (prog, access) in [
+        (programs::load(), Access::Read),
+        (programs::store(), Access::Write),
+    ] {
         let vms = e.vmspace_with(prog);
         let (vpt, _) = e.vpt_region(&vms, DATA, 4, RW);
         vpt.unmap(e.m.ram(), DATA + 0x2000);
@@ -88,7 +91,10 @@ fn invalid_page_gives_one_page_fault() {
                 assert_eq!(addr, DATA + 0x2008);
                 assert_eq!(a, access);
                 assert_eq!(reason, FaultReason::NotValid { level: 1 });
-                assert_eq!(f.rip, CODE_VA, "the frame points at the faulting instruction");
+                assert_eq!(
+                    f.rip, CODE_VA,
+                    "the frame points at the faulting instruction"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -96,14 +102,19 @@ fn invalid_page_gives_one_page_fault() {
         // The vkernel maps the page; the vproc continues and finishes.
         let fr = e.frames.alloc(e.m.ram()).unwrap();
         e.m.ram().store(fr + 8, 0x77).unwrap();
-        vpt.map(e.m.ram(), &mut e.frames, DATA + 0x2000, fr, RW).unwrap();
+        vpt.map(e.m.ram(), &mut e.frames, DATA + 0x2000, fr, RW)
+            .unwrap();
         let r = e.run_to_exit(&vms, &mut f);
         if access == Access::Read {
             assert_eq!(r, 0x77);
         } else {
             assert_eq!(e.m.ram().load(fr + 8).unwrap(), 5);
         }
-        assert_eq!(e.cpu.stats().page_faults, before + 1, "exactly one PageFault");
+        assert_eq!(
+            e.cpu.stats().page_faults,
+            before + 1,
+            "exactly one PageFault"
+        );
     }
 }
 
@@ -121,11 +132,18 @@ fn write_to_read_only_vpte_is_a_protection_fault() {
             access,
             reason,
         } => {
-            assert_eq!((addr, access, reason), (DATA + 16, Access::Write, FaultReason::Protection));
+            assert_eq!(
+                (addr, access, reason),
+                (DATA + 16, Access::Write, FaultReason::Protection)
+            );
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(e.m.ram().load(frames[0] + 16).unwrap(), 0, "nothing written");
+    assert_eq!(
+        e.m.ram().load(frames[0] + 16).unwrap(),
+        0,
+        "nothing written"
+    );
     assert!(!vpt.lookup(e.m.ram(), DATA).unwrap().modified());
     // A read of the same page works.
     let vms2 = e.vmspace_with(programs::load());
@@ -153,12 +171,19 @@ fn modified_bit_set_only_on_write_and_rearmed() {
     assert!(!v().accessed() && !v().modified());
     let mut f = frame(DATA, 0, 0);
     e.run_to_exit(&load, &mut f);
-    assert!(v().accessed() && !v().modified(), "read: A only ({:?})", v());
+    assert!(
+        v().accessed() && !v().modified(),
+        "read: A only ({:?})",
+        v()
+    );
     let r0 = e.cpu.stats().resolved_faults;
     let mut f = frame(DATA, 1, 0);
     e.run_to_exit(&store, &mut f);
     assert!(v().modified(), "write sets M");
-    assert!(e.cpu.stats().resolved_faults > r0, "the first write faulted");
+    assert!(
+        e.cpu.stats().resolved_faults > r0,
+        "the first write faulted"
+    );
     // Clear M (and A): the hardware entry is invalidated with it.
     let old = store.clear_vpte_bits(DATA, Vpte::M | Vpte::A).unwrap();
     assert!(old.modified());
@@ -173,7 +198,10 @@ fn modified_bit_set_only_on_write_and_rearmed() {
     let mut f = frame(DATA, 2, 0);
     e.run_to_exit(&store, &mut f);
     assert!(v().modified(), "M re-armed: the next write sets it again");
-    assert!(e.cpu.stats().resolved_faults > r1, "the write after clearing faulted again");
+    assert!(
+        e.cpu.stats().resolved_faults > r1,
+        "the write after clearing faulted again"
+    );
 }
 
 #[test]
@@ -241,7 +269,11 @@ fn two_vmspaces_cannot_read_each_other() {
         }
     ));
     // Nor the stub, the system region, or the trampoline for writing.
-    for addr in [0xffff_8000_0000_1000u64, 0xffff_8000_0020_0000, 0xffff_8000_0000_0000] {
+    for addr in [
+        0xffff_8000_0000_1000u64,
+        0xffff_8000_0020_0000,
+        0xffff_8000_0000_0000,
+    ] {
         let mut f = frame(addr, 0, 0);
         match e.run(&b, &mut f) {
             Trap::PageFault { addr: a2, .. } => assert_eq!(a2, addr),
@@ -267,7 +299,10 @@ fn jumps_into_the_void_trap_cleanly() {
             access,
             reason,
         } => {
-            assert_eq!((addr, access, reason), (0x5555_0000, Access::Execute, FaultReason::NoRegion));
+            assert_eq!(
+                (addr, access, reason),
+                (0x5555_0000, Access::Execute, FaultReason::NoRegion)
+            );
             assert_eq!(f.rip, 0x5555_0000);
         }
         other => panic!("{other:?}"),
@@ -285,10 +320,16 @@ fn jumps_into_the_void_trap_cleanly() {
     ));
     // A non-canonical target: #GP.
     let mut f = frame(0x8000_0000_0000_0000, 0, 0);
-    assert!(matches!(e.run(&vms, &mut f), Trap::Exception { vector: 13, .. }));
+    assert!(matches!(
+        e.run(&vms, &mut f),
+        Trap::Exception { vector: 13, .. }
+    ));
     // The machine still works afterwards.
     let mut f = frame(CODE_VA + 0x100, 0, 0);
-    assert!(matches!(e.run(&vms, &mut f), Trap::Exception { .. } | Trap::PageFault { .. }));
+    assert!(matches!(
+        e.run(&vms, &mut f),
+        Trap::Exception { .. } | Trap::PageFault { .. }
+    ));
 }
 
 #[test]
@@ -319,7 +360,10 @@ fn exceptions_reach_the_host() {
                 vector: v,
                 error_code,
             } => {
-                assert_eq!(v, vector, "expected vector {vector}, got {v} (error {error_code:#x})");
+                assert_eq!(
+                    v, vector,
+                    "expected vector {vector}, got {v} (error {error_code:#x})"
+                );
                 if let Some(err) = err {
                     assert_eq!(error_code, err);
                 }
@@ -332,14 +376,20 @@ fn exceptions_reach_the_host() {
     let vms = e.vmspace_with(programs::spin());
     let mut f = frame(0, 0, 0);
     f.rflags |= 0x100;
-    assert!(matches!(e.run(&vms, &mut f), Trap::Exception { vector: 1, .. }));
+    assert!(matches!(
+        e.run(&vms, &mut f),
+        Trap::Exception { vector: 1, .. }
+    ));
     assert_eq!(f.rax, 1, "exactly one instruction ran");
     // #AC: alignment checking on with an unaligned load.
     let vms = e.vmspace_with(programs::load());
     e.vpt_region(&vms, DATA, 1, RW);
     let mut f = frame(DATA + 1, 0, 0);
     f.rflags |= 1 << 18;
-    assert!(matches!(e.run(&vms, &mut f), Trap::Exception { vector: 17, .. }));
+    assert!(matches!(
+        e.run(&vms, &mut f),
+        Trap::Exception { vector: 17, .. }
+    ));
 }
 
 #[test]
@@ -356,10 +406,16 @@ fn munmap_and_inval_take_effect_before_the_vproc_runs_again() {
     // persist (like a TLB). After INVAL the new frame must be seen.
     let nf = e.frames.alloc(e.m.ram()).unwrap();
     e.m.ram().store(nf, 2).unwrap();
-    vpt.map(e.m.ram(), &mut e.frames, DATA + 3 * 4096, nf, RW).unwrap();
-    vms.mcontrol(DATA + 3 * 4096, 4096, Mcontrol::Inval).unwrap();
+    vpt.map(e.m.ram(), &mut e.frames, DATA + 3 * 4096, nf, RW)
+        .unwrap();
+    vms.mcontrol(DATA + 3 * 4096, 4096, Mcontrol::Inval)
+        .unwrap();
     let mut f = frame(DATA + 3 * 4096, 0, 0);
-    assert_eq!(e.run_to_exit(&vms, &mut f), 2, "INVAL dropped the stale mapping");
+    assert_eq!(
+        e.run_to_exit(&vms, &mut f),
+        2,
+        "INVAL dropped the stale mapping"
+    );
     // Invalid VPTE + INVAL: the next access faults.
     vpt.unmap(e.m.ram(), DATA + 3 * 4096);
     vms.mcontrol(DATA, 32 * 4096, Mcontrol::Inval).unwrap();
@@ -418,7 +474,10 @@ fn destroyed_vmspaces_recycle_tables_without_leaking_mappings() {
     let _ = e.run(&vms, &mut f);
     drop(vms);
     let free = e.m.free_table_pages();
-    assert!(free + 8 >= base, "pool leaked: {free} free vs {base} at start");
+    assert!(
+        free + 8 >= base,
+        "pool leaked: {free} free vs {base} at start"
+    );
     let _ = (vpt, frames);
 }
 
@@ -446,14 +505,20 @@ fn copyin_copyout_through_the_vpagetable() {
     let got = e.run_to_exit(&vms, &mut f);
     assert_eq!(got.to_le_bytes()[..], msg[96..104]);
     // Unmapped: EFAULT at the first bad byte.
-    let err = vms.copy_from_user(DATA + 3 * 4096 - 8, &mut [0u8; 16]).unwrap_err();
-    assert!(matches!(err, vkernel::core::uaccess::UaccessError::Fault { addr, .. } if addr == DATA + 3 * 4096));
+    let err = vms
+        .copy_from_user(DATA + 3 * 4096 - 8, &mut [0u8; 16])
+        .unwrap_err();
+    assert!(
+        matches!(err, vkernel::core::uaccess::UaccessError::Fault { addr, .. } if addr == DATA + 3 * 4096)
+    );
     // Read-only page: copyout refused, copyin fine.
-    vpt.map(e.m.ram(), &mut e.frames, DATA + 8192, frames[2], Vpte::U).unwrap();
+    vpt.map(e.m.ram(), &mut e.frames, DATA + 8192, frames[2], Vpte::U)
+        .unwrap();
     assert!(vms.copy_to_user(DATA + 8192, b"x").is_err());
     assert!(vms.copy_from_user(DATA + 8192, &mut [0u8; 1]).is_ok());
     // Supervisor-only VPTE: no user access either way.
-    vpt.map(e.m.ram(), &mut e.frames, DATA + 8192, frames[2], Vpte::RW).unwrap();
+    vpt.map(e.m.ram(), &mut e.frames, DATA + 8192, frames[2], Vpte::RW)
+        .unwrap();
     assert!(vms.copy_from_user(DATA + 8192, &mut [0u8; 1]).is_err());
     // Wrapping range.
     assert!(vms.copy_from_user(u64::MAX - 2, &mut [0u8; 8]).is_err());

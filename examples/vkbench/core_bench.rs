@@ -35,8 +35,15 @@ fn setup(ram: u64) -> Setup {
 /// Map `code` read+execute at CODE_VA through a linear mapping of RAM page 0.
 fn load_code(s: &Setup, vms: &Vmspace, code: &[u8]) {
     s.machine.ram().write(0, code).unwrap();
-    vms.mmap(CODE_VA, 0x1000, Backing::Linear { gpa: 0, prot: Prot::RX })
-        .unwrap();
+    vms.mmap(
+        CODE_VA,
+        0x1000,
+        Backing::Linear {
+            gpa: 0,
+            prot: Prot::RX,
+        },
+    )
+    .unwrap();
 }
 
 pub fn measure(quick: bool) -> Vec<(String, f64)> {
@@ -84,8 +91,14 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         for i in 0..pages {
             let f = s.frames.alloc(s.machine.ram()).unwrap();
             data.push(f);
-            vpt.map(s.machine.ram(), &mut s.frames, DATA_VA + i * 4096, f, Vpte::RW | Vpte::U)
-                .unwrap();
+            vpt.map(
+                s.machine.ram(),
+                &mut s.frames,
+                DATA_VA + i * 4096,
+                f,
+                Vpte::RW | Vpte::U,
+            )
+            .unwrap();
         }
         vms.mmap(DATA_VA, pages * 4096, Backing::PageTable).unwrap();
         vms.mcontrol(DATA_VA, pages * 4096, Mcontrol::SetMap { root: vpt.root() })
@@ -129,8 +142,14 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
             match s.cpu.run(&vms, &mut f).unwrap() {
                 Trap::PageFault { addr, .. } => {
                     let fr = s.frames.alloc(s.machine.ram()).unwrap();
-                    vpt.map(s.machine.ram(), &mut s.frames, addr & !0xfff, fr, Vpte::RW | Vpte::U)
-                        .unwrap();
+                    vpt.map(
+                        s.machine.ram(),
+                        &mut s.frames,
+                        addr & !0xfff,
+                        fr,
+                        Vpte::RW | Vpte::U,
+                    )
+                    .unwrap();
                 }
                 Trap::Syscall => break,
                 other => panic!("unresolved bench: {other:?}"),

@@ -33,7 +33,11 @@ fn main() {
         eprintln!("vkbench: running {s}...");
         match s {
             "core" => out.extend(core_bench::measure(quick)),
-            "devices" => out.extend(devices::measure(quick).into_iter().map(|(k, v)| (k.to_string(), v))),
+            "devices" => out.extend(
+                devices::measure(quick)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v)),
+            ),
             other => {
                 eprintln!("vkbench: unknown suite '{other}' (expected core, devices or all)");
                 std::process::exit(2);
@@ -43,7 +47,16 @@ fn main() {
     if json {
         let body: Vec<String> = out
             .iter()
-            .map(|(k, v)| format!("\"{k}\": {}", if v.is_finite() { format!("{v:.3}") } else { "null".into() }))
+            .map(|(k, v)| {
+                format!(
+                    "\"{k}\": {}",
+                    if v.is_finite() {
+                        format!("{v:.3}")
+                    } else {
+                        "null".into()
+                    }
+                )
+            })
             .collect();
         println!("{{{}}}", body.join(", "));
     } else {

@@ -56,7 +56,7 @@ fn guest(long_mode_cpl3: bool) -> Guest {
         w64(0x500 + 8 * i, *d);
     }
     let code = [0xe6u8, 0x10, 0xeb, 0xfc]; // out 0x10, al; jmp -4
-    // SAFETY: 0x8000 + 4 is inside the mapping.
+                                           // SAFETY: 0x8000 + 4 is inside the mapping.
     unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), mem.add(0x8000), code.len()) };
     let region = kvm_userspace_memory_region {
         slot: 0,

@@ -25,7 +25,11 @@ pub fn skip(test: &str, why: &str) {
     let line = format!("SKIP: {test}: {why}");
     eprintln!("\n*** {line} ***\n");
     if let Ok(path) = std::env::var("VKERNEL_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(f, "{line}");
         }
     }
@@ -69,14 +73,27 @@ impl Env {
         let gpa = self.frames.alloc(self.m.ram()).unwrap();
         self.m.ram().write(gpa, code).unwrap();
         let vms = self.m.vmspace_create().unwrap();
-        vms.mmap(CODE_VA, 0x1000, Backing::Linear { gpa, prot: Prot::RX })
-            .unwrap();
+        vms.mmap(
+            CODE_VA,
+            0x1000,
+            Backing::Linear {
+                gpa,
+                prot: Prot::RX,
+            },
+        )
+        .unwrap();
         vms
     }
 
     /// A vpagetable-governed region of `pages` pages at `va`, each mapped to
     /// a fresh frame with `flags`. Returns the table and the frames.
-    pub fn vpt_region(&mut self, vms: &Vmspace, va: u64, pages: u64, flags: u64) -> (VpTable, Vec<u64>) {
+    pub fn vpt_region(
+        &mut self,
+        vms: &Vmspace,
+        va: u64,
+        pages: u64,
+        flags: u64,
+    ) -> (VpTable, Vec<u64>) {
         let vpt = VpTable::new(self.m.ram(), &mut self.frames).unwrap();
         let mut fr = Vec::new();
         for i in 0..pages {

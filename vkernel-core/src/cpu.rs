@@ -144,7 +144,9 @@ impl Kicker {
     pub fn kick(&self) {
         // SAFETY: see KickState: the kvm_run page outlives the kicker; a
         // volatile byte store races benignly with KVM reading it.
-        unsafe { std::ptr::write_volatile(std::ptr::addr_of_mut!((*self.0.run).immediate_exit), 1) };
+        unsafe {
+            std::ptr::write_volatile(std::ptr::addr_of_mut!((*self.0.run).immediate_exit), 1)
+        };
         fence(Ordering::SeqCst);
         let t = self.0.thread.lock().unwrap();
         if let Some(t) = *t {
@@ -223,7 +225,12 @@ impl std::fmt::Debug for Cpu {
 const FAULT_LOOP_MAX: u32 = 64;
 
 impl Cpu {
-    pub(crate) fn new(m: Arc<MachineInner>, index: usize, mut fd: VcpuFd, kick: Arc<KickState>) -> Cpu {
+    pub(crate) fn new(
+        m: Arc<MachineInner>,
+        index: usize,
+        mut fd: VcpuFd,
+        kick: Arc<KickState>,
+    ) -> Cpu {
         // Seed the synced register block with the real state, so the first
         // entry that edits it starts from truth.
         let regs = fd.get_regs().expect("GET_REGS on a fresh vCPU");
@@ -348,7 +355,10 @@ impl Cpu {
     }
 
     fn sys_load(&self, off: u64) -> u64 {
-        self.m.sys.load(off).expect("per-vCPU area inside the system region")
+        self.m
+            .sys
+            .load(off)
+            .expect("per-vCPU area inside the system region")
     }
 
     fn sys_store(&self, off: u64, v: u64) {
@@ -524,7 +534,9 @@ impl Cpu {
                     })
                 }
                 Ok(other) => Err(RunError::Unexpected(format!("{other:?}"))),
-                Err(e) if e.errno() == libc::EINTR => Err(RunError::Kvm(std::io::Error::from_raw_os_error(libc::EINTR))),
+                Err(e) if e.errno() == libc::EINTR => Err(RunError::Kvm(
+                    std::io::Error::from_raw_os_error(libc::EINTR),
+                )),
                 Err(e) if e.errno() == libc::EAGAIN => {
                     continue;
                 }

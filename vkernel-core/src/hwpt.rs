@@ -85,11 +85,6 @@ impl PtPool {
         &self.sys
     }
 
-    /// Total pages the pool manages.
-    pub(crate) fn capacity(&self) -> u64 {
-        (self.end - (self.end - self.next_fresh)) / PAGE_SIZE
-    }
-
     /// Pages in use (allocated or waiting to be scrubbed).
     pub(crate) fn free_pages(&self) -> u64 {
         (self.end - self.next_fresh) / PAGE_SIZE + self.free.len() as u64
@@ -154,12 +149,7 @@ impl PtPool {
     }
 
     fn reclaim(&mut self) {
-        let applied = self
-            .inflight
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.issued);
+        let applied = self.inflight.keys().next().copied().unwrap_or(self.issued);
         while let Some(&(ticket, page)) = self.quarantine.front() {
             if ticket > applied {
                 break;
@@ -218,11 +208,6 @@ impl HwSpace {
     /// Offsets of all table pages (for release on destroy).
     pub(crate) fn pages(&self) -> &[u64] {
         &self.tables
-    }
-
-    /// Number of table pages.
-    pub(crate) fn page_count(&self) -> usize {
-        self.tables.len()
     }
 
     /// Offset of the leaf entry for `va`, if its tables exist.
@@ -336,9 +321,8 @@ impl HwSpace {
         f: &mut dyn FnMut(u64, u64),
     ) {
         let span = crate::vpte::level_size(level);
-        let first = if level == 4 { 0 } else { 0 };
         let last = if level == 4 { SYS_PML4_INDEX } else { 512 };
-        for i in first..last {
+        for i in 0..last {
             let lo = base + i as u64 * span;
             let hi = lo + span;
             if hi <= start || lo >= end {

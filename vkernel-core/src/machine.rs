@@ -14,9 +14,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_segment, kvm_sregs, kvm_userspace_memory_region, Msrs};
+use kvm_bindings::{
+    kvm_fpu, kvm_msr_entry, kvm_segment, kvm_sregs, kvm_userspace_memory_region, Msrs,
+};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
-use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+use vm_memory::{
+    FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap, MmapRegion,
+};
 
 use vkernel_guest::abi;
 use vkernel_guest::layout::*;
@@ -152,7 +156,7 @@ impl MachineBuilder {
 }
 
 pub(crate) struct MachineInner {
-    pub(crate) vm: VmFd,
+    _vm: VmFd,
     _kvm: Kvm,
     pub(crate) ram: Ram,
     pub(crate) sys: Ram,
@@ -160,7 +164,6 @@ pub(crate) struct MachineInner {
     pub(crate) path: TrapPath,
     pub(crate) offsets: StubOffsets,
     pub(crate) pool: Mutex<PtPool>,
-    pub(crate) null_pml4: u64,
     pub(crate) kickers: Vec<Kicker>,
     next_vmspace_id: AtomicU64,
     pub(crate) vcpu_count: usize,
@@ -170,10 +173,6 @@ pub(crate) struct MachineInner {
 impl MachineInner {
     pub(crate) fn new_vmspace_id(&self) -> u64 {
         self.next_vmspace_id.fetch_add(1, Ordering::Relaxed)
-    }
-    /// Guest-virtual address of system-region offset `off`.
-    pub(crate) fn sys_va(off: u64) -> u64 {
-        SYS_VA + off
     }
     /// The user address that bounces a vCPU from CPL3 into the stub: a
     /// supervisor-only page, so fetching it raises #PF.
@@ -240,7 +239,7 @@ impl Machine {
         if b.ram_size == 0 {
             return Err(MachineError::RamZero);
         }
-        if b.ram_size % PAGE_SIZE != 0 {
+        if !b.ram_size.is_multiple_of(PAGE_SIZE) {
             return Err(MachineError::RamUnaligned(b.ram_size));
         }
         if b.vcpus == 0 || b.vcpus > MAX_VCPUS {
@@ -249,7 +248,10 @@ impl Machine {
                 max: MAX_VCPUS,
             });
         }
-        if b.sys_size % (2 << 20) != 0 || b.sys_size < (4 << 20) || b.sys_size > MAX_SYS_SIZE {
+        if !b.sys_size.is_multiple_of(2 << 20)
+            || b.sys_size < (4 << 20)
+            || b.sys_size > MAX_SYS_SIZE
+        {
             return Err(MachineError::SysSize(b.sys_size));
         }
         let kvm = match std::fs::metadata("/dev/kvm") {
@@ -273,7 +275,7 @@ impl Machine {
             .as_slice()
             .iter()
             .find(|e| e.function == 0x8000_0008)
-            .map(|e| (e.eax & 0xff) as u32)
+            .map(|e| e.eax & 0xff)
             .unwrap_or(36)
             .clamp(32, 52);
         let max_ram = (1u64 << phys_bits) - (2u64 << 30);
@@ -316,10 +318,12 @@ impl Machine {
                 source,
             })?;
         let sys_gpa = sys_gpa(b.ram_size);
-        let ram_clone = ram_file.try_clone().map_err(|source| MachineError::RamFile {
-            path: ram_name.clone(),
-            source,
-        })?;
+        let ram_clone = ram_file
+            .try_clone()
+            .map_err(|source| MachineError::RamFile {
+                path: ram_name.clone(),
+                source,
+            })?;
         let region = |file: File, size: u64, gpa: u64| -> Result<GuestRegionMmap, MachineError> {
             let m = MmapRegion::<()>::from_file(FileOffset::new(file, 0), size as usize)
                 .map_err(|e| MachineError::Map(e.to_string()))?;
@@ -362,9 +366,17 @@ impl Machine {
         let offsets = stub::offsets();
         let upper_entry = init_sys(&sys, sys_gpa, b.sys_size, b.vcpus, &offsets);
         let mut pool = PtPool::new(sys.clone(), sys_gpa, POOL_OFF, b.sys_size, upper_entry);
-        let mut null = pool.new_space().map_err(|e| MachineError::Map(e.to_string()))?;
-        null.install(&mut pool, TRAMP_VA, tramp_entry(sys_gpa), false, &mut Vec::new())
+        let mut null = pool
+            .new_space()
             .map_err(|e| MachineError::Map(e.to_string()))?;
+        null.install(
+            &mut pool,
+            TRAMP_VA,
+            tramp_entry(sys_gpa),
+            false,
+            &mut Vec::new(),
+        )
+        .map_err(|e| MachineError::Map(e.to_string()))?;
 
         let mut fds = Vec::new();
         for i in 0..b.vcpus {
@@ -408,7 +420,7 @@ impl Machine {
             kick_states.push(Arc::new(KickState::new(fd)));
         }
         let inner = Arc::new(MachineInner {
-            vm,
+            _vm: vm,
             _kvm: kvm,
             ram,
             sys,
@@ -416,7 +428,6 @@ impl Machine {
             path,
             offsets,
             pool: Mutex::new(pool),
-            null_pml4: null.pml4,
             kickers: kick_states.iter().map(|k| Kicker::new(k.clone())).collect(),
             next_vmspace_id: AtomicU64::new(1),
             vcpu_count: b.vcpus,
@@ -518,7 +529,8 @@ fn init_sys(sys: &Ram, sys_gpa: u64, sys_size: u64, vcpus: usize, o: &StubOffset
         w(IDT_OFF + 16 * v as u64 + 8, hi);
     }
     sys.write(STUB_OFF, stub::stub_code()).expect("stub fits");
-    sys.write(TRAMP_OFF, stub::tramp_code()).expect("trampoline fits");
+    sys.write(TRAMP_OFF, stub::tramp_code())
+        .expect("trampoline fits");
     // Upper half: PML4[256] -> PDPT -> PD -> (PT for the first 2 MiB, then
     // 2 MiB pages for the pool).
     let t = PTE_P | PTE_W | PTE_U | PTE_A;
@@ -532,9 +544,9 @@ fn init_sys(sys: &Ram, sys_gpa: u64, sys_size: u64, vcpus: usize, o: &StubOffset
     }
     for i in 0..512u64 {
         let off = i * PAGE_SIZE;
-        let flags = if (STUB_OFF..STUB_OFF + STUB_MAX).contains(&off) {
-            PTE_P | PTE_A
-        } else if off == TRAMP_OFF {
+        // Code pages (stub and trampoline) are executable and read-only;
+        // the trampoline is reached by vprocs through TRAMP_VA only.
+        let flags = if (STUB_OFF..TRAMP_OFF + PAGE_SIZE).contains(&off) {
             PTE_P | PTE_A
         } else {
             PTE_P | PTE_W | PTE_A | PTE_D | PTE_NX

@@ -154,7 +154,7 @@ impl Ram {
     }
 
     fn atomic(&self, gpa: u64) -> Result<&AtomicU64, RamError> {
-        if gpa % 8 != 0 {
+        if !gpa.is_multiple_of(8) {
             return Err(RamError::Unaligned(gpa));
         }
         let p = self.host_ptr(gpa, 8)?;

@@ -197,7 +197,9 @@ pub struct Vmspace {
 
 impl std::fmt::Debug for Vmspace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vmspace").field("id", &self.shared.id).finish()
+        f.debug_struct("Vmspace")
+            .field("id", &self.shared.id)
+            .finish()
     }
 }
 
@@ -208,7 +210,7 @@ fn check_range(addr: u64, len: u64) -> Result<u64, VmspaceError> {
     if len == 0 {
         return Err(VmspaceError::ZeroLength);
     }
-    if addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+    if !addr.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
         return Err(VmspaceError::Unaligned { addr, len });
     }
     match addr.checked_add(len) {
@@ -223,7 +225,13 @@ impl Vmspace {
         let mut hw = pool.new_space()?;
         if machine.path == crate::machine::TrapPath::StaysInUserMode {
             let e = crate::machine::tramp_entry(machine.sys_gpa);
-            if let Err(err) = hw.install(&mut pool, vkernel_guest::layout::TRAMP_VA, e, false, &mut Vec::new()) {
+            if let Err(err) = hw.install(
+                &mut pool,
+                vkernel_guest::layout::TRAMP_VA,
+                e,
+                false,
+                &mut Vec::new(),
+            ) {
                 pool.release(hw.pages());
                 return Err(err.into());
             }
@@ -397,7 +405,13 @@ impl Vmspace {
     /// Walk the vpagetable for `va` without changing anything.
     pub fn walk(&self, va: u64) -> Result<Translation, FaultReason> {
         let root = self.root_of(va).ok_or(FaultReason::NoPageTable)?;
-        walk(&self.shared.machine.ram, root, va, Access::Read, Emulate::No)
+        walk(
+            &self.shared.machine.ram,
+            root,
+            va,
+            Access::Read,
+            Emulate::No,
+        )
     }
 
     /// Clear `bits` (A and/or M) in the leaf VPTE of `va` and invalidate the
@@ -448,7 +462,10 @@ impl Vmspace {
             if let Some((_, r)) = find(&st.regions, va) {
                 if let Kind::PageTable { root: Some(root) } = r.kind {
                     if let Ok(t) = walk(ram, root, va, Access::Read, Emulate::No) {
-                        if !t.vpte.accessed() && ram.cas(t.leaf_gpa, t.vpte.bits(), t.vpte.with(Vpte::A).bits()) == Ok(true) {
+                        if !t.vpte.accessed()
+                            && ram.cas(t.leaf_gpa, t.vpte.bits(), t.vpte.with(Vpte::A).bits())
+                                == Ok(true)
+                        {
                             n += 1;
                         }
                     }
@@ -461,7 +478,11 @@ impl Vmspace {
     /// Copy bytes out of the vproc's memory at `va`, through its vpagetable,
     /// as a user read would (sets A). Fails on the first page a user read
     /// could not access.
-    pub fn copy_from_user(&self, va: u64, buf: &mut [u8]) -> Result<(), crate::uaccess::UaccessError> {
+    pub fn copy_from_user(
+        &self,
+        va: u64,
+        buf: &mut [u8],
+    ) -> Result<(), crate::uaccess::UaccessError> {
         crate::uaccess::copy(self, va, buf.len(), Access::Read, |gpa, off, n| {
             self.shared.machine.ram.read(gpa, &mut buf[off..off + n])
         })
@@ -537,7 +558,11 @@ impl Vmspace {
         match res {
             Ok(Installed::Same) => {
                 // The entry was already right: a stale TLB entry. Flush it.
-                cmds.push(vkernel_guest::abi::cmd(vkernel_guest::abi::CMD_INVLPG, page, 0));
+                cmds.push(vkernel_guest::abi::cmd(
+                    vkernel_guest::abi::CMD_INVLPG,
+                    page,
+                    0,
+                ));
             }
             Ok(_) => st.stats.installed += 1,
             Err(_) => return Err(FaultReason::NotValid { level: 1 }),
@@ -729,8 +754,14 @@ mod tests {
     #[test]
     fn range_checks() {
         assert_eq!(check_range(0, 0), Err(VmspaceError::ZeroLength));
-        assert!(matches!(check_range(1, 4096), Err(VmspaceError::Unaligned { .. })));
-        assert!(matches!(check_range(0, 4095), Err(VmspaceError::Unaligned { .. })));
+        assert!(matches!(
+            check_range(1, 4096),
+            Err(VmspaceError::Unaligned { .. })
+        ));
+        assert!(matches!(
+            check_range(0, 4095),
+            Err(VmspaceError::Unaligned { .. })
+        ));
         assert!(matches!(
             check_range(USER_END - 4096, 8192),
             Err(VmspaceError::OutOfRange { .. })

@@ -164,7 +164,13 @@ impl VpTable {
     }
 
     /// Write a raw leaf entry for `va` (tables are created).
-    pub fn set(&self, ram: &Ram, frames: &mut FrameAlloc, va: u64, e: Vpte) -> Result<(), VptError> {
+    pub fn set(
+        &self,
+        ram: &Ram,
+        frames: &mut FrameAlloc,
+        va: u64,
+        e: Vpte,
+    ) -> Result<(), VptError> {
         let gpa = self
             .leaf_gpa(ram, Some(frames), va)?
             .expect("tables are created");
@@ -217,13 +223,22 @@ mod tests {
         let f = fa.alloc(&ram).unwrap();
         vpt.map(&ram, &mut fa, 0x7000_0000, f, Vpte::RW | Vpte::U)
             .unwrap();
-        let t = walk(&ram, vpt.root(), 0x7000_0123, Access::Write, Emulate::AccessedModified)
-            .unwrap();
+        let t = walk(
+            &ram,
+            vpt.root(),
+            0x7000_0123,
+            Access::Write,
+            Emulate::AccessedModified,
+        )
+        .unwrap();
         assert_eq!(t.frame, f);
         assert!(vpt.lookup(&ram, 0x7000_0000).unwrap().modified());
         assert!(vpt.unmap(&ram, 0x7000_0000).unwrap().valid());
         assert!(walk(&ram, vpt.root(), 0x7000_0000, Access::Read, Emulate::No).is_err());
-        assert_eq!(vpt.map(&ram, &mut fa, 0x1001, f, 0), Err(VptError::Unaligned(0x1001)));
+        assert_eq!(
+            vpt.map(&ram, &mut fa, 0x1001, f, 0),
+            Err(VptError::Unaligned(0x1001))
+        );
         let before = fa.available();
         vpt.free_tables(&ram, &mut fa);
         assert_eq!(fa.available(), before + 4);

@@ -140,14 +140,17 @@ fn walk_once(
     let mut executable = true;
     for level in (1..=4u8).rev() {
         let (upper_writable, upper_user, upper_executable) = (writable, user, executable);
-        if table % 4096 != 0 {
+        if !table.is_multiple_of(4096) {
             return Err(FaultReason::Malformed { level });
         }
         if !ram.contains(table, 4096) {
             return Err(FaultReason::OutsideRam { level, gpa: table });
         }
         let gpa = table + 8 * index(va, level) as u64;
-        let e = Vpte(ram.load(gpa).map_err(|_| FaultReason::OutsideRam { level, gpa })?);
+        let e = Vpte(
+            ram.load(gpa)
+                .map_err(|_| FaultReason::OutsideRam { level, gpa })?,
+        );
         if !e.valid() {
             return Err(FaultReason::NotValid { level });
         }
@@ -189,7 +192,11 @@ fn walk_once(
                     Err(_) => return Err(FaultReason::OutsideRam { level, gpa }),
                 }
             }
-            let vpte = if emulate == Emulate::AccessedModified { new } else { e };
+            let vpte = if emulate == Emulate::AccessedModified {
+                new
+            } else {
+                e
+            };
             return Ok(Some(Translation {
                 frame: e.frame() + ((va & (size - 1)) & !0xFFF),
                 leaf_gpa: gpa,
@@ -232,7 +239,8 @@ mod tests {
             .unwrap();
         ram.store(t2 + 8 * index(va, 2) as u64, Vpte::page(t1, F).bits())
             .unwrap();
-        ram.store(t1 + 8 * index(va, 1) as u64, leaf.bits()).unwrap();
+        ram.store(t1 + 8 * index(va, 1) as u64, leaf.bits())
+            .unwrap();
         root
     }
 
@@ -276,11 +284,23 @@ mod tests {
         let va = 0x7000_0000;
         let root = path(&ram, va, Vpte::page(0x9000, Vpte::U));
         assert_eq!(
-            walk(&ram, root, va + 0x1000, Access::Read, Emulate::AccessedModified),
+            walk(
+                &ram,
+                root,
+                va + 0x1000,
+                Access::Read,
+                Emulate::AccessedModified
+            ),
             Err(FaultReason::NotValid { level: 1 })
         );
         assert_eq!(
-            walk(&ram, root, 0x100_0000_0000, Access::Read, Emulate::AccessedModified),
+            walk(
+                &ram,
+                root,
+                0x100_0000_0000,
+                Access::Read,
+                Emulate::AccessedModified
+            ),
             Err(FaultReason::NotValid { level: 4 })
         );
         // Read-only page: write is a protection fault and sets nothing.
@@ -317,13 +337,20 @@ mod tests {
         let root = path(&ram, va, Vpte::page(0x10_0000, F)); // frame == RAM size
         assert_eq!(
             walk(&ram, root, va, Access::Read, Emulate::AccessedModified),
-            Err(FaultReason::OutsideRam { level: 1, gpa: 0x10_0000 })
+            Err(FaultReason::OutsideRam {
+                level: 1,
+                gpa: 0x10_0000
+            })
         );
         // Table pointer outside RAM.
-        ram.store(0x1000, Vpte::page(0xdead_0000, F).bits()).unwrap();
+        ram.store(0x1000, Vpte::page(0xdead_0000, F).bits())
+            .unwrap();
         assert_eq!(
             walk(&ram, root, va, Access::Read, Emulate::No),
-            Err(FaultReason::OutsideRam { level: 3, gpa: 0xdead_0000 })
+            Err(FaultReason::OutsideRam {
+                level: 3,
+                gpa: 0xdead_0000
+            })
         );
         // Root itself outside RAM or unaligned.
         assert!(matches!(
@@ -335,7 +362,8 @@ mod tests {
             Err(FaultReason::Malformed { level: 4 })
         );
         // Large page at the root is malformed.
-        ram.store(0x1000, Vpte::page(0, F | Vpte::PS).bits()).unwrap();
+        ram.store(0x1000, Vpte::page(0, F | Vpte::PS).bits())
+            .unwrap();
         assert_eq!(
             walk(&ram, root, va, Access::Read, Emulate::No),
             Err(FaultReason::Malformed { level: 4 })

@@ -271,7 +271,11 @@ mod tests {
     fn stub_fits_and_entries_are_inside() {
         let code = stub_code();
         assert!(!code.is_empty());
-        assert!(code.len() as u64 <= layout::STUB_MAX, "stub is {} bytes", code.len());
+        assert!(
+            code.len() as u64 <= layout::STUB_MAX,
+            "stub is {} bytes",
+            code.len()
+        );
         assert!(tramp_code().len() as u64 <= layout::PAGE_SIZE);
         let o = offsets();
         for v in o.vectors {
