@@ -154,7 +154,7 @@ mod tests {
         let e2 = e.with(Vpte::A | Vpte::M | Vpte::NX);
         assert!(e2.accessed() && e2.modified() && e2.no_exec());
         assert_eq!(e2.frame(), 0x1234_5000);
-        assert_eq!(e2.without(Vpte::M).modified(), false);
+        assert!(!e2.without(Vpte::M).modified());
         // Frame bits above 51 and software bits do not leak into the frame.
         assert_eq!(Vpte(u64::MAX).frame(), Vpte::FRAME_MASK);
         assert_eq!(Vpte::page(0xfff, 0).frame(), 0);
