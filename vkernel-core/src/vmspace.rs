@@ -442,6 +442,48 @@ impl Vmspace {
         }
     }
 
+    /// Clear the accessed bit of every leaf VPTE in `[start, end)` that
+    /// belongs to this vmspace's vpagetable mappings, and drop the hardware
+    /// entries that would hide new references (the pagemap article's
+    /// `clear_refs`). Returns how many VPTEs had A set.
+    pub fn clear_accessed(&self, start: u64, end: u64) -> Result<usize, VmspaceError> {
+        let end = end.min(USER_END);
+        if start >= end {
+            return Ok(0);
+        }
+        let mut st = self.lock();
+        let ram = &self.shared.machine.ram;
+        let mut n = 0;
+        let ranges: Vec<(u64, u64, u64)> = st
+            .regions
+            .range(..end)
+            .filter(|(s, r)| r.end > start && **s < end)
+            .filter_map(|(s, r)| match r.kind {
+                Kind::PageTable { root: Some(root) } => Some(((*s).max(start), r.end.min(end), root)),
+                _ => None,
+            })
+            .collect();
+        for (lo, hi, root) in ranges {
+            crate::vptable::VpTable::from_root(root).for_each_leaf(ram, lo, hi, &mut |_, gpa, e| {
+                if e.accessed() {
+                    let mut cur = e.bits();
+                    while cur & Vpte::A != 0 {
+                        match ram.cas(gpa, cur, cur & !Vpte::A) {
+                            Ok(true) => {
+                                n += 1;
+                                break;
+                            }
+                            Ok(false) => cur = ram.load(gpa).unwrap_or(0),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            });
+            self.invalidate_locked(&mut st, lo, hi);
+        }
+        Ok(n)
+    }
+
     /// Fold the hardware accessed bits of installed entries into the leaf
     /// VPTEs' A bits (neighbours installed by fault-around carry their first
     /// use only in hardware). Returns how many VPTEs gained A.
