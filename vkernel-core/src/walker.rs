@@ -144,7 +144,11 @@ fn walk_once(
             return Err(FaultReason::Malformed { level });
         }
         if !ram.contains(table, 4096) {
-            return Err(FaultReason::OutsideRam { level, gpa: table });
+            // Blame the entry that pointed here (the root counts as level 4).
+            return Err(FaultReason::OutsideRam {
+                level: (level + 1).min(4),
+                gpa: table,
+            });
         }
         let gpa = table + 8 * index(va, level) as u64;
         let e = Vpte(
@@ -348,7 +352,7 @@ mod tests {
         assert_eq!(
             walk(&ram, root, va, Access::Read, Emulate::No),
             Err(FaultReason::OutsideRam {
-                level: 3,
+                level: 4,
                 gpa: 0xdead_0000
             })
         );
