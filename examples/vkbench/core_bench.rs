@@ -137,6 +137,7 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         f.rdi = DATA_VA;
         f.rsi = pages;
         f.rdx = 1;
+        let e0 = s.cpu.stats().exits;
         let t = Instant::now();
         loop {
             match s.cpu.run(&vms, &mut f).unwrap() {
@@ -158,6 +159,10 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         out.push((
             "unresolved_fault_ns".into(),
             t.elapsed().as_nanos() as f64 / pages as f64,
+        ));
+        out.push((
+            "exits_per_unresolved_fault".into(),
+            (s.cpu.stats().exits - e0) as f64 / pages as f64,
         ));
     }
 

@@ -182,6 +182,9 @@ pub struct CpuStats {
     pub bounces: u64,
     /// Entries that had to load system registers (CR3, FS/GS base).
     pub sregs_loads: u64,
+    /// Faults installed before resuming a vproc whose last PageFault the
+    /// vkernel fixed (each saves one exit).
+    pub prefaults: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,6 +214,8 @@ pub struct Cpu {
     kick_pending: bool,
     stepping: bool,
     last_fault: (u64, u32),
+    /// The last PageFault returned: (vmspace, addr, access, rip).
+    returned_fault: Option<(u64, u64, Access, u64)>,
     stats: CpuStats,
     broken: Option<String>,
     top: u64,
@@ -259,6 +264,7 @@ impl Cpu {
             kick_pending: false,
             stepping: false,
             last_fault: (u64::MAX, 0),
+            returned_fault: None,
             stats: CpuStats::default(),
             broken: None,
             top: cpu_stack_top_off(index),
@@ -340,6 +346,18 @@ impl Cpu {
                 }
             }
         }
+        // The vproc is about to retry the access that last trapped: if the
+        // vkernel fixed its vpagetable, install the entry now and save the
+        // exit the retry would cost.
+        if let Some((id, addr, access, rip)) = self.returned_fault.take() {
+            if id == vms.shared.id && rip == frame.rip {
+                let mut cmds = Vec::new();
+                if vms.resolve(addr, access, &mut cmds).is_ok() {
+                    self.stats.prefaults += 1;
+                    self.queue.extend(cmds);
+                }
+            }
+        }
         self.target = *frame;
         // SAFETY: pthread_self has no preconditions.
         self.kick.set_thread(Some(unsafe { libc::pthread_self() }));
@@ -374,6 +392,7 @@ impl Cpu {
 
     /// Set up registers, the iret frame and the mailbox for the next entry.
     fn prepare_entry(&mut self) {
+        let regs_before = self.fd.sync_regs().regs;
         let mb = self.top;
         // Commands a kicked entry never applied go first.
         let left = self.sys_load(mb + MB_NCMDS) as usize;
@@ -456,7 +475,11 @@ impl Cpu {
             s.sregs.gs.base = t.gs_base;
             sdirty = true;
         }
-        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        // Writing registers is not free on every KVM (a PVM-derived one
+        // reloads more state): only do it when something changed.
+        if s.regs != regs_before {
+            self.fd.set_sync_dirty_reg(SyncReg::Register);
+        }
         if sdirty {
             self.stats.sregs_loads += 1;
             self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
@@ -668,6 +691,7 @@ impl Cpu {
                                 self.target = f;
                                 *frame = f;
                                 self.stats.page_faults += 1;
+                                self.returned_fault = Some((vms.shared.id, addr, access, f.rip));
                                 return Ok(Trap::PageFault {
                                     addr,
                                     access,
