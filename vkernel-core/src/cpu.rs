@@ -16,6 +16,7 @@ use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS, MB_USER_RSP};
 use vkernel_guest::layout::{cpu_stack_top_off, ENTRY_FRAME_SIZE, STUB_OFF, SYS_VA};
 use vkernel_guest::x86::{self, is_canonical, sel, PFEC_I, PFEC_W};
 
+use crate::fpu::{FpuContext, FpuMode};
 use crate::hwpt::Cmd;
 use crate::machine::{MachineInner, TrapPath};
 use crate::trap::{Trap, TrapFrame};
@@ -182,6 +183,12 @@ pub struct CpuStats {
     pub bounces: u64,
     /// Entries that had to load system registers (CR3, FS/GS base).
     pub sregs_loads: u64,
+    /// FPU states saved from the vCPU (owner switches).
+    pub fpu_saves: u64,
+    /// FPU states loaded into the vCPU.
+    pub fpu_restores: u64,
+    /// #NM traps taken to hand the FPU over lazily.
+    pub fpu_traps: u64,
     /// Faults installed before resuming a vproc whose last PageFault the
     /// vkernel fixed (each saves one exit).
     pub prefaults: u64,
@@ -217,6 +224,9 @@ pub struct Cpu {
     /// The last PageFault returned: (vmspace, addr, access, rip).
     returned_fault: Option<(u64, u64, Access, u64)>,
     stats: CpuStats,
+    fpu_current: FpuContext,
+    fpu_loaded: Option<FpuContext>,
+    ts_set: bool,
     broken: Option<String>,
     top: u64,
 }
@@ -266,6 +276,9 @@ impl Cpu {
             last_fault: (u64::MAX, 0),
             returned_fault: None,
             stats: CpuStats::default(),
+            fpu_current: FpuContext::new(),
+            fpu_loaded: None,
+            ts_set: false,
             broken: None,
             top: cpu_stack_top_off(index),
         }
@@ -289,6 +302,41 @@ impl Cpu {
     /// The underlying KVM vCPU (for debugging and tools: FPU/XSAVE state).
     pub fn vcpu_fd(&self) -> &VcpuFd {
         &self.fd
+    }
+
+    /// Make `ctx` the FPU state of the vproc the next runs execute (the seed's
+    /// per-process FPU context). Its registers are loaded lazily, on the
+    /// vproc's first FPU instruction, where the host honours CR0.TS
+    /// ([`crate::machine::Machine::fpu_mode`]); eagerly otherwise.
+    pub fn set_fpu(&mut self, ctx: &FpuContext) {
+        self.fpu_current = ctx.clone();
+    }
+
+    /// Save the vCPU's live FPU registers into their owner's context, so
+    /// [`FpuContext::saved_xmm`] shows current values.
+    pub fn sync_fpu(&mut self) -> Result<(), RunError> {
+        if let Some(owner) = self.fpu_loaded.clone() {
+            let x = self.fd.get_xsave().map_err(kvm_io)?;
+            owner.with_state(|s| *s = x);
+            self.stats.fpu_saves += 1;
+        }
+        Ok(())
+    }
+
+    /// Move the FPU to `fpu_current`: save the owner's state, load the new.
+    fn swap_fpu(&mut self) -> Result<(), RunError> {
+        self.sync_fpu()?;
+        let cur = self.fpu_current.clone();
+        cur.with_state(|s| {
+            // SAFETY: `s` is a complete 4 KiB kvm_xsave image, either built by
+            // FpuContext::new in the reset layout or saved by KVM_GET_XSAVE
+            // from this kind of vCPU.
+            unsafe { self.fd.set_xsave(s) }
+        })
+        .map_err(kvm_io)?;
+        self.stats.fpu_restores += 1;
+        self.fpu_loaded = Some(cur);
+        Ok(())
     }
 
     /// Run the vproc described by `frame` in `vms` until it traps.
@@ -334,6 +382,24 @@ impl Cpu {
                 self.queue.push_back(abi::cmd(abi::CMD_FLUSH, 0, 0));
                 self.seen_gen = st.gen;
             }
+        }
+        let owner = self
+            .fpu_loaded
+            .as_ref()
+            .is_some_and(|l| l.same(&self.fpu_current));
+        if !owner {
+            match self.m.fpu_mode {
+                FpuMode::Lazy if !self.ts_set => {
+                    self.queue.push_back(abi::cmd(abi::CMD_SET_TS, 0, 0));
+                    self.ts_set = true;
+                }
+                FpuMode::Lazy => {}
+                FpuMode::Eager => self.swap_fpu()?,
+            }
+        } else if self.ts_set {
+            // Back to the owner before anyone else used the FPU.
+            self.queue.push_back(abi::cmd(abi::CMD_CLTS, 0, 0));
+            self.ts_set = false;
         }
         if self.scrub_batch.is_none() && self.queue.len() < MB_MAX_CMDS {
             let mut pool = self.m.pool.lock().unwrap();
@@ -646,6 +712,16 @@ impl Cpu {
                     f.rip = rip;
                     f.rsp = rsp;
                     f.rflags = rflags;
+                    if vector == 7 && self.ts_set {
+                        // The vproc's first FPU instruction: hand over.
+                        self.stats.fpu_traps += 1;
+                        self.swap_fpu()?;
+                        self.queue.push_back(abi::cmd(abi::CMD_CLTS, 0, 0));
+                        self.ts_set = false;
+                        self.target = f;
+                        need_entry = true;
+                        continue;
+                    }
                     if vector == 14 {
                         let addr = s.sregs.cr2;
                         if self.bounce && addr == self.m.kcall_va() {
@@ -739,6 +815,10 @@ impl Cpu {
             .and_then(|off| self.m.sys.load(off & !7).ok())
             .unwrap_or(u64::MAX)
     }
+}
+
+fn kvm_io(e: kvm_ioctls::Error) -> RunError {
+    RunError::Kvm(std::io::Error::from_raw_os_error(e.errno()))
 }
 
 fn rflags_set(fd: &mut VcpuFd, v: u64) {

@@ -20,8 +20,10 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cpu;
+pub mod fpu;
 pub mod hwpt;
 pub mod machine;
+pub mod memstat;
 pub mod ram;
 pub mod sched;
 pub mod trap;

@@ -162,6 +162,7 @@ pub(crate) struct MachineInner {
     pub(crate) sys: Ram,
     pub(crate) sys_gpa: u64,
     pub(crate) path: TrapPath,
+    pub(crate) fpu_mode: crate::fpu::FpuMode,
     pub(crate) offsets: StubOffsets,
     pub(crate) pool: Mutex<PtPool>,
     pub(crate) kickers: Vec<Kicker>,
@@ -395,6 +396,8 @@ impl Machine {
                     "syscall stays at CPL3 on this KVM; using the user trampoline",
             }
         );
+        let fpu_mode = probe_fpu(&mut fds[0], &sys, sys_gpa + null.pml4, &offsets);
+        log::info!("vkernel: FPU handoff {fpu_mode:?}");
         let lstar = match path {
             TrapPath::Standard => SYS_VA + STUB_OFF + offsets.syscall,
             TrapPath::StaysInUserMode => TRAMP_VA + offsets.tramp_syscall,
@@ -426,6 +429,7 @@ impl Machine {
             sys,
             sys_gpa,
             path,
+            fpu_mode,
             offsets,
             pool: Mutex::new(pool),
             kickers: kick_states.iter().map(|k| Kicker::new(k.clone())).collect(),
@@ -448,6 +452,11 @@ impl Machine {
     /// The trap path the probe chose for this host.
     pub fn trap_path(&self) -> TrapPath {
         self.inner.path
+    }
+
+    /// How FPU state moves between vprocs on this host (probed).
+    pub fn fpu_mode(&self) -> crate::fpu::FpuMode {
+        self.inner.fpu_mode
     }
 
     /// RAM: the host's view of guest-physical `[0, ram_size)`.
@@ -704,6 +713,48 @@ pub(crate) fn reset_position(fd: &VcpuFd, n: usize, cr3: u64) -> Result<(), Mach
         ..Default::default()
     };
     fd.set_regs(&regs).map_err(kvm_err("SET_REGS"))
+}
+
+/// Does the guest honour CR0.TS? Set it with a mailbox command (as the run
+/// loop does), run one SSE instruction at CPL3 and expect #NM; then clear it
+/// and expect the instruction to run.
+fn probe_fpu(fd: &mut VcpuFd, sys: &Ram, cr3: u64, o: &StubOffsets) -> crate::fpu::FpuMode {
+    use crate::fpu::FpuMode;
+    let top = cpu_stack_top_off(0);
+    let mut attempt = |cmd: u64| -> Option<u16> {
+        reset_position(fd, 0, cr3).ok()?;
+        let frame = [
+            TRAMP_VA + o.tramp_probe_fpu,
+            sel::UCODE as u64,
+            x86::RFLAGS_FIXED,
+            0,
+            sel::UDATA as u64,
+        ];
+        for (i, v) in frame.iter().enumerate() {
+            sys.store(top - 40 + 8 * i as u64, *v).ok()?;
+        }
+        let [a, b] = abi::cmd(cmd, 0, 0);
+        sys.store(top + abi::MB_CMDS, a).ok()?;
+        sys.store(top + abi::MB_CMDS + 8, b).ok()?;
+        sys.store(top + abi::MB_NCMDS, 1).ok()?;
+        let r = match fd.run() {
+            Ok(VcpuExit::IoOut(port, _)) => Some(port),
+            _ => None,
+        };
+        let _ = sys.store(top + abi::MB_NCMDS, 0);
+        r
+    };
+    let with_ts = attempt(abi::CMD_SET_TS);
+    let vector = sys.load(top - ENTRY_FRAME_SIZE).unwrap_or(0);
+    let without_ts = attempt(abi::CMD_CLTS);
+    let _ = reset_position(fd, 0, cr3);
+    match (with_ts, without_ts) {
+        (Some(abi::PORT_EXCEPTION), Some(abi::PORT_PROBE)) if vector == 7 => FpuMode::Lazy,
+        other => {
+            log::info!("vkernel: CR0.TS not honoured here ({other:?}, vector {vector}): eager FPU switching");
+            FpuMode::Eager
+        }
+    }
 }
 
 /// Run one `syscall` from CPL3 and see where it lands.

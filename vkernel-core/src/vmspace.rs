@@ -459,26 +459,33 @@ impl Vmspace {
             .range(..end)
             .filter(|(s, r)| r.end > start && **s < end)
             .filter_map(|(s, r)| match r.kind {
-                Kind::PageTable { root: Some(root) } => Some(((*s).max(start), r.end.min(end), root)),
+                Kind::PageTable { root: Some(root) } => {
+                    Some(((*s).max(start), r.end.min(end), root))
+                }
                 _ => None,
             })
             .collect();
         for (lo, hi, root) in ranges {
-            crate::vptable::VpTable::from_root(root).for_each_leaf(ram, lo, hi, &mut |_, gpa, e| {
-                if e.accessed() {
-                    let mut cur = e.bits();
-                    while cur & Vpte::A != 0 {
-                        match ram.cas(gpa, cur, cur & !Vpte::A) {
-                            Ok(true) => {
-                                n += 1;
-                                break;
+            crate::vptable::VpTable::from_root(root).for_each_leaf(
+                ram,
+                lo,
+                hi,
+                &mut |_, gpa, e| {
+                    if e.accessed() {
+                        let mut cur = e.bits();
+                        while cur & Vpte::A != 0 {
+                            match ram.cas(gpa, cur, cur & !Vpte::A) {
+                                Ok(true) => {
+                                    n += 1;
+                                    break;
+                                }
+                                Ok(false) => cur = ram.load(gpa).unwrap_or(0),
+                                Err(_) => break,
                             }
-                            Ok(false) => cur = ram.load(gpa).unwrap_or(0),
-                            Err(_) => break,
                         }
                     }
-                }
-            });
+                },
+            );
             self.invalidate_locked(&mut st, lo, hi);
         }
         Ok(n)

@@ -196,7 +196,13 @@ impl VpTable {
     /// Visit every valid leaf in `[start, end)` as `(va, leaf_gpa, vpte)`, in
     /// address order. Large pages are visited once, at their first address
     /// inside the range. Entries pointing outside RAM are skipped.
-    pub fn for_each_leaf(&self, ram: &Ram, start: u64, end: u64, f: &mut dyn FnMut(u64, u64, Vpte)) {
+    pub fn for_each_leaf(
+        &self,
+        ram: &Ram,
+        start: u64,
+        end: u64,
+        f: &mut dyn FnMut(u64, u64, Vpte),
+    ) {
         fn rec(
             ram: &Ram,
             table: u64,
@@ -227,7 +233,15 @@ impl VpTable {
             }
         }
         if ram.contains(self.root, 4096) {
-            rec(ram, self.root, 4, 0, start, end.min(vkernel_guest::x86::USER_END), f);
+            rec(
+                ram,
+                self.root,
+                4,
+                0,
+                start,
+                end.min(vkernel_guest::x86::USER_END),
+                f,
+            );
         }
     }
 

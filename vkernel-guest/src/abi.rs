@@ -43,6 +43,11 @@ pub const CMD_INVLPG: u64 = 1;
 /// Command kind: flush the whole TLB (reload CR3).
 pub const CMD_FLUSH: u64 = 2;
 
+/// Command kind: set CR0.TS (the next FPU instruction raises #NM).
+pub const CMD_SET_TS: u64 = 3;
+/// Command kind: clear CR0.TS (`clts`).
+pub const CMD_CLTS: u64 = 4;
+
 /// Encode one mailbox command.
 pub const fn cmd(kind: u64, addr: u64, value: u64) -> [u64; 2] {
     [(addr & !7) | kind, value]

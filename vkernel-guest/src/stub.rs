@@ -105,6 +105,18 @@ vkstub_resume:
     invlpg [rax]
     jmp 8f
 5:
+    cmp al, {cmd_set_ts}
+    jne 6f
+    mov rax, cr0
+    or rax, 8
+    mov cr0, rax
+    jmp 8f
+6:
+    cmp al, {cmd_clts}
+    jne 7f
+    clts
+    jmp 8f
+7:
     mov rax, cr3
     mov cr3, rax
 8:
@@ -170,6 +182,12 @@ vktramp_probe_entry:
 vktramp_probe_user:
     syscall
     ud2
+    .balign 16
+    .globl vktramp_probe_fpu
+vktramp_probe_fpu:
+    xorps xmm0, xmm0
+    out {port_probe}, al
+    ud2
     .globl vktramp_end
 vktramp_end:
     .balign 4096
@@ -184,6 +202,8 @@ vktramp_end:
     user_rsp = const abi::MB_USER_RSP,
     kstack = const abi::MB_KSTACK,
     cmd_invlpg = const abi::CMD_INVLPG,
+    cmd_set_ts = const abi::CMD_SET_TS,
+    cmd_clts = const abi::CMD_CLTS,
 );
 
 extern "C" {
@@ -197,6 +217,7 @@ extern "C" {
     static vktramp_syscall: u8;
     static vktramp_probe_entry: u8;
     static vktramp_probe_user: u8;
+    static vktramp_probe_fpu: u8;
 }
 
 fn addr<T>(p: *const T) -> usize {
@@ -242,6 +263,8 @@ pub struct StubOffsets {
     pub tramp_probe_entry: u64,
     /// Probe: user code that executes `syscall`.
     pub tramp_probe_user: u64,
+    /// Probe: user code that executes one SSE instruction, then exits.
+    pub tramp_probe_fpu: u64,
 }
 
 /// Entry-point offsets of the assembled stub.
@@ -258,6 +281,7 @@ pub fn offsets() -> StubOffsets {
             tramp_syscall: addr(core::ptr::addr_of!(vktramp_syscall)) as u64 - t,
             tramp_probe_entry: addr(core::ptr::addr_of!(vktramp_probe_entry)) as u64 - t,
             tramp_probe_user: addr(core::ptr::addr_of!(vktramp_probe_user)) as u64 - t,
+            tramp_probe_fpu: addr(core::ptr::addr_of!(vktramp_probe_fpu)) as u64 - t,
         }
     }
 }
