@@ -97,10 +97,7 @@ fn vmspace_calls_reject_garbage_and_change_nothing() {
             vms.mmap(0xffff_8000_0000_0000, 0x1000, Backing::PageTable),
             "kernel half",
         ),
-        (
-            vms.mmap(!0xfff, 0x2000, Backing::PageTable),
-            "wraps",
-        ),
+        (vms.mmap(!0xfff, 0x2000, Backing::PageTable), "wraps"),
         (
             vms.mmap(
                 0x2000_0000,

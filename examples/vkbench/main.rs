@@ -6,6 +6,7 @@
 //! ```
 
 mod core_bench;
+mod cpu_bench;
 mod devices;
 mod raw;
 
@@ -33,11 +34,14 @@ fn main() {
         eprintln!("vkbench: running {s}...");
         match s {
             "core" => out.extend(core_bench::measure(quick)),
-            "devices" => out.extend(
-                devices::measure(quick)
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v)),
-            ),
+            "devices" => {
+                out.extend(
+                    devices::measure(quick)
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v)),
+                );
+                out.extend(cpu_bench::measure(quick));
+            }
             other => {
                 eprintln!("vkbench: unknown suite '{other}' (expected core, devices or all)");
                 std::process::exit(2);
