@@ -1,0 +1,183 @@
+//! Several vCPUs, one thread each: independent vmspaces in parallel, one
+//! vmspace shared by two vCPUs, and a munmap that must stop a vmspace that is
+//! running on another vCPU.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use vkernel::core::prelude::*;
+use vkernel::guest::programs;
+
+const DATA: u64 = 0x1000_0000;
+
+fn smp_machine(test: &str, cpus: usize) -> Option<Machine> {
+    if !std::path::Path::new("/dev/kvm").exists() {
+        skip(test, "/dev/kvm is not available");
+        return None;
+    }
+    Some(
+        Machine::builder()
+            .ram_size(128 << 20)
+            .vcpus(cpus)
+            .build()
+            .expect("machine"),
+    )
+}
+
+fn code_vmspace(m: &Machine, frames: &mut FrameAlloc, code: &[u8]) -> Vmspace {
+    let gpa = frames.alloc(m.ram()).unwrap();
+    m.ram().write(gpa, code).unwrap();
+    let vms = m.vmspace_create().unwrap();
+    vms.mmap(
+        CODE_VA,
+        4096,
+        Backing::Linear {
+            gpa,
+            prot: Prot::RX,
+        },
+    )
+    .unwrap();
+    vms
+}
+
+fn data_region(
+    m: &Machine,
+    frames: &mut FrameAlloc,
+    vms: &Vmspace,
+    pages: u64,
+) -> (VpTable, Vec<u64>) {
+    let vpt = VpTable::new(m.ram(), frames).unwrap();
+    let mut fr = Vec::new();
+    for i in 0..pages {
+        let f = frames.alloc(m.ram()).unwrap();
+        vpt.map(m.ram(), frames, DATA + i * 4096, f, Vpte::RW | Vpte::U)
+            .unwrap();
+        fr.push(f);
+    }
+    vms.mmap(DATA, pages * 4096, Backing::PageTable).unwrap();
+    vms.mcontrol(DATA, pages * 4096, Mcontrol::SetMap { root: vpt.root() })
+        .unwrap();
+    (vpt, fr)
+}
+
+#[test]
+fn vcpus_run_vmspaces_in_parallel() {
+    let Some(m) = smp_machine("vcpus_run_vmspaces_in_parallel", 2) else {
+        return;
+    };
+    let mut frames = FrameAlloc::new(FRAMES_START, 128 << 20).unwrap();
+    let n = scaled(2000);
+    let mut handles = Vec::new();
+    for i in 0..2 {
+        let vms = code_vmspace(&m, &mut frames, programs::syscall_check());
+        let mut cpu = m.take_cpu(i).unwrap();
+        handles.push(std::thread::spawn(move || {
+            let mut f = TrapFrame::new(CODE_VA, 0);
+            f.rcx = n;
+            let mut count = 0;
+            loop {
+                match cpu.run(&vms, &mut f).unwrap() {
+                    Trap::Syscall if f.rax == programs::SYS_CHECK => {
+                        f.rax = programs::check_result(f.syscall_args());
+                        count += 1;
+                    }
+                    Trap::Syscall if f.rax == programs::SYS_EXIT => break,
+                    other => panic!("cpu {i}: {other:?}"),
+                }
+            }
+            assert_eq!(f.rdi, 0);
+            count
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.join().unwrap(), n);
+    }
+}
+
+#[test]
+fn one_vmspace_on_two_vcpus_and_a_shootdown() {
+    let Some(m) = smp_machine("one_vmspace_on_two_vcpus_and_a_shootdown", 2) else {
+        return;
+    };
+    let mut frames = FrameAlloc::new(FRAMES_START, 128 << 20).unwrap();
+    // Shared vmspace: each vCPU touches its own half, then spins on a
+    // final page until the other side munmaps it.
+    let vms = Arc::new(code_vmspace(&m, &mut frames, programs::touch()));
+    let pages = scaled(512).max(16);
+    let (_vpt, fr) = data_region(&m, &mut frames, &vms, 2 * pages);
+    let mut handles = Vec::new();
+    for i in 0..2u64 {
+        let vms = vms.clone();
+        let mut cpu = m.take_cpu(i as usize).unwrap();
+        handles.push(std::thread::spawn(move || {
+            let mut f = TrapFrame::new(CODE_VA, 0);
+            f.rdi = DATA + i * pages * 4096;
+            f.rsi = pages;
+            f.rdx = 1;
+            match cpu.run(&vms, &mut f).unwrap() {
+                Trap::Syscall if f.rax == programs::SYS_EXIT => {}
+                other => panic!("cpu {i}: {other:?}"),
+            }
+            cpu
+        }));
+    }
+    let mut cpus: Vec<Cpu> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for (i, f) in fr.iter().enumerate() {
+        let mut b = [0u8];
+        m.ram().read(*f, &mut b).unwrap();
+        assert_eq!(b[0], (i as u64 % pages) as u8, "page {i}");
+    }
+    // Now vCPU 1 spins in the vmspace while this thread munmaps the data:
+    // the running vCPU is kicked, and afterwards its accesses fault.
+    let spin_gpa = frames.alloc(m.ram()).unwrap();
+    m.ram().write(spin_gpa, programs::spin()).unwrap();
+    vms.mmap(
+        0x50_0000,
+        4096,
+        Backing::Linear {
+            gpa: spin_gpa,
+            prot: Prot::RX,
+        },
+    )
+    .unwrap();
+    let mut cpu1 = cpus.pop().unwrap();
+    let v2 = vms.clone();
+    let t = std::thread::spawn(move || {
+        let mut f = TrapFrame::new(0x50_0000, 0);
+        let trap = cpu1.run(&v2, &mut f).unwrap();
+        (trap, cpu1)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    vms.munmap(DATA, 2 * pages * 4096).unwrap();
+    let (trap, mut cpu1) = t.join().unwrap();
+    assert_eq!(
+        trap,
+        Trap::Interrupted,
+        "munmap kicked the vCPU running the vmspace"
+    );
+    // On both vCPUs the old data is gone.
+    let load_gpa = frames.alloc(m.ram()).unwrap();
+    m.ram().write(load_gpa, programs::load()).unwrap();
+    vms.mmap(
+        0x60_0000,
+        4096,
+        Backing::Linear {
+            gpa: load_gpa,
+            prot: Prot::RX,
+        },
+    )
+    .unwrap();
+    for cpu in [&mut cpus[0], &mut cpu1] {
+        let mut f = TrapFrame::new(0x60_0000, 0);
+        f.rdi = DATA + 4096;
+        assert!(matches!(
+            cpu.run(&vms, &mut f).unwrap(),
+            Trap::PageFault {
+                reason: FaultReason::NoRegion,
+                ..
+            }
+        ));
+    }
+}
