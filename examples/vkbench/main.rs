@@ -8,6 +8,7 @@
 mod core_bench;
 mod cpu_bench;
 mod devices;
+mod memstat;
 mod raw;
 
 fn median(v: &mut [f64]) -> f64 {
@@ -25,7 +26,7 @@ fn main() {
         .map(|s| s.as_str())
         .collect();
     let suites = if suites.is_empty() || suites.contains(&"all") {
-        vec!["core", "devices"]
+        vec!["core", "devices", "memstat"]
     } else {
         suites
     };
@@ -34,6 +35,7 @@ fn main() {
         eprintln!("vkbench: running {s}...");
         match s {
             "core" => out.extend(core_bench::measure(quick)),
+            "memstat" => out.extend(memstat::measure(quick)),
             "devices" => {
                 out.extend(
                     devices::measure(quick)
@@ -43,7 +45,7 @@ fn main() {
                 out.extend(cpu_bench::measure(quick));
             }
             other => {
-                eprintln!("vkbench: unknown suite '{other}' (expected core, devices or all)");
+                eprintln!("vkbench: unknown suite '{other}' (expected core, devices, memstat, linux or all)");
                 std::process::exit(2);
             }
         }

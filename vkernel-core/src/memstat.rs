@@ -190,8 +190,9 @@ pub struct Usage {
     pub uss_pages: u64,
     /// Frames this vmspace shares with at least one other vmspace.
     pub shared_pages: u64,
-    /// Resident pages whose VPTE has A set (call
-    /// [`Vmspace::harvest_accessed`] first to fold in hardware A bits).
+    /// Resident pages whose VPTE has A set. The snapshot reads the VPTEs
+    /// as they are; call [`working_set`] first to fold in the hardware A
+    /// bits of fault-around neighbours.
     pub referenced_pages: u64,
     /// Resident pages whose VPTE has M set.
     pub modified_pages: u64,
@@ -467,7 +468,10 @@ impl Visitor for Counter<'_> {
 }
 
 impl MemStats {
-    /// Snapshot `vmspaces` (all of one machine), named `vms<id>`.
+    /// Snapshot `vmspaces` (all of one machine), named `vms<id>`. Cost:
+    /// one pass over the vpagetable entries of their mappings plus a few
+    /// bytes per RAM frame; a 1 GiB vmspace of 4 KiB pages takes a few
+    /// milliseconds. Nothing is changed (A bits are read, not harvested).
     pub fn collect(vmspaces: &[&Vmspace]) -> Result<MemStats, MemstatError> {
         let named: Vec<(&Vmspace, String)> = vmspaces
             .iter()
@@ -856,8 +860,8 @@ pub fn clear_refs(vms: &Vmspace) -> Result<usize, MemstatError> {
 }
 
 /// Pages of `vms` referenced since the last [`clear_refs`]: first folds the
-/// hardware accessed bits of fault-around neighbours into the VPTEs
-/// ([`Vmspace::harvest_accessed`]), then counts the leaf VPTEs with A set.
+/// hardware accessed bits of fault-around neighbours into the VPTEs (like
+/// [`Vmspace::harvest_accessed`]), then counts the leaf VPTEs with A set.
 pub fn working_set(vms: &Vmspace) -> Result<WorkingSet, MemstatError> {
     vms.harvest_accessed();
     Ok(referenced(

@@ -497,10 +497,20 @@ impl Vmspace {
     pub fn harvest_accessed(&self) -> usize {
         let st = self.lock();
         let Some(hw) = &st.hw else { return 0 };
+        // Entries whose removal is still queued for the guest keep their old
+        // bits in memory until the vproc runs again: they are not live.
+        let dropped: std::collections::HashSet<u64> = st
+            .pending
+            .iter()
+            .filter(|c| c[0] & 7 == vkernel_guest::abi::CMD_STORE && c[1] == 0)
+            .map(|c| c[0] & !7)
+            .collect();
         let pool = self.shared.machine.pool.lock().unwrap();
         let mut touched = Vec::new();
         hw.for_each_leaf(&pool, 0, USER_END, &mut |va, off| {
-            if pool.sys().load(off).unwrap_or(0) & PTE_A != 0 {
+            if pool.sys().load(off).unwrap_or(0) & PTE_A != 0
+                && !dropped.contains(&(vkernel_guest::layout::SYS_VA + off))
+            {
                 touched.push(va);
             }
         });
