@@ -43,6 +43,8 @@ pub struct FrameAlloc {
     next: u64,
     end: u64,
     free: Vec<u64>,
+    /// Extra references of shared frames (copy-on-write): absent means one.
+    shared: std::collections::HashMap<u64, u32>,
 }
 
 impl FrameAlloc {
@@ -57,6 +59,7 @@ impl FrameAlloc {
             next: start,
             end: end.max(start),
             free: Vec::new(),
+            shared: std::collections::HashMap::new(),
         })
     }
 
@@ -74,9 +77,28 @@ impl FrameAlloc {
         Ok(f)
     }
 
-    /// Return a frame.
+    /// Drop one reference to a frame; the frame returns to the allocator
+    /// when the last reference goes.
     pub fn free(&mut self, frame: u64) {
-        self.free.push(frame);
+        match self.shared.get_mut(&frame) {
+            Some(n) if *n > 2 => *n -= 1,
+            // Back to a single (implicit) reference.
+            Some(_) => {
+                self.shared.remove(&frame);
+            }
+            None => self.free.push(frame),
+        }
+    }
+
+    /// Take one more reference to an allocated frame (a page shared
+    /// copy-on-write).
+    pub fn share(&mut self, frame: u64) {
+        *self.shared.entry(frame).or_insert(1) += 1;
+    }
+
+    /// References to an allocated frame (1 unless shared).
+    pub fn refcount(&self, frame: u64) -> u32 {
+        self.shared.get(&frame).copied().unwrap_or(1)
     }
 
     /// Frames still available.
@@ -245,6 +267,82 @@ impl VpTable {
         }
     }
 
+    /// fork(2) for a vpagetable: a new table that maps the same frames as
+    /// `self` over `[start, end)`, copy-on-write. Writable leaves lose RW and
+    /// gain [`Vpte::COW`] in both tables; every shared frame gets one more
+    /// reference in `frames`. The child's leaves start with A and M clear.
+    ///
+    /// The caller must invalidate the parent's range
+    /// ([`crate::vmspace::Mcontrol::Inval`]): its writable hardware entries
+    /// are now stale. Writes then fault as protection faults, which
+    /// [`VpTable::cow_fault`] resolves.
+    pub fn fork_cow(
+        &self,
+        ram: &Ram,
+        frames: &mut FrameAlloc,
+        start: u64,
+        end: u64,
+    ) -> Result<VpTable, VptError> {
+        let child = VpTable::new(ram, frames)?;
+        let mut leaves = Vec::new();
+        self.for_each_leaf(ram, start, end, &mut |va, gpa, e| leaves.push((va, gpa, e)));
+        for (va, gpa, e) in leaves {
+            if e.large() {
+                return Err(VptError::LargePage(va));
+            }
+            let shared = if e.writable() || e.bits() & Vpte::COW != 0 {
+                e.without(Vpte::RW).with(Vpte::COW)
+            } else {
+                e
+            };
+            // The parent's entry may change under us (A/M from a running
+            // vproc): retry until the RW bit is gone atomically.
+            let mut cur = e;
+            while cur != shared.with(cur.bits() & (Vpte::A | Vpte::M)) {
+                let want = cur.without(Vpte::RW).with(shared.bits() & Vpte::COW);
+                if ram.cas(gpa, cur.bits(), want.bits())? {
+                    break;
+                }
+                cur = Vpte(ram.load(gpa)?);
+            }
+            frames.share(e.frame());
+            child.set(ram, frames, va, shared.without(Vpte::A | Vpte::M))?;
+        }
+        Ok(child)
+    }
+
+    /// Resolve a write fault on a copy-on-write page at `va`: the last
+    /// holder of a frame takes it back writable; others get a private copy.
+    /// Returns `false` when the page is not copy-on-write (a real
+    /// protection fault). The vproc then retries the write; the walker
+    /// installs the new entry.
+    pub fn cow_fault(&self, ram: &Ram, frames: &mut FrameAlloc, va: u64) -> Result<bool, VptError> {
+        let Some(gpa) = self.leaf_gpa(ram, None, va & !0xFFF)? else {
+            return Ok(false);
+        };
+        let e = Vpte(ram.load(gpa)?);
+        if !e.valid() || e.bits() & Vpte::COW == 0 {
+            return Ok(false);
+        }
+        let old = e.frame();
+        let frame = if frames.refcount(old) == 1 {
+            old
+        } else {
+            let new = frames.alloc(ram)?;
+            let mut buf = vec![0u8; 4096];
+            ram.read(old, &mut buf)?;
+            ram.write(new, &buf)?;
+            frames.free(old);
+            new
+        };
+        let ne = Vpte::page(
+            frame,
+            (e.bits() & !Vpte::FRAME_MASK & !Vpte::COW) | Vpte::RW,
+        );
+        ram.store(gpa, ne.bits())?;
+        Ok(true)
+    }
+
     /// Free every table page (not the leaf frames) back to `frames`.
     pub fn free_tables(self, ram: &Ram, frames: &mut FrameAlloc) {
         fn rec(ram: &Ram, frames: &mut FrameAlloc, table: u64, level: u8) {
@@ -294,6 +392,51 @@ mod tests {
         let before = fa.available();
         vpt.free_tables(&ram, &mut fa);
         assert_eq!(fa.available(), before + 4);
+    }
+
+    #[test]
+    fn fork_shares_frames_copy_on_write() {
+        let ram = Ram::anonymous(1 << 20).unwrap();
+        let mut fa = FrameAlloc::new(0x1000, 1 << 20).unwrap();
+        let parent = VpTable::new(&ram, &mut fa).unwrap();
+        let (w, r) = (fa.alloc(&ram).unwrap(), fa.alloc(&ram).unwrap());
+        ram.store(w, 0x1111).unwrap();
+        parent
+            .map(&ram, &mut fa, 0x1000, w, Vpte::RW | Vpte::U | Vpte::M)
+            .unwrap();
+        parent.map(&ram, &mut fa, 0x2000, r, Vpte::U).unwrap();
+        let child = parent.fork_cow(&ram, &mut fa, 0, 1 << 30).unwrap();
+        for t in [&parent, &child] {
+            let e = t.lookup(&ram, 0x1000).unwrap();
+            assert!(!e.writable() && e.bits() & Vpte::COW != 0 && e.frame() == w);
+            let e = t.lookup(&ram, 0x2000).unwrap();
+            assert!(
+                !e.writable() && e.bits() & Vpte::COW == 0,
+                "read-only stays plain"
+            );
+        }
+        assert!(!child.lookup(&ram, 0x1000).unwrap().modified());
+        assert_eq!(fa.refcount(w), 2);
+        // Child writes: private copy, parent keeps the original.
+        assert!(child.cow_fault(&ram, &mut fa, 0x1008).unwrap());
+        let ce = child.lookup(&ram, 0x1000).unwrap();
+        assert!(ce.writable() && ce.frame() != w);
+        assert_eq!(ram.load(ce.frame()).unwrap(), 0x1111);
+        assert_eq!(fa.refcount(w), 1);
+        // Parent writes: last holder, takes the frame back without a copy.
+        assert!(parent.cow_fault(&ram, &mut fa, 0x1000).unwrap());
+        assert_eq!(parent.lookup(&ram, 0x1000).unwrap().frame(), w);
+        assert!(parent.lookup(&ram, 0x1000).unwrap().writable());
+        // Not COW: a real protection fault.
+        assert!(!parent.cow_fault(&ram, &mut fa, 0x2000).unwrap());
+        assert!(!parent.cow_fault(&ram, &mut fa, 0x9000).unwrap());
+        // Frees drop references one at a time (r is shared by the fork).
+        assert_eq!(fa.refcount(r), 2);
+        let before = fa.available();
+        fa.free(r);
+        assert_eq!(fa.available(), before);
+        fa.free(r);
+        assert_eq!(fa.available(), before + 1);
     }
 
     #[test]

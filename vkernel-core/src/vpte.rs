@@ -53,6 +53,9 @@ impl Vpte {
     pub const MANAGED: u64 = 1 << 10;
     /// Software-defined bits 52..=62.
     pub const SW_MASK: u64 = 0x7FF0_0000_0000_0000;
+    /// Software bit 52: the page is shared copy-on-write (see
+    /// [`crate::vptable::VpTable::fork_cow`]).
+    pub const COW: u64 = 1 << 52;
     /// No execute.
     pub const NX: u64 = 1 << 63;
     /// Frame address mask.
