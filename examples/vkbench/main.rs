@@ -8,6 +8,7 @@
 mod core_bench;
 mod cpu_bench;
 mod devices;
+mod linux;
 mod memstat;
 mod raw;
 
@@ -26,7 +27,7 @@ fn main() {
         .map(|s| s.as_str())
         .collect();
     let suites = if suites.is_empty() || suites.contains(&"all") {
-        vec!["core", "devices", "memstat"]
+        vec!["core", "devices", "memstat", "linux"]
     } else {
         suites
     };
@@ -36,6 +37,7 @@ fn main() {
         match s {
             "core" => out.extend(core_bench::measure(quick)),
             "memstat" => out.extend(memstat::measure(quick)),
+            "linux" => out.extend(linux::measure(quick)),
             "devices" => {
                 out.extend(
                     devices::measure(quick)

@@ -1,0 +1,187 @@
+//! The Linux personality: one static program (tests/guests/bench.c, built
+//! with `gcc -static` at run time) run natively, under vkernel and under
+//! qemu-x86_64 (when installed) in the same run. The program measures
+//! itself: a getppid round trip and a first-touch anonymous write fault per
+//! page. `raw_exit_ns` is the floor: a bare KVM_RUN exit round trip.
+//!
+//! Figures that cannot be measured here (no gcc, no qemu-x86_64, no
+//! /dev/kvm) are NaN and reported as null.
+
+#[path = "../vkernel/linux/mod.rs"]
+mod personality;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vkernel::core::prelude::*;
+
+use personality::fs::Fs;
+use personality::stdio::BufferStdio;
+use personality::{Config, Vproc};
+
+/// Errors of this benchmark (reported, then the figures are NaN).
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    #[error("cannot build the guest: {0} (install gcc)")]
+    Build(String),
+    #[error("{0}")]
+    Run(String),
+    #[error("unexpected output from the guest: {0:?}")]
+    Output(String),
+}
+
+fn build() -> Result<PathBuf, BenchError> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/bench.c");
+    let dir = std::env::temp_dir().join(format!("vkbench-linux-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| BenchError::Build(e.to_string()))?;
+    let out = dir.join("bench");
+    let st = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .map_err(|e| BenchError::Build(e.to_string()))?;
+    if !st.success() {
+        return Err(BenchError::Build(format!("gcc exited with {st}")));
+    }
+    Ok(out)
+}
+
+/// Parse "getppid_ns X\nfirst_touch_ns Y\n".
+fn parse(out: &str) -> Result<(f64, f64), BenchError> {
+    let mut g = None;
+    let mut t = None;
+    for l in out.lines() {
+        let mut w = l.split_whitespace();
+        match (w.next(), w.next().and_then(|v| v.parse::<f64>().ok())) {
+            (Some("getppid_ns"), Some(v)) => g = Some(v),
+            (Some("first_touch_ns"), Some(v)) => t = Some(v),
+            _ => {}
+        }
+    }
+    match (g, t) {
+        (Some(g), Some(t)) => Ok((g, t)),
+        _ => Err(BenchError::Output(out.to_string())),
+    }
+}
+
+fn run_host(cmd: &mut Command) -> Result<(f64, f64), BenchError> {
+    let o = cmd.output().map_err(|e| BenchError::Run(e.to_string()))?;
+    if !o.status.success() {
+        return Err(BenchError::Run(format!("exited with {}", o.status)));
+    }
+    parse(&String::from_utf8_lossy(&o.stdout))
+}
+
+fn run_vk(image: &[u8], args: &[String]) -> Result<(f64, f64), BenchError> {
+    let machine = Machine::builder()
+        .ram_size(512 << 20)
+        .build()
+        .map_err(|e| BenchError::Run(e.to_string()))?;
+    let mut cpu = machine.take_cpu(0).expect("vCPU 0");
+    let stdio = BufferStdio::new(b"");
+    let out = stdio.stdout.clone();
+    let mut argv = vec![b"bench".to_vec()];
+    argv.extend(args.iter().map(|a| a.clone().into_bytes()));
+    let cfg = Config {
+        image: image.to_vec(),
+        path: "/bench".into(),
+        exe: "/bench".into(),
+        argv,
+        envp: Vec::new(),
+        fault_around: 16,
+        trace: false,
+    };
+    let mut vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio))
+        .map_err(|e| BenchError::Run(e.to_string()))?;
+    let st = vp
+        .run(&mut cpu)
+        .map_err(|e| BenchError::Run(e.to_string()))?;
+    if st.code() != 0 {
+        return Err(BenchError::Run(format!("exit status {}", st.code())));
+    }
+    let s = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    parse(&s)
+}
+
+fn med(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        super::median(v)
+    }
+}
+
+/// Run the suite.
+pub fn measure(quick: bool) -> Vec<(String, f64)> {
+    let rounds = if quick { 3 } else { 5 };
+    let (iters, pages) = if quick {
+        (500u32, 1024u32)
+    } else {
+        (3000, 8192)
+    };
+    let args = vec![iters.to_string(), pages.to_string()];
+    let mut res: Vec<(String, f64)> = Vec::new();
+    let mut figures = |name: &str, r: Vec<(f64, f64)>| {
+        let (mut g, mut t): (Vec<f64>, Vec<f64>) = r.into_iter().unzip();
+        res.push((format!("{name}_getppid_ns"), med(&mut g)));
+        res.push((format!("{name}_first_touch_ns"), med(&mut t)));
+    };
+    let bin = match build() {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("vkbench linux: {e}");
+            None
+        }
+    };
+    let collect = |label: &str, f: &mut dyn FnMut() -> Result<(f64, f64), BenchError>| {
+        let mut v = Vec::new();
+        for _ in 0..rounds {
+            match f() {
+                Ok(x) => v.push(x),
+                Err(e) => {
+                    eprintln!("vkbench linux: {label}: {e}");
+                    break;
+                }
+            }
+        }
+        v
+    };
+    let (mut vk, mut native, mut qemu) = (Vec::new(), Vec::new(), Vec::new());
+    if let Some(bin) = &bin {
+        eprintln!(
+            "vkbench linux: {rounds} rounds of {iters} getppid calls and {pages} first-touch pages"
+        );
+        native = collect("native", &mut || run_host(Command::new(bin).args(&args)));
+        if Path::new("/dev/kvm").exists() {
+            let image = std::fs::read(bin).unwrap_or_default();
+            vk = collect("vkernel", &mut || run_vk(&image, &args));
+        } else {
+            eprintln!("vkbench linux: /dev/kvm is absent: no vkernel figures");
+        }
+        let have_qemu = Command::new("qemu-x86_64")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if have_qemu {
+            qemu = collect("qemu", &mut || {
+                run_host(Command::new("qemu-x86_64").arg(bin).args(&args))
+            });
+        } else {
+            eprintln!("vkbench linux: qemu-x86_64 not installed (apt-get install qemu-user): no qemu figures");
+        }
+        if let Some(d) = bin.parent() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    figures("vk", vk);
+    figures("native", native);
+    figures("qemu", qemu);
+    let raw = if Path::new("/dev/kvm").exists() {
+        super::raw::raw_exit_ns(if quick { 20_000 } else { 100_000 }, rounds)
+    } else {
+        f64::NAN
+    };
+    res.push(("raw_exit_ns".into(), raw));
+    res
+}

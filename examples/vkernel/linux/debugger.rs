@@ -1,0 +1,143 @@
+//! A small debugger prompt, entered when SIGINT arrives on the console
+//! (Ctrl-C): list vmspaces and areas, show registers, walk the vpagetable
+//! for an address, continue or quit.
+
+use vkernel::core::prelude::*;
+
+use super::Vproc;
+
+/// What the user chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Resume the vproc.
+    Continue,
+    /// Kill it (the example exits 130, like a shell after SIGINT).
+    Quit,
+}
+
+const HELP: &str = "commands: vms | maps | regs | walk ADDR | stats | c[ontinue] | q[uit] | help\n";
+
+fn out(vp: &mut Vproc, s: &str) {
+    let _ = vp.stdio.write(2, s.as_bytes());
+}
+
+/// Run the prompt until the user continues or quits.
+pub fn prompt(vp: &mut Vproc, cpu: &Cpu) -> Outcome {
+    out(vp, "\n[vkernel debugger] vproc stopped. ");
+    out(vp, HELP);
+    loop {
+        out(vp, "(vkdb) ");
+        let Some(line) = vp.stdio.read_line() else {
+            out(vp, "\n");
+            return Outcome::Continue;
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let text = match words.as_slice() {
+            [] => continue,
+            ["c" | "continue"] => return Outcome::Continue,
+            ["q" | "quit"] => return Outcome::Quit,
+            ["help" | "h" | "?"] => HELP.to_string(),
+            ["vms"] => vms(vp),
+            ["maps"] => maps(vp),
+            ["regs" | "r"] => regs(&vp.frame),
+            ["stats"] => stats(vp, cpu),
+            ["walk" | "w", a] => match parse(a) {
+                Some(va) => walk(vp, va),
+                None => format!("bad address '{a}' (use hex like 0x401000)\n"),
+            },
+            _ => format!("unknown command '{line}'; {HELP}"),
+        };
+        out(vp, &text);
+    }
+}
+
+fn parse(a: &str) -> Option<u64> {
+    let a = a.trim();
+    match a.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => a.parse().ok().or_else(|| u64::from_str_radix(a, 16).ok()),
+    }
+}
+
+fn vms(vp: &Vproc) -> String {
+    let v = vp.mm.vmspace();
+    let mut s = format!(
+        "vmspace {} (vpagetable root {:#x}), {} resident pages\n",
+        v.id(),
+        vp.mm.vptable().root(),
+        vp.mm.resident_pages()
+    );
+    for (start, end, b) in v.mappings() {
+        s += &format!("  {start:#014x}-{end:#014x} {b:?}\n");
+    }
+    s
+}
+
+fn maps(vp: &Vproc) -> String {
+    let mut s = String::new();
+    for (start, v) in vp.mm.vmas() {
+        let p = |b: u32, c: char| if v.prot & b != 0 { c } else { '-' };
+        s += &format!(
+            "{start:#014x}-{:#014x} {}{}{} {:?}\n",
+            v.end,
+            p(1, 'r'),
+            p(2, 'w'),
+            p(4, 'x'),
+            v.kind
+        );
+    }
+    s
+}
+
+/// Format registers.
+pub fn regs(f: &TrapFrame) -> String {
+    format!(
+        "rip {:#018x} rsp {:#018x} rflags {:#x}\n\
+         rax {:#018x} rbx {:#018x} rcx {:#018x} rdx {:#018x}\n\
+         rsi {:#018x} rdi {:#018x} rbp {:#018x} r8  {:#018x}\n\
+         r9  {:#018x} r10 {:#018x} r11 {:#018x} r12 {:#018x}\n\
+         r13 {:#018x} r14 {:#018x} r15 {:#018x}\n\
+         fs_base {:#x} gs_base {:#x}\n",
+        f.rip,
+        f.rsp,
+        f.rflags,
+        f.rax,
+        f.rbx,
+        f.rcx,
+        f.rdx,
+        f.rsi,
+        f.rdi,
+        f.rbp,
+        f.r8,
+        f.r9,
+        f.r10,
+        f.r11,
+        f.r12,
+        f.r13,
+        f.r14,
+        f.r15,
+        f.fs_base,
+        f.gs_base
+    )
+}
+
+fn stats(vp: &Vproc, cpu: &Cpu) -> String {
+    format!(
+        "{:?}\n{:?}\n{:?}\nsyscalls served {}\n",
+        cpu.stats(),
+        vp.mm.vmspace().stats(),
+        vp.mm.stats,
+        vp.syscalls
+    )
+}
+
+fn walk(vp: &Vproc, va: u64) -> String {
+    let area = match vp.mm.find(va) {
+        Some((s, v)) => format!("area {s:#x}-{:#x} {:?} prot {}", v.end, v.kind, v.prot),
+        None => "no area".to_string(),
+    };
+    match vp.mm.vmspace().walk(va) {
+        Ok(t) => format!("{va:#x}: {area}; {t:?}\n"),
+        Err(e) => format!("{va:#x}: {area}; not mapped: {e:?}\n"),
+    }
+}

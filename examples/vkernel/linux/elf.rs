@@ -1,0 +1,336 @@
+//! Parsing static x86-64 ELF executables (non-PIE `ET_EXEC` and static-PIE
+//! `ET_DYN` without an interpreter).
+//!
+//! Only what loading needs is read: the file header and the program
+//! headers. Every offset and size comes from an untrusted file and is
+//! checked before use.
+
+/// Load address of static-PIE programs (Linux's `ELF_ET_DYN_BASE` shape).
+pub const PIE_BASE: u64 = 0x5555_5555_4000;
+
+const PT_LOAD: u32 = 1;
+const PT_INTERP: u32 = 3;
+const PT_PHDR: u32 = 6;
+const PT_GNU_STACK: u32 = 0x6474_e551;
+/// Segment flag: executable.
+pub const PF_X: u32 = 1;
+/// Segment flag: writable.
+pub const PF_W: u32 = 2;
+/// Segment flag: readable.
+pub const PF_R: u32 = 4;
+
+/// Why a file cannot be run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ElfError {
+    /// Shorter than what its headers promise.
+    #[error("truncated ELF file: {what} needs bytes up to {need} but the file has {have}")]
+    Truncated {
+        /// Which part is cut off.
+        what: &'static str,
+        /// Bytes needed.
+        need: u64,
+        /// File size.
+        have: u64,
+    },
+    /// No ELF magic.
+    #[error("not an ELF file (no \\x7fELF magic); vkernel runs static x86-64 Linux ELF programs")]
+    NotElf,
+    /// 32-bit or big-endian.
+    #[error("not a 64-bit little-endian ELF file (class {class}, data {data}); vkernel runs x86-64 programs")]
+    WrongClass {
+        /// EI_CLASS.
+        class: u8,
+        /// EI_DATA.
+        data: u8,
+    },
+    /// Another architecture.
+    #[error(
+        "ELF machine {machine} ({name}) is not x86-64 (62); vkernel runs x86-64 programs only"
+    )]
+    NotX86_64 {
+        /// e_machine.
+        machine: u16,
+        /// A readable name of it.
+        name: &'static str,
+    },
+    /// Neither an executable nor a PIE.
+    #[error("ELF type {0} is not an executable (ET_EXEC=2 or static-PIE ET_DYN=3)")]
+    NotExecutable(u16),
+    /// Needs the dynamic loader.
+    #[error("dynamically linked program (interpreter {0}); vkernel runs static programs only: rebuild with -static (e.g. musl-gcc -static)")]
+    Dynamic(String),
+    /// Something in the headers makes no sense.
+    #[error("bad ELF header: {0}")]
+    Bad(&'static str),
+}
+
+/// One loadable segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// Virtual address (load bias applied).
+    pub vaddr: u64,
+    /// Size in memory.
+    pub memsz: u64,
+    /// File offset of its bytes.
+    pub offset: u64,
+    /// Bytes taken from the file (the rest is zero).
+    pub filesz: u64,
+    /// PF_R / PF_W / PF_X.
+    pub flags: u32,
+}
+
+/// A parsed executable, ready to be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Elf {
+    /// Entry point (load bias applied).
+    pub entry: u64,
+    /// Address of the program headers in memory (for AT_PHDR).
+    pub phdr: u64,
+    /// Number of program headers.
+    pub phnum: u64,
+    /// Loadable segments.
+    pub segments: Vec<Segment>,
+    /// Load bias (0 for ET_EXEC).
+    pub bias: u64,
+    /// PT_GNU_STACK asks for an executable stack.
+    pub exec_stack: bool,
+}
+
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+
+fn machine_name(m: u16) -> &'static str {
+    match m {
+        3 => "i386",
+        8 => "MIPS",
+        20 => "PowerPC",
+        21 => "PowerPC64",
+        22 => "s390",
+        40 => "ARM",
+        183 => "AArch64",
+        243 => "RISC-V",
+        258 => "LoongArch",
+        _ => "unknown",
+    }
+}
+
+impl Elf {
+    /// Parse `file`.
+    pub fn parse(file: &[u8]) -> Result<Elf, ElfError> {
+        let have = file.len() as u64;
+        if file.len() < 4 || &file[..4] != b"\x7fELF" {
+            if file.len() < 4 && b"\x7fELF".starts_with(file) && !file.is_empty() {
+                return Err(ElfError::Truncated {
+                    what: "the ELF header",
+                    need: 64,
+                    have,
+                });
+            }
+            return Err(ElfError::NotElf);
+        }
+        if file.len() < 20 {
+            return Err(ElfError::Truncated {
+                what: "the ELF header",
+                need: 64,
+                have,
+            });
+        }
+        if file[4] != 2 || file[5] != 1 {
+            return Err(ElfError::WrongClass {
+                class: file[4],
+                data: file[5],
+            });
+        }
+        let machine = u16_at(file, 18);
+        if machine != 62 {
+            return Err(ElfError::NotX86_64 {
+                machine,
+                name: machine_name(machine),
+            });
+        }
+        if file.len() < 64 {
+            return Err(ElfError::Truncated {
+                what: "the ELF header",
+                need: 64,
+                have,
+            });
+        }
+        let etype = u16_at(file, 16);
+        if etype != 2 && etype != 3 {
+            return Err(ElfError::NotExecutable(etype));
+        }
+        let entry = u64_at(file, 24);
+        let phoff = u64_at(file, 32);
+        let phentsize = u16_at(file, 54) as u64;
+        let phnum = u16_at(file, 56) as u64;
+        if phnum == 0 {
+            return Err(ElfError::Bad("no program headers"));
+        }
+        if phentsize < 56 {
+            return Err(ElfError::Bad(
+                "program header entries are smaller than 56 bytes",
+            ));
+        }
+        let ph_end = phnum
+            .checked_mul(phentsize)
+            .and_then(|n| n.checked_add(phoff))
+            .ok_or(ElfError::Bad("program header table overflows"))?;
+        if ph_end > have {
+            return Err(ElfError::Truncated {
+                what: "the program header table",
+                need: ph_end,
+                have,
+            });
+        }
+        let bias = if etype == 3 { PIE_BASE } else { 0 };
+        let mut segments = Vec::new();
+        let mut phdr_va = None;
+        let mut exec_stack = false;
+        for i in 0..phnum {
+            let o = (phoff + i * phentsize) as usize;
+            let p_type = u32_at(file, o);
+            let flags = u32_at(file, o + 4);
+            let offset = u64_at(file, o + 8);
+            let vaddr = u64_at(file, o + 16);
+            let filesz = u64_at(file, o + 32);
+            let memsz = u64_at(file, o + 40);
+            match p_type {
+                PT_INTERP => {
+                    let end = offset.saturating_add(filesz).min(have) as usize;
+                    let start = (offset as usize).min(end);
+                    let s = String::from_utf8_lossy(&file[start..end])
+                        .trim_end_matches('\0')
+                        .to_string();
+                    return Err(ElfError::Dynamic(s));
+                }
+                PT_PHDR => phdr_va = Some(vaddr.wrapping_add(bias)),
+                PT_GNU_STACK => exec_stack = flags & PF_X != 0,
+                PT_LOAD => {
+                    if filesz > memsz {
+                        return Err(ElfError::Bad(
+                            "a segment's file size exceeds its memory size",
+                        ));
+                    }
+                    let fend = offset
+                        .checked_add(filesz)
+                        .ok_or(ElfError::Bad("segment file range overflows"))?;
+                    if fend > have {
+                        return Err(ElfError::Truncated {
+                            what: "a loadable segment",
+                            need: fend,
+                            have,
+                        });
+                    }
+                    let va = vaddr
+                        .checked_add(bias)
+                        .ok_or(ElfError::Bad("segment address overflows"))?;
+                    let vend = va
+                        .checked_add(memsz)
+                        .ok_or(ElfError::Bad("segment address overflows"))?;
+                    if vend > 0x7fff_0000_0000 || va < 0x1000 {
+                        return Err(ElfError::Bad("segment outside the user address range"));
+                    }
+                    if memsz > 0 {
+                        segments.push(Segment {
+                            vaddr: va,
+                            memsz,
+                            offset,
+                            filesz,
+                            flags,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if segments.is_empty() {
+            return Err(ElfError::Bad("no loadable segments"));
+        }
+        let phdr = match phdr_va {
+            Some(p) => p,
+            None => segments
+                .iter()
+                .find(|s| s.offset <= phoff && ph_end <= s.offset + s.filesz)
+                .map(|s| s.vaddr + (phoff - s.offset))
+                .unwrap_or(0),
+        };
+        let entry = entry.wrapping_add(bias);
+        if !segments
+            .iter()
+            .any(|s| s.vaddr <= entry && entry < s.vaddr + s.memsz)
+        {
+            return Err(ElfError::Bad(
+                "the entry point is outside every loadable segment",
+            ));
+        }
+        Ok(Elf {
+            entry,
+            phdr,
+            phnum,
+            segments,
+            bias,
+            exec_stack,
+        })
+    }
+}
+
+/// A minimal static ELF: one read+execute segment at 0x40_0000 holding
+/// `code` (entry at its first byte). Used for the built-in demo and tests.
+pub fn tiny_elf(code: &[u8]) -> Vec<u8> {
+    let base = 0x40_0000u64;
+    let hdr = 64 + 56;
+    let total = (hdr + code.len()) as u64;
+    let mut f = Vec::with_capacity(total as usize);
+    f.extend_from_slice(b"\x7fELF");
+    f.extend_from_slice(&[2, 1, 1, 0]);
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f.extend_from_slice(&62u16.to_le_bytes()); // x86-64
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&(base + hdr as u64).to_le_bytes()); // entry
+    f.extend_from_slice(&64u64.to_le_bytes()); // phoff
+    f.extend_from_slice(&0u64.to_le_bytes()); // shoff
+    f.extend_from_slice(&0u32.to_le_bytes()); // flags
+    f.extend_from_slice(&64u16.to_le_bytes()); // ehsize
+    f.extend_from_slice(&56u16.to_le_bytes()); // phentsize
+    f.extend_from_slice(&1u16.to_le_bytes()); // phnum
+    f.extend_from_slice(&[0; 6]); // shentsize, shnum, shstrndx
+    f.extend_from_slice(&PT_LOAD.to_le_bytes());
+    f.extend_from_slice(&(PF_R | PF_X).to_le_bytes());
+    f.extend_from_slice(&0u64.to_le_bytes()); // offset
+    f.extend_from_slice(&base.to_le_bytes()); // vaddr
+    f.extend_from_slice(&base.to_le_bytes()); // paddr
+    f.extend_from_slice(&total.to_le_bytes()); // filesz
+    f.extend_from_slice(&total.to_le_bytes()); // memsz
+    f.extend_from_slice(&0x1000u64.to_le_bytes()); // align
+    f.extend_from_slice(code);
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_parses() {
+        let e = Elf::parse(&tiny_elf(&[0x90])).unwrap();
+        assert_eq!(e.entry, 0x40_0000 + 120);
+        assert_eq!(e.phdr, 0x40_0040);
+        let mut t = tiny_elf(&[0x90]);
+        t[18] = 183;
+        assert!(matches!(Elf::parse(&t), Err(ElfError::NotX86_64 { .. })));
+        assert!(matches!(
+            Elf::parse(&tiny_elf(&[0x90])[..100]),
+            Err(ElfError::Truncated { .. })
+        ));
+    }
+}

@@ -1,0 +1,220 @@
+//! Open files and the fd table of a vproc.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+/// O_ACCMODE.
+pub const O_ACCMODE: u32 = 3;
+/// O_WRONLY.
+pub const O_WRONLY: u32 = 1;
+/// O_RDWR.
+pub const O_RDWR: u32 = 2;
+/// O_CREAT.
+pub const O_CREAT: u32 = 0o100;
+/// O_TRUNC.
+pub const O_TRUNC: u32 = 0o1000;
+/// O_APPEND.
+pub const O_APPEND: u32 = 0o2000;
+/// O_NONBLOCK.
+pub const O_NONBLOCK: u32 = 0o4000;
+/// O_DIRECTORY.
+pub const O_DIRECTORY: u32 = 0o200000;
+/// O_NOFOLLOW.
+pub const O_NOFOLLOW: u32 = 0o400000;
+/// O_CLOEXEC.
+pub const O_CLOEXEC: u32 = 0o2000000;
+/// O_PATH.
+pub const O_PATH: u32 = 0o10000000;
+
+/// Most fds a vproc may have open (RLIMIT_NOFILE).
+pub const MAX_FDS: usize = 1024;
+
+/// Errors of fd-table operations (as errnos for the vproc).
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum FdError {
+    /// Not an open fd.
+    #[error("bad file descriptor")]
+    BadFd,
+    /// The table is full.
+    #[error("too many open files")]
+    TooMany,
+}
+
+impl FdError {
+    /// The errno.
+    pub fn errno(self) -> i64 {
+        match self {
+            FdError::BadFd => 9,
+            FdError::TooMany => 24,
+        }
+    }
+}
+
+/// A pipe's buffer (both ends live in this vproc).
+#[derive(Debug, Default)]
+pub struct Pipe {
+    /// Bytes written and not yet read.
+    pub buf: VecDeque<u8>,
+    /// Open read ends.
+    pub readers: usize,
+    /// Open write ends.
+    pub writers: usize,
+}
+
+/// What an open file is.
+#[derive(Debug)]
+pub enum FileKind {
+    /// The console's input.
+    Stdin,
+    /// fd 1 of the vkernel (the console output).
+    Stdout,
+    /// fd 2 of the vkernel.
+    Stderr,
+    /// A file, directory or device of the image.
+    Inode(u64),
+    /// Read end of a pipe.
+    PipeRead(Rc<RefCell<Pipe>>),
+    /// Write end of a pipe.
+    PipeWrite(Rc<RefCell<Pipe>>),
+}
+
+/// An open file description.
+#[derive(Debug)]
+pub struct OpenFile {
+    /// What it is.
+    pub kind: FileKind,
+    /// File offset (also the directory cursor).
+    pub pos: u64,
+    /// Status flags (O_ACCMODE, O_APPEND, O_NONBLOCK...).
+    pub flags: u32,
+    /// The path it was opened with.
+    pub path: Vec<u8>,
+}
+
+impl OpenFile {
+    /// A new open file.
+    pub fn new(kind: FileKind, flags: u32, path: &[u8]) -> Rc<RefCell<OpenFile>> {
+        match &kind {
+            FileKind::PipeRead(p) => p.borrow_mut().readers += 1,
+            FileKind::PipeWrite(p) => p.borrow_mut().writers += 1,
+            _ => {}
+        }
+        Rc::new(RefCell::new(OpenFile {
+            kind,
+            pos: 0,
+            flags,
+            path: path.to_vec(),
+        }))
+    }
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        match &self.kind {
+            FileKind::PipeRead(p) => p.borrow_mut().readers -= 1,
+            FileKind::PipeWrite(p) => p.borrow_mut().writers -= 1,
+            _ => {}
+        }
+    }
+}
+
+/// One slot of the table.
+#[derive(Debug, Clone)]
+pub struct Fd {
+    /// The open file.
+    pub file: Rc<RefCell<OpenFile>>,
+    /// FD_CLOEXEC.
+    pub cloexec: bool,
+}
+
+/// The fd table.
+#[derive(Debug, Default)]
+pub struct FdTable {
+    slots: Vec<Option<Fd>>,
+}
+
+impl FdTable {
+    /// fds 0, 1 and 2 on the console.
+    pub fn with_stdio() -> FdTable {
+        let mut t = FdTable::default();
+        t.slots.push(Some(Fd {
+            file: OpenFile::new(FileKind::Stdin, 0, b"/dev/stdin"),
+            cloexec: false,
+        }));
+        t.slots.push(Some(Fd {
+            file: OpenFile::new(FileKind::Stdout, O_WRONLY, b"/dev/stdout"),
+            cloexec: false,
+        }));
+        t.slots.push(Some(Fd {
+            file: OpenFile::new(FileKind::Stderr, O_WRONLY, b"/dev/stderr"),
+            cloexec: false,
+        }));
+        t
+    }
+
+    /// The open file of `fd`.
+    pub fn get(&self, fd: i64) -> Result<&Fd, FdError> {
+        if fd < 0 {
+            return Err(FdError::BadFd);
+        }
+        self.slots
+            .get(fd as usize)
+            .and_then(|s| s.as_ref())
+            .ok_or(FdError::BadFd)
+    }
+
+    /// Mutable slot of `fd`.
+    pub fn get_mut(&mut self, fd: i64) -> Result<&mut Fd, FdError> {
+        if fd < 0 {
+            return Err(FdError::BadFd);
+        }
+        self.slots
+            .get_mut(fd as usize)
+            .and_then(|s| s.as_mut())
+            .ok_or(FdError::BadFd)
+    }
+
+    /// Install at the lowest free fd >= `min`.
+    pub fn install(&mut self, fd: Fd, min: usize) -> Result<i64, FdError> {
+        let mut i = min;
+        while i < self.slots.len() && self.slots[i].is_some() {
+            i += 1;
+        }
+        if i >= MAX_FDS {
+            return Err(FdError::TooMany);
+        }
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, None);
+        }
+        self.slots[i] = Some(fd);
+        Ok(i as i64)
+    }
+
+    /// Install at exactly `n`, closing what was there.
+    pub fn install_at(&mut self, fd: Fd, n: i64) -> Result<i64, FdError> {
+        if n < 0 || n as usize >= MAX_FDS {
+            return Err(FdError::BadFd);
+        }
+        if n as usize >= self.slots.len() {
+            self.slots.resize(n as usize + 1, None);
+        }
+        self.slots[n as usize] = Some(fd);
+        Ok(n)
+    }
+
+    /// Close `fd`.
+    pub fn close(&mut self, fd: i64) -> Result<(), FdError> {
+        self.get(fd)?;
+        self.slots[fd as usize] = None;
+        Ok(())
+    }
+
+    /// Open fds, for the debugger.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Fd)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|f| (i, f)))
+    }
+}

@@ -1,0 +1,765 @@
+//! A vproc's memory: areas (VMAs), demand paging through the vpagetable,
+//! brk/mmap/munmap/mprotect/mremap, and copyin/copyout.
+//!
+//! The whole user range is one [`Backing::PageTable`] mapping governed by one
+//! vpagetable. A page the vproc may use but never touched has no VPTE: its
+//! first touch traps ([`Trap::PageFault`]), [`Mm::handle_fault`] gives it
+//! (and up to `fault_around` neighbours in the same area) a zeroed frame and
+//! a VPTE, and the walker installs it when the vproc runs again. Every frame
+//! belongs to exactly one page (no sharing, no copy-on-write: there is no
+//! fork), so unmapping frees frames at once.
+
+use std::collections::BTreeMap;
+
+use vkernel::core::prelude::*;
+use vkernel::core::ram::Ram;
+use vkernel::core::vptable::VptError;
+
+/// Page size.
+pub const PAGE: u64 = 4096;
+/// Lowest address a vproc may map (catches NULL dereferences).
+pub const USER_START: u64 = 0x1_0000;
+/// Top of the vproc's address space (vkernel reserves the page above).
+pub const USER_END: u64 = 0x7fff_ffff_f000;
+/// Top of the main stack.
+pub const STACK_TOP: u64 = 0x7fff_fff0_0000;
+/// Size reserved for the main stack (demand paged; RLIMIT_STACK).
+pub const STACK_SIZE: u64 = 8 << 20;
+/// mmap allocations go top-down from here.
+pub const MMAP_TOP: u64 = 0x7fff_f000_0000;
+/// First guest-physical frame the vproc's memory comes from.
+pub const FRAMES_START: u64 = 0x10_0000;
+
+/// Largest demand-fault window (pages) of a sequential sweep.
+pub const MAX_WINDOW: u64 = 128;
+
+/// PROT_READ.
+pub const PROT_READ: u32 = 1;
+/// PROT_WRITE.
+pub const PROT_WRITE: u32 = 2;
+/// PROT_EXEC.
+pub const PROT_EXEC: u32 = 4;
+
+/// Errors of memory management.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
+pub enum MmError {
+    /// No RAM frame is left.
+    #[error("the virtual kernel is out of RAM frames (start it with a larger --mem)")]
+    OutOfMemory,
+    /// No room in the address space, or a bad range.
+    #[error("no room in the address space")]
+    NoSpace,
+    /// The address is not mapped (or not with the needed access).
+    #[error("bad user address {0:#x}")]
+    Fault(u64),
+    /// Bad arguments.
+    #[error("invalid argument")]
+    Invalid,
+    /// A vpagetable edit failed.
+    #[error("vpagetable: {0}")]
+    Vpt(VptError),
+    /// A vmspace call failed.
+    #[error("vmspace: {0}")]
+    Vmspace(#[from] VmspaceError),
+}
+
+impl From<VptError> for MmError {
+    fn from(e: VptError) -> MmError {
+        match e {
+            VptError::OutOfFrames => MmError::OutOfMemory,
+            e => MmError::Vpt(e),
+        }
+    }
+}
+
+impl MmError {
+    /// The errno a syscall returns for this error.
+    pub fn errno(self) -> i64 {
+        match self {
+            MmError::OutOfMemory | MmError::NoSpace => 12,
+            MmError::Fault(_) => 14,
+            MmError::Invalid => 22,
+            MmError::Vpt(_) | MmError::Vmspace(_) => 12,
+        }
+    }
+}
+
+/// What an area is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmaKind {
+    /// A segment of the program image.
+    Image,
+    /// The brk heap.
+    Brk,
+    /// The main stack (fault-around goes downwards).
+    Stack,
+    /// An anonymous (or copied-file) mmap.
+    Anon,
+}
+
+/// A virtual memory area `[start, end)`; the start is the map key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vma {
+    /// End (exclusive).
+    pub end: u64,
+    /// PROT_* bits.
+    pub prot: u32,
+    /// What it is.
+    pub kind: VmaKind,
+}
+
+/// Why a page fault could not be resolved: the signal to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultSignal {
+    /// No area at the address (SIGSEGV, SEGV_MAPERR).
+    MapErr,
+    /// An area without the needed permission (SIGSEGV, SEGV_ACCERR).
+    AccErr,
+    /// Out of RAM (SIGBUS).
+    Oom,
+}
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MmStats {
+    /// Page-fault traps resolved by writing VPTEs.
+    pub demand_faults: u64,
+    /// Pages given a frame.
+    pub pages_mapped: u64,
+}
+
+/// The memory of one vproc.
+pub struct Mm {
+    ram: Ram,
+    frames: FrameAlloc,
+    vpt: VpTable,
+    vms: Vmspace,
+    vmas: BTreeMap<u64, Vma>,
+    pages: BTreeMap<u64, u64>,
+    /// First address of the brk heap.
+    pub brk_start: u64,
+    /// Current break.
+    pub brk: u64,
+    fault_around: u64,
+    /// End of the last demand-fault window and the current window size:
+    /// faults that continue a sequential sweep get a doubled window (up to
+    /// MAX_WINDOW pages), which saves traps on large first-touch sweeps.
+    sweep: (u64, u64),
+    /// Counters.
+    pub stats: MmStats,
+}
+
+fn align_up(v: u64) -> u64 {
+    v.wrapping_add(PAGE - 1) & !(PAGE - 1)
+}
+
+fn split_at(vmas: &mut BTreeMap<u64, Vma>, at: u64) {
+    if let Some((&s, &v)) = vmas.range(..at).next_back() {
+        if v.end > at {
+            vmas.get_mut(&s).expect("present").end = at;
+            vmas.insert(at, v);
+        }
+    }
+}
+
+impl Mm {
+    /// A fresh address space on `machine` with frames from
+    /// `[FRAMES_START, ram size)`.
+    pub fn new(machine: &Machine) -> Result<Mm, MmError> {
+        let ram = machine.ram().clone();
+        let mut frames = FrameAlloc::new(FRAMES_START, machine.ram_size() & !(PAGE - 1))?;
+        let vpt = VpTable::new(&ram, &mut frames)?;
+        let vms = machine.vmspace_create()?;
+        vms.mmap(USER_START, USER_END - USER_START, Backing::PageTable)?;
+        vms.mcontrol(
+            USER_START,
+            USER_END - USER_START,
+            Mcontrol::SetMap { root: vpt.root() },
+        )?;
+        Ok(Mm {
+            ram,
+            frames,
+            vpt,
+            vms,
+            vmas: BTreeMap::new(),
+            pages: BTreeMap::new(),
+            brk_start: 0,
+            brk: 0,
+            fault_around: 16,
+            sweep: (0, 16),
+            stats: MmStats::default(),
+        })
+    }
+
+    /// The vmspace the vproc runs in.
+    pub fn vmspace(&self) -> &Vmspace {
+        &self.vms
+    }
+
+    /// The vpagetable.
+    pub fn vptable(&self) -> VpTable {
+        self.vpt
+    }
+
+    /// The RAM.
+    pub fn ram(&self) -> &Ram {
+        &self.ram
+    }
+
+    /// Pages mapped per demand-fault trap (1..=512).
+    pub fn set_fault_around(&mut self, pages: u64) {
+        self.fault_around = pages.clamp(1, 512);
+        self.vms.set_fault_around(MAX_WINDOW.max(self.fault_around));
+    }
+
+    /// The areas, in address order, as (start, vma).
+    pub fn vmas(&self) -> impl Iterator<Item = (u64, &Vma)> {
+        self.vmas.iter().map(|(s, v)| (*s, v))
+    }
+
+    /// Frames still free.
+    pub fn free_frames(&self) -> u64 {
+        self.frames.available()
+    }
+
+    /// Pages currently backed by a frame.
+    pub fn resident_pages(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// The area containing `va`.
+    pub fn find(&self, va: u64) -> Option<(u64, Vma)> {
+        self.vmas
+            .range(..=va)
+            .next_back()
+            .filter(|(_, v)| v.end > va)
+            .map(|(s, v)| (*s, *v))
+    }
+
+    fn range_free(&self, start: u64, end: u64) -> bool {
+        if start < USER_START || end > USER_END || start >= end {
+            return false;
+        }
+        self.vmas
+            .range(..end)
+            .next_back()
+            .is_none_or(|(_, v)| v.end <= start)
+    }
+
+    fn flags(prot: u32, dirty: bool) -> u64 {
+        let mut f = Vpte::U | Vpte::A;
+        if prot & PROT_WRITE != 0 {
+            f |= Vpte::RW;
+            if dirty {
+                f |= Vpte::M;
+            }
+        }
+        if prot & PROT_EXEC == 0 {
+            f |= Vpte::NX;
+        }
+        f
+    }
+
+    fn inval(&self, start: u64, end: u64) {
+        let s = start.max(USER_START);
+        let e = end.min(USER_END);
+        if s < e {
+            // The range is inside the one PageTable mapping made in `new`.
+            let _ = self.vms.mcontrol(s, e - s, Mcontrol::Inval);
+        }
+    }
+
+    /// Give `va` (page aligned) a zeroed frame mapped with `prot`.
+    fn map_new(&mut self, va: u64, prot: u32, dirty: bool) -> Result<u64, MmError> {
+        let f = self.frames.alloc(&self.ram)?;
+        let valid = if prot == 0 { 0 } else { Vpte::V };
+        if let Err(e) = self.vpt.set(
+            &self.ram,
+            &mut self.frames,
+            va,
+            Vpte::page(f, Self::flags(prot, dirty) | valid),
+        ) {
+            self.frames.free(f);
+            return Err(e.into());
+        }
+        self.pages.insert(va, f);
+        self.stats.pages_mapped += 1;
+        Ok(f)
+    }
+
+    fn set_vpte(&mut self, va: u64, frame: u64, prot: u32) -> Result<(), MmError> {
+        let e = if prot == 0 {
+            Vpte(0)
+        } else {
+            Vpte::page(frame, Self::flags(prot, false) | Vpte::V)
+        };
+        self.vpt.set(&self.ram, &mut self.frames, va, e)?;
+        Ok(())
+    }
+
+    /// Resolve a page fault the vpagetable could not: map the page (and
+    /// neighbours) if an area allows the access.
+    pub fn handle_fault(&mut self, addr: u64, access: Access) -> Result<(), FaultSignal> {
+        let Some((start, vma)) = self.find(addr) else {
+            return Err(FaultSignal::MapErr);
+        };
+        let need = match access {
+            Access::Read => PROT_READ | PROT_WRITE | PROT_EXEC,
+            Access::Write => PROT_WRITE,
+            Access::Execute => PROT_EXEC,
+        };
+        if vma.prot & need == 0 {
+            return Err(FaultSignal::AccErr);
+        }
+        let page = addr & !(PAGE - 1);
+        let dirty = access == Access::Write;
+        if let Some(&f) = self.pages.get(&page) {
+            // Present but the VPTE disagrees with the area (should not
+            // happen): rewrite it once; a repeat is a real protection fault.
+            let cur = self.vpt.lookup(&self.ram, page);
+            let want = Vpte::page(f, Self::flags(vma.prot, dirty) | Vpte::V);
+            if cur.map(|c| c.bits() & !(Vpte::A | Vpte::M))
+                == Some(want.bits() & !(Vpte::A | Vpte::M))
+            {
+                return Err(FaultSignal::AccErr);
+            }
+            self.vpt
+                .set(&self.ram, &mut self.frames, page, want)
+                .map_err(|_| FaultSignal::Oom)?;
+            self.inval(page, page + PAGE);
+            return Ok(());
+        }
+        self.stats.demand_faults += 1;
+        let n = if page == self.sweep.0 {
+            (self.sweep.1 * 2).min(MAX_WINDOW.max(self.fault_around))
+        } else {
+            self.fault_around
+        };
+        let (lo, hi) = if vma.kind == VmaKind::Stack {
+            (page.saturating_sub((n - 1) * PAGE).max(start), page + PAGE)
+        } else {
+            (page, (page + n * PAGE).min(vma.end))
+        };
+        self.sweep = (hi, n);
+        self.map_new(page, vma.prot, dirty)
+            .map_err(|_| FaultSignal::Oom)?;
+        let mut va = lo;
+        while va < hi {
+            if va != page
+                && !self.pages.contains_key(&va)
+                && self.map_new(va, vma.prot, dirty).is_err()
+            {
+                break;
+            }
+            va += PAGE;
+        }
+        Ok(())
+    }
+
+    /// Add an area over a free range.
+    pub fn add_vma(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: u32,
+        kind: VmaKind,
+    ) -> Result<(), MmError> {
+        if !self.range_free(start, end) {
+            return Err(MmError::NoSpace);
+        }
+        self.vmas.insert(start, Vma { end, prot, kind });
+        Ok(())
+    }
+
+    /// Load bytes into a new area at `[start, end)` (page aligned), eagerly:
+    /// `data` goes at `start + data_off`. Pages already present (a segment
+    /// sharing a page with the previous one) are reused.
+    pub fn load_area(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: u32,
+        kind: VmaKind,
+        data_off: u64,
+        data: &[u8],
+    ) -> Result<(), MmError> {
+        // Clip against an area that already covers the first page.
+        let mut s = start;
+        while s < end && self.find(s).is_some() {
+            s += PAGE;
+        }
+        if s < end {
+            self.add_vma(s, end, prot, kind)?;
+        }
+        let mut va = start;
+        while va < end {
+            let f = match self.pages.get(&va) {
+                Some(&f) => {
+                    let p = self.find(va).map(|(_, v)| v.prot).unwrap_or(0) | prot;
+                    self.set_vpte(va, f, p)?;
+                    f
+                }
+                None => self.map_new(va, prot, false)?,
+            };
+            // Copy the part of `data` that falls into this page.
+            let pstart = va - start;
+            let dstart = data_off;
+            let dend = data_off + data.len() as u64;
+            let lo = pstart.max(dstart);
+            let hi = (pstart + PAGE).min(dend);
+            if lo < hi {
+                let src = &data[(lo - dstart) as usize..(hi - dstart) as usize];
+                self.ram
+                    .write(f + (lo - pstart), src)
+                    .map_err(|_| MmError::Fault(va))?;
+            }
+            va += PAGE;
+        }
+        Ok(())
+    }
+
+    /// Find a free range of `len` bytes, top-down below MMAP_TOP.
+    pub fn find_free(&self, len: u64) -> Result<u64, MmError> {
+        let mut top = MMAP_TOP;
+        for (&s, v) in self.vmas.range(..MMAP_TOP).rev() {
+            if v.end <= top && top - v.end >= len {
+                return Ok(top - len);
+            }
+            top = top.min(s);
+        }
+        if top >= USER_START + len {
+            Ok(top - len)
+        } else {
+            Err(MmError::NoSpace)
+        }
+    }
+
+    /// Unmap `[start, end)`: areas and frames go away.
+    pub fn unmap(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        split_at(&mut self.vmas, start);
+        split_at(&mut self.vmas, end);
+        let keys: Vec<u64> = self.vmas.range(start..end).map(|(k, _)| *k).collect();
+        for k in keys {
+            self.vmas.remove(&k);
+        }
+        let pages: Vec<(u64, u64)> = self
+            .pages
+            .range(start..end)
+            .map(|(a, f)| (*a, *f))
+            .collect();
+        if pages.is_empty() {
+            return;
+        }
+        for (va, f) in &pages {
+            self.vpt.unmap(&self.ram, *va);
+            self.pages.remove(va);
+            self.frames.free(*f);
+        }
+        self.inval(pages[0].0, pages[pages.len() - 1].0 + PAGE);
+    }
+
+    /// mmap(2) of anonymous memory (or a private copy of `data`). Returns
+    /// the address.
+    pub fn mmap(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u32,
+        fixed: bool,
+        data: Option<&[u8]>,
+    ) -> Result<u64, MmError> {
+        if len == 0 || !addr.is_multiple_of(PAGE) {
+            return Err(MmError::Invalid);
+        }
+        let len = align_up(len);
+        if len == 0 || len > USER_END {
+            return Err(MmError::NoSpace);
+        }
+        let start = if fixed {
+            if addr < USER_START || addr.checked_add(len).is_none_or(|e| e > USER_END) {
+                return Err(MmError::NoSpace);
+            }
+            self.unmap(addr, addr + len);
+            addr
+        } else if addr != 0 && self.range_free(addr, addr.saturating_add(len)) {
+            addr
+        } else {
+            self.find_free(len)?
+        };
+        if let Some(d) = data {
+            // Copied file contents: populate eagerly, readable by the kernel.
+            let d = &d[..d.len().min(len as usize)];
+            self.load_area(start, start + len, prot, VmaKind::Anon, 0, d)?;
+            if d.len() < len as usize {
+                // Pages past the data are demand-zero: drop the eager ones.
+                let keep = align_up(d.len() as u64);
+                let extra: Vec<(u64, u64)> = self
+                    .pages
+                    .range(start + keep..start + len)
+                    .map(|(a, f)| (*a, *f))
+                    .collect();
+                for (va, f) in extra {
+                    self.vpt.unmap(&self.ram, va);
+                    self.pages.remove(&va);
+                    self.frames.free(f);
+                }
+            }
+        } else {
+            self.add_vma(start, start + len, prot, VmaKind::Anon)?;
+        }
+        Ok(start)
+    }
+
+    /// mprotect(2).
+    pub fn protect(&mut self, start: u64, len: u64, prot: u32) -> Result<(), MmError> {
+        if !start.is_multiple_of(PAGE) {
+            return Err(MmError::Invalid);
+        }
+        let end = start.checked_add(align_up(len)).ok_or(MmError::NoSpace)?;
+        if start == end {
+            return Ok(());
+        }
+        // The whole range must be mapped.
+        let mut cur = start;
+        while cur < end {
+            match self.find(cur) {
+                Some((_, v)) => cur = v.end,
+                None => return Err(MmError::NoSpace),
+            }
+        }
+        split_at(&mut self.vmas, start);
+        split_at(&mut self.vmas, end);
+        for (_, v) in self.vmas.range_mut(start..end) {
+            v.prot = prot;
+        }
+        let pages: Vec<(u64, u64)> = self
+            .pages
+            .range(start..end)
+            .map(|(a, f)| (*a, *f))
+            .collect();
+        for (va, f) in &pages {
+            self.set_vpte(*va, *f, prot)?;
+        }
+        if let (Some(a), Some(b)) = (pages.first(), pages.last()) {
+            self.inval(a.0, b.0 + PAGE);
+        }
+        Ok(())
+    }
+
+    /// mremap(2) of an anonymous area. Returns the new address.
+    pub fn mremap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        may_move: bool,
+        fixed: Option<u64>,
+    ) -> Result<u64, MmError> {
+        if !old.is_multiple_of(PAGE) || new_len == 0 {
+            return Err(MmError::Invalid);
+        }
+        if old_len > USER_END || new_len > USER_END {
+            return Err(MmError::NoSpace);
+        }
+        let old_len = align_up(old_len);
+        let new_len = align_up(new_len);
+        let Some((vs, vma)) = self.find(old) else {
+            return Err(MmError::Fault(old));
+        };
+        let old_end = old + old_len;
+        if old_end > vma.end || vs > old {
+            return Err(MmError::Fault(old));
+        }
+        if fixed.is_none() {
+            if new_len <= old_len {
+                self.unmap(old + new_len, old_end);
+                return Ok(old);
+            }
+            if old_end == vma.end && self.range_free(old_end, old + new_len) {
+                self.vmas.get_mut(&vs).expect("present").end = old + new_len;
+                return Ok(old);
+            }
+            if !may_move {
+                return Err(MmError::NoSpace);
+            }
+        }
+        let dest = match fixed {
+            Some(d) => {
+                if !d.is_multiple_of(PAGE) || d.checked_add(new_len).is_none_or(|e| e > USER_END) {
+                    return Err(MmError::Invalid);
+                }
+                if d < old_end && old < d + new_len {
+                    return Err(MmError::Invalid);
+                }
+                self.unmap(d, d + new_len);
+                d
+            }
+            None => self.find_free(new_len)?,
+        };
+        self.add_vma(dest, dest + new_len, vma.prot, VmaKind::Anon)?;
+        let moved: Vec<(u64, u64)> = self
+            .pages
+            .range(old..old + old_len.min(new_len))
+            .map(|(a, f)| (*a, *f))
+            .collect();
+        for (va, f) in &moved {
+            self.vpt.unmap(&self.ram, *va);
+            self.pages.remove(va);
+            let nva = dest + (va - old);
+            self.set_vpte(nva, *f, vma.prot)?;
+            self.pages.insert(nva, *f);
+        }
+        if let (Some(a), Some(b)) = (moved.first(), moved.last()) {
+            self.inval(a.0, b.0 + PAGE);
+        }
+        self.unmap(old, old_end);
+        Ok(dest)
+    }
+
+    /// MADV_DONTNEED: drop the frames (the pages read as zero again).
+    pub fn discard(&mut self, start: u64, len: u64) {
+        let end = start.saturating_add(align_up(len));
+        let pages: Vec<(u64, u64)> = self
+            .pages
+            .range(start..end)
+            .map(|(a, f)| (*a, *f))
+            .collect();
+        for (va, f) in &pages {
+            self.vpt.unmap(&self.ram, *va);
+            self.pages.remove(va);
+            self.frames.free(*f);
+        }
+        if let (Some(a), Some(b)) = (pages.first(), pages.last()) {
+            self.inval(a.0, b.0 + PAGE);
+        }
+    }
+
+    /// brk(2): returns the new (or unchanged) break.
+    pub fn set_brk(&mut self, new: u64) -> u64 {
+        if new < self.brk_start || new > self.brk_start + (1 << 40) {
+            return self.brk;
+        }
+        let old_top = align_up(self.brk);
+        let new_top = align_up(new);
+        if new_top > old_top {
+            if !self.range_free(old_top, new_top) {
+                return self.brk;
+            }
+            match self.vmas.range_mut(..old_top).next_back() {
+                Some((_, v)) if v.end == old_top && v.kind == VmaKind::Brk => v.end = new_top,
+                _ => {
+                    self.vmas.insert(
+                        old_top,
+                        Vma {
+                            end: new_top,
+                            prot: PROT_READ | PROT_WRITE,
+                            kind: VmaKind::Brk,
+                        },
+                    );
+                }
+            }
+        } else if new_top < old_top {
+            self.unmap(new_top, old_top);
+        }
+        self.brk = new;
+        new
+    }
+
+    /// The frame behind user page `page` for a kernel access, demand-mapping
+    /// it if its area allows that access.
+    fn frame_for(&mut self, page: u64, write: bool) -> Result<u64, MmError> {
+        let (_, vma) = self.find(page).ok_or(MmError::Fault(page))?;
+        let ok = if write {
+            vma.prot & PROT_WRITE != 0
+        } else {
+            vma.prot & (PROT_READ | PROT_WRITE | PROT_EXEC) != 0
+        };
+        if !ok {
+            return Err(MmError::Fault(page));
+        }
+        if let Some(&f) = self.pages.get(&page) {
+            return Ok(f);
+        }
+        self.map_new(page, vma.prot, write)
+    }
+
+    /// Copy from user memory (copyin).
+    pub fn read(&mut self, va: u64, buf: &mut [u8]) -> Result<(), MmError> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = va.checked_add(done as u64).ok_or(MmError::Fault(va))?;
+            let page = a & !(PAGE - 1);
+            let off = a - page;
+            let n = ((PAGE - off) as usize).min(buf.len() - done);
+            let f = self.frame_for(page, false)?;
+            self.ram
+                .read(f + off, &mut buf[done..done + n])
+                .map_err(|_| MmError::Fault(a))?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copy to user memory (copyout).
+    pub fn write(&mut self, va: u64, buf: &[u8]) -> Result<(), MmError> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = va.checked_add(done as u64).ok_or(MmError::Fault(va))?;
+            let page = a & !(PAGE - 1);
+            let off = a - page;
+            let n = ((PAGE - off) as usize).min(buf.len() - done);
+            let f = self.frame_for(page, true)?;
+            self.ram
+                .write(f + off, &buf[done..done + n])
+                .map_err(|_| MmError::Fault(a))?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Read `len` bytes into a new vector.
+    pub fn read_vec(&mut self, va: u64, len: usize) -> Result<Vec<u8>, MmError> {
+        let mut v = vec![0u8; len];
+        self.read(va, &mut v)?;
+        Ok(v)
+    }
+
+    /// Read a u64.
+    pub fn read_u64(&mut self, va: u64) -> Result<u64, MmError> {
+        let mut b = [0u8; 8];
+        self.read(va, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Write a u64.
+    pub fn write_u64(&mut self, va: u64, v: u64) -> Result<(), MmError> {
+        self.write(va, &v.to_le_bytes())
+    }
+
+    /// Read a NUL-terminated string of at most `max` bytes.
+    pub fn read_cstr(&mut self, va: u64, max: usize) -> Result<Vec<u8>, MmError> {
+        let mut out = Vec::new();
+        let mut a = va;
+        loop {
+            let page = a & !(PAGE - 1);
+            let off = a - page;
+            let f = self.frame_for(page, false)?;
+            let mut chunk = vec![0u8; (PAGE - off) as usize];
+            self.ram
+                .read(f + off, &mut chunk)
+                .map_err(|_| MmError::Fault(a))?;
+            if let Some(z) = chunk.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..z]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk);
+            if out.len() > max {
+                return Err(MmError::Invalid);
+            }
+            a = page + PAGE;
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! A Linux-ABI personality for vkernel: runs static x86-64 Linux programs
+//! as vprocs.
+//!
+//! [`Vproc::load`] maps a static ELF (non-PIE or static-PIE) into a fresh
+//! vmspace and builds the initial stack (argv, envp, auxv); [`Vproc::run`]
+//! runs it on a vCPU, serving its syscalls ([`syscalls`]), resolving its
+//! first-touch page faults ([`mm`]), delivering signals ([`signal`]) and
+//! returning its [`ExitStatus`].
+//!
+//! This module tree is shared: the `vkernel` example's binary, the
+//! `linux_*` integration tests and the `vkbench` benchmark include it with
+//! `#[path]`, so not every item is used by every includer.
+#![allow(dead_code)]
+
+pub mod debugger;
+pub mod elf;
+pub mod files;
+pub mod fs;
+pub mod mm;
+pub mod signal;
+pub mod stdio;
+pub mod syscalls;
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use vkernel::core::prelude::*;
+
+use elf::{Elf, ElfError, PF_W, PF_X};
+use files::FdTable;
+use fs::Fs;
+use mm::{Mm, MmError, VmaKind, PAGE, PROT_EXEC, PROT_READ, PROT_WRITE, STACK_SIZE, STACK_TOP};
+use signal::{SigInfo, Signals};
+use stdio::Stdio;
+
+/// The vproc's pid (it is alone in its virtual kernel).
+pub const PID: i32 = 100;
+/// Its parent's pid.
+pub const PPID: i32 = 1;
+
+/// Errors of loading and running a vproc (the host side failed, or the
+/// program cannot be loaded; what the vproc does wrong becomes a signal).
+#[derive(Debug, thiserror::Error)]
+pub enum VprocError {
+    /// The program is not a runnable ELF.
+    #[error("{path}: {source}")]
+    Elf {
+        /// The program.
+        path: String,
+        /// Why.
+        source: ElfError,
+    },
+    /// Mapping the program or its stack failed.
+    #[error("loading {path}: {source}")]
+    Load {
+        /// The program.
+        path: String,
+        /// Why.
+        source: MmError,
+    },
+    /// The vCPU failed (a vkernel or host bug, not the vproc's fault).
+    #[error("vCPU: {0}")]
+    Run(#[from] RunError),
+}
+
+/// How a vproc ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// exit(code).
+    Exited(i32),
+    /// Killed by a signal.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The status a shell reports: the code, or 128 + signal.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c & 0xff,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// What to run and how.
+pub struct Config {
+    /// The ELF file's bytes.
+    pub image: Vec<u8>,
+    /// The path it was run as (AT_EXECFN).
+    pub path: String,
+    /// Its absolute path (what readlink("/proc/self/exe") says).
+    pub exe: String,
+    /// argv (argv[0] included).
+    pub argv: Vec<Vec<u8>>,
+    /// The environment.
+    pub envp: Vec<Vec<u8>>,
+    /// Pages mapped per first-touch fault.
+    pub fault_around: u64,
+    /// Log every syscall to the host's stderr.
+    pub trace: bool,
+}
+
+/// One Linux process running as a vproc.
+pub struct Vproc {
+    /// Its memory.
+    pub mm: Mm,
+    /// Its registers (valid between runs).
+    pub frame: TrapFrame,
+    /// Its open files.
+    pub fds: FdTable,
+    /// The root filesystem.
+    pub fs: Fs,
+    /// Current directory (inode).
+    pub cwd: u64,
+    /// Signal state.
+    pub sig: Signals,
+    /// fds 0-2.
+    pub stdio: Box<dyn Stdio>,
+    /// The program's path.
+    pub exe: Vec<u8>,
+    /// set_tid_address.
+    pub clear_child_tid: u64,
+    /// Syscall numbers already reported as unknown.
+    pub unknown: HashSet<u64>,
+    /// umask.
+    pub umask: u32,
+    /// Log syscalls.
+    pub trace: bool,
+    /// Set when the vproc ended.
+    pub exit: Option<ExitStatus>,
+    /// Start of its life.
+    pub started: Instant,
+    /// Syscalls served.
+    pub syscalls: u64,
+    /// How the last fatal signal came about (for the host's message).
+    pub death: Option<String>,
+}
+
+fn random_bytes(buf: &mut [u8]) {
+    use std::io::Read;
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        if f.read_exact(buf).is_ok() {
+            return;
+        }
+    }
+    let mut x = Instant::now().elapsed().as_nanos() as u64 | 1;
+    for b in buf {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+}
+
+/// Canonical user address?
+pub fn canonical(a: u64) -> bool {
+    a < 0x0000_8000_0000_0000
+}
+
+impl Vproc {
+    /// Load `cfg.image` into a new vmspace of `machine` with root
+    /// filesystem `fs` and standard fds `stdio`.
+    pub fn load(
+        machine: &Machine,
+        cfg: Config,
+        fs: Fs,
+        stdio: Box<dyn Stdio>,
+    ) -> Result<Vproc, VprocError> {
+        let path = cfg.path.clone();
+        let elf = Elf::parse(&cfg.image).map_err(|source| VprocError::Elf {
+            path: path.clone(),
+            source,
+        })?;
+        let lerr = |source| VprocError::Load {
+            path: path.clone(),
+            source,
+        };
+        let mut mm = Mm::new(machine).map_err(lerr)?;
+        mm.set_fault_around(cfg.fault_around);
+        let mut top = 0;
+        for s in &elf.segments {
+            let start = s.vaddr & !(PAGE - 1);
+            let end = (s.vaddr + s.memsz + PAGE - 1) & !(PAGE - 1);
+            let mut prot = 0;
+            if s.flags & elf::PF_R != 0 {
+                prot |= PROT_READ;
+            }
+            if s.flags & PF_W != 0 {
+                prot |= PROT_WRITE;
+            }
+            if s.flags & PF_X != 0 {
+                prot |= PROT_EXEC;
+            }
+            let data = &cfg.image[s.offset as usize..(s.offset + s.filesz) as usize];
+            mm.load_area(start, end, prot, VmaKind::Image, s.vaddr - start, data)
+                .map_err(lerr)?;
+            top = top.max(end);
+        }
+        mm.brk_start = top;
+        mm.brk = top;
+        let stack_prot = PROT_READ | PROT_WRITE | if elf.exec_stack { PROT_EXEC } else { 0 };
+        mm.add_vma(
+            STACK_TOP - STACK_SIZE,
+            STACK_TOP,
+            stack_prot,
+            VmaKind::Stack,
+        )
+        .map_err(lerr)?;
+        let rsp = build_stack(&mut mm, &elf, &cfg).map_err(lerr)?;
+        let frame = TrapFrame::new(elf.entry, rsp);
+        Ok(Vproc {
+            mm,
+            frame,
+            fds: FdTable::with_stdio(),
+            fs,
+            cwd: fs::ROOT,
+            sig: Signals::default(),
+            stdio,
+            exe: if cfg.exe.starts_with('/') {
+                cfg.exe.into_bytes()
+            } else {
+                format!("/{}", cfg.exe).into_bytes()
+            },
+            clear_child_tid: 0,
+            unknown: HashSet::new(),
+            umask: 0o022,
+            trace: cfg.trace,
+            exit: None,
+            started: Instant::now(),
+            syscalls: 0,
+            death: None,
+        })
+    }
+
+    /// Run until the vproc exits or is killed.
+    pub fn run(&mut self, cpu: &mut Cpu) -> Result<ExitStatus, VprocError> {
+        loop {
+            if let Some(s) = self.exit {
+                self.stdio.flush();
+                return Ok(s);
+            }
+            let f = &self.frame;
+            if !canonical(f.rip)
+                || !canonical(f.rsp)
+                || !canonical(f.fs_base)
+                || !canonical(f.gs_base)
+            {
+                let info = SigInfo {
+                    signo: signal::SIGSEGV,
+                    code: 0x80,
+                    ..Default::default()
+                };
+                self.force_signal(cpu, info);
+                continue;
+            }
+            let trap = match cpu.run(self.mm.vmspace(), &mut self.frame) {
+                Ok(t) => t,
+                Err(RunError::FaultLoop { addr, .. }) => {
+                    self.force_signal(
+                        cpu,
+                        SigInfo {
+                            signo: signal::SIGSEGV,
+                            code: 2,
+                            addr,
+                            trapno: 14,
+                            ..Default::default()
+                        },
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match trap {
+                Trap::Syscall => {
+                    self.syscalls += 1;
+                    self.syscall(cpu);
+                }
+                Trap::PageFault { addr, access, .. } => {
+                    if let Err(sig) = self.mm.handle_fault(addr, access) {
+                        let (signo, code) = match sig {
+                            mm::FaultSignal::MapErr => (signal::SIGSEGV, 1),
+                            mm::FaultSignal::AccErr => (signal::SIGSEGV, 2),
+                            mm::FaultSignal::Oom => {
+                                eprintln!(
+                                    "vkernel: out of RAM frames at {addr:#x}; run with a larger --mem"
+                                );
+                                (signal::SIGBUS, 2)
+                            }
+                        };
+                        let err = match access {
+                            Access::Read => 4,
+                            Access::Write => 6,
+                            Access::Execute => 0x14,
+                        };
+                        self.force_signal(
+                            cpu,
+                            SigInfo {
+                                signo,
+                                code,
+                                addr,
+                                trapno: 14,
+                                err,
+                                ..Default::default()
+                            },
+                        );
+                    }
+                }
+                Trap::Exception { vector, error_code } => {
+                    let rip = self.frame.rip;
+                    let (signo, code, addr) = match vector {
+                        0 => (signal::SIGFPE, 1, rip),
+                        16 | 19 => (signal::SIGFPE, 0, rip),
+                        6 => (signal::SIGILL, 2, rip),
+                        1 | 3 => (signal::SIGTRAP, 0x80, 0),
+                        12 | 17 => (signal::SIGBUS, 0x80, 0),
+                        _ => (signal::SIGSEGV, 0x80, 0),
+                    };
+                    self.force_signal(
+                        cpu,
+                        SigInfo {
+                            signo,
+                            code,
+                            addr,
+                            trapno: vector as u64,
+                            err: error_code,
+                            ..Default::default()
+                        },
+                    );
+                }
+                Trap::Interrupted => {
+                    if self.stdio.take_interrupt() {
+                        match debugger::prompt(self, cpu) {
+                            debugger::Outcome::Continue => {}
+                            debugger::Outcome::Quit => {
+                                self.exit = Some(ExitStatus::Signaled(signal::SIGINT));
+                            }
+                        }
+                    }
+                }
+            }
+            self.deliver_pending(cpu);
+        }
+    }
+
+    /// Deliver a synchronous signal (a fault): a blocked or ignored one
+    /// kills, as on Linux.
+    pub fn force_signal(&mut self, cpu: &Cpu, info: SigInfo) {
+        let s = info.signo;
+        let act = self.sig.actions[s as usize];
+        if self.sig.blocked & signal::bit(s) != 0 || act.handler == signal::SIG_IGN {
+            self.sig.actions[s as usize].handler = signal::SIG_DFL;
+            self.sig.blocked &= !signal::bit(s);
+        }
+        self.deliver(cpu, info);
+    }
+
+    /// Queue a signal (kill, raise, SIGPIPE).
+    pub fn queue_signal(&mut self, info: SigInfo) {
+        if !self.sig.pending.iter().any(|p| p.signo == info.signo) {
+            self.sig.pending.push(info);
+        }
+    }
+
+    fn deliver_pending(&mut self, cpu: &Cpu) {
+        while self.exit.is_none() {
+            let blocked = self.sig.blocked;
+            let Some(i) =
+                self.sig.pending.iter().position(|p| {
+                    p.signo == signal::SIGKILL || blocked & signal::bit(p.signo) == 0
+                })
+            else {
+                return;
+            };
+            let info = self.sig.pending.remove(i);
+            self.deliver(cpu, info);
+        }
+    }
+
+    fn deliver(&mut self, cpu: &Cpu, info: SigInfo) {
+        let s = info.signo;
+        let act = self.sig.actions[s as usize];
+        if s == signal::SIGKILL || act.handler == signal::SIG_DFL {
+            if s != signal::SIGKILL && signal::default_action(s) == signal::Default_::Ignore {
+                return;
+            }
+            self.death = Some(format!(
+                "killed by {} (si_code {}, address {:#x}) at rip {:#x}",
+                signal::name(s),
+                info.code,
+                info.addr,
+                self.frame.rip
+            ));
+            self.exit = Some(ExitStatus::Signaled(s));
+            return;
+        }
+        if act.handler == signal::SIG_IGN {
+            return;
+        }
+        let old = self.sig.blocked;
+        let mut frame = self.frame;
+        match signal::setup_frame(&mut self.mm, cpu, &mut frame, &act, &info, old, &self.sig) {
+            Ok(()) => {
+                self.frame = frame;
+                let mut add = act.mask;
+                if act.flags & signal::SA_NODEFER == 0 {
+                    add |= signal::bit(s);
+                }
+                self.sig.blocked |=
+                    add & !(signal::bit(signal::SIGKILL) | signal::bit(signal::SIGSTOP));
+                if act.flags & signal::SA_RESETHAND != 0 {
+                    self.sig.actions[s as usize].handler = signal::SIG_DFL;
+                }
+            }
+            Err(_) => {
+                // No room for the frame: the vproc dies with SIGSEGV.
+                self.death = Some(format!(
+                    "killed by SIGSEGV: no room for the {} frame at rsp {:#x}",
+                    signal::name(s),
+                    self.frame.rsp
+                ));
+                self.exit = Some(ExitStatus::Signaled(signal::SIGSEGV));
+            }
+        }
+    }
+}
+
+/// Build the initial stack: strings, AT_RANDOM bytes, auxv, envp, argv,
+/// argc. Returns the initial rsp (16-byte aligned, pointing at argc).
+fn build_stack(mm: &mut Mm, elf: &Elf, cfg: &Config) -> Result<u64, MmError> {
+    let mut sp = STACK_TOP;
+    let push_bytes = |mm: &mut Mm, b: &[u8], sp: &mut u64| -> Result<u64, MmError> {
+        *sp -= b.len() as u64 + 1;
+        mm.write(*sp, b)?;
+        mm.write(*sp + b.len() as u64, &[0])?;
+        Ok(*sp)
+    };
+    let execfn = push_bytes(mm, cfg.path.as_bytes(), &mut sp)?;
+    let mut envs = Vec::new();
+    for e in cfg.envp.iter().rev() {
+        envs.push(push_bytes(mm, e, &mut sp)?);
+    }
+    envs.reverse();
+    let mut args = Vec::new();
+    for a in cfg.argv.iter().rev() {
+        args.push(push_bytes(mm, a, &mut sp)?);
+    }
+    args.reverse();
+    let platform = push_bytes(mm, b"x86_64", &mut sp)?;
+    sp &= !15;
+    sp -= 16;
+    let mut rnd = [0u8; 16];
+    random_bytes(&mut rnd);
+    mm.write(sp, &rnd)?;
+    let random = sp;
+    let auxv: Vec<(u64, u64)> = vec![
+        (3, elf.phdr),
+        (4, 56),
+        (5, elf.phnum),
+        (6, PAGE),
+        (7, 0),
+        (8, 0),
+        (9, elf.entry),
+        (11, 0),
+        (12, 0),
+        (13, 0),
+        (14, 0),
+        (15, platform),
+        (16, 0x178b_fbff),
+        (17, 100),
+        (23, 0),
+        (25, random),
+        (26, 0),
+        (31, execfn),
+        (51, 2048),
+        (0, 0),
+    ];
+    let words = 1 + args.len() + 1 + envs.len() + 1 + 2 * auxv.len();
+    if words % 2 == 1 {
+        sp -= 8;
+    }
+    let mut v: Vec<u64> = Vec::with_capacity(words);
+    v.push(args.len() as u64);
+    v.extend(&args);
+    v.push(0);
+    v.extend(&envs);
+    v.push(0);
+    for (k, val) in auxv {
+        v.push(k);
+        v.push(val);
+    }
+    sp -= 8 * v.len() as u64;
+    let bytes: Vec<u8> = v.iter().flat_map(|w| w.to_le_bytes()).collect();
+    mm.write(sp, &bytes)?;
+    Ok(sp)
+}

@@ -1,0 +1,347 @@
+//! Linux signals for a vproc: dispositions (`rt_sigaction`), the blocked
+//! mask, the alternate stack, and the x86-64 `rt_sigframe` (siginfo +
+//! ucontext + fxsave area) that handlers get and `rt_sigreturn` reads back.
+
+use vkernel::core::prelude::*;
+
+use super::mm::{Mm, MmError};
+
+/// SIGHUP.
+pub const SIGHUP: i32 = 1;
+/// SIGINT.
+pub const SIGINT: i32 = 2;
+/// SIGQUIT.
+pub const SIGQUIT: i32 = 3;
+/// SIGILL.
+pub const SIGILL: i32 = 4;
+/// SIGTRAP.
+pub const SIGTRAP: i32 = 5;
+/// SIGABRT.
+pub const SIGABRT: i32 = 6;
+/// SIGBUS.
+pub const SIGBUS: i32 = 7;
+/// SIGFPE.
+pub const SIGFPE: i32 = 8;
+/// SIGKILL.
+pub const SIGKILL: i32 = 9;
+/// SIGSEGV.
+pub const SIGSEGV: i32 = 11;
+/// SIGPIPE.
+pub const SIGPIPE: i32 = 13;
+/// SIGCHLD.
+pub const SIGCHLD: i32 = 17;
+/// SIGCONT.
+pub const SIGCONT: i32 = 18;
+/// SIGSTOP.
+pub const SIGSTOP: i32 = 19;
+/// SIGURG.
+pub const SIGURG: i32 = 23;
+/// SIGWINCH.
+pub const SIGWINCH: i32 = 28;
+
+/// SA_SIGINFO.
+pub const SA_SIGINFO: u64 = 4;
+/// SA_ONSTACK.
+pub const SA_ONSTACK: u64 = 0x0800_0000;
+/// SA_RESTORER.
+pub const SA_RESTORER: u64 = 0x0400_0000;
+/// SA_NODEFER.
+pub const SA_NODEFER: u64 = 0x4000_0000;
+/// SA_RESETHAND.
+pub const SA_RESETHAND: u64 = 0x8000_0000;
+
+/// SIG_DFL.
+pub const SIG_DFL: u64 = 0;
+/// SIG_IGN.
+pub const SIG_IGN: u64 = 1;
+
+/// SS_ONSTACK.
+pub const SS_ONSTACK: u32 = 1;
+/// SS_DISABLE.
+pub const SS_DISABLE: u32 = 2;
+
+/// Signal names for messages.
+pub fn name(sig: i32) -> &'static str {
+    const N: [&str; 32] = [
+        "0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    N.get(sig as usize).copied().unwrap_or("SIGRT")
+}
+
+/// Errors of signal handling.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignalError {
+    /// The user stack could not take the frame (the vproc dies with SIGSEGV).
+    #[error("cannot write the signal frame: {0}")]
+    Frame(#[from] MmError),
+}
+
+/// One disposition (`struct kernel_sigaction`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigAction {
+    /// Handler address, SIG_DFL or SIG_IGN.
+    pub handler: u64,
+    /// SA_* flags.
+    pub flags: u64,
+    /// The sa_restorer trampoline.
+    pub restorer: u64,
+    /// Signals blocked while the handler runs.
+    pub mask: u64,
+}
+
+/// What a signal's default action is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Default_ {
+    /// Terminate the process.
+    Terminate,
+    /// Ignore.
+    Ignore,
+}
+
+/// Default action of `sig`.
+pub fn default_action(sig: i32) -> Default_ {
+    match sig {
+        SIGCHLD | SIGCONT | SIGURG | SIGWINCH => Default_::Ignore,
+        _ => Default_::Terminate,
+    }
+}
+
+/// Details for siginfo.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigInfo {
+    /// Signal number.
+    pub signo: i32,
+    /// si_code (SEGV_MAPERR=1, SEGV_ACCERR=2, ILL_ILLOPN=2, FPE_INTDIV=1, SI_USER=0, SI_TKILL=-6).
+    pub code: i32,
+    /// si_addr for faults.
+    pub addr: u64,
+    /// si_pid for kill.
+    pub pid: i32,
+    /// Exception vector (sigcontext trapno).
+    pub trapno: u64,
+    /// Error code (sigcontext err).
+    pub err: u64,
+}
+
+/// Per-process signal state.
+#[derive(Clone, Debug)]
+pub struct Signals {
+    /// Dispositions, index = signal number (0 unused).
+    pub actions: [SigAction; 65],
+    /// Blocked mask (bit sig-1).
+    pub blocked: u64,
+    /// Pending signals (bit sig-1) with their infos.
+    pub pending: Vec<SigInfo>,
+    /// sigaltstack: (ss_sp, ss_flags, ss_size).
+    pub altstack: (u64, u32, u64),
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            actions: [SigAction::default(); 65],
+            blocked: 0,
+            pending: Vec::new(),
+            altstack: (0, SS_DISABLE, 0),
+        }
+    }
+}
+
+/// Bit of `sig` in a mask.
+pub fn bit(sig: i32) -> u64 {
+    1u64 << (sig - 1)
+}
+
+const UC_OFF: u64 = 8;
+const MCTX_OFF: u64 = UC_OFF + 40;
+const SIGMASK_OFF: u64 = UC_OFF + 296;
+const INFO_OFF: u64 = UC_OFF + 304;
+const FRAME_SIZE: u64 = INFO_OFF + 128;
+const FXSAVE_SIZE: u64 = 512;
+
+fn fpu_to_fxsave(f: &kvm_bindings::kvm_fpu) -> [u8; 512] {
+    let mut b = [0u8; 512];
+    b[0..2].copy_from_slice(&f.fcw.to_le_bytes());
+    b[2..4].copy_from_slice(&f.fsw.to_le_bytes());
+    b[4] = f.ftwx;
+    b[6..8].copy_from_slice(&f.last_opcode.to_le_bytes());
+    b[8..16].copy_from_slice(&f.last_ip.to_le_bytes());
+    b[16..24].copy_from_slice(&f.last_dp.to_le_bytes());
+    b[24..28].copy_from_slice(&f.mxcsr.to_le_bytes());
+    b[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
+    for i in 0..8 {
+        b[32 + 16 * i..48 + 16 * i].copy_from_slice(&f.fpr[i]);
+    }
+    for i in 0..16 {
+        b[160 + 16 * i..176 + 16 * i].copy_from_slice(&f.xmm[i]);
+    }
+    b
+}
+
+fn fxsave_to_fpu(b: &[u8]) -> kvm_bindings::kvm_fpu {
+    let mut f = kvm_bindings::kvm_fpu {
+        fcw: u16::from_le_bytes([b[0], b[1]]),
+        fsw: u16::from_le_bytes([b[2], b[3]]),
+        ftwx: b[4],
+        last_opcode: u16::from_le_bytes([b[6], b[7]]),
+        last_ip: u64::from_le_bytes(b[8..16].try_into().expect("8")),
+        last_dp: u64::from_le_bytes(b[16..24].try_into().expect("8")),
+        // Reserved MXCSR bits would make the next FXRSTOR fault.
+        mxcsr: u32::from_le_bytes(b[24..28].try_into().expect("4")) & 0xffff,
+        ..Default::default()
+    };
+    for i in 0..8 {
+        f.fpr[i].copy_from_slice(&b[32 + 16 * i..48 + 16 * i]);
+    }
+    for i in 0..16 {
+        f.xmm[i].copy_from_slice(&b[160 + 16 * i..176 + 16 * i]);
+    }
+    f
+}
+
+/// Build an rt_sigframe for `info` on the user stack and point `frame` at
+/// the handler `act`. `old_mask` goes into uc_sigmask.
+pub fn setup_frame(
+    mm: &mut Mm,
+    cpu: &Cpu,
+    frame: &mut TrapFrame,
+    act: &SigAction,
+    info: &SigInfo,
+    old_mask: u64,
+    sigs: &Signals,
+) -> Result<(), SignalError> {
+    let (ss_sp, ss_flags, ss_size) = sigs.altstack;
+    let on_alt =
+        ss_flags & SS_DISABLE == 0 && frame.rsp > ss_sp && frame.rsp <= ss_sp.wrapping_add(ss_size);
+    let mut sp = if act.flags & SA_ONSTACK != 0 && ss_flags & SS_DISABLE == 0 && !on_alt {
+        ss_sp.wrapping_add(ss_size)
+    } else {
+        frame.rsp.wrapping_sub(128)
+    };
+    // FPU state.
+    sp = sp.wrapping_sub(FXSAVE_SIZE) & !63;
+    let fpstate = sp;
+    let fx = cpu.vcpu_fd().get_fpu().ok().map(|f| fpu_to_fxsave(&f));
+    if let Some(fx) = &fx {
+        mm.write(fpstate, fx)?;
+    }
+    sp = ((sp.wrapping_sub(FRAME_SIZE)) & !15).wrapping_sub(8);
+    let mut b = vec![0u8; FRAME_SIZE as usize];
+    let put = |b: &mut Vec<u8>, off: u64, v: u64| {
+        b[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes())
+    };
+    put(&mut b, 0, act.restorer);
+    // ucontext: uc_flags, uc_link, uc_stack
+    put(&mut b, UC_OFF, 0);
+    put(&mut b, UC_OFF + 8, 0);
+    put(&mut b, UC_OFF + 16, ss_sp);
+    put(
+        &mut b,
+        UC_OFF + 24,
+        if on_alt {
+            SS_ONSTACK as u64
+        } else {
+            ss_flags as u64
+        },
+    );
+    put(&mut b, UC_OFF + 32, ss_size);
+    let f = frame;
+    let regs = [
+        f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15, f.rdi, f.rsi, f.rbp, f.rbx, f.rdx,
+        f.rax, f.rcx, f.rsp, f.rip, f.rflags,
+    ];
+    for (i, r) in regs.iter().enumerate() {
+        put(&mut b, MCTX_OFF + 8 * i as u64, *r);
+    }
+    // cs, gs, fs, ss (u16 each)
+    put(&mut b, MCTX_OFF + 144, 0x33 | (0x2b << 48));
+    put(&mut b, MCTX_OFF + 152, info.err);
+    put(&mut b, MCTX_OFF + 160, info.trapno);
+    put(&mut b, MCTX_OFF + 168, old_mask);
+    put(&mut b, MCTX_OFF + 176, info.addr);
+    put(
+        &mut b,
+        MCTX_OFF + 184,
+        if fx.is_some() { fpstate } else { 0 },
+    );
+    put(&mut b, SIGMASK_OFF, old_mask);
+    // siginfo
+    let i0 = INFO_OFF as usize;
+    b[i0..i0 + 4].copy_from_slice(&info.signo.to_le_bytes());
+    b[i0 + 8..i0 + 12].copy_from_slice(&info.code.to_le_bytes());
+    if matches!(info.signo, SIGSEGV | SIGBUS | SIGILL | SIGFPE | SIGTRAP) && info.code > 0 {
+        put(&mut b, INFO_OFF + 16, info.addr);
+    } else {
+        b[i0 + 16..i0 + 20].copy_from_slice(&info.pid.to_le_bytes());
+    }
+    mm.write(sp, &b)?;
+    f.rsp = sp;
+    f.rip = act.handler;
+    f.rdi = info.signo as u64;
+    f.rsi = sp + INFO_OFF;
+    f.rdx = sp + UC_OFF;
+    f.rax = 0;
+    // Clear DF and TF as Linux does.
+    f.rflags &= !(0x400 | 0x100);
+    Ok(())
+}
+
+/// rt_sigreturn: restore registers, mask and FPU state from the frame the
+/// handler returned through (`frame.rsp` points at the ucontext). Returns
+/// the restored blocked mask.
+pub fn sigreturn(mm: &mut Mm, cpu: &Cpu, frame: &mut TrapFrame) -> Result<u64, SignalError> {
+    let uc = frame.rsp;
+    let b = mm.read_vec(uc, 304)?;
+    let get = |off: u64| {
+        let o = (off - UC_OFF) as usize;
+        u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
+    };
+    let r: Vec<u64> = (0..18).map(|i| get(MCTX_OFF + 8 * i)).collect();
+    let f = frame;
+    let rflags_user = 0x0000_0000_0025_0DD5u64;
+    [
+        f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15, f.rdi, f.rsi, f.rbp, f.rbx, f.rdx,
+        f.rax, f.rcx, f.rsp, f.rip,
+    ] = [
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
+        r[14], r[15], r[16],
+    ];
+    f.rflags = (f.rflags & !rflags_user) | (r[17] & rflags_user);
+    let fpstate = get(MCTX_OFF + 184);
+    if fpstate != 0 {
+        let fx = mm.read_vec(fpstate, 512)?;
+        let _ = cpu.vcpu_fd().set_fpu(&fxsave_to_fpu(&fx));
+    }
+    Ok(get(SIGMASK_OFF))
+}

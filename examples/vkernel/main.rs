@@ -1,0 +1,252 @@
+//! vkernel: a virtual kernel with a Linux-ABI personality that runs static
+//! x86-64 Linux programs as vprocs on KVM.
+//!
+//! ```text
+//! cargo run --release --example vkernel                  # built-in demo
+//! cargo run --release --example vkernel -- run PROGRAM [ARGS...]
+//! cargo run --release --example vkernel -- run --disk fs.tar /bin/busybox ls /
+//! cargo run --release --example vkernel -- mkimage DIR fs.tar
+//! ```
+//!
+//! PROGRAM is a path on the host (read directly); if it is not there and a
+//! `--disk` image is given, it is looked up in the image. The vproc's
+//! filesystem is the tar image (read-only), plus `/dev/null` and
+//! `/dev/zero`. Build an image with `tar -cf fs.tar -C DIR .` or with
+//! `mkimage`. Standard input and output go through the Console driver;
+//! Ctrl-C drops into a small debugger prompt (`help` lists its commands).
+//! The exit status is the program's, or 128 + signal when a signal killed
+//! it.
+
+mod linux;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vkernel::core::prelude::*;
+use vkernel::devices::Disk;
+
+use linux::fs::Fs;
+use linux::stdio::ConsoleStdio;
+use linux::{Config, ExitStatus, Vproc};
+
+#[derive(Parser)]
+#[command(
+    name = "vkernel",
+    about = "Run static x86-64 Linux programs as vprocs of a virtual kernel on KVM"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a static x86-64 Linux program.
+    Run(RunArgs),
+    /// Run the built-in demo program.
+    Demo(Opts),
+    /// Build a filesystem image (tar) from a directory.
+    Mkimage {
+        /// Directory whose contents become the image's root.
+        dir: PathBuf,
+        /// Image file to write.
+        image: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct Opts {
+    /// Root filesystem image (a tar file: `tar -cf fs.tar -C DIR .`).
+    #[arg(long)]
+    disk: Option<PathBuf>,
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 1024)]
+    mem: u64,
+    /// Pages mapped per first-touch page fault.
+    #[arg(long, default_value_t = 16)]
+    fault_around: u64,
+    /// Log every syscall on stderr.
+    #[arg(long)]
+    trace: bool,
+    /// Print trap counters at exit.
+    #[arg(long)]
+    stats: bool,
+    /// Extra environment variables (NAME=VALUE), repeatable.
+    #[arg(long = "env", short = 'e')]
+    env: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    opts: Opts,
+    /// The program (a host path, else a path in the --disk image).
+    program: String,
+    /// Its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// Errors of the command line tool.
+#[derive(Debug, thiserror::Error)]
+enum MainError {
+    #[error("/dev/kvm: {0} (vkernel needs KVM: load kvm_intel/kvm_amd/kvm_pvm and check permissions on /dev/kvm)")]
+    Machine(#[from] MachineError),
+    #[error("{0}")]
+    Disk(#[from] vkernel::devices::DiskError),
+    #[error("{0}")]
+    Fs(#[from] linux::fs::FsError),
+    #[error("{0}")]
+    Stdio(#[from] linux::stdio::StdioError),
+    #[error("{0}")]
+    Vproc(#[from] linux::VprocError),
+    #[error("{path}: {why} (give a host path, or a path inside the --disk image)")]
+    NotFound { path: String, why: String },
+}
+
+fn demo_image() -> Vec<u8> {
+    let msg =
+        b"Hello from a vproc! This static ELF ran in its own hardware-isolated address space,\n\
+and every syscall it made was served by the vkernel personality.\n\
+Try: cargo run --release --example vkernel -- run /bin/busybox echo hi\n";
+    let mut code = vec![
+        0xb8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1 (write)
+        0xbf, 0x01, 0x00, 0x00, 0x00, // mov edi, 1
+        0x48, 0x8d, 0x35, 0x10, 0x00, 0x00, 0x00, // lea rsi, [rip+16]
+        0xba, 0, 0, 0, 0, // mov edx, len
+        0x0f, 0x05, // syscall
+        0xb8, 0xe7, 0x00, 0x00, 0x00, // mov eax, 231 (exit_group)
+        0x31, 0xff, // xor edi, edi
+        0x0f, 0x05, // syscall
+    ];
+    code[18..22].copy_from_slice(&(msg.len() as u32).to_le_bytes());
+    code.extend_from_slice(msg);
+    linux::elf::tiny_elf(&code)
+}
+
+fn load_program(path: &str, fs: &Fs) -> Result<Vec<u8>, MainError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(b),
+        Err(host_err) => {
+            let ino = fs
+                .resolve(linux::fs::ROOT, path.as_bytes(), true)
+                .map_err(|_| MainError::NotFound {
+                    path: path.to_string(),
+                    why: host_err.to_string(),
+                })?;
+            let size = fs.inode(ino).size as usize;
+            let mut b = vec![0u8; size];
+            let n = fs.read(ino, 0, &mut b).map_err(|e| MainError::NotFound {
+                path: path.to_string(),
+                why: format!("cannot read it from the image (errno {e})"),
+            })?;
+            b.truncate(n);
+            Ok(b)
+        }
+    }
+}
+
+fn run(
+    opts: Opts,
+    path: String,
+    image: Option<Vec<u8>>,
+    args: Vec<String>,
+) -> Result<ExitStatus, MainError> {
+    let fs = match &opts.disk {
+        Some(p) => {
+            eprintln!("vkernel: mounting {} ...", p.display());
+            Fs::mount(Disk::open_read_only(p)?)?
+        }
+        None => Fs::empty(),
+    };
+    let image = match image {
+        Some(i) => i,
+        None => load_program(&path, &fs)?,
+    };
+    let machine = Machine::builder().ram_size(opts.mem << 20).build()?;
+    let mut cpu = machine.take_cpu(0).expect("vCPU 0 exists");
+    let stdio = ConsoleStdio::new(cpu.kicker())?;
+    let mut argv = vec![path.clone().into_bytes()];
+    argv.extend(args.into_iter().map(String::into_bytes));
+    let mut envp: Vec<Vec<u8>> = vec![
+        b"PATH=/bin:/usr/bin:/sbin:/usr/sbin".to_vec(),
+        b"HOME=/".to_vec(),
+    ];
+    if let Ok(t) = std::env::var("TERM") {
+        envp.push(format!("TERM={t}").into_bytes());
+    }
+    envp.extend(opts.env.iter().map(|e| e.clone().into_bytes()));
+    let exe = std::fs::canonicalize(&path)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| path.clone());
+    let cfg = Config {
+        image,
+        exe,
+        path: path.clone(),
+        argv,
+        envp,
+        fault_around: opts.fault_around,
+        trace: opts.trace,
+    };
+    let mut vp = Vproc::load(&machine, cfg, fs, Box::new(stdio))?;
+    let status = vp.run(&mut cpu)?;
+    if opts.stats {
+        eprintln!(
+            "vkernel: {} syscalls, {:?}, {:?}, {:?}",
+            vp.syscalls,
+            cpu.stats(),
+            vp.mm.vmspace().stats(),
+            vp.mm.stats
+        );
+    }
+    if let (ExitStatus::Signaled(_), Some(d)) = (status, &vp.death) {
+        eprintln!("vkernel: {path}: {d}");
+    }
+    drop(vp); // restores the console
+    Ok(status)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        None => run(
+            Opts {
+                disk: None,
+                mem: 64,
+                fault_around: 16,
+                trace: false,
+                stats: false,
+                env: Vec::new(),
+            },
+            "demo".into(),
+            Some(demo_image()),
+            Vec::new(),
+        ),
+        Some(Cmd::Demo(o)) => run(o, "demo".into(), Some(demo_image()), Vec::new()),
+        Some(Cmd::Run(r)) => run(r.opts, r.program, None, r.args),
+        Some(Cmd::Mkimage { dir, image }) => match linux::fs::build_image(&dir, &image) {
+            Ok(n) => {
+                eprintln!("vkernel: wrote {} ({n} bytes)", image.display());
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("vkernel: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    match result {
+        Ok(s) => ExitCode::from(s.code() as u8),
+        Err(e) => {
+            eprintln!("vkernel: {e}");
+            let code = match e {
+                MainError::NotFound { .. } => 127,
+                MainError::Vproc(linux::VprocError::Elf { .. }) => 126,
+                _ => 1,
+            };
+            ExitCode::from(code)
+        }
+    }
+}

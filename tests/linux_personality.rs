@@ -1,0 +1,435 @@
+//! The Linux personality of the `vkernel` example, driven in-process: C
+//! programs from tests/guests compiled with musl-gcc and gcc -static, and
+//! Debian's busybox-static, must print the same output and exit with the
+//! same status under vkernel as natively. Tests SKIP loudly without
+//! /dev/kvm (and per compiler when one is missing).
+
+#[path = "../examples/vkernel/linux/mod.rs"]
+mod linux;
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use vkernel::core::prelude::*;
+use vkernel::devices::Disk;
+
+use linux::elf::ElfError;
+use linux::fs::Fs;
+use linux::stdio::BufferStdio;
+use linux::{Config, Vproc, VprocError};
+
+fn have_kvm(test: &str) -> bool {
+    if Path::new("/dev/kvm").exists() {
+        true
+    } else {
+        common::skip(test, "/dev/kvm is not available");
+        false
+    }
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(test: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "vkernel-linux-{}-{}-{}",
+        std::process::id(),
+        test,
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Cc {
+    Musl,
+    Glibc,
+    GlibcPie,
+}
+
+impl Cc {
+    fn all() -> [Cc; 2] {
+        [Cc::Musl, Cc::Glibc]
+    }
+
+    fn compiler(self) -> &'static str {
+        match self {
+            Cc::Musl => "musl-gcc",
+            _ => "gcc",
+        }
+    }
+}
+
+/// Compile tests/guests/NAME.c; None (after a SKIP line) if the compiler
+/// is missing.
+fn compile(test: &str, name: &str, cc: Cc) -> Option<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/guests")
+        .join(format!("{name}.c"));
+    let out = scratch(test).join(format!("{name}-{cc:?}"));
+    let link = match cc {
+        Cc::GlibcPie => "-static-pie",
+        _ => "-static",
+    };
+    let r = Command::new(cc.compiler())
+        .args([link, "-O1", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status();
+    match r {
+        Ok(s) if s.success() => Some(out),
+        Ok(s) => panic!("{} failed ({s}) on {}", cc.compiler(), src.display()),
+        Err(e) => {
+            common::skip(
+                test,
+                &format!(
+                    "{} not found ({e}); install musl-tools / gcc",
+                    cc.compiler()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    stdout: String,
+    status: i32,
+}
+
+fn native(prog: &Path, args: &[&str], cwd: Option<&Path>, stdin: &[u8]) -> Outcome {
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+    let mut c = Command::new(prog);
+    c.args(args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let o = child.wait_with_output().unwrap();
+    Outcome {
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        status: o
+            .status
+            .code()
+            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
+    }
+}
+
+fn load(
+    image: Vec<u8>,
+    path: &str,
+    args: &[&str],
+    disk: Option<&Path>,
+    stdin: &[u8],
+) -> Result<
+    (
+        Machine,
+        Vproc,
+        linux::stdio::Captured,
+        linux::stdio::Captured,
+    ),
+    VprocError,
+> {
+    let machine = Machine::builder()
+        .ram_size(256 << 20)
+        .build()
+        .expect("a machine on /dev/kvm");
+    let fs = match disk {
+        Some(d) => Fs::mount(Disk::open_read_only(d).unwrap()).unwrap(),
+        None => Fs::empty(),
+    };
+    let stdio = BufferStdio::new(stdin);
+    let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
+    let mut argv = vec![path.as_bytes().to_vec()];
+    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+    let cfg = Config {
+        image,
+        path: path.to_string(),
+        exe: path.to_string(),
+        argv,
+        envp: Vec::new(),
+        fault_around: 16,
+        trace: false,
+    };
+    let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio))?;
+    Ok((machine, vp, out, err))
+}
+
+fn vk_full(prog: &Path, args: &[&str], disk: Option<&Path>, stdin: &[u8]) -> (Outcome, String) {
+    let image = std::fs::read(prog).unwrap();
+    let abs = std::fs::canonicalize(prog).unwrap().display().to_string();
+    let (machine, mut vp, out, err) = load(image, &abs, args, disk, stdin).unwrap();
+    let mut cpu = machine.take_cpu(0).unwrap();
+    let st = vp.run(&mut cpu).expect("the vCPU runs");
+    let o = Outcome {
+        stdout: String::from_utf8_lossy(&out.lock().unwrap()).into_owned(),
+        status: st.code(),
+    };
+    let e = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+    (o, e)
+}
+
+fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, stdin: &[u8]) -> Outcome {
+    vk_full(prog, args, disk, stdin).0
+}
+
+fn same(test: &str, name: &str, args: &[&str]) {
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in Cc::all() {
+        let Some(p) = compile(test, name, cc) else {
+            continue;
+        };
+        let n = native(&p, args, None, b"");
+        let v = vk(&p, args, None, b"");
+        eprintln!(
+            "{name} {args:?} ({cc:?}): native status {}, vkernel status {}",
+            n.status, v.status
+        );
+        assert_eq!(v, n, "{name} {args:?} built with {cc:?}");
+    }
+}
+
+#[test]
+fn linux_hello_matches_native() {
+    same("linux_hello_matches_native", "hello", &["one", "two words"]);
+}
+
+#[test]
+fn linux_hello_stderr_and_static_pie() {
+    let test = "linux_hello_stderr_and_static_pie";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some(p) = compile(test, "hello", Cc::GlibcPie) else {
+        return;
+    };
+    let n = native(&p, &["x"], None, b"");
+    let (v, err) = vk_full(&p, &["x"], None, b"");
+    assert_eq!(v, n, "static-pie");
+    assert_eq!(err, "to stderr\n");
+}
+
+#[test]
+fn linux_memory_matches_native() {
+    same("linux_memory_matches_native", "mem", &[]);
+}
+
+#[test]
+fn linux_signal_handlers_match_native() {
+    same("linux_signal_handlers_match_native", "signals", &[]);
+}
+
+#[test]
+fn linux_fatal_signals_exit_like_a_shell_reports() {
+    let test = "linux_fatal_signals_exit_like_a_shell_reports";
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in Cc::all() {
+        let Some(p) = compile(test, "crash", cc) else {
+            continue;
+        };
+        for (what, code) in [
+            ("segv", 139),
+            ("ill", 132),
+            ("fpe", 136),
+            ("abort", 134),
+            ("stack", 139),
+        ] {
+            let n = native(&p, &[what], None, b"");
+            let v = vk(&p, &[what], None, b"");
+            assert_eq!(n.status, code, "native {what}");
+            assert_eq!(v, n, "{what} ({cc:?})");
+        }
+    }
+}
+
+#[test]
+fn linux_files_from_a_tar_image_match_native() {
+    let test = "linux_files_from_a_tar_image_match_native";
+    if !have_kvm(test) {
+        return;
+    }
+    let dir = scratch(test);
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("etc/sub")).unwrap();
+    std::fs::write(root.join("etc/greeting"), "hello world\n").unwrap();
+    std::os::unix::fs::symlink("greeting", root.join("etc/link")).unwrap();
+    std::fs::write(root.join("etc/sub/data.txt"), "a\nb\nc\n").unwrap();
+    std::fs::write(root.join("etc/zzz"), "x\n").unwrap();
+    let image = dir.join("fs.tar");
+    linux::fs::build_image(&root, &image).unwrap();
+    for cc in Cc::all() {
+        let Some(p) = compile(test, "files", cc) else {
+            continue;
+        };
+        let n = native(&p, &[root.to_str().unwrap()], None, b"");
+        let v = vk(&p, &["/"], Some(&image), b"");
+        assert_eq!(n.status, 0, "native run: {}", n.stdout);
+        assert_eq!(v, n, "files ({cc:?})");
+    }
+}
+
+fn busybox() -> Option<PathBuf> {
+    let p = PathBuf::from("/bin/busybox");
+    if p.exists() {
+        Some(p)
+    } else {
+        None
+    }
+}
+
+#[test]
+fn linux_busybox_applets_match_native() {
+    let test = "linux_busybox_applets_match_native";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some(bb) = busybox() else {
+        common::skip(
+            test,
+            "/bin/busybox not found (apt-get install busybox-static)",
+        );
+        return;
+    };
+    let cases: &[(&[&str], &[u8])] = &[
+        (&["echo", "hello", "world"], b""),
+        (&["echo", "-n", "no newline"], b""),
+        (&["seq", "1", "3", "20"], b""),
+        (&["printf", "%s=%d %x\\n", "a", "42", "255"], b""),
+        (&["true"], b""),
+        (&["false"], b""),
+        (&["sh", "-c", "x=0; for i in 1 2 3 4; do x=$((x+i)); done; echo sum $x; test $x -eq 10 && echo yes; exit 3"], b""),
+        (&["sh", "-c", "read a b; echo \"[$b] [$a]\"; case $a in h*) echo starts-with-h;; esac"], b"hello there\n"),
+        (&["cat"], b"line one\nline two\n"),
+        (&["wc"], b"one two\nthree\n"),
+        (&["sort", "-r"], b"b\na\nc\n"),
+        (&["md5sum"], b"abc"),
+        (&["tr", "a-z", "A-Z"], b"shout\n"),
+        (&["basename", "/usr/lib/libc.a", ".a"], b""),
+        (&["expr", "6", "*", "7"], b""),
+        (&["head", "-n", "2"], b"1\n2\n3\n"),
+    ];
+    for (args, input) in cases {
+        let n = native(&bb, args, None, input);
+        let v = vk(&bb, args, None, input);
+        eprintln!("busybox {args:?}: status {}", v.status);
+        assert_eq!(v, n, "busybox {args:?}");
+    }
+}
+
+#[test]
+fn linux_busybox_reads_the_disk_image() {
+    let test = "linux_busybox_reads_the_disk_image";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some(bb) = busybox() else {
+        common::skip(
+            test,
+            "/bin/busybox not found (apt-get install busybox-static)",
+        );
+        return;
+    };
+    let dir = scratch(test);
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("data/deep")).unwrap();
+    std::fs::write(root.join("data/a.txt"), "alpha\nbeta\ngamma\n").unwrap();
+    std::fs::write(root.join("data/deep/b.txt"), "x".repeat(100_000)).unwrap();
+    let image = dir.join("fs.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&image)
+        .arg("-C")
+        .arg(&root)
+        .arg(".")
+        .status();
+    if !matches!(st, Ok(s) if s.success()) {
+        linux::fs::build_image(&root, &image).unwrap();
+    }
+    let cases: &[&[&str]] = &[
+        &["cat", "data/a.txt"],
+        &["grep", "-n", "eta", "data/a.txt"],
+        &["wc", "-c", "data/deep/b.txt"],
+        &["ls", "data"],
+        &["find", "data", "-name", "*.txt"],
+        &[
+            "sh",
+            "-c",
+            "cd data/deep && pwd && read x < ../a.txt && echo first line $x",
+        ],
+        &["md5sum", "data/deep/b.txt"],
+    ];
+    for args in cases {
+        let n = native(&bb, args, Some(&root), b"");
+        let v = vk(&bb, args, Some(&image), b"");
+        assert_eq!(n.status, 0, "native {args:?}: {}", n.stdout);
+        // `pwd` differs by the root's host path; `find` lists in host
+        // directory order.
+        let mut n_out = n.stdout.replace(root.to_str().unwrap(), "");
+        let mut v_out = v.stdout.clone();
+        if args[0] == "find" {
+            let sorted = |s: &str| {
+                let mut l: Vec<&str> = s.lines().collect();
+                l.sort();
+                l.join("\n")
+            };
+            (n_out, v_out) = (sorted(&n_out), sorted(&v_out));
+        }
+        assert_eq!(v_out, n_out, "busybox {args:?}");
+        assert_eq!(v.status, n.status, "busybox {args:?}");
+    }
+}
+
+#[test]
+fn linux_bad_elf_files_give_clear_errors() {
+    let test = "linux_bad_elf_files_give_clear_errors";
+    if !have_kvm(test) {
+        return;
+    }
+    let good = linux::elf::tiny_elf(&[0x0f, 0x0b]);
+    let mut arm = good.clone();
+    arm[18] = 183;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (good[..100].to_vec(), "truncated"),
+        (good[..10].to_vec(), "truncated"),
+        (arm, "AArch64"),
+        (b"#!/bin/sh\necho hi\n".to_vec(), "not an ELF"),
+    ];
+    for (img, want) in cases {
+        let Err(e) = load(img, "bad", &[], None, b"") else {
+            panic!("a bad ELF loaded");
+        };
+        let msg = e.to_string();
+        eprintln!("{msg}");
+        assert!(matches!(e, VprocError::Elf { .. }));
+        assert!(msg.contains(want), "{msg}");
+    }
+    // A real program cut in the middle of a segment.
+    if let Some(bb) = busybox() {
+        let img = std::fs::read(bb).unwrap();
+        let Err(VprocError::Elf { source, .. }) = load(img[..5000].to_vec(), "bb", &[], None, b"")
+        else {
+            panic!("truncated busybox loaded");
+        };
+        assert!(matches!(source, ElfError::Truncated { .. }), "{source}");
+    }
+    // The tiny program itself runs: ud2 kills it with SIGILL.
+    let (m, mut vp, _, _) = load(good, "ud2", &[], None, b"").unwrap();
+    let mut cpu = m.take_cpu(0).unwrap();
+    assert_eq!(vp.run(&mut cpu).unwrap().code(), 128 + 4);
+}
