@@ -558,3 +558,68 @@ fn kicker_stops_a_spinning_vproc() {
     assert!(f.rax > before);
     t.join().unwrap();
 }
+
+#[test]
+fn kick_storm_never_corrupts_a_vproc() {
+    let Some(mut e) = Env::new("kick_storm_never_corrupts_a_vproc") else {
+        return;
+    };
+    // A vproc making checked syscalls and touching pages while another
+    // thread kicks the vCPU as fast as it can: kicks land in the guest, in
+    // the stub and in the host; every syscall result must still check out.
+    let n = scaled(3000);
+    let vms = e.vmspace_with(programs::syscall_check());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (k, s2) = (e.cpu.kicker(), stop.clone());
+    let storm = std::thread::spawn(move || {
+        let mut kicks = 0u64;
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            k.kick();
+            kicks += 1;
+            std::thread::sleep(std::time::Duration::from_micros(20));
+        }
+        kicks
+    });
+    // Phase 1: page faults resolved through the stub, one page at a time.
+    let pages = scaled(3000);
+    let tv = e.vmspace_with(programs::touch());
+    tv.set_fault_around(1);
+    let (_, frames) = e.vpt_region(&tv, DATA, pages, RW);
+    for (i, fr) in frames.iter().enumerate() {
+        e.m.ram().write(*fr, &[(i % 5) as u8]).unwrap();
+    }
+    let mut f = frame(DATA, pages, 0);
+    let sum = loop {
+        match e.run(&tv, &mut f) {
+            Trap::Interrupted => {}
+            Trap::Syscall if f.rax == programs::SYS_EXIT => break f.rdi,
+            other => panic!("touch: {other:?} at {:#x}", f.rip),
+        }
+    };
+    assert_eq!(sum, (0..pages).map(|i| i % 5).sum::<u64>());
+    // Phase 2: syscalls.
+    let mut f = frame(0, 0, 0);
+    f.rcx = n;
+    let (mut calls, mut interrupts) = (0u64, 0u64);
+    loop {
+        match e.run(&vms, &mut f) {
+            Trap::Syscall if f.rax == programs::SYS_CHECK => {
+                assert_eq!(f.syscall_args()[0], calls);
+                f.rax = programs::check_result(f.syscall_args());
+                calls += 1;
+            }
+            Trap::Syscall if f.rax == programs::SYS_EXIT => break,
+            Trap::Interrupted => interrupts += 1,
+            other => panic!("after {calls} calls: {other:?} at {:#x}", f.rip),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let kicks = storm.join().unwrap();
+    eprintln!(
+        "{calls} syscalls, {kicks} kicks, {interrupts} interrupted runs, {} landed in the stub",
+        e.cpu.stats().kicks_in_stub
+    );
+    assert_eq!(calls, n);
+    assert_eq!(f.rdi, 0, "the guest saw every result right");
+    assert!(interrupts > 0);
+}

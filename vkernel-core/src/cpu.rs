@@ -189,6 +189,9 @@ pub struct CpuStats {
     pub fpu_restores: u64,
     /// #NM traps taken to hand the FPU over lazily.
     pub fpu_traps: u64,
+    /// Kicks that landed while the vCPU executed stub code (it was then
+    /// single-stepped back to the vproc).
+    pub kicks_in_stub: u64,
     /// Faults installed before resuming a vproc whose last PageFault the
     /// vkernel fixed (each saves one exit).
     pub prefaults: u64,
@@ -662,6 +665,7 @@ impl Cpu {
                         return Ok(Trap::Interrupted);
                     }
                     // Kicked inside the stub: step until the vproc runs.
+                    self.stats.kicks_in_stub += 1;
                     self.set_stepping(true)?;
                     continue;
                 }
