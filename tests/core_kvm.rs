@@ -365,7 +365,18 @@ fn exceptions_reach_the_host() {
                     "expected vector {vector}, got {v} (error {error_code:#x})"
                 );
                 if let Some(err) = err {
-                    assert_eq!(error_code, err);
+                    // QEMU TCG before 8.0 (Debian 12's 7.2, used by the SVM
+                    // stage, ci/svm-guest.sh, which sets VKERNEL_TEST_TCG)
+                    // gives IDT-caused faults in long mode the error code
+                    // vector * 16 + 2 instead of vector * 8 + 2 (fixed by
+                    // QEMU's "target/i386: fix error code for exceptions
+                    // caused by IDT accesses").
+                    let qemu_idt_bug = err & 2 != 0 && error_code == (err >> 3) * 16 + (err & 7);
+                    if qemu_idt_bug && std::env::var_os("VKERNEL_TEST_TCG").is_some() {
+                        eprintln!("error code {error_code:#x}, not {err:#x}: QEMU TCG's IDT error-code bug");
+                    } else {
+                        assert_eq!(error_code, err);
+                    }
                 }
                 assert!(f.rip >= CODE_VA && f.rip < CODE_VA + 0x20);
             }
@@ -386,10 +397,15 @@ fn exceptions_reach_the_host() {
     e.vpt_region(&vms, DATA, 1, RW);
     let mut f = frame(DATA + 1, 0, 0);
     f.rflags |= 1 << 18;
-    assert!(matches!(
-        e.run(&vms, &mut f),
-        Trap::Exception { vector: 17, .. }
-    ));
+    match e.run(&vms, &mut f) {
+        Trap::Exception { vector: 17, .. } => {}
+        // QEMU TCG never raises #AC (alignment checking is not emulated):
+        // the load just runs and the program exits.
+        Trap::Syscall if std::env::var_os("VKERNEL_TEST_TCG").is_some() => {
+            eprintln!("no #AC: QEMU TCG does not emulate alignment checking")
+        }
+        other => panic!("expected #AC, got {other:?} at {:#x}", f.rip),
+    }
 }
 
 #[test]

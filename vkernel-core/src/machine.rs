@@ -717,7 +717,9 @@ pub(crate) fn reset_position(fd: &VcpuFd, n: usize, cr3: u64) -> Result<(), Mach
 
 /// Does the guest honour CR0.TS? Set it with a mailbox command (as the run
 /// loop does), run one SSE instruction at CPL3 and expect #NM; then clear it
-/// and expect the instruction to run.
+/// and expect the instruction to run. The probe code then leaves through
+/// `syscall` to the trap probe's entry: LSTAR must still point there (it
+/// does until `build` sets the final LSTAR after this probe).
 fn probe_fpu(fd: &mut VcpuFd, sys: &Ram, cr3: u64, o: &StubOffsets) -> crate::fpu::FpuMode {
     use crate::fpu::FpuMode;
     let top = cpu_stack_top_off(0);

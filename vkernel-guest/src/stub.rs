@@ -183,10 +183,14 @@ vktramp_probe_user:
     syscall
     ud2
     .balign 16
+    // Leaves through `syscall` (LSTAR is still the probe entry), not a CPL3
+    // `out`: where `syscall` enters CPL0 the I/O bitmap is not consulted, so
+    // the probe works even where a CPL3 `out` to a permitted port faults
+    // (QEMU TCG rejects every CPL3 `out` when TR is a busy TSS).
     .globl vktramp_probe_fpu
 vktramp_probe_fpu:
     xorps xmm0, xmm0
-    out {port_probe}, al
+    syscall
     ud2
     .globl vktramp_end
 vktramp_end:
@@ -263,7 +267,8 @@ pub struct StubOffsets {
     pub tramp_probe_entry: u64,
     /// Probe: user code that executes `syscall`.
     pub tramp_probe_user: u64,
-    /// Probe: user code that executes one SSE instruction, then exits.
+    /// Probe: user code that executes one SSE instruction, then exits
+    /// through `syscall` to the probe entry.
     pub tramp_probe_fpu: u64,
 }
 
