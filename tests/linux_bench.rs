@@ -9,6 +9,9 @@ mod common;
 #[allow(dead_code)]
 mod raw;
 
+#[path = "../examples/vkernel/linux/mod.rs"]
+mod personality;
+
 #[path = "../examples/vkbench/linux.rs"]
 mod linux;
 

@@ -7,8 +7,7 @@
 //! Figures that cannot be measured here (no gcc, no qemu-x86_64, no
 //! /dev/kvm) are NaN and reported as null.
 
-#[path = "../vkernel/linux/mod.rs"]
-mod personality;
+use super::personality;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,7 +10,12 @@ mod cpu_bench;
 mod devices;
 mod linux;
 mod memstat;
+/// The example virtual kernel's Linux personality, shared by the linux and
+/// sched suites.
+#[path = "../vkernel/linux/mod.rs"]
+mod personality;
 mod raw;
+mod sched;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -27,7 +32,7 @@ fn main() {
         .map(|s| s.as_str())
         .collect();
     let suites = if suites.is_empty() || suites.contains(&"all") {
-        vec!["core", "devices", "memstat", "linux"]
+        vec!["core", "devices", "memstat", "linux", "sched"]
     } else {
         suites
     };
@@ -38,6 +43,7 @@ fn main() {
             "core" => out.extend(core_bench::measure(quick)),
             "memstat" => out.extend(memstat::measure(quick)),
             "linux" => out.extend(linux::measure(quick)),
+            "sched" => out.extend(sched::measure(quick)),
             "devices" => {
                 out.extend(
                     devices::measure(quick)
@@ -47,7 +53,7 @@ fn main() {
                 out.extend(cpu_bench::measure(quick));
             }
             other => {
-                eprintln!("vkbench: unknown suite '{other}' (expected core, devices, memstat, linux or all)");
+                eprintln!("vkbench: unknown suite '{other}' (expected core, devices, memstat, linux, sched or all)");
                 std::process::exit(2);
             }
         }

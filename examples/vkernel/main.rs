@@ -6,7 +6,13 @@
 //! cargo run --release --example vkernel -- run PROGRAM [ARGS...]
 //! cargo run --release --example vkernel -- run --disk fs.tar /bin/busybox ls /
 //! cargo run --release --example vkernel -- mkimage DIR fs.tar
+//! cargo run --release --example vkernel -- run --cpus 2 /bin/busybox sh -c 'echo a b | wc -w'
 //! ```
+//!
+//! Programs may fork, execve, wait, kill and talk through pipes: they are
+//! vprocs of one virtual kernel, scheduled (CFS, nice, real-time classes)
+//! on `--cpus` vCPU threads with timer preemption; `--max-procs` bounds
+//! their number (fork beyond it fails with EAGAIN).
 //!
 //! PROGRAM is a path on the host (read directly); if it is not there and a
 //! `--disk` image is given, it is looked up in the image. The vproc's
@@ -27,6 +33,7 @@ use vkernel::core::prelude::*;
 use vkernel::devices::Disk;
 
 use linux::fs::Fs;
+use linux::kernel::{self, Options as KernelOptions};
 use linux::stdio::ConsoleStdio;
 use linux::{Config, ExitStatus, Vproc};
 
@@ -75,6 +82,22 @@ struct Opts {
     /// Extra environment variables (NAME=VALUE), repeatable.
     #[arg(long = "env", short = 'e')]
     env: Vec<String>,
+    /// vCPU threads the vprocs are scheduled on.
+    #[arg(long, default_value_t = 1)]
+    cpus: usize,
+    /// Most vprocs alive at once (fork beyond gets EAGAIN).
+    #[arg(long, default_value_t = 64)]
+    max_procs: usize,
+    /// Scheduler tick in milliseconds (timer preemption).
+    #[arg(long, default_value_t = 4)]
+    tick_ms: u64,
+    /// Print memory statistics (RSS/PSS/USS) of all vprocs when the
+    /// program exits.
+    #[arg(long)]
+    memstats: bool,
+    /// Print every vproc's exit and CPU time at the end.
+    #[arg(long)]
+    ps: bool,
 }
 
 #[derive(clap::Args)]
@@ -164,9 +187,12 @@ fn run(
         Some(i) => i,
         None => load_program(&path, &fs)?,
     };
-    let machine = Machine::builder().ram_size(opts.mem << 20).build()?;
-    let mut cpu = machine.take_cpu(0).expect("vCPU 0 exists");
-    let stdio = ConsoleStdio::new(cpu.kicker())?;
+    let cpus = opts.cpus.clamp(1, 64);
+    let machine = Machine::builder()
+        .ram_size(opts.mem << 20)
+        .vcpus(cpus)
+        .build()?;
+    let stdio = ConsoleStdio::new(machine.kicker(0).expect("vCPU 0 exists"))?;
     let mut argv = vec![path.clone().into_bytes()];
     argv.extend(args.into_iter().map(String::into_bytes));
     let mut envp: Vec<Vec<u8>> = vec![
@@ -189,21 +215,49 @@ fn run(
         fault_around: opts.fault_around,
         trace: opts.trace,
     };
-    let mut vp = Vproc::load(&machine, cfg, fs, Box::new(stdio))?;
-    let status = vp.run(&mut cpu)?;
+    let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio))?;
+    let kopts = KernelOptions {
+        cpus,
+        max_procs: opts.max_procs.max(1),
+        tick: std::time::Duration::from_millis(opts.tick_ms.max(1)),
+        memstats: opts.memstats,
+    };
+    let report = kernel::run(&machine, vp, &kopts)?;
+    let status = report.status;
     if opts.stats {
         eprintln!(
-            "vkernel: {} syscalls, {:?}, {:?}, {:?}",
-            vp.syscalls,
-            cpu.stats(),
-            vp.mm.vmspace().stats(),
-            vp.mm.stats
+            "vkernel: {} syscalls, {} forks ({} refused), {} context switches, at most {} vprocs",
+            report.syscalls,
+            report.forks,
+            report.fork_eagain,
+            report.context_switches,
+            report.max_alive
         );
+        for (i, s) in report.cpu_stats.iter().enumerate() {
+            eprintln!("vkernel: vCPU {i}: {s:?}");
+        }
     }
-    if let (ExitStatus::Signaled(_), Some(d)) = (status, &vp.death) {
+    if opts.ps {
+        eprintln!("  PID  PPID STATUS  RUNTIME_MS SYSCALLS POLICY          CMD");
+        for p in &report.procs {
+            eprintln!(
+                "{:5} {:5} {:6} {:11.1} {:8} {:15} {}",
+                p.pid,
+                p.ppid,
+                p.status.code(),
+                p.runtime_ns as f64 / 1e6,
+                p.syscalls,
+                format!("{:?}", p.policy),
+                p.comm
+            );
+        }
+    }
+    if let Some(m) = &report.memstats {
+        eprint!("{m}");
+    }
+    if let (ExitStatus::Signaled(_), Some(d)) = (status, &report.death) {
         eprintln!("vkernel: {path}: {d}");
     }
-    drop(vp); // restores the console
     Ok(status)
 }
 
@@ -219,6 +273,11 @@ fn main() -> ExitCode {
                 trace: false,
                 stats: false,
                 env: Vec::new(),
+                cpus: 1,
+                max_procs: 64,
+                tick_ms: 4,
+                memstats: false,
+                ps: false,
             },
             "demo".into(),
             Some(demo_image()),

@@ -2,8 +2,13 @@
 //! (Ctrl-C): list vmspaces and areas, show registers, walk the vpagetable
 //! for an address, continue or quit.
 
+use std::sync::Arc;
+
+use vkernel::core::memstat::MemStats;
 use vkernel::core::prelude::*;
 
+use super::kernel::Kernel;
+use super::stdio::SharedStdio;
 use super::Vproc;
 
 /// What the user chose.
@@ -15,15 +20,45 @@ pub enum Outcome {
     Quit,
 }
 
-const HELP: &str = "commands: vms | maps | regs | walk ADDR | stats | c[ontinue] | q[uit] | help\n";
+const HELP: &str = "commands: vms | maps | regs | walk ADDR | stats | ps | memstats | memrank | c[ontinue] | q[uit] | help\n";
 
 fn out(vp: &mut Vproc, s: &str) {
     let _ = vp.stdio.write(2, s.as_bytes());
 }
 
+/// The prompt when no vproc is on the vCPU (all are blocked): process
+/// and memory commands only.
+pub fn prompt_kernel(k: &Arc<Kernel>, st: &SharedStdio) -> Outcome {
+    let _ = st.write(2, HELP.as_bytes());
+    loop {
+        let _ = st.write(2, b"(vkdb) ");
+        let Some(line) = st.read_line() else {
+            let _ = st.write(2, b"\n");
+            return Outcome::Continue;
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let text = match words.as_slice() {
+            [] => continue,
+            ["c" | "continue"] => return Outcome::Continue,
+            ["q" | "quit"] => return Outcome::Quit,
+            ["ps"] => k.ps(),
+            ["memstats"] => k.memstats(false),
+            ["memrank"] => k.memstats(true),
+            _ => format!("no vproc is on this vCPU; {HELP}"),
+        };
+        let _ = st.write(2, text.as_bytes());
+    }
+}
+
 /// Run the prompt until the user continues or quits.
-pub fn prompt(vp: &mut Vproc, cpu: &Cpu) -> Outcome {
-    out(vp, "\n[vkernel debugger] vproc stopped. ");
+pub fn prompt(vp: &mut Vproc, cpu: &Cpu, k: Option<&Arc<Kernel>>) -> Outcome {
+    out(
+        vp,
+        &format!(
+            "\n[vkernel debugger] vproc {} ({}) stopped. ",
+            vp.pid, vp.comm
+        ),
+    );
     out(vp, HELP);
     loop {
         out(vp, "(vkdb) ");
@@ -41,6 +76,21 @@ pub fn prompt(vp: &mut Vproc, cpu: &Cpu) -> Outcome {
             ["maps"] => maps(vp),
             ["regs" | "r"] => regs(&vp.frame),
             ["stats"] => stats(vp, cpu),
+            ["ps"] => match k {
+                Some(k) => k.ps(),
+                None => format!("{:5} {}\n", vp.pid, vp.comm),
+            },
+            ["memstats" | "memrank"] => {
+                // The vproc on this vCPU is out of the table: add it.
+                let mine = match MemStats::collect_named(&[(vp.mm.vmspace(), vp.comm.as_str())]) {
+                    Ok(m) => m.to_table(),
+                    Err(e) => format!("memstats: {e}\n"),
+                };
+                match k {
+                    Some(k) => format!("{mine}{}", k.memstats(words[0] == "memrank")),
+                    None => mine,
+                }
+            }
             ["walk" | "w", a] => match parse(a) {
                 Some(va) => walk(vp, va),
                 None => format!("bad address '{a}' (use hex like 0x401000)\n"),

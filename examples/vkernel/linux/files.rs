@@ -1,8 +1,7 @@
 //! Open files and the fd table of a vproc.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// O_ACCMODE.
 pub const O_ACCMODE: u32 = 3;
@@ -51,8 +50,50 @@ impl FdError {
     }
 }
 
-/// A pipe's buffer (both ends live in this vproc).
+/// An object shared between vprocs (and vCPU threads): a mutex with
+/// RefCell-like method names. Never borrow the same object twice at once.
 #[derive(Debug, Default)]
+pub struct Shared<T>(Arc<Mutex<T>>);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<T> Shared<T> {
+    /// Wrap `v`.
+    pub fn new(v: T) -> Shared<T> {
+        Shared(Arc::new(Mutex::new(v)))
+    }
+
+    /// Lock it.
+    pub fn borrow(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lock it (same as `borrow`).
+    pub fn borrow_mut(&self) -> MutexGuard<'_, T> {
+        self.borrow()
+    }
+
+    /// Same object?
+    pub fn ptr_eq(&self, other: &Shared<T>) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Something that wakes blocked vprocs (the process table).
+pub trait Wake: Send + Sync {
+    /// Make `pid` runnable again (it retries its call).
+    fn wake(&self, pid: i32);
+}
+
+/// Bytes a pipe holds before writers block (Linux: 16 pages).
+pub const PIPE_CAPACITY: usize = 65536;
+
+/// A pipe's buffer and the vprocs waiting on it.
+#[derive(Default)]
 pub struct Pipe {
     /// Bytes written and not yet read.
     pub buf: VecDeque<u8>,
@@ -60,6 +101,41 @@ pub struct Pipe {
     pub readers: usize,
     /// Open write ends.
     pub writers: usize,
+    /// Vprocs blocked on this pipe (readers waiting for data or EOF,
+    /// writers waiting for room or the last reader to go).
+    pub waiters: Vec<(i32, Arc<dyn Wake>)>,
+}
+
+impl std::fmt::Debug for Pipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipe")
+            .field("buffered", &self.buf.len())
+            .field("readers", &self.readers)
+            .field("writers", &self.writers)
+            .field("waiters", &self.waiters.len())
+            .finish()
+    }
+}
+
+impl Pipe {
+    /// Register `pid` as waiting on the pipe.
+    pub fn wait(&mut self, pid: i32, w: Arc<dyn Wake>) {
+        if !self.waiters.iter().any(|(p, _)| *p == pid) {
+            self.waiters.push((pid, w));
+        }
+    }
+
+    /// Take the waiters (call [`wake_all`] on them with the pipe unlocked).
+    pub fn take_waiters(&mut self) -> Vec<(i32, Arc<dyn Wake>)> {
+        std::mem::take(&mut self.waiters)
+    }
+}
+
+/// Wake every waiter taken from a pipe.
+pub fn wake_all(w: Vec<(i32, Arc<dyn Wake>)>) {
+    for (pid, k) in w {
+        k.wake(pid);
+    }
 }
 
 /// What an open file is.
@@ -74,9 +150,9 @@ pub enum FileKind {
     /// A file, directory or device of the image.
     Inode(u64),
     /// Read end of a pipe.
-    PipeRead(Rc<RefCell<Pipe>>),
+    PipeRead(Shared<Pipe>),
     /// Write end of a pipe.
-    PipeWrite(Rc<RefCell<Pipe>>),
+    PipeWrite(Shared<Pipe>),
 }
 
 /// An open file description.
@@ -94,28 +170,47 @@ pub struct OpenFile {
 
 impl OpenFile {
     /// A new open file.
-    pub fn new(kind: FileKind, flags: u32, path: &[u8]) -> Rc<RefCell<OpenFile>> {
+    pub fn new(kind: FileKind, flags: u32, path: &[u8]) -> Shared<OpenFile> {
         match &kind {
             FileKind::PipeRead(p) => p.borrow_mut().readers += 1,
             FileKind::PipeWrite(p) => p.borrow_mut().writers += 1,
             _ => {}
         }
-        Rc::new(RefCell::new(OpenFile {
+        Shared::new(OpenFile {
             kind,
             pos: 0,
             flags,
             path: path.to_vec(),
-        }))
+        })
     }
 }
 
 impl Drop for OpenFile {
     fn drop(&mut self) {
-        match &self.kind {
-            FileKind::PipeRead(p) => p.borrow_mut().readers -= 1,
-            FileKind::PipeWrite(p) => p.borrow_mut().writers -= 1,
-            _ => {}
-        }
+        // The last end of one side gone: the other side's waiters see EOF
+        // (readers) or EPIPE (writers).
+        let w = match &self.kind {
+            FileKind::PipeRead(p) => {
+                let mut p = p.borrow_mut();
+                p.readers -= 1;
+                if p.readers == 0 {
+                    p.take_waiters()
+                } else {
+                    Vec::new()
+                }
+            }
+            FileKind::PipeWrite(p) => {
+                let mut p = p.borrow_mut();
+                p.writers -= 1;
+                if p.writers == 0 {
+                    p.take_waiters()
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => Vec::new(),
+        };
+        wake_all(w);
     }
 }
 
@@ -123,13 +218,13 @@ impl Drop for OpenFile {
 #[derive(Debug, Clone)]
 pub struct Fd {
     /// The open file.
-    pub file: Rc<RefCell<OpenFile>>,
+    pub file: Shared<OpenFile>,
     /// FD_CLOEXEC.
     pub cloexec: bool,
 }
 
 /// The fd table.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FdTable {
     slots: Vec<Option<Fd>>,
 }
@@ -208,6 +303,20 @@ impl FdTable {
         self.get(fd)?;
         self.slots[fd as usize] = None;
         Ok(())
+    }
+
+    /// Close every fd marked close-on-exec (execve).
+    pub fn close_on_exec(&mut self) {
+        for s in &mut self.slots {
+            if s.as_ref().is_some_and(|f| f.cloexec) {
+                *s = None;
+            }
+        }
+    }
+
+    /// Close everything (exit). The open files go after the table.
+    pub fn close_all(&mut self) -> Vec<Fd> {
+        self.slots.drain(..).flatten().collect()
     }
 
     /// Open fds, for the debugger.

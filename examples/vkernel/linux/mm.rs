@@ -6,10 +6,16 @@
 //! first touch traps ([`Trap::PageFault`]), [`Mm::handle_fault`] gives it
 //! (and up to `fault_around` neighbours in the same area) a zeroed frame and
 //! a VPTE, and the walker installs it when the vproc runs again. Every frame
-//! belongs to exactly one page (no sharing, no copy-on-write: there is no
-//! fork), so unmapping frees frames at once.
+//! belongs to one page of this vproc, or, after fork, to the same page of
+//! several vprocs, copy-on-write: [`Mm::fork`] shares every frame read-only
+//! with the [`Vpte::COW`] bit ([`VpTable::fork_cow`]); the first write (a
+//! protection fault, or a copyout by the kernel) gets a private copy, or
+//! takes the frame back when no one else holds it ([`VpTable::cow_fault`]).
+//! Frames are reference counted in the one [`FrameAlloc`] every vproc of
+//! the virtual kernel shares; unmapping drops references.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use vkernel::core::prelude::*;
 use vkernel::core::ram::Ram;
@@ -126,14 +132,19 @@ pub struct MmStats {
     pub demand_faults: u64,
     /// Pages given a frame.
     pub pages_mapped: u64,
+    /// Copy-on-write breaks (faults and kernel copyouts).
+    pub cow_breaks: u64,
 }
+
+/// The frame allocator every vproc of a virtual kernel shares.
+pub type Frames = Arc<Mutex<FrameAlloc>>;
 
 /// The memory of one vproc.
 pub struct Mm {
     ram: Ram,
-    frames: FrameAlloc,
+    frames: Frames,
     vpt: VpTable,
-    vms: Vmspace,
+    vms: Arc<Vmspace>,
     vmas: BTreeMap<u64, Vma>,
     pages: BTreeMap<u64, u64>,
     /// First address of the brk heap.
@@ -166,10 +177,19 @@ impl Mm {
     /// A fresh address space on `machine` with frames from
     /// `[FRAMES_START, ram size)`.
     pub fn new(machine: &Machine) -> Result<Mm, MmError> {
-        let ram = machine.ram().clone();
-        let mut frames = FrameAlloc::new(FRAMES_START, machine.ram_size() & !(PAGE - 1))?;
-        let vpt = VpTable::new(&ram, &mut frames)?;
-        let vms = machine.vmspace_create()?;
+        let frames = FrameAlloc::new(FRAMES_START, machine.ram_size() & !(PAGE - 1))?;
+        Mm::with_parts(
+            machine.ram().clone(),
+            Arc::new(Mutex::new(frames)),
+            machine.vmspace_create()?,
+        )
+    }
+
+    /// An empty address space in `vms` (a fresh vmspace) with frames from
+    /// `frames`.
+    pub fn with_parts(ram: Ram, frames: Frames, vms: Vmspace) -> Result<Mm, MmError> {
+        let vpt = VpTable::new(&ram, &mut frames.lock().unwrap())?;
+        let vms = Arc::new(vms);
         vms.mmap(USER_START, USER_END - USER_START, Backing::PageTable)?;
         vms.mcontrol(
             USER_START,
@@ -196,6 +216,130 @@ impl Mm {
         &self.vms
     }
 
+    /// The vmspace, shared (for memory statistics of all vprocs).
+    pub fn vmspace_arc(&self) -> Arc<Vmspace> {
+        self.vms.clone()
+    }
+
+    /// The shared frame allocator.
+    pub fn frames(&self) -> &Frames {
+        &self.frames
+    }
+
+    fn fr(&self) -> MutexGuard<'_, FrameAlloc> {
+        self.frames.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// fork(2): a new address space in `vms` (a fresh vmspace) with the same
+    /// areas and contents, sharing every frame copy-on-write.
+    pub fn fork(&mut self, vms: Vmspace) -> Result<Mm, MmError> {
+        let mut fr = self.fr();
+        let cvpt = self
+            .vpt
+            .fork_cow(&self.ram, &mut fr, USER_START, USER_END)?;
+        // Pages without a valid VPTE (PROT_NONE) were not shared: copy them.
+        let mut pages = self.pages.clone();
+        for (&va, &f) in &self.pages {
+            if self.vpt.lookup(&self.ram, va).is_some_and(|e| e.valid()) {
+                continue;
+            }
+            let nf = fr.alloc(&self.ram)?;
+            let mut buf = vec![0u8; PAGE as usize];
+            self.ram
+                .read(f, &mut buf)
+                .and_then(|_| self.ram.write(nf, &buf))
+                .map_err(|_| MmError::Fault(va))?;
+            pages.insert(va, nf);
+        }
+        drop(fr);
+        // The parent's writable hardware entries are stale now.
+        self.inval(USER_START, USER_END);
+        let vms = Arc::new(vms);
+        vms.mmap(USER_START, USER_END - USER_START, Backing::PageTable)?;
+        vms.mcontrol(
+            USER_START,
+            USER_END - USER_START,
+            Mcontrol::SetMap { root: cvpt.root() },
+        )?;
+        vms.set_fault_around(MAX_WINDOW.max(self.fault_around));
+        Ok(Mm {
+            ram: self.ram.clone(),
+            frames: self.frames.clone(),
+            vpt: cvpt,
+            vms,
+            vmas: self.vmas.clone(),
+            pages,
+            brk_start: self.brk_start,
+            brk: self.brk,
+            fault_around: self.fault_around,
+            sweep: (0, self.fault_around),
+            stats: MmStats::default(),
+        })
+    }
+
+    /// Drop every page and table (the vmspace keeps pointing at the old
+    /// root until [`Mm::reset`] or the end).
+    fn release(&mut self) {
+        let pages = std::mem::take(&mut self.pages);
+        let mut fr = self.fr();
+        for f in pages.into_values() {
+            fr.free(f);
+        }
+        self.vpt.free_tables(&self.ram, &mut fr);
+    }
+
+    /// execve(2): forget everything, start from an empty address space in
+    /// the same vmspace.
+    pub fn reset(&mut self) -> Result<(), MmError> {
+        self.release();
+        self.vmas.clear();
+        self.brk_start = 0;
+        self.brk = 0;
+        self.sweep = (0, self.fault_around);
+        let vpt = VpTable::new(&self.ram, &mut self.fr());
+        // Even on failure the old tables are gone: point at a valid root.
+        self.vpt = vpt?;
+        self.vms.mcontrol(
+            USER_START,
+            USER_END - USER_START,
+            Mcontrol::SetMap {
+                root: self.vpt.root(),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// VPTE for `frame` at a page with `prot`: a frame someone else also
+    /// holds stays read-only and copy-on-write.
+    fn entry(&self, frame: u64, prot: u32, dirty: bool) -> Vpte {
+        let mut e = Vpte::page(frame, Self::flags(prot, dirty) | Vpte::V);
+        if self.fr().refcount(frame) > 1 {
+            e = e.without(Vpte::RW | Vpte::M).with(Vpte::COW);
+        }
+        e
+    }
+
+    /// Break copy-on-write at `page` if its VPTE says so: afterwards the
+    /// page has a frame of its own, writable. Returns whether it was COW.
+    fn break_cow(&mut self, page: u64) -> Result<bool, MmError> {
+        let cow = self
+            .vpt
+            .lookup(&self.ram, page)
+            .is_some_and(|e| e.valid() && e.bits() & Vpte::COW != 0);
+        if !cow {
+            return Ok(false);
+        }
+        let done = self.vpt.cow_fault(&self.ram, &mut self.fr(), page)?;
+        if done {
+            if let Some(e) = self.vpt.lookup(&self.ram, page) {
+                self.pages.insert(page, e.frame());
+            }
+            self.stats.cow_breaks += 1;
+            self.inval(page, page + PAGE);
+        }
+        Ok(done)
+    }
+
     /// The vpagetable.
     pub fn vptable(&self) -> VpTable {
         self.vpt
@@ -219,7 +363,7 @@ impl Mm {
 
     /// Frames still free.
     pub fn free_frames(&self) -> u64 {
-        self.frames.available()
+        self.fr().available()
     }
 
     /// Pages currently backed by a frame.
@@ -271,17 +415,19 @@ impl Mm {
 
     /// Give `va` (page aligned) a zeroed frame mapped with `prot`.
     fn map_new(&mut self, va: u64, prot: u32, dirty: bool) -> Result<u64, MmError> {
-        let f = self.frames.alloc(&self.ram)?;
+        let mut fr = self.fr();
+        let f = fr.alloc(&self.ram)?;
         let valid = if prot == 0 { 0 } else { Vpte::V };
         if let Err(e) = self.vpt.set(
             &self.ram,
-            &mut self.frames,
+            &mut fr,
             va,
             Vpte::page(f, Self::flags(prot, dirty) | valid),
         ) {
-            self.frames.free(f);
+            fr.free(f);
             return Err(e.into());
         }
+        drop(fr);
         self.pages.insert(va, f);
         self.stats.pages_mapped += 1;
         Ok(f)
@@ -291,9 +437,9 @@ impl Mm {
         let e = if prot == 0 {
             Vpte(0)
         } else {
-            Vpte::page(frame, Self::flags(prot, false) | Vpte::V)
+            self.entry(frame, prot, false)
         };
-        self.vpt.set(&self.ram, &mut self.frames, va, e)?;
+        self.vpt.set(&self.ram, &mut self.fr(), va, e)?;
         Ok(())
     }
 
@@ -313,18 +459,25 @@ impl Mm {
         }
         let page = addr & !(PAGE - 1);
         let dirty = access == Access::Write;
+        if dirty && self.pages.contains_key(&page) {
+            match self.break_cow(page) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(_) => return Err(FaultSignal::Oom),
+            }
+        }
         if let Some(&f) = self.pages.get(&page) {
             // Present but the VPTE disagrees with the area (should not
             // happen): rewrite it once; a repeat is a real protection fault.
             let cur = self.vpt.lookup(&self.ram, page);
-            let want = Vpte::page(f, Self::flags(vma.prot, dirty) | Vpte::V);
+            let want = self.entry(f, vma.prot, dirty);
             if cur.map(|c| c.bits() & !(Vpte::A | Vpte::M))
                 == Some(want.bits() & !(Vpte::A | Vpte::M))
             {
                 return Err(FaultSignal::AccErr);
             }
             self.vpt
-                .set(&self.ram, &mut self.frames, page, want)
+                .set(&self.ram, &mut self.fr(), page, want)
                 .map_err(|_| FaultSignal::Oom)?;
             self.inval(page, page + PAGE);
             return Ok(());
@@ -453,10 +606,14 @@ impl Mm {
         if pages.is_empty() {
             return;
         }
+        let mut fr = self.fr();
         for (va, f) in &pages {
             self.vpt.unmap(&self.ram, *va);
+            fr.free(*f);
+        }
+        drop(fr);
+        for (va, _) in &pages {
             self.pages.remove(va);
-            self.frames.free(*f);
         }
         self.inval(pages[0].0, pages[pages.len() - 1].0 + PAGE);
     }
@@ -504,7 +661,7 @@ impl Mm {
                 for (va, f) in extra {
                     self.vpt.unmap(&self.ram, va);
                     self.pages.remove(&va);
-                    self.frames.free(f);
+                    self.fr().free(f);
                 }
             }
         } else {
@@ -630,7 +787,7 @@ impl Mm {
         for (va, f) in &pages {
             self.vpt.unmap(&self.ram, *va);
             self.pages.remove(va);
-            self.frames.free(*f);
+            self.fr().free(*f);
         }
         if let (Some(a), Some(b)) = (pages.first(), pages.last()) {
             self.inval(a.0, b.0 + PAGE);
@@ -679,6 +836,9 @@ impl Mm {
         };
         if !ok {
             return Err(MmError::Fault(page));
+        }
+        if write && self.pages.contains_key(&page) {
+            self.break_cow(page)?;
         }
         if let Some(&f) = self.pages.get(&page) {
             return Ok(f);
@@ -761,5 +921,14 @@ impl Mm {
             }
             a = page + PAGE;
         }
+    }
+}
+
+impl Drop for Mm {
+    fn drop(&mut self) {
+        // Detach the vpagetable first: the vmspace may outlive this Mm
+        // (shared for statistics), and its tables go back to the allocator.
+        let _ = self.vms.munmap(USER_START, USER_END - USER_START);
+        self.release();
     }
 }

@@ -3,9 +3,12 @@
 //!
 //! [`Vproc::load`] maps a static ELF (non-PIE or static-PIE) into a fresh
 //! vmspace and builds the initial stack (argv, envp, auxv); [`Vproc::run`]
-//! runs it on a vCPU, serving its syscalls ([`syscalls`]), resolving its
-//! first-touch page faults ([`mm`]), delivering signals ([`signal`]) and
-//! returning its [`ExitStatus`].
+//! runs it alone on a vCPU, serving its syscalls ([`syscalls`]), resolving
+//! its first-touch page faults ([`mm`]), delivering signals ([`signal`]) and
+//! returning its [`ExitStatus`]. [`kernel::run`] runs it as the first
+//! process of a whole virtual kernel instead: fork (copy-on-write), execve,
+//! wait4, kill and pipes between vprocs, scheduled by
+//! [`vkernel::core::sched`] on one or more vCPU threads.
 //!
 //! This module tree is shared: the `vkernel` example's binary, the
 //! `linux_*` integration tests and the `vkbench` benchmark include it with
@@ -14,14 +17,18 @@
 
 pub mod debugger;
 pub mod elf;
+pub mod exec;
 pub mod files;
 pub mod fs;
+pub mod kernel;
 pub mod mm;
 pub mod signal;
 pub mod stdio;
 pub mod syscalls;
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use vkernel::core::prelude::*;
@@ -31,9 +38,9 @@ use files::FdTable;
 use fs::Fs;
 use mm::{Mm, MmError, VmaKind, PAGE, PROT_EXEC, PROT_READ, PROT_WRITE, STACK_SIZE, STACK_TOP};
 use signal::{SigInfo, Signals};
-use stdio::Stdio;
+use stdio::{SharedStdio, Stdio};
 
-/// The vproc's pid (it is alone in its virtual kernel).
+/// The pid of the first vproc.
 pub const PID: i32 = 100;
 /// Its parent's pid.
 pub const PPID: i32 = 1;
@@ -100,24 +107,63 @@ pub struct Config {
     pub trace: bool,
 }
 
+/// The program the virtual kernel started with (execve of its host path
+/// finds it again).
+#[derive(Debug)]
+pub struct Boot {
+    /// Its host path.
+    pub exe: Vec<u8>,
+    /// The path it was run as.
+    pub path: Vec<u8>,
+    /// Its bytes.
+    pub image: Arc<Vec<u8>>,
+}
+
 /// One Linux process running as a vproc.
 pub struct Vproc {
+    /// Its process id.
+    pub pid: i32,
     /// Its memory.
     pub mm: Mm,
     /// Its registers (valid between runs).
     pub frame: TrapFrame,
     /// Its open files.
     pub fds: FdTable,
-    /// The root filesystem.
-    pub fs: Fs,
+    /// The root filesystem (shared by all vprocs).
+    pub fs: Arc<Fs>,
     /// Current directory (inode).
     pub cwd: u64,
     /// Signal state.
     pub sig: Signals,
-    /// fds 0-2.
-    pub stdio: Box<dyn Stdio>,
+    /// fds 0-2 (shared by all vprocs).
+    pub stdio: SharedStdio,
     /// The program's path.
     pub exe: Vec<u8>,
+    /// The program's bytes (execve("/proc/self/exe") runs them again).
+    pub image: Arc<Vec<u8>>,
+    /// The first program of the virtual kernel.
+    pub boot: Arc<Boot>,
+    /// Command name (argv[0]'s last component) for ps and reports.
+    pub comm: String,
+    /// The virtual kernel it belongs to (None: alone, see [`Vproc::run`]).
+    pub k: Option<Arc<kernel::Kernel>>,
+    /// Set by a syscall that blocks: the vproc sleeps until woken (then
+    /// retries the call) or until the deadline.
+    pub block: Option<kernel::Wait>,
+    /// Set by a syscall the vCPU loop completes (fork).
+    pub request: Option<kernel::Request>,
+    /// sched_yield asked to give up the vCPU.
+    pub yield_cpu: bool,
+    /// FPU/SSE state while not on a vCPU (kernel mode only).
+    pub fpu: Option<Box<kvm_bindings::kvm_xsave>>,
+    /// `fpu` must be loaded before the next run (execve reset it).
+    pub fpu_dirty: bool,
+    /// Raised when another vproc queued a signal for this one.
+    pub sig_flag: Arc<AtomicBool>,
+    /// The mask rt_sigsuspend replaced (restored after the handler).
+    pub saved_mask: Option<u64>,
+    /// Signal sent to the parent at exit (SIGCHLD).
+    pub exit_signal: i32,
     /// set_tid_address.
     pub clear_child_tid: u64,
     /// Syscall numbers already reported as unknown.
@@ -177,50 +223,40 @@ impl Vproc {
         };
         let mut mm = Mm::new(machine).map_err(lerr)?;
         mm.set_fault_around(cfg.fault_around);
-        let mut top = 0;
-        for s in &elf.segments {
-            let start = s.vaddr & !(PAGE - 1);
-            let end = (s.vaddr + s.memsz + PAGE - 1) & !(PAGE - 1);
-            let mut prot = 0;
-            if s.flags & elf::PF_R != 0 {
-                prot |= PROT_READ;
-            }
-            if s.flags & PF_W != 0 {
-                prot |= PROT_WRITE;
-            }
-            if s.flags & PF_X != 0 {
-                prot |= PROT_EXEC;
-            }
-            let data = &cfg.image[s.offset as usize..(s.offset + s.filesz) as usize];
-            mm.load_area(start, end, prot, VmaKind::Image, s.vaddr - start, data)
-                .map_err(lerr)?;
-            top = top.max(end);
-        }
-        mm.brk_start = top;
-        mm.brk = top;
-        let stack_prot = PROT_READ | PROT_WRITE | if elf.exec_stack { PROT_EXEC } else { 0 };
-        mm.add_vma(
-            STACK_TOP - STACK_SIZE,
-            STACK_TOP,
-            stack_prot,
-            VmaKind::Stack,
-        )
-        .map_err(lerr)?;
-        let rsp = build_stack(&mut mm, &elf, &cfg).map_err(lerr)?;
-        let frame = TrapFrame::new(elf.entry, rsp);
+        let frame = load_image(&mut mm, &elf, &cfg.image, &cfg).map_err(lerr)?;
+        let image = Arc::new(cfg.image);
+        let exe = if cfg.exe.starts_with('/') {
+            cfg.exe.into_bytes()
+        } else {
+            format!("/{}", cfg.exe).into_bytes()
+        };
+        let boot = Arc::new(Boot {
+            exe: exe.clone(),
+            path: cfg.path.into_bytes(),
+            image: image.clone(),
+        });
         Ok(Vproc {
+            pid: PID,
             mm,
             frame,
             fds: FdTable::with_stdio(),
-            fs,
+            fs: Arc::new(fs),
             cwd: fs::ROOT,
             sig: Signals::default(),
-            stdio,
-            exe: if cfg.exe.starts_with('/') {
-                cfg.exe.into_bytes()
-            } else {
-                format!("/{}", cfg.exe).into_bytes()
-            },
+            stdio: SharedStdio::new(stdio),
+            exe,
+            image,
+            boot,
+            comm: comm_of(cfg.argv.first().map(|a| &a[..]).unwrap_or(b"")),
+            k: None,
+            block: None,
+            request: None,
+            yield_cpu: false,
+            fpu: None,
+            fpu_dirty: false,
+            sig_flag: Arc::new(AtomicBool::new(false)),
+            saved_mask: None,
+            exit_signal: signal::SIGCHLD,
             clear_child_tid: 0,
             unknown: HashSet::new(),
             umask: 0o022,
@@ -232,13 +268,70 @@ impl Vproc {
         })
     }
 
-    /// Run until the vproc exits or is killed.
+    /// fork(2): a copy of this vproc with memory `mm` (from [`Mm::fork`])
+    /// and pid `pid`; its fork returns 0.
+    pub fn fork_body(&self, mm: Mm, pid: i32) -> Vproc {
+        let mut frame = self.frame;
+        frame.rax = 0;
+        let mut sig = self.sig.clone();
+        sig.pending.clear();
+        Vproc {
+            pid,
+            mm,
+            frame,
+            fds: self.fds.clone(),
+            fs: self.fs.clone(),
+            cwd: self.cwd,
+            sig,
+            stdio: self.stdio.clone(),
+            exe: self.exe.clone(),
+            image: self.image.clone(),
+            boot: self.boot.clone(),
+            comm: self.comm.clone(),
+            k: self.k.clone(),
+            block: None,
+            request: None,
+            yield_cpu: false,
+            fpu: None,
+            fpu_dirty: true,
+            sig_flag: Arc::new(AtomicBool::new(false)),
+            saved_mask: None,
+            exit_signal: signal::SIGCHLD,
+            clear_child_tid: 0,
+            unknown: self.unknown.clone(),
+            umask: self.umask,
+            trace: self.trace,
+            exit: None,
+            started: Instant::now(),
+            syscalls: 0,
+            death: None,
+        }
+    }
+
+    /// Run until the vproc exits or is killed. It is alone: fork and the
+    /// other process calls fail with ENOSYS; [`kernel::run`] runs a whole
+    /// virtual kernel.
     pub fn run(&mut self, cpu: &mut Cpu) -> Result<ExitStatus, VprocError> {
         loop {
             if let Some(s) = self.exit {
                 self.stdio.flush();
                 return Ok(s);
             }
+            if self.step(cpu)? == Step::Interrupted && self.stdio.take_interrupt() {
+                match debugger::prompt(self, cpu, None) {
+                    debugger::Outcome::Continue => {}
+                    debugger::Outcome::Quit => {
+                        self.exit = Some(ExitStatus::Signaled(signal::SIGINT));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Run the vproc until its next trap and handle it (a syscall, a fault,
+    /// an exception; signals become pending or are delivered).
+    pub fn step(&mut self, cpu: &mut Cpu) -> Result<Step, VprocError> {
+        {
             let f = &self.frame;
             if !canonical(f.rip)
                 || !canonical(f.rsp)
@@ -251,9 +344,21 @@ impl Vproc {
                     ..Default::default()
                 };
                 self.force_signal(cpu, info);
-                continue;
+                return Ok(Step::Ran);
             }
+            let before = self.frame;
             let trap = match cpu.run(self.mm.vmspace(), &mut self.frame) {
+                Ok(Trap::Interrupted) => {
+                    resync_after_kick(cpu);
+                    // A kick that lands while the run bounces into the stub
+                    // to apply mailbox commands reports the bounce address
+                    // (a vkernel-core quirk). Such bounces only start a
+                    // run: nothing of the vproc ran yet.
+                    if !canonical(self.frame.rip) {
+                        self.frame = before;
+                    }
+                    Trap::Interrupted
+                }
                 Ok(t) => t,
                 Err(RunError::FaultLoop { addr, .. }) => {
                     self.force_signal(
@@ -266,10 +371,11 @@ impl Vproc {
                             ..Default::default()
                         },
                     );
-                    continue;
+                    return Ok(Step::Ran);
                 }
                 Err(e) => return Err(e.into()),
             };
+            let mut step = Step::Ran;
             match trap {
                 Trap::Syscall => {
                     self.syscalls += 1;
@@ -327,18 +433,10 @@ impl Vproc {
                         },
                     );
                 }
-                Trap::Interrupted => {
-                    if self.stdio.take_interrupt() {
-                        match debugger::prompt(self, cpu) {
-                            debugger::Outcome::Continue => {}
-                            debugger::Outcome::Quit => {
-                                self.exit = Some(ExitStatus::Signaled(signal::SIGINT));
-                            }
-                        }
-                    }
-                }
+                Trap::Interrupted => step = Step::Interrupted,
             }
             self.deliver_pending(cpu);
+            Ok(step)
         }
     }
 
@@ -361,7 +459,8 @@ impl Vproc {
         }
     }
 
-    fn deliver_pending(&mut self, cpu: &Cpu) {
+    /// Deliver the pending signals that are not blocked.
+    pub fn deliver_pending(&mut self, cpu: &Cpu) {
         while self.exit.is_none() {
             let blocked = self.sig.blocked;
             let Some(i) =
@@ -396,7 +495,8 @@ impl Vproc {
         if act.handler == signal::SIG_IGN {
             return;
         }
-        let old = self.sig.blocked;
+        // After rt_sigsuspend the handler returns to the mask before it.
+        let old = self.saved_mask.take().unwrap_or(self.sig.blocked);
         let mut frame = self.frame;
         match signal::setup_frame(&mut self.mm, cpu, &mut frame, &act, &info, old, &self.sig) {
             Ok(()) => {
@@ -422,6 +522,94 @@ impl Vproc {
             }
         }
     }
+}
+
+/// After a kick, make the vCPU's real registers what vkernel-core believes
+/// they are. A kick that makes KVM_RUN return at once (immediate exit)
+/// leaves the registers vkernel-core wrote into the shared sync area
+/// unapplied on some KVMs (seen on the PVM-derived one): the next entry
+/// would resume from stale registers (the previous trap's). Writing the
+/// sync area's registers back through KVM_SET_REGS/SREGS restores the
+/// invariant; when KVM did run, they are equal and nothing is written.
+pub fn resync_after_kick(cpu: &Cpu) {
+    let fd = cpu.vcpu_fd();
+    let sync = fd.sync_regs();
+    if let Ok(real) = fd.get_regs() {
+        if real != sync.regs {
+            if let Err(e) = fd.set_regs(&sync.regs) {
+                log::warn!("vCPU {}: set_regs after a kick: {e}", cpu.index());
+            }
+        }
+    }
+    if let Ok(real) = fd.get_sregs() {
+        if real.cr3 != sync.sregs.cr3
+            || real.fs.base != sync.sregs.fs.base
+            || real.gs.base != sync.sregs.gs.base
+        {
+            let mut s = real;
+            s.cr3 = sync.sregs.cr3;
+            s.fs.base = sync.sregs.fs.base;
+            s.gs.base = sync.sregs.gs.base;
+            if let Err(e) = fd.set_sregs(&s) {
+                log::warn!("vCPU {}: set_sregs after a kick: {e}", cpu.index());
+            }
+        }
+    }
+}
+
+/// What one [`Vproc::step`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The vproc trapped and the trap was handled.
+    Ran,
+    /// The vCPU was kicked (timer, another vCPU, the console).
+    Interrupted,
+}
+
+/// The last path component of `argv0`, for ps.
+pub fn comm_of(argv0: &[u8]) -> String {
+    let base = argv0.rsplit(|&c| c == b'/').next().unwrap_or(argv0);
+    String::from_utf8_lossy(&base[..base.len().min(15)]).into_owned()
+}
+
+/// Map the segments of `elf` (whose file is `image`) into the empty `mm`,
+/// add the stack and build it for `cfg`'s argv and envp. Returns the
+/// initial registers.
+pub fn load_image(
+    mm: &mut Mm,
+    elf: &Elf,
+    image: &[u8],
+    cfg: &Config,
+) -> Result<TrapFrame, MmError> {
+    let mut top = 0;
+    for s in &elf.segments {
+        let start = s.vaddr & !(PAGE - 1);
+        let end = (s.vaddr + s.memsz + PAGE - 1) & !(PAGE - 1);
+        let mut prot = 0;
+        if s.flags & elf::PF_R != 0 {
+            prot |= PROT_READ;
+        }
+        if s.flags & PF_W != 0 {
+            prot |= PROT_WRITE;
+        }
+        if s.flags & PF_X != 0 {
+            prot |= PROT_EXEC;
+        }
+        let data = &image[s.offset as usize..(s.offset + s.filesz) as usize];
+        mm.load_area(start, end, prot, VmaKind::Image, s.vaddr - start, data)?;
+        top = top.max(end);
+    }
+    mm.brk_start = top;
+    mm.brk = top;
+    let stack_prot = PROT_READ | PROT_WRITE | if elf.exec_stack { PROT_EXEC } else { 0 };
+    mm.add_vma(
+        STACK_TOP - STACK_SIZE,
+        STACK_TOP,
+        stack_prot,
+        VmaKind::Stack,
+    )?;
+    let rsp = build_stack(mm, elf, cfg)?;
+    Ok(TrapFrame::new(elf.entry, rsp))
 }
 
 /// Build the initial stack: strings, AT_RANDOM bytes, auxv, envp, argv,

@@ -36,7 +36,7 @@ pub enum StdioError {
 }
 
 /// Where fds 0, 1 and 2 of the vproc lead.
-pub trait Stdio {
+pub trait Stdio: Send {
     /// Write to fd 1 or 2. Returns bytes written or a negative errno.
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, i64>;
     /// Read stdin, blocking until at least one byte or end of file. May
@@ -69,6 +69,57 @@ pub trait Stdio {
     }
     /// Flush buffered output.
     fn flush(&mut self) {}
+}
+
+/// One [`Stdio`] shared by every vproc of a virtual kernel (and its vCPU
+/// threads). Same methods, through a mutex.
+#[derive(Clone)]
+pub struct SharedStdio(Arc<Mutex<Box<dyn Stdio>>>);
+
+impl SharedStdio {
+    /// Share `s`.
+    pub fn new(s: Box<dyn Stdio>) -> SharedStdio {
+        SharedStdio(Arc::new(Mutex::new(s)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Stdio>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// See [`Stdio::write`].
+    pub fn write(&self, fd: i32, data: &[u8]) -> Result<usize, i64> {
+        self.lock().write(fd, data)
+    }
+
+    /// See [`Stdio::read`].
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize, i64> {
+        self.lock().read(buf)
+    }
+
+    /// See [`Stdio::host_fd`].
+    pub fn host_fd(&self, fd: i32) -> Option<RawFd> {
+        self.lock().host_fd(fd)
+    }
+
+    /// See [`Stdio::take_interrupt`].
+    pub fn take_interrupt(&self) -> bool {
+        self.lock().take_interrupt()
+    }
+
+    /// See [`Stdio::interrupt_pending`].
+    pub fn interrupt_pending(&self) -> bool {
+        self.lock().interrupt_pending()
+    }
+
+    /// See [`Stdio::read_line`].
+    pub fn read_line(&self) -> Option<String> {
+        self.lock().read_line()
+    }
+
+    /// See [`Stdio::flush`].
+    pub fn flush(&self) {
+        self.lock().flush()
+    }
 }
 
 /// Captured output shared with the caller.

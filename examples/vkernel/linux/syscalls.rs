@@ -5,18 +5,20 @@
 //! puts the result (or `-errno`) into `frame.rax`. An unknown call returns
 //! ENOSYS and is reported once on the host's stderr.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::Duration;
 
 use vkernel::core::prelude::*;
 
-use super::files::{self, Fd, FileKind, OpenFile, Pipe};
+use super::files::{self, Fd, FileKind, OpenFile, Pipe, Shared};
 use super::fs::{self, Kind, S_IFCHR, S_IFDIR};
 use super::mm::{MmError, PROT_EXEC, PROT_READ, PROT_WRITE};
 use super::signal::{self, SigAction, SigInfo};
 use super::stdio::ERESTART;
-use super::{ExitStatus, Vproc, PID, PPID};
+use super::{ExitStatus, Vproc};
+
+/// Internal errno: the call must wait (`self.block` says for what); it is
+/// retried from the `syscall` instruction once the vproc is woken.
+pub const EBLOCK: i64 = 513;
 
 /// Errnos used here.
 pub mod errno {
@@ -47,6 +49,7 @@ pub mod errno {
     pub const ENOTEMPTY: i64 = 39;
     pub const ETIMEDOUT: i64 = 110;
     pub const EAFNOSUPPORT: i64 = 97;
+    pub const ENOEXEC: i64 = 8;
     pub const EOPNOTSUPP: i64 = 95;
 }
 use errno::*;
@@ -290,7 +293,7 @@ impl Vproc {
         let r = self.dispatch(nr, a);
         let v = match r {
             Ok(v) => v,
-            Err(ERESTART) => {
+            Err(ERESTART) | Err(EBLOCK) => {
                 // Restart the call after the interruption is handled.
                 self.frame.rip -= 2;
                 self.frame.rax = nr;
@@ -350,7 +353,10 @@ impl Vproc {
             21 => self.sys_faccessat(AT_FDCWD, a[0], a[1] as u32),
             22 => self.sys_pipe2(a[0], 0),
             23 | 270 => self.sys_select(i(a[0]), a[1], a[2]),
-            24 => Ok(0),
+            24 => {
+                self.yield_cpu = self.k.is_some();
+                Ok(0)
+            }
             25 => Ok(self.mm.mremap(
                 a[0],
                 a[1],
@@ -368,19 +374,32 @@ impl Vproc {
             }
             32 => self.sys_dup(i(a[0]), 0, false),
             33 => self.sys_dup3(i(a[0]), i(a[1]), 0, true),
-            34 | 130 => Err(EINTR),
+            34 => self.sys_pause(None),
+            130 => {
+                let m = self.mm.read_u64(a[0])?;
+                self.sys_pause(Some(m))
+            }
             35 => self.sys_nanosleep(a[0], a[1]),
             37 | 38 => Ok(0),
-            39 | 186 => Ok(PID as i64),
+            39 | 186 => Ok(self.pid as i64),
             40 => self.sys_sendfile(i(a[0]), i(a[1]), a[2], a[3] as usize),
             41 => Err(EAFNOSUPPORT),
-            56 | 57 | 58 | 435 => Err(ENOSYS),
-            59 => Err(ENOSYS),
+            56 => self.sys_clone(a[0], a[1], a[2], a[3], a[4]),
+            // vfork is fork: the child gets a copy-on-write address space.
+            57 | 58 => self.sys_clone(signal::SIGCHLD as u64, 0, 0, 0, 0),
+            435 => Err(ENOSYS),
+            59 => self.sys_execve(a[0], a[1], a[2]),
             60 | 231 => {
                 self.exit = Some(ExitStatus::Exited(a[0] as i32 & 0xff));
                 Ok(0)
             }
-            61 => Err(ECHILD),
+            61 => {
+                if self.k.is_some() {
+                    self.sys_wait4(i(a[0]) as i32, a[1], a[2], a[3])
+                } else {
+                    Err(ECHILD)
+                }
+            }
             62 => self.sys_kill(i(a[0]) as i32, i(a[1]) as i32),
             63 => self.sys_uname(a[0]),
             72 => self.sys_fcntl(i(a[0]), a[1] as u32, a[2]),
@@ -433,9 +452,22 @@ impl Vproc {
                 Ok((self.started.elapsed().as_millis() / 10) as i64)
             }
             102 | 104 | 107 | 108 => Ok(0),
-            105 | 106 | 109 | 160 | 113 | 114 | 117 | 119 => Ok(0),
-            110 => Ok(PPID as i64),
-            111 | 121 | 124 | 112 => Ok(PID as i64),
+            105 | 106 | 160 | 113 | 114 | 117 | 119 => Ok(0),
+            109 => self.sys_setpgid(i(a[0]) as i32, i(a[1]) as i32),
+            110 => Ok(self.sys_getppid()),
+            111 => self.sys_pgid(121, 0),
+            121 | 124 | 112 => self.sys_pgid(nr, i(a[0]) as i32),
+            140 => self.sys_priority(false, a[0], i(a[1]) as i32, 0),
+            141 => self.sys_priority(true, a[0], i(a[1]) as i32, i(a[2]) as i32),
+            142 => Ok(0),
+            143..=145 => self.sys_sched(
+                nr,
+                i(a[0]) as i32,
+                i(a[1]) as i32,
+                if nr == 144 { a[2] } else { a[1] },
+            ),
+            146 => Ok(if matches!(a[0], 1 | 2) { 99 } else { 0 }),
+            147 => Ok(if matches!(a[0], 1 | 2) { 1 } else { 0 }),
             115 => Ok(0),
             118 | 120 => {
                 for p in [a[0], a[1], a[2]] {
@@ -464,7 +496,7 @@ impl Vproc {
             }
             157 => Err(EINVAL),
             158 => self.sys_arch_prctl(a[0], a[1]),
-            200 => self.sys_kill(PID, i(a[1]) as i32),
+            200 => self.sys_kill(i(a[0]) as i32, i(a[1]) as i32),
             201 => {
                 let (s, _) = now(libc::CLOCK_REALTIME);
                 if a[0] != 0 {
@@ -482,7 +514,7 @@ impl Vproc {
             }
             218 => {
                 self.clear_child_tid = a[0];
-                Ok(PID as i64)
+                Ok(self.pid as i64)
             }
             228 => {
                 let (s, ns) = now(a[0] as i32);
@@ -502,10 +534,10 @@ impl Vproc {
             }
             230 => self.sys_clock_nanosleep(a[0] as i32, a[1], a[2], a[3]),
             234 => {
-                if i(a[0]) as i32 != PID || i(a[1]) as i32 != PID {
+                if i(a[0]) as i32 != i(a[1]) as i32 {
                     return Err(ESRCH);
                 }
-                self.sys_kill(PID, i(a[2]) as i32)
+                self.sys_kill(i(a[1]) as i32, i(a[2]) as i32)
             }
             257 => self.sys_openat(i(a[0]), a[1], a[2] as u32),
             262 => self.sys_fstatat(i(a[0]), a[1], a[2], a[3]),
@@ -541,7 +573,7 @@ impl Vproc {
         matches!(self.fs.inode(ino).kind, Kind::Dir(_))
     }
 
-    fn user_path(&mut self, p: u64) -> Result<Vec<u8>, i64> {
+    pub(super) fn user_path(&mut self, p: u64) -> Result<Vec<u8>, i64> {
         if p == 0 {
             return Err(EFAULT);
         }
@@ -582,19 +614,48 @@ impl Vproc {
             FileKind::Stderr => Ok(self.stdio.write(2, data)? as i64),
             FileKind::Stdin => Ok(self.stdio.write(1, data)? as i64),
             FileKind::PipeWrite(p) => {
+                let nonblock = f.flags & files::O_NONBLOCK != 0;
                 let mut p = p.borrow_mut();
                 if p.readers == 0 {
                     drop(p);
                     drop(f);
                     self.queue_signal(SigInfo {
                         signo: signal::SIGPIPE,
-                        pid: PID,
+                        pid: self.pid,
                         ..Default::default()
                     });
                     return Err(EPIPE);
                 }
-                p.buf.extend(data);
-                Ok(data.len() as i64)
+                let room = files::PIPE_CAPACITY.saturating_sub(p.buf.len());
+                if room == 0 && !data.is_empty() {
+                    // Full: wait for a reader (alone, nobody would come).
+                    return match &self.k {
+                        Some(k) if !nonblock => {
+                            p.wait(self.pid, k.clone());
+                            self.block = Some(super::kernel::Wait::Event);
+                            Err(EBLOCK)
+                        }
+                        _ => Err(EAGAIN),
+                    };
+                }
+                // Writes up to PIPE_BUF are atomic: all or wait.
+                if data.len() <= 4096 && room < data.len() && self.k.is_some() && !nonblock {
+                    if let Some(k) = &self.k {
+                        p.wait(self.pid, k.clone());
+                    }
+                    self.block = Some(super::kernel::Wait::Event);
+                    return Err(EBLOCK);
+                }
+                let n = if self.k.is_some() {
+                    room.min(data.len())
+                } else {
+                    data.len()
+                };
+                p.buf.extend(&data[..n]);
+                let w = p.take_waiters();
+                drop(p);
+                files::wake_all(w);
+                Ok(n as i64)
             }
             FileKind::Inode(ino) => match self.fs.inode(*ino).kind {
                 Kind::CharDev(_) => Ok(data.len() as i64),
@@ -636,15 +697,29 @@ impl Vproc {
                 if at.is_some() {
                     return Err(ESPIPE);
                 }
+                let nonblock = f.flags & files::O_NONBLOCK != 0;
                 let mut p = p.borrow_mut();
                 if p.buf.is_empty() {
-                    // Nobody else can ever fill it while we wait.
-                    return if p.writers == 0 { Ok(0) } else { Err(EAGAIN) };
+                    if p.writers == 0 || data.is_empty() {
+                        return Ok(0);
+                    }
+                    // Alone, nobody else can ever fill it while we wait.
+                    return match &self.k {
+                        Some(k) if !nonblock => {
+                            p.wait(self.pid, k.clone());
+                            self.block = Some(super::kernel::Wait::Event);
+                            Err(EBLOCK)
+                        }
+                        _ => Err(EAGAIN),
+                    };
                 }
                 let n = data.len().min(p.buf.len());
                 for b in data.iter_mut().take(n) {
                     *b = p.buf.pop_front().expect("counted");
                 }
+                let w = p.take_waiters();
+                drop(p);
+                files::wake_all(w);
                 Ok(n)
             }
             FileKind::PipeWrite(_) => Err(EBADF),
@@ -1021,7 +1096,7 @@ impl Vproc {
     }
 
     fn sys_pipe2(&mut self, fds: u64, flags: u32) -> R {
-        let p = Rc::new(RefCell::new(Pipe::default()));
+        let p = Shared::new(Pipe::default());
         let cloexec = flags & files::O_CLOEXEC != 0;
         let st = flags & files::O_NONBLOCK;
         let r = self.fds.install(
@@ -1105,7 +1180,7 @@ impl Vproc {
             0x5413 | 0x5414 => 8,  // TIOCGWINSZ, TIOCSWINSZ
             0x540F => {
                 // TIOCGPGRP: the vproc's own group owns the terminal.
-                self.mm.write(arg, &PID.to_le_bytes())?;
+                self.mm.write(arg, &self.pid.to_le_bytes())?;
                 return Ok(0);
             }
             0x5410 => return Ok(0), // TIOCSPGRP
@@ -1291,7 +1366,10 @@ impl Vproc {
     }
 
     fn sys_kill(&mut self, pid: i32, sig: i32) -> R {
-        if pid != PID && pid != 0 && pid != -1 {
+        if self.k.is_some() {
+            return self.sys_kill_k(pid, sig);
+        }
+        if pid != self.pid && pid != 0 && pid != -1 {
             return Err(ESRCH);
         }
         if !(0..=64).contains(&sig) {
@@ -1301,7 +1379,7 @@ impl Vproc {
             self.queue_signal(SigInfo {
                 signo: sig,
                 code: 0,
-                pid: PID,
+                pid: self.pid,
                 ..Default::default()
             });
         }
@@ -1328,7 +1406,7 @@ impl Vproc {
     }
 
     fn sys_prlimit(&mut self, pid: i32, res: u32, new: u64, old: u64) -> R {
-        if pid != 0 && pid != PID {
+        if pid != 0 && pid != self.pid && self.k.is_none() {
             return Err(ESRCH);
         }
         let _ = new;
@@ -1410,6 +1488,13 @@ impl Vproc {
 
     fn sleep(&mut self, d: Duration) -> R {
         let end = std::time::Instant::now() + d.min(Duration::from_secs(3600));
+        if self.k.is_some() {
+            // The vCPU runs others meanwhile; a signal cuts the sleep short.
+            if !d.is_zero() {
+                self.block = Some(super::kernel::Wait::Until(end));
+            }
+            return Ok(0);
+        }
         loop {
             let left = end.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {

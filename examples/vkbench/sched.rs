@@ -1,0 +1,155 @@
+//! Processes and scheduling in the Linux personality: one static program
+//! (tests/guests/schedbench.c, built with `gcc -static` at run time) run
+//! natively and as vprocs of the example's virtual kernel (one vCPU) in
+//! the same run. It measures itself:
+//!
+//! - `ctx_switch_ns`: two processes ping-pong a byte through two pipes
+//!   (natively pinned to one CPU); half a round trip.
+//! - `fork_exit_wait_us`: fork, the child exits, the parent waits (under
+//!   vkernel: a copy-on-write vpagetable copy, a vmspace, two reschedules).
+//!
+//! Figures that cannot be measured here (no gcc, no /dev/kvm) are NaN.
+
+use super::personality;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vkernel::core::prelude::*;
+
+use personality::fs::Fs;
+use personality::kernel::{self, Options};
+use personality::stdio::BufferStdio;
+use personality::{Config, Vproc};
+
+fn build() -> Result<PathBuf, String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/schedbench.c");
+    let dir = std::env::temp_dir().join(format!("vkbench-sched-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let out = dir.join("schedbench");
+    let st = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .map_err(|e| format!("cannot run gcc: {e} (install gcc)"))?;
+    if !st.success() {
+        return Err(format!("gcc exited with {st}"));
+    }
+    Ok(out)
+}
+
+fn parse(out: &str) -> Result<(f64, f64), String> {
+    let get = |k: &str| {
+        out.lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(k))
+                .then(|| w.next().and_then(|v| v.parse::<f64>().ok()))
+                .flatten()
+        })
+    };
+    match (get("ctx_switch_ns"), get("fork_exit_wait_us")) {
+        (Some(c), Some(f)) => Ok((c, f)),
+        _ => Err(format!("unexpected output: {out:?}")),
+    }
+}
+
+fn run_native(bin: &Path, args: &[String]) -> Result<(f64, f64), String> {
+    let o = Command::new(bin)
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !o.status.success() {
+        return Err(format!("exited with {}", o.status));
+    }
+    parse(&String::from_utf8_lossy(&o.stdout))
+}
+
+fn run_vk(image: &[u8], args: &[String]) -> Result<(f64, f64), String> {
+    let machine = Machine::builder()
+        .ram_size(256 << 20)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let stdio = BufferStdio::new(b"");
+    let out = stdio.stdout.clone();
+    let mut argv = vec![b"schedbench".to_vec()];
+    argv.extend(args.iter().map(|a| a.clone().into_bytes()));
+    let cfg = Config {
+        image: image.to_vec(),
+        path: "/schedbench".into(),
+        exe: "/schedbench".into(),
+        argv,
+        envp: Vec::new(),
+        fault_around: 16,
+        trace: false,
+    };
+    let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).map_err(|e| e.to_string())?;
+    let r = kernel::run(&machine, vp, &Options::default()).map_err(|e| e.to_string())?;
+    if r.status.code() != 0 {
+        return Err(format!("exit status {}", r.status.code()));
+    }
+    let s = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    parse(&s)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Run the suite.
+pub fn measure(quick: bool) -> Vec<(String, f64)> {
+    let rounds = if quick { 3 } else { 5 };
+    let args: Vec<String> = if quick {
+        vec!["500".into(), "50".into()]
+    } else {
+        vec!["3000".into(), "300".into()]
+    };
+    let (mut vk, mut native) = (Vec::new(), Vec::new());
+    match build() {
+        Ok(bin) => {
+            eprintln!(
+                "vkbench sched: {rounds} rounds of {} ping-pongs and {} forks",
+                args[0], args[1]
+            );
+            for _ in 0..rounds {
+                match run_native(&bin, &args) {
+                    Ok(x) => native.push(x),
+                    Err(e) => {
+                        eprintln!("vkbench sched: native: {e}");
+                        break;
+                    }
+                }
+            }
+            if Path::new("/dev/kvm").exists() {
+                let image = std::fs::read(&bin).unwrap_or_default();
+                for _ in 0..rounds {
+                    match run_vk(&image, &args) {
+                        Ok(x) => vk.push(x),
+                        Err(e) => {
+                            eprintln!("vkbench sched: vkernel: {e}");
+                            break;
+                        }
+                    }
+                }
+            } else {
+                eprintln!("vkbench sched: /dev/kvm is absent: no vkernel figures");
+            }
+            if let Some(d) = bin.parent() {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+        Err(e) => eprintln!("vkbench sched: {e}"),
+    }
+    let (vc, vf): (Vec<f64>, Vec<f64>) = vk.into_iter().unzip();
+    let (nc, nf): (Vec<f64>, Vec<f64>) = native.into_iter().unzip();
+    vec![
+        ("ctx_switch_ns".into(), median(vc)),
+        ("fork_exit_wait_us".into(), median(vf)),
+        ("native_ctx_switch_ns".into(), median(nc)),
+        ("native_fork_exit_wait_us".into(), median(nf)),
+    ]
+}

@@ -1,0 +1,52 @@
+/* Scheduler micro-benchmarks, measured by the program itself:
+ * ctx_switch_ns: two processes ping-pong a byte through two pipes (one
+ * round trip is two switches), pinned to one CPU where the OS allows;
+ * fork_exit_wait_us: fork, the child _exits, the parent waits. */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    int rounds = argc > 1 ? atoi(argv[1]) : 2000;
+    int forks = argc > 2 ? atoi(argv[2]) : 200;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    sched_setaffinity(0, sizeof one, &one);
+    int a[2], b[2];
+    if (pipe(a) || pipe(b)) return 1;
+    pid_t p = fork();
+    char c = 'x';
+    if (p == 0) {
+        for (int i = 0; i < rounds; i++) {
+            if (read(a[0], &c, 1) != 1 || write(b[1], &c, 1) != 1) _exit(1);
+        }
+        _exit(0);
+    }
+    double t0 = now();
+    for (int i = 0; i < rounds; i++) {
+        if (write(a[1], &c, 1) != 1 || read(b[0], &c, 1) != 1) return 1;
+    }
+    double t1 = now();
+    waitpid(p, NULL, 0);
+    printf("ctx_switch_ns %.1f\n", (t1 - t0) / rounds / 2);
+    t0 = now();
+    for (int i = 0; i < forks; i++) {
+        pid_t q = fork();
+        if (q == 0) _exit(0);
+        if (q < 0 || waitpid(q, NULL, 0) != q) return 2;
+    }
+    t1 = now();
+    printf("fork_exit_wait_us %.2f\n", (t1 - t0) / forks / 1e3);
+    return 0;
+}

@@ -1,0 +1,336 @@
+//! Processes in the `vkernel` example's Linux personality, through
+//! `linux::kernel::run`: fork (copy-on-write), execve, wait4, kill, pipes
+//! between vprocs, the vproc limit, CFS shares by nice level and a
+//! real-time vproc, on one and several vCPUs. Busybox pipelines must print
+//! what they print natively. Tests SKIP loudly without /dev/kvm (and per
+//! compiler when one is missing).
+
+#[path = "../examples/vkernel/linux/mod.rs"]
+mod linux;
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use vkernel::core::prelude::*;
+
+use linux::fs::Fs;
+use linux::kernel::{self, Options, Report};
+use linux::stdio::BufferStdio;
+use linux::{Config, Vproc};
+
+fn have_kvm(test: &str) -> bool {
+    if Path::new("/dev/kvm").exists() {
+        true
+    } else {
+        common::skip(test, "/dev/kvm is not available");
+        false
+    }
+}
+
+fn scratch(test: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "vkernel-procs-{}-{}-{}",
+        std::process::id(),
+        test,
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Compile tests/guests/NAME.c with `cc` (musl-gcc or gcc); None after a
+/// SKIP line if the compiler is missing.
+fn compile(test: &str, name: &str, cc: &str) -> Option<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/guests")
+        .join(format!("{name}.c"));
+    let out = scratch(test).join(format!("{name}-{cc}"));
+    match Command::new(cc)
+        .args(["-static", "-O1", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+    {
+        Ok(s) if s.success() => Some(out),
+        Ok(s) => panic!("{cc} failed ({s}) on {}", src.display()),
+        Err(e) => {
+            common::skip(test, &format!("{cc} not found ({e})"));
+            None
+        }
+    }
+}
+
+fn busybox(test: &str) -> Option<PathBuf> {
+    let p = PathBuf::from("/bin/busybox");
+    if p.exists() {
+        Some(p)
+    } else {
+        common::skip(
+            test,
+            "/bin/busybox not found (apt-get install busybox-static)",
+        );
+        None
+    }
+}
+
+struct Run {
+    stdout: String,
+    stderr: String,
+    report: Report,
+}
+
+/// Run `prog args` as the first vproc of a virtual kernel.
+fn vk(prog: &Path, args: &[&str], stdin: &[u8], opts: &Options) -> Run {
+    let machine = Machine::builder()
+        .ram_size(512 << 20)
+        .vcpus(opts.cpus)
+        .build()
+        .expect("a machine on /dev/kvm");
+    let stdio = BufferStdio::new(stdin);
+    let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
+    let path = std::fs::canonicalize(prog).unwrap().display().to_string();
+    let mut argv = vec![path.clone().into_bytes()];
+    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+    let cfg = Config {
+        image: std::fs::read(prog).unwrap(),
+        path: path.clone(),
+        exe: path,
+        argv,
+        envp: vec![b"PATH=/bin".to_vec()],
+        fault_around: 16,
+        trace: false,
+    };
+    let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
+    let report = kernel::run(&machine, vp, opts).expect("the virtual kernel runs");
+    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+    Run {
+        stdout,
+        stderr,
+        report,
+    }
+}
+
+fn native(prog: &Path, args: &[&str], stdin: &[u8]) -> (String, i32) {
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(prog)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let o = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        o.status
+            .code()
+            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
+    )
+}
+
+fn opts(cpus: usize) -> Options {
+    Options {
+        cpus,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn linux_fork_exec_wait_pipes_match_native() {
+    let test = "linux_fork_exec_wait_pipes_match_native";
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in ["musl-gcc", "gcc"] {
+        let Some(p) = compile(test, "procs", cc) else {
+            continue;
+        };
+        let (n_out, n_status) = native(&p, &[], b"");
+        assert_eq!(n_status, 0, "native run: {n_out}");
+        for cpus in [1, 2] {
+            let r = vk(&p, &[], b"", &opts(cpus));
+            eprintln!(
+                "procs ({cc}, {cpus} vCPUs): {} forks, {} context switches, {} vprocs at most",
+                r.report.forks, r.report.context_switches, r.report.max_alive
+            );
+            assert_eq!(
+                r.stdout, n_out,
+                "procs ({cc}, {cpus} vCPUs); stderr {}",
+                r.stderr
+            );
+            assert_eq!(r.report.status.code(), 0);
+            assert!(r.report.forks >= 7);
+        }
+    }
+}
+
+#[test]
+fn linux_busybox_pipelines_match_native() {
+    let test = "linux_busybox_pipelines_match_native";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some(bb) = busybox(test) else {
+        return;
+    };
+    let cases: &[(&str, &[u8])] = &[
+        ("echo a b | wc -w", b""),
+        ("seq 1 2000 | sort -r | head -n 3 | tr 1 X", b""),
+        ("echo x | cat | cat | cat | cat", b""),
+        ("cat | tr a-z A-Z | rev", b"hello\nworld\n"),
+        ("seq 1 50 | grep 7 | wc -l; echo status $?", b""),
+        ("x=$(echo sub | tr s S); echo \"[$x]\"", b""),
+        ("(echo one; echo two) | sort -r; false | true; echo $?", b""),
+        ("for i in 1 2 3; do echo $i | sed s/^/n/; done", b""),
+        ("yes | head -n 4", b""),
+        ("sh -c 'exit 9'; echo child status $?", b""),
+        ("sleep 0.05 & echo started; wait; echo waited", b""),
+        ("kill -9 $$; echo not reached", b""),
+    ];
+    for cpus in [1, 2] {
+        for (script, input) in cases {
+            let (n_out, n_status) = native(&bb, &["sh", "-c", script], input);
+            let r = vk(&bb, &["sh", "-c", script], input, &opts(cpus));
+            eprintln!(
+                "{script:?} ({cpus} vCPUs): status {}, {} forks",
+                r.report.status.code(),
+                r.report.forks
+            );
+            assert_eq!(
+                r.stdout, n_out,
+                "{script:?} ({cpus} vCPUs): stderr {}",
+                r.stderr
+            );
+            assert_eq!(
+                r.report.status.code(),
+                n_status,
+                "{script:?} ({cpus} vCPUs)"
+            );
+        }
+    }
+}
+
+#[test]
+fn linux_fork_bomb_hits_the_vproc_limit() {
+    let test = "linux_fork_bomb_hits_the_vproc_limit";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some(p) =
+        compile(test, "forkbomb", "musl-gcc").or_else(|| compile(test, "forkbomb", "gcc"))
+    else {
+        return;
+    };
+    let limit = 24;
+    let r = vk(
+        &p,
+        &[],
+        b"",
+        &Options {
+            max_procs: limit,
+            ..opts(1)
+        },
+    );
+    eprintln!(
+        "{}forks {}, refused {}, at most {} vprocs",
+        r.stdout, r.report.forks, r.report.fork_eagain, r.report.max_alive
+    );
+    assert_eq!(r.report.status.code(), 0, "{}", r.stdout);
+    assert!(r.report.fork_eagain >= 1, "fork failed with EAGAIN");
+    assert!(r.report.max_alive <= limit);
+    assert!(r.stdout.contains("before EAGAIN"), "{}", r.stdout);
+    // A shell bomb: the shell gives up with "can't fork", the others are
+    // killed when it exits, and the host lives.
+    if let Some(bb) = busybox(test) {
+        let r = vk(
+            &bb,
+            &[
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done; echo all forked",
+            ],
+            b"",
+            &Options {
+                max_procs: 8,
+                ..opts(1)
+            },
+        );
+        eprintln!("shell bomb: {:?} / {:?}", r.stdout, r.stderr);
+        assert!(r.report.fork_eagain >= 1);
+        assert!(r.report.max_alive <= 8);
+        assert!(r.stderr.contains("can't fork"), "{}", r.stderr);
+        assert!(!r.stdout.contains("all forked"));
+    }
+}
+
+#[test]
+fn linux_nice_levels_share_the_cpu_by_weight() {
+    let test = "linux_nice_levels_share_the_cpu_by_weight";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some(p) = compile(test, "spin", "gcc").or_else(|| compile(test, "spin", "musl-gcc")) else {
+        return;
+    };
+    let secs = if common::scaled(100) < 100 { "1" } else { "2" };
+    let r = vk(
+        &p,
+        &[secs, "5", "rt"],
+        b"",
+        &Options {
+            tick: Duration::from_millis(4),
+            ..opts(1)
+        },
+    );
+    let runtime = |nice: i8| {
+        r.report
+            .procs
+            .iter()
+            .find(|x| x.policy == vkernel::core::sched::Policy::Fair { nice } && x.pid != 100)
+            .map(|x| x.runtime_ns as f64)
+            .unwrap()
+    };
+    let (r0, r5) = (runtime(0), runtime(5));
+    let ratio = r0 / r5;
+    eprintln!(
+        "{}nice 0: {:.0} ms, nice 5: {:.0} ms, ratio {ratio:.2} (weights 1024/335 = 3.06), {} context switches",
+        r.stdout,
+        r0 / 1e6,
+        r5 / 1e6,
+        r.report.context_switches
+    );
+    assert!((1.8..5.0).contains(&ratio), "CPU share ratio {ratio:.2}");
+    // The SCHED_FIFO vproc ran alone: its wall time is its CPU time.
+    let rt = r
+        .report
+        .procs
+        .iter()
+        .find(|x| x.policy.is_rt())
+        .expect("the real-time vproc");
+    let wall: f64 = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rt setscheduler 0 policy 1 wall_ms "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the real-time vproc reports");
+    let share = rt.runtime_ns as f64 / 1e6 / wall;
+    eprintln!(
+        "real-time vproc: {:.0} ms CPU in {wall:.0} ms",
+        rt.runtime_ns as f64 / 1e6
+    );
+    assert!(
+        share > 0.7,
+        "the FIFO vproc had the vCPU to itself ({share:.2})"
+    );
+}
