@@ -629,6 +629,33 @@ fn kick_storm_never_corrupts_a_vproc() {
             other => panic!("after {calls} calls: {other:?} at {:#x}", f.rip),
         }
     }
+    // Phase 3: two vmspaces alternating at every run (a CR3 switch on each
+    // entry), each reading its own value at the same virtual address.
+    let v2 = [
+        e.vmspace_with(programs::load()),
+        e.vmspace_with(programs::load()),
+    ];
+    for (k, v) in v2.iter().enumerate() {
+        let (_, fr) = e.vpt_region(v, DATA, 1, RW);
+        e.m.ram().store(fr[0], 0x1000 + k as u64).unwrap();
+    }
+    let mut reads = 0;
+    for round in 0..n {
+        let k = (round % 2) as usize;
+        let mut f = frame(DATA, 0, 0);
+        loop {
+            match e.run(&v2[k], &mut f) {
+                Trap::Interrupted => interrupts += 1,
+                Trap::Syscall if f.rax == programs::SYS_EXIT => {
+                    assert_eq!(f.rdi, 0x1000 + k as u64, "vmspace {k} read another's page");
+                    reads += 1;
+                    break;
+                }
+                other => panic!("vmspace {k}: {other:?} at {:#x}", f.rip),
+            }
+        }
+    }
+    assert_eq!(reads, n);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let kicks = storm.join().unwrap();
     eprintln!(

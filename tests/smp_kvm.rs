@@ -181,3 +181,56 @@ fn one_vmspace_on_two_vcpus_and_a_shootdown() {
         ));
     }
 }
+
+#[test]
+fn fpu_context_follows_a_vproc_between_vcpus() {
+    use vkernel::core::fpu::FpuContext;
+    let Some(m) = smp_machine("fpu_context_follows_a_vproc_between_vcpus", 2) else {
+        return;
+    };
+    let mut frames = FrameAlloc::new(FRAMES_START, 128 << 20).unwrap();
+    let vms = code_vmspace(&m, &mut frames, programs::sse());
+    let mut c0 = m.take_cpu(0).unwrap();
+    let mut c1 = m.take_cpu(1).unwrap();
+    let ctx = FpuContext::new();
+    let mut f = TrapFrame::new(CODE_VA, 0);
+    f.rdi = 3.0f64.to_bits();
+    f.rcx = 6;
+    let mut x = 0.0f64;
+    let mut on_first = true;
+    loop {
+        let cpu = if on_first { &mut c0 } else { &mut c1 };
+        cpu.set_fpu(&ctx);
+        let trap = match cpu.run(&vms, &mut f) {
+            Err(RunError::FpuBusy { .. }) => {
+                // The other vCPU still holds the state: release it there.
+                let other = if on_first { &mut c1 } else { &mut c0 };
+                other.release_fpu().unwrap();
+                let cpu = if on_first { &mut c0 } else { &mut c1 };
+                cpu.run(&vms, &mut f).unwrap()
+            }
+            r => r.unwrap(),
+        };
+        match trap {
+            Trap::Syscall if f.rax == 1001 => {
+                x = x * 3.0 + 1.0;
+                f.rax = 0;
+                on_first = !on_first; // migrate at every yield
+            }
+            Trap::Syscall if f.rax == programs::SYS_EXIT => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        f64::from_bits(f.rdi),
+        x,
+        "the SSE state moved with the vproc"
+    );
+    // A kicker outliving its vCPU is harmless.
+    let k = c1.kicker();
+    drop(c1);
+    k.kick();
+    // Machine handles are cheap clones of one machine.
+    let m2 = m.clone();
+    assert!(m2.vmspace_create().is_ok());
+}

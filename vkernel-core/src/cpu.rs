@@ -75,6 +75,15 @@ pub enum RunError {
     /// Some other exit.
     #[error("unexpected vCPU exit: {0}")]
     Unexpected(String),
+    /// The vproc's FPU context is live on another vCPU.
+    #[error(
+        "the FPU context is still loaded on vCPU {cpu}: call Cpu::release_fpu there before \
+         running its vproc here"
+    )]
+    FpuBusy {
+        /// The vCPU holding it.
+        cpu: usize,
+    },
     /// An earlier fatal error left this vCPU unusable.
     #[error("the vCPU is unusable after an earlier error: {0}")]
     Broken(String),
@@ -82,14 +91,19 @@ pub enum RunError {
 
 /// Shared state between a vCPU and its kickers.
 pub(crate) struct KickState {
-    run: *mut kvm_run,
-    thread: Mutex<Option<libc::pthread_t>>,
+    inner: Mutex<KickInner>,
 }
 
-// SAFETY: `run` points at the vCPU's kvm_run page, mapped for the lifetime
-// of the VcpuFd, which the machine keeps alive as long as any kicker (the
-// MachineInner holds the kickers and the Cpu holds the MachineInner); only
-// the `immediate_exit` byte is written through it from other threads.
+struct KickInner {
+    /// The vCPU's kvm_run page; null once the Cpu (and its mapping) is gone.
+    run: *mut kvm_run,
+    /// The thread inside `Cpu::run`, if any.
+    thread: Option<libc::pthread_t>,
+}
+
+// SAFETY: `run` is only dereferenced under the mutex, and the Cpu nulls it
+// under the same mutex before its VcpuFd (which owns the mapping) is
+// dropped; only the `immediate_exit` byte is written through it.
 unsafe impl Send for KickState {}
 // SAFETY: as above.
 unsafe impl Sync for KickState {}
@@ -120,19 +134,29 @@ impl KickState {
     pub(crate) fn new(fd: &mut VcpuFd) -> KickState {
         install_kick_handler();
         KickState {
-            run: fd.get_kvm_run() as *mut kvm_run,
-            thread: Mutex::new(None),
+            inner: Mutex::new(KickInner {
+                run: fd.get_kvm_run() as *mut kvm_run,
+                thread: None,
+            }),
         }
     }
 
     fn set_thread(&self, t: Option<libc::pthread_t>) {
-        *self.thread.lock().unwrap() = t;
+        self.inner.lock().unwrap().thread = t;
+    }
+
+    /// The vCPU is going away: kicks become no-ops.
+    fn detach(&self) {
+        let mut k = self.inner.lock().unwrap();
+        k.run = std::ptr::null_mut();
+        k.thread = None;
     }
 }
 
 /// Forces a vCPU out of `KVM_RUN` from any thread; [`Cpu::run`] then
 /// returns [`Trap::Interrupted`]. A kick that arrives while the vCPU is not
-/// in the guest makes the next run return at once: no wakeup is lost.
+/// in the guest makes the next run return at once: no wakeup is lost. A
+/// kick after the [`Cpu`] was dropped does nothing.
 #[derive(Clone)]
 pub struct Kicker(Arc<KickState>);
 
@@ -143,14 +167,19 @@ impl Kicker {
 
     /// Kick the vCPU.
     pub fn kick(&self) {
-        // SAFETY: see KickState: the kvm_run page outlives the kicker; a
-        // volatile byte store races benignly with KVM reading it.
+        let k = self.0.inner.lock().unwrap();
+        if k.run.is_null() {
+            return;
+        }
+        // SAFETY: non-null under the lock means the Cpu and its kvm_run
+        // mapping are alive (see KickState); a volatile byte store races
+        // benignly with KVM reading it.
         unsafe {
-            std::ptr::write_volatile(std::ptr::addr_of_mut!((*self.0.run).immediate_exit), 1)
+            let run = k.run;
+            std::ptr::write_volatile(std::ptr::addr_of_mut!((*run).immediate_exit), 1)
         };
         fence(Ordering::SeqCst);
-        let t = self.0.thread.lock().unwrap();
-        if let Some(t) = *t {
+        if let Some(t) = k.thread {
             // SAFETY: `t` is the thread inside Cpu::run, which clears it
             // under this lock before returning, so the thread is alive.
             unsafe { libc::pthread_kill(t, kick_signal()) };
@@ -213,7 +242,11 @@ pub struct Cpu {
     kick: Arc<KickState>,
     pos: Position,
     cur_vms: u64,
+    /// CR3 to load; kept until an entry is known to have happened.
     new_cr3: Option<u64>,
+    /// The last KVM_RUN returned before entering the guest: whether it
+    /// applied the synced registers is not known, so write them all again.
+    force_dirty: bool,
     seen_gen: u64,
     target: TrapFrame,
     queue: VecDeque<Cmd>,
@@ -241,6 +274,17 @@ impl std::fmt::Debug for Cpu {
 }
 
 const FAULT_LOOP_MAX: u32 = 64;
+/// Written to `kvm_run.exit_reason` before each KVM_RUN (no KVM exit reason
+/// has this value).
+const EXIT_NOT_ENTERED: u32 = 0xFFFF_FFFF;
+
+impl Drop for Cpu {
+    fn drop(&mut self) {
+        // The kvm_run mapping goes with the VcpuFd: kicks must stop first.
+        self.kick.detach();
+        let _ = self.release_fpu();
+    }
+}
 
 impl Cpu {
     pub(crate) fn new(
@@ -268,6 +312,7 @@ impl Cpu {
             pos: Position::Kernel,
             cur_vms: 0,
             new_cr3: None,
+            force_dirty: false,
             seen_gen: 0,
             target: TrapFrame::default(),
             queue: VecDeque::new(),
@@ -316,20 +361,36 @@ impl Cpu {
     }
 
     /// Save the vCPU's live FPU registers into their owner's context, so
-    /// [`FpuContext::saved_xmm`] shows current values.
+    /// [`FpuContext::saved_xmm`] and [`FpuContext::xsave_image`] show current
+    /// values. The context stays loaded here.
     pub fn sync_fpu(&mut self) -> Result<(), RunError> {
         if let Some(owner) = self.fpu_loaded.clone() {
             let x = self.fd.get_xsave().map_err(kvm_io)?;
-            owner.with_state(|s| *s = x);
-            self.stats.fpu_saves += 1;
+            if owner.store_if_owner(self.index, &x) {
+                self.stats.fpu_saves += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Save the live FPU registers into their owner's context and give the
+    /// context up, so that another vCPU can load it: call this before a vproc
+    /// migrates to another vCPU, or before editing its context.
+    pub fn release_fpu(&mut self) -> Result<(), RunError> {
+        self.sync_fpu()?;
+        if let Some(owner) = self.fpu_loaded.take() {
+            owner.release_owner(self.index);
         }
         Ok(())
     }
 
     /// Move the FPU to `fpu_current`: save the owner's state, load the new.
     fn swap_fpu(&mut self) -> Result<(), RunError> {
-        self.sync_fpu()?;
         let cur = self.fpu_current.clone();
+        if let Some(other) = cur.owner().filter(|o| *o != self.index) {
+            return Err(RunError::FpuBusy { cpu: other });
+        }
+        self.release_fpu()?;
         cur.with_state(|s| {
             // SAFETY: `s` is a complete 4 KiB kvm_xsave image, either built by
             // FpuContext::new in the reset layout or saved by KVM_GET_XSAVE
@@ -337,6 +398,7 @@ impl Cpu {
             unsafe { self.fd.set_xsave(s) }
         })
         .map_err(kvm_io)?;
+        cur.take_owner(self.index);
         self.stats.fpu_restores += 1;
         self.fpu_loaded = Some(cur);
         Ok(())
@@ -532,7 +594,7 @@ impl Cpu {
         r.rip = regs_rip;
         r.rsp = regs_rsp;
         let mut sdirty = false;
-        if let Some(cr3) = self.new_cr3.take() {
+        if let Some(cr3) = self.new_cr3 {
             s.sregs.cr3 = cr3;
             sdirty = true;
         }
@@ -546,8 +608,12 @@ impl Cpu {
         }
         // Writing registers is not free on every KVM (a PVM-derived one
         // reloads more state): only do it when something changed.
-        if s.regs != regs_before {
+        if s.regs != regs_before || self.force_dirty {
             self.fd.set_sync_dirty_reg(SyncReg::Register);
+        }
+        if self.force_dirty {
+            sdirty = true;
+            self.force_dirty = false;
         }
         if sdirty {
             self.stats.sregs_loads += 1;
@@ -606,6 +672,9 @@ impl Cpu {
                 self.prepare_entry();
             }
             need_entry = false;
+            // KVM sets KVM_EXIT_INTR when a signal stopped a run that got as
+            // far as the guest-entry loop; an immediate exit leaves this.
+            self.fd.get_kvm_run().exit_reason = EXIT_NOT_ENTERED;
             let res = self.fd.run();
             self.stats.exits += 1;
             // Did the stub apply the mailbox?
@@ -640,11 +709,38 @@ impl Cpu {
                     self.m.pool.lock().unwrap().scrub_done(b);
                 }
             }
+            if exit.is_ok() {
+                self.new_cr3 = None;
+            }
             let port = match exit {
                 Ok(p) => p,
                 Err(RunError::Kvm(e)) if e.raw_os_error() == Some(libc::EINTR) => {
                     self.fd.set_kvm_immediate_exit(0);
+                    if self.fd.get_kvm_run().exit_reason == EXIT_NOT_ENTERED {
+                        // Returned before entering: nothing ran, and the
+                        // registers and CR3 we wrote may not have been
+                        // applied. Prepare everything again next time.
+                        self.force_dirty = true;
+                        if self.stepping {
+                            continue;
+                        }
+                        self.stats.interrupts += 1;
+                        *frame = self.target;
+                        return Ok(Trap::Interrupted);
+                    }
+                    self.new_cr3 = None;
                     let s = self.fd.sync_regs();
+                    if s.sregs.cs.selector & 3 == 3
+                        && self.bounce
+                        && s.regs.rip == self.m.kcall_va()
+                    {
+                        // Stopped on the way into the stub: the vproc itself
+                        // has not run. Its commands stay queued.
+                        self.pos = Position::User;
+                        self.stats.interrupts += 1;
+                        *frame = self.target;
+                        return Ok(Trap::Interrupted);
+                    }
                     if s.sregs.cs.selector & 3 == 3 {
                         // Stopped in the vproc: its registers are live.
                         self.pos = Position::User;

@@ -27,6 +27,20 @@ use std::sync::{Arc, Mutex};
 
 use kvm_bindings::kvm_xsave;
 
+/// Errors editing an FPU context.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
+pub enum FpuError {
+    /// The context is live on a vCPU.
+    #[error("the FPU context is loaded on vCPU {cpu}: call Cpu::release_fpu there first")]
+    Loaded {
+        /// The vCPU.
+        cpu: usize,
+    },
+    /// More than the 4 KiB image.
+    #[error("{0} bytes is more than the 4096-byte XSAVE image")]
+    TooLong(usize),
+}
+
 /// How FPU state moves between vprocs on this host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FpuMode {
@@ -38,7 +52,13 @@ pub enum FpuMode {
 
 struct Inner {
     id: u64,
-    state: Mutex<Box<kvm_xsave>>,
+    state: Mutex<State>,
+}
+
+struct State {
+    xsave: Box<kvm_xsave>,
+    /// The vCPU whose registers hold the live state, if any.
+    owner: Option<usize>,
 }
 
 /// One vproc's FPU/SSE register state (an XSAVE image). Cheap to clone:
@@ -75,7 +95,10 @@ impl FpuContext {
         x.region[MXCSR_OFF / 4] = 0x1f80;
         FpuContext(Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            state: Mutex::new(x),
+            state: Mutex::new(State {
+                xsave: x,
+                owner: None,
+            }),
         }))
     }
 
@@ -84,16 +107,82 @@ impl FpuContext {
         self.0.id
     }
 
-    /// XMM register `i` as last saved (the live value may be in a vCPU
-    /// while this context owns its FPU).
+    /// XMM register `i` (0..16) as last saved (the live value may be in a
+    /// vCPU while this context is loaded there: see
+    /// [`crate::cpu::Cpu::sync_fpu`]).
     pub fn saved_xmm(&self, i: usize) -> u128 {
         let s = self.0.state.lock().unwrap();
-        let w = |k: usize| s.region[XMM_OFF / 4 + 4 * i + k] as u128;
+        let w = |k: usize| s.xsave.region[XMM_OFF / 4 + 4 * (i % 16) + k] as u128;
         w(0) | (w(1) << 32) | (w(2) << 64) | (w(3) << 96)
     }
 
+    /// The saved XSAVE image (4 KiB; its first 512 bytes are the FXSAVE
+    /// layout a Linux signal frame carries).
+    pub fn xsave_image(&self) -> Vec<u8> {
+        let s = self.0.state.lock().unwrap();
+        s.xsave
+            .region
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect()
+    }
+
+    /// Replace the first `bytes.len()` bytes (at most 4 KiB) of the saved
+    /// image, e.g. the FXSAVE area on sigreturn. Refused while the context is
+    /// loaded on a vCPU (release it there first); the XSAVE header's
+    /// reserved fields are kept valid.
+    pub fn set_xsave_image(&self, bytes: &[u8]) -> Result<(), FpuError> {
+        let mut s = self.0.state.lock().unwrap();
+        if let Some(cpu) = s.owner {
+            return Err(FpuError::Loaded { cpu });
+        }
+        if bytes.len() > 4096 {
+            return Err(FpuError::TooLong(bytes.len()));
+        }
+        let mut img: Vec<u8> = s
+            .xsave
+            .region
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        img[..bytes.len()].copy_from_slice(bytes);
+        // MXCSR reserved bits must be zero or XRSTOR faults.
+        let mxcsr = u32::from_le_bytes(img[MXCSR_OFF..MXCSR_OFF + 4].try_into().unwrap()) & 0xFFFF;
+        img[MXCSR_OFF..MXCSR_OFF + 4].copy_from_slice(&mxcsr.to_le_bytes());
+        for (i, w) in s.xsave.region.iter_mut().enumerate() {
+            *w = u32::from_le_bytes(img[4 * i..4 * i + 4].try_into().unwrap());
+        }
+        Ok(())
+    }
+
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut kvm_xsave) -> R) -> R {
-        f(&mut self.0.state.lock().unwrap())
+        f(&mut self.0.state.lock().unwrap().xsave)
+    }
+
+    pub(crate) fn owner(&self) -> Option<usize> {
+        self.0.state.lock().unwrap().owner
+    }
+
+    pub(crate) fn take_owner(&self, cpu: usize) {
+        self.0.state.lock().unwrap().owner = Some(cpu);
+    }
+
+    pub(crate) fn release_owner(&self, cpu: usize) {
+        let mut s = self.0.state.lock().unwrap();
+        if s.owner == Some(cpu) {
+            s.owner = None;
+        }
+    }
+
+    /// Store a saved image, but only from the vCPU that holds the context.
+    pub(crate) fn store_if_owner(&self, cpu: usize, x: &kvm_xsave) -> bool {
+        let mut s = self.0.state.lock().unwrap();
+        if s.owner == Some(cpu) {
+            s.xsave.region = x.region;
+            true
+        } else {
+            false
+        }
     }
 
     pub(crate) fn same(&self, other: &FpuContext) -> bool {

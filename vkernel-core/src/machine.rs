@@ -182,10 +182,12 @@ impl MachineInner {
     }
 }
 
-/// A virtual machine that runs vmspaces.
+/// A virtual machine that runs vmspaces. Cheap to clone: clones are handles
+/// on the same machine.
+#[derive(Clone)]
 pub struct Machine {
     pub(crate) inner: Arc<MachineInner>,
-    cpus: Mutex<Vec<Option<Cpu>>>,
+    cpus: Arc<Mutex<Vec<Option<Cpu>>>>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -445,7 +447,7 @@ impl Machine {
             .collect();
         Ok(Machine {
             inner,
-            cpus: Mutex::new(cpus),
+            cpus: Arc::new(Mutex::new(cpus)),
         })
     }
 
