@@ -95,6 +95,9 @@ struct Opts {
     /// program exits.
     #[arg(long)]
     memstats: bool,
+    /// With --memstats: print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
     /// Print every vproc's exit and CPU time at the end.
     #[arg(long)]
     ps: bool,
@@ -221,6 +224,7 @@ fn run(
         max_procs: opts.max_procs.max(1),
         tick: std::time::Duration::from_millis(opts.tick_ms.max(1)),
         memstats: opts.memstats,
+        memstats_json: opts.json,
     };
     let report = kernel::run(&machine, vp, &kopts)?;
     let status = report.status;
@@ -277,6 +281,7 @@ fn main() -> ExitCode {
                 max_procs: 64,
                 tick_ms: 4,
                 memstats: false,
+                json: false,
                 ps: false,
             },
             "demo".into(),

@@ -20,7 +20,14 @@ pub enum Outcome {
     Quit,
 }
 
-const HELP: &str = "commands: vms | maps | regs | walk ADDR | stats | ps | memstats | memrank | c[ontinue] | q[uit] | help\n";
+const HELP: &str = "commands: vms | maps | regs | walk ADDR | stats | ps | memstats [PID] [--json] | memrank [--json] | c[ontinue] | q[uit] | help\n";
+
+/// `memstats [PID] [--json]` / `memrank [--json]`.
+fn memstats_cmd(k: &Arc<Kernel>, args: &[&str], ranked: bool) -> String {
+    let json = args.contains(&"--json");
+    let pid = args.iter().find_map(|a| a.parse::<u32>().ok());
+    k.memstats(if ranked { None } else { pid }, ranked, json)
+}
 
 fn out(vp: &mut Vproc, s: &str) {
     let _ = vp.stdio.write(2, s.as_bytes());
@@ -42,8 +49,8 @@ pub fn prompt_kernel(k: &Arc<Kernel>, st: &SharedStdio) -> Outcome {
             ["c" | "continue"] => return Outcome::Continue,
             ["q" | "quit"] => return Outcome::Quit,
             ["ps"] => k.ps(),
-            ["memstats"] => k.memstats(false),
-            ["memrank"] => k.memstats(true),
+            ["memstats", rest @ ..] => memstats_cmd(k, rest, false),
+            ["memrank", rest @ ..] => memstats_cmd(k, rest, true),
             _ => format!("no vproc is on this vCPU; {HELP}"),
         };
         let _ = st.write(2, text.as_bytes());
@@ -80,17 +87,15 @@ pub fn prompt(vp: &mut Vproc, cpu: &Cpu, k: Option<&Arc<Kernel>>) -> Outcome {
                 Some(k) => k.ps(),
                 None => format!("{:5} {}\n", vp.pid, vp.comm),
             },
-            ["memstats" | "memrank"] => {
-                // The vproc on this vCPU is out of the table: add it.
-                let mine = match MemStats::collect_named(&[(vp.mm.vmspace(), vp.comm.as_str())]) {
+            [cmd @ ("memstats" | "memrank"), rest @ ..] => match k {
+                Some(k) => memstats_cmd(k, rest, *cmd == "memrank"),
+                // A single process: its own vmspace is the whole picture.
+                None => match MemStats::collect_named(&[(vp.mm.vmspace(), vp.comm.as_str())]) {
+                    Ok(m) if rest.contains(&"--json") => m.to_json() + "\n",
                     Ok(m) => m.to_table(),
                     Err(e) => format!("memstats: {e}\n"),
-                };
-                match k {
-                    Some(k) => format!("{mine}{}", k.memstats(words[0] == "memrank")),
-                    None => mine,
-                }
-            }
+                },
+            },
             ["walk" | "w", a] => match parse(a) {
                 Some(va) => walk(vp, va),
                 None => format!("bad address '{a}' (use hex like 0x401000)\n"),

@@ -81,6 +81,8 @@ pub struct Options {
     pub tick: Duration,
     /// Collect memory statistics of all vprocs when the first one exits.
     pub memstats: bool,
+    /// Render those statistics as JSON instead of a table.
+    pub memstats_json: bool,
 }
 
 impl Default for Options {
@@ -90,6 +92,7 @@ impl Default for Options {
             max_procs: 64,
             tick: Duration::from_millis(4),
             memstats: false,
+            memstats_json: false,
         }
     }
 }
@@ -380,6 +383,7 @@ impl Kernel {
             let named: Vec<(&Vmspace, &str)> =
                 vms.iter().map(|(v, n)| (&**v, n.as_str())).collect();
             t.memstats = Some(match MemStats::collect_named(&named) {
+                Ok(m) if self.opts.memstats_json => m.to_json() + "\n",
                 Ok(m) => m.to_table(),
                 Err(e) => format!("memstats: {e}\n"),
             });
@@ -485,7 +489,10 @@ impl Kernel {
 
     /// Memory statistics of every vproc that is not running right now
     /// (`memrank`: ranked by PSS).
-    pub fn memstats(&self, ranked: bool) -> String {
+    /// memstats (one vproc when `pid` is given, else every vproc) or
+    /// memrank (`ranked`: every vproc sorted by PSS, then frame totals), as
+    /// a table or JSON. Sharing is computed over all live vprocs.
+    pub fn memstats(&self, pid: Option<u32>, ranked: bool, json: bool) -> String {
         let vms: Vec<(Arc<Vmspace>, String)> = {
             let t = self.lock();
             t.procs
@@ -494,16 +501,22 @@ impl Kernel {
                 .collect()
         };
         let named: Vec<(&Vmspace, &str)> = vms.iter().map(|(v, n)| (&**v, n.as_str())).collect();
-        match MemStats::collect_named(&named) {
-            Ok(m) if ranked => {
-                let mut s = String::new();
-                for u in m.ranked() {
-                    s += &u.to_table();
-                }
-                s
-            }
-            Ok(m) => m.to_table(),
-            Err(e) => format!("memstats: {e}\n"),
+        let m = match MemStats::collect_named(&named) {
+            Ok(m) => m,
+            Err(e) => return format!("memstats: {e}\n"),
+        };
+        if let Some(pid) = pid {
+            let prefix = format!("{pid} ");
+            return match m.usages().iter().find(|u| u.name.starts_with(&prefix)) {
+                Some(u) if json => u.to_json() + "\n",
+                Some(u) => u.to_table(),
+                None => format!("memstats: no vproc {pid} with a vmspace here\n"),
+            };
+        }
+        match (ranked, json) {
+            (_, true) => m.to_json() + "\n",
+            (true, false) => m.to_table(),
+            (false, false) => m.usages().iter().map(|u| u.to_table()).collect(),
         }
     }
 }
