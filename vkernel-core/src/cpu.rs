@@ -425,6 +425,10 @@ impl Cpu {
                 return Err(RunError::BadFrame { field, value });
             }
         }
+        if let Some(other) = self.fpu_current.owner().filter(|o| *o != self.index) {
+            // Checked before anything changes, in both FPU modes.
+            return Err(RunError::FpuBusy { cpu: other });
+        }
         if self.kick_pending {
             self.kick_pending = false;
             self.fd.set_kvm_immediate_exit(0);
@@ -496,7 +500,7 @@ impl Cpu {
         self.kick.set_thread(None);
         vms.lock().running &= !(1 << self.index);
         if let Err(e) = &r {
-            if !matches!(e, RunError::FaultLoop { .. }) {
+            if !matches!(e, RunError::FaultLoop { .. } | RunError::FpuBusy { .. }) {
                 self.broken = Some(e.to_string());
             }
         }
