@@ -9,9 +9,10 @@ mod linux;
 
 mod common;
 
+use common::{have_kvm, scratch};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use vkernel::core::prelude::*;
 use vkernel::devices::Disk;
@@ -20,29 +21,6 @@ use linux::elf::ElfError;
 use linux::fs::Fs;
 use linux::stdio::BufferStdio;
 use linux::{Config, Vproc, VprocError};
-
-fn have_kvm(test: &str) -> bool {
-    if Path::new("/dev/kvm").exists() {
-        true
-    } else {
-        common::skip(test, "/dev/kvm is not available");
-        false
-    }
-}
-
-/// A fresh scratch directory for one test.
-fn scratch(test: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "vkernel-linux-{}-{}-{}",
-        std::process::id(),
-        test,
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Cc {

@@ -10,9 +10,10 @@ mod linux;
 
 mod common;
 
+use common::{have_kvm, scratch};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use vkernel::core::prelude::*;
@@ -21,28 +22,6 @@ use linux::fs::Fs;
 use linux::kernel::{self, Options, Report};
 use linux::stdio::BufferStdio;
 use linux::{Config, Vproc};
-
-fn have_kvm(test: &str) -> bool {
-    if Path::new("/dev/kvm").exists() {
-        true
-    } else {
-        common::skip(test, "/dev/kvm is not available");
-        false
-    }
-}
-
-fn scratch(test: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "vkernel-procs-{}-{}-{}",
-        std::process::id(),
-        test,
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Compile tests/guests/NAME.c with `cc` (musl-gcc or gcc); None after a
 /// SKIP line if the compiler is missing.

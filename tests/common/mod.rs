@@ -35,6 +35,31 @@ pub fn skip(test: &str, why: &str) {
     }
 }
 
+/// Is /dev/kvm there? Prints a loud SKIP for `test` when it is not.
+pub fn have_kvm(test: &str) -> bool {
+    if std::path::Path::new("/dev/kvm").exists() {
+        true
+    } else {
+        skip(test, "/dev/kvm is not available");
+        false
+    }
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(test: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "vkernel-test-{}-{}-{}",
+        std::process::id(),
+        test,
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 /// A machine, or None (after a loud SKIP) when /dev/kvm is absent.
 pub fn machine(test: &str, ram: u64) -> Option<Machine> {
     if !std::path::Path::new("/dev/kvm").exists() {
