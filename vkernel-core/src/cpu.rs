@@ -247,6 +247,9 @@ pub struct Cpu {
     /// The last KVM_RUN returned before entering the guest: whether it
     /// applied the synced registers is not known, so write them all again.
     force_dirty: bool,
+    /// Registers at the last real exit (what the vCPU holds if an entry's
+    /// register writes were not applied).
+    exit_regs: kvm_bindings::kvm_regs,
     seen_gen: u64,
     target: TrapFrame,
     queue: VecDeque<Cmd>,
@@ -274,9 +277,6 @@ impl std::fmt::Debug for Cpu {
 }
 
 const FAULT_LOOP_MAX: u32 = 64;
-/// Written to `kvm_run.exit_reason` before each KVM_RUN (no KVM exit reason
-/// has this value).
-const EXIT_NOT_ENTERED: u32 = 0xFFFF_FFFF;
 
 impl Drop for Cpu {
     fn drop(&mut self) {
@@ -313,6 +313,7 @@ impl Cpu {
             cur_vms: 0,
             new_cr3: None,
             force_dirty: false,
+            exit_regs: regs,
             seen_gen: 0,
             target: TrapFrame::default(),
             queue: VecDeque::new(),
@@ -676,11 +677,13 @@ impl Cpu {
                 self.prepare_entry();
             }
             need_entry = false;
-            // KVM sets KVM_EXIT_INTR when a signal stopped a run that got as
-            // far as the guest-entry loop; an immediate exit leaves this.
-            self.fd.get_kvm_run().exit_reason = EXIT_NOT_ENTERED;
+            // What the vCPU holds before this run, and what it will hold
+            // once the synced registers are applied: an interrupted run that
+            // comes back in either state ran nothing of the guest.
+            let entry_regs = self.fd.sync_regs().regs;
             let res = self.fd.run();
             self.stats.exits += 1;
+
             // Did the stub apply the mailbox?
             let applied = self.m.sys.load(self.top + MB_NCMDS).unwrap_or(1) == 0;
             let exit = match res {
@@ -715,15 +718,20 @@ impl Cpu {
             }
             if exit.is_ok() {
                 self.new_cr3 = None;
+                self.exit_regs = self.fd.sync_regs().regs;
             }
             let port = match exit {
                 Ok(p) => p,
                 Err(RunError::Kvm(e)) if e.raw_os_error() == Some(libc::EINTR) => {
                     self.fd.set_kvm_immediate_exit(0);
-                    if self.fd.get_kvm_run().exit_reason == EXIT_NOT_ENTERED {
-                        // Returned before entering: nothing ran, and the
-                        // registers and CR3 we wrote may not have been
-                        // applied. Prepare everything again next time.
+                    // KVM does not say whether it entered the guest before the
+                    // signal (a PVM-derived KVM reports neither
+                    // KVM_EXIT_INTR nor a difference): compare states.
+                    let now = self.fd.sync_regs().regs;
+                    if now == entry_regs || now == self.exit_regs {
+                        // Nothing of the guest ran, and the registers and
+                        // CR3 we wrote may not have been applied. Prepare
+                        // everything again next time.
                         self.force_dirty = true;
                         if self.stepping {
                             continue;
@@ -732,6 +740,7 @@ impl Cpu {
                         *frame = self.target;
                         return Ok(Trap::Interrupted);
                     }
+                    self.exit_regs = now;
                     self.new_cr3 = None;
                     let s = self.fd.sync_regs();
                     if s.sregs.cs.selector & 3 == 3
@@ -772,8 +781,11 @@ impl Cpu {
                 Err(e) => return Err(e),
             };
             let Some(port) = port else {
-                // A single-step exit.
-                if self.fd.sync_regs().sregs.cs.selector & 3 == 3 {
+                // A single-step exit. Arriving at the bounce address is not
+                // the vproc running: step on into the stub.
+                let s = self.fd.sync_regs();
+                if s.sregs.cs.selector & 3 == 3 && !(self.bounce && s.regs.rip == self.m.kcall_va())
+                {
                     self.set_stepping(false)?;
                     self.pos = Position::User;
                     self.target = self.frame_from_regs();
