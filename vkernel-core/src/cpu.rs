@@ -871,8 +871,11 @@ impl Cpu {
                                 } else {
                                     self.last_fault = (addr, 1);
                                 }
+                                // The vproc's state is now the faulting
+                                // frame: an interrupt before it resumes must
+                                // report this, not the state at run().
+                                self.target = f;
                                 if !cmds.is_empty() {
-                                    self.target = f;
                                     self.queue.extend(cmds);
                                     need_entry = true;
                                 }
