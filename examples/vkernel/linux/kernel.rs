@@ -51,6 +51,9 @@ pub enum Wait {
     Until(Instant),
 }
 
+/// How long an event wait sleeps before its call is retried anyway.
+const EVENT_RECHECK: Duration = Duration::from_millis(20);
+
 /// Work a syscall leaves for the vCPU loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -879,10 +882,13 @@ fn cpu_loop(k: &Arc<Kernel>, machine: &Machine, cpu: &mut Cpu) -> Result<CpuStat
                     if wake {
                         e.state = PState::Runnable;
                     } else {
-                        e.state = PState::Sleeping(match w {
-                            Wait::Event => None,
-                            Wait::Until(d) => Some(d),
-                        });
+                        // An event wait also retries its (rewound) call after
+                        // EVENT_RECHECK: a wake-up lost to a race then costs
+                        // a short delay, never a hang.
+                        e.state = PState::Sleeping(Some(match w {
+                            Wait::Event => Instant::now() + EVENT_RECHECK,
+                            Wait::Until(d) => d,
+                        }));
                         let now = k.now();
                         if let Err(err) = t.sched.sleep(tid(pid), now) {
                             log::warn!("sleep {pid}: {err}");
