@@ -14,7 +14,7 @@ use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS, MB_USER_RSP};
 use vkernel_guest::layout::{cpu_stack_top_off, ENTRY_FRAME_SIZE, STUB_OFF, SYS_VA};
-use vkernel_guest::x86::{self, is_canonical, sel, PFEC_I, PFEC_W};
+use vkernel_guest::x86::{self, is_canonical, PFEC_I, PFEC_W};
 
 use crate::fpu::{FpuContext, FpuMode};
 use crate::hwpt::Cmd;
@@ -561,13 +561,7 @@ impl Cpu {
                 } else {
                     (rip, rsp, rflags) = (t.rip, t.rsp, Self::user_rflags(&t));
                 }
-                let f = mb - 40;
-                for (i, v) in [rip, sel::UCODE as u64, rflags, rsp, sel::UDATA as u64]
-                    .iter()
-                    .enumerate()
-                {
-                    self.sys_store(f + 8 * i as u64, *v);
-                }
+                crate::machine::write_user_iret_frame(&self.m.sys, self.index, rip, rflags, rsp);
                 regs_rip = SYS_VA + STUB_OFF + self.m.offsets.resume;
                 regs_rsp = SYS_VA + mb - ENTRY_FRAME_SIZE;
                 rflags_set(&mut self.fd, x86::RFLAGS_FIXED);

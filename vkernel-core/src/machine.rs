@@ -601,6 +601,19 @@ fn init_sys(sys: &Ram, sys_gpa: u64, sys_size: u64, vcpus: usize, o: &StubOffset
     (sys_gpa + UPPER_PDPT_OFF) | t
 }
 
+/// Write the hardware interrupt frame the stub's `iretq` pops for vCPU `n`:
+/// a return to CPL3 at `rip` with `rflags` and stack `rsp`.
+pub(crate) fn write_user_iret_frame(sys: &Ram, n: usize, rip: u64, rflags: u64, rsp: u64) {
+    let f = cpu_stack_top_off(n) - 40;
+    for (i, v) in [rip, sel::UCODE as u64, rflags, rsp, sel::UDATA as u64]
+        .iter()
+        .enumerate()
+    {
+        sys.store(f + 8 * i as u64, *v)
+            .expect("per-vCPU area inside the system region");
+    }
+}
+
 /// TSS limit: the 104-byte TSS, a 32-byte I/O bitmap for ports 0..256 and
 /// the terminating byte.
 const TSS_LIMIT: u32 = 104 + 32;
@@ -727,16 +740,7 @@ fn probe_fpu(fd: &mut VcpuFd, sys: &Ram, cr3: u64, o: &StubOffsets) -> crate::fp
     let top = cpu_stack_top_off(0);
     let mut attempt = |cmd: u64| -> Option<u16> {
         reset_position(fd, 0, cr3).ok()?;
-        let frame = [
-            TRAMP_VA + o.tramp_probe_fpu,
-            sel::UCODE as u64,
-            x86::RFLAGS_FIXED,
-            0,
-            sel::UDATA as u64,
-        ];
-        for (i, v) in frame.iter().enumerate() {
-            sys.store(top - 40 + 8 * i as u64, *v).ok()?;
-        }
+        write_user_iret_frame(sys, 0, TRAMP_VA + o.tramp_probe_fpu, x86::RFLAGS_FIXED, 0);
         let [a, b] = abi::cmd(cmd, 0, 0);
         sys.store(top + abi::MB_CMDS, a).ok()?;
         sys.store(top + abi::MB_CMDS + 8, b).ok()?;
@@ -767,16 +771,7 @@ fn probe(fd: &mut VcpuFd, sys: &Ram, cr3: u64, o: &StubOffsets) -> Result<TrapPa
     reset_position(fd, 0, cr3)?;
     // The iret frame the resume point pops: CPL3 at the probe's user code.
     let top = cpu_stack_top_off(0);
-    let frame = [
-        TRAMP_VA + o.tramp_probe_user,
-        sel::UCODE as u64,
-        x86::RFLAGS_FIXED,
-        0,
-        sel::UDATA as u64,
-    ];
-    for (i, v) in frame.iter().enumerate() {
-        sys.store(top - 40 + 8 * i as u64, *v).expect("inside");
-    }
+    write_user_iret_frame(sys, 0, TRAMP_VA + o.tramp_probe_user, x86::RFLAGS_FIXED, 0);
     sys.store(top + abi::MB_NCMDS, 0).expect("inside");
     let exit = match fd.run() {
         Ok(VcpuExit::IoOut(port, _)) => format!("out {port:#x}"),

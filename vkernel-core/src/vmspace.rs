@@ -586,14 +586,7 @@ impl Vmspace {
                 if !prot.allows(access) {
                     return Err(FaultReason::Protection);
                 }
-                let mut f = PTE_P | PTE_U | PTE_A;
-                if prot.allows(Access::Write) {
-                    f |= PTE_W | PTE_D;
-                }
-                if !prot.allows(Access::Execute) {
-                    f |= PTE_NX;
-                }
-                Ok((gpa + ((va & !0xFFF) - start), f))
+                Ok((gpa + ((va & !0xFFF) - start), linear_flags(prot) | PTE_A))
             }
         }
     }
@@ -647,14 +640,7 @@ impl Vmspace {
                 if va != page && hw.leaf(&pool, va) == 0 {
                     let entry = match (r.kind, leaf) {
                         (Kind::Linear { gpa, prot }, _) => {
-                            let mut f = PTE_P | PTE_U;
-                            if prot.allows(Access::Write) {
-                                f |= PTE_W | PTE_D;
-                            }
-                            if !prot.allows(Access::Execute) {
-                                f |= PTE_NX;
-                            }
-                            Some((gpa + (va - wstart)) | f)
+                            Some((gpa + (va - wstart)) | linear_flags(prot))
                         }
                         (Kind::PageTable { .. }, Some(t)) => neighbour(ram, &t, page, va),
                         _ => None,
@@ -741,6 +727,18 @@ fn neighbour(ram: &crate::ram::Ram, t: &Translation, page: u64, va: u64) -> Opti
         f |= PTE_NX;
     }
     Some((frame & PTE_ADDR_MASK) | f)
+}
+
+/// Hardware flags of a linear mapping's page (the accessed bit aside).
+fn linear_flags(prot: Prot) -> u64 {
+    let mut f = PTE_P | PTE_U;
+    if prot.allows(Access::Write) {
+        f |= PTE_W | PTE_D;
+    }
+    if !prot.allows(Access::Execute) {
+        f |= PTE_NX;
+    }
+    f
 }
 
 fn find(regions: &BTreeMap<u64, Region>, va: u64) -> Option<(u64, &Region)> {
