@@ -262,7 +262,7 @@ impl Kernel {
     /// Get `cpu` to look at the table soon: kick it out of the guest if it
     /// is running a vproc now (between traps it looks anyway, and a kick
     /// that lands outside KVM_RUN makes the next entry an immediate exit,
-    /// which this host's KVM handles badly: see `resync_after_kick`).
+    /// an exit wasted).
     fn kick(&self, _t: &Table, cpu: usize) {
         if self.deep_in_guest(cpu) {
             self.kickers[cpu].kick();
@@ -272,9 +272,8 @@ impl Kernel {
 
     /// Has `cpu` been running its vproc without a trap for at least half a
     /// tick? Only then is it kicked: a kick that lands around an entry
-    /// (immediate exit, command bounce, stub) can corrupt the vproc's
-    /// registers on this host's KVM (see `resync_after_kick`). A vCPU that
-    /// traps often looks at the table at its traps instead.
+    /// (immediate exit, command bounce, stub) costs an exit for nothing. A
+    /// vCPU that traps often looks at the table at its traps instead.
     fn deep_in_guest(&self, cpu: usize) -> bool {
         let since = self.entered[cpu].load(Ordering::SeqCst);
         since != 0 && self.now().saturating_sub(since) >= self.opts.tick.as_nanos() as u64 / 2
@@ -693,8 +692,7 @@ fn ticker(k: &Kernel) {
         ev.run(|e| {
             if let Event::Timer { .. } = e {
                 // Kick only vCPUs whose vproc may have to give way: every
-                // kick costs an exit (and kicks are where vkernel-core is
-                // most fragile, see `resync_after_kick`).
+                // kick costs an exit.
                 let t = k.lock();
                 for i in 0..k.kickers.len() {
                     if k.deep_in_guest(i) && (t.sched.nr_running(i) > 1 || t.sched.need_resched(i))

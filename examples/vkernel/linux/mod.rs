@@ -349,11 +349,7 @@ impl Vproc {
             let before = self.frame;
             let trap = match cpu.run(self.mm.vmspace(), &mut self.frame) {
                 Ok(Trap::Interrupted) => {
-                    resync_after_kick(cpu);
-                    // A kick that lands while the run bounces into the stub
-                    // to apply mailbox commands reports the bounce address
-                    // (a vkernel-core quirk). Such bounces only start a
-                    // run: nothing of the vproc ran yet.
+                    // Defensive: never keep a frame the CPU cannot load.
                     if !canonical(self.frame.rip) {
                         self.frame = before;
                     }
@@ -519,39 +515,6 @@ impl Vproc {
                     self.frame.rsp
                 ));
                 self.exit = Some(ExitStatus::Signaled(signal::SIGSEGV));
-            }
-        }
-    }
-}
-
-/// After a kick, make the vCPU's real registers what vkernel-core believes
-/// they are. A kick that makes KVM_RUN return at once (immediate exit)
-/// leaves the registers vkernel-core wrote into the shared sync area
-/// unapplied on some KVMs (seen on the PVM-derived one): the next entry
-/// would resume from stale registers (the previous trap's). Writing the
-/// sync area's registers back through KVM_SET_REGS/SREGS restores the
-/// invariant; when KVM did run, they are equal and nothing is written.
-pub fn resync_after_kick(cpu: &Cpu) {
-    let fd = cpu.vcpu_fd();
-    let sync = fd.sync_regs();
-    if let Ok(real) = fd.get_regs() {
-        if real != sync.regs {
-            if let Err(e) = fd.set_regs(&sync.regs) {
-                log::warn!("vCPU {}: set_regs after a kick: {e}", cpu.index());
-            }
-        }
-    }
-    if let Ok(real) = fd.get_sregs() {
-        if real.cr3 != sync.sregs.cr3
-            || real.fs.base != sync.sregs.fs.base
-            || real.gs.base != sync.sregs.gs.base
-        {
-            let mut s = real;
-            s.cr3 = sync.sregs.cr3;
-            s.fs.base = sync.sregs.fs.base;
-            s.gs.base = sync.sregs.gs.base;
-            if let Err(e) = fd.set_sregs(&s) {
-                log::warn!("vCPU {}: set_sregs after a kick: {e}", cpu.index());
             }
         }
     }
