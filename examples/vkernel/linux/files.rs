@@ -92,6 +92,9 @@ pub trait Wake: Send + Sync {
 /// Bytes a pipe holds before writers block (Linux: 16 pages).
 pub const PIPE_CAPACITY: usize = 65536;
 
+/// Writes up to this size to a pipe are atomic (Linux's PIPE_BUF).
+pub const PIPE_BUF: usize = 4096;
+
 /// A pipe's buffer and the vprocs waiting on it.
 #[derive(Default)]
 pub struct Pipe {

@@ -34,6 +34,7 @@ use vkernel::core::prelude::*;
 use vkernel::core::sched::{Policy, Scheduler, TaskId};
 use vkernel::devices::{Event, EventLoop, Timer, Waker};
 
+use super::events::Itimers;
 use super::files::Wake;
 use super::signal::{self, SigInfo};
 use super::syscalls::errno::*;
@@ -51,8 +52,11 @@ pub enum Wait {
     Until(Instant),
 }
 
-/// How long an event wait sleeps before its call is retried anyway.
-const EVENT_RECHECK: Duration = Duration::from_millis(20);
+/// The watchdog of event waits: a vproc that waits for an event is
+/// retried after this long anyway. Every wake-up is delivered (see the
+/// module docs), so a retry that then succeeds means one was lost: it is
+/// logged and counted ([`Report::lost_wakeups`]).
+const WATCHDOG: Duration = Duration::from_secs(1);
 
 /// Work a syscall leaves for the vCPU loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +146,9 @@ pub struct Report {
     pub cpu_stats: Vec<CpuStats>,
     /// Memory statistics (table) of all vprocs when the first one exited.
     pub memstats: Option<String>,
+    /// Event waits the watchdog had to end (a lost wake-up each; 0 unless
+    /// there is a bug).
+    pub lost_wakeups: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,8 +158,13 @@ enum PState {
     Runnable,
     Running(usize),
     Sleeping(Option<Instant>),
+    /// Stopped by SIGSTOP/SIGTSTP/SIGTTIN/SIGTTOU until SIGCONT.
+    Stopped,
     Zombie(ExitStatus),
 }
+
+/// A futex waiter: (vmspace, address), pid, FUTEX_WAIT_BITSET bits.
+type FutexWaiter = ((usize, u64), Pid, u32);
 
 struct Entry {
     ppid: Pid,
@@ -164,8 +176,18 @@ struct Entry {
     signals: Vec<SigInfo>,
     sig_flag: Arc<AtomicBool>,
     wake_pending: bool,
+    /// Sleeping for an event (the deadline is the watchdog's).
+    event_wait: bool,
+    /// The watchdog ended its last event wait.
+    watchdog_woke: bool,
     comm: String,
     vms: Option<Arc<Vmspace>>,
+    /// alarm / setitimer.
+    itimers: Itimers,
+    /// Stopped by this signal and not yet reported to wait4(WUNTRACED).
+    stop_report: Option<i32>,
+    /// Continued and not yet reported to wait4(WCONTINUED).
+    cont_report: bool,
 }
 
 /// The process table.
@@ -182,11 +204,17 @@ struct Table {
     syscalls: u64,
     running: Vec<Option<Pid>>,
     memstats: Option<String>,
+    futexes: Vec<FutexWaiter>,
+    lost_wakeups: u64,
 }
 
 /// The shared state of a virtual kernel.
 pub struct Kernel {
     table: Mutex<Table>,
+    /// Event count for idle vCPUs: bumped (under its own lock) by every
+    /// change that may give an idle vCPU work, so a vCPU that read it
+    /// before looking at the table never sleeps through one.
+    events: Mutex<u64>,
     idle: Condvar,
     wakes: Mutex<Vec<Pid>>,
     wakes_flag: AtomicBool,
@@ -202,9 +230,24 @@ pub struct Kernel {
 
 impl Wake for Kernel {
     fn wake(&self, pid: Pid) {
-        self.wakes.lock().unwrap().push(pid);
+        self.wakes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pid);
         self.wakes_flag.store(true, Ordering::SeqCst);
-        self.idle.notify_all();
+        // Serve it now if the table is free (no vCPU may be looking:
+        // all may be running vprocs that never trap); otherwise whoever
+        // holds the table drains the queue before letting it go, and the
+        // ticker does at the next tick.
+        let t = match self.table.try_lock() {
+            Ok(t) => Some(t),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut t) = t {
+            self.process_wakes(&mut t);
+        }
+        self.notify();
     }
 }
 
@@ -234,7 +277,7 @@ fn deliverable(body: Option<&Vproc>, signo: i32) -> bool {
     }
     let h = b.sig.actions[signo as usize].handler;
     h != signal::SIG_IGN
-        && (h != signal::SIG_DFL || signal::default_action(signo) == signal::Default_::Terminate)
+        && (h != signal::SIG_DFL || signal::default_action(signo) != signal::Default_::Ignore)
 }
 
 /// Initial FPU state: FCW 0x37f, MXCSR 0x1f80.
@@ -254,6 +297,29 @@ impl Kernel {
         self.start.elapsed().as_nanos() as u64
     }
 
+    /// Tell idle vCPUs to look at the table again.
+    fn notify(&self) {
+        *self.events.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.idle.notify_all();
+    }
+
+    fn events_seen(&self) -> u64 {
+        *self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sleep until [`Kernel::notify`] is called after `seen` was read, or
+    /// `timeout` passes.
+    fn idle_wait(&self, seen: u64, timeout: Duration) {
+        let g = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if *g == seen {
+            drop(
+                self.idle
+                    .wait_timeout(g, timeout)
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+        }
+    }
+
     /// The options it runs with.
     pub fn options(&self) -> &Options {
         &self.opts
@@ -267,7 +333,7 @@ impl Kernel {
         if self.deep_in_guest(cpu) {
             self.kickers[cpu].kick();
         }
-        self.idle.notify_all();
+        self.notify();
     }
 
     /// Has `cpu` been running its vproc without a trap for at least half a
@@ -284,6 +350,8 @@ impl Kernel {
         let Some(e) = t.procs.get_mut(&pid) else {
             return;
         };
+        // A real wake-up: whatever the watchdog did before does not count.
+        e.watchdog_woke = false;
         match e.state {
             PState::Sleeping(_) => {
                 e.state = PState::Runnable;
@@ -296,11 +364,67 @@ impl Kernel {
                     Ok(false) => {}
                     Err(e) => log::warn!("wake {pid}: {e}"),
                 }
-                self.idle.notify_all();
+                self.notify();
             }
-            PState::Runnable | PState::Running(_) | PState::Embryo => e.wake_pending = true,
+            PState::Runnable | PState::Running(_) | PState::Embryo | PState::Stopped => {
+                e.wake_pending = true
+            }
             PState::Zombie(_) => {}
         }
+    }
+
+    /// SIGCONT (or SIGKILL) for a stopped vproc: it runs again.
+    fn resume_locked(&self, t: &mut Table, pid: Pid) {
+        let now = self.now();
+        let Some(e) = t.procs.get_mut(&pid) else {
+            return;
+        };
+        if e.state != PState::Stopped {
+            return;
+        }
+        e.state = PState::Runnable;
+        e.stop_report = None;
+        e.cont_report = true;
+        let ppid = e.ppid;
+        match t.sched.wake(tid(pid), now) {
+            Ok(true) => {
+                let cpu = t.sched.task(tid(pid)).map_or(0, |x| x.cpu);
+                self.kick(t, cpu);
+            }
+            Ok(false) => {}
+            Err(e) => log::warn!("continue {pid}: {e}"),
+        }
+        self.notify();
+        self.child_changed(t, ppid, pid, 6, signal::SIGCONT);
+    }
+
+    /// Tell `ppid` that its child `pid` stopped (code 5, CLD_STOPPED) or
+    /// continued (6, CLD_CONTINUED): SIGCHLD, and a wake-up for wait4.
+    fn child_changed(&self, t: &mut Table, ppid: Pid, pid: Pid, code: i32, sig: i32) {
+        if ppid == PPID || !t.procs.contains_key(&ppid) {
+            return;
+        }
+        let nocldstop = t
+            .procs
+            .get(&ppid)
+            .and_then(|e| e.body.as_deref())
+            .is_some_and(|b| {
+                b.sig.actions[signal::SIGCHLD as usize].flags & signal::SA_NOCLDSTOP != 0
+            });
+        if !nocldstop {
+            self.post_signal(
+                t,
+                ppid,
+                SigInfo {
+                    signo: signal::SIGCHLD,
+                    code,
+                    pid,
+                    err: sig as u64,
+                    ..Default::default()
+                },
+            );
+        }
+        self.wake_locked(t, ppid);
     }
 
     /// Drain the wake-up queue and expire sleep deadlines.
@@ -312,15 +436,161 @@ impl Kernel {
             }
         }
         let now = Instant::now();
-        let due: Vec<Pid> = t
-            .procs
-            .iter()
-            .filter(|(_, e)| matches!(e.state, PState::Sleeping(Some(d)) if d <= now))
-            .map(|(p, _)| *p)
-            .collect();
-        for pid in due {
-            self.wake_locked(t, pid);
+        let mut due = Vec::new();
+        let mut fire = Vec::new();
+        for (p, e) in t.procs.iter_mut() {
+            if matches!(e.state, PState::Sleeping(Some(d)) if d <= now) {
+                due.push((*p, e.event_wait));
+            }
+            if let Some((d, i)) = e.itimers.real {
+                if d <= now && !matches!(e.state, PState::Zombie(_)) {
+                    e.itimers.real = (!i.is_zero()).then(|| (now + i, i));
+                    fire.push((*p, super::events::SIGALRM));
+                }
+            }
         }
+        if t.procs.values().any(|e| e.itimers.cpu.iter().any(Option::is_some)) {
+            // Bring the running vprocs' CPU time up to date.
+            let ns = self.now();
+            for c in 0..t.sched.nr_cpus() {
+                let _ = t.sched.update_accounting(c, ns);
+            }
+        }
+        for (w, signo) in [(0, super::events::SIGVTALRM), (1, super::events::SIGPROF)] {
+            let armed: Vec<(Pid, u64, u64)> = t
+                .procs
+                .iter()
+                .filter_map(|(p, e)| e.itimers.cpu[w].map(|(d, i)| (*p, d, i)))
+                .collect();
+            for (p, d, i) in armed {
+                let used = t.sched.runtime(tid(p)).unwrap_or(0);
+                if used >= d {
+                    if let Some(e) = t.procs.get_mut(&p) {
+                        e.itimers.cpu[w] = (i > 0).then_some((used + i, i));
+                    }
+                    fire.push((p, signo));
+                }
+            }
+        }
+        // Timers first: a signal that ends an event wait at its watchdog
+        // deadline is a wake-up, not a lost one.
+        for (pid, signo) in fire {
+            self.post_signal(
+                t,
+                pid,
+                SigInfo {
+                    signo,
+                    code: 0x80,
+                    ..Default::default()
+                },
+            );
+        }
+        for (pid, event_wait) in due {
+            let still = t
+                .procs
+                .get(&pid)
+                .is_some_and(|e| matches!(e.state, PState::Sleeping(_)));
+            if still {
+                self.wake_locked(t, pid);
+                if let Some(e) = t.procs.get_mut(&pid) {
+                    e.watchdog_woke = event_wait;
+                }
+            }
+        }
+    }
+
+    /// The earliest deadline of any sleeper or real-time timer.
+    fn next_deadline(t: &Table) -> Option<Instant> {
+        t.procs
+            .values()
+            .flat_map(|e| {
+                let sleep = match e.state {
+                    PState::Sleeping(Some(d)) => Some(d),
+                    _ => None,
+                };
+                [sleep, e.itimers.real.map(|(d, _)| d)]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// CPU time of `pid` by the scheduler's accounting (ns).
+    pub fn cpu_time(&self, pid: Pid) -> u64 {
+        self.lock().sched.runtime(tid(pid)).unwrap_or(0)
+    }
+
+    /// Run `f` on the interval timers of `pid`.
+    pub fn swap_itimer<R>(&self, pid: Pid, f: impl FnOnce(&mut Itimers) -> R) -> R {
+        let mut t = self.lock();
+        let mut none = Itimers::default();
+        let timers = t.procs.get_mut(&pid).map_or(&mut none, |e| &mut e.itimers);
+        let r = f(timers);
+        drop(t);
+        // An idle vCPU may have to wake earlier for it.
+        self.notify();
+        r
+    }
+
+    /// The watchdog ended an event wait of `pid` and its call `nr` then
+    /// succeeded: a wake-up was lost. Logged and counted.
+    pub fn lost_wakeup(&self, pid: Pid, nr: u64) {
+        log::warn!(
+            "vproc {pid}: {} waited for a wake-up that never came (watchdog retry)",
+            super::syscalls::name(nr)
+        );
+        self.lock().lost_wakeups += 1;
+    }
+
+    /// Register `pid` as waiting on the futex `key`.
+    pub fn futex_wait(&self, key: (usize, u64), pid: Pid, bits: u32) {
+        self.lock().futexes.push((key, pid, bits));
+    }
+
+    /// Is `pid` still registered on a futex (not woken yet)?
+    pub fn futex_waiting(&self, pid: Pid) -> bool {
+        self.lock().futexes.iter().any(|w| w.1 == pid)
+    }
+
+    /// Forget `pid`'s futex wait (timeout, signal, exit).
+    pub fn futex_cancel(&self, pid: Pid) {
+        self.lock().futexes.retain(|w| w.1 != pid);
+    }
+
+    /// Wake up to `n` waiters of `key` whose bits meet `bits`; with
+    /// `requeue`, move up to that many of the rest to another key.
+    /// Returns how many were woken (plus requeued, for requeue).
+    pub fn futex_wake(
+        &self,
+        key: (usize, u64),
+        n: usize,
+        bits: u32,
+        requeue: Option<((usize, u64), usize)>,
+    ) -> usize {
+        let mut t = self.lock();
+        let mut woken = Vec::new();
+        let mut moved = 0;
+        let mut i = 0;
+        while i < t.futexes.len() {
+            let (k, pid, b) = t.futexes[i];
+            if k == key && b & bits != 0 {
+                if woken.len() < n {
+                    woken.push(pid);
+                    t.futexes.remove(i);
+                    continue;
+                }
+                if let Some((to, max)) = requeue {
+                    if moved < max {
+                        t.futexes[i].0 = to;
+                        moved += 1;
+                    }
+                }
+            }
+            i += 1;
+        }
+        for pid in &woken {
+            self.wake_locked(&mut t, *pid);
+        }
+        woken.len() + moved
     }
 
     /// Queue `info` for `pid` (another vproc, or one not running now).
@@ -331,6 +601,24 @@ impl Kernel {
         if matches!(e.state, PState::Zombie(_) | PState::Embryo) {
             return;
         }
+        if info.signo == signal::SIGCONT {
+            // Continues the process even when ignored or blocked, and
+            // discards pending stop signals.
+            e.signals.retain(|s| !signal::is_stop(s.signo));
+            if let Some(b) = e.body.as_deref_mut() {
+                b.sig.pending.retain(|s| !signal::is_stop(s.signo));
+            }
+            if e.state == PState::Stopped {
+                self.resume_locked(t, pid);
+            }
+        } else if signal::is_stop(info.signo) {
+            e.signals.retain(|s| s.signo != signal::SIGCONT);
+        } else if info.signo == signal::SIGKILL && e.state == PState::Stopped {
+            self.resume_locked(t, pid);
+        }
+        let Some(e) = t.procs.get_mut(&pid) else {
+            return;
+        };
         let wake = deliverable(e.body.as_deref(), info.signo);
         if let Some(b) = e.body.as_deref() {
             let h = b.sig.actions[info.signo as usize].handler;
@@ -368,6 +656,7 @@ impl Kernel {
         if let Err(e) = t.sched.remove_task(tid(pid), now) {
             log::warn!("remove {pid}: {e}");
         }
+        t.futexes.retain(|w| w.1 != pid);
         t.syscalls += body.syscalls;
         if pid == t.init && self.opts.memstats {
             let vms: Vec<(Arc<Vmspace>, String)> = t
@@ -426,7 +715,7 @@ impl Kernel {
             for c in 0..self.kickers.len() {
                 self.kick(t, c);
             }
-            self.idle.notify_all();
+            self.notify();
             return;
         }
         if ppid == PPID || !t.procs.contains_key(&ppid) {
@@ -466,6 +755,7 @@ impl Kernel {
                 PState::Running(c) => format!("running/{c}"),
                 PState::Sleeping(None) => "sleeping".to_string(),
                 PState::Sleeping(Some(_)) => "sleep-timed".to_string(),
+                PState::Stopped => "stopped".to_string(),
                 PState::Zombie(_) => "zombie".to_string(),
             };
             s += &format!(
@@ -527,6 +817,8 @@ impl Kernel {
 enum Outcome {
     Preempt,
     Block(Wait),
+    /// Stopped by this signal.
+    Stop(i32),
     Exit,
 }
 
@@ -561,7 +853,10 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
             syscalls: 0,
             running: vec![None; ncpu],
             memstats: None,
+            futexes: Vec::new(),
+            lost_wakeups: 0,
         }),
+        events: Mutex::new(0),
         idle: Condvar::new(),
         wakes: Mutex::new(Vec::new()),
         wakes_flag: AtomicBool::new(false),
@@ -598,6 +893,11 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
                 body: Some(Box::new(init)),
                 signals: Vec::new(),
                 wake_pending: false,
+                event_wait: false,
+                watchdog_woke: false,
+                itimers: Default::default(),
+                stop_report: None,
+                cont_report: false,
             },
         );
     }
@@ -631,7 +931,7 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
                 kk.kick();
             }
         }
-        k.idle.notify_all();
+        k.notify();
         for h in handles {
             results.push(h.join().unwrap_or_else(|_| {
                 Err(VprocError::Run(RunError::Broken(
@@ -665,6 +965,7 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
             syscalls,
             cpu_stats,
             memstats: t.memstats.take(),
+            lost_wakeups: t.lost_wakeups,
         };
         t.procs.clear();
         (bodies, report)
@@ -691,9 +992,11 @@ fn ticker(k: &Kernel) {
         }
         ev.run(|e| {
             if let Event::Timer { .. } = e {
-                // Kick only vCPUs whose vproc may have to give way: every
-                // kick costs an exit.
-                let t = k.lock();
+                // Expire deadlines and timers, drain wake-ups: a vCPU whose
+                // vproc never traps would not. Then kick only vCPUs whose
+                // vproc may have to give way: every kick costs an exit.
+                let mut t = k.lock();
+                k.process_wakes(&mut t);
                 for i in 0..k.kickers.len() {
                     if k.deep_in_guest(i) && (t.sched.nr_running(i) > 1 || t.sched.need_resched(i))
                     {
@@ -702,7 +1005,7 @@ fn ticker(k: &Kernel) {
                 }
                 drop(t);
                 // Idle vCPUs look for sleepers whose time has come.
-                k.idle.notify_all();
+                k.notify();
             }
             if k.done.load(Ordering::SeqCst) {
                 ControlFlow::Break(())
@@ -788,6 +1091,7 @@ fn cpu_loop(k: &Arc<Kernel>, machine: &Machine, cpu: &mut Cpu) -> Result<CpuStat
         let mut body = {
             let mut t = k.lock();
             loop {
+                let seen = k.events_seen();
                 k.process_wakes(&mut t);
                 if t.exit.is_some() || k.done.load(Ordering::SeqCst) {
                     return Ok(cpu.stats());
@@ -813,6 +1117,7 @@ fn cpu_loop(k: &Arc<Kernel>, machine: &Machine, cpu: &mut Cpu) -> Result<CpuStat
                     let e = t.procs.get_mut(&pid).expect("scheduled vprocs exist");
                     if let Some(mut b) = e.body.take() {
                         e.state = PState::Running(idx);
+                        b.watchdog_retry = std::mem::take(&mut e.watchdog_woke);
                         for s in e.signals.drain(..) {
                             b.queue_signal(s);
                         }
@@ -825,22 +1130,11 @@ fn cpu_loop(k: &Arc<Kernel>, machine: &Machine, cpu: &mut Cpu) -> Result<CpuStat
                 // Idle: wait for a wake-up, a deadline, or the debugger.
                 t.running[idx] = None;
                 let soon = Instant::now() + Duration::from_millis(20);
-                let until = t
-                    .procs
-                    .values()
-                    .filter_map(|e| match e.state {
-                        PState::Sleeping(Some(d)) => Some(d),
-                        _ => None,
-                    })
-                    .min()
-                    .unwrap_or(soon)
-                    .min(soon);
+                let until = Kernel::next_deadline(&t).unwrap_or(soon).min(soon);
                 let wait = until.saturating_duration_since(Instant::now());
-                t = k
-                    .idle
-                    .wait_timeout(t, wait.max(Duration::from_micros(50)))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                drop(t);
+                k.idle_wait(seen, wait.max(Duration::from_micros(50)));
+                t = k.lock();
                 if idx == 0 {
                     let stdio = t
                         .procs
@@ -877,14 +1171,14 @@ fn cpu_loop(k: &Arc<Kernel>, machine: &Machine, cpu: &mut Cpu) -> Result<CpuStat
                     let wake = e.wake_pending
                         || e.signals.iter().any(|s| deliverable(Some(&body), s.signo));
                     e.wake_pending = false;
+                    e.event_wait = w == Wait::Event;
                     if wake {
                         e.state = PState::Runnable;
                     } else {
-                        // An event wait also retries its (rewound) call after
-                        // EVENT_RECHECK: a wake-up lost to a race then costs
-                        // a short delay, never a hang.
+                        // An event wait is retried after WATCHDOG anyway; a
+                        // retry that succeeds is counted as a lost wake-up.
                         e.state = PState::Sleeping(Some(match w {
-                            Wait::Event => Instant::now() + EVENT_RECHECK,
+                            Wait::Event => Instant::now() + WATCHDOG,
                             Wait::Until(d) => d,
                         }));
                         let now = k.now();
@@ -900,6 +1194,26 @@ fn cpu_loop(k: &Arc<Kernel>, machine: &Machine, cpu: &mut Cpu) -> Result<CpuStat
                     let e = t.procs.get_mut(&pid).expect("running vprocs exist");
                     e.state = PState::Runnable;
                     e.body = Some(body);
+                    None
+                }
+                Outcome::Stop(sig) => {
+                    let e = t.procs.get_mut(&pid).expect("running vprocs exist");
+                    let resumed = e.signals.iter().any(|s| s.signo == signal::SIGCONT);
+                    e.body = Some(body);
+                    if resumed {
+                        // SIGCONT came while it was stopping.
+                        e.state = PState::Runnable;
+                    } else {
+                        e.state = PState::Stopped;
+                        e.stop_report = Some(sig);
+                        e.cont_report = false;
+                        let ppid = e.ppid;
+                        let now = k.now();
+                        if let Err(err) = t.sched.sleep(tid(pid), now) {
+                            log::warn!("stop {pid}: {err}");
+                        }
+                        k.child_changed(&mut t, ppid, pid, 5, sig);
+                    }
                     None
                 }
             }
@@ -956,6 +1270,9 @@ fn segment(
     loop {
         if body.exit.is_some() {
             return Ok(Outcome::Exit);
+        }
+        if let Some(sig) = body.stop.take() {
+            return Ok(Outcome::Stop(sig));
         }
         if body.sig_flag.swap(false, Ordering::SeqCst) {
             let sigs: Vec<SigInfo> = {
@@ -1094,8 +1411,13 @@ fn fork(
                 signals: Vec::new(),
                 sig_flag: Arc::new(AtomicBool::new(false)),
                 wake_pending: false,
+                event_wait: false,
+                watchdog_woke: false,
                 comm: parent.comm.clone(),
                 vms: None,
+                itimers: Default::default(),
+                stop_report: None,
+                cont_report: false,
             },
         );
         t.max_alive = t.max_alive.max(t.procs.len());
@@ -1160,7 +1482,7 @@ fn fork(
     if target_cpu != cpu.index() {
         k.kick(&t, target_cpu);
     }
-    k.idle.notify_all();
+    k.notify();
     drop(t);
     if flags & CLONE_PARENT_SETTID != 0 {
         let _ = parent.mm.write(ptid, &pid.to_le_bytes());
@@ -1210,6 +1532,13 @@ impl Vproc {
         rusage: u64,
     ) -> Result<i64, i64> {
         const WNOHANG: u64 = 1;
+        const WUNTRACED: u64 = 2;
+        const WCONTINUED: u64 = 8;
+        const WNOWAIT: u64 = 0x0100_0000;
+        const WALL: u64 = 0x4000_0000 | 0x8000_0000;
+        if options & !(WNOHANG | WUNTRACED | WCONTINUED | WNOWAIT | WALL) != 0 {
+            return Err(EINVAL);
+        }
         let k = self.kernel().map_err(|_| ECHILD)?;
         let found = {
             let mut t = k.lock();
@@ -1226,17 +1555,35 @@ impl Vproc {
             };
             let mut any = false;
             let mut zombie = None;
-            for (p, e) in &t.procs {
+            for (p, e) in t.procs.iter_mut() {
                 if matches(*p, e) {
                     any = true;
                     if let PState::Zombie(s) = e.state {
-                        zombie = Some((*p, s));
+                        zombie = Some((*p, wstatus(s), true));
+                        break;
+                    }
+                    if options & WUNTRACED != 0 {
+                        if let Some(sig) = e.stop_report {
+                            if options & WNOWAIT == 0 {
+                                e.stop_report = None;
+                            }
+                            zombie = Some((*p, (sig << 8) | 0x7f, false));
+                            break;
+                        }
+                    }
+                    if options & WCONTINUED != 0 && e.cont_report {
+                        if options & WNOWAIT == 0 {
+                            e.cont_report = false;
+                        }
+                        zombie = Some((*p, 0xffff, false));
                         break;
                     }
                 }
             }
-            if let Some((p, _)) = zombie {
-                t.procs.remove(&p);
+            if let Some((p, _, true)) = zombie {
+                if options & WNOWAIT == 0 {
+                    t.procs.remove(&p);
+                }
             }
             if !any {
                 return Err(ECHILD);
@@ -1244,9 +1591,9 @@ impl Vproc {
             zombie
         };
         match found {
-            Some((p, s)) => {
+            Some((p, ws, _)) => {
                 if status != 0 {
-                    self.mm.write(status, &wstatus(s).to_le_bytes())?;
+                    self.mm.write(status, &ws.to_le_bytes())?;
                 }
                 if rusage != 0 {
                     self.mm.write(rusage, &[0u8; 144])?;
@@ -1254,10 +1601,7 @@ impl Vproc {
                 Ok(p as i64)
             }
             None if options & WNOHANG != 0 => Ok(0),
-            None => {
-                self.block = Some(Wait::Event);
-                Err(super::syscalls::EBLOCK)
-            }
+            None => self.block_on(None),
         }
     }
 
@@ -1449,20 +1793,5 @@ impl Vproc {
                 Ok(0)
             }
         }
-    }
-
-    /// pause / rt_sigsuspend: sleep until a signal is delivered; the call
-    /// then returns EINTR (after the handler).
-    pub fn sys_pause(&mut self, mask: Option<u64>) -> Result<i64, i64> {
-        let Some(_) = self.k else {
-            return Err(EINTR);
-        };
-        if let Some(m) = mask {
-            let never = signal::bit(signal::SIGKILL) | signal::bit(signal::SIGSTOP);
-            self.saved_mask = Some(self.sig.blocked);
-            self.sig.blocked = m & !never;
-        }
-        self.block = Some(Wait::Event);
-        Err(EINTR)
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod debugger;
 pub mod elf;
+pub mod events;
 pub mod exec;
 pub mod files;
 pub mod fs;
@@ -180,6 +181,17 @@ pub struct Vproc {
     pub syscalls: u64,
     /// How the last fatal signal came about (for the host's message).
     pub death: Option<String>,
+    /// The call that waits, its frame rewound to the `syscall`.
+    pub pending_call: Option<events::PendingCall>,
+    /// The state of the call being served (restored on its retries).
+    pub call: events::CallState,
+    /// A stop signal's default action is due (the vCPU loop stops it).
+    pub stop: Option<i32>,
+    /// The watchdog ended the last event wait (see `kernel`).
+    pub watchdog_retry: bool,
+    /// Interval timers while the vproc runs alone (under a kernel they
+    /// live in the process table).
+    pub itimers: events::Itimers,
 }
 
 fn random_bytes(buf: &mut [u8]) {
@@ -265,6 +277,11 @@ impl Vproc {
             started: Instant::now(),
             syscalls: 0,
             death: None,
+            pending_call: None,
+            call: Default::default(),
+            stop: None,
+            watchdog_retry: false,
+            itimers: Default::default(),
         })
     }
 
@@ -305,6 +322,11 @@ impl Vproc {
             started: Instant::now(),
             syscalls: 0,
             death: None,
+            pending_call: None,
+            call: Default::default(),
+            stop: None,
+            watchdog_retry: false,
+            itimers: Default::default(),
         }
     }
 
@@ -317,6 +339,11 @@ impl Vproc {
                 self.stdio.flush();
                 return Ok(s);
             }
+            // Alone, nobody could continue a stopped vproc: stops are
+            // ignored. Timers fire at traps.
+            self.stop = None;
+            self.check_itimer_alone();
+            self.deliver_pending(cpu);
             if self.step(cpu)? == Step::Interrupted && self.stdio.take_interrupt() {
                 match debugger::prompt(self, cpu, None) {
                     debugger::Outcome::Continue => {}
@@ -457,7 +484,7 @@ impl Vproc {
 
     /// Deliver the pending signals that are not blocked.
     pub fn deliver_pending(&mut self, cpu: &Cpu) {
-        while self.exit.is_none() {
+        while self.exit.is_none() && self.stop.is_none() {
             let blocked = self.sig.blocked;
             let Some(i) =
                 self.sig.pending.iter().position(|p| {
@@ -478,6 +505,13 @@ impl Vproc {
             if s != signal::SIGKILL && signal::default_action(s) == signal::Default_::Ignore {
                 return;
             }
+            if s != signal::SIGKILL && signal::is_stop(s) {
+                // The vCPU loop stops the process; a waiting call stays
+                // rewound and is retried after SIGCONT.
+                self.stop = Some(s);
+                self.block = None;
+                return;
+            }
             self.death = Some(format!(
                 "killed by {} (si_code {}, address {:#x}) at rip {:#x}",
                 signal::name(s),
@@ -490,6 +524,10 @@ impl Vproc {
         }
         if act.handler == signal::SIG_IGN {
             return;
+        }
+        // A waiting call ends (EINTR, bytes moved) or restarts.
+        if let Some(p) = self.pending_call.take() {
+            self.interrupt_call(p, act.flags & signal::SA_RESTART != 0);
         }
         // After rt_sigsuspend the handler returns to the mask before it.
         let old = self.saved_mask.take().unwrap_or(self.sig.blocked);

@@ -34,13 +34,23 @@ pub const SIGCHLD: i32 = 17;
 pub const SIGCONT: i32 = 18;
 /// SIGSTOP.
 pub const SIGSTOP: i32 = 19;
+/// SIGTSTP.
+pub const SIGTSTP: i32 = 20;
+/// SIGTTIN.
+pub const SIGTTIN: i32 = 21;
+/// SIGTTOU.
+pub const SIGTTOU: i32 = 22;
 /// SIGURG.
 pub const SIGURG: i32 = 23;
 /// SIGWINCH.
 pub const SIGWINCH: i32 = 28;
 
+/// SA_NOCLDSTOP.
+pub const SA_NOCLDSTOP: u64 = 1;
 /// SA_SIGINFO.
 pub const SA_SIGINFO: u64 = 4;
+/// SA_RESTART.
+pub const SA_RESTART: u64 = 0x1000_0000;
 /// SA_ONSTACK.
 pub const SA_ONSTACK: u64 = 0x0800_0000;
 /// SA_RESTORER.
@@ -127,14 +137,22 @@ pub enum Default_ {
     Terminate,
     /// Ignore.
     Ignore,
+    /// Stop the process (until SIGCONT).
+    Stop,
 }
 
 /// Default action of `sig`.
 pub fn default_action(sig: i32) -> Default_ {
     match sig {
         SIGCHLD | SIGCONT | SIGURG | SIGWINCH => Default_::Ignore,
+        SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU => Default_::Stop,
         _ => Default_::Terminate,
     }
+}
+
+/// Does `sig` stop a process by default?
+pub fn is_stop(sig: i32) -> bool {
+    default_action(sig) == Default_::Stop
 }
 
 /// Details for siginfo.

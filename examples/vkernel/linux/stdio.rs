@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use vkernel::core::prelude::Kicker;
+
+use super::files::Wake;
 use vkernel::devices::{Console, ConsoleError, ConsoleOptions, Event, EventLoop, EventLoopError};
 
 /// Errno: the call was interrupted and will be restarted after the
@@ -44,6 +46,12 @@ pub trait Stdio: Send {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, i64>;
     /// The host fd behind fd 0/1/2, for terminal ioctls and fstat.
     fn host_fd(&self, fd: i32) -> Option<RawFd>;
+    /// Would a read return at once (input, end of file, or an
+    /// interruption)? With `waiter`, when not, `waiter` is registered
+    /// (in the same critical section) and woken when that changes.
+    fn readable(&self, _waiter: Option<(i32, Arc<dyn Wake>)>) -> bool {
+        true
+    }
     /// True once after SIGINT arrived on the console.
     fn take_interrupt(&mut self) -> bool {
         false
@@ -99,6 +107,11 @@ impl SharedStdio {
     /// See [`Stdio::host_fd`].
     pub fn host_fd(&self, fd: i32) -> Option<RawFd> {
         self.lock().host_fd(fd)
+    }
+
+    /// See [`Stdio::readable`].
+    pub fn readable(&self, waiter: Option<(i32, Arc<dyn Wake>)>) -> bool {
+        self.lock().readable(waiter)
     }
 
     /// See [`Stdio::take_interrupt`].
@@ -182,6 +195,8 @@ struct Input {
 
 struct Shared {
     input: Mutex<Input>,
+    /// Vprocs waiting for input (woken on input, end of file, Ctrl-C).
+    waiters: Mutex<Vec<(i32, Arc<dyn Wake>)>>,
     cond: Condvar,
     interrupt: AtomicBool,
     stop: AtomicBool,
@@ -235,6 +250,7 @@ impl ConsoleStdio {
         let waker = ev.waker();
         let shared = Arc::new(Shared {
             input: Mutex::new(Input::default()),
+            waiters: Mutex::new(Vec::new()),
             cond: Condvar::new(),
             interrupt: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -260,6 +276,9 @@ impl ConsoleStdio {
                         }
                         _ => {}
                     }
+                    // Wake waiting readers outside every lock.
+                    let w = std::mem::take(&mut *sh.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+                    super::files::wake_all(w);
                     if sh.stop.load(Ordering::SeqCst) {
                         ControlFlow::Break(())
                     } else {
@@ -337,6 +356,25 @@ impl Stdio for ConsoleStdio {
 
     fn host_fd(&self, fd: i32) -> Option<RawFd> {
         (0..=2).contains(&fd).then_some(fd)
+    }
+
+    fn readable(&self, waiter: Option<(i32, Arc<dyn Wake>)>) -> bool {
+        if self.direct_stdin {
+            return true;
+        }
+        let st = self.shared.input.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.buf.is_empty() || st.eof || self.shared.interrupt.load(Ordering::SeqCst) {
+            return true;
+        }
+        if let Some((pid, w)) = waiter {
+            // Registered while the input is locked: the console thread
+            // adds input under that lock and wakes the waiters after it.
+            let mut ws = self.shared.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            if !ws.iter().any(|(p, _)| *p == pid) {
+                ws.push((pid, w));
+            }
+        }
+        false
     }
 
     fn take_interrupt(&mut self) -> bool {

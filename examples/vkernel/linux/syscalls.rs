@@ -5,8 +5,6 @@
 //! puts the result (or `-errno`) into `frame.rax`. An unknown call returns
 //! ENOSYS and is reported once on the host's stderr.
 
-use std::time::Duration;
-
 use vkernel::core::prelude::*;
 
 use super::files::{self, Fd, FileKind, OpenFile, Pipe, Shared};
@@ -290,17 +288,34 @@ impl Vproc {
             }
             return;
         }
+        // A retry of a waiting call continues with its state.
+        let (state, retry) = match self.pending_call.take() {
+            Some(p) if p.nr == nr && p.args == a => (p.state, true),
+            _ => (Default::default(), false),
+        };
+        self.call = state;
+        let watchdog = std::mem::take(&mut self.watchdog_retry) && retry;
         let r = self.dispatch(nr, a);
         let v = match r {
             Ok(v) => v,
             Err(ERESTART) | Err(EBLOCK) => {
-                // Restart the call after the interruption is handled.
+                // Retry the call when woken (or after the interruption).
                 self.frame.rip -= 2;
                 self.frame.rax = nr;
+                self.pending_call = Some(super::events::PendingCall {
+                    nr,
+                    args: a,
+                    state: std::mem::take(&mut self.call),
+                });
                 return;
             }
             Err(e) => -e,
         };
+        if watchdog {
+            if let Some(k) = &self.k {
+                k.lost_wakeup(self.pid, nr);
+            }
+        }
         if self.trace {
             eprintln!(
                 "[vk] {}({:#x}, {:#x}, {:#x}, {:#x}) = {}",
@@ -327,7 +342,7 @@ impl Vproc {
             4 => self.sys_fstatat(AT_FDCWD, a[0], a[1], 0),
             5 => self.sys_fstatat(i(a[0]), 0, a[1], AT_EMPTY_PATH),
             6 => self.sys_fstatat(AT_FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW),
-            7 => self.sys_poll(a[0], a[1]),
+            7 => self.sys_poll_ms(a[0], a[1], a[2] as i32),
             8 => self.sys_lseek(i(a[0]), a[1] as i64, a[2] as u32),
             9 => self.sys_mmap(a),
             10 => {
@@ -352,7 +367,8 @@ impl Vproc {
             20 => self.sys_writev(i(a[0]), a[1], a[2]),
             21 => self.sys_faccessat(AT_FDCWD, a[0], a[1] as u32),
             22 => self.sys_pipe2(a[0], 0),
-            23 | 270 => self.sys_select(i(a[0]), a[1], a[2]),
+            23 => self.sys_select(a),
+            270 => self.sys_pselect6(a),
             24 => {
                 self.yield_cpu = self.k.is_some();
                 Ok(0)
@@ -379,8 +395,10 @@ impl Vproc {
                 let m = self.mm.read_u64(a[0])?;
                 self.sys_pause(Some(m))
             }
-            35 => self.sys_nanosleep(a[0], a[1]),
-            37 | 38 => Ok(0),
+            35 => self.sys_nanosleep(a[0]),
+            36 => self.sys_getitimer(i(a[0]) as i32, a[1]),
+            37 => self.sys_alarm(a[0] as u32),
+            38 => self.sys_setitimer(i(a[0]) as i32, a[1], a[2]),
             39 | 186 => Ok(self.pid as i64),
             40 => self.sys_sendfile(i(a[0]), i(a[1]), a[2], a[3] as usize),
             41 => Err(EAFNOSUPPORT),
@@ -532,7 +550,7 @@ impl Vproc {
                 }
                 Ok(0)
             }
-            230 => self.sys_clock_nanosleep(a[0] as i32, a[1], a[2], a[3]),
+            230 => self.sys_clock_nanosleep(a[0] as i32, a[1], a[2]),
             234 => {
                 if i(a[0]) as i32 != i(a[1]) as i32 {
                     return Err(ESRCH);
@@ -543,7 +561,7 @@ impl Vproc {
             262 => self.sys_fstatat(i(a[0]), a[1], a[2], a[3]),
             267 => self.sys_readlinkat(i(a[0]), a[1], a[2], a[3] as usize),
             269 | 439 => self.sys_faccessat_at(i(a[0]), a[1], a[2] as u32),
-            271 => self.sys_poll(a[0], a[1]),
+            271 => self.sys_ppoll(a),
             273 => Ok(0),
             292 => self.sys_dup3(i(a[0]), i(a[1]), a[2] as u32, false),
             293 => self.sys_pipe2(a[0], a[1] as u32),
@@ -604,6 +622,11 @@ impl Vproc {
     }
 
     fn write_fd(&mut self, fd: i64, data: &[u8]) -> R {
+        self.write_fd_as(fd, data, false)
+    }
+
+    /// write to `fd`; `nowait`: as with O_NONBLOCK (sendfile).
+    fn write_fd_as(&mut self, fd: i64, data: &[u8], nowait: bool) -> R {
         let file = self.fds.get(fd)?.file.clone();
         let f = file.borrow();
         if f.flags & files::O_ACCMODE == 0 && !matches!(f.kind, FileKind::Stdin) {
@@ -614,8 +637,12 @@ impl Vproc {
             FileKind::Stderr => Ok(self.stdio.write(2, data)? as i64),
             FileKind::Stdin => Ok(self.stdio.write(1, data)? as i64),
             FileKind::PipeWrite(p) => {
-                let nonblock = f.flags & files::O_NONBLOCK != 0;
+                let nonblock = f.flags & files::O_NONBLOCK != 0 || nowait;
                 let mut p = p.borrow_mut();
+                // A blocking write moves everything, in as many rounds as
+                // the pipe needs; `progress` counts what earlier rounds of
+                // this call moved.
+                let done = self.call.progress.min(data.len());
                 if p.readers == 0 {
                     drop(p);
                     drop(f);
@@ -624,38 +651,46 @@ impl Vproc {
                         pid: self.pid,
                         ..Default::default()
                     });
-                    return Err(EPIPE);
+                    return if done > 0 { Ok(done as i64) } else { Err(EPIPE) };
                 }
-                let room = files::PIPE_CAPACITY.saturating_sub(p.buf.len());
-                if room == 0 && !data.is_empty() {
-                    // Full: wait for a reader (alone, nobody would come).
-                    return match &self.k {
-                        Some(k) if !nonblock => {
-                            p.wait(self.pid, k.clone());
-                            self.block = Some(super::kernel::Wait::Event);
-                            Err(EBLOCK)
-                        }
-                        _ => Err(EAGAIN),
-                    };
-                }
-                // Writes up to PIPE_BUF are atomic: all or wait.
-                if data.len() <= 4096 && room < data.len() && self.k.is_some() && !nonblock {
-                    if let Some(k) = &self.k {
-                        p.wait(self.pid, k.clone());
-                    }
-                    self.block = Some(super::kernel::Wait::Event);
-                    return Err(EBLOCK);
-                }
-                let n = if self.k.is_some() {
-                    room.min(data.len())
-                } else {
-                    data.len()
+                let rest = &data[done..];
+                let Some(k) = self.k.clone() else {
+                    // Alone, nobody would ever drain it: take it all.
+                    p.buf.extend(rest);
+                    return Ok(data.len() as i64);
                 };
-                p.buf.extend(&data[..n]);
+                let room = files::PIPE_CAPACITY.saturating_sub(p.buf.len());
+                // Writes up to PIPE_BUF are atomic: all or wait.
+                let fits = if rest.len() <= files::PIPE_BUF {
+                    room >= rest.len()
+                } else {
+                    room > 0
+                };
+                if !fits && !rest.is_empty() {
+                    if nonblock {
+                        return if done > 0 { Ok(done as i64) } else { Err(EAGAIN) };
+                    }
+                    p.wait(self.pid, k);
+                    drop(p);
+                    drop(f);
+                    return self.block_on(None);
+                }
+                let n = room.min(rest.len());
+                p.buf.extend(&rest[..n]);
                 let w = p.take_waiters();
+                let done = done + n;
+                let more = done < data.len() && !nonblock;
+                if more {
+                    p.wait(self.pid, k);
+                }
                 drop(p);
+                drop(f);
                 files::wake_all(w);
-                Ok(n as i64)
+                if more {
+                    self.call.progress = done;
+                    return self.block_on(None);
+                }
+                Ok(done as i64)
             }
             FileKind::Inode(ino) => match self.fs.inode(*ino).kind {
                 Kind::CharDev(_) => Ok(data.len() as i64),
@@ -680,17 +715,21 @@ impl Vproc {
             return Err(EBADF);
         }
         match &f.kind {
-            FileKind::Stdin => {
+            // Reading fd 1/2 of a terminal reads the terminal.
+            FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
                 if at.is_some() {
                     return Err(ESPIPE);
                 }
-                self.stdio.read(data)
-            }
-            FileKind::Stdout | FileKind::Stderr => {
-                if at.is_some() {
-                    return Err(ESPIPE);
+                if let Some(k) = self.k.clone() {
+                    // Wait in the process table, not on the vCPU thread.
+                    if !data.is_empty() && !self.stdio.readable(Some((self.pid, k))) {
+                        if f.flags & files::O_NONBLOCK != 0 {
+                            return Err(EAGAIN);
+                        }
+                        drop(f);
+                        return self.block_on(None).map(|_| 0);
+                    }
                 }
-                // Reading fd 1/2 of a terminal reads the terminal.
                 self.stdio.read(data)
             }
             FileKind::PipeRead(p) => {
@@ -704,11 +743,12 @@ impl Vproc {
                         return Ok(0);
                     }
                     // Alone, nobody else can ever fill it while we wait.
-                    return match &self.k {
+                    return match self.k.clone() {
                         Some(k) if !nonblock => {
-                            p.wait(self.pid, k.clone());
-                            self.block = Some(super::kernel::Wait::Event);
-                            Err(EBLOCK)
+                            p.wait(self.pid, k);
+                            drop(p);
+                            drop(f);
+                            self.block_on(None).map(|_| 0)
                         }
                         _ => Err(EAGAIN),
                     };
@@ -739,19 +779,105 @@ impl Vproc {
     }
 
     fn sys_sendfile(&mut self, out: i64, inp: i64, off: u64, count: usize) -> R {
-        let mut data = vec![0u8; count.min(1 << 20)];
-        let n = if off != 0 {
-            let pos = self.mm.read_u64(off)?;
-            let n = self.read_fd(inp, &mut data, Some(pos))?;
-            self.mm.write_u64(off, pos.wrapping_add(n as u64))?;
-            n
+        let ofile = self.fds.get(out)?.file.clone();
+        let ifile = self.fds.get(inp)?.file.clone();
+        // Both ends are checked before anything moves.
+        {
+            let of = ofile.borrow();
+            if of.flags & files::O_ACCMODE == 0 && !matches!(of.kind, FileKind::Stdin)
+            {
+                return Err(EBADF);
+            }
+            let inf = ifile.borrow();
+            if inf.flags & files::O_ACCMODE == files::O_WRONLY {
+                return Err(EBADF);
+            }
+            if matches!(inf.kind, FileKind::Inode(ino) if self.is_dir(ino)) {
+                return Err(EINVAL);
+            }
+        }
+        let pos = if off != 0 {
+            let p = self.mm.read_u64(off)?;
+            if (p as i64) < 0 {
+                return Err(EINVAL);
+            }
+            Some(p)
         } else {
-            self.read_fd(inp, &mut data, None)?
+            None
         };
+        if count == 0 {
+            return Ok(0);
+        }
+        // Read no more than the output takes now, so nothing read is lost.
+        let of = ofile.borrow();
+        let limit = match (&of.kind, self.k.clone()) {
+            (FileKind::PipeWrite(p), Some(k)) => {
+                let mut p = p.borrow_mut();
+                let room = files::PIPE_CAPACITY.saturating_sub(p.buf.len());
+                if p.readers > 0 && room == 0 {
+                    if of.flags & files::O_NONBLOCK != 0 {
+                        return Err(EAGAIN);
+                    }
+                    p.wait(self.pid, k);
+                    drop(p);
+                    drop(of);
+                    return self.block_on(None);
+                }
+                room.max(1)
+            }
+            _ => 1 << 20,
+        };
+        drop(of);
+        let mut data = vec![0u8; count.min(limit).min(1 << 20)];
+        let n = self.read_fd(inp, &mut data, pos)?;
         if n == 0 {
             return Ok(0);
         }
-        self.write_fd(out, &data[..n])
+        // A pipe written by another vproc meanwhile may take less: what it
+        // does not take goes back where it came from.
+        let w = match self.write_fd_as(out, &data[..n], true) {
+            Ok(w) => w as usize,
+            Err(EAGAIN) if ofile.borrow().flags & files::O_NONBLOCK == 0 => {
+                // Not even part of it fits now: undo the read, then wait.
+                self.unread(&ifile, pos, &data[..n]);
+                let Some(k) = self.k.clone() else {
+                    return Err(EAGAIN);
+                };
+                if let FileKind::PipeWrite(p) = &ofile.borrow().kind {
+                    p.borrow_mut().wait(self.pid, k);
+                }
+                return self.block_on(None);
+            }
+            Err(e) => {
+                self.unread(&ifile, pos, &data[..n]);
+                return Err(e);
+            }
+        };
+        if w < n {
+            self.unread(&ifile, pos, &data[w..n]);
+        }
+        if let Some(p) = pos {
+            self.mm.write_u64(off, p + w as u64)?;
+        }
+        Ok(w as i64)
+    }
+
+    /// Give back bytes read from `file` that could not be written on
+    /// (sendfile): the offset goes back, or a pipe gets them back in front.
+    fn unread(&mut self, file: &Shared<OpenFile>, pos: Option<u64>, back: &[u8]) {
+        let mut f = file.borrow_mut();
+        match &f.kind {
+            FileKind::PipeRead(p) => {
+                let mut p = p.borrow_mut();
+                for &b in back.iter().rev() {
+                    p.buf.push_front(b);
+                }
+            }
+            FileKind::Inode(_) if pos.is_none() => {
+                f.pos = f.pos.saturating_sub(back.len() as u64);
+            }
+            _ => {}
+        }
     }
 
     fn iovecs(&mut self, iov: u64, cnt: u64) -> Result<Vec<(u64, usize)>, i64> {
@@ -1205,44 +1331,6 @@ impl Vproc {
         Ok(0)
     }
 
-    fn sys_poll(&mut self, fds: u64, n: u64) -> R {
-        if n > 1024 {
-            return Err(EINVAL);
-        }
-        let mut b = self.mm.read_vec(fds, 8 * n as usize)?;
-        let mut ready = 0;
-        for c in b.chunks_mut(8) {
-            let fd = i32::from_le_bytes(c[..4].try_into().expect("4"));
-            let ev = u16::from_le_bytes([c[4], c[5]]);
-            let re = if fd < 0 {
-                0
-            } else if self.fds.get(fd as i64).is_err() {
-                0x20 // POLLNVAL
-            } else {
-                ev & 0x5 // POLLIN | POLLOUT: always ready
-            };
-            c[6..8].copy_from_slice(&re.to_le_bytes());
-            if re != 0 {
-                ready += 1;
-            }
-        }
-        self.mm.write(fds, &b)?;
-        Ok(ready)
-    }
-
-    fn sys_select(&mut self, n: i64, r: u64, w: u64) -> R {
-        // Everything is ready: count the bits that are set.
-        let bytes = (n.clamp(0, 1024) as usize).div_ceil(8);
-        let mut total = 0;
-        for set in [r, w] {
-            if set != 0 {
-                let b = self.mm.read_vec(set, bytes)?;
-                total += b.iter().map(|x| x.count_ones() as i64).sum::<i64>();
-            }
-        }
-        Ok(total)
-    }
-
     fn sys_mmap(&mut self, a: [u64; 6]) -> R {
         let (addr, len, prot, flags, fd, off) =
             (a[0], a[1], a[2] as u32, a[3] as u32, a[4] as i64, a[5]);
@@ -1466,71 +1554,6 @@ impl Vproc {
             }
             _ => Err(EINVAL),
         }
-    }
-
-    fn sys_futex(&mut self, a: [u64; 6]) -> R {
-        let op = a[1] & 0x7f;
-        match op {
-            0 | 9 => {
-                // FUTEX_WAIT: nobody else can wake us.
-                let mut b = [0u8; 4];
-                self.mm.read(a[0], &mut b)?;
-                if u32::from_le_bytes(b) != a[2] as u32 {
-                    Err(EAGAIN)
-                } else {
-                    Err(ETIMEDOUT)
-                }
-            }
-            1 | 10 => Ok(0),
-            _ => Err(ENOSYS),
-        }
-    }
-
-    fn sleep(&mut self, d: Duration) -> R {
-        let end = std::time::Instant::now() + d.min(Duration::from_secs(3600));
-        if self.k.is_some() {
-            // The vCPU runs others meanwhile; a signal cuts the sleep short.
-            if !d.is_zero() {
-                self.block = Some(super::kernel::Wait::Until(end));
-            }
-            return Ok(0);
-        }
-        loop {
-            let left = end.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Ok(0);
-            }
-            std::thread::sleep(left.min(Duration::from_millis(50)));
-            if self.stdio.interrupt_pending() {
-                // The debugger runs, then the sleep restarts (in full).
-                return Err(ERESTART);
-            }
-        }
-    }
-
-    fn read_timespec(&mut self, p: u64) -> Result<Duration, i64> {
-        let s = self.mm.read_u64(p)? as i64;
-        let ns = self.mm.read_u64(p + 8)? as i64;
-        if s < 0 || !(0..1_000_000_000).contains(&ns) {
-            return Err(EINVAL);
-        }
-        Ok(Duration::new(s as u64, ns as u32))
-    }
-
-    fn sys_nanosleep(&mut self, req: u64, _rem: u64) -> R {
-        let d = self.read_timespec(req)?;
-        self.sleep(d)
-    }
-
-    fn sys_clock_nanosleep(&mut self, clock: i32, flags: u64, req: u64, _rem: u64) -> R {
-        let d = self.read_timespec(req)?;
-        let d = if flags & 1 != 0 {
-            let (s, ns) = now(clock);
-            d.saturating_sub(Duration::new(s, ns as u32))
-        } else {
-            d
-        };
-        self.sleep(d)
     }
 
     /// Report whether the inode is a character device (for tests).
