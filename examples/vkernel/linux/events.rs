@@ -144,7 +144,10 @@ fn clock_now(clock: i32) -> Duration {
     // SAFETY: ts is a valid timespec the call fills; an unsupported clock
     // id only makes it fail, and then ts stays zero.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 impl Vproc {
@@ -175,9 +178,7 @@ impl Vproc {
         } else {
             // Alone: nobody else runs; sleep a little on the host and try
             // again (a Ctrl-C interrupts through the kicker).
-            let left = deadline.map_or(ALONE_POLL, |d| {
-                d.saturating_duration_since(Instant::now())
-            });
+            let left = deadline.map_or(ALONE_POLL, |d| d.saturating_duration_since(Instant::now()));
             std::thread::sleep(left.min(ALONE_POLL));
         }
         Err(EBLOCK)
@@ -461,10 +462,9 @@ impl Vproc {
         let r = self.select_common(a[0] as i32 as i64, [a[1], a[2], a[3]], t, None);
         if a[4] != 0 && r.is_ok() {
             // Linux writes back the time left.
-            let left = self
-                .call
-                .deadline
-                .map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
+            let left = self.call.deadline.map_or(Duration::ZERO, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
             self.mm.write(a[4], &encode_timeval(left))?;
         }
         r
@@ -687,14 +687,23 @@ impl Vproc {
 
     /// Arm (or disarm, None) ITIMER_REAL: (value, interval). Returns what
     /// was left of the previous one.
-    fn set_itimer_real(&mut self, arm: Option<(Duration, Duration)>) -> Option<(Duration, Duration)> {
+    fn set_itimer_real(
+        &mut self,
+        arm: Option<(Duration, Duration)>,
+    ) -> Option<(Duration, Duration)> {
         let now = Instant::now();
         let new = arm.map(|(v, i)| (now + v, i));
         let old = match &self.k {
             Some(k) => k.swap_itimer(self.pid, |t| std::mem::replace(&mut t.real, new)),
             None => std::mem::replace(&mut self.itimers.real, new),
         };
-        old.map(|(d, i)| (d.saturating_duration_since(now).max(Duration::from_micros(1)), i))
+        old.map(|(d, i)| {
+            (
+                d.saturating_duration_since(now)
+                    .max(Duration::from_micros(1)),
+                i,
+            )
+        })
     }
 
     /// Arm ITIMER_VIRTUAL (0) or ITIMER_PROF (1) on the CPU time.
@@ -727,8 +736,13 @@ impl Vproc {
             None => self.itimers,
         };
         if which == 0 {
-            t.real
-                .map(|(d, i)| (d.saturating_duration_since(now).max(Duration::from_micros(1)), i))
+            t.real.map(|(d, i)| {
+                (
+                    d.saturating_duration_since(now)
+                        .max(Duration::from_micros(1)),
+                    i,
+                )
+            })
         } else {
             let used = self.k.as_ref().map_or(0, |k| k.cpu_time(self.pid));
             t.cpu[which - 1].map(|(due, i)| {

@@ -449,7 +449,10 @@ impl Kernel {
                 }
             }
         }
-        if t.procs.values().any(|e| e.itimers.cpu.iter().any(Option::is_some)) {
+        if t.procs
+            .values()
+            .any(|e| e.itimers.cpu.iter().any(Option::is_some))
+        {
             // Bring the running vprocs' CPU time up to date.
             let ns = self.now();
             for c in 0..t.sched.nr_cpus() {
@@ -712,8 +715,11 @@ impl Kernel {
         if pid == t.init {
             t.exit = Some((status, body.death.clone()));
             self.done.store(true, Ordering::SeqCst);
-            for c in 0..self.kickers.len() {
-                self.kick(t, c);
+            // Every vCPU must see it, also one that entered its vproc a
+            // moment ago (a kick outside KVM_RUN makes the next entry exit
+            // at once, so none is lost).
+            for kk in &self.kickers {
+                kk.kick();
             }
             self.notify();
             return;
@@ -926,12 +932,17 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
         if let Some(w) = k.ticker.lock().unwrap().as_ref() {
             w.wake();
         }
-        for (c, kk) in k.kickers.iter().enumerate() {
-            if k.deep_in_guest(c) {
+        // Kick until every vCPU thread is out: one kick can be lost when it
+        // lands while its vCPU thread clears the previous one (seen on our
+        // PVM hosts under load), and a vproc that never traps would then
+        // hold its vCPU forever.
+        while handles.iter().any(|h| !h.is_finished()) {
+            for kk in &k.kickers {
                 kk.kick();
             }
+            k.notify();
+            std::thread::sleep(Duration::from_millis(2));
         }
-        k.notify();
         for h in handles {
             results.push(h.join().unwrap_or_else(|_| {
                 Err(VprocError::Run(RunError::Broken(

@@ -277,7 +277,8 @@ impl ConsoleStdio {
                         _ => {}
                     }
                     // Wake waiting readers outside every lock.
-                    let w = std::mem::take(&mut *sh.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+                    let w =
+                        std::mem::take(&mut *sh.waiters.lock().unwrap_or_else(|e| e.into_inner()));
                     super::files::wake_all(w);
                     if sh.stop.load(Ordering::SeqCst) {
                         ControlFlow::Break(())
@@ -369,7 +370,11 @@ impl Stdio for ConsoleStdio {
         if let Some((pid, w)) = waiter {
             // Registered while the input is locked: the console thread
             // adds input under that lock and wakes the waiters after it.
-            let mut ws = self.shared.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ws = self
+                .shared
+                .waiters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if !ws.iter().any(|(p, _)| *p == pid) {
                 ws.push((pid, w));
             }

@@ -651,7 +651,11 @@ impl Vproc {
                         pid: self.pid,
                         ..Default::default()
                     });
-                    return if done > 0 { Ok(done as i64) } else { Err(EPIPE) };
+                    return if done > 0 {
+                        Ok(done as i64)
+                    } else {
+                        Err(EPIPE)
+                    };
                 }
                 let rest = &data[done..];
                 let Some(k) = self.k.clone() else {
@@ -668,7 +672,11 @@ impl Vproc {
                 };
                 if !fits && !rest.is_empty() {
                     if nonblock {
-                        return if done > 0 { Ok(done as i64) } else { Err(EAGAIN) };
+                        return if done > 0 {
+                            Ok(done as i64)
+                        } else {
+                            Err(EAGAIN)
+                        };
                     }
                     p.wait(self.pid, k);
                     drop(p);
@@ -784,8 +792,7 @@ impl Vproc {
         // Both ends are checked before anything moves.
         {
             let of = ofile.borrow();
-            if of.flags & files::O_ACCMODE == 0 && !matches!(of.kind, FileKind::Stdin)
-            {
+            if of.flags & files::O_ACCMODE == 0 && !matches!(of.kind, FileKind::Stdin) {
                 return Err(EBADF);
             }
             let inf = ifile.borrow();
