@@ -205,7 +205,13 @@ fn find_program(path: &str, fs: &Arc<Fs>) -> Result<(Image, String), MainError> 
                         why: host_err.to_string(),
                     })
                 }
-                Err(e) if e == linux::fs::errno::ENOENT || e == linux::fs::errno::ENOTDIR => {
+                Err(e) if e == linux::fs::errno::ENOTDIR => {
+                    return Err(cannot(
+                        "Not a directory in the disk image (a component of the path is a file)"
+                            .into(),
+                    ))
+                }
+                Err(e) if e == linux::fs::errno::ENOENT => {
                     return Err(cannot(format!(
                         "{host_err} (give a host path, or a path inside the --disk image)"
                     )))
