@@ -14,8 +14,11 @@
 //! on `--cpus` vCPU threads with timer preemption; `--max-procs` bounds
 //! their number (fork beyond it fails with EAGAIN).
 //!
-//! PROGRAM is a path on the host (read directly); if it is not there and a
-//! `--disk` image is given, it is looked up in the image. The vproc's
+//! PROGRAM is a path on the host; if it is not there and a `--disk` image
+//! is given, it is looked up in the image. Only its ELF headers and loaded
+//! segments are read. Like a shell, vkernel exits 127 when PROGRAM is
+//! missing and 126 when it cannot run it (a directory, not a regular file,
+//! no execute bit, unreadable, not a static x86-64 ELF). The vproc's
 //! filesystem is the tar image (read-only), plus `/dev/null` and
 //! `/dev/zero`. Build an image with `tar -cf fs.tar -C DIR .` or with
 //! `mkimage`. Standard input and output go through the Console driver;

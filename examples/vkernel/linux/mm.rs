@@ -94,6 +94,9 @@ impl MmError {
     }
 }
 
+/// Fills a buffer with the data of [`Mm::load_area_from`] at an offset.
+pub type ReadData<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), MmError> + 'a;
+
 /// What an area is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmaKind {
@@ -573,7 +576,7 @@ impl Mm {
         kind: VmaKind,
         data_off: u64,
         data_len: u64,
-        read: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), MmError>,
+        read: &mut ReadData<'_>,
     ) -> Result<(), MmError> {
         let data_start = start.checked_add(data_off).ok_or(MmError::Invalid)?;
         let data_end = data_start.checked_add(data_len).ok_or(MmError::Invalid)?;
