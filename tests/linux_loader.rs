@@ -232,6 +232,13 @@ fn program_checks_and_exit_codes_match_a_shell() {
         );
     }
 
+    // A FIFO or a device as the disk image is refused, not waited on.
+    for disk in [d("fifo"), "/dev/zero".into(), d("subdir")] {
+        let r = vk_cli(&["run", "--disk", &disk, &d("noexec")], None);
+        assert_eq!(r.status, 1, "--disk {disk}: {r:?}");
+        assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
+    }
+
     // Unreadable but executable: run as an unprivileged user (root reads
     // everything), which can still reach the binary and the file.
     std::fs::write(d("unreadable"), &elf).unwrap();

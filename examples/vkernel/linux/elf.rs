@@ -410,4 +410,43 @@ mod tests {
             Err(ElfError::Truncated { .. })
         ));
     }
+
+    /// A 1 TiB file whose first bytes are an ELF: only its headers are
+    /// read, in small pieces.
+    struct Huge(Vec<u8>, std::cell::Cell<u64>);
+
+    impl ReadAt for Huge {
+        fn size(&self) -> u64 {
+            1 << 40
+        }
+        fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+            self.1.set(self.1.get() + buf.len() as u64);
+            buf.fill(0);
+            if let Some(src) = self.0.get(offset as usize..) {
+                let n = src.len().min(buf.len());
+                buf[..n].copy_from_slice(&src[..n]);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_headers_are_read_and_tables_are_capped() {
+        let f = Huge(tiny_elf(&[0x90]), Default::default());
+        let e = Elf::read(&f).unwrap();
+        assert_eq!(e.segments.len(), 1);
+        assert!(f.1.get() <= 64 + 56, "read {} bytes", f.1.get());
+        // 65535 program headers: more than 64 KiB of table.
+        let mut t = tiny_elf(&[0x90]);
+        t[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
+        let f = Huge(t, Default::default());
+        assert!(matches!(Elf::read(&f), Err(ElfError::Bad(_))));
+        assert!(f.1.get() <= 64);
+        // A segment's file bytes must lie within the file.
+        let mut t = tiny_elf(&[0x90]);
+        t[64 + 32..64 + 40].copy_from_slice(&(1u64 << 41).to_le_bytes());
+        t[64 + 40..64 + 48].copy_from_slice(&(1u64 << 41).to_le_bytes());
+        let f = Huge(t, Default::default());
+        assert!(matches!(Elf::read(&f), Err(ElfError::Truncated { .. })));
+    }
 }
