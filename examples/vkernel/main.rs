@@ -14,8 +14,11 @@
 //! on `--cpus` vCPU threads with timer preemption; `--max-procs` bounds
 //! their number (fork beyond it fails with EAGAIN).
 //!
-//! PROGRAM is a path on the host (read directly); if it is not there and a
-//! `--disk` image is given, it is looked up in the image. The vproc's
+//! PROGRAM is a path on the host; if it is not there and a `--disk` image
+//! is given, it is looked up in the image. Only its ELF headers and loaded
+//! segments are read. Like a shell, vkernel exits 127 when PROGRAM is
+//! missing and 126 when it cannot run it (a directory, not a regular file,
+//! no execute bit, unreadable, not a static x86-64 ELF). The vproc's
 //! filesystem is the tar image (read-only), plus `/dev/null` and
 //! `/dev/zero`. Build an image with `tar -cf fs.tar -C DIR .` or with
 //! `mkimage`. Standard input and output go through the Console driver;
@@ -25,13 +28,16 @@
 
 mod linux;
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use vkernel::core::prelude::*;
 use vkernel::devices::Disk;
 
+use linux::exec::Image;
 use linux::fs::Fs;
 use linux::kernel::{self, Options as KernelOptions};
 use linux::stdio::ConsoleStdio;
@@ -129,6 +135,8 @@ enum MainError {
     Vproc(#[from] linux::VprocError),
     #[error("{path}: {why} (give a host path, or a path inside the --disk image)")]
     NotFound { path: String, why: String },
+    #[error("{path}: {why}")]
+    CannotRun { path: String, why: String },
 }
 
 fn demo_image() -> Vec<u8> {
@@ -151,26 +159,143 @@ Try: cargo run --release --example vkernel -- run /bin/busybox echo hi\n";
     linux::elf::tiny_elf(&code)
 }
 
-fn load_program(path: &str, fs: &Fs) -> Result<Vec<u8>, MainError> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(b),
+/// Find PROGRAM: a host path first, else (when it is not there) a path in
+/// the disk image. Like a shell: a missing program is `NotFound` (127); a
+/// directory, a file that is not regular (a FIFO, a device), one without an
+/// execute bit or one that cannot be read is `CannotRun` (126). Nothing is
+/// read yet; the loader reads the ELF headers and segments on demand.
+fn find_program(path: &str, fs: &Arc<Fs>) -> Result<(Image, String), MainError> {
+    let cannot = |why: String| MainError::CannotRun {
+        path: path.to_string(),
+        why,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            check_host_program(path, &meta).map_err(cannot)?;
+            // O_NONBLOCK: should the file have become a FIFO since the
+            // check, opening it does not hang (fstat refuses it below).
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(path)
+                .map_err(|e| cannot(format!("cannot read it: {e}; check its permissions")))?;
+            let meta = file
+                .metadata()
+                .map_err(|e| cannot(format!("cannot stat it: {e}")))?;
+            check_host_program(path, &meta).map_err(cannot)?;
+            let exe = std::fs::canonicalize(path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| path.to_string());
+            let image = Image::Host {
+                file: Arc::new(file),
+                size: meta.len(),
+            };
+            Ok((image, exe))
+        }
         Err(host_err) => {
-            let ino = fs
-                .resolve(linux::fs::ROOT, path.as_bytes(), true)
-                .map_err(|_| MainError::NotFound {
-                    path: path.to_string(),
-                    why: host_err.to_string(),
-                })?;
-            let size = fs.inode(ino).size as usize;
-            let mut b = vec![0u8; size];
-            let n = fs.read(ino, 0, &mut b).map_err(|e| MainError::NotFound {
-                path: path.to_string(),
-                why: format!("cannot read it from the image (errno {e})"),
-            })?;
-            b.truncate(n);
-            Ok(b)
+            let host_errno = host_err.raw_os_error();
+            if !matches!(host_errno, Some(libc::ENOENT | libc::ENOTDIR)) {
+                return Err(cannot(format!("{host_err}; check its permissions")));
+            }
+            let in_image = fs.resolve(linux::fs::ROOT, path.as_bytes(), true);
+            let ino = match in_image {
+                Ok(ino) => ino,
+                // As a shell: only "no such file" is 127 ("not a
+                // directory" is 126).
+                Err(e) if e == linux::fs::errno::ENOENT && host_errno == Some(libc::ENOENT) => {
+                    return Err(MainError::NotFound {
+                        path: path.to_string(),
+                        why: host_err.to_string(),
+                    })
+                }
+                Err(e) if e == linux::fs::errno::ENOTDIR => {
+                    return Err(cannot(
+                        "Not a directory in the disk image (a component of the path is a file)"
+                            .into(),
+                    ))
+                }
+                Err(e) if e == linux::fs::errno::ENOENT => {
+                    return Err(cannot(format!(
+                        "{host_err} (give a host path, or a path inside the --disk image)"
+                    )))
+                }
+                Err(e) => {
+                    return Err(cannot(format!(
+                        "cannot look it up in the disk image (errno {e}, e.g. a symlink loop)"
+                    )))
+                }
+            };
+            let node = fs.inode(ino);
+            match node.kind {
+                linux::fs::Kind::File { .. } => {}
+                linux::fs::Kind::Dir(_) => {
+                    return Err(cannot(
+                        "is a directory in the disk image; give the path of a program file".into(),
+                    ))
+                }
+                _ => {
+                    return Err(cannot(
+                        "is not a regular file in the disk image; give the path of a program file"
+                            .into(),
+                    ))
+                }
+            }
+            if node.mode & 0o111 == 0 {
+                return Err(cannot(format!(
+                    "permission denied: it has no execute bit in the disk image (mode {:o}); \
+                     rebuild the image after `chmod +x` on the file",
+                    node.mode & 0o7777
+                )));
+            }
+            Ok((
+                Image::Disk {
+                    fs: fs.clone(),
+                    ino,
+                },
+                path.to_string(),
+            ))
         }
     }
+}
+
+/// Why the host file `path` with `meta` cannot be run, if so.
+fn check_host_program(path: &str, meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        return Err("is a directory; give the path of a program file".into());
+    }
+    if !t.is_file() {
+        let what = if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "is {what}, not a regular file; vkernel runs programs from regular files"
+        ));
+    }
+    let c = std::ffi::CString::new(path).map_err(|_| "the path contains a NUL byte".to_string())?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call;
+    // access() only reads it.
+    if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        let mode = meta.permissions().mode() & 0o7777;
+        if e.raw_os_error() == Some(libc::EACCES) {
+            return Err(format!(
+                "permission denied: the file is not executable (mode {mode:o}); \
+                 make it executable with `chmod +x {path}`"
+            ));
+        }
+        return Err(format!("cannot execute it: {e} (mode {mode:o})"));
+    }
+    Ok(())
 }
 
 fn run(
@@ -179,16 +304,16 @@ fn run(
     image: Option<Vec<u8>>,
     args: Vec<String>,
 ) -> Result<ExitStatus, MainError> {
-    let fs = match &opts.disk {
+    let fs = Arc::new(match &opts.disk {
         Some(p) => {
             eprintln!("vkernel: mounting {} ...", p.display());
             Fs::mount(Disk::open_read_only(p)?)?
         }
         None => Fs::empty(),
-    };
-    let image = match image {
-        Some(i) => i,
-        None => load_program(&path, &fs)?,
+    });
+    let (image, exe) = match image {
+        Some(i) => (Image::Bytes(Arc::new(i)), path.clone()),
+        None => find_program(&path, &fs)?,
     };
     let cpus = opts.cpus.clamp(1, 64);
     let machine = Machine::builder()
@@ -206,11 +331,8 @@ fn run(
         envp.push(format!("TERM={t}").into_bytes());
     }
     envp.extend(opts.env.iter().map(|e| e.clone().into_bytes()));
-    let exe = std::fs::canonicalize(&path)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| path.clone());
     let cfg = Config {
-        image,
+        image: Vec::new(),
         exe,
         path: path.clone(),
         argv,
@@ -218,7 +340,7 @@ fn run(
         fault_around: opts.fault_around,
         trace: opts.trace,
     };
-    let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio))?;
+    let vp = Vproc::load_from(&machine, cfg, image, fs, Box::new(stdio))?;
     let kopts = KernelOptions {
         cpus,
         max_procs: opts.max_procs.max(1),
@@ -307,6 +429,7 @@ fn main() -> ExitCode {
             eprintln!("vkernel: {e}");
             let code = match e {
                 MainError::NotFound { .. } => 127,
+                MainError::CannotRun { .. } => 126,
                 MainError::Vproc(linux::VprocError::Elf { .. }) => 126,
                 _ => 1,
             };

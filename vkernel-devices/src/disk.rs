@@ -25,7 +25,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -157,16 +157,19 @@ impl Disk {
             path: path.clone(),
             source,
         };
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is
+        // refused just below); it changes nothing for a regular file.
         let file = OpenOptions::new()
             .read(true)
             .write(!options.read_only)
+            .custom_flags(libc::O_NONBLOCK)
             .open(&path)
             .map_err(open_err)?;
         let meta = file.metadata().map_err(open_err)?;
         if !meta.is_file() {
             return Err(open_err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "not a regular file",
+                "not a regular file (give an image file, e.g. a tar archive)",
             )));
         }
         Ok(Disk {

@@ -8,6 +8,10 @@
 /// Load address of static-PIE programs (Linux's `ELF_ET_DYN_BASE` shape).
 pub const PIE_BASE: u64 = 0x5555_5555_4000;
 
+/// Segments must end below this address (the top of the user range,
+/// where vkernel keeps its trampoline page).
+pub const USER_LIMIT: u64 = 0x7fff_0000_0000;
+
 const PT_LOAD: u32 = 1;
 const PT_INTERP: u32 = 3;
 const PT_PHDR: u32 = 6;
@@ -62,6 +66,9 @@ pub enum ElfError {
     /// Something in the headers makes no sense.
     #[error("bad ELF header: {0}")]
     Bad(&'static str),
+    /// The file could not be read.
+    #[error("cannot read the file: {0}")]
+    Io(String),
 }
 
 /// One loadable segment.
@@ -101,11 +108,13 @@ fn u16_at(b: &[u8], off: usize) -> u16 {
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
-    u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(w)
 }
 
 fn machine_name(m: u16) -> &'static str {
@@ -123,12 +132,73 @@ fn machine_name(m: u16) -> &'static str {
     }
 }
 
+/// Largest program header table accepted (Linux's limit too).
+pub const MAX_PHDR_BYTES: u64 = 64 << 10;
+/// Longest interpreter path read for the "dynamically linked" message.
+const MAX_INTERP: u64 = 4096;
+
+/// Random access to the bytes of an executable file. The loader reads only
+/// the ELF header, the program headers and the loaded segments through it,
+/// never the whole file.
+pub trait ReadAt {
+    /// The file's size in bytes.
+    fn size(&self) -> u64;
+    /// Fill `buf` with the bytes at `offset`; an error (a message) when the
+    /// file is shorter or cannot be read.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String>;
+}
+
+impl ReadAt for [u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= self.len() as u64)
+            .ok_or_else(|| {
+                format!(
+                    "{} bytes at offset {offset} reach past the end of the {}-byte file",
+                    buf.len(),
+                    self.len()
+                )
+            })?;
+        buf.copy_from_slice(&self[offset as usize..end as usize]);
+        Ok(())
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        self[..].read_exact_at(offset, buf)
+    }
+}
+
+fn read_exact(f: &(impl ReadAt + ?Sized), offset: u64, len: u64) -> Result<Vec<u8>, ElfError> {
+    let mut b = vec![0u8; len as usize];
+    f.read_exact_at(offset, &mut b).map_err(ElfError::Io)?;
+    Ok(b)
+}
+
 impl Elf {
-    /// Parse `file`.
+    /// Parse an ELF file held in memory.
     pub fn parse(file: &[u8]) -> Result<Elf, ElfError> {
-        let have = file.len() as u64;
+        Elf::read(file)
+    }
+
+    /// Parse the ELF file `f`, reading only its header and program headers
+    /// (at most 64 + [`MAX_PHDR_BYTES`] bytes, plus a short interpreter
+    /// name for the error message of a dynamic program).
+    pub fn read(f: &(impl ReadAt + ?Sized)) -> Result<Elf, ElfError> {
+        let have = f.size();
+        let file = read_exact(f, 0, have.min(64))?;
         if file.len() < 4 || &file[..4] != b"\x7fELF" {
-            if file.len() < 4 && b"\x7fELF".starts_with(file) && !file.is_empty() {
+            if file.len() < 4 && b"\x7fELF".starts_with(&file) && !file.is_empty() {
                 return Err(ElfError::Truncated {
                     what: "the ELF header",
                     need: 64,
@@ -150,7 +220,7 @@ impl Elf {
                 data: file[5],
             });
         }
-        let machine = u16_at(file, 18);
+        let machine = u16_at(&file, 18);
         if machine != 62 {
             return Err(ElfError::NotX86_64 {
                 machine,
@@ -164,14 +234,14 @@ impl Elf {
                 have,
             });
         }
-        let etype = u16_at(file, 16);
+        let etype = u16_at(&file, 16);
         if etype != 2 && etype != 3 {
             return Err(ElfError::NotExecutable(etype));
         }
-        let entry = u64_at(file, 24);
-        let phoff = u64_at(file, 32);
-        let phentsize = u16_at(file, 54) as u64;
-        let phnum = u16_at(file, 56) as u64;
+        let entry = u64_at(&file, 24);
+        let phoff = u64_at(&file, 32);
+        let phentsize = u16_at(&file, 54) as u64;
+        let phnum = u16_at(&file, 56) as u64;
         if phnum == 0 {
             return Err(ElfError::Bad("no program headers"));
         }
@@ -180,9 +250,14 @@ impl Elf {
                 "program header entries are smaller than 56 bytes",
             ));
         }
-        let ph_end = phnum
-            .checked_mul(phentsize)
-            .and_then(|n| n.checked_add(phoff))
+        let ph_size = phnum * phentsize;
+        if ph_size > MAX_PHDR_BYTES {
+            return Err(ElfError::Bad(
+                "the program header table is larger than 64 KiB",
+            ));
+        }
+        let ph_end = phoff
+            .checked_add(ph_size)
             .ok_or(ElfError::Bad("program header table overflows"))?;
         if ph_end > have {
             return Err(ElfError::Truncated {
@@ -191,23 +266,25 @@ impl Elf {
                 have,
             });
         }
+        let table = read_exact(f, phoff, ph_size)?;
         let bias = if etype == 3 { PIE_BASE } else { 0 };
         let mut segments = Vec::new();
         let mut phdr_va = None;
         let mut exec_stack = false;
         for i in 0..phnum {
-            let o = (phoff + i * phentsize) as usize;
-            let p_type = u32_at(file, o);
-            let flags = u32_at(file, o + 4);
-            let offset = u64_at(file, o + 8);
-            let vaddr = u64_at(file, o + 16);
-            let filesz = u64_at(file, o + 32);
-            let memsz = u64_at(file, o + 40);
+            let o = (i * phentsize) as usize;
+            let p_type = u32_at(&table, o);
+            let flags = u32_at(&table, o + 4);
+            let offset = u64_at(&table, o + 8);
+            let vaddr = u64_at(&table, o + 16);
+            let filesz = u64_at(&table, o + 32);
+            let memsz = u64_at(&table, o + 40);
             match p_type {
                 PT_INTERP => {
-                    let end = offset.saturating_add(filesz).min(have) as usize;
-                    let start = (offset as usize).min(end);
-                    let s = String::from_utf8_lossy(&file[start..end])
+                    let start = offset.min(have);
+                    let len = filesz.min(have - start).min(MAX_INTERP);
+                    let name = read_exact(f, start, len)?;
+                    let s = String::from_utf8_lossy(&name)
                         .trim_end_matches('\0')
                         .to_string();
                     return Err(ElfError::Dynamic(s));
@@ -236,7 +313,7 @@ impl Elf {
                     let vend = va
                         .checked_add(memsz)
                         .ok_or(ElfError::Bad("segment address overflows"))?;
-                    if vend > 0x7fff_0000_0000 || va < 0x1000 {
+                    if vend > USER_LIMIT || va < 0x1000 {
                         return Err(ElfError::Bad("segment outside the user address range"));
                     }
                     if memsz > 0 {
@@ -332,5 +409,44 @@ mod tests {
             Elf::parse(&tiny_elf(&[0x90])[..100]),
             Err(ElfError::Truncated { .. })
         ));
+    }
+
+    /// A 1 TiB file whose first bytes are an ELF: only its headers are
+    /// read, in small pieces.
+    struct Huge(Vec<u8>, std::cell::Cell<u64>);
+
+    impl ReadAt for Huge {
+        fn size(&self) -> u64 {
+            1 << 40
+        }
+        fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+            self.1.set(self.1.get() + buf.len() as u64);
+            buf.fill(0);
+            if let Some(src) = self.0.get(offset as usize..) {
+                let n = src.len().min(buf.len());
+                buf[..n].copy_from_slice(&src[..n]);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_headers_are_read_and_tables_are_capped() {
+        let f = Huge(tiny_elf(&[0x90]), Default::default());
+        let e = Elf::read(&f).unwrap();
+        assert_eq!(e.segments.len(), 1);
+        assert!(f.1.get() <= 64 + 56, "read {} bytes", f.1.get());
+        // 65535 program headers: more than 64 KiB of table.
+        let mut t = tiny_elf(&[0x90]);
+        t[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
+        let f = Huge(t, Default::default());
+        assert!(matches!(Elf::read(&f), Err(ElfError::Bad(_))));
+        assert!(f.1.get() <= 64);
+        // A segment's file bytes must lie within the file.
+        let mut t = tiny_elf(&[0x90]);
+        t[64 + 32..64 + 40].copy_from_slice(&(1u64 << 41).to_le_bytes());
+        t[64 + 40..64 + 48].copy_from_slice(&(1u64 << 41).to_le_bytes());
+        let f = Huge(t, Default::default());
+        assert!(matches!(Elf::read(&f), Err(ElfError::Truncated { .. })));
     }
 }

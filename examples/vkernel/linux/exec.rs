@@ -8,10 +8,12 @@
 //! copy-on-write references dropped), and the new ELF is loaded as at
 //! boot.
 
+use std::fmt;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use super::elf::Elf;
-use super::fs::Kind;
+use super::elf::{Elf, ElfError, ReadAt};
+use super::fs::{Fs, Kind};
 use super::mm::MmError;
 use super::signal;
 use super::syscalls::errno::*;
@@ -19,6 +21,95 @@ use super::{comm_of, load_image, Config, Vproc};
 
 /// Longest argv + envp accepted (bytes).
 const ARG_MAX: usize = 2 << 20;
+
+/// Longest `#!` line read.
+const SHEBANG_MAX: u64 = 256;
+
+/// Where a program's bytes come from. The loader reads the ELF headers and
+/// the loaded segments from it on demand ([`ReadAt`]); nothing holds a
+/// whole program file in host memory. Cloning is cheap (execve of
+/// `/proc/self/exe` and fork share it).
+#[derive(Clone)]
+pub enum Image {
+    /// Bytes in memory (the built-in demo, programs handed over by tests).
+    Bytes(Arc<Vec<u8>>),
+    /// An open regular file on the host and its size when it was opened.
+    Host {
+        /// The open file (kept open: `/proc/self/exe` runs it again even if
+        /// its path was replaced).
+        file: Arc<std::fs::File>,
+        /// Its size.
+        size: u64,
+    },
+    /// A regular file in the root filesystem image.
+    Disk {
+        /// The filesystem.
+        fs: Arc<Fs>,
+        /// The file's inode.
+        ino: u64,
+    },
+}
+
+impl fmt::Debug for Image {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Image::Bytes(b) => write!(f, "Image::Bytes({} bytes)", b.len()),
+            Image::Host { size, .. } => write!(f, "Image::Host({size} bytes)"),
+            Image::Disk { ino, .. } => write!(f, "Image::Disk(inode {ino})"),
+        }
+    }
+}
+
+impl ReadAt for Image {
+    fn size(&self) -> u64 {
+        match self {
+            Image::Bytes(b) => b.len() as u64,
+            Image::Host { size, .. } => *size,
+            Image::Disk { fs, ino } => fs.inode(*ino).size,
+        }
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        let size = self.size();
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|e| e > size)
+        {
+            return Err(format!(
+                "{} bytes at offset {offset} reach past the end of the {size}-byte file",
+                buf.len()
+            ));
+        }
+        match self {
+            Image::Bytes(b) => b[..].read_exact_at(offset, buf),
+            Image::Host { file, .. } => file.read_exact_at(buf, offset).map_err(|e| {
+                format!(
+                    "reading {} bytes at offset {offset}: {e} (did the file shrink?)",
+                    buf.len()
+                )
+            }),
+            Image::Disk { fs, ino } => match fs.read(*ino, offset, buf) {
+                Ok(n) if n == buf.len() => Ok(()),
+                Ok(n) => Err(format!(
+                    "the disk image gave {n} of {} bytes at offset {offset}",
+                    buf.len()
+                )),
+                Err(e) => Err(format!(
+                    "the disk image failed reading offset {offset} (errno {e})"
+                )),
+            },
+        }
+    }
+}
+
+impl Image {
+    /// The first bytes of the file (up to `n`), for the `#!` check.
+    pub fn head(&self, n: u64) -> Result<Vec<u8>, String> {
+        let mut b = vec![0u8; self.size().min(n) as usize];
+        self.read_exact_at(0, &mut b)?;
+        Ok(b)
+    }
+}
 
 impl Vproc {
     fn user_strings(&mut self, mut p: u64) -> Result<Vec<Vec<u8>>, i64> {
@@ -45,8 +136,8 @@ impl Vproc {
         }
     }
 
-    /// The bytes of the program at `path`.
-    fn exec_file(&self, path: &[u8]) -> Result<(Arc<Vec<u8>>, Vec<u8>), i64> {
+    /// The program at `path` and its absolute path.
+    fn exec_file(&self, path: &[u8]) -> Result<(Image, Vec<u8>), i64> {
         if path == b"/proc/self/exe" {
             return Ok((self.image.clone(), self.exe.clone()));
         }
@@ -60,14 +151,15 @@ impl Vproc {
                 if node.mode & 0o111 == 0 {
                     return Err(EACCES);
                 }
-                let mut b = vec![0u8; node.size as usize];
-                let n = self.fs.read(ino, 0, &mut b)?;
-                b.truncate(n);
                 let mut abs = self.fs.path_of(ino);
                 if abs.is_empty() {
                     abs = path.to_vec();
                 }
-                Ok((Arc::new(b), abs))
+                let image = Image::Disk {
+                    fs: self.fs.clone(),
+                    ino,
+                };
+                Ok((image, abs))
             }
             Err(e) => {
                 if path == &self.boot.exe[..] || path == &self.boot.path[..] {
@@ -86,12 +178,10 @@ impl Vproc {
         let envp = self.user_strings(envp)?;
         let (mut image, mut exe) = self.exec_file(&p)?;
         let mut run_path = p.clone();
-        if image.starts_with(b"#!") {
-            let line_end = image
-                .iter()
-                .position(|&c| c == b'\n')
-                .unwrap_or(image.len());
-            let line = String::from_utf8_lossy(&image[2..line_end.min(256)]).into_owned();
+        let head = image.head(SHEBANG_MAX).map_err(|_| EIO)?;
+        if head.starts_with(b"#!") {
+            let line_end = head.iter().position(|&c| c == b'\n').unwrap_or(head.len());
+            let line = String::from_utf8_lossy(&head[2..line_end]).into_owned();
             let mut parts = line.trim().splitn(2, [' ', '\t']);
             let interp = parts.next().unwrap_or("").as_bytes().to_vec();
             if interp.is_empty() {
@@ -106,11 +196,14 @@ impl Vproc {
             argv = nargv;
             (image, exe) = self.exec_file(&interp)?;
             run_path = interp;
-            if image.starts_with(b"#!") {
+            if image.head(2).map_err(|_| EIO)?.starts_with(b"#!") {
                 return Err(ENOEXEC);
             }
         }
-        let elf = Elf::parse(&image).map_err(|_| ENOEXEC)?;
+        let elf = Elf::read(&image).map_err(|e| match e {
+            ElfError::Io(_) => EIO,
+            _ => ENOEXEC,
+        })?;
         if self.trace {
             eprintln!(
                 "[vk {}] execve {} {:?}",

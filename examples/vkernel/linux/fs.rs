@@ -28,6 +28,16 @@ pub enum FsError {
         /// What the tar reader said.
         source: io::Error,
     },
+    /// An entry of the archive points outside the image.
+    #[error("{path}: entry {entry:?}: {why}; the archive is truncated or corrupt, rebuild it with `tar -cf IMAGE -C DIR .`")]
+    Corrupt {
+        /// The image.
+        path: String,
+        /// The entry's name.
+        entry: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Building an image failed.
     #[error("cannot build image {path}: {source}")]
     Build {
@@ -206,6 +216,14 @@ impl Fs {
                 let entry = entry.map_err(tar_err)?;
                 let name = entry.path_bytes().into_owned();
                 let comps: Vec<Vec<u8>> = components(&name).iter().map(|c| c.to_vec()).collect();
+                if comps.iter().any(|c| c == b"..") {
+                    // What GNU tar does too: a member may not climb out.
+                    log::warn!(
+                        "{path}: skipping entry {:?}: its name contains `..`",
+                        String::from_utf8_lossy(&name)
+                    );
+                    continue;
+                }
                 let h = entry.header();
                 let mode = h.mode().unwrap_or(0o644) & 0o7777;
                 let mtime = h.mtime().unwrap_or(0);
@@ -241,9 +259,19 @@ impl Fs {
                     }
                     continue;
                 } else if et.is_file() || et == tar::EntryType::Continuous {
-                    Kind::File {
-                        offset: entry.raw_file_position(),
+                    let offset = entry.raw_file_position();
+                    let size = entry.size();
+                    if offset.checked_add(size).is_none_or(|end| end > disk.size()) {
+                        return Err(FsError::Corrupt {
+                            path: path.clone(),
+                            entry: String::from_utf8_lossy(&name).into_owned(),
+                            why: format!(
+                                "its {size} bytes at offset {offset} reach past the end of the {}-byte image",
+                                disk.size()
+                            ),
+                        });
                     }
+                    Kind::File { offset }
                 } else {
                     continue;
                 };
@@ -272,8 +300,12 @@ impl Fs {
         for (parent, leaf, target) in hard_links {
             let mut p = b"/".to_vec();
             p.extend_from_slice(&target);
+            // Like Linux: no hard links to directories (they would make
+            // loops of the tree).
             if let Ok(ino) = fs.resolve(ROOT, &p, false) {
-                fs.link(parent, &leaf, ino);
+                if !matches!(fs.inodes[ino as usize].kind, Kind::Dir(_)) {
+                    fs.link(parent, &leaf, ino);
+                }
             }
         }
         fs.disk = Some(disk);
@@ -415,6 +447,47 @@ impl Fs {
             }
             _ => Ok(0),
         }
+    }
+
+    /// Check that the inode table is a consistent tree: every directory
+    /// entry has a proper name (not empty, `.` or `..`, no `/`) and points
+    /// at an existing inode, every directory's parent is a directory, and
+    /// every file's bytes lie inside the image. For tests (fuzzing).
+    pub fn check(&self) -> Result<(), String> {
+        let disk_size = self.disk.as_ref().map_or(0, |d| d.size());
+        let n = self.inodes.len() as u64;
+        for (i, node) in self.inodes.iter().enumerate().skip(1) {
+            if node.ino != i as u64 {
+                return Err(format!("inode {i} says it is {}", node.ino));
+            }
+            match self.inodes.get(node.parent as usize).map(|p| &p.kind) {
+                Some(Kind::Dir(_)) if node.parent != 0 => {}
+                _ => return Err(format!("inode {i}: parent {} is no directory", node.parent)),
+            }
+            match &node.kind {
+                Kind::Dir(m) => {
+                    for (name, &c) in m {
+                        if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/')
+                        {
+                            return Err(format!("directory {i} has an entry named {name:?}"));
+                        }
+                        if c == 0 || c >= n {
+                            return Err(format!("directory {i}: {name:?} -> missing inode {c}"));
+                        }
+                    }
+                }
+                Kind::File { offset } => {
+                    if offset.checked_add(node.size).is_none_or(|e| e > disk_size) {
+                        return Err(format!(
+                            "file {i}: {} bytes at {offset} outside the {disk_size}-byte image",
+                            node.size
+                        ));
+                    }
+                }
+                Kind::Symlink(_) | Kind::CharDev(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// The entries of directory `ino` (including `.` and `..`).

@@ -67,6 +67,9 @@ pub enum MmError {
     /// A vmspace call failed.
     #[error("vmspace: {0}")]
     Vmspace(#[from] VmspaceError),
+    /// The program file could not be read while loading it.
+    #[error("cannot read the program file at offset {0} (did it shrink or change while loading?)")]
+    ProgramRead(u64),
 }
 
 impl From<VptError> for MmError {
@@ -86,9 +89,13 @@ impl MmError {
             MmError::Fault(_) => 14,
             MmError::Invalid => 22,
             MmError::Vpt(_) | MmError::Vmspace(_) => 12,
+            MmError::ProgramRead(_) => 5,
         }
     }
 }
+
+/// Fills a buffer with the data of [`Mm::load_area_from`] at an offset.
+pub type ReadData<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), MmError> + 'a;
 
 /// What an area is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -524,9 +531,8 @@ impl Mm {
         Ok(())
     }
 
-    /// Load bytes into a new area at `[start, end)` (page aligned), eagerly:
-    /// `data` goes at `start + data_off`. Pages already present (a segment
-    /// sharing a page with the previous one) are reused.
+    /// Load bytes into a new area at `[start, end)` (page aligned): `data`
+    /// goes at `start + data_off`. See [`Mm::load_area_from`].
     pub fn load_area(
         &mut self,
         start: u64,
@@ -536,6 +542,50 @@ impl Mm {
         data_off: u64,
         data: &[u8],
     ) -> Result<(), MmError> {
+        self.load_area_from(
+            start,
+            end,
+            prot,
+            kind,
+            data_off,
+            data.len() as u64,
+            &mut |off, buf| {
+                let src = data
+                    .get(off as usize..off as usize + buf.len())
+                    .ok_or(MmError::Invalid)?;
+                buf.copy_from_slice(src);
+                Ok(())
+            },
+        )
+    }
+
+    /// Load `data_len` bytes, fetched page by page with `read(offset in
+    /// the data, buffer)`, into a new area at `[start, end)` (page
+    /// aligned), at `start + data_off`. The pages holding data get a frame
+    /// now (bytes of them outside the data stay zero, so the partial page
+    /// at the end of a segment's file bytes is zero past them); the pages
+    /// past the data (a segment's BSS) are demand-zero, like anonymous
+    /// memory. Pages already present (a segment sharing a page with the
+    /// previous one) are reused.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_area_from(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: u32,
+        kind: VmaKind,
+        data_off: u64,
+        data_len: u64,
+        read: &mut ReadData<'_>,
+    ) -> Result<(), MmError> {
+        let data_start = start.checked_add(data_off).ok_or(MmError::Invalid)?;
+        let data_end = data_start.checked_add(data_len).ok_or(MmError::Invalid)?;
+        if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || start >= end {
+            return Err(MmError::Invalid);
+        }
+        if data_end > end {
+            return Err(MmError::Invalid);
+        }
         // Clip against an area that already covers the first page.
         let mut s = start;
         while s < end && self.find(s).is_some() {
@@ -544,8 +594,14 @@ impl Mm {
         if s < end {
             self.add_vma(s, end, prot, kind)?;
         }
+        let eager_end = if data_len == 0 {
+            start
+        } else {
+            align_up(data_end)
+        };
+        let mut buf = vec![0u8; PAGE as usize];
         let mut va = start;
-        while va < end {
+        while va < eager_end {
             let f = match self.pages.get(&va) {
                 Some(&f) => {
                     let p = self.find(va).map(|(_, v)| v.prot).unwrap_or(0) | prot;
@@ -554,19 +610,28 @@ impl Mm {
                 }
                 None => self.map_new(va, prot, false)?,
             };
-            // Copy the part of `data` that falls into this page.
-            let pstart = va - start;
-            let dstart = data_off;
-            let dend = data_off + data.len() as u64;
-            let lo = pstart.max(dstart);
-            let hi = (pstart + PAGE).min(dend);
+            // Copy the part of the data that falls into this page.
+            let lo = va.max(data_start);
+            let hi = (va + PAGE).min(data_end);
             if lo < hi {
-                let src = &data[(lo - dstart) as usize..(hi - dstart) as usize];
+                let chunk = &mut buf[..(hi - lo) as usize];
+                read(lo - data_start, chunk)?;
                 self.ram
-                    .write(f + (lo - pstart), src)
+                    .write(f + (lo - va), chunk)
                     .map_err(|_| MmError::Fault(va))?;
             }
             va += PAGE;
+        }
+        // Pages of the demand-zero part that an earlier area already gave a
+        // frame (a shared first page) take this area's permissions too.
+        let shared: Vec<(u64, u64)> = self
+            .pages
+            .range(eager_end..end)
+            .map(|(a, f)| (*a, *f))
+            .collect();
+        for (va, f) in shared {
+            let p = self.find(va).map(|(_, v)| v.prot).unwrap_or(0) | prot;
+            self.set_vpte(va, f, p)?;
         }
         Ok(())
     }

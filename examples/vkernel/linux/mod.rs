@@ -34,7 +34,8 @@ use std::time::Instant;
 
 use vkernel::core::prelude::*;
 
-use elf::{Elf, ElfError, PF_W, PF_X};
+use elf::{Elf, ElfError, ReadAt, PF_W, PF_X};
+use exec::Image;
 use files::FdTable;
 use fs::Fs;
 use mm::{Mm, MmError, VmaKind, PAGE, PROT_EXEC, PROT_READ, PROT_WRITE, STACK_SIZE, STACK_TOP};
@@ -92,7 +93,8 @@ impl ExitStatus {
 
 /// What to run and how.
 pub struct Config {
-    /// The ELF file's bytes.
+    /// The ELF file's bytes, for [`Vproc::load`] ([`Vproc::load_from`]
+    /// takes the program as an [`Image`] instead and ignores this).
     pub image: Vec<u8>,
     /// The path it was run as (AT_EXECFN).
     pub path: String,
@@ -116,8 +118,8 @@ pub struct Boot {
     pub exe: Vec<u8>,
     /// The path it was run as.
     pub path: Vec<u8>,
-    /// Its bytes.
-    pub image: Arc<Vec<u8>>,
+    /// Its file.
+    pub image: Image,
 }
 
 /// One Linux process running as a vproc.
@@ -140,8 +142,8 @@ pub struct Vproc {
     pub stdio: SharedStdio,
     /// The program's path.
     pub exe: Vec<u8>,
-    /// The program's bytes (execve("/proc/self/exe") runs them again).
-    pub image: Arc<Vec<u8>>,
+    /// The program's file (execve("/proc/self/exe") runs it again).
+    pub image: Image,
     /// The first program of the virtual kernel.
     pub boot: Arc<Boot>,
     /// Command name (argv[0]'s last component) for ps and reports.
@@ -220,12 +222,27 @@ impl Vproc {
     /// filesystem `fs` and standard fds `stdio`.
     pub fn load(
         machine: &Machine,
-        cfg: Config,
+        mut cfg: Config,
         fs: Fs,
         stdio: Box<dyn Stdio>,
     ) -> Result<Vproc, VprocError> {
+        let image = Image::Bytes(Arc::new(std::mem::take(&mut cfg.image)));
+        Vproc::load_from(machine, cfg, image, Arc::new(fs), stdio)
+    }
+
+    /// Load the program `image` (a host file, a file of `fs`, or bytes)
+    /// into a new vmspace of `machine` with root filesystem `fs` and
+    /// standard fds `stdio`; `cfg.image` is not used. Only the ELF headers
+    /// and the loaded segments are read.
+    pub fn load_from(
+        machine: &Machine,
+        cfg: Config,
+        image: Image,
+        fs: Arc<Fs>,
+        stdio: Box<dyn Stdio>,
+    ) -> Result<Vproc, VprocError> {
         let path = cfg.path.clone();
-        let elf = Elf::parse(&cfg.image).map_err(|source| VprocError::Elf {
+        let elf = Elf::read(&image).map_err(|source| VprocError::Elf {
             path: path.clone(),
             source,
         })?;
@@ -235,8 +252,7 @@ impl Vproc {
         };
         let mut mm = Mm::new(machine).map_err(lerr)?;
         mm.set_fault_around(cfg.fault_around);
-        let frame = load_image(&mut mm, &elf, &cfg.image, &cfg).map_err(lerr)?;
-        let image = Arc::new(cfg.image);
+        let frame = load_image(&mut mm, &elf, &image, &cfg).map_err(lerr)?;
         let exe = if cfg.exe.starts_with('/') {
             cfg.exe.into_bytes()
         } else {
@@ -252,7 +268,7 @@ impl Vproc {
             mm,
             frame,
             fds: FdTable::with_stdio(),
-            fs: Arc::new(fs),
+            fs,
             cwd: fs::ROOT,
             sig: Signals::default(),
             stdio: SharedStdio::new(stdio),
@@ -575,11 +591,14 @@ pub fn comm_of(argv0: &[u8]) -> String {
 
 /// Map the segments of `elf` (whose file is `image`) into the empty `mm`,
 /// add the stack and build it for `cfg`'s argv and envp. Returns the
-/// initial registers.
+/// initial registers. Each segment's file bytes are read page by page
+/// straight into its frames; its BSS (memory size beyond the file size,
+/// past the last file page) is demand-zero memory that costs nothing until
+/// touched.
 pub fn load_image(
     mm: &mut Mm,
     elf: &Elf,
-    image: &[u8],
+    image: &(impl ReadAt + ?Sized),
     cfg: &Config,
 ) -> Result<TrapFrame, MmError> {
     let mut top = 0;
@@ -596,8 +615,21 @@ pub fn load_image(
         if s.flags & PF_X != 0 {
             prot |= PROT_EXEC;
         }
-        let data = &image[s.offset as usize..(s.offset + s.filesz) as usize];
-        mm.load_area(start, end, prot, VmaKind::Image, s.vaddr - start, data)?;
+        let base = s.offset;
+        mm.load_area_from(
+            start,
+            end,
+            prot,
+            VmaKind::Image,
+            s.vaddr - start,
+            s.filesz,
+            &mut |off, buf| {
+                let at = base.saturating_add(off);
+                image
+                    .read_exact_at(at, buf)
+                    .map_err(|_| MmError::ProgramRead(at))
+            },
+        )?;
         top = top.max(end);
     }
     mm.brk_start = top;
