@@ -112,7 +112,7 @@ impl Vproc {
         }
         let elf = Elf::parse(&image).map_err(|_| ENOEXEC)?;
         if self.trace {
-            eprintln!(
+            vk_eprintln!(
                 "[vk {}] execve {} {:?}",
                 self.pid,
                 String::from_utf8_lossy(&run_path),

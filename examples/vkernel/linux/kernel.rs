@@ -605,33 +605,56 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
     std::thread::scope(|s| {
         let ticker = {
             let k = k.clone();
-            s.spawn(move || ticker(&k))
+            std::thread::Builder::new()
+                .name("vkernel-tick".into())
+                .spawn_scoped(s, move || ticker(&k))
+        };
+        let ticker = match ticker {
+            Ok(t) => t,
+            Err(source) => {
+                results.push(Err(VprocError::Thread {
+                    what: "scheduler tick".into(),
+                    source,
+                }));
+                return;
+            }
         };
         // The vCPUs stay owned here: a Kicker must never outlive its Cpu.
         let mut handles = Vec::new();
         let mut it = cpus.iter_mut();
         let cpu0 = it.next().expect("one vCPU");
+        let mut spawned = Ok(());
         for (i, cpu) in it.enumerate() {
             let k = k.clone();
-            handles.push(
-                std::thread::Builder::new()
-                    .name(format!("vcpu{}", i + 1))
-                    .spawn_scoped(s, move || cpu_loop(&k, machine, cpu))
-                    .expect("spawn a vCPU thread"),
-            );
-        }
-        results.push(cpu_loop(&k, machine, cpu0));
-        // Whatever happened on vCPU 0, stop the others and the ticker.
-        k.done.store(true, Ordering::SeqCst);
-        if let Some(w) = k.ticker.lock().unwrap().as_ref() {
-            w.wake();
-        }
-        for (c, kk) in k.kickers.iter().enumerate() {
-            if k.deep_in_guest(c) {
-                kk.kick();
+            let h = std::thread::Builder::new()
+                .name(format!("vcpu{}", i + 1))
+                .spawn_scoped(s, move || {
+                    let r = cpu_loop(&k, machine, cpu);
+                    if r.is_err() {
+                        // The vproc this vCPU ran is lost: end the whole
+                        // virtual kernel rather than let its parent wait
+                        // forever.
+                        stop_all(&k);
+                    }
+                    r
+                });
+            match h {
+                Ok(h) => handles.push(h),
+                Err(source) => {
+                    spawned = Err(VprocError::Thread {
+                        what: format!("vCPU {}", i + 1),
+                        source,
+                    });
+                    break;
+                }
             }
         }
-        k.idle.notify_all();
+        match spawned {
+            Ok(()) => results.push(cpu_loop(&k, machine, cpu0)),
+            Err(e) => results.push(Err(e)),
+        }
+        // Whatever happened on vCPU 0, stop the others and the ticker.
+        stop_all(&k);
         for h in handles {
             results.push(h.join().unwrap_or_else(|_| {
                 Err(VprocError::Run(RunError::Broken(
@@ -676,6 +699,20 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
     drop(k);
     drop(cpus);
     Ok(report)
+}
+
+/// End the run: every vCPU loop and the ticker return soon.
+fn stop_all(k: &Kernel) {
+    k.done.store(true, Ordering::SeqCst);
+    if let Some(w) = k.ticker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        w.wake();
+    }
+    // Every vCPU, even one that just entered the guest: a spinning vproc
+    // would not come back by itself once the ticker has stopped.
+    for kk in &k.kickers {
+        kk.kick();
+    }
+    k.idle.notify_all();
 }
 
 /// The tick source: a timerfd on an event loop, kicking busy vCPUs.
@@ -990,7 +1027,7 @@ fn segment(
             };
             body.frame.rax = r as u64;
             if body.trace {
-                eprintln!("[vk {}] fork = {r}", body.pid);
+                vk_eprintln!("[vk {}] fork = {r}", body.pid);
             }
         }
         if let Some(w) = body.block.take() {

@@ -243,7 +243,7 @@ impl ConsoleStdio {
         let thread = std::thread::Builder::new()
             .name("vkernel-console".into())
             .spawn(move || {
-                let _ = ev.run(|e| {
+                let r = ev.run(|e| {
                     match e {
                         Event::ConsoleInput { source, data } if source == id => {
                             sh.input.lock().unwrap().buf.extend(data);
@@ -266,6 +266,13 @@ impl ConsoleStdio {
                         ControlFlow::Continue(())
                     }
                 });
+                if let Err(e) = r {
+                    // Report instead of leaving readers waiting forever:
+                    // stdin ends here.
+                    vk_eprintln!("vkernel: console input stopped: {e}; stdin is at end of file");
+                    sh.input.lock().unwrap_or_else(|e| e.into_inner()).eof = true;
+                    sh.cond.notify_all();
+                }
             })
             .map_err(StdioError::Thread)?;
         Ok(ConsoleStdio {
@@ -276,6 +283,12 @@ impl ConsoleStdio {
             direct_stdin,
         })
     }
+}
+
+/// The errno of a host I/O error (EIO when it carries none, e.g. a write
+/// that wrote nothing).
+pub fn host_errno(e: &std::io::Error) -> i64 {
+    e.raw_os_error().map_or(5, i64::from)
 }
 
 trait CloneFd {
@@ -300,12 +313,14 @@ impl Drop for ConsoleStdio {
 
 impl Stdio for ConsoleStdio {
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, i64> {
-        if fd == 2 {
-            let mut e = std::io::stderr();
-            e.write_all(data).map_err(|_| 5i64)?;
+        // The host's errno goes to the vproc as is: EPIPE above all (the
+        // caller turns it into SIGPIPE), ENOSPC, EIO...
+        let r = if fd == 2 {
+            std::io::stderr().write_all(data)
         } else {
-            self.console.write_all(data).map_err(|_| 5i64)?;
-        }
+            Write::write_all(&mut &self.console, data)
+        };
+        r.map_err(|e| host_errno(&e))?;
         Ok(data.len())
     }
 
@@ -314,7 +329,7 @@ impl Stdio for ConsoleStdio {
             use std::io::Read;
             return std::io::stdin()
                 .read(buf)
-                .map_err(|e| e.raw_os_error().unwrap_or(5) as i64);
+                .map_err(|e| host_errno(&e));
         }
         let mut st = self.shared.input.lock().unwrap();
         loop {
@@ -380,4 +395,45 @@ impl Stdio for ConsoleStdio {
         }
         Some(String::from_utf8_lossy(&line).into_owned())
     }
+}
+
+/// The exit status after an internal error of the vkernel itself (a panic
+/// in any of its threads): 70, `EX_SOFTWARE` of sysexits.h.
+pub const INTERNAL_ERROR_STATUS: i32 = 70;
+
+/// The terminal attributes of stdin when the vkernel started (if it is a
+/// terminal), for [`install_panic_hook`] to put back.
+static START_TERMIOS: std::sync::OnceLock<libc::termios> = std::sync::OnceLock::new();
+
+/// Make a panic in any vkernel thread end the whole process at once: print
+/// the message (best effort: stderr may be gone), put the terminal back as
+/// it was at start, and exit with [`INTERNAL_ERROR_STATUS`]. Without this a
+/// panicking thread unwinds while the others (vCPUs, tick, console) keep
+/// running, and the process can hang instead of ending.
+pub fn install_panic_hook() {
+    // SAFETY: tcgetattr writes a termios into the zeroed local, which is
+    // only kept when the call succeeded.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(0, &mut t) == 0 {
+            let _ = START_TERMIOS.set(t);
+        }
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        vk_eprintln!(
+            "vkernel: internal error in thread '{name}': {info}\n\
+             vkernel: this is a vkernel bug; exiting with status {INTERNAL_ERROR_STATUS} \
+             (please report it with the command line that caused it)"
+        );
+        if let Some(t) = START_TERMIOS.get() {
+            // SAFETY: restores attributes read from the same fd at start.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
+        }
+        // SAFETY: _exit ends the process without running destructors or
+        // atexit handlers, which could wait on locks the other threads
+        // hold; all vproc output was written through unbuffered fds.
+        unsafe { libc::_exit(INTERNAL_ERROR_STATUS) }
+    }));
 }

@@ -302,7 +302,7 @@ impl Vproc {
             Err(e) => -e,
         };
         if self.trace {
-            eprintln!(
+            vk_eprintln!(
                 "[vk] {}({:#x}, {:#x}, {:#x}, {:#x}) = {}",
                 name(nr),
                 a[0],
@@ -559,7 +559,7 @@ impl Vproc {
             334 => Err(ENOSYS),
             _ => {
                 if self.unknown.insert(nr) {
-                    eprintln!(
+                    vk_eprintln!(
                         "vkernel: unimplemented syscall {nr} ({}) -> ENOSYS",
                         name(nr)
                     );
@@ -603,6 +603,24 @@ impl Vproc {
         self.write_fd(fd, &data)
     }
 
+    /// Write to the host behind fd 1 or 2. A host pipe without readers
+    /// (`vk run ... | head -1`) is a readerless pipe for the vproc too:
+    /// EPIPE and SIGPIPE, as Linux gives a native process.
+    fn write_host(&mut self, fd: i32, data: &[u8]) -> R {
+        match self.stdio.write(fd, data) {
+            Ok(n) => Ok(n as i64),
+            Err(EPIPE) => {
+                self.queue_signal(SigInfo {
+                    signo: signal::SIGPIPE,
+                    pid: self.pid,
+                    ..Default::default()
+                });
+                Err(EPIPE)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn write_fd(&mut self, fd: i64, data: &[u8]) -> R {
         let file = self.fds.get(fd)?.file.clone();
         let f = file.borrow();
@@ -610,9 +628,8 @@ impl Vproc {
             return Err(EBADF);
         }
         match &f.kind {
-            FileKind::Stdout => Ok(self.stdio.write(1, data)? as i64),
-            FileKind::Stderr => Ok(self.stdio.write(2, data)? as i64),
-            FileKind::Stdin => Ok(self.stdio.write(1, data)? as i64),
+            FileKind::Stdout | FileKind::Stdin => self.write_host(1, data),
+            FileKind::Stderr => self.write_host(2, data),
             FileKind::PipeWrite(p) => {
                 let nonblock = f.flags & files::O_NONBLOCK != 0;
                 let mut p = p.borrow_mut();
