@@ -887,7 +887,11 @@ fn cpu_loop(k: &Arc<Kernel>, machine: &Machine, cpu: &mut Cpu) -> Result<CpuStat
                         if st.interrupt_pending() {
                             drop(t);
                             if st.take_interrupt() {
-                                idle_debugger(k, &st);
+                                if st.interactive() {
+                                    idle_debugger(k, &st);
+                                } else {
+                                    interrupt_foreground(k);
+                                }
                             }
                             t = k.lock();
                         }
@@ -950,6 +954,36 @@ fn idle_debugger(k: &Arc<Kernel>, st: &super::stdio::SharedStdio) {
     let _ = st.write(2, b"\n[vkernel debugger] all vprocs are blocked.\n");
     if debugger::prompt_kernel(k, st) == debugger::Outcome::Quit {
         kill_all(k);
+    }
+}
+
+/// si_code of a signal the kernel sent (SI_KERNEL), as for a terminal's
+/// SIGINT.
+pub const SI_KERNEL: i32 = 0x80;
+
+/// SIGINT with nobody at a terminal to answer the debugger (stdin is not
+/// a terminal): as Linux does for a foreground job, init's process group
+/// gets SIGINT from the kernel (and by default dies of it: exit 130).
+fn interrupt_foreground(k: &Kernel) {
+    let mut t = k.lock();
+    let init = t.init;
+    let pgid = t.procs.get(&init).map_or(init, |e| e.pgid);
+    let pids: Vec<Pid> = t
+        .procs
+        .iter()
+        .filter(|(_, e)| e.pgid == pgid)
+        .map(|(p, _)| *p)
+        .collect();
+    for p in pids {
+        k.post_signal(
+            &mut t,
+            p,
+            SigInfo {
+                signo: signal::SIGINT,
+                code: SI_KERNEL,
+                ..Default::default()
+            },
+        );
     }
 }
 
@@ -1049,7 +1083,11 @@ fn segment(
             next_tick = now + tick_ns;
         }
         if ticked {
-            if step == super::Step::Interrupted && idx == 0 && body.stdio.take_interrupt() {
+            let interrupt =
+                step == super::Step::Interrupted && idx == 0 && body.stdio.take_interrupt();
+            if interrupt && !body.stdio.interactive() {
+                interrupt_foreground(k);
+            } else if interrupt {
                 match debugger::prompt(body, cpu, Some(k)) {
                     debugger::Outcome::Continue => {}
                     debugger::Outcome::Quit => {

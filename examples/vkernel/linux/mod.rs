@@ -349,6 +349,16 @@ impl Vproc {
                 return Ok(s);
             }
             if self.step(cpu)? == Step::Interrupted && self.stdio.take_interrupt() {
+                if !self.stdio.interactive() {
+                    // Nobody to ask: SIGINT, as for a foreground process.
+                    self.queue_signal(SigInfo {
+                        signo: signal::SIGINT,
+                        code: kernel::SI_KERNEL,
+                        ..Default::default()
+                    });
+                    self.deliver_pending(cpu);
+                    continue;
+                }
                 match debugger::prompt(self, cpu, None) {
                     debugger::Outcome::Continue => {}
                     debugger::Outcome::Quit => {

@@ -8,7 +8,7 @@
 //! string, output captured in memory.
 
 use std::collections::VecDeque;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +51,12 @@ pub trait Stdio: Send {
     /// True while a SIGINT is waiting to be taken (blocking calls return
     /// `Err(ERESTART)` then).
     fn interrupt_pending(&self) -> bool {
+        false
+    }
+    /// True if a person at a terminal can answer the debugger prompt
+    /// (stdin is a terminal). Otherwise SIGINT does what it does to a
+    /// foreground process on Linux: the vprocs get it (and usually die).
+    fn interactive(&self) -> bool {
         false
     }
     /// A line for the debugger prompt (None at end of input).
@@ -109,6 +115,11 @@ impl SharedStdio {
     /// See [`Stdio::interrupt_pending`].
     pub fn interrupt_pending(&self) -> bool {
         self.lock().interrupt_pending()
+    }
+
+    /// See [`Stdio::interactive`].
+    pub fn interactive(&self) -> bool {
+        self.lock().interactive()
     }
 
     /// See [`Stdio::read_line`].
@@ -174,10 +185,47 @@ impl Stdio for BufferStdio {
     }
 }
 
+/// Console input not read yet.
 #[derive(Default)]
 struct Input {
     buf: VecDeque<u8>,
+    /// Bytes taken out of `buf` so far.
+    taken: u64,
+    /// Ends of file typed on a terminal (Ctrl-D), each as the count of
+    /// bytes before it in the stream: a read stops there and returns 0
+    /// once, and input goes on after it.
+    eofs: VecDeque<u64>,
+    /// The input is closed for good.
     eof: bool,
+}
+
+impl Input {
+    /// A Ctrl-D at the current end of the stream.
+    fn push_eof(&mut self) {
+        self.eofs.push_back(self.taken + self.buf.len() as u64);
+    }
+
+    /// Take what a read returns now: `Some(n)` bytes (0 at an end of
+    /// file), or `None` when the reader has to wait.
+    fn take(&mut self, out: &mut [u8]) -> Option<usize> {
+        if self.eofs.front() == Some(&self.taken) {
+            self.eofs.pop_front();
+            return Some(0);
+        }
+        let avail = self
+            .eofs
+            .front()
+            .map_or(self.buf.len(), |&at| (at - self.taken) as usize);
+        if avail > 0 {
+            let n = out.len().min(avail);
+            for (o, b) in out.iter_mut().zip(self.buf.drain(..n)) {
+                *o = b;
+            }
+            self.taken += n as u64;
+            return Some(n);
+        }
+        self.eof.then_some(0)
+    }
 }
 
 struct Shared {
@@ -190,6 +238,8 @@ struct Shared {
 /// Stdio through the Console driver and an event-loop thread.
 pub struct ConsoleStdio {
     console: Console,
+    /// stdin is a terminal (see [`Stdio::interactive`]).
+    terminal: bool,
     shared: Arc<Shared>,
     waker: vkernel::devices::Waker,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -253,6 +303,10 @@ impl ConsoleStdio {
                             sh.input.lock().unwrap().eof = true;
                             sh.cond.notify_all();
                         }
+                        Event::ConsoleEof { source } if source == id => {
+                            sh.input.lock().unwrap().push_eof();
+                            sh.cond.notify_all();
+                        }
                         Event::ConsoleInterrupt { .. } => {
                             sh.interrupt.store(true, Ordering::SeqCst);
                             kicker.kick();
@@ -276,6 +330,7 @@ impl ConsoleStdio {
             })
             .map_err(StdioError::Thread)?;
         Ok(ConsoleStdio {
+            terminal: std::io::stdin().is_terminal(),
             console,
             shared,
             waker,
@@ -333,15 +388,8 @@ impl Stdio for ConsoleStdio {
         }
         let mut st = self.shared.input.lock().unwrap();
         loop {
-            if !st.buf.is_empty() {
-                let n = buf.len().min(st.buf.len());
-                for b in buf.iter_mut().take(n) {
-                    *b = st.buf.pop_front().expect("counted");
-                }
+            if let Some(n) = st.take(buf) {
                 return Ok(n);
-            }
-            if st.eof {
-                return Ok(0);
             }
             if self.shared.interrupt.load(Ordering::SeqCst) {
                 return Err(ERESTART);
@@ -362,6 +410,10 @@ impl Stdio for ConsoleStdio {
         self.shared.interrupt.load(Ordering::SeqCst)
     }
 
+    fn interactive(&self) -> bool {
+        self.terminal
+    }
+
     fn read_line(&mut self) -> Option<String> {
         if self.direct_stdin {
             let mut s = String::new();
@@ -373,19 +425,18 @@ impl Stdio for ConsoleStdio {
         let mut line = Vec::new();
         loop {
             let mut st = self.shared.input.lock().unwrap();
-            if let Some(c) = st.buf.pop_front() {
-                drop(st);
-                if c == b'\n' {
-                    break;
+            let mut c = [0u8];
+            match st.take(&mut c) {
+                Some(1) if c[0] == b'\n' => break,
+                Some(1) => {
+                    line.push(c[0]);
+                    continue;
                 }
-                line.push(c);
-                continue;
-            }
-            if st.eof {
-                if line.is_empty() {
-                    return None;
-                }
-                break;
+                // Ctrl-D (taken once: the next prompt reads new input) or
+                // the end of the input.
+                Some(_) if line.is_empty() => return None,
+                Some(_) => break,
+                None => {}
             }
             // A second Ctrl-C at the prompt: give up the prompt.
             if self.shared.interrupt.swap(false, Ordering::SeqCst) {
