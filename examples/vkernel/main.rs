@@ -265,8 +265,9 @@ fn run(
         vk_eprint!("{m}");
     }
     if let (ExitStatus::Signaled(s), Some(d)) = (status, &report.death) {
-        // Like a shell, say nothing about SIGPIPE (`vk run ... | head`).
-        if s != linux::signal::SIGPIPE {
+        // Like a shell, say nothing about SIGPIPE (`vk run ... | head`)
+        // and SIGINT (Ctrl-C, or kill -INT without a terminal).
+        if s != linux::signal::SIGPIPE && s != linux::signal::SIGINT {
             vk_eprintln!("vkernel: {path}: {d}");
         }
     }

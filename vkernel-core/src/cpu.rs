@@ -974,3 +974,69 @@ fn kvm_io(e: kvm_ioctls::Error) -> RunError {
 fn rflags_set(fd: &mut VcpuFd, v: u64) {
     fd.sync_regs_mut().regs.rflags = v;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kick_handler_is_installed_and_checked() {
+        install_kick_handler().expect("installing the kick handler succeeds");
+        // Twice is fine: the first outcome is kept.
+        install_kick_handler().expect("a second call reports the first outcome");
+        // SAFETY: queries (does not change) the disposition into a zeroed
+        // sigaction.
+        let old = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            assert_eq!(
+                libc::sigaction(kick_signal(), std::ptr::null(), &mut old),
+                0
+            );
+            old
+        };
+        // Without the handler the first kick would kill the process.
+        assert_eq!(old.sa_sigaction, on_kick as *const () as usize);
+        assert_eq!(old.sa_flags & libc::SA_RESTART, 0, "KVM_RUN must see EINTR");
+    }
+
+    #[test]
+    fn kick_signal_error_says_what_failed() {
+        let e = MachineError::KickSignal {
+            signo: 37,
+            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        let s = e.to_string();
+        assert!(s.contains("kick signal handler") && s.contains("37"), "{s}");
+    }
+
+    #[test]
+    fn immediate_exit_view_is_the_kvm_run_byte() {
+        // SAFETY: kvm_run is plain data; all zeroes is a valid value.
+        let mut run: Box<kvm_run> = Box::new(unsafe { std::mem::zeroed() });
+        let p: *mut kvm_run = &mut *run;
+        // Several threads set the byte while this one clears it: every
+        // access is atomic, and the byte ends as the last store left it.
+        std::thread::scope(|s| {
+            let addr = p as usize;
+            for _ in 0..3 {
+                s.spawn(move || {
+                    for _ in 0..10_000 {
+                        // SAFETY: `run` outlives the scope.
+                        unsafe { immediate_exit(addr as *mut kvm_run) }.store(1, Ordering::SeqCst);
+                    }
+                });
+            }
+            for _ in 0..10_000 {
+                // SAFETY: as above.
+                unsafe { immediate_exit(p) }.store(0, Ordering::SeqCst);
+            }
+        });
+        // SAFETY: as above; no other thread is left.
+        unsafe { immediate_exit(p) }.store(1, Ordering::SeqCst);
+        assert_eq!(run.immediate_exit, 1);
+        assert_eq!(run.request_interrupt_window, 0, "only its own byte changes");
+        // SAFETY: as above.
+        unsafe { immediate_exit(p) }.store(0, Ordering::SeqCst);
+        assert_eq!(run.immediate_exit, 0);
+    }
+}

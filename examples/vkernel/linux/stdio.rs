@@ -30,8 +30,14 @@ pub enum StdioError {
     /// The event loop failed.
     #[error("event loop: {0}")]
     EventLoop(#[from] EventLoopError),
+    /// The console's stand-in input pipe could not be created.
+    #[error("cannot create the console's input pipe: {0} (the host is out of file descriptors?)")]
+    Pipe(std::io::Error),
     /// The event-loop thread could not start.
-    #[error("cannot start the console thread: {0}")]
+    #[error(
+        "cannot start the console thread: {0} (the host is out of threads or memory: raise \
+         `ulimit -v`/`ulimit -u`)"
+    )]
     Thread(std::io::Error),
 }
 
@@ -276,7 +282,7 @@ impl ConsoleStdio {
                 // console gets a silent pipe as input (it still catches
                 // SIGINT) and stdin is read directly.
                 drop(console);
-                let (r, w) = std::io::pipe().map_err(StdioError::Thread)?;
+                let (r, w) = std::io::pipe().map_err(StdioError::Pipe)?;
                 std::mem::forget(w);
                 console = Console::with_options(r.into(), output, options)?;
                 (console.register(ev.handle())?, true)
@@ -382,9 +388,7 @@ impl Stdio for ConsoleStdio {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {
         if self.direct_stdin {
             use std::io::Read;
-            return std::io::stdin()
-                .read(buf)
-                .map_err(|e| host_errno(&e));
+            return std::io::stdin().read(buf).map_err(|e| host_errno(&e));
         }
         let mut st = self.shared.input.lock().unwrap();
         loop {
