@@ -19,7 +19,9 @@
 //! filesystem is the tar image (read-only), plus `/dev/null` and
 //! `/dev/zero`. Build an image with `tar -cf fs.tar -C DIR .` or with
 //! `mkimage`. Standard input and output go through the Console driver;
-//! Ctrl-C drops into a small debugger prompt (`help` lists its commands).
+//! Ctrl-C drops into a small debugger prompt (`help` lists its commands)
+//! when stdin is a terminal; otherwise SIGINT goes to the vprocs, as to a
+//! native foreground job. A panic in any vkernel thread exits 70.
 //! The exit status is the program's, or 128 + signal when a signal killed
 //! it.
 
