@@ -214,6 +214,10 @@ impl Input {
     /// Take what a read returns now: `Some(n)` bytes (0 at an end of
     /// file), or `None` when the reader has to wait.
     fn take(&mut self, out: &mut [u8]) -> Option<usize> {
+        if out.is_empty() {
+            // A zero-length read consumes nothing, not even a Ctrl-D.
+            return Some(0);
+        }
         if self.eofs.front() == Some(&self.taken) {
             self.eofs.pop_front();
             return Some(0);
@@ -491,4 +495,32 @@ pub fn install_panic_hook() {
         // hold; all vproc output was written through unbuffered fds.
         unsafe { libc::_exit(INTERNAL_ERROR_STATUS) }
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Input;
+
+    #[test]
+    fn ctrl_d_is_one_empty_read_and_input_goes_on() {
+        let mut i = Input::default();
+        let mut b = [0u8; 8];
+        assert_eq!(i.take(&mut b), None, "nothing yet: wait");
+        i.buf.extend(b"ab");
+        i.push_eof();
+        i.push_eof();
+        i.buf.extend(b"cd");
+        assert_eq!(i.take(&mut []), Some(0));
+        assert_eq!(i.take(&mut b), Some(2), "stops at the Ctrl-D");
+        assert_eq!(&b[..2], b"ab");
+        assert_eq!(i.take(&mut b), Some(0), "first Ctrl-D");
+        assert_eq!(i.take(&mut b), Some(0), "second Ctrl-D");
+        assert_eq!(i.take(&mut b[..1]), Some(1));
+        assert_eq!(i.take(&mut b), Some(1));
+        assert_eq!(b[0], b'd');
+        assert_eq!(i.take(&mut b), None, "not the end: wait for more");
+        i.eof = true;
+        assert_eq!(i.take(&mut b), Some(0));
+        assert_eq!(i.take(&mut b), Some(0), "a closed input stays at its end");
+    }
 }
