@@ -22,10 +22,13 @@
 //! filesystem is the tar image (read-only), plus `/dev/null` and
 //! `/dev/zero`. Build an image with `tar -cf fs.tar -C DIR .` or with
 //! `mkimage`. Standard input and output go through the Console driver;
-//! Ctrl-C drops into a small debugger prompt (`help` lists its commands).
+//! Ctrl-C drops into a small debugger prompt (`help` lists its commands)
+//! when stdin is a terminal; otherwise SIGINT goes to the vprocs, as to a
+//! native foreground job. A panic in any vkernel thread exits 70.
 //! The exit status is the program's, or 128 + signal when a signal killed
 //! it.
 
+#[macro_use]
 mod linux;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -123,7 +126,9 @@ struct RunArgs {
 /// Errors of the command line tool.
 #[derive(Debug, thiserror::Error)]
 enum MainError {
-    #[error("/dev/kvm: {0} (vkernel needs KVM: load kvm_intel/kvm_amd/kvm_pvm and check permissions on /dev/kvm)")]
+    /// The machine could not be built; MachineError's messages say what to
+    /// do (only a missing or inaccessible /dev/kvm is about permissions).
+    #[error("{0}")]
     Machine(#[from] MachineError),
     #[error("{0}")]
     Disk(#[from] vkernel::devices::DiskError),
@@ -306,7 +311,7 @@ fn run(
 ) -> Result<ExitStatus, MainError> {
     let fs = Arc::new(match &opts.disk {
         Some(p) => {
-            eprintln!("vkernel: mounting {} ...", p.display());
+            vk_eprintln!("vkernel: mounting {} ...", p.display());
             Fs::mount(Disk::open_read_only(p)?)?
         }
         None => Fs::empty(),
@@ -315,7 +320,9 @@ fn run(
         Some(i) => (Image::Bytes(Arc::new(i)), path.clone()),
         None => find_program(&path, &fs)?,
     };
-    let cpus = opts.cpus.clamp(1, 64);
+    // Not clamped: Machine::builder reports a count out of range with the
+    // number asked for and the host's maximum.
+    let cpus = opts.cpus;
     let machine = Machine::builder()
         .ram_size(opts.mem << 20)
         .vcpus(cpus)
@@ -351,7 +358,7 @@ fn run(
     let report = kernel::run(&machine, vp, &kopts)?;
     let status = report.status;
     if opts.stats {
-        eprintln!(
+        vk_eprintln!(
             "vkernel: {} syscalls, {} forks ({} refused), {} context switches, at most {} vprocs",
             report.syscalls,
             report.forks,
@@ -360,13 +367,13 @@ fn run(
             report.max_alive
         );
         for (i, s) in report.cpu_stats.iter().enumerate() {
-            eprintln!("vkernel: vCPU {i}: {s:?}");
+            vk_eprintln!("vkernel: vCPU {i}: {s:?}");
         }
     }
     if opts.ps {
-        eprintln!("  PID  PPID STATUS  RUNTIME_MS SYSCALLS POLICY          CMD");
+        vk_eprintln!("  PID  PPID STATUS  RUNTIME_MS SYSCALLS POLICY          CMD");
         for p in &report.procs {
-            eprintln!(
+            vk_eprintln!(
                 "{:5} {:5} {:6} {:11.1} {:8} {:15} {}",
                 p.pid,
                 p.ppid,
@@ -379,16 +386,25 @@ fn run(
         }
     }
     if let Some(m) = &report.memstats {
-        eprint!("{m}");
+        vk_eprint!("{m}");
     }
-    if let (ExitStatus::Signaled(_), Some(d)) = (status, &report.death) {
-        eprintln!("vkernel: {path}: {d}");
+    if let (ExitStatus::Signaled(s), Some(d)) = (status, &report.death) {
+        // Like a shell, say nothing about SIGPIPE (`vk run ... | head`)
+        // and SIGINT (Ctrl-C, or kill -INT without a terminal).
+        if s != linux::signal::SIGPIPE && s != linux::signal::SIGINT {
+            vk_eprintln!("vkernel: {path}: {d}");
+        }
     }
     Ok(status)
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    linux::stdio::install_panic_hook();
+    // Log lines to a closed stderr are dropped: this target ignores write
+    // errors (unlike eprint!, which panics).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Stderr)
+        .init();
     let cli = Cli::parse();
     let result = match cli.cmd {
         None => run(
@@ -414,11 +430,11 @@ fn main() -> ExitCode {
         Some(Cmd::Run(r)) => run(r.opts, r.program, None, r.args),
         Some(Cmd::Mkimage { dir, image }) => match linux::fs::build_image(&dir, &image) {
             Ok(n) => {
-                eprintln!("vkernel: wrote {} ({n} bytes)", image.display());
+                vk_eprintln!("vkernel: wrote {} ({n} bytes)", image.display());
                 return ExitCode::SUCCESS;
             }
             Err(e) => {
-                eprintln!("vkernel: {e}");
+                vk_eprintln!("vkernel: {e}");
                 return ExitCode::from(1);
             }
         },
@@ -426,7 +442,7 @@ fn main() -> ExitCode {
     match result {
         Ok(s) => ExitCode::from(s.code() as u8),
         Err(e) => {
-            eprintln!("vkernel: {e}");
+            vk_eprintln!("vkernel: {e}");
             let code = match e {
                 MainError::NotFound { .. } => 127,
                 MainError::CannotRun { .. } => 126,

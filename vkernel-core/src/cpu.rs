@@ -6,8 +6,8 @@
 //! the entry frame and the mailbox through the system region.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{fence, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::atomic::{fence, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use kvm_bindings::{kvm_guest_debug, kvm_run, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
@@ -18,7 +18,7 @@ use vkernel_guest::x86::{self, is_canonical, PFEC_I, PFEC_W};
 
 use crate::fpu::{FpuContext, FpuMode};
 use crate::hwpt::Cmd;
-use crate::machine::{MachineInner, TrapPath};
+use crate::machine::{MachineError, MachineInner, TrapPath};
 use crate::trap::{Trap, TrapFrame};
 use crate::vmspace::Vmspace;
 use crate::walker::Access;
@@ -103,7 +103,8 @@ struct KickInner {
 
 // SAFETY: `run` is only dereferenced under the mutex, and the Cpu nulls it
 // under the same mutex before its VcpuFd (which owns the mapping) is
-// dropped; only the `immediate_exit` byte is written through it.
+// dropped; only the `immediate_exit` byte is accessed through it, and only
+// as an AtomicU8 (see `immediate_exit`).
 unsafe impl Send for KickState {}
 // SAFETY: as above.
 unsafe impl Sync for KickState {}
@@ -114,35 +115,74 @@ fn kick_signal() -> libc::c_int {
 
 extern "C" fn on_kick(_: libc::c_int) {}
 
-fn install_kick_handler() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
+/// Installs the kick signal's handler once per process; every later call
+/// returns the first call's outcome (as an errno).
+fn install_kick_handler() -> Result<(), MachineError> {
+    static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
+    let r = *INSTALLED.get_or_init(|| {
         // SAFETY: installs a handler that does nothing for a real-time
         // signal reserved for vkernel; without SA_RESTART so KVM_RUN returns
-        // EINTR.
-        unsafe {
+        // EINTR. `sa` is fully initialised (zeroed, then the fields set).
+        let rc = unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_kick as *const () as usize;
             sa.sa_flags = 0;
             libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(kick_signal(), &sa, std::ptr::null_mut());
+            libc::sigaction(kick_signal(), &sa, std::ptr::null_mut())
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EINVAL))
         }
     });
+    r.map_err(|errno| MachineError::KickSignal {
+        signo: kick_signal(),
+        source: std::io::Error::from_raw_os_error(errno),
+    })
+}
+
+/// The `immediate_exit` byte of a vCPU's `kvm_run` page as an atomic, so
+/// the vCPU thread and kicking threads never race on a plain byte.
+///
+/// # Safety
+///
+/// `run` must point to a live `kvm_run` mapping that outlives the returned
+/// reference.
+unsafe fn immediate_exit<'a>(run: *mut kvm_run) -> &'a AtomicU8 {
+    // SAFETY: the caller guarantees the mapping is live for 'a; AtomicU8
+    // has the size and alignment (1) of u8, so any u8 field is a valid
+    // AtomicU8, and every access to this byte from Rust goes through an
+    // atomic (KVM itself only reads it).
+    unsafe { AtomicU8::from_ptr(std::ptr::addr_of_mut!((*run).immediate_exit)) }
 }
 
 impl KickState {
-    pub(crate) fn new(fd: &mut VcpuFd) -> KickState {
-        install_kick_handler();
-        KickState {
+    pub(crate) fn new(fd: &mut VcpuFd) -> Result<KickState, MachineError> {
+        install_kick_handler()?;
+        Ok(KickState {
             inner: Mutex::new(KickInner {
                 run: fd.get_kvm_run() as *mut kvm_run,
                 thread: None,
             }),
-        }
+        })
     }
 
     fn set_thread(&self, t: Option<libc::pthread_t>) {
         self.inner.lock().unwrap().thread = t;
+    }
+
+    /// Clear `immediate_exit` after a kick was seen (the vCPU thread's
+    /// side of the same atomic byte the kickers set).
+    fn clear_immediate_exit(&self) {
+        let k = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if !k.run.is_null() {
+            // SAFETY: non-null under the lock: the mapping is alive while
+            // the lock is held (see KickState).
+            unsafe { immediate_exit(k.run) }.store(0, Ordering::SeqCst);
+        }
     }
 
     /// The vCPU is going away: kicks become no-ops.
@@ -172,12 +212,9 @@ impl Kicker {
             return;
         }
         // SAFETY: non-null under the lock means the Cpu and its kvm_run
-        // mapping are alive (see KickState); a volatile byte store races
-        // benignly with KVM reading it.
-        unsafe {
-            let run = k.run;
-            std::ptr::write_volatile(std::ptr::addr_of_mut!((*run).immediate_exit), 1)
-        };
+        // mapping are alive (see KickState), and the lock is held for the
+        // reference's whole use.
+        unsafe { immediate_exit(k.run) }.store(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if let Some(t) = k.thread {
             // SAFETY: `t` is the thread inside Cpu::run, which clears it
@@ -432,7 +469,7 @@ impl Cpu {
         }
         if self.kick_pending {
             self.kick_pending = false;
-            self.fd.set_kvm_immediate_exit(0);
+            self.kick.clear_immediate_exit();
             self.stats.interrupts += 1;
             return Ok(Trap::Interrupted);
         }
@@ -717,7 +754,7 @@ impl Cpu {
             let port = match exit {
                 Ok(p) => p,
                 Err(RunError::Kvm(e)) if e.raw_os_error() == Some(libc::EINTR) => {
-                    self.fd.set_kvm_immediate_exit(0);
+                    self.kick.clear_immediate_exit();
                     // KVM does not say whether it entered the guest before the
                     // signal (a PVM-derived KVM reports neither
                     // KVM_EXIT_INTR nor a difference): compare states.
@@ -936,4 +973,70 @@ fn kvm_io(e: kvm_ioctls::Error) -> RunError {
 
 fn rflags_set(fd: &mut VcpuFd, v: u64) {
     fd.sync_regs_mut().regs.rflags = v;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kick_handler_is_installed_and_checked() {
+        install_kick_handler().expect("installing the kick handler succeeds");
+        // Twice is fine: the first outcome is kept.
+        install_kick_handler().expect("a second call reports the first outcome");
+        // SAFETY: queries (does not change) the disposition into a zeroed
+        // sigaction.
+        let old = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            assert_eq!(
+                libc::sigaction(kick_signal(), std::ptr::null(), &mut old),
+                0
+            );
+            old
+        };
+        // Without the handler the first kick would kill the process.
+        assert_eq!(old.sa_sigaction, on_kick as *const () as usize);
+        assert_eq!(old.sa_flags & libc::SA_RESTART, 0, "KVM_RUN must see EINTR");
+    }
+
+    #[test]
+    fn kick_signal_error_says_what_failed() {
+        let e = MachineError::KickSignal {
+            signo: 37,
+            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        let s = e.to_string();
+        assert!(s.contains("kick signal handler") && s.contains("37"), "{s}");
+    }
+
+    #[test]
+    fn immediate_exit_view_is_the_kvm_run_byte() {
+        // SAFETY: kvm_run is plain data; all zeroes is a valid value.
+        let mut run: Box<kvm_run> = Box::new(unsafe { std::mem::zeroed() });
+        let p: *mut kvm_run = &mut *run;
+        // Several threads set the byte while this one clears it: every
+        // access is atomic, and the byte ends as the last store left it.
+        std::thread::scope(|s| {
+            let addr = p as usize;
+            for _ in 0..3 {
+                s.spawn(move || {
+                    for _ in 0..10_000 {
+                        // SAFETY: `run` outlives the scope.
+                        unsafe { immediate_exit(addr as *mut kvm_run) }.store(1, Ordering::SeqCst);
+                    }
+                });
+            }
+            for _ in 0..10_000 {
+                // SAFETY: as above.
+                unsafe { immediate_exit(p) }.store(0, Ordering::SeqCst);
+            }
+        });
+        // SAFETY: as above; no other thread is left.
+        unsafe { immediate_exit(p) }.store(1, Ordering::SeqCst);
+        assert_eq!(run.immediate_exit, 1);
+        assert_eq!(run.request_interrupt_window, 0, "only its own byte changes");
+        // SAFETY: as above.
+        unsafe { immediate_exit(p) }.store(0, Ordering::SeqCst);
+        assert_eq!(run.immediate_exit, 0);
+    }
 }

@@ -75,10 +75,13 @@ pub enum MachineError {
         source: std::io::Error,
     },
     /// Mapping guest memory failed.
-    #[error("cannot map guest memory: {0}")]
+    #[error(
+        "cannot map guest memory: {0} (if the host is out of memory or address space, ask for \
+         less guest RAM or raise `ulimit -v`)"
+    )]
     Map(String),
     /// Bad vCPU count.
-    #[error("vCPU count {count} is out of range 1..={max}")]
+    #[error("{count} vCPUs asked for, but this host allows 1 to {max}: ask for at most {max}")]
     Vcpus {
         /// Requested count.
         count: usize,
@@ -88,6 +91,15 @@ pub enum MachineError {
     /// Bad system-region size.
     #[error("system region size {0:#x} must be a multiple of 2 MiB between 4 MiB and 1 GiB")]
     SysSize(u64),
+    /// The handler for the signal that kicks vCPUs out of the guest could
+    /// not be installed (without it the first kick would kill the process).
+    #[error("cannot install the vCPU kick signal handler (signal {signo}): {source}")]
+    KickSignal {
+        /// The real-time signal vkernel uses for kicks.
+        signo: i32,
+        /// The host error.
+        source: std::io::Error,
+    },
     /// The machine-start probe did not behave like any known KVM.
     #[error("trap-path probe failed: {0}")]
     Probe(String),
@@ -422,7 +434,7 @@ impl Machine {
             )?;
             // Back to the resting CPL0 position (the probe left vCPU 0 at CPL3).
             reset_position(fd, i, sys_gpa + null.pml4)?;
-            kick_states.push(Arc::new(KickState::new(fd)));
+            kick_states.push(Arc::new(KickState::new(fd)?));
         }
         let inner = Arc::new(MachineInner {
             _vm: vm,

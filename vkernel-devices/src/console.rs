@@ -12,7 +12,9 @@
 //! SIGINT, while the quit and suspend characters are disabled — the same
 //! shape as DragonFly's vkernel console. The original termios and fd flags
 //! are restored when the console is dropped (not on `process::exit`). When
-//! the input is not a terminal (pipes, files) it is used as is.
+//! the input is not a terminal (pipes, files) it is used as is. On a
+//! terminal, end of file (Ctrl-D on an empty line) is not the end: each one
+//! is an [`Event::ConsoleEof`] and input goes on; only a hang-up closes it.
 //!
 //! **SIGINT.** With [`ConsoleOptions::catch_sigint`] (the default) the
 //! console installs a SIGINT handler that writes one byte to a process-wide
@@ -214,6 +216,8 @@ struct Inner {
     saved_termios: Option<libc::termios>,
     sigint: Option<SigintGuard>,
     closed: AtomicBool,
+    /// The input is a terminal: end of file there is Ctrl-D, not the end.
+    terminal: bool,
 }
 
 impl Source for Inner {
@@ -237,6 +241,17 @@ impl Source for Inner {
         let mut eof = false;
         loop {
             match sys::read_retry(self.input.as_fd(), &mut buf) {
+                // Ctrl-D on a terminal that is still there: one end of
+                // file, in order with the bytes around it; keep reading.
+                Ok(0) if self.terminal && !sys::hung_up(self.input.as_fd()) => {
+                    if !data.is_empty() {
+                        out.push(Event::ConsoleInput {
+                            source: id,
+                            data: std::mem::take(&mut data),
+                        });
+                    }
+                    out.push(Event::ConsoleEof { source: id });
+                }
                 Ok(0) => {
                     eof = true;
                     break;
@@ -330,6 +345,7 @@ impl Console {
             None
         };
         let input_flags = sys::set_nonblocking(input.as_fd()).map_err(ConsoleError::Fcntl)?;
+        let terminal = nix::unistd::isatty(input.as_fd()).unwrap_or(false);
         // From here on `Inner::drop` undoes whatever was changed.
         let mut inner = Inner {
             input,
@@ -338,8 +354,9 @@ impl Console {
             saved_termios: None,
             sigint,
             closed: AtomicBool::new(false),
+            terminal,
         };
-        if options.raw && nix::unistd::isatty(inner.input.as_fd()).unwrap_or(false) {
+        if options.raw && inner.terminal {
             let orig = termios::tcgetattr(inner.input.as_fd())
                 .map_err(|e| ConsoleError::Termios(e.into()))?;
             let mut raw = orig.clone();
@@ -361,7 +378,8 @@ impl Console {
     }
 
     /// Registers the console: input becomes [`Event::ConsoleInput`] /
-    /// [`Event::ConsoleClosed`], SIGINT (if caught) becomes
+    /// [`Event::ConsoleClosed`] (and, on a terminal, [`Event::ConsoleEof`]
+    /// for each Ctrl-D on an empty line), SIGINT (if caught) becomes
     /// [`Event::ConsoleInterrupt`].
     pub fn register(&mut self, handle: &LoopHandle) -> Result<SourceId, ConsoleError> {
         Ok(Registration::register_into(

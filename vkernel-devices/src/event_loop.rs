@@ -83,6 +83,13 @@ pub enum Event {
         /// The console.
         source: SourceId,
     },
+    /// End of file typed on a terminal input (Ctrl-D on an empty line):
+    /// one read should return 0 bytes, but the terminal stays open and
+    /// more input may follow, as with a terminal on Linux.
+    ConsoleEof {
+        /// The console.
+        source: SourceId,
+    },
     /// A request submitted to a [`DiskQueue`](crate::DiskQueue) completed.
     DiskDone {
         /// The disk queue.
@@ -119,6 +126,7 @@ impl Event {
             | Event::ConsoleInput { source, .. }
             | Event::ConsoleInterrupt { source }
             | Event::ConsoleClosed { source }
+            | Event::ConsoleEof { source }
             | Event::DiskDone { source, .. }
             | Event::VkeFrame { source, .. }
             | Event::SourceError { source, .. } => Some(*source),

@@ -54,6 +54,23 @@ fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
+/// True if the fd reports a hang-up (`POLLHUP`) right now: a terminal
+/// whose line went away, as opposed to one where Ctrl-D was typed.
+pub(crate) fn hung_up(fd: BorrowedFd<'_>) -> bool {
+    let mut fds = [PollFd::new(fd, PollFlags::empty())];
+    loop {
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => {
+                return fds[0]
+                    .revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+            }
+            Err(Errno::EINTR) => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
 /// Returns the fd's status flags (`F_GETFL`).
 pub(crate) fn get_flags<F: AsFd>(fd: F) -> io::Result<OFlag> {
     Ok(OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?))

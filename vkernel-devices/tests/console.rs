@@ -193,3 +193,63 @@ fn large_output_to_a_nonblocking_pipe() {
     assert_eq!(got.len(), data.len());
     assert!(got == data);
 }
+
+#[test]
+fn ctrl_d_on_a_terminal_is_one_end_of_file_not_the_end() {
+    let (master, slave) = pty();
+    let mut ev = EventLoop::new().unwrap();
+    let out = slave.try_clone().unwrap();
+    // Cooked mode, as a line-reading program (or a prompt) sees it.
+    let mut con = Console::with_options(
+        slave,
+        out,
+        ConsoleOptions {
+            raw: false,
+            catch_sigint: false,
+        },
+    )
+    .unwrap();
+    con.register(ev.handle()).unwrap();
+    // A line, Ctrl-D on the empty line after it, another line, Ctrl-D:
+    // after each, the events so far (text runs joined) are `want`.
+    let mut seen: Vec<String> = Vec::new();
+    let steps: [(&[u8], &[&str]); 4] = [
+        (b"one\n", &["one\n"]),
+        (b"\x04", &["one\n", "EOF"]),
+        (b"two\n", &["one\n", "EOF", "two\n"]),
+        (b"\x04", &["one\n", "EOF", "two\n", "EOF"]),
+    ];
+    for (send, want) in steps {
+        nix::unistd::write(&master, send).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while seen != want {
+            assert!(Instant::now() < end, "after {send:?}: {seen:?}");
+            for e in ev.poll_once(Some(Duration::from_millis(50))).unwrap() {
+                match e {
+                    Event::ConsoleInput { data, .. } => {
+                        let text = String::from_utf8_lossy(&data).into_owned();
+                        match seen.last_mut() {
+                            Some(last) if last != "EOF" => last.push_str(&text),
+                            _ => seen.push(text),
+                        }
+                    }
+                    Event::ConsoleEof { .. } => seen.push("EOF".into()),
+                    other => panic!("unexpected {other:?} (after {seen:?})"),
+                }
+            }
+        }
+    }
+    // A hang-up still closes it for good.
+    drop(master);
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut closed = false;
+    while !closed && Instant::now() < end {
+        for e in ev.poll_once(Some(Duration::from_millis(100))).unwrap() {
+            match e {
+                Event::ConsoleClosed { .. } => closed = true,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert!(closed, "hangup reported");
+}

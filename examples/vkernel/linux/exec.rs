@@ -205,7 +205,7 @@ impl Vproc {
             _ => ENOEXEC,
         })?;
         if self.trace {
-            eprintln!(
+            vk_eprintln!(
                 "[vk {}] execve {} {:?}",
                 self.pid,
                 String::from_utf8_lossy(&run_path),
@@ -231,8 +231,20 @@ impl Vproc {
         match loaded {
             Ok(frame) => self.frame = frame,
             Err(e) => {
+                // Past the point of no return the process dies, and says
+                // why: a child's death would be silent otherwise. Out of
+                // RAM is SIGBUS, as for a page fault that finds no frame.
+                let signo = match e {
+                    MmError::OutOfMemory => signal::SIGBUS,
+                    _ => signal::SIGSEGV,
+                };
+                vk_eprintln!(
+                    "vkernel: pid {}: execve {}: {e}",
+                    self.pid,
+                    String::from_utf8_lossy(&run_path)
+                );
                 self.death = Some(format!("execve could not load the program: {e}"));
-                self.exit = Some(super::ExitStatus::Signaled(signal::SIGSEGV));
+                self.exit = Some(super::ExitStatus::Signaled(signo));
                 return Ok(0);
             }
         }

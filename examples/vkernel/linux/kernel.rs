@@ -911,36 +911,62 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
     std::thread::scope(|s| {
         let ticker = {
             let k = k.clone();
-            s.spawn(move || ticker(&k))
+            std::thread::Builder::new()
+                .name("vkernel-tick".into())
+                .spawn_scoped(s, move || ticker(&k))
+        };
+        let ticker = match ticker {
+            Ok(t) => t,
+            Err(source) => {
+                results.push(Err(VprocError::Thread {
+                    what: "scheduler tick".into(),
+                    source,
+                }));
+                return;
+            }
         };
         // The vCPUs stay owned here: a Kicker must never outlive its Cpu.
         let mut handles = Vec::new();
         let mut it = cpus.iter_mut();
         let cpu0 = it.next().expect("one vCPU");
+        let mut spawned = Ok(());
         for (i, cpu) in it.enumerate() {
             let k = k.clone();
-            handles.push(
-                std::thread::Builder::new()
-                    .name(format!("vcpu{}", i + 1))
-                    .spawn_scoped(s, move || cpu_loop(&k, machine, cpu))
-                    .expect("spawn a vCPU thread"),
-            );
+            let h = std::thread::Builder::new()
+                .name(format!("vcpu{}", i + 1))
+                .spawn_scoped(s, move || {
+                    let r = cpu_loop(&k, machine, cpu);
+                    if r.is_err() {
+                        // The vproc this vCPU ran is lost: end the whole
+                        // virtual kernel rather than let its parent wait
+                        // forever.
+                        stop_all(&k);
+                    }
+                    r
+                });
+            match h {
+                Ok(h) => handles.push(h),
+                Err(source) => {
+                    spawned = Err(VprocError::Thread {
+                        what: format!("vCPU {}", i + 1),
+                        source,
+                    });
+                    break;
+                }
+            }
         }
-        results.push(cpu_loop(&k, machine, cpu0));
+        match spawned {
+            Ok(()) => results.push(cpu_loop(&k, machine, cpu0)),
+            Err(e) => results.push(Err(e)),
+        }
         // Whatever happened on vCPU 0, stop the others and the ticker.
-        k.done.store(true, Ordering::SeqCst);
-        if let Some(w) = k.ticker.lock().unwrap().as_ref() {
-            w.wake();
-        }
         // Kick until every vCPU thread is out: one kick can be lost when it
         // lands while its vCPU thread clears the previous one (seen on our
         // PVM hosts under load), and a vproc that never traps would then
         // hold its vCPU forever.
+        stop_all(&k);
         while handles.iter().any(|h| !h.is_finished()) {
-            for kk in &k.kickers {
-                kk.kick();
-            }
-            k.notify();
+            stop_all(&k);
             std::thread::sleep(Duration::from_millis(2));
         }
         for h in handles {
@@ -988,6 +1014,20 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
     drop(k);
     drop(cpus);
     Ok(report)
+}
+
+/// End the run: every vCPU loop and the ticker return soon.
+fn stop_all(k: &Kernel) {
+    k.done.store(true, Ordering::SeqCst);
+    if let Some(w) = k.ticker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        w.wake();
+    }
+    // Every vCPU, even one that just entered the guest: a spinning vproc
+    // would not come back by itself once the ticker has stopped.
+    for kk in &k.kickers {
+        kk.kick();
+    }
+    k.notify();
 }
 
 /// The tick source: a timerfd on an event loop, kicking busy vCPUs.
@@ -1155,7 +1195,11 @@ fn cpu_loop(k: &Arc<Kernel>, machine: &Machine, cpu: &mut Cpu) -> Result<CpuStat
                         if st.interrupt_pending() {
                             drop(t);
                             if st.take_interrupt() {
-                                idle_debugger(k, &st);
+                                if st.interactive() {
+                                    idle_debugger(k, &st);
+                                } else {
+                                    interrupt_foreground(k);
+                                }
                             }
                             t = k.lock();
                         }
@@ -1241,6 +1285,36 @@ fn idle_debugger(k: &Arc<Kernel>, st: &super::stdio::SharedStdio) {
     }
 }
 
+/// si_code of a signal the kernel sent (SI_KERNEL), as for a terminal's
+/// SIGINT.
+pub const SI_KERNEL: i32 = 0x80;
+
+/// SIGINT with nobody at a terminal to answer the debugger (stdin is not
+/// a terminal): as Linux does for a foreground job, init's process group
+/// gets SIGINT from the kernel (and by default dies of it: exit 130).
+fn interrupt_foreground(k: &Kernel) {
+    let mut t = k.lock();
+    let init = t.init;
+    let pgid = t.procs.get(&init).map_or(init, |e| e.pgid);
+    let pids: Vec<Pid> = t
+        .procs
+        .iter()
+        .filter(|(_, e)| e.pgid == pgid)
+        .map(|(p, _)| *p)
+        .collect();
+    for p in pids {
+        k.post_signal(
+            &mut t,
+            p,
+            SigInfo {
+                signo: signal::SIGINT,
+                code: SI_KERNEL,
+                ..Default::default()
+            },
+        );
+    }
+}
+
 /// Kill every vproc (the debugger's quit): init dies of SIGINT.
 fn kill_all(k: &Kernel) {
     let mut t = k.lock();
@@ -1318,7 +1392,7 @@ fn segment(
             };
             body.frame.rax = r as u64;
             if body.trace {
-                eprintln!("[vk {}] fork = {r}", body.pid);
+                vk_eprintln!("[vk {}] fork = {r}", body.pid);
             }
         }
         if let Some(w) = body.block.take() {
@@ -1340,7 +1414,11 @@ fn segment(
             next_tick = now + tick_ns;
         }
         if ticked {
-            if step == super::Step::Interrupted && idx == 0 && body.stdio.take_interrupt() {
+            let interrupt =
+                step == super::Step::Interrupted && idx == 0 && body.stdio.take_interrupt();
+            if interrupt && !body.stdio.interactive() {
+                interrupt_foreground(k);
+            } else if interrupt {
                 match debugger::prompt(body, cpu, Some(k)) {
                     debugger::Outcome::Continue => {}
                     debugger::Outcome::Quit => {

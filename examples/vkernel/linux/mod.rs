@@ -15,6 +15,26 @@
 //! `#[path]`, so not every item is used by every includer.
 #![allow(dead_code)]
 
+/// `eprintln!` that never panics: a vkernel message, log line or syscall
+/// trace written to a closed or broken stderr (`vk ... 2>&1 | head -1`) is
+/// dropped instead of panicking the thread that wrote it. The vproc's own
+/// output does not go through here (see [`stdio`]).
+macro_rules! vk_eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see `vk_eprintln!`).
+#[allow(unused_macros)]
+macro_rules! vk_eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod debugger;
 pub mod elf;
 pub mod events;
@@ -70,6 +90,17 @@ pub enum VprocError {
     /// The vCPU failed (a vkernel or host bug, not the vproc's fault).
     #[error("vCPU: {0}")]
     Run(#[from] RunError),
+    /// A vkernel thread (a vCPU or the scheduler tick) could not start.
+    #[error(
+        "cannot start the {what} thread: {source} (the host is out of threads or memory: \
+         raise `ulimit -v`/`ulimit -u`, or run with fewer --cpus)"
+    )]
+    Thread {
+        /// Which thread.
+        what: String,
+        /// The host error.
+        source: std::io::Error,
+    },
 }
 
 /// How a vproc ended.
@@ -361,6 +392,16 @@ impl Vproc {
             self.check_itimer_alone();
             self.deliver_pending(cpu);
             if self.step(cpu)? == Step::Interrupted && self.stdio.take_interrupt() {
+                if !self.stdio.interactive() {
+                    // Nobody to ask: SIGINT, as for a foreground process.
+                    self.queue_signal(SigInfo {
+                        signo: signal::SIGINT,
+                        code: kernel::SI_KERNEL,
+                        ..Default::default()
+                    });
+                    self.deliver_pending(cpu);
+                    continue;
+                }
                 match debugger::prompt(self, cpu, None) {
                     debugger::Outcome::Continue => {}
                     debugger::Outcome::Quit => {
@@ -426,7 +467,7 @@ impl Vproc {
                             mm::FaultSignal::MapErr => (signal::SIGSEGV, 1),
                             mm::FaultSignal::AccErr => (signal::SIGSEGV, 2),
                             mm::FaultSignal::Oom => {
-                                eprintln!(
+                                vk_eprintln!(
                                     "vkernel: out of RAM frames at {addr:#x}; run with a larger --mem"
                                 );
                                 (signal::SIGBUS, 2)

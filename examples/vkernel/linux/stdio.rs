@@ -8,7 +8,7 @@
 //! string, output captured in memory.
 
 use std::collections::VecDeque;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,8 +32,14 @@ pub enum StdioError {
     /// The event loop failed.
     #[error("event loop: {0}")]
     EventLoop(#[from] EventLoopError),
+    /// The console's stand-in input pipe could not be created.
+    #[error("cannot create the console's input pipe: {0} (the host is out of file descriptors?)")]
+    Pipe(std::io::Error),
     /// The event-loop thread could not start.
-    #[error("cannot start the console thread: {0}")]
+    #[error(
+        "cannot start the console thread: {0} (the host is out of threads or memory: raise \
+         `ulimit -v`/`ulimit -u`)"
+    )]
     Thread(std::io::Error),
 }
 
@@ -59,6 +65,12 @@ pub trait Stdio: Send {
     /// True while a SIGINT is waiting to be taken (blocking calls return
     /// `Err(ERESTART)` then).
     fn interrupt_pending(&self) -> bool {
+        false
+    }
+    /// True if a person at a terminal can answer the debugger prompt
+    /// (stdin is a terminal). Otherwise SIGINT does what it does to a
+    /// foreground process on Linux: the vprocs get it (and usually die).
+    fn interactive(&self) -> bool {
         false
     }
     /// A line for the debugger prompt (None at end of input).
@@ -124,6 +136,11 @@ impl SharedStdio {
         self.lock().interrupt_pending()
     }
 
+    /// See [`Stdio::interactive`].
+    pub fn interactive(&self) -> bool {
+        self.lock().interactive()
+    }
+
     /// See [`Stdio::read_line`].
     pub fn read_line(&self) -> Option<String> {
         self.lock().read_line()
@@ -187,10 +204,51 @@ impl Stdio for BufferStdio {
     }
 }
 
+/// Console input not read yet.
 #[derive(Default)]
 struct Input {
     buf: VecDeque<u8>,
+    /// Bytes taken out of `buf` so far.
+    taken: u64,
+    /// Ends of file typed on a terminal (Ctrl-D), each as the count of
+    /// bytes before it in the stream: a read stops there and returns 0
+    /// once, and input goes on after it.
+    eofs: VecDeque<u64>,
+    /// The input is closed for good.
     eof: bool,
+}
+
+impl Input {
+    /// A Ctrl-D at the current end of the stream.
+    fn push_eof(&mut self) {
+        self.eofs.push_back(self.taken + self.buf.len() as u64);
+    }
+
+    /// Take what a read returns now: `Some(n)` bytes (0 at an end of
+    /// file), or `None` when the reader has to wait.
+    fn take(&mut self, out: &mut [u8]) -> Option<usize> {
+        if out.is_empty() {
+            // A zero-length read consumes nothing, not even a Ctrl-D.
+            return Some(0);
+        }
+        if self.eofs.front() == Some(&self.taken) {
+            self.eofs.pop_front();
+            return Some(0);
+        }
+        let avail = self
+            .eofs
+            .front()
+            .map_or(self.buf.len(), |&at| (at - self.taken) as usize);
+        if avail > 0 {
+            let n = out.len().min(avail);
+            for (o, b) in out.iter_mut().zip(self.buf.drain(..n)) {
+                *o = b;
+            }
+            self.taken += n as u64;
+            return Some(n);
+        }
+        self.eof.then_some(0)
+    }
 }
 
 struct Shared {
@@ -205,6 +263,8 @@ struct Shared {
 /// Stdio through the Console driver and an event-loop thread.
 pub struct ConsoleStdio {
     console: Console,
+    /// stdin is a terminal (see [`Stdio::interactive`]).
+    terminal: bool,
     shared: Arc<Shared>,
     waker: vkernel::devices::Waker,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -241,7 +301,7 @@ impl ConsoleStdio {
                 // console gets a silent pipe as input (it still catches
                 // SIGINT) and stdin is read directly.
                 drop(console);
-                let (r, w) = std::io::pipe().map_err(StdioError::Thread)?;
+                let (r, w) = std::io::pipe().map_err(StdioError::Pipe)?;
                 std::mem::forget(w);
                 console = Console::with_options(r.into(), output, options)?;
                 (console.register(ev.handle())?, true)
@@ -259,7 +319,7 @@ impl ConsoleStdio {
         let thread = std::thread::Builder::new()
             .name("vkernel-console".into())
             .spawn(move || {
-                let _ = ev.run(|e| {
+                let r = ev.run(|e| {
                     match e {
                         Event::ConsoleInput { source, data } if source == id => {
                             sh.input.lock().unwrap().buf.extend(data);
@@ -267,6 +327,10 @@ impl ConsoleStdio {
                         }
                         Event::ConsoleClosed { source } if source == id => {
                             sh.input.lock().unwrap().eof = true;
+                            sh.cond.notify_all();
+                        }
+                        Event::ConsoleEof { source } if source == id => {
+                            sh.input.lock().unwrap().push_eof();
                             sh.cond.notify_all();
                         }
                         Event::ConsoleInterrupt { .. } => {
@@ -286,9 +350,19 @@ impl ConsoleStdio {
                         ControlFlow::Continue(())
                     }
                 });
+                if let Err(e) = r {
+                    // Report instead of leaving readers waiting forever:
+                    // stdin ends here.
+                    vk_eprintln!("vkernel: console input stopped: {e}; stdin is at end of file");
+                    sh.input.lock().unwrap_or_else(|e| e.into_inner()).eof = true;
+                    sh.cond.notify_all();
+                    let w = std::mem::take(&mut *sh.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+                    super::files::wake_all(w);
+                }
             })
             .map_err(StdioError::Thread)?;
         Ok(ConsoleStdio {
+            terminal: std::io::stdin().is_terminal(),
             console,
             shared,
             waker,
@@ -296,6 +370,12 @@ impl ConsoleStdio {
             direct_stdin,
         })
     }
+}
+
+/// The errno of a host I/O error (EIO when it carries none, e.g. a write
+/// that wrote nothing).
+pub fn host_errno(e: &std::io::Error) -> i64 {
+    e.raw_os_error().map_or(5, i64::from)
 }
 
 trait CloneFd {
@@ -320,33 +400,26 @@ impl Drop for ConsoleStdio {
 
 impl Stdio for ConsoleStdio {
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, i64> {
-        if fd == 2 {
-            let mut e = std::io::stderr();
-            e.write_all(data).map_err(|_| 5i64)?;
+        // The host's errno goes to the vproc as is: EPIPE above all (the
+        // caller turns it into SIGPIPE), ENOSPC, EIO...
+        let r = if fd == 2 {
+            std::io::stderr().write_all(data)
         } else {
-            self.console.write_all(data).map_err(|_| 5i64)?;
-        }
+            Write::write_all(&mut &self.console, data)
+        };
+        r.map_err(|e| host_errno(&e))?;
         Ok(data.len())
     }
 
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {
         if self.direct_stdin {
             use std::io::Read;
-            return std::io::stdin()
-                .read(buf)
-                .map_err(|e| e.raw_os_error().unwrap_or(5) as i64);
+            return std::io::stdin().read(buf).map_err(|e| host_errno(&e));
         }
         let mut st = self.shared.input.lock().unwrap();
         loop {
-            if !st.buf.is_empty() {
-                let n = buf.len().min(st.buf.len());
-                for b in buf.iter_mut().take(n) {
-                    *b = st.buf.pop_front().expect("counted");
-                }
+            if let Some(n) = st.take(buf) {
                 return Ok(n);
-            }
-            if st.eof {
-                return Ok(0);
             }
             if self.shared.interrupt.load(Ordering::SeqCst) {
                 return Err(ERESTART);
@@ -364,7 +437,11 @@ impl Stdio for ConsoleStdio {
             return true;
         }
         let st = self.shared.input.lock().unwrap_or_else(|e| e.into_inner());
-        if !st.buf.is_empty() || st.eof || self.shared.interrupt.load(Ordering::SeqCst) {
+        if !st.buf.is_empty()
+            || !st.eofs.is_empty()
+            || st.eof
+            || self.shared.interrupt.load(Ordering::SeqCst)
+        {
             return true;
         }
         if let Some((pid, w)) = waiter {
@@ -390,6 +467,10 @@ impl Stdio for ConsoleStdio {
         self.shared.interrupt.load(Ordering::SeqCst)
     }
 
+    fn interactive(&self) -> bool {
+        self.terminal
+    }
+
     fn read_line(&mut self) -> Option<String> {
         if self.direct_stdin {
             let mut s = String::new();
@@ -401,19 +482,18 @@ impl Stdio for ConsoleStdio {
         let mut line = Vec::new();
         loop {
             let mut st = self.shared.input.lock().unwrap();
-            if let Some(c) = st.buf.pop_front() {
-                drop(st);
-                if c == b'\n' {
-                    break;
+            let mut c = [0u8];
+            match st.take(&mut c) {
+                Some(1) if c[0] == b'\n' => break,
+                Some(1) => {
+                    line.push(c[0]);
+                    continue;
                 }
-                line.push(c);
-                continue;
-            }
-            if st.eof {
-                if line.is_empty() {
-                    return None;
-                }
-                break;
+                // Ctrl-D (taken once: the next prompt reads new input) or
+                // the end of the input.
+                Some(_) if line.is_empty() => return None,
+                Some(_) => break,
+                None => {}
             }
             // A second Ctrl-C at the prompt: give up the prompt.
             if self.shared.interrupt.swap(false, Ordering::SeqCst) {
@@ -422,5 +502,74 @@ impl Stdio for ConsoleStdio {
             drop(self.shared.cond.wait(st).unwrap());
         }
         Some(String::from_utf8_lossy(&line).into_owned())
+    }
+}
+
+/// The exit status after an internal error of the vkernel itself (a panic
+/// in any of its threads): 70, `EX_SOFTWARE` of sysexits.h.
+pub const INTERNAL_ERROR_STATUS: i32 = 70;
+
+/// The terminal attributes of stdin when the vkernel started (if it is a
+/// terminal), for [`install_panic_hook`] to put back.
+static START_TERMIOS: std::sync::OnceLock<libc::termios> = std::sync::OnceLock::new();
+
+/// Make a panic in any vkernel thread end the whole process at once: print
+/// the message (best effort: stderr may be gone), put the terminal back as
+/// it was at start, and exit with [`INTERNAL_ERROR_STATUS`]. Without this a
+/// panicking thread unwinds while the others (vCPUs, tick, console) keep
+/// running, and the process can hang instead of ending.
+pub fn install_panic_hook() {
+    // SAFETY: tcgetattr writes a termios into the zeroed local, which is
+    // only kept when the call succeeded.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(0, &mut t) == 0 {
+            let _ = START_TERMIOS.set(t);
+        }
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        vk_eprintln!(
+            "vkernel: internal error in thread '{name}': {info}\n\
+             vkernel: this is a vkernel bug; exiting with status {INTERNAL_ERROR_STATUS} \
+             (please report it with the command line that caused it)"
+        );
+        if let Some(t) = START_TERMIOS.get() {
+            // SAFETY: restores attributes read from the same fd at start.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
+        }
+        // SAFETY: _exit ends the process without running destructors or
+        // atexit handlers, which could wait on locks the other threads
+        // hold; all vproc output was written through unbuffered fds.
+        unsafe { libc::_exit(INTERNAL_ERROR_STATUS) }
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Input;
+
+    #[test]
+    fn ctrl_d_is_one_empty_read_and_input_goes_on() {
+        let mut i = Input::default();
+        let mut b = [0u8; 8];
+        assert_eq!(i.take(&mut b), None, "nothing yet: wait");
+        i.buf.extend(b"ab");
+        i.push_eof();
+        i.push_eof();
+        i.buf.extend(b"cd");
+        assert_eq!(i.take(&mut []), Some(0));
+        assert_eq!(i.take(&mut b), Some(2), "stops at the Ctrl-D");
+        assert_eq!(&b[..2], b"ab");
+        assert_eq!(i.take(&mut b), Some(0), "first Ctrl-D");
+        assert_eq!(i.take(&mut b), Some(0), "second Ctrl-D");
+        assert_eq!(i.take(&mut b[..1]), Some(1));
+        assert_eq!(i.take(&mut b), Some(1));
+        assert_eq!(b[0], b'd');
+        assert_eq!(i.take(&mut b), None, "not the end: wait for more");
+        i.eof = true;
+        assert_eq!(i.take(&mut b), Some(0));
+        assert_eq!(i.take(&mut b), Some(0), "a closed input stays at its end");
     }
 }

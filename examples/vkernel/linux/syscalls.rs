@@ -317,7 +317,7 @@ impl Vproc {
             }
         }
         if self.trace {
-            eprintln!(
+            vk_eprintln!(
                 "[vk] {}({:#x}, {:#x}, {:#x}, {:#x}) = {}",
                 name(nr),
                 a[0],
@@ -577,7 +577,7 @@ impl Vproc {
             334 => Err(ENOSYS),
             _ => {
                 if self.unknown.insert(nr) {
-                    eprintln!(
+                    vk_eprintln!(
                         "vkernel: unimplemented syscall {nr} ({}) -> ENOSYS",
                         name(nr)
                     );
@@ -621,6 +621,24 @@ impl Vproc {
         self.write_fd(fd, &data)
     }
 
+    /// Write to the host behind fd 1 or 2. A host pipe without readers
+    /// (`vk run ... | head -1`) is a readerless pipe for the vproc too:
+    /// EPIPE and SIGPIPE, as Linux gives a native process.
+    fn write_host(&mut self, fd: i32, data: &[u8]) -> R {
+        match self.stdio.write(fd, data) {
+            Ok(n) => Ok(n as i64),
+            Err(EPIPE) => {
+                self.queue_signal(SigInfo {
+                    signo: signal::SIGPIPE,
+                    pid: self.pid,
+                    ..Default::default()
+                });
+                Err(EPIPE)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn write_fd(&mut self, fd: i64, data: &[u8]) -> R {
         self.write_fd_as(fd, data, false)
     }
@@ -633,9 +651,8 @@ impl Vproc {
             return Err(EBADF);
         }
         match &f.kind {
-            FileKind::Stdout => Ok(self.stdio.write(1, data)? as i64),
-            FileKind::Stderr => Ok(self.stdio.write(2, data)? as i64),
-            FileKind::Stdin => Ok(self.stdio.write(1, data)? as i64),
+            FileKind::Stdout | FileKind::Stdin => self.write_host(1, data),
+            FileKind::Stderr => self.write_host(2, data),
             FileKind::PipeWrite(p) => {
                 let nonblock = f.flags & files::O_NONBLOCK != 0 || nowait;
                 let mut p = p.borrow_mut();
