@@ -11,7 +11,7 @@ use vkernel::core::prelude::*;
 
 use super::files::{self, Fd, FileKind, OpenFile, Pipe, Shared};
 use super::fs::{self, Kind, S_IFCHR, S_IFDIR};
-use super::mm::{MmError, PROT_EXEC, PROT_READ, PROT_WRITE};
+use super::mm::MmError;
 use super::signal::{self, SigAction, SigInfo};
 use super::stdio::ERESTART;
 use super::{ExitStatus, Vproc};
@@ -335,11 +335,7 @@ impl Vproc {
                 Ok(0)
             }
             11 => {
-                if !a[0].is_multiple_of(4096) || a[1] == 0 {
-                    return Err(EINVAL);
-                }
-                let end = a[0].saturating_add(a[1].div_ceil(4096) * 4096);
-                self.mm.unmap(a[0], end);
+                self.mm.munmap(a[0], a[1])?;
                 Ok(0)
             }
             12 => Ok(self.mm.set_brk(a[0]) as i64),
@@ -357,19 +353,11 @@ impl Vproc {
                 self.yield_cpu = self.k.is_some();
                 Ok(0)
             }
-            25 => Ok(self.mm.mremap(
-                a[0],
-                a[1],
-                a[2],
-                a[3] & 1 != 0,
-                (a[3] & 2 != 0).then_some(a[4]),
-            )? as i64),
+            25 => Ok(self.mm.mremap(a[0], a[1], a[2], a[3], a[4])? as i64),
             26 | 74 | 75 => Ok(0),
             27 => Err(ENOSYS),
             28 => {
-                if a[2] == 4 {
-                    self.mm.discard(a[0], a[1]);
-                }
+                self.mm.madvise(a[0], a[1], a[2] as i32 as i64 as u64)?;
                 Ok(0)
             }
             32 => self.sys_dup(i(a[0]), 0, false),
@@ -1245,25 +1233,42 @@ impl Vproc {
 
     fn sys_mmap(&mut self, a: [u64; 6]) -> R {
         let (addr, len, prot, flags, fd, off) =
-            (a[0], a[1], a[2] as u32, a[3] as u32, a[4] as i64, a[5]);
-        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
-            return Err(EINVAL);
-        }
+            (a[0], a[1], a[2] as u32, a[3] as u32, a[4] as i32 as i64, a[5]);
+        const MAP_TYPE: u32 = 0xf;
         const MAP_FIXED: u32 = 0x10;
         const MAP_ANON: u32 = 0x20;
         const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
-        if flags & 3 == 0 || len == 0 || !off.is_multiple_of(4096) {
+        // Linux's order: offset, fd, length, address, then the map type.
+        if !off.is_multiple_of(4096) {
             return Err(EINVAL);
         }
-        if flags & MAP_FIXED_NOREPLACE != 0 {
-            let end = addr.saturating_add(len);
-            if self.mm.vmas().any(|(s, v)| s < end && v.end > addr) {
-                return Err(EEXIST);
-            }
+        let file = if flags & MAP_ANON == 0 {
+            Some(self.fds.get(fd)?.file.clone())
+        } else {
+            None
+        };
+        if len == 0 {
+            return Err(EINVAL);
         }
-        let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
-        let data = if flags & MAP_ANON == 0 {
-            let file = self.fds.get(fd)?.file.clone();
+        let pages = len.div_ceil(4096);
+        if (off / 4096).checked_add(pages).is_none() {
+            return Err(75); // EOVERFLOW
+        }
+        if !matches!(flags & MAP_TYPE, 1..=3) {
+            // Checked after the length and a fixed address, as Linux does.
+            let alen = pages.wrapping_mul(4096);
+            let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+            if alen == 0 || alen > super::mm::USER_END {
+                return Err(ENOMEM);
+            }
+            if fixed && addr > super::mm::USER_END - alen {
+                return Err(ENOMEM);
+            }
+            return Err(EINVAL);
+        }
+        let fixed = flags & MAP_FIXED != 0;
+        let noreplace = flags & MAP_FIXED_NOREPLACE != 0;
+        let data = if let Some(file) = file {
             let f = file.borrow();
             let FileKind::Inode(ino) = f.kind else {
                 return Err(19); // ENODEV
@@ -1283,7 +1288,7 @@ impl Vproc {
         };
         let r = self
             .mm
-            .mmap(addr & !4095, len, prot, fixed, data.as_deref())
+            .mmap(addr, len, prot, fixed, noreplace, data.as_deref())
             .map_err(|e| e.errno())?;
         Ok(r as i64)
     }
