@@ -290,13 +290,35 @@ impl Vproc {
             }
             return;
         }
+        self.serve(nr, a, nr);
+    }
+
+    /// Serve the vproc's `int $0x80` (an i386 call, see [`super::compat32`]);
+    /// rip is at the `int` instruction.
+    pub fn syscall32(&mut self, _cpu: &Cpu) {
+        let nr32 = self.frame.rax;
+        self.frame.rip += 2;
+        match super::compat32::translate(&self.frame) {
+            Some((nr, a)) => self.serve(nr, a, nr32),
+            None => {
+                if self.trace {
+                    eprintln!("[vk] int80 {} = -ENOSYS", nr32 as u32);
+                }
+                self.frame.rax = (-ENOSYS) as u64;
+            }
+        }
+    }
+
+    /// Run call `nr` with arguments `a`; a restarted call re-executes the
+    /// 2-byte instruction before rip with rax = `restart_nr`.
+    fn serve(&mut self, nr: u64, a: [u64; 6], restart_nr: u64) {
         let r = self.dispatch(nr, a);
         let v = match r {
             Ok(v) => v,
             Err(ERESTART) | Err(EBLOCK) => {
                 // Restart the call after the interruption is handled.
                 self.frame.rip -= 2;
-                self.frame.rax = nr;
+                self.frame.rax = restart_nr;
                 return;
             }
             Err(e) => -e,
