@@ -776,9 +776,7 @@ impl Mm {
         match self.find(start) {
             None => return Err(MmError::NoSpace),
             Some((s, v)) => {
-                if grows == PROT_GROWSUP
-                    || (grows == PROT_GROWSDOWN && v.kind != VmaKind::Stack)
-                {
+                if grows == PROT_GROWSUP || (grows == PROT_GROWSDOWN && v.kind != VmaKind::Stack) {
                     return Err(MmError::Invalid);
                 }
                 if grows == PROT_GROWSDOWN {
@@ -1052,6 +1050,40 @@ impl Mm {
             done += n;
         }
         Ok(())
+    }
+
+    /// Copy from user memory up to the first byte the vproc cannot read;
+    /// returns how many bytes were copied (a partial copyin, as Linux's
+    /// write(2) of a buffer whose tail is unmapped).
+    pub fn read_partial(&mut self, va: u64, buf: &mut [u8]) -> usize {
+        let n = self.accessible_len(va, buf.len(), false);
+        match self.read(va, &mut buf[..n]) {
+            Ok(()) => n,
+            Err(_) => 0,
+        }
+    }
+
+    /// How many bytes from `va` (at most `len`) the vproc's areas allow
+    /// reading (`write` false) or writing: the span up to the first byte
+    /// outside an area with that permission. Maps nothing.
+    pub fn accessible_len(&self, va: u64, len: usize, write: bool) -> usize {
+        let end = va.saturating_add(len as u64).min(USER_END);
+        let mut cur = va;
+        while cur < end {
+            let Some((_, v)) = self.find(cur) else {
+                break;
+            };
+            let ok = if write {
+                v.prot & PROT_WRITE != 0
+            } else {
+                v.prot & (PROT_READ | PROT_WRITE | PROT_EXEC) != 0
+            };
+            if !ok {
+                break;
+            }
+            cur = v.end;
+        }
+        (cur.min(end).saturating_sub(va)) as usize
     }
 
     /// Read `len` bytes into a new vector.

@@ -300,13 +300,24 @@ impl Drop for ConsoleStdio {
 
 impl Stdio for ConsoleStdio {
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, i64> {
-        if fd == 2 {
-            let mut e = std::io::stderr();
-            e.write_all(data).map_err(|_| 5i64)?;
-        } else {
-            self.console.write_all(data).map_err(|_| 5i64)?;
+        // The host's errno goes to the vproc as it is (ENOSPC, EPIPE, ...);
+        // bytes already written are reported as a short count.
+        let mut done = 0;
+        while done < data.len() {
+            let r = if fd == 2 {
+                std::io::stderr().write(&data[done..])
+            } else {
+                self.console.write(&data[done..])
+            };
+            match r {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if done == 0 => return Err(e.raw_os_error().unwrap_or(5) as i64),
+                Err(_) => break,
+            }
         }
-        Ok(data.len())
+        Ok(done)
     }
 
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {

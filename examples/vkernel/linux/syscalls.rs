@@ -607,9 +607,53 @@ impl Vproc {
         }
     }
 
+    /// Linux's access_ok: the whole buffer below the top of user space.
+    fn user_range_ok(buf: u64, len: usize) -> bool {
+        buf.checked_add(len as u64)
+            .is_some_and(|e| e <= super::mm::USER_END)
+    }
+
+    /// Checks of read/write before the buffer is touched: the fd is open
+    /// for that direction (EBADF), the buffer is below the top of user
+    /// space (EFAULT). Returns whether the fd is /dev/null or /dev/zero.
+    fn rw_check(&self, fd: i64, buf: u64, len: usize, write: bool) -> Result<Option<u32>, i64> {
+        let file = self.fds.get(fd)?.file.clone();
+        let f = file.borrow();
+        let mode = f.flags & files::O_ACCMODE;
+        let bad = if write {
+            mode == 0 && !matches!(f.kind, FileKind::Stdin)
+        } else {
+            mode == files::O_WRONLY
+        };
+        if bad {
+            return Err(EBADF);
+        }
+        if !Self::user_range_ok(buf, len) {
+            return Err(EFAULT);
+        }
+        Ok(match &f.kind {
+            FileKind::Inode(ino) => match self.fs.inode(*ino).kind {
+                Kind::CharDev(d) => Some(d),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
     fn sys_write(&mut self, fd: i64, buf: u64, len: usize) -> R {
+        if self.rw_check(fd, buf, len, true)?.is_some() {
+            // /dev/null and /dev/zero never look at the buffer.
+            return Ok(len as i64);
+        }
         let len = len.min(1 << 24);
-        let data = self.mm.read_vec(buf, len)?;
+        // Write the readable head of the buffer; EFAULT only if there is
+        // none.
+        let mut data = vec![0u8; len];
+        let n = self.mm.read_partial(buf, &mut data);
+        if n == 0 && len > 0 {
+            return Err(EFAULT);
+        }
+        data.truncate(n);
         self.write_fd(fd, &data)
     }
 
@@ -676,8 +720,18 @@ impl Vproc {
     }
 
     fn sys_read(&mut self, fd: i64, buf: u64, len: usize, at: Option<u64>) -> R {
+        let dev = self.rw_check(fd, buf, len, false)?;
         let len = len.min(1 << 24);
-        let mut data = vec![0u8; len];
+        // Read only what fits in the writable head of the buffer (nothing
+        // is consumed that cannot be delivered); EFAULT only if none does.
+        let fits = self.mm.accessible_len(buf, len, true);
+        if fits == 0 && len > 0 {
+            return match dev {
+                Some(d) if d & 0xff == 3 => Ok(0), // /dev/null: EOF
+                _ => Err(EFAULT),
+            };
+        }
+        let mut data = vec![0u8; fits];
         let n = self.read_fd(fd, &mut data, at)?;
         self.mm.write(buf, &data[..n])?;
         Ok(n as i64)
@@ -782,20 +836,48 @@ impl Vproc {
 
     fn sys_writev(&mut self, fd: i64, iov: u64, cnt: u64) -> R {
         let v = self.iovecs(iov, cnt)?;
+        if v.iter().any(|&(b, l)| !Self::user_range_ok(b, l)) {
+            return Err(EFAULT);
+        }
         let mut all = Vec::new();
+        let mut want = 0usize;
         for (b, l) in v {
             let l = l.min((1 << 24) - all.len().min(1 << 24));
-            all.extend(self.mm.read_vec(b, l)?);
+            want += l;
+            let mut seg = vec![0u8; l];
+            let n = self.mm.read_partial(b, &mut seg);
+            all.extend_from_slice(&seg[..n]);
+            if n < l {
+                // Stop at the first byte that cannot be read.
+                break;
+            }
+        }
+        if all.is_empty() && want > 0 {
+            return Err(EFAULT);
         }
         self.write_fd(fd, &all)
     }
 
     fn sys_readv(&mut self, fd: i64, iov: u64, cnt: u64) -> R {
         let v = self.iovecs(iov, cnt)?;
-        let total = v
-            .iter()
-            .fold(0usize, |t, x| t.saturating_add(x.1))
-            .min(1 << 24);
+        if v.iter().any(|&(b, l)| !Self::user_range_ok(b, l)) {
+            return Err(EFAULT);
+        }
+        // Read only what fits up to the first byte that cannot be written.
+        let mut total = 0usize;
+        let mut want = 0usize;
+        for &(b, l) in &v {
+            let l = l.min((1 << 24) - total);
+            want += l;
+            let fits = self.mm.accessible_len(b, l, true);
+            total += fits;
+            if fits < l {
+                break;
+            }
+        }
+        if total == 0 && want > 0 {
+            return Err(EFAULT);
+        }
         let mut data = vec![0u8; total];
         let n = self.read_fd(fd, &mut data, None)?;
         let mut off = 0;
@@ -1254,8 +1336,14 @@ impl Vproc {
     }
 
     fn sys_mmap(&mut self, a: [u64; 6]) -> R {
-        let (addr, len, prot, flags, fd, off) =
-            (a[0], a[1], a[2] as u32, a[3] as u32, a[4] as i32 as i64, a[5]);
+        let (addr, len, prot, flags, fd, off) = (
+            a[0],
+            a[1],
+            a[2] as u32,
+            a[3] as u32,
+            a[4] as i32 as i64,
+            a[5],
+        );
         const MAP_TYPE: u32 = 0xf;
         const MAP_FIXED: u32 = 0x10;
         const MAP_ANON: u32 = 0x20;
