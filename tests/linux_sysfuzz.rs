@@ -47,7 +47,10 @@ fn linux_random_syscalls_never_break_the_vkernel() {
     {
         Ok(s) => assert!(s.success(), "musl-gcc failed on {}", src.display()),
         Err(e) => {
-            common::skip(test, &format!("musl-gcc not found ({e}); install musl-tools"));
+            common::skip(
+                test,
+                &format!("musl-gcc not found ({e}); install musl-tools"),
+            );
             return;
         }
     }

@@ -45,7 +45,11 @@ fn entry() -> impl Strategy<Value = u64> {
 }
 
 fn access() -> impl Strategy<Value = Access> {
-    prop_oneof![Just(Access::Read), Just(Access::Write), Just(Access::Execute)]
+    prop_oneof![
+        Just(Access::Read),
+        Just(Access::Write),
+        Just(Access::Execute)
+    ]
 }
 
 fn emulate() -> impl Strategy<Value = Emulate> {
@@ -134,9 +138,16 @@ const FORMED_RAM: u64 = 4 << 20;
 
 fn map() -> impl Strategy<Value = Map> {
     let flags = (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(w, u, x)| {
-        (if w { Vpte::RW } else { 0 }) | (if u { Vpte::U } else { 0 }) | (if x { 0 } else { Vpte::NX })
+        (if w { Vpte::RW } else { 0 })
+            | (if u { Vpte::U } else { 0 })
+            | (if x { 0 } else { Vpte::NX })
     });
-    (prop_oneof![8 => Just(1u8), 2 => Just(2u8), 1 => Just(3u8)], 0..64u64, 0..64u64, flags)
+    (
+        prop_oneof![8 => Just(1u8), 2 => Just(2u8), 1 => Just(3u8)],
+        0..64u64,
+        0..64u64,
+        flags,
+    )
         .prop_map(|(level, slot, frame_slot, flags)| Map {
             level,
             slot,
