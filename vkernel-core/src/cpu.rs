@@ -453,9 +453,11 @@ impl Cpu {
         if !Arc::ptr_eq(&vms.shared.machine, &self.m) {
             return Err(RunError::WrongMachine);
         }
+        // RSP is checked only where an entry returns to the vproc through
+        // the stub's `iretq` (see `prepare_entry`): loaded directly, it is
+        // an ordinary register until the vproc uses it.
         for (field, value) in [
             ("rip", frame.rip),
-            ("rsp", frame.rsp),
             ("fs_base", frame.fs_base),
             ("gs_base", frame.gs_base),
         ] {
@@ -538,7 +540,10 @@ impl Cpu {
         self.kick.set_thread(None);
         vms.lock().running &= !(1 << self.index);
         if let Err(e) = &r {
-            if !matches!(e, RunError::FaultLoop { .. } | RunError::FpuBusy { .. }) {
+            if !matches!(
+                e,
+                RunError::FaultLoop { .. } | RunError::FpuBusy { .. } | RunError::BadFrame { .. }
+            ) {
                 self.broken = Some(e.to_string());
             }
         }
@@ -564,7 +569,10 @@ impl Cpu {
     }
 
     /// Set up registers, the iret frame and the mailbox for the next entry.
-    fn prepare_entry(&mut self) {
+    /// Refuses (before changing anything the vCPU holds) an entry that
+    /// must `iretq` to a non-canonical RSP: an emulated `iretq` (PVM-derived
+    /// KVM) fails with an internal error there.
+    fn prepare_entry(&mut self) -> Result<(), RunError> {
         let regs_before = self.fd.sync_regs().regs;
         let mb = self.top;
         // Commands a kicked entry never applied go first.
@@ -578,6 +586,12 @@ impl Cpu {
             self.sys_store(mb + MB_NCMDS, 0);
         }
         let t = self.target;
+        if (self.pos == Position::Kernel || !self.queue.is_empty()) && !is_canonical(t.rsp) {
+            return Err(RunError::BadFrame {
+                field: "rsp",
+                value: t.rsp,
+            });
+        }
         let kcall = self.m.kcall_va();
         let (rip, rsp, rflags, regs_rip, regs_rsp);
         match self.pos {
@@ -655,6 +669,7 @@ impl Cpu {
             self.stats.sregs_loads += 1;
             self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
         }
+        Ok(())
     }
 
     fn frame_from_regs(&self) -> TrapFrame {
@@ -705,7 +720,7 @@ impl Cpu {
         let top_va = SYS_VA + self.top;
         loop {
             if need_entry {
-                self.prepare_entry();
+                self.prepare_entry()?;
             }
             need_entry = false;
             // What the vCPU holds before this run, and what it will hold
@@ -909,6 +924,13 @@ impl Cpu {
                                 if !cmds.is_empty() {
                                     self.queue.extend(cmds);
                                     need_entry = true;
+                                } else if !is_canonical(f.rsp) {
+                                    // The stub's `iretq` would load it.
+                                    *frame = f;
+                                    return Err(RunError::BadFrame {
+                                        field: "rsp",
+                                        value: f.rsp,
+                                    });
                                 }
                                 continue;
                             }

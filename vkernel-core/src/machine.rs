@@ -536,6 +536,10 @@ fn memfd(name: &str) -> Result<File, MachineError> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// The i386 syscall vector (`int $0x80`): a DPL0 gate, so a vproc's
+/// `int $0x80` is a #GP with error code `INT80_VECTOR << 3 | 2`.
+pub const INT80_VECTOR: u64 = 0x80;
+
 /// Write the IDT, stub, trampoline, upper-half tables and per-vCPU areas.
 /// Returns the PML4 entry that maps the system region.
 fn init_sys(sys: &Ram, sys_gpa: u64, sys_size: u64, vcpus: usize, o: &StubOffsets) -> u64 {
@@ -551,6 +555,18 @@ fn init_sys(sys: &Ram, sys_gpa: u64, sys_size: u64, vcpus: usize, o: &StubOffset
         w(IDT_OFF + 16 * v as u64, lo);
         w(IDT_OFF + 16 * v as u64 + 8, hi);
     }
+    // Gate 0x80, present and DPL0: a vproc's `int $0x80` (the i386 syscall)
+    // is #GP with error code 0x402 on every host (a missing gate is #UD on
+    // some PVM-derived hosts, a DPL3 gate triple-faults there), and the
+    // vkernel can serve it. Nothing at CPL0 raises it; should anything do,
+    // it arrives as vector 6 (the handler pushes no error code, as `int`).
+    let handler = SYS_VA + STUB_OFF + o.vectors[6];
+    let lo = (handler & 0xffff)
+        | ((sel::KCODE as u64) << 16)
+        | (0x8Eu64 << 40)
+        | (((handler >> 16) & 0xffff) << 48);
+    w(IDT_OFF + 16 * INT80_VECTOR, lo);
+    w(IDT_OFF + 16 * INT80_VECTOR + 8, handler >> 32);
     sys.write(STUB_OFF, stub::stub_code()).expect("stub fits");
     sys.write(TRAMP_OFF, stub::tramp_code())
         .expect("trampoline fits");
@@ -662,7 +678,7 @@ fn kernel_sregs(fd: &VcpuFd, n: usize, cr3: u64) -> Result<kvm_sregs, MachineErr
     s.gdt.base = SYS_VA + area + CPU_GDT_OFF;
     s.gdt.limit = 8 * 9 - 1;
     s.idt.base = SYS_VA + IDT_OFF;
-    s.idt.limit = 16 * 32 - 1;
+    s.idt.limit = (16 * (INT80_VECTOR + 1) - 1) as u16;
     s.tr = kvm_segment {
         base: SYS_VA + area + CPU_TSS_OFF,
         limit: TSS_LIMIT,

@@ -544,7 +544,7 @@ impl Vproc {
         const CLOCK_REALTIME: u64 = 256;
         let op = a[1] & !(PRIVATE | CLOCK_REALTIME);
         let uaddr = a[0];
-        if uaddr % 4 != 0 {
+        if !uaddr.is_multiple_of(4) {
             return Err(EINVAL);
         }
         match op {
@@ -616,7 +616,7 @@ impl Vproc {
             }
             // FUTEX_REQUEUE, FUTEX_CMP_REQUEUE.
             3 | 4 => {
-                if a[4] % 4 != 0 {
+                if !a[4].is_multiple_of(4) {
                     return Err(EINVAL);
                 }
                 if op == 4 && self.user_u32(uaddr)? != a[5] as u32 {

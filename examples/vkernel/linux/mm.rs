@@ -45,6 +45,24 @@ pub const PROT_READ: u32 = 1;
 pub const PROT_WRITE: u32 = 2;
 /// PROT_EXEC.
 pub const PROT_EXEC: u32 = 4;
+/// PROT_SEM (accepted and ignored, as on x86-64 Linux).
+pub const PROT_SEM: u32 = 8;
+/// PROT_GROWSDOWN (mprotect: extend down to the start of a stack area).
+pub const PROT_GROWSDOWN: u32 = 0x0100_0000;
+/// PROT_GROWSUP (mprotect; no area grows up on x86-64).
+pub const PROT_GROWSUP: u32 = 0x0200_0000;
+
+/// mremap: the mapping may move.
+pub const MREMAP_MAYMOVE: u64 = 1;
+/// mremap: move to exactly `new_addr`.
+pub const MREMAP_FIXED: u64 = 2;
+/// mremap: move, and leave the old range mapped but empty.
+pub const MREMAP_DONTUNMAP: u64 = 4;
+
+/// madvise: drop the pages (they read as zero again).
+pub const MADV_DONTNEED: u64 = 4;
+/// madvise: MADV_DONTNEED that also applies to locked pages.
+pub const MADV_DONTNEED_LOCKED: u64 = 24;
 
 /// Errors of memory management.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
@@ -61,6 +79,12 @@ pub enum MmError {
     /// Bad arguments.
     #[error("invalid argument")]
     Invalid,
+    /// Not allowed (a fixed mapping below the lowest mappable address).
+    #[error("operation not permitted")]
+    Perm,
+    /// MAP_FIXED_NOREPLACE over an existing mapping.
+    #[error("the range is already mapped")]
+    Exists,
     /// A vpagetable edit failed.
     #[error("vpagetable: {0}")]
     Vpt(VptError),
@@ -88,6 +112,8 @@ impl MmError {
             MmError::OutOfMemory | MmError::NoSpace => 12,
             MmError::Fault(_) => 14,
             MmError::Invalid => 22,
+            MmError::Perm => 1,
+            MmError::Exists => 17,
             MmError::Vpt(_) | MmError::Vmspace(_) => 12,
             MmError::ProgramRead(_) => 5,
         }
@@ -683,33 +709,53 @@ impl Mm {
         self.inval(pages[0].0, pages[pages.len() - 1].0 + PAGE);
     }
 
-    /// mmap(2) of anonymous memory (or a private copy of `data`). Returns
-    /// the address.
+    /// mmap(2) of anonymous memory (or a private copy of `data`), with
+    /// Linux's checks: `len` not zero, a fixed `addr` page aligned, the
+    /// range inside `[0, USER_END)`. `noreplace` (MAP_FIXED_NOREPLACE)
+    /// implies `fixed`. A hint that does not fit is ignored. Returns the
+    /// address.
     pub fn mmap(
         &mut self,
         addr: u64,
         len: u64,
         prot: u32,
         fixed: bool,
+        noreplace: bool,
         data: Option<&[u8]>,
     ) -> Result<u64, MmError> {
-        if len == 0 || !addr.is_multiple_of(PAGE) {
+        let fixed = fixed || noreplace;
+        if len == 0 {
             return Err(MmError::Invalid);
         }
         let len = align_up(len);
         if len == 0 || len > USER_END {
             return Err(MmError::NoSpace);
         }
+        // Only R/W/X mean something; Linux ignores the other bits of mmap.
+        let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
         let start = if fixed {
-            if addr < USER_START || addr.checked_add(len).is_none_or(|e| e > USER_END) {
+            if addr > USER_END - len {
                 return Err(MmError::NoSpace);
+            }
+            if !addr.is_multiple_of(PAGE) {
+                return Err(MmError::Invalid);
+            }
+            if addr < USER_START {
+                // mmap_min_addr: the vkernel keeps the low pages unmapped.
+                return Err(MmError::Perm);
+            }
+            if noreplace && !self.range_empty(addr, addr + len) {
+                return Err(MmError::Exists);
             }
             self.unmap(addr, addr + len);
             addr
-        } else if addr != 0 && self.range_free(addr, addr.saturating_add(len)) {
-            addr
         } else {
-            self.find_free(len)?
+            let hint = addr & !(PAGE - 1);
+            if hint != 0 && self.range_free(hint, hint.saturating_add(len)) {
+                hint
+            } else {
+                self.find_free(len)?
+            }
         };
         if let Some(d) = data {
             // Copied file contents: populate eagerly, readable by the kernel.
@@ -735,22 +781,77 @@ impl Mm {
         Ok(start)
     }
 
-    /// mprotect(2).
-    pub fn protect(&mut self, start: u64, len: u64, prot: u32) -> Result<(), MmError> {
-        if !start.is_multiple_of(PAGE) {
-            return Err(MmError::Invalid);
-        }
-        let end = start.checked_add(align_up(len)).ok_or(MmError::NoSpace)?;
-        if start == end {
-            return Ok(());
-        }
-        // The whole range must be mapped.
+    /// No area overlaps `[start, end)`.
+    fn range_empty(&self, start: u64, end: u64) -> bool {
+        self.vmas
+            .range(..end)
+            .next_back()
+            .is_none_or(|(_, v)| v.end <= start)
+    }
+
+    /// Every byte of `[start, end)` is inside some area.
+    fn range_mapped(&self, start: u64, end: u64) -> bool {
         let mut cur = start;
         while cur < end {
             match self.find(cur) {
                 Some((_, v)) => cur = v.end,
-                None => return Err(MmError::NoSpace),
+                None => return false,
             }
+        }
+        true
+    }
+
+    /// munmap(2) with Linux's checks: `start` page aligned, `len` not zero
+    /// and the range inside `[0, USER_END)` (EINVAL otherwise). Unmapping
+    /// a range with nothing in it succeeds.
+    pub fn munmap(&mut self, start: u64, len: u64) -> Result<(), MmError> {
+        if !start.is_multiple_of(PAGE) || start > USER_END || len > USER_END - start {
+            return Err(MmError::Invalid);
+        }
+        let end = start + align_up(len);
+        if end == start {
+            return Err(MmError::Invalid);
+        }
+        self.unmap(start, end);
+        Ok(())
+    }
+
+    /// mprotect(2) with Linux's checks: `start` page aligned, only
+    /// PROT_READ/WRITE/EXEC/SEM (plus one of GROWSDOWN/GROWSUP), the whole
+    /// range mapped (ENOMEM otherwise).
+    pub fn protect(&mut self, start: u64, len: u64, prot: u32) -> Result<(), MmError> {
+        let grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+        let prot = prot & !grows;
+        if grows == PROT_GROWSDOWN | PROT_GROWSUP || !start.is_multiple_of(PAGE) {
+            return Err(MmError::Invalid);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let len = align_up(len);
+        let end = start.wrapping_add(len);
+        if end <= start {
+            return Err(MmError::NoSpace);
+        }
+        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM) != 0 {
+            return Err(MmError::Invalid);
+        }
+        let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
+        let mut start = start;
+        match self.find(start) {
+            None => return Err(MmError::NoSpace),
+            Some((s, v)) => {
+                if grows == PROT_GROWSUP || (grows == PROT_GROWSDOWN && v.kind != VmaKind::Stack) {
+                    return Err(MmError::Invalid);
+                }
+                if grows == PROT_GROWSDOWN {
+                    start = s;
+                }
+            }
+        }
+        // The whole range must be mapped.
+        if !self.range_mapped(start, end) {
+            return Err(MmError::NoSpace);
         }
         split_at(&mut self.vmas, start);
         split_at(&mut self.vmas, end);
@@ -771,31 +872,57 @@ impl Mm {
         Ok(())
     }
 
-    /// mremap(2) of an anonymous area. Returns the new address.
+    /// mremap(2) of an anonymous area, with Linux's checks (`flags` are
+    /// MREMAP_*, `new_addr` is used with MREMAP_FIXED). Returns the new
+    /// address.
     pub fn mremap(
         &mut self,
         old: u64,
         old_len: u64,
         new_len: u64,
-        may_move: bool,
-        fixed: Option<u64>,
+        flags: u64,
+        new_addr: u64,
     ) -> Result<u64, MmError> {
-        if !old.is_multiple_of(PAGE) || new_len == 0 {
+        if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0 {
             return Err(MmError::Invalid);
         }
-        if old_len > USER_END || new_len > USER_END {
-            return Err(MmError::NoSpace);
+        let may_move = flags & MREMAP_MAYMOVE != 0;
+        let dontunmap = flags & MREMAP_DONTUNMAP != 0;
+        if flags & MREMAP_FIXED != 0 && !may_move {
+            return Err(MmError::Invalid);
+        }
+        if dontunmap && (!may_move || old_len != new_len) {
+            return Err(MmError::Invalid);
+        }
+        if !old.is_multiple_of(PAGE) {
+            return Err(MmError::Invalid);
         }
         let old_len = align_up(old_len);
         let new_len = align_up(new_len);
+        if new_len == 0 {
+            return Err(MmError::Invalid);
+        }
+        let fixed = (flags & MREMAP_FIXED != 0).then_some(new_addr);
+        if let Some(d) = fixed {
+            if !d.is_multiple_of(PAGE) || new_len > USER_END || d > USER_END - new_len {
+                return Err(MmError::Invalid);
+            }
+            if old.checked_add(old_len).is_none_or(|e| e > d) && d + new_len > old {
+                return Err(MmError::Invalid);
+            }
+        }
         let Some((vs, vma)) = self.find(old) else {
             return Err(MmError::Fault(old));
         };
+        if old_len == 0 {
+            // Duplicating a mapping needs a shared one.
+            return Err(MmError::Invalid);
+        }
         let old_end = old + old_len;
         if old_end > vma.end || vs > old {
             return Err(MmError::Fault(old));
         }
-        if fixed.is_none() {
+        if fixed.is_none() && !dontunmap {
             if new_len <= old_len {
                 self.unmap(old + new_len, old_end);
                 return Ok(old);
@@ -810,12 +937,6 @@ impl Mm {
         }
         let dest = match fixed {
             Some(d) => {
-                if !d.is_multiple_of(PAGE) || d.checked_add(new_len).is_none_or(|e| e > USER_END) {
-                    return Err(MmError::Invalid);
-                }
-                if d < old_end && old < d + new_len {
-                    return Err(MmError::Invalid);
-                }
                 self.unmap(d, d + new_len);
                 d
             }
@@ -837,12 +958,63 @@ impl Mm {
         if let (Some(a), Some(b)) = (moved.first(), moved.last()) {
             self.inval(a.0, b.0 + PAGE);
         }
-        self.unmap(old, old_end);
+        if !dontunmap {
+            self.unmap(old, old_end);
+        } else {
+            // The old range stays mapped, empty: the moved frames are gone.
+            self.discard(old, old_len);
+        }
         Ok(dest)
     }
 
-    /// MADV_DONTNEED: drop the frames (the pages read as zero again).
-    pub fn discard(&mut self, start: u64, len: u64) {
+    /// madvise(2) with Linux's checks: a known `advice`, `start` page
+    /// aligned, no wrap-around (EINVAL); MADV_DONTNEED drops the pages of
+    /// the areas in the range, the other advice changes nothing here. A
+    /// hole in the range gives ENOMEM (after the areas were advised).
+    pub fn madvise(&mut self, start: u64, len: u64, advice: u64) -> Result<(), MmError> {
+        match advice {
+            0..=4 | 8..=25 => {}
+            // MADV_HWPOISON / MADV_SOFT_OFFLINE need CAP_SYS_ADMIN.
+            100 | 101 => return Err(MmError::Perm),
+            _ => return Err(MmError::Invalid),
+        }
+        if !start.is_multiple_of(PAGE) {
+            return Err(MmError::Invalid);
+        }
+        let alen = align_up(len);
+        if len != 0 && alen == 0 {
+            return Err(MmError::Invalid);
+        }
+        let end = start.checked_add(alen).ok_or(MmError::Invalid)?;
+        if end == start {
+            return Ok(());
+        }
+        if matches!(advice, 9 | 18) {
+            // MADV_REMOVE needs a shared mapping; WIPEONFORK is refused
+            // here as on a file mapping (vkernel does not implement it).
+            return Err(MmError::Invalid);
+        }
+        if matches!(advice, MADV_DONTNEED | MADV_DONTNEED_LOCKED) {
+            let ranges: Vec<(u64, u64)> = self
+                .vmas
+                .range(..end)
+                .filter(|(s, v)| v.end > start && **s < end)
+                .map(|(s, v)| ((*s).max(start), v.end.min(end)))
+                .collect();
+            for (s, e) in ranges {
+                self.discard(s, e - s);
+            }
+        }
+        if self.range_mapped(start, end) {
+            Ok(())
+        } else {
+            Err(MmError::NoSpace)
+        }
+    }
+
+    /// Drop the frames of `[start, start + len)` (the pages read as zero
+    /// again); the caller checked the range.
+    fn discard(&mut self, start: u64, len: u64) {
         let end = start.saturating_add(align_up(len));
         let pages: Vec<(u64, u64)> = self
             .pages
@@ -943,6 +1115,40 @@ impl Mm {
             done += n;
         }
         Ok(())
+    }
+
+    /// Copy from user memory up to the first byte the vproc cannot read;
+    /// returns how many bytes were copied (a partial copyin, as Linux's
+    /// write(2) of a buffer whose tail is unmapped).
+    pub fn read_partial(&mut self, va: u64, buf: &mut [u8]) -> usize {
+        let n = self.accessible_len(va, buf.len(), false);
+        match self.read(va, &mut buf[..n]) {
+            Ok(()) => n,
+            Err(_) => 0,
+        }
+    }
+
+    /// How many bytes from `va` (at most `len`) the vproc's areas allow
+    /// reading (`write` false) or writing: the span up to the first byte
+    /// outside an area with that permission. Maps nothing.
+    pub fn accessible_len(&self, va: u64, len: usize, write: bool) -> usize {
+        let end = va.saturating_add(len as u64).min(USER_END);
+        let mut cur = va;
+        while cur < end {
+            let Some((_, v)) = self.find(cur) else {
+                break;
+            };
+            let ok = if write {
+                v.prot & PROT_WRITE != 0
+            } else {
+                v.prot & (PROT_READ | PROT_WRITE | PROT_EXEC) != 0
+            };
+            if !ok {
+                break;
+            }
+            cur = v.end;
+        }
+        (cur.min(end).saturating_sub(va)) as usize
     }
 
     /// Read `len` bytes into a new vector.

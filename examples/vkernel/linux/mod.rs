@@ -35,6 +35,7 @@ macro_rules! vk_eprint {
     }};
 }
 
+pub mod compat32;
 pub mod debugger;
 pub mod elf;
 pub mod events;
@@ -248,6 +249,12 @@ pub fn canonical(a: u64) -> bool {
     a < 0x0000_8000_0000_0000
 }
 
+/// Canonical address (either half)?
+pub fn is_canonical(a: u64) -> bool {
+    let top = a >> 47;
+    top == 0 || top == 0x1_ffff
+}
+
 impl Vproc {
     /// Load `cfg.image` into a new vmspace of `machine` with root
     /// filesystem `fs` and standard fds `stdio`.
@@ -417,11 +424,11 @@ impl Vproc {
     pub fn step(&mut self, cpu: &mut Cpu) -> Result<Step, VprocError> {
         {
             let f = &self.frame;
-            if !canonical(f.rip)
-                || !canonical(f.rsp)
-                || !canonical(f.fs_base)
-                || !canonical(f.gs_base)
-            {
+            // Only what the vCPU could not load is refused: a user rip (a
+            // kernel-half one faults anyway), canonical FS/GS bases (any,
+            // as wrfsbase/wrgsbase allow). RSP is a plain register until
+            // used: Linux does not look at it, nor does the vkernel.
+            if !canonical(f.rip) || !is_canonical(f.fs_base) || !is_canonical(f.gs_base) {
                 let info = SigInfo {
                     signo: signal::SIGSEGV,
                     code: 0x80,
@@ -440,6 +447,21 @@ impl Vproc {
                     Trap::Interrupted
                 }
                 Ok(t) => t,
+                Err(RunError::BadFrame { field: "rsp", .. }) => {
+                    // Returning to a non-canonical RSP through the stub's
+                    // iretq would break the vCPU (the syscall path resumes
+                    // without it): the vproc gets the #GP's SIGSEGV.
+                    self.force_signal(
+                        cpu,
+                        SigInfo {
+                            signo: signal::SIGSEGV,
+                            code: 0x80,
+                            trapno: 13,
+                            ..Default::default()
+                        },
+                    );
+                    return Ok(Step::Ran);
+                }
                 Err(RunError::FaultLoop { addr, .. }) => {
                     self.force_signal(
                         cpu,
@@ -491,6 +513,12 @@ impl Vproc {
                         );
                     }
                 }
+                Trap::Exception { vector, error_code }
+                    if compat32::is_int80(vector, error_code, self.insn_at_rip()) =>
+                {
+                    self.syscalls += 1;
+                    self.syscall32(cpu);
+                }
                 Trap::Exception { vector, error_code } => {
                     let rip = self.frame.rip;
                     let (signo, code, addr) = match vector {
@@ -518,6 +546,16 @@ impl Vproc {
             self.deliver_pending(cpu);
             Ok(step)
         }
+    }
+
+    /// The first two bytes of the instruction at rip (zeros if they cannot
+    /// be read).
+    fn insn_at_rip(&mut self) -> [u8; 2] {
+        let mut b = [0u8; 2];
+        if self.mm.read(self.frame.rip, &mut b).is_err() {
+            b = [0; 2];
+        }
+        b
     }
 
     /// Deliver a synchronous signal (a fault): a blocked or ignored one

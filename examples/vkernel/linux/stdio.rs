@@ -356,7 +356,8 @@ impl ConsoleStdio {
                     vk_eprintln!("vkernel: console input stopped: {e}; stdin is at end of file");
                     sh.input.lock().unwrap_or_else(|e| e.into_inner()).eof = true;
                     sh.cond.notify_all();
-                    let w = std::mem::take(&mut *sh.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+                    let w =
+                        std::mem::take(&mut *sh.waiters.lock().unwrap_or_else(|e| e.into_inner()));
                     super::files::wake_all(w);
                 }
             })
@@ -400,15 +401,24 @@ impl Drop for ConsoleStdio {
 
 impl Stdio for ConsoleStdio {
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, i64> {
-        // The host's errno goes to the vproc as is: EPIPE above all (the
-        // caller turns it into SIGPIPE), ENOSPC, EIO...
-        let r = if fd == 2 {
-            std::io::stderr().write_all(data)
-        } else {
-            Write::write_all(&mut &self.console, data)
-        };
-        r.map_err(|e| host_errno(&e))?;
-        Ok(data.len())
+        // The host's errno goes to the vproc as it is (ENOSPC, EPIPE, ...);
+        // bytes already written are reported as a short count.
+        let mut done = 0;
+        while done < data.len() {
+            let r = if fd == 2 {
+                std::io::stderr().write(&data[done..])
+            } else {
+                self.console.write(&data[done..])
+            };
+            match r {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if done == 0 => return Err(host_errno(&e)),
+                Err(_) => break,
+            }
+        }
+        Ok(done)
     }
 
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {

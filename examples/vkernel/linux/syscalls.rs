@@ -9,7 +9,7 @@ use vkernel::core::prelude::*;
 
 use super::files::{self, Fd, FileKind, OpenFile, Pipe, Shared};
 use super::fs::{self, Kind, S_IFCHR, S_IFDIR};
-use super::mm::{MmError, PROT_EXEC, PROT_READ, PROT_WRITE};
+use super::mm::MmError;
 use super::signal::{self, SigAction, SigInfo};
 use super::stdio::ERESTART;
 use super::{ExitStatus, Vproc};
@@ -288,6 +288,28 @@ impl Vproc {
             }
             return;
         }
+        self.serve(nr, a, nr);
+    }
+
+    /// Serve the vproc's `int $0x80` (an i386 call, see [`super::compat32`]);
+    /// rip is at the `int` instruction.
+    pub fn syscall32(&mut self, _cpu: &Cpu) {
+        let nr32 = self.frame.rax;
+        self.frame.rip += 2;
+        match super::compat32::translate(&self.frame) {
+            Some((nr, a)) => self.serve(nr, a, nr32),
+            None => {
+                if self.trace {
+                    vk_eprintln!("[vk] int80 {} = -ENOSYS", nr32 as u32);
+                }
+                self.frame.rax = (-ENOSYS) as u64;
+            }
+        }
+    }
+
+    /// Run call `nr` with arguments `a`; a restarted call re-executes the
+    /// 2-byte instruction before rip with rax = `restart_nr`.
+    fn serve(&mut self, nr: u64, a: [u64; 6], restart_nr: u64) {
         // A retry of a waiting call continues with its state.
         let (state, retry) = match self.pending_call.take() {
             Some(p) if p.nr == nr && p.args == a => (p.state, true),
@@ -301,7 +323,7 @@ impl Vproc {
             Err(ERESTART) | Err(EBLOCK) => {
                 // Retry the call when woken (or after the interruption).
                 self.frame.rip -= 2;
-                self.frame.rax = nr;
+                self.frame.rax = restart_nr;
                 self.pending_call = Some(super::events::PendingCall {
                     nr,
                     args: a,
@@ -350,11 +372,7 @@ impl Vproc {
                 Ok(0)
             }
             11 => {
-                if !a[0].is_multiple_of(4096) || a[1] == 0 {
-                    return Err(EINVAL);
-                }
-                let end = a[0].saturating_add(a[1].div_ceil(4096) * 4096);
-                self.mm.unmap(a[0], end);
+                self.mm.munmap(a[0], a[1])?;
                 Ok(0)
             }
             12 => Ok(self.mm.set_brk(a[0]) as i64),
@@ -373,19 +391,11 @@ impl Vproc {
                 self.yield_cpu = self.k.is_some();
                 Ok(0)
             }
-            25 => Ok(self.mm.mremap(
-                a[0],
-                a[1],
-                a[2],
-                a[3] & 1 != 0,
-                (a[3] & 2 != 0).then_some(a[4]),
-            )? as i64),
+            25 => Ok(self.mm.mremap(a[0], a[1], a[2], a[3], a[4])? as i64),
             26 | 74 | 75 => Ok(0),
             27 => Err(ENOSYS),
             28 => {
-                if a[2] == 4 {
-                    self.mm.discard(a[0], a[1]);
-                }
+                self.mm.madvise(a[0], a[1], a[2] as i32 as i64 as u64)?;
                 Ok(0)
             }
             32 => self.sys_dup(i(a[0]), 0, false),
@@ -615,9 +625,53 @@ impl Vproc {
         }
     }
 
+    /// Linux's access_ok: the whole buffer below the top of user space.
+    fn user_range_ok(buf: u64, len: usize) -> bool {
+        buf.checked_add(len as u64)
+            .is_some_and(|e| e <= super::mm::USER_END)
+    }
+
+    /// Checks of read/write before the buffer is touched: the fd is open
+    /// for that direction (EBADF), the buffer is below the top of user
+    /// space (EFAULT). Returns whether the fd is /dev/null or /dev/zero.
+    fn rw_check(&self, fd: i64, buf: u64, len: usize, write: bool) -> Result<Option<u32>, i64> {
+        let file = self.fds.get(fd)?.file.clone();
+        let f = file.borrow();
+        let mode = f.flags & files::O_ACCMODE;
+        let bad = if write {
+            mode == 0 && !matches!(f.kind, FileKind::Stdin)
+        } else {
+            mode == files::O_WRONLY
+        };
+        if bad {
+            return Err(EBADF);
+        }
+        if !Self::user_range_ok(buf, len) {
+            return Err(EFAULT);
+        }
+        Ok(match &f.kind {
+            FileKind::Inode(ino) => match self.fs.inode(*ino).kind {
+                Kind::CharDev(d) => Some(d),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
     fn sys_write(&mut self, fd: i64, buf: u64, len: usize) -> R {
+        if self.rw_check(fd, buf, len, true)?.is_some() {
+            // /dev/null and /dev/zero never look at the buffer.
+            return Ok(len as i64);
+        }
         let len = len.min(1 << 24);
-        let data = self.mm.read_vec(buf, len)?;
+        // Write the readable head of the buffer; EFAULT only if there is
+        // none.
+        let mut data = vec![0u8; len];
+        let n = self.mm.read_partial(buf, &mut data);
+        if n == 0 && len > 0 {
+            return Err(EFAULT);
+        }
+        data.truncate(n);
         self.write_fd(fd, &data)
     }
 
@@ -726,8 +780,18 @@ impl Vproc {
     }
 
     fn sys_read(&mut self, fd: i64, buf: u64, len: usize, at: Option<u64>) -> R {
+        let dev = self.rw_check(fd, buf, len, false)?;
         let len = len.min(1 << 24);
-        let mut data = vec![0u8; len];
+        // Read only what fits in the writable head of the buffer (nothing
+        // is consumed that cannot be delivered); EFAULT only if none does.
+        let fits = self.mm.accessible_len(buf, len, true);
+        if fits == 0 && len > 0 {
+            return match dev {
+                Some(d) if d & 0xff == 3 => Ok(0), // /dev/null: EOF
+                _ => Err(EFAULT),
+            };
+        }
+        let mut data = vec![0u8; fits];
         let n = self.read_fd(fd, &mut data, at)?;
         self.mm.write(buf, &data[..n])?;
         Ok(n as i64)
@@ -922,20 +986,48 @@ impl Vproc {
 
     fn sys_writev(&mut self, fd: i64, iov: u64, cnt: u64) -> R {
         let v = self.iovecs(iov, cnt)?;
+        if v.iter().any(|&(b, l)| !Self::user_range_ok(b, l)) {
+            return Err(EFAULT);
+        }
         let mut all = Vec::new();
+        let mut want = 0usize;
         for (b, l) in v {
             let l = l.min((1 << 24) - all.len().min(1 << 24));
-            all.extend(self.mm.read_vec(b, l)?);
+            want += l;
+            let mut seg = vec![0u8; l];
+            let n = self.mm.read_partial(b, &mut seg);
+            all.extend_from_slice(&seg[..n]);
+            if n < l {
+                // Stop at the first byte that cannot be read.
+                break;
+            }
+        }
+        if all.is_empty() && want > 0 {
+            return Err(EFAULT);
         }
         self.write_fd(fd, &all)
     }
 
     fn sys_readv(&mut self, fd: i64, iov: u64, cnt: u64) -> R {
         let v = self.iovecs(iov, cnt)?;
-        let total = v
-            .iter()
-            .fold(0usize, |t, x| t.saturating_add(x.1))
-            .min(1 << 24);
+        if v.iter().any(|&(b, l)| !Self::user_range_ok(b, l)) {
+            return Err(EFAULT);
+        }
+        // Read only what fits up to the first byte that cannot be written.
+        let mut total = 0usize;
+        let mut want = 0usize;
+        for &(b, l) in &v {
+            let l = l.min((1 << 24) - total);
+            want += l;
+            let fits = self.mm.accessible_len(b, l, true);
+            total += fits;
+            if fits < l {
+                break;
+            }
+        }
+        if total == 0 && want > 0 {
+            return Err(EFAULT);
+        }
         let mut data = vec![0u8; total];
         let n = self.read_fd(fd, &mut data, None)?;
         let mut off = 0;
@@ -1356,26 +1448,49 @@ impl Vproc {
     }
 
     fn sys_mmap(&mut self, a: [u64; 6]) -> R {
-        let (addr, len, prot, flags, fd, off) =
-            (a[0], a[1], a[2] as u32, a[3] as u32, a[4] as i64, a[5]);
-        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
-            return Err(EINVAL);
-        }
+        let (addr, len, prot, flags, fd, off) = (
+            a[0],
+            a[1],
+            a[2] as u32,
+            a[3] as u32,
+            a[4] as i32 as i64,
+            a[5],
+        );
+        const MAP_TYPE: u32 = 0xf;
         const MAP_FIXED: u32 = 0x10;
         const MAP_ANON: u32 = 0x20;
         const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
-        if flags & 3 == 0 || len == 0 || !off.is_multiple_of(4096) {
+        // Linux's order: offset, fd, length, address, then the map type.
+        if !off.is_multiple_of(4096) {
             return Err(EINVAL);
         }
-        if flags & MAP_FIXED_NOREPLACE != 0 {
-            let end = addr.saturating_add(len);
-            if self.mm.vmas().any(|(s, v)| s < end && v.end > addr) {
-                return Err(EEXIST);
-            }
+        let file = if flags & MAP_ANON == 0 {
+            Some(self.fds.get(fd)?.file.clone())
+        } else {
+            None
+        };
+        if len == 0 {
+            return Err(EINVAL);
         }
-        let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
-        let data = if flags & MAP_ANON == 0 {
-            let file = self.fds.get(fd)?.file.clone();
+        let pages = len.div_ceil(4096);
+        if (off / 4096).checked_add(pages).is_none() {
+            return Err(75); // EOVERFLOW
+        }
+        if !matches!(flags & MAP_TYPE, 1..=3) {
+            // Checked after the length and a fixed address, as Linux does.
+            let alen = pages.wrapping_mul(4096);
+            let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+            if alen == 0 || alen > super::mm::USER_END {
+                return Err(ENOMEM);
+            }
+            if fixed && addr > super::mm::USER_END - alen {
+                return Err(ENOMEM);
+            }
+            return Err(EINVAL);
+        }
+        let fixed = flags & MAP_FIXED != 0;
+        let noreplace = flags & MAP_FIXED_NOREPLACE != 0;
+        let data = if let Some(file) = file {
             let f = file.borrow();
             let FileKind::Inode(ino) = f.kind else {
                 return Err(19); // ENODEV
@@ -1395,7 +1510,7 @@ impl Vproc {
         };
         let r = self
             .mm
-            .mmap(addr & !4095, len, prot, fixed, data.as_deref())
+            .mmap(addr, len, prot, fixed, noreplace, data.as_deref())
             .map_err(|e| e.errno())?;
         Ok(r as i64)
     }

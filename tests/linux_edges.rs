@@ -1,0 +1,206 @@
+//! Edge cases of the Linux personality (issue 12, items 12 and 17), each
+//! compared with a native run of the same binary (tests/guests/edges.c):
+//! Linux's argument checks of mmap/munmap/mprotect/madvise/mremap/brk,
+//! `int $0x80`, syscalls with a kernel-half RSP, a kernel-half GS base,
+//! reads and writes straddling an unmapped page, bad buffers on /dev/null,
+//! and ENOSPC from the host. Tests SKIP loudly without /dev/kvm or a C
+//! compiler.
+
+#[path = "../examples/vkernel/linux/mod.rs"]
+mod linux;
+
+mod common;
+
+use common::{have_kvm, scratch};
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use vkernel::core::prelude::*;
+
+use linux::fs::Fs;
+use linux::stdio::BufferStdio;
+use linux::{Config, Vproc};
+
+/// Compile tests/guests/NAME.c with `cc`; None after a SKIP line if the
+/// compiler is missing.
+fn compile(test: &str, name: &str, cc: &str) -> Option<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/guests")
+        .join(format!("{name}.c"));
+    let out = scratch(test).join(format!("{name}-{cc}"));
+    match Command::new(cc)
+        .args(["-static", "-O1", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+    {
+        Ok(s) if s.success() => Some(out),
+        Ok(s) => panic!("{cc} failed ({s}) on {}", src.display()),
+        Err(e) => {
+            common::skip(
+                test,
+                &format!("{cc} not found ({e}); install musl-tools / gcc"),
+            );
+            None
+        }
+    }
+}
+
+fn status_code(s: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+}
+
+/// Run natively with stdout in a regular file (Linux's partial-write rule
+/// is the generic one there). Returns (stdout, status).
+fn native(test: &str, prog: &Path, args: &[&str]) -> (String, i32) {
+    let out = scratch(test).join("stdout");
+    let f = std::fs::File::create(&out).unwrap();
+    let st = Command::new(prog)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(f)
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned(),
+        status_code(st),
+    )
+}
+
+/// Run alone in a fresh virtual kernel. Returns (stdout, status).
+fn vk(prog: &Path, args: &[&str]) -> (String, i32) {
+    let machine = Machine::builder()
+        .ram_size(256 << 20)
+        .build()
+        .expect("a machine on /dev/kvm");
+    let stdio = BufferStdio::new(b"");
+    let out = stdio.stdout.clone();
+    let path = std::fs::canonicalize(prog).unwrap().display().to_string();
+    let mut argv = vec![path.clone().into_bytes()];
+    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+    let cfg = Config {
+        image: std::fs::read(prog).unwrap(),
+        path: path.clone(),
+        exe: path,
+        argv,
+        envp: Vec::new(),
+        fault_around: 16,
+        trace: false,
+    };
+    let mut vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
+    let mut cpu = machine.take_cpu(0).unwrap();
+    let st = vp.run(&mut cpu).expect("the vCPU runs");
+    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    (stdout, st.code())
+}
+
+/// `edges MODE` prints the same and exits the same natively and under
+/// vkernel, for each compiler found.
+fn same(test: &str, mode: &str) {
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in ["musl-gcc", "gcc"] {
+        let Some(p) = compile(test, "edges", cc) else {
+            continue;
+        };
+        let n = native(test, &p, &[mode]);
+        assert_eq!(
+            n.1,
+            if mode == "int80" { 7 } else { 0 },
+            "native {mode} ({cc})"
+        );
+        let v = vk(&p, &[mode]);
+        assert_eq!(
+            v, n,
+            "edges {mode} ({cc}): vkernel (left) vs native (right)"
+        );
+    }
+}
+
+#[test]
+fn linux_mm_calls_check_arguments_like_linux() {
+    same("linux_mm_calls_check_arguments_like_linux", "mm");
+}
+
+#[test]
+fn linux_int80_serves_i386_calls() {
+    same("linux_int80_serves_i386_calls", "int80");
+}
+
+#[test]
+fn linux_syscall_with_a_kernel_half_rsp() {
+    same("linux_syscall_with_a_kernel_half_rsp", "rsp");
+}
+
+#[test]
+fn linux_kernel_half_gs_base() {
+    same("linux_kernel_half_gs_base", "gs");
+}
+
+#[test]
+fn linux_straddling_reads_and_writes_are_partial() {
+    same("linux_straddling_reads_and_writes_are_partial", "straddle");
+}
+
+#[test]
+fn linux_dev_null_ignores_the_buffer() {
+    same("linux_dev_null_ignores_the_buffer", "null");
+}
+
+/// The example binary next to this test (target/<profile>/examples).
+fn vkernel_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    // `cargo test --test linux_edges` alone does not build examples, and a
+    // binary left from an older build would test old code: make it current
+    // (a no-op when it is).
+    let mut c = Command::new(env!("CARGO"));
+    c.args(["build", "--example", "vkernel"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if dir.ends_with("release") {
+        c.arg("--release");
+    }
+    let st = c.status().expect("cargo runs");
+    assert!(st.success(), "cargo build --example vkernel failed");
+    dir.join("examples/vkernel")
+}
+
+/// A host ENOSPC (stdout on /dev/full) reaches the vproc as ENOSPC.
+#[test]
+fn linux_host_enospc_is_enospc() {
+    let test = "linux_host_enospc_is_enospc";
+    if !have_kvm(test) || !Path::new("/dev/full").exists() {
+        return;
+    }
+    let Some(p) = compile(test, "edges", "musl-gcc") else {
+        return;
+    };
+    let run = |cmd: &mut Command| {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = cmd
+            .stdin(Stdio::null())
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            status_code(o.status),
+        )
+    };
+    let n = run(Command::new(&p).arg("enospc"));
+    assert!(n.0.contains("errno 28"), "native: {n:?}");
+    let v = run(Command::new(vkernel_binary())
+        .arg("run")
+        .arg(&p)
+        .arg("enospc"));
+    assert_eq!(v, n, "vkernel (left) vs native (right)");
+}
