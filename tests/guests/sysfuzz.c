@@ -3,9 +3,11 @@
  * fds, pointers into a scratch area, NULL, kernel-half and non-canonical
  * addresses, wrapping lengths, random words). Calls that would
  * legitimately end or hang this program are skipped or tamed: exit,
- * signals to itself, pause/sigsuspend/sleeps/polls/futex waits, fork and
- * exec, rt_sigreturn, signal handlers, the FS base, and memory calls
- * outside the scratch area. Pipes are made non-blocking so no read waits.
+ * signals to itself, pause/sigsuspend, fork and exec, rt_sigreturn,
+ * signal handlers and masks, the FS base, and memory calls outside the
+ * scratch area. Pipes are made non-blocking so no read waits. Calls that
+ * wait (sleeps, polls, selects, futex waits) are made with any arguments:
+ * an interval timer's SIGALRM (no SA_RESTART) ends them with EINTR.
  * Usage: sysfuzz SEED CASES. Prints "sysfuzz done" and exits 0. */
 #include <fcntl.h>
 #include <signal.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static uint64_t s;
@@ -24,6 +27,8 @@ static uint64_t rnd(void) {
     s ^= s << 17;
     return s;
 }
+
+static void on_alarm(int sig) { (void)sig; }
 
 #define SCRATCH_LEN (64 * 4096UL)
 static char *scratch;
@@ -61,11 +66,9 @@ static int tame(long nr, uint64_t *a) {
     case 62: case 200: case 234: /* kill, tkill, tgkill */
     case 129: case 297: case 424:/* sigqueue, pidfd_send_signal */
     case 34: case 130: case 128: /* pause, rt_sigsuspend, rt_sigtimedwait */
-    case 35: case 230:           /* nanosleep, clock_nanosleep */
-    case 7: case 23: case 270: case 271: /* poll, select, pselect, ppoll */
     case 232: case 281: case 441:/* epoll_wait, epoll_pwait(2) */
-    case 202:                    /* futex */
-    case 37: case 38:            /* alarm, setitimer */
+    case 14:                     /* rt_sigprocmask (SIGALRM must get through) */
+    case 37: case 38:            /* alarm, setitimer (the interval timer) */
     case 222: case 223: case 224: case 225: case 226: /* timer_* */
     case 56: case 57: case 58: case 435: /* clone, fork, vfork, clone3 */
     case 59: case 322:           /* execve, execveat */
@@ -73,7 +76,7 @@ static int tame(long nr, uint64_t *a) {
     case 13:                     /* rt_sigaction (handlers at random places) */
     case 158:                    /* arch_prctl (the FS base holds the TLS) */
     case 317:                    /* seccomp */
-    case 61: case 247:           /* wait4, waitid (no children; may block) */
+    case 247:                    /* waitid */
     case 169:                    /* reboot */
     case 101:                    /* ptrace */
         return 1;
@@ -124,6 +127,12 @@ static int tame(long nr, uint64_t *a) {
         return 1;
     case 112: case 109: /* setsid, setpgid: fine */
         break;
+    case 271: /* ppoll: no temporary mask (it could block SIGALRM) */
+        a[3] = 0;
+        break;
+    case 270: /* pselect6: likewise */
+        a[5] = 0;
+        break;
     }
     return 0;
 }
@@ -133,6 +142,13 @@ int main(int argc, char **argv) {
     long cases = argc > 2 ? strtol(argv[2], 0, 0) : 1000;
     s = seed * 0x9e3779b97f4a7c15ULL | 1;
     signal(SIGPIPE, SIG_IGN);
+    /* Every 5 ms a SIGALRM ends whatever call waits. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, 0);
+    struct itimerval it = {{0, 5000}, {0, 5000}};
+    setitimer(ITIMER_REAL, &it, 0);
     scratch = mmap(0, SCRATCH_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (scratch == MAP_FAILED) return 99;
     /* Some fds to play with: 3 /dev/null, 4 /dev/zero, 5-6 a pipe. */

@@ -321,6 +321,16 @@ impl Vproc {
         let v = match r {
             Ok(v) => v,
             Err(ERESTART) | Err(EBLOCK) => {
+                if self.trace && !retry {
+                    vk_eprintln!(
+                        "[vk] {}({:#x}, {:#x}, {:#x}, {:#x}) waits",
+                        name(nr),
+                        a[0],
+                        a[1],
+                        a[2],
+                        a[3]
+                    );
+                }
                 // Retry the call when woken (or after the interruption).
                 self.frame.rip -= 2;
                 self.frame.rax = restart_nr;
@@ -872,10 +882,12 @@ impl Vproc {
         let ifile = self.fds.get(inp)?.file.clone();
         // Both ends are checked before anything moves.
         {
+            // One at a time: out and in may be the same open file.
             let of = ofile.borrow();
             if of.flags & files::O_ACCMODE == 0 && !matches!(of.kind, FileKind::Stdin) {
                 return Err(EBADF);
             }
+            drop(of);
             let inf = ifile.borrow();
             if inf.flags & files::O_ACCMODE == files::O_WRONLY {
                 return Err(EBADF);
