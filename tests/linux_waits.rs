@@ -275,9 +275,15 @@ fn linux_pipelines_lose_nothing() {
         for cpus in [1, 2] {
             let r = vk(&bb, args, Some(&image), &opts(cpus, 4));
             assert_eq!(
-                r.stdout, *want,
-                "{args:?} on {cpus} vCPUs; stderr {}",
-                r.stderr
+                r.stdout,
+                *want,
+                "{args:?} on {cpus} vCPUs; stderr {}; deaths {:?}",
+                r.stderr,
+                r.report
+                    .procs
+                    .iter()
+                    .filter_map(|p| p.death.clone())
+                    .collect::<Vec<_>>()
             );
             assert_eq!(r.report.status.code(), 0);
         }

@@ -99,6 +99,9 @@ struct KickInner {
     run: *mut kvm_run,
     /// The thread inside `Cpu::run`, if any.
     thread: Option<libc::pthread_t>,
+    /// Kicks so far: the vCPU thread clears `immediate_exit` only if no
+    /// kick came after the exit it is answering.
+    kicks: u64,
 }
 
 // SAFETY: `run` is only dereferenced under the mutex, and the Cpu nulls it
@@ -166,6 +169,7 @@ impl KickState {
             inner: Mutex::new(KickInner {
                 run: fd.get_kvm_run() as *mut kvm_run,
                 thread: None,
+                kicks: 0,
             }),
         })
     }
@@ -174,11 +178,18 @@ impl KickState {
         self.inner.lock().unwrap().thread = t;
     }
 
+    /// Kicks so far.
+    fn kicks(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).kicks
+    }
+
     /// Clear `immediate_exit` after a kick was seen (the vCPU thread's
-    /// side of the same atomic byte the kickers set).
-    fn clear_immediate_exit(&self) {
+    /// side of the same atomic byte the kickers set), unless another kick
+    /// came after the count `seen` (read when KVM_RUN returned): that one
+    /// must make the next entry exit too, or it would be lost.
+    fn clear_immediate_exit(&self, seen: u64) {
         let k = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if !k.run.is_null() {
+        if !k.run.is_null() && k.kicks == seen {
             // SAFETY: non-null under the lock: the mapping is alive while
             // the lock is held (see KickState).
             unsafe { immediate_exit(k.run) }.store(0, Ordering::SeqCst);
@@ -207,10 +218,11 @@ impl Kicker {
 
     /// Kick the vCPU.
     pub fn kick(&self) {
-        let k = self.0.inner.lock().unwrap();
+        let mut k = self.0.inner.lock().unwrap_or_else(|e| e.into_inner());
         if k.run.is_null() {
             return;
         }
+        k.kicks += 1;
         // SAFETY: non-null under the lock means the Cpu and its kvm_run
         // mapping are alive (see KickState), and the lock is held for the
         // reference's whole use.
@@ -295,6 +307,8 @@ pub struct Cpu {
     /// The mailbox holds the scrub batch (it went out with the last entry).
     scrub_in_mailbox: bool,
     kick_pending: bool,
+    /// The kick count when the last interrupted KVM_RUN returned.
+    kicks_seen: u64,
     stepping: bool,
     last_fault: (u64, u32),
     /// The last PageFault returned: (vmspace, addr, access, rip).
@@ -358,6 +372,7 @@ impl Cpu {
             scrub_batch: None,
             scrub_in_mailbox: false,
             kick_pending: false,
+            kicks_seen: 0,
             stepping: false,
             last_fault: (u64::MAX, 0),
             returned_fault: None,
@@ -471,7 +486,7 @@ impl Cpu {
         }
         if self.kick_pending {
             self.kick_pending = false;
-            self.kick.clear_immediate_exit();
+            self.kick.clear_immediate_exit(self.kicks_seen);
             self.stats.interrupts += 1;
             return Ok(Trap::Interrupted);
         }
@@ -729,6 +744,8 @@ impl Cpu {
             let entry_regs = self.fd.sync_regs().regs;
             let res = self.fd.run();
             self.stats.exits += 1;
+            // Kicks up to here are answered by this exit.
+            let kicks_at_exit = self.kick.kicks();
 
             // Did the stub apply the mailbox?
             let applied = self.m.sys.load(self.top + MB_NCMDS).unwrap_or(1) == 0;
@@ -769,7 +786,8 @@ impl Cpu {
             let port = match exit {
                 Ok(p) => p,
                 Err(RunError::Kvm(e)) if e.raw_os_error() == Some(libc::EINTR) => {
-                    self.kick.clear_immediate_exit();
+                    self.kicks_seen = kicks_at_exit;
+                    self.kick.clear_immediate_exit(kicks_at_exit);
                     // KVM does not say whether it entered the guest before the
                     // signal (a PVM-derived KVM reports neither
                     // KVM_EXIT_INTR nor a difference): compare states.

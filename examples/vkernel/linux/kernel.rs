@@ -121,6 +121,8 @@ pub struct ProcRecord {
     pub policy: Policy,
     /// Syscalls it made.
     pub syscalls: u64,
+    /// How a fatal signal killed it (None: it exited).
+    pub death: Option<String>,
 }
 
 /// The outcome of [`run`].
@@ -691,6 +693,7 @@ impl Kernel {
             runtime_ns: runtime,
             policy,
             syscalls: body.syscalls,
+            death: body.death.clone(),
         });
         if let Some(e) = t.procs.get_mut(&pid) {
             e.state = PState::Zombie(status);
