@@ -282,7 +282,7 @@ fn linux_pipelines_lose_nothing() {
                 r.report
                     .procs
                     .iter()
-                    .filter_map(|p| p.death.clone())
+                    .filter_map(|p| p.death.as_ref().map(|d| (p.pid, &p.comm, d)))
                     .collect::<Vec<_>>()
             );
             assert_eq!(r.report.status.code(), 0);
