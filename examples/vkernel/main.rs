@@ -359,12 +359,14 @@ fn run(
     let status = report.status;
     if opts.stats {
         vk_eprintln!(
-            "vkernel: {} syscalls, {} forks ({} refused), {} context switches, at most {} vprocs",
+            "vkernel: {} syscalls, {} forks ({} refused), {} context switches, at most {} vprocs, \
+             {} lost wake-ups",
             report.syscalls,
             report.forks,
             report.fork_eagain,
             report.context_switches,
-            report.max_alive
+            report.max_alive,
+            report.lost_wakeups
         );
         for (i, s) in report.cpu_stats.iter().enumerate() {
             vk_eprintln!("vkernel: vCPU {i}: {s:?}");
@@ -383,6 +385,9 @@ fn run(
                 format!("{:?}", p.policy),
                 p.comm
             );
+            if let Some(d) = &p.death {
+                vk_eprintln!("      {}: {d}", p.pid);
+            }
         }
     }
     if let Some(m) = &report.memstats {

@@ -792,7 +792,18 @@ impl Cpu {
                     // signal (a PVM-derived KVM reports neither
                     // KVM_EXIT_INTR nor a difference): compare states.
                     let now = self.fd.sync_regs().regs;
-                    if now == entry_regs || now == self.exit_regs {
+                    // KVM completes the `out` of the last exit before it
+                    // looks at immediate_exit, and that completion (an
+                    // emulated PIO on PVM) may move rip past the `out` over
+                    // the resume rip we wrote: the exit state with rip + 2
+                    // is nothing having run too (seen as a vproc resumed at
+                    // the trampoline's ud2, SIGILL, under load).
+                    let completed_out = {
+                        let mut e = self.exit_regs;
+                        e.rip = e.rip.wrapping_add(2);
+                        now == e
+                    };
+                    if now == entry_regs || now == self.exit_regs || completed_out {
                         // Nothing of the guest ran, and the registers and
                         // CR3 we wrote may not have been applied. Prepare
                         // everything again next time.
