@@ -9,8 +9,7 @@ mod common;
 #[allow(dead_code)]
 mod raw;
 
-#[path = "../examples/vkernel/linux/mod.rs"]
-mod personality;
+use vkernel::linux as personality;
 
 #[path = "../examples/vkbench/linux.rs"]
 mod linux;

@@ -6,8 +6,7 @@
 //! and ENOSPC from the host. Tests SKIP loudly without /dev/kvm or a C
 //! compiler.
 
-#[path = "../examples/vkernel/linux/mod.rs"]
-mod linux;
+use vkernel::linux;
 
 mod common;
 

@@ -5,8 +5,7 @@
 //! running the same program. Every run has a generous timeout that only
 //! turns a hang into a failure. Tests SKIP loudly without /dev/kvm.
 
-#[path = "../examples/vkernel/linux/mod.rs"]
-mod linux;
+use vkernel::linux;
 
 mod common;
 

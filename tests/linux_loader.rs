@@ -15,8 +15,7 @@
 //!
 //! CLI behaviour is tested by running the example binary as a process.
 
-#[path = "../examples/vkernel/linux/mod.rs"]
-mod linux;
+use vkernel::linux;
 
 mod common;
 

@@ -4,8 +4,7 @@
 //! same status under vkernel as natively. Tests SKIP loudly without
 //! /dev/kvm (and per compiler when one is missing).
 
-#[path = "../examples/vkernel/linux/mod.rs"]
-mod linux;
+use vkernel::linux;
 
 mod common;
 

@@ -5,8 +5,7 @@
 //! what they print natively. Tests SKIP loudly without /dev/kvm (and per
 //! compiler when one is missing).
 
-#[path = "../examples/vkernel/linux/mod.rs"]
-mod linux;
+use vkernel::linux;
 
 mod common;
 

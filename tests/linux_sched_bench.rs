@@ -3,8 +3,7 @@
 
 mod common;
 
-#[path = "../examples/vkernel/linux/mod.rs"]
-mod personality;
+use vkernel::linux as personality;
 
 #[path = "../examples/vkbench/sched.rs"]
 mod sched;

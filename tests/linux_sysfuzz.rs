@@ -6,8 +6,7 @@
 //! `VKERNEL_FUZZ_CASES=N` (calls per seed) and `VKERNEL_FUZZ_SEEDS=N` run
 //! longer. Tests SKIP loudly without /dev/kvm or musl-gcc.
 
-#[path = "../examples/vkernel/linux/mod.rs"]
-mod linux;
+use vkernel::linux;
 
 mod common;
 

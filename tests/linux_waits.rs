@@ -5,8 +5,7 @@
 //! the lost-wake-up watchdog never had to fire. Tests SKIP loudly without
 //! /dev/kvm (and per compiler when one is missing).
 
-#[path = "../examples/vkernel/linux/mod.rs"]
-mod linux;
+use vkernel::linux;
 
 mod common;
 

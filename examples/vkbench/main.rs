@@ -10,10 +10,8 @@ mod cpu_bench;
 mod devices;
 mod linux;
 mod memstat;
-/// The example virtual kernel's Linux personality, shared by the linux and
-/// sched suites.
-#[path = "../vkernel/linux/mod.rs"]
-mod personality;
+/// The Linux personality, used by the linux and sched suites.
+use vkernel::linux as personality;
 mod raw;
 mod sched;
 

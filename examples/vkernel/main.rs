@@ -28,9 +28,6 @@
 //! The exit status is the program's, or 128 + signal when a signal killed
 //! it.
 
-#[macro_use]
-mod linux;
-
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +36,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use vkernel::core::prelude::*;
 use vkernel::devices::Disk;
+use vkernel::linux;
+use vkernel::{vk_eprint, vk_eprintln};
 
 use linux::exec::Image;
 use linux::fs::Fs;

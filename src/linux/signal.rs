@@ -2,7 +2,7 @@
 //! mask, the alternate stack, and the x86-64 `rt_sigframe` (siginfo +
 //! ucontext + fxsave area) that handlers get and `rt_sigreturn` reads back.
 
-use vkernel::core::prelude::*;
+use crate::core::prelude::*;
 
 use super::mm::{Mm, MmError};
 

@@ -9,7 +9,7 @@
 //! whose arguments mean the same in both ABIs to their x86-64 handlers.
 //! Others return ENOSYS.
 
-use vkernel::core::prelude::*;
+use crate::core::prelude::*;
 
 /// The error code of a #GP raised by `int $0x80` through a DPL0 gate.
 pub const INT80_GP_ERROR: u64 = (0x80 << 3) | 2;

@@ -1,7 +1,7 @@
 //! The vproc's standard input, output and error.
 //!
 //! [`ConsoleStdio`] is the real thing: output through the
-//! [`vkernel::devices::Console`] driver (stderr goes to the host's stderr),
+//! [`crate::devices::Console`] driver (stderr goes to the host's stderr),
 //! input as console events from an event loop on its own thread, and
 //! SIGINT turned into a debugger request that kicks the vCPU out of the
 //! guest. [`BufferStdio`] serves tests and benchmarks: input from a byte
@@ -14,10 +14,10 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use vkernel::core::prelude::Kicker;
+use crate::core::prelude::Kicker;
 
 use super::files::Wake;
-use vkernel::devices::{Console, ConsoleError, ConsoleOptions, Event, EventLoop, EventLoopError};
+use crate::devices::{Console, ConsoleError, ConsoleOptions, Event, EventLoop, EventLoopError};
 
 /// Errno: the call was interrupted and will be restarted after the
 /// virtual kernel handled the interruption (Linux's ERESTARTSYS).
@@ -266,7 +266,7 @@ pub struct ConsoleStdio {
     /// stdin is a terminal (see [`Stdio::interactive`]).
     terminal: bool,
     shared: Arc<Shared>,
-    waker: vkernel::devices::Waker,
+    waker: crate::devices::Waker,
     thread: Option<std::thread::JoinHandle<()>>,
     direct_stdin: bool,
 }

@@ -17,9 +17,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vkernel::core::prelude::*;
-use vkernel::core::ram::Ram;
-use vkernel::core::vptable::VptError;
+use crate::core::prelude::*;
+use crate::core::ram::Ram;
+use crate::core::vptable::VptError;
 
 /// Page size.
 pub const PAGE: u64 = 4096;

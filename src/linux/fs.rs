@@ -1,5 +1,5 @@
 //! The vproc's read-only root filesystem: a tar archive on a
-//! [`vkernel::devices::Disk`], read with the `tar` crate.
+//! [`crate::devices::Disk`], read with the `tar` crate.
 //!
 //! At mount time the archive is scanned once (headers only) into an inode
 //! table; file contents are read from the disk with `pread` when the vproc
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use vkernel::devices::{Disk, DiskError};
+use crate::devices::{Disk, DiskError};
 
 /// Errors of the filesystem.
 #[derive(Debug, thiserror::Error)]

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use vkernel::core::memstat::MemStats;
-use vkernel::core::prelude::*;
+use crate::core::memstat::MemStats;
+use crate::core::prelude::*;
 
 use super::kernel::Kernel;
 use super::stdio::SharedStdio;

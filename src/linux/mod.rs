@@ -8,17 +8,16 @@
 //! returning its [`ExitStatus`]. [`kernel::run`] runs it as the first
 //! process of a whole virtual kernel instead: fork (copy-on-write), execve,
 //! wait4, kill and pipes between vprocs, scheduled by
-//! [`vkernel::core::sched`] on one or more vCPU threads.
+//! [`crate::core::sched`] on one or more vCPU threads.
 //!
-//! This module tree is shared: the `vkernel` example's binary, the
-//! `linux_*` integration tests and the `vkbench` benchmark include it with
-//! `#[path]`, so not every item is used by every includer.
-#![allow(dead_code)]
+//! The `vkernel` example is a thin command line over this module; the
+//! `linux_*` integration tests and the `vkbench` benchmark use it too.
 
 /// `eprintln!` that never panics: a vkernel message, log line or syscall
 /// trace written to a closed or broken stderr (`vk ... 2>&1 | head -1`) is
 /// dropped instead of panicking the thread that wrote it. The vproc's own
 /// output does not go through here (see [`stdio`]).
+#[macro_export]
 macro_rules! vk_eprintln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -27,7 +26,7 @@ macro_rules! vk_eprintln {
 }
 
 /// `eprint!` that never panics (see `vk_eprintln!`).
-#[allow(unused_macros)]
+#[macro_export]
 macro_rules! vk_eprint {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -53,7 +52,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use vkernel::core::prelude::*;
+use crate::core::prelude::*;
 
 use elf::{Elf, ElfError, ReadAt, PF_W, PF_X};
 use exec::Image;

@@ -5,7 +5,7 @@
 //! puts the result (or `-errno`) into `frame.rax`. An unknown call returns
 //! ENOSYS and is reported once on the host's stderr.
 
-use vkernel::core::prelude::*;
+use crate::core::prelude::*;
 
 use super::files::{self, Fd, FileKind, OpenFile, Pipe, Shared};
 use super::fs::{self, Kind, S_IFCHR, S_IFDIR};

@@ -1,5 +1,5 @@
 //! The virtual kernel proper: a process table of vprocs, scheduled by
-//! [`vkernel::core::sched::Scheduler`] (CFS and real-time classes) on one
+//! [`crate::core::sched::Scheduler`] (CFS and real-time classes) on one
 //! thread per vCPU.
 //!
 //! [`run`] takes the first vproc (from [`Vproc::load`]) and runs it and
@@ -29,10 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use vkernel::core::memstat::MemStats;
-use vkernel::core::prelude::*;
-use vkernel::core::sched::{Policy, Scheduler, TaskId};
-use vkernel::devices::{Event, EventLoop, Timer, Waker};
+use crate::core::memstat::MemStats;
+use crate::core::prelude::*;
+use crate::core::sched::{Policy, Scheduler, TaskId};
+use crate::devices::{Event, EventLoop, Timer, Waker};
 
 use super::events::Itimers;
 use super::files::Wake;
