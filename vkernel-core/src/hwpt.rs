@@ -22,6 +22,7 @@ use vkernel_guest::x86::{PTE_A, PTE_ADDR_MASK, PTE_P, PTE_U, PTE_W};
 
 use crate::ram::Ram;
 use crate::vpte::index;
+use crate::walk_range::{walk_range, Leaf, Leaves, Tables};
 
 /// A mailbox command: `[address | kind, value]`.
 pub type Cmd = [u64; 2];
@@ -284,7 +285,7 @@ impl HwSpace {
         cmds: &mut Vec<Cmd>,
     ) -> usize {
         let mut vas = Vec::new();
-        self.collect(pool, self.pml4, 4, 0, start, end, &mut |va, off| {
+        self.for_each_leaf(pool, start, end, &mut |va, off| {
             cmds.push(cmd(CMD_STORE, SYS_VA + off, 0));
             vas.push(va);
         });
@@ -299,6 +300,9 @@ impl HwSpace {
     }
 
     /// Visit every present leaf in `[start, end)` as (va, entry offset).
+    /// The lower half holds only 4 KiB leaves; the walk is the shared
+    /// [`crate::walk_range`] one, so a stray large entry would be skipped by
+    /// the same rule as in a vpagetable.
     pub(crate) fn for_each_leaf(
         &self,
         pool: &PtPool,
@@ -306,39 +310,34 @@ impl HwSpace {
         end: u64,
         f: &mut dyn FnMut(u64, u64),
     ) {
-        self.collect(pool, self.pml4, 4, 0, start, end, f)
+        let mut v = Leaves(|l: Leaf| f(l.va, l.at));
+        walk_range(&HwTables(pool), pool.gpa(self.pml4), start, end, &mut v);
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn collect(
-        &self,
-        pool: &PtPool,
-        table: u64,
-        level: u8,
-        base: u64,
-        start: u64,
-        end: u64,
-        f: &mut dyn FnMut(u64, u64),
-    ) {
-        let span = crate::vpte::level_size(level);
-        let last = if level == 4 { SYS_PML4_INDEX } else { 512 };
-        for i in 0..last {
-            let lo = base + i as u64 * span;
-            let hi = lo + span;
-            if hi <= start || lo >= end {
-                continue;
-            }
-            let off = table + 8 * i as u64;
-            let e = pool.sys.load(off).unwrap_or(0);
-            if e & PTE_P == 0 {
-                continue;
-            }
-            if level == 1 {
-                f(lo, off);
-            } else {
-                let child = (e & PTE_ADDR_MASK) - pool.sys_gpa;
-                self.collect(pool, child, level - 1, lo, start, end, f);
-            }
-        }
+/// The hardware tables of the pool as a [`Tables`] format: tables are read
+/// at their offset in the system region; leaf frames are RAM addresses the
+/// host installed.
+struct HwTables<'a>(&'a PtPool);
+
+impl Tables for HwTables<'_> {
+    fn load(&self, at: u64) -> Option<u64> {
+        self.0.sys.load(at).ok()
+    }
+    fn valid(&self, raw: u64) -> bool {
+        raw & PTE_P != 0
+    }
+    fn large(&self, raw: u64) -> bool {
+        raw & vkernel_guest::x86::PTE_PS != 0
+    }
+    fn addr(&self, raw: u64) -> u64 {
+        raw & PTE_ADDR_MASK
+    }
+    fn table_at(&self, addr: u64) -> Option<u64> {
+        let off = addr.checked_sub(self.0.sys_gpa)?;
+        (off.is_multiple_of(PAGE_SIZE) && self.0.sys.contains(off, PAGE_SIZE)).then_some(off)
+    }
+    fn frame_ok(&self, _frame: u64, _size: u64) -> bool {
+        true
     }
 }

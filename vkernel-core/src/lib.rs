@@ -31,6 +31,7 @@ pub mod uaccess;
 pub mod vmspace;
 pub mod vptable;
 pub mod vpte;
+pub mod walk_range;
 pub mod walker;
 
 /// The types most programs need.

@@ -84,37 +84,34 @@ pub enum VmspaceError {
     WrongMachine,
 }
 
-/// Access a linear mapping permits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Prot(u8);
-
-impl Prot {
-    /// Readable.
-    pub const READ: Prot = Prot(1);
-    /// Writable (implies readable on x86).
-    pub const WRITE: Prot = Prot(2);
-    /// Executable.
-    pub const EXEC: Prot = Prot(4);
-    /// Read, write, execute.
-    pub const RWX: Prot = Prot(7);
-    /// Read and write.
-    pub const RW: Prot = Prot(3);
-    /// Read and execute.
-    pub const RX: Prot = Prot(5);
-    /// Does this allow `a`?
-    pub fn allows(self, a: Access) -> bool {
-        match a {
-            Access::Read => self.0 & 7 != 0,
-            Access::Write => self.0 & 2 != 0,
-            Access::Execute => self.0 & 4 != 0,
-        }
+bitflags::bitflags! {
+    /// Access a linear mapping permits.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct Prot: u8 {
+        /// Readable.
+        const READ = 1;
+        /// Writable (implies readable on x86).
+        const WRITE = 2;
+        /// Executable.
+        const EXEC = 4;
+        /// Read, write, execute.
+        const RWX = 7;
+        /// Read and write.
+        const RW = 3;
+        /// Read and execute.
+        const RX = 5;
     }
 }
 
-impl std::ops::BitOr for Prot {
-    type Output = Prot;
-    fn bitor(self, o: Prot) -> Prot {
-        Prot(self.0 | o.0)
+impl Prot {
+    /// Does this allow `a`? Any permission allows reads (x86 cannot map a
+    /// page writable or executable but unreadable).
+    pub fn allows(self, a: Access) -> bool {
+        match a {
+            Access::Read => !self.is_empty(),
+            Access::Write => self.contains(Prot::WRITE),
+            Access::Execute => self.contains(Prot::EXEC),
+        }
     }
 }
 

@@ -217,7 +217,9 @@ impl VpTable {
 
     /// Visit every valid leaf in `[start, end)` as `(va, leaf_gpa, vpte)`, in
     /// address order. Large pages are visited once, at their first address
-    /// inside the range. Entries pointing outside RAM are skipped.
+    /// inside the range. Entries the walker would fault on (pointing outside
+    /// RAM, a misaligned large frame, PS at the root) are skipped: the rule
+    /// of [`crate::walk_range`].
     pub fn for_each_leaf(
         &self,
         ram: &Ram,
@@ -225,46 +227,15 @@ impl VpTable {
         end: u64,
         f: &mut dyn FnMut(u64, u64, Vpte),
     ) {
-        fn rec(
-            ram: &Ram,
-            table: u64,
-            level: u8,
-            base: u64,
-            start: u64,
-            end: u64,
-            f: &mut dyn FnMut(u64, u64, Vpte),
-        ) {
-            let span = crate::vpte::level_size(level);
-            for i in 0..512u64 {
-                let lo = base + i * span;
-                if lo >= end || lo + span <= start {
-                    continue;
-                }
-                let gpa = table + 8 * i;
-                let e = Vpte(ram.load(gpa).unwrap_or(0));
-                if !e.valid() {
-                    continue;
-                }
-                if level == 1 || e.large() {
-                    if level < 4 && ram.contains(e.frame(), span) {
-                        f(lo.max(start), gpa, e);
-                    }
-                } else if ram.contains(e.frame(), 4096) {
-                    rec(ram, e.frame(), level - 1, lo, start, end, f);
-                }
-            }
-        }
-        if ram.contains(self.root, 4096) {
-            rec(
-                ram,
-                self.root,
-                4,
-                0,
-                start,
-                end.min(vkernel_guest::x86::USER_END),
-                f,
-            );
-        }
+        let mut v =
+            crate::walk_range::Leaves(|l: crate::walk_range::Leaf| f(l.va, l.at, Vpte(l.raw)));
+        crate::walk_range::walk_range(
+            &crate::walk_range::VpTables(ram),
+            self.root,
+            start,
+            end,
+            &mut v,
+        );
     }
 
     /// fork(2) for a vpagetable: a new table that maps the same frames as

@@ -163,13 +163,11 @@ fn walk_once(
         executable &= !e.no_exec();
         let leaf = level == 1 || e.large();
         if leaf {
-            if e.large() && level == 4 {
+            // The one rule for leaves, shared with every range walk.
+            if !crate::walk_range::leaf_shape_ok(level, e.frame()) {
                 return Err(FaultReason::Malformed { level });
             }
             let size = level_size(level);
-            if e.frame() & (size - 1) != 0 {
-                return Err(FaultReason::Malformed { level });
-            }
             if !ram.contains(e.frame(), size) {
                 return Err(FaultReason::OutsideRam {
                     level,
