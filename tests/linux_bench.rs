@@ -1,38 +1,26 @@
 //! Smoke test of vkbench's Linux suite (examples/vkbench/linux.rs) in quick
-//! mode: every figure that can be measured on this machine is a positive
-//! number, and vkernel's figures exist whenever /dev/kvm does.
+//! mode, run as the vkbench example process (`--quick --json linux`): every
+//! figure that can be measured on this machine is a positive number, and
+//! vkernel's figures exist whenever /dev/kvm does.
 
 mod common;
 
-// The bench module expects its siblings `raw` and `median`, as in vkbench.
-#[path = "../examples/vkbench/raw.rs"]
-#[allow(dead_code)]
-mod raw;
-
-use vkernel::linux as personality;
-
-#[path = "../examples/vkbench/linux.rs"]
-mod linux;
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 #[test]
 fn linux_bench_quick_reports_every_figure() {
-    if !std::path::Path::new("/dev/kvm").exists() {
-        common::skip(
-            "linux_bench_quick_reports_every_figure",
-            "/dev/kvm is not available",
-        );
+    let test = "linux_bench_quick_reports_every_figure";
+    if !common::have_kvm(test) {
         return;
     }
-    let r = linux::measure(true);
+    let r = common::vkbench_quick("linux");
     for (k, v) in &r {
         eprintln!("{k:28} {v:>12.1}");
     }
-    let get = |k: &str| r.iter().find(|(n, _)| n == k).map(|x| x.1).unwrap();
+    let get = |k: &str| {
+        r.iter()
+            .find(|(n, _)| n == k)
+            .map(|x| x.1)
+            .unwrap_or_else(|| panic!("vkbench linux reports no {k}: {r:?}"))
+    };
     for k in [
         "vk_getppid_ns",
         "native_getppid_ns",
@@ -44,10 +32,7 @@ fn linux_bench_quick_reports_every_figure() {
     ] {
         let v = get(k);
         if k.starts_with("native") && v.is_nan() {
-            common::skip(
-                "linux_bench_quick_reports_every_figure",
-                "gcc missing: no native figures",
-            );
+            common::skip(test, "gcc missing: no native figures");
             return;
         }
         if k.starts_with("qemu") && v.is_nan() {
@@ -55,5 +40,21 @@ fn linux_bench_quick_reports_every_figure() {
             continue;
         }
         assert!(v > 0.0, "{k} = {v}");
+    }
+}
+
+/// Unknown flags are refused with clap's message, not silently ignored.
+#[test]
+fn vkbench_rejects_unknown_flags_and_suites() {
+    for args in [&["--bogus"][..], &["nosuchsuite"][..]] {
+        let out = std::process::Command::new(common::example_binary("vkbench"))
+            .args(args)
+            .output()
+            .expect("run vkbench");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("error:"), "{args:?}: {err}");
+        assert!(err.contains(args[0]), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} ran something");
     }
 }

@@ -21,31 +21,6 @@ use linux::fs::Fs;
 use linux::stdio::BufferStdio;
 use linux::{Config, Vproc};
 
-/// Compile tests/guests/NAME.c with `cc`; None after a SKIP line if the
-/// compiler is missing.
-fn compile(test: &str, name: &str, cc: &str) -> Option<PathBuf> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/guests")
-        .join(format!("{name}.c"));
-    let out = scratch(test).join(format!("{name}-{cc}"));
-    match Command::new(cc)
-        .args(["-static", "-O1", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-    {
-        Ok(s) if s.success() => Some(out),
-        Ok(s) => panic!("{cc} failed ({s}) on {}", src.display()),
-        Err(e) => {
-            common::skip(
-                test,
-                &format!("{cc} not found ({e}); install musl-tools / gcc"),
-            );
-            None
-        }
-    }
-}
-
 fn status_code(s: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
@@ -103,8 +78,8 @@ fn same(test: &str, mode: &str) {
     if !have_kvm(test) {
         return;
     }
-    for cc in ["musl-gcc", "gcc"] {
-        let Some(p) = compile(test, "edges", cc) else {
+    for cc in common::compilers() {
+        let Some(p) = common::compile(test, "edges", cc) else {
             continue;
         };
         let n = native(test, &p, &[mode]);
@@ -176,7 +151,7 @@ fn linux_host_enospc_is_enospc() {
     if !have_kvm(test) || !Path::new("/dev/full").exists() {
         return;
     }
-    let Some(p) = compile(test, "edges", "musl-gcc") else {
+    let Some(p) = common::compile(test, "edges", "musl-gcc") else {
         return;
     };
     let run = |cmd: &mut Command| {

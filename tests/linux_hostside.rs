@@ -9,7 +9,7 @@ use vkernel::linux;
 
 mod common;
 
-use common::{have_kvm, scratch, skip};
+use common::{have_kvm, skip};
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -74,25 +74,10 @@ fn busybox(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// A C guest from tests/guests built with musl-gcc.
+/// A C guest from tests/guests built with musl-gcc (or `cc -static` where
+/// musl-tools are missing).
 fn guest(test: &str, name: &str) -> Option<PathBuf> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/guests")
-        .join(format!("{name}.c"));
-    let out = scratch(test).join(name);
-    match Command::new("musl-gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-    {
-        Ok(s) if s.success() => Some(out),
-        Ok(s) => panic!("musl-gcc failed ({s}) on {}", src.display()),
-        Err(e) => {
-            skip(test, &format!("musl-gcc not found ({e})"));
-            None
-        }
-    }
+    common::compile(test, name, "musl-gcc")
 }
 
 /// A pipe whose read end is already closed: every write gets EPIPE.

@@ -566,22 +566,14 @@ fn mutate_elf(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
     b
 }
 
-/// Compile tests/guests/NAME.c with musl-gcc; None if it is missing.
+/// Compile tests/guests/NAME.c with musl-gcc (or `cc -static` where
+/// musl-tools are missing); None if there is no C compiler at all.
 fn musl(test: &str, name: &str) -> Option<Vec<u8>> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/guests/{name}.c"));
-    let out = scratch(test).join(name);
-    match Command::new("musl-gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-    {
-        Ok(s) if s.success() => Some(std::fs::read(out).unwrap()),
-        _ => {
-            eprintln!("{test}: musl-gcc not found; fuzzing without the {name} guest");
-            None
-        }
+    if !["musl-gcc", "cc", "gcc"].iter().any(|c| common::have_cc(c)) {
+        eprintln!("{test}: no C compiler found; fuzzing without the {name} guest");
+        return None;
     }
+    common::compile(test, name, "musl-gcc").map(|p| std::fs::read(p).unwrap())
 }
 
 /// Save a failing input where the message says.

@@ -29,8 +29,13 @@ enum Cc {
 }
 
 impl Cc {
-    fn all() -> [Cc; 2] {
-        [Cc::Musl, Cc::Glibc]
+    /// musl and glibc when musl-tools are installed, else glibc alone.
+    fn all() -> Vec<Cc> {
+        if common::have_cc("musl-gcc") {
+            vec![Cc::Musl, Cc::Glibc]
+        } else {
+            vec![Cc::Glibc]
+        }
     }
 
     fn compiler(self) -> &'static str {
@@ -41,36 +46,14 @@ impl Cc {
     }
 }
 
-/// Compile tests/guests/NAME.c; None (after a SKIP line) if the compiler
-/// is missing.
+/// Compile tests/guests/NAME.c (common::compile's fallback to `cc -static`
+/// when musl-gcc is missing); None after a SKIP line without any compiler.
 fn compile(test: &str, name: &str, cc: Cc) -> Option<PathBuf> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/guests")
-        .join(format!("{name}.c"));
-    let out = scratch(test).join(format!("{name}-{cc:?}"));
     let link = match cc {
         Cc::GlibcPie => "-static-pie",
         _ => "-static",
     };
-    let r = Command::new(cc.compiler())
-        .args([link, "-O1", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status();
-    match r {
-        Ok(s) if s.success() => Some(out),
-        Ok(s) => panic!("{} failed ({s}) on {}", cc.compiler(), src.display()),
-        Err(e) => {
-            common::skip(
-                test,
-                &format!(
-                    "{} not found ({e}); install musl-tools / gcc",
-                    cc.compiler()
-                ),
-            );
-            None
-        }
-    }
+    common::compile_linked(test, name, cc.compiler(), link)
 }
 
 /// What a run produced.

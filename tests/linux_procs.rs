@@ -9,7 +9,7 @@ use vkernel::linux;
 
 mod common;
 
-use common::{have_kvm, scratch};
+use common::have_kvm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,28 +21,6 @@ use linux::fs::Fs;
 use linux::kernel::{self, Options, Report};
 use linux::stdio::BufferStdio;
 use linux::{Config, Vproc};
-
-/// Compile tests/guests/NAME.c with `cc` (musl-gcc or gcc); None after a
-/// SKIP line if the compiler is missing.
-fn compile(test: &str, name: &str, cc: &str) -> Option<PathBuf> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/guests")
-        .join(format!("{name}.c"));
-    let out = scratch(test).join(format!("{name}-{cc}"));
-    match Command::new(cc)
-        .args(["-static", "-O1", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-    {
-        Ok(s) if s.success() => Some(out),
-        Ok(s) => panic!("{cc} failed ({s}) on {}", src.display()),
-        Err(e) => {
-            common::skip(test, &format!("{cc} not found ({e})"));
-            None
-        }
-    }
-}
 
 fn busybox(test: &str) -> Option<PathBuf> {
     let p = PathBuf::from("/bin/busybox");
@@ -130,8 +108,8 @@ fn linux_fork_exec_wait_pipes_match_native() {
     if !have_kvm(test) {
         return;
     }
-    for cc in ["musl-gcc", "gcc"] {
-        let Some(p) = compile(test, "procs", cc) else {
+    for cc in common::compilers() {
+        let Some(p) = common::compile(test, "procs", cc) else {
             continue;
         };
         let (n_out, n_status) = native(&p, &[], b"");
@@ -205,9 +183,7 @@ fn linux_fork_bomb_hits_the_vproc_limit() {
     if !have_kvm(test) {
         return;
     }
-    let Some(p) =
-        compile(test, "forkbomb", "musl-gcc").or_else(|| compile(test, "forkbomb", "gcc"))
-    else {
+    let Some(p) = common::compile(test, "forkbomb", "musl-gcc") else {
         return;
     };
     let limit = 24;
@@ -258,7 +234,7 @@ fn linux_nice_levels_share_the_cpu_by_weight() {
     if !have_kvm(test) {
         return;
     }
-    let Some(p) = compile(test, "spin", "gcc").or_else(|| compile(test, "spin", "musl-gcc")) else {
+    let Some(p) = common::compile(test, "spin", "gcc") else {
         return;
     };
     let secs = if common::scaled(100) < 100 { "1" } else { "2" };

@@ -1,21 +1,17 @@
 //! Smoke test of vkbench's sched suite (examples/vkbench/sched.rs) in quick
-//! mode: every figure that can be measured here is a positive number.
+//! mode, run as the vkbench example process (`--quick --json sched`): every
+//! figure that can be measured here is a positive number.
 
 mod common;
-
-use vkernel::linux as personality;
-
-#[path = "../examples/vkbench/sched.rs"]
-mod sched;
 
 #[test]
 fn linux_sched_bench_quick_reports_every_figure() {
     let test = "linux_sched_bench_quick_reports_every_figure";
-    if !std::path::Path::new("/dev/kvm").exists() {
-        common::skip(test, "/dev/kvm is not available");
+    if !common::have_kvm(test) {
         return;
     }
-    let r = sched::measure(true);
+    let r = common::vkbench_quick("sched");
+    assert!(!r.is_empty(), "vkbench sched reported nothing");
     for (k, v) in &r {
         eprintln!("{k:28} {v:>12.1}");
     }

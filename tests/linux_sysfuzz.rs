@@ -4,16 +4,15 @@
 //! the first vproc of a virtual kernel. The vkernel must neither panic nor
 //! fail, and the program must finish normally. CI runs a short budget;
 //! `VKERNEL_FUZZ_CASES=N` (calls per seed) and `VKERNEL_FUZZ_SEEDS=N` run
-//! longer. Tests SKIP loudly without /dev/kvm or musl-gcc.
+//! longer. Tests SKIP loudly without /dev/kvm or a C compiler (musl-gcc, else
+//! `cc -static`).
 
 use vkernel::linux;
 
 mod common;
 
-use common::{have_kvm, scratch};
+use common::have_kvm;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use vkernel::core::prelude::*;
@@ -36,23 +35,9 @@ fn linux_random_syscalls_never_break_the_vkernel() {
     if !have_kvm(test) {
         return;
     }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/sysfuzz.c");
-    let prog = scratch(test).join("sysfuzz");
-    match Command::new("musl-gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(&prog)
-        .arg(&src)
-        .status()
-    {
-        Ok(s) => assert!(s.success(), "musl-gcc failed on {}", src.display()),
-        Err(e) => {
-            common::skip(
-                test,
-                &format!("musl-gcc not found ({e}); install musl-tools"),
-            );
-            return;
-        }
-    }
+    let Some(prog) = common::compile(test, "sysfuzz", "musl-gcc") else {
+        return;
+    };
     let cases = env_or("VKERNEL_FUZZ_CASES", 2000);
     let seeds = env_or("VKERNEL_FUZZ_SEEDS", 4);
     let image = std::fs::read(&prog).unwrap();

@@ -22,26 +22,6 @@ use linux::kernel::{self, Options, Report};
 use linux::stdio::BufferStdio;
 use linux::{Config, Vproc};
 
-fn compile(test: &str, name: &str, cc: &str) -> Option<PathBuf> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/guests")
-        .join(format!("{name}.c"));
-    let out = scratch(test).join(format!("{name}-{cc}"));
-    match Command::new(cc)
-        .args(["-static", "-O1", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-    {
-        Ok(s) if s.success() => Some(out),
-        Ok(s) => panic!("{cc} failed ({s}) on {}", src.display()),
-        Err(e) => {
-            common::skip(test, &format!("{cc} not found ({e})"));
-            None
-        }
-    }
-}
-
 fn busybox(test: &str) -> Option<PathBuf> {
     let p = PathBuf::from("/bin/busybox");
     if p.exists() {
@@ -152,8 +132,8 @@ fn linux_waits_match_native() {
     if !have_kvm(test) {
         return;
     }
-    for cc in ["musl-gcc", "gcc"] {
-        let Some(p) = compile(test, "waits", cc) else {
+    for cc in common::compilers() {
+        let Some(p) = common::compile(test, "waits", cc) else {
             continue;
         };
         let (n_out, n_status) = native(&p, &[]);
@@ -177,7 +157,7 @@ fn linux_timers_kill_spinning_vprocs() {
     if !have_kvm(test) {
         return;
     }
-    let Some(p) = compile(test, "waits", "musl-gcc") else {
+    let Some(p) = common::compile(test, "waits", "musl-gcc") else {
         return;
     };
     for (arg, want) in [("alarm-exit", 142), ("vtalarm-exit", 154)] {

@@ -2,7 +2,7 @@
 //! in the same run, because these machines are noisy.
 //!
 //! ```text
-//! cargo run --release --example vkbench -- [--json] [--quick] core|devices|all
+//! cargo run --release --example vkbench -- [--json] [--quick] [core|devices|memstat|linux|sched|all]...
 //! ```
 
 mod core_bench;
@@ -20,29 +20,65 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// vkbench's command line.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "vkbench",
+    about = "vkernel's benchmarks, each figure with a floor measured in the same run"
+)]
+struct Args {
+    /// Print one JSON object (figure name -> value, null when not measured).
+    #[arg(long)]
+    json: bool,
+    /// Fewer iterations: a smoke run, not a measurement.
+    #[arg(long)]
+    quick: bool,
+    /// Suites to run (all when none is given).
+    #[arg(value_enum)]
+    suites: Vec<Suite>,
+}
+
+/// A benchmark suite.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Suite {
+    /// vmspaces, faults and traps of the core.
+    Core,
+    /// virtio devices and vCPU figures.
+    Devices,
+    /// pagemap/PSS snapshots.
+    Memstat,
+    /// The Linux personality against native Linux (and qemu-user).
+    Linux,
+    /// The scheduler against native Linux.
+    Sched,
+    /// Every suite.
+    All,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let json = args.iter().any(|a| a == "--json");
-    let quick = args.iter().any(|a| a == "--quick");
-    let suites: Vec<&str> = args
-        .iter()
-        .filter(|a| !a.starts_with("--"))
-        .map(|s| s.as_str())
-        .collect();
-    let suites = if suites.is_empty() || suites.contains(&"all") {
-        vec!["core", "devices", "memstat", "linux", "sched"]
+    let args = <Args as clap::Parser>::parse();
+    let (json, quick) = (args.json, args.quick);
+    let suites = if args.suites.is_empty() || args.suites.contains(&Suite::All) {
+        vec![
+            Suite::Core,
+            Suite::Devices,
+            Suite::Memstat,
+            Suite::Linux,
+            Suite::Sched,
+        ]
     } else {
-        suites
+        args.suites
     };
     let mut out: Vec<(String, f64)> = Vec::new();
     for s in suites {
-        eprintln!("vkbench: running {s}...");
+        let name = clap::ValueEnum::to_possible_value(&s).map(|v| v.get_name().to_string());
+        eprintln!("vkbench: running {}...", name.unwrap_or_default());
         match s {
-            "core" => out.extend(core_bench::measure(quick)),
-            "memstat" => out.extend(memstat::measure(quick)),
-            "linux" => out.extend(linux::measure(quick)),
-            "sched" => out.extend(sched::measure(quick)),
-            "devices" => {
+            Suite::Core => out.extend(core_bench::measure(quick)),
+            Suite::Memstat => out.extend(memstat::measure(quick)),
+            Suite::Linux => out.extend(linux::measure(quick)),
+            Suite::Sched => out.extend(sched::measure(quick)),
+            Suite::Devices => {
                 out.extend(
                     devices::measure(quick)
                         .into_iter()
@@ -50,10 +86,7 @@ fn main() {
                 );
                 out.extend(cpu_bench::measure(quick));
             }
-            other => {
-                eprintln!("vkbench: unknown suite '{other}' (expected core, devices, memstat, linux, sched or all)");
-                std::process::exit(2);
-            }
+            Suite::All => unreachable!("expanded above"),
         }
     }
     if json {

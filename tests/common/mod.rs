@@ -153,3 +153,145 @@ pub fn frame(rdi: u64, rsi: u64, rdx: u64) -> TrapFrame {
     f.rdx = rdx;
     f
 }
+
+/// The example `name` next to this test's build (target/<profile>/examples),
+/// built first with cargo so that it matches the sources under test (`cargo
+/// test --test X` alone does not build examples; a no-op when current).
+/// Builds each example once per test binary.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static BUILT: Mutex<Option<HashMap<String, std::path::PathBuf>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.get_or_insert_with(HashMap::new).get(name) {
+        return p.clone();
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/TEST-HASH -> target/<profile>
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("a target/<profile> directory");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = std::process::Command::new(cargo);
+    c.args(["build", "--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if dir.ends_with("release") {
+        c.arg("--release");
+    }
+    let st = c.status().expect("run cargo");
+    assert!(st.success(), "cargo build --example {name} failed");
+    let bin = dir.join("examples").join(name);
+    assert!(bin.exists(), "{} is missing after the build", bin.display());
+    built
+        .get_or_insert_with(HashMap::new)
+        .insert(name.into(), bin.clone());
+    bin
+}
+
+/// Run one vkbench suite as a process (`vkbench --quick --json SUITE`) and
+/// return its figures (by name); a JSON `null` (not measured here)
+/// becomes NaN.
+pub fn vkbench_quick(suite: &str) -> Vec<(String, f64)> {
+    let out = std::process::Command::new(example_binary("vkbench"))
+        .args(["--quick", "--json", suite])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run vkbench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "vkbench {suite}: {:?}\n{stdout}",
+        out.status
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("vkbench {suite} printed no JSON object ({e}): {stdout}"));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("vkbench {suite}: not a JSON object: {stdout}"));
+    obj.iter()
+        .map(|(k, v)| {
+            let f = match v {
+                serde_json::Value::Null => f64::NAN,
+                v => v
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("vkbench {suite}: {k} is not a number: {v}")),
+            };
+            (k.clone(), f)
+        })
+        .collect()
+}
+
+/// Is the C compiler `cc` installed (and not hidden by
+/// `VKERNEL_TEST_NO_MUSL=1` for musl-gcc, which lets a machine with
+/// musl-tools test the fallback a fresh machine takes)?
+pub fn have_cc(cc: &str) -> bool {
+    if cc == "musl-gcc" && std::env::var_os("VKERNEL_TEST_NO_MUSL").is_some_and(|v| v == "1") {
+        return false;
+    }
+    std::process::Command::new(cc)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The compilers a test that compares libcs loops over: musl-gcc and gcc
+/// when both exist; without musl-tools just gcc (glibc), so the test still
+/// runs once instead of twice with the same compiler.
+pub fn compilers() -> Vec<&'static str> {
+    if have_cc("musl-gcc") {
+        vec!["musl-gcc", "gcc"]
+    } else {
+        vec!["gcc"]
+    }
+}
+
+/// Compile tests/guests/NAME.c statically with `cc` (`musl-gcc` or `gcc`)
+/// into the test's scratch directory.
+///
+/// The fallback rule: a fresh machine has Rust's prerequisites (a C
+/// compiler and glibc) but not musl-tools, so when `cc` is missing the
+/// guest is built with `cc -static` (glibc) instead, with a note on
+/// stderr, and the test runs. Only when no C compiler is found at all is
+/// the test skipped (a loud SKIP line) and None returned. A compiler that
+/// fails on the source is a test failure.
+pub fn compile(test: &str, name: &str, cc: &str) -> Option<std::path::PathBuf> {
+    compile_linked(test, name, cc, "-static")
+}
+
+/// [`compile`] with another link mode (`-static-pie`).
+pub fn compile_linked(test: &str, name: &str, cc: &str, link: &str) -> Option<std::path::PathBuf> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/guests")
+        .join(format!("{name}.c"));
+    let used = if have_cc(cc) {
+        cc
+    } else if let Some(alt) = ["cc", "gcc"].into_iter().find(|c| *c != cc && have_cc(c)) {
+        eprintln!(
+            "{test}: {cc} not found (install musl-tools for musl guests); building {name}.c \
+             with {alt} {link} (glibc) instead"
+        );
+        alt
+    } else {
+        skip(
+            test,
+            &format!("no C compiler ({cc}, cc or gcc) found; install gcc (and musl-tools)"),
+        );
+        return None;
+    };
+    let out = scratch(test).join(format!("{name}-{used}{link}"));
+    let st = std::process::Command::new(used)
+        .args([link, "-O1", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {used}: {e}"));
+    assert!(
+        st.success(),
+        "{used} {link} failed ({st}) on {}",
+        src.display()
+    );
+    Some(out)
+}

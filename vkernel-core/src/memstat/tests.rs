@@ -5,8 +5,8 @@ use vkernel_guest::x86::USER_END;
 use super::collect::referenced;
 use super::render::json_str;
 use super::*;
-use crate::vpte::Vpte;
 use crate::vptable::{FrameAlloc, VpTable};
+use crate::vpte::Vpte;
 
 const RW: u64 = Vpte::RW | Vpte::U;
 const DATA: u64 = 0x1000_0000;
