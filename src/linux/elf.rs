@@ -2,8 +2,13 @@
 //! `ET_DYN` without an interpreter).
 //!
 //! Only what loading needs is read: the file header and the program
-//! headers. Every offset and size comes from an untrusted file and is
-//! checked before use.
+//! headers, through [`ReadAt`] (never the whole file). The header layouts
+//! and constants are the `object` crate's (`object::elf`); the checks and
+//! messages are ours. Every offset and size comes from an untrusted file
+//! and is checked before use.
+
+use object::elf::{FileHeader64, ProgramHeader64};
+use object::LittleEndian as LE;
 
 /// Load address of static-PIE programs (Linux's `ELF_ET_DYN_BASE` shape).
 pub const PIE_BASE: u64 = 0x5555_5555_4000;
@@ -12,16 +17,13 @@ pub const PIE_BASE: u64 = 0x5555_5555_4000;
 /// where vkernel keeps its trampoline page).
 pub const USER_LIMIT: u64 = 0x7fff_0000_0000;
 
-const PT_LOAD: u32 = 1;
-const PT_INTERP: u32 = 3;
-const PT_PHDR: u32 = 6;
-const PT_GNU_STACK: u32 = 0x6474_e551;
+use object::elf::{PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_PHDR};
 /// Segment flag: executable.
-pub const PF_X: u32 = 1;
+pub const PF_X: u32 = object::elf::PF_X;
 /// Segment flag: writable.
-pub const PF_W: u32 = 2;
+pub const PF_W: u32 = object::elf::PF_W;
 /// Segment flag: readable.
-pub const PF_R: u32 = 4;
+pub const PF_R: u32 = object::elf::PF_R;
 
 /// Why a file cannot be run.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -103,31 +105,18 @@ pub struct Elf {
     pub exec_stack: bool,
 }
 
-fn u16_at(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes([b[off], b[off + 1]])
-}
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(w)
-}
-
 fn machine_name(m: u16) -> &'static str {
+    use object::elf::*;
     match m {
-        3 => "i386",
-        8 => "MIPS",
-        20 => "PowerPC",
-        21 => "PowerPC64",
-        22 => "s390",
-        40 => "ARM",
-        183 => "AArch64",
-        243 => "RISC-V",
-        258 => "LoongArch",
+        EM_386 => "i386",
+        EM_MIPS => "MIPS",
+        EM_PPC => "PowerPC",
+        EM_PPC64 => "PowerPC64",
+        EM_S390 => "s390",
+        EM_ARM => "ARM",
+        EM_AARCH64 => "AArch64",
+        EM_RISCV => "RISC-V",
+        EM_LOONGARCH => "LoongArch",
         _ => "unknown",
     }
 }
@@ -197,8 +186,9 @@ impl Elf {
     pub fn read(f: &(impl ReadAt + ?Sized)) -> Result<Elf, ElfError> {
         let have = f.size();
         let file = read_exact(f, 0, have.min(64))?;
-        if file.len() < 4 || &file[..4] != b"\x7fELF" {
-            if file.len() < 4 && b"\x7fELF".starts_with(&file) && !file.is_empty() {
+        let magic = &object::elf::ELFMAG[..];
+        if file.len() < 4 || file[..4] != *magic {
+            if file.len() < 4 && magic.starts_with(&file) && !file.is_empty() {
                 return Err(ElfError::Truncated {
                     what: "the ELF header",
                     need: 64,
@@ -214,14 +204,19 @@ impl Elf {
                 have,
             });
         }
-        if file[4] != 2 || file[5] != 1 {
-            return Err(ElfError::WrongClass {
-                class: file[4],
-                data: file[5],
-            });
+        // Identification and machine are judged before the header's length,
+        // so a short file of another kind says what it is: read them from
+        // the header padded with zeros.
+        let mut padded = [0u8; 64];
+        padded[..file.len()].copy_from_slice(&file);
+        let (hdr, _) = object::pod::from_bytes::<FileHeader64<LE>>(&padded)
+            .map_err(|_| ElfError::Bad("the ELF header does not fit its layout"))?;
+        let (class, data) = (hdr.e_ident.class, hdr.e_ident.data);
+        if class != object::elf::ELFCLASS64 || data != object::elf::ELFDATA2LSB {
+            return Err(ElfError::WrongClass { class, data });
         }
-        let machine = u16_at(&file, 18);
-        if machine != 62 {
+        let machine = hdr.e_machine.get(LE);
+        if machine != object::elf::EM_X86_64 {
             return Err(ElfError::NotX86_64 {
                 machine,
                 name: machine_name(machine),
@@ -234,18 +229,19 @@ impl Elf {
                 have,
             });
         }
-        let etype = u16_at(&file, 16);
-        if etype != 2 && etype != 3 {
+        let etype = hdr.e_type.get(LE);
+        if etype != object::elf::ET_EXEC && etype != object::elf::ET_DYN {
             return Err(ElfError::NotExecutable(etype));
         }
-        let entry = u64_at(&file, 24);
-        let phoff = u64_at(&file, 32);
-        let phentsize = u16_at(&file, 54) as u64;
-        let phnum = u16_at(&file, 56) as u64;
+        let entry = hdr.e_entry.get(LE);
+        let phoff = hdr.e_phoff.get(LE);
+        let phentsize = hdr.e_phentsize.get(LE) as u64;
+        let phnum = hdr.e_phnum.get(LE) as u64;
         if phnum == 0 {
             return Err(ElfError::Bad("no program headers"));
         }
-        if phentsize < 56 {
+        let ph_min = std::mem::size_of::<ProgramHeader64<LE>>() as u64;
+        if phentsize < ph_min {
             return Err(ElfError::Bad(
                 "program header entries are smaller than 56 bytes",
             ));
@@ -267,18 +263,24 @@ impl Elf {
             });
         }
         let table = read_exact(f, phoff, ph_size)?;
-        let bias = if etype == 3 { PIE_BASE } else { 0 };
+        let bias = if etype == object::elf::ET_DYN {
+            PIE_BASE
+        } else {
+            0
+        };
         let mut segments = Vec::new();
         let mut phdr_va = None;
         let mut exec_stack = false;
         for i in 0..phnum {
             let o = (i * phentsize) as usize;
-            let p_type = u32_at(&table, o);
-            let flags = u32_at(&table, o + 4);
-            let offset = u64_at(&table, o + 8);
-            let vaddr = u64_at(&table, o + 16);
-            let filesz = u64_at(&table, o + 32);
-            let memsz = u64_at(&table, o + 40);
+            let (ph, _) = object::pod::from_bytes::<ProgramHeader64<LE>>(&table[o..])
+                .map_err(|_| ElfError::Bad("a program header does not fit its layout"))?;
+            let p_type = ph.p_type.get(LE);
+            let flags = ph.p_flags.get(LE);
+            let offset = ph.p_offset.get(LE);
+            let vaddr = ph.p_vaddr.get(LE);
+            let filesz = ph.p_filesz.get(LE);
+            let memsz = ph.p_memsz.get(LE);
             match p_type {
                 PT_INTERP => {
                     let start = offset.min(have);
