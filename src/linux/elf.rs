@@ -174,6 +174,88 @@ fn read_exact(f: &(impl ReadAt + ?Sized), offset: u64, len: u64) -> Result<Vec<u
     Ok(b)
 }
 
+/// The fields of the ELF file header the loader uses.
+struct Header {
+    etype: u16,
+    entry: u64,
+    phoff: u64,
+    phentsize: u64,
+    phnum: u64,
+}
+
+/// Read and check the 64-byte ELF file header of `f`.
+fn read_header(f: &(impl ReadAt + ?Sized)) -> Result<Header, ElfError> {
+    let have = f.size();
+    let file = read_exact(f, 0, have.min(64))?;
+    let magic = &object::elf::ELFMAG[..];
+    if file.len() < 4 || file[..4] != *magic {
+        if file.len() < 4 && magic.starts_with(&file) && !file.is_empty() {
+            return Err(ElfError::Truncated {
+                what: "the ELF header",
+                need: 64,
+                have,
+            });
+        }
+        return Err(ElfError::NotElf);
+    }
+    if file.len() < 20 {
+        return Err(ElfError::Truncated {
+            what: "the ELF header",
+            need: 64,
+            have,
+        });
+    }
+    // Identification and machine are judged before the header's length,
+    // so a short file of another kind says what it is: read them from
+    // the header padded with zeros.
+    let mut padded = [0u8; 64];
+    padded[..file.len()].copy_from_slice(&file);
+    let (hdr, _) = object::pod::from_bytes::<FileHeader64<LE>>(&padded)
+        .map_err(|_| ElfError::Bad("the ELF header does not fit its layout"))?;
+    let (class, data) = (hdr.e_ident.class, hdr.e_ident.data);
+    if class != object::elf::ELFCLASS64 || data != object::elf::ELFDATA2LSB {
+        return Err(ElfError::WrongClass { class, data });
+    }
+    let machine = hdr.e_machine.get(LE);
+    if machine != object::elf::EM_X86_64 {
+        return Err(ElfError::NotX86_64 {
+            machine,
+            name: machine_name(machine),
+        });
+    }
+    if file.len() < 64 {
+        return Err(ElfError::Truncated {
+            what: "the ELF header",
+            need: 64,
+            have,
+        });
+    }
+    let etype = hdr.e_type.get(LE);
+    if etype != object::elf::ET_EXEC && etype != object::elf::ET_DYN {
+        return Err(ElfError::NotExecutable(etype));
+    }
+    let entry = hdr.e_entry.get(LE);
+    let phoff = hdr.e_phoff.get(LE);
+    let phentsize = hdr.e_phentsize.get(LE) as u64;
+    let phnum = hdr.e_phnum.get(LE) as u64;
+    if phnum == 0 {
+        return Err(ElfError::Bad("no program headers"));
+    }
+    let ph_min = std::mem::size_of::<ProgramHeader64<LE>>() as u64;
+    if phentsize < ph_min {
+        return Err(ElfError::Bad(
+            "program header entries are smaller than 56 bytes",
+        ));
+    }
+    Ok(Header {
+        etype,
+        entry,
+        phoff,
+        phentsize,
+        phnum,
+    })
+}
+
 impl Elf {
     /// Parse an ELF file held in memory.
     pub fn parse(file: &[u8]) -> Result<Elf, ElfError> {
@@ -185,67 +267,13 @@ impl Elf {
     /// name for the error message of a dynamic program).
     pub fn read(f: &(impl ReadAt + ?Sized)) -> Result<Elf, ElfError> {
         let have = f.size();
-        let file = read_exact(f, 0, have.min(64))?;
-        let magic = &object::elf::ELFMAG[..];
-        if file.len() < 4 || file[..4] != *magic {
-            if file.len() < 4 && magic.starts_with(&file) && !file.is_empty() {
-                return Err(ElfError::Truncated {
-                    what: "the ELF header",
-                    need: 64,
-                    have,
-                });
-            }
-            return Err(ElfError::NotElf);
-        }
-        if file.len() < 20 {
-            return Err(ElfError::Truncated {
-                what: "the ELF header",
-                need: 64,
-                have,
-            });
-        }
-        // Identification and machine are judged before the header's length,
-        // so a short file of another kind says what it is: read them from
-        // the header padded with zeros.
-        let mut padded = [0u8; 64];
-        padded[..file.len()].copy_from_slice(&file);
-        let (hdr, _) = object::pod::from_bytes::<FileHeader64<LE>>(&padded)
-            .map_err(|_| ElfError::Bad("the ELF header does not fit its layout"))?;
-        let (class, data) = (hdr.e_ident.class, hdr.e_ident.data);
-        if class != object::elf::ELFCLASS64 || data != object::elf::ELFDATA2LSB {
-            return Err(ElfError::WrongClass { class, data });
-        }
-        let machine = hdr.e_machine.get(LE);
-        if machine != object::elf::EM_X86_64 {
-            return Err(ElfError::NotX86_64 {
-                machine,
-                name: machine_name(machine),
-            });
-        }
-        if file.len() < 64 {
-            return Err(ElfError::Truncated {
-                what: "the ELF header",
-                need: 64,
-                have,
-            });
-        }
-        let etype = hdr.e_type.get(LE);
-        if etype != object::elf::ET_EXEC && etype != object::elf::ET_DYN {
-            return Err(ElfError::NotExecutable(etype));
-        }
-        let entry = hdr.e_entry.get(LE);
-        let phoff = hdr.e_phoff.get(LE);
-        let phentsize = hdr.e_phentsize.get(LE) as u64;
-        let phnum = hdr.e_phnum.get(LE) as u64;
-        if phnum == 0 {
-            return Err(ElfError::Bad("no program headers"));
-        }
-        let ph_min = std::mem::size_of::<ProgramHeader64<LE>>() as u64;
-        if phentsize < ph_min {
-            return Err(ElfError::Bad(
-                "program header entries are smaller than 56 bytes",
-            ));
-        }
+        let Header {
+            etype,
+            entry,
+            phoff,
+            phentsize,
+            phnum,
+        } = read_header(f)?;
         let ph_size = phnum * phentsize;
         if ph_size > MAX_PHDR_BYTES {
             return Err(ElfError::Bad(
