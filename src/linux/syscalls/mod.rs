@@ -10,13 +10,13 @@
 //!
 //! | module | calls |
 //! |---|---|
-//! | [`fs`] | paths, stat, directories (getdents), cwd, access, readlink |
-//! | [`io`] | read/write and their vector and positional forms, sendfile, pipes, dup, fcntl, ioctl, poll/select |
-//! | [`mm`] | mmap, munmap, mprotect, mremap, madvise, brk (the memory itself is [`super::mm`]) |
-//! | [`proc`] | exit, clone/fork, execve, wait4, ids, groups and sessions, scheduling, rlimits, arch_prctl, futex |
-//! | [`signal`] | sigaction, sigprocmask, sigaltstack, kill/tkill/tgkill, sigpending, pause/sigsuspend |
-//! | [`time`] | clocks, time, gettimeofday, times, sleeps, alarm and interval timers |
-//! | [`info`] | uname, sysinfo, statfs, getrandom, prctl, and calls answered ENOSYS/EAFNOSUPPORT |
+//! | `fs` | open, stat, statfs, directories (getdents), cwd, access, readlink, umask, the writes a read-only tree refuses |
+//! | `io` | read/write and their vector and positional forms, sendfile, pipes, dup, fcntl, ioctl, close, poll/select, socket |
+//! | `mm` | mmap, munmap, mprotect, mremap, madvise, brk (the memory itself is [`super::mm`]) |
+//! | `proc` | exit, clone/fork, execve, wait4, ids, groups and sessions, scheduling, rlimits, arch_prctl, futex |
+//! | `signal` | sigaction, sigprocmask, sigaltstack, kill/tkill/tgkill, sigpending, pause/sigsuspend |
+//! | `time` | clocks, time, gettimeofday, times, sleeps, alarm and interval timers |
+//! | `info` | uname, sysinfo, getrandom, prctl, rseq |
 //! | [`events`] | the handlers of calls that wait, and the wait/restart machinery |
 //! | [`compat32`] | `int $0x80` from a 64-bit vproc |
 //!
@@ -443,5 +443,14 @@ mod tests {
         assert_eq!(name(439), "faccessat2");
         assert_eq!(name(100_000), "unknown");
         assert_eq!(name(u64::MAX), "unknown");
+    }
+
+    #[test]
+    fn every_number_has_one_name() {
+        let mut nrs: Vec<i64> = super::NAMES.iter().map(|&(n, _)| n).collect();
+        nrs.sort_unstable();
+        nrs.dedup();
+        assert_eq!(nrs.len(), super::NAMES.len());
+        assert!(super::NAMES.iter().all(|(_, s)| s.starts_with("SYS_")));
     }
 }
