@@ -244,6 +244,40 @@ fn linux_files_from_a_tar_image_match_native() {
     }
 }
 
+/// Issue 13: the legacy getdents call (78) writes `struct linux_dirent`,
+/// d_type as each record's last byte, not getdents64's layout. Both calls
+/// on a directory of the disk image list the same names, types and inodes
+/// as natively on the tree the image was built from.
+#[test]
+fn linux_legacy_getdents_matches_native() {
+    let test = "linux_legacy_getdents_matches_native";
+    if !have_kvm(test) {
+        return;
+    }
+    let dir = scratch(test);
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("etc/sub")).unwrap();
+    std::fs::write(root.join("etc/greeting"), "hello world\n").unwrap();
+    std::fs::write(root.join("etc/a-longer-name-than-the-others.txt"), "x\n").unwrap();
+    std::os::unix::fs::symlink("greeting", root.join("etc/link")).unwrap();
+    let image = dir.join("fs.tar");
+    linux::fs::build_image(&root, &image).unwrap();
+    for cc in Cc::all() {
+        let Some(p) = compile(test, "getdents", cc) else {
+            continue;
+        };
+        let n = native(&p, &[root.join("etc").to_str().unwrap()], None, b"");
+        let v = vk(&p, &["/etc"], Some(&image), b"");
+        assert_eq!(n.status, 0, "native run: {}", n.stdout);
+        assert!(
+            n.stdout.contains("getdents 64: link type 10"),
+            "native run: {}",
+            n.stdout
+        );
+        assert_eq!(v, n, "getdents ({cc:?}): vkernel (left) vs native (right)");
+    }
+}
+
 fn busybox() -> Option<PathBuf> {
     let p = PathBuf::from("/bin/busybox");
     if p.exists() {

@@ -34,10 +34,8 @@ macro_rules! vk_eprint {
     }};
 }
 
-pub mod compat32;
 pub mod debugger;
 pub mod elf;
-pub mod events;
 pub mod exec;
 pub mod files;
 pub mod fs;
@@ -46,6 +44,10 @@ pub mod mm;
 pub mod signal;
 pub mod stdio;
 pub mod syscalls;
+
+// The calls that wait and the i386 gate live with the other syscalls; the
+// process table and the trap path name them here.
+pub use syscalls::{compat32, events};
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;

@@ -14,12 +14,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::files::{self, FileKind, Wake};
-use super::kernel::Wait;
-use super::signal;
-use super::syscalls::errno::*;
-use super::syscalls::EBLOCK;
-use super::Vproc;
+use super::errno::*;
+use super::EBLOCK;
+use crate::linux::files::{self, FileKind, Wake};
+use crate::linux::kernel::Wait;
+use crate::linux::signal;
+use crate::linux::Vproc;
 
 /// poll(2) event bits.
 pub const POLLIN: u16 = 0x1;

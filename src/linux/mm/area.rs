@@ -1,0 +1,223 @@
+//! The areas (VMAs) of an address space: finding them and free ranges,
+//! adding areas (and loading a program's segments into them), and
+//! unmapping ranges with their frames.
+
+use super::*;
+
+/// Split the area that straddles `at` in two there.
+pub(super) fn split_at(vmas: &mut BTreeMap<u64, Vma>, at: u64) {
+    if let Some((&s, &v)) = vmas.range(..at).next_back() {
+        if v.end > at {
+            vmas.get_mut(&s).expect("present").end = at;
+            vmas.insert(at, v);
+        }
+    }
+}
+
+impl Mm {
+    /// The area containing `va`.
+    pub fn find(&self, va: u64) -> Option<(u64, Vma)> {
+        self.vmas
+            .range(..=va)
+            .next_back()
+            .filter(|(_, v)| v.end > va)
+            .map(|(s, v)| (*s, *v))
+    }
+
+    pub(super) fn range_free(&self, start: u64, end: u64) -> bool {
+        if start < USER_START || end > USER_END || start >= end {
+            return false;
+        }
+        self.vmas
+            .range(..end)
+            .next_back()
+            .is_none_or(|(_, v)| v.end <= start)
+    }
+
+    /// Add an area over a free range.
+    pub fn add_vma(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: u32,
+        kind: VmaKind,
+    ) -> Result<(), MmError> {
+        if !self.range_free(start, end) {
+            return Err(MmError::NoSpace);
+        }
+        self.vmas.insert(start, Vma { end, prot, kind });
+        Ok(())
+    }
+
+    /// Load bytes into a new area at `[start, end)` (page aligned): `data`
+    /// goes at `start + data_off`. See [`Mm::load_area_from`].
+    pub fn load_area(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: u32,
+        kind: VmaKind,
+        data_off: u64,
+        data: &[u8],
+    ) -> Result<(), MmError> {
+        self.load_area_from(
+            start,
+            end,
+            prot,
+            kind,
+            data_off,
+            data.len() as u64,
+            &mut |off, buf| {
+                let src = data
+                    .get(off as usize..off as usize + buf.len())
+                    .ok_or(MmError::Invalid)?;
+                buf.copy_from_slice(src);
+                Ok(())
+            },
+        )
+    }
+
+    /// Load `data_len` bytes, fetched page by page with `read(offset in
+    /// the data, buffer)`, into a new area at `[start, end)` (page
+    /// aligned), at `start + data_off`. The pages holding data get a frame
+    /// now (bytes of them outside the data stay zero, so the partial page
+    /// at the end of a segment's file bytes is zero past them); the pages
+    /// past the data (a segment's BSS) are demand-zero, like anonymous
+    /// memory. Pages already present (a segment sharing a page with the
+    /// previous one) are reused.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_area_from(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: u32,
+        kind: VmaKind,
+        data_off: u64,
+        data_len: u64,
+        read: &mut ReadData<'_>,
+    ) -> Result<(), MmError> {
+        let data_start = start.checked_add(data_off).ok_or(MmError::Invalid)?;
+        let data_end = data_start.checked_add(data_len).ok_or(MmError::Invalid)?;
+        if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || start >= end {
+            return Err(MmError::Invalid);
+        }
+        if data_end > end {
+            return Err(MmError::Invalid);
+        }
+        // Clip against an area that already covers the first page.
+        let mut s = start;
+        while s < end && self.find(s).is_some() {
+            s += PAGE;
+        }
+        if s < end {
+            self.add_vma(s, end, prot, kind)?;
+        }
+        let eager_end = if data_len == 0 {
+            start
+        } else {
+            align_up(data_end)
+        };
+        let mut buf = vec![0u8; PAGE as usize];
+        let mut va = start;
+        while va < eager_end {
+            let f = match self.pages.get(&va) {
+                Some(&f) => {
+                    let p = self.find(va).map(|(_, v)| v.prot).unwrap_or(0) | prot;
+                    self.set_vpte(va, f, p)?;
+                    f
+                }
+                None => self.map_new(va, prot, false)?,
+            };
+            // Copy the part of the data that falls into this page.
+            let lo = va.max(data_start);
+            let hi = (va + PAGE).min(data_end);
+            if lo < hi {
+                let chunk = &mut buf[..(hi - lo) as usize];
+                read(lo - data_start, chunk)?;
+                self.ram
+                    .write(f + (lo - va), chunk)
+                    .map_err(|_| MmError::Fault(va))?;
+            }
+            va += PAGE;
+        }
+        // Pages of the demand-zero part that an earlier area already gave a
+        // frame (a shared first page) take this area's permissions too.
+        let shared: Vec<(u64, u64)> = self
+            .pages
+            .range(eager_end..end)
+            .map(|(a, f)| (*a, *f))
+            .collect();
+        for (va, f) in shared {
+            let p = self.find(va).map(|(_, v)| v.prot).unwrap_or(0) | prot;
+            self.set_vpte(va, f, p)?;
+        }
+        Ok(())
+    }
+
+    /// Find a free range of `len` bytes, top-down below MMAP_TOP.
+    pub fn find_free(&self, len: u64) -> Result<u64, MmError> {
+        let mut top = MMAP_TOP;
+        for (&s, v) in self.vmas.range(..MMAP_TOP).rev() {
+            if v.end <= top && top - v.end >= len {
+                return Ok(top - len);
+            }
+            top = top.min(s);
+        }
+        if top >= USER_START + len {
+            Ok(top - len)
+        } else {
+            Err(MmError::NoSpace)
+        }
+    }
+
+    /// Unmap `[start, end)`: areas and frames go away.
+    pub fn unmap(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        split_at(&mut self.vmas, start);
+        split_at(&mut self.vmas, end);
+        let keys: Vec<u64> = self.vmas.range(start..end).map(|(k, _)| *k).collect();
+        for k in keys {
+            self.vmas.remove(&k);
+        }
+        let pages: Vec<(u64, u64)> = self
+            .pages
+            .range(start..end)
+            .map(|(a, f)| (*a, *f))
+            .collect();
+        if pages.is_empty() {
+            return;
+        }
+        let mut fr = self.fr();
+        for (va, f) in &pages {
+            self.vpt.unmap(&self.ram, *va);
+            fr.free(*f);
+        }
+        drop(fr);
+        for (va, _) in &pages {
+            self.pages.remove(va);
+        }
+        self.inval(pages[0].0, pages[pages.len() - 1].0 + PAGE);
+    }
+
+    /// No area overlaps `[start, end)`.
+    pub(super) fn range_empty(&self, start: u64, end: u64) -> bool {
+        self.vmas
+            .range(..end)
+            .next_back()
+            .is_none_or(|(_, v)| v.end <= start)
+    }
+
+    /// Every byte of `[start, end)` is inside some area.
+    pub(super) fn range_mapped(&self, start: u64, end: u64) -> bool {
+        let mut cur = start;
+        while cur < end {
+            match self.find(cur) {
+                Some((_, v)) => cur = v.end,
+                None => return false,
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,340 @@
+//! The memory calls behind mmap, munmap, mprotect, mremap, madvise and
+//! brk, with Linux's argument checks; the syscall layer
+//! ([`crate::linux::syscalls`]) decodes the registers and calls these.
+
+use super::*;
+
+impl Mm {
+    /// mmap(2) of anonymous memory (or a private copy of `data`), with
+    /// Linux's checks: `len` not zero, a fixed `addr` page aligned, the
+    /// range inside `[0, USER_END)`. `noreplace` (MAP_FIXED_NOREPLACE)
+    /// implies `fixed`. A hint that does not fit is ignored. Returns the
+    /// address.
+    pub fn mmap(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u32,
+        fixed: bool,
+        noreplace: bool,
+        data: Option<&[u8]>,
+    ) -> Result<u64, MmError> {
+        let fixed = fixed || noreplace;
+        if len == 0 {
+            return Err(MmError::Invalid);
+        }
+        let len = align_up(len);
+        if len == 0 || len > USER_END {
+            return Err(MmError::NoSpace);
+        }
+        // Only R/W/X mean something; Linux ignores the other bits of mmap.
+        let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
+        let start = if fixed {
+            if addr > USER_END - len {
+                return Err(MmError::NoSpace);
+            }
+            if !addr.is_multiple_of(PAGE) {
+                return Err(MmError::Invalid);
+            }
+            if addr < USER_START {
+                // mmap_min_addr: the vkernel keeps the low pages unmapped.
+                return Err(MmError::Perm);
+            }
+            if noreplace && !self.range_empty(addr, addr + len) {
+                return Err(MmError::Exists);
+            }
+            self.unmap(addr, addr + len);
+            addr
+        } else {
+            let hint = addr & !(PAGE - 1);
+            if hint != 0 && self.range_free(hint, hint.saturating_add(len)) {
+                hint
+            } else {
+                self.find_free(len)?
+            }
+        };
+        if let Some(d) = data {
+            // Copied file contents: populate eagerly, readable by the kernel.
+            let d = &d[..d.len().min(len as usize)];
+            self.load_area(start, start + len, prot, VmaKind::Anon, 0, d)?;
+            if d.len() < len as usize {
+                // Pages past the data are demand-zero: drop the eager ones.
+                let keep = align_up(d.len() as u64);
+                let extra: Vec<(u64, u64)> = self
+                    .pages
+                    .range(start + keep..start + len)
+                    .map(|(a, f)| (*a, *f))
+                    .collect();
+                for (va, f) in extra {
+                    self.vpt.unmap(&self.ram, va);
+                    self.pages.remove(&va);
+                    self.fr().free(f);
+                }
+            }
+        } else {
+            self.add_vma(start, start + len, prot, VmaKind::Anon)?;
+        }
+        Ok(start)
+    }
+
+    /// munmap(2) with Linux's checks: `start` page aligned, `len` not zero
+    /// and the range inside `[0, USER_END)` (EINVAL otherwise). Unmapping
+    /// a range with nothing in it succeeds.
+    pub fn munmap(&mut self, start: u64, len: u64) -> Result<(), MmError> {
+        if !start.is_multiple_of(PAGE) || start > USER_END || len > USER_END - start {
+            return Err(MmError::Invalid);
+        }
+        let end = start + align_up(len);
+        if end == start {
+            return Err(MmError::Invalid);
+        }
+        self.unmap(start, end);
+        Ok(())
+    }
+
+    /// mprotect(2) with Linux's checks: `start` page aligned, only
+    /// PROT_READ/WRITE/EXEC/SEM (plus one of GROWSDOWN/GROWSUP), the whole
+    /// range mapped (ENOMEM otherwise).
+    pub fn protect(&mut self, start: u64, len: u64, prot: u32) -> Result<(), MmError> {
+        let grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+        let prot = prot & !grows;
+        if grows == PROT_GROWSDOWN | PROT_GROWSUP || !start.is_multiple_of(PAGE) {
+            return Err(MmError::Invalid);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let len = align_up(len);
+        let end = start.wrapping_add(len);
+        if end <= start {
+            return Err(MmError::NoSpace);
+        }
+        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM) != 0 {
+            return Err(MmError::Invalid);
+        }
+        let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
+        let mut start = start;
+        match self.find(start) {
+            None => return Err(MmError::NoSpace),
+            Some((s, v)) => {
+                if grows == PROT_GROWSUP || (grows == PROT_GROWSDOWN && v.kind != VmaKind::Stack) {
+                    return Err(MmError::Invalid);
+                }
+                if grows == PROT_GROWSDOWN {
+                    start = s;
+                }
+            }
+        }
+        // The whole range must be mapped.
+        if !self.range_mapped(start, end) {
+            return Err(MmError::NoSpace);
+        }
+        split_at(&mut self.vmas, start);
+        split_at(&mut self.vmas, end);
+        for (_, v) in self.vmas.range_mut(start..end) {
+            v.prot = prot;
+        }
+        let pages: Vec<(u64, u64)> = self
+            .pages
+            .range(start..end)
+            .map(|(a, f)| (*a, *f))
+            .collect();
+        for (va, f) in &pages {
+            self.set_vpte(*va, *f, prot)?;
+        }
+        if let (Some(a), Some(b)) = (pages.first(), pages.last()) {
+            self.inval(a.0, b.0 + PAGE);
+        }
+        Ok(())
+    }
+
+    /// mremap(2) of an anonymous area, with Linux's checks (`flags` are
+    /// MREMAP_*, `new_addr` is used with MREMAP_FIXED). Returns the new
+    /// address.
+    pub fn mremap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+        new_addr: u64,
+    ) -> Result<u64, MmError> {
+        if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0 {
+            return Err(MmError::Invalid);
+        }
+        let may_move = flags & MREMAP_MAYMOVE != 0;
+        let dontunmap = flags & MREMAP_DONTUNMAP != 0;
+        if flags & MREMAP_FIXED != 0 && !may_move {
+            return Err(MmError::Invalid);
+        }
+        if dontunmap && (!may_move || old_len != new_len) {
+            return Err(MmError::Invalid);
+        }
+        if !old.is_multiple_of(PAGE) {
+            return Err(MmError::Invalid);
+        }
+        let old_len = align_up(old_len);
+        let new_len = align_up(new_len);
+        if new_len == 0 {
+            return Err(MmError::Invalid);
+        }
+        let fixed = (flags & MREMAP_FIXED != 0).then_some(new_addr);
+        if let Some(d) = fixed {
+            if !d.is_multiple_of(PAGE) || new_len > USER_END || d > USER_END - new_len {
+                return Err(MmError::Invalid);
+            }
+            if old.checked_add(old_len).is_none_or(|e| e > d) && d + new_len > old {
+                return Err(MmError::Invalid);
+            }
+        }
+        let Some((vs, vma)) = self.find(old) else {
+            return Err(MmError::Fault(old));
+        };
+        if old_len == 0 {
+            // Duplicating a mapping needs a shared one.
+            return Err(MmError::Invalid);
+        }
+        let old_end = old + old_len;
+        if old_end > vma.end || vs > old {
+            return Err(MmError::Fault(old));
+        }
+        if fixed.is_none() && !dontunmap {
+            if new_len <= old_len {
+                self.unmap(old + new_len, old_end);
+                return Ok(old);
+            }
+            if old_end == vma.end && self.range_free(old_end, old + new_len) {
+                self.vmas.get_mut(&vs).expect("present").end = old + new_len;
+                return Ok(old);
+            }
+            if !may_move {
+                return Err(MmError::NoSpace);
+            }
+        }
+        let dest = match fixed {
+            Some(d) => {
+                self.unmap(d, d + new_len);
+                d
+            }
+            None => self.find_free(new_len)?,
+        };
+        self.add_vma(dest, dest + new_len, vma.prot, VmaKind::Anon)?;
+        let moved: Vec<(u64, u64)> = self
+            .pages
+            .range(old..old + old_len.min(new_len))
+            .map(|(a, f)| (*a, *f))
+            .collect();
+        for (va, f) in &moved {
+            self.vpt.unmap(&self.ram, *va);
+            self.pages.remove(va);
+            let nva = dest + (va - old);
+            self.set_vpte(nva, *f, vma.prot)?;
+            self.pages.insert(nva, *f);
+        }
+        if let (Some(a), Some(b)) = (moved.first(), moved.last()) {
+            self.inval(a.0, b.0 + PAGE);
+        }
+        if !dontunmap {
+            self.unmap(old, old_end);
+        } else {
+            // The old range stays mapped, empty: the moved frames are gone.
+            self.discard(old, old_len);
+        }
+        Ok(dest)
+    }
+
+    /// madvise(2) with Linux's checks: a known `advice`, `start` page
+    /// aligned, no wrap-around (EINVAL); MADV_DONTNEED drops the pages of
+    /// the areas in the range, the other advice changes nothing here. A
+    /// hole in the range gives ENOMEM (after the areas were advised).
+    pub fn madvise(&mut self, start: u64, len: u64, advice: u64) -> Result<(), MmError> {
+        match advice {
+            0..=4 | 8..=25 => {}
+            // MADV_HWPOISON / MADV_SOFT_OFFLINE need CAP_SYS_ADMIN.
+            100 | 101 => return Err(MmError::Perm),
+            _ => return Err(MmError::Invalid),
+        }
+        if !start.is_multiple_of(PAGE) {
+            return Err(MmError::Invalid);
+        }
+        let alen = align_up(len);
+        if len != 0 && alen == 0 {
+            return Err(MmError::Invalid);
+        }
+        let end = start.checked_add(alen).ok_or(MmError::Invalid)?;
+        if end == start {
+            return Ok(());
+        }
+        if matches!(advice, 9 | 18) {
+            // MADV_REMOVE needs a shared mapping; WIPEONFORK is refused
+            // here as on a file mapping (vkernel does not implement it).
+            return Err(MmError::Invalid);
+        }
+        if matches!(advice, MADV_DONTNEED | MADV_DONTNEED_LOCKED) {
+            let ranges: Vec<(u64, u64)> = self
+                .vmas
+                .range(..end)
+                .filter(|(s, v)| v.end > start && **s < end)
+                .map(|(s, v)| ((*s).max(start), v.end.min(end)))
+                .collect();
+            for (s, e) in ranges {
+                self.discard(s, e - s);
+            }
+        }
+        if self.range_mapped(start, end) {
+            Ok(())
+        } else {
+            Err(MmError::NoSpace)
+        }
+    }
+
+    /// Drop the frames of `[start, start + len)` (the pages read as zero
+    /// again); the caller checked the range.
+    pub(super) fn discard(&mut self, start: u64, len: u64) {
+        let end = start.saturating_add(align_up(len));
+        let pages: Vec<(u64, u64)> = self
+            .pages
+            .range(start..end)
+            .map(|(a, f)| (*a, *f))
+            .collect();
+        for (va, f) in &pages {
+            self.vpt.unmap(&self.ram, *va);
+            self.pages.remove(va);
+            self.fr().free(*f);
+        }
+        if let (Some(a), Some(b)) = (pages.first(), pages.last()) {
+            self.inval(a.0, b.0 + PAGE);
+        }
+    }
+
+    /// brk(2): returns the new (or unchanged) break.
+    pub fn set_brk(&mut self, new: u64) -> u64 {
+        if new < self.brk_start || new > self.brk_start + (1 << 40) {
+            return self.brk;
+        }
+        let old_top = align_up(self.brk);
+        let new_top = align_up(new);
+        if new_top > old_top {
+            if !self.range_free(old_top, new_top) {
+                return self.brk;
+            }
+            match self.vmas.range_mut(..old_top).next_back() {
+                Some((_, v)) if v.end == old_top && v.kind == VmaKind::Brk => v.end = new_top,
+                _ => {
+                    self.vmas.insert(
+                        old_top,
+                        Vma {
+                            end: new_top,
+                            prot: PROT_READ | PROT_WRITE,
+                            kind: VmaKind::Brk,
+                        },
+                    );
+                }
+            }
+        } else if new_top < old_top {
+            self.unmap(new_top, old_top);
+        }
+        self.brk = new;
+        new
+    }
+}

@@ -1,0 +1,158 @@
+//! Demand paging: the VPTEs of the vproc's pages, and the page faults the
+//! vpagetable could not resolve ([`Mm::handle_fault`]): a first touch
+//! maps a zeroed frame (and up to `fault_around` neighbours, more on a
+//! sequential sweep), a write to a copy-on-write page breaks the sharing.
+
+use super::*;
+
+impl Mm {
+    /// VPTE for `frame` at a page with `prot`: a frame someone else also
+    /// holds stays read-only and copy-on-write.
+    pub(super) fn entry(&self, frame: u64, prot: u32, dirty: bool) -> Vpte {
+        let mut e = Vpte::page(frame, Self::flags(prot, dirty) | Vpte::V);
+        if self.fr().refcount(frame) > 1 {
+            e = e.without(Vpte::RW | Vpte::M).with(Vpte::COW);
+        }
+        e
+    }
+
+    /// Break copy-on-write at `page` if its VPTE says so: afterwards the
+    /// page has a frame of its own, writable. Returns whether it was COW.
+    pub(super) fn break_cow(&mut self, page: u64) -> Result<bool, MmError> {
+        let cow = self
+            .vpt
+            .lookup(&self.ram, page)
+            .is_some_and(|e| e.valid() && e.bits() & Vpte::COW != 0);
+        if !cow {
+            return Ok(false);
+        }
+        let done = self.vpt.cow_fault(&self.ram, &mut self.fr(), page)?;
+        if done {
+            if let Some(e) = self.vpt.lookup(&self.ram, page) {
+                self.pages.insert(page, e.frame());
+            }
+            self.stats.cow_breaks += 1;
+            self.inval(page, page + PAGE);
+        }
+        Ok(done)
+    }
+
+    pub(super) fn flags(prot: u32, dirty: bool) -> u64 {
+        let mut f = Vpte::U | Vpte::A;
+        if prot & PROT_WRITE != 0 {
+            f |= Vpte::RW;
+            if dirty {
+                f |= Vpte::M;
+            }
+        }
+        if prot & PROT_EXEC == 0 {
+            f |= Vpte::NX;
+        }
+        f
+    }
+
+    pub(super) fn inval(&self, start: u64, end: u64) {
+        let s = start.max(USER_START);
+        let e = end.min(USER_END);
+        if s < e {
+            // The range is inside the one PageTable mapping made in `new`.
+            let _ = self.vms.mcontrol(s, e - s, Mcontrol::Inval);
+        }
+    }
+
+    /// Give `va` (page aligned) a zeroed frame mapped with `prot`.
+    pub(super) fn map_new(&mut self, va: u64, prot: u32, dirty: bool) -> Result<u64, MmError> {
+        let mut fr = self.fr();
+        let f = fr.alloc(&self.ram)?;
+        let valid = if prot == 0 { 0 } else { Vpte::V };
+        if let Err(e) = self.vpt.set(
+            &self.ram,
+            &mut fr,
+            va,
+            Vpte::page(f, Self::flags(prot, dirty) | valid),
+        ) {
+            fr.free(f);
+            return Err(e.into());
+        }
+        drop(fr);
+        self.pages.insert(va, f);
+        self.stats.pages_mapped += 1;
+        Ok(f)
+    }
+
+    pub(super) fn set_vpte(&mut self, va: u64, frame: u64, prot: u32) -> Result<(), MmError> {
+        let e = if prot == 0 {
+            Vpte(0)
+        } else {
+            self.entry(frame, prot, false)
+        };
+        self.vpt.set(&self.ram, &mut self.fr(), va, e)?;
+        Ok(())
+    }
+
+    /// Resolve a page fault the vpagetable could not: map the page (and
+    /// neighbours) if an area allows the access.
+    pub fn handle_fault(&mut self, addr: u64, access: Access) -> Result<(), FaultSignal> {
+        let Some((start, vma)) = self.find(addr) else {
+            return Err(FaultSignal::MapErr);
+        };
+        let need = match access {
+            Access::Read => PROT_READ | PROT_WRITE | PROT_EXEC,
+            Access::Write => PROT_WRITE,
+            Access::Execute => PROT_EXEC,
+        };
+        if vma.prot & need == 0 {
+            return Err(FaultSignal::AccErr);
+        }
+        let page = addr & !(PAGE - 1);
+        let dirty = access == Access::Write;
+        if dirty && self.pages.contains_key(&page) {
+            match self.break_cow(page) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(_) => return Err(FaultSignal::Oom),
+            }
+        }
+        if let Some(&f) = self.pages.get(&page) {
+            // Present but the VPTE disagrees with the area (should not
+            // happen): rewrite it once; a repeat is a real protection fault.
+            let cur = self.vpt.lookup(&self.ram, page);
+            let want = self.entry(f, vma.prot, dirty);
+            if cur.map(|c| c.bits() & !(Vpte::A | Vpte::M))
+                == Some(want.bits() & !(Vpte::A | Vpte::M))
+            {
+                return Err(FaultSignal::AccErr);
+            }
+            self.vpt
+                .set(&self.ram, &mut self.fr(), page, want)
+                .map_err(|_| FaultSignal::Oom)?;
+            self.inval(page, page + PAGE);
+            return Ok(());
+        }
+        self.stats.demand_faults += 1;
+        let n = if page == self.sweep.0 {
+            (self.sweep.1 * 2).min(MAX_WINDOW.max(self.fault_around))
+        } else {
+            self.fault_around
+        };
+        let (lo, hi) = if vma.kind == VmaKind::Stack {
+            (page.saturating_sub((n - 1) * PAGE).max(start), page + PAGE)
+        } else {
+            (page, (page + n * PAGE).min(vma.end))
+        };
+        self.sweep = (hi, n);
+        self.map_new(page, vma.prot, dirty)
+            .map_err(|_| FaultSignal::Oom)?;
+        let mut va = lo;
+        while va < hi {
+            if va != page
+                && !self.pages.contains_key(&va)
+                && self.map_new(va, vma.prot, dirty).is_err()
+            {
+                break;
+            }
+            va += PAGE;
+        }
+        Ok(())
+    }
+}

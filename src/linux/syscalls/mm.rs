@@ -1,0 +1,109 @@
+//! Memory calls: mmap, munmap, mprotect, mremap, madvise, brk. They check
+//! the arguments Linux checks here and leave the areas and pages to
+//! [`crate::linux::mm::Mm`].
+
+use super::errno::*;
+use super::R;
+use crate::linux::files::FileKind;
+use crate::linux::fs::Kind;
+use crate::linux::mm::USER_END;
+use crate::linux::Vproc;
+
+impl Vproc {
+    /// The memory calls, or None if `nr` is not one.
+    pub(super) fn mm_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
+        Some(match nr {
+            libc::SYS_mmap => self.sys_mmap(a),
+            libc::SYS_munmap => self.mm.munmap(a[0], a[1]).map(|_| 0).map_err(Into::into),
+            libc::SYS_mprotect => self
+                .mm
+                .protect(a[0], a[1], a[2] as u32)
+                .map(|_| 0)
+                .map_err(Into::into),
+            libc::SYS_mremap => self
+                .mm
+                .mremap(a[0], a[1], a[2], a[3], a[4])
+                .map(|v| v as i64)
+                .map_err(Into::into),
+            // advice is an int.
+            libc::SYS_madvise => self
+                .mm
+                .madvise(a[0], a[1], a[2] as i32 as i64 as u64)
+                .map(|_| 0)
+                .map_err(Into::into),
+            libc::SYS_brk => Ok(self.mm.set_brk(a[0]) as i64),
+            // Nothing is written back: every mapping is private.
+            libc::SYS_msync => Ok(0),
+            libc::SYS_mincore => Err(ENOSYS),
+            _ => return None,
+        })
+    }
+
+    fn sys_mmap(&mut self, a: [u64; 6]) -> R {
+        let (addr, len, prot, flags, fd, off) = (
+            a[0],
+            a[1],
+            a[2] as u32,
+            a[3] as u32,
+            a[4] as i32 as i64,
+            a[5],
+        );
+        const MAP_TYPE: u32 = 0xf;
+        const MAP_FIXED: u32 = 0x10;
+        const MAP_ANON: u32 = 0x20;
+        const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
+        // Linux's order: offset, fd, length, address, then the map type.
+        if !off.is_multiple_of(4096) {
+            return Err(EINVAL);
+        }
+        let file = if flags & MAP_ANON == 0 {
+            Some(self.fds.get(fd)?.file.clone())
+        } else {
+            None
+        };
+        if len == 0 {
+            return Err(EINVAL);
+        }
+        let pages = len.div_ceil(4096);
+        if (off / 4096).checked_add(pages).is_none() {
+            return Err(EOVERFLOW);
+        }
+        if !matches!(flags & MAP_TYPE, 1..=3) {
+            // Checked after the length and a fixed address, as Linux does.
+            let alen = pages.wrapping_mul(4096);
+            let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+            if alen == 0 || alen > USER_END {
+                return Err(ENOMEM);
+            }
+            if fixed && addr > USER_END - alen {
+                return Err(ENOMEM);
+            }
+            return Err(EINVAL);
+        }
+        let fixed = flags & MAP_FIXED != 0;
+        let noreplace = flags & MAP_FIXED_NOREPLACE != 0;
+        let data = if let Some(file) = file {
+            let f = file.borrow();
+            let FileKind::Inode(ino) = f.kind else {
+                return Err(ENODEV);
+            };
+            match self.fs.inode(ino).kind {
+                Kind::File { .. } => {}
+                Kind::CharDev(_) => return Err(ENODEV),
+                _ => return Err(EACCES),
+            }
+            let size = self.fs.inode(ino).size;
+            let n = len.min(size.saturating_sub(off)).min(1 << 30) as usize;
+            let mut d = vec![0u8; n];
+            self.fs.read(ino, off, &mut d)?;
+            Some(d)
+        } else {
+            None
+        };
+        let r = self
+            .mm
+            .mmap(addr, len, prot, fixed, noreplace, data.as_deref())
+            .map_err(|e| e.errno())?;
+        Ok(r as i64)
+    }
+}

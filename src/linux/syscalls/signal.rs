@@ -1,0 +1,144 @@
+//! Signal calls: sigaction, sigprocmask, sigaltstack, kill, tkill,
+//! tgkill, sigpending, pause and sigsuspend (whose handler waits, in
+//! [`super::events`]). rt_sigreturn is served in [`Vproc::syscall`];
+//! delivery and the signal frame are [`crate::linux::signal`].
+
+use super::errno::*;
+use super::{int, R};
+use crate::linux::signal::{self, SigAction, SigInfo};
+use crate::linux::Vproc;
+
+impl Vproc {
+    /// The signal calls, or None if `nr` is not one.
+    pub(super) fn signal_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
+        Some(match nr {
+            libc::SYS_rt_sigaction => self.sys_sigaction(int(a[0]) as i32, a[1], a[2]),
+            libc::SYS_rt_sigprocmask => self.sys_sigprocmask(a[0], a[1], a[2]),
+            libc::SYS_sigaltstack => self.sys_sigaltstack(a[0], a[1]),
+            libc::SYS_rt_sigpending => self.sys_sigpending(a[0]),
+            libc::SYS_pause => self.sys_pause(None),
+            libc::SYS_rt_sigsuspend => match self.mm.read_u64(a[0]) {
+                Ok(m) => self.sys_pause(Some(m)),
+                Err(e) => Err(e.into()),
+            },
+            libc::SYS_kill | libc::SYS_tkill => self.sys_kill(int(a[0]) as i32, int(a[1]) as i32),
+            libc::SYS_tgkill => {
+                // Every vproc is one thread: tid == tgid.
+                if int(a[0]) != int(a[1]) {
+                    return Some(Err(ESRCH));
+                }
+                self.sys_kill(int(a[1]) as i32, int(a[2]) as i32)
+            }
+            _ => return None,
+        })
+    }
+
+    /// rt_sigpending: the pending signals that are blocked.
+    fn sys_sigpending(&mut self, set: u64) -> R {
+        let pend: u64 = self
+            .sig
+            .pending
+            .iter()
+            .fold(0, |m, p| m | signal::bit(p.signo));
+        self.mm.write_u64(set, pend & self.sig.blocked)?;
+        Ok(0)
+    }
+
+    fn sys_sigaction(&mut self, sig: i32, act: u64, old: u64) -> R {
+        if !(1..=64).contains(&sig) {
+            return Err(EINVAL);
+        }
+        let cur = self.sig.actions[sig as usize];
+        if act != 0 {
+            if sig == signal::SIGKILL || sig == signal::SIGSTOP {
+                return Err(EINVAL);
+            }
+            let b = self.mm.read_vec(act, 32)?;
+            let w = |i: usize| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8"));
+            self.sig.actions[sig as usize] = SigAction {
+                handler: w(0),
+                flags: w(1),
+                restorer: w(2),
+                mask: w(3),
+            };
+        }
+        if old != 0 {
+            let mut b = [0u8; 32];
+            for (i, v) in [cur.handler, cur.flags, cur.restorer, cur.mask]
+                .iter()
+                .enumerate()
+            {
+                b[8 * i..8 * i + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            self.mm.write(old, &b)?;
+        }
+        Ok(0)
+    }
+
+    fn sys_sigprocmask(&mut self, how: u64, set: u64, old: u64) -> R {
+        let cur = self.sig.blocked;
+        if set != 0 {
+            let s = self.mm.read_u64(set)?;
+            let never = signal::bit(signal::SIGKILL) | signal::bit(signal::SIGSTOP);
+            self.sig.blocked = match how {
+                0 => cur | s,
+                1 => cur & !s,
+                2 => s,
+                _ => return Err(EINVAL),
+            } & !never;
+        }
+        if old != 0 {
+            self.mm.write_u64(old, cur)?;
+        }
+        Ok(0)
+    }
+
+    fn sys_sigaltstack(&mut self, ss: u64, old: u64) -> R {
+        let (sp, flags, size) = self.sig.altstack;
+        if old != 0 {
+            let on = self.frame.rsp > sp && self.frame.rsp <= sp.wrapping_add(size);
+            let mut b = [0u8; 24];
+            b[..8].copy_from_slice(&sp.to_le_bytes());
+            let fl = if on { signal::SS_ONSTACK } else { flags };
+            b[8..12].copy_from_slice(&fl.to_le_bytes());
+            b[16..].copy_from_slice(&size.to_le_bytes());
+            self.mm.write(old, &b)?;
+        }
+        if ss != 0 {
+            let b = self.mm.read_vec(ss, 24)?;
+            let nsp = u64::from_le_bytes(b[..8].try_into().expect("8"));
+            let nfl = u32::from_le_bytes(b[8..12].try_into().expect("4"));
+            let nsz = u64::from_le_bytes(b[16..].try_into().expect("8"));
+            if nfl & signal::SS_DISABLE != 0 {
+                self.sig.altstack = (0, signal::SS_DISABLE, 0);
+            } else {
+                if nsz < 2048 {
+                    return Err(ENOMEM);
+                }
+                self.sig.altstack = (nsp, 0, nsz);
+            }
+        }
+        Ok(0)
+    }
+
+    fn sys_kill(&mut self, pid: i32, sig: i32) -> R {
+        if self.k.is_some() {
+            return self.sys_kill_k(pid, sig);
+        }
+        if pid != self.pid && pid != 0 && pid != -1 {
+            return Err(ESRCH);
+        }
+        if !(0..=64).contains(&sig) {
+            return Err(EINVAL);
+        }
+        if sig != 0 {
+            self.queue_signal(SigInfo {
+                signo: sig,
+                code: 0,
+                pid: self.pid,
+                ..Default::default()
+            });
+        }
+        Ok(0)
+    }
+}
