@@ -282,14 +282,6 @@ fn deliverable(body: Option<&Vproc>, signo: i32) -> bool {
         && (h != signal::SIG_DFL || signal::default_action(signo) != signal::Default_::Ignore)
 }
 
-/// Initial FPU state: FCW 0x37f, MXCSR 0x1f80.
-pub fn initial_fpu() -> Box<kvm_bindings::kvm_xsave> {
-    let mut x: Box<kvm_bindings::kvm_xsave> = Box::default();
-    x.region[0] = 0x037f;
-    x.region[6] = 0x1f80;
-    x
-}
-
 impl Kernel {
     fn lock(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
@@ -880,8 +872,6 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
         },
     });
     init.k = Some(k.clone());
-    init.fpu = Some(initial_fpu());
-    init.fpu_dirty = true;
     let pid = init.pid;
     {
         let mut t = k.lock();
@@ -1076,8 +1066,9 @@ fn ticker(k: &Kernel) {
 }
 
 /// Let the vCPU load its own FPU context once (a tiny vproc that uses
-/// SSE), so that from then on the vkernel alone moves FPU state between
-/// vprocs (KVM_GET/SET_XSAVE), also across vCPUs.
+/// SSE) before the first vproc runs; from then on the core moves FPU
+/// state between vprocs ([`Cpu::set_fpu`], [`Cpu::release_fpu`]), also
+/// across vCPUs.
 fn warm_up_fpu(machine: &Machine, cpu: &mut Cpu, frames: &super::mm::Frames) {
     let mut run = || -> Option<()> {
         let f = frames.lock().ok()?.alloc(machine.ram()).ok()?;
@@ -1108,22 +1099,15 @@ fn warm_up_fpu(machine: &Machine, cpu: &mut Cpu, frames: &super::mm::Frames) {
     }
 }
 
-fn load_fpu(cpu: &Cpu, body: &mut Vproc) {
-    if let Some(x) = &body.fpu {
-        // SAFETY: `x` is a complete kvm_xsave image, built by initial_fpu
-        // (the reset layout) or saved by KVM_GET_XSAVE from a vCPU of this
-        // machine.
-        if let Err(e) = unsafe { cpu.vcpu_fd().set_xsave(x) } {
-            log::warn!("set_xsave: {e}");
-        }
-    }
-    body.fpu_dirty = false;
-}
-
-fn save_fpu(cpu: &Cpu, body: &mut Vproc) {
-    match cpu.vcpu_fd().get_xsave() {
-        Ok(x) => body.fpu = Some(Box::new(x)),
-        Err(e) => log::warn!("get_xsave: {e}"),
+/// Save the vproc's FPU registers into its context and give the context
+/// up, so that any vCPU can run the vproc next.
+fn release_fpu(cpu: &mut Cpu, body: &Vproc) {
+    if let Err(e) = cpu.release_fpu() {
+        log::warn!(
+            "vCPU {}: FPU state of vproc {} not saved: {e}",
+            cpu.index(),
+            body.pid
+        );
     }
 }
 
@@ -1210,9 +1194,8 @@ fn cpu_loop(k: &Arc<Kernel>, machine: &Machine, cpu: &mut Cpu) -> Result<CpuStat
                 }
             }
         };
-        load_fpu(cpu, &mut body);
         let out = segment(k, machine, cpu, &mut body);
-        save_fpu(cpu, &mut body);
+        release_fpu(cpu, &body);
         let out = out?;
         let dead = {
             let mut t = k.lock();
@@ -1376,9 +1359,6 @@ fn segment(
             body.deliver_pending(cpu);
             continue;
         }
-        if body.fpu_dirty {
-            load_fpu(cpu, body);
-        }
         k.entered[idx].store(k.now().max(1), Ordering::SeqCst);
         let step = body.step(cpu);
         k.entered[idx].store(0, Ordering::SeqCst);
@@ -1528,8 +1508,9 @@ fn fork(
         let mm = parent.mm.fork(vms).map_err(|e| e.errno())?;
         let mut child = parent.fork_body(mm, pid);
         // The parent's live FPU registers are the child's too.
-        if let Ok(x) = cpu.vcpu_fd().get_xsave() {
-            child.fpu = Some(Box::new(x));
+        match cpu.fork_fpu(&parent.fpu) {
+            Ok(f) => child.fpu = f,
+            Err(e) => log::warn!("fork: the child's FPU state starts afresh: {e}"),
         }
         child.exit_signal = (flags & 0xff) as i32;
         if flags & CLONE_SETTLS != 0 {

@@ -272,7 +272,7 @@ impl Vproc {
         let a = self.frame.syscall_args();
         if nr == 15 {
             // rt_sigreturn restores the whole frame, rax included.
-            match signal::sigreturn(&mut self.mm, cpu, &mut self.frame) {
+            match signal::sigreturn(&mut self.mm, cpu, &self.fpu, &mut self.frame) {
                 Ok(mask) => {
                     self.sig.blocked =
                         mask & !(signal::bit(signal::SIGKILL) | signal::bit(signal::SIGSTOP));

@@ -16,7 +16,7 @@ use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS, MB_USER_RSP};
 use vkernel_guest::layout::{cpu_stack_top_off, ENTRY_FRAME_SIZE, STUB_OFF, SYS_VA};
 use vkernel_guest::x86::{self, is_canonical, PFEC_I, PFEC_W};
 
-use crate::fpu::{FpuContext, FpuMode};
+use crate::fpu::{FpuContext, FpuMode, FXSAVE_LEN};
 use crate::hwpt::Cmd;
 use crate::machine::{MachineError, MachineInner, TrapPath};
 use crate::trap::{Trap, TrapFrame};
@@ -400,11 +400,6 @@ impl Cpu {
         Kicker(self.kick.clone())
     }
 
-    /// The underlying KVM vCPU (for debugging and tools: FPU/XSAVE state).
-    pub fn vcpu_fd(&self) -> &VcpuFd {
-        &self.fd
-    }
-
     /// Make `ctx` the FPU state of the vproc the next runs execute (the seed's
     /// per-process FPU context). Its registers are loaded lazily, on the
     /// vproc's first FPU instruction, where the host honours CR0.TS
@@ -424,6 +419,57 @@ impl Cpu {
             }
         }
         Ok(())
+    }
+
+    /// Whether `ctx` is the context whose registers this vCPU holds.
+    fn holds_fpu(&self, ctx: &FpuContext) -> bool {
+        self.fpu_loaded.as_ref().is_some_and(|l| l.same(ctx))
+    }
+
+    /// `ctx`'s current legacy FXSAVE area (a signal frame's FPU state): the
+    /// live registers if this vCPU holds `ctx`, its saved image otherwise.
+    /// Nothing moves.
+    pub fn read_fxsave(&self, ctx: &FpuContext) -> Result<[u8; FXSAVE_LEN], RunError> {
+        if self.holds_fpu(ctx) {
+            let x = self.fd.get_xsave().map_err(kvm_io)?;
+            Ok(crate::fpu::legacy_of(&x))
+        } else {
+            if let Some(cpu) = ctx.owner() {
+                return Err(RunError::FpuBusy { cpu });
+            }
+            Ok(ctx.fxsave())
+        }
+    }
+
+    /// Replace `ctx`'s legacy FXSAVE area (`rt_sigreturn`), see
+    /// [`FpuContext::set_fxsave`]: in the live registers if this vCPU holds
+    /// `ctx`, in its saved image otherwise.
+    pub fn write_fxsave(&self, ctx: &FpuContext, fx: &[u8; FXSAVE_LEN]) -> Result<(), RunError> {
+        if self.holds_fpu(ctx) {
+            let mut x = self.fd.get_xsave().map_err(kvm_io)?;
+            crate::fpu::put_legacy(&mut x, fx);
+            // SAFETY: `x` is the complete image KVM_GET_XSAVE just returned
+            // for this vCPU, with only its legacy fields and two XSTATE_BV
+            // bits changed.
+            unsafe { self.fd.set_xsave(&x) }.map_err(kvm_io)
+        } else {
+            ctx.set_fxsave(fx).map_err(|_| RunError::FpuBusy {
+                cpu: ctx.owner().unwrap_or(usize::MAX),
+            })
+        }
+    }
+
+    /// A new context with `ctx`'s current state (fork): read from the live
+    /// registers if this vCPU holds `ctx`. Nothing moves.
+    pub fn fork_fpu(&self, ctx: &FpuContext) -> Result<FpuContext, RunError> {
+        if self.holds_fpu(ctx) {
+            let x = self.fd.get_xsave().map_err(kvm_io)?;
+            Ok(FpuContext::from_image(Box::new(x)))
+        } else if let Some(cpu) = ctx.owner() {
+            Err(RunError::FpuBusy { cpu })
+        } else {
+            Ok(ctx.duplicate())
+        }
     }
 
     /// Save the live FPU registers into their owner's context and give the
