@@ -6,22 +6,37 @@
 //! the entry frame and the mailbox through the system region.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{fence, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
-use kvm_bindings::{kvm_guest_debug, kvm_run, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
+use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
-use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS, MB_USER_RSP};
+use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS};
 use vkernel_guest::layout::{cpu_stack_top_off, ENTRY_FRAME_SIZE, STUB_OFF, SYS_VA};
-use vkernel_guest::x86::{self, is_canonical, PFEC_I, PFEC_W};
+use vkernel_guest::x86::{self, is_canonical};
+
+mod exit;
+mod handlers;
 
 use crate::fpu::{FpuContext, FpuMode, FXSAVE_LEN};
 use crate::hwpt::Cmd;
-use crate::machine::{MachineError, MachineInner, TrapPath};
+pub(crate) use crate::kick::KickState;
+pub use crate::kick::Kicker;
+use crate::machine::MachineInner;
 use crate::trap::{Trap, TrapFrame};
 use crate::vmspace::Vmspace;
 use crate::walker::Access;
+use exit::{classify, ExitKind, Expect, Position, RawExit, Snapshot};
+
+/// What the run loop does after handling an exit.
+enum Next {
+    /// Run again without preparing a new entry.
+    Resume,
+    /// Prepare a new entry (registers, mailbox commands), then run.
+    Reenter,
+    /// Return this trap to the caller.
+    Return(Trap),
+}
 
 /// Errors of [`Cpu::run`]: the host-side machinery failed (not the vproc).
 #[derive(Debug, thiserror::Error)]
@@ -89,159 +104,6 @@ pub enum RunError {
     Broken(String),
 }
 
-/// Shared state between a vCPU and its kickers.
-pub(crate) struct KickState {
-    inner: Mutex<KickInner>,
-}
-
-struct KickInner {
-    /// The vCPU's kvm_run page; null once the Cpu (and its mapping) is gone.
-    run: *mut kvm_run,
-    /// The thread inside `Cpu::run`, if any.
-    thread: Option<libc::pthread_t>,
-    /// Kicks so far: the vCPU thread clears `immediate_exit` only if no
-    /// kick came after the exit it is answering.
-    kicks: u64,
-}
-
-// SAFETY: `run` is only dereferenced under the mutex, and the Cpu nulls it
-// under the same mutex before its VcpuFd (which owns the mapping) is
-// dropped; only the `immediate_exit` byte is accessed through it, and only
-// as an AtomicU8 (see `immediate_exit`).
-unsafe impl Send for KickState {}
-// SAFETY: as above.
-unsafe impl Sync for KickState {}
-
-fn kick_signal() -> libc::c_int {
-    libc::SIGRTMIN() + 3
-}
-
-extern "C" fn on_kick(_: libc::c_int) {}
-
-/// Installs the kick signal's handler once per process; every later call
-/// returns the first call's outcome (as an errno).
-fn install_kick_handler() -> Result<(), MachineError> {
-    static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
-    let r = *INSTALLED.get_or_init(|| {
-        // SAFETY: installs a handler that does nothing for a real-time
-        // signal reserved for vkernel; without SA_RESTART so KVM_RUN returns
-        // EINTR. `sa` is fully initialised (zeroed, then the fields set).
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_kick as *const () as usize;
-            sa.sa_flags = 0;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(kick_signal(), &sa, std::ptr::null_mut())
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EINVAL))
-        }
-    });
-    r.map_err(|errno| MachineError::KickSignal {
-        signo: kick_signal(),
-        source: std::io::Error::from_raw_os_error(errno),
-    })
-}
-
-/// The `immediate_exit` byte of a vCPU's `kvm_run` page as an atomic, so
-/// the vCPU thread and kicking threads never race on a plain byte.
-///
-/// # Safety
-///
-/// `run` must point to a live `kvm_run` mapping that outlives the returned
-/// reference.
-unsafe fn immediate_exit<'a>(run: *mut kvm_run) -> &'a AtomicU8 {
-    // SAFETY: the caller guarantees the mapping is live for 'a; AtomicU8
-    // has the size and alignment (1) of u8, so any u8 field is a valid
-    // AtomicU8, and every access to this byte from Rust goes through an
-    // atomic (KVM itself only reads it).
-    unsafe { AtomicU8::from_ptr(std::ptr::addr_of_mut!((*run).immediate_exit)) }
-}
-
-impl KickState {
-    pub(crate) fn new(fd: &mut VcpuFd) -> Result<KickState, MachineError> {
-        install_kick_handler()?;
-        Ok(KickState {
-            inner: Mutex::new(KickInner {
-                run: fd.get_kvm_run() as *mut kvm_run,
-                thread: None,
-                kicks: 0,
-            }),
-        })
-    }
-
-    fn set_thread(&self, t: Option<libc::pthread_t>) {
-        self.inner.lock().unwrap().thread = t;
-    }
-
-    /// Kicks so far.
-    fn kicks(&self) -> u64 {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).kicks
-    }
-
-    /// Clear `immediate_exit` after a kick was seen (the vCPU thread's
-    /// side of the same atomic byte the kickers set), unless another kick
-    /// came after the count `seen` (read when KVM_RUN returned): that one
-    /// must make the next entry exit too, or it would be lost.
-    fn clear_immediate_exit(&self, seen: u64) {
-        let k = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if !k.run.is_null() && k.kicks == seen {
-            // SAFETY: non-null under the lock: the mapping is alive while
-            // the lock is held (see KickState).
-            unsafe { immediate_exit(k.run) }.store(0, Ordering::SeqCst);
-        }
-    }
-
-    /// The vCPU is going away: kicks become no-ops.
-    fn detach(&self) {
-        let mut k = self.inner.lock().unwrap();
-        k.run = std::ptr::null_mut();
-        k.thread = None;
-    }
-}
-
-/// Forces a vCPU out of `KVM_RUN` from any thread; [`Cpu::run`] then
-/// returns [`Trap::Interrupted`]. A kick that arrives while the vCPU is not
-/// in the guest makes the next run return at once: no wakeup is lost. A
-/// kick after the [`Cpu`] was dropped does nothing.
-#[derive(Clone)]
-pub struct Kicker(Arc<KickState>);
-
-impl Kicker {
-    pub(crate) fn new(k: Arc<KickState>) -> Kicker {
-        Kicker(k)
-    }
-
-    /// Kick the vCPU.
-    pub fn kick(&self) {
-        let mut k = self.0.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if k.run.is_null() {
-            return;
-        }
-        k.kicks += 1;
-        // SAFETY: non-null under the lock means the Cpu and its kvm_run
-        // mapping are alive (see KickState), and the lock is held for the
-        // reference's whole use.
-        unsafe { immediate_exit(k.run) }.store(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if let Some(t) = k.thread {
-            // SAFETY: `t` is the thread inside Cpu::run, which clears it
-            // under this lock before returning, so the thread is alive.
-            unsafe { libc::pthread_kill(t, kick_signal()) };
-        }
-    }
-}
-
-impl std::fmt::Debug for Kicker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Kicker")
-    }
-}
-
 /// Counters of one vCPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuStats {
@@ -273,14 +135,6 @@ pub struct CpuStats {
     /// Faults installed before resuming a vproc whose last PageFault the
     /// vkernel fixed (each saves one exit).
     pub prefaults: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Position {
-    /// CPL0 in the stub at the resume point, RSP = stack top - 56.
-    Kernel,
-    /// CPL3 with the vproc's registers live (quirk syscall exit or a kick).
-    User,
 }
 
 /// A vCPU. Move it to the thread that runs it.
@@ -397,7 +251,7 @@ impl Cpu {
 
     /// A kicker for this vCPU.
     pub fn kicker(&self) -> Kicker {
-        Kicker(self.kick.clone())
+        Kicker::new(self.kick.clone())
     }
 
     /// Make `ctx` the FPU state of the vproc the next runs execute (the seed's
@@ -778,283 +632,134 @@ impl Cpu {
 
     fn run_loop(&mut self, vms: &Vmspace, frame: &mut TrapFrame) -> Result<Trap, RunError> {
         let mut need_entry = true;
-        let top_va = SYS_VA + self.top;
         loop {
             if need_entry {
                 self.prepare_entry()?;
             }
-            need_entry = false;
             // What the vCPU holds before this run, and what it will hold
             // once the synced registers are applied: an interrupted run that
             // comes back in either state ran nothing of the guest.
-            let entry_regs = self.fd.sync_regs().regs;
-            let res = self.fd.run();
+            let entry = self.fd.sync_regs().regs;
+            let raw = self.enter();
             self.stats.exits += 1;
             // Kicks up to here are answered by this exit.
             let kicks_at_exit = self.kick.kicks();
-
             // Did the stub apply the mailbox?
             let applied = self.m.sys.load(self.top + MB_NCMDS).unwrap_or(1) == 0;
-            let exit = match res {
-                Ok(VcpuExit::IoOut(port, _)) => Ok(Some(port)),
-                Ok(VcpuExit::Debug(_)) => Ok(None),
-                Ok(VcpuExit::Shutdown) => Err(RunError::Shutdown {
-                    rip: self.fd.sync_regs().regs.rip,
-                }),
-                Ok(VcpuExit::InternalError) => {
-                    // SAFETY: after KVM_EXIT_INTERNAL_ERROR the `internal`
-                    // member of the exit union is the valid one.
-                    let sub = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
-                    Err(RunError::Internal {
-                        suberror: sub,
-                        rip: self.fd.sync_regs().regs.rip,
-                    })
-                }
-                Ok(other) => Err(RunError::Unexpected(format!("{other:?}"))),
-                Err(e) if e.errno() == libc::EINTR => Err(RunError::Kvm(
-                    std::io::Error::from_raw_os_error(libc::EINTR),
-                )),
-                Err(e) if e.errno() == libc::EAGAIN => {
-                    continue;
-                }
-                Err(e) => Err(RunError::Kvm(std::io::Error::from_raw_os_error(e.errno()))),
+            let snap = Snapshot {
+                entry,
+                last_exit: self.exit_regs,
+                now: self.fd.sync_regs().regs,
+                user_mode: self.fd.sync_regs().sregs.cs.selector & 3 == 3,
             };
+            let kind = classify(&raw, &snap, &self.expect());
+            if kind == ExitKind::Retry {
+                need_entry = false;
+                continue;
+            }
             if applied && self.scrub_in_mailbox {
                 self.scrub_in_mailbox = false;
                 if let Some(b) = self.scrub_batch.take() {
                     self.m.pool.lock().unwrap().scrub_done(b);
                 }
             }
-            if exit.is_ok() {
-                self.new_cr3 = None;
-                self.exit_regs = self.fd.sync_regs().regs;
-            }
-            let port = match exit {
-                Ok(p) => p,
-                Err(RunError::Kvm(e)) if e.raw_os_error() == Some(libc::EINTR) => {
-                    self.kicks_seen = kicks_at_exit;
-                    self.kick.clear_immediate_exit(kicks_at_exit);
-                    // KVM does not say whether it entered the guest before the
-                    // signal (a PVM-derived KVM reports neither
-                    // KVM_EXIT_INTR nor a difference): compare states.
-                    let now = self.fd.sync_regs().regs;
-                    // KVM completes the `out` of the last exit before it
-                    // looks at immediate_exit, and that completion (an
-                    // emulated PIO on PVM) may move rip past the `out` over
-                    // the resume rip we wrote: the exit state with rip + 2
-                    // is nothing having run too (seen as a vproc resumed at
-                    // the trampoline's ud2, SIGILL, under load).
-                    let completed_out = {
-                        let mut e = self.exit_regs;
-                        e.rip = e.rip.wrapping_add(2);
-                        now == e
-                    };
-                    if now == entry_regs || now == self.exit_regs || completed_out {
-                        // Nothing of the guest ran, and the registers and
-                        // CR3 we wrote may not have been applied. Prepare
-                        // everything again next time.
-                        self.force_dirty = true;
-                        if self.stepping {
-                            continue;
-                        }
-                        self.stats.interrupts += 1;
-                        *frame = self.target;
-                        return Ok(Trap::Interrupted);
-                    }
-                    self.exit_regs = now;
-                    self.new_cr3 = None;
-                    let s = self.fd.sync_regs();
-                    if s.sregs.cs.selector & 3 == 3
-                        && self.bounce
-                        && s.regs.rip == self.m.kcall_va()
-                    {
-                        // Stopped on the way into the stub: the vproc itself
-                        // has not run. Its commands stay queued.
-                        self.pos = Position::User;
-                        self.stats.interrupts += 1;
-                        *frame = self.target;
-                        return Ok(Trap::Interrupted);
-                    }
-                    if s.sregs.cs.selector & 3 == 3 {
-                        // Stopped in the vproc: its registers are live.
-                        self.pos = Position::User;
-                        self.target = self.frame_from_regs();
-                        *frame = self.target;
-                        self.stats.interrupts += 1;
-                        return Ok(Trap::Interrupted);
-                    }
-                    if self.pos == Position::Kernel
-                        && s.regs.rip == SYS_VA + STUB_OFF + self.m.offsets.resume
-                        && s.regs.rsp == top_va - ENTRY_FRAME_SIZE
-                        && !self.stepping
-                    {
-                        // Never entered (immediate exit): nothing ran.
-                        // The entry is prepared again next time.
-                        self.stats.interrupts += 1;
-                        *frame = self.target;
-                        return Ok(Trap::Interrupted);
-                    }
-                    // Kicked inside the stub: step until the vproc runs.
-                    self.stats.kicks_in_stub += 1;
-                    self.set_stepping(true)?;
-                    continue;
+            let next = match kind {
+                ExitKind::Interrupted(i) => {
+                    self.on_interrupted(i, snap.now, kicks_at_exit, frame)?
                 }
-                Err(e) => return Err(e),
-            };
-            let Some(port) = port else {
-                // A single-step exit. Arriving at the bounce address is not
-                // the vproc running: step on into the stub.
-                let s = self.fd.sync_regs();
-                if s.sregs.cs.selector & 3 == 3 && !(self.bounce && s.regs.rip == self.m.kcall_va())
-                {
-                    self.set_stepping(false)?;
-                    self.pos = Position::User;
-                    self.target = self.frame_from_regs();
-                    *frame = self.target;
-                    self.stats.interrupts += 1;
-                    return Ok(Trap::Interrupted);
+                ExitKind::Step(s) => {
+                    self.exited(snap.now);
+                    self.on_step(s, frame)?
                 }
-                continue;
-            };
-            if self.stepping {
-                self.set_stepping(false)?;
-                self.kick_pending = true;
-            }
-            match port {
-                abi::PORT_EXCEPTION => {
-                    let s = self.fd.sync_regs();
-                    if s.regs.rsp != top_va - ENTRY_FRAME_SIZE {
-                        return Err(RunError::StubFault {
-                            vector: self.sys_load_checked(s.regs.rsp),
-                            rip: s.regs.rip,
-                            cr2: s.sregs.cr2,
-                        });
-                    }
-                    let base = self.top - ENTRY_FRAME_SIZE;
-                    let vector = self.sys_load(base);
-                    let error_code = self.sys_load(base + 8);
-                    let rip = self.sys_load(base + 16);
-                    let cs = self.sys_load(base + 24);
-                    let rflags = self.sys_load(base + 32);
-                    let rsp = self.sys_load(base + 40);
-                    if cs & 3 != 3 {
-                        return Err(RunError::StubFault {
-                            vector,
-                            rip,
-                            cr2: s.sregs.cr2,
-                        });
-                    }
-                    self.pos = Position::Kernel;
-                    let mut f = self.frame_from_regs();
-                    f.rip = rip;
-                    f.rsp = rsp;
-                    f.rflags = rflags;
-                    if vector == 7 && self.ts_set {
-                        // The vproc's first FPU instruction: hand over.
-                        self.stats.fpu_traps += 1;
-                        self.swap_fpu()?;
-                        self.queue.push_back(abi::cmd(abi::CMD_CLTS, 0, 0));
-                        self.ts_set = false;
-                        self.target = f;
-                        need_entry = true;
-                        continue;
-                    }
-                    if vector == 14 {
-                        let addr = s.sregs.cr2;
-                        if self.bounce && addr == self.m.kcall_va() {
-                            // Entered the stub to apply commands; go on.
-                            self.stats.bounces += 1;
-                            need_entry = true;
-                            continue;
-                        }
-                        let access = if error_code & PFEC_I != 0 {
-                            Access::Execute
-                        } else if error_code & PFEC_W != 0 {
-                            Access::Write
-                        } else {
-                            Access::Read
-                        };
-                        let mut cmds = Vec::new();
-                        match vms.resolve(addr, access, &mut cmds) {
-                            Ok(()) => {
-                                self.stats.resolved_faults += 1;
-                                if self.last_fault.0 == addr {
-                                    self.last_fault.1 += 1;
-                                    if self.last_fault.1 >= FAULT_LOOP_MAX {
-                                        self.last_fault = (u64::MAX, 0);
-                                        self.target = f;
-                                        *frame = f;
-                                        return Err(RunError::FaultLoop {
-                                            addr,
-                                            count: FAULT_LOOP_MAX,
-                                        });
-                                    }
-                                } else {
-                                    self.last_fault = (addr, 1);
-                                }
-                                // The vproc's state is now the faulting
-                                // frame: an interrupt before it resumes must
-                                // report this, not the state at run().
-                                self.target = f;
-                                if !cmds.is_empty() {
-                                    self.queue.extend(cmds);
-                                    need_entry = true;
-                                } else if !is_canonical(f.rsp) {
-                                    // The stub's `iretq` would load it.
-                                    *frame = f;
-                                    return Err(RunError::BadFrame {
-                                        field: "rsp",
-                                        value: f.rsp,
-                                    });
-                                }
-                                continue;
-                            }
-                            Err(reason) => {
-                                self.last_fault = (u64::MAX, 0);
-                                self.target = f;
-                                *frame = f;
-                                self.stats.page_faults += 1;
-                                self.returned_fault = Some((vms.shared.id, addr, access, f.rip));
-                                return Ok(Trap::PageFault {
-                                    addr,
-                                    access,
-                                    reason,
-                                });
-                            }
-                        }
-                    }
-                    self.target = f;
-                    *frame = f;
-                    self.stats.exceptions += 1;
-                    return Ok(Trap::Exception {
-                        vector: vector as u8,
-                        error_code,
-                    });
+                ExitKind::Exception => {
+                    self.exited_through_port(snap.now)?;
+                    self.on_exception(vms, frame)?
                 }
-                abi::PORT_SYSCALL => {
-                    let mut f = self.frame_from_regs();
-                    match self.m.path {
-                        TrapPath::StaysInUserMode => self.pos = Position::User,
-                        TrapPath::Standard => {
-                            self.pos = Position::Kernel;
-                            f.rsp = self.sys_load(self.top + MB_USER_RSP);
-                        }
-                    }
-                    f.rip = f.rcx;
-                    f.rflags = f.r11;
-                    self.target = f;
-                    *frame = f;
-                    self.stats.syscalls += 1;
-                    return Ok(Trap::Syscall);
+                ExitKind::Syscall => {
+                    self.exited_through_port(snap.now)?;
+                    self.on_syscall(frame)
                 }
-                p => {
+                ExitKind::UnknownPort(port) => {
+                    self.exited_through_port(snap.now)?;
                     return Err(RunError::Unexpected(format!(
-                        "out to port {p:#x} at rip {:#x}",
-                        self.fd.sync_regs().regs.rip
-                    )))
+                        "out to port {port:#x} at rip {:#x}",
+                        snap.now.rip
+                    )));
                 }
+                ExitKind::Retry => Next::Resume,
+                ExitKind::Shutdown => return Err(RunError::Shutdown { rip: snap.now.rip }),
+                ExitKind::InternalError(suberror) => {
+                    return Err(RunError::Internal {
+                        suberror,
+                        rip: snap.now.rip,
+                    })
+                }
+                ExitKind::Unexpected(what) => return Err(RunError::Unexpected(what)),
+                ExitKind::Failed(errno) => {
+                    return Err(RunError::Kvm(std::io::Error::from_raw_os_error(errno)))
+                }
+            };
+            match next {
+                Next::Resume => need_entry = false,
+                Next::Reenter => need_entry = true,
+                Next::Return(trap) => return Ok(trap),
             }
         }
+    }
+
+    /// One KVM_RUN, reduced to what [`classify`] needs.
+    fn enter(&mut self) -> RawExit {
+        match self.fd.run() {
+            Ok(VcpuExit::IoOut(port, _)) => RawExit::Out(port),
+            Ok(VcpuExit::Debug(_)) => RawExit::Debug,
+            Ok(VcpuExit::Shutdown) => RawExit::Shutdown,
+            Ok(VcpuExit::InternalError) => {
+                // SAFETY: after KVM_EXIT_INTERNAL_ERROR the `internal`
+                // member of the exit union is the valid one.
+                RawExit::InternalError(unsafe {
+                    self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror
+                })
+            }
+            Ok(other) => RawExit::Other(format!("{other:?}")),
+            Err(e) => RawExit::Errno(e.errno()),
+        }
+    }
+
+    /// What this entry was set up for.
+    fn expect(&self) -> Expect {
+        Expect {
+            pos: self.pos,
+            bounce: self.bounce,
+            stepping: self.stepping,
+            kcall: self.m.kcall_va(),
+            resume_rip: SYS_VA + STUB_OFF + self.m.offsets.resume,
+            resume_rsp: SYS_VA + self.top - ENTRY_FRAME_SIZE,
+        }
+    }
+
+    /// A real exit: the entry's writes (CR3 above all) were applied.
+    fn exited(&mut self, now: kvm_bindings::kvm_regs) {
+        self.new_cr3 = None;
+        self.exit_regs = now;
+    }
+
+    /// A real exit through a trampoline's `out`: a step that was under way
+    /// (a kick inside the stub) ends, and the kick is answered by the next
+    /// run, which returns at once.
+    fn exited_through_port(&mut self, now: kvm_bindings::kvm_regs) -> Result<(), RunError> {
+        self.exited(now);
+        if self.stepping {
+            self.set_stepping(false)?;
+            self.kick_pending = true;
+        }
+        Ok(())
+    }
+
+    /// Return `Trap::Interrupted` with the vproc's state as last known.
+    fn interrupted(&mut self, frame: &mut TrapFrame) -> Next {
+        self.stats.interrupts += 1;
+        *frame = self.target;
+        Next::Return(Trap::Interrupted)
     }
 
     fn sys_load_checked(&self, va: u64) -> u64 {
@@ -1070,70 +775,4 @@ fn kvm_io(e: kvm_ioctls::Error) -> RunError {
 
 fn rflags_set(fd: &mut VcpuFd, v: u64) {
     fd.sync_regs_mut().regs.rflags = v;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kick_handler_is_installed_and_checked() {
-        install_kick_handler().expect("installing the kick handler succeeds");
-        // Twice is fine: the first outcome is kept.
-        install_kick_handler().expect("a second call reports the first outcome");
-        // SAFETY: queries (does not change) the disposition into a zeroed
-        // sigaction.
-        let old = unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            assert_eq!(
-                libc::sigaction(kick_signal(), std::ptr::null(), &mut old),
-                0
-            );
-            old
-        };
-        // Without the handler the first kick would kill the process.
-        assert_eq!(old.sa_sigaction, on_kick as *const () as usize);
-        assert_eq!(old.sa_flags & libc::SA_RESTART, 0, "KVM_RUN must see EINTR");
-    }
-
-    #[test]
-    fn kick_signal_error_says_what_failed() {
-        let e = MachineError::KickSignal {
-            signo: 37,
-            source: std::io::Error::from_raw_os_error(libc::EINVAL),
-        };
-        let s = e.to_string();
-        assert!(s.contains("kick signal handler") && s.contains("37"), "{s}");
-    }
-
-    #[test]
-    fn immediate_exit_view_is_the_kvm_run_byte() {
-        // SAFETY: kvm_run is plain data; all zeroes is a valid value.
-        let mut run: Box<kvm_run> = Box::new(unsafe { std::mem::zeroed() });
-        let p: *mut kvm_run = &mut *run;
-        // Several threads set the byte while this one clears it: every
-        // access is atomic, and the byte ends as the last store left it.
-        std::thread::scope(|s| {
-            let addr = p as usize;
-            for _ in 0..3 {
-                s.spawn(move || {
-                    for _ in 0..10_000 {
-                        // SAFETY: `run` outlives the scope.
-                        unsafe { immediate_exit(addr as *mut kvm_run) }.store(1, Ordering::SeqCst);
-                    }
-                });
-            }
-            for _ in 0..10_000 {
-                // SAFETY: as above.
-                unsafe { immediate_exit(p) }.store(0, Ordering::SeqCst);
-            }
-        });
-        // SAFETY: as above; no other thread is left.
-        unsafe { immediate_exit(p) }.store(1, Ordering::SeqCst);
-        assert_eq!(run.immediate_exit, 1);
-        assert_eq!(run.request_interrupt_window, 0, "only its own byte changes");
-        // SAFETY: as above.
-        unsafe { immediate_exit(p) }.store(0, Ordering::SeqCst);
-        assert_eq!(run.immediate_exit, 0);
-    }
 }
