@@ -3,6 +3,7 @@
 
 use super::*;
 
+/// The process syscalls, in kernel mode (`self.k` is set).
 impl Vproc {
     /// wait4(pid, status, options, rusage).
     pub fn sys_wait4(

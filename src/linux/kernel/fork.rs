@@ -127,8 +127,7 @@ pub(super) fn fork(
     pid as i64
 }
 
-/// The process syscalls, in kernel mode (`self.k` is set).
-
+/// clone, in kernel mode (`self.k` is set).
 impl Vproc {
     pub(super) fn kernel(&self) -> Result<Arc<Kernel>, i64> {
         self.k.clone().ok_or(ENOSYS)

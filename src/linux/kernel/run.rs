@@ -166,7 +166,7 @@ fn run_threads(
             }
         }
         match spawned {
-            Ok(()) => results.push(cpu_loop(&k, machine, cpu0)),
+            Ok(()) => results.push(cpu_loop(k, machine, cpu0)),
             Err(e) => results.push(Err(e)),
         }
         // Whatever happened on vCPU 0, stop the others and the ticker.
@@ -174,9 +174,9 @@ fn run_threads(
         // lands while its vCPU thread clears the previous one (seen on our
         // PVM hosts under load), and a vproc that never traps would then
         // hold its vCPU forever.
-        stop_all(&k);
+        stop_all(k);
         while handles.iter().any(|h| !h.is_finished()) {
-            stop_all(&k);
+            stop_all(k);
             std::thread::sleep(Duration::from_millis(2));
         }
         for h in handles {
