@@ -20,7 +20,7 @@ mod handlers;
 
 use crate::fpu::{FpuContext, FpuMode, FXSAVE_LEN};
 use crate::hwpt::Cmd;
-pub(crate) use crate::kick::KickState;
+use crate::kick::KickState;
 pub use crate::kick::Kicker;
 use crate::machine::MachineInner;
 use crate::trap::{Trap, TrapFrame};
