@@ -28,8 +28,8 @@ use vkernel_guest::stub::{self, StubOffsets};
 use vkernel_guest::x86::{self, msr, sel, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_PS, PTE_U, PTE_W};
 
 use crate::cpu::Cpu;
-use crate::kick::{KickState, Kicker};
 use crate::hwpt::PtPool;
+use crate::kick::{KickState, Kicker};
 use crate::ram::Ram;
 use crate::vmspace::{Vmspace, VmspaceError};
 
