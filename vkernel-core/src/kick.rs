@@ -4,7 +4,7 @@
 //! and sends the thread inside `KVM_RUN` a real-time signal whose handler
 //! does nothing, so `KVM_RUN` returns `EINTR`. Each kick is counted under
 //! the kick lock: the vCPU thread clears `immediate_exit` only if no kick
-//! came after the exit it is answering ([`KickState::clear_immediate_exit`]),
+//! came after the exit it is answering (`KickState::clear_immediate_exit`),
 //! so a kick is never lost. How an interrupted run is told apart from one
 //! that ran guest code is the run loop's business (`crate::cpu`'s exit classifier).
 
