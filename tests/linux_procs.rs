@@ -131,6 +131,37 @@ fn linux_fork_exec_wait_pipes_match_native() {
     }
 }
 
+/// FPU state follows each process as on Linux: a signal handler's
+/// rounding mode does not leak, an edited signal frame's MXCSR is
+/// restored, fork copies the state and execve resets it, and processes
+/// with different modes keep them while sharing vCPUs (the core moves the
+/// state: `Cpu::set_fpu`, `release_fpu`, `read_fxsave`/`write_fxsave`,
+/// `fork_fpu`).
+#[test]
+fn linux_fpu_state_follows_processes_like_native() {
+    let test = "linux_fpu_state_follows_processes_like_native";
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in common::compilers() {
+        let Some(p) = common::compile(test, "fpustate", cc) else {
+            continue;
+        };
+        let (n_out, n_status) = native(&p, &[], b"");
+        assert_eq!(n_status, 0, "native run: {n_out}");
+        assert!(n_out.contains("sse rounding changed"), "native: {n_out}");
+        for cpus in [1, 2] {
+            let r = vk(&p, &[], b"", &opts(cpus));
+            assert_eq!(
+                r.stdout, n_out,
+                "fpustate ({cc}, {cpus} vCPUs); stderr {}",
+                r.stderr
+            );
+            assert_eq!(r.report.status.code(), 0);
+        }
+    }
+}
+
 #[test]
 fn linux_busybox_pipelines_match_native() {
     let test = "linux_busybox_pipelines_match_native";

@@ -60,43 +60,59 @@ struct Run {
     report: Report,
 }
 
+/// Run `prog args` as the first vproc of a virtual kernel, in a thread of
+/// its own: a run that hangs fails the test after a generous timeout
+/// instead of stalling the suite.
 fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, opts: &Options) -> Run {
-    let machine = Machine::builder()
-        .ram_size(512 << 20)
-        .vcpus(opts.cpus)
-        .build()
-        .expect("a machine on /dev/kvm");
-    let stdio = BufferStdio::new(b"");
-    let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
-    let path = std::fs::canonicalize(prog).unwrap().display().to_string();
-    let mut argv = vec![path.clone().into_bytes()];
-    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-    let cfg = Config {
-        image: std::fs::read(prog).unwrap(),
-        path: path.clone(),
-        exe: path,
-        argv,
-        envp: vec![b"PATH=/bin".to_vec()],
-        fault_around: 16,
-        trace: false,
-    };
-    let fs = match disk {
-        Some(d) => Fs::mount(Disk::open_read_only(d).unwrap()).unwrap(),
-        None => Fs::empty(),
-    };
-    let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio)).unwrap();
-    let report = kernel::run(&machine, vp, opts).expect("the virtual kernel runs");
-    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-    let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+    let prog = prog.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let disk = disk.map(Path::to_path_buf);
+    let opts = opts.clone();
+    let what = format!("{} {args:?} on {} vCPUs", prog.display(), opts.cpus);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let machine = Machine::builder()
+            .ram_size(512 << 20)
+            .vcpus(opts.cpus)
+            .build()
+            .expect("a machine on /dev/kvm");
+        let stdio = BufferStdio::new(b"");
+        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
+        let path = std::fs::canonicalize(&prog).unwrap().display().to_string();
+        let mut argv = vec![path.clone().into_bytes()];
+        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+        let cfg = Config {
+            image: std::fs::read(&prog).unwrap(),
+            path: path.clone(),
+            exe: path,
+            argv,
+            envp: vec![b"PATH=/bin".to_vec()],
+            fault_around: 16,
+            trace: false,
+        };
+        let fs = match disk {
+            Some(d) => Fs::mount(Disk::open_read_only(d).unwrap()).unwrap(),
+            None => Fs::empty(),
+        };
+        let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio)).unwrap();
+        let report = kernel::run(&machine, vp, &opts).expect("the virtual kernel runs");
+        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+        let _ = tx.send(Run {
+            stdout,
+            stderr,
+            report,
+        });
+    });
+    let run = rx
+        .recv_timeout(std::time::Duration::from_secs(180))
+        .unwrap_or_else(|_| panic!("{what}: no result in 180 s (a hang, or a panic above)"));
     assert_eq!(
-        report.lost_wakeups, 0,
-        "the watchdog ended a wait that no wake-up ended; stderr: {stderr}"
+        run.report.lost_wakeups, 0,
+        "the watchdog ended a wait that no wake-up ended; stderr: {}",
+        run.stderr
     );
-    Run {
-        stdout,
-        stderr,
-        report,
-    }
+    run
 }
 
 fn native(prog: &Path, args: &[&str]) -> (String, i32) {

@@ -259,10 +259,8 @@ impl Vproc {
         }
         self.sig.altstack = (0, signal::SS_DISABLE, 0);
         self.clear_child_tid = 0;
-        if self.fpu.is_some() {
-            self.fpu = Some(super::kernel::initial_fpu());
-            self.fpu_dirty = true;
-        }
+        // A fresh FPU state; the core loads it on the next run.
+        self.fpu = crate::core::fpu::FpuContext::new();
         // The new program starts with every register zero (TrapFrame::new).
         Ok(0)
     }

@@ -190,10 +190,9 @@ pub struct Vproc {
     pub request: Option<kernel::Request>,
     /// sched_yield asked to give up the vCPU.
     pub yield_cpu: bool,
-    /// FPU/SSE state while not on a vCPU (kernel mode only).
-    pub fpu: Option<Box<kvm_bindings::kvm_xsave>>,
-    /// `fpu` must be loaded before the next run (execve reset it).
-    pub fpu_dirty: bool,
+    /// FPU/SSE state, moved on and off vCPUs by the core
+    /// ([`Cpu::set_fpu`], [`Cpu::release_fpu`]).
+    pub fpu: crate::core::fpu::FpuContext,
     /// Raised when another vproc queued a signal for this one.
     pub sig_flag: Arc<AtomicBool>,
     /// The mask rt_sigsuspend replaced (restored after the handler).
@@ -319,8 +318,7 @@ impl Vproc {
             block: None,
             request: None,
             yield_cpu: false,
-            fpu: None,
-            fpu_dirty: false,
+            fpu: crate::core::fpu::FpuContext::new(),
             sig_flag: Arc::new(AtomicBool::new(false)),
             saved_mask: None,
             exit_signal: signal::SIGCHLD,
@@ -364,8 +362,7 @@ impl Vproc {
             block: None,
             request: None,
             yield_cpu: false,
-            fpu: None,
-            fpu_dirty: true,
+            fpu: crate::core::fpu::FpuContext::new(),
             sig_flag: Arc::new(AtomicBool::new(false)),
             saved_mask: None,
             exit_signal: signal::SIGCHLD,
@@ -439,6 +436,7 @@ impl Vproc {
                 return Ok(Step::Ran);
             }
             let before = self.frame;
+            cpu.set_fpu(&self.fpu);
             let trap = match cpu.run(self.mm.vmspace(), &mut self.frame) {
                 Ok(Trap::Interrupted) => {
                     // Defensive: never keep a frame the CPU cannot load.
@@ -628,7 +626,16 @@ impl Vproc {
         // After rt_sigsuspend the handler returns to the mask before it.
         let old = self.saved_mask.take().unwrap_or(self.sig.blocked);
         let mut frame = self.frame;
-        match signal::setup_frame(&mut self.mm, cpu, &mut frame, &act, &info, old, &self.sig) {
+        match signal::setup_frame(
+            &mut self.mm,
+            cpu,
+            &self.fpu,
+            &mut frame,
+            &act,
+            &info,
+            old,
+            &self.sig,
+        ) {
             Ok(()) => {
                 self.frame = frame;
                 let mut add = act.mask;

@@ -2,6 +2,7 @@
 //! mask, the alternate stack, and the x86-64 `rt_sigframe` (siginfo +
 //! ucontext + fxsave area) that handlers get and `rt_sigreturn` reads back.
 
+use crate::core::fpu::{FpuContext, FXSAVE_LEN};
 use crate::core::prelude::*;
 
 use super::mm::{Mm, MmError};
@@ -208,51 +209,13 @@ const INFO_OFF: u64 = UC_OFF + 304;
 const FRAME_SIZE: u64 = INFO_OFF + 128;
 const FXSAVE_SIZE: u64 = 512;
 
-fn fpu_to_fxsave(f: &kvm_bindings::kvm_fpu) -> [u8; 512] {
-    let mut b = [0u8; 512];
-    b[0..2].copy_from_slice(&f.fcw.to_le_bytes());
-    b[2..4].copy_from_slice(&f.fsw.to_le_bytes());
-    b[4] = f.ftwx;
-    b[6..8].copy_from_slice(&f.last_opcode.to_le_bytes());
-    b[8..16].copy_from_slice(&f.last_ip.to_le_bytes());
-    b[16..24].copy_from_slice(&f.last_dp.to_le_bytes());
-    b[24..28].copy_from_slice(&f.mxcsr.to_le_bytes());
-    b[28..32].copy_from_slice(&0xffffu32.to_le_bytes());
-    for i in 0..8 {
-        b[32 + 16 * i..48 + 16 * i].copy_from_slice(&f.fpr[i]);
-    }
-    for i in 0..16 {
-        b[160 + 16 * i..176 + 16 * i].copy_from_slice(&f.xmm[i]);
-    }
-    b
-}
-
-fn fxsave_to_fpu(b: &[u8]) -> kvm_bindings::kvm_fpu {
-    let mut f = kvm_bindings::kvm_fpu {
-        fcw: u16::from_le_bytes([b[0], b[1]]),
-        fsw: u16::from_le_bytes([b[2], b[3]]),
-        ftwx: b[4],
-        last_opcode: u16::from_le_bytes([b[6], b[7]]),
-        last_ip: u64::from_le_bytes(b[8..16].try_into().expect("8")),
-        last_dp: u64::from_le_bytes(b[16..24].try_into().expect("8")),
-        // Reserved MXCSR bits would make the next FXRSTOR fault.
-        mxcsr: u32::from_le_bytes(b[24..28].try_into().expect("4")) & 0xffff,
-        ..Default::default()
-    };
-    for i in 0..8 {
-        f.fpr[i].copy_from_slice(&b[32 + 16 * i..48 + 16 * i]);
-    }
-    for i in 0..16 {
-        f.xmm[i].copy_from_slice(&b[160 + 16 * i..176 + 16 * i]);
-    }
-    f
-}
-
 /// Build an rt_sigframe for `info` on the user stack and point `frame` at
 /// the handler `act`. `old_mask` goes into uc_sigmask.
+#[allow(clippy::too_many_arguments)]
 pub fn setup_frame(
     mm: &mut Mm,
     cpu: &Cpu,
+    fpu: &FpuContext,
     frame: &mut TrapFrame,
     act: &SigAction,
     info: &SigInfo,
@@ -270,7 +233,7 @@ pub fn setup_frame(
     // FPU state.
     sp = sp.wrapping_sub(FXSAVE_SIZE) & !63;
     let fpstate = sp;
-    let fx = cpu.vcpu_fd().get_fpu().ok().map(|f| fpu_to_fxsave(&f));
+    let fx = cpu.read_fxsave(fpu).ok();
     if let Some(fx) = &fx {
         mm.write(fpstate, fx)?;
     }
@@ -338,7 +301,12 @@ pub fn setup_frame(
 /// rt_sigreturn: restore registers, mask and FPU state from the frame the
 /// handler returned through (`frame.rsp` points at the ucontext). Returns
 /// the restored blocked mask.
-pub fn sigreturn(mm: &mut Mm, cpu: &Cpu, frame: &mut TrapFrame) -> Result<u64, SignalError> {
+pub fn sigreturn(
+    mm: &mut Mm,
+    cpu: &Cpu,
+    fpu: &FpuContext,
+    frame: &mut TrapFrame,
+) -> Result<u64, SignalError> {
     let uc = frame.rsp;
     let b = mm.read_vec(uc, 304)?;
     let get = |off: u64| {
@@ -358,8 +326,11 @@ pub fn sigreturn(mm: &mut Mm, cpu: &Cpu, frame: &mut TrapFrame) -> Result<u64, S
     f.rflags = (f.rflags & !rflags_user) | (r[17] & rflags_user);
     let fpstate = get(MCTX_OFF + 184);
     if fpstate != 0 {
-        let fx = mm.read_vec(fpstate, 512)?;
-        let _ = cpu.vcpu_fd().set_fpu(&fxsave_to_fpu(&fx));
+        let mut fx = [0u8; FXSAVE_LEN];
+        mm.read(fpstate, &mut fx)?;
+        if let Err(e) = cpu.write_fxsave(fpu, &fx) {
+            log::warn!("rt_sigreturn: FPU state not restored: {e}");
+        }
     }
     Ok(get(SIGMASK_OFF))
 }

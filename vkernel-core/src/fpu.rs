@@ -86,6 +86,40 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 const MXCSR_OFF: usize = 24;
 /// Byte offset of XMM0 in the legacy XSAVE region.
 const XMM_OFF: usize = 160;
+/// Bytes of the legacy FXSAVE area at the start of an XSAVE image.
+pub const FXSAVE_LEN: usize = 512;
+/// Byte offset of XSTATE_BV in the XSAVE header.
+const XSTATE_BV_OFF: usize = 512;
+/// XSTATE_BV bits of the x87 and SSE components.
+const XSTATE_FP_SSE: u32 = 0b11;
+/// Byte ranges of the legacy area that [`FpuContext::set_fxsave`] copies:
+/// FCW/FSW/FTW, FOP/FIP/FDP/MXCSR, then ST0-7 and XMM0-15 (not MXCSR_MASK
+/// nor the reserved tail).
+const FXSAVE_FIELDS: [std::ops::Range<usize>; 3] = [0..5, 6..28, 32..416];
+
+/// The legacy FXSAVE area of an XSAVE image (reserved tail zeroed).
+pub(crate) fn legacy_of(x: &kvm_xsave) -> [u8; FXSAVE_LEN] {
+    let mut b = [0u8; FXSAVE_LEN];
+    for (i, w) in x.region[..416 / 4].iter().enumerate() {
+        b[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    b
+}
+
+/// Write the legacy fields of `fx` into an XSAVE image and mark x87 and SSE
+/// present; MXCSR's reserved bits are cleared (XRSTOR would fault).
+pub(crate) fn put_legacy(x: &mut kvm_xsave, fx: &[u8; FXSAVE_LEN]) {
+    let mut img = legacy_of(x);
+    for r in FXSAVE_FIELDS {
+        img[r.clone()].copy_from_slice(&fx[r]);
+    }
+    let mxcsr = u32::from_le_bytes(img[MXCSR_OFF..MXCSR_OFF + 4].try_into().unwrap()) & 0xFFFF;
+    img[MXCSR_OFF..MXCSR_OFF + 4].copy_from_slice(&mxcsr.to_le_bytes());
+    for (i, w) in x.region[..416 / 4].iter_mut().enumerate() {
+        *w = u32::from_le_bytes(img[4 * i..4 * i + 4].try_into().unwrap());
+    }
+    x.region[XSTATE_BV_OFF / 4] |= XSTATE_FP_SSE;
+}
 
 impl FpuContext {
     /// A context in the reset state (FCW 0x37f, MXCSR 0x1f80, registers 0).
@@ -93,13 +127,7 @@ impl FpuContext {
         let mut x: Box<kvm_xsave> = Box::default();
         x.region[0] = 0x037f; // FCW (FSW 0)
         x.region[MXCSR_OFF / 4] = 0x1f80;
-        FpuContext(Arc::new(Inner {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            state: Mutex::new(State {
-                xsave: x,
-                owner: None,
-            }),
-        }))
+        Self::from_image(x)
     }
 
     /// Unique id.
@@ -155,6 +183,44 @@ impl FpuContext {
         Ok(())
     }
 
+    /// The legacy FXSAVE area (the first 512 bytes of the saved image: x87,
+    /// MXCSR, XMM0-15), as a Linux signal frame carries it. Its last 96
+    /// bytes (reserved and software-available) read as zero.
+    pub fn fxsave(&self) -> [u8; FXSAVE_LEN] {
+        legacy_of(&self.0.state.lock().unwrap().xsave)
+    }
+
+    /// Replace the legacy FXSAVE area of the saved image (e.g. from a signal
+    /// frame on `rt_sigreturn`): x87 control/status/tag, last instruction
+    /// and operand, MXCSR (its reserved bits cleared), ST0-7 and XMM0-15.
+    /// The x87 and SSE components are marked present in the XSAVE header so
+    /// the next load uses them. Refused while the context is loaded on a
+    /// vCPU: use [`crate::cpu::Cpu::write_fxsave`] there.
+    pub fn set_fxsave(&self, fx: &[u8; FXSAVE_LEN]) -> Result<(), FpuError> {
+        let mut s = self.0.state.lock().unwrap();
+        if let Some(cpu) = s.owner {
+            return Err(FpuError::Loaded { cpu });
+        }
+        put_legacy(&mut s.xsave, fx);
+        Ok(())
+    }
+
+    /// A new context holding a copy of this one's saved state (fork: the
+    /// child starts with the parent's registers). Sync the vCPU that holds
+    /// it first, or use [`crate::cpu::Cpu::fork_fpu`].
+    pub fn duplicate(&self) -> FpuContext {
+        let mut img: Box<kvm_xsave> = Box::default();
+        img.region = self.0.state.lock().unwrap().xsave.region;
+        Self::from_image(img)
+    }
+
+    pub(crate) fn from_image(xsave: Box<kvm_xsave>) -> FpuContext {
+        FpuContext(Arc::new(Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            state: Mutex::new(State { xsave, owner: None }),
+        }))
+    }
+
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut kvm_xsave) -> R) -> R {
         f(&mut self.0.state.lock().unwrap().xsave)
     }
@@ -187,5 +253,52 @@ impl FpuContext {
 
     pub(crate) fn same(&self, other: &FpuContext) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_state_reads_back_as_fxsave() {
+        let c = FpuContext::new();
+        let fx = c.fxsave();
+        assert_eq!(u16::from_le_bytes([fx[0], fx[1]]), 0x037f);
+        assert_eq!(u32::from_le_bytes(fx[24..28].try_into().unwrap()), 0x1f80);
+        assert!(fx[416..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn set_fxsave_copies_registers_and_clears_reserved_mxcsr_bits() {
+        let c = FpuContext::new();
+        let mut fx = [0u8; FXSAVE_LEN];
+        fx[0..2].copy_from_slice(&0x027fu16.to_le_bytes());
+        fx[24..28].copy_from_slice(&0xdead_1f80u32.to_le_bytes());
+        fx[28..32].copy_from_slice(&0x1234u32.to_le_bytes()); // MXCSR_MASK: kept
+        fx[XMM_OFF..XMM_OFF + 16].copy_from_slice(&7u128.to_le_bytes());
+        fx[500] = 9; // software-available: ignored
+        c.set_fxsave(&fx).unwrap();
+        let back = c.fxsave();
+        assert_eq!(u16::from_le_bytes([back[0], back[1]]), 0x027f);
+        assert_eq!(u32::from_le_bytes(back[24..28].try_into().unwrap()), 0x1f80);
+        assert_eq!(u32::from_le_bytes(back[28..32].try_into().unwrap()), 0);
+        assert_eq!(c.saved_xmm(0), 7);
+        assert_eq!(back[500], 0);
+        let img = c.xsave_image();
+        assert_eq!(img[XSTATE_BV_OFF] & 3, 3);
+        let d = c.duplicate();
+        assert_ne!(d.id(), c.id());
+        assert_eq!(d.saved_xmm(0), 7);
+    }
+
+    #[test]
+    fn set_fxsave_is_refused_while_loaded() {
+        let c = FpuContext::new();
+        c.take_owner(1);
+        assert_eq!(
+            c.set_fxsave(&[0; FXSAVE_LEN]),
+            Err(FpuError::Loaded { cpu: 1 })
+        );
     }
 }

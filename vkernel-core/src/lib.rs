@@ -22,6 +22,7 @@
 pub mod cpu;
 pub mod fpu;
 pub mod hwpt;
+pub mod kick;
 pub mod machine;
 pub mod memstat;
 pub mod ram;

@@ -27,8 +27,9 @@ use vkernel_guest::layout::*;
 use vkernel_guest::stub::{self, StubOffsets};
 use vkernel_guest::x86::{self, msr, sel, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_PS, PTE_U, PTE_W};
 
-use crate::cpu::{Cpu, KickState, Kicker};
+use crate::cpu::Cpu;
 use crate::hwpt::PtPool;
+use crate::kick::{KickState, Kicker};
 use crate::ram::Ram;
 use crate::vmspace::{Vmspace, VmspaceError};
 
@@ -251,132 +252,10 @@ impl Machine {
     }
 
     fn build(b: MachineBuilder) -> Result<Machine, MachineError> {
-        if b.ram_size == 0 {
-            return Err(MachineError::RamZero);
-        }
-        if !b.ram_size.is_multiple_of(PAGE_SIZE) {
-            return Err(MachineError::RamUnaligned(b.ram_size));
-        }
-        if b.vcpus == 0 || b.vcpus > MAX_VCPUS {
-            return Err(MachineError::Vcpus {
-                count: b.vcpus,
-                max: MAX_VCPUS,
-            });
-        }
-        if !b.sys_size.is_multiple_of(2 << 20)
-            || b.sys_size < (4 << 20)
-            || b.sys_size > MAX_SYS_SIZE
-        {
-            return Err(MachineError::SysSize(b.sys_size));
-        }
-        let kvm = match std::fs::metadata("/dev/kvm") {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(MachineError::NoKvm),
-            _ => Kvm::new().map_err(|e| {
-                MachineError::KvmAccess(std::io::Error::from_raw_os_error(e.errno()))
-            })?,
-        };
-        let max_vcpus = kvm.get_max_vcpus();
-        if b.vcpus > max_vcpus {
-            return Err(MachineError::Vcpus {
-                count: b.vcpus,
-                max: max_vcpus,
-            });
-        }
-        // Guest-physical width: RAM and the system region must fit below it.
-        let cpuid = kvm
-            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-            .map_err(kvm_err("GET_SUPPORTED_CPUID"))?;
-        let phys_bits = cpuid
-            .as_slice()
-            .iter()
-            .find(|e| e.function == 0x8000_0008)
-            .map(|e| e.eax & 0xff)
-            .unwrap_or(36)
-            .clamp(32, 52);
-        let max_ram = (1u64 << phys_bits) - (2u64 << 30);
-        if b.ram_size > max_ram {
-            return Err(MachineError::RamTooLarge {
-                size: b.ram_size,
-                max: max_ram,
-            });
-        }
+        validate(&b)?;
+        let (kvm, cpuid) = open_kvm(&b)?;
         let vm = kvm.create_vm().map_err(kvm_err("CREATE_VM"))?;
-
-        // RAM: a memfd or a caller-given file, mapped shared.
-        let (ram_file, ram_name) = match &b.ram_path {
-            None => (memfd("vkernel-ram")?, "memfd".to_string()),
-            Some(p) => {
-                let f = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(p)
-                    .map_err(|source| MachineError::RamFile {
-                        path: p.display().to_string(),
-                        source,
-                    })?;
-                (f, p.display().to_string())
-            }
-        };
-        ram_file
-            .set_len(b.ram_size)
-            .map_err(|source| MachineError::RamFile {
-                path: ram_name.clone(),
-                source,
-            })?;
-        let sys_file = memfd("vkernel-sys")?;
-        sys_file
-            .set_len(b.sys_size)
-            .map_err(|source| MachineError::RamFile {
-                path: "memfd (system region)".into(),
-                source,
-            })?;
-        let sys_gpa = sys_gpa(b.ram_size);
-        let ram_clone = ram_file
-            .try_clone()
-            .map_err(|source| MachineError::RamFile {
-                path: ram_name.clone(),
-                source,
-            })?;
-        let region = |file: File, size: u64, gpa: u64| -> Result<GuestRegionMmap, MachineError> {
-            let m = MmapRegion::<()>::from_file(FileOffset::new(file, 0), size as usize)
-                .map_err(|e| MachineError::Map(e.to_string()))?;
-            GuestRegionMmap::new(m, GuestAddress(gpa))
-                .ok_or_else(|| MachineError::Map("region wraps the address space".into()))
-        };
-        let mem = GuestMemoryMmap::from_regions(vec![
-            region(ram_clone, b.ram_size, 0)?,
-            region(sys_file, b.sys_size, sys_gpa)?,
-        ])
-        .map_err(|e| MachineError::Map(e.to_string()))?;
-        let ram_ptr = mem
-            .get_host_address(GuestAddress(0))
-            .map_err(|e| MachineError::Map(e.to_string()))?;
-        let sys_ptr = mem
-            .get_host_address(GuestAddress(sys_gpa))
-            .map_err(|e| MachineError::Map(e.to_string()))?;
-        for (slot, gpa, size, ptr) in [
-            (0u32, 0u64, b.ram_size, ram_ptr),
-            (1, sys_gpa, b.sys_size, sys_ptr),
-        ] {
-            let r = kvm_userspace_memory_region {
-                slot,
-                flags: 0,
-                guest_phys_addr: gpa,
-                memory_size: size,
-                userspace_addr: ptr as u64,
-            };
-            // SAFETY: the region is a live shared mapping of `size` bytes
-            // owned by `mem`, which the machine keeps alive as long as the VM.
-            unsafe { vm.set_user_memory_region(r) }.map_err(kvm_err("SET_USER_MEMORY_REGION"))?;
-        }
-        let owner: Arc<dyn Send + Sync> = Arc::new(mem);
-        // SAFETY: both pointers come from `mem`'s live mappings of exactly
-        // these sizes; `owner` keeps them mapped.
-        let ram = unsafe { Ram::from_raw(ram_ptr, b.ram_size, owner.clone()) };
-        // SAFETY: as above.
-        let sys = unsafe { Ram::from_raw(sys_ptr, b.sys_size, owner) };
+        let (ram_file, ram, sys, sys_gpa) = map_memory(&b, &vm)?;
 
         let offsets = stub::offsets();
         let upper_entry = init_sys(&sys, sys_gpa, b.sys_size, b.vcpus, &offsets);
@@ -400,42 +279,8 @@ impl Machine {
             setup_vcpu(&fd, i, sys_gpa + null.pml4)?;
             fds.push(fd);
         }
-        let path = probe(&mut fds[0], &sys, sys_gpa + null.pml4, &offsets)?;
-        log::info!(
-            "vkernel: trap path {:?} ({})",
-            path,
-            match path {
-                TrapPath::Standard => "syscall enters CPL0 as on VT-x/SVM",
-                TrapPath::StaysInUserMode =>
-                    "syscall stays at CPL3 on this KVM; using the user trampoline",
-            }
-        );
-        let fpu_mode = probe_fpu(&mut fds[0], &sys, sys_gpa + null.pml4, &offsets);
-        log::info!("vkernel: FPU handoff {fpu_mode:?}");
-        let lstar = match path {
-            TrapPath::Standard => SYS_VA + STUB_OFF + offsets.syscall,
-            TrapPath::StaysInUserMode => TRAMP_VA + offsets.tramp_syscall,
-        };
-        let user_ports: &[u16] = match path {
-            TrapPath::Standard => &[],
-            TrapPath::StaysInUserMode => &[abi::PORT_SYSCALL],
-        };
-        for n in 0..b.vcpus {
-            set_io_bitmap(&sys, n, user_ports);
-        }
-        let mut kick_states = Vec::new();
-        for (i, fd) in fds.iter_mut().enumerate() {
-            set_msrs(
-                fd,
-                &[
-                    (msr::LSTAR, lstar),
-                    (msr::KERNEL_GS_BASE, SYS_VA + cpu_stack_top_off(i)),
-                ],
-            )?;
-            // Back to the resting CPL0 position (the probe left vCPU 0 at CPL3).
-            reset_position(fd, i, sys_gpa + null.pml4)?;
-            kick_states.push(Arc::new(KickState::new(fd)?));
-        }
+        let (path, fpu_mode, kick_states) =
+            probe_and_configure(&mut fds, &sys, sys_gpa + null.pml4, &offsets)?;
         let inner = Arc::new(MachineInner {
             _vm: vm,
             _kvm: kvm,
@@ -462,7 +307,194 @@ impl Machine {
             cpus: Arc::new(Mutex::new(cpus)),
         })
     }
+}
 
+/// Refuse sizes and counts no machine can have.
+fn validate(b: &MachineBuilder) -> Result<(), MachineError> {
+    if b.ram_size == 0 {
+        return Err(MachineError::RamZero);
+    }
+    if !b.ram_size.is_multiple_of(PAGE_SIZE) {
+        return Err(MachineError::RamUnaligned(b.ram_size));
+    }
+    if b.vcpus == 0 || b.vcpus > MAX_VCPUS {
+        return Err(MachineError::Vcpus {
+            count: b.vcpus,
+            max: MAX_VCPUS,
+        });
+    }
+    if !b.sys_size.is_multiple_of(2 << 20) || b.sys_size < (4 << 20) || b.sys_size > MAX_SYS_SIZE {
+        return Err(MachineError::SysSize(b.sys_size));
+    }
+    Ok(())
+}
+
+/// Open /dev/kvm and check the builder against what it supports; the CPUID
+/// the vCPUs get.
+fn open_kvm(b: &MachineBuilder) -> Result<(Kvm, kvm_bindings::CpuId), MachineError> {
+    let kvm = match std::fs::metadata("/dev/kvm") {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(MachineError::NoKvm),
+        _ => Kvm::new()
+            .map_err(|e| MachineError::KvmAccess(std::io::Error::from_raw_os_error(e.errno())))?,
+    };
+    let max_vcpus = kvm.get_max_vcpus();
+    if b.vcpus > max_vcpus {
+        return Err(MachineError::Vcpus {
+            count: b.vcpus,
+            max: max_vcpus,
+        });
+    }
+    // Guest-physical width: RAM and the system region must fit below it.
+    let cpuid = kvm
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("GET_SUPPORTED_CPUID"))?;
+    let phys_bits = cpuid
+        .as_slice()
+        .iter()
+        .find(|e| e.function == 0x8000_0008)
+        .map(|e| e.eax & 0xff)
+        .unwrap_or(36)
+        .clamp(32, 52);
+    let max_ram = (1u64 << phys_bits) - (2u64 << 30);
+    if b.ram_size > max_ram {
+        return Err(MachineError::RamTooLarge {
+            size: b.ram_size,
+            max: max_ram,
+        });
+    }
+    Ok((kvm, cpuid))
+}
+
+/// RAM (a memfd or the builder's file) and the system region, mapped
+/// shared here and into `vm` (slots 0 and 1). Returns the RAM file, RAM,
+/// the system region and its guest-physical address.
+fn map_memory(b: &MachineBuilder, vm: &VmFd) -> Result<(File, Ram, Ram, u64), MachineError> {
+    // RAM: a memfd or a caller-given file, mapped shared.
+    let (ram_file, ram_name) = match &b.ram_path {
+        None => (memfd("vkernel-ram")?, "memfd".to_string()),
+        Some(p) => {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(p)
+                .map_err(|source| MachineError::RamFile {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+            (f, p.display().to_string())
+        }
+    };
+    ram_file
+        .set_len(b.ram_size)
+        .map_err(|source| MachineError::RamFile {
+            path: ram_name.clone(),
+            source,
+        })?;
+    let sys_file = memfd("vkernel-sys")?;
+    sys_file
+        .set_len(b.sys_size)
+        .map_err(|source| MachineError::RamFile {
+            path: "memfd (system region)".into(),
+            source,
+        })?;
+    let sys_gpa = sys_gpa(b.ram_size);
+    let ram_clone = ram_file
+        .try_clone()
+        .map_err(|source| MachineError::RamFile {
+            path: ram_name.clone(),
+            source,
+        })?;
+    let region = |file: File, size: u64, gpa: u64| -> Result<GuestRegionMmap, MachineError> {
+        let m = MmapRegion::<()>::from_file(FileOffset::new(file, 0), size as usize)
+            .map_err(|e| MachineError::Map(e.to_string()))?;
+        GuestRegionMmap::new(m, GuestAddress(gpa))
+            .ok_or_else(|| MachineError::Map("region wraps the address space".into()))
+    };
+    let mem = GuestMemoryMmap::from_regions(vec![
+        region(ram_clone, b.ram_size, 0)?,
+        region(sys_file, b.sys_size, sys_gpa)?,
+    ])
+    .map_err(|e| MachineError::Map(e.to_string()))?;
+    let ram_ptr = mem
+        .get_host_address(GuestAddress(0))
+        .map_err(|e| MachineError::Map(e.to_string()))?;
+    let sys_ptr = mem
+        .get_host_address(GuestAddress(sys_gpa))
+        .map_err(|e| MachineError::Map(e.to_string()))?;
+    for (slot, gpa, size, ptr) in [
+        (0u32, 0u64, b.ram_size, ram_ptr),
+        (1, sys_gpa, b.sys_size, sys_ptr),
+    ] {
+        let r = kvm_userspace_memory_region {
+            slot,
+            flags: 0,
+            guest_phys_addr: gpa,
+            memory_size: size,
+            userspace_addr: ptr as u64,
+        };
+        // SAFETY: the region is a live shared mapping of `size` bytes
+        // owned by `mem`, which the machine keeps alive as long as the VM.
+        unsafe { vm.set_user_memory_region(r) }.map_err(kvm_err("SET_USER_MEMORY_REGION"))?;
+    }
+    let owner: Arc<dyn Send + Sync> = Arc::new(mem);
+    // SAFETY: both pointers come from `mem`'s live mappings of exactly
+    // these sizes; `owner` keeps them mapped.
+    let ram = unsafe { Ram::from_raw(ram_ptr, b.ram_size, owner.clone()) };
+    // SAFETY: as above.
+    let sys = unsafe { Ram::from_raw(sys_ptr, b.sys_size, owner) };
+    Ok((ram_file, ram, sys, sys_gpa))
+}
+
+/// Probe the trap path and the FPU handoff on vCPU 0, then give every vCPU
+/// its syscall entry, I/O bitmap and resting position, and a kick state.
+fn probe_and_configure(
+    fds: &mut [VcpuFd],
+    sys: &Ram,
+    null_cr3: u64,
+    offsets: &StubOffsets,
+) -> Result<(TrapPath, crate::fpu::FpuMode, Vec<Arc<KickState>>), MachineError> {
+    let path = probe(&mut fds[0], sys, null_cr3, offsets)?;
+    log::info!(
+        "vkernel: trap path {:?} ({})",
+        path,
+        match path {
+            TrapPath::Standard => "syscall enters CPL0 as on VT-x/SVM",
+            TrapPath::StaysInUserMode =>
+                "syscall stays at CPL3 on this KVM; using the user trampoline",
+        }
+    );
+    let fpu_mode = probe_fpu(&mut fds[0], sys, null_cr3, offsets);
+    log::info!("vkernel: FPU handoff {fpu_mode:?}");
+    let lstar = match path {
+        TrapPath::Standard => SYS_VA + STUB_OFF + offsets.syscall,
+        TrapPath::StaysInUserMode => TRAMP_VA + offsets.tramp_syscall,
+    };
+    let user_ports: &[u16] = match path {
+        TrapPath::Standard => &[],
+        TrapPath::StaysInUserMode => &[abi::PORT_SYSCALL],
+    };
+    for n in 0..fds.len() {
+        set_io_bitmap(sys, n, user_ports);
+    }
+    let mut kick_states = Vec::new();
+    for (i, fd) in fds.iter_mut().enumerate() {
+        set_msrs(
+            fd,
+            &[
+                (msr::LSTAR, lstar),
+                (msr::KERNEL_GS_BASE, SYS_VA + cpu_stack_top_off(i)),
+            ],
+        )?;
+        // Back to the resting CPL0 position (the probe left vCPU 0 at CPL3).
+        reset_position(fd, i, null_cr3)?;
+        kick_states.push(Arc::new(KickState::new(fd)?));
+    }
+    Ok((path, fpu_mode, kick_states))
+}
+
+impl Machine {
     /// The trap path the probe chose for this host.
     pub fn trap_path(&self) -> TrapPath {
         self.inner.path

@@ -298,7 +298,7 @@ impl Vproc {
         let a = self.frame.syscall_args();
         if nr == libc::SYS_rt_sigreturn as u64 {
             // rt_sigreturn restores the whole frame, rax included.
-            match super::signal::sigreturn(&mut self.mm, cpu, &mut self.frame) {
+            match super::signal::sigreturn(&mut self.mm, cpu, &self.fpu, &mut self.frame) {
                 Ok(mask) => {
                     self.sig.blocked = mask
                         & !(super::signal::bit(super::signal::SIGKILL)

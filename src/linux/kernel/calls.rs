@@ -1,0 +1,279 @@
+//! Process syscalls that need the process table: wait4, kill, process
+//! groups and sessions, priorities, scheduling policies.
+
+use super::*;
+
+/// The process syscalls, in kernel mode (`self.k` is set).
+impl Vproc {
+    /// wait4(pid, status, options, rusage).
+    pub fn sys_wait4(
+        &mut self,
+        want: i32,
+        status: u64,
+        options: u64,
+        rusage: u64,
+    ) -> Result<i64, i64> {
+        const WNOHANG: u64 = 1;
+        const WUNTRACED: u64 = 2;
+        const WCONTINUED: u64 = 8;
+        const WNOWAIT: u64 = 0x0100_0000;
+        const WALL: u64 = 0x4000_0000 | 0x8000_0000;
+        if options & !(WNOHANG | WUNTRACED | WCONTINUED | WNOWAIT | WALL) != 0 {
+            return Err(EINVAL);
+        }
+        let k = self.kernel().map_err(|_| ECHILD)?;
+        let found = {
+            let mut t = k.lock();
+            let me = self.pid;
+            let mypgid = t.procs.get(&me).map_or(me, |e| e.pgid);
+            let matches = |pid: Pid, e: &Entry| {
+                e.ppid == me
+                    && match want {
+                        -1 => true,
+                        0 => e.pgid == mypgid,
+                        p if p > 0 => pid == p,
+                        p => e.pgid == -p,
+                    }
+            };
+            let mut any = false;
+            let mut zombie = None;
+            for (p, e) in t.procs.iter_mut() {
+                if matches(*p, e) {
+                    any = true;
+                    if let PState::Zombie(s) = e.state {
+                        zombie = Some((*p, wstatus(s), true));
+                        break;
+                    }
+                    if options & WUNTRACED != 0 {
+                        if let Some(sig) = e.stop_report {
+                            if options & WNOWAIT == 0 {
+                                e.stop_report = None;
+                            }
+                            zombie = Some((*p, (sig << 8) | 0x7f, false));
+                            break;
+                        }
+                    }
+                    if options & WCONTINUED != 0 && e.cont_report {
+                        if options & WNOWAIT == 0 {
+                            e.cont_report = false;
+                        }
+                        zombie = Some((*p, 0xffff, false));
+                        break;
+                    }
+                }
+            }
+            if let Some((p, _, true)) = zombie {
+                if options & WNOWAIT == 0 {
+                    t.procs.remove(&p);
+                }
+            }
+            if !any {
+                return Err(ECHILD);
+            }
+            zombie
+        };
+        match found {
+            Some((p, ws, _)) => {
+                if status != 0 {
+                    self.mm.write(status, &ws.to_le_bytes())?;
+                }
+                if rusage != 0 {
+                    self.mm.write(rusage, &[0u8; 144])?;
+                }
+                Ok(p as i64)
+            }
+            None if options & WNOHANG != 0 => Ok(0),
+            None => self.block_on(None),
+        }
+    }
+
+    /// kill(pid, sig) to other vprocs (and this one).
+    pub fn sys_kill_k(&mut self, pid: i32, sig: i32) -> Result<i64, i64> {
+        if !(0..=64).contains(&sig) {
+            return Err(EINVAL);
+        }
+        let k = self.kernel()?;
+        let me = self.pid;
+        let info = SigInfo {
+            signo: sig,
+            code: 0,
+            pid: me,
+            ..Default::default()
+        };
+        let mut mine = false;
+        {
+            let mut t = k.lock();
+            let mypgid = t.procs.get(&me).map_or(me, |e| e.pgid);
+            let targets: Vec<Pid> = t
+                .procs
+                .iter()
+                .filter(|(q, e)| {
+                    !matches!(e.state, PState::Zombie(_) | PState::Embryo)
+                        && match pid {
+                            0 => e.pgid == mypgid,
+                            -1 => **q != me,
+                            p if p > 0 => **q == p,
+                            p => e.pgid == -p,
+                        }
+                })
+                .map(|(p, _)| *p)
+                .collect();
+            if targets.is_empty() && pid != -1 {
+                return Err(ESRCH);
+            }
+            if sig == 0 {
+                return Ok(0);
+            }
+            for p in targets {
+                if p == me {
+                    mine = true;
+                } else {
+                    k.post_signal(&mut t, p, info);
+                }
+            }
+        }
+        if mine {
+            self.queue_signal(info);
+        }
+        Ok(0)
+    }
+
+    /// getppid.
+    pub fn sys_getppid(&self) -> i64 {
+        match &self.k {
+            Some(k) => k.lock().procs.get(&self.pid).map_or(PPID, |e| e.ppid) as i64,
+            None => PPID as i64,
+        }
+    }
+
+    /// setpgid(pid, pgid).
+    pub fn sys_setpgid(&mut self, pid: i32, pgid: i32) -> Result<i64, i64> {
+        let Some(k) = self.k.clone() else {
+            return Ok(0);
+        };
+        if pgid < 0 {
+            return Err(EINVAL);
+        }
+        let target = if pid == 0 { self.pid } else { pid };
+        let mut t = k.lock();
+        let Some(e) = t.procs.get_mut(&target) else {
+            return Err(ESRCH);
+        };
+        e.pgid = if pgid == 0 { target } else { pgid };
+        Ok(0)
+    }
+
+    /// getpgid(pid) (and getpgrp), getsid, setsid.
+    pub fn sys_pgid(&mut self, which: u64, pid: i32) -> Result<i64, i64> {
+        let Some(k) = self.k.clone() else {
+            return Ok(crate::linux::PID as i64);
+        };
+        let target = if pid == 0 { self.pid } else { pid };
+        let mut t = k.lock();
+        let Some(e) = t.procs.get_mut(&target) else {
+            return Err(ESRCH);
+        };
+        Ok(match which {
+            124 => e.sid,
+            112 => {
+                e.sid = target;
+                e.pgid = target;
+                target
+            }
+            _ => e.pgid,
+        } as i64)
+    }
+
+    /// setpriority / getpriority (PRIO_PROCESS only).
+    pub fn sys_priority(&mut self, set: bool, which: u64, who: i32, prio: i32) -> Result<i64, i64> {
+        if which != 0 {
+            return if set { Ok(0) } else { Ok(20) };
+        }
+        let Some(k) = self.k.clone() else {
+            return if set { Ok(0) } else { Ok(20) };
+        };
+        let target = if who == 0 { self.pid } else { who };
+        let mut t = k.lock();
+        let now = k.now();
+        let Some(task) = t.sched.task(tid(target)) else {
+            return Err(ESRCH);
+        };
+        let cur = task.policy.nice().unwrap_or(0);
+        if !set {
+            return Ok(20 - cur as i64);
+        }
+        let nice = prio.clamp(-20, 19) as i8;
+        if task.policy.is_rt() {
+            return Ok(0);
+        }
+        t.sched
+            .set_nice(tid(target), nice, now)
+            .map_err(|_| EINVAL)?;
+        Ok(0)
+    }
+
+    /// sched_setscheduler / sched_getscheduler / sched_getparam.
+    pub fn sys_sched(&mut self, nr: u64, pid: i32, policy: i32, param: u64) -> Result<i64, i64> {
+        let k = self.kernel()?;
+        let target = if pid == 0 { self.pid } else { pid };
+        let prio = if param != 0 && nr == 144 {
+            let mut b = [0u8; 4];
+            self.mm.read(param, &mut b)?;
+            i32::from_le_bytes(b)
+        } else {
+            0
+        };
+        let mut t = k.lock();
+        let now = k.now();
+        let Some(task) = t.sched.task(tid(target)) else {
+            return Err(ESRCH);
+        };
+        let cur = task.policy;
+        match nr {
+            144 => {
+                let p = match policy & 0xff {
+                    0 | 3 | 5 => {
+                        if prio != 0 {
+                            return Err(EINVAL);
+                        }
+                        Policy::Fair {
+                            nice: cur.nice().unwrap_or(0),
+                        }
+                    }
+                    1 | 2 => {
+                        if !(1..=99).contains(&prio) {
+                            return Err(EINVAL);
+                        }
+                        if policy & 0xff == 1 {
+                            Policy::Fifo { prio: prio as u8 }
+                        } else {
+                            Policy::RoundRobin { prio: prio as u8 }
+                        }
+                    }
+                    _ => return Err(EINVAL),
+                };
+                t.sched
+                    .set_policy(tid(target), p, now)
+                    .map_err(|_| EINVAL)?;
+                // A real-time vproc may now preempt the one running.
+                for c in 0..k.kickers.len() {
+                    if t.sched.need_resched(c) {
+                        k.kick(&t, c);
+                    }
+                }
+                Ok(0)
+            }
+            145 => Ok(match cur {
+                Policy::Fifo { .. } => 1,
+                Policy::RoundRobin { .. } => 2,
+                _ => 0,
+            }),
+            _ => {
+                let p = cur.rt_prio().unwrap_or(0) as i32;
+                drop(t);
+                self.mm.write(param, &p.to_le_bytes())?;
+                Ok(0)
+            }
+        }
+    }
+}

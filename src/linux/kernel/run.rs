@@ -1,0 +1,282 @@
+//! Starting and ending a run: the process table, one thread per vCPU,
+//! the scheduler tick, and the report.
+
+use super::cpu_loop::cpu_loop;
+use super::*;
+
+/// Run `init` and everything it forks on `opts.cpus` vCPUs of `machine`
+/// until `init` exits.
+pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report, VprocError> {
+    let mut cpus = take_cpus(machine, opts.cpus.max(1))?;
+    let k = new_kernel(&cpus, &init, opts)?;
+    init.k = Some(k.clone());
+    add_init(&k, init)?;
+    let results = run_threads(&k, machine, &mut cpus);
+    let mut cpu_stats = Vec::new();
+    for r in results {
+        cpu_stats.push(r?);
+    }
+    let report = finish(&k, cpu_stats);
+    drop(k);
+    drop(cpus);
+    Ok(report)
+}
+
+/// The machine's first `ncpu` vCPUs.
+fn take_cpus(machine: &Machine, ncpu: usize) -> Result<Vec<Cpu>, VprocError> {
+    let mut cpus = Vec::new();
+    for i in 0..ncpu {
+        match machine.take_cpu(i) {
+            Some(c) => cpus.push(c),
+            None => {
+                return Err(VprocError::Run(RunError::Broken(format!(
+                    "vCPU {i} is missing or taken (build the machine with .vcpus({ncpu}))"
+                ))))
+            }
+        }
+    }
+    Ok(cpus)
+}
+
+/// An empty process table for `cpus`; pids continue after `init`'s.
+fn new_kernel(cpus: &[Cpu], init: &Vproc, opts: &Options) -> Result<Arc<Kernel>, VprocError> {
+    let ncpu = cpus.len();
+    let sched =
+        Scheduler::new(ncpu).map_err(|e| VprocError::Run(RunError::Broken(e.to_string())))?;
+    let k = Arc::new(Kernel {
+        table: Mutex::new(Table {
+            procs: BTreeMap::new(),
+            sched,
+            next_pid: init.pid + 1,
+            init: init.pid,
+            exit: None,
+            records: Vec::new(),
+            forks: 0,
+            eagain: 0,
+            max_alive: 1,
+            syscalls: 0,
+            running: vec![None; ncpu],
+            memstats: None,
+            futexes: Vec::new(),
+            lost_wakeups: 0,
+        }),
+        events: Mutex::new(0),
+        idle: Condvar::new(),
+        wakes: Mutex::new(Vec::new()),
+        wakes_flag: AtomicBool::new(false),
+        kickers: cpus.iter().map(|c| c.kicker()).collect(),
+        entered: (0..ncpu).map(|_| AtomicU64::new(0)).collect(),
+        start: Instant::now(),
+        done: AtomicBool::new(false),
+        ticker: Mutex::new(None),
+        opts: Options {
+            cpus: ncpu,
+            ..opts.clone()
+        },
+    });
+    Ok(k)
+}
+
+/// Put `init` in the table, runnable.
+fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
+    let pid = init.pid;
+    {
+        let mut t = k.lock();
+        let now = k.now();
+        t.sched
+            .add_task(tid(pid), Policy::NORMAL, 0, 0, now)
+            .map_err(|e| VprocError::Run(RunError::Broken(e.to_string())))?;
+        t.procs.insert(
+            pid,
+            Entry {
+                ppid: PPID,
+                pgid: pid,
+                sid: pid,
+                state: PState::Runnable,
+                sig_flag: init.sig_flag.clone(),
+                vms: Some(init.mm.vmspace_arc()),
+                comm: init.comm.clone(),
+                body: Some(Box::new(init)),
+                signals: Vec::new(),
+                wake_pending: false,
+                event_wait: false,
+                watchdog_woke: false,
+                itimers: Default::default(),
+                stop_report: None,
+                cont_report: false,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Run the vCPU loops (vCPU 0 on this thread) and the ticker until the
+/// virtual kernel ends; one result per vCPU (or thread that failed).
+fn run_threads(
+    k: &Arc<Kernel>,
+    machine: &Machine,
+    cpus: &mut [Cpu],
+) -> Vec<Result<CpuStats, VprocError>> {
+    let mut results: Vec<Result<CpuStats, VprocError>> = Vec::new();
+    std::thread::scope(|s| {
+        let ticker = {
+            let k = k.clone();
+            std::thread::Builder::new()
+                .name("vkernel-tick".into())
+                .spawn_scoped(s, move || ticker(&k))
+        };
+        let ticker = match ticker {
+            Ok(t) => t,
+            Err(source) => {
+                results.push(Err(VprocError::Thread {
+                    what: "scheduler tick".into(),
+                    source,
+                }));
+                return;
+            }
+        };
+        // The vCPUs stay owned here: a Kicker must never outlive its Cpu.
+        let mut handles = Vec::new();
+        let mut it = cpus.iter_mut();
+        let cpu0 = it.next().expect("one vCPU");
+        let mut spawned = Ok(());
+        for (i, cpu) in it.enumerate() {
+            let k = k.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("vcpu{}", i + 1))
+                .spawn_scoped(s, move || {
+                    let r = cpu_loop(&k, machine, cpu);
+                    if r.is_err() {
+                        // The vproc this vCPU ran is lost: end the whole
+                        // virtual kernel rather than let its parent wait
+                        // forever.
+                        stop_all(&k);
+                    }
+                    r
+                });
+            match h {
+                Ok(h) => handles.push(h),
+                Err(source) => {
+                    spawned = Err(VprocError::Thread {
+                        what: format!("vCPU {}", i + 1),
+                        source,
+                    });
+                    break;
+                }
+            }
+        }
+        match spawned {
+            Ok(()) => results.push(cpu_loop(k, machine, cpu0)),
+            Err(e) => results.push(Err(e)),
+        }
+        // Whatever happened on vCPU 0, stop the others and the ticker.
+        // Kick until every vCPU thread is out: one kick can be lost when it
+        // lands while its vCPU thread clears the previous one (seen on our
+        // PVM hosts under load), and a vproc that never traps would then
+        // hold its vCPU forever.
+        stop_all(k);
+        while handles.iter().any(|h| !h.is_finished()) {
+            stop_all(k);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for h in handles {
+            results.push(h.join().unwrap_or_else(|_| {
+                Err(VprocError::Run(RunError::Broken(
+                    "a vCPU thread panicked".into(),
+                )))
+            }));
+        }
+        let _ = ticker.join();
+    });
+    results
+}
+
+/// The report of a finished run; the vprocs left are flushed and dropped.
+fn finish(k: &Kernel, cpu_stats: Vec<CpuStats>) -> Report {
+    // Tear down: bodies go after the lock is released.
+    let (bodies, report) = {
+        let mut t = k.lock();
+        let bodies: Vec<Box<Vproc>> = t.procs.values_mut().filter_map(|e| e.body.take()).collect();
+        let (status, death) = t
+            .exit
+            .clone()
+            .unwrap_or((ExitStatus::Signaled(signal::SIGKILL), None));
+        let syscalls = t.syscalls + bodies.iter().map(|b| b.syscalls).sum::<u64>();
+        let report = Report {
+            status,
+            death,
+            procs: std::mem::take(&mut t.records),
+            context_switches: t.sched.total_context_switches(),
+            forks: t.forks,
+            fork_eagain: t.eagain,
+            max_alive: t.max_alive,
+            syscalls,
+            cpu_stats,
+            memstats: t.memstats.take(),
+            lost_wakeups: t.lost_wakeups,
+        };
+        t.procs.clear();
+        (bodies, report)
+    };
+    for b in &bodies {
+        b.stdio.flush();
+    }
+    drop(bodies);
+    report
+}
+
+/// End the run: every vCPU loop and the ticker return soon.
+fn stop_all(k: &Kernel) {
+    k.done.store(true, Ordering::SeqCst);
+    if let Some(w) = k.ticker.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        w.wake();
+    }
+    // Every vCPU, even one that just entered the guest: a spinning vproc
+    // would not come back by itself once the ticker has stopped.
+    for kk in &k.kickers {
+        kk.kick();
+    }
+    k.notify();
+}
+
+/// The tick source: a timerfd on an event loop, kicking busy vCPUs.
+fn ticker(k: &Kernel) {
+    let run = || -> Result<(), String> {
+        let mut ev = EventLoop::new().map_err(|e| e.to_string())?;
+        let mut timer = Timer::new().map_err(|e| e.to_string())?;
+        timer.register(ev.handle()).map_err(|e| e.to_string())?;
+        timer.arm_periodic(k.opts.tick).map_err(|e| e.to_string())?;
+        *k.ticker.lock().unwrap() = Some(ev.waker());
+        if k.done.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        ev.run(|e| {
+            if let Event::Timer { .. } = e {
+                // Expire deadlines and timers, drain wake-ups: a vCPU whose
+                // vproc never traps would not. Then kick only vCPUs whose
+                // vproc may have to give way: every kick costs an exit.
+                let mut t = k.lock();
+                k.process_wakes(&mut t);
+                for i in 0..k.kickers.len() {
+                    if k.deep_in_guest(i) && (t.sched.nr_running(i) > 1 || t.sched.need_resched(i))
+                    {
+                        k.kickers[i].kick();
+                    }
+                }
+                drop(t);
+                // Idle vCPUs look for sleepers whose time has come.
+                k.notify();
+            }
+            if k.done.load(Ordering::SeqCst) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        log::warn!("ticker: {e}; no preemption");
+    }
+}

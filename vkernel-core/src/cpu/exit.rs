@@ -1,0 +1,322 @@
+//! What a return from `KVM_RUN` means: a pure classifier from what KVM
+//! returned, the vCPU's registers and where the host left the vCPU to a
+//! kind of exit ([`ExitKind`]). [`crate::cpu::Cpu`]'s run loop then calls
+//! one handler per kind (interrupted run, single step, exception, syscall).
+//! Nothing here touches KVM, so every rule is unit-tested without it.
+
+use kvm_bindings::kvm_regs;
+use vkernel_guest::abi;
+
+/// #NM (device not available): a vproc's first FPU instruction while CR0.TS
+/// is set (lazy FPU handoff).
+pub(crate) const VEC_NM: u64 = 7;
+/// #PF (page fault).
+pub(crate) const VEC_PF: u64 = 14;
+
+/// Where the host left the vCPU for the next entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Position {
+    /// CPL0 in the stub at the resume point, RSP = stack top - 56.
+    Kernel,
+    /// CPL3 with the vproc's registers live (quirk syscall exit or a kick).
+    User,
+}
+
+/// What `KVM_RUN` returned, reduced to what the classifier needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RawExit {
+    /// KVM_EXIT_IO, an `out` to this port (the stub's trampolines).
+    Out(u16),
+    /// KVM_EXIT_DEBUG (a single step).
+    Debug,
+    /// KVM_EXIT_SHUTDOWN (triple fault).
+    Shutdown,
+    /// KVM_EXIT_INTERNAL_ERROR with this suberror.
+    InternalError(u32),
+    /// Any other exit, described.
+    Other(String),
+    /// `KVM_RUN` failed with this errno (EINTR: a kick).
+    Errno(i32),
+}
+
+/// The vCPU's registers around one `KVM_RUN`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Snapshot {
+    /// What the vCPU would hold once the synced registers written for this
+    /// entry are applied.
+    pub entry: kvm_regs,
+    /// What it held at the last real exit (if the entry's writes were not
+    /// applied).
+    pub last_exit: kvm_regs,
+    /// What it holds now.
+    pub now: kvm_regs,
+    /// CS.RPL is 3 now.
+    pub user_mode: bool,
+}
+
+/// What the host set up for the entry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Expect {
+    /// Where the entry started.
+    pub pos: Position,
+    /// The entry detours through the stub (at `kcall`) to apply commands.
+    pub bounce: bool,
+    /// The vCPU is single-stepping (kicked inside the stub).
+    pub stepping: bool,
+    /// The stub's kernel-call address (the bounce target).
+    pub kcall: u64,
+    /// RIP and RSP of a CPL0 entry at the stub's resume point.
+    pub resume_rip: u64,
+    /// See `resume_rip`.
+    pub resume_rsp: u64,
+}
+
+/// Where a kick (EINTR) found the vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Interruption {
+    /// Nothing of the guest ran: the registers are as written for the
+    /// entry, as at the last exit, or as at the last exit with its `out`
+    /// completed (rip + 2: KVM completes the last exit's `out` before it
+    /// looks at `immediate_exit`, and on PVM that may move rip past the
+    /// resume rip we wrote). The entry's writes may not have been applied.
+    NothingRan,
+    /// At CPL3 at the bounce address on the way into the stub: the vproc
+    /// has not run; its commands stay queued.
+    BeforeBounce,
+    /// At CPL3 in the vproc: its registers are live.
+    InVproc,
+    /// At the stub's resume point, never entered (immediate exit).
+    NeverEntered,
+    /// Inside the stub: single-step until the vproc runs.
+    InStub,
+}
+
+/// Where a single step landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stepped {
+    /// In the vproc (CPL3, not at the bounce address): stop stepping.
+    InVproc,
+    /// Still in the stub, or at the bounce address: step on.
+    OnTheWay,
+}
+
+/// The kinds of exit the run loop handles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ExitKind {
+    /// EAGAIN: run again as is.
+    Retry,
+    /// The stub's exception trampoline (`abi::PORT_EXCEPTION`).
+    Exception,
+    /// The syscall trampoline (`abi::PORT_SYSCALL`).
+    Syscall,
+    /// An `out` to a port nobody uses.
+    UnknownPort(u16),
+    /// A single-step exit.
+    Step(Stepped),
+    /// A kick (EINTR).
+    Interrupted(Interruption),
+    /// Triple fault.
+    Shutdown,
+    /// KVM could not emulate something.
+    InternalError(u32),
+    /// An exit the stub never causes.
+    Unexpected(String),
+    /// `KVM_RUN` failed with this errno.
+    Failed(i32),
+}
+
+/// Classify one return from `KVM_RUN`.
+pub(crate) fn classify(raw: &RawExit, s: &Snapshot, e: &Expect) -> ExitKind {
+    match raw {
+        RawExit::Out(abi::PORT_EXCEPTION) => ExitKind::Exception,
+        RawExit::Out(abi::PORT_SYSCALL) => ExitKind::Syscall,
+        RawExit::Out(p) => ExitKind::UnknownPort(*p),
+        RawExit::Debug => ExitKind::Step(classify_step(s, e)),
+        RawExit::Shutdown => ExitKind::Shutdown,
+        RawExit::InternalError(sub) => ExitKind::InternalError(*sub),
+        RawExit::Other(what) => ExitKind::Unexpected(what.clone()),
+        RawExit::Errno(libc::EINTR) => ExitKind::Interrupted(classify_interruption(s, e)),
+        RawExit::Errno(libc::EAGAIN) => ExitKind::Retry,
+        RawExit::Errno(errno) => ExitKind::Failed(*errno),
+    }
+}
+
+/// Arriving at the bounce address is not the vproc running.
+fn classify_step(s: &Snapshot, e: &Expect) -> Stepped {
+    if s.user_mode && !(e.bounce && s.now.rip == e.kcall) {
+        Stepped::InVproc
+    } else {
+        Stepped::OnTheWay
+    }
+}
+
+/// KVM does not say whether it entered the guest before the kick's signal
+/// (a PVM-derived KVM reports neither KVM_EXIT_INTR nor a difference):
+/// compare states.
+fn classify_interruption(s: &Snapshot, e: &Expect) -> Interruption {
+    let completed_out = {
+        let mut x = s.last_exit;
+        x.rip = x.rip.wrapping_add(2);
+        s.now == x
+    };
+    if s.now == s.entry || s.now == s.last_exit || completed_out {
+        Interruption::NothingRan
+    } else if s.user_mode && e.bounce && s.now.rip == e.kcall {
+        Interruption::BeforeBounce
+    } else if s.user_mode {
+        Interruption::InVproc
+    } else if e.pos == Position::Kernel
+        && s.now.rip == e.resume_rip
+        && s.now.rsp == e.resume_rsp
+        && !e.stepping
+    {
+        Interruption::NeverEntered
+    } else {
+        Interruption::InStub
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KCALL: u64 = 0xffff_8000_0000_1000;
+    const RESUME: u64 = 0xffff_8000_0000_2000;
+    const RESUME_RSP: u64 = 0xffff_8000_0001_0000;
+
+    fn regs(rip: u64, rsp: u64, rax: u64) -> kvm_regs {
+        kvm_regs {
+            rip,
+            rsp,
+            rax,
+            ..Default::default()
+        }
+    }
+
+    fn expect(pos: Position) -> Expect {
+        Expect {
+            pos,
+            bounce: false,
+            stepping: false,
+            kcall: KCALL,
+            resume_rip: RESUME,
+            resume_rsp: RESUME_RSP,
+        }
+    }
+
+    fn snap(now: kvm_regs, user_mode: bool) -> Snapshot {
+        Snapshot {
+            entry: regs(RESUME, RESUME_RSP, 1),
+            last_exit: regs(0x40_1000, 0x7fff_0000, 2),
+            now,
+            user_mode,
+        }
+    }
+
+    fn intr(s: &Snapshot, e: &Expect) -> ExitKind {
+        classify(&RawExit::Errno(libc::EINTR), s, e)
+    }
+
+    #[test]
+    fn trampoline_ports_and_failures() {
+        let s = snap(regs(0, 0, 0), false);
+        let e = expect(Position::Kernel);
+        let c = |r| classify(&r, &s, &e);
+        assert_eq!(c(RawExit::Out(abi::PORT_EXCEPTION)), ExitKind::Exception);
+        assert_eq!(c(RawExit::Out(abi::PORT_SYSCALL)), ExitKind::Syscall);
+        assert_eq!(c(RawExit::Out(0x3f8)), ExitKind::UnknownPort(0x3f8));
+        assert_eq!(c(RawExit::Errno(libc::EAGAIN)), ExitKind::Retry);
+        assert_eq!(
+            c(RawExit::Errno(libc::EFAULT)),
+            ExitKind::Failed(libc::EFAULT)
+        );
+        assert_eq!(c(RawExit::Shutdown), ExitKind::Shutdown);
+        assert_eq!(c(RawExit::InternalError(1)), ExitKind::InternalError(1));
+        assert_eq!(
+            c(RawExit::Other("Hlt".into())),
+            ExitKind::Unexpected("Hlt".into())
+        );
+    }
+
+    #[test]
+    fn a_kick_before_anything_ran_is_nothing_ran() {
+        let e = expect(Position::Kernel);
+        let s0 = snap(regs(0, 0, 0), false);
+        // As written for the entry.
+        let s = snap(s0.entry, false);
+        assert_eq!(
+            intr(&s, &e),
+            ExitKind::Interrupted(Interruption::NothingRan)
+        );
+        // As at the last exit (the writes were not applied), even at CPL3.
+        let s = snap(s0.last_exit, true);
+        assert_eq!(
+            intr(&s, &e),
+            ExitKind::Interrupted(Interruption::NothingRan)
+        );
+        // The last exit's `out` completed: rip + 2, nothing else changed.
+        let mut done = s0.last_exit;
+        done.rip += 2;
+        let s = snap(done, true);
+        assert_eq!(
+            intr(&s, &e),
+            ExitKind::Interrupted(Interruption::NothingRan)
+        );
+        // rip + 2 with another register changed: the guest ran.
+        done.rax += 1;
+        let s = snap(done, true);
+        assert_eq!(intr(&s, &e), ExitKind::Interrupted(Interruption::InVproc));
+    }
+
+    #[test]
+    fn a_kick_in_the_vproc_or_on_the_way_to_the_bounce() {
+        let mut e = expect(Position::User);
+        let s = snap(regs(KCALL, 0x7fff_0000, 5), true);
+        assert_eq!(intr(&s, &e), ExitKind::Interrupted(Interruption::InVproc));
+        e.bounce = true;
+        assert_eq!(
+            intr(&s, &e),
+            ExitKind::Interrupted(Interruption::BeforeBounce)
+        );
+        let s = snap(regs(0x40_2000, 0x7fff_0000, 5), true);
+        assert_eq!(intr(&s, &e), ExitKind::Interrupted(Interruption::InVproc));
+    }
+
+    #[test]
+    fn a_kick_at_cpl0_is_never_entered_or_in_the_stub() {
+        let mut e = expect(Position::Kernel);
+        // At the resume point with other registers than written: the
+        // immediate exit came before the entry.
+        let s = snap(regs(RESUME, RESUME_RSP, 9), false);
+        assert_eq!(
+            intr(&s, &e),
+            ExitKind::Interrupted(Interruption::NeverEntered)
+        );
+        // Stepping there: the stub is on its way, step on.
+        e.stepping = true;
+        assert_eq!(intr(&s, &e), ExitKind::Interrupted(Interruption::InStub));
+        e.stepping = false;
+        // Elsewhere in the stub, or an entry from CPL3 that stopped at CPL0.
+        let s = snap(regs(RESUME + 8, RESUME_RSP, 9), false);
+        assert_eq!(intr(&s, &e), ExitKind::Interrupted(Interruption::InStub));
+        let s = snap(regs(RESUME, RESUME_RSP, 9), false);
+        assert_eq!(
+            intr(&s, &expect(Position::User)),
+            ExitKind::Interrupted(Interruption::InStub)
+        );
+    }
+
+    #[test]
+    fn single_steps_stop_in_the_vproc_only() {
+        let mut e = expect(Position::Kernel);
+        let step = |s: &Snapshot, e: &Expect| classify(&RawExit::Debug, s, e);
+        let s = snap(regs(RESUME + 8, RESUME_RSP, 0), false);
+        assert_eq!(step(&s, &e), ExitKind::Step(Stepped::OnTheWay));
+        let s = snap(regs(KCALL, 0x7fff_0000, 0), true);
+        assert_eq!(step(&s, &e), ExitKind::Step(Stepped::InVproc));
+        e.bounce = true;
+        assert_eq!(step(&s, &e), ExitKind::Step(Stepped::OnTheWay));
+        let s = snap(regs(0x40_1000, 0x7fff_0000, 0), true);
+        assert_eq!(step(&s, &e), ExitKind::Step(Stepped::InVproc));
+    }
+}

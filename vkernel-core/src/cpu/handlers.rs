@@ -1,0 +1,208 @@
+//! The run loop's handlers, one per kind of exit (see [`super::exit`]):
+//! an interrupted run, a single step, an exception (FPU handoff, page
+//! faults) and a syscall.
+
+use vkernel_guest::abi::{self, MB_USER_RSP};
+use vkernel_guest::layout::{ENTRY_FRAME_SIZE, SYS_VA};
+use vkernel_guest::x86::{is_canonical, PFEC_I, PFEC_W};
+
+use super::exit::{Interruption, Position, Stepped, VEC_NM, VEC_PF};
+use super::{Cpu, Next, RunError, FAULT_LOOP_MAX};
+use crate::machine::TrapPath;
+use crate::trap::{Trap, TrapFrame};
+use crate::vmspace::Vmspace;
+use crate::walker::Access;
+
+impl Cpu {
+    /// A kick (EINTR): see [`Interruption`].
+    pub(super) fn on_interrupted(
+        &mut self,
+        i: Interruption,
+        now: kvm_bindings::kvm_regs,
+        kicks_at_exit: u64,
+        frame: &mut TrapFrame,
+    ) -> Result<Next, RunError> {
+        self.kicks_seen = kicks_at_exit;
+        self.kick.clear_immediate_exit(kicks_at_exit);
+        if i == Interruption::NothingRan {
+            // The registers and CR3 we wrote may not have been applied.
+            // Prepare everything again next time.
+            self.force_dirty = true;
+            if self.stepping {
+                return Ok(Next::Resume);
+            }
+            return Ok(self.interrupted(frame));
+        }
+        self.exited(now);
+        match i {
+            Interruption::NothingRan | Interruption::NeverEntered => {}
+            Interruption::BeforeBounce => self.pos = Position::User,
+            Interruption::InVproc => {
+                self.pos = Position::User;
+                self.target = self.frame_from_regs();
+            }
+            Interruption::InStub => {
+                // Step until the vproc runs.
+                self.stats.kicks_in_stub += 1;
+                self.set_stepping(true)?;
+                return Ok(Next::Resume);
+            }
+        }
+        Ok(self.interrupted(frame))
+    }
+
+    /// A single step: see [`Stepped`].
+    pub(super) fn on_step(&mut self, s: Stepped, frame: &mut TrapFrame) -> Result<Next, RunError> {
+        match s {
+            Stepped::OnTheWay => Ok(Next::Resume),
+            Stepped::InVproc => {
+                self.set_stepping(false)?;
+                self.pos = Position::User;
+                self.target = self.frame_from_regs();
+                Ok(self.interrupted(frame))
+            }
+        }
+    }
+
+    /// The vproc's `syscall` reached the trampoline.
+    pub(super) fn on_syscall(&mut self, frame: &mut TrapFrame) -> Next {
+        let mut f = self.frame_from_regs();
+        match self.m.path {
+            TrapPath::StaysInUserMode => self.pos = Position::User,
+            TrapPath::Standard => {
+                self.pos = Position::Kernel;
+                f.rsp = self.sys_load(self.top + MB_USER_RSP);
+            }
+        }
+        f.rip = f.rcx;
+        f.rflags = f.r11;
+        self.target = f;
+        *frame = f;
+        self.stats.syscalls += 1;
+        Next::Return(Trap::Syscall)
+    }
+
+    /// An exception reached the stub's handler: the FPU handoff (#NM), page
+    /// faults (#PF), or a trap for the caller.
+    pub(super) fn on_exception(
+        &mut self,
+        vms: &Vmspace,
+        frame: &mut TrapFrame,
+    ) -> Result<Next, RunError> {
+        let top_va = SYS_VA + self.top;
+        let s = self.fd.sync_regs();
+        if s.regs.rsp != top_va - ENTRY_FRAME_SIZE {
+            return Err(RunError::StubFault {
+                vector: self.sys_load_checked(s.regs.rsp),
+                rip: s.regs.rip,
+                cr2: s.sregs.cr2,
+            });
+        }
+        let cr2 = s.sregs.cr2;
+        let base = self.top - ENTRY_FRAME_SIZE;
+        let vector = self.sys_load(base);
+        let error_code = self.sys_load(base + 8);
+        let rip = self.sys_load(base + 16);
+        let cs = self.sys_load(base + 24);
+        let rflags = self.sys_load(base + 32);
+        let rsp = self.sys_load(base + 40);
+        if cs & 3 != 3 {
+            return Err(RunError::StubFault { vector, rip, cr2 });
+        }
+        self.pos = Position::Kernel;
+        let mut f = self.frame_from_regs();
+        f.rip = rip;
+        f.rsp = rsp;
+        f.rflags = rflags;
+        if vector == VEC_NM && self.ts_set {
+            // The vproc's first FPU instruction: hand over.
+            self.stats.fpu_traps += 1;
+            self.swap_fpu()?;
+            self.queue.push_back(abi::cmd(abi::CMD_CLTS, 0, 0));
+            self.ts_set = false;
+            self.target = f;
+            return Ok(Next::Reenter);
+        }
+        if vector == VEC_PF {
+            return self.on_page_fault(vms, f, error_code, cr2, frame);
+        }
+        self.target = f;
+        *frame = f;
+        self.stats.exceptions += 1;
+        Ok(Next::Return(Trap::Exception {
+            vector: vector as u8,
+            error_code,
+        }))
+    }
+
+    /// A page fault at `addr`: the bounce into the stub, one the
+    /// vpagetable resolves (the vproc resumes), or a trap for the caller.
+    pub(super) fn on_page_fault(
+        &mut self,
+        vms: &Vmspace,
+        f: TrapFrame,
+        error_code: u64,
+        addr: u64,
+        frame: &mut TrapFrame,
+    ) -> Result<Next, RunError> {
+        if self.bounce && addr == self.m.kcall_va() {
+            // Entered the stub to apply commands; go on.
+            self.stats.bounces += 1;
+            return Ok(Next::Reenter);
+        }
+        let access = if error_code & PFEC_I != 0 {
+            Access::Execute
+        } else if error_code & PFEC_W != 0 {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        let mut cmds = Vec::new();
+        match vms.resolve(addr, access, &mut cmds) {
+            Ok(()) => {
+                self.stats.resolved_faults += 1;
+                if self.last_fault.0 == addr {
+                    self.last_fault.1 += 1;
+                    if self.last_fault.1 >= FAULT_LOOP_MAX {
+                        self.last_fault = (u64::MAX, 0);
+                        self.target = f;
+                        *frame = f;
+                        return Err(RunError::FaultLoop {
+                            addr,
+                            count: FAULT_LOOP_MAX,
+                        });
+                    }
+                } else {
+                    self.last_fault = (addr, 1);
+                }
+                // The vproc's state is now the faulting frame: an interrupt
+                // before it resumes must report this, not the state at run().
+                self.target = f;
+                if !cmds.is_empty() {
+                    self.queue.extend(cmds);
+                    return Ok(Next::Reenter);
+                } else if !is_canonical(f.rsp) {
+                    // The stub's `iretq` would load it.
+                    *frame = f;
+                    return Err(RunError::BadFrame {
+                        field: "rsp",
+                        value: f.rsp,
+                    });
+                }
+                Ok(Next::Resume)
+            }
+            Err(reason) => {
+                self.last_fault = (u64::MAX, 0);
+                self.target = f;
+                *frame = f;
+                self.stats.page_faults += 1;
+                self.returned_fault = Some((vms.shared.id, addr, access, f.rip));
+                Ok(Next::Return(Trap::PageFault {
+                    addr,
+                    access,
+                    reason,
+                }))
+            }
+        }
+    }
+}

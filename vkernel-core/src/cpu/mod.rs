@@ -1,0 +1,778 @@
+//! vCPUs: running a vproc until it traps (the seed's `VMSPACE_CTL_RUN`), and
+//! kicking a running vCPU out of the guest.
+//!
+//! One [`Cpu::run`] costs one `KVM_RUN` per trap and no other vCPU ioctl:
+//! registers travel through KVM's synced register block (`kvm_run.s.regs`),
+//! the entry frame and the mailbox through the system region.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+
+use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS};
+use vkernel_guest::layout::{cpu_stack_top_off, ENTRY_FRAME_SIZE, STUB_OFF, SYS_VA};
+use vkernel_guest::x86::{self, is_canonical};
+
+mod exit;
+mod handlers;
+
+use crate::fpu::{FpuContext, FpuMode, FXSAVE_LEN};
+use crate::hwpt::Cmd;
+use crate::kick::KickState;
+pub use crate::kick::Kicker;
+use crate::machine::MachineInner;
+use crate::trap::{Trap, TrapFrame};
+use crate::vmspace::Vmspace;
+use crate::walker::Access;
+use exit::{classify, ExitKind, Expect, Position, RawExit, Snapshot};
+
+/// What the run loop does after handling an exit.
+enum Next {
+    /// Run again without preparing a new entry.
+    Resume,
+    /// Prepare a new entry (registers, mailbox commands), then run.
+    Reenter,
+    /// Return this trap to the caller.
+    Return(Trap),
+}
+
+/// Errors of [`Cpu::run`]: the host-side machinery failed (not the vproc).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The vmspace belongs to another machine.
+    #[error("the vmspace belongs to another machine")]
+    WrongMachine,
+    /// The frame holds a value the CPU cannot load.
+    #[error("trap frame field {field} = {value:#x} is not a canonical address")]
+    BadFrame {
+        /// Field name.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// KVM_RUN failed.
+    #[error("KVM_RUN failed: {0}")]
+    Kvm(std::io::Error),
+    /// The guest triple-faulted (a stub or setup bug).
+    #[error("the vCPU shut down (triple fault) at rip {rip:#x}")]
+    Shutdown {
+        /// Guest RIP.
+        rip: u64,
+    },
+    /// KVM could not emulate something.
+    #[error("KVM internal error (suberror {suberror}) at rip {rip:#x}")]
+    Internal {
+        /// KVM's suberror code.
+        suberror: u32,
+        /// Guest RIP.
+        rip: u64,
+    },
+    /// An exception hit the stub itself.
+    #[error("exception {vector} in the stub at rip {rip:#x} (cr2 {cr2:#x})")]
+    StubFault {
+        /// Vector.
+        vector: u64,
+        /// Guest RIP.
+        rip: u64,
+        /// CR2.
+        cr2: u64,
+    },
+    /// The same fault kept being resolved without progress.
+    #[error("page fault at {addr:#x} resolved {count} times without progress")]
+    FaultLoop {
+        /// Faulting address.
+        addr: u64,
+        /// Times resolved.
+        count: u32,
+    },
+    /// Some other exit.
+    #[error("unexpected vCPU exit: {0}")]
+    Unexpected(String),
+    /// The vproc's FPU context is live on another vCPU.
+    #[error(
+        "the FPU context is still loaded on vCPU {cpu}: call Cpu::release_fpu there before \
+         running its vproc here"
+    )]
+    FpuBusy {
+        /// The vCPU holding it.
+        cpu: usize,
+    },
+    /// An earlier fatal error left this vCPU unusable.
+    #[error("the vCPU is unusable after an earlier error: {0}")]
+    Broken(String),
+}
+
+/// Counters of one vCPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuStats {
+    /// KVM_RUN returns (VM exits seen by the host).
+    pub exits: u64,
+    /// Page faults resolved from a vpagetable without a trap.
+    pub resolved_faults: u64,
+    /// Syscall traps returned.
+    pub syscalls: u64,
+    /// PageFault traps returned.
+    pub page_faults: u64,
+    /// Exception traps returned.
+    pub exceptions: u64,
+    /// Interrupted returns.
+    pub interrupts: u64,
+    /// Extra exits spent entering the stub to apply commands.
+    pub bounces: u64,
+    /// Entries that had to load system registers (CR3, FS/GS base).
+    pub sregs_loads: u64,
+    /// FPU states saved from the vCPU (owner switches).
+    pub fpu_saves: u64,
+    /// FPU states loaded into the vCPU.
+    pub fpu_restores: u64,
+    /// #NM traps taken to hand the FPU over lazily.
+    pub fpu_traps: u64,
+    /// Kicks that landed while the vCPU executed stub code (it was then
+    /// single-stepped back to the vproc).
+    pub kicks_in_stub: u64,
+    /// Faults installed before resuming a vproc whose last PageFault the
+    /// vkernel fixed (each saves one exit).
+    pub prefaults: u64,
+}
+
+/// A vCPU. Move it to the thread that runs it.
+pub struct Cpu {
+    m: Arc<MachineInner>,
+    index: usize,
+    fd: VcpuFd,
+    kick: Arc<KickState>,
+    pos: Position,
+    cur_vms: u64,
+    /// CR3 to load; kept until an entry is known to have happened.
+    new_cr3: Option<u64>,
+    /// The last KVM_RUN returned before entering the guest: whether it
+    /// applied the synced registers is not known, so write them all again.
+    force_dirty: bool,
+    /// Registers at the last real exit (what the vCPU holds if an entry's
+    /// register writes were not applied).
+    exit_regs: kvm_bindings::kvm_regs,
+    seen_gen: u64,
+    target: TrapFrame,
+    queue: VecDeque<Cmd>,
+    bounce: bool,
+    scrub_batch: Option<u64>,
+    /// The mailbox holds the scrub batch (it went out with the last entry).
+    scrub_in_mailbox: bool,
+    kick_pending: bool,
+    /// The kick count when the last interrupted KVM_RUN returned.
+    kicks_seen: u64,
+    stepping: bool,
+    last_fault: (u64, u32),
+    /// The last PageFault returned: (vmspace, addr, access, rip).
+    returned_fault: Option<(u64, u64, Access, u64)>,
+    stats: CpuStats,
+    fpu_current: FpuContext,
+    fpu_loaded: Option<FpuContext>,
+    ts_set: bool,
+    broken: Option<String>,
+    top: u64,
+}
+
+impl std::fmt::Debug for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cpu").field("index", &self.index).finish()
+    }
+}
+
+const FAULT_LOOP_MAX: u32 = 64;
+
+impl Drop for Cpu {
+    fn drop(&mut self) {
+        // The kvm_run mapping goes with the VcpuFd: kicks must stop first.
+        self.kick.detach();
+        let _ = self.release_fpu();
+    }
+}
+
+impl Cpu {
+    pub(crate) fn new(
+        m: Arc<MachineInner>,
+        index: usize,
+        mut fd: VcpuFd,
+        kick: Arc<KickState>,
+    ) -> Cpu {
+        // Seed the synced register block with the real state, so the first
+        // entry that edits it starts from truth.
+        let regs = fd.get_regs().expect("GET_REGS on a fresh vCPU");
+        let sregs = fd.get_sregs().expect("GET_SREGS on a fresh vCPU");
+        fd.set_sync_valid_reg(SyncReg::Register);
+        fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        {
+            let s = fd.sync_regs_mut();
+            s.regs = regs;
+            s.sregs = sregs;
+        }
+        Cpu {
+            m,
+            index,
+            fd,
+            kick,
+            pos: Position::Kernel,
+            cur_vms: 0,
+            new_cr3: None,
+            force_dirty: false,
+            exit_regs: regs,
+            seen_gen: 0,
+            target: TrapFrame::default(),
+            queue: VecDeque::new(),
+            bounce: false,
+            scrub_batch: None,
+            scrub_in_mailbox: false,
+            kick_pending: false,
+            kicks_seen: 0,
+            stepping: false,
+            last_fault: (u64::MAX, 0),
+            returned_fault: None,
+            stats: CpuStats::default(),
+            fpu_current: FpuContext::new(),
+            fpu_loaded: None,
+            ts_set: false,
+            broken: None,
+            top: cpu_stack_top_off(index),
+        }
+    }
+
+    /// Index of this vCPU.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> CpuStats {
+        self.stats
+    }
+
+    /// A kicker for this vCPU.
+    pub fn kicker(&self) -> Kicker {
+        Kicker::new(self.kick.clone())
+    }
+
+    /// Make `ctx` the FPU state of the vproc the next runs execute (the seed's
+    /// per-process FPU context). Its registers are loaded lazily, on the
+    /// vproc's first FPU instruction, where the host honours CR0.TS
+    /// ([`crate::machine::Machine::fpu_mode`]); eagerly otherwise.
+    pub fn set_fpu(&mut self, ctx: &FpuContext) {
+        self.fpu_current = ctx.clone();
+    }
+
+    /// Save the vCPU's live FPU registers into their owner's context, so
+    /// [`FpuContext::saved_xmm`] and [`FpuContext::xsave_image`] show current
+    /// values. The context stays loaded here.
+    pub fn sync_fpu(&mut self) -> Result<(), RunError> {
+        if let Some(owner) = self.fpu_loaded.clone() {
+            let x = self.fd.get_xsave().map_err(kvm_io)?;
+            if owner.store_if_owner(self.index, &x) {
+                self.stats.fpu_saves += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `ctx` is the context whose registers this vCPU holds.
+    fn holds_fpu(&self, ctx: &FpuContext) -> bool {
+        self.fpu_loaded.as_ref().is_some_and(|l| l.same(ctx))
+    }
+
+    /// `ctx`'s current legacy FXSAVE area (a signal frame's FPU state): the
+    /// live registers if this vCPU holds `ctx`, its saved image otherwise.
+    /// Nothing moves.
+    pub fn read_fxsave(&self, ctx: &FpuContext) -> Result<[u8; FXSAVE_LEN], RunError> {
+        if self.holds_fpu(ctx) {
+            let x = self.fd.get_xsave().map_err(kvm_io)?;
+            Ok(crate::fpu::legacy_of(&x))
+        } else {
+            if let Some(cpu) = ctx.owner() {
+                return Err(RunError::FpuBusy { cpu });
+            }
+            Ok(ctx.fxsave())
+        }
+    }
+
+    /// Replace `ctx`'s legacy FXSAVE area (`rt_sigreturn`), see
+    /// [`FpuContext::set_fxsave`]: in the live registers if this vCPU holds
+    /// `ctx`, in its saved image otherwise.
+    pub fn write_fxsave(&self, ctx: &FpuContext, fx: &[u8; FXSAVE_LEN]) -> Result<(), RunError> {
+        if self.holds_fpu(ctx) {
+            let mut x = self.fd.get_xsave().map_err(kvm_io)?;
+            crate::fpu::put_legacy(&mut x, fx);
+            // SAFETY: `x` is the complete image KVM_GET_XSAVE just returned
+            // for this vCPU, with only its legacy fields and two XSTATE_BV
+            // bits changed.
+            unsafe { self.fd.set_xsave(&x) }.map_err(kvm_io)
+        } else {
+            ctx.set_fxsave(fx).map_err(|_| RunError::FpuBusy {
+                cpu: ctx.owner().unwrap_or(usize::MAX),
+            })
+        }
+    }
+
+    /// A new context with `ctx`'s current state (fork): read from the live
+    /// registers if this vCPU holds `ctx`. Nothing moves.
+    pub fn fork_fpu(&self, ctx: &FpuContext) -> Result<FpuContext, RunError> {
+        if self.holds_fpu(ctx) {
+            let x = self.fd.get_xsave().map_err(kvm_io)?;
+            Ok(FpuContext::from_image(Box::new(x)))
+        } else if let Some(cpu) = ctx.owner() {
+            Err(RunError::FpuBusy { cpu })
+        } else {
+            Ok(ctx.duplicate())
+        }
+    }
+
+    /// Save the live FPU registers into their owner's context and give the
+    /// context up, so that another vCPU can load it: call this before a vproc
+    /// migrates to another vCPU, or before editing its context.
+    pub fn release_fpu(&mut self) -> Result<(), RunError> {
+        self.sync_fpu()?;
+        if let Some(owner) = self.fpu_loaded.take() {
+            owner.release_owner(self.index);
+        }
+        Ok(())
+    }
+
+    /// Move the FPU to `fpu_current`: save the owner's state, load the new.
+    fn swap_fpu(&mut self) -> Result<(), RunError> {
+        let cur = self.fpu_current.clone();
+        if let Some(other) = cur.owner().filter(|o| *o != self.index) {
+            return Err(RunError::FpuBusy { cpu: other });
+        }
+        self.release_fpu()?;
+        cur.with_state(|s| {
+            // SAFETY: `s` is a complete 4 KiB kvm_xsave image, either built by
+            // FpuContext::new in the reset layout or saved by KVM_GET_XSAVE
+            // from this kind of vCPU.
+            unsafe { self.fd.set_xsave(s) }
+        })
+        .map_err(kvm_io)?;
+        cur.take_owner(self.index);
+        self.stats.fpu_restores += 1;
+        self.fpu_loaded = Some(cur);
+        Ok(())
+    }
+
+    /// Run the vproc described by `frame` in `vms` until it traps.
+    ///
+    /// Page faults the vpagetable can satisfy are resolved inside and never
+    /// returned. On return `frame` holds the vproc's registers at the trap.
+    pub fn run(&mut self, vms: &Vmspace, frame: &mut TrapFrame) -> Result<Trap, RunError> {
+        if let Some(b) = &self.broken {
+            return Err(RunError::Broken(b.clone()));
+        }
+        if !Arc::ptr_eq(&vms.shared.machine, &self.m) {
+            return Err(RunError::WrongMachine);
+        }
+        // RSP is checked only where an entry returns to the vproc through
+        // the stub's `iretq` (see `prepare_entry`): loaded directly, it is
+        // an ordinary register until the vproc uses it.
+        for (field, value) in [
+            ("rip", frame.rip),
+            ("fs_base", frame.fs_base),
+            ("gs_base", frame.gs_base),
+        ] {
+            if !is_canonical(value) {
+                return Err(RunError::BadFrame { field, value });
+            }
+        }
+        if let Some(other) = self.fpu_current.owner().filter(|o| *o != self.index) {
+            // Checked before anything changes, in both FPU modes.
+            return Err(RunError::FpuBusy { cpu: other });
+        }
+        if self.kick_pending {
+            self.kick_pending = false;
+            self.kick.clear_immediate_exit(self.kicks_seen);
+            self.stats.interrupts += 1;
+            return Ok(Trap::Interrupted);
+        }
+        {
+            let mut st = vms.lock();
+            st.running |= 1 << self.index;
+            if self.cur_vms != vms.shared.id {
+                let pml4 = st.hw.as_ref().expect("live vmspace").pml4;
+                self.new_cr3 = Some(self.m.sys_gpa + pml4);
+                self.cur_vms = vms.shared.id;
+                self.seen_gen = st.gen;
+            }
+            if !st.pending.is_empty() {
+                self.queue.extend(st.pending.drain(..));
+                self.seen_gen = st.gen;
+            } else if self.seen_gen != st.gen {
+                self.queue.push_back(abi::cmd(abi::CMD_FLUSH, 0, 0));
+                self.seen_gen = st.gen;
+            }
+        }
+        let owner = self
+            .fpu_loaded
+            .as_ref()
+            .is_some_and(|l| l.same(&self.fpu_current));
+        if !owner {
+            match self.m.fpu_mode {
+                FpuMode::Lazy if !self.ts_set => {
+                    self.queue.push_back(abi::cmd(abi::CMD_SET_TS, 0, 0));
+                    self.ts_set = true;
+                }
+                FpuMode::Lazy => {}
+                FpuMode::Eager => self.swap_fpu()?,
+            }
+        } else if self.ts_set {
+            // Back to the owner before anyone else used the FPU.
+            self.queue.push_back(abi::cmd(abi::CMD_CLTS, 0, 0));
+            self.ts_set = false;
+        }
+        if self.scrub_batch.is_none() && self.queue.len() < MB_MAX_CMDS {
+            let mut pool = self.m.pool.lock().unwrap();
+            if pool.has_scrub() {
+                let mut v = Vec::new();
+                self.scrub_batch = pool.take_scrub(MB_MAX_CMDS - self.queue.len(), &mut v);
+                // First in line, so the first mailbox chunk carries all of it.
+                for c in v.into_iter().rev() {
+                    self.queue.push_front(c);
+                }
+            }
+        }
+        // The vproc is about to retry the access that last trapped: if the
+        // vkernel fixed its vpagetable, install the entry now and save the
+        // exit the retry would cost.
+        if let Some((id, addr, access, rip)) = self.returned_fault.take() {
+            if id == vms.shared.id && rip == frame.rip {
+                let mut cmds = Vec::new();
+                if vms.resolve(addr, access, &mut cmds).is_ok() {
+                    self.stats.prefaults += 1;
+                    self.queue.extend(cmds);
+                }
+            }
+        }
+        self.target = *frame;
+        // SAFETY: pthread_self has no preconditions.
+        self.kick.set_thread(Some(unsafe { libc::pthread_self() }));
+        let r = self.run_loop(vms, frame);
+        self.kick.set_thread(None);
+        vms.lock().running &= !(1 << self.index);
+        if let Err(e) = &r {
+            if !matches!(
+                e,
+                RunError::FaultLoop { .. } | RunError::FpuBusy { .. } | RunError::BadFrame { .. }
+            ) {
+                self.broken = Some(e.to_string());
+            }
+        }
+        r
+    }
+
+    fn sys_load(&self, off: u64) -> u64 {
+        self.m
+            .sys
+            .load(off)
+            .expect("per-vCPU area inside the system region")
+    }
+
+    fn sys_store(&self, off: u64, v: u64) {
+        self.m
+            .sys
+            .store(off, v)
+            .expect("per-vCPU area inside the system region")
+    }
+
+    fn user_rflags(f: &TrapFrame) -> u64 {
+        (f.rflags & x86::RFLAGS_USER_MASK) | x86::RFLAGS_FIXED | x86::RFLAGS_IF
+    }
+
+    /// Set up registers, the iret frame and the mailbox for the next entry.
+    /// Refuses (before changing anything the vCPU holds) an entry that
+    /// must `iretq` to a non-canonical RSP: an emulated `iretq` (PVM-derived
+    /// KVM) fails with an internal error there.
+    fn prepare_entry(&mut self) -> Result<(), RunError> {
+        let regs_before = self.fd.sync_regs().regs;
+        let mb = self.top;
+        // Commands a kicked entry never applied go first.
+        let left = self.sys_load(mb + MB_NCMDS) as usize;
+        if left > 0 {
+            for i in (0..left.min(MB_MAX_CMDS)).rev() {
+                let a = self.sys_load(mb + MB_CMDS + 16 * i as u64);
+                let b = self.sys_load(mb + MB_CMDS + 16 * i as u64 + 8);
+                self.queue.push_front([a, b]);
+            }
+            self.sys_store(mb + MB_NCMDS, 0);
+        }
+        let t = self.target;
+        if (self.pos == Position::Kernel || !self.queue.is_empty()) && !is_canonical(t.rsp) {
+            return Err(RunError::BadFrame {
+                field: "rsp",
+                value: t.rsp,
+            });
+        }
+        let kcall = self.m.kcall_va();
+        let (rip, rsp, rflags, regs_rip, regs_rsp);
+        match self.pos {
+            Position::Kernel => {
+                let n = self.queue.len().min(MB_MAX_CMDS);
+                for i in 0..n {
+                    let [a, b] = self.queue.pop_front().unwrap();
+                    self.sys_store(mb + MB_CMDS + 16 * i as u64, a);
+                    self.sys_store(mb + MB_CMDS + 16 * i as u64 + 8, b);
+                }
+                self.sys_store(mb + MB_NCMDS, n as u64);
+                if n > 0 && self.scrub_batch.is_some() {
+                    self.scrub_in_mailbox = true;
+                }
+                self.bounce = !self.queue.is_empty();
+                if self.bounce {
+                    (rip, rsp, rflags) = (kcall, t.rsp, x86::RFLAGS_FIXED);
+                } else {
+                    (rip, rsp, rflags) = (t.rip, t.rsp, Self::user_rflags(&t));
+                }
+                crate::machine::write_user_iret_frame(&self.m.sys, self.index, rip, rflags, rsp);
+                regs_rip = SYS_VA + STUB_OFF + self.m.offsets.resume;
+                regs_rsp = SYS_VA + mb - ENTRY_FRAME_SIZE;
+                rflags_set(&mut self.fd, x86::RFLAGS_FIXED);
+            }
+            Position::User => {
+                self.bounce = !self.queue.is_empty();
+                regs_rip = if self.bounce { kcall } else { t.rip };
+                regs_rsp = t.rsp;
+                rflags_set(&mut self.fd, Self::user_rflags(&t));
+            }
+        }
+        let s = self.fd.sync_regs_mut();
+        let r = &mut s.regs;
+        r.rax = t.rax;
+        r.rbx = t.rbx;
+        r.rcx = t.rcx;
+        r.rdx = t.rdx;
+        r.rsi = t.rsi;
+        r.rdi = t.rdi;
+        r.rbp = t.rbp;
+        r.r8 = t.r8;
+        r.r9 = t.r9;
+        r.r10 = t.r10;
+        r.r11 = t.r11;
+        r.r12 = t.r12;
+        r.r13 = t.r13;
+        r.r14 = t.r14;
+        r.r15 = t.r15;
+        r.rip = regs_rip;
+        r.rsp = regs_rsp;
+        let mut sdirty = false;
+        if let Some(cr3) = self.new_cr3 {
+            s.sregs.cr3 = cr3;
+            sdirty = true;
+        }
+        if s.sregs.fs.base != t.fs_base {
+            s.sregs.fs.base = t.fs_base;
+            sdirty = true;
+        }
+        if s.sregs.gs.base != t.gs_base {
+            s.sregs.gs.base = t.gs_base;
+            sdirty = true;
+        }
+        // Writing registers is not free on every KVM (a PVM-derived one
+        // reloads more state): only do it when something changed.
+        if s.regs != regs_before || self.force_dirty {
+            self.fd.set_sync_dirty_reg(SyncReg::Register);
+        }
+        if self.force_dirty {
+            sdirty = true;
+            self.force_dirty = false;
+        }
+        if sdirty {
+            self.stats.sregs_loads += 1;
+            self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+        }
+        Ok(())
+    }
+
+    fn frame_from_regs(&self) -> TrapFrame {
+        let s = self.fd.sync_regs();
+        let r = s.regs;
+        TrapFrame {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rbp: r.rbp,
+            rsp: r.rsp,
+            r8: r.r8,
+            r9: r.r9,
+            r10: r.r10,
+            r11: r.r11,
+            r12: r.r12,
+            r13: r.r13,
+            r14: r.r14,
+            r15: r.r15,
+            rip: r.rip,
+            rflags: r.rflags,
+            fs_base: s.sregs.fs.base,
+            gs_base: s.sregs.gs.base,
+        }
+    }
+
+    fn set_stepping(&mut self, on: bool) -> Result<(), RunError> {
+        let dbg = kvm_guest_debug {
+            control: if on {
+                KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        self.fd
+            .set_guest_debug(&dbg)
+            .map_err(|e| RunError::Kvm(std::io::Error::from_raw_os_error(e.errno())))?;
+        self.stepping = on;
+        Ok(())
+    }
+
+    fn run_loop(&mut self, vms: &Vmspace, frame: &mut TrapFrame) -> Result<Trap, RunError> {
+        let mut need_entry = true;
+        loop {
+            if need_entry {
+                self.prepare_entry()?;
+            }
+            // What the vCPU holds before this run, and what it will hold
+            // once the synced registers are applied: an interrupted run that
+            // comes back in either state ran nothing of the guest.
+            let entry = self.fd.sync_regs().regs;
+            let raw = self.enter();
+            self.stats.exits += 1;
+            // Kicks up to here are answered by this exit.
+            let kicks_at_exit = self.kick.kicks();
+            // Did the stub apply the mailbox?
+            let applied = self.m.sys.load(self.top + MB_NCMDS).unwrap_or(1) == 0;
+            let snap = Snapshot {
+                entry,
+                last_exit: self.exit_regs,
+                now: self.fd.sync_regs().regs,
+                user_mode: self.fd.sync_regs().sregs.cs.selector & 3 == 3,
+            };
+            let kind = classify(&raw, &snap, &self.expect());
+            if kind == ExitKind::Retry {
+                need_entry = false;
+                continue;
+            }
+            if applied && self.scrub_in_mailbox {
+                self.scrub_in_mailbox = false;
+                if let Some(b) = self.scrub_batch.take() {
+                    self.m.pool.lock().unwrap().scrub_done(b);
+                }
+            }
+            let next = match kind {
+                ExitKind::Interrupted(i) => {
+                    self.on_interrupted(i, snap.now, kicks_at_exit, frame)?
+                }
+                ExitKind::Step(s) => {
+                    self.exited(snap.now);
+                    self.on_step(s, frame)?
+                }
+                ExitKind::Exception => {
+                    self.exited_through_port(snap.now)?;
+                    self.on_exception(vms, frame)?
+                }
+                ExitKind::Syscall => {
+                    self.exited_through_port(snap.now)?;
+                    self.on_syscall(frame)
+                }
+                ExitKind::UnknownPort(port) => {
+                    self.exited_through_port(snap.now)?;
+                    return Err(RunError::Unexpected(format!(
+                        "out to port {port:#x} at rip {:#x}",
+                        snap.now.rip
+                    )));
+                }
+                ExitKind::Retry => Next::Resume,
+                ExitKind::Shutdown => return Err(RunError::Shutdown { rip: snap.now.rip }),
+                ExitKind::InternalError(suberror) => {
+                    return Err(RunError::Internal {
+                        suberror,
+                        rip: snap.now.rip,
+                    })
+                }
+                ExitKind::Unexpected(what) => return Err(RunError::Unexpected(what)),
+                ExitKind::Failed(errno) => {
+                    return Err(RunError::Kvm(std::io::Error::from_raw_os_error(errno)))
+                }
+            };
+            match next {
+                Next::Resume => need_entry = false,
+                Next::Reenter => need_entry = true,
+                Next::Return(trap) => return Ok(trap),
+            }
+        }
+    }
+
+    /// One KVM_RUN, reduced to what [`classify`] needs.
+    fn enter(&mut self) -> RawExit {
+        match self.fd.run() {
+            Ok(VcpuExit::IoOut(port, _)) => RawExit::Out(port),
+            Ok(VcpuExit::Debug(_)) => RawExit::Debug,
+            Ok(VcpuExit::Shutdown) => RawExit::Shutdown,
+            Ok(VcpuExit::InternalError) => {
+                // SAFETY: after KVM_EXIT_INTERNAL_ERROR the `internal`
+                // member of the exit union is the valid one.
+                RawExit::InternalError(unsafe {
+                    self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror
+                })
+            }
+            Ok(other) => RawExit::Other(format!("{other:?}")),
+            Err(e) => RawExit::Errno(e.errno()),
+        }
+    }
+
+    /// What this entry was set up for.
+    fn expect(&self) -> Expect {
+        Expect {
+            pos: self.pos,
+            bounce: self.bounce,
+            stepping: self.stepping,
+            kcall: self.m.kcall_va(),
+            resume_rip: SYS_VA + STUB_OFF + self.m.offsets.resume,
+            resume_rsp: SYS_VA + self.top - ENTRY_FRAME_SIZE,
+        }
+    }
+
+    /// A real exit: the entry's writes (CR3 above all) were applied.
+    fn exited(&mut self, now: kvm_bindings::kvm_regs) {
+        self.new_cr3 = None;
+        self.exit_regs = now;
+    }
+
+    /// A real exit through a trampoline's `out`: a step that was under way
+    /// (a kick inside the stub) ends, and the kick is answered by the next
+    /// run, which returns at once.
+    fn exited_through_port(&mut self, now: kvm_bindings::kvm_regs) -> Result<(), RunError> {
+        self.exited(now);
+        if self.stepping {
+            self.set_stepping(false)?;
+            self.kick_pending = true;
+        }
+        Ok(())
+    }
+
+    /// Return `Trap::Interrupted` with the vproc's state as last known.
+    fn interrupted(&mut self, frame: &mut TrapFrame) -> Next {
+        self.stats.interrupts += 1;
+        *frame = self.target;
+        Next::Return(Trap::Interrupted)
+    }
+
+    fn sys_load_checked(&self, va: u64) -> u64 {
+        va.checked_sub(SYS_VA)
+            .and_then(|off| self.m.sys.load(off & !7).ok())
+            .unwrap_or(u64::MAX)
+    }
+}
+
+fn kvm_io(e: kvm_ioctls::Error) -> RunError {
+    RunError::Kvm(std::io::Error::from_raw_os_error(e.errno()))
+}
+
+fn rflags_set(fd: &mut VcpuFd, v: u64) {
+    fd.sync_regs_mut().regs.rflags = v;
+}
