@@ -295,3 +295,54 @@ pub fn compile_linked(test: &str, name: &str, cc: &str, link: &str) -> Option<st
     );
     Some(out)
 }
+
+/// A static ELF with a code segment and a data segment of 10 file bytes
+/// (7, then zeros) followed in the file by 0xaa garbage in the same page,
+/// and a 2 GiB memory size. The program exits with data[0] + data[10] (must
+/// be zero: the partial page is zeroed past the file bytes) + the last BSS
+/// byte (zero) + the same byte after writing 1 to it: 8.
+pub fn bss_elf() -> Vec<u8> {
+    let code: &[u8] = &[
+        0x0f, 0xb6, 0x3c, 0x25, 0x00, 0x00, 0x60, 0x00, // movzx edi, byte [0x600000]
+        0x0f, 0xb6, 0x04, 0x25, 0x0a, 0x00, 0x60, 0x00, // movzx eax, byte [0x60000a]
+        0x01, 0xc7, // add edi, eax
+        0x48, 0xbb, 0xff, 0xff, 0x5f, 0x80, 0, 0, 0, 0, // mov rbx, 0x805fffff
+        0x0f, 0xb6, 0x03, // movzx eax, byte [rbx]
+        0x01, 0xc7, // add edi, eax
+        0xc6, 0x03, 0x01, // mov byte [rbx], 1
+        0x0f, 0xb6, 0x03, // movzx eax, byte [rbx]
+        0x01, 0xc7, // add edi, eax
+        0xb8, 0xe7, 0x00, 0x00, 0x00, // mov eax, 231 (exit_group)
+        0x0f, 0x05, // syscall
+    ];
+    let hdr = 64 + 2 * 56u64;
+    let mut f = Vec::new();
+    f.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f.extend_from_slice(&62u16.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&(0x40_0000 + hdr).to_le_bytes()); // entry
+    f.extend_from_slice(&64u64.to_le_bytes()); // phoff
+    f.extend_from_slice(&0u64.to_le_bytes());
+    f.extend_from_slice(&0u32.to_le_bytes());
+    for h in [64u16, 56, 2, 0, 0, 0] {
+        f.extend_from_slice(&h.to_le_bytes());
+    }
+    let phdr = |f: &mut Vec<u8>, flags: u32, off: u64, va: u64, filesz: u64, memsz: u64| {
+        f.extend_from_slice(&1u32.to_le_bytes());
+        f.extend_from_slice(&flags.to_le_bytes());
+        for v in [off, va, va, filesz, memsz, 0x1000] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+    };
+    let text = hdr + code.len() as u64;
+    phdr(&mut f, 5, 0, 0x40_0000, text, text);
+    phdr(&mut f, 6, 0x1000, 0x60_0000, 10, 0x8000_0000);
+    f.extend_from_slice(code);
+    f.resize(0x1000, 0);
+    f.push(7);
+    f.extend_from_slice(&[0; 9]);
+    f.extend_from_slice(&[0xaa; 100]);
+    f
+}
