@@ -234,3 +234,67 @@ fn fpu_context_follows_a_vproc_between_vcpus() {
     let m2 = m.clone();
     assert!(m2.vmspace_create().is_ok());
 }
+
+/// A kick that lands before an entry applied its mailbox commands (the
+/// invalidation of a fork, say) must not leave them behind on that vCPU:
+/// the vproc may run next on another vCPU, whose entry would not carry
+/// them, and write through the stale hardware entry into a frame that is
+/// no longer its own (a forked parent into its child's copy-on-write
+/// stack: the child later returned to a corrupted address, SIGSEGV).
+#[test]
+fn commands_of_a_kicked_entry_are_applied_before_another_vcpu_runs_the_vmspace() {
+    let test = "commands_of_a_kicked_entry_are_applied_before_another_vcpu_runs_the_vmspace";
+    let Some(m) = smp_machine(test, 2) else {
+        return;
+    };
+    let mut frames = FrameAlloc::new(FRAMES_START, 128 << 20).unwrap();
+    let vms = code_vmspace(&m, &mut frames, programs::store());
+    let (vpt, fr) = data_region(&m, &mut frames, &vms, 1);
+    let old = fr[0];
+    let mut cpu0 = m.take_cpu(0).unwrap();
+    let mut cpu1 = m.take_cpu(1).unwrap();
+    let store = |cpu: &mut Cpu, value: u64| {
+        let mut f = TrapFrame::new(CODE_VA, 0);
+        f.rdi = DATA;
+        f.rsi = value;
+        let trap = cpu.run(&vms, &mut f).unwrap();
+        (trap, f)
+    };
+    // vCPU 0 installs a writable hardware entry for DATA -> old.
+    let (trap, f) = store(&mut cpu0, 0x1111);
+    assert!(
+        matches!(trap, Trap::Syscall if f.rax == programs::SYS_EXIT),
+        "{trap:?}"
+    );
+    assert_eq!(m.ram().load(old).unwrap(), 0x1111);
+    // The vpagetable moves DATA to a new frame (as a copy-on-write fault
+    // or a remap does) and the old hardware entry is invalidated.
+    let new = frames.alloc(m.ram()).unwrap();
+    vpt.map(m.ram(), &mut frames, DATA, new, Vpte::RW | Vpte::U)
+        .unwrap();
+    vms.mcontrol(DATA, 4096, Mcontrol::Inval).unwrap();
+    // A kick before vCPU 0's next entry: that run is interrupted (after it
+    // took the invalidation's commands from the vmspace).
+    cpu0.kicker().kick();
+    let (trap, _) = store(&mut cpu0, 0x2222);
+    assert_eq!(trap, Trap::Interrupted);
+    // vCPU 1 runs the vmspace next: its store must reach the new frame.
+    let (trap, f) = store(&mut cpu1, 0x3333);
+    assert!(
+        matches!(trap, Trap::Syscall if f.rax == programs::SYS_EXIT),
+        "{trap:?}"
+    );
+    assert_eq!(
+        m.ram().load(old).unwrap(),
+        0x1111,
+        "vCPU 1 wrote through the stale entry into the old frame"
+    );
+    assert_eq!(m.ram().load(new).unwrap(), 0x3333);
+    // And vCPU 0 goes on normally.
+    let (trap, f) = store(&mut cpu0, 0x4444);
+    assert!(
+        matches!(trap, Trap::Syscall if f.rax == programs::SYS_EXIT),
+        "{trap:?}"
+    );
+    assert_eq!(m.ram().load(new).unwrap(), 0x4444);
+}

@@ -31,12 +31,19 @@ impl Cpu {
             if self.stepping {
                 return Ok(Next::Resume);
             }
-            return Ok(self.interrupted(frame));
+            return Ok(self.drain_or_interrupted(frame));
         }
         self.exited(now);
         match i {
-            Interruption::NothingRan | Interruption::NeverEntered => {}
-            Interruption::BeforeBounce => self.pos = Position::User,
+            Interruption::NothingRan | Interruption::NeverEntered => {
+                return Ok(self.drain_or_interrupted(frame));
+            }
+            Interruption::BeforeBounce => {
+                // The vproc itself has not run; its commands are still to
+                // be applied.
+                self.pos = Position::User;
+                return Ok(self.drain_or_interrupted(frame));
+            }
             Interruption::InVproc => {
                 self.pos = Position::User;
                 self.target = self.frame_from_regs();
@@ -49,6 +56,17 @@ impl Cpu {
             }
         }
         Ok(self.interrupted(frame))
+    }
+
+    /// Answer a kick that came before the entry's commands were applied:
+    /// apply them first (the stub bounces back to the host), because they
+    /// may be the only copy of a vmspace's pending removals.
+    fn drain_or_interrupted(&mut self, frame: &mut TrapFrame) -> Next {
+        if self.owes_commands() {
+            self.drain_then_interrupt = true;
+            return Next::Reenter;
+        }
+        self.interrupted(frame)
     }
 
     /// A single step: see [`Stepped`].
@@ -148,6 +166,11 @@ impl Cpu {
         if self.bounce && addr == self.m.kcall_va() {
             // Entered the stub to apply commands; go on.
             self.stats.bounces += 1;
+            if self.drain_then_interrupt && self.queue.is_empty() {
+                // Everything is applied: answer the kick.
+                self.drain_then_interrupt = false;
+                return Ok(self.interrupted(frame));
+            }
             return Ok(Next::Reenter);
         }
         let access = if error_code & PFEC_I != 0 {

@@ -161,6 +161,9 @@ pub struct Cpu {
     /// The mailbox holds the scrub batch (it went out with the last entry).
     scrub_in_mailbox: bool,
     kick_pending: bool,
+    /// A kick came before the entry applied its commands: apply them (the
+    /// stub then bounces back) before answering it (see `on_interrupted`).
+    drain_then_interrupt: bool,
     /// The kick count when the last interrupted KVM_RUN returned.
     kicks_seen: u64,
     stepping: bool,
@@ -226,6 +229,7 @@ impl Cpu {
             scrub_batch: None,
             scrub_in_mailbox: false,
             kick_pending: false,
+            drain_then_interrupt: false,
             kicks_seen: 0,
             stepping: false,
             last_fault: (u64::MAX, 0),
@@ -521,7 +525,9 @@ impl Cpu {
                 if n > 0 && self.scrub_batch.is_some() {
                     self.scrub_in_mailbox = true;
                 }
-                self.bounce = !self.queue.is_empty();
+                // Owing an interrupt, return to the host once the stub has
+                // applied the mailbox instead of to the vproc.
+                self.bounce = !self.queue.is_empty() || self.drain_then_interrupt;
                 if self.bounce {
                     (rip, rsp, rflags) = (kcall, t.rsp, x86::RFLAGS_FIXED);
                 } else {
@@ -632,6 +638,7 @@ impl Cpu {
 
     fn run_loop(&mut self, vms: &Vmspace, frame: &mut TrapFrame) -> Result<Trap, RunError> {
         let mut need_entry = true;
+        self.drain_then_interrupt = false;
         loop {
             if need_entry {
                 self.prepare_entry()?;
@@ -756,6 +763,16 @@ impl Cpu {
     }
 
     /// Return `Trap::Interrupted` with the vproc's state as last known.
+    /// Commands not yet applied: queued, or in the mailbox of an entry that
+    /// never ran. They must be applied before `run` returns: they may belong
+    /// to the vmspace's `pending` (drained only by the vCPU that runs it),
+    /// and the vproc may next run on another vCPU, whose entry would not
+    /// carry them (a forked parent then wrote through its stale writable
+    /// entries into frames its child shares copy-on-write).
+    fn owes_commands(&self) -> bool {
+        !self.queue.is_empty() || self.sys_load(self.top + MB_NCMDS) != 0
+    }
+
     fn interrupted(&mut self, frame: &mut TrapFrame) -> Next {
         self.stats.interrupts += 1;
         *frame = self.target;
