@@ -28,7 +28,7 @@ impl Cpu {
             // The registers and CR3 we wrote may not have been applied.
             // Prepare everything again next time.
             self.force_dirty = true;
-            if self.stepping {
+            if self.stepping || self.exception_in_flight {
                 return Ok(Next::Resume);
             }
             return Ok(self.drain_or_interrupted(frame));
@@ -47,6 +47,19 @@ impl Cpu {
             Interruption::InVproc => {
                 self.pos = Position::User;
                 self.target = self.frame_from_regs();
+                // An exception the vproc raised may be on its way in (KVM
+                // queued it, then saw the signal; a fetch fault right after
+                // an invalidation, say). It belongs to this vproc: returned
+                // now, it would be delivered into whatever runs next here
+                // (another vproc, which got a fault at the wrong address and
+                // resumed at the bounce address: SIGSEGV). Let it arrive;
+                // the kick is answered at the next run.
+                let ev = self.fd.get_vcpu_events().map_err(super::kvm_io)?;
+                if ev.exception.injected != 0 || ev.exception.pending != 0 {
+                    self.exception_in_flight = true;
+                    self.kick_pending = true;
+                    return Ok(Next::Resume);
+                }
             }
             Interruption::InStub => {
                 // Step until the vproc runs.
