@@ -8,6 +8,7 @@
 mod core_bench;
 mod cpu_bench;
 mod devices;
+mod lifecycle;
 mod linux;
 mod memstat;
 /// The Linux personality, used by the linux and sched suites.

@@ -8,6 +8,8 @@
 //! - `fork_exit_wait_us`: fork, the child exits, the parent waits (under
 //!   vkernel: a copy-on-write vpagetable copy, a vmspace, two reschedules).
 //!
+//! - the fork+exec loop figures of [`super::lifecycle`].
+//!
 //! Figures that cannot be measured here (no gcc, no /dev/kvm) are NaN.
 
 use super::personality;
@@ -146,10 +148,12 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
     }
     let (vc, vf): (Vec<f64>, Vec<f64>) = vk.into_iter().unzip();
     let (nc, nf): (Vec<f64>, Vec<f64>) = native.into_iter().unzip();
-    vec![
+    let mut figures = vec![
         ("ctx_switch_ns".into(), median(vc)),
         ("fork_exit_wait_us".into(), median(vf)),
         ("native_ctx_switch_ns".into(), median(nc)),
         ("native_fork_exit_wait_us".into(), median(nf)),
-    ]
+    ];
+    figures.extend(super::lifecycle::measure(quick));
+    figures
 }

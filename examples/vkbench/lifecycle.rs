@@ -1,0 +1,179 @@
+//! Process lifecycle as a user meets it (issue "Process lifecycle"): a
+//! `busybox sh` loop that forks and execs `busybox true` N times, timed as
+//! a whole run under the vkernel, natively and under `qemu-x86_64` (when
+//! installed) in the same run.
+//!
+//! - `fork_exec_loop_ms`: the whole vkernel run of the loop (machine and
+//!   boot included), `native_fork_exec_loop_ms`, `qemu_fork_exec_loop_ms`.
+//! - `exits_per_fork_exec`: VM exits (the vCPUs' `CpuStats`) of a long
+//!   loop minus a short one, divided by the difference in iterations: what
+//!   one fork+exec+exit+wait cycle costs in crossings.
+//!
+//! Figures that cannot be measured here (no /bin/busybox, no /dev/kvm, no
+//! qemu-x86_64) are left out.
+
+use super::personality;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use vkernel::core::prelude::*;
+use vkernel::devices::Disk;
+
+use personality::fs::Fs;
+use personality::kernel::{self, Options};
+use personality::stdio::BufferStdio;
+use personality::{Config, Vproc};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+fn script(n: u64) -> String {
+    format!("for i in $(busybox seq {n}); do busybox true; done")
+}
+
+/// A tar image holding /bin/busybox, for execve by path.
+fn image(dir: &Path) -> Result<PathBuf, String> {
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("bin")).map_err(|e| e.to_string())?;
+    std::fs::copy(BUSYBOX, root.join("bin/busybox")).map_err(|e| e.to_string())?;
+    let tar = dir.join("fs.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&root)
+        .arg(".")
+        .status()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if !st.success() {
+        return Err(format!("tar exited with {st}"));
+    }
+    Ok(tar)
+}
+
+/// One vkernel run of the loop: (wall ms, VM exits of all vCPUs).
+fn run_vk(tar: &Path, n: u64) -> Result<(f64, u64), String> {
+    let t0 = Instant::now();
+    let machine = Machine::builder()
+        .ram_size(256 << 20)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let fs = Fs::mount(Disk::open_read_only(tar).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let cfg = Config {
+        image: std::fs::read(BUSYBOX).map_err(|e| e.to_string())?,
+        path: BUSYBOX.into(),
+        exe: BUSYBOX.into(),
+        argv: vec![
+            b"busybox".to_vec(),
+            b"sh".to_vec(),
+            b"-c".to_vec(),
+            script(n).into_bytes(),
+        ],
+        envp: vec![b"PATH=/bin".to_vec()],
+        fault_around: 16,
+        trace: false,
+    };
+    let vp = Vproc::load(&machine, cfg, fs, Box::new(BufferStdio::new(b"")))
+        .map_err(|e| e.to_string())?;
+    let r = kernel::run(&machine, vp, &Options::default()).map_err(|e| e.to_string())?;
+    if r.status.code() != 0 {
+        return Err(format!("exit status {}", r.status.code()));
+    }
+    let exits = r.cpu_stats.iter().map(|s| s.exits).sum();
+    Ok((t0.elapsed().as_secs_f64() * 1e3, exits))
+}
+
+/// One run of the loop as a host process (natively, or under `runner`).
+fn run_host(runner: Option<&str>, n: u64) -> Result<f64, String> {
+    let mut c = match runner {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.arg(BUSYBOX);
+            c
+        }
+        None => Command::new(BUSYBOX),
+    };
+    c.args(["sh", "-c", &script(n)]).env("PATH", "/bin");
+    let t0 = Instant::now();
+    let st = c.status().map_err(|e| e.to_string())?;
+    if !st.success() {
+        return Err(format!("exited with {st}"));
+    }
+    Ok(t0.elapsed().as_secs_f64() * 1e3)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[v.len() / 2])
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Run the loop figures: `n` iterations (100 in the issue's table; fewer
+/// with --quick), `rounds` runs each.
+pub fn measure(quick: bool) -> Vec<(String, f64)> {
+    let (n, short, rounds) = if quick { (20, 5, 1) } else { (100, 10, 3) };
+    let mut out = Vec::new();
+    if !Path::new(BUSYBOX).exists() {
+        eprintln!("vkbench sched: {BUSYBOX} is missing (apt-get install busybox-static): no fork+exec loop figures");
+        return out;
+    }
+    eprintln!(
+        "vkbench sched: fork+exec loop of {n} `busybox true` from `busybox sh`, {rounds} rounds"
+    );
+    let native: Vec<f64> = (0..rounds).filter_map(|_| run_host(None, n).ok()).collect();
+    if let Some(m) = median(native) {
+        out.push(("native_fork_exec_loop_ms".into(), m));
+    }
+    if have("qemu-x86_64") {
+        let q: Vec<f64> = (0..rounds)
+            .filter_map(|_| run_host(Some("qemu-x86_64"), n).ok())
+            .collect();
+        if let Some(m) = median(q) {
+            out.push(("qemu_fork_exec_loop_ms".into(), m));
+        }
+    }
+    if !Path::new("/dev/kvm").exists() {
+        return out;
+    }
+    let dir = std::env::temp_dir().join(format!("vkbench-lifecycle-{}", std::process::id()));
+    let tar = match image(&dir) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vkbench sched: fork+exec loop image: {e}");
+            return out;
+        }
+    };
+    let mut wall = Vec::new();
+    let mut per = Vec::new();
+    for _ in 0..rounds {
+        match (run_vk(&tar, n), run_vk(&tar, short)) {
+            (Ok((ms, long)), Ok((_, few))) => {
+                wall.push(ms);
+                per.push(long.saturating_sub(few) as f64 / (n - short) as f64);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("vkbench sched: fork+exec loop under vkernel: {e}");
+                break;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(m) = median(wall) {
+        out.push(("fork_exec_loop_ms".into(), m));
+    }
+    if let Some(m) = median(per) {
+        out.push(("exits_per_fork_exec".into(), m));
+    }
+    out
+}
