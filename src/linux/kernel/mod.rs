@@ -357,7 +357,6 @@ impl Kernel {
     }
 
     fn wake_locked(&self, t: &mut Table, pid: Pid) {
-        let now = self.now();
         let Some(e) = t.procs.get_mut(&pid) else {
             return;
         };
@@ -367,15 +366,7 @@ impl Kernel {
             PState::Sleeping(_) => {
                 e.state = PState::Runnable;
                 e.wake_pending = false;
-                match t.sched.wake(tid(pid), now) {
-                    Ok(true) => {
-                        let cpu = t.sched.task(tid(pid)).map_or(0, |x| x.cpu);
-                        self.kick(t, cpu);
-                    }
-                    Ok(false) => {}
-                    Err(e) => log::warn!("wake {pid}: {e}"),
-                }
-                self.notify();
+                self.enqueue_locked(t, pid);
             }
             PState::Runnable | PState::Running(_) | PState::Embryo | PState::Stopped => {
                 e.wake_pending = true
@@ -386,7 +377,6 @@ impl Kernel {
 
     /// SIGCONT (or SIGKILL) for a stopped vproc: it runs again.
     fn resume_locked(&self, t: &mut Table, pid: Pid) {
-        let now = self.now();
         let Some(e) = t.procs.get_mut(&pid) else {
             return;
         };
@@ -397,16 +387,22 @@ impl Kernel {
         e.stop_report = None;
         e.cont_report = true;
         let ppid = e.ppid;
-        match t.sched.wake(tid(pid), now) {
+        self.enqueue_locked(t, pid);
+        self.child_changed(t, ppid, pid, 6, signal::SIGCONT);
+    }
+
+    /// Put `pid` (just made runnable) back on a run queue; kick its vCPU if
+    /// it should preempt what runs there, and tell idle vCPUs.
+    fn enqueue_locked(&self, t: &mut Table, pid: Pid) {
+        match t.sched.wake(tid(pid), self.now()) {
             Ok(true) => {
                 let cpu = t.sched.task(tid(pid)).map_or(0, |x| x.cpu);
                 self.kick(t, cpu);
             }
             Ok(false) => {}
-            Err(e) => log::warn!("continue {pid}: {e}"),
+            Err(e) => log::warn!("wake {pid}: {e}"),
         }
         self.notify();
-        self.child_changed(t, ppid, pid, 6, signal::SIGCONT);
     }
 
     /// Tell `ppid` that its child `pid` stopped (code 5, CLD_STOPPED) or

@@ -3,20 +3,9 @@
 //! clock_nanosleep, alarm, setitimer, getitimer), whose handlers are in
 //! [`super::events`].
 
+use super::events::{clock_now, encode_timespec, encode_timeval};
 use super::{int, R};
 use crate::linux::Vproc;
-
-/// The host's `clock` now, as (seconds, nanoseconds).
-fn now(clock: i32) -> (u64, u64) {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec the call fills; an unsupported clock
-    // id only makes it fail, and then ts stays zero.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    (ts.tv_sec as u64, ts.tv_nsec as u64)
-}
 
 impl Vproc {
     /// The time calls, or None if `nr` is not one.
@@ -37,11 +26,7 @@ impl Vproc {
     }
 
     fn sys_clock_gettime(&mut self, clock: i32, tp: u64) -> R {
-        let (s, ns) = now(clock);
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&s.to_le_bytes());
-        b[8..].copy_from_slice(&ns.to_le_bytes());
-        self.mm.write(tp, &b)?;
+        self.mm.write(tp, &encode_timespec(clock_now(clock)))?;
         Ok(0)
     }
 
@@ -58,11 +43,8 @@ impl Vproc {
     /// gettimeofday: the real-time clock; the time zone is UTC.
     fn sys_gettimeofday(&mut self, tv: u64, tz: u64) -> R {
         if tv != 0 {
-            let (s, ns) = now(libc::CLOCK_REALTIME);
-            let mut b = [0u8; 16];
-            b[..8].copy_from_slice(&s.to_le_bytes());
-            b[8..].copy_from_slice(&(ns / 1000).to_le_bytes());
-            self.mm.write(tv, &b)?;
+            self.mm
+                .write(tv, &encode_timeval(clock_now(libc::CLOCK_REALTIME)))?;
         }
         if tz != 0 {
             self.mm.write(tz, &[0u8; 8])?;
@@ -71,7 +53,7 @@ impl Vproc {
     }
 
     fn sys_time(&mut self, t: u64) -> R {
-        let (s, _) = now(libc::CLOCK_REALTIME);
+        let s = clock_now(libc::CLOCK_REALTIME).as_secs();
         if t != 0 {
             self.mm.write_u64(t, s)?;
         }
