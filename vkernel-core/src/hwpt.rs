@@ -13,10 +13,17 @@
 //! notices page-table writes the guest makes, and only the guest can
 //! `invlpg` its own TLB. Table pages of a destroyed vmspace are scrubbed the
 //! same way before they return to the pool.
+//!
+//! **Bulk changes.** Each command costs the stub about ten instructions, and
+//! a PVM-derived KVM emulates every one (about 1 µs each). So where many
+//! entries of one table page change at once (a destroyed vmspace, fork's
+//! write protection, a large munmap), the host rewrites the page itself
+//! and the guest only *zaps* it ([`CMD_ZAP`]): one partial write that makes
+//! a shadow MMU drop its copy of the page and re-read it from memory.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use vkernel_guest::abi::{cmd, CMD_FLUSH, CMD_INVLPG, CMD_STORE};
+use vkernel_guest::abi::{cmd, CMD_FLUSH, CMD_INVLPG, CMD_STORE, CMD_ZAP};
 use vkernel_guest::layout::{PAGE_SIZE, SYS_PML4_INDEX, SYS_VA};
 use vkernel_guest::x86::{PTE_A, PTE_ADDR_MASK, PTE_P, PTE_U, PTE_W};
 
@@ -43,7 +50,21 @@ pub enum PoolError {
 
 /// Above this many invalidated pages, one full TLB flush replaces the
 /// per-page `invlpg`s.
-const INVLPG_MAX: usize = 32;
+const INVLPG_MAX: usize = 4;
+
+/// A table page with more changed entries than this is rewritten by the
+/// host and zapped ([`CMD_ZAP`]) instead of stored entry by entry.
+const STORE_MAX: usize = 2;
+
+/// What [`HwSpace::rewrite_range`] does to each present leaf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rewrite {
+    /// Remove it.
+    Remove,
+    /// Take write permission away (copy-on-write after fork); read-only
+    /// entries stay as they are.
+    WriteProtect,
+}
 
 /// The pool of hardware page-table pages in the system region.
 pub(crate) struct PtPool {
@@ -107,18 +128,18 @@ impl PtPool {
         })
     }
 
-    /// Return table pages: their non-zero entries are zeroed by the guest
-    /// before the pages are reused.
+    /// Return table pages of a destroyed vmspace. The host zeroes them
+    /// now (no vCPU can run that vmspace again), and queues one
+    /// [`CMD_ZAP`] per page and a flush: a shadow MMU drops its copies
+    /// when a vCPU applies them. Only then are the pages reused, so no
+    /// shadow of an old table can stand for a new one.
     pub(crate) fn release(&mut self, pages: &[u64]) {
         for &p in pages {
-            for i in 0..512u64 {
-                let off = p + 8 * i;
-                let v = self.sys.load(off).unwrap_or(0);
-                if v != 0 {
-                    self.scrub.push_back(cmd(CMD_STORE, SYS_VA + off, 0));
-                    self.queued += 1;
-                }
-            }
+            self.sys
+                .zero(p, PAGE_SIZE)
+                .expect("pool page inside the system region");
+            self.scrub.push_back(cmd(CMD_ZAP, SYS_VA + p, 0));
+            self.queued += 1;
         }
         if !pages.is_empty() {
             self.scrub.push_back(cmd(CMD_FLUSH, 0, 0));
@@ -276,19 +297,51 @@ impl HwSpace {
         }
     }
 
-    /// Queue removal of every leaf in `[start, end)`; returns how many.
-    pub(crate) fn clear_range(
+    /// Remove (or write-protect) every present leaf in `[start, end)`;
+    /// returns how many changed. A table page with at most [`STORE_MAX`]
+    /// changes gets one guest store per entry (the shadow entry is updated
+    /// in place); one with more is rewritten by the host and gets one
+    /// [`CMD_ZAP`], so the stub runs one instruction for it instead of a
+    /// store per entry. Then `invlpg` per page, or one flush.
+    pub(crate) fn rewrite_range(
         &self,
         pool: &PtPool,
         start: u64,
         end: u64,
+        how: Rewrite,
         cmds: &mut Vec<Cmd>,
     ) -> usize {
-        let mut vas = Vec::new();
+        // Changed leaves by table page: (va, entry offset, new value).
+        let mut by_table: BTreeMap<u64, Vec<(u64, u64, u64)>> = BTreeMap::new();
         self.for_each_leaf(pool, start, end, &mut |va, off| {
-            cmds.push(cmd(CMD_STORE, SYS_VA + off, 0));
-            vas.push(va);
+            let cur = pool.sys.load(off).unwrap_or(0);
+            let new = match how {
+                Rewrite::Remove => 0,
+                Rewrite::WriteProtect if cur & PTE_W != 0 => cur & !PTE_W,
+                Rewrite::WriteProtect => return,
+            };
+            by_table
+                .entry(off & !(PAGE_SIZE - 1))
+                .or_default()
+                .push((va, off, new));
         });
+        let mut vas = Vec::new();
+        for (table, leaves) in by_table {
+            if leaves.len() <= STORE_MAX {
+                for (va, off, new) in leaves {
+                    cmds.push(cmd(CMD_STORE, SYS_VA + off, new));
+                    vas.push(va);
+                }
+            } else {
+                for (va, off, new) in leaves {
+                    pool.sys
+                        .store(off, new)
+                        .expect("table inside the system region");
+                    vas.push(va);
+                }
+                cmds.push(cmd(CMD_ZAP, SYS_VA + table, 0));
+            }
+        }
         if vas.len() > INVLPG_MAX {
             cmds.push(cmd(CMD_FLUSH, 0, 0));
         } else {

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use vkernel_guest::layout::PAGE_SIZE;
 use vkernel_guest::x86::{PTE_A, PTE_ADDR_MASK, PTE_D, PTE_NX, PTE_P, PTE_U, PTE_W, USER_END};
 
-use crate::hwpt::{Cmd, HwSpace, Installed, PoolError};
+use crate::hwpt::{Cmd, HwSpace, Installed, PoolError, Rewrite};
 use crate::machine::MachineInner;
 use crate::vpte::{index, Vpte};
 use crate::walker::{walk, Access, Emulate, FaultReason, Translation};
@@ -141,6 +141,11 @@ pub enum Mcontrol {
     },
     /// Drop hardware mappings for the range after the vkernel edited VPTEs.
     Inval,
+    /// The vkernel took write permission away from VPTEs in the range and
+    /// changed nothing else (fork's copy-on-write): writable hardware
+    /// entries become read-only, read-only ones stay, so the vproc refaults
+    /// none of the pages it only reads.
+    WriteProtect,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,7 +312,7 @@ impl Vmspace {
         for k in keys {
             st.regions.remove(&k);
         }
-        self.invalidate_locked(&mut st, addr, end);
+        self.invalidate_locked(&mut st, addr, end, Rewrite::Remove);
         Ok(())
     }
 
@@ -346,9 +351,12 @@ impl Vmspace {
                 for (_, r) in st.regions.range_mut(addr..end) {
                     r.kind = Kind::PageTable { root: Some(root) };
                 }
-                self.invalidate_locked(&mut st, addr, end);
+                self.invalidate_locked(&mut st, addr, end, Rewrite::Remove);
             }
-            Mcontrol::Inval => self.invalidate_locked(&mut st, addr, end),
+            Mcontrol::Inval => self.invalidate_locked(&mut st, addr, end, Rewrite::Remove),
+            Mcontrol::WriteProtect => {
+                self.invalidate_locked(&mut st, addr, end, Rewrite::WriteProtect)
+            }
         }
         Ok(())
     }
@@ -433,7 +441,7 @@ impl Vmspace {
                 .map_err(|_| FaultReason::NotValid { level: 1 })?
             {
                 let page = va & !0xFFF;
-                self.invalidate_locked(&mut st, page, page + PAGE_SIZE);
+                self.invalidate_locked(&mut st, page, page + PAGE_SIZE, Rewrite::Remove);
                 return Ok(Vpte(old));
             }
         }
@@ -483,7 +491,7 @@ impl Vmspace {
                     }
                 },
             );
-            self.invalidate_locked(&mut st, lo, hi);
+            self.invalidate_locked(&mut st, lo, hi, Rewrite::Remove);
         }
         Ok(n)
     }
@@ -654,11 +662,11 @@ impl Vmspace {
         Ok(())
     }
 
-    fn invalidate_locked(&self, st: &mut VmState, start: u64, end: u64) {
+    fn invalidate_locked(&self, st: &mut VmState, start: u64, end: u64, how: Rewrite) {
         let pool = self.shared.machine.pool.lock().unwrap();
         let Some(hw) = &st.hw else { return };
         let mut cmds = Vec::new();
-        let n = hw.clear_range(&pool, start, end, &mut cmds);
+        let n = hw.rewrite_range(&pool, start, end, how, &mut cmds);
         drop(pool);
         if n > 0 {
             st.pending.extend(cmds);

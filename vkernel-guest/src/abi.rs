@@ -47,6 +47,17 @@ pub const CMD_FLUSH: u64 = 2;
 pub const CMD_SET_TS: u64 = 3;
 /// Command kind: clear CR0.TS (`clts`).
 pub const CMD_CLTS: u64 = 4;
+/// Command kind: make the MMU forget what it cached of the hardware table
+/// page at this (4 KiB aligned) address, which the host rewrote. The stub
+/// does an atomic 2-byte read-modify-write of the high bytes of the page's
+/// first entry (`lock or word ptr [page + 6], 0`): the value stays, but a
+/// shadow MMU drops its shadow of a page table written with a partial
+/// (misaligned) write, and re-reads the page from memory when it is next
+/// walked. One instruction per table page, however many entries changed. A
+/// real MMU (nested paging) caches nothing but the TLB, which the flush or
+/// `invlpg` that follows handles. Atomic, so it never undoes a concurrent
+/// store to that entry (by the host, or a hardware A/D update).
+pub const CMD_ZAP: u64 = 5;
 
 /// Encode one mailbox command.
 pub const fn cmd(kind: u64, addr: u64, value: u64) -> [u64; 2] {

@@ -9,8 +9,11 @@
 //! (and a zero error code where the CPU pushes none) and exits to the host
 //! with one `out`; all decisions are the host's. On resume the stub applies
 //! the commands the host left in the per-vCPU mailbox (hardware PTE stores,
-//! `invlpg`, full flushes: these must be done by the guest so that a shadow
-//! MMU sees them) and returns to the vproc with `iretq`.
+//! table-page zaps, `invlpg`, full flushes: these must be done by the guest
+//! so that a shadow MMU sees them) and returns to the vproc with `iretq`.
+//!
+//! Every instruction here is emulated one at a time by a PVM-derived KVM
+//! (about 1 µs each): keep the paths short and the commands few.
 
 use core::arch::global_asm;
 
@@ -105,6 +108,12 @@ vkstub_resume:
     invlpg [rax]
     jmp 8f
 5:
+    cmp al, {cmd_zap}
+    jne 51f
+    and rax, -8
+    lock or word ptr [rax + 6], 0
+    jmp 8f
+51:
     cmp al, {cmd_set_ts}
     jne 6f
     mov rax, cr0
@@ -208,6 +217,7 @@ vktramp_end:
     cmd_invlpg = const abi::CMD_INVLPG,
     cmd_set_ts = const abi::CMD_SET_TS,
     cmd_clts = const abi::CMD_CLTS,
+    cmd_zap = const abi::CMD_ZAP,
 );
 
 extern "C" {

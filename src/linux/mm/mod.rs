@@ -292,7 +292,8 @@ impl Mm {
         }
         drop(fr);
         // The parent's writable hardware entries are stale now.
-        self.inval(USER_START, USER_END);
+        self.vms
+            .mcontrol(USER_START, USER_END - USER_START, Mcontrol::WriteProtect)?;
         let vms = Arc::new(vms);
         vms.mmap(USER_START, USER_END - USER_START, Backing::PageTable)?;
         vms.mcontrol(
