@@ -729,6 +729,14 @@ pub fn load_image(
         VmaKind::Stack,
     )?;
     let rsp = build_stack(mm, elf, cfg)?;
+    // The program is about to run its image and stack: install their
+    // hardware entries now (host writes only) instead of a fault per window.
+    for s in &elf.segments {
+        let start = s.vaddr & !(PAGE - 1);
+        let end = (s.vaddr + s.memsz + PAGE - 1) & !(PAGE - 1);
+        mm.vmspace().populate(start, end)?;
+    }
+    mm.vmspace().populate(rsp & !(PAGE - 1), STACK_TOP)?;
     Ok(TrapFrame::new(elf.entry, rsp))
 }
 

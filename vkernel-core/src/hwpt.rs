@@ -56,6 +56,9 @@ const INVLPG_MAX: usize = 4;
 /// host and zapped ([`CMD_ZAP`]) instead of stored entry by entry.
 const STORE_MAX: usize = 2;
 
+/// Scrub commands waiting that make carrying them urgent.
+const SCRUB_URGENT: usize = 256;
+
 /// What [`HwSpace::rewrite_range`] does to each present leaf.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Rewrite {
@@ -70,6 +73,7 @@ pub(crate) enum Rewrite {
 pub(crate) struct PtPool {
     sys: Ram,
     sys_gpa: u64,
+    start: u64,
     next_fresh: u64,
     end: u64,
     free: Vec<u64>,
@@ -91,6 +95,7 @@ impl PtPool {
         PtPool {
             sys,
             sys_gpa,
+            start,
             next_fresh: start,
             end,
             free: Vec::new(),
@@ -189,6 +194,15 @@ impl PtPool {
     /// Is anything waiting to be scrubbed?
     pub(crate) fn has_scrub(&self) -> bool {
         !self.scrub.is_empty()
+    }
+
+    /// Must the scrub be carried even at the cost of an extra exit (a vCPU
+    /// resting in user mode bounces into the stub for it)? Only when the
+    /// backlog grows long or fresh pages run low; otherwise it waits for an
+    /// entry that goes through the stub anyway.
+    pub(crate) fn scrub_urgent(&self) -> bool {
+        let total = (self.end - self.start) / PAGE_SIZE;
+        self.scrub.len() >= SCRUB_URGENT || self.free_pages() < total / 8
     }
 
     /// Build a new address space: a PML4 with the shared upper half.
@@ -297,7 +311,8 @@ impl HwSpace {
         }
     }
 
-    /// Remove (or write-protect) every present leaf in `[start, end)`;
+    /// Remove (or write-protect, except where `keep(va, entry)`) every present
+    /// leaf in `[start, end)`;
     /// returns how many changed. A table page with at most [`STORE_MAX`]
     /// changes gets one guest store per entry (the shadow entry is updated
     /// in place); one with more is rewritten by the host and gets one
@@ -309,6 +324,7 @@ impl HwSpace {
         start: u64,
         end: u64,
         how: Rewrite,
+        keep: &dyn Fn(u64, u64) -> bool,
         cmds: &mut Vec<Cmd>,
     ) -> usize {
         // Changed leaves by table page: (va, entry offset, new value).
@@ -317,7 +333,7 @@ impl HwSpace {
             let cur = pool.sys.load(off).unwrap_or(0);
             let new = match how {
                 Rewrite::Remove => 0,
-                Rewrite::WriteProtect if cur & PTE_W != 0 => cur & !PTE_W,
+                Rewrite::WriteProtect if cur & PTE_W != 0 && !keep(va, cur) => cur & !PTE_W,
                 Rewrite::WriteProtect => return,
             };
             by_table

@@ -189,7 +189,10 @@ mod tests {
             old
         };
         // Without the handler the first kick would kill the process.
-        assert_eq!(old.sa_sigaction, on_kick as *const () as usize);
+        // (Not compared with `on_kick`'s address: function addresses are
+        // not unique in optimised builds.)
+        assert_ne!(old.sa_sigaction, libc::SIG_DFL);
+        assert_ne!(old.sa_sigaction, libc::SIG_IGN);
         assert_eq!(old.sa_flags & libc::SA_RESTART, 0, "KVM_RUN must see EINTR");
     }
 

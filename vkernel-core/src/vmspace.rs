@@ -24,6 +24,7 @@ use vkernel_guest::x86::{PTE_A, PTE_ADDR_MASK, PTE_D, PTE_NX, PTE_P, PTE_U, PTE_
 use crate::hwpt::{Cmd, HwSpace, Installed, PoolError, Rewrite};
 use crate::machine::MachineInner;
 use crate::vpte::{index, Vpte};
+use crate::walk_range::{walk_range, Leaf, Leaves, VpTables};
 use crate::walker::{walk, Access, Emulate, FaultReason, Translation};
 
 /// Errors of vmspace calls. A call that fails changes nothing.
@@ -224,20 +225,7 @@ fn check_range(addr: u64, len: u64) -> Result<u64, VmspaceError> {
 impl Vmspace {
     pub(crate) fn create(machine: Arc<MachineInner>) -> Result<Vmspace, VmspaceError> {
         let mut pool = machine.pool.lock().unwrap();
-        let mut hw = pool.new_space()?;
-        if machine.path == crate::machine::TrapPath::StaysInUserMode {
-            let e = crate::machine::tramp_entry(machine.sys_gpa);
-            if let Err(err) = hw.install(
-                &mut pool,
-                vkernel_guest::layout::TRAMP_VA,
-                e,
-                false,
-                &mut Vec::new(),
-            ) {
-                pool.release(hw.pages());
-                return Err(err.into());
-            }
-        }
+        let hw = new_hw(&machine, &mut pool)?;
         drop(pool);
         let id = machine.new_vmspace_id();
         Ok(Vmspace {
@@ -662,11 +650,131 @@ impl Vmspace {
         Ok(())
     }
 
+    /// Start over with empty hardware page tables (a new PML4), as for an
+    /// execve: nothing of the old mappings stays. The old tables go to the
+    /// pool's scrub queue, which vCPUs carry when it costs them no exit; no
+    /// command waits for the vproc's next entry, which only loads the new
+    /// CR3. Returns `false`, changing nothing, while a vCPU runs the
+    /// vmspace: invalidate with [`Mcontrol::Inval`] then.
+    pub fn reset_hw(&self) -> Result<bool, VmspaceError> {
+        let mut st = self.lock();
+        if st.running != 0 {
+            return Ok(false);
+        }
+        let machine = &self.shared.machine;
+        let mut pool = machine.pool.lock().unwrap();
+        let hw = new_hw(machine, &mut pool)?;
+        // Commands for the old tables die with them: they are zeroed now.
+        st.pending.clear();
+        st.gen += 1;
+        if let Some(old) = st.hw.replace(hw) {
+            pool.release(old.pages());
+        }
+        Ok(true)
+    }
+
+    /// Install hardware entries now for every valid page of the vproc's
+    /// vpagetable in `[start, end)` that has none, as fault-around installs
+    /// neighbours: no VPTE A/M bit changes, hardware A clear (so
+    /// [`Vmspace::harvest_accessed`] still tells which pages were used), a
+    /// page the vproc may write but has not is read-only until its first
+    /// write. The host writes only empty entries: no guest work, no exit.
+    /// Use it where the vproc is about to touch the pages (a new program's
+    /// image and stack): each saves a fault. Returns how many were
+    /// installed. Large pages are left to the fault path.
+    ///
+    /// ```no_run
+    /// # fn f(vms: &vkernel_core::vmspace::Vmspace) {
+    /// let installed = vms.populate(0x40_0000, 0x60_0000).unwrap();
+    /// # let _ = installed; }
+    /// ```
+    pub fn populate(&self, start: u64, end: u64) -> Result<usize, VmspaceError> {
+        let end = check_range(start, end.saturating_sub(start))?;
+        let vas = {
+            let st = self.lock();
+            let ram = &self.shared.machine.ram;
+            let mut vas = Vec::new();
+            for (&rs, r) in st.regions.range(..end) {
+                let (s, e) = (rs.max(start), r.end.min(end));
+                if s >= e {
+                    continue;
+                }
+                if let Kind::PageTable { root: Some(root) } = r.kind {
+                    let mut v = Leaves(|l: Leaf| {
+                        if l.level == 1 {
+                            vas.push(l.va)
+                        }
+                    });
+                    walk_range(&VpTables(ram), root, s, e, &mut v);
+                }
+            }
+            vas
+        };
+        Ok(self.install_pages(&vas))
+    }
+
+    /// [`Vmspace::populate`] for the pages `other` has hardware entries for
+    /// in `[start, end)`: after fork, the child gets the parent's working
+    /// set (read-only where copy-on-write) before it first runs, instead of
+    /// one fault per page.
+    pub fn populate_like(
+        &self,
+        other: &Vmspace,
+        start: u64,
+        end: u64,
+    ) -> Result<usize, VmspaceError> {
+        let end = check_range(start, end.saturating_sub(start))?;
+        let vas = {
+            let st = other.lock();
+            let pool = other.shared.machine.pool.lock().unwrap();
+            let mut vas = Vec::new();
+            if let Some(hw) = &st.hw {
+                hw.for_each_leaf(&pool, start, end, &mut |va, _| vas.push(va));
+            }
+            vas
+        };
+        Ok(self.install_pages(&vas))
+    }
+
+    /// Install the hardware entry of each page in `vas` that has none.
+    fn install_pages(&self, vas: &[u64]) -> usize {
+        let mut st = self.lock();
+        let mut pool = self.shared.machine.pool.lock().unwrap();
+        let mut n = 0;
+        let mut cmds = Vec::new();
+        for &va in vas {
+            let Ok((frame, flags)) = self.translate_locked(&st, va, Access::Read, Emulate::No)
+            else {
+                continue;
+            };
+            let Some(hw) = st.hw.as_mut() else { break };
+            if hw.leaf(&pool, va) != 0 {
+                continue;
+            }
+            if let Ok(Installed::Direct) =
+                hw.install(&mut pool, va, frame | (flags & !PTE_A), false, &mut cmds)
+            {
+                n += 1;
+            }
+        }
+        debug_assert!(cmds.is_empty(), "only empty entries are installed");
+        st.stats.installed += n as u64;
+        n
+    }
+
     fn invalidate_locked(&self, st: &mut VmState, start: u64, end: u64, how: Rewrite) {
         let pool = self.shared.machine.pool.lock().unwrap();
         let Some(hw) = &st.hw else { return };
         let mut cmds = Vec::new();
-        let n = hw.rewrite_range(&pool, start, end, how, &mut cmds);
+        // Write protection spares the pages the vkernel left writable (a
+        // fork that gave the child its own copy of them).
+        let still_writable = |va: u64, cur: u64| {
+            how == Rewrite::WriteProtect
+                && self
+                    .translate_locked(st, va, Access::Read, Emulate::No)
+                    .is_ok_and(|(frame, f)| f & PTE_W != 0 && frame == cur & PTE_ADDR_MASK)
+        };
+        let n = hw.rewrite_range(&pool, start, end, how, &still_writable, &mut cmds);
         drop(pool);
         if n > 0 {
             st.pending.extend(cmds);
@@ -744,6 +852,26 @@ fn linear_flags(prot: Prot) -> u64 {
         f |= PTE_NX;
     }
     f
+}
+
+/// Empty hardware tables for a vmspace: the shared upper half, and the
+/// trampoline page where the host's KVM keeps CPL3 across `syscall`.
+fn new_hw(machine: &MachineInner, pool: &mut crate::hwpt::PtPool) -> Result<HwSpace, PoolError> {
+    let mut hw = pool.new_space()?;
+    if machine.path == crate::machine::TrapPath::StaysInUserMode {
+        let e = crate::machine::tramp_entry(machine.sys_gpa);
+        if let Err(err) = hw.install(
+            pool,
+            vkernel_guest::layout::TRAMP_VA,
+            e,
+            false,
+            &mut Vec::new(),
+        ) {
+            pool.release(hw.pages());
+            return Err(err);
+        }
+    }
+    Ok(hw)
 }
 
 fn find(regions: &BTreeMap<u64, Region>, va: u64) -> Option<(u64, &Region)> {

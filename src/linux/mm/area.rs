@@ -126,7 +126,9 @@ impl Mm {
                     self.set_vpte(va, f, p)?;
                     f
                 }
-                None => self.map_new(va, prot, false)?,
+                // Writable data the loader wrote is modified: the first
+                // write must not fault to set M.
+                None => self.map_new(va, prot, prot & PROT_WRITE != 0)?,
             };
             // Copy the part of the data that falls into this page.
             let lo = va.max(data_start);

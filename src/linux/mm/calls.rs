@@ -331,6 +331,14 @@ impl Mm {
                     );
                 }
             }
+            // A small growth is malloc's next chunk, written at once: give
+            // it frames now rather than a demand fault per page.
+            if new_top - old_top <= EAGER_BRK * PAGE {
+                let mut va = old_top;
+                while va < new_top && self.map_new(va, PROT_READ | PROT_WRITE, true).is_ok() {
+                    va += PAGE;
+                }
+            }
         } else if new_top < old_top {
             self.unmap(new_top, old_top);
         }

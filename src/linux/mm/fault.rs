@@ -137,8 +137,13 @@ impl Mm {
         };
         let (lo, hi) = if vma.kind == VmaKind::Stack {
             (page.saturating_sub((n - 1) * PAGE).max(start), page + PAGE)
-        } else {
+        } else if page == self.sweep.0 {
             (page, (page + n * PAGE).min(vma.end))
+        } else {
+            // A first touch: the aligned window around the page, both
+            // sides (a program's BSS and heap are touched out of order).
+            let base = page - (page / PAGE % n) * PAGE;
+            (base.max(start), (base + n * PAGE).min(vma.end))
         };
         self.sweep = (hi, n);
         self.map_new(page, vma.prot, dirty)

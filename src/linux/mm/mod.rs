@@ -46,6 +46,12 @@ pub const FRAMES_START: u64 = 0x10_0000;
 
 /// Largest demand-fault window (pages) of a sequential sweep.
 pub const MAX_WINDOW: u64 = 128;
+/// Most modified pages fork copies at once (see `Mm::eager_fork_pages`).
+pub const EAGER_FORK_MAX: usize = 64;
+/// Largest brk growth (pages) mapped at once instead of on demand.
+pub const EAGER_BRK: u64 = 16;
+/// Pages at the top of the stack fork copies when a process has more.
+pub const EAGER_FORK_STACK: u64 = 4;
 
 /// PROT_READ.
 pub const PROT_READ: u32 = 1;
@@ -272,12 +278,29 @@ impl Mm {
     /// fork(2): a new address space in `vms` (a fresh vmspace) with the same
     /// areas and contents, sharing every frame copy-on-write.
     pub fn fork(&mut self, vms: Vmspace) -> Result<Mm, MmError> {
+        let eager = self.eager_fork_pages();
         let mut fr = self.fr();
         let cvpt = self
             .vpt
             .fork_cow(&self.ram, &mut fr, USER_START, USER_END)?;
+        // The pages the parent has written, if few, are copied now: neither
+        // side takes a copy-on-write fault for them (each costs a trap).
+        for &va in &eager {
+            // The child copies first, so the parent, then the last holder,
+            // keeps its frame (and its hardware entry stays right).
+            cvpt.cow_fault(&self.ram, &mut fr, va)?;
+            self.vpt.cow_fault(&self.ram, &mut fr, va)?;
+            if let Some(e) = cvpt.lookup(&self.ram, va) {
+                cvpt.set(&self.ram, &mut fr, va, e.with(Vpte::M))?;
+            }
+        }
         // Pages without a valid VPTE (PROT_NONE) were not shared: copy them.
         let mut pages = self.pages.clone();
+        for &va in &eager {
+            if let Some(e) = cvpt.lookup(&self.ram, va) {
+                pages.insert(va, e.frame());
+            }
+        }
         for (&va, &f) in &self.pages {
             if self.vpt.lookup(&self.ram, va).is_some_and(|e| e.valid()) {
                 continue;
@@ -302,6 +325,8 @@ impl Mm {
             Mcontrol::SetMap { root: cvpt.root() },
         )?;
         vms.set_fault_around(MAX_WINDOW.max(self.fault_around));
+        // The child starts with the parent's working set installed.
+        vms.populate_like(&self.vms, USER_START, USER_END)?;
         Ok(Mm {
             ram: self.ram.clone(),
             frames: self.frames.clone(),
@@ -315,6 +340,27 @@ impl Mm {
             sweep: (0, self.fault_around),
             stats: MmStats::default(),
         })
+    }
+
+    /// The pages fork copies at once instead of sharing copy-on-write: the
+    /// writable pages the parent has modified, when there are at most
+    /// [`EAGER_FORK_MAX`] (a shell's data, heap and stack); otherwise only
+    /// the modified pages at the top of the stack, which both sides write
+    /// first. Copying a page costs about a microsecond; the copy-on-write
+    /// fault it replaces costs a trap to the vkernel on each side.
+    fn eager_fork_pages(&self) -> Vec<u64> {
+        let mut dirty = Vec::new();
+        self.vpt
+            .for_each_leaf(&self.ram, USER_START, USER_END, &mut |va, _, e| {
+                if e.valid() && e.writable() && e.modified() && !e.large() {
+                    dirty.push(va);
+                }
+            });
+        if dirty.len() > EAGER_FORK_MAX {
+            let stack_top = STACK_TOP - EAGER_FORK_STACK * PAGE;
+            dirty.retain(|&va| (stack_top..STACK_TOP).contains(&va));
+        }
+        dirty
     }
 
     /// Drop every page and table (the vmspace keeps pointing at the old
@@ -336,6 +382,8 @@ impl Mm {
         self.brk_start = 0;
         self.brk = 0;
         self.sweep = (0, self.fault_around);
+        // New hardware tables: cheaper than invalidating every entry.
+        self.vms.reset_hw()?;
         let vpt = VpTable::new(&self.ram, &mut self.fr());
         // Even on failure the old tables are gone: point at a valid root.
         self.vpt = vpt?;

@@ -145,6 +145,8 @@ pub struct Cpu {
     kick: Arc<KickState>,
     pos: Position,
     cur_vms: u64,
+    /// CR3 of the last vmspace run here.
+    cur_cr3: u64,
     /// CR3 to load; kept until an entry is known to have happened.
     new_cr3: Option<u64>,
     /// The last KVM_RUN returned before entering the guest: whether it
@@ -222,6 +224,7 @@ impl Cpu {
             kick,
             pos: Position::Kernel,
             cur_vms: 0,
+            cur_cr3: 0,
             new_cr3: None,
             force_dirty: false,
             exit_regs: regs,
@@ -401,10 +404,12 @@ impl Cpu {
         {
             let mut st = vms.lock();
             st.running |= 1 << self.index;
-            if self.cur_vms != vms.shared.id {
-                let pml4 = st.hw.as_ref().expect("live vmspace").pml4;
-                self.new_cr3 = Some(self.m.sys_gpa + pml4);
+            let cr3 = self.m.sys_gpa + st.hw.as_ref().expect("live vmspace").pml4;
+            if self.cur_vms != vms.shared.id || self.cur_cr3 != cr3 {
+                // Another vmspace, or this one with new tables (reset_hw).
+                self.new_cr3 = Some(cr3);
                 self.cur_vms = vms.shared.id;
+                self.cur_cr3 = cr3;
                 self.seen_gen = st.gen;
             }
             if !st.pending.is_empty() {
@@ -435,7 +440,9 @@ impl Cpu {
         }
         if self.scrub_batch.is_none() && self.queue.len() < MB_MAX_CMDS {
             let mut pool = self.m.pool.lock().unwrap();
-            if pool.has_scrub() {
+            // Scrubs are not urgent: carried by an entry through the stub,
+            // they cost no exit of their own.
+            if pool.has_scrub() && (self.pos == Position::Kernel || pool.scrub_urgent()) {
                 let mut v = Vec::new();
                 self.scrub_batch = pool.take_scrub(MB_MAX_CMDS - self.queue.len(), &mut v);
                 // First in line, so the first mailbox chunk carries all of it.
