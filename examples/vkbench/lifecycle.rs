@@ -9,6 +9,13 @@
 //!   loop minus a short one, divided by the difference in iterations: what
 //!   one fork+exec+exit+wait cycle costs in crossings.
 //!
+//! - `emulated_insns_per_fork_exec`: instructions KVM emulated for the
+//!   vkernel process (the `kvm:kvm_emulate_insn` tracepoint, counted by
+//!   `perf stat` for a child run of the loop), long loop minus short, per
+//!   iteration. Where guest CPL0 code is emulated (PVM-derived hosts) this
+//!   is the stub's work per cycle. Needs `perf` (Debian's linux-perf) and
+//!   permission to read KVM's tracepoints (root); left out otherwise.
+//!
 //! Figures that cannot be measured here (no /bin/busybox, no /dev/kvm, no
 //! qemu-x86_64) are left out.
 
@@ -104,6 +111,52 @@ fn run_host(runner: Option<&str>, n: u64) -> Result<f64, String> {
     Ok(t0.elapsed().as_secs_f64() * 1e3)
 }
 
+/// Environment variable that makes vkbench run one vkernel loop and exit:
+/// `TAR:N` (the image and the iterations).
+pub const CHILD_ENV: &str = "VKBENCH_LIFECYCLE_CHILD";
+
+/// The child run: the loop of `spec` (`TAR:N`); returns the exit status.
+pub fn child(spec: &std::ffi::OsStr) -> i32 {
+    let spec = spec.to_string_lossy();
+    let Some((tar, n)) = spec.rsplit_once(':') else {
+        eprintln!("{CHILD_ENV}: expected TAR:N, got {spec}");
+        return 2;
+    };
+    match n.parse() {
+        Ok(n) => match run_vk(Path::new(tar), n) {
+            Ok(_) => 0,
+            Err(e) => {
+                eprintln!("vkbench loop child: {e}");
+                1
+            }
+        },
+        Err(_) => {
+            eprintln!("{CHILD_ENV}: bad iteration count {n}");
+            2
+        }
+    }
+}
+
+/// Instructions KVM emulated for one child run of `n` iterations, counted
+/// by `perf stat` (None where perf or the tracepoint is unavailable).
+fn emulated_insns(tar: &Path, n: u64) -> Option<u64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = Command::new("perf")
+        .args(["stat", "-x,", "-e", "kvm:kvm_emulate_insn", "--"])
+        .arg(exe)
+        .env(CHILD_ENV, format!("{}:{n}", tar.display()))
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find(|l| l.contains("kvm:kvm_emulate_insn"))
+        .and_then(|l| l.split(',').next())
+        .and_then(|c| c.trim().parse().ok())
+}
+
 fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
@@ -168,7 +221,22 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
             }
         }
     }
+    let emulated: Vec<f64> = (0..rounds)
+        .filter_map(|_| {
+            let (long, few) = (emulated_insns(&tar, n)?, emulated_insns(&tar, short)?);
+            Some(long.saturating_sub(few) as f64 / (n - short) as f64)
+        })
+        .collect();
+    if emulated.is_empty() {
+        eprintln!(
+            "vkbench sched: no emulated_insns_per_fork_exec (needs perf from linux-perf and \
+             access to KVM's tracepoints)"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(m) = median(emulated) {
+        out.push(("emulated_insns_per_fork_exec".into(), m));
+    }
     if let Some(m) = median(wall) {
         out.push(("fork_exec_loop_ms".into(), m));
     }

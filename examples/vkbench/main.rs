@@ -57,6 +57,11 @@ enum Suite {
 }
 
 fn main() {
+    // A child run of the fork+exec loop, counted by `perf stat` (see
+    // lifecycle.rs): not a user-facing mode.
+    if let Some(spec) = std::env::var_os(lifecycle::CHILD_ENV) {
+        std::process::exit(lifecycle::child(&spec));
+    }
     let args = <Args as clap::Parser>::parse();
     let (json, quick) = (args.json, args.quick);
     let suites = if args.suites.is_empty() || args.suites.contains(&Suite::All) {

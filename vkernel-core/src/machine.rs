@@ -674,6 +674,13 @@ pub(crate) fn write_user_iret_frame(sys: &Ram, n: usize, rip: u64, rflags: u64, 
     }
 }
 
+/// Point the return RIP of vCPU `n`'s pending `iretq` (the frame the stub
+/// returns to the vproc through) at `rip`, leaving the rest of the frame.
+pub(crate) fn redirect_user_iret(sys: &Ram, n: usize, rip: u64) {
+    sys.store(cpu_stack_top_off(n) - 40, rip)
+        .expect("per-vCPU area inside the system region");
+}
+
 /// TSS limit: the 104-byte TSS, a 32-byte I/O bitmap for ports 0..256 and
 /// the terminating byte.
 const TSS_LIMIT: u32 = 104 + 32;

@@ -150,6 +150,8 @@ vkstub_syscall:
     mov rsp, gs:[{kstack}]
     swapgs
     out {port_sys}, al
+    .globl vkstub_syscall_out_end
+vkstub_syscall_out_end:
     jmp vkstub_resume
 
     .balign 16
@@ -225,6 +227,7 @@ extern "C" {
     static vkstub_end: u8;
     static vkstub_resume: u8;
     static vkstub_syscall: u8;
+    static vkstub_syscall_out_end: u8;
     static vkstub_vectors: [u64; 32];
     static vktramp_start: u8;
     static vktramp_end: u8;
@@ -271,6 +274,11 @@ pub struct StubOffsets {
     pub resume: u64,
     /// CPL0 `syscall` entry (standard VT-x/SVM semantics).
     pub syscall: u64,
+    /// Just past the CPL0 `syscall` entry's `out`. The stub is on its way
+    /// out to the host in `[0, resume)` (vectors, then the exception `out`)
+    /// and in `[syscall, syscall_out_end)`; everywhere else it is on its
+    /// way back to the vproc.
+    pub syscall_out_end: u64,
     /// CPL3 trampoline a `syscall` lands on where KVM keeps CPL3.
     pub tramp_syscall: u64,
     /// Probe: the LSTAR target during the machine-start probe.
@@ -293,6 +301,7 @@ pub fn offsets() -> StubOffsets {
             vectors: core::ptr::read(core::ptr::addr_of!(vkstub_vectors)),
             resume: addr(core::ptr::addr_of!(vkstub_resume)) as u64 - s,
             syscall: addr(core::ptr::addr_of!(vkstub_syscall)) as u64 - s,
+            syscall_out_end: addr(core::ptr::addr_of!(vkstub_syscall_out_end)) as u64 - s,
             tramp_syscall: addr(core::ptr::addr_of!(vktramp_syscall)) as u64 - t,
             tramp_probe_entry: addr(core::ptr::addr_of!(vktramp_probe_entry)) as u64 - t,
             tramp_probe_user: addr(core::ptr::addr_of!(vktramp_probe_user)) as u64 - t,

@@ -12,6 +12,8 @@ use vkernel_guest::abi;
 pub(crate) const VEC_NM: u64 = 7;
 /// #PF (page fault).
 pub(crate) const VEC_PF: u64 = 14;
+/// #UD (invalid opcode).
+pub(crate) const VEC_UD: u64 = 6;
 
 /// Where the host left the vCPU for the next entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,8 +29,6 @@ pub(crate) enum Position {
 pub(crate) enum RawExit {
     /// KVM_EXIT_IO, an `out` to this port (the stub's trampolines).
     Out(u16),
-    /// KVM_EXIT_DEBUG (a single step).
-    Debug,
     /// KVM_EXIT_SHUTDOWN (triple fault).
     Shutdown,
     /// KVM_EXIT_INTERNAL_ERROR with this suberror.
@@ -61,14 +61,16 @@ pub(crate) struct Expect {
     pub pos: Position,
     /// The entry detours through the stub (at `kcall`) to apply commands.
     pub bounce: bool,
-    /// The vCPU is single-stepping (kicked inside the stub).
-    pub stepping: bool,
     /// The stub's kernel-call address (the bounce target).
     pub kcall: u64,
     /// RIP and RSP of a CPL0 entry at the stub's resume point.
     pub resume_rip: u64,
     /// See `resume_rip`.
     pub resume_rsp: u64,
+    /// Where the stub is on its way out to the host (its vectors and
+    /// exception `out`; the CPL0 syscall entry up to its `out`): half-open
+    /// guest-virtual ranges. Elsewhere in the stub it is on its way back.
+    pub stub_exiting: [(u64, u64); 2],
 }
 
 /// Where a kick (EINTR) found the vCPU.
@@ -87,17 +89,13 @@ pub(crate) enum Interruption {
     InVproc,
     /// At the stub's resume point, never entered (immediate exit).
     NeverEntered,
-    /// Inside the stub: single-step until the vproc runs.
-    InStub,
-}
-
-/// Where a single step landed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Stepped {
-    /// In the vproc (CPL3, not at the bounce address): stop stepping.
-    InVproc,
-    /// Still in the stub, or at the bounce address: step on.
-    OnTheWay,
+    /// Inside the stub on its way out to the host: let it exit, then
+    /// answer the kick.
+    StubExiting,
+    /// Inside the stub on its way back to the vproc (applying commands):
+    /// its `iretq` is redirected to the bounce address, so it comes back
+    /// to the host once the commands are applied, before the vproc runs.
+    StubResuming,
 }
 
 /// The kinds of exit the run loop handles.
@@ -111,8 +109,6 @@ pub(crate) enum ExitKind {
     Syscall,
     /// An `out` to a port nobody uses.
     UnknownPort(u16),
-    /// A single-step exit.
-    Step(Stepped),
     /// A kick (EINTR).
     Interrupted(Interruption),
     /// Triple fault.
@@ -131,22 +127,12 @@ pub(crate) fn classify(raw: &RawExit, s: &Snapshot, e: &Expect) -> ExitKind {
         RawExit::Out(abi::PORT_EXCEPTION) => ExitKind::Exception,
         RawExit::Out(abi::PORT_SYSCALL) => ExitKind::Syscall,
         RawExit::Out(p) => ExitKind::UnknownPort(*p),
-        RawExit::Debug => ExitKind::Step(classify_step(s, e)),
         RawExit::Shutdown => ExitKind::Shutdown,
         RawExit::InternalError(sub) => ExitKind::InternalError(*sub),
         RawExit::Other(what) => ExitKind::Unexpected(what.clone()),
         RawExit::Errno(libc::EINTR) => ExitKind::Interrupted(classify_interruption(s, e)),
         RawExit::Errno(libc::EAGAIN) => ExitKind::Retry,
         RawExit::Errno(errno) => ExitKind::Failed(*errno),
-    }
-}
-
-/// Arriving at the bounce address is not the vproc running.
-fn classify_step(s: &Snapshot, e: &Expect) -> Stepped {
-    if s.user_mode && !(e.bounce && s.now.rip == e.kcall) {
-        Stepped::InVproc
-    } else {
-        Stepped::OnTheWay
     }
 }
 
@@ -165,14 +151,16 @@ fn classify_interruption(s: &Snapshot, e: &Expect) -> Interruption {
         Interruption::BeforeBounce
     } else if s.user_mode {
         Interruption::InVproc
-    } else if e.pos == Position::Kernel
-        && s.now.rip == e.resume_rip
-        && s.now.rsp == e.resume_rsp
-        && !e.stepping
-    {
+    } else if e.pos == Position::Kernel && s.now.rip == e.resume_rip && s.now.rsp == e.resume_rsp {
         Interruption::NeverEntered
+    } else if e
+        .stub_exiting
+        .iter()
+        .any(|&(lo, hi)| (lo..hi).contains(&s.now.rip))
+    {
+        Interruption::StubExiting
     } else {
-        Interruption::InStub
+        Interruption::StubResuming
     }
 }
 
@@ -193,14 +181,17 @@ mod tests {
         }
     }
 
+    const VECTORS: u64 = 0xffff_8000_0000_1000;
+    const SYSCALL: u64 = 0xffff_8000_0000_1800;
+
     fn expect(pos: Position) -> Expect {
         Expect {
             pos,
             bounce: false,
-            stepping: false,
             kcall: KCALL,
             resume_rip: RESUME,
             resume_rsp: RESUME_RSP,
+            stub_exiting: [(VECTORS, VECTORS + 0x200), (SYSCALL, SYSCALL + 0x10)],
         }
     }
 
@@ -284,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_kick_at_cpl0_is_never_entered_or_in_the_stub() {
-        let mut e = expect(Position::Kernel);
+        let e = expect(Position::Kernel);
         // At the resume point with other registers than written: the
         // immediate exit came before the entry.
         let s = snap(regs(RESUME, RESUME_RSP, 9), false);
@@ -292,31 +283,44 @@ mod tests {
             intr(&s, &e),
             ExitKind::Interrupted(Interruption::NeverEntered)
         );
-        // Stepping there: the stub is on its way, step on.
-        e.stepping = true;
-        assert_eq!(intr(&s, &e), ExitKind::Interrupted(Interruption::InStub));
-        e.stepping = false;
-        // Elsewhere in the stub, or an entry from CPL3 that stopped at CPL0.
+        // Applying commands on the way back to the vproc.
         let s = snap(regs(RESUME + 8, RESUME_RSP, 9), false);
-        assert_eq!(intr(&s, &e), ExitKind::Interrupted(Interruption::InStub));
+        assert_eq!(
+            intr(&s, &e),
+            ExitKind::Interrupted(Interruption::StubResuming)
+        );
+        // An entry from CPL3 that stopped at the resume point at CPL0.
         let s = snap(regs(RESUME, RESUME_RSP, 9), false);
         assert_eq!(
             intr(&s, &expect(Position::User)),
-            ExitKind::Interrupted(Interruption::InStub)
+            ExitKind::Interrupted(Interruption::StubResuming)
+        );
+        // In a vector or the CPL0 syscall entry: on the way out.
+        for rip in [VECTORS, VECTORS + 0x1f0, SYSCALL, SYSCALL + 8] {
+            let s = snap(regs(rip, RESUME_RSP - 8, 9), false);
+            assert_eq!(
+                intr(&s, &e),
+                ExitKind::Interrupted(Interruption::StubExiting),
+                "{rip:#x}"
+            );
+        }
+        let s = snap(regs(SYSCALL + 0x10, RESUME_RSP, 9), false);
+        assert_eq!(
+            intr(&s, &e),
+            ExitKind::Interrupted(Interruption::StubResuming)
         );
     }
 
     #[test]
-    fn single_steps_stop_in_the_vproc_only() {
-        let mut e = expect(Position::Kernel);
-        let step = |s: &Snapshot, e: &Expect| classify(&RawExit::Debug, s, e);
+    fn single_steps_are_unexpected() {
         let s = snap(regs(RESUME + 8, RESUME_RSP, 0), false);
-        assert_eq!(step(&s, &e), ExitKind::Step(Stepped::OnTheWay));
-        let s = snap(regs(KCALL, 0x7fff_0000, 0), true);
-        assert_eq!(step(&s, &e), ExitKind::Step(Stepped::InVproc));
-        e.bounce = true;
-        assert_eq!(step(&s, &e), ExitKind::Step(Stepped::OnTheWay));
-        let s = snap(regs(0x40_1000, 0x7fff_0000, 0), true);
-        assert_eq!(step(&s, &e), ExitKind::Step(Stepped::InVproc));
+        assert!(matches!(
+            classify(
+                &RawExit::Other("Debug".into()),
+                &s,
+                &expect(Position::Kernel)
+            ),
+            ExitKind::Unexpected(_)
+        ));
     }
 }

@@ -6,7 +6,7 @@ use vkernel_guest::abi::{self, MB_USER_RSP};
 use vkernel_guest::layout::{ENTRY_FRAME_SIZE, SYS_VA};
 use vkernel_guest::x86::{is_canonical, PFEC_I, PFEC_W};
 
-use super::exit::{Interruption, Position, Stepped, VEC_NM, VEC_PF};
+use super::exit::{Interruption, Position, VEC_NM, VEC_PF, VEC_UD};
 use super::{Cpu, Next, RunError, FAULT_LOOP_MAX};
 use crate::machine::TrapPath;
 use crate::trap::{Trap, TrapFrame};
@@ -28,7 +28,7 @@ impl Cpu {
             // The registers and CR3 we wrote may not have been applied.
             // Prepare everything again next time.
             self.force_dirty = true;
-            if self.stepping || self.exception_in_flight {
+            if self.kick_owed {
                 return Ok(Next::Resume);
             }
             return Ok(self.drain_or_interrupted(frame));
@@ -57,14 +57,28 @@ impl Cpu {
                 let ev = self.fd.get_vcpu_events().map_err(super::kvm_io)?;
                 if ev.exception.injected != 0 || ev.exception.pending != 0 {
                     self.exception_in_flight = true;
-                    self.kick_pending = true;
+                    self.kick_owed = true;
                     return Ok(Next::Resume);
                 }
             }
-            Interruption::InStub => {
-                // Step until the vproc runs.
+            Interruption::StubExiting => {
+                // It exits by itself in a few instructions; the kick is
+                // answered there.
                 self.stats.kicks_in_stub += 1;
-                self.set_stepping(true)?;
+                self.kick_owed = true;
+                return Ok(Next::Resume);
+            }
+            Interruption::StubResuming => {
+                // Applying commands: however many are left, its `iretq`
+                // goes to the bounce address instead of the vproc, and the
+                // kick is answered there (two exits in all, no stepping).
+                self.stats.kicks_in_stub += 1;
+                if !self.bounce {
+                    let kcall = self.m.kcall_va();
+                    crate::machine::redirect_user_iret(&self.m.sys, self.index, kcall);
+                    self.bounce = true;
+                }
+                self.drain_then_interrupt = true;
                 return Ok(Next::Resume);
             }
         }
@@ -74,7 +88,7 @@ impl Cpu {
     /// Answer a kick that came before the entry's commands were applied:
     /// apply them first (the stub bounces back to the host), because they
     /// may be the only copy of a vmspace's pending removals.
-    fn drain_or_interrupted(&mut self, frame: &mut TrapFrame) -> Next {
+    pub(super) fn drain_or_interrupted(&mut self, frame: &mut TrapFrame) -> Next {
         if self.owes_commands() {
             self.drain_then_interrupt = true;
             return Next::Reenter;
@@ -82,24 +96,14 @@ impl Cpu {
         self.interrupted(frame)
     }
 
-    /// A single step: see [`Stepped`].
-    pub(super) fn on_step(&mut self, s: Stepped, frame: &mut TrapFrame) -> Result<Next, RunError> {
-        match s {
-            Stepped::OnTheWay => Ok(Next::Resume),
-            Stepped::InVproc => {
-                self.set_stepping(false)?;
-                self.pos = Position::User;
-                self.target = self.frame_from_regs();
-                Ok(self.interrupted(frame))
-            }
-        }
-    }
-
     /// The vproc's `syscall` reached the trampoline.
     pub(super) fn on_syscall(&mut self, frame: &mut TrapFrame) -> Next {
         let mut f = self.frame_from_regs();
         match self.m.path {
-            TrapPath::StaysInUserMode => self.pos = Position::User,
+            TrapPath::StaysInUserMode => {
+                self.pos = Position::User;
+                self.after_tramp_out = true;
+            }
             TrapPath::Standard => {
                 self.pos = Position::Kernel;
                 f.rsp = self.sys_load(self.top + MB_USER_RSP);
@@ -119,6 +123,7 @@ impl Cpu {
         &mut self,
         vms: &Vmspace,
         frame: &mut TrapFrame,
+        after_tramp: bool,
     ) -> Result<Next, RunError> {
         let top_va = SYS_VA + self.top;
         let s = self.fd.sync_regs();
@@ -155,8 +160,20 @@ impl Cpu {
             return Ok(Next::Reenter);
         }
         if vector == VEC_PF {
+            self.clobber_retries = 0;
             return self.on_page_fault(vms, f, error_code, cr2, frame);
         }
+        if vector == VEC_UD && after_tramp && rip == self.tramp_ud2() && self.clobber_retries < 4 {
+            // KVM completed the trampoline's `out` over the registers
+            // written for this entry (PVM-derived hosts, rarely, under
+            // load) and ran the vproc from its exit state into the `ud2`
+            // after the `out`. Nothing of the vproc ran: enter again with
+            // the frame the vkernel meant (`self.target`).
+            self.clobber_retries += 1;
+            self.stats.clobbered_resumes += 1;
+            return Ok(Next::Reenter);
+        }
+        self.clobber_retries = 0;
         self.target = f;
         *frame = f;
         self.stats.exceptions += 1;

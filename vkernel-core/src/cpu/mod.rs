@@ -8,11 +8,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS};
-use vkernel_guest::layout::{cpu_stack_top_off, ENTRY_FRAME_SIZE, STUB_OFF, SYS_VA};
+use vkernel_guest::layout::{cpu_stack_top_off, ENTRY_FRAME_SIZE, STUB_OFF, SYS_VA, TRAMP_VA};
 use vkernel_guest::x86::{self, is_canonical};
 
 mod exit;
@@ -129,9 +128,15 @@ pub struct CpuStats {
     pub fpu_restores: u64,
     /// #NM traps taken to hand the FPU over lazily.
     pub fpu_traps: u64,
-    /// Kicks that landed while the vCPU executed stub code (it was then
-    /// single-stepped back to the vproc).
+    /// Kicks that landed while the vCPU executed stub code: the stub runs
+    /// on to its exit (or, applying commands, its `iretq` is sent to the
+    /// bounce address), and the kick is answered there: at most two more
+    /// exits, however long the stub's work.
     pub kicks_in_stub: u64,
+    /// Resumes after a syscall that KVM ran from the exit state instead of
+    /// the registers written for the entry (it completed the trampoline's
+    /// `out` over them), caught at the trampoline's `ud2` and re-entered.
+    pub clobbered_resumes: u64,
     /// Faults installed before resuming a vproc whose last PageFault the
     /// vkernel fixed (each saves one exit).
     pub prefaults: u64,
@@ -171,7 +176,13 @@ pub struct Cpu {
     exception_in_flight: bool,
     /// The kick count when the last interrupted KVM_RUN returned.
     kicks_seen: u64,
-    stepping: bool,
+    /// A kick found the stub on its way out (or an exception on its way
+    /// in): answer it at the next exit, before the vproc runs again.
+    kick_owed: bool,
+    /// The last real exit was the trampoline's syscall `out`.
+    after_tramp_out: bool,
+    /// Consecutive clobbered resumes re-entered (bounded).
+    clobber_retries: u32,
     last_fault: (u64, u32),
     /// The last PageFault returned: (vmspace, addr, access, rip).
     returned_fault: Option<(u64, u64, Access, u64)>,
@@ -238,7 +249,9 @@ impl Cpu {
             drain_then_interrupt: false,
             exception_in_flight: false,
             kicks_seen: 0,
-            stepping: false,
+            kick_owed: false,
+            after_tramp_out: false,
+            clobber_retries: 0,
             last_fault: (u64::MAX, 0),
             returned_fault: None,
             stats: CpuStats::default(),
@@ -631,26 +644,11 @@ impl Cpu {
         }
     }
 
-    fn set_stepping(&mut self, on: bool) -> Result<(), RunError> {
-        let dbg = kvm_guest_debug {
-            control: if on {
-                KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP
-            } else {
-                0
-            },
-            ..Default::default()
-        };
-        self.fd
-            .set_guest_debug(&dbg)
-            .map_err(|e| RunError::Kvm(std::io::Error::from_raw_os_error(e.errno())))?;
-        self.stepping = on;
-        Ok(())
-    }
-
     fn run_loop(&mut self, vms: &Vmspace, frame: &mut TrapFrame) -> Result<Trap, RunError> {
         let mut need_entry = true;
         self.drain_then_interrupt = false;
         self.exception_in_flight = false;
+        self.kick_owed = false;
         loop {
             if need_entry {
                 self.prepare_entry()?;
@@ -686,24 +684,22 @@ impl Cpu {
                     self.m.pool.lock().unwrap().scrub_done(b);
                 }
             }
+            let owed = !matches!(kind, ExitKind::Interrupted(_)) && self.kick_owed;
             let next = match kind {
                 ExitKind::Interrupted(i) => {
                     self.on_interrupted(i, snap.now, kicks_at_exit, frame)?
                 }
-                ExitKind::Step(s) => {
-                    self.exited(snap.now);
-                    self.on_step(s, frame)?
-                }
                 ExitKind::Exception => {
-                    self.exited_through_port(snap.now)?;
-                    self.on_exception(vms, frame)?
+                    let after_tramp = self.after_tramp_out;
+                    self.exited(snap.now);
+                    self.on_exception(vms, frame, after_tramp)?
                 }
                 ExitKind::Syscall => {
-                    self.exited_through_port(snap.now)?;
+                    self.exited(snap.now);
                     self.on_syscall(frame)
                 }
                 ExitKind::UnknownPort(port) => {
-                    self.exited_through_port(snap.now)?;
+                    self.exited(snap.now);
                     return Err(RunError::Unexpected(format!(
                         "out to port {port:#x} at rip {:#x}",
                         snap.now.rip
@@ -722,6 +718,20 @@ impl Cpu {
                     return Err(RunError::Kvm(std::io::Error::from_raw_os_error(errno)))
                 }
             };
+            // A kick that found the stub on its way out is answered now:
+            // the vproc has not run since.
+            let next = match next {
+                Next::Return(trap) if owed => {
+                    self.kick_owed = false;
+                    self.kick_pending = true;
+                    Next::Return(trap)
+                }
+                Next::Resume | Next::Reenter if owed => {
+                    self.kick_owed = false;
+                    self.drain_or_interrupted(frame)
+                }
+                n => n,
+            };
             match next {
                 Next::Resume => need_entry = false,
                 Next::Reenter => need_entry = true,
@@ -734,7 +744,6 @@ impl Cpu {
     fn enter(&mut self) -> RawExit {
         match self.fd.run() {
             Ok(VcpuExit::IoOut(port, _)) => RawExit::Out(port),
-            Ok(VcpuExit::Debug(_)) => RawExit::Debug,
             Ok(VcpuExit::Shutdown) => RawExit::Shutdown,
             Ok(VcpuExit::InternalError) => {
                 // SAFETY: after KVM_EXIT_INTERNAL_ERROR the `internal`
@@ -753,10 +762,17 @@ impl Cpu {
         Expect {
             pos: self.pos,
             bounce: self.bounce,
-            stepping: self.stepping,
             kcall: self.m.kcall_va(),
             resume_rip: SYS_VA + STUB_OFF + self.m.offsets.resume,
             resume_rsp: SYS_VA + self.top - ENTRY_FRAME_SIZE,
+            stub_exiting: {
+                let base = SYS_VA + STUB_OFF;
+                let o = &self.m.offsets;
+                [
+                    (base, base + o.resume),
+                    (base + o.syscall, base + o.syscall_out_end),
+                ]
+            },
         }
     }
 
@@ -764,18 +780,12 @@ impl Cpu {
     fn exited(&mut self, now: kvm_bindings::kvm_regs) {
         self.new_cr3 = None;
         self.exit_regs = now;
+        self.after_tramp_out = false;
     }
 
-    /// A real exit through a trampoline's `out`: a step that was under way
-    /// (a kick inside the stub) ends, and the kick is answered by the next
-    /// run, which returns at once.
-    fn exited_through_port(&mut self, now: kvm_bindings::kvm_regs) -> Result<(), RunError> {
-        self.exited(now);
-        if self.stepping {
-            self.set_stepping(false)?;
-            self.kick_pending = true;
-        }
-        Ok(())
+    /// Where the trampoline's `ud2` after its syscall `out` is.
+    fn tramp_ud2(&self) -> u64 {
+        TRAMP_VA + self.m.offsets.tramp_syscall + 2
     }
 
     /// Return `Trap::Interrupted` with the vproc's state as last known.
