@@ -317,7 +317,11 @@ impl HwSpace {
     /// changes gets one guest store per entry (the shadow entry is updated
     /// in place); one with more is rewritten by the host and gets one
     /// [`CMD_ZAP`], so the stub runs one instruction for it instead of a
-    /// store per entry. Then `invlpg` per page, or one flush.
+    /// store per entry. Then `invlpg` per page, or one flush. The table
+    /// page `no_zap` (the one mapping the syscall trampoline) always gets
+    /// stores: a zapped trampoline entry makes a PVM-derived KVM emulate
+    /// the trampoline's `out`, and complete it later over the registers
+    /// written for the next entry.
     pub(crate) fn rewrite_range(
         &self,
         pool: &PtPool,
@@ -325,6 +329,7 @@ impl HwSpace {
         end: u64,
         how: Rewrite,
         keep: &dyn Fn(u64, u64) -> bool,
+        no_zap: Option<u64>,
         cmds: &mut Vec<Cmd>,
     ) -> usize {
         // Changed leaves by table page: (va, entry offset, new value).
@@ -343,7 +348,7 @@ impl HwSpace {
         });
         let mut vas = Vec::new();
         for (table, leaves) in by_table {
-            if leaves.len() <= STORE_MAX {
+            if leaves.len() <= STORE_MAX || no_zap == Some(table) {
                 for (va, off, new) in leaves {
                     cmds.push(cmd(CMD_STORE, SYS_VA + off, new));
                     vas.push(va);

@@ -752,7 +752,7 @@ impl Vmspace {
                 continue;
             }
             if let Ok(Installed::Direct) =
-                hw.install(&mut pool, va, frame | (flags & !PTE_A), false, &mut cmds)
+                hw.install(&mut pool, va, frame | flags, false, &mut cmds)
             {
                 n += 1;
             }
@@ -774,7 +774,19 @@ impl Vmspace {
                     .translate_locked(st, va, Access::Read, Emulate::No)
                     .is_ok_and(|(frame, f)| f & PTE_W != 0 && frame == cur & PTE_ADDR_MASK)
         };
-        let n = hw.rewrite_range(&pool, start, end, how, &still_writable, &mut cmds);
+        let tramp_table = (self.shared.machine.path == crate::machine::TrapPath::StaysInUserMode)
+            .then(|| hw.leaf_off(&pool, vkernel_guest::layout::TRAMP_VA))
+            .flatten()
+            .map(|off| off & !(PAGE_SIZE - 1));
+        let n = hw.rewrite_range(
+            &pool,
+            start,
+            end,
+            how,
+            &still_writable,
+            tramp_table,
+            &mut cmds,
+        );
         drop(pool);
         if n > 0 {
             st.pending.extend(cmds);

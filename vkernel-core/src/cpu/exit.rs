@@ -71,6 +71,10 @@ pub(crate) struct Expect {
     /// exception `out`; the CPL0 syscall entry up to its `out`): half-open
     /// guest-virtual ranges. Elsewhere in the stub it is on its way back.
     pub stub_exiting: [(u64, u64); 2],
+    /// Where a vproc lands when KVM completes the trampoline's syscall
+    /// `out` over the registers written for the entry (the `ud2` after it;
+    /// `None` where syscalls enter CPL0): no vproc code runs from there.
+    pub clobbered_rip: Option<u64>,
 }
 
 /// Where a kick (EINTR) found the vCPU.
@@ -145,7 +149,8 @@ fn classify_interruption(s: &Snapshot, e: &Expect) -> Interruption {
         x.rip = x.rip.wrapping_add(2);
         s.now == x
     };
-    if s.now == s.entry || s.now == s.last_exit || completed_out {
+    let clobbered = s.user_mode && Some(s.now.rip) == e.clobbered_rip;
+    if s.now == s.entry || s.now == s.last_exit || completed_out || clobbered {
         Interruption::NothingRan
     } else if s.user_mode && e.bounce && s.now.rip == e.kcall {
         Interruption::BeforeBounce
@@ -182,6 +187,7 @@ mod tests {
     }
 
     const VECTORS: u64 = 0xffff_8000_0000_1000;
+    const TRAMP_UD2: u64 = 0x7fff_ffff_f002;
     const SYSCALL: u64 = 0xffff_8000_0000_1800;
 
     fn expect(pos: Position) -> Expect {
@@ -192,6 +198,7 @@ mod tests {
             resume_rip: RESUME,
             resume_rsp: RESUME_RSP,
             stub_exiting: [(VECTORS, VECTORS + 0x200), (SYSCALL, SYSCALL + 0x10)],
+            clobbered_rip: Some(TRAMP_UD2),
         }
     }
 
@@ -257,6 +264,13 @@ mod tests {
         done.rax += 1;
         let s = snap(done, true);
         assert_eq!(intr(&s, &e), ExitKind::Interrupted(Interruption::InVproc));
+        // At the trampoline's `ud2` with the written registers: KVM
+        // completed the syscall `out` over the entry; the vproc never ran.
+        let s = snap(regs(TRAMP_UD2, 0x7fff_0000, 1), true);
+        assert_eq!(
+            intr(&s, &e),
+            ExitKind::Interrupted(Interruption::NothingRan)
+        );
     }
 
     #[test]

@@ -773,6 +773,8 @@ impl Cpu {
                     (base + o.syscall, base + o.syscall_out_end),
                 ]
             },
+            clobbered_rip: (self.m.path == crate::machine::TrapPath::StaysInUserMode)
+                .then(|| self.tramp_ud2()),
         }
     }
 
