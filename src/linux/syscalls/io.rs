@@ -18,8 +18,7 @@ impl Vproc {
             libc::SYS_readv => self.sys_readv(int(a[0]), a[1], a[2]),
             libc::SYS_write => self.sys_write(int(a[0]), a[1], a[2] as usize),
             libc::SYS_writev => self.sys_writev(int(a[0]), a[1], a[2]),
-            // Every file that has an offset is read-only.
-            libc::SYS_pwrite64 => Err(EROFS),
+            libc::SYS_pwrite64 => self.sys_pwrite(int(a[0]), a[1], a[2] as usize, a[3] as i64),
             libc::SYS_sendfile => self.sys_sendfile(int(a[0]), int(a[1]), a[2], a[3] as usize),
             libc::SYS_close => self.fds.close(int(a[0])).map(|_| 0).map_err(Into::into),
             libc::SYS_pipe => self.sys_pipe2(a[0], 0),
@@ -52,7 +51,7 @@ impl Vproc {
         let file = self.fds.get(fd)?.file.clone();
         let f = file.borrow();
         let mode = f.flags & files::O_ACCMODE;
-        let bad = if write {
+        let bad = f.flags & files::O_PATH != 0 || if write {
             mode == 0 && !matches!(f.kind, FileKind::Stdin)
         } else {
             mode == files::O_WRONLY
@@ -111,12 +110,53 @@ impl Vproc {
         self.write_fd_as(fd, data, false)
     }
 
+    /// pwrite64: write at `off`, the file offset untouched.
+    fn sys_pwrite(&mut self, fd: i64, buf: u64, len: usize, off: i64) -> R {
+        if self.rw_check(fd, buf, len, true)?.is_some() {
+            return Ok(len as i64);
+        }
+        if off < 0 {
+            return Err(EINVAL);
+        }
+        let file = self.fds.get(fd)?.file.clone();
+        let FileKind::Inode(h) = file.borrow().kind else {
+            return Err(ESPIPE);
+        };
+        let len = len.min(1 << 24);
+        let mut data = vec![0u8; len];
+        let n = self.mm.read_partial(buf, &mut data);
+        if n == 0 && len > 0 {
+            return Err(EFAULT);
+        }
+        let (w, _) = self.fs.write(h, Some(off as u64), &data[..n])?;
+        Ok(w as i64)
+    }
+
+    /// write to an open file of the tree at its offset (at the end with
+    /// O_APPEND), moving the offset.
+    fn write_node(&mut self, f: &mut OpenFile, h: u64, data: &[u8]) -> R {
+        if self.is_dir(h) {
+            return Err(EISDIR);
+        }
+        let at = if f.flags & files::O_APPEND != 0 {
+            None
+        } else {
+            Some(f.pos)
+        };
+        let (w, end) = self.fs.write(h, at, data)?;
+        f.pos = end;
+        Ok(w as i64)
+    }
+
     /// write to `fd`; `nowait`: as with O_NONBLOCK (sendfile).
     fn write_fd_as(&mut self, fd: i64, data: &[u8], nowait: bool) -> R {
         let file = self.fds.get(fd)?.file.clone();
-        let f = file.borrow();
+        let mut f = file.borrow();
         if f.flags & files::O_ACCMODE == 0 && !matches!(f.kind, FileKind::Stdin) {
             return Err(EBADF);
+        }
+        if let FileKind::Inode(h) = f.kind {
+            return self.write_node(&mut f, h, data);
         }
         match &f.kind {
             FileKind::Stdout | FileKind::Stdin => self.write_host(1, data),
@@ -185,11 +225,7 @@ impl Vproc {
                 }
                 Ok(done as i64)
             }
-            FileKind::Inode(ino) => match self.fs.inode(*ino).kind {
-                Kind::CharDev(_) => Ok(data.len() as i64),
-                _ => Err(EBADF),
-            },
-            FileKind::PipeRead(_) => Err(EBADF),
+            FileKind::Inode(_) | FileKind::PipeRead(_) => Err(EBADF),
         }
     }
 
