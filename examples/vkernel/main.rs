@@ -299,11 +299,8 @@ fn find_in_root(path: &str, fs: &Arc<Fs>) -> Result<(Image, String), MainError> 
                 "is a directory; give the path of a program file".into(),
             ))
         }
-        _ => {
-            return Err(cannot(
-                "is not a regular file; vkernel runs programs from regular files".into(),
-            ))
-        }
+        // Say what it is as the host's checks do.
+        _ => return find_program(path, fs),
     }
     if node.mode & 0o111 == 0 {
         return Err(cannot(format!(
