@@ -151,6 +151,8 @@ pub struct Inode {
     pub nlink: u64,
     /// Device number of a device file.
     pub rdev: u64,
+    /// 512-byte blocks.
+    pub blocks: u64,
     /// What it is.
     pub kind: Kind,
     /// Parent directory (the root is its own parent).
@@ -549,6 +551,7 @@ impl Fs {
                 gid: 0,
                 nlink: 1,
                 rdev: 0,
+                blocks: 0,
                 kind,
                 parent: self.parent_handle(h),
             };
@@ -567,6 +570,7 @@ impl Fs {
                 gid: 0,
                 nlink: 0,
                 rdev: 0,
+                blocks: 0,
                 kind: Kind::File {
                     source: Source::Memory,
                 },
@@ -601,6 +605,7 @@ impl Fs {
             gid: m.gid,
             nlink: m.nlink,
             rdev: m.rdev,
+            blocks: n.blocks(),
             kind,
             parent: n.parent,
         }

@@ -70,6 +70,8 @@ pub struct Meta {
     pub ino: u64,
     /// Device number of a device file.
     pub rdev: u64,
+    /// 512-byte blocks the host reports (None: computed from the size).
+    pub blocks: Option<u64>,
 }
 
 impl Meta {
@@ -96,6 +98,7 @@ impl Meta {
             dev: st.st_dev,
             ino: st.st_ino,
             rdev: st.st_rdev,
+            blocks: Some(st.st_blocks as u64),
         }
     }
 
@@ -209,6 +212,15 @@ impl Node {
             body,
             opens: 0,
             version: 0,
+        }
+    }
+
+    /// Its 512-byte blocks now.
+    pub fn blocks(&self) -> u64 {
+        match (&self.body, self.meta.blocks) {
+            (Body::Mem(_), _) => self.size().div_ceil(4096) * 8,
+            (_, Some(b)) => b,
+            _ => self.size().div_ceil(512),
         }
     }
 

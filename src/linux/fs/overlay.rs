@@ -349,6 +349,7 @@ impl Fs {
         let v = t.next_id();
         if let Ok(n) = t.get_mut(h) {
             n.version = v;
+            n.meta.blocks = None;
             let now = Ts::now();
             (n.meta.mtime, n.meta.ctime) = (now, now);
         }

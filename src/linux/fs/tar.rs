@@ -58,6 +58,7 @@ fn meta(t: &Table, mode: u32, mtime: u64, uid: u32, gid: u32, size: u64) -> Meta
         dev: TAR_DEV,
         ino: t.nodes.len() as u64,
         rdev: 0,
+        blocks: None,
     }
 }
 

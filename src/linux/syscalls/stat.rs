@@ -17,6 +17,7 @@ struct Stat {
     gid: u32,
     rdev: u64,
     size: u64,
+    blocks: u64,
     times: [Ts; 3],
 }
 
@@ -38,6 +39,7 @@ impl Stat {
             gid: n.gid,
             rdev: n.rdev,
             size: n.size,
+            blocks: n.blocks,
             times: n.times,
         }
     }
@@ -54,7 +56,7 @@ impl Stat {
         put(40, &self.rdev.to_le_bytes());
         put(48, &self.size.to_le_bytes());
         put(56, &4096u64.to_le_bytes());
-        put(64, &self.size.div_ceil(512).to_le_bytes());
+        put(64, &self.blocks.to_le_bytes());
         for (i, t) in self.times.iter().enumerate() {
             put(72 + 16 * i, &t.sec.to_le_bytes());
             put(80 + 16 * i, &(t.nsec as u64).to_le_bytes());
@@ -73,7 +75,7 @@ impl Stat {
         put(28, &(self.mode as u16).to_le_bytes());
         put(32, &self.ino.to_le_bytes());
         put(40, &self.size.to_le_bytes());
-        put(48, &self.size.div_ceil(512).to_le_bytes());
+        put(48, &self.blocks.to_le_bytes());
         // atime, btime (= ctime), ctime, mtime.
         let [a, m, c] = self.times;
         for (off, t) in [(64, a), (80, c), (96, c), (112, m)] {
@@ -169,6 +171,7 @@ impl Vproc {
                     gid: 0,
                     rdev: 0,
                     size: 0,
+                    blocks: 0,
                     times: [Ts::default(); 3],
                 })
             }
@@ -185,6 +188,7 @@ impl Vproc {
             gid: 0,
             rdev: 0,
             size: 0,
+            blocks: 0,
             times: [Ts::default(); 3],
         };
         if let Some(h) = self.stdio.host_fd(n) {
