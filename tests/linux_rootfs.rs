@@ -62,7 +62,10 @@ fn busybox(test: &str) -> bool {
     if Path::new("/bin/busybox").exists() {
         return true;
     }
-    common::skip(test, "/bin/busybox not found (apt-get install busybox-static)");
+    common::skip(
+        test,
+        "/bin/busybox not found (apt-get install busybox-static)",
+    );
     false
 }
 
@@ -124,7 +127,10 @@ fn ls_of_a_fixed_directory_matches_native() {
     // The root also holds the synthetic /dev, /proc and a /tmp.
     let extra: BTreeSet<&str> = root.0.lines().collect();
     for n in want.0.lines() {
-        assert!(extra.contains(n), "{n} missing from --root listing {root:?}");
+        assert!(
+            extra.contains(n),
+            "{n} missing from --root listing {root:?}"
+        );
     }
 }
 
@@ -150,7 +156,10 @@ fn file_calls_match_native_and_leave_the_host_alone() {
     assert_eq!(got, want);
     // Everything the vproc made or removed was in memory.
     assert_eq!(names(&b), BTreeSet::from(["keep".to_string()]));
-    assert_eq!(std::fs::read_to_string(b.join("keep")).unwrap(), "host file\n");
+    assert_eq!(
+        std::fs::read_to_string(b.join("keep")).unwrap(),
+        "host file\n"
+    );
 }
 
 #[test]
@@ -223,10 +232,16 @@ fn paths_cannot_escape_the_root() {
         assert!(lines.contains(&want.as_str()), "{want} not in\n{out}");
     }
     // The host's /etc/passwd is not inside this root.
-    assert!(lines.contains(&"/outside: No such file or directory"), "{out}");
+    assert!(
+        lines.contains(&"/outside: No such file or directory"),
+        "{out}"
+    );
     assert!(lines.contains(&"readlink /proc/self/root [/]"), "{out}");
     assert!(lines.contains(&"cwd after 8x chdir .. [/]"), "{out}");
-    assert!(lines.contains(&"cwd after chdir /proc/self/root/.. [/]"), "{out}");
+    assert!(
+        lines.contains(&"cwd after chdir /proc/self/root/.. [/]"),
+        "{out}"
+    );
     assert!(lines.contains(&"etc/hostname: [INSIDE]"), "{out}");
     assert!(lines.contains(&"/loop1: Symbolic link loop"), "{out}");
 }
@@ -252,13 +267,26 @@ fn bind_rw_writes_through_and_ro_does_not() {
         format!("{}:/data:rw", rw.display()),
         format!("{}:/ro", ro.display()),
     );
-    let (out, code) = vk(&["run", "--bind", &b1, "--bind", &b2, "/bin/busybox", "sh", "-c", script]);
+    let (out, code) = vk(&[
+        "run",
+        "--bind",
+        &b1,
+        "--bind",
+        &b2,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, "from the host\nx\nw\ng\nnew\nrenamed\nsub\n");
     // Through to the host in the rw bind ...
     assert_eq!(
         names(&rw),
-        ["g", "new", "renamed", "sub"].iter().map(|s| s.to_string()).collect()
+        ["g", "new", "renamed", "sub"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     );
     assert_eq!(
         std::fs::read_to_string(rw.join("g")).unwrap(),

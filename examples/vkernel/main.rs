@@ -424,7 +424,8 @@ fn run(
     if opts.disk.is_none() && opts.root == std::path::Path::new("/") {
         if let Some(d) = std::env::current_dir().ok().and_then(|d| {
             use std::os::unix::ffi::OsStrExt;
-            fs.resolve(linux::fs::ROOT, d.as_os_str().as_bytes(), true).ok()
+            fs.resolve(linux::fs::ROOT, d.as_os_str().as_bytes(), true)
+                .ok()
         }) {
             if fs.is_dir_handle(d) {
                 vp.cwd = d;

@@ -175,7 +175,9 @@ impl HostTree {
             // NUL-terminated string inside it, valid until the next call.
             let (name, ino, ty) = unsafe {
                 let e = &*ent;
-                let n = std::ffi::CStr::from_ptr(e.d_name.as_ptr()).to_bytes().to_vec();
+                let n = std::ffi::CStr::from_ptr(e.d_name.as_ptr())
+                    .to_bytes()
+                    .to_vec();
                 (n, e.d_ino, e.d_type)
             };
             if name != b"." && name != b".." {

@@ -22,17 +22,23 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::devices::{Disk, DiskError};
 
+mod backing;
 pub mod host;
+mod mount;
 pub mod node;
 mod overlay;
 pub mod path;
 mod tar;
+#[cfg(test)]
+mod tests;
 
+pub use backing::Backing;
+pub use mount::{Bind, RootSpec};
 pub use node::{Errno, Ts};
 pub use path::{proc_handle, proc_item, NoProc, ProcItem, ProcView, PID_ITEMS, PROC_BASE};
 pub use tar::build_image;
@@ -83,7 +89,9 @@ pub enum FsError {
         why: String,
     },
     /// A `--bind` argument is malformed.
-    #[error("--bind {arg:?}: {why}; the form is HOST[:GUEST][:rw], e.g. --bind /srv/data:/data:rw")]
+    #[error(
+        "--bind {arg:?}: {why}; the form is HOST[:GUEST][:rw], e.g. --bind /srv/data:/data:rw"
+    )]
     BindSyntax {
         /// The argument.
         arg: String,
@@ -199,64 +207,6 @@ pub const ROOT: u64 = 1;
 /// Host files kept open for reading at most (then the cache restarts).
 const OPEN_HOST_FILES: usize = 256;
 
-/// What the root is.
-pub enum RootSpec {
-    /// Nothing but the synthetic directories and /tmp.
-    Empty,
-    /// A tar image.
-    Tar(Disk),
-    /// A host directory, read-only (`/` by default).
-    Host(PathBuf),
-}
-
-/// A host directory exposed on purpose (`--bind HOST[:GUEST][:rw]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Bind {
-    /// The host directory.
-    pub host: PathBuf,
-    /// Where the vproc sees it (absolute).
-    pub guest: Vec<u8>,
-    /// Writes reach the host.
-    pub writable: bool,
-}
-
-impl Bind {
-    /// Parse `HOST[:GUEST][:rw|:ro]` (GUEST defaults to HOST).
-    pub fn parse(arg: &str) -> Result<Bind, FsError> {
-        let bad = |why: &str| FsError::BindSyntax {
-            arg: arg.to_string(),
-            why: why.to_string(),
-        };
-        let mut parts: Vec<&str> = arg.split(':').collect();
-        let mut writable = false;
-        if parts.len() > 1 && matches!(*parts.last().unwrap_or(&""), "rw" | "ro") {
-            writable = parts.pop() == Some("rw");
-        }
-        let (host, guest) = match parts[..] {
-            [h] => (h, h),
-            [h, g] => (h, g),
-            _ => return Err(bad("too many `:`")),
-        };
-        if host.is_empty() || guest.is_empty() {
-            return Err(bad("an empty path"));
-        }
-        if !guest.starts_with('/') {
-            return Err(bad("GUEST must be an absolute path"));
-        }
-        if components(guest.as_bytes()).is_empty() {
-            return Err(bad("binding over / is what --root does"));
-        }
-        if components(guest.as_bytes()).contains(&&b".."[..]) {
-            return Err(bad("GUEST may not contain `..`"));
-        }
-        Ok(Bind {
-            host: PathBuf::from(host),
-            guest: guest.as_bytes().to_vec(),
-            writable,
-        })
-    }
-}
-
 /// The file tree, shared by every vproc of a virtual kernel.
 pub struct Fs {
     disk: Option<Disk>,
@@ -331,7 +281,8 @@ impl Fs {
             }
             RootSpec::Tar(disk) => {
                 let mut m = Meta::fresh(S_IFDIR | 0o755, 1);
-                (m.dev, m.mtime, m.atime, m.ctime) = (node::TAR_DEV, Ts::default(), Ts::default(), Ts::default());
+                (m.dev, m.mtime, m.atime, m.ctime) =
+                    (node::TAR_DEV, Ts::default(), Ts::default(), Ts::default());
                 t.alloc(Node::new(ROOT, b"", m, Body::Dir(Dir::new(Source::Tar))));
                 tar::load(&mut t, &disk)?;
                 fs.disk = Some(disk);
@@ -360,7 +311,12 @@ impl Fs {
         let syn_dir = |t: &mut Table, name: &[u8], mode: u32| {
             let mut m = Meta::fresh(S_IFDIR | mode, 0);
             (m.dev, m.ino, m.nlink) = (SYN_DEV, t.nodes.len() as u64, 2);
-            let h = t.alloc(Node::new(ROOT, name, m, Body::Dir(Dir::new(Source::Synthetic))));
+            let h = t.alloc(Node::new(
+                ROOT,
+                name,
+                m,
+                Body::Dir(Dir::new(Source::Synthetic)),
+            ));
             t.link(ROOT, name, h);
             h
         };
@@ -405,7 +361,12 @@ impl Fs {
             }
         }
         if !has(t, dev, b"shm") {
-            t.add_mem(dev, b"shm", S_IFDIR | 0o1777, Body::Dir(Dir::new(Source::Memory)));
+            t.add_mem(
+                dev,
+                b"shm",
+                S_IFDIR | 0o1777,
+                Body::Dir(Dir::new(Source::Memory)),
+            );
         }
         self.proc_dir = syn_dir(t, b"proc", 0o555);
         if let Ok(n) = t.get_mut(self.proc_dir) {
@@ -420,7 +381,12 @@ impl Fs {
                 .lstat(b"tmp")
                 .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
         if !host_tmp && !has(t, ROOT, b"tmp") {
-            t.add_mem(ROOT, b"tmp", S_IFDIR | 0o1777, Body::Dir(Dir::new(Source::Memory)));
+            t.add_mem(
+                ROOT,
+                b"tmp",
+                S_IFDIR | 0o1777,
+                Body::Dir(Dir::new(Source::Memory)),
+            );
         }
     }
 
@@ -444,9 +410,9 @@ impl Fs {
                         String::from_utf8_lossy(c)
                     )))
                 }
-                Err(_) => self.mkdir(cur, c, 0o755).map_err(|e| {
-                    fail(format!("cannot make {guest} for it (errno {e})"))
-                })?,
+                Err(_) => self
+                    .mkdir(cur, c, 0o755)
+                    .map_err(|e| fail(format!("cannot make {guest} for it (errno {e})")))?,
             };
         }
         if cur == ROOT || cur == self.proc_dir {
@@ -503,7 +469,9 @@ impl Fs {
             return Err(libc::ENOENT as i64);
         };
         let rel = host::join(&rel, name);
-        let st = self.trees[tree].lstat(&rel).map_err(|e| host::errno_of(&e))?;
+        let st = self.trees[tree]
+            .lstat(&rel)
+            .map_err(|e| host::errno_of(&e))?;
         let body = match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => {
                 let mut d = Dir::new(Source::Host);
@@ -537,7 +505,12 @@ impl Fs {
             } else if item.is_link() {
                 (S_IFLNK | 0o777, Kind::Symlink(Vec::new()))
             } else {
-                (S_IFREG | 0o444, Kind::File { source: Source::Proc })
+                (
+                    S_IFREG | 0o444,
+                    Kind::File {
+                        source: Source::Proc,
+                    },
+                )
             };
             return Inode {
                 ino: h,
@@ -811,18 +784,22 @@ impl Fs {
                         }
                         if let Slot::Node(c) = slot {
                             if t.get(*c).is_err() {
-                                return Err(format!("directory {i}: {name:?} -> missing inode {c}"));
+                                return Err(format!(
+                                    "directory {i}: {name:?} -> missing inode {c}"
+                                ));
                             }
                         }
                     }
                 }
-                Body::Tar { offset } => {
-                    if offset.checked_add(node.meta.size).is_none_or(|e| e > disk_size) {
-                        return Err(format!(
-                            "file {i}: {} bytes at {offset} outside the {disk_size}-byte image",
-                            node.meta.size
-                        ));
-                    }
+                Body::Tar { offset }
+                    if offset
+                        .checked_add(node.meta.size)
+                        .is_none_or(|e| e > disk_size) =>
+                {
+                    return Err(format!(
+                        "file {i}: {} bytes at {offset} outside the {disk_size}-byte image",
+                        node.meta.size
+                    ));
                 }
                 _ => {}
             }
@@ -846,74 +823,4 @@ fn open_tree(path: &Path, writable: bool) -> Result<(HostTree, libc::stat), FsEr
         .lstat(b"")
         .map_err(|e| fail(format!("cannot stat it: {e}")))?;
     Ok((tree, st))
-}
-
-/// An open regular file's contents, for file-backed mmap and the page
-/// cache. Holding one keeps the file's contents alive (even after it is
-/// deleted), as an open fd does.
-#[derive(Debug)]
-pub struct Backing {
-    fs: Arc<Fs>,
-    ino: u64,
-}
-
-impl Backing {
-    /// Hold node `h` of `fs`.
-    pub fn new(fs: Arc<Fs>, h: u64) -> Backing {
-        if let Ok(n) = fs.lock().get_mut(h) {
-            n.opens += 1;
-        }
-        Backing { fs, ino: h }
-    }
-
-    /// The node's handle.
-    pub fn handle(&self) -> u64 {
-        self.ino
-    }
-
-    /// The tree it belongs to.
-    pub fn fs(&self) -> &Arc<Fs> {
-        &self.fs
-    }
-
-    /// Read up to `buf.len()` bytes at `off`; 0 at or past the end.
-    pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, i64> {
-        self.fs.read(self.ino, off, buf)
-    }
-
-    /// The current size.
-    pub fn size(&self) -> u64 {
-        self.fs.inode(self.ino).size
-    }
-
-    /// A stable identity of the contents: (device-ish, inode-ish). Equal
-    /// for the same file opened twice (also through two host paths of one
-    /// host file), distinct for distinct files, and new whenever the
-    /// contents change through the vkernel (an overlay copy-up, a write, a
-    /// truncate): a page cache keyed by it never serves stale pages for
-    /// changes made by vprocs.
-    pub fn file_id(&self) -> (u64, u64) {
-        self.fs.file_id(self.ino)
-    }
-}
-
-impl Clone for Backing {
-    fn clone(&self) -> Backing {
-        Backing::new(self.fs.clone(), self.ino)
-    }
-}
-
-impl Drop for Backing {
-    fn drop(&mut self) {
-        let mut t = self.fs.lock();
-        if let Ok(n) = t.get_mut(self.ino) {
-            n.opens = n.opens.saturating_sub(1);
-            if n.opens == 0 && n.meta.nlink == 0 {
-                n.body = Body::Free;
-            }
-        }
-        drop(t);
-        let mut c = self.fs.host_files.lock().unwrap_or_else(|e| e.into_inner());
-        c.remove(&(self.ino, true));
-    }
 }

@@ -82,7 +82,13 @@ impl Fs {
 
     /// The regular file `name` in `dir`, created with `mode` if missing;
     /// with `excl`, it must not exist. Returns it and whether it is new.
-    pub fn create(&self, dir: u64, name: &[u8], mode: u32, excl: bool) -> Result<(u64, bool), Errno> {
+    pub fn create(
+        &self,
+        dir: u64,
+        name: &[u8],
+        mode: u32,
+        excl: bool,
+    ) -> Result<(u64, bool), Errno> {
         Self::new_name(name)?;
         let mut t = self.lock();
         match self.child_locked(&mut t, dir, name) {
@@ -177,7 +183,9 @@ impl Fs {
         if n.dir().is_some() {
             return Err(EPERM);
         }
-        if matches!(self.place(&t, dir)?, Place::Host(..)) || matches!(n.body, Body::Host { tree, .. } if self.trees[tree].writable) {
+        if matches!(self.place(&t, dir)?, Place::Host(..))
+            || matches!(n.body, Body::Host { tree, .. } if self.trees[tree].writable)
+        {
             return Err(EXDEV);
         }
         t.get_mut(h)?.meta.nlink += 1;
@@ -375,7 +383,8 @@ impl Fs {
                 Some(p) => p,
                 None => super::host::fstat(&*f).map_err(|e| errno_of(&e))?.st_size as u64,
             };
-            let w = std::os::unix::fs::FileExt::write_at(&*f, data, at).map_err(|e| errno_of(&e))?;
+            let w =
+                std::os::unix::fs::FileExt::write_at(&*f, data, at).map_err(|e| errno_of(&e))?;
             let mut t = self.lock();
             if let Ok(n) = t.get_mut(h) {
                 n.meta.size = n.meta.size.max(at + w as u64);
@@ -477,14 +486,21 @@ impl Fs {
 
     /// chmod / chown (None: leave as is). Recorded in the table; made on
     /// the host too in a writable host tree (mode only).
-    pub fn set_attr(&self, h: u64, mode: Option<u32>, owner: Option<(u32, u32)>) -> Result<(), Errno> {
+    pub fn set_attr(
+        &self,
+        h: u64,
+        mode: Option<u32>,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), Errno> {
         if proc_item(h).is_some() {
             return Err(EPERM);
         }
         let mut t = self.lock();
         let n = t.get(h)?;
         if let (Some(m), Some((tree, rel))) = (mode, self.rw_host(n)) {
-            self.trees[tree].chmod(&rel, m & 0o7777).map_err(|e| errno_of(&e))?;
+            self.trees[tree]
+                .chmod(&rel, m & 0o7777)
+                .map_err(|e| errno_of(&e))?;
         }
         let n = t.get_mut(h)?;
         if let Some(m) = mode {
@@ -510,7 +526,12 @@ impl Fs {
         let mut m = Meta::fresh(S_IFREG | 0o444, ino);
         m.nlink = 0;
         m.dev = 0x4;
-        let mut node = Node::new(self.proc_dir, b"", m, Body::Mem(Arc::new(RwLock::new(data))));
+        let mut node = Node::new(
+            self.proc_dir,
+            b"",
+            m,
+            Body::Mem(Arc::new(RwLock::new(data))),
+        );
         node.version = t.next_id();
         t.alloc(node)
     }

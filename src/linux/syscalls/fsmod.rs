@@ -149,7 +149,11 @@ impl Vproc {
             return Err(EINVAL);
         };
         if f.flags & files::O_ACCMODE == 0 || f.flags & files::O_PATH != 0 {
-            return Err(if f.flags & files::O_PATH != 0 { EBADF } else { EINVAL });
+            return Err(if f.flags & files::O_PATH != 0 {
+                EBADF
+            } else {
+                EINVAL
+            });
         }
         drop(f);
         if !matches!(self.fs.inode(h).kind, Kind::File { .. }) {

@@ -51,11 +51,12 @@ impl Vproc {
         let file = self.fds.get(fd)?.file.clone();
         let f = file.borrow();
         let mode = f.flags & files::O_ACCMODE;
-        let bad = f.flags & files::O_PATH != 0 || if write {
-            mode == 0 && !matches!(f.kind, FileKind::Stdin)
-        } else {
-            mode == files::O_WRONLY
-        };
+        let bad = f.flags & files::O_PATH != 0
+            || if write {
+                mode == 0 && !matches!(f.kind, FileKind::Stdin)
+            } else {
+                mode == files::O_WRONLY
+            };
         if bad {
             return Err(EBADF);
         }

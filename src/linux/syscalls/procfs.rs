@@ -143,7 +143,11 @@ impl Vproc {
                 .into_iter()
                 .map(|n| {
                     let i = ProcItem::Fd(n);
-                    ent(i.name(), proc_handle(pid, i) & 0xffff_ffff_ffff, libc::DT_LNK)
+                    ent(
+                        i.name(),
+                        proc_handle(pid, i) & 0xffff_ffff_ffff,
+                        libc::DT_LNK,
+                    )
                 })
                 .collect(),
             Some(_) => Vec::new(),

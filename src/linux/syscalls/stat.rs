@@ -323,7 +323,7 @@ mod tests {
     fn device_numbers_split_as_glibc_encodes_them() {
         assert_eq!(split_dev(0x801), (8, 1));
         assert_eq!(split_dev((259 << 8) | 3), (259, 3));
-        let big = ((0x123u64 & 0xfffff000) << 32) | ((0x123 & 0xfff) << 8) | 0x45;
-        assert_eq!(split_dev(big), (0x123, 0x45));
+        let big = ((0x1234u64 & 0xfffff000) << 32) | ((0x1234 & 0xfff) << 8) | 0x45;
+        assert_eq!(split_dev(big), (0x1234, 0x45));
     }
 }
