@@ -40,7 +40,9 @@ mod tests;
 pub use backing::Backing;
 pub use mount::{Bind, RootSpec};
 pub use node::{Errno, Ts};
-pub use path::{proc_handle, proc_item, NoProc, ProcItem, ProcView, PID_ITEMS, PROC_BASE};
+pub use path::{
+    proc_handle, proc_item, NoProc, ProcItem, ProcView, PID_ITEMS, PROC_BASE, TOP_ITEMS,
+};
 pub use tar::build_image;
 
 use host::HostTree;

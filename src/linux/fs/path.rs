@@ -48,19 +48,27 @@ pub enum ProcItem {
     Maps,
     /// `status`: name, pid, memory.
     Status,
+    /// `mounts` (also `/proc/mounts`).
+    Mounts,
+    /// `/proc/meminfo`.
+    Meminfo,
     /// `fd/N`.
     Fd(i32),
 }
 
 /// The entries of `/proc/PID`, in listing order.
-pub const PID_ITEMS: [ProcItem; 6] = [
+pub const PID_ITEMS: [ProcItem; 7] = [
     ProcItem::Cwd,
     ProcItem::Exe,
     ProcItem::FdDir,
     ProcItem::Maps,
+    ProcItem::Mounts,
     ProcItem::Root,
     ProcItem::Status,
 ];
+
+/// The files of `/proc` itself (besides `self` and the pid).
+pub const TOP_ITEMS: [ProcItem; 2] = [ProcItem::Meminfo, ProcItem::Mounts];
 
 impl ProcItem {
     /// Its name in its directory.
@@ -74,6 +82,8 @@ impl ProcItem {
             ProcItem::FdDir => b"fd".to_vec(),
             ProcItem::Maps => b"maps".to_vec(),
             ProcItem::Status => b"status".to_vec(),
+            ProcItem::Mounts => b"mounts".to_vec(),
+            ProcItem::Meminfo => b"meminfo".to_vec(),
             ProcItem::Fd(n) => n.to_string().into_bytes(),
         }
     }
@@ -101,6 +111,8 @@ impl ProcItem {
             ProcItem::FdDir => 6,
             ProcItem::Maps => 7,
             ProcItem::Status => 8,
+            ProcItem::Mounts => 9,
+            ProcItem::Meminfo => 10,
             ProcItem::Fd(n) => 0x10000 + (n as u32 as u64 & 0xffff),
         }
     }
@@ -126,6 +138,8 @@ pub fn proc_item(h: u64) -> Option<(i32, ProcItem)> {
         6 => ProcItem::FdDir,
         7 => ProcItem::Maps,
         8 => ProcItem::Status,
+        9 => ProcItem::Mounts,
+        10 => ProcItem::Meminfo,
         c if c >= 0x10000 => ProcItem::Fd((c - 0x10000) as i32),
         _ => return None,
     };
@@ -293,6 +307,11 @@ impl Fs {
             if pid > 0 && name == pid.to_string().as_bytes() {
                 return Ok(proc_handle(pid, ProcItem::PidDir));
             }
+            if let Some(&i) = TOP_ITEMS.iter().find(|i| i.name() == name) {
+                if pid > 0 {
+                    return Ok(proc_handle(pid, i));
+                }
+            }
             return Err(ENOENT);
         }
         self.child(dir, name)
@@ -309,7 +328,7 @@ impl Fs {
     /// The parent directory of `h` (the root's is the root).
     pub fn parent_handle(&self, h: u64) -> u64 {
         match proc_item(h) {
-            Some((_, ProcItem::PidDir | ProcItem::SelfLink)) => self.proc_dir,
+            Some((_, ProcItem::PidDir | ProcItem::SelfLink | ProcItem::Meminfo)) => self.proc_dir,
             Some((pid, ProcItem::Fd(_))) => proc_handle(pid, ProcItem::FdDir),
             Some((pid, _)) => proc_handle(pid, ProcItem::PidDir),
             None => self.with_node(h, |n| n.parent).unwrap_or(ROOT),
@@ -371,6 +390,8 @@ mod tests {
             ProcItem::FdDir,
             ProcItem::Maps,
             ProcItem::Status,
+            ProcItem::Mounts,
+            ProcItem::Meminfo,
             ProcItem::Fd(0),
             ProcItem::Fd(1023),
         ] {

@@ -108,19 +108,33 @@ impl Vproc {
             return self.lookup_at(dirfd, p, follow);
         }
         let excl = flags & files::O_EXCL != 0;
-        let (dir, name) = self.parent_at(dirfd, p)?;
+        let (mut dir, mut name) = self.parent_at(dirfd, p)?;
         if p.ends_with(b"/") || name == b"." || name == b".." {
             return Err(EISDIR);
         }
-        match self.fs.walk(self, dir, &name, follow && !excl) {
-            Ok(_) if excl => Err(EEXIST),
-            Ok(h) => Ok(h),
-            Err(ENOENT) => {
-                let mode = mode & 0o7777 & !self.umask;
-                Ok(self.fs.create(dir, &name, mode, excl)?.0)
+        // A dangling symlink is followed: the file is made where it points.
+        for _ in 0..crate::linux::fs::path::MAX_LINKS {
+            match self.fs.walk(self, dir, &name, follow && !excl) {
+                Ok(_) if excl => return Err(EEXIST),
+                Ok(h) => return Ok(h),
+                Err(ENOENT) => {}
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
+            let at = self.fs.walk(self, dir, &name, false);
+            match at.ok().and_then(|h| self.fs.link_target(h)) {
+                Some(target) if follow && !excl => {
+                    (dir, name) = self.fs.walk_parent(self, dir, &target)?;
+                    if target.ends_with(b"/") || name == b"." || name == b".." {
+                        return Err(EISDIR);
+                    }
+                }
+                _ => {
+                    let mode = mode & 0o7777 & !self.umask;
+                    return Ok(self.fs.create(dir, &name, mode, excl)?.0);
+                }
+            }
         }
+        Err(ELOOP)
     }
 
     fn install_file(&mut self, file: crate::linux::files::Shared<OpenFile>, flags: u32) -> R {
@@ -187,7 +201,7 @@ impl Vproc {
                 let file = self.fds.get(n as i64)?.file.clone();
                 self.install_file(file, flags)
             }
-            ProcItem::Maps | ProcItem::Status => {
+            ProcItem::Maps | ProcItem::Status | ProcItem::Mounts | ProcItem::Meminfo => {
                 if write {
                     return Err(EACCES);
                 }

@@ -4,7 +4,9 @@
 //! and the directory listings.
 
 use crate::linux::files::FileKind;
-use crate::linux::fs::{proc_handle, proc_item, DirEntry, ProcItem, ProcView, PID_ITEMS};
+use crate::linux::fs::{
+    proc_handle, proc_item, DirEntry, ProcItem, ProcView, PID_ITEMS, TOP_ITEMS,
+};
 use crate::linux::mm::VmaKind;
 use crate::linux::Vproc;
 
@@ -77,6 +79,21 @@ impl Vproc {
                     self.sig.blocked,
                 );
             }
+            ProcItem::Mounts => {
+                s = "vkernel / vkernel rw 0 0\nproc /proc proc rw,nosuid,nodev,noexec 0 0\n\
+                     devtmpfs /dev devtmpfs rw,nosuid 0 0\n"
+                    .to_string();
+            }
+            ProcItem::Meminfo => {
+                let total = self.mm.ram().size() >> 10;
+                let free = self.mm.free_frames() * 4;
+                s = format!(
+                    "MemTotal:       {total:8} kB\nMemFree:        {free:8} kB\n\
+                     MemAvailable:   {free:8} kB\nBuffers:               0 kB\n\
+                     Cached:                0 kB\nSwapTotal:             0 kB\n\
+                     SwapFree:              0 kB\n"
+                );
+            }
             _ => {}
         }
         s.into_bytes()
@@ -105,10 +122,27 @@ impl Vproc {
                     FileKind::PipeRead(p) | FileKind::PipeWrite(p) => {
                         format!("pipe:[{}]", 4000 + ((p.id() >> 4) & 0xffff)).into_bytes()
                     }
-                    _ => b"/dev/tty".to_vec(),
+                    FileKind::Stdin => self.console_name(0),
+                    FileKind::Stdout => self.console_name(1),
+                    FileKind::Stderr => self.console_name(2),
                 }
             }
             _ => Vec::new(),
+        }
+    }
+
+    /// What the vkernel's own fd `n` (behind the console) is: a terminal,
+    /// `/dev/null`, a pipe, as the host names it; `/dev/tty` if unknown.
+    fn console_name(&self, n: i32) -> Vec<u8> {
+        let Some(h) = self.stdio.host_fd(n) else {
+            return b"/dev/tty".to_vec();
+        };
+        match std::fs::read_link(format!("/proc/self/fd/{h}")) {
+            Ok(p) => {
+                use std::os::unix::ffi::OsStrExt;
+                p.as_os_str().as_bytes().to_vec()
+            }
+            Err(_) => b"/dev/tty".to_vec(),
         }
     }
 
@@ -117,14 +151,24 @@ impl Vproc {
         let ent = |name: Vec<u8>, ino: u64, dtype: u8| DirEntry { name, ino, dtype };
         let pid = self.pid;
         match proc_item(h) {
-            None => vec![
-                ent(
-                    pid.to_string().into_bytes(),
-                    proc_handle(pid, ProcItem::PidDir) & 0xffff_ffff_ffff,
-                    libc::DT_DIR,
-                ),
-                ent(b"self".to_vec(), 2, libc::DT_LNK),
-            ],
+            None => {
+                let mut v = vec![
+                    ent(
+                        pid.to_string().into_bytes(),
+                        proc_handle(pid, ProcItem::PidDir) & 0xffff_ffff_ffff,
+                        libc::DT_DIR,
+                    ),
+                    ent(b"self".to_vec(), 2, libc::DT_LNK),
+                ];
+                v.extend(TOP_ITEMS.iter().map(|&i| {
+                    ent(
+                        i.name(),
+                        proc_handle(pid, i) & 0xffff_ffff_ffff,
+                        libc::DT_REG,
+                    )
+                }));
+                v
+            }
             Some((pid, ProcItem::PidDir)) => PID_ITEMS
                 .iter()
                 .map(|&i| {

@@ -150,8 +150,9 @@ impl Vproc {
         let mut b = [0u8; 120];
         b[..8].copy_from_slice(&0x01021994u64.to_le_bytes());
         b[8..16].copy_from_slice(&4096u64.to_le_bytes());
-        // f_namelen.
-        b[88..96].copy_from_slice(&255u64.to_le_bytes());
+        // f_namelen, f_frsize.
+        b[64..72].copy_from_slice(&255u64.to_le_bytes());
+        b[72..80].copy_from_slice(&4096u64.to_le_bytes());
         self.mm.write(buf, &b)?;
         Ok(0)
     }
