@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use super::node::Body;
 use super::Fs;
 
 /// An open regular file's contents, for file-backed mmap and the page
@@ -67,7 +66,7 @@ impl Drop for Backing {
         if let Ok(n) = t.get_mut(self.ino) {
             n.opens = n.opens.saturating_sub(1);
             if n.opens == 0 && n.meta.nlink == 0 {
-                n.body = Body::Free;
+                t.free(self.ino);
             }
         }
         drop(t);

@@ -257,9 +257,48 @@ pub struct Table {
     pub nodes: Vec<Node>,
     /// Source of version and in-memory inode numbers.
     pub counter: u64,
+    /// Bytes held by in-memory files (see [`MEM_BUDGET`]).
+    pub mem_bytes: u64,
 }
 
+/// Most bytes all in-memory files may hold together (then ENOSPC), like a
+/// tmpfs size limit: what vprocs write costs host memory.
+pub const MEM_BUDGET: u64 = 4 << 30;
+
+/// Largest in-memory file (then EFBIG).
+pub const FILE_MAX: u64 = 1 << 30;
+
 impl Table {
+    /// Account for an in-memory file growing from `old` to `new` bytes:
+    /// ENOSPC past the budget, EFBIG past the file limit.
+    pub fn charge(&mut self, old: u64, new: u64) -> Result<(), Errno> {
+        if new > FILE_MAX {
+            return Err(libc::EFBIG as Errno);
+        }
+        if new > old {
+            let more = new - old;
+            if self.mem_bytes + more > MEM_BUDGET {
+                return Err(libc::ENOSPC as Errno);
+            }
+            self.mem_bytes += more;
+        } else {
+            self.mem_bytes = self.mem_bytes.saturating_sub(old - new);
+        }
+        Ok(())
+    }
+
+    /// Free node `h`'s contents (nothing names or holds it any more).
+    pub fn free(&mut self, h: u64) {
+        let len = match self.nodes.get(h as usize).map(|n| &n.body) {
+            Some(Body::Mem(d)) => d.read().map_or(0, |d| d.len() as u64),
+            _ => 0,
+        };
+        self.mem_bytes = self.mem_bytes.saturating_sub(len);
+        if let Some(n) = self.nodes.get_mut(h as usize) {
+            n.body = Body::Free;
+        }
+    }
+
     /// Add a node; its handle.
     pub fn alloc(&mut self, node: Node) -> u64 {
         self.nodes.push(node);
@@ -320,7 +359,7 @@ impl Table {
             }
             n.meta.ctime = Ts::now();
             if n.meta.nlink == 0 && n.opens == 0 {
-                n.body = Body::Free;
+                self.free(h);
             }
         }
     }

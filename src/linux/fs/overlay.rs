@@ -11,7 +11,7 @@
 use std::sync::{Arc, RwLock};
 
 use super::host::{errno_of, join};
-use super::node::{Body, Dir, Errno, Meta, Node, Slot, Table, Ts, MEM_DEV};
+use super::node::{Body, Dir, Errno, Meta, Node, Slot, Table, Ts, FILE_MAX, MEM_DEV};
 use super::{proc_item, Fs, Source, ROOT, S_IFDIR, S_IFLNK, S_IFREG};
 
 const EEXIST: Errno = libc::EEXIST as Errno;
@@ -25,9 +25,6 @@ const EBUSY: Errno = libc::EBUSY as Errno;
 const EFBIG: Errno = libc::EFBIG as Errno;
 const ENOENT: Errno = libc::ENOENT as Errno;
 const EPERM: Errno = libc::EPERM as Errno;
-
-/// Largest file copied up into memory.
-const COPY_UP_MAX: u64 = 1 << 30;
 
 /// renameat2's RENAME_NOREPLACE.
 pub const RENAME_NOREPLACE: u32 = 1;
@@ -326,7 +323,7 @@ impl Fs {
                 _ => return Err(EACCES),
             }
         };
-        if size > COPY_UP_MAX {
+        if size > FILE_MAX {
             return Err(EFBIG);
         }
         let mut data = vec![0u8; size as usize];
@@ -340,10 +337,14 @@ impl Fs {
         }
         data.truncate(got);
         let mut t = self.lock();
+        if !matches!(t.get(h)?.body, Body::Host { .. } | Body::Tar { .. }) {
+            return Ok(());
+        }
+        t.charge(0, data.len() as u64)?;
         let ino = t.next_id();
         let version = t.next_id();
         let n = t.get_mut(h)?;
-        if matches!(n.body, Body::Host { .. } | Body::Tar { .. }) {
+        {
             n.body = Body::Mem(Arc::new(RwLock::new(data)));
             n.meta.dev = MEM_DEV;
             n.meta.ino = ino;
@@ -402,10 +403,8 @@ impl Fs {
         let mut d = buf.write().unwrap_or_else(|e| e.into_inner());
         let at = pos.unwrap_or(d.len() as u64);
         let end = at.checked_add(data.len() as u64).ok_or(EFBIG)?;
-        if end > COPY_UP_MAX * 4 {
-            return Err(EFBIG);
-        }
         if d.len() < end as usize {
+            t.charge(d.len() as u64, end)?;
             d.resize(end as usize, 0);
         }
         d[at as usize..end as usize].copy_from_slice(data);
@@ -416,7 +415,7 @@ impl Fs {
 
     /// Set file `h`'s size.
     pub fn truncate(&self, h: u64, len: u64) -> Result<(), Errno> {
-        if len > COPY_UP_MAX * 4 {
+        if len > FILE_MAX {
             return Err(EFBIG);
         }
         self.prepare_write(h)?;
@@ -434,10 +433,12 @@ impl Fs {
             return Ok(());
         }
         match &n.body {
-            Body::Mem(d) => d
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .resize(len as usize, 0),
+            Body::Mem(d) => {
+                let d = d.clone();
+                let mut d = d.write().unwrap_or_else(|e| e.into_inner());
+                t.charge(d.len() as u64, len)?;
+                d.resize(len as usize, 0);
+            }
             Body::Dev(_) => return Ok(()),
             Body::Dir(_) => return Err(EISDIR),
             _ => return Err(EINVAL),
@@ -522,6 +523,8 @@ impl Fs {
     /// away when its last [`super::Backing`] does.
     pub fn anonymous(&self, data: Vec<u8>) -> u64 {
         let mut t = self.lock();
+        // Small snapshots, counted (freed with the node) but never refused.
+        t.mem_bytes += data.len() as u64;
         let ino = t.next_id();
         let mut m = Meta::fresh(S_IFREG | 0o444, ino);
         m.nlink = 0;

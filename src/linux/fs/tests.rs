@@ -135,3 +135,19 @@ fn rw_bind_writes_through() {
     assert!(d.join("out2").exists() && !d.join("out").exists());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn memory_files_are_bounded_and_accounted() {
+    let fs = Fs::empty();
+    let (h, _) = fs.create(ROOT, b"big", 0o644, true).unwrap();
+    assert_eq!(
+        fs.write(h, Some(node::FILE_MAX), b"x"),
+        Err(libc::EFBIG as i64)
+    );
+    fs.truncate(h, 1 << 20).unwrap();
+    assert_eq!(fs.lock().mem_bytes, 1 << 20);
+    fs.truncate(h, 10).unwrap();
+    assert_eq!(fs.lock().mem_bytes, 10);
+    fs.unlink(ROOT, b"big", false).unwrap();
+    assert_eq!(fs.lock().mem_bytes, 0, "freed with its last name");
+}
