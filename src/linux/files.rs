@@ -25,6 +25,8 @@ pub const O_DIRECTORY: u32 = 0o200000;
 pub const O_NOFOLLOW: u32 = 0o400000;
 /// O_CLOEXEC.
 pub const O_CLOEXEC: u32 = 0o2000000;
+/// O_LARGEFILE (x86-64's value).
+pub const O_LARGEFILE: u32 = 0o100000;
 /// O_EXCL.
 pub const O_EXCL: u32 = 0o200;
 /// O_PATH.

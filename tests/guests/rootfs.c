@@ -100,7 +100,7 @@ static int ops(const char *dir) {
     long n = pread(fd, buf, sizeof buf - 1, 0);
     printf("pread %ld [%s]\n", n, buf);
     int fl = fcntl(fd, F_GETFL);
-    printf("F_GETFL accmode %d append %d\n", fl & O_ACCMODE, !!(fl & O_APPEND));
+    printf("F_GETFL %#o\n", fl);
     check("F_SETFL O_APPEND", fcntl(fd, F_SETFL, fl | O_APPEND));
     lseek(fd, 0, SEEK_SET);
     check("append", write(fd, "tail\n", 5));

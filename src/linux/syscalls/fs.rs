@@ -155,8 +155,9 @@ impl Vproc {
         }
         let write = acc != 0 && flags & files::O_PATH == 0;
         let h = self.open_node(dirfd, &p, flags, mode)?;
-        let keep =
-            flags & !(files::O_CLOEXEC | files::O_CREAT | files::O_EXCL | files::O_TRUNC | 0o400);
+        // As on any 64-bit Linux, every open file is O_LARGEFILE.
+        let keep = (flags | files::O_LARGEFILE)
+            & !(files::O_CLOEXEC | files::O_CREAT | files::O_EXCL | files::O_TRUNC | 0o400);
         if let Some((_, item)) = proc_item(h) {
             return self.open_proc(h, item, flags, write, &p);
         }

@@ -562,8 +562,12 @@ impl Vproc {
             4 => {
                 let f = self.fds.get(fd)?.file.clone();
                 let mut f = f.borrow_mut();
-                let keep = f.flags & files::O_ACCMODE;
-                f.flags = keep | (arg as u32 & (files::O_APPEND | files::O_NONBLOCK));
+                if f.flags & files::O_PATH != 0 {
+                    return Err(EBADF);
+                }
+                // Only O_APPEND and O_NONBLOCK change; the rest stays.
+                let set = files::O_APPEND | files::O_NONBLOCK;
+                f.flags = (f.flags & !set) | (arg as u32 & set);
                 Ok(0)
             }
             5..=7 | 36..=38 => {
