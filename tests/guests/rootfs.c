@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/time.h>
+#include <sys/xattr.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -159,6 +160,22 @@ static int ops(const char *dir) {
     expect_errno("access missing", access("nope", F_OK));
     list(".");
     list("sub");
+    /* copy_file_range, fallocate, xattrs, FIOCLEX, close_range. */
+    int in = open("sub/b.txt", O_RDONLY), out = open("copy", O_CREAT | O_RDWR, 0644);
+    long total = 0;
+    while ((n = copy_file_range(in, NULL, out, NULL, 2, 0)) > 0)
+        total += n;
+    printf("copy_file_range copied %ld\n", total);
+    check("fallocate", fallocate(out, 0, 0, 10000));
+    fstat(out, &st);
+    printf("size after fallocate %ld\n", (long)st.st_size);
+    check("FIOCLEX", ioctl(out, FIOCLEX));
+    printf("cloexec after FIOCLEX %d\n", fcntl(out, F_GETFD) & FD_CLOEXEC);
+    expect_errno("getxattr", getxattr("copy", "user.x", buf, sizeof buf));
+    printf("listxattr %ld\n", (long)listxattr("copy", buf, sizeof buf));
+    check("close_range", syscall(SYS_close_range, in, out, 0));
+    expect_errno("fcntl on a closed fd", fcntl(out, F_GETFD));
+    unlink("copy");
     expect_errno("rmdir non-empty", rmdir("sub"));
     expect_errno("unlink a directory", unlink("sub"));
     check("unlink sub/b.txt", unlink("sub/b.txt"));

@@ -57,12 +57,67 @@ impl Vproc {
                 self.sys_attr(d0, a[1], a[4], None, Some((a[2] as u32, a[3] as u32)))
             }
             libc::SYS_mknod | libc::SYS_mknodat => Err(EPERM),
+            libc::SYS_getxattr | libc::SYS_lgetxattr => self.sys_xattr(a[0], nr, Err(ENODATA)),
+            libc::SYS_listxattr | libc::SYS_llistxattr => self.sys_xattr(a[0], nr, Ok(0)),
+            libc::SYS_setxattr
+            | libc::SYS_lsetxattr
+            | libc::SYS_removexattr
+            | libc::SYS_lremovexattr => self.sys_xattr(a[0], nr, Err(EOPNOTSUPP)),
+            libc::SYS_fgetxattr => self.fd_handle(d0, EBADF).and(Err(ENODATA)),
+            libc::SYS_flistxattr => self.fd_handle(d0, EBADF).map(|_| 0),
+            libc::SYS_fsetxattr | libc::SYS_fremovexattr => {
+                self.fd_handle(d0, EBADF).and(Err(EOPNOTSUPP))
+            }
+            libc::SYS_fadvise64 | libc::SYS_readahead => self.fd_handle(d0, ESPIPE).map(|_| 0),
+            libc::SYS_fallocate => self.sys_fallocate(d0, a[1] as u32, a[2] as i64, a[3] as i64),
             libc::SYS_fsync | libc::SYS_fdatasync | libc::SYS_syncfs | libc::SYS_flock => {
                 self.fds.get(d0).map(|_| 0).map_err(Into::into)
             }
             libc::SYS_sync => Ok(0),
             _ => return None,
         })
+    }
+
+    /// The xattr calls on a path: the file must exist; it has no extended
+    /// attributes and takes none (`r`).
+    fn sys_xattr(&mut self, path: u64, nr: i64, r: R) -> R {
+        let p = self.user_path(path)?;
+        let follow = !matches!(
+            nr,
+            libc::SYS_lgetxattr
+                | libc::SYS_llistxattr
+                | libc::SYS_lsetxattr
+                | libc::SYS_lremovexattr
+        );
+        self.lookup_at(AT_FDCWD, &p, follow)?;
+        r
+    }
+
+    /// fallocate: mode 0 (or KEEP_SIZE) makes sure the range exists.
+    fn sys_fallocate(&mut self, fd: i64, mode: u32, off: i64, len: i64) -> R {
+        if off < 0 || len <= 0 {
+            return Err(EINVAL);
+        }
+        if mode & !1 != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        let file = self.fds.get(fd)?.file.clone();
+        let f = file.borrow();
+        let FileKind::Inode(h) = f.kind else {
+            return Err(ESPIPE);
+        };
+        if f.flags & files::O_ACCMODE == 0 {
+            return Err(EBADF);
+        }
+        drop(f);
+        if !matches!(self.fs.inode(h).kind, Kind::File { .. }) {
+            return Err(ENODEV);
+        }
+        let end = off.checked_add(len).ok_or(EFBIG)? as u64;
+        if mode == 0 && end > self.fs.inode(h).size {
+            self.fs.truncate(h, end)?;
+        }
+        Ok(0)
     }
 
     fn sys_mkdirat(&mut self, dirfd: i64, path: u64, mode: u32) -> R {

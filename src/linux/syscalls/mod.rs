@@ -12,9 +12,9 @@
 //! |---|---|
 //! | `fs` | open, cwd, access, readlink, lseek, umask |
 //! | `stat` | stat, lstat, fstat, newfstatat, statx, statfs, getdents |
-//! | `fsmod` | mkdir, unlink/rmdir, rename, symlink, link, truncate, utimensat, chmod/chown |
+//! | `fsmod` | mkdir, unlink/rmdir, rename, symlink, link, truncate, fallocate, utimensat, chmod/chown, xattrs (none), fadvise |
 //! | `procfs` | what `/proc/self` shows (maps, status, fd/, links) |
-//! | `io` | read/write and their vector and positional forms, sendfile, pipes, dup, fcntl, ioctl, close, poll/select, socket |
+//! | `io` | read/write and their vector and positional forms, sendfile, copy_file_range, pipes, dup, fcntl, ioctl, close, close_range, poll/select, socket |
 //! | `mm` | mmap, munmap, mprotect, mremap, madvise, brk (the memory itself is [`super::mm`]) |
 //! | `proc` | exit, clone/fork, execve, wait4, ids, groups and sessions, scheduling, rlimits, arch_prctl, futex |
 //! | `signal` | sigaction, sigprocmask, sigaltstack, kill/tkill/tgkill, sigpending, pause/sigsuspend |
@@ -94,6 +94,7 @@ pub mod errno {
         ENOSYS,
         ENOTEMPTY,
         EXDEV,
+        ENODATA,
         ENOSPC,
         EFBIG,
         EBUSY,
@@ -297,6 +298,23 @@ const NAMES: &[(i64, &str)] = syscall_table!(
     SYS_mknodat,
     SYS_syncfs,
     SYS_sync,
+    SYS_setxattr,
+    SYS_lsetxattr,
+    SYS_fsetxattr,
+    SYS_getxattr,
+    SYS_lgetxattr,
+    SYS_fgetxattr,
+    SYS_listxattr,
+    SYS_llistxattr,
+    SYS_flistxattr,
+    SYS_removexattr,
+    SYS_lremovexattr,
+    SYS_fremovexattr,
+    SYS_fadvise64,
+    SYS_readahead,
+    SYS_fallocate,
+    SYS_close_range,
+    SYS_copy_file_range,
 );
 
 /// Name of a syscall number (for logs), or "unknown".
