@@ -260,12 +260,11 @@ impl HostTree {
         .map(|_| ())
     }
 
-    /// chmod `rel`.
+    /// chmod the regular file `rel` (opened, never through a symlink).
     pub fn chmod(&self, rel: &[u8], mode: u32) -> io::Result<()> {
-        let fd = self.open_at(rel, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
-        let p = cstr(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes())?;
-        // SAFETY: a valid path string naming our own open fd.
-        check(unsafe { libc::chmod(p.as_ptr(), mode) }).map(|_| ())
+        let fd = self.open_at(rel, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0)?;
+        // SAFETY: fchmod on an fd we own.
+        check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(|_| ())
     }
 }
 
