@@ -214,6 +214,8 @@ static int ops(const char *dir) {
     printf("NOFILE soft > 2: %d\n", rl.rlim_cur > 2);
     struct rusage ru;
     check("getrusage", getrusage(RUSAGE_SELF, &ru));
+    printf("maxrss > 0: %d\n", ru.ru_maxrss > 0);
+    expect_errno("getrusage(7)", getrusage(7, &ru));
     n = readlink("/proc/self/exe", buf, sizeof buf - 1);
     buf[n > 0 ? n : 0] = 0;
     printf("/proc/self/exe ends with rootfs: %d\n", n > 0 && strstr(buf, "rootfs") != NULL);
