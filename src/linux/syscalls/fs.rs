@@ -153,6 +153,13 @@ impl Vproc {
         if acc == files::O_ACCMODE && flags & files::O_PATH == 0 {
             return Err(EINVAL);
         }
+        if flags & 0o20000000 != 0 {
+            // O_TMPFILE: not offered (callers fall back to a named file).
+            return Err(EOPNOTSUPP);
+        }
+        if flags & files::O_CREAT != 0 && flags & files::O_DIRECTORY != 0 {
+            return Err(EINVAL);
+        }
         let write = acc != 0 && flags & files::O_PATH == 0;
         let h = self.open_node(dirfd, &p, flags, mode)?;
         // As on any 64-bit Linux, every open file is O_LARGEFILE.
