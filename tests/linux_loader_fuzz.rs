@@ -577,7 +577,7 @@ fn walk(fs: &Fs) -> Result<(), String> {
                         fs.inode(t);
                     }
                 }
-                Kind::CharDev(_) => {}
+                Kind::CharDev(_) | Kind::Special => {}
             }
         }
     }

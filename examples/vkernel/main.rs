@@ -14,14 +14,16 @@
 //! on `--cpus` vCPU threads with timer preemption; `--max-procs` bounds
 //! their number (fork beyond it fails with EAGAIN).
 //!
-//! PROGRAM is a path on the host; if it is not there and a `--disk` image
-//! is given, it is looked up in the image. Only its ELF headers and loaded
-//! segments are read. Like a shell, vkernel exits 127 when PROGRAM is
-//! missing and 126 when it cannot run it (a directory, not a regular file,
-//! no execute bit, unreadable, not a static x86-64 ELF). The vproc's
-//! filesystem is the tar image (read-only), plus `/dev/null` and
-//! `/dev/zero`. Build an image with `tar -cf fs.tar -C DIR .` or with
-//! `mkimage`. Standard input and output go through the Console driver;
+//! PROGRAM is a path in the vproc's root (with `--disk`: a host path, else
+//! a path in the image). Only its ELF headers and loaded segments are read.
+//! Like a shell, vkernel exits 127 when PROGRAM is missing and 126 when it
+//! cannot run it (a directory, not a regular file, no execute bit,
+//! unreadable, not a static x86-64 ELF). The vproc sees the host's `/`
+//! read-only (`--root DIR` picks another directory, `--disk fs.tar` a tar
+//! image) under an in-memory writable overlay: what it writes never reaches
+//! the host, except in directories exposed with `--bind HOST[:GUEST]:rw`.
+//! `/dev` and `/proc` are synthetic. Build an image with
+//! `tar -cf fs.tar -C DIR .` or with `mkimage`. Standard input and output go through the Console driver;
 //! Ctrl-C drops into a small debugger prompt (`help` lists its commands)
 //! when stdin is a terminal; otherwise SIGINT goes to the vprocs, as to a
 //! native foreground job. A panic in any vkernel thread exits 70.
@@ -72,9 +74,18 @@ enum Cmd {
 
 #[derive(clap::Args, Clone)]
 struct Opts {
-    /// Root filesystem image (a tar file: `tar -cf fs.tar -C DIR .`).
-    #[arg(long)]
+    /// Root filesystem image (a tar file: `tar -cf fs.tar -C DIR .`)
+    /// instead of a host directory.
+    #[arg(long, conflicts_with = "root")]
     disk: Option<PathBuf>,
+    /// Host directory the vproc sees as `/` (read-only, with an in-memory
+    /// writable overlay).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Expose a host directory: HOST[:GUEST][:rw] (GUEST defaults to HOST;
+    /// without :rw read-only; with :rw writes reach the host). Repeatable.
+    #[arg(long = "bind", value_name = "HOST[:GUEST][:rw]")]
+    bind: Vec<String>,
     /// Guest RAM in MiB.
     #[arg(long, default_value_t = 1024)]
     mem: u64,
@@ -115,7 +126,8 @@ struct Opts {
 struct RunArgs {
     #[command(flatten)]
     opts: Opts,
-    /// The program (a host path, else a path in the --disk image).
+    /// The program (a path in the vproc's root; with --disk a host path,
+    /// else a path in the image).
     program: String,
     /// Its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -262,6 +274,59 @@ fn find_program(path: &str, fs: &Arc<Fs>) -> Result<(Image, String), MainError> 
     }
 }
 
+/// Find PROGRAM (an absolute path) in the vproc's root, following its
+/// symlinks there; a program that is not there is looked for on the host.
+fn find_in_root(path: &str, fs: &Arc<Fs>) -> Result<(Image, String), MainError> {
+    let cannot = |why: String| MainError::CannotRun {
+        path: path.to_string(),
+        why,
+    };
+    let ino = match fs.resolve(linux::fs::ROOT, path.as_bytes(), true) {
+        Ok(ino) => ino,
+        Err(e) if e == linux::fs::errno::ENOENT => return find_program(path, fs),
+        Err(e) => {
+            return Err(cannot(format!(
+                "cannot look it up in the root ({})",
+                std::io::Error::from_raw_os_error(e as i32)
+            )))
+        }
+    };
+    let node = fs.inode(ino);
+    match node.kind {
+        linux::fs::Kind::File { .. } => {}
+        linux::fs::Kind::Dir(_) => {
+            return Err(cannot(
+                "is a directory; give the path of a program file".into(),
+            ))
+        }
+        // Say what it is as the host's checks do.
+        _ => return find_program(path, fs),
+    }
+    if node.mode & 0o111 == 0 {
+        return Err(cannot(format!(
+            "permission denied: the file is not executable (mode {:o}); make it executable \
+             with `chmod +x`",
+            node.mode & 0o7777
+        )));
+    }
+    // A file the invoking user cannot read fails here, not in the loader.
+    let mut probe = [0u8; 1];
+    if let Err(e) = fs.read(ino, 0, &mut probe) {
+        return Err(cannot(format!(
+            "cannot read it: {}; check its permissions",
+            std::io::Error::from_raw_os_error(e as i32)
+        )));
+    }
+    let exe = String::from_utf8_lossy(&fs.path_of(ino)).into_owned();
+    Ok((
+        Image::Disk {
+            fs: fs.clone(),
+            ino,
+        },
+        exe,
+    ))
+}
+
 /// Why the host file `path` with `meta` cannot be run, if so.
 fn check_host_program(path: &str, meta: &std::fs::Metadata) -> Result<(), String> {
     use std::os::unix::fs::FileTypeExt;
@@ -308,15 +373,22 @@ fn run(
     image: Option<Vec<u8>>,
     args: Vec<String>,
 ) -> Result<ExitStatus, MainError> {
-    let fs = Arc::new(match &opts.disk {
+    let binds = opts
+        .bind
+        .iter()
+        .map(|b| linux::fs::Bind::parse(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let root = match &opts.disk {
         Some(p) => {
             vk_eprintln!("vkernel: mounting {} ...", p.display());
-            Fs::mount(Disk::open_read_only(p)?)?
+            linux::fs::RootSpec::Tar(Disk::open_read_only(p)?)
         }
-        None => Fs::empty(),
-    });
+        None => linux::fs::RootSpec::Host(opts.root.clone()),
+    };
+    let fs = Arc::new(Fs::new(root, &binds)?);
     let (image, exe) = match image {
         Some(i) => (Image::Bytes(Arc::new(i)), path.clone()),
+        None if opts.disk.is_none() && path.starts_with('/') => find_in_root(&path, &fs)?,
         None => find_program(&path, &fs)?,
     };
     // Not clamped: Machine::builder reports a count out of range with the
@@ -346,7 +418,20 @@ fn run(
         fault_around: opts.fault_around,
         trace: opts.trace,
     };
-    let vp = Vproc::load_from(&machine, cfg, image, fs, Box::new(stdio))?;
+    let mut vp = Vproc::load_from(&machine, cfg, image, fs.clone(), Box::new(stdio))?;
+    // With the host's own / as the root, the program starts where it was
+    // started from (as it would natively).
+    if opts.disk.is_none() && opts.root == std::path::Path::new("/") {
+        if let Some(d) = std::env::current_dir().ok().and_then(|d| {
+            use std::os::unix::ffi::OsStrExt;
+            fs.resolve(linux::fs::ROOT, d.as_os_str().as_bytes(), true)
+                .ok()
+        }) {
+            if fs.is_dir_handle(d) {
+                vp.cwd = d;
+            }
+        }
+    }
     let kopts = KernelOptions {
         cpus,
         max_procs: opts.max_procs.max(1),
@@ -414,6 +499,8 @@ fn main() -> ExitCode {
         None => run(
             Opts {
                 disk: None,
+                root: PathBuf::from("/"),
+                bind: Vec::new(),
                 mem: 64,
                 fault_around: 16,
                 trace: false,

@@ -3,6 +3,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use super::fs::Backing;
+
 /// O_ACCMODE.
 pub const O_ACCMODE: u32 = 3;
 /// O_WRONLY.
@@ -23,6 +25,10 @@ pub const O_DIRECTORY: u32 = 0o200000;
 pub const O_NOFOLLOW: u32 = 0o400000;
 /// O_CLOEXEC.
 pub const O_CLOEXEC: u32 = 0o2000000;
+/// O_LARGEFILE (x86-64's value).
+pub const O_LARGEFILE: u32 = 0o100000;
+/// O_EXCL.
+pub const O_EXCL: u32 = 0o200;
 /// O_PATH.
 pub const O_PATH: u32 = 0o10000000;
 
@@ -75,6 +81,11 @@ impl<T> Shared<T> {
     /// Lock it (same as `borrow`).
     pub fn borrow_mut(&self) -> MutexGuard<'_, T> {
         self.borrow()
+    }
+
+    /// A number naming the object while it lives (for `pipe:[N]`).
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const u8 as usize
     }
 
     /// Same object?
@@ -150,7 +161,8 @@ pub enum FileKind {
     Stdout,
     /// fd 2 of the vkernel.
     Stderr,
-    /// A file, directory or device of the image.
+    /// A file, directory or device of the tree (a node handle of
+    /// [`super::fs::Fs`], or a `/proc` handle).
     Inode(u64),
     /// Read end of a pipe.
     PipeRead(Shared<Pipe>),
@@ -169,6 +181,8 @@ pub struct OpenFile {
     pub flags: u32,
     /// The path it was opened with.
     pub path: Vec<u8>,
+    /// The file's contents, for a file of the tree (see [`OpenFile::backing`]).
+    pub backing: Option<Backing>,
 }
 
 impl OpenFile {
@@ -184,7 +198,26 @@ impl OpenFile {
             pos: 0,
             flags,
             path: path.to_vec(),
+            backing: None,
         })
+    }
+
+    /// A new open file of node `backing.handle()` of the tree.
+    pub fn node(backing: Backing, flags: u32, path: &[u8]) -> Shared<OpenFile> {
+        Shared::new(OpenFile {
+            kind: FileKind::Inode(backing.handle()),
+            pos: 0,
+            flags,
+            path: path.to_vec(),
+            backing: Some(backing),
+        })
+    }
+
+    /// The contents behind a file of the tree (`read_at`, `file_id`,
+    /// `size`): what file-backed mmap and the page cache read. None for
+    /// pipes, the console and `/proc` directories.
+    pub fn backing(&self) -> Option<&Backing> {
+        self.backing.as_ref()
     }
 }
 

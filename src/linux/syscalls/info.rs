@@ -18,6 +18,29 @@ impl Vproc {
         })
     }
 
+    /// getrusage: the CPU time the scheduler counted for this vproc (all
+    /// of it as user time) and its resident memory; children's usage is
+    /// not kept (zeros).
+    pub(super) fn sys_getrusage(&mut self, who: i64, buf: u64) -> R {
+        let mut b = [0u8; 144];
+        match who {
+            0 | 1 => {
+                let ns = match &self.k {
+                    Some(k) => k.cpu_time(self.pid),
+                    None => self.started.elapsed().as_nanos() as u64,
+                };
+                b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+                b[8..16].copy_from_slice(&((ns / 1000) % 1_000_000).to_le_bytes());
+                let rss_kb = self.mm.resident_pages() * 4;
+                b[32..40].copy_from_slice(&rss_kb.to_le_bytes());
+            }
+            -1 => {}
+            _ => return Err(EINVAL),
+        }
+        self.mm.write(buf, &b)?;
+        Ok(0)
+    }
+
     /// getrandom: up to 1 MiB of the host's randomness.
     fn sys_getrandom(&mut self, buf: u64, len: usize) -> R {
         let n = len.min(1 << 20);

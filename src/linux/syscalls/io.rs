@@ -18,8 +18,7 @@ impl Vproc {
             libc::SYS_readv => self.sys_readv(int(a[0]), a[1], a[2]),
             libc::SYS_write => self.sys_write(int(a[0]), a[1], a[2] as usize),
             libc::SYS_writev => self.sys_writev(int(a[0]), a[1], a[2]),
-            // Every file that has an offset is read-only.
-            libc::SYS_pwrite64 => Err(EROFS),
+            libc::SYS_pwrite64 => self.sys_pwrite(int(a[0]), a[1], a[2] as usize, a[3] as i64),
             libc::SYS_sendfile => self.sys_sendfile(int(a[0]), int(a[1]), a[2], a[3] as usize),
             libc::SYS_close => self.fds.close(int(a[0])).map(|_| 0).map_err(Into::into),
             libc::SYS_pipe => self.sys_pipe2(a[0], 0),
@@ -27,6 +26,8 @@ impl Vproc {
             libc::SYS_dup => self.sys_dup(int(a[0]), 0, false),
             libc::SYS_dup2 => self.sys_dup3(int(a[0]), int(a[1]), 0, true),
             libc::SYS_dup3 => self.sys_dup3(int(a[0]), int(a[1]), a[2] as u32, false),
+            libc::SYS_close_range => self.sys_close_range(a[0], a[1], a[2] as u32),
+            libc::SYS_copy_file_range => self.sys_copy_file_range(a),
             libc::SYS_fcntl => self.sys_fcntl(int(a[0]), a[1] as u32, a[2]),
             libc::SYS_ioctl => self.sys_ioctl(int(a[0]), a[1] as u32, a[2]),
             libc::SYS_poll => self.sys_poll_ms(a[0], a[1], a[2] as i32),
@@ -52,11 +53,12 @@ impl Vproc {
         let file = self.fds.get(fd)?.file.clone();
         let f = file.borrow();
         let mode = f.flags & files::O_ACCMODE;
-        let bad = if write {
-            mode == 0 && !matches!(f.kind, FileKind::Stdin)
-        } else {
-            mode == files::O_WRONLY
-        };
+        let bad = f.flags & files::O_PATH != 0
+            || if write {
+                mode == 0 && !matches!(f.kind, FileKind::Stdin)
+            } else {
+                mode == files::O_WRONLY
+            };
         if bad {
             return Err(EBADF);
         }
@@ -111,12 +113,53 @@ impl Vproc {
         self.write_fd_as(fd, data, false)
     }
 
+    /// pwrite64: write at `off`, the file offset untouched.
+    fn sys_pwrite(&mut self, fd: i64, buf: u64, len: usize, off: i64) -> R {
+        if self.rw_check(fd, buf, len, true)?.is_some() {
+            return Ok(len as i64);
+        }
+        if off < 0 {
+            return Err(EINVAL);
+        }
+        let file = self.fds.get(fd)?.file.clone();
+        let FileKind::Inode(h) = file.borrow().kind else {
+            return Err(ESPIPE);
+        };
+        let len = len.min(1 << 24);
+        let mut data = vec![0u8; len];
+        let n = self.mm.read_partial(buf, &mut data);
+        if n == 0 && len > 0 {
+            return Err(EFAULT);
+        }
+        let (w, _) = self.fs.write(h, Some(off as u64), &data[..n])?;
+        Ok(w as i64)
+    }
+
+    /// write to an open file of the tree at its offset (at the end with
+    /// O_APPEND), moving the offset.
+    fn write_node(&mut self, f: &mut OpenFile, h: u64, data: &[u8]) -> R {
+        if self.is_dir(h) {
+            return Err(EISDIR);
+        }
+        let at = if f.flags & files::O_APPEND != 0 {
+            None
+        } else {
+            Some(f.pos)
+        };
+        let (w, end) = self.fs.write(h, at, data)?;
+        f.pos = end;
+        Ok(w as i64)
+    }
+
     /// write to `fd`; `nowait`: as with O_NONBLOCK (sendfile).
     fn write_fd_as(&mut self, fd: i64, data: &[u8], nowait: bool) -> R {
         let file = self.fds.get(fd)?.file.clone();
-        let f = file.borrow();
+        let mut f = file.borrow();
         if f.flags & files::O_ACCMODE == 0 && !matches!(f.kind, FileKind::Stdin) {
             return Err(EBADF);
+        }
+        if let FileKind::Inode(h) = f.kind {
+            return self.write_node(&mut f, h, data);
         }
         match &f.kind {
             FileKind::Stdout | FileKind::Stdin => self.write_host(1, data),
@@ -185,11 +228,7 @@ impl Vproc {
                 }
                 Ok(done as i64)
             }
-            FileKind::Inode(ino) => match self.fs.inode(*ino).kind {
-                Kind::CharDev(_) => Ok(data.len() as i64),
-                _ => Err(EBADF),
-            },
-            FileKind::PipeRead(_) => Err(EBADF),
+            FileKind::Inode(_) | FileKind::PipeRead(_) => Err(EBADF),
         }
     }
 
@@ -477,6 +516,87 @@ impl Vproc {
         )?)
     }
 
+    /// close_range: close fds `first..=last`, or mark them close-on-exec
+    /// (CLOSE_RANGE_CLOEXEC); CLOSE_RANGE_UNSHARE changes nothing here.
+    fn sys_close_range(&mut self, first: u64, last: u64, flags: u32) -> R {
+        if flags & !6 != 0 || first > last {
+            return Err(EINVAL);
+        }
+        let open: Vec<i64> = self
+            .fds
+            .iter()
+            .map(|(i, _)| i as i64)
+            .filter(|&i| i as u64 >= first && i as u64 <= last)
+            .collect();
+        for fd in open {
+            if flags & 4 != 0 {
+                self.fds.get_mut(fd)?.cloexec = true;
+            } else {
+                self.fds.close(fd)?;
+            }
+        }
+        Ok(0)
+    }
+
+    /// copy_file_range between two regular files of the tree (up to 1 MiB
+    /// a call); EXDEV for anything else, so that callers fall back to
+    /// read and write.
+    fn sys_copy_file_range(&mut self, a: [u64; 6]) -> R {
+        let (fin, pin, fout, pout) = (int(a[0]), a[1], int(a[2]), a[3]);
+        let (len, flags) = (a[4] as usize, a[5]);
+        if flags != 0 {
+            return Err(EINVAL);
+        }
+        let (i, o) = (
+            self.fds.get(fin)?.file.clone(),
+            self.fds.get(fout)?.file.clone(),
+        );
+        let node = |f: &Shared<OpenFile>, write: bool| -> Result<u64, i64> {
+            let f = f.borrow();
+            let acc = f.flags & files::O_ACCMODE;
+            if f.flags & files::O_PATH != 0
+                || (write && acc == 0)
+                || (!write && acc == files::O_WRONLY)
+                || (write && f.flags & files::O_APPEND != 0)
+            {
+                return Err(EBADF);
+            }
+            match f.kind {
+                FileKind::Inode(h) => Ok(h),
+                _ => Err(EXDEV),
+            }
+        };
+        let (hin, hout) = (node(&i, false)?, node(&o, true)?);
+        if self.is_dir(hin) || self.is_dir(hout) {
+            return Err(EISDIR);
+        }
+        let read_off = |vp: &mut Vproc, p: u64, f: &Shared<OpenFile>| -> Result<u64, i64> {
+            if p == 0 {
+                return Ok(f.borrow().pos);
+            }
+            let v = vp.mm.read_u64(p)?;
+            if (v as i64) < 0 {
+                return Err(EINVAL);
+            }
+            Ok(v)
+        };
+        let (at_in, at_out) = (read_off(self, pin, &i)?, read_off(self, pout, &o)?);
+        let mut data = vec![0u8; len.min(1 << 20)];
+        let n = self.fs.read(hin, at_in, &mut data)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let (w, _) = self.fs.write(hout, Some(at_out), &data[..n])?;
+        for (p, f, at) in [(pin, &i, at_in), (pout, &o, at_out)] {
+            if p == 0 {
+                f.borrow_mut().pos = at + w as u64;
+            } else {
+                self.mm.write_u64(p, at + w as u64)?;
+            }
+        }
+        Ok(w as i64)
+    }
+
     fn sys_pipe2(&mut self, fds: u64, flags: u32) -> R {
         let p = Shared::new(Pipe::default());
         let cloexec = flags & files::O_CLOEXEC != 0;
@@ -525,8 +645,12 @@ impl Vproc {
             4 => {
                 let f = self.fds.get(fd)?.file.clone();
                 let mut f = f.borrow_mut();
-                let keep = f.flags & files::O_ACCMODE;
-                f.flags = keep | (arg as u32 & (files::O_APPEND | files::O_NONBLOCK));
+                if f.flags & files::O_PATH != 0 {
+                    return Err(EBADF);
+                }
+                // Only O_APPEND and O_NONBLOCK change; the rest stays.
+                let set = files::O_APPEND | files::O_NONBLOCK;
+                f.flags = (f.flags & !set) | (arg as u32 & set);
                 Ok(0)
             }
             5..=7 | 36..=38 => {
@@ -538,6 +662,29 @@ impl Vproc {
     }
 
     fn sys_ioctl(&mut self, fd: i64, req: u32, arg: u64) -> R {
+        // The requests every kind of file takes.
+        match req {
+            0x5450 | 0x5451 => {
+                // FIONCLEX, FIOCLEX.
+                self.fds.get_mut(fd)?.cloexec = req == 0x5451;
+                return Ok(0);
+            }
+            0x5421 => {
+                // FIONBIO.
+                let mut b = [0u8; 4];
+                self.mm.read(arg, &mut b)?;
+                let on = u32::from_le_bytes(b) != 0;
+                let file = self.fds.get(fd)?.file.clone();
+                let mut f = file.borrow_mut();
+                if on {
+                    f.flags |= files::O_NONBLOCK;
+                } else {
+                    f.flags &= !files::O_NONBLOCK;
+                }
+                return Ok(0);
+            }
+            _ => {}
+        }
         let file = self.fds.get(fd)?.file.clone();
         let n = match file.borrow().kind {
             FileKind::Stdin => 0,

@@ -10,8 +10,11 @@
 //!
 //! | module | calls |
 //! |---|---|
-//! | `fs` | open, stat, statfs, directories (getdents), cwd, access, readlink, umask, the writes a read-only tree refuses |
-//! | `io` | read/write and their vector and positional forms, sendfile, pipes, dup, fcntl, ioctl, close, poll/select, socket |
+//! | `fs` | open, cwd, access, readlink, lseek, umask |
+//! | `stat` | stat, lstat, fstat, newfstatat, statx, statfs, getdents |
+//! | `fsmod` | mkdir, unlink/rmdir, rename, symlink, link, truncate, fallocate, utimensat, chmod/chown, xattrs (none), fadvise |
+//! | `procfs` | what `/proc/self` shows (maps, status, fd/, links) |
+//! | `io` | read/write and their vector and positional forms, sendfile, copy_file_range, pipes, dup, fcntl, ioctl, close, close_range, poll/select, socket |
 //! | `mm` | mmap, munmap, mprotect, mremap, madvise, brk (the memory itself is [`super::mm`]) |
 //! | `proc` | exit, clone/fork, execve, wait4, ids, groups and sessions, scheduling, rlimits, arch_prctl, futex |
 //! | `signal` | sigaction, sigprocmask, sigaltstack, kill/tkill/tgkill, sigpending, pause/sigsuspend |
@@ -35,11 +38,14 @@ use super::Vproc;
 pub mod compat32;
 pub mod events;
 mod fs;
+mod fsmod;
 mod info;
 mod io;
 mod mm;
 mod proc;
+mod procfs;
 mod signal;
+mod stat;
 mod time;
 
 /// Internal errno: the call must wait (`self.block` says for what); it is
@@ -87,6 +93,11 @@ pub mod errno {
         ENAMETOOLONG,
         ENOSYS,
         ENOTEMPTY,
+        EXDEV,
+        ENODATA,
+        ENOSPC,
+        EFBIG,
+        EBUSY,
         ELOOP,
         EOVERFLOW,
         EOPNOTSUPP,
@@ -281,6 +292,29 @@ const NAMES: &[(i64, &str)] = syscall_table!(
     SYS_rseq,
     SYS_clone3,
     SYS_faccessat2,
+    SYS_utimes,
+    SYS_fchownat,
+    SYS_mknod,
+    SYS_mknodat,
+    SYS_syncfs,
+    SYS_sync,
+    SYS_setxattr,
+    SYS_lsetxattr,
+    SYS_fsetxattr,
+    SYS_getxattr,
+    SYS_lgetxattr,
+    SYS_fgetxattr,
+    SYS_listxattr,
+    SYS_llistxattr,
+    SYS_flistxattr,
+    SYS_removexattr,
+    SYS_lremovexattr,
+    SYS_fremovexattr,
+    SYS_fadvise64,
+    SYS_readahead,
+    SYS_fallocate,
+    SYS_close_range,
+    SYS_copy_file_range,
 );
 
 /// Name of a syscall number (for logs), or "unknown".

@@ -68,11 +68,7 @@ impl Vproc {
             libc::SYS_getrlimit => self.sys_prlimit(0, a[0] as u32, 0, a[1]),
             libc::SYS_prlimit64 => self.sys_prlimit(int(a[0]) as i32, a[1] as u32, a[2], a[3]),
             libc::SYS_setrlimit => Ok(0),
-            libc::SYS_getrusage => self
-                .mm
-                .write(a[1], &[0u8; 144])
-                .map(|_| 0)
-                .map_err(Into::into),
+            libc::SYS_getrusage => self.sys_getrusage(int(a[0]), a[1]),
             libc::SYS_set_tid_address => {
                 self.clear_child_tid = a[0];
                 Ok(self.pid as i64)

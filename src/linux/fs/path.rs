@@ -1,0 +1,411 @@
+//! Path resolution, done by the vkernel one component at a time.
+//!
+//! `..` goes to the parent node and stops at the root (the root is its own
+//! parent); a symlink's target is resolved again from the directory that
+//! holds it, or from the vproc's root when it is absolute; at most
+//! [`MAX_LINKS`] symlinks are followed (then ELOOP). Host directories are
+//! only ever asked about one name at a time (see [`super::host`]), so no
+//! path reaches the host outside a tree. `/proc` is synthetic: its entries
+//! are per vproc ([`ProcView`]), and its magic links (`/proc/self/root`,
+//! `cwd`, `fd/N`) lead to nodes of this tree, never out of it.
+
+use super::node::Errno;
+use super::{components, Fs, ROOT};
+
+/// Most symlinks followed in one resolution (Linux: 40).
+pub const MAX_LINKS: u32 = 40;
+
+/// Longest path accepted.
+pub const PATH_MAX: usize = 4096;
+
+/// Longest name accepted.
+pub const NAME_MAX: usize = 255;
+
+const ENOENT: Errno = libc::ENOENT as Errno;
+const ENOTDIR: Errno = libc::ENOTDIR as Errno;
+const ELOOP: Errno = libc::ELOOP as Errno;
+const ENAMETOOLONG: Errno = libc::ENAMETOOLONG as Errno;
+
+/// Handles at or above this are `/proc/PID/...` entries, not table nodes.
+pub const PROC_BASE: u64 = 1 << 62;
+
+/// An entry of `/proc/PID`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcItem {
+    /// `/proc/PID` itself.
+    PidDir,
+    /// `/proc/self` (a symlink to `PID`).
+    SelfLink,
+    /// `exe`: the program.
+    Exe,
+    /// `cwd`: the current directory.
+    Cwd,
+    /// `root`: the vproc's root (always `/`).
+    Root,
+    /// `fd`: the open fds.
+    FdDir,
+    /// `maps`: the memory map.
+    Maps,
+    /// `status`: name, pid, memory.
+    Status,
+    /// `mounts` (also `/proc/mounts`).
+    Mounts,
+    /// `/proc/meminfo`.
+    Meminfo,
+    /// `fd/N`.
+    Fd(i32),
+}
+
+/// The entries of `/proc/PID`, in listing order.
+pub const PID_ITEMS: [ProcItem; 7] = [
+    ProcItem::Cwd,
+    ProcItem::Exe,
+    ProcItem::FdDir,
+    ProcItem::Maps,
+    ProcItem::Mounts,
+    ProcItem::Root,
+    ProcItem::Status,
+];
+
+/// The files of `/proc` itself (besides `self` and the pid).
+pub const TOP_ITEMS: [ProcItem; 2] = [ProcItem::Meminfo, ProcItem::Mounts];
+
+impl ProcItem {
+    /// Its name in its directory.
+    pub fn name(self) -> Vec<u8> {
+        match self {
+            ProcItem::PidDir => b"PID".to_vec(),
+            ProcItem::SelfLink => b"self".to_vec(),
+            ProcItem::Exe => b"exe".to_vec(),
+            ProcItem::Cwd => b"cwd".to_vec(),
+            ProcItem::Root => b"root".to_vec(),
+            ProcItem::FdDir => b"fd".to_vec(),
+            ProcItem::Maps => b"maps".to_vec(),
+            ProcItem::Status => b"status".to_vec(),
+            ProcItem::Mounts => b"mounts".to_vec(),
+            ProcItem::Meminfo => b"meminfo".to_vec(),
+            ProcItem::Fd(n) => n.to_string().into_bytes(),
+        }
+    }
+
+    /// A directory?
+    pub fn is_dir(self) -> bool {
+        matches!(self, ProcItem::PidDir | ProcItem::FdDir)
+    }
+
+    /// A symlink?
+    pub fn is_link(self) -> bool {
+        matches!(
+            self,
+            ProcItem::SelfLink | ProcItem::Exe | ProcItem::Cwd | ProcItem::Root | ProcItem::Fd(_)
+        )
+    }
+
+    fn code(self) -> u64 {
+        match self {
+            ProcItem::PidDir => 1,
+            ProcItem::SelfLink => 2,
+            ProcItem::Exe => 3,
+            ProcItem::Cwd => 4,
+            ProcItem::Root => 5,
+            ProcItem::FdDir => 6,
+            ProcItem::Maps => 7,
+            ProcItem::Status => 8,
+            ProcItem::Mounts => 9,
+            ProcItem::Meminfo => 10,
+            ProcItem::Fd(n) => 0x10000 + (n as u32 as u64 & 0xffff),
+        }
+    }
+}
+
+/// The handle of `item` of process `pid`.
+pub fn proc_handle(pid: i32, item: ProcItem) -> u64 {
+    PROC_BASE | (pid as u32 as u64) << 24 | item.code()
+}
+
+/// The process and item of a `/proc` handle.
+pub fn proc_item(h: u64) -> Option<(i32, ProcItem)> {
+    if h & PROC_BASE == 0 {
+        return None;
+    }
+    let pid = ((h >> 24) & 0xffff_ffff) as u32 as i32;
+    let item = match h & 0xff_ffff {
+        1 => ProcItem::PidDir,
+        2 => ProcItem::SelfLink,
+        3 => ProcItem::Exe,
+        4 => ProcItem::Cwd,
+        5 => ProcItem::Root,
+        6 => ProcItem::FdDir,
+        7 => ProcItem::Maps,
+        8 => ProcItem::Status,
+        9 => ProcItem::Mounts,
+        10 => ProcItem::Meminfo,
+        c if c >= 0x10000 => ProcItem::Fd((c - 0x10000) as i32),
+        _ => return None,
+    };
+    Some((pid, item))
+}
+
+/// What `/proc/self` shows: the vproc doing the lookup.
+pub trait ProcView {
+    /// Its pid (0: none, `/proc/self` does not exist).
+    fn pid(&self) -> i32;
+    /// fd `n`: None if not open, `Some(None)` if open on something that is
+    /// no node of the tree (a pipe, the console), else its node.
+    fn fd_node(&self, n: i32) -> Option<Option<u64>>;
+    /// Its open fds.
+    fn fds(&self) -> Vec<i32>;
+    /// Its current directory.
+    fn cwd(&self) -> u64;
+    /// Its program's path.
+    fn exe(&self) -> Vec<u8>;
+}
+
+/// No process: `/proc` is empty.
+pub struct NoProc;
+
+impl ProcView for NoProc {
+    fn pid(&self) -> i32 {
+        0
+    }
+    fn fd_node(&self, _: i32) -> Option<Option<u64>> {
+        None
+    }
+    fn fds(&self) -> Vec<i32> {
+        Vec::new()
+    }
+    fn cwd(&self) -> u64 {
+        ROOT
+    }
+    fn exe(&self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+/// A name of `/proc/PID/fd` as an fd number (plain decimal only).
+fn fd_number(name: &[u8]) -> Option<i32> {
+    if name.is_empty() || name.len() > 9 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if name.len() > 1 && name[0] == b'0' {
+        return None;
+    }
+    std::str::from_utf8(name).ok()?.parse().ok()
+}
+
+impl Fs {
+    /// Resolve `path` from directory `start` (relative paths) or the root;
+    /// follow a final symlink when `follow`.
+    pub fn walk(
+        &self,
+        v: &dyn ProcView,
+        start: u64,
+        path: &[u8],
+        follow: bool,
+    ) -> Result<u64, Errno> {
+        let mut links = 0;
+        self.walk_from(v, start, path, follow, &mut links)
+    }
+
+    fn walk_from(
+        &self,
+        v: &dyn ProcView,
+        start: u64,
+        path: &[u8],
+        follow: bool,
+        links: &mut u32,
+    ) -> Result<u64, Errno> {
+        if path.is_empty() {
+            return Err(ENOENT);
+        }
+        if path.len() > PATH_MAX {
+            return Err(ENAMETOOLONG);
+        }
+        let mut cur = if path[0] == b'/' { ROOT } else { start };
+        let comps = components(path);
+        // A trailing slash asks for a directory: a final symlink is
+        // followed then.
+        let follow = follow || path.ends_with(b"/");
+        for (i, c) in comps.iter().enumerate() {
+            if !self.is_dir_handle(cur) {
+                return Err(ENOTDIR);
+            }
+            if c.len() > NAME_MAX {
+                return Err(ENAMETOOLONG);
+            }
+            if *c == b".." {
+                cur = self.parent_handle(cur);
+                continue;
+            }
+            let next = self.lookup(v, cur, c)?;
+            cur = if i + 1 < comps.len() || follow {
+                self.follow(v, cur, next, links)?
+            } else {
+                next
+            };
+        }
+        if path.ends_with(b"/") && !self.is_dir_handle(cur) {
+            return Err(ENOTDIR);
+        }
+        Ok(cur)
+    }
+
+    /// Where the node `h` in directory `dir` leads if it is a symlink
+    /// (else `h`).
+    fn follow(&self, v: &dyn ProcView, dir: u64, h: u64, links: &mut u32) -> Result<u64, Errno> {
+        if let Some((_, item)) = proc_item(h) {
+            return match item {
+                ProcItem::SelfLink => Ok(proc_handle(v.pid(), ProcItem::PidDir)),
+                ProcItem::Root => Ok(ROOT),
+                ProcItem::Cwd => Ok(v.cwd()),
+                ProcItem::Exe => {
+                    *links += 1;
+                    if *links > MAX_LINKS {
+                        return Err(ELOOP);
+                    }
+                    self.walk_from(v, ROOT, &v.exe(), true, links)
+                }
+                ProcItem::Fd(n) => match v.fd_node(n) {
+                    Some(Some(node)) => Ok(node),
+                    Some(None) => Ok(h),
+                    None => Err(ENOENT),
+                },
+                _ => Ok(h),
+            };
+        }
+        let Some(target) = self.link_target(h) else {
+            return Ok(h);
+        };
+        *links += 1;
+        if *links > MAX_LINKS {
+            return Err(ELOOP);
+        }
+        self.walk_from(v, dir, &target, true, links)
+    }
+
+    /// The entry `name` of directory `dir` (not followed).
+    fn lookup(&self, v: &dyn ProcView, dir: u64, name: &[u8]) -> Result<u64, Errno> {
+        if let Some((pid, item)) = proc_item(dir) {
+            return match item {
+                ProcItem::PidDir => PID_ITEMS
+                    .iter()
+                    .find(|i| i.name() == name)
+                    .map(|&i| proc_handle(pid, i))
+                    .ok_or(ENOENT),
+                ProcItem::FdDir => match fd_number(name) {
+                    Some(n) if v.fd_node(n).is_some() => Ok(proc_handle(pid, ProcItem::Fd(n))),
+                    _ => Err(ENOENT),
+                },
+                _ => Err(ENOTDIR),
+            };
+        }
+        if dir == self.proc_dir {
+            let pid = v.pid();
+            if pid > 0 && name == b"self" {
+                return Ok(proc_handle(pid, ProcItem::SelfLink));
+            }
+            if pid > 0 && name == pid.to_string().as_bytes() {
+                return Ok(proc_handle(pid, ProcItem::PidDir));
+            }
+            if let Some(&i) = TOP_ITEMS.iter().find(|i| i.name() == name) {
+                if pid > 0 {
+                    return Ok(proc_handle(pid, i));
+                }
+            }
+            return Err(ENOENT);
+        }
+        self.child(dir, name)
+    }
+
+    /// Is `h` a directory?
+    pub fn is_dir_handle(&self, h: u64) -> bool {
+        match proc_item(h) {
+            Some((_, item)) => item.is_dir(),
+            None => self.with_node(h, |n| n.dir().is_some()).unwrap_or(false),
+        }
+    }
+
+    /// The parent directory of `h` (the root's is the root).
+    pub fn parent_handle(&self, h: u64) -> u64 {
+        match proc_item(h) {
+            Some((_, ProcItem::PidDir | ProcItem::SelfLink | ProcItem::Meminfo)) => self.proc_dir,
+            Some((pid, ProcItem::Fd(_))) => proc_handle(pid, ProcItem::FdDir),
+            Some((pid, _)) => proc_handle(pid, ProcItem::PidDir),
+            None => self.with_node(h, |n| n.parent).unwrap_or(ROOT),
+        }
+    }
+
+    /// Resolve all of `path` but its last component: the directory and the
+    /// last name (trailing slashes dropped). The name may be `.` or `..`:
+    /// each call says what that means for it.
+    pub fn walk_parent(
+        &self,
+        v: &dyn ProcView,
+        start: u64,
+        path: &[u8],
+    ) -> Result<(u64, Vec<u8>), Errno> {
+        if path.is_empty() {
+            return Err(ENOENT);
+        }
+        if path.len() > PATH_MAX {
+            return Err(ENAMETOOLONG);
+        }
+        let trimmed = {
+            let mut e = path.len();
+            while e > 1 && path[e - 1] == b'/' {
+                e -= 1;
+            }
+            &path[..e]
+        };
+        if trimmed == b"/" {
+            return Ok((ROOT, b".".to_vec()));
+        }
+        let (dir, name) = match trimmed.iter().rposition(|&c| c == b'/') {
+            Some(0) => (ROOT, &trimmed[1..]),
+            Some(i) => (self.walk(v, start, &trimmed[..i], true)?, &trimmed[i + 1..]),
+            None => (start, trimmed),
+        };
+        if !self.is_dir_handle(dir) {
+            return Err(ENOTDIR);
+        }
+        if name.len() > NAME_MAX {
+            return Err(ENAMETOOLONG);
+        }
+        Ok((dir, name.to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_handles_round_trip() {
+        for item in [
+            ProcItem::PidDir,
+            ProcItem::SelfLink,
+            ProcItem::Exe,
+            ProcItem::Cwd,
+            ProcItem::Root,
+            ProcItem::FdDir,
+            ProcItem::Maps,
+            ProcItem::Status,
+            ProcItem::Mounts,
+            ProcItem::Meminfo,
+            ProcItem::Fd(0),
+            ProcItem::Fd(1023),
+        ] {
+            assert_eq!(proc_item(proc_handle(4242, item)), Some((4242, item)));
+        }
+        assert_eq!(proc_item(7), None);
+    }
+
+    #[test]
+    fn fd_names_are_plain_decimals() {
+        assert_eq!(fd_number(b"0"), Some(0));
+        assert_eq!(fd_number(b"17"), Some(17));
+        assert_eq!(fd_number(b"017"), None);
+        assert_eq!(fd_number(b"+1"), None);
+        assert_eq!(fd_number(b""), None);
+    }
+}
