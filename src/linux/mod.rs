@@ -44,6 +44,7 @@ pub mod mm;
 pub mod signal;
 pub mod stdio;
 pub mod syscalls;
+pub mod thread;
 
 // The calls that wait and the i386 gate live with the other syscalls; the
 // process table and the trap path name them here.
@@ -159,8 +160,11 @@ pub struct Boot {
 pub struct Vproc {
     /// Its process id.
     pub pid: i32,
-    /// Its memory.
-    pub mm: Mm,
+    /// Its memory, shared with the other threads of its process (see
+    /// [`thread`]).
+    pub mm: thread::MmRef,
+    /// Its thread group and robust list (see [`thread`]).
+    pub thread: thread::ThreadInfo,
     /// Its registers (valid between runs).
     pub frame: TrapFrame,
     /// Its open files.
@@ -303,7 +307,8 @@ impl Vproc {
         });
         Ok(Vproc {
             pid: PID,
-            mm,
+            mm: thread::MmRef::new(mm),
+            thread: thread::ThreadInfo::new(PID),
             frame,
             fds: FdTable::with_stdio(),
             fs,
@@ -347,7 +352,8 @@ impl Vproc {
         sig.pending.clear();
         Vproc {
             pid,
-            mm,
+            mm: thread::MmRef::new(mm),
+            thread: thread::ThreadInfo::new(pid),
             frame,
             fds: self.fds.clone(),
             fs: self.fs.clone(),
@@ -437,7 +443,12 @@ impl Vproc {
             }
             let before = self.frame;
             cpu.set_fpu(&self.fpu);
-            let trap = match cpu.run(self.mm.vmspace(), &mut self.frame) {
+            // Other threads of the process may enter the kernel while this
+            // one runs (see `thread`).
+            self.leave_kernel();
+            let ran = cpu.run(self.mm.vmspace(), &mut self.frame);
+            self.enter_kernel();
+            let trap = match ran {
                 Ok(Trap::Interrupted) => {
                     // Defensive: never keep a frame the CPU cannot load.
                     if !canonical(self.frame.rip) {
