@@ -343,16 +343,17 @@ impl Vproc {
         })
     }
 
-    /// fork(2): a copy of this vproc with memory `mm` (from [`Mm::fork`])
-    /// and pid `pid`; its fork returns 0.
-    pub fn fork_body(&self, mm: Mm, pid: i32) -> Vproc {
+    /// fork(2): a copy of this vproc with memory `mm` (a new process over
+    /// [`Mm::fork`]'s copy, or this process's own for a new thread) and
+    /// pid `pid`; its fork returns 0.
+    pub fn fork_body(&self, mm: thread::MmRef, pid: i32) -> Vproc {
         let mut frame = self.frame;
         frame.rax = 0;
         let mut sig = self.sig.clone();
         sig.pending.clear();
         Vproc {
             pid,
-            mm: thread::MmRef::new(mm),
+            mm,
             thread: thread::ThreadInfo::new(pid),
             frame,
             fds: self.fds.clone(),

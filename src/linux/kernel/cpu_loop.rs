@@ -2,7 +2,9 @@
 //! exits, stops or is preempted, then put it back in the table.
 
 use super::fork::fork;
+use super::thread::{exit_mm, spawn_thread, CLONE_THREAD};
 use super::*;
+use crate::linux::thread::Kill;
 
 enum Outcome {
     Preempt,
@@ -76,7 +78,14 @@ pub(super) fn cpu_loop(
         }
     }
     while let Some(mut body) = pick_next(k, idx)? {
+        // The process lock, from here until the body is back in the table
+        // (released while the guest runs: see `crate::linux::thread`).
+        body.enter_kernel();
         let out = segment(k, machine, cpu, &mut body);
+        if matches!(out, Ok(Outcome::Exit)) {
+            exit_mm(k, &mut body);
+        }
+        body.leave_kernel();
         release_fpu(cpu, &body);
         let dead = put_back(k, idx, body, out?);
         drop(dead);
@@ -162,6 +171,9 @@ fn put_back(k: &Kernel, idx: usize, body: Box<Vproc>, out: Outcome) -> Option<Bo
     k.process_wakes(&mut t);
     t.running[idx] = None;
     let pid = body.pid;
+    if let Some(e) = t.procs.get_mut(&pid) {
+        e.blocked = body.sig.blocked;
+    }
     match out {
         Outcome::Exit => {
             k.exit_locked(&mut t, &body, idx);
@@ -296,6 +308,19 @@ fn segment(
         body.sig.blocked = m;
     }
     loop {
+        if body.exit.is_none() {
+            match body.mm.kill_order() {
+                Some(Kill::Group(st)) => {
+                    body.exit = Some(st);
+                    body.thread.exit_thread = false;
+                }
+                Some(Kill::Dethread(s)) if s != body.pid => {
+                    body.exit = Some(ExitStatus::Signaled(signal::SIGKILL));
+                    body.thread.exit_thread = true;
+                }
+                _ => {}
+            }
+        }
         if body.exit.is_some() {
             return Ok(Outcome::Exit);
         }
@@ -322,6 +347,15 @@ fn segment(
         let step = step?;
         if let Some(req) = body.request.take() {
             let r = match req {
+                Request::Fork {
+                    flags,
+                    ptid,
+                    ctid,
+                    tls,
+                    stack,
+                } if flags & CLONE_THREAD != 0 => {
+                    spawn_thread(k, cpu, body, flags, ptid, ctid, tls, stack)
+                }
                 Request::Fork {
                     flags,
                     ptid,

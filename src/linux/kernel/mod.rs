@@ -53,6 +53,7 @@ mod cpu_loop;
 mod fork;
 mod introspect;
 mod run;
+mod thread;
 
 pub use cpu_loop::SI_KERNEL;
 pub use run::run;
@@ -186,7 +187,20 @@ enum PState {
 type FutexWaiter = ((usize, u64), Pid, u32);
 
 struct Entry {
+    /// The parent process (its tgid).
     ppid: Pid,
+    /// The thread group (process) this vproc is a thread of; a process's
+    /// first thread (its leader) has tgid == pid, and its entry stands for
+    /// the process (wait4, kill, process groups) until every thread ended.
+    tgid: Pid,
+    /// On a leader: threads of the group not yet ended (the leader
+    /// included while it lives). The process ends when it drops to 0.
+    threads: usize,
+    /// On a leader: the signal the parent gets when the process ends.
+    exit_signal: i32,
+    /// The signal mask as last seen (for picking the thread that takes a
+    /// process-directed signal).
+    blocked: u64,
     pgid: Pid,
     sid: Pid,
     state: PState,
@@ -294,9 +308,19 @@ fn deliverable(body: Option<&Vproc>, signo: i32) -> bool {
     if b.sig.blocked & signal::bit(signo) != 0 {
         return false;
     }
-    let h = b.sig.actions[signo as usize].handler;
+    let h = action_of(b, signo).handler;
     h != signal::SIG_IGN
         && (h != signal::SIG_DFL || signal::default_action(signo) != signal::Default_::Ignore)
+}
+
+/// The disposition of `signo` for a parked `body`: a thread's own copy
+/// may be stale, its process's published one is not.
+fn action_of(b: &Vproc, signo: i32) -> signal::SigAction {
+    if b.threaded() {
+        b.mm.shared_action(signo)
+    } else {
+        b.sig.actions[signo as usize]
+    }
 }
 
 impl Kernel {
@@ -411,15 +435,17 @@ impl Kernel {
         if ppid == PPID || !t.procs.contains_key(&ppid) {
             return;
         }
+        if t.procs.get(&pid).is_some_and(|e| e.tgid != pid) {
+            // Another thread of the process: the leader reports.
+            return;
+        }
         let nocldstop = t
             .procs
             .get(&ppid)
             .and_then(|e| e.body.as_deref())
-            .is_some_and(|b| {
-                b.sig.actions[signal::SIGCHLD as usize].flags & signal::SA_NOCLDSTOP != 0
-            });
+            .is_some_and(|b| action_of(b, signal::SIGCHLD).flags & signal::SA_NOCLDSTOP != 0);
         if !nocldstop {
-            self.post_signal(
+            self.post_process_signal(
                 t,
                 ppid,
                 SigInfo {
@@ -431,7 +457,7 @@ impl Kernel {
                 },
             );
         }
-        self.wake_locked(t, ppid);
+        self.wake_group_locked(t, ppid);
     }
 
     /// Drain the wake-up queue and expire sleep deadlines.
@@ -631,7 +657,7 @@ impl Kernel {
         };
         let wake = deliverable(e.body.as_deref(), info.signo);
         if let Some(b) = e.body.as_deref() {
-            let h = b.sig.actions[info.signo as usize].handler;
+            let h = action_of(b, info.signo).handler;
             if info.signo != signal::SIGKILL
                 && (h == signal::SIG_IGN
                     || (h == signal::SIG_DFL
@@ -655,9 +681,11 @@ impl Kernel {
         t.procs.len()
     }
 
-    /// A vproc exited: zombie, accounting, orphans, SIGCHLD, wake the parent.
+    /// A thread ended: accounting; a group exit reaches the other threads;
+    /// the last thread ends the process ([`Kernel::process_exit_locked`]).
     fn exit_locked(&self, t: &mut Table, body: &Vproc, cpu: usize) {
         let pid = body.pid;
+        let tgid = body.thread.tgid;
         let status = body.exit.unwrap_or(ExitStatus::Exited(0));
         let now = self.now();
         let _ = t.sched.update_accounting(cpu, now);
@@ -668,6 +696,55 @@ impl Kernel {
         }
         t.futexes.retain(|w| w.1 != pid);
         t.syscalls += body.syscalls;
+        if !body.thread.exit_thread {
+            // exit_group or a fatal signal: every thread ends.
+            body.mm.set_kill(crate::linux::thread::Kill::Group(status));
+            self.poke_group(t, tgid, pid);
+        }
+        let left = match t.procs.get_mut(&tgid) {
+            Some(l) => {
+                l.threads = l.threads.saturating_sub(1);
+                l.threads
+            }
+            None => 0,
+        };
+        if pid != tgid {
+            t.procs.remove(&pid);
+        } else if let Some(e) = t.procs.get_mut(&pid) {
+            // The leader's entry stands for the process until it ends.
+            e.state = PState::Zombie(status);
+            e.vms = None;
+            e.signals.clear();
+        }
+        if left > 0 {
+            if let Some(crate::linux::thread::Kill::Dethread(s)) = body.mm.kill_order() {
+                // execve in thread `s` waits for this.
+                self.wake_locked(t, s);
+            }
+            return;
+        }
+        // The process ends: with the group's status, else the leader's.
+        let status = match body.mm.kill_order() {
+            Some(crate::linux::thread::Kill::Group(s)) => s,
+            _ => match t.procs.get(&tgid).map(|e| e.state) {
+                Some(PState::Zombie(s)) => s,
+                _ => status,
+            },
+        };
+        self.process_exit_locked(t, body, status, runtime, policy);
+    }
+
+    /// The last thread of process `body.thread.tgid` ended: zombie, record,
+    /// orphans, SIGCHLD, wake the parent.
+    fn process_exit_locked(
+        &self,
+        t: &mut Table,
+        body: &Vproc,
+        status: ExitStatus,
+        runtime: u64,
+        policy: Policy,
+    ) {
+        let pid = body.thread.tgid;
         if pid == t.init && self.opts.memstats {
             let vms: Vec<(Arc<Vmspace>, String)> = t
                 .procs
@@ -706,7 +783,7 @@ impl Kernel {
             e.signals.clear();
         }
         // Orphans go to the reaper (pid 1, outside the virtual kernel),
-        // which reaps them at once.
+        // which reaps them at once (when all their threads ended).
         let orphans: Vec<Pid> = t
             .procs
             .iter()
@@ -716,7 +793,7 @@ impl Kernel {
         for o in orphans {
             let e = t.procs.get_mut(&o).expect("listed");
             e.ppid = PPID;
-            if matches!(e.state, PState::Zombie(_)) {
+            if matches!(e.state, PState::Zombie(_)) && e.threads == 0 {
                 t.procs.remove(&o);
             }
         }
@@ -740,12 +817,13 @@ impl Kernel {
             ExitStatus::Exited(c) => (1, c),
             ExitStatus::Signaled(s) => (2, s),
         };
-        if body.exit_signal > 0 && body.exit_signal <= 64 {
-            self.post_signal(
+        let exit_signal = t.procs.get(&pid).map_or(0, |e| e.exit_signal);
+        if exit_signal > 0 && exit_signal <= 64 {
+            self.post_process_signal(
                 t,
                 ppid,
                 SigInfo {
-                    signo: body.exit_signal,
+                    signo: exit_signal,
                     code,
                     pid,
                     err: st as u64,
@@ -753,6 +831,6 @@ impl Kernel {
                 },
             );
         }
-        self.wake_locked(t, ppid);
+        self.wake_group_locked(t, ppid);
     }
 }

@@ -90,6 +90,10 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
             pid,
             Entry {
                 ppid: PPID,
+                tgid: pid,
+                threads: 1,
+                exit_signal: init.exit_signal,
+                blocked: init.sig.blocked,
                 pgid: pid,
                 sid: pid,
                 state: PState::Runnable,

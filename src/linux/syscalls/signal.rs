@@ -21,13 +21,10 @@ impl Vproc {
                 Ok(m) => self.sys_pause(Some(m)),
                 Err(e) => Err(e.into()),
             },
-            libc::SYS_kill | libc::SYS_tkill => self.sys_kill(int(a[0]) as i32, int(a[1]) as i32),
+            libc::SYS_kill => self.sys_kill(int(a[0]) as i32, int(a[1]) as i32),
+            libc::SYS_tkill => self.sys_tgkill(-1, int(a[0]) as i32, int(a[1]) as i32),
             libc::SYS_tgkill => {
-                // Every vproc is one thread: tid == tgid.
-                if int(a[0]) != int(a[1]) {
-                    return Some(Err(ESRCH));
-                }
-                self.sys_kill(int(a[1]) as i32, int(a[2]) as i32)
+                self.sys_tgkill(int(a[0]) as i32, int(a[1]) as i32, int(a[2]) as i32)
             }
             _ => return None,
         })
@@ -86,6 +83,12 @@ impl Vproc {
                 2 => s,
                 _ => return Err(EINVAL),
             } & !never;
+            if self.threaded() {
+                // Process-directed signals go to a thread that takes them.
+                if let Some(k) = &self.k {
+                    k.set_blocked_hint(self.pid, self.sig.blocked);
+                }
+            }
         }
         if old != 0 {
             self.mm.write_u64(old, cur)?;
@@ -125,7 +128,7 @@ impl Vproc {
         if self.k.is_some() {
             return self.sys_kill_k(pid, sig);
         }
-        if pid != self.pid && pid != 0 && pid != -1 {
+        if pid != self.thread.tgid && pid != 0 && pid != -1 {
             return Err(ESRCH);
         }
         if !(0..=64).contains(&sig) {
