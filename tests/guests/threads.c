@@ -253,7 +253,46 @@ static int mode_cleartid(void) {
     return 0;
 }
 
+static char *self_path;
+static char pidbuf[32];
+
+static void *spinner(void *arg) {
+    (void)arg;
+    for (;;)
+        sched_yield();
+}
+
+static void *execer(void *arg) {
+    (void)arg;
+    char *av[] = {self_path, "execd", pidbuf, NULL};
+    execv(self_path, av);
+    printf("execv failed\n");
+    exit(1);
+}
+
+/* execve in a multithreaded process: the other threads end first, the
+ * process keeps its pid. From the main thread, or from another one. */
+static int mode_exec(int from_thread) {
+    snprintf(pidbuf, sizeof pidbuf, "%d", getpid());
+    pthread_t t;
+    pthread_create(&t, NULL, spinner, NULL);
+    if (from_thread) {
+        pthread_t e;
+        pthread_create(&e, NULL, execer, NULL);
+        pthread_join(e, NULL);
+        printf("not reached\n");
+        return 1;
+    }
+    execer(NULL);
+    return 1;
+}
+
 int main(int argc, char **argv) {
+    self_path = argv[0];
+    if (argc > 2 && !strcmp(argv[1], "execd")) {
+        printf("after execve: same pid %d\n", getpid() == atoi(argv[2]));
+        return 0;
+    }
     const char *m = argc > 1 ? argv[1] : "sum";
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (!strcmp(m, "sum"))
@@ -270,6 +309,10 @@ int main(int argc, char **argv) {
         return mode_badstack();
     if (!strcmp(m, "cleartid"))
         return mode_cleartid();
+    if (!strcmp(m, "exec"))
+        return mode_exec(0);
+    if (!strcmp(m, "execthread"))
+        return mode_exec(1);
     printf("unknown mode %s\n", m);
     return 2;
 }
