@@ -135,7 +135,12 @@ fn linux_threads_sum_with_mutex_and_condvar() {
 /// waits in pthread_join: status 7.
 #[test]
 fn linux_threads_exit_group_ends_every_thread() {
-    compare("linux_threads_exit_group_ends_every_thread", "exitgroup", 3, false);
+    compare(
+        "linux_threads_exit_group_ends_every_thread",
+        "exitgroup",
+        3,
+        false,
+    );
 }
 
 /// pthread_kill (tgkill) runs the handler in the target thread; kill() to
@@ -159,7 +164,12 @@ fn linux_threads_robust_mutex_owner_dies() {
 /// hangs natively too: glibc only.)
 #[test]
 fn linux_threads_robust_list_walk_on_raw_exit() {
-    compare("linux_threads_robust_list_walk_on_raw_exit", "robustraw", 2, true);
+    compare(
+        "linux_threads_robust_list_walk_on_raw_exit",
+        "robustraw",
+        2,
+        true,
+    );
 }
 
 /// Bad input: clone with a child stack in unmapped memory. The child's
@@ -167,7 +177,12 @@ fn linux_threads_robust_list_walk_on_raw_exit() {
 /// hangs.
 #[test]
 fn linux_threads_clone_with_unmapped_stack() {
-    compare("linux_threads_clone_with_unmapped_stack", "badstack", 2, false);
+    compare(
+        "linux_threads_clone_with_unmapped_stack",
+        "badstack",
+        2,
+        false,
+    );
 }
 
 /// Bad input: a CLEARTID address outside the address space (the thread
@@ -175,7 +190,12 @@ fn linux_threads_clone_with_unmapped_stack() {
 /// pthread_join relies on), and CLONE_PARENT_SETTID.
 #[test]
 fn linux_threads_cleartid_outside_address_space() {
-    compare("linux_threads_cleartid_outside_address_space", "cleartid", 2, false);
+    compare(
+        "linux_threads_cleartid_outside_address_space",
+        "cleartid",
+        2,
+        false,
+    );
 }
 
 /// execve in a multithreaded process (from the main thread, and from
@@ -183,6 +203,16 @@ fn linux_threads_cleartid_outside_address_space() {
 /// threads end first and the new program runs with the same pid.
 #[test]
 fn linux_threads_execve_ends_the_other_threads() {
-    compare("linux_threads_execve_ends_the_other_threads", "exec", 2, false);
-    compare("linux_threads_execve_ends_the_other_threads", "execthread", 2, false);
+    compare(
+        "linux_threads_execve_ends_the_other_threads",
+        "exec",
+        2,
+        false,
+    );
+    compare(
+        "linux_threads_execve_ends_the_other_threads",
+        "execthread",
+        2,
+        false,
+    );
 }

@@ -141,7 +141,9 @@ impl Vproc {
         ctid: u64,
         tls: u64,
     ) -> Result<i64, i64> {
-        use super::thread::{CLONE_FILES, CLONE_FS, CLONE_SIGHAND, CLONE_THREAD, CLONE_VFORK, CLONE_VM};
+        use super::thread::{
+            CLONE_FILES, CLONE_FS, CLONE_SIGHAND, CLONE_THREAD, CLONE_VFORK, CLONE_VM,
+        };
         self.kernel()?;
         // Linux's rules: a thread shares the handlers, which need the
         // address space.

@@ -199,9 +199,8 @@ impl Kernel {
                 return Some(p);
             }
         }
-        let open = |p: &Pid| {
-            Some(*p) != mine && t.procs.get(p).is_some_and(|e| e.blocked & bit == 0)
-        };
+        let open =
+            |p: &Pid| Some(*p) != mine && t.procs.get(p).is_some_and(|e| e.blocked & bit == 0);
         if members.contains(&tgid) && open(&tgid) {
             return Some(tgid);
         }
