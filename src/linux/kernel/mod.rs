@@ -221,6 +221,9 @@ struct Entry {
     stop_report: Option<i32>,
     /// Continued and not yet reported to wait4(WCONTINUED).
     cont_report: bool,
+    /// On a leader: how a fatal signal in one of its threads came about
+    /// (the thread that ended the group).
+    death: Option<String>,
 }
 
 /// The process table.
@@ -700,6 +703,11 @@ impl Kernel {
             // exit_group or a fatal signal: every thread ends.
             body.mm.set_kill(crate::linux::thread::Kill::Group(status));
             self.poke_group(t, tgid, pid);
+            if let Some(l) = t.procs.get_mut(&tgid) {
+                if l.death.is_none() {
+                    l.death = body.death.clone();
+                }
+            }
         }
         let left = match t.procs.get_mut(&tgid) {
             Some(l) => {
@@ -767,6 +775,11 @@ impl Kernel {
             });
         }
         let ppid = t.procs.get(&pid).map_or(PPID, |e| e.ppid);
+        let death = t
+            .procs
+            .get(&pid)
+            .and_then(|e| e.death.clone())
+            .or_else(|| body.death.clone());
         t.records.push(ProcRecord {
             pid,
             ppid,
@@ -775,7 +788,7 @@ impl Kernel {
             runtime_ns: runtime,
             policy,
             syscalls: body.syscalls,
-            death: body.death.clone(),
+            death: death.clone(),
         });
         if let Some(e) = t.procs.get_mut(&pid) {
             e.state = PState::Zombie(status);
@@ -798,7 +811,7 @@ impl Kernel {
             }
         }
         if pid == t.init {
-            t.exit = Some((status, body.death.clone()));
+            t.exit = Some((status, death));
             self.done.store(true, Ordering::SeqCst);
             // Every vCPU must see it, also one that entered its vproc a
             // moment ago (a kick outside KVM_RUN makes the next entry exit

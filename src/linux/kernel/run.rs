@@ -108,6 +108,7 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
                 itimers: Default::default(),
                 stop_report: None,
                 cont_report: false,
+                death: None,
             },
         );
     }

@@ -97,6 +97,7 @@ pub(super) fn spawn_thread(
                 itimers: Default::default(),
                 stop_report: None,
                 cont_report: false,
+                death: None,
             },
         );
         t.max_alive = t.max_alive.max(t.procs.len());
