@@ -216,3 +216,47 @@ fn linux_threads_execve_ends_the_other_threads() {
         false,
     );
 }
+
+/// Two threads hand a token back and forth through one condition
+/// variable while 200 short threads are created and joined in waves
+/// (exit paths, CLEARTID wake-ups, tid reuse).
+#[test]
+fn linux_threads_condvar_ping_pong_and_thread_churn() {
+    compare(
+        "linux_threads_condvar_ping_pong_and_thread_churn",
+        "churn",
+        3,
+        false,
+    );
+}
+
+/// fork from a thread gives a process of one thread (getpid == gettid);
+/// the main thread reaps it (children belong to the process).
+#[test]
+fn linux_threads_fork_from_a_thread() {
+    compare("linux_threads_fork_from_a_thread", "forkthread", 2, false);
+}
+
+/// A parent stops (WUNTRACED sees it), continues and kills a child whose
+/// threads spin: the stop and the kill reach every thread.
+#[test]
+fn linux_threads_stop_continue_kill_a_threaded_child() {
+    compare(
+        "linux_threads_stop_continue_kill_a_threaded_child",
+        "stopcont",
+        2,
+        false,
+    );
+}
+
+/// alarm() belongs to the process: SIGALRM goes to the thread that does
+/// not block it.
+#[test]
+fn linux_threads_alarm_reaches_the_unblocking_thread() {
+    compare(
+        "linux_threads_alarm_reaches_the_unblocking_thread",
+        "alarm",
+        1,
+        false,
+    );
+}

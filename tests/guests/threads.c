@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -287,6 +288,132 @@ static int mode_exec(int from_thread) {
     return 1;
 }
 
+/* Two threads hand a token back and forth through one condition
+ * variable; meanwhile threads are created and joined in waves (exit
+ * paths, CLEARTID wake-ups, pid reuse). */
+static int token, rounds_done;
+static void *ponger(void *arg) {
+    long me = (long)arg;
+    for (int i = 0; i < 3000; i++) {
+        pthread_mutex_lock(&mu);
+        while (token != me)
+            pthread_cond_wait(&cv, &mu);
+        token = 1 - me;
+        rounds_done++;
+        pthread_cond_broadcast(&cv);
+        pthread_mutex_unlock(&mu);
+    }
+    return NULL;
+}
+static void *tiny(void *arg) { return (void *)((long)arg * 3); }
+
+static int mode_churn(void) {
+    pthread_t a, b;
+    pthread_create(&a, NULL, ponger, (void *)0);
+    pthread_create(&b, NULL, ponger, (void *)1);
+    long sum = 0;
+    for (int wave = 0; wave < 25; wave++) {
+        pthread_t t[8];
+        for (long i = 0; i < 8; i++)
+            if (pthread_create(&t[i], NULL, tiny, (void *)i) != 0) {
+                printf("create failed in wave %d\n", wave);
+                return 1;
+            }
+        for (int i = 0; i < 8; i++) {
+            void *r;
+            pthread_join(t[i], &r);
+            sum += (long)r;
+        }
+    }
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    printf("ping-pong rounds %d, churn sum %ld\n", rounds_done, sum);
+    return 0;
+}
+
+/* fork from a thread: the child is a process of one thread; the parent's
+ * other thread reaps it. */
+static void *forker(void *arg) {
+    (void)arg;
+    pid_t c = fork();
+    if (c == 0) {
+        printf("child: one thread, getpid == gettid %d\n", getpid() == gettid_raw());
+        _exit(5);
+    }
+    return (void *)(long)c;
+}
+
+static int mode_forkthread(void) {
+    pthread_t t;
+    void *r;
+    pthread_create(&t, NULL, forker, NULL);
+    pthread_join(t, &r);
+    int st = 0;
+    pid_t w = waitpid((pid_t)(long)r, &st, 0);
+    printf("main thread reaped the child of another thread: %d, exit %d\n",
+           w == (pid_t)(long)r, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    return 0;
+}
+
+/* A parent stops, continues and kills a multithreaded child. */
+static int mode_stopcont(void) {
+    int p[2];
+    if (pipe(p) != 0)
+        return 1;
+    pid_t c = fork();
+    if (c == 0) {
+        pthread_t t[3];
+        for (int i = 0; i < 3; i++)
+            pthread_create(&t[i], NULL, spinner, NULL);
+        write(p[1], "r", 1);
+        for (;;)
+            pause();
+    }
+    char ch;
+    read(p[0], &ch, 1);
+    int st = 0;
+    kill(c, SIGSTOP);
+    waitpid(c, &st, WUNTRACED);
+    printf("stopped %d by %d\n", WIFSTOPPED(st), WIFSTOPPED(st) ? WSTOPSIG(st) : 0);
+    kill(c, SIGCONT);
+    kill(c, SIGTERM);
+    waitpid(c, &st, 0);
+    printf("then killed %d by %d\n", WIFSIGNALED(st), WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    return 0;
+}
+
+/* alarm() in a multithreaded process: the timer is the process's, and
+ * SIGALRM goes to the thread that does not block it. */
+static void *sleeper(void *arg) {
+    long *tid = arg;
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGALRM);
+    pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+    *tid = gettid_raw();
+    while (!__atomic_load_n(&handled_sig, __ATOMIC_SEQ_CST))
+        pause();
+    return NULL;
+}
+
+static int mode_alarm(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigaction(SIGALRM, &sa, NULL);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+    long tid = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, sleeper, &tid);
+    alarm(1);
+    pthread_join(t, NULL);
+    printf("SIGALRM taken by the thread that does not block it: %d\n", handled_tid == tid);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     self_path = argv[0];
     if (argc > 2 && !strcmp(argv[1], "execd")) {
@@ -309,6 +436,14 @@ int main(int argc, char **argv) {
         return mode_badstack();
     if (!strcmp(m, "cleartid"))
         return mode_cleartid();
+    if (!strcmp(m, "churn"))
+        return mode_churn();
+    if (!strcmp(m, "forkthread"))
+        return mode_forkthread();
+    if (!strcmp(m, "stopcont"))
+        return mode_stopcont();
+    if (!strcmp(m, "alarm"))
+        return mode_alarm();
     if (!strcmp(m, "exec"))
         return mode_exec(0);
     if (!strcmp(m, "execthread"))

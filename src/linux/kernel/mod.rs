@@ -479,7 +479,7 @@ impl Kernel {
                 due.push((*p, e.event_wait));
             }
             if let Some((d, i)) = e.itimers.real {
-                if d <= now && !matches!(e.state, PState::Zombie(_)) {
+                if d <= now && (!matches!(e.state, PState::Zombie(_)) || e.threads > 0) {
                     e.itimers.real = (!i.is_zero()).then(|| (now + i, i));
                     fire.push((*p, super::events::SIGALRM));
                 }
@@ -502,7 +502,7 @@ impl Kernel {
                 .filter_map(|(p, e)| e.itimers.cpu[w].map(|(d, i)| (*p, d, i)))
                 .collect();
             for (p, d, i) in armed {
-                let used = t.sched.runtime(tid(p)).unwrap_or(0);
+                let used = Self::group_runtime(t, p);
                 if used >= d {
                     if let Some(e) = t.procs.get_mut(&p) {
                         e.itimers.cpu[w] = (i > 0).then_some((used + i, i));
@@ -514,7 +514,8 @@ impl Kernel {
         // Timers first: a signal that ends an event wait at its watchdog
         // deadline is a wake-up, not a lost one.
         for (pid, signo) in fire {
-            self.post_signal(
+            // The timers are the process's: one of its threads takes it.
+            self.post_process_signal(
                 t,
                 pid,
                 SigInfo {
@@ -553,16 +554,28 @@ impl Kernel {
             .min()
     }
 
-    /// CPU time of `pid` by the scheduler's accounting (ns).
+    /// CPU time of the process of `pid` (its live threads) by the
+    /// scheduler's accounting (ns).
     pub fn cpu_time(&self, pid: Pid) -> u64 {
-        self.lock().sched.runtime(tid(pid)).unwrap_or(0)
+        let t = self.lock();
+        let tgid = t.procs.get(&pid).map_or(pid, |e| e.tgid);
+        Self::group_runtime(&t, tgid)
     }
 
-    /// Run `f` on the interval timers of `pid`.
+    fn group_runtime(t: &Table, tgid: Pid) -> u64 {
+        Self::members(t, tgid)
+            .into_iter()
+            .map(|p| t.sched.runtime(tid(p)).unwrap_or(0))
+            .sum()
+    }
+
+    /// Run `f` on the interval timers of the process of `pid` (they
+    /// belong to the process: its leader's entry).
     pub fn swap_itimer<R>(&self, pid: Pid, f: impl FnOnce(&mut Itimers) -> R) -> R {
         let mut t = self.lock();
         let mut none = Itimers::default();
-        let timers = t.procs.get_mut(&pid).map_or(&mut none, |e| &mut e.itimers);
+        let tgid = t.procs.get(&pid).map_or(pid, |e| e.tgid);
+        let timers = t.procs.get_mut(&tgid).map_or(&mut none, |e| &mut e.itimers);
         let r = f(timers);
         drop(t);
         // An idle vCPU may have to wake earlier for it.
