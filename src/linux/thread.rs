@@ -56,10 +56,18 @@ struct Parts {
     umask: u32,
 }
 
+/// The process lock's state.
+#[derive(Default)]
+struct LockState {
+    held: bool,
+    /// Threads waiting for it.
+    waiters: usize,
+}
+
 /// One process: what its threads share.
 pub struct Process {
     /// Held by the thread in the kernel (see the module docs).
-    held: Mutex<bool>,
+    held: Mutex<LockState>,
     freed: Condvar,
     mm: UnsafeCell<Mm>,
     parts: UnsafeCell<Parts>,
@@ -83,15 +91,21 @@ unsafe impl Send for Process {}
 impl Process {
     fn acquire(&self) {
         let mut g = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        while *g {
+        while g.held {
+            g.waiters += 1;
             g = self.freed.wait(g).unwrap_or_else(|e| e.into_inner());
+            g.waiters -= 1;
         }
-        *g = true;
+        g.held = true;
     }
 
     fn release(&self) {
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = false;
-        self.freed.notify_one();
+        let mut g = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        g.held = false;
+        // A notify is a host syscall: only when a thread waits.
+        if g.waiters > 0 {
+            self.freed.notify_one();
+        }
     }
 }
 
@@ -109,7 +123,7 @@ impl MmRef {
         let frames = mm.frames().clone();
         MmRef {
             p: Arc::new(Process {
-                held: Mutex::new(false),
+                held: Mutex::new(LockState::default()),
                 freed: Condvar::new(),
                 mm: UnsafeCell::new(mm),
                 parts: UnsafeCell::new(Parts::default()),

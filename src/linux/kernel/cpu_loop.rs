@@ -83,6 +83,7 @@ pub(super) fn cpu_loop(
         body.enter_kernel();
         let out = segment(k, machine, cpu, &mut body);
         if matches!(out, Ok(Outcome::Exit)) {
+            k.begin_exit(&body);
             exit_mm(k, &mut body);
         }
         body.leave_kernel();

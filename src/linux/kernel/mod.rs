@@ -697,8 +697,8 @@ impl Kernel {
         t.procs.len()
     }
 
-    /// A thread ended: accounting; a group exit reaches the other threads;
-    /// the last thread ends the process ([`Kernel::process_exit_locked`]).
+    /// A thread ended (after [`Kernel::begin_exit`]): accounting; the last
+    /// thread ends the process ([`Kernel::process_exit_locked`]).
     fn exit_locked(&self, t: &mut Table, body: &Vproc, cpu: usize) {
         let pid = body.pid;
         let tgid = body.thread.tgid;
@@ -712,16 +712,6 @@ impl Kernel {
         }
         t.futexes.retain(|w| w.1 != pid);
         t.syscalls += body.syscalls;
-        if !body.thread.exit_thread {
-            // exit_group or a fatal signal: every thread ends.
-            body.mm.set_kill(crate::linux::thread::Kill::Group(status));
-            self.poke_group(t, tgid, pid);
-            if let Some(l) = t.procs.get_mut(&tgid) {
-                if l.death.is_none() {
-                    l.death = body.death.clone();
-                }
-            }
-        }
         let left = match t.procs.get_mut(&tgid) {
             Some(l) => {
                 l.threads = l.threads.saturating_sub(1);

@@ -60,6 +60,10 @@ pub(super) fn spawn_thread(
     stack: u64,
 ) -> i64 {
     let tgid = parent.thread.tgid;
+    if flags & CLONE_SETTLS != 0 && !crate::linux::canonical(tls) {
+        // As arch_prctl(ARCH_SET_FS) refuses it.
+        return -EPERM;
+    }
     if parent.mm.kill_order().is_some() {
         // The process is going away (exit_group, execve in a thread).
         return -EAGAIN;
@@ -257,6 +261,29 @@ impl Kernel {
                     self.notify();
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// A thread is about to end: if it ends the group (exit_group, a fatal
+    /// signal), order every other thread to end and poke them, before
+    /// anything (a CLEARTID wake-up) can let one of them run user code
+    /// again.
+    pub(super) fn begin_exit(&self, body: &Vproc) {
+        if body.thread.exit_thread {
+            return;
+        }
+        let status = body.exit.unwrap_or(ExitStatus::Exited(0));
+        body.mm.set_kill(Kill::Group(status));
+        if !body.threaded() {
+            return;
+        }
+        let tgid = body.thread.tgid;
+        let mut t = self.lock();
+        self.poke_group(&mut t, tgid, body.pid);
+        if let Some(l) = t.procs.get_mut(&tgid) {
+            if l.death.is_none() {
+                l.death = body.death.clone();
             }
         }
     }
