@@ -260,3 +260,16 @@ fn linux_threads_alarm_reaches_the_unblocking_thread() {
         false,
     );
 }
+
+/// A process-directed signal every thread blocks stays pending for the
+/// process (sigpending shows it) until a thread unblocks it (that thread
+/// takes it); sigwait in a thread takes one; sigtimedwait times out.
+#[test]
+fn linux_threads_shared_pending_and_sigwait() {
+    compare(
+        "linux_threads_shared_pending_and_sigwait",
+        "sigshared",
+        2,
+        false,
+    );
+}

@@ -270,6 +270,9 @@ pub struct ThreadInfo {
     pub exit_thread: bool,
     /// set_robust_list: the list head's address (0: none).
     pub robust_list: u64,
+    /// The signals an rt_sigtimedwait of this thread waits for (they
+    /// count as unblocked for routing and waking while it waits).
+    pub sigwait: u64,
 }
 
 impl ThreadInfo {

@@ -414,6 +414,67 @@ static int mode_alarm(void) {
     return 0;
 }
 
+/* Process-directed signals every thread blocks stay pending for the
+ * process (sigpending shows them); the first thread that unblocks one
+ * takes it; sigwait in a thread takes one; sigtimedwait times out. */
+static volatile int step, worker_done;
+static void *unblocker(void *arg) {
+    long *tid = arg;
+    *tid = gettid_raw();
+    while (!__atomic_load_n(&step, __ATOMIC_SEQ_CST))
+        sched_yield();
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR1);
+    pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+    __atomic_store_n(&worker_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static void *waiter(void *arg) {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR2);
+    int sig = 0;
+    int r = sigwait(&s, &sig);
+    *(long *)arg = r == 0 ? sig : -r;
+    return NULL;
+}
+
+static int mode_sigshared(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigaction(SIGUSR1, &sa, NULL);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR1);
+    sigaddset(&s, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+    long tid = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, unblocker, &tid);
+    kill(getpid(), SIGUSR1);
+    sigset_t p;
+    sigpending(&p);
+    printf("pending for the process: %d\n", sigismember(&p, SIGUSR1));
+    __atomic_store_n(&step, 1, __ATOMIC_SEQ_CST);
+    pthread_join(t, NULL);
+    printf("taken by the thread that unblocked it: %d (sig %d)\n", handled_tid == tid,
+           handled_sig);
+    long got = 0;
+    pthread_create(&t, NULL, waiter, &got);
+    kill(getpid(), SIGUSR2);
+    pthread_join(t, NULL);
+    printf("sigwait in a thread: %ld\n", got);
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR2);
+    int r = sigtimedwait(&s, NULL, &ts);
+    printf("sigtimedwait with nothing pending: %d %s\n", r, r < 0 && errno == EAGAIN ? "EAGAIN" : "?");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     self_path = argv[0];
     if (argc > 2 && !strcmp(argv[1], "execd")) {
@@ -436,6 +497,8 @@ int main(int argc, char **argv) {
         return mode_badstack();
     if (!strcmp(m, "cleartid"))
         return mode_cleartid();
+    if (!strcmp(m, "sigshared"))
+        return mode_sigshared();
     if (!strcmp(m, "churn"))
         return mode_churn();
     if (!strcmp(m, "forkthread"))

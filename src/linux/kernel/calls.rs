@@ -148,8 +148,12 @@ impl Vproc {
                 let picks: Vec<Pid> = if every {
                     Kernel::members(&t, p)
                 } else {
-                    let m = Some((self.pid, self.sig.blocked));
-                    Kernel::pick_thread(&t, p, sig, m).into_iter().collect()
+                    let m = Some((self.pid, self.sig.blocked & !self.thread.sigwait));
+                    match Kernel::pick_thread(&t, p, sig, m) {
+                        Some(q) => vec![q],
+                        None if k.share_signal(&mut t, p, info) => Vec::new(),
+                        None => vec![self.pid],
+                    }
                 };
                 for q in picks {
                     if q == self.pid {

@@ -125,6 +125,9 @@ fn pick_next(k: &Arc<Kernel>, idx: usize) -> Result<Option<Box<Vproc>>, VprocErr
             let e = t.procs.get_mut(&pid).expect("scheduled vprocs exist");
             if let Some(mut b) = e.body.take() {
                 e.state = PState::Running(idx);
+                // A retried rt_sigtimedwait says again what it waits for.
+                b.thread.sigwait = 0;
+                e.blocked = b.sig.blocked;
                 b.watchdog_retry = std::mem::take(&mut e.watchdog_woke);
                 for s in e.signals.drain(..) {
                     b.queue_signal(s);
@@ -173,7 +176,19 @@ fn put_back(k: &Kernel, idx: usize, body: Box<Vproc>, out: Outcome) -> Option<Bo
     t.running[idx] = None;
     let pid = body.pid;
     if let Some(e) = t.procs.get_mut(&pid) {
-        e.blocked = body.sig.blocked;
+        e.blocked = body.sig.blocked & !body.thread.sigwait;
+    }
+    if body.threaded() {
+        // Shared signals this thread now takes.
+        let tgid = body.thread.tgid;
+        let mine = k.take_shared(&mut t, tgid, !(body.sig.blocked & !body.thread.sigwait));
+        if let Some(e) = t.procs.get_mut(&pid) {
+            for s in mine {
+                if !e.signals.iter().any(|x| x.signo == s.signo) {
+                    e.signals.push(s);
+                }
+            }
+        }
     }
     match out {
         Outcome::Exit => {

@@ -54,6 +54,7 @@ pub(super) fn fork(
                 stop_report: None,
                 cont_report: false,
                 death: None,
+                shared: Vec::new(),
             },
         );
         t.max_alive = t.max_alive.max(t.procs.len());

@@ -224,6 +224,10 @@ struct Entry {
     /// On a leader: how a fatal signal in one of its threads came about
     /// (the thread that ended the group).
     death: Option<String>,
+    /// On a leader of a multithreaded process: process-directed signals
+    /// every thread blocked when they came; the first thread that
+    /// unblocks one (or waits for it in rt_sigtimedwait) takes it.
+    shared: Vec<SigInfo>,
 }
 
 /// The process table.
@@ -308,6 +312,10 @@ fn deliverable(body: Option<&Vproc>, signo: i32) -> bool {
     let Some(b) = body else {
         return true;
     };
+    if b.thread.sigwait & signal::bit(signo) != 0 {
+        // rt_sigtimedwait takes it.
+        return true;
+    }
     if b.sig.blocked & signal::bit(signo) != 0 {
         return false;
     }
@@ -726,6 +734,9 @@ impl Kernel {
             e.state = PState::Zombie(status);
             e.vms = None;
             e.signals.clear();
+        }
+        if left == 1 {
+            self.unshare_signals(t, tgid);
         }
         if left > 0 {
             if let Some(crate::linux::thread::Kill::Dethread(s)) = body.mm.kill_order() {

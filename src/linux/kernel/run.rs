@@ -109,6 +109,7 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
                 stop_report: None,
                 cont_report: false,
                 death: None,
+                shared: Vec::new(),
             },
         );
     }

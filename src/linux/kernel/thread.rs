@@ -102,6 +102,7 @@ pub(super) fn spawn_thread(
                 stop_report: None,
                 cont_report: false,
                 death: None,
+                shared: Vec::new(),
             },
         );
         t.max_alive = t.max_alive.max(t.procs.len());
@@ -187,9 +188,9 @@ impl Kernel {
     }
 
     /// The thread of process `tgid` that takes a process-directed `signo`:
-    /// `me` (a running thread: its tid and mask) if it is one and does not
-    /// block it, else the first other that does not block it (the leader
-    /// first), else the leader (it stays pending there until unblocked).
+    /// `me` (a running thread: its tid and the mask it accepts by) if it
+    /// is one and accepts it, else the first other that accepts it (the
+    /// leader first). None: every thread blocks it.
     pub(super) fn pick_thread(
         t: &Table,
         tgid: Pid,
@@ -209,17 +210,51 @@ impl Kernel {
         if members.contains(&tgid) && open(&tgid) {
             return Some(tgid);
         }
-        members
-            .iter()
-            .copied()
-            .find(|p| open(p))
-            .or_else(|| members.contains(&tgid).then_some(tgid))
-            .or_else(|| members.first().copied())
+        members.iter().copied().find(|p| open(p))
+    }
+
+    /// Keep `info`, which every thread of `tgid` blocks, in the process's
+    /// shared pending set. False if the process has a single thread (the
+    /// signal then stays pending on that thread, as before threads).
+    pub(super) fn share_signal(&self, t: &mut Table, tgid: Pid, info: SigInfo) -> bool {
+        if Self::members(t, tgid).len() < 2 {
+            return false;
+        }
+        let Some(l) = t.procs.get_mut(&tgid) else {
+            return false;
+        };
+        if !l.shared.iter().any(|s| s.signo == info.signo) {
+            l.shared.push(info);
+        }
+        true
+    }
+
+    /// Take the shared signals of `tgid` whose bit is in `accept`.
+    pub(super) fn take_shared(&self, t: &mut Table, tgid: Pid, accept: u64) -> Vec<SigInfo> {
+        let Some(l) = t.procs.get_mut(&tgid) else {
+            return Vec::new();
+        };
+        let (take, keep) = std::mem::take(&mut l.shared)
+            .into_iter()
+            .partition(|s| accept & signal::bit(s.signo) != 0);
+        l.shared = keep;
+        take
+    }
+
+    /// The process has one thread left: its shared signals become that
+    /// thread's.
+    pub(super) fn unshare_signals(&self, t: &mut Table, tgid: Pid) {
+        let shared = self.take_shared(t, tgid, u64::MAX);
+        if let Some(p) = Self::members(t, tgid).first().copied() {
+            for s in shared {
+                self.post_signal(t, p, s);
+            }
+        }
     }
 
     /// Queue a process-directed signal for process `tgid`: SIGKILL, stop
     /// signals and SIGCONT go to every thread, others to one thread that
-    /// does not block them.
+    /// does not block them, or to the shared pending set.
     pub(super) fn post_process_signal(&self, t: &mut Table, tgid: Pid, info: SigInfo) {
         let every = info.signo == signal::SIGKILL
             || info.signo == signal::SIGCONT
@@ -230,6 +265,10 @@ impl Kernel {
             }
         } else if let Some(p) = Self::pick_thread(t, tgid, info.signo, None) {
             self.post_signal(t, p, info);
+        } else if !self.share_signal(t, tgid, info) {
+            if let Some(p) = Self::members(t, tgid).first().copied() {
+                self.post_signal(t, p, info);
+            }
         }
     }
 
@@ -288,11 +327,32 @@ impl Kernel {
         }
     }
 
-    /// Remember `pid`'s signal mask for [`Kernel::pick_thread`].
-    pub fn set_blocked_hint(&self, pid: Pid, blocked: u64) {
-        if let Some(e) = self.lock().procs.get_mut(&pid) {
+    /// Remember the mask of thread `pid` of process `tgid` for
+    /// [`Kernel::pick_thread`]; returns the shared signals it now takes.
+    pub fn set_blocked_hint(&self, pid: Pid, tgid: Pid, blocked: u64) -> Vec<SigInfo> {
+        let mut t = self.lock();
+        if let Some(e) = t.procs.get_mut(&pid) {
             e.blocked = blocked;
         }
+        self.take_shared(&mut t, tgid, !blocked)
+    }
+
+    /// The shared pending signals of process `tgid` (a mask).
+    pub fn shared_pending(&self, tgid: Pid) -> u64 {
+        self.lock().procs.get(&tgid).map_or(0, |e| {
+            e.shared.iter().fold(0, |m, s| m | signal::bit(s.signo))
+        })
+    }
+
+    /// Take one shared pending signal of process `tgid` in `set`.
+    pub fn take_shared_one(&self, tgid: Pid, set: u64) -> Option<SigInfo> {
+        let mut t = self.lock();
+        let l = t.procs.get_mut(&tgid)?;
+        let i = l
+            .shared
+            .iter()
+            .position(|s| set & signal::bit(s.signo) != 0)?;
+        Some(l.shared.remove(i))
     }
 
     /// Threads of process `tgid` that have not ended.

@@ -78,9 +78,9 @@ pub enum Restart {
 /// The restart rule of syscall `nr`.
 pub fn restart_rule(nr: u64) -> Restart {
     match nr {
-        // poll, select, pause, nanosleep, rt_sigsuspend, pselect6, ppoll,
-        // clock_nanosleep, epoll_wait, epoll_pwait.
-        7 | 23 | 34 | 35 | 130 | 232 | 270 | 271 | 230 | 281 => Restart::Never,
+        // poll, select, pause, nanosleep, rt_sigtimedwait, rt_sigsuspend,
+        // pselect6, ppoll, clock_nanosleep, epoll_wait, epoll_pwait.
+        7 | 23 | 34 | 35 | 128 | 130 | 232 | 270 | 271 | 230 | 281 => Restart::Never,
         _ => Restart::IfSaRestart,
     }
 }
