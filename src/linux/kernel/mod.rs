@@ -27,9 +27,11 @@
 //! ([`Kernel`]: entries, wake-ups, signals, futexes, interval timers, exit
 //! bookkeeping); `run` starts and ends a run (vCPU threads, the ticker);
 //! `cpu_loop` is one vCPU's loop (pick a vproc, run a segment of it, put
-//! it back); `fork` creates children; `calls` holds the process syscalls
-//! that need the table (wait4, kill, process groups, priorities,
-//! scheduling); `introspect` renders `ps` and memory statistics.
+//! it back); `fork` creates children; `thread` creates threads and holds
+//! thread groups' signals, exits and robust lists; `futex` the futex
+//! waiters; `calls` holds the process syscalls that need the table
+//! (wait4, kill, process groups, priorities, scheduling); `introspect`
+//! renders `ps` and memory statistics.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -51,6 +53,7 @@ use super::{debugger, ExitStatus, Vproc, VprocError, PPID};
 mod calls;
 mod cpu_loop;
 mod fork;
+mod futex;
 mod introspect;
 mod run;
 mod thread;
@@ -599,58 +602,6 @@ impl Kernel {
             super::syscalls::name(nr)
         );
         self.lock().lost_wakeups += 1;
-    }
-
-    /// Register `pid` as waiting on the futex `key`.
-    pub fn futex_wait(&self, key: (usize, u64), pid: Pid, bits: u32) {
-        self.lock().futexes.push((key, pid, bits));
-    }
-
-    /// Is `pid` still registered on a futex (not woken yet)?
-    pub fn futex_waiting(&self, pid: Pid) -> bool {
-        self.lock().futexes.iter().any(|w| w.1 == pid)
-    }
-
-    /// Forget `pid`'s futex wait (timeout, signal, exit).
-    pub fn futex_cancel(&self, pid: Pid) {
-        self.lock().futexes.retain(|w| w.1 != pid);
-    }
-
-    /// Wake up to `n` waiters of `key` whose bits meet `bits`; with
-    /// `requeue`, move up to that many of the rest to another key.
-    /// Returns how many were woken (plus requeued, for requeue).
-    pub fn futex_wake(
-        &self,
-        key: (usize, u64),
-        n: usize,
-        bits: u32,
-        requeue: Option<((usize, u64), usize)>,
-    ) -> usize {
-        let mut t = self.lock();
-        let mut woken = Vec::new();
-        let mut moved = 0;
-        let mut i = 0;
-        while i < t.futexes.len() {
-            let (k, pid, b) = t.futexes[i];
-            if k == key && b & bits != 0 {
-                if woken.len() < n {
-                    woken.push(pid);
-                    t.futexes.remove(i);
-                    continue;
-                }
-                if let Some((to, max)) = requeue {
-                    if moved < max {
-                        t.futexes[i].0 = to;
-                        moved += 1;
-                    }
-                }
-            }
-            i += 1;
-        }
-        for pid in &woken {
-            self.wake_locked(&mut t, *pid);
-        }
-        woken.len() + moved
     }
 
     /// Queue `info` for `pid` (another vproc, or one not running now).
