@@ -44,6 +44,7 @@ pub mod mm;
 pub mod signal;
 pub mod stdio;
 pub mod syscalls;
+pub mod thread;
 
 // The calls that wait and the i386 gate live with the other syscalls; the
 // process table and the trap path name them here.
@@ -159,8 +160,11 @@ pub struct Boot {
 pub struct Vproc {
     /// Its process id.
     pub pid: i32,
-    /// Its memory.
-    pub mm: Mm,
+    /// Its memory, shared with the other threads of its process (see
+    /// [`thread`]).
+    pub mm: thread::MmRef,
+    /// Its thread group and robust list (see [`thread`]).
+    pub thread: thread::ThreadInfo,
     /// Its registers (valid between runs).
     pub frame: TrapFrame,
     /// Its open files.
@@ -303,7 +307,8 @@ impl Vproc {
         });
         Ok(Vproc {
             pid: PID,
-            mm,
+            mm: thread::MmRef::new(mm),
+            thread: thread::ThreadInfo::new(PID),
             frame,
             fds: FdTable::with_stdio(),
             fs,
@@ -338,9 +343,10 @@ impl Vproc {
         })
     }
 
-    /// fork(2): a copy of this vproc with memory `mm` (from [`Mm::fork`])
-    /// and pid `pid`; its fork returns 0.
-    pub fn fork_body(&self, mm: Mm, pid: i32) -> Vproc {
+    /// fork(2): a copy of this vproc with memory `mm` (a new process over
+    /// [`Mm::fork`]'s copy, or this process's own for a new thread) and
+    /// pid `pid`; its fork returns 0.
+    pub fn fork_body(&self, mm: thread::MmRef, pid: i32) -> Vproc {
         let mut frame = self.frame;
         frame.rax = 0;
         let mut sig = self.sig.clone();
@@ -348,6 +354,7 @@ impl Vproc {
         Vproc {
             pid,
             mm,
+            thread: thread::ThreadInfo::new(pid),
             frame,
             fds: self.fds.clone(),
             fs: self.fs.clone(),
@@ -437,7 +444,12 @@ impl Vproc {
             }
             let before = self.frame;
             cpu.set_fpu(&self.fpu);
-            let trap = match cpu.run(self.mm.vmspace(), &mut self.frame) {
+            // Other threads of the process may enter the kernel while this
+            // one runs (see `thread`).
+            self.leave_kernel();
+            let ran = cpu.run(self.mm.vmspace(), &mut self.frame);
+            self.enter_kernel();
+            let trap = match ran {
                 Ok(Trap::Interrupted) => {
                     // Defensive: never keep a frame the CPU cannot load.
                     if !canonical(self.frame.rip) {

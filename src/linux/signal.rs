@@ -202,6 +202,19 @@ pub fn bit(sig: i32) -> u64 {
     1u64 << (sig - 1)
 }
 
+/// The 128-byte `siginfo_t` of `info` (signal frames, rt_sigtimedwait).
+pub fn siginfo_bytes(info: &SigInfo) -> [u8; 128] {
+    let mut b = [0u8; 128];
+    b[..4].copy_from_slice(&info.signo.to_le_bytes());
+    b[8..12].copy_from_slice(&info.code.to_le_bytes());
+    if matches!(info.signo, SIGSEGV | SIGBUS | SIGILL | SIGFPE | SIGTRAP) && info.code > 0 {
+        b[16..24].copy_from_slice(&info.addr.to_le_bytes());
+    } else {
+        b[16..20].copy_from_slice(&info.pid.to_le_bytes());
+    }
+    b
+}
+
 const UC_OFF: u64 = 8;
 const MCTX_OFF: u64 = UC_OFF + 40;
 const SIGMASK_OFF: u64 = UC_OFF + 296;
@@ -277,15 +290,8 @@ pub fn setup_frame(
         if fx.is_some() { fpstate } else { 0 },
     );
     put(&mut b, SIGMASK_OFF, old_mask);
-    // siginfo
     let i0 = INFO_OFF as usize;
-    b[i0..i0 + 4].copy_from_slice(&info.signo.to_le_bytes());
-    b[i0 + 8..i0 + 12].copy_from_slice(&info.code.to_le_bytes());
-    if matches!(info.signo, SIGSEGV | SIGBUS | SIGILL | SIGFPE | SIGTRAP) && info.code > 0 {
-        put(&mut b, INFO_OFF + 16, info.addr);
-    } else {
-        b[i0 + 16..i0 + 20].copy_from_slice(&info.pid.to_le_bytes());
-    }
+    b[i0..i0 + 128].copy_from_slice(&siginfo_bytes(info));
     mm.write(sp, &b)?;
     f.rsp = sp;
     f.rip = act.handler;

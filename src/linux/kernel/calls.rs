@@ -24,10 +24,14 @@ impl Vproc {
         let k = self.kernel().map_err(|_| ECHILD)?;
         let found = {
             let mut t = k.lock();
-            let me = self.pid;
+            // Children belong to the process: any thread may wait for them.
+            let me = self.thread.tgid;
             let mypgid = t.procs.get(&me).map_or(me, |e| e.pgid);
+            // A process is its leader's entry; it is a zombie once all its
+            // threads ended.
             let matches = |pid: Pid, e: &Entry| {
                 e.ppid == me
+                    && e.tgid == pid
                     && match want {
                         -1 => true,
                         0 => e.pgid == mypgid,
@@ -41,8 +45,10 @@ impl Vproc {
                 if matches(*p, e) {
                     any = true;
                     if let PState::Zombie(s) = e.state {
-                        zombie = Some((*p, wstatus(s), true));
-                        break;
+                        if e.threads == 0 {
+                            zombie = Some((*p, wstatus(s), true));
+                            break;
+                        }
                     }
                     if options & WUNTRACED != 0 {
                         if let Some(sig) = e.stop_report {
@@ -87,13 +93,14 @@ impl Vproc {
         }
     }
 
-    /// kill(pid, sig) to other vprocs (and this one).
+    /// kill(pid, sig) to other processes (and this one): one thread of
+    /// each target process takes it ([`Kernel::post_process_signal`]).
     pub fn sys_kill_k(&mut self, pid: i32, sig: i32) -> Result<i64, i64> {
         if !(0..=64).contains(&sig) {
             return Err(EINVAL);
         }
         let k = self.kernel()?;
-        let me = self.pid;
+        let me = self.thread.tgid;
         let info = SigInfo {
             signo: sig,
             code: 0,
@@ -104,11 +111,17 @@ impl Vproc {
         {
             let mut t = k.lock();
             let mypgid = t.procs.get(&me).map_or(me, |e| e.pgid);
+            // kill(tid) of a thread reaches its process, as on Linux.
+            let pid = match t.procs.get(&pid) {
+                Some(e) if pid > 0 => e.tgid,
+                _ => pid,
+            };
             let targets: Vec<Pid> = t
                 .procs
                 .iter()
                 .filter(|(q, e)| {
-                    !matches!(e.state, PState::Zombie(_) | PState::Embryo)
+                    e.tgid == **q
+                        && Kernel::process_alive(&t, **q)
                         && match pid {
                             0 => e.pgid == mypgid,
                             -1 => **q != me,
@@ -124,11 +137,30 @@ impl Vproc {
             if sig == 0 {
                 return Ok(0);
             }
+            let every = sig == signal::SIGKILL || sig == signal::SIGCONT || signal::is_stop(sig);
             for p in targets {
-                if p == me {
-                    mine = true;
+                if p != me {
+                    k.post_process_signal(&mut t, p, info);
+                    continue;
+                }
+                // This thread is not in the table while it runs: it takes
+                // its share itself.
+                let picks: Vec<Pid> = if every {
+                    Kernel::members(&t, p)
                 } else {
-                    k.post_signal(&mut t, p, info);
+                    let m = Some((self.pid, self.sig.blocked & !self.thread.sigwait));
+                    match Kernel::pick_thread(&t, p, sig, m) {
+                        Some(q) => vec![q],
+                        None if k.share_signal(&mut t, p, info) => Vec::new(),
+                        None => vec![self.pid],
+                    }
+                };
+                for q in picks {
+                    if q == self.pid {
+                        mine = true;
+                    } else {
+                        k.post_signal(&mut t, q, info);
+                    }
                 }
             }
         }
@@ -141,7 +173,11 @@ impl Vproc {
     /// getppid.
     pub fn sys_getppid(&self) -> i64 {
         match &self.k {
-            Some(k) => k.lock().procs.get(&self.pid).map_or(PPID, |e| e.ppid) as i64,
+            Some(k) => k
+                .lock()
+                .procs
+                .get(&self.thread.tgid)
+                .map_or(PPID, |e| e.ppid) as i64,
             None => PPID as i64,
         }
     }
@@ -154,12 +190,17 @@ impl Vproc {
         if pgid < 0 {
             return Err(EINVAL);
         }
-        let target = if pid == 0 { self.pid } else { pid };
+        let target = if pid == 0 { self.thread.tgid } else { pid };
         let mut t = k.lock();
         let Some(e) = t.procs.get_mut(&target) else {
             return Err(ESRCH);
         };
         e.pgid = if pgid == 0 { target } else { pgid };
+        let pg = e.pgid;
+        // Every thread of the process carries its group.
+        for e in t.procs.values_mut().filter(|e| e.tgid == target) {
+            e.pgid = pg;
+        }
         Ok(0)
     }
 
@@ -168,7 +209,7 @@ impl Vproc {
         let Some(k) = self.k.clone() else {
             return Ok(crate::linux::PID as i64);
         };
-        let target = if pid == 0 { self.pid } else { pid };
+        let target = if pid == 0 { self.thread.tgid } else { pid };
         let mut t = k.lock();
         let Some(e) = t.procs.get_mut(&target) else {
             return Err(ESRCH);

@@ -2,7 +2,9 @@
 //! exits, stops or is preempted, then put it back in the table.
 
 use super::fork::fork;
+use super::thread::{exit_mm, spawn_thread, CLONE_THREAD};
 use super::*;
+use crate::linux::thread::Kill;
 
 enum Outcome {
     Preempt,
@@ -76,7 +78,15 @@ pub(super) fn cpu_loop(
         }
     }
     while let Some(mut body) = pick_next(k, idx)? {
+        // The process lock, from here until the body is back in the table
+        // (released while the guest runs: see `crate::linux::thread`).
+        body.enter_kernel();
         let out = segment(k, machine, cpu, &mut body);
+        if matches!(out, Ok(Outcome::Exit)) {
+            k.begin_exit(&body);
+            exit_mm(k, &mut body);
+        }
+        body.leave_kernel();
         release_fpu(cpu, &body);
         let dead = put_back(k, idx, body, out?);
         drop(dead);
@@ -115,6 +125,9 @@ fn pick_next(k: &Arc<Kernel>, idx: usize) -> Result<Option<Box<Vproc>>, VprocErr
             let e = t.procs.get_mut(&pid).expect("scheduled vprocs exist");
             if let Some(mut b) = e.body.take() {
                 e.state = PState::Running(idx);
+                // A retried rt_sigtimedwait says again what it waits for.
+                b.thread.sigwait = 0;
+                e.blocked = b.sig.blocked;
                 b.watchdog_retry = std::mem::take(&mut e.watchdog_woke);
                 for s in e.signals.drain(..) {
                     b.queue_signal(s);
@@ -162,6 +175,21 @@ fn put_back(k: &Kernel, idx: usize, body: Box<Vproc>, out: Outcome) -> Option<Bo
     k.process_wakes(&mut t);
     t.running[idx] = None;
     let pid = body.pid;
+    if let Some(e) = t.procs.get_mut(&pid) {
+        e.blocked = body.sig.blocked & !body.thread.sigwait;
+    }
+    if body.threaded() {
+        // Shared signals this thread now takes.
+        let tgid = body.thread.tgid;
+        let mine = k.take_shared(&mut t, tgid, !(body.sig.blocked & !body.thread.sigwait));
+        if let Some(e) = t.procs.get_mut(&pid) {
+            for s in mine {
+                if !e.signals.iter().any(|x| x.signo == s.signo) {
+                    e.signals.push(s);
+                }
+            }
+        }
+    }
     match out {
         Outcome::Exit => {
             k.exit_locked(&mut t, &body, idx);
@@ -296,6 +324,19 @@ fn segment(
         body.sig.blocked = m;
     }
     loop {
+        if body.exit.is_none() {
+            match body.mm.kill_order() {
+                Some(Kill::Group(st)) => {
+                    body.exit = Some(st);
+                    body.thread.exit_thread = false;
+                }
+                Some(Kill::Dethread(s)) if s != body.pid => {
+                    body.exit = Some(ExitStatus::Signaled(signal::SIGKILL));
+                    body.thread.exit_thread = true;
+                }
+                _ => {}
+            }
+        }
         if body.exit.is_some() {
             return Ok(Outcome::Exit);
         }
@@ -322,6 +363,15 @@ fn segment(
         let step = step?;
         if let Some(req) = body.request.take() {
             let r = match req {
+                Request::Fork {
+                    flags,
+                    ptid,
+                    ctid,
+                    tls,
+                    stack,
+                } if flags & CLONE_THREAD != 0 => {
+                    spawn_thread(k, cpu, body, flags, ptid, ctid, tls, stack)
+                }
                 Request::Fork {
                     flags,
                     ptid,

@@ -16,10 +16,9 @@ pub(super) fn fork(
     tls: u64,
     stack: u64,
 ) -> i64 {
-    const CLONE_SETTLS: u64 = 0x80000;
-    const CLONE_PARENT_SETTID: u64 = 0x100000;
-    const CLONE_CHILD_CLEARTID: u64 = 0x200000;
-    const CLONE_CHILD_SETTID: u64 = 0x1000000;
+    use super::thread::{
+        CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_PARENT_SETTID, CLONE_SETTLS,
+    };
     // Reserve a slot and a pid.
     let (pid, pgid, sid, nice_policy, target_cpu) = {
         let mut t = k.lock();
@@ -27,19 +26,19 @@ pub(super) fn fork(
             t.eagain += 1;
             return -EAGAIN;
         }
-        let mut pid = t.next_pid;
-        while t.procs.contains_key(&pid) {
-            pid = if pid >= 4_000_000 { 2 } else { pid + 1 };
-        }
-        t.next_pid = pid + 1;
+        let pid = super::thread::alloc_pid(&mut t);
         let (pgid, sid) = t
             .procs
-            .get(&parent.pid)
+            .get(&parent.thread.tgid)
             .map_or((parent.pid, parent.pid), |e| (e.pgid, e.sid));
         t.procs.insert(
             pid,
             Entry {
-                ppid: parent.pid,
+                ppid: parent.thread.tgid,
+                tgid: pid,
+                threads: 1,
+                exit_signal: (flags & 0xff) as i32,
+                blocked: parent.sig.blocked,
                 pgid,
                 sid,
                 state: PState::Embryo,
@@ -54,6 +53,8 @@ pub(super) fn fork(
                 itimers: Default::default(),
                 stop_report: None,
                 cont_report: false,
+                death: None,
+                shared: Vec::new(),
             },
         );
         t.max_alive = t.max_alive.max(t.procs.len());
@@ -70,7 +71,7 @@ pub(super) fn fork(
     let built = (|| -> Result<Vproc, i64> {
         let vms = machine.vmspace_create().map_err(|_| EAGAIN)?;
         let mm = parent.mm.fork(vms).map_err(|e| e.errno())?;
-        let mut child = parent.fork_body(mm, pid);
+        let mut child = parent.fork_body(crate::linux::thread::MmRef::new(mm), pid);
         // The parent's live FPU registers are the child's too.
         match cpu.fork_fpu(&parent.fpu) {
             Ok(f) => child.fpu = f,
@@ -142,12 +143,24 @@ impl Vproc {
         ctid: u64,
         tls: u64,
     ) -> Result<i64, i64> {
-        const CLONE_VM: u64 = 0x100;
-        const CLONE_VFORK: u64 = 0x4000;
-        const CLONE_THREAD: u64 = 0x10000;
+        use super::thread::{
+            CLONE_FILES, CLONE_FS, CLONE_SIGHAND, CLONE_THREAD, CLONE_VFORK, CLONE_VM,
+        };
         self.kernel()?;
-        if flags & CLONE_THREAD != 0 || (flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0) {
-            // Threads share an address space: not supported.
+        // Linux's rules: a thread shares the handlers, which need the
+        // address space.
+        if (flags & CLONE_THREAD != 0 && flags & CLONE_SIGHAND == 0)
+            || (flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0)
+        {
+            return Err(EINVAL);
+        }
+        let thread = flags & CLONE_THREAD != 0;
+        if (thread && flags & (CLONE_FS | CLONE_FILES) != CLONE_FS | CLONE_FILES)
+            || (!thread && flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0)
+        {
+            // Threads with their own fd table or cwd, and processes that
+            // share an address space, are not supported.
+            log::warn!("clone flags {flags:#x}: not supported (ENOSYS)");
             return Err(ENOSYS);
         }
         self.request = Some(Request::Fork {

@@ -27,9 +27,11 @@
 //! ([`Kernel`]: entries, wake-ups, signals, futexes, interval timers, exit
 //! bookkeeping); `run` starts and ends a run (vCPU threads, the ticker);
 //! `cpu_loop` is one vCPU's loop (pick a vproc, run a segment of it, put
-//! it back); `fork` creates children; `calls` holds the process syscalls
-//! that need the table (wait4, kill, process groups, priorities,
-//! scheduling); `introspect` renders `ps` and memory statistics.
+//! it back); `fork` creates children; `thread` creates threads and holds
+//! thread groups' signals, exits and robust lists; `futex` the futex
+//! waiters; `calls` holds the process syscalls that need the table
+//! (wait4, kill, process groups, priorities, scheduling); `introspect`
+//! renders `ps` and memory statistics.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -51,8 +53,10 @@ use super::{debugger, ExitStatus, Vproc, VprocError, PPID};
 mod calls;
 mod cpu_loop;
 mod fork;
+mod futex;
 mod introspect;
 mod run;
+mod thread;
 
 pub use cpu_loop::SI_KERNEL;
 pub use run::run;
@@ -186,7 +190,20 @@ enum PState {
 type FutexWaiter = ((usize, u64), Pid, u32);
 
 struct Entry {
+    /// The parent process (its tgid).
     ppid: Pid,
+    /// The thread group (process) this vproc is a thread of; a process's
+    /// first thread (its leader) has tgid == pid, and its entry stands for
+    /// the process (wait4, kill, process groups) until every thread ended.
+    tgid: Pid,
+    /// On a leader: threads of the group not yet ended (the leader
+    /// included while it lives). The process ends when it drops to 0.
+    threads: usize,
+    /// On a leader: the signal the parent gets when the process ends.
+    exit_signal: i32,
+    /// The signal mask as last seen (for picking the thread that takes a
+    /// process-directed signal).
+    blocked: u64,
     pgid: Pid,
     sid: Pid,
     state: PState,
@@ -207,6 +224,13 @@ struct Entry {
     stop_report: Option<i32>,
     /// Continued and not yet reported to wait4(WCONTINUED).
     cont_report: bool,
+    /// On a leader: how a fatal signal in one of its threads came about
+    /// (the thread that ended the group).
+    death: Option<String>,
+    /// On a leader of a multithreaded process: process-directed signals
+    /// every thread blocked when they came; the first thread that
+    /// unblocks one (or waits for it in rt_sigtimedwait) takes it.
+    shared: Vec<SigInfo>,
 }
 
 /// The process table.
@@ -291,12 +315,26 @@ fn deliverable(body: Option<&Vproc>, signo: i32) -> bool {
     let Some(b) = body else {
         return true;
     };
+    if b.thread.sigwait & signal::bit(signo) != 0 {
+        // rt_sigtimedwait takes it.
+        return true;
+    }
     if b.sig.blocked & signal::bit(signo) != 0 {
         return false;
     }
-    let h = b.sig.actions[signo as usize].handler;
+    let h = action_of(b, signo).handler;
     h != signal::SIG_IGN
         && (h != signal::SIG_DFL || signal::default_action(signo) != signal::Default_::Ignore)
+}
+
+/// The disposition of `signo` for a parked `body`: a thread's own copy
+/// may be stale, its process's published one is not.
+fn action_of(b: &Vproc, signo: i32) -> signal::SigAction {
+    if b.threaded() {
+        b.mm.shared_action(signo)
+    } else {
+        b.sig.actions[signo as usize]
+    }
 }
 
 impl Kernel {
@@ -411,15 +449,17 @@ impl Kernel {
         if ppid == PPID || !t.procs.contains_key(&ppid) {
             return;
         }
+        if t.procs.get(&pid).is_some_and(|e| e.tgid != pid) {
+            // Another thread of the process: the leader reports.
+            return;
+        }
         let nocldstop = t
             .procs
             .get(&ppid)
             .and_then(|e| e.body.as_deref())
-            .is_some_and(|b| {
-                b.sig.actions[signal::SIGCHLD as usize].flags & signal::SA_NOCLDSTOP != 0
-            });
+            .is_some_and(|b| action_of(b, signal::SIGCHLD).flags & signal::SA_NOCLDSTOP != 0);
         if !nocldstop {
-            self.post_signal(
+            self.post_process_signal(
                 t,
                 ppid,
                 SigInfo {
@@ -431,7 +471,7 @@ impl Kernel {
                 },
             );
         }
-        self.wake_locked(t, ppid);
+        self.wake_group_locked(t, ppid);
     }
 
     /// Drain the wake-up queue and expire sleep deadlines.
@@ -450,7 +490,7 @@ impl Kernel {
                 due.push((*p, e.event_wait));
             }
             if let Some((d, i)) = e.itimers.real {
-                if d <= now && !matches!(e.state, PState::Zombie(_)) {
+                if d <= now && (!matches!(e.state, PState::Zombie(_)) || e.threads > 0) {
                     e.itimers.real = (!i.is_zero()).then(|| (now + i, i));
                     fire.push((*p, super::events::SIGALRM));
                 }
@@ -473,7 +513,7 @@ impl Kernel {
                 .filter_map(|(p, e)| e.itimers.cpu[w].map(|(d, i)| (*p, d, i)))
                 .collect();
             for (p, d, i) in armed {
-                let used = t.sched.runtime(tid(p)).unwrap_or(0);
+                let used = Self::group_runtime(t, p);
                 if used >= d {
                     if let Some(e) = t.procs.get_mut(&p) {
                         e.itimers.cpu[w] = (i > 0).then_some((used + i, i));
@@ -485,7 +525,8 @@ impl Kernel {
         // Timers first: a signal that ends an event wait at its watchdog
         // deadline is a wake-up, not a lost one.
         for (pid, signo) in fire {
-            self.post_signal(
+            // The timers are the process's: one of its threads takes it.
+            self.post_process_signal(
                 t,
                 pid,
                 SigInfo {
@@ -524,16 +565,28 @@ impl Kernel {
             .min()
     }
 
-    /// CPU time of `pid` by the scheduler's accounting (ns).
+    /// CPU time of the process of `pid` (its live threads) by the
+    /// scheduler's accounting (ns).
     pub fn cpu_time(&self, pid: Pid) -> u64 {
-        self.lock().sched.runtime(tid(pid)).unwrap_or(0)
+        let t = self.lock();
+        let tgid = t.procs.get(&pid).map_or(pid, |e| e.tgid);
+        Self::group_runtime(&t, tgid)
     }
 
-    /// Run `f` on the interval timers of `pid`.
+    fn group_runtime(t: &Table, tgid: Pid) -> u64 {
+        Self::members(t, tgid)
+            .into_iter()
+            .map(|p| t.sched.runtime(tid(p)).unwrap_or(0))
+            .sum()
+    }
+
+    /// Run `f` on the interval timers of the process of `pid` (they
+    /// belong to the process: its leader's entry).
     pub fn swap_itimer<R>(&self, pid: Pid, f: impl FnOnce(&mut Itimers) -> R) -> R {
         let mut t = self.lock();
         let mut none = Itimers::default();
-        let timers = t.procs.get_mut(&pid).map_or(&mut none, |e| &mut e.itimers);
+        let tgid = t.procs.get(&pid).map_or(pid, |e| e.tgid);
+        let timers = t.procs.get_mut(&tgid).map_or(&mut none, |e| &mut e.itimers);
         let r = f(timers);
         drop(t);
         // An idle vCPU may have to wake earlier for it.
@@ -549,58 +602,6 @@ impl Kernel {
             super::syscalls::name(nr)
         );
         self.lock().lost_wakeups += 1;
-    }
-
-    /// Register `pid` as waiting on the futex `key`.
-    pub fn futex_wait(&self, key: (usize, u64), pid: Pid, bits: u32) {
-        self.lock().futexes.push((key, pid, bits));
-    }
-
-    /// Is `pid` still registered on a futex (not woken yet)?
-    pub fn futex_waiting(&self, pid: Pid) -> bool {
-        self.lock().futexes.iter().any(|w| w.1 == pid)
-    }
-
-    /// Forget `pid`'s futex wait (timeout, signal, exit).
-    pub fn futex_cancel(&self, pid: Pid) {
-        self.lock().futexes.retain(|w| w.1 != pid);
-    }
-
-    /// Wake up to `n` waiters of `key` whose bits meet `bits`; with
-    /// `requeue`, move up to that many of the rest to another key.
-    /// Returns how many were woken (plus requeued, for requeue).
-    pub fn futex_wake(
-        &self,
-        key: (usize, u64),
-        n: usize,
-        bits: u32,
-        requeue: Option<((usize, u64), usize)>,
-    ) -> usize {
-        let mut t = self.lock();
-        let mut woken = Vec::new();
-        let mut moved = 0;
-        let mut i = 0;
-        while i < t.futexes.len() {
-            let (k, pid, b) = t.futexes[i];
-            if k == key && b & bits != 0 {
-                if woken.len() < n {
-                    woken.push(pid);
-                    t.futexes.remove(i);
-                    continue;
-                }
-                if let Some((to, max)) = requeue {
-                    if moved < max {
-                        t.futexes[i].0 = to;
-                        moved += 1;
-                    }
-                }
-            }
-            i += 1;
-        }
-        for pid in &woken {
-            self.wake_locked(&mut t, *pid);
-        }
-        woken.len() + moved
     }
 
     /// Queue `info` for `pid` (another vproc, or one not running now).
@@ -631,7 +632,7 @@ impl Kernel {
         };
         let wake = deliverable(e.body.as_deref(), info.signo);
         if let Some(b) = e.body.as_deref() {
-            let h = b.sig.actions[info.signo as usize].handler;
+            let h = action_of(b, info.signo).handler;
             if info.signo != signal::SIGKILL
                 && (h == signal::SIG_IGN
                     || (h == signal::SIG_DFL
@@ -655,9 +656,11 @@ impl Kernel {
         t.procs.len()
     }
 
-    /// A vproc exited: zombie, accounting, orphans, SIGCHLD, wake the parent.
+    /// A thread ended (after [`Kernel::begin_exit`]): accounting; the last
+    /// thread ends the process ([`Kernel::process_exit_locked`]).
     fn exit_locked(&self, t: &mut Table, body: &Vproc, cpu: usize) {
         let pid = body.pid;
+        let tgid = body.thread.tgid;
         let status = body.exit.unwrap_or(ExitStatus::Exited(0));
         let now = self.now();
         let _ = t.sched.update_accounting(cpu, now);
@@ -668,6 +671,53 @@ impl Kernel {
         }
         t.futexes.retain(|w| w.1 != pid);
         t.syscalls += body.syscalls;
+        let left = match t.procs.get_mut(&tgid) {
+            Some(l) => {
+                l.threads = l.threads.saturating_sub(1);
+                l.threads
+            }
+            None => 0,
+        };
+        if pid != tgid {
+            t.procs.remove(&pid);
+        } else if let Some(e) = t.procs.get_mut(&pid) {
+            // The leader's entry stands for the process until it ends.
+            e.state = PState::Zombie(status);
+            e.vms = None;
+            e.signals.clear();
+        }
+        if left == 1 {
+            self.unshare_signals(t, tgid);
+        }
+        if left > 0 {
+            if let Some(crate::linux::thread::Kill::Dethread(s)) = body.mm.kill_order() {
+                // execve in thread `s` waits for this.
+                self.wake_locked(t, s);
+            }
+            return;
+        }
+        // The process ends: with the group's status, else the leader's.
+        let status = match body.mm.kill_order() {
+            Some(crate::linux::thread::Kill::Group(s)) => s,
+            _ => match t.procs.get(&tgid).map(|e| e.state) {
+                Some(PState::Zombie(s)) => s,
+                _ => status,
+            },
+        };
+        self.process_exit_locked(t, body, status, runtime, policy);
+    }
+
+    /// The last thread of process `body.thread.tgid` ended: zombie, record,
+    /// orphans, SIGCHLD, wake the parent.
+    fn process_exit_locked(
+        &self,
+        t: &mut Table,
+        body: &Vproc,
+        status: ExitStatus,
+        runtime: u64,
+        policy: Policy,
+    ) {
+        let pid = body.thread.tgid;
         if pid == t.init && self.opts.memstats {
             let vms: Vec<(Arc<Vmspace>, String)> = t
                 .procs
@@ -690,6 +740,11 @@ impl Kernel {
             });
         }
         let ppid = t.procs.get(&pid).map_or(PPID, |e| e.ppid);
+        let death = t
+            .procs
+            .get(&pid)
+            .and_then(|e| e.death.clone())
+            .or_else(|| body.death.clone());
         t.records.push(ProcRecord {
             pid,
             ppid,
@@ -698,7 +753,7 @@ impl Kernel {
             runtime_ns: runtime,
             policy,
             syscalls: body.syscalls,
-            death: body.death.clone(),
+            death: death.clone(),
         });
         if let Some(e) = t.procs.get_mut(&pid) {
             e.state = PState::Zombie(status);
@@ -706,7 +761,7 @@ impl Kernel {
             e.signals.clear();
         }
         // Orphans go to the reaper (pid 1, outside the virtual kernel),
-        // which reaps them at once.
+        // which reaps them at once (when all their threads ended).
         let orphans: Vec<Pid> = t
             .procs
             .iter()
@@ -716,12 +771,12 @@ impl Kernel {
         for o in orphans {
             let e = t.procs.get_mut(&o).expect("listed");
             e.ppid = PPID;
-            if matches!(e.state, PState::Zombie(_)) {
+            if matches!(e.state, PState::Zombie(_)) && e.threads == 0 {
                 t.procs.remove(&o);
             }
         }
         if pid == t.init {
-            t.exit = Some((status, body.death.clone()));
+            t.exit = Some((status, death));
             self.done.store(true, Ordering::SeqCst);
             // Every vCPU must see it, also one that entered its vproc a
             // moment ago (a kick outside KVM_RUN makes the next entry exit
@@ -740,12 +795,13 @@ impl Kernel {
             ExitStatus::Exited(c) => (1, c),
             ExitStatus::Signaled(s) => (2, s),
         };
-        if body.exit_signal > 0 && body.exit_signal <= 64 {
-            self.post_signal(
+        let exit_signal = t.procs.get(&pid).map_or(0, |e| e.exit_signal);
+        if exit_signal > 0 && exit_signal <= 64 {
+            self.post_process_signal(
                 t,
                 ppid,
                 SigInfo {
-                    signo: body.exit_signal,
+                    signo: exit_signal,
                     code,
                     pid,
                     err: st as u64,
@@ -753,6 +809,6 @@ impl Kernel {
                 },
             );
         }
-        self.wake_locked(t, ppid);
+        self.wake_group_locked(t, ppid);
     }
 }

@@ -90,6 +90,10 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
             pid,
             Entry {
                 ppid: PPID,
+                tgid: pid,
+                threads: 1,
+                exit_signal: init.exit_signal,
+                blocked: init.sig.blocked,
                 pgid: pid,
                 sid: pid,
                 state: PState::Runnable,
@@ -104,6 +108,8 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
                 itimers: Default::default(),
                 stop_report: None,
                 cont_report: false,
+                death: None,
+                shared: Vec::new(),
             },
         );
     }

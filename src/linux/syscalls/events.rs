@@ -78,9 +78,9 @@ pub enum Restart {
 /// The restart rule of syscall `nr`.
 pub fn restart_rule(nr: u64) -> Restart {
     match nr {
-        // poll, select, pause, nanosleep, rt_sigsuspend, pselect6, ppoll,
-        // clock_nanosleep, epoll_wait, epoll_pwait.
-        7 | 23 | 34 | 35 | 130 | 232 | 270 | 271 | 230 | 281 => Restart::Never,
+        // poll, select, pause, nanosleep, rt_sigtimedwait, rt_sigsuspend,
+        // pselect6, ppoll, clock_nanosleep, epoll_wait, epoll_pwait.
+        7 | 23 | 34 | 35 | 128 | 130 | 232 | 270 | 271 | 230 | 281 => Restart::Never,
         _ => Restart::IfSaRestart,
     }
 }
@@ -584,15 +584,18 @@ impl Vproc {
                     }
                     return self.block_on(deadline);
                 };
-                let key = (Arc::as_ptr(&self.mm.vmspace_arc()) as usize, uaddr);
+                let key = (self.mm.id(), uaddr);
                 let bits = if op == 9 { a[5] as u32 } else { u32::MAX };
                 if self.call.progress == 0 {
+                    // Register first, then look at the word: a FUTEX_WAKE
+                    // after the waker's store always finds this waiter.
                     k.futex_cancel(self.pid);
-                    let v = self.user_u32(uaddr)?;
-                    if v != a[2] as u32 {
-                        return Err(EAGAIN);
-                    }
                     k.futex_wait(key, self.pid, bits);
+                    let v = self.user_u32(uaddr);
+                    if v != Ok(a[2] as u32) {
+                        k.futex_cancel(self.pid);
+                        return Err(v.err().unwrap_or(EAGAIN));
+                    }
                     self.call.progress = 1;
                 } else if !k.futex_waiting(self.pid) {
                     // Woken by FUTEX_WAKE.
@@ -614,7 +617,7 @@ impl Vproc {
                 let Some(k) = self.k.clone() else {
                     return Ok(0);
                 };
-                let key = (Arc::as_ptr(&self.mm.vmspace_arc()) as usize, uaddr);
+                let key = (self.mm.id(), uaddr);
                 Ok(k.futex_wake(key, n, bits, None) as i64)
             }
             // FUTEX_REQUEUE, FUTEX_CMP_REQUEUE.
@@ -628,7 +631,7 @@ impl Vproc {
                 let Some(k) = self.k.clone() else {
                     return Ok(0);
                 };
-                let vms = Arc::as_ptr(&self.mm.vmspace_arc()) as usize;
+                let vms = self.mm.id();
                 let n = (a[2] as u32).min(i32::MAX as u32) as usize;
                 let moved = (a[3] as u32).min(i32::MAX as u32) as usize;
                 Ok(k.futex_wake((vms, uaddr), n, u32::MAX, Some(((vms, a[4]), moved))) as i64)

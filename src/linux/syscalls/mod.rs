@@ -282,6 +282,8 @@ const NAMES: &[(i64, &str)] = syscall_table!(
     SYS_pselect6,
     SYS_ppoll,
     SYS_set_robust_list,
+    SYS_get_robust_list,
+    SYS_rt_sigtimedwait,
     SYS_utimensat,
     SYS_dup3,
     SYS_pipe2,

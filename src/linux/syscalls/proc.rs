@@ -18,6 +18,9 @@ impl Vproc {
         Some(match nr {
             libc::SYS_exit | libc::SYS_exit_group => {
                 self.exit = Some(ExitStatus::Exited(a[0] as i32 & 0xff));
+                // exit ends this thread only (the process with its last
+                // thread); exit_group ends every thread.
+                self.thread.exit_thread = nr == libc::SYS_exit;
                 Ok(0)
             }
             libc::SYS_clone => self.sys_clone(a[0], a[1], a[2], a[3], a[4]),
@@ -26,7 +29,7 @@ impl Vproc {
                 self.sys_clone(crate::linux::signal::SIGCHLD as u64, 0, 0, 0, 0)
             }
             libc::SYS_clone3 => Err(ENOSYS),
-            libc::SYS_execve => self.sys_execve(a[0], a[1], a[2]),
+            libc::SYS_execve => self.execve_threads(a),
             libc::SYS_wait4 => {
                 if self.k.is_some() {
                     self.sys_wait4(int(a[0]) as i32, a[1], a[2], a[3])
@@ -73,7 +76,8 @@ impl Vproc {
                 self.clear_child_tid = a[0];
                 Ok(self.pid as i64)
             }
-            libc::SYS_set_robust_list => Ok(0),
+            libc::SYS_set_robust_list => self.sys_set_robust_list(a[0], a[1]),
+            libc::SYS_get_robust_list => self.sys_get_robust_list(int(a[0]) as i32, a[1], a[2]),
             libc::SYS_arch_prctl => self.sys_arch_prctl(a[0], a[1]),
             libc::SYS_futex => self.sys_futex(a),
             _ => return None,
@@ -84,7 +88,8 @@ impl Vproc {
     /// come from the process table.
     fn id_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
         Some(match nr {
-            libc::SYS_getpid | libc::SYS_gettid => Ok(self.pid as i64),
+            libc::SYS_getpid => Ok(self.thread.tgid as i64),
+            libc::SYS_gettid => Ok(self.pid as i64),
             libc::SYS_getppid => Ok(self.sys_getppid()),
             libc::SYS_getuid | libc::SYS_getgid | libc::SYS_geteuid | libc::SYS_getegid => Ok(0),
             libc::SYS_setuid
@@ -111,6 +116,19 @@ impl Vproc {
             }
             _ => return None,
         })
+    }
+
+    /// execve: in a multithreaded process the other threads end first.
+    fn execve_threads(&mut self, a: [u64; 6]) -> R {
+        if self.threaded() {
+            self.dethread()?;
+        }
+        let r = self.sys_execve(a[0], a[1], a[2]);
+        self.mm.clear_dethread();
+        if r.is_ok() {
+            self.thread.robust_list = 0;
+        }
+        r
     }
 
     fn sys_prlimit(&mut self, pid: i32, res: u32, new: u64, old: u64) -> R {

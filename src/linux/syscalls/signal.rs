@@ -3,7 +3,10 @@
 //! [`super::events`]). rt_sigreturn is served in [`Vproc::syscall`];
 //! delivery and the signal frame are [`crate::linux::signal`].
 
+use std::time::{Duration, Instant};
+
 use super::errno::*;
+use super::events::timespec;
 use super::{int, R};
 use crate::linux::signal::{self, SigAction, SigInfo};
 use crate::linux::Vproc;
@@ -16,18 +19,16 @@ impl Vproc {
             libc::SYS_rt_sigprocmask => self.sys_sigprocmask(a[0], a[1], a[2]),
             libc::SYS_sigaltstack => self.sys_sigaltstack(a[0], a[1]),
             libc::SYS_rt_sigpending => self.sys_sigpending(a[0]),
+            libc::SYS_rt_sigtimedwait => self.sys_sigtimedwait(a[0], a[1], a[2], a[3]),
             libc::SYS_pause => self.sys_pause(None),
             libc::SYS_rt_sigsuspend => match self.mm.read_u64(a[0]) {
                 Ok(m) => self.sys_pause(Some(m)),
                 Err(e) => Err(e.into()),
             },
-            libc::SYS_kill | libc::SYS_tkill => self.sys_kill(int(a[0]) as i32, int(a[1]) as i32),
+            libc::SYS_kill => self.sys_kill(int(a[0]) as i32, int(a[1]) as i32),
+            libc::SYS_tkill => self.sys_tgkill(-1, int(a[0]) as i32, int(a[1]) as i32),
             libc::SYS_tgkill => {
-                // Every vproc is one thread: tid == tgid.
-                if int(a[0]) != int(a[1]) {
-                    return Some(Err(ESRCH));
-                }
-                self.sys_kill(int(a[1]) as i32, int(a[2]) as i32)
+                self.sys_tgkill(int(a[0]) as i32, int(a[1]) as i32, int(a[2]) as i32)
             }
             _ => return None,
         })
@@ -35,13 +36,59 @@ impl Vproc {
 
     /// rt_sigpending: the pending signals that are blocked.
     fn sys_sigpending(&mut self, set: u64) -> R {
+        let shared = match &self.k {
+            Some(k) if self.threaded() => k.shared_pending(self.thread.tgid),
+            _ => 0,
+        };
         let pend: u64 = self
             .sig
             .pending
             .iter()
-            .fold(0, |m, p| m | signal::bit(p.signo));
+            .fold(shared, |m, p| m | signal::bit(p.signo));
         self.mm.write_u64(set, pend & self.sig.blocked)?;
         Ok(0)
+    }
+
+    /// rt_sigtimedwait(set, info, timeout, sigsetsize): take a pending
+    /// signal of `set` (this thread's, else the process's shared ones)
+    /// without running its handler; wait for one (while waiting, the
+    /// signals of `set` are routed to this thread as if unblocked).
+    fn sys_sigtimedwait(&mut self, set: u64, info: u64, timeout: u64, size: u64) -> R {
+        if size != 8 {
+            return Err(EINVAL);
+        }
+        let never = signal::bit(signal::SIGKILL) | signal::bit(signal::SIGSTOP);
+        let want = self.mm.read_u64(set)? & !never;
+        let t = if timeout != 0 && self.call.deadline.is_none() {
+            Some(timespec(&self.mm.read_vec(timeout, 16)?)?)
+        } else {
+            timeout.ne(&0).then_some(Duration::ZERO)
+        };
+        let deadline = self.call_deadline(t);
+        self.thread.sigwait = 0;
+        let mine = self
+            .sig
+            .pending
+            .iter()
+            .position(|p| want & signal::bit(p.signo) != 0);
+        let got = match mine {
+            Some(i) => Some(self.sig.pending.remove(i)),
+            None => match self.k.clone() {
+                Some(k) => k.take_shared_one(self.thread.tgid, want),
+                None => None,
+            },
+        };
+        if let Some(s) = got {
+            if info != 0 {
+                self.mm.write(info, &signal::siginfo_bytes(&s))?;
+            }
+            return Ok(s.signo as i64);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(EAGAIN);
+        }
+        self.thread.sigwait = want;
+        self.block_on(deadline)
     }
 
     fn sys_sigaction(&mut self, sig: i32, act: u64, old: u64) -> R {
@@ -86,6 +133,15 @@ impl Vproc {
                 2 => s,
                 _ => return Err(EINVAL),
             } & !never;
+            if self.threaded() {
+                // Process-directed signals go to a thread that takes them;
+                // shared ones it unblocks are its own now.
+                if let Some(k) = self.k.clone() {
+                    for s in k.set_blocked_hint(self.pid, self.thread.tgid, self.sig.blocked) {
+                        self.queue_signal(s);
+                    }
+                }
+            }
         }
         if old != 0 {
             self.mm.write_u64(old, cur)?;
@@ -125,7 +181,7 @@ impl Vproc {
         if self.k.is_some() {
             return self.sys_kill_k(pid, sig);
         }
-        if pid != self.pid && pid != 0 && pid != -1 {
+        if pid != self.thread.tgid && pid != 0 && pid != -1 {
             return Err(ESRCH);
         }
         if !(0..=64).contains(&sig) {
