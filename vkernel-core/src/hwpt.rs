@@ -59,6 +59,17 @@ const STORE_MAX: usize = 2;
 /// Scrub commands waiting that make carrying them urgent.
 const SCRUB_URGENT: usize = 256;
 
+/// How [`HwSpace::rewrite_range`] rewrites a range.
+#[derive(Clone, Copy)]
+pub(crate) struct RewriteHow<'a> {
+    /// What happens to each present leaf.
+    pub(crate) how: Rewrite,
+    /// Write protection spares the entries `keep(va, entry)` accepts.
+    pub(crate) keep: &'a dyn Fn(u64, u64) -> bool,
+    /// A table page never zapped (stores instead).
+    pub(crate) no_zap: Option<u64>,
+}
+
 /// What [`HwSpace::rewrite_range`] does to each present leaf.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Rewrite {
@@ -327,11 +338,10 @@ impl HwSpace {
         pool: &PtPool,
         start: u64,
         end: u64,
-        how: Rewrite,
-        keep: &dyn Fn(u64, u64) -> bool,
-        no_zap: Option<u64>,
+        how: &RewriteHow<'_>,
         cmds: &mut Vec<Cmd>,
     ) -> usize {
+        let RewriteHow { how, keep, no_zap } = *how;
         // Changed leaves by table page: (va, entry offset, new value).
         let mut by_table: BTreeMap<u64, Vec<(u64, u64, u64)>> = BTreeMap::new();
         self.for_each_leaf(pool, start, end, &mut |va, off| {

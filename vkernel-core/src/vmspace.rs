@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use vkernel_guest::layout::PAGE_SIZE;
 use vkernel_guest::x86::{PTE_A, PTE_ADDR_MASK, PTE_D, PTE_NX, PTE_P, PTE_U, PTE_W, USER_END};
 
-use crate::hwpt::{Cmd, HwSpace, Installed, PoolError, Rewrite};
+use crate::hwpt::{Cmd, HwSpace, Installed, PoolError, Rewrite, RewriteHow};
 use crate::machine::MachineInner;
 use crate::vpte::{index, Vpte};
 use crate::walk_range::{walk_range, Leaf, Leaves, VpTables};
@@ -778,15 +778,12 @@ impl Vmspace {
             .then(|| hw.leaf_off(&pool, vkernel_guest::layout::TRAMP_VA))
             .flatten()
             .map(|off| off & !(PAGE_SIZE - 1));
-        let n = hw.rewrite_range(
-            &pool,
-            start,
-            end,
+        let spec = RewriteHow {
             how,
-            &still_writable,
-            tramp_table,
-            &mut cmds,
-        );
+            keep: &still_writable,
+            no_zap: tramp_table,
+        };
+        let n = hw.rewrite_range(&pool, start, end, &spec, &mut cmds);
         drop(pool);
         if n > 0 {
             st.pending.extend(cmds);
