@@ -2,6 +2,63 @@
 
 use super::*;
 
+/// The ids of a new process-table entry.
+pub(super) struct Ids {
+    pub(super) ppid: i32,
+    pub(super) tgid: i32,
+    pub(super) threads: usize,
+    pub(super) exit_signal: i32,
+    pub(super) pgid: i32,
+    pub(super) sid: i32,
+}
+
+/// Enter a new embryo (a process or a thread of `parent`'s) as `id` in the
+/// table; returns its scheduling policy (the parent's) and the vCPU it
+/// should start on (the least loaded, this one on a tie).
+pub(super) fn insert_embryo(
+    t: &mut Table,
+    cpu: &Cpu,
+    parent: &Vproc,
+    id: i32,
+    ids: Ids,
+) -> (Policy, usize) {
+    t.procs.insert(
+        id,
+        Entry {
+            ppid: ids.ppid,
+            tgid: ids.tgid,
+            threads: ids.threads,
+            exit_signal: ids.exit_signal,
+            blocked: parent.sig.blocked,
+            pgid: ids.pgid,
+            sid: ids.sid,
+            state: PState::Embryo,
+            body: None,
+            signals: Vec::new(),
+            sig_flag: Arc::new(AtomicBool::new(false)),
+            wake_pending: false,
+            event_wait: false,
+            watchdog_woke: false,
+            comm: parent.comm.clone(),
+            vms: None,
+            itimers: Default::default(),
+            stop_report: None,
+            cont_report: false,
+            death: None,
+            shared: Vec::new(),
+        },
+    );
+    t.max_alive = t.max_alive.max(t.procs.len());
+    let policy = t
+        .sched
+        .task(tid(parent.pid))
+        .map_or(Policy::NORMAL, |x| x.policy);
+    let c = (0..t.sched.nr_cpus())
+        .min_by_key(|&c| (t.sched.nr_running(c), c != cpu.index()))
+        .unwrap_or(0);
+    (policy, c)
+}
+
 /// fork: a child vproc sharing the parent's memory copy-on-write. Returns
 /// the child's pid or -errno.
 #[allow(clippy::too_many_arguments)]
@@ -31,40 +88,20 @@ pub(super) fn fork(
             .procs
             .get(&parent.thread.tgid)
             .map_or((parent.pid, parent.pid), |e| (e.pgid, e.sid));
-        t.procs.insert(
+        let (policy, cpu) = insert_embryo(
+            &mut t,
+            cpu,
+            parent,
             pid,
-            Entry {
+            Ids {
                 ppid: parent.thread.tgid,
                 tgid: pid,
                 threads: 1,
                 exit_signal: (flags & 0xff) as i32,
-                blocked: parent.sig.blocked,
                 pgid,
                 sid,
-                state: PState::Embryo,
-                body: None,
-                signals: Vec::new(),
-                sig_flag: Arc::new(AtomicBool::new(false)),
-                wake_pending: false,
-                event_wait: false,
-                watchdog_woke: false,
-                comm: parent.comm.clone(),
-                vms: None,
-                itimers: Default::default(),
-                stop_report: None,
-                cont_report: false,
-                death: None,
-                shared: Vec::new(),
             },
         );
-        t.max_alive = t.max_alive.max(t.procs.len());
-        let policy = t
-            .sched
-            .task(tid(parent.pid))
-            .map_or(Policy::NORMAL, |x| x.policy);
-        let cpu = (0..t.sched.nr_cpus())
-            .min_by_key(|&c| (t.sched.nr_running(c), c != cpu.index()))
-            .unwrap_or(0);
         (pid, pgid, sid, policy, cpu)
     };
     let _ = (pgid, sid);

@@ -234,7 +234,7 @@ struct Entry {
 }
 
 /// The process table.
-struct Table {
+pub(super) struct Table {
     procs: BTreeMap<Pid, Entry>,
     sched: Scheduler,
     next_pid: Pid,

@@ -79,40 +79,20 @@ pub(super) fn spawn_thread(
         };
         let (ppid, pgid, sid) = (leader.ppid, leader.pgid, leader.sid);
         let ntid = alloc_pid(&mut t);
-        t.procs.insert(
+        let (policy, c) = super::fork::insert_embryo(
+            &mut t,
+            cpu,
+            parent,
             ntid,
-            Entry {
+            super::fork::Ids {
                 ppid,
                 tgid,
                 threads: 0,
                 exit_signal: 0,
-                blocked: parent.sig.blocked,
                 pgid,
                 sid,
-                state: PState::Embryo,
-                body: None,
-                signals: Vec::new(),
-                sig_flag: Arc::new(AtomicBool::new(false)),
-                wake_pending: false,
-                event_wait: false,
-                watchdog_woke: false,
-                comm: parent.comm.clone(),
-                vms: None,
-                itimers: Default::default(),
-                stop_report: None,
-                cont_report: false,
-                death: None,
-                shared: Vec::new(),
             },
         );
-        t.max_alive = t.max_alive.max(t.procs.len());
-        let policy = t
-            .sched
-            .task(tid(parent.pid))
-            .map_or(Policy::NORMAL, |x| x.policy);
-        let c = (0..t.sched.nr_cpus())
-            .min_by_key(|&c| (t.sched.nr_running(c), c != cpu.index()))
-            .unwrap_or(0);
         (ntid, policy, c)
     };
     let mut child = parent.fork_body(parent.mm.share(), ntid);
