@@ -177,6 +177,9 @@ pub(crate) struct MachineInner {
     pub(crate) path: TrapPath,
     pub(crate) fpu_mode: crate::fpu::FpuMode,
     pub(crate) offsets: StubOffsets,
+    /// Where the stub is on its way out to the host (guest-virtual,
+    /// half-open ranges: `stub::exiting_ranges`).
+    pub(crate) stub_exiting: Vec<(u64, u64)>,
     pub(crate) pool: Mutex<PtPool>,
     pub(crate) kickers: Vec<Kicker>,
     next_vmspace_id: AtomicU64,
@@ -289,6 +292,10 @@ impl Machine {
             sys_gpa,
             path,
             fpu_mode,
+            stub_exiting: stub::exiting_ranges()
+                .into_iter()
+                .map(|(a, b)| (SYS_VA + STUB_OFF + a, SYS_VA + STUB_OFF + b))
+                .collect(),
             offsets,
             pool: Mutex::new(pool),
             kickers: kick_states.iter().map(|k| Kicker::new(k.clone())).collect(),
@@ -656,7 +663,7 @@ fn init_sys(sys: &Ram, sys_gpa: u64, sys_size: u64, vcpus: usize, o: &StubOffset
         set_io_bitmap(sys, n, &[abi::PORT_SYSCALL, abi::PORT_PROBE]);
         let mb = cpu_stack_top_off(n);
         w(mb + abi::MB_NCMDS, 0);
-        w(mb + abi::MB_KSTACK, top - ENTRY_FRAME_SIZE);
+        w(mb + abi::MB_KSTACK, top - IRET_FRAME_SIZE);
     }
     (sys_gpa + UPPER_PDPT_OFF) | t
 }
@@ -790,7 +797,7 @@ pub(crate) fn reset_position(fd: &VcpuFd, n: usize, cr3: u64) -> Result<(), Mach
     fd.set_sregs(&s).map_err(kvm_err("SET_SREGS"))?;
     let regs = kvm_bindings::kvm_regs {
         rip: SYS_VA + STUB_OFF + stub::offsets().resume,
-        rsp: SYS_VA + cpu_stack_top_off(n) - ENTRY_FRAME_SIZE,
+        rsp: SYS_VA + cpu_stack_top_off(n) - IRET_FRAME_SIZE,
         rflags: x86::RFLAGS_FIXED,
         ..Default::default()
     };
@@ -820,13 +827,13 @@ fn probe_fpu(fd: &mut VcpuFd, sys: &Ram, cr3: u64, o: &StubOffsets) -> crate::fp
         r
     };
     let with_ts = attempt(abi::CMD_SET_TS);
-    let vector = sys.load(top - ENTRY_FRAME_SIZE).unwrap_or(0);
     let without_ts = attempt(abi::CMD_CLTS);
     let _ = reset_position(fd, 0, cr3);
+    // #NM (vector 7) with TS set, the probe's syscall without.
     match (with_ts, without_ts) {
-        (Some(abi::PORT_EXCEPTION), Some(abi::PORT_PROBE)) if vector == 7 => FpuMode::Lazy,
+        (Some(p), Some(abi::PORT_PROBE)) if p == abi::PORT_VECTOR_BASE + 7 => FpuMode::Lazy,
         other => {
-            log::info!("vkernel: CR0.TS not honoured here ({other:?}, vector {vector}): eager FPU switching");
+            log::info!("vkernel: CR0.TS not honoured here ({other:?}): eager FPU switching");
             FpuMode::Eager
         }
     }
@@ -851,7 +858,7 @@ fn probe(fd: &mut VcpuFd, sys: &Ram, cr3: u64, o: &StubOffsets) -> Result<TrapPa
         let st = |i: u64| sys.load(top - ENTRY_FRAME_SIZE + 8 * i).unwrap_or(0);
         return Err(MachineError::Probe(format!(
             "expected the probe syscall to exit through port {:#x}, got {exit} at rip {:#x} cs {:#x} \
-             rsp {:#x}; stack: vector {} error {:#x} rip {:#x} cs {:#x} rflags {:#x} rsp {:#x}, cr2 {:#x}",
+             rsp {:#x}; stack: error {:#x} rip {:#x} cs {:#x} rflags {:#x} rsp {:#x} ss {:#x}, cr2 {:#x}",
             abi::PORT_PROBE,
             r.rip,
             s.cs.selector,

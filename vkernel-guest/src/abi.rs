@@ -4,10 +4,11 @@
 //! the registers from KVM's synced register block (no extra ioctl) and the
 //! entry frame from the per-vCPU stack in the system region.
 //!
-//! Stack layout at an exception or syscall exit (RSP = stack top - 56):
+//! Each exception vector `v` leaves through its own port,
+//! [`PORT_VECTOR_BASE`] + `v`, so the stub runs one or two instructions to
+//! get out. Stack layout at an exception exit (RSP = stack top - 48):
 //!
 //! ```text
-//! top-56  vector
 //! top-48  error code (0 where the CPU pushes none)
 //! top-40  RIP   \
 //! top-32  CS     |
@@ -17,8 +18,10 @@
 //! top     mailbox
 //! ```
 
-/// An exception reached the stub (CPL0, frame on the per-vCPU stack).
-pub const PORT_EXCEPTION: u16 = 0xE0;
+/// Exception vector `v` reached the stub: it exits through port
+/// `PORT_VECTOR_BASE + v` (CPL0, frame on the per-vCPU stack). The TSS I/O
+/// bitmap keeps these ports from CPL3, so a vproc cannot fake one.
+pub const PORT_VECTOR_BASE: u16 = 0x80;
 /// A `syscall` reached the host (from the CPL0 entry or the CPL3 trampoline).
 pub const PORT_SYSCALL: u16 = 0xE1;
 /// The machine-start probe's syscall landed.
@@ -28,7 +31,7 @@ pub const PORT_PROBE: u16 = 0xE2;
 pub const MB_NCMDS: u64 = 0x00;
 /// Mailbox: user RSP saved by the CPL0 syscall entry.
 pub const MB_USER_RSP: u64 = 0x08;
-/// Mailbox: kernel RSP the CPL0 syscall entry switches to (top - 56).
+/// Mailbox: kernel RSP the CPL0 syscall entry switches to (top - 40).
 pub const MB_KSTACK: u64 = 0x10;
 /// Mailbox: start of the command array.
 pub const MB_CMDS: u64 = 0x40;

@@ -67,9 +67,12 @@ pub const POOL_OFF: u64 = 0x20_0000;
 pub const DEFAULT_SYS_SIZE: u64 = 64 << 20;
 /// Largest system region (one upper-half PD maps 1 GiB).
 pub const MAX_SYS_SIZE: u64 = 1 << 30;
-/// Bytes the stub pushes below the stack top on every entry: vector, error
-/// code, then the 40-byte hardware interrupt frame.
-pub const ENTRY_FRAME_SIZE: u64 = 56;
+/// Bytes below the stack top at an exception exit: the error code (a 0
+/// where the CPU pushes none) under the 40-byte hardware interrupt frame.
+pub const ENTRY_FRAME_SIZE: u64 = 48;
+/// Bytes of the hardware interrupt frame the stub's `iretq` pops: the host
+/// enters the stub with RSP = stack top - `IRET_FRAME_SIZE`.
+pub const IRET_FRAME_SIZE: u64 = 40;
 
 /// Guest-physical base of the system region for a RAM of `ram_size` bytes:
 /// the next 1 GiB boundary at or above the end of RAM.

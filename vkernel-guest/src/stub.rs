@@ -26,18 +26,25 @@ global_asm!(
     .globl vkstub_start
 vkstub_start:
 
+    // Each vector leaves with one `out` to its own port (the host reads
+    // the vector from the port): no vector push, no jump. Where the CPU
+    // pushes no error code a 0 stands in, so the frame is the same for all.
+    // If the host resumes without preparing an entry, the vector pops the
+    // error code and returns.
     .macro VK_NOERR v
     .balign 16
 vkstub_vec_\v:
     push 0
-    push \v
-    jmp vkstub_exc_common
+    out {port_vec} + \v, al
+    add rsp, 8
+    iretq
     .endm
     .macro VK_ERR v
     .balign 16
 vkstub_vec_\v:
-    push \v
-    jmp vkstub_exc_common
+    out {port_vec} + \v, al
+    add rsp, 8
+    iretq
     .endm
 
     VK_NOERR 0
@@ -73,15 +80,16 @@ vkstub_vec_\v:
     VK_ERR 30
     VK_NOERR 31
 
+    // Entry from the host at CPL0 with RSP at the iret frame (stack top -
+    // 40) and the mailbox at RSP + 40: apply the commands, then return to
+    // the vproc. With no commands the host enters at `vkstub_iret`.
     .balign 16
-    .globl vkstub_exc_common
-vkstub_exc_common:
-    out {port_exc}, al
     .globl vkstub_resume
 vkstub_resume:
-    cmp qword ptr [rsp + {frame} + {ncmds}], 0
+    cmp qword ptr [rsp + 40 + {ncmds}], 0
     jne 2f
-    add rsp, 16
+    .globl vkstub_iret
+vkstub_iret:
     iretq
 2:
     push rax
@@ -89,7 +97,7 @@ vkstub_resume:
     push rcx
     push rdx
     push r8
-    lea rbx, [rsp + 40 + {frame}]
+    lea rbx, [rsp + 40 + 40]
     mov rcx, [rbx + {ncmds}]
     lea rdx, [rbx + {cmds}]
 3:
@@ -139,7 +147,6 @@ vkstub_resume:
     pop rcx
     pop rbx
     pop rax
-    add rsp, 16
     iretq
 
     .balign 16
@@ -208,10 +215,9 @@ vktramp_end:
     .balign 4096
     .popsection
 "#,
-    port_exc = const abi::PORT_EXCEPTION,
+    port_vec = const abi::PORT_VECTOR_BASE,
     port_sys = const abi::PORT_SYSCALL,
     port_probe = const abi::PORT_PROBE,
-    frame = const crate::layout::ENTRY_FRAME_SIZE,
     ncmds = const abi::MB_NCMDS,
     cmds = const abi::MB_CMDS,
     user_rsp = const abi::MB_USER_RSP,
@@ -226,6 +232,7 @@ extern "C" {
     static vkstub_start: u8;
     static vkstub_end: u8;
     static vkstub_resume: u8;
+    static vkstub_iret: u8;
     static vkstub_syscall: u8;
     static vkstub_syscall_out_end: u8;
     static vkstub_vectors: [u64; 32];
@@ -270,14 +277,15 @@ pub fn tramp_code() -> &'static [u8] {
 pub struct StubOffsets {
     /// Handler of each exception vector 0..32.
     pub vectors: [u64; 32],
-    /// Resume point: applies mailbox commands, then `iretq`.
+    /// Resume point: applies mailbox commands, then `iretq` (RSP at the
+    /// iret frame, stack top - 40).
     pub resume: u64,
+    /// The bare `iretq` of the resume point: the entry when there are no
+    /// commands (one instruction).
+    pub iret: u64,
     /// CPL0 `syscall` entry (standard VT-x/SVM semantics).
     pub syscall: u64,
-    /// Just past the CPL0 `syscall` entry's `out`. The stub is on its way
-    /// out to the host in `[0, resume)` (vectors, then the exception `out`)
-    /// and in `[syscall, syscall_out_end)`; everywhere else it is on its
-    /// way back to the vproc.
+    /// Just past the CPL0 `syscall` entry's `out`.
     pub syscall_out_end: u64,
     /// CPL3 trampoline a `syscall` lands on where KVM keeps CPL3.
     pub tramp_syscall: u64,
@@ -290,6 +298,29 @@ pub struct StubOffsets {
     pub tramp_probe_fpu: u64,
 }
 
+/// Where the stub is on its way out to the host: each vector up to and
+/// including its `out`, and the CPL0 syscall entry up to its `out`, as
+/// half-open offset ranges. Everywhere else in the stub it is on its way
+/// back to the vproc.
+pub fn exiting_ranges() -> Vec<(u64, u64)> {
+    let code = stub_code();
+    let o = offsets();
+    let mut v: Vec<(u64, u64)> = o
+        .vectors
+        .iter()
+        .map(|&start| {
+            // The vector's `out imm8, al` (e6 ib) ends its way out.
+            let at = code[start as usize..]
+                .iter()
+                .position(|&b| b == 0xe6)
+                .expect("every vector has an out");
+            (start, start + at as u64 + 2)
+        })
+        .collect();
+    v.push((o.syscall, o.syscall_out_end));
+    v
+}
+
 /// Entry-point offsets of the assembled stub.
 pub fn offsets() -> StubOffsets {
     // SAFETY: reading symbol addresses (not their contents) is always sound;
@@ -300,6 +331,7 @@ pub fn offsets() -> StubOffsets {
         StubOffsets {
             vectors: core::ptr::read(core::ptr::addr_of!(vkstub_vectors)),
             resume: addr(core::ptr::addr_of!(vkstub_resume)) as u64 - s,
+            iret: addr(core::ptr::addr_of!(vkstub_iret)) as u64 - s,
             syscall: addr(core::ptr::addr_of!(vkstub_syscall)) as u64 - s,
             syscall_out_end: addr(core::ptr::addr_of!(vkstub_syscall_out_end)) as u64 - s,
             tramp_syscall: addr(core::ptr::addr_of!(vktramp_syscall)) as u64 - t,
@@ -331,11 +363,22 @@ mod tests {
         }
         assert_eq!(o.vectors[0], 0);
         assert!(o.resume < code.len() as u64);
-        // vector 0 pushes a dummy error code: 6a 00 (push 0), 6a 00 (push 0).
-        assert_eq!(&code[0..4], &[0x6a, 0x00, 0x6a, 0x00]);
-        // vector 14 pushes only its number: 6a 0e.
+        // vector 0 pushes a dummy error code (6a 00), then exits through
+        // its own port (e6 80).
+        assert_eq!(
+            &code[0..4],
+            &[0x6a, 0x00, 0xe6, abi::PORT_VECTOR_BASE as u8]
+        );
+        // vector 14 has an error code: it exits at once (e6 8e).
         let v14 = o.vectors[14] as usize;
-        assert_eq!(&code[v14..v14 + 2], &[0x6a, 0x0e]);
+        assert_eq!(
+            &code[v14..v14 + 2],
+            &[0xe6, abi::PORT_VECTOR_BASE as u8 + 14]
+        );
+        let r = exiting_ranges();
+        assert_eq!(r[0], (0, 4));
+        assert_eq!(r[14], (o.vectors[14], o.vectors[14] + 2));
+        assert_eq!(code[o.iret as usize..][..2], [0x48, 0xcf]);
         // The trampoline's syscall entry is `out 0xe1, al` (e6 e1).
         let t = tramp_code();
         assert_eq!(&t[o.tramp_syscall as usize..][..2], &[0xe6, 0xe1]);

@@ -56,21 +56,22 @@ pub(crate) struct Snapshot {
 
 /// What the host set up for the entry.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Expect {
+pub(crate) struct Expect<'a> {
     /// Where the entry started.
     pub pos: Position,
     /// The entry detours through the stub (at `kcall`) to apply commands.
     pub bounce: bool,
     /// The stub's kernel-call address (the bounce target).
     pub kcall: u64,
-    /// RIP and RSP of a CPL0 entry at the stub's resume point.
-    pub resume_rip: u64,
-    /// See `resume_rip`.
+    /// RIPs of a CPL0 entry into the stub (the resume point that applies
+    /// commands, and its bare `iretq`).
+    pub resume_rips: [u64; 2],
+    /// RSP of such an entry (the iret frame).
     pub resume_rsp: u64,
-    /// Where the stub is on its way out to the host (its vectors and
-    /// exception `out`; the CPL0 syscall entry up to its `out`): half-open
+    /// Where the stub is on its way out to the host (each vector up to its
+    /// `out`; the CPL0 syscall entry up to its `out`): half-open
     /// guest-virtual ranges. Elsewhere in the stub it is on its way back.
-    pub stub_exiting: [(u64, u64); 2],
+    pub stub_exiting: &'a [(u64, u64)],
     /// Where a vproc lands when KVM completes the trampoline's syscall
     /// `out` over the registers written for the entry (the `ud2` after it;
     /// `None` where syscalls enter CPL0): no vproc code runs from there.
@@ -107,8 +108,8 @@ pub(crate) enum Interruption {
 pub(crate) enum ExitKind {
     /// EAGAIN: run again as is.
     Retry,
-    /// The stub's exception trampoline (`abi::PORT_EXCEPTION`).
-    Exception,
+    /// Exception vector N reached the stub (`abi::PORT_VECTOR_BASE` + N).
+    Exception(u64),
     /// The syscall trampoline (`abi::PORT_SYSCALL`).
     Syscall,
     /// An `out` to a port nobody uses.
@@ -128,7 +129,9 @@ pub(crate) enum ExitKind {
 /// Classify one return from `KVM_RUN`.
 pub(crate) fn classify(raw: &RawExit, s: &Snapshot, e: &Expect) -> ExitKind {
     match raw {
-        RawExit::Out(abi::PORT_EXCEPTION) => ExitKind::Exception,
+        RawExit::Out(p) if (abi::PORT_VECTOR_BASE..abi::PORT_VECTOR_BASE + 32).contains(p) => {
+            ExitKind::Exception(u64::from(*p - abi::PORT_VECTOR_BASE))
+        }
         RawExit::Out(abi::PORT_SYSCALL) => ExitKind::Syscall,
         RawExit::Out(p) => ExitKind::UnknownPort(*p),
         RawExit::Shutdown => ExitKind::Shutdown,
@@ -156,7 +159,10 @@ fn classify_interruption(s: &Snapshot, e: &Expect) -> Interruption {
         Interruption::BeforeBounce
     } else if s.user_mode {
         Interruption::InVproc
-    } else if e.pos == Position::Kernel && s.now.rip == e.resume_rip && s.now.rsp == e.resume_rsp {
+    } else if e.pos == Position::Kernel
+        && e.resume_rips.contains(&s.now.rip)
+        && s.now.rsp == e.resume_rsp
+    {
         Interruption::NeverEntered
     } else if e
         .stub_exiting
@@ -188,16 +194,17 @@ mod tests {
 
     const VECTORS: u64 = 0xffff_8000_0000_1000;
     const TRAMP_UD2: u64 = 0x7fff_ffff_f002;
+    const EXITING: &[(u64, u64)] = &[(VECTORS, VECTORS + 0x200), (SYSCALL, SYSCALL + 0x10)];
     const SYSCALL: u64 = 0xffff_8000_0000_1800;
 
-    fn expect(pos: Position) -> Expect {
+    fn expect(pos: Position) -> Expect<'static> {
         Expect {
             pos,
             bounce: false,
             kcall: KCALL,
-            resume_rip: RESUME,
+            resume_rips: [RESUME, RESUME + 0x10],
             resume_rsp: RESUME_RSP,
-            stub_exiting: [(VECTORS, VECTORS + 0x200), (SYSCALL, SYSCALL + 0x10)],
+            stub_exiting: EXITING,
             clobbered_rip: Some(TRAMP_UD2),
         }
     }
@@ -220,7 +227,14 @@ mod tests {
         let s = snap(regs(0, 0, 0), false);
         let e = expect(Position::Kernel);
         let c = |r| classify(&r, &s, &e);
-        assert_eq!(c(RawExit::Out(abi::PORT_EXCEPTION)), ExitKind::Exception);
+        assert_eq!(
+            c(RawExit::Out(abi::PORT_VECTOR_BASE + 14)),
+            ExitKind::Exception(14)
+        );
+        assert_eq!(
+            c(RawExit::Out(abi::PORT_VECTOR_BASE + 32)),
+            ExitKind::UnknownPort(abi::PORT_VECTOR_BASE + 32)
+        );
         assert_eq!(c(RawExit::Out(abi::PORT_SYSCALL)), ExitKind::Syscall);
         assert_eq!(c(RawExit::Out(0x3f8)), ExitKind::UnknownPort(0x3f8));
         assert_eq!(c(RawExit::Errno(libc::EAGAIN)), ExitKind::Retry);

@@ -24,6 +24,22 @@ impl Cpu {
     ) -> Result<Next, RunError> {
         self.kicks_seen = kicks_at_exit;
         self.kick.clear_immediate_exit(kicks_at_exit);
+        // An exception KVM has queued or begun delivering (a fetch fault
+        // right after an invalidation, the bounce #PF at `kcall_va`) must
+        // arrive before anything else: it belongs to this vproc, writing the
+        // registers now would replace CR2 (which KVM already set for it)
+        // with the stale value in the synced block, and an injected
+        // exception survives register writes (the bounce #PF was delivered
+        // with the next entry's frame: "page fault at kcall_va at rip of
+        // the vproc"). Let it arrive; the kick is answered at its exit.
+        if self.exception_on_its_way()? {
+            if i != Interruption::NothingRan {
+                self.exited(now);
+            }
+            self.exception_in_flight = true;
+            self.kick_owed = true;
+            return Ok(Next::Resume);
+        }
         if i == Interruption::NothingRan {
             // The registers and CR3 we wrote may not have been applied.
             // Prepare everything again next time.
@@ -54,12 +70,6 @@ impl Cpu {
                 // (another vproc, which got a fault at the wrong address and
                 // resumed at the bounce address: SIGSEGV). Let it arrive;
                 // the kick is answered at the next run.
-                let ev = self.fd.get_vcpu_events().map_err(super::kvm_io)?;
-                if ev.exception.injected != 0 || ev.exception.pending != 0 {
-                    self.exception_in_flight = true;
-                    self.kick_owed = true;
-                    return Ok(Next::Resume);
-                }
             }
             Interruption::StubExiting => {
                 // It exits by itself in a few instructions; the kick is
@@ -83,6 +93,12 @@ impl Cpu {
             }
         }
         Ok(self.interrupted(frame))
+    }
+
+    /// Has KVM queued or begun delivering an exception to the guest?
+    fn exception_on_its_way(&self) -> Result<bool, RunError> {
+        let ev = self.fd.get_vcpu_events().map_err(super::kvm_io)?;
+        Ok(ev.exception.injected != 0 || ev.exception.pending != 0)
     }
 
     /// Answer a kick that came before the entry's commands were applied:
@@ -123,25 +139,25 @@ impl Cpu {
         &mut self,
         vms: &Vmspace,
         frame: &mut TrapFrame,
+        vector: u64,
         after_tramp: bool,
     ) -> Result<Next, RunError> {
         let top_va = SYS_VA + self.top;
         let s = self.fd.sync_regs();
         if s.regs.rsp != top_va - ENTRY_FRAME_SIZE {
             return Err(RunError::StubFault {
-                vector: self.sys_load_checked(s.regs.rsp),
+                vector,
                 rip: s.regs.rip,
                 cr2: s.sregs.cr2,
             });
         }
         let cr2 = s.sregs.cr2;
         let base = self.top - ENTRY_FRAME_SIZE;
-        let vector = self.sys_load(base);
-        let error_code = self.sys_load(base + 8);
-        let rip = self.sys_load(base + 16);
-        let cs = self.sys_load(base + 24);
-        let rflags = self.sys_load(base + 32);
-        let rsp = self.sys_load(base + 40);
+        let error_code = self.sys_load(base);
+        let rip = self.sys_load(base + 8);
+        let cs = self.sys_load(base + 16);
+        let rflags = self.sys_load(base + 24);
+        let rsp = self.sys_load(base + 32);
         if cs & 3 != 3 {
             return Err(RunError::StubFault { vector, rip, cr2 });
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS};
-use vkernel_guest::layout::{cpu_stack_top_off, ENTRY_FRAME_SIZE, STUB_OFF, SYS_VA, TRAMP_VA};
+use vkernel_guest::layout::{cpu_stack_top_off, IRET_FRAME_SIZE, STUB_OFF, SYS_VA, TRAMP_VA};
 use vkernel_guest::x86::{self, is_canonical};
 
 mod exit;
@@ -183,6 +183,7 @@ pub struct Cpu {
     after_tramp_out: bool,
     /// Consecutive clobbered resumes re-entered (bounded).
     clobber_retries: u32,
+
     last_fault: (u64, u32),
     /// The last PageFault returned: (vmspace, addr, access, rip).
     returned_fault: Option<(u64, u64, Access, u64)>,
@@ -252,6 +253,7 @@ impl Cpu {
             kick_owed: false,
             after_tramp_out: false,
             clobber_retries: 0,
+
             last_fault: (u64::MAX, 0),
             returned_fault: None,
             stats: CpuStats::default(),
@@ -558,8 +560,14 @@ impl Cpu {
                     (rip, rsp, rflags) = (t.rip, t.rsp, Self::user_rflags(&t));
                 }
                 crate::machine::write_user_iret_frame(&self.m.sys, self.index, rip, rflags, rsp);
-                regs_rip = SYS_VA + STUB_OFF + self.m.offsets.resume;
-                regs_rsp = SYS_VA + mb - ENTRY_FRAME_SIZE;
+                // Without commands the stub runs one instruction: `iretq`.
+                let entry = if n > 0 {
+                    self.m.offsets.resume
+                } else {
+                    self.m.offsets.iret
+                };
+                regs_rip = SYS_VA + STUB_OFF + entry;
+                regs_rsp = SYS_VA + mb - IRET_FRAME_SIZE;
                 rflags_set(&mut self.fd, x86::RFLAGS_FIXED);
             }
             Position::User => {
@@ -689,10 +697,10 @@ impl Cpu {
                 ExitKind::Interrupted(i) => {
                     self.on_interrupted(i, snap.now, kicks_at_exit, frame)?
                 }
-                ExitKind::Exception => {
+                ExitKind::Exception(vector) => {
                     let after_tramp = self.after_tramp_out;
                     self.exited(snap.now);
-                    self.on_exception(vms, frame, after_tramp)?
+                    self.on_exception(vms, frame, vector, after_tramp)?
                 }
                 ExitKind::Syscall => {
                     self.exited(snap.now);
@@ -758,21 +766,17 @@ impl Cpu {
     }
 
     /// What this entry was set up for.
-    fn expect(&self) -> Expect {
+    fn expect(&self) -> Expect<'_> {
         Expect {
             pos: self.pos,
             bounce: self.bounce,
             kcall: self.m.kcall_va(),
-            resume_rip: SYS_VA + STUB_OFF + self.m.offsets.resume,
-            resume_rsp: SYS_VA + self.top - ENTRY_FRAME_SIZE,
-            stub_exiting: {
-                let base = SYS_VA + STUB_OFF;
-                let o = &self.m.offsets;
-                [
-                    (base, base + o.resume),
-                    (base + o.syscall, base + o.syscall_out_end),
-                ]
-            },
+            resume_rips: [
+                SYS_VA + STUB_OFF + self.m.offsets.resume,
+                SYS_VA + STUB_OFF + self.m.offsets.iret,
+            ],
+            resume_rsp: SYS_VA + self.top - IRET_FRAME_SIZE,
+            stub_exiting: &self.m.stub_exiting,
             clobbered_rip: (self.m.path == crate::machine::TrapPath::StaysInUserMode)
                 .then(|| self.tramp_ud2()),
         }
@@ -805,12 +809,6 @@ impl Cpu {
         self.stats.interrupts += 1;
         *frame = self.target;
         Next::Return(Trap::Interrupted)
-    }
-
-    fn sys_load_checked(&self, va: u64) -> u64 {
-        va.checked_sub(SYS_VA)
-            .and_then(|off| self.m.sys.load(off & !7).ok())
-            .unwrap_or(u64::MAX)
     }
 }
 
