@@ -6,10 +6,14 @@ use super::*;
 
 /// Split the area that straddles `at` in two there.
 pub(super) fn split_at(vmas: &mut BTreeMap<u64, Vma>, at: u64) {
-    if let Some((&s, &v)) = vmas.range(..at).next_back() {
+    if let Some((&s, v)) = vmas.range(..at).next_back() {
         if v.end > at {
+            let mut upper = v.clone();
+            if let Some(f) = upper.file.as_mut() {
+                f.off += at - s;
+            }
             vmas.get_mut(&s).expect("present").end = at;
-            vmas.insert(at, v);
+            vmas.insert(at, upper);
         }
     }
 }
@@ -21,7 +25,7 @@ impl Mm {
             .range(..=va)
             .next_back()
             .filter(|(_, v)| v.end > va)
-            .map(|(s, v)| (*s, *v))
+            .map(|(s, v)| (*s, v.clone()))
     }
 
     pub(super) fn range_free(&self, start: u64, end: u64) -> bool {
@@ -45,7 +49,15 @@ impl Mm {
         if !self.range_free(start, end) {
             return Err(MmError::NoSpace);
         }
-        self.vmas.insert(start, Vma { end, prot, kind });
+        self.vmas.insert(
+            start,
+            Vma {
+                end,
+                prot,
+                kind,
+                file: None,
+            },
+        );
         Ok(())
     }
 
