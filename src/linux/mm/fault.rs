@@ -64,7 +64,9 @@ impl Mm {
     /// RAM is short, file pages only the page cache holds are given back
     /// first.
     pub(super) fn map_new(&mut self, va: u64, prot: u32, dirty: bool) -> Result<u64, MmError> {
-        let f = match self.fr().alloc(&self.ram) {
+        // (The guard must be gone before shrink locks the frames again.)
+        let first = self.fr().alloc(&self.ram);
+        let f = match first {
             Ok(f) => f,
             Err(VptError::OutOfFrames) => {
                 self.cache.shrink(&self.frames);
