@@ -493,3 +493,28 @@ fn broken_loaders_and_programs_fail_clearly() {
         common::skip(test, "/bin/busybox not found: the execve case is not run");
     }
 }
+
+#[test]
+fn posix_spawn_of_a_dynamic_shell_matches_native() {
+    let test = "posix_spawn_of_a_dynamic_shell_matches_native";
+    if !have_kvm(test) {
+        return;
+    }
+    // Dynamically linked against the host's glibc, like the programs.
+    let Some(guest) = common::compile_linked(test, "spawn", "gcc", "-pie") else {
+        return;
+    };
+    let Some((stage, img)) = stage(test, false) else {
+        return;
+    };
+    let prog = guest.display().to_string();
+    let want = native(&stage, &prog, &[]);
+    assert_eq!(want.status, 0, "native spawn: {}", want.stderr);
+    let got = vk(&img, &prog, &[]).expect("vkernel runs spawn");
+    assert_eq!(
+        (got.stdout.as_str(), got.status),
+        (want.stdout.as_str(), want.status),
+        "vkernel stderr:\n{}",
+        got.stderr
+    );
+}
