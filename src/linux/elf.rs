@@ -441,7 +441,7 @@ impl Elf {
 /// Read and check the interpreter path of a PT_INTERP entry.
 fn read_interp(f: &(impl ReadAt + ?Sized), offset: u64, filesz: u64) -> Result<Vec<u8>, ElfError> {
     let have = f.size();
-    if filesz < 2 || filesz > MAX_INTERP {
+    if !(2..=MAX_INTERP).contains(&filesz) {
         return Err(ElfError::BadInterp(
             "the interpreter path is empty or longer than 4096 bytes",
         ));
