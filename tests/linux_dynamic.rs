@@ -423,6 +423,17 @@ fn broken_loaders_and_programs_fail_clearly() {
             && msg.contains("--disk"),
         "{msg}"
     );
+    // The command line says the same and exits 127, as a shell would.
+    let out = Command::new(common::example_binary("vkernel"))
+        .args(["run", "--disk"])
+        .arg(&img)
+        .arg("/bin/true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{err}");
+    assert!(err.contains(LOADER) && err.contains("ldd"), "{err}");
     // A truncated loader.
     let loader = std::fs::read(LOADER).unwrap();
     let ldst = stage.join(LOADER.trim_start_matches('/'));
