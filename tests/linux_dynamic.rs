@@ -529,3 +529,90 @@ fn posix_spawn_of_a_dynamic_shell_matches_native() {
         got.stderr
     );
 }
+
+/// A static ELF whose data segment starts in the page where its code
+/// ends (same page, congruent offsets): code reads data[0] (37), a BSS
+/// byte of the next page (0), writes 5 just past the data's file bytes
+/// in the shared page and exits with the sum (42).
+fn shared_page_elf() -> Vec<u8> {
+    let base = 0x40_0000u64;
+    let hdr = 64 + 2 * 56u64;
+    let code_len = 48u64;
+    let data_off = hdr + code_len;
+    let data_va = base + data_off;
+    let mut code = Vec::new();
+    let abs = |v: u64| (v as u32).to_le_bytes();
+    code.extend([0x0f, 0xb6, 0x3c, 0x25]); // movzx edi, byte [data]
+    code.extend(abs(data_va));
+    code.extend([0x0f, 0xb6, 0x04, 0x25]); // movzx eax, byte [data+0x1000]
+    code.extend(abs(data_va + 0x1000));
+    code.extend([0x01, 0xc7]); // add edi, eax
+    code.extend([0xc6, 0x04, 0x25]); // mov byte [data+8], 5
+    code.extend(abs(data_va + 8));
+    code.push(5);
+    code.extend([0x0f, 0xb6, 0x04, 0x25]); // movzx eax, byte [data+8]
+    code.extend(abs(data_va + 8));
+    code.extend([0x01, 0xc7]); // add edi, eax
+    code.extend([0xb8, 0xe7, 0, 0, 0, 0x0f, 0x05]); // exit_group(edi)
+    code.resize(code_len as usize, 0x90);
+    let mut f = Vec::new();
+    f.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f.extend_from_slice(&62u16.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&(base + hdr).to_le_bytes()); // entry
+    f.extend_from_slice(&64u64.to_le_bytes()); // phoff
+    f.extend_from_slice(&0u64.to_le_bytes());
+    f.extend_from_slice(&0u32.to_le_bytes());
+    for h in [64u16, 56, 2, 0, 0, 0] {
+        f.extend_from_slice(&h.to_le_bytes());
+    }
+    // (flags, offset, vaddr, filesz, memsz)
+    for (flags, off, va, fsz, msz) in [
+        (5u32, 0, base, data_off, data_off),
+        (6u32, data_off, data_va, 8, 0x2000),
+    ] {
+        f.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        f.extend_from_slice(&flags.to_le_bytes());
+        for v in [off, va, va, fsz, msz, 0x1000] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    f.extend_from_slice(&code);
+    f.extend_from_slice(&[37, 0, 0, 0, 0, 0, 0, 0]);
+    // Garbage after the data's file bytes, in the same page.
+    f.extend_from_slice(&[0xaa; 64]);
+    f
+}
+
+#[test]
+fn segments_sharing_a_page_load_from_a_file_and_from_memory() {
+    let test = "segments_sharing_a_page_load_from_a_file_and_from_memory";
+    if !have_kvm(test) {
+        return;
+    }
+    let elf = shared_page_elf();
+    let path = common::scratch(test).join("shared-page");
+    std::fs::write(&path, &elf).unwrap();
+    let prog = path.display().to_string();
+    for image in [host_image(&path), Image::Bytes(Arc::new(elf.clone()))] {
+        let what = format!("{image:?}");
+        let prog = prog.clone();
+        let status = in_time(&what, move || {
+            let machine = Machine::builder().ram_size(64 << 20).build().unwrap();
+            let vp = Vproc::load_from(
+                &machine,
+                config(&prog, &[]),
+                image,
+                Arc::new(Fs::empty()),
+                Box::new(BufferStdio::new(b"")),
+            )
+            .unwrap();
+            kernel::run(&machine, vp, &Options::default())
+                .unwrap()
+                .status
+        });
+        assert_eq!(status, linux::ExitStatus::Exited(42), "{what}");
+    }
+}

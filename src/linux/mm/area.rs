@@ -10,7 +10,8 @@ pub(super) fn split_at(vmas: &mut BTreeMap<u64, Vma>, at: u64) {
         if v.end > at {
             let mut upper = v.clone();
             if let Some(f) = upper.file.as_mut() {
-                f.off += at - s;
+                // Saturates for offsets no file reaches (SIGBUS there).
+                f.off = f.off.saturating_add(at - s);
             }
             vmas.get_mut(&s).expect("present").end = at;
             vmas.insert(at, upper);
@@ -132,13 +133,16 @@ impl Mm {
         let mut buf = vec![0u8; PAGE as usize];
         let mut va = start;
         while va < eager_end {
-            let f = match self.pages.get(&va) {
-                Some(&f) => {
-                    let p = self.find(va).map(|(_, v)| v.prot).unwrap_or(0) | prot;
-                    self.set_vpte(va, f, p)?;
-                    f
-                }
-                None => self.map_new(va, prot, false)?,
+            let f = if self.pages.contains_key(&va) || va < s {
+                // A page of an earlier segment's area: its own copy (a file
+                // page is never written in the page cache), with both
+                // segments' bytes.
+                let f = self.privatize(va)?;
+                let p = self.find(va).map(|(_, v)| v.prot).unwrap_or(0) | prot;
+                self.set_vpte(va, f, p)?;
+                f
+            } else {
+                self.map_new(va, prot, false)?
             };
             // Copy the part of the data that falls into this page.
             let lo = va.max(data_start);

@@ -23,7 +23,7 @@ impl Mm {
         let Some(fm) = &vma.file else {
             return self.map_new(va, vma.prot, dirty);
         };
-        let off = fm.off + (va - start);
+        let off = fm.off.saturating_add(va - start);
         let f = self
             .cache
             .get(&self.frames, &self.ram, &*fm.src, off / PAGE)

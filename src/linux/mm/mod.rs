@@ -203,7 +203,7 @@ pub struct Vma {
 impl Vma {
     /// The file offset of `va` (inside the area starting at `start`).
     pub fn file_off(&self, start: u64, va: u64) -> Option<u64> {
-        self.file.as_ref().map(|f| f.off + (va - start))
+        self.file.as_ref().map(|f| f.off.saturating_add(va - start))
     }
 }
 
