@@ -616,3 +616,101 @@ fn segments_sharing_a_page_load_from_a_file_and_from_memory() {
         assert_eq!(status, linux::ExitStatus::Exited(42), "{what}");
     }
 }
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Copy the directory tree `src` (a host path) into the stage, leaving out
+/// the parts of the Python library no test imports.
+fn copy_tree(stage: &Path, src: &Path) {
+    const SKIP: &[&str] = &[
+        "test",
+        "idlelib",
+        "tkinter",
+        "ensurepip",
+        "lib2to3",
+        "__pycache__",
+        "site-packages",
+        "dist-packages",
+    ];
+    for e in std::fs::read_dir(src).unwrap().flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if SKIP.contains(&name.as_str()) || name.starts_with("config-") {
+            continue;
+        }
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            copy_tree(stage, &p);
+        } else if p.is_file() {
+            // A file, or a symlink to one: its bytes.
+            copy_in(stage, &p.display().to_string());
+        }
+    }
+}
+
+/// Python: its interpreter, libraries, standard library and the
+/// libraries of its extension modules.
+fn stage_python(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let Ok(real) = std::fs::canonicalize(PYTHON) else {
+        common::skip(
+            test,
+            &format!("{PYTHON} not found (apt-get install python3)"),
+        );
+        return None;
+    };
+    let name = real.file_name().unwrap().to_string_lossy().into_owned();
+    let lib = Path::new("/usr/lib").join(&name);
+    let (Some(libs), true) = (ldd(PYTHON), lib.join("os.py").exists()) else {
+        common::skip(
+            test,
+            &format!("ldd {PYTHON} failed or {} is missing", lib.display()),
+        );
+        return None;
+    };
+    let dir = common::scratch(test);
+    let stage = dir.join("root");
+    copy_in(&stage, &real.display().to_string());
+    for l in libs {
+        copy_in(&stage, &l);
+    }
+    copy_tree(&stage, &lib);
+    for e in std::fs::read_dir(lib.join("lib-dynload"))
+        .unwrap()
+        .flatten()
+    {
+        for l in ldd(&e.path().display().to_string()).unwrap_or_default() {
+            if !stage.join(l.trim_start_matches('/')).exists() {
+                copy_in(&stage, &l);
+            }
+        }
+    }
+    let img = dir.join("fs.tar");
+    linux::fs::build_image(&stage, &img).expect("build the tar image");
+    Some((real, img))
+}
+
+#[test]
+fn python_imports_json_and_hashlib_like_native() {
+    let test = "python_imports_json_and_hashlib_like_native";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some((python, img)) = stage_python(test) else {
+        return;
+    };
+    let python = python.display().to_string();
+    let script = "import json, hashlib, sys\n\
+                  d = {'k': [1, 2.5, None], 'h': hashlib.sha256(b'abc').hexdigest()}\n\
+                  print(json.dumps(d, sort_keys=True))\n\
+                  print(hashlib.md5(b'x' * 100000).hexdigest(), sys.version_info[:2])\n\
+                  sys.exit(3)";
+    let want = native(Path::new("/"), &python, &["-c", script]);
+    assert_eq!(want.status, 3, "native python: {}", want.stderr);
+    let got = vk(&img, &python, &["-c", script]).expect("vkernel runs python");
+    assert_eq!(
+        (got.stdout.as_str(), got.status),
+        (want.stdout.as_str(), want.status),
+        "vkernel stderr:\n{}",
+        got.stderr
+    );
+}
