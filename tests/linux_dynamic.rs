@@ -1,6 +1,7 @@
 //! The distribution's own, dynamically linked programs (/bin/ls, sort,
-//! sha256sum, dash) run under the Linux personality and print what they
-//! print natively: PT_INTERP, the dynamic loader's mmap of libraries
+//! sha256sum, dash, python3 importing json and hashlib) run under the
+//! Linux personality and print what they print natively (posix_spawn
+//! too): PT_INTERP, the dynamic loader's mmap of libraries
 //! through the shared page cache, file-backed mmap semantics (a C guest
 //! compared with native Linux), frames of a library shared between
 //! processes (memstat), and clear errors for broken loaders and programs.

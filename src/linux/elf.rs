@@ -41,7 +41,7 @@ pub enum ElfError {
         have: u64,
     },
     /// No ELF magic.
-    #[error("not an ELF file (no \\x7fELF magic); vkernel runs static x86-64 Linux ELF programs")]
+    #[error("not an ELF file (no \\x7fELF magic); vkernel runs x86-64 Linux ELF programs")]
     NotElf,
     /// 32-bit or big-endian.
     #[error("not a 64-bit little-endian ELF file (class {class}, data {data}); vkernel runs x86-64 programs")]

@@ -1,8 +1,10 @@
-//! A Linux-ABI personality for vkernel: runs static x86-64 Linux programs
-//! as vprocs.
+//! A Linux-ABI personality for vkernel: runs x86-64 Linux programs, static
+//! or dynamically linked, as vprocs.
 //!
-//! [`Vproc::load`] maps a static ELF (non-PIE or static-PIE) into a fresh
-//! vmspace and builds the initial stack (argv, envp, auxv); [`Vproc::run`]
+//! [`Vproc::load`] maps an ELF (non-PIE or PIE, with its dynamic loader
+//! from the vproc's filesystem: [`load`]) into a fresh vmspace and builds
+//! the initial stack (argv, envp, auxv); file pages come from a page cache
+//! shared by all vprocs ([`pagecache`]); [`Vproc::run`]
 //! runs it alone on a vCPU, serving its syscalls ([`syscalls`]), resolving
 //! its first-touch page faults ([`mm`]), delivering signals ([`signal`]) and
 //! returning its [`ExitStatus`]. [`kernel::run`] runs it as the first
