@@ -29,6 +29,9 @@ fn linux_bench_quick_reports_every_figure() {
         "native_first_touch_ns",
         "qemu_first_touch_ns",
         "raw_exit_ns",
+        "dyn_exec_ms",
+        "native_dyn_exec_ms",
+        "qemu_dyn_exec_ms",
     ] {
         let v = get(k);
         if k.starts_with("native") && v.is_nan() {

@@ -8,6 +8,7 @@
 mod core_bench;
 mod cpu_bench;
 mod devices;
+mod dynexec;
 mod lifecycle;
 mod linux;
 mod memstat;
@@ -82,7 +83,10 @@ fn main() {
         match s {
             Suite::Core => out.extend(core_bench::measure(quick)),
             Suite::Memstat => out.extend(memstat::measure(quick)),
-            Suite::Linux => out.extend(linux::measure(quick)),
+            Suite::Linux => {
+                out.extend(linux::measure(quick));
+                out.extend(dynexec::measure(quick));
+            }
             Suite::Sched => out.extend(sched::measure(quick)),
             Suite::Devices => {
                 out.extend(

@@ -538,6 +538,12 @@ fn main() -> ExitCode {
                 MainError::NotFound { .. } => 127,
                 MainError::CannotRun { .. } => 126,
                 MainError::Vproc(linux::VprocError::Elf { .. }) => 126,
+                // As a shell: execve's ENOENT for a missing loader is 127.
+                MainError::Vproc(linux::VprocError::Interp {
+                    source: linux::load::InterpError::NotFound { .. },
+                    ..
+                }) => 127,
+                MainError::Vproc(linux::VprocError::Interp { .. }) => 126,
                 _ => 1,
             };
             ExitCode::from(code)

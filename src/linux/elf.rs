@@ -1,5 +1,7 @@
-//! Parsing static x86-64 ELF executables (non-PIE `ET_EXEC` and static-PIE
-//! `ET_DYN` without an interpreter).
+//! Parsing x86-64 ELF executables: non-PIE `ET_EXEC`, PIE and shared
+//! objects (`ET_DYN`), static or with a dynamic loader (`PT_INTERP`, whose
+//! path [`Elf::interp`] gives; the loader itself is parsed the same way and
+//! placed with [`Elf::relocate`]).
 //!
 //! Only what loading needs is read: the file header and the program
 //! headers, through [`ReadAt`] (never the whole file). The header layouts
@@ -10,7 +12,7 @@
 use object::elf::{FileHeader64, ProgramHeader64};
 use object::LittleEndian as LE;
 
-/// Load address of static-PIE programs (Linux's `ELF_ET_DYN_BASE` shape).
+/// Load address of PIE programs (Linux's `ELF_ET_DYN_BASE` shape).
 pub const PIE_BASE: u64 = 0x5555_5555_4000;
 
 /// Segments must end below this address (the top of the user range,
@@ -39,7 +41,7 @@ pub enum ElfError {
         have: u64,
     },
     /// No ELF magic.
-    #[error("not an ELF file (no \\x7fELF magic); vkernel runs static x86-64 Linux ELF programs")]
+    #[error("not an ELF file (no \\x7fELF magic); vkernel runs x86-64 Linux ELF programs")]
     NotElf,
     /// 32-bit or big-endian.
     #[error("not a 64-bit little-endian ELF file (class {class}, data {data}); vkernel runs x86-64 programs")]
@@ -60,11 +62,11 @@ pub enum ElfError {
         name: &'static str,
     },
     /// Neither an executable nor a PIE.
-    #[error("ELF type {0} is not an executable (ET_EXEC=2 or static-PIE ET_DYN=3)")]
+    #[error("ELF type {0} is not an executable (ET_EXEC=2 or PIE/shared object ET_DYN=3)")]
     NotExecutable(u16),
-    /// Needs the dynamic loader.
-    #[error("dynamically linked program (interpreter {0}); vkernel runs static programs only: rebuild with -static (e.g. musl-gcc -static)")]
-    Dynamic(String),
+    /// The PT_INTERP entry is not a usable path.
+    #[error("bad PT_INTERP: {0}")]
+    BadInterp(&'static str),
     /// Something in the headers makes no sense.
     #[error("bad ELF header: {0}")]
     Bad(&'static str),
@@ -103,6 +105,10 @@ pub struct Elf {
     pub bias: u64,
     /// PT_GNU_STACK asks for an executable stack.
     pub exec_stack: bool,
+    /// The dynamic loader's path (PT_INTERP), if the program needs one.
+    pub interp: Option<Vec<u8>>,
+    /// ET_DYN: may be placed at any page-aligned bias ([`Elf::relocate`]).
+    pub dyn_: bool,
 }
 
 fn machine_name(m: u16) -> &'static str {
@@ -123,7 +129,7 @@ fn machine_name(m: u16) -> &'static str {
 
 /// Largest program header table accepted (Linux's limit too).
 pub const MAX_PHDR_BYTES: u64 = 64 << 10;
-/// Longest interpreter path read for the "dynamically linked" message.
+/// Longest interpreter path (PATH_MAX, with its NUL).
 const MAX_INTERP: u64 = 4096;
 
 /// Random access to the bytes of an executable file. The loader reads only
@@ -263,8 +269,8 @@ impl Elf {
     }
 
     /// Parse the ELF file `f`, reading only its header and program headers
-    /// (at most 64 + [`MAX_PHDR_BYTES`] bytes, plus a short interpreter
-    /// name for the error message of a dynamic program).
+    /// (at most 64 + [`MAX_PHDR_BYTES`] bytes, plus the interpreter's
+    /// path). An `ET_DYN` file is placed at [`PIE_BASE`].
     pub fn read(f: &(impl ReadAt + ?Sized)) -> Result<Elf, ElfError> {
         let have = f.size();
         let Header {
@@ -299,6 +305,7 @@ impl Elf {
         let mut segments = Vec::new();
         let mut phdr_va = None;
         let mut exec_stack = false;
+        let mut interp = None;
         for i in 0..phnum {
             let o = (i * phentsize) as usize;
             let (ph, _) = object::pod::from_bytes::<ProgramHeader64<LE>>(&table[o..])
@@ -311,13 +318,10 @@ impl Elf {
             let memsz = ph.p_memsz.get(LE);
             match p_type {
                 PT_INTERP => {
-                    let start = offset.min(have);
-                    let len = filesz.min(have - start).min(MAX_INTERP);
-                    let name = read_exact(f, start, len)?;
-                    let s = String::from_utf8_lossy(&name)
-                        .trim_end_matches('\0')
-                        .to_string();
-                    return Err(ElfError::Dynamic(s));
+                    if interp.is_some() {
+                        return Err(ElfError::BadInterp("more than one PT_INTERP"));
+                    }
+                    interp = Some(read_interp(f, offset, filesz)?);
                 }
                 PT_PHDR => phdr_va = Some(vaddr.wrapping_add(bias)),
                 PT_GNU_STACK => exec_stack = flags & PF_X != 0,
@@ -386,8 +390,79 @@ impl Elf {
             segments,
             bias,
             exec_stack,
+            interp,
+            dyn_: etype == object::elf::ET_DYN,
         })
     }
+
+    /// Lowest and highest (exclusive, page-rounded) addresses of the
+    /// loadable segments.
+    pub fn span(&self) -> (u64, u64) {
+        let lo = self.segments.iter().map(|s| s.vaddr).min().unwrap_or(0) & !0xfff;
+        let hi = self
+            .segments
+            .iter()
+            .map(|s| s.vaddr + s.memsz)
+            .max()
+            .unwrap_or(0);
+        (lo, (hi + 0xfff) & !0xfff)
+    }
+
+    /// The same `ET_DYN` file placed at load bias `bias` (page aligned)
+    /// instead of [`PIE_BASE`]; every segment must still fit in the user
+    /// range (below the vkernel's trampoline page at 0x7fff_ffff_f000: the
+    /// loader places a dynamic loader with the mmap areas, above
+    /// [`USER_LIMIT`]). An `ET_EXEC` file cannot move.
+    pub fn relocate(&self, bias: u64) -> Result<Elf, ElfError> {
+        if !self.dyn_ {
+            return Err(ElfError::Bad("an ET_EXEC file cannot be relocated"));
+        }
+        if bias & 0xfff != 0 {
+            return Err(ElfError::Bad("load bias not page aligned"));
+        }
+        let mv = |a: u64| a.wrapping_sub(self.bias).wrapping_add(bias);
+        let mut e = self.clone();
+        for s in &mut e.segments {
+            s.vaddr = mv(s.vaddr);
+            let end = s.vaddr.checked_add(s.memsz);
+            if s.vaddr < 0x1000 || end.is_none_or(|x| x > 0x7fff_ffff_f000) {
+                return Err(ElfError::Bad("segment outside the user address range"));
+            }
+        }
+        e.entry = mv(e.entry);
+        if e.phdr != 0 {
+            e.phdr = mv(e.phdr);
+        }
+        e.bias = bias;
+        Ok(e)
+    }
+}
+
+/// Read and check the interpreter path of a PT_INTERP entry.
+fn read_interp(f: &(impl ReadAt + ?Sized), offset: u64, filesz: u64) -> Result<Vec<u8>, ElfError> {
+    let have = f.size();
+    if !(2..=MAX_INTERP).contains(&filesz) {
+        return Err(ElfError::BadInterp(
+            "the interpreter path is empty or longer than 4096 bytes",
+        ));
+    }
+    let end = offset.checked_add(filesz).ok_or(ElfError::BadInterp(
+        "the interpreter path's range overflows",
+    ))?;
+    if end > have {
+        return Err(ElfError::Truncated {
+            what: "the interpreter path (PT_INTERP)",
+            need: end,
+            have,
+        });
+    }
+    let mut name = read_exact(f, offset, filesz)?;
+    if name.pop() != Some(0) || name.contains(&0) {
+        return Err(ElfError::BadInterp(
+            "the interpreter path is not one NUL-terminated string",
+        ));
+    }
+    Ok(name)
 }
 
 /// A minimal static ELF: one read+execute segment at 0x40_0000 holding

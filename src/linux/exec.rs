@@ -15,9 +15,10 @@ use std::sync::Arc;
 use super::elf::{Elf, ElfError, ReadAt};
 use super::fs::{Fs, Kind};
 use super::mm::MmError;
+use super::pagecache::FileSource;
 use super::signal;
 use super::syscalls::errno::*;
-use super::{comm_of, load_image, Config, Vproc};
+use super::{comm_of, load, load_program, Config, Vproc};
 
 /// Longest argv + envp accepted (bytes).
 const ARG_MAX: usize = 2 << 20;
@@ -102,7 +103,59 @@ impl ReadAt for Image {
     }
 }
 
+/// An [`Image`] with a stable identity, as a page-cache source.
+struct ImageSource {
+    image: Image,
+    id: (u64, u64),
+}
+
+impl FileSource for ImageSource {
+    fn file_id(&self) -> (u64, u64) {
+        self.id
+    }
+
+    fn size(&self) -> u64 {
+        self.image.size()
+    }
+
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, i64> {
+        let n = self.size().saturating_sub(off).min(buf.len() as u64) as usize;
+        let buf = &mut buf[..n];
+        match &self.image {
+            Image::Bytes(b) => {
+                buf.copy_from_slice(&b[off as usize..off as usize + n]);
+                Ok(n)
+            }
+            Image::Host { file, .. } => file
+                .read_at(buf, off)
+                .map_err(|e| e.raw_os_error().map_or(EIO, |x| x as i64)),
+            Image::Disk { fs, ino } => fs.read(*ino, off, buf),
+        }
+    }
+}
+
 impl Image {
+    /// The file as a page-cache source: mappings of it share its pages
+    /// with every other vproc mapping it. None for bytes in memory (no
+    /// stable identity: they are loaded by copying).
+    pub fn source(&self) -> Option<Arc<dyn FileSource>> {
+        use std::os::unix::fs::MetadataExt;
+        let id = match self {
+            Image::Bytes(_) => return None,
+            Image::Host { file, .. } => {
+                let m = file.metadata().ok()?;
+                (m.dev(), m.ino())
+            }
+            // The tree's own identity: it changes when a vproc rewrites
+            // the file, so a cached old version is never mapped.
+            Image::Disk { fs, ino } => fs.file_id(*ino),
+        };
+        Some(Arc::new(ImageSource {
+            image: self.clone(),
+            id,
+        }))
+    }
+
     /// The first bytes of the file (up to `n`), for the `#!` check.
     pub fn head(&self, n: u64) -> Result<Vec<u8>, String> {
         let mut b = vec![0u8; self.size().min(n) as usize];
@@ -204,6 +257,16 @@ impl Vproc {
             ElfError::Io(_) => EIO,
             _ => ENOEXEC,
         })?;
+        let interp = load::find_interp(&self.fs, &elf).map_err(|e| {
+            if self.trace {
+                vk_eprintln!(
+                    "[vk {}] execve {}: {e}",
+                    self.pid,
+                    String::from_utf8_lossy(&run_path)
+                );
+            }
+            e.errno()
+        })?;
         if self.trace {
             vk_eprintln!(
                 "[vk {}] execve {} {:?}",
@@ -224,10 +287,17 @@ impl Vproc {
             fault_around: 0,
             trace: self.trace,
         };
-        let loaded = self
-            .mm
-            .reset()
-            .and_then(|_| load_image(&mut self.mm, &elf, &image, &cfg));
+        let loaded = self.mm.reset().and_then(|_| {
+            let src = image.source();
+            load_program(
+                &mut self.mm,
+                &elf,
+                &image,
+                src.as_ref(),
+                interp.as_ref(),
+                &cfg,
+            )
+        });
         match loaded {
             Ok(frame) => self.frame = frame,
             Err(e) => {

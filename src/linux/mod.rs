@@ -1,8 +1,10 @@
-//! A Linux-ABI personality for vkernel: runs static x86-64 Linux programs
-//! as vprocs.
+//! A Linux-ABI personality for vkernel: runs x86-64 Linux programs, static
+//! or dynamically linked, as vprocs.
 //!
-//! [`Vproc::load`] maps a static ELF (non-PIE or static-PIE) into a fresh
-//! vmspace and builds the initial stack (argv, envp, auxv); [`Vproc::run`]
+//! [`Vproc::load`] maps an ELF (non-PIE or PIE, with its dynamic loader
+//! from the vproc's filesystem: [`load`]) into a fresh vmspace and builds
+//! the initial stack (argv, envp, auxv); file pages come from a page cache
+//! shared by all vprocs ([`pagecache`]); [`Vproc::run`]
 //! runs it alone on a vCPU, serving its syscalls ([`syscalls`]), resolving
 //! its first-touch page faults ([`mm`]), delivering signals ([`signal`]) and
 //! returning its [`ExitStatus`]. [`kernel::run`] runs it as the first
@@ -40,7 +42,9 @@ pub mod exec;
 pub mod files;
 pub mod fs;
 pub mod kernel;
+pub mod load;
 pub mod mm;
+pub mod pagecache;
 pub mod signal;
 pub mod stdio;
 pub mod syscalls;
@@ -50,6 +54,8 @@ pub mod thread;
 // process table and the trap path name them here.
 pub use syscalls::{compat32, events};
 
+pub use load::{load_image, load_program};
+
 use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -57,11 +63,11 @@ use std::time::Instant;
 
 use crate::core::prelude::*;
 
-use elf::{Elf, ElfError, ReadAt, PF_W, PF_X};
+use elf::{Elf, ElfError};
 use exec::Image;
 use files::FdTable;
 use fs::Fs;
-use mm::{Mm, MmError, VmaKind, PAGE, PROT_EXEC, PROT_READ, PROT_WRITE, STACK_SIZE, STACK_TOP};
+use mm::{Mm, MmError};
 use signal::{SigInfo, Signals};
 use stdio::{SharedStdio, Stdio};
 
@@ -81,6 +87,14 @@ pub enum VprocError {
         path: String,
         /// Why.
         source: ElfError,
+    },
+    /// The program's dynamic loader cannot be used.
+    #[error("{path}: {source}")]
+    Interp {
+        /// The program.
+        path: String,
+        /// Why.
+        source: load::InterpError,
     },
     /// Mapping the program or its stack failed.
     #[error("loading {path}: {source}")]
@@ -292,9 +306,15 @@ impl Vproc {
             path: path.clone(),
             source,
         };
+        let interp = load::find_interp(&fs, &elf).map_err(|source| VprocError::Interp {
+            path: path.clone(),
+            source,
+        })?;
         let mut mm = Mm::new(machine).map_err(lerr)?;
         mm.set_fault_around(cfg.fault_around);
-        let frame = load_image(&mut mm, &elf, &image, &cfg).map_err(lerr)?;
+        let src = image.source();
+        let frame = load_program(&mut mm, &elf, &image, src.as_ref(), interp.as_ref(), &cfg)
+            .map_err(lerr)?;
         let exe = if cfg.exe.starts_with('/') {
             cfg.exe.into_bytes()
         } else {
@@ -505,6 +525,8 @@ impl Vproc {
                                 );
                                 (signal::SIGBUS, 2)
                             }
+                            // BUS_ADRERR: past the end of a mapped file.
+                            mm::FaultSignal::Bus => (signal::SIGBUS, 2),
                         };
                         let err = match access {
                             Access::Read => 4,
@@ -686,138 +708,4 @@ pub enum Step {
 pub fn comm_of(argv0: &[u8]) -> String {
     let base = argv0.rsplit(|&c| c == b'/').next().unwrap_or(argv0);
     String::from_utf8_lossy(&base[..base.len().min(15)]).into_owned()
-}
-
-/// Map the segments of `elf` (whose file is `image`) into the empty `mm`,
-/// add the stack and build it for `cfg`'s argv and envp. Returns the
-/// initial registers. Each segment's file bytes are read page by page
-/// straight into its frames; its BSS (memory size beyond the file size,
-/// past the last file page) is demand-zero memory that costs nothing until
-/// touched.
-pub fn load_image(
-    mm: &mut Mm,
-    elf: &Elf,
-    image: &(impl ReadAt + ?Sized),
-    cfg: &Config,
-) -> Result<TrapFrame, MmError> {
-    let mut top = 0;
-    for s in &elf.segments {
-        let start = s.vaddr & !(PAGE - 1);
-        let end = (s.vaddr + s.memsz + PAGE - 1) & !(PAGE - 1);
-        let mut prot = 0;
-        if s.flags & elf::PF_R != 0 {
-            prot |= PROT_READ;
-        }
-        if s.flags & PF_W != 0 {
-            prot |= PROT_WRITE;
-        }
-        if s.flags & PF_X != 0 {
-            prot |= PROT_EXEC;
-        }
-        let base = s.offset;
-        mm.load_area_from(
-            start,
-            end,
-            prot,
-            VmaKind::Image,
-            s.vaddr - start,
-            s.filesz,
-            &mut |off, buf| {
-                let at = base.saturating_add(off);
-                image
-                    .read_exact_at(at, buf)
-                    .map_err(|_| MmError::ProgramRead(at))
-            },
-        )?;
-        top = top.max(end);
-    }
-    mm.brk_start = top;
-    mm.brk = top;
-    let stack_prot = PROT_READ | PROT_WRITE | if elf.exec_stack { PROT_EXEC } else { 0 };
-    mm.add_vma(
-        STACK_TOP - STACK_SIZE,
-        STACK_TOP,
-        stack_prot,
-        VmaKind::Stack,
-    )?;
-    let rsp = build_stack(mm, elf, cfg)?;
-    // The program is about to run its image and stack: install their
-    // hardware entries now (host writes only) instead of a fault per window.
-    for s in &elf.segments {
-        let start = s.vaddr & !(PAGE - 1);
-        let end = (s.vaddr + s.memsz + PAGE - 1) & !(PAGE - 1);
-        mm.vmspace().populate(start, end)?;
-    }
-    mm.vmspace().populate(rsp & !(PAGE - 1), STACK_TOP)?;
-    Ok(TrapFrame::new(elf.entry, rsp))
-}
-
-/// Build the initial stack: strings, AT_RANDOM bytes, auxv, envp, argv,
-/// argc. Returns the initial rsp (16-byte aligned, pointing at argc).
-fn build_stack(mm: &mut Mm, elf: &Elf, cfg: &Config) -> Result<u64, MmError> {
-    let mut sp = STACK_TOP;
-    let push_bytes = |mm: &mut Mm, b: &[u8], sp: &mut u64| -> Result<u64, MmError> {
-        *sp -= b.len() as u64 + 1;
-        mm.write(*sp, b)?;
-        mm.write(*sp + b.len() as u64, &[0])?;
-        Ok(*sp)
-    };
-    let execfn = push_bytes(mm, cfg.path.as_bytes(), &mut sp)?;
-    let mut envs = Vec::new();
-    for e in cfg.envp.iter().rev() {
-        envs.push(push_bytes(mm, e, &mut sp)?);
-    }
-    envs.reverse();
-    let mut args = Vec::new();
-    for a in cfg.argv.iter().rev() {
-        args.push(push_bytes(mm, a, &mut sp)?);
-    }
-    args.reverse();
-    let platform = push_bytes(mm, b"x86_64", &mut sp)?;
-    sp &= !15;
-    sp -= 16;
-    let mut rnd = [0u8; 16];
-    random_bytes(&mut rnd);
-    mm.write(sp, &rnd)?;
-    let random = sp;
-    let auxv: Vec<(u64, u64)> = vec![
-        (3, elf.phdr),
-        (4, 56),
-        (5, elf.phnum),
-        (6, PAGE),
-        (7, 0),
-        (8, 0),
-        (9, elf.entry),
-        (11, 0),
-        (12, 0),
-        (13, 0),
-        (14, 0),
-        (15, platform),
-        (16, 0x178b_fbff),
-        (17, 100),
-        (23, 0),
-        (25, random),
-        (26, 0),
-        (31, execfn),
-        (51, 2048),
-        (0, 0),
-    ];
-    let words = 1 + args.len() + 1 + envs.len() + 1 + 2 * auxv.len();
-    if words % 2 == 1 {
-        sp -= 8;
-    }
-    let mut v: Vec<u64> = Vec::with_capacity(words);
-    v.push(args.len() as u64);
-    v.extend(&args);
-    v.push(0);
-    v.extend(&envs);
-    v.push(0);
-    for (k, val) in auxv {
-        v.push(k);
-        v.push(val);
-    }
-    sp -= 8 * v.len() as u64;
-    let bytes: Vec<u8> = v.iter().flat_map(|w| w.to_le_bytes()).collect();
-    mm.write(sp, &bytes)?;
-    Ok(sp)
 }

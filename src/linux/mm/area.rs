@@ -6,10 +6,15 @@ use super::*;
 
 /// Split the area that straddles `at` in two there.
 pub(super) fn split_at(vmas: &mut BTreeMap<u64, Vma>, at: u64) {
-    if let Some((&s, &v)) = vmas.range(..at).next_back() {
+    if let Some((&s, v)) = vmas.range(..at).next_back() {
         if v.end > at {
+            let mut upper = v.clone();
+            if let Some(f) = upper.file.as_mut() {
+                // Saturates for offsets no file reaches (SIGBUS there).
+                f.off = f.off.saturating_add(at - s);
+            }
             vmas.get_mut(&s).expect("present").end = at;
-            vmas.insert(at, v);
+            vmas.insert(at, upper);
         }
     }
 }
@@ -21,7 +26,7 @@ impl Mm {
             .range(..=va)
             .next_back()
             .filter(|(_, v)| v.end > va)
-            .map(|(s, v)| (*s, *v))
+            .map(|(s, v)| (*s, v.clone()))
     }
 
     pub(super) fn range_free(&self, start: u64, end: u64) -> bool {
@@ -45,7 +50,15 @@ impl Mm {
         if !self.range_free(start, end) {
             return Err(MmError::NoSpace);
         }
-        self.vmas.insert(start, Vma { end, prot, kind });
+        self.vmas.insert(
+            start,
+            Vma {
+                end,
+                prot,
+                kind,
+                file: None,
+            },
+        );
         Ok(())
     }
 
@@ -120,15 +133,18 @@ impl Mm {
         let mut buf = vec![0u8; PAGE as usize];
         let mut va = start;
         while va < eager_end {
-            let f = match self.pages.get(&va) {
-                Some(&f) => {
-                    let p = self.find(va).map(|(_, v)| v.prot).unwrap_or(0) | prot;
-                    self.set_vpte(va, f, p)?;
-                    f
-                }
+            let f = if self.pages.contains_key(&va) || va < s {
+                // A page of an earlier segment's area: its own copy (a file
+                // page is never written in the page cache), with both
+                // segments' bytes.
+                let f = self.privatize(va)?;
+                let p = self.find(va).map(|(_, v)| v.prot).unwrap_or(0) | prot;
+                self.set_vpte(va, f, p)?;
+                f
+            } else {
                 // Writable data the loader wrote is modified: the first
                 // write must not fault to set M.
-                None => self.map_new(va, prot, prot & PROT_WRITE != 0)?,
+                self.map_new(va, prot, prot & PROT_WRITE != 0)?
             };
             // Copy the part of the data that falls into this page.
             let lo = va.max(data_start);

@@ -5,10 +5,12 @@
 use super::*;
 
 impl Mm {
-    /// mmap(2) of anonymous memory (or a private copy of `data`), with
-    /// Linux's checks: `len` not zero, a fixed `addr` page aligned, the
-    /// range inside `[0, USER_END)`. `noreplace` (MAP_FIXED_NOREPLACE)
-    /// implies `fixed`. A hint that does not fit is ignored. Returns the
+    /// mmap(2) of anonymous memory, or of a file (`file`: its pages come
+    /// from the shared page cache, see the `file` module), with Linux's
+    /// checks: `len` not zero, a fixed `addr` page aligned, the range
+    /// inside `[0, USER_END)`. `noreplace` (MAP_FIXED_NOREPLACE) implies
+    /// `fixed`. A hint that does not fit is ignored. A shared file mapping
+    /// is read-only ([`MmError::SharedWrite`] for PROT_WRITE). Returns the
     /// address.
     pub fn mmap(
         &mut self,
@@ -17,7 +19,7 @@ impl Mm {
         prot: u32,
         fixed: bool,
         noreplace: bool,
-        data: Option<&[u8]>,
+        file: Option<FileMap>,
     ) -> Result<u64, MmError> {
         let fixed = fixed || noreplace;
         if len == 0 {
@@ -29,6 +31,9 @@ impl Mm {
         }
         // Only R/W/X mean something; Linux ignores the other bits of mmap.
         let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
+        if file.as_ref().is_some_and(|f| f.shared) && prot & PROT_WRITE != 0 {
+            return Err(MmError::SharedWrite);
+        }
         let start = if fixed {
             if addr > USER_END - len {
                 return Err(MmError::NoSpace);
@@ -53,26 +58,9 @@ impl Mm {
                 self.find_free(len)?
             }
         };
-        if let Some(d) = data {
-            // Copied file contents: populate eagerly, readable by the kernel.
-            let d = &d[..d.len().min(len as usize)];
-            self.load_area(start, start + len, prot, VmaKind::Anon, 0, d)?;
-            if d.len() < len as usize {
-                // Pages past the data are demand-zero: drop the eager ones.
-                let keep = align_up(d.len() as u64);
-                let extra: Vec<(u64, u64)> = self
-                    .pages
-                    .range(start + keep..start + len)
-                    .map(|(a, f)| (*a, *f))
-                    .collect();
-                for (va, f) in extra {
-                    self.vpt.unmap(&self.ram, va);
-                    self.pages.remove(&va);
-                    self.fr().free(f);
-                }
-            }
-        } else {
-            self.add_vma(start, start + len, prot, VmaKind::Anon)?;
+        match file {
+            Some(f) => self.add_file_vma(start, start + len, prot, VmaKind::Anon, f)?,
+            None => self.add_vma(start, start + len, prot, VmaKind::Anon)?,
         }
         Ok(start)
     }
@@ -128,6 +116,14 @@ impl Mm {
         // The whole range must be mapped.
         if !self.range_mapped(start, end) {
             return Err(MmError::NoSpace);
+        }
+        if prot & PROT_WRITE != 0
+            && self
+                .vmas
+                .range(..end)
+                .any(|(_, v)| v.end > start && v.file.as_ref().is_some_and(|f| f.shared))
+        {
+            return Err(MmError::SharedWrite);
         }
         split_at(&mut self.vmas, start);
         split_at(&mut self.vmas, end);
@@ -218,7 +214,16 @@ impl Mm {
             }
             None => self.find_free(new_len)?,
         };
-        self.add_vma(dest, dest + new_len, vma.prot, VmaKind::Anon)?;
+        match vma.file_off(vs, old) {
+            // A file area keeps its file (pages past the old end come
+            // from the file too).
+            Some(off) => {
+                let mut file = vma.file.clone().expect("file area");
+                file.off = off;
+                self.add_file_vma(dest, dest + new_len, vma.prot, vma.kind, file)?;
+            }
+            None => self.add_vma(dest, dest + new_len, vma.prot, VmaKind::Anon)?,
+        }
         let moved: Vec<(u64, u64)> = self
             .pages
             .range(old..old + old_len.min(new_len))
@@ -327,6 +332,7 @@ impl Mm {
                             end: new_top,
                             prot: PROT_READ | PROT_WRITE,
                             kind: VmaKind::Brk,
+                            file: None,
                         },
                     );
                 }

@@ -60,10 +60,21 @@ impl Mm {
         }
     }
 
-    /// Give `va` (page aligned) a zeroed frame mapped with `prot`.
+    /// Give `va` (page aligned) a zeroed frame mapped with `prot`. When
+    /// RAM is short, file pages only the page cache holds are given back
+    /// first.
     pub(super) fn map_new(&mut self, va: u64, prot: u32, dirty: bool) -> Result<u64, MmError> {
+        // (The guard must be gone before shrink locks the frames again.)
+        let first = self.fr().alloc(&self.ram);
+        let f = match first {
+            Ok(f) => f,
+            Err(VptError::OutOfFrames) => {
+                self.cache.shrink(&self.frames);
+                self.fr().alloc(&self.ram)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut fr = self.fr();
-        let f = fr.alloc(&self.ram)?;
         let valid = if prot == 0 { 0 } else { Vpte::V };
         if let Err(e) = self.vpt.set(
             &self.ram,
@@ -146,13 +157,18 @@ impl Mm {
             (base.max(start), (base + n * PAGE).min(vma.end))
         };
         self.sweep = (hi, n);
-        self.map_new(page, vma.prot, dirty)
-            .map_err(|_| FaultSignal::Oom)?;
+        self.populate(start, &vma, page, dirty)
+            .map_err(|e| match e {
+                MmError::Bus(_) => FaultSignal::Bus,
+                _ => FaultSignal::Oom,
+            })?;
+        // Neighbours of a file page are read ahead but stay shared.
+        let ndirty = dirty && vma.file.is_none();
         let mut va = lo;
         while va < hi {
             if va != page
                 && !self.pages.contains_key(&va)
-                && self.map_new(va, vma.prot, dirty).is_err()
+                && self.populate(start, &vma, va, ndirty).is_err()
             {
                 break;
             }

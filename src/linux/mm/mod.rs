@@ -21,6 +21,7 @@
 //! | `fault` | VPTEs and demand faults ([`Mm::handle_fault`]), copy-on-write breaks |
 //! | `calls` | mmap, munmap, mprotect, mremap, madvise, brk |
 //! | `uaccess` | copyin/copyout: [`Mm::read`], [`Mm::write`] and their variants |
+//! | `file` | file mappings: pages from the shared [`PageCache`], SIGBUS past EOF |
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::core::prelude::*;
 use crate::core::ram::Ram;
 use crate::core::vptable::VptError;
+use crate::linux::pagecache::{FileSource, PageCache};
 
 /// Page size.
 pub const PAGE: u64 = 4096;
@@ -108,6 +110,15 @@ pub enum MmError {
     /// The program file could not be read while loading it.
     #[error("cannot read the program file at offset {0} (did it shrink or change while loading?)")]
     ProgramRead(u64),
+    /// Writable shared mapping of a file, or write permission asked of
+    /// one: the vkernel's files are read-only, shared file mappings are
+    /// read-only too (EACCES).
+    #[error("shared file mappings are read-only here (map it MAP_PRIVATE to write)")]
+    SharedWrite,
+    /// A file mapping's page lies wholly past the end of its file (or the
+    /// file could not be read): SIGBUS for the vproc, EFAULT for a call.
+    #[error("address {0:#x} maps a page past the end of its file")]
+    Bus(u64),
 }
 
 impl From<VptError> for MmError {
@@ -124,12 +135,13 @@ impl MmError {
     pub fn errno(self) -> i64 {
         match self {
             MmError::OutOfMemory | MmError::NoSpace => libc::ENOMEM as i64,
-            MmError::Fault(_) => libc::EFAULT as i64,
+            MmError::Fault(_) | MmError::Bus(_) => libc::EFAULT as i64,
             MmError::Invalid => libc::EINVAL as i64,
             MmError::Perm => libc::EPERM as i64,
             MmError::Exists => libc::EEXIST as i64,
             MmError::Vpt(_) | MmError::Vmspace(_) => libc::ENOMEM as i64,
             MmError::ProgramRead(_) => libc::EIO as i64,
+            MmError::SharedWrite => libc::EACCES as i64,
         }
     }
 }
@@ -150,8 +162,39 @@ pub enum VmaKind {
     Anon,
 }
 
+/// The file behind a file-backed area.
+#[derive(Clone)]
+pub struct FileMap {
+    /// The file.
+    pub src: Arc<dyn FileSource>,
+    /// File offset of the area's first byte (page aligned).
+    pub off: u64,
+    /// MAP_SHARED (read-only here) rather than MAP_PRIVATE.
+    pub shared: bool,
+}
+
+impl std::fmt::Debug for FileMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (dev, ino) = self.src.file_id();
+        write!(
+            f,
+            "FileMap({dev}:{ino} at {:#x}{})",
+            self.off,
+            if self.shared { ", shared" } else { "" }
+        )
+    }
+}
+
+impl PartialEq for FileMap {
+    fn eq(&self, o: &FileMap) -> bool {
+        self.src.file_id() == o.src.file_id() && self.off == o.off && self.shared == o.shared
+    }
+}
+
+impl Eq for FileMap {}
+
 /// A virtual memory area `[start, end)`; the start is the map key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vma {
     /// End (exclusive).
     pub end: u64,
@@ -159,6 +202,15 @@ pub struct Vma {
     pub prot: u32,
     /// What it is.
     pub kind: VmaKind,
+    /// The file its pages come from (None: anonymous, demand-zero).
+    pub file: Option<FileMap>,
+}
+
+impl Vma {
+    /// The file offset of `va` (inside the area starting at `start`).
+    pub fn file_off(&self, start: u64, va: u64) -> Option<u64> {
+        self.file.as_ref().map(|f| f.off.saturating_add(va - start))
+    }
 }
 
 /// Why a page fault could not be resolved: the signal to send.
@@ -170,6 +222,9 @@ pub enum FaultSignal {
     AccErr,
     /// Out of RAM (SIGBUS).
     Oom,
+    /// A file mapping's page wholly past the end of the file, or the file
+    /// could not be read (SIGBUS, BUS_ADRERR).
+    Bus,
 }
 
 /// Counters.
@@ -190,6 +245,7 @@ pub type Frames = Arc<Mutex<FrameAlloc>>;
 pub struct Mm {
     ram: Ram,
     frames: Frames,
+    cache: Arc<PageCache>,
     vpt: VpTable,
     vms: Arc<Vmspace>,
     vmas: BTreeMap<u64, Vma>,
@@ -214,6 +270,7 @@ fn align_up(v: u64) -> u64 {
 mod area;
 mod calls;
 mod fault;
+mod file;
 mod uaccess;
 
 use area::split_at;
@@ -244,6 +301,7 @@ impl Mm {
         Ok(Mm {
             ram,
             frames,
+            cache: PageCache::new(),
             vpt,
             vms,
             vmas: BTreeMap::new(),
@@ -269,6 +327,11 @@ impl Mm {
     /// The shared frame allocator.
     pub fn frames(&self) -> &Frames {
         &self.frames
+    }
+
+    /// The page cache shared by every vproc forked from the first.
+    pub fn page_cache(&self) -> &Arc<PageCache> {
+        &self.cache
     }
 
     fn fr(&self) -> MutexGuard<'_, FrameAlloc> {
@@ -330,6 +393,7 @@ impl Mm {
         Ok(Mm {
             ram: self.ram.clone(),
             frames: self.frames.clone(),
+            cache: self.cache.clone(),
             vpt: cvpt,
             vms,
             vmas: self.vmas.clone(),

@@ -9,7 +9,7 @@ impl Mm {
     /// The frame behind user page `page` for a kernel access, demand-mapping
     /// it if its area allows that access.
     pub(super) fn frame_for(&mut self, page: u64, write: bool) -> Result<u64, MmError> {
-        let (_, vma) = self.find(page).ok_or(MmError::Fault(page))?;
+        let (start, vma) = self.find(page).ok_or(MmError::Fault(page))?;
         let ok = if write {
             vma.prot & PROT_WRITE != 0
         } else {
@@ -24,7 +24,7 @@ impl Mm {
         if let Some(&f) = self.pages.get(&page) {
             return Ok(f);
         }
-        self.map_new(page, vma.prot, write)
+        self.populate(start, &vma, page, write)
     }
 
     /// Copy from user memory (copyin).

@@ -4,9 +4,10 @@
 
 use super::errno::*;
 use super::R;
-use crate::linux::files::FileKind;
+use crate::linux::exec::Image;
+use crate::linux::files::{FileKind, O_ACCMODE, O_WRONLY};
 use crate::linux::fs::Kind;
-use crate::linux::mm::USER_END;
+use crate::linux::mm::{FileMap, USER_END};
 use crate::linux::Vproc;
 
 impl Vproc {
@@ -32,7 +33,7 @@ impl Vproc {
                 .map(|_| 0)
                 .map_err(Into::into),
             libc::SYS_brk => Ok(self.mm.set_brk(a[0]) as i64),
-            // Nothing is written back: every mapping is private.
+            // Nothing is written back: shared file mappings are read-only.
             libc::SYS_msync => Ok(0),
             libc::SYS_mincore => Err(ENOSYS),
             _ => return None,
@@ -49,6 +50,7 @@ impl Vproc {
             a[5],
         );
         const MAP_TYPE: u32 = 0xf;
+        const MAP_PRIVATE: u32 = 2;
         const MAP_FIXED: u32 = 0x10;
         const MAP_ANON: u32 = 0x20;
         const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
@@ -82,7 +84,7 @@ impl Vproc {
         }
         let fixed = flags & MAP_FIXED != 0;
         let noreplace = flags & MAP_FIXED_NOREPLACE != 0;
-        let data = if let Some(file) = file {
+        let map = if let Some(file) = file {
             let f = file.borrow();
             let FileKind::Inode(ino) = f.kind else {
                 return Err(ENODEV);
@@ -92,17 +94,32 @@ impl Vproc {
                 Kind::CharDev(_) => return Err(ENODEV),
                 _ => return Err(EACCES),
             }
-            let size = self.fs.inode(ino).size;
-            let n = len.min(size.saturating_sub(off)).min(1 << 30) as usize;
-            let mut d = vec![0u8; n];
-            self.fs.read(ino, off, &mut d)?;
-            Some(d)
+            if f.flags & O_ACCMODE == O_WRONLY {
+                return Err(EACCES);
+            }
+            // The open file's own backing: its identity changes when a
+            // vproc rewrites it, so the cache never serves stale pages.
+            let src: std::sync::Arc<dyn crate::linux::pagecache::FileSource> = match f.backing() {
+                Some(b) => std::sync::Arc::new(b.clone()),
+                None => Image::Disk {
+                    fs: self.fs.clone(),
+                    ino,
+                }
+                .source()
+                .ok_or(ENODEV)?,
+            };
+            Some(FileMap {
+                src,
+                off,
+                // MAP_SHARED and MAP_SHARED_VALIDATE: read-only here.
+                shared: flags & MAP_TYPE != MAP_PRIVATE,
+            })
         } else {
             None
         };
         let r = self
             .mm
-            .mmap(addr, len, prot, fixed, noreplace, data.as_deref())
+            .mmap(addr, len, prot, fixed, noreplace, map)
             .map_err(|e| e.errno())?;
         Ok(r as i64)
     }

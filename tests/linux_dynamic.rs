@@ -1,0 +1,717 @@
+//! The distribution's own, dynamically linked programs (/bin/ls, sort,
+//! sha256sum, dash, python3 importing json and hashlib) run under the
+//! Linux personality and print what they print natively (posix_spawn
+//! too): PT_INTERP, the dynamic loader's mmap of libraries
+//! through the shared page cache, file-backed mmap semantics (a C guest
+//! compared with native Linux), frames of a library shared between
+//! processes (memstat), and clear errors for broken loaders and programs.
+//!
+//! Until the root filesystem work lands the vproc sees a tar image: each
+//! test builds one from the host's programs, their loader and the
+//! libraries `ldd` lists, at their host paths. Tests SKIP loudly without
+//! /dev/kvm, ldd or the programs.
+
+use vkernel::linux;
+
+mod common;
+
+use common::have_kvm;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vkernel::core::memstat::{MemStats, PageEntry};
+use vkernel::core::prelude::*;
+use vkernel::devices::Disk;
+
+use linux::elf::Elf;
+use linux::exec::Image;
+use linux::fs::Fs;
+use linux::kernel::{self, Options};
+use linux::load::{find_interp, InterpError};
+use linux::mm::Mm;
+use linux::stdio::BufferStdio;
+use linux::{Config, Vproc, VprocError};
+
+/// The programs the image holds (with their loader and libraries).
+const PROGRAMS: &[&str] = &[
+    "/bin/ls",
+    "/usr/bin/sort",
+    "/usr/bin/sha256sum",
+    "/bin/dash",
+    "/bin/true",
+    "/bin/cat",
+    "/usr/bin/wc",
+    "/usr/bin/tr",
+    "/usr/bin/head",
+];
+
+const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
+/// The shared libraries (and loader) `ldd prog` names, by absolute path.
+fn ldd(prog: &str) -> Option<Vec<String>> {
+    let out = Command::new("ldd").arg(prog).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut libs = Vec::new();
+    for line in text.lines() {
+        let path = match line.split_once("=>") {
+            Some((_, r)) => r.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            libs.push(p.to_string());
+        }
+    }
+    Some(libs)
+}
+
+fn copy_in(stage: &Path, host: &str) {
+    let dst = stage.join(host.trim_start_matches('/'));
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    // Follow symlinks: the real file's bytes at the host path.
+    std::fs::copy(host, &dst).unwrap_or_else(|e| panic!("copy {host}: {e}"));
+}
+
+/// Fixed test data under stage/data, with fixed modes and mtimes.
+fn data(stage: &Path) {
+    let d = stage.join("data");
+    std::fs::create_dir_all(&d).unwrap();
+    let words = "pear\napple\nfig\nbanana\ncherry\napple\nkiwi\n";
+    std::fs::write(d.join("words"), words).unwrap();
+    for i in 1..=3u32 {
+        let bytes: Vec<u8> = (0..i * 3000).map(|x| (x * 7 + i) as u8).collect();
+        std::fs::write(d.join(format!("f{i}")), bytes).unwrap();
+    }
+    // Not a page multiple: the zero tail and SIGBUS past it.
+    let r: Vec<u8> = (0..9000u32)
+        .map(|x| (x.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(d.join("r9000"), r).unwrap();
+    std::fs::set_permissions(d.join("f2"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let st = Command::new("touch")
+        .args(["-d", "2020-01-02 03:04:05"])
+        .args(["words", "f1", "f2", "f3", "r9000"])
+        .current_dir(&d)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// A staging directory with the programs, loader, libraries and data,
+/// and its tar image; None (after a loud SKIP) when ldd or a program is
+/// missing. `skip_loader` leaves the loader out.
+fn stage(test: &str, skip_loader: bool) -> Option<(PathBuf, PathBuf)> {
+    let dir = common::scratch(test);
+    let stage = dir.join("root");
+    let mut files = Vec::new();
+    for p in PROGRAMS {
+        if !Path::new(p).exists() {
+            common::skip(
+                test,
+                &format!("{p} not found (a Debian-like host is needed)"),
+            );
+            return None;
+        }
+        let Some(libs) = ldd(p) else {
+            common::skip(test, &format!("ldd {p} failed (install libc-bin)"));
+            return None;
+        };
+        files.push(p.to_string());
+        files.extend(libs);
+    }
+    files.sort();
+    files.dedup();
+    for f in &files {
+        if skip_loader && f == LOADER {
+            continue;
+        }
+        copy_in(&stage, f);
+    }
+    data(&stage);
+    let img = dir.join("fs.tar");
+    linux::fs::build_image(&stage, &img).expect("build the tar image");
+    Some((stage, img))
+}
+
+struct Out {
+    stdout: String,
+    stderr: String,
+    status: i32,
+}
+
+fn mount(img: &Path) -> Arc<Fs> {
+    Arc::new(Fs::mount(Disk::open_read_only(img).unwrap()).unwrap())
+}
+
+fn host_image(prog: &Path) -> Image {
+    let file = std::fs::File::open(prog).unwrap();
+    let size = file.metadata().unwrap().len();
+    Image::Host {
+        file: Arc::new(file),
+        size,
+    }
+}
+
+fn config(prog: &str, args: &[&str]) -> Config {
+    let mut argv = vec![prog.as_bytes().to_vec()];
+    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+    Config {
+        image: Vec::new(),
+        path: prog.into(),
+        exe: prog.into(),
+        argv,
+        envp: vec![b"PATH=/usr/bin:/bin".to_vec()],
+        fault_around: 16,
+        trace: false,
+    }
+}
+
+/// Run `f` on its own thread; a hang becomes a failure.
+fn in_time<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("{what}: no result within 120 s (hung)"))
+}
+
+/// Run `prog args` as the first vproc of a virtual kernel whose root is
+/// the image `img` (the program's own file comes from the host).
+fn vk(img: &Path, prog: &str, args: &[&str]) -> Result<Out, VprocError> {
+    let (img, prog) = (img.to_path_buf(), prog.to_string());
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    in_time(&format!("vkernel {prog} {args:?}"), move || {
+        let machine = Machine::builder()
+            .ram_size(512 << 20)
+            .build()
+            .expect("a machine on /dev/kvm");
+        let stdio = BufferStdio::new(b"");
+        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let vp = Vproc::load_from(
+            &machine,
+            config(&prog, &a),
+            host_image(Path::new(&prog)),
+            mount(&img),
+            Box::new(stdio),
+        )?;
+        let report = kernel::run(&machine, vp, &Options::default())?;
+        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+        Ok(Out {
+            stdout,
+            stderr,
+            status: report.status.code(),
+        })
+    })
+}
+
+/// Run `prog args` natively in `cwd` with the same environment.
+fn native(cwd: &Path, prog: &str, args: &[&str]) -> Out {
+    use std::os::unix::process::ExitStatusExt;
+    let o = Command::new(prog)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Out {
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        status: o
+            .status
+            .code()
+            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
+    }
+}
+
+/// `ls -l`'s "total" line counts allocated blocks, which the tar image
+/// and the host's filesystem allocate differently.
+fn without_totals(s: &str) -> String {
+    s.lines()
+        .filter(|l| !l.starts_with("total "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn dynamic_programs_match_native() {
+    let test = "dynamic_programs_match_native";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some((stage, img)) = stage(test, false) else {
+        return;
+    };
+    let pipeline = "sort data/words | sha256sum; ls data | sort -r | head -n 3; \
+                    cat data/words | tr a-z A-Z | wc -l; ls data/missing 2>/dev/null; echo ls=$?";
+    let cases: &[(&str, &[&str])] = &[
+        ("/bin/true", &[]),
+        ("/bin/ls", &["-ln", "data"]),
+        ("/bin/ls", &["-a", "data"]),
+        ("/usr/bin/sort", &["data/words"]),
+        ("/usr/bin/sort", &["-r", "-u", "data/words"]),
+        ("/usr/bin/sha256sum", &["data/words", "data/f1", "data/f3"]),
+        ("/usr/bin/sort", &["data/nonexistent"]),
+        ("/bin/dash", &["-c", pipeline]),
+        ("/bin/dash", &["-c", "exit 3"]),
+    ];
+    for (prog, args) in cases {
+        let want = native(&stage, prog, args);
+        let mut got = vk(&img, prog, args)
+            .unwrap_or_else(|e| panic!("vkernel {prog} {args:?} failed to start: {e}"));
+        let mut want_out = want.stdout.clone();
+        if *prog == "/bin/ls" {
+            got.stdout = without_totals(&got.stdout);
+            want_out = without_totals(&want_out);
+        }
+        assert_eq!(
+            (got.stdout.as_str(), got.status),
+            (want_out.as_str(), want.status),
+            "{prog} {args:?}: vkernel stderr:\n{}\nnative stderr:\n{}",
+            got.stderr,
+            want.stderr
+        );
+    }
+}
+
+#[test]
+fn file_mmap_matches_native() {
+    let test = "file_mmap_matches_native";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some(guest) = common::compile(test, "filemap", "musl-gcc") else {
+        return;
+    };
+    let Some((stage, img)) = stage(test, false) else {
+        return;
+    };
+    let prog = guest.display().to_string();
+    let want = native(&stage, &prog, &["data/r9000"]);
+    assert_eq!(want.status, 0, "native filemap: {}", want.stderr);
+    let got = vk(&img, &prog, &["data/r9000"]).expect("vkernel runs filemap");
+    assert_eq!(
+        (got.stdout.as_str(), got.status),
+        (want.stdout.as_str(), want.status),
+        "vkernel stderr:\n{}",
+        got.stderr
+    );
+    assert!(want.stdout.contains("past eof signal 7"), "{}", want.stdout);
+}
+
+/// Load `prog` (dynamic, from the image) into `mm` and touch every page
+/// of its file mappings, as running it would.
+fn load_and_touch(mm: &mut Mm, fs: &Arc<Fs>, prog: &str) {
+    let ino = fs.resolve(linux::fs::ROOT, prog.as_bytes(), true).unwrap();
+    let image = Image::Disk {
+        fs: fs.clone(),
+        ino,
+    };
+    let elf = Elf::read(&image).unwrap();
+    let interp = find_interp(fs, &elf).unwrap().expect("a dynamic program");
+    mm.reset().unwrap();
+    let src = image.source();
+    linux::load_program(
+        mm,
+        &elf,
+        &image,
+        src.as_ref(),
+        Some(&interp),
+        &config(prog, &[]),
+    )
+    .unwrap();
+    let areas: Vec<(u64, u64)> = mm
+        .vmas()
+        .filter(|(_, v)| v.file.is_some())
+        .map(|(s, v)| (s, v.end))
+        .collect();
+    assert!(areas.len() >= 4, "file areas of {prog} and its loader");
+    for (s, e) in areas {
+        for va in (s..e).step_by(4096) {
+            let mut b = [0u8];
+            mm.read(va, &mut b).unwrap();
+        }
+    }
+}
+
+#[test]
+fn library_frames_are_shared_between_processes() {
+    let test = "library_frames_are_shared_between_processes";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some((_, img)) = stage(test, false) else {
+        return;
+    };
+    let machine = Machine::builder().ram_size(128 << 20).build().unwrap();
+    let fs = mount(&img);
+    let mut a = Mm::new(&machine).unwrap();
+    // A forked address space shares the frame allocator and page cache.
+    let mut b = a.fork(machine.vmspace_create().unwrap()).unwrap();
+    load_and_touch(&mut a, &fs, "/bin/true");
+    let after_first = a.page_cache().stats();
+    assert!(after_first.fills > 0);
+    load_and_touch(&mut b, &fs, "/bin/true");
+    let after_second = b.page_cache().stats();
+    assert_eq!(
+        after_second.fills, after_first.fills,
+        "the second process read no file page again"
+    );
+    assert!(after_second.hits >= after_first.fills);
+    let m = MemStats::collect_named(&[(a.vmspace(), "a"), (b.vmspace(), "b")]).unwrap();
+    for u in m.usages() {
+        assert!(
+            u.shared_pages as f64 >= after_first.fills as f64 * 0.9,
+            "{}: {} shared pages, {} file pages",
+            u.name,
+            u.shared_pages,
+            after_first.fills
+        );
+        assert!(
+            u.pss_pages < u.rss_pages as f64,
+            "{}: PSS {} RSS {}",
+            u.name,
+            u.pss_pages,
+            u.rss_pages
+        );
+    }
+    // The same frame backs the loader's first page in both.
+    let va = a
+        .vmas()
+        .filter(|(_, v)| v.file.is_some())
+        .map(|(s, _)| s)
+        .max()
+        .unwrap();
+    let fa = m.pagemap(m.usages()[0].id).unwrap();
+    let fb = m.pagemap(m.usages()[1].id).unwrap();
+    let at = |p: &[PageEntry]| p.iter().find(|e| e.va == va).map(|e| e.frame);
+    assert!(at(&fa).is_some());
+    assert_eq!(at(&fa), at(&fb));
+}
+
+#[test]
+fn broken_loaders_and_programs_fail_clearly() {
+    let test = "broken_loaders_and_programs_fail_clearly";
+    if !have_kvm(test) {
+        return;
+    }
+    // No loader in the image.
+    let Some((stage, img)) = stage(test, true) else {
+        return;
+    };
+    let e = vk(&img, "/bin/true", &[])
+        .err()
+        .expect("no loader: an error");
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            VprocError::Interp {
+                source: InterpError::NotFound { .. },
+                ..
+            }
+        ) && msg.contains(LOADER)
+            && msg.contains("--disk"),
+        "{msg}"
+    );
+    // The command line says the same and exits 127, as a shell would.
+    let out = Command::new(common::example_binary("vkernel"))
+        .args(["run", "--disk"])
+        .arg(&img)
+        .arg("/bin/true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{err}");
+    assert!(err.contains(LOADER) && err.contains("ldd"), "{err}");
+    // A truncated loader.
+    let loader = std::fs::read(LOADER).unwrap();
+    let ldst = stage.join(LOADER.trim_start_matches('/'));
+    std::fs::create_dir_all(ldst.parent().unwrap()).unwrap();
+    std::fs::write(&ldst, &loader[..1000]).unwrap();
+    let img2 = stage.parent().unwrap().join("fs2.tar");
+    linux::fs::build_image(&stage, &img2).unwrap();
+    let e = vk(&img2, "/bin/true", &[]).err().expect("truncated loader");
+    assert!(
+        matches!(
+            e,
+            VprocError::Interp {
+                source: InterpError::Elf { .. },
+                ..
+            }
+        ) && e.to_string().contains("truncated"),
+        "{e}"
+    );
+    // A loader whose program headers point past its end.
+    let mut bad = loader.clone();
+    bad[32..40].copy_from_slice(&(loader.len() as u64).to_le_bytes());
+    std::fs::write(&ldst, &bad).unwrap();
+    linux::fs::build_image(&stage, &img2).unwrap();
+    let e = vk(&img2, "/bin/true", &[]).err().expect("bad loader phdrs");
+    assert!(e.to_string().contains("program header"), "{e}");
+    // The loader is a directory.
+    std::fs::remove_file(&ldst).unwrap();
+    std::fs::create_dir(&ldst).unwrap();
+    linux::fs::build_image(&stage, &img2).unwrap();
+    let e = vk(&img2, "/bin/true", &[])
+        .err()
+        .expect("loader is a directory");
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    // An ET_DYN program with bad program headers: corrupt PT_INTERP,
+    // phentsize too small, a segment past the end of the file.
+    let prog = std::fs::read("/bin/true").unwrap();
+    let ph = u64::from_le_bytes(prog[32..40].try_into().unwrap()) as usize;
+    let phnum = u16::from_le_bytes(prog[56..58].try_into().unwrap()) as usize;
+    let find = |t: u32| {
+        (0..phnum)
+            .map(|i| ph + i * 56)
+            .find(|&o| u32::from_le_bytes(prog[o..o + 4].try_into().unwrap()) == t)
+            .unwrap()
+    };
+    let mut cases: Vec<(Vec<u8>, &str)> = Vec::new();
+    let mut p = prog.clone();
+    let interp = find(3);
+    p[interp + 8..interp + 16].copy_from_slice(&(prog.len() as u64 - 10).to_le_bytes());
+    cases.push((p, "interpreter"));
+    let mut p = prog.clone();
+    p[54..56].copy_from_slice(&20u16.to_le_bytes());
+    cases.push((p, "smaller than 56"));
+    let mut p = prog.clone();
+    let load = find(1);
+    p[load + 8..load + 16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    cases.push((p, "truncated"));
+    for (bytes, want) in cases {
+        let e = Elf::parse(&bytes).expect_err("a broken program");
+        assert!(e.to_string().contains(want), "{e} (wanted {want:?})");
+    }
+    // execve of a dynamic program whose loader is missing: ENOENT, the
+    // shell says "not found" (127), as on Linux.
+    if Path::new("/bin/busybox").exists() {
+        let out = vk(&img, "/bin/busybox", &["sh", "-c", "/bin/true; echo $?"]).unwrap();
+        assert_eq!(out.stdout, "127\n", "{}", out.stderr);
+        assert_eq!(out.status, 0);
+    } else {
+        common::skip(test, "/bin/busybox not found: the execve case is not run");
+    }
+}
+
+#[test]
+fn posix_spawn_of_a_dynamic_shell_matches_native() {
+    let test = "posix_spawn_of_a_dynamic_shell_matches_native";
+    if !have_kvm(test) {
+        return;
+    }
+    // Dynamically linked against the host's glibc, like the programs.
+    let Some(guest) = common::compile_linked(test, "spawn", "gcc", "-pie") else {
+        return;
+    };
+    let Some((stage, img)) = stage(test, false) else {
+        return;
+    };
+    let prog = guest.display().to_string();
+    let want = native(&stage, &prog, &[]);
+    assert_eq!(want.status, 0, "native spawn: {}", want.stderr);
+    let got = vk(&img, &prog, &[]).expect("vkernel runs spawn");
+    assert_eq!(
+        (got.stdout.as_str(), got.status),
+        (want.stdout.as_str(), want.status),
+        "vkernel stderr:\n{}",
+        got.stderr
+    );
+}
+
+/// A static ELF whose data segment starts in the page where its code
+/// ends (same page, congruent offsets): code reads data[0] (37), a BSS
+/// byte of the next page (0), writes 5 just past the data's file bytes
+/// in the shared page and exits with the sum (42).
+fn shared_page_elf() -> Vec<u8> {
+    let base = 0x40_0000u64;
+    let hdr = 64 + 2 * 56u64;
+    let code_len = 48u64;
+    let data_off = hdr + code_len;
+    let data_va = base + data_off;
+    let mut code = Vec::new();
+    let abs = |v: u64| (v as u32).to_le_bytes();
+    code.extend([0x0f, 0xb6, 0x3c, 0x25]); // movzx edi, byte [data]
+    code.extend(abs(data_va));
+    code.extend([0x0f, 0xb6, 0x04, 0x25]); // movzx eax, byte [data+0x1000]
+    code.extend(abs(data_va + 0x1000));
+    code.extend([0x01, 0xc7]); // add edi, eax
+    code.extend([0xc6, 0x04, 0x25]); // mov byte [data+8], 5
+    code.extend(abs(data_va + 8));
+    code.push(5);
+    code.extend([0x0f, 0xb6, 0x04, 0x25]); // movzx eax, byte [data+8]
+    code.extend(abs(data_va + 8));
+    code.extend([0x01, 0xc7]); // add edi, eax
+    code.extend([0xb8, 0xe7, 0, 0, 0, 0x0f, 0x05]); // exit_group(edi)
+    code.resize(code_len as usize, 0x90);
+    let mut f = Vec::new();
+    f.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f.extend_from_slice(&62u16.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&(base + hdr).to_le_bytes()); // entry
+    f.extend_from_slice(&64u64.to_le_bytes()); // phoff
+    f.extend_from_slice(&0u64.to_le_bytes());
+    f.extend_from_slice(&0u32.to_le_bytes());
+    for h in [64u16, 56, 2, 0, 0, 0] {
+        f.extend_from_slice(&h.to_le_bytes());
+    }
+    // (flags, offset, vaddr, filesz, memsz)
+    for (flags, off, va, fsz, msz) in [
+        (5u32, 0, base, data_off, data_off),
+        (6u32, data_off, data_va, 8, 0x2000),
+    ] {
+        f.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        f.extend_from_slice(&flags.to_le_bytes());
+        for v in [off, va, va, fsz, msz, 0x1000] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    f.extend_from_slice(&code);
+    f.extend_from_slice(&[37, 0, 0, 0, 0, 0, 0, 0]);
+    // Garbage after the data's file bytes, in the same page.
+    f.extend_from_slice(&[0xaa; 64]);
+    f
+}
+
+#[test]
+fn segments_sharing_a_page_load_from_a_file_and_from_memory() {
+    let test = "segments_sharing_a_page_load_from_a_file_and_from_memory";
+    if !have_kvm(test) {
+        return;
+    }
+    let elf = shared_page_elf();
+    let path = common::scratch(test).join("shared-page");
+    std::fs::write(&path, &elf).unwrap();
+    let prog = path.display().to_string();
+    for image in [host_image(&path), Image::Bytes(Arc::new(elf.clone()))] {
+        let what = format!("{image:?}");
+        let prog = prog.clone();
+        let status = in_time(&what, move || {
+            let machine = Machine::builder().ram_size(64 << 20).build().unwrap();
+            let vp = Vproc::load_from(
+                &machine,
+                config(&prog, &[]),
+                image,
+                Arc::new(Fs::empty()),
+                Box::new(BufferStdio::new(b"")),
+            )
+            .unwrap();
+            kernel::run(&machine, vp, &Options::default())
+                .unwrap()
+                .status
+        });
+        assert_eq!(status, linux::ExitStatus::Exited(42), "{what}");
+    }
+}
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Copy the directory tree `src` (a host path) into the stage, leaving out
+/// the parts of the Python library no test imports.
+fn copy_tree(stage: &Path, src: &Path) {
+    const SKIP: &[&str] = &[
+        "test",
+        "idlelib",
+        "tkinter",
+        "ensurepip",
+        "lib2to3",
+        "__pycache__",
+        "site-packages",
+        "dist-packages",
+    ];
+    for e in std::fs::read_dir(src).unwrap().flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if SKIP.contains(&name.as_str()) || name.starts_with("config-") {
+            continue;
+        }
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            copy_tree(stage, &p);
+        } else if p.is_file() {
+            // A file, or a symlink to one: its bytes.
+            copy_in(stage, &p.display().to_string());
+        }
+    }
+}
+
+/// Python: its interpreter, libraries, standard library and the
+/// libraries of its extension modules.
+fn stage_python(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let Ok(real) = std::fs::canonicalize(PYTHON) else {
+        common::skip(
+            test,
+            &format!("{PYTHON} not found (apt-get install python3)"),
+        );
+        return None;
+    };
+    let name = real.file_name().unwrap().to_string_lossy().into_owned();
+    let lib = Path::new("/usr/lib").join(&name);
+    let (Some(libs), true) = (ldd(PYTHON), lib.join("os.py").exists()) else {
+        common::skip(
+            test,
+            &format!("ldd {PYTHON} failed or {} is missing", lib.display()),
+        );
+        return None;
+    };
+    let dir = common::scratch(test);
+    let stage = dir.join("root");
+    copy_in(&stage, &real.display().to_string());
+    for l in libs {
+        copy_in(&stage, &l);
+    }
+    copy_tree(&stage, &lib);
+    for e in std::fs::read_dir(lib.join("lib-dynload"))
+        .unwrap()
+        .flatten()
+    {
+        for l in ldd(&e.path().display().to_string()).unwrap_or_default() {
+            if !stage.join(l.trim_start_matches('/')).exists() {
+                copy_in(&stage, &l);
+            }
+        }
+    }
+    let img = dir.join("fs.tar");
+    linux::fs::build_image(&stage, &img).expect("build the tar image");
+    Some((real, img))
+}
+
+#[test]
+fn python_imports_json_and_hashlib_like_native() {
+    let test = "python_imports_json_and_hashlib_like_native";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some((python, img)) = stage_python(test) else {
+        return;
+    };
+    let python = python.display().to_string();
+    let script = "import json, hashlib, sys\n\
+                  d = {'k': [1, 2.5, None], 'h': hashlib.sha256(b'abc').hexdigest()}\n\
+                  print(json.dumps(d, sort_keys=True))\n\
+                  print(hashlib.md5(b'x' * 100000).hexdigest(), sys.version_info[:2])\n\
+                  sys.exit(3)";
+    let want = native(Path::new("/"), &python, &["-c", script]);
+    assert_eq!(want.status, 3, "native python: {}", want.stderr);
+    let got = vk(&img, &python, &["-c", script]).expect("vkernel runs python");
+    assert_eq!(
+        (got.stdout.as_str(), got.status),
+        (want.stdout.as_str(), want.status),
+        "vkernel stderr:\n{}",
+        got.stderr
+    );
+}
