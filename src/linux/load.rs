@@ -232,6 +232,7 @@ pub fn load_program(
     spans.extend(ispan);
     for &(lo, hi) in &spans {
         if lo < hi {
+            mm.prefill_private(lo, hi, PREFILL_DATA_PAGES);
             mm.map_cached(lo, hi);
             mm.vmspace().populate(lo, hi)?;
         }
@@ -239,6 +240,10 @@ pub fn load_program(
     mm.vmspace().populate(rsp & !(PAGE - 1), STACK_TOP)?;
     Ok(TrapFrame::new(start, rsp))
 }
+
+/// Pages of a program's (or loader's) writable file-backed segments that
+/// exec copies at once instead of on their first write.
+const PREFILL_DATA_PAGES: usize = 32;
 
 /// The page-aligned span of `len` bytes at `vaddr`.
 fn span(vaddr: u64, len: u64) -> (u64, u64) {
