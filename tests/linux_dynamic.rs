@@ -385,10 +385,11 @@ fn library_frames_are_shared_between_processes() {
             u.rss_pages
         );
     }
-    // The same frame backs the loader's first page in both.
+    // The same frame backs the loader's last read-only file page in both
+    // (writable data segments get private copies at exec).
     let va = a
         .vmas()
-        .filter(|(_, v)| v.file.is_some())
+        .filter(|(_, v)| v.file.is_some() && v.prot & linux::mm::PROT_WRITE == 0)
         .map(|(s, _)| s)
         .max()
         .unwrap();
