@@ -68,6 +68,9 @@ pub(crate) struct RewriteHow<'a> {
     pub(crate) keep: &'a dyn Fn(u64, u64) -> bool,
     /// A table page never zapped (stores instead).
     pub(crate) no_zap: Option<u64>,
+    /// A page whose entry is the machine's, never rewritten (the exitless
+    /// request page).
+    pub(crate) pinned: Option<u64>,
 }
 
 /// What [`HwSpace::rewrite_range`] does to each present leaf.
@@ -341,10 +344,18 @@ impl HwSpace {
         how: &RewriteHow<'_>,
         cmds: &mut Vec<Cmd>,
     ) -> usize {
-        let RewriteHow { how, keep, no_zap } = *how;
+        let RewriteHow {
+            how,
+            keep,
+            no_zap,
+            pinned,
+        } = *how;
         // Changed leaves by table page: (va, entry offset, new value).
         let mut by_table: BTreeMap<u64, Vec<(u64, u64, u64)>> = BTreeMap::new();
         self.for_each_leaf(pool, start, end, &mut |va, off| {
+            if Some(va) == pinned {
+                return;
+            }
             let cur = pool.sys.load(off).unwrap_or(0);
             let new = match how {
                 Rewrite::Remove => 0,

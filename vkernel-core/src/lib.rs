@@ -20,6 +20,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cpu;
+pub mod exitless;
 pub mod fpu;
 pub mod hwpt;
 pub mod kick;

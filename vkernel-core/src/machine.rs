@@ -125,6 +125,7 @@ pub struct MachineBuilder {
     vcpus: usize,
     ram_path: Option<PathBuf>,
     sys_size: u64,
+    exitless: bool,
 }
 
 impl Default for MachineBuilder {
@@ -134,6 +135,7 @@ impl Default for MachineBuilder {
             vcpus: 1,
             ram_path: None,
             sys_size: DEFAULT_SYS_SIZE,
+            exitless: true,
         }
     }
 }
@@ -142,6 +144,15 @@ impl MachineBuilder {
     /// RAM size in bytes (default 64 MiB; a multiple of 4 KiB).
     pub fn ram_size(mut self, bytes: u64) -> Self {
         self.ram_size = bytes;
+        self
+    }
+    /// Exitless syscalls (default on): where KVM keeps CPL3 across
+    /// `syscall`, a vproc's syscall can be served by a host thread without
+    /// a VM exit once the virtual kernel registers a handler
+    /// ([`Machine::set_exitless_handler`]); see [`crate::exitless`]. Off,
+    /// every syscall exits. (On VT-x/SVM hosts it is not available yet.)
+    pub fn exitless(mut self, on: bool) -> Self {
+        self.exitless = on;
         self
     }
     /// Number of vCPUs (default 1).
@@ -180,6 +191,8 @@ pub(crate) struct MachineInner {
     /// Where the stub is on its way out to the host (guest-virtual,
     /// half-open ranges: `stub::exiting_ranges`).
     pub(crate) stub_exiting: Vec<(u64, u64)>,
+    /// Exitless syscalls, where on (see [`crate::exitless`]).
+    pub(crate) exitless: Option<Arc<crate::exitless::Exitless>>,
     pub(crate) pool: Mutex<PtPool>,
     pub(crate) kickers: Vec<Kicker>,
     next_vmspace_id: AtomicU64,
@@ -283,7 +296,12 @@ impl Machine {
             fds.push(fd);
         }
         let (path, fpu_mode, kick_states) =
-            probe_and_configure(&mut fds, &sys, sys_gpa + null.pml4, &offsets)?;
+            probe_and_configure(&mut fds, &sys, sys_gpa + null.pml4, &offsets, b.exitless)?;
+        let exitless = (b.exitless && path == TrapPath::StaysInUserMode)
+            .then(|| Arc::new(crate::exitless::Exitless::new(sys.clone(), b.vcpus)));
+        if b.exitless && exitless.is_none() {
+            log::info!("vkernel: exitless syscalls are not available on this trap path: every syscall exits");
+        }
         let inner = Arc::new(MachineInner {
             _vm: vm,
             _kvm: kvm,
@@ -296,6 +314,7 @@ impl Machine {
                 .into_iter()
                 .map(|(a, b)| (SYS_VA + STUB_OFF + a, SYS_VA + STUB_OFF + b))
                 .collect(),
+            exitless,
             offsets,
             pool: Mutex::new(pool),
             kickers: kick_states.iter().map(|k| Kicker::new(k.clone())).collect(),
@@ -461,6 +480,7 @@ fn probe_and_configure(
     sys: &Ram,
     null_cr3: u64,
     offsets: &StubOffsets,
+    exitless: bool,
 ) -> Result<(TrapPath, crate::fpu::FpuMode, Vec<Arc<KickState>>), MachineError> {
     let path = probe(&mut fds[0], sys, null_cr3, offsets)?;
     log::info!(
@@ -474,13 +494,15 @@ fn probe_and_configure(
     );
     let fpu_mode = probe_fpu(&mut fds[0], sys, null_cr3, offsets);
     log::info!("vkernel: FPU handoff {fpu_mode:?}");
-    let lstar = match path {
+    let lstar = |i: usize| match path {
         TrapPath::Standard => SYS_VA + STUB_OFF + offsets.syscall,
+        // Each vCPU's own exitless entry (its request line).
+        TrapPath::StaysInUserMode if exitless => TRAMP_VA + offsets.xentries + 16 * i as u64,
         TrapPath::StaysInUserMode => TRAMP_VA + offsets.tramp_syscall,
     };
     let user_ports: &[u16] = match path {
         TrapPath::Standard => &[],
-        TrapPath::StaysInUserMode => &[abi::PORT_SYSCALL],
+        TrapPath::StaysInUserMode => &[abi::PORT_SYSCALL, abi::PORT_XSYSCALL],
     };
     for n in 0..fds.len() {
         set_io_bitmap(sys, n, user_ports);
@@ -490,7 +512,7 @@ fn probe_and_configure(
         set_msrs(
             fd,
             &[
-                (msr::LSTAR, lstar),
+                (msr::LSTAR, lstar(i)),
                 (msr::KERNEL_GS_BASE, SYS_VA + cpu_stack_top_off(i)),
             ],
         )?;
@@ -551,6 +573,57 @@ impl Machine {
     /// Free hardware page-table pages left in the pool.
     pub fn free_table_pages(&self) -> u64 {
         self.inner.pool.lock().unwrap().free_pages()
+    }
+
+    /// Are exitless syscalls on (built with them, on a host where KVM keeps
+    /// CPL3 across `syscall`)?
+    pub fn exitless_enabled(&self) -> bool {
+        self.inner.exitless.is_some()
+    }
+
+    /// Serve vprocs' syscalls without VM exits through `handler`, on a
+    /// server thread (see [`crate::exitless`]). Returns false, changing
+    /// nothing, where exitless syscalls are off or a handler is already
+    /// set.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use vkernel_core::exitless::{ExitlessReply, ExitlessOptions};
+    /// # let m = vkernel_core::machine::Machine::builder().build().unwrap();
+    /// m.set_exitless_handler(
+    ///     Arc::new(|req| match req.nr {
+    ///         39 => ExitlessReply::Done(1), // getpid
+    ///         _ => ExitlessReply::Exit,
+    ///     }),
+    ///     ExitlessOptions::default(),
+    /// );
+    /// ```
+    pub fn set_exitless_handler(
+        &self,
+        handler: crate::exitless::ExitlessHandler,
+        opts: crate::exitless::ExitlessOptions,
+    ) -> bool {
+        self.inner
+            .exitless
+            .as_ref()
+            .is_some_and(|x| x.start(handler, opts))
+    }
+
+    /// The exitless server's counters (zeros where it is off).
+    pub fn exitless_stats(&self) -> crate::exitless::ExitlessStats {
+        self.inner
+            .exitless
+            .as_ref()
+            .map(|x| x.stats())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for MachineInner {
+    fn drop(&mut self) {
+        if let Some(x) = &self.exitless {
+            x.shutdown();
+        }
     }
 }
 

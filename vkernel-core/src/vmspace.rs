@@ -183,6 +183,9 @@ pub(crate) struct VmState {
     pub(crate) gen: u64,
     /// vCPUs running this vmspace right now (bit per vCPU).
     pub(crate) running: u64,
+    /// System-region offset of the exitless request page (mapped at
+    /// `SLOT_VA`), where exitless syscalls are on.
+    pub(crate) slot: Option<u64>,
     fault_around: u64,
     pub(crate) stats: VmspaceStats,
 }
@@ -225,7 +228,19 @@ fn check_range(addr: u64, len: u64) -> Result<u64, VmspaceError> {
 impl Vmspace {
     pub(crate) fn create(machine: Arc<MachineInner>) -> Result<Vmspace, VmspaceError> {
         let mut pool = machine.pool.lock().unwrap();
-        let hw = new_hw(&machine, &mut pool)?;
+        let slot = match machine.exitless {
+            Some(_) => Some(pool.alloc()?),
+            None => None,
+        };
+        let hw = match new_hw(&machine, &mut pool, slot) {
+            Ok(hw) => hw,
+            Err(e) => {
+                if let Some(p) = slot {
+                    pool.release(&[p]);
+                }
+                return Err(e.into());
+            }
+        };
         drop(pool);
         let id = machine.new_vmspace_id();
         Ok(Vmspace {
@@ -238,6 +253,7 @@ impl Vmspace {
                     pending: Vec::new(),
                     gen: 0,
                     running: 0,
+                    slot,
                     fault_around: DEFAULT_FAULT_AROUND,
                     stats: VmspaceStats::default(),
                 }),
@@ -558,7 +574,7 @@ impl Vmspace {
         access: Access,
         emulate: Emulate,
     ) -> Result<(u64, u64), FaultReason> {
-        if va >= USER_END {
+        if va >= USER_END || (st.slot.is_some() && va & !0xFFF == vkernel_guest::layout::SLOT_VA) {
             return Err(FaultReason::NotUser);
         }
         let (start, r) = find(&st.regions, va).ok_or(FaultReason::NoRegion)?;
@@ -663,7 +679,7 @@ impl Vmspace {
         }
         let machine = &self.shared.machine;
         let mut pool = machine.pool.lock().unwrap();
-        let hw = new_hw(machine, &mut pool)?;
+        let hw = new_hw(machine, &mut pool, st.slot)?;
         // Commands for the old tables die with them: they are zeroed now.
         st.pending.clear();
         st.gen += 1;
@@ -782,6 +798,7 @@ impl Vmspace {
             how,
             keep: &still_writable,
             no_zap: tramp_table,
+            pinned: st.slot.map(|_| vkernel_guest::layout::SLOT_VA),
         };
         let n = hw.rewrite_range(&pool, start, end, &spec, &mut cmds);
         drop(pool);
@@ -810,8 +827,12 @@ impl Drop for Vmspace {
     fn drop(&mut self) {
         let mut st = self.lock();
         st.regions.clear();
+        let mut pool = self.shared.machine.pool.lock().unwrap();
         if let Some(hw) = st.hw.take() {
-            self.shared.machine.pool.lock().unwrap().release(hw.pages());
+            pool.release(hw.pages());
+        }
+        if let Some(p) = st.slot.take() {
+            pool.release(&[p]);
         }
     }
 }
@@ -865,17 +886,26 @@ fn linear_flags(prot: Prot) -> u64 {
 
 /// Empty hardware tables for a vmspace: the shared upper half, and the
 /// trampoline page where the host's KVM keeps CPL3 across `syscall`.
-fn new_hw(machine: &MachineInner, pool: &mut crate::hwpt::PtPool) -> Result<HwSpace, PoolError> {
+fn new_hw(
+    machine: &MachineInner,
+    pool: &mut crate::hwpt::PtPool,
+    slot: Option<u64>,
+) -> Result<HwSpace, PoolError> {
     let mut hw = pool.new_space()?;
+    let mut fixed = Vec::new();
     if machine.path == crate::machine::TrapPath::StaysInUserMode {
-        let e = crate::machine::tramp_entry(machine.sys_gpa);
-        if let Err(err) = hw.install(
-            pool,
+        fixed.push((
             vkernel_guest::layout::TRAMP_VA,
-            e,
-            false,
-            &mut Vec::new(),
-        ) {
+            crate::machine::tramp_entry(machine.sys_gpa),
+        ));
+    }
+    if let Some(p) = slot {
+        // The exitless request page: user read/write, never executable.
+        let e = (machine.sys_gpa + p) | PTE_P | PTE_U | PTE_W | PTE_A | PTE_D | PTE_NX;
+        fixed.push((vkernel_guest::layout::SLOT_VA, e));
+    }
+    for (va, e) in fixed {
+        if let Err(err) = hw.install(pool, va, e, false, &mut Vec::new()) {
             pool.release(hw.pages());
             return Err(err);
         }

@@ -26,6 +26,40 @@ pub const PORT_VECTOR_BASE: u16 = 0x80;
 pub const PORT_SYSCALL: u16 = 0xE1;
 /// The machine-start probe's syscall landed.
 pub const PORT_PROBE: u16 = 0xE2;
+/// An exitless trampoline's syscall takes the exit path (no server awake,
+/// its budget ran out, or the server said so): like [`PORT_SYSCALL`], but
+/// R11 is the trampoline's (the host takes RFLAGS from the vCPU).
+pub const PORT_XSYSCALL: u16 = 0xE3;
+
+/// Exitless syscalls: the request line of vCPU `n` is at
+/// `layout::SLOT_VA + n * XS_LINE` (one page per vmspace, user-writable).
+pub const XS_LINE: u64 = 128;
+/// Line: state (u64): [`XS_IDLE`], [`XS_POSTED`], [`XS_TAKEN`], [`XS_DONE`]
+/// or [`XS_EXIT`].
+pub const XS_STATE: u64 = 0;
+/// Line: the syscall number (RAX).
+pub const XS_NR: u64 = 8;
+/// Line: the six arguments (RDI, RSI, RDX, R10, R8, R9).
+pub const XS_ARGS: u64 = 16;
+/// Line: the return value the server wrote.
+pub const XS_RET: u64 = 64;
+/// Line: the return address (RCX of the `syscall`).
+pub const XS_RCX: u64 = 72;
+/// Line: non-zero while the server polls (written by the host).
+pub const XS_AWAKE: u64 = 80;
+/// State: no request.
+pub const XS_IDLE: u64 = 0;
+/// State: the vproc posted a request.
+pub const XS_POSTED: u64 = 1;
+/// State: the server took it (it will answer).
+pub const XS_TAKEN: u64 = 2;
+/// State: answered; the return value is at [`XS_RET`].
+pub const XS_DONE: u64 = 3;
+/// State: the server says: take the exit path.
+pub const XS_EXIT: u64 = 4;
+/// `pause` iterations the trampoline waits for an answer before it takes
+/// the request back and exits (about the cost of an exit).
+pub const XS_SPINS: u64 = 1000;
 
 /// Mailbox: number of pending commands (the stub zeroes it when done).
 pub const MB_NCMDS: u64 = 0x00;

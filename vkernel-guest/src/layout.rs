@@ -29,6 +29,11 @@ pub const TRAMP_VA: u64 = 0x0000_7FFF_FFFF_F000;
 
 /// Page size.
 pub const PAGE_SIZE: u64 = 4096;
+/// User virtual address of a vmspace's exitless request page (the page
+/// below the trampoline, where exitless syscalls are on): one request line
+/// per vCPU (`abi::XS_LINE` bytes each), user-writable, private to the
+/// vmspace. Vprocs cannot map it (the walker refuses it).
+pub const SLOT_VA: u64 = TRAMP_VA - PAGE_SIZE;
 /// Virtual base of the system region in every vmspace (PML4 slot 256).
 pub const SYS_VA: u64 = 0xFFFF_8000_0000_0000;
 /// PML4 index of [`SYS_VA`].

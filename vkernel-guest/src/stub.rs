@@ -210,6 +210,115 @@ vktramp_probe_fpu:
     xorps xmm0, xmm0
     syscall
     ud2
+
+    // Exitless syscalls. LSTAR of vCPU n is `vktramp_xentry_n`: r11 (which
+    // `syscall` clobbers anyway) becomes the address of the vCPU's request
+    // line in the page below (`SLOT_VA`); `vktramp_xcommon` posts the call
+    // there and waits for the host's server, or exits like the trampoline
+    // above (port 0xe3) when no server is awake, when its budget runs out
+    // and it can take the request back, or when the server says so. The
+    // host settles a request a kick interrupts (see `Cpu::settle_exitless`).
+    .macro VK_XENTRY n
+    .balign 16
+vktramp_xentry_\n:
+    lea r11, [rip + vktramp_start - 4096 + {xs_line} * \n]
+    jmp vktramp_xcommon
+    .endm
+    .balign 16
+    .globl vktramp_xentries
+vktramp_xentries:
+    VK_XENTRY 0
+    VK_XENTRY 1
+    VK_XENTRY 2
+    VK_XENTRY 3
+    VK_XENTRY 4
+    VK_XENTRY 5
+    VK_XENTRY 6
+    VK_XENTRY 7
+    VK_XENTRY 8
+    VK_XENTRY 9
+    VK_XENTRY 10
+    VK_XENTRY 11
+    VK_XENTRY 12
+    VK_XENTRY 13
+    VK_XENTRY 14
+    VK_XENTRY 15
+    VK_XENTRY 16
+    VK_XENTRY 17
+    VK_XENTRY 18
+    VK_XENTRY 19
+    VK_XENTRY 20
+    VK_XENTRY 21
+    VK_XENTRY 22
+    VK_XENTRY 23
+    VK_XENTRY 24
+    VK_XENTRY 25
+    VK_XENTRY 26
+    VK_XENTRY 27
+    VK_XENTRY 28
+    VK_XENTRY 29
+
+    .balign 16
+    .globl vktramp_xcommon
+vktramp_xcommon:
+    cmp qword ptr [r11 + {xs_awake}], 0
+    je vktramp_xslow
+    mov [r11 + {xs_nr}], rax
+    mov [r11 + {xs_args}], rdi
+    mov [r11 + {xs_args} + 8], rsi
+    mov [r11 + {xs_args} + 16], rdx
+    mov [r11 + {xs_args} + 24], r10
+    mov [r11 + {xs_args} + 32], r8
+    mov [r11 + {xs_args} + 40], r9
+    mov [r11 + {xs_rcx}], rcx
+    mov qword ptr [r11 + {xs_state}], {xs_posted}
+    .globl vktramp_xposted
+vktramp_xposted:
+    mov eax, {xs_spins}
+1:
+    pause
+    mov rcx, [r11 + {xs_state}]
+    cmp rcx, {xs_done}
+    je vktramp_xdone
+    cmp rcx, {xs_exit}
+    je 3f
+    dec eax
+    jnz 1b
+    // Out of budget: take the request back unless the server has it.
+    mov eax, {xs_posted}
+    xor ecx, ecx
+    lock cmpxchg [r11 + {xs_state}], rcx
+    je vktramp_xexit
+2:
+    // The server has it: its answer comes in microseconds.
+    pause
+    mov rcx, [r11 + {xs_state}]
+    cmp rcx, {xs_done}
+    je vktramp_xdone
+    cmp rcx, {xs_exit}
+    jne 2b
+3:
+    mov qword ptr [r11 + {xs_state}], {xs_idle}
+    .globl vktramp_xexit
+vktramp_xexit:
+    mov rax, [r11 + {xs_nr}]
+    mov rcx, [r11 + {xs_rcx}]
+    .globl vktramp_xout
+vktramp_xout:
+    out {port_xsys}, al
+    ud2
+    .globl vktramp_xslow
+vktramp_xslow:
+    out {port_xsys}, al
+    ud2
+    .globl vktramp_xdone
+vktramp_xdone:
+    mov rax, [r11 + {xs_ret}]
+    mov rcx, [r11 + {xs_rcx}]
+    mov qword ptr [r11 + {xs_state}], {xs_idle}
+    jmp rcx
+    .globl vktramp_xend
+vktramp_xend:
     .globl vktramp_end
 vktramp_end:
     .balign 4096
@@ -226,6 +335,19 @@ vktramp_end:
     cmd_set_ts = const abi::CMD_SET_TS,
     cmd_clts = const abi::CMD_CLTS,
     cmd_zap = const abi::CMD_ZAP,
+    port_xsys = const abi::PORT_XSYSCALL,
+    xs_line = const abi::XS_LINE,
+    xs_state = const abi::XS_STATE,
+    xs_nr = const abi::XS_NR,
+    xs_args = const abi::XS_ARGS,
+    xs_ret = const abi::XS_RET,
+    xs_rcx = const abi::XS_RCX,
+    xs_awake = const abi::XS_AWAKE,
+    xs_idle = const abi::XS_IDLE,
+    xs_posted = const abi::XS_POSTED,
+    xs_done = const abi::XS_DONE,
+    xs_exit = const abi::XS_EXIT,
+    xs_spins = const abi::XS_SPINS,
 );
 
 extern "C" {
@@ -242,6 +364,14 @@ extern "C" {
     static vktramp_probe_entry: u8;
     static vktramp_probe_user: u8;
     static vktramp_probe_fpu: u8;
+    static vktramp_xentries: u8;
+    static vktramp_xcommon: u8;
+    static vktramp_xposted: u8;
+    static vktramp_xexit: u8;
+    static vktramp_xout: u8;
+    static vktramp_xslow: u8;
+    static vktramp_xdone: u8;
+    static vktramp_xend: u8;
 }
 
 fn addr<T>(p: *const T) -> usize {
@@ -296,6 +426,22 @@ pub struct StubOffsets {
     /// Probe: user code that executes one SSE instruction, then exits
     /// through `syscall` to the probe entry.
     pub tramp_probe_fpu: u64,
+    /// Exitless: vCPU n's `syscall` entry is `xentries + 16 * n`.
+    pub xentries: u64,
+    /// Exitless: the common code (posting starts here).
+    pub xcommon: u64,
+    /// Exitless: just after the request is posted.
+    pub xposted: u64,
+    /// Exitless: the exit path that reloads RAX and RCX from the line.
+    pub xexit: u64,
+    /// Exitless: that path's `out` (a `ud2` follows it).
+    pub xout: u64,
+    /// Exitless: the exit taken when no server is awake (`out`, `ud2`).
+    pub xslow: u64,
+    /// Exitless: the answered path (RAX from the line, then `jmp rcx`).
+    pub xdone: u64,
+    /// Exitless: end of the code.
+    pub xend: u64,
 }
 
 /// Where the stub is on its way out to the host: each vector up to and
@@ -338,6 +484,14 @@ pub fn offsets() -> StubOffsets {
             tramp_probe_entry: addr(core::ptr::addr_of!(vktramp_probe_entry)) as u64 - t,
             tramp_probe_user: addr(core::ptr::addr_of!(vktramp_probe_user)) as u64 - t,
             tramp_probe_fpu: addr(core::ptr::addr_of!(vktramp_probe_fpu)) as u64 - t,
+            xentries: addr(core::ptr::addr_of!(vktramp_xentries)) as u64 - t,
+            xcommon: addr(core::ptr::addr_of!(vktramp_xcommon)) as u64 - t,
+            xposted: addr(core::ptr::addr_of!(vktramp_xposted)) as u64 - t,
+            xexit: addr(core::ptr::addr_of!(vktramp_xexit)) as u64 - t,
+            xout: addr(core::ptr::addr_of!(vktramp_xout)) as u64 - t,
+            xslow: addr(core::ptr::addr_of!(vktramp_xslow)) as u64 - t,
+            xdone: addr(core::ptr::addr_of!(vktramp_xdone)) as u64 - t,
+            xend: addr(core::ptr::addr_of!(vktramp_xend)) as u64 - t,
         }
     }
 }
@@ -382,5 +536,23 @@ mod tests {
         // The trampoline's syscall entry is `out 0xe1, al` (e6 e1).
         let t = tramp_code();
         assert_eq!(&t[o.tramp_syscall as usize..][..2], &[0xe6, 0xe1]);
+        // Exitless entries: 16 bytes apart, each `lea r11, [rip + d]` to
+        // its line in the page below the trampoline.
+        for n in [0u64, 1, 29] {
+            let e = (o.xentries + 16 * n) as usize;
+            assert_eq!(&t[e..e + 3], &[0x4c, 0x8d, 0x1d]);
+            let d = i32::from_le_bytes(t[e + 3..e + 7].try_into().unwrap()) as i64;
+            let target = e as i64 + 7 + d;
+            assert_eq!(target, -4096 + (abi::XS_LINE * n) as i64);
+        }
+        assert_eq!(
+            &t[o.xout as usize..][..2],
+            &[0xe6, abi::PORT_XSYSCALL as u8]
+        );
+        assert_eq!(
+            &t[o.xslow as usize..][..2],
+            &[0xe6, abi::PORT_XSYSCALL as u8]
+        );
+        assert!(o.xend as usize <= t.len());
     }
 }

@@ -72,10 +72,11 @@ pub(crate) struct Expect<'a> {
     /// `out`; the CPL0 syscall entry up to its `out`): half-open
     /// guest-virtual ranges. Elsewhere in the stub it is on its way back.
     pub stub_exiting: &'a [(u64, u64)],
-    /// Where a vproc lands when KVM completes the trampoline's syscall
-    /// `out` over the registers written for the entry (the `ud2` after it;
-    /// `None` where syscalls enter CPL0): no vproc code runs from there.
-    pub clobbered_rip: Option<u64>,
+    /// Where a vproc lands when KVM completes a trampoline's syscall `out`
+    /// over the registers written for the entry (the `ud2` after each; 0
+    /// where unused, and where syscalls enter CPL0): no vproc code runs
+    /// from there.
+    pub clobbered_rips: [u64; 3],
 }
 
 /// Where a kick (EINTR) found the vCPU.
@@ -112,6 +113,8 @@ pub(crate) enum ExitKind {
     Exception(u64),
     /// The syscall trampoline (`abi::PORT_SYSCALL`).
     Syscall,
+    /// The exitless trampoline's exit path (`abi::PORT_XSYSCALL`).
+    XSyscall,
     /// An `out` to a port nobody uses.
     UnknownPort(u16),
     /// A kick (EINTR).
@@ -133,6 +136,7 @@ pub(crate) fn classify(raw: &RawExit, s: &Snapshot, e: &Expect) -> ExitKind {
             ExitKind::Exception(u64::from(*p - abi::PORT_VECTOR_BASE))
         }
         RawExit::Out(abi::PORT_SYSCALL) => ExitKind::Syscall,
+        RawExit::Out(abi::PORT_XSYSCALL) => ExitKind::XSyscall,
         RawExit::Out(p) => ExitKind::UnknownPort(*p),
         RawExit::Shutdown => ExitKind::Shutdown,
         RawExit::InternalError(sub) => ExitKind::InternalError(*sub),
@@ -152,7 +156,7 @@ fn classify_interruption(s: &Snapshot, e: &Expect) -> Interruption {
         x.rip = x.rip.wrapping_add(2);
         s.now == x
     };
-    let clobbered = s.user_mode && Some(s.now.rip) == e.clobbered_rip;
+    let clobbered = s.user_mode && s.now.rip != 0 && e.clobbered_rips.contains(&s.now.rip);
     if s.now == s.entry || s.now == s.last_exit || completed_out || clobbered {
         Interruption::NothingRan
     } else if s.user_mode && e.bounce && s.now.rip == e.kcall {
@@ -205,7 +209,7 @@ mod tests {
             resume_rips: [RESUME, RESUME + 0x10],
             resume_rsp: RESUME_RSP,
             stub_exiting: EXITING,
-            clobbered_rip: Some(TRAMP_UD2),
+            clobbered_rips: [TRAMP_UD2, 0, 0],
         }
     }
 
@@ -236,6 +240,7 @@ mod tests {
             ExitKind::UnknownPort(abi::PORT_VECTOR_BASE + 32)
         );
         assert_eq!(c(RawExit::Out(abi::PORT_SYSCALL)), ExitKind::Syscall);
+        assert_eq!(c(RawExit::Out(abi::PORT_XSYSCALL)), ExitKind::XSyscall);
         assert_eq!(c(RawExit::Out(0x3f8)), ExitKind::UnknownPort(0x3f8));
         assert_eq!(c(RawExit::Errno(libc::EAGAIN)), ExitKind::Retry);
         assert_eq!(

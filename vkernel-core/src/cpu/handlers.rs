@@ -113,8 +113,13 @@ impl Cpu {
     }
 
     /// The vproc's `syscall` reached the trampoline.
-    pub(super) fn on_syscall(&mut self, frame: &mut TrapFrame) -> Next {
+    pub(super) fn on_syscall(&mut self, frame: &mut TrapFrame, exitless: bool) -> Next {
         let mut f = self.frame_from_regs();
+        if exitless {
+            // The exitless trampoline used R11: RFLAGS is the vCPU's own.
+            self.stats.exitless_exits += 1;
+            f.r11 = f.rflags;
+        }
         match self.m.path {
             TrapPath::StaysInUserMode => {
                 self.pos = Position::User;
@@ -179,7 +184,11 @@ impl Cpu {
             self.clobber_retries = 0;
             return self.on_page_fault(vms, f, error_code, cr2, frame);
         }
-        if vector == VEC_UD && after_tramp && rip == self.tramp_ud2() && self.clobber_retries < 4 {
+        if vector == VEC_UD
+            && after_tramp
+            && self.tramp_ud2s().contains(&rip)
+            && self.clobber_retries < 4
+        {
             // KVM completed the trampoline's `out` over the registers
             // written for this entry (PVM-derived hosts, rarely, under
             // load) and ran the vproc from its exit state into the `ud2`

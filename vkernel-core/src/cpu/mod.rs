@@ -16,6 +16,7 @@ use vkernel_guest::x86::{self, is_canonical};
 
 mod exit;
 mod handlers;
+mod settle;
 
 use crate::fpu::{FpuContext, FpuMode, FXSAVE_LEN};
 use crate::hwpt::Cmd;
@@ -133,6 +134,9 @@ pub struct CpuStats {
     /// bounce address), and the kick is answered there: at most two more
     /// exits, however long the stub's work.
     pub kicks_in_stub: u64,
+    /// Syscalls that took the exitless trampoline's exit path (no server
+    /// awake, its budget ran out, or the server sent them to the exit).
+    pub exitless_exits: u64,
     /// Resumes after a syscall that KVM ran from the exit state instead of
     /// the registers written for the entry (it completed the trampoline's
     /// `out` over them), caught at the trampoline's `ud2` and re-entered.
@@ -183,6 +187,9 @@ pub struct Cpu {
     after_tramp_out: bool,
     /// Consecutive clobbered resumes re-entered (bounded).
     clobber_retries: u32,
+    /// The exitless request page of the vmspace being run (while `run`
+    /// runs, where exitless syscalls are on).
+    running_slot: Option<u64>,
 
     last_fault: (u64, u32),
     /// The last PageFault returned: (vmspace, addr, access, rip).
@@ -253,6 +260,7 @@ impl Cpu {
             kick_owed: false,
             after_tramp_out: false,
             clobber_retries: 0,
+            running_slot: None,
 
             last_fault: (u64::MAX, 0),
             returned_fault: None,
@@ -416,7 +424,7 @@ impl Cpu {
             self.stats.interrupts += 1;
             return Ok(Trap::Interrupted);
         }
-        {
+        let slot = {
             let mut st = vms.lock();
             st.running |= 1 << self.index;
             let cr3 = self.m.sys_gpa + st.hw.as_ref().expect("live vmspace").pml4;
@@ -434,7 +442,8 @@ impl Cpu {
                 self.queue.push_back(abi::cmd(abi::CMD_FLUSH, 0, 0));
                 self.seen_gen = st.gen;
             }
-        }
+            st.slot
+        };
         let owner = self
             .fpu_loaded
             .as_ref()
@@ -481,7 +490,15 @@ impl Cpu {
         self.target = *frame;
         // SAFETY: pthread_self has no preconditions.
         self.kick.set_thread(Some(unsafe { libc::pthread_self() }));
+        if let (Some(x), Some(page)) = (&self.m.exitless, slot) {
+            x.enter(self.index, page);
+            self.running_slot = Some(page);
+        }
         let r = self.run_loop(vms, frame);
+        if let Some(x) = &self.m.exitless {
+            x.leave(self.index);
+            self.running_slot = None;
+        }
         self.kick.set_thread(None);
         vms.lock().running &= !(1 << self.index);
         if let Err(e) = &r {
@@ -704,7 +721,14 @@ impl Cpu {
                 }
                 ExitKind::Syscall => {
                     self.exited(snap.now);
-                    self.on_syscall(frame)
+                    self.on_syscall(frame, false)
+                }
+                ExitKind::XSyscall => {
+                    self.exited(snap.now);
+                    if let Some(x) = &self.m.exitless {
+                        x.wake();
+                    }
+                    self.on_syscall(frame, true)
                 }
                 ExitKind::UnknownPort(port) => {
                     self.exited(snap.now);
@@ -777,8 +801,7 @@ impl Cpu {
             ],
             resume_rsp: SYS_VA + self.top - IRET_FRAME_SIZE,
             stub_exiting: &self.m.stub_exiting,
-            clobbered_rip: (self.m.path == crate::machine::TrapPath::StaysInUserMode)
-                .then(|| self.tramp_ud2()),
+            clobbered_rips: self.tramp_ud2s(),
         }
     }
 
@@ -789,9 +812,18 @@ impl Cpu {
         self.after_tramp_out = false;
     }
 
-    /// Where the trampoline's `ud2` after its syscall `out` is.
-    fn tramp_ud2(&self) -> u64 {
-        TRAMP_VA + self.m.offsets.tramp_syscall + 2
+    /// Where the `ud2`s after the trampolines' syscall `out`s are (zeros
+    /// where syscalls enter CPL0).
+    fn tramp_ud2s(&self) -> [u64; 3] {
+        if self.m.path != crate::machine::TrapPath::StaysInUserMode {
+            return [0; 3];
+        }
+        let o = &self.m.offsets;
+        [
+            TRAMP_VA + o.tramp_syscall + 2,
+            TRAMP_VA + o.xout + 2,
+            TRAMP_VA + o.xslow + 2,
+        ]
     }
 
     /// Return `Trap::Interrupted` with the vproc's state as last known.
@@ -807,7 +839,12 @@ impl Cpu {
 
     fn interrupted(&mut self, frame: &mut TrapFrame) -> Next {
         self.stats.interrupts += 1;
-        *frame = self.target;
+        // A vproc stopped inside the exitless trampoline leaves with its
+        // request settled (see settle.rs).
+        let mut f = self.target;
+        self.settle_exitless(&mut f);
+        *frame = f;
+        self.target = f;
         Next::Return(Trap::Interrupted)
     }
 }

@@ -1,0 +1,211 @@
+//! Exitless syscalls (vkernel_core::exitless): a vproc's syscall answered by
+//! the server without a VM exit, kicks with requests in flight (answered
+//! exactly once), and a vproc scribbling on its request page.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use vkernel::core::exitless::{ExitlessOptions, ExitlessReply, ExitlessRequest};
+use vkernel::core::prelude::*;
+use vkernel::guest::programs::{self, check_result, SYS_CHECK, SYS_EXIT};
+
+/// A machine with exitless syscalls, or None (skipped, or not available on
+/// this host's trap path: then the test says so and checks nothing more).
+fn env(test: &str) -> Option<Env> {
+    let e = Env::with_ram(test, 64 << 20)?;
+    if !e.m.exitless_enabled() {
+        eprintln!("{test}: exitless syscalls are not available on this trap path ({:?}); the exit path is what runs", e.m.trap_path());
+    }
+    Some(e)
+}
+
+/// The handler of these tests: SYS_CHECK answered, counted; anything else
+/// to the exit path.
+fn check_handler(served: Arc<AtomicU64>) -> vkernel::core::exitless::ExitlessHandler {
+    Arc::new(move |r: &ExitlessRequest| match r.nr {
+        SYS_CHECK => {
+            served.fetch_add(1, Ordering::Relaxed);
+            ExitlessReply::Done(check_result(r.args))
+        }
+        _ => ExitlessReply::Exit,
+    })
+}
+
+/// Run `syscall_check` for `n` calls, answering on the exit path what the
+/// server did not; returns (calls the host answered on the exit path,
+/// interrupted runs).
+fn run_checks(e: &mut Env, vms: &Vmspace, n: u64) -> (u64, u64) {
+    let mut f = frame(0, 0, 0);
+    f.rcx = n;
+    let (mut exits, mut intr) = (0, 0);
+    loop {
+        match e.run(vms, &mut f) {
+            Trap::Syscall if f.rax == SYS_CHECK => {
+                exits += 1;
+                f.rax = check_result([f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9]);
+            }
+            Trap::Syscall if f.rax == SYS_EXIT => {
+                assert_eq!(f.rdi, 0, "the guest's self-check failed");
+                return (exits, intr);
+            }
+            Trap::Interrupted => intr += 1,
+            other => panic!("{other:?} at {:#x}", f.rip),
+        }
+    }
+}
+
+#[test]
+fn exitless_syscalls_need_no_exit() {
+    let test = "exitless_syscalls_need_no_exit";
+    let Some(mut e) = env(test) else { return };
+    let vms = e.vmspace_with(programs::syscall_check());
+    let served = Arc::new(AtomicU64::new(0));
+    let on =
+        e.m.set_exitless_handler(check_handler(served.clone()), ExitlessOptions::default());
+    assert_eq!(on, e.m.exitless_enabled());
+    let n = scaled(20_000);
+    let before = e.cpu.stats();
+    let (exits, _) = run_checks(&mut e, &vms, n);
+    let after = e.cpu.stats();
+    let served = served.load(Ordering::Relaxed);
+    // Every call answered once, by one side or the other.
+    assert_eq!(served + exits, n);
+    eprintln!(
+        "{test}: {n} calls, {served} served without an exit, {} VM exits, {:?}, {:?}",
+        after.exits - before.exits,
+        e.m.exitless_stats(),
+        after
+    );
+    if on {
+        // The server wakes on the first exit and answers nearly all the
+        // rest; a loaded host may send some to the exit path.
+        assert!(served >= n / 2, "only {served} of {n} served exitless");
+        assert!(after.exits - before.exits < n / 2);
+        assert_eq!(e.m.exitless_stats().served, served);
+    }
+}
+
+#[test]
+fn requests_in_flight_survive_a_kick_storm_exactly_once() {
+    let test = "requests_in_flight_survive_a_kick_storm_exactly_once";
+    let Some(mut e) = env(test) else { return };
+    let vms = e.vmspace_with(programs::syscall_check());
+    let served = Arc::new(AtomicU64::new(0));
+    e.m.set_exitless_handler(check_handler(served.clone()), ExitlessOptions::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (k, s2) = (e.cpu.kicker(), stop.clone());
+    let storm = std::thread::spawn(move || {
+        while !s2.load(Ordering::Relaxed) {
+            k.kick();
+            std::thread::sleep(Duration::from_micros(30));
+        }
+    });
+    let n = scaled(20_000);
+    let (exits, intr) = run_checks(&mut e, &vms, n);
+    stop.store(true, Ordering::Relaxed);
+    storm.join().unwrap();
+    // The guest checks every result (a wrong or repeated answer fails its
+    // self-check); each call was answered exactly once.
+    assert_eq!(served.load(Ordering::Relaxed) + exits, n);
+    eprintln!("{test}: {n} calls, {intr} kicks answered, {exits} on the exit path");
+    assert!(intr > 0);
+}
+
+/// Writes garbage over every line of its request page (rdi = iterations),
+/// between syscalls, then exits 0.
+fn scribbler() -> Vec<u8> {
+    // mov r12, rdi; loop: for each of the 30 lines write rcx-derived junk
+    // to state/nr/ret/rcx/awake, then a SYS_CHECK syscall; exit 0.
+    let slot = vkernel::guest::layout::SLOT_VA;
+    let mut c = Vec::new();
+    c.extend_from_slice(&[0x49, 0x89, 0xfc]); // mov r12, rdi
+    let top = c.len();
+    c.extend_from_slice(&[0x4d, 0x85, 0xe4]); // test r12, r12
+    c.extend_from_slice(&[0x0f, 0x84]); // je exit (rel32, patched)
+    let je_at = c.len();
+    c.extend_from_slice(&[0, 0, 0, 0]);
+    c.extend_from_slice(&[0x48, 0xb8]); // mov rax, slot
+    c.extend_from_slice(&slot.to_le_bytes());
+    for off in (0..4096u32).step_by(8) {
+        // mov qword ptr [rax + off], r12
+        c.extend_from_slice(&[0x4c, 0x89, 0xa0]);
+        c.extend_from_slice(&off.to_le_bytes());
+    }
+    c.extend_from_slice(&[0x48, 0xc7, 0xc0]); // mov rax, SYS_CHECK
+    c.extend_from_slice(&(SYS_CHECK as u32).to_le_bytes());
+    c.extend_from_slice(&[0x0f, 0x05]); // syscall
+    c.extend_from_slice(&[0x49, 0xff, 0xcc]); // dec r12
+    c.push(0xe9); // jmp top
+    let back = top as i64 - (c.len() as i64 + 4);
+    c.extend_from_slice(&(back as i32).to_le_bytes());
+    let exit = c.len();
+    let rel = exit as i64 - (je_at as i64 + 4);
+    c[je_at..je_at + 4].copy_from_slice(&(rel as i32).to_le_bytes());
+    c.extend_from_slice(&[0x31, 0xff]); // xor edi, edi
+    c.extend_from_slice(&[0xb8, 60, 0, 0, 0]); // mov eax, 60
+    c.extend_from_slice(&[0x0f, 0x05]); // syscall
+    c.extend_from_slice(&[0x0f, 0x0b]); // ud2
+    c
+}
+
+#[test]
+fn a_vproc_scribbling_its_request_page_hurts_only_itself() {
+    let test = "a_vproc_scribbling_its_request_page_hurts_only_itself";
+    let Some(mut e) = env(test) else { return };
+    let served = Arc::new(AtomicU64::new(0));
+    e.m.set_exitless_handler(check_handler(served.clone()), ExitlessOptions::default());
+    let code = scribbler();
+    assert!(code.len() <= 4096 * 2);
+    let bad = {
+        let gpa = e.frames.alloc(e.m.ram()).unwrap();
+        let gpa2 = e.frames.alloc(e.m.ram()).unwrap();
+        assert_eq!(gpa2, gpa + 4096, "two adjacent frames for the code");
+        e.m.ram().write(gpa, &code).unwrap();
+        let vms = e.m.vmspace_create().unwrap();
+        vms.mmap(
+            CODE_VA,
+            0x2000,
+            Backing::Linear {
+                gpa,
+                prot: Prot::RX,
+            },
+        )
+        .unwrap();
+        vms
+    };
+    let good = e.vmspace_with(programs::syscall_check());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (k, s2) = (e.cpu.kicker(), stop.clone());
+    let storm = std::thread::spawn(move || {
+        while !s2.load(Ordering::Relaxed) {
+            k.kick();
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    });
+    for round in 0..scaled(20) {
+        // The scribbler: whatever its calls return, the host stays sound
+        // and it ends (with its own exit, or a fault of its own making).
+        let mut f = frame(200, 0, 0);
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            assert!(steps < 1_000_000, "round {round}: the scribbler never ends");
+            match e.cpu.run(&bad, &mut f) {
+                Ok(Trap::Syscall) if f.rax == SYS_EXIT => break,
+                Ok(Trap::Syscall) => f.rax = 0,
+                Ok(Trap::Interrupted) => {}
+                Ok(_) => break,
+                Err(RunError::BadFrame { .. }) => break,
+                Err(other) => panic!("round {round}: {other}"),
+            }
+        }
+        // An honest vproc on the same vCPU right after gets right answers.
+        let (_, _) = run_checks(&mut e, &good, 500);
+    }
+    stop.store(true, Ordering::Relaxed);
+    storm.join().unwrap();
+}

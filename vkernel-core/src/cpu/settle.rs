@@ -1,0 +1,135 @@
+//! Settling an exitless request when a kick stops its vproc inside the
+//! exitless trampoline (see [`crate::exitless`]): the vproc leaves `run`
+//! in a state that needs nothing more from the server, so the request line
+//! is free for whatever runs on this vCPU next.
+//!
+//! Where the vproc stopped (its RIP in the trampoline) and the line's state
+//! decide:
+//! - before the request was posted, or in the exit taken with no server:
+//!   nothing was asked; rewind to the `syscall` (RIP = RCX - 2);
+//! - posted, not taken: take it back (compare-and-exchange), rewind;
+//! - taken by the server: wait for its answer (it never blocks), then as
+//!   below;
+//! - answered: complete it (RAX = the return value, RIP = RCX), exactly
+//!   once;
+//! - the server said "exit", or the trampoline took the request back
+//!   itself: rewind (the `syscall` runs again and takes the exit).
+//!
+//! The line is the vproc's own memory: what it holds is used only to give
+//! the vproc its registers back.
+
+use vkernel_guest::abi::{
+    XS_DONE, XS_IDLE, XS_LINE, XS_NR, XS_POSTED, XS_RCX, XS_RET, XS_STATE, XS_TAKEN,
+};
+use vkernel_guest::layout::{PAGE_SIZE, SLOT_VA, TRAMP_VA};
+use vkernel_guest::x86::is_canonical;
+
+use super::Cpu;
+use crate::trap::TrapFrame;
+
+impl Cpu {
+    /// Settle the exitless request of a vproc stopped at `f` (see the
+    /// module docs); `f` is left as the vproc must resume.
+    pub(super) fn settle_exitless(&self, f: &mut TrapFrame) {
+        let Some(page) = self.running_slot else {
+            return;
+        };
+        let o = &self.m.offsets;
+        let at = |off: u64| TRAMP_VA + off;
+        if !(at(o.xcommon)..at(o.xend)).contains(&f.rip) {
+            return;
+        }
+        // The line the trampoline chose (R11), if it is one.
+        let line_va = f.r11;
+        let line = (line_va >= SLOT_VA
+            && line_va < SLOT_VA + PAGE_SIZE
+            && (line_va - SLOT_VA).is_multiple_of(XS_LINE))
+        .then(|| page + (line_va - SLOT_VA));
+        let rewind = |f: &mut TrapFrame| {
+            f.rip = resume_at(f.rcx.wrapping_sub(2));
+        };
+        if f.rip < at(o.xposted) || (at(o.xslow)..at(o.xdone)).contains(&f.rip) {
+            // Nothing posted (or no server): RAX and RCX are the call's.
+            rewind(f);
+            return;
+        }
+        let Some(line) = line else {
+            // A vproc that jumped in with a garbage R11: leave it as it is.
+            return;
+        };
+        let load = |off: u64| self.m.sys.load(line + off).unwrap_or(0);
+        let from_line = |f: &mut TrapFrame| {
+            f.rax = load(XS_NR);
+            f.rcx = load(XS_RCX);
+            f.rip = resume_at(f.rcx.wrapping_sub(2));
+        };
+        let complete = |f: &mut TrapFrame| {
+            f.rax = load(XS_RET);
+            f.rcx = load(XS_RCX);
+            f.rip = resume_at(f.rcx);
+        };
+        let set_idle = || {
+            let _ = self.m.sys.store(line + XS_STATE, XS_IDLE);
+        };
+        if f.rip >= at(o.xdone) {
+            // Answered, and already taking the answer.
+            complete(f);
+            set_idle();
+            return;
+        }
+        if f.rip >= at(o.xexit) {
+            // On the exit path with the request taken back.
+            from_line(f);
+            set_idle();
+            return;
+        }
+        loop {
+            match load(XS_STATE) {
+                XS_POSTED => {
+                    if self.m.sys.cas(line + XS_STATE, XS_POSTED, XS_IDLE) == Ok(true) {
+                        from_line(f);
+                        return;
+                    }
+                }
+                XS_TAKEN => std::thread::yield_now(),
+                XS_DONE => {
+                    complete(f);
+                    set_idle();
+                    return;
+                }
+                // "Exit", taken back by the trampoline, or garbage the
+                // vproc wrote: the call runs again.
+                _ => {
+                    from_line(f);
+                    set_idle();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A resume address: non-canonical values (a vproc that wrote garbage in
+/// its line) become 0, where it faults.
+fn resume_at(rip: u64) -> u64 {
+    if is_canonical(rip) {
+        rip
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn states_are_distinct() {
+        use super::*;
+        use vkernel_guest::abi::XS_EXIT;
+        let s = [XS_IDLE, XS_POSTED, XS_TAKEN, XS_DONE, XS_EXIT];
+        for (i, a) in s.iter().enumerate() {
+            for b in &s[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Exitless syscalls: a vproc's `syscall` served without a VM exit.
+//!
+//! Where KVM keeps CPL3 across `syscall` (our PVM-derived hosts), each vCPU's
+//! LSTAR points at its own entry in the trampoline page, which posts the
+//! call in the vCPU's request line of the vmspace's request page
+//! ([`vkernel_guest::layout::SLOT_VA`], one page per vmspace, user-writable)
+//! and spins (`pause`) for an answer, a bounded number of times. A host
+//! thread (the *server*) polls the lines of the vmspaces the vCPUs are
+//! running and answers through the handler the virtual kernel registered
+//! ([`crate::machine::Machine::set_exitless_handler`]): "done, with this
+//! return value" (the vproc resumes, no exit at all) or "take the exit"
+//! (the trampoline exits as without a server, and [`crate::cpu::Cpu::run`]
+//! returns `Trap::Syscall` as usual). With no server awake, or when its
+//! budget runs out and it can take the request back, the trampoline exits
+//! at once.
+//!
+//! The server sleeps after an idle period (a futex wait through a
+//! condition variable) and says so in every line it polls; the vCPU thread
+//! wakes it when a syscall takes the exit path. Both spins are bounded, so
+//! an oversubscribed host degrades to the exit path, never to starvation.
+//!
+//! The request line is hostile input: the vproc (any thread of its
+//! process) can write it at any time. The server reads a request once, into
+//! host memory, after winning the line with a compare-and-exchange; the
+//! handler gets plain values and checks every pointer like any syscall.
+//! A vproc reaches only its own vmspace's page; the server serves only the
+//! line of the vCPU that runs the vmspace, in that vCPU's context.
+//!
+//! A kick that interrupts a vproc inside the trampoline is settled before
+//! `Cpu::run` returns (`cpu/settle.rs`): an answered request completes
+//! (exactly once), one not taken yet is taken back and the vproc rewound to
+//! its `syscall`, one the server is serving is waited for.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vkernel_guest::abi::{
+    XS_ARGS, XS_AWAKE, XS_DONE, XS_EXIT, XS_LINE, XS_NR, XS_POSTED, XS_RET, XS_STATE, XS_TAKEN,
+};
+
+use crate::ram::Ram;
+
+/// A syscall a vproc posted, as read (once) by the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitlessRequest {
+    /// The vCPU whose vproc made it.
+    pub cpu: usize,
+    /// The syscall number (RAX).
+    pub nr: u64,
+    /// RDI, RSI, RDX, R10, R8, R9.
+    pub args: [u64; 6],
+}
+
+/// The handler's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitlessReply {
+    /// Done: the vproc resumes after its `syscall` with RAX = this value.
+    Done(u64),
+    /// Take the exit: `Cpu::run` returns `Trap::Syscall` for this call (a
+    /// call that blocks, changes the vproc or its mappings, or needs the
+    /// vCPU thread).
+    Exit,
+}
+
+/// The virtual kernel's handler: runs on the server thread while the vproc
+/// waits on its vCPU; must not block.
+pub type ExitlessHandler = Arc<dyn Fn(&ExitlessRequest) -> ExitlessReply + Send + Sync>;
+
+/// Tuning of the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitlessOptions {
+    /// The server sleeps after this long without a request (default 200
+    /// µs): longer trades CPU for latency after a pause.
+    pub idle: Duration,
+}
+
+impl Default for ExitlessOptions {
+    fn default() -> Self {
+        ExitlessOptions {
+            idle: Duration::from_micros(200),
+        }
+    }
+}
+
+/// Counters of the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitlessStats {
+    /// Requests answered "done" (no exit).
+    pub served: u64,
+    /// Requests answered "take the exit".
+    pub sent_to_exit: u64,
+    /// Times the server went to sleep.
+    pub sleeps: u64,
+}
+
+/// The machine's exitless state: which request page each vCPU runs, and
+/// the server.
+pub(crate) struct Exitless {
+    sys: Ram,
+    /// System-region offset of the request page of the vmspace each vCPU
+    /// is running (0: none).
+    current: Vec<AtomicU64>,
+    awake: AtomicBool,
+    woken: Mutex<bool>,
+    wake_cv: Condvar,
+    stop: AtomicBool,
+    served: AtomicU64,
+    sent_to_exit: AtomicU64,
+    sleeps: AtomicU64,
+    server: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Exitless {
+    pub(crate) fn new(sys: Ram, vcpus: usize) -> Exitless {
+        Exitless {
+            sys,
+            current: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
+            awake: AtomicBool::new(false),
+            woken: Mutex::new(false),
+            wake_cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+            served: AtomicU64::new(0),
+            sent_to_exit: AtomicU64::new(0),
+            sleeps: AtomicU64::new(0),
+            server: Mutex::new(None),
+        }
+    }
+
+    fn line(page: u64, cpu: usize) -> u64 {
+        page + XS_LINE * cpu as u64
+    }
+
+    /// vCPU `cpu` is about to run the vmspace whose request page is at
+    /// `page`: the server polls its line from now on.
+    pub(crate) fn enter(&self, cpu: usize, page: u64) {
+        let awake = self.awake.load(Ordering::Acquire) as u64;
+        let _ = self.sys.store(Self::line(page, cpu) + XS_AWAKE, awake);
+        self.current[cpu].store(page, Ordering::Release);
+    }
+
+    /// vCPU `cpu` stopped running it (its request, if any, is settled).
+    pub(crate) fn leave(&self, cpu: usize) {
+        self.current[cpu].store(0, Ordering::Release);
+    }
+
+    /// A syscall took the exit path: make sure the server is up for the
+    /// next ones.
+    pub(crate) fn wake(&self) {
+        if !self.awake.load(Ordering::Relaxed) {
+            *self.woken.lock().unwrap() = true;
+            self.wake_cv.notify_one();
+        }
+    }
+
+    pub(crate) fn stats(&self) -> ExitlessStats {
+        ExitlessStats {
+            served: self.served.load(Ordering::Relaxed),
+            sent_to_exit: self.sent_to_exit.load(Ordering::Relaxed),
+            sleeps: self.sleeps.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Start the server with `handler` (once; later calls change nothing
+    /// and return false).
+    pub(crate) fn start(self: &Arc<Self>, handler: ExitlessHandler, opts: ExitlessOptions) -> bool {
+        let mut s = self.server.lock().unwrap();
+        if s.is_some() {
+            return false;
+        }
+        let me = self.clone();
+        let t = std::thread::Builder::new()
+            .name("vkernel-exitless".into())
+            .spawn(move || me.serve(handler, opts));
+        match t {
+            Ok(t) => {
+                *s = Some(t);
+                true
+            }
+            Err(e) => {
+                log::warn!("vkernel: cannot start the exitless server ({e}): every syscall exits");
+                false
+            }
+        }
+    }
+
+    /// Stop the server and wait for it.
+    pub(crate) fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        *self.woken.lock().unwrap() = true;
+        self.wake_cv.notify_one();
+        if let Some(t) = self.server.lock().unwrap().take() {
+            let _ = t.join();
+        }
+    }
+
+    fn set_awake(&self, on: bool) {
+        self.awake.store(on, Ordering::Release);
+        for (cpu, c) in self.current.iter().enumerate() {
+            let page = c.load(Ordering::Acquire);
+            if page != 0 {
+                let _ = self.sys.store(Self::line(page, cpu) + XS_AWAKE, on as u64);
+            }
+        }
+    }
+
+    /// One pass over the lines; returns whether any request was answered.
+    fn poll(&self, handler: &ExitlessHandler) -> bool {
+        let mut any = false;
+        for (cpu, c) in self.current.iter().enumerate() {
+            let page = c.load(Ordering::Acquire);
+            if page == 0 {
+                continue;
+            }
+            let line = Self::line(page, cpu);
+            if self.sys.load(line + XS_STATE) != Ok(XS_POSTED)
+                || self.sys.cas(line + XS_STATE, XS_POSTED, XS_TAKEN) != Ok(true)
+            {
+                continue;
+            }
+            // Read once, into host memory; never again.
+            let load = |off: u64| self.sys.load(line + off).unwrap_or(0);
+            let req = ExitlessRequest {
+                cpu,
+                nr: load(XS_NR),
+                args: std::array::from_fn(|i| load(XS_ARGS + 8 * i as u64)),
+            };
+            let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req)))
+                .unwrap_or_else(|_| {
+                    log::error!(
+                        "vkernel: the exitless handler panicked on syscall {}",
+                        req.nr
+                    );
+                    ExitlessReply::Exit
+                });
+            match reply {
+                ExitlessReply::Done(v) => {
+                    let _ = self.sys.store(line + XS_RET, v);
+                    let _ = self.sys.store(line + XS_STATE, XS_DONE);
+                    self.served.fetch_add(1, Ordering::Relaxed);
+                }
+                ExitlessReply::Exit => {
+                    let _ = self.sys.store(line + XS_STATE, XS_EXIT);
+                    self.sent_to_exit.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            any = true;
+        }
+        any
+    }
+
+    fn serve(&self, handler: ExitlessHandler, opts: ExitlessOptions) {
+        self.set_awake(true);
+        let mut last = Instant::now();
+        let mut spins = 0u32;
+        while !self.stop.load(Ordering::Acquire) {
+            if self.poll(&handler) {
+                last = Instant::now();
+                spins = 0;
+                continue;
+            }
+            spins += 1;
+            // The clock is read once every 64 idle passes.
+            if spins % 64 == 0 && last.elapsed() >= opts.idle {
+                self.sleep(&handler);
+                last = Instant::now();
+                continue;
+            }
+            std::hint::spin_loop();
+        }
+        self.set_awake(false);
+    }
+
+    fn sleep(&self, handler: &ExitlessHandler) {
+        self.sleeps.fetch_add(1, Ordering::Relaxed);
+        self.set_awake(false);
+        // A request posted just before the lines said "asleep".
+        self.poll(handler);
+        let mut w = self.woken.lock().unwrap();
+        while !*w && !self.stop.load(Ordering::Acquire) {
+            w = self.wake_cv.wait(w).unwrap();
+        }
+        *w = false;
+        drop(w);
+        self.set_awake(true);
+    }
+}
