@@ -262,7 +262,7 @@ impl Exitless {
             }
             spins += 1;
             // The clock is read once every 64 idle passes.
-            if spins % 64 == 0 && last.elapsed() >= opts.idle {
+            if spins.is_multiple_of(64) && last.elapsed() >= opts.idle {
                 self.sleep(&handler);
                 last = Instant::now();
                 continue;

@@ -41,8 +41,7 @@ impl Cpu {
         }
         // The line the trampoline chose (R11), if it is one.
         let line_va = f.r11;
-        let line = (line_va >= SLOT_VA
-            && line_va < SLOT_VA + PAGE_SIZE
+        let line = ((SLOT_VA..SLOT_VA + PAGE_SIZE).contains(&line_va)
             && (line_va - SLOT_VA).is_multiple_of(XS_LINE))
         .then(|| page + (line_va - SLOT_VA));
         let rewind = |f: &mut TrapFrame| {
