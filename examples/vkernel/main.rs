@@ -120,6 +120,10 @@ struct Opts {
     /// Print every vproc's exit and CPU time at the end.
     #[arg(long)]
     ps: bool,
+    /// Every syscall exits to the vkernel (no exitless server: see
+    /// `vkernel_core::exitless`).
+    #[arg(long)]
+    no_exitless: bool,
 }
 
 #[derive(clap::Args)]
@@ -397,6 +401,7 @@ fn run(
     let machine = Machine::builder()
         .ram_size(opts.mem << 20)
         .vcpus(cpus)
+        .exitless(!opts.no_exitless)
         .build()?;
     let stdio = ConsoleStdio::new(machine.kicker(0).expect("vCPU 0 exists"))?;
     let mut argv = vec![path.clone().into_bytes()];
@@ -438,6 +443,7 @@ fn run(
         tick: std::time::Duration::from_millis(opts.tick_ms.max(1)),
         memstats: opts.memstats,
         memstats_json: opts.json,
+        exitless: !opts.no_exitless,
     };
     let report = kernel::run(&machine, vp, &kopts)?;
     let status = report.status;
@@ -512,6 +518,7 @@ fn main() -> ExitCode {
                 memstats: false,
                 json: false,
                 ps: false,
+                no_exitless: false,
             },
             "demo".into(),
             Some(demo_image()),

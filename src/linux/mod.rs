@@ -467,7 +467,21 @@ impl Vproc {
             // Other threads of the process may enter the kernel while this
             // one runs (see `thread`).
             self.leave_kernel();
+            if let Some(k) = &self.k {
+                k.fast.publish(
+                    cpu.index(),
+                    Some(kernel::fast::FastCtx {
+                        pid: self.pid,
+                        tgid: self.thread.tgid,
+                        process: self.mm.lock_handle(),
+                        sig: self.sig_flag.clone(),
+                    }),
+                );
+            }
             let ran = cpu.run(self.mm.vmspace(), &mut self.frame);
+            if let Some(k) = &self.k {
+                k.fast.publish(cpu.index(), None);
+            }
             self.enter_kernel();
             let trap = match ran {
                 Ok(Trap::Interrupted) => {

@@ -109,6 +109,30 @@ impl Process {
     }
 }
 
+/// A weak handle on a process for the exitless server
+/// (`kernel::fast`): it does not count as a thread.
+pub(crate) struct ProcessLock(std::sync::Weak<Process>);
+
+impl ProcessLock {
+    /// Run `f` on the process's vmspace with the process lock held (no
+    /// other thread of it in the kernel meanwhile); None, at once, when
+    /// another thread holds the lock or the process is gone (the server
+    /// never waits for a thread's kernel work).
+    pub(crate) fn try_with<R>(&self, f: impl FnOnce(&Vmspace) -> R) -> Option<R> {
+        let p = self.0.upgrade()?;
+        {
+            let mut g = p.held.lock().unwrap_or_else(|e| e.into_inner());
+            if g.held {
+                return None;
+            }
+            g.held = true;
+        }
+        let r = f(&p.vms);
+        p.release();
+        Some(r)
+    }
+}
+
 /// A thread's handle on its process's memory (`Vproc::mm`): dereferences
 /// to the [`Mm`], taking the process lock on first use.
 pub struct MmRef {
@@ -143,6 +167,11 @@ impl MmRef {
             p: self.p.clone(),
             held: Cell::new(false),
         }
+    }
+
+    /// A weak handle for the exitless server.
+    pub(crate) fn lock_handle(&self) -> ProcessLock {
+        ProcessLock(Arc::downgrade(&self.p))
     }
 
     /// Take the process lock (no-op if held).

@@ -109,6 +109,7 @@ pub(crate) struct Exitless {
     served: AtomicU64,
     sent_to_exit: AtomicU64,
     sleeps: AtomicU64,
+    handler: Mutex<Option<ExitlessHandler>>,
     server: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -124,6 +125,7 @@ impl Exitless {
             served: AtomicU64::new(0),
             sent_to_exit: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
+            handler: Mutex::new(None),
             server: Mutex::new(None),
         }
     }
@@ -162,17 +164,19 @@ impl Exitless {
         }
     }
 
-    /// Start the server with `handler` (once; later calls change nothing
-    /// and return false).
+    /// Serve with `handler` from now on: the server starts on the first
+    /// call (with `opts`); later calls replace the handler. False when the
+    /// server thread cannot start.
     pub(crate) fn start(self: &Arc<Self>, handler: ExitlessHandler, opts: ExitlessOptions) -> bool {
+        *self.handler.lock().unwrap() = Some(handler);
         let mut s = self.server.lock().unwrap();
         if s.is_some() {
-            return false;
+            return true;
         }
         let me = self.clone();
         let t = std::thread::Builder::new()
             .name("vkernel-exitless".into())
-            .spawn(move || me.serve(handler, opts));
+            .spawn(move || me.serve(opts));
         match t {
             Ok(t) => {
                 *s = Some(t);
@@ -206,7 +210,7 @@ impl Exitless {
     }
 
     /// One pass over the lines; returns whether any request was answered.
-    fn poll(&self, handler: &ExitlessHandler) -> bool {
+    fn poll(&self) -> bool {
         let mut any = false;
         for (cpu, c) in self.current.iter().enumerate() {
             let page = c.load(Ordering::Acquire);
@@ -226,14 +230,17 @@ impl Exitless {
                 nr: load(XS_NR),
                 args: std::array::from_fn(|i| load(XS_ARGS + 8 * i as u64)),
             };
-            let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req)))
-                .unwrap_or_else(|_| {
-                    log::error!(
-                        "vkernel: the exitless handler panicked on syscall {}",
-                        req.nr
-                    );
-                    ExitlessReply::Exit
-                });
+            let handler = self.handler.lock().unwrap().clone();
+            let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handler.map_or(ExitlessReply::Exit, |h| h(&req))
+            }))
+            .unwrap_or_else(|_| {
+                log::error!(
+                    "vkernel: the exitless handler panicked on syscall {}",
+                    req.nr
+                );
+                ExitlessReply::Exit
+            });
             match reply {
                 ExitlessReply::Done(v) => {
                     let _ = self.sys.store(line + XS_RET, v);
@@ -250,12 +257,12 @@ impl Exitless {
         any
     }
 
-    fn serve(&self, handler: ExitlessHandler, opts: ExitlessOptions) {
+    fn serve(&self, opts: ExitlessOptions) {
         self.set_awake(true);
         let mut last = Instant::now();
         let mut spins = 0u32;
         while !self.stop.load(Ordering::Acquire) {
-            if self.poll(&handler) {
+            if self.poll() {
                 last = Instant::now();
                 spins = 0;
                 continue;
@@ -263,7 +270,7 @@ impl Exitless {
             spins += 1;
             // The clock is read once every 64 idle passes.
             if spins.is_multiple_of(64) && last.elapsed() >= opts.idle {
-                self.sleep(&handler);
+                self.sleep();
                 last = Instant::now();
                 continue;
             }
@@ -272,11 +279,11 @@ impl Exitless {
         self.set_awake(false);
     }
 
-    fn sleep(&self, handler: &ExitlessHandler) {
+    fn sleep(&self) {
         self.sleeps.fetch_add(1, Ordering::Relaxed);
         self.set_awake(false);
         // A request posted just before the lines said "asleep".
-        self.poll(handler);
+        self.poll();
         let mut w = self.woken.lock().unwrap();
         while !*w && !self.stop.load(Ordering::Acquire) {
             w = self.wake_cv.wait(w).unwrap();

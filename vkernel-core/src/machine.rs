@@ -582,9 +582,9 @@ impl Machine {
     }
 
     /// Serve vprocs' syscalls without VM exits through `handler`, on a
-    /// server thread (see [`crate::exitless`]). Returns false, changing
-    /// nothing, where exitless syscalls are off or a handler is already
-    /// set.
+    /// server thread (see [`crate::exitless`]); a later call replaces the
+    /// handler (`opts` apply from the first). Returns false, changing
+    /// nothing, where exitless syscalls are off.
     ///
     /// ```no_run
     /// # use std::sync::Arc;

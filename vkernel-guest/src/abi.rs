@@ -58,8 +58,10 @@ pub const XS_DONE: u64 = 3;
 /// State: the server says: take the exit path.
 pub const XS_EXIT: u64 = 4;
 /// `pause` iterations the trampoline waits for an answer before it takes
-/// the request back and exits (about the cost of an exit).
-pub const XS_SPINS: u64 = 1000;
+/// the request back and exits: about 6 µs where a `pause` takes 40 ns (our
+/// hosts), a fraction of an exit, and many times a running server's answer
+/// (under a microsecond), so a server that is not running costs little.
+pub const XS_SPINS: u64 = 150;
 
 /// Mailbox: number of pending commands (the stub zeroes it when done).
 pub const MB_NCMDS: u64 = 0x00;

@@ -52,6 +52,7 @@ use super::{debugger, ExitStatus, Vproc, VprocError, PPID};
 
 mod calls;
 mod cpu_loop;
+pub(crate) mod fast;
 mod fork;
 mod futex;
 mod introspect;
@@ -111,6 +112,9 @@ pub struct Options {
     pub memstats: bool,
     /// Render those statistics as JSON instead of a table.
     pub memstats_json: bool,
+    /// Serve the calls of `kernel::fast` without VM exits where the machine
+    /// offers exitless syscalls (default on).
+    pub exitless: bool,
 }
 
 impl Default for Options {
@@ -121,6 +125,7 @@ impl Default for Options {
             tick: Duration::from_millis(4),
             memstats: false,
             memstats_json: false,
+            exitless: true,
         }
     }
 }
@@ -269,6 +274,8 @@ pub struct Kernel {
     done: AtomicBool,
     opts: Options,
     ticker: Mutex<Option<Waker>>,
+    /// The vprocs the exitless server may serve, per vCPU.
+    pub(crate) fast: fast::FastPath,
 }
 
 impl Wake for Kernel {

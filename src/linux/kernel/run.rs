@@ -3,12 +3,25 @@
 
 use super::cpu_loop::cpu_loop;
 use super::*;
+use crate::core::exitless::{ExitlessOptions, ExitlessReply};
 
 /// Run `init` and everything it forks on `opts.cpus` vCPUs of `machine`
 /// until `init` exits.
 pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report, VprocError> {
     let mut cpus = take_cpus(machine, opts.cpus.max(1))?;
     let k = new_kernel(&cpus, &init, opts)?;
+    if opts.exitless {
+        // The server holds the kernel weakly: once this run ends, its
+        // handler sends everything to the exit path.
+        let w = Arc::downgrade(&k);
+        machine.set_exitless_handler(
+            Arc::new(move |req| {
+                w.upgrade()
+                    .map_or(ExitlessReply::Exit, |k| k.fast.serve(&k, req))
+            }),
+            ExitlessOptions::default(),
+        );
+    }
     init.k = Some(k.clone());
     add_init(&k, init)?;
     let results = run_threads(&k, machine, &mut cpus);
@@ -69,6 +82,7 @@ fn new_kernel(cpus: &[Cpu], init: &Vproc, opts: &Options) -> Result<Arc<Kernel>,
         start: Instant::now(),
         done: AtomicBool::new(false),
         ticker: Mutex::new(None),
+        fast: super::fast::FastPath::new(ncpu),
         opts: Options {
             cpus: ncpu,
             ..opts.clone()

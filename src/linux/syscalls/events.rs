@@ -123,7 +123,7 @@ pub fn timeval(b: &[u8]) -> Result<Duration, i64> {
 }
 
 /// A duration as a `struct timespec`.
-pub(super) fn encode_timespec(d: Duration) -> [u8; 16] {
+pub(crate) fn encode_timespec(d: Duration) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&d.as_secs().to_le_bytes());
     b[8..].copy_from_slice(&u64::from(d.subsec_nanos()).to_le_bytes());
@@ -131,7 +131,7 @@ pub(super) fn encode_timespec(d: Duration) -> [u8; 16] {
 }
 
 /// A duration as a `struct timeval`.
-pub(super) fn encode_timeval(d: Duration) -> [u8; 16] {
+pub(crate) fn encode_timeval(d: Duration) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&d.as_secs().to_le_bytes());
     b[8..].copy_from_slice(&u64::from(d.subsec_micros()).to_le_bytes());
@@ -139,7 +139,7 @@ pub(super) fn encode_timeval(d: Duration) -> [u8; 16] {
 }
 
 /// The host's `clock` now (zero for a clock it does not have).
-pub(super) fn clock_now(clock: i32) -> Duration {
+pub(crate) fn clock_now(clock: i32) -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
