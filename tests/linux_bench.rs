@@ -23,6 +23,8 @@ fn linux_bench_quick_reports_every_figure() {
     };
     for k in [
         "vk_getppid_ns",
+        "vk_getppid_exit_ns",
+        "cpu_ns_per_syscall",
         "native_getppid_ns",
         "qemu_getppid_ns",
         "vk_first_touch_ns",

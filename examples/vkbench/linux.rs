@@ -4,6 +4,13 @@
 //! itself: a getppid round trip and a first-touch anonymous write fault per
 //! page. `raw_exit_ns` is the floor: a bare KVM_RUN exit round trip.
 //!
+//! Exitless syscalls (`vkernel_core::exitless`): `vk_getppid_ns` runs with
+//! the server on (the default), `vk_getppid_exit_ns` with it off (every
+//! syscall exits); `cpu_ns_per_syscall` is the whole vkernel process's user
+//! + system CPU time (server thread included) per getppid with the server
+//! on: the difference of two runs (N and 2N calls) over N, so start-up
+//! costs cancel.
+//!
 //! Figures that cannot be measured here (no gcc, no qemu-x86_64, no
 //! /dev/kvm) are NaN and reported as null.
 
@@ -15,6 +22,7 @@ use std::process::Command;
 use vkernel::core::prelude::*;
 
 use personality::fs::Fs;
+use personality::kernel;
 use personality::stdio::BufferStdio;
 use personality::{Config, Vproc};
 
@@ -72,12 +80,12 @@ fn run_host(cmd: &mut Command) -> Result<(f64, f64), BenchError> {
     parse(&String::from_utf8_lossy(&o.stdout))
 }
 
-fn run_vk(image: &[u8], args: &[String]) -> Result<(f64, f64), BenchError> {
+fn run_vk(image: &[u8], args: &[String], exitless: bool) -> Result<(f64, f64), BenchError> {
     let machine = Machine::builder()
         .ram_size(512 << 20)
+        .exitless(exitless)
         .build()
         .map_err(|e| BenchError::Run(e.to_string()))?;
-    let mut cpu = machine.take_cpu(0).expect("vCPU 0");
     let stdio = BufferStdio::new(b"");
     let out = stdio.stdout.clone();
     let mut argv = vec![b"bench".to_vec()];
@@ -91,16 +99,42 @@ fn run_vk(image: &[u8], args: &[String]) -> Result<(f64, f64), BenchError> {
         fault_around: 16,
         trace: false,
     };
-    let mut vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio))
+    let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio))
         .map_err(|e| BenchError::Run(e.to_string()))?;
-    let st = vp
-        .run(&mut cpu)
-        .map_err(|e| BenchError::Run(e.to_string()))?;
-    if st.code() != 0 {
-        return Err(BenchError::Run(format!("exit status {}", st.code())));
+    let opts = kernel::Options {
+        exitless,
+        ..Default::default()
+    };
+    let r = kernel::run(&machine, vp, &opts).map_err(|e| BenchError::Run(e.to_string()))?;
+    if r.status.code() != 0 {
+        return Err(BenchError::Run(format!("exit status {}", r.status.code())));
     }
     let s = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
     parse(&s)
+}
+
+/// This process's user + system CPU time, in ns.
+fn cpu_ns() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 * 1e9 + tv.tv_usec as f64 * 1e3;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// CPU time per getppid with the exitless server on (see the module docs).
+fn cpu_per_syscall(image: &[u8], n: u32) -> Result<f64, BenchError> {
+    let cost = |calls: u32| -> Result<f64, BenchError> {
+        let c0 = cpu_ns();
+        run_vk(image, &[calls.to_string(), "1".into()], true)?;
+        Ok(cpu_ns() - c0)
+    };
+    let one = cost(n)?;
+    let two = cost(2 * n)?;
+    Ok((two - one).max(0.0) / n as f64)
 }
 
 fn med(v: &mut [f64]) -> f64 {
@@ -147,6 +181,7 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         v
     };
     let (mut vk, mut native, mut qemu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut vk_exit, mut cpu) = (Vec::new(), Vec::new());
     if let Some(bin) = &bin {
         eprintln!(
             "vkbench linux: {rounds} rounds of {iters} getppid calls and {pages} first-touch pages"
@@ -154,7 +189,19 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         native = collect("native", &mut || run_host(Command::new(bin).args(&args)));
         if Path::new("/dev/kvm").exists() {
             let image = std::fs::read(bin).unwrap_or_default();
-            vk = collect("vkernel", &mut || run_vk(&image, &args));
+            vk = collect("vkernel", &mut || run_vk(&image, &args, true));
+            vk_exit = collect("vkernel --no-exitless", &mut || {
+                run_vk(&image, &args, false)
+            });
+            for _ in 0..rounds {
+                match cpu_per_syscall(&image, if quick { 5_000 } else { 50_000 }) {
+                    Ok(c) => cpu.push(c),
+                    Err(e) => {
+                        eprintln!("vkbench linux: cpu_ns_per_syscall: {e}");
+                        break;
+                    }
+                }
+            }
         } else {
             eprintln!("vkbench linux: /dev/kvm is absent: no vkernel figures");
         }
@@ -174,8 +221,12 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         }
     }
     figures("vk", vk);
+    let (mut g, _): (Vec<f64>, Vec<f64>) = vk_exit.into_iter().unzip();
+    let (exit_ns, cpu_ns) = (med(&mut g), med(&mut cpu));
     figures("native", native);
     figures("qemu", qemu);
+    res.push(("vk_getppid_exit_ns".into(), exit_ns));
+    res.push(("cpu_ns_per_syscall".into(), cpu_ns));
     let raw = if Path::new("/dev/kvm").exists() {
         super::raw::raw_exit_ns(if quick { 20_000 } else { 100_000 }, rounds)
     } else {

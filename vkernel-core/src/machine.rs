@@ -497,7 +497,9 @@ fn probe_and_configure(
     let lstar = |i: usize| match path {
         TrapPath::Standard => SYS_VA + STUB_OFF + offsets.syscall,
         // Each vCPU's own exitless entry (its request line).
-        TrapPath::StaysInUserMode if exitless => TRAMP_VA + offsets.xentries + 16 * i as u64,
+        TrapPath::StaysInUserMode if exitless => {
+            TRAMP_VA + offsets.xentries + abi::XS_ENTRY * i as u64
+        }
         TrapPath::StaysInUserMode => TRAMP_VA + offsets.tramp_syscall,
     };
     let user_ports: &[u16] = match path {

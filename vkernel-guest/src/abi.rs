@@ -47,6 +47,10 @@ pub const XS_RET: u64 = 64;
 pub const XS_RCX: u64 = 72;
 /// Line: non-zero while the server polls (written by the host).
 pub const XS_AWAKE: u64 = 80;
+/// Line: R11 of the `syscall` (the vproc's RFLAGS), restored on return.
+pub const XS_R11: u64 = 88;
+/// Bytes of each vCPU's entry in the trampoline page.
+pub const XS_ENTRY: u64 = 32;
 /// State: no request.
 pub const XS_IDLE: u64 = 0;
 /// State: the vproc posted a request.

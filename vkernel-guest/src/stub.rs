@@ -219,12 +219,13 @@ vktramp_probe_fpu:
     // and it can take the request back, or when the server says so. The
     // host settles a request a kick interrupts (see `Cpu::settle_exitless`).
     .macro VK_XENTRY n
-    .balign 16
+    .balign {xs_entry}
 vktramp_xentry_\n:
+    mov [rip + vktramp_start - 4096 + {xs_line} * \n + {xs_r11}], r11
     lea r11, [rip + vktramp_start - 4096 + {xs_line} * \n]
     jmp vktramp_xcommon
     .endm
-    .balign 16
+    .balign {xs_entry}
     .globl vktramp_xentries
 vktramp_xentries:
     VK_XENTRY 0
@@ -316,6 +317,7 @@ vktramp_xdone:
     mov rax, [r11 + {xs_ret}]
     mov rcx, [r11 + {xs_rcx}]
     mov qword ptr [r11 + {xs_state}], {xs_idle}
+    mov r11, [r11 + {xs_r11}]
     jmp rcx
     .globl vktramp_xend
 vktramp_xend:
@@ -343,6 +345,8 @@ vktramp_end:
     xs_ret = const abi::XS_RET,
     xs_rcx = const abi::XS_RCX,
     xs_awake = const abi::XS_AWAKE,
+    xs_r11 = const abi::XS_R11,
+    xs_entry = const abi::XS_ENTRY,
     xs_idle = const abi::XS_IDLE,
     xs_posted = const abi::XS_POSTED,
     xs_done = const abi::XS_DONE,
@@ -426,7 +430,7 @@ pub struct StubOffsets {
     /// Probe: user code that executes one SSE instruction, then exits
     /// through `syscall` to the probe entry.
     pub tramp_probe_fpu: u64,
-    /// Exitless: vCPU n's `syscall` entry is `xentries + 16 * n`.
+    /// Exitless: vCPU n's `syscall` entry is `xentries + abi::XS_ENTRY * n`.
     pub xentries: u64,
     /// Exitless: the common code (posting starts here).
     pub xcommon: u64,
@@ -536,14 +540,16 @@ mod tests {
         // The trampoline's syscall entry is `out 0xe1, al` (e6 e1).
         let t = tramp_code();
         assert_eq!(&t[o.tramp_syscall as usize..][..2], &[0xe6, 0xe1]);
-        // Exitless entries: 16 bytes apart, each `lea r11, [rip + d]` to
-        // its line in the page below the trampoline.
+        // Exitless entries: XS_ENTRY bytes apart, each saving R11 in its
+        // line and pointing R11 at the line, in the page below.
         for n in [0u64, 1, 29] {
-            let e = (o.xentries + 16 * n) as usize;
-            assert_eq!(&t[e..e + 3], &[0x4c, 0x8d, 0x1d]);
-            let d = i32::from_le_bytes(t[e + 3..e + 7].try_into().unwrap()) as i64;
-            let target = e as i64 + 7 + d;
-            assert_eq!(target, -4096 + (abi::XS_LINE * n) as i64);
+            let e = (o.xentries + abi::XS_ENTRY * n) as usize;
+            let rel = |at: usize| i32::from_le_bytes(t[at + 3..at + 7].try_into().unwrap()) as i64;
+            assert_eq!(&t[e..e + 3], &[0x4c, 0x89, 0x1d]); // mov [rip+d], r11
+            let line = -4096 + (abi::XS_LINE * n) as i64;
+            assert_eq!(e as i64 + 7 + rel(e), line + abi::XS_R11 as i64);
+            assert_eq!(&t[e + 7..e + 10], &[0x4c, 0x8d, 0x1d]); // lea r11, [rip+d]
+            assert_eq!(e as i64 + 14 + rel(e + 7), line);
         }
         assert_eq!(
             &t[o.xout as usize..][..2],

@@ -116,9 +116,12 @@ impl Cpu {
     pub(super) fn on_syscall(&mut self, frame: &mut TrapFrame, exitless: bool) -> Next {
         let mut f = self.frame_from_regs();
         if exitless {
-            // The exitless trampoline used R11: RFLAGS is the vCPU's own.
+            // The exitless trampoline used R11 and kept the `syscall`'s
+            // (the vproc's RFLAGS) in its request line: the vproc's own
+            // memory, so only its user-settable bits count (`run` masks
+            // them), and where the line is not one the vCPU's RFLAGS do.
             self.stats.exitless_exits += 1;
-            f.r11 = f.rflags;
+            f.r11 = self.saved_r11(f.r11).unwrap_or(f.rflags);
         }
         match self.m.path {
             TrapPath::StaysInUserMode => {

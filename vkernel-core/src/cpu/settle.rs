@@ -19,7 +19,7 @@
 //! the vproc its registers back.
 
 use vkernel_guest::abi::{
-    XS_DONE, XS_IDLE, XS_LINE, XS_NR, XS_POSTED, XS_RCX, XS_RET, XS_STATE, XS_TAKEN,
+    XS_DONE, XS_IDLE, XS_LINE, XS_NR, XS_POSTED, XS_R11, XS_RCX, XS_RET, XS_STATE, XS_TAKEN,
 };
 use vkernel_guest::layout::{PAGE_SIZE, SLOT_VA, TRAMP_VA};
 use vkernel_guest::x86::is_canonical;
@@ -28,6 +28,16 @@ use super::Cpu;
 use crate::trap::TrapFrame;
 
 impl Cpu {
+    /// The R11 (RFLAGS) a `syscall` saved in the request line at `line_va`
+    /// (the trampoline's R11), if that is a line.
+    pub(super) fn saved_r11(&self, line_va: u64) -> Option<u64> {
+        let page = self.running_slot?;
+        ((SLOT_VA..SLOT_VA + PAGE_SIZE).contains(&line_va)
+            && (line_va - SLOT_VA).is_multiple_of(XS_LINE))
+        .then(|| self.m.sys.load(page + (line_va - SLOT_VA) + XS_R11).ok())
+        .flatten()
+    }
+
     /// Settle the exitless request of a vproc stopped at `f` (see the
     /// module docs); `f` is left as the vproc must resume.
     pub(super) fn settle_exitless(&self, f: &mut TrapFrame) {
@@ -65,6 +75,7 @@ impl Cpu {
         let complete = |f: &mut TrapFrame| {
             f.rax = load(XS_RET);
             f.rcx = load(XS_RCX);
+            f.r11 = load(XS_R11);
             f.rip = resume_at(f.rcx);
         };
         let set_idle = || {
