@@ -6,10 +6,10 @@
 //!
 //! Exitless syscalls (`vkernel_core::exitless`): `vk_getppid_ns` runs with
 //! the server on (the default), `vk_getppid_exit_ns` with it off (every
-//! syscall exits); `cpu_ns_per_syscall` is the whole vkernel process's user
-//! + system CPU time (server thread included) per getppid with the server
-//! on: the difference of two runs (N and 2N calls) over N, so start-up
-//! costs cancel.
+//! syscall exits); `cpu_ns_per_syscall` is the whole vkernel process's
+//! user and system CPU time (server thread included) per getppid with the
+//! server on: the difference of two runs (N and 2N calls) over N, so
+//! start-up costs cancel.
 //!
 //! Figures that cannot be measured here (no gcc, no qemu-x86_64, no
 //! /dev/kvm) are NaN and reported as null.
