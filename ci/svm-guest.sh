@@ -20,7 +20,7 @@
 # Usage: ci/svm-guest.sh [test-name-filter...]
 #   Filters are passed to every test binary (libtest substring filters).
 # Environment:
-#   SVM_TESTS         test targets to run (default: core_kvm bad_input_kvm kick_kvm
+#   SVM_TESTS         test targets to run (default: core_kvm bad_input_kvm kick_kvm exitless_kvm
 #                     fpu_kvm memstat_kvm smp_kvm fork_kvm sched_kvm, those
 #                     that exist under tests/)
 #   SVM_SCALE         VKERNEL_TEST_SCALE inside the guest (default 1: the
@@ -113,7 +113,7 @@ say "kernel $kernel, busybox $busybox, $(qemu-system-x86_64 --version | head -1)
 t0=$(now)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 tests=()
-for t in ${SVM_TESTS:-core_kvm bad_input_kvm fpu_kvm memstat_kvm smp_kvm fork_kvm sched_kvm kick_kvm}; do
+for t in ${SVM_TESTS:-core_kvm bad_input_kvm fpu_kvm memstat_kvm smp_kvm fork_kvm sched_kvm kick_kvm exitless_kvm}; do
     if [ -f "tests/$t.rs" ]; then tests+=("$t"); else say "no tests/$t.rs, skipping it"; fi
 done
 [ ${#tests[@]} -gt 0 ] || die "no test targets to run"
