@@ -39,7 +39,9 @@ impl Mm {
             .is_none_or(|(_, v)| v.end <= start)
     }
 
-    /// Add an area over a free range.
+    /// Add an area over a free range. The page below the trampoline
+    /// (`SLOT_VA`) is the vkernel's where exitless syscalls are on (the
+    /// vmspace's request page): no area may cover it.
     pub fn add_vma(
         &mut self,
         start: u64,
@@ -47,7 +49,8 @@ impl Mm {
         prot: u32,
         kind: VmaKind,
     ) -> Result<(), MmError> {
-        if !self.range_free(start, end) {
+        let slot = crate::guest::layout::SLOT_VA;
+        if !self.range_free(start, end) || (start < slot + PAGE && end > slot) {
             return Err(MmError::NoSpace);
         }
         self.vmas.insert(
