@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use vkernel_guest::abi::{cmd, CMD_FLUSH, CMD_INVLPG, CMD_STORE, CMD_ZAP};
 use vkernel_guest::layout::{PAGE_SIZE, SYS_PML4_INDEX, SYS_VA};
-use vkernel_guest::x86::{PTE_A, PTE_ADDR_MASK, PTE_P, PTE_U, PTE_W};
+use vkernel_guest::x86::{PTE_A, PTE_ADDR_MASK, PTE_D, PTE_P, PTE_PS, PTE_U, PTE_W};
 
 use crate::ram::Ram;
 use crate::vpte::index;
@@ -58,6 +58,9 @@ const STORE_MAX: usize = 2;
 
 /// Scrub commands waiting that make carrying them urgent.
 const SCRUB_URGENT: usize = 256;
+
+/// Bytes one page-directory entry with PS maps.
+const PTE_PS_SIZE: u64 = 2 << 20;
 
 /// How [`HwSpace::rewrite_range`] rewrites a range.
 #[derive(Clone, Copy)]
@@ -249,6 +252,21 @@ pub(crate) enum Installed {
     Same,
     /// The entry changes a live mapping: a command was queued.
     Queued,
+    /// A 2 MiB entry cannot go in because a table of 4 KiB entries is
+    /// there: nothing changed (install 4 KiB entries instead; replacing a
+    /// table with a large entry would have to go through the guest).
+    Blocked,
+}
+
+/// May the host write `value` over `cur` itself? Only when `cur` is empty,
+/// or (`upgrade_ok`) `value` only adds write permission (and D/A) over the
+/// same frame and flags.
+fn host_may_write(cur: u64, value: u64, upgrade_ok: bool) -> bool {
+    let only_gains_write = cur & PTE_P != 0
+        && (cur & PTE_ADDR_MASK) == (value & PTE_ADDR_MASK)
+        && (cur | PTE_W | PTE_D | PTE_A) & !(value | PTE_A) == 0
+        && value & !(cur | PTE_W | PTE_D | PTE_A) == 0;
+    cur == 0 || (upgrade_ok && only_gains_write)
 }
 
 impl HwSpace {
@@ -262,7 +280,7 @@ impl HwSpace {
         let mut table = self.pml4;
         for level in (2..=4u8).rev() {
             let e = pool.sys.load(table + 8 * index(va, level) as u64).ok()?;
-            if e & PTE_P == 0 {
+            if e & PTE_P == 0 || e & PTE_PS != 0 {
                 return None;
             }
             table = (e & PTE_ADDR_MASK).checked_sub(pool.sys_gpa)?;
@@ -270,11 +288,80 @@ impl HwSpace {
         Some(table + 8 * index(va, 1) as u64)
     }
 
-    /// Current leaf value for `va` (0 when absent).
+    /// Current leaf value for `va` (0 when absent); a 2 MiB entry covering
+    /// `va` counts as its leaf.
     pub(crate) fn leaf(&self, pool: &PtPool, va: u64) -> u64 {
+        if let Some(e) = self.pd_entry(pool, va).filter(|e| e & PTE_PS != 0) {
+            return e;
+        }
         self.leaf_off(pool, va)
             .and_then(|o| pool.sys.load(o).ok())
             .unwrap_or(0)
+    }
+
+    /// The level-2 (page directory) entry for `va`, if its tables exist.
+    fn pd_entry(&self, pool: &PtPool, va: u64) -> Option<u64> {
+        let mut table = self.pml4;
+        for level in [4u8, 3] {
+            let e = pool.sys.load(table + 8 * index(va, level) as u64).ok()?;
+            if e & PTE_P == 0 || e & PTE_PS != 0 {
+                return None;
+            }
+            table = (e & PTE_ADDR_MASK).checked_sub(pool.sys_gpa)?;
+        }
+        pool.sys.load(table + 8 * index(va, 2) as u64).ok()
+    }
+
+    /// Offset of the level-`stop` entry for `va`, creating the tables above
+    /// it as needed.
+    fn entry_off(&mut self, pool: &mut PtPool, va: u64, stop: u8) -> Result<u64, PoolError> {
+        let mut table = self.pml4;
+        for level in ((stop + 1)..=4u8).rev() {
+            let off = table + 8 * index(va, level) as u64;
+            let e = pool.sys.load(off).expect("table inside the system region");
+            if e & PTE_P == 0 {
+                let page = pool.alloc()?;
+                self.tables.push(page);
+                let entry = pool.gpa(page) | PTE_P | PTE_W | PTE_U | PTE_A;
+                pool.sys.store(off, entry).expect("inside");
+                table = page;
+            } else {
+                table = (e & PTE_ADDR_MASK) - pool.sys_gpa;
+            }
+        }
+        Ok(table + 8 * index(va, stop) as u64)
+    }
+
+    /// Install `value` (a 2 MiB frame's address and flags; PS is added) as
+    /// the page-directory entry for the aligned 2 MiB window of `va`, so an
+    /// MMU maps the window in one go. Rules as for [`HwSpace::install`];
+    /// where a table of 4 KiB entries is in the way, nothing changes
+    /// ([`Installed::Blocked`]).
+    pub(crate) fn install_large(
+        &mut self,
+        pool: &mut PtPool,
+        va: u64,
+        value: u64,
+        upgrade_ok: bool,
+        cmds: &mut Vec<Cmd>,
+    ) -> Result<Installed, PoolError> {
+        let value = value | PTE_PS;
+        let off = self.entry_off(pool, va, 2)?;
+        let cur = pool.sys.load(off).expect("inside");
+        if cur == value {
+            return Ok(Installed::Same);
+        }
+        if cur & PTE_P != 0 && cur & PTE_PS == 0 {
+            return Ok(Installed::Blocked);
+        }
+        if host_may_write(cur, value, upgrade_ok) {
+            pool.sys.store(off, value).expect("inside");
+            Ok(Installed::Direct)
+        } else {
+            cmds.push(cmd(CMD_STORE, SYS_VA + off, value));
+            cmds.push(cmd(CMD_INVLPG, va & !(PTE_PS_SIZE - 1), 0));
+            Ok(Installed::Queued)
+        }
     }
 
     /// Install `value` as the leaf for `va`, creating tables as needed.
@@ -289,30 +376,22 @@ impl HwSpace {
         upgrade_ok: bool,
         cmds: &mut Vec<Cmd>,
     ) -> Result<Installed, PoolError> {
-        let mut table = self.pml4;
-        for level in (2..=4u8).rev() {
-            let off = table + 8 * index(va, level) as u64;
-            let e = pool.sys.load(off).expect("table inside the system region");
-            if e & PTE_P == 0 {
-                let page = pool.alloc()?;
-                self.tables.push(page);
-                let entry = pool.gpa(page) | PTE_P | PTE_W | PTE_U | PTE_A;
-                pool.sys.store(off, entry).expect("inside");
-                table = page;
-            } else {
-                table = (e & PTE_ADDR_MASK) - pool.sys_gpa;
-            }
+        // A 2 MiB entry covers `va`: it must go first, through the guest
+        // (a shadow MMU only sees guest writes); the vproc refaults after
+        // and the 4 KiB entry goes in then.
+        let pd = self.entry_off(pool, va, 2)?;
+        let pde = pool.sys.load(pd).expect("inside");
+        if pde & PTE_P != 0 && pde & PTE_PS != 0 {
+            cmds.push(cmd(CMD_STORE, SYS_VA + pd, 0));
+            cmds.push(cmd(CMD_INVLPG, va, 0));
+            return Ok(Installed::Queued);
         }
-        let off = table + 8 * index(va, 1) as u64;
+        let off = self.entry_off(pool, va, 1)?;
         let cur = pool.sys.load(off).expect("inside");
         if cur == value {
             return Ok(Installed::Same);
         }
-        let only_gains_write = cur & PTE_P != 0
-            && (cur & PTE_ADDR_MASK) == (value & PTE_ADDR_MASK)
-            && (cur | PTE_W | vkernel_guest::x86::PTE_D | PTE_A) & !(value | PTE_A) == 0
-            && value & !(cur | PTE_W | vkernel_guest::x86::PTE_D | PTE_A) == 0;
-        if cur == 0 || (upgrade_ok && only_gains_write) {
+        if host_may_write(cur, value, upgrade_ok) {
             pool.sys.store(off, value).expect("inside");
             Ok(Installed::Direct)
         } else {
@@ -383,10 +462,12 @@ impl HwSpace {
         vas.len()
     }
 
-    /// Visit every present leaf in `[start, end)` as (va, entry offset).
-    /// The lower half holds only 4 KiB leaves; the walk is the shared
-    /// [`crate::walk_range`] one, so a stray large entry would be skipped by
-    /// the same rule as in a vpagetable.
+    /// Visit every present leaf in `[start, end)` as (va, entry offset): 4
+    /// KiB entries and 2 MiB ones ([`HwSpace::install_large`]); a 2 MiB
+    /// entry that straddles the range is visited once, at the first address
+    /// of the range it covers (removing it removes the whole 2 MiB, which
+    /// refaults from the vpagetable). The walk is the shared
+    /// [`crate::walk_range`] one.
     pub(crate) fn for_each_leaf(
         &self,
         pool: &PtPool,
