@@ -435,12 +435,11 @@ fn map_memory(
         }
     }
     if backing == RamBacking::Anonymous {
-        let (ram, advised) = Ram::anonymous_aligned(b.ram_size, true).map_err(|source| {
-            MachineError::RamFile {
+        let (ram, advised) =
+            Ram::anonymous_aligned(b.ram_size, true).map_err(|source| MachineError::RamFile {
                 path: "anonymous memory".into(),
                 source,
-            }
-        })?;
+            })?;
         if !advised || !probe.anon_thp() {
             log::info!(
                 "vkernel: anonymous RAM without transparent huge pages (THP '{}')",
@@ -478,7 +477,8 @@ fn map_memory(
         })?;
         regions.push(region(clone, b.ram_size, 0)?);
     }
-    let mem = GuestMemoryMmap::from_regions(regions).map_err(|e| MachineError::Map(e.to_string()))?;
+    let mem =
+        GuestMemoryMmap::from_regions(regions).map_err(|e| MachineError::Map(e.to_string()))?;
     let ram_ptr = match &anon {
         Some(ram) => ram
             .host_ptr(0, b.ram_size)

@@ -408,7 +408,10 @@ mod tests {
             RamBacking::MemfdHugetlb
         );
         // Not a multiple of 2 MiB: no hugetlb.
-        assert_eq!(probe_backing(&reserved, (64 << 20) + 4096).0, RamBacking::Anonymous);
+        assert_eq!(
+            probe_backing(&reserved, (64 << 20) + 4096).0,
+            RamBacking::Anonymous
+        );
         let none = HugeProbe {
             thp_anon: "never".into(),
             ..stock

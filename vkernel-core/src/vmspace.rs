@@ -592,10 +592,9 @@ impl Vmspace {
                     f |= PTE_NX;
                 }
                 let base = va & !(LARGE - 1);
-                let large = (t.level == 2
-                    && start <= base
-                    && self.covers(st, r.end, base + LARGE, root))
-                .then(|| t.frame - ((va & (LARGE - 1)) & !0xFFF));
+                let large =
+                    (t.level == 2 && start <= base && self.covers(st, r.end, base + LARGE, root))
+                        .then(|| t.frame - ((va & (LARGE - 1)) & !0xFFF));
                 return Ok((t.frame, f, large));
             }
         }

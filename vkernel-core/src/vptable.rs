@@ -322,7 +322,12 @@ impl VpTable {
     /// (compare-and-exchange). Returns whether a large page was split; the
     /// caller invalidates the hardware entries (a 2 MiB entry stays valid
     /// for the same frames, but the caller may be about to change them).
-    pub fn split_large(&self, ram: &Ram, frames: &mut FrameAlloc, va: u64) -> Result<bool, VptError> {
+    pub fn split_large(
+        &self,
+        ram: &Ram,
+        frames: &mut FrameAlloc,
+        va: u64,
+    ) -> Result<bool, VptError> {
         let Some((gpa, mut e)) = self.lookup_large(ram, va) else {
             return Ok(false);
         };
@@ -614,8 +619,14 @@ mod tests {
         let va = 0x4000_0000;
         vpt.map_large(&ram, &mut fa, va, big, Vpte::RW | Vpte::U)
             .unwrap();
-        let t = walk(&ram, vpt.root(), va + 0x12345, Access::Write, Emulate::AccessedModified)
-            .unwrap();
+        let t = walk(
+            &ram,
+            vpt.root(),
+            va + 0x12345,
+            Access::Write,
+            Emulate::AccessedModified,
+        )
+        .unwrap();
         assert_eq!((t.level, t.frame), (2, big + 0x12000));
         let (_, e) = vpt.lookup_large(&ram, va + 0x1f_f000).unwrap();
         assert!(e.large() && e.accessed() && e.modified());
@@ -636,7 +647,10 @@ mod tests {
         assert!(walk(&ram, vpt.root(), va + 0x3000, Access::Read, Emulate::No).is_err());
         let t = walk(&ram, vpt.root(), va + 0x4000, Access::Read, Emulate::No).unwrap();
         assert_eq!((t.level, t.frame), (1, big + 0x4000));
-        assert!(!vpt.split_large(&ram, &mut fa, va).unwrap(), "nothing left to split");
+        assert!(
+            !vpt.split_large(&ram, &mut fa, va).unwrap(),
+            "nothing left to split"
+        );
     }
 
     #[test]
@@ -652,7 +666,8 @@ mod tests {
             Err(VptError::LargePage(0x20_0000))
         );
         vpt.unmap(&ram, 0x20_0000).unwrap();
-        vpt.map_large(&ram, &mut fa, 0x20_0000, big, Vpte::U).unwrap();
+        vpt.map_large(&ram, &mut fa, 0x20_0000, big, Vpte::U)
+            .unwrap();
         assert!(vpt.unmap_large(&ram, 0x3f_f000).unwrap().large());
         assert!(vpt.lookup_large(&ram, 0x20_0000).is_none());
         assert_eq!(
