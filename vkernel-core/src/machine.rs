@@ -469,7 +469,8 @@ fn map_memory(
         GuestRegionMmap::new(m, GuestAddress(gpa))
             .ok_or_else(|| MachineError::Map("region wraps the address space".into()))
     };
-    let mut regions = vec![region(sys_file, b.sys_size, sys_gpa)?];
+    // Sorted by address: RAM (when it is a file) first.
+    let mut regions = Vec::new();
     if let Some((f, name)) = &file {
         let clone = f.try_clone().map_err(|source| MachineError::RamFile {
             path: name.clone(),
@@ -477,6 +478,7 @@ fn map_memory(
         })?;
         regions.push(region(clone, b.ram_size, 0)?);
     }
+    regions.push(region(sys_file, b.sys_size, sys_gpa)?);
     let mem =
         GuestMemoryMmap::from_regions(regions).map_err(|e| MachineError::Map(e.to_string()))?;
     let ram_ptr = match &anon {
