@@ -478,6 +478,19 @@ impl HwSpace {
         let mut v = Leaves(|l: Leaf| f(l.va, l.at));
         walk_range(&HwTables(pool), pool.gpa(self.pml4), start, end, &mut v);
     }
+
+    /// [`HwSpace::for_each_leaf`] with each leaf's end inside the range:
+    /// (va, end, entry offset); a 2 MiB entry spans up to 512 pages.
+    pub(crate) fn for_each_span(
+        &self,
+        pool: &PtPool,
+        start: u64,
+        end: u64,
+        f: &mut dyn FnMut(u64, u64, u64),
+    ) {
+        let mut v = Leaves(|l: Leaf| f(l.va, l.end, l.at));
+        walk_range(&HwTables(pool), pool.gpa(self.pml4), start, end, &mut v);
+    }
 }
 
 /// The hardware tables of the pool as a [`Tables`] format: tables are read

@@ -815,7 +815,11 @@ impl Vmspace {
             let pool = other.shared.machine.pool.lock().unwrap();
             let mut vas = Vec::new();
             if let Some(hw) = &st.hw {
-                hw.for_each_leaf(&pool, start, end, &mut |va, _| vas.push(va));
+                // Every page of a 2 MiB entry: the other side may map the
+                // window with 4 KiB pages (fork splits large pages).
+                hw.for_each_span(&pool, start, end, &mut |va, e, _| {
+                    vas.extend((va..e).step_by(PAGE_SIZE as usize))
+                });
             }
             vas
         };
