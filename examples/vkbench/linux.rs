@@ -56,8 +56,8 @@ fn parse(out: &str) -> Result<Figures, BenchError> {
     let mut g = None;
     let mut t = None;
     let mut l = None;
-    for l in out.lines() {
-        let mut w = l.split_whitespace();
+    for line in out.lines() {
+        let mut w = line.split_whitespace();
         match (w.next(), w.next().and_then(|v| v.parse::<f64>().ok())) {
             (Some("getppid_ns"), Some(v)) => g = Some(v),
             (Some("first_touch_ns"), Some(v)) => t = Some(v),
