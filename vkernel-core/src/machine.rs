@@ -435,11 +435,9 @@ fn map_memory(
         }
     }
     if backing == RamBacking::Anonymous {
-        let (ram, advised) =
-            Ram::anonymous_aligned(b.ram_size, true).map_err(|source| MachineError::RamFile {
-                path: "anonymous memory".into(),
-                source,
-            })?;
+        let (ram, advised) = Ram::anonymous_aligned(b.ram_size, true).map_err(|e| {
+            MachineError::Map(format!("anonymous RAM of {} bytes: {e}", b.ram_size))
+        })?;
         if !advised || !probe.anon_thp() {
             log::info!(
                 "vkernel: anonymous RAM without transparent huge pages (THP '{}')",
