@@ -2,7 +2,7 @@
  * a first-touch sweep, copy-on-write after fork, a 4 KiB hole and a 4 KiB
  * read-only page inside a large page, mremap of part of one, brk growth.
  * Prints what it sees; the test compares it with a native run.
- * Usage: largepages [touch MIB | all] */
+ * Usage: largepages [touch MIB | sieve N] */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <signal.h>
@@ -110,11 +110,26 @@ static void heap(void) {
     printf("brk again: sum %lu\n", sum(p, 5 * MIB));
 }
 
+/* Sieve of Eratosthenes over n bytes of malloc'd memory (a first-touch
+ * heavy program): prints the number of primes below n. */
+static void sieve(unsigned long n) {
+    char *c = calloc(n, 1);
+    if (!c) { perror("calloc"); exit(1); }
+    unsigned long primes = 0;
+    for (unsigned long i = 2; i < n; i++) {
+        if (c[i]) continue;
+        primes++;
+        for (unsigned long j = i * i; j < n; j += i) c[j] = 1;
+    }
+    printf("sieve %lu: %lu primes\n", n, primes);
+}
+
 int main(int argc, char **argv) {
     signal(SIGSEGV, on_segv);
     signal(SIGBUS, on_segv);
     setvbuf(stdout, 0, _IOLBF, 0);
     if (argc > 2 && !strcmp(argv[1], "touch")) { touch(strtoul(argv[2], 0, 10)); return 0; }
+    if (argc > 2 && !strcmp(argv[1], "sieve")) { sieve(strtoul(argv[2], 0, 10)); return 0; }
     touch(16);
     cow();
     holes();
