@@ -519,3 +519,123 @@ impl Tables for HwTables<'_> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYS_GPA: u64 = 1 << 30;
+    const VA: u64 = 0x4000_0000;
+    const BLOCK: u64 = 0x60_0000;
+
+    fn pool() -> PtPool {
+        let sys = Ram::anonymous(4 << 20).unwrap();
+        PtPool::new(sys, SYS_GPA, 0, 4 << 20, 0)
+    }
+
+    fn no_keep(_: u64, _: u64) -> bool {
+        false
+    }
+
+    #[test]
+    fn a_2mib_entry_goes_in_directly_and_gains_write_in_place() {
+        let mut pool = pool();
+        let mut hw = pool.new_space().unwrap();
+        let mut cmds = Vec::new();
+        let ro = BLOCK | PTE_P | PTE_U | PTE_A;
+        assert_eq!(
+            hw.install_large(&mut pool, VA + 0x1234, ro, true, &mut cmds),
+            Ok(Installed::Direct)
+        );
+        assert!(cmds.is_empty());
+        // Every page of the window sees the 2 MiB entry.
+        assert_eq!(hw.leaf(&pool, VA + 0x1f_f000), ro | PTE_PS);
+        assert_eq!(hw.leaf_off(&pool, VA), None, "no 4 KiB table under it");
+        // M emulation: the host upgrades it in place.
+        let rw = ro | PTE_W | PTE_D;
+        assert_eq!(
+            hw.install_large(&mut pool, VA, rw, true, &mut cmds),
+            Ok(Installed::Direct)
+        );
+        assert_eq!(
+            hw.install_large(&mut pool, VA, rw, true, &mut cmds),
+            Ok(Installed::Same)
+        );
+        // Another frame is a change the guest must make.
+        assert_eq!(
+            hw.install_large(&mut pool, VA, rw + (2 << 20), true, &mut cmds),
+            Ok(Installed::Queued)
+        );
+        assert_eq!(cmds[0][0] & 7, CMD_STORE);
+        assert!(cmds.iter().any(|c| c[0] & 7 == CMD_INVLPG));
+        // The walk visits it once, as a span of 512 pages.
+        let mut spans = Vec::new();
+        hw.for_each_span(&pool, VA + 0x3000, VA + (4 << 20), &mut |a, b, _| {
+            spans.push((a, b))
+        });
+        assert_eq!(spans, vec![(VA + 0x3000, VA + (2 << 20))]);
+    }
+
+    #[test]
+    fn large_and_small_entries_do_not_overwrite_each_other_behind_the_guests_back() {
+        let mut pool = pool();
+        let mut hw = pool.new_space().unwrap();
+        let mut cmds = Vec::new();
+        // A table of 4 KiB entries blocks a 2 MiB entry.
+        let small = 0x5000 | PTE_P | PTE_U;
+        assert_eq!(
+            hw.install(&mut pool, VA + 0x5000, small, false, &mut cmds),
+            Ok(Installed::Direct)
+        );
+        assert_eq!(
+            hw.install_large(&mut pool, VA, BLOCK | PTE_P | PTE_U, false, &mut cmds),
+            Ok(Installed::Blocked)
+        );
+        assert_eq!(hw.leaf(&pool, VA + 0x5000), small);
+        // A 4 KiB install under a live 2 MiB entry queues its removal.
+        let va2 = VA + (2 << 20);
+        hw.install_large(&mut pool, va2, BLOCK | PTE_P | PTE_U, false, &mut cmds)
+            .unwrap();
+        assert!(cmds.is_empty());
+        assert_eq!(
+            hw.install(&mut pool, va2 + 0x7000, small, false, &mut cmds),
+            Ok(Installed::Queued)
+        );
+        assert_eq!(cmds[0], cmd(CMD_STORE, cmds[0][0] & !7, 0));
+        assert_eq!(hw.leaf(&pool, va2) & PTE_PS, PTE_PS, "the guest removes it");
+    }
+
+    #[test]
+    fn removing_a_page_of_a_2mib_entry_removes_the_entry() {
+        let mut pool = pool();
+        let mut hw = pool.new_space().unwrap();
+        let mut cmds = Vec::new();
+        let e = BLOCK | PTE_P | PTE_U | PTE_W;
+        hw.install_large(&mut pool, VA, e, false, &mut cmds)
+            .unwrap();
+        let how = RewriteHow {
+            how: Rewrite::WriteProtect,
+            keep: &no_keep,
+            no_zap: None,
+        };
+        assert_eq!(
+            hw.rewrite_range(&pool, VA + 0x9000, VA + 0xa000, &how, &mut cmds),
+            1
+        );
+        assert_eq!(
+            cmds[0],
+            cmd(CMD_STORE, cmds[0][0] & !7, (e | PTE_PS) & !PTE_W)
+        );
+        cmds.clear();
+        let how = RewriteHow {
+            how: Rewrite::Remove,
+            ..how
+        };
+        assert_eq!(
+            hw.rewrite_range(&pool, VA + 0x9000, VA + 0xa000, &how, &mut cmds),
+            1
+        );
+        assert_eq!(cmds[0], cmd(CMD_STORE, cmds[0][0] & !7, 0));
+        assert_eq!(cmds[1][0] & 7, CMD_INVLPG);
+    }
+}
