@@ -259,3 +259,54 @@ fn linux_first_touch_of_64_mib_takes_a_fault_per_2_mib() {
         );
     }
 }
+
+#[test]
+fn linux_large_pages_return_whole_blocks_and_split_ones_page_by_page() {
+    use linux::mm::{Mm, PROT_READ, PROT_WRITE};
+    let test = "linux_large_pages_return_whole_blocks_and_split_ones_page_by_page";
+    let Some(machine) = machine(test, 128 << 20) else {
+        return;
+    };
+    let mut mm = Mm::new(&machine).unwrap();
+    let base = 0x4000_0000;
+    mm.mmap(base, 8 << 20, PROT_READ | PROT_WRITE, true, false, None)
+        .unwrap();
+    let free0 = mm.free_frames();
+    // One first touch per 2 MiB window maps the whole window.
+    for i in 0..4u64 {
+        mm.handle_fault(base + i * LARGE + 0x1234, Access::Write)
+            .unwrap();
+    }
+    assert_eq!(mm.large_pages(), 4);
+    assert_eq!(mm.resident_pages(), 4 * PAGES as usize);
+    // 4 blocks, and the two table pages above the level-2 leaves.
+    assert_eq!(mm.free_frames(), free0 - 4 * PAGES - 2);
+    let t = mm.vmspace().walk(base + LARGE + 0x5000).unwrap();
+    assert_eq!(t.level, 2);
+    mm.write(base + LARGE + 0x5000, b"kept").unwrap();
+    // munmap of one page splits that window only; the rest stays mapped.
+    mm.munmap(base + LARGE, 4096).unwrap();
+    assert_eq!(mm.large_pages(), 3);
+    assert_eq!(mm.resident_pages(), 4 * PAGES as usize - 1);
+    assert!(mm.vmspace().walk(base + LARGE).is_err());
+    let t = mm.vmspace().walk(base + LARGE + 0x5000).unwrap();
+    assert_eq!(t.level, 1);
+    let mut b = [0u8; 4];
+    mm.read(base + LARGE + 0x5000, &mut b).unwrap();
+    assert_eq!(&b, b"kept");
+    // mprotect of part of a window splits it too.
+    mm.protect(base + 2 * LARGE, 4096, PROT_READ).unwrap();
+    assert_eq!(mm.large_pages(), 2);
+    assert!(!mm.vmspace().walk(base + 2 * LARGE).unwrap().vpte.writable());
+    assert!(mm
+        .vmspace()
+        .walk(base + 2 * LARGE + 4096)
+        .unwrap()
+        .vpte
+        .writable());
+    // Unmapping everything gives every frame back; the vpagetable keeps
+    // its table pages (those two and the two 4 KiB tables the splits made).
+    mm.munmap(base, 8 << 20).unwrap();
+    assert_eq!((mm.large_pages(), mm.resident_pages()), (0, 0));
+    assert_eq!(mm.free_frames(), free0 - 4);
+}

@@ -62,10 +62,13 @@ impl Mm {
     /// Split every large page overlapping `[start, end)` into 4 KiB pages
     /// (VPTEs and `pages` entries over the same frames); with `drop_covered`,
     /// a large page the range covers wholly is unmapped and its block freed
-    /// instead. The hardware entries of changed windows are invalidated.
+    /// instead. The hardware entries of dropped windows are invalidated
+    /// (in one go); split ones stay valid for the same frames until the
+    /// caller changes them.
     pub(super) fn split_large_in(&mut self, start: u64, end: u64, drop_covered: bool) {
         let lo = start & !(LARGE - 1);
         let bases: Vec<(u64, u64)> = self.large.range(lo..end).map(|(a, b)| (*a, *b)).collect();
+        let mut dropped: Option<(u64, u64)> = None;
         for (base, block) in bases {
             let mut fr = self.fr();
             if drop_covered && start <= base && base + LARGE <= end {
@@ -73,7 +76,8 @@ impl Mm {
                 fr.free_large(block);
                 drop(fr);
                 self.large.remove(&base);
-                self.inval(base, base + LARGE);
+                let (lo, _) = dropped.unwrap_or((base, base));
+                dropped = Some((lo, base + LARGE));
                 continue;
             }
             match self.vpt.split_large(&self.ram, &mut fr, base) {
@@ -89,6 +93,9 @@ impl Mm {
                 // is (the operation then treats it as one unit).
                 Err(_) => continue,
             }
+        }
+        if let Some((lo, hi)) = dropped {
+            self.inval(lo, hi);
         }
     }
 
