@@ -1,8 +1,10 @@
 //! The Linux personality: one static program (tests/guests/bench.c, built
 //! with `gcc -static` at run time) run natively, under vkernel and under
 //! qemu-x86_64 (when installed) in the same run. The program measures
-//! itself: a getppid round trip and a first-touch anonymous write fault per
-//! page. `raw_exit_ns` is the floor: a bare KVM_RUN exit round trip.
+//! itself: a getppid round trip, a first-touch anonymous write fault per
+//! page, and `first_touch_large_ns`: per 4 KiB page of a 64 MiB sweep of
+//! fresh anonymous memory aligned to 2 MiB (where vkernel maps large
+//! pages). `raw_exit_ns` is the floor: a bare KVM_RUN exit round trip.
 //!
 //! Exitless syscalls (`vkernel_core::exitless`): `vk_getppid_ns` runs with
 //! the server on (the default), `vk_getppid_exit_ns` with it off (every
@@ -54,25 +56,30 @@ fn build() -> Result<PathBuf, BenchError> {
     Ok(out)
 }
 
-/// Parse "getppid_ns X\nfirst_touch_ns Y\n".
-fn parse(out: &str) -> Result<(f64, f64), BenchError> {
+/// One run's figures: getppid, first touch, first touch of a large sweep.
+type Figures = (f64, f64, f64);
+
+/// Parse "getppid_ns X\nfirst_touch_ns Y\nfirst_touch_large_ns Z\n".
+fn parse(out: &str) -> Result<Figures, BenchError> {
     let mut g = None;
     let mut t = None;
-    for l in out.lines() {
-        let mut w = l.split_whitespace();
+    let mut l = None;
+    for line in out.lines() {
+        let mut w = line.split_whitespace();
         match (w.next(), w.next().and_then(|v| v.parse::<f64>().ok())) {
             (Some("getppid_ns"), Some(v)) => g = Some(v),
             (Some("first_touch_ns"), Some(v)) => t = Some(v),
+            (Some("first_touch_large_ns"), Some(v)) => l = Some(v),
             _ => {}
         }
     }
-    match (g, t) {
-        (Some(g), Some(t)) => Ok((g, t)),
+    match (g, t, l) {
+        (Some(g), Some(t), Some(l)) => Ok((g, t, l)),
         _ => Err(BenchError::Output(out.to_string())),
     }
 }
 
-fn run_host(cmd: &mut Command) -> Result<(f64, f64), BenchError> {
+fn run_host(cmd: &mut Command) -> Result<Figures, BenchError> {
     let o = cmd.output().map_err(|e| BenchError::Run(e.to_string()))?;
     if !o.status.success() {
         return Err(BenchError::Run(format!("exited with {}", o.status)));
@@ -80,7 +87,7 @@ fn run_host(cmd: &mut Command) -> Result<(f64, f64), BenchError> {
     parse(&String::from_utf8_lossy(&o.stdout))
 }
 
-fn run_vk(image: &[u8], args: &[String], exitless: bool) -> Result<(f64, f64), BenchError> {
+fn run_vk(image: &[u8], args: &[String], exitless: bool) -> Result<Figures, BenchError> {
     let machine = Machine::builder()
         .ram_size(512 << 20)
         .exitless(exitless)
@@ -129,7 +136,7 @@ fn cpu_ns() -> f64 {
 fn cpu_per_syscall(image: &[u8], n: u32) -> Result<f64, BenchError> {
     let cost = |calls: u32| -> Result<f64, BenchError> {
         let c0 = cpu_ns();
-        run_vk(image, &[calls.to_string(), "1".into()], true)?;
+        run_vk(image, &[calls.to_string(), "1".into(), "1".into()], true)?;
         Ok(cpu_ns() - c0)
     };
     let one = cost(n)?;
@@ -145,6 +152,9 @@ fn med(v: &mut [f64]) -> f64 {
     }
 }
 
+/// MiB swept by `first_touch_large_ns`.
+const LARGE_MIB: u32 = 64;
+
 /// Run the suite.
 pub fn measure(quick: bool) -> Vec<(String, f64)> {
     let rounds = if quick { 3 } else { 5 };
@@ -153,12 +163,15 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
     } else {
         (3000, 8192)
     };
-    let args = vec![iters.to_string(), pages.to_string()];
+    let args = vec![iters.to_string(), pages.to_string(), LARGE_MIB.to_string()];
     let mut res: Vec<(String, f64)> = Vec::new();
-    let mut figures = |name: &str, r: Vec<(f64, f64)>| {
-        let (mut g, mut t): (Vec<f64>, Vec<f64>) = r.into_iter().unzip();
+    let mut figures = |name: &str, r: Vec<Figures>| {
+        let mut g: Vec<f64> = r.iter().map(|x| x.0).collect();
+        let mut t: Vec<f64> = r.iter().map(|x| x.1).collect();
+        let mut l: Vec<f64> = r.iter().map(|x| x.2).collect();
         res.push((format!("{name}_getppid_ns"), med(&mut g)));
         res.push((format!("{name}_first_touch_ns"), med(&mut t)));
+        res.push((format!("{name}_first_touch_large_ns"), med(&mut l)));
     };
     let bin = match build() {
         Ok(b) => Some(b),
@@ -167,7 +180,7 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
             None
         }
     };
-    let collect = |label: &str, f: &mut dyn FnMut() -> Result<(f64, f64), BenchError>| {
+    let collect = |label: &str, f: &mut dyn FnMut() -> Result<Figures, BenchError>| {
         let mut v = Vec::new();
         for _ in 0..rounds {
             match f() {
@@ -221,7 +234,7 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         }
     }
     figures("vk", vk);
-    let (mut g, _): (Vec<f64>, Vec<f64>) = vk_exit.into_iter().unzip();
+    let mut g: Vec<f64> = vk_exit.into_iter().map(|f| f.0).collect();
     let (exit_ns, cpu_ns) = (med(&mut g), med(&mut cpu));
     figures("native", native);
     figures("qemu", qemu);

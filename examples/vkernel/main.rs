@@ -124,6 +124,35 @@ struct Opts {
     /// `vkernel_core::exitless`).
     #[arg(long)]
     no_exitless: bool,
+    /// What backs guest RAM: auto (probe the host for huge pages: hugetlb
+    /// when reserved, else anonymous memory with MADV_HUGEPAGE where THP
+    /// is enabled), anonymous, memfd or hugetlb.
+    #[arg(long, value_enum, default_value = "auto")]
+    ram_backing: RamBackingArg,
+    /// Map first touches with 4 KiB pages only (no 2 MiB large pages).
+    #[arg(long)]
+    no_large_pages: bool,
+}
+
+/// `--ram-backing` values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum RamBackingArg {
+    Auto,
+    Anonymous,
+    Memfd,
+    Hugetlb,
+}
+
+impl RamBackingArg {
+    fn backing(self) -> vkernel::core::ram::RamBacking {
+        use vkernel::core::ram::RamBacking;
+        match self {
+            RamBackingArg::Auto => RamBacking::Auto,
+            RamBackingArg::Anonymous => RamBacking::Anonymous,
+            RamBackingArg::Memfd => RamBacking::Memfd,
+            RamBackingArg::Hugetlb => RamBacking::MemfdHugetlb,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -402,6 +431,7 @@ fn run(
         .ram_size(opts.mem << 20)
         .vcpus(cpus)
         .exitless(!opts.no_exitless)
+        .ram_backing(opts.ram_backing.backing())
         .build()?;
     let stdio = ConsoleStdio::new(machine.kicker(0).expect("vCPU 0 exists"))?;
     let mut argv = vec![path.clone().into_bytes()];
@@ -424,6 +454,7 @@ fn run(
         trace: opts.trace,
     };
     let mut vp = Vproc::load_from(&machine, cfg, image, fs.clone(), Box::new(stdio))?;
+    vp.mm.set_large_pages(!opts.no_large_pages);
     // With the host's own / as the root, the program starts where it was
     // started from (as it would natively).
     if opts.disk.is_none() && opts.root == std::path::Path::new("/") {
@@ -519,6 +550,8 @@ fn main() -> ExitCode {
                 json: false,
                 ps: false,
                 no_exitless: false,
+                ram_backing: RamBackingArg::Auto,
+                no_large_pages: false,
             },
             "demo".into(),
             Some(demo_image()),

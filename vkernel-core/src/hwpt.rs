@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use vkernel_guest::abi::{cmd, CMD_FLUSH, CMD_INVLPG, CMD_STORE, CMD_ZAP};
 use vkernel_guest::layout::{PAGE_SIZE, SYS_PML4_INDEX, SYS_VA};
-use vkernel_guest::x86::{PTE_A, PTE_ADDR_MASK, PTE_P, PTE_U, PTE_W};
+use vkernel_guest::x86::{PTE_A, PTE_ADDR_MASK, PTE_D, PTE_P, PTE_PS, PTE_U, PTE_W};
 
 use crate::ram::Ram;
 use crate::vpte::index;
@@ -58,6 +58,9 @@ const STORE_MAX: usize = 2;
 
 /// Scrub commands waiting that make carrying them urgent.
 const SCRUB_URGENT: usize = 256;
+
+/// Bytes one page-directory entry with PS maps.
+const PTE_PS_SIZE: u64 = 2 << 20;
 
 /// How [`HwSpace::rewrite_range`] rewrites a range.
 #[derive(Clone, Copy)]
@@ -252,6 +255,21 @@ pub(crate) enum Installed {
     Same,
     /// The entry changes a live mapping: a command was queued.
     Queued,
+    /// A 2 MiB entry cannot go in because a table of 4 KiB entries is
+    /// there: nothing changed (install 4 KiB entries instead; replacing a
+    /// table with a large entry would have to go through the guest).
+    Blocked,
+}
+
+/// May the host write `value` over `cur` itself? Only when `cur` is empty,
+/// or (`upgrade_ok`) `value` only adds write permission (and D/A) over the
+/// same frame and flags.
+fn host_may_write(cur: u64, value: u64, upgrade_ok: bool) -> bool {
+    let only_gains_write = cur & PTE_P != 0
+        && (cur & PTE_ADDR_MASK) == (value & PTE_ADDR_MASK)
+        && (cur | PTE_W | PTE_D | PTE_A) & !(value | PTE_A) == 0
+        && value & !(cur | PTE_W | PTE_D | PTE_A) == 0;
+    cur == 0 || (upgrade_ok && only_gains_write)
 }
 
 impl HwSpace {
@@ -265,7 +283,7 @@ impl HwSpace {
         let mut table = self.pml4;
         for level in (2..=4u8).rev() {
             let e = pool.sys.load(table + 8 * index(va, level) as u64).ok()?;
-            if e & PTE_P == 0 {
+            if e & PTE_P == 0 || e & PTE_PS != 0 {
                 return None;
             }
             table = (e & PTE_ADDR_MASK).checked_sub(pool.sys_gpa)?;
@@ -273,11 +291,80 @@ impl HwSpace {
         Some(table + 8 * index(va, 1) as u64)
     }
 
-    /// Current leaf value for `va` (0 when absent).
+    /// Current leaf value for `va` (0 when absent); a 2 MiB entry covering
+    /// `va` counts as its leaf.
     pub(crate) fn leaf(&self, pool: &PtPool, va: u64) -> u64 {
+        if let Some(e) = self.pd_entry(pool, va).filter(|e| e & PTE_PS != 0) {
+            return e;
+        }
         self.leaf_off(pool, va)
             .and_then(|o| pool.sys.load(o).ok())
             .unwrap_or(0)
+    }
+
+    /// The level-2 (page directory) entry for `va`, if its tables exist.
+    fn pd_entry(&self, pool: &PtPool, va: u64) -> Option<u64> {
+        let mut table = self.pml4;
+        for level in [4u8, 3] {
+            let e = pool.sys.load(table + 8 * index(va, level) as u64).ok()?;
+            if e & PTE_P == 0 || e & PTE_PS != 0 {
+                return None;
+            }
+            table = (e & PTE_ADDR_MASK).checked_sub(pool.sys_gpa)?;
+        }
+        pool.sys.load(table + 8 * index(va, 2) as u64).ok()
+    }
+
+    /// Offset of the level-`stop` entry for `va`, creating the tables above
+    /// it as needed.
+    fn entry_off(&mut self, pool: &mut PtPool, va: u64, stop: u8) -> Result<u64, PoolError> {
+        let mut table = self.pml4;
+        for level in ((stop + 1)..=4u8).rev() {
+            let off = table + 8 * index(va, level) as u64;
+            let e = pool.sys.load(off).expect("table inside the system region");
+            if e & PTE_P == 0 {
+                let page = pool.alloc()?;
+                self.tables.push(page);
+                let entry = pool.gpa(page) | PTE_P | PTE_W | PTE_U | PTE_A;
+                pool.sys.store(off, entry).expect("inside");
+                table = page;
+            } else {
+                table = (e & PTE_ADDR_MASK) - pool.sys_gpa;
+            }
+        }
+        Ok(table + 8 * index(va, stop) as u64)
+    }
+
+    /// Install `value` (a 2 MiB frame's address and flags; PS is added) as
+    /// the page-directory entry for the aligned 2 MiB window of `va`, so an
+    /// MMU maps the window in one go. Rules as for [`HwSpace::install`];
+    /// where a table of 4 KiB entries is in the way, nothing changes
+    /// ([`Installed::Blocked`]).
+    pub(crate) fn install_large(
+        &mut self,
+        pool: &mut PtPool,
+        va: u64,
+        value: u64,
+        upgrade_ok: bool,
+        cmds: &mut Vec<Cmd>,
+    ) -> Result<Installed, PoolError> {
+        let value = value | PTE_PS;
+        let off = self.entry_off(pool, va, 2)?;
+        let cur = pool.sys.load(off).expect("inside");
+        if cur == value {
+            return Ok(Installed::Same);
+        }
+        if cur & PTE_P != 0 && cur & PTE_PS == 0 {
+            return Ok(Installed::Blocked);
+        }
+        if host_may_write(cur, value, upgrade_ok) {
+            pool.sys.store(off, value).expect("inside");
+            Ok(Installed::Direct)
+        } else {
+            cmds.push(cmd(CMD_STORE, SYS_VA + off, value));
+            cmds.push(cmd(CMD_INVLPG, va & !(PTE_PS_SIZE - 1), 0));
+            Ok(Installed::Queued)
+        }
     }
 
     /// Install `value` as the leaf for `va`, creating tables as needed.
@@ -292,30 +379,22 @@ impl HwSpace {
         upgrade_ok: bool,
         cmds: &mut Vec<Cmd>,
     ) -> Result<Installed, PoolError> {
-        let mut table = self.pml4;
-        for level in (2..=4u8).rev() {
-            let off = table + 8 * index(va, level) as u64;
-            let e = pool.sys.load(off).expect("table inside the system region");
-            if e & PTE_P == 0 {
-                let page = pool.alloc()?;
-                self.tables.push(page);
-                let entry = pool.gpa(page) | PTE_P | PTE_W | PTE_U | PTE_A;
-                pool.sys.store(off, entry).expect("inside");
-                table = page;
-            } else {
-                table = (e & PTE_ADDR_MASK) - pool.sys_gpa;
-            }
+        // A 2 MiB entry covers `va`: it must go first, through the guest
+        // (a shadow MMU only sees guest writes); the vproc refaults after
+        // and the 4 KiB entry goes in then.
+        let pd = self.entry_off(pool, va, 2)?;
+        let pde = pool.sys.load(pd).expect("inside");
+        if pde & PTE_P != 0 && pde & PTE_PS != 0 {
+            cmds.push(cmd(CMD_STORE, SYS_VA + pd, 0));
+            cmds.push(cmd(CMD_INVLPG, va, 0));
+            return Ok(Installed::Queued);
         }
-        let off = table + 8 * index(va, 1) as u64;
+        let off = self.entry_off(pool, va, 1)?;
         let cur = pool.sys.load(off).expect("inside");
         if cur == value {
             return Ok(Installed::Same);
         }
-        let only_gains_write = cur & PTE_P != 0
-            && (cur & PTE_ADDR_MASK) == (value & PTE_ADDR_MASK)
-            && (cur | PTE_W | vkernel_guest::x86::PTE_D | PTE_A) & !(value | PTE_A) == 0
-            && value & !(cur | PTE_W | vkernel_guest::x86::PTE_D | PTE_A) == 0;
-        if cur == 0 || (upgrade_ok && only_gains_write) {
+        if host_may_write(cur, value, upgrade_ok) {
             pool.sys.store(off, value).expect("inside");
             Ok(Installed::Direct)
         } else {
@@ -394,10 +473,12 @@ impl HwSpace {
         vas.len()
     }
 
-    /// Visit every present leaf in `[start, end)` as (va, entry offset).
-    /// The lower half holds only 4 KiB leaves; the walk is the shared
-    /// [`crate::walk_range`] one, so a stray large entry would be skipped by
-    /// the same rule as in a vpagetable.
+    /// Visit every present leaf in `[start, end)` as (va, entry offset): 4
+    /// KiB entries and 2 MiB ones ([`HwSpace::install_large`]); a 2 MiB
+    /// entry that straddles the range is visited once, at the first address
+    /// of the range it covers (removing it removes the whole 2 MiB, which
+    /// refaults from the vpagetable). The walk is the shared
+    /// [`crate::walk_range`] one.
     pub(crate) fn for_each_leaf(
         &self,
         pool: &PtPool,
@@ -406,6 +487,19 @@ impl HwSpace {
         f: &mut dyn FnMut(u64, u64),
     ) {
         let mut v = Leaves(|l: Leaf| f(l.va, l.at));
+        walk_range(&HwTables(pool), pool.gpa(self.pml4), start, end, &mut v);
+    }
+
+    /// [`HwSpace::for_each_leaf`] with each leaf's end inside the range:
+    /// (va, end, entry offset); a 2 MiB entry spans up to 512 pages.
+    pub(crate) fn for_each_span(
+        &self,
+        pool: &PtPool,
+        start: u64,
+        end: u64,
+        f: &mut dyn FnMut(u64, u64, u64),
+    ) {
+        let mut v = Leaves(|l: Leaf| f(l.va, l.end, l.at));
         walk_range(&HwTables(pool), pool.gpa(self.pml4), start, end, &mut v);
     }
 }
@@ -434,5 +528,126 @@ impl Tables for HwTables<'_> {
     }
     fn frame_ok(&self, _frame: u64, _size: u64) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYS_GPA: u64 = 1 << 30;
+    const VA: u64 = 0x4000_0000;
+    const BLOCK: u64 = 0x60_0000;
+
+    fn pool() -> PtPool {
+        let sys = Ram::anonymous(4 << 20).unwrap();
+        PtPool::new(sys, SYS_GPA, 0, 4 << 20, 0)
+    }
+
+    fn no_keep(_: u64, _: u64) -> bool {
+        false
+    }
+
+    #[test]
+    fn a_2mib_entry_goes_in_directly_and_gains_write_in_place() {
+        let mut pool = pool();
+        let mut hw = pool.new_space().unwrap();
+        let mut cmds = Vec::new();
+        let ro = BLOCK | PTE_P | PTE_U | PTE_A;
+        assert_eq!(
+            hw.install_large(&mut pool, VA + 0x1234, ro, true, &mut cmds),
+            Ok(Installed::Direct)
+        );
+        assert!(cmds.is_empty());
+        // Every page of the window sees the 2 MiB entry.
+        assert_eq!(hw.leaf(&pool, VA + 0x1f_f000), ro | PTE_PS);
+        assert_eq!(hw.leaf_off(&pool, VA), None, "no 4 KiB table under it");
+        // M emulation: the host upgrades it in place.
+        let rw = ro | PTE_W | PTE_D;
+        assert_eq!(
+            hw.install_large(&mut pool, VA, rw, true, &mut cmds),
+            Ok(Installed::Direct)
+        );
+        assert_eq!(
+            hw.install_large(&mut pool, VA, rw, true, &mut cmds),
+            Ok(Installed::Same)
+        );
+        // Another frame is a change the guest must make.
+        assert_eq!(
+            hw.install_large(&mut pool, VA, rw + (2 << 20), true, &mut cmds),
+            Ok(Installed::Queued)
+        );
+        assert_eq!(cmds[0][0] & 7, CMD_STORE);
+        assert!(cmds.iter().any(|c| c[0] & 7 == CMD_INVLPG));
+        // The walk visits it once, as a span of 512 pages.
+        let mut spans = Vec::new();
+        hw.for_each_span(&pool, VA + 0x3000, VA + (4 << 20), &mut |a, b, _| {
+            spans.push((a, b))
+        });
+        assert_eq!(spans, vec![(VA + 0x3000, VA + (2 << 20))]);
+    }
+
+    #[test]
+    fn large_and_small_entries_do_not_overwrite_each_other_behind_the_guests_back() {
+        let mut pool = pool();
+        let mut hw = pool.new_space().unwrap();
+        let mut cmds = Vec::new();
+        // A table of 4 KiB entries blocks a 2 MiB entry.
+        let small = 0x5000 | PTE_P | PTE_U;
+        assert_eq!(
+            hw.install(&mut pool, VA + 0x5000, small, false, &mut cmds),
+            Ok(Installed::Direct)
+        );
+        assert_eq!(
+            hw.install_large(&mut pool, VA, BLOCK | PTE_P | PTE_U, false, &mut cmds),
+            Ok(Installed::Blocked)
+        );
+        assert_eq!(hw.leaf(&pool, VA + 0x5000), small);
+        // A 4 KiB install under a live 2 MiB entry queues its removal.
+        let va2 = VA + (2 << 20);
+        hw.install_large(&mut pool, va2, BLOCK | PTE_P | PTE_U, false, &mut cmds)
+            .unwrap();
+        assert!(cmds.is_empty());
+        assert_eq!(
+            hw.install(&mut pool, va2 + 0x7000, small, false, &mut cmds),
+            Ok(Installed::Queued)
+        );
+        assert_eq!(cmds[0], cmd(CMD_STORE, cmds[0][0] & !7, 0));
+        assert_eq!(hw.leaf(&pool, va2) & PTE_PS, PTE_PS, "the guest removes it");
+    }
+
+    #[test]
+    fn removing_a_page_of_a_2mib_entry_removes_the_entry() {
+        let mut pool = pool();
+        let mut hw = pool.new_space().unwrap();
+        let mut cmds = Vec::new();
+        let e = BLOCK | PTE_P | PTE_U | PTE_W;
+        hw.install_large(&mut pool, VA, e, false, &mut cmds)
+            .unwrap();
+        let how = RewriteHow {
+            how: Rewrite::WriteProtect,
+            keep: &no_keep,
+            no_zap: None,
+            pinned: None,
+        };
+        assert_eq!(
+            hw.rewrite_range(&pool, VA + 0x9000, VA + 0xa000, &how, &mut cmds),
+            1
+        );
+        assert_eq!(
+            cmds[0],
+            cmd(CMD_STORE, cmds[0][0] & !7, (e | PTE_PS) & !PTE_W)
+        );
+        cmds.clear();
+        let how = RewriteHow {
+            how: Rewrite::Remove,
+            ..how
+        };
+        assert_eq!(
+            hw.rewrite_range(&pool, VA + 0x9000, VA + 0xa000, &how, &mut cmds),
+            1
+        );
+        assert_eq!(cmds[0], cmd(CMD_STORE, cmds[0][0] & !7, 0));
+        assert_eq!(cmds[1][0] & 7, CMD_INVLPG);
     }
 }

@@ -30,7 +30,7 @@ use vkernel_guest::x86::{self, msr, sel, PTE_A, PTE_D, PTE_NX, PTE_P, PTE_PS, PT
 use crate::cpu::Cpu;
 use crate::hwpt::PtPool;
 use crate::kick::{KickState, Kicker};
-use crate::ram::Ram;
+use crate::ram::{HugeProbe, Ram, RamBacking};
 use crate::vmspace::{Vmspace, VmspaceError};
 
 /// Errors building a machine.
@@ -123,7 +123,7 @@ pub enum TrapPath {
 pub struct MachineBuilder {
     ram_size: u64,
     vcpus: usize,
-    ram_path: Option<PathBuf>,
+    ram_backing: RamBacking,
     sys_size: u64,
     exitless: bool,
 }
@@ -133,7 +133,7 @@ impl Default for MachineBuilder {
         MachineBuilder {
             ram_size: 64 << 20,
             vcpus: 1,
-            ram_path: None,
+            ram_backing: RamBacking::Auto,
             sys_size: DEFAULT_SYS_SIZE,
             exitless: true,
         }
@@ -163,7 +163,13 @@ impl MachineBuilder {
     /// Back RAM with this file (tmpfs, hugetlbfs...) instead of a memfd. The
     /// file is created if needed and sized to the RAM size.
     pub fn ram_path(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ram_path = Some(path.into());
+        self.ram_backing = RamBacking::File(path.into());
+        self
+    }
+    /// What backs RAM (default [`RamBacking::Auto`]: probed at machine start
+    /// for what gives the host's huge pages; see [`crate::ram::probe_backing`]).
+    pub fn ram_backing(mut self, backing: RamBacking) -> Self {
+        self.ram_backing = backing;
         self
     }
     /// Size of the system region, which bounds the hardware page-table pool
@@ -197,7 +203,8 @@ pub(crate) struct MachineInner {
     pub(crate) kickers: Vec<Kicker>,
     next_vmspace_id: AtomicU64,
     pub(crate) vcpu_count: usize,
-    ram_file: File,
+    ram_file: Option<File>,
+    ram_backing: RamBacking,
 }
 
 impl MachineInner {
@@ -271,7 +278,7 @@ impl Machine {
         validate(&b)?;
         let (kvm, cpuid) = open_kvm(&b)?;
         let vm = kvm.create_vm().map_err(kvm_err("CREATE_VM"))?;
-        let (ram_file, ram, sys, sys_gpa) = map_memory(&b, &vm)?;
+        let (ram_file, ram_backing, ram, sys, sys_gpa) = map_memory(&b, &vm)?;
 
         let offsets = stub::offsets();
         let upper_entry = init_sys(&sys, sys_gpa, b.sys_size, b.vcpus, &offsets);
@@ -321,6 +328,7 @@ impl Machine {
             next_vmspace_id: AtomicU64::new(1),
             vcpu_count: b.vcpus,
             ram_file,
+            ram_backing,
         });
         let cpus = fds
             .into_iter()
@@ -391,14 +399,47 @@ fn open_kvm(b: &MachineBuilder) -> Result<(Kvm, kvm_bindings::CpuId), MachineErr
     Ok((kvm, cpuid))
 }
 
-/// RAM (a memfd or the builder's file) and the system region, mapped
-/// shared here and into `vm` (slots 0 and 1). Returns the RAM file, RAM,
-/// the system region and its guest-physical address.
-fn map_memory(b: &MachineBuilder, vm: &VmFd) -> Result<(File, Ram, Ram, u64), MachineError> {
-    // RAM: a memfd or a caller-given file, mapped shared.
-    let (ram_file, ram_name) = match &b.ram_path {
-        None => (memfd("vkernel-ram")?, "memfd".to_string()),
-        Some(p) => {
+/// RAM (anonymous memory, a memfd or the builder's file; see
+/// [`RamBacking`]) and the system region, mapped here and into `vm` (slots 0
+/// and 1). Returns the RAM file (none for anonymous memory), the backing
+/// used, RAM, the system region and its guest-physical address.
+#[allow(clippy::type_complexity)]
+fn map_memory(
+    b: &MachineBuilder,
+    vm: &VmFd,
+) -> Result<(Option<File>, RamBacking, Ram, Ram, u64), MachineError> {
+    let probe = HugeProbe::read();
+    let mut backing = b.ram_backing.clone();
+    if backing == RamBacking::Auto {
+        let (chosen, why) = crate::ram::probe_backing(&probe, b.ram_size);
+        log::info!("vkernel: RAM backing {chosen:?} ({why})");
+        backing = chosen;
+    }
+    // Anonymous memory: no file, its own mapping.
+    let mut anon = None;
+    let mut file = None;
+    match &backing {
+        RamBacking::Auto | RamBacking::Anonymous => {}
+        RamBacking::MemfdHugetlb => match memfd_flags(
+            "vkernel-ram",
+            libc::MFD_CLOEXEC | libc::MFD_HUGETLB | libc::MFD_HUGE_2MB,
+        )
+        .and_then(|f| {
+            f.set_len(b.ram_size)
+                .map_err(|source| MachineError::RamFile {
+                    path: "memfd (hugetlb)".into(),
+                    source,
+                })
+                .map(|_| f)
+        }) {
+            Ok(f) => file = Some((f, "memfd (hugetlb)".to_string())),
+            Err(e) => {
+                log::warn!("vkernel: hugetlb RAM failed ({e}); using anonymous memory");
+                backing = RamBacking::Anonymous;
+            }
+        },
+        RamBacking::Memfd => file = Some((memfd("vkernel-ram")?, "memfd".to_string())),
+        RamBacking::File(p) => {
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -409,15 +450,28 @@ fn map_memory(b: &MachineBuilder, vm: &VmFd) -> Result<(File, Ram, Ram, u64), Ma
                     path: p.display().to_string(),
                     source,
                 })?;
-            (f, p.display().to_string())
+            file = Some((f, p.display().to_string()));
         }
-    };
-    ram_file
-        .set_len(b.ram_size)
-        .map_err(|source| MachineError::RamFile {
-            path: ram_name.clone(),
-            source,
+    }
+    if backing == RamBacking::Anonymous {
+        let (ram, advised) = Ram::anonymous_aligned(b.ram_size, true).map_err(|e| {
+            MachineError::Map(format!("anonymous RAM of {} bytes: {e}", b.ram_size))
         })?;
+        if !advised || !probe.anon_thp() {
+            log::info!(
+                "vkernel: anonymous RAM without transparent huge pages (THP '{}')",
+                probe.thp_anon
+            );
+        }
+        anon = Some(ram);
+    }
+    if let Some((f, name)) = &file {
+        f.set_len(b.ram_size)
+            .map_err(|source| MachineError::RamFile {
+                path: name.clone(),
+                source,
+            })?;
+    }
     let sys_file = memfd("vkernel-sys")?;
     sys_file
         .set_len(b.sys_size)
@@ -426,26 +480,38 @@ fn map_memory(b: &MachineBuilder, vm: &VmFd) -> Result<(File, Ram, Ram, u64), Ma
             source,
         })?;
     let sys_gpa = sys_gpa(b.ram_size);
-    let ram_clone = ram_file
-        .try_clone()
-        .map_err(|source| MachineError::RamFile {
-            path: ram_name.clone(),
-            source,
-        })?;
     let region = |file: File, size: u64, gpa: u64| -> Result<GuestRegionMmap, MachineError> {
         let m = MmapRegion::<()>::from_file(FileOffset::new(file, 0), size as usize)
             .map_err(|e| MachineError::Map(e.to_string()))?;
         GuestRegionMmap::new(m, GuestAddress(gpa))
             .ok_or_else(|| MachineError::Map("region wraps the address space".into()))
     };
-    let mem = GuestMemoryMmap::from_regions(vec![
-        region(ram_clone, b.ram_size, 0)?,
-        region(sys_file, b.sys_size, sys_gpa)?,
-    ])
-    .map_err(|e| MachineError::Map(e.to_string()))?;
-    let ram_ptr = mem
-        .get_host_address(GuestAddress(0))
-        .map_err(|e| MachineError::Map(e.to_string()))?;
+    // Sorted by address: RAM (when it is a file) first.
+    let mut regions = Vec::new();
+    if let Some((f, name)) = &file {
+        let clone = f.try_clone().map_err(|source| MachineError::RamFile {
+            path: name.clone(),
+            source,
+        })?;
+        regions.push(region(clone, b.ram_size, 0)?);
+    }
+    regions.push(region(sys_file, b.sys_size, sys_gpa)?);
+    let mem =
+        GuestMemoryMmap::from_regions(regions).map_err(|e| MachineError::Map(e.to_string()))?;
+    let ram_ptr = match &anon {
+        Some(ram) => ram
+            .host_ptr(0, b.ram_size)
+            .map_err(|e| MachineError::Map(e.to_string()))?,
+        None => mem
+            .get_host_address(GuestAddress(0))
+            .map_err(|e| MachineError::Map(e.to_string()))?,
+    };
+    if backing == RamBacking::Memfd && probe.shmem_thp() {
+        // SAFETY: advice on the live shared mapping of exactly the RAM size.
+        unsafe {
+            libc::madvise(ram_ptr.cast(), b.ram_size as usize, libc::MADV_HUGEPAGE);
+        }
+    }
     let sys_ptr = mem
         .get_host_address(GuestAddress(sys_gpa))
         .map_err(|e| MachineError::Map(e.to_string()))?;
@@ -465,12 +531,16 @@ fn map_memory(b: &MachineBuilder, vm: &VmFd) -> Result<(File, Ram, Ram, u64), Ma
         unsafe { vm.set_user_memory_region(r) }.map_err(kvm_err("SET_USER_MEMORY_REGION"))?;
     }
     let owner: Arc<dyn Send + Sync> = Arc::new(mem);
-    // SAFETY: both pointers come from `mem`'s live mappings of exactly
-    // these sizes; `owner` keeps them mapped.
-    let ram = unsafe { Ram::from_raw(ram_ptr, b.ram_size, owner.clone()) };
-    // SAFETY: as above.
+    let ram = match anon {
+        Some(ram) => ram,
+        // SAFETY: the pointer comes from `mem`'s live mapping of exactly
+        // the RAM size; `owner` keeps it mapped.
+        None => unsafe { Ram::from_raw(ram_ptr, b.ram_size, owner.clone()) },
+    };
+    // SAFETY: the pointer comes from `mem`'s live mapping of exactly the
+    // system region's size; `owner` keeps it mapped.
     let sys = unsafe { Ram::from_raw(sys_ptr, b.sys_size, owner) };
-    Ok((ram_file, ram, sys, sys_gpa))
+    Ok((file.map(|(f, _)| f), backing, ram, sys, sys_gpa))
 }
 
 /// Probe the trap path and the FPU handoff on vCPU 0, then give every vCPU
@@ -546,9 +616,15 @@ impl Machine {
         self.inner.ram.size()
     }
 
-    /// The RAM file (a memfd or the file given to the builder).
-    pub fn ram_file(&self) -> &File {
-        &self.inner.ram_file
+    /// The RAM file (a memfd or the file given to the builder); none when
+    /// RAM is anonymous memory.
+    pub fn ram_file(&self) -> Option<&File> {
+        self.inner.ram_file.as_ref()
+    }
+
+    /// What backs RAM ([`RamBacking::Auto`] resolved by the probe).
+    pub fn ram_backing(&self) -> &RamBacking {
+        &self.inner.ram_backing
     }
 
     /// Number of vCPUs.
@@ -636,10 +712,14 @@ pub(crate) fn tramp_entry(sys_gpa: u64) -> u64 {
 }
 
 fn memfd(name: &str) -> Result<File, MachineError> {
+    memfd_flags(name, libc::MFD_CLOEXEC)
+}
+
+fn memfd_flags(name: &str, flags: libc::c_uint) -> Result<File, MachineError> {
     let cname = std::ffi::CString::new(name).expect("no NUL in name");
     // SAFETY: plain syscall with a valid NUL-terminated name; the returned
     // fd is checked and then owned by the File.
-    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), flags) };
     if fd < 0 {
         return Err(MachineError::RamFile {
             path: format!("memfd {name}"),

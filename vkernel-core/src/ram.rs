@@ -52,6 +52,106 @@ impl Drop for AnonMapping {
     }
 }
 
+/// Size of a large (2 MiB) page.
+pub const LARGE_PAGE: u64 = 2 << 20;
+
+/// What backs a machine's RAM (see [`probe_backing`] and the README's
+/// table of which backing gets host huge pages where).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum RamBacking {
+    /// Probe the host at machine start ([`probe_backing`]): hugetlb pages
+    /// when some are reserved, else anonymous memory with `MADV_HUGEPAGE`
+    /// when transparent huge pages are enabled for it, else a memfd.
+    #[default]
+    Auto,
+    /// Private anonymous memory, 2 MiB aligned, with `MADV_HUGEPAGE`:
+    /// transparent huge pages in the host's `always` and `madvise` modes.
+    /// There is no RAM file.
+    Anonymous,
+    /// A memfd (the seed's design): huge pages only where the host's
+    /// `shmem_enabled` allows them.
+    Memfd,
+    /// A memfd with `MFD_HUGETLB` (2 MiB): needs reserved hugetlb pages
+    /// (`/proc/sys/vm/nr_hugepages`) and a RAM size that is a multiple of 2 MiB.
+    MemfdHugetlb,
+    /// This file (tmpfs, hugetlbfs...), created if needed and sized to the RAM.
+    File(std::path::PathBuf),
+}
+
+/// What the host offers for huge pages, read from sysfs and procfs.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct HugeProbe {
+    /// `/sys/kernel/mm/transparent_hugepage/enabled`: the selected mode
+    /// (`always`, `madvise`, `never`), empty when unreadable.
+    pub thp_anon: String,
+    /// `/sys/kernel/mm/transparent_hugepage/shmem_enabled`: the selected mode.
+    pub thp_shmem: String,
+    /// `/proc/sys/vm/nr_hugepages`: reserved hugetlb pages (0 when unreadable).
+    pub hugetlb_pages: u64,
+}
+
+/// The bracketed choice of a sysfs mode line (`always [madvise] never`).
+fn selected_mode(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.starts_with('[') && w.ends_with(']'))
+        .map(|w| w.trim_matches(|c| c == '[' || c == ']').to_string())
+        .unwrap_or_default()
+}
+
+impl HugeProbe {
+    /// Read the host's settings.
+    pub fn read() -> HugeProbe {
+        let rd = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        HugeProbe {
+            thp_anon: selected_mode(&rd("/sys/kernel/mm/transparent_hugepage/enabled")),
+            thp_shmem: selected_mode(&rd("/sys/kernel/mm/transparent_hugepage/shmem_enabled")),
+            hugetlb_pages: rd("/proc/sys/vm/nr_hugepages").trim().parse().unwrap_or(0),
+        }
+    }
+
+    /// Does anonymous memory with `MADV_HUGEPAGE` get transparent huge pages?
+    pub fn anon_thp(&self) -> bool {
+        matches!(self.thp_anon.as_str(), "always" | "madvise")
+    }
+
+    /// Does a memfd get transparent huge pages (with `MADV_HUGEPAGE`)?
+    pub fn shmem_thp(&self) -> bool {
+        matches!(
+            self.thp_shmem.as_str(),
+            "always" | "within_size" | "advise" | "force"
+        )
+    }
+}
+
+/// Pick the backing [`RamBacking::Auto`] stands for on this host, and say
+/// why: hugetlb when pages are reserved and `ram_size` is a multiple of
+/// 2 MiB, anonymous THP when enabled for anonymous memory, a memfd when
+/// shmem THP is on (or nothing gives huge pages).
+pub fn probe_backing(p: &HugeProbe, ram_size: u64) -> (RamBacking, String) {
+    if p.hugetlb_pages > 0 && ram_size.is_multiple_of(LARGE_PAGE) {
+        return (
+            RamBacking::MemfdHugetlb,
+            format!("{} hugetlb pages reserved", p.hugetlb_pages),
+        );
+    }
+    if p.anon_thp() {
+        return (
+            RamBacking::Anonymous,
+            format!("anonymous THP '{}'", p.thp_anon),
+        );
+    }
+    if p.shmem_thp() {
+        return (RamBacking::Memfd, format!("shmem THP '{}'", p.thp_shmem));
+    }
+    (
+        RamBacking::Memfd,
+        format!(
+            "no huge pages offered (THP anon '{}', shmem '{}', {} hugetlb pages): 4 KiB host pages",
+            p.thp_anon, p.thp_shmem, p.hugetlb_pages
+        ),
+    )
+}
+
 /// A bounds-checked host view of a guest-physical range starting at 0.
 #[derive(Clone)]
 pub struct Ram {
@@ -107,6 +207,60 @@ impl Ram {
             size,
             _owner: owner,
         })
+    }
+
+    /// Private anonymous memory of `size` bytes (rounded up to 2 MiB)
+    /// starting on a 2 MiB boundary; with `huge`, advised `MADV_HUGEPAGE` so
+    /// the host backs it with transparent huge pages where it can (the
+    /// advice failing is not an error: the memory stays usable with 4 KiB
+    /// pages). Returns the memory and whether the advice was taken.
+    pub fn anonymous_aligned(size: u64, huge: bool) -> std::io::Result<(Ram, bool)> {
+        let len = size.div_ceil(LARGE_PAGE).max(1) * LARGE_PAGE;
+        let span = len + LARGE_PAGE;
+        // SAFETY: anonymous private mapping with no address hint; the result
+        // is checked against MAP_FAILED before use.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                span as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let base = raw as u64;
+        let start = base.next_multiple_of(LARGE_PAGE);
+        let (head, tail) = (start - base, base + span - (start + len));
+        // SAFETY: the head and tail trimmed here lie inside the mapping just
+        // made and outside the part kept; nothing refers to them.
+        unsafe {
+            if head > 0 {
+                libc::munmap(raw, head as usize);
+            }
+            if tail > 0 {
+                libc::munmap((start + len) as *mut libc::c_void, tail as usize);
+            }
+        }
+        let advised = huge
+            // SAFETY: advice on the mapping kept above, of exactly `len` bytes.
+            && unsafe { libc::madvise(start as *mut libc::c_void, len as usize, libc::MADV_HUGEPAGE) }
+                == 0;
+        let owner = Arc::new(AnonMapping {
+            ptr: start as *mut u8,
+            len: len as usize,
+        });
+        Ok((
+            Ram {
+                ptr: start as *mut u8,
+                size,
+                _owner: owner,
+            },
+            advised,
+        ))
     }
 
     /// Wrap an existing mapping.
@@ -226,5 +380,42 @@ mod tests {
         assert!(ram.cas(0, 0, 5).unwrap());
         assert!(!ram.cas(0, 0, 6).unwrap());
         assert_eq!(ram.load(0).unwrap(), 5);
+    }
+
+    #[test]
+    fn aligned_anonymous_memory_starts_on_2mib() {
+        let (ram, _) = Ram::anonymous_aligned(3 << 20, true).unwrap();
+        assert_eq!(ram.host_ptr(0, 1).unwrap() as u64 % LARGE_PAGE, 0);
+        ram.store((3 << 20) - 8, 9).unwrap();
+        assert!(ram.load(3 << 20).is_err());
+    }
+
+    #[test]
+    fn backing_probe_prefers_what_gives_huge_pages() {
+        assert_eq!(selected_mode("always [madvise] never"), "madvise");
+        let stock = HugeProbe {
+            thp_anon: "madvise".into(),
+            thp_shmem: "never".into(),
+            hugetlb_pages: 0,
+        };
+        assert_eq!(probe_backing(&stock, 64 << 20).0, RamBacking::Anonymous);
+        let reserved = HugeProbe {
+            hugetlb_pages: 64,
+            ..stock.clone()
+        };
+        assert_eq!(
+            probe_backing(&reserved, 64 << 20).0,
+            RamBacking::MemfdHugetlb
+        );
+        // Not a multiple of 2 MiB: no hugetlb.
+        assert_eq!(
+            probe_backing(&reserved, (64 << 20) + 4096).0,
+            RamBacking::Anonymous
+        );
+        let none = HugeProbe {
+            thp_anon: "never".into(),
+            ..stock
+        };
+        assert_eq!(probe_backing(&none, 64 << 20).0, RamBacking::Memfd);
     }
 }

@@ -171,6 +171,9 @@ pub struct VmspaceStats {
     pub installed: u64,
     /// Hardware entries removed.
     pub invalidated: u64,
+    /// 2 MiB hardware entries installed (a large VPTE over a whole
+    /// window of the mapping): each maps 512 pages in one go.
+    pub large_installed: u64,
 }
 
 pub(crate) struct VmState {
@@ -211,6 +214,9 @@ impl std::fmt::Debug for Vmspace {
 
 /// Default number of pages installed around a resolved fault.
 pub const DEFAULT_FAULT_AROUND: u64 = 16;
+
+/// Bytes a level-2 (2 MiB) leaf maps.
+const LARGE: u64 = crate::ram::LARGE_PAGE;
 
 fn check_range(addr: u64, len: u64) -> Result<u64, VmspaceError> {
     if len == 0 {
@@ -574,7 +580,69 @@ impl Vmspace {
         access: Access,
         emulate: Emulate,
     ) -> Result<(u64, u64), FaultReason> {
-        if va >= USER_END || (st.slot.is_some() && va & !0xFFF == vkernel_guest::layout::SLOT_VA) {
+        self.translate_full(st, va, access, emulate)
+            .map(|(frame, flags, _)| (frame, flags))
+    }
+
+    /// [`Vmspace::translate_locked`], plus the 2 MiB frame when a level-2
+    /// (2 MiB) VPTE maps `va` and the mapping covers its whole aligned
+    /// window: then one 2 MiB hardware entry may map the window.
+    fn translate_full(
+        &self,
+        st: &VmState,
+        va: u64,
+        access: Access,
+        emulate: Emulate,
+    ) -> Result<(u64, u64, Option<u64>), FaultReason> {
+        if va >= USER_END || self.is_slot(st, va) {
+            return Err(FaultReason::NotUser);
+        }
+        if let Some((start, r)) = find(&st.regions, va) {
+            if let Kind::PageTable { root: Some(root) } = r.kind {
+                let t = walk(&self.shared.machine.ram, root, va, access, emulate)?;
+                let mut f = PTE_P | PTE_U | PTE_A;
+                if t.writable && t.vpte.modified() {
+                    f |= PTE_W | PTE_D;
+                }
+                if !t.executable {
+                    f |= PTE_NX;
+                }
+                let base = va & !(LARGE - 1);
+                let large =
+                    (t.level == 2 && start <= base && self.covers(st, r.end, base + LARGE, root))
+                        .then(|| t.frame - ((va & (LARGE - 1)) & !0xFFF));
+                return Ok((t.frame, f, large));
+            }
+        }
+        self.translate_small(st, va, access, emulate)
+            .map(|(frame, f)| (frame, f, None))
+    }
+
+    /// Is `va` in the exitless request page (the machine's, never the
+    /// vpagetable's)?
+    fn is_slot(&self, st: &VmState, va: u64) -> bool {
+        st.slot.is_some() && va & !0xFFF == vkernel_guest::layout::SLOT_VA
+    }
+
+    /// Do regions with vpagetable `root` run on from `end` up to `want`?
+    fn covers(&self, st: &VmState, mut end: u64, want: u64, root: u64) -> bool {
+        while end < want {
+            match st.regions.get(&end) {
+                Some(r) if r.kind == (Kind::PageTable { root: Some(root) }) => end = r.end,
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    fn translate_small(
+        &self,
+        st: &VmState,
+        va: u64,
+        access: Access,
+        emulate: Emulate,
+    ) -> Result<(u64, u64), FaultReason> {
+        if va >= USER_END || self.is_slot(st, va) {
             return Err(FaultReason::NotUser);
         }
         let (start, r) = find(&st.regions, va).ok_or(FaultReason::NoRegion)?;
@@ -610,11 +678,35 @@ impl Vmspace {
     ) -> Result<(), FaultReason> {
         let mut st = self.lock();
         let page = addr & !0xFFF;
-        let (frame, flags) = self.translate_locked(&st, page, access, Emulate::AccessedModified)?;
+        let (frame, flags, large) =
+            self.translate_full(&st, page, access, Emulate::AccessedModified)?;
         let upgrade_ok = st.pending.is_empty();
         let mut pool = self.shared.machine.pool.lock().unwrap();
         let st = &mut *st;
         let hw = st.hw.as_mut().expect("a live vmspace has tables");
+        if let Some(big) = large {
+            // One 2 MiB entry for the whole window: no fault-around needed.
+            let base = page & !(LARGE - 1);
+            match hw.install_large(&mut pool, base, big | flags, upgrade_ok, cmds) {
+                Ok(Installed::Blocked) => {}
+                Ok(Installed::Same) => {
+                    cmds.push(vkernel_guest::abi::cmd(
+                        vkernel_guest::abi::CMD_INVLPG,
+                        page,
+                        0,
+                    ));
+                    st.stats.resolved_faults += 1;
+                    return Ok(());
+                }
+                Ok(_) => {
+                    st.stats.installed += 1;
+                    st.stats.large_installed += 1;
+                    st.stats.resolved_faults += 1;
+                    return Ok(());
+                }
+                Err(_) => return Err(FaultReason::NotValid { level: 2 }),
+            }
+        }
         let res = hw.install(&mut pool, page, frame | flags, upgrade_ok, cmds);
         match res {
             Ok(Installed::Same) => {
@@ -745,7 +837,11 @@ impl Vmspace {
             let pool = other.shared.machine.pool.lock().unwrap();
             let mut vas = Vec::new();
             if let Some(hw) = &st.hw {
-                hw.for_each_leaf(&pool, start, end, &mut |va, _| vas.push(va));
+                // Every page of a 2 MiB entry: the other side may map the
+                // window with 4 KiB pages (fork splits large pages).
+                hw.for_each_span(&pool, start, end, &mut |va, e, _| {
+                    vas.extend((va..e).step_by(PAGE_SIZE as usize))
+                });
             }
             vas
         };
@@ -759,13 +855,25 @@ impl Vmspace {
         let mut n = 0;
         let mut cmds = Vec::new();
         for &va in vas {
-            let Ok((frame, flags)) = self.translate_locked(&st, va, Access::Read, Emulate::No)
+            let Ok((frame, flags, large)) = self.translate_full(&st, va, Access::Read, Emulate::No)
             else {
                 continue;
             };
             let Some(hw) = st.hw.as_mut() else { break };
             if hw.leaf(&pool, va) != 0 {
                 continue;
+            }
+            if let Some(big) = large {
+                let base = va & !(LARGE - 1);
+                match hw.install_large(&mut pool, base, big | flags, false, &mut cmds) {
+                    Ok(Installed::Direct) => {
+                        n += 1;
+                        st.stats.large_installed += 1;
+                        continue;
+                    }
+                    Ok(Installed::Blocked) => {}
+                    _ => continue,
+                }
             }
             if let Ok(Installed::Direct) =
                 hw.install(&mut pool, va, frame | flags, false, &mut cmds)

@@ -43,6 +43,14 @@ pub struct FrameAlloc {
     next: u64,
     end: u64,
     free: Vec<u64>,
+    /// Bottom of the 2 MiB blocks carved from the top of the range: 4 KiB
+    /// frames grow up from the start, 2 MiB blocks down from the end, so
+    /// neither breaks the other's runs up.
+    large_next: u64,
+    /// Free 2 MiB blocks.
+    free_large: Vec<u64>,
+    /// Where carving starts (the end rounded down to 2 MiB).
+    large_top: u64,
     /// Extra references of shared frames (copy-on-write): absent means one.
     shared: std::collections::HashMap<u64, u32>,
 }
@@ -55,10 +63,14 @@ impl FrameAlloc {
                 return Err(VptError::Unaligned(a));
             }
         }
+        let end = end.max(start);
         Ok(FrameAlloc {
             next: start,
-            end: end.max(start),
+            end,
             free: Vec::new(),
+            large_next: (end & !(LARGE - 1)).max(start),
+            large_top: (end & !(LARGE - 1)).max(start),
+            free_large: Vec::new(),
             shared: std::collections::HashMap::new(),
         })
     }
@@ -67,14 +79,66 @@ impl FrameAlloc {
     pub fn alloc(&mut self, ram: &Ram) -> Result<u64, VptError> {
         let f = match self.free.pop() {
             Some(f) => f,
-            None if self.next < self.end => {
+            None if self.next < self.small_limit() => {
                 self.next += 4096;
                 self.next - 4096
             }
-            None => return Err(VptError::OutOfFrames),
+            None => match self.free_large.pop() {
+                // The 4 KiB frames ran into the 2 MiB blocks: break a free
+                // block up.
+                Some(b) => {
+                    self.free.extend((1..512u64).rev().map(|i| b + i * 4096));
+                    b
+                }
+                None => return Err(VptError::OutOfFrames),
+            },
         };
         ram.zero(f, 4096)?;
         Ok(f)
+    }
+
+    /// Where the 4 KiB frames must stop: the lowest carved 2 MiB block, or
+    /// the end of the range while none is carved.
+    fn small_limit(&self) -> u64 {
+        if self.large_next == self.large_top {
+            self.end
+        } else {
+            self.large_next
+        }
+    }
+
+    /// A zeroed, 2 MiB aligned block of 512 frames, or `None` when no free
+    /// block is left (fall back to 4 KiB frames then): from the free blocks,
+    /// else carved from the top of the range while it stays clear of the 4
+    /// KiB frames. Give it back with [`FrameAlloc::free_large`] (whole), or
+    /// frame by frame with [`FrameAlloc::free`] after splitting it.
+    pub fn alloc_large(&mut self, ram: &Ram) -> Result<Option<u64>, VptError> {
+        let b = match self.free_large.pop() {
+            Some(b) => b,
+            None if self.large_next >= self.next.next_multiple_of(LARGE) + LARGE
+                && self.large_next >= LARGE =>
+            {
+                self.large_next -= LARGE;
+                self.large_next
+            }
+            None => return Ok(None),
+        };
+        ram.zero(b, LARGE)?;
+        Ok(Some(b))
+    }
+
+    /// Give back a whole 2 MiB block from [`FrameAlloc::alloc_large`].
+    pub fn free_large(&mut self, block: u64) {
+        self.free_large.push(block);
+    }
+
+    /// Free 2 MiB blocks (handed back or never carved).
+    pub fn available_large(&self) -> u64 {
+        let carvable = self
+            .large_next
+            .saturating_sub(self.next.next_multiple_of(LARGE))
+            / LARGE;
+        self.free_large.len() as u64 + carvable
     }
 
     /// Drop one reference to a frame; the frame returns to the allocator
@@ -103,7 +167,9 @@ impl FrameAlloc {
 
     /// Frames still available.
     pub fn available(&self) -> u64 {
-        (self.end - self.next) / 4096 + self.free.len() as u64
+        self.small_limit().saturating_sub(self.next) / 4096
+            + self.free.len() as u64
+            + 512 * self.free_large.len() as u64
     }
 }
 
@@ -114,6 +180,9 @@ pub struct VpTable {
 }
 
 const TABLE_FLAGS: u64 = Vpte::RW | Vpte::U;
+
+/// Bytes one level-2 leaf (a large page) maps.
+pub const LARGE: u64 = 2 << 20;
 
 impl VpTable {
     /// A new, empty table.
@@ -162,6 +231,125 @@ impl VpTable {
             };
         }
         Ok(Some(table + 8 * index(va, 1) as u64))
+    }
+
+    /// Address of the level-2 entry for `va`, creating the tables above it
+    /// when `frames` is given (`None` when they are missing).
+    fn pde_gpa(
+        &self,
+        ram: &Ram,
+        mut frames: Option<&mut FrameAlloc>,
+        va: u64,
+    ) -> Result<Option<u64>, VptError> {
+        if va >= vkernel_guest::x86::USER_END {
+            return Err(VptError::NotUser(va));
+        }
+        let mut table = self.root;
+        for level in [4u8, 3] {
+            let gpa = table + 8 * index(va, level) as u64;
+            let e = Vpte(ram.load(gpa)?);
+            if e.valid() && e.large() {
+                return Err(VptError::LargePage(va));
+            }
+            table = if e.valid() {
+                e.frame()
+            } else if let Some(f) = frames.as_deref_mut() {
+                let t = f.alloc(ram)?;
+                ram.store(gpa, Vpte::page(t, TABLE_FLAGS).bits())?;
+                t
+            } else {
+                return Ok(None);
+            };
+        }
+        Ok(Some(table + 8 * index(va, 2) as u64))
+    }
+
+    /// Map the 2 MiB window at `va` to the 2 MiB block `frame` (both 2 MiB
+    /// aligned) with one level-2 leaf (`flags`; PS and V are added). An
+    /// empty table of 4 KiB entries in the way is freed; a table with any
+    /// valid entry, or a large page already there, is an error
+    /// ([`VptError::LargePage`] for the latter too: unmap first).
+    pub fn map_large(
+        &self,
+        ram: &Ram,
+        frames: &mut FrameAlloc,
+        va: u64,
+        frame: u64,
+        flags: u64,
+    ) -> Result<(), VptError> {
+        for a in [va, frame] {
+            if a % LARGE != 0 {
+                return Err(VptError::Unaligned(a));
+            }
+        }
+        let gpa = self
+            .pde_gpa(ram, Some(frames), va)?
+            .expect("tables are created");
+        let cur = Vpte(ram.load(gpa)?);
+        if cur.valid() {
+            let table = cur.frame();
+            if cur.large()
+                || !ram.contains(table, 4096)
+                || (0..512u64).any(|i| ram.load(table + 8 * i).unwrap_or(1) != 0)
+            {
+                return Err(VptError::LargePage(va));
+            }
+            frames.free(table);
+        }
+        ram.store(gpa, Vpte::page(frame, flags | Vpte::PS).bits())?;
+        Ok(())
+    }
+
+    /// The level-2 leaf mapping `va`, if a large page does: (its address,
+    /// the entry).
+    pub fn lookup_large(&self, ram: &Ram, va: u64) -> Option<(u64, Vpte)> {
+        let gpa = self.pde_gpa(ram, None, va).ok()??;
+        let e = Vpte(ram.load(gpa).ok()?);
+        (e.valid() && e.large()).then_some((gpa, e))
+    }
+
+    /// Remove the large page mapping `va`; returns its entry (the caller
+    /// frees the block and invalidates the hardware entries).
+    pub fn unmap_large(&self, ram: &Ram, va: u64) -> Option<Vpte> {
+        let (gpa, e) = self.lookup_large(ram, va)?;
+        ram.cas(gpa, e.bits(), 0).ok()?.then_some(e)
+    }
+
+    /// Split the large page mapping `va` into a table of 512 4 KiB leaves
+    /// over the same frames with the same bits (A, M, RW, NX, software
+    /// bits), so that part of it can be unmapped, protected or shared on
+    /// its own. The walker's A/M updates racing with the split are kept
+    /// (compare-and-exchange). Returns whether a large page was split; the
+    /// caller invalidates the hardware entries (a 2 MiB entry stays valid
+    /// for the same frames, but the caller may be about to change them).
+    pub fn split_large(
+        &self,
+        ram: &Ram,
+        frames: &mut FrameAlloc,
+        va: u64,
+    ) -> Result<bool, VptError> {
+        let Some((gpa, mut e)) = self.lookup_large(ram, va) else {
+            return Ok(false);
+        };
+        let table = frames.alloc(ram)?;
+        loop {
+            let flags = e.bits() & !Vpte::FRAME_MASK & !Vpte::PS;
+            for i in 0..512u64 {
+                ram.store(
+                    table + 8 * i,
+                    Vpte::page(e.frame() + i * 4096, flags).bits(),
+                )?;
+            }
+            let upper = Vpte::page(table, TABLE_FLAGS | (e.bits() & Vpte::A));
+            if ram.cas(gpa, e.bits(), upper.bits())? {
+                return Ok(true);
+            }
+            e = Vpte(ram.load(gpa)?);
+            if !e.valid() || !e.large() {
+                frames.free(table);
+                return Ok(false);
+            }
+        }
     }
 
     /// Map the page at `va` to `frame` with `flags` (V is added).
@@ -419,5 +607,98 @@ mod tests {
         assert_eq!(fa.alloc(&ram), Err(VptError::OutOfFrames));
         fa.free(0x1000);
         assert_eq!(fa.alloc(&ram), Ok(0x1000));
+    }
+
+    #[test]
+    fn large_page_walks_as_one_leaf_and_splits_exactly() {
+        let ram = Ram::anonymous(16 << 20).unwrap();
+        let mut fa = FrameAlloc::new(0x1000, 16 << 20).unwrap();
+        let vpt = VpTable::new(&ram, &mut fa).unwrap();
+        let big = fa.alloc_large(&ram).unwrap().unwrap();
+        assert_eq!(big % LARGE, 0);
+        let va = 0x4000_0000;
+        vpt.map_large(&ram, &mut fa, va, big, Vpte::RW | Vpte::U)
+            .unwrap();
+        let t = walk(
+            &ram,
+            vpt.root(),
+            va + 0x12345,
+            Access::Write,
+            Emulate::AccessedModified,
+        )
+        .unwrap();
+        assert_eq!((t.level, t.frame), (2, big + 0x12000));
+        let (_, e) = vpt.lookup_large(&ram, va + 0x1f_f000).unwrap();
+        assert!(e.large() && e.accessed() && e.modified());
+        // 4 KiB operations refuse the large page until it is split.
+        assert_eq!(
+            vpt.map(&ram, &mut fa, va, big, Vpte::U),
+            Err(VptError::LargePage(va))
+        );
+        assert!(vpt.split_large(&ram, &mut fa, va + 0x5000).unwrap());
+        assert!(vpt.lookup_large(&ram, va).is_none());
+        for i in [0u64, 1, 0x12, 511] {
+            let e = vpt.lookup(&ram, va + i * 4096).unwrap();
+            assert_eq!(e.frame(), big + i * 4096);
+            assert!(e.valid() && !e.large() && e.writable() && e.modified() && e.accessed());
+        }
+        // A hole in the middle leaves the rest mapped.
+        vpt.unmap(&ram, va + 0x3000).unwrap();
+        assert!(walk(&ram, vpt.root(), va + 0x3000, Access::Read, Emulate::No).is_err());
+        let t = walk(&ram, vpt.root(), va + 0x4000, Access::Read, Emulate::No).unwrap();
+        assert_eq!((t.level, t.frame), (1, big + 0x4000));
+        assert!(
+            !vpt.split_large(&ram, &mut fa, va).unwrap(),
+            "nothing left to split"
+        );
+    }
+
+    #[test]
+    fn map_large_replaces_only_an_empty_table() {
+        let ram = Ram::anonymous(16 << 20).unwrap();
+        let mut fa = FrameAlloc::new(0x1000, 16 << 20).unwrap();
+        let vpt = VpTable::new(&ram, &mut fa).unwrap();
+        let big = fa.alloc_large(&ram).unwrap().unwrap();
+        let small = fa.alloc(&ram).unwrap();
+        vpt.map(&ram, &mut fa, 0x20_0000, small, Vpte::U).unwrap();
+        assert_eq!(
+            vpt.map_large(&ram, &mut fa, 0x20_0000, big, Vpte::U),
+            Err(VptError::LargePage(0x20_0000))
+        );
+        vpt.unmap(&ram, 0x20_0000).unwrap();
+        vpt.map_large(&ram, &mut fa, 0x20_0000, big, Vpte::U)
+            .unwrap();
+        assert!(vpt.unmap_large(&ram, 0x3f_f000).unwrap().large());
+        assert!(vpt.lookup_large(&ram, 0x20_0000).is_none());
+        assert_eq!(
+            vpt.map_large(&ram, &mut fa, 0x20_1000, big, Vpte::U),
+            Err(VptError::Unaligned(0x20_1000))
+        );
+    }
+
+    #[test]
+    fn large_blocks_come_from_the_top_and_fall_back() {
+        let ram = Ram::anonymous(8 << 20).unwrap();
+        let mut fa = FrameAlloc::new(0x1000, 8 << 20).unwrap();
+        let before = fa.available();
+        let a = fa.alloc_large(&ram).unwrap().unwrap();
+        let b = fa.alloc_large(&ram).unwrap().unwrap();
+        assert_eq!((a, b), (6 << 20, 4 << 20));
+        assert_eq!(fa.available(), before - 1024);
+        let small = fa.alloc(&ram).unwrap();
+        assert!(small < b, "4 KiB frames stay below the blocks");
+        // Carving stops at the 2 MiB block the small frames are in.
+        assert_eq!(fa.alloc_large(&ram).unwrap(), Some(2 << 20));
+        assert_eq!(fa.alloc_large(&ram).unwrap(), None);
+        fa.free_large(a);
+        assert_eq!(fa.alloc_large(&ram).unwrap(), Some(a));
+        fa.free_large(a);
+        // Once the small range is used up, a free block is broken up.
+        let mut n = 0;
+        while fa.alloc(&ram).is_ok() {
+            n += 1;
+        }
+        assert!(n >= 512, "the free block fed 4 KiB frames ({n})");
+        assert_eq!(fa.available(), 0);
     }
 }

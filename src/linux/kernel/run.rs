@@ -130,6 +130,38 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
     Ok(())
 }
 
+/// Address space the vkernel keeps free for its own allocations once its
+/// threads run.
+const HEADROOM: usize = 16 << 20;
+
+/// Is there [`HEADROOM`] (plus `extra`) of address space left (under
+/// `ulimit -v`)? An
+/// allocation failing later would abort the process; failing here gives a
+/// clear error instead.
+fn address_space_headroom(extra: usize) -> Result<(), VprocError> {
+    let len = HEADROOM + extra;
+    // SAFETY: a fresh PROT_NONE reservation with no address hint, checked
+    // against MAP_FAILED and unmapped at once; nothing refers to it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(VprocError::Thread {
+                what: "vCPU (no address space left for the vkernel itself)".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        libc::munmap(p, len);
+    }
+    Ok(())
+}
+
 /// Run the vCPU loops (vCPU 0 on this thread) and the ticker until the
 /// virtual kernel ends; one result per vCPU (or thread that failed).
 fn run_threads(
@@ -138,6 +170,11 @@ fn run_threads(
     cpus: &mut [Cpu],
 ) -> Vec<Result<CpuStats, VprocError>> {
     let mut results: Vec<Result<CpuStats, VprocError>> = Vec::new();
+    // Room for the threads' stacks (2 MiB each) and the headroom.
+    if let Err(e) = address_space_headroom(cpus.len() * (2 << 20)) {
+        results.push(Err(e));
+        return results;
+    }
     std::thread::scope(|s| {
         let ticker = {
             let k = k.clone();
@@ -184,6 +221,9 @@ fn run_threads(
                     break;
                 }
             }
+        }
+        if spawned.is_ok() {
+            spawned = address_space_headroom(0);
         }
         match spawned {
             Ok(()) => results.push(cpu_loop(k, machine, cpu0)),

@@ -429,7 +429,7 @@ fn futex_death(k: &Kernel, body: &mut Vproc, uaddr: u64, tid: u32, pi: bool, pen
 /// the other threads' user code. None if it cannot be written.
 fn cas_user_u32(body: &mut Vproc, va: u64, old: u32, new: u32) -> Option<bool> {
     let mm = &mut *body.mm;
-    let pte = mm.vptable().lookup(mm.ram(), va & !0xfff);
+    let pte = mm.user_pte(va & !0xfff);
     if let Some(p) = pte.filter(|p| p.valid() && p.writable()) {
         let gpa = p.frame() + (va & 0xfff);
         let ptr = mm.ram().host_ptr(gpa, 4).ok()?;

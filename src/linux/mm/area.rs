@@ -202,6 +202,7 @@ impl Mm {
         for k in keys {
             self.vmas.remove(&k);
         }
+        self.split_large_in(start, end, true);
         let pages: Vec<(u64, u64)> = self
             .pages
             .range(start..end)

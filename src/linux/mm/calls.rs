@@ -130,6 +130,7 @@ impl Mm {
         for (_, v) in self.vmas.range_mut(start..end) {
             v.prot = prot;
         }
+        self.split_large_in(start, end, false);
         let pages: Vec<(u64, u64)> = self
             .pages
             .range(start..end)
@@ -224,6 +225,7 @@ impl Mm {
             }
             None => self.add_vma(dest, dest + new_len, vma.prot, VmaKind::Anon)?,
         }
+        self.split_large_in(old, old + old_len.min(new_len), false);
         let moved: Vec<(u64, u64)> = self
             .pages
             .range(old..old + old_len.min(new_len))
@@ -297,6 +299,7 @@ impl Mm {
     /// again); the caller checked the range.
     pub(super) fn discard(&mut self, start: u64, len: u64) {
         let end = start.saturating_add(align_up(len));
+        self.split_large_in(start, end, true);
         let pages: Vec<(u64, u64)> = self
             .pages
             .range(start..end)

@@ -4,6 +4,7 @@
 //! sequential sweep), a write to a copy-on-write page breaks the sharing.
 
 use super::*;
+use crate::core::vptable::LARGE;
 
 impl Mm {
     /// VPTE for `frame` at a page with `prot`: a frame someone else also
@@ -117,6 +118,19 @@ impl Mm {
         }
         let page = addr & !(PAGE - 1);
         let dirty = access == Access::Write;
+        if self.large_at(page).is_some() {
+            // The vpagetable could not resolve an access to a large page
+            // the area allows (should not happen): go on with 4 KiB pages.
+            self.split_large_in(page, page + PAGE, false);
+            self.inval(page & !(LARGE - 1), (page & !(LARGE - 1)) + LARGE);
+        }
+        if let Some(base) = self.large_window(start, &vma, page) {
+            if self.map_large_at(base, vma.prot, dirty) {
+                self.stats.demand_faults += 1;
+                self.sweep = (base + LARGE, MAX_WINDOW.max(self.fault_around));
+                return Ok(());
+            }
+        }
         if dirty && self.pages.contains_key(&page) {
             match self.break_cow(page) {
                 Ok(true) => return Ok(()),

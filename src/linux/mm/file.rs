@@ -21,6 +21,9 @@ impl Mm {
         dirty: bool,
     ) -> Result<u64, MmError> {
         let Some(fm) = &vma.file else {
+            if let Some((base, block)) = self.large_at(va) {
+                return Ok(block + (va - base));
+            }
             return self.map_new(va, vma.prot, dirty);
         };
         let off = fm.off.saturating_add(va - start);

@@ -236,6 +236,10 @@ pub struct MmStats {
     pub pages_mapped: u64,
     /// Copy-on-write breaks (faults and kernel copyouts).
     pub cow_breaks: u64,
+    /// Large (2 MiB) pages mapped by first touches.
+    pub large_pages_mapped: u64,
+    /// Large pages split into 4 KiB pages (munmap, mprotect, fork...).
+    pub large_splits: u64,
 }
 
 /// The frame allocator every vproc of a virtual kernel shares.
@@ -250,6 +254,10 @@ pub struct Mm {
     vms: Arc<Vmspace>,
     vmas: BTreeMap<u64, Vma>,
     pages: BTreeMap<u64, u64>,
+    /// Large pages: 2 MiB window start -> 2 MiB block (not in `pages`).
+    large: BTreeMap<u64, u64>,
+    /// Whether first touches may map large pages.
+    large_pages: bool,
     /// First address of the brk heap.
     pub brk_start: u64,
     /// Current break.
@@ -271,6 +279,7 @@ mod area;
 mod calls;
 mod fault;
 mod file;
+mod large;
 mod uaccess;
 
 use area::split_at;
@@ -306,6 +315,8 @@ impl Mm {
             vms,
             vmas: BTreeMap::new(),
             pages: BTreeMap::new(),
+            large: BTreeMap::new(),
+            large_pages: true,
             brk_start: 0,
             brk: 0,
             fault_around: 16,
@@ -341,6 +352,8 @@ impl Mm {
     /// fork(2): a new address space in `vms` (a fresh vmspace) with the same
     /// areas and contents, sharing every frame copy-on-write.
     pub fn fork(&mut self, vms: Vmspace) -> Result<Mm, MmError> {
+        // Large pages are shared as 4 KiB pages (a write copies 4 KiB).
+        self.split_large_in(USER_START, USER_END, false);
         let eager = self.eager_fork_pages();
         let mut fr = self.fr();
         let cvpt = self
@@ -398,6 +411,8 @@ impl Mm {
             vms,
             vmas: self.vmas.clone(),
             pages,
+            large: BTreeMap::new(),
+            large_pages: self.large_pages,
             brk_start: self.brk_start,
             brk: self.brk,
             fault_around: self.fault_around,
@@ -431,9 +446,13 @@ impl Mm {
     /// root until [`Mm::reset`] or the end).
     fn release(&mut self) {
         let pages = std::mem::take(&mut self.pages);
+        let large = std::mem::take(&mut self.large);
         let mut fr = self.fr();
         for f in pages.into_values() {
             fr.free(f);
+        }
+        for b in large.into_values() {
+            fr.free_large(b);
         }
         self.vpt.free_tables(&self.ram, &mut fr);
     }
@@ -489,7 +508,7 @@ impl Mm {
 
     /// Pages currently backed by a frame.
     pub fn resident_pages(&self) -> usize {
-        self.pages.len()
+        self.pages.len() + self.large.len() * (crate::core::vptable::LARGE / PAGE) as usize
     }
 }
 

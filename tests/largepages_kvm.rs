@@ -1,0 +1,312 @@
+//! 2 MiB pages end to end: a level-2 VPTE over a 2 MiB block becomes one
+//! 2 MiB hardware entry (one fault maps 512 pages), A/M emulation on the
+//! large leaf, splitting for a 4 KiB hole, memstat with large pages, and
+//! the Linux personality's large pages (first touch, fork/COW, munmap,
+//! mprotect, mremap, MADV_DONTNEED, brk) compared with native runs. Tests
+//! SKIP loudly without /dev/kvm (and per compiler when one is missing).
+
+mod common;
+
+use common::*;
+use vkernel::core::memstat::MemStats;
+use vkernel::core::prelude::*;
+use vkernel::core::vptable::LARGE;
+use vkernel::guest::programs;
+use vkernel::linux;
+
+const DATA: u64 = 0x1000_0000;
+const PAGES: u64 = LARGE / 4096;
+
+/// Page faults taken so far, resolved in the vmspace or returned.
+fn faults(e: &Env) -> u64 {
+    let s = e.cpu.stats();
+    s.resolved_faults + s.page_faults
+}
+
+/// A vmspace running `touch` with one large page at DATA; returns it, the
+/// vpagetable and the block. The code page is faulted in first, so fault
+/// counts that follow are the data's alone.
+fn large_space(e: &mut Env, flags: u64) -> (Vmspace, VpTable, u64) {
+    let vms = e.vmspace_with(programs::touch());
+    let ram = e.m.ram().clone();
+    let vpt = VpTable::new(&ram, &mut e.frames).unwrap();
+    let block = e
+        .frames
+        .alloc_large(&ram)
+        .unwrap()
+        .expect("a free 2 MiB block");
+    vpt.map_large(&ram, &mut e.frames, DATA, block, flags)
+        .unwrap();
+    vms.mmap(DATA, LARGE, Backing::PageTable).unwrap();
+    vms.mcontrol(DATA, LARGE, Mcontrol::SetMap { root: vpt.root() })
+        .unwrap();
+    let mut f = frame(DATA, 0, 0);
+    e.run_to_exit(&vms, &mut f);
+    (vms, vpt, block)
+}
+
+#[test]
+fn a_large_page_touched_sequentially_takes_one_fault() {
+    let Some(mut e) = Env::new("a_large_page_touched_sequentially_takes_one_fault") else {
+        return;
+    };
+    let (vms, vpt, block) = large_space(&mut e, Vpte::RW | Vpte::U);
+    let pf = faults(&e);
+    let mut f = frame(DATA, PAGES, 1);
+    e.run_to_exit(&vms, &mut f);
+    assert_eq!(faults(&e) - pf, 1, "one fault for 512 pages");
+    assert_eq!(vms.stats().large_installed, 1);
+    // The writes went to the block, byte i in page i.
+    for i in [0u64, 1, 200, 511] {
+        let mut b = [0u8; 1];
+        e.m.ram().read(block + i * 4096, &mut b).unwrap();
+        assert_eq!(b[0], i as u8);
+    }
+    // A and M live in the level-2 VPTE.
+    let (_, l) = vpt.lookup_large(e.m.ram(), DATA).unwrap();
+    assert!(l.accessed() && l.modified());
+    // Reading it all back takes no fault.
+    let mut f = frame(DATA, PAGES, 0);
+    let sum = e.run_to_exit(&vms, &mut f);
+    assert_eq!(sum, (0..PAGES).map(|i| i & 0xff).sum::<u64>());
+    assert_eq!(faults(&e) - pf, 1);
+    // memstat counts 512 resident pages, all large, PSS exact.
+    let s = MemStats::collect(&[&vms]).unwrap();
+    let u = s.usage(vms.id()).unwrap();
+    assert_eq!(u.large_pages, PAGES);
+    assert_eq!(u.rss_pages, PAGES + 1, "the block and the code page");
+    assert_eq!(u.pss_pages, (PAGES + 1) as f64);
+}
+
+#[test]
+fn a_large_page_read_then_written_gains_write_in_place() {
+    let Some(mut e) = Env::new("a_large_page_read_then_written_gains_write_in_place") else {
+        return;
+    };
+    let (vms, vpt, _) = large_space(&mut e, Vpte::RW | Vpte::U);
+    let pf = faults(&e);
+    let mut f = frame(DATA, PAGES, 0);
+    assert_eq!(e.run_to_exit(&vms, &mut f), 0);
+    let (_, l) = vpt.lookup_large(e.m.ram(), DATA).unwrap();
+    assert!(l.accessed() && !l.modified(), "a read sets A only: {l:?}");
+    // The first write faults once (M emulation), the entry is upgraded.
+    let mut f = frame(DATA, PAGES, 1);
+    e.run_to_exit(&vms, &mut f);
+    assert_eq!(faults(&e) - pf, 2);
+    let (_, l) = vpt.lookup_large(e.m.ram(), DATA).unwrap();
+    assert!(l.modified());
+    // Clearing M drops the 2 MiB entry: the next write is seen again.
+    vms.clear_vpte_bits(DATA + 0x5000, Vpte::M).unwrap();
+    let mut f = frame(DATA, PAGES, 1);
+    e.run_to_exit(&vms, &mut f);
+    assert_eq!(faults(&e) - pf, 3);
+    assert!(vpt.lookup_large(e.m.ram(), DATA).unwrap().1.modified());
+}
+
+#[test]
+fn a_4k_hole_in_a_split_large_page_faults_and_the_rest_stays() {
+    let Some(mut e) = Env::new("a_4k_hole_in_a_split_large_page_faults_and_the_rest_stays") else {
+        return;
+    };
+    let (vms, vpt, block) = large_space(&mut e, Vpte::RW | Vpte::U);
+    let mut f = frame(DATA, PAGES, 1);
+    e.run_to_exit(&vms, &mut f);
+    // munmap of page 7: split the large VPTE, clear one leaf, invalidate.
+    let ram = e.m.ram().clone();
+    assert!(vpt.split_large(&ram, &mut e.frames, DATA).unwrap());
+    let hole = DATA + 7 * 4096;
+    assert_eq!(vpt.unmap(&ram, hole).unwrap().frame(), block + 7 * 4096);
+    vms.mcontrol(hole, 4096, Mcontrol::Inval).unwrap();
+    // Reading everything: the hole faults to the host, nothing else does.
+    let mut f = frame(DATA, PAGES, 0);
+    let mut host_faults = 0;
+    let sum = loop {
+        match e.run(&vms, &mut f) {
+            Trap::PageFault { addr, reason, .. } => {
+                assert_eq!(addr, hole);
+                assert!(
+                    matches!(reason, FaultReason::NotValid { level: 1 }),
+                    "{reason:?}"
+                );
+                host_faults += 1;
+                let fresh = e.frames.alloc(&ram).unwrap();
+                vpt.map(&ram, &mut e.frames, hole, fresh, Vpte::RW | Vpte::U)
+                    .unwrap();
+            }
+            Trap::Syscall if f.rax == programs::SYS_EXIT => break f.rdi,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(host_faults, 1);
+    // Page 7 reads zero now; the others kept their bytes.
+    assert_eq!(sum, (0..PAGES).map(|i| i & 0xff).sum::<u64>() - 7);
+    let s = MemStats::collect(&[&vms]).unwrap();
+    let u = s.usage(vms.id()).unwrap();
+    assert_eq!((u.large_pages, u.rss_pages), (0, PAGES + 1));
+}
+
+#[test]
+fn two_vmspaces_sharing_a_large_page_split_pss() {
+    let Some(mut e) = Env::new("two_vmspaces_sharing_a_large_page_split_pss") else {
+        return;
+    };
+    let (a, vpt, _) = large_space(&mut e, Vpte::U);
+    let b = e.vmspace_with(programs::touch());
+    b.mmap(DATA, LARGE, Backing::PageTable).unwrap();
+    b.mcontrol(DATA, LARGE, Mcontrol::SetMap { root: vpt.root() })
+        .unwrap();
+    let pf = faults(&e);
+    for v in [&a, &b] {
+        let mut f = frame(DATA, PAGES, 0);
+        assert_eq!(e.run_to_exit(v, &mut f), 0);
+    }
+    // One data fault each (plus b's code page).
+    assert_eq!(faults(&e) - pf, 3);
+    let s = MemStats::collect(&[&a, &b]).unwrap();
+    for v in [&a, &b] {
+        let u = s.usage(v.id()).unwrap();
+        assert_eq!(u.pss_pages, PAGES as f64 / 2.0 + 1.0);
+        assert_eq!(u.uss_pages, 1);
+    }
+}
+
+// ---- the Linux personality ----
+
+struct Run {
+    stdout: String,
+    report: linux::kernel::Report,
+}
+
+fn vk(prog: &std::path::Path, args: &[&str]) -> Run {
+    use linux::stdio::BufferStdio;
+    let machine = Machine::builder()
+        .ram_size(512 << 20)
+        .build()
+        .expect("a machine on /dev/kvm");
+    let stdio = BufferStdio::new(b"");
+    let out = stdio.stdout.clone();
+    let path = std::fs::canonicalize(prog).unwrap().display().to_string();
+    let mut argv = vec![path.clone().into_bytes()];
+    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+    let cfg = linux::Config {
+        image: std::fs::read(prog).unwrap(),
+        path: path.clone(),
+        exe: path,
+        argv,
+        envp: vec![b"PATH=/bin".to_vec()],
+        fault_around: 16,
+        trace: false,
+    };
+    let vp = linux::Vproc::load(&machine, cfg, linux::fs::Fs::empty(), Box::new(stdio)).unwrap();
+    let report = linux::kernel::run(&machine, vp, &linux::kernel::Options::default())
+        .expect("the virtual kernel runs");
+    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    Run { stdout, report }
+}
+
+fn native(prog: &std::path::Path, args: &[&str]) -> String {
+    let o = std::process::Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "native run failed: {o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn linux_large_pages_keep_fork_munmap_mprotect_mremap_brk_exact() {
+    let test = "linux_large_pages_keep_fork_munmap_mprotect_mremap_brk_exact";
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in compilers() {
+        let Some(p) = compile(test, "largepages", cc) else {
+            continue;
+        };
+        let want = native(&p, &[]);
+        let r = vk(&p, &[]);
+        assert_eq!(r.stdout, want, "{cc}: vkernel output differs from native");
+        assert_eq!(r.report.status, linux::ExitStatus::Exited(0));
+        assert!(want.contains("cow child: 256 p, 768 c"), "{want}");
+        assert!(
+            want.contains("hole: 511 pages kept, hole read faults 1"),
+            "{want}"
+        );
+    }
+}
+
+#[test]
+fn linux_first_touch_of_64_mib_takes_a_fault_per_2_mib() {
+    let test = "linux_first_touch_of_64_mib_takes_a_fault_per_2_mib";
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in compilers() {
+        let Some(p) = compile(test, "largepages", cc) else {
+            continue;
+        };
+        let want = native(&p, &["touch", "64"]);
+        let r = vk(&p, &["touch", "64"]);
+        assert_eq!(r.stdout, want);
+        let faults: u64 = r.report.cpu_stats.iter().map(|s| s.page_faults).sum();
+        eprintln!("{cc}: touch 64 MiB: {faults} page faults");
+        // 32 windows of 2 MiB, plus the program's own few pages (image,
+        // stack, the misaligned head of the area). With 4 KiB pages and
+        // fault-around (at most 128 pages a fault) it takes over 128.
+        assert!(
+            (32..32 + 16).contains(&faults),
+            "{faults} page faults for 32 large pages"
+        );
+    }
+}
+
+#[test]
+fn linux_large_pages_return_whole_blocks_and_split_ones_page_by_page() {
+    use linux::mm::{Mm, PROT_READ, PROT_WRITE};
+    let test = "linux_large_pages_return_whole_blocks_and_split_ones_page_by_page";
+    let Some(machine) = machine(test, 128 << 20) else {
+        return;
+    };
+    let mut mm = Mm::new(&machine).unwrap();
+    let base = 0x4000_0000;
+    mm.mmap(base, 8 << 20, PROT_READ | PROT_WRITE, true, false, None)
+        .unwrap();
+    let free0 = mm.free_frames();
+    // One first touch per 2 MiB window maps the whole window.
+    for i in 0..4u64 {
+        mm.handle_fault(base + i * LARGE + 0x1234, Access::Write)
+            .unwrap();
+    }
+    assert_eq!(mm.large_pages(), 4);
+    assert_eq!(mm.resident_pages(), 4 * PAGES as usize);
+    // 4 blocks, and the two table pages above the level-2 leaves.
+    assert_eq!(mm.free_frames(), free0 - 4 * PAGES - 2);
+    let t = mm.vmspace().walk(base + LARGE + 0x5000).unwrap();
+    assert_eq!(t.level, 2);
+    mm.write(base + LARGE + 0x5000, b"kept").unwrap();
+    // munmap of one page splits that window only; the rest stays mapped.
+    mm.munmap(base + LARGE, 4096).unwrap();
+    assert_eq!(mm.large_pages(), 3);
+    assert_eq!(mm.resident_pages(), 4 * PAGES as usize - 1);
+    assert!(mm.vmspace().walk(base + LARGE).is_err());
+    let t = mm.vmspace().walk(base + LARGE + 0x5000).unwrap();
+    assert_eq!(t.level, 1);
+    let mut b = [0u8; 4];
+    mm.read(base + LARGE + 0x5000, &mut b).unwrap();
+    assert_eq!(&b, b"kept");
+    // mprotect of part of a window splits it too.
+    mm.protect(base + 2 * LARGE, 4096, PROT_READ).unwrap();
+    assert_eq!(mm.large_pages(), 2);
+    assert!(!mm.vmspace().walk(base + 2 * LARGE).unwrap().vpte.writable());
+    assert!(mm
+        .vmspace()
+        .walk(base + 2 * LARGE + 4096)
+        .unwrap()
+        .vpte
+        .writable());
+    // Unmapping everything gives every frame back; the vpagetable keeps
+    // its table pages (those two and the two 4 KiB tables the splits made).
+    mm.munmap(base, 8 << 20).unwrap();
+    assert_eq!((mm.large_pages(), mm.resident_pages()), (0, 0));
+    assert_eq!(mm.free_frames(), free0 - 4);
+}
