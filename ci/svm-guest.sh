@@ -200,6 +200,7 @@ ls -l /dev/kvm
 export VKERNEL_TEST_SCALE=$SVM_SCALE
 # Tells the tests they run under QEMU TCG (known emulator deviations).
 export VKERNEL_TEST_TCG=1
+${SVM_RAM_BACKING:+export VKERNEL_RAM_BACKING=$SVM_RAM_BACKING}
 export VKERNEL_SKIP_LOG=/tmp/skips
 export RUST_BACKTRACE=1
 for r in \$(seq $SVM_REPEAT); do

@@ -592,7 +592,7 @@ fn kick_storm_never_corrupts_a_vproc() {
         while !s2.load(std::sync::atomic::Ordering::Relaxed) {
             k.kick();
             kicks += 1;
-            std::thread::sleep(std::time::Duration::from_micros(20));
+            std::thread::sleep(storm_interval());
         }
         kicks
     });

@@ -6,7 +6,6 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use vkernel::core::exitless::{ExitlessOptions, ExitlessReply, ExitlessRequest};
@@ -110,7 +109,7 @@ fn requests_in_flight_survive_a_kick_storm_exactly_once() {
     let storm = std::thread::spawn(move || {
         while !s2.load(Ordering::Relaxed) {
             k.kick();
-            std::thread::sleep(Duration::from_micros(30));
+            std::thread::sleep(storm_interval());
         }
     });
     let n = scaled(20_000);
@@ -192,7 +191,7 @@ fn a_vproc_scribbling_its_request_page_hurts_only_itself() {
     let storm = std::thread::spawn(move || {
         while !s2.load(Ordering::Relaxed) {
             k.kick();
-            std::thread::sleep(Duration::from_micros(50));
+            std::thread::sleep(storm_interval());
         }
     });
     for round in 0..scaled(20) {

@@ -6,7 +6,6 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use vkernel::core::prelude::*;
@@ -66,7 +65,7 @@ fn kicks_cost_at_most_four_exits_wherever_they_land() {
         while !s2.load(Ordering::Relaxed) {
             k.kick();
             kicks += 1;
-            std::thread::sleep(Duration::from_micros(20));
+            std::thread::sleep(storm_interval());
         }
         kicks
     });

@@ -60,6 +60,19 @@ pub fn scratch(test: &str) -> std::path::PathBuf {
     d
 }
 
+/// How often a kick storm kicks: every 20 µs, or every 500 µs under QEMU
+/// TCG (the SVM stage sets VKERNEL_TEST_TCG), where a nested guest can need
+/// longer than 20 µs to enter at all, and a faster storm would interrupt
+/// every entry before the vproc runs one instruction (a livelock the tests
+/// would mistake for a hang).
+pub fn storm_interval() -> std::time::Duration {
+    if std::env::var_os("VKERNEL_TEST_TCG").is_some() {
+        std::time::Duration::from_micros(500)
+    } else {
+        std::time::Duration::from_micros(20)
+    }
+}
+
 /// A machine, or None (after a loud SKIP) when /dev/kvm is absent.
 pub fn machine(test: &str, ram: u64) -> Option<Machine> {
     if !std::path::Path::new("/dev/kvm").exists() {

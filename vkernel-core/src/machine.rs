@@ -133,9 +133,24 @@ impl Default for MachineBuilder {
         MachineBuilder {
             ram_size: 64 << 20,
             vcpus: 1,
-            ram_backing: RamBacking::Auto,
+            ram_backing: backing_from_env(),
             sys_size: DEFAULT_SYS_SIZE,
             exitless: true,
+        }
+    }
+}
+
+/// The default RAM backing: `VKERNEL_RAM_BACKING` (`auto`, `anonymous`,
+/// `memfd` or `hugetlb`) when set, else [`RamBacking::Auto`].
+fn backing_from_env() -> RamBacking {
+    match std::env::var("VKERNEL_RAM_BACKING").as_deref() {
+        Ok("anonymous") => RamBacking::Anonymous,
+        Ok("memfd") => RamBacking::Memfd,
+        Ok("hugetlb") => RamBacking::MemfdHugetlb,
+        Ok("auto") | Err(_) => RamBacking::Auto,
+        Ok(other) => {
+            log::warn!("vkernel: VKERNEL_RAM_BACKING={other} is not auto, anonymous, memfd or hugetlb: using auto");
+            RamBacking::Auto
         }
     }
 }
