@@ -37,7 +37,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vkernel_guest::abi::{
-    XS_ARGS, XS_AWAKE, XS_DONE, XS_EXIT, XS_LINE, XS_NR, XS_POSTED, XS_RET, XS_STATE, XS_TAKEN,
+    XS_ARGS, XS_AWAKE, XS_DONE, XS_EXIT, XS_LINE, XS_NR, XS_POSTED, XS_RET, XS_SERVES, XS_STATE,
+    XS_TAKEN,
 };
 
 use crate::ram::Ram;
@@ -69,17 +70,40 @@ pub enum ExitlessReply {
 pub type ExitlessHandler = Arc<dyn Fn(&ExitlessRequest) -> ExitlessReply + Send + Sync>;
 
 /// Tuning of the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExitlessOptions {
-    /// The server sleeps after this long without a request (default 200
-    /// µs): longer trades CPU for latency after a pause.
+    /// The server sleeps after this long without a request (default 1 ms):
+    /// longer trades CPU for latency after a pause.
     pub idle: Duration,
+    /// The syscall numbers the handler may answer (default: all). The
+    /// trampoline takes the exit at once for any other number, without a
+    /// round trip to the server. Numbers from 255 up share one bit: listing
+    /// one of them lets them all through.
+    pub serves: Option<Vec<u64>>,
 }
 
 impl Default for ExitlessOptions {
     fn default() -> Self {
         ExitlessOptions {
-            idle: Duration::from_micros(200),
+            idle: Duration::from_millis(1),
+            serves: None,
+        }
+    }
+}
+
+impl ExitlessOptions {
+    /// The 256-bit map of `serves` the trampoline reads.
+    fn serves_map(&self) -> [u64; 4] {
+        match &self.serves {
+            None => [u64::MAX; 4],
+            Some(v) => {
+                let mut m = [0u64; 4];
+                for &nr in v {
+                    let bit = nr.min(255);
+                    m[bit as usize / 64] |= 1 << (bit % 64);
+                }
+                m
+            }
         }
     }
 }
@@ -110,6 +134,8 @@ pub(crate) struct Exitless {
     sent_to_exit: AtomicU64,
     sleeps: AtomicU64,
     handler: Mutex<Option<ExitlessHandler>>,
+    /// The map of numbers the handler serves (written into each line).
+    serves: [AtomicU64; 4],
     server: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -126,6 +152,7 @@ impl Exitless {
             sent_to_exit: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
             handler: Mutex::new(None),
+            serves: std::array::from_fn(|_| AtomicU64::new(0)),
             server: Mutex::new(None),
         }
     }
@@ -137,8 +164,14 @@ impl Exitless {
     /// vCPU `cpu` is about to run the vmspace whose request page is at
     /// `page`: the server polls its line from now on.
     pub(crate) fn enter(&self, cpu: usize, page: u64) {
+        let line = Self::line(page, cpu);
+        for (i, w) in self.serves.iter().enumerate() {
+            let _ = self
+                .sys
+                .store(line + XS_SERVES + 8 * i as u64, w.load(Ordering::Relaxed));
+        }
         let awake = self.awake.load(Ordering::Acquire) as u64;
-        let _ = self.sys.store(Self::line(page, cpu) + XS_AWAKE, awake);
+        let _ = self.sys.store(line + XS_AWAKE, awake);
         self.current[cpu].store(page, Ordering::Release);
     }
 
@@ -168,6 +201,9 @@ impl Exitless {
     /// call (with `opts`); later calls replace the handler. False when the
     /// server thread cannot start.
     pub(crate) fn start(self: &Arc<Self>, handler: ExitlessHandler, opts: ExitlessOptions) -> bool {
+        for (w, v) in self.serves.iter().zip(opts.serves_map()) {
+            w.store(v, Ordering::Relaxed);
+        }
         *self.handler.lock().unwrap() = Some(handler);
         let mut s = self.server.lock().unwrap();
         if s.is_some() {

@@ -49,6 +49,11 @@ pub const XS_RCX: u64 = 72;
 pub const XS_AWAKE: u64 = 80;
 /// Line: R11 of the `syscall` (the vproc's RFLAGS), restored on return.
 pub const XS_R11: u64 = 88;
+/// Line: a 256-bit map of the syscall numbers the server may answer
+/// (written by the host; bit 255 stands for 255 and every number above);
+/// the trampoline exits at once for the others, without a round trip to
+/// the server.
+pub const XS_SERVES: u64 = 96;
 /// Bytes of each vCPU's entry in the trampoline page.
 pub const XS_ENTRY: u64 = 32;
 /// State: no request.

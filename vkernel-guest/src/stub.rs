@@ -264,6 +264,16 @@ vktramp_xentries:
 vktramp_xcommon:
     cmp qword ptr [r11 + {xs_awake}], 0
     je vktramp_xslow
+    // Bit n of the map: syscall n may be served; bit 255: 255 and above.
+    cmp rax, 255
+    jae 4f
+    bt qword ptr [r11 + {xs_serves}], rax
+    jnc vktramp_xslow
+    jmp 5f
+4:
+    bt qword ptr [r11 + {xs_serves} + 24], 63
+    jnc vktramp_xslow
+5:
     mov [r11 + {xs_nr}], rax
     mov [r11 + {xs_args}], rdi
     mov [r11 + {xs_args} + 8], rsi
@@ -346,6 +356,7 @@ vktramp_end:
     xs_rcx = const abi::XS_RCX,
     xs_awake = const abi::XS_AWAKE,
     xs_r11 = const abi::XS_R11,
+    xs_serves = const abi::XS_SERVES,
     xs_entry = const abi::XS_ENTRY,
     xs_idle = const abi::XS_IDLE,
     xs_posted = const abi::XS_POSTED,

@@ -25,6 +25,20 @@ use crate::linux::thread::ProcessLock;
 
 use super::Kernel;
 
+/// The calls [`FastPath::serve`] may answer (the trampoline exits at once
+/// for the others).
+pub(crate) const SERVED: &[i64] = &[
+    libc::SYS_getpid,
+    libc::SYS_gettid,
+    libc::SYS_getppid,
+    libc::SYS_getuid,
+    libc::SYS_getgid,
+    libc::SYS_geteuid,
+    libc::SYS_getegid,
+    libc::SYS_clock_gettime,
+    libc::SYS_gettimeofday,
+];
+
 /// What the server needs of the vproc a vCPU runs.
 pub(crate) struct FastCtx {
     /// Thread id.

@@ -19,7 +19,10 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
                 w.upgrade()
                     .map_or(ExitlessReply::Exit, |k| k.fast.serve(&k, req))
             }),
-            ExitlessOptions::default(),
+            ExitlessOptions {
+                serves: Some(super::fast::SERVED.iter().map(|&n| n as u64).collect()),
+                ..Default::default()
+            },
         );
     }
     init.k = Some(k.clone());
