@@ -39,6 +39,7 @@ pub(super) fn insert_embryo(
             wake_pending: false,
             event_wait: false,
             watchdog_woke: false,
+            woken_after_watchdog: false,
             comm: parent.comm.clone(),
             vms: None,
             itimers: Default::default(),

@@ -221,6 +221,10 @@ struct Entry {
     event_wait: bool,
     /// The watchdog ended its last event wait.
     watchdog_woke: bool,
+    /// A real wake-up came after the watchdog's (while the vproc was
+    /// already running to retry its call): the retry's success is that
+    /// wake-up's, not a lost one.
+    woken_after_watchdog: bool,
     comm: String,
     vms: Option<Arc<Vmspace>>,
     /// alarm / setitimer.
@@ -414,7 +418,8 @@ impl Kernel {
                 self.enqueue_locked(t, pid);
             }
             PState::Runnable | PState::Running(_) | PState::Embryo | PState::Stopped => {
-                e.wake_pending = true
+                e.wake_pending = true;
+                e.woken_after_watchdog = true;
             }
             PState::Zombie(_) => {}
         }
@@ -552,6 +557,7 @@ impl Kernel {
                 self.wake_locked(t, pid);
                 if let Some(e) = t.procs.get_mut(&pid) {
                     e.watchdog_woke = event_wait;
+                    e.woken_after_watchdog = false;
                 }
             }
         }
@@ -604,6 +610,16 @@ impl Kernel {
     /// The watchdog ended an event wait of `pid` and its call `nr` then
     /// succeeded: a wake-up was lost. Logged and counted.
     pub fn lost_wakeup(&self, pid: Pid, nr: u64) {
+        // A real wake-up raced with the watchdog's (both near the same
+        // instant): nothing was lost.
+        if self
+            .lock()
+            .procs
+            .get_mut(&pid)
+            .is_some_and(|e| std::mem::take(&mut e.woken_after_watchdog))
+        {
+            return;
+        }
         log::warn!(
             "vproc {pid}: {} waited for a wake-up that never came (watchdog retry)",
             super::syscalls::name(nr)

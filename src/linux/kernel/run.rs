@@ -122,6 +122,7 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
                 wake_pending: false,
                 event_wait: false,
                 watchdog_woke: false,
+                woken_after_watchdog: false,
                 itimers: Default::default(),
                 stop_report: None,
                 cont_report: false,
