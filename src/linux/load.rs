@@ -126,19 +126,19 @@ fn prot_of(flags: u32) -> u32 {
 }
 
 /// Map the segments of `elf` (file `image`; page-cache source `src`, if
-/// any). Returns the end of the highest segment.
+/// any). Returns each segment's page-aligned span.
 fn map_segments(
     mm: &mut Mm,
     elf: &Elf,
     image: &(impl ReadAt + ?Sized),
     src: Option<&Arc<dyn FileSource>>,
-) -> Result<u64, MmError> {
-    let mut top = 0;
+) -> Result<Vec<(u64, u64)>, MmError> {
+    let mut spans = Vec::new();
     for s in &elf.segments {
         let start = s.vaddr & !(PAGE - 1);
         let end = (s.vaddr + s.memsz + PAGE - 1) & !(PAGE - 1);
         let prot = prot_of(s.flags);
-        top = top.max(end);
+        spans.push((start, end));
         if let Some(src) = src {
             match mm.map_segment(s.vaddr, s.memsz, s.offset, s.filesz, prot, src) {
                 Ok(()) => continue,
@@ -163,7 +163,7 @@ fn map_segments(
             },
         )?;
     }
-    Ok(top)
+    Ok(spans)
 }
 
 /// Map the segments of `elf` (whose file is `image`) into the empty `mm`,
@@ -194,7 +194,8 @@ pub fn load_program(
     interp: Option<&Interp>,
     cfg: &Config,
 ) -> Result<TrapFrame, MmError> {
-    let top = map_segments(mm, elf, image, src)?;
+    let mut spans = map_segments(mm, elf, image, src)?;
+    let top = spans.iter().map(|&(_, end)| end).max().unwrap_or(0);
     mm.brk_start = top;
     mm.brk = top;
     let stack_prot = PROT_READ | PROT_WRITE | if elf.exec_stack { PROT_EXEC } else { 0 };
@@ -204,8 +205,8 @@ pub fn load_program(
         stack_prot,
         VmaKind::Stack,
     )?;
-    let (start, base, ispan) = match interp {
-        None => (elf.entry, 0, None),
+    let (start, base) = match interp {
+        None => (elf.entry, 0),
         Some(i) => {
             let placed = if i.elf.dyn_ {
                 let (lo, hi) = i.elf.span();
@@ -216,20 +217,14 @@ pub fn load_program(
                 i.elf.clone()
             };
             let isrc = i.image.source();
-            map_segments(mm, &placed, &i.image, isrc.as_ref())?;
-            (placed.entry, placed.bias, Some(placed.span()))
+            spans.extend(map_segments(mm, &placed, &i.image, isrc.as_ref())?);
+            (placed.entry, placed.bias)
         }
     };
     let rsp = build_stack(mm, elf, base, cfg)?;
     // The vproc is about to run its image and stack: map what the page
     // cache already holds of them, and install the hardware entries of
     // everything mapped (host writes only), instead of a fault per window.
-    let mut spans: Vec<(u64, u64)> = elf
-        .segments
-        .iter()
-        .map(|s| span(s.vaddr, s.memsz))
-        .collect();
-    spans.extend(ispan);
     for &(lo, hi) in &spans {
         if lo < hi {
             mm.prefill_private(lo, hi, PREFILL_DATA_PAGES);
@@ -244,18 +239,6 @@ pub fn load_program(
 /// Pages of a program's (or loader's) writable file-backed segments that
 /// exec copies at once instead of on their first write.
 const PREFILL_DATA_PAGES: usize = 32;
-
-/// The page-aligned span of `len` bytes at `vaddr`.
-fn span(vaddr: u64, len: u64) -> (u64, u64) {
-    (
-        vaddr & !(PAGE - 1),
-        align_up_page(vaddr.saturating_add(len)),
-    )
-}
-
-fn align_up_page(v: u64) -> u64 {
-    v.saturating_add(PAGE - 1) & !(PAGE - 1)
-}
 
 /// The CPUID leaf 1 EDX of the x86-64 baseline (what AT_HWCAP reports).
 const HWCAP: u64 = 0x178b_fbff;

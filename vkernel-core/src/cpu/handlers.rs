@@ -36,7 +36,6 @@ impl Cpu {
             if i != Interruption::NothingRan {
                 self.exited(now);
             }
-            self.exception_in_flight = true;
             self.kick_owed = true;
             return Ok(Next::Resume);
         }

@@ -175,9 +175,6 @@ pub struct Cpu {
     /// A kick came before the entry applied its commands: apply them (the
     /// stub then bounces back) before answering it (see `on_interrupted`).
     drain_then_interrupt: bool,
-    /// An interrupted run left an exception of the vproc on its way in: the
-    /// vCPU runs on (registers untouched) until it arrives.
-    exception_in_flight: bool,
     /// The kick count when the last interrupted KVM_RUN returned.
     kicks_seen: u64,
     /// A kick found the stub on its way out (or an exception on its way
@@ -255,7 +252,6 @@ impl Cpu {
             scrub_in_mailbox: false,
             kick_pending: false,
             drain_then_interrupt: false,
-            exception_in_flight: false,
             kicks_seen: 0,
             kick_owed: false,
             after_tramp_out: false,
@@ -672,7 +668,6 @@ impl Cpu {
     fn run_loop(&mut self, vms: &Vmspace, frame: &mut TrapFrame) -> Result<Trap, RunError> {
         let mut need_entry = true;
         self.drain_then_interrupt = false;
-        self.exception_in_flight = false;
         self.kick_owed = false;
         loop {
             if need_entry {
@@ -698,10 +693,6 @@ impl Cpu {
             if kind == ExitKind::Retry {
                 need_entry = false;
                 continue;
-            }
-            if !matches!(kind, ExitKind::Interrupted(_)) {
-                // A real exit: whatever was on its way in has arrived.
-                self.exception_in_flight = false;
             }
             if applied && self.scrub_in_mailbox {
                 self.scrub_in_mailbox = false;

@@ -28,32 +28,35 @@ use super::Cpu;
 use crate::trap::TrapFrame;
 
 impl Cpu {
-    /// The R11 (RFLAGS) a `syscall` saved in the request line at `line_va`
-    /// (the trampoline's R11), if that is a line.
-    pub(super) fn saved_r11(&self, line_va: u64) -> Option<u64> {
+    /// The system-region offset of the request line at `line_va` (the
+    /// trampoline's R11) of the vmspace being run, if that is a line.
+    fn line_at(&self, line_va: u64) -> Option<u64> {
         let page = self.running_slot?;
         ((SLOT_VA..SLOT_VA + PAGE_SIZE).contains(&line_va)
             && (line_va - SLOT_VA).is_multiple_of(XS_LINE))
-        .then(|| self.m.sys.load(page + (line_va - SLOT_VA) + XS_R11).ok())
-        .flatten()
+        .then(|| page + (line_va - SLOT_VA))
+    }
+
+    /// The R11 (RFLAGS) a `syscall` saved in the request line at `line_va`
+    /// (the trampoline's R11), if that is a line.
+    pub(super) fn saved_r11(&self, line_va: u64) -> Option<u64> {
+        let line = self.line_at(line_va)?;
+        self.m.sys.load(line + XS_R11).ok()
     }
 
     /// Settle the exitless request of a vproc stopped at `f` (see the
     /// module docs); `f` is left as the vproc must resume.
     pub(super) fn settle_exitless(&self, f: &mut TrapFrame) {
-        let Some(page) = self.running_slot else {
+        if self.running_slot.is_none() {
             return;
-        };
+        }
         let o = &self.m.offsets;
         let at = |off: u64| TRAMP_VA + off;
         if !(at(o.xcommon)..at(o.xend)).contains(&f.rip) {
             return;
         }
         // The line the trampoline chose (R11), if it is one.
-        let line_va = f.r11;
-        let line = ((SLOT_VA..SLOT_VA + PAGE_SIZE).contains(&line_va)
-            && (line_va - SLOT_VA).is_multiple_of(XS_LINE))
-        .then(|| page + (line_va - SLOT_VA));
+        let line = self.line_at(f.r11);
         let rewind = |f: &mut TrapFrame| {
             f.rip = resume_at(f.rcx.wrapping_sub(2));
         };
