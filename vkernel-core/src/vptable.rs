@@ -207,30 +207,10 @@ impl VpTable {
     pub fn leaf_gpa(
         &self,
         ram: &Ram,
-        mut frames: Option<&mut FrameAlloc>,
+        frames: Option<&mut FrameAlloc>,
         va: u64,
     ) -> Result<Option<u64>, VptError> {
-        if va >= vkernel_guest::x86::USER_END {
-            return Err(VptError::NotUser(va));
-        }
-        let mut table = self.root;
-        for level in (2..=4u8).rev() {
-            let gpa = table + 8 * index(va, level) as u64;
-            let e = Vpte(ram.load(gpa)?);
-            if e.valid() && e.large() {
-                return Err(VptError::LargePage(va));
-            }
-            table = if e.valid() {
-                e.frame()
-            } else if let Some(f) = frames.as_deref_mut() {
-                let t = f.alloc(ram)?;
-                ram.store(gpa, Vpte::page(t, TABLE_FLAGS).bits())?;
-                t
-            } else {
-                return Ok(None);
-            };
-        }
-        Ok(Some(table + 8 * index(va, 1) as u64))
+        self.entry_gpa(ram, frames, va, 1)
     }
 
     /// Address of the level-2 entry for `va`, creating the tables above it
@@ -238,15 +218,28 @@ impl VpTable {
     fn pde_gpa(
         &self,
         ram: &Ram,
+        frames: Option<&mut FrameAlloc>,
+        va: u64,
+    ) -> Result<Option<u64>, VptError> {
+        self.entry_gpa(ram, frames, va, 2)
+    }
+
+    /// Address of the level-`level` entry for `va`, creating the tables
+    /// above it when `frames` is given (`None` when they are missing); a
+    /// large page on the way is an error.
+    fn entry_gpa(
+        &self,
+        ram: &Ram,
         mut frames: Option<&mut FrameAlloc>,
         va: u64,
+        level: u8,
     ) -> Result<Option<u64>, VptError> {
         if va >= vkernel_guest::x86::USER_END {
             return Err(VptError::NotUser(va));
         }
         let mut table = self.root;
-        for level in [4u8, 3] {
-            let gpa = table + 8 * index(va, level) as u64;
+        for l in (level + 1..=4u8).rev() {
+            let gpa = table + 8 * index(va, l) as u64;
             let e = Vpte(ram.load(gpa)?);
             if e.valid() && e.large() {
                 return Err(VptError::LargePage(va));
@@ -261,7 +254,7 @@ impl VpTable {
                 return Ok(None);
             };
         }
-        Ok(Some(table + 8 * index(va, 2) as u64))
+        Ok(Some(table + 8 * index(va, level) as u64))
     }
 
     /// Map the 2 MiB window at `va` to the 2 MiB block `frame` (both 2 MiB
