@@ -124,6 +124,11 @@ struct Opts {
     /// `vkernel_core::exitless`).
     #[arg(long)]
     no_exitless: bool,
+    /// Leave syscall sites as they are: served calls still use the
+    /// `syscall` instruction (on PVM hosts the fast path rewrites `mov eax,
+    /// N; syscall` sites to reach the server without it).
+    #[arg(long)]
+    no_syscall_patching: bool,
     /// What backs guest RAM: auto (probe the host for huge pages: hugetlb
     /// when reserved, else anonymous memory with MADV_HUGEPAGE where THP
     /// is enabled), anonymous, memfd or hugetlb.
@@ -475,19 +480,21 @@ fn run(
         memstats: opts.memstats,
         memstats_json: opts.json,
         exitless: !opts.no_exitless,
+        patch_syscalls: !opts.no_syscall_patching,
     };
     let report = kernel::run(&machine, vp, &kopts)?;
     let status = report.status;
     if opts.stats {
         vk_eprintln!(
             "vkernel: {} syscalls, {} forks ({} refused), {} context switches, at most {} vprocs, \
-             {} lost wake-ups",
+             {} lost wake-ups, {} syscall sites patched",
             report.syscalls,
             report.forks,
             report.fork_eagain,
             report.context_switches,
             report.max_alive,
-            report.lost_wakeups
+            report.lost_wakeups,
+            report.patched_sites
         );
         for (i, s) in report.cpu_stats.iter().enumerate() {
             vk_eprintln!("vkernel: vCPU {i}: {s:?}");
@@ -550,6 +557,7 @@ fn main() -> ExitCode {
                 json: false,
                 ps: false,
                 no_exitless: false,
+                no_syscall_patching: false,
                 ram_backing: RamBackingArg::Auto,
                 no_large_pages: false,
             },

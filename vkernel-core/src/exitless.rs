@@ -14,8 +14,20 @@
 //! budget runs out and it can take the request back, the trampoline exits
 //! at once.
 //!
+//! A syscall site the virtual kernel has patched (a `jmp` to a stub of its
+//! own instead of the `syscall` instruction, see the Linux personality's
+//! `syscall patching`) reaches the same code without the `syscall`
+//! instruction at all, through [`Machine::patched_entry_va`]: on PVM hosts
+//! that is what saves the host kernel's syscall redirection (most of an
+//! exitless call's cost there). It finds its vCPU's line through GS: while
+//! a vproc that never set a GS base of its own runs, the GS base is the
+//! line of its vCPU, and `gs:[XS_SELF]` holds the line's address.
+//!
+//! [`Machine::patched_entry_va`]: crate::machine::Machine::patched_entry_va
+//!
 //! The server sleeps after an idle period (a futex wait through a
-//! condition variable) and says so in every line it polls; the vCPU thread
+//! condition variable) and says so in every line it polls (its map of
+//! served numbers reads all zero); the vCPU thread
 //! wakes it when a syscall takes the exit path. Both spins are bounded, so
 //! an oversubscribed host degrades to the exit path, never to starvation.
 //!
@@ -37,9 +49,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vkernel_guest::abi::{
-    XS_ARGS, XS_AWAKE, XS_DONE, XS_EXIT, XS_LINE, XS_NR, XS_POSTED, XS_RET, XS_SERVES, XS_STATE,
+    XS_ARGS, XS_DONE, XS_EXIT, XS_LINE, XS_NR, XS_POSTED, XS_RET, XS_SELF, XS_SERVES, XS_STATE,
     XS_TAKEN,
 };
+use vkernel_guest::layout::SLOT_VA;
 
 use crate::ram::Ram;
 
@@ -165,13 +178,10 @@ impl Exitless {
     /// `page`: the server polls its line from now on.
     pub(crate) fn enter(&self, cpu: usize, page: u64) {
         let line = Self::line(page, cpu);
-        for (i, w) in self.serves.iter().enumerate() {
-            let _ = self
-                .sys
-                .store(line + XS_SERVES + 8 * i as u64, w.load(Ordering::Relaxed));
-        }
-        let awake = self.awake.load(Ordering::Acquire) as u64;
-        let _ = self.sys.store(line + XS_AWAKE, awake);
+        let _ = self
+            .sys
+            .store(line + XS_SELF, SLOT_VA + XS_LINE * cpu as u64);
+        self.write_map(line, self.awake.load(Ordering::Acquire));
         self.current[cpu].store(page, Ordering::Release);
     }
 
@@ -235,12 +245,21 @@ impl Exitless {
         }
     }
 
+    /// Write the served-number map into `line`: the handler's while the
+    /// server is awake, all zero (every call exits) while it sleeps.
+    fn write_map(&self, line: u64, awake: bool) {
+        for (i, w) in self.serves.iter().enumerate() {
+            let v = if awake { w.load(Ordering::Relaxed) } else { 0 };
+            let _ = self.sys.store(line + XS_SERVES + 8 * i as u64, v);
+        }
+    }
+
     fn set_awake(&self, on: bool) {
         self.awake.store(on, Ordering::Release);
         for (cpu, c) in self.current.iter().enumerate() {
             let page = c.load(Ordering::Acquire);
             if page != 0 {
-                let _ = self.sys.store(Self::line(page, cpu) + XS_AWAKE, on as u64);
+                self.write_map(Self::line(page, cpu), on);
             }
         }
     }

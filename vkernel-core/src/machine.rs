@@ -702,6 +702,19 @@ impl Machine {
             .is_some_and(|x| x.start(handler, opts))
     }
 
+    /// Where a patched syscall site's stub jumps (user-executable, in the
+    /// trampoline page of every vmspace), with RAX = the syscall number,
+    /// RCX = the return address and a real `syscall` instruction at RCX -
+    /// 2 (the slow path, and where a call interrupted before it was posted
+    /// is rewound to). None unless exitless syscalls are on and KVM keeps
+    /// CPL3 across `syscall` (there the `syscall` instruction itself is the
+    /// cost worth saving; on VT-x/SVM it is cheap). A vproc that set a GS
+    /// base of its own must not use it (see [`crate::exitless`]).
+    pub fn patched_entry_va(&self) -> Option<u64> {
+        (self.inner.exitless.is_some() && self.inner.path == TrapPath::StaysInUserMode)
+            .then(|| vkernel_guest::layout::TRAMP_VA + self.inner.offsets.pentry)
+    }
+
     /// The exitless server's counters (zeros where it is off).
     pub fn exitless_stats(&self) -> crate::exitless::ExitlessStats {
         self.inner

@@ -45,15 +45,22 @@ pub const XS_ARGS: u64 = 16;
 pub const XS_RET: u64 = 64;
 /// Line: the return address (RCX of the `syscall`).
 pub const XS_RCX: u64 = 72;
-/// Line: non-zero while the server polls (written by the host).
-pub const XS_AWAKE: u64 = 80;
+/// Line: the line's own address (written by the host): a patched call
+/// site (`vktramp_pentry`) finds its vCPU's line as `gs:[XS_SELF]`, since
+/// the host points the GS base of a vproc that never set its own at the
+/// line of the vCPU it runs on.
+pub const XS_SELF: u64 = 80;
 /// Line: R11 of the `syscall` (the vproc's RFLAGS), restored on return.
 pub const XS_R11: u64 = 88;
 /// Line: a 256-bit map of the syscall numbers the server may answer
 /// (written by the host; bit 255 stands for 255 and every number above);
 /// the trampoline exits at once for the others, without a round trip to
-/// the server.
+/// the server. All zero while the server sleeps.
 pub const XS_SERVES: u64 = 96;
+/// RFLAGS a patched call site's request records for R11 (a patched site
+/// reaches the trampoline by `jmp`, not `syscall`, so nothing saved the
+/// vproc's own; compiled code treats the flags as clobbered by a syscall).
+pub const XS_PATCHED_RFLAGS: u64 = 0x202;
 /// Bytes of each vCPU's entry in the trampoline page.
 pub const XS_ENTRY: u64 = 32;
 /// State: no request.

@@ -259,11 +259,17 @@ vktramp_xentries:
     VK_XENTRY 28
     VK_XENTRY 29
 
+    // A patched call site (see `vkernel::linux` "syscall patching"): its
+    // stub jumps here with RAX = the number and RCX = the return address,
+    // right after a real `syscall` the stub keeps for the slow path (RCX -
+    // 2). The line is the one the host put at gs:[XS_SELF] for this vCPU.
     .balign 16
+    .globl vktramp_pentry
+vktramp_pentry:
+    mov r11, qword ptr gs:[{xs_self}]
+    mov qword ptr [r11 + {xs_r11}], {xs_patched_rflags}
     .globl vktramp_xcommon
 vktramp_xcommon:
-    cmp qword ptr [r11 + {xs_awake}], 0
-    je vktramp_xslow
     // Bit n of the map: syscall n may be served; bit 255: 255 and above.
     cmp rax, 255
     jae 4f
@@ -354,7 +360,8 @@ vktramp_end:
     xs_args = const abi::XS_ARGS,
     xs_ret = const abi::XS_RET,
     xs_rcx = const abi::XS_RCX,
-    xs_awake = const abi::XS_AWAKE,
+    xs_self = const abi::XS_SELF,
+    xs_patched_rflags = const abi::XS_PATCHED_RFLAGS,
     xs_r11 = const abi::XS_R11,
     xs_serves = const abi::XS_SERVES,
     xs_entry = const abi::XS_ENTRY,
@@ -381,6 +388,7 @@ extern "C" {
     static vktramp_probe_fpu: u8;
     static vktramp_xentries: u8;
     static vktramp_xcommon: u8;
+    static vktramp_pentry: u8;
     static vktramp_xposted: u8;
     static vktramp_xexit: u8;
     static vktramp_xout: u8;
@@ -443,6 +451,9 @@ pub struct StubOffsets {
     pub tramp_probe_fpu: u64,
     /// Exitless: vCPU n's `syscall` entry is `xentries + abi::XS_ENTRY * n`.
     pub xentries: u64,
+    /// Exitless: the entry of patched call sites (reads the line from GS,
+    /// then falls into `xcommon`).
+    pub pentry: u64,
     /// Exitless: the common code (posting starts here).
     pub xcommon: u64,
     /// Exitless: just after the request is posted.
@@ -500,6 +511,7 @@ pub fn offsets() -> StubOffsets {
             tramp_probe_user: addr(core::ptr::addr_of!(vktramp_probe_user)) as u64 - t,
             tramp_probe_fpu: addr(core::ptr::addr_of!(vktramp_probe_fpu)) as u64 - t,
             xentries: addr(core::ptr::addr_of!(vktramp_xentries)) as u64 - t,
+            pentry: addr(core::ptr::addr_of!(vktramp_pentry)) as u64 - t,
             xcommon: addr(core::ptr::addr_of!(vktramp_xcommon)) as u64 - t,
             xposted: addr(core::ptr::addr_of!(vktramp_xposted)) as u64 - t,
             xexit: addr(core::ptr::addr_of!(vktramp_xexit)) as u64 - t,

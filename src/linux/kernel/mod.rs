@@ -115,6 +115,10 @@ pub struct Options {
     /// Serve the calls of `kernel::fast` without VM exits where the machine
     /// offers exitless syscalls (default on).
     pub exitless: bool,
+    /// With `exitless`, where the machine offers a patched entry (PVM
+    /// hosts): rewrite the call sites of served syscalls so they reach the
+    /// server without the `syscall` instruction (see `mm::patch`).
+    pub patch_syscalls: bool,
 }
 
 impl Default for Options {
@@ -126,6 +130,7 @@ impl Default for Options {
             memstats: false,
             memstats_json: false,
             exitless: true,
+            patch_syscalls: true,
         }
     }
 }
@@ -177,6 +182,8 @@ pub struct Report {
     /// Event waits the watchdog had to end (a lost wake-up each; 0 unless
     /// there is a bug).
     pub lost_wakeups: u64,
+    /// Syscall sites patched (see [`Options::patch_syscalls`]).
+    pub patched_sites: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,6 +287,10 @@ pub struct Kernel {
     ticker: Mutex<Option<Waker>>,
     /// The vprocs the exitless server may serve, per vCPU.
     pub(crate) fast: fast::FastPath,
+    /// Where patched syscall sites jump (None: no patching).
+    pub(crate) patch_entry: Option<u64>,
+    /// Sites patched.
+    pub(crate) patched: AtomicU64,
 }
 
 impl Wake for Kernel {

@@ -9,7 +9,10 @@ use crate::core::exitless::{ExitlessOptions, ExitlessReply};
 /// until `init` exits.
 pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report, VprocError> {
     let mut cpus = take_cpus(machine, opts.cpus.max(1))?;
-    let k = new_kernel(&cpus, &init, opts)?;
+    let patch_entry = (opts.exitless && opts.patch_syscalls)
+        .then(|| machine.patched_entry_va())
+        .flatten();
+    let k = new_kernel(&cpus, &init, opts, patch_entry)?;
     if opts.exitless {
         // The server holds the kernel weakly: once this run ends, its
         // handler sends everything to the exit path.
@@ -55,7 +58,12 @@ fn take_cpus(machine: &Machine, ncpu: usize) -> Result<Vec<Cpu>, VprocError> {
 }
 
 /// An empty process table for `cpus`; pids continue after `init`'s.
-fn new_kernel(cpus: &[Cpu], init: &Vproc, opts: &Options) -> Result<Arc<Kernel>, VprocError> {
+fn new_kernel(
+    cpus: &[Cpu],
+    init: &Vproc,
+    opts: &Options,
+    patch_entry: Option<u64>,
+) -> Result<Arc<Kernel>, VprocError> {
     let ncpu = cpus.len();
     let sched =
         Scheduler::new(ncpu).map_err(|e| VprocError::Run(RunError::Broken(e.to_string())))?;
@@ -86,6 +94,8 @@ fn new_kernel(cpus: &[Cpu], init: &Vproc, opts: &Options) -> Result<Arc<Kernel>,
         done: AtomicBool::new(false),
         ticker: Mutex::new(None),
         fast: super::fast::FastPath::new(ncpu),
+        patch_entry,
+        patched: AtomicU64::new(0),
         opts: Options {
             cpus: ncpu,
             ..opts.clone()
@@ -278,6 +288,7 @@ fn finish(k: &Kernel, cpu_stats: Vec<CpuStats>) -> Report {
             cpu_stats,
             memstats: t.memstats.take(),
             lost_wakeups: t.lost_wakeups,
+            patched_sites: k.patched.load(Ordering::Relaxed),
         };
         t.procs.clear();
         (bodies, report)

@@ -22,6 +22,7 @@
 //! | `calls` | mmap, munmap, mprotect, mremap, madvise, brk |
 //! | `uaccess` | copyin/copyout: [`Mm::read`], [`Mm::write`] and their variants |
 //! | `file` | file mappings: pages from the shared [`PageCache`], SIGBUS past EOF |
+//! | `patch` | syscall sites rewritten to reach the exitless server without `syscall` |
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -160,6 +161,8 @@ pub enum VmaKind {
     Stack,
     /// An anonymous (or copied-file) mmap.
     Anon,
+    /// The stubs of patched syscall sites (see `patch`).
+    SyscallStubs,
 }
 
 /// The file behind a file-backed area.
@@ -269,6 +272,8 @@ pub struct Mm {
     sweep: (u64, u64),
     /// Counters.
     pub stats: MmStats,
+    /// Patched syscall sites and their stubs.
+    patch: patch::Patches,
 }
 
 fn align_up(v: u64) -> u64 {
@@ -280,7 +285,10 @@ mod calls;
 mod fault;
 mod file;
 mod large;
+mod patch;
 mod uaccess;
+
+pub use patch::{NoPatch, Patches};
 
 use area::split_at;
 
@@ -322,6 +330,7 @@ impl Mm {
             fault_around: 16,
             sweep: (0, 16),
             stats: MmStats::default(),
+            patch: Default::default(),
         })
     }
 
@@ -418,6 +427,7 @@ impl Mm {
             fault_around: self.fault_around,
             sweep: (0, self.fault_around),
             stats: MmStats::default(),
+            patch: self.patch.clone(),
         })
     }
 
@@ -465,6 +475,7 @@ impl Mm {
         self.brk_start = 0;
         self.brk = 0;
         self.sweep = (0, self.fault_around);
+        self.patch = Default::default();
         // New hardware tables: cheaper than invalidating every entry.
         self.vms.reset_hw()?;
         let vpt = VpTable::new(&self.ram, &mut self.fr());

@@ -351,7 +351,26 @@ impl Vproc {
             }
             return;
         }
+        self.maybe_patch(nr);
         self.serve(nr, a, nr);
+    }
+
+    /// Patch the site of this call, just served through the exit path, if
+    /// the fast path serves it (see `mm::patch`).
+    fn maybe_patch(&mut self, nr: u64) {
+        let Some(k) = &self.k else { return };
+        let Some(entry) = k.patch_entry else { return };
+        if !crate::linux::kernel::fast::SERVED.contains(&(nr as i64)) {
+            return;
+        }
+        let threads = self.mm.threads();
+        if self
+            .mm
+            .patch_syscall(self.frame.rip, nr, entry, threads)
+            .is_ok()
+        {
+            k.patched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Serve the vproc's `int $0x80` (an i386 call, see [`compat32`]);

@@ -165,6 +165,10 @@ impl Vproc {
                 if !crate::linux::canonical(addr) {
                     return Err(EPERM);
                 }
+                if addr != 0 {
+                    // Patched sites find the exitless line through GS.
+                    self.mm.unpatch_syscalls();
+                }
                 self.frame.gs_base = addr;
                 Ok(0)
             }

@@ -50,6 +50,7 @@ impl Vproc {
                         VmaKind::Image => exe.as_str(),
                         VmaKind::Brk => "[heap]",
                         VmaKind::Stack => "[stack]",
+                        VmaKind::SyscallStubs => "[vkernel-syscalls]",
                         _ => "",
                     };
                     let line = format!(

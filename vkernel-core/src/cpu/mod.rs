@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
-use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS};
-use vkernel_guest::layout::{cpu_stack_top_off, IRET_FRAME_SIZE, STUB_OFF, SYS_VA, TRAMP_VA};
+use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS, XS_LINE};
+use vkernel_guest::layout::{
+    cpu_stack_top_off, IRET_FRAME_SIZE, SLOT_VA, STUB_OFF, SYS_VA, TRAMP_VA,
+};
 use vkernel_guest::x86::{self, is_canonical};
 
 mod exit;
@@ -590,6 +592,7 @@ impl Cpu {
                 rflags_set(&mut self.fd, Self::user_rflags(&t));
             }
         }
+        let gs = self.hw_gs_base(t.gs_base);
         let s = self.fd.sync_regs_mut();
         let r = &mut s.regs;
         r.rax = t.rax;
@@ -618,8 +621,8 @@ impl Cpu {
             s.sregs.fs.base = t.fs_base;
             sdirty = true;
         }
-        if s.sregs.gs.base != t.gs_base {
-            s.sregs.gs.base = t.gs_base;
+        if s.sregs.gs.base != gs {
+            s.sregs.gs.base = gs;
             sdirty = true;
         }
         // Writing registers is not free on every KVM (a PVM-derived one
@@ -661,7 +664,31 @@ impl Cpu {
             rip: r.rip,
             rflags: r.rflags,
             fs_base: s.sregs.fs.base,
-            gs_base: s.sregs.gs.base,
+            gs_base: self.vproc_gs_base(s.sregs.gs.base),
+        }
+    }
+
+    /// The request line patched call sites find through GS while this vCPU
+    /// runs a vmspace with exitless syscalls (see [`crate::exitless`]).
+    fn gs_line(&self) -> Option<u64> {
+        (self.running_slot.is_some() && self.m.path == crate::machine::TrapPath::StaysInUserMode)
+            .then(|| SLOT_VA + XS_LINE * self.index as u64)
+    }
+
+    /// The GS base the vCPU gets for a vproc whose own is `v`: its line
+    /// where the vproc never set one.
+    fn hw_gs_base(&self, v: u64) -> u64 {
+        match self.gs_line() {
+            Some(line) if v == 0 => line,
+            _ => v,
+        }
+    }
+
+    /// The vproc's GS base, from the vCPU's.
+    fn vproc_gs_base(&self, hw: u64) -> u64 {
+        match self.gs_line() {
+            Some(line) if hw == line => 0,
+            _ => hw,
         }
     }
 

@@ -6,7 +6,8 @@
 //! Where the vproc stopped (its RIP in the trampoline) and the line's state
 //! decide:
 //! - before the request was posted, or in the exit taken with no server:
-//!   nothing was asked; rewind to the `syscall` (RIP = RCX - 2);
+//!   nothing was asked; rewind to the `syscall` (RIP = RCX - 2; a patched
+//!   site's stub keeps a real `syscall` there too);
 //! - posted, not taken: take it back (compare-and-exchange), rewind;
 //! - taken by the server: wait for its answer (it never blocks), then as
 //!   below;
@@ -52,7 +53,9 @@ impl Cpu {
         }
         let o = &self.m.offsets;
         let at = |off: u64| TRAMP_VA + off;
-        if !(at(o.xcommon)..at(o.xend)).contains(&f.rip) {
+        // A patched site's entry (`pentry`) comes right before the common
+        // code: stopped there, nothing is posted either.
+        if !(at(o.pentry)..at(o.xend)).contains(&f.rip) {
             return;
         }
         // The line the trampoline chose (R11), if it is one.
