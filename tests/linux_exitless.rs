@@ -20,6 +20,16 @@ use linux::stdio::BufferStdio;
 use linux::{Config, Vproc};
 
 fn vk(prog: &Path, args: &[&str], exitless: bool, cpus: usize) -> (String, Report, u64) {
+    vk_opts(prog, args, exitless, true, cpus)
+}
+
+fn vk_opts(
+    prog: &Path,
+    args: &[&str],
+    exitless: bool,
+    patch_syscalls: bool,
+    cpus: usize,
+) -> (String, Report, u64) {
     let prog = prog.to_path_buf();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -48,6 +58,7 @@ fn vk(prog: &Path, args: &[&str], exitless: bool, cpus: usize) -> (String, Repor
         let opts = Options {
             cpus,
             exitless,
+            patch_syscalls,
             ..Default::default()
         };
         let report = kernel::run(&machine, vp, &opts).expect("the virtual kernel runs");
@@ -95,5 +106,54 @@ fn served_calls_match_native_and_cost_no_exit() {
                 }
             }
         }
+    }
+}
+
+/// Syscall patching (`linux::mm::patch`): with it, served calls from four
+/// threads, a forked child and a program that later takes GS for itself
+/// give native results, sites get patched, and the calls cost neither an
+/// exit nor the `syscall` instruction; off, or without a server, the same
+/// output.
+#[test]
+fn patched_sites_match_native_with_threads_fork_and_gs() {
+    let test = "patched_sites_match_native_with_threads_fork_and_gs";
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in compilers() {
+        let Some(prog) = compile(test, "patching", cc) else {
+            return;
+        };
+        let n = "5000";
+        let native = Command::new(&prog).arg(n).output().unwrap();
+        let want = String::from_utf8_lossy(&native.stdout).into_owned();
+        assert!(native.status.success(), "native: {want}");
+        assert!(want.contains("gs base is ours: 1"), "native: {want}");
+        for cpus in [1, 2] {
+            for (exitless, patch) in [(true, true), (true, false), (false, true)] {
+                let (out, report, served) = vk_opts(&prog, &[n], exitless, patch, cpus);
+                let what = format!(
+                    "{cc}, {cpus} vCPUs, exitless {exitless}, patching {patch} (status {:?}, {:?})",
+                    report.status, report.death
+                );
+                assert_eq!(out, want, "{what}");
+                assert_eq!(report.status.code(), 0, "{what}");
+                let syscalls: u64 = report.cpu_stats.iter().map(|s| s.syscalls).sum();
+                eprintln!(
+                    "{test}: {what}: {} sites patched, {served} served, {syscalls} syscalls \
+                     on the exit path",
+                    report.patched_sites
+                );
+                if exitless && patch {
+                    assert!(report.patched_sites > 0, "{what}: nothing patched");
+                    assert!(served > 0, "{what}: nothing served");
+                } else {
+                    assert_eq!(report.patched_sites, 0, "{what}");
+                }
+            }
+        }
+        // Only under the vkernel: the stub pages are named in the maps.
+        let (out, _, _) = vk_opts(&prog, &[n, "maps"], true, true, 1);
+        assert!(out.contains("stub pages in maps: 1"), "{cc}: {out}");
     }
 }

@@ -274,18 +274,38 @@ impl Mm {
 
     /// Write `b` into the vproc's code or stub page at `va` (one page),
     /// whatever the area's protection: the page gets a frame of its own
-    /// first (copy-on-write), keeps its protection, and `b` goes in with one
-    /// 8-byte store where it fits in one aligned word.
+    /// first when anyone else holds its frame (the page cache, or another
+    /// process after fork: read-only pages are shared without the COW
+    /// bit), keeps its protection, and `b` goes in with one 8-byte store
+    /// where it fits in one aligned word.
     fn poke(&mut self, va: u64, b: &[u8]) -> Result<(), MmError> {
         let page = va & !(PAGE - 1);
         if va + b.len() as u64 > page + PAGE {
             return Err(MmError::Invalid);
         }
         let (_, vma) = self.find(va).ok_or(MmError::Fault(va))?;
-        self.frame_for(page, false)?;
-        if self.break_cow(page)? {
-            let f = *self.pages.get(&page).ok_or(MmError::Fault(va))?;
-            self.set_vpte(page, f, vma.prot)?;
+        let f = self.frame_for(page, false)?;
+        // Shared with the page cache or, after fork, with another process
+        // (read-only pages are shared without the COW bit): copy it first.
+        if self.fr().refcount(f) > 1 {
+            let nf = self.fr().alloc(&self.ram)?;
+            let mut buf = vec![0u8; PAGE as usize];
+            let copied = self
+                .ram
+                .read(f, &mut buf)
+                .and_then(|_| self.ram.write(nf, &buf));
+            if copied.is_err() {
+                self.fr().free(nf);
+                return Err(MmError::Fault(va));
+            }
+            self.pages.insert(page, nf);
+            if let Err(e) = self.set_vpte(page, nf, vma.prot) {
+                self.pages.insert(page, f);
+                self.fr().free(nf);
+                return Err(e);
+            }
+            self.fr().free(f);
+            self.stats.cow_breaks += 1;
             self.inval(page, page + PAGE);
         }
         let f = *self.pages.get(&page).ok_or(MmError::Fault(va))?;

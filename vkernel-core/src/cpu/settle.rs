@@ -53,9 +53,13 @@ impl Cpu {
         }
         let o = &self.m.offsets;
         let at = |off: u64| TRAMP_VA + off;
-        // A patched site's entry (`pentry`) comes right before the common
-        // code: stopped there, nothing is posted either.
-        if !(at(o.pentry)..at(o.xend)).contains(&f.rip) {
+        // The per-vCPU entries, then a patched site's entry (`pentry`),
+        // then the common code: stopped anywhere before `xposted`, nothing
+        // is posted. A vproc stopped in vCPU n's entry must be rewound too:
+        // resumed there on another vCPU, it would post into line n, which
+        // belongs to whatever runs on vCPU n (it did: a thread got another
+        // thread's gettid, 1 run in 10 of 4 threads on 2 vCPUs).
+        if !(at(o.xentries)..at(o.xend)).contains(&f.rip) {
             return;
         }
         // The line the trampoline chose (R11), if it is one.
