@@ -7,8 +7,11 @@
 //! pages). `raw_exit_ns` is the floor: a bare KVM_RUN exit round trip.
 //!
 //! Exitless syscalls (`vkernel_core::exitless`): `vk_getppid_ns` runs with
-//! the server on (the default), `vk_getppid_exit_ns` with it off (every
-//! syscall exits); `cpu_ns_per_syscall` is the whole vkernel process's
+//! the server on and syscall patching (the defaults: the getppid site
+//! reaches the server without the `syscall` instruction),
+//! `vk_getppid_unpatched_ns` with the server on but no patching (each call
+//! takes `syscall` into the trampoline), `vk_getppid_exit_ns` with the
+//! server off (every syscall exits); `cpu_ns_per_syscall` is the whole vkernel process's
 //! user and system CPU time (server thread included) per getppid with the
 //! server on: the difference of two runs (N and 2N calls) over N, so
 //! start-up costs cancel.
@@ -87,7 +90,12 @@ fn run_host(cmd: &mut Command) -> Result<Figures, BenchError> {
     parse(&String::from_utf8_lossy(&o.stdout))
 }
 
-fn run_vk(image: &[u8], args: &[String], exitless: bool) -> Result<Figures, BenchError> {
+fn run_vk(
+    image: &[u8],
+    args: &[String],
+    exitless: bool,
+    patch_syscalls: bool,
+) -> Result<Figures, BenchError> {
     let machine = Machine::builder()
         .ram_size(512 << 20)
         .exitless(exitless)
@@ -110,6 +118,7 @@ fn run_vk(image: &[u8], args: &[String], exitless: bool) -> Result<Figures, Benc
         .map_err(|e| BenchError::Run(e.to_string()))?;
     let opts = kernel::Options {
         exitless,
+        patch_syscalls,
         ..Default::default()
     };
     let r = kernel::run(&machine, vp, &opts).map_err(|e| BenchError::Run(e.to_string()))?;
@@ -136,7 +145,12 @@ fn cpu_ns() -> f64 {
 fn cpu_per_syscall(image: &[u8], n: u32) -> Result<f64, BenchError> {
     let cost = |calls: u32| -> Result<f64, BenchError> {
         let c0 = cpu_ns();
-        run_vk(image, &[calls.to_string(), "1".into(), "1".into()], true)?;
+        run_vk(
+            image,
+            &[calls.to_string(), "1".into(), "1".into()],
+            true,
+            true,
+        )?;
         Ok(cpu_ns() - c0)
     };
     let one = cost(n)?;
@@ -194,7 +208,7 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         v
     };
     let (mut vk, mut native, mut qemu) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut vk_exit, mut cpu) = (Vec::new(), Vec::new());
+    let (mut vk_exit, mut vk_unpatched, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
     if let Some(bin) = &bin {
         eprintln!(
             "vkbench linux: {rounds} rounds of {iters} getppid calls and {pages} first-touch pages"
@@ -202,9 +216,12 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         native = collect("native", &mut || run_host(Command::new(bin).args(&args)));
         if Path::new("/dev/kvm").exists() {
             let image = std::fs::read(bin).unwrap_or_default();
-            vk = collect("vkernel", &mut || run_vk(&image, &args, true));
+            vk = collect("vkernel", &mut || run_vk(&image, &args, true, true));
+            vk_unpatched = collect("vkernel --no-syscall-patching", &mut || {
+                run_vk(&image, &args, true, false)
+            });
             vk_exit = collect("vkernel --no-exitless", &mut || {
-                run_vk(&image, &args, false)
+                run_vk(&image, &args, false, false)
             });
             for _ in 0..rounds {
                 match cpu_per_syscall(&image, if quick { 5_000 } else { 50_000 }) {
@@ -239,6 +256,8 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
     figures("native", native);
     figures("qemu", qemu);
     res.push(("vk_getppid_exit_ns".into(), exit_ns));
+    let mut u: Vec<f64> = vk_unpatched.into_iter().map(|f| f.0).collect();
+    res.push(("vk_getppid_unpatched_ns".into(), med(&mut u)));
     res.push(("cpu_ns_per_syscall".into(), cpu_ns));
     let raw = if Path::new("/dev/kvm").exists() {
         super::raw::raw_exit_ns(if quick { 20_000 } else { 100_000 }, rounds)

@@ -79,6 +79,9 @@ pub struct Process {
     frames: Frames,
     kill_flag: AtomicBool,
     kill: Mutex<Option<Kill>>,
+    /// The exitless server sends a patchable call site's call to the exit
+    /// path (where it gets patched) until a patch failed here.
+    patch_forcing: AtomicBool,
 }
 
 // SAFETY: `mm` and `parts` are only touched by the thread that holds the
@@ -131,6 +134,18 @@ impl ProcessLock {
         p.release();
         Some(r)
     }
+
+    /// Threads of the process (0: gone).
+    pub(crate) fn threads(&self) -> usize {
+        self.0.strong_count()
+    }
+
+    /// Does the server send patchable sites' calls to the exit path?
+    pub(crate) fn patch_forcing(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|p| p.patch_forcing.load(Ordering::Relaxed))
+    }
 }
 
 /// A thread's handle on its process's memory (`Vproc::mm`): dereferences
@@ -156,6 +171,7 @@ impl MmRef {
                 frames,
                 kill_flag: AtomicBool::new(false),
                 kill: Mutex::new(None),
+                patch_forcing: AtomicBool::new(true),
             }),
             held: Cell::new(false),
         }
@@ -167,6 +183,12 @@ impl MmRef {
             p: self.p.clone(),
             held: Cell::new(false),
         }
+    }
+
+    /// Patching failed in this process: the exitless server no longer
+    /// sends patchable sites' calls to the exit path (`mm::patch`).
+    pub fn stop_patch_forcing(&self) {
+        self.p.patch_forcing.store(false, Ordering::Relaxed);
     }
 
     /// A weak handle for the exitless server.

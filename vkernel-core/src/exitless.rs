@@ -49,8 +49,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vkernel_guest::abi::{
-    XS_ARGS, XS_DONE, XS_EXIT, XS_LINE, XS_NR, XS_POSTED, XS_RET, XS_SELF, XS_SERVES, XS_STATE,
-    XS_TAKEN,
+    XS_ARGS, XS_DONE, XS_EXIT, XS_LINE, XS_NR, XS_POSTED, XS_RCX, XS_RET, XS_SELF, XS_SERVES,
+    XS_STATE, XS_TAKEN,
 };
 use vkernel_guest::layout::SLOT_VA;
 
@@ -65,6 +65,10 @@ pub struct ExitlessRequest {
     pub nr: u64,
     /// RDI, RSI, RDX, R10, R8, R9.
     pub args: [u64; 6],
+    /// Where the vproc resumes (RCX of its `syscall`, or the return
+    /// address a patched site's stub set): the call site, for a virtual
+    /// kernel that patches sites (the value is the vproc's: check it).
+    pub ret: u64,
 }
 
 /// The handler's answer.
@@ -284,6 +288,7 @@ impl Exitless {
                 cpu,
                 nr: load(XS_NR),
                 args: std::array::from_fn(|i| load(XS_ARGS + 8 * i as u64)),
+                ret: load(XS_RCX),
             };
             let handler = self.handler.lock().unwrap().clone();
             let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -83,6 +83,11 @@ impl FastPath {
         if c.sig.load(Ordering::SeqCst) {
             return Exit;
         }
+        if k.patch_entry.is_some() && patchable_site(c, req) {
+            // Once through the exit path, where it gets patched: from then
+            // on the call reaches us without the `syscall` instruction.
+            return Exit;
+        }
         let a = req.args;
         match req.nr as i64 {
             libc::SYS_getpid => Done(c.tgid as u64),
@@ -119,6 +124,21 @@ impl FastPath {
             _ => Exit,
         }
     }
+}
+
+/// Is the site of `req` one the vCPU thread would patch (see `mm::patch`)?
+fn patchable_site(c: &FastCtx, req: &ExitlessRequest) -> bool {
+    if !c.process.patch_forcing() {
+        return false;
+    }
+    let Some(at) = req.ret.checked_sub(8) else {
+        return false;
+    };
+    let mut code = [0u8; 8];
+    c.process
+        .try_with(|vms| vms.copy_from_user(at, &mut code).is_ok())
+        .unwrap_or(false)
+        && crate::linux::mm::patchable(&code, req.nr, req.ret, c.process.threads())
 }
 
 /// Write `b` at `va` in the vproc's memory, under the process lock, only

@@ -288,7 +288,7 @@ mod large;
 mod patch;
 mod uaccess;
 
-pub use patch::{NoPatch, Patches};
+pub use patch::{patchable, NoPatch, Patches};
 
 use area::split_at;
 

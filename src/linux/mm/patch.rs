@@ -118,6 +118,24 @@ fn is_prefix(b: u8) -> bool {
     )
 }
 
+/// Is `code`, the 8 bytes before a call's return address `ret`, a site
+/// this module patches for call `nr` (`mov eax, nr; syscall` not preceded
+/// by a byte that could be its prefix) that one store can rewrite with
+/// `threads` threads running? The exitless server asks this of calls it
+/// could answer and sends them to the exit path instead, where
+/// [`Mm::patch_syscall`] patches them.
+pub fn patchable(code: &[u8; 8], nr: u64, ret: u64, threads: usize) -> bool {
+    let Ok(nr32) = u32::try_from(nr) else {
+        return false;
+    };
+    let site = ret.wrapping_sub(7);
+    code[1] == 0xb8
+        && code[2..6] == nr32.to_le_bytes()
+        && code[6..] == [0x0f, 0x05]
+        && !is_prefix(code[0])
+        && (threads <= 1 || (site & 7) + 5 <= 8)
+}
+
 /// The stub of a site (see the module docs); `stub` is its address,
 /// `page` its page's.
 fn stub_bytes(nr: u32, stub: u64, page: u64, site: u64) -> [u8; SLOT as usize] {
@@ -347,6 +365,20 @@ mod tests {
         assert_eq!((stub + 18).wrapping_add(hdr as u64), page);
         let back = i32::from_le_bytes(b[21..25].try_into().unwrap()) as i64;
         assert_eq!((stub + 25).wrapping_add(back as u64), site + 7);
+    }
+
+    #[test]
+    fn patchable_sites() {
+        // nop; mov eax, 39; syscall, returning to 0x401008 (site 0x401001).
+        let code = [0x90, 0xb8, 39, 0, 0, 0, 0x0f, 0x05];
+        assert!(patchable(&code, 39, 0x40_1008, 1));
+        assert!(!patchable(&code, 110, 0x40_1008, 1), "another number");
+        let mut r8 = code;
+        r8[0] = 0x41; // mov r8d, 39
+        assert!(!patchable(&r8, 39, 0x40_1008, 1));
+        // Site 0x401005: its 5 bytes straddle a word, fine with one thread.
+        assert!(patchable(&code, 39, 0x40_100c, 1));
+        assert!(!patchable(&code, 39, 0x40_100c, 2));
     }
 
     #[test]

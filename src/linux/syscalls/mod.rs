@@ -364,12 +364,15 @@ impl Vproc {
             return;
         }
         let threads = self.mm.threads();
-        if self
-            .mm
-            .patch_syscall(self.frame.rip, nr, entry, threads)
-            .is_ok()
-        {
-            k.patched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.mm.patch_syscall(self.frame.rip, nr, entry, threads) {
+            Ok(()) => {
+                k.patched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            // Not a site of the pattern: nothing to do.
+            Err(crate::linux::mm::NoPatch::Pattern) => {}
+            // A site the server may think patchable was not patched: stop
+            // it sending such calls here.
+            Err(_) => self.mm.stop_patch_forcing(),
         }
     }
 
