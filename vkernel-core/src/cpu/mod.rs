@@ -11,12 +11,15 @@ use std::sync::Arc;
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS};
-use vkernel_guest::layout::{cpu_stack_top_off, IRET_FRAME_SIZE, STUB_OFF, SYS_VA, TRAMP_VA};
+use vkernel_guest::layout::{
+    cpu_stack_top_off, cpu_xline_off, IRET_FRAME_SIZE, STUB_OFF, SYS_VA, TRAMP_VA,
+};
 use vkernel_guest::x86::{self, is_canonical};
 
 mod exit;
 mod handlers;
 mod settle;
+mod settle_cpl0;
 
 use crate::fpu::{FpuContext, FpuMode, FXSAVE_LEN};
 use crate::hwpt::Cmd;
@@ -187,6 +190,9 @@ pub struct Cpu {
     /// The exitless request page of the vmspace being run (while `run`
     /// runs, where exitless syscalls are on).
     running_slot: Option<u64>,
+    /// The CPL0 exitless entry is live (while `run` runs, where exitless
+    /// syscalls are on and `syscall` enters CPL0).
+    running_cpl0_line: bool,
 
     last_fault: (u64, u32),
     /// The last PageFault returned: (vmspace, addr, access, rip).
@@ -257,6 +263,7 @@ impl Cpu {
             after_tramp_out: false,
             clobber_retries: 0,
             running_slot: None,
+            running_cpl0_line: false,
 
             last_fault: (u64::MAX, 0),
             returned_fault: None,
@@ -490,10 +497,15 @@ impl Cpu {
             x.enter(self.index, page);
             self.running_slot = Some(page);
         }
+        if let Some(x) = self.m.exitless.as_ref().filter(|_| self.cpl0_exitless_on()) {
+            x.enter_line(self.index, cpu_xline_off(self.index));
+            self.running_cpl0_line = true;
+        }
         let r = self.run_loop(vms, frame);
         if let Some(x) = &self.m.exitless {
             x.leave(self.index);
             self.running_slot = None;
+            self.running_cpl0_line = false;
         }
         self.kick.set_thread(None);
         vms.lock().running &= !(1 << self.index);
@@ -793,6 +805,7 @@ impl Cpu {
             resume_rsp: SYS_VA + self.top - IRET_FRAME_SIZE,
             stub_exiting: &self.m.stub_exiting,
             clobbered_rips: self.tramp_ud2s(),
+            cpl0_exitless: self.cpl0_exitless_range(),
         }
     }
 
