@@ -29,7 +29,11 @@ fn env(test: &str) -> Option<Env> {
         "exitless syscalls are on by default ({:?})",
         e.m.trap_path()
     );
-    eprintln!("{test}: trap path {:?}, {} CPUs online", e.m.trap_path(), cpus_online());
+    eprintln!(
+        "{test}: trap path {:?}, {} CPUs online",
+        e.m.trap_path(),
+        cpus_online()
+    );
     Some(e)
 }
 
@@ -79,6 +83,12 @@ fn run_from(e: &mut Env, vms: &Vmspace, mut f: TrapFrame) -> (u64, u64) {
     }
 }
 
+/// Rounds a test runs at most until the server has answered a call: on a
+/// host loaded enough that the server thread and the vCPU thread seldom
+/// run at the same time, one round can pass with every call on the exit
+/// path (correct, but not what the test is after).
+const ROUNDS: usize = 3;
+
 #[test]
 fn exitless_syscalls_need_no_exit() {
     let test = "exitless_syscalls_need_no_exit";
@@ -87,40 +97,42 @@ fn exitless_syscalls_need_no_exit() {
     let served = Arc::new(AtomicU64::new(0));
     let on =
         e.m.set_exitless_handler(check_handler(served.clone()), ExitlessOptions::default());
-    assert_eq!(on, e.m.exitless_enabled());
+    assert!(on, "the server starts");
     let n = scaled(20_000);
-    let before = e.cpu.stats();
-    let t0 = std::time::Instant::now();
-    let (exits, _) = run_checks(&mut e, &vms, n);
-    let ns = t0.elapsed().as_nanos() as u64 / n;
-    let after = e.cpu.stats();
-    let served = served.load(Ordering::Relaxed);
-    // Every call answered once, by one side or the other.
-    assert_eq!(served + exits, n);
-    eprintln!(
-        "{test}: {n} calls ({ns} ns each), {served} served without an exit, {} VM exits, {:?}, {:?}",
-        after.exits - before.exits,
-        e.m.exitless_stats(),
-        after
-    );
-    assert!(on);
-    {
-        // The server wakes on the first exit and answers what it can
-        // within the entry's budget (on a loaded host, or with one CPU,
-        // some or all calls take the exit path instead). The point: a
-        // served call costs no exit.
-        if cpus_online() >= 2 {
-            assert!(served > 0, "the server answered nothing");
-        }
-        assert_eq!(e.m.exitless_stats().served, served);
+    for round in 1..=ROUNDS {
+        served.store(0, Ordering::Relaxed);
+        let stats_before = e.m.exitless_stats().served;
+        let before = e.cpu.stats();
+        let t0 = std::time::Instant::now();
+        let (exits, _) = run_checks(&mut e, &vms, n);
+        let ns = t0.elapsed().as_nanos() as u64 / n;
+        let after = e.cpu.stats();
+        let served = served.load(Ordering::Relaxed);
+        // Every call answered once, by one side or the other.
+        assert_eq!(served + exits, n);
         let vm_exits = after.exits - before.exits;
-        // One exit per exit-path call, plus the program's own exit.
+        eprintln!(
+            "{test}: round {round}: {n} calls ({ns} ns each), {served} served without an exit, \
+             {vm_exits} VM exits, {:?}, {:?}",
+            e.m.exitless_stats(),
+            after
+        );
+        assert_eq!(e.m.exitless_stats().served - stats_before, served);
+        // The point: a served call costs no exit. One exit per exit-path
+        // call, plus the program's own exit.
         assert!(
             vm_exits <= exits + 2,
             "{vm_exits} VM exits for {exits} exit-path calls ({served} served)"
         );
         assert_eq!(after.exitless_exits - before.exitless_exits, exits + 1);
+        // The server wakes on the first exit and answers what it can
+        // within the entry's budget (with one CPU, or on a loaded host,
+        // some or all calls take the exit path instead).
+        if served > 0 || cpus_online() < 2 {
+            return;
+        }
     }
+    panic!("{ROUNDS} rounds of {n} calls with 2 CPUs online: the server answered nothing");
 }
 
 #[test]
@@ -168,15 +180,22 @@ fn served_calls_resume_with_the_registers_linux_sysret_leaves() {
     let served = Arc::new(AtomicU64::new(0));
     e.m.set_exitless_handler(check_handler(served.clone()), ExitlessOptions::default());
     let n = scaled(5_000);
-    let mut f = frame(live_df as u64, 0, 0);
-    f.rcx = n;
-    let (exits, _) = run_from(&mut e, &vms, f);
-    let served = served.load(Ordering::Relaxed);
-    eprintln!("{test}: {n} calls, {served} served without an exit, {exits} on the exit path");
-    assert_eq!(served + exits, n);
-    if cpus_online() >= 2 {
-        assert!(served > 0, "the server answered nothing");
+    for round in 1..=ROUNDS {
+        served.store(0, Ordering::Relaxed);
+        let mut f = frame(live_df as u64, 0, 0);
+        f.rcx = n;
+        let (exits, _) = run_from(&mut e, &vms, f);
+        let served = served.load(Ordering::Relaxed);
+        eprintln!(
+            "{test}: round {round}: {n} calls, {served} served without an exit, {exits} on the \
+             exit path"
+        );
+        assert_eq!(served + exits, n);
+        if served > 0 || cpus_online() < 2 {
+            return;
+        }
     }
+    panic!("{ROUNDS} rounds of {n} calls with 2 CPUs online: the server answered nothing");
 }
 
 /// Writes garbage over every line of the page at `slot` (its request page;
