@@ -23,8 +23,10 @@
 //! wakes it when a syscall takes the exit path. Both spins are bounded, so
 //! an oversubscribed host degrades to the exit path, never to starvation.
 //!
-//! The request line is hostile input: the vproc (any thread of its
-//! process) can write it at any time. The server reads a request once, into
+//! Where KVM keeps CPL3 across `syscall` the request line is hostile
+//! input: the vproc (any thread of its process) can write it at any time.
+//! (The CPL0 entry's line is in the system region, out of its reach; the
+//! server treats both alike.) The server reads a request once, into
 //! host memory, after winning the line with a compare-and-exchange; the
 //! handler gets plain values and checks every pointer like any syscall.
 //! A vproc reaches only its own vmspace's page; the server serves only the
