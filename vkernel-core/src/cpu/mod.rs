@@ -190,9 +190,6 @@ pub struct Cpu {
     /// The exitless request page of the vmspace being run (while `run`
     /// runs, where exitless syscalls are on).
     running_slot: Option<u64>,
-    /// The CPL0 exitless entry is live (while `run` runs, where exitless
-    /// syscalls are on and `syscall` enters CPL0).
-    running_cpl0_line: bool,
 
     last_fault: (u64, u32),
     /// The last PageFault returned: (vmspace, addr, access, rip).
@@ -263,7 +260,6 @@ impl Cpu {
             after_tramp_out: false,
             clobber_retries: 0,
             running_slot: None,
-            running_cpl0_line: false,
 
             last_fault: (u64::MAX, 0),
             returned_fault: None,
@@ -499,13 +495,11 @@ impl Cpu {
         }
         if let Some(x) = self.m.exitless.as_ref().filter(|_| self.cpl0_exitless_on()) {
             x.enter_line(self.index, cpu_xline_off(self.index));
-            self.running_cpl0_line = true;
         }
         let r = self.run_loop(vms, frame);
         if let Some(x) = &self.m.exitless {
             x.leave(self.index);
             self.running_slot = None;
-            self.running_cpl0_line = false;
         }
         self.kick.set_thread(None);
         vms.lock().running &= !(1 << self.index);
