@@ -140,8 +140,25 @@ fn requests_in_flight_survive_a_kick_storm_exactly_once() {
     let test = "requests_in_flight_survive_a_kick_storm_exactly_once";
     let Some(mut e) = env(test) else { return };
     let vms = e.vmspace_with(programs::syscall_check());
+    let n = scaled(20_000);
+    // How many times each call (its counter is its first argument) was
+    // answered, by the server and on the exit path.
+    let by_server: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let served = Arc::new(AtomicU64::new(0));
-    e.m.set_exitless_handler(check_handler(served.clone()), ExitlessOptions::default());
+    let (b, s) = (by_server.clone(), served.clone());
+    e.m.set_exitless_handler(
+        Arc::new(move |r: &ExitlessRequest| match r.nr {
+            SYS_CHECK => {
+                s.fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = b.get(r.args[0] as usize) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+                ExitlessReply::Done(check_result(r.args))
+            }
+            _ => ExitlessReply::Exit,
+        }),
+        ExitlessOptions::default(),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let (k, s2) = (e.cpu.kicker(), stop.clone());
     let storm = std::thread::spawn(move || {
@@ -150,17 +167,43 @@ fn requests_in_flight_survive_a_kick_storm_exactly_once() {
             std::thread::sleep(storm_interval());
         }
     });
-    let n = scaled(20_000);
-    let (exits, intr) = run_checks(&mut e, &vms, n);
+    let mut by_exit = vec![0u64; n as usize];
+    let mut f = frame(0, 0, 0);
+    f.rcx = n;
+    let (mut exits, mut intr) = (0, 0);
+    loop {
+        match e.run(&vms, &mut f) {
+            Trap::Syscall if f.rax == SYS_CHECK => {
+                exits += 1;
+                if let Some(c) = by_exit.get_mut(f.rdi as usize) {
+                    *c += 1;
+                }
+                f.rax = check_result([f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9]);
+            }
+            Trap::Syscall if f.rax == SYS_EXIT => {
+                assert_eq!(f.rdi, 0, "the guest's self-check failed");
+                break;
+            }
+            Trap::Interrupted => intr += 1,
+            other => panic!("{other:?} at {:#x}: {f:x?}", f.rip),
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     storm.join().unwrap();
-    // The guest checks every result (a wrong or repeated answer fails its
-    // self-check); each call was answered exactly once.
-    assert_eq!(served.load(Ordering::Relaxed) + exits, n);
     eprintln!(
         "{test}: {n} calls, {intr} kicks answered, {exits} on the exit path, {:?}",
         e.cpu.stats()
     );
+    // The guest checks every result; each call was answered exactly once.
+    let wrong: Vec<(usize, u64, u64)> = (0..n as usize)
+        .map(|i| (i, by_server[i].load(Ordering::Relaxed), by_exit[i]))
+        .filter(|&(_, s, x)| s + x != 1)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "calls not answered exactly once (call, by the server, on the exit path): {wrong:?}"
+    );
+    assert_eq!(served.load(Ordering::Relaxed) + exits, n);
     assert!(intr > 0);
 }
 

@@ -24,6 +24,13 @@ impl Cpu {
     ) -> Result<Next, RunError> {
         self.kicks_seen = kicks_at_exit;
         self.kick.clear_immediate_exit(kicks_at_exit);
+        // Registers equal to the last exit's inside the CPL0 exitless
+        // entry, with a request posted: it ran (see settle_cpl0.rs).
+        let i = if i == Interruption::NothingRan && self.cpl0_posted_since_settle(&now) {
+            Interruption::Cpl0Exitless
+        } else {
+            i
+        };
         // An exception KVM has queued or begun delivering (a fetch fault
         // right after an invalidation, the bounce #PF at `kcall_va`) must
         // arrive before anything else: it belongs to this vproc, writing the

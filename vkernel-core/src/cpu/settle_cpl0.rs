@@ -70,6 +70,25 @@ impl Cpu {
         )
     }
 
+    /// A kick found the vCPU with exactly the registers of the last exit
+    /// (`Interruption::NothingRan`): did it run all the same? It can have:
+    /// a settled request rewinds the vproc to its `syscall`, which posts
+    /// the same call again and can be stopped at the same instruction of
+    /// the spin with the same registers (the loop's counter and the state
+    /// it read cycle through few values). A settle leaves the line idle,
+    /// so a request in the line means the vCPU ran and posted it: it must
+    /// be settled, or it would be answered by the server and then again
+    /// when the rewound vproc runs (seen once in ~100,000 kicks in the SVM
+    /// stage's storm). Where the vCPU really did not run, the line is idle
+    /// and the frame of the last settle stands (settling the same state
+    /// twice gives the same frame in every stage but one: an answer
+    /// completed and the line freed).
+    pub(super) fn cpl0_posted_since_settle(&self, now: &kvm_bindings::kvm_regs) -> bool {
+        let (lo, hi) = self.cpl0_exitless_range();
+        (lo..hi).contains(&now.rip)
+            && self.sys_load(cpu_xline_off(self.index) + XS_STATE) != XS_IDLE
+    }
+
     /// Settle the request of a vCPU a kick stopped inside the CPL0 exitless
     /// entry with registers `now` (see the module docs); returns the
     /// vproc's frame, as it must resume (through the stub's `iretq`).
