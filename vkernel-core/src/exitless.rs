@@ -4,7 +4,11 @@
 //! LSTAR points at its own entry in the trampoline page, which posts the
 //! call in the vCPU's request line of the vmspace's request page
 //! ([`vkernel_guest::layout::SLOT_VA`], one page per vmspace, user-writable)
-//! and spins (`pause`) for an answer, a bounded number of times. A host
+//! and spins (`pause`) for an answer, a bounded number of times. Where
+//! `syscall` enters CPL0 (VT-x/SVM), each vCPU's LSTAR is its own entry in
+//! the stub, which does the same with the vCPU's line in the system region
+//! ([`vkernel_guest::layout::cpu_xline_off`], out of the vproc's reach) and
+//! returns with `sysretq`. A host
 //! thread (the *server*) polls the lines of the vmspaces the vCPUs are
 //! running and answers through the handler the virtual kernel registered
 //! ([`crate::machine::Machine::set_exitless_handler`]): "done, with this
@@ -31,15 +35,18 @@
 //! wakes it when a syscall takes the exit path. Both spins are bounded, so
 //! an oversubscribed host degrades to the exit path, never to starvation.
 //!
-//! The request line is hostile input: the vproc (any thread of its
-//! process) can write it at any time. The server reads a request once, into
+//! Where KVM keeps CPL3 across `syscall` the request line is hostile
+//! input: the vproc (any thread of its process) can write it at any time.
+//! (The CPL0 entry's line is in the system region, out of its reach; the
+//! server treats both alike.) The server reads a request once, into
 //! host memory, after winning the line with a compare-and-exchange; the
 //! handler gets plain values and checks every pointer like any syscall.
 //! A vproc reaches only its own vmspace's page; the server serves only the
 //! line of the vCPU that runs the vmspace, in that vCPU's context.
 //!
-//! A kick that interrupts a vproc inside the trampoline is settled before
-//! `Cpu::run` returns (`cpu/settle.rs`): an answered request completes
+//! A kick that interrupts a vproc inside the trampoline (or the CPL0 entry)
+//! is settled before `Cpu::run` returns (`cpu/settle.rs`,
+//! `cpu/settle_cpl0.rs`): an answered request completes
 //! (exactly once), one not taken yet is taken back and the vproc rewound to
 //! its `syscall`, one the server is serving is waited for.
 
@@ -140,8 +147,9 @@ pub struct ExitlessStats {
 /// the server.
 pub(crate) struct Exitless {
     sys: Ram,
-    /// System-region offset of the request page of the vmspace each vCPU
-    /// is running (0: none).
+    /// System-region offset of the request line each vCPU is using (its
+    /// line in the request page of the vmspace it runs, or its own line in
+    /// the system region where `syscall` enters CPL0; 0: none).
     current: Vec<AtomicU64>,
     awake: AtomicBool,
     woken: Mutex<bool>,
@@ -185,8 +193,15 @@ impl Exitless {
         let _ = self
             .sys
             .store(line + XS_SELF, SLOT_VA + XS_LINE * cpu as u64);
+        self.enter_line(cpu, line);
+    }
+
+    /// vCPU `cpu` is about to run a vproc that posts its requests in the
+    /// line at system-region offset `line`: the server polls it from now
+    /// on.
+    pub(crate) fn enter_line(&self, cpu: usize, line: u64) {
         self.write_map(line, self.awake.load(Ordering::Acquire));
-        self.current[cpu].store(page, Ordering::Release);
+        self.current[cpu].store(line, Ordering::Release);
     }
 
     /// vCPU `cpu` stopped running it (its request, if any, is settled).
@@ -260,10 +275,10 @@ impl Exitless {
 
     fn set_awake(&self, on: bool) {
         self.awake.store(on, Ordering::Release);
-        for (cpu, c) in self.current.iter().enumerate() {
-            let page = c.load(Ordering::Acquire);
-            if page != 0 {
-                self.write_map(Self::line(page, cpu), on);
+        for c in &self.current {
+            let line = c.load(Ordering::Acquire);
+            if line != 0 {
+                self.write_map(line, on);
             }
         }
     }
@@ -272,11 +287,10 @@ impl Exitless {
     fn poll(&self) -> bool {
         let mut any = false;
         for (cpu, c) in self.current.iter().enumerate() {
-            let page = c.load(Ordering::Acquire);
-            if page == 0 {
+            let line = c.load(Ordering::Acquire);
+            if line == 0 {
                 continue;
             }
-            let line = Self::line(page, cpu);
             if self.sys.load(line + XS_STATE) != Ok(XS_POSTED)
                 || self.sys.cas(line + XS_STATE, XS_POSTED, XS_TAKEN) != Ok(true)
             {

@@ -161,11 +161,10 @@ impl MachineBuilder {
         self.ram_size = bytes;
         self
     }
-    /// Exitless syscalls (default on): where KVM keeps CPL3 across
-    /// `syscall`, a vproc's syscall can be served by a host thread without
-    /// a VM exit once the virtual kernel registers a handler
-    /// ([`Machine::set_exitless_handler`]); see [`crate::exitless`]. Off,
-    /// every syscall exits. (On VT-x/SVM hosts it is not available yet.)
+    /// Exitless syscalls (default on): a vproc's syscall can be served by a
+    /// host thread without a VM exit once the virtual kernel registers a
+    /// handler ([`Machine::set_exitless_handler`]), on both trap paths; see
+    /// [`crate::exitless`]. Off, every syscall exits.
     pub fn exitless(mut self, on: bool) -> Self {
         self.exitless = on;
         self
@@ -319,11 +318,9 @@ impl Machine {
         }
         let (path, fpu_mode, kick_states) =
             probe_and_configure(&mut fds, &sys, sys_gpa + null.pml4, &offsets, b.exitless)?;
-        let exitless = (b.exitless && path == TrapPath::StaysInUserMode)
+        let exitless = b
+            .exitless
             .then(|| Arc::new(crate::exitless::Exitless::new(sys.clone(), b.vcpus)));
-        if b.exitless && exitless.is_none() {
-            log::info!("vkernel: exitless syscalls are not available on this trap path: every syscall exits");
-        }
         let inner = Arc::new(MachineInner {
             _vm: vm,
             _kvm: kvm,
@@ -580,8 +577,11 @@ fn probe_and_configure(
     let fpu_mode = probe_fpu(&mut fds[0], sys, null_cr3, offsets);
     log::info!("vkernel: FPU handoff {fpu_mode:?}");
     let lstar = |i: usize| match path {
-        TrapPath::Standard => SYS_VA + STUB_OFF + offsets.syscall,
         // Each vCPU's own exitless entry (its request line).
+        TrapPath::Standard if exitless => {
+            SYS_VA + STUB_OFF + offsets.cpl0_xentries + abi::XS_ENTRY * i as u64
+        }
+        TrapPath::Standard => SYS_VA + STUB_OFF + offsets.syscall,
         TrapPath::StaysInUserMode if exitless => {
             TRAMP_VA + offsets.xentries + abi::XS_ENTRY * i as u64
         }
@@ -668,8 +668,7 @@ impl Machine {
         self.inner.pool.lock().unwrap().free_pages()
     }
 
-    /// Are exitless syscalls on (built with them, on a host where KVM keeps
-    /// CPL3 across `syscall`)?
+    /// Are exitless syscalls on (see [`MachineBuilder::exitless`])?
     pub fn exitless_enabled(&self) -> bool {
         self.inner.exitless.is_some()
     }

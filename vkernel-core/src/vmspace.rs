@@ -187,7 +187,8 @@ pub(crate) struct VmState {
     /// vCPUs running this vmspace right now (bit per vCPU).
     pub(crate) running: u64,
     /// System-region offset of the exitless request page (mapped at
-    /// `SLOT_VA`), where exitless syscalls are on.
+    /// `SLOT_VA`), where exitless syscalls are on and KVM keeps CPL3 across
+    /// `syscall`.
     pub(crate) slot: Option<u64>,
     fault_around: u64,
     pub(crate) stats: VmspaceStats,
@@ -234,9 +235,13 @@ fn check_range(addr: u64, len: u64) -> Result<u64, VmspaceError> {
 impl Vmspace {
     pub(crate) fn create(machine: Arc<MachineInner>) -> Result<Vmspace, VmspaceError> {
         let mut pool = machine.pool.lock().unwrap();
+        // The request page is the StaysInUserMode path's; where `syscall`
+        // enters CPL0 each vCPU's line is in the system region.
         let slot = match machine.exitless {
-            Some(_) => Some(pool.alloc()?),
-            None => None,
+            Some(_) if machine.path == crate::machine::TrapPath::StaysInUserMode => {
+                Some(pool.alloc()?)
+            }
+            _ => None,
         };
         let hw = match new_hw(&machine, &mut pool, slot) {
             Ok(hw) => hw,

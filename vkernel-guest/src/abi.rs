@@ -28,11 +28,16 @@ pub const PORT_SYSCALL: u16 = 0xE1;
 pub const PORT_PROBE: u16 = 0xE2;
 /// An exitless trampoline's syscall takes the exit path (no server awake,
 /// its budget ran out, or the server said so): like [`PORT_SYSCALL`], but
-/// R11 is the trampoline's (the host takes RFLAGS from the vCPU).
+/// R11 is the trampoline's (the host takes RFLAGS from the vCPU). The CPL0
+/// exitless entry (VT-x/SVM hosts) exits through it too, with the vproc's
+/// R11 intact.
 pub const PORT_XSYSCALL: u16 = 0xE3;
 
 /// Exitless syscalls: the request line of vCPU `n` is at
-/// `layout::SLOT_VA + n * XS_LINE` (one page per vmspace, user-writable).
+/// `layout::SLOT_VA + n * XS_LINE` (one page per vmspace, user-writable)
+/// where KVM keeps CPL3 across `syscall`, and at
+/// `layout::cpu_xline_off(n)` in the system region (out of the vproc's
+/// reach) where `syscall` enters CPL0. Same layout in both.
 pub const XS_LINE: u64 = 128;
 /// Line: state (u64): [`XS_IDLE`], [`XS_POSTED`], [`XS_TAKEN`], [`XS_DONE`]
 /// or [`XS_EXIT`].

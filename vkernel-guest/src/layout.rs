@@ -17,7 +17,8 @@
 //! 0x4000      4 KiB    upper-half PDPT (shared by all vmspaces)
 //! 0x5000      4 KiB    upper-half PD
 //! 0x6000      4 KiB    upper-half PT for the first 2 MiB
-//! 0x10000+n*64K        per-vCPU area n: GDT+TSS, stack, mailbox
+//! 0x10000+n*64K        per-vCPU area n: GDT+TSS, stack, mailbox, and
+//!                      the CPL0 exitless request line (VT-x/SVM hosts)
 //! 0x200000..  rest     hardware page-table pool (2 MiB mappings)
 //! ```
 
@@ -66,6 +67,11 @@ pub const CPU_TSS_OFF: u64 = 0x800;
 pub const CPU_STACK_TOP_OFF: u64 = 0xB000;
 /// Size of the mailbox.
 pub const MAILBOX_SIZE: u64 = 0x4000;
+/// Offset, inside a per-vCPU area, of the vCPU's exitless request line
+/// where `syscall` enters CPL0 (VT-x/SVM hosts): `abi::XS_LINE` bytes just
+/// above the mailbox, in the system region, so the vproc cannot reach it.
+/// The CPL0 exitless entry addresses it from its stack pointer.
+pub const CPU_XLINE_OFF: u64 = CPU_STACK_TOP_OFF + MAILBOX_SIZE;
 /// Offset of the hardware page-table pool.
 pub const POOL_OFF: u64 = 0x20_0000;
 /// Default size of the system region (pool of about 15,900 table pages).
@@ -94,3 +100,11 @@ pub const fn cpu_area_off(n: usize) -> u64 {
 pub const fn cpu_stack_top_off(n: usize) -> u64 {
     cpu_area_off(n) + CPU_STACK_TOP_OFF
 }
+
+/// Offset of vCPU `n`'s CPL0 exitless request line ([`CPU_XLINE_OFF`]).
+pub const fn cpu_xline_off(n: usize) -> u64 {
+    cpu_area_off(n) + CPU_XLINE_OFF
+}
+
+// The line fits in the per-vCPU area, after the mailbox.
+const _: () = assert!(CPU_XLINE_OFF + crate::abi::XS_LINE <= CPU_AREA_SIZE);

@@ -76,6 +76,72 @@ vkprog_syscall_check:
     .globl vkprog_syscall_check_end
 vkprog_syscall_check_end:
 
+    // syscall_regs: rcx = iterations, rdi = 1 to check the live DF too.
+    // Calls SYS_CHECK (rdi = the counter, the other arguments 0) with RSP
+    // set to a counter-derived value (not a stack: the program never uses
+    // one), DF and CF set, and checks what Linux's `sysret` leaves: RAX the
+    // result, RCX the return address, R11 the RFLAGS of the `syscall` (DF,
+    // CF, IF and bit 1 set), RSP and (with rdi = 1) DF as they were.
+    .globl vkprog_syscall_regs
+vkprog_syscall_regs:
+    mov r12, rcx
+    mov rbx, rdi
+    xor r14, r14
+1:
+    cmp r14, r12
+    je 2f
+    mov rdi, r14
+    xor esi, esi
+    xor edx, edx
+    xor r10d, r10d
+    xor r8d, r8d
+    xor r9d, r9d
+    lea rsp, [r14 * 8 + 0x123450]
+    mov r13, rsp
+    lea r15, [rip + 3f]
+    mov eax, 1000
+    std
+    stc
+    syscall
+3:
+    cmp rax, rdi
+    jne 9f
+    cmp rcx, r15
+    jne 9f
+    cmp rsp, r13
+    jne 9f
+    bt r11, 10
+    jnc 9f
+    bt r11, 0
+    jnc 9f
+    bt r11, 9
+    jnc 9f
+    bt r11, 1
+    jnc 9f
+    test rbx, rbx
+    jz 5f
+    // DF is live: lodsb steps backwards.
+    lea rsi, [rip + 4f]
+    lodsb
+    lea rdx, [rip + 4f - 1]
+    cmp rsi, rdx
+    jne 9f
+5:
+    cld
+    inc r14
+    jmp 1b
+2:
+    mov eax, 60
+    xor edi, edi
+    syscall
+    ud2
+9:
+    ud2
+4:
+    .byte 0
+    .globl vkprog_syscall_regs_end
+vkprog_syscall_regs_end:
+
     // touch: rdi = base, rsi = pages, rdx = 1 to write (else read).
     // Touches one byte in each page; exits with the sum of bytes read.
     .globl vkprog_touch
@@ -230,6 +296,14 @@ macro_rules! program {
 program!(
     /// `rcx` iterations of a checked [`SYS_CHECK`] syscall, then exit 0.
     syscall_check, vkprog_syscall_check, vkprog_syscall_check_end
+);
+program!(
+    /// `rcx` iterations of [`SYS_CHECK`] (`rdi` = the counter, the other
+    /// arguments 0) with RSP set to a counter-derived value, DF and CF set;
+    /// checks RAX, RCX (the return address), R11 (the `syscall`'s RFLAGS),
+    /// RSP and, when started with `rdi` = 1, the live DF after each, as
+    /// Linux's `sysret` leaves them; then exit 0.
+    syscall_regs, vkprog_syscall_regs, vkprog_syscall_regs_end
 );
 program!(
     /// Touch `rsi` pages from `rdi` (write if `rdx` = 1), exit with the sum read.

@@ -18,6 +18,12 @@
 use core::arch::global_asm;
 
 use crate::abi;
+use crate::layout;
+
+/// Bytes into a CPL0 exitless entry (`StubOffsets::cpl0_xentries`) from
+/// which RSP is the vCPU's stack (the vproc's is in the mailbox); before,
+/// RSP is still the vproc's.
+pub const CPL0_XENTRY_SWITCHED: u64 = 14;
 
 global_asm!(
     r#"
@@ -159,6 +165,138 @@ vkstub_syscall:
     out {port_sys}, al
     .globl vkstub_syscall_out_end
 vkstub_syscall_out_end:
+    jmp vkstub_resume
+
+    // Exitless syscalls where `syscall` enters CPL0 (VT-x/SVM). LSTAR of
+    // vCPU n is `vkstub_xentry_n`: it saves the vproc's RSP in its mailbox
+    // and switches to its stack (RIP-relative: no `swapgs`, so GS stays
+    // the vproc's throughout), then `vkstub_xcommon` addresses the vCPU's
+    // request line (system region, above the mailbox) from RSP. With a
+    // server awake and the number served it posts the call and spins
+    // (`pause`) for DONE (`sysretq` to the vproc: no exit) or EXIT; out of
+    // budget it takes the request back with a compare-and-exchange. Every
+    // other way out is `vkstub_xslow`: port 0xe3, RAX/RCX/R11 the call's,
+    // the vproc's RSP in the mailbox, as after the plain entry above. A
+    // kick inside [xentries, xend) is settled by the host
+    // (`Cpu::settle_cpl0_exitless`). RAX and RCX are scratch once posted
+    // (the line keeps them); R11 (the vproc's RFLAGS) is never touched.
+    .macro VK_KXENTRY n
+    .balign {xs_entry}
+vkstub_xentry_\n:
+    mov [rip + vkstub_start - {stub_off} + {area_off} + {area_size} * \n + {top_off} + {user_rsp}], rsp
+    lea rsp, [rip + vkstub_start - {stub_off} + {area_off} + {area_size} * \n + {top_off} - {iret}]
+    jmp vkstub_xcommon
+    .endm
+    .balign {xs_entry}
+    .globl vkstub_xentries
+vkstub_xentries:
+    VK_KXENTRY 0
+    VK_KXENTRY 1
+    VK_KXENTRY 2
+    VK_KXENTRY 3
+    VK_KXENTRY 4
+    VK_KXENTRY 5
+    VK_KXENTRY 6
+    VK_KXENTRY 7
+    VK_KXENTRY 8
+    VK_KXENTRY 9
+    VK_KXENTRY 10
+    VK_KXENTRY 11
+    VK_KXENTRY 12
+    VK_KXENTRY 13
+    VK_KXENTRY 14
+    VK_KXENTRY 15
+    VK_KXENTRY 16
+    VK_KXENTRY 17
+    VK_KXENTRY 18
+    VK_KXENTRY 19
+    VK_KXENTRY 20
+    VK_KXENTRY 21
+    VK_KXENTRY 22
+    VK_KXENTRY 23
+    VK_KXENTRY 24
+    VK_KXENTRY 25
+    VK_KXENTRY 26
+    VK_KXENTRY 27
+    VK_KXENTRY 28
+    VK_KXENTRY 29
+
+    .balign 16
+    .globl vkstub_xcommon
+vkstub_xcommon:
+    // (A sleeping server's map is all zero: the check below exits.)
+    // `sysretq` needs a lower-half return address (always so: the last
+    // user page is never mapped); a single-stepping vproc (TF) returns
+    // through the exit path's `iretq`, as Linux does.
+    bt rcx, 47
+    jc vkstub_xslow
+    test r11d, 0x100
+    jnz vkstub_xslow
+    // Bit n of the map: syscall n may be served; bit 255: 255 and above.
+    cmp rax, 255
+    jae 4f
+    bt qword ptr [rsp + {xl} + {xs_serves}], rax
+    jnc vkstub_xslow
+    jmp 5f
+4:
+    bt qword ptr [rsp + {xl} + {xs_serves} + 24], 63
+    jnc vkstub_xslow
+5:
+    mov [rsp + {xl} + {xs_nr}], rax
+    mov [rsp + {xl} + {xs_args}], rdi
+    mov [rsp + {xl} + {xs_args} + 8], rsi
+    mov [rsp + {xl} + {xs_args} + 16], rdx
+    mov [rsp + {xl} + {xs_args} + 24], r10
+    mov [rsp + {xl} + {xs_args} + 32], r8
+    mov [rsp + {xl} + {xs_args} + 40], r9
+    mov [rsp + {xl} + {xs_rcx}], rcx
+    mov qword ptr [rsp + {xl} + {xs_state}], {xs_posted}
+    .globl vkstub_xposted
+vkstub_xposted:
+    mov eax, {xs_spins}
+1:
+    pause
+    mov rcx, [rsp + {xl} + {xs_state}]
+    cmp rcx, {xs_done}
+    je vkstub_xdone
+    cmp rcx, {xs_exit}
+    je 3f
+    dec eax
+    jnz 1b
+    // Out of budget: take the request back unless the server has it.
+    mov eax, {xs_posted}
+    xor ecx, ecx
+    lock cmpxchg [rsp + {xl} + {xs_state}], rcx
+    je vkstub_xexit
+2:
+    // The server has it: its answer comes in microseconds.
+    pause
+    mov rcx, [rsp + {xl} + {xs_state}]
+    cmp rcx, {xs_done}
+    je vkstub_xdone
+    cmp rcx, {xs_exit}
+    jne 2b
+3:
+    mov qword ptr [rsp + {xl} + {xs_state}], {xs_idle}
+    .globl vkstub_xexit
+vkstub_xexit:
+    mov rax, [rsp + {xl} + {xs_nr}]
+    mov rcx, [rsp + {xl} + {xs_rcx}]
+    jmp vkstub_xslow
+    .globl vkstub_xdone
+vkstub_xdone:
+    mov rax, [rsp + {xl} + {xs_ret}]
+    mov rcx, [rsp + {xl} + {xs_rcx}]
+    mov qword ptr [rsp + {xl} + {xs_state}], {xs_idle}
+    mov rsp, [rsp + {iret} + {user_rsp}]
+    sysretq
+    .globl vkstub_xend
+vkstub_xend:
+    .globl vkstub_xslow
+vkstub_xslow:
+    out {port_xsys}, al
+    .globl vkstub_xslow_end
+vkstub_xslow_end:
     jmp vkstub_resume
 
     .balign 16
@@ -334,6 +472,14 @@ vktramp_xdone:
     mov rcx, [r11 + {xs_rcx}]
     mov qword ptr [r11 + {xs_state}], {xs_idle}
     mov r11, [r11 + {xs_r11}]
+    // As `sysret` would from R11: the direction flag (`syscall` cleared
+    // it through FMASK; a patched site's entry left it as it was). The
+    // arithmetic flags are the trampoline's, which compiled code treats
+    // as clobbered by a syscall.
+    bt r11, 10
+    jnc 6f
+    std
+6:
     jmp rcx
     .globl vktramp_xend
 vktramp_xend:
@@ -370,6 +516,12 @@ vktramp_end:
     xs_done = const abi::XS_DONE,
     xs_exit = const abi::XS_EXIT,
     xs_spins = const abi::XS_SPINS,
+    stub_off = const layout::STUB_OFF,
+    area_off = const layout::CPU_AREA_OFF,
+    area_size = const layout::CPU_AREA_SIZE,
+    top_off = const layout::CPU_STACK_TOP_OFF,
+    iret = const layout::IRET_FRAME_SIZE,
+    xl = const layout::IRET_FRAME_SIZE + layout::MAILBOX_SIZE,
 );
 
 extern "C" {
@@ -395,6 +547,14 @@ extern "C" {
     static vktramp_xslow: u8;
     static vktramp_xdone: u8;
     static vktramp_xend: u8;
+    static vkstub_xentries: u8;
+    static vkstub_xcommon: u8;
+    static vkstub_xposted: u8;
+    static vkstub_xexit: u8;
+    static vkstub_xdone: u8;
+    static vkstub_xend: u8;
+    static vkstub_xslow: u8;
+    static vkstub_xslow_end: u8;
 }
 
 fn addr<T>(p: *const T) -> usize {
@@ -468,6 +628,24 @@ pub struct StubOffsets {
     pub xdone: u64,
     /// Exitless: end of the code.
     pub xend: u64,
+    /// CPL0 exitless entry (VT-x/SVM): vCPU n's `syscall` entry is
+    /// `cpl0_xentries + abi::XS_ENTRY * n` (stub offsets from here on).
+    pub cpl0_xentries: u64,
+    /// CPL0 exitless: the common code (RSP switched; posting starts here).
+    pub cpl0_xcommon: u64,
+    /// CPL0 exitless: just after the request is posted.
+    pub cpl0_xposted: u64,
+    /// CPL0 exitless: the exit path that reloads RAX and RCX from the line.
+    pub cpl0_xexit: u64,
+    /// CPL0 exitless: the answered path (RAX from the line, `sysretq`).
+    pub cpl0_xdone: u64,
+    /// CPL0 exitless: end of the code a kick settles ([`Self::cpl0_xentries`]
+    /// up to here).
+    pub cpl0_xend: u64,
+    /// CPL0 exitless: the exit (`out` to port 0xe3), after `cpl0_xend`.
+    pub cpl0_xslow: u64,
+    /// CPL0 exitless: just past that `out`.
+    pub cpl0_xslow_end: u64,
 }
 
 /// Where the stub is on its way out to the host: each vector up to and
@@ -490,6 +668,7 @@ pub fn exiting_ranges() -> Vec<(u64, u64)> {
         })
         .collect();
     v.push((o.syscall, o.syscall_out_end));
+    v.push((o.cpl0_xslow, o.cpl0_xslow_end));
     v
 }
 
@@ -519,6 +698,14 @@ pub fn offsets() -> StubOffsets {
             xslow: addr(core::ptr::addr_of!(vktramp_xslow)) as u64 - t,
             xdone: addr(core::ptr::addr_of!(vktramp_xdone)) as u64 - t,
             xend: addr(core::ptr::addr_of!(vktramp_xend)) as u64 - t,
+            cpl0_xentries: addr(core::ptr::addr_of!(vkstub_xentries)) as u64 - s,
+            cpl0_xcommon: addr(core::ptr::addr_of!(vkstub_xcommon)) as u64 - s,
+            cpl0_xposted: addr(core::ptr::addr_of!(vkstub_xposted)) as u64 - s,
+            cpl0_xexit: addr(core::ptr::addr_of!(vkstub_xexit)) as u64 - s,
+            cpl0_xdone: addr(core::ptr::addr_of!(vkstub_xdone)) as u64 - s,
+            cpl0_xend: addr(core::ptr::addr_of!(vkstub_xend)) as u64 - s,
+            cpl0_xslow: addr(core::ptr::addr_of!(vkstub_xslow)) as u64 - s,
+            cpl0_xslow_end: addr(core::ptr::addr_of!(vkstub_xslow_end)) as u64 - s,
         }
     }
 }
@@ -583,5 +770,46 @@ mod tests {
             &[0xe6, abi::PORT_XSYSCALL as u8]
         );
         assert!(o.xend as usize <= t.len());
+    }
+
+    #[test]
+    fn cpl0_exitless_entries_reach_their_own_mailbox_and_line() {
+        let code = stub_code();
+        let o = offsets();
+        // Stub offset `at` runs at SYS_VA + STUB_OFF + at; per-vCPU area
+        // offsets are system-region offsets.
+        let rel = |at: usize| i32::from_le_bytes(code[at + 3..at + 7].try_into().unwrap()) as i64;
+        for n in [0usize, 1, layout::MAX_VCPUS - 1] {
+            let e = (o.cpl0_xentries + abi::XS_ENTRY * n as u64) as usize;
+            let sys = |at: usize| (layout::STUB_OFF + at as u64) as i64;
+            assert_eq!(&code[e..e + 3], &[0x48, 0x89, 0x25]); // mov [rip+d], rsp
+            let top = layout::cpu_stack_top_off(n) as i64;
+            assert_eq!(sys(e) + 7 + rel(e), top + abi::MB_USER_RSP as i64);
+            assert_eq!(&code[e + 7..e + 10], &[0x48, 0x8d, 0x25]); // lea rsp, [rip+d]
+            assert_eq!(
+                sys(e) + 14 + rel(e + 7),
+                top - layout::IRET_FRAME_SIZE as i64
+            );
+            assert_eq!(CPL0_XENTRY_SWITCHED, 14);
+            // From the switched RSP, the line is at + 40 + MAILBOX_SIZE.
+            assert_eq!(
+                (top - layout::IRET_FRAME_SIZE as i64)
+                    + (layout::IRET_FRAME_SIZE + layout::MAILBOX_SIZE) as i64,
+                layout::cpu_xline_off(n) as i64
+            );
+            assert!(e as u64 + abi::XS_ENTRY <= o.cpl0_xcommon || n == layout::MAX_VCPUS - 1);
+        }
+        assert!(o.cpl0_xentries < o.cpl0_xcommon);
+        assert!(o.cpl0_xcommon < o.cpl0_xposted && o.cpl0_xposted < o.cpl0_xexit);
+        assert!(o.cpl0_xexit < o.cpl0_xdone && o.cpl0_xdone < o.cpl0_xend);
+        assert_eq!(o.cpl0_xend, o.cpl0_xslow);
+        // The way out is `out 0xe3, al`; the answered path ends in sysretq.
+        assert_eq!(
+            &code[o.cpl0_xslow as usize..][..2],
+            &[0xe6, abi::PORT_XSYSCALL as u8]
+        );
+        assert_eq!(o.cpl0_xslow_end, o.cpl0_xslow + 2);
+        assert_eq!(&code[o.cpl0_xend as usize - 3..][..3], &[0x48, 0x0f, 0x07]);
+        assert!(exiting_ranges().contains(&(o.cpl0_xslow, o.cpl0_xslow_end)));
     }
 }

@@ -77,6 +77,9 @@ pub(crate) struct Expect<'a> {
     /// where unused, and where syscalls enter CPL0): no vproc code runs
     /// from there.
     pub clobbered_rips: [u64; 3],
+    /// The CPL0 exitless entry's code a kick settles (half-open; empty
+    /// where unused): the vproc's syscall, posted or about to be.
+    pub cpl0_exitless: (u64, u64),
 }
 
 /// Where a kick (EINTR) found the vCPU.
@@ -102,6 +105,10 @@ pub(crate) enum Interruption {
     /// its `iretq` is redirected to the bounce address, so it comes back
     /// to the host once the commands are applied, before the vproc runs.
     StubResuming,
+    /// Inside the CPL0 exitless syscall entry (before its exit): the host
+    /// settles the request (`Cpu::settle_cpl0_exitless`); left to run on,
+    /// it could return to the vproc without an exit.
+    Cpl0Exitless,
 }
 
 /// The kinds of exit the run loop handles.
@@ -168,6 +175,8 @@ fn classify_interruption(s: &Snapshot, e: &Expect) -> Interruption {
         && s.now.rsp == e.resume_rsp
     {
         Interruption::NeverEntered
+    } else if (e.cpl0_exitless.0..e.cpl0_exitless.1).contains(&s.now.rip) {
+        Interruption::Cpl0Exitless
     } else if e
         .stub_exiting
         .iter()
@@ -200,6 +209,7 @@ mod tests {
     const TRAMP_UD2: u64 = 0x7fff_ffff_f002;
     const EXITING: &[(u64, u64)] = &[(VECTORS, VECTORS + 0x200), (SYSCALL, SYSCALL + 0x10)];
     const SYSCALL: u64 = 0xffff_8000_0000_1800;
+    const XENTRY: u64 = 0xffff_8000_0000_1a00;
 
     fn expect(pos: Position) -> Expect<'static> {
         Expect {
@@ -210,6 +220,7 @@ mod tests {
             resume_rsp: RESUME_RSP,
             stub_exiting: EXITING,
             clobbered_rips: [TRAMP_UD2, 0, 0],
+            cpl0_exitless: (XENTRY, XENTRY + 0x400),
         }
     }
 
@@ -338,6 +349,35 @@ mod tests {
             );
         }
         let s = snap(regs(SYSCALL + 0x10, RESUME_RSP, 9), false);
+        assert_eq!(
+            intr(&s, &e),
+            ExitKind::Interrupted(Interruption::StubResuming)
+        );
+    }
+
+    #[test]
+    fn a_kick_in_the_cpl0_exitless_entry_is_settled_by_the_host() {
+        let e = expect(Position::Kernel);
+        for rip in [XENTRY, XENTRY + 7, XENTRY + 0x3ff] {
+            let s = snap(regs(rip, RESUME_RSP, 9), false);
+            assert_eq!(
+                intr(&s, &e),
+                ExitKind::Interrupted(Interruption::Cpl0Exitless),
+                "{rip:#x}"
+            );
+        }
+        // Past the range (its exit `out`, listed as exiting, or elsewhere).
+        let s = snap(regs(XENTRY + 0x400, RESUME_RSP, 9), false);
+        assert_eq!(
+            intr(&s, &e),
+            ExitKind::Interrupted(Interruption::StubResuming)
+        );
+        // Where unused, the range is empty.
+        let e = Expect {
+            cpl0_exitless: (0, 0),
+            ..expect(Position::Kernel)
+        };
+        let s = snap(regs(XENTRY, RESUME_RSP, 9), false);
         assert_eq!(
             intr(&s, &e),
             ExitKind::Interrupted(Interruption::StubResuming)

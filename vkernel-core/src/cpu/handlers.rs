@@ -24,6 +24,13 @@ impl Cpu {
     ) -> Result<Next, RunError> {
         self.kicks_seen = kicks_at_exit;
         self.kick.clear_immediate_exit(kicks_at_exit);
+        // Registers equal to the last exit's inside the CPL0 exitless
+        // entry, with a request posted: it ran (see settle_cpl0.rs).
+        let i = if i == Interruption::NothingRan && self.cpl0_posted_since_settle(&now) {
+            Interruption::Cpl0Exitless
+        } else {
+            i
+        };
         // An exception KVM has queued or begun delivering (a fetch fault
         // right after an invalidation, the bounce #PF at `kcall_va`) must
         // arrive before anything else: it belongs to this vproc, writing the
@@ -77,6 +84,15 @@ impl Cpu {
                 self.kick_owed = true;
                 return Ok(Next::Resume);
             }
+            Interruption::Cpl0Exitless => {
+                // Left to run on, it could return to the vproc with no
+                // exit: settle its request here (settle_cpl0.rs) and
+                // answer the kick now.
+                self.stats.kicks_in_stub += 1;
+                self.target = self.settle_cpl0_exitless(now);
+                self.pos = Position::Kernel;
+                return Ok(self.drain_or_interrupted(frame));
+            }
             Interruption::StubResuming => {
                 // Applying commands: however many are left, its `iretq`
                 // goes to the bounce address instead of the vproc, and the
@@ -115,11 +131,14 @@ impl Cpu {
     pub(super) fn on_syscall(&mut self, frame: &mut TrapFrame, exitless: bool) -> Next {
         let mut f = self.frame_from_regs();
         if exitless {
+            self.stats.exitless_exits += 1;
+        }
+        if exitless && self.m.path == TrapPath::StaysInUserMode {
             // The exitless trampoline used R11 and kept the `syscall`'s
             // (the vproc's RFLAGS) in its request line: the vproc's own
             // memory, so only its user-settable bits count (`run` masks
             // them), and where the line is not one the vCPU's RFLAGS do.
-            self.stats.exitless_exits += 1;
+            // (The CPL0 exitless entry leaves R11 alone.)
             f.r11 = self.saved_r11(f.r11).unwrap_or(f.rflags);
         }
         match self.m.path {

@@ -12,13 +12,14 @@ use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS, XS_LINE};
 use vkernel_guest::layout::{
-    cpu_stack_top_off, IRET_FRAME_SIZE, SLOT_VA, STUB_OFF, SYS_VA, TRAMP_VA,
+    cpu_stack_top_off, cpu_xline_off, IRET_FRAME_SIZE, SLOT_VA, STUB_OFF, SYS_VA, TRAMP_VA,
 };
 use vkernel_guest::x86::{self, is_canonical};
 
 mod exit;
 mod handlers;
 mod settle;
+mod settle_cpl0;
 
 use crate::fpu::{FpuContext, FpuMode, FXSAVE_LEN};
 use crate::hwpt::Cmd;
@@ -492,6 +493,9 @@ impl Cpu {
             x.enter(self.index, page);
             self.running_slot = Some(page);
         }
+        if let Some(x) = self.m.exitless.as_ref().filter(|_| self.cpl0_exitless_on()) {
+            x.enter_line(self.index, cpu_xline_off(self.index));
+        }
         let r = self.run_loop(vms, frame);
         if let Some(x) = &self.m.exitless {
             x.leave(self.index);
@@ -820,6 +824,7 @@ impl Cpu {
             resume_rsp: SYS_VA + self.top - IRET_FRAME_SIZE,
             stub_exiting: &self.m.stub_exiting,
             clobbered_rips: self.tramp_ud2s(),
+            cpl0_exitless: self.cpl0_exitless_range(),
         }
     }
 
