@@ -85,7 +85,7 @@ fn new_kernel(cpus: &[Cpu], init: &Vproc, opts: &Options) -> Result<Arc<Kernel>,
         start: Instant::now(),
         done: AtomicBool::new(false),
         ticker: Mutex::new(None),
-        fast: super::fast::FastPath::new(ncpu),
+        fast: super::fast::FastPath::new(ncpu, opts.exitless),
         opts: Options {
             cpus: ncpu,
             ..opts.clone()
