@@ -51,9 +51,7 @@ pub(super) fn serve(c: &FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
             let fds = p.fds;
             match nr {
                 libc::SYS_read => read(c, vms, fds, fd, &[(a[1], a[2])], None),
-                libc::SYS_pread64 => {
-                    read(c, vms, fds, fd, &[(a[1], a[2])], Some(offset(a[3])?))
-                }
+                libc::SYS_pread64 => read(c, vms, fds, fd, &[(a[1], a[2])], Some(offset(a[3])?)),
                 libc::SYS_readv => read(c, vms, fds, fd, &iovecs(vms, a[1], a[2])?, None),
                 libc::SYS_write => write(c, vms, fds, fd, &[(a[1], a[2])], Write::Plain),
                 libc::SYS_pwrite64 => {
@@ -276,7 +274,11 @@ fn write(
             pipe_write(&p, &data)
         }
         FileKind::Stdout | FileKind::Stdin | FileKind::Stderr if !matches!(how, Write::At(_)) => {
-            let host = if matches!(f.kind, FileKind::Stderr) { 2 } else { 1 };
+            let host = if matches!(f.kind, FileKind::Stderr) {
+                2
+            } else {
+                1
+            };
             drop(f);
             // An error (EPIPE and its SIGPIPE above all) is the exit
             // path's to report: it tries the write again.

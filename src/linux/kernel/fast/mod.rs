@@ -147,7 +147,10 @@ impl FastPath {
         if c.retry || c.sig.load(Ordering::SeqCst) {
             return ExitlessReply::Exit;
         }
-        match i64::try_from(req.nr).ok().and_then(|nr| answer(k, c, nr, req.args)) {
+        match i64::try_from(req.nr)
+            .ok()
+            .and_then(|nr| answer(k, c, nr, req.args))
+        {
             Some(v) => ExitlessReply::Done(v),
             None => ExitlessReply::Exit,
         }
@@ -179,9 +182,7 @@ fn answer(k: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
                 && (a[1] == 0 || write_user(c, a[1], &[0u8; 8]));
             ok.then_some(0)
         }
-        libc::SYS_uname => {
-            write_user(c, a[0], &crate::linux::syscalls::uname_bytes()).then_some(0)
-        }
+        libc::SYS_uname => write_user(c, a[0], &crate::linux::syscalls::uname_bytes()).then_some(0),
         libc::SYS_getrandom => {
             // As the exit path: up to 1 MiB, the flags do not matter.
             let mut b = vec![0u8; (a[1] as usize).min(1 << 20)];
