@@ -33,7 +33,8 @@ const MAX_BYTES: u64 = 1 << 20;
 /// Most iovecs (UIO_MAXIOV).
 const MAX_IOV: u64 = 1024;
 
-/// /dev/null, /dev/zero, /dev/random, /dev/urandom (major 1).
+/// /dev/null, /dev/zero, /dev/random, /dev/urandom (major 1, as the tree
+/// numbers them).
 const DEV_NULL: u32 = 0x103;
 const DEV_ZERO: u32 = 0x105;
 const DEV_RANDOM: u32 = 0x108;
@@ -145,24 +146,27 @@ fn gather(vms: &Vmspace, segs: &[(u64, u64)], total: usize) -> Option<Vec<u8>> {
     Some(data)
 }
 
-/// The rdev of a node that is a character device.
-fn chardev(fs: &Fs, h: u64) -> Option<u32> {
-    match fs.inode(h).kind {
-        Kind::CharDev(d) => Some(d),
-        _ => None,
-    }
+/// What the server may do with node `h` of the tree.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Node {
+    /// A regular file that is no `/proc` file: read and written through
+    /// the tree.
+    File,
+    /// /dev/null, /dev/zero, /dev/random or /dev/urandom: read through the
+    /// tree; write and pwrite64 take everything without looking.
+    MemDev,
+    /// Anything else (the exit path's).
+    Other,
 }
 
-/// Can the server read or write node `h` through the tree: a regular
-/// file that is no `/proc` file, or /dev/null, zero, random, urandom?
-fn plain_node(fs: &Fs, h: u64) -> bool {
+fn node(fs: &Fs, h: u64) -> Node {
     if proc_item(h).is_some() {
-        return false;
+        return Node::Other;
     }
     match fs.inode(h).kind {
-        Kind::File { source } => source != Source::Proc,
-        Kind::CharDev(d) => matches!(d, DEV_NULL | DEV_ZERO | DEV_RANDOM | DEV_URANDOM),
-        _ => false,
+        Kind::File { source } if source != Source::Proc => Node::File,
+        Kind::CharDev(DEV_NULL | DEV_ZERO | DEV_RANDOM | DEV_URANDOM) => Node::MemDev,
+        _ => Node::Other,
     }
 }
 
@@ -201,7 +205,7 @@ fn read(
         }
         FileKind::Inode(h) => {
             let h = *h;
-            if !plain_node(&c.fs, h) {
+            if node(&c.fs, h) == Node::Other {
                 return None;
             }
             let mut data = vec![0u8; total];
@@ -243,18 +247,20 @@ fn write(
         return None;
     }
     let total = total_len(segs)?;
-    if let (FileKind::Inode(h), false) = (&f.kind, how == Write::Vector) {
-        // write and pwrite64 to a device never look at the buffer (the
-        // exit path's rule); writev goes through the tree below.
-        if let Some(d) = chardev(&c.fs, *h) {
-            return matches!(d, DEV_NULL | DEV_ZERO).then_some(total as u64);
-        }
+    let kind = match f.kind {
+        FileKind::Inode(h) => node(&c.fs, h),
+        _ => Node::Other,
+    };
+    // write and pwrite64 to a device never look at the buffer (the exit
+    // path's rule); writev goes through the tree below.
+    if how != Write::Vector && kind == Node::MemDev {
+        return Some(total as u64);
     }
     let data = gather(vms, segs, total)?;
     match &f.kind {
         FileKind::Inode(h) => {
             let h = *h;
-            if !plain_node(&c.fs, h) {
+            if kind == Node::Other {
                 return None;
             }
             let at = match how {
