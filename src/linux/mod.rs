@@ -467,7 +467,12 @@ impl Vproc {
             // Other threads of the process may enter the kernel while this
             // one runs (see `thread`).
             self.leave_kernel();
-            let fast = self.k.as_ref().filter(|k| k.fast.enabled()).cloned();
+            // --trace logs every call: the exit path serves them all then.
+            let fast = self
+                .k
+                .as_ref()
+                .filter(|k| k.fast.enabled() && !self.trace)
+                .cloned();
             if let Some(k) = &fast {
                 k.fast.publish(
                     cpu.index(),

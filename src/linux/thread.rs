@@ -122,15 +122,9 @@ impl ProcessLock {
     /// never waits for a thread's kernel work).
     pub(crate) fn try_with<R>(&self, f: impl FnOnce(&Vmspace) -> R) -> Option<R> {
         let p = self.0.upgrade()?;
-        {
-            let mut g = p.held.lock().unwrap_or_else(|e| e.into_inner());
-            if g.held {
-                return None;
-            }
-            g.held = true;
-        }
+        let held = Held::try_take(&p)?;
         let r = f(&p.vms);
-        p.release();
+        drop(held);
         Some(r)
     }
 
@@ -141,16 +135,10 @@ impl ProcessLock {
     /// [`Vproc::leave_kernel`]).
     pub(crate) fn try_with_parts<R>(&self, f: impl FnOnce(LockedParts<'_>) -> R) -> Option<R> {
         let p = self.0.upgrade()?;
-        {
-            let mut g = p.held.lock().unwrap_or_else(|e| e.into_inner());
-            if g.held {
-                return None;
-            }
-            g.held = true;
-        }
+        let held = Held::try_take(&p)?;
         // SAFETY: this thread holds the process lock (taken just above), so
-        // no other thread touches `mm` or `parts` until `release` below;
-        // the references do not outlive `f`.
+        // no other thread touches `mm` or `parts` until `held` lets it go
+        // below; the references do not outlive `f`.
         let (mm, parts) = unsafe { (&mut *p.mm.get(), &*p.parts.get()) };
         let r = parts.home.then(|| {
             f(LockedParts {
@@ -159,8 +147,31 @@ impl ProcessLock {
                 cwd: parts.cwd,
             })
         });
-        p.release();
+        drop(held);
         r
+    }
+}
+
+/// The process lock, taken by the exitless server; let go when dropped
+/// (also when the server's handler panics: the core answers EXIT then, and
+/// the process must not stay locked).
+struct Held<'a>(&'a Process);
+
+impl<'a> Held<'a> {
+    /// Take `p`'s lock if nobody holds it.
+    fn try_take(p: &'a Process) -> Option<Held<'a>> {
+        let mut g = p.held.lock().unwrap_or_else(|e| e.into_inner());
+        if g.held {
+            return None;
+        }
+        g.held = true;
+        Some(Held(p))
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 
