@@ -277,6 +277,42 @@ static void signals(void) {
            sigismember(&pend, SIGUSR1), after);
 }
 
+/* Hostile pointers into served calls: the same errors as natively. */
+static void *volatile low_ptr = (void *)8, *volatile kern_ptr = (void *)0xffff800000000000UL;
+static void bad_pointers(void) {
+    void *low = low_ptr, *kern = kern_ptr;
+    unsigned char *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int zero = open("/dev/zero", O_RDONLY), null = open("/dev/null", O_WRONLY);
+    int p[2];
+    CHECK(ro != MAP_FAILED && zero >= 0 && null >= 0 && pipe(p) == 0);
+    int ok = 0;
+    ok += read(zero, low, 10) == -1 && errno == EFAULT;
+    ok += read(zero, kern, 10) == -1 && errno == EFAULT;
+    ok += read(zero, ro, 10) == -1 && errno == EFAULT;
+    ok += write(null, low, 10) == 10; /* /dev/null never looks */
+    ok += write(p[1], low, 10) == -1 && errno == EFAULT;
+    ok += write(p[1], "abc", 3) == 3;
+    ok += read(p[0], ro, 3) == -1 && errno == EFAULT;
+    char b[4] = {0};
+    ok += read(p[0], b, 3) == 3 && memcmp(b, "abc", 3) == 0; /* nothing lost */
+    ok += readv(zero, low, 1) == -1 && errno == EFAULT;
+    struct iovec v = {kern, 4};
+    ok += writev(p[1], &v, 1) == -1 && errno == EFAULT;
+    ok += syscall(SYS_fstat, zero, low) == -1 && errno == EFAULT;
+    ok += syscall(SYS_newfstatat, AT_FDCWD, low, b, 0) == -1 && errno == EFAULT;
+    ok += syscall(SYS_rt_sigprocmask, SIG_BLOCK, low, NULL, 8) == -1 && errno == EFAULT;
+    ok += syscall(SYS_uname, kern) == -1 && errno == EFAULT;
+    ok += syscall(SYS_getrandom, ro, 8, 0) == -1 && errno == EFAULT;
+    ok += syscall(SYS_lseek, zero, 0, 99) == -1 && errno == EINVAL;
+    ok += syscall(SYS_mmap, 0, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 1) == -1 && errno == EINVAL;
+    printf("bad pointers: %d of 17 as expected\n", ok);
+    munmap(ro, 4096);
+    close(zero);
+    close(null);
+    close(p[0]);
+    close(p[1]);
+}
+
 static void info(void) {
     struct utsname u;
     CHECK(uname(&u) == 0);
@@ -352,6 +388,7 @@ int main(int argc, char **argv) {
     pipes_threads();
     memory();
     signals();
+    bad_pointers();
     info();
     printf("failures: %d\n", fails);
     return fails != 0;
