@@ -197,7 +197,7 @@ fn server_answers_each_family_without_exits() {
     let n = calls.to_string();
     for family in ["null", "zero", "file", "pipe", "mem", "sig"] {
         let mut seen = Vec::new();
-        let ok = (0..10).any(|_| {
+        let ok = (0..20).any(|_| {
             let host = common::scratch(test);
             let (out, report, served) =
                 vk(&prog, &["loop", family, &n, "/host"], true, 1, Some(&host));
