@@ -78,6 +78,16 @@ impl<T> Shared<T> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Lock it if no other thread holds it (the exitless server never
+    /// waits for an object).
+    pub fn try_borrow(&self) -> Option<MutexGuard<'_, T>> {
+        match self.0.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Lock it (same as `borrow`).
     pub fn borrow_mut(&self) -> MutexGuard<'_, T> {
         self.borrow()

@@ -467,20 +467,39 @@ impl Vproc {
             // Other threads of the process may enter the kernel while this
             // one runs (see `thread`).
             self.leave_kernel();
-            if let Some(k) = &self.k {
+            // --trace logs every call: the exit path serves them all then.
+            let fast = self
+                .k
+                .as_ref()
+                .filter(|k| k.fast.enabled() && !self.trace)
+                .cloned();
+            if let Some(k) = &fast {
                 k.fast.publish(
                     cpu.index(),
-                    Some(kernel::fast::FastCtx {
+                    kernel::fast::FastCtx {
                         pid: self.pid,
                         tgid: self.thread.tgid,
                         process: self.mm.lock_handle(),
                         sig: self.sig_flag.clone(),
-                    }),
+                        fs: self.fs.clone(),
+                        stdio: self.stdio.clone(),
+                        blocked: self.sig.blocked,
+                        pending: self
+                            .sig
+                            .pending
+                            .iter()
+                            .fold(0, |m, p| m | signal::bit(p.signo)),
+                        alone: !self.threaded(),
+                        retry: self.pending_call.is_some(),
+                    },
                 );
             }
             let ran = cpu.run(self.mm.vmspace(), &mut self.frame);
-            if let Some(k) = &self.k {
-                k.fast.publish(cpu.index(), None);
+            if let Some(k) = fast {
+                // The server's rt_sigprocmask changed the context's copy.
+                if let Some(c) = k.fast.withdraw(cpu.index()) {
+                    self.sig.blocked = c.blocked;
+                }
             }
             self.enter_kernel();
             let trap = match ran {

@@ -89,6 +89,12 @@ pub trait Stdio: Send {
     }
     /// Flush buffered output.
     fn flush(&mut self) {}
+    /// Does a write to fd 1 or 2 always finish without waiting for
+    /// anybody (a host regular file or /dev/null, memory)? The exitless
+    /// server writes only then; a pipe or a terminal can block.
+    fn write_never_blocks(&self, _fd: i32) -> bool {
+        false
+    }
 }
 
 /// One [`Stdio`] shared by every vproc of a virtual kernel (and its vCPU
@@ -109,6 +115,18 @@ impl SharedStdio {
     /// See [`Stdio::write`].
     pub fn write(&self, fd: i32, data: &[u8]) -> Result<usize, i64> {
         self.lock().write(fd, data)
+    }
+
+    /// [`Stdio::write`] for the exitless server: None, without writing,
+    /// when another thread holds the stdio or the write could block
+    /// ([`Stdio::write_never_blocks`]).
+    pub fn try_write_never_blocking(&self, fd: i32, data: &[u8]) -> Option<Result<usize, i64>> {
+        let mut g = match self.0.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        g.write_never_blocks(fd).then(|| g.write(fd, data))
     }
 
     /// See [`Stdio::read`].
@@ -202,6 +220,11 @@ impl Stdio for BufferStdio {
     fn host_fd(&self, _fd: i32) -> Option<RawFd> {
         None
     }
+
+    fn write_never_blocks(&self, _fd: i32) -> bool {
+        // Memory, unless echoed to the host's stdout/stderr.
+        !self.echo
+    }
 }
 
 /// Console input not read yet.
@@ -269,6 +292,24 @@ pub struct ConsoleStdio {
     waker: crate::devices::Waker,
     thread: Option<std::thread::JoinHandle<()>>,
     direct_stdin: bool,
+    /// fds 1 and 2 of the host are regular files or /dev/null (see
+    /// [`Stdio::write_never_blocks`]).
+    never_blocks: [bool; 2],
+}
+
+/// Is host fd `fd` a regular file or /dev/null (a write never waits)?
+fn host_fd_never_blocks(fd: RawFd) -> bool {
+    // SAFETY: an all-zero stat is a valid value for the call to fill.
+    let mut s: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `s` is a valid, writable struct stat; a bad fd only fails.
+    if unsafe { libc::fstat(fd, &mut s) } != 0 {
+        return false;
+    }
+    match s.st_mode & libc::S_IFMT {
+        libc::S_IFREG => true,
+        libc::S_IFCHR => s.st_rdev == libc::makedev(1, 3),
+        _ => false,
+    }
 }
 
 impl ConsoleStdio {
@@ -369,6 +410,7 @@ impl ConsoleStdio {
             waker,
             thread: Some(thread),
             direct_stdin,
+            never_blocks: [host_fd_never_blocks(1), host_fd_never_blocks(2)],
         })
     }
 }
@@ -400,6 +442,10 @@ impl Drop for ConsoleStdio {
 }
 
 impl Stdio for ConsoleStdio {
+    fn write_never_blocks(&self, fd: i32) -> bool {
+        self.never_blocks[usize::from(fd == 2)]
+    }
+
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, i64> {
         // The host's errno goes to the vproc as it is (ENOSPC, EPIPE, ...);
         // bytes already written are reported as a short count.

@@ -21,7 +21,9 @@
 //! and in the [`Process`] otherwise (moved in at `enter_kernel`, out at
 //! `leave_kernel`), but only while the process has more than one thread: a
 //! single-threaded process keeps them in place and pays one uncontended
-//! lock per trap.
+//! lock per trap, unless the exitless server may serve its calls
+//! (`kernel::fast` reads the fd table and the current directory where
+//! they live while no thread holds the lock).
 
 use std::cell::{Cell, UnsafeCell};
 use std::ops::{Deref, DerefMut};
@@ -123,15 +125,9 @@ impl ProcessLock {
     /// never waits for a thread's kernel work).
     pub(crate) fn try_with<R>(&self, f: impl FnOnce(&Vmspace) -> R) -> Option<R> {
         let p = self.0.upgrade()?;
-        {
-            let mut g = p.held.lock().unwrap_or_else(|e| e.into_inner());
-            if g.held {
-                return None;
-            }
-            g.held = true;
-        }
+        let held = Held::try_take(&p)?;
         let r = f(&p.vms);
-        p.release();
+        drop(held);
         Some(r)
     }
 
@@ -146,6 +142,63 @@ impl ProcessLock {
             .upgrade()
             .is_some_and(|p| p.patch_forcing.load(Ordering::Relaxed))
     }
+
+    /// Run `f` on the process's memory map, fd table and current
+    /// directory with the process lock held; None, at once, when another
+    /// thread holds the lock, the process is gone, or the shared parts are
+    /// not home (a thread keeps them while it runs alone: see
+    /// [`Vproc::leave_kernel`]).
+    pub(crate) fn try_with_parts<R>(&self, f: impl FnOnce(LockedParts<'_>) -> R) -> Option<R> {
+        let p = self.0.upgrade()?;
+        let held = Held::try_take(&p)?;
+        // SAFETY: this thread holds the process lock (taken just above), so
+        // no other thread touches `mm` or `parts` until `held` lets it go
+        // below; the references do not outlive `f`.
+        let (mm, parts) = unsafe { (&mut *p.mm.get(), &*p.parts.get()) };
+        let r = parts.home.then(|| {
+            f(LockedParts {
+                mm,
+                fds: &parts.fds,
+                cwd: parts.cwd,
+            })
+        });
+        drop(held);
+        r
+    }
+}
+
+/// The process lock, taken by the exitless server; let go when dropped
+/// (also when the server's handler panics: the core answers EXIT then, and
+/// the process must not stay locked).
+struct Held<'a>(&'a Process);
+
+impl<'a> Held<'a> {
+    /// Take `p`'s lock if nobody holds it.
+    fn try_take(p: &'a Process) -> Option<Held<'a>> {
+        let mut g = p.held.lock().unwrap_or_else(|e| e.into_inner());
+        if g.held {
+            return None;
+        }
+        g.held = true;
+        Some(Held(p))
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// What [`ProcessLock::try_with_parts`] lends: the shared parts of a
+/// process whose lock the caller holds.
+pub(crate) struct LockedParts<'a> {
+    /// The memory map.
+    pub(crate) mm: &'a mut Mm,
+    /// The fd table.
+    pub(crate) fds: &'a FdTable,
+    /// The current directory.
+    pub(crate) cwd: u64,
 }
 
 /// A thread's handle on its process's memory (`Vproc::mm`): dereferences
@@ -353,13 +406,15 @@ impl Vproc {
         }
     }
 
-    /// Give the shared parts back (if other threads share them) and the
-    /// process lock.
+    /// Give the shared parts back (if other threads share them, or the
+    /// exitless server may serve this process's calls: it reads them there)
+    /// and the process lock.
     pub fn leave_kernel(&mut self) {
         if !self.mm.held() {
             return;
         }
-        if self.mm.threads() > 1 {
+        let served = self.k.as_ref().is_some_and(|k| k.fast.enabled());
+        if served || self.mm.threads() > 1 {
             // SAFETY: the process lock is held (checked above).
             let parts = unsafe { &mut *self.mm.p.parts.get() };
             if !parts.home {

@@ -93,7 +93,7 @@ fn new_kernel(
         start: Instant::now(),
         done: AtomicBool::new(false),
         ticker: Mutex::new(None),
-        fast: super::fast::FastPath::new(ncpu),
+        fast: super::fast::FastPath::new(ncpu, opts.exitless),
         patch_entry,
         patched: AtomicU64::new(0),
         opts: Options {

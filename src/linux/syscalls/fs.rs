@@ -6,7 +6,7 @@
 use super::errno::*;
 use super::{int, AT_FDCWD, R};
 use crate::linux::files::{self, Backing, Fd, FileKind, OpenFile};
-use crate::linux::fs::{proc_item, Kind, ProcItem};
+use crate::linux::fs::{proc_item, Fs, Kind, ProcItem};
 use crate::linux::mm::MmError;
 use crate::linux::Vproc;
 
@@ -236,25 +236,7 @@ impl Vproc {
     fn sys_lseek(&mut self, fd: i64, off: i64, whence: u32) -> R {
         let file = self.fds.get(fd)?.file.clone();
         let mut f = file.borrow_mut();
-        let FileKind::Inode(h) = f.kind else {
-            return Err(ESPIPE);
-        };
-        let size = self.fs.inode(h).size as i64;
-        let new = match whence {
-            0 => off,
-            1 => (f.pos as i64).checked_add(off).ok_or(EINVAL)?,
-            2 => size.checked_add(off).ok_or(EINVAL)?,
-            // SEEK_DATA, SEEK_HOLE: no holes.
-            3 if off >= 0 && off < size => off,
-            4 if off >= 0 && off < size => size,
-            3 | 4 => return Err(ENXIO),
-            _ => return Err(EINVAL),
-        };
-        if new < 0 {
-            return Err(EINVAL);
-        }
-        f.pos = new as u64;
-        Ok(new)
+        seek_file(&self.fs, &mut f, off, whence)
     }
 
     fn sys_getcwd(&mut self, buf: u64, size: usize) -> R {
@@ -334,4 +316,27 @@ impl Vproc {
     pub fn is_chardev(&self, ino: u64) -> bool {
         matches!(self.fs.inode(ino).kind, Kind::CharDev(_))
     }
+}
+
+/// lseek on open file `f` (also the exitless fast path's).
+pub(crate) fn seek_file(fs: &Fs, f: &mut OpenFile, off: i64, whence: u32) -> R {
+    let FileKind::Inode(h) = f.kind else {
+        return Err(ESPIPE);
+    };
+    let size = fs.inode(h).size as i64;
+    let new = match whence {
+        0 => off,
+        1 => (f.pos as i64).checked_add(off).ok_or(EINVAL)?,
+        2 => size.checked_add(off).ok_or(EINVAL)?,
+        // SEEK_DATA, SEEK_HOLE: no holes.
+        3 if off >= 0 && off < size => off,
+        4 if off >= 0 && off < size => size,
+        3 | 4 => return Err(ENXIO),
+        _ => return Err(EINVAL),
+    };
+    if new < 0 {
+        return Err(EINVAL);
+    }
+    f.pos = new as u64;
+    Ok(new)
 }

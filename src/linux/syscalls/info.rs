@@ -51,21 +51,7 @@ impl Vproc {
     }
 
     fn sys_uname(&mut self, buf: u64) -> R {
-        let mut b = [0u8; 390];
-        for (i, s) in [
-            &b"Linux"[..],
-            b"vkernel",
-            b"6.1.0-vkernel",
-            b"#1 SMP vkernel",
-            b"x86_64",
-            b"(none)",
-        ]
-        .iter()
-        .enumerate()
-        {
-            b[65 * i..65 * i + s.len()].copy_from_slice(s);
-        }
-        self.mm.write(buf, &b)?;
+        self.mm.write(buf, &uname_bytes())?;
         Ok(0)
     }
 
@@ -82,4 +68,23 @@ impl Vproc {
         self.mm.write(buf, &b)?;
         Ok(0)
     }
+}
+
+/// The `struct utsname` uname returns (also the exitless fast path's).
+pub(crate) fn uname_bytes() -> [u8; 390] {
+    let mut b = [0u8; 390];
+    for (i, s) in [
+        &b"Linux"[..],
+        b"vkernel",
+        b"6.1.0-vkernel",
+        b"#1 SMP vkernel",
+        b"x86_64",
+        b"(none)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        b[65 * i..65 * i + s.len()].copy_from_slice(s);
+    }
+    b
 }

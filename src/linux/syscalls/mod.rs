@@ -48,6 +48,11 @@ mod signal;
 mod stat;
 mod time;
 
+// What the exitless fast path (`kernel::fast`) shares with the handlers.
+pub(crate) use fs::seek_file;
+pub(crate) use info::uname_bytes;
+pub(crate) use stat::{fstat_bytes, stat_bytes};
+
 /// Internal errno: the call must wait (`self.block` says for what); it is
 /// retried from the `syscall` instruction once the vproc is woken. Not a
 /// Linux errno: it never reaches the vproc.

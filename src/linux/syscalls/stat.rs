@@ -3,8 +3,9 @@
 
 use super::errno::*;
 use super::{int, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, R};
-use crate::linux::files::FileKind;
-use crate::linux::fs::{proc_item, DirEntry, Inode, Ts};
+use crate::linux::files::{FileKind, OpenFile};
+use crate::linux::fs::{proc_item, DirEntry, Fs, Inode, Ts};
+use crate::linux::stdio::SharedStdio;
 use crate::linux::Vproc;
 
 /// What stat reports.
@@ -42,6 +43,58 @@ impl Stat {
             blocks: n.blocks,
             times: n.times,
         }
+    }
+
+    /// What fstat reports for `f`, open as fd `fd`.
+    fn of_file(fs: &Fs, stdio: &SharedStdio, fd: i64, f: &OpenFile) -> Stat {
+        let n = match &f.kind {
+            FileKind::Inode(h) => return Stat::of(&fs.inode(*h)),
+            FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
+                return Stat {
+                    dev: 12,
+                    ino: 1000 + fd as u64,
+                    mode: 0o010600,
+                    nlink: 1,
+                    uid: 0,
+                    gid: 0,
+                    rdev: 0,
+                    size: 0,
+                    blocks: 0,
+                    times: [Ts::default(); 3],
+                }
+            }
+            FileKind::Stdin => 0,
+            FileKind::Stdout => 1,
+            FileKind::Stderr => 2,
+        };
+        let mut st = Stat {
+            dev: 12,
+            ino: 900 + n as u64,
+            mode: 0o010600,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size: 0,
+            blocks: 0,
+            times: [Ts::default(); 3],
+        };
+        if let Some(h) = stdio.host_fd(n) {
+            // SAFETY: an all-zero stat is a valid value for the call to
+            // fill; `h` is one of this process's fds 0-2.
+            let mut s: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: `s` is a valid, writable struct stat.
+            if unsafe { libc::fstat(h, &mut s) } == 0 {
+                st.mode = s.st_mode;
+                st.rdev = s.st_rdev;
+                st.size = if s.st_mode & libc::S_IFMT == libc::S_IFREG {
+                    s.st_size as u64
+                } else {
+                    0
+                };
+            }
+        }
+        st
     }
 
     fn to_stat(&self) -> [u8; 144] {
@@ -160,54 +213,7 @@ impl Vproc {
     fn stat_fd(&self, fd: i64) -> Result<Stat, i64> {
         let file = self.fds.get(fd)?.file.clone();
         let f = file.borrow();
-        let n = match &f.kind {
-            FileKind::Inode(h) => return Ok(Stat::of(&self.fs.inode(*h))),
-            FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
-                return Ok(Stat {
-                    dev: 12,
-                    ino: 1000 + fd as u64,
-                    mode: 0o010600,
-                    nlink: 1,
-                    uid: 0,
-                    gid: 0,
-                    rdev: 0,
-                    size: 0,
-                    blocks: 0,
-                    times: [Ts::default(); 3],
-                })
-            }
-            FileKind::Stdin => 0,
-            FileKind::Stdout => 1,
-            FileKind::Stderr => 2,
-        };
-        let mut st = Stat {
-            dev: 12,
-            ino: 900 + n as u64,
-            mode: 0o010600,
-            nlink: 1,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            size: 0,
-            blocks: 0,
-            times: [Ts::default(); 3],
-        };
-        if let Some(h) = self.stdio.host_fd(n) {
-            // SAFETY: an all-zero stat is a valid value for the call to
-            // fill; `h` is one of this process's fds 0-2.
-            let mut s: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: `s` is a valid, writable struct stat.
-            if unsafe { libc::fstat(h, &mut s) } == 0 {
-                st.mode = s.st_mode;
-                st.rdev = s.st_rdev;
-                st.size = if s.st_mode & libc::S_IFMT == libc::S_IFREG {
-                    s.st_size as u64
-                } else {
-                    0
-                };
-            }
-        }
-        Ok(st)
+        Ok(Stat::of_file(&self.fs, &self.stdio, fd, &f))
     }
 
     fn stat_path(&mut self, dirfd: i64, path: u64, flags: u64) -> Result<Stat, i64> {
@@ -292,6 +298,17 @@ impl Vproc {
         f.pos = pos as u64;
         Ok(out.len() as i64)
     }
+}
+
+/// The `struct stat` fstat fills for `f`, open as fd `fd` (also the
+/// exitless fast path's).
+pub(crate) fn fstat_bytes(fs: &Fs, stdio: &SharedStdio, fd: i64, f: &OpenFile) -> [u8; 144] {
+    Stat::of_file(fs, stdio, fd, f).to_stat()
+}
+
+/// The `struct stat` of inode `n`.
+pub(crate) fn stat_bytes(n: &Inode) -> [u8; 144] {
+    Stat::of(n).to_stat()
 }
 
 #[cfg(test)]
