@@ -26,8 +26,11 @@ impl Cpu {
         self.kick.clear_immediate_exit(kicks_at_exit);
         // Registers equal to the last exit's inside the CPL0 exitless
         // entry, with a request posted: it ran (see settle_cpl0.rs).
+        // The same inside the CPL3 trampoline (where KVM keeps CPL3).
         let i = if i == Interruption::NothingRan && self.cpl0_posted_since_settle(&now) {
             Interruption::Cpl0Exitless
+        } else if i == Interruption::NothingRan && self.cpl3_posted_since_settle(&now) {
+            Interruption::InVproc
         } else {
             i
         };

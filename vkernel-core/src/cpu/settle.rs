@@ -45,6 +45,22 @@ impl Cpu {
         self.m.sys.load(line + XS_R11).ok()
     }
 
+    /// Registers `now` equal to the last exit's, inside the trampoline's
+    /// exitless code with the line holding a request: the vproc ran (it
+    /// posted the same call again after a settled kick and a second kick
+    /// stopped it at the same instruction with the same registers, which
+    /// the classifier reads as "nothing ran"). A settle always leaves the
+    /// line idle, so a request there is new.
+    pub(super) fn cpl3_posted_since_settle(&self, now: &kvm_bindings::kvm_regs) -> bool {
+        let o = &self.m.offsets;
+        let at = |off: u64| TRAMP_VA + off;
+        self.running_slot.is_some()
+            && (at(o.xposted)..at(o.xend)).contains(&now.rip)
+            && self
+                .line_at(now.r11)
+                .is_some_and(|line| self.m.sys.load(line + XS_STATE) != Ok(XS_IDLE))
+    }
+
     /// Settle the exitless request of a vproc stopped at `f` (see the
     /// module docs); `f` is left as the vproc must resume.
     pub(super) fn settle_exitless(&self, f: &mut TrapFrame) {
