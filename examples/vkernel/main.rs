@@ -533,6 +533,17 @@ fn run(
 
 fn main() -> ExitCode {
     linux::stdio::install_panic_hook();
+    // One malloc arena for all threads: glibc otherwise reserves 64 MiB of
+    // address space per thread's arena at its first allocation, and under a
+    // tight `ulimit -v` that reservation fails in whichever thread comes
+    // first (an abort, "memory allocation of N bytes failed"), after the
+    // checks that give a clear error instead. The vkernel's threads
+    // allocate little on their hot paths.
+    // SAFETY: mallopt only sets a malloc parameter; called before any
+    // thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     // Log lines to a closed stderr are dropped: this target ignores write
     // errors (unlike eprint!, which panics).
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
