@@ -239,13 +239,15 @@ impl Mm {
             .find(|&(&p, &used)| used < SLOTS && reach(p))
             .map(|(&p, &used)| p + used * SLOT);
         if let Some(s) = have {
-            // The area may have been unmapped or changed by the vproc.
+            // The area may have been unmapped or changed by the vproc:
+            // then that page is not ours any more.
             if self
                 .find(s)
                 .is_some_and(|(_, v)| v.kind == VmaKind::SyscallStubs)
             {
                 return Ok(s);
             }
+            self.patch.pages.remove(&(s & !(PAGE - 1)));
         }
         let page = self.free_page_near(site).ok_or(NoPatch::NoRoom)?;
         self.add_vma(
