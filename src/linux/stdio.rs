@@ -43,31 +43,6 @@ pub enum StdioError {
     Thread(std::io::Error),
 }
 
-/// Address space a new thread needs, with room to spare: std's default
-/// stack (2 MiB), its guard page and its signal stack.
-const THREAD_ROOM: usize = 4 << 20;
-
-/// Is there `len` bytes of address space left (under `ulimit -v`)?
-fn address_space_left(len: usize) -> std::io::Result<()> {
-    // SAFETY: a fresh PROT_NONE reservation with no address hint, checked
-    // against MAP_FAILED and unmapped at once; nothing refers to it.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        libc::munmap(p, len);
-    }
-    Ok(())
-}
-
 /// Where fds 0, 1 and 2 of the vproc lead.
 pub trait Stdio: Send {
     /// Write to fd 1 or 2. Returns bytes written or a negative errno.
@@ -385,7 +360,8 @@ impl ConsoleStdio {
         // A thread whose stack fits but whose signal stack does not panics
         // inside std as it starts (under a tight `ulimit -v`): make sure
         // both fit, with room to spare, or say so.
-        address_space_left(THREAD_ROOM).map_err(StdioError::Thread)?;
+        crate::core::host::address_space_left(crate::core::host::THREAD_ROOM)
+            .map_err(StdioError::Thread)?;
         let thread = std::thread::Builder::new()
             .name("vkernel-console".into())
             .spawn(move || {

@@ -63,31 +63,6 @@ use vkernel_guest::layout::SLOT_VA;
 
 use crate::ram::Ram;
 
-/// Address space a new thread needs, with room to spare: std's default
-/// stack (2 MiB), its guard page and its signal stack.
-const THREAD_ROOM: usize = 4 << 20;
-
-/// Is there `len` bytes of address space left (under `ulimit -v`)?
-fn address_space_left(len: usize) -> std::io::Result<()> {
-    // SAFETY: a fresh PROT_NONE reservation with no address hint, checked
-    // against MAP_FAILED and unmapped at once; nothing refers to it.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        libc::munmap(p, len);
-    }
-    Ok(())
-}
-
 /// A syscall a vproc posted, as read (once) by the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExitlessRequest {
@@ -265,7 +240,7 @@ impl Exitless {
         }
         // A thread whose stack fits but whose signal stack does not panics
         // inside std as it starts (under a tight `ulimit -v`).
-        if let Err(e) = address_space_left(THREAD_ROOM) {
+        if let Err(e) = crate::host::address_space_left(crate::host::THREAD_ROOM) {
             log::warn!(
                 "vkernel: no address space for the exitless server ({e}): every syscall exits"
             );

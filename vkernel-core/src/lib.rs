@@ -22,6 +22,7 @@
 pub mod cpu;
 pub mod exitless;
 pub mod fpu;
+pub mod host;
 pub mod hwpt;
 pub mod kick;
 pub mod machine;

@@ -153,27 +153,10 @@ const HEADROOM: usize = 16 << 20;
 /// allocation failing later would abort the process; failing here gives a
 /// clear error instead.
 fn address_space_headroom(extra: usize) -> Result<(), VprocError> {
-    let len = HEADROOM + extra;
-    // SAFETY: a fresh PROT_NONE reservation with no address hint, checked
-    // against MAP_FAILED and unmapped at once; nothing refers to it.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return Err(VprocError::Thread {
-                what: "vCPU (no address space left for the vkernel itself)".into(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        libc::munmap(p, len);
-    }
-    Ok(())
+    crate::core::host::address_space_left(HEADROOM + extra).map_err(|source| VprocError::Thread {
+        what: "vCPU (no address space left for the vkernel itself)".into(),
+        source,
+    })
 }
 
 /// Run the vCPU loops (vCPU 0 on this thread) and the ticker until the
