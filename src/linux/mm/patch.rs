@@ -125,15 +125,24 @@ fn is_prefix(b: u8) -> bool {
 /// could answer and sends them to the exit path instead, where
 /// [`Mm::patch_syscall`] patches them.
 pub fn patchable(code: &[u8; 8], nr: u64, ret: u64, threads: usize) -> bool {
-    let Ok(nr32) = u32::try_from(nr) else {
-        return false;
-    };
-    let site = ret.wrapping_sub(7);
-    code[1] == 0xb8
-        && code[2..6] == nr32.to_le_bytes()
-        && code[6..] == [0x0f, 0x05]
-        && !is_prefix(code[0])
-        && (threads <= 1 || (site & 7) + 5 <= 8)
+    is_site(code, nr) && one_store(ret.wrapping_sub(7), threads)
+}
+
+/// `code` (the byte before a site, then its 7) is `mov eax, nr; syscall`
+/// with no byte before that could be a prefix of the `mov`.
+fn is_site(code: &[u8; 8], nr: u64) -> bool {
+    u32::try_from(nr).is_ok_and(|nr32| {
+        code[1] == 0xb8
+            && code[2..6] == nr32.to_le_bytes()
+            && code[6..] == [0x0f, 0x05]
+            && !is_prefix(code[0])
+    })
+}
+
+/// Can the 5 bytes at `site` be replaced while `threads` threads run? With
+/// one, always; with more, only with one 8-byte store.
+fn one_store(site: u64, threads: usize) -> bool {
+    threads <= 1 || (site & 7) + 5 <= 8
 }
 
 /// The stub of a site (see the module docs); `stub` is its address,
@@ -185,25 +194,23 @@ impl Mm {
         if vma.prot & PROT_EXEC == 0 || vma.prot & PROT_WRITE != 0 || vma.end < ret {
             return Err(NoPatch::Area);
         }
-        let mut code = [0u8; 7];
-        self.read(site, &mut code)?;
-        let nr32 = u32::try_from(nr).map_err(|_| NoPatch::Pattern)?;
-        if code[0] != 0xb8 || code[1..5] != nr32.to_le_bytes() || code[5..] != [0x0f, 0x05] {
+        // The byte before the site, then the site (at the start of its area
+        // there is no byte before to be a prefix: 0 is none).
+        let mut code = [0u8; 8];
+        if site > start {
+            self.read(site - 1, &mut code)?;
+        } else {
+            self.read(site, &mut code[1..])?;
+        }
+        if !is_site(&code, nr) {
             return Err(NoPatch::Pattern);
         }
-        if site > start {
-            let mut before = [0u8; 1];
-            self.read(site - 1, &mut before)?;
-            if is_prefix(before[0]) {
-                return Err(NoPatch::Pattern);
-            }
-        }
-        if threads > 1 && (site & 7) + 5 > 8 {
+        if !one_store(site, threads) {
             return Err(NoPatch::Straddles);
         }
         let stub = self.stub_slot(site, entry)?;
         let page = stub & !(PAGE - 1);
-        self.poke(stub, &stub_bytes(nr32, stub, page, site))?;
+        self.poke(stub, &stub_bytes(nr as u32, stub, page, site))?;
         let mut jmp = [0u8; 5];
         jmp[0] = 0xe9;
         let rel = stub.wrapping_sub(site + 5) as i64 as i32;
@@ -211,7 +218,7 @@ impl Mm {
         self.poke(site, &jmp)?;
         *self.patch.pages.get_mut(&page).expect("stub page") += 1;
         let mut old = [0u8; 5];
-        old.copy_from_slice(&code[..5]);
+        old.copy_from_slice(&code[1..6]);
         self.patch.sites.insert(site, old);
         Ok(())
     }
