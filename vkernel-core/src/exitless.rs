@@ -59,7 +59,7 @@ use vkernel_guest::abi::{
     XS_ARGS, XS_DONE, XS_EXIT, XS_LINE, XS_NR, XS_POSTED, XS_RCX, XS_RET, XS_SELF, XS_SERVES,
     XS_STATE, XS_TAKEN,
 };
-use vkernel_guest::layout::SLOT_VA;
+use vkernel_guest::layout::slot_line_va;
 
 use crate::ram::Ram;
 
@@ -190,9 +190,7 @@ impl Exitless {
     /// `page`: the server polls its line from now on.
     pub(crate) fn enter(&self, cpu: usize, page: u64) {
         let line = Self::line(page, cpu);
-        let _ = self
-            .sys
-            .store(line + XS_SELF, SLOT_VA + XS_LINE * cpu as u64);
+        let _ = self.sys.store(line + XS_SELF, slot_line_va(cpu));
         self.enter_line(cpu, line);
     }
 

@@ -35,6 +35,12 @@ pub const PAGE_SIZE: u64 = 4096;
 /// per vCPU (`abi::XS_LINE` bytes each), user-writable, private to the
 /// vmspace. Vprocs cannot map it (the walker refuses it).
 pub const SLOT_VA: u64 = TRAMP_VA - PAGE_SIZE;
+
+/// Guest-virtual address of vCPU `n`'s line in a request page at
+/// [`SLOT_VA`] (the address a patched site finds at `gs:[XS_SELF]`).
+pub const fn slot_line_va(n: usize) -> u64 {
+    SLOT_VA + crate::abi::XS_LINE * n as u64
+}
 /// Virtual base of the system region in every vmspace (PML4 slot 256).
 pub const SYS_VA: u64 = 0xFFFF_8000_0000_0000;
 /// PML4 index of [`SYS_VA`].

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
-use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS, XS_LINE};
+use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS};
 use vkernel_guest::layout::{
-    cpu_stack_top_off, cpu_xline_off, IRET_FRAME_SIZE, SLOT_VA, STUB_OFF, SYS_VA, TRAMP_VA,
+    cpu_stack_top_off, cpu_xline_off, slot_line_va, IRET_FRAME_SIZE, STUB_OFF, SYS_VA, TRAMP_VA,
 };
 use vkernel_guest::x86::{self, is_canonical};
 
@@ -676,7 +676,7 @@ impl Cpu {
     /// runs a vmspace with exitless syscalls (see [`crate::exitless`]).
     fn gs_line(&self) -> Option<u64> {
         (self.running_slot.is_some() && self.m.path == crate::machine::TrapPath::StaysInUserMode)
-            .then(|| SLOT_VA + XS_LINE * self.index as u64)
+            .then(|| slot_line_va(self.index))
     }
 
     /// The GS base the vCPU gets for a vproc whose own is `v`: its line
