@@ -28,6 +28,15 @@ use vkernel_guest::x86::is_canonical;
 use super::Cpu;
 use crate::trap::TrapFrame;
 
+/// How a posted request a kick interrupted ends (see
+/// [`Cpu::settle_posted`]).
+pub(super) enum Posted {
+    /// Answered: the vproc resumes after its call with the answer.
+    Complete,
+    /// Not answered: the vproc is rewound to its `syscall`.
+    Rewind,
+}
+
 impl Cpu {
     /// The system-region offset of the request line at `line_va` (the
     /// trampoline's R11) of the vmspace being run, if that is a line.
@@ -59,6 +68,27 @@ impl Cpu {
             && self
                 .line_at(now.r11)
                 .is_some_and(|line| self.m.sys.load(line + XS_STATE) != Ok(XS_IDLE))
+    }
+
+    /// Wait out a request posted in the line at system-region offset
+    /// `line` whose vproc a kick stopped: take it back (POSTED to IDLE), or
+    /// wait for the server's answer (TAKEN: it never blocks). The caller
+    /// then completes or rewinds the vproc from the line and makes the line
+    /// idle. Shared by the trampoline's settle and the CPL0 entry's.
+    pub(super) fn settle_posted(&self, line: u64) -> Posted {
+        loop {
+            match self.m.sys.load(line + XS_STATE).unwrap_or(XS_IDLE) {
+                XS_POSTED => {
+                    if self.m.sys.cas(line + XS_STATE, XS_POSTED, XS_IDLE) == Ok(true) {
+                        return Posted::Rewind;
+                    }
+                }
+                XS_TAKEN => std::thread::yield_now(),
+                XS_DONE => return Posted::Complete,
+                // "Exit", taken back by the entry itself, or garbage.
+                _ => return Posted::Rewind,
+            }
+        }
     }
 
     /// Settle the exitless request of a vproc stopped at `f` (see the
@@ -119,29 +149,13 @@ impl Cpu {
             set_idle();
             return;
         }
-        loop {
-            match load(XS_STATE) {
-                XS_POSTED => {
-                    if self.m.sys.cas(line + XS_STATE, XS_POSTED, XS_IDLE) == Ok(true) {
-                        from_line(f);
-                        return;
-                    }
-                }
-                XS_TAKEN => std::thread::yield_now(),
-                XS_DONE => {
-                    complete(f);
-                    set_idle();
-                    return;
-                }
-                // "Exit", taken back by the trampoline, or garbage the
-                // vproc wrote: the call runs again.
-                _ => {
-                    from_line(f);
-                    set_idle();
-                    return;
-                }
-            }
+        match self.settle_posted(line) {
+            Posted::Complete => complete(f),
+            // "Exit", taken back, or garbage the vproc wrote: the call
+            // runs again.
+            Posted::Rewind => from_line(f),
         }
+        set_idle();
     }
 }
 

@@ -27,12 +27,11 @@
 //! vproc cannot write it, so what it holds is what the entry and the
 //! server wrote.
 
-use vkernel_guest::abi::{
-    MB_USER_RSP, XS_DONE, XS_ENTRY, XS_IDLE, XS_NR, XS_POSTED, XS_RCX, XS_RET, XS_STATE, XS_TAKEN,
-};
+use vkernel_guest::abi::{MB_USER_RSP, XS_ENTRY, XS_IDLE, XS_NR, XS_RCX, XS_RET, XS_STATE};
 use vkernel_guest::layout::{cpu_xline_off, STUB_OFF, SYS_VA};
 use vkernel_guest::stub::{StubOffsets, CPL0_XENTRY_SWITCHED};
 
+use super::settle::Posted;
 use super::Cpu;
 use crate::machine::TrapPath;
 use crate::trap::TrapFrame;
@@ -123,29 +122,13 @@ impl Cpu {
                 complete(&mut f);
                 set_idle();
             }
-            Stage::Posted => loop {
-                match load(XS_STATE) {
-                    XS_POSTED => {
-                        if self.m.sys.cas(line + XS_STATE, XS_POSTED, XS_IDLE) == Ok(true) {
-                            from_line(&mut f);
-                            break;
-                        }
-                    }
-                    // The server answers without blocking.
-                    XS_TAKEN => std::thread::yield_now(),
-                    XS_DONE => {
-                        complete(&mut f);
-                        set_idle();
-                        break;
-                    }
-                    // "Exit", or taken back by the entry itself.
-                    _ => {
-                        from_line(&mut f);
-                        set_idle();
-                        break;
-                    }
+            Stage::Posted => {
+                match self.settle_posted(line) {
+                    Posted::Complete => complete(&mut f),
+                    Posted::Rewind => from_line(&mut f),
                 }
-            },
+                set_idle();
+            }
         }
         f
     }
