@@ -45,31 +45,12 @@ impl Stat {
         }
     }
 
-    /// What fstat reports for `f`, open as fd `fd`.
-    fn of_file(fs: &Fs, stdio: &SharedStdio, fd: i64, f: &OpenFile) -> Stat {
-        let n = match &f.kind {
-            FileKind::Inode(h) => return Stat::of(&fs.inode(*h)),
-            FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
-                return Stat {
-                    dev: 12,
-                    ino: 1000 + fd as u64,
-                    mode: 0o010600,
-                    nlink: 1,
-                    uid: 0,
-                    gid: 0,
-                    rdev: 0,
-                    size: 0,
-                    blocks: 0,
-                    times: [Ts::default(); 3],
-                }
-            }
-            FileKind::Stdin => 0,
-            FileKind::Stdout => 1,
-            FileKind::Stderr => 2,
-        };
-        let mut st = Stat {
+    /// An empty FIFO owned by root with inode `ino`: a pipe, or fds 0-2
+    /// until their host fd says more.
+    fn fifo(ino: u64) -> Stat {
+        Stat {
             dev: 12,
-            ino: 900 + n as u64,
+            ino,
             mode: 0o010600,
             nlink: 1,
             uid: 0,
@@ -78,7 +59,19 @@ impl Stat {
             size: 0,
             blocks: 0,
             times: [Ts::default(); 3],
+        }
+    }
+
+    /// What fstat reports for `f`, open as fd `fd`.
+    fn of_file(fs: &Fs, stdio: &SharedStdio, fd: i64, f: &OpenFile) -> Stat {
+        let n = match &f.kind {
+            FileKind::Inode(h) => return Stat::of(&fs.inode(*h)),
+            FileKind::PipeRead(_) | FileKind::PipeWrite(_) => return Stat::fifo(1000 + fd as u64),
+            FileKind::Stdin => 0,
+            FileKind::Stdout => 1,
+            FileKind::Stderr => 2,
         };
+        let mut st = Stat::fifo(900 + n as u64);
         if let Some(h) = stdio.host_fd(n) {
             // SAFETY: an all-zero stat is a valid value for the call to
             // fill; `h` is one of this process's fds 0-2.
