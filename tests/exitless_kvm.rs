@@ -20,6 +20,17 @@ use vkernel::core::exitless::{ExitlessOptions, ExitlessReply, ExitlessRequest};
 use vkernel::core::prelude::*;
 use vkernel::guest::programs::{self, check_result, SYS_CHECK, SYS_EXIT};
 
+/// The tests here count what the server answers, and two of them run kick
+/// storms: one at a time, so that a storm does not take the host's two
+/// cores from another test's server (a CI run saw 0 of 15,000 calls served
+/// while the storms ran beside it).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Hold while a test runs (see [`SERIAL`]).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A machine with exitless syscalls (on by default on both trap paths), or
 /// None (skipped).
 fn env(test: &str) -> Option<Env> {
@@ -91,6 +102,7 @@ const ROUNDS: usize = 3;
 
 #[test]
 fn exitless_syscalls_need_no_exit() {
+    let _one = serial();
     let test = "exitless_syscalls_need_no_exit";
     let Some(mut e) = env(test) else { return };
     let vms = e.vmspace_with(programs::syscall_check());
@@ -137,6 +149,7 @@ fn exitless_syscalls_need_no_exit() {
 
 #[test]
 fn requests_in_flight_survive_a_kick_storm_exactly_once() {
+    let _one = serial();
     let test = "requests_in_flight_survive_a_kick_storm_exactly_once";
     let Some(mut e) = env(test) else { return };
     let vms = e.vmspace_with(programs::syscall_check());
@@ -209,6 +222,7 @@ fn requests_in_flight_survive_a_kick_storm_exactly_once() {
 
 #[test]
 fn served_calls_resume_with_the_registers_linux_sysret_leaves() {
+    let _one = serial();
     let test = "served_calls_resume_with_the_registers_linux_sysret_leaves";
     let Some(mut e) = env(test) else { return };
     // The guest checks RAX, RCX (the return address), R11 (the syscall's
@@ -276,6 +290,7 @@ fn scribbler(slot: u64) -> Vec<u8> {
 
 #[test]
 fn a_vproc_scribbling_its_request_page_hurts_only_itself() {
+    let _one = serial();
     let test = "a_vproc_scribbling_its_request_page_hurts_only_itself";
     let Some(mut e) = env(test) else { return };
     let served = Arc::new(AtomicU64::new(0));
