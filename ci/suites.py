@@ -476,6 +476,15 @@ def write_baseline(path, entries, lost, srows, ctx):
     path.write_text("\n".join(lines) + "\n")
 
 
+def compare(now, base, modules, stressors):
+    """(new losses, improvements): this run's entries not in the baseline,
+    and the baseline's entries for what this run covered that it no longer
+    has."""
+    ran = {("cpython", m) for m in modules} | {("stress-ng", s) for s in stressors}
+    base_here = {e for e in base if e[:2] in ran}
+    return now - base_here, base_here - now
+
+
 def rerun_new(new, ctx):
     """Re-run each new loss once under vkernel; return those still lost."""
     still = set()
@@ -575,11 +584,7 @@ def main():
         log(f"== suites took {time.monotonic() - t0:.0f}s")
         return 0
 
-    base = read_baseline(ctx.baseline)
-    ran = {("cpython", m) for m in ctx.modules} | {("stress-ng", s) for s in ctx.stressors}
-    base_here = {e for e in base if e[:2] in ran}
-    new = now - base_here
-    improved = base_here - now
+    new, improved = compare(now, read_baseline(ctx.baseline), ctx.modules, ctx.stressors)
     if improved:
         log("")
         log(f"!! IMPROVED: {len(improved)} baseline entries now pass under vkernel (refresh the baseline):")
