@@ -23,6 +23,15 @@ test_err (test.test_x.A.test_err) ... ERROR
 test_skip (test.test_x.A.test_skip) ... skipped 'no'
 test_chatty (test.test_x.A.test_chatty) ... printed something
 ok
+test_outer (test.test_x.A.test_outer) ... test_inner (__main__.B.test_inner) ... ERROR
+test_unfinished (test.test_x.A.test_unfinished) ... vkernel: unimplemented syscall 53
+test_docstring (test.test_x.A.test_docstring)
+A test with a docstring ... ok
+
+======================================================================
+ERROR: test_err (test.test_x.A.test_err)
+----------------------------------------------------------------------
+FAIL: test_ok (test.test_x.A.test_ok)
 """
 
 METRICS = """stress-ng: metrc: [17133] stressor       bogo ops real time  usr time  sys time   bogo ops/s     bogo ops/s
@@ -44,7 +53,7 @@ class Parsing(unittest.TestCase):
         self.assertEqual(r["test.test_x.A.test_sub"], "fail")
 
     def test_verbose_fallback(self):
-        r = suites.parse_verbose(VERBOSE)
+        r = suites.parse_verbose(VERBOSE, "__main__.", "test.test_y.")
         self.assertEqual(
             r,
             {
@@ -52,6 +61,12 @@ class Parsing(unittest.TestCase):
                 "test.test_x.A.test_fail": "fail",
                 "test.test_x.A.test_err": "error",
                 "test.test_x.A.test_skip": "skip",
+                # its outcome came after what it printed
+                "test.test_x.A.test_chatty": "pass",
+                # a script's `__main__.` ids, renamed
+                "test.test_y.B.test_inner": "error",
+                "test.test_x.A.test_docstring": "pass",
+                # test_outer and test_unfinished never finished: missing
             },
         )
 
@@ -83,6 +98,41 @@ class Baseline(unittest.TestCase):
             p.write_text("# header\ncpython test_a t1  # fail\n\nstress-ng flock # native 0\n")
             self.assertEqual(suites.read_baseline(p), {("cpython", "test_a", "t1"), ("stress-ng", "flock")})
             self.assertEqual(suites.read_baseline(Path(d) / "missing"), set())
+
+
+class BaselineWrite(unittest.TestCase):
+    def test_rewrites_what_ran_keeps_the_rest_with_comments(self):
+        import types
+
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "b.txt"
+            p.write_text("cpython test_a t1  # error: old\ncpython test_b t9  # fail: kept\nstress-ng flock  # x\n")
+            lost = {"test_a": {"t2": ("error", "test/test_a.py:3 `f()`: OSError: [Errno 22]")}}
+            srows = [dict(stressor="flock", status_native="0", status_vkernel="0", note="")]
+            ctx = types.SimpleNamespace(modules=["test_a"], stressors=["flock"], budget="long")
+            now = suites.current_entries(lost, srows)
+            suites.write_baseline(p, now, lost, srows, ctx)
+            comments = {}
+            self.assertEqual(
+                suites.read_baseline(p, comments), {("cpython", "test_a", "t2"), ("cpython", "test_b", "t9")}
+            )
+            self.assertEqual(comments[("cpython", "test_b", "t9")], "fail: kept")
+            self.assertIn("OSError: [Errno 22]", comments[("cpython", "test_a", "t2")])
+
+
+class Why(unittest.TestCase):
+    def test_last_frame_in_the_test_package_and_the_exception(self):
+        import xml.etree.ElementTree as ET
+
+        e = ET.fromstring(
+            '<error type="OSError" message="OSError: [Errno 22] Invalid argument&#10;">Traceback:\n'
+            '  File "/usr/lib/python3.11/unittest/case.py", line 579, in _callTestMethod\n    if method():\n'
+            '  File "/usr/lib/python3.11/test/test_fcntl.py", line 140, in test_fcntl_64_bit\n'
+            "    fcntl.fcntl(fd, cmd, flags)\nOSError: [Errno 22] Invalid argument\n</error>"
+        )
+        self.assertEqual(
+            suites.why(e), "test/test_fcntl.py:140 `fcntl.fcntl(fd, cmd, flags)`: OSError: [Errno 22] Invalid argument"
+        )
 
 
 class Timeout(unittest.TestCase):
