@@ -309,12 +309,20 @@ def run_module(module, where, ctx, match=None):
         argv = vkernel_argv(ctx.vkernel, ctx.cpus, ctx.mem, [f"{d}:rw"], argv)
         r = run_cmd(argv, ctx.module_timeout, ctx.work, logf)
     results = {}
+    reasons = ctx.reasons.setdefault((module, where), {})
     if xml.exists():
         try:
-            results = parse_junit(xml, ctx.reasons.setdefault((module, where), {}))
+            results = parse_junit(xml, reasons)
         except ET.ParseError:
             results = {}
-    if not results:
+    if results:
+        # The runner leaves a test out of its XML when only its subtests
+        # failed; the log's `  test_x (id) (params) ... FAIL` lines say so.
+        for t, o in parse_verbose(r.output).items():
+            if t not in results and o != "pass":
+                results[t] = o
+                reasons[t] = "a subtest: see the log"
+    else:
         if script:
             results = parse_verbose(r.output, "__main__.", "test." + Path(script).stem + ".")
         else:
