@@ -15,8 +15,8 @@ release `vkernel` example, in the same job and with the same environment:
 Every run has a timeout (the process group is killed; the run is recorded
 as "timeout"), so a hang ends with a message, never a stuck CI job.
 
-Budgets (VKERNEL_SUITES or --budget): `short` (nine modules and seven
-stressors, 2.5 to 5 minutes on our 2-core machine; what .ci/run runs),
+Budgets (VKERNEL_SUITES or --budget): `short` (eight modules and seven
+stressors, 2.5 to 6 minutes on our 2-core machine; what .ci/run runs),
 `long` (every module and stressor of issue 20, about 18 minutes), `off`.
 
 CI decides against a checked-in baseline (ci/suites-baseline.txt) of what is
@@ -63,7 +63,9 @@ EXTRA_ENV = {"PYTHONUNBUFFERED": "1"}
 
 # issue 20's modules. The short budget leaves out the four slow under
 # vkernel (test_signal ~80 s, test_eintr ~140 s, test_subprocess ~290 s,
-# test_io, on our 2-core machine); the other nine take ~110 s together.
+# test_io ~125 s, on our quiet 2-core machine) and test_pathlib (10 s, but
+# 50 s under load; its losses, mkfifo and AF_UNIX, show in test_os,
+# test_posix and test_shutil too); the other eight take ~95 s together.
 MODULES_LONG = [
     "test_os",
     "test_posix",
@@ -84,7 +86,9 @@ MODULES_LONG = [
 # the module runs it, `python3 -u SCRIPT -v`), so each of its tests counts.
 SCRIPT_MODULES = {"test_eintr": "/usr/lib/python3.11/test/_test_eintr.py"}
 
-MODULES_SHORT = [m for m in MODULES_LONG if m not in ("test_signal", "test_subprocess", "test_eintr", "test_io")]
+MODULES_SHORT = [
+    m for m in MODULES_LONG if m not in ("test_signal", "test_subprocess", "test_eintr", "test_io", "test_pathlib")
+]
 
 STRESSORS_LONG = [
     "fork",
@@ -121,7 +125,7 @@ STRESSORS_SHORT = ["fork", "pipe", "mmap", "futex", "signal", "open", "flock"]
 
 BUDGETS = {
     # modules, stressors, seconds per stressor, timeout per module run
-    "short": dict(modules=MODULES_SHORT, stressors=STRESSORS_SHORT, stress_secs=2, module_timeout=150),
+    "short": dict(modules=MODULES_SHORT, stressors=STRESSORS_SHORT, stress_secs=2, module_timeout=240),
     "long": dict(modules=MODULES_LONG, stressors=STRESSORS_LONG, stress_secs=5, module_timeout=600),
 }
 
