@@ -164,3 +164,41 @@ fn linux_locks_waits_match_native() {
     compare(test, "deadlock", &[1, 2]);
     compare(test, "signal", &[1, 2]);
 }
+
+/// The issue's shell counter: `flock(1)` (util-linux, dynamically linked,
+/// from the host's read-only tree) guards a read-increment-write of a file
+/// in /tmp; 3 background loops x 10 make 30, on 2 vCPUs.
+#[test]
+fn linux_locks_flock_tool_counter() {
+    let test = "linux_locks_flock_tool_counter";
+    if !have_kvm(test) {
+        return;
+    }
+    for tool in ["/bin/sh", "/usr/bin/flock", "/bin/cat"] {
+        if !Path::new(tool).exists() {
+            common::skip(test, &format!("{tool} not found (util-linux, coreutils)"));
+            return;
+        }
+    }
+    let script = "echo 0 > /tmp/c; for p in 1 2 3; do ( i=0; while [ $i -lt 10 ]; do \
+         flock /tmp/c.lock sh -c 'n=$(cat /tmp/c); echo $((n+1)) > /tmp/c'; i=$((i+1)); \
+         done ) & done; wait; cat /tmp/c";
+    let o = Command::new(common::example_binary("vkernel"))
+        .args(["run", "--cpus", "2", "/bin/sh", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "vkernel run: {}; stderr {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        out.trim(),
+        "30",
+        "stderr {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -208,10 +208,16 @@ pub fn apply(
             released = true;
         }
         if l.start < start {
-            kept.push(RangeLock { end: start - 1, ..l });
+            kept.push(RangeLock {
+                end: start - 1,
+                ..l
+            });
         }
         if l.end > end {
-            kept.push(RangeLock { start: end + 1, ..l });
+            kept.push(RangeLock {
+                start: end + 1,
+                ..l
+            });
         }
     }
     *locks = kept;
@@ -349,8 +355,7 @@ impl State {
                 return false;
             };
             let ty = b.req.ty.unwrap_or(LockType::Read);
-            let Some(c) = first_conflict(&f.ranges, b.req.owner, ty, b.req.start, b.req.end)
-            else {
+            let Some(c) = first_conflict(&f.ranges, b.req.owner, ty, b.req.start, b.req.end) else {
                 return false;
             };
             owner = c.owner;
@@ -724,14 +729,26 @@ mod tests {
         t.set(k, req(A, Some(W), 0, 0), None).unwrap();
         t.set(k, req(B, Some(W), 1, 1), None).unwrap();
         // A waits for B's byte 1 ...
-        assert_eq!(t.set(k, req(A, Some(W), 1, 1), waiter(10)), Err(LockError::Wait));
+        assert_eq!(
+            t.set(k, req(A, Some(W), 1, 1), waiter(10)),
+            Err(LockError::Wait)
+        );
         // ... so B waiting for A's byte 0 would close the cycle.
-        assert_eq!(t.set(k, req(B, Some(W), 0, 0), waiter(20)), Err(LockError::Deadlock));
+        assert_eq!(
+            t.set(k, req(B, Some(W), 0, 0), waiter(20)),
+            Err(LockError::Deadlock)
+        );
         // Without waiting it is a plain conflict.
-        assert_eq!(t.set(k, req(B, Some(W), 0, 0), None), Err(LockError::WouldBlock));
+        assert_eq!(
+            t.set(k, req(B, Some(W), 0, 0), None),
+            Err(LockError::WouldBlock)
+        );
         // Once A gives up waiting there is no cycle.
         t.cancel_wait(10);
-        assert_eq!(t.set(k, req(B, Some(W), 0, 0), waiter(20)), Err(LockError::Wait));
+        assert_eq!(
+            t.set(k, req(B, Some(W), 0, 0), waiter(20)),
+            Err(LockError::Wait)
+        );
         // A's exit frees byte 0.
         t.exit_process(10);
         assert_eq!(t.set(k, req(B, Some(W), 0, 0), waiter(20)), Ok(()));
@@ -746,7 +763,10 @@ mod tests {
         let id = FileLockId::new(&t, k);
         let f = Owner::File(id.id());
         t.set(k, req(f, Some(W), 0, OFFSET_MAX), None).unwrap();
-        assert_eq!(t.set(k, req(A, Some(R), 5, 5), None), Err(LockError::WouldBlock));
+        assert_eq!(
+            t.set(k, req(A, Some(R), 5, 5), None),
+            Err(LockError::WouldBlock)
+        );
         assert_eq!(t.test(k, req(A, Some(R), 5, 5)).map(|l| l.pid()), Some(-1));
         drop(id);
         assert_eq!(t.set(k, req(A, Some(R), 5, 5), None), Ok(()));
