@@ -143,7 +143,9 @@ fn linux_locks_getlk_and_errors_match_native() {
 /// dup2 over one), are not inherited by fork; OFD locks belong to the
 /// open file description (dup and fork share them, the last close frees
 /// them) and conflict with POSIX locks; flock locks likewise, converted
-/// non-atomically, and independent of fcntl locks; pipes take locks too.
+/// non-atomically, and independent of fcntl locks; pipes take locks too;
+/// threads of a process share its POSIX locks (one owner, and a close in
+/// any thread releases them).
 #[test]
 fn linux_locks_owners_match_native() {
     let test = "linux_locks_owners_match_native";
@@ -151,6 +153,7 @@ fn linux_locks_owners_match_native() {
     compare(test, "ofd", &[1]);
     compare(test, "flock", &[1]);
     compare(test, "pipe", &[1]);
+    compare(test, "threads", &[2]);
 }
 
 /// Blocking waits: a blocked locker gets the lock when it is released

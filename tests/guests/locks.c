@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -515,6 +516,40 @@ static void check_signal(const char *name, int how, int restart)
     signal(SIGALRM, SIG_DFL);
 }
 
+/* --- threads: POSIX locks belong to the process --- */
+
+static int tfd, tfd2;
+
+static void *lock_thread(void *a)
+{
+    (void)a;
+    say("  thread setlk write over the main thread's lock", lk(tfd, F_SETLK, F_WRLCK, 0, 10));
+    getlk("  thread getlk", tfd, F_GETLK, F_WRLCK, 0, 0, parent);
+    return 0;
+}
+
+static void *close_thread(void *a)
+{
+    (void)a;
+    say("  thread closes another fd of the file", close(tfd2));
+    return 0;
+}
+
+static void check_threads(void)
+{
+    pthread_t t;
+    tfd = openf(O_RDWR | O_TRUNC);
+    say("main thread setlk write 0..9", lk(tfd, F_SETLK, F_WRLCK, 0, 10));
+    pthread_create(&t, 0, lock_thread, 0);
+    pthread_join(t, 0);
+    child(probe_child, F_RDLCK);
+    tfd2 = openf(O_RDONLY);
+    pthread_create(&t, 0, close_thread, 0);
+    pthread_join(t, 0);
+    child(probe_child, F_RDLCK);
+    close(tfd);
+}
+
 /* --- locks on pipes --- */
 
 static void check_pipe(void)
@@ -552,6 +587,7 @@ int main(int argc, char **argv)
                    check_signal("flock", FLOCK, 0), check_signal("posix", POSIX, 1),
                    check_signal("flock", FLOCK, 1)));
     RUN("pipe", check_pipe());
+    RUN("threads", check_threads());
     unlink(path);
     return 0;
 }
