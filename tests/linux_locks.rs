@@ -151,7 +151,7 @@ fn linux_locks_owners_match_native() {
     let test = "linux_locks_owners_match_native";
     compare(test, "close", &[1]);
     compare(test, "ofd", &[1]);
-    compare(test, "flock", &[1]);
+    compare(test, "flock", &[1, 2]);
     compare(test, "pipe", &[1]);
     compare(test, "threads", &[2]);
 }
