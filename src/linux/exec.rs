@@ -321,7 +321,9 @@ impl Vproc {
         self.comm = comm_of(cfg.argv.first().map(|a| &a[..]).unwrap_or(&run_path));
         self.exe = exe;
         self.image = image;
-        self.fds.close_on_exec();
+        for closed in self.fds.close_on_exec() {
+            self.locks_fd_closed(&closed.file);
+        }
         for a in self.sig.actions.iter_mut() {
             if a.handler != signal::SIG_IGN {
                 *a = signal::SigAction::default();

@@ -193,6 +193,9 @@ pub struct OpenFile {
     pub path: Vec<u8>,
     /// The file's contents, for a file of the tree (see [`OpenFile::backing`]).
     pub backing: Option<Backing>,
+    /// Its identity as the owner of OFD and flock locks, made by its first
+    /// such lock; dropped with the description, it releases them.
+    pub lock_id: Option<super::fs::lock::FileLockId>,
 }
 
 impl OpenFile {
@@ -209,6 +212,7 @@ impl OpenFile {
             flags,
             path: path.to_vec(),
             backing: None,
+            lock_id: None,
         })
     }
 
@@ -220,6 +224,7 @@ impl OpenFile {
             flags,
             path: path.to_vec(),
             backing: Some(backing),
+            lock_id: None,
         })
     }
 
@@ -351,13 +356,15 @@ impl FdTable {
         Ok(())
     }
 
-    /// Close every fd marked close-on-exec (execve).
-    pub fn close_on_exec(&mut self) {
+    /// Close every fd marked close-on-exec (execve); returns them.
+    pub fn close_on_exec(&mut self) -> Vec<Fd> {
+        let mut closed = Vec::new();
         for s in &mut self.slots {
             if s.as_ref().is_some_and(|f| f.cloexec) {
-                *s = None;
+                closed.extend(s.take());
             }
         }
+        closed
     }
 
     /// Close everything (exit). The open files go after the table.

@@ -29,6 +29,7 @@ use crate::devices::{Disk, DiskError};
 
 mod backing;
 pub mod host;
+pub mod lock;
 mod mount;
 pub mod node;
 mod overlay;
@@ -216,6 +217,7 @@ pub struct Fs {
     table: Mutex<Table>,
     host_files: Mutex<HashMap<(u64, bool), Arc<File>>>,
     proc_dir: u64,
+    locks: Arc<lock::Locks>,
 }
 
 impl std::fmt::Debug for Fs {
@@ -248,6 +250,11 @@ pub fn dtype_of(mode: u32) -> u8 {
 }
 
 impl Fs {
+    /// The advisory file locks of the vprocs of this tree (fcntl, flock).
+    pub fn locks(&self) -> &Arc<lock::Locks> {
+        &self.locks
+    }
+
     /// An empty tree (just `/`, `/dev`, `/proc` and `/tmp`).
     pub fn empty() -> Fs {
         Fs::new(RootSpec::Empty, &[]).expect("an empty tree needs no host")
@@ -273,6 +280,7 @@ impl Fs {
             table: Mutex::new(Table::default()),
             host_files: Mutex::new(HashMap::new()),
             proc_dir: 0,
+            locks: Arc::default(),
         };
         let shadow = match root {
             RootSpec::Empty => {

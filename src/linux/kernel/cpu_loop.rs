@@ -85,6 +85,12 @@ pub(super) fn cpu_loop(
         if matches!(out, Ok(Outcome::Exit)) {
             k.begin_exit(&body);
             exit_mm(k, &mut body);
+            if !body.threaded() {
+                // The process's files close before its exit is reported
+                // (Linux's exit_files): a parent that waits for it sees
+                // its flock/OFD locks and pipe ends gone.
+                drop(body.fds.close_all());
+            }
         }
         body.leave_kernel();
         release_fpu(cpu, &body);

@@ -712,6 +712,7 @@ impl Kernel {
             }
             None => 0,
         };
+        body.fs.locks().exit_thread(pid, tgid, left == 0);
         if pid != tgid {
             t.procs.remove(&pid);
         } else if let Some(e) = t.procs.get_mut(&pid) {

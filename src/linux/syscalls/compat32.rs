@@ -58,6 +58,7 @@ pub fn translate(f: &TrapFrame) -> Option<(u64, [u64; 6])> {
         125 => (10, [b, c, d, 0, 0, 0]),               // mprotect
         132 => (121, [b, 0, 0, 0, 0, 0]),              // getpgid
         133 => (81, [b, 0, 0, 0, 0, 0]),               // fchdir
+        143 => (73, [b, c, 0, 0, 0, 0]),               // flock
         158 => (24, [0; 6]),                           // sched_yield
         180 => (17, [b, c, d, si | (di << 32), 0, 0]), // pread64
         183 => (79, [b, c, 0, 0, 0, 0]),               // getcwd

@@ -197,6 +197,10 @@ impl Vproc {
                 k.futex_cancel(self.pid);
             }
         }
+        if matches!(p.nr, 72 | 73) {
+            // fcntl F_SETLKW, flock: no longer waiting (deadlock checks).
+            self.fs.locks().cancel_wait(self.pid);
+        }
         if p.state.progress > 0 && matches!(p.nr, 1 | 20 | 40) {
             // A write that moved some bytes returns their count.
             self.frame.rip += 2;

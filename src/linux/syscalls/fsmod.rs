@@ -70,7 +70,8 @@ impl Vproc {
             }
             libc::SYS_fadvise64 | libc::SYS_readahead => self.fd_handle(d0, ESPIPE).map(|_| 0),
             libc::SYS_fallocate => self.sys_fallocate(d0, a[1] as u32, a[2] as i64, a[3] as i64),
-            libc::SYS_fsync | libc::SYS_fdatasync | libc::SYS_syncfs | libc::SYS_flock => {
+            libc::SYS_flock => self.sys_flock(d0, a[1] as u32),
+            libc::SYS_fsync | libc::SYS_fdatasync | libc::SYS_syncfs => {
                 self.fds.get(d0).map(|_| 0).map_err(Into::into)
             }
             libc::SYS_sync => Ok(0),

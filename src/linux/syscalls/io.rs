@@ -20,7 +20,7 @@ impl Vproc {
             libc::SYS_writev => self.sys_writev(int(a[0]), a[1], a[2]),
             libc::SYS_pwrite64 => self.sys_pwrite(int(a[0]), a[1], a[2] as usize, a[3] as i64),
             libc::SYS_sendfile => self.sys_sendfile(int(a[0]), int(a[1]), a[2], a[3] as usize),
-            libc::SYS_close => self.fds.close(int(a[0])).map(|_| 0).map_err(Into::into),
+            libc::SYS_close => self.close_fd(int(a[0])).map(|_| 0),
             libc::SYS_pipe => self.sys_pipe2(a[0], 0),
             libc::SYS_pipe2 => self.sys_pipe2(a[0], a[1] as u32),
             libc::SYS_dup => self.sys_dup(int(a[0]), 0, false),
@@ -507,13 +507,19 @@ impl Vproc {
         if old == new {
             return if dup2 { Ok(new) } else { Err(EINVAL) };
         }
-        Ok(self.fds.install_at(
+        let replaced = self.fds.get(new).ok().map(|s| s.file.clone());
+        let r = self.fds.install_at(
             Fd {
                 file: f,
                 cloexec: flags & files::O_CLOEXEC != 0,
             },
             new,
-        )?)
+        )?;
+        if let Some(old) = replaced {
+            // The fd replaced was closed: POSIX locks go with it.
+            self.locks_fd_closed(&old);
+        }
+        Ok(r)
     }
 
     /// close_range: close fds `first..=last`, or mark them close-on-exec
@@ -532,7 +538,7 @@ impl Vproc {
             if flags & 4 != 0 {
                 self.fds.get_mut(fd)?.cloexec = true;
             } else {
-                self.fds.close(fd)?;
+                self.close_fd(fd)?;
             }
         }
         Ok(0)
@@ -653,10 +659,7 @@ impl Vproc {
                 f.flags = (f.flags & !set) | (arg as u32 & set);
                 Ok(0)
             }
-            5..=7 | 36..=38 => {
-                self.fds.get(fd)?;
-                Ok(0)
-            }
+            5..=7 | 36..=38 => self.sys_fcntl_lock(fd, cmd, arg),
             _ => Err(EINVAL),
         }
     }

@@ -14,6 +14,7 @@
 //! | `stat` | stat, lstat, fstat, newfstatat, statx, statfs, getdents |
 //! | `fsmod` | mkdir, unlink/rmdir, rename, symlink, link, truncate, fallocate, utimensat, chmod/chown, xattrs (none), fadvise |
 //! | `procfs` | what `/proc/self` shows (maps, status, fd/, links) |
+//! | `locking` | fcntl's record and OFD locks, flock (the table is [`super::fs::lock`]) |
 //! | `io` | read/write and their vector and positional forms, sendfile, copy_file_range, pipes, dup, fcntl, ioctl, close, close_range, poll/select, socket |
 //! | `mm` | mmap, munmap, mprotect, mremap, madvise, brk (the memory itself is [`super::mm`]) |
 //! | `proc` | exit, clone/fork, execve, wait4, ids, groups and sessions, scheduling, rlimits, arch_prctl, futex |
@@ -41,6 +42,7 @@ mod fs;
 mod fsmod;
 mod info;
 mod io;
+mod locking;
 mod mm;
 mod proc;
 mod procfs;

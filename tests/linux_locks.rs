@@ -1,0 +1,207 @@
+//! File locks between vprocs (item 3 of the reliability issue): fcntl
+//! record locks, OFD locks and flock(2), compared with the same program
+//! run natively (musl and glibc, 1 and 2 vCPUs), and a `flock(1)`-guarded
+//! shell counter under the `vkernel` example. Tests SKIP loudly without
+//! /dev/kvm (and per compiler or tool when one is missing).
+
+use vkernel::linux;
+
+mod common;
+
+use common::have_kvm;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use vkernel::core::prelude::*;
+
+use linux::fs::Fs;
+use linux::kernel::{self, Options, Report};
+use linux::stdio::BufferStdio;
+use linux::{Config, Vproc};
+
+struct Run {
+    stdout: String,
+    stderr: String,
+    report: Report,
+}
+
+/// Run `prog args` as the first vproc of a virtual kernel (an empty tree:
+/// `/tmp` in memory), in a thread of its own: a hang fails the test after
+/// a generous timeout instead of stalling the suite.
+fn vk(prog: &Path, args: &[&str], cpus: usize) -> Run {
+    let prog = prog.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let what = format!("{} {args:?} on {cpus} vCPUs", prog.display());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let machine = Machine::builder()
+            .ram_size(512 << 20)
+            .vcpus(cpus)
+            .build()
+            .expect("a machine on /dev/kvm");
+        let stdio = BufferStdio::new(b"");
+        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
+        let path = std::fs::canonicalize(&prog).unwrap().display().to_string();
+        let mut argv = vec![path.clone().into_bytes()];
+        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+        let cfg = Config {
+            image: std::fs::read(&prog).unwrap(),
+            path: path.clone(),
+            exe: path,
+            argv,
+            envp: vec![b"PATH=/bin".to_vec()],
+            fault_around: 16,
+            trace: false,
+        };
+        let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
+        let opts = Options {
+            cpus,
+            tick: std::time::Duration::from_millis(4),
+            ..Options::default()
+        };
+        let report = kernel::run(&machine, vp, &opts).expect("the virtual kernel runs");
+        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+        let _ = tx.send(Run {
+            stdout,
+            stderr,
+            report,
+        });
+    });
+    let run = rx
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .unwrap_or_else(|_| panic!("{what}: no result in 300 s (a hang, or a panic above)"));
+    assert_eq!(
+        run.report.lost_wakeups, 0,
+        "{what}: the watchdog ended a wait that no wake-up ended; stderr: {}",
+        run.stderr
+    );
+    run
+}
+
+fn native(prog: &Path, args: &[&str]) -> (String, i32) {
+    let o = Command::new(prog)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/bin")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        o.status.code().unwrap_or(-1),
+    )
+}
+
+/// Compare `locks CHECK` with native for every compiler, on `cpus_list`.
+fn compare(test: &str, check: &str, cpus_list: &[usize]) {
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in common::compilers() {
+        let Some(p) = common::compile(test, "locks", cc) else {
+            continue;
+        };
+        let (n_out, n_status) = native(&p, &[check]);
+        assert_eq!(n_status, 0, "native {check} ({cc}): {n_out}");
+        for &cpus in cpus_list {
+            let r = vk(&p, &[check], cpus);
+            assert_eq!(
+                r.stdout, n_out,
+                "locks {check} ({cc}, {cpus} vCPUs); stderr {}",
+                r.stderr
+            );
+            assert_eq!(r.report.status.code(), 0, "locks {check} ({cc})");
+        }
+    }
+}
+
+/// The counter: 4 processes x 300 increments of a number in a file, each
+/// under an F_SETLKW write lock, make 1,200 (also with OFD locks and
+/// flock, 4 x 100 each), on 1 and 2 vCPUs.
+#[test]
+fn linux_locks_counter_is_exact() {
+    let test = "linux_locks_counter_is_exact";
+    compare(test, "counter", &[1, 2]);
+    compare(test, "counter-ofd", &[2]);
+    compare(test, "counter-flock", &[2]);
+}
+
+/// F_GETLK reports the holder (type, range, l_pid), ranges split, merge
+/// and convert, SEEK_CUR/SEEK_END bases and negative lengths; the errors
+/// (EBADF for the access mode and O_PATH, EINVAL, EOVERFLOW, EFAULT,
+/// flock(LOCK_NB) alone).
+#[test]
+fn linux_locks_getlk_and_errors_match_native() {
+    let test = "linux_locks_getlk_and_errors_match_native";
+    compare(test, "getlk", &[1]);
+    compare(test, "errors", &[1]);
+}
+
+/// POSIX locks go on any close of any fd of the file by the process (and
+/// dup2 over one), are not inherited by fork; OFD locks belong to the
+/// open file description (dup and fork share them, the last close frees
+/// them) and conflict with POSIX locks; flock locks likewise, converted
+/// non-atomically, and independent of fcntl locks; pipes take locks too;
+/// threads of a process share its POSIX locks (one owner, and a close in
+/// any thread releases them).
+#[test]
+fn linux_locks_owners_match_native() {
+    let test = "linux_locks_owners_match_native";
+    compare(test, "close", &[1]);
+    compare(test, "ofd", &[1]);
+    compare(test, "flock", &[1, 2]);
+    compare(test, "pipe", &[1]);
+    compare(test, "threads", &[2]);
+}
+
+/// Blocking waits: a blocked locker gets the lock when it is released
+/// (POSIX, OFD, flock), a cycle of two processes is EDEADLK for one, and
+/// SIGALRM interrupts F_SETLKW, F_OFD_SETLKW and flock with EINTR (and
+/// restarts them with SA_RESTART), on 1 and 2 vCPUs.
+#[test]
+fn linux_locks_waits_match_native() {
+    let test = "linux_locks_waits_match_native";
+    compare(test, "wait", &[1, 2]);
+    compare(test, "deadlock", &[1, 2]);
+    compare(test, "signal", &[1, 2]);
+}
+
+/// The issue's shell counter: `flock(1)` (util-linux, dynamically linked,
+/// from the host's read-only tree) guards a read-increment-write of a file
+/// in /tmp; 3 background loops x 10 make 30, on 2 vCPUs.
+#[test]
+fn linux_locks_flock_tool_counter() {
+    let test = "linux_locks_flock_tool_counter";
+    if !have_kvm(test) {
+        return;
+    }
+    for tool in ["/bin/sh", "/usr/bin/flock", "/bin/cat"] {
+        if !Path::new(tool).exists() {
+            common::skip(test, &format!("{tool} not found (util-linux, coreutils)"));
+            return;
+        }
+    }
+    let script = "echo 0 > /tmp/c; for p in 1 2 3; do ( i=0; while [ $i -lt 10 ]; do \
+         flock /tmp/c.lock sh -c 'n=$(cat /tmp/c); echo $((n+1)) > /tmp/c'; i=$((i+1)); \
+         done ) & done; wait; cat /tmp/c";
+    let o = Command::new(common::example_binary("vkernel"))
+        .args(["run", "--cpus", "2", "/bin/sh", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "vkernel run: {}; stderr {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        out.trim(),
+        "30",
+        "stderr {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
