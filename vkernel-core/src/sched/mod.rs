@@ -5,7 +5,9 @@
 //! ([`SchedClass`]); the first class that has a runnable task picks the
 //! next one. Two classes are provided, in this order:
 //!
-//! - [`RtClass`]: SCHED_FIFO and SCHED_RR, priorities 1..=99, higher first;
+//! - [`RtClass`]: SCHED_FIFO and SCHED_RR, priorities 1..=99, higher first,
+//!   throttled per CPU to a runtime per period (Linux's defaults: 0.95 s
+//!   per 1 s, see [`Tunables::rt_runtime_ns`]);
 //! - [`FairClass`]: CFS, a tree ordered by virtual runtime with Linux's
 //!   nice-to-weight table, `min_vruntime` tracking, bounded sleeper credit,
 //!   one granularity tunable and optional fairness by user ID first.
@@ -141,6 +143,18 @@ impl Scheduler {
     /// Runnable tasks on `cpu`, the running one included.
     pub fn nr_running(&self, cpu: usize) -> usize {
         self.rqs.get(cpu).map_or(0, RunQueue::nr_running)
+    }
+
+    /// Whether a throttled class (real-time tasks over their runtime for
+    /// this period) holds back runnable tasks on `cpu`.
+    pub fn throttled(&self, cpu: usize) -> bool {
+        self.rqs.get(cpu).is_some_and(RunQueue::throttled)
+    }
+
+    /// When the throttled class of `cpu` may run again (the end of its
+    /// period), if one is throttled: an idle CPU should look again then.
+    pub fn unthrottle_at(&self, cpu: usize) -> Option<u64> {
+        self.rqs.get(cpu).and_then(RunQueue::unthrottle_at)
     }
 
     /// Context switches on `cpu` so far.
@@ -293,11 +307,16 @@ impl Scheduler {
                         if rq.classes[ci].task_tick(task, now) {
                             rq.need_resched = true;
                         }
+                        // A class above the running task's may have been
+                        // unthrottled by this tick's clock update.
+                        if rq.pickable(ci) {
+                            rq.need_resched = true;
+                        }
                     }
                 }
             }
             None => {
-                if rq.nr_running() > 0 {
+                if rq.pickable(rq.classes.len()) {
                     rq.need_resched = true;
                 }
             }
@@ -557,6 +576,10 @@ impl Scheduler {
         };
         if let Some(ci) = rq.class_index(&task.policy) {
             rq.classes[ci].update_curr(task, now);
+            // Its class used up its runtime: switch it out.
+            if rq.classes[ci].throttled() {
+                rq.need_resched = true;
+            }
         }
     }
 
@@ -630,6 +653,10 @@ impl Scheduler {
         ) else {
             return false;
         };
+        if rq.classes[wc].throttled() {
+            // A throttled class waits for its next period.
+            return false;
+        }
         let preempt = match wc.cmp(&cc) {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Equal => rq.classes[wc].check_preempt_curr(curr, &woken_task, now),
