@@ -178,6 +178,31 @@ impl Scheduler {
         self.tasks.get(&id).map(|t| t.vruntime)
     }
 
+    /// sched_rr_get_interval: a round-robin task's timeslice, 0 for a
+    /// FIFO task (it has none), and a fair task's share of the latency
+    /// period by weight among the fair tasks of its CPU (at least the
+    /// granularity), like Linux's `sched_slice`.
+    pub fn rr_interval(&self, id: TaskId) -> Option<u64> {
+        let task = self.tasks.get(&id)?;
+        Some(match task.policy {
+            Policy::RoundRobin { .. } => self.tunables.rr_timeslice_ns,
+            Policy::Fifo { .. } => 0,
+            Policy::Fair { .. } => {
+                let load: u64 = self
+                    .tasks
+                    .values()
+                    .filter(|t| {
+                        t.cpu == task.cpu && !t.policy.is_rt() && (t.is_queued() || t.id == task.id)
+                    })
+                    .map(|t| t.weight)
+                    .sum();
+                let share = (self.tunables.latency_ns as u128 * task.weight as u128
+                    / load.max(1) as u128) as u64;
+                share.max(self.tunables.granularity_ns)
+            }
+        })
+    }
+
     /// Total CPU time of all tasks of `uid`, exited ones included.
     pub fn uid_runtime(&self, uid: Uid) -> u64 {
         let live: u64 = self

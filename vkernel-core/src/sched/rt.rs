@@ -236,7 +236,16 @@ impl SchedClass for RtClass {
             task.time_slice = task.time_slice.saturating_sub(delta);
         }
         if let Some(runtime) = self.bandwidth() {
-            self.rt_time = self.rt_time.saturating_add(delta);
+            // Only the part of the run inside the current period counts: a
+            // task that ran alone through whole periods without a clock
+            // update (nobody else wanted the CPU, so no tick) is charged
+            // for this period, not throttled for the ones gone by.
+            let in_period = self.period_start.map_or(delta, |s| now.saturating_sub(s));
+            self.rt_time = if delta > in_period {
+                in_period
+            } else {
+                self.rt_time.saturating_add(delta)
+            };
             if self.rt_time > runtime {
                 self.rt_throttled = true;
             }

@@ -707,3 +707,42 @@ fn rt_throttling_tunables_are_validated() {
     };
     assert!(Scheduler::with_tunables(1, zero).is_ok());
 }
+
+#[test]
+fn a_long_unaccounted_rt_run_is_charged_to_the_current_period_only() {
+    let mut s = Scheduler::new(1).unwrap();
+    s.add_task(TaskId(1), Policy::Fifo { prio: 1 }, 0, 0, 0)
+        .unwrap();
+    assert_eq!(s.schedule(0, 0).unwrap(), Some(TaskId(1)));
+    // Alone on its CPU for 10 s without a tick; then a fair task arrives
+    // 100 ms into a period: the RT task is not throttled for 10 periods.
+    s.add_task(TaskId(2), fair(0), 0, 0, 10 * SEC + 100 * MS)
+        .unwrap();
+    assert!(!s.throttled(0));
+    let rt = &s.runqueue(0).unwrap().classes()[0];
+    assert_eq!(rt.name(), "rt");
+    // Charged 100 ms for this period already: throttled at 10.95 s.
+    simulate(&mut s, 10 * SEC + 100 * MS, 840 * MS, MS);
+    assert!(!s.throttled(0));
+    simulate(&mut s, 10 * SEC + 940 * MS, 20 * MS, MS);
+    assert!(s.throttled(0));
+    assert_eq!(s.current(0), Some(TaskId(2)));
+    assert_eq!(s.unthrottle_at(0), Some(11 * SEC));
+}
+
+#[test]
+fn rr_interval_by_policy() {
+    let mut s = Scheduler::new(1).unwrap();
+    s.add_task(TaskId(1), Policy::RoundRobin { prio: 3 }, 0, 0, 0)
+        .unwrap();
+    s.add_task(TaskId(2), Policy::Fifo { prio: 3 }, 0, 0, 0)
+        .unwrap();
+    s.add_task(TaskId(3), fair(0), 0, 0, 0).unwrap();
+    assert_eq!(s.rr_interval(TaskId(1)), Some(100 * MS));
+    assert_eq!(s.rr_interval(TaskId(2)), Some(0));
+    // Alone among fair tasks: the whole latency period.
+    assert_eq!(s.rr_interval(TaskId(3)), Some(20 * MS));
+    s.add_task(TaskId(4), fair(0), 0, 0, 0).unwrap();
+    assert_eq!(s.rr_interval(TaskId(3)), Some(10 * MS));
+    assert_eq!(s.rr_interval(TaskId(9)), None);
+}
