@@ -746,3 +746,25 @@ fn rr_interval_by_policy() {
     assert_eq!(s.rr_interval(TaskId(3)), Some(10 * MS));
     assert_eq!(s.rr_interval(TaskId(9)), None);
 }
+
+#[test]
+fn load_balance_moves_the_task_that_would_run_last() {
+    let mut s = Scheduler::new(2).unwrap();
+    // A CPU-bound task with a lot of virtual runtime, and two that just
+    // arrived (placed at min_vruntime): the CPU-bound one moves, the
+    // newcomers stay where they are about to run.
+    s.add_task(TaskId(1), fair(0), 0, 0, 0).unwrap();
+    s.add_task(TaskId(2), fair(0), 0, 1, 0).unwrap();
+    simulate(&mut s, 0, 100 * MS, MS);
+    s.add_task(TaskId(3), fair(0), 0, 0, 100 * MS).unwrap();
+    s.add_task(TaskId(4), fair(0), 0, 0, 100 * MS).unwrap();
+    assert_eq!(s.current(0), Some(TaskId(1)));
+    // Task 1 runs on; 3 and 4 wait at min_vruntime. Put 1 back in the
+    // queue by a switch to 3.
+    s.yield_now(TaskId(1), 101 * MS).unwrap();
+    assert_eq!(s.schedule(0, 101 * MS).unwrap(), Some(TaskId(3)));
+    assert_eq!(s.nr_running(0), 3);
+    assert_eq!(s.load_balance(101 * MS), 1);
+    assert_eq!(s.task(TaskId(1)).unwrap().cpu, 1);
+    assert_eq!(s.task(TaskId(4)).unwrap().cpu, 0);
+}
