@@ -30,7 +30,7 @@ pub(super) fn fork_cpu(t: &Table, parent_cpu: usize) -> usize {
 
 /// Enter a new embryo (a process or a thread of `parent`'s) as `id` in the
 /// table; returns its scheduling policy (the parent's) and the vCPU it
-/// should start on ([`fork_cpu`]).
+/// should start on ([`fork_cpu`] for a process).
 pub(super) fn insert_embryo(
     t: &mut Table,
     cpu: &Cpu,
@@ -70,7 +70,17 @@ pub(super) fn insert_embryo(
         .sched
         .task(tid(parent.pid))
         .map_or(Policy::NORMAL, |x| x.policy);
-    (policy, fork_cpu(t, cpu.index()))
+    let c = if ids.tgid == id {
+        fork_cpu(t, cpu.index())
+    } else {
+        // A thread: the least loaded vCPU, this one on a tie (threads of
+        // one process run in parallel; a condvar ping-pong between two
+        // threads measured no better kept on the creator's vCPU).
+        (0..t.sched.nr_cpus())
+            .min_by_key(|&c| (t.sched.nr_running(c), c != cpu.index()))
+            .unwrap_or(0)
+    };
+    (policy, c)
 }
 
 /// fork: a child vproc sharing the parent's memory copy-on-write. Returns
