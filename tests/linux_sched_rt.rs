@@ -140,6 +140,9 @@ child policy 1 prio 7
 back to other: 0
 setparam 3 on other: EINVAL
 policy 0
+zombie (SIGCHLD 1): policy 1 prio 5
+set on zombie: 0
+reaped: ESRCH
 ";
 
 /// What `sched_rt starve` prints when the normal child runs while the
@@ -165,7 +168,9 @@ child: exited 0
 ";
 
 /// sched_setscheduler, sched_setparam, sched_getparam, sched_getscheduler,
-/// sched_rr_get_interval (RR: 100 ms, FIFO: 0) and their errnos.
+/// sched_rr_get_interval (RR: 100 ms, FIFO: 0) and their errnos; a zombie
+/// answers with the policy it died with (its SIGCHLD, blocked and ignored
+/// by default, stays pending for sigtimedwait).
 #[test]
 fn linux_sched_calls_match_native() {
     let test = "linux_sched_calls_match_native";

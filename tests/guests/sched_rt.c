@@ -138,6 +138,27 @@ static int calls(void) {
     printf("back to other: %s\n", err(sched_setscheduler(0, SCHED_OTHER, &sp)));
     printf("setparam 3 on other: %s\n", err(sched_setparam(0, &(struct sched_param){3})));
     printf("policy %d\n", sched_getscheduler(0));
+    /* A zombie keeps answering with the policy it died with. */
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    fflush(stdout);
+    c = fork();
+    if (c == 0) {
+        sched_setscheduler(0, SCHED_FIFO, &(struct sched_param){5});
+        _exit(0);
+    }
+    struct timespec ten = {10, 0};
+    int got = sigtimedwait(&chld, NULL, &ten);
+    sp.sched_priority = 0;
+    int zp = sched_getscheduler(c);
+    sched_getparam(c, &sp);
+    printf("zombie (SIGCHLD %d): policy %d prio %d\n", got == SIGCHLD, zp, sp.sched_priority);
+    printf("set on zombie: %s\n",
+           err(sched_setscheduler(c, SCHED_RR, &(struct sched_param){9})));
+    waitpid(c, &st, 0);
+    printf("reaped: %s\n", err(sched_getscheduler(c)));
     return 0;
 }
 

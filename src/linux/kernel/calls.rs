@@ -275,10 +275,12 @@ impl Vproc {
         };
         let mut t = k.lock();
         let now = k.now();
-        let Some(task) = t.sched.task(tid(target)) else {
-            return Err(ESRCH);
+        // A zombie (exited, not reaped) still answers with the policy it
+        // died with, as on Linux; setting one on it changes nothing.
+        let (cur, zombie) = match t.sched.task(tid(target)) {
+            Some(task) => (task.policy, false),
+            None => (zombie_policy(&t, target).ok_or(ESRCH)?, true),
         };
-        let cur = task.policy;
         match nr {
             SETPARAM | SETSCHEDULER => {
                 // sched_setparam keeps the policy.
@@ -314,6 +316,9 @@ impl Vproc {
                     }
                     _ => return Err(EINVAL),
                 };
+                if zombie {
+                    return Ok(0);
+                }
                 t.sched
                     .set_policy(tid(target), p, now)
                     .map_err(|_| EINVAL)?;
@@ -356,4 +361,18 @@ impl Vproc {
         self.mm.write(tp, &ts)?;
         Ok(0)
     }
+}
+
+/// The policy a zombie thread `pid` died with (its exit record), if `pid`
+/// is a zombie.
+fn zombie_policy(t: &Table, pid: Pid) -> Option<Policy> {
+    let e = t.procs.get(&pid)?;
+    if !matches!(e.state, PState::Zombie(_)) {
+        return None;
+    }
+    t.records
+        .iter()
+        .rev()
+        .find(|r| r.pid == pid)
+        .map(|r| r.policy)
 }

@@ -677,7 +677,12 @@ impl Kernel {
         let wake = deliverable(e.body.as_deref(), info.signo);
         if let Some(b) = e.body.as_deref() {
             let h = action_of(b, info.signo).handler;
+            // A blocked signal is never discarded as ignored (Linux's
+            // sig_ignored): the disposition may change before it is
+            // unblocked, and sigtimedwait takes it anyway.
+            let held = (b.sig.blocked | b.thread.sigwait) & signal::bit(info.signo) != 0;
             if info.signo != signal::SIGKILL
+                && !held
                 && (h == signal::SIG_IGN
                     || (h == signal::SIG_DFL
                         && signal::default_action(info.signo) == signal::Default_::Ignore))
