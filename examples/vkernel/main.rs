@@ -110,6 +110,15 @@ struct Opts {
     /// Scheduler tick in milliseconds (timer preemption).
     #[arg(long, default_value_t = 4)]
     tick_ms: u64,
+    /// Real-time throttling period in microseconds (Linux's
+    /// sched_rt_period_us).
+    #[arg(long, default_value_t = 1_000_000)]
+    rt_period_us: u64,
+    /// Real-time runtime per period and vCPU in microseconds (Linux's
+    /// sched_rt_runtime_us): SCHED_FIFO/SCHED_RR vprocs that used it up
+    /// wait for the next period so others run; -1: no throttling.
+    #[arg(long, default_value_t = 950_000, allow_hyphen_values = true)]
+    rt_runtime_us: i64,
     /// Print memory statistics (RSS/PSS/USS) of all vprocs when the
     /// program exits.
     #[arg(long)]
@@ -481,6 +490,8 @@ fn run(
         memstats_json: opts.json,
         exitless: !opts.no_exitless,
         patch_syscalls: !opts.no_syscall_patching,
+        rt_period_us: opts.rt_period_us,
+        rt_runtime_us: opts.rt_runtime_us,
     };
     let report = kernel::run(&machine, vp, &kopts)?;
     let status = report.status;
@@ -564,6 +575,8 @@ fn main() -> ExitCode {
                 cpus: 1,
                 max_procs: 64,
                 tick_ms: 4,
+                rt_period_us: 1_000_000,
+                rt_runtime_us: 950_000,
                 memstats: false,
                 json: false,
                 ps: false,

@@ -107,6 +107,9 @@ pub enum VprocError {
     /// The vCPU failed (a vkernel or host bug, not the vproc's fault).
     #[error("vCPU: {0}")]
     Run(#[from] RunError),
+    /// A run option (`kernel::Options`) is out of range.
+    #[error("invalid option: {0}")]
+    Options(String),
     /// A vkernel thread (a vCPU or the scheduler tick) could not start.
     #[error(
         "cannot start the {what} thread: {source} (the host is out of threads or memory: \

@@ -253,11 +253,20 @@ impl Vproc {
         Ok(0)
     }
 
-    /// sched_setscheduler / sched_getscheduler / sched_getparam.
+    /// sched_setscheduler / sched_setparam / sched_getscheduler /
+    /// sched_getparam: `nr` is the call, `param` the `struct sched_param`
+    /// (one int, the real-time priority).
     pub fn sys_sched(&mut self, nr: u64, pid: i32, policy: i32, param: u64) -> Result<i64, i64> {
+        const SETPARAM: u64 = libc::SYS_sched_setparam as u64;
+        const GETPARAM: u64 = libc::SYS_sched_getparam as u64;
+        const SETSCHEDULER: u64 = libc::SYS_sched_setscheduler as u64;
+        const GETSCHEDULER: u64 = libc::SYS_sched_getscheduler as u64;
         let k = self.kernel()?;
+        if pid < 0 || (param == 0 && nr != GETSCHEDULER) {
+            return Err(EINVAL);
+        }
         let target = if pid == 0 { self.pid } else { pid };
-        let prio = if param != 0 && nr == 144 {
+        let prio = if matches!(nr, SETPARAM | SETSCHEDULER) {
             let mut b = [0u8; 4];
             self.mm.read(param, &mut b)?;
             i32::from_le_bytes(b)
@@ -266,13 +275,27 @@ impl Vproc {
         };
         let mut t = k.lock();
         let now = k.now();
-        let Some(task) = t.sched.task(tid(target)) else {
-            return Err(ESRCH);
+        // A zombie (exited, not reaped) still answers with the policy it
+        // died with, as on Linux; setting one on it changes nothing.
+        let (cur, zombie) = match t.sched.task(tid(target)) {
+            Some(task) => (task.policy, false),
+            None => (zombie_policy(&t, target).ok_or(ESRCH)?, true),
         };
-        let cur = task.policy;
         match nr {
-            144 => {
-                let p = match policy & 0xff {
+            SETPARAM | SETSCHEDULER => {
+                // sched_setparam keeps the policy.
+                let policy = if nr == SETPARAM {
+                    match cur {
+                        Policy::Fifo { .. } => 1,
+                        Policy::RoundRobin { .. } => 2,
+                        Policy::Fair { .. } => 0,
+                    }
+                } else {
+                    policy
+                };
+                // SCHED_RESET_ON_FORK may be or'ed in; children of a
+                // vproc inherit its policy either way.
+                let p = match policy & !0x4000_0000 {
                     0 | 3 | 5 => {
                         if prio != 0 {
                             return Err(EINVAL);
@@ -293,6 +316,9 @@ impl Vproc {
                     }
                     _ => return Err(EINVAL),
                 };
+                if zombie {
+                    return Ok(0);
+                }
                 t.sched
                     .set_policy(tid(target), p, now)
                     .map_err(|_| EINVAL)?;
@@ -304,17 +330,49 @@ impl Vproc {
                 }
                 Ok(0)
             }
-            145 => Ok(match cur {
+            GETSCHEDULER => Ok(match cur {
                 Policy::Fifo { .. } => 1,
                 Policy::RoundRobin { .. } => 2,
                 _ => 0,
             }),
-            _ => {
+            GETPARAM => {
                 let p = cur.rt_prio().unwrap_or(0) as i32;
                 drop(t);
                 self.mm.write(param, &p.to_le_bytes())?;
                 Ok(0)
             }
+            _ => Err(ENOSYS),
         }
     }
+
+    /// sched_rr_get_interval(pid, tp): the round-robin timeslice of
+    /// SCHED_RR (100 ms), 0 for SCHED_FIFO, a fair vproc's share of the
+    /// latency period ([`crate::core::sched::Scheduler::rr_interval`]).
+    pub fn sys_sched_rr_get_interval(&mut self, pid: i32, tp: u64) -> Result<i64, i64> {
+        let k = self.kernel()?;
+        if pid < 0 {
+            return Err(EINVAL);
+        }
+        let target = if pid == 0 { self.pid } else { pid };
+        let ns = k.lock().sched.rr_interval(tid(target)).ok_or(ESRCH)?;
+        let mut ts = [0u8; 16];
+        ts[..8].copy_from_slice(&((ns / 1_000_000_000) as i64).to_le_bytes());
+        ts[8..].copy_from_slice(&((ns % 1_000_000_000) as i64).to_le_bytes());
+        self.mm.write(tp, &ts)?;
+        Ok(0)
+    }
+}
+
+/// The policy a zombie thread `pid` died with (its exit record), if `pid`
+/// is a zombie.
+fn zombie_policy(t: &Table, pid: Pid) -> Option<Policy> {
+    let e = t.procs.get(&pid)?;
+    if !matches!(e.state, PState::Zombie(_)) {
+        return None;
+    }
+    t.records
+        .iter()
+        .rev()
+        .find(|r| r.pid == pid)
+        .map(|r| r.policy)
 }

@@ -147,7 +147,15 @@ fn pick_next(k: &Arc<Kernel>, idx: usize) -> Result<Option<Box<Vproc>>, VprocErr
         // Idle: wait for a wake-up, a deadline, or the debugger.
         t.running[idx] = None;
         let soon = Instant::now() + Duration::from_millis(20);
-        let until = Kernel::next_deadline(&t).unwrap_or(soon).min(soon);
+        // Real-time vprocs throttled here run again at their next period.
+        let unthrottle = t
+            .sched
+            .unthrottle_at(idx)
+            .map(|ns| k.start + Duration::from_nanos(ns));
+        let until = Kernel::next_deadline(&t)
+            .into_iter()
+            .chain(unthrottle)
+            .fold(soon, Instant::min);
         let wait = until.saturating_duration_since(Instant::now());
         drop(t);
         k.idle_wait(seen, wait.max(Duration::from_micros(50)));

@@ -12,9 +12,25 @@ pub(super) struct Ids {
     pub(super) sid: i32,
 }
 
+/// The vCPU a new child starts on: an idle one (nothing runnable) if
+/// there is one, the parent's own first; else the parent's. Like Linux's
+/// fork balancing, which moves a child only to a CPU clearly less loaded:
+/// a child sent to a vCPU whose task is CPU-bound waited there a whole
+/// granularity plus a tick (it starts at that queue's `min_vruntime`, so
+/// it cannot preempt), while on the parent's vCPU it runs as soon as the
+/// parent waits for it (a shell's fork, exec, wait4), and its wake-ups
+/// stay on one vCPU thread instead of crossing to another (see
+/// docs/PERFORMANCE.md, "Pipelines beside CPU spinners").
+pub(super) fn fork_cpu(t: &Table, parent_cpu: usize) -> usize {
+    (0..t.sched.nr_cpus())
+        .filter(|&c| t.sched.nr_running(c) == 0)
+        .min_by_key(|&c| c != parent_cpu)
+        .unwrap_or(parent_cpu)
+}
+
 /// Enter a new embryo (a process or a thread of `parent`'s) as `id` in the
 /// table; returns its scheduling policy (the parent's) and the vCPU it
-/// should start on (the least loaded, this one on a tie).
+/// should start on ([`fork_cpu`] for a process).
 pub(super) fn insert_embryo(
     t: &mut Table,
     cpu: &Cpu,
@@ -54,9 +70,16 @@ pub(super) fn insert_embryo(
         .sched
         .task(tid(parent.pid))
         .map_or(Policy::NORMAL, |x| x.policy);
-    let c = (0..t.sched.nr_cpus())
-        .min_by_key(|&c| (t.sched.nr_running(c), c != cpu.index()))
-        .unwrap_or(0);
+    let c = if ids.tgid == id {
+        fork_cpu(t, cpu.index())
+    } else {
+        // A thread: the least loaded vCPU, this one on a tie (threads of
+        // one process run in parallel; a condvar ping-pong between two
+        // threads measured no better kept on the creator's vCPU).
+        (0..t.sched.nr_cpus())
+            .min_by_key(|&c| (t.sched.nr_running(c), c != cpu.index()))
+            .unwrap_or(0)
+    };
     (policy, c)
 }
 

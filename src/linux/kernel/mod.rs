@@ -119,6 +119,14 @@ pub struct Options {
     /// hosts): rewrite the call sites of served syscalls so they reach the
     /// server without the `syscall` instruction (see `mm::patch`).
     pub patch_syscalls: bool,
+    /// Real-time throttling period in microseconds (Linux's
+    /// `/proc/sys/kernel/sched_rt_period_us`, default 1,000,000).
+    pub rt_period_us: u64,
+    /// Real-time runtime per period in microseconds, per vCPU (Linux's
+    /// `sched_rt_runtime_us`, default 950,000): SCHED_FIFO/SCHED_RR vprocs
+    /// that used it up wait for the next period, so others run. -1: no
+    /// throttling. Must not exceed `rt_period_us`.
+    pub rt_runtime_us: i64,
 }
 
 impl Default for Options {
@@ -131,6 +139,8 @@ impl Default for Options {
             memstats_json: false,
             exitless: true,
             patch_syscalls: true,
+            rt_period_us: 1_000_000,
+            rt_runtime_us: 950_000,
         }
     }
 }
@@ -667,7 +677,12 @@ impl Kernel {
         let wake = deliverable(e.body.as_deref(), info.signo);
         if let Some(b) = e.body.as_deref() {
             let h = action_of(b, info.signo).handler;
+            // A blocked signal is never discarded as ignored (Linux's
+            // sig_ignored): the disposition may change before it is
+            // unblocked, and sigtimedwait takes it anyway.
+            let held = (b.sig.blocked | b.thread.sigwait) & signal::bit(info.signo) != 0;
             if info.signo != signal::SIGKILL
+                && !held
                 && (h == signal::SIG_IGN
                     || (h == signal::SIG_DFL
                         && signal::default_action(info.signo) == signal::Default_::Ignore))

@@ -4,6 +4,7 @@
 use super::cpu_loop::cpu_loop;
 use super::*;
 use crate::core::exitless::{ExitlessOptions, ExitlessReply};
+use crate::core::sched::Tunables;
 
 /// Run `init` and everything it forks on `opts.cpus` vCPUs of `machine`
 /// until `init` exits.
@@ -65,8 +66,8 @@ fn new_kernel(
     patch_entry: Option<u64>,
 ) -> Result<Arc<Kernel>, VprocError> {
     let ncpu = cpus.len();
-    let sched =
-        Scheduler::new(ncpu).map_err(|e| VprocError::Run(RunError::Broken(e.to_string())))?;
+    let sched = Scheduler::with_tunables(ncpu, sched_tunables(opts)?)
+        .map_err(|e| VprocError::Run(RunError::Broken(e.to_string())))?;
     let k = Arc::new(Kernel {
         table: Mutex::new(Table {
             procs: BTreeMap::new(),
@@ -102,6 +103,36 @@ fn new_kernel(
         },
     });
     Ok(k)
+}
+
+/// The scheduler's tunables for `opts`: Linux's defaults, with the
+/// real-time throttling of `rt_period_us`/`rt_runtime_us` (checked as
+/// Linux checks its sysctls: a period of at least 1 µs, a runtime of -1 or
+/// at most the period).
+pub(super) fn sched_tunables(opts: &Options) -> Result<Tunables, VprocError> {
+    let bad = VprocError::Options;
+    if opts.rt_period_us == 0 || opts.rt_period_us > i32::MAX as u64 {
+        return Err(bad(format!(
+            "rt_period_us {} is not in 1..={}",
+            opts.rt_period_us,
+            i32::MAX
+        )));
+    }
+    let rt_runtime_ns = match opts.rt_runtime_us {
+        -1 => None,
+        r if r >= 0 && r as u64 <= opts.rt_period_us => Some(r as u64 * 1000),
+        r => {
+            return Err(bad(format!(
+                "rt_runtime_us {r} is neither -1 nor in 0..=rt_period_us ({})",
+                opts.rt_period_us
+            )))
+        }
+    };
+    Ok(Tunables {
+        rt_period_ns: opts.rt_period_us * 1000,
+        rt_runtime_ns,
+        ..Tunables::default()
+    })
 }
 
 /// Put `init` in the table, runnable.

@@ -261,6 +261,7 @@ const NAMES: &[(i64, &str)] = syscall_table!(
     SYS_sched_getscheduler,
     SYS_sched_get_priority_max,
     SYS_sched_get_priority_min,
+    SYS_sched_rr_get_interval,
     SYS_prctl,
     SYS_arch_prctl,
     SYS_setrlimit,

@@ -45,8 +45,8 @@ impl Vproc {
             libc::SYS_setpriority => {
                 self.sys_priority(true, a[0], int(a[1]) as i32, int(a[2]) as i32)
             }
-            libc::SYS_sched_setparam => Ok(0),
-            libc::SYS_sched_getparam
+            libc::SYS_sched_setparam
+            | libc::SYS_sched_getparam
             | libc::SYS_sched_setscheduler
             | libc::SYS_sched_getscheduler => self.sys_sched(
                 nr as u64,
@@ -58,6 +58,9 @@ impl Vproc {
                     a[1]
                 },
             ),
+            libc::SYS_sched_rr_get_interval => {
+                self.sys_sched_rr_get_interval(int(a[0]) as i32, a[1])
+            }
             // SCHED_FIFO and SCHED_RR have priorities 1..=99, the others 0.
             libc::SYS_sched_get_priority_max => Ok(if matches!(a[0], 1 | 2) { 99 } else { 0 }),
             libc::SYS_sched_get_priority_min => Ok(if matches!(a[0], 1 | 2) { 1 } else { 0 }),

@@ -57,6 +57,15 @@ pub struct Tunables {
     /// Fairness by user ID first: each uid gets an equal share of a CPU,
     /// then its tasks share that.
     pub uid_fairness: bool,
+    /// Real-time throttling period in nanoseconds (Linux's
+    /// `sched_rt_period_us`, default 1 s): each CPU's real-time tasks get
+    /// at most [`Tunables::rt_runtime_ns`] of CPU time per period.
+    pub rt_period_ns: u64,
+    /// Real-time runtime per period in nanoseconds (Linux's
+    /// `sched_rt_runtime_us`, default 0.95 s), or `None` for no throttling
+    /// (Linux's -1). Once a CPU's real-time tasks have used it up they
+    /// are throttled, so fair tasks run, until the period refreshes.
+    pub rt_runtime_ns: Option<u64>,
 }
 
 impl Default for Tunables {
@@ -66,16 +75,25 @@ impl Default for Tunables {
             latency_ns: 20_000_000,
             rr_timeslice_ns: 100_000_000,
             uid_fairness: false,
+            rt_period_ns: 1_000_000_000,
+            rt_runtime_ns: Some(950_000_000),
         }
     }
 }
 
 impl Tunables {
-    /// Checks that the values are usable (the RR timeslice must be
-    /// non-zero).
+    /// Checks that the values are usable: the RR timeslice and the
+    /// real-time period must be non-zero and the real-time runtime at most
+    /// the period (as Linux's sysctls require).
     pub fn validate(&self) -> Result<(), &'static str> {
         if self.rr_timeslice_ns == 0 {
             return Err("rr_timeslice_ns must be non-zero");
+        }
+        if self.rt_period_ns == 0 {
+            return Err("rt_period_ns must be non-zero");
+        }
+        if self.rt_runtime_ns.is_some_and(|r| r > self.rt_period_ns) {
+            return Err("rt_runtime_ns must not exceed rt_period_ns");
         }
         Ok(())
     }
@@ -113,6 +131,24 @@ pub trait SchedClass: fmt::Debug + Send {
 
     /// Applies new tunables.
     fn set_tunables(&mut self, tunables: &Tunables);
+
+    /// The runqueue's clock advanced to `now` (called at every scheduler
+    /// operation on the runqueue, before anything else): the real-time
+    /// class refreshes its throttling period here.
+    fn update_clock(&mut self, _now: u64) {}
+
+    /// Whether the class's tasks may not run now although runnable (the
+    /// real-time class after using up its runtime in this period). A
+    /// throttled class picks nothing and preempts nothing.
+    fn throttled(&self) -> bool {
+        false
+    }
+
+    /// When a throttled class may run again (the end of its period), in
+    /// the runqueue's clock.
+    fn unthrottle_at(&self) -> Option<u64> {
+        None
+    }
 
     /// The task becomes runnable on this runqueue.
     fn enqueue_task(&mut self, task: &mut Task, kind: EnqueueKind);

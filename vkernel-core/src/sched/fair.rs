@@ -446,14 +446,22 @@ impl SchedClass for FairClass {
         task.vruntime = task.vruntime.saturating_add(min);
     }
 
+    /// Candidates from the right of the tree first: the task that would
+    /// run last here (the most virtual runtime, usually a CPU-bound task
+    /// that just ran) moves, not the one about to run (a woken or new
+    /// task, placed left), which would only start waiting afresh behind
+    /// the other CPU's task. Linux takes the least recently run first.
     fn load_balance_start(&mut self) -> Option<TaskId> {
         self.lb_list = if self.tunables.uid_fairness {
-            self.groups
+            let mut all: Vec<(u64, TaskId)> = self
+                .groups
                 .values()
-                .flat_map(|g| g.rq.tree.iter().map(|&(_, id)| id))
-                .collect()
+                .flat_map(|g| g.rq.tree.iter().copied())
+                .collect();
+            all.sort_unstable_by(|a, b| b.cmp(a));
+            all.into_iter().map(|(_, id)| id).collect()
         } else {
-            self.flat.tree.iter().map(|&(_, id)| id).collect()
+            self.flat.tree.iter().rev().map(|&(_, id)| id).collect()
         };
         self.lb_pos = 0;
         self.load_balance_next()

@@ -5,7 +5,9 @@
 //! ([`SchedClass`]); the first class that has a runnable task picks the
 //! next one. Two classes are provided, in this order:
 //!
-//! - [`RtClass`]: SCHED_FIFO and SCHED_RR, priorities 1..=99, higher first;
+//! - [`RtClass`]: SCHED_FIFO and SCHED_RR, priorities 1..=99, higher first,
+//!   throttled per CPU to a runtime per period (Linux's defaults: 0.95 s
+//!   per 1 s, see [`Tunables::rt_runtime_ns`]);
 //! - [`FairClass`]: CFS, a tree ordered by virtual runtime with Linux's
 //!   nice-to-weight table, `min_vruntime` tracking, bounded sleeper credit,
 //!   one granularity tunable and optional fairness by user ID first.
@@ -143,6 +145,18 @@ impl Scheduler {
         self.rqs.get(cpu).map_or(0, RunQueue::nr_running)
     }
 
+    /// Whether a throttled class (real-time tasks over their runtime for
+    /// this period) holds back runnable tasks on `cpu`.
+    pub fn throttled(&self, cpu: usize) -> bool {
+        self.rqs.get(cpu).is_some_and(RunQueue::throttled)
+    }
+
+    /// When the throttled class of `cpu` may run again (the end of its
+    /// period), if one is throttled: an idle CPU should look again then.
+    pub fn unthrottle_at(&self, cpu: usize) -> Option<u64> {
+        self.rqs.get(cpu).and_then(RunQueue::unthrottle_at)
+    }
+
     /// Context switches on `cpu` so far.
     pub fn context_switches(&self, cpu: usize) -> u64 {
         self.rqs.get(cpu).map_or(0, RunQueue::nr_switches)
@@ -162,6 +176,31 @@ impl Scheduler {
     /// A task's virtual runtime (meaningful for fair tasks).
     pub fn vruntime(&self, id: TaskId) -> Option<u64> {
         self.tasks.get(&id).map(|t| t.vruntime)
+    }
+
+    /// sched_rr_get_interval: a round-robin task's timeslice, 0 for a
+    /// FIFO task (it has none), and a fair task's share of the latency
+    /// period by weight among the fair tasks of its CPU (at least the
+    /// granularity), like Linux's `sched_slice`.
+    pub fn rr_interval(&self, id: TaskId) -> Option<u64> {
+        let task = self.tasks.get(&id)?;
+        Some(match task.policy {
+            Policy::RoundRobin { .. } => self.tunables.rr_timeslice_ns,
+            Policy::Fifo { .. } => 0,
+            Policy::Fair { .. } => {
+                let load: u64 = self
+                    .tasks
+                    .values()
+                    .filter(|t| {
+                        t.cpu == task.cpu && !t.policy.is_rt() && (t.is_queued() || t.id == task.id)
+                    })
+                    .map(|t| t.weight)
+                    .sum();
+                let share = (self.tunables.latency_ns as u128 * task.weight as u128
+                    / load.max(1) as u128) as u64;
+                share.max(self.tunables.granularity_ns)
+            }
+        })
     }
 
     /// Total CPU time of all tasks of `uid`, exited ones included.
@@ -293,11 +332,16 @@ impl Scheduler {
                         if rq.classes[ci].task_tick(task, now) {
                             rq.need_resched = true;
                         }
+                        // A class above the running task's may have been
+                        // unthrottled by this tick's clock update.
+                        if rq.pickable(ci) {
+                            rq.need_resched = true;
+                        }
                     }
                 }
             }
             None => {
-                if rq.nr_running() > 0 {
+                if rq.pickable(rq.classes.len()) {
                     rq.need_resched = true;
                 }
             }
@@ -557,6 +601,10 @@ impl Scheduler {
         };
         if let Some(ci) = rq.class_index(&task.policy) {
             rq.classes[ci].update_curr(task, now);
+            // Its class used up its runtime: switch it out.
+            if rq.classes[ci].throttled() {
+                rq.need_resched = true;
+            }
         }
     }
 
@@ -630,6 +678,10 @@ impl Scheduler {
         ) else {
             return false;
         };
+        if rq.classes[wc].throttled() {
+            // A throttled class waits for its next period.
+            return false;
+        }
         let preempt = match wc.cmp(&cc) {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Equal => rq.classes[wc].check_preempt_curr(curr, &woken_task, now),

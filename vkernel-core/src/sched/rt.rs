@@ -5,6 +5,15 @@
 //! preempted task resumes before its equal-priority peers. A FIFO task runs
 //! until it blocks, yields or a higher priority becomes runnable; a RR task
 //! additionally goes to the back of its list when its timeslice is used up.
+//!
+//! Throttling, as Linux's `sched_rt_period_us`/`sched_rt_runtime_us` with
+//! one bandwidth per CPU (no runtime sharing between CPUs): the class
+//! counts the CPU time its tasks use in the current period (`rt_time`);
+//! once that exceeds the runtime the class is throttled: it picks nothing
+//! and preempts nothing, so fair tasks run, until a period boundary takes
+//! one runtime off `rt_time` per elapsed period and it is back under the
+//! runtime. Periods are refreshed lazily, from the runqueue clock
+//! ([`SchedClass::update_clock`]), not by a timer of their own.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -20,15 +29,38 @@ pub struct RtClass {
     rr_timeslice_ns: u64,
     lb_list: Vec<TaskId>,
     lb_pos: usize,
+    /// The throttling period (ns).
+    rt_period_ns: u64,
+    /// The runtime per period (ns); `None`: no throttling.
+    rt_runtime_ns: Option<u64>,
+    /// CPU time the class's tasks used in this period, less refreshes.
+    rt_time: u64,
+    /// Start of the current period on the runqueue clock (set by the
+    /// first clock update).
+    period_start: Option<u64>,
+    /// Runtime used up: nothing of this class runs until a refresh.
+    rt_throttled: bool,
 }
 
 impl RtClass {
     /// An empty real-time runqueue with the given tunables.
     pub fn new(tunables: &Tunables) -> Self {
-        RtClass {
-            rr_timeslice_ns: tunables.rr_timeslice_ns,
-            ..RtClass::default()
-        }
+        let mut rt = RtClass::default();
+        rt.set_tunables(tunables);
+        rt
+    }
+
+    /// CPU time used by real-time tasks in the current period that still
+    /// counts against the runtime (ns).
+    pub fn rt_time(&self) -> u64 {
+        self.rt_time
+    }
+
+    /// The runtime per period if throttling is in effect: it is off with
+    /// no runtime (-1) and, as on Linux, when the runtime covers the whole
+    /// period.
+    fn bandwidth(&self) -> Option<u64> {
+        self.rt_runtime_ns.filter(|&r| r < self.rt_period_ns)
     }
 
     /// The queued task ids at `prio`, head (next to run) first.
@@ -76,6 +108,45 @@ impl SchedClass for RtClass {
 
     fn set_tunables(&mut self, tunables: &Tunables) {
         self.rr_timeslice_ns = tunables.rr_timeslice_ns;
+        self.rt_period_ns = tunables.rt_period_ns.max(1);
+        self.rt_runtime_ns = tunables.rt_runtime_ns;
+        match self.bandwidth() {
+            None => {
+                self.rt_time = 0;
+                self.rt_throttled = false;
+            }
+            Some(r) if self.rt_throttled && self.rt_time < r => self.rt_throttled = false,
+            Some(_) => {}
+        }
+    }
+
+    fn update_clock(&mut self, now: u64) {
+        let start = *self.period_start.get_or_insert(now);
+        let end = start.saturating_add(self.rt_period_ns);
+        if now < end {
+            return;
+        }
+        let periods = (now - start) / self.rt_period_ns;
+        self.period_start = Some(start + periods * self.rt_period_ns);
+        let Some(runtime) = self.bandwidth() else {
+            return;
+        };
+        self.rt_time = self.rt_time.saturating_sub(periods.saturating_mul(runtime));
+        if self.rt_throttled && self.rt_time < runtime {
+            self.rt_throttled = false;
+        }
+    }
+
+    fn throttled(&self) -> bool {
+        self.rt_throttled
+    }
+
+    fn unthrottle_at(&self) -> Option<u64> {
+        if !self.rt_throttled {
+            return None;
+        }
+        self.period_start
+            .map(|s| s.saturating_add(self.rt_period_ns))
     }
 
     fn enqueue_task(&mut self, task: &mut Task, _kind: EnqueueKind) {
@@ -112,6 +183,9 @@ impl SchedClass for RtClass {
 
     fn task_tick(&mut self, task: &mut Task, now: u64) -> bool {
         self.update_curr(task, now);
+        if self.rt_throttled {
+            return true;
+        }
         if !matches!(task.policy, Policy::RoundRobin { .. }) || task.time_slice > 0 {
             return false;
         }
@@ -133,6 +207,9 @@ impl SchedClass for RtClass {
     }
 
     fn pick_next_task(&mut self) -> Option<TaskId> {
+        if self.rt_throttled {
+            return None;
+        }
         let (_, q) = self.queues.iter().next_back()?;
         let id = *q.front()?;
         self.curr = Some(id);
@@ -157,6 +234,21 @@ impl SchedClass for RtClass {
         let delta = task.account_exec(now);
         if matches!(task.policy, Policy::RoundRobin { .. }) {
             task.time_slice = task.time_slice.saturating_sub(delta);
+        }
+        if let Some(runtime) = self.bandwidth() {
+            // Only the part of the run inside the current period counts: a
+            // task that ran alone through whole periods without a clock
+            // update (nobody else wanted the CPU, so no tick) is charged
+            // for this period, not throttled for the ones gone by.
+            let in_period = self.period_start.map_or(delta, |s| now.saturating_sub(s));
+            self.rt_time = if delta > in_period {
+                in_period
+            } else {
+                self.rt_time.saturating_add(delta)
+            };
+            if self.rt_time > runtime {
+                self.rt_throttled = true;
+            }
         }
     }
 
@@ -244,7 +336,10 @@ mod tests {
 
     #[test]
     fn fifo_never_tick_preempted_and_equal_prio_does_not_preempt() {
-        let mut rt = RtClass::new(&Tunables::default());
+        let mut rt = RtClass::new(&Tunables {
+            rt_runtime_ns: None,
+            ..Tunables::default()
+        });
         let mut a = task(1, Policy::Fifo { prio: 5 });
         let mut b = task(2, Policy::Fifo { prio: 5 });
         let mut c = task(3, Policy::RoundRobin { prio: 6 });

@@ -75,6 +75,31 @@ impl RunQueue {
     /// the clock.
     pub(super) fn observe(&mut self, now: u64) -> u64 {
         self.clock = self.clock.max(now);
+        for c in &mut self.classes {
+            c.update_clock(self.clock);
+        }
         self.clock
+    }
+
+    /// Whether one of the first `upto` classes has a task it may run now
+    /// (runnable and not throttled).
+    pub(super) fn pickable(&self, upto: usize) -> bool {
+        self.classes
+            .iter()
+            .take(upto)
+            .any(|c| c.nr_running() > 0 && !c.throttled())
+    }
+
+    /// Whether real-time (or any other) throttling holds back runnable
+    /// tasks of some class on this runqueue.
+    pub fn throttled(&self) -> bool {
+        self.classes
+            .iter()
+            .any(|c| c.throttled() && c.nr_running() > 0)
+    }
+
+    /// The earliest time a throttled class on this runqueue may run again.
+    pub fn unthrottle_at(&self) -> Option<u64> {
+        self.classes.iter().filter_map(|c| c.unthrottle_at()).min()
     }
 }

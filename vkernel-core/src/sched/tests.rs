@@ -54,9 +54,18 @@ fn lowest_vruntime_runs_first() {
     assert_eq!(s.context_switches(0), 3);
 }
 
+/// Tunables without real-time throttling (Linux's `sched_rt_runtime_us`
+/// = -1).
+fn unthrottled() -> Tunables {
+    Tunables {
+        rt_runtime_ns: None,
+        ..Tunables::default()
+    }
+}
+
 #[test]
 fn rt_runs_before_fair_and_always_preempts_it() {
-    let mut s = Scheduler::new(1).unwrap();
+    let mut s = Scheduler::with_tunables(1, unthrottled()).unwrap();
     assert!(s.add_task(TaskId(1), fair(-20), 0, 0, 0).unwrap());
     assert_eq!(s.schedule(0, 0).unwrap(), Some(TaskId(1)));
     assert!(s
@@ -101,7 +110,7 @@ fn higher_rt_priority_first() {
 
 #[test]
 fn fifo_not_preempted_by_equal_priority() {
-    let mut s = Scheduler::new(1).unwrap();
+    let mut s = Scheduler::with_tunables(1, unthrottled()).unwrap();
     s.add_task(TaskId(1), Policy::Fifo { prio: 10 }, 0, 0, 0)
         .unwrap();
     assert_eq!(s.schedule(0, 0).unwrap(), Some(TaskId(1)));
@@ -529,4 +538,233 @@ fn sleep_wake_remove_and_errors() {
     // Errors display.
     let e: Box<dyn std::error::Error> = Box::new(SchedError::InvalidNice(30));
     assert_eq!(e.to_string(), "nice 30 is outside -20..=19");
+}
+
+// Real-time throttling (sched_rt_period_us / sched_rt_runtime_us).
+
+#[test]
+fn rt_throttled_to_95_percent_by_default_then_fair_runs() {
+    let mut s = Scheduler::new(1).unwrap();
+    assert_eq!(s.tunables().rt_period_ns, SEC);
+    assert_eq!(s.tunables().rt_runtime_ns, Some(950 * MS));
+    s.add_task(TaskId(1), Policy::Fifo { prio: 10 }, 0, 0, 0)
+        .unwrap();
+    s.add_task(TaskId(2), Policy::Fifo { prio: 10 }, 0, 0, 0)
+        .unwrap();
+    s.add_task(TaskId(3), fair(0), 0, 0, 0).unwrap();
+    // Up to the runtime the spinners own the CPU.
+    let now = simulate(&mut s, 0, 940 * MS, MS);
+    assert_eq!(s.current(0), Some(TaskId(1)));
+    assert_eq!(s.runtime(TaskId(3)), Some(0));
+    assert!(!s.throttled(0));
+    // Past it, the RT class is throttled and the fair task runs until the
+    // period ends.
+    let now = simulate(&mut s, now, 20 * MS, MS);
+    assert!(s.throttled(0));
+    assert_eq!(s.unthrottle_at(0), Some(SEC));
+    assert_eq!(s.current(0), Some(TaskId(3)));
+    // The next period gives the CPU back to the head of the FIFO list.
+    let now = simulate(&mut s, now, 45 * MS, MS);
+    assert_eq!(now, SEC + 5 * MS);
+    assert!(!s.throttled(0));
+    assert_eq!(s.current(0), Some(TaskId(1)));
+    // Over 3 periods: about 5% for the fair task, FIFO order kept (the
+    // second spinner of equal priority never runs).
+    let end = simulate(&mut s, now, 2 * SEC - 5 * MS, MS);
+    assert_eq!(end, 3 * SEC);
+    let fair_ns = s.runtime(TaskId(3)).unwrap();
+    assert!(
+        (140 * MS..=160 * MS).contains(&fair_ns),
+        "fair task got {fair_ns} ns of 3 s"
+    );
+    assert_eq!(s.runtime(TaskId(2)), Some(0));
+    assert_eq!(s.runtime(TaskId(1)).unwrap() + fair_ns, 3 * SEC);
+}
+
+#[test]
+fn rt_runtime_none_never_throttles() {
+    let mut s = Scheduler::with_tunables(1, unthrottled()).unwrap();
+    s.add_task(TaskId(1), Policy::RoundRobin { prio: 1 }, 0, 0, 0)
+        .unwrap();
+    s.add_task(TaskId(2), fair(-20), 0, 0, 0).unwrap();
+    simulate(&mut s, 0, 5 * SEC, MS);
+    assert_eq!(s.runtime(TaskId(2)), Some(0));
+    assert!(!s.throttled(0));
+    assert_eq!(s.unthrottle_at(0), None);
+    // A runtime equal to the period is no throttling either (as on Linux).
+    let t = Tunables {
+        rt_runtime_ns: Some(SEC),
+        ..Tunables::default()
+    };
+    let mut s = Scheduler::with_tunables(1, t).unwrap();
+    s.add_task(TaskId(1), Policy::Fifo { prio: 1 }, 0, 0, 0)
+        .unwrap();
+    s.add_task(TaskId(2), fair(0), 0, 0, 0).unwrap();
+    simulate(&mut s, 0, 3 * SEC, MS);
+    assert_eq!(s.runtime(TaskId(2)), Some(0));
+}
+
+#[test]
+fn throttled_rt_alone_idles_until_the_period_refreshes() {
+    let t = Tunables {
+        rt_period_ns: 100 * MS,
+        rt_runtime_ns: Some(60 * MS),
+        ..Tunables::default()
+    };
+    let mut s = Scheduler::with_tunables(1, t).unwrap();
+    s.add_task(TaskId(1), Policy::Fifo { prio: 50 }, 0, 0, 0)
+        .unwrap();
+    let now = simulate(&mut s, 0, 70 * MS, MS);
+    assert_eq!(s.current(0), None);
+    assert!(s.throttled(0));
+    assert_eq!(s.unthrottle_at(0), Some(100 * MS));
+    // An idle tick before the refresh finds nothing to run.
+    assert!(!s.tick(0, 90 * MS).unwrap());
+    // At the refresh it runs again.
+    assert!(s.tick(0, 100 * MS).unwrap());
+    assert_eq!(s.schedule(0, 100 * MS).unwrap(), Some(TaskId(1)));
+    // Long idle stretches (no clock updates) refresh all elapsed periods.
+    let end = simulate(&mut s, now + 30 * MS, 900 * MS, MS);
+    assert_eq!(end, SEC);
+    let rt = s.runtime(TaskId(1)).unwrap();
+    assert!(
+        (600 * MS..=620 * MS).contains(&rt),
+        "60% of 1 s expected, got {rt} ns"
+    );
+}
+
+#[test]
+fn throttled_rt_wakeups_do_not_preempt_fair_until_the_refresh() {
+    let t = Tunables {
+        rt_period_ns: 100 * MS,
+        rt_runtime_ns: Some(50 * MS),
+        ..Tunables::default()
+    };
+    let mut s = Scheduler::with_tunables(1, t).unwrap();
+    s.add_task(TaskId(1), Policy::Fifo { prio: 5 }, 0, 0, 0)
+        .unwrap();
+    s.add_task(TaskId(2), fair(0), 0, 0, 0).unwrap();
+    s.add_task(TaskId(3), Policy::Fifo { prio: 90 }, 0, 0, 0)
+        .unwrap();
+    s.sleep(TaskId(3), 0).unwrap();
+    simulate(&mut s, 0, 60 * MS, MS);
+    assert_eq!(s.current(0), Some(TaskId(2)));
+    // Even a higher RT priority waits while the CPU's RT class is
+    // throttled; a new RT task too.
+    assert!(!s.wake(TaskId(3), 61 * MS).unwrap());
+    assert!(!s.need_resched(0));
+    assert!(!s
+        .add_task(TaskId(4), Policy::RoundRobin { prio: 7 }, 0, 0, 62 * MS)
+        .unwrap());
+    assert!(!s.tick(0, 63 * MS).unwrap());
+    // The tick at the period's end preempts the fair task.
+    assert!(s.tick(0, 100 * MS).unwrap());
+    assert_eq!(s.schedule(0, 100 * MS).unwrap(), Some(TaskId(3)));
+}
+
+#[test]
+fn rt_throttling_is_per_cpu_and_switchable() {
+    let mut s = Scheduler::new(2).unwrap();
+    s.add_task(TaskId(1), Policy::Fifo { prio: 1 }, 0, 0, 0)
+        .unwrap();
+    s.add_task(TaskId(2), fair(0), 0, 0, 0).unwrap();
+    s.add_task(TaskId(3), fair(0), 0, 1, 0).unwrap();
+    simulate(&mut s, 0, 960 * MS, MS);
+    assert!(s.throttled(0));
+    assert!(!s.throttled(1));
+    assert_eq!(s.current(0), Some(TaskId(2)));
+    // Throttling switched off: the RT task may run at once.
+    s.set_tunables(unthrottled(), 961 * MS).unwrap();
+    assert!(!s.throttled(0));
+    assert!(s.tick(0, 962 * MS).unwrap());
+    assert_eq!(s.schedule(0, 962 * MS).unwrap(), Some(TaskId(1)));
+    simulate(&mut s, 962 * MS, 2 * SEC, MS);
+    assert_eq!(s.current(0), Some(TaskId(1)));
+    assert!(!s.throttled(0));
+}
+
+#[test]
+fn rt_throttling_tunables_are_validated() {
+    for bad in [
+        Tunables {
+            rt_period_ns: 0,
+            ..Tunables::default()
+        },
+        Tunables {
+            rt_period_ns: SEC,
+            rt_runtime_ns: Some(SEC + 1),
+            ..Tunables::default()
+        },
+    ] {
+        assert!(matches!(
+            Scheduler::with_tunables(1, bad),
+            Err(SchedError::InvalidTunable(_))
+        ));
+    }
+    let zero = Tunables {
+        rt_runtime_ns: Some(0),
+        ..Tunables::default()
+    };
+    assert!(Scheduler::with_tunables(1, zero).is_ok());
+}
+
+#[test]
+fn a_long_unaccounted_rt_run_is_charged_to_the_current_period_only() {
+    let mut s = Scheduler::new(1).unwrap();
+    s.add_task(TaskId(1), Policy::Fifo { prio: 1 }, 0, 0, 0)
+        .unwrap();
+    assert_eq!(s.schedule(0, 0).unwrap(), Some(TaskId(1)));
+    // Alone on its CPU for 10 s without a tick; then a fair task arrives
+    // 100 ms into a period: the RT task is not throttled for 10 periods.
+    s.add_task(TaskId(2), fair(0), 0, 0, 10 * SEC + 100 * MS)
+        .unwrap();
+    assert!(!s.throttled(0));
+    let rt = &s.runqueue(0).unwrap().classes()[0];
+    assert_eq!(rt.name(), "rt");
+    // Charged 100 ms for this period already: throttled at 10.95 s.
+    simulate(&mut s, 10 * SEC + 100 * MS, 840 * MS, MS);
+    assert!(!s.throttled(0));
+    simulate(&mut s, 10 * SEC + 940 * MS, 20 * MS, MS);
+    assert!(s.throttled(0));
+    assert_eq!(s.current(0), Some(TaskId(2)));
+    assert_eq!(s.unthrottle_at(0), Some(11 * SEC));
+}
+
+#[test]
+fn rr_interval_by_policy() {
+    let mut s = Scheduler::new(1).unwrap();
+    s.add_task(TaskId(1), Policy::RoundRobin { prio: 3 }, 0, 0, 0)
+        .unwrap();
+    s.add_task(TaskId(2), Policy::Fifo { prio: 3 }, 0, 0, 0)
+        .unwrap();
+    s.add_task(TaskId(3), fair(0), 0, 0, 0).unwrap();
+    assert_eq!(s.rr_interval(TaskId(1)), Some(100 * MS));
+    assert_eq!(s.rr_interval(TaskId(2)), Some(0));
+    // Alone among fair tasks: the whole latency period.
+    assert_eq!(s.rr_interval(TaskId(3)), Some(20 * MS));
+    s.add_task(TaskId(4), fair(0), 0, 0, 0).unwrap();
+    assert_eq!(s.rr_interval(TaskId(3)), Some(10 * MS));
+    assert_eq!(s.rr_interval(TaskId(9)), None);
+}
+
+#[test]
+fn load_balance_moves_the_task_that_would_run_last() {
+    let mut s = Scheduler::new(2).unwrap();
+    // A CPU-bound task with a lot of virtual runtime, and two that just
+    // arrived (placed at min_vruntime): the CPU-bound one moves, the
+    // newcomers stay where they are about to run.
+    s.add_task(TaskId(1), fair(0), 0, 0, 0).unwrap();
+    s.add_task(TaskId(2), fair(0), 0, 1, 0).unwrap();
+    simulate(&mut s, 0, 100 * MS, MS);
+    s.add_task(TaskId(3), fair(0), 0, 0, 100 * MS).unwrap();
+    s.add_task(TaskId(4), fair(0), 0, 0, 100 * MS).unwrap();
+    assert_eq!(s.current(0), Some(TaskId(1)));
+    // Task 1 runs on; 3 and 4 wait at min_vruntime. Put 1 back in the
+    // queue by a switch to 3.
+    s.yield_now(TaskId(1), 101 * MS).unwrap();
+    assert_eq!(s.schedule(0, 101 * MS).unwrap(), Some(TaskId(3)));
+    assert_eq!(s.nr_running(0), 3);
+    assert_eq!(s.load_balance(101 * MS), 1);
+    assert_eq!(s.task(TaskId(1)).unwrap().cpu, 1);
+    assert_eq!(s.task(TaskId(4)).unwrap().cpu, 0);
 }

@@ -1,0 +1,408 @@
+//! Real-time scheduling in the `vkernel` example's Linux personality:
+//! SCHED_FIFO spinners are throttled (Linux's sched_rt_runtime_us of
+//! sched_rt_period_us) so a normal process still runs; the scheduling
+//! calls and their errnos; SCHED_FIFO yield order; a pipeline beside CPU
+//! spinners completes. Compared with native runs where the host lets us
+//! use SCHED_FIFO (root), else with the output Linux gives. Tests SKIP
+//! loudly without /dev/kvm.
+
+use vkernel::linux;
+
+mod common;
+
+use common::{have_kvm, scratch};
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vkernel::core::prelude::*;
+use vkernel::devices::Disk;
+
+use linux::fs::Fs;
+use linux::kernel::{self, Options, Report};
+use linux::stdio::BufferStdio;
+use linux::{Config, Vproc};
+
+struct Run {
+    stdout: String,
+    stderr: String,
+    report: Report,
+    elapsed: Duration,
+}
+
+/// Run `prog args` as the first vproc of a virtual kernel in a thread of
+/// its own: a hang fails the test after 120 s instead of stalling.
+fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, opts: &Options) -> Run {
+    let prog = prog.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let disk = disk.map(Path::to_path_buf);
+    let opts = opts.clone();
+    let what = format!("{} {args:?} on {} vCPUs", prog.display(), opts.cpus);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let machine = Machine::builder()
+            .ram_size(256 << 20)
+            .vcpus(opts.cpus)
+            .build()
+            .expect("a machine on /dev/kvm");
+        let stdio = BufferStdio::new(b"");
+        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
+        let path = std::fs::canonicalize(&prog).unwrap().display().to_string();
+        let mut argv = vec![path.clone().into_bytes()];
+        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+        let cfg = Config {
+            image: std::fs::read(&prog).unwrap(),
+            path: path.clone(),
+            exe: path,
+            argv,
+            envp: vec![b"PATH=/bin".to_vec()],
+            fault_around: 16,
+            trace: false,
+        };
+        let fs = match disk {
+            Some(d) => Fs::mount(Disk::open_read_only(d).unwrap()).unwrap(),
+            None => Fs::empty(),
+        };
+        let start = Instant::now();
+        let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio)).unwrap();
+        let report = kernel::run(&machine, vp, &opts).expect("the virtual kernel runs");
+        let elapsed = start.elapsed();
+        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+        let _ = tx.send(Run {
+            stdout,
+            stderr,
+            report,
+            elapsed,
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("{what}: no result in 120 s (a hang, or a panic above)"))
+}
+
+fn native(prog: &Path, args: &[&str]) -> (String, i32) {
+    let o = Command::new(prog)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/bin")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        o.status.code().unwrap_or(-1),
+    )
+}
+
+/// The native output of `prog args` if the host let it use SCHED_FIFO
+/// (the program prints "no-rt" when not: no CAP_SYS_NICE).
+fn native_rt(prog: &Path, args: &[&str]) -> Option<String> {
+    let (out, status) = native(prog, args);
+    assert_eq!(status, 0, "native {args:?}: {out}");
+    if out.contains("no-rt") {
+        eprintln!("native {args:?}: no SCHED_FIFO on this host; comparing with Linux's output");
+        None
+    } else {
+        Some(out)
+    }
+}
+
+fn opts(cpus: usize) -> Options {
+    Options {
+        cpus,
+        ..Options::default()
+    }
+}
+
+/// What `sched_rt calls` prints on Linux (as root).
+const CALLS: &str = "max fifo 99 rr 99 other 0
+min fifo 1 rr 1 other 0
+policy 0
+other prio 5: EINVAL
+fifo prio 0: EINVAL
+rr prio 100: EINVAL
+policy 77: EINVAL
+pid -1: EINVAL
+no such pid: ESRCH
+null param: EINVAL
+bad param: EFAULT
+policy 2
+rr interval: 0 0.100000000
+rr interval bad address: EFAULT
+rr interval no such pid: ESRCH
+setparam 42: 0
+policy 2 prio 42
+setparam 0 on rr: EINVAL
+fifo 7: 0
+fifo interval: 0 0.000000000
+child policy 1 prio 7
+back to other: 0
+setparam 3 on other: EINVAL
+policy 0
+zombie (SIGCHLD 1): policy 1 prio 5
+set on zombie: 0
+reaped: ESRCH
+";
+
+/// What `sched_rt starve` prints when the normal child runs while the
+/// spinners spin (they are killed, not ended by their time limit).
+const STARVE: &str = "spinners are SCHED_FIFO: 1 1
+normal child runs, policy 0
+normal child: exited 3
+spinner: killed by 9
+spinner: killed by 9
+";
+
+/// What `sched_rt yield` prints on one CPU.
+const YIELD: &str = "parent forked
+parent 1
+child 1
+parent 2
+child 2
+parent 3
+child 3
+parent 4
+child 4
+child: exited 0
+";
+
+/// sched_setscheduler, sched_setparam, sched_getparam, sched_getscheduler,
+/// sched_rr_get_interval (RR: 100 ms, FIFO: 0) and their errnos; a zombie
+/// answers with the policy it died with (its SIGCHLD, blocked and ignored
+/// by default, stays pending for sigtimedwait).
+#[test]
+fn linux_sched_calls_match_native() {
+    let test = "linux_sched_calls_match_native";
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in common::compilers() {
+        let Some(p) = common::compile(test, "sched_rt", cc) else {
+            continue;
+        };
+        let want = native_rt(&p, &["calls"]).unwrap_or_else(|| CALLS.into());
+        assert_eq!(want, CALLS, "native ({cc})");
+        let r = vk(&p, &["calls"], None, &opts(1));
+        assert_eq!(r.stdout, want, "calls ({cc}); stderr {}", r.stderr);
+        assert_eq!(r.report.status.code(), 0);
+    }
+}
+
+/// Item 11: two SCHED_FIFO spinners on one vCPU (and on two) no longer
+/// starve a normal process: the real-time class is throttled to 0.95 s
+/// per second and the normal child prints and exits long before the
+/// spinners' 8 s limit.
+#[test]
+fn linux_fifo_spinners_do_not_starve_normal_processes() {
+    let test = "linux_fifo_spinners_do_not_starve_normal_processes";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some(p) = common::compile(test, "sched_rt", "musl-gcc") else {
+        return;
+    };
+    let want = native_rt(&p, &["starve"]).unwrap_or_else(|| STARVE.into());
+    assert_eq!(want, STARVE, "native");
+    for cpus in [1, 2] {
+        let r = vk(&p, &["starve"], None, &opts(cpus));
+        assert_eq!(
+            r.stdout, want,
+            "starve on {cpus} vCPUs ({:?}); stderr {}",
+            r.elapsed, r.stderr
+        );
+        assert_eq!(r.report.status.code(), 0);
+    }
+    // A shorter period with half of it for real time works the same.
+    let o = Options {
+        rt_period_us: 100_000,
+        rt_runtime_us: 50_000,
+        ..opts(1)
+    };
+    let r = vk(&p, &["starve"], None, &o);
+    assert_eq!(r.stdout, STARVE, "50 ms of 100 ms; stderr {}", r.stderr);
+}
+
+/// rt_runtime_us = -1 switches throttling off, as on Linux: the spinners
+/// own the vCPU until their time limit (3 s here), and only then does
+/// the parent get to ask about them (they have exited).
+#[test]
+fn linux_rt_throttling_off_lets_fifo_spinners_starve_others() {
+    let test = "linux_rt_throttling_off_lets_fifo_spinners_starve_others";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some(p) = common::compile(test, "sched_rt", "musl-gcc") else {
+        return;
+    };
+    let o = Options {
+        rt_runtime_us: -1,
+        ..opts(1)
+    };
+    let r = vk(&p, &["starve", "3"], None, &o);
+    // The parent ran again only once the first spinner had ended by its
+    // limit (the second one, forked then, ends at once): whatever it then
+    // prints, it is not the throttled run's output.
+    assert_ne!(r.stdout, STARVE, "stderr {}", r.stderr);
+    assert!(!r.stdout.contains("spinner: killed by 9"), "{:?}", r.stdout);
+    assert!(r.elapsed >= Duration::from_secs(3), "{:?}", r.elapsed);
+    // Bad values are refused before anything runs.
+    for (period, runtime) in [(0, -1), (1_000_000, 1_000_001), (1_000_000, -2)] {
+        let o = Options {
+            rt_period_us: period,
+            rt_runtime_us: runtime,
+            ..opts(1)
+        };
+        let machine = Machine::builder()
+            .ram_size(64 << 20)
+            .vcpus(1)
+            .build()
+            .expect("a machine on /dev/kvm");
+        let cfg = Config {
+            image: std::fs::read(&p).unwrap(),
+            path: p.display().to_string(),
+            exe: p.display().to_string(),
+            argv: vec![b"sched_rt".to_vec(), b"calls".to_vec()],
+            envp: Vec::new(),
+            fault_around: 16,
+            trace: false,
+        };
+        let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(BufferStdio::new(b""))).unwrap();
+        match kernel::run(&machine, vp, &o) {
+            Err(linux::VprocError::Options(why)) => assert!(why.contains("rt_"), "{why}"),
+            other => panic!(
+                "period {period} runtime {runtime}: {:?}",
+                other.map(|r| r.status)
+            ),
+        }
+    }
+}
+
+/// A SCHED_FIFO task that yields goes behind its equal-priority peer:
+/// parent and child take turns on one CPU.
+#[test]
+fn linux_fifo_yield_goes_behind_equal_priority() {
+    let test = "linux_fifo_yield_goes_behind_equal_priority";
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in common::compilers() {
+        let Some(p) = common::compile(test, "sched_rt", cc) else {
+            continue;
+        };
+        let want = native_rt(&p, &["yield"]).unwrap_or_else(|| YIELD.into());
+        assert_eq!(want, YIELD, "native ({cc})");
+        let r = vk(&p, &["yield"], None, &opts(1));
+        assert_eq!(r.stdout, want, "yield ({cc}); stderr {}", r.stderr);
+    }
+}
+
+/// A tar image holding /bin/busybox (for execve by path).
+fn busybox_image(test: &str, bb: &Path) -> PathBuf {
+    let dir = scratch(test);
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy(bb, root.join("bin/busybox")).unwrap();
+    let image = dir.join("fs.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&image)
+        .arg("-C")
+        .arg(&root)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    image
+}
+
+/// Item 11, second symptom: a fork/exec/pipe loop beside two CPU
+/// spinners on 2 vCPUs at a 1 ms tick completes (a hang guard: 60 s, not
+/// a speed test; it takes a few seconds).
+#[test]
+fn linux_pipeline_beside_spinners_completes() {
+    let test = "linux_pipeline_beside_spinners_completes";
+    if !have_kvm(test) {
+        return;
+    }
+    let bb = PathBuf::from("/bin/busybox");
+    if !bb.exists() {
+        common::skip(
+            test,
+            "/bin/busybox not found (apt-get install busybox-static)",
+        );
+        return;
+    }
+    let image = busybox_image(test, &bb);
+    let script = "(while :; do :; done) & a=$!; (while :; do :; done) & b=$!; \
+                  n=0; for i in $(busybox seq 100); do echo $i | busybox cat >/dev/null; \
+                  n=$((n+1)); done; echo $i | busybox cat; kill $a $b; echo $n";
+    let (n_out, n_status) = native(&bb, &["sh", "-c", script]);
+    assert_eq!((n_out.as_str(), n_status), ("100\n100\n", 0));
+    let o = Options {
+        tick: Duration::from_millis(1),
+        ..opts(2)
+    };
+    let r = vk(&bb, &["sh", "-c", script], Some(&image), &o);
+    assert_eq!(
+        (r.stdout.as_str(), r.report.status.code()),
+        (n_out.as_str(), n_status),
+        "stderr {}",
+        r.stderr
+    );
+    assert!(
+        r.elapsed < Duration::from_secs(60),
+        "the pipeline beside spinners took {:?}",
+        r.elapsed
+    );
+}
+
+/// Item 11: `stress-ng --mutex` (SCHED_FIFO threads contending on a
+/// mutex) on one vCPU hung forever without throttling; it completes now
+/// (a hang guard of 60 s for a 2 s run, not a speed test). Runs the
+/// `vkernel` example on the host's root (stress-ng is dynamic).
+#[test]
+fn linux_stress_ng_mutex_completes_on_one_vcpu() {
+    let test = "linux_stress_ng_mutex_completes_on_one_vcpu";
+    if !have_kvm(test) {
+        return;
+    }
+    let Some(sng) = ["/usr/bin/stress-ng", "/bin/stress-ng"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+    else {
+        common::skip(test, "stress-ng not found (apt-get install stress-ng)");
+        return;
+    };
+    let mut child = Command::new(common::example_binary("vkernel"))
+        .args(["run", "--cpus", "1"])
+        .arg(&sng)
+        .args(["--mutex", "2", "-t", "2"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("stress-ng --mutex 2 -t 2 under vkernel still runs after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.success() && text.contains("successful run completed"),
+        "{status}: {text}"
+    );
+}
