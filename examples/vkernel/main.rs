@@ -1,5 +1,5 @@
-//! vkernel: a virtual kernel with a Linux-ABI personality that runs static
-//! x86-64 Linux programs as vprocs on KVM.
+//! vkernel: a virtual kernel with a Linux-ABI personality that runs x86-64
+//! Linux programs (static or dynamically linked) as vprocs on KVM.
 //!
 //! ```text
 //! cargo run --release --example vkernel                  # built-in demo
@@ -14,11 +14,15 @@
 //! on `--cpus` vCPU threads with timer preemption; `--max-procs` bounds
 //! their number (fork beyond it fails with EAGAIN).
 //!
+//! Options go before PROGRAM: everything after it is the program's own
+//! arguments, options included (`vkernel run /usr/bin/perl -e 'print 1'`
+//! gives perl its `-e`), as with `env`, `nice` or `qemu-x86_64`.
+//!
 //! PROGRAM is a path in the vproc's root (with `--disk`: a host path, else
 //! a path in the image). Only its ELF headers and loaded segments are read.
 //! Like a shell, vkernel exits 127 when PROGRAM is missing and 126 when it
 //! cannot run it (a directory, not a regular file, no execute bit,
-//! unreadable, not a static x86-64 ELF). The vproc sees the host's `/`
+//! unreadable, not an x86-64 ELF). The vproc sees the host's `/`
 //! read-only (`--root DIR` picks another directory, `--disk fs.tar` a tar
 //! image) under an in-memory writable overlay: what it writes never reaches
 //! the host, except in directories exposed with `--bind HOST[:GUEST]:rw`.
@@ -50,7 +54,8 @@ use linux::{Config, ExitStatus, Vproc};
 #[derive(Parser)]
 #[command(
     name = "vkernel",
-    about = "Run static x86-64 Linux programs as vprocs of a virtual kernel on KVM"
+    version,
+    about = "Run x86-64 Linux programs (static or dynamic) as vprocs of a virtual kernel on KVM"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -59,7 +64,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a static x86-64 Linux program.
+    /// Run an x86-64 Linux program (static, or dynamic with its loader in
+    /// the root). Options go before PROGRAM; everything after PROGRAM is
+    /// passed to it unparsed.
     Run(RunArgs),
     /// Run the built-in demo program.
     Demo(Opts),
@@ -164,12 +171,17 @@ impl RamBackingArg {
 struct RunArgs {
     #[command(flatten)]
     opts: Opts,
-    /// The program (a path in the vproc's root; with --disk a host path,
-    /// else a path in the image).
-    program: String,
-    /// Its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
+    /// PROGRAM [ARGS...]: the program (a path in the vproc's root; with
+    /// --disk a host path, else a path in the image), then its arguments.
+    /// Option parsing stops at PROGRAM: what follows is the program's,
+    /// `-e` or `--help` included.
+    #[arg(
+        value_name = "PROGRAM [ARGS]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
+    )]
+    command: Vec<String>,
 }
 
 /// Errors of the command line tool.
@@ -577,7 +589,10 @@ fn main() -> ExitCode {
             Vec::new(),
         ),
         Some(Cmd::Demo(o)) => run(o, "demo".into(), Some(demo_image()), Vec::new()),
-        Some(Cmd::Run(r)) => run(r.opts, r.program, None, r.args),
+        Some(Cmd::Run(mut r)) => {
+            let program = r.command.remove(0);
+            run(r.opts, program, None, r.command)
+        }
         Some(Cmd::Mkimage { dir, image }) => match linux::fs::build_image(&dir, &image) {
             Ok(n) => {
                 vk_eprintln!("vkernel: wrote {} ({n} bytes)", image.display());
