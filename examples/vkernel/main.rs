@@ -111,9 +111,15 @@ struct Opts {
     /// vCPU threads the vprocs are scheduled on.
     #[arg(long, default_value_t = 1)]
     cpus: usize,
-    /// Most vprocs alive at once (fork beyond gets EAGAIN).
+    /// Most processes alive at once, zombies included (fork beyond gets
+    /// EAGAIN); threads do not count (see --max-threads).
     #[arg(long, default_value_t = 64)]
     max_procs: usize,
+    /// Most threads alive at once in all processes (clone beyond gets
+    /// EAGAIN). 0: as Linux's threads-max, guest RAM / 128 KiB (8,192 with
+    /// --mem 1024).
+    #[arg(long, default_value_t = 0)]
+    max_threads: usize,
     /// Scheduler tick in milliseconds (timer preemption).
     #[arg(long, default_value_t = 4)]
     tick_ms: u64,
@@ -488,6 +494,7 @@ fn run(
     let kopts = KernelOptions {
         cpus,
         max_procs: opts.max_procs.max(1),
+        max_threads: opts.max_threads,
         tick: std::time::Duration::from_millis(opts.tick_ms.max(1)),
         memstats: opts.memstats,
         memstats_json: opts.json,
@@ -575,6 +582,7 @@ fn main() -> ExitCode {
                 env: Vec::new(),
                 cpus: 1,
                 max_procs: 64,
+                max_threads: 0,
                 tick_ms: 4,
                 memstats: false,
                 json: false,

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use super::fs::Backing;
+use super::rlimit::Rlimits;
 
 /// O_ACCMODE.
 pub const O_ACCMODE: u32 = 3;
@@ -31,9 +32,6 @@ pub const O_LARGEFILE: u32 = 0o100000;
 pub const O_EXCL: u32 = 0o200;
 /// O_PATH.
 pub const O_PATH: u32 = 0o10000000;
-
-/// Most fds a vproc may have open (RLIMIT_NOFILE).
-pub const MAX_FDS: usize = 1024;
 
 /// Errors of fd-table operations (as errnos for the vproc).
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
@@ -269,16 +267,23 @@ pub struct Fd {
     pub cloexec: bool,
 }
 
-/// The fd table.
+/// The fd table, and the resource limits of the process that owns it
+/// (see [`super::rlimit`]: the soft RLIMIT_NOFILE bounds the fds).
 #[derive(Debug, Default, Clone)]
 pub struct FdTable {
     slots: Vec<Option<Fd>>,
+    /// The process's resource limits.
+    pub limits: Rlimits,
 }
 
 impl FdTable {
-    /// fds 0, 1 and 2 on the console.
+    /// fds 0, 1 and 2 on the console, with the vkernel's own host limits
+    /// ([`Rlimits::from_host`]).
     pub fn with_stdio() -> FdTable {
-        let mut t = FdTable::default();
+        let mut t = FdTable {
+            limits: Rlimits::from_host(),
+            ..FdTable::default()
+        };
         t.slots.push(Some(Fd {
             file: OpenFile::new(FileKind::Stdin, 0, b"/dev/stdin"),
             cloexec: false,
@@ -322,7 +327,7 @@ impl FdTable {
         while i < self.slots.len() && self.slots[i].is_some() {
             i += 1;
         }
-        if i >= MAX_FDS {
+        if i >= self.limits.nofile() {
             return Err(FdError::TooMany);
         }
         if i >= self.slots.len() {
@@ -332,9 +337,10 @@ impl FdTable {
         Ok(i as i64)
     }
 
-    /// Install at exactly `n`, closing what was there.
+    /// Install at exactly `n`, closing what was there (EBADF at or above
+    /// the soft RLIMIT_NOFILE, as dup2).
     pub fn install_at(&mut self, fd: Fd, n: i64) -> Result<i64, FdError> {
-        if n < 0 || n as usize >= MAX_FDS {
+        if n < 0 || n as usize >= self.limits.nofile() {
             return Err(FdError::BadFd);
         }
         if n as usize >= self.slots.len() {

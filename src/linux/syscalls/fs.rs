@@ -245,6 +245,11 @@ impl Vproc {
         }
         let mut p = self.fs.path_of(self.cwd);
         p.push(0);
+        // A path longer than PATH_MAX cannot be returned at all (Linux's
+        // d_path gives ENAMETOOLONG); a short buffer is ERANGE.
+        if p.len() > 4096 {
+            return Err(ENAMETOOLONG);
+        }
         if p.len() > size {
             return Err(ERANGE);
         }

@@ -634,8 +634,15 @@ impl Vproc {
 
     fn sys_fcntl(&mut self, fd: i64, cmd: u32, arg: u64) -> R {
         match cmd {
-            0 => self.sys_dup(fd, arg as usize, false),
-            1030 => self.sys_dup(fd, arg as usize, true),
+            0 | 1030 => {
+                // F_DUPFD, F_DUPFD_CLOEXEC: a minimum at or above the soft
+                // RLIMIT_NOFILE is EINVAL (f_dupfd).
+                self.fds.get(fd)?;
+                if arg >= self.fds.limits.nofile() as u64 {
+                    return Err(EINVAL);
+                }
+                self.sys_dup(fd, arg as usize, cmd == 1030)
+            }
             1 => Ok(self.fds.get(fd)?.cloexec as i64),
             2 => {
                 self.fds.get_mut(fd)?.cloexec = arg & 1 != 0;
