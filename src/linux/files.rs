@@ -42,14 +42,26 @@ pub enum FdError {
     /// The table is full.
     #[error("too many open files")]
     TooMany,
+    /// An argument out of range.
+    #[error("invalid argument")]
+    Invalid,
+    /// Beyond what a vproc may ask.
+    #[error("operation not permitted")]
+    NotPermitted,
+    /// The object is in use.
+    #[error("device or resource busy")]
+    Busy,
 }
 
 impl FdError {
     /// The errno.
     pub fn errno(self) -> i64 {
         match self {
-            FdError::BadFd => 9,
-            FdError::TooMany => 24,
+            FdError::BadFd => libc::EBADF as i64,
+            FdError::TooMany => libc::EMFILE as i64,
+            FdError::Invalid => libc::EINVAL as i64,
+            FdError::NotPermitted => libc::EPERM as i64,
+            FdError::Busy => libc::EBUSY as i64,
         }
     }
 }
@@ -108,17 +120,23 @@ pub trait Wake: Send + Sync {
     fn wake(&self, pid: i32);
 }
 
-/// Bytes a pipe holds before writers block (Linux: 16 pages).
+/// Bytes a new pipe holds before writers block (Linux: 16 pages).
 pub const PIPE_CAPACITY: usize = 65536;
+
+/// Largest size F_SETPIPE_SZ gives a pipe: Linux's `fs.pipe-max-size`
+/// default. Linux lets root go beyond it; here every vproc is held to it
+/// (EPERM), so a pipe never buffers more than 1 MiB of host memory.
+pub const PIPE_MAX_SIZE: usize = 1 << 20;
 
 /// Writes up to this size to a pipe are atomic (Linux's PIPE_BUF).
 pub const PIPE_BUF: usize = 4096;
 
 /// A pipe's buffer and the vprocs waiting on it.
-#[derive(Default)]
 pub struct Pipe {
     /// Bytes written and not yet read.
     pub buf: VecDeque<u8>,
+    /// Bytes it holds before writers block (F_GETPIPE_SZ).
+    pub capacity: usize,
     /// Open read ends.
     pub readers: usize,
     /// Open write ends.
@@ -132,6 +150,7 @@ impl std::fmt::Debug for Pipe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipe")
             .field("buffered", &self.buf.len())
+            .field("capacity", &self.capacity)
             .field("readers", &self.readers)
             .field("writers", &self.writers)
             .field("waiters", &self.waiters.len())
@@ -139,7 +158,41 @@ impl std::fmt::Debug for Pipe {
     }
 }
 
+impl Default for Pipe {
+    fn default() -> Self {
+        Pipe {
+            buf: VecDeque::new(),
+            capacity: PIPE_CAPACITY,
+            readers: 0,
+            writers: 0,
+            waiters: Vec::new(),
+        }
+    }
+}
+
 impl Pipe {
+    /// F_SETPIPE_SZ: Linux's rounding (at least a page, else the next
+    /// power of two), EPERM above [`PIPE_MAX_SIZE`], EBUSY when the bytes
+    /// queued would not fit. Returns the new size; writers waiting for
+    /// room are to be woken by the caller ([`Pipe::take_waiters`]).
+    pub fn set_capacity(&mut self, want: u64) -> Result<usize, FdError> {
+        let size = if want > 1 << 31 {
+            return Err(FdError::Invalid);
+        } else if want < 4096 {
+            4096
+        } else {
+            want.next_power_of_two() as usize
+        };
+        if size > PIPE_MAX_SIZE {
+            return Err(FdError::NotPermitted);
+        }
+        if self.buf.len() > size {
+            return Err(FdError::Busy);
+        }
+        self.capacity = size;
+        Ok(size)
+    }
+
     /// Register `pid` as waiting on the pipe.
     pub fn wait(&mut self, pid: i32, w: Arc<dyn Wake>) {
         if !self.waiters.iter().any(|(p, _)| *p == pid) {

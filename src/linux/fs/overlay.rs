@@ -262,11 +262,13 @@ impl Fs {
             Err(ENOENT) => None,
             Err(e) => return Err(e),
         };
-        if dst == Some(src) {
-            return Ok(());
-        }
+        // RENAME_NOREPLACE refuses any existing name, the source's own
+        // included (Linux checks it before the same-file shortcut).
         if dst.is_some() && flags & RENAME_NOREPLACE != 0 {
             return Err(EEXIST);
+        }
+        if dst == Some(src) {
+            return Ok(());
         }
         let src_dir = self.is_dir_handle(src);
         if let Some(d) = dst {

@@ -254,7 +254,7 @@ impl Vproc {
                 let p = p.borrow();
                 if p.readers == 0 {
                     POLLERR | POLLOUT | POLLWRNORM
-                } else if p.buf.len() + files::PIPE_BUF <= files::PIPE_CAPACITY {
+                } else if p.buf.len() + files::PIPE_BUF.min(p.capacity) <= p.capacity {
                     POLLOUT | POLLWRNORM
                 } else {
                     0
