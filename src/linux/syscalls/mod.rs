@@ -42,6 +42,7 @@ mod fsmod;
 mod info;
 mod io;
 mod mm;
+mod overcommit;
 mod proc;
 mod procfs;
 mod signal;
