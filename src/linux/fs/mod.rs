@@ -33,6 +33,7 @@ mod mount;
 pub mod node;
 mod overlay;
 pub mod path;
+pub mod sparse;
 mod tar;
 #[cfg(test)]
 mod tests;
@@ -610,7 +611,7 @@ impl Fs {
         enum Src {
             Tar(u64, u64),
             Host(usize, Vec<u8>),
-            Mem(Arc<std::sync::RwLock<Vec<u8>>>),
+            Mem(Arc<std::sync::RwLock<sparse::SparseFile>>),
             Dev(u32),
         }
         let src = {
@@ -648,12 +649,7 @@ impl Fs {
             }
             Src::Mem(d) => {
                 let d = d.read().unwrap_or_else(|e| e.into_inner());
-                if pos >= d.len() as u64 {
-                    return Ok(0);
-                }
-                let n = (d.len() - pos as usize).min(buf.len());
-                buf[..n].copy_from_slice(&d[pos as usize..pos as usize + n]);
-                Ok(n)
+                Ok(d.read_at(pos, buf))
             }
             Src::Dev(r) => Ok(match r & 0xff {
                 3 => 0,

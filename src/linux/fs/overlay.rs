@@ -11,6 +11,7 @@
 use std::sync::{Arc, RwLock};
 
 use super::host::{errno_of, join};
+use super::sparse::{SparseFile, MAX_SIZE};
 use super::node::{Body, Dir, Errno, Meta, Node, Slot, Table, Ts, FILE_MAX, MEM_DEV};
 use super::{proc_item, Fs, Source, ROOT, S_IFDIR, S_IFLNK, S_IFREG};
 
@@ -108,7 +109,7 @@ impl Fs {
                 dir,
                 name,
                 S_IFREG | (mode & 0o7777),
-                Body::Mem(Arc::new(RwLock::new(Vec::new()))),
+                Body::Mem(Arc::new(RwLock::new(SparseFile::new()))),
             ),
         };
         Self::touch_dir(&mut t, dir);
@@ -342,7 +343,8 @@ impl Fs {
         if !matches!(t.get(h)?.body, Body::Host { .. } | Body::Tar { .. }) {
             return Ok(());
         }
-        t.charge(0, data.len() as u64)?;
+        let data = SparseFile::from_vec(data);
+        t.charge(0, data.allocated())?;
         let ino = t.next_id();
         let version = t.next_id();
         let n = t.get_mut(h)?;
@@ -403,21 +405,55 @@ impl Fs {
             _ => return Err(libc::EBADF as Errno),
         };
         let mut d = buf.write().unwrap_or_else(|e| e.into_inner());
-        let at = pos.unwrap_or(d.len() as u64);
+        let at = pos.unwrap_or(d.len());
         let end = at.checked_add(data.len() as u64).ok_or(EFBIG)?;
-        if d.len() < end as usize {
-            t.charge(d.len() as u64, end)?;
-            d.resize(end as usize, 0);
+        if end > MAX_SIZE {
+            return Err(EFBIG);
         }
-        d[at as usize..end as usize].copy_from_slice(data);
+        t.charge(
+            d.allocated(),
+            d.allocated_after_write(at, data.len() as u64),
+        )?;
+        d.write_at(at, data);
         drop(d);
         Self::changed(&mut t, h);
         Ok((data.len(), end))
     }
 
+    /// fallocate mode 0: make `[off, off + len)` of file `h` hold memory
+    /// (an in-memory file's pages are allocated and counted, ENOSPC or
+    /// EFBIG past the caps) and grow its size to cover it.
+    pub fn allocate(&self, h: u64, off: u64, len: u64) -> Result<(), Errno> {
+        let end = off.checked_add(len).ok_or(EFBIG)?;
+        if end > MAX_SIZE {
+            return Err(EFBIG);
+        }
+        self.prepare_write(h)?;
+        let mut t = self.lock();
+        let d = match &t.get(h)?.body {
+            Body::Mem(d) => d.clone(),
+            _ => {
+                drop(t);
+                if end > self.inode(h).size {
+                    self.truncate(h, end)?;
+                }
+                return Ok(());
+            }
+        };
+        let mut d = d.write().unwrap_or_else(|e| e.into_inner());
+        t.charge(d.allocated(), d.allocated_after_write(off, len))?;
+        let grows = end > d.len();
+        d.allocate(off, len);
+        drop(d);
+        if grows {
+            Self::changed(&mut t, h);
+        }
+        Ok(())
+    }
+
     /// Set file `h`'s size.
     pub fn truncate(&self, h: u64, len: u64) -> Result<(), Errno> {
-        if len > FILE_MAX {
+        if len > MAX_SIZE {
             return Err(EFBIG);
         }
         self.prepare_write(h)?;
@@ -438,8 +474,8 @@ impl Fs {
             Body::Mem(d) => {
                 let d = d.clone();
                 let mut d = d.write().unwrap_or_else(|e| e.into_inner());
-                t.charge(d.len() as u64, len)?;
-                d.resize(len as usize, 0);
+                t.charge(d.allocated(), d.allocated_after_truncate(len))?;
+                d.set_len(len);
             }
             Body::Dev(_) => return Ok(()),
             Body::Dir(_) => return Err(EISDIR),
@@ -524,9 +560,10 @@ impl Fs {
     /// A file with no name holding `data` (a /proc snapshot); it goes
     /// away when its last [`super::Backing`] does.
     pub fn anonymous(&self, data: Vec<u8>) -> u64 {
+        let data = SparseFile::from_vec(data);
         let mut t = self.lock();
         // Small snapshots, counted (freed with the node) but never refused.
-        t.mem_bytes += data.len() as u64;
+        t.mem_bytes += data.allocated();
         let ino = t.next_id();
         let mut m = Meta::fresh(S_IFREG | 0o444, ino);
         m.nlink = 0;

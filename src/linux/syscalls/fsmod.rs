@@ -113,9 +113,11 @@ impl Vproc {
         if !matches!(self.fs.inode(h).kind, Kind::File { .. }) {
             return Err(ENODEV);
         }
-        let end = off.checked_add(len).ok_or(EFBIG)? as u64;
-        if mode == 0 && end > self.fs.inode(h).size {
-            self.fs.truncate(h, end)?;
+        off.checked_add(len).ok_or(EFBIG)?;
+        // FALLOC_FL_KEEP_SIZE (mode 1) changes nothing: the size stays and
+        // the tree allocates on write.
+        if mode == 0 {
+            self.fs.allocate(h, off as u64, len as u64)?;
         }
         Ok(0)
     }
