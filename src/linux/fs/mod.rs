@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::devices::{Disk, DiskError};
 
 mod backing;
+pub mod entries;
 pub mod host;
 mod mount;
 pub mod node;
@@ -665,9 +666,10 @@ impl Fs {
         }
     }
 
-    /// The listing of directory `h`, in a stable order: `None` marks a
-    /// deleted entry (kept so that positions do not move). `.` and `..`
-    /// are not included.
+    /// The listing of directory `h`, in a stable order (a host directory's
+    /// own order, then names made in the overlay: see [`entries`]): `None`
+    /// marks a deleted entry (kept so that positions do not move). `.` and
+    /// `..` are not included.
     pub fn list(&self, h: u64) -> Result<Vec<Option<DirEntry>>, Errno> {
         let mut t = self.lock();
         let d = t.get(h)?.dir().ok_or(libc::ENOTDIR as i64)?;
@@ -676,9 +678,12 @@ impl Fs {
                 .list(&rel)
                 .map_err(|e| host::errno_of(&e))?;
             let d = t.get_mut(h)?.dir_mut().ok_or(libc::ENOTDIR as i64)?;
-            for (name, ino, ty) in host {
-                d.entries.entry(name).or_insert(Slot::Lazy(ino, ty));
-            }
+            // The host's order (see `entries`).
+            d.entries.merge_host(
+                host.into_iter()
+                    .map(|(name, ino, ty)| (name, Slot::Lazy(ino, ty)))
+                    .collect(),
+            );
             d.complete = true;
         }
         let d = t.get(h)?.dir().ok_or(libc::ENOTDIR as i64)?;

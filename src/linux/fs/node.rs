@@ -5,9 +5,9 @@
 //! reused; the numbers `stat` reports are [`Meta::dev`] / [`Meta::ino`]
 //! (the host's for host files, made up for the others).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use super::entries::Entries;
 use super::sparse::SparseFile;
 use super::Source;
 
@@ -134,8 +134,8 @@ pub enum Slot {
 /// A directory.
 #[derive(Clone, Debug)]
 pub struct Dir {
-    /// Known entries by name (sorted: positions are indices).
-    pub entries: BTreeMap<Vec<u8>, Slot>,
+    /// Known entries, in listing order (positions are indices).
+    pub entries: Entries,
     /// The host directory below it (tree index, path in the tree).
     pub host: Option<(usize, Vec<u8>)>,
     /// Every host entry is in `entries` (the host was listed).
@@ -148,7 +148,7 @@ impl Dir {
     /// An empty directory of `source` with no host part.
     pub fn new(source: Source) -> Dir {
         Dir {
-            entries: BTreeMap::new(),
+            entries: Entries::new(),
             host: None,
             complete: true,
             source,
