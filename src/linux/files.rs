@@ -77,6 +77,15 @@ impl<T> Clone for Shared<T> {
     }
 }
 
+/// Two handles are equal when they are the same object.
+impl<T> PartialEq for Shared<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl<T> Eq for Shared<T> {}
+
 impl<T> Shared<T> {
     /// Wrap `v`.
     pub fn new(v: T) -> Shared<T> {
@@ -144,6 +153,14 @@ pub struct Pipe {
     /// Vprocs blocked on this pipe (readers waiting for data or EOF,
     /// writers waiting for room or the last reader to go).
     pub waiters: Vec<(i32, Arc<dyn Wake>)>,
+    /// A FIFO's opens so far, for reading and for writing (Linux's
+    /// r_counter and w_counter): an open that waits for the other side
+    /// ends when the other side's count moves.
+    pub opened: [u64; 2],
+    /// Vprocs blocked in open() of a FIFO: pid, for reading?, and a token
+    /// that dies with the vproc (its signal flag), so one killed while it
+    /// waited no longer counts.
+    pub opening: Vec<(i32, bool, std::sync::Weak<std::sync::atomic::AtomicBool>)>,
 }
 
 impl std::fmt::Debug for Pipe {
@@ -166,6 +183,8 @@ impl Default for Pipe {
             readers: 0,
             writers: 0,
             waiters: Vec::new(),
+            opened: [0; 2],
+            opening: Vec::new(),
         }
     }
 }

@@ -132,10 +132,13 @@ pub enum Kind {
     /// Symbolic link (its target; empty for /proc's, whose targets are
     /// per process).
     Symlink(Vec<u8>),
-    /// Character device (rdev: major << 8 | minor).
+/// Character device (rdev: major << 8 | minor).
     CharDev(u32),
     /// A host FIFO, socket or block device (shown, never opened).
     Special,
+    /// A FIFO made in the overlay (see `Fs::mkfifo`): opens connect to
+    /// this pipe.
+    Fifo(crate::linux::files::Shared<crate::linux::files::Pipe>),
 }
 
 /// A snapshot of one inode.
@@ -188,6 +191,8 @@ pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFREG: u32 = 0o100000;
 /// S_IFLNK.
 pub const S_IFLNK: u32 = 0o120000;
+/// S_IFIFO.
+pub const S_IFIFO: u32 = 0o010000;
 /// S_IFCHR.
 pub const S_IFCHR: u32 = 0o020000;
 
@@ -568,6 +573,7 @@ impl Fs {
             Body::Symlink(t) => Kind::Symlink(t.clone()),
             Body::Dev(r) => Kind::CharDev(*r),
             Body::Special => Kind::Special,
+            Body::Fifo(p) => Kind::Fifo(p.clone()),
         };
         let m = &n.meta;
         Inode {

@@ -183,6 +183,8 @@ pub enum Body {
     Dev(u32),
     /// A host FIFO, socket or device: visible, never opened.
     Special,
+    /// A FIFO made in the overlay (mkfifo): the pipe its opens connect to.
+    Fifo(crate::linux::files::Shared<crate::linux::files::Pipe>),
 }
 
 /// One node.

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use super::host::{errno_of, join};
 use super::sparse::{SparseFile, MAX_SIZE};
 use super::node::{Body, Dir, Errno, Meta, Node, Slot, Table, Ts, FILE_MAX, MEM_DEV};
-use super::{proc_item, Fs, Source, ROOT, S_IFDIR, S_IFLNK, S_IFREG};
+use super::{proc_item, Fs, Source, ROOT, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
 
 const EEXIST: Errno = libc::EEXIST as Errno;
 const EINVAL: Errno = libc::EINVAL as Errno;
@@ -137,6 +137,32 @@ impl Fs {
                 name,
                 S_IFDIR | (mode & 0o7777),
                 Body::Dir(Dir::new(Source::Memory)),
+            ),
+        };
+        Self::touch_dir(&mut t, dir);
+        Ok(h)
+    }
+
+    /// mkfifo `name` in `dir` (mode bits `mode`): a FIFO node whose opens
+    /// connect to one pipe ([`crate::linux::files::Pipe`]). In the
+    /// overlay only: in a writable host tree it is EPERM (a host FIFO
+    /// could not be opened through the vkernel).
+    pub fn mkfifo(&self, dir: u64, name: &[u8], mode: u32) -> Result<u64, Errno> {
+        use crate::linux::files::{Pipe, Shared};
+        Self::new_name(name)?;
+        let mut t = self.lock();
+        match self.child_locked(&mut t, dir, name) {
+            Ok(_) => return Err(EEXIST),
+            Err(ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let h = match self.place(&t, dir)? {
+            Place::Host(..) => return Err(libc::EPERM as Errno),
+            Place::Overlay => t.add_mem(
+                dir,
+                name,
+                S_IFIFO | (mode & 0o7777),
+                Body::Fifo(Shared::new(Pipe::default())),
             ),
         };
         Self::touch_dir(&mut t, dir);

@@ -197,6 +197,10 @@ impl Vproc {
                 k.futex_cancel(self.pid);
             }
         }
+        // open/openat of a FIFO waiting for its other side.
+        if matches!(p.nr, 2 | 257) {
+            self.fifo_open_cancel(p.nr, p.args);
+        }
         if p.state.progress > 0 && matches!(p.nr, 1 | 20 | 40) {
             // A write that moved some bytes returns their count.
             self.frame.rip += 2;

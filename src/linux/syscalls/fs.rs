@@ -137,7 +137,7 @@ impl Vproc {
         Err(ELOOP)
     }
 
-    fn install_file(&mut self, file: crate::linux::files::Shared<OpenFile>, flags: u32) -> R {
+    pub(super) fn install_file(&mut self, file: crate::linux::files::Shared<OpenFile>, flags: u32) -> R {
         Ok(self.fds.install(
             Fd {
                 file,
@@ -177,6 +177,7 @@ impl Vproc {
             match node.kind {
                 Kind::Symlink(_) => return Err(ELOOP),
                 Kind::Special => return Err(ENXIO),
+                Kind::Fifo(pipe) => return self.open_fifo(pipe, flags, keep, &p),
                 Kind::Dir(_) if write || flags & files::O_CREAT != 0 => return Err(EISDIR),
                 Kind::CharDev(TTY_RDEV) => {
                     if self.stdio.host_fd(0).is_none() {

@@ -37,6 +37,7 @@ use super::Vproc;
 
 pub mod compat32;
 pub mod events;
+mod fifo;
 mod fs;
 mod fsmod;
 mod info;
