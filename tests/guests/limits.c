@@ -118,7 +118,12 @@ static void nofile(void) {
     printf("nofile: restore %s\n", R(setrlimit(RLIMIT_NOFILE, &host)));
 }
 
+static int hold[2];
+
+// Each thread stays alive until main closes the pipe's write end.
 static void *thr(void *a) {
+    char c;
+    read(hold[0], &c, 1);
     return a;
 }
 
@@ -126,6 +131,7 @@ static void threads(void) {
     enum { N = 100 };
     pthread_t t[N];
     int ok = 0;
+    pipe(hold);
     for (int i = 0; i < N; i++) {
         if (pthread_create(&t[i], NULL, thr, NULL) == 0) {
             ok++;
@@ -133,9 +139,11 @@ static void threads(void) {
             break;
         }
     }
+    close(hold[1]);
     for (int i = 0; i < ok; i++) {
         pthread_join(t[i], NULL);
     }
+    close(hold[0]);
     printf("threads: %d of %d live at once\n", ok, N);
 }
 
@@ -392,6 +400,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 1 && strcmp(argv[1], "threads") == 0) {
+        threads();
+        return 0;
+    }
     snprintf(dir, sizeof dir, "/tmp/vk-limits-%d", getpid());
     mkdir(dir, 0700);
     nofile();
