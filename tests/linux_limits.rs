@@ -227,7 +227,12 @@ fn readdir_order_is_the_hosts() {
             .map(str::to_string)
             .collect::<Vec<_>>()
     };
-    let n = native(&[bb, "sh", "-c", "busybox tar -cf - /usr/share/doc 2>/dev/null | busybox tar -tf -"]);
+    let n = native(&[
+        bb,
+        "sh",
+        "-c",
+        "busybox tar -cf - /usr/share/doc 2>/dev/null | busybox tar -tf -",
+    ]);
     let v = vk(
         &vkb,
         &[
@@ -258,7 +263,17 @@ fn options_after_program_belong_to_it() {
     // The vkernel's own options still go before PROGRAM.
     let v = vk(
         &vkb,
-        &["run", "-e", "FOO=bar", "--cpus", "2", bb, "sh", "-c", "echo $FOO"],
+        &[
+            "run",
+            "-e",
+            "FOO=bar",
+            "--cpus",
+            "2",
+            bb,
+            "sh",
+            "-c",
+            "echo $FOO",
+        ],
     );
     assert_eq!(text(&v.stdout), "bar\n");
     // `--` works too, and an unknown option before PROGRAM is an error.

@@ -128,7 +128,10 @@ mod tests {
             (b"looked-up".to_vec(), Slot::Lazy(3, 8)),
             (b"a".to_vec(), Slot::Lazy(4, 8)),
         ]);
-        assert_eq!(names(&e), [&b"z"[..], b"deleted", b"looked-up", b"a", b"new"]);
+        assert_eq!(
+            names(&e),
+            [&b"z"[..], b"deleted", b"looked-up", b"a", b"new"]
+        );
         assert_eq!(e.get(b"looked-up"), Some(&Slot::Node(7)));
         assert_eq!(e.get(b"deleted"), Some(&Slot::Gone));
         // Replacing keeps the place; new names go last.

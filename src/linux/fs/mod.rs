@@ -132,7 +132,7 @@ pub enum Kind {
     /// Symbolic link (its target; empty for /proc's, whose targets are
     /// per process).
     Symlink(Vec<u8>),
-/// Character device (rdev: major << 8 | minor).
+    /// Character device (rdev: major << 8 | minor).
     CharDev(u32),
     /// A host FIFO, socket or block device (shown, never opened).
     Special,

@@ -11,8 +11,8 @@
 use std::sync::{Arc, RwLock};
 
 use super::host::{errno_of, join};
-use super::sparse::{SparseFile, MAX_SIZE};
 use super::node::{Body, Dir, Errno, Meta, Node, Slot, Table, Ts, FILE_MAX, MEM_DEV};
+use super::sparse::{SparseFile, MAX_SIZE};
 use super::{proc_item, Fs, Source, ROOT, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
 
 const EEXIST: Errno = libc::EEXIST as Errno;

@@ -122,7 +122,7 @@ impl SparseFile {
         if len < self.size {
             let keep = len.div_ceil(PAGE);
             self.pages.split_off(&keep);
-            if len % PAGE != 0 {
+            if !len.is_multiple_of(PAGE) {
                 if let Some(p) = self.pages.get_mut(&(len / PAGE)) {
                     p[(len % PAGE) as usize..].fill(0);
                 }

@@ -137,7 +137,11 @@ impl Vproc {
         Err(ELOOP)
     }
 
-    pub(super) fn install_file(&mut self, file: crate::linux::files::Shared<OpenFile>, flags: u32) -> R {
+    pub(super) fn install_file(
+        &mut self,
+        file: crate::linux::files::Shared<OpenFile>,
+        flags: u32,
+    ) -> R {
         Ok(self.fds.install(
             Fd {
                 file,

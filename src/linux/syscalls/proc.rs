@@ -61,11 +61,12 @@ impl Vproc {
             libc::SYS_sched_get_priority_max => Ok(if matches!(a[0], 1 | 2) { 99 } else { 0 }),
             libc::SYS_sched_get_priority_min => Ok(if matches!(a[0], 1 | 2) { 1 } else { 0 }),
             libc::SYS_sched_getaffinity => {
-                if let Err(e) = self.check_pid(int(a[0]) as i32) {
-                    return Some(Err(e));
-                }
+                // Linux checks the length, then looks the pid up.
                 if a[1] < 8 {
                     return Some(Err(EINVAL));
+                }
+                if let Err(e) = self.check_pid(int(a[0]) as i32) {
+                    return Some(Err(e));
                 }
                 // One CPU.
                 self.mm.write_u64(a[2], 1).map(|_| 8).map_err(Into::into)
