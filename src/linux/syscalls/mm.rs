@@ -17,10 +17,12 @@ impl Vproc {
             libc::SYS_mmap => self.sys_mmap(a),
             libc::SYS_munmap => self.mm.munmap(a[0], a[1]).map(|_| 0).map_err(Into::into),
             libc::SYS_mprotect => {
-                if let Err(e) =
-                    self.vm_enough_memory(self.mprotect_commits(a[0], a[1], a[2] as u32))
-                {
-                    return Some(Err(e));
+                // A misaligned start is EINVAL first (in `protect`).
+                if a[0].is_multiple_of(4096) {
+                    let more = self.mprotect_commits(a[0], a[1], a[2] as u32);
+                    if let Err(e) = self.vm_enough_memory(more) {
+                        return Some(Err(e));
+                    }
                 }
                 self.mm
                     .protect(a[0], a[1], a[2] as u32)
