@@ -192,8 +192,14 @@ static void overcommit(void) {
     p = mmap(NULL, 256 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     printf("overcommit: 256 MiB rw %s\n", p == MAP_FAILED ? en(errno) : "ok");
     if (p != MAP_FAILED) {
-        munmap(p, 256 << 20);
+        void *q = mremap(p, 256 << 20, big, MREMAP_MAYMOVE);
+        printf("overcommit: mremap to 100 GiB %s\n", q == MAP_FAILED ? en(errno) : "ok");
+        munmap(q == MAP_FAILED ? p : q, q == MAP_FAILED ? 256 << 20 : big);
     }
+    // The break cannot grow by 100 GiB at once either.
+    void *b0 = sbrk(0);
+    printf("overcommit: brk +100 GiB %s\n",
+           brk((char *)b0 + big) == 0 ? "ok" : en(errno));
 }
 
 static void longcwd(void) {

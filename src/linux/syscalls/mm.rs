@@ -29,11 +29,17 @@ impl Vproc {
                     .map(|_| 0)
                     .map_err(Into::into)
             }
-            libc::SYS_mremap => self
-                .mm
-                .mremap(a[0], a[1], a[2], a[3], a[4])
-                .map(|v| v as i64)
-                .map_err(Into::into),
+            libc::SYS_mremap => {
+                // Growing an accounted area commits the growth.
+                let more = self.mremap_commits(a[0], a[1], a[2]);
+                if let Err(e) = self.vm_enough_memory(more) {
+                    return Some(Err(e));
+                }
+                self.mm
+                    .mremap(a[0], a[1], a[2], a[3], a[4])
+                    .map(|v| v as i64)
+                    .map_err(Into::into)
+            }
             // advice is an int.
             libc::SYS_madvise => self
                 .mm

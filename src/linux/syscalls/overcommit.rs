@@ -14,6 +14,7 @@
 //!   that were not writable (the vkernel does not remember MAP_NORESERVE
 //!   per area, so a read-only MAP_NORESERVE area made writable counts too:
 //!   only matters for one call over the whole RAM);
+//! - mremap growing a private writable area: the bytes added;
 //! - brk growth: the bytes added.
 
 use super::errno::ENOMEM;
@@ -62,5 +63,24 @@ impl Vproc {
             .filter(|(_, v)| v.prot & PROT_WRITE == 0 && !v.file.as_ref().is_some_and(|f| f.shared))
             .map(|(s, v)| v.end.min(end) - s.max(start))
             .sum()
+    }
+
+    /// mremap(`old`, `old_len`, `new_len`): the bytes it newly commits
+    /// (the growth of a private writable area).
+    pub(super) fn mremap_commits(&self, old: u64, old_len: u64, new_len: u64) -> u64 {
+        if new_len <= old_len {
+            return 0;
+        }
+        let accounted = self.mm.vmas().any(|(s, v)| {
+            s <= old
+                && old < v.end
+                && v.prot & PROT_WRITE != 0
+                && !v.file.as_ref().is_some_and(|f| f.shared)
+        });
+        if accounted {
+            new_len - old_len
+        } else {
+            0
+        }
     }
 }
