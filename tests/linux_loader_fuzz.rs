@@ -577,7 +577,7 @@ fn walk(fs: &Fs) -> Result<(), String> {
                         fs.inode(t);
                     }
                 }
-                Kind::CharDev(_) | Kind::Special => {}
+                Kind::CharDev(_) | Kind::Special | Kind::Fifo(_) => {}
             }
         }
     }

@@ -1,5 +1,5 @@
-//! vkernel: a virtual kernel with a Linux-ABI personality that runs static
-//! x86-64 Linux programs as vprocs on KVM.
+//! vkernel: a virtual kernel with a Linux-ABI personality that runs x86-64
+//! Linux programs (static or dynamically linked) as vprocs on KVM.
 //!
 //! ```text
 //! cargo run --release --example vkernel                  # built-in demo
@@ -14,11 +14,15 @@
 //! on `--cpus` vCPU threads with timer preemption; `--max-procs` bounds
 //! their number (fork beyond it fails with EAGAIN).
 //!
+//! Options go before PROGRAM: everything after it is the program's own
+//! arguments, options included (`vkernel run /usr/bin/perl -e 'print 1'`
+//! gives perl its `-e`), as with `env`, `nice` or `qemu-x86_64`.
+//!
 //! PROGRAM is a path in the vproc's root (with `--disk`: a host path, else
 //! a path in the image). Only its ELF headers and loaded segments are read.
 //! Like a shell, vkernel exits 127 when PROGRAM is missing and 126 when it
 //! cannot run it (a directory, not a regular file, no execute bit,
-//! unreadable, not a static x86-64 ELF). The vproc sees the host's `/`
+//! unreadable, not an x86-64 ELF). The vproc sees the host's `/`
 //! read-only (`--root DIR` picks another directory, `--disk fs.tar` a tar
 //! image) under an in-memory writable overlay: what it writes never reaches
 //! the host, except in directories exposed with `--bind HOST[:GUEST]:rw`.
@@ -50,7 +54,8 @@ use linux::{Config, ExitStatus, Vproc};
 #[derive(Parser)]
 #[command(
     name = "vkernel",
-    about = "Run static x86-64 Linux programs as vprocs of a virtual kernel on KVM"
+    version,
+    about = "Run x86-64 Linux programs (static or dynamic) as vprocs of a virtual kernel on KVM"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -59,7 +64,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a static x86-64 Linux program.
+    /// Run an x86-64 Linux program (static, or dynamic with its loader in
+    /// the root). Options go before PROGRAM; everything after PROGRAM is
+    /// passed to it unparsed.
     Run(RunArgs),
     /// Run the built-in demo program.
     Demo(Opts),
@@ -104,9 +111,15 @@ struct Opts {
     /// vCPU threads the vprocs are scheduled on.
     #[arg(long, default_value_t = 1)]
     cpus: usize,
-    /// Most vprocs alive at once (fork beyond gets EAGAIN).
+    /// Most processes alive at once, zombies included (fork beyond gets
+    /// EAGAIN); threads do not count (see --max-threads).
     #[arg(long, default_value_t = 64)]
     max_procs: usize,
+    /// Most threads alive at once in all processes (clone beyond gets
+    /// EAGAIN). 0: as Linux's threads-max, guest RAM / 128 KiB (8,192 with
+    /// --mem 1024).
+    #[arg(long, default_value_t = 0)]
+    max_threads: usize,
     /// Scheduler tick in milliseconds (timer preemption).
     #[arg(long, default_value_t = 4)]
     tick_ms: u64,
@@ -173,12 +186,17 @@ impl RamBackingArg {
 struct RunArgs {
     #[command(flatten)]
     opts: Opts,
-    /// The program (a path in the vproc's root; with --disk a host path,
-    /// else a path in the image).
-    program: String,
-    /// Its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
+    /// PROGRAM [ARGS...]: the program (a path in the vproc's root; with
+    /// --disk a host path, else a path in the image), then its arguments.
+    /// Option parsing stops at PROGRAM: what follows is the program's,
+    /// `-e` or `--help` included.
+    #[arg(
+        value_name = "PROGRAM [ARGS]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
+    )]
+    command: Vec<String>,
 }
 
 /// Errors of the command line tool.
@@ -485,6 +503,7 @@ fn run(
     let kopts = KernelOptions {
         cpus,
         max_procs: opts.max_procs.max(1),
+        max_threads: opts.max_threads,
         tick: std::time::Duration::from_millis(opts.tick_ms.max(1)),
         memstats: opts.memstats,
         memstats_json: opts.json,
@@ -574,6 +593,7 @@ fn main() -> ExitCode {
                 env: Vec::new(),
                 cpus: 1,
                 max_procs: 64,
+                max_threads: 0,
                 tick_ms: 4,
                 rt_period_us: 1_000_000,
                 rt_runtime_us: 950_000,
@@ -590,7 +610,10 @@ fn main() -> ExitCode {
             Vec::new(),
         ),
         Some(Cmd::Demo(o)) => run(o, "demo".into(), Some(demo_image()), Vec::new()),
-        Some(Cmd::Run(r)) => run(r.opts, r.program, None, r.args),
+        Some(Cmd::Run(mut r)) => {
+            let program = r.command.remove(0);
+            run(r.opts, program, None, r.command)
+        }
         Some(Cmd::Mkimage { dir, image }) => match linux::fs::build_image(&dir, &image) {
             Ok(n) => {
                 vk_eprintln!("vkernel: wrote {} ({n} bytes)", image.display());

@@ -20,8 +20,13 @@ use super::signal;
 use super::syscalls::errno::*;
 use super::{comm_of, load, load_program, Config, Vproc};
 
-/// Longest argv + envp accepted (bytes).
+/// Longest argv + envp accepted: bytes of the strings and their pointers
+/// (Linux: a quarter of the 8 MiB RLIMIT_STACK).
 const ARG_MAX: usize = 2 << 20;
+
+/// Longest single argument or environment string, its NUL included
+/// (Linux's MAX_ARG_STRLEN, 32 pages): longer is E2BIG.
+const MAX_ARG_STRLEN: usize = 32 * 4096;
 
 /// Longest `#!` line read.
 const SHEBANG_MAX: u64 = 256;
@@ -176,11 +181,14 @@ impl Vproc {
             if s == 0 {
                 return Ok(v);
             }
-            let a = self.mm.read_cstr(s, ARG_MAX).map_err(|e| match e {
+            let a = self.mm.read_cstr(s, MAX_ARG_STRLEN).map_err(|e| match e {
                 MmError::Invalid => E2BIG,
                 e => e.errno(),
             })?;
-            total += a.len() + 1;
+            if a.len() + 1 > MAX_ARG_STRLEN {
+                return Err(E2BIG);
+            }
+            total += a.len() + 1 + 8;
             if total > ARG_MAX {
                 return Err(E2BIG);
             }

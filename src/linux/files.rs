@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use super::fs::Backing;
+use super::rlimit::Rlimits;
 
 /// O_ACCMODE.
 pub const O_ACCMODE: u32 = 3;
@@ -32,9 +33,6 @@ pub const O_EXCL: u32 = 0o200;
 /// O_PATH.
 pub const O_PATH: u32 = 0o10000000;
 
-/// Most fds a vproc may have open (RLIMIT_NOFILE).
-pub const MAX_FDS: usize = 1024;
-
 /// Errors of fd-table operations (as errnos for the vproc).
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
 pub enum FdError {
@@ -44,14 +42,26 @@ pub enum FdError {
     /// The table is full.
     #[error("too many open files")]
     TooMany,
+    /// An argument out of range.
+    #[error("invalid argument")]
+    Invalid,
+    /// Beyond what a vproc may ask.
+    #[error("operation not permitted")]
+    NotPermitted,
+    /// The object is in use.
+    #[error("device or resource busy")]
+    Busy,
 }
 
 impl FdError {
     /// The errno.
     pub fn errno(self) -> i64 {
         match self {
-            FdError::BadFd => 9,
-            FdError::TooMany => 24,
+            FdError::BadFd => libc::EBADF as i64,
+            FdError::TooMany => libc::EMFILE as i64,
+            FdError::Invalid => libc::EINVAL as i64,
+            FdError::NotPermitted => libc::EPERM as i64,
+            FdError::Busy => libc::EBUSY as i64,
         }
     }
 }
@@ -66,6 +76,15 @@ impl<T> Clone for Shared<T> {
         Shared(self.0.clone())
     }
 }
+
+/// Two handles are equal when they are the same object.
+impl<T> PartialEq for Shared<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl<T> Eq for Shared<T> {}
 
 impl<T> Shared<T> {
     /// Wrap `v`.
@@ -110,17 +129,23 @@ pub trait Wake: Send + Sync {
     fn wake(&self, pid: i32);
 }
 
-/// Bytes a pipe holds before writers block (Linux: 16 pages).
+/// Bytes a new pipe holds before writers block (Linux: 16 pages).
 pub const PIPE_CAPACITY: usize = 65536;
+
+/// Largest size F_SETPIPE_SZ gives a pipe: Linux's `fs.pipe-max-size`
+/// default. Linux lets root go beyond it; here every vproc is held to it
+/// (EPERM), so a pipe never buffers more than 1 MiB of host memory.
+pub const PIPE_MAX_SIZE: usize = 1 << 20;
 
 /// Writes up to this size to a pipe are atomic (Linux's PIPE_BUF).
 pub const PIPE_BUF: usize = 4096;
 
 /// A pipe's buffer and the vprocs waiting on it.
-#[derive(Default)]
 pub struct Pipe {
     /// Bytes written and not yet read.
     pub buf: VecDeque<u8>,
+    /// Bytes it holds before writers block (F_GETPIPE_SZ).
+    pub capacity: usize,
     /// Open read ends.
     pub readers: usize,
     /// Open write ends.
@@ -128,12 +153,21 @@ pub struct Pipe {
     /// Vprocs blocked on this pipe (readers waiting for data or EOF,
     /// writers waiting for room or the last reader to go).
     pub waiters: Vec<(i32, Arc<dyn Wake>)>,
+    /// A FIFO's opens so far, for reading and for writing (Linux's
+    /// r_counter and w_counter): an open that waits for the other side
+    /// ends when the other side's count moves.
+    pub opened: [u64; 2],
+    /// Vprocs blocked in open() of a FIFO: pid, for reading?, and a token
+    /// that dies with the vproc (its signal flag), so one killed while it
+    /// waited no longer counts.
+    pub opening: Vec<(i32, bool, std::sync::Weak<std::sync::atomic::AtomicBool>)>,
 }
 
 impl std::fmt::Debug for Pipe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipe")
             .field("buffered", &self.buf.len())
+            .field("capacity", &self.capacity)
             .field("readers", &self.readers)
             .field("writers", &self.writers)
             .field("waiters", &self.waiters.len())
@@ -141,7 +175,43 @@ impl std::fmt::Debug for Pipe {
     }
 }
 
+impl Default for Pipe {
+    fn default() -> Self {
+        Pipe {
+            buf: VecDeque::new(),
+            capacity: PIPE_CAPACITY,
+            readers: 0,
+            writers: 0,
+            waiters: Vec::new(),
+            opened: [0; 2],
+            opening: Vec::new(),
+        }
+    }
+}
+
 impl Pipe {
+    /// F_SETPIPE_SZ: Linux's rounding (at least a page, else the next
+    /// power of two), EPERM above [`PIPE_MAX_SIZE`], EBUSY when the bytes
+    /// queued would not fit. Returns the new size; writers waiting for
+    /// room are to be woken by the caller ([`Pipe::take_waiters`]).
+    pub fn set_capacity(&mut self, want: u64) -> Result<usize, FdError> {
+        let size = if want > 1 << 31 {
+            return Err(FdError::Invalid);
+        } else if want < 4096 {
+            4096
+        } else {
+            want.next_power_of_two() as usize
+        };
+        if size > PIPE_MAX_SIZE {
+            return Err(FdError::NotPermitted);
+        }
+        if self.buf.len() > size {
+            return Err(FdError::Busy);
+        }
+        self.capacity = size;
+        Ok(size)
+    }
+
     /// Register `pid` as waiting on the pipe.
     pub fn wait(&mut self, pid: i32, w: Arc<dyn Wake>) {
         if !self.waiters.iter().any(|(p, _)| *p == pid) {
@@ -274,16 +344,23 @@ pub struct Fd {
     pub cloexec: bool,
 }
 
-/// The fd table.
+/// The fd table, and the resource limits of the process that owns it
+/// (see [`super::rlimit`]: the soft RLIMIT_NOFILE bounds the fds).
 #[derive(Debug, Default, Clone)]
 pub struct FdTable {
     slots: Vec<Option<Fd>>,
+    /// The process's resource limits.
+    pub limits: Rlimits,
 }
 
 impl FdTable {
-    /// fds 0, 1 and 2 on the console.
+    /// fds 0, 1 and 2 on the console, with the vkernel's own host limits
+    /// ([`Rlimits::from_host`]).
     pub fn with_stdio() -> FdTable {
-        let mut t = FdTable::default();
+        let mut t = FdTable {
+            limits: Rlimits::from_host(),
+            ..FdTable::default()
+        };
         t.slots.push(Some(Fd {
             file: OpenFile::new(FileKind::Stdin, 0, b"/dev/stdin"),
             cloexec: false,
@@ -327,7 +404,7 @@ impl FdTable {
         while i < self.slots.len() && self.slots[i].is_some() {
             i += 1;
         }
-        if i >= MAX_FDS {
+        if i >= self.limits.nofile() {
             return Err(FdError::TooMany);
         }
         if i >= self.slots.len() {
@@ -337,9 +414,10 @@ impl FdTable {
         Ok(i as i64)
     }
 
-    /// Install at exactly `n`, closing what was there.
+    /// Install at exactly `n`, closing what was there (EBADF at or above
+    /// the soft RLIMIT_NOFILE, as dup2).
     pub fn install_at(&mut self, fd: Fd, n: i64) -> Result<i64, FdError> {
-        if n < 0 || n as usize >= MAX_FDS {
+        if n < 0 || n as usize >= self.limits.nofile() {
             return Err(FdError::BadFd);
         }
         if n as usize >= self.slots.len() {

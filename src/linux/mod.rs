@@ -45,6 +45,7 @@ pub mod kernel;
 pub mod load;
 pub mod mm;
 pub mod pagecache;
+pub mod rlimit;
 pub mod signal;
 pub mod stdio;
 pub mod syscalls;

@@ -28,12 +28,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::devices::{Disk, DiskError};
 
 mod backing;
+pub mod entries;
 pub mod host;
 pub mod lock;
 mod mount;
 pub mod node;
 mod overlay;
 pub mod path;
+pub mod sparse;
 mod tar;
 #[cfg(test)]
 mod tests;
@@ -135,6 +137,9 @@ pub enum Kind {
     CharDev(u32),
     /// A host FIFO, socket or block device (shown, never opened).
     Special,
+    /// A FIFO made in the overlay (see `Fs::mkfifo`): opens connect to
+    /// this pipe.
+    Fifo(crate::linux::files::Shared<crate::linux::files::Pipe>),
 }
 
 /// A snapshot of one inode.
@@ -187,6 +192,8 @@ pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFREG: u32 = 0o100000;
 /// S_IFLNK.
 pub const S_IFLNK: u32 = 0o120000;
+/// S_IFIFO.
+pub const S_IFIFO: u32 = 0o010000;
 /// S_IFCHR.
 pub const S_IFCHR: u32 = 0o020000;
 
@@ -574,6 +581,7 @@ impl Fs {
             Body::Symlink(t) => Kind::Symlink(t.clone()),
             Body::Dev(r) => Kind::CharDev(*r),
             Body::Special => Kind::Special,
+            Body::Fifo(p) => Kind::Fifo(p.clone()),
         };
         let m = &n.meta;
         Inode {
@@ -618,7 +626,7 @@ impl Fs {
         enum Src {
             Tar(u64, u64),
             Host(usize, Vec<u8>),
-            Mem(Arc<std::sync::RwLock<Vec<u8>>>),
+            Mem(Arc<std::sync::RwLock<sparse::SparseFile>>),
             Dev(u32),
         }
         let src = {
@@ -656,12 +664,7 @@ impl Fs {
             }
             Src::Mem(d) => {
                 let d = d.read().unwrap_or_else(|e| e.into_inner());
-                if pos >= d.len() as u64 {
-                    return Ok(0);
-                }
-                let n = (d.len() - pos as usize).min(buf.len());
-                buf[..n].copy_from_slice(&d[pos as usize..pos as usize + n]);
-                Ok(n)
+                Ok(d.read_at(pos, buf))
             }
             Src::Dev(r) => Ok(match r & 0xff {
                 3 => 0,
@@ -677,9 +680,10 @@ impl Fs {
         }
     }
 
-    /// The listing of directory `h`, in a stable order: `None` marks a
-    /// deleted entry (kept so that positions do not move). `.` and `..`
-    /// are not included.
+    /// The listing of directory `h`, in a stable order (a host directory's
+    /// own order, then names made in the overlay: see [`entries`]): `None`
+    /// marks a deleted entry (kept so that positions do not move). `.` and
+    /// `..` are not included.
     pub fn list(&self, h: u64) -> Result<Vec<Option<DirEntry>>, Errno> {
         let mut t = self.lock();
         let d = t.get(h)?.dir().ok_or(libc::ENOTDIR as i64)?;
@@ -688,9 +692,12 @@ impl Fs {
                 .list(&rel)
                 .map_err(|e| host::errno_of(&e))?;
             let d = t.get_mut(h)?.dir_mut().ok_or(libc::ENOTDIR as i64)?;
-            for (name, ino, ty) in host {
-                d.entries.entry(name).or_insert(Slot::Lazy(ino, ty));
-            }
+            // The host's order (see `entries`).
+            d.entries.merge_host(
+                host.into_iter()
+                    .map(|(name, ino, ty)| (name, Slot::Lazy(ino, ty)))
+                    .collect(),
+            );
             d.complete = true;
         }
         let d = t.get(h)?.dir().ok_or(libc::ENOTDIR as i64)?;

@@ -5,9 +5,10 @@
 //! reused; the numbers `stat` reports are [`Meta::dev`] / [`Meta::ino`]
 //! (the host's for host files, made up for the others).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use super::entries::Entries;
+use super::sparse::SparseFile;
 use super::Source;
 
 /// An errno for the vproc.
@@ -133,8 +134,8 @@ pub enum Slot {
 /// A directory.
 #[derive(Clone, Debug)]
 pub struct Dir {
-    /// Known entries by name (sorted: positions are indices).
-    pub entries: BTreeMap<Vec<u8>, Slot>,
+    /// Known entries, in listing order (positions are indices).
+    pub entries: Entries,
     /// The host directory below it (tree index, path in the tree).
     pub host: Option<(usize, Vec<u8>)>,
     /// Every host entry is in `entries` (the host was listed).
@@ -147,7 +148,7 @@ impl Dir {
     /// An empty directory of `source` with no host part.
     pub fn new(source: Source) -> Dir {
         Dir {
-            entries: BTreeMap::new(),
+            entries: Entries::new(),
             host: None,
             complete: true,
             source,
@@ -172,8 +173,8 @@ pub enum Body {
         /// Path in the tree.
         rel: Vec<u8>,
     },
-    /// A file in memory (created by a vproc, or copied up).
-    Mem(Arc<RwLock<Vec<u8>>>),
+    /// A file in memory (created by a vproc, or copied up), sparse.
+    Mem(Arc<RwLock<SparseFile>>),
     /// A directory.
     Dir(Dir),
     /// A symlink and its target.
@@ -182,6 +183,8 @@ pub enum Body {
     Dev(u32),
     /// A host FIFO, socket or device: visible, never opened.
     Special,
+    /// A FIFO made in the overlay (mkfifo): the pipe its opens connect to.
+    Fifo(crate::linux::files::Shared<crate::linux::files::Pipe>),
 }
 
 /// One node.
@@ -218,7 +221,7 @@ impl Node {
     /// Its 512-byte blocks now.
     pub fn blocks(&self) -> u64 {
         match (&self.body, self.meta.blocks) {
-            (Body::Mem(_), _) => self.size().div_ceil(4096) * 8,
+            (Body::Mem(d), _) => d.read().map_or(0, |d| d.allocated() / 512),
             (_, Some(b)) => b,
             _ => self.size().div_ceil(512),
         }
@@ -243,7 +246,7 @@ impl Node {
     /// Its size now.
     pub fn size(&self) -> u64 {
         match &self.body {
-            Body::Mem(d) => d.read().map_or(0, |d| d.len() as u64),
+            Body::Mem(d) => d.read().map_or(0, |d| d.len()),
             Body::Symlink(t) => t.len() as u64,
             _ => self.meta.size,
         }
@@ -262,15 +265,17 @@ pub struct Table {
 }
 
 /// Most bytes all in-memory files may hold together (then ENOSPC), like a
-/// tmpfs size limit: what vprocs write costs host memory.
+/// tmpfs size limit: what vprocs write costs host memory. Allocated pages
+/// count (files are sparse), not sizes.
 pub const MEM_BUDGET: u64 = 4 << 30;
 
-/// Largest in-memory file (then EFBIG).
+/// Most memory one in-memory file may hold (then EFBIG): allocated pages,
+/// not its size, which may go up to [`super::sparse::MAX_SIZE`].
 pub const FILE_MAX: u64 = 1 << 30;
 
 impl Table {
-    /// Account for an in-memory file growing from `old` to `new` bytes:
-    /// ENOSPC past the budget, EFBIG past the file limit.
+    /// Account for an in-memory file's allocated bytes going from `old` to
+    /// `new`: ENOSPC past the budget, EFBIG past the file limit.
     pub fn charge(&mut self, old: u64, new: u64) -> Result<(), Errno> {
         if new > FILE_MAX {
             return Err(libc::EFBIG as Errno);
@@ -290,7 +295,7 @@ impl Table {
     /// Free node `h`'s contents (nothing names or holds it any more).
     pub fn free(&mut self, h: u64) {
         let len = match self.nodes.get(h as usize).map(|n| &n.body) {
-            Some(Body::Mem(d)) => d.read().map_or(0, |d| d.len() as u64),
+            Some(Body::Mem(d)) => d.read().map_or(0, |d| d.allocated()),
             _ => 0,
         };
         self.mem_bytes = self.mem_bytes.saturating_sub(len);

@@ -12,7 +12,8 @@ use std::sync::{Arc, RwLock};
 
 use super::host::{errno_of, join};
 use super::node::{Body, Dir, Errno, Meta, Node, Slot, Table, Ts, FILE_MAX, MEM_DEV};
-use super::{proc_item, Fs, Source, ROOT, S_IFDIR, S_IFLNK, S_IFREG};
+use super::sparse::{SparseFile, MAX_SIZE};
+use super::{proc_item, Fs, Source, ROOT, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
 
 const EEXIST: Errno = libc::EEXIST as Errno;
 const EINVAL: Errno = libc::EINVAL as Errno;
@@ -108,7 +109,7 @@ impl Fs {
                 dir,
                 name,
                 S_IFREG | (mode & 0o7777),
-                Body::Mem(Arc::new(RwLock::new(Vec::new()))),
+                Body::Mem(Arc::new(RwLock::new(SparseFile::new()))),
             ),
         };
         Self::touch_dir(&mut t, dir);
@@ -136,6 +137,32 @@ impl Fs {
                 name,
                 S_IFDIR | (mode & 0o7777),
                 Body::Dir(Dir::new(Source::Memory)),
+            ),
+        };
+        Self::touch_dir(&mut t, dir);
+        Ok(h)
+    }
+
+    /// mkfifo `name` in `dir` (mode bits `mode`): a FIFO node whose opens
+    /// connect to one pipe ([`crate::linux::files::Pipe`]). In the
+    /// overlay only: in a writable host tree it is EPERM (a host FIFO
+    /// could not be opened through the vkernel).
+    pub fn mkfifo(&self, dir: u64, name: &[u8], mode: u32) -> Result<u64, Errno> {
+        use crate::linux::files::{Pipe, Shared};
+        Self::new_name(name)?;
+        let mut t = self.lock();
+        match self.child_locked(&mut t, dir, name) {
+            Ok(_) => return Err(EEXIST),
+            Err(ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let h = match self.place(&t, dir)? {
+            Place::Host(..) => return Err(libc::EPERM as Errno),
+            Place::Overlay => t.add_mem(
+                dir,
+                name,
+                S_IFIFO | (mode & 0o7777),
+                Body::Fifo(Shared::new(Pipe::default())),
             ),
         };
         Self::touch_dir(&mut t, dir);
@@ -262,11 +289,13 @@ impl Fs {
             Err(ENOENT) => None,
             Err(e) => return Err(e),
         };
-        if dst == Some(src) {
-            return Ok(());
-        }
+        // RENAME_NOREPLACE refuses any existing name, the source's own
+        // included (Linux checks it before the same-file shortcut).
         if dst.is_some() && flags & RENAME_NOREPLACE != 0 {
             return Err(EEXIST);
+        }
+        if dst == Some(src) {
+            return Ok(());
         }
         let src_dir = self.is_dir_handle(src);
         if let Some(d) = dst {
@@ -340,7 +369,8 @@ impl Fs {
         if !matches!(t.get(h)?.body, Body::Host { .. } | Body::Tar { .. }) {
             return Ok(());
         }
-        t.charge(0, data.len() as u64)?;
+        let data = SparseFile::from_vec(data);
+        t.charge(0, data.allocated())?;
         let ino = t.next_id();
         let version = t.next_id();
         let n = t.get_mut(h)?;
@@ -401,21 +431,55 @@ impl Fs {
             _ => return Err(libc::EBADF as Errno),
         };
         let mut d = buf.write().unwrap_or_else(|e| e.into_inner());
-        let at = pos.unwrap_or(d.len() as u64);
+        let at = pos.unwrap_or(d.len());
         let end = at.checked_add(data.len() as u64).ok_or(EFBIG)?;
-        if d.len() < end as usize {
-            t.charge(d.len() as u64, end)?;
-            d.resize(end as usize, 0);
+        if end > MAX_SIZE {
+            return Err(EFBIG);
         }
-        d[at as usize..end as usize].copy_from_slice(data);
+        t.charge(
+            d.allocated(),
+            d.allocated_after_write(at, data.len() as u64),
+        )?;
+        d.write_at(at, data);
         drop(d);
         Self::changed(&mut t, h);
         Ok((data.len(), end))
     }
 
+    /// fallocate mode 0: make `[off, off + len)` of file `h` hold memory
+    /// (an in-memory file's pages are allocated and counted, ENOSPC or
+    /// EFBIG past the caps) and grow its size to cover it.
+    pub fn allocate(&self, h: u64, off: u64, len: u64) -> Result<(), Errno> {
+        let end = off.checked_add(len).ok_or(EFBIG)?;
+        if end > MAX_SIZE {
+            return Err(EFBIG);
+        }
+        self.prepare_write(h)?;
+        let mut t = self.lock();
+        let d = match &t.get(h)?.body {
+            Body::Mem(d) => d.clone(),
+            _ => {
+                drop(t);
+                if end > self.inode(h).size {
+                    self.truncate(h, end)?;
+                }
+                return Ok(());
+            }
+        };
+        let mut d = d.write().unwrap_or_else(|e| e.into_inner());
+        t.charge(d.allocated(), d.allocated_after_write(off, len))?;
+        let grows = end > d.len();
+        d.allocate(off, len);
+        drop(d);
+        if grows {
+            Self::changed(&mut t, h);
+        }
+        Ok(())
+    }
+
     /// Set file `h`'s size.
     pub fn truncate(&self, h: u64, len: u64) -> Result<(), Errno> {
-        if len > FILE_MAX {
+        if len > MAX_SIZE {
             return Err(EFBIG);
         }
         self.prepare_write(h)?;
@@ -436,8 +500,8 @@ impl Fs {
             Body::Mem(d) => {
                 let d = d.clone();
                 let mut d = d.write().unwrap_or_else(|e| e.into_inner());
-                t.charge(d.len() as u64, len)?;
-                d.resize(len as usize, 0);
+                t.charge(d.allocated(), d.allocated_after_truncate(len))?;
+                d.set_len(len);
             }
             Body::Dev(_) => return Ok(()),
             Body::Dir(_) => return Err(EISDIR),
@@ -522,9 +586,10 @@ impl Fs {
     /// A file with no name holding `data` (a /proc snapshot); it goes
     /// away when its last [`super::Backing`] does.
     pub fn anonymous(&self, data: Vec<u8>) -> u64 {
+        let data = SparseFile::from_vec(data);
         let mut t = self.lock();
         // Small snapshots, counted (freed with the node) but never refused.
-        t.mem_bytes += data.len() as u64;
+        t.mem_bytes += data.allocated();
         let ino = t.next_id();
         let mut m = Meta::fresh(S_IFREG | 0o444, ino);
         m.nlink = 0;

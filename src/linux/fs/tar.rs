@@ -83,7 +83,7 @@ pub(super) fn mkdir_in(t: &mut Table, parent: u64, name: &[u8]) -> u64 {
 fn walk_plain(t: &Table, comps: &[&[u8]]) -> Option<u64> {
     let mut cur = ROOT;
     for c in comps {
-        match t.get(cur).ok()?.dir()?.entries.get(*c)? {
+        match t.get(cur).ok()?.dir()?.entries.get(c)? {
             Slot::Node(i) => cur = *i,
             _ => return None,
         }

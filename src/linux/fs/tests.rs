@@ -140,14 +140,33 @@ fn rw_bind_writes_through() {
 fn memory_files_are_bounded_and_accounted() {
     let fs = Fs::empty();
     let (h, _) = fs.create(ROOT, b"big", 0o644, true).unwrap();
+    // Sparse: a write far out costs one page, and the size may pass the
+    // per-file usage cap.
+    fs.write(h, Some(node::FILE_MAX), b"x").unwrap();
+    assert_eq!(fs.lock().mem_bytes, 4096);
+    assert_eq!(fs.inode(h).size, node::FILE_MAX + 1);
     assert_eq!(
-        fs.write(h, Some(node::FILE_MAX), b"x"),
-        Err(libc::EFBIG as i64)
+        fs.write(h, Some(i64::MAX as u64), b"x"),
+        Err(libc::EFBIG as i64),
+        "past tmpfs's largest size"
     );
+    // Usage past the cap is EFBIG.
+    let chunk = vec![1u8; 1 << 20];
+    let mut err = None;
+    for i in 0..1100u64 {
+        if let Err(e) = fs.write(h, Some(i << 20), &chunk) {
+            err = Some(e);
+            break;
+        }
+    }
+    assert_eq!(err, Some(libc::EFBIG as i64));
+    assert!(fs.lock().mem_bytes <= node::FILE_MAX);
     fs.truncate(h, 1 << 20).unwrap();
     assert_eq!(fs.lock().mem_bytes, 1 << 20);
     fs.truncate(h, 10).unwrap();
-    assert_eq!(fs.lock().mem_bytes, 10);
+    assert_eq!(fs.lock().mem_bytes, 4096, "one page holds 10 bytes");
+    fs.truncate(h, 1 << 40).unwrap();
+    assert_eq!(fs.lock().mem_bytes, 4096, "growing allocates nothing");
     fs.unlink(ROOT, b"big", false).unwrap();
     assert_eq!(fs.lock().mem_bytes, 0, "freed with its last name");
 }

@@ -376,3 +376,19 @@ fn zombie_policy(t: &Table, pid: Pid) -> Option<Policy> {
         .find(|r| r.pid == pid)
         .map(|r| r.policy)
 }
+
+impl Kernel {
+    /// Is `pid` a thread in the table, not yet reaped (a zombie counts,
+    /// as Linux finds a task until it is reaped)?
+    pub fn task_exists(&self, pid: i32) -> bool {
+        self.lock()
+            .procs
+            .get(&pid)
+            .is_some_and(|e| !matches!(e.state, PState::Embryo))
+    }
+
+    /// The process (tgid) thread `pid` belongs to.
+    pub fn tgid_of(&self, pid: i32) -> Option<i32> {
+        self.lock().procs.get(&pid).map(|e| e.tgid)
+    }
+}

@@ -65,7 +65,7 @@ pub(super) fn insert_embryo(
             shared: Vec::new(),
         },
     );
-    t.max_alive = t.max_alive.max(t.procs.len());
+    t.max_alive = t.max_alive.max(Kernel::alive(t));
     let policy = t
         .sched
         .task(tid(parent.pid))
@@ -103,7 +103,8 @@ pub(super) fn fork(
     // Reserve a slot and a pid.
     let (pid, pgid, sid, nice_policy, target_cpu) = {
         let mut t = k.lock();
-        if Kernel::alive(&t) >= k.opts.max_procs {
+        if Kernel::alive(&t) >= k.opts.max_procs || Kernel::threads_alive(&t) >= k.opts.max_threads
+        {
             t.eagain += 1;
             return -EAGAIN;
         }

@@ -104,8 +104,13 @@ pub enum Request {
 pub struct Options {
     /// vCPU threads (the machine needs at least this many vCPUs).
     pub cpus: usize,
-    /// Most vprocs alive at once (zombies count); fork beyond gets EAGAIN.
+    /// Most processes alive at once (zombies count, threads do not); fork
+    /// beyond gets EAGAIN (Linux's RLIMIT_NPROC).
     pub max_procs: usize,
+    /// Most threads alive at once, in all processes together (Linux's
+    /// `kernel.threads-max`); clone beyond gets EAGAIN. 0: as Linux
+    /// derives threads-max, guest RAM / 128 KiB (8,192 for 1 GiB).
+    pub max_threads: usize,
     /// Scheduler tick: how often busy vCPUs are kicked.
     pub tick: Duration,
     /// Collect memory statistics of all vprocs when the first one exits.
@@ -134,6 +139,7 @@ impl Default for Options {
         Options {
             cpus: 1,
             max_procs: 64,
+            max_threads: 0,
             tick: Duration::from_millis(4),
             memstats: false,
             memstats_json: false,
@@ -181,7 +187,7 @@ pub struct Report {
     pub forks: u64,
     /// Forks refused with EAGAIN (the vproc limit).
     pub fork_eagain: u64,
-    /// Most vprocs alive at once.
+    /// Most processes alive at once (threads not counted).
     pub max_alive: usize,
     /// Syscalls of all vprocs.
     pub syscalls: u64,
@@ -701,7 +707,14 @@ impl Kernel {
         }
     }
 
+    /// Processes in the table (a leader's entry stands for its process,
+    /// zombies included).
     fn alive(t: &Table) -> usize {
+        t.procs.iter().filter(|(pid, e)| **pid == e.tgid).count()
+    }
+
+    /// Threads in the table, every process's together.
+    fn threads_alive(t: &Table) -> usize {
         t.procs.len()
     }
 

@@ -10,6 +10,13 @@ use crate::core::sched::Tunables;
 /// until `init` exits.
 pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report, VprocError> {
     let mut cpus = take_cpus(machine, opts.cpus.max(1))?;
+    let opts = &Options {
+        max_threads: match opts.max_threads {
+            0 => default_max_threads(machine.ram_size()),
+            n => n,
+        },
+        ..opts.clone()
+    };
     let patch_entry = (opts.exitless && opts.patch_syscalls)
         .then(|| machine.patched_entry_va())
         .flatten();
@@ -133,6 +140,13 @@ pub(super) fn sched_tunables(opts: &Options) -> Result<Tunables, VprocError> {
         rt_runtime_ns,
         ..Tunables::default()
     })
+}
+
+/// Linux's default `kernel.threads-max` for `ram` bytes of RAM: one
+/// thread per 128 KiB (`set_max_threads`: totalram / (8 * THREAD_SIZE)),
+/// at least 20.
+pub fn default_max_threads(ram: u64) -> usize {
+    ((ram / (128 << 10)) as usize).max(20)
 }
 
 /// Put `init` in the table, runnable.

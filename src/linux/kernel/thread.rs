@@ -70,7 +70,7 @@ pub(super) fn spawn_thread(
     }
     let (ntid, policy, target_cpu) = {
         let mut t = k.lock();
-        if Kernel::alive(&t) >= k.opts.max_procs {
+        if Kernel::threads_alive(&t) >= k.opts.max_threads {
             t.eagain += 1;
             return -EAGAIN;
         }

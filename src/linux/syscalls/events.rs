@@ -201,6 +201,10 @@ impl Vproc {
             // fcntl F_SETLKW, flock: no longer waiting (deadlock checks).
             self.fs.locks().cancel_wait(self.pid);
         }
+        // open/openat of a FIFO waiting for its other side.
+        if matches!(p.nr, 2 | 257) {
+            self.fifo_open_cancel(p.nr, p.args);
+        }
         if p.state.progress > 0 && matches!(p.nr, 1 | 20 | 40) {
             // A write that moved some bytes returns their count.
             self.frame.rip += 2;
@@ -258,7 +262,7 @@ impl Vproc {
                 let p = p.borrow();
                 if p.readers == 0 {
                     POLLERR | POLLOUT | POLLWRNORM
-                } else if p.buf.len() + files::PIPE_BUF <= files::PIPE_CAPACITY {
+                } else if p.buf.len() + files::PIPE_BUF.min(p.capacity) <= p.capacity {
                     POLLOUT | POLLWRNORM
                 } else {
                     0

@@ -137,7 +137,11 @@ impl Vproc {
         Err(ELOOP)
     }
 
-    fn install_file(&mut self, file: crate::linux::files::Shared<OpenFile>, flags: u32) -> R {
+    pub(super) fn install_file(
+        &mut self,
+        file: crate::linux::files::Shared<OpenFile>,
+        flags: u32,
+    ) -> R {
         Ok(self.fds.install(
             Fd {
                 file,
@@ -177,6 +181,7 @@ impl Vproc {
             match node.kind {
                 Kind::Symlink(_) => return Err(ELOOP),
                 Kind::Special => return Err(ENXIO),
+                Kind::Fifo(pipe) => return self.open_fifo(pipe, flags, keep, &p),
                 Kind::Dir(_) if write || flags & files::O_CREAT != 0 => return Err(EISDIR),
                 Kind::CharDev(TTY_RDEV) => {
                     if self.stdio.host_fd(0).is_none() {
@@ -245,6 +250,11 @@ impl Vproc {
         }
         let mut p = self.fs.path_of(self.cwd);
         p.push(0);
+        // A path longer than PATH_MAX cannot be returned at all (Linux's
+        // d_path gives ENAMETOOLONG); a short buffer is ERANGE.
+        if p.len() > 4096 {
+            return Err(ENAMETOOLONG);
+        }
         if p.len() > size {
             return Err(ERANGE);
         }

@@ -56,7 +56,8 @@ impl Vproc {
             libc::SYS_fchownat => {
                 self.sys_attr(d0, a[1], a[4], None, Some((a[2] as u32, a[3] as u32)))
             }
-            libc::SYS_mknod | libc::SYS_mknodat => Err(EPERM),
+            libc::SYS_mknod => self.sys_mknodat(AT_FDCWD, a[0], a[1] as u32),
+            libc::SYS_mknodat => self.sys_mknodat(d0, a[1], a[2] as u32),
             libc::SYS_getxattr | libc::SYS_lgetxattr => self.sys_xattr(a[0], nr, Err(ENODATA)),
             libc::SYS_listxattr | libc::SYS_llistxattr => self.sys_xattr(a[0], nr, Ok(0)),
             libc::SYS_setxattr
@@ -114,9 +115,40 @@ impl Vproc {
         if !matches!(self.fs.inode(h).kind, Kind::File { .. }) {
             return Err(ENODEV);
         }
-        let end = off.checked_add(len).ok_or(EFBIG)? as u64;
-        if mode == 0 && end > self.fs.inode(h).size {
-            self.fs.truncate(h, end)?;
+        off.checked_add(len).ok_or(EFBIG)?;
+        // FALLOC_FL_KEEP_SIZE (mode 1) changes nothing: the size stays and
+        // the tree allocates on write.
+        if mode == 0 {
+            self.fs.allocate(h, off as u64, len as u64)?;
+        }
+        Ok(0)
+    }
+
+    /// mknod/mknodat: a regular file or a FIFO (see `fifo`); device and
+    /// socket nodes are EPERM (the tree has no devices of a vproc's
+    /// making), an unknown type EINVAL. An existing name is EEXIST first.
+    fn sys_mknodat(&mut self, dirfd: i64, path: u64, mode: u32) -> R {
+        let p = self.user_path(path)?;
+        let (dir, name) = self.parent_at(dirfd, &p)?;
+        let perm = mode & 0o7777 & !self.umask;
+        let ty = mode & libc::S_IFMT;
+        if !matches!(
+            ty,
+            0 | libc::S_IFREG | libc::S_IFIFO | libc::S_IFCHR | libc::S_IFBLK | libc::S_IFSOCK
+        ) {
+            return Err(EINVAL);
+        }
+        if self.lookup_at(dirfd, &p, false).is_ok() {
+            return Err(EEXIST);
+        }
+        match ty {
+            0 | libc::S_IFREG => {
+                self.fs.create(dir, &name, perm, true)?;
+            }
+            libc::S_IFIFO => {
+                self.fs.mkfifo(dir, &name, perm)?;
+            }
+            _ => return Err(EPERM),
         }
         Ok(0)
     }

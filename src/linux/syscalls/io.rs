@@ -34,8 +34,28 @@ impl Vproc {
             libc::SYS_ppoll => self.sys_ppoll(a),
             libc::SYS_select => self.sys_select(a),
             libc::SYS_pselect6 => self.sys_pselect6(a),
-            // No networking.
-            libc::SYS_socket => Err(EAFNOSUPPORT),
+            // No networking: no socket can be made, so every fd that is
+            // open is not a socket (ENOTSOCK; EBADF for one that is not).
+            libc::SYS_socket | libc::SYS_socketpair => Err(EAFNOSUPPORT),
+            libc::SYS_connect
+            | libc::SYS_accept
+            | libc::SYS_accept4
+            | libc::SYS_sendto
+            | libc::SYS_recvfrom
+            | libc::SYS_sendmsg
+            | libc::SYS_recvmsg
+            | libc::SYS_sendmmsg
+            | libc::SYS_recvmmsg
+            | libc::SYS_shutdown
+            | libc::SYS_bind
+            | libc::SYS_listen
+            | libc::SYS_getsockname
+            | libc::SYS_getpeername
+            | libc::SYS_setsockopt
+            | libc::SYS_getsockopt => match self.fds.get(int(a[0])) {
+                Ok(_) => Err(ENOTSOCK),
+                Err(e) => Err(e.into()),
+            },
             _ => return None,
         })
     }
@@ -191,7 +211,7 @@ impl Vproc {
                     p.buf.extend(rest);
                     return Ok(data.len() as i64);
                 };
-                let room = files::PIPE_CAPACITY.saturating_sub(p.buf.len());
+                let room = p.capacity.saturating_sub(p.buf.len());
                 // Writes up to PIPE_BUF are atomic: all or wait.
                 let fits = if rest.len() <= files::PIPE_BUF {
                     room >= rest.len()
@@ -356,7 +376,7 @@ impl Vproc {
         let limit = match (&of.kind, self.k.clone()) {
             (FileKind::PipeWrite(p), Some(k)) => {
                 let mut p = p.borrow_mut();
-                let room = files::PIPE_CAPACITY.saturating_sub(p.buf.len());
+                let room = p.capacity.saturating_sub(p.buf.len());
                 if p.readers > 0 && room == 0 {
                     if of.flags & files::O_NONBLOCK != 0 {
                         return Err(EAGAIN);
@@ -640,8 +660,15 @@ impl Vproc {
 
     fn sys_fcntl(&mut self, fd: i64, cmd: u32, arg: u64) -> R {
         match cmd {
-            0 => self.sys_dup(fd, arg as usize, false),
-            1030 => self.sys_dup(fd, arg as usize, true),
+            0 | 1030 => {
+                // F_DUPFD, F_DUPFD_CLOEXEC: a minimum at or above the soft
+                // RLIMIT_NOFILE is EINVAL (f_dupfd).
+                self.fds.get(fd)?;
+                if arg >= self.fds.limits.nofile() as u64 {
+                    return Err(EINVAL);
+                }
+                self.sys_dup(fd, arg as usize, cmd == 1030)
+            }
             1 => Ok(self.fds.get(fd)?.cloexec as i64),
             2 => {
                 self.fds.get_mut(fd)?.cloexec = arg & 1 != 0;
@@ -659,9 +686,32 @@ impl Vproc {
                 f.flags = (f.flags & !set) | (arg as u32 & set);
                 Ok(0)
             }
+            // F_SETPIPE_SZ, F_GETPIPE_SZ.
+            1031 | 1032 => self.pipe_size(fd, cmd == 1031, arg),
             5..=7 | 36..=38 => self.sys_fcntl_lock(fd, cmd, arg),
             _ => Err(EINVAL),
         }
+    }
+
+    /// F_GETPIPE_SZ / F_SETPIPE_SZ on either end of a pipe (EBADF on
+    /// anything else, as Linux's get_pipe_info).
+    fn pipe_size(&mut self, fd: i64, set: bool, arg: u64) -> R {
+        let file = self.fds.get(fd)?.file.clone();
+        let f = file.borrow();
+        let (FileKind::PipeRead(p) | FileKind::PipeWrite(p)) = &f.kind else {
+            return Err(EBADF);
+        };
+        let mut p = p.borrow_mut();
+        if !set {
+            return Ok(p.capacity as i64);
+        }
+        // The argument is an unsigned int.
+        let n = p.set_capacity(arg & 0xffff_ffff)?;
+        let w = p.take_waiters();
+        drop(p);
+        drop(f);
+        files::wake_all(w);
+        Ok(n as i64)
     }
 
     fn sys_ioctl(&mut self, fd: i64, req: u32, arg: u64) -> R {
@@ -693,7 +743,7 @@ impl Vproc {
             FileKind::Stdin => 0,
             FileKind::Stdout => 1,
             FileKind::Stderr => 2,
-            FileKind::PipeRead(ref p) if req == 0x541B => {
+            FileKind::PipeRead(ref p) | FileKind::PipeWrite(ref p) if req == 0x541B => {
                 let len = p.borrow().buf.len() as u32;
                 self.mm.write(arg, &len.to_le_bytes())?;
                 return Ok(0);

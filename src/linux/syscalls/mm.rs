@@ -16,23 +16,44 @@ impl Vproc {
         Some(match nr {
             libc::SYS_mmap => self.sys_mmap(a),
             libc::SYS_munmap => self.mm.munmap(a[0], a[1]).map(|_| 0).map_err(Into::into),
-            libc::SYS_mprotect => self
-                .mm
-                .protect(a[0], a[1], a[2] as u32)
-                .map(|_| 0)
-                .map_err(Into::into),
-            libc::SYS_mremap => self
-                .mm
-                .mremap(a[0], a[1], a[2], a[3], a[4])
-                .map(|v| v as i64)
-                .map_err(Into::into),
+            libc::SYS_mprotect => {
+                // A misaligned start is EINVAL first (in `protect`).
+                if a[0].is_multiple_of(4096) {
+                    let more = self.mprotect_commits(a[0], a[1], a[2] as u32);
+                    if let Err(e) = self.vm_enough_memory(more) {
+                        return Some(Err(e));
+                    }
+                }
+                self.mm
+                    .protect(a[0], a[1], a[2] as u32)
+                    .map(|_| 0)
+                    .map_err(Into::into)
+            }
+            libc::SYS_mremap => {
+                // Growing an accounted area commits the growth.
+                let more = self.mremap_commits(a[0], a[1], a[2]);
+                if let Err(e) = self.vm_enough_memory(more) {
+                    return Some(Err(e));
+                }
+                self.mm
+                    .mremap(a[0], a[1], a[2], a[3], a[4])
+                    .map(|v| v as i64)
+                    .map_err(Into::into)
+            }
             // advice is an int.
             libc::SYS_madvise => self
                 .mm
                 .madvise(a[0], a[1], a[2] as i32 as i64 as u64)
                 .map(|_| 0)
                 .map_err(Into::into),
-            libc::SYS_brk => Ok(self.mm.set_brk(a[0]) as i64),
+            libc::SYS_brk => {
+                // A growth Linux's heuristic refuses leaves the break.
+                let grow = a[0].saturating_sub(self.mm.brk);
+                if self.vm_enough_memory(grow).is_err() {
+                    return Some(Ok(self.mm.brk as i64));
+                }
+                Ok(self.mm.set_brk(a[0]) as i64)
+            }
             // Nothing is written back: shared file mappings are read-only.
             libc::SYS_msync => Ok(0),
             libc::SYS_mincore => Err(ENOSYS),
@@ -81,6 +102,10 @@ impl Vproc {
                 return Err(ENOMEM);
             }
             return Err(EINVAL);
+        }
+        // Overcommit (see `overcommit`): after the argument checks.
+        if Self::mmap_commits(prot, flags, flags & MAP_ANON != 0) {
+            self.vm_enough_memory(pages.saturating_mul(4096))?;
         }
         let fixed = flags & MAP_FIXED != 0;
         let noreplace = flags & MAP_FIXED_NOREPLACE != 0;

@@ -38,12 +38,14 @@ use super::Vproc;
 
 pub mod compat32;
 pub mod events;
+mod fifo;
 mod fs;
 mod fsmod;
 mod info;
 mod io;
 mod locking;
 mod mm;
+mod overcommit;
 mod proc;
 mod procfs;
 mod signal;
@@ -110,6 +112,7 @@ pub mod errno {
         EOPNOTSUPP,
         EAFNOSUPPORT,
         ETIMEDOUT,
+        ENOTSOCK,
     );
 }
 use errno::*;
@@ -192,6 +195,22 @@ const NAMES: &[(i64, &str)] = syscall_table!(
     SYS_sendfile,
     SYS_socket,
     SYS_connect,
+    SYS_accept,
+    SYS_accept4,
+    SYS_sendto,
+    SYS_recvfrom,
+    SYS_sendmsg,
+    SYS_recvmsg,
+    SYS_sendmmsg,
+    SYS_recvmmsg,
+    SYS_shutdown,
+    SYS_bind,
+    SYS_listen,
+    SYS_getsockname,
+    SYS_getpeername,
+    SYS_socketpair,
+    SYS_setsockopt,
+    SYS_getsockopt,
     SYS_clone,
     SYS_fork,
     SYS_vfork,

@@ -6,7 +6,6 @@
 
 use super::errno::*;
 use super::{int, R};
-use crate::linux::files;
 use crate::linux::{ExitStatus, Vproc};
 
 impl Vproc {
@@ -65,15 +64,19 @@ impl Vproc {
             libc::SYS_sched_get_priority_max => Ok(if matches!(a[0], 1 | 2) { 99 } else { 0 }),
             libc::SYS_sched_get_priority_min => Ok(if matches!(a[0], 1 | 2) { 1 } else { 0 }),
             libc::SYS_sched_getaffinity => {
+                // Linux checks the length, then looks the pid up.
                 if a[1] < 8 {
                     return Some(Err(EINVAL));
+                }
+                if let Err(e) = self.check_pid(int(a[0]) as i32) {
+                    return Some(Err(e));
                 }
                 // One CPU.
                 self.mm.write_u64(a[2], 1).map(|_| 8).map_err(Into::into)
             }
             libc::SYS_getrlimit => self.sys_prlimit(0, a[0] as u32, 0, a[1]),
             libc::SYS_prlimit64 => self.sys_prlimit(int(a[0]) as i32, a[1] as u32, a[2], a[3]),
-            libc::SYS_setrlimit => Ok(0),
+            libc::SYS_setrlimit => self.sys_prlimit(0, a[0] as u32, a[1], 0),
             libc::SYS_getrusage => self.sys_getrusage(int(a[0]), a[1]),
             libc::SYS_set_tid_address => {
                 self.clear_child_tid = a[0];
@@ -134,22 +137,56 @@ impl Vproc {
         r
     }
 
-    fn sys_prlimit(&mut self, pid: i32, res: u32, new: u64, old: u64) -> R {
-        if pid != 0 && pid != self.pid && self.k.is_none() {
+    /// A pid argument of a call about a task (0: the caller): ESRCH for a
+    /// negative pid or one that names no live thread.
+    fn check_pid(&self, pid: i32) -> Result<(), i64> {
+        if pid == 0 || pid == self.pid {
+            return Ok(());
+        }
+        if pid < 0 {
             return Err(ESRCH);
         }
-        let _ = new;
-        let inf = u64::MAX;
-        let (cur, max) = match res {
-            3 => (crate::linux::mm::STACK_SIZE, inf),
-            7 => (files::MAX_FDS as u64, files::MAX_FDS as u64),
-            0..=15 => (inf, inf),
-            _ => return Err(EINVAL),
+        match &self.k {
+            Some(k) if k.task_exists(pid) => Ok(()),
+            _ => Err(ESRCH),
+        }
+    }
+
+    /// getrlimit / setrlimit / prlimit64 (see [`crate::linux::rlimit`]).
+    /// Only the caller's own process is reachable: another live process
+    /// gets EPERM (its limits live with its fd table, which its own
+    /// threads hold), a pid that does not exist ESRCH.
+    fn sys_prlimit(&mut self, pid: i32, res: u32, new: u64, old: u64) -> R {
+        use crate::linux::rlimit::Rlimit;
+        self.check_pid(pid)?;
+        let own = pid == 0 || pid == self.pid || pid == self.thread.tgid || {
+            self.k
+                .as_ref()
+                .is_some_and(|k| k.tgid_of(pid) == Some(self.thread.tgid))
         };
+        if !own {
+            return Err(EPERM);
+        }
+        let cur = self.fds.limits.get(res).ok_or(EINVAL)?;
+        let new = if new != 0 {
+            let mut b = [0u8; 16];
+            self.mm.read(new, &mut b)?;
+            let l = Rlimit {
+                cur: u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+                max: u64::from_le_bytes(b[8..].try_into().expect("8 bytes")),
+            };
+            Some(l)
+        } else {
+            None
+        };
+        if let Some(l) = new {
+            self.fds.limits.set(res, l).map_err(|e| e.errno())?;
+        }
         if old != 0 {
             let mut b = [0u8; 16];
-            b[..8].copy_from_slice(&cur.to_le_bytes());
-            b[8..].copy_from_slice(&max.to_le_bytes());
+            b[..8].copy_from_slice(&cur.cur.to_le_bytes());
+            b[8..].copy_from_slice(&cur.max.to_le_bytes());
+            // EFAULT here leaves the new limit set, as on Linux.
             self.mm.write(old, &b)?;
         }
         Ok(0)

@@ -184,7 +184,20 @@ impl Vproc {
             libc::SYS_lstat => self.sys_fstatat(AT_FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW),
             libc::SYS_newfstatat => self.sys_fstatat(int(a[0]), a[1], a[2], a[3]),
             libc::SYS_statx => self.sys_statx(int(a[0]), a[1], a[2], a[4]),
-            libc::SYS_statfs | libc::SYS_fstatfs => self.sys_statfs(a[1]),
+            libc::SYS_statfs => {
+                // The path must exist (ENOENT, ENOTDIR... as for stat).
+                match self
+                    .user_path(a[0])
+                    .and_then(|p| self.lookup_at(AT_FDCWD, &p, true))
+                {
+                    Ok(_) => self.sys_statfs(a[1]),
+                    Err(e) => Err(e),
+                }
+            }
+            libc::SYS_fstatfs => match self.fds.get(int(a[0])) {
+                Ok(_) => self.sys_statfs(a[1]),
+                Err(e) => Err(e.into()),
+            },
             libc::SYS_getdents => self.sys_getdents(int(a[0]), a[1], a[2] as usize, Dirent::Legacy),
             libc::SYS_getdents64 => self.sys_getdents(int(a[0]), a[1], a[2] as usize, Dirent::D64),
             _ => return None,
@@ -224,7 +237,18 @@ impl Vproc {
             }
             return Err(ENOENT);
         }
-        let h = self.lookup_at(dirfd, &p, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+        let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+        let h = self.lookup_at(dirfd, &p, follow)?;
+        // `/proc/self/fd/N` (and `/dev/fd/N`) of a pipe or the console
+        // leads to the open file itself: stat says what it is (a fifo for
+        // `diff <(a) <(b)`), as Linux's magic links do.
+        if follow {
+            if let Some((_, crate::linux::fs::path::ProcItem::Fd(n))) =
+                crate::linux::fs::path::proc_item(h)
+            {
+                return self.stat_fd(n as i64);
+            }
+        }
         Ok(Stat::of(&self.fs.inode(h)))
     }
 

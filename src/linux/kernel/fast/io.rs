@@ -300,7 +300,7 @@ fn write(
 /// A write of `data` to a pipe with readers and room for all of it.
 fn pipe_write(p: &files::Shared<files::Pipe>, data: &[u8]) -> Option<u64> {
     let mut p = p.try_borrow()?;
-    if p.readers == 0 || files::PIPE_CAPACITY.saturating_sub(p.buf.len()) < data.len() {
+    if p.readers == 0 || p.capacity.saturating_sub(p.buf.len()) < data.len() {
         return None;
     }
     p.buf.extend(data);

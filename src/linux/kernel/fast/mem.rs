@@ -27,7 +27,9 @@ pub(super) fn serve(c: &FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
 fn brk(mm: &mut Mm, new: u64) -> Option<u64> {
     let top = |v: u64| v.div_ceil(PAGE) * PAGE;
     let in_range = new >= mm.brk_start && new <= mm.brk_start.saturating_add(1 << 40);
-    if in_range && top(new) < top(mm.brk) {
+    // A shrink, or a growth the overcommit heuristic may refuse
+    // (`syscalls::overcommit`): the exit path's.
+    if in_range && (top(new) < top(mm.brk) || new - mm.brk > mm.ram().size()) {
         return None;
     }
     Some(mm.set_brk(new))
@@ -49,6 +51,8 @@ fn mmap(mm: &mut Mm, a: [u64; 6]) -> Option<u64> {
         || len == 0
         || !off.is_multiple_of(PAGE)
         || (off / PAGE).checked_add(len.div_ceil(PAGE)).is_none()
+        // Larger than RAM: the overcommit check is the exit path's.
+        || len > mm.ram().size()
     {
         return None;
     }
