@@ -247,6 +247,9 @@ struct Entry {
     /// every thread blocked when they came; the first thread that
     /// unblocks one (or waits for it in rt_sigtimedwait) takes it.
     shared: Vec<SigInfo>,
+    /// PR_SET_PDEATHSIG: the signal this thread's process gets when its
+    /// parent process ends (0: none).
+    pdeathsig: i32,
 }
 
 /// The process table.
@@ -639,12 +642,13 @@ impl Kernel {
     }
 
     /// Queue `info` for `pid` (another vproc, or one not running now).
-    fn post_signal(&self, t: &mut Table, pid: Pid, info: SigInfo) {
+    /// False only when a real-time signal found its queue full.
+    fn post_signal(&self, t: &mut Table, pid: Pid, info: SigInfo) -> bool {
         let Some(e) = t.procs.get_mut(&pid) else {
-            return;
+            return true;
         };
         if matches!(e.state, PState::Zombie(_) | PState::Embryo) {
-            return;
+            return true;
         }
         if info.signo == signal::SIGCONT {
             // Continues the process even when ignored or blocked, and
@@ -662,21 +666,26 @@ impl Kernel {
             self.resume_locked(t, pid);
         }
         let Some(e) = t.procs.get_mut(&pid) else {
-            return;
+            return true;
         };
         let wake = deliverable(e.body.as_deref(), info.signo);
         if let Some(b) = e.body.as_deref() {
+            // An ignored signal is discarded, unless it is blocked: a
+            // blocked one stays pending whatever its disposition (the
+            // disposition may change before it is unblocked, and
+            // sigwaitinfo takes it), as on Linux.
             let h = action_of(b, info.signo).handler;
             if info.signo != signal::SIGKILL
+                && b.sig.blocked & signal::bit(info.signo) == 0
                 && (h == signal::SIG_IGN
                     || (h == signal::SIG_DFL
                         && signal::default_action(info.signo) == signal::Default_::Ignore))
             {
-                return;
+                return true;
             }
         }
-        if !e.signals.iter().any(|s| s.signo == info.signo) {
-            e.signals.push(info);
+        if !signal::enqueue(&mut e.signals, info) {
+            return false;
         }
         e.sig_flag.store(true, Ordering::SeqCst);
         match e.state {
@@ -684,6 +693,7 @@ impl Kernel {
             PState::Running(c) => self.kick(t, c),
             _ => {}
         }
+        true
     }
 
     fn alive(t: &Table) -> usize {
@@ -803,6 +813,21 @@ impl Kernel {
             .map(|(p, _)| *p)
             .collect();
         for o in orphans {
+            let e = t.procs.get_mut(&o).expect("listed");
+            if e.pdeathsig != 0 && !matches!(e.state, PState::Zombie(_)) {
+                // PR_SET_PDEATHSIG: as from the parent (SI_USER), to the
+                // child's process.
+                let (tgid, signo) = (e.tgid, e.pdeathsig);
+                self.post_process_signal(
+                    t,
+                    tgid,
+                    SigInfo {
+                        signo,
+                        pid,
+                        ..Default::default()
+                    },
+                );
+            }
             let e = t.procs.get_mut(&o).expect("listed");
             e.ppid = PPID;
             if matches!(e.state, PState::Zombie(_)) && e.threads == 0 {

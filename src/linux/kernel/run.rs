@@ -138,6 +138,7 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
                 cont_report: false,
                 death: None,
                 shared: Vec::new(),
+                pdeathsig: 0,
             },
         );
     }
