@@ -55,6 +55,7 @@ mod cpu_loop;
 pub(crate) mod fast;
 mod fork;
 mod futex;
+mod hostsig;
 mod introspect;
 mod run;
 mod thread;
@@ -119,6 +120,13 @@ pub struct Options {
     /// hosts): rewrite the call sites of served syscalls so they reach the
     /// server without the `syscall` instruction (see `mm::patch`).
     pub patch_syscalls: bool,
+    /// Forward SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
+    /// sent to this (host) process to the init vproc while the run lasts
+    /// (default off: the handlers are process-wide; the CLI sets it).
+    pub forward_signals: bool,
+    /// With `forward_signals`: a SIGTERM this long or longer after the
+    /// first one kills every vproc (SIGKILL).
+    pub term_grace: Duration,
 }
 
 impl Default for Options {
@@ -131,6 +139,8 @@ impl Default for Options {
             memstats_json: false,
             exitless: true,
             patch_syscalls: true,
+            forward_signals: false,
+            term_grace: Duration::from_secs(10),
         }
     }
 }
