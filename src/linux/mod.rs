@@ -645,7 +645,8 @@ impl Vproc {
     /// Deliver the pending signals that are not blocked.
     pub fn deliver_pending(&mut self, cpu: &Cpu) {
         while self.exit.is_none() && self.stop.is_none() {
-            let Some(i) = signal::next_index(&self.sig.pending, !self.sig.blocked) else {
+            let accept = !self.sig.blocked | signal::bit(signal::SIGKILL);
+            let Some(i) = signal::next_index(&self.sig.pending, accept) else {
                 return;
             };
             let info = self.sig.pending.remove(i);

@@ -217,14 +217,14 @@ pub fn enqueue(queue: &mut Vec<SigInfo>, info: SigInfo) -> bool {
     true
 }
 
-/// The pending signal of `queue` taken next among those in `accept`
-/// (SIGKILL always): the lowest-numbered, and of a real-time signal the
-/// oldest instance, as Linux dequeues.
+/// The pending signal of `queue` taken next among those in `accept`:
+/// SIGKILL first, else the lowest-numbered, and of a real-time signal
+/// the oldest instance, as Linux dequeues.
 pub fn next_index(queue: &[SigInfo], accept: u64) -> Option<usize> {
     queue
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.signo == SIGKILL || accept & bit(p.signo) != 0)
+        .filter(|(_, p)| accept & bit(p.signo) != 0)
         .min_by_key(|(i, p)| (p.signo != SIGKILL, p.signo, *i))
         .map(|(i, _)| i)
 }
@@ -421,4 +421,81 @@ pub fn sigreturn(
         }
     }
     Ok(get(SIGMASK_OFF))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(signo: i32, value: u64) -> SigInfo {
+        SigInfo {
+            signo,
+            value,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn standard_signals_coalesce_realtime_ones_queue() {
+        let mut q = Vec::new();
+        assert!(enqueue(&mut q, info(SIGCHLD, 1)));
+        assert!(enqueue(&mut q, info(SIGCHLD, 2)));
+        for v in 1..=3 {
+            assert!(enqueue(&mut q, info(SIGRTMIN + 2, v)));
+        }
+        assert_eq!(q.len(), 4, "one SIGCHLD, three SIGRTMIN+2");
+        assert_eq!(q[0].value, 1, "the first SIGCHLD keeps its siginfo");
+        assert_eq!(mask_of(&q), bit(SIGCHLD) | bit(SIGRTMIN + 2));
+    }
+
+    #[test]
+    fn realtime_queue_is_bounded() {
+        let mut q = Vec::new();
+        for v in 0..MAX_QUEUED as u64 {
+            assert!(enqueue(&mut q, info(SIGRTMAX, v)));
+        }
+        assert!(!enqueue(&mut q, info(SIGRTMIN, 0)), "full");
+        assert!(enqueue(&mut q, info(SIGUSR1_FOR_TEST, 0)), "standard ones still");
+    }
+
+    const SIGUSR1_FOR_TEST: i32 = 10;
+
+    #[test]
+    fn lowest_first_oldest_instance_first() {
+        let mut q = Vec::new();
+        for (s, v) in [(SIGRTMIN + 1, 100), (SIGRTMIN, 1), (SIGRTMIN, 2), (SIGCHLD, 0)] {
+            enqueue(&mut q, info(s, v));
+        }
+        let mut order = Vec::new();
+        while let Some(i) = next_index(&q, u64::MAX) {
+            let p = q.remove(i);
+            order.push((p.signo, p.value));
+        }
+        assert_eq!(
+            order,
+            [
+                (SIGCHLD, 0),
+                (SIGRTMIN, 1),
+                (SIGRTMIN, 2),
+                (SIGRTMIN + 1, 100)
+            ]
+        );
+        let q = vec![info(SIGCHLD, 0), info(SIGKILL, 0)];
+        assert_eq!(next_index(&q, u64::MAX), Some(1), "SIGKILL first");
+        assert_eq!(next_index(&q, bit(SIGHUP)), None);
+    }
+
+    #[test]
+    fn siginfo_round_trip_keeps_queue_fields() {
+        let s = SigInfo {
+            signo: SIGRTMIN,
+            code: SI_QUEUE,
+            pid: 42,
+            uid: 7,
+            value: 0xdead_beef,
+            ..Default::default()
+        };
+        let b = siginfo_bytes(&s);
+        assert_eq!(siginfo_from_bytes(SIGRTMIN, &b), s);
+    }
 }

@@ -332,7 +332,7 @@ impl Kernel {
     pub fn take_shared_one(&self, tgid: Pid, set: u64) -> Option<SigInfo> {
         let mut t = self.lock();
         let l = t.procs.get_mut(&tgid)?;
-        let i = signal::next_index(&l.shared, set & !signal::bit(signal::SIGKILL))?;
+        let i = signal::next_index(&l.shared, set)?;
         Some(l.shared.remove(i))
     }
 

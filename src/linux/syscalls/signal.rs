@@ -73,8 +73,7 @@ impl Vproc {
         };
         let deadline = self.call_deadline(t);
         self.thread.sigwait = 0;
-        let mine = signal::next_index(&self.sig.pending, want)
-            .filter(|&i| want & signal::bit(self.sig.pending[i].signo) != 0);
+        let mine = signal::next_index(&self.sig.pending, want);
         let got = match mine {
             Some(i) => Some(self.sig.pending.remove(i)),
             None => match self.k.clone() {
