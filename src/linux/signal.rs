@@ -455,7 +455,10 @@ mod tests {
             assert!(enqueue(&mut q, info(SIGRTMAX, v)));
         }
         assert!(!enqueue(&mut q, info(SIGRTMIN, 0)), "full");
-        assert!(enqueue(&mut q, info(SIGUSR1_FOR_TEST, 0)), "standard ones still");
+        assert!(
+            enqueue(&mut q, info(SIGUSR1_FOR_TEST, 0)),
+            "standard ones still"
+        );
     }
 
     const SIGUSR1_FOR_TEST: i32 = 10;
@@ -463,7 +466,12 @@ mod tests {
     #[test]
     fn lowest_first_oldest_instance_first() {
         let mut q = Vec::new();
-        for (s, v) in [(SIGRTMIN + 1, 100), (SIGRTMIN, 1), (SIGRTMIN, 2), (SIGCHLD, 0)] {
+        for (s, v) in [
+            (SIGRTMIN + 1, 100),
+            (SIGRTMIN, 1),
+            (SIGRTMIN, 2),
+            (SIGCHLD, 0),
+        ] {
             enqueue(&mut q, info(s, v));
         }
         let mut order = Vec::new();

@@ -240,12 +240,7 @@ impl Vproc {
             // A session leader.
             return Err(EPERM);
         }
-        if pgid != pid
-            && !t
-                .procs
-                .values()
-                .any(|g| g.pgid == pgid && g.sid == mysid)
-        {
+        if pgid != pid && !t.procs.values().any(|g| g.pgid == pgid && g.sid == mysid) {
             return Err(EPERM);
         }
         // Every thread of the process carries its group.

@@ -151,7 +151,8 @@ impl Kernel {
     fn kill_everything(&self, t: &mut Table) {
         let init = t.init;
         if let Some(e) = t.procs.get_mut(&init) {
-            e.death = Some("killed: the vkernel got a second SIGTERM after its grace period".into());
+            e.death =
+                Some("killed: the vkernel got a second SIGTERM after its grace period".into());
         }
         let pids: Vec<Pid> = t.procs.keys().copied().collect();
         for p in pids {

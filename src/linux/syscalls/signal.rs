@@ -144,8 +144,7 @@ impl Vproc {
                 Ok(0)
             }
             PR_GET_PDEATHSIG => {
-                self.mm
-                    .write(a[1], &self.thread.pdeathsig.to_le_bytes())?;
+                self.mm.write(a[1], &self.thread.pdeathsig.to_le_bytes())?;
                 Ok(0)
             }
             _ => Err(EINVAL),
