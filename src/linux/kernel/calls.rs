@@ -106,7 +106,8 @@ impl Vproc {
     }
 
     /// kill with the siginfo `info` (kill: SI_USER; rt_sigqueueinfo: the
-    /// caller's). EAGAIN when a real-time signal finds a queue full.
+    /// caller's). EAGAIN when a real-time signal finds a queue full, except
+    /// for kill (SI_USER), which Linux never fails for that.
     pub fn kill_info(&mut self, pid: i32, info: SigInfo) -> Result<i64, i64> {
         let sig = info.signo;
         if !(0..=64).contains(&sig) {
@@ -175,7 +176,7 @@ impl Vproc {
         if mine {
             full |= !self.queue_signal(info);
         }
-        if full {
+        if full && info.code != signal::SI_USER {
             return Err(EAGAIN);
         }
         Ok(0)
