@@ -336,6 +336,25 @@ impl Kernel {
         Some(l.shared.remove(i))
     }
 
+    /// A disposition that ignores `signo` was set in process `tgid`: its
+    /// pending instances go, from the shared set and every other thread
+    /// (queued in the table, or in a parked thread's body), as Linux
+    /// flushes them. A thread running now keeps what it already took.
+    pub fn discard_pending(&self, tgid: Pid, signo: i32) {
+        let mut t = self.lock();
+        for p in Self::members(&t, tgid) {
+            if let Some(e) = t.procs.get_mut(&p) {
+                e.signals.retain(|s| s.signo != signo);
+                if let Some(b) = e.body.as_deref_mut() {
+                    b.sig.pending.retain(|s| s.signo != signo);
+                }
+            }
+        }
+        if let Some(l) = t.procs.get_mut(&tgid) {
+            l.shared.retain(|s| s.signo != signo);
+        }
+    }
+
     /// Threads of process `tgid` that have not ended.
     pub fn group_threads(&self, tgid: Pid) -> usize {
         self.lock().procs.get(&tgid).map_or(0, |e| e.threads)

@@ -174,13 +174,11 @@ impl Vproc {
                     && signal::default_action(sig) == signal::Default_::Ignore);
             if ignored {
                 // Pending instances are discarded, blocked or not, as on
-                // Linux (this thread's and the process's shared ones).
+                // Linux (this thread's, the other threads' and the
+                // process's shared ones).
                 self.sig.pending.retain(|p| p.signo != sig);
                 if let Some(k) = self.k.clone() {
-                    while k
-                        .take_shared_one(self.thread.tgid, signal::bit(sig))
-                        .is_some()
-                    {}
+                    k.discard_pending(self.thread.tgid, sig);
                 }
             }
         }
