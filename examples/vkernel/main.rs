@@ -30,7 +30,13 @@
 //! `tar -cf fs.tar -C DIR .` or with `mkimage`. Standard input and output go through the Console driver;
 //! Ctrl-C drops into a small debugger prompt (`help` lists its commands)
 //! when stdin is a terminal; otherwise SIGINT goes to the vprocs, as to a
-//! native foreground job. A panic in any vkernel thread exits 70.
+//! native foreground job. SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and
+//! SIGWINCH sent to vkernel go to the first vproc (as a container runtime
+//! forwards them to its first process); vkernel ends when that vproc
+//! ends, or on a SIGTERM `--term-grace` seconds or more after the first
+//! (every vproc is killed: status 137). A closed stdin, stdout or stderr
+//! (`>&-`) is /dev/null for the vprocs. A panic in any vkernel thread
+//! exits 70.
 //! The exit status is the program's, or 128 + signal when a signal killed
 //! it.
 
@@ -159,6 +165,10 @@ struct Opts {
     /// Map first touches with 4 KiB pages only (no 2 MiB large pages).
     #[arg(long)]
     no_large_pages: bool,
+    /// Seconds after a first SIGTERM (forwarded to the first vproc) from
+    /// which another SIGTERM kills every vproc.
+    #[arg(long, default_value_t = 10)]
+    term_grace: u64,
 }
 
 /// `--ram-backing` values.
@@ -511,6 +521,8 @@ fn run(
         patch_syscalls: !opts.no_syscall_patching,
         rt_period_us: opts.rt_period_us,
         rt_runtime_us: opts.rt_runtime_us,
+        forward_signals: true,
+        term_grace: std::time::Duration::from_secs(opts.term_grace),
     };
     let report = kernel::run(&machine, vp, &kopts)?;
     let status = report.status;
@@ -562,6 +574,9 @@ fn run(
 }
 
 fn main() -> ExitCode {
+    // First of all: a closed fd 0, 1 or 2 becomes /dev/null before any
+    // file the vkernel opens can take its number.
+    linux::stdio::fill_closed_stdio();
     linux::stdio::install_panic_hook();
     // One malloc arena for all threads: glibc otherwise reserves 64 MiB of
     // address space per thread's arena at its first allocation, and under a
@@ -604,6 +619,7 @@ fn main() -> ExitCode {
                 no_syscall_patching: false,
                 ram_backing: RamBackingArg::Auto,
                 no_large_pages: false,
+                term_grace: 10,
             },
             "demo".into(),
             Some(demo_image()),

@@ -640,22 +640,17 @@ impl Vproc {
         self.deliver(cpu, info);
     }
 
-    /// Queue a signal (kill, raise, SIGPIPE).
-    pub fn queue_signal(&mut self, info: SigInfo) {
-        if !self.sig.pending.iter().any(|p| p.signo == info.signo) {
-            self.sig.pending.push(info);
-        }
+    /// Queue a signal (kill, raise, SIGPIPE): a standard one once, each
+    /// real-time one ([`signal::enqueue`]). False if the queue is full.
+    pub fn queue_signal(&mut self, info: SigInfo) -> bool {
+        signal::enqueue(&mut self.sig.pending, info)
     }
 
     /// Deliver the pending signals that are not blocked.
     pub fn deliver_pending(&mut self, cpu: &Cpu) {
         while self.exit.is_none() && self.stop.is_none() {
-            let blocked = self.sig.blocked;
-            let Some(i) =
-                self.sig.pending.iter().position(|p| {
-                    p.signo == signal::SIGKILL || blocked & signal::bit(p.signo) == 0
-                })
-            else {
+            let accept = !self.sig.blocked | signal::bit(signal::SIGKILL);
+            let Some(i) = signal::next_index(&self.sig.pending, accept) else {
                 return;
             };
             let info = self.sig.pending.remove(i);

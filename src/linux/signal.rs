@@ -45,6 +45,22 @@ pub const SIGTTOU: i32 = 22;
 pub const SIGURG: i32 = 23;
 /// SIGWINCH.
 pub const SIGWINCH: i32 = 28;
+/// The first real-time signal (the kernel's SIGRTMIN; the libcs keep the
+/// first two or three for themselves).
+pub const SIGRTMIN: i32 = 32;
+/// The last real-time signal.
+pub const SIGRTMAX: i32 = 64;
+
+/// si_code SI_USER (kill).
+pub const SI_USER: i32 = 0;
+/// si_code SI_QUEUE (sigqueue).
+pub const SI_QUEUE: i32 = -1;
+/// si_code SI_TKILL (tkill, tgkill).
+pub const SI_TKILL: i32 = -6;
+
+/// Most instances of real-time signals one queue holds (Linux's
+/// RLIMIT_SIGPENDING plays this part); sigqueue beyond gets EAGAIN.
+pub const MAX_QUEUED: usize = 1024;
 
 /// SA_NOCLDSTOP.
 pub const SA_NOCLDSTOP: u64 = 1;
@@ -169,8 +185,53 @@ pub struct SigInfo {
     pub pid: i32,
     /// Exception vector (sigcontext trapno).
     pub trapno: u64,
-    /// Error code (sigcontext err).
+    /// Error code (sigcontext err); for SIGCHLD the child's status.
     pub err: u64,
+    /// si_uid of the sender.
+    pub uid: u32,
+    /// si_value (sigqueue, rt_sigqueueinfo).
+    pub value: u64,
+}
+
+/// Is `sig` a real-time signal (queued per instance)?
+pub fn is_rt(sig: i32) -> bool {
+    (SIGRTMIN..=SIGRTMAX).contains(&sig)
+}
+
+/// Add `info` to a pending queue as Linux does: a standard signal (1-31)
+/// already pending is not queued again (one instance, the first one's
+/// siginfo); every instance of a real-time signal is queued with its
+/// siginfo, up to [`MAX_QUEUED`] of them. False when it was not added
+/// for that limit.
+pub fn enqueue(queue: &mut Vec<SigInfo>, info: SigInfo) -> bool {
+    if !is_rt(info.signo) {
+        if !queue.iter().any(|p| p.signo == info.signo) {
+            queue.push(info);
+        }
+        return true;
+    }
+    if queue.iter().filter(|p| is_rt(p.signo)).count() >= MAX_QUEUED {
+        return false;
+    }
+    queue.push(info);
+    true
+}
+
+/// The pending signal of `queue` taken next among those in `accept`:
+/// SIGKILL first, else the lowest-numbered, and of a real-time signal
+/// the oldest instance, as Linux dequeues.
+pub fn next_index(queue: &[SigInfo], accept: u64) -> Option<usize> {
+    queue
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| accept & bit(p.signo) != 0)
+        .min_by_key(|(i, p)| (p.signo != SIGKILL, p.signo, *i))
+        .map(|(i, _)| i)
+}
+
+/// The signals of `queue` as a mask.
+pub fn mask_of(queue: &[SigInfo]) -> u64 {
+    queue.iter().fold(0, |m, p| m | bit(p.signo))
 }
 
 /// Per-process signal state.
@@ -211,8 +272,29 @@ pub fn siginfo_bytes(info: &SigInfo) -> [u8; 128] {
         b[16..24].copy_from_slice(&info.addr.to_le_bytes());
     } else {
         b[16..20].copy_from_slice(&info.pid.to_le_bytes());
+        b[20..24].copy_from_slice(&info.uid.to_le_bytes());
+        if info.signo == SIGCHLD && info.code > 0 {
+            // si_status: the exit code or the signal.
+            b[24..28].copy_from_slice(&(info.err as i32).to_le_bytes());
+        } else {
+            b[24..32].copy_from_slice(&info.value.to_le_bytes());
+        }
     }
     b
+}
+
+/// The fields a `siginfo_t` from a vproc (rt_sigqueueinfo) carries that
+/// are kept: si_code, si_pid, si_uid and si_value; `signo` is the call's.
+pub fn siginfo_from_bytes(signo: i32, b: &[u8; 128]) -> SigInfo {
+    let i32_at = |o: usize| i32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+    SigInfo {
+        signo,
+        code: i32_at(8),
+        pid: i32_at(16),
+        uid: i32_at(20) as u32,
+        value: u64::from_le_bytes(b[24..32].try_into().expect("8 bytes")),
+        ..Default::default()
+    }
 }
 
 const UC_OFF: u64 = 8;
@@ -339,4 +421,89 @@ pub fn sigreturn(
         }
     }
     Ok(get(SIGMASK_OFF))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(signo: i32, value: u64) -> SigInfo {
+        SigInfo {
+            signo,
+            value,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn standard_signals_coalesce_realtime_ones_queue() {
+        let mut q = Vec::new();
+        assert!(enqueue(&mut q, info(SIGCHLD, 1)));
+        assert!(enqueue(&mut q, info(SIGCHLD, 2)));
+        for v in 1..=3 {
+            assert!(enqueue(&mut q, info(SIGRTMIN + 2, v)));
+        }
+        assert_eq!(q.len(), 4, "one SIGCHLD, three SIGRTMIN+2");
+        assert_eq!(q[0].value, 1, "the first SIGCHLD keeps its siginfo");
+        assert_eq!(mask_of(&q), bit(SIGCHLD) | bit(SIGRTMIN + 2));
+    }
+
+    #[test]
+    fn realtime_queue_is_bounded() {
+        let mut q = Vec::new();
+        for v in 0..MAX_QUEUED as u64 {
+            assert!(enqueue(&mut q, info(SIGRTMAX, v)));
+        }
+        assert!(!enqueue(&mut q, info(SIGRTMIN, 0)), "full");
+        assert!(
+            enqueue(&mut q, info(SIGUSR1_FOR_TEST, 0)),
+            "standard ones still"
+        );
+    }
+
+    const SIGUSR1_FOR_TEST: i32 = 10;
+
+    #[test]
+    fn lowest_first_oldest_instance_first() {
+        let mut q = Vec::new();
+        for (s, v) in [
+            (SIGRTMIN + 1, 100),
+            (SIGRTMIN, 1),
+            (SIGRTMIN, 2),
+            (SIGCHLD, 0),
+        ] {
+            enqueue(&mut q, info(s, v));
+        }
+        let mut order = Vec::new();
+        while let Some(i) = next_index(&q, u64::MAX) {
+            let p = q.remove(i);
+            order.push((p.signo, p.value));
+        }
+        assert_eq!(
+            order,
+            [
+                (SIGCHLD, 0),
+                (SIGRTMIN, 1),
+                (SIGRTMIN, 2),
+                (SIGRTMIN + 1, 100)
+            ]
+        );
+        let q = vec![info(SIGCHLD, 0), info(SIGKILL, 0)];
+        assert_eq!(next_index(&q, u64::MAX), Some(1), "SIGKILL first");
+        assert_eq!(next_index(&q, bit(SIGHUP)), None);
+    }
+
+    #[test]
+    fn siginfo_round_trip_keeps_queue_fields() {
+        let s = SigInfo {
+            signo: SIGRTMIN,
+            code: SI_QUEUE,
+            pid: 42,
+            uid: 7,
+            value: 0xdead_beef,
+            ..Default::default()
+        };
+        let b = siginfo_bytes(&s);
+        assert_eq!(siginfo_from_bytes(SIGRTMIN, &b), s);
+    }
 }

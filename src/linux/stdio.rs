@@ -566,6 +566,38 @@ impl Stdio for ConsoleStdio {
     }
 }
 
+/// Give the vkernel process a /dev/null for each of its fds 0, 1 and 2
+/// that is closed (`vkernel run ... >&-`), before anything else can take
+/// those numbers: otherwise the next file the vkernel opens (/dev/kvm, a
+/// VM fd) would become "stdout", and the vproc's writes would go there.
+/// The vproc then sees /dev/null there, as a container runtime gives its
+/// first process. Rust's runtime already does this on Linux before
+/// `main`; this does not rely on it. Returns the fds it filled.
+pub fn fill_closed_stdio() -> Vec<RawFd> {
+    let mut filled = Vec::new();
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only asks whether `fd` is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
+            continue;
+        }
+        // SAFETY: open with a valid NUL-terminated path; the lower fds are
+        // open (filled in order), so it returns `fd`.
+        let got = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if got < 0 {
+            continue;
+        }
+        if got != fd {
+            // SAFETY: both fds are valid; `got` is ours to close.
+            unsafe {
+                libc::dup2(got, fd);
+                libc::close(got);
+            }
+        }
+        filled.push(fd);
+    }
+    filled
+}
+
 /// The exit status after an internal error of the vkernel itself (a panic
 /// in any of its threads): 70, `EX_SOFTWARE` of sysexits.h.
 pub const INTERNAL_ERROR_STATUS: i32 = 70;

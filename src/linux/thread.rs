@@ -377,6 +377,9 @@ pub struct ThreadInfo {
     /// The signals an rt_sigtimedwait of this thread waits for (they
     /// count as unblocked for routing and waking while it waits).
     pub sigwait: u64,
+    /// PR_SET_PDEATHSIG of this thread (0: none; a new thread or process
+    /// starts without).
+    pub pdeathsig: i32,
 }
 
 impl ThreadInfo {

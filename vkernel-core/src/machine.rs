@@ -53,6 +53,18 @@ pub enum MachineError {
         /// The error.
         source: std::io::Error,
     },
+    /// A KVM ioctl failed with ENOMEM (e.g. CREATE_VCPU under a tight
+    /// `ulimit -v`: the vCPU's host mappings count against it).
+    #[error(
+        "KVM {what} failed: {source} (the host is out of memory or address space: raise \
+         `ulimit -v`, or ask for less guest RAM or fewer vCPUs)"
+    )]
+    KvmNoMemory {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
     /// RAM size is zero.
     #[error("RAM size is zero: give the machine some RAM (e.g. 64 MiB)")]
     RamZero,
@@ -251,9 +263,13 @@ impl std::fmt::Debug for Machine {
 }
 
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> MachineError {
-    move |e| MachineError::Kvm {
-        what,
-        source: std::io::Error::from_raw_os_error(e.errno()),
+    move |e| {
+        let source = std::io::Error::from_raw_os_error(e.errno());
+        if e.errno() == libc::ENOMEM {
+            MachineError::KvmNoMemory { what, source }
+        } else {
+            MachineError::Kvm { what, source }
+        }
     }
 }
 

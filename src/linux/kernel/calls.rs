@@ -96,18 +96,27 @@ impl Vproc {
     /// kill(pid, sig) to other processes (and this one): one thread of
     /// each target process takes it ([`Kernel::post_process_signal`]).
     pub fn sys_kill_k(&mut self, pid: i32, sig: i32) -> Result<i64, i64> {
+        let info = SigInfo {
+            signo: sig,
+            code: 0,
+            pid: self.thread.tgid,
+            ..Default::default()
+        };
+        self.kill_info(pid, info)
+    }
+
+    /// kill with the siginfo `info` (kill: SI_USER; rt_sigqueueinfo: the
+    /// caller's). EAGAIN when a real-time signal finds a queue full, except
+    /// for kill (SI_USER), which Linux never fails for that.
+    pub fn kill_info(&mut self, pid: i32, info: SigInfo) -> Result<i64, i64> {
+        let sig = info.signo;
         if !(0..=64).contains(&sig) {
             return Err(EINVAL);
         }
         let k = self.kernel()?;
         let me = self.thread.tgid;
-        let info = SigInfo {
-            signo: sig,
-            code: 0,
-            pid: me,
-            ..Default::default()
-        };
         let mut mine = false;
+        let mut full = false;
         {
             let mut t = k.lock();
             let mypgid = t.procs.get(&me).map_or(me, |e| e.pgid);
@@ -140,7 +149,7 @@ impl Vproc {
             let every = sig == signal::SIGKILL || sig == signal::SIGCONT || signal::is_stop(sig);
             for p in targets {
                 if p != me {
-                    k.post_process_signal(&mut t, p, info);
+                    full |= !k.post_process_signal(&mut t, p, info);
                     continue;
                 }
                 // This thread is not in the table while it runs: it takes
@@ -159,15 +168,29 @@ impl Vproc {
                     if q == self.pid {
                         mine = true;
                     } else {
-                        k.post_signal(&mut t, q, info);
+                        full |= !k.post_signal(&mut t, q, info);
                     }
                 }
             }
         }
         if mine {
-            self.queue_signal(info);
+            full |= !self.queue_signal(info);
+        }
+        if full && info.code != signal::SI_USER {
+            return Err(EAGAIN);
         }
         Ok(0)
+    }
+
+    /// PR_SET_PDEATHSIG: remember `sig` for this thread, in the table (the
+    /// parent's exit, [`Kernel::process_exit_locked`], sends it).
+    pub fn set_pdeathsig(&mut self, sig: i32) {
+        self.thread.pdeathsig = sig;
+        if let Some(k) = &self.k {
+            if let Some(e) = k.lock().procs.get_mut(&self.pid) {
+                e.pdeathsig = sig;
+            }
+        }
     }
 
     /// getppid.
@@ -182,47 +205,87 @@ impl Vproc {
         }
     }
 
-    /// setpgid(pid, pgid).
+    /// setpgid(pid, pgid), with Linux's checks: `pid` is this process or
+    /// a child of it in the same session (ESRCH otherwise, EPERM in
+    /// another session), a thread that is not a leader is EINVAL, a
+    /// session leader cannot move (EPERM), and a group other than the
+    /// process's own must exist in the caller's session (EPERM). (Linux's
+    /// EACCES for a child that has called execve is not checked.)
     pub fn sys_setpgid(&mut self, pid: i32, pgid: i32) -> Result<i64, i64> {
         let Some(k) = self.k.clone() else {
             return Ok(0);
         };
+        let me = self.thread.tgid;
+        let pid = if pid == 0 { me } else { pid };
+        let pgid = if pgid == 0 { pid } else { pgid };
         if pgid < 0 {
             return Err(EINVAL);
         }
-        let target = if pid == 0 { self.thread.tgid } else { pid };
         let mut t = k.lock();
-        let Some(e) = t.procs.get_mut(&target) else {
+        let mysid = t.procs.get(&me).map_or(me, |e| e.sid);
+        let Some(e) = t.procs.get(&pid) else {
             return Err(ESRCH);
         };
-        e.pgid = if pgid == 0 { target } else { pgid };
-        let pg = e.pgid;
+        if e.tgid != pid {
+            return Err(EINVAL);
+        }
+        if pid != me {
+            if e.ppid != me {
+                return Err(ESRCH);
+            }
+            if e.sid != mysid {
+                return Err(EPERM);
+            }
+        }
+        if e.sid == pid {
+            // A session leader.
+            return Err(EPERM);
+        }
+        if pgid != pid && !t.procs.values().any(|g| g.pgid == pgid && g.sid == mysid) {
+            return Err(EPERM);
+        }
         // Every thread of the process carries its group.
-        for e in t.procs.values_mut().filter(|e| e.tgid == target) {
-            e.pgid = pg;
+        for e in t.procs.values_mut().filter(|e| e.tgid == pid) {
+            e.pgid = pgid;
         }
         Ok(0)
     }
 
-    /// getpgid(pid) (and getpgrp), getsid, setsid.
+    /// getpgid(pid) (and getpgrp) and getsid(pid): ESRCH for a process
+    /// that does not exist.
     pub fn sys_pgid(&mut self, which: u64, pid: i32) -> Result<i64, i64> {
         let Some(k) = self.k.clone() else {
             return Ok(crate::linux::PID as i64);
         };
         let target = if pid == 0 { self.thread.tgid } else { pid };
-        let mut t = k.lock();
-        let Some(e) = t.procs.get_mut(&target) else {
+        let t = k.lock();
+        let Some(e) = t.procs.get(&target).filter(|_| target > 0) else {
             return Err(ESRCH);
         };
         Ok(match which {
             124 => e.sid,
-            112 => {
-                e.sid = target;
-                e.pgid = target;
-                target
-            }
             _ => e.pgid,
         } as i64)
+    }
+
+    /// setsid(): a new session and process group, both with this
+    /// process's id; EPERM if a process group with that id exists (the
+    /// caller leads one).
+    pub fn sys_setsid(&mut self) -> Result<i64, i64> {
+        let Some(k) = self.k.clone() else {
+            // Alone, the vproc leads its group and session already.
+            return Err(EPERM);
+        };
+        let me = self.thread.tgid;
+        let mut t = k.lock();
+        if t.procs.values().any(|e| e.pgid == me) {
+            return Err(EPERM);
+        }
+        for e in t.procs.values_mut().filter(|e| e.tgid == me) {
+            e.sid = me;
+            e.pgid = me;
+        }
+        Ok(me as i64)
     }
 
     /// setpriority / getpriority (PRIO_PROCESS only).

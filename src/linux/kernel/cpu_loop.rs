@@ -198,9 +198,7 @@ fn put_back(k: &Kernel, idx: usize, body: Box<Vproc>, out: Outcome) -> Option<Bo
         let mine = k.take_shared(&mut t, tgid, !(body.sig.blocked & !body.thread.sigwait));
         if let Some(e) = t.procs.get_mut(&pid) {
             for s in mine {
-                if !e.signals.iter().any(|x| x.signo == s.signo) {
-                    e.signals.push(s);
-                }
+                signal::enqueue(&mut e.signals, s);
             }
         }
     }

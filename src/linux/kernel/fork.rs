@@ -63,6 +63,7 @@ pub(super) fn insert_embryo(
             cont_report: false,
             death: None,
             shared: Vec::new(),
+            pdeathsig: 0,
         },
     );
     t.max_alive = t.max_alive.max(Kernel::alive(t));

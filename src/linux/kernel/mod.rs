@@ -55,6 +55,7 @@ mod cpu_loop;
 pub(crate) mod fast;
 mod fork;
 mod futex;
+mod hostsig;
 mod introspect;
 mod run;
 mod thread;
@@ -132,6 +133,13 @@ pub struct Options {
     /// that used it up wait for the next period, so others run. -1: no
     /// throttling. Must not exceed `rt_period_us`.
     pub rt_runtime_us: i64,
+    /// Forward SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
+    /// sent to this (host) process to the init vproc while the run lasts
+    /// (default off: the handlers are process-wide; the CLI sets it).
+    pub forward_signals: bool,
+    /// With `forward_signals`: a SIGTERM this long or longer after the
+    /// first one kills every vproc (SIGKILL).
+    pub term_grace: Duration,
 }
 
 impl Default for Options {
@@ -147,6 +155,8 @@ impl Default for Options {
             patch_syscalls: true,
             rt_period_us: 1_000_000,
             rt_runtime_us: 950_000,
+            forward_signals: false,
+            term_grace: Duration::from_secs(10),
         }
     }
 }
@@ -263,6 +273,9 @@ struct Entry {
     /// every thread blocked when they came; the first thread that
     /// unblocks one (or waits for it in rt_sigtimedwait) takes it.
     shared: Vec<SigInfo>,
+    /// PR_SET_PDEATHSIG: the signal this thread's process gets when its
+    /// parent process ends (0: none).
+    pdeathsig: i32,
 }
 
 /// The process table.
@@ -655,12 +668,13 @@ impl Kernel {
     }
 
     /// Queue `info` for `pid` (another vproc, or one not running now).
-    fn post_signal(&self, t: &mut Table, pid: Pid, info: SigInfo) {
+    /// False only when a real-time signal found its queue full.
+    fn post_signal(&self, t: &mut Table, pid: Pid, info: SigInfo) -> bool {
         let Some(e) = t.procs.get_mut(&pid) else {
-            return;
+            return true;
         };
         if matches!(e.state, PState::Zombie(_) | PState::Embryo) {
-            return;
+            return true;
         }
         if info.signo == signal::SIGCONT {
             // Continues the process even when ignored or blocked, and
@@ -678,7 +692,7 @@ impl Kernel {
             self.resume_locked(t, pid);
         }
         let Some(e) = t.procs.get_mut(&pid) else {
-            return;
+            return true;
         };
         let wake = deliverable(e.body.as_deref(), info.signo);
         if let Some(b) = e.body.as_deref() {
@@ -693,11 +707,11 @@ impl Kernel {
                     || (h == signal::SIG_DFL
                         && signal::default_action(info.signo) == signal::Default_::Ignore))
             {
-                return;
+                return true;
             }
         }
-        if !e.signals.iter().any(|s| s.signo == info.signo) {
-            e.signals.push(info);
+        if !signal::enqueue(&mut e.signals, info) {
+            return false;
         }
         e.sig_flag.store(true, Ordering::SeqCst);
         match e.state {
@@ -705,6 +719,7 @@ impl Kernel {
             PState::Running(c) => self.kick(t, c),
             _ => {}
         }
+        true
     }
 
     /// Processes in the table (a leader's entry stands for its process,
@@ -832,6 +847,21 @@ impl Kernel {
             .map(|(p, _)| *p)
             .collect();
         for o in orphans {
+            let e = t.procs.get_mut(&o).expect("listed");
+            if e.pdeathsig != 0 && !matches!(e.state, PState::Zombie(_)) {
+                // PR_SET_PDEATHSIG: as from the parent (SI_USER), to the
+                // child's process.
+                let (tgid, signo) = (e.tgid, e.pdeathsig);
+                self.post_process_signal(
+                    t,
+                    tgid,
+                    SigInfo {
+                        signo,
+                        pid,
+                        ..Default::default()
+                    },
+                );
+            }
             let e = t.procs.get_mut(&o).expect("listed");
             e.ppid = PPID;
             if matches!(e.state, PState::Zombie(_)) && e.threads == 0 {

@@ -38,6 +38,11 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
     }
     init.k = Some(k.clone());
     add_init(&k, init)?;
+    // Caught from here until the run ends (dropped at return).
+    let _host_signals = opts
+        .forward_signals
+        .then(super::hostsig::HostSignals::install)
+        .flatten();
     let results = run_threads(&k, machine, &mut cpus);
     let mut cpu_stats = Vec::new();
     for r in results {
@@ -183,6 +188,7 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
                 cont_report: false,
                 death: None,
                 shared: Vec::new(),
+                pdeathsig: 0,
             },
         );
     }
@@ -353,12 +359,16 @@ fn ticker(k: &Kernel) {
         if k.done.load(Ordering::SeqCst) {
             return Ok(());
         }
+        let mut forwarder = super::hostsig::Forwarder::default();
         ev.run(|e| {
             if let Event::Timer { .. } = e {
                 // Expire deadlines and timers, drain wake-ups: a vCPU whose
                 // vproc never traps would not. Then kick only vCPUs whose
                 // vproc may have to give way: every kick costs an exit.
                 let mut t = k.lock();
+                if k.opts.forward_signals {
+                    k.forward_host_signals(&mut t, &mut forwarder);
+                }
                 k.process_wakes(&mut t);
                 for i in 0..k.kickers.len() {
                     if k.deep_in_guest(i) && (t.sched.nr_running(i) > 1 || t.sched.need_resched(i))

@@ -203,9 +203,7 @@ impl Kernel {
         let Some(l) = t.procs.get_mut(&tgid) else {
             return false;
         };
-        if !l.shared.iter().any(|s| s.signo == info.signo) {
-            l.shared.push(info);
-        }
+        signal::enqueue(&mut l.shared, info);
         true
     }
 
@@ -234,8 +232,9 @@ impl Kernel {
 
     /// Queue a process-directed signal for process `tgid`: SIGKILL, stop
     /// signals and SIGCONT go to every thread, others to one thread that
-    /// does not block them, or to the shared pending set.
-    pub(super) fn post_process_signal(&self, t: &mut Table, tgid: Pid, info: SigInfo) {
+    /// does not block them, or to the shared pending set. False only when
+    /// a real-time signal found its queue full.
+    pub(super) fn post_process_signal(&self, t: &mut Table, tgid: Pid, info: SigInfo) -> bool {
         let every = info.signo == signal::SIGKILL
             || info.signo == signal::SIGCONT
             || signal::is_stop(info.signo);
@@ -243,12 +242,16 @@ impl Kernel {
             for p in Self::members(t, tgid) {
                 self.post_signal(t, p, info);
             }
+            true
         } else if let Some(p) = Self::pick_thread(t, tgid, info.signo, None) {
-            self.post_signal(t, p, info);
+            self.post_signal(t, p, info)
         } else if !self.share_signal(t, tgid, info) {
-            if let Some(p) = Self::members(t, tgid).first().copied() {
-                self.post_signal(t, p, info);
+            match Self::members(t, tgid).first().copied() {
+                Some(p) => self.post_signal(t, p, info),
+                None => true,
             }
+        } else {
+            true
         }
     }
 
@@ -319,20 +322,37 @@ impl Kernel {
 
     /// The shared pending signals of process `tgid` (a mask).
     pub fn shared_pending(&self, tgid: Pid) -> u64 {
-        self.lock().procs.get(&tgid).map_or(0, |e| {
-            e.shared.iter().fold(0, |m, s| m | signal::bit(s.signo))
-        })
+        self.lock()
+            .procs
+            .get(&tgid)
+            .map_or(0, |e| signal::mask_of(&e.shared))
     }
 
     /// Take one shared pending signal of process `tgid` in `set`.
     pub fn take_shared_one(&self, tgid: Pid, set: u64) -> Option<SigInfo> {
         let mut t = self.lock();
         let l = t.procs.get_mut(&tgid)?;
-        let i = l
-            .shared
-            .iter()
-            .position(|s| set & signal::bit(s.signo) != 0)?;
+        let i = signal::next_index(&l.shared, set)?;
         Some(l.shared.remove(i))
+    }
+
+    /// A disposition that ignores `signo` was set in process `tgid`: its
+    /// pending instances go, from the shared set and every other thread
+    /// (queued in the table, or in a parked thread's body), as Linux
+    /// flushes them. A thread running now keeps what it already took.
+    pub fn discard_pending(&self, tgid: Pid, signo: i32) {
+        let mut t = self.lock();
+        for p in Self::members(&t, tgid) {
+            if let Some(e) = t.procs.get_mut(&p) {
+                e.signals.retain(|s| s.signo != signo);
+                if let Some(b) = e.body.as_deref_mut() {
+                    b.sig.pending.retain(|s| s.signo != signo);
+                }
+            }
+        }
+        if let Some(l) = t.procs.get_mut(&tgid) {
+            l.shared.retain(|s| s.signo != signo);
+        }
     }
 
     /// Threads of process `tgid` that have not ended.
@@ -512,21 +532,28 @@ impl Vproc {
 
     /// tgkill(tgid, tid, sig) (tgid -1: tkill).
     pub fn sys_tgkill(&mut self, tgid: i32, tid: i32, sig: i32) -> Result<i64, i64> {
-        if tid <= 0 || (tgid != -1 && tgid <= 0) || !(0..=64).contains(&sig) {
-            return Err(EINVAL);
-        }
         let info = SigInfo {
             signo: sig,
-            code: -6, // SI_TKILL
+            code: signal::SI_TKILL,
             pid: self.thread.tgid,
             ..Default::default()
         };
+        self.tgkill_info(tgid, tid, info)
+    }
+
+    /// tgkill with the siginfo `info` (rt_tgsigqueueinfo: the caller's).
+    /// EAGAIN when a real-time signal finds the queue full.
+    pub fn tgkill_info(&mut self, tgid: i32, tid: i32, info: SigInfo) -> Result<i64, i64> {
+        let sig = info.signo;
+        if tid <= 0 || (tgid != -1 && tgid <= 0) || !(0..=64).contains(&sig) {
+            return Err(EINVAL);
+        }
         let Some(k) = self.k.clone() else {
             if tid != self.pid || (tgid != -1 && tgid != self.thread.tgid) {
                 return Err(ESRCH);
             }
-            if sig != 0 {
-                self.queue_signal(info);
+            if sig != 0 && !self.queue_signal(info) {
+                return Err(EAGAIN);
             }
             return Ok(0);
         };
@@ -540,12 +567,16 @@ impl Vproc {
         if sig == 0 {
             return Ok(0);
         }
-        if tid == self.pid {
+        let queued = if tid == self.pid {
             drop(t);
-            self.queue_signal(info);
+            self.queue_signal(info)
         } else {
-            k.post_signal(&mut t, tid, info);
+            k.post_signal(&mut t, tid, info)
+        };
+        if queued {
+            Ok(0)
+        } else {
+            Err(EAGAIN)
         }
-        Ok(0)
     }
 }

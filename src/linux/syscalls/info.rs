@@ -12,7 +12,7 @@ impl Vproc {
             libc::SYS_uname => self.sys_uname(a[0]),
             libc::SYS_sysinfo => self.sys_sysinfo(a[0]),
             libc::SYS_getrandom => self.sys_getrandom(a[0], a[1] as usize),
-            libc::SYS_prctl => Err(EINVAL),
+            libc::SYS_prctl => self.sys_prctl(a),
             libc::SYS_rseq => Err(ENOSYS),
             _ => return None,
         })

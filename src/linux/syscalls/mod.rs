@@ -311,6 +311,8 @@ const NAMES: &[(i64, &str)] = syscall_table!(
     SYS_set_robust_list,
     SYS_get_robust_list,
     SYS_rt_sigtimedwait,
+    SYS_rt_sigqueueinfo,
+    SYS_rt_tgsigqueueinfo,
     SYS_utimensat,
     SYS_dup3,
     SYS_pipe2,

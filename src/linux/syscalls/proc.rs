@@ -117,9 +117,8 @@ impl Vproc {
             libc::SYS_getgroups => Ok(0),
             libc::SYS_setpgid => self.sys_setpgid(int(a[0]) as i32, int(a[1]) as i32),
             libc::SYS_getpgrp => self.sys_pgid(libc::SYS_getpgid as u64, 0),
-            libc::SYS_getpgid | libc::SYS_getsid | libc::SYS_setsid => {
-                self.sys_pgid(nr as u64, int(a[0]) as i32)
-            }
+            libc::SYS_getpgid | libc::SYS_getsid => self.sys_pgid(nr as u64, int(a[0]) as i32),
+            libc::SYS_setsid => self.sys_setsid(),
             _ => return None,
         })
     }

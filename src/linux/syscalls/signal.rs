@@ -1,7 +1,9 @@
 //! Signal calls: sigaction, sigprocmask, sigaltstack, kill, tkill,
-//! tgkill, sigpending, pause and sigsuspend (whose handler waits, in
-//! [`super::events`]). rt_sigreturn is served in [`Vproc::syscall`];
-//! delivery and the signal frame are [`crate::linux::signal`].
+//! tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo, sigpending, sigtimedwait,
+//! pause and sigsuspend (whose handler waits, in [`super::events`]), and
+//! prctl's parent-death signal. rt_sigreturn is served in
+//! [`Vproc::syscall`]; delivery and the signal frame are
+//! [`crate::linux::signal`].
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,15 @@ impl Vproc {
             libc::SYS_tgkill => {
                 self.sys_tgkill(int(a[0]) as i32, int(a[1]) as i32, int(a[2]) as i32)
             }
+            libc::SYS_rt_sigqueueinfo => {
+                self.sys_sigqueueinfo(None, int(a[0]) as i32, int(a[1]) as i32, a[2])
+            }
+            libc::SYS_rt_tgsigqueueinfo => self.sys_sigqueueinfo(
+                Some(int(a[1]) as i32),
+                int(a[0]) as i32,
+                int(a[2]) as i32,
+                a[3],
+            ),
             _ => return None,
         })
     }
@@ -40,11 +51,7 @@ impl Vproc {
             Some(k) if self.threaded() => k.shared_pending(self.thread.tgid),
             _ => 0,
         };
-        let pend: u64 = self
-            .sig
-            .pending
-            .iter()
-            .fold(shared, |m, p| m | signal::bit(p.signo));
+        let pend = shared | signal::mask_of(&self.sig.pending);
         self.mm.write_u64(set, pend & self.sig.blocked)?;
         Ok(0)
     }
@@ -66,11 +73,7 @@ impl Vproc {
         };
         let deadline = self.call_deadline(t);
         self.thread.sigwait = 0;
-        let mine = self
-            .sig
-            .pending
-            .iter()
-            .position(|p| want & signal::bit(p.signo) != 0);
+        let mine = signal::next_index(&self.sig.pending, want);
         let got = match mine {
             Some(i) => Some(self.sig.pending.remove(i)),
             None => match self.k.clone() {
@@ -91,6 +94,63 @@ impl Vproc {
         self.block_on(deadline)
     }
 
+    /// rt_sigqueueinfo(tgid, sig, info) (`tid` None) and
+    /// rt_tgsigqueueinfo(tgid, tid, sig, info): send `sig` with the
+    /// caller's siginfo (si_code, si_pid, si_uid, si_value kept). Another
+    /// process may only be sent a code < 0 other than SI_TKILL (what
+    /// sigqueue sends, SI_QUEUE): EPERM otherwise, as on Linux.
+    fn sys_sigqueueinfo(&mut self, tid: Option<i32>, tgid: i32, sig: i32, uinfo: u64) -> R {
+        let mut b = [0u8; 128];
+        self.mm.read(uinfo, &mut b)?;
+        let info = signal::siginfo_from_bytes(sig, &b);
+        if (info.code >= 0 || info.code == signal::SI_TKILL) && tgid != self.thread.tgid {
+            return Err(EPERM);
+        }
+        if !(0..=64).contains(&sig) {
+            return Err(EINVAL);
+        }
+        match tid {
+            Some(tid) => {
+                if tgid <= 0 || tid <= 0 {
+                    return Err(EINVAL);
+                }
+                self.tgkill_info(tgid, tid, info)
+            }
+            None if tgid <= 0 => Err(ESRCH),
+            None if self.k.is_some() => self.kill_info(tgid, info),
+            None => {
+                if tgid != self.thread.tgid {
+                    return Err(ESRCH);
+                }
+                if sig != 0 && !self.queue_signal(info) {
+                    return Err(EAGAIN);
+                }
+                Ok(0)
+            }
+        }
+    }
+
+    /// prctl: PR_SET_PDEATHSIG and PR_GET_PDEATHSIG; the other options
+    /// are those of a kernel without them (EINVAL).
+    pub(super) fn sys_prctl(&mut self, a: [u64; 6]) -> R {
+        const PR_SET_PDEATHSIG: u64 = 1;
+        const PR_GET_PDEATHSIG: u64 = 2;
+        match a[0] {
+            PR_SET_PDEATHSIG => {
+                if a[1] > 64 {
+                    return Err(EINVAL);
+                }
+                self.set_pdeathsig(a[1] as i32);
+                Ok(0)
+            }
+            PR_GET_PDEATHSIG => {
+                self.mm.write(a[1], &self.thread.pdeathsig.to_le_bytes())?;
+                Ok(0)
+            }
+            _ => Err(EINVAL),
+        }
+    }
+
     fn sys_sigaction(&mut self, sig: i32, act: u64, old: u64) -> R {
         if !(1..=64).contains(&sig) {
             return Err(EINVAL);
@@ -102,12 +162,25 @@ impl Vproc {
             }
             let b = self.mm.read_vec(act, 32)?;
             let w = |i: usize| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8"));
-            self.sig.actions[sig as usize] = SigAction {
+            let new = SigAction {
                 handler: w(0),
                 flags: w(1),
                 restorer: w(2),
                 mask: w(3),
             };
+            self.sig.actions[sig as usize] = new;
+            let ignored = new.handler == signal::SIG_IGN
+                || (new.handler == signal::SIG_DFL
+                    && signal::default_action(sig) == signal::Default_::Ignore);
+            if ignored {
+                // Pending instances are discarded, blocked or not, as on
+                // Linux (this thread's, the other threads' and the
+                // process's shared ones).
+                self.sig.pending.retain(|p| p.signo != sig);
+                if let Some(k) = self.k.clone() {
+                    k.discard_pending(self.thread.tgid, sig);
+                }
+            }
         }
         if old != 0 {
             let mut b = [0u8; 32];

@@ -1,0 +1,378 @@
+//! Sessions, absolute real-time waits, pending and queued signals and the
+//! parent-death signal (items 4, 5 and 7 of issue 20), and the vkernel's
+//! own signals and closed stdio (item 8). Guest checks print what they
+//! print natively (musl and glibc); item 8 runs the `vkernel` example as a
+//! process and compares its exit status with the same shell run natively.
+//! Tests SKIP loudly without /dev/kvm.
+
+use vkernel::linux;
+
+mod common;
+
+use common::have_kvm;
+
+use std::io::{BufRead, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use vkernel::core::prelude::*;
+
+use linux::fs::Fs;
+use linux::kernel::{self, Options, Report};
+use linux::stdio::BufferStdio;
+use linux::{Config, Vproc};
+
+struct Run {
+    stdout: String,
+    stderr: String,
+    report: Report,
+}
+
+/// Run `prog args` as the first vproc of a virtual kernel, in a thread of
+/// its own: a hang fails the test after a generous timeout.
+fn vk(prog: &Path, args: &[&str], cpus: usize) -> Run {
+    let prog = prog.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let what = format!("{} {args:?} on {cpus} vCPUs", prog.display());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let machine = Machine::builder()
+            .ram_size(512 << 20)
+            .vcpus(cpus)
+            .build()
+            .expect("a machine on /dev/kvm");
+        let stdio = BufferStdio::new(b"");
+        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
+        let path = std::fs::canonicalize(&prog).unwrap().display().to_string();
+        let mut argv = vec![path.clone().into_bytes()];
+        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+        let cfg = Config {
+            image: std::fs::read(&prog).unwrap(),
+            path: path.clone(),
+            exe: path,
+            argv,
+            envp: vec![b"PATH=/bin".to_vec()],
+            fault_around: 16,
+            trace: false,
+        };
+        let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
+        let opts = Options {
+            cpus,
+            ..Options::default()
+        };
+        let report = kernel::run(&machine, vp, &opts).expect("the virtual kernel runs");
+        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+        let _ = tx.send(Run {
+            stdout,
+            stderr,
+            report,
+        });
+    });
+    let run = rx
+        .recv_timeout(Duration::from_secs(180))
+        .unwrap_or_else(|_| panic!("{what}: no result in 180 s (a hang, or a panic above)"));
+    assert_eq!(
+        run.report.lost_wakeups, 0,
+        "the watchdog ended a wait that no wake-up ended; stderr: {}",
+        run.stderr
+    );
+    run
+}
+
+fn native(prog: &Path, args: &[&str]) -> (String, i32) {
+    let o = Command::new(prog)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/bin")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        o.status
+            .code()
+            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
+    )
+}
+
+/// Run check `check` of sigs2.c natively and under the vkernel (1 and 2
+/// vCPUs), musl and glibc, and compare.
+fn sigs2_matches_native(test: &str, check: &str) {
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in common::compilers() {
+        let Some(p) = common::compile(test, "sigs2", cc) else {
+            continue;
+        };
+        let (n_out, n_status) = native(&p, &[check]);
+        assert_eq!(n_status, 0, "native {check} ({cc}): {n_out}");
+        assert!(!n_out.contains("early"), "native {check} ({cc}): {n_out}");
+        for cpus in [1, 2] {
+            let r = vk(&p, &[check], cpus);
+            assert_eq!(
+                r.stdout, n_out,
+                "sigs2 {check} ({cc}, {cpus} vCPUs); stderr {}",
+                r.stderr
+            );
+            assert_eq!(r.report.status.code(), 0);
+        }
+    }
+}
+
+/// Item 4: setsid in a fork child, a second setsid, setpgid's errors.
+#[test]
+fn linux_sessions_match_native() {
+    sigs2_matches_native("linux_sessions_match_native", "sessions");
+}
+
+/// Item 5: clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME) and
+/// pthread_cond_timedwait with a real-time deadline wait their time.
+#[test]
+fn linux_absolute_realtime_waits_match_native() {
+    sigs2_matches_native("linux_absolute_realtime_waits_match_native", "abstime");
+}
+
+/// Item 7: a blocked SIGCHLD (SIGWINCH, SIGURG) stays pending and
+/// sigtimedwait/sigwaitinfo return it.
+#[test]
+fn linux_blocked_ignored_signals_stay_pending() {
+    sigs2_matches_native("linux_blocked_ignored_signals_stay_pending", "pending");
+}
+
+/// Item 7: real-time signals queue with their si_value; sigqueue,
+/// rt_sigqueueinfo's EPERM, rt_tgsigqueueinfo.
+#[test]
+fn linux_realtime_signals_queue() {
+    sigs2_matches_native("linux_realtime_signals_queue", "queued");
+}
+
+/// Item 7: PR_SET_PDEATHSIG fires when the parent ends.
+#[test]
+fn linux_pdeathsig_fires() {
+    sigs2_matches_native("linux_pdeathsig_fires", "pdeath");
+}
+
+// ---- item 8: the vkernel's own signals, closed stdio ----------------------
+
+/// Long enough for a loaded machine; only a hang gets near it.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn busybox(test: &str) -> Option<PathBuf> {
+    let p = PathBuf::from("/bin/busybox");
+    if p.exists() {
+        Some(p)
+    } else {
+        common::skip(
+            test,
+            "/bin/busybox not found (apt-get install busybox-static)",
+        );
+        None
+    }
+}
+
+/// The `vkernel` example, built to match the sources, and busybox.
+fn vk_and_busybox(test: &str) -> Option<PathBuf> {
+    if !have_kvm(test) {
+        return None;
+    }
+    busybox(test)?;
+    Some(common::example_binary("vkernel"))
+}
+
+/// Wait for `child`, killing it (and failing) if it outlives TIMEOUT.
+fn wait(child: &mut Child, what: &str) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {TIMEOUT:?} (a hang)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The status a shell shows: the code, or 128 + the signal.
+fn shell_status(s: ExitStatus) -> i32 {
+    s.code()
+        .or_else(|| s.signal().map(|n| 128 + n))
+        .expect("exited or signaled")
+}
+
+/// Spawn `cmd` and read its stdout until it printed `ready`.
+fn spawn_ready(mut cmd: Command) -> Child {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read");
+    assert_eq!(line, "ready\n");
+    // Keep reading in the background so the writer never blocks.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    child
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+fn vk_cmd(vk: &Path, extra: &[&str], args: &[&str]) -> Command {
+    let mut c = Command::new(vk);
+    c.arg("run").args(extra).args(args);
+    c
+}
+
+fn native_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(args[0]);
+    c.args(&args[1..]);
+    c
+}
+
+/// Item 8: SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH sent to
+/// the vkernel reach the init vproc's trap, and the vkernel exits with
+/// init's status, as the shell does natively.
+#[test]
+fn vkernel_forwards_its_signals_to_init() {
+    let t = "vkernel_forwards_its_signals_to_init";
+    let Some(vk) = vk_and_busybox(t) else {
+        return;
+    };
+    for (name, sig, code) in [
+        ("TERM", libc::SIGTERM, 5),
+        ("HUP", libc::SIGHUP, 6),
+        ("QUIT", libc::SIGQUIT, 7),
+        ("USR1", libc::SIGUSR1, 8),
+        ("USR2", libc::SIGUSR2, 9),
+        ("WINCH", libc::SIGWINCH, 10),
+    ] {
+        let script = format!("trap 'exit {code}' {name}; echo ready; while :; do sleep 0.05; done");
+        let args = ["/bin/busybox", "sh", "-c", &script];
+        let mut n = spawn_ready(native_cmd(&args));
+        signal(&n, sig);
+        let ns = shell_status(wait(&mut n, "native"));
+        let mut v = spawn_ready(vk_cmd(&vk, &[], &args));
+        signal(&v, sig);
+        let vs = shell_status(wait(&mut v, &format!("vk after SIG{name}")));
+        assert_eq!(ns, code, "native trap on SIG{name}");
+        assert_eq!(vs, ns, "vk trap on SIG{name}");
+    }
+    // Without a trap, SIGTERM and SIGHUP end init (and the vkernel) with
+    // their status, as natively.
+    for sig in [libc::SIGTERM, libc::SIGHUP] {
+        let args = [
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo ready; while :; do sleep 0.05; done",
+        ];
+        let mut n = spawn_ready(native_cmd(&args));
+        signal(&n, sig);
+        let ns = shell_status(wait(&mut n, "native"));
+        let mut v = spawn_ready(vk_cmd(&vk, &[], &args));
+        signal(&v, sig);
+        let vs = shell_status(wait(&mut v, "vk"));
+        assert_eq!(ns, 128 + sig);
+        assert_eq!(vs, ns, "vk, signal {sig} without a trap");
+    }
+}
+
+/// Item 8: init ignores SIGTERM: a second SIGTERM within the grace period
+/// is forwarded too; one after it kills every vproc (137).
+#[test]
+fn vkernel_second_sigterm_after_grace_kills() {
+    let t = "vkernel_second_sigterm_after_grace_kills";
+    let Some(vk) = vk_and_busybox(t) else {
+        return;
+    };
+    let args = [
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+    ];
+    let mut v = spawn_ready(vk_cmd(&vk, &["--term-grace", "2"], &args));
+    signal(&v, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&v, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        v.try_wait().unwrap().is_none(),
+        "SIGTERMs within the grace period end nothing when init ignores them"
+    );
+    std::thread::sleep(Duration::from_millis(1900));
+    // Past the grace period (a loaded machine may have forwarded the first
+    // one late: keep sending until the vkernel ends).
+    let start = Instant::now();
+    let vs = loop {
+        if let Some(s) = v.try_wait().unwrap() {
+            break shell_status(s);
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = v.kill();
+            panic!("vk still running {TIMEOUT:?} after a SIGTERM past the grace period");
+        }
+        signal(&v, libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(vs, 137);
+}
+
+/// Item 8: with the vkernel's stdout (or stdin) closed, the vproc's fd 1
+/// (fd 0) is /dev/null: writes succeed, reads see end of file.
+#[test]
+fn vkernel_closed_stdio_is_dev_null() {
+    let t = "vkernel_closed_stdio_is_dev_null";
+    let Some(vk) = vk_and_busybox(t) else {
+        return;
+    };
+    for (fd, script) in [
+        (1, "echo hi; echo \"write=$?\" >&2"),
+        (
+            0,
+            "read x; echo \"read=$? x=$x\" >&2; cat /proc/self/fd/0 >&2; echo cat=$? >&2",
+        ),
+    ] {
+        let mut cmd = vk_cmd(&vk, &[], &["/bin/busybox", "sh", "-c", script]);
+        // SAFETY: close(2) between fork and exec only touches the child's
+        // own fd table, and is async-signal safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::close(fd);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let s = shell_status(wait(&mut child, "vk with a closed stdio fd"));
+        assert_eq!(s, 0, "fd {fd} closed: {err}");
+        let want = if fd == 1 {
+            "write=0\n"
+        } else {
+            "read=1 x=\ncat=0\n"
+        };
+        assert_eq!(err, want, "fd {fd} closed");
+    }
+}
