@@ -627,6 +627,9 @@ impl Vproc {
     /// Deliver a synchronous signal (a fault): a blocked or ignored one
     /// kills, as on Linux.
     pub fn force_signal(&mut self, cpu: &Cpu, info: SigInfo) {
+        if self.patch_trap() {
+            return;
+        }
         let s = info.signo;
         let act = self.sig.actions[s as usize];
         if self.sig.blocked & signal::bit(s) != 0 || act.handler == signal::SIG_IGN {
