@@ -32,17 +32,24 @@
 //! and a branch to it still find it.
 //!
 //! What is patched, and when:
-//! - only sites the exit path just served (so the bytes are a real
-//!   instruction boundary: the `syscall` that just ran), whose call the
-//!   fast path serves, in an executable area that is not writable;
-//! - not when the byte before the `mov` could be a prefix of it (then it
-//!   might be `mov r8d, NN`, say);
+//! - only sites the exit path just served (so the `syscall` is a real
+//!   instruction boundary: the one that just ran), whose call the fast
+//!   path serves, in a private, executable area that is not writable;
+//! - not when `b8 nr` could be the tail of a longer instruction
+//!   ([`could_be_tail`]); a fault in or just before a patched site's bytes
+//!   puts it back for good ([`Mm::patch_fault`]);
 //! - in a process with more than one thread, only where the 5 bytes lie in
 //!   one aligned 8-byte word, written with one 8-byte store, so another
 //!   thread fetches the old instruction or the new one, both valid;
 //! - not in a process that set a GS base of its own (the patched entry
 //!   finds its line through GS): `arch_prctl(ARCH_SET_GS)` restores every
 //!   site first ([`Mm::unpatch_syscalls`]).
+//!
+//! A site lives as long as its mapping, unchanged ([`Mm::patch_drop`]):
+//! unmapping, replacing or emptying its range forgets it; making it
+//! writable or not executable, or moving it, puts its `mov` back first. A
+//! stub page in such a range is dropped after every site using it is put
+//! back. Putting back writes only over our own `jmp`, still in place.
 //!
 //! The page with the site gets a private copy (its file page stays as it
 //! was), so the process's PSS/USS grow by a page per patched code page,
@@ -585,18 +592,70 @@ mod tests {
         assert_eq!((stub + 25).wrapping_add(back as u64), site + 7);
     }
 
+    /// Five bytes before a site, then `mov eax, nr; syscall`.
+    fn code(before: [u8; BEFORE], nr: u32) -> [u8; CODE] {
+        let mut c = [0u8; CODE];
+        c[..BEFORE].copy_from_slice(&before);
+        c[BEFORE] = 0xb8;
+        c[BEFORE + 1..BEFORE + 5].copy_from_slice(&nr.to_le_bytes());
+        c[BEFORE + 5..].copy_from_slice(&[0x0f, 0x05]);
+        c
+    }
+
     #[test]
     fn patchable_sites() {
-        // nop; mov eax, 39; syscall, returning to 0x401008 (site 0x401001).
-        let code = [0x90, 0xb8, 39, 0, 0, 0, 0x0f, 0x05];
-        assert!(patchable(&code, 39, 0x40_1008, 1));
-        assert!(!patchable(&code, 110, 0x40_1008, 1), "another number");
-        let mut r8 = code;
-        r8[0] = 0x41; // mov r8d, 39
+        // nops; mov eax, 39; syscall, returning to 0x401008 (site 0x401001).
+        let c = code([0x90; 5], 39);
+        assert!(patchable(&c, 39, 0x40_1008, 1));
+        assert!(!patchable(&c, 110, 0x40_1008, 1), "another number");
+        let r8 = code([0x90, 0x90, 0x90, 0x90, 0x41], 39); // mov r8d, 39
         assert!(!patchable(&r8, 39, 0x40_1008, 1));
         // Site 0x401005: its 5 bytes straddle a word, fine with one thread.
-        assert!(patchable(&code, 39, 0x40_100c, 1));
-        assert!(!patchable(&code, 39, 0x40_100c, 2));
+        assert!(patchable(&c, 39, 0x40_100c, 1));
+        assert!(!patchable(&c, 39, 0x40_100c, 2));
+        // Common bytes before a site: the end of an immediate, a register
+        // move (mov edi, eax), a nop with a displacement.
+        for b in [
+            [0xba, 1, 0, 0, 0],
+            [0x90, 0x90, 0x90, 0x89, 0xc7],
+            [0x0f, 0x1f, 0x44, 0, 0],
+        ] {
+            assert!(patchable(&code(b, 39), 39, 0x40_1008, 1), "{b:02x?}");
+        }
+    }
+
+    #[test]
+    fn tails_of_longer_instructions_are_refused() {
+        let tail = |b: [u8; BEFORE]| !is_site(&code(b, 39), 39);
+        // lea edi, [rax + 39] (issue 20): 8d b8 27 00 00 00.
+        assert!(tail([0x90, 0x90, 0x90, 0x90, 0x8d]));
+        // idiv dword [rax + disp]: writes RAX.
+        assert!(tail([0x90, 0x90, 0x90, 0x90, 0xf7]));
+        // Two-byte opcodes: nop dword [rax + disp] (0f 1f b8), cmpxchg.
+        assert!(tail([0x90, 0x90, 0x90, 0x0f, 0x1f]));
+        assert!(tail([0x90, 0x90, 0x90, 0x0f, 0xb1]));
+        // REX.B base: mov edi, [r8 + disp] (41 8b b8).
+        assert!(tail([0x90, 0x90, 0x90, 0x41, 0x8b]));
+        // FS/GS: mov edi, fs:[rax + disp] (64 8b b8).
+        assert!(tail([0x90, 0x90, 0x90, 0x64, 0x8b]));
+        // b8 as SIB: mov edi, [rax + rdi*4 + disp] (8b bc b8).
+        assert!(tail([0x90, 0x90, 0x90, 0x8b, 0xbc]));
+        // 0f 38 xx, VEX (c4 .. .. op), EVEX (62 .. .. .. op).
+        assert!(tail([0x90, 0x90, 0x0f, 0x38, 0x00]));
+        assert!(tail([0x90, 0xc4, 0x62, 0x79, 0x10]));
+        assert!(tail([0x62, 0xf1, 0x7c, 0x48, 0x10]));
+        // An ALU op with b8 as ModRM accesses [rax + nr] = 2 * nr, never
+        // mapped: it could not have run, so the site is a real `mov`.
+        assert!(!tail([0x90, 0x90, 0x90, 0x90, 0x00]));
+    }
+
+    #[test]
+    fn jmp_reaches_its_stub() {
+        let (site, stub) = (0x40_1235, 0x3f_f020);
+        let j = jmp_bytes(site, stub);
+        assert_eq!(j[0], 0xe9);
+        let rel = i32::from_le_bytes(j[1..].try_into().unwrap()) as i64;
+        assert_eq!((site + 5).wrapping_add(rel as u64), stub);
     }
 
     #[test]
