@@ -566,7 +566,7 @@ impl Vproc {
                             Access::Write => 6,
                             Access::Execute => 0x14,
                         };
-                        self.force_signal(
+                        self.fault_signal(
                             cpu,
                             SigInfo {
                                 signo,
@@ -595,7 +595,7 @@ impl Vproc {
                         12 | 17 => (signal::SIGBUS, 0x80, 0),
                         _ => (signal::SIGSEGV, 0x80, 0),
                     };
-                    self.force_signal(
+                    self.fault_signal(
                         cpu,
                         SigInfo {
                             signo,
@@ -627,9 +627,6 @@ impl Vproc {
     /// Deliver a synchronous signal (a fault): a blocked or ignored one
     /// kills, as on Linux.
     pub fn force_signal(&mut self, cpu: &Cpu, info: SigInfo) {
-        if self.patch_trap() {
-            return;
-        }
         let s = info.signo;
         let act = self.sig.actions[s as usize];
         if self.sig.blocked & signal::bit(s) != 0 || act.handler == signal::SIG_IGN {

@@ -387,9 +387,18 @@ impl Vproc {
         }
     }
 
-    /// The vproc faulted (a synchronous signal is about to be delivered):
-    /// true when the fault is syscall patching's and the vproc is set to
-    /// run on without the signal. In the patched entry's GS read (the
+    /// The vproc's instruction at RIP faulted: deliver `info`, unless the
+    /// fault is syscall patching's ([`Vproc::patch_trap`]).
+    pub fn fault_signal(&mut self, cpu: &Cpu, info: SigInfo) {
+        // #DB, #BP and #OF are traps (RIP is past the instruction): never
+        // patching's, and running on would skip their signal.
+        if matches!(info.trapno, 1 | 3 | 4) || !self.patch_trap() {
+            self.force_signal(cpu, info);
+        }
+    }
+
+    /// The vproc's instruction at RIP faulted: true when the fault is
+    /// syscall patching's and the vproc is set to run on without a signal. In the patched entry's GS read (the
     /// vproc reloaded GS, so the base is no longer the one the vCPU gave
     /// it): the call goes through the stub's own `syscall` (RCX - 2, RAX
     /// is still the number). Near a patched site: the site was not an
