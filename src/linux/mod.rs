@@ -570,7 +570,7 @@ impl Vproc {
                             Access::Write => 6,
                             Access::Execute => 0x14,
                         };
-                        self.force_signal(
+                        self.fault_signal(
                             cpu,
                             SigInfo {
                                 signo,
@@ -599,7 +599,7 @@ impl Vproc {
                         12 | 17 => (signal::SIGBUS, 0x80, 0),
                         _ => (signal::SIGSEGV, 0x80, 0),
                     };
-                    self.force_signal(
+                    self.fault_signal(
                         cpu,
                         SigInfo {
                             signo,

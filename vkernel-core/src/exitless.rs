@@ -24,8 +24,10 @@
 //! instruction at all, through [`Machine::patched_entry_va`]: on PVM hosts
 //! that is what saves the host kernel's syscall redirection (most of an
 //! exitless call's cost there). It finds its vCPU's line through GS: while
-//! a vproc that never set a GS base of its own runs, the GS base is the
-//! line of its vCPU, and `gs:[XS_SELF]` holds the line's address.
+//! a vproc that never set a GS base of its own runs on vCPU n, the GS base
+//! is n + 1 (below 64 KiB: the vproc's own `gs:` accesses fault as they
+//! would with base 0), and `gs:[SLOT_VA + XS_INDEX]` is n (see
+//! `abi::XS_INDEX`).
 //!
 //! [`Machine::patched_entry_va`]: crate::machine::Machine::patched_entry_va
 //!
@@ -56,10 +58,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vkernel_guest::abi::{
-    XS_ARGS, XS_DONE, XS_EXIT, XS_LINE, XS_NR, XS_POSTED, XS_RCX, XS_RET, XS_SELF, XS_SERVES,
-    XS_STATE, XS_TAKEN,
+    XS_ARGS, XS_DONE, XS_EXIT, XS_LINE, XS_NR, XS_POSTED, XS_RCX, XS_RET, XS_SERVES, XS_STATE,
+    XS_TAKEN,
 };
-use vkernel_guest::layout::slot_line_va;
 
 use crate::ram::Ram;
 
@@ -190,7 +191,11 @@ impl Exitless {
     /// `page`: the server polls its line from now on.
     pub(crate) fn enter(&self, cpu: usize, page: u64) {
         let line = Self::line(page, cpu);
-        let _ = self.sys.store(line + XS_SELF, slot_line_va(cpu));
+        for (i, w) in vkernel_guest::abi::xs_index_table().iter().enumerate() {
+            let _ = self
+                .sys
+                .store(page + vkernel_guest::abi::XS_INDEX + 8 * i as u64, *w);
+        }
         self.enter_line(cpu, line);
     }
 

@@ -50,11 +50,44 @@ pub const XS_ARGS: u64 = 16;
 pub const XS_RET: u64 = 64;
 /// Line: the return address (RCX of the `syscall`).
 pub const XS_RCX: u64 = 72;
-/// Line: the line's own address (written by the host): a patched call
-/// site (`vktramp_pentry`) finds its vCPU's line as `gs:[XS_SELF]`, since
-/// the host points the GS base of a vproc that never set its own at the
-/// line of the vCPU it runs on.
-pub const XS_SELF: u64 = 80;
+/// Offset in the request page of the vCPU index table (32 bytes after the
+/// lines, written by the host): byte 0 is [`XS_INDEX_POISON`], byte `n +
+/// 1` holds `n`. A patched call site (`vktramp_pentry`) reads its vCPU's
+/// index as `gs:[SLOT_VA + XS_INDEX]`, since the host loads the GS base of
+/// a vproc that never set its own with [`xs_gs_base`]`(n)` on vCPU `n`: a
+/// base below 64 KiB, so the vproc's own `gs:` accesses fault as with a
+/// base of 0 (off by at most 30 bytes). A GS reloaded to base 0 reads the
+/// poison, whose line is not canonical: the entry faults and the vproc is
+/// rewound to its stub's `syscall`.
+pub const XS_INDEX: u64 = 4096 - 32;
+/// The index table's byte 0 (a base of 0): a line past the request page.
+pub const XS_INDEX_POISON: u8 = 0xff;
+/// Bytes of `vktramp_pentry` before the common code: the part that reads
+/// GS. A fault there means the vproc changed its GS (a selector load);
+/// the call is retried through the stub's `syscall`.
+pub const XS_PENTRY_LEN: u64 = 34;
+
+/// The GS base vCPU `n` runs a vproc with when the vproc never set its
+/// own (see [`XS_INDEX`]).
+pub const fn xs_gs_base(n: usize) -> u64 {
+    n as u64 + 1
+}
+
+/// The index table (see [`XS_INDEX`]) as four little-endian words.
+pub const fn xs_index_table() -> [u64; 4] {
+    let mut w = [0u64; 4];
+    let mut i = 0;
+    while i < 32 {
+        let b = if i == 0 {
+            XS_INDEX_POISON as u64
+        } else {
+            (i - 1) as u64
+        };
+        w[i / 8] |= b << (8 * (i % 8));
+        i += 1;
+    }
+    w
+}
 /// Line: R11 of the `syscall` (the vproc's RFLAGS), restored on return.
 pub const XS_R11: u64 = 88;
 /// Line: a 256-bit map of the syscall numbers the server may answer

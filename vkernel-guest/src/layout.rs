@@ -37,7 +37,7 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const SLOT_VA: u64 = TRAMP_VA - PAGE_SIZE;
 
 /// Guest-virtual address of vCPU `n`'s line in a request page at
-/// [`SLOT_VA`] (the address a patched site finds at `gs:[XS_SELF]`).
+/// [`SLOT_VA`].
 pub const fn slot_line_va(n: usize) -> u64 {
     SLOT_VA + crate::abi::XS_LINE * n as u64
 }

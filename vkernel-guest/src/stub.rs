@@ -400,11 +400,18 @@ vktramp_xentries:
     // A patched call site (see `vkernel::linux` "syscall patching"): its
     // stub jumps here with RAX = the number and RCX = the return address,
     // right after a real `syscall` the stub keeps for the slow path (RCX -
-    // 2). The line is the one the host put at gs:[XS_SELF] for this vCPU.
-    .balign 16
+    // 2). The vCPU's index is the byte at gs:[SLOT_VA + XS_INDEX] (the
+    // host loads GS base n + 1 on vCPU n, see `abi::XS_INDEX`); RAX and
+    // RCX stay the call's until it is posted.
+    .balign 8
+vktramp_slot_va:
+    .quad {slot_va}
     .globl vktramp_pentry
 vktramp_pentry:
-    mov r11, qword ptr gs:[{xs_self}]
+    movabs r11, {xs_index_va}
+    movzx r11d, byte ptr gs:[r11]
+    shl r11d, {xs_line_shift}
+    add r11, qword ptr [rip + vktramp_slot_va]
     mov qword ptr [r11 + {xs_r11}], {xs_patched_rflags}
     .globl vktramp_xcommon
 vktramp_xcommon:
@@ -506,7 +513,9 @@ vktramp_end:
     xs_args = const abi::XS_ARGS,
     xs_ret = const abi::XS_RET,
     xs_rcx = const abi::XS_RCX,
-    xs_self = const abi::XS_SELF,
+    slot_va = const layout::SLOT_VA,
+    xs_index_va = const layout::SLOT_VA + abi::XS_INDEX,
+    xs_line_shift = const abi::XS_LINE.trailing_zeros(),
     xs_patched_rflags = const abi::XS_PATCHED_RFLAGS,
     xs_r11 = const abi::XS_R11,
     xs_serves = const abi::XS_SERVES,
@@ -714,6 +723,22 @@ pub fn offsets() -> StubOffsets {
 mod tests {
     use super::*;
     use crate::layout;
+
+    #[test]
+    fn patched_entry_reads_gs_only_in_its_first_bytes() {
+        let o = offsets();
+        assert_eq!(o.xcommon - o.pentry, abi::XS_PENTRY_LEN);
+        let t = tramp_code();
+        // The one GS access: movzx r11d, byte ptr gs:[r11].
+        let p = &t[o.pentry as usize..o.xcommon as usize];
+        assert_eq!(p.iter().filter(|&&b| b == 0x65).count(), 1, "{p:02x?}");
+        let w = abi::xs_index_table();
+        assert_eq!(w[0] & 0xff, abi::XS_INDEX_POISON as u64);
+        assert_eq!((w[0] >> 8) & 0xff, 0);
+        assert_eq!(w[3] >> 56, 30);
+        assert!(abi::XS_LINE * layout::MAX_VCPUS as u64 <= abi::XS_INDEX);
+        assert!(abi::xs_gs_base(layout::MAX_VCPUS - 1) < 32);
+    }
 
     #[test]
     fn stub_fits_and_entries_are_inside() {

@@ -196,6 +196,7 @@ impl Mm {
         if start >= end {
             return;
         }
+        self.patch_drop(start, end, false);
         split_at(&mut self.vmas, start);
         split_at(&mut self.vmas, end);
         let keys: Vec<u64> = self.vmas.range(start..end).map(|(k, _)| *k).collect();

@@ -125,6 +125,7 @@ impl Mm {
         {
             return Err(MmError::SharedWrite);
         }
+        self.patch_protect(start, end, prot);
         split_at(&mut self.vmas, start);
         split_at(&mut self.vmas, end);
         for (_, v) in self.vmas.range_mut(start..end) {
@@ -195,6 +196,7 @@ impl Mm {
         if old_end > vma.end || vs > old {
             return Err(MmError::Fault(old));
         }
+        self.patch_drop(old, old_end, true);
         if fixed.is_none() && !dontunmap {
             if new_len <= old_len {
                 self.unmap(old + new_len, old_end);
@@ -299,6 +301,7 @@ impl Mm {
     /// again); the caller checked the range.
     pub(super) fn discard(&mut self, start: u64, len: u64) {
         let end = start.saturating_add(align_up(len));
+        self.patch_drop(start, end, false);
         self.split_large_in(start, end, true);
         let pages: Vec<(u64, u64)> = self
             .pages

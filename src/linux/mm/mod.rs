@@ -288,7 +288,7 @@ mod large;
 mod patch;
 mod uaccess;
 
-pub use patch::{patchable, NoPatch, Patches};
+pub use patch::{patchable, NoPatch, Patches, CODE as PATCH_CODE};
 
 use area::split_at;
 

@@ -32,11 +32,12 @@
 //! and a branch to it still find it.
 //!
 //! What is patched, and when:
-//! - only sites the exit path just served (so the bytes are a real
-//!   instruction boundary: the `syscall` that just ran), whose call the
-//!   fast path serves, in an executable area that is not writable;
-//! - not when the byte before the `mov` could be a prefix of it (then it
-//!   might be `mov r8d, NN`, say);
+//! - only sites the exit path just served (so the `syscall` is a real
+//!   instruction boundary: the one that just ran), whose call the fast
+//!   path serves, in a private, executable area that is not writable;
+//! - not when `b8 nr` could be the tail of a longer instruction
+//!   ([`could_be_tail`]); a fault in or just before a patched site's bytes
+//!   puts it back for good ([`Mm::patch_fault`]);
 //! - in a process with more than one thread, only where the 5 bytes lie in
 //!   one aligned 8-byte word, written with one 8-byte store, so another
 //!   thread fetches the old instruction or the new one, both valid;
@@ -44,11 +45,19 @@
 //!   finds its line through GS): `arch_prctl(ARCH_SET_GS)` restores every
 //!   site first ([`Mm::unpatch_syscalls`]).
 //!
+//! A site lives as long as its mapping, unchanged ([`Mm::patch_drop`]):
+//! unmapping, replacing or emptying its range forgets it; making it
+//! writable or not executable, or moving it, puts its `mov` back first. A
+//! stub page in such a range is dropped after every site using it is put
+//! back. Putting back writes only over our own `jmp`, still in place.
+//!
 //! The page with the site gets a private copy (its file page stays as it
 //! was), so the process's PSS/USS grow by a page per patched code page,
 //! and reading its own code shows the `jmp`. Stub pages are areas named
 //! `[vkernel-syscalls]` in /proc/self/maps; fork keeps them, execve drops
 //! them.
+
+use std::collections::BTreeSet;
 
 use super::*;
 
@@ -61,22 +70,57 @@ const SLOTS: u64 = PAGE / SLOT;
 const MAX_SITES: usize = 4096;
 /// Reach of a `jmp rel32` (kept clear of the edge).
 const REACH: u64 = (1 << 31) - 2 * PAGE;
+/// Bytes before a site that [`is_site`] looks at.
+pub const BEFORE: usize = 5;
+/// The code a site check reads: [`BEFORE`] bytes, then `mov eax, nr;
+/// syscall`.
+pub const CODE: usize = BEFORE + 7;
+/// Offset of a stub's own `syscall` (the slow path: RCX - 2).
+const STUB_SYSCALL: u64 = 18;
+/// Offset of a stub's `after` (its `syscall`'s return address).
+const STUB_AFTER: u64 = 20;
+/// Longest x86 instruction: one that starts this far before a site can
+/// still cover its bytes.
+const MAX_INSN: u64 = 15;
+
+/// One patched site.
+#[derive(Clone, Copy, Debug)]
+struct Site {
+    /// The 5 bytes it held (`mov eax, nr`).
+    old: [u8; 5],
+    /// Its stub.
+    stub: u64,
+}
 
 /// The patching state of one address space.
 #[derive(Clone, Debug, Default)]
 pub struct Patches {
     /// Stub pages: page address -> slots in use (the header included).
     pages: BTreeMap<u64, u64>,
-    /// Patched sites -> the 5 bytes they held.
-    sites: BTreeMap<u64, [u8; 5]>,
+    /// Patched sites.
+    sites: BTreeMap<u64, Site>,
+    /// Sites found inside a longer instruction (a fault in their bytes):
+    /// never patched again.
+    refused: BTreeSet<u64>,
+    /// Addresses in stub pages dropped by the last drops -> where the same
+    /// point of the original site is (`syscall` and its return address),
+    /// for the thread whose call dropped them.
+    moved: BTreeMap<u64, u64>,
+    /// Bumped whenever stub pages are dropped.
+    epoch: u64,
     /// No more patching (the process set a GS base of its own).
     off: bool,
 }
 
 impl Patches {
-    /// Sites patched so far.
+    /// Sites patched so far (and still patched).
     pub fn sites(&self) -> usize {
         self.sites.len()
+    }
+
+    /// Bumped whenever stub pages are dropped (see [`Mm::patch_resume`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 }
 
@@ -86,9 +130,9 @@ pub enum NoPatch {
     /// Patching is off for this process, or the site budget is spent.
     Off,
     /// The bytes before the return address are not `mov eax, nr; syscall`
-    /// (or might be a longer instruction).
+    /// (or might be the tail of a longer instruction).
     Pattern,
-    /// The site is not in an executable, read-only area.
+    /// The site is not in a private, executable, read-only area.
     Area,
     /// Several threads run this code and the 5 bytes straddle an 8-byte
     /// word (they cannot be replaced in one store).
@@ -118,24 +162,57 @@ fn is_prefix(b: u8) -> bool {
     )
 }
 
-/// Is `code`, the 8 bytes before a call's return address `ret`, a site
-/// this module patches for call `nr` (`mov eax, nr; syscall` not preceded
-/// by a byte that could be its prefix) that one store can rewrite with
-/// `threads` threads running? The exitless server asks this of calls it
-/// could answer and sends them to the exit path instead, where
-/// [`Mm::patch_syscall`] patches them.
-pub fn patchable(code: &[u8; 8], nr: u64, ret: u64, threads: usize) -> bool {
+/// Could `b8 nr` (with the syscall right after) be the tail of a longer
+/// instruction that runs with RAX = nr, given the [`BEFORE`] bytes before
+/// it (`before[4]` the nearest)? Bytes outside the area read as `nop`.
+///
+/// An instruction boundary cannot be found by looking backward, so this is
+/// a rule about what such an instruction could be. The `b8` would be a
+/// ModRM byte (`[rax + disp32]`, reg 7, the `nr` bytes its displacement),
+/// a SIB byte (`[rax + rdi*4 + disp32]`), or a byte of a displacement or
+/// immediate. As ModRM, the instruction accesses `rax + nr = 2 * nr` (RAX
+/// is `nr` when the `syscall` runs and reg 7 is not RAX), an address below
+/// 64 KiB, never mapped, so it could not have run, except: `lea` (`8d`),
+/// no access; `idiv` (`f6`/`f7 /7`), which writes RAX; a two-byte opcode
+/// (`0f xx`: `nop`, prefetch, `cmpxchg`...); a REX.B base (`r8`) or an
+/// FS/GS segment; a VEX/EVEX encoding with a base other than RAX. As SIB
+/// the address depends on RDI. All of those are refused. A `b8` inside a
+/// displacement or immediate is not detected here: a fault in the
+/// patched bytes puts the site back ([`Mm::patch_fault`]).
+fn could_be_tail(before: &[u8; BEFORE]) -> bool {
+    let [b5, b4, b3, b2, b1] = *before;
+    is_prefix(b1)
+        || matches!(
+            b1,
+            0x8d | 0xf6 | 0xf7 | 0x84 | 0x8c | 0x94 | 0x9c | 0xa4 | 0xac | 0xb4 | 0xbc
+        )
+        || matches!(b2, 0x40..=0x4f | 0x0f)
+        || (b3 == 0x0f && b2 == 0x38)
+        || b4 == 0xc4
+        || b5 == 0x62
+        || [b2, b3, b4, b5].iter().any(|&b| b == 0x64 || b == 0x65)
+}
+
+/// Is `code`, the [`CODE`] bytes before a call's return address `ret`, a
+/// site this module patches for call `nr` (`mov eax, nr; syscall` that
+/// cannot be the tail of a longer instruction, see [`could_be_tail`])
+/// that one store can rewrite with `threads` threads running? The
+/// exitless server asks this of calls it could answer and sends them to
+/// the exit path instead, where [`Mm::patch_syscall`] patches them.
+pub fn patchable(code: &[u8; CODE], nr: u64, ret: u64, threads: usize) -> bool {
     is_site(code, nr) && one_store(ret.wrapping_sub(7), threads)
 }
 
-/// `code` (the byte before a site, then its 7) is `mov eax, nr; syscall`
-/// with no byte before that could be a prefix of the `mov`.
-fn is_site(code: &[u8; 8], nr: u64) -> bool {
+/// `code` ([`BEFORE`] bytes, then a site's 7) is `mov eax, nr; syscall`
+/// that cannot be the tail of a longer instruction.
+fn is_site(code: &[u8; CODE], nr: u64) -> bool {
+    let before: &[u8; BEFORE] = code[..BEFORE].try_into().expect("BEFORE bytes");
+    let site = &code[BEFORE..];
     u32::try_from(nr).is_ok_and(|nr32| {
-        code[1] == 0xb8
-            && code[2..6] == nr32.to_le_bytes()
-            && code[6..] == [0x0f, 0x05]
-            && !is_prefix(code[0])
+        site[0] == 0xb8
+            && site[1..5] == nr32.to_le_bytes()
+            && site[5..] == [0x0f, 0x05]
+            && !could_be_tail(before)
     })
 }
 
@@ -143,6 +220,15 @@ fn is_site(code: &[u8; 8], nr: u64) -> bool {
 /// one, always; with more, only with one 8-byte store.
 fn one_store(site: u64, threads: usize) -> bool {
     threads <= 1 || (site & 7) + 5 <= 8
+}
+
+/// The `jmp rel32` from `site` to `stub`.
+fn jmp_bytes(site: u64, stub: u64) -> [u8; 5] {
+    let mut jmp = [0u8; 5];
+    jmp[0] = 0xe9;
+    let rel = stub.wrapping_sub(site + 5) as i64 as i32;
+    jmp[1..].copy_from_slice(&rel.to_le_bytes());
+    jmp
 }
 
 /// The stub of a site (see the module docs); `stub` is its address,
@@ -187,21 +273,24 @@ impl Mm {
             return Err(NoPatch::Off);
         }
         let site = ret.checked_sub(7).ok_or(NoPatch::Pattern)?;
-        if self.patch.sites.contains_key(&site) {
+        if self.patch.sites.contains_key(&site) || self.patch.refused.contains(&site) {
             return Err(NoPatch::Pattern);
         }
         let (start, vma) = self.find(site).ok_or(NoPatch::Area)?;
-        if vma.prot & PROT_EXEC == 0 || vma.prot & PROT_WRITE != 0 || vma.end < ret {
+        if vma.prot & PROT_EXEC == 0
+            || vma.prot & PROT_WRITE != 0
+            || vma.end < ret
+            || vma.kind == VmaKind::SyscallStubs
+            || vma.file.as_ref().is_some_and(|f| f.shared)
+        {
             return Err(NoPatch::Area);
         }
-        // The byte before the site, then the site (at the start of its area
-        // there is no byte before to be a prefix: 0 is none).
-        let mut code = [0u8; 8];
-        if site > start {
-            self.read(site - 1, &mut code)?;
-        } else {
-            self.read(site, &mut code[1..])?;
-        }
+        // The bytes before the site, then the site; before the start of
+        // its area, `nop`s (no instruction of this area starts there).
+        let mut code = [0x90u8; CODE];
+        let from = site.saturating_sub(BEFORE as u64).max(start);
+        let skip = (BEFORE as u64 - (site - from)) as usize;
+        self.read(from, &mut code[skip..])?;
         if !is_site(&code, nr) {
             return Err(NoPatch::Pattern);
         }
@@ -211,15 +300,11 @@ impl Mm {
         let stub = self.stub_slot(site, entry)?;
         let page = stub & !(PAGE - 1);
         self.poke(stub, &stub_bytes(nr as u32, stub, page, site))?;
-        let mut jmp = [0u8; 5];
-        jmp[0] = 0xe9;
-        let rel = stub.wrapping_sub(site + 5) as i64 as i32;
-        jmp[1..].copy_from_slice(&rel.to_le_bytes());
-        self.poke(site, &jmp)?;
+        self.poke_site(site, &jmp_bytes(site, stub))?;
         *self.patch.pages.get_mut(&page).expect("stub page") += 1;
         let mut old = [0u8; 5];
-        old.copy_from_slice(&code[1..6]);
-        self.patch.sites.insert(site, old);
+        old.copy_from_slice(&code[BEFORE..BEFORE + 5]);
+        self.patch.sites.insert(site, Site { old, stub });
         Ok(())
     }
 
@@ -229,10 +314,131 @@ impl Mm {
     pub fn unpatch_syscalls(&mut self) {
         self.patch.off = true;
         let sites = std::mem::take(&mut self.patch.sites);
-        for (site, old) in sites {
-            // An area unmapped or remapped since has lost the site anyway.
-            let _ = self.poke(site, &old);
+        for (site, s) in sites {
+            self.restore(site, s);
         }
+    }
+
+    /// Put `site` back (its `mov`) if it still holds exactly the `jmp` to
+    /// its stub in an executable area: an area unmapped, replaced or
+    /// rewritten since has lost the site, and its bytes are not ours.
+    fn restore(&mut self, site: u64, s: Site) {
+        let page = site & !(PAGE - 1);
+        let end_page = (site + 4) & !(PAGE - 1);
+        if !self.pages.contains_key(&page) || !self.pages.contains_key(&end_page) {
+            return;
+        }
+        let live = self.find(site).is_some_and(|(_, v)| {
+            v.prot & PROT_EXEC != 0 && v.kind != VmaKind::SyscallStubs && v.end >= site + 5
+        });
+        let mut now = [0u8; 5];
+        if live && self.read(site, &mut now).is_ok() && now == jmp_bytes(site, s.stub) {
+            let _ = self.poke_site(site, &s.old);
+        }
+    }
+
+    /// `[start, end)` is about to be unmapped, replaced, moved, emptied or
+    /// reprotected (`write`: put its own sites back, its pages stay; else
+    /// they are going away and are only forgotten). Every site in it is
+    /// forgotten, and every stub page in it is dropped: all sites that jump
+    /// there are put back first, so the program may have that range (Linux
+    /// would let it: the stub page exists only under the vkernel).
+    pub fn patch_drop(&mut self, start: u64, end: u64, write: bool) {
+        if self.patch.sites.is_empty() && self.patch.pages.is_empty() {
+            return;
+        }
+        let inside: Vec<(u64, Site)> = self
+            .patch
+            .sites
+            .range(start.saturating_sub(4)..end)
+            .map(|(&a, &s)| (a, s))
+            .collect();
+        for (site, s) in inside {
+            self.patch.sites.remove(&site);
+            if write {
+                self.restore(site, s);
+            }
+        }
+        let stub_pages: Vec<u64> = self
+            .patch
+            .pages
+            .range(start & !(PAGE - 1)..end)
+            .map(|(&p, _)| p)
+            .collect();
+        if stub_pages.is_empty() {
+            return;
+        }
+        self.patch.moved.clear();
+        self.patch.epoch += 1;
+        for p in stub_pages {
+            self.patch.pages.remove(&p);
+            let users: Vec<(u64, Site)> = self
+                .patch
+                .sites
+                .iter()
+                .filter(|(_, s)| s.stub & !(PAGE - 1) == p)
+                .map(|(&a, &s)| (a, s))
+                .collect();
+            for (site, s) in users {
+                self.patch.sites.remove(&site);
+                self.restore(site, s);
+                // A thread in the stub's slow path (or returning from it)
+                // resumes at the same point of the site.
+                self.patch.moved.insert(s.stub + STUB_SYSCALL, site + 5);
+                self.patch.moved.insert(s.stub + STUB_AFTER, site + 7);
+            }
+        }
+    }
+
+    /// mprotect of `[start, end)` to `prot` is about to happen: a site
+    /// whose code becomes writable (the program may rewrite it: it must
+    /// see and change its own `mov`) or stops being executable is put
+    /// back, and a stub page it reaches is dropped (see [`Mm::patch_drop`]).
+    pub fn patch_protect(&mut self, start: u64, end: u64, prot: u32) {
+        if prot & PROT_WRITE != 0 || prot & PROT_EXEC == 0 {
+            self.patch_drop(start, end, true);
+        } else {
+            // Sites stay; stub pages in the range are the program's now.
+            let stubs = self
+                .patch
+                .pages
+                .range(start & !(PAGE - 1)..end)
+                .next()
+                .is_some();
+            if stubs {
+                self.patch_drop(start, end, true);
+            }
+        }
+    }
+
+    /// Where a thread resumes whose call returned to `rip` while stub
+    /// pages were dropped (see [`Patches::epoch`]): the same point of the
+    /// original site when `rip` was in a dropped stub.
+    pub fn patch_resume(&self, rip: u64) -> u64 {
+        self.patch.moved.get(&rip).copied().unwrap_or(rip)
+    }
+
+    /// The vproc faulted at `rip`. Inside the bytes a patch covers, or in
+    /// an instruction that starts up to 14 bytes before and may run into
+    /// them, the site was not the instruction boundary it looked like (its
+    /// `b8 nr` is the tail of a longer instruction, or code branches into
+    /// the middle of it): put the site back, never patch it again, and let
+    /// the vproc run the instruction again (true). A fault that was not
+    /// ours recurs and is delivered then.
+    pub fn patch_fault(&mut self, rip: u64) -> bool {
+        let hit: Vec<(u64, Site)> = self
+            .patch
+            .sites
+            .range(rip.saturating_sub(4)..rip.saturating_add(MAX_INSN))
+            .filter(|(&a, _)| a != rip)
+            .map(|(&a, &s)| (a, s))
+            .collect();
+        for &(site, s) in &hit {
+            self.patch.sites.remove(&site);
+            self.patch.refused.insert(site);
+            self.restore(site, s);
+        }
+        !hit.is_empty()
     }
 
     /// A free stub slot within reach of `site`, with a new stub page when
@@ -297,6 +503,16 @@ impl Mm {
             }
             cur = s;
         }
+    }
+
+    /// Write a site's 5 bytes (see [`Mm::poke`]; a site may cross a page).
+    fn poke_site(&mut self, site: u64, b: &[u8; 5]) -> Result<(), MmError> {
+        let split = (PAGE - (site & (PAGE - 1))).min(5) as usize;
+        self.poke(site, &b[..split])?;
+        if split < 5 {
+            self.poke(site + split as u64, &b[split..])?;
+        }
+        Ok(())
     }
 
     /// Write `b` into the vproc's code or stub page at `va` (one page),
@@ -376,18 +592,70 @@ mod tests {
         assert_eq!((stub + 25).wrapping_add(back as u64), site + 7);
     }
 
+    /// Five bytes before a site, then `mov eax, nr; syscall`.
+    fn code(before: [u8; BEFORE], nr: u32) -> [u8; CODE] {
+        let mut c = [0u8; CODE];
+        c[..BEFORE].copy_from_slice(&before);
+        c[BEFORE] = 0xb8;
+        c[BEFORE + 1..BEFORE + 5].copy_from_slice(&nr.to_le_bytes());
+        c[BEFORE + 5..].copy_from_slice(&[0x0f, 0x05]);
+        c
+    }
+
     #[test]
     fn patchable_sites() {
-        // nop; mov eax, 39; syscall, returning to 0x401008 (site 0x401001).
-        let code = [0x90, 0xb8, 39, 0, 0, 0, 0x0f, 0x05];
-        assert!(patchable(&code, 39, 0x40_1008, 1));
-        assert!(!patchable(&code, 110, 0x40_1008, 1), "another number");
-        let mut r8 = code;
-        r8[0] = 0x41; // mov r8d, 39
+        // nops; mov eax, 39; syscall, returning to 0x401008 (site 0x401001).
+        let c = code([0x90; 5], 39);
+        assert!(patchable(&c, 39, 0x40_1008, 1));
+        assert!(!patchable(&c, 110, 0x40_1008, 1), "another number");
+        let r8 = code([0x90, 0x90, 0x90, 0x90, 0x41], 39); // mov r8d, 39
         assert!(!patchable(&r8, 39, 0x40_1008, 1));
         // Site 0x401005: its 5 bytes straddle a word, fine with one thread.
-        assert!(patchable(&code, 39, 0x40_100c, 1));
-        assert!(!patchable(&code, 39, 0x40_100c, 2));
+        assert!(patchable(&c, 39, 0x40_100c, 1));
+        assert!(!patchable(&c, 39, 0x40_100c, 2));
+        // Common bytes before a site: the end of an immediate, a register
+        // move (mov edi, eax), a nop with a displacement.
+        for b in [
+            [0xba, 1, 0, 0, 0],
+            [0x90, 0x90, 0x90, 0x89, 0xc7],
+            [0x0f, 0x1f, 0x44, 0, 0],
+        ] {
+            assert!(patchable(&code(b, 39), 39, 0x40_1008, 1), "{b:02x?}");
+        }
+    }
+
+    #[test]
+    fn tails_of_longer_instructions_are_refused() {
+        let tail = |b: [u8; BEFORE]| !is_site(&code(b, 39), 39);
+        // lea edi, [rax + 39] (issue 20): 8d b8 27 00 00 00.
+        assert!(tail([0x90, 0x90, 0x90, 0x90, 0x8d]));
+        // idiv dword [rax + disp]: writes RAX.
+        assert!(tail([0x90, 0x90, 0x90, 0x90, 0xf7]));
+        // Two-byte opcodes: nop dword [rax + disp] (0f 1f b8), cmpxchg.
+        assert!(tail([0x90, 0x90, 0x90, 0x0f, 0x1f]));
+        assert!(tail([0x90, 0x90, 0x90, 0x0f, 0xb1]));
+        // REX.B base: mov edi, [r8 + disp] (41 8b b8).
+        assert!(tail([0x90, 0x90, 0x90, 0x41, 0x8b]));
+        // FS/GS: mov edi, fs:[rax + disp] (64 8b b8).
+        assert!(tail([0x90, 0x90, 0x90, 0x64, 0x8b]));
+        // b8 as SIB: mov edi, [rax + rdi*4 + disp] (8b bc b8).
+        assert!(tail([0x90, 0x90, 0x90, 0x8b, 0xbc]));
+        // 0f 38 xx, VEX (c4 .. .. op), EVEX (62 .. .. .. op).
+        assert!(tail([0x90, 0x90, 0x0f, 0x38, 0x00]));
+        assert!(tail([0x90, 0xc4, 0x62, 0x79, 0x10]));
+        assert!(tail([0x62, 0xf1, 0x7c, 0x48, 0x10]));
+        // An ALU op with b8 as ModRM accesses [rax + nr] = 2 * nr, never
+        // mapped: it could not have run, so the site is a real `mov`.
+        assert!(!tail([0x90, 0x90, 0x90, 0x90, 0x00]));
+    }
+
+    #[test]
+    fn jmp_reaches_its_stub() {
+        let (site, stub) = (0x40_1235, 0x3f_f020);
+        let j = jmp_bytes(site, stub);
+        assert_eq!(j[0], 0xe9);
+        let rel = i32::from_le_bytes(j[1..].try_into().unwrap()) as i64;
+        assert_eq!((site + 5).wrapping_add(rel as u64), stub);
     }
 
     #[test]

@@ -381,7 +381,13 @@ impl Vproc {
             return;
         }
         self.maybe_patch(nr);
+        let epoch = self.mm.patches().epoch();
         self.serve(nr, a, nr);
+        if self.mm.patches().epoch() != epoch {
+            // This call dropped stub pages (mmap, munmap, mprotect...): if
+            // it came through one, it returns to the site itself.
+            self.frame.rip = self.mm.patch_resume(self.frame.rip);
+        }
     }
 
     /// Patch the site of this call, just served through the exit path, if
@@ -403,6 +409,38 @@ impl Vproc {
             // it sending such calls here.
             Err(_) => self.mm.stop_patch_forcing(),
         }
+    }
+
+    /// The vproc's instruction at RIP faulted: deliver `info`, unless the
+    /// fault is syscall patching's ([`Vproc::patch_trap`]).
+    pub fn fault_signal(&mut self, cpu: &Cpu, info: SigInfo) {
+        // #DB, #BP and #OF are traps (RIP is past the instruction): never
+        // patching's, and running on would skip their signal.
+        if matches!(info.trapno, 1 | 3 | 4) || !self.patch_trap() {
+            self.force_signal(cpu, info);
+        }
+    }
+
+    /// The vproc's instruction at RIP faulted: true when the fault is
+    /// syscall patching's and the vproc is set to run on without a signal. In the patched entry's GS read (the
+    /// vproc reloaded GS, so the base is no longer the one the vCPU gave
+    /// it): the call goes through the stub's own `syscall` (RCX - 2, RAX
+    /// is still the number). Near a patched site: the site was not an
+    /// instruction boundary; it is put back and the instruction runs again
+    /// (see `mm::patch`).
+    pub(crate) fn patch_trap(&mut self) -> bool {
+        let Some(entry) = self.k.as_ref().and_then(|k| k.patch_entry) else {
+            return false;
+        };
+        let rip = self.frame.rip;
+        let back = self.frame.rcx.wrapping_sub(2);
+        if (entry..entry + vkernel_guest::abi::XS_PENTRY_LEN).contains(&rip)
+            && crate::linux::canonical(back)
+        {
+            self.frame.rip = back;
+            return true;
+        }
+        self.mm.patch_fault(rip)
     }
 
     /// Serve the vproc's `int $0x80` (an i386 call, see [`compat32`]);

@@ -12,7 +12,7 @@ use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS};
 use vkernel_guest::layout::{
-    cpu_stack_top_off, cpu_xline_off, slot_line_va, IRET_FRAME_SIZE, STUB_OFF, SYS_VA, TRAMP_VA,
+    cpu_stack_top_off, cpu_xline_off, IRET_FRAME_SIZE, STUB_OFF, SYS_VA, TRAMP_VA,
 };
 use vkernel_guest::x86::{self, is_canonical};
 
@@ -164,6 +164,9 @@ pub struct Cpu {
     /// The last KVM_RUN returned before entering the guest: whether it
     /// applied the synced registers is not known, so write them all again.
     force_dirty: bool,
+    /// The vCPU's GS base is the one it gave a vproc whose own is 0 (see
+    /// [`Cpu::hw_gs_base`]).
+    gs_masked: bool,
     /// Registers at the last real exit (what the vCPU holds if an entry's
     /// register writes were not applied).
     exit_regs: kvm_bindings::kvm_regs,
@@ -246,6 +249,7 @@ impl Cpu {
             cur_cr3: 0,
             new_cr3: None,
             force_dirty: false,
+            gs_masked: false,
             exit_regs: regs,
             seen_gen: 0,
             target: TrapFrame::default(),
@@ -672,27 +676,32 @@ impl Cpu {
         }
     }
 
-    /// The request line patched call sites find through GS while this vCPU
-    /// runs a vmspace with exitless syscalls (see [`crate::exitless`]).
-    fn gs_line(&self) -> Option<u64> {
-        (self.running_slot.is_some() && self.m.path == crate::machine::TrapPath::StaysInUserMode)
-            .then(|| slot_line_va(self.index))
+    /// Does this vCPU give a vproc that never set a GS base of its own
+    /// the base patched call sites find their line through (see
+    /// [`crate::exitless`])?
+    fn gs_masks(&self) -> bool {
+        self.running_slot.is_some() && self.m.path == crate::machine::TrapPath::StaysInUserMode
     }
 
-    /// The GS base the vCPU gets for a vproc whose own is `v`: its line
-    /// where the vproc never set one.
-    fn hw_gs_base(&self, v: u64) -> u64 {
-        match self.gs_line() {
-            Some(line) if v == 0 => line,
-            _ => v,
+    /// The GS base the vCPU gets for a vproc whose own is `v`:
+    /// `abi::xs_gs_base` where the vproc never set one.
+    fn hw_gs_base(&mut self, v: u64) -> u64 {
+        self.gs_masked = self.gs_masks() && v == 0;
+        if self.gs_masked {
+            abi::xs_gs_base(self.index)
+        } else {
+            v
         }
     }
 
-    /// The vproc's GS base, from the vCPU's.
+    /// The vproc's GS base, from the vCPU's: 0 while it is the one
+    /// [`Cpu::hw_gs_base`] gave for 0 (a vproc that set that small value
+    /// itself keeps it).
     fn vproc_gs_base(&self, hw: u64) -> u64 {
-        match self.gs_line() {
-            Some(line) if hw == line => 0,
-            _ => hw,
+        if self.gs_masked && hw == abi::xs_gs_base(self.index) {
+            0
+        } else {
+            hw
         }
     }
 

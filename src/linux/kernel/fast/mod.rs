@@ -246,10 +246,10 @@ fn patchable_site(c: &FastCtx, req: &ExitlessRequest) -> bool {
     if !c.process.patch_forcing() {
         return false;
     }
-    let Some(at) = req.ret.checked_sub(8) else {
+    let Some(at) = req.ret.checked_sub(crate::linux::mm::PATCH_CODE as u64) else {
         return false;
     };
-    let mut code = [0u8; 8];
+    let mut code = [0u8; crate::linux::mm::PATCH_CODE];
     read_user(c, at, &mut code)
         && crate::linux::mm::patchable(&code, req.nr, req.ret, c.process.threads())
 }

@@ -1,0 +1,157 @@
+//! Syscall patching (`linux::mm::patch`) against programs that do what a
+//! native program may do to their own code, memory and GS: each check of
+//! `tests/guests/patch_hostile.c` runs natively and under a virtual kernel
+//! with the default options (exitless syscalls and patching on), and the
+//! outputs must be equal. The checks (issue 20, item 6):
+//! - (a) a program rewrites the immediate of a patched `mov eax, N` site
+//!   through mprotect (in a JIT page and in its own text);
+//! - (b) `b8 N 0f 05` that is the tail of a longer instruction (a `lea`,
+//!   and a store whose displacement ends in `b8`);
+//! - (c) a JIT page with a patched site is unmapped, data mapped at the
+//!   same address, then ARCH_SET_GS (which puts sites back);
+//! - (d) MAP_FIXED over the space below the text, where the stub page is;
+//! - (e) a GS selector reload, then patched calls; `%gs:0`, `%gs:0x50`
+//!   and `%gs:0x1000` fault as natively.
+
+use vkernel::linux;
+
+mod common;
+
+use common::{compile, compilers, have_kvm};
+
+use std::path::Path;
+use std::process::Command;
+
+use vkernel::core::prelude::*;
+
+use linux::fs::{Fs, RootSpec};
+use linux::kernel::{self, Options, Report};
+use linux::stdio::BufferStdio;
+use linux::{Config, Vproc};
+
+/// Calls per site and check.
+const ITERS: &str = "1000";
+
+/// Run `prog args` under a virtual kernel with default options on `cpus`
+/// vCPUs: its stdout and report.
+fn vk(prog: &Path, args: &[&str], cpus: usize) -> (String, Report) {
+    let prog = prog.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let machine = Machine::builder()
+            .ram_size(256 << 20)
+            .vcpus(cpus)
+            .build()
+            .expect("a machine on /dev/kvm");
+        let stdio = BufferStdio::new(b"");
+        let out = stdio.stdout.clone();
+        let path = prog.display().to_string();
+        let mut argv = vec![path.clone().into_bytes()];
+        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+        let cfg = Config {
+            image: std::fs::read(&prog).unwrap(),
+            path: path.clone(),
+            exe: path,
+            argv,
+            envp: Vec::new(),
+            fault_around: 16,
+            trace: false,
+        };
+        let fs = Fs::new(RootSpec::Empty, &[]).expect("an empty tree");
+        let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio)).unwrap();
+        let opts = Options {
+            cpus,
+            ..Default::default()
+        };
+        assert!(opts.exitless && opts.patch_syscalls, "the defaults");
+        let report = kernel::run(&machine, vp, &opts).expect("the virtual kernel runs");
+        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+        let _ = tx.send((stdout, report));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(180))
+        .expect("no result in 180 s (a hang, or a panic above)")
+}
+
+/// Run check `which` of patch_hostile natively and under the vkernel on
+/// each vCPU count of `cpus`, for each compiler: equal outputs, status 0,
+/// and sites patched (so the check ran against patched code).
+fn check(test: &str, which: &str, cpus: &[usize]) {
+    if !have_kvm(test) {
+        return;
+    }
+    for cc in compilers() {
+        let Some(prog) = compile(test, "patch_hostile", cc) else {
+            return;
+        };
+        let native = Command::new(&prog).args([which, ITERS]).output().unwrap();
+        let want = String::from_utf8_lossy(&native.stdout).into_owned();
+        assert!(native.status.success(), "{cc} native: {want}");
+        assert!(
+            !want.contains("failed") && !want.contains("died"),
+            "{cc} native: {want}"
+        );
+        for &n in cpus {
+            let (out, report) = vk(&prog, &[which, ITERS], n);
+            let what = format!(
+                "{cc}, check {which}, {n} vCPUs (status {:?}, {:?})",
+                report.status, report.death
+            );
+            eprintln!("{test}: {what}: {} sites patched", report.patched_sites);
+            assert_eq!(out, want, "{what}");
+            assert_eq!(report.status.code(), 0, "{what}");
+            assert!(report.patched_sites > 0, "{what}: nothing patched");
+        }
+    }
+}
+
+/// (a) Rewriting the immediate of a patched site (mprotect to writable,
+/// write, mprotect back) takes effect: making the page writable puts the
+/// site's `mov` back first, so the program changes its own instruction,
+/// and the new one is patched again later.
+#[test]
+fn rewritten_immediate_of_a_patched_site_takes_effect() {
+    check(
+        "rewritten_immediate_of_a_patched_site_takes_effect",
+        "a",
+        &[1],
+    );
+}
+
+/// (b) `b8 N 0f 05` at the end of a longer instruction: a `lea` whose
+/// ModRM is `b8` is never patched (the boundary rule), and a store whose
+/// displacement ends in `b8`, which the rule cannot see, faults once when
+/// patched; the site is put back and the store runs as written.
+#[test]
+fn tail_of_a_longer_instruction_runs_as_written() {
+    check("tail_of_a_longer_instruction_runs_as_written", "b", &[1]);
+}
+
+/// (c) A JIT page with a patched site, unmapped and replaced by data:
+/// ARCH_SET_GS (which puts every site back) leaves the data alone.
+#[test]
+fn unmapped_site_is_never_restored_over_new_data() {
+    check("unmapped_site_is_never_restored_over_new_data", "c", &[1]);
+}
+
+/// (d) MAP_FIXED over the space below the program, where the vkernel keeps
+/// the stub page: every site using it is put back first (the call that
+/// maps returns to its own site), and patched calls keep working.
+#[test]
+fn map_fixed_over_the_stub_page_keeps_calls_working() {
+    check(
+        "map_fixed_over_the_stub_page_keeps_calls_working",
+        "d",
+        &[1],
+    );
+}
+
+/// (e) Reloading the GS selector (Intel clears the base) does not break
+/// patched calls (the patched entry's GS read faults and the call goes
+/// through the stub's `syscall`), and the program's own `%gs:` reads fault
+/// as natively (the base the vkernel gives is below 64 KiB), on vCPU 0
+/// and the others.
+#[test]
+fn gs_reload_and_gs_reads_behave_as_native() {
+    check("gs_reload_and_gs_reads_behave_as_native", "e", &[1, 2]);
+}
