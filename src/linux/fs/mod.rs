@@ -33,11 +33,13 @@ mod mount;
 pub mod node;
 mod overlay;
 pub mod path;
+mod shared;
 mod tar;
 #[cfg(test)]
 mod tests;
 
 pub use backing::Backing;
+pub use shared::SharedPages;
 pub use mount::{Bind, RootSpec};
 pub use node::{Errno, Ts};
 pub use path::{
@@ -216,6 +218,8 @@ pub struct Fs {
     table: Mutex<Table>,
     host_files: Mutex<HashMap<(u64, bool), Arc<File>>>,
     proc_dir: u64,
+    /// Pages of shared file mappings, by node (see `shared`).
+    shared: shared::SharedMap,
 }
 
 impl std::fmt::Debug for Fs {
@@ -273,6 +277,7 @@ impl Fs {
             table: Mutex::new(Table::default()),
             host_files: Mutex::new(HashMap::new()),
             proc_dir: 0,
+            shared: Default::default(),
         };
         let shadow = match root {
             RootSpec::Empty => {
@@ -607,6 +612,13 @@ impl Fs {
 
     /// Read file bytes at `pos` into `buf`; returns the count.
     pub fn read(&self, h: u64, pos: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        let n = self.read_file(h, pos, buf)?;
+        self.shared_read(h, pos, &mut buf[..n]);
+        Ok(n)
+    }
+
+    /// [`Fs::read`] without the pages of shared file mappings.
+    fn read_file(&self, h: u64, pos: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         enum Src {
             Tar(u64, u64),
             Host(usize, Vec<u8>),

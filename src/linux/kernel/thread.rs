@@ -397,7 +397,11 @@ fn futex_death(k: &Kernel, body: &mut Vproc, uaddr: u64, tid: u32, pi: bool, pen
     if !uaddr.is_multiple_of(4) {
         return;
     }
-    let key = (body.mm.id(), uaddr);
+    // Linux wakes robust futexes as shared ones.
+    let key = body
+        .mm
+        .shared_futex_key(uaddr)
+        .unwrap_or((body.mm.id(), uaddr));
     for _ in 0..16 {
         let mut b = [0u8; 4];
         if body.mm.read(uaddr, &mut b).is_err() {

@@ -13,6 +13,9 @@ pub(super) fn split_at(vmas: &mut BTreeMap<u64, Vma>, at: u64) {
                 // Saturates for offsets no file reaches (SIGBUS there).
                 f.off = f.off.saturating_add(at - s);
             }
+            if let Some(m) = upper.shm.as_mut() {
+                m.off = m.off.saturating_add(at - s);
+            }
             vmas.get_mut(&s).expect("present").end = at;
             vmas.insert(at, upper);
         }
@@ -60,6 +63,7 @@ impl Mm {
                 prot,
                 kind,
                 file: None,
+                shm: None,
             },
         );
         Ok(())
@@ -196,6 +200,9 @@ impl Mm {
         if start >= end {
             return;
         }
+        // Shared file pages reach the file (as on Linux by munmap: the
+        // page cache's dirty pages are the file's).
+        let _ = self.write_back(start, end);
         split_at(&mut self.vmas, start);
         split_at(&mut self.vmas, end);
         let keys: Vec<u64> = self.vmas.range(start..end).map(|(k, _)| *k).collect();

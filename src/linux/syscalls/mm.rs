@@ -5,7 +5,7 @@
 use super::errno::*;
 use super::R;
 use crate::linux::exec::Image;
-use crate::linux::files::{FileKind, O_ACCMODE, O_WRONLY};
+use crate::linux::files::{FileKind, O_ACCMODE, O_RDWR, O_WRONLY};
 use crate::linux::fs::Kind;
 use crate::linux::mm::{FileMap, USER_END};
 use crate::linux::Vproc;
@@ -33,8 +33,11 @@ impl Vproc {
                 .map(|_| 0)
                 .map_err(Into::into),
             libc::SYS_brk => Ok(self.mm.set_brk(a[0]) as i64),
-            // Nothing is written back: shared file mappings are read-only.
-            libc::SYS_msync => Ok(0),
+            libc::SYS_msync => self
+                .mm
+                .msync(a[0], a[1], a[2] as u32)
+                .map(|_| 0)
+                .map_err(Into::into),
             libc::SYS_mincore => Err(ENOSYS),
             _ => return None,
         })
@@ -111,16 +114,19 @@ impl Vproc {
             Some(FileMap {
                 src,
                 off,
-                // MAP_SHARED and MAP_SHARED_VALIDATE: read-only here.
+                // MAP_SHARED and MAP_SHARED_VALIDATE.
                 shared: flags & MAP_TYPE != MAP_PRIVATE,
+                writable: f.flags & O_ACCMODE == O_RDWR,
             })
         } else {
             None
         };
-        let r = self
-            .mm
-            .mmap(addr, len, prot, fixed, noreplace, map)
-            .map_err(|e| e.errno())?;
+        let r = if map.is_none() && flags & MAP_TYPE != MAP_PRIVATE {
+            self.mm.mmap_shared_anon(addr, len, prot, fixed, noreplace)
+        } else {
+            self.mm.mmap(addr, len, prot, fixed, noreplace, map)
+        }
+        .map_err(|e| e.errno())?;
         Ok(r as i64)
     }
 }

@@ -1,0 +1,242 @@
+/* Shared memory across fork: MAP_SHARED|MAP_ANONYMOUS counters (atomics
+ * and a process-shared mutex), a cross-process futex wake, MADV_DONTNEED
+ * and mremap on shared memory, a writable MAP_SHARED file in /tmp seen
+ * through the mapping and read()/pread(), write() seen through a
+ * mapping, msync, SIGBUS past EOF, and sem_open across fork. Prints the
+ * same lines natively and under vkernel. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void die(const char *what) {
+    perror(what);
+    exit(1);
+}
+
+static void wait_child(pid_t p) {
+    int st;
+    if (waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        printf("child failed (%#x)\n", st);
+        exit(1);
+    }
+}
+
+static void *shared_anon(size_t len) {
+    void *p = mmap(0, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) die("mmap shared anon");
+    return p;
+}
+
+static void atomics_counter(void) {
+    long *c = shared_anon(4096);
+    pid_t p = fork();
+    if (p < 0) die("fork");
+    for (int i = 0; i < 1000; i++) {
+        __atomic_fetch_add(c, 1, __ATOMIC_SEQ_CST);
+        if (i % 100 == 0) sched_yield();
+    }
+    if (p == 0) _exit(0);
+    wait_child(p);
+    printf("atomic counter: %ld\n", *c);
+    munmap(c, 4096);
+}
+
+struct locked {
+    pthread_mutex_t m;
+    long n;
+};
+
+static void mutex_counter(void) {
+    struct locked *l = shared_anon(4096);
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(&l->m, &a);
+    pid_t p = fork();
+    if (p < 0) die("fork");
+    for (int i = 0; i < 1000; i++) {
+        pthread_mutex_lock(&l->m);
+        long v = l->n;
+        if (i % 50 == 0) sched_yield();
+        l->n = v + 1;
+        pthread_mutex_unlock(&l->m);
+    }
+    if (p == 0) _exit(0);
+    wait_child(p);
+    printf("mutex counter: %ld\n", l->n);
+}
+
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+
+static long futex(int *w, int op, int v) {
+    return syscall(SYS_futex, w, op, v, NULL, NULL, 0);
+}
+
+static void futex_wake_across_fork(void) {
+    int *w = shared_anon(8192);
+    /* The futex word in the second page, at different addresses in the
+     * two processes after the child remaps the area elsewhere. */
+    int *word = w + 1024 + 3;
+    pid_t p = fork();
+    if (p < 0) die("fork");
+    if (p == 0) {
+        char *moved = mremap(w, 8192, 8192, MREMAP_MAYMOVE | MREMAP_FIXED,
+                             (char *)w + (1 << 24));
+        if (moved == MAP_FAILED) die("mremap");
+        int *cw = (int *)(moved + 4096) + 3;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, 0);
+        __atomic_store_n(cw, 1, __ATOMIC_SEQ_CST);
+        futex(cw, FUTEX_WAKE, 1);
+        _exit(0);
+    }
+    int waits = 0;
+    while (__atomic_load_n(word, __ATOMIC_SEQ_CST) == 0) {
+        futex(word, FUTEX_WAIT, 0);
+        waits++;
+    }
+    wait_child(p);
+    printf("futex: woken, word %d\n", *word);
+}
+
+static void dontneed_keeps_data(void) {
+    char *m = shared_anon(3 * 4096);
+    strcpy(m + 4096, "kept");
+    if (madvise(m, 3 * 4096, MADV_DONTNEED)) die("madvise");
+    printf("after MADV_DONTNEED: '%s'\n", m + 4096);
+    if (mprotect(m, 3 * 4096, PROT_READ)) die("mprotect");
+    pid_t p = fork();
+    if (p < 0) die("fork");
+    if (p == 0) {
+        if (mprotect(m, 3 * 4096, PROT_READ | PROT_WRITE)) die("mprotect child");
+        strcpy(m + 8192, "from child after mprotect");
+        _exit(0);
+    }
+    wait_child(p);
+    printf("read-only in parent: '%s'\n", m + 8192);
+    char *g = mremap(m, 3 * 4096, 6 * 4096, MREMAP_MAYMOVE);
+    if (g == MAP_FAILED) die("mremap grow");
+    if (mprotect(g, 6 * 4096, PROT_READ | PROT_WRITE)) die("mprotect grown");
+    p = fork();
+    if (p == 0) {
+        strcpy(g + 2 * 4096, "child after mremap");
+        /* Past the object's size (the original length): SIGBUS. */
+        strcpy(g + 5 * 4096, "grown page");
+        _exit(0);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    printf("after mremap: '%s' '%s', child signal %d\n", g + 4096, g + 2 * 4096,
+           WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+static sigjmp_buf jb;
+static void on_bus(int sig) {
+    siglongjmp(jb, sig);
+}
+
+static void shared_file(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/vk-shm-%d", (int)getpid());
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) die("open");
+    if (ftruncate(fd, 8192)) die("ftruncate");
+    char *m = mmap(0, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) die("mmap file");
+    pid_t p = fork();
+    if (p < 0) die("fork");
+    if (p == 0) {
+        strcpy(m + 10, "written by the child");
+        _exit(0);
+    }
+    wait_child(p);
+    char buf[64] = {0};
+    if (pread(fd, buf, 20, 10) != 20) die("pread");
+    printf("file: map '%s' pread '%s'\n", m + 10, buf);
+    if (pwrite(fd, "pwritten", 9, 4096 + 5) != 9) die("pwrite");
+    printf("file: pwrite seen in map '%s'\n", m + 4096 + 5);
+    /* A second mapping of the same file (another offset) sees the first. */
+    int fd2 = open(path, O_RDWR);
+    char *m2 = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, 4096);
+    if (m2 == MAP_FAILED) die("mmap 2");
+    strcpy(m2 + 100, "via the second map");
+    printf("file: first map sees '%s'\n", m + 4096 + 100);
+    if (msync(m, 8192, MS_SYNC)) die("msync");
+    if (msync(m + 1, 4096, MS_SYNC) == 0 || msync(m, 4096, MS_SYNC | MS_ASYNC) == 0)
+        printf("msync accepted bad arguments\n");
+    munmap(m2, 4096);
+    close(fd2);
+    /* SIGBUS past the end of the file. */
+    signal(SIGBUS, on_bus);
+    int sig = sigsetjmp(jb, 1);
+    if (sig == 0) {
+        volatile char c = m[2 * 4096];
+        (void)c;
+        printf("no SIGBUS past EOF\n");
+    } else {
+        printf("past EOF: signal %d\n", sig);
+    }
+    munmap(m, 3 * 4096);
+    close(fd);
+    /* What reached the file, through a fresh open. */
+    fd = open(path, O_RDONLY);
+    memset(buf, 0, sizeof buf);
+    if (pread(fd, buf, 20, 10) != 20) die("pread 2");
+    char b2[32] = {0};
+    if (pread(fd, b2, 18, 4096 + 100) != 18) die("pread 3");
+    printf("file after munmap: '%s' '%s'\n", buf, b2);
+    close(fd);
+    /* A read-only open refuses a writable shared mapping. */
+    fd = open(path, O_RDONLY);
+    void *r = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    printf("writable shared map of O_RDONLY: %s\n", r == MAP_FAILED ? "refused" : "allowed");
+    close(fd);
+    unlink(path);
+}
+
+static void semaphores(void) {
+    char name[64];
+    snprintf(name, sizeof name, "/vk-shm-sem-%d", (int)getpid());
+    sem_t *s = sem_open(name, O_CREAT | O_EXCL, 0600, 0);
+    if (s == SEM_FAILED) die("sem_open");
+    pid_t p = fork();
+    if (p < 0) die("fork");
+    if (p == 0) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, 0);
+        for (int i = 0; i < 3; i++) sem_post(s);
+        _exit(0);
+    }
+    for (int i = 0; i < 3; i++)
+        if (sem_wait(s)) die("sem_wait");
+    wait_child(p);
+    int v = -1;
+    sem_getvalue(s, &v);
+    printf("sem: three posts taken, value %d\n", v);
+    sem_close(s);
+    sem_unlink(name);
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, 0, _IONBF, 0);
+    const char *only = argc > 1 ? argv[1] : "";
+    if (!*only || !strcmp(only, "atomics")) atomics_counter();
+    if (!*only || !strcmp(only, "mutex")) mutex_counter();
+    if (!*only || !strcmp(only, "futex")) futex_wake_across_fork();
+    if (!*only || !strcmp(only, "dontneed")) dontneed_keeps_data();
+    if (!*only || !strcmp(only, "file")) shared_file();
+    if (!*only || !strcmp(only, "sem")) semaphores();
+    return 0;
+}
