@@ -3,7 +3,9 @@
  * and mremap on shared memory, a writable MAP_SHARED file in /tmp seen
  * through the mapping and read()/pread(), write() seen through a
  * mapping, msync, SIGBUS past EOF, and sem_open across fork. Prints the
- * same lines natively and under vkernel. */
+ * same lines natively and under vkernel. Usage: shm [TEST [DIR]] (DIR:
+ * where the shared file goes, kept as DIR/shm-file; /tmp and removed by
+ * default). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -147,9 +149,13 @@ static void on_bus(int sig) {
     siglongjmp(jb, sig);
 }
 
-static void shared_file(void) {
-    char path[64];
-    snprintf(path, sizeof path, "/tmp/vk-shm-%d", (int)getpid());
+/* The file lives in `dir` (kept there when `keep`, for the host to look). */
+static void shared_file(const char *dir, int keep) {
+    char path[256];
+    if (keep)
+        snprintf(path, sizeof path, "%s/shm-file", dir);
+    else
+        snprintf(path, sizeof path, "%s/vk-shm-%d", dir, (int)getpid());
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) die("open");
     if (ftruncate(fd, 8192)) die("ftruncate");
@@ -203,7 +209,7 @@ static void shared_file(void) {
     void *r = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     printf("writable shared map of O_RDONLY: %s\n", r == MAP_FAILED ? "refused" : "allowed");
     close(fd);
-    unlink(path);
+    if (!keep) unlink(path);
 }
 
 static void semaphores(void) {
@@ -236,7 +242,7 @@ int main(int argc, char **argv) {
     if (!*only || !strcmp(only, "mutex")) mutex_counter();
     if (!*only || !strcmp(only, "futex")) futex_wake_across_fork();
     if (!*only || !strcmp(only, "dontneed")) dontneed_keeps_data();
-    if (!*only || !strcmp(only, "file")) shared_file();
+    if (!*only || !strcmp(only, "file")) shared_file(argc > 2 ? argv[2] : "/tmp", argc > 2);
     if (!*only || !strcmp(only, "sem")) semaphores();
     return 0;
 }
