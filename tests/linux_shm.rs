@@ -160,5 +160,8 @@ fn linux_shm_file_reaches_rw_bind() {
     let v_file = std::fs::read(dir.join("shm-file")).unwrap();
     assert_eq!(v_file.len(), 8192);
     assert_eq!(&v_file[10..30], b"written by the child");
-    assert!(v_file == n_file, "the host file differs from the native run's");
+    assert!(
+        v_file == n_file,
+        "the host file differs from the native run's"
+    );
 }

@@ -39,12 +39,12 @@ mod tar;
 mod tests;
 
 pub use backing::Backing;
-pub use shared::SharedPages;
 pub use mount::{Bind, RootSpec};
 pub use node::{Errno, Ts};
 pub use path::{
     proc_handle, proc_item, NoProc, ProcItem, ProcView, PID_ITEMS, PROC_BASE, TOP_ITEMS,
 };
+pub use shared::SharedPages;
 pub use tar::build_image;
 
 use host::HostTree;

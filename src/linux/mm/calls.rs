@@ -92,7 +92,8 @@ impl Mm {
                 self.add_vma(start, start + len, prot, VmaKind::Anon)?;
                 if shared_anon {
                     let obj = ShmObject::anon(self.ram.clone(), self.frames.clone(), len);
-                    self.vmas.get_mut(&start).expect("just added").shm = Some(ShmMap { obj, off: 0 });
+                    self.vmas.get_mut(&start).expect("just added").shm =
+                        Some(ShmMap { obj, off: 0 });
                 }
             }
         }
@@ -152,12 +153,9 @@ impl Mm {
             return Err(MmError::NoSpace);
         }
         if prot & PROT_WRITE != 0
-            && self
-                .vmas
-                .range(..end)
-                .any(|(_, v)| {
-                    v.end > start && v.file.as_ref().is_some_and(|f| f.shared && !f.writable)
-                })
+            && self.vmas.range(..end).any(|(_, v)| {
+                v.end > start && v.file.as_ref().is_some_and(|f| f.shared && !f.writable)
+            })
         {
             return Err(MmError::SharedWrite);
         }
@@ -411,7 +409,11 @@ impl Mm {
     /// Write the shared file pages of `[start, end)` back to their files.
     pub(super) fn write_back(&self, start: u64, end: u64) -> Result<(), MmError> {
         let mut r = Ok(());
-        for (s, v) in self.vmas.range(..end).filter(|(s, v)| v.end > start && **s < end) {
+        for (s, v) in self
+            .vmas
+            .range(..end)
+            .filter(|(s, v)| v.end > start && **s < end)
+        {
             let Some(sm) = &v.shm else { continue };
             let lo = (*s).max(start);
             let hi = v.end.min(end);

@@ -191,6 +191,15 @@ impl Mm {
                 obj: self.cache.shm_files.object(&self.ram, &self.frames, b),
                 off: file.off,
             }),
+            (false, Some(b)) => {
+                // A private mapping starts from what the shared ones wrote
+                // (the write-back gives the file a new identity, so the
+                // page cache reads it again).
+                if let Some(o) = self.cache.shm_files.existing(b) {
+                    let _ = o.write_back(0, u64::MAX);
+                }
+                None
+            }
             _ => None,
         };
         self.add_vma(start, end, prot, kind)?;

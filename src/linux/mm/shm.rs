@@ -241,6 +241,13 @@ pub struct ShmFiles {
 }
 
 impl ShmFiles {
+    /// The object of the file behind `b` if some area maps it now.
+    pub fn existing(&self, b: &Backing) -> Option<Arc<ShmObject>> {
+        let key = (Arc::as_ptr(b.fs()) as usize, b.handle());
+        let m = self.objs.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&key).and_then(Weak::upgrade)
+    }
+
     /// The object of the file behind `b`, made (and registered with the
     /// file tree, so read() and write() meet its pages) if no area maps
     /// it now.
@@ -274,5 +281,34 @@ impl super::Mm {
         let (start, v) = self.find(uaddr)?;
         let sm = v.shm.as_ref()?;
         Some((sm.obj.key(), sm.off.checked_add(uaddr - start)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anon_object_shares_frames_keeps_data_and_frees_at_the_end() {
+        let ram = Ram::anonymous(1 << 20).unwrap();
+        let frames: Frames = Arc::new(Mutex::new(FrameAlloc::new(0, 1 << 20).unwrap()));
+        let before = lock_frames(&frames).available();
+        let o = ShmObject::anon(ram.clone(), frames.clone(), 2 * PAGE);
+        let a = o.frame(1, 0x1000).unwrap();
+        let b = o.frame(1, 0x9000).unwrap();
+        assert_eq!(a, b, "one frame per page, whoever maps it");
+        // The object's reference and two mappings'.
+        assert_eq!(lock_frames(&frames).refcount(a), 3);
+        ram.store(a, 0x55).unwrap();
+        // Both mappings go (munmap, MADV_DONTNEED): the data stays.
+        lock_frames(&frames).free(a);
+        lock_frames(&frames).free(b);
+        let c = o.frame(1, 0x1000).unwrap();
+        assert_eq!((c, ram.load(c).unwrap()), (a, 0x55));
+        lock_frames(&frames).free(c);
+        assert_eq!(o.frame(2, 0x2000), Err(MmError::Bus(0x2000)));
+        assert_eq!(o.resident(), 1);
+        drop(o);
+        assert_eq!(lock_frames(&frames).available(), before);
     }
 }

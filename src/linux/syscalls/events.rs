@@ -645,7 +645,10 @@ impl Vproc {
                     return Ok(0);
                 };
                 let private = a[1] & PRIVATE != 0;
-                let (from, to) = (self.futex_key(uaddr, private), self.futex_key(a[4], private));
+                let (from, to) = (
+                    self.futex_key(uaddr, private),
+                    self.futex_key(a[4], private),
+                );
                 let n = (a[2] as u32).min(i32::MAX as u32) as usize;
                 let moved = (a[3] as u32).min(i32::MAX as u32) as usize;
                 Ok(k.futex_wake(from, n, u32::MAX, Some((to, moved))) as i64)
