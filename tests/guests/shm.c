@@ -7,6 +7,7 @@
  * where the shared file goes, kept as DIR/shm-file; /tmp and removed by
  * default). */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -144,6 +145,35 @@ static void dontneed_keeps_data(void) {
            WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
+/* A process-shared robust mutex whose owner exits holding it: the
+ * waiter in the other process gets EOWNERDEAD. */
+static void robust_owner_dies(void) {
+    pthread_mutex_t *m = shared_anon(4096);
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(m, &a);
+    int fds[2];
+    if (pipe(fds)) die("pipe");
+    pid_t p = fork();
+    if (p < 0) die("fork");
+    if (p == 0) {
+        pthread_mutex_lock(m);
+        if (write(fds[1], "x", 1) != 1) _exit(1);
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, 0);
+        _exit(0);
+    }
+    char c;
+    if (read(fds[0], &c, 1) != 1) die("read");
+    int r = pthread_mutex_lock(m);
+    printf("robust: lock after the owner died: %s\n", r == EOWNERDEAD ? "EOWNERDEAD" : strerror(r));
+    if (r == EOWNERDEAD) pthread_mutex_consistent(m);
+    pthread_mutex_unlock(m);
+    wait_child(p);
+}
+
 static sigjmp_buf jb;
 static void on_bus(int sig) {
     siglongjmp(jb, sig);
@@ -242,6 +272,7 @@ int main(int argc, char **argv) {
     if (!*only || !strcmp(only, "mutex")) mutex_counter();
     if (!*only || !strcmp(only, "futex")) futex_wake_across_fork();
     if (!*only || !strcmp(only, "dontneed")) dontneed_keeps_data();
+    if (!*only || !strcmp(only, "robust")) robust_owner_dies();
     if (!*only || !strcmp(only, "file")) shared_file(argc > 2 ? argv[2] : "/tmp", argc > 2);
     if (!*only || !strcmp(only, "sem")) semaphores();
     return 0;

@@ -342,10 +342,16 @@ impl Kernel {
 }
 
 /// A thread is about to end: hand its robust futexes on (FUTEX_OWNER_DIED,
-/// one waiter woken) and clear and wake its CLONE_CHILD_CLEARTID word, if
-/// other threads share the memory. The process lock is held.
+/// one waiter woken) if other threads or processes can see them (other
+/// threads share the memory, or the process has shared memory: a
+/// process-shared robust mutex), and clear and wake its
+/// CLONE_CHILD_CLEARTID word if other threads share the memory. The
+/// process lock is held.
 pub(super) fn exit_mm(k: &Kernel, body: &mut Vproc) {
     if !body.threaded() {
+        if body.mm.has_shared() {
+            walk_robust_list(k, body);
+        }
         return;
     }
     walk_robust_list(k, body);

@@ -273,6 +273,11 @@ impl ShmFiles {
 }
 
 impl super::Mm {
+    /// Does any area map shared memory?
+    pub fn has_shared(&self) -> bool {
+        self.vmas.values().any(|v| v.shm.is_some())
+    }
+
     /// The key of a shared futex at `uaddr` in a MAP_SHARED area: (the
     /// object, the byte offset in it), the same in every vproc that maps
     /// the object wherever it maps it. None for other memory (a private
