@@ -174,6 +174,49 @@ static void robust_owner_dies(void) {
     wait_child(p);
 }
 
+/* MAP_SHARED of /dev/zero is shared anonymous memory; MADV_REMOVE. */
+static void zero_and_remove(void) {
+    int fd = open("/dev/zero", O_RDWR);
+    if (fd < 0) die("open /dev/zero");
+    char *z = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    char *zp = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (z == MAP_FAILED || zp == MAP_FAILED) die("mmap /dev/zero");
+    pid_t p = fork();
+    if (p == 0) {
+        strcpy(z + 4096, "child via /dev/zero");
+        strcpy(zp, "private");
+        _exit(0);
+    }
+    wait_child(p);
+    printf("/dev/zero: shared '%s' private '%s'\n", z + 4096, zp);
+    int r = madvise(z, 8192, MADV_REMOVE);
+    printf("MADV_REMOVE shared: %d, then '%s'\n", r, z + 4096);
+    errno = 0;
+    char *ap = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    r = madvise(ap, 4096, MADV_REMOVE);
+    printf("MADV_REMOVE private anonymous: %d %s\n", r, strerror(errno));
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/vk-shm-rm-%d", (int)getpid());
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || pwrite(fd, "abcdefgh", 8, 4096 + 8) != 8) die("file");
+    char *m = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) die("mmap");
+    strcpy(m + 10, "mapped");
+    r = madvise(m + 4096, 4096, MADV_REMOVE);
+    char buf[8] = {1};
+    if (pread(fd, buf, 8, 4096 + 8) != 8) die("pread");
+    printf("MADV_REMOVE file: %d, map '%s' '%s', file zero %d\n", r, m + 10, m + 4096 + 8,
+           !memcmp(buf, "\0\0\0\0\0\0\0\0", 8));
+    char *pm = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    errno = 0;
+    r = madvise(pm, 4096, MADV_REMOVE);
+    printf("MADV_REMOVE private file: %d %s\n", r, strerror(errno));
+    munmap(m, 8192);
+    close(fd);
+    unlink(path);
+}
+
 static sigjmp_buf jb;
 static void on_bus(int sig) {
     siglongjmp(jb, sig);
@@ -273,6 +316,7 @@ int main(int argc, char **argv) {
     if (!*only || !strcmp(only, "futex")) futex_wake_across_fork();
     if (!*only || !strcmp(only, "dontneed")) dontneed_keeps_data();
     if (!*only || !strcmp(only, "robust")) robust_owner_dies();
+    if (!*only || !strcmp(only, "zero")) zero_and_remove();
     if (!*only || !strcmp(only, "file")) shared_file(argc > 2 ? argv[2] : "/tmp", argc > 2);
     if (!*only || !strcmp(only, "sem")) semaphores();
     return 0;

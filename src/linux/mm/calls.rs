@@ -334,10 +334,13 @@ impl Mm {
         if end == start {
             return Ok(());
         }
-        if matches!(advice, 9 | 18) {
-            // MADV_REMOVE needs a shared mapping; WIPEONFORK is refused
-            // here as on a file mapping (vkernel does not implement it).
+        if advice == 18 {
+            // WIPEONFORK is refused here as on a file mapping (vkernel
+            // does not implement it).
             return Err(MmError::Invalid);
+        }
+        if advice == MADV_REMOVE {
+            self.remove(start, end)?;
         }
         if matches!(advice, MADV_DONTNEED | MADV_DONTNEED_LOCKED) {
             let ranges: Vec<(u64, u64)> = self
@@ -355,6 +358,45 @@ impl Mm {
         } else {
             Err(MmError::NoSpace)
         }
+    }
+
+    /// MADV_REMOVE over `[start, end)`: every area there must be shared
+    /// (EINVAL for anonymous private memory, EACCES for a private file
+    /// mapping) and writable by its file (EACCES; checked before any is
+    /// changed); their objects' pages there read as zero from now on, in
+    /// every vproc, and so do their files' bytes.
+    fn remove(&mut self, start: u64, end: u64) -> Result<(), MmError> {
+        let areas: Vec<(u64, u64, ShmMap)> = self
+            .vmas
+            .range(..end)
+            .filter(|(s, v)| v.end > start && **s < end)
+            .map(|(s, v)| {
+                let Some(sm) = v.shm.clone() else {
+                    // Linux: no file behind it, EINVAL; a private file
+                    // mapping is not shared-writable, EACCES.
+                    return Err(if v.file.is_some() {
+                        MmError::SharedWrite
+                    } else {
+                        MmError::Invalid
+                    });
+                };
+                if v.file.as_ref().is_some_and(|f| !f.writable) {
+                    return Err(MmError::SharedWrite);
+                }
+                let (lo, hi) = ((*s).max(start), v.end.min(end));
+                Ok((
+                    sm.off.saturating_add(lo - s),
+                    sm.off.saturating_add(hi - s),
+                    sm,
+                ))
+            })
+            .collect::<Result<_, _>>()?;
+        for (lo, hi, sm) in areas {
+            sm.obj
+                .punch(lo / PAGE, hi.div_ceil(PAGE))
+                .map_err(|_| MmError::Io)?;
+        }
+        Ok(())
     }
 
     /// Drop the frames of `[start, start + len)` (the pages read as zero

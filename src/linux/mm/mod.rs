@@ -82,6 +82,9 @@ pub const MREMAP_DONTUNMAP: u64 = 4;
 
 /// madvise: drop the pages (they read as zero again).
 pub const MADV_DONTNEED: u64 = 4;
+/// madvise: free a shared mapping's pages and their backing store (they
+/// read as zero again, in every mapping, and in the file).
+pub const MADV_REMOVE: u64 = 9;
 /// madvise: MADV_DONTNEED that also applies to locked pages.
 pub const MADV_DONTNEED_LOCKED: u64 = 24;
 

@@ -169,6 +169,26 @@ impl ShmObject {
         Ok(())
     }
 
+    /// MADV_REMOVE: pages `[first, end)` read as zero from now on, in
+    /// every mapping (the resident frames are zeroed in place), and so do
+    /// the file's bytes there (up to its size). Returns an errno if the
+    /// file refused the zeros.
+    pub fn punch(&self, first: u64, end: u64) -> Result<(), i64> {
+        for (_, &f) in self.lock().range(first..end) {
+            let _ = self.ram.zero(f, PAGE);
+        }
+        let Some(b) = &self.file else { return Ok(()) };
+        let size = b.size();
+        let zeros = vec![0u8; PAGE as usize];
+        let mut off = first.saturating_mul(PAGE);
+        while off < size && off < end.saturating_mul(PAGE) {
+            let n = (size - off).min(PAGE) as usize;
+            b.fs().write_shared_back(b.handle(), off, &zeros[..n])?;
+            off += PAGE;
+        }
+        Ok(())
+    }
+
     /// write() changed `data.len()` bytes of the file at `off`: copy them
     /// into the resident pages.
     fn file_written(&self, off: u64, data: &[u8]) {

@@ -10,6 +10,9 @@ use crate::linux::fs::Kind;
 use crate::linux::mm::{FileMap, USER_END};
 use crate::linux::Vproc;
 
+/// The device number of /dev/zero (1, 5).
+const DEV_ZERO: u32 = 0x105;
+
 impl Vproc {
     /// The memory calls, or None if `nr` is not one.
     pub(super) fn mm_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
@@ -92,13 +95,29 @@ impl Vproc {
             let FileKind::Inode(ino) = f.kind else {
                 return Err(ENODEV);
             };
-            match self.fs.inode(ino).kind {
-                Kind::File { .. } => {}
+            let zero = match self.fs.inode(ino).kind {
+                Kind::File { .. } => false,
+                Kind::CharDev(DEV_ZERO) => true,
                 Kind::CharDev(_) => return Err(ENODEV),
                 _ => return Err(EACCES),
-            }
+            };
             if f.flags & O_ACCMODE == O_WRONLY {
                 return Err(EACCES);
+            }
+            if zero {
+                // /dev/zero maps anonymous memory (shared: a new object);
+                // writing a shared one needs the fd open for writing.
+                let shared = flags & MAP_TYPE != MAP_PRIVATE;
+                if shared && prot & 2 != 0 && f.flags & O_ACCMODE != O_RDWR {
+                    return Err(EACCES);
+                }
+                drop(f);
+                let r = if shared {
+                    self.mm.mmap_shared_anon(addr, len, prot, fixed, noreplace)
+                } else {
+                    self.mm.mmap(addr, len, prot, fixed, noreplace, None)
+                };
+                return r.map(|v| v as i64).map_err(|e| e.errno());
             }
             // The open file's own backing: its identity changes when a
             // vproc rewrites it, so the cache never serves stale pages.
