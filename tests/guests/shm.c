@@ -143,6 +143,18 @@ static void dontneed_keeps_data(void) {
     waitpid(p, &st, 0);
     printf("after mremap: '%s' '%s', child signal %d\n", g + 4096, g + 2 * 4096,
            WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    /* old_len 0 duplicates a shared mapping: an alias of the same pages. */
+    char *alias = mremap(g + 4096, 0, 4096, MREMAP_MAYMOVE);
+    if (alias == MAP_FAILED) die("mremap alias");
+    strcpy(alias + 8, "via the alias");
+    printf("alias: '%s' differs %d\n", g + 4096 + 8, alias != g + 4096);
+    errno = 0;
+    char *pa = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *bad = mremap(pa, 0, 4096, MREMAP_MAYMOVE);
+    printf("alias of private: %s\n", bad == MAP_FAILED ? strerror(errno) : "allowed");
+    errno = 0;
+    int r = msync(pa + (1 << 30), 4096, MS_SYNC);
+    printf("msync unmapped: %d %s\n", r, strerror(errno));
 }
 
 /* A process-shared robust mutex whose owner exits holding it: the

@@ -176,8 +176,13 @@ impl Mm {
         end: u64,
         prot: u32,
         kind: VmaKind,
-        file: FileMap,
+        mut file: FileMap,
     ) -> Result<(), MmError> {
+        if file.shared && file.src.backing().is_none() {
+            // No node to share pages through (not a file of the tree):
+            // read-only, from the page cache.
+            file.writable = false;
+        }
         if file.shared && !file.writable && prot & PROT_WRITE != 0 {
             return Err(MmError::SharedWrite);
         }

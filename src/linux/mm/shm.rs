@@ -192,8 +192,10 @@ impl ShmObject {
     /// write() changed `data.len()` bytes of the file at `off`: copy them
     /// into the resident pages.
     fn file_written(&self, off: u64, data: &[u8]) {
+        let Some(end) = off.checked_add(data.len() as u64) else {
+            return;
+        };
         let pages = self.lock();
-        let end = off.saturating_add(data.len() as u64);
         for (&i, &f) in pages.range(off / PAGE..end.div_ceil(PAGE)) {
             let p = i * PAGE;
             let lo = off.max(p);
@@ -206,8 +208,10 @@ impl ShmObject {
     /// read() got `buf` from the file at `off`: the resident pages are
     /// newer (writes through a mapping reach the file at write-back).
     fn file_read(&self, off: u64, buf: &mut [u8]) {
+        let Some(end) = off.checked_add(buf.len() as u64) else {
+            return;
+        };
         let pages = self.lock();
-        let end = off.saturating_add(buf.len() as u64);
         for (&i, &f) in pages.range(off / PAGE..end.div_ceil(PAGE)) {
             let p = i * PAGE;
             let lo = off.max(p);
