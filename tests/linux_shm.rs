@@ -165,3 +165,101 @@ fn linux_shm_file_reaches_rw_bind() {
         "the host file differs from the native run's"
     );
 }
+
+/// The bogo-op counts of stress-ng's stressors live in MAP_SHARED memory
+/// its children write: with `--futex` (cross-process futex wakes on
+/// shared memory) and `--yield`, every stressor reports work done, as
+/// natively (the counts themselves depend on speed and are not
+/// compared).
+#[test]
+fn linux_shm_stress_ng_reports_its_counters() {
+    let test = "linux_shm_stress_ng_reports_its_counters";
+    if !have_kvm(test) {
+        return;
+    }
+    let prog = Path::new("/usr/bin/stress-ng");
+    if !prog.exists() {
+        common::skip(
+            test,
+            "/usr/bin/stress-ng not found (apt-get install stress-ng)",
+        );
+        return;
+    }
+    let args = ["--futex", "1", "--yield", "1", "-t", "2", "--metrics-brief"];
+    let r = vk(prog, &args, Vec::new(), 2);
+    assert_eq!(r.report.status.code(), 0, "stderr {}", r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    for name in ["futex", "yield"] {
+        // "stress-ng: metrc: [PID] futex   BOGO_OPS  REAL ..."
+        let ops = all
+            .lines()
+            .filter(|l| l.contains("metrc:"))
+            .find_map(|l| {
+                let mut w = l.split_whitespace().skip_while(|w| *w != name);
+                w.next()?;
+                w.next()?.parse::<u64>().ok()
+            })
+            .unwrap_or_else(|| panic!("no metrics line for {name}: {all}"));
+        assert!(ops > 0, "{name} reported no bogo ops: {all}");
+    }
+}
+
+/// Python's multiprocessing (a Pool, a Queue: sem_open semaphores in
+/// /dev/shm) and mmap of a file shared with a forked child print what
+/// they print natively.
+#[test]
+fn linux_shm_python_multiprocessing_and_mmap_match_native() {
+    let test = "linux_shm_python_multiprocessing_and_mmap_match_native";
+    if !have_kvm(test) {
+        return;
+    }
+    let py = Path::new("/usr/bin/python3");
+    if !py.exists() {
+        common::skip(test, "/usr/bin/python3 not found");
+        return;
+    }
+    let script = scratch(test).join("mp.py");
+    std::fs::write(
+        &script,
+        r#"import mmap, os, multiprocessing as mp
+def sq(x):
+    return x * x
+if __name__ == "__main__":
+    fn = "/tmp/vk-shm-py-%d" % os.getpid()
+    with open(fn, "wb") as f:
+        f.write(b"\0" * 8192)
+    with open(fn, "r+b") as f:
+        m = mmap.mmap(f.fileno(), 0)
+        m[0:5] = b"hello"
+        pid = os.fork()
+        if pid == 0:
+            m[100:105] = b"child"
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print(m[0:5], m[100:105])
+        m.flush()
+        m.close()
+    with open(fn, "rb") as f:
+        d = f.read()
+        print(d[0:5], d[100:105], len(d))
+    os.unlink(fn)
+    with mp.Pool(2) as p:
+        print(p.map(sq, range(6)))
+    q = mp.Queue()
+    pr = mp.Process(target=q.put, args=(42,))
+    pr.start()
+    print(q.get())
+    pr.join()
+    lock = mp.Lock()
+    with lock:
+        print("lock held")
+"#,
+    )
+    .unwrap();
+    let s = script.to_str().unwrap();
+    let (n_out, n_status) = native(py, &[s]);
+    assert_eq!(n_status, 0, "native: {n_out}");
+    let r = vk(py, &[s], Vec::new(), 2);
+    assert_eq!(r.stdout, n_out, "stderr {}", r.stderr);
+    assert_eq!(r.report.status.code(), 0);
+}
