@@ -229,6 +229,60 @@ static void zero_and_remove(void) {
     unlink(path);
 }
 
+static void on_int(int sig) {
+    (void)sig;
+}
+
+static double mono(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* Waits with a CLOCK_REALTIME deadline (sem_timedwait: FUTEX_WAIT_BITSET
+ * with FUTEX_CLOCK_REALTIME; clock_nanosleep TIMER_ABSTIME) wait until
+ * it, and a signal with a handler interrupts the wait on a shared
+ * semaphore (EINTR). */
+static void realtime_deadlines(void) {
+    sem_t *s = shared_anon(4096);
+    sem_init(s, 1, 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+    double t0 = mono();
+    int r = sem_timedwait(s, &ts);
+    printf("sem_timedwait: %d %s, waited >= 50 ms %d\n", r, strerror(errno), mono() - t0 >= 0.05);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+    t0 = mono();
+    r = clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, 0);
+    printf("clock_nanosleep abs: %d, waited >= 50 ms %d\n", r, mono() - t0 >= 0.05);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_int;
+    sigaction(SIGINT, &sa, 0);
+    pid_t parent = getpid();
+    pid_t p = fork();
+    if (p == 0) {
+        sem_post(s);
+        struct timespec d = {0, 100 * 1000 * 1000};
+        nanosleep(&d, 0);
+        kill(parent, SIGINT);
+        _exit(0);
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 60;
+    r = sem_timedwait(s, &ts);
+    printf("posted: %d\n", r);
+    errno = 0;
+    r = sem_timedwait(s, &ts);
+    printf("interrupted: %d %s\n", r, strerror(errno));
+    wait_child(p);
+    signal(SIGINT, SIG_DFL);
+}
+
 static sigjmp_buf jb;
 static void on_bus(int sig) {
     siglongjmp(jb, sig);
@@ -329,6 +383,7 @@ int main(int argc, char **argv) {
     if (!*only || !strcmp(only, "dontneed")) dontneed_keeps_data();
     if (!*only || !strcmp(only, "robust")) robust_owner_dies();
     if (!*only || !strcmp(only, "zero")) zero_and_remove();
+    if (!*only || !strcmp(only, "deadlines")) realtime_deadlines();
     if (!*only || !strcmp(only, "file")) shared_file(argc > 2 ? argv[2] : "/tmp", argc > 2);
     if (!*only || !strcmp(only, "sem")) semaphores();
     return 0;

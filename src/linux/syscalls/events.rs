@@ -104,12 +104,19 @@ pub const SIGPROF: i32 = 27;
 
 /// Read a `struct timespec` as a duration; EINVAL when malformed.
 pub fn timespec(b: &[u8]) -> Result<Duration, i64> {
+    Ok(timespec_abs(b)?.min(MAX_WAIT))
+}
+
+/// Read a `struct timespec` that is a point in time (an absolute
+/// deadline: not capped like a duration, or a CLOCK_REALTIME deadline
+/// would lie in the past); EINVAL when malformed.
+pub fn timespec_abs(b: &[u8]) -> Result<Duration, i64> {
     let s = i64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
     let ns = i64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
     if s < 0 || !(0..1_000_000_000).contains(&ns) {
         return Err(EINVAL);
     }
-    Ok(Duration::new(s as u64, ns as u32).min(MAX_WAIT))
+    Ok(Duration::new(s as u64, ns as u32))
 }
 
 /// Read a `struct timeval` as a duration; EINVAL when malformed.
@@ -513,12 +520,12 @@ impl Vproc {
             // REALTIME, MONOTONIC, BOOTTIME, TAI.
             return Err(EINVAL);
         }
-        let d = timespec(&self.mm.read_vec(req, 16)?)?;
+        let b = self.mm.read_vec(req, 16)?;
         let d = if flags & 1 != 0 {
             // TIMER_ABSTIME.
-            d.saturating_sub(clock_now(clock))
+            timespec_abs(&b)?.saturating_sub(clock_now(clock))
         } else {
-            d
+            timespec(&b)?
         };
         self.sys_sleep(d)
     }
@@ -570,13 +577,13 @@ impl Vproc {
                     return Err(EINVAL);
                 }
                 let timeout = if a[3] != 0 && self.call.deadline.is_none() {
-                    let t = timespec(&self.mm.read_vec(a[3], 16)?)?;
+                    let b = self.mm.read_vec(a[3], 16)?;
                     Some(if op == 9 {
                         // Absolute, on CLOCK_MONOTONIC or CLOCK_REALTIME.
                         let clock = if a[1] & CLOCK_REALTIME != 0 { 0 } else { 1 };
-                        t.saturating_sub(clock_now(clock))
+                        timespec_abs(&b)?.saturating_sub(clock_now(clock))
                     } else {
-                        t
+                        timespec(&b)?
                     })
                 } else if a[3] != 0 {
                     Some(Duration::ZERO)
