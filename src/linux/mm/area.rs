@@ -42,6 +42,23 @@ impl Mm {
             .is_none_or(|(_, v)| v.end <= start)
     }
 
+    /// Note on the shared objects of the areas in `[start, end)` that they
+    /// are mapped writable now (`prot`).
+    pub(super) fn note_shared_prot(&self, start: u64, end: u64, prot: u32) {
+        if prot & PROT_WRITE == 0 {
+            return;
+        }
+        for (_, v) in self
+            .vmas
+            .range(..end)
+            .filter(|(s, v)| v.end > start && **s < end)
+        {
+            if let Some(sm) = &v.shm {
+                sm.obj.note_writable();
+            }
+        }
+    }
+
     /// Add an area over a free range. The page below the trampoline
     /// (`SLOT_VA`) is the vkernel's where exitless syscalls are on (the
     /// vmspace's request page): no area may cover it.

@@ -164,6 +164,7 @@ impl Mm {
         for (_, v) in self.vmas.range_mut(start..end) {
             v.prot = prot;
         }
+        self.note_shared_prot(start, end, prot);
         self.split_large_in(start, end, false);
         let pages: Vec<(u64, u64)> = self
             .pages
@@ -243,6 +244,7 @@ impl Mm {
                 obj: sm.obj,
                 off: sm.off.saturating_add(old - vs),
             });
+            self.note_shared_prot(dest, dest + new_len, vma.prot);
             return Ok(dest);
         }
         let old_end = old + old_len;

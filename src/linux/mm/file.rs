@@ -211,6 +211,7 @@ impl Mm {
         let v = self.vmas.get_mut(&start).expect("just added");
         v.file = Some(file);
         v.shm = shm;
+        self.note_shared_prot(start, end, prot);
         Ok(())
     }
 

@@ -23,6 +23,7 @@
 //! [`crate::linux::fs::SharedPages`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::{Frames, MmError, PAGE};
@@ -40,6 +41,9 @@ pub struct ShmObject {
     /// An anonymous object's size (bytes): its pages past it are SIGBUS
     /// (a shared mapping grown by mremap), as Linux's shmem's are.
     size: u64,
+    /// Some area has mapped it writable: its pages may differ from the
+    /// file's (write-back has nothing to do until then).
+    written: AtomicBool,
 }
 
 impl std::fmt::Debug for ShmObject {
@@ -66,6 +70,7 @@ impl ShmObject {
             pages: Mutex::new(BTreeMap::new()),
             file: None,
             size,
+            written: AtomicBool::new(false),
         })
     }
 
@@ -136,6 +141,12 @@ impl ShmObject {
         Ok(f)
     }
 
+    /// An area maps the object writable (mmap, mprotect, mremap): from now
+    /// on write-back compares its pages with the file's.
+    pub fn note_writable(&self) {
+        self.written.store(true, Ordering::Relaxed);
+    }
+
     /// Resident pages.
     pub fn resident(&self) -> usize {
         self.lock().len()
@@ -146,6 +157,10 @@ impl ShmObject {
     /// anonymous memory. Returns an errno if a write failed.
     pub fn write_back(&self, first: u64, end: u64) -> Result<(), i64> {
         let Some(b) = &self.file else { return Ok(()) };
+        if !self.written.load(Ordering::Relaxed) {
+            // Only ever mapped read-only: the pages are the file's.
+            return Ok(());
+        }
         let size = b.size();
         let pages: Vec<(u64, u64)> = self
             .lock()
@@ -288,6 +303,7 @@ impl ShmFiles {
             pages: Mutex::new(BTreeMap::new()),
             file: Some(b.clone()),
             size: 0,
+            written: AtomicBool::new(false),
         });
         let weak: Weak<dyn crate::linux::fs::SharedPages> = Arc::downgrade(&o) as _;
         b.fs().set_shared_pages(b.handle(), weak);
