@@ -11,7 +11,7 @@
 //!
 //! Frames are counted in the [`FrameAlloc`] every vproc shares: the
 //! object holds one reference of each of its frames, each mapped page one
-//! more. A mapped page's VPTE carries [`Vpte::SHARED`] and the area's
+//! more. A mapped page's VPTE carries [`crate::core::vpte::Vpte::SHARED`] and the area's
 //! permissions (never copy-on-write), so `VpTable::fork_cow` shares it
 //! writable with the child.
 //!
