@@ -343,6 +343,17 @@ static void shared_file(const char *dir, int keep) {
     if (pread(fd, b2, 18, 4096 + 100) != 18) die("pread 3");
     printf("file after munmap: '%s' '%s'\n", buf, b2);
     close(fd);
+    /* ftruncate down and up again: the mapped bytes past the cut read
+     * as zero, the ones before stay. */
+    fd = open(path, O_RDWR);
+    m = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) die("mmap again");
+    strcpy(m + 4096 + 50, "tail");
+    strcpy(m + 90, "0123456789abcdef");
+    if (ftruncate(fd, 100) || ftruncate(fd, 8192)) die("ftruncate");
+    printf("truncated: '%s' '%s' tail gone %d\n", m + 10, m + 90, m[4096 + 50] == 0);
+    munmap(m, 8192);
+    close(fd);
     /* A read-only open refuses a writable shared mapping. */
     fd = open(path, O_RDONLY);
     void *r = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
