@@ -39,6 +39,9 @@ impl FileSource for crate::linux::fs::Backing {
     fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, i64> {
         crate::linux::fs::Backing::read_at(self, off, buf)
     }
+    fn backing(&self) -> Option<&crate::linux::fs::Backing> {
+        Some(self)
+    }
 }
 
 /// A file whose pages can be mapped: a stable identity, its size and
@@ -54,6 +57,11 @@ pub trait FileSource: Send + Sync {
     /// Read up to `buf.len()` bytes at `off`; the count read (short at the
     /// end of the file) or an errno.
     fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, i64>;
+    /// The root filesystem's node behind it, if it is one (a shared
+    /// mapping of it shares the node's pages).
+    fn backing(&self) -> Option<&crate::linux::fs::Backing> {
+        None
+    }
 }
 
 /// Errors of the page cache.
@@ -102,6 +110,8 @@ type Key = (u64, u64, u64);
 #[derive(Debug, Default)]
 pub struct PageCache {
     inner: Mutex<Inner>,
+    /// The objects of shared file mappings (one per mapped node).
+    pub shm_files: crate::linux::mm::ShmFiles,
 }
 
 #[derive(Debug, Default)]

@@ -421,8 +421,10 @@ impl VpTable {
 
     /// fork(2) for a vpagetable: a new table that maps the same frames as
     /// `self` over `[start, end)`, copy-on-write. Writable leaves lose RW and
-    /// gain [`Vpte::COW`] in both tables; every shared frame gets one more
-    /// reference in `frames`. The child's leaves start with A and M clear.
+    /// gain [`Vpte::COW`] in both tables, except leaves marked
+    /// [`Vpte::SHARED`], which the child gets as they are (shared memory);
+    /// every shared frame gets one more reference in `frames`. The child's
+    /// leaves start with A and M clear.
     ///
     /// The caller must invalidate the parent's range
     /// ([`crate::vmspace::Mcontrol::Inval`]): its writable hardware entries
@@ -441,6 +443,12 @@ impl VpTable {
         for (va, gpa, e) in leaves {
             if e.large() {
                 return Err(VptError::LargePage(va));
+            }
+            if e.bits() & Vpte::SHARED != 0 {
+                // Shared memory: both sides keep writing the same frame.
+                frames.share(e.frame());
+                child.set(ram, frames, va, e.without(Vpte::A | Vpte::M))?;
+                continue;
             }
             let shared = if e.writable() || e.bits() & Vpte::COW != 0 {
                 e.without(Vpte::RW).with(Vpte::COW)
@@ -581,6 +589,18 @@ mod tests {
         assert!(parent.lookup(&ram, 0x1000).unwrap().writable());
         // Not COW: a real protection fault.
         assert!(!parent.cow_fault(&ram, &mut fa, 0x2000).unwrap());
+        // A shared leaf stays writable on both sides, same frame.
+        let s = fa.alloc(&ram).unwrap();
+        let flags = Vpte::RW | Vpte::U | Vpte::M | Vpte::SHARED;
+        parent.map(&ram, &mut fa, 0x3000, s, flags).unwrap();
+        let child2 = parent.fork_cow(&ram, &mut fa, 0x3000, 0x4000).unwrap();
+        for t in [&parent, &child2] {
+            let e = t.lookup(&ram, 0x3000).unwrap();
+            assert!(e.writable() && e.bits() & Vpte::COW == 0 && e.frame() == s);
+        }
+        assert!(!child2.lookup(&ram, 0x3000).unwrap().modified());
+        assert_eq!(fa.refcount(s), 2);
+        assert!(!child2.cow_fault(&ram, &mut fa, 0x3000).unwrap());
         assert!(!parent.cow_fault(&ram, &mut fa, 0x9000).unwrap());
         // Frees drop references one at a time (r is shared by the fork).
         assert_eq!(fa.refcount(r), 2);

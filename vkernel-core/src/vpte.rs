@@ -18,7 +18,9 @@
 //! | 9     | WIRED    | software: the vkernel wired the page |
 //! | 10    | MANAGED  | software: the page is managed by the vkernel's VM |
 //! | 12-51 | frame    | guest-physical frame (must lie inside RAM) |
-//! | 52-62 | SW       | free for the vkernel |
+//! | 52    | COW      | software: shared copy-on-write (fork) |
+//! | 53    | SHARED   | software: a page of shared memory (fork shares it writable) |
+//! | 54-62 | SW       | free for the vkernel |
 //! | 63    | NX       | no execute (ORed over all levels) |
 //!
 //! ```
@@ -56,6 +58,11 @@ impl Vpte {
     /// Software bit 52: the page is shared copy-on-write (see
     /// [`crate::vptable::VpTable::fork_cow`]).
     pub const COW: u64 = 1 << 52;
+    /// Software bit 53: the page belongs to shared memory (MAP_SHARED):
+    /// [`crate::vptable::VpTable::fork_cow`] gives the child the same
+    /// frame with the same permissions and leaves the parent's entry as
+    /// it is (no copy-on-write).
+    pub const SHARED: u64 = 1 << 53;
     /// No execute.
     pub const NX: u64 = 1 << 63;
     /// Frame address mask.

@@ -36,6 +36,7 @@ pub mod node;
 mod overlay;
 pub mod path;
 pub mod sparse;
+mod shared;
 mod tar;
 #[cfg(test)]
 mod tests;
@@ -46,6 +47,7 @@ pub use node::{Errno, Ts};
 pub use path::{
     proc_handle, proc_item, NoProc, ProcItem, ProcView, PID_ITEMS, PROC_BASE, TOP_ITEMS,
 };
+pub use shared::SharedPages;
 pub use tar::build_image;
 
 use host::HostTree;
@@ -225,6 +227,8 @@ pub struct Fs {
     host_files: Mutex<HashMap<(u64, bool), Arc<File>>>,
     proc_dir: u64,
     locks: Arc<lock::Locks>,
+    /// Pages of shared file mappings, by node (see `shared`).
+    shared: shared::SharedMap,
 }
 
 impl std::fmt::Debug for Fs {
@@ -288,6 +292,7 @@ impl Fs {
             host_files: Mutex::new(HashMap::new()),
             proc_dir: 0,
             locks: Arc::default(),
+            shared: Default::default(),
         };
         let shadow = match root {
             RootSpec::Empty => {
@@ -623,6 +628,13 @@ impl Fs {
 
     /// Read file bytes at `pos` into `buf`; returns the count.
     pub fn read(&self, h: u64, pos: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        let n = self.read_file(h, pos, buf)?;
+        self.shared_read(h, pos, &mut buf[..n]);
+        Ok(n)
+    }
+
+    /// [`Fs::read`] without the pages of shared file mappings.
+    fn read_file(&self, h: u64, pos: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         enum Src {
             Tar(u64, u64),
             Host(usize, Vec<u8>),

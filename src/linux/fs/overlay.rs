@@ -405,6 +405,18 @@ impl Fs {
     /// Write `data` at `pos` (None: at the end) of file `h` (made writable
     /// by [`Fs::prepare_write`]); returns the count and the end offset.
     pub fn write(&self, h: u64, pos: Option<u64>, data: &[u8]) -> Result<(usize, u64), Errno> {
+        let (n, end) = self.write_file(h, pos, data)?;
+        self.shared_written(h, end - n as u64, &data[..n]);
+        Ok((n, end))
+    }
+
+    /// [`Fs::write`] without telling shared file mappings.
+    pub(super) fn write_file(
+        &self,
+        h: u64,
+        pos: Option<u64>,
+        data: &[u8],
+    ) -> Result<(usize, u64), Errno> {
         let mut t = self.lock();
         let n = t.get(h)?;
         if let Some((tree, rel)) = self.rw_host(n) {
@@ -494,6 +506,8 @@ impl Fs {
                 n.meta.size = len;
             }
             Self::changed(&mut t, h);
+            drop(t);
+            self.shared_truncated(h, len);
             return Ok(());
         }
         match &n.body {
@@ -508,6 +522,8 @@ impl Fs {
             _ => return Err(EINVAL),
         }
         Self::changed(&mut t, h);
+        drop(t);
+        self.shared_truncated(h, len);
         Ok(())
     }
 

@@ -1,6 +1,8 @@
 //! Futex waiters of the process table, keyed by (process, address): the
-//! threads of a process meet on the same key, and there is no memory
-//! shared between processes (see `docs/ARCHITECTURE.md`, "Threads").
+//! threads of a process meet on the same key; a shared futex in a
+//! MAP_SHARED area is keyed by (shared object, offset) instead
+//! (`Mm::shared_futex_key`), so processes meet there too (see
+//! `docs/ARCHITECTURE.md`, "Threads" and "Shared memory").
 
 use super::*;
 

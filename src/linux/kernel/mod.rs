@@ -224,7 +224,8 @@ enum PState {
     Zombie(ExitStatus),
 }
 
-/// A futex waiter: (vmspace, address), pid, FUTEX_WAIT_BITSET bits.
+/// A futex waiter: key ((vmspace, address), or (shared object, offset)),
+/// pid, FUTEX_WAIT_BITSET bits.
 type FutexWaiter = ((usize, u64), Pid, u32);
 
 struct Entry {

@@ -362,10 +362,16 @@ impl Kernel {
 }
 
 /// A thread is about to end: hand its robust futexes on (FUTEX_OWNER_DIED,
-/// one waiter woken) and clear and wake its CLONE_CHILD_CLEARTID word, if
-/// other threads share the memory. The process lock is held.
+/// one waiter woken) if other threads or processes can see them (other
+/// threads share the memory, or the process has shared memory: a
+/// process-shared robust mutex), and clear and wake its
+/// CLONE_CHILD_CLEARTID word if other threads share the memory. The
+/// process lock is held.
 pub(super) fn exit_mm(k: &Kernel, body: &mut Vproc) {
     if !body.threaded() {
+        if body.mm.has_shared() {
+            walk_robust_list(k, body);
+        }
         return;
     }
     walk_robust_list(k, body);
@@ -417,7 +423,11 @@ fn futex_death(k: &Kernel, body: &mut Vproc, uaddr: u64, tid: u32, pi: bool, pen
     if !uaddr.is_multiple_of(4) {
         return;
     }
-    let key = (body.mm.id(), uaddr);
+    // Linux wakes robust futexes as shared ones.
+    let key = body
+        .mm
+        .shared_futex_key(uaddr)
+        .unwrap_or((body.mm.id(), uaddr));
     for _ in 0..16 {
         let mut b = [0u8; 4];
         if body.mm.read(uaddr, &mut b).is_err() {

@@ -13,6 +13,9 @@ pub(super) fn split_at(vmas: &mut BTreeMap<u64, Vma>, at: u64) {
                 // Saturates for offsets no file reaches (SIGBUS there).
                 f.off = f.off.saturating_add(at - s);
             }
+            if let Some(m) = upper.shm.as_mut() {
+                m.off = m.off.saturating_add(at - s);
+            }
             vmas.get_mut(&s).expect("present").end = at;
             vmas.insert(at, upper);
         }
@@ -39,6 +42,23 @@ impl Mm {
             .is_none_or(|(_, v)| v.end <= start)
     }
 
+    /// Note on the shared objects of the areas in `[start, end)` that they
+    /// are mapped writable now (`prot`).
+    pub(super) fn note_shared_prot(&self, start: u64, end: u64, prot: u32) {
+        if prot & PROT_WRITE == 0 {
+            return;
+        }
+        for (_, v) in self
+            .vmas
+            .range(..end)
+            .filter(|(s, v)| v.end > start && **s < end)
+        {
+            if let Some(sm) = &v.shm {
+                sm.obj.note_writable();
+            }
+        }
+    }
+
     /// Add an area over a free range. The page below the trampoline
     /// (`SLOT_VA`) is the vkernel's where exitless syscalls are on (the
     /// vmspace's request page): no area may cover it.
@@ -60,6 +80,7 @@ impl Mm {
                 prot,
                 kind,
                 file: None,
+                shm: None,
             },
         );
         Ok(())
@@ -197,6 +218,9 @@ impl Mm {
             return;
         }
         self.patch_drop(start, end, false);
+        // Shared file pages reach the file (as on Linux by munmap: the
+        // page cache's dirty pages are the file's).
+        let _ = self.write_back(start, end);
         split_at(&mut self.vmas, start);
         split_at(&mut self.vmas, end);
         let keys: Vec<u64> = self.vmas.range(start..end).map(|(k, _)| *k).collect();

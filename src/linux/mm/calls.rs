@@ -10,8 +10,8 @@ impl Mm {
     /// checks: `len` not zero, a fixed `addr` page aligned, the range
     /// inside `[0, USER_END)`. `noreplace` (MAP_FIXED_NOREPLACE) implies
     /// `fixed`. A hint that does not fit is ignored. A shared file mapping
-    /// is read-only ([`MmError::SharedWrite`] for PROT_WRITE). Returns the
-    /// address.
+    /// may be writable only if the file was opened for writing
+    /// ([`MmError::SharedWrite`]). Returns the address.
     pub fn mmap(
         &mut self,
         addr: u64,
@@ -20,6 +20,34 @@ impl Mm {
         fixed: bool,
         noreplace: bool,
         file: Option<FileMap>,
+    ) -> Result<u64, MmError> {
+        self.map_range(addr, len, prot, fixed, noreplace, file, false)
+    }
+
+    /// mmap(2) of MAP_SHARED|MAP_ANONYMOUS memory: a new shared memory
+    /// object, which fork shares with the child (see `shm`). The checks
+    /// of [`Mm::mmap`].
+    pub fn mmap_shared_anon(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u32,
+        fixed: bool,
+        noreplace: bool,
+    ) -> Result<u64, MmError> {
+        self.map_range(addr, len, prot, fixed, noreplace, None, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_range(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u32,
+        fixed: bool,
+        noreplace: bool,
+        file: Option<FileMap>,
+        shared_anon: bool,
     ) -> Result<u64, MmError> {
         let fixed = fixed || noreplace;
         if len == 0 {
@@ -31,7 +59,7 @@ impl Mm {
         }
         // Only R/W/X mean something; Linux ignores the other bits of mmap.
         let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
-        if file.as_ref().is_some_and(|f| f.shared) && prot & PROT_WRITE != 0 {
+        if file.as_ref().is_some_and(|f| f.shared && !f.writable) && prot & PROT_WRITE != 0 {
             return Err(MmError::SharedWrite);
         }
         let start = if fixed {
@@ -60,7 +88,14 @@ impl Mm {
         };
         match file {
             Some(f) => self.add_file_vma(start, start + len, prot, VmaKind::Anon, f)?,
-            None => self.add_vma(start, start + len, prot, VmaKind::Anon)?,
+            None => {
+                self.add_vma(start, start + len, prot, VmaKind::Anon)?;
+                if shared_anon {
+                    let obj = ShmObject::anon(self.ram.clone(), self.frames.clone(), len);
+                    self.vmas.get_mut(&start).expect("just added").shm =
+                        Some(ShmMap { obj, off: 0 });
+                }
+            }
         }
         Ok(start)
     }
@@ -118,10 +153,9 @@ impl Mm {
             return Err(MmError::NoSpace);
         }
         if prot & PROT_WRITE != 0
-            && self
-                .vmas
-                .range(..end)
-                .any(|(_, v)| v.end > start && v.file.as_ref().is_some_and(|f| f.shared))
+            && self.vmas.range(..end).any(|(_, v)| {
+                v.end > start && v.file.as_ref().is_some_and(|f| f.shared && !f.writable)
+            })
         {
             return Err(MmError::SharedWrite);
         }
@@ -131,6 +165,7 @@ impl Mm {
         for (_, v) in self.vmas.range_mut(start..end) {
             v.prot = prot;
         }
+        self.note_shared_prot(start, end, prot);
         self.split_large_in(start, end, false);
         let pages: Vec<(u64, u64)> = self
             .pages
@@ -190,7 +225,28 @@ impl Mm {
         };
         if old_len == 0 {
             // Duplicating a mapping needs a shared one.
-            return Err(MmError::Invalid);
+            let Some(sm) = vma.shm.clone().filter(|_| may_move && !dontunmap) else {
+                return Err(MmError::Invalid);
+            };
+            let dest = match fixed {
+                Some(d) => {
+                    self.unmap(d, d + new_len);
+                    d
+                }
+                None => self.find_free(new_len)?,
+            };
+            self.add_vma(dest, dest + new_len, vma.prot, vma.kind)?;
+            let v = self.vmas.get_mut(&dest).expect("just added");
+            v.file = vma.file.clone().map(|mut f| {
+                f.off = f.off.saturating_add(old - vs);
+                f
+            });
+            v.shm = Some(ShmMap {
+                obj: sm.obj,
+                off: sm.off.saturating_add(old - vs),
+            });
+            self.note_shared_prot(dest, dest + new_len, vma.prot);
+            return Ok(dest);
         }
         let old_end = old + old_len;
         if old_end > vma.end || vs > old {
@@ -225,7 +281,15 @@ impl Mm {
                 file.off = off;
                 self.add_file_vma(dest, dest + new_len, vma.prot, vma.kind, file)?;
             }
-            None => self.add_vma(dest, dest + new_len, vma.prot, VmaKind::Anon)?,
+            None => {
+                self.add_vma(dest, dest + new_len, vma.prot, VmaKind::Anon)?;
+                // Shared memory moves with its object.
+                self.vmas.get_mut(&dest).expect("just added").shm =
+                    vma.shm.as_ref().map(|sm| ShmMap {
+                        obj: sm.obj.clone(),
+                        off: sm.off.saturating_add(old - vs),
+                    });
+            }
         }
         self.split_large_in(old, old + old_len.min(new_len), false);
         let moved: Vec<(u64, u64)> = self
@@ -274,10 +338,13 @@ impl Mm {
         if end == start {
             return Ok(());
         }
-        if matches!(advice, 9 | 18) {
-            // MADV_REMOVE needs a shared mapping; WIPEONFORK is refused
-            // here as on a file mapping (vkernel does not implement it).
+        if advice == 18 {
+            // WIPEONFORK is refused here as on a file mapping (vkernel
+            // does not implement it).
             return Err(MmError::Invalid);
+        }
+        if advice == MADV_REMOVE {
+            self.remove(start, end)?;
         }
         if matches!(advice, MADV_DONTNEED | MADV_DONTNEED_LOCKED) {
             let ranges: Vec<(u64, u64)> = self
@@ -295,6 +362,45 @@ impl Mm {
         } else {
             Err(MmError::NoSpace)
         }
+    }
+
+    /// MADV_REMOVE over `[start, end)`: every area there must be shared
+    /// (EINVAL for anonymous private memory, EACCES for a private file
+    /// mapping) and writable by its file (EACCES; checked before any is
+    /// changed); their objects' pages there read as zero from now on, in
+    /// every vproc, and so do their files' bytes.
+    fn remove(&mut self, start: u64, end: u64) -> Result<(), MmError> {
+        let areas: Vec<(u64, u64, ShmMap)> = self
+            .vmas
+            .range(..end)
+            .filter(|(s, v)| v.end > start && **s < end)
+            .map(|(s, v)| {
+                let Some(sm) = v.shm.clone() else {
+                    // Linux: no file behind it, EINVAL; a private file
+                    // mapping is not shared-writable, EACCES.
+                    return Err(if v.file.is_some() {
+                        MmError::SharedWrite
+                    } else {
+                        MmError::Invalid
+                    });
+                };
+                if v.file.as_ref().is_some_and(|f| !f.writable) {
+                    return Err(MmError::SharedWrite);
+                }
+                let (lo, hi) = ((*s).max(start), v.end.min(end));
+                Ok((
+                    sm.off.saturating_add(lo - s),
+                    sm.off.saturating_add(hi - s),
+                    sm,
+                ))
+            })
+            .collect::<Result<_, _>>()?;
+        for (lo, hi, sm) in areas {
+            sm.obj
+                .punch(lo / PAGE, hi.div_ceil(PAGE))
+                .map_err(|_| MmError::Io)?;
+        }
+        Ok(())
     }
 
     /// Drop the frames of `[start, start + len)` (the pages read as zero
@@ -318,6 +424,55 @@ impl Mm {
         }
     }
 
+    /// msync(2) with Linux's checks: `start` page aligned, `flags` only
+    /// MS_ASYNC, MS_INVALIDATE, MS_SYNC and not both MS_ASYNC and MS_SYNC
+    /// (EINVAL); a hole in the range is ENOMEM. The resident pages of the
+    /// shared file areas in the range are written back to their files
+    /// (MS_ASYNC too: the write is as cheap as scheduling it); EIO if a
+    /// file refused them.
+    pub fn msync(&mut self, start: u64, len: u64, flags: u32) -> Result<(), MmError> {
+        const MS_ASYNC: u32 = 1;
+        const MS_INVALIDATE: u32 = 2;
+        const MS_SYNC: u32 = 4;
+        if flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+            || flags & (MS_ASYNC | MS_SYNC) == MS_ASYNC | MS_SYNC
+            || !start.is_multiple_of(PAGE)
+        {
+            return Err(MmError::Invalid);
+        }
+        let end = start
+            .checked_add(align_up(len))
+            .filter(|&e| e >= start && (len == 0 || e > start))
+            .ok_or(MmError::NoSpace)?;
+        if end == start {
+            return Ok(());
+        }
+        if !self.range_mapped(start, end) {
+            return Err(MmError::NoSpace);
+        }
+        self.write_back(start, end)
+    }
+
+    /// Write the shared file pages of `[start, end)` back to their files.
+    pub(super) fn write_back(&self, start: u64, end: u64) -> Result<(), MmError> {
+        let mut r = Ok(());
+        for (s, v) in self
+            .vmas
+            .range(..end)
+            .filter(|(s, v)| v.end > start && **s < end)
+        {
+            let Some(sm) = &v.shm else { continue };
+            let lo = (*s).max(start);
+            let hi = v.end.min(end);
+            let first = sm.off.saturating_add(lo - s) / PAGE;
+            let last = sm.off.saturating_add(hi - s).div_ceil(PAGE);
+            if sm.obj.write_back(first, last).is_err() {
+                r = Err(MmError::Io);
+            }
+        }
+        r
+    }
+
     /// brk(2): returns the new (or unchanged) break.
     pub fn set_brk(&mut self, new: u64) -> u64 {
         if new < self.brk_start || new > self.brk_start + (1 << 40) {
@@ -339,6 +494,7 @@ impl Mm {
                             prot: PROT_READ | PROT_WRITE,
                             kind: VmaKind::Brk,
                             file: None,
+                            shm: None,
                         },
                     );
                 }

@@ -92,11 +92,27 @@ impl Mm {
         Ok(f)
     }
 
+    /// VPTE for `frame` in a shared area: the area's permissions, marked
+    /// [`Vpte::SHARED`], never copy-on-write.
+    pub(super) fn shared_entry(frame: u64, prot: u32, dirty: bool) -> Vpte {
+        Vpte::page(frame, Self::flags(prot, dirty) | Vpte::V | Vpte::SHARED)
+    }
+
+    /// VPTE for `frame` at page `va` with `prot`: a shared area's
+    /// ([`Mm::shared_entry`]) or [`Mm::entry`].
+    pub(super) fn entry_at(&self, va: u64, frame: u64, prot: u32, dirty: bool) -> Vpte {
+        if self.find(va).is_some_and(|(_, v)| v.shm.is_some()) {
+            Self::shared_entry(frame, prot, dirty)
+        } else {
+            self.entry(frame, prot, dirty)
+        }
+    }
+
     pub(super) fn set_vpte(&mut self, va: u64, frame: u64, prot: u32) -> Result<(), MmError> {
         let e = if prot == 0 {
             Vpte(0)
         } else {
-            self.entry(frame, prot, false)
+            self.entry_at(va, frame, prot, false)
         };
         self.vpt.set(&self.ram, &mut self.fr(), va, e)?;
         Ok(())
@@ -142,7 +158,7 @@ impl Mm {
             // Present but the VPTE disagrees with the area (should not
             // happen): rewrite it once; a repeat is a real protection fault.
             let cur = self.vpt.lookup(&self.ram, page);
-            let want = self.entry(f, vma.prot, dirty);
+            let want = self.entry_at(page, f, vma.prot, dirty);
             if cur.map(|c| c.bits() & !(Vpte::A | Vpte::M))
                 == Some(want.bits() & !(Vpte::A | Vpte::M))
             {
@@ -176,8 +192,9 @@ impl Mm {
                 MmError::Bus(_) => FaultSignal::Bus,
                 _ => FaultSignal::Oom,
             })?;
-        // Neighbours of a file page are read ahead but stay shared.
-        let ndirty = dirty && vma.file.is_none();
+        // Neighbours of a file page are read ahead but stay shared (a
+        // shared area's are not written yet).
+        let ndirty = dirty && vma.file.is_none() && vma.shm.is_none();
         let mut va = lo;
         while va < hi {
             if va != page

@@ -20,6 +20,28 @@ impl Mm {
         va: u64,
         dirty: bool,
     ) -> Result<u64, MmError> {
+        if let Some(sm) = &vma.shm {
+            let idx = sm.off.saturating_add(va - start) / PAGE;
+            let f = match sm.obj.frame(idx, va) {
+                Err(MmError::OutOfMemory) => {
+                    self.cache.shrink(&self.frames);
+                    sm.obj.frame(idx, va)?
+                }
+                r => r?,
+            };
+            let e = if vma.prot == 0 {
+                Vpte(0)
+            } else {
+                Self::shared_entry(f, vma.prot, dirty)
+            };
+            if let Err(e) = self.vpt.set(&self.ram, &mut self.fr(), va, e) {
+                self.fr().free(f);
+                return Err(e.into());
+            }
+            self.pages.insert(va, f);
+            self.stats.pages_mapped += 1;
+            return Ok(f);
+        }
         let Some(fm) = &vma.file else {
             if let Some((base, block)) = self.large_at(va) {
                 return Ok(block + (va - base));
@@ -120,7 +142,7 @@ impl Mm {
         let areas: Vec<(u64, Vma)> = self
             .vmas
             .range(..end)
-            .filter(|(s, v)| v.end > start && v.file.is_some() && **s < end)
+            .filter(|(s, v)| v.end > start && v.file.is_some() && v.shm.is_none() && **s < end)
             .map(|(s, v)| (*s, v.clone()))
             .collect();
         let mut n = 0;
@@ -154,16 +176,42 @@ impl Mm {
         end: u64,
         prot: u32,
         kind: VmaKind,
-        file: FileMap,
+        mut file: FileMap,
     ) -> Result<(), MmError> {
-        if file.shared && prot & PROT_WRITE != 0 {
+        if file.shared && file.src.backing().is_none() {
+            // No node to share pages through (not a file of the tree):
+            // read-only, from the page cache.
+            file.writable = false;
+        }
+        if file.shared && !file.writable && prot & PROT_WRITE != 0 {
             return Err(MmError::SharedWrite);
         }
         if !file.off.is_multiple_of(PAGE) {
             return Err(MmError::Invalid);
         }
+        // A shared mapping of a file of the tree takes the node's object:
+        // every vproc mapping the file sees the same pages.
+        let shm = match (file.shared, file.src.backing()) {
+            (true, Some(b)) => Some(ShmMap {
+                obj: self.cache.shm_files.object(&self.ram, &self.frames, b),
+                off: file.off,
+            }),
+            (false, Some(b)) => {
+                // A private mapping starts from what the shared ones wrote
+                // (the write-back gives the file a new identity, so the
+                // page cache reads it again).
+                if let Some(o) = self.cache.shm_files.existing(b) {
+                    let _ = o.write_back(0, u64::MAX);
+                }
+                None
+            }
+            _ => None,
+        };
         self.add_vma(start, end, prot, kind)?;
-        self.vmas.get_mut(&start).expect("just added").file = Some(file);
+        let v = self.vmas.get_mut(&start).expect("just added");
+        v.file = Some(file);
+        v.shm = shm;
+        self.note_shared_prot(start, end, prot);
         Ok(())
     }
 
@@ -198,6 +246,7 @@ impl Mm {
                 src: src.clone(),
                 off: offset - lead,
                 shared: false,
+                writable: false,
             };
             self.add_file_vma(start, file_end, prot, VmaKind::Image, file)?;
         }

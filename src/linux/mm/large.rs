@@ -27,6 +27,7 @@ impl Mm {
         let base = page & !(LARGE - 1);
         let ok = self.large_pages
             && vma.file.is_none()
+            && vma.shm.is_none()
             && matches!(vma.kind, VmaKind::Anon | VmaKind::Brk)
             && vma.prot != 0
             && start <= base

@@ -13,6 +13,9 @@
 //! takes the frame back when no one else holds it ([`VpTable::cow_fault`]).
 //! Frames are reference counted in the one [`FrameAlloc`] every vproc of
 //! the virtual kernel shares; unmapping drops references.
+//! MAP_SHARED areas are the exception: their pages belong to a shared
+//! memory object (`shm`), their VPTEs carry [`Vpte::SHARED`], and fork
+//! shares them writable.
 //!
 //! | module | holds |
 //! |---|---|
@@ -22,6 +25,7 @@
 //! | `calls` | mmap, munmap, mprotect, mremap, madvise, brk |
 //! | `uaccess` | copyin/copyout: [`Mm::read`], [`Mm::write`] and their variants |
 //! | `file` | file mappings: pages from the shared [`PageCache`], SIGBUS past EOF |
+//! | `shm` | shared memory (MAP_SHARED): objects of frames shared across fork and by file |
 //! | `patch` | syscall sites rewritten to reach the exitless server without `syscall` |
 
 use std::collections::BTreeMap;
@@ -78,6 +82,9 @@ pub const MREMAP_DONTUNMAP: u64 = 4;
 
 /// madvise: drop the pages (they read as zero again).
 pub const MADV_DONTNEED: u64 = 4;
+/// madvise: free a shared mapping's pages and their backing store (they
+/// read as zero again, in every mapping, and in the file).
+pub const MADV_REMOVE: u64 = 9;
 /// madvise: MADV_DONTNEED that also applies to locked pages.
 pub const MADV_DONTNEED_LOCKED: u64 = 24;
 
@@ -111,11 +118,13 @@ pub enum MmError {
     /// The program file could not be read while loading it.
     #[error("cannot read the program file at offset {0} (did it shrink or change while loading?)")]
     ProgramRead(u64),
-    /// Writable shared mapping of a file, or write permission asked of
-    /// one: the vkernel's files are read-only, shared file mappings are
-    /// read-only too (EACCES).
-    #[error("shared file mappings are read-only here (map it MAP_PRIVATE to write)")]
+    /// Write permission asked of a shared mapping of a file not opened
+    /// for writing (EACCES).
+    #[error("the file of a shared mapping was not opened for writing")]
     SharedWrite,
+    /// Writing a shared mapping's pages back to its file failed (EIO).
+    #[error("writing shared pages back to their file failed")]
+    Io,
     /// A file mapping's page lies wholly past the end of its file (or the
     /// file could not be read): SIGBUS for the vproc, EFAULT for a call.
     #[error("address {0:#x} maps a page past the end of its file")]
@@ -141,7 +150,7 @@ impl MmError {
             MmError::Perm => libc::EPERM as i64,
             MmError::Exists => libc::EEXIST as i64,
             MmError::Vpt(_) | MmError::Vmspace(_) => libc::ENOMEM as i64,
-            MmError::ProgramRead(_) => libc::EIO as i64,
+            MmError::ProgramRead(_) | MmError::Io => libc::EIO as i64,
             MmError::SharedWrite => libc::EACCES as i64,
         }
     }
@@ -172,8 +181,11 @@ pub struct FileMap {
     pub src: Arc<dyn FileSource>,
     /// File offset of the area's first byte (page aligned).
     pub off: u64,
-    /// MAP_SHARED (read-only here) rather than MAP_PRIVATE.
+    /// MAP_SHARED rather than MAP_PRIVATE (the area's pages are then those
+    /// of its [`ShmMap`]).
     pub shared: bool,
+    /// The file was opened for writing (a shared mapping may be writable).
+    pub writable: bool,
 }
 
 impl std::fmt::Debug for FileMap {
@@ -196,6 +208,23 @@ impl PartialEq for FileMap {
 
 impl Eq for FileMap {}
 
+/// The shared memory object behind a MAP_SHARED area.
+#[derive(Clone, Debug)]
+pub struct ShmMap {
+    /// The object.
+    pub obj: Arc<ShmObject>,
+    /// Byte offset in the object of the area's first byte (page aligned).
+    pub off: u64,
+}
+
+impl PartialEq for ShmMap {
+    fn eq(&self, o: &ShmMap) -> bool {
+        Arc::ptr_eq(&self.obj, &o.obj) && self.off == o.off
+    }
+}
+
+impl Eq for ShmMap {}
+
 /// A virtual memory area `[start, end)`; the start is the map key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vma {
@@ -207,6 +236,8 @@ pub struct Vma {
     pub kind: VmaKind,
     /// The file its pages come from (None: anonymous, demand-zero).
     pub file: Option<FileMap>,
+    /// MAP_SHARED (anonymous, or a file's): the object holding its pages.
+    pub shm: Option<ShmMap>,
 }
 
 impl Vma {
@@ -286,9 +317,11 @@ mod fault;
 mod file;
 mod large;
 mod patch;
+mod shm;
 mod uaccess;
 
 pub use patch::{patchable, NoPatch, Patches, CODE as PATCH_CODE};
+pub use shm::{ShmFiles, ShmObject};
 
 use area::split_at;
 
@@ -390,6 +423,11 @@ impl Mm {
             if self.vpt.lookup(&self.ram, va).is_some_and(|e| e.valid()) {
                 continue;
             }
+            if self.find(va).is_some_and(|(_, v)| v.shm.is_some()) {
+                // Shared memory stays shared, even PROT_NONE.
+                fr.share(f);
+                continue;
+            }
             let nf = fr.alloc(&self.ram)?;
             let mut buf = vec![0u8; PAGE as usize];
             self.ram
@@ -441,7 +479,12 @@ impl Mm {
         let mut dirty = Vec::new();
         self.vpt
             .for_each_leaf(&self.ram, USER_START, USER_END, &mut |va, _, e| {
-                if e.valid() && e.writable() && e.modified() && !e.large() {
+                if e.valid()
+                    && e.writable()
+                    && e.modified()
+                    && !e.large()
+                    && e.bits() & Vpte::SHARED == 0
+                {
                     dirty.push(va);
                 }
             });
@@ -455,6 +498,8 @@ impl Mm {
     /// Drop every page and table (the vmspace keeps pointing at the old
     /// root until [`Mm::reset`] or the end).
     fn release(&mut self) {
+        // Shared file pages reach their files (exit, exec).
+        let _ = self.write_back(USER_START, USER_END);
         let pages = std::mem::take(&mut self.pages);
         let large = std::mem::take(&mut self.large);
         let mut fr = self.fr();

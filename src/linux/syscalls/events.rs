@@ -563,6 +563,19 @@ impl Vproc {
         self.block_on(None)
     }
 
+    /// The waiters' key of the futex at `uaddr`: a shared futex (no
+    /// FUTEX_PRIVATE_FLAG) in a MAP_SHARED area is keyed by the shared
+    /// object and offset, so processes meet there; any other by (process,
+    /// address).
+    fn futex_key(&mut self, uaddr: u64, private: bool) -> (usize, u64) {
+        if !private {
+            if let Some(k) = self.mm.shared_futex_key(uaddr) {
+                return k;
+            }
+        }
+        (self.mm.id(), uaddr)
+    }
+
     /// futex(uaddr, op, val, timeout, uaddr2, val3).
     pub fn sys_futex(&mut self, a: [u64; 6]) -> Result<i64, i64> {
         const PRIVATE: u64 = 128;
@@ -606,7 +619,7 @@ impl Vproc {
                     }
                     return self.block_on(deadline);
                 };
-                let key = (self.mm.id(), uaddr);
+                let key = self.futex_key(uaddr, a[1] & PRIVATE != 0);
                 let bits = if op == 9 { a[5] as u32 } else { u32::MAX };
                 if self.call.progress == 0 {
                     // Register first, then look at the word: a FUTEX_WAKE
@@ -639,7 +652,7 @@ impl Vproc {
                 let Some(k) = self.k.clone() else {
                     return Ok(0);
                 };
-                let key = (self.mm.id(), uaddr);
+                let key = self.futex_key(uaddr, a[1] & PRIVATE != 0);
                 Ok(k.futex_wake(key, n, bits, None) as i64)
             }
             // FUTEX_REQUEUE, FUTEX_CMP_REQUEUE.
@@ -653,10 +666,14 @@ impl Vproc {
                 let Some(k) = self.k.clone() else {
                     return Ok(0);
                 };
-                let vms = self.mm.id();
+                let private = a[1] & PRIVATE != 0;
+                let (from, to) = (
+                    self.futex_key(uaddr, private),
+                    self.futex_key(a[4], private),
+                );
                 let n = (a[2] as u32).min(i32::MAX as u32) as usize;
                 let moved = (a[3] as u32).min(i32::MAX as u32) as usize;
-                Ok(k.futex_wake((vms, uaddr), n, u32::MAX, Some(((vms, a[4]), moved))) as i64)
+                Ok(k.futex_wake(from, n, u32::MAX, Some((to, moved))) as i64)
             }
             _ => Err(ENOSYS),
         }

@@ -5,10 +5,13 @@
 use super::errno::*;
 use super::R;
 use crate::linux::exec::Image;
-use crate::linux::files::{FileKind, O_ACCMODE, O_WRONLY};
+use crate::linux::files::{FileKind, O_ACCMODE, O_RDWR, O_WRONLY};
 use crate::linux::fs::Kind;
 use crate::linux::mm::{FileMap, USER_END};
 use crate::linux::Vproc;
+
+/// The device number of /dev/zero (1, 5).
+const DEV_ZERO: u32 = 0x105;
 
 impl Vproc {
     /// The memory calls, or None if `nr` is not one.
@@ -54,8 +57,11 @@ impl Vproc {
                 }
                 Ok(self.mm.set_brk(a[0]) as i64)
             }
-            // Nothing is written back: shared file mappings are read-only.
-            libc::SYS_msync => Ok(0),
+            libc::SYS_msync => self
+                .mm
+                .msync(a[0], a[1], a[2] as u32)
+                .map(|_| 0)
+                .map_err(Into::into),
             libc::SYS_mincore => Err(ENOSYS),
             _ => return None,
         })
@@ -114,13 +120,29 @@ impl Vproc {
             let FileKind::Inode(ino) = f.kind else {
                 return Err(ENODEV);
             };
-            match self.fs.inode(ino).kind {
-                Kind::File { .. } => {}
+            let zero = match self.fs.inode(ino).kind {
+                Kind::File { .. } => false,
+                Kind::CharDev(DEV_ZERO) => true,
                 Kind::CharDev(_) => return Err(ENODEV),
                 _ => return Err(EACCES),
-            }
+            };
             if f.flags & O_ACCMODE == O_WRONLY {
                 return Err(EACCES);
+            }
+            if zero {
+                // /dev/zero maps anonymous memory (shared: a new object);
+                // writing a shared one needs the fd open for writing.
+                let shared = flags & MAP_TYPE != MAP_PRIVATE;
+                if shared && prot & 2 != 0 && f.flags & O_ACCMODE != O_RDWR {
+                    return Err(EACCES);
+                }
+                drop(f);
+                let r = if shared {
+                    self.mm.mmap_shared_anon(addr, len, prot, fixed, noreplace)
+                } else {
+                    self.mm.mmap(addr, len, prot, fixed, noreplace, None)
+                };
+                return r.map(|v| v as i64).map_err(|e| e.errno());
             }
             // The open file's own backing: its identity changes when a
             // vproc rewrites it, so the cache never serves stale pages.
@@ -136,16 +158,19 @@ impl Vproc {
             Some(FileMap {
                 src,
                 off,
-                // MAP_SHARED and MAP_SHARED_VALIDATE: read-only here.
+                // MAP_SHARED and MAP_SHARED_VALIDATE.
                 shared: flags & MAP_TYPE != MAP_PRIVATE,
+                writable: f.flags & O_ACCMODE == O_RDWR,
             })
         } else {
             None
         };
-        let r = self
-            .mm
-            .mmap(addr, len, prot, fixed, noreplace, map)
-            .map_err(|e| e.errno())?;
+        let r = if map.is_none() && flags & MAP_TYPE != MAP_PRIVATE {
+            self.mm.mmap_shared_anon(addr, len, prot, fixed, noreplace)
+        } else {
+            self.mm.mmap(addr, len, prot, fixed, noreplace, map)
+        }
+        .map_err(|e| e.errno())?;
         Ok(r as i64)
     }
 }

@@ -53,12 +53,15 @@ impl Vproc {
                         VmaKind::SyscallStubs => "[vkernel-syscalls]",
                         _ => "",
                     };
+                    // 's': MAP_SHARED, as Linux marks it.
+                    let shared = v.shm.is_some() || v.file.as_ref().is_some_and(|f| f.shared);
                     let line = format!(
-                        "{start:08x}-{:08x} {}{}{}p 00000000 00:00 0",
+                        "{start:08x}-{:08x} {}{}{}{} 00000000 00:00 0",
                         v.end,
                         p(1, 'r'),
                         p(2, 'w'),
                         p(4, 'x'),
+                        if shared { 's' } else { 'p' },
                     );
                     if name.is_empty() {
                         s += &format!("{line}\n");
