@@ -35,8 +35,8 @@ mod mount;
 pub mod node;
 mod overlay;
 pub mod path;
-pub mod sparse;
 mod shared;
+pub mod sparse;
 mod tar;
 #[cfg(test)]
 mod tests;
