@@ -406,7 +406,11 @@ impl Fs {
     /// by [`Fs::prepare_write`]); returns the count and the end offset.
     pub fn write(&self, h: u64, pos: Option<u64>, data: &[u8]) -> Result<(usize, u64), Errno> {
         let (n, end) = self.write_file(h, pos, data)?;
-        self.shared_written(h, end - n as u64, &data[..n]);
+        // A device reports its own offset (0 for /dev/null), not the end
+        // of the bytes written: it has no shared mappings to tell.
+        if let Some(start) = end.checked_sub(n as u64) {
+            self.shared_written(h, start, &data[..n]);
+        }
         Ok((n, end))
     }
 
