@@ -17,5 +17,4 @@ pub use vkernel_devices as devices;
 pub use vkernel_guest as guest;
 
 #[cfg(feature = "linux")]
-#[macro_use]
-pub mod linux;
+pub use vkernel_linux as linux;

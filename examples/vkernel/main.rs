@@ -49,7 +49,7 @@ use clap::{Parser, Subcommand};
 use vkernel::core::prelude::*;
 use vkernel::devices::Disk;
 use vkernel::linux;
-use vkernel::{vk_eprint, vk_eprintln};
+use vkernel::linux::{vk_eprint, vk_eprintln};
 
 use linux::exec::Image;
 use linux::fs::Fs;

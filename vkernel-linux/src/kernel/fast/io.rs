@@ -1,0 +1,421 @@
+//! The fd calls the exitless server answers: read, write, their vector
+//! and positional forms, lseek, fstat and newfstatat, on files of the tree
+//! (host-backed, in memory), /dev/null, /dev/zero and /dev/urandom, pipes
+//! that have data (read) or room for the whole write, and the console when
+//! its host side never blocks (a regular file or /dev/null:
+//! `Stdio::write_never_blocks`; a terminal or a host pipe can, so those go
+//! to the exit path).
+//!
+//! Everything runs under the process lock (`try_with_parts`), and each
+//! open file and pipe is locked with a try: the locks are the exit path's,
+//! so the two never interleave inside a call. A read copies out before it
+//! consumes: its bytes are written to the user buffer first (present pages
+//! only), and only then does a pipe drop them or a file offset move; a
+//! failed copy leaves nothing changed for the exit path to redo.
+//! A pipe that gains or loses bytes wakes its waiters (blocked readers
+//! or writers on any vCPU, poll and select) exactly as the exit path does.
+
+use std::cell::Cell;
+
+use crate::core::prelude::Vmspace;
+use crate::files::{self, FdTable, FileKind};
+use crate::fs::{proc_item, Fs, Kind, ProcView, Source};
+use crate::mm::USER_END;
+use crate::syscalls::{fstat_bytes, seek_file, stat_bytes};
+use crate::thread::LockedParts;
+
+use super::FastCtx;
+
+/// Larger transfers take the exit path (bounds the time the server and
+/// the process lock spend on one call).
+const MAX_BYTES: u64 = 1 << 20;
+
+/// Most iovecs (UIO_MAXIOV).
+const MAX_IOV: u64 = 1024;
+
+/// /dev/null, /dev/zero, /dev/random, /dev/urandom (major 1, as the tree
+/// numbers them).
+const DEV_NULL: u32 = 0x103;
+const DEV_ZERO: u32 = 0x105;
+const DEV_RANDOM: u32 = 0x108;
+const DEV_URANDOM: u32 = 0x109;
+
+/// `dirfd` meaning the current directory.
+const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
+
+/// The fd calls, or None (the exit path).
+pub(super) fn serve(c: &FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
+    let fd = a[0] as i32 as i64;
+    c.process
+        .try_with_parts(|p| {
+            let vms = p.mm.vmspace();
+            let fds = p.fds;
+            match nr {
+                libc::SYS_read => read(c, vms, fds, fd, &[(a[1], a[2])], None),
+                libc::SYS_pread64 => read(c, vms, fds, fd, &[(a[1], a[2])], Some(offset(a[3])?)),
+                libc::SYS_readv => read(c, vms, fds, fd, &iovecs(vms, a[1], a[2])?, None),
+                libc::SYS_write => write(c, vms, fds, fd, &[(a[1], a[2])], Write::Plain),
+                libc::SYS_pwrite64 => {
+                    let at = offset(a[3])?;
+                    write(c, vms, fds, fd, &[(a[1], a[2])], Write::At(at))
+                }
+                libc::SYS_writev => {
+                    write(c, vms, fds, fd, &iovecs(vms, a[1], a[2])?, Write::Vector)
+                }
+                libc::SYS_lseek => {
+                    let file = fds.get(fd).ok()?.file.clone();
+                    let mut f = file.try_borrow()?;
+                    seek_file(&c.fs, &mut f, a[1] as i64, a[2] as u32)
+                        .ok()
+                        .map(|v| v as u64)
+                }
+                libc::SYS_fstat => {
+                    let st = fstat_fd(c, fds, fd)?;
+                    vms.copy_to_user(a[1], &st).ok().map(|_| 0)
+                }
+                libc::SYS_newfstatat => newfstatat(c, &p, fd, a[1], a[2], a[3]),
+                _ => None,
+            }
+        })
+        .flatten()
+}
+
+/// A file offset argument (negative ones are the exit path's EINVAL).
+fn offset(v: u64) -> Option<u64> {
+    (v as i64 >= 0).then_some(v)
+}
+
+/// The iovec array at `iov`, from present pages.
+fn iovecs(vms: &Vmspace, iov: u64, cnt: u64) -> Option<Vec<(u64, u64)>> {
+    if cnt > MAX_IOV {
+        return None;
+    }
+    let mut raw = vec![0u8; 16 * cnt as usize];
+    vms.copy_from_user(iov, &mut raw).ok()?;
+    Some(
+        raw.chunks(16)
+            .map(|c| {
+                (
+                    u64::from_le_bytes(c[..8].try_into().expect("8")),
+                    u64::from_le_bytes(c[8..].try_into().expect("8")),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The total length of user buffers `segs`, if each lies below the top of
+/// user space (else the exit path's EFAULT) and all are not too large.
+fn total_len(segs: &[(u64, u64)]) -> Option<usize> {
+    let mut total = 0u64;
+    for &(b, l) in segs {
+        if b.checked_add(l).is_none_or(|e| e > USER_END) {
+            return None;
+        }
+        total += l;
+        if total > MAX_BYTES {
+            return None;
+        }
+    }
+    Some(total as usize)
+}
+
+/// Copy `data` into the user buffers `segs`, in order (present, writable
+/// pages only).
+fn scatter(vms: &Vmspace, segs: &[(u64, u64)], mut data: &[u8]) -> Option<()> {
+    for &(b, l) in segs {
+        if data.is_empty() {
+            break;
+        }
+        let n = (l as usize).min(data.len());
+        vms.copy_to_user(b, &data[..n]).ok()?;
+        data = &data[n..];
+    }
+    Some(())
+}
+
+/// The bytes of the user buffers `segs` (present pages only).
+fn gather(vms: &Vmspace, segs: &[(u64, u64)], total: usize) -> Option<Vec<u8>> {
+    let mut data = vec![0u8; total];
+    let mut off = 0;
+    for &(b, l) in segs {
+        let l = l as usize;
+        vms.copy_from_user(b, &mut data[off..off + l]).ok()?;
+        off += l;
+    }
+    Some(data)
+}
+
+/// What the server may do with node `h` of the tree.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Node {
+    /// A regular file that is no `/proc` file: read and written through
+    /// the tree.
+    File,
+    /// /dev/null, /dev/zero, /dev/random or /dev/urandom: read through the
+    /// tree; write and pwrite64 take everything without looking.
+    MemDev,
+    /// Anything else (the exit path's).
+    Other,
+}
+
+fn node(fs: &Fs, h: u64) -> Node {
+    if proc_item(h).is_some() {
+        return Node::Other;
+    }
+    match fs.inode(h).kind {
+        Kind::File { source } if source != Source::Proc => Node::File,
+        Kind::CharDev(DEV_NULL | DEV_ZERO | DEV_RANDOM | DEV_URANDOM) => Node::MemDev,
+        _ => Node::Other,
+    }
+}
+
+/// read, pread64 (`at`), readv on `fd` into `segs`.
+fn read(
+    c: &FastCtx,
+    vms: &Vmspace,
+    fds: &FdTable,
+    fd: i64,
+    segs: &[(u64, u64)],
+    at: Option<u64>,
+) -> Option<u64> {
+    let file = fds.get(fd).ok()?.file.clone();
+    let mut f = file.try_borrow()?;
+    if f.flags & files::O_PATH != 0 || f.flags & files::O_ACCMODE == files::O_WRONLY {
+        return None;
+    }
+    let total = total_len(segs)?;
+    match &f.kind {
+        FileKind::PipeRead(p) if at.is_none() => {
+            let p = p.clone();
+            drop(f);
+            let mut p = p.try_borrow()?;
+            // Empty: a wait or the end of the file, the exit path's.
+            if p.buf.is_empty() {
+                return None;
+            }
+            let n = total.min(p.buf.len());
+            let data: Vec<u8> = p.buf.iter().take(n).copied().collect();
+            scatter(vms, segs, &data)?;
+            p.buf.drain(..n);
+            let w = p.take_waiters();
+            drop(p);
+            files::wake_all(w);
+            Some(n as u64)
+        }
+        FileKind::Inode(h) => {
+            let h = *h;
+            if node(&c.fs, h) == Node::Other {
+                return None;
+            }
+            let mut data = vec![0u8; total];
+            let n = c.fs.read(h, at.unwrap_or(f.pos), &mut data).ok()?;
+            scatter(vms, segs, &data[..n])?;
+            if at.is_none() {
+                f.pos += n as u64;
+            }
+            Some(n as u64)
+        }
+        _ => None,
+    }
+}
+
+/// Which write.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// write.
+    Plain,
+    /// pwrite64 at this offset.
+    At(u64),
+    /// writev.
+    Vector,
+}
+
+/// write, pwrite64, writev of `segs` to `fd`.
+fn write(
+    c: &FastCtx,
+    vms: &Vmspace,
+    fds: &FdTable,
+    fd: i64,
+    segs: &[(u64, u64)],
+    how: Write,
+) -> Option<u64> {
+    let file = fds.get(fd).ok()?.file.clone();
+    let mut f = file.try_borrow()?;
+    let mode = f.flags & files::O_ACCMODE;
+    if f.flags & files::O_PATH != 0 || (mode == 0 && !matches!(f.kind, FileKind::Stdin)) {
+        return None;
+    }
+    let total = total_len(segs)?;
+    let kind = match f.kind {
+        FileKind::Inode(h) => node(&c.fs, h),
+        _ => Node::Other,
+    };
+    // write and pwrite64 to a device never look at the buffer (the exit
+    // path's rule); writev goes through the tree below.
+    if how != Write::Vector && kind == Node::MemDev {
+        return Some(total as u64);
+    }
+    let data = gather(vms, segs, total)?;
+    match &f.kind {
+        FileKind::Inode(h) => {
+            let h = *h;
+            if kind == Node::Other {
+                return None;
+            }
+            let at = match how {
+                Write::At(off) => Some(off),
+                _ if f.flags & files::O_APPEND != 0 => None,
+                _ => Some(f.pos),
+            };
+            let (w, end) = c.fs.write(h, at, &data).ok()?;
+            if !matches!(how, Write::At(_)) {
+                f.pos = end;
+            }
+            Some(w as u64)
+        }
+        FileKind::PipeWrite(p) if !matches!(how, Write::At(_)) => {
+            let p = p.clone();
+            drop(f);
+            pipe_write(&p, &data)
+        }
+        FileKind::Stdout | FileKind::Stdin | FileKind::Stderr if !matches!(how, Write::At(_)) => {
+            let host = if matches!(f.kind, FileKind::Stderr) {
+                2
+            } else {
+                1
+            };
+            drop(f);
+            // An error (EPIPE and its SIGPIPE above all) is the exit
+            // path's to report: it tries the write again.
+            c.stdio
+                .try_write_never_blocking(host, &data)?
+                .ok()
+                .map(|n| n as u64)
+        }
+        _ => None,
+    }
+}
+
+/// A write of `data` to a pipe with readers and room for all of it.
+fn pipe_write(p: &files::Shared<files::Pipe>, data: &[u8]) -> Option<u64> {
+    let mut p = p.try_borrow()?;
+    if p.readers == 0 || p.capacity.saturating_sub(p.buf.len()) < data.len() {
+        return None;
+    }
+    p.buf.extend(data);
+    let w = p.take_waiters();
+    drop(p);
+    files::wake_all(w);
+    Some(data.len() as u64)
+}
+
+/// The `struct stat` of open fd `fd` (the console's asks the host: the
+/// exit path's).
+fn fstat_fd(c: &FastCtx, fds: &FdTable, fd: i64) -> Option<[u8; 144]> {
+    let file = fds.get(fd).ok()?.file.clone();
+    let f = file.try_borrow()?;
+    match f.kind {
+        FileKind::Inode(_) | FileKind::PipeRead(_) | FileKind::PipeWrite(_) => {
+            Some(fstat_bytes(&c.fs, &c.stdio, fd, &f))
+        }
+        _ => None,
+    }
+}
+
+/// newfstatat(dirfd, path, buf, flags): lookups that need no `/proc`
+/// view of the vproc.
+fn newfstatat(
+    c: &FastCtx,
+    p: &LockedParts<'_>,
+    dirfd: i64,
+    path: u64,
+    buf: u64,
+    flags: u64,
+) -> Option<u64> {
+    let vms = p.mm.vmspace();
+    let name = if path == 0 {
+        Vec::new()
+    } else {
+        user_cstr(vms, path)?
+    };
+    let st = if name.is_empty() {
+        if flags & libc::AT_EMPTY_PATH as u64 == 0 {
+            return None;
+        }
+        if dirfd == AT_FDCWD {
+            stat_bytes(&c.fs.inode(p.cwd))
+        } else {
+            fstat_fd(c, p.fds, dirfd)?
+        }
+    } else {
+        let base = if dirfd == AT_FDCWD {
+            p.cwd
+        } else {
+            let file = p.fds.get(dirfd).ok()?.file.clone();
+            let FileKind::Inode(h) = file.try_borrow()?.kind else {
+                return None;
+            };
+            if !c.fs.is_dir_handle(h) {
+                return None;
+            }
+            h
+        };
+        let view = NoView::default();
+        let follow = flags & libc::AT_SYMLINK_NOFOLLOW as u64 == 0;
+        let h = c.fs.walk(&view, base, &name, follow).ok()?;
+        if view.asked.get() || proc_item(h).is_some() {
+            return None;
+        }
+        stat_bytes(&c.fs.inode(h))
+    };
+    vms.copy_to_user(buf, &st).ok().map(|_| 0)
+}
+
+/// The NUL-terminated string at `va` (at most 4096 bytes), from present
+/// pages.
+fn user_cstr(vms: &Vmspace, va: u64) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut a = va;
+    while out.len() <= 4096 {
+        let mut chunk = vec![0u8; (4096 - (a & 0xfff)) as usize];
+        vms.copy_from_user(a, &mut chunk).ok()?;
+        if let Some(z) = chunk.iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..z]);
+            return Some(out);
+        }
+        out.extend_from_slice(&chunk);
+        a = a.checked_add(chunk.len() as u64)?;
+    }
+    None
+}
+
+/// The server has no `/proc` view of the vproc: a lookup that asks for
+/// one (`/proc/self`, `/dev/fd`, ...) is the exit path's.
+#[derive(Default)]
+struct NoView {
+    asked: Cell<bool>,
+}
+
+impl ProcView for NoView {
+    fn pid(&self) -> i32 {
+        self.asked.set(true);
+        0
+    }
+    fn fd_node(&self, _: i32) -> Option<Option<u64>> {
+        self.asked.set(true);
+        None
+    }
+    fn fds(&self) -> Vec<i32> {
+        self.asked.set(true);
+        Vec::new()
+    }
+    fn cwd(&self) -> u64 {
+        self.asked.set(true);
+        crate::fs::ROOT
+    }
+    fn exe(&self) -> Vec<u8> {
+        self.asked.set(true);
+        Vec::new()
+    }
+}

@@ -1,0 +1,238 @@
+//! fork: a child vproc sharing its parent's memory copy-on-write.
+
+use super::*;
+
+/// The ids of a new process-table entry.
+pub(super) struct Ids {
+    pub(super) ppid: i32,
+    pub(super) tgid: i32,
+    pub(super) threads: usize,
+    pub(super) exit_signal: i32,
+    pub(super) pgid: i32,
+    pub(super) sid: i32,
+}
+
+/// The vCPU a new child starts on: an idle one (nothing runnable) if
+/// there is one, the parent's own first; else the parent's. Like Linux's
+/// fork balancing, which moves a child only to a CPU clearly less loaded:
+/// a child sent to a vCPU whose task is CPU-bound waited there a whole
+/// granularity plus a tick (it starts at that queue's `min_vruntime`, so
+/// it cannot preempt), while on the parent's vCPU it runs as soon as the
+/// parent waits for it (a shell's fork, exec, wait4), and its wake-ups
+/// stay on one vCPU thread instead of crossing to another (see
+/// docs/PERFORMANCE.md, "Pipelines beside CPU spinners").
+pub(super) fn fork_cpu(t: &Table, parent_cpu: usize) -> usize {
+    (0..t.sched.nr_cpus())
+        .filter(|&c| t.sched.nr_running(c) == 0)
+        .min_by_key(|&c| c != parent_cpu)
+        .unwrap_or(parent_cpu)
+}
+
+/// Enter a new embryo (a process or a thread of `parent`'s) as `id` in the
+/// table; returns its scheduling policy (the parent's) and the vCPU it
+/// should start on ([`fork_cpu`] for a process).
+pub(super) fn insert_embryo(
+    t: &mut Table,
+    cpu: &Cpu,
+    parent: &Vproc,
+    id: i32,
+    ids: Ids,
+) -> (Policy, usize) {
+    t.procs.insert(
+        id,
+        Entry {
+            ppid: ids.ppid,
+            tgid: ids.tgid,
+            threads: ids.threads,
+            exit_signal: ids.exit_signal,
+            blocked: parent.sig.blocked,
+            pgid: ids.pgid,
+            sid: ids.sid,
+            state: PState::Embryo,
+            body: None,
+            signals: Vec::new(),
+            sig_flag: Arc::new(AtomicBool::new(false)),
+            wake_pending: false,
+            event_wait: false,
+            watchdog_woke: false,
+            woken_after_watchdog: false,
+            comm: parent.comm.clone(),
+            vms: None,
+            itimers: Default::default(),
+            stop_report: None,
+            cont_report: false,
+            death: None,
+            shared: Vec::new(),
+            pdeathsig: 0,
+        },
+    );
+    t.max_alive = t.max_alive.max(Kernel::alive(t));
+    let policy = t
+        .sched
+        .task(tid(parent.pid))
+        .map_or(Policy::NORMAL, |x| x.policy);
+    let c = if ids.tgid == id {
+        fork_cpu(t, cpu.index())
+    } else {
+        // A thread: the least loaded vCPU, this one on a tie (threads of
+        // one process run in parallel; a condvar ping-pong between two
+        // threads measured no better kept on the creator's vCPU).
+        (0..t.sched.nr_cpus())
+            .min_by_key(|&c| (t.sched.nr_running(c), c != cpu.index()))
+            .unwrap_or(0)
+    };
+    (policy, c)
+}
+
+/// fork: a child vproc sharing the parent's memory copy-on-write. Returns
+/// the child's pid or -errno.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn fork(
+    k: &Arc<Kernel>,
+    machine: &Machine,
+    cpu: &Cpu,
+    parent: &mut Vproc,
+    flags: u64,
+    ptid: u64,
+    ctid: u64,
+    tls: u64,
+    stack: u64,
+) -> i64 {
+    use super::thread::{
+        CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_PARENT_SETTID, CLONE_SETTLS,
+    };
+    // Reserve a slot and a pid.
+    let (pid, pgid, sid, nice_policy, target_cpu) = {
+        let mut t = k.lock();
+        if Kernel::alive(&t) >= k.opts.max_procs || Kernel::threads_alive(&t) >= k.opts.max_threads
+        {
+            t.eagain += 1;
+            return -EAGAIN;
+        }
+        let pid = super::thread::alloc_pid(&mut t);
+        let (pgid, sid) = t
+            .procs
+            .get(&parent.thread.tgid)
+            .map_or((parent.pid, parent.pid), |e| (e.pgid, e.sid));
+        let (policy, cpu) = insert_embryo(
+            &mut t,
+            cpu,
+            parent,
+            pid,
+            Ids {
+                ppid: parent.thread.tgid,
+                tgid: pid,
+                threads: 1,
+                exit_signal: (flags & 0xff) as i32,
+                pgid,
+                sid,
+            },
+        );
+        (pid, pgid, sid, policy, cpu)
+    };
+    let _ = (pgid, sid);
+    let built = (|| -> Result<Vproc, i64> {
+        let vms = machine.vmspace_create().map_err(|_| EAGAIN)?;
+        let mm = parent.mm.fork(vms).map_err(|e| e.errno())?;
+        let mut child = parent.fork_body(crate::thread::MmRef::new(mm), pid);
+        // The parent's live FPU registers are the child's too.
+        match cpu.fork_fpu(&parent.fpu) {
+            Ok(f) => child.fpu = f,
+            Err(e) => log::warn!("fork: the child's FPU state starts afresh: {e}"),
+        }
+        child.exit_signal = (flags & 0xff) as i32;
+        if flags & CLONE_SETTLS != 0 {
+            child.frame.fs_base = tls;
+        }
+        if stack != 0 {
+            child.frame.rsp = stack;
+        }
+        if flags & CLONE_CHILD_SETTID != 0 {
+            child
+                .mm
+                .write(ctid, &pid.to_le_bytes())
+                .map_err(|e| e.errno())?;
+        }
+        if flags & CLONE_CHILD_CLEARTID != 0 {
+            child.clear_child_tid = ctid;
+        }
+        Ok(child)
+    })();
+    let mut t = k.lock();
+    let child = match built {
+        Ok(c) => c,
+        Err(e) => {
+            t.procs.remove(&pid);
+            return -e;
+        }
+    };
+    let now = k.now();
+    if let Err(e) = t.sched.add_task(tid(pid), nice_policy, 0, target_cpu, now) {
+        log::warn!("add_task {pid}: {e}");
+        t.procs.remove(&pid);
+        drop(t);
+        drop(child);
+        return -EAGAIN;
+    }
+    let e = t.procs.get_mut(&pid).expect("reserved");
+    e.state = PState::Runnable;
+    e.sig_flag = child.sig_flag.clone();
+    e.vms = Some(child.mm.vmspace_arc());
+    e.body = Some(Box::new(child));
+    t.forks += 1;
+    if target_cpu != cpu.index() {
+        k.kick(&t, target_cpu);
+    }
+    k.notify();
+    drop(t);
+    if flags & CLONE_PARENT_SETTID != 0 {
+        let _ = parent.mm.write(ptid, &pid.to_le_bytes());
+    }
+    pid as i64
+}
+
+/// clone, in kernel mode (`self.k` is set).
+impl Vproc {
+    pub(super) fn kernel(&self) -> Result<Arc<Kernel>, i64> {
+        self.k.clone().ok_or(ENOSYS)
+    }
+
+    /// clone/fork/vfork: left to the vCPU loop.
+    pub fn sys_clone(
+        &mut self,
+        flags: u64,
+        stack: u64,
+        ptid: u64,
+        ctid: u64,
+        tls: u64,
+    ) -> Result<i64, i64> {
+        use super::thread::{
+            CLONE_FILES, CLONE_FS, CLONE_SIGHAND, CLONE_THREAD, CLONE_VFORK, CLONE_VM,
+        };
+        self.kernel()?;
+        // Linux's rules: a thread shares the handlers, which need the
+        // address space.
+        if (flags & CLONE_THREAD != 0 && flags & CLONE_SIGHAND == 0)
+            || (flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0)
+        {
+            return Err(EINVAL);
+        }
+        let thread = flags & CLONE_THREAD != 0;
+        if (thread && flags & (CLONE_FS | CLONE_FILES) != CLONE_FS | CLONE_FILES)
+            || (!thread && flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0)
+        {
+            // Threads with their own fd table or cwd, and processes that
+            // share an address space, are not supported.
+            log::warn!("clone flags {flags:#x}: not supported (ENOSYS)");
+            return Err(ENOSYS);
+        }
+        self.request = Some(Request::Fork {
+            flags,
+            ptid,
+            ctid,
+            tls,
+            stack,
+        });
+        Ok(0)
+    }
+}

@@ -1,0 +1,304 @@
+//! The page cache: file pages in RAM frames, shared by every vproc of a
+//! virtual kernel.
+//!
+//! A file mapping (a program's or library's segments, `mmap` of a file)
+//! does not copy the file: its pages are frames of this cache, keyed by
+//! the file's identity ([`FileSource::file_id`]) and the page index, filled
+//! from the file on first use ([`PageCache::get`]). The cache holds one
+//! reference to each of its frames ([`FrameAlloc`] reference counts), every
+//! mapping one more, so a cached frame is never the last reference of a
+//! mapping: a write to a private mapping always takes a copy (the
+//! copy-on-write break of [`crate::core::vptable::VpTable::cow_fault`]),
+//! and two vprocs that map the same library share its frames, which
+//! memstat's PSS shows.
+//!
+//! Bytes of the last page past the end of the file read as zero. Frames
+//! only the cache holds are given back when RAM runs out
+//! ([`PageCache::shrink`]). A file the vprocs change gets a new identity
+//! (the root filesystem's overlay gives a copied-up or rewritten file a
+//! fresh [`crate::fs::Backing::file_id`]), so later mappings never
+//! see stale pages; host files changed behind the vkernel's back are not
+//! noticed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::core::ram::Ram;
+use crate::core::vptable::{FrameAlloc, VptError};
+
+/// Page size.
+const PAGE: u64 = 4096;
+
+impl FileSource for crate::fs::Backing {
+    fn file_id(&self) -> (u64, u64) {
+        crate::fs::Backing::file_id(self)
+    }
+    fn size(&self) -> u64 {
+        crate::fs::Backing::size(self)
+    }
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, i64> {
+        crate::fs::Backing::read_at(self, off, buf)
+    }
+    fn backing(&self) -> Option<&crate::fs::Backing> {
+        Some(self)
+    }
+}
+
+/// A file whose pages can be mapped: a stable identity, its size and
+/// random-access reads. Implemented by [`crate::exec::Image`] (a
+/// host file, a file of the tar image); the root filesystem's open files
+/// offer it too.
+pub trait FileSource: Send + Sync {
+    /// A stable identity of the file (device, inode) within one virtual
+    /// kernel: two opens of the same file give the same pair.
+    fn file_id(&self) -> (u64, u64);
+    /// The file's size in bytes.
+    fn size(&self) -> u64;
+    /// Read up to `buf.len()` bytes at `off`; the count read (short at the
+    /// end of the file) or an errno.
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, i64>;
+    /// The root filesystem's node behind it, if it is one (a shared
+    /// mapping of it shares the node's pages).
+    fn backing(&self) -> Option<&crate::fs::Backing> {
+        None
+    }
+}
+
+/// Errors of the page cache.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
+pub enum CacheError {
+    /// No RAM frame is left, even after dropping unused cached pages.
+    #[error("out of RAM frames for the page cache (start the virtual kernel with a larger --mem)")]
+    OutOfMemory,
+    /// The page lies wholly past the end of the file (SIGBUS on access).
+    #[error("page {index} is past the end of the {size}-byte file")]
+    PastEof {
+        /// Page index.
+        index: u64,
+        /// File size.
+        size: u64,
+    },
+    /// Reading the file failed.
+    #[error("reading the file at offset {off} failed (errno {errno})")]
+    Read {
+        /// Byte offset.
+        off: u64,
+        /// The errno the file gave.
+        errno: i64,
+    },
+    /// RAM access failed (a vkernel bug).
+    #[error("RAM: {0}")]
+    Ram(VptError),
+}
+
+/// Counters of a page cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups that found the page.
+    pub hits: u64,
+    /// Pages read from their file.
+    pub fills: u64,
+    /// Pages given back by [`PageCache::shrink`].
+    pub evictions: u64,
+    /// Pages cached now.
+    pub pages: u64,
+}
+
+type Key = (u64, u64, u64);
+
+/// The page cache of one virtual kernel (shared by its vprocs).
+#[derive(Debug, Default)]
+pub struct PageCache {
+    inner: Mutex<Inner>,
+    /// The objects of shared file mappings (one per mapped node).
+    pub shm_files: crate::mm::ShmFiles,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    pages: HashMap<Key, u64>,
+    stats: CacheStats,
+}
+
+impl PageCache {
+    /// An empty cache.
+    pub fn new() -> Arc<PageCache> {
+        Arc::new(PageCache::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The frame holding page `index` of `src`, with one reference taken
+    /// for the caller (who gives it back with [`FrameAlloc::free`]). The
+    /// page is read from the file if it is not cached yet.
+    pub fn get(
+        &self,
+        frames: &Mutex<FrameAlloc>,
+        ram: &Ram,
+        src: &dyn FileSource,
+        index: u64,
+    ) -> Result<u64, CacheError> {
+        let (dev, ino) = src.file_id();
+        let key = (dev, ino, index);
+        {
+            let mut c = self.lock();
+            if let Some(&f) = c.pages.get(&key) {
+                lock(frames).share(f);
+                c.stats.hits += 1;
+                return Ok(f);
+            }
+        }
+        let size = src.size();
+        let off = index
+            .checked_mul(PAGE)
+            .ok_or(CacheError::PastEof { index, size })?;
+        if off >= size {
+            return Err(CacheError::PastEof { index, size });
+        }
+        // Read outside every lock: the file may be slow.
+        let mut buf = vec![0u8; PAGE as usize];
+        let want = (size - off).min(PAGE) as usize;
+        let mut got = 0;
+        while got < want {
+            match src.read_at(off + got as u64, &mut buf[got..want]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(errno) => {
+                    return Err(CacheError::Read {
+                        off: off + got as u64,
+                        errno,
+                    })
+                }
+            }
+        }
+        let mut c = self.lock();
+        if let Some(&f) = c.pages.get(&key) {
+            // Filled by someone else meanwhile.
+            lock(frames).share(f);
+            c.stats.hits += 1;
+            return Ok(f);
+        }
+        let f = {
+            let mut fr = lock(frames);
+            let f = match fr.alloc(ram) {
+                Ok(f) => f,
+                Err(VptError::OutOfFrames) => {
+                    Self::shrink_locked(&mut c, &mut fr);
+                    fr.alloc(ram).map_err(|_| CacheError::OutOfMemory)?
+                }
+                Err(e) => return Err(CacheError::Ram(e)),
+            };
+            if let Err(e) = ram.write(f, &buf) {
+                fr.free(f);
+                return Err(CacheError::Ram(e.into()));
+            }
+            // The cache's reference and the caller's.
+            fr.share(f);
+            f
+        };
+        c.pages.insert(key, f);
+        c.stats.fills += 1;
+        c.stats.pages = c.pages.len() as u64;
+        Ok(f)
+    }
+
+    /// The frame holding page `index` of `src` if it is cached, with one
+    /// reference taken for the caller; never reads the file.
+    pub fn cached(
+        &self,
+        frames: &Mutex<FrameAlloc>,
+        src: &dyn FileSource,
+        index: u64,
+    ) -> Option<u64> {
+        let (dev, ino) = src.file_id();
+        let mut c = self.lock();
+        let f = *c.pages.get(&(dev, ino, index))?;
+        lock(frames).share(f);
+        c.stats.hits += 1;
+        Some(f)
+    }
+
+    /// Give back every cached frame no mapping uses; returns how many.
+    pub fn shrink(&self, frames: &Mutex<FrameAlloc>) -> u64 {
+        let mut c = self.lock();
+        Self::shrink_locked(&mut c, &mut lock(frames))
+    }
+
+    fn shrink_locked(c: &mut Inner, fr: &mut FrameAlloc) -> u64 {
+        let before = c.pages.len();
+        c.pages.retain(|_, f| {
+            if fr.refcount(*f) == 1 {
+                fr.free(*f);
+                false
+            } else {
+                true
+            }
+        });
+        let n = (before - c.pages.len()) as u64;
+        c.stats.evictions += n;
+        c.stats.pages = c.pages.len() as u64;
+        n
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> CacheStats {
+        self.lock().stats
+    }
+}
+
+fn lock(m: &Mutex<FrameAlloc>) -> std::sync::MutexGuard<'_, FrameAlloc> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Mem(Vec<u8>, u64);
+
+    impl FileSource for Mem {
+        fn file_id(&self) -> (u64, u64) {
+            (7, self.1)
+        }
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, i64> {
+            let s = self.0.get(off as usize..).unwrap_or(&[]);
+            let n = s.len().min(buf.len());
+            buf[..n].copy_from_slice(&s[..n]);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn shares_fills_once_zero_tail_and_shrinks() {
+        let ram = Ram::anonymous(1 << 20).unwrap();
+        let frames = Mutex::new(FrameAlloc::new(0, 1 << 20).unwrap());
+        let c = PageCache::new();
+        let file = Mem(vec![0xab; 5000], 1);
+        let a = c.get(&frames, &ram, &file, 1).unwrap();
+        let b = c.get(&frames, &ram, &file, 1).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(lock(&frames).refcount(a), 3);
+        let mut page = vec![0u8; 4096];
+        ram.read(a, &mut page).unwrap();
+        assert!(page[..904].iter().all(|&x| x == 0xab));
+        assert!(page[904..].iter().all(|&x| x == 0));
+        assert_eq!(
+            c.get(&frames, &ram, &file, 2),
+            Err(CacheError::PastEof {
+                index: 2,
+                size: 5000
+            })
+        );
+        assert_eq!(c.shrink(&frames), 0);
+        lock(&frames).free(a);
+        lock(&frames).free(b);
+        assert_eq!(c.shrink(&frames), 1);
+        assert_eq!(c.stats().fills, 1);
+        assert_eq!(c.stats().pages, 0);
+    }
+}

@@ -1,0 +1,90 @@
+//! Calls that describe the system: uname, sysinfo, getrandom, and the
+//! optional calls answered as a kernel without them (prctl, rseq).
+
+use super::errno::*;
+use super::R;
+use crate::Vproc;
+
+impl Vproc {
+    /// The system-information calls, or None if `nr` is not one.
+    pub(super) fn info_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
+        Some(match nr {
+            libc::SYS_uname => self.sys_uname(a[0]),
+            libc::SYS_sysinfo => self.sys_sysinfo(a[0]),
+            libc::SYS_getrandom => self.sys_getrandom(a[0], a[1] as usize),
+            libc::SYS_prctl => self.sys_prctl(a),
+            libc::SYS_rseq => Err(ENOSYS),
+            _ => return None,
+        })
+    }
+
+    /// getrusage: the CPU time the scheduler counted for this vproc (all
+    /// of it as user time) and its resident memory; children's usage is
+    /// not kept (zeros).
+    pub(super) fn sys_getrusage(&mut self, who: i64, buf: u64) -> R {
+        let mut b = [0u8; 144];
+        match who {
+            0 | 1 => {
+                let ns = match &self.k {
+                    Some(k) => k.cpu_time(self.pid),
+                    None => self.started.elapsed().as_nanos() as u64,
+                };
+                b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+                b[8..16].copy_from_slice(&((ns / 1000) % 1_000_000).to_le_bytes());
+                let rss_kb = self.mm.resident_pages() * 4;
+                b[32..40].copy_from_slice(&rss_kb.to_le_bytes());
+            }
+            -1 => {}
+            _ => return Err(EINVAL),
+        }
+        self.mm.write(buf, &b)?;
+        Ok(0)
+    }
+
+    /// getrandom: up to 1 MiB of the host's randomness.
+    fn sys_getrandom(&mut self, buf: u64, len: usize) -> R {
+        let n = len.min(1 << 20);
+        let mut b = vec![0u8; n];
+        crate::random_bytes(&mut b);
+        self.mm.write(buf, &b)?;
+        Ok(n as i64)
+    }
+
+    fn sys_uname(&mut self, buf: u64) -> R {
+        self.mm.write(buf, &uname_bytes())?;
+        Ok(0)
+    }
+
+    fn sys_sysinfo(&mut self, buf: u64) -> R {
+        let mut b = [0u8; 112];
+        let up = self.started.elapsed().as_secs();
+        b[..8].copy_from_slice(&up.to_le_bytes());
+        let total = self.mm.ram().size();
+        let free = self.mm.free_frames() * 4096;
+        b[32..40].copy_from_slice(&total.to_le_bytes());
+        b[40..48].copy_from_slice(&free.to_le_bytes());
+        b[80..82].copy_from_slice(&1u16.to_le_bytes());
+        b[104..108].copy_from_slice(&1u32.to_le_bytes());
+        self.mm.write(buf, &b)?;
+        Ok(0)
+    }
+}
+
+/// The `struct utsname` uname returns (also the exitless fast path's).
+pub(crate) fn uname_bytes() -> [u8; 390] {
+    let mut b = [0u8; 390];
+    for (i, s) in [
+        &b"Linux"[..],
+        b"vkernel",
+        b"6.1.0-vkernel",
+        b"#1 SMP vkernel",
+        b"x86_64",
+        b"(none)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        b[65 * i..65 * i + s.len()].copy_from_slice(s);
+    }
+    b
+}

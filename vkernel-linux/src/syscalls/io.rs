@@ -1,0 +1,791 @@
+//! Calls that move bytes through file descriptors: read/write and their
+//! vector and positional forms, sendfile, pipes, dup, fcntl, ioctl, close;
+//! poll and select (whose handlers wait, in [`super::events`]).
+
+use super::errno::*;
+use super::{int, R};
+use crate::files::{self, Fd, FileKind, OpenFile, Pipe, Shared};
+use crate::fs::Kind;
+use crate::signal::{self, SigInfo};
+use crate::Vproc;
+
+impl Vproc {
+    /// The file-descriptor calls, or None if `nr` is not one.
+    pub(super) fn io_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
+        Some(match nr {
+            libc::SYS_read => self.sys_read(int(a[0]), a[1], a[2] as usize, None),
+            libc::SYS_pread64 => self.sys_read(int(a[0]), a[1], a[2] as usize, Some(a[3])),
+            libc::SYS_readv => self.sys_readv(int(a[0]), a[1], a[2]),
+            libc::SYS_write => self.sys_write(int(a[0]), a[1], a[2] as usize),
+            libc::SYS_writev => self.sys_writev(int(a[0]), a[1], a[2]),
+            libc::SYS_pwrite64 => self.sys_pwrite(int(a[0]), a[1], a[2] as usize, a[3] as i64),
+            libc::SYS_sendfile => self.sys_sendfile(int(a[0]), int(a[1]), a[2], a[3] as usize),
+            libc::SYS_close => self.close_fd(int(a[0])).map(|_| 0),
+            libc::SYS_pipe => self.sys_pipe2(a[0], 0),
+            libc::SYS_pipe2 => self.sys_pipe2(a[0], a[1] as u32),
+            libc::SYS_dup => self.sys_dup(int(a[0]), 0, false),
+            libc::SYS_dup2 => self.sys_dup3(int(a[0]), int(a[1]), 0, true),
+            libc::SYS_dup3 => self.sys_dup3(int(a[0]), int(a[1]), a[2] as u32, false),
+            libc::SYS_close_range => self.sys_close_range(a[0], a[1], a[2] as u32),
+            libc::SYS_copy_file_range => self.sys_copy_file_range(a),
+            libc::SYS_fcntl => self.sys_fcntl(int(a[0]), a[1] as u32, a[2]),
+            libc::SYS_ioctl => self.sys_ioctl(int(a[0]), a[1] as u32, a[2]),
+            libc::SYS_poll => self.sys_poll_ms(a[0], a[1], a[2] as i32),
+            libc::SYS_ppoll => self.sys_ppoll(a),
+            libc::SYS_select => self.sys_select(a),
+            libc::SYS_pselect6 => self.sys_pselect6(a),
+            // No networking: no socket can be made, so every fd that is
+            // open is not a socket (ENOTSOCK; EBADF for one that is not).
+            libc::SYS_socket | libc::SYS_socketpair => Err(EAFNOSUPPORT),
+            libc::SYS_connect
+            | libc::SYS_accept
+            | libc::SYS_accept4
+            | libc::SYS_sendto
+            | libc::SYS_recvfrom
+            | libc::SYS_sendmsg
+            | libc::SYS_recvmsg
+            | libc::SYS_sendmmsg
+            | libc::SYS_recvmmsg
+            | libc::SYS_shutdown
+            | libc::SYS_bind
+            | libc::SYS_listen
+            | libc::SYS_getsockname
+            | libc::SYS_getpeername
+            | libc::SYS_setsockopt
+            | libc::SYS_getsockopt => match self.fds.get(int(a[0])) {
+                Ok(_) => Err(ENOTSOCK),
+                Err(e) => Err(e.into()),
+            },
+            _ => return None,
+        })
+    }
+
+    /// Linux's access_ok: the whole buffer below the top of user space.
+    fn user_range_ok(buf: u64, len: usize) -> bool {
+        buf.checked_add(len as u64)
+            .is_some_and(|e| e <= crate::mm::USER_END)
+    }
+
+    /// Checks of read/write before the buffer is touched: the fd is open
+    /// for that direction (EBADF), the buffer is below the top of user
+    /// space (EFAULT). Returns whether the fd is /dev/null or /dev/zero.
+    fn rw_check(&self, fd: i64, buf: u64, len: usize, write: bool) -> Result<Option<u32>, i64> {
+        let file = self.fds.get(fd)?.file.clone();
+        let f = file.borrow();
+        let mode = f.flags & files::O_ACCMODE;
+        let bad = f.flags & files::O_PATH != 0
+            || if write {
+                mode == 0 && !matches!(f.kind, FileKind::Stdin)
+            } else {
+                mode == files::O_WRONLY
+            };
+        if bad {
+            return Err(EBADF);
+        }
+        if !Self::user_range_ok(buf, len) {
+            return Err(EFAULT);
+        }
+        Ok(match &f.kind {
+            FileKind::Inode(ino) => match self.fs.inode(*ino).kind {
+                Kind::CharDev(d) => Some(d),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
+    fn sys_write(&mut self, fd: i64, buf: u64, len: usize) -> R {
+        if self.rw_check(fd, buf, len, true)?.is_some() {
+            // /dev/null and /dev/zero never look at the buffer.
+            return Ok(len as i64);
+        }
+        let len = len.min(1 << 24);
+        // Write the readable head of the buffer; EFAULT only if there is
+        // none.
+        let mut data = vec![0u8; len];
+        let n = self.mm.read_partial(buf, &mut data);
+        if n == 0 && len > 0 {
+            return Err(EFAULT);
+        }
+        data.truncate(n);
+        self.write_fd(fd, &data)
+    }
+
+    /// Write to the host behind fd 1 or 2. A host pipe without readers
+    /// (`vk run ... | head -1`) is a readerless pipe for the vproc too:
+    /// EPIPE and SIGPIPE, as Linux gives a native process.
+    fn write_host(&mut self, fd: i32, data: &[u8]) -> R {
+        match self.stdio.write(fd, data) {
+            Ok(n) => Ok(n as i64),
+            Err(EPIPE) => {
+                self.queue_signal(SigInfo {
+                    signo: signal::SIGPIPE,
+                    pid: self.pid,
+                    ..Default::default()
+                });
+                Err(EPIPE)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_fd(&mut self, fd: i64, data: &[u8]) -> R {
+        self.write_fd_as(fd, data, false)
+    }
+
+    /// pwrite64: write at `off`, the file offset untouched.
+    fn sys_pwrite(&mut self, fd: i64, buf: u64, len: usize, off: i64) -> R {
+        if self.rw_check(fd, buf, len, true)?.is_some() {
+            return Ok(len as i64);
+        }
+        if off < 0 {
+            return Err(EINVAL);
+        }
+        let file = self.fds.get(fd)?.file.clone();
+        let FileKind::Inode(h) = file.borrow().kind else {
+            return Err(ESPIPE);
+        };
+        let len = len.min(1 << 24);
+        let mut data = vec![0u8; len];
+        let n = self.mm.read_partial(buf, &mut data);
+        if n == 0 && len > 0 {
+            return Err(EFAULT);
+        }
+        let (w, _) = self.fs.write(h, Some(off as u64), &data[..n])?;
+        Ok(w as i64)
+    }
+
+    /// write to an open file of the tree at its offset (at the end with
+    /// O_APPEND), moving the offset.
+    fn write_node(&mut self, f: &mut OpenFile, h: u64, data: &[u8]) -> R {
+        if self.is_dir(h) {
+            return Err(EISDIR);
+        }
+        let at = if f.flags & files::O_APPEND != 0 {
+            None
+        } else {
+            Some(f.pos)
+        };
+        let (w, end) = self.fs.write(h, at, data)?;
+        f.pos = end;
+        Ok(w as i64)
+    }
+
+    /// write to `fd`; `nowait`: as with O_NONBLOCK (sendfile).
+    fn write_fd_as(&mut self, fd: i64, data: &[u8], nowait: bool) -> R {
+        let file = self.fds.get(fd)?.file.clone();
+        let mut f = file.borrow();
+        if f.flags & files::O_ACCMODE == 0 && !matches!(f.kind, FileKind::Stdin) {
+            return Err(EBADF);
+        }
+        if let FileKind::Inode(h) = f.kind {
+            return self.write_node(&mut f, h, data);
+        }
+        match &f.kind {
+            FileKind::Stdout | FileKind::Stdin => self.write_host(1, data),
+            FileKind::Stderr => self.write_host(2, data),
+            FileKind::PipeWrite(p) => {
+                let nonblock = f.flags & files::O_NONBLOCK != 0 || nowait;
+                let mut p = p.borrow_mut();
+                // A blocking write moves everything, in as many rounds as
+                // the pipe needs; `progress` counts what earlier rounds of
+                // this call moved.
+                let done = self.call.progress.min(data.len());
+                if p.readers == 0 {
+                    drop(p);
+                    drop(f);
+                    self.queue_signal(SigInfo {
+                        signo: signal::SIGPIPE,
+                        pid: self.pid,
+                        ..Default::default()
+                    });
+                    return if done > 0 {
+                        Ok(done as i64)
+                    } else {
+                        Err(EPIPE)
+                    };
+                }
+                let rest = &data[done..];
+                let Some(k) = self.k.clone() else {
+                    // Alone, nobody would ever drain it: take it all.
+                    p.buf.extend(rest);
+                    return Ok(data.len() as i64);
+                };
+                let room = p.capacity.saturating_sub(p.buf.len());
+                // Writes up to PIPE_BUF are atomic: all or wait.
+                let fits = if rest.len() <= files::PIPE_BUF {
+                    room >= rest.len()
+                } else {
+                    room > 0
+                };
+                if !fits && !rest.is_empty() {
+                    if nonblock {
+                        return if done > 0 {
+                            Ok(done as i64)
+                        } else {
+                            Err(EAGAIN)
+                        };
+                    }
+                    p.wait(self.pid, k);
+                    drop(p);
+                    drop(f);
+                    return self.block_on(None);
+                }
+                let n = room.min(rest.len());
+                p.buf.extend(&rest[..n]);
+                let w = p.take_waiters();
+                let done = done + n;
+                let more = done < data.len() && !nonblock;
+                if more {
+                    p.wait(self.pid, k);
+                }
+                drop(p);
+                drop(f);
+                files::wake_all(w);
+                if more {
+                    self.call.progress = done;
+                    return self.block_on(None);
+                }
+                Ok(done as i64)
+            }
+            FileKind::Inode(_) | FileKind::PipeRead(_) => Err(EBADF),
+        }
+    }
+
+    fn sys_read(&mut self, fd: i64, buf: u64, len: usize, at: Option<u64>) -> R {
+        let dev = self.rw_check(fd, buf, len, false)?;
+        let len = len.min(1 << 24);
+        // Read only what fits in the writable head of the buffer (nothing
+        // is consumed that cannot be delivered); EFAULT only if none does.
+        let fits = self.mm.accessible_len(buf, len, true);
+        if fits == 0 && len > 0 {
+            return match dev {
+                Some(d) if d & 0xff == 3 => Ok(0), // /dev/null: EOF
+                _ => Err(EFAULT),
+            };
+        }
+        let mut data = vec![0u8; fits];
+        let n = self.read_fd(fd, &mut data, at)?;
+        self.mm.write(buf, &data[..n])?;
+        Ok(n as i64)
+    }
+
+    fn read_fd(&mut self, fd: i64, data: &mut [u8], at: Option<u64>) -> Result<usize, i64> {
+        let file = self.fds.get(fd)?.file.clone();
+        let mut f = file.borrow_mut();
+        if f.flags & files::O_ACCMODE == files::O_WRONLY {
+            return Err(EBADF);
+        }
+        match &f.kind {
+            // Reading fd 1/2 of a terminal reads the terminal.
+            FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
+                if at.is_some() {
+                    return Err(ESPIPE);
+                }
+                if let Some(k) = self.k.clone() {
+                    // Wait in the process table, not on the vCPU thread.
+                    if !data.is_empty() && !self.stdio.readable(Some((self.pid, k))) {
+                        if f.flags & files::O_NONBLOCK != 0 {
+                            return Err(EAGAIN);
+                        }
+                        drop(f);
+                        return self.block_on(None).map(|_| 0);
+                    }
+                }
+                self.stdio.read(data)
+            }
+            FileKind::PipeRead(p) => {
+                if at.is_some() {
+                    return Err(ESPIPE);
+                }
+                let nonblock = f.flags & files::O_NONBLOCK != 0;
+                let mut p = p.borrow_mut();
+                if p.buf.is_empty() {
+                    if p.writers == 0 || data.is_empty() {
+                        return Ok(0);
+                    }
+                    // Alone, nobody else can ever fill it while we wait.
+                    return match self.k.clone() {
+                        Some(k) if !nonblock => {
+                            p.wait(self.pid, k);
+                            drop(p);
+                            drop(f);
+                            self.block_on(None).map(|_| 0)
+                        }
+                        _ => Err(EAGAIN),
+                    };
+                }
+                let n = data.len().min(p.buf.len());
+                for b in data.iter_mut().take(n) {
+                    *b = p.buf.pop_front().expect("counted");
+                }
+                let w = p.take_waiters();
+                drop(p);
+                files::wake_all(w);
+                Ok(n)
+            }
+            FileKind::PipeWrite(_) => Err(EBADF),
+            FileKind::Inode(ino) => {
+                let ino = *ino;
+                if self.is_dir(ino) {
+                    return Err(EISDIR);
+                }
+                let pos = at.unwrap_or(f.pos);
+                let n = self.fs.read(ino, pos, data)?;
+                if at.is_none() {
+                    f.pos += n as u64;
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn sys_sendfile(&mut self, out: i64, inp: i64, off: u64, count: usize) -> R {
+        let ofile = self.fds.get(out)?.file.clone();
+        let ifile = self.fds.get(inp)?.file.clone();
+        // Both ends are checked before anything moves.
+        {
+            // One at a time: out and in may be the same open file.
+            let of = ofile.borrow();
+            if of.flags & files::O_ACCMODE == 0 && !matches!(of.kind, FileKind::Stdin) {
+                return Err(EBADF);
+            }
+            drop(of);
+            let inf = ifile.borrow();
+            if inf.flags & files::O_ACCMODE == files::O_WRONLY {
+                return Err(EBADF);
+            }
+            if matches!(inf.kind, FileKind::Inode(ino) if self.is_dir(ino)) {
+                return Err(EINVAL);
+            }
+        }
+        let pos = if off != 0 {
+            let p = self.mm.read_u64(off)?;
+            if (p as i64) < 0 {
+                return Err(EINVAL);
+            }
+            Some(p)
+        } else {
+            None
+        };
+        if count == 0 {
+            return Ok(0);
+        }
+        // Read no more than the output takes now, so nothing read is lost.
+        let of = ofile.borrow();
+        let limit = match (&of.kind, self.k.clone()) {
+            (FileKind::PipeWrite(p), Some(k)) => {
+                let mut p = p.borrow_mut();
+                let room = p.capacity.saturating_sub(p.buf.len());
+                if p.readers > 0 && room == 0 {
+                    if of.flags & files::O_NONBLOCK != 0 {
+                        return Err(EAGAIN);
+                    }
+                    p.wait(self.pid, k);
+                    drop(p);
+                    drop(of);
+                    return self.block_on(None);
+                }
+                room.max(1)
+            }
+            _ => 1 << 20,
+        };
+        drop(of);
+        let mut data = vec![0u8; count.min(limit).min(1 << 20)];
+        let n = self.read_fd(inp, &mut data, pos)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        // A pipe written by another vproc meanwhile may take less: what it
+        // does not take goes back where it came from.
+        let w = match self.write_fd_as(out, &data[..n], true) {
+            Ok(w) => w as usize,
+            Err(EAGAIN) if ofile.borrow().flags & files::O_NONBLOCK == 0 => {
+                // Not even part of it fits now: undo the read, then wait.
+                self.unread(&ifile, pos, &data[..n]);
+                let Some(k) = self.k.clone() else {
+                    return Err(EAGAIN);
+                };
+                if let FileKind::PipeWrite(p) = &ofile.borrow().kind {
+                    p.borrow_mut().wait(self.pid, k);
+                }
+                return self.block_on(None);
+            }
+            Err(e) => {
+                self.unread(&ifile, pos, &data[..n]);
+                return Err(e);
+            }
+        };
+        if w < n {
+            self.unread(&ifile, pos, &data[w..n]);
+        }
+        if let Some(p) = pos {
+            self.mm.write_u64(off, p + w as u64)?;
+        }
+        Ok(w as i64)
+    }
+
+    /// Give back bytes read from `file` that could not be written on
+    /// (sendfile): the offset goes back, or a pipe gets them back in front.
+    fn unread(&mut self, file: &Shared<OpenFile>, pos: Option<u64>, back: &[u8]) {
+        let mut f = file.borrow_mut();
+        match &f.kind {
+            FileKind::PipeRead(p) => {
+                let mut p = p.borrow_mut();
+                for &b in back.iter().rev() {
+                    p.buf.push_front(b);
+                }
+            }
+            FileKind::Inode(_) if pos.is_none() => {
+                f.pos = f.pos.saturating_sub(back.len() as u64);
+            }
+            _ => {}
+        }
+    }
+
+    fn iovecs(&mut self, iov: u64, cnt: u64) -> Result<Vec<(u64, usize)>, i64> {
+        if cnt > 1024 {
+            return Err(EINVAL);
+        }
+        let raw = self.mm.read_vec(iov, 16 * cnt as usize)?;
+        Ok(raw
+            .chunks(16)
+            .map(|c| {
+                (
+                    u64::from_le_bytes(c[..8].try_into().expect("8")),
+                    u64::from_le_bytes(c[8..].try_into().expect("8")) as usize,
+                )
+            })
+            .collect())
+    }
+
+    fn sys_writev(&mut self, fd: i64, iov: u64, cnt: u64) -> R {
+        let v = self.iovecs(iov, cnt)?;
+        if v.iter().any(|&(b, l)| !Self::user_range_ok(b, l)) {
+            return Err(EFAULT);
+        }
+        let mut all = Vec::new();
+        let mut want = 0usize;
+        for (b, l) in v {
+            let l = l.min((1 << 24) - all.len().min(1 << 24));
+            want += l;
+            let mut seg = vec![0u8; l];
+            let n = self.mm.read_partial(b, &mut seg);
+            all.extend_from_slice(&seg[..n]);
+            if n < l {
+                // Stop at the first byte that cannot be read.
+                break;
+            }
+        }
+        if all.is_empty() && want > 0 {
+            return Err(EFAULT);
+        }
+        self.write_fd(fd, &all)
+    }
+
+    fn sys_readv(&mut self, fd: i64, iov: u64, cnt: u64) -> R {
+        let v = self.iovecs(iov, cnt)?;
+        if v.iter().any(|&(b, l)| !Self::user_range_ok(b, l)) {
+            return Err(EFAULT);
+        }
+        // Read only what fits up to the first byte that cannot be written.
+        let mut total = 0usize;
+        let mut want = 0usize;
+        for &(b, l) in &v {
+            let l = l.min((1 << 24) - total);
+            want += l;
+            let fits = self.mm.accessible_len(b, l, true);
+            total += fits;
+            if fits < l {
+                break;
+            }
+        }
+        if total == 0 && want > 0 {
+            return Err(EFAULT);
+        }
+        let mut data = vec![0u8; total];
+        let n = self.read_fd(fd, &mut data, None)?;
+        let mut off = 0;
+        for (b, l) in v {
+            if off >= n {
+                break;
+            }
+            let k = l.min(n - off);
+            self.mm.write(b, &data[off..off + k])?;
+            off += k;
+        }
+        Ok(n as i64)
+    }
+
+    fn sys_dup(&mut self, fd: i64, min: usize, cloexec: bool) -> R {
+        let f = self.fds.get(fd)?.file.clone();
+        Ok(self.fds.install(Fd { file: f, cloexec }, min)?)
+    }
+
+    fn sys_dup3(&mut self, old: i64, new: i64, flags: u32, dup2: bool) -> R {
+        let f = self.fds.get(old)?.file.clone();
+        if old == new {
+            return if dup2 { Ok(new) } else { Err(EINVAL) };
+        }
+        let replaced = self.fds.get(new).ok().map(|s| s.file.clone());
+        let r = self.fds.install_at(
+            Fd {
+                file: f,
+                cloexec: flags & files::O_CLOEXEC != 0,
+            },
+            new,
+        )?;
+        if let Some(old) = replaced {
+            // The fd replaced was closed: POSIX locks go with it.
+            self.locks_fd_closed(&old);
+        }
+        Ok(r)
+    }
+
+    /// close_range: close fds `first..=last`, or mark them close-on-exec
+    /// (CLOSE_RANGE_CLOEXEC); CLOSE_RANGE_UNSHARE changes nothing here.
+    fn sys_close_range(&mut self, first: u64, last: u64, flags: u32) -> R {
+        if flags & !6 != 0 || first > last {
+            return Err(EINVAL);
+        }
+        let open: Vec<i64> = self
+            .fds
+            .iter()
+            .map(|(i, _)| i as i64)
+            .filter(|&i| i as u64 >= first && i as u64 <= last)
+            .collect();
+        for fd in open {
+            if flags & 4 != 0 {
+                self.fds.get_mut(fd)?.cloexec = true;
+            } else {
+                self.close_fd(fd)?;
+            }
+        }
+        Ok(0)
+    }
+
+    /// copy_file_range between two regular files of the tree (up to 1 MiB
+    /// a call); EXDEV for anything else, so that callers fall back to
+    /// read and write.
+    fn sys_copy_file_range(&mut self, a: [u64; 6]) -> R {
+        let (fin, pin, fout, pout) = (int(a[0]), a[1], int(a[2]), a[3]);
+        let (len, flags) = (a[4] as usize, a[5]);
+        if flags != 0 {
+            return Err(EINVAL);
+        }
+        let (i, o) = (
+            self.fds.get(fin)?.file.clone(),
+            self.fds.get(fout)?.file.clone(),
+        );
+        let node = |f: &Shared<OpenFile>, write: bool| -> Result<u64, i64> {
+            let f = f.borrow();
+            let acc = f.flags & files::O_ACCMODE;
+            if f.flags & files::O_PATH != 0
+                || (write && acc == 0)
+                || (!write && acc == files::O_WRONLY)
+                || (write && f.flags & files::O_APPEND != 0)
+            {
+                return Err(EBADF);
+            }
+            match f.kind {
+                FileKind::Inode(h) => Ok(h),
+                _ => Err(EXDEV),
+            }
+        };
+        let (hin, hout) = (node(&i, false)?, node(&o, true)?);
+        if self.is_dir(hin) || self.is_dir(hout) {
+            return Err(EISDIR);
+        }
+        let read_off = |vp: &mut Vproc, p: u64, f: &Shared<OpenFile>| -> Result<u64, i64> {
+            if p == 0 {
+                return Ok(f.borrow().pos);
+            }
+            let v = vp.mm.read_u64(p)?;
+            if (v as i64) < 0 {
+                return Err(EINVAL);
+            }
+            Ok(v)
+        };
+        let (at_in, at_out) = (read_off(self, pin, &i)?, read_off(self, pout, &o)?);
+        let mut data = vec![0u8; len.min(1 << 20)];
+        let n = self.fs.read(hin, at_in, &mut data)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let (w, _) = self.fs.write(hout, Some(at_out), &data[..n])?;
+        for (p, f, at) in [(pin, &i, at_in), (pout, &o, at_out)] {
+            if p == 0 {
+                f.borrow_mut().pos = at + w as u64;
+            } else {
+                self.mm.write_u64(p, at + w as u64)?;
+            }
+        }
+        Ok(w as i64)
+    }
+
+    fn sys_pipe2(&mut self, fds: u64, flags: u32) -> R {
+        let p = Shared::new(Pipe::default());
+        let cloexec = flags & files::O_CLOEXEC != 0;
+        let st = flags & files::O_NONBLOCK;
+        let r = self.fds.install(
+            Fd {
+                file: OpenFile::new(FileKind::PipeRead(p.clone()), st, b"pipe:"),
+                cloexec,
+            },
+            0,
+        )?;
+        let w = match self.fds.install(
+            Fd {
+                file: OpenFile::new(FileKind::PipeWrite(p), st | files::O_WRONLY, b"pipe:"),
+                cloexec,
+            },
+            0,
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = self.fds.close(r);
+                return Err(e.into());
+            }
+        };
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&(r as i32).to_le_bytes());
+        b[4..].copy_from_slice(&(w as i32).to_le_bytes());
+        if let Err(e) = self.mm.write(fds, &b) {
+            let _ = self.fds.close(r);
+            let _ = self.fds.close(w);
+            return Err(e.into());
+        }
+        Ok(0)
+    }
+
+    fn sys_fcntl(&mut self, fd: i64, cmd: u32, arg: u64) -> R {
+        match cmd {
+            0 | 1030 => {
+                // F_DUPFD, F_DUPFD_CLOEXEC: a minimum at or above the soft
+                // RLIMIT_NOFILE is EINVAL (f_dupfd).
+                self.fds.get(fd)?;
+                if arg >= self.fds.limits.nofile() as u64 {
+                    return Err(EINVAL);
+                }
+                self.sys_dup(fd, arg as usize, cmd == 1030)
+            }
+            1 => Ok(self.fds.get(fd)?.cloexec as i64),
+            2 => {
+                self.fds.get_mut(fd)?.cloexec = arg & 1 != 0;
+                Ok(0)
+            }
+            3 => Ok(self.fds.get(fd)?.file.borrow().flags as i64),
+            4 => {
+                let f = self.fds.get(fd)?.file.clone();
+                let mut f = f.borrow_mut();
+                if f.flags & files::O_PATH != 0 {
+                    return Err(EBADF);
+                }
+                // Only O_APPEND and O_NONBLOCK change; the rest stays.
+                let set = files::O_APPEND | files::O_NONBLOCK;
+                f.flags = (f.flags & !set) | (arg as u32 & set);
+                Ok(0)
+            }
+            // F_SETPIPE_SZ, F_GETPIPE_SZ.
+            1031 | 1032 => self.pipe_size(fd, cmd == 1031, arg),
+            5..=7 | 36..=38 => self.sys_fcntl_lock(fd, cmd, arg),
+            _ => Err(EINVAL),
+        }
+    }
+
+    /// F_GETPIPE_SZ / F_SETPIPE_SZ on either end of a pipe (EBADF on
+    /// anything else, as Linux's get_pipe_info).
+    fn pipe_size(&mut self, fd: i64, set: bool, arg: u64) -> R {
+        let file = self.fds.get(fd)?.file.clone();
+        let f = file.borrow();
+        let (FileKind::PipeRead(p) | FileKind::PipeWrite(p)) = &f.kind else {
+            return Err(EBADF);
+        };
+        let mut p = p.borrow_mut();
+        if !set {
+            return Ok(p.capacity as i64);
+        }
+        // The argument is an unsigned int.
+        let n = p.set_capacity(arg & 0xffff_ffff)?;
+        let w = p.take_waiters();
+        drop(p);
+        drop(f);
+        files::wake_all(w);
+        Ok(n as i64)
+    }
+
+    fn sys_ioctl(&mut self, fd: i64, req: u32, arg: u64) -> R {
+        // The requests every kind of file takes.
+        match req {
+            0x5450 | 0x5451 => {
+                // FIONCLEX, FIOCLEX.
+                self.fds.get_mut(fd)?.cloexec = req == 0x5451;
+                return Ok(0);
+            }
+            0x5421 => {
+                // FIONBIO.
+                let mut b = [0u8; 4];
+                self.mm.read(arg, &mut b)?;
+                let on = u32::from_le_bytes(b) != 0;
+                let file = self.fds.get(fd)?.file.clone();
+                let mut f = file.borrow_mut();
+                if on {
+                    f.flags |= files::O_NONBLOCK;
+                } else {
+                    f.flags &= !files::O_NONBLOCK;
+                }
+                return Ok(0);
+            }
+            _ => {}
+        }
+        let file = self.fds.get(fd)?.file.clone();
+        let n = match file.borrow().kind {
+            FileKind::Stdin => 0,
+            FileKind::Stdout => 1,
+            FileKind::Stderr => 2,
+            FileKind::PipeRead(ref p) | FileKind::PipeWrite(ref p) if req == 0x541B => {
+                let len = p.borrow().buf.len() as u32;
+                self.mm.write(arg, &len.to_le_bytes())?;
+                return Ok(0);
+            }
+            _ => return Err(ENOTTY),
+        };
+        let Some(h) = self.stdio.host_fd(n) else {
+            return Err(ENOTTY);
+        };
+        // SAFETY: isatty only inspects the fd.
+        if unsafe { libc::isatty(h) } != 1 {
+            return Err(ENOTTY);
+        }
+        let size = match req {
+            0x5401..=0x5404 => 36, // TCGETS, TCSETS, TCSETSW, TCSETSF
+            0x5413 | 0x5414 => 8,  // TIOCGWINSZ, TIOCSWINSZ
+            0x540F => {
+                // TIOCGPGRP: the vproc's own group owns the terminal.
+                self.mm.write(arg, &self.pid.to_le_bytes())?;
+                return Ok(0);
+            }
+            0x5410 => return Ok(0), // TIOCSPGRP
+            0x541B => 4,            // FIONREAD
+            _ => return Err(ENOTTY),
+        };
+        let get = matches!(req, 0x5401 | 0x5413 | 0x541B);
+        let mut buf = [0u8; 64];
+        if !get {
+            self.mm.read(arg, &mut buf[..size])?;
+        }
+        // SAFETY: the request is one of the terminal ioctls above, whose
+        // argument is a buffer of at most `size` (<= 64) bytes; `buf` is 64
+        // bytes and lives across the call.
+        let r = unsafe { libc::ioctl(h, req as libc::c_ulong, buf.as_mut_ptr()) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::ENOTTY) as i64);
+        }
+        if get {
+            self.mm.write(arg, &buf[..size])?;
+        }
+        Ok(0)
+    }
+}

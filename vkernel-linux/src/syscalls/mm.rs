@@ -1,0 +1,176 @@
+//! Memory calls: mmap, munmap, mprotect, mremap, madvise, brk. They check
+//! the arguments Linux checks here and leave the areas and pages to
+//! [`crate::mm::Mm`].
+
+use super::errno::*;
+use super::R;
+use crate::exec::Image;
+use crate::files::{FileKind, O_ACCMODE, O_RDWR, O_WRONLY};
+use crate::fs::Kind;
+use crate::mm::{FileMap, USER_END};
+use crate::Vproc;
+
+/// The device number of /dev/zero (1, 5).
+const DEV_ZERO: u32 = 0x105;
+
+impl Vproc {
+    /// The memory calls, or None if `nr` is not one.
+    pub(super) fn mm_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
+        Some(match nr {
+            libc::SYS_mmap => self.sys_mmap(a),
+            libc::SYS_munmap => self.mm.munmap(a[0], a[1]).map(|_| 0).map_err(Into::into),
+            libc::SYS_mprotect => {
+                // A misaligned start is EINVAL first (in `protect`).
+                if a[0].is_multiple_of(4096) {
+                    let more = self.mprotect_commits(a[0], a[1], a[2] as u32);
+                    if let Err(e) = self.vm_enough_memory(more) {
+                        return Some(Err(e));
+                    }
+                }
+                self.mm
+                    .protect(a[0], a[1], a[2] as u32)
+                    .map(|_| 0)
+                    .map_err(Into::into)
+            }
+            libc::SYS_mremap => {
+                // Growing an accounted area commits the growth.
+                let more = self.mremap_commits(a[0], a[1], a[2]);
+                if let Err(e) = self.vm_enough_memory(more) {
+                    return Some(Err(e));
+                }
+                self.mm
+                    .mremap(a[0], a[1], a[2], a[3], a[4])
+                    .map(|v| v as i64)
+                    .map_err(Into::into)
+            }
+            // advice is an int.
+            libc::SYS_madvise => self
+                .mm
+                .madvise(a[0], a[1], a[2] as i32 as i64 as u64)
+                .map(|_| 0)
+                .map_err(Into::into),
+            libc::SYS_brk => {
+                // A growth Linux's heuristic refuses leaves the break.
+                let grow = a[0].saturating_sub(self.mm.brk);
+                if self.vm_enough_memory(grow).is_err() {
+                    return Some(Ok(self.mm.brk as i64));
+                }
+                Ok(self.mm.set_brk(a[0]) as i64)
+            }
+            libc::SYS_msync => self
+                .mm
+                .msync(a[0], a[1], a[2] as u32)
+                .map(|_| 0)
+                .map_err(Into::into),
+            libc::SYS_mincore => Err(ENOSYS),
+            _ => return None,
+        })
+    }
+
+    fn sys_mmap(&mut self, a: [u64; 6]) -> R {
+        let (addr, len, prot, flags, fd, off) = (
+            a[0],
+            a[1],
+            a[2] as u32,
+            a[3] as u32,
+            a[4] as i32 as i64,
+            a[5],
+        );
+        const MAP_TYPE: u32 = 0xf;
+        const MAP_PRIVATE: u32 = 2;
+        const MAP_FIXED: u32 = 0x10;
+        const MAP_ANON: u32 = 0x20;
+        const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
+        // Linux's order: offset, fd, length, address, then the map type.
+        if !off.is_multiple_of(4096) {
+            return Err(EINVAL);
+        }
+        let file = if flags & MAP_ANON == 0 {
+            Some(self.fds.get(fd)?.file.clone())
+        } else {
+            None
+        };
+        if len == 0 {
+            return Err(EINVAL);
+        }
+        let pages = len.div_ceil(4096);
+        if (off / 4096).checked_add(pages).is_none() {
+            return Err(EOVERFLOW);
+        }
+        if !matches!(flags & MAP_TYPE, 1..=3) {
+            // Checked after the length and a fixed address, as Linux does.
+            let alen = pages.wrapping_mul(4096);
+            let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+            if alen == 0 || alen > USER_END {
+                return Err(ENOMEM);
+            }
+            if fixed && addr > USER_END - alen {
+                return Err(ENOMEM);
+            }
+            return Err(EINVAL);
+        }
+        // Overcommit (see `overcommit`): after the argument checks.
+        if Self::mmap_commits(prot, flags, flags & MAP_ANON != 0) {
+            self.vm_enough_memory(pages.saturating_mul(4096))?;
+        }
+        let fixed = flags & MAP_FIXED != 0;
+        let noreplace = flags & MAP_FIXED_NOREPLACE != 0;
+        let map = if let Some(file) = file {
+            let f = file.borrow();
+            let FileKind::Inode(ino) = f.kind else {
+                return Err(ENODEV);
+            };
+            let zero = match self.fs.inode(ino).kind {
+                Kind::File { .. } => false,
+                Kind::CharDev(DEV_ZERO) => true,
+                Kind::CharDev(_) => return Err(ENODEV),
+                _ => return Err(EACCES),
+            };
+            if f.flags & O_ACCMODE == O_WRONLY {
+                return Err(EACCES);
+            }
+            if zero {
+                // /dev/zero maps anonymous memory (shared: a new object);
+                // writing a shared one needs the fd open for writing.
+                let shared = flags & MAP_TYPE != MAP_PRIVATE;
+                if shared && prot & 2 != 0 && f.flags & O_ACCMODE != O_RDWR {
+                    return Err(EACCES);
+                }
+                drop(f);
+                let r = if shared {
+                    self.mm.mmap_shared_anon(addr, len, prot, fixed, noreplace)
+                } else {
+                    self.mm.mmap(addr, len, prot, fixed, noreplace, None)
+                };
+                return r.map(|v| v as i64).map_err(|e| e.errno());
+            }
+            // The open file's own backing: its identity changes when a
+            // vproc rewrites it, so the cache never serves stale pages.
+            let src: std::sync::Arc<dyn crate::pagecache::FileSource> = match f.backing() {
+                Some(b) => std::sync::Arc::new(b.clone()),
+                None => Image::Disk {
+                    fs: self.fs.clone(),
+                    ino,
+                }
+                .source()
+                .ok_or(ENODEV)?,
+            };
+            Some(FileMap {
+                src,
+                off,
+                // MAP_SHARED and MAP_SHARED_VALIDATE.
+                shared: flags & MAP_TYPE != MAP_PRIVATE,
+                writable: f.flags & O_ACCMODE == O_RDWR,
+            })
+        } else {
+            None
+        };
+        let r = if map.is_none() && flags & MAP_TYPE != MAP_PRIVATE {
+            self.mm.mmap_shared_anon(addr, len, prot, fixed, noreplace)
+        } else {
+            self.mm.mmap(addr, len, prot, fixed, noreplace, map)
+        }
+        .map_err(|e| e.errno())?;
+        Ok(r as i64)
+    }
+}

@@ -1,0 +1,70 @@
+//! Time calls: the clocks (clock_gettime, clock_getres, gettimeofday,
+//! time, times) and the calls that sleep or arm timers (nanosleep,
+//! clock_nanosleep, alarm, setitimer, getitimer), whose handlers are in
+//! [`super::events`].
+
+use super::events::{clock_now, encode_timespec, encode_timeval};
+use super::{int, R};
+use crate::Vproc;
+
+impl Vproc {
+    /// The time calls, or None if `nr` is not one.
+    pub(super) fn time_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
+        Some(match nr {
+            libc::SYS_clock_gettime => self.sys_clock_gettime(a[0] as i32, a[1]),
+            libc::SYS_clock_getres => self.sys_clock_getres(a[1]),
+            libc::SYS_gettimeofday => self.sys_gettimeofday(a[0], a[1]),
+            libc::SYS_time => self.sys_time(a[0]),
+            libc::SYS_times => self.sys_times(a[0]),
+            libc::SYS_nanosleep => self.sys_nanosleep(a[0]),
+            libc::SYS_clock_nanosleep => self.sys_clock_nanosleep(a[0] as i32, a[1], a[2]),
+            libc::SYS_alarm => self.sys_alarm(a[0] as u32),
+            libc::SYS_setitimer => self.sys_setitimer(int(a[0]) as i32, a[1], a[2]),
+            libc::SYS_getitimer => self.sys_getitimer(int(a[0]) as i32, a[1]),
+            _ => return None,
+        })
+    }
+
+    fn sys_clock_gettime(&mut self, clock: i32, tp: u64) -> R {
+        self.mm.write(tp, &encode_timespec(clock_now(clock)))?;
+        Ok(0)
+    }
+
+    /// clock_getres: every clock counts in nanoseconds.
+    fn sys_clock_getres(&mut self, res: u64) -> R {
+        if res != 0 {
+            let mut b = [0u8; 16];
+            b[8..].copy_from_slice(&1u64.to_le_bytes());
+            self.mm.write(res, &b)?;
+        }
+        Ok(0)
+    }
+
+    /// gettimeofday: the real-time clock; the time zone is UTC.
+    fn sys_gettimeofday(&mut self, tv: u64, tz: u64) -> R {
+        if tv != 0 {
+            self.mm
+                .write(tv, &encode_timeval(clock_now(libc::CLOCK_REALTIME)))?;
+        }
+        if tz != 0 {
+            self.mm.write(tz, &[0u8; 8])?;
+        }
+        Ok(0)
+    }
+
+    fn sys_time(&mut self, t: u64) -> R {
+        let s = clock_now(libc::CLOCK_REALTIME).as_secs();
+        if t != 0 {
+            self.mm.write_u64(t, s)?;
+        }
+        Ok(s as i64)
+    }
+
+    /// times: no CPU times; the clock ticks (100 Hz) since the vproc began.
+    fn sys_times(&mut self, buf: u64) -> R {
+        if buf != 0 {
+            self.mm.write(buf, &[0u8; 32])?;
+        }
+        Ok((self.started.elapsed().as_millis() / 10) as i64)
+    }
+}
