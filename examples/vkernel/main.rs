@@ -169,6 +169,14 @@ struct Opts {
     /// which another SIGTERM kills every vproc.
     #[arg(long, default_value_t = 10)]
     term_grace: u64,
+    /// Write the vkernel's diagnostics (unimplemented syscalls, warnings)
+    /// to FILE, each line with the vproc's pid and command. By default
+    /// they are dropped: the program's stderr is the program's.
+    #[arg(long, value_name = "FILE", env = "VKERNEL_LOG")]
+    log: Option<PathBuf>,
+    /// Also write the vkernel's diagnostics to stderr.
+    #[arg(short = 'v', long)]
+    verbose: bool,
 }
 
 /// `--ram-backing` values.
@@ -228,6 +236,11 @@ enum MainError {
     NotFound { path: String, why: String },
     #[error("{path}: {why}")]
     CannotRun { path: String, why: String },
+    #[error("--log {path}: {source} (give a writable file path)")]
+    Log {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 fn demo_image() -> Vec<u8> {
@@ -542,6 +555,12 @@ fn run(
             vk_eprintln!("vkernel: vCPU {i}: {s:?}");
         }
     }
+    for line in linux::diag::report_lines(&report.unimplemented) {
+        if opts.stats {
+            vk_eprintln!("vkernel: {line}");
+        }
+        log::warn!(target: linux::diag::TARGET, "{line}");
+    }
     if opts.ps {
         vk_eprintln!("  PID  PPID STATUS  RUNTIME_MS SYSCALLS POLICY          CMD");
         for p in &report.procs {
@@ -573,6 +592,63 @@ fn run(
     Ok(status)
 }
 
+/// Where the vkernel's diagnostics go (`linux::diag`): a file with
+/// `--log` (or `VKERNEL_LOG`), stderr with `-v` (both when both are given),
+/// stderr when `RUST_LOG` is set (for developers), else nowhere. The level
+/// is `warn` unless `RUST_LOG` says otherwise.
+fn init_log(file: Option<&std::path::Path>, verbose: bool) -> Result<(), MainError> {
+    let rust_log = std::env::var_os("RUST_LOG").is_some();
+    let file = match file {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| MainError::Log {
+                    path: p.display().to_string(),
+                    source: e,
+                })?,
+        ),
+        None => None,
+    };
+    let to_stderr = verbose || (rust_log && file.is_none());
+    if file.is_none() && !to_stderr {
+        return Ok(());
+    }
+    // Log lines to a closed stderr are dropped: this target ignores write
+    // errors (unlike eprint!, which panics).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Pipe(Box::new(LogSink {
+            file,
+            stderr: to_stderr,
+        })))
+        .init();
+    Ok(())
+}
+
+/// The log's writer: the `--log` file and/or stderr; write errors are
+/// ignored (a full disk or a closed stderr never stops the vkernel).
+struct LogSink {
+    file: Option<std::fs::File>,
+    stderr: bool,
+}
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(f) = &mut self.file {
+            let _ = f.write_all(buf);
+        }
+        if self.stderr {
+            let _ = std::io::stderr().write_all(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn main() -> ExitCode {
     // First of all: a closed fd 0, 1 or 2 becomes /dev/null before any
     // file the vkernel opens can take its number.
@@ -589,12 +665,19 @@ fn main() -> ExitCode {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
-    // Log lines to a closed stderr are dropped: this target ignores write
-    // errors (unlike eprint!, which panics).
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .target(env_logger::Target::Stderr)
-        .init();
     let cli = Cli::parse();
+    let opts = match &cli.cmd {
+        Some(Cmd::Run(r)) => Some(&r.opts),
+        Some(Cmd::Demo(o)) => Some(o),
+        _ => None,
+    };
+    if let Err(e) = init_log(
+        opts.and_then(|o| o.log.as_deref()),
+        opts.is_some_and(|o| o.verbose),
+    ) {
+        vk_eprintln!("vkernel: {e}");
+        return ExitCode::from(1);
+    }
     let result = match cli.cmd {
         None => run(
             Opts {
@@ -620,6 +703,8 @@ fn main() -> ExitCode {
                 ram_backing: RamBackingArg::Auto,
                 no_large_pages: false,
                 term_grace: 10,
+                log: std::env::var_os("VKERNEL_LOG").map(PathBuf::from),
+                verbose: false,
             },
             "demo".into(),
             Some(demo_image()),

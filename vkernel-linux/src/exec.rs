@@ -310,17 +310,24 @@ impl Vproc {
             Ok(frame) => self.frame = frame,
             Err(e) => {
                 // Past the point of no return the process dies, and says
-                // why: a child's death would be silent otherwise. Out of
+                // why in the log (`--log`), and `--ps` shows the death. Out of
                 // RAM is SIGBUS, as for a page fault that finds no frame.
                 let signo = match e {
                     MmError::OutOfMemory => signal::SIGBUS,
                     _ => signal::SIGSEGV,
                 };
-                vk_eprintln!(
-                    "vkernel: pid {}: execve {}: {e}",
+                let what = format!(
+                    "pid {} ({}): execve {}: {e}",
                     self.pid,
+                    self.comm,
                     String::from_utf8_lossy(&run_path)
                 );
+                if signo == signal::SIGBUS {
+                    // Out of guest RAM is the vkernel's own failure.
+                    vk_eprintln!("vkernel: {what}; run with a larger --mem");
+                } else {
+                    log::warn!(target: crate::diag::TARGET, "{what}; the process dies");
+                }
                 self.death = Some(format!("execve could not load the program: {e}"));
                 self.exit = Some(super::ExitStatus::Signaled(signo));
                 return Ok(0);

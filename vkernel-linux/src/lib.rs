@@ -43,7 +43,9 @@ macro_rules! vk_eprint {
     }};
 }
 
+pub mod abi;
 pub mod debugger;
+pub mod diag;
 pub mod elf;
 pub mod exec;
 pub mod files;
@@ -64,7 +66,6 @@ pub use syscalls::{compat32, events};
 
 pub use load::{load_image, load_program};
 
-use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
@@ -230,8 +231,9 @@ pub struct Vproc {
     pub exit_signal: i32,
     /// set_tid_address.
     pub clear_child_tid: u64,
-    /// Syscall numbers already reported as unknown.
-    pub unknown: HashSet<u64>,
+    /// The unimplemented calls of this run, shared by all its vprocs
+    /// ([`diag`]).
+    pub unimplemented: Arc<diag::Unimplemented>,
     /// umask.
     pub umask: u32,
     /// Log syscalls.
@@ -359,7 +361,7 @@ impl Vproc {
             saved_mask: None,
             exit_signal: signal::SIGCHLD,
             clear_child_tid: 0,
-            unknown: HashSet::new(),
+            unimplemented: Arc::default(),
             umask: 0o022,
             trace: cfg.trace,
             exit: None,
@@ -405,7 +407,7 @@ impl Vproc {
             saved_mask: None,
             exit_signal: signal::SIGCHLD,
             clear_child_tid: 0,
-            unknown: self.unknown.clone(),
+            unimplemented: self.unimplemented.clone(),
             umask: self.umask,
             trace: self.trace,
             exit: None,

@@ -399,7 +399,7 @@ impl ConsoleStdio {
                 if let Err(e) = r {
                     // Report instead of leaving readers waiting forever:
                     // stdin ends here.
-                    vk_eprintln!("vkernel: console input stopped: {e}; stdin is at end of file");
+                    log::warn!(target: crate::diag::TARGET, "console input stopped: {e}; stdin is at end of file");
                     sh.input.lock().unwrap_or_else(|e| e.into_inner()).eof = true;
                     sh.cond.notify_all();
                     let w =

@@ -210,6 +210,9 @@ pub struct Report {
     pub lost_wakeups: u64,
     /// Syscall sites patched (see [`Options::patch_syscalls`]).
     pub patched_sites: u64,
+    /// The syscalls the run met that the personality does not serve, by
+    /// number, each with its count and first caller ([`crate::diag`]).
+    pub unimplemented: Vec<crate::diag::UnimplementedCall>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -321,6 +324,9 @@ pub struct Kernel {
     pub(crate) patch_entry: Option<u64>,
     /// Sites patched.
     pub(crate) patched: AtomicU64,
+    /// The unimplemented calls the run met (the init vproc's, shared by
+    /// every vproc it begets).
+    unimplemented: Arc<crate::diag::Unimplemented>,
 }
 
 impl Wake for Kernel {
@@ -662,6 +668,7 @@ impl Kernel {
             return;
         }
         log::warn!(
+            target: crate::diag::TARGET,
             "vproc {pid}: {} waited for a wake-up that never came (watchdog retry)",
             super::syscalls::name(nr)
         );

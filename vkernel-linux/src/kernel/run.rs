@@ -109,6 +109,7 @@ fn new_kernel(
         fast: super::fast::FastPath::new(ncpu, opts.exitless),
         patch_entry,
         patched: AtomicU64::new(0),
+        unimplemented: init.unimplemented.clone(),
         opts: Options {
             cpus: ncpu,
             ..opts.clone()
@@ -323,6 +324,7 @@ fn finish(k: &Kernel, cpu_stats: Vec<CpuStats>) -> Report {
             memstats: t.memstats.take(),
             lost_wakeups: t.lost_wakeups,
             patched_sites: k.patched.load(Ordering::Relaxed),
+            unimplemented: k.unimplemented.calls(),
         };
         t.procs.clear();
         (bodies, report)

@@ -62,59 +62,7 @@ pub(crate) use stat::{fstat_bytes, stat_bytes};
 /// Linux errno: it never reaches the vproc.
 pub const EBLOCK: i64 = 513;
 
-/// Linux errnos, as the `i64` a handler returns in `Err`; the values are
-/// libc's `E*` constants.
-pub mod errno {
-    /// `pub const E: i64 = libc::E as i64;` for each name.
-    macro_rules! errnos {
-        ($($e:ident),* $(,)?) => {
-            $(
-                #[doc = concat!("`", stringify!($e), "` (libc::", stringify!($e), ").")]
-                pub const $e: i64 = libc::$e as i64;
-            )*
-        };
-    }
-    errnos!(
-        EPERM,
-        ENOENT,
-        ESRCH,
-        EINTR,
-        EIO,
-        ENXIO,
-        E2BIG,
-        ENOEXEC,
-        EBADF,
-        ECHILD,
-        EAGAIN,
-        ENOMEM,
-        EACCES,
-        EFAULT,
-        EEXIST,
-        ENODEV,
-        ENOTDIR,
-        EISDIR,
-        EINVAL,
-        ENOTTY,
-        ESPIPE,
-        EROFS,
-        EPIPE,
-        ERANGE,
-        ENAMETOOLONG,
-        ENOSYS,
-        ENOTEMPTY,
-        EXDEV,
-        ENODATA,
-        ENOSPC,
-        EFBIG,
-        EBUSY,
-        ELOOP,
-        EOVERFLOW,
-        EOPNOTSUPP,
-        EAFNOSUPPORT,
-        ETIMEDOUT,
-        ENOTSOCK,
-    );
-}
+pub use crate::abi::errno;
 use errno::*;
 
 /// `dirfd` meaning the current directory.
@@ -145,215 +93,11 @@ impl From<files::FdError> for i64 {
     }
 }
 
-/// `(libc::SYS_x, "SYS_x")` for each name.
-macro_rules! syscall_table {
-    ($($n:ident),* $(,)?) => {
-        &[$((libc::$n, stringify!($n))),*]
-    };
-}
-
-/// The calls the logs name: every call the dispatch knows, numbered by
-/// libc's constants.
-const NAMES: &[(i64, &str)] = syscall_table!(
-    SYS_read,
-    SYS_write,
-    SYS_open,
-    SYS_close,
-    SYS_stat,
-    SYS_fstat,
-    SYS_lstat,
-    SYS_poll,
-    SYS_lseek,
-    SYS_mmap,
-    SYS_mprotect,
-    SYS_munmap,
-    SYS_brk,
-    SYS_rt_sigaction,
-    SYS_rt_sigprocmask,
-    SYS_rt_sigreturn,
-    SYS_ioctl,
-    SYS_pread64,
-    SYS_pwrite64,
-    SYS_readv,
-    SYS_writev,
-    SYS_access,
-    SYS_pipe,
-    SYS_select,
-    SYS_sched_yield,
-    SYS_mremap,
-    SYS_msync,
-    SYS_mincore,
-    SYS_madvise,
-    SYS_dup,
-    SYS_dup2,
-    SYS_pause,
-    SYS_nanosleep,
-    SYS_getitimer,
-    SYS_alarm,
-    SYS_setitimer,
-    SYS_getpid,
-    SYS_sendfile,
-    SYS_socket,
-    SYS_connect,
-    SYS_accept,
-    SYS_accept4,
-    SYS_sendto,
-    SYS_recvfrom,
-    SYS_sendmsg,
-    SYS_recvmsg,
-    SYS_sendmmsg,
-    SYS_recvmmsg,
-    SYS_shutdown,
-    SYS_bind,
-    SYS_listen,
-    SYS_getsockname,
-    SYS_getpeername,
-    SYS_socketpair,
-    SYS_setsockopt,
-    SYS_getsockopt,
-    SYS_clone,
-    SYS_fork,
-    SYS_vfork,
-    SYS_execve,
-    SYS_exit,
-    SYS_wait4,
-    SYS_kill,
-    SYS_uname,
-    SYS_fcntl,
-    SYS_flock,
-    SYS_fsync,
-    SYS_fdatasync,
-    SYS_truncate,
-    SYS_ftruncate,
-    SYS_getdents,
-    SYS_getcwd,
-    SYS_chdir,
-    SYS_fchdir,
-    SYS_rename,
-    SYS_mkdir,
-    SYS_rmdir,
-    SYS_creat,
-    SYS_link,
-    SYS_unlink,
-    SYS_symlink,
-    SYS_readlink,
-    SYS_chmod,
-    SYS_fchmod,
-    SYS_chown,
-    SYS_fchown,
-    SYS_lchown,
-    SYS_umask,
-    SYS_gettimeofday,
-    SYS_getrlimit,
-    SYS_getrusage,
-    SYS_sysinfo,
-    SYS_times,
-    SYS_getuid,
-    SYS_getgid,
-    SYS_setuid,
-    SYS_setgid,
-    SYS_geteuid,
-    SYS_getegid,
-    SYS_setpgid,
-    SYS_getppid,
-    SYS_getpgrp,
-    SYS_setsid,
-    SYS_setreuid,
-    SYS_setregid,
-    SYS_getgroups,
-    SYS_setresuid,
-    SYS_getresuid,
-    SYS_setresgid,
-    SYS_getresgid,
-    SYS_getpgid,
-    SYS_getsid,
-    SYS_rt_sigpending,
-    SYS_rt_sigsuspend,
-    SYS_sigaltstack,
-    SYS_statfs,
-    SYS_fstatfs,
-    SYS_getpriority,
-    SYS_setpriority,
-    SYS_sched_setparam,
-    SYS_sched_getparam,
-    SYS_sched_setscheduler,
-    SYS_sched_getscheduler,
-    SYS_sched_get_priority_max,
-    SYS_sched_get_priority_min,
-    SYS_sched_rr_get_interval,
-    SYS_prctl,
-    SYS_arch_prctl,
-    SYS_setrlimit,
-    SYS_gettid,
-    SYS_tkill,
-    SYS_time,
-    SYS_futex,
-    SYS_sched_getaffinity,
-    SYS_getdents64,
-    SYS_set_tid_address,
-    SYS_clock_gettime,
-    SYS_clock_getres,
-    SYS_clock_nanosleep,
-    SYS_exit_group,
-    SYS_tgkill,
-    SYS_openat,
-    SYS_mkdirat,
-    SYS_newfstatat,
-    SYS_unlinkat,
-    SYS_renameat,
-    SYS_linkat,
-    SYS_symlinkat,
-    SYS_readlinkat,
-    SYS_fchmodat,
-    SYS_faccessat,
-    SYS_pselect6,
-    SYS_ppoll,
-    SYS_set_robust_list,
-    SYS_get_robust_list,
-    SYS_rt_sigtimedwait,
-    SYS_rt_sigqueueinfo,
-    SYS_rt_tgsigqueueinfo,
-    SYS_utimensat,
-    SYS_dup3,
-    SYS_pipe2,
-    SYS_prlimit64,
-    SYS_renameat2,
-    SYS_getrandom,
-    SYS_statx,
-    SYS_rseq,
-    SYS_clone3,
-    SYS_faccessat2,
-    SYS_utimes,
-    SYS_fchownat,
-    SYS_mknod,
-    SYS_mknodat,
-    SYS_syncfs,
-    SYS_sync,
-    SYS_setxattr,
-    SYS_lsetxattr,
-    SYS_fsetxattr,
-    SYS_getxattr,
-    SYS_lgetxattr,
-    SYS_fgetxattr,
-    SYS_listxattr,
-    SYS_llistxattr,
-    SYS_flistxattr,
-    SYS_removexattr,
-    SYS_lremovexattr,
-    SYS_fremovexattr,
-    SYS_fadvise64,
-    SYS_readahead,
-    SYS_fallocate,
-    SYS_close_range,
-    SYS_copy_file_range,
-);
-
-/// Name of a syscall number (for logs), or "unknown".
+/// The Linux name of syscall `nr` for messages, `--trace` and `--stats`
+/// (`"getpeername"` for 52), whether or not the personality serves it;
+/// `"unknown"` for a number x86-64 does not assign.
 pub fn name(nr: u64) -> &'static str {
-    NAMES
-        .iter()
-        .find(|&&(n, _)| n as u64 == nr)
-        .map_or("unknown", |&(_, s)| &s[4..])
+    crate::abi::sysno::name(nr).unwrap_or("unknown")
 }
 
 impl Vproc {
@@ -543,14 +287,10 @@ impl Vproc {
         self.unknown_call(nr)
     }
 
-    /// A call no area serves: ENOSYS, reported once per number.
+    /// A call no area serves: ENOSYS, counted and logged once per run
+    /// ([`crate::diag`]).
     fn unknown_call(&mut self, nr: u64) -> R {
-        if self.unknown.insert(nr) {
-            vk_eprintln!(
-                "vkernel: unimplemented syscall {nr} ({}) -> ENOSYS",
-                name(nr)
-            );
-        }
+        crate::diag::unimplemented(&self.unimplemented, nr, self.pid, &self.comm);
         Err(ENOSYS)
     }
 }
@@ -566,16 +306,8 @@ mod tests {
         assert_eq!(name(217), "getdents64");
         assert_eq!(name(262), "newfstatat");
         assert_eq!(name(439), "faccessat2");
+        assert_eq!(name(52), "getpeername");
         assert_eq!(name(100_000), "unknown");
         assert_eq!(name(u64::MAX), "unknown");
-    }
-
-    #[test]
-    fn every_number_has_one_name() {
-        let mut nrs: Vec<i64> = super::NAMES.iter().map(|&(n, _)| n).collect();
-        nrs.sort_unstable();
-        nrs.dedup();
-        assert_eq!(nrs.len(), super::NAMES.len());
-        assert!(super::NAMES.iter().all(|(_, s)| s.starts_with("SYS_")));
     }
 }
