@@ -31,7 +31,7 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
                     .map_or(ExitlessReply::Exit, |k| k.fast.serve(&k, req))
             }),
             ExitlessOptions {
-                serves: Some(super::fast::SERVED.iter().map(|&n| n as u64).collect()),
+                serves: Some(crate::syscalls::table::fast_numbers()),
                 ..Default::default()
             },
         );

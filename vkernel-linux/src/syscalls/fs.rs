@@ -4,6 +4,7 @@
 //! [`super::procfs`]. The tree itself is [`crate::fs`].
 
 use super::errno::*;
+use super::table::Handler;
 use super::{int, AT_FDCWD, R};
 use crate::files::{self, Backing, Fd, FileKind, OpenFile};
 use crate::fs::{proc_item, Fs, Kind, ProcItem};
@@ -14,40 +15,52 @@ use crate::Vproc;
 const TTY_RDEV: u32 = 5 << 8;
 
 impl Vproc {
-    /// The file-system calls, or None if `nr` is not one.
-    pub(super) fn fs_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
-        if let Some(r) = self.stat_call(nr, a) {
-            return Some(r);
-        }
-        if let Some(r) = self.fsmod_call(nr, a) {
-            return Some(r);
-        }
-        Some(match nr {
-            libc::SYS_open => self.sys_openat(AT_FDCWD, a[0], a[1] as u32, a[2] as u32),
-            libc::SYS_openat => self.sys_openat(int(a[0]), a[1], a[2] as u32, a[3] as u32),
-            libc::SYS_creat => self.sys_openat(
+    /// The file-system calls: `(number, handler)` for the
+    /// syscall table ([`super::table`]).
+    pub(super) const FS_CALLS: &'static [(i64, Handler)] = &[
+        (libc::SYS_open, |v, _nr, a| {
+            v.sys_openat(AT_FDCWD, a[0], a[1] as u32, a[2] as u32)
+        }),
+        (libc::SYS_openat, |v, _nr, a| {
+            v.sys_openat(int(a[0]), a[1], a[2] as u32, a[3] as u32)
+        }),
+        (libc::SYS_creat, |v, _nr, a| {
+            v.sys_openat(
                 AT_FDCWD,
                 a[0],
                 files::O_CREAT | files::O_WRONLY | files::O_TRUNC,
                 a[1] as u32,
-            ),
-            libc::SYS_lseek => self.sys_lseek(int(a[0]), a[1] as i64, a[2] as u32),
-            libc::SYS_access => self.sys_faccessat(AT_FDCWD, a[0], a[1] as u32, 0),
-            libc::SYS_faccessat => self.sys_faccessat(int(a[0]), a[1], a[2] as u32, 0),
-            libc::SYS_faccessat2 => self.sys_faccessat(int(a[0]), a[1], a[2] as u32, a[3]),
-            libc::SYS_getcwd => self.sys_getcwd(a[0], a[1] as usize),
-            libc::SYS_chdir => self.sys_chdir(a[0]),
-            libc::SYS_fchdir => self.sys_fchdir(int(a[0])),
-            libc::SYS_readlink => self.sys_readlinkat(AT_FDCWD, a[0], a[1], a[2] as usize),
-            libc::SYS_readlinkat => self.sys_readlinkat(int(a[0]), a[1], a[2], a[3] as usize),
-            libc::SYS_umask => {
-                let old = self.umask;
-                self.umask = a[0] as u32 & 0o777;
-                Ok(old as i64)
-            }
-            _ => return None,
-        })
-    }
+            )
+        }),
+        (libc::SYS_lseek, |v, _nr, a| {
+            v.sys_lseek(int(a[0]), a[1] as i64, a[2] as u32)
+        }),
+        (libc::SYS_access, |v, _nr, a| {
+            v.sys_faccessat(AT_FDCWD, a[0], a[1] as u32, 0)
+        }),
+        (libc::SYS_faccessat, |v, _nr, a| {
+            v.sys_faccessat(int(a[0]), a[1], a[2] as u32, 0)
+        }),
+        (libc::SYS_faccessat2, |v, _nr, a| {
+            v.sys_faccessat(int(a[0]), a[1], a[2] as u32, a[3])
+        }),
+        (libc::SYS_getcwd, |v, _nr, a| {
+            v.sys_getcwd(a[0], a[1] as usize)
+        }),
+        (libc::SYS_chdir, |v, _nr, a| v.sys_chdir(a[0])),
+        (libc::SYS_fchdir, |v, _nr, a| v.sys_fchdir(int(a[0]))),
+        (libc::SYS_readlink, |v, _nr, a| {
+            v.sys_readlinkat(AT_FDCWD, a[0], a[1], a[2] as usize)
+        }),
+        (libc::SYS_readlinkat, |v, _nr, a| {
+            v.sys_readlinkat(int(a[0]), a[1], a[2], a[3] as usize)
+        }),
+        (libc::SYS_umask, |v, _nr, a| {
+            let old = v.umask;
+            v.umask = a[0] as u32 & 0o777;
+            Ok(old as i64)
+        }),
+    ];
 
     /// Is `h` a directory?
     pub(super) fn is_dir(&self, h: u64) -> bool {

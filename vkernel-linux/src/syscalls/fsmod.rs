@@ -4,6 +4,7 @@
 //! [`crate::fs`].
 
 use super::errno::*;
+use super::table::Handler;
 use super::{int, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, R};
 use crate::files::{self, FileKind};
 use crate::fs::{Kind, Ts};
@@ -19,65 +20,158 @@ const UTIME_NOW: i64 = (1 << 30) - 1;
 const UTIME_OMIT: i64 = (1 << 30) - 2;
 
 impl Vproc {
-    /// The calls that change the tree, or None if `nr` is not one.
-    pub(super) fn fsmod_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
-        let (d0, d2) = (int(a[0]), int(a[2]));
-        Some(match nr {
-            libc::SYS_mkdir => self.sys_mkdirat(AT_FDCWD, a[0], a[1] as u32),
-            libc::SYS_mkdirat => self.sys_mkdirat(d0, a[1], a[2] as u32),
-            libc::SYS_rmdir => self.sys_unlinkat(AT_FDCWD, a[0], AT_REMOVEDIR),
-            libc::SYS_unlink => self.sys_unlinkat(AT_FDCWD, a[0], 0),
-            libc::SYS_unlinkat => self.sys_unlinkat(d0, a[1], a[2]),
-            libc::SYS_rename => self.sys_renameat2(AT_FDCWD, a[0], AT_FDCWD, a[1], 0),
-            libc::SYS_renameat => self.sys_renameat2(d0, a[1], d2, a[3], 0),
-            libc::SYS_renameat2 => self.sys_renameat2(d0, a[1], d2, a[3], a[4] as u32),
-            libc::SYS_symlink => self.sys_symlinkat(a[0], AT_FDCWD, a[1]),
-            libc::SYS_symlinkat => self.sys_symlinkat(a[0], int(a[1]), a[2]),
-            libc::SYS_link => self.sys_linkat(AT_FDCWD, a[0], AT_FDCWD, a[1], 0),
-            libc::SYS_linkat => self.sys_linkat(d0, a[1], d2, a[3], a[4]),
-            libc::SYS_truncate => self.sys_truncate(a[0], a[1] as i64),
-            libc::SYS_ftruncate => self.sys_ftruncate(d0, a[1] as i64),
-            libc::SYS_utimensat => self.sys_utimensat(d0, a[1], a[2], a[3]),
-            libc::SYS_utimes => self.sys_utimes(a[0], a[1]),
-            libc::SYS_chmod => self.sys_attr(AT_FDCWD, a[0], 0, Some(a[1] as u32), None),
-            libc::SYS_fchmod => self.sys_attr(d0, 0, AT_EMPTY_PATH, Some(a[1] as u32), None),
-            libc::SYS_fchmodat => self.sys_attr(d0, a[1], 0, Some(a[2] as u32), None),
-            libc::SYS_chown | libc::SYS_lchown => {
-                let f = if nr == libc::SYS_lchown {
-                    AT_SYMLINK_NOFOLLOW
-                } else {
-                    0
-                };
-                self.sys_attr(AT_FDCWD, a[0], f, None, Some((a[1] as u32, a[2] as u32)))
-            }
-            libc::SYS_fchown => {
-                self.sys_attr(d0, 0, AT_EMPTY_PATH, None, Some((a[1] as u32, a[2] as u32)))
-            }
-            libc::SYS_fchownat => {
-                self.sys_attr(d0, a[1], a[4], None, Some((a[2] as u32, a[3] as u32)))
-            }
-            libc::SYS_mknod => self.sys_mknodat(AT_FDCWD, a[0], a[1] as u32),
-            libc::SYS_mknodat => self.sys_mknodat(d0, a[1], a[2] as u32),
-            libc::SYS_getxattr | libc::SYS_lgetxattr => self.sys_xattr(a[0], nr, Err(ENODATA)),
-            libc::SYS_listxattr | libc::SYS_llistxattr => self.sys_xattr(a[0], nr, Ok(0)),
-            libc::SYS_setxattr
-            | libc::SYS_lsetxattr
-            | libc::SYS_removexattr
-            | libc::SYS_lremovexattr => self.sys_xattr(a[0], nr, Err(EOPNOTSUPP)),
-            libc::SYS_fgetxattr => self.fd_handle(d0, EBADF).and(Err(ENODATA)),
-            libc::SYS_flistxattr => self.fd_handle(d0, EBADF).map(|_| 0),
-            libc::SYS_fsetxattr | libc::SYS_fremovexattr => {
-                self.fd_handle(d0, EBADF).and(Err(EOPNOTSUPP))
-            }
-            libc::SYS_fadvise64 | libc::SYS_readahead => self.fd_handle(d0, ESPIPE).map(|_| 0),
-            libc::SYS_fallocate => self.sys_fallocate(d0, a[1] as u32, a[2] as i64, a[3] as i64),
-            libc::SYS_flock => self.sys_flock(d0, a[1] as u32),
-            libc::SYS_fsync | libc::SYS_fdatasync | libc::SYS_syncfs => {
-                self.fds.get(d0).map(|_| 0).map_err(Into::into)
-            }
-            libc::SYS_sync => Ok(0),
-            _ => return None,
-        })
+    /// The calls that change the tree: `(number, handler)` for the
+    /// syscall table ([`super::table`]).
+    pub(super) const FSMOD_CALLS: &'static [(i64, Handler)] = &[
+        (libc::SYS_mkdir, |v, _nr, a| {
+            v.sys_mkdirat(AT_FDCWD, a[0], a[1] as u32)
+        }),
+        (libc::SYS_mkdirat, |v, _nr, a| {
+            v.sys_mkdirat(int(a[0]), a[1], a[2] as u32)
+        }),
+        (libc::SYS_rmdir, |v, _nr, a| {
+            v.sys_unlinkat(AT_FDCWD, a[0], AT_REMOVEDIR)
+        }),
+        (libc::SYS_unlink, |v, _nr, a| {
+            v.sys_unlinkat(AT_FDCWD, a[0], 0)
+        }),
+        (libc::SYS_unlinkat, |v, _nr, a| {
+            v.sys_unlinkat(int(a[0]), a[1], a[2])
+        }),
+        (libc::SYS_rename, |v, _nr, a| {
+            v.sys_renameat2(AT_FDCWD, a[0], AT_FDCWD, a[1], 0)
+        }),
+        (libc::SYS_renameat, |v, _nr, a| {
+            v.sys_renameat2(int(a[0]), a[1], int(a[2]), a[3], 0)
+        }),
+        (libc::SYS_renameat2, |v, _nr, a| {
+            v.sys_renameat2(int(a[0]), a[1], int(a[2]), a[3], a[4] as u32)
+        }),
+        (libc::SYS_symlink, |v, _nr, a| {
+            v.sys_symlinkat(a[0], AT_FDCWD, a[1])
+        }),
+        (libc::SYS_symlinkat, |v, _nr, a| {
+            v.sys_symlinkat(a[0], int(a[1]), a[2])
+        }),
+        (libc::SYS_link, |v, _nr, a| {
+            v.sys_linkat(AT_FDCWD, a[0], AT_FDCWD, a[1], 0)
+        }),
+        (libc::SYS_linkat, |v, _nr, a| {
+            v.sys_linkat(int(a[0]), a[1], int(a[2]), a[3], a[4])
+        }),
+        (libc::SYS_truncate, |v, _nr, a| {
+            v.sys_truncate(a[0], a[1] as i64)
+        }),
+        (libc::SYS_ftruncate, |v, _nr, a| {
+            v.sys_ftruncate(int(a[0]), a[1] as i64)
+        }),
+        (libc::SYS_utimensat, |v, _nr, a| {
+            v.sys_utimensat(int(a[0]), a[1], a[2], a[3])
+        }),
+        (libc::SYS_utimes, |v, _nr, a| v.sys_utimes(a[0], a[1])),
+        (libc::SYS_chmod, |v, _nr, a| {
+            v.sys_attr(AT_FDCWD, a[0], 0, Some(a[1] as u32), None)
+        }),
+        (libc::SYS_fchmod, |v, _nr, a| {
+            v.sys_attr(int(a[0]), 0, AT_EMPTY_PATH, Some(a[1] as u32), None)
+        }),
+        (libc::SYS_fchmodat, |v, _nr, a| {
+            v.sys_attr(int(a[0]), a[1], 0, Some(a[2] as u32), None)
+        }),
+        (libc::SYS_chown, Vproc::call_chown),
+        (libc::SYS_lchown, Vproc::call_chown),
+        (libc::SYS_fchown, |v, _nr, a| {
+            v.sys_attr(
+                int(a[0]),
+                0,
+                AT_EMPTY_PATH,
+                None,
+                Some((a[1] as u32, a[2] as u32)),
+            )
+        }),
+        (libc::SYS_fchownat, |v, _nr, a| {
+            v.sys_attr(
+                int(a[0]),
+                a[1],
+                a[4],
+                None,
+                Some((a[2] as u32, a[3] as u32)),
+            )
+        }),
+        (libc::SYS_mknod, |v, _nr, a| {
+            v.sys_mknodat(AT_FDCWD, a[0], a[1] as u32)
+        }),
+        (libc::SYS_mknodat, |v, _nr, a| {
+            v.sys_mknodat(int(a[0]), a[1], a[2] as u32)
+        }),
+        (libc::SYS_getxattr, Vproc::call_getxattr),
+        (libc::SYS_lgetxattr, Vproc::call_getxattr),
+        (libc::SYS_listxattr, Vproc::call_listxattr),
+        (libc::SYS_llistxattr, Vproc::call_listxattr),
+        (libc::SYS_setxattr, Vproc::call_setxattr),
+        (libc::SYS_lsetxattr, Vproc::call_setxattr),
+        (libc::SYS_removexattr, Vproc::call_setxattr),
+        (libc::SYS_lremovexattr, Vproc::call_setxattr),
+        (libc::SYS_fgetxattr, |v, _nr, a| {
+            v.fd_handle(int(a[0]), EBADF).and(Err(ENODATA))
+        }),
+        (libc::SYS_flistxattr, |v, _nr, a| {
+            v.fd_handle(int(a[0]), EBADF).map(|_| 0)
+        }),
+        (libc::SYS_fsetxattr, Vproc::call_fsetxattr),
+        (libc::SYS_fremovexattr, Vproc::call_fsetxattr),
+        (libc::SYS_fadvise64, Vproc::call_fadvise64),
+        (libc::SYS_readahead, Vproc::call_fadvise64),
+        (libc::SYS_fallocate, |v, _nr, a| {
+            v.sys_fallocate(int(a[0]), a[1] as u32, a[2] as i64, a[3] as i64)
+        }),
+        (libc::SYS_flock, |v, _nr, a| {
+            v.sys_flock(int(a[0]), a[1] as u32)
+        }),
+        (libc::SYS_fsync, Vproc::call_fsync),
+        (libc::SYS_fdatasync, Vproc::call_fsync),
+        (libc::SYS_syncfs, Vproc::call_fsync),
+        (libc::SYS_sync, |_v, _nr, _a| Ok(0)),
+    ];
+
+    /// `chown`, `lchown`.
+    fn call_chown(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
+        let f = if nr == libc::SYS_lchown {
+            AT_SYMLINK_NOFOLLOW
+        } else {
+            0
+        };
+        v.sys_attr(AT_FDCWD, a[0], f, None, Some((a[1] as u32, a[2] as u32)))
+    }
+
+    /// `getxattr`, `lgetxattr`.
+    fn call_getxattr(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
+        v.sys_xattr(a[0], nr, Err(ENODATA))
+    }
+
+    /// `listxattr`, `llistxattr`.
+    fn call_listxattr(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
+        v.sys_xattr(a[0], nr, Ok(0))
+    }
+
+    /// `setxattr`, `lsetxattr`, `removexattr`, `lremovexattr`.
+    fn call_setxattr(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
+        v.sys_xattr(a[0], nr, Err(EOPNOTSUPP))
+    }
+
+    /// `fsetxattr`, `fremovexattr`.
+    fn call_fsetxattr(v: &mut Vproc, _nr: i64, a: [u64; 6]) -> R {
+        v.fd_handle(int(a[0]), EBADF).and(Err(EOPNOTSUPP))
+    }
+
+    /// `fadvise64`, `readahead`.
+    fn call_fadvise64(v: &mut Vproc, _nr: i64, a: [u64; 6]) -> R {
+        v.fd_handle(int(a[0]), ESPIPE).map(|_| 0)
+    }
+
+    /// `fsync`, `fdatasync`, `syncfs`.
+    fn call_fsync(v: &mut Vproc, _nr: i64, a: [u64; 6]) -> R {
+        v.fds.get(int(a[0])).map(|_| 0).map_err(Into::into)
     }
 
     /// The xattr calls on a path: the file must exist; it has no extended

@@ -2,21 +2,22 @@
 //! optional calls answered as a kernel without them (prctl, rseq).
 
 use super::errno::*;
+use super::table::Handler;
 use super::R;
 use crate::Vproc;
 
 impl Vproc {
-    /// The system-information calls, or None if `nr` is not one.
-    pub(super) fn info_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
-        Some(match nr {
-            libc::SYS_uname => self.sys_uname(a[0]),
-            libc::SYS_sysinfo => self.sys_sysinfo(a[0]),
-            libc::SYS_getrandom => self.sys_getrandom(a[0], a[1] as usize),
-            libc::SYS_prctl => self.sys_prctl(a),
-            libc::SYS_rseq => Err(ENOSYS),
-            _ => return None,
-        })
-    }
+    /// The system-information calls: `(number, handler)` for the
+    /// syscall table ([`super::table`]).
+    pub(super) const INFO_CALLS: &'static [(i64, Handler)] = &[
+        (libc::SYS_uname, |v, _nr, a| v.sys_uname(a[0])),
+        (libc::SYS_sysinfo, |v, _nr, a| v.sys_sysinfo(a[0])),
+        (libc::SYS_getrandom, |v, _nr, a| {
+            v.sys_getrandom(a[0], a[1] as usize)
+        }),
+        (libc::SYS_prctl, |v, _nr, a| v.sys_prctl(a)),
+        (libc::SYS_rseq, |_v, _nr, _a| Err(ENOSYS)),
+    ];
 
     /// getrusage: the CPU time the scheduler counted for this vproc (all
     /// of it as user time) and its resident memory; children's usage is

@@ -3,6 +3,7 @@
 //! poll and select (whose handlers wait, in [`super::events`]).
 
 use super::errno::*;
+use super::table::Handler;
 use super::{int, R};
 use crate::files::{self, Fd, FileKind, OpenFile, Pipe, Shared};
 use crate::fs::Kind;
@@ -10,54 +11,95 @@ use crate::signal::{self, SigInfo};
 use crate::Vproc;
 
 impl Vproc {
-    /// The file-descriptor calls, or None if `nr` is not one.
-    pub(super) fn io_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
-        Some(match nr {
-            libc::SYS_read => self.sys_read(int(a[0]), a[1], a[2] as usize, None),
-            libc::SYS_pread64 => self.sys_read(int(a[0]), a[1], a[2] as usize, Some(a[3])),
-            libc::SYS_readv => self.sys_readv(int(a[0]), a[1], a[2]),
-            libc::SYS_write => self.sys_write(int(a[0]), a[1], a[2] as usize),
-            libc::SYS_writev => self.sys_writev(int(a[0]), a[1], a[2]),
-            libc::SYS_pwrite64 => self.sys_pwrite(int(a[0]), a[1], a[2] as usize, a[3] as i64),
-            libc::SYS_sendfile => self.sys_sendfile(int(a[0]), int(a[1]), a[2], a[3] as usize),
-            libc::SYS_close => self.close_fd(int(a[0])).map(|_| 0),
-            libc::SYS_pipe => self.sys_pipe2(a[0], 0),
-            libc::SYS_pipe2 => self.sys_pipe2(a[0], a[1] as u32),
-            libc::SYS_dup => self.sys_dup(int(a[0]), 0, false),
-            libc::SYS_dup2 => self.sys_dup3(int(a[0]), int(a[1]), 0, true),
-            libc::SYS_dup3 => self.sys_dup3(int(a[0]), int(a[1]), a[2] as u32, false),
-            libc::SYS_close_range => self.sys_close_range(a[0], a[1], a[2] as u32),
-            libc::SYS_copy_file_range => self.sys_copy_file_range(a),
-            libc::SYS_fcntl => self.sys_fcntl(int(a[0]), a[1] as u32, a[2]),
-            libc::SYS_ioctl => self.sys_ioctl(int(a[0]), a[1] as u32, a[2]),
-            libc::SYS_poll => self.sys_poll_ms(a[0], a[1], a[2] as i32),
-            libc::SYS_ppoll => self.sys_ppoll(a),
-            libc::SYS_select => self.sys_select(a),
-            libc::SYS_pselect6 => self.sys_pselect6(a),
-            // No networking: no socket can be made, so every fd that is
-            // open is not a socket (ENOTSOCK; EBADF for one that is not).
-            libc::SYS_socket | libc::SYS_socketpair => Err(EAFNOSUPPORT),
-            libc::SYS_connect
-            | libc::SYS_accept
-            | libc::SYS_accept4
-            | libc::SYS_sendto
-            | libc::SYS_recvfrom
-            | libc::SYS_sendmsg
-            | libc::SYS_recvmsg
-            | libc::SYS_sendmmsg
-            | libc::SYS_recvmmsg
-            | libc::SYS_shutdown
-            | libc::SYS_bind
-            | libc::SYS_listen
-            | libc::SYS_getsockname
-            | libc::SYS_getpeername
-            | libc::SYS_setsockopt
-            | libc::SYS_getsockopt => match self.fds.get(int(a[0])) {
-                Ok(_) => Err(ENOTSOCK),
-                Err(e) => Err(e.into()),
-            },
-            _ => return None,
-        })
+    /// The file-descriptor calls: `(number, handler)` for the
+    /// syscall table ([`super::table`]).
+    pub(super) const IO_CALLS: &'static [(i64, Handler)] = &[
+        (libc::SYS_read, |v, _nr, a| {
+            v.sys_read(int(a[0]), a[1], a[2] as usize, None)
+        }),
+        (libc::SYS_pread64, |v, _nr, a| {
+            v.sys_read(int(a[0]), a[1], a[2] as usize, Some(a[3]))
+        }),
+        (libc::SYS_readv, |v, _nr, a| {
+            v.sys_readv(int(a[0]), a[1], a[2])
+        }),
+        (libc::SYS_write, |v, _nr, a| {
+            v.sys_write(int(a[0]), a[1], a[2] as usize)
+        }),
+        (libc::SYS_writev, |v, _nr, a| {
+            v.sys_writev(int(a[0]), a[1], a[2])
+        }),
+        (libc::SYS_pwrite64, |v, _nr, a| {
+            v.sys_pwrite(int(a[0]), a[1], a[2] as usize, a[3] as i64)
+        }),
+        (libc::SYS_sendfile, |v, _nr, a| {
+            v.sys_sendfile(int(a[0]), int(a[1]), a[2], a[3] as usize)
+        }),
+        (libc::SYS_close, |v, _nr, a| {
+            v.close_fd(int(a[0])).map(|_| 0)
+        }),
+        (libc::SYS_pipe, |v, _nr, a| v.sys_pipe2(a[0], 0)),
+        (libc::SYS_pipe2, |v, _nr, a| v.sys_pipe2(a[0], a[1] as u32)),
+        (libc::SYS_dup, |v, _nr, a| v.sys_dup(int(a[0]), 0, false)),
+        (libc::SYS_dup2, |v, _nr, a| {
+            v.sys_dup3(int(a[0]), int(a[1]), 0, true)
+        }),
+        (libc::SYS_dup3, |v, _nr, a| {
+            v.sys_dup3(int(a[0]), int(a[1]), a[2] as u32, false)
+        }),
+        (libc::SYS_close_range, |v, _nr, a| {
+            v.sys_close_range(a[0], a[1], a[2] as u32)
+        }),
+        (libc::SYS_copy_file_range, |v, _nr, a| {
+            v.sys_copy_file_range(a)
+        }),
+        (libc::SYS_fcntl, |v, _nr, a| {
+            v.sys_fcntl(int(a[0]), a[1] as u32, a[2])
+        }),
+        (libc::SYS_ioctl, |v, _nr, a| {
+            v.sys_ioctl(int(a[0]), a[1] as u32, a[2])
+        }),
+        (libc::SYS_poll, |v, _nr, a| {
+            v.sys_poll_ms(a[0], a[1], a[2] as i32)
+        }),
+        (libc::SYS_ppoll, |v, _nr, a| v.sys_ppoll(a)),
+        (libc::SYS_select, |v, _nr, a| v.sys_select(a)),
+        (libc::SYS_pselect6, |v, _nr, a| v.sys_pselect6(a)),
+        // No networking: no socket can be made, so every fd that is
+        // open is not a socket (ENOTSOCK; EBADF for one that is not).
+        (libc::SYS_socket, Vproc::call_socket),
+        (libc::SYS_socketpair, Vproc::call_socket),
+        (libc::SYS_connect, Vproc::call_connect),
+        (libc::SYS_accept, Vproc::call_connect),
+        (libc::SYS_accept4, Vproc::call_connect),
+        (libc::SYS_sendto, Vproc::call_connect),
+        (libc::SYS_recvfrom, Vproc::call_connect),
+        (libc::SYS_sendmsg, Vproc::call_connect),
+        (libc::SYS_recvmsg, Vproc::call_connect),
+        (libc::SYS_sendmmsg, Vproc::call_connect),
+        (libc::SYS_recvmmsg, Vproc::call_connect),
+        (libc::SYS_shutdown, Vproc::call_connect),
+        (libc::SYS_bind, Vproc::call_connect),
+        (libc::SYS_listen, Vproc::call_connect),
+        (libc::SYS_getsockname, Vproc::call_connect),
+        (libc::SYS_getpeername, Vproc::call_connect),
+        (libc::SYS_setsockopt, Vproc::call_connect),
+        (libc::SYS_getsockopt, Vproc::call_connect),
+    ];
+
+    /// `socket`, `socketpair`.
+    // No networking: no socket can be made, so every fd that is
+    // open is not a socket (ENOTSOCK; EBADF for one that is not).
+    fn call_socket(_v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> R {
+        Err(EAFNOSUPPORT)
+    }
+
+    /// `connect`, `accept`, `accept4`, `sendto`, `recvfrom`, `sendmsg`, `recvmsg`, `sendmmsg`, `recvmmsg`, `shutdown`, `bind`, `listen`, `getsockname`, `getpeername`, `setsockopt`, `getsockopt`.
+    fn call_connect(v: &mut Vproc, _nr: i64, a: [u64; 6]) -> R {
+        match v.fds.get(int(a[0])) {
+            Ok(_) => Err(ENOTSOCK),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Linux's access_ok: the whole buffer below the top of user space.

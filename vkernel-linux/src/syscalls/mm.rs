@@ -3,6 +3,7 @@
 //! [`crate::mm::Mm`].
 
 use super::errno::*;
+use super::table::Handler;
 use super::R;
 use crate::exec::Image;
 use crate::files::{FileKind, O_ACCMODE, O_RDWR, O_WRONLY};
@@ -14,58 +15,52 @@ use crate::Vproc;
 const DEV_ZERO: u32 = 0x105;
 
 impl Vproc {
-    /// The memory calls, or None if `nr` is not one.
-    pub(super) fn mm_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
-        Some(match nr {
-            libc::SYS_mmap => self.sys_mmap(a),
-            libc::SYS_munmap => self.mm.munmap(a[0], a[1]).map(|_| 0).map_err(Into::into),
-            libc::SYS_mprotect => {
-                // A misaligned start is EINVAL first (in `protect`).
-                if a[0].is_multiple_of(4096) {
-                    let more = self.mprotect_commits(a[0], a[1], a[2] as u32);
-                    if let Err(e) = self.vm_enough_memory(more) {
-                        return Some(Err(e));
-                    }
-                }
-                self.mm
-                    .protect(a[0], a[1], a[2] as u32)
-                    .map(|_| 0)
-                    .map_err(Into::into)
+    /// The memory calls: `(number, handler)` for the
+    /// syscall table ([`super::table`]).
+    pub(super) const MM_CALLS: &'static [(i64, Handler)] = &[
+        (libc::SYS_mmap, |v, _nr, a| v.sys_mmap(a)),
+        (libc::SYS_munmap, |v, _nr, a| {
+            v.mm.munmap(a[0], a[1]).map(|_| 0).map_err(Into::into)
+        }),
+        (libc::SYS_mprotect, |v, _nr, a| {
+            // A misaligned start is EINVAL first (in `protect`).
+            if a[0].is_multiple_of(4096) {
+                let more = v.mprotect_commits(a[0], a[1], a[2] as u32);
+                v.vm_enough_memory(more)?
             }
-            libc::SYS_mremap => {
-                // Growing an accounted area commits the growth.
-                let more = self.mremap_commits(a[0], a[1], a[2]);
-                if let Err(e) = self.vm_enough_memory(more) {
-                    return Some(Err(e));
-                }
-                self.mm
-                    .mremap(a[0], a[1], a[2], a[3], a[4])
-                    .map(|v| v as i64)
-                    .map_err(Into::into)
-            }
-            // advice is an int.
-            libc::SYS_madvise => self
-                .mm
-                .madvise(a[0], a[1], a[2] as i32 as i64 as u64)
+            v.mm.protect(a[0], a[1], a[2] as u32)
                 .map(|_| 0)
-                .map_err(Into::into),
-            libc::SYS_brk => {
-                // A growth Linux's heuristic refuses leaves the break.
-                let grow = a[0].saturating_sub(self.mm.brk);
-                if self.vm_enough_memory(grow).is_err() {
-                    return Some(Ok(self.mm.brk as i64));
-                }
-                Ok(self.mm.set_brk(a[0]) as i64)
-            }
-            libc::SYS_msync => self
-                .mm
-                .msync(a[0], a[1], a[2] as u32)
+                .map_err(Into::into)
+        }),
+        (libc::SYS_mremap, |v, _nr, a| {
+            // Growing an accounted area commits the growth.
+            let more = v.mremap_commits(a[0], a[1], a[2]);
+            v.vm_enough_memory(more)?;
+            v.mm.mremap(a[0], a[1], a[2], a[3], a[4])
+                .map(|v| v as i64)
+                .map_err(Into::into)
+        }),
+        // advice is an int.
+        (libc::SYS_madvise, |v, _nr, a| {
+            v.mm.madvise(a[0], a[1], a[2] as i32 as i64 as u64)
                 .map(|_| 0)
-                .map_err(Into::into),
-            libc::SYS_mincore => Err(ENOSYS),
-            _ => return None,
-        })
-    }
+                .map_err(Into::into)
+        }),
+        (libc::SYS_brk, |v, _nr, a| {
+            // A growth Linux's heuristic refuses leaves the break.
+            let grow = a[0].saturating_sub(v.mm.brk);
+            if v.vm_enough_memory(grow).is_err() {
+                return Ok(v.mm.brk as i64);
+            }
+            Ok(v.mm.set_brk(a[0]) as i64)
+        }),
+        (libc::SYS_msync, |v, _nr, a| {
+            v.mm.msync(a[0], a[1], a[2] as u32)
+                .map(|_| 0)
+                .map_err(Into::into)
+        }),
+        (libc::SYS_mincore, |_v, _nr, _a| Err(ENOSYS)),
+    ];
 
     fn sys_mmap(&mut self, a: [u64; 6]) -> R {
         let (addr, len, prot, flags, fd, off) = (

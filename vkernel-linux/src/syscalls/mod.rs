@@ -50,6 +50,7 @@ mod proc;
 mod procfs;
 mod signal;
 mod stat;
+pub(crate) mod table;
 mod time;
 
 // What the exitless fast path (`kernel::fast`) shares with the handlers.
@@ -97,7 +98,10 @@ impl From<files::FdError> for i64 {
 /// (`"getpeername"` for 52), whether or not the personality serves it;
 /// `"unknown"` for a number x86-64 does not assign.
 pub fn name(nr: u64) -> &'static str {
-    crate::abi::sysno::name(nr).unwrap_or("unknown")
+    table::lookup(nr)
+        .map(|s| s.name)
+        .or_else(|| crate::abi::sysno::name(nr))
+        .unwrap_or("unknown")
 }
 
 impl Vproc {
@@ -139,7 +143,7 @@ impl Vproc {
     fn maybe_patch(&mut self, nr: u64) {
         let Some(k) = &self.k else { return };
         let Some(entry) = k.patch_entry else { return };
-        if !crate::kernel::fast::SERVED.contains(&(nr as i64)) {
+        if !table::is_fast(nr) {
             return;
         }
         let threads = self.mm.threads();
@@ -192,7 +196,7 @@ impl Vproc {
     pub fn syscall32(&mut self, _cpu: &Cpu) {
         let nr32 = self.frame.rax;
         self.frame.rip += 2;
-        match compat32::translate(&self.frame) {
+        match table::translate32(&self.frame) {
             Some((nr, a)) => self.serve(nr, a, nr32),
             None => {
                 if self.trace {
@@ -258,33 +262,13 @@ impl Vproc {
         self.frame.rax = v as u64;
     }
 
-    /// Run call `nr`: each area's dispatch in turn, until one knows it.
+    /// Run call `nr`: its handler in the syscall table ([`table`]), or
+    /// ENOSYS from the one place unknown calls get it.
     fn dispatch(&mut self, nr: u64, a: [u64; 6]) -> R {
-        let Ok(n) = i64::try_from(nr) else {
-            return self.unknown_call(nr);
-        };
-        if let Some(r) = self.fs_call(n, a) {
-            return r;
+        match table::lookup(nr) {
+            Some(s) => (s.call)(self, s.nr, a),
+            None => self.unknown_call(nr),
         }
-        if let Some(r) = self.io_call(n, a) {
-            return r;
-        }
-        if let Some(r) = self.mm_call(n, a) {
-            return r;
-        }
-        if let Some(r) = self.proc_call(n, a) {
-            return r;
-        }
-        if let Some(r) = self.signal_call(n, a) {
-            return r;
-        }
-        if let Some(r) = self.time_call(n, a) {
-            return r;
-        }
-        if let Some(r) = self.info_call(n, a) {
-            return r;
-        }
-        self.unknown_call(nr)
     }
 
     /// A call no area serves: ENOSYS, counted and logged once per run

@@ -5,122 +5,176 @@
 //! in [`super::events`].
 
 use super::errno::*;
+use super::table::Handler;
 use super::{int, R};
 use crate::{ExitStatus, Vproc};
 
 impl Vproc {
-    /// The process calls, or None if `nr` is not one.
-    pub(super) fn proc_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
-        if let Some(r) = self.id_call(nr, a) {
-            return Some(r);
-        }
-        Some(match nr {
-            libc::SYS_exit | libc::SYS_exit_group => {
-                self.exit = Some(ExitStatus::Exited(a[0] as i32 & 0xff));
-                // exit ends this thread only (the process with its last
-                // thread); exit_group ends every thread.
-                self.thread.exit_thread = nr == libc::SYS_exit;
-                Ok(0)
+    /// The process calls: `(number, handler)` for the
+    /// syscall table ([`super::table`]).
+    pub(super) const PROC_CALLS: &'static [(i64, Handler)] = &[
+        (libc::SYS_exit, Vproc::call_exit),
+        (libc::SYS_exit_group, Vproc::call_exit),
+        (libc::SYS_clone, |v, _nr, a| {
+            v.sys_clone(a[0], a[1], a[2], a[3], a[4])
+        }),
+        // vfork is fork: the child gets a copy-on-write address space.
+        (libc::SYS_fork, Vproc::call_fork),
+        (libc::SYS_vfork, Vproc::call_fork),
+        (libc::SYS_clone3, |_v, _nr, _a| Err(ENOSYS)),
+        (libc::SYS_execve, |v, _nr, a| v.execve_threads(a)),
+        (libc::SYS_wait4, |v, _nr, a| {
+            if v.k.is_some() {
+                v.sys_wait4(int(a[0]) as i32, a[1], a[2], a[3])
+            } else {
+                Err(ECHILD)
             }
-            libc::SYS_clone => self.sys_clone(a[0], a[1], a[2], a[3], a[4]),
-            // vfork is fork: the child gets a copy-on-write address space.
-            libc::SYS_fork | libc::SYS_vfork => {
-                self.sys_clone(crate::signal::SIGCHLD as u64, 0, 0, 0, 0)
+        }),
+        (libc::SYS_sched_yield, |v, _nr, _a| {
+            v.yield_cpu = v.k.is_some();
+            Ok(0)
+        }),
+        (libc::SYS_getpriority, |v, _nr, a| {
+            v.sys_priority(false, a[0], int(a[1]) as i32, 0)
+        }),
+        (libc::SYS_setpriority, |v, _nr, a| {
+            v.sys_priority(true, a[0], int(a[1]) as i32, int(a[2]) as i32)
+        }),
+        (libc::SYS_sched_setparam, Vproc::call_sched_setparam),
+        (libc::SYS_sched_getparam, Vproc::call_sched_setparam),
+        (libc::SYS_sched_setscheduler, Vproc::call_sched_setparam),
+        (libc::SYS_sched_getscheduler, Vproc::call_sched_setparam),
+        (libc::SYS_sched_rr_get_interval, |v, _nr, a| {
+            v.sys_sched_rr_get_interval(int(a[0]) as i32, a[1])
+        }),
+        // SCHED_FIFO and SCHED_RR have priorities 1..=99, the others 0.
+        (libc::SYS_sched_get_priority_max, |_v, _nr, a| {
+            Ok(if matches!(a[0], 1 | 2) { 99 } else { 0 })
+        }),
+        (libc::SYS_sched_get_priority_min, |_v, _nr, a| {
+            Ok(if matches!(a[0], 1 | 2) { 1 } else { 0 })
+        }),
+        (libc::SYS_sched_getaffinity, |v, _nr, a| {
+            // Linux checks the length, then looks the pid up.
+            if a[1] < 8 {
+                return Err(EINVAL);
             }
-            libc::SYS_clone3 => Err(ENOSYS),
-            libc::SYS_execve => self.execve_threads(a),
-            libc::SYS_wait4 => {
-                if self.k.is_some() {
-                    self.sys_wait4(int(a[0]) as i32, a[1], a[2], a[3])
-                } else {
-                    Err(ECHILD)
-                }
-            }
-            libc::SYS_sched_yield => {
-                self.yield_cpu = self.k.is_some();
-                Ok(0)
-            }
-            libc::SYS_getpriority => self.sys_priority(false, a[0], int(a[1]) as i32, 0),
-            libc::SYS_setpriority => {
-                self.sys_priority(true, a[0], int(a[1]) as i32, int(a[2]) as i32)
-            }
-            libc::SYS_sched_setparam
-            | libc::SYS_sched_getparam
-            | libc::SYS_sched_setscheduler
-            | libc::SYS_sched_getscheduler => self.sys_sched(
-                nr as u64,
-                int(a[0]) as i32,
-                int(a[1]) as i32,
-                if nr == libc::SYS_sched_setscheduler {
-                    a[2]
-                } else {
-                    a[1]
-                },
-            ),
-            libc::SYS_sched_rr_get_interval => {
-                self.sys_sched_rr_get_interval(int(a[0]) as i32, a[1])
-            }
-            // SCHED_FIFO and SCHED_RR have priorities 1..=99, the others 0.
-            libc::SYS_sched_get_priority_max => Ok(if matches!(a[0], 1 | 2) { 99 } else { 0 }),
-            libc::SYS_sched_get_priority_min => Ok(if matches!(a[0], 1 | 2) { 1 } else { 0 }),
-            libc::SYS_sched_getaffinity => {
-                // Linux checks the length, then looks the pid up.
-                if a[1] < 8 {
-                    return Some(Err(EINVAL));
-                }
-                if let Err(e) = self.check_pid(int(a[0]) as i32) {
-                    return Some(Err(e));
-                }
-                // One CPU.
-                self.mm.write_u64(a[2], 1).map(|_| 8).map_err(Into::into)
-            }
-            libc::SYS_getrlimit => self.sys_prlimit(0, a[0] as u32, 0, a[1]),
-            libc::SYS_prlimit64 => self.sys_prlimit(int(a[0]) as i32, a[1] as u32, a[2], a[3]),
-            libc::SYS_setrlimit => self.sys_prlimit(0, a[0] as u32, a[1], 0),
-            libc::SYS_getrusage => self.sys_getrusage(int(a[0]), a[1]),
-            libc::SYS_set_tid_address => {
-                self.clear_child_tid = a[0];
-                Ok(self.pid as i64)
-            }
-            libc::SYS_set_robust_list => self.sys_set_robust_list(a[0], a[1]),
-            libc::SYS_get_robust_list => self.sys_get_robust_list(int(a[0]) as i32, a[1], a[2]),
-            libc::SYS_arch_prctl => self.sys_arch_prctl(a[0], a[1]),
-            libc::SYS_futex => self.sys_futex(a),
-            _ => return None,
-        })
+            v.check_pid(int(a[0]) as i32)?;
+            // One CPU.
+            v.mm.write_u64(a[2], 1).map(|_| 8).map_err(Into::into)
+        }),
+        (libc::SYS_getrlimit, |v, _nr, a| {
+            v.sys_prlimit(0, a[0] as u32, 0, a[1])
+        }),
+        (libc::SYS_prlimit64, |v, _nr, a| {
+            v.sys_prlimit(int(a[0]) as i32, a[1] as u32, a[2], a[3])
+        }),
+        (libc::SYS_setrlimit, |v, _nr, a| {
+            v.sys_prlimit(0, a[0] as u32, a[1], 0)
+        }),
+        (libc::SYS_getrusage, |v, _nr, a| {
+            v.sys_getrusage(int(a[0]), a[1])
+        }),
+        (libc::SYS_set_tid_address, |v, _nr, a| {
+            v.clear_child_tid = a[0];
+            Ok(v.pid as i64)
+        }),
+        (libc::SYS_set_robust_list, |v, _nr, a| {
+            v.sys_set_robust_list(a[0], a[1])
+        }),
+        (libc::SYS_get_robust_list, |v, _nr, a| {
+            v.sys_get_robust_list(int(a[0]) as i32, a[1], a[2])
+        }),
+        (libc::SYS_arch_prctl, |v, _nr, a| {
+            v.sys_arch_prctl(a[0], a[1])
+        }),
+        (libc::SYS_futex, |v, _nr, a| v.sys_futex(a)),
+    ];
+
+    /// `exit`, `exit_group`.
+    fn call_exit(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
+        v.exit = Some(ExitStatus::Exited(a[0] as i32 & 0xff));
+        // exit ends this thread only (the process with its last
+        // thread); exit_group ends every thread.
+        v.thread.exit_thread = nr == libc::SYS_exit;
+        Ok(0)
     }
 
-    /// The id calls: every vproc runs as root; pids, groups and sessions
-    /// come from the process table.
-    fn id_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
-        Some(match nr {
-            libc::SYS_getpid => Ok(self.thread.tgid as i64),
-            libc::SYS_gettid => Ok(self.pid as i64),
-            libc::SYS_getppid => Ok(self.sys_getppid()),
-            libc::SYS_getuid | libc::SYS_getgid | libc::SYS_geteuid | libc::SYS_getegid => Ok(0),
-            libc::SYS_setuid
-            | libc::SYS_setgid
-            | libc::SYS_setreuid
-            | libc::SYS_setregid
-            | libc::SYS_setresuid
-            | libc::SYS_setresgid => Ok(0),
-            libc::SYS_getresuid | libc::SYS_getresgid => {
-                for p in [a[0], a[1], a[2]] {
-                    if p != 0 {
-                        if let Err(e) = self.mm.write(p, &[0u8; 4]) {
-                            return Some(Err(e.into()));
-                        }
-                    }
+    /// `fork`, `vfork`.
+    // vfork is fork: the child gets a copy-on-write address space.
+    fn call_fork(v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> R {
+        v.sys_clone(crate::signal::SIGCHLD as u64, 0, 0, 0, 0)
+    }
+
+    /// `sched_setparam`, `sched_getparam`, `sched_setscheduler`, `sched_getscheduler`.
+    fn call_sched_setparam(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
+        v.sys_sched(
+            nr as u64,
+            int(a[0]) as i32,
+            int(a[1]) as i32,
+            if nr == libc::SYS_sched_setscheduler {
+                a[2]
+            } else {
+                a[1]
+            },
+        )
+    }
+
+    /// The id calls: every vproc runs as root; pids, groups and sessions: `(number, handler)` for the
+    /// syscall table ([`super::table`]).
+    pub(super) const ID_CALLS: &'static [(i64, Handler)] = &[
+        (libc::SYS_getpid, |v, _nr, _a| Ok(v.thread.tgid as i64)),
+        (libc::SYS_gettid, |v, _nr, _a| Ok(v.pid as i64)),
+        (libc::SYS_getppid, |v, _nr, _a| Ok(v.sys_getppid())),
+        (libc::SYS_getuid, Vproc::call_getuid),
+        (libc::SYS_getgid, Vproc::call_getuid),
+        (libc::SYS_geteuid, Vproc::call_getuid),
+        (libc::SYS_getegid, Vproc::call_getuid),
+        (libc::SYS_setuid, Vproc::call_setuid),
+        (libc::SYS_setgid, Vproc::call_setuid),
+        (libc::SYS_setreuid, Vproc::call_setuid),
+        (libc::SYS_setregid, Vproc::call_setuid),
+        (libc::SYS_setresuid, Vproc::call_setuid),
+        (libc::SYS_setresgid, Vproc::call_setuid),
+        (libc::SYS_getresuid, Vproc::call_getresuid),
+        (libc::SYS_getresgid, Vproc::call_getresuid),
+        (libc::SYS_getgroups, |_v, _nr, _a| Ok(0)),
+        (libc::SYS_setpgid, |v, _nr, a| {
+            v.sys_setpgid(int(a[0]) as i32, int(a[1]) as i32)
+        }),
+        (libc::SYS_getpgrp, |v, _nr, _a| {
+            v.sys_pgid(libc::SYS_getpgid as u64, 0)
+        }),
+        (libc::SYS_getpgid, Vproc::call_getpgid),
+        (libc::SYS_getsid, Vproc::call_getpgid),
+        (libc::SYS_setsid, |v, _nr, _a| v.sys_setsid()),
+    ];
+
+    /// `getuid`, `getgid`, `geteuid`, `getegid`.
+    fn call_getuid(_v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> R {
+        Ok(0)
+    }
+
+    /// `setuid`, `setgid`, `setreuid`, `setregid`, `setresuid`, `setresgid`.
+    fn call_setuid(_v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> R {
+        Ok(0)
+    }
+
+    /// `getresuid`, `getresgid`.
+    fn call_getresuid(v: &mut Vproc, _nr: i64, a: [u64; 6]) -> R {
+        for p in [a[0], a[1], a[2]] {
+            if p != 0 {
+                if let Err(e) = v.mm.write(p, &[0u8; 4]) {
+                    return Err(e.into());
                 }
-                Ok(0)
             }
-            libc::SYS_getgroups => Ok(0),
-            libc::SYS_setpgid => self.sys_setpgid(int(a[0]) as i32, int(a[1]) as i32),
-            libc::SYS_getpgrp => self.sys_pgid(libc::SYS_getpgid as u64, 0),
-            libc::SYS_getpgid | libc::SYS_getsid => self.sys_pgid(nr as u64, int(a[0]) as i32),
-            libc::SYS_setsid => self.sys_setsid(),
-            _ => return None,
-        })
+        }
+        Ok(0)
+    }
+
+    /// `getpgid`, `getsid`.
+    fn call_getpgid(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
+        v.sys_pgid(nr as u64, int(a[0]) as i32)
     }
 
     /// execve: in a multithreaded process the other threads end first.

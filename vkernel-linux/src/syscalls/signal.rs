@@ -9,41 +9,56 @@ use std::time::{Duration, Instant};
 
 use super::errno::*;
 use super::events::timespec;
+use super::table::Handler;
 use super::{int, R};
 use crate::signal::{self, SigAction, SigInfo};
 use crate::Vproc;
 
 impl Vproc {
-    /// The signal calls, or None if `nr` is not one.
-    pub(super) fn signal_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
-        Some(match nr {
-            libc::SYS_rt_sigaction => self.sys_sigaction(int(a[0]) as i32, a[1], a[2]),
-            libc::SYS_rt_sigprocmask => self.sys_sigprocmask(a[0], a[1], a[2]),
-            libc::SYS_sigaltstack => self.sys_sigaltstack(a[0], a[1]),
-            libc::SYS_rt_sigpending => self.sys_sigpending(a[0]),
-            libc::SYS_rt_sigtimedwait => self.sys_sigtimedwait(a[0], a[1], a[2], a[3]),
-            libc::SYS_pause => self.sys_pause(None),
-            libc::SYS_rt_sigsuspend => match self.mm.read_u64(a[0]) {
-                Ok(m) => self.sys_pause(Some(m)),
+    /// The signal calls: `(number, handler)` for the
+    /// syscall table ([`super::table`]).
+    pub(super) const SIGNAL_CALLS: &'static [(i64, Handler)] = &[
+        (libc::SYS_rt_sigaction, |v, _nr, a| {
+            v.sys_sigaction(int(a[0]) as i32, a[1], a[2])
+        }),
+        (libc::SYS_rt_sigprocmask, |v, _nr, a| {
+            v.sys_sigprocmask(a[0], a[1], a[2])
+        }),
+        (libc::SYS_sigaltstack, |v, _nr, a| {
+            v.sys_sigaltstack(a[0], a[1])
+        }),
+        (libc::SYS_rt_sigpending, |v, _nr, a| v.sys_sigpending(a[0])),
+        (libc::SYS_rt_sigtimedwait, |v, _nr, a| {
+            v.sys_sigtimedwait(a[0], a[1], a[2], a[3])
+        }),
+        (libc::SYS_pause, |v, _nr, _a| v.sys_pause(None)),
+        (libc::SYS_rt_sigsuspend, |v, _nr, a| {
+            match v.mm.read_u64(a[0]) {
+                Ok(m) => v.sys_pause(Some(m)),
                 Err(e) => Err(e.into()),
-            },
-            libc::SYS_kill => self.sys_kill(int(a[0]) as i32, int(a[1]) as i32),
-            libc::SYS_tkill => self.sys_tgkill(-1, int(a[0]) as i32, int(a[1]) as i32),
-            libc::SYS_tgkill => {
-                self.sys_tgkill(int(a[0]) as i32, int(a[1]) as i32, int(a[2]) as i32)
             }
-            libc::SYS_rt_sigqueueinfo => {
-                self.sys_sigqueueinfo(None, int(a[0]) as i32, int(a[1]) as i32, a[2])
-            }
-            libc::SYS_rt_tgsigqueueinfo => self.sys_sigqueueinfo(
+        }),
+        (libc::SYS_kill, |v, _nr, a| {
+            v.sys_kill(int(a[0]) as i32, int(a[1]) as i32)
+        }),
+        (libc::SYS_tkill, |v, _nr, a| {
+            v.sys_tgkill(-1, int(a[0]) as i32, int(a[1]) as i32)
+        }),
+        (libc::SYS_tgkill, |v, _nr, a| {
+            v.sys_tgkill(int(a[0]) as i32, int(a[1]) as i32, int(a[2]) as i32)
+        }),
+        (libc::SYS_rt_sigqueueinfo, |v, _nr, a| {
+            v.sys_sigqueueinfo(None, int(a[0]) as i32, int(a[1]) as i32, a[2])
+        }),
+        (libc::SYS_rt_tgsigqueueinfo, |v, _nr, a| {
+            v.sys_sigqueueinfo(
                 Some(int(a[1]) as i32),
                 int(a[0]) as i32,
                 int(a[2]) as i32,
                 a[3],
-            ),
-            _ => return None,
-        })
-    }
+            )
+        }),
+    ];
 
     /// rt_sigpending: the pending signals that are blocked.
     fn sys_sigpending(&mut self, set: u64) -> R {

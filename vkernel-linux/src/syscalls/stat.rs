@@ -2,6 +2,7 @@
 //! directory listings (getdents, getdents64).
 
 use super::errno::*;
+use super::table::Handler;
 use super::{int, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, R};
 use crate::files::{FileKind, OpenFile};
 use crate::fs::{proc_item, DirEntry, Fs, Inode, Ts};
@@ -176,33 +177,45 @@ impl Dirent {
 }
 
 impl Vproc {
-    /// The stat and directory calls, or None if `nr` is not one.
-    pub(super) fn stat_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
-        Some(match nr {
-            libc::SYS_stat => self.sys_fstatat(AT_FDCWD, a[0], a[1], 0),
-            libc::SYS_fstat => self.sys_fstatat(int(a[0]), 0, a[1], AT_EMPTY_PATH),
-            libc::SYS_lstat => self.sys_fstatat(AT_FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW),
-            libc::SYS_newfstatat => self.sys_fstatat(int(a[0]), a[1], a[2], a[3]),
-            libc::SYS_statx => self.sys_statx(int(a[0]), a[1], a[2], a[4]),
-            libc::SYS_statfs => {
-                // The path must exist (ENOENT, ENOTDIR... as for stat).
-                match self
-                    .user_path(a[0])
-                    .and_then(|p| self.lookup_at(AT_FDCWD, &p, true))
-                {
-                    Ok(_) => self.sys_statfs(a[1]),
-                    Err(e) => Err(e),
-                }
+    /// The stat and directory calls: `(number, handler)` for the
+    /// syscall table ([`super::table`]).
+    pub(super) const STAT_CALLS: &'static [(i64, Handler)] = &[
+        (libc::SYS_stat, |v, _nr, a| {
+            v.sys_fstatat(AT_FDCWD, a[0], a[1], 0)
+        }),
+        (libc::SYS_fstat, |v, _nr, a| {
+            v.sys_fstatat(int(a[0]), 0, a[1], AT_EMPTY_PATH)
+        }),
+        (libc::SYS_lstat, |v, _nr, a| {
+            v.sys_fstatat(AT_FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW)
+        }),
+        (libc::SYS_newfstatat, |v, _nr, a| {
+            v.sys_fstatat(int(a[0]), a[1], a[2], a[3])
+        }),
+        (libc::SYS_statx, |v, _nr, a| {
+            v.sys_statx(int(a[0]), a[1], a[2], a[4])
+        }),
+        (libc::SYS_statfs, |v, _nr, a| {
+            // The path must exist (ENOENT, ENOTDIR... as for stat).
+            match v
+                .user_path(a[0])
+                .and_then(|p| v.lookup_at(AT_FDCWD, &p, true))
+            {
+                Ok(_) => v.sys_statfs(a[1]),
+                Err(e) => Err(e),
             }
-            libc::SYS_fstatfs => match self.fds.get(int(a[0])) {
-                Ok(_) => self.sys_statfs(a[1]),
-                Err(e) => Err(e.into()),
-            },
-            libc::SYS_getdents => self.sys_getdents(int(a[0]), a[1], a[2] as usize, Dirent::Legacy),
-            libc::SYS_getdents64 => self.sys_getdents(int(a[0]), a[1], a[2] as usize, Dirent::D64),
-            _ => return None,
-        })
-    }
+        }),
+        (libc::SYS_fstatfs, |v, _nr, a| match v.fds.get(int(a[0])) {
+            Ok(_) => v.sys_statfs(a[1]),
+            Err(e) => Err(e.into()),
+        }),
+        (libc::SYS_getdents, |v, _nr, a| {
+            v.sys_getdents(int(a[0]), a[1], a[2] as usize, Dirent::Legacy)
+        }),
+        (libc::SYS_getdents64, |v, _nr, a| {
+            v.sys_getdents(int(a[0]), a[1], a[2] as usize, Dirent::D64)
+        }),
+    ];
 
     /// statfs/fstatfs: the magic and block size of an ext2-like tree.
     fn sys_statfs(&mut self, buf: u64) -> R {

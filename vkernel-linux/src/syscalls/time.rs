@@ -4,26 +4,35 @@
 //! [`super::events`].
 
 use super::events::{clock_now, encode_timespec, encode_timeval};
+use super::table::Handler;
 use super::{int, R};
 use crate::Vproc;
 
 impl Vproc {
-    /// The time calls, or None if `nr` is not one.
-    pub(super) fn time_call(&mut self, nr: i64, a: [u64; 6]) -> Option<R> {
-        Some(match nr {
-            libc::SYS_clock_gettime => self.sys_clock_gettime(a[0] as i32, a[1]),
-            libc::SYS_clock_getres => self.sys_clock_getres(a[1]),
-            libc::SYS_gettimeofday => self.sys_gettimeofday(a[0], a[1]),
-            libc::SYS_time => self.sys_time(a[0]),
-            libc::SYS_times => self.sys_times(a[0]),
-            libc::SYS_nanosleep => self.sys_nanosleep(a[0]),
-            libc::SYS_clock_nanosleep => self.sys_clock_nanosleep(a[0] as i32, a[1], a[2]),
-            libc::SYS_alarm => self.sys_alarm(a[0] as u32),
-            libc::SYS_setitimer => self.sys_setitimer(int(a[0]) as i32, a[1], a[2]),
-            libc::SYS_getitimer => self.sys_getitimer(int(a[0]) as i32, a[1]),
-            _ => return None,
-        })
-    }
+    /// The time calls: `(number, handler)` for the
+    /// syscall table ([`super::table`]).
+    pub(super) const TIME_CALLS: &'static [(i64, Handler)] = &[
+        (libc::SYS_clock_gettime, |v, _nr, a| {
+            v.sys_clock_gettime(a[0] as i32, a[1])
+        }),
+        (libc::SYS_clock_getres, |v, _nr, a| v.sys_clock_getres(a[1])),
+        (libc::SYS_gettimeofday, |v, _nr, a| {
+            v.sys_gettimeofday(a[0], a[1])
+        }),
+        (libc::SYS_time, |v, _nr, a| v.sys_time(a[0])),
+        (libc::SYS_times, |v, _nr, a| v.sys_times(a[0])),
+        (libc::SYS_nanosleep, |v, _nr, a| v.sys_nanosleep(a[0])),
+        (libc::SYS_clock_nanosleep, |v, _nr, a| {
+            v.sys_clock_nanosleep(a[0] as i32, a[1], a[2])
+        }),
+        (libc::SYS_alarm, |v, _nr, a| v.sys_alarm(a[0] as u32)),
+        (libc::SYS_setitimer, |v, _nr, a| {
+            v.sys_setitimer(int(a[0]) as i32, a[1], a[2])
+        }),
+        (libc::SYS_getitimer, |v, _nr, a| {
+            v.sys_getitimer(int(a[0]) as i32, a[1])
+        }),
+    ];
 
     fn sys_clock_gettime(&mut self, clock: i32, tp: u64) -> R {
         self.mm.write(tp, &encode_timespec(clock_now(clock)))?;

@@ -40,34 +40,78 @@ use crate::stdio::SharedStdio;
 use crate::thread::ProcessLock;
 
 use super::Kernel;
+use crate::syscalls::events::{clock_now, encode_timespec, encode_timeval};
 
 /// The calls [`FastPath::serve`] may answer (the trampoline exits at once
 /// for the others).
-pub(crate) const SERVED: &[i64] = &[
-    libc::SYS_getpid,
-    libc::SYS_gettid,
-    libc::SYS_getppid,
-    libc::SYS_getuid,
-    libc::SYS_getgid,
-    libc::SYS_geteuid,
-    libc::SYS_getegid,
-    libc::SYS_clock_gettime,
-    libc::SYS_gettimeofday,
-    libc::SYS_uname,
-    libc::SYS_getrandom,
-    libc::SYS_rt_sigprocmask,
-    libc::SYS_read,
-    libc::SYS_write,
-    libc::SYS_readv,
-    libc::SYS_writev,
-    libc::SYS_pread64,
-    libc::SYS_pwrite64,
-    libc::SYS_lseek,
-    libc::SYS_fstat,
-    libc::SYS_newfstatat,
-    libc::SYS_brk,
-    libc::SYS_mmap,
+/// A fast (exitless) handler: the call's return value, or None when it is
+/// the exit path's (it would block, needs the vCPU thread, or touches a
+/// page not present). The syscall table ([`crate::syscalls::table`]) holds
+/// one per call the server answers.
+pub(crate) type FastHandler = fn(&Kernel, &mut FastCtx, i64, [u64; 6]) -> Option<u64>;
+
+/// The calls the exitless server answers, with their fast handlers: the
+/// syscall table takes them from here.
+pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
+    (libc::SYS_getpid, |_, c, _, _| Some(c.tgid as u64)),
+    (libc::SYS_gettid, |_, c, _, _| Some(c.pid as u64)),
+    (libc::SYS_getppid, |k, c, _, _| {
+        let ppid = k.lock().procs.get(&c.tgid).map_or(crate::PPID, |e| e.ppid);
+        Some(ppid as u64)
+    }),
+    (libc::SYS_getuid, root_id),
+    (libc::SYS_getgid, root_id),
+    (libc::SYS_geteuid, root_id),
+    (libc::SYS_getegid, root_id),
+    (libc::SYS_clock_gettime, |_, c, _, a| {
+        let b = encode_timespec(clock_now(a[0] as i32));
+        write_user(c, a[1], &b).then_some(0)
+    }),
+    (libc::SYS_gettimeofday, |_, c, _, a| {
+        let tv = encode_timeval(clock_now(libc::CLOCK_REALTIME));
+        let ok = (a[0] == 0 || write_user(c, a[0], &tv))
+            && (a[1] == 0 || write_user(c, a[1], &[0u8; 8]));
+        ok.then_some(0)
+    }),
+    (libc::SYS_uname, |_, c, _, a| {
+        write_user(c, a[0], &crate::syscalls::uname_bytes()).then_some(0)
+    }),
+    (libc::SYS_getrandom, |_, c, _, a| {
+        // As the exit path: up to 1 MiB, the flags do not matter.
+        let mut b = vec![0u8; (a[1] as usize).min(1 << 20)];
+        crate::random_bytes(&mut b);
+        write_user(c, a[0], &b).then_some(b.len() as u64)
+    }),
+    (libc::SYS_rt_sigprocmask, |_, c, _, a| {
+        sigprocmask(c, a[0], a[1], a[2])
+    }),
+    (libc::SYS_read, file_io),
+    (libc::SYS_write, file_io),
+    (libc::SYS_readv, file_io),
+    (libc::SYS_writev, file_io),
+    (libc::SYS_pread64, file_io),
+    (libc::SYS_pwrite64, file_io),
+    (libc::SYS_lseek, file_io),
+    (libc::SYS_fstat, file_io),
+    (libc::SYS_newfstatat, file_io),
+    (libc::SYS_brk, memory),
+    (libc::SYS_mmap, memory),
 ];
+
+/// The id calls: every vproc runs as root.
+fn root_id(_: &Kernel, _: &mut FastCtx, _: i64, _: [u64; 6]) -> Option<u64> {
+    Some(0)
+}
+
+/// The file calls ([`io::serve`]).
+fn file_io(_: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
+    io::serve(c, nr, a)
+}
+
+/// brk and anonymous mmap ([`mem::serve`]).
+fn memory(_: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
+    mem::serve(c, nr, a)
+}
 
 /// What the server needs of the vproc a vCPU runs.
 pub(crate) struct FastCtx {
@@ -152,47 +196,11 @@ impl FastPath {
             // on the call reaches us without the `syscall` instruction.
             return ExitlessReply::Exit;
         }
-        match i64::try_from(req.nr)
-            .ok()
-            .and_then(|nr| answer(k, c, nr, req.args))
-        {
+        let fast = crate::syscalls::table::lookup(req.nr).and_then(|s| s.fast.map(|f| (s.nr, f)));
+        match fast.and_then(|(nr, f)| f(k, c, nr, req.args)) {
             Some(v) => ExitlessReply::Done(v),
             None => ExitlessReply::Exit,
         }
-    }
-}
-
-/// The return value of call `nr`, served; None: the exit path's.
-fn answer(k: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
-    use crate::syscalls::events::{clock_now, encode_timespec, encode_timeval};
-    match nr {
-        libc::SYS_getpid => Some(c.tgid as u64),
-        libc::SYS_gettid => Some(c.pid as u64),
-        libc::SYS_getppid => {
-            let ppid = k.lock().procs.get(&c.tgid).map_or(crate::PPID, |e| e.ppid);
-            Some(ppid as u64)
-        }
-        libc::SYS_getuid | libc::SYS_getgid | libc::SYS_geteuid | libc::SYS_getegid => Some(0),
-        libc::SYS_clock_gettime => {
-            let b = encode_timespec(clock_now(a[0] as i32));
-            write_user(c, a[1], &b).then_some(0)
-        }
-        libc::SYS_gettimeofday => {
-            let tv = encode_timeval(clock_now(libc::CLOCK_REALTIME));
-            let ok = (a[0] == 0 || write_user(c, a[0], &tv))
-                && (a[1] == 0 || write_user(c, a[1], &[0u8; 8]));
-            ok.then_some(0)
-        }
-        libc::SYS_uname => write_user(c, a[0], &crate::syscalls::uname_bytes()).then_some(0),
-        libc::SYS_getrandom => {
-            // As the exit path: up to 1 MiB, the flags do not matter.
-            let mut b = vec![0u8; (a[1] as usize).min(1 << 20)];
-            crate::random_bytes(&mut b);
-            write_user(c, a[0], &b).then_some(b.len() as u64)
-        }
-        libc::SYS_rt_sigprocmask => sigprocmask(c, a[0], a[1], a[2]),
-        libc::SYS_brk | libc::SYS_mmap => mem::serve(c, nr, a),
-        _ => io::serve(c, nr, a),
     }
 }
 
