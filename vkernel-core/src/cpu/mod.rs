@@ -437,6 +437,16 @@ impl Cpu {
                 self.cur_vms = vms.shared.id;
                 self.cur_cr3 = cr3;
                 self.seen_gen = st.gen;
+                // And the guest reloads CR3 itself before the vproc runs. A
+                // CR3 set from outside (KVM_SET_SREGS) is not a full flush
+                // on a PVM-derived KVM: a vmspace whose entries another vCPU
+                // removed or downgraded while it ran there kept stale
+                // translations here, so a process that migrated back read
+                // frames it no longer owned (busybox ash spinners died with
+                // SIGSEGV or "stack smashing detected" beside a forking
+                // shell; tests/linux_spin.rs). One emulated `mov cr3` per
+                // switch (~1 µs) is the price.
+                self.queue.push_back(abi::cmd(abi::CMD_FLUSH, 0, 0));
             }
             if !st.pending.is_empty() {
                 self.queue.extend(st.pending.drain(..));
