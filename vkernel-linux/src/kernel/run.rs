@@ -351,6 +351,20 @@ fn stop_all(k: &Kernel) {
 }
 
 /// The tick source: a timerfd on an event loop, kicking busy vCPUs.
+/// Does the vproc running on `cpu` have a signal or kill order it has not
+/// looked at? [`Kernel::kick`] skips a vCPU that entered the guest less
+/// than half a tick ago (it usually traps soon and looks then); a vproc
+/// that never traps (a busy loop alone on its vCPU) is kicked by the
+/// ticker instead, or a SIGTERM sent to it would wait forever.
+fn signal_owed(t: &Table, cpu: usize) -> bool {
+    t.running
+        .get(cpu)
+        .copied()
+        .flatten()
+        .and_then(|pid| t.procs.get(&pid))
+        .is_some_and(|e| e.sig_flag.load(Ordering::SeqCst))
+}
+
 fn ticker(k: &Kernel) {
     let run = || -> Result<(), String> {
         let mut ev = EventLoop::new().map_err(|e| e.to_string())?;
@@ -373,7 +387,10 @@ fn ticker(k: &Kernel) {
                 }
                 k.process_wakes(&mut t);
                 for i in 0..k.kickers.len() {
-                    if k.deep_in_guest(i) && (t.sched.nr_running(i) > 1 || t.sched.need_resched(i))
+                    if k.deep_in_guest(i)
+                        && (t.sched.nr_running(i) > 1
+                            || t.sched.need_resched(i)
+                            || signal_owed(&t, i))
                     {
                         k.kickers[i].kick();
                     }

@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Structure limits of issue 21, checked on every CI run.
+
+* no Rust source file over 900 lines, not counting a trailing
+  `#[cfg(test)] mod tests { .. }` block;
+* no function over 150 lines (tests excluded);
+* no import cycle between the top-level modules of vkernel-linux
+  (an edge A -> B is a `crate::B` path written in module A).
+
+Usage: python3 ci/structure.py [--report]   (exit status 1 on a violation)
+"""
+
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CRATES = ["src", "vkernel-core/src", "vkernel-devices/src", "vkernel-guest/src",
+          "vkernel-linux/src", "examples"]
+MAX_FILE = 900
+MAX_FN = 150
+
+FN_RE = re.compile(r"^\s*(pub(\([^)]*\))?\s+)?(const\s+)?(async\s+)?(unsafe\s+)?"
+                   r"(extern\s+\"C\"\s+)?fn\s+(\w+)")
+
+
+def rust_files():
+    for base in CRATES:
+        for dirpath, _, names in os.walk(os.path.join(ROOT, base)):
+            for n in sorted(names):
+                if n.endswith(".rs"):
+                    yield os.path.join(dirpath, n)
+
+
+def strip_strings(line):
+    """Drop string and char literals and // comments so braces count."""
+    line = re.sub(r'"(\\.|[^"\\])*"', '""', line)
+    line = re.sub(r"'(\\.|[^'\\])'", "''", line)
+    i = line.find("//")
+    return line if i < 0 else line[:i]
+
+
+def code_lines(lines):
+    """The lines before a `#[cfg(test)]` that opens a test module."""
+    for i, line in enumerate(lines):
+        if line.strip() == "#[cfg(test)]" and i + 1 < len(lines) \
+                and re.match(r"\s*(pub\s+)?mod\s+\w+", lines[i + 1]):
+            if lines[i + 1].rstrip().endswith("{"):
+                return lines[:i]
+    return lines
+
+
+def long_functions(path, lines):
+    out = []
+    depth = 0
+    stack = []  # (name, start line, depth at which the fn body opened)
+    pending = None
+    for no, raw in enumerate(lines, 1):
+        line = strip_strings(raw)
+        m = FN_RE.match(line)
+        if m:
+            pending = (m.group(7), no)
+        for ch in line:
+            if ch == "{":
+                depth += 1
+                if pending is not None:
+                    stack.append((pending[0], pending[1], depth))
+                    pending = None
+            elif ch == "}":
+                if stack and stack[-1][2] == depth:
+                    name, start, _ = stack.pop()
+                    length = no - start + 1
+                    if length > MAX_FN:
+                        out.append((path, name, start, length))
+                depth -= 1
+        if pending is not None and line.rstrip().endswith(";"):
+            pending = None  # a declaration without a body
+    return out
+
+
+def linux_cycles():
+    base = os.path.join(ROOT, "vkernel-linux/src")
+    tops = set()
+    for n in os.listdir(base):
+        if n.endswith(".rs") and n != "lib.rs":
+            tops.add(n[:-3])
+        elif os.path.isdir(os.path.join(base, n)):
+            tops.add(n)
+    edges = {t: set() for t in tops}
+    for dirpath, _, names in os.walk(base):
+        for n in names:
+            if not n.endswith(".rs"):
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, n), base)
+            top = rel.split(os.sep)[0]
+            top = top[:-3] if top.endswith(".rs") else top
+            if top not in tops:
+                continue
+            text = open(os.path.join(dirpath, n), encoding="utf-8").read()
+            text = code_text(text)
+            for m in re.finditer(r"crate::(\w+)", text):
+                dst = m.group(1)
+                if dst in tops and dst != top:
+                    edges[top].add(dst)
+            for m in re.finditer(r"use crate::\{([^}]*)\}", text):
+                for part in re.split(r"[,\s]+", m.group(1)):
+                    dst = part.split("::")[0]
+                    if dst in tops and dst != top:
+                        edges[top].add(dst)
+    # Tarjan's strongly connected components.
+    index, low, on, stack, sccs = {}, {}, set(), [], []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                sccs.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in sorted(tops):
+        if v not in index:
+            visit(v)
+    return sccs, edges
+
+
+def code_text(text):
+    return "\n".join(code_lines(text.split("\n")))
+
+
+def main():
+    report = "--report" in sys.argv
+    bad = []
+    for path in rust_files():
+        lines = open(path, encoding="utf-8").read().split("\n")
+        code = code_lines(lines)
+        rel = os.path.relpath(path, ROOT)
+        if len(code) > MAX_FILE:
+            bad.append(f"{rel}: {len(code)} lines (limit {MAX_FILE}, tests excluded)")
+        for _, name, start, length in long_functions(rel, code):
+            bad.append(f"{rel}:{start}: fn {name} is {length} lines (limit {MAX_FN})")
+    sccs, edges = linux_cycles()
+    for comp in sccs:
+        bad.append("vkernel-linux import cycle between modules: " + ", ".join(comp))
+    if report:
+        for top in sorted(edges):
+            print(f"  {top} -> {', '.join(sorted(edges[top])) or '-'}")
+    for b in bad:
+        print("STRUCTURE:", b)
+    if bad:
+        print(f"ci/structure.py: {len(bad)} violation(s)")
+        return 1
+    print("ci/structure.py: files <= 900 lines, functions <= 150 lines, "
+          "no import cycle in vkernel-linux")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
