@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod boot;
 pub mod cpu;
 pub mod exitless;
 pub mod fpu;

@@ -560,71 +560,79 @@ impl Vproc {
                     self.syscalls += 1;
                     self.syscall(cpu);
                 }
-                Trap::PageFault { addr, access, .. } => {
-                    if let Err(sig) = self.mm.handle_fault(addr, access) {
-                        let (signo, code) = match sig {
-                            mm::FaultSignal::MapErr => (signal::SIGSEGV, 1),
-                            mm::FaultSignal::AccErr => (signal::SIGSEGV, 2),
-                            mm::FaultSignal::Oom => {
-                                vk_eprintln!(
-                                    "vkernel: out of RAM frames at {addr:#x}; run with a larger --mem"
-                                );
-                                (signal::SIGBUS, 2)
-                            }
-                            // BUS_ADRERR: past the end of a mapped file.
-                            mm::FaultSignal::Bus => (signal::SIGBUS, 2),
-                        };
-                        let err = match access {
-                            Access::Read => 4,
-                            Access::Write => 6,
-                            Access::Execute => 0x14,
-                        };
-                        self.fault_signal(
-                            cpu,
-                            SigInfo {
-                                signo,
-                                code,
-                                addr,
-                                trapno: 14,
-                                err,
-                                ..Default::default()
-                            },
-                        );
-                    }
-                }
+                Trap::PageFault { addr, access, .. } => self.page_fault(cpu, addr, access),
                 Trap::Exception { vector, error_code }
                     if compat32::is_int80(vector, error_code, self.insn_at_rip()) =>
                 {
                     self.syscalls += 1;
                     self.syscall32(cpu);
                 }
-                Trap::Exception { vector, error_code } => {
-                    let rip = self.frame.rip;
-                    let (signo, code, addr) = match vector {
-                        0 => (signal::SIGFPE, 1, rip),
-                        16 | 19 => (signal::SIGFPE, 0, rip),
-                        6 => (signal::SIGILL, 2, rip),
-                        1 | 3 => (signal::SIGTRAP, 0x80, 0),
-                        12 | 17 => (signal::SIGBUS, 0x80, 0),
-                        _ => (signal::SIGSEGV, 0x80, 0),
-                    };
-                    self.fault_signal(
-                        cpu,
-                        SigInfo {
-                            signo,
-                            code,
-                            addr,
-                            trapno: vector as u64,
-                            err: error_code,
-                            ..Default::default()
-                        },
-                    );
-                }
+                Trap::Exception { vector, error_code } => self.exception(cpu, vector, error_code),
                 Trap::Interrupted => step = Step::Interrupted,
             }
             self.deliver_pending(cpu);
             Ok(step)
         }
+    }
+
+    /// A page fault the vpagetable could not satisfy: the memory manager
+    /// resolves it (a file page, copy-on-write, a stack growing) or the
+    /// vproc gets SIGSEGV/SIGBUS as Linux would send.
+    fn page_fault(&mut self, cpu: &Cpu, addr: u64, access: Access) {
+        if let Err(sig) = self.mm.handle_fault(addr, access) {
+            let (signo, code) = match sig {
+                mm::FaultSignal::MapErr => (signal::SIGSEGV, 1),
+                mm::FaultSignal::AccErr => (signal::SIGSEGV, 2),
+                mm::FaultSignal::Oom => {
+                    vk_eprintln!(
+                        "vkernel: out of RAM frames at {addr:#x}; run with a larger --mem"
+                    );
+                    (signal::SIGBUS, 2)
+                }
+                // BUS_ADRERR: past the end of a mapped file.
+                mm::FaultSignal::Bus => (signal::SIGBUS, 2),
+            };
+            let err = match access {
+                Access::Read => 4,
+                Access::Write => 6,
+                Access::Execute => 0x14,
+            };
+            self.fault_signal(
+                cpu,
+                SigInfo {
+                    signo,
+                    code,
+                    addr,
+                    trapno: 14,
+                    err,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+
+    /// An exception the vproc raised: the signal Linux sends for it.
+    fn exception(&mut self, cpu: &Cpu, vector: u8, error_code: u64) {
+        let rip = self.frame.rip;
+        let (signo, code, addr) = match vector {
+            0 => (signal::SIGFPE, 1, rip),
+            16 | 19 => (signal::SIGFPE, 0, rip),
+            6 => (signal::SIGILL, 2, rip),
+            1 | 3 => (signal::SIGTRAP, 0x80, 0),
+            12 | 17 => (signal::SIGBUS, 0x80, 0),
+            _ => (signal::SIGSEGV, 0x80, 0),
+        };
+        self.fault_signal(
+            cpu,
+            SigInfo {
+                signo,
+                code,
+                addr,
+                trapno: vector as u64,
+                err: error_code,
+                ..Default::default()
+            },
+        );
     }
 
     /// The first two bytes of the instruction at rip (zeros if they cannot
