@@ -7,7 +7,13 @@
 * no import cycle between the top-level modules of vkernel-linux
   (an edge A -> B is a `crate::B` path written in module A).
 
-Usage: python3 ci/structure.py [--report]   (exit status 1 on a violation)
+An edge is written as `crate::B` or as `super::B` climbing to the crate
+root. Items of the crate root itself (lib.rs: `Vproc`) are not a module.
+
+Usage: python3 ci/structure.py [--report]   (exit status 1 on a violation;
+--report also prints the module graph; --cycles-warn reports import
+cycles without failing, as .ci/run does until issue 21 item 1's layering
+is finished)
 """
 
 import os
@@ -98,6 +104,13 @@ def linux_cycles():
                 continue
             text = open(os.path.join(dirpath, n), encoding="utf-8").read()
             text = code_text(text)
+            path = mod_path(rel)
+            for m in re.finditer(r"\b((?:super::)+)(\w+)", text):
+                ups = m.group(1).count("super::")
+                if len(path) - ups == 0:
+                    dst = m.group(2)
+                    if dst in tops and dst != top:
+                        edges[top].add(dst)
             for m in re.finditer(r"crate::(\w+)", text):
                 dst = m.group(1)
                 if dst in tops and dst != top:
@@ -140,12 +153,22 @@ def linux_cycles():
     return sccs, edges
 
 
+def mod_path(rel):
+    """The module path of a source file relative to the crate root:
+    `kernel/fast/mod.rs` -> ["kernel", "fast"], `exec.rs` -> ["exec"]."""
+    parts = rel[:-3].split(os.sep)
+    if parts[-1] == "mod":
+        parts = parts[:-1]
+    return parts
+
+
 def code_text(text):
     return "\n".join(code_lines(text.split("\n")))
 
 
 def main():
     report = "--report" in sys.argv
+    cycles_warn = "--cycles-warn" in sys.argv
     bad = []
     for path in rust_files():
         lines = open(path, encoding="utf-8").read().split("\n")
@@ -157,7 +180,11 @@ def main():
             bad.append(f"{rel}:{start}: fn {name} is {length} lines (limit {MAX_FN})")
     sccs, edges = linux_cycles()
     for comp in sccs:
-        bad.append("vkernel-linux import cycle between modules: " + ", ".join(comp))
+        line = "vkernel-linux import cycle between modules: " + ", ".join(comp)
+        if cycles_warn:
+            print("STRUCTURE (warning, not yet enforced):", line)
+        else:
+            bad.append(line)
     if report:
         for top in sorted(edges):
             print(f"  {top} -> {', '.join(sorted(edges[top])) or '-'}")
@@ -166,8 +193,8 @@ def main():
     if bad:
         print(f"ci/structure.py: {len(bad)} violation(s)")
         return 1
-    print("ci/structure.py: files <= 900 lines, functions <= 150 lines, "
-          "no import cycle in vkernel-linux")
+    print("ci/structure.py: files <= 900 lines, functions <= 150 lines"
+          + ("" if sccs else ", no import cycle in vkernel-linux"))
     return 0
 
 
