@@ -67,7 +67,7 @@ impl Unimplemented {
                     nr,
                     UnimplementedCall {
                         nr,
-                        name: crate::syscalls::name(nr),
+                        name: crate::abi::sysno::name_of(nr),
                         count: 1,
                         first_pid: pid,
                         first_comm: comm.to_string(),
@@ -91,7 +91,7 @@ pub fn unimplemented(u: &Unimplemented, nr: u64, pid: i32, comm: &str) {
         log::warn!(
             target: TARGET,
             "pid {pid} ({comm}): unimplemented syscall {nr} ({}) -> ENOSYS",
-            crate::syscalls::name(nr)
+            crate::abi::sysno::name_of(nr)
         );
     }
 }

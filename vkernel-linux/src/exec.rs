@@ -15,10 +15,10 @@ use std::sync::Arc;
 use super::elf::{Elf, ElfError, ReadAt};
 use super::fs::{Fs, Kind};
 use super::mm::MmError;
-use super::pagecache::FileSource;
 use super::signal;
-use super::syscalls::errno::*;
 use super::{comm_of, load, load_program, Config, Vproc};
+use crate::abi::errno::*;
+use crate::mm::pagecache::FileSource;
 
 /// Longest argv + envp accepted: bytes of the strings and their pointers
 /// (Linux: a quarter of the 8 MiB RLIMIT_STACK).

@@ -4,7 +4,7 @@
 //! [`Vproc::load`] maps an ELF (non-PIE or PIE, with its dynamic loader
 //! from the vproc's filesystem: [`load`]) into a fresh vmspace and builds
 //! the initial stack (argv, envp, auxv); file pages come from a page cache
-//! shared by all vprocs ([`pagecache`]); [`Vproc::run`]
+//! shared by all vprocs ([`mm::pagecache`]); [`Vproc::run`]
 //! runs it alone on a vCPU, serving its syscalls ([`syscalls`]), resolving
 //! its first-touch page faults ([`mm`]), delivering signals ([`signal`]) and
 //! returning its [`ExitStatus`]. [`kernel::run`] runs it as the first
@@ -53,7 +53,7 @@ pub mod fs;
 pub mod kernel;
 pub mod load;
 pub mod mm;
-pub mod pagecache;
+
 pub mod rlimit;
 pub mod signal;
 pub mod stdio;

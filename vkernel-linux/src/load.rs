@@ -18,8 +18,8 @@ use super::exec::Image;
 use super::fs::{Fs, Kind};
 use super::mm::{Mm, MmError, VmaKind, PAGE, PROT_EXEC, PROT_READ, PROT_WRITE};
 use super::mm::{STACK_SIZE, STACK_TOP};
-use super::pagecache::FileSource;
 use super::{random_bytes, Config};
+use crate::mm::pagecache::FileSource;
 
 /// Why a program's dynamic loader cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -473,6 +473,17 @@ pub const NAMES: [&str; 463] = [
     "mseal",
 ];
 
+/// The Linux name of x86-64 syscall `nr`, or `"unknown"`: what
+/// diagnostics print.
+///
+/// ```
+/// assert_eq!(vkernel_linux::abi::sysno::name_of(39), "getpid");
+/// assert_eq!(vkernel_linux::abi::sysno::name_of(400), "unknown");
+/// ```
+pub fn name_of(nr: u64) -> &'static str {
+    name(nr).unwrap_or("unknown")
+}
+
 /// The Linux name of syscall `nr` (`"getpeername"` for 52), or `None` for a
 /// number x86-64 does not assign.
 ///

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::files::Wake;
+use crate::fs::pipe::Wake;
 
 /// The largest file offset (Linux's OFFSET_MAX): a range that ends here
 /// runs to the end of the file and beyond (l_len 0).

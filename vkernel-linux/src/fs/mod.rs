@@ -35,6 +35,7 @@ mod mount;
 pub mod node;
 mod overlay;
 pub mod path;
+pub mod pipe;
 mod shared;
 pub mod sparse;
 mod tar;
@@ -141,7 +142,7 @@ pub enum Kind {
     Special,
     /// A FIFO made in the overlay (see `Fs::mkfifo`): opens connect to
     /// this pipe.
-    Fifo(crate::files::Shared<crate::files::Pipe>),
+    Fifo(crate::fs::pipe::Shared<crate::fs::pipe::Pipe>),
 }
 
 /// A snapshot of one inode.

@@ -184,7 +184,7 @@ pub enum Body {
     /// A host FIFO, socket or device: visible, never opened.
     Special,
     /// A FIFO made in the overlay (mkfifo): the pipe its opens connect to.
-    Fifo(crate::files::Shared<crate::files::Pipe>),
+    Fifo(crate::fs::pipe::Shared<crate::fs::pipe::Pipe>),
 }
 
 /// One node.

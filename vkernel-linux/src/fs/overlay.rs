@@ -148,7 +148,7 @@ impl Fs {
     /// overlay only: in a writable host tree it is EPERM (a host FIFO
     /// could not be opened through the vkernel).
     pub fn mkfifo(&self, dir: u64, name: &[u8], mode: u32) -> Result<u64, Errno> {
-        use crate::files::{Pipe, Shared};
+        use crate::fs::pipe::{Pipe, Shared};
         Self::new_name(name)?;
         let mut t = self.lock();
         match self.child_locked(&mut t, dir, name) {

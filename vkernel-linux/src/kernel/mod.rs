@@ -47,8 +47,8 @@ use crate::devices::{Event, EventLoop, Timer, Waker};
 use super::events::Itimers;
 use super::files::Wake;
 use super::signal::{self, SigInfo};
-use super::syscalls::errno::*;
 use super::{debugger, ExitStatus, Vproc, VprocError, PPID};
+use crate::abi::errno::*;
 
 mod calls;
 mod cpu_loop;
@@ -641,7 +641,7 @@ impl Kernel {
         log::warn!(
             target: crate::diag::TARGET,
             "vproc {pid}: {} waited for a wake-up that never came (watchdog retry)",
-            super::syscalls::name(nr)
+            crate::abi::sysno::name_of(nr)
         );
         self.lock().lost_wakeups += 1;
     }

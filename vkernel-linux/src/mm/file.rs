@@ -6,8 +6,8 @@
 //! A page wholly past the end of the file is SIGBUS; the bytes of the last
 //! page past the end read as zero.
 
+use super::pagecache::CacheError;
 use super::*;
-use crate::pagecache::CacheError;
 
 impl Mm {
     /// Give page `va` of the area starting at `start` its frame: a zeroed

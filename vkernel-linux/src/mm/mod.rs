@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::core::prelude::*;
 use crate::core::ram::Ram;
 use crate::core::vptable::VptError;
-use crate::pagecache::{FileSource, PageCache};
+use pagecache::{FileSource, PageCache};
 
 /// Page size.
 pub const PAGE: u64 = 4096;
@@ -316,6 +316,7 @@ mod calls;
 mod fault;
 mod file;
 mod large;
+pub mod pagecache;
 mod patch;
 mod shm;
 mod uaccess;

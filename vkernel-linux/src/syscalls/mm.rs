@@ -141,7 +141,7 @@ impl Vproc {
             }
             // The open file's own backing: its identity changes when a
             // vproc rewrites it, so the cache never serves stale pages.
-            let src: std::sync::Arc<dyn crate::pagecache::FileSource> = match f.backing() {
+            let src: std::sync::Arc<dyn crate::mm::pagecache::FileSource> = match f.backing() {
                 Some(b) => std::sync::Arc::new(b.clone()),
                 None => Image::Disk {
                     fs: self.fs.clone(),

@@ -111,7 +111,7 @@ type Key = (u64, u64, u64);
 pub struct PageCache {
     inner: Mutex<Inner>,
     /// The objects of shared file mappings (one per mapped node).
-    pub shm_files: crate::mm::ShmFiles,
+    pub shm_files: super::ShmFiles,
 }
 
 #[derive(Debug, Default)]

@@ -1,0 +1,207 @@
+//! Pipes and the objects vprocs share: [`Shared`] (a mutex with
+//! RefCell-like names), [`Pipe`] (the bounded byte buffer behind pipe(2)
+//! and FIFOs in the file tree) and [`Wake`] (how a pipe wakes its
+//! waiters). They live beside the file tree because a FIFO node holds its
+//! pipe; the fd table ([`crate::files`]) re-exports them.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Errors of fd-table and pipe operations (as errnos for the vproc).
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum FdError {
+    /// Not an open fd.
+    #[error("bad file descriptor")]
+    BadFd,
+    /// The table is full.
+    #[error("too many open files")]
+    TooMany,
+    /// An argument out of range.
+    #[error("invalid argument")]
+    Invalid,
+    /// Beyond what a vproc may ask.
+    #[error("operation not permitted")]
+    NotPermitted,
+    /// The object is in use.
+    #[error("device or resource busy")]
+    Busy,
+}
+
+impl FdError {
+    /// The errno.
+    pub fn errno(self) -> i64 {
+        match self {
+            FdError::BadFd => libc::EBADF as i64,
+            FdError::TooMany => libc::EMFILE as i64,
+            FdError::Invalid => libc::EINVAL as i64,
+            FdError::NotPermitted => libc::EPERM as i64,
+            FdError::Busy => libc::EBUSY as i64,
+        }
+    }
+}
+
+/// An object shared between vprocs (and vCPU threads): a mutex with
+/// RefCell-like method names. Never borrow the same object twice at once.
+#[derive(Debug, Default)]
+pub struct Shared<T>(Arc<Mutex<T>>);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+/// Two handles are equal when they are the same object.
+impl<T> PartialEq for Shared<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl<T> Eq for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// Wrap `v`.
+    pub fn new(v: T) -> Shared<T> {
+        Shared(Arc::new(Mutex::new(v)))
+    }
+
+    /// Lock it.
+    pub fn borrow(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lock it if no other thread holds it (the exitless server never
+    /// waits for an object).
+    pub fn try_borrow(&self) -> Option<MutexGuard<'_, T>> {
+        match self.0.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Lock it (same as `borrow`).
+    pub fn borrow_mut(&self) -> MutexGuard<'_, T> {
+        self.borrow()
+    }
+
+    /// A number naming the object while it lives (for `pipe:[N]`).
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const u8 as usize
+    }
+
+    /// Same object?
+    pub fn ptr_eq(&self, other: &Shared<T>) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Something that wakes blocked vprocs (the process table).
+pub trait Wake: Send + Sync {
+    /// Make `pid` runnable again (it retries its call).
+    fn wake(&self, pid: i32);
+}
+
+/// Bytes a new pipe holds before writers block (Linux: 16 pages).
+pub const PIPE_CAPACITY: usize = 65536;
+
+/// Largest size F_SETPIPE_SZ gives a pipe: Linux's `fs.pipe-max-size`
+/// default. Linux lets root go beyond it; here every vproc is held to it
+/// (EPERM), so a pipe never buffers more than 1 MiB of host memory.
+pub const PIPE_MAX_SIZE: usize = 1 << 20;
+
+/// Writes up to this size to a pipe are atomic (Linux's PIPE_BUF).
+pub const PIPE_BUF: usize = 4096;
+
+/// A pipe's buffer and the vprocs waiting on it.
+pub struct Pipe {
+    /// Bytes written and not yet read.
+    pub buf: VecDeque<u8>,
+    /// Bytes it holds before writers block (F_GETPIPE_SZ).
+    pub capacity: usize,
+    /// Open read ends.
+    pub readers: usize,
+    /// Open write ends.
+    pub writers: usize,
+    /// Vprocs blocked on this pipe (readers waiting for data or EOF,
+    /// writers waiting for room or the last reader to go).
+    pub waiters: Vec<(i32, Arc<dyn Wake>)>,
+    /// A FIFO's opens so far, for reading and for writing (Linux's
+    /// r_counter and w_counter): an open that waits for the other side
+    /// ends when the other side's count moves.
+    pub opened: [u64; 2],
+    /// Vprocs blocked in open() of a FIFO: pid, for reading?, and a token
+    /// that dies with the vproc (its signal flag), so one killed while it
+    /// waited no longer counts.
+    pub opening: Vec<(i32, bool, std::sync::Weak<std::sync::atomic::AtomicBool>)>,
+}
+
+impl std::fmt::Debug for Pipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipe")
+            .field("buffered", &self.buf.len())
+            .field("capacity", &self.capacity)
+            .field("readers", &self.readers)
+            .field("writers", &self.writers)
+            .field("waiters", &self.waiters.len())
+            .finish()
+    }
+}
+
+impl Default for Pipe {
+    fn default() -> Self {
+        Pipe {
+            buf: VecDeque::new(),
+            capacity: PIPE_CAPACITY,
+            readers: 0,
+            writers: 0,
+            waiters: Vec::new(),
+            opened: [0; 2],
+            opening: Vec::new(),
+        }
+    }
+}
+
+impl Pipe {
+    /// F_SETPIPE_SZ: Linux's rounding (at least a page, else the next
+    /// power of two), EPERM above [`PIPE_MAX_SIZE`], EBUSY when the bytes
+    /// queued would not fit. Returns the new size; writers waiting for
+    /// room are to be woken by the caller ([`Pipe::take_waiters`]).
+    pub fn set_capacity(&mut self, want: u64) -> Result<usize, FdError> {
+        let size = if want > 1 << 31 {
+            return Err(FdError::Invalid);
+        } else if want < 4096 {
+            4096
+        } else {
+            want.next_power_of_two() as usize
+        };
+        if size > PIPE_MAX_SIZE {
+            return Err(FdError::NotPermitted);
+        }
+        if self.buf.len() > size {
+            return Err(FdError::Busy);
+        }
+        self.capacity = size;
+        Ok(size)
+    }
+
+    /// Register `pid` as waiting on the pipe.
+    pub fn wait(&mut self, pid: i32, w: Arc<dyn Wake>) {
+        if !self.waiters.iter().any(|(p, _)| *p == pid) {
+            self.waiters.push((pid, w));
+        }
+    }
+
+    /// Take the waiters (call [`wake_all`] on them with the pipe unlocked).
+    pub fn take_waiters(&mut self) -> Vec<(i32, Arc<dyn Wake>)> {
+        std::mem::take(&mut self.waiters)
+    }
+}
+
+/// Wake every waiter taken from a pipe.
+pub fn wake_all(w: Vec<(i32, Arc<dyn Wake>)>) {
+    for (pid, k) in w {
+        k.wake(pid);
+    }
+}
