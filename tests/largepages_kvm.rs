@@ -198,7 +198,7 @@ fn vk(prog: &std::path::Path, args: &[&str]) -> Run {
         trace: false,
     };
     let vp = linux::Vproc::load(&machine, cfg, linux::fs::Fs::empty(), Box::new(stdio)).unwrap();
-    let report = linux::kernel::run(&machine, vp, &linux::kernel::Options::default())
+    let report = linux::launch::run(&machine, vp, &linux::kernel::Options::default())
         .expect("the virtual kernel runs");
     let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
     Run { stdout, report }

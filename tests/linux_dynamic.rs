@@ -30,7 +30,7 @@ use vkernel::devices::Disk;
 use linux::elf::Elf;
 use linux::exec::Image;
 use linux::fs::Fs;
-use linux::kernel::{self, Options};
+use linux::kernel::Options;
 use linux::load::{find_interp, InterpError};
 use linux::mm::Mm;
 use linux::stdio::BufferStdio;
@@ -202,7 +202,7 @@ fn vk(img: &Path, prog: &str, args: &[&str]) -> Result<Out, VprocError> {
             mount(&img),
             Box::new(stdio),
         )?;
-        let report = kernel::run(&machine, vp, &Options::default())?;
+        let report = vkernel::linux::launch::run(&machine, vp, &Options::default())?;
         let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
         let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
         Ok(Out {
@@ -611,7 +611,7 @@ fn segments_sharing_a_page_load_from_a_file_and_from_memory() {
                 Box::new(BufferStdio::new(b"")),
             )
             .unwrap();
-            kernel::run(&machine, vp, &Options::default())
+            vkernel::linux::launch::run(&machine, vp, &Options::default())
                 .unwrap()
                 .status
         });

@@ -19,7 +19,7 @@ use std::process::Command;
 use vkernel::core::prelude::*;
 
 use linux::fs::{Bind, Fs, RootSpec};
-use linux::kernel::{self, Options, Report};
+use linux::kernel::{Options, Report};
 use linux::stdio::BufferStdio;
 use linux::{Config, Vproc};
 
@@ -93,7 +93,8 @@ fn vk_opts(
             patch_syscalls,
             ..Default::default()
         };
-        let report = kernel::run(&machine, vp, &opts).expect("the virtual kernel runs");
+        let report =
+            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
         let served = machine.exitless_stats().served;
         let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
         let _ = tx.send((stdout, report, served));

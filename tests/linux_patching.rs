@@ -25,7 +25,7 @@ use std::process::Command;
 use vkernel::core::prelude::*;
 
 use linux::fs::{Fs, RootSpec};
-use linux::kernel::{self, Options, Report};
+use linux::kernel::{Options, Report};
 use linux::stdio::BufferStdio;
 use linux::{Config, Vproc};
 
@@ -65,7 +65,8 @@ fn vk(prog: &Path, args: &[&str], cpus: usize) -> (String, Report) {
             ..Default::default()
         };
         assert!(opts.exitless && opts.patch_syscalls, "the defaults");
-        let report = kernel::run(&machine, vp, &opts).expect("the virtual kernel runs");
+        let report =
+            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
         let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
         let _ = tx.send((stdout, report));
     });

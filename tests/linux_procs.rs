@@ -1,5 +1,5 @@
 //! Processes in the `vkernel` example's Linux personality, through
-//! `linux::kernel::run`: fork (copy-on-write), execve, wait4, kill, pipes
+//! `linux::launch::run`: fork (copy-on-write), execve, wait4, kill, pipes
 //! between vprocs, the vproc limit, CFS shares by nice level and a
 //! real-time vproc, on one and several vCPUs. Busybox pipelines must print
 //! what they print natively. Tests SKIP loudly without /dev/kvm (and per
@@ -18,7 +18,7 @@ use std::time::Duration;
 use vkernel::core::prelude::*;
 
 use linux::fs::Fs;
-use linux::kernel::{self, Options, Report};
+use linux::kernel::{Options, Report};
 use linux::stdio::BufferStdio;
 use linux::{Config, Vproc};
 
@@ -63,7 +63,7 @@ fn vk(prog: &Path, args: &[&str], stdin: &[u8], opts: &Options) -> Run {
         trace: false,
     };
     let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
-    let report = kernel::run(&machine, vp, opts).expect("the virtual kernel runs");
+    let report = vkernel::linux::launch::run(&machine, vp, opts).expect("the virtual kernel runs");
     let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
     let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
     Run {

@@ -20,7 +20,7 @@ use vkernel::core::prelude::*;
 use vkernel::devices::Disk;
 
 use linux::fs::Fs;
-use linux::kernel::{self, Options, Report};
+use linux::kernel::{Options, Report};
 use linux::stdio::BufferStdio;
 use linux::{Config, Vproc};
 
@@ -66,7 +66,8 @@ fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, opts: &Options) -> Run {
         };
         let start = Instant::now();
         let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio)).unwrap();
-        let report = kernel::run(&machine, vp, &opts).expect("the virtual kernel runs");
+        let report =
+            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
         let elapsed = start.elapsed();
         let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
         let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
@@ -268,7 +269,7 @@ fn linux_rt_throttling_off_lets_fifo_spinners_starve_others() {
             trace: false,
         };
         let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(BufferStdio::new(b""))).unwrap();
-        match kernel::run(&machine, vp, &o) {
+        match vkernel::linux::launch::run(&machine, vp, &o) {
             Err(linux::VprocError::Options(why)) => assert!(why.contains("rt_"), "{why}"),
             other => panic!(
                 "period {period} runtime {runtime}: {:?}",

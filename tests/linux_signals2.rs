@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use vkernel::core::prelude::*;
 
 use linux::fs::Fs;
-use linux::kernel::{self, Options, Report};
+use linux::kernel::{Options, Report};
 use linux::stdio::BufferStdio;
 use linux::{Config, Vproc};
 
@@ -62,7 +62,8 @@ fn vk(prog: &Path, args: &[&str], cpus: usize) -> Run {
             cpus,
             ..Options::default()
         };
-        let report = kernel::run(&machine, vp, &opts).expect("the virtual kernel runs");
+        let report =
+            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
         let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
         let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
         let _ = tx.send(Run {

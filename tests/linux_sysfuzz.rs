@@ -18,7 +18,7 @@ use std::time::Duration;
 use vkernel::core::prelude::*;
 
 use linux::fs::Fs;
-use linux::kernel::{self, Options};
+use linux::kernel::Options;
 use linux::stdio::BufferStdio;
 use linux::{Config, ExitStatus, Vproc};
 
@@ -67,7 +67,7 @@ fn linux_random_syscalls_never_break_the_vkernel() {
                 trace: false,
             };
             let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
-            let r = kernel::run(&machine, vp, &Options::default());
+            let r = vkernel::linux::launch::run(&machine, vp, &Options::default());
             let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
             let _ = tx.send((r.map(|rep| (rep.status, rep.death)), stdout));
         });

@@ -18,7 +18,7 @@ use vkernel::core::prelude::*;
 use vkernel::devices::Disk;
 
 use linux::fs::Fs;
-use linux::kernel::{self, Options, Report};
+use linux::kernel::{Options, Report};
 use linux::stdio::BufferStdio;
 use linux::{Config, Vproc};
 
@@ -95,7 +95,8 @@ fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, opts: &Options) -> Run {
             None => Fs::empty(),
         };
         let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio)).unwrap();
-        let report = kernel::run(&machine, vp, &opts).expect("the virtual kernel runs");
+        let report =
+            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
         let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
         let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
         let _ = tx.send(Run {

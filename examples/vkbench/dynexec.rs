@@ -23,7 +23,7 @@ use vkernel::devices::Disk;
 
 use personality::exec::Image;
 use personality::fs::Fs;
-use personality::kernel::{self, Options};
+use personality::kernel::Options;
 use personality::stdio::BufferStdio;
 use personality::{Config, Vproc};
 
@@ -86,7 +86,8 @@ fn run_vk(tar: &Path) -> Result<f64, String> {
     };
     let vp = Vproc::load_from(&machine, cfg, img, fs, Box::new(BufferStdio::new(b"")))
         .map_err(|e| e.to_string())?;
-    let r = kernel::run(&machine, vp, &Options::default()).map_err(|e| e.to_string())?;
+    let r = vkernel::linux::launch::run(&machine, vp, &Options::default())
+        .map_err(|e| e.to_string())?;
     if r.status.code() != 0 {
         return Err(format!("exit status {}", r.status.code()));
     }

@@ -29,7 +29,7 @@ use vkernel::core::prelude::*;
 use vkernel::devices::Disk;
 
 use personality::fs::Fs;
-use personality::kernel::{self, Options};
+use personality::kernel::Options;
 use personality::stdio::BufferStdio;
 use personality::{Config, Vproc};
 
@@ -84,7 +84,8 @@ fn run_vk(tar: &Path, n: u64) -> Result<(f64, u64), String> {
     };
     let vp = Vproc::load(&machine, cfg, fs, Box::new(BufferStdio::new(b"")))
         .map_err(|e| e.to_string())?;
-    let r = kernel::run(&machine, vp, &Options::default()).map_err(|e| e.to_string())?;
+    let r = vkernel::linux::launch::run(&machine, vp, &Options::default())
+        .map_err(|e| e.to_string())?;
     if r.status.code() != 0 {
         return Err(format!("exit status {}", r.status.code()));
     }

@@ -121,7 +121,8 @@ fn run_vk(
         patch_syscalls,
         ..Default::default()
     };
-    let r = kernel::run(&machine, vp, &opts).map_err(|e| BenchError::Run(e.to_string()))?;
+    let r = vkernel::linux::launch::run(&machine, vp, &opts)
+        .map_err(|e| BenchError::Run(e.to_string()))?;
     if r.status.code() != 0 {
         return Err(BenchError::Run(format!("exit status {}", r.status.code())));
     }

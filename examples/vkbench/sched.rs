@@ -20,7 +20,7 @@ use std::process::Command;
 use vkernel::core::prelude::*;
 
 use personality::fs::Fs;
-use personality::kernel::{self, Options};
+use personality::kernel::Options;
 use personality::stdio::BufferStdio;
 use personality::{Config, Vproc};
 
@@ -86,7 +86,8 @@ fn run_vk(image: &[u8], args: &[String]) -> Result<(f64, f64), String> {
         trace: false,
     };
     let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).map_err(|e| e.to_string())?;
-    let r = kernel::run(&machine, vp, &Options::default()).map_err(|e| e.to_string())?;
+    let r = vkernel::linux::launch::run(&machine, vp, &Options::default())
+        .map_err(|e| e.to_string())?;
     if r.status.code() != 0 {
         return Err(format!("exit status {}", r.status.code()));
     }

@@ -53,7 +53,7 @@ use vkernel::linux::{vk_eprint, vk_eprintln};
 
 use linux::exec::Image;
 use linux::fs::Fs;
-use linux::kernel::{self, Options as KernelOptions};
+use linux::kernel::Options as KernelOptions;
 use linux::stdio::ConsoleStdio;
 use linux::{Config, ExitStatus, Vproc};
 
@@ -537,7 +537,7 @@ fn run(
         forward_signals: true,
         term_grace: std::time::Duration::from_secs(opts.term_grace),
     };
-    let report = kernel::run(&machine, vp, &kopts)?;
+    let report = vkernel::linux::launch::run(&machine, vp, &kopts)?;
     let status = report.status;
     if opts.stats {
         vk_eprintln!(

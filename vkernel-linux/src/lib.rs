@@ -7,7 +7,7 @@
 //! shared by all vprocs ([`mm::pagecache`]); [`Vproc::run`]
 //! runs it alone on a vCPU, serving its syscalls ([`syscalls`]), resolving
 //! its first-touch page faults ([`mm`]), delivering signals ([`signal`]) and
-//! returning its [`ExitStatus`]. [`kernel::run`] runs it as the first
+//! returning its [`ExitStatus`]. [`launch::run`] runs it as the first
 //! process of a whole virtual kernel instead: fork (copy-on-write), execve,
 //! wait4, kill and pipes between vprocs, scheduled by
 //! [`crate::core::sched`] on one or more vCPU threads.
@@ -51,6 +51,7 @@ pub mod exec;
 pub mod files;
 pub mod fs;
 pub mod kernel;
+pub mod launch;
 pub mod load;
 pub mod mm;
 
@@ -423,7 +424,7 @@ impl Vproc {
     }
 
     /// Run until the vproc exits or is killed. It is alone: fork and the
-    /// other process calls fail with ENOSYS; [`kernel::run`] runs a whole
+    /// other process calls fail with ENOSYS; [`launch::run`] runs a whole
     /// virtual kernel.
     pub fn run(&mut self, cpu: &mut Cpu) -> Result<ExitStatus, VprocError> {
         loop {

@@ -63,7 +63,7 @@ mod run;
 mod thread;
 
 pub use cpu_loop::SI_KERNEL;
-pub use run::run;
+pub(crate) use run::run_with;
 
 /// A process id.
 pub type Pid = i32;
@@ -644,6 +644,12 @@ impl Kernel {
             crate::abi::sysno::name_of(nr)
         );
         self.lock().lost_wakeups += 1;
+    }
+
+    /// The parent of process `tgid`, if it is in the table (getppid's
+    /// answer; the exitless server asks too).
+    pub(crate) fn parent_of(&self, tgid: Pid) -> Option<Pid> {
+        self.lock().procs.get(&tgid).map(|e| e.ppid)
     }
 
     /// Processes in the table (a leader's entry stands for its process,

@@ -2,13 +2,20 @@
 //! the scheduler tick, and the report.
 
 use super::cpu_loop::cpu_loop;
+use super::fast::FastCalls;
 use super::*;
 use crate::core::exitless::{ExitlessOptions, ExitlessReply};
 use crate::core::sched::Tunables;
 
 /// Run `init` and everything it forks on `opts.cpus` vCPUs of `machine`
-/// until `init` exits.
-pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report, VprocError> {
+/// until `init` exits, the exitless server answering `calls` (the syscall
+/// layer's: [`crate::launch::run`] is the public entry point).
+pub(crate) fn run_with(
+    machine: &Machine,
+    mut init: Vproc,
+    opts: &Options,
+    calls: &FastCalls,
+) -> Result<Report, VprocError> {
     let mut cpus = take_cpus(machine, opts.cpus.max(1))?;
     let opts = &Options {
         max_threads: match opts.max_threads {
@@ -20,7 +27,7 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
     let patch_entry = (opts.exitless && opts.patch_syscalls)
         .then(|| machine.patched_entry_va())
         .flatten();
-    let k = new_kernel(&cpus, &init, opts, patch_entry)?;
+    let k = new_kernel(&cpus, &init, opts, patch_entry, calls)?;
     if opts.exitless {
         // The server holds the kernel weakly: once this run ends, its
         // handler sends everything to the exit path.
@@ -31,7 +38,7 @@ pub fn run(machine: &Machine, mut init: Vproc, opts: &Options) -> Result<Report,
                     .map_or(ExitlessReply::Exit, |k| k.fast.serve(&k, req))
             }),
             ExitlessOptions {
-                serves: Some(crate::syscalls::table::fast_numbers()),
+                serves: Some(calls.numbers.clone()),
                 ..Default::default()
             },
         );
@@ -76,6 +83,7 @@ fn new_kernel(
     init: &Vproc,
     opts: &Options,
     patch_entry: Option<u64>,
+    calls: &FastCalls,
 ) -> Result<Arc<Kernel>, VprocError> {
     let ncpu = cpus.len();
     let sched = Scheduler::with_tunables(ncpu, sched_tunables(opts)?)
@@ -106,7 +114,7 @@ fn new_kernel(
         start: Instant::now(),
         done: AtomicBool::new(false),
         ticker: Mutex::new(None),
-        fast: super::fast::FastPath::new(ncpu, opts.exitless),
+        fast: super::fast::FastPath::new(ncpu, opts.exitless, calls.lookup),
         patch_entry,
         patched: AtomicU64::new(0),
         unimplemented: init.unimplemented.clone(),

@@ -38,6 +38,7 @@ use super::Vproc;
 
 pub mod compat32;
 pub mod events;
+mod fast;
 mod fifo;
 mod fs;
 mod fsmod;

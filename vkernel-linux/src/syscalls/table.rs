@@ -18,9 +18,10 @@
 
 use std::sync::LazyLock;
 
+use super::fast::FAST_CALLS;
 use super::R;
 use crate::core::prelude::TrapFrame;
-use crate::kernel::fast::{FastHandler, FAST_CALLS};
+use crate::kernel::fast::{FastCalls, FastHandler};
 use crate::Vproc;
 
 /// An exit-path handler: the vproc, the call's number and its six
@@ -169,6 +170,15 @@ pub(crate) fn lookup(nr: u64) -> Option<&'static Syscall> {
 /// Every call the table serves, by number.
 pub(crate) fn calls() -> impl Iterator<Item = &'static Syscall> {
     TABLE.calls.iter().flatten()
+}
+
+/// The exitless calls for the kernel's server: lookup by number, and the
+/// numbers the trampoline sends to it.
+pub(crate) fn fast_calls() -> FastCalls {
+    FastCalls {
+        lookup: |nr| lookup(nr).and_then(|s| s.fast.map(|f| (s.nr, f))),
+        numbers: fast_numbers(),
+    }
 }
 
 /// The numbers the exitless server answers (what it is told it serves).

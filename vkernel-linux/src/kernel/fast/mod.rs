@@ -27,90 +27,33 @@
 //! threads leave them there whenever they run the guest); the blocked
 //! mask is the context's copy, which the vCPU thread takes back.
 
-mod io;
-mod mem;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::core::exitless::{ExitlessReply, ExitlessRequest};
 use crate::fs::Fs;
-use crate::signal;
 use crate::stdio::SharedStdio;
 use crate::thread::ProcessLock;
 
 use super::Kernel;
-use crate::syscalls::events::{clock_now, encode_timespec, encode_timeval};
 
-/// The calls [`FastPath::serve`] may answer (the trampoline exits at once
-/// for the others).
 /// A fast (exitless) handler: the call's return value, or None when it is
 /// the exit path's (it would block, needs the vCPU thread, or touches a
 /// page not present). The syscall table ([`crate::syscalls::table`]) holds
-/// one per call the server answers.
+/// one per call the server answers; the syscall layer gives the kernel a
+/// [`FastLookup`] over them when it starts ([`crate::launch::run`]).
 pub(crate) type FastHandler = fn(&Kernel, &mut FastCtx, i64, [u64; 6]) -> Option<u64>;
 
-/// The calls the exitless server answers, with their fast handlers: the
-/// syscall table takes them from here.
-pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
-    (libc::SYS_getpid, |_, c, _, _| Some(c.tgid as u64)),
-    (libc::SYS_gettid, |_, c, _, _| Some(c.pid as u64)),
-    (libc::SYS_getppid, |k, c, _, _| {
-        let ppid = k.lock().procs.get(&c.tgid).map_or(crate::PPID, |e| e.ppid);
-        Some(ppid as u64)
-    }),
-    (libc::SYS_getuid, root_id),
-    (libc::SYS_getgid, root_id),
-    (libc::SYS_geteuid, root_id),
-    (libc::SYS_getegid, root_id),
-    (libc::SYS_clock_gettime, |_, c, _, a| {
-        let b = encode_timespec(clock_now(a[0] as i32));
-        write_user(c, a[1], &b).then_some(0)
-    }),
-    (libc::SYS_gettimeofday, |_, c, _, a| {
-        let tv = encode_timeval(clock_now(libc::CLOCK_REALTIME));
-        let ok = (a[0] == 0 || write_user(c, a[0], &tv))
-            && (a[1] == 0 || write_user(c, a[1], &[0u8; 8]));
-        ok.then_some(0)
-    }),
-    (libc::SYS_uname, |_, c, _, a| {
-        write_user(c, a[0], &crate::syscalls::uname_bytes()).then_some(0)
-    }),
-    (libc::SYS_getrandom, |_, c, _, a| {
-        // As the exit path: up to 1 MiB, the flags do not matter.
-        let mut b = vec![0u8; (a[1] as usize).min(1 << 20)];
-        crate::random_bytes(&mut b);
-        write_user(c, a[0], &b).then_some(b.len() as u64)
-    }),
-    (libc::SYS_rt_sigprocmask, |_, c, _, a| {
-        sigprocmask(c, a[0], a[1], a[2])
-    }),
-    (libc::SYS_read, file_io),
-    (libc::SYS_write, file_io),
-    (libc::SYS_readv, file_io),
-    (libc::SYS_writev, file_io),
-    (libc::SYS_pread64, file_io),
-    (libc::SYS_pwrite64, file_io),
-    (libc::SYS_lseek, file_io),
-    (libc::SYS_fstat, file_io),
-    (libc::SYS_newfstatat, file_io),
-    (libc::SYS_brk, memory),
-    (libc::SYS_mmap, memory),
-];
+/// How the server finds the fast handler of a call number (the number as
+/// the table knows it, and its handler): given by the syscall layer, so the
+/// kernel never imports it.
+pub(crate) type FastLookup = fn(u64) -> Option<(i64, FastHandler)>;
 
-/// The id calls: every vproc runs as root.
-fn root_id(_: &Kernel, _: &mut FastCtx, _: i64, _: [u64; 6]) -> Option<u64> {
-    Some(0)
-}
-
-/// The file calls ([`io::serve`]).
-fn file_io(_: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
-    io::serve(c, nr, a)
-}
-
-/// brk and anonymous mmap ([`mem::serve`]).
-fn memory(_: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
-    mem::serve(c, nr, a)
+/// The exitless calls a kernel serves, as the syscall layer gives them.
+#[derive(Clone, Debug)]
+pub struct FastCalls {
+    pub(crate) lookup: FastLookup,
+    pub(crate) numbers: Vec<u64>,
 }
 
 /// What the server needs of the vproc a vCPU runs.
@@ -146,15 +89,17 @@ pub(crate) struct FastCtx {
 pub(crate) struct FastPath {
     slots: Vec<Mutex<Option<FastCtx>>>,
     enabled: bool,
+    lookup: FastLookup,
 }
 
 impl FastPath {
     /// Contexts for `cpus` vCPUs; `enabled`: the kernel registered the
     /// server's handler.
-    pub(crate) fn new(cpus: usize, enabled: bool) -> FastPath {
+    pub(crate) fn new(cpus: usize, enabled: bool, lookup: FastLookup) -> FastPath {
         FastPath {
             slots: (0..cpus).map(|_| Mutex::new(None)).collect(),
             enabled,
+            lookup,
         }
     }
 
@@ -196,7 +141,7 @@ impl FastPath {
             // on the call reaches us without the `syscall` instruction.
             return ExitlessReply::Exit;
         }
-        let fast = crate::syscalls::table::lookup(req.nr).and_then(|s| s.fast.map(|f| (s.nr, f)));
+        let fast = (self.lookup)(req.nr);
         match fast.and_then(|(nr, f)| f(k, c, nr, req.args)) {
             Some(v) => ExitlessReply::Done(v),
             None => ExitlessReply::Exit,
@@ -204,42 +149,9 @@ impl FastPath {
     }
 }
 
-/// rt_sigprocmask(how, set, oldset) of a thread alone in its process,
-/// unless it unblocks a queued signal (the exit path delivers it).
-fn sigprocmask(c: &mut FastCtx, how: u64, set: u64, old: u64) -> Option<u64> {
-    if !c.alone {
-        return None;
-    }
-    let cur = c.blocked;
-    let new = if set != 0 {
-        let mut b = [0u8; 8];
-        if !read_user(c, set, &mut b) {
-            return None;
-        }
-        let s = u64::from_le_bytes(b);
-        let never = signal::bit(signal::SIGKILL) | signal::bit(signal::SIGSTOP);
-        (match how {
-            0 => cur | s,
-            1 => cur & !s,
-            2 => s,
-            _ => return None,
-        }) & !never
-    } else {
-        cur
-    };
-    if c.pending & !new != 0 {
-        return None;
-    }
-    if old != 0 && !write_user(c, old, &cur.to_le_bytes()) {
-        return None;
-    }
-    c.blocked = new;
-    Some(0)
-}
-
 /// Write `b` at `va` in the vproc's memory, under the process lock, only
 /// into pages present and writable (no paging in here).
-fn write_user(c: &FastCtx, va: u64, b: &[u8]) -> bool {
+pub(crate) fn write_user(c: &FastCtx, va: u64, b: &[u8]) -> bool {
     c.process
         .try_with(|vms| vms.copy_to_user(va, b).is_ok())
         .unwrap_or(false)
@@ -259,7 +171,7 @@ fn patchable_site(c: &FastCtx, req: &ExitlessRequest) -> bool {
 
 /// Read `b` from `va` in the vproc's memory, under the process lock, only
 /// from pages present and readable.
-fn read_user(c: &FastCtx, va: u64, b: &mut [u8]) -> bool {
+pub(crate) fn read_user(c: &FastCtx, va: u64, b: &mut [u8]) -> bool {
     c.process
         .try_with(|vms| vms.copy_from_user(va, b).is_ok())
         .unwrap_or(false)

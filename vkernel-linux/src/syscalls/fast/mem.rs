@@ -8,7 +8,7 @@
 
 use crate::mm::Mm;
 
-use super::FastCtx;
+use crate::kernel::fast::FastCtx;
 
 const PAGE: u64 = 4096;
 

@@ -24,7 +24,7 @@ use crate::mm::USER_END;
 use crate::syscalls::{fstat_bytes, seek_file, stat_bytes};
 use crate::thread::LockedParts;
 
-use super::FastCtx;
+use crate::kernel::fast::FastCtx;
 
 /// Larger transfers take the exit path (bounds the time the server and
 /// the process lock spend on one call).

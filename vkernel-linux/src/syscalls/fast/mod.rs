@@ -1,0 +1,110 @@
+//! The exitless server's handlers (see [`crate::kernel::fast`] for the
+//! server and its rules): the id calls, `clock_gettime`, `gettimeofday`,
+//! `uname`, `getrandom` and `rt_sigprocmask` here; [`io`] the read/write
+//! family, `lseek`, `fstat` and `newfstatat`; [`mem`] `brk` growth and
+//! anonymous `mmap`. A handler answers only what it is sure of and returns
+//! `None` for everything else, which then takes the exit path.
+
+mod io;
+mod mem;
+
+use crate::kernel::fast::{read_user, write_user, FastCtx, FastHandler};
+use crate::kernel::Kernel;
+use crate::signal;
+use crate::syscalls::events::{clock_now, encode_timespec, encode_timeval};
+
+/// The calls the exitless server answers, with their fast handlers: the
+/// syscall table takes them from here.
+pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
+    (libc::SYS_getpid, |_, c, _, _| Some(c.tgid as u64)),
+    (libc::SYS_gettid, |_, c, _, _| Some(c.pid as u64)),
+    (libc::SYS_getppid, |k, c, _, _| {
+        let ppid = k.parent_of(c.tgid).unwrap_or(crate::PPID);
+        Some(ppid as u64)
+    }),
+    (libc::SYS_getuid, root_id),
+    (libc::SYS_getgid, root_id),
+    (libc::SYS_geteuid, root_id),
+    (libc::SYS_getegid, root_id),
+    (libc::SYS_clock_gettime, |_, c, _, a| {
+        let b = encode_timespec(clock_now(a[0] as i32));
+        write_user(c, a[1], &b).then_some(0)
+    }),
+    (libc::SYS_gettimeofday, |_, c, _, a| {
+        let tv = encode_timeval(clock_now(libc::CLOCK_REALTIME));
+        let ok = (a[0] == 0 || write_user(c, a[0], &tv))
+            && (a[1] == 0 || write_user(c, a[1], &[0u8; 8]));
+        ok.then_some(0)
+    }),
+    (libc::SYS_uname, |_, c, _, a| {
+        write_user(c, a[0], &crate::syscalls::uname_bytes()).then_some(0)
+    }),
+    (libc::SYS_getrandom, |_, c, _, a| {
+        // As the exit path: up to 1 MiB, the flags do not matter.
+        let mut b = vec![0u8; (a[1] as usize).min(1 << 20)];
+        crate::random_bytes(&mut b);
+        write_user(c, a[0], &b).then_some(b.len() as u64)
+    }),
+    (libc::SYS_rt_sigprocmask, |_, c, _, a| {
+        sigprocmask(c, a[0], a[1], a[2])
+    }),
+    (libc::SYS_read, file_io),
+    (libc::SYS_write, file_io),
+    (libc::SYS_readv, file_io),
+    (libc::SYS_writev, file_io),
+    (libc::SYS_pread64, file_io),
+    (libc::SYS_pwrite64, file_io),
+    (libc::SYS_lseek, file_io),
+    (libc::SYS_fstat, file_io),
+    (libc::SYS_newfstatat, file_io),
+    (libc::SYS_brk, memory),
+    (libc::SYS_mmap, memory),
+];
+
+/// The id calls: every vproc runs as root.
+fn root_id(_: &Kernel, _: &mut FastCtx, _: i64, _: [u64; 6]) -> Option<u64> {
+    Some(0)
+}
+
+/// The file calls ([`io::serve`]).
+fn file_io(_: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
+    io::serve(c, nr, a)
+}
+
+/// brk and anonymous mmap ([`mem::serve`]).
+fn memory(_: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
+    mem::serve(c, nr, a)
+}
+
+/// rt_sigprocmask(how, set, oldset) of a thread alone in its process,
+/// unless it unblocks a queued signal (the exit path delivers it).
+fn sigprocmask(c: &mut FastCtx, how: u64, set: u64, old: u64) -> Option<u64> {
+    if !c.alone {
+        return None;
+    }
+    let cur = c.blocked;
+    let new = if set != 0 {
+        let mut b = [0u8; 8];
+        if !read_user(c, set, &mut b) {
+            return None;
+        }
+        let s = u64::from_le_bytes(b);
+        let never = signal::bit(signal::SIGKILL) | signal::bit(signal::SIGSTOP);
+        (match how {
+            0 => cur | s,
+            1 => cur & !s,
+            2 => s,
+            _ => return None,
+        }) & !never
+    } else {
+        cur
+    };
+    if c.pending & !new != 0 {
+        return None;
+    }
+    if old != 0 && !write_user(c, old, &cur.to_le_bytes()) {
+        return None;
+    }
+    c.blocked = new;
+    Some(0)
+}
