@@ -195,14 +195,8 @@ impl Vproc {
 
     /// getppid.
     pub fn sys_getppid(&self) -> i64 {
-        match &self.k {
-            Some(k) => k
-                .lock()
-                .procs
-                .get(&self.thread.tgid)
-                .map_or(PPID, |e| e.ppid) as i64,
-            None => PPID as i64,
-        }
+        let ppid = self.k.as_ref().and_then(|k| k.parent_of(self.thread.tgid));
+        ppid.unwrap_or(PPID) as i64
     }
 
     /// setpgid(pid, pgid), with Linux's checks: `pid` is this process or

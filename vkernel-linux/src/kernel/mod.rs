@@ -58,9 +58,10 @@ mod futex;
 mod hostsig;
 mod introspect;
 mod post;
-use post::{action_of, deliverable};
 mod run;
 mod thread;
+
+use post::{action_of, deliverable};
 
 pub use cpu_loop::SI_KERNEL;
 pub(crate) use run::run_with;

@@ -98,11 +98,9 @@ impl From<files::FdError> for i64 {
 /// The Linux name of syscall `nr` for messages, `--trace` and `--stats`
 /// (`"getpeername"` for 52), whether or not the personality serves it;
 /// `"unknown"` for a number x86-64 does not assign.
+/// The table takes its names from the same list ([`crate::abi::sysno`]).
 pub fn name(nr: u64) -> &'static str {
-    table::lookup(nr)
-        .map(|s| s.name)
-        .or_else(|| crate::abi::sysno::name(nr))
-        .unwrap_or("unknown")
+    crate::abi::sysno::name_of(nr)
 }
 
 impl Vproc {

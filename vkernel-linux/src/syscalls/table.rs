@@ -1,15 +1,15 @@
 //! The one syscall table: for every x86-64 syscall number the personality
-//! knows, its Linux name, its handler (the exit path), its fast handler
-//! (the exitless server, [`crate::kernel::fast`]) when the server answers
-//! it, and its i386 (`int $0x80`) number when a 64-bit vproc may make it
-//! that way.
+//! knows, its handler (the exit path), its fast handler (the exitless
+//! server, [`crate::kernel::fast`]) when the server answers it, and its
+//! i386 (`int $0x80`) number when a 64-bit vproc may make it that way.
+//! Names come from [`crate::abi::sysno`], which has one for every number,
+//! served or not.
 //!
 //! Everything that used to be a list kept in step by hand derives from it:
-//! the names in messages, `--trace` and `--stats` (every number has one,
-//! served or not: [`crate::abi::sysno`]), the set the exitless server is
-//! told it serves, syscall patching's "is this call served fast" test, the
-//! i386 translation ([`translate32`]) and the one place an unknown number
-//! gets ENOSYS ([`crate::Vproc`]'s `dispatch`).
+//! the set the exitless server is told it serves, syscall patching's "is
+//! this call served fast" test, the i386 translation ([`translate32`]) and
+//! the one place an unknown number gets ENOSYS ([`crate::Vproc`]'s
+//! `dispatch`).
 //!
 //! Each area module (`fs`, `stat`, `fsmod`, `io`, `mm`, `proc`, `signal`,
 //! `time`, `info`) lists its calls as `(number, handler)` pairs next to its
@@ -32,8 +32,6 @@ pub(crate) type Handler = fn(&mut Vproc, i64, [u64; 6]) -> R;
 pub(crate) struct Syscall {
     /// Its x86-64 number.
     pub(crate) nr: i64,
-    /// Its Linux name (`"read"`).
-    pub(crate) name: &'static str,
     /// The exit path's handler.
     pub(crate) call: Handler,
     /// The exitless server's handler, for the calls it answers.
@@ -139,7 +137,6 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         // area keeps it.
         calls[i].get_or_insert(Syscall {
             nr,
-            name: crate::abi::sysno::name(nr as u64).unwrap_or("unknown"),
             call,
             fast: None,
         });
@@ -250,12 +247,16 @@ mod tests {
 
     #[test]
     fn entries_have_linux_names() {
-        assert_eq!(lookup(0).map(|s| s.name), Some("read"));
+        // Names come from abi::sysno (`super::super::name`), which must
+        // know every call the table serves.
+        assert!(lookup(0).is_some());
+        assert_eq!(super::super::name(0), "read");
+        assert!(lookup(libc::SYS_newfstatat as u64).is_some());
         assert_eq!(
-            lookup(libc::SYS_newfstatat as u64).map(|s| s.name),
-            Some("newfstatat")
+            super::super::name(libc::SYS_newfstatat as u64),
+            "newfstatat"
         );
-        assert!(calls().all(|s| s.name != "unknown"));
+        assert!(calls().all(|s| crate::abi::sysno::name(s.nr as u64).is_some()));
         assert!(lookup(libc::SYS_kexec_load as u64).is_none());
         assert!(lookup(u64::MAX).is_none());
     }

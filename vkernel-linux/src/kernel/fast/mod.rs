@@ -2,10 +2,13 @@
 //! exitless server may answer while the vproc waits on its vCPU, without a
 //! VM exit (see `vkernel_core::exitless`).
 //!
-//! Served here: what neither blocks nor needs the vCPU thread. This module
-//! answers the id calls, `clock_gettime`, `gettimeofday`, `uname`,
-//! `getrandom` and `rt_sigprocmask`; [`io`] the read/write family, `lseek`,
-//! `fstat` and `newfstatat`; [`mem`] `brk` growth and anonymous `mmap`.
+//! Served: what neither blocks nor needs the vCPU thread. This module is
+//! the server (the published contexts and [`FastPath::serve`]); the
+//! handlers are the syscall layer's (`syscalls/fast`: the id calls,
+//! `clock_gettime`, `gettimeofday`, `uname`, `getrandom`,
+//! `rt_sigprocmask`, the read/write family, `lseek`, `fstat`,
+//! `newfstatat`, `brk` growth and anonymous `mmap`), reached through the
+//! [`FastLookup`] given at start.
 //!
 //! The rule is that a served call leaves exactly the state the exit path
 //! would, so the server answers only what it is sure of and sends
