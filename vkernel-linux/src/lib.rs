@@ -77,6 +77,7 @@ use elf::{Elf, ElfError};
 use exec::Image;
 use files::FdTable;
 use fs::Fs;
+use kernel::Next;
 use mm::{Mm, MmError};
 use signal::{SigInfo, Signals};
 use stdio::{SharedStdio, Stdio};
@@ -214,13 +215,6 @@ pub struct Vproc {
     pub comm: String,
     /// The virtual kernel it belongs to (None: alone, see [`Vproc::run`]).
     pub k: Option<Arc<kernel::Kernel>>,
-    /// Set by a syscall that blocks: the vproc sleeps until woken (then
-    /// retries the call) or until the deadline.
-    pub block: Option<kernel::Wait>,
-    /// Set by a syscall the vCPU loop completes (fork).
-    pub request: Option<kernel::Request>,
-    /// sched_yield asked to give up the vCPU.
-    pub yield_cpu: bool,
     /// FPU/SSE state, moved on and off vCPUs by the core
     /// ([`Cpu::set_fpu`], [`Cpu::release_fpu`]).
     pub fpu: crate::core::fpu::FpuContext,
@@ -239,7 +233,9 @@ pub struct Vproc {
     pub umask: u32,
     /// Log syscalls.
     pub trace: bool,
-    /// Set when the vproc ended.
+    /// How the vproc ended, once that is decided (exit or exit_group, a
+    /// fatal signal, a kill order, the debugger's quit); the run loop then
+    /// ends it.
     pub exit: Option<ExitStatus>,
     /// Start of its life.
     pub started: Instant,
@@ -251,8 +247,6 @@ pub struct Vproc {
     pub pending_call: Option<events::PendingCall>,
     /// The state of the call being served (restored on its retries).
     pub call: events::CallState,
-    /// A stop signal's default action is due (the vCPU loop stops it).
-    pub stop: Option<i32>,
     /// The watchdog ended the last event wait (see `kernel`).
     pub watchdog_retry: bool,
     /// Interval timers while the vproc runs alone (under a kernel they
@@ -354,9 +348,6 @@ impl Vproc {
             boot,
             comm: comm_of(cfg.argv.first().map(|a| &a[..]).unwrap_or(b"")),
             k: None,
-            block: None,
-            request: None,
-            yield_cpu: false,
             fpu: crate::core::fpu::FpuContext::new(),
             sig_flag: Arc::new(AtomicBool::new(false)),
             saved_mask: None,
@@ -371,7 +362,6 @@ impl Vproc {
             death: None,
             pending_call: None,
             call: Default::default(),
-            stop: None,
             watchdog_retry: false,
             itimers: Default::default(),
         })
@@ -400,9 +390,6 @@ impl Vproc {
             boot: self.boot.clone(),
             comm: self.comm.clone(),
             k: self.k.clone(),
-            block: None,
-            request: None,
-            yield_cpu: false,
             fpu: crate::core::fpu::FpuContext::new(),
             sig_flag: Arc::new(AtomicBool::new(false)),
             saved_mask: None,
@@ -417,7 +404,6 @@ impl Vproc {
             death: None,
             pending_call: None,
             call: Default::default(),
-            stop: None,
             watchdog_retry: false,
             itimers: Default::default(),
         }
@@ -432,34 +418,57 @@ impl Vproc {
                 self.stdio.flush();
                 return Ok(s);
             }
-            // Alone, nobody could continue a stopped vproc: stops are
-            // ignored. Timers fire at traps.
-            self.stop = None;
+            // Timers fire at traps.
             self.check_itimer_alone();
-            self.deliver_pending(cpu);
-            if self.step(cpu)? == Step::Interrupted && self.stdio.take_interrupt() {
-                if !self.stdio.interactive() {
-                    // Nobody to ask: SIGINT, as for a foreground process.
-                    self.queue_signal(SigInfo {
-                        signo: signal::SIGINT,
-                        code: kernel::SI_KERNEL,
-                        ..Default::default()
-                    });
-                    self.deliver_pending(cpu);
-                    continue;
-                }
-                match debugger::prompt(self, cpu, None) {
-                    debugger::Outcome::Continue => {}
-                    debugger::Outcome::Quit => {
-                        self.exit = Some(ExitStatus::Signaled(signal::SIGINT));
+            // Alone, nobody could continue a stopped vproc: stops are
+            // ignored.
+            let _ = self.deliver_pending(cpu);
+            let step = self.step(cpu)?;
+            match step {
+                // A wait already slept on the host ([`Vproc::block_on`]);
+                // clone and yield need a kernel (refused alone).
+                Step::Syscall(Next::Exit { status, group }) => self.end(status, group),
+                Step::Syscall(_) | Step::Ran => {}
+                Step::Interrupted => {
+                    if self.stdio.take_interrupt() {
+                        self.interrupted_alone(cpu);
                     }
                 }
             }
         }
     }
 
+    /// Ctrl-C while the vproc runs alone: the debugger, or SIGINT when
+    /// nobody is at a terminal to answer it.
+    fn interrupted_alone(&mut self, cpu: &mut Cpu) {
+        if !self.stdio.interactive() {
+            // Nobody to ask: SIGINT, as for a foreground process.
+            self.queue_signal(SigInfo {
+                signo: signal::SIGINT,
+                code: kernel::SI_KERNEL,
+                ..Default::default()
+            });
+            return;
+        }
+        match debugger::prompt(self, cpu, None) {
+            debugger::Outcome::Continue => {}
+            debugger::Outcome::Quit => {
+                self.exit = Some(ExitStatus::Signaled(signal::SIGINT));
+            }
+        }
+    }
+
+    /// exit (`group` false: this thread) or exit_group: the vproc ends
+    /// with `status` ([`Next::Exit`]).
+    pub fn end(&mut self, status: ExitStatus, group: bool) {
+        self.exit = Some(status);
+        self.thread.exit_thread = !group;
+    }
+
     /// Run the vproc until its next trap and handle it (a syscall, a fault,
-    /// an exception; signals become pending or are delivered).
+    /// an exception; a fault's signal is delivered). What the run loop
+    /// does next is its own: a syscall's [`Next`], then the pending
+    /// signals ([`Vproc::deliver_pending`]).
     pub fn step(&mut self, cpu: &mut Cpu) -> Result<Step, VprocError> {
         {
             let f = &self.frame;
@@ -555,24 +564,27 @@ impl Vproc {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let mut step = Step::Ran;
-            match trap {
+            Ok(match trap {
                 Trap::Syscall => {
                     self.syscalls += 1;
-                    self.syscall(cpu);
+                    Step::Syscall(self.syscall(cpu))
                 }
-                Trap::PageFault { addr, access, .. } => self.page_fault(cpu, addr, access),
+                Trap::PageFault { addr, access, .. } => {
+                    self.page_fault(cpu, addr, access);
+                    Step::Ran
+                }
                 Trap::Exception { vector, error_code }
                     if compat32::is_int80(vector, error_code, self.insn_at_rip()) =>
                 {
                     self.syscalls += 1;
-                    self.syscall32(cpu);
+                    Step::Syscall(self.syscall32(cpu))
                 }
-                Trap::Exception { vector, error_code } => self.exception(cpu, vector, error_code),
-                Trap::Interrupted => step = Step::Interrupted,
-            }
-            self.deliver_pending(cpu);
-            Ok(step)
+                Trap::Exception { vector, error_code } => {
+                    self.exception(cpu, vector, error_code);
+                    Step::Ran
+                }
+                Trap::Interrupted => Step::Interrupted,
+            })
         }
     }
 
@@ -655,7 +667,10 @@ impl Vproc {
             self.sig.actions[s as usize].handler = signal::SIG_DFL;
             self.sig.blocked &= !signal::bit(s);
         }
-        self.deliver(cpu, info);
+        // A fault's signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP) is
+        // never a stop signal.
+        let stop = self.deliver(cpu, info);
+        debug_assert!(stop.is_none(), "a forced signal stopped the vproc");
     }
 
     /// Queue a signal (kill, raise, SIGPIPE): a standard one once, each
@@ -664,31 +679,34 @@ impl Vproc {
         signal::enqueue(&mut self.sig.pending, info)
     }
 
-    /// Deliver the pending signals that are not blocked.
-    pub fn deliver_pending(&mut self, cpu: &Cpu) {
-        while self.exit.is_none() && self.stop.is_none() {
+    /// Deliver the pending signals that are not blocked, until one ends
+    /// the vproc ([`Vproc::exit`]) or stops it: then the stop signal, for
+    /// the run loop to stop the process (a waiting call stays rewound and
+    /// is retried after SIGCONT).
+    #[must_use = "a stop signal's default action is the caller's to carry out"]
+    pub fn deliver_pending(&mut self, cpu: &Cpu) -> Option<i32> {
+        while self.exit.is_none() {
             let accept = !self.sig.blocked | signal::bit(signal::SIGKILL);
-            let Some(i) = signal::next_index(&self.sig.pending, accept) else {
-                return;
-            };
+            let i = signal::next_index(&self.sig.pending, accept)?;
             let info = self.sig.pending.remove(i);
-            self.deliver(cpu, info);
+            if let Some(stop) = self.deliver(cpu, info) {
+                return Some(stop);
+            }
         }
+        None
     }
 
-    fn deliver(&mut self, cpu: &Cpu, info: SigInfo) {
+    /// Deliver `info`: its handler's frame, or its default action (the
+    /// end of the vproc, or the stop signal returned).
+    fn deliver(&mut self, cpu: &Cpu, info: SigInfo) -> Option<i32> {
         let s = info.signo;
         let act = self.sig.actions[s as usize];
         if s == signal::SIGKILL || act.handler == signal::SIG_DFL {
             if s != signal::SIGKILL && signal::default_action(s) == signal::Default_::Ignore {
-                return;
+                return None;
             }
             if s != signal::SIGKILL && signal::is_stop(s) {
-                // The vCPU loop stops the process; a waiting call stays
-                // rewound and is retried after SIGCONT.
-                self.stop = Some(s);
-                self.block = None;
-                return;
+                return Some(s);
             }
             self.death = Some(format!(
                 "killed by {} (si_code {}, address {:#x}) at rip {:#x}",
@@ -698,10 +716,10 @@ impl Vproc {
                 self.frame.rip
             ));
             self.exit = Some(ExitStatus::Signaled(s));
-            return;
+            return None;
         }
         if act.handler == signal::SIG_IGN {
-            return;
+            return None;
         }
         // A waiting call ends (EINTR, bytes moved) or restarts.
         if let Some(p) = self.pending_call.take() {
@@ -742,6 +760,7 @@ impl Vproc {
                 self.exit = Some(ExitStatus::Signaled(signal::SIGSEGV));
             }
         }
+        None
     }
 }
 
@@ -750,6 +769,9 @@ impl Vproc {
 pub enum Step {
     /// The vproc trapped and the trap was handled.
     Ran,
+    /// A syscall was served; its handler said what happens next (a
+    /// value is already in rax).
+    Syscall(Next),
     /// The vCPU was kicked (timer, another vCPU, the console).
     Interrupted,
 }

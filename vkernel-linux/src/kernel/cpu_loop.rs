@@ -330,7 +330,9 @@ fn segment(
     let idx = cpu.index();
     let tick_ns = k.opts.tick.as_nanos() as u64;
     let mut next_tick = k.now() + tick_ns;
-    body.deliver_pending(cpu);
+    if let Some(sig) = body.deliver_pending(cpu) {
+        return Ok(Outcome::Stop(sig));
+    }
     if let Some(m) = body.saved_mask.take() {
         // rt_sigsuspend woke without a handler running.
         body.sig.blocked = m;
@@ -352,9 +354,6 @@ fn segment(
         if body.exit.is_some() {
             return Ok(Outcome::Exit);
         }
-        if let Some(sig) = body.stop.take() {
-            return Ok(Outcome::Stop(sig));
-        }
         if body.sig_flag.swap(false, Ordering::SeqCst) {
             let sigs: Vec<SigInfo> = {
                 let mut t = k.lock();
@@ -366,43 +365,48 @@ fn segment(
             for s in sigs {
                 body.queue_signal(s);
             }
-            body.deliver_pending(cpu);
+            if let Some(sig) = body.deliver_pending(cpu) {
+                return Ok(Outcome::Stop(sig));
+            }
             continue;
         }
         k.entered[idx].store(k.now().max(1), Ordering::SeqCst);
         let step = body.step(cpu);
         k.entered[idx].store(0, Ordering::SeqCst);
         let step = step?;
-        if let Some(req) = body.request.take() {
-            let r = match req {
-                Request::Fork {
-                    flags,
-                    ptid,
-                    ctid,
-                    tls,
-                    stack,
-                } if flags & CLONE_THREAD != 0 => {
-                    spawn_thread(k, cpu, body, flags, ptid, ctid, tls, stack)
+        // What the syscall's handler said happens next.
+        let mut wait = None;
+        let mut yielded = false;
+        if let crate::Step::Syscall(next) = step {
+            match next {
+                Next::Ret(_) | Next::Restart => {}
+                Next::Block(w) => wait = Some(w),
+                Next::Yield => yielded = true,
+                Next::Clone(args) => {
+                    let r = if args.flags & CLONE_THREAD != 0 {
+                        spawn_thread(k, cpu, body, args)
+                    } else {
+                        fork(k, machine, cpu, body, args)
+                    };
+                    body.frame.rax = r as u64;
+                    if body.trace {
+                        vk_eprintln!("[vk {}] fork = {r}", body.pid);
+                    }
                 }
-                Request::Fork {
-                    flags,
-                    ptid,
-                    ctid,
-                    tls,
-                    stack,
-                } => fork(k, machine, cpu, body, flags, ptid, ctid, tls, stack),
-            };
-            body.frame.rax = r as u64;
-            if body.trace {
-                vk_eprintln!("[vk {}] fork = {r}", body.pid);
+                Next::Exit { status, group } => body.end(status, group),
             }
         }
-        if let Some(w) = body.block.take() {
+        // Then the signals that came meanwhile (a stop leaves a waiting
+        // call rewound: it is retried after SIGCONT).
+        if let Some(sig) = body.deliver_pending(cpu) {
+            return Ok(Outcome::Stop(sig));
+        }
+        if let Some(w) = wait {
             if body.exit.is_none() {
                 return Ok(Outcome::Block(w));
             }
         }
-        if std::mem::take(&mut body.yield_cpu) {
+        if yielded {
             let mut t = k.lock();
             let now = k.now();
             let _ = t.sched.yield_now(tid(body.pid), now);

@@ -86,18 +86,20 @@ pub(super) fn insert_embryo(
 
 /// fork: a child vproc sharing the parent's memory copy-on-write. Returns
 /// the child's pid or -errno.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn fork(
     k: &Arc<Kernel>,
     machine: &Machine,
     cpu: &Cpu,
     parent: &mut Vproc,
-    flags: u64,
-    ptid: u64,
-    ctid: u64,
-    tls: u64,
-    stack: u64,
+    args: CloneArgs,
 ) -> i64 {
+    let CloneArgs {
+        flags,
+        ptid,
+        ctid,
+        tls,
+        stack,
+    } = args;
     use super::thread::{
         CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_PARENT_SETTID, CLONE_SETTLS,
     };
@@ -197,15 +199,24 @@ impl Vproc {
         self.k.clone().ok_or(ENOSYS)
     }
 
-    /// clone/fork/vfork: left to the vCPU loop.
-    pub fn sys_clone(
-        &mut self,
+    /// clone/fork/vfork: the flags are checked here, the child is made by
+    /// the vCPU loop ([`Next::Clone`]).
+    pub fn sys_clone(&mut self, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> Next {
+        match self.clone_args(flags, stack, ptid, ctid, tls) {
+            Ok(args) => Next::Clone(args),
+            Err(e) => Next::Ret(-e),
+        }
+    }
+
+    /// The arguments of a clone the vkernel supports, or the errno.
+    fn clone_args(
+        &self,
         flags: u64,
         stack: u64,
         ptid: u64,
         ctid: u64,
         tls: u64,
-    ) -> Result<i64, i64> {
+    ) -> Result<CloneArgs, i64> {
         use super::thread::{
             CLONE_FILES, CLONE_FS, CLONE_SIGHAND, CLONE_THREAD, CLONE_VFORK, CLONE_VM,
         };
@@ -226,13 +237,12 @@ impl Vproc {
             log::warn!("clone flags {flags:#x}: not supported (ENOSYS)");
             return Err(ENOSYS);
         }
-        self.request = Some(Request::Fork {
+        Ok(CloneArgs {
             flags,
             ptid,
             ctid,
             tls,
             stack,
-        });
-        Ok(0)
+        })
     }
 }

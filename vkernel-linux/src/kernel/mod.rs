@@ -57,6 +57,7 @@ mod fork;
 mod futex;
 mod hostsig;
 mod introspect;
+mod next;
 mod post;
 mod run;
 mod thread;
@@ -64,44 +65,17 @@ mod thread;
 use post::{action_of, deliverable};
 
 pub use cpu_loop::SI_KERNEL;
+pub use next::{CloneArgs, Next, Wait};
 pub(crate) use run::run_with;
 
 /// A process id.
 pub type Pid = i32;
-
-/// What a blocked vproc waits for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Wait {
-    /// A wake-up (pipe, child exit, signal); the call is retried.
-    Event,
-    /// A wake-up or the deadline (nanosleep: the result is already set).
-    Until(Instant),
-}
 
 /// The watchdog of event waits: a vproc that waits for an event is
 /// retried after this long anyway. Every wake-up is delivered (see the
 /// module docs), so a retry that then succeeds means one was lost: it is
 /// logged and counted ([`Report::lost_wakeups`]).
 const WATCHDOG: Duration = Duration::from_secs(1);
-
-/// Work a syscall leaves for the vCPU loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Request {
-    /// fork/vfork/clone without CLONE_VM: clone flags, parent and child tid
-    /// pointers, TLS and stack for the child.
-    Fork {
-        /// clone flags (low byte: the exit signal).
-        flags: u64,
-        /// CLONE_PARENT_SETTID target.
-        ptid: u64,
-        /// CLONE_CHILD_SETTID / CLEARTID target.
-        ctid: u64,
-        /// CLONE_SETTLS value.
-        tls: u64,
-        /// The child's stack pointer (0: the parent's).
-        stack: u64,
-    },
-}
 
 /// How the virtual kernel runs.
 #[derive(Clone, Debug)]

@@ -48,17 +48,14 @@ pub(super) fn alloc_pid(t: &mut Table) -> Pid {
 
 /// clone(CLONE_THREAD): a new thread of `parent`'s process. Returns its tid
 /// or -errno.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn spawn_thread(
-    k: &Arc<Kernel>,
-    cpu: &Cpu,
-    parent: &mut Vproc,
-    flags: u64,
-    ptid: u64,
-    ctid: u64,
-    tls: u64,
-    stack: u64,
-) -> i64 {
+pub(super) fn spawn_thread(k: &Arc<Kernel>, cpu: &Cpu, parent: &mut Vproc, args: CloneArgs) -> i64 {
+    let CloneArgs {
+        flags,
+        ptid,
+        ctid,
+        tls,
+        stack,
+    } = args;
     let tgid = parent.thread.tgid;
     if flags & CLONE_SETTLS != 0 && !crate::canonical(tls) {
         // As arch_prctl(ARCH_SET_FS) refuses it.

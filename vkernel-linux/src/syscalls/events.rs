@@ -1,7 +1,8 @@
 //! Calls that wait: poll/select and their p-variants, futex, nanosleep,
 //! pause/sigsuspend, and the interval timers (alarm, setitimer).
 //!
-//! A call that must wait sets `Vproc::block` and returns [`EBLOCK`]: the
+//! A call that must wait returns [`EBLOCK`] (see [`Vproc::block_on`]),
+//! which the syscall table turns into [`crate::kernel::Next::Block`]: the
 //! frame is rewound to the `syscall` instruction and the call's
 //! [`CallState`] (its deadline, how far it got) is kept in
 //! `Vproc::pending_call`. When the vproc is woken (an event, its deadline)
@@ -17,7 +18,6 @@ use std::time::{Duration, Instant};
 use super::errno::*;
 use super::EBLOCK;
 use crate::files::{self, FileKind, Wake};
-use crate::kernel::Wait;
 use crate::signal;
 use crate::Vproc;
 
@@ -183,15 +183,17 @@ impl Vproc {
         }))
     }
 
-    /// Wait for a wake-up (None) or until `deadline`, then retry the call.
-    /// Registering where the wake-up comes from is the caller's job.
+    /// Wait for a wake-up (None) or until `deadline`, then retry the call:
+    /// returns the internal [`EBLOCK`] for the caller to pass up. The
+    /// deadline is the call's own ([`Vproc::call_deadline`], kept in its
+    /// [`CallState`]), which is where the run loop reads it. Registering
+    /// where the wake-up comes from is the caller's job.
     pub fn block_on(&mut self, deadline: Option<Instant>) -> Result<i64, i64> {
-        if self.k.is_some() {
-            self.block = Some(match deadline {
-                Some(d) => Wait::Until(d),
-                None => Wait::Event,
-            });
-        } else {
+        debug_assert!(
+            deadline.is_none() || deadline == self.call.deadline,
+            "a wait's deadline is its call's (call_deadline)"
+        );
+        if self.k.is_none() {
             // Alone: nobody else runs; sleep a little on the host and try
             // again (a Ctrl-C interrupts through the kicker).
             let left = deadline.map_or(ALONE_POLL, |d| d.saturating_duration_since(Instant::now()));
@@ -204,7 +206,6 @@ impl Vproc {
     /// frame rewound to the `syscall`): set what the call returns.
     /// `sa_restart` is the handler's SA_RESTART.
     pub fn interrupt_call(&mut self, p: PendingCall, sa_restart: bool) {
-        self.block = None;
         if p.nr == 202 {
             if let Some(k) = &self.k {
                 k.futex_cancel(self.pid);

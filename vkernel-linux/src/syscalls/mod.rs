@@ -26,11 +26,15 @@
 //!
 //! Handlers return `Result<i64, i64>`: `Ok(value)` or `Err(errno)` with
 //! errnos from [`errno`] (libc's `E*`), or the internal [`EBLOCK`] /
-//! [`ERESTART`] codes.
+//! [`ERESTART`] codes of a call that waits; the few that change what runs
+//! next return a [`Next`]. The table ([`table::Call::run`]) turns either
+//! into one [`Next`], [`Vproc::syscall`] carries out its part on the frame
+//! and returns it to the run loop (`kernel::cpu_loop`).
 
 use crate::core::prelude::*;
 
 use super::files;
+use super::kernel::Next;
 use super::mm::MmError;
 use super::signal::SigInfo;
 pub use super::stdio::ERESTART;
@@ -59,9 +63,11 @@ pub(crate) use fs::seek_file;
 pub(crate) use info::uname_bytes;
 pub(crate) use stat::{fstat_bytes, stat_bytes};
 
-/// Internal errno: the call must wait (`self.block` says for what); it is
-/// retried from the `syscall` instruction once the vproc is woken. Not a
-/// Linux errno: it never reaches the vproc.
+/// Internal errno: the call must wait (until its deadline,
+/// [`events::CallState::deadline`], if it set one); the table turns it
+/// into [`Next::Block`] and the call is retried from the `syscall`
+/// instruction once the vproc is woken. Like Linux's ERESTARTSYS it never
+/// reaches the vproc.
 pub const EBLOCK: i64 = 513;
 
 pub use crate::abi::errno;
@@ -104,8 +110,11 @@ pub fn name(nr: u64) -> &'static str {
 }
 
 impl Vproc {
-    /// Serve the syscall in `self.frame`.
-    pub fn syscall(&mut self, cpu: &Cpu) {
+    /// Serve the syscall in `self.frame`: what happens next. By the time
+    /// it returns, the frame says it too: a finished call's value
+    /// ([`Next::Ret`]) is in rax, a call that waits or restarts is rewound
+    /// to its `syscall` instruction.
+    pub fn syscall(&mut self, cpu: &Cpu) -> Next {
         let nr = self.frame.rax;
         let a = self.frame.syscall_args();
         if nr == libc::SYS_rt_sigreturn as u64 {
@@ -125,16 +134,17 @@ impl Vproc {
                     },
                 ),
             }
-            return;
+            return Next::Ret(self.frame.rax as i64);
         }
         self.maybe_patch(nr);
         let epoch = self.mm.patches().epoch();
-        self.serve(nr, a, nr);
+        let next = self.serve(nr, a, nr);
         if self.mm.patches().epoch() != epoch {
             // This call dropped stub pages (mmap, munmap, mprotect...): if
             // it came through one, it returns to the site itself.
             self.frame.rip = self.mm.patch_resume(self.frame.rip);
         }
+        next
     }
 
     /// Patch the site of this call, just served through the exit path, if
@@ -192,7 +202,7 @@ impl Vproc {
 
     /// Serve the vproc's `int $0x80` (an i386 call, see [`compat32`]);
     /// rip is at the `int` instruction.
-    pub fn syscall32(&mut self, _cpu: &Cpu) {
+    pub fn syscall32(&mut self, _cpu: &Cpu) -> Next {
         let nr32 = self.frame.rax;
         self.frame.rip += 2;
         match table::translate32(&self.frame) {
@@ -202,13 +212,17 @@ impl Vproc {
                     vk_eprintln!("[vk] int80 {} = -ENOSYS", nr32 as u32);
                 }
                 self.frame.rax = (-ENOSYS) as u64;
+                Next::Ret(-ENOSYS)
             }
         }
     }
 
-    /// Run call `nr` with arguments `a`; a restarted call re-executes the
-    /// 2-byte instruction before rip with rax = `restart_nr`.
-    fn serve(&mut self, nr: u64, a: [u64; 6], restart_nr: u64) {
+    /// Run call `nr` with arguments `a` and carry out what its handler
+    /// says on the frame: a value goes in rax; a call that waits or
+    /// restarts re-executes the 2-byte instruction before rip with rax =
+    /// `restart_nr` and keeps its state in `pending_call`. The rest
+    /// ([`Next::Block`]'s sleep, clone, yield, exit) is the run loop's.
+    fn serve(&mut self, nr: u64, a: [u64; 6], restart_nr: u64) -> Next {
         // A retry of a waiting call continues with its state.
         let (state, retry) = match self.pending_call.take() {
             Some(p) if p.nr == nr && p.args == a => (p.state, true),
@@ -216,20 +230,24 @@ impl Vproc {
         };
         self.call = state;
         let watchdog = std::mem::take(&mut self.watchdog_retry) && retry;
-        let r = self.dispatch(nr, a);
-        let v = match r {
-            Ok(v) => v,
-            Err(ERESTART) | Err(EBLOCK) => {
-                if self.trace && !retry {
-                    vk_eprintln!(
-                        "[vk] {}({:#x}, {:#x}, {:#x}, {:#x}) waits",
-                        name(nr),
-                        a[0],
-                        a[1],
-                        a[2],
-                        a[3]
-                    );
-                }
+        let next = self.dispatch(nr, a);
+        if self.trace && !(retry && next.rewinds()) {
+            let shown = match next {
+                Next::Ret(v) => format!("= {v}"),
+                Next::Block(_) | Next::Restart => "waits".to_string(),
+                other => format!("-> {other:?}"),
+            };
+            vk_eprintln!(
+                "[vk] {}({:#x}, {:#x}, {:#x}, {:#x}) {shown}",
+                name(nr),
+                a[0],
+                a[1],
+                a[2],
+                a[3],
+            );
+        }
+        match next {
+            Next::Block(_) | Next::Restart => {
                 // Retry the call when woken (or after the interruption).
                 self.frame.rip -= 2;
                 self.frame.rax = restart_nr;
@@ -238,43 +256,35 @@ impl Vproc {
                     args: a,
                     state: std::mem::take(&mut self.call),
                 });
-                return;
             }
-            Err(e) => -e,
-        };
-        if watchdog {
-            if let Some(k) = &self.k {
-                k.lost_wakeup(self.pid, nr);
+            Next::Ret(v) => {
+                if watchdog {
+                    if let Some(k) = &self.k {
+                        k.lost_wakeup(self.pid, nr);
+                    }
+                }
+                self.frame.rax = v as u64;
             }
+            Next::Yield => self.frame.rax = 0,
+            Next::Clone(_) | Next::Exit { .. } => {}
         }
-        if self.trace {
-            vk_eprintln!(
-                "[vk] {}({:#x}, {:#x}, {:#x}, {:#x}) = {}",
-                name(nr),
-                a[0],
-                a[1],
-                a[2],
-                a[3],
-                v
-            );
-        }
-        self.frame.rax = v as u64;
+        next
     }
 
     /// Run call `nr`: its handler in the syscall table ([`table`]), or
     /// ENOSYS from the one place unknown calls get it.
-    fn dispatch(&mut self, nr: u64, a: [u64; 6]) -> R {
+    fn dispatch(&mut self, nr: u64, a: [u64; 6]) -> Next {
         match table::lookup(nr) {
-            Some(s) => (s.call)(self, s.nr, a),
-            None => self.unknown_call(nr),
+            Some(s) => s.call.run(self, s.nr, a),
+            None => Next::Ret(-self.unknown_call(nr)),
         }
     }
 
     /// A call no area serves: ENOSYS, counted and logged once per run
     /// ([`crate::diag`]).
-    fn unknown_call(&mut self, nr: u64) -> R {
+    fn unknown_call(&mut self, nr: u64) -> i64 {
         crate::diag::unimplemented(&self.unimplemented, nr, self.pid, &self.comm);
-        Err(ENOSYS)
+        ENOSYS
     }
 }
 

@@ -5,22 +5,15 @@
 //! in [`super::events`].
 
 use super::errno::*;
-use super::table::Handler;
+use super::table::{Handler, Steer};
 use super::{int, R};
+use crate::kernel::Next;
 use crate::{ExitStatus, Vproc};
 
 impl Vproc {
     /// The process calls: `(number, handler)` for the
     /// syscall table ([`super::table`]).
     pub(super) const PROC_CALLS: &'static [(i64, Handler)] = &[
-        (libc::SYS_exit, Vproc::call_exit),
-        (libc::SYS_exit_group, Vproc::call_exit),
-        (libc::SYS_clone, |v, _nr, a| {
-            v.sys_clone(a[0], a[1], a[2], a[3], a[4])
-        }),
-        // vfork is fork: the child gets a copy-on-write address space.
-        (libc::SYS_fork, Vproc::call_fork),
-        (libc::SYS_vfork, Vproc::call_fork),
         (libc::SYS_clone3, |_v, _nr, _a| Err(ENOSYS)),
         (libc::SYS_execve, |v, _nr, a| v.execve_threads(a)),
         (libc::SYS_wait4, |v, _nr, a| {
@@ -29,10 +22,6 @@ impl Vproc {
             } else {
                 Err(ECHILD)
             }
-        }),
-        (libc::SYS_sched_yield, |v, _nr, _a| {
-            v.yield_cpu = v.k.is_some();
-            Ok(0)
         }),
         (libc::SYS_getpriority, |v, _nr, a| {
             v.sys_priority(false, a[0], int(a[1]) as i32, 0)
@@ -91,18 +80,39 @@ impl Vproc {
         (libc::SYS_futex, |v, _nr, a| v.sys_futex(a)),
     ];
 
-    /// `exit`, `exit_group`.
-    fn call_exit(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
-        v.exit = Some(ExitStatus::Exited(a[0] as i32 & 0xff));
-        // exit ends this thread only (the process with its last
-        // thread); exit_group ends every thread.
-        v.thread.exit_thread = nr == libc::SYS_exit;
-        Ok(0)
+    /// The process calls that change what runs next: `(number, handler)`
+    /// for the syscall table; each returns a [`Next`].
+    pub(super) const CONTROL_CALLS: &'static [(i64, Steer)] = &[
+        (libc::SYS_exit, Vproc::call_exit),
+        (libc::SYS_exit_group, Vproc::call_exit),
+        (libc::SYS_clone, |v, _nr, a| {
+            v.sys_clone(a[0], a[1], a[2], a[3], a[4])
+        }),
+        // vfork is fork: the child gets a copy-on-write address space.
+        (libc::SYS_fork, Vproc::call_fork),
+        (libc::SYS_vfork, Vproc::call_fork),
+        // Alone there is nobody to yield to.
+        (libc::SYS_sched_yield, |v, _nr, _a| {
+            if v.k.is_some() {
+                Next::Yield
+            } else {
+                Next::Ret(0)
+            }
+        }),
+    ];
+
+    /// `exit` ends this thread only (the process with its last thread);
+    /// `exit_group` ends every thread.
+    fn call_exit(_v: &mut Vproc, nr: i64, a: [u64; 6]) -> Next {
+        Next::Exit {
+            status: ExitStatus::Exited(a[0] as i32 & 0xff),
+            group: nr != libc::SYS_exit,
+        }
     }
 
     /// `fork`, `vfork`.
     // vfork is fork: the child gets a copy-on-write address space.
-    fn call_fork(v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> R {
+    fn call_fork(v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> Next {
         v.sys_clone(crate::signal::SIGCHLD as u64, 0, 0, 0, 0)
     }
 

@@ -14,26 +14,67 @@
 //! Each area module (`fs`, `stat`, `fsmod`, `io`, `mm`, `proc`, `signal`,
 //! `time`, `info`) lists its calls as `(number, handler)` pairs next to its
 //! handlers; a handler gets the vproc, the number (one handler may serve
-//! several numbers) and the six argument registers.
+//! several numbers) and the six argument registers. Most handlers produce
+//! a value (or an errno); the few that change what runs next (exit,
+//! exit_group, clone, fork, vfork, sched_yield: `proc`'s `CONTROL_CALLS`)
+//! return a [`Next`]. Either way the table hands the exit path one
+//! [`Next`] ([`Call::run`]), which the run loop acts on.
 
 use std::sync::LazyLock;
 
 use super::fast::FAST_CALLS;
-use super::R;
+use super::{EBLOCK, ERESTART, R};
 use crate::core::prelude::TrapFrame;
 use crate::kernel::fast::{FastCalls, FastHandler};
+use crate::kernel::{Next, Wait};
 use crate::Vproc;
 
-/// An exit-path handler: the vproc, the call's number and its six
-/// argument registers; the value for rax or an errno.
+/// An exit-path handler that produces a value: the vproc, the call's
+/// number and its six argument registers; the value for rax or an errno
+/// (or one of the internal codes of a call that waits, see
+/// [`crate::kernel::Next`]).
 pub(crate) type Handler = fn(&mut Vproc, i64, [u64; 6]) -> R;
+
+/// An exit-path handler that says what runs next (exit, clone,
+/// sched_yield): same arguments, a [`Next`].
+pub(crate) type Steer = fn(&mut Vproc, i64, [u64; 6]) -> Next;
+
+/// A call's exit-path handler.
+#[derive(Clone, Copy)]
+pub(crate) enum Call {
+    /// One that produces a value or an errno.
+    Value(Handler),
+    /// One that says what happens next.
+    Steer(Steer),
+}
+
+impl Call {
+    /// Run the handler: what happens next. A value handler's result is
+    /// [`Next::Ret`] (`-errno` for an error), its internal codes
+    /// [`Next::Block`] (until the call's deadline, if it set one) and
+    /// [`Next::Restart`].
+    pub(crate) fn run(self, v: &mut Vproc, nr: i64, a: [u64; 6]) -> Next {
+        match self {
+            Call::Steer(f) => f(v, nr, a),
+            Call::Value(f) => match f(v, nr, a) {
+                Ok(x) => Next::Ret(x),
+                Err(EBLOCK) => Next::Block(match v.call.deadline {
+                    Some(d) => Wait::Until(d),
+                    None => Wait::Event,
+                }),
+                Err(ERESTART) => Next::Restart,
+                Err(e) => Next::Ret(-e),
+            },
+        }
+    }
+}
 
 /// One syscall.
 pub(crate) struct Syscall {
     /// Its x86-64 number.
     pub(crate) nr: i64,
     /// The exit path's handler.
-    pub(crate) call: Handler,
+    pub(crate) call: Call,
     /// The exitless server's handler, for the calls it answers.
     pub(crate) fast: Option<FastHandler>,
 }
@@ -126,9 +167,22 @@ fn areas() -> [&'static [(i64, Handler)]; 10] {
     ]
 }
 
+/// Every area's calls with their handlers: the value handlers, then the
+/// steering ones.
+fn listed() -> impl Iterator<Item = (i64, Call)> {
+    areas()
+        .into_iter()
+        .flat_map(|a| a.iter().map(|&(nr, f)| (nr, Call::Value(f))))
+        .chain(
+            Vproc::CONTROL_CALLS
+                .iter()
+                .map(|&(nr, f)| (nr, Call::Steer(f))),
+        )
+}
+
 static TABLE: LazyLock<Table> = LazyLock::new(|| {
     let mut calls: Vec<Option<Syscall>> = Vec::new();
-    for &(nr, call) in areas().iter().flat_map(|a| a.iter()) {
+    for (nr, call) in listed() {
         let i = usize::try_from(nr).expect("syscall numbers are positive");
         if calls.len() <= i {
             calls.resize_with(i + 1, || None);
@@ -217,7 +271,7 @@ mod tests {
     #[test]
     fn no_number_is_listed_twice() {
         let mut seen = std::collections::HashSet::new();
-        for &(nr, _) in areas().iter().flat_map(|a| a.iter()) {
+        for (nr, _) in listed() {
             assert!(seen.insert(nr), "syscall {nr} is in two area lists");
         }
         assert!(seen.len() > 150, "the areas list {} calls", seen.len());
