@@ -7,7 +7,7 @@
 //! only accepts frames inside RAM) and the region is mapped supervisor-only
 //! in the upper half of every vmspace at [`SYS_VA`], except the one
 //! trampoline page that a user `syscall` lands on where the host's KVM does
-//! not switch privilege (see `docs/ARCHITECTURE.md`).
+//! not switch privilege (see `docs/design/traps.md`).
 //!
 //! ```text
 //! offset      size     what

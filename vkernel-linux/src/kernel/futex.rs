@@ -2,7 +2,7 @@
 //! threads of a process meet on the same key; a shared futex in a
 //! MAP_SHARED area is keyed by (shared object, offset) instead
 //! (`Mm::shared_futex_key`), so processes meet there too (see
-//! `docs/ARCHITECTURE.md`, "Threads" and "Shared memory").
+//! `docs/design/linux.md`, "Threads" and "Shared memory").
 
 use super::*;
 
