@@ -65,9 +65,8 @@ fn vk(prog: &Path, args: &[&str]) -> (String, i32) {
         fault_around: 16,
         trace: false,
     };
-    let mut vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
-    let mut cpu = machine.take_cpu(0).unwrap();
-    let st = vp.run(&mut cpu).expect("the vCPU runs");
+    let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
+    let st = vp.run(&machine).expect("the vCPU runs");
     let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
     (stdout, st.code())
 }

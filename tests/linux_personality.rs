@@ -130,9 +130,8 @@ fn load(
 fn vk_full(prog: &Path, args: &[&str], disk: Option<&Path>, stdin: &[u8]) -> (Outcome, String) {
     let image = std::fs::read(prog).unwrap();
     let abs = std::fs::canonicalize(prog).unwrap().display().to_string();
-    let (machine, mut vp, out, err) = load(image, &abs, args, disk, stdin).unwrap();
-    let mut cpu = machine.take_cpu(0).unwrap();
-    let st = vp.run(&mut cpu).expect("the vCPU runs");
+    let (machine, vp, out, err) = load(image, &abs, args, disk, stdin).unwrap();
+    let st = vp.run(&machine).expect("the vCPU runs");
     let o = Outcome {
         stdout: String::from_utf8_lossy(&out.lock().unwrap()).into_owned(),
         status: st.code(),
@@ -423,7 +422,6 @@ fn linux_bad_elf_files_give_clear_errors() {
         assert!(matches!(source, ElfError::Truncated { .. }), "{source}");
     }
     // The tiny program itself runs: ud2 kills it with SIGILL.
-    let (m, mut vp, _, _) = load(good, "ud2", &[], None, b"").unwrap();
-    let mut cpu = m.take_cpu(0).unwrap();
-    assert_eq!(vp.run(&mut cpu).unwrap().code(), 128 + 4);
+    let (m, vp, _, _) = load(good, "ud2", &[], None, b"").unwrap();
+    assert_eq!(vp.run(&m).unwrap().code(), 128 + 4);
 }

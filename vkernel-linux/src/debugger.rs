@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use crate::core::memstat::MemStats;
 use crate::core::prelude::*;
 
 use super::kernel::Kernel;
@@ -58,7 +57,7 @@ pub fn prompt_kernel(k: &Arc<Kernel>, st: &SharedStdio) -> Outcome {
 }
 
 /// Run the prompt until the user continues or quits.
-pub fn prompt(vp: &mut Vproc, cpu: &Cpu, k: Option<&Arc<Kernel>>) -> Outcome {
+pub fn prompt(vp: &mut Vproc, cpu: &Cpu, k: &Arc<Kernel>) -> Outcome {
     out(
         vp,
         &format!(
@@ -83,19 +82,8 @@ pub fn prompt(vp: &mut Vproc, cpu: &Cpu, k: Option<&Arc<Kernel>>) -> Outcome {
             ["maps"] => maps(vp),
             ["regs" | "r"] => regs(&vp.frame),
             ["stats"] => stats(vp, cpu),
-            ["ps"] => match k {
-                Some(k) => k.ps(),
-                None => format!("{:5} {}\n", vp.pid, vp.comm),
-            },
-            [cmd @ ("memstats" | "memrank"), rest @ ..] => match k {
-                Some(k) => memstats_cmd(k, rest, *cmd == "memrank"),
-                // A single process: its own vmspace is the whole picture.
-                None => match MemStats::collect_named(&[(vp.mm.vmspace(), vp.comm.as_str())]) {
-                    Ok(m) if rest.contains(&"--json") => m.to_json() + "\n",
-                    Ok(m) => m.to_table(),
-                    Err(e) => format!("memstats: {e}\n"),
-                },
-            },
+            ["ps"] => k.ps(),
+            [cmd @ ("memstats" | "memrank"), rest @ ..] => memstats_cmd(k, rest, *cmd == "memrank"),
             ["walk" | "w", a] => match parse(a) {
                 Some(va) => walk(vp, va),
                 None => format!("bad address '{a}' (use hex like 0x401000)\n"),

@@ -4,13 +4,14 @@
 //! [`Vproc::load`] maps an ELF (non-PIE or PIE, with its dynamic loader
 //! from the vproc's filesystem: [`load`]) into a fresh vmspace and builds
 //! the initial stack (argv, envp, auxv); file pages come from a page cache
-//! shared by all vprocs ([`mm::pagecache`]); [`Vproc::run`]
-//! runs it alone on a vCPU, serving its syscalls ([`syscalls`]), resolving
-//! its first-touch page faults ([`mm`]), delivering signals ([`signal`]) and
-//! returning its [`ExitStatus`]. [`launch::run`] runs it as the first
-//! process of a whole virtual kernel instead: fork (copy-on-write), execve,
-//! wait4, kill and pipes between vprocs, scheduled by
-//! [`crate::core::sched`] on one or more vCPU threads.
+//! shared by all vprocs ([`mm::pagecache`]). [`launch::run`] runs it as the
+//! first process of a virtual kernel ([`kernel`]): its syscalls served
+//! ([`syscalls`]), its first-touch page faults resolved ([`mm`]), signals
+//! delivered ([`signal`]), fork (copy-on-write), threads, execve, wait4,
+//! kill and pipes between vprocs, scheduled by [`crate::core::sched`] on
+//! one or more vCPU threads. [`Vproc::run`] is the same with one vCPU and
+//! the default options, returning the [`ExitStatus`]: there is one run
+//! loop (`kernel::cpu_loop`), whether one vproc runs or many.
 //!
 //! The `vkernel` example is a thin command line over this module; the
 //! `linux_*` integration tests and the `vkbench` benchmark use it too.
@@ -213,7 +214,9 @@ pub struct Vproc {
     pub boot: Arc<Boot>,
     /// Command name (argv[0]'s last component) for ps and reports.
     pub comm: String,
-    /// The virtual kernel it belongs to (None: alone, see [`Vproc::run`]).
+    /// The virtual kernel it runs in: set by [`launch::run`] before it
+    /// first runs (None only between [`Vproc::load`] and the launch; what
+    /// needs it then fails with ENOSYS, see [`Vproc::kernel`]).
     pub k: Option<Arc<kernel::Kernel>>,
     /// FPU/SSE state, moved on and off vCPUs by the core
     /// ([`Cpu::set_fpu`], [`Cpu::release_fpu`]).
@@ -249,9 +252,6 @@ pub struct Vproc {
     pub call: events::CallState,
     /// The watchdog ended the last event wait (see `kernel`).
     pub watchdog_retry: bool,
-    /// Interval timers while the vproc runs alone (under a kernel they
-    /// live in the process table).
-    pub itimers: events::Itimers,
 }
 
 pub(crate) fn random_bytes(buf: &mut [u8]) {
@@ -363,7 +363,6 @@ impl Vproc {
             pending_call: None,
             call: Default::default(),
             watchdog_retry: false,
-            itimers: Default::default(),
         })
     }
 
@@ -405,57 +404,23 @@ impl Vproc {
             pending_call: None,
             call: Default::default(),
             watchdog_retry: false,
-            itimers: Default::default(),
         }
     }
 
-    /// Run until the vproc exits or is killed. It is alone: fork and the
-    /// other process calls fail with ENOSYS; [`launch::run`] runs a whole
-    /// virtual kernel.
-    pub fn run(&mut self, cpu: &mut Cpu) -> Result<ExitStatus, VprocError> {
-        loop {
-            if let Some(s) = self.exit {
-                self.stdio.flush();
-                return Ok(s);
-            }
-            // Timers fire at traps.
-            self.check_itimer_alone();
-            // Alone, nobody could continue a stopped vproc: stops are
-            // ignored.
-            let _ = self.deliver_pending(cpu);
-            let step = self.step(cpu)?;
-            match step {
-                // A wait already slept on the host ([`Vproc::block_on`]);
-                // clone and yield need a kernel (refused alone).
-                Step::Syscall(Next::Exit { status, group }) => self.end(status, group),
-                Step::Syscall(_) | Step::Ran => {}
-                Step::Interrupted => {
-                    if self.stdio.take_interrupt() {
-                        self.interrupted_alone(cpu);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Ctrl-C while the vproc runs alone: the debugger, or SIGINT when
-    /// nobody is at a terminal to answer it.
-    fn interrupted_alone(&mut self, cpu: &mut Cpu) {
-        if !self.stdio.interactive() {
-            // Nobody to ask: SIGINT, as for a foreground process.
-            self.queue_signal(SigInfo {
-                signo: signal::SIGINT,
-                code: kernel::SI_KERNEL,
-                ..Default::default()
-            });
-            return;
-        }
-        match debugger::prompt(self, cpu, None) {
-            debugger::Outcome::Continue => {}
-            debugger::Outcome::Quit => {
-                self.exit = Some(ExitStatus::Signaled(signal::SIGINT));
-            }
-        }
+    /// Run this vproc and everything it forks as a virtual kernel with
+    /// one vCPU of `machine` (vCPU 0, which must not be taken) and the
+    /// default [`kernel::Options`], until it exits: [`launch::run`] with
+    /// one vCPU, for a caller that only wants the status.
+    ///
+    /// ```no_run
+    /// # fn f(machine: &vkernel_core::machine::Machine, vp: vkernel_linux::Vproc)
+    /// # -> Result<(), vkernel_linux::VprocError> {
+    /// let status = vp.run(machine)?;
+    /// println!("exit code {}", status.code());
+    /// # Ok(()) }
+    /// ```
+    pub fn run(self, machine: &Machine) -> Result<ExitStatus, VprocError> {
+        launch::run(machine, self, &kernel::Options::default()).map(|r| r.status)
     }
 
     /// exit (`group` false: this thread) or exit_group: the vproc ends

@@ -95,7 +95,7 @@ impl Vproc {
 
     /// kill(pid, sig) to other processes (and this one): one thread of
     /// each target process takes it ([`Kernel::post_process_signal`]).
-    pub fn sys_kill_k(&mut self, pid: i32, sig: i32) -> Result<i64, i64> {
+    pub fn sys_kill(&mut self, pid: i32, sig: i32) -> Result<i64, i64> {
         let info = SigInfo {
             signo: sig,
             code: 0,
@@ -266,10 +266,7 @@ impl Vproc {
     /// process's id; EPERM if a process group with that id exists (the
     /// caller leads one).
     pub fn sys_setsid(&mut self) -> Result<i64, i64> {
-        let Some(k) = self.k.clone() else {
-            // Alone, the vproc leads its group and session already.
-            return Err(EPERM);
-        };
+        let k = self.kernel()?;
         let me = self.thread.tgid;
         let mut t = k.lock();
         if t.procs.values().any(|e| e.pgid == me) {

@@ -425,7 +425,7 @@ fn segment(
             if interrupt && !body.stdio.interactive() {
                 interrupt_foreground(k);
             } else if interrupt {
-                match debugger::prompt(body, cpu, Some(k)) {
+                match debugger::prompt(body, cpu, k) {
                     debugger::Outcome::Continue => {}
                     debugger::Outcome::Quit => {
                         kill_all(k);

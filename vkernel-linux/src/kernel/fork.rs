@@ -195,7 +195,9 @@ pub(super) fn fork(
 
 /// clone, in kernel mode (`self.k` is set).
 impl Vproc {
-    pub(super) fn kernel(&self) -> Result<Arc<Kernel>, i64> {
+    /// The virtual kernel this vproc runs in; ENOSYS before
+    /// [`crate::launch::run`] gave it one (nothing runs then).
+    pub(crate) fn kernel(&self) -> Result<Arc<Kernel>, i64> {
         self.k.clone().ok_or(ENOSYS)
     }
 

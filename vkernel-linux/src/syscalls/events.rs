@@ -40,9 +40,6 @@ pub const POLLWRNORM: u16 = 0x100;
 
 /// The longest any wait lasts (a larger timeout is clamped).
 const MAX_WAIT: Duration = Duration::from_secs(366 * 86400);
-/// When a vproc runs alone (no process table to sleep in), a waiting call
-/// sleeps this long on the host between two tries.
-const ALONE_POLL: Duration = Duration::from_millis(5);
 
 /// What a waiting call has done so far; it survives the call's retries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -193,12 +190,6 @@ impl Vproc {
             deadline.is_none() || deadline == self.call.deadline,
             "a wait's deadline is its call's (call_deadline)"
         );
-        if self.k.is_none() {
-            // Alone: nobody else runs; sleep a little on the host and try
-            // again (a Ctrl-C interrupts through the kicker).
-            let left = deadline.map_or(ALONE_POLL, |d| d.saturating_duration_since(Instant::now()));
-            std::thread::sleep(left.min(ALONE_POLL));
-        }
         Err(EBLOCK)
     }
 
@@ -607,19 +598,7 @@ impl Vproc {
                     None
                 };
                 let deadline = self.call_deadline(timeout);
-                let Some(k) = self.k.clone() else {
-                    // Alone, nobody can wake the futex: only the timeout
-                    // (or a signal) ends the wait.
-                    let v = self.user_u32(uaddr)?;
-                    if self.call.progress == 0 && v != a[2] as u32 {
-                        return Err(EAGAIN);
-                    }
-                    self.call.progress = 1;
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(ETIMEDOUT);
-                    }
-                    return self.block_on(deadline);
-                };
+                let k = self.kernel()?;
                 let key = self.futex_key(uaddr, a[1] & PRIVATE != 0);
                 let bits = if op == 9 { a[5] as u32 } else { u32::MAX };
                 if self.call.progress == 0 {
@@ -739,10 +718,10 @@ impl Vproc {
     ) -> Option<(Duration, Duration)> {
         let now = Instant::now();
         let new = arm.map(|(v, i)| (now + v, i));
-        let old = match &self.k {
-            Some(k) => k.swap_itimer(self.pid, |t| std::mem::replace(&mut t.real, new)),
-            None => std::mem::replace(&mut self.itimers.real, new),
-        };
+        let old = self
+            .k
+            .as_ref()
+            .and_then(|k| k.swap_itimer(self.pid, |t| std::mem::replace(&mut t.real, new)));
         old.map(|(d, i)| {
             (
                 d.saturating_duration_since(now)
@@ -758,12 +737,7 @@ impl Vproc {
         which: usize,
         arm: Option<(Duration, Duration)>,
     ) -> Option<(Duration, Duration)> {
-        let Some(k) = self.k.clone() else {
-            // Alone there is no CPU-time accounting: keep the setting only.
-            let old = self.itimers.cpu[which];
-            self.itimers.cpu[which] = arm.map(|(v, i)| (v.as_nanos() as u64, i.as_nanos() as u64));
-            return old.map(|(v, i)| (Duration::from_nanos(v), Duration::from_nanos(i)));
-        };
+        let k = self.k.clone()?;
         let used = k.cpu_time(self.pid);
         let new = arm.map(|(v, i)| (used + v.as_nanos() as u64, i.as_nanos() as u64));
         let old = k.swap_itimer(self.pid, |t| std::mem::replace(&mut t.cpu[which], new));
@@ -777,10 +751,11 @@ impl Vproc {
 
     fn get_itimer(&mut self, which: usize) -> Option<(Duration, Duration)> {
         let now = Instant::now();
-        let t = match &self.k {
-            Some(k) => k.swap_itimer(self.pid, |t| *t),
-            None => self.itimers,
-        };
+        let t = self
+            .k
+            .as_ref()
+            .map(|k| k.swap_itimer(self.pid, |t| *t))
+            .unwrap_or_default();
         if which == 0 {
             t.real.map(|(d, i)| {
                 (
@@ -797,20 +772,6 @@ impl Vproc {
                     Duration::from_nanos(i),
                 )
             })
-        }
-    }
-
-    /// Alone (no process table): fire ITIMER_REAL if it is due.
-    pub fn check_itimer_alone(&mut self) {
-        if let Some((d, i)) = self.itimers.real {
-            if Instant::now() >= d {
-                self.itimers.real = (!i.is_zero()).then(|| (Instant::now() + i, i));
-                self.queue_signal(signal::SigInfo {
-                    signo: SIGALRM,
-                    code: 0x80,
-                    ..Default::default()
-                });
-            }
         }
     }
 }

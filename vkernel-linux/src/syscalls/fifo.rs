@@ -114,10 +114,10 @@ impl Vproc {
             return self.install_file(file, flags);
         }
         let Some(k) = self.k.clone() else {
-            // Alone: nobody can ever open the other side.
+            // Not launched yet (see `Vproc::kernel`).
             drop(p);
             files::wake_all(wake);
-            return Err(ENXIO);
+            return Err(ENOSYS);
         };
         if first {
             self.call.progress = p.opened[other] as usize + 1;

@@ -249,9 +249,8 @@ impl Vproc {
                 }
                 let rest = &data[done..];
                 let Some(k) = self.k.clone() else {
-                    // Alone, nobody would ever drain it: take it all.
-                    p.buf.extend(rest);
-                    return Ok(data.len() as i64);
+                    // Not launched yet (see `Vproc::kernel`).
+                    return Err(ENOSYS);
                 };
                 let room = p.capacity.saturating_sub(p.buf.len());
                 // Writes up to PIPE_BUF are atomic: all or wait.
@@ -346,16 +345,14 @@ impl Vproc {
                     if p.writers == 0 || data.is_empty() {
                         return Ok(0);
                     }
-                    // Alone, nobody else can ever fill it while we wait.
-                    return match self.k.clone() {
-                        Some(k) if !nonblock => {
-                            p.wait(self.pid, k);
-                            drop(p);
-                            drop(f);
-                            self.block_on(None).map(|_| 0)
-                        }
-                        _ => Err(EAGAIN),
-                    };
+                    if nonblock {
+                        return Err(EAGAIN);
+                    }
+                    let k = self.kernel()?;
+                    p.wait(self.pid, k);
+                    drop(p);
+                    drop(f);
+                    return self.block_on(None).map(|_| 0);
                 }
                 let n = data.len().min(p.buf.len());
                 for b in data.iter_mut().take(n) {

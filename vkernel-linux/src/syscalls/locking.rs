@@ -83,7 +83,7 @@ fn errno(e: LockError) -> i64 {
 
 impl Vproc {
     /// The waiter to register for a call that may wait (None when it may
-    /// not, or when the vproc runs alone: it then polls).
+    /// not).
     fn lock_waiter(&self, wait: bool) -> Option<Waiter> {
         if !wait {
             return None;
@@ -103,9 +103,9 @@ impl Vproc {
             .id()
     }
 
-    /// A wait answer: block (retried when a lock goes), or poll alone.
+    /// A wait answer: block (retried when a lock goes).
     fn lock_wait(&mut self, e: LockError) -> R {
-        if e == LockError::Wait || self.k.is_none() && e == LockError::WouldBlock {
+        if e == LockError::Wait {
             return self.block_on(None);
         }
         Err(errno(e))
@@ -189,10 +189,9 @@ impl Vproc {
             return Ok(0);
         }
         let wait = self.lock_waiter(matches!(cmd, F_SETLKW | F_OFD_SETLKW));
-        let alone_wait = self.k.is_none() && matches!(cmd, F_SETLKW | F_OFD_SETLKW);
         match locks.set(key, req, wait) {
             Ok(()) => Ok(0),
-            Err(LockError::WouldBlock) if !alone_wait => Err(EAGAIN),
+            Err(LockError::WouldBlock) => Err(EAGAIN),
             Err(e) => self.lock_wait(e),
         }
     }
@@ -224,7 +223,7 @@ impl Vproc {
         let wait = self.lock_waiter(may_wait);
         match self.fs.locks().clone().flock(key, id, ty, wait) {
             Ok(()) => Ok(0),
-            Err(LockError::WouldBlock) if !(may_wait && self.k.is_none()) => Err(EAGAIN),
+            Err(LockError::WouldBlock) => Err(EAGAIN),
             Err(e) => self.lock_wait(e),
         }
     }

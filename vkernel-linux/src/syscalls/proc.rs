@@ -17,11 +17,7 @@ impl Vproc {
         (libc::SYS_clone3, |_v, _nr, _a| Err(ENOSYS)),
         (libc::SYS_execve, |v, _nr, a| v.execve_threads(a)),
         (libc::SYS_wait4, |v, _nr, a| {
-            if v.k.is_some() {
-                v.sys_wait4(int(a[0]) as i32, a[1], a[2], a[3])
-            } else {
-                Err(ECHILD)
-            }
+            v.sys_wait4(int(a[0]) as i32, a[1], a[2], a[3])
         }),
         (libc::SYS_getpriority, |v, _nr, a| {
             v.sys_priority(false, a[0], int(a[1]) as i32, 0)
@@ -91,14 +87,7 @@ impl Vproc {
         // vfork is fork: the child gets a copy-on-write address space.
         (libc::SYS_fork, Vproc::call_fork),
         (libc::SYS_vfork, Vproc::call_fork),
-        // Alone there is nobody to yield to.
-        (libc::SYS_sched_yield, |v, _nr, _a| {
-            if v.k.is_some() {
-                Next::Yield
-            } else {
-                Next::Ret(0)
-            }
-        }),
+        (libc::SYS_sched_yield, |_v, _nr, _a| Next::Yield),
     ];
 
     /// `exit` ends this thread only (the process with its last thread);

@@ -11,7 +11,7 @@ use super::errno::*;
 use super::events::timespec;
 use super::table::Handler;
 use super::{int, R};
-use crate::signal::{self, SigAction, SigInfo};
+use crate::signal::{self, SigAction};
 use crate::Vproc;
 
 impl Vproc {
@@ -132,16 +132,7 @@ impl Vproc {
                 self.tgkill_info(tgid, tid, info)
             }
             None if tgid <= 0 => Err(ESRCH),
-            None if self.k.is_some() => self.kill_info(tgid, info),
-            None => {
-                if tgid != self.thread.tgid {
-                    return Err(ESRCH);
-                }
-                if sig != 0 && !self.queue_signal(info) {
-                    return Err(EAGAIN);
-                }
-                Ok(0)
-            }
+            None => self.kill_info(tgid, info),
         }
     }
 
@@ -261,27 +252,6 @@ impl Vproc {
                 }
                 self.sig.altstack = (nsp, 0, nsz);
             }
-        }
-        Ok(0)
-    }
-
-    fn sys_kill(&mut self, pid: i32, sig: i32) -> R {
-        if self.k.is_some() {
-            return self.sys_kill_k(pid, sig);
-        }
-        if pid != self.thread.tgid && pid != 0 && pid != -1 {
-            return Err(ESRCH);
-        }
-        if !(0..=64).contains(&sig) {
-            return Err(EINVAL);
-        }
-        if sig != 0 {
-            self.queue_signal(SigInfo {
-                signo: sig,
-                code: 0,
-                pid: self.pid,
-                ..Default::default()
-            });
         }
         Ok(0)
     }
