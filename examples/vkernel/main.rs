@@ -54,8 +54,9 @@ use vkernel::linux::{vk_eprint, vk_eprintln};
 use linux::exec::Image;
 use linux::fs::Fs;
 use linux::kernel::Options as KernelOptions;
+use linux::launch::Launch;
 use linux::stdio::ConsoleStdio;
-use linux::{Config, ExitStatus, Vproc};
+use linux::ExitStatus;
 
 #[derive(Parser)]
 #[command(
@@ -479,18 +480,6 @@ fn run(
         None if opts.disk.is_none() && path.starts_with('/') => find_in_root(&path, &fs)?,
         None => find_program(&path, &fs)?,
     };
-    // Not clamped: Machine::builder reports a count out of range with the
-    // number asked for and the host's maximum.
-    let cpus = opts.cpus;
-    let machine = Machine::builder()
-        .ram_size(opts.mem << 20)
-        .vcpus(cpus)
-        .exitless(!opts.no_exitless)
-        .ram_backing(opts.ram_backing.backing())
-        .build()?;
-    let stdio = ConsoleStdio::new(machine.kicker(0).expect("vCPU 0 exists"))?;
-    let mut argv = vec![path.clone().into_bytes()];
-    argv.extend(args.into_iter().map(String::into_bytes));
     let mut envp: Vec<Vec<u8>> = vec![
         b"PATH=/bin:/usr/bin:/sbin:/usr/sbin".to_vec(),
         b"HOME=/".to_vec(),
@@ -499,32 +488,10 @@ fn run(
         envp.push(format!("TERM={t}").into_bytes());
     }
     envp.extend(opts.env.iter().map(|e| e.clone().into_bytes()));
-    let cfg = Config {
-        image: Vec::new(),
-        exe,
-        path: path.clone(),
-        argv,
-        envp,
-        fault_around: opts.fault_around,
-        trace: opts.trace,
-    };
-    let mut vp = Vproc::load_from(&machine, cfg, image, fs.clone(), Box::new(stdio))?;
-    vp.mm.set_large_pages(!opts.no_large_pages);
-    // With the host's own / as the root, the program starts where it was
-    // started from (as it would natively).
-    if opts.disk.is_none() && opts.root == std::path::Path::new("/") {
-        if let Some(d) = std::env::current_dir().ok().and_then(|d| {
-            use std::os::unix::ffi::OsStrExt;
-            fs.resolve(linux::fs::ROOT, d.as_os_str().as_bytes(), true)
-                .ok()
-        }) {
-            if fs.is_dir_handle(d) {
-                vp.cwd = d;
-            }
-        }
-    }
+    // Not clamped: Machine::builder reports a count out of range with the
+    // number asked for and the host's maximum.
     let kopts = KernelOptions {
-        cpus,
+        cpus: opts.cpus,
         max_procs: opts.max_procs.max(1),
         max_threads: opts.max_threads,
         tick: std::time::Duration::from_millis(opts.tick_ms.max(1)),
@@ -537,7 +504,28 @@ fn run(
         forward_signals: true,
         term_grace: std::time::Duration::from_secs(opts.term_grace),
     };
-    let report = vkernel::linux::launch::run(&machine, vp, &kopts)?;
+    let mut launch = Launch::program(image, path.clone())
+        .exe(exe)
+        .args(args)
+        .env(envp)
+        .root(fs)
+        .ram(opts.mem << 20)
+        .ram_backing(opts.ram_backing.backing())
+        .options(kopts)
+        .fault_around(opts.fault_around)
+        .trace(opts.trace)
+        .large_pages(!opts.no_large_pages);
+    // With the host's own / as the root, the program starts where it was
+    // started from (as it would natively).
+    if opts.disk.is_none() && opts.root == std::path::Path::new("/") {
+        if let Ok(d) = std::env::current_dir() {
+            use std::os::unix::ffi::OsStrExt;
+            launch = launch.cwd(d.as_os_str().as_bytes());
+        }
+    }
+    let machine = launch.machine()?;
+    let stdio = ConsoleStdio::new(machine.kicker(0).expect("vCPU 0 exists"))?;
+    let report = launch.run_on(&machine, Box::new(stdio))?;
     let status = report.status;
     if opts.stats {
         vk_eprintln!(

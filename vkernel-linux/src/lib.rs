@@ -154,7 +154,10 @@ impl ExitStatus {
     }
 }
 
-/// What to run and how.
+/// What to run and how. The default is an empty program with no
+/// arguments, no environment, fault-around of 16 pages and no trace;
+/// [`launch::Launch`] fills it in.
+#[derive(Clone, Debug)]
 pub struct Config {
     /// The ELF file's bytes, for [`Vproc::load`] ([`Vproc::load_from`]
     /// takes the program as an [`Image`] instead and ignores this).
@@ -171,6 +174,20 @@ pub struct Config {
     pub fault_around: u64,
     /// Log every syscall to the host's stderr.
     pub trace: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            image: Vec::new(),
+            path: String::new(),
+            exe: String::new(),
+            argv: Vec::new(),
+            envp: Vec::new(),
+            fault_around: 16,
+            trace: false,
+        }
+    }
 }
 
 /// The program the virtual kernel started with (execve of its host path
