@@ -46,14 +46,14 @@ impl Cpu {
             if i != Interruption::NothingRan {
                 self.exited(now);
             }
-            self.kick_owed = true;
+            self.kick_due.owe_at_next_exit();
             return Ok(Next::Resume);
         }
         if i == Interruption::NothingRan {
             // The registers and CR3 we wrote may not have been applied.
             // Prepare everything again next time.
             self.force_dirty = true;
-            if self.kick_owed {
+            if self.kick_due.owed_at_next_exit() {
                 return Ok(Next::Resume);
             }
             return Ok(self.drain_or_interrupted(frame));
@@ -84,7 +84,7 @@ impl Cpu {
                 // It exits by itself in a few instructions; the kick is
                 // answered there.
                 self.stats.kicks_in_stub += 1;
-                self.kick_owed = true;
+                self.kick_due.owe_at_next_exit();
                 return Ok(Next::Resume);
             }
             Interruption::Cpl0Exitless => {
@@ -106,7 +106,7 @@ impl Cpu {
                     crate::machine::redirect_user_iret(&self.m.sys, self.index, kcall);
                     self.bounce = true;
                 }
-                self.drain_then_interrupt = true;
+                self.kick_due.drain_first();
                 return Ok(Next::Resume);
             }
         }
@@ -124,7 +124,7 @@ impl Cpu {
     /// may be the only copy of a vmspace's pending removals.
     pub(super) fn drain_or_interrupted(&mut self, frame: &mut TrapFrame) -> Next {
         if self.owes_commands() {
-            self.drain_then_interrupt = true;
+            self.kick_due.drain_first();
             return Next::Reenter;
         }
         self.interrupted(frame)
@@ -245,9 +245,9 @@ impl Cpu {
         if self.bounce && addr == self.m.kcall_va() {
             // Entered the stub to apply commands; go on.
             self.stats.bounces += 1;
-            if self.drain_then_interrupt && self.queue.is_empty() {
+            if self.kick_due.drains() && self.queue.is_empty() {
                 // Everything is applied: answer the kick.
-                self.drain_then_interrupt = false;
+                self.kick_due.drained();
                 return Ok(self.interrupted(frame));
             }
             return Ok(Next::Reenter);

@@ -19,6 +19,7 @@ use vkernel_guest::x86::{self, is_canonical};
 mod exit;
 mod fpu;
 mod handlers;
+mod kick_due;
 mod settle;
 mod settle_cpl0;
 
@@ -31,6 +32,7 @@ use crate::trap::{Trap, TrapFrame};
 use crate::vmspace::Vmspace;
 use crate::walker::Access;
 use exit::{classify, ExitKind, Expect, Position, RawExit, Snapshot};
+use kick_due::KickDue;
 
 /// What the run loop does after handling an exit.
 enum Next {
@@ -174,19 +176,16 @@ pub struct Cpu {
     seen_gen: u64,
     target: TrapFrame,
     queue: VecDeque<Cmd>,
+    /// This entry goes to the bounce address (`kcall_va`) instead of the
+    /// vproc: the stub applies the mailbox and comes straight back.
     bounce: bool,
     scrub_batch: Option<u64>,
     /// The mailbox holds the scrub batch (it went out with the last entry).
     scrub_in_mailbox: bool,
-    kick_pending: bool,
-    /// A kick came before the entry applied its commands: apply them (the
-    /// stub then bounces back) before answering it (see `on_interrupted`).
-    drain_then_interrupt: bool,
+    /// Where the answer to the last kick stands (see `kick_due`).
+    kick_due: KickDue,
     /// The kick count when the last interrupted KVM_RUN returned.
     kicks_seen: u64,
-    /// A kick found the stub on its way out (or an exception on its way
-    /// in): answer it at the next exit, before the vproc runs again.
-    kick_owed: bool,
     /// The last real exit was the trampoline's syscall `out`.
     after_tramp_out: bool,
     /// Consecutive clobbered resumes re-entered (bounded).
@@ -258,10 +257,8 @@ impl Cpu {
             bounce: false,
             scrub_batch: None,
             scrub_in_mailbox: false,
-            kick_pending: false,
-            drain_then_interrupt: false,
+            kick_due: KickDue::Answered,
             kicks_seen: 0,
-            kick_owed: false,
             after_tramp_out: false,
             clobber_retries: 0,
             running_slot: None,
@@ -319,8 +316,7 @@ impl Cpu {
             // Checked before anything changes, in both FPU modes.
             return Err(RunError::FpuBusy { cpu: other });
         }
-        if self.kick_pending {
-            self.kick_pending = false;
+        if self.kick_due.take_at_next_run() {
             self.kick.clear_immediate_exit(self.kicks_seen);
             self.stats.interrupts += 1;
             return Ok(Trap::Interrupted);
@@ -484,7 +480,7 @@ impl Cpu {
                 }
                 // Owing an interrupt, return to the host once the stub has
                 // applied the mailbox instead of to the vproc.
-                self.bounce = !self.queue.is_empty() || self.drain_then_interrupt;
+                self.bounce = !self.queue.is_empty() || self.kick_due.drains();
                 if self.bounce {
                     (rip, rsp, rflags) = (kcall, t.rsp, x86::RFLAGS_FIXED);
                 } else {
@@ -615,8 +611,7 @@ impl Cpu {
 
     fn run_loop(&mut self, vms: &Vmspace, frame: &mut TrapFrame) -> Result<Trap, RunError> {
         let mut need_entry = true;
-        self.drain_then_interrupt = false;
-        self.kick_owed = false;
+        self.kick_due.reset();
         loop {
             if need_entry {
                 self.prepare_entry()?;
@@ -648,7 +643,8 @@ impl Cpu {
                     self.m.pool.lock().unwrap().scrub_done(b);
                 }
             }
-            let owed = !matches!(kind, ExitKind::Interrupted(_)) && self.kick_owed;
+            let owed =
+                !matches!(kind, ExitKind::Interrupted(_)) && self.kick_due.owed_at_next_exit();
             let next = match kind {
                 ExitKind::Interrupted(i) => {
                     self.on_interrupted(i, snap.now, kicks_at_exit, frame)?
@@ -693,12 +689,11 @@ impl Cpu {
             // the vproc has not run since.
             let next = match next {
                 Next::Return(trap) if owed => {
-                    self.kick_owed = false;
-                    self.kick_pending = true;
+                    self.kick_due.answer_at_next_run();
                     Next::Return(trap)
                 }
                 Next::Resume | Next::Reenter if owed => {
-                    self.kick_owed = false;
+                    self.kick_due.exit_came();
                     self.drain_or_interrupted(frame)
                 }
                 n => n,
