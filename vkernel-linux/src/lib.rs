@@ -59,6 +59,7 @@ pub mod mm;
 pub mod rlimit;
 pub mod signal;
 pub mod stdio;
+mod step;
 pub mod syscalls;
 pub mod thread;
 
@@ -80,7 +81,7 @@ use files::FdTable;
 use fs::Fs;
 use kernel::Next;
 use mm::{Mm, MmError};
-use signal::{SigInfo, Signals};
+use signal::Signals;
 use stdio::{SharedStdio, Stdio};
 
 /// The pid of the first vproc.
@@ -202,43 +203,40 @@ pub struct Boot {
     pub image: Image,
 }
 
-/// One Linux process running as a vproc.
+/// One thread of a Linux process, running as a vproc (a single-threaded
+/// process is one `Vproc`).
+///
+/// Who owns what (each field says it again):
+/// - **The thread's own**: touched only by the vCPU thread that runs it,
+///   or by whoever holds the process table while its body rests there
+///   (`kernel::Entry::body`).
+/// - **Its process's**, shared by its threads under the process lock
+///   ([`thread`]): `mm`; and `fds`, `cwd`, `umask` and `sig.actions`,
+///   which live here while this thread holds the lock and in the
+///   [`thread::Process`] otherwise (moved by `enter_kernel` and
+///   `leave_kernel`).
+/// - **The virtual kernel's**, shared by every vproc, each with a lock of
+///   its own: `fs`, `stdio`, `boot`, `k`, `unimplemented`.
+///
+/// Every `Vproc` is built in one place, [`Vproc::assemble`], from an
+/// [`Origin`]: a loaded program ([`Vproc::load_from`]) or the vproc that
+/// forks or clones it ([`Vproc::fork_body`]).
 pub struct Vproc {
-    /// Its process id.
+    // The thread's own.
+    /// Its thread id (the process id for the first thread).
     pub pid: i32,
-    /// Its memory, shared with the other threads of its process (see
-    /// [`thread`]).
-    pub mm: thread::MmRef,
-    /// Its thread group and robust list (see [`thread`]).
+    /// Its thread group, robust list, death signal wishes (see [`thread`]).
     pub thread: thread::ThreadInfo,
     /// Its registers (valid between runs).
     pub frame: TrapFrame,
-    /// Its open files.
-    pub fds: FdTable,
-    /// The root filesystem (shared by all vprocs).
-    pub fs: Arc<Fs>,
-    /// Current directory (inode).
-    pub cwd: u64,
-    /// Signal state.
-    pub sig: Signals,
-    /// fds 0-2 (shared by all vprocs).
-    pub stdio: SharedStdio,
-    /// The program's path.
-    pub exe: Vec<u8>,
-    /// The program's file (execve("/proc/self/exe") runs it again).
-    pub image: Image,
-    /// The first program of the virtual kernel.
-    pub boot: Arc<Boot>,
-    /// Command name (argv[0]'s last component) for ps and reports.
-    pub comm: String,
-    /// The virtual kernel it runs in: set by [`launch::run`] before it
-    /// first runs (None only between [`Vproc::load`] and the launch; what
-    /// needs it then fails with ENOSYS, see [`Vproc::kernel`]).
-    pub k: Option<Arc<kernel::Kernel>>,
     /// FPU/SSE state, moved on and off vCPUs by the core
     /// ([`Cpu::set_fpu`], [`Cpu::release_fpu`]).
     pub fpu: crate::core::fpu::FpuContext,
-    /// Raised when another vproc queued a signal for this one.
+    /// Signal state: its mask and queue are its own; the dispositions
+    /// (`sig.actions`) are its process's (see above).
+    pub sig: Signals,
+    /// Raised (by any thread, atomically) when another vproc queued a
+    /// signal for this one in the process table.
     pub sig_flag: Arc<AtomicBool>,
     /// The mask rt_sigsuspend replaced (restored after the handler).
     pub saved_mask: Option<u64>,
@@ -246,29 +244,94 @@ pub struct Vproc {
     pub exit_signal: i32,
     /// set_tid_address.
     pub clear_child_tid: u64,
-    /// The unimplemented calls of this run, shared by all its vprocs
-    /// ([`diag`]).
-    pub unimplemented: Arc<diag::Unimplemented>,
-    /// umask.
-    pub umask: u32,
-    /// Log syscalls.
-    pub trace: bool,
-    /// How the vproc ended, once that is decided (exit or exit_group, a
-    /// fatal signal, a kill order, the debugger's quit); the run loop then
-    /// ends it.
-    pub exit: Option<ExitStatus>,
-    /// Start of its life.
-    pub started: Instant,
-    /// Syscalls served.
-    pub syscalls: u64,
-    /// How the last fatal signal came about (for the host's message).
-    pub death: Option<String>,
+    /// Command name (argv[0]'s last component) for ps and reports.
+    pub comm: String,
     /// The call that waits, its frame rewound to the `syscall`.
     pub pending_call: Option<events::PendingCall>,
     /// The state of the call being served (restored on its retries).
     pub call: events::CallState,
     /// The watchdog ended the last event wait (see `kernel`).
     pub watchdog_retry: bool,
+    /// How the vproc ended, once that is decided (exit or exit_group, a
+    /// fatal signal, a kill order, the debugger's quit); the run loop then
+    /// ends it.
+    pub exit: Option<ExitStatus>,
+    /// How the last fatal signal came about (for the host's message).
+    pub death: Option<String>,
+    /// Start of its life.
+    pub started: Instant,
+    /// Syscalls served.
+    pub syscalls: u64,
+    /// Log its syscalls.
+    pub trace: bool,
+
+    // Its process's.
+    /// Its memory, shared with the other threads of its process under the
+    /// process lock (see [`thread`]).
+    pub mm: thread::MmRef,
+    /// Its open files (the process's; see above).
+    pub fds: FdTable,
+    /// Current directory (inode; the process's).
+    pub cwd: u64,
+    /// umask (the process's).
+    pub umask: u32,
+    /// The program's path (execve changes it for the whole process).
+    pub exe: Vec<u8>,
+    /// The program's file (execve("/proc/self/exe") runs it again).
+    pub image: Image,
+
+    // The virtual kernel's.
+    /// The root filesystem.
+    pub fs: Arc<Fs>,
+    /// fds 0-2 as the host provides them.
+    pub stdio: SharedStdio,
+    /// The first program of the virtual kernel.
+    pub boot: Arc<Boot>,
+    /// The virtual kernel it runs in: set by [`launch::run`] before it
+    /// first runs (None only between [`Vproc::load`] and the launch; what
+    /// needs it then fails with ENOSYS, see [`Vproc::kernel`]).
+    pub k: Option<Arc<kernel::Kernel>>,
+    /// The unimplemented calls of this run ([`diag`]).
+    pub unimplemented: Arc<diag::Unimplemented>,
+}
+
+/// What a new vproc takes from where it comes from: a loaded program or
+/// the vproc that forks or clones it. Everything else starts fresh
+/// ([`Vproc::assemble`]).
+pub struct Origin {
+    /// Its thread id.
+    pub pid: i32,
+    /// Its memory: a new process's, a fork's copy, or the cloning thread's
+    /// own (shared).
+    pub mm: thread::MmRef,
+    /// Its first registers.
+    pub frame: TrapFrame,
+    /// Its signal mask and dispositions (the queue starts empty).
+    pub sig: Signals,
+    /// Its command name.
+    pub comm: String,
+    /// Log its syscalls.
+    pub trace: bool,
+    /// Its open files.
+    pub fds: FdTable,
+    /// Its current directory.
+    pub cwd: u64,
+    /// Its umask.
+    pub umask: u32,
+    /// The program's path.
+    pub exe: Vec<u8>,
+    /// The program's file.
+    pub image: Image,
+    /// The root filesystem.
+    pub fs: Arc<Fs>,
+    /// fds 0-2.
+    pub stdio: SharedStdio,
+    /// The first program of the virtual kernel.
+    pub boot: Arc<Boot>,
+    /// The virtual kernel (None before the launch).
+    pub k: Option<Arc<kernel::Kernel>>,
+    /// The run's unimplemented-call registry.
+    pub unimplemented: Arc<diag::Unimplemented>,
 }
 
 pub(crate) fn random_bytes(buf: &mut [u8]) {
@@ -350,37 +413,24 @@ impl Vproc {
             path: cfg.path.into_bytes(),
             image: image.clone(),
         });
-        Ok(Vproc {
+        Ok(Vproc::assemble(Origin {
             pid: PID,
             mm: thread::MmRef::new(mm),
-            thread: thread::ThreadInfo::new(PID),
             frame,
-            fds: FdTable::with_stdio(),
-            fs,
-            cwd: fs::ROOT,
             sig: Signals::default(),
-            stdio: SharedStdio::new(stdio),
+            comm: comm_of(cfg.argv.first().map(|a| &a[..]).unwrap_or(b"")),
+            trace: cfg.trace,
+            fds: FdTable::with_stdio(),
+            cwd: fs::ROOT,
+            umask: 0o022,
             exe,
             image,
+            fs,
+            stdio: SharedStdio::new(stdio),
             boot,
-            comm: comm_of(cfg.argv.first().map(|a| &a[..]).unwrap_or(b"")),
             k: None,
-            fpu: crate::core::fpu::FpuContext::new(),
-            sig_flag: Arc::new(AtomicBool::new(false)),
-            saved_mask: None,
-            exit_signal: signal::SIGCHLD,
-            clear_child_tid: 0,
             unimplemented: Arc::default(),
-            umask: 0o022,
-            trace: cfg.trace,
-            exit: None,
-            started: Instant::now(),
-            syscalls: 0,
-            death: None,
-            pending_call: None,
-            call: Default::default(),
-            watchdog_retry: false,
-        })
+        }))
     }
 
     /// fork(2): a copy of this vproc with memory `mm` (a new process over
@@ -391,36 +441,60 @@ impl Vproc {
         frame.rax = 0;
         let mut sig = self.sig.clone();
         sig.pending.clear();
-        Vproc {
+        Vproc::assemble(Origin {
             pid,
             mm,
-            thread: thread::ThreadInfo::new(pid),
             frame,
-            fds: self.fds.clone(),
-            fs: self.fs.clone(),
-            cwd: self.cwd,
             sig,
-            stdio: self.stdio.clone(),
+            comm: self.comm.clone(),
+            trace: self.trace,
+            fds: self.fds.clone(),
+            cwd: self.cwd,
+            umask: self.umask,
             exe: self.exe.clone(),
             image: self.image.clone(),
+            fs: self.fs.clone(),
+            stdio: self.stdio.clone(),
             boot: self.boot.clone(),
-            comm: self.comm.clone(),
             k: self.k.clone(),
+            unimplemented: self.unimplemented.clone(),
+        })
+    }
+
+    /// The one place a `Vproc` is built: what `o` gives, and a fresh
+    /// thread (new FPU state, no pending call, no exit, SIGCHLD to the
+    /// parent at exit).
+    pub fn assemble(o: Origin) -> Vproc {
+        Vproc {
+            pid: o.pid,
+            thread: thread::ThreadInfo::new(o.pid),
+            frame: o.frame,
             fpu: crate::core::fpu::FpuContext::new(),
+            sig: o.sig,
             sig_flag: Arc::new(AtomicBool::new(false)),
             saved_mask: None,
             exit_signal: signal::SIGCHLD,
             clear_child_tid: 0,
-            unimplemented: self.unimplemented.clone(),
-            umask: self.umask,
-            trace: self.trace,
-            exit: None,
-            started: Instant::now(),
-            syscalls: 0,
-            death: None,
+            comm: o.comm,
             pending_call: None,
             call: Default::default(),
             watchdog_retry: false,
+            exit: None,
+            death: None,
+            started: Instant::now(),
+            syscalls: 0,
+            trace: o.trace,
+            mm: o.mm,
+            fds: o.fds,
+            cwd: o.cwd,
+            umask: o.umask,
+            exe: o.exe,
+            image: o.image,
+            fs: o.fs,
+            stdio: o.stdio,
+            boot: o.boot,
+            k: o.k,
+            unimplemented: o.unimplemented,
         }
     }
 
@@ -445,304 +519,6 @@ impl Vproc {
     pub fn end(&mut self, status: ExitStatus, group: bool) {
         self.exit = Some(status);
         self.thread.exit_thread = !group;
-    }
-
-    /// Run the vproc until its next trap and handle it (a syscall, a fault,
-    /// an exception; a fault's signal is delivered). What the run loop
-    /// does next is its own: a syscall's [`Next`], then the pending
-    /// signals ([`Vproc::deliver_pending`]).
-    pub fn step(&mut self, cpu: &mut Cpu) -> Result<Step, VprocError> {
-        {
-            let f = &self.frame;
-            // Only what the vCPU could not load is refused: a user rip (a
-            // kernel-half one faults anyway), canonical FS/GS bases (any,
-            // as wrfsbase/wrgsbase allow). RSP is a plain register until
-            // used: Linux does not look at it, nor does the vkernel.
-            if !canonical(f.rip) || !is_canonical(f.fs_base) || !is_canonical(f.gs_base) {
-                let info = SigInfo {
-                    signo: signal::SIGSEGV,
-                    code: 0x80,
-                    ..Default::default()
-                };
-                self.force_signal(cpu, info);
-                return Ok(Step::Ran);
-            }
-            let before = self.frame;
-            cpu.set_fpu(&self.fpu);
-            // Other threads of the process may enter the kernel while this
-            // one runs (see `thread`).
-            self.leave_kernel();
-            // --trace logs every call: the exit path serves them all then.
-            let fast = self
-                .k
-                .as_ref()
-                .filter(|k| k.fast.enabled() && !self.trace)
-                .cloned();
-            if let Some(k) = &fast {
-                k.fast.publish(
-                    cpu.index(),
-                    kernel::fast::FastCtx {
-                        pid: self.pid,
-                        tgid: self.thread.tgid,
-                        process: self.mm.lock_handle(),
-                        sig: self.sig_flag.clone(),
-                        fs: self.fs.clone(),
-                        stdio: self.stdio.clone(),
-                        blocked: self.sig.blocked,
-                        pending: self
-                            .sig
-                            .pending
-                            .iter()
-                            .fold(0, |m, p| m | signal::bit(p.signo)),
-                        alone: !self.threaded(),
-                        retry: self.pending_call.is_some(),
-                    },
-                );
-            }
-            let ran = cpu.run(self.mm.vmspace(), &mut self.frame);
-            if let Some(k) = fast {
-                // The server's rt_sigprocmask changed the context's copy.
-                if let Some(c) = k.fast.withdraw(cpu.index()) {
-                    self.sig.blocked = c.blocked;
-                }
-            }
-            self.enter_kernel();
-            let trap = match ran {
-                Ok(Trap::Interrupted) => {
-                    // Defensive: never keep a frame the CPU cannot load.
-                    if !canonical(self.frame.rip) {
-                        self.frame = before;
-                    }
-                    Trap::Interrupted
-                }
-                Ok(t) => t,
-                Err(RunError::BadFrame { field: "rsp", .. }) => {
-                    // Returning to a non-canonical RSP through the stub's
-                    // iretq would break the vCPU (the syscall path resumes
-                    // without it): the vproc gets the #GP's SIGSEGV.
-                    self.force_signal(
-                        cpu,
-                        SigInfo {
-                            signo: signal::SIGSEGV,
-                            code: 0x80,
-                            trapno: 13,
-                            ..Default::default()
-                        },
-                    );
-                    return Ok(Step::Ran);
-                }
-                Err(RunError::FaultLoop { addr, .. }) => {
-                    self.force_signal(
-                        cpu,
-                        SigInfo {
-                            signo: signal::SIGSEGV,
-                            code: 2,
-                            addr,
-                            trapno: 14,
-                            ..Default::default()
-                        },
-                    );
-                    return Ok(Step::Ran);
-                }
-                Err(e) => return Err(e.into()),
-            };
-            Ok(match trap {
-                Trap::Syscall => {
-                    self.syscalls += 1;
-                    Step::Syscall(self.syscall(cpu))
-                }
-                Trap::PageFault { addr, access, .. } => {
-                    self.page_fault(cpu, addr, access);
-                    Step::Ran
-                }
-                Trap::Exception { vector, error_code }
-                    if compat32::is_int80(vector, error_code, self.insn_at_rip()) =>
-                {
-                    self.syscalls += 1;
-                    Step::Syscall(self.syscall32(cpu))
-                }
-                Trap::Exception { vector, error_code } => {
-                    self.exception(cpu, vector, error_code);
-                    Step::Ran
-                }
-                Trap::Interrupted => Step::Interrupted,
-            })
-        }
-    }
-
-    /// A page fault the vpagetable could not satisfy: the memory manager
-    /// resolves it (a file page, copy-on-write, a stack growing) or the
-    /// vproc gets SIGSEGV/SIGBUS as Linux would send.
-    fn page_fault(&mut self, cpu: &Cpu, addr: u64, access: Access) {
-        if let Err(sig) = self.mm.handle_fault(addr, access) {
-            let (signo, code) = match sig {
-                mm::FaultSignal::MapErr => (signal::SIGSEGV, 1),
-                mm::FaultSignal::AccErr => (signal::SIGSEGV, 2),
-                mm::FaultSignal::Oom => {
-                    vk_eprintln!(
-                        "vkernel: out of RAM frames at {addr:#x}; run with a larger --mem"
-                    );
-                    (signal::SIGBUS, 2)
-                }
-                // BUS_ADRERR: past the end of a mapped file.
-                mm::FaultSignal::Bus => (signal::SIGBUS, 2),
-            };
-            let err = match access {
-                Access::Read => 4,
-                Access::Write => 6,
-                Access::Execute => 0x14,
-            };
-            self.fault_signal(
-                cpu,
-                SigInfo {
-                    signo,
-                    code,
-                    addr,
-                    trapno: 14,
-                    err,
-                    ..Default::default()
-                },
-            );
-        }
-    }
-
-    /// An exception the vproc raised: the signal Linux sends for it.
-    fn exception(&mut self, cpu: &Cpu, vector: u8, error_code: u64) {
-        let rip = self.frame.rip;
-        let (signo, code, addr) = match vector {
-            0 => (signal::SIGFPE, 1, rip),
-            16 | 19 => (signal::SIGFPE, 0, rip),
-            6 => (signal::SIGILL, 2, rip),
-            1 | 3 => (signal::SIGTRAP, 0x80, 0),
-            12 | 17 => (signal::SIGBUS, 0x80, 0),
-            _ => (signal::SIGSEGV, 0x80, 0),
-        };
-        self.fault_signal(
-            cpu,
-            SigInfo {
-                signo,
-                code,
-                addr,
-                trapno: vector as u64,
-                err: error_code,
-                ..Default::default()
-            },
-        );
-    }
-
-    /// The first two bytes of the instruction at rip (zeros if they cannot
-    /// be read).
-    fn insn_at_rip(&mut self) -> [u8; 2] {
-        let mut b = [0u8; 2];
-        if self.mm.read(self.frame.rip, &mut b).is_err() {
-            b = [0; 2];
-        }
-        b
-    }
-
-    /// Deliver a synchronous signal (a fault): a blocked or ignored one
-    /// kills, as on Linux.
-    pub fn force_signal(&mut self, cpu: &Cpu, info: SigInfo) {
-        let s = info.signo;
-        let act = self.sig.actions[s as usize];
-        if self.sig.blocked & signal::bit(s) != 0 || act.handler == signal::SIG_IGN {
-            self.sig.actions[s as usize].handler = signal::SIG_DFL;
-            self.sig.blocked &= !signal::bit(s);
-        }
-        // A fault's signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP) is
-        // never a stop signal.
-        let stop = self.deliver(cpu, info);
-        debug_assert!(stop.is_none(), "a forced signal stopped the vproc");
-    }
-
-    /// Queue a signal (kill, raise, SIGPIPE): a standard one once, each
-    /// real-time one ([`signal::enqueue`]). False if the queue is full.
-    pub fn queue_signal(&mut self, info: SigInfo) -> bool {
-        signal::enqueue(&mut self.sig.pending, info)
-    }
-
-    /// Deliver the pending signals that are not blocked, until one ends
-    /// the vproc ([`Vproc::exit`]) or stops it: then the stop signal, for
-    /// the run loop to stop the process (a waiting call stays rewound and
-    /// is retried after SIGCONT).
-    #[must_use = "a stop signal's default action is the caller's to carry out"]
-    pub fn deliver_pending(&mut self, cpu: &Cpu) -> Option<i32> {
-        while self.exit.is_none() {
-            let accept = !self.sig.blocked | signal::bit(signal::SIGKILL);
-            let i = signal::next_index(&self.sig.pending, accept)?;
-            let info = self.sig.pending.remove(i);
-            if let Some(stop) = self.deliver(cpu, info) {
-                return Some(stop);
-            }
-        }
-        None
-    }
-
-    /// Deliver `info`: its handler's frame, or its default action (the
-    /// end of the vproc, or the stop signal returned).
-    fn deliver(&mut self, cpu: &Cpu, info: SigInfo) -> Option<i32> {
-        let s = info.signo;
-        let act = self.sig.actions[s as usize];
-        if s == signal::SIGKILL || act.handler == signal::SIG_DFL {
-            if s != signal::SIGKILL && signal::default_action(s) == signal::Default_::Ignore {
-                return None;
-            }
-            if s != signal::SIGKILL && signal::is_stop(s) {
-                return Some(s);
-            }
-            self.death = Some(format!(
-                "killed by {} (si_code {}, address {:#x}) at rip {:#x}",
-                signal::name(s),
-                info.code,
-                info.addr,
-                self.frame.rip
-            ));
-            self.exit = Some(ExitStatus::Signaled(s));
-            return None;
-        }
-        if act.handler == signal::SIG_IGN {
-            return None;
-        }
-        // A waiting call ends (EINTR, bytes moved) or restarts.
-        if let Some(p) = self.pending_call.take() {
-            self.interrupt_call(p, act.flags & signal::SA_RESTART != 0);
-        }
-        // After rt_sigsuspend the handler returns to the mask before it.
-        let old = self.saved_mask.take().unwrap_or(self.sig.blocked);
-        let mut frame = self.frame;
-        match signal::setup_frame(
-            &mut self.mm,
-            cpu,
-            &self.fpu,
-            &mut frame,
-            &act,
-            &info,
-            old,
-            &self.sig,
-        ) {
-            Ok(()) => {
-                self.frame = frame;
-                let mut add = act.mask;
-                if act.flags & signal::SA_NODEFER == 0 {
-                    add |= signal::bit(s);
-                }
-                self.sig.blocked |=
-                    add & !(signal::bit(signal::SIGKILL) | signal::bit(signal::SIGSTOP));
-                if act.flags & signal::SA_RESETHAND != 0 {
-                    self.sig.actions[s as usize].handler = signal::SIG_DFL;
-                }
-            }
-            Err(_) => {
-                // No room for the frame: the vproc dies with SIGSEGV.
-                self.death = Some(format!(
-                    "killed by SIGSEGV: no room for the {} frame at rsp {:#x}",
-                    signal::name(s),
-                    self.frame.rsp
-                ));
-                self.exit = Some(ExitStatus::Signaled(signal::SIGSEGV));
-            }
-        }
-        None
     }
 }
 

@@ -1,0 +1,310 @@
+//! One trap of a vproc and the signals that follow: [`Vproc::step`] runs
+//! it on a vCPU until it traps and handles the trap (a syscall through
+//! [`crate::syscalls`], a page fault through [`crate::mm`], an exception
+//! as the signal Linux sends); [`Vproc::deliver_pending`] delivers what is
+//! pending. The run loop (`kernel::cpu_loop`) calls both.
+
+use crate::core::prelude::*;
+use crate::signal::{self, SigInfo};
+use crate::syscalls::compat32;
+use crate::{canonical, is_canonical, kernel, mm, ExitStatus, Step, Vproc, VprocError};
+
+impl Vproc {
+    /// Run the vproc until its next trap and handle it (a syscall, a fault,
+    /// an exception; a fault's signal is delivered). What the run loop
+    /// does next is its own: a syscall's [`Next`], then the pending
+    /// signals ([`Vproc::deliver_pending`]).
+    pub fn step(&mut self, cpu: &mut Cpu) -> Result<Step, VprocError> {
+        {
+            let f = &self.frame;
+            // Only what the vCPU could not load is refused: a user rip (a
+            // kernel-half one faults anyway), canonical FS/GS bases (any,
+            // as wrfsbase/wrgsbase allow). RSP is a plain register until
+            // used: Linux does not look at it, nor does the vkernel.
+            if !canonical(f.rip) || !is_canonical(f.fs_base) || !is_canonical(f.gs_base) {
+                let info = SigInfo {
+                    signo: signal::SIGSEGV,
+                    code: 0x80,
+                    ..Default::default()
+                };
+                self.force_signal(cpu, info);
+                return Ok(Step::Ran);
+            }
+            let before = self.frame;
+            cpu.set_fpu(&self.fpu);
+            // Other threads of the process may enter the kernel while this
+            // one runs (see `thread`).
+            self.leave_kernel();
+            // --trace logs every call: the exit path serves them all then.
+            let fast = self
+                .k
+                .as_ref()
+                .filter(|k| k.fast.enabled() && !self.trace)
+                .cloned();
+            if let Some(k) = &fast {
+                k.fast.publish(
+                    cpu.index(),
+                    kernel::fast::FastCtx {
+                        pid: self.pid,
+                        tgid: self.thread.tgid,
+                        process: self.mm.lock_handle(),
+                        sig: self.sig_flag.clone(),
+                        fs: self.fs.clone(),
+                        stdio: self.stdio.clone(),
+                        blocked: self.sig.blocked,
+                        pending: self
+                            .sig
+                            .pending
+                            .iter()
+                            .fold(0, |m, p| m | signal::bit(p.signo)),
+                        alone: !self.threaded(),
+                        retry: self.pending_call.is_some(),
+                    },
+                );
+            }
+            let ran = cpu.run(self.mm.vmspace(), &mut self.frame);
+            if let Some(k) = fast {
+                // The server's rt_sigprocmask changed the context's copy.
+                if let Some(c) = k.fast.withdraw(cpu.index()) {
+                    self.sig.blocked = c.blocked;
+                }
+            }
+            self.enter_kernel();
+            let trap = match ran {
+                Ok(Trap::Interrupted) => {
+                    // Defensive: never keep a frame the CPU cannot load.
+                    if !canonical(self.frame.rip) {
+                        self.frame = before;
+                    }
+                    Trap::Interrupted
+                }
+                Ok(t) => t,
+                Err(RunError::BadFrame { field: "rsp", .. }) => {
+                    // Returning to a non-canonical RSP through the stub's
+                    // iretq would break the vCPU (the syscall path resumes
+                    // without it): the vproc gets the #GP's SIGSEGV.
+                    self.force_signal(
+                        cpu,
+                        SigInfo {
+                            signo: signal::SIGSEGV,
+                            code: 0x80,
+                            trapno: 13,
+                            ..Default::default()
+                        },
+                    );
+                    return Ok(Step::Ran);
+                }
+                Err(RunError::FaultLoop { addr, .. }) => {
+                    self.force_signal(
+                        cpu,
+                        SigInfo {
+                            signo: signal::SIGSEGV,
+                            code: 2,
+                            addr,
+                            trapno: 14,
+                            ..Default::default()
+                        },
+                    );
+                    return Ok(Step::Ran);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            Ok(match trap {
+                Trap::Syscall => {
+                    self.syscalls += 1;
+                    Step::Syscall(self.syscall(cpu))
+                }
+                Trap::PageFault { addr, access, .. } => {
+                    self.page_fault(cpu, addr, access);
+                    Step::Ran
+                }
+                Trap::Exception { vector, error_code }
+                    if compat32::is_int80(vector, error_code, self.insn_at_rip()) =>
+                {
+                    self.syscalls += 1;
+                    Step::Syscall(self.syscall32(cpu))
+                }
+                Trap::Exception { vector, error_code } => {
+                    self.exception(cpu, vector, error_code);
+                    Step::Ran
+                }
+                Trap::Interrupted => Step::Interrupted,
+            })
+        }
+    }
+
+    /// A page fault the vpagetable could not satisfy: the memory manager
+    /// resolves it (a file page, copy-on-write, a stack growing) or the
+    /// vproc gets SIGSEGV/SIGBUS as Linux would send.
+    fn page_fault(&mut self, cpu: &Cpu, addr: u64, access: Access) {
+        if let Err(sig) = self.mm.handle_fault(addr, access) {
+            let (signo, code) = match sig {
+                mm::FaultSignal::MapErr => (signal::SIGSEGV, 1),
+                mm::FaultSignal::AccErr => (signal::SIGSEGV, 2),
+                mm::FaultSignal::Oom => {
+                    vk_eprintln!(
+                        "vkernel: out of RAM frames at {addr:#x}; run with a larger --mem"
+                    );
+                    (signal::SIGBUS, 2)
+                }
+                // BUS_ADRERR: past the end of a mapped file.
+                mm::FaultSignal::Bus => (signal::SIGBUS, 2),
+            };
+            let err = match access {
+                Access::Read => 4,
+                Access::Write => 6,
+                Access::Execute => 0x14,
+            };
+            self.fault_signal(
+                cpu,
+                SigInfo {
+                    signo,
+                    code,
+                    addr,
+                    trapno: 14,
+                    err,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+
+    /// An exception the vproc raised: the signal Linux sends for it.
+    fn exception(&mut self, cpu: &Cpu, vector: u8, error_code: u64) {
+        let rip = self.frame.rip;
+        let (signo, code, addr) = match vector {
+            0 => (signal::SIGFPE, 1, rip),
+            16 | 19 => (signal::SIGFPE, 0, rip),
+            6 => (signal::SIGILL, 2, rip),
+            1 | 3 => (signal::SIGTRAP, 0x80, 0),
+            12 | 17 => (signal::SIGBUS, 0x80, 0),
+            _ => (signal::SIGSEGV, 0x80, 0),
+        };
+        self.fault_signal(
+            cpu,
+            SigInfo {
+                signo,
+                code,
+                addr,
+                trapno: vector as u64,
+                err: error_code,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// The first two bytes of the instruction at rip (zeros if they cannot
+    /// be read).
+    fn insn_at_rip(&mut self) -> [u8; 2] {
+        let mut b = [0u8; 2];
+        if self.mm.read(self.frame.rip, &mut b).is_err() {
+            b = [0; 2];
+        }
+        b
+    }
+
+    /// Deliver a synchronous signal (a fault): a blocked or ignored one
+    /// kills, as on Linux.
+    pub fn force_signal(&mut self, cpu: &Cpu, info: SigInfo) {
+        let s = info.signo;
+        let act = self.sig.actions[s as usize];
+        if self.sig.blocked & signal::bit(s) != 0 || act.handler == signal::SIG_IGN {
+            self.sig.actions[s as usize].handler = signal::SIG_DFL;
+            self.sig.blocked &= !signal::bit(s);
+        }
+        // A fault's signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP) is
+        // never a stop signal.
+        let stop = self.deliver(cpu, info);
+        debug_assert!(stop.is_none(), "a forced signal stopped the vproc");
+    }
+
+    /// Queue a signal (kill, raise, SIGPIPE): a standard one once, each
+    /// real-time one ([`signal::enqueue`]). False if the queue is full.
+    pub fn queue_signal(&mut self, info: SigInfo) -> bool {
+        signal::enqueue(&mut self.sig.pending, info)
+    }
+
+    /// Deliver the pending signals that are not blocked, until one ends
+    /// the vproc ([`Vproc::exit`]) or stops it: then the stop signal, for
+    /// the run loop to stop the process (a waiting call stays rewound and
+    /// is retried after SIGCONT).
+    #[must_use = "a stop signal's default action is the caller's to carry out"]
+    pub fn deliver_pending(&mut self, cpu: &Cpu) -> Option<i32> {
+        while self.exit.is_none() {
+            let accept = !self.sig.blocked | signal::bit(signal::SIGKILL);
+            let i = signal::next_index(&self.sig.pending, accept)?;
+            let info = self.sig.pending.remove(i);
+            if let Some(stop) = self.deliver(cpu, info) {
+                return Some(stop);
+            }
+        }
+        None
+    }
+
+    /// Deliver `info`: its handler's frame, or its default action (the
+    /// end of the vproc, or the stop signal returned).
+    fn deliver(&mut self, cpu: &Cpu, info: SigInfo) -> Option<i32> {
+        let s = info.signo;
+        let act = self.sig.actions[s as usize];
+        if s == signal::SIGKILL || act.handler == signal::SIG_DFL {
+            if s != signal::SIGKILL && signal::default_action(s) == signal::Default_::Ignore {
+                return None;
+            }
+            if s != signal::SIGKILL && signal::is_stop(s) {
+                return Some(s);
+            }
+            self.death = Some(format!(
+                "killed by {} (si_code {}, address {:#x}) at rip {:#x}",
+                signal::name(s),
+                info.code,
+                info.addr,
+                self.frame.rip
+            ));
+            self.exit = Some(ExitStatus::Signaled(s));
+            return None;
+        }
+        if act.handler == signal::SIG_IGN {
+            return None;
+        }
+        // A waiting call ends (EINTR, bytes moved) or restarts.
+        if let Some(p) = self.pending_call.take() {
+            self.interrupt_call(p, act.flags & signal::SA_RESTART != 0);
+        }
+        // After rt_sigsuspend the handler returns to the mask before it.
+        let old = self.saved_mask.take().unwrap_or(self.sig.blocked);
+        let mut frame = self.frame;
+        match signal::setup_frame(
+            &mut self.mm,
+            cpu,
+            &self.fpu,
+            &mut frame,
+            &act,
+            &info,
+            old,
+            &self.sig,
+        ) {
+            Ok(()) => {
+                self.frame = frame;
+                let mut add = act.mask;
+                if act.flags & signal::SA_NODEFER == 0 {
+                    add |= signal::bit(s);
+                }
+                self.sig.blocked |=
+                    add & !(signal::bit(signal::SIGKILL) | signal::bit(signal::SIGSTOP));
+                if act.flags & signal::SA_RESETHAND != 0 {
+                    self.sig.actions[s as usize].handler = signal::SIG_DFL;
+                }
+            }
+            Err(_) => {
+                // No room for the frame: the vproc dies with SIGSEGV.
+                self.death = Some(format!(
+                    "killed by SIGSEGV: no room for the {} frame at rsp {:#x}",
+                    signal::name(s),
+                    self.frame.rsp
+                ));
+                self.exit = Some(ExitStatus::Signaled(signal::SIGSEGV));
+            }
+        }
+        None
+    }
+}
