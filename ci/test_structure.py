@@ -52,5 +52,19 @@ class ModPath(unittest.TestCase):
                          ["kernel", "run"])
 
 
+class CastBaseline(unittest.TestCase):
+    def test_the_file_level_allow_is_recognised(self):
+        self.assertTrue(structure.allows_casts("//! doc\n" + structure.CAST_ALLOW + " // why\n"))
+        self.assertFalse(structure.allows_casts("let x = y as u32;\n"))
+
+    def test_only_files_outside_the_baseline_are_violations(self):
+        self.assertEqual(structure.cast_allow_violations(["a.rs", "b.rs"], {"a.rs"}), ["b.rs"])
+        self.assertEqual(structure.cast_allow_violations(["a.rs"], {"a.rs", "c.rs"}), [])
+
+    def test_a_crate_root_may_never_allow_them(self):
+        self.assertEqual(structure.cast_allow_violations(["x/src/lib.rs"], {"x/src/lib.rs"}),
+                         ["x/src/lib.rs"])
+
+
 if __name__ == "__main__":
     unittest.main()

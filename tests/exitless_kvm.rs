@@ -9,6 +9,7 @@
 //! online: with one, the server thread runs only when the vCPU thread is
 //! preempted, so calls mostly spend their budget and take the exit path
 //! (correct, and what these tests check there).
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 mod common;
 

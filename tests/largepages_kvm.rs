@@ -4,6 +4,7 @@
 //! the Linux personality's large pages (first touch, fork/COW, munmap,
 //! mprotect, mremap, MADV_DONTNEED, brk) compared with native runs. Tests
 //! SKIP loudly without /dev/kvm (and per compiler when one is missing).
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 mod common;
 

@@ -10,6 +10,7 @@
 //! test builds one from the host's programs, their loader and the
 //! libraries `ldd` lists, at their host paths. Tests SKIP loudly without
 //! /dev/kvm, ldd or the programs.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use vkernel::linux;
 

@@ -4,6 +4,7 @@
 //! unbounded allocation. The number of cases per target is
 //! VKERNEL_FUZZ_CASES (default: a short CI budget), the seed
 //! VKERNEL_FUZZ_SEED; a failing case is kept in a file for replay.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use vkernel::linux;
 

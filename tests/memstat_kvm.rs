@@ -2,6 +2,7 @@
 //! for vprocs that really run, numbers after munmap, a fork-like COW and
 //! exit, and clear_refs working sets measured from real guest references.
 //! Each test SKIPs loudly where /dev/kvm is absent.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 mod common;
 

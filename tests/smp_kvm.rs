@@ -1,6 +1,7 @@
 //! Several vCPUs, one thread each: independent vmspaces in parallel, one
 //! vmspace shared by two vCPUs, and a munmap that must stop a vmspace that is
 //! running on another vCPU.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 mod common;
 

@@ -4,6 +4,7 @@
 //!
 //! Included from `main.rs` with `mod devices;`. Uses only the public API of
 //! `vkernel_devices` plus std and libc.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;

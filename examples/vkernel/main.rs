@@ -259,7 +259,8 @@ Try: cargo run --release --example vkernel -- run /bin/busybox echo hi\n";
         0x31, 0xff, // xor edi, edi
         0x0f, 0x05, // syscall
     ];
-    code[18..22].copy_from_slice(&(msg.len() as u32).to_le_bytes());
+    let len = u32::try_from(msg.len()).expect("the demo message is short");
+    code[18..22].copy_from_slice(&len.to_le_bytes());
     code.extend_from_slice(msg);
     linux::elf::tiny_elf(&code)
 }
@@ -376,7 +377,7 @@ fn find_in_root(path: &str, fs: &Arc<Fs>) -> Result<(Image, String), MainError> 
         Err(e) => {
             return Err(cannot(format!(
                 "cannot look it up in the root ({})",
-                std::io::Error::from_raw_os_error(e as i32)
+                std::io::Error::from_raw_os_error(i32::try_from(e).unwrap_or(libc::EIO))
             )))
         }
     };
@@ -403,7 +404,7 @@ fn find_in_root(path: &str, fs: &Arc<Fs>) -> Result<(Image, String), MainError> 
     if let Err(e) = fs.read(ino, 0, &mut probe) {
         return Err(cannot(format!(
             "cannot read it: {}; check its permissions",
-            std::io::Error::from_raw_os_error(e as i32)
+            std::io::Error::from_raw_os_error(i32::try_from(e).unwrap_or(libc::EIO))
         )));
     }
     let exe = String::from_utf8_lossy(&fs.path_of(ino)).into_owned();
@@ -715,7 +716,8 @@ fn main() -> ExitCode {
         },
     };
     match result {
-        Ok(s) => ExitCode::from(s.code() as u8),
+        // code() is 0..=255 (an exit code, or 128 + a signal number).
+        Ok(s) => ExitCode::from(u8::try_from(s.code()).unwrap_or(255)),
         Err(e) => {
             vk_eprintln!("vkernel: {e}");
             let code = match e {

@@ -2,6 +2,7 @@
 //! IDT, TSS, hardware page tables), each vCPU's registers and MSRs, and the
 //! probes that find which trap path and FPU mode this host supports.
 //! [`crate::machine::Machine::builder`] calls these once per machine.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_segment, kvm_sregs, Msrs};
 use kvm_ioctls::{VcpuExit, VcpuFd};

@@ -7,6 +7,7 @@
 //! println!("trap path: {:?}", machine.trap_path());
 //! # Ok::<(), vkernel_core::machine::MachineError>(())
 //! ```
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::FromRawFd;

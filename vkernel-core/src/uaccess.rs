@@ -1,6 +1,7 @@
 //! copyin/copyout: reading and writing a vproc's memory by virtual address
 //! through its vpagetable, page by page, with the permissions and A/M
 //! updates a real user access would have.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use crate::ram::RamError;
 use crate::vmspace::Vmspace;

@@ -8,6 +8,7 @@
 //! and constants are the `object` crate's (`object::elf`); the checks and
 //! messages are ours. Every offset and size comes from an untrusted file
 //! and is checked before use.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use object::elf::{FileHeader64, ProgramHeader64};
 use object::LittleEndian as LE;

@@ -7,6 +7,7 @@
 //! ([`super::mm::Mm::reset`]), its frames are released (or their
 //! copy-on-write references dropped), and the new ELF is loaded as at
 //! boot.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::fmt;
 use std::os::unix::fs::FileExt;

@@ -1,4 +1,5 @@
 //! Open files and the fd table of a vproc.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 pub use super::fs::pipe::{wake_all, FdError, Pipe, Shared, Wake, PIPE_BUF};
 pub use super::fs::Backing;
 use super::rlimit::Rlimits;

@@ -341,12 +341,14 @@ pub(crate) fn random_bytes(buf: &mut [u8]) {
             return;
         }
     }
-    let mut x = Instant::now().elapsed().as_nanos() as u64 | 1;
+    // Only the low bits matter to a seed.
+    let mut x =
+        u64::try_from(Instant::now().elapsed().as_nanos() & u128::from(u64::MAX)).unwrap_or(0) | 1;
     for b in buf {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        *b = x as u8;
+        *b = x.to_le_bytes()[0];
     }
 }
 

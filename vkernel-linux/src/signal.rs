@@ -1,6 +1,7 @@
 //! Linux signals for a vproc: dispositions (`rt_sigaction`), the blocked
 //! mask, the alternate stack, and the x86-64 `rt_sigframe` (siginfo +
 //! ucontext + fxsave area) that handlers get and `rt_sigreturn` reads back.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use crate::core::fpu::{FpuContext, FXSAVE_LEN};
 use crate::core::prelude::*;

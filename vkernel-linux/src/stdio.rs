@@ -6,6 +6,7 @@
 //! SIGINT turned into a debugger request that kicks the vCPU out of the
 //! guest. [`BufferStdio`] serves tests and benchmarks: input from a byte
 //! string, output captured in memory.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};

@@ -3,6 +3,7 @@
 //! and FIFOs in the file tree) and [`Wake`] (how a pipe wakes its
 //! waiters). They live beside the file tree because a FIFO node holds its
 //! pipe; the fd table ([`crate::files`]) re-exports them.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -2,6 +2,7 @@
 //! 4 KiB pages that were written hold memory; the rest of the file up to
 //! its size reads as zeros. A write at 100 GiB costs one page, and the
 //! overlay's usage caps count allocated pages only (see `node::charge`).
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,6 @@
 //! One vCPU's loop: pick a vproc, run a segment of it until it blocks,
 //! exits, stops or is preempted, then put it back in the table.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use super::fork::fork;
 use super::thread::{exit_mm, spawn_thread, CLONE_THREAD};

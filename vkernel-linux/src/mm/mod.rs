@@ -27,6 +27,7 @@
 //! | `file` | file mappings: pages from the shared [`PageCache`], SIGBUS past EOF |
 //! | `shm` | shared memory (MAP_SHARED): objects of frames shared across fork and by file |
 //! | `patch` | syscall sites rewritten to reach the exitless server without `syscall` |
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

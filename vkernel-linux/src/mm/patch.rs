@@ -56,6 +56,7 @@
 //! and reading its own code shows the `jmp`. Stub pages are areas named
 //! `[vkernel-syscalls]` in /proc/self/maps; fork keeps them, execve drops
 //! them.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::collections::BTreeSet;
 

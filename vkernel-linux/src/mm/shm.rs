@@ -21,6 +21,7 @@
 //! are written back to the file by msync, munmap and the end of the last
 //! mapping; read() and write() on the file meet the resident pages (see
 //! [`crate::fs::SharedPages`]).
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

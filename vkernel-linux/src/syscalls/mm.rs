@@ -1,6 +1,7 @@
 //! Memory calls: mmap, munmap, mprotect, mremap, madvise, brk. They check
 //! the arguments Linux checks here and leave the areas and pages to
 //! [`crate::mm::Mm`].
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use super::errno::*;
 use super::table::Handler;

@@ -30,6 +30,7 @@
 //! next return a [`Next`]. The table ([`table::Call::run`]) turns either
 //! into one [`Next`], [`Vproc::syscall`] carries out its part on the frame
 //! and returns it to the run loop (`kernel::cpu_loop`).
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use crate::core::prelude::*;
 

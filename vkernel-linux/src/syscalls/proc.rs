@@ -3,6 +3,7 @@
 //! set_tid_address, arch_prctl and futex. The process table behind them is
 //! [`crate::kernel`]; execve is [`crate::exec`]; futex waits,
 //! in [`super::events`].
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use super::errno::*;
 use super::table::{Handler, Steer};

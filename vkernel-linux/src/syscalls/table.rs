@@ -19,6 +19,7 @@
 //! exit_group, clone, fork, vfork, sched_yield: `proc`'s `CONTROL_CALLS`)
 //! return a [`Next`]. Either way the table hands the exit path one
 //! [`Next`] ([`Call::run`]), which the run loop acts on.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::sync::LazyLock;
 

@@ -5,6 +5,7 @@
 //! areas, and pages the vproc has never touched, to the memory map under
 //! the process lock, exactly as the exit path's handlers (the same `Mm`
 //! calls) do.
+#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use crate::mm::Mm;
 
