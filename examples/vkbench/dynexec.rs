@@ -18,14 +18,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use vkernel::core::prelude::*;
 use vkernel::devices::Disk;
 
 use personality::exec::Image;
 use personality::fs::Fs;
-use personality::kernel::Options;
+use personality::launch::Launch;
 use personality::stdio::BufferStdio;
-use personality::{Config, Vproc};
 
 const PROG: &str = "/bin/true";
 
@@ -60,10 +58,6 @@ fn image(dir: &Path) -> Result<PathBuf, String> {
 /// One whole vkernel run of PROG from the image: wall ms.
 fn run_vk(tar: &Path) -> Result<f64, String> {
     let t0 = Instant::now();
-    let machine = Machine::builder()
-        .ram_size(256 << 20)
-        .build()
-        .map_err(|e| e.to_string())?;
     let fs = Arc::new(
         Fs::mount(Disk::open_read_only(tar).map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?,
@@ -71,22 +65,15 @@ fn run_vk(tar: &Path) -> Result<f64, String> {
     let ino = fs
         .resolve(personality::fs::ROOT, PROG.as_bytes(), true)
         .map_err(|e| format!("{PROG} is not in the image (errno {e})"))?;
-    let cfg = Config {
-        image: Vec::new(),
-        path: PROG.into(),
-        exe: PROG.into(),
-        argv: vec![PROG.as_bytes().to_vec()],
-        envp: vec![b"PATH=/bin".to_vec()],
-        fault_around: 16,
-        trace: false,
-    };
     let img = Image::Disk {
         fs: fs.clone(),
         ino,
     };
-    let vp = Vproc::load_from(&machine, cfg, img, fs, Box::new(BufferStdio::new(b"")))
-        .map_err(|e| e.to_string())?;
-    let r = vkernel::linux::launch::run(&machine, vp, &Options::default())
+    let r = Launch::program(img, PROG)
+        .env(["PATH=/bin"])
+        .root(fs)
+        .ram(256 << 20)
+        .run(Box::new(BufferStdio::new(b"")))
         .map_err(|e| e.to_string())?;
     if r.status.code() != 0 {
         return Err(format!("exit status {}", r.status.code()));

@@ -23,15 +23,14 @@ use super::personality;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
-use vkernel::core::prelude::*;
 use vkernel::devices::Disk;
 
 use personality::fs::Fs;
-use personality::kernel::Options;
+use personality::launch::Launch;
 use personality::stdio::BufferStdio;
-use personality::{Config, Vproc};
 
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -62,29 +61,16 @@ fn image(dir: &Path) -> Result<PathBuf, String> {
 /// One vkernel run of the loop: (wall ms, VM exits of all vCPUs).
 fn run_vk(tar: &Path, n: u64) -> Result<(f64, u64), String> {
     let t0 = Instant::now();
-    let machine = Machine::builder()
-        .ram_size(256 << 20)
-        .build()
-        .map_err(|e| e.to_string())?;
     let fs = Fs::mount(Disk::open_read_only(tar).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
-    let cfg = Config {
-        image: std::fs::read(BUSYBOX).map_err(|e| e.to_string())?,
-        path: BUSYBOX.into(),
-        exe: BUSYBOX.into(),
-        argv: vec![
-            b"busybox".to_vec(),
-            b"sh".to_vec(),
-            b"-c".to_vec(),
-            script(n).into_bytes(),
-        ],
-        envp: vec![b"PATH=/bin".to_vec()],
-        fault_around: 16,
-        trace: false,
-    };
-    let vp = Vproc::load(&machine, cfg, fs, Box::new(BufferStdio::new(b"")))
-        .map_err(|e| e.to_string())?;
-    let r = vkernel::linux::launch::run(&machine, vp, &Options::default())
+    let image = std::fs::read(BUSYBOX).map_err(|e| e.to_string())?;
+    let r = Launch::bytes(image, BUSYBOX)
+        .argv0("busybox")
+        .args(["sh", "-c", &script(n)])
+        .env(["PATH=/bin"])
+        .root(Arc::new(fs))
+        .ram(256 << 20)
+        .run(Box::new(BufferStdio::new(b"")))
         .map_err(|e| e.to_string())?;
     if r.status.code() != 0 {
         return Err(format!("exit status {}", r.status.code()));

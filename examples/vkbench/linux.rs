@@ -24,12 +24,9 @@ use super::personality;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vkernel::core::prelude::*;
-
-use personality::fs::Fs;
 use personality::kernel;
+use personality::launch::Launch;
 use personality::stdio::BufferStdio;
-use personality::{Config, Vproc};
 
 /// Errors of this benchmark (reported, then the figures are NaN).
 #[derive(Debug, thiserror::Error)]
@@ -96,32 +93,19 @@ fn run_vk(
     exitless: bool,
     patch_syscalls: bool,
 ) -> Result<Figures, BenchError> {
-    let machine = Machine::builder()
-        .ram_size(512 << 20)
-        .exitless(exitless)
-        .build()
-        .map_err(|e| BenchError::Run(e.to_string()))?;
     let stdio = BufferStdio::new(b"");
     let out = stdio.stdout.clone();
-    let mut argv = vec![b"bench".to_vec()];
-    argv.extend(args.iter().map(|a| a.clone().into_bytes()));
-    let cfg = Config {
-        image: image.to_vec(),
-        path: "/bench".into(),
-        exe: "/bench".into(),
-        argv,
-        envp: Vec::new(),
-        fault_around: 16,
-        trace: false,
-    };
-    let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio))
-        .map_err(|e| BenchError::Run(e.to_string()))?;
     let opts = kernel::Options {
         exitless,
         patch_syscalls,
         ..Default::default()
     };
-    let r = vkernel::linux::launch::run(&machine, vp, &opts)
+    let r = Launch::bytes(image.to_vec(), "/bench")
+        .argv0("bench")
+        .args(args)
+        .ram(512 << 20)
+        .options(opts)
+        .run(Box::new(stdio))
         .map_err(|e| BenchError::Run(e.to_string()))?;
     if r.status.code() != 0 {
         return Err(BenchError::Run(format!("exit status {}", r.status.code())));

@@ -17,12 +17,8 @@ use super::personality;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vkernel::core::prelude::*;
-
-use personality::fs::Fs;
-use personality::kernel::Options;
+use personality::launch::Launch;
 use personality::stdio::BufferStdio;
-use personality::{Config, Vproc};
 
 fn build() -> Result<PathBuf, String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/schedbench.c");
@@ -68,25 +64,13 @@ fn run_native(bin: &Path, args: &[String]) -> Result<(f64, f64), String> {
 }
 
 fn run_vk(image: &[u8], args: &[String]) -> Result<(f64, f64), String> {
-    let machine = Machine::builder()
-        .ram_size(256 << 20)
-        .build()
-        .map_err(|e| e.to_string())?;
     let stdio = BufferStdio::new(b"");
     let out = stdio.stdout.clone();
-    let mut argv = vec![b"schedbench".to_vec()];
-    argv.extend(args.iter().map(|a| a.clone().into_bytes()));
-    let cfg = Config {
-        image: image.to_vec(),
-        path: "/schedbench".into(),
-        exe: "/schedbench".into(),
-        argv,
-        envp: Vec::new(),
-        fault_around: 16,
-        trace: false,
-    };
-    let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).map_err(|e| e.to_string())?;
-    let r = vkernel::linux::launch::run(&machine, vp, &Options::default())
+    let r = Launch::bytes(image.to_vec(), "/schedbench")
+        .argv0("schedbench")
+        .args(args)
+        .ram(256 << 20)
+        .run(Box::new(stdio))
         .map_err(|e| e.to_string())?;
     if r.status.code() != 0 {
         return Err(format!("exit status {}", r.status.code()));
