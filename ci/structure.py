@@ -183,9 +183,9 @@ def allows_casts(text):
 
 def cast_allow_violations(allowing, baseline):
     """Files that allow lossy casts without being in the baseline, and
-    crate roots that allow them at all (there the allow covers the whole
-    crate)."""
-    roots = {f for f in allowing if os.path.basename(f) in ("lib.rs", "main.rs")}
+    crate and directory-module roots (lib.rs, main.rs, mod.rs) that allow
+    them at all: there the allow covers every module below."""
+    roots = {f for f in allowing if os.path.basename(f) in ("lib.rs", "main.rs", "mod.rs")}
     return sorted((set(allowing) - set(baseline)) | roots)
 
 

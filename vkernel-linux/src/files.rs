@@ -1,6 +1,7 @@
 //! Open files and the fd table of a vproc.
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
-pub use super::fs::pipe::{wake_all, FdError, Pipe, Shared, Wake, PIPE_BUF};
+pub use super::fs::event::EventFd;
+pub use super::fs::pipe::{wake_all, FdError, Pipe, Shared, Wake, WeakShared, PIPE_BUF};
 pub use super::fs::Backing;
 use super::rlimit::Rlimits;
 
@@ -47,6 +48,123 @@ pub enum FileKind {
     PipeRead(Shared<Pipe>),
     /// Write end of a pipe.
     PipeWrite(Shared<Pipe>),
+    /// An eventfd.
+    EventFd(Shared<EventFd>),
+    /// An epoll instance.
+    Epoll(Shared<Epoll>),
+    /// A connected AF_UNIX stream socket (one end of a socketpair).
+    Socket(UnixStream),
+}
+
+/// One end of a connected AF_UNIX stream: it reads from one pipe and
+/// writes into the other, which its peer reads (each pipe counts this end
+/// as its reader or writer until this end shuts that direction down).
+#[derive(Debug)]
+pub struct UnixStream {
+    /// What the peer sent.
+    pub rx: Shared<Pipe>,
+    /// What this end sends.
+    pub tx: Shared<Pipe>,
+    /// shutdown(SHUT_RD) done: no longer a reader of `rx`.
+    pub shut_rd: bool,
+    /// shutdown(SHUT_WR) done: no longer a writer of `tx`.
+    pub shut_wr: bool,
+}
+
+impl UnixStream {
+    /// A connected pair: what one end sends, the other receives.
+    pub fn pair() -> (UnixStream, UnixStream) {
+        let (a, b) = (Shared::new(Pipe::default()), Shared::new(Pipe::default()));
+        (
+            UnixStream {
+                rx: a.clone(),
+                tx: b.clone(),
+                shut_rd: false,
+                shut_wr: false,
+            },
+            UnixStream {
+                rx: b,
+                tx: a,
+                shut_rd: false,
+                shut_wr: false,
+            },
+        )
+    }
+
+    /// shutdown(2): `rd` stops receiving (the peer's writes fail with
+    /// EPIPE), `wr` stops sending (the peer reads EOF). Returns the
+    /// waiters to wake.
+    pub fn shutdown(&mut self, rd: bool, wr: bool) -> Vec<(i32, std::sync::Arc<dyn Wake>)> {
+        let mut w = Vec::new();
+        if rd && !self.shut_rd {
+            self.shut_rd = true;
+            let mut p = self.rx.borrow_mut();
+            p.readers -= 1;
+            w.extend(p.take_waiters());
+        }
+        if wr && !self.shut_wr {
+            self.shut_wr = true;
+            let mut p = self.tx.borrow_mut();
+            p.writers -= 1;
+            w.extend(p.take_waiters());
+        }
+        w
+    }
+}
+
+/// epoll_ctl's event flags this vkernel knows.
+pub mod epoll_flags {
+    /// EPOLLIN.
+    pub const EPOLLIN: u32 = 0x001;
+    /// EPOLLPRI.
+    pub const EPOLLPRI: u32 = 0x002;
+    /// EPOLLOUT.
+    pub const EPOLLOUT: u32 = 0x004;
+    /// EPOLLERR.
+    pub const EPOLLERR: u32 = 0x008;
+    /// EPOLLHUP.
+    pub const EPOLLHUP: u32 = 0x010;
+    /// EPOLLRDNORM.
+    pub const EPOLLRDNORM: u32 = 0x040;
+    /// EPOLLWRNORM.
+    pub const EPOLLWRNORM: u32 = 0x100;
+    /// EPOLLRDHUP.
+    pub const EPOLLRDHUP: u32 = 0x2000;
+    /// EPOLLEXCLUSIVE.
+    pub const EPOLLEXCLUSIVE: u32 = 1 << 28;
+    /// EPOLLWAKEUP.
+    pub const EPOLLWAKEUP: u32 = 1 << 29;
+    /// EPOLLONESHOT.
+    pub const EPOLLONESHOT: u32 = 1 << 30;
+    /// EPOLLET.
+    pub const EPOLLET: u32 = 1 << 31;
+}
+
+/// One file an epoll set watches.
+#[derive(Debug)]
+pub struct EpollItem {
+    /// The fd number it was added as (the key with the description).
+    pub fd: i32,
+    /// The open file description (it leaves the set when it closes).
+    pub file: WeakShared<OpenFile>,
+    /// The events asked for, with EPOLLET/EPOLLONESHOT.
+    pub events: u32,
+    /// The user data returned with its events.
+    pub data: u64,
+    /// EPOLLONESHOT reported once: disabled until EPOLL_CTL_MOD.
+    pub disabled: bool,
+    /// Edge-triggered: the file's change count when last reported.
+    pub seen: Option<u64>,
+}
+
+/// An epoll instance: its interest list and the vprocs in epoll_wait on it.
+#[derive(Debug, Default)]
+pub struct Epoll {
+    /// The interest list.
+    pub items: Vec<EpollItem>,
+    /// The index of the item the last epoll_wait looked at first (the
+    /// next one starts after it, so a busy item cannot starve the rest).
+    pub cursor: usize,
 }
 
 /// An open file description.
@@ -73,6 +191,10 @@ impl OpenFile {
         match &kind {
             FileKind::PipeRead(p) => p.borrow_mut().readers += 1,
             FileKind::PipeWrite(p) => p.borrow_mut().writers += 1,
+            FileKind::Socket(s) => {
+                s.rx.borrow_mut().readers += 1;
+                s.tx.borrow_mut().writers += 1;
+            }
             _ => {}
         }
         Shared::new(OpenFile {
@@ -109,7 +231,7 @@ impl Drop for OpenFile {
     fn drop(&mut self) {
         // The last end of one side gone: the other side's waiters see EOF
         // (readers) or EPIPE (writers).
-        let w = match &self.kind {
+        let w = match &mut self.kind {
             FileKind::PipeRead(p) => {
                 let mut p = p.borrow_mut();
                 p.readers -= 1;
@@ -128,6 +250,7 @@ impl Drop for OpenFile {
                     Vec::new()
                 }
             }
+            FileKind::Socket(s) => s.shutdown(true, true),
             _ => Vec::new(),
         };
         wake_all(w);

@@ -4,7 +4,6 @@
 //! One [`Cpu::run`] costs one `KVM_RUN` per trap and no other vCPU ioctl:
 //! registers travel through KVM's synced register block (`kvm_run.s.regs`),
 //! the entry frame and the mailbox through the system region.
-#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -449,7 +448,7 @@ impl Cpu {
         let regs_before = self.fd.sync_regs().regs;
         let mb = self.top;
         // Commands a kicked entry never applied go first.
-        let left = self.sys_load(mb + MB_NCMDS) as usize;
+        let left = usize::try_from(self.sys_load(mb + MB_NCMDS)).unwrap_or(usize::MAX);
         if left > 0 {
             for i in (0..left.min(MB_MAX_CMDS)).rev() {
                 let a = self.sys_load(mb + MB_CMDS + 16 * i as u64);

@@ -26,7 +26,6 @@
 //! sched_yield:        sched.yield_now(id, now)?; run(sched.schedule(cpu, now)?)
 //! periodically:       sched.load_balance(now);
 //! ```
-#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 mod class;
 mod error;
@@ -197,8 +196,11 @@ impl Scheduler {
                     })
                     .map(|t| t.weight)
                     .sum();
-                let share = (self.tunables.latency_ns as u128 * task.weight as u128
-                    / load.max(1) as u128) as u64;
+                // weight <= load, so the share is at most latency_ns.
+                let share = u64::try_from(
+                    self.tunables.latency_ns as u128 * task.weight as u128 / load.max(1) as u128,
+                )
+                .unwrap_or(self.tunables.latency_ns);
                 share.max(self.tunables.granularity_ns)
             }
         })

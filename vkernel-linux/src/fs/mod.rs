@@ -17,7 +17,6 @@
 //!
 //! Every file the vprocs reach is a node of one inode table ([`node`]); a
 //! node's handle (`u64`) names it for the syscall layer ([`crate::files::FileKind::Inode`]).
-#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -30,6 +29,7 @@ use crate::devices::{Disk, DiskError};
 
 mod backing;
 pub mod entries;
+pub mod event;
 pub mod host;
 pub mod lock;
 mod mount;
@@ -660,7 +660,9 @@ impl Fs {
                 if pos >= size {
                     return Ok(0);
                 }
-                let n = ((size - pos) as usize).min(buf.len());
+                let n = usize::try_from(size - pos)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
                 let disk = self.disk.as_ref().ok_or(errno::EIO)?;
                 disk.read_at(offset + pos, &mut buf[..n])
                     .map_err(|_| errno::EIO)?;

@@ -96,6 +96,29 @@ impl<T> Shared<T> {
     pub fn ptr_eq(&self, other: &Shared<T>) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+
+    /// A handle that does not keep the object alive (an epoll set's
+    /// reference to an open file description).
+    pub fn downgrade(&self) -> WeakShared<T> {
+        WeakShared(Arc::downgrade(&self.0))
+    }
+}
+
+/// A [`Shared`] that does not keep its object alive.
+#[derive(Debug)]
+pub struct WeakShared<T>(std::sync::Weak<Mutex<T>>);
+
+impl<T> Clone for WeakShared<T> {
+    fn clone(&self) -> Self {
+        WeakShared(self.0.clone())
+    }
+}
+
+impl<T> WeakShared<T> {
+    /// The object, if it still lives.
+    pub fn upgrade(&self) -> Option<Shared<T>> {
+        self.0.upgrade().map(Shared)
+    }
 }
 
 /// Something that wakes blocked vprocs (the process table).
@@ -136,6 +159,10 @@ pub struct Pipe {
     /// that dies with the vproc (its signal flag), so one killed while it
     /// waited no longer counts.
     pub opening: Vec<(i32, bool, std::sync::Weak<std::sync::atomic::AtomicBool>)>,
+    /// Bumped on every change waiters are woken for (data in or out, an
+    /// end closing): edge-triggered epoll reports a ready pipe again only
+    /// after it moved.
+    pub seq: u64,
 }
 
 impl std::fmt::Debug for Pipe {
@@ -160,6 +187,7 @@ impl Default for Pipe {
             waiters: Vec::new(),
             opened: [0; 2],
             opening: Vec::new(),
+            seq: 0,
         }
     }
 }
@@ -196,6 +224,7 @@ impl Pipe {
 
     /// Take the waiters (call [`wake_all`] on them with the pipe unlocked).
     pub fn take_waiters(&mut self) -> Vec<(i32, Arc<dyn Wake>)> {
+        self.seq = self.seq.wrapping_add(1);
         std::mem::take(&mut self.waiters)
     }
 }

@@ -32,7 +32,6 @@
 //! waiters; `calls` holds the process syscalls that need the table
 //! (wait4, kill, process groups, priorities, scheduling); `introspect`
 //! renders `ps` and memory statistics.
-#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -348,7 +347,7 @@ impl Kernel {
     }
 
     fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Tell idle vCPUs to look at the table again.
@@ -396,7 +395,9 @@ impl Kernel {
     /// vCPU that traps often looks at the table at its traps instead.
     fn deep_in_guest(&self, cpu: usize) -> bool {
         let since = self.entered[cpu].load(Ordering::SeqCst);
-        since != 0 && self.now().saturating_sub(since) >= self.opts.tick.as_nanos() as u64 / 2
+        since != 0
+            && self.now().saturating_sub(since)
+                >= u64::try_from(self.opts.tick.as_nanos()).unwrap_or(u64::MAX) / 2
     }
 
     fn wake_locked(&self, t: &mut Table, pid: Pid) {

@@ -27,7 +27,6 @@
 //! | `file` | file mappings: pages from the shared [`PageCache`], SIGBUS past EOF |
 //! | `shm` | shared memory (MAP_SHARED): objects of frames shared across fork and by file |
 //! | `patch` | syscall sites rewritten to reach the exitless server without `syscall` |
-#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -431,7 +430,7 @@ impl Mm {
                 continue;
             }
             let nf = fr.alloc(&self.ram)?;
-            let mut buf = vec![0u8; PAGE as usize];
+            let mut buf = vec![0u8; usize::try_from(PAGE).expect("a page fits in memory")];
             self.ram
                 .read(f, &mut buf)
                 .and_then(|_| self.ram.write(nf, &buf))

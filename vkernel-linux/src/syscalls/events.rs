@@ -13,12 +13,10 @@
 //! (`SA_RESTART` on a restartable call), or EINTR.
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::errno::*;
 use super::EBLOCK;
-use crate::files::{self, FileKind, Wake};
 use crate::signal;
 use crate::Vproc;
 
@@ -165,7 +163,7 @@ pub(crate) fn clock_now(clock: i32) -> Duration {
 }
 
 impl Vproc {
-    fn user_u32(&mut self, va: u64) -> Result<u32, i64> {
+    pub(super) fn user_u32(&mut self, va: u64) -> Result<u32, i64> {
         let mut b = [0u8; 4];
         self.mm.read(va, &mut b)?;
         Ok(u32::from_le_bytes(b))
@@ -238,7 +236,7 @@ impl Vproc {
     }
 
     /// Is a signal pending that the current mask lets through?
-    fn signal_deliverable_now(&self) -> bool {
+    pub(super) fn signal_deliverable_now(&self) -> bool {
         let blocked = self.sig.blocked;
         self.sig
             .pending
@@ -246,70 +244,9 @@ impl Vproc {
             .any(|p| p.signo == signal::SIGKILL || blocked & signal::bit(p.signo) == 0)
     }
 
-    /// The poll(2) events `fd` has now (`POLLNVAL` when not open).
-    pub fn poll_fd(&self, fd: i64) -> u16 {
-        let Ok(slot) = self.fds.get(fd) else {
-            return POLLNVAL;
-        };
-        let f = slot.file.borrow();
-        match &f.kind {
-            FileKind::PipeRead(p) => {
-                let p = p.borrow();
-                let mut r = 0;
-                if !p.buf.is_empty() {
-                    r |= POLLIN | POLLRDNORM;
-                }
-                if p.writers == 0 {
-                    r |= POLLHUP;
-                }
-                r
-            }
-            FileKind::PipeWrite(p) => {
-                let p = p.borrow();
-                if p.readers == 0 {
-                    POLLERR | POLLOUT | POLLWRNORM
-                } else if p.buf.len() + files::PIPE_BUF.min(p.capacity) <= p.capacity {
-                    POLLOUT | POLLWRNORM
-                } else {
-                    0
-                }
-            }
-            FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
-                let mut r = 0;
-                if !matches!(f.kind, FileKind::Stdin) || f.flags & files::O_ACCMODE != 0 {
-                    r |= POLLOUT | POLLWRNORM;
-                }
-                if self.stdio.readable(None) {
-                    r |= POLLIN | POLLRDNORM;
-                }
-                r
-            }
-            FileKind::Inode(_) => POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
-        }
-    }
-
-    /// Ask to be woken when `fd` changes (pipes and the console input).
-    fn poll_register(&self, fd: i64) {
-        let Some(k) = &self.k else {
-            return;
-        };
-        let Ok(slot) = self.fds.get(fd) else {
-            return;
-        };
-        let w: Arc<dyn Wake> = k.clone();
-        let f = slot.file.borrow();
-        match &f.kind {
-            FileKind::PipeRead(p) | FileKind::PipeWrite(p) => p.borrow_mut().wait(self.pid, w),
-            FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
-                self.stdio.readable(Some((self.pid, w)));
-            }
-            FileKind::Inode(_) => {}
-        }
-    }
-
     /// Set a temporary signal mask for ppoll/pselect6 (restored when the
     /// call returns, or by the handler's sigreturn).
-    fn temp_mask(&mut self, mask: Option<u64>) {
+    pub(super) fn temp_mask(&mut self, mask: Option<u64>) {
         if let Some(m) = mask {
             if self.saved_mask.is_none() {
                 self.saved_mask = Some(self.sig.blocked);
@@ -319,7 +256,7 @@ impl Vproc {
         }
     }
 
-    fn restore_temp_mask(&mut self, had: bool) {
+    pub(super) fn restore_temp_mask(&mut self, had: bool) {
         if had {
             if let Some(m) = self.saved_mask.take() {
                 self.sig.blocked = m;
@@ -328,7 +265,7 @@ impl Vproc {
     }
 
     /// Read an optional sigset_t argument of ppoll/pselect6.
-    fn read_sigmask(&mut self, p: u64, size: u64) -> Result<Option<u64>, i64> {
+    pub(super) fn read_sigmask(&mut self, p: u64, size: u64) -> Result<Option<u64>, i64> {
         if p == 0 {
             return Ok(None);
         }

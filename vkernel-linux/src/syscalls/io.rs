@@ -66,42 +66,7 @@ impl Vproc {
         (libc::SYS_ppoll, |v, _nr, a| v.sys_ppoll(a)),
         (libc::SYS_select, |v, _nr, a| v.sys_select(a)),
         (libc::SYS_pselect6, |v, _nr, a| v.sys_pselect6(a)),
-        // No networking: no socket can be made, so every fd that is
-        // open is not a socket (ENOTSOCK; EBADF for one that is not).
-        (libc::SYS_socket, Vproc::call_socket),
-        (libc::SYS_socketpair, Vproc::call_socket),
-        (libc::SYS_connect, Vproc::call_connect),
-        (libc::SYS_accept, Vproc::call_connect),
-        (libc::SYS_accept4, Vproc::call_connect),
-        (libc::SYS_sendto, Vproc::call_connect),
-        (libc::SYS_recvfrom, Vproc::call_connect),
-        (libc::SYS_sendmsg, Vproc::call_connect),
-        (libc::SYS_recvmsg, Vproc::call_connect),
-        (libc::SYS_sendmmsg, Vproc::call_connect),
-        (libc::SYS_recvmmsg, Vproc::call_connect),
-        (libc::SYS_shutdown, Vproc::call_connect),
-        (libc::SYS_bind, Vproc::call_connect),
-        (libc::SYS_listen, Vproc::call_connect),
-        (libc::SYS_getsockname, Vproc::call_connect),
-        (libc::SYS_getpeername, Vproc::call_connect),
-        (libc::SYS_setsockopt, Vproc::call_connect),
-        (libc::SYS_getsockopt, Vproc::call_connect),
     ];
-
-    /// `socket`, `socketpair`.
-    // No networking: no socket can be made, so every fd that is
-    // open is not a socket (ENOTSOCK; EBADF for one that is not).
-    fn call_socket(_v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> R {
-        Err(EAFNOSUPPORT)
-    }
-
-    /// `connect`, `accept`, `accept4`, `sendto`, `recvfrom`, `sendmsg`, `recvmsg`, `sendmmsg`, `recvmmsg`, `shutdown`, `bind`, `listen`, `getsockname`, `getpeername`, `setsockopt`, `getsockopt`.
-    fn call_connect(v: &mut Vproc, _nr: i64, a: [u64; 6]) -> R {
-        match v.fds.get(int(a[0])) {
-            Ok(_) => Err(ENOTSOCK),
-            Err(e) => Err(e.into()),
-        }
-    }
 
     /// Linux's access_ok: the whole buffer below the top of user space.
     fn user_range_ok(buf: u64, len: usize) -> bool {
@@ -229,67 +194,26 @@ impl Vproc {
             FileKind::Stderr => self.write_host(2, data),
             FileKind::PipeWrite(p) => {
                 let nonblock = f.flags & files::O_NONBLOCK != 0 || nowait;
-                let mut p = p.borrow_mut();
-                // A blocking write moves everything, in as many rounds as
-                // the pipe needs; `progress` counts what earlier rounds of
-                // this call moved.
-                let done = self.call.progress.min(data.len());
-                if p.readers == 0 {
-                    drop(p);
-                    drop(f);
-                    self.queue_signal(SigInfo {
-                        signo: signal::SIGPIPE,
-                        pid: self.pid,
-                        ..Default::default()
-                    });
-                    return if done > 0 {
-                        Ok(done as i64)
-                    } else {
-                        Err(EPIPE)
-                    };
-                }
-                let rest = &data[done..];
-                let Some(k) = self.k.clone() else {
-                    // Not launched yet (see `Vproc::kernel`).
-                    return Err(ENOSYS);
-                };
-                let room = p.capacity.saturating_sub(p.buf.len());
-                // Writes up to PIPE_BUF are atomic: all or wait.
-                let fits = if rest.len() <= files::PIPE_BUF {
-                    room >= rest.len()
-                } else {
-                    room > 0
-                };
-                if !fits && !rest.is_empty() {
-                    if nonblock {
-                        return if done > 0 {
-                            Ok(done as i64)
-                        } else {
-                            Err(EAGAIN)
-                        };
-                    }
-                    p.wait(self.pid, k);
-                    drop(p);
-                    drop(f);
-                    return self.block_on(None);
-                }
-                let n = room.min(rest.len());
-                p.buf.extend(&rest[..n]);
-                let w = p.take_waiters();
-                let done = done + n;
-                let more = done < data.len() && !nonblock;
-                if more {
-                    p.wait(self.pid, k);
-                }
-                drop(p);
+                let p = p.clone();
                 drop(f);
-                files::wake_all(w);
-                if more {
-                    self.call.progress = done;
-                    return self.block_on(None);
-                }
-                Ok(done as i64)
+                self.pipe_send(&p, nonblock, data, true)
             }
+            FileKind::Socket(sk) => {
+                let nonblock = f.flags & files::O_NONBLOCK != 0 || nowait;
+                let (p, shut) = (sk.tx.clone(), sk.shut_wr);
+                drop(f);
+                if shut {
+                    return self.broken_pipe(0, true);
+                }
+                self.pipe_send(&p, nonblock, data, true)
+            }
+            FileKind::EventFd(e) => {
+                let nonblock = f.flags & files::O_NONBLOCK != 0 || nowait;
+                let e = e.clone();
+                drop(f);
+                self.eventfd_write(&e, nonblock, data)
+            }
+            FileKind::Epoll(_) => Err(EINVAL),
             FileKind::Inode(_) | FileKind::PipeRead(_) => Err(EBADF),
         }
     }
@@ -341,29 +265,32 @@ impl Vproc {
                     return Err(ESPIPE);
                 }
                 let nonblock = f.flags & files::O_NONBLOCK != 0;
-                let mut p = p.borrow_mut();
-                if p.buf.is_empty() {
-                    if p.writers == 0 || data.is_empty() {
-                        return Ok(0);
-                    }
-                    if nonblock {
-                        return Err(EAGAIN);
-                    }
-                    let k = self.kernel()?;
-                    p.wait(self.pid, k);
-                    drop(p);
-                    drop(f);
-                    return self.block_on(None).map(|_| 0);
-                }
-                let n = data.len().min(p.buf.len());
-                for b in data.iter_mut().take(n) {
-                    *b = p.buf.pop_front().expect("counted");
-                }
-                let w = p.take_waiters();
-                drop(p);
-                files::wake_all(w);
-                Ok(n)
+                let p = p.clone();
+                drop(f);
+                self.pipe_recv(&p, nonblock, data)
             }
+            FileKind::Socket(sk) => {
+                if at.is_some() {
+                    return Err(ESPIPE);
+                }
+                let nonblock = f.flags & files::O_NONBLOCK != 0;
+                let (p, shut) = (sk.rx.clone(), sk.shut_rd);
+                drop(f);
+                if shut {
+                    return Ok(0);
+                }
+                self.pipe_recv(&p, nonblock, data)
+            }
+            FileKind::EventFd(e) => {
+                if at.is_some() {
+                    return Err(ESPIPE);
+                }
+                let nonblock = f.flags & files::O_NONBLOCK != 0;
+                let e = e.clone();
+                drop(f);
+                self.eventfd_read(&e, nonblock, data)
+            }
+            FileKind::Epoll(_) => Err(EINVAL),
             FileKind::PipeWrite(_) => Err(EBADF),
             FileKind::Inode(ino) => {
                 let ino = *ino;
@@ -470,7 +397,7 @@ impl Vproc {
     fn unread(&mut self, file: &Shared<OpenFile>, pos: Option<u64>, back: &[u8]) {
         let mut f = file.borrow_mut();
         match &f.kind {
-            FileKind::PipeRead(p) => {
+            FileKind::PipeRead(p) | FileKind::Socket(files::UnixStream { rx: p, .. }) => {
                 let mut p = p.borrow_mut();
                 for &b in back.iter().rev() {
                     p.buf.push_front(b);
@@ -483,7 +410,7 @@ impl Vproc {
         }
     }
 
-    fn iovecs(&mut self, iov: u64, cnt: u64) -> Result<Vec<(u64, usize)>, i64> {
+    pub(super) fn iovecs(&mut self, iov: u64, cnt: u64) -> Result<Vec<(u64, usize)>, i64> {
         if cnt > 1024 {
             return Err(EINVAL);
         }
@@ -783,7 +710,11 @@ impl Vproc {
             FileKind::Stdin => 0,
             FileKind::Stdout => 1,
             FileKind::Stderr => 2,
-            FileKind::PipeRead(ref p) | FileKind::PipeWrite(ref p) if req == 0x541B => {
+            FileKind::PipeRead(ref p)
+            | FileKind::PipeWrite(ref p)
+            | FileKind::Socket(files::UnixStream { rx: ref p, .. })
+                if req == 0x541B =>
+            {
                 let len = p.borrow().buf.len() as u32;
                 self.mm.write(arg, &len.to_le_bytes())?;
                 return Ok(0);

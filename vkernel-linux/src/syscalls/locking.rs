@@ -71,6 +71,10 @@ fn key_of(f: &OpenFile) -> LockKey {
     match &f.kind {
         FileKind::Inode(h) => LockKey::Node(*h),
         FileKind::PipeRead(p) | FileKind::PipeWrite(p) => LockKey::Pipe(p.id()),
+        // Objects without a node: keyed by the object while it lives.
+        FileKind::EventFd(e) => LockKey::Pipe(e.id()),
+        FileKind::Epoll(e) => LockKey::Pipe(e.id()),
+        FileKind::Socket(s) => LockKey::Pipe(s.rx.id()),
         FileKind::Stdin => LockKey::Console(0),
         FileKind::Stdout => LockKey::Console(1),
         FileKind::Stderr => LockKey::Console(2),

@@ -30,7 +30,6 @@
 //! next return a [`Next`]. The table ([`table::Call::run`]) turns either
 //! into one [`Next`], [`Vproc::syscall`] carries out its part on the frame
 //! and returns it to the run loop (`kernel::cpu_loop`).
-#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use crate::core::prelude::*;
 
@@ -42,6 +41,7 @@ pub use super::stdio::ERESTART;
 use super::Vproc;
 
 pub mod compat32;
+mod epoll;
 pub mod events;
 mod fast;
 mod fifo;
@@ -54,8 +54,10 @@ mod mm;
 mod overcommit;
 mod proc;
 mod procfs;
+mod ready;
 mod signal;
 mod stat;
+mod stream;
 pub(crate) mod table;
 mod time;
 
@@ -86,8 +88,17 @@ type R = Result<i64, i64>;
 
 /// An `int` argument (fd, pid, signal): the low 32 bits of the register,
 /// sign-extended (the upper half is undefined).
+// The ABI's truncation: only the low half of the register is the int.
+#[allow(clippy::cast_possible_truncation)]
 fn int(x: u64) -> i64 {
     x as i32 as i64
+}
+
+/// An `int` argument as an `i32` (the low 32 bits of the register).
+// The ABI's truncation, as `int`.
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn int32(x: u64) -> i32 {
+    x as i32
 }
 
 impl From<MmError> for i64 {
@@ -210,7 +221,7 @@ impl Vproc {
             Some((nr, a)) => self.serve(nr, a, nr32),
             None => {
                 if self.trace {
-                    vk_eprintln!("[vk] int80 {} = -ENOSYS", nr32 as u32);
+                    vk_eprintln!("[vk] int80 {} = -ENOSYS", nr32 & 0xffff_ffff);
                 }
                 self.frame.rax = (-ENOSYS) as u64;
                 Next::Ret(-ENOSYS)

@@ -125,6 +125,11 @@ impl Vproc {
                     FileKind::PipeRead(p) | FileKind::PipeWrite(p) => {
                         format!("pipe:[{}]", 4000 + ((p.id() >> 4) & 0xffff)).into_bytes()
                     }
+                    FileKind::EventFd(_) => b"anon_inode:[eventfd]".to_vec(),
+                    FileKind::Epoll(_) => b"anon_inode:[eventpoll]".to_vec(),
+                    FileKind::Socket(s) => {
+                        format!("socket:[{}]", 5000 + ((s.rx.id() >> 4) & 0xffff)).into_bytes()
+                    }
                     FileKind::Stdin => self.console_name(0),
                     FileKind::Stdout => self.console_name(1),
                     FileKind::Stderr => self.console_name(2),

@@ -69,6 +69,17 @@ impl Stat {
         let n = match &f.kind {
             FileKind::Inode(h) => return Stat::of(&fs.inode(*h)),
             FileKind::PipeRead(_) | FileKind::PipeWrite(_) => return Stat::fifo(1000 + fd as u64),
+            // Anonymous inodes (eventfd, epoll): no file type bits.
+            FileKind::EventFd(_) | FileKind::Epoll(_) => {
+                let mut st = Stat::fifo(1000 + fd as u64);
+                st.mode = 0o600;
+                return st;
+            }
+            FileKind::Socket(_) => {
+                let mut st = Stat::fifo(1000 + fd as u64);
+                st.mode = 0o140777;
+                return st;
+            }
             FileKind::Stdin => 0,
             FileKind::Stdout => 1,
             FileKind::Stderr => 2,

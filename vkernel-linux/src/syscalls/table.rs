@@ -153,12 +153,14 @@ struct Table {
 }
 
 /// The area lists, in the order their modules are documented.
-fn areas() -> [&'static [(i64, Handler)]; 10] {
+fn areas() -> [&'static [(i64, Handler)]; 12] {
     [
         Vproc::FS_CALLS,
         Vproc::STAT_CALLS,
         Vproc::FSMOD_CALLS,
         Vproc::IO_CALLS,
+        Vproc::SOCKET_CALLS,
+        Vproc::EPOLL_CALLS,
         Vproc::MM_CALLS,
         Vproc::ID_CALLS,
         Vproc::PROC_CALLS,

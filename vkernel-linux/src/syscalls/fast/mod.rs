@@ -4,7 +4,6 @@
 //! family, `lseek`, `fstat` and `newfstatat`; [`mem`] `brk` growth and
 //! anonymous `mmap`. A handler answers only what it is sure of and returns
 //! `None` for everything else, which then takes the exit path.
-#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 mod io;
 mod mem;
@@ -28,7 +27,7 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     (libc::SYS_geteuid, root_id),
     (libc::SYS_getegid, root_id),
     (libc::SYS_clock_gettime, |_, c, _, a| {
-        let b = encode_timespec(clock_now(a[0] as i32));
+        let b = encode_timespec(clock_now(crate::syscalls::int32(a[0])));
         write_user(c, a[1], &b).then_some(0)
     }),
     (libc::SYS_gettimeofday, |_, c, _, a| {
@@ -42,7 +41,7 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     }),
     (libc::SYS_getrandom, |_, c, _, a| {
         // As the exit path: up to 1 MiB, the flags do not matter.
-        let mut b = vec![0u8; (a[1] as usize).min(1 << 20)];
+        let mut b = vec![0u8; usize::try_from(a[1]).unwrap_or(usize::MAX).min(1 << 20)];
         crate::random_bytes(&mut b);
         write_user(c, a[0], &b).then_some(b.len() as u64)
     }),

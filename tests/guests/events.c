@@ -1,0 +1,257 @@
+/* eventfd, epoll and AF_UNIX socketpair, printed the same natively and
+ * under vkernel: `events MODE` with MODE one of eventfd, epoll, socket,
+ * errors, all. Every line is deterministic (no pointers, no times). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SAY(...) do { printf(__VA_ARGS__); fflush(stdout); } while (0)
+static long R(long x) { return x < 0 ? -errno : x; }
+
+static void t_eventfd(void) {
+    int e = eventfd(5, EFD_NONBLOCK);
+    uint64_t v = 0;
+    { long r = R(read(e, &v, 8)); SAY("eventfd read %ld v=%llu\n", r, (unsigned long long)v); }
+    SAY("eventfd empty read %ld\n", R(read(e, &v, 8)));
+    SAY("eventfd short read %ld\n", R(read(e, &v, 4)));
+    v = 3;
+    SAY("eventfd write %ld\n", R(write(e, &v, 8)));
+    v = 4;
+    SAY("eventfd write %ld\n", R(write(e, &v, 8)));
+    v = UINT64_MAX;
+    SAY("eventfd write max %ld\n", R(write(e, &v, 8)));
+    { long r = R(read(e, &v, 8)); SAY("eventfd read %ld v=%llu\n", r, (unsigned long long)v); }
+    close(e);
+    /* Semaphore mode. */
+    int s = eventfd(2, EFD_SEMAPHORE | EFD_NONBLOCK);
+    for (int i = 0; i < 3; i++) {
+        v = 0;
+        long r = R(read(s, &v, 8));
+        SAY("sem read %ld v=%llu\n", r, (unsigned long long)v);
+    }
+    close(s);
+    SAY("eventfd bad flags %ld\n", R(eventfd(0, 0x7)));
+    /* A blocking read woken by a child's write. */
+    int b = eventfd(0, 0);
+    pid_t c = fork();
+    if (c == 0) {
+        usleep(20000);
+        uint64_t one = 7;
+        write(b, &one, 8);
+        _exit(0);
+    }
+    v = 0;
+    { long r = R(read(b, &v, 8)); SAY("eventfd blocking read %ld v=%llu\n", r, (unsigned long long)v); }
+    waitpid(c, 0, 0);
+    close(b);
+}
+
+static void t_epoll(void) {
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int p[2];
+    pipe(p);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 11};
+    SAY("ctl add %ld\n", R(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev)));
+    SAY("ctl add again %ld\n", R(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev)));
+    struct epoll_event out[4];
+    SAY("wait empty %ld\n", R(epoll_wait(ep, out, 4, 0)));
+    write(p[1], "ab", 2);
+    long n = R(epoll_wait(ep, out, 4, 0));
+    SAY("wait lt %ld ev=%x data=%llu\n", n, out[0].events, (unsigned long long)out[0].data.u64);
+    SAY("wait lt again %ld\n", R(epoll_wait(ep, out, 4, 0)));
+    /* Edge triggered: once per change. */
+    ev.events = EPOLLIN | EPOLLET;
+    ev.data.u64 = 12;
+    SAY("ctl mod et %ld\n", R(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev)));
+    SAY("wait et %ld\n", R(epoll_wait(ep, out, 4, 0)));
+    SAY("wait et again %ld\n", R(epoll_wait(ep, out, 4, 0)));
+    write(p[1], "c", 1);
+    n = R(epoll_wait(ep, out, 4, 0));
+    SAY("wait et after write %ld data=%llu\n", n, (unsigned long long)out[0].data.u64);
+    char buf[8];
+    read(p[0], buf, sizeof buf);
+    /* One-shot. */
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    ev.data.u64 = 13;
+    epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev);
+    write(p[1], "d", 1);
+    SAY("wait oneshot %ld\n", R(epoll_wait(ep, out, 4, 0)));
+    SAY("wait oneshot again %ld\n", R(epoll_wait(ep, out, 4, 0)));
+    SAY("ctl mod rearm %ld\n", R(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev)));
+    SAY("wait rearmed %ld\n", R(epoll_wait(ep, out, 4, 0)));
+    read(p[0], buf, sizeof buf);
+    /* The write end: EPOLLOUT; after the reader goes, EPOLLERR. */
+    ev.events = EPOLLOUT;
+    ev.data.u64 = 14;
+    epoll_ctl(ep, EPOLL_CTL_ADD, p[1], &ev);
+    SAY("ctl del %ld\n", R(epoll_ctl(ep, EPOLL_CTL_DEL, p[0], 0)));
+    SAY("ctl del again %ld\n", R(epoll_ctl(ep, EPOLL_CTL_DEL, p[0], 0)));
+    n = R(epoll_wait(ep, out, 4, 0));
+    SAY("wait out %ld ev=%x\n", n, out[0].events);
+    close(p[0]);
+    n = R(epoll_wait(ep, out, 4, 0));
+    SAY("wait out after close %ld ev=%x\n", n, out[0].events);
+    /* Closing the last fd of a description takes it out of the set. */
+    close(p[1]);
+    SAY("wait after closes %ld\n", R(epoll_wait(ep, out, 4, 0)));
+    /* An eventfd and a nested epoll set. */
+    int e = eventfd(0, 0);
+    ev.events = EPOLLIN;
+    ev.data.u64 = 15;
+    epoll_ctl(ep, EPOLL_CTL_ADD, e, &ev);
+    int outer = epoll_create1(0);
+    ev.data.u64 = 16;
+    SAY("nest %ld\n", R(epoll_ctl(outer, EPOLL_CTL_ADD, ep, &ev)));
+    SAY("loop %ld\n", R(epoll_ctl(ep, EPOLL_CTL_ADD, outer, &ev)));
+    SAY("outer wait empty %ld\n", R(epoll_wait(outer, out, 4, 0)));
+    /* A child signals the eventfd while we wait. */
+    pid_t c = fork();
+    if (c == 0) {
+        usleep(20000);
+        uint64_t one = 1;
+        write(e, &one, 8);
+        _exit(0);
+    }
+    n = R(epoll_wait(outer, out, 4, 5000));
+    SAY("outer wait %ld data=%llu\n", n, (unsigned long long)out[0].data.u64);
+    n = R(epoll_wait(ep, out, 4, 0));
+    SAY("inner wait %ld data=%llu\n", n, (unsigned long long)out[0].data.u64);
+    waitpid(c, 0, 0);
+    /* A timeout. */
+    uint64_t v;
+    read(e, &v, 8);
+    SAY("wait timeout %ld\n", R(epoll_wait(ep, out, 4, 30)));
+    /* poll() on an epoll fd. */
+    struct pollfd pf = {.fd = ep, .events = POLLIN};
+    SAY("poll epoll %ld\n", R(poll(&pf, 1, 0)));
+    close(outer);
+    close(e);
+    close(ep);
+}
+
+static void t_socket(void) {
+    int sv[2];
+    SAY("socketpair %ld\n", R(socketpair(AF_UNIX, SOCK_STREAM, 0, sv)));
+    struct stat st;
+    fstat(sv[0], &st);
+    SAY("is socket %d\n", S_ISSOCK(st.st_mode));
+    int type = 0;
+    socklen_t len = sizeof type;
+    { long r = R(getsockopt(sv[0], SOL_SOCKET, SO_TYPE, &type, &len)); SAY("SO_TYPE %ld %d len %u\n", r, type, (unsigned)len); }
+    SAY("send %ld\n", R(send(sv[0], "hello", 5, 0)));
+    char buf[64] = {0};
+    SAY("peek %ld\n", R(recv(sv[1], buf, sizeof buf, MSG_PEEK)));
+    { long r = R(recv(sv[1], buf, sizeof buf, 0)); SAY("recv %ld %.5s\n", r, buf); }
+    SAY("recv dontwait %ld\n", R(recv(sv[1], buf, sizeof buf, MSG_DONTWAIT)));
+    /* Both directions, and read/write work too. */
+    SAY("write back %ld\n", R(write(sv[1], "xyz", 3)));
+    memset(buf, 0, sizeof buf);
+    { long r = R(read(sv[0], buf, sizeof buf)); SAY("read %ld %s\n", r, buf); }
+    /* sendmsg/recvmsg with two iovecs. */
+    struct iovec iv[2] = {{"ab", 2}, {"cde", 3}};
+    struct msghdr m = {.msg_iov = iv, .msg_iovlen = 2};
+    SAY("sendmsg %ld\n", R(sendmsg(sv[0], &m, 0)));
+    char x[3] = {0}, y[8] = {0};
+    struct iovec ov[2] = {{x, 2}, {y, 8}};
+    struct msghdr r = {.msg_iov = ov, .msg_iovlen = 2};
+    { long n = R(recvmsg(sv[1], &r, 0)); SAY("recvmsg %ld %.2s %s flags %d\n", n, x, y, r.msg_flags); }
+    /* Across fork, with MSG_WAITALL collecting two writes. */
+    pid_t c = fork();
+    if (c == 0) {
+        close(sv[0]);
+        write(sv[1], "12345", 5);
+        usleep(20000);
+        write(sv[1], "67890", 5);
+        _exit(0);
+    }
+    memset(buf, 0, sizeof buf);
+    { long r = R(recv(sv[0], buf, 10, MSG_WAITALL)); SAY("waitall %ld %s\n", r, buf); }
+    waitpid(c, 0, 0);
+    /* The peer's last end closed: EOF, then EPIPE (no signal). */
+    close(sv[1]);
+    SAY("eof %ld\n", R(recv(sv[0], buf, sizeof buf, 0)));
+    SAY("eof again %ld\n", R(read(sv[0], buf, sizeof buf)));
+    SAY("send to closed %ld\n", R(send(sv[0], "z", 1, MSG_NOSIGNAL)));
+    close(sv[0]);
+    /* shutdown. */
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+    SAY("shutdown wr %ld\n", R(shutdown(sv[0], SHUT_WR)));
+    SAY("peer reads eof %ld\n", R(read(sv[1], buf, sizeof buf)));
+    SAY("write after shutdown %ld\n", R(send(sv[0], "q", 1, MSG_NOSIGNAL)));
+    SAY("other way still works %ld\n", R(write(sv[1], "ok", 2)));
+    SAY("read it %ld\n", R(read(sv[0], buf, sizeof buf)));
+    SAY("nonblock read %ld\n", R(read(sv[0], buf, sizeof buf)));
+    SAY("shutdown bad %ld\n", R(shutdown(sv[0], 7)));
+    /* SIGPIPE on a write nobody will read. */
+    signal(SIGPIPE, SIG_IGN);
+    SAY("shutdown rd %ld\n", R(shutdown(sv[1], SHUT_RD)));
+    SAY("write to shut reader %ld\n", R(write(sv[0], "q", 1)));
+    close(sv[0]);
+    close(sv[1]);
+    /* Not sockets. */
+    SAY("send on pipe-less fd %ld\n", R(send(0, "a", 1, 0)));
+    SAY("send on bad fd %ld\n", R(send(99, "a", 1, 0)));
+    SAY("socketpair inet %ld\n", R(socketpair(AF_INET, SOCK_STREAM, 0, sv)));
+    SAY("socketpair bad family %ld\n", R(socketpair(12345, SOCK_STREAM, 0, sv)));
+    /* epoll on a socket. */
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = 21};
+    epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev);
+    struct epoll_event out[2];
+    SAY("sock wait empty %ld\n", R(epoll_wait(ep, out, 2, 0)));
+    write(sv[1], "k", 1);
+    long n = R(epoll_wait(ep, out, 2, 0));
+    SAY("sock wait %ld ev=%x\n", n, out[0].events);
+    read(sv[0], buf, 1);
+    close(sv[1]);
+    n = R(epoll_wait(ep, out, 2, 0));
+    SAY("sock wait hup %ld ev=%x\n", n, out[0].events);
+    close(ep);
+    close(sv[0]);
+}
+
+static void t_errors(void) {
+    struct epoll_event ev = {.events = EPOLLIN};
+    int ep = epoll_create1(0);
+    SAY("create1 bad %ld\n", R(epoll_create1(1)));
+    SAY("create 0 %ld\n", R(epoll_create(0)));
+    SAY("ctl bad epfd %ld\n", R(epoll_ctl(99, EPOLL_CTL_ADD, 0, &ev)));
+    int p[2];
+    pipe(p);
+    SAY("ctl not epoll %ld\n", R(epoll_ctl(p[0], EPOLL_CTL_ADD, p[1], &ev)));
+    SAY("ctl self %ld\n", R(epoll_ctl(ep, EPOLL_CTL_ADD, ep, &ev)));
+    int f = open("/", O_RDONLY | O_DIRECTORY);
+    SAY("ctl dir %ld\n", R(epoll_ctl(ep, EPOLL_CTL_ADD, f, &ev)));
+    SAY("ctl bad op %ld\n", R(epoll_ctl(ep, 9, p[0], &ev)));
+    SAY("ctl mod missing %ld\n", R(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev)));
+    SAY("wait maxevents 0 %ld\n", R(epoll_wait(ep, (void *)&ev, 0, 0)));
+    SAY("wait bad buffer %ld\n", R(epoll_wait(ep, (void *)-4096L, 1, 0)));
+    SAY("read epoll %ld\n", R(read(ep, &ev, sizeof ev)));
+    close(f);
+    close(p[0]);
+    close(p[1]);
+    close(ep);
+}
+
+int main(int argc, char **argv) {
+    const char *m = argc > 1 ? argv[1] : "all";
+    int all = !strcmp(m, "all");
+    if (all || !strcmp(m, "eventfd")) t_eventfd();
+    if (all || !strcmp(m, "epoll")) t_epoll();
+    if (all || !strcmp(m, "socket")) t_socket();
+    if (all || !strcmp(m, "errors")) t_errors();
+    return 0;
+}

@@ -1,0 +1,343 @@
+//! eventfd and epoll: eventfd/eventfd2 make counters (read and written in
+//! [`super::stream`]); epoll_create/epoll_create1, epoll_ctl and
+//! epoll_wait/epoll_pwait/epoll_pwait2 watch any fd kind the vkernel has
+//! (pipes, sockets, eventfds, the console, files, other epoll sets), level
+//! or edge triggered, with EPOLLONESHOT.
+//!
+//! An epoll set refers to open file descriptions, weakly: an item leaves
+//! the set when the last fd of its description closes, and a forked child
+//! shares the set. Edge-triggered items report a ready file again only
+//! after its object moved ([`super::ready::file_seq`]). Waiting registers
+//! on every watched object and retries, like poll.
+
+use std::time::{Duration, Instant};
+
+use super::errno::*;
+use super::events::timespec;
+use super::ready::file_seq;
+use super::table::Handler;
+use super::{int, R};
+use crate::files::{self, epoll_flags::*, Epoll, EpollItem, EventFd, FileKind, OpenFile, Shared};
+use crate::Vproc;
+
+/// EFD_SEMAPHORE.
+const EFD_SEMAPHORE: u64 = 1;
+/// EPOLL_CTL_ADD.
+const CTL_ADD: u64 = 1;
+/// EPOLL_CTL_DEL.
+const CTL_DEL: u64 = 2;
+/// EPOLL_CTL_MOD.
+const CTL_MOD: u64 = 3;
+/// Size of a struct epoll_event (packed on x86-64).
+const EVENT_SIZE: usize = 12;
+/// The most events one epoll_wait returns (Linux: INT_MAX / 12).
+const MAX_EVENTS: i64 = (i32::MAX / 12) as i64;
+
+impl Vproc {
+    /// The eventfd and epoll calls: `(number, handler)` for the syscall
+    /// table.
+    pub(super) const EPOLL_CALLS: &'static [(i64, Handler)] = &[
+        (libc::SYS_eventfd, |v, _nr, a| v.sys_eventfd2(a[0], 0)),
+        (libc::SYS_eventfd2, |v, _nr, a| v.sys_eventfd2(a[0], a[1])),
+        (libc::SYS_epoll_create, |v, _nr, a| {
+            if int(a[0]) <= 0 {
+                return Err(EINVAL);
+            }
+            v.sys_epoll_create1(0)
+        }),
+        (libc::SYS_epoll_create1, |v, _nr, a| {
+            v.sys_epoll_create1(a[0])
+        }),
+        (libc::SYS_epoll_ctl, |v, _nr, a| {
+            v.sys_epoll_ctl(int(a[0]), a[1], int(a[2]), a[3])
+        }),
+        (libc::SYS_epoll_wait, |v, _nr, a| {
+            let t = (int(a[3]) >= 0).then(|| Duration::from_millis(int(a[3]) as u64));
+            v.sys_epoll_wait(int(a[0]), a[1], int(a[2]), t, None)
+        }),
+        (libc::SYS_epoll_pwait, |v, _nr, a| {
+            let t = (int(a[3]) >= 0).then(|| Duration::from_millis(int(a[3]) as u64));
+            let mask = v.read_sigmask(a[4], a[5])?;
+            v.sys_epoll_wait(int(a[0]), a[1], int(a[2]), t, mask)
+        }),
+        (libc::SYS_epoll_pwait2, |v, _nr, a| {
+            let t = if a[3] != 0 {
+                Some(timespec(&v.mm.read_vec(a[3], 16)?)?)
+            } else {
+                None
+            };
+            let mask = v.read_sigmask(a[4], a[5])?;
+            v.sys_epoll_wait(int(a[0]), a[1], int(a[2]), t, mask)
+        }),
+    ];
+
+    /// eventfd2(initval, flags).
+    fn sys_eventfd2(&mut self, initval: u64, flags: u64) -> R {
+        let known = EFD_SEMAPHORE | u64::from(files::O_NONBLOCK | files::O_CLOEXEC);
+        if flags & !known != 0 {
+            return Err(EINVAL);
+        }
+        // eventfd's initval is an unsigned int: the low 32 bits.
+        let e = EventFd::new((initval & 0xffff_ffff) as u32, flags & EFD_SEMAPHORE != 0);
+        let st = files::O_RDWR
+            | if flags & u64::from(files::O_NONBLOCK) != 0 {
+                files::O_NONBLOCK
+            } else {
+                0
+            };
+        let cloexec = flags & u64::from(files::O_CLOEXEC) != 0;
+        let file = OpenFile::new(
+            FileKind::EventFd(Shared::new(e)),
+            st,
+            b"anon_inode:[eventfd]",
+        );
+        self.install_file(file, if cloexec { files::O_CLOEXEC } else { 0 })
+    }
+
+    /// epoll_create1(flags).
+    fn sys_epoll_create1(&mut self, flags: u64) -> R {
+        if flags & !u64::from(files::O_CLOEXEC) != 0 {
+            return Err(EINVAL);
+        }
+        let file = OpenFile::new(
+            FileKind::Epoll(Shared::new(Epoll::default())),
+            files::O_RDWR,
+            b"anon_inode:[eventpoll]",
+        );
+        let cloexec = if flags != 0 { files::O_CLOEXEC } else { 0 };
+        self.install_file(file, cloexec)
+    }
+
+    /// The epoll set of `epfd` (EBADF when not open, EINVAL when not an
+    /// epoll fd).
+    fn epoll_of(&self, epfd: i64) -> Result<(Shared<OpenFile>, Shared<Epoll>), i64> {
+        let file = self.fds.get(epfd)?.file.clone();
+        let ep = match &file.borrow().kind {
+            FileKind::Epoll(ep) => ep.clone(),
+            _ => return Err(EINVAL),
+        };
+        Ok((file, ep))
+    }
+
+    /// epoll_ctl(epfd, op, fd, event).
+    fn sys_epoll_ctl(&mut self, epfd: i64, op: u64, fd: i64, event: u64) -> R {
+        // Linux's order: both fds open, the target pollable, then epfd an
+        // epoll set.
+        self.fds.get(epfd)?;
+        let target = self.fds.get(fd)?.file.clone();
+        if !self.pollable(&target.borrow()) {
+            return Err(EPERM);
+        }
+        let (epfile, ep) = self.epoll_of(epfd)?;
+        if epfd == fd || target.ptr_eq(&epfile) {
+            return Err(EINVAL);
+        }
+        if let FileKind::Epoll(inner) = &target.borrow().kind {
+            if contains(inner, &ep, 0) {
+                return Err(ELOOP);
+            }
+        }
+        let (events, data) = if op == CTL_DEL {
+            (0, 0)
+        } else {
+            let b = self.mm.read_vec(event, EVENT_SIZE)?;
+            (
+                u32::from_le_bytes(b[..4].try_into().expect("4 bytes")),
+                u64::from_le_bytes(b[4..12].try_into().expect("8 bytes")),
+            )
+        };
+        let mut set = ep.borrow_mut();
+        let at = set
+            .items
+            .iter()
+            .position(|i| i.fd as i64 == fd && i.file.upgrade().is_some_and(|f| f.ptr_eq(&target)));
+        match (op, at) {
+            (CTL_ADD, Some(_)) => Err(EEXIST),
+            (CTL_ADD, None) => {
+                set.items.retain(|i| i.file.upgrade().is_some());
+                set.items.push(EpollItem {
+                    fd: i32::try_from(fd).map_err(|_| EBADF)?,
+                    file: target.downgrade(),
+                    events,
+                    data,
+                    disabled: false,
+                    seen: None,
+                });
+                Ok(0)
+            }
+            (CTL_MOD, Some(i)) => {
+                if set.items[i].events & EPOLLEXCLUSIVE != 0 {
+                    return Err(EINVAL);
+                }
+                let it = &mut set.items[i];
+                it.events = events;
+                it.data = data;
+                it.disabled = false;
+                it.seen = None;
+                Ok(0)
+            }
+            (CTL_DEL, Some(i)) => {
+                set.items.remove(i);
+                Ok(0)
+            }
+            (CTL_MOD | CTL_DEL, None) => Err(ENOENT),
+            _ => Err(EINVAL),
+        }
+    }
+
+    /// Can epoll watch `f`? Not regular files and directories (always
+    /// ready: Linux refuses them), nor fds 0-2 when the host's are such
+    /// files.
+    fn pollable(&self, f: &OpenFile) -> bool {
+        let n = match f.kind {
+            FileKind::Inode(_) => return false,
+            FileKind::Stdin => 0,
+            FileKind::Stdout => 1,
+            FileKind::Stderr => 2,
+            _ => return true,
+        };
+        let Some(h) = self.stdio.host_fd(n) else {
+            // Memory buffers: like pipes.
+            return true;
+        };
+        // SAFETY: an all-zero stat is a valid value for fstat to fill; `h`
+        // is one of this process's fds 0-2.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `st` is a valid, writable struct stat.
+        if unsafe { libc::fstat(h, &mut st) } != 0 {
+            return true;
+        }
+        !matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR)
+    }
+
+    /// epoll_wait and its p-forms: `timeout` None waits forever; `mask`
+    /// is epoll_pwait's temporary signal mask.
+    fn sys_epoll_wait(
+        &mut self,
+        epfd: i64,
+        events: u64,
+        max: i64,
+        timeout: Option<Duration>,
+        mask: Option<u64>,
+    ) -> R {
+        if max <= 0 || max > MAX_EVENTS {
+            return Err(EINVAL);
+        }
+        let (_, ep) = self.epoll_of(epfd)?;
+        // 0 < max <= MAX_EVENTS: it fits.
+        let max = usize::try_from(max).map_err(|_| EINVAL)?;
+        let bytes = max * EVENT_SIZE;
+        if events
+            .checked_add(bytes as u64)
+            .is_none_or(|e| e > crate::mm::USER_END)
+        {
+            return Err(EFAULT);
+        }
+        let deadline = self.call_deadline(timeout);
+        self.temp_mask(mask);
+        if mask.is_some() && self.signal_deliverable_now() {
+            return Err(EINTR);
+        }
+        let expired = deadline.is_some_and(|d| Instant::now() >= d);
+        if !expired {
+            // Register before looking: a change in between wakes us.
+            let files: Vec<_> = ep.borrow().items.iter().map(|i| i.file.clone()).collect();
+            for f in files.iter().filter_map(|f| f.upgrade()) {
+                self.watch_file(&f.borrow(), 1);
+            }
+        }
+        let ready = self.collect_events(&ep, max);
+        if ready.is_empty() && !expired {
+            return self.block_on(deadline);
+        }
+        self.restore_temp_mask(mask.is_some());
+        let mut out = Vec::with_capacity(ready.len() * EVENT_SIZE);
+        for (ev, data) in &ready {
+            out.extend_from_slice(&ev.to_le_bytes());
+            out.extend_from_slice(&data.to_le_bytes());
+        }
+        self.mm.write(events, &out)?;
+        Ok(ready.len() as i64)
+    }
+
+    /// The events of the set's ready items, at most `max`, starting after
+    /// the last call's first item; edge-triggered and one-shot items are
+    /// marked as reported.
+    fn collect_events(&self, ep: &Shared<Epoll>, max: usize) -> Vec<(u32, u64)> {
+        // Look at the files with the set unlocked (a file may be another
+        // set, which may look at this one).
+        let snapshot: Vec<_> = {
+            let mut set = ep.borrow_mut();
+            set.items.retain(|i| i.file.upgrade().is_some());
+            let n = set.items.len();
+            let start = if n == 0 { 0 } else { set.cursor % n };
+            set.cursor = start + 1;
+            (0..n)
+                .map(|k| (start + k) % n)
+                .map(|i| {
+                    let it = &set.items[i];
+                    (i, it.file.clone(), it.events, it.disabled, it.seen)
+                })
+                .collect()
+        };
+        let mut ready = Vec::new();
+        let mut marks = Vec::new();
+        for (i, file, want, disabled, seen) in snapshot {
+            if ready.len() >= max {
+                break;
+            }
+            if disabled {
+                continue;
+            }
+            let Some(file) = file.upgrade() else { continue };
+            let (have, seq) = {
+                let f = file.borrow();
+                (u32::from(self.poll_file(&f, 1)), file_seq(&f))
+            };
+            let got =
+                have & (want | EPOLLERR | EPOLLHUP) & !(EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE);
+            if got == 0 {
+                continue;
+            }
+            if want & EPOLLET != 0 && seq.is_some() && seq == seen {
+                continue;
+            }
+            ready.push((got, 0));
+            marks.push((i, seq, want & EPOLLONESHOT != 0, ready.len() - 1));
+        }
+        let mut set = ep.borrow_mut();
+        for (i, seq, oneshot, r) in marks {
+            if let Some(it) = set.items.get_mut(i) {
+                ready[r].1 = it.data;
+                it.seen = seq;
+                if oneshot {
+                    it.disabled = true;
+                }
+            }
+        }
+        ready
+    }
+}
+
+/// Does the set `outer` (or a set inside it) contain `inner`?
+fn contains(outer: &Shared<Epoll>, inner: &Shared<Epoll>, depth: u32) -> bool {
+    if outer.ptr_eq(inner) {
+        return true;
+    }
+    if depth >= super::ready::EPOLL_MAX_NESTS {
+        return true;
+    }
+    let files: Vec<_> = outer
+        .borrow()
+        .items
+        .iter()
+        .map(|i| i.file.clone())
+        .collect();
+    files
+        .iter()
+        .filter_map(|f| f.upgrade())
+        .any(|f| match &f.borrow().kind {
+            FileKind::Epoll(e) => contains(e, inner, depth + 1),
+            _ => false,
+        })
+}

@@ -1,0 +1,181 @@
+//! Readiness of open files, for poll/select and epoll: what events a file
+//! has now ([`Vproc::poll_file`]), how to be woken when that changes
+//! ([`Vproc::watch_file`]), and a file's change count for edge-triggered
+//! epoll ([`file_seq`]).
+
+use std::sync::Arc;
+
+use super::events::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLRDNORM, POLLWRNORM};
+use crate::files::{self, epoll_flags::*, FileKind, OpenFile, Wake};
+use crate::Vproc;
+
+/// How deep epoll sets inside epoll sets are looked into (Linux refuses
+/// to build chains deeper than 5).
+pub const EPOLL_MAX_NESTS: u32 = 4;
+
+/// EPOLLRDHUP as a poll bit (POLLRDHUP).
+pub const POLLRDHUP: u16 = 0x2000;
+
+/// The change count of `f`'s object, for edge-triggered epoll; None for
+/// files that do not count (their readiness never changes, or is the
+/// host's: edge-triggered items on them report at every readiness).
+pub fn file_seq(f: &OpenFile) -> Option<u64> {
+    match &f.kind {
+        FileKind::PipeRead(p) | FileKind::PipeWrite(p) => Some(p.borrow().seq),
+        FileKind::EventFd(e) => Some(e.borrow().seq),
+        FileKind::Socket(s) => {
+            let (a, b) = (s.rx.borrow().seq, s.tx.borrow().seq);
+            Some(a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b)
+        }
+        FileKind::Inode(_) => Some(0),
+        FileKind::Stdin | FileKind::Stdout | FileKind::Stderr | FileKind::Epoll(_) => None,
+    }
+}
+
+impl Vproc {
+    /// The poll(2) events `fd` has now (`POLLNVAL` when not open).
+    pub fn poll_fd(&self, fd: i64) -> u16 {
+        let Ok(slot) = self.fds.get(fd) else {
+            return POLLNVAL;
+        };
+        let f = slot.file.borrow();
+        self.poll_file(&f, 0)
+    }
+
+    /// The poll(2) events of the open file `f` now; `depth` counts the
+    /// epoll sets around it.
+    pub fn poll_file(&self, f: &OpenFile, depth: u32) -> u16 {
+        match &f.kind {
+            FileKind::PipeRead(p) => {
+                let p = p.borrow();
+                let mut r = 0;
+                if !p.buf.is_empty() {
+                    r |= POLLIN | POLLRDNORM;
+                }
+                if p.writers == 0 {
+                    r |= POLLHUP;
+                }
+                r
+            }
+            FileKind::PipeWrite(p) => {
+                let p = p.borrow();
+                if p.readers == 0 {
+                    POLLERR | POLLOUT | POLLWRNORM
+                } else if p.buf.len() + files::PIPE_BUF.min(p.capacity) <= p.capacity {
+                    POLLOUT | POLLWRNORM
+                } else {
+                    0
+                }
+            }
+            FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
+                let mut r = 0;
+                if !matches!(f.kind, FileKind::Stdin) || f.flags & files::O_ACCMODE != 0 {
+                    r |= POLLOUT | POLLWRNORM;
+                }
+                if self.stdio.readable(None) {
+                    r |= POLLIN | POLLRDNORM;
+                }
+                r
+            }
+            FileKind::Inode(_) => POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
+            FileKind::EventFd(e) => {
+                let e = e.borrow();
+                let mut r = 0;
+                if e.readable() {
+                    r |= POLLIN | POLLRDNORM;
+                }
+                if e.writable() {
+                    r |= POLLOUT | POLLWRNORM;
+                }
+                r
+            }
+            FileKind::Socket(s) => {
+                let mut r = 0;
+                {
+                    let rx = s.rx.borrow();
+                    if !rx.buf.is_empty() {
+                        r |= POLLIN | POLLRDNORM;
+                    }
+                    if rx.writers == 0 {
+                        // The peer will send no more: readable (EOF).
+                        r |= POLLIN | POLLRDNORM | POLLRDHUP;
+                    }
+                }
+                let tx = s.tx.borrow();
+                if tx.readers == 0 {
+                    // A write fails at once (EPIPE): writable, as Linux
+                    // says; no POLLERR (that is a pending socket error).
+                    r |= POLLOUT | POLLWRNORM;
+                } else if tx.buf.len() + files::PIPE_BUF.min(tx.capacity) <= tx.capacity {
+                    r |= POLLOUT | POLLWRNORM;
+                }
+                if s.rx.borrow().writers == 0 && tx.readers == 0 {
+                    r |= POLLHUP;
+                }
+                r
+            }
+            FileKind::Epoll(ep) => {
+                if depth >= EPOLL_MAX_NESTS {
+                    return 0;
+                }
+                let items: Vec<_> = ep
+                    .borrow()
+                    .items
+                    .iter()
+                    .filter(|i| !i.disabled)
+                    .map(|i| (i.file.clone(), i.events))
+                    .collect();
+                let ready = items.iter().any(|(file, events)| {
+                    file.upgrade().is_some_and(|file| {
+                        let have = self.poll_file(&file.borrow(), depth + 1);
+                        u32::from(have) & (events | EPOLLERR | EPOLLHUP) != 0
+                    })
+                });
+                if ready {
+                    POLLIN | POLLRDNORM
+                } else {
+                    0
+                }
+            }
+        }
+    }
+
+    /// Ask to be woken when `fd` changes.
+    pub(super) fn poll_register(&self, fd: i64) {
+        let Ok(slot) = self.fds.get(fd) else {
+            return;
+        };
+        let f = slot.file.borrow();
+        self.watch_file(&f, 0);
+    }
+
+    /// Ask to be woken when the open file `f` changes (pipes, sockets,
+    /// eventfds, the console input, and what an epoll set watches).
+    pub(super) fn watch_file(&self, f: &OpenFile, depth: u32) {
+        let Some(k) = &self.k else {
+            return;
+        };
+        let w: Arc<dyn Wake> = k.clone();
+        match &f.kind {
+            FileKind::PipeRead(p) | FileKind::PipeWrite(p) => p.borrow_mut().wait(self.pid, w),
+            FileKind::Socket(s) => {
+                s.rx.borrow_mut().wait(self.pid, w.clone());
+                s.tx.borrow_mut().wait(self.pid, w);
+            }
+            FileKind::EventFd(e) => e.borrow_mut().wait(self.pid, w),
+            FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
+                self.stdio.readable(Some((self.pid, w)));
+            }
+            FileKind::Inode(_) => {}
+            FileKind::Epoll(ep) => {
+                if depth >= EPOLL_MAX_NESTS {
+                    return;
+                }
+                let files: Vec<_> = ep.borrow().items.iter().map(|i| i.file.clone()).collect();
+                for file in files.iter().filter_map(|f| f.upgrade()) {
+                    self.watch_file(&file.borrow(), depth + 1);
+                }
+            }
+        }
+    }
+}
