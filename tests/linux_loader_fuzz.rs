@@ -578,7 +578,7 @@ fn walk(fs: &Fs) -> Result<(), String> {
                         fs.inode(t);
                     }
                 }
-                Kind::CharDev(_) | Kind::Special | Kind::Fifo(_) => {}
+                Kind::CharDev(_) | Kind::Special | Kind::Fifo(_) | Kind::Socket(_) => {}
             }
         }
     }

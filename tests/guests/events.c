@@ -14,7 +14,9 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <stddef.h>
 #include <unistd.h>
 
 #define SAY(...) do { printf(__VA_ARGS__); fflush(stdout); } while (0)
@@ -223,6 +225,155 @@ static void t_socket(void) {
     close(sv[0]);
 }
 
+static socklen_t addr_of(struct sockaddr_un *a, const char *path) {
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    strncpy(a->sun_path, path, sizeof a->sun_path - 1);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+}
+
+/* Named sockets in directory `dir` (and abstract names made from it). */
+static void t_unix(const char *dir) {
+    char path[200];
+    snprintf(path, sizeof path, "%s/sock", dir);
+    struct sockaddr_un a, got;
+    socklen_t alen = addr_of(&a, path), glen;
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    SAY("socket %d\n", s >= 0);
+    glen = sizeof got;
+    long gr = R(getsockname(s, (void *)&got, &glen));
+    SAY("getsockname unbound %ld len %u\n", gr, (unsigned)glen);
+    SAY("connect missing %ld\n", R(connect(s, (void *)&a, alen)));
+    SAY("bind %ld\n", R(bind(s, (void *)&a, alen)));
+    SAY("bind again %ld\n", R(bind(s, (void *)&a, alen)));
+    int s2 = socket(AF_UNIX, SOCK_STREAM, 0);
+    SAY("bind taken %ld\n", R(bind(s2, (void *)&a, alen)));
+    struct stat st;
+    stat(path, &st);
+    SAY("is socket node %d\n", S_ISSOCK(st.st_mode));
+    SAY("open node %ld\n", R(open(path, O_RDONLY)));
+    SAY("connect not listening %ld\n", R(connect(s2, (void *)&a, alen)));
+    glen = sizeof got;
+    getsockname(s, (void *)&got, &glen);
+    SAY("getsockname len ok %d name ok %d\n", glen == alen, !strcmp(got.sun_path, path));
+    SAY("accept not listening %ld\n", R(accept(s, 0, 0)));
+    SAY("listen %ld\n", R(listen(s, 5)));
+    int v = 0;
+    socklen_t vl = sizeof v;
+    getsockopt(s, SOL_SOCKET, SO_ACCEPTCONN, &v, &vl);
+    SAY("SO_ACCEPTCONN %d\n", v);
+    fcntl(s, F_SETFL, O_NONBLOCK);
+    SAY("accept empty %ld\n", R(accept(s, 0, 0)));
+    fcntl(s, F_SETFL, 0);
+    int rep[2];
+    pipe(rep);
+    pid_t c = fork();
+    if (c == 0) {
+        /* The child's lines go through a pipe, printed after it ends. */
+        char o[512];
+        int k = socket(AF_UNIX, SOCK_STREAM, 0);
+        long r = R(connect(k, (void *)&a, alen));
+        int len = snprintf(o, sizeof o, "child connect %ld\n", r);
+        send(k, "hello from child", 16, 0);
+        char buf[32] = {0};
+        r = R(recv(k, buf, sizeof buf, 0));
+        len += snprintf(o + len, sizeof o - len, "child got %ld %s\n", r, buf);
+        struct sockaddr_un p;
+        socklen_t pl = sizeof p;
+        getpeername(k, (void *)&p, &pl);
+        len += snprintf(o + len, sizeof o - len, "child peer len ok %d name ok %d\n", pl == alen,
+                        !strcmp(p.sun_path, path));
+        struct ucred cr;
+        socklen_t cl = sizeof cr;
+        r = R(getsockopt(k, SOL_SOCKET, SO_PEERCRED, &cr, &cl));
+        len += snprintf(o + len, sizeof o - len, "child peercred %ld is parent %d\n", r,
+                        cr.pid == getppid());
+        write(rep[1], o, len);
+        _exit(0);
+    }
+    close(rep[1]);
+    struct sockaddr_un p;
+    socklen_t pl = sizeof p;
+    int n = accept4(s, (void *)&p, &pl, SOCK_CLOEXEC);
+    SAY("accept %d peer len %u\n", n >= 0, (unsigned)pl);
+    char buf[32] = {0};
+    long r = R(recv(n, buf, 16, MSG_WAITALL));
+    SAY("server got %ld %s\n", r, buf);
+    struct ucred cr;
+    socklen_t cl = sizeof cr;
+    getsockopt(n, SOL_SOCKET, SO_PEERCRED, &cr, &cl);
+    SAY("server peercred is child %d\n", cr.pid == c);
+    send(n, "welcome", 7, 0);
+    waitpid(c, 0, 0);
+    char o[512] = {0};
+    read(rep[0], o, sizeof o - 1);
+    close(rep[0]);
+    SAY("%s", o);
+    SAY("after child %ld\n", R(recv(n, buf, sizeof buf, 0)));
+    close(n);
+    /* A full backlog: listen(0) takes one pending connection. */
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    char p2[200];
+    snprintf(p2, sizeof p2, "%s/sock2", dir);
+    socklen_t l2 = addr_of(&a, p2);
+    bind(l, (void *)&a, l2);
+    listen(l, 0);
+    int c1 = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int c2 = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    SAY("first pending %ld\n", R(connect(c1, (void *)&a, l2)));
+    SAY("second pending %ld\n", R(connect(c2, (void *)&a, l2)));
+    SAY("connected again %ld\n", R(connect(c1, (void *)&a, l2)));
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 31}, out[2];
+    epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev);
+    SAY("listener ready %ld\n", R(epoll_wait(ep, out, 2, 0)));
+    SAY("data before accept %ld\n", R(send(c1, "early", 5, 0)));
+    int a1 = accept(l, 0, 0);
+    memset(buf, 0, sizeof buf);
+    r = R(read(a1, buf, sizeof buf));
+    SAY("read early %ld %s\n", r, buf);
+    SAY("listener idle %ld\n", R(epoll_wait(ep, out, 2, 0)));
+    SAY("now room %ld\n", R(connect(c2, (void *)&a, l2)));
+    close(ep);
+    close(a1);
+    close(c1);
+    close(c2);
+    close(l);
+    /* Abstract names and autobind. */
+    int x = socket(AF_UNIX, SOCK_STREAM, 0);
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "vk-%s", strrchr(dir, '/') + 1);
+    socklen_t xl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(a.sun_path + 1));
+    SAY("bind abstract %ld\n", R(bind(x, (void *)&a, xl)));
+    SAY("listen abstract %ld\n", R(listen(x, 1)));
+    int y = socket(AF_UNIX, SOCK_STREAM, 0);
+    SAY("bind abstract taken %ld\n", R(bind(y, (void *)&a, xl)));
+    SAY("connect abstract %ld\n", R(connect(y, (void *)&a, xl)));
+    glen = sizeof got;
+    getsockname(x, (void *)&got, &glen);
+    SAY("abstract name len ok %d\n", glen == xl);
+    int z = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un fam = {.sun_family = AF_UNIX};
+    SAY("autobind %ld\n", R(bind(z, (void *)&fam, sizeof(sa_family_t))));
+    glen = sizeof got;
+    getsockname(z, (void *)&got, &glen);
+    SAY("autobind len %u first byte %d\n", (unsigned)glen, got.sun_path[0]);
+    close(x);
+    close(y);
+    close(z);
+    /* After unlink, the name is gone. */
+    unlink(path);
+    alen = addr_of(&a, path);
+    int w = socket(AF_UNIX, SOCK_STREAM, 0);
+    SAY("connect unlinked %ld\n", R(connect(w, (void *)&a, alen)));
+    SAY("bind bad family %ld\n", R(bind(w, (void *)&fam, 1)));
+    close(w);
+    close(s);
+    close(s2);
+    unlink(p2);
+}
+
 static void t_errors(void) {
     struct epoll_event ev = {.events = EPOLLIN};
     int ep = epoll_create1(0);
@@ -253,5 +404,6 @@ int main(int argc, char **argv) {
     if (all || !strcmp(m, "epoll")) t_epoll();
     if (all || !strcmp(m, "socket")) t_socket();
     if (all || !strcmp(m, "errors")) t_errors();
+    if (!strcmp(m, "unix")) t_unix(argc > 2 ? argv[2] : "/tmp");
     return 0;
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 pub use super::fs::event::EventFd;
 pub use super::fs::pipe::{wake_all, FdError, Pipe, Shared, Wake, WeakShared, PIPE_BUF};
+pub use super::fs::socket::{Port, SockState, Socket, UnixStream};
 pub use super::fs::Backing;
 use super::rlimit::Rlimits;
 
@@ -52,64 +53,8 @@ pub enum FileKind {
     EventFd(Shared<EventFd>),
     /// An epoll instance.
     Epoll(Shared<Epoll>),
-    /// A connected AF_UNIX stream socket (one end of a socketpair).
-    Socket(UnixStream),
-}
-
-/// One end of a connected AF_UNIX stream: it reads from one pipe and
-/// writes into the other, which its peer reads (each pipe counts this end
-/// as its reader or writer until this end shuts that direction down).
-#[derive(Debug)]
-pub struct UnixStream {
-    /// What the peer sent.
-    pub rx: Shared<Pipe>,
-    /// What this end sends.
-    pub tx: Shared<Pipe>,
-    /// shutdown(SHUT_RD) done: no longer a reader of `rx`.
-    pub shut_rd: bool,
-    /// shutdown(SHUT_WR) done: no longer a writer of `tx`.
-    pub shut_wr: bool,
-}
-
-impl UnixStream {
-    /// A connected pair: what one end sends, the other receives.
-    pub fn pair() -> (UnixStream, UnixStream) {
-        let (a, b) = (Shared::new(Pipe::default()), Shared::new(Pipe::default()));
-        (
-            UnixStream {
-                rx: a.clone(),
-                tx: b.clone(),
-                shut_rd: false,
-                shut_wr: false,
-            },
-            UnixStream {
-                rx: b,
-                tx: a,
-                shut_rd: false,
-                shut_wr: false,
-            },
-        )
-    }
-
-    /// shutdown(2): `rd` stops receiving (the peer's writes fail with
-    /// EPIPE), `wr` stops sending (the peer reads EOF). Returns the
-    /// waiters to wake.
-    pub fn shutdown(&mut self, rd: bool, wr: bool) -> Vec<(i32, std::sync::Arc<dyn Wake>)> {
-        let mut w = Vec::new();
-        if rd && !self.shut_rd {
-            self.shut_rd = true;
-            let mut p = self.rx.borrow_mut();
-            p.readers -= 1;
-            w.extend(p.take_waiters());
-        }
-        if wr && !self.shut_wr {
-            self.shut_wr = true;
-            let mut p = self.tx.borrow_mut();
-            p.writers -= 1;
-            w.extend(p.take_waiters());
-        }
-        w
-    }
+    /// An AF_UNIX stream socket.
+    Socket(Socket),
 }
 
 /// epoll_ctl's event flags this vkernel knows.
@@ -191,10 +136,6 @@ impl OpenFile {
         match &kind {
             FileKind::PipeRead(p) => p.borrow_mut().readers += 1,
             FileKind::PipeWrite(p) => p.borrow_mut().writers += 1,
-            FileKind::Socket(s) => {
-                s.rx.borrow_mut().readers += 1;
-                s.tx.borrow_mut().writers += 1;
-            }
             _ => {}
         }
         Shared::new(OpenFile {
@@ -250,7 +191,7 @@ impl Drop for OpenFile {
                     Vec::new()
                 }
             }
-            FileKind::Socket(s) => s.shutdown(true, true),
+            FileKind::Socket(s) => s.close(),
             _ => Vec::new(),
         };
         wake_all(w);

@@ -38,6 +38,7 @@ mod overlay;
 pub mod path;
 pub mod pipe;
 mod shared;
+pub mod socket;
 pub mod sparse;
 mod tar;
 #[cfg(test)]
@@ -144,6 +145,9 @@ pub enum Kind {
     /// A FIFO made in the overlay (see `Fs::mkfifo`): opens connect to
     /// this pipe.
     Fifo(crate::fs::pipe::Shared<crate::fs::pipe::Pipe>),
+    /// An AF_UNIX socket bound in the overlay (`Fs::mksock`): connects
+    /// meet at this port.
+    Socket(crate::fs::pipe::Shared<crate::fs::socket::Port>),
 }
 
 /// A snapshot of one inode.
@@ -231,6 +235,9 @@ pub struct Fs {
     locks: Arc<lock::Locks>,
     /// Pages of shared file mappings, by node (see `shared`).
     shared: shared::SharedMap,
+    /// AF_UNIX sockets bound to abstract names (Linux's abstract
+    /// namespace; one per virtual kernel, as the tree is).
+    abstract_names: Mutex<HashMap<Vec<u8>, pipe::WeakShared<socket::Port>>>,
 }
 
 impl std::fmt::Debug for Fs {
@@ -239,6 +246,32 @@ impl std::fmt::Debug for Fs {
             .field("trees", &self.trees)
             .field("nodes", &self.lock().nodes.len())
             .finish()
+    }
+}
+
+impl Fs {
+    /// Bind `port` to the abstract name `name`; false when a live socket
+    /// holds it (EADDRINUSE).
+    pub fn bind_abstract(&self, name: &[u8], port: &pipe::Shared<socket::Port>) -> bool {
+        let mut names = self
+            .abstract_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        names.retain(|_, p| p.upgrade().is_some());
+        if names.contains_key(name) {
+            return false;
+        }
+        names.insert(name.to_vec(), port.downgrade());
+        true
+    }
+
+    /// The port bound to the abstract name `name`, if a socket holds it.
+    pub fn find_abstract(&self, name: &[u8]) -> Option<pipe::Shared<socket::Port>> {
+        let names = self
+            .abstract_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        names.get(name).and_then(pipe::WeakShared::upgrade)
     }
 }
 
@@ -295,6 +328,7 @@ impl Fs {
             proc_dir: 0,
             locks: Arc::default(),
             shared: Default::default(),
+            abstract_names: Mutex::default(),
         };
         let shadow = match root {
             RootSpec::Empty => {
@@ -589,6 +623,7 @@ impl Fs {
             Body::Dev(r) => Kind::CharDev(*r),
             Body::Special => Kind::Special,
             Body::Fifo(p) => Kind::Fifo(p.clone()),
+            Body::Socket(p) => Kind::Socket(p.clone()),
         };
         let m = &n.meta;
         Inode {

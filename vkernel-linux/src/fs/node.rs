@@ -186,6 +186,8 @@ pub enum Body {
     Special,
     /// A FIFO made in the overlay (mkfifo): the pipe its opens connect to.
     Fifo(crate::fs::pipe::Shared<crate::fs::pipe::Pipe>),
+    /// A socket bound in the overlay: the port its connects meet at.
+    Socket(crate::fs::pipe::Shared<crate::fs::socket::Port>),
 }
 
 /// One node.

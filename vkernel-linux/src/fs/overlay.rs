@@ -170,6 +170,37 @@ impl Fs {
         Ok(h)
     }
 
+    /// bind(2) of an AF_UNIX socket to `name` in `dir`: a socket node
+    /// (mode bits `mode`) whose connects meet at `port`. EADDRINUSE when
+    /// the name exists; in the overlay only (EPERM in a writable host
+    /// tree, whose node no host program could reach).
+    pub fn mksock(
+        &self,
+        dir: u64,
+        name: &[u8],
+        mode: u32,
+        port: crate::fs::pipe::Shared<crate::fs::socket::Port>,
+    ) -> Result<u64, Errno> {
+        Self::new_name(name)?;
+        let mut t = self.lock();
+        match self.child_locked(&mut t, dir, name) {
+            Ok(_) => return Err(libc::EADDRINUSE as Errno),
+            Err(ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let h = match self.place(&t, dir)? {
+            Place::Host(..) => return Err(libc::EPERM as Errno),
+            Place::Overlay => t.add_mem(
+                dir,
+                name,
+                libc::S_IFSOCK | (mode & 0o7777),
+                Body::Socket(port),
+            ),
+        };
+        Self::touch_dir(&mut t, dir);
+        Ok(h)
+    }
+
     /// symlink `name` -> `target` in `dir`.
     pub fn symlink(&self, dir: u64, name: &[u8], target: &[u8]) -> Result<u64, Errno> {
         Self::new_name(name)?;

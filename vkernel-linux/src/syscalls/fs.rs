@@ -190,7 +190,7 @@ impl Vproc {
         if flags & files::O_PATH == 0 {
             match node.kind {
                 Kind::Symlink(_) => return Err(ELOOP),
-                Kind::Special => return Err(ENXIO),
+                Kind::Special | Kind::Socket(_) => return Err(ENXIO),
                 Kind::Fifo(pipe) => return self.open_fifo(pipe, flags, keep, &p),
                 Kind::Dir(_) if write || flags & files::O_CREAT != 0 => return Err(EISDIR),
                 Kind::CharDev(TTY_RDEV) => {

@@ -200,7 +200,10 @@ impl Vproc {
             }
             FileKind::Socket(sk) => {
                 let nonblock = f.flags & files::O_NONBLOCK != 0 || nowait;
-                let (p, shut) = (sk.tx.clone(), sk.shut_wr);
+                let Some(st) = sk.stream() else {
+                    return Err(ENOTCONN);
+                };
+                let (p, shut) = (st.tx.clone(), st.shut_wr);
                 drop(f);
                 if shut {
                     return self.broken_pipe(0, true);
@@ -274,7 +277,10 @@ impl Vproc {
                     return Err(ESPIPE);
                 }
                 let nonblock = f.flags & files::O_NONBLOCK != 0;
-                let (p, shut) = (sk.rx.clone(), sk.shut_rd);
+                let Some(st) = sk.stream() else {
+                    return Err(ENOTCONN);
+                };
+                let (p, shut) = (st.rx.clone(), st.shut_rd);
                 drop(f);
                 if shut {
                     return Ok(0);
@@ -397,7 +403,11 @@ impl Vproc {
     fn unread(&mut self, file: &Shared<OpenFile>, pos: Option<u64>, back: &[u8]) {
         let mut f = file.borrow_mut();
         match &f.kind {
-            FileKind::PipeRead(p) | FileKind::Socket(files::UnixStream { rx: p, .. }) => {
+            FileKind::PipeRead(p)
+            | FileKind::Socket(files::Socket {
+                state: files::SockState::Connected(files::UnixStream { rx: p, .. }),
+                ..
+            }) => {
                 let mut p = p.borrow_mut();
                 for &b in back.iter().rev() {
                     p.buf.push_front(b);
@@ -712,9 +722,10 @@ impl Vproc {
             FileKind::Stderr => 2,
             FileKind::PipeRead(ref p)
             | FileKind::PipeWrite(ref p)
-            | FileKind::Socket(files::UnixStream { rx: ref p, .. })
-                if req == 0x541B =>
-            {
+            | FileKind::Socket(files::Socket {
+                state: files::SockState::Connected(files::UnixStream { rx: ref p, .. }),
+                ..
+            }) if req == 0x541B => {
                 let len = p.borrow().buf.len() as u32;
                 self.mm.write(arg, &len.to_le_bytes())?;
                 return Ok(0);

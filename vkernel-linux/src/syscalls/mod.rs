@@ -60,6 +60,7 @@ mod stat;
 mod stream;
 pub(crate) mod table;
 mod time;
+mod unix;
 
 // What the exitless fast path (`kernel::fast`) shares with the handlers.
 pub(crate) use fs::seek_file;
@@ -77,7 +78,7 @@ pub use crate::abi::errno;
 use errno::*;
 
 /// `dirfd` meaning the current directory.
-const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
+pub(crate) const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
 /// fstatat: do not follow a final symlink.
 const AT_SYMLINK_NOFOLLOW: u64 = libc::AT_SYMLINK_NOFOLLOW as u64;
 /// fstatat: an empty path means `dirfd` itself.

@@ -127,8 +127,8 @@ impl Vproc {
                     }
                     FileKind::EventFd(_) => b"anon_inode:[eventfd]".to_vec(),
                     FileKind::Epoll(_) => b"anon_inode:[eventpoll]".to_vec(),
-                    FileKind::Socket(s) => {
-                        format!("socket:[{}]", 5000 + ((s.rx.id() >> 4) & 0xffff)).into_bytes()
+                    FileKind::Socket(_) => {
+                        format!("socket:[{}]", 5000 + ((fd.file.id() >> 4) & 0xffff)).into_bytes()
                     }
                     FileKind::Stdin => self.console_name(0),
                     FileKind::Stdout => self.console_name(1),

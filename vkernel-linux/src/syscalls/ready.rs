@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::events::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLRDNORM, POLLWRNORM};
-use crate::files::{self, epoll_flags::*, FileKind, OpenFile, Wake};
+use crate::files::{self, epoll_flags::*, FileKind, OpenFile, SockState, Wake};
 use crate::Vproc;
 
 /// How deep epoll sets inside epoll sets are looked into (Linux refuses
@@ -23,10 +23,14 @@ pub fn file_seq(f: &OpenFile) -> Option<u64> {
     match &f.kind {
         FileKind::PipeRead(p) | FileKind::PipeWrite(p) => Some(p.borrow().seq),
         FileKind::EventFd(e) => Some(e.borrow().seq),
-        FileKind::Socket(s) => {
-            let (a, b) = (s.rx.borrow().seq, s.tx.borrow().seq);
-            Some(a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b)
-        }
+        FileKind::Socket(s) => match &s.state {
+            SockState::Connected(s) => {
+                let (a, b) = (s.rx.borrow().seq, s.tx.borrow().seq);
+                Some(a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b)
+            }
+            SockState::Listening(p) | SockState::Bound(p) => Some(p.borrow().seq),
+            SockState::Fresh => Some(0),
+        },
         FileKind::Inode(_) => Some(0),
         FileKind::Stdin | FileKind::Stdout | FileKind::Stderr | FileKind::Epoll(_) => None,
     }
@@ -89,7 +93,21 @@ impl Vproc {
                 }
                 r
             }
-            FileKind::Socket(s) => {
+            FileKind::Socket(sk) => {
+                let s = match &sk.state {
+                    SockState::Connected(s) => s,
+                    SockState::Listening(p) => {
+                        return if p.borrow().backlog.is_empty() {
+                            0
+                        } else {
+                            POLLIN | POLLRDNORM
+                        };
+                    }
+                    // Not connected: Linux says hung up (and writable).
+                    SockState::Fresh | SockState::Bound(_) => {
+                        return POLLOUT | POLLWRNORM | POLLHUP
+                    }
+                };
                 let mut r = 0;
                 {
                     let rx = s.rx.borrow();
@@ -158,10 +176,14 @@ impl Vproc {
         let w: Arc<dyn Wake> = k.clone();
         match &f.kind {
             FileKind::PipeRead(p) | FileKind::PipeWrite(p) => p.borrow_mut().wait(self.pid, w),
-            FileKind::Socket(s) => {
-                s.rx.borrow_mut().wait(self.pid, w.clone());
-                s.tx.borrow_mut().wait(self.pid, w);
-            }
+            FileKind::Socket(sk) => match &sk.state {
+                SockState::Connected(s) => {
+                    s.rx.borrow_mut().wait(self.pid, w.clone());
+                    s.tx.borrow_mut().wait(self.pid, w);
+                }
+                SockState::Listening(p) | SockState::Bound(p) => p.borrow_mut().wait(self.pid, w),
+                SockState::Fresh => {}
+            },
             FileKind::EventFd(e) => e.borrow_mut().wait(self.pid, w),
             FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
                 self.stdio.readable(Some((self.pid, w)));

@@ -3,15 +3,17 @@
 //! pipes), eventfd reads and writes, and the socket calls: socketpair,
 //! send/recv and their msg forms, shutdown, socket options and names.
 //!
-//! Sockets are connected AF_UNIX streams made by socketpair
-//! ([`crate::files::UnixStream`]); `socket`, `bind`, `listen`, `connect`
-//! and `accept` of named sockets, datagram and seqpacket sockets and
-//! SCM_RIGHTS are not served yet (EAFNOSUPPORT, EOPNOTSUPP).
+//! Sockets are AF_UNIX streams ([`crate::files::Socket`]): made by
+//! socketpair, or named ([`super::unix`]: bind, listen, connect, accept).
+//! Datagram and seqpacket sockets, SCM_RIGHTS and AF_INET are not served
+//! yet (ESOCKTNOSUPPORT, EOPNOTSUPP, EAFNOSUPPORT).
 
 use super::errno::*;
 use super::table::Handler;
 use super::{int, R};
-use crate::files::{self, EventFd, Fd, FileKind, OpenFile, Pipe, Shared, UnixStream};
+use crate::files::{
+    self, EventFd, Fd, FileKind, OpenFile, Pipe, Shared, SockState, Socket, UnixStream,
+};
 use crate::fs::event::EventFdError;
 use crate::signal::{self, SigInfo};
 use crate::Vproc;
@@ -68,8 +70,7 @@ struct MsgHdr {
 impl Vproc {
     /// The socket calls: `(number, handler)` for the syscall table.
     pub(super) const SOCKET_CALLS: &'static [(i64, Handler)] = &[
-        // Only socketpair makes sockets so far (see the module docs).
-        (libc::SYS_socket, |_v, _nr, _a| Err(EAFNOSUPPORT)),
+        (libc::SYS_socket, |v, _nr, a| v.sys_socket(a[0], a[1], a[2])),
         (libc::SYS_socketpair, |v, _nr, a| {
             v.sys_socketpair(a[0], a[1], a[2], a[3])
         }),
@@ -113,31 +114,23 @@ impl Vproc {
             }
         }),
         (libc::SYS_getsockname, |v, _nr, a| {
-            v.unnamed(int(a[0]), a[1], a[2])
+            v.sys_getsockname(int(a[0]), a[1], a[2])
         }),
         (libc::SYS_getpeername, |v, _nr, a| {
-            v.unnamed(int(a[0]), a[1], a[2])
+            v.sys_getpeername(int(a[0]), a[1], a[2])
         }),
-        // A socketpair's ends are connected already.
         (libc::SYS_connect, |v, _nr, a| {
-            v.socket_of(int(a[0]))?;
-            Err(EISCONN)
+            v.sys_connect(int(a[0]), a[1], a[2])
         }),
         (libc::SYS_bind, |v, _nr, a| {
-            v.socket_of(int(a[0]))?;
-            Err(EINVAL)
+            v.sys_bind(int(a[0]), a[1], a[2])
         }),
-        (libc::SYS_listen, |v, _nr, a| {
-            v.socket_of(int(a[0]))?;
-            Err(EINVAL)
-        }),
+        (libc::SYS_listen, |v, _nr, a| v.listen_call(a)),
         (libc::SYS_accept, |v, _nr, a| {
-            v.socket_of(int(a[0]))?;
-            Err(EINVAL)
+            v.sys_accept(int(a[0]), a[1], a[2])
         }),
         (libc::SYS_accept4, |v, _nr, a| {
-            v.socket_of(int(a[0]))?;
-            Err(EINVAL)
+            v.sys_accept4(int(a[0]), a[1], a[2], a[3])
         }),
         (libc::SYS_sendmmsg, |v, _nr, a| {
             v.socket_of(int(a[0]))?;
@@ -181,14 +174,14 @@ impl Vproc {
         let (a, b) = UnixStream::pair();
         let fa = self.fds.install(
             Fd {
-                file: OpenFile::new(FileKind::Socket(a), st, b"socket:"),
+                file: OpenFile::new(FileKind::Socket(Socket::connected(a)), st, b"socket:"),
                 cloexec,
             },
             0,
         )?;
         let fb = match self.fds.install(
             Fd {
-                file: OpenFile::new(FileKind::Socket(b), st, b"socket:"),
+                file: OpenFile::new(FileKind::Socket(Socket::connected(b)), st, b"socket:"),
                 cloexec,
             },
             0,
@@ -372,8 +365,11 @@ impl Vproc {
     fn stream_parts(&self, fd: i64, flags: u64) -> Result<Parts, i64> {
         let file = self.socket_of(fd)?;
         let f = file.borrow();
-        let FileKind::Socket(s) = &f.kind else {
+        let FileKind::Socket(sk) = &f.kind else {
             return Err(ENOTSOCK);
+        };
+        let Some(s) = sk.stream() else {
+            return Err(ENOTCONN);
         };
         let nonblock = f.flags & files::O_NONBLOCK != 0 || flags & MSG_DONTWAIT != 0;
         Ok(Parts {
@@ -557,8 +553,11 @@ impl Vproc {
         };
         let w = {
             let mut f = file.borrow_mut();
-            let FileKind::Socket(s) = &mut f.kind else {
+            let FileKind::Socket(sk) = &mut f.kind else {
                 return Err(ENOTSOCK);
+            };
+            let Some(s) = sk.stream_mut() else {
+                return Err(ENOTCONN);
             };
             s.shutdown(rd, wr)
         };
@@ -570,21 +569,28 @@ impl Vproc {
     /// a stream socket has.
     fn sys_getsockopt(&mut self, fd: i64, level: u64, name: u64, val: u64, lenp: u64) -> R {
         let file = self.socket_of(fd)?;
-        let cap = match &file.borrow().kind {
-            FileKind::Socket(s) => s.rx.borrow().capacity,
+        let (cap, listening, cred) = match &file.borrow().kind {
+            FileKind::Socket(sk) => match &sk.state {
+                SockState::Connected(s) => (s.rx.borrow().capacity, false, Some(s.peer_cred)),
+                SockState::Listening(p) => {
+                    (crate::fs::pipe::PIPE_CAPACITY, true, Some(p.borrow().cred))
+                }
+                _ => (crate::fs::pipe::PIPE_CAPACITY, false, None),
+            },
             _ => return Err(ENOTSOCK),
         };
         if level != SOL_SOCKET {
             return Err(ENOPROTOOPT);
         }
         let v: i32 = match name {
-            3 => 1,                                          // SO_TYPE
-            4 => 0,                                          // SO_ERROR
-            39 => 1,                                         // SO_DOMAIN
-            38 => 0,                                         // SO_PROTOCOL
-            30 => 0,                                         // SO_ACCEPTCONN
+            17 => return self.peercred(cred, val, lenp), // SO_PEERCRED
+            3 => 1,                                      // SO_TYPE
+            4 => 0,                                      // SO_ERROR
+            39 => 1,                                     // SO_DOMAIN
+            38 => 0,                                     // SO_PROTOCOL
+            30 => i32::from(listening),                  // SO_ACCEPTCONN
             7 | 8 => i32::try_from(cap).unwrap_or(i32::MAX), // SO_SNDBUF, SO_RCVBUF
-            16 => 0,                                         // SO_PASSCRED
+            16 => 0,                                     // SO_PASSCRED
             _ => return Err(ENOPROTOOPT),
         };
         let len = self.user_u32(lenp)?;
@@ -595,20 +601,6 @@ impl Vproc {
         self.mm.write(val, &v.to_le_bytes()[..n])?;
         self.mm
             .write(lenp, &u32::try_from(n).unwrap_or(4).to_le_bytes())?;
-        Ok(0)
-    }
-
-    /// getsockname/getpeername of a socketpair end: AF_UNIX, no path.
-    fn unnamed(&mut self, fd: i64, addr: u64, lenp: u64) -> R {
-        self.socket_of(fd)?;
-        let len = self.user_u32(lenp)?;
-        if (len as i32) < 0 {
-            return Err(EINVAL);
-        }
-        let family = 1u16.to_le_bytes(); // AF_UNIX
-        let n = (len as usize).min(2);
-        self.mm.write(addr, &family[..n])?;
-        self.mm.write(lenp, &2u32.to_le_bytes())?;
         Ok(0)
     }
 }

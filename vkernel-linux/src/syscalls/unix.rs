@@ -1,0 +1,403 @@
+//! Named AF_UNIX stream sockets: socket, bind (a path: a socket node in
+//! the overlay; or an abstract name), listen, connect, accept/accept4,
+//! getsockname, getpeername and SO_PEERCRED. The data path is
+//! [`super::stream`]'s.
+//!
+//! A connection is made at connect (Linux's AF_UNIX does the same): the
+//! client's end is connected at once and the accepting end waits in the
+//! listener's backlog ([`crate::files::Port`]), already taking the
+//! client's bytes; a full backlog makes connect wait (or EAGAIN).
+
+use super::errno::*;
+use super::{int, AT_FDCWD, R};
+use crate::files::{self, Fd, FileKind, OpenFile, Port, Shared, SockState, Socket, UnixStream};
+use crate::fs::Kind;
+use crate::Vproc;
+
+/// AF_UNIX.
+const AF_UNIX: u64 = 1;
+/// AF_UNIX as sa_family_t.
+const AF_UNIX_FAMILY: u16 = 1;
+/// AF_INET and AF_INET6: no network stack yet.
+const AF_INET: u64 = 2;
+/// AF_INET6.
+const AF_INET6: u64 = 10;
+/// SOCK_STREAM.
+const SOCK_STREAM: u64 = 1;
+/// SOCK_NONBLOCK.
+const SOCK_NONBLOCK: u64 = 0o4000;
+/// SOCK_CLOEXEC.
+const SOCK_CLOEXEC: u64 = 0o2000000;
+/// sizeof(struct sockaddr_un).
+const SUN_LEN: usize = 110;
+/// The largest backlog listen takes (Linux's somaxconn).
+const SOMAXCONN: usize = 4096;
+
+/// A socket address: the sockaddr_un bytes after the family.
+enum Addr {
+    /// A path in the file tree.
+    Path(Vec<u8>),
+    /// An abstract name (the bytes start with 0).
+    Abstract(Vec<u8>),
+    /// Only the family (bind: pick an abstract name).
+    Unnamed,
+}
+
+impl Vproc {
+    /// socket(domain, type, protocol): AF_UNIX SOCK_STREAM sockets.
+    pub(super) fn sys_socket(&mut self, domain: u64, ty: u64, protocol: u64) -> R {
+        match domain {
+            AF_UNIX => {}
+            AF_INET | AF_INET6 => {
+                crate::diag::unimplemented(&self.unimplemented, 41, self.pid, &self.comm);
+                return Err(EAFNOSUPPORT);
+            }
+            _ => return Err(EAFNOSUPPORT),
+        }
+        if ty & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+            return Err(EINVAL);
+        }
+        if protocol != 0 && protocol != AF_UNIX {
+            return Err(EPROTONOSUPPORT);
+        }
+        if ty & 0xf != SOCK_STREAM {
+            return Err(ESOCKTNOSUPPORT);
+        }
+        let st = files::O_RDWR
+            | if ty & SOCK_NONBLOCK != 0 {
+                files::O_NONBLOCK
+            } else {
+                0
+            };
+        let file = OpenFile::new(FileKind::Socket(Socket::default()), st, b"socket:");
+        let cloexec = if ty & SOCK_CLOEXEC != 0 {
+            files::O_CLOEXEC
+        } else {
+            0
+        };
+        self.install_file(file, cloexec)
+    }
+
+    /// The sockaddr_un at `addr` (`len` bytes).
+    fn sockaddr(&mut self, addr: u64, len: u64) -> Result<Addr, i64> {
+        let len = usize::try_from(len).map_err(|_| EINVAL)?;
+        if !(2..=SUN_LEN).contains(&len) {
+            return Err(EINVAL);
+        }
+        let b = self.mm.read_vec(addr, len)?;
+        if u16::from_le_bytes([b[0], b[1]]) != AF_UNIX_FAMILY {
+            return Err(EINVAL);
+        }
+        let rest = &b[2..];
+        Ok(match rest.first() {
+            None => Addr::Unnamed,
+            Some(0) => Addr::Abstract(rest.to_vec()),
+            Some(_) => {
+                let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+                Addr::Path(rest[..end].to_vec())
+            }
+        })
+    }
+
+    /// The socket of `fd` (EBADF, ENOTSOCK).
+    fn sock_file(&self, fd: i64) -> Result<Shared<OpenFile>, i64> {
+        let file = self.fds.get(fd)?.file.clone();
+        if !matches!(file.borrow().kind, FileKind::Socket(_)) {
+            return Err(ENOTSOCK);
+        }
+        Ok(file)
+    }
+
+    /// This process's credentials as a peer sees them.
+    fn cred(&self) -> [i32; 3] {
+        [self.thread.tgid, 0, 0]
+    }
+
+    /// bind(fd, addr, len).
+    pub(super) fn sys_bind(&mut self, fd: i64, addr: u64, len: u64) -> R {
+        let file = self.sock_file(fd)?;
+        let a = self.sockaddr(addr, len)?;
+        // Linux looks at the name before at the socket: a name in use is
+        // EADDRINUSE even for a socket bound already.
+        if let Addr::Path(p) = &a {
+            if self.lookup_at(AT_FDCWD, p, false).is_ok() {
+                return Err(EADDRINUSE);
+            }
+        }
+        if !matches!(
+            &file.borrow().kind,
+            FileKind::Socket(Socket {
+                state: SockState::Fresh,
+                ..
+            })
+        ) {
+            return Err(EINVAL);
+        }
+        let port = Shared::new(Port::default());
+        let name = match a {
+            Addr::Path(p) => {
+                let (dir, leaf) = self.parent_at(AT_FDCWD, &p)?;
+                let mode = 0o777 & !self.umask;
+                self.fs.mksock(dir, &leaf, mode, port.clone())?;
+                p
+            }
+            Addr::Abstract(n) => {
+                if !self.fs.bind_abstract(&n, &port) {
+                    return Err(EADDRINUSE);
+                }
+                n
+            }
+            Addr::Unnamed => self.autobind(&port)?,
+        };
+        port.borrow_mut().name = name.clone();
+        let mut f = file.borrow_mut();
+        if let FileKind::Socket(s) = &mut f.kind {
+            s.state = SockState::Bound(port);
+            s.name = Some(name);
+        }
+        Ok(0)
+    }
+
+    /// Linux's autobind: an abstract name of five hex digits.
+    fn autobind(&mut self, port: &Shared<Port>) -> Result<Vec<u8>, i64> {
+        let mut seed = [0u8; 4];
+        crate::random_bytes(&mut seed);
+        let start = u32::from_le_bytes(seed);
+        for i in 0..0x10_0000u32 {
+            let mut n = vec![0u8];
+            n.extend(format!("{:05x}", (start.wrapping_add(i)) & 0xf_ffff).into_bytes());
+            if self.fs.bind_abstract(&n, port) {
+                return Ok(n);
+            }
+        }
+        Err(ENOSPC)
+    }
+
+    /// listen(fd, backlog).
+    pub(super) fn sys_listen(&mut self, fd: i64, backlog: i64) -> R {
+        let file = self.sock_file(fd)?;
+        let cred = self.cred();
+        let mut f = file.borrow_mut();
+        let FileKind::Socket(s) = &mut f.kind else {
+            return Err(ENOTSOCK);
+        };
+        let max = usize::try_from(backlog.max(0)).unwrap_or(0).min(SOMAXCONN);
+        let port = match std::mem::take(&mut s.state) {
+            SockState::Bound(p) | SockState::Listening(p) => p,
+            other => {
+                s.state = other;
+                return Err(EINVAL);
+            }
+        };
+        {
+            let mut p = port.borrow_mut();
+            p.listening = true;
+            p.max = max;
+            p.cred = cred;
+        }
+        s.state = SockState::Listening(port);
+        Ok(0)
+    }
+
+    /// The port `a` names (ECONNREFUSED when nobody listens there).
+    fn port_of(&mut self, a: &Addr) -> Result<Shared<Port>, i64> {
+        let port = match a {
+            Addr::Path(p) => {
+                let h = self.lookup_at(AT_FDCWD, p, true)?;
+                match self.fs.inode(h).kind {
+                    Kind::Socket(port) => port,
+                    _ => return Err(ECONNREFUSED),
+                }
+            }
+            Addr::Abstract(n) => self.fs.find_abstract(n).ok_or(ECONNREFUSED)?,
+            Addr::Unnamed => return Err(EINVAL),
+        };
+        if !port.borrow().listening {
+            return Err(ECONNREFUSED);
+        }
+        Ok(port)
+    }
+
+    /// connect(fd, addr, len).
+    pub(super) fn sys_connect(&mut self, fd: i64, addr: u64, len: u64) -> R {
+        let file = self.sock_file(fd)?;
+        let (nonblock, own, state_err) = {
+            let f = file.borrow();
+            let FileKind::Socket(s) = &f.kind else {
+                return Err(ENOTSOCK);
+            };
+            let state_err = match s.state {
+                SockState::Connected(_) => Some(EISCONN),
+                SockState::Listening(_) => Some(EINVAL),
+                _ => None,
+            };
+            (f.flags & files::O_NONBLOCK != 0, s.name.clone(), state_err)
+        };
+        let a = self.sockaddr(addr, len)?;
+        let port = self.port_of(&a)?;
+        let mut p = port.borrow_mut();
+        // Linux's order: the listener's backlog, then this socket's state.
+        if p.full() && state_err.is_none() {
+            if nonblock {
+                return Err(EAGAIN);
+            }
+            let k = self.kernel()?;
+            p.wait(self.pid, k);
+            drop(p);
+            return self.block_on(None);
+        }
+        if let Some(e) = state_err {
+            return Err(if p.full() { EAGAIN } else { e });
+        }
+        let (mut client, mut server) = UnixStream::pair();
+        client.peer = Some(p.name.clone());
+        client.peer_cred = p.cred;
+        server.peer = own;
+        server.peer_cred = self.cred();
+        p.backlog.push_back(server);
+        let w = p.take_waiters();
+        drop(p);
+        files::wake_all(w);
+        let mut f = file.borrow_mut();
+        if let FileKind::Socket(s) = &mut f.kind {
+            // A bound client gives up its port (nobody can connect to a
+            // connected socket).
+            s.state = SockState::Connected(client);
+        }
+        Ok(0)
+    }
+
+    /// accept4(fd, addr, lenp, flags).
+    pub(super) fn sys_accept4(&mut self, fd: i64, addr: u64, lenp: u64, flags: u64) -> R {
+        if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+            return Err(EINVAL);
+        }
+        let file = self.sock_file(fd)?;
+        let (port, nonblock, name) = {
+            let f = file.borrow();
+            let FileKind::Socket(s) = &f.kind else {
+                return Err(ENOTSOCK);
+            };
+            let SockState::Listening(p) = &s.state else {
+                return Err(EINVAL);
+            };
+            (p.clone(), f.flags & files::O_NONBLOCK != 0, s.name.clone())
+        };
+        let mut p = port.borrow_mut();
+        let Some(conn) = p.backlog.pop_front() else {
+            if nonblock {
+                return Err(EAGAIN);
+            }
+            let k = self.kernel()?;
+            p.wait(self.pid, k);
+            drop(p);
+            return self.block_on(None);
+        };
+        // A connect waiting for room may go on.
+        let w = p.take_waiters();
+        drop(p);
+        files::wake_all(w);
+        let peer = conn.peer.clone();
+        let st = files::O_RDWR
+            | if flags & SOCK_NONBLOCK != 0 {
+                files::O_NONBLOCK
+            } else {
+                0
+            };
+        let sock = Socket {
+            state: SockState::Connected(conn),
+            name,
+        };
+        let cloexec = flags & SOCK_CLOEXEC != 0;
+        let nfd = self.fds.install(
+            Fd {
+                file: OpenFile::new(FileKind::Socket(sock), st, b"socket:"),
+                cloexec,
+            },
+            0,
+        )?;
+        if addr != 0 {
+            if let Err(e) = self.put_sockaddr(addr, lenp, peer.as_deref()) {
+                let _ = self.fds.close(nfd);
+                return Err(e);
+            }
+        }
+        Ok(nfd)
+    }
+
+    /// Write `name` as a sockaddr_un at `addr`, at most `*lenp` bytes,
+    /// and its full length at `lenp` (Linux: the family, the path and its
+    /// NUL; an abstract name as is).
+    fn put_sockaddr(&mut self, addr: u64, lenp: u64, name: Option<&[u8]>) -> R {
+        let room = self.user_u32(lenp)?;
+        if (room as i32) < 0 {
+            return Err(EINVAL);
+        }
+        let mut b = AF_UNIX_FAMILY.to_le_bytes().to_vec();
+        if let Some(n) = name {
+            b.extend_from_slice(n);
+            if n.first() != Some(&0) {
+                b.push(0);
+            }
+        }
+        let n = b.len().min(room as usize);
+        self.mm.write(addr, &b[..n])?;
+        self.mm
+            .write(lenp, &u32::try_from(b.len()).unwrap_or(0).to_le_bytes())?;
+        Ok(0)
+    }
+
+    /// getsockname(fd, addr, lenp).
+    pub(super) fn sys_getsockname(&mut self, fd: i64, addr: u64, lenp: u64) -> R {
+        let file = self.sock_file(fd)?;
+        let name = match &file.borrow().kind {
+            FileKind::Socket(s) => s.name.clone(),
+            _ => return Err(ENOTSOCK),
+        };
+        self.put_sockaddr(addr, lenp, name.as_deref())
+    }
+
+    /// getpeername(fd, addr, lenp).
+    pub(super) fn sys_getpeername(&mut self, fd: i64, addr: u64, lenp: u64) -> R {
+        let file = self.sock_file(fd)?;
+        let peer = match &file.borrow().kind {
+            FileKind::Socket(s) => match s.stream() {
+                Some(c) => c.peer.clone(),
+                None => return Err(ENOTCONN),
+            },
+            _ => return Err(ENOTSOCK),
+        };
+        self.put_sockaddr(addr, lenp, peer.as_deref())
+    }
+
+    /// SO_PEERCRED: struct ucred {pid, uid, gid} of the peer.
+    pub(super) fn peercred(&mut self, cred: Option<[i32; 3]>, val: u64, lenp: u64) -> R {
+        let Some(c) = cred else {
+            // Not connected and not listening: Linux reports no peer.
+            return self.peercred(Some([0, -1, -1]), val, lenp);
+        };
+        let room = self.user_u32(lenp)?;
+        if (room as i32) < 0 {
+            return Err(EINVAL);
+        }
+        let mut b = Vec::with_capacity(12);
+        for v in c {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        let n = b.len().min(room as usize);
+        self.mm.write(val, &b[..n])?;
+        self.mm
+            .write(lenp, &u32::try_from(n).unwrap_or(0).to_le_bytes())?;
+        Ok(0)
+    }
+
+    /// accept(fd, addr, lenp).
+    pub(super) fn sys_accept(&mut self, fd: i64, addr: u64, lenp: u64) -> R {
+        self.sys_accept4(fd, addr, lenp, 0)
+    }
+
+    /// listen's argument is an int.
+    pub(super) fn listen_call(&mut self, a: [u64; 6]) -> R {
+        self.sys_listen(int(a[0]), int(a[1]))
+    }
+}
