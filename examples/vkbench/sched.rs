@@ -7,6 +7,9 @@
 //!   (natively pinned to one CPU); half a round trip.
 //! - `fork_exit_wait_us`: fork, the child exits, the parent waits (under
 //!   vkernel: a copy-on-write vpagetable copy, a vmspace, two reschedules).
+//! - `unix_pingpong_ns`: a byte's round trip over an AF_UNIX socketpair
+//!   between two processes.
+//! - `unix_stream_mib_s`: 32 MiB in 1 MiB writes over a socketpair.
 //!
 //! - the fork+exec loop figures of [`super::lifecycle`].
 //!
@@ -37,7 +40,7 @@ fn build() -> Result<PathBuf, String> {
     Ok(out)
 }
 
-fn parse(out: &str) -> Result<(f64, f64), String> {
+fn parse(out: &str) -> Result<[f64; 4], String> {
     let get = |k: &str| {
         out.lines().find_map(|l| {
             let mut w = l.split_whitespace();
@@ -46,13 +49,18 @@ fn parse(out: &str) -> Result<(f64, f64), String> {
                 .flatten()
         })
     };
-    match (get("ctx_switch_ns"), get("fork_exit_wait_us")) {
-        (Some(c), Some(f)) => Ok((c, f)),
+    match (
+        get("ctx_switch_ns"),
+        get("fork_exit_wait_us"),
+        get("unix_pingpong_ns"),
+        get("unix_stream_mib_s"),
+    ) {
+        (Some(c), Some(f), Some(p), Some(t)) => Ok([c, f, p, t]),
         _ => Err(format!("unexpected output: {out:?}")),
     }
 }
 
-fn run_native(bin: &Path, args: &[String]) -> Result<(f64, f64), String> {
+fn run_native(bin: &Path, args: &[String]) -> Result<[f64; 4], String> {
     let o = Command::new(bin)
         .args(args)
         .output()
@@ -63,7 +71,7 @@ fn run_native(bin: &Path, args: &[String]) -> Result<(f64, f64), String> {
     parse(&String::from_utf8_lossy(&o.stdout))
 }
 
-fn run_vk(image: &[u8], args: &[String]) -> Result<(f64, f64), String> {
+fn run_vk(image: &[u8], args: &[String]) -> Result<[f64; 4], String> {
     let stdio = BufferStdio::new(b"");
     let out = stdio.stdout.clone();
     let r = Launch::bytes(image.to_vec(), "/schedbench")
@@ -131,13 +139,16 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         }
         Err(e) => eprintln!("vkbench sched: {e}"),
     }
-    let (vc, vf): (Vec<f64>, Vec<f64>) = vk.into_iter().unzip();
-    let (nc, nf): (Vec<f64>, Vec<f64>) = native.into_iter().unzip();
+    let col = |v: &[[f64; 4]], i: usize| median(v.iter().map(|x| x[i]).collect());
     let mut figures = vec![
-        ("ctx_switch_ns".into(), median(vc)),
-        ("fork_exit_wait_us".into(), median(vf)),
-        ("native_ctx_switch_ns".into(), median(nc)),
-        ("native_fork_exit_wait_us".into(), median(nf)),
+        ("ctx_switch_ns".into(), col(&vk, 0)),
+        ("fork_exit_wait_us".into(), col(&vk, 1)),
+        ("unix_pingpong_ns".into(), col(&vk, 2)),
+        ("unix_stream_mib_s".into(), col(&vk, 3)),
+        ("native_ctx_switch_ns".into(), col(&native, 0)),
+        ("native_fork_exit_wait_us".into(), col(&native, 1)),
+        ("native_unix_pingpong_ns".into(), col(&native, 2)),
+        ("native_unix_stream_mib_s".into(), col(&native, 3)),
     ];
     figures.extend(super::lifecycle::measure(quick));
     figures

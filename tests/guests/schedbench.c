@@ -1,11 +1,15 @@
 /* Scheduler micro-benchmarks, measured by the program itself:
  * ctx_switch_ns: two processes ping-pong a byte through two pipes (one
  * round trip is two switches), pinned to one CPU where the OS allows;
- * fork_exit_wait_us: fork, the child _exits, the parent waits. */
+ * fork_exit_wait_us: fork, the child _exits, the parent waits;
+ * unix_pingpong_ns: one round trip of a byte over an AF_UNIX socketpair
+ * between two processes; unix_stream_mib_s: 32 MiB sent in 1 MiB writes
+ * over a socketpair to the other process. */
 #define _GNU_SOURCE
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,5 +52,43 @@ int main(int argc, char **argv) {
     }
     t1 = now();
     printf("fork_exit_wait_us %.2f\n", (t1 - t0) / forks / 1e3);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return 3;
+    p = fork();
+    if (p == 0) {
+        for (int i = 0; i < rounds; i++) {
+            if (read(sv[1], &c, 1) != 1 || write(sv[1], &c, 1) != 1) _exit(1);
+        }
+        _exit(0);
+    }
+    t0 = now();
+    for (int i = 0; i < rounds; i++) {
+        if (write(sv[0], &c, 1) != 1 || read(sv[0], &c, 1) != 1) return 4;
+    }
+    t1 = now();
+    waitpid(p, NULL, 0);
+    printf("unix_pingpong_ns %.1f\n", (t1 - t0) / rounds);
+    static char buf[1 << 20];
+    const long total = 32L << 20;
+    p = fork();
+    if (p == 0) {
+        for (long sent = 0; sent < total; sent += sizeof buf) {
+            for (size_t off = 0; off < sizeof buf;) {
+                ssize_t n = write(sv[1], buf + off, sizeof buf - off);
+                if (n <= 0) _exit(1);
+                off += n;
+            }
+        }
+        _exit(0);
+    }
+    t0 = now();
+    for (long got = 0; got < total;) {
+        ssize_t n = read(sv[0], buf, sizeof buf);
+        if (n <= 0) return 5;
+        got += n;
+    }
+    t1 = now();
+    waitpid(p, NULL, 0);
+    printf("unix_stream_mib_s %.1f\n", 32.0 / ((t1 - t0) / 1e9));
     return 0;
 }

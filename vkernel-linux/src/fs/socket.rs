@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 use super::pipe::{wake_all, Pipe, Shared, Wake};
 
+/// Bytes a stream socket's direction holds before the sender waits
+/// (Linux's default socket send buffer, net.core.wmem_default).
+pub const SOCK_BUF: usize = 212_992;
+
 /// One end of a connected AF_UNIX stream: it reads from one pipe and
 /// writes into the other, which its peer reads. Each end counts as the
 /// reader of `rx` and a writer of `tx` from its making until it shuts that
@@ -48,6 +52,7 @@ impl UnixStream {
             let mut p = p.borrow_mut();
             p.readers = 1;
             p.writers = 1;
+            p.capacity = SOCK_BUF;
         }
         let end = |rx: &Shared<Pipe>, tx: &Shared<Pipe>| UnixStream {
             rx: rx.clone(),
