@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -374,6 +375,59 @@ static void t_unix(const char *dir) {
     unlink(p2);
 }
 
+static void t_memfd(void) {
+    int m = memfd_create("test", MFD_ALLOW_SEALING | MFD_CLOEXEC);
+    SAY("memfd %d cloexec %d\n", m >= 0, (fcntl(m, F_GETFD) & FD_CLOEXEC) != 0);
+    char link[64], lp[256] = {0};
+    snprintf(link, sizeof link, "/proc/self/fd/%d", m);
+    long r = R(readlink(link, lp, sizeof lp - 1));
+    SAY("link %ld %s\n", r, lp);
+    SAY("write %ld\n", R(write(m, "hello", 5)));
+    SAY("ftruncate %ld\n", R(ftruncate(m, 8192)));
+    struct stat st;
+    fstat(m, &st);
+    SAY("size %lld regular %d\n", (long long)st.st_size, S_ISREG(st.st_mode));
+    char *p = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0);
+    SAY("mmap %d first %.5s\n", p != MAP_FAILED, p);
+    pid_t c = fork();
+    if (c == 0) {
+        memcpy(p + 4096, "from child", 10);
+        _exit(0);
+    }
+    waitpid(c, 0, 0);
+    char buf[16] = {0};
+    r = R(pread(m, buf, 10, 4096));
+    SAY("child's write seen %ld %s\n", r, buf);
+    munmap(p, 8192);
+    SAY("get seals %ld\n", R(fcntl(m, F_GET_SEALS)));
+    SAY("seal shrink grow %ld\n", R(fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW)));
+    SAY("grow %ld\n", R(ftruncate(m, 16384)));
+    SAY("shrink %ld\n", R(ftruncate(m, 10)));
+    SAY("write past end %ld\n", R(pwrite(m, "x", 1, 8192)));
+    SAY("write inside %ld\n", R(pwrite(m, "y", 1, 100)));
+    SAY("seal write %ld\n", R(fcntl(m, F_ADD_SEALS, F_SEAL_WRITE)));
+    SAY("write sealed %ld\n", R(pwrite(m, "y", 1, 100)));
+    p = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0);
+    SAY("mmap writable sealed %ld\n", p == MAP_FAILED ? -(long)errno : 0L);
+    p = mmap(0, 8192, PROT_READ, MAP_SHARED, m, 0);
+    SAY("mmap read-only sealed %d %.5s\n", p != MAP_FAILED, p);
+    SAY("seal seal %ld\n", R(fcntl(m, F_ADD_SEALS, F_SEAL_SEAL)));
+    SAY("seal more %ld\n", R(fcntl(m, F_ADD_SEALS, F_SEAL_WRITE)));
+    SAY("get seals %ld\n", R(fcntl(m, F_GET_SEALS)));
+    SAY("seal bad %ld\n", R(fcntl(m, F_ADD_SEALS, 0x1000)));
+    close(m);
+    int n = memfd_create("plain", 0);
+    SAY("plain seals %ld\n", R(fcntl(n, F_GET_SEALS)));
+    SAY("plain add %ld\n", R(fcntl(n, F_ADD_SEALS, F_SEAL_GROW)));
+    close(n);
+    SAY("bad flags %ld\n", R(memfd_create("x", 0x100)));
+    char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    SAY("long name %ld\n", R(memfd_create(longname, 0)));
+    SAY("seals of a pipe %ld\n", R(fcntl(1, F_GET_SEALS)) < 0 ? -22L : 0L);
+}
+
 static void t_errors(void) {
     struct epoll_event ev = {.events = EPOLLIN};
     int ep = epoll_create1(0);
@@ -404,6 +458,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(m, "epoll")) t_epoll();
     if (all || !strcmp(m, "socket")) t_socket();
     if (all || !strcmp(m, "errors")) t_errors();
+    if (all || !strcmp(m, "memfd")) t_memfd();
     if (!strcmp(m, "unix")) t_unix(argc > 2 ? argv[2] : "/tmp");
     return 0;
 }

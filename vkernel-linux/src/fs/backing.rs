@@ -67,6 +67,9 @@ impl Drop for Backing {
             n.opens = n.opens.saturating_sub(1);
             if n.opens == 0 && n.meta.nlink == 0 {
                 t.free(self.ino);
+                drop(t);
+                self.fs.forget_seals(self.ino);
+                t = self.fs.lock();
             }
         }
         drop(t);

@@ -32,6 +32,7 @@ pub mod entries;
 pub mod event;
 pub mod host;
 pub mod lock;
+mod memfd;
 mod mount;
 pub mod node;
 mod overlay;
@@ -45,6 +46,7 @@ mod tar;
 mod tests;
 
 pub use backing::Backing;
+pub use memfd::{F_SEAL_FUTURE_WRITE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_WRITE};
 pub use mount::{Bind, RootSpec};
 pub use node::{Errno, Ts};
 pub use path::{
@@ -238,6 +240,8 @@ pub struct Fs {
     /// AF_UNIX sockets bound to abstract names (Linux's abstract
     /// namespace; one per virtual kernel, as the tree is).
     abstract_names: Mutex<HashMap<Vec<u8>, pipe::WeakShared<socket::Port>>>,
+    /// The seals of memfd files (F_ADD_SEALS), by node.
+    seals: Mutex<HashMap<u64, u32>>,
 }
 
 impl std::fmt::Debug for Fs {
@@ -246,32 +250,6 @@ impl std::fmt::Debug for Fs {
             .field("trees", &self.trees)
             .field("nodes", &self.lock().nodes.len())
             .finish()
-    }
-}
-
-impl Fs {
-    /// Bind `port` to the abstract name `name`; false when a live socket
-    /// holds it (EADDRINUSE).
-    pub fn bind_abstract(&self, name: &[u8], port: &pipe::Shared<socket::Port>) -> bool {
-        let mut names = self
-            .abstract_names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        names.retain(|_, p| p.upgrade().is_some());
-        if names.contains_key(name) {
-            return false;
-        }
-        names.insert(name.to_vec(), port.downgrade());
-        true
-    }
-
-    /// The port bound to the abstract name `name`, if a socket holds it.
-    pub fn find_abstract(&self, name: &[u8]) -> Option<pipe::Shared<socket::Port>> {
-        let names = self
-            .abstract_names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        names.get(name).and_then(pipe::WeakShared::upgrade)
     }
 }
 
@@ -329,6 +307,7 @@ impl Fs {
             locks: Arc::default(),
             shared: Default::default(),
             abstract_names: Mutex::default(),
+            seals: Mutex::default(),
         };
         let shadow = match root {
             RootSpec::Empty => {

@@ -358,6 +358,16 @@ impl Table {
         h
     }
 
+    /// A memory file with no name in any directory (memfd_create): it
+    /// lives while something holds it open. `name` is what paths show.
+    pub fn add_orphan(&mut self, name: &[u8], mode: u32, body: Body) -> u64 {
+        let ino = self.next_id();
+        let mut node = Node::new(super::ROOT, name, Meta::fresh(mode, ino), body);
+        node.version = self.next_id();
+        node.meta.nlink = 0;
+        self.alloc(node)
+    }
+
     /// One link of `h` is gone; free its contents if nothing holds it.
     pub fn drop_link(&mut self, h: u64) {
         if let Ok(n) = self.get_mut(h) {

@@ -437,6 +437,11 @@ impl Fs {
     /// Write `data` at `pos` (None: at the end) of file `h` (made writable
     /// by [`Fs::prepare_write`]); returns the count and the end offset.
     pub fn write(&self, h: u64, pos: Option<u64>, data: &[u8]) -> Result<(usize, u64), Errno> {
+        if self.seals(h) != 0 {
+            let size = self.inode(h).size;
+            let end = pos.unwrap_or(size).saturating_add(data.len() as u64);
+            self.seal_check(h, size, end.max(size), !data.is_empty())?;
+        }
         let (n, end) = self.write_file(h, pos, data)?;
         // A device reports its own offset (0 for /dev/null), not the end
         // of the bytes written: it has no shared mappings to tell.
@@ -530,6 +535,7 @@ impl Fs {
         if len > MAX_SIZE {
             return Err(EFBIG);
         }
+        self.seal_check(h, self.inode(h).size, len, false)?;
         self.prepare_write(h)?;
         let mut t = self.lock();
         let n = t.get(h)?;

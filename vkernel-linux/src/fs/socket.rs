@@ -210,3 +210,29 @@ impl Socket {
         }
     }
 }
+
+impl super::Fs {
+    /// Bind `port` to the abstract name `name`; false when a live socket
+    /// holds it (EADDRINUSE).
+    pub fn bind_abstract(&self, name: &[u8], port: &Shared<Port>) -> bool {
+        let mut names = self
+            .abstract_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        names.retain(|_, p| p.upgrade().is_some());
+        if names.contains_key(name) {
+            return false;
+        }
+        names.insert(name.to_vec(), port.downgrade());
+        true
+    }
+
+    /// The port bound to the abstract name `name`, if a socket holds it.
+    pub fn find_abstract(&self, name: &[u8]) -> Option<Shared<Port>> {
+        let names = self
+            .abstract_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        names.get(name).and_then(super::pipe::WeakShared::upgrade)
+    }
+}

@@ -24,6 +24,9 @@ impl Vproc {
     /// The calls that change the tree: `(number, handler)` for the
     /// syscall table ([`super::table`]).
     pub(super) const FSMOD_CALLS: &'static [(i64, Handler)] = &[
+        (libc::SYS_memfd_create, |v, _nr, a| {
+            v.sys_memfd_create(a[0], a[1])
+        }),
         (libc::SYS_mkdir, |v, _nr, a| {
             v.sys_mkdirat(AT_FDCWD, a[0], a[1] as u32)
         }),
@@ -432,6 +435,83 @@ impl Vproc {
     ) -> R {
         let h = self.node_at(dirfd, path, flags)?;
         self.fs.set_attr(h, mode, owner)?;
+        Ok(0)
+    }
+}
+
+/// MFD_CLOEXEC.
+const MFD_CLOEXEC: u64 = 1;
+/// MFD_ALLOW_SEALING.
+const MFD_ALLOW_SEALING: u64 = 2;
+/// MFD_HUGETLB (and its size bits): accepted; the file is memory either way.
+const MFD_HUGETLB: u64 = 4;
+/// MFD_NOEXEC_SEAL and MFD_EXEC (Linux 6.3).
+const MFD_EXEC_BITS: u64 = 0x18;
+
+impl Vproc {
+    /// memfd_create(name, flags): a memory file in no directory, shared
+    /// with whoever gets the fd (fork, SCM_RIGHTS), mappable MAP_SHARED.
+    fn sys_memfd_create(&mut self, name: u64, flags: u64) -> R {
+        let hugetlb_sizes = 0x3f << 26;
+        if flags & !(MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_EXEC_BITS | hugetlb_sizes)
+            != 0
+        {
+            return Err(EINVAL);
+        }
+        let n = match self.mm.read_cstr(name, 4096) {
+            Ok(n) => n,
+            Err(crate::mm::MmError::Invalid) => return Err(EINVAL),
+            Err(_) => return Err(EFAULT),
+        };
+        if n.len() > 249 {
+            // NAME_MAX - strlen("memfd:").
+            return Err(EINVAL);
+        }
+        let seals = if flags & MFD_ALLOW_SEALING != 0 {
+            0
+        } else {
+            crate::fs::F_SEAL_SEAL
+        };
+        let h = self.fs.memfd(&n, seals);
+        let mut path = b"/memfd:".to_vec();
+        path.extend_from_slice(&n);
+        let file = crate::files::OpenFile::node(
+            crate::fs::Backing::new(self.fs.clone(), h),
+            files::O_RDWR | files::O_LARGEFILE,
+            &path,
+        );
+        let cloexec = if flags & MFD_CLOEXEC != 0 {
+            files::O_CLOEXEC
+        } else {
+            0
+        };
+        self.install_file(file, cloexec)
+    }
+
+    /// fcntl F_ADD_SEALS (`add`) and F_GET_SEALS.
+    pub(super) fn sys_seals(&mut self, fd: i64, add: bool, arg: u64) -> R {
+        let file = self.fds.get(fd)?.file.clone();
+        let f = file.borrow();
+        let FileKind::Inode(h) = f.kind else {
+            return Err(EINVAL);
+        };
+        if !add {
+            return Ok(i64::from(self.fs.seals(h)));
+        }
+        let known = crate::fs::F_SEAL_SEAL
+            | crate::fs::F_SEAL_SHRINK
+            | crate::fs::F_SEAL_GROW
+            | crate::fs::F_SEAL_WRITE
+            | crate::fs::F_SEAL_FUTURE_WRITE;
+        let add = u32::try_from(arg).map_err(|_| EINVAL)?;
+        if add & !known != 0 {
+            return Err(EINVAL);
+        }
+        if f.flags & files::O_ACCMODE == 0 {
+            // Sealing needs a writable fd.
+            return Err(EPERM);
+        }
+        self.fs.add_seals(h, add)?;
         Ok(0)
     }
 }

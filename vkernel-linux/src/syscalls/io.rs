@@ -665,6 +665,8 @@ impl Vproc {
             }
             // F_SETPIPE_SZ, F_GETPIPE_SZ.
             1031 | 1032 => self.pipe_size(fd, cmd == 1031, arg),
+            // F_ADD_SEALS, F_GET_SEALS.
+            1033 | 1034 => self.sys_seals(fd, cmd == 1033, arg),
             5..=7 | 36..=38 => self.sys_fcntl_lock(fd, cmd, arg),
             _ => Err(EINVAL),
         }

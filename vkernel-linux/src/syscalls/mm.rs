@@ -140,6 +140,14 @@ impl Vproc {
                 };
                 return r.map(|v| v as i64).map_err(|e| e.errno());
             }
+            // A memfd sealed against writes maps shared only read-only.
+            let seals = self.fs.seals(ino);
+            if flags & MAP_TYPE != MAP_PRIVATE
+                && prot & 2 != 0
+                && seals & (crate::fs::F_SEAL_WRITE | crate::fs::F_SEAL_FUTURE_WRITE) != 0
+            {
+                return Err(EPERM);
+            }
             // The open file's own backing: its identity changes when a
             // vproc rewrites it, so the cache never serves stale pages.
             let src: std::sync::Arc<dyn crate::mm::pagecache::FileSource> = match f.backing() {
