@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -428,6 +429,78 @@ static void t_memfd(void) {
     SAY("seals of a pipe %ld\n", R(fcntl(1, F_GET_SEALS)) < 0 ? -22L : 0L);
 }
 
+static long ms_since(struct timespec *t0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static void t_timerfd(void) {
+    int t = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    SAY("timerfd %d\n", t >= 0);
+    uint64_t n = 0;
+    SAY("read disarmed %ld\n", R(read(t, &n, 8)));
+    struct itimerspec its = {.it_value = {0, 30 * 1000000}};
+    SAY("settime %ld\n", R(timerfd_settime(t, 0, &its, 0)));
+    struct itimerspec cur;
+    timerfd_gettime(t, &cur);
+    SAY("armed %d\n", cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec > 0);
+    SAY("read early %ld\n", R(read(t, &n, 8)));
+    /* poll wakes at the expiration (nothing else wakes it). */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct pollfd pf = {.fd = t, .events = POLLIN};
+    long r = R(poll(&pf, 1, 2000));
+    long ms = ms_since(&t0);
+    SAY("poll %ld revents %x in time %d\n", r, pf.revents, ms >= 20 && ms < 1000);
+    r = R(read(t, &n, 8));
+    SAY("read %ld n=%llu\n", r, (unsigned long long)n);
+    SAY("short read %ld\n", R(read(t, &n, 4)));
+    /* Periodic, through epoll. */
+    its.it_interval.tv_nsec = 10 * 1000000;
+    its.it_value.tv_nsec = 10 * 1000000;
+    timerfd_settime(t, 0, &its, 0);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 41}, out[2];
+    epoll_ctl(ep, EPOLL_CTL_ADD, t, &ev);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r = R(epoll_wait(ep, out, 2, 2000));
+    ms = ms_since(&t0);
+    SAY("epoll %ld data %llu in time %d\n", r, (unsigned long long)out[0].data.u64, ms < 1000);
+    usleep(50000);
+    r = R(read(t, &n, 8));
+    SAY("periodic read %ld several %d\n", r, n >= 3);
+    /* A blocking read. */
+    int b = timerfd_create(CLOCK_REALTIME, 0);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct itimerspec abs = {.it_value = now};
+    abs.it_value.tv_nsec += 20 * 1000000;
+    if (abs.it_value.tv_nsec >= 1000000000) {
+        abs.it_value.tv_sec++;
+        abs.it_value.tv_nsec -= 1000000000;
+    }
+    SAY("settime abs %ld\n", R(timerfd_settime(b, TFD_TIMER_ABSTIME, &abs, 0)));
+    r = R(read(b, &n, 8));
+    SAY("blocking read %ld n=%llu\n", r, (unsigned long long)n);
+    /* Disarm, and the old value comes back. */
+    struct itimerspec zero = {0}, old;
+    SAY("disarm %ld\n", R(timerfd_settime(t, 0, &zero, &old)));
+    SAY("old interval %ld ms\n", old.it_interval.tv_nsec / 1000000);
+    timerfd_gettime(t, &cur);
+    SAY("disarmed %d\n", cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec == 0);
+    SAY("bad clock %ld\n", R(timerfd_create(12345, 0)));
+    SAY("bad flags %ld\n", R(timerfd_create(CLOCK_MONOTONIC, 0x1)));
+    SAY("bad settime flags %ld\n", R(timerfd_settime(t, 0x80, &its, 0)));
+    struct itimerspec bad = {.it_value = {0, 2000000000L}};
+    SAY("bad value %ld\n", R(timerfd_settime(t, 0, &bad, 0)));
+    SAY("settime not timerfd %ld\n", R(timerfd_settime(ep, 0, &its, 0)));
+    SAY("write %ld\n", R(write(t, &n, 8)));
+    close(ep);
+    close(t);
+    close(b);
+}
+
 static void t_errors(void) {
     struct epoll_event ev = {.events = EPOLLIN};
     int ep = epoll_create1(0);
@@ -459,6 +532,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(m, "socket")) t_socket();
     if (all || !strcmp(m, "errors")) t_errors();
     if (all || !strcmp(m, "memfd")) t_memfd();
+    if (all || !strcmp(m, "timerfd")) t_timerfd();
     if (!strcmp(m, "unix")) t_unix(argc > 2 ? argv[2] : "/tmp");
     return 0;
 }

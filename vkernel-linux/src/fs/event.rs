@@ -3,6 +3,7 @@
 //! that wait for it to move.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::pipe::Wake;
 
@@ -123,5 +124,130 @@ mod tests {
         assert_eq!(e.write(1), Err(EventFdError::WouldBlock));
         assert_eq!(e.read(), Ok(EVENTFD_MAX));
         assert!(e.writable() && !e.readable());
+    }
+}
+
+/// One timerfd: a timer on the host's clock whose expirations a read
+/// collects. Times are kept as host instants (an absolute time on
+/// CLOCK_REALTIME is turned into one when the timer is set).
+#[derive(Default)]
+pub struct TimerFd {
+    /// The clock it was made on (what gettime reports against).
+    pub clock: i32,
+    /// The next expiration, if armed.
+    pub next: Option<Instant>,
+    /// The period after each expiration (zero: one-shot).
+    pub interval: Duration,
+    /// Expirations not read yet.
+    pub ticks: u64,
+    /// Vprocs waiting for an expiration or a change.
+    pub waiters: Vec<(i32, Arc<dyn Wake>)>,
+    /// Bumped on every change (edge-triggered epoll).
+    pub seq: u64,
+}
+
+impl std::fmt::Debug for TimerFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimerFd")
+            .field("clock", &self.clock)
+            .field("armed", &self.next.is_some())
+            .field("ticks", &self.ticks)
+            .finish()
+    }
+}
+
+impl TimerFd {
+    /// A disarmed timer on `clock`.
+    pub fn new(clock: i32) -> TimerFd {
+        TimerFd {
+            clock,
+            ..TimerFd::default()
+        }
+    }
+
+    /// Count the expirations up to `now`.
+    pub fn update(&mut self, now: Instant) {
+        let Some(n) = self.next else { return };
+        if now < n {
+            return;
+        }
+        if self.interval.is_zero() {
+            self.ticks += 1;
+            self.next = None;
+        } else {
+            let late = (now - n).as_nanos() / self.interval.as_nanos();
+            let k = u64::try_from(late)
+                .unwrap_or(u64::MAX - 1)
+                .saturating_add(1);
+            self.ticks = self.ticks.saturating_add(k);
+            let step = self
+                .interval
+                .saturating_mul(u32::try_from(k).unwrap_or(u32::MAX));
+            self.next = n.checked_add(step);
+        }
+        self.seq = self.seq.wrapping_add(1);
+    }
+
+    /// read(2): the expirations since the last read (None: none yet).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use vkernel_linux::fs::event::TimerFd;
+    /// let mut t = TimerFd::new(1);
+    /// let now = Instant::now();
+    /// t.set(now, Some(Duration::from_millis(10)), Duration::from_millis(10));
+    /// assert_eq!(t.read(now), None);
+    /// assert_eq!(t.read(now + Duration::from_millis(35)), Some(3));
+    /// ```
+    pub fn read(&mut self, now: Instant) -> Option<u64> {
+        self.update(now);
+        if self.ticks == 0 {
+            return None;
+        }
+        self.seq = self.seq.wrapping_add(1);
+        Some(std::mem::take(&mut self.ticks))
+    }
+
+    /// What is left until the next expiration, and the interval.
+    pub fn get(&mut self, now: Instant) -> (Duration, Duration) {
+        self.update(now);
+        let left = self.next.map_or(Duration::ZERO, |n| {
+            n.saturating_duration_since(now)
+                .max(Duration::from_nanos(1))
+        });
+        (left, self.interval)
+    }
+
+    /// timerfd_settime: arm to expire `value` from now (None: disarm),
+    /// then every `interval`. Returns the old setting; unread
+    /// expirations are dropped.
+    pub fn set(
+        &mut self,
+        now: Instant,
+        value: Option<Duration>,
+        interval: Duration,
+    ) -> (Duration, Duration) {
+        let old = self.get(now);
+        self.ticks = 0;
+        self.next = value.map(|v| now.checked_add(v).unwrap_or(now));
+        self.interval = if value.is_some() {
+            interval
+        } else {
+            Duration::ZERO
+        };
+        self.seq = self.seq.wrapping_add(1);
+        old
+    }
+
+    /// Register `pid` as waiting.
+    pub fn wait(&mut self, pid: i32, w: Arc<dyn Wake>) {
+        if !self.waiters.iter().any(|(p, _)| *p == pid) {
+            self.waiters.push((pid, w));
+        }
+    }
+
+    /// Take the waiters (wake them with the timer unlocked).
+    pub fn take_waiters(&mut self) -> Vec<(i32, Arc<dyn Wake>)> {
+        std::mem::take(&mut self.waiters)
     }
 }

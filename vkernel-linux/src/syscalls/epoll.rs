@@ -1,5 +1,7 @@
-//! eventfd and epoll: eventfd/eventfd2 make counters (read and written in
-//! [`super::stream`]); epoll_create/epoll_create1, epoll_ctl and
+//! eventfd, timerfd and epoll: eventfd/eventfd2 make counters (read and
+//! written in [`super::stream`]); timerfd_create/settime/gettime make
+//! timers a read collects expirations of (on the host's clock; a waiter
+//! wakes at the next expiration, [`Vproc::wake_by`]); epoll_create/epoll_create1, epoll_ctl and
 //! epoll_wait/epoll_pwait/epoll_pwait2 watch any fd kind the vkernel has
 //! (pipes, sockets, eventfds, the console, files, other epoll sets), level
 //! or edge triggered, with EPOLLONESHOT.
@@ -13,11 +15,13 @@
 use std::time::{Duration, Instant};
 
 use super::errno::*;
-use super::events::timespec;
+use super::events::{encode_timespec, timespec, timespec_abs, until_on_clock};
 use super::ready::file_seq;
 use super::table::Handler;
 use super::{int, R};
-use crate::files::{self, epoll_flags::*, Epoll, EpollItem, EventFd, FileKind, OpenFile, Shared};
+use crate::files::{
+    self, epoll_flags::*, Epoll, EpollItem, EventFd, FileKind, OpenFile, Shared, TimerFd,
+};
 use crate::Vproc;
 
 /// EFD_SEMAPHORE.
@@ -47,6 +51,15 @@ impl Vproc {
         }),
         (libc::SYS_epoll_create1, |v, _nr, a| {
             v.sys_epoll_create1(a[0])
+        }),
+        (libc::SYS_timerfd_create, |v, _nr, a| {
+            v.sys_timerfd_create(int(a[0]), a[1])
+        }),
+        (libc::SYS_timerfd_settime, |v, _nr, a| {
+            v.sys_timerfd_settime(int(a[0]), a[1], a[2], a[3])
+        }),
+        (libc::SYS_timerfd_gettime, |v, _nr, a| {
+            v.sys_timerfd_gettime(int(a[0]), a[1])
         }),
         (libc::SYS_epoll_ctl, |v, _nr, a| {
             v.sys_epoll_ctl(int(a[0]), a[1], int(a[2]), a[3])
@@ -243,7 +256,9 @@ impl Vproc {
             // Register before looking: a change in between wakes us.
             let files: Vec<_> = ep.borrow().items.iter().map(|i| i.file.clone()).collect();
             for f in files.iter().filter_map(|f| f.upgrade()) {
-                self.watch_file(&f.borrow(), 1);
+                if let Some(t) = self.watch_file(&f.borrow(), 1) {
+                    self.wake_by(t);
+                }
             }
         }
         let ready = self.collect_events(&ep, max);
@@ -316,6 +331,137 @@ impl Vproc {
             }
         }
         ready
+    }
+}
+
+/// TFD_TIMER_ABSTIME.
+const TFD_TIMER_ABSTIME: u64 = 1;
+/// TFD_TIMER_CANCEL_ON_SET (refused: the vkernel does not see the
+/// host's clock being set).
+const TFD_TIMER_CANCEL_ON_SET: u64 = 2;
+
+impl Vproc {
+    /// timerfd_create(clockid, flags).
+    fn sys_timerfd_create(&mut self, clock: i64, flags: u64) -> R {
+        let clock = match clock {
+            0 => libc::CLOCK_REALTIME,
+            1 => libc::CLOCK_MONOTONIC,
+            7 => libc::CLOCK_BOOTTIME,
+            // The _ALARM clocks need CAP_WAKE_ALARM.
+            8 | 9 => return Err(EPERM),
+            _ => return Err(EINVAL),
+        };
+        if flags & !u64::from(files::O_NONBLOCK | files::O_CLOEXEC) != 0 {
+            return Err(EINVAL);
+        }
+        let st = files::O_RDWR
+            | if flags & u64::from(files::O_NONBLOCK) != 0 {
+                files::O_NONBLOCK
+            } else {
+                0
+            };
+        let file = OpenFile::new(
+            FileKind::TimerFd(Shared::new(TimerFd::new(clock))),
+            st,
+            b"anon_inode:[timerfd]",
+        );
+        let cloexec = if flags & u64::from(files::O_CLOEXEC) != 0 {
+            files::O_CLOEXEC
+        } else {
+            0
+        };
+        self.install_file(file, cloexec)
+    }
+
+    /// The timer of `fd` (EBADF; EINVAL when not a timerfd).
+    fn timer_of(&self, fd: i64) -> Result<Shared<TimerFd>, i64> {
+        let file = self.fds.get(fd)?.file.clone();
+        let f = file.borrow();
+        match &f.kind {
+            FileKind::TimerFd(t) => Ok(t.clone()),
+            _ => Err(EINVAL),
+        }
+    }
+
+    /// Write an itimerspec {interval, value} at `p`.
+    fn put_itimerspec(
+        &mut self,
+        p: u64,
+        (left, interval): (Duration, Duration),
+    ) -> Result<(), i64> {
+        let mut b = encode_timespec(interval).to_vec();
+        b.extend_from_slice(&encode_timespec(left));
+        self.mm.write(p, &b)?;
+        Ok(())
+    }
+
+    /// timerfd_settime(fd, flags, new, old).
+    fn sys_timerfd_settime(&mut self, fd: i64, flags: u64, new: u64, old: u64) -> R {
+        if flags & !(TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET) != 0 {
+            return Err(EINVAL);
+        }
+        let t = self.timer_of(fd)?;
+        let b = self.mm.read_vec(new, 32)?;
+        let interval = timespec(&b[..16])?;
+        let value = timespec_abs(&b[16..])?;
+        if flags & TFD_TIMER_CANCEL_ON_SET != 0 {
+            return Err(EINVAL);
+        }
+        let clock = t.borrow().clock;
+        let value = if value.is_zero() {
+            None
+        } else if flags & TFD_TIMER_ABSTIME != 0 {
+            Some(until_on_clock(clock, value))
+        } else {
+            Some(value.min(Duration::from_secs(366 * 86400)))
+        };
+        let (prev, w) = {
+            let mut tm = t.borrow_mut();
+            let prev = tm.set(Instant::now(), value, interval);
+            (prev, tm.take_waiters())
+        };
+        // Waiters recompute when to wake.
+        files::wake_all(w);
+        if old != 0 {
+            self.put_itimerspec(old, prev)?;
+        }
+        Ok(0)
+    }
+
+    /// timerfd_gettime(fd, cur).
+    fn sys_timerfd_gettime(&mut self, fd: i64, cur: u64) -> R {
+        let t = self.timer_of(fd)?;
+        let now = t.borrow_mut().get(Instant::now());
+        self.put_itimerspec(cur, now)?;
+        Ok(0)
+    }
+
+    /// read(2) of a timerfd: 8 bytes, the expirations since the last read.
+    pub(super) fn timerfd_read(
+        &mut self,
+        t: &Shared<TimerFd>,
+        nonblock: bool,
+        data: &mut [u8],
+    ) -> Result<usize, i64> {
+        if data.len() < 8 {
+            return Err(EINVAL);
+        }
+        let mut tm = t.borrow_mut();
+        if let Some(n) = tm.read(Instant::now()) {
+            data[..8].copy_from_slice(&n.to_le_bytes());
+            return Ok(8);
+        }
+        if nonblock {
+            return Err(EAGAIN);
+        }
+        let k = self.kernel()?;
+        tm.wait(self.pid, k);
+        let next = tm.next;
+        drop(tm);
+        if let Some(n) = next {
+            self.wake_by(n);
+        }
+        self.block_on(None).map(|_| 0)
     }
 }
 

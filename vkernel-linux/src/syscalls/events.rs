@@ -48,6 +48,9 @@ pub struct CallState {
     /// Bytes already moved (a long pipe write), or 1 for a registered
     /// futex waiter.
     pub progress: usize,
+    /// Wake up by then even without an event (a timerfd the call waits
+    /// on expires); set afresh by each attempt.
+    pub wake_at: Option<Instant>,
 }
 
 /// A call that waits; its frame is rewound to the `syscall` instruction.
@@ -169,6 +172,11 @@ impl Vproc {
         Ok(u32::from_le_bytes(b))
     }
 
+    /// Wake the waiting call by `t` at the latest (a timer it watches).
+    pub fn wake_by(&mut self, t: Instant) {
+        self.call.wake_at = Some(self.call.wake_at.map_or(t, |w| w.min(t)));
+    }
+
     /// The deadline of the current call for `timeout` (None: none),
     /// counted from the call's first attempt.
     pub fn call_deadline(&mut self, timeout: Option<Duration>) -> Option<Instant> {
@@ -189,6 +197,7 @@ impl Vproc {
             deadline.is_none() || deadline == self.call.deadline,
             "a wait's deadline is its call's (call_deadline)"
         );
+        let _ = deadline;
         Err(EBLOCK)
     }
 
@@ -298,7 +307,9 @@ impl Vproc {
             for c in b.chunks(8) {
                 let fd = i32::from_le_bytes(c[..4].try_into().expect("4 bytes"));
                 if fd >= 0 {
-                    self.poll_register(fd as i64);
+                    if let Some(t) = self.poll_register(fd as i64) {
+                        self.wake_by(t);
+                    }
                 }
             }
         }
@@ -372,7 +383,9 @@ impl Vproc {
             }
             if !expired {
                 // Register before looking: a change in between wakes us.
-                self.poll_register(fd as i64);
+                if let Some(t) = self.poll_register(fd as i64) {
+                    self.wake_by(t);
+                }
             }
             let have = self.poll_fd(fd as i64);
             if have & POLLNVAL != 0 {

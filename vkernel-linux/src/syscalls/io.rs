@@ -216,7 +216,7 @@ impl Vproc {
                 drop(f);
                 self.eventfd_write(&e, nonblock, data)
             }
-            FileKind::Epoll(_) => Err(EINVAL),
+            FileKind::Epoll(_) | FileKind::TimerFd(_) => Err(EINVAL),
             FileKind::Inode(_) | FileKind::PipeRead(_) => Err(EBADF),
         }
     }
@@ -295,6 +295,15 @@ impl Vproc {
                 let e = e.clone();
                 drop(f);
                 self.eventfd_read(&e, nonblock, data)
+            }
+            FileKind::TimerFd(t) => {
+                if at.is_some() {
+                    return Err(ESPIPE);
+                }
+                let nonblock = f.flags & files::O_NONBLOCK != 0;
+                let t = t.clone();
+                drop(f);
+                self.timerfd_read(&t, nonblock, data)
             }
             FileKind::Epoll(_) => Err(EINVAL),
             FileKind::PipeWrite(_) => Err(EBADF),

@@ -242,6 +242,7 @@ impl Vproc {
             _ => (Default::default(), false),
         };
         self.call = state;
+        self.call.wake_at = None;
         let watchdog = std::mem::take(&mut self.watchdog_retry) && retry;
         let next = self.dispatch(nr, a);
         if self.trace && !(retry && next.rewinds()) {

@@ -4,6 +4,7 @@
 //! epoll ([`file_seq`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::events::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLRDNORM, POLLWRNORM};
 use crate::files::{self, epoll_flags::*, FileKind, OpenFile, SockState, Wake};
@@ -23,6 +24,11 @@ pub fn file_seq(f: &OpenFile) -> Option<u64> {
     match &f.kind {
         FileKind::PipeRead(p) | FileKind::PipeWrite(p) => Some(p.borrow().seq),
         FileKind::EventFd(e) => Some(e.borrow().seq),
+        FileKind::TimerFd(t) => {
+            let mut t = t.borrow_mut();
+            t.update(Instant::now());
+            Some(t.seq)
+        }
         FileKind::Socket(s) => match &s.state {
             SockState::Connected(s) => {
                 let (a, b) = (s.rx.borrow().seq, s.tx.borrow().seq);
@@ -82,6 +88,15 @@ impl Vproc {
                 r
             }
             FileKind::Inode(_) => POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
+            FileKind::TimerFd(t) => {
+                let mut t = t.borrow_mut();
+                t.update(Instant::now());
+                if t.ticks > 0 {
+                    POLLIN | POLLRDNORM
+                } else {
+                    0
+                }
+            }
             FileKind::EventFd(e) => {
                 let e = e.borrow();
                 let mut r = 0;
@@ -158,23 +173,29 @@ impl Vproc {
         }
     }
 
-    /// Ask to be woken when `fd` changes.
-    pub(super) fn poll_register(&self, fd: i64) {
+    /// Ask to be woken when `fd` changes; returns when a timer it
+    /// watches next expires (the caller wakes by then: [`Vproc::wake_by`]).
+    pub(super) fn poll_register(&self, fd: i64) -> Option<Instant> {
         let Ok(slot) = self.fds.get(fd) else {
-            return;
+            return None;
         };
         let f = slot.file.borrow();
-        self.watch_file(&f, 0);
+        self.watch_file(&f, 0)
     }
 
     /// Ask to be woken when the open file `f` changes (pipes, sockets,
-    /// eventfds, the console input, and what an epoll set watches).
-    pub(super) fn watch_file(&self, f: &OpenFile, depth: u32) {
-        let Some(k) = &self.k else {
-            return;
-        };
+    /// eventfds, the console input, and what an epoll set watches);
+    /// returns the earliest expiration of the timerfds among them, which
+    /// nothing else wakes for.
+    pub(super) fn watch_file(&self, f: &OpenFile, depth: u32) -> Option<Instant> {
+        let k = self.k.as_ref()?;
         let w: Arc<dyn Wake> = k.clone();
         match &f.kind {
+            FileKind::TimerFd(t) => {
+                let mut t = t.borrow_mut();
+                t.wait(self.pid, w);
+                return t.next;
+            }
             FileKind::PipeRead(p) | FileKind::PipeWrite(p) => p.borrow_mut().wait(self.pid, w),
             FileKind::Socket(sk) => match &sk.state {
                 SockState::Connected(s) => {
@@ -191,13 +212,16 @@ impl Vproc {
             FileKind::Inode(_) => {}
             FileKind::Epoll(ep) => {
                 if depth >= EPOLL_MAX_NESTS {
-                    return;
+                    return None;
                 }
                 let files: Vec<_> = ep.borrow().items.iter().map(|i| i.file.clone()).collect();
-                for file in files.iter().filter_map(|f| f.upgrade()) {
-                    self.watch_file(&file.borrow(), depth + 1);
-                }
+                return files
+                    .iter()
+                    .filter_map(|f| f.upgrade())
+                    .filter_map(|file| self.watch_file(&file.borrow(), depth + 1))
+                    .min();
             }
         }
+        None
     }
 }

@@ -59,10 +59,13 @@ impl Call {
             Call::Steer(f) => f(v, nr, a),
             Call::Value(f) => match f(v, nr, a) {
                 Ok(x) => Next::Ret(x),
-                Err(EBLOCK) => Next::Block(match v.call.deadline {
-                    Some(d) => Wait::Until(d),
-                    None => Wait::Event,
-                }),
+                Err(EBLOCK) => {
+                    let until = match (v.call.deadline, v.call.wake_at) {
+                        (Some(d), Some(w)) => Some(d.min(w)),
+                        (d, w) => d.or(w),
+                    };
+                    Next::Block(until.map_or(Wait::Event, Wait::Until))
+                }
                 Err(ERESTART) => Next::Restart,
                 Err(e) => Next::Ret(-e),
             },
