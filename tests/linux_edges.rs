@@ -6,20 +6,15 @@
 //! and ENOSPC from the host. Tests SKIP loudly without /dev/kvm or a C
 //! compiler.
 
-use vkernel::linux;
-
 mod common;
 
+use common::linux::vk_run;
 use common::{have_kvm, scratch};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use vkernel::core::prelude::*;
-
-use linux::fs::Fs;
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
+use vkernel::linux::launch::Launch;
 
 fn status_code(s: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
@@ -45,30 +40,15 @@ fn native(test: &str, prog: &Path, args: &[&str]) -> (String, i32) {
     )
 }
 
-/// Run alone in a fresh virtual kernel. Returns (stdout, status).
+/// Run alone in a fresh virtual kernel (one vCPU, no environment).
+/// Returns (stdout, status).
 fn vk(prog: &Path, args: &[&str]) -> (String, i32) {
-    let machine = Machine::builder()
-        .ram_size(256 << 20)
-        .build()
-        .expect("a machine on /dev/kvm");
-    let stdio = BufferStdio::new(b"");
-    let out = stdio.stdout.clone();
     let path = std::fs::canonicalize(prog).unwrap().display().to_string();
-    let mut argv = vec![path.clone().into_bytes()];
-    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-    let cfg = Config {
-        image: std::fs::read(prog).unwrap(),
-        path: path.clone(),
-        exe: path,
-        argv,
-        envp: Vec::new(),
-        fault_around: 16,
-        trace: false,
-    };
-    let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
-    let st = vp.run(&machine).expect("the vCPU runs");
-    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-    (stdout, st.code())
+    let l = Launch::bytes(std::fs::read(prog).unwrap(), path)
+        .args(args)
+        .ram(256 << 20);
+    let r = vk_run(l, b"");
+    (r.stdout, r.report.status.code())
 }
 
 /// `edges MODE` prints the same and exits the same natively and under
@@ -127,20 +107,7 @@ fn linux_dev_null_ignores_the_buffer() {
 
 /// The example binary next to this test (target/<profile>/examples).
 fn vkernel_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    // `cargo test --test linux_edges` alone does not build examples, and a
-    // binary left from an older build would test old code: make it current
-    // (a no-op when it is).
-    let mut c = Command::new(env!("CARGO"));
-    c.args(["build", "--example", "vkernel"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if dir.ends_with("release") {
-        c.arg("--release");
-    }
-    let st = c.status().expect("cargo runs");
-    assert!(st.success(), "cargo build --example vkernel failed");
-    dir.join("examples/vkernel")
+    common::example_binary("vkernel")
 }
 
 /// A host ENOSPC (stdout on /dev/full) reaches the vproc as ENOSPC.

@@ -7,21 +7,17 @@
 //! writers woken by served calls) matches native too, and each family of
 //! those calls is answered by the server.
 
-use vkernel::linux;
-
 mod common;
 
+use common::linux::{launch_bare, vk_run};
 use common::{compile, compilers, have_kvm};
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
-use vkernel::core::prelude::*;
-
-use linux::fs::{Bind, Fs, RootSpec};
-use linux::kernel::{Options, Report};
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
+use vkernel::linux::fs::{Bind, Fs, RootSpec};
+use vkernel::linux::kernel::{Options, Report};
 
 /// The tests here measure what the server answers: one at a time, so that
 /// they do not take the host's cores from each other's servers.
@@ -53,7 +49,6 @@ fn vk_opts(
     cpus: usize,
     bind: Option<&Path>,
 ) -> (String, Report, u64) {
-    let prog = prog.to_path_buf();
     let binds: Vec<Bind> = bind
         .map(|h| Bind {
             host: h.to_path_buf(),
@@ -62,45 +57,15 @@ fn vk_opts(
         })
         .into_iter()
         .collect();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let machine = Machine::builder()
-            .ram_size(256 << 20)
-            .vcpus(cpus)
-            .exitless(exitless)
-            .build()
-            .expect("a machine on /dev/kvm");
-        let stdio = BufferStdio::new(b"");
-        let out = stdio.stdout.clone();
-        let path = prog.display().to_string();
-        let mut argv = vec![path.clone().into_bytes()];
-        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-        let cfg = Config {
-            image: std::fs::read(&prog).unwrap(),
-            path: path.clone(),
-            exe: path,
-            argv,
-            envp: Vec::new(),
-            fault_around: 16,
-            trace: false,
-        };
-        let fs = Fs::new(RootSpec::Empty, &binds).expect("the tree with the bind");
-        let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio)).unwrap();
-        let opts = Options {
-            cpus,
-            exitless,
-            patch_syscalls,
-            ..Default::default()
-        };
-        let report =
-            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
-        let served = machine.exitless_stats().served;
-        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-        let _ = tx.send((stdout, report, served));
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(180))
-        .expect("no result in 180 s (a hang, or a panic above)")
+    let fs = Fs::new(RootSpec::Empty, &binds).expect("the tree with the bind");
+    let opts = Options {
+        cpus,
+        exitless,
+        patch_syscalls,
+        ..Default::default()
+    };
+    let r = vk_run(launch_bare(prog, args, &opts).root(Arc::new(fs)), b"");
+    (r.stdout, r.report, r.served)
 }
 
 #[test]

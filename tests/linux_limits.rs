@@ -17,66 +17,22 @@
 
 mod common;
 
-use common::{have_kvm, skip};
+use common::linux::busybox;
+
+use common::have_kvm;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Long enough for a loaded CI machine; only a hang gets near it.
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-/// The example binary next to this test's build, built first so that it
-/// matches the sources under test.
+/// The `vkernel` example (built for this profile), or None (with a SKIP)
+/// without /dev/kvm.
 fn vk_binary(test: &str) -> Option<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    if !have_kvm(test) {
-        return None;
-    }
-    let r = BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .ok_or("no target directory")?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "--example", "vkernel"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        match build.status() {
-            Ok(s) if s.success() => {}
-            other => return Err(format!("cargo build --example vkernel: {other:?}")),
-        }
-        let bin = profile_dir.join("examples/vkernel");
-        if bin.exists() {
-            Ok(bin)
-        } else {
-            Err(format!("{} is missing after the build", bin.display()))
-        }
-    });
-    match r {
-        Ok(p) => Some(p.clone()),
-        Err(e) => panic!("cannot build the vkernel example: {e}"),
-    }
-}
-
-fn busybox(test: &str) -> Option<PathBuf> {
-    let p = PathBuf::from("/bin/busybox");
-    if p.exists() {
-        Some(p)
-    } else {
-        skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
-        None
-    }
+    have_kvm(test).then(|| common::example_binary("vkernel"))
 }
 
 /// Run `cmd` (stdin empty) to its end within [`TIMEOUT`]; a hang kills it

@@ -5,94 +5,25 @@
 //! what they print natively. Tests SKIP loudly without /dev/kvm (and per
 //! compiler when one is missing).
 
-use vkernel::linux;
-
 mod common;
 
 use common::have_kvm;
+use common::linux::{busybox, launch, native_in, vk_run, Run};
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-use vkernel::core::prelude::*;
+use vkernel::linux::kernel::Options;
 
-use linux::fs::Fs;
-use linux::kernel::{Options, Report};
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
-
-fn busybox(test: &str) -> Option<PathBuf> {
-    let p = PathBuf::from("/bin/busybox");
-    if p.exists() {
-        Some(p)
-    } else {
-        common::skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
-        None
-    }
-}
-
-struct Run {
-    stdout: String,
-    stderr: String,
-    report: Report,
-}
-
-/// Run `prog args` as the first vproc of a virtual kernel.
+/// `prog args` under vkernel with `stdin`.
 fn vk(prog: &Path, args: &[&str], stdin: &[u8], opts: &Options) -> Run {
-    let machine = Machine::builder()
-        .ram_size(512 << 20)
-        .vcpus(opts.cpus)
-        .build()
-        .expect("a machine on /dev/kvm");
-    let stdio = BufferStdio::new(stdin);
-    let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
-    let path = std::fs::canonicalize(prog).unwrap().display().to_string();
-    let mut argv = vec![path.clone().into_bytes()];
-    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-    let cfg = Config {
-        image: std::fs::read(prog).unwrap(),
-        path: path.clone(),
-        exe: path,
-        argv,
-        envp: vec![b"PATH=/bin".to_vec()],
-        fault_around: 16,
-        trace: false,
-    };
-    let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
-    let report = vkernel::linux::launch::run(&machine, vp, opts).expect("the virtual kernel runs");
-    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-    let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-    Run {
-        stdout,
-        stderr,
-        report,
-    }
+    vk_run(launch(prog, args, None, opts), stdin)
 }
 
+/// `prog args` natively with `stdin`.
 fn native(prog: &Path, args: &[&str], stdin: &[u8]) -> (String, i32) {
-    use std::io::Write;
-    use std::os::unix::process::ExitStatusExt;
-    let mut child = Command::new(prog)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let o = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        o.status
-            .code()
-            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
-    )
+    let o = native_in(prog, args, stdin, None);
+    (o.stdout, o.status)
 }
 
 fn opts(cpus: usize) -> Options {

@@ -5,11 +5,10 @@
 //! process and compares its exit status with the same shell run natively.
 //! Tests SKIP loudly without /dev/kvm.
 
-use vkernel::linux;
-
 mod common;
 
 use common::have_kvm;
+use common::linux::{cpus, native, Run};
 
 use std::io::{BufRead, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -17,86 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use vkernel::core::prelude::*;
-
-use linux::fs::Fs;
-use linux::kernel::{Options, Report};
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
-
-struct Run {
-    stdout: String,
-    stderr: String,
-    report: Report,
-}
-
-/// Run `prog args` as the first vproc of a virtual kernel, in a thread of
-/// its own: a hang fails the test after a generous timeout.
-fn vk(prog: &Path, args: &[&str], cpus: usize) -> Run {
-    let prog = prog.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let what = format!("{} {args:?} on {cpus} vCPUs", prog.display());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let machine = Machine::builder()
-            .ram_size(512 << 20)
-            .vcpus(cpus)
-            .build()
-            .expect("a machine on /dev/kvm");
-        let stdio = BufferStdio::new(b"");
-        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
-        let path = std::fs::canonicalize(&prog).unwrap().display().to_string();
-        let mut argv = vec![path.clone().into_bytes()];
-        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-        let cfg = Config {
-            image: std::fs::read(&prog).unwrap(),
-            path: path.clone(),
-            exe: path,
-            argv,
-            envp: vec![b"PATH=/bin".to_vec()],
-            fault_around: 16,
-            trace: false,
-        };
-        let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
-        let opts = Options {
-            cpus,
-            ..Options::default()
-        };
-        let report =
-            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
-        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-        let _ = tx.send(Run {
-            stdout,
-            stderr,
-            report,
-        });
-    });
-    let run = rx
-        .recv_timeout(Duration::from_secs(180))
-        .unwrap_or_else(|_| panic!("{what}: no result in 180 s (a hang, or a panic above)"));
-    assert_eq!(
-        run.report.lost_wakeups, 0,
-        "the watchdog ended a wait that no wake-up ended; stderr: {}",
-        run.stderr
-    );
-    run
-}
-
-fn native(prog: &Path, args: &[&str]) -> (String, i32) {
-    let o = Command::new(prog)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/bin")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        o.status
-            .code()
-            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
-    )
+/// `prog args` under vkernel on `n` vCPUs.
+fn vk(prog: &Path, args: &[&str], n: usize) -> Run {
+    common::linux::vk(prog, args, None, &cpus(n))
 }
 
 /// Run check `check` of sigs2.c natively and under the vkernel (1 and 2
