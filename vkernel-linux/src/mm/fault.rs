@@ -155,15 +155,23 @@ impl Mm {
             }
         }
         if let Some(&f) = self.pages.get(&page) {
-            // Present but the VPTE disagrees with the area (should not
-            // happen): rewrite it once; a repeat is a real protection fault.
             let cur = self.vpt.lookup(&self.ram, page);
             let want = self.entry_at(page, f, vma.prot, dirty);
             if cur.map(|c| c.bits() & !(Vpte::A | Vpte::M))
                 == Some(want.bits() & !(Vpte::A | Vpte::M))
             {
-                return Err(FaultSignal::AccErr);
+                // The VPTE already allows the access: the fault is stale.
+                // Another thread changed the page while this one waited
+                // for the process lock (a fork from another thread
+                // write-protected it, then its eager copy made it
+                // writable again). Drop what the vCPU may still cache and
+                // retry; a vCPU that keeps faulting on an entry that
+                // allows the access ends in the core's fault-loop check.
+                self.inval(page, page + PAGE);
+                return Ok(());
             }
+            // Present but the VPTE disagrees with the area (should not
+            // happen): rewrite it.
             self.vpt
                 .set(&self.ram, &mut self.fr(), page, want)
                 .map_err(|_| FaultSignal::Oom)?;
