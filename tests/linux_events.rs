@@ -55,7 +55,9 @@ fn events_match_native() {
         let Some(prog) = compile(test, "events", cc) else {
             return;
         };
-        for mode in ["eventfd", "epoll", "socket", "errors", "memfd", "timerfd"] {
+        for mode in [
+            "eventfd", "epoll", "socket", "errors", "memfd", "timerfd", "scm",
+        ] {
             let (want, code) = native(&prog, &[mode]);
             assert_eq!(code, 0, "{cc} {mode} natively:\n{want}");
             for cpus in [1, 2] {

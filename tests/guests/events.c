@@ -501,6 +501,135 @@ static void t_timerfd(void) {
     close(b);
 }
 
+static long send_fds(int s, const char *data, int n, const int *fds, int nfds) {
+    char cbuf[CMSG_SPACE(sizeof(int) * 8)];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec iv = {(void *)data, (size_t)n};
+    struct msghdr m = {.msg_iov = &iv, .msg_iovlen = 1};
+    if (nfds > 0) {
+        m.msg_control = cbuf;
+        m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+    }
+    return R(sendmsg(s, &m, 0));
+}
+
+/* recvmsg into buf; prints the count, the data, the fds received and
+ * msg_flags; returns the first fd (or -1). */
+static int recv_fds(int s, size_t room, size_t ctl, const char *what) {
+    char buf[32] = {0};
+    char cbuf[CMSG_SPACE(sizeof(int) * 8)];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec iv = {buf, room};
+    struct msghdr m = {.msg_iov = &iv, .msg_iovlen = 1, .msg_control = ctl ? cbuf : 0,
+                       .msg_controllen = ctl};
+    long r = R(recvmsg(s, &m, MSG_CMSG_CLOEXEC));
+    int nfd = 0, first = -1, cloexec = 0;
+    for (struct cmsghdr *c = ctl ? CMSG_FIRSTHDR(&m) : 0; c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            int *fds = (int *)CMSG_DATA(c);
+            for (int i = 0; i < k; i++) {
+                if (first < 0) first = fds[i];
+                cloexec += (fcntl(fds[i], F_GETFD) & FD_CLOEXEC) != 0;
+                nfd++;
+            }
+        }
+    }
+    SAY("%s: %ld [%s] fds %d cloexec %d ctrunc %d\n", what, r, buf, nfd, cloexec,
+        (m.msg_flags & MSG_CTRUNC) != 0);
+    return first;
+}
+
+static void t_scm(void) {
+    int sv[2], p[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    pipe(p);
+    SAY("send pipe end %ld\n", send_fds(sv[0], "x", 1, &p[1], 1));
+    int w = recv_fds(sv[1], 8, CMSG_SPACE(sizeof(int) * 8), "got");
+    write(w, "through a passed fd", 19);
+    close(w);
+    char buf[32] = {0};
+    long r = R(read(p[0], buf, sizeof buf - 1));
+    SAY("pipe read %ld %s\n", r, buf);
+    /* Three at once, across fork: the child passes its own pipe's ends. */
+    pid_t c = fork();
+    if (c == 0) {
+        int q[2];
+        pipe(q);
+        int three[3] = {q[0], q[1], q[1]};
+        send_fds(sv[1], "ch", 2, three, 3);
+        _exit(0);
+    }
+    waitpid(c, 0, 0);
+    char cb[CMSG_SPACE(sizeof(int) * 8)];
+    struct iovec iv = {buf, 8};
+    struct msghdr m = {.msg_iov = &iv, .msg_iovlen = 1, .msg_control = cb, .msg_controllen = sizeof cb};
+    memset(buf, 0, sizeof buf);
+    r = R(recvmsg(sv[0], &m, 0));
+    struct cmsghdr *ch = CMSG_FIRSTHDR(&m);
+    int *fds = (int *)CMSG_DATA(ch);
+    int n = (int)((ch->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    SAY("child's fds %ld [%s] n %d\n", r, buf, n);
+    write(fds[1], "pq", 2);
+    memset(buf, 0, sizeof buf);
+    r = R(read(fds[0], buf, 2));
+    SAY("its pipe works %ld %s\n", r, buf);
+    for (int i = 0; i < n; i++) close(fds[i]);
+    /* A read goes on into a message with files and stops after it;
+     * read() drops the files it passes. */
+    send_fds(sv[0], "ab", 2, 0, 0);
+    send_fds(sv[0], "cd", 2, &p[1], 1);
+    send_fds(sv[0], "ef", 2, &p[1], 1);
+    recv_fds(sv[1], 10, CMSG_SPACE(sizeof(int) * 8), "before the files");
+    memset(buf, 0, sizeof buf);
+    r = R(read(sv[1], buf, 10));
+    SAY("read() takes %ld %s\n", r, buf);
+    /* A control buffer too small: MSG_CTRUNC, the fd is closed. */
+    send_fds(sv[0], "gh", 2, &p[1], 1);
+    recv_fds(sv[1], 10, 8, "small control");
+    /* Errors. */
+    int bad = 99;
+    SAY("send bad fd %ld\n", send_fds(sv[0], "z", 1, &bad, 1));
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec zv = {"z", 1};
+    struct msghdr zm = {.msg_iov = &zv, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    struct cmsghdr *zc = CMSG_FIRSTHDR(&zm);
+    zc->cmsg_level = 99;
+    zc->cmsg_type = SCM_RIGHTS;
+    zc->cmsg_len = CMSG_LEN(sizeof(int));
+    SAY("send bad level %ld\n", R(sendmsg(sv[0], &zm, 0)));
+    zc->cmsg_level = SOL_SOCKET;
+    zc->cmsg_len = 4;
+    SAY("send short cmsg %ld\n", R(sendmsg(sv[0], &zm, 0)));
+    /* The message with the foreign level went (its cmsg ignored). */
+    memset(buf, 0, sizeof buf);
+    r = R(read(sv[1], buf, sizeof buf));
+    SAY("ignored cmsg's data %ld %s\n", r, buf);
+    /* The last reference to a passed file is the message: closing every
+     * fd of the pipe's write end but the one in flight keeps it open. */
+    int q[2];
+    pipe(q);
+    send_fds(sv[0], "k", 1, &q[1], 1);
+    close(q[1]);
+    struct pollfd pf = {.fd = q[0], .events = POLLIN};
+    SAY("writer in flight keeps the pipe open %ld\n", R(poll(&pf, 1, 0)));
+    int got = recv_fds(sv[1], 1, CMSG_SPACE(sizeof(int)), "in flight");
+    close(got);
+    r = R(read(q[0], buf, 1));
+    SAY("then EOF %ld\n", r);
+    close(q[0]);
+    close(p[0]);
+    close(p[1]);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 static void t_errors(void) {
     struct epoll_event ev = {.events = EPOLLIN};
     int ep = epoll_create1(0);
@@ -533,6 +662,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(m, "errors")) t_errors();
     if (all || !strcmp(m, "memfd")) t_memfd();
     if (all || !strcmp(m, "timerfd")) t_timerfd();
+    if (all || !strcmp(m, "scm")) t_scm();
     if (!strcmp(m, "unix")) t_unix(argc > 2 ? argv[2] : "/tmp");
     return 0;
 }

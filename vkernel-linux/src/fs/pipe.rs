@@ -163,6 +163,12 @@ pub struct Pipe {
     /// end closing): edge-triggered epoll reports a ready pipe again only
     /// after it moved.
     pub seq: u64,
+    /// Things sent along with the bytes of a stream socket (SCM_RIGHTS'
+    /// open files): the offset from the head of `buf` of the first byte
+    /// they came with, how many bytes came with them, and the thing. A
+    /// read collects one and stops at the end of its bytes (Linux's
+    /// unix_stream_read_generic stops after an skb with files).
+    pub attached: VecDeque<(usize, usize, Box<dyn std::any::Any + Send>)>,
 }
 
 impl std::fmt::Debug for Pipe {
@@ -188,6 +194,7 @@ impl Default for Pipe {
             opened: [0; 2],
             opening: Vec::new(),
             seq: 0,
+            attached: VecDeque::new(),
         }
     }
 }
@@ -220,6 +227,26 @@ impl Pipe {
         if !self.waiters.iter().any(|(p, _)| *p == pid) {
             self.waiters.push((pid, w));
         }
+    }
+
+    /// How many bytes a read may take now: up to the end of the first
+    /// bytes something is attached to (all of `buf` when nothing is).
+    pub fn readable_run(&self) -> usize {
+        self.attached
+            .front()
+            .map_or(self.buf.len(), |&(o, l, _)| (o + l).min(self.buf.len()))
+    }
+
+    /// `n` bytes were read from the head: what was attached to them.
+    pub fn consumed(&mut self, n: usize) -> Vec<Box<dyn std::any::Any + Send>> {
+        let mut got = Vec::new();
+        while self.attached.front().is_some_and(|&(o, _, _)| o < n) {
+            got.push(self.attached.pop_front().expect("checked").2);
+        }
+        for (o, _, _) in self.attached.iter_mut() {
+            *o -= n;
+        }
+        got
     }
 
     /// Take the waiters (call [`wake_all`] on them with the pipe unlocked).

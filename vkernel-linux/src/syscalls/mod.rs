@@ -55,6 +55,7 @@ mod overcommit;
 mod proc;
 mod procfs;
 mod ready;
+mod scm;
 mod signal;
 mod stat;
 mod stream;

@@ -50,6 +50,9 @@ const SOL_SOCKET: u64 = 1;
 /// The largest single transfer (as read/write cap theirs).
 const MAX_IO: usize = 1 << 24;
 
+/// What came along with received bytes (SCM_RIGHTS' files).
+pub(super) type Attached = Vec<Box<dyn std::any::Any + Send>>;
+
 /// A stream socket's parts for one send or receive.
 struct Parts {
     rx: Shared<Pipe>,
@@ -63,6 +66,8 @@ struct Parts {
 struct MsgHdr {
     /// The data buffers.
     iov: Vec<(u64, usize)>,
+    /// msg_control.
+    control: u64,
     /// msg_controllen.
     controllen: u64,
 }
@@ -233,6 +238,19 @@ impl Vproc {
         data: &[u8],
         sigpipe: bool,
     ) -> R {
+        self.pipe_send_with(p, nonblock, data, sigpipe, None)
+    }
+
+    /// [`Vproc::pipe_send`], with `attach` going along with the first
+    /// byte this call writes (SCM_RIGHTS).
+    pub(super) fn pipe_send_with(
+        &mut self,
+        p: &Shared<Pipe>,
+        nonblock: bool,
+        data: &[u8],
+        sigpipe: bool,
+        mut attach: Option<Box<dyn std::any::Any + Send>>,
+    ) -> R {
         let k = self.kernel()?;
         let mut pipe = p.borrow_mut();
         let done = self.call.progress.min(data.len());
@@ -260,6 +278,12 @@ impl Vproc {
             return self.block_on(None);
         }
         let n = room.min(rest.len());
+        if done == 0 && n > 0 {
+            if let Some(a) = attach.take() {
+                let at = pipe.buf.len();
+                pipe.attached.push_back((at, n, a));
+            }
+        }
         pipe.buf.extend(&rest[..n]);
         let w = pipe.take_waiters();
         let done = done + n;
@@ -277,17 +301,29 @@ impl Vproc {
     }
 
     /// Read from pipe `p` into `data`: what is there (0 at EOF), waiting
-    /// for something unless `nonblock`.
+    /// for something unless `nonblock`. Files a socket's peer sent along
+    /// (SCM_RIGHTS) are closed: a plain read does not take them.
     pub(super) fn pipe_recv(
         &mut self,
         p: &Shared<Pipe>,
         nonblock: bool,
         data: &mut [u8],
     ) -> Result<usize, i64> {
+        self.pipe_recv_attached(p, nonblock, data).map(|(n, _)| n)
+    }
+
+    /// [`Vproc::pipe_recv`], returning what was sent along with the bytes
+    /// read; a read stops before a byte something else is attached to.
+    pub(super) fn pipe_recv_attached(
+        &mut self,
+        p: &Shared<Pipe>,
+        nonblock: bool,
+        data: &mut [u8],
+    ) -> Result<(usize, Attached), i64> {
         let mut pipe = p.borrow_mut();
         if pipe.buf.is_empty() {
             if pipe.writers == 0 || data.is_empty() {
-                return Ok(0);
+                return Ok((0, Vec::new()));
             }
             if nonblock {
                 return Err(EAGAIN);
@@ -295,16 +331,17 @@ impl Vproc {
             let k = self.kernel()?;
             pipe.wait(self.pid, k);
             drop(pipe);
-            return self.block_on(None).map(|_| 0);
+            return self.block_on(None).map(|_| (0, Vec::new()));
         }
-        let n = data.len().min(pipe.buf.len());
+        let n = data.len().min(pipe.readable_run());
         for b in data.iter_mut().take(n) {
             *b = pipe.buf.pop_front().expect("counted");
         }
+        let got = pipe.consumed(n);
         let w = pipe.take_waiters();
         drop(pipe);
         files::wake_all(w);
-        Ok(n)
+        Ok((n, got))
     }
 
     /// read(2) of an eventfd: 8 bytes, the counter (or 1).
@@ -382,7 +419,13 @@ impl Vproc {
     }
 
     /// Send `data` on socket `fd` with MSG_* `flags`.
-    fn stream_send(&mut self, fd: i64, data: &[u8], flags: u64) -> R {
+    fn stream_send(
+        &mut self,
+        fd: i64,
+        data: &[u8],
+        flags: u64,
+        attach: Option<Box<dyn std::any::Any + Send>>,
+    ) -> R {
         if flags & MSG_OOB != 0 {
             return Err(EOPNOTSUPP);
         }
@@ -396,13 +439,13 @@ impl Vproc {
         if shut_wr {
             return self.broken_pipe(0, signal);
         }
-        self.pipe_send(&tx, nonblock, data, signal)
+        self.pipe_send_with(&tx, nonblock, data, signal, attach)
     }
 
     /// Receive up to `len` bytes from socket `fd` with MSG_* `flags` into
     /// the user buffers `bufs`: MSG_PEEK leaves them queued, MSG_WAITALL
     /// waits for all `len` (or EOF, or a signal).
-    fn stream_recv(&mut self, fd: i64, bufs: &[(u64, usize)], flags: u64) -> R {
+    fn stream_recv(&mut self, fd: i64, bufs: &[(u64, usize)], flags: u64, out: &mut Attached) -> R {
         if flags & MSG_OOB != 0 {
             return Err(EOPNOTSUPP);
         }
@@ -428,12 +471,19 @@ impl Vproc {
                 rx.borrow_mut().wait(self.pid, k);
                 return self.block_on(None);
             }
-            p.buf.iter().take(len).copied().collect::<Vec<u8>>()
+            p.buf
+                .iter()
+                .take(len.min(p.readable_run()))
+                .copied()
+                .collect::<Vec<u8>>()
         } else {
             let mut data = vec![0u8; len - done];
-            let n = self.pipe_recv(&rx, nonblock || done > 0, &mut data);
+            let n = self.pipe_recv_attached(&rx, nonblock || done > 0, &mut data);
             let n = match n {
-                Ok(n) => n,
+                Ok((n, got)) => {
+                    out.extend(got);
+                    n
+                }
                 Err(EAGAIN) if done > 0 => 0,
                 Err(e) => return Err(e),
             };
@@ -443,7 +493,14 @@ impl Vproc {
         self.scatter(bufs, done, &got)?;
         let total = done + got.len();
         let eof = got.is_empty() && rx.borrow().writers == 0;
-        if flags & MSG_WAITALL != 0 && flags & MSG_PEEK == 0 && total < len && !eof && !nonblock {
+        // MSG_WAITALL waits for the rest, but not past files sent along.
+        if flags & MSG_WAITALL != 0
+            && flags & MSG_PEEK == 0
+            && out.is_empty()
+            && total < len
+            && !eof
+            && !nonblock
+        {
             // Wait for the rest; what came so far is in the buffer.
             self.call.progress = total;
             let k = self.kernel()?;
@@ -451,7 +508,7 @@ impl Vproc {
             if rx.borrow().buf.is_empty() && rx.borrow().writers > 0 {
                 return self.block_on(None);
             }
-            return self.stream_recv(fd, bufs, flags);
+            return self.stream_recv(fd, bufs, flags, out);
         }
         Ok(total as i64)
     }
@@ -487,13 +544,13 @@ impl Vproc {
             return Err(EISCONN);
         }
         let data = self.mm.read_vec(buf, len.min(MAX_IO))?;
-        self.stream_send(fd, &data, flags)
+        self.stream_send(fd, &data, flags, None)
     }
 
     /// recvfrom(fd, buf, len, flags, addr, addrlen): the peer of a
     /// socketpair has no name (addrlen 0).
     fn sys_recvfrom(&mut self, fd: i64, buf: u64, len: usize, flags: u64, addrlen: u64) -> R {
-        let n = self.stream_recv(fd, &[(buf, len)], flags)?;
+        let n = self.stream_recv(fd, &[(buf, len)], flags, &mut Vec::new())?;
         if addrlen != 0 {
             self.mm.write(addrlen, &0u32.to_le_bytes())?;
         }
@@ -507,6 +564,7 @@ impl Vproc {
         let iov = self.iovecs(q(16), q(24))?;
         Ok(MsgHdr {
             iov,
+            control: q(32),
             controllen: q(40),
         })
     }
@@ -515,10 +573,12 @@ impl Vproc {
     /// SCM_CREDENTIALS) are not passed yet: EOPNOTSUPP.
     fn sys_sendmsg(&mut self, fd: i64, msg: u64, flags: u64) -> R {
         self.socket_of(fd)?;
-        let MsgHdr { iov, controllen } = self.msghdr(msg)?;
-        if controllen != 0 {
-            return Err(EOPNOTSUPP);
-        }
+        let MsgHdr {
+            iov,
+            control,
+            controllen,
+        } = self.msghdr(msg)?;
+        let rights = self.scm_parse(control, controllen)?;
         let mut data = Vec::new();
         for (base, len) in iov {
             if data.len() >= MAX_IO {
@@ -527,18 +587,27 @@ impl Vproc {
             let len = len.min(MAX_IO - data.len());
             data.extend(self.mm.read_vec(base, len)?);
         }
-        self.stream_send(fd, &data, flags)
+        let attach = (!rights.is_empty())
+            .then(|| Box::new(super::scm::Rights(rights)) as Box<dyn std::any::Any + Send>);
+        self.stream_send(fd, &data, flags, attach)
     }
 
     /// recvmsg(fd, msg, flags): no name, no control messages.
     fn sys_recvmsg(&mut self, fd: i64, msg: u64, flags: u64) -> R {
         self.socket_of(fd)?;
-        let MsgHdr { iov, .. } = self.msghdr(msg)?;
-        let n = self.stream_recv(fd, &iov, flags & !MSG_CMSG_CLOEXEC)?;
-        // msg_namelen, msg_controllen and msg_flags: nothing.
+        let MsgHdr {
+            iov,
+            control,
+            controllen,
+        } = self.msghdr(msg)?;
+        let mut got = Vec::new();
+        let n = self.stream_recv(fd, &iov, flags & !MSG_CMSG_CLOEXEC, &mut got)?;
+        let (clen, mflags) =
+            self.scm_deliver(control, controllen, got, flags & MSG_CMSG_CLOEXEC != 0)?;
+        // msg_namelen (no name), msg_controllen and msg_flags.
         self.mm.write(msg + 8, &0u32.to_le_bytes())?;
-        self.mm.write(msg + 40, &0u64.to_le_bytes())?;
-        self.mm.write(msg + 48, &0u32.to_le_bytes())?;
+        self.mm.write(msg + 40, &clen.to_le_bytes())?;
+        self.mm.write(msg + 48, &mflags.to_le_bytes())?;
         Ok(n)
     }
 
