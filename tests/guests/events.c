@@ -209,6 +209,30 @@ static void t_socket(void) {
     SAY("send on bad fd %ld\n", R(send(99, "a", 1, 0)));
     SAY("socketpair inet %ld\n", R(socketpair(AF_INET, SOCK_STREAM, 0, sv)));
     SAY("socketpair bad family %ld\n", R(socketpair(12345, SOCK_STREAM, 0, sv)));
+    /* sendmmsg / recvmmsg (MSG_WAITFORONE: the later ones do not wait). */
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    struct iovec mv[3] = {{"aa", 2}, {"bbb", 3}, {"c", 1}};
+    struct mmsghdr mm[3];
+    memset(mm, 0, sizeof mm);
+    for (int i = 0; i < 3; i++) {
+        mm[i].msg_hdr.msg_iov = &mv[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+    }
+    long sn = R(sendmmsg(sv[0], mm, 3, 0));
+    SAY("sendmmsg %ld lens %u %u %u\n", sn, mm[0].msg_len, mm[1].msg_len, mm[2].msg_len);
+    char rb[3][5];
+    memset(rb, 0, sizeof rb);
+    struct iovec rv[3] = {{rb[0], 4}, {rb[1], 4}, {rb[2], 4}};
+    struct mmsghdr rm[3];
+    memset(rm, 0, sizeof rm);
+    for (int i = 0; i < 3; i++) {
+        rm[i].msg_hdr.msg_iov = &rv[i];
+        rm[i].msg_hdr.msg_iovlen = 1;
+    }
+    long rn = R(recvmmsg(sv[1], rm, 3, MSG_WAITFORONE, 0));
+    SAY("recvmmsg %ld %s/%u %s/%u\n", rn, rb[0], rm[0].msg_len, rb[1], rm[1].msg_len);
+    close(sv[0]);
+    close(sv[1]);
     /* epoll on a socket. */
     socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
     int ep = epoll_create1(0);

@@ -138,12 +138,10 @@ impl Vproc {
             v.sys_accept4(int(a[0]), a[1], a[2], a[3])
         }),
         (libc::SYS_sendmmsg, |v, _nr, a| {
-            v.socket_of(int(a[0]))?;
-            Err(EOPNOTSUPP)
+            v.sys_mmsg(int(a[0]), a[1], a[2], a[3], true)
         }),
         (libc::SYS_recvmmsg, |v, _nr, a| {
-            v.socket_of(int(a[0]))?;
-            Err(EOPNOTSUPP)
+            v.sys_mmsg(int(a[0]), a[1], a[2], a[3], false)
         }),
     ];
 
@@ -671,5 +669,46 @@ impl Vproc {
         self.mm
             .write(lenp, &u32::try_from(n).unwrap_or(4).to_le_bytes())?;
         Ok(0)
+    }
+
+    /// sendmmsg/recvmmsg(fd, msgvec, vlen, flags): each struct mmsghdr's
+    /// message in turn, its length into msg_len. The first may wait (as
+    /// its flags say); the others do not (MSG_DONTWAIT), so a retried call
+    /// never repeats a message: the count so far is returned at the first
+    /// that would wait (Linux's MSG_WAITFORONE behaviour; Linux would also
+    /// wait for the later ones of a blocking sendmmsg). recvmmsg's timeout
+    /// is not used.
+    fn sys_mmsg(&mut self, fd: i64, vec: u64, vlen: u64, flags: u64, send: bool) -> R {
+        self.socket_of(fd)?;
+        // UIO_MAXIOV.
+        let n = vlen.min(1024);
+        let mut done: u64 = 0;
+        while done < n {
+            let msg = vec + done * 64;
+            let f = if done == 0 {
+                flags
+            } else {
+                flags | MSG_DONTWAIT
+            };
+            let r = if send {
+                self.sys_sendmsg(fd, msg, f)
+            } else {
+                self.sys_recvmsg(fd, msg, f)
+            };
+            match r {
+                Ok(len) => {
+                    let len = u32::try_from(len).unwrap_or(u32::MAX);
+                    self.mm.write(msg + 56, &len.to_le_bytes())?;
+                    done += 1;
+                    // A stream at its end has no more messages.
+                    if !send && len == 0 {
+                        break;
+                    }
+                }
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(i64::try_from(done).unwrap_or(0))
     }
 }
