@@ -3,6 +3,8 @@
 //!
 //! - [`errno`]: the errnos handlers return.
 //! - [`sysno`]: every x86-64 syscall number's name.
+//! - [`socket`]: address families, socket types and flags.
 
 pub mod errno;
+pub mod socket;
 pub mod sysno;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::pipe::Wake;
+use super::pipe::{Waiters, Wake};
 
 /// The largest value an eventfd counter holds (a write that would pass
 /// it waits, or fails with EAGAIN).
@@ -28,7 +28,7 @@ pub struct EventFd {
     /// EFD_SEMAPHORE: a read takes 1, not the whole count.
     pub semaphore: bool,
     /// Vprocs waiting for the counter to move.
-    pub waiters: Vec<(i32, Arc<dyn Wake>)>,
+    pub waiters: Waiters,
     /// Bumped on every change (edge-triggered epoll).
     pub seq: u64,
 }
@@ -96,14 +96,12 @@ impl EventFd {
 
     /// Register `pid` as waiting.
     pub fn wait(&mut self, pid: i32, w: Arc<dyn Wake>) {
-        if !self.waiters.iter().any(|(p, _)| *p == pid) {
-            self.waiters.push((pid, w));
-        }
+        self.waiters.add(pid, w);
     }
 
     /// Take the waiters (wake them with the eventfd unlocked).
     pub fn take_waiters(&mut self) -> Vec<(i32, Arc<dyn Wake>)> {
-        std::mem::take(&mut self.waiters)
+        self.waiters.take()
     }
 }
 
@@ -141,7 +139,7 @@ pub struct TimerFd {
     /// Expirations not read yet.
     pub ticks: u64,
     /// Vprocs waiting for an expiration or a change.
-    pub waiters: Vec<(i32, Arc<dyn Wake>)>,
+    pub waiters: Waiters,
     /// Bumped on every change (edge-triggered epoll).
     pub seq: u64,
 }
@@ -241,13 +239,11 @@ impl TimerFd {
 
     /// Register `pid` as waiting.
     pub fn wait(&mut self, pid: i32, w: Arc<dyn Wake>) {
-        if !self.waiters.iter().any(|(p, _)| *p == pid) {
-            self.waiters.push((pid, w));
-        }
+        self.waiters.add(pid, w);
     }
 
     /// Take the waiters (wake them with the timer unlocked).
     pub fn take_waiters(&mut self) -> Vec<(i32, Arc<dyn Wake>)> {
-        std::mem::take(&mut self.waiters)
+        self.waiters.take()
     }
 }

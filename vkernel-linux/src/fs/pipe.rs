@@ -127,6 +127,24 @@ pub trait Wake: Send + Sync {
     fn wake(&self, pid: i32);
 }
 
+/// The vprocs waiting on an object, each once, with what wakes them.
+#[derive(Default)]
+pub struct Waiters(Vec<(i32, Arc<dyn Wake>)>);
+
+impl Waiters {
+    /// Register `pid` (once).
+    pub fn add(&mut self, pid: i32, w: Arc<dyn Wake>) {
+        if !self.0.iter().any(|(p, _)| *p == pid) {
+            self.0.push((pid, w));
+        }
+    }
+
+    /// Take them all (wake them with the object unlocked: [`wake_all`]).
+    pub fn take(&mut self) -> Vec<(i32, Arc<dyn Wake>)> {
+        std::mem::take(&mut self.0)
+    }
+}
+
 /// Bytes a new pipe holds before writers block (Linux: 16 pages).
 pub const PIPE_CAPACITY: usize = 65536;
 

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::pipe::{wake_all, Pipe, Shared, Wake};
+use super::pipe::{wake_all, Pipe, Shared, Waiters, Wake};
 
 /// Bytes a stream socket's direction holds before the sender waits
 /// (Linux's default socket send buffer, net.core.wmem_default).
@@ -102,7 +102,7 @@ pub struct Port {
     /// The backlog's limit (listen's argument).
     pub max: usize,
     /// Vprocs waiting to accept, to connect (backlog full), or in poll.
-    pub waiters: Vec<(i32, Arc<dyn Wake>)>,
+    pub waiters: Waiters,
     /// Bumped on every change (edge-triggered epoll).
     pub seq: u64,
     /// The address it is bound to (sockaddr_un bytes after the family).
@@ -125,16 +125,14 @@ impl std::fmt::Debug for Port {
 impl Port {
     /// Register `pid` as waiting.
     pub fn wait(&mut self, pid: i32, w: Arc<dyn Wake>) {
-        if !self.waiters.iter().any(|(p, _)| *p == pid) {
-            self.waiters.push((pid, w));
-        }
+        self.waiters.add(pid, w);
     }
 
     /// Take the waiters (wake them with the port unlocked) and count a
     /// change.
     pub fn take_waiters(&mut self) -> Vec<(i32, Arc<dyn Wake>)> {
         self.seq = self.seq.wrapping_add(1);
-        std::mem::take(&mut self.waiters)
+        self.waiters.take()
     }
 
     /// Is the backlog full (Linux lets one more than `max` wait)?

@@ -11,25 +11,15 @@
 use super::errno::*;
 use super::table::Handler;
 use super::{int, R};
+use crate::abi::socket::{
+    AF_INET, AF_INET6, AF_UNIX, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET,
+};
 use crate::files::{
     self, EventFd, Fd, FileKind, OpenFile, Pipe, Shared, SockState, Socket, UnixStream,
 };
 use crate::fs::event::EventFdError;
 use crate::signal::{self, SigInfo};
 use crate::Vproc;
-
-/// AF_UNIX.
-const AF_UNIX: u64 = 1;
-/// AF_INET, AF_INET6: socketpair refuses them with EOPNOTSUPP.
-const AF_INET: u64 = 2;
-/// AF_INET6.
-const AF_INET6: u64 = 10;
-/// SOCK_STREAM.
-const SOCK_STREAM: u64 = 1;
-/// SOCK_NONBLOCK (O_NONBLOCK).
-const SOCK_NONBLOCK: u64 = 0o4000;
-/// SOCK_CLOEXEC (O_CLOEXEC).
-const SOCK_CLOEXEC: u64 = 0o2000000;
 
 /// MSG_OOB.
 const MSG_OOB: u64 = 0x1;
@@ -43,9 +33,6 @@ const MSG_WAITALL: u64 = 0x100;
 const MSG_NOSIGNAL: u64 = 0x4000;
 /// MSG_CMSG_CLOEXEC (accepted; no descriptors are passed yet).
 const MSG_CMSG_CLOEXEC: u64 = 0x4000_0000;
-
-/// SOL_SOCKET.
-const SOL_SOCKET: u64 = 1;
 
 /// The largest single transfer (as read/write cap theirs).
 const MAX_IO: usize = 1 << 24;

@@ -10,24 +10,13 @@
 
 use super::errno::*;
 use super::{int, AT_FDCWD, R};
+use crate::abi::socket::{
+    AF_INET, AF_INET6, AF_UNIX, AF_UNIX_FAMILY, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM,
+};
 use crate::files::{self, Fd, FileKind, OpenFile, Port, Shared, SockState, Socket, UnixStream};
 use crate::fs::Kind;
 use crate::Vproc;
 
-/// AF_UNIX.
-const AF_UNIX: u64 = 1;
-/// AF_UNIX as sa_family_t.
-const AF_UNIX_FAMILY: u16 = 1;
-/// AF_INET and AF_INET6: no network stack yet.
-const AF_INET: u64 = 2;
-/// AF_INET6.
-const AF_INET6: u64 = 10;
-/// SOCK_STREAM.
-const SOCK_STREAM: u64 = 1;
-/// SOCK_NONBLOCK.
-const SOCK_NONBLOCK: u64 = 0o4000;
-/// SOCK_CLOEXEC.
-const SOCK_CLOEXEC: u64 = 0o2000000;
 /// sizeof(struct sockaddr_un).
 const SUN_LEN: usize = 110;
 /// The largest backlog listen takes (Linux's somaxconn).
