@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::linux as linux_kit;
 use common::*;
 use vkernel::core::memstat::MemStats;
 use vkernel::core::prelude::*;
@@ -173,45 +174,16 @@ fn two_vmspaces_sharing_a_large_page_split_pss() {
 
 // ---- the Linux personality ----
 
-struct Run {
-    stdout: String,
-    report: linux::kernel::Report,
+/// `prog args` under vkernel with the default options.
+fn vk(prog: &std::path::Path, args: &[&str]) -> linux_kit::Run {
+    linux_kit::vk(prog, args, None, &linux::kernel::Options::default())
 }
 
-fn vk(prog: &std::path::Path, args: &[&str]) -> Run {
-    use linux::stdio::BufferStdio;
-    let machine = Machine::builder()
-        .ram_size(512 << 20)
-        .build()
-        .expect("a machine on /dev/kvm");
-    let stdio = BufferStdio::new(b"");
-    let out = stdio.stdout.clone();
-    let path = std::fs::canonicalize(prog).unwrap().display().to_string();
-    let mut argv = vec![path.clone().into_bytes()];
-    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-    let cfg = linux::Config {
-        image: std::fs::read(prog).unwrap(),
-        path: path.clone(),
-        exe: path,
-        argv,
-        envp: vec![b"PATH=/bin".to_vec()],
-        fault_around: 16,
-        trace: false,
-    };
-    let vp = linux::Vproc::load(&machine, cfg, linux::fs::Fs::empty(), Box::new(stdio)).unwrap();
-    let report = linux::launch::run(&machine, vp, &linux::kernel::Options::default())
-        .expect("the virtual kernel runs");
-    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-    Run { stdout, report }
-}
-
+/// `prog args` natively: its stdout (it must succeed).
 fn native(prog: &std::path::Path, args: &[&str]) -> String {
-    let o = std::process::Command::new(prog)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "native run failed: {o:?}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    let (out, status) = linux_kit::native(prog, args);
+    assert_eq!(status, 0, "native run failed: {out}");
+    out
 }
 
 #[test]

@@ -58,15 +58,9 @@ fn native(prog: &str, args: &[&str]) -> (String, i32) {
     )
 }
 
+/// Is /bin/busybox there? A loud SKIP for `test` when not.
 fn busybox(test: &str) -> bool {
-    if Path::new("/bin/busybox").exists() {
-        return true;
-    }
-    common::skip(
-        test,
-        "/bin/busybox not found (apt-get install busybox-static)",
-    );
-    false
+    common::linux::busybox(test).is_some()
 }
 
 /// The names in directory `d`.

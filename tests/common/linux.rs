@@ -109,26 +109,37 @@ pub fn vk_run(l: Launch, stdin: &[u8]) -> Run {
         let stdio = BufferStdio::new(&stdin);
         let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
         let start = std::time::Instant::now();
-        let machine = l.machine().expect("a machine on /dev/kvm");
-        let report = l
-            .run_on(&machine, Box::new(stdio))
-            .expect("the virtual kernel runs");
+        let machine = match l.machine() {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = tx.send(Err(format!("no machine: {e}")));
+                return;
+            }
+        };
+        let report = match l.run_on(&machine, Box::new(stdio)) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Err(format!("the virtual kernel failed: {e}")));
+                return;
+            }
+        };
         let elapsed = start.elapsed();
         let served = machine.exitless_stats().served;
         let text = |b: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
             String::from_utf8_lossy(&b.lock().unwrap()).into_owned()
         };
-        let _ = tx.send(Run {
+        let _ = tx.send(Ok(Run {
             stdout: text(&out),
             stderr: text(&err),
             report,
             elapsed,
             served,
-        });
+        }));
     });
     let run = rx
         .recv_timeout(Duration::from_secs(300))
-        .unwrap_or_else(|_| panic!("{what}: no result in 300 s (a hang, or a panic above)"));
+        .unwrap_or_else(|_| panic!("{what}: no result in 300 s (a hang, or a panic above)"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     assert_eq!(
         run.report.lost_wakeups, 0,
         "the watchdog ended a wait that no wake-up ended; stderr: {}",
