@@ -613,32 +613,36 @@ impl Vproc {
         let p = Shared::new(Pipe::default());
         let cloexec = flags & files::O_CLOEXEC != 0;
         let st = flags & files::O_NONBLOCK;
-        let r = self.fds.install(
-            Fd {
-                file: OpenFile::new(FileKind::PipeRead(p.clone()), st, b"pipe:"),
-                cloexec,
-            },
-            0,
-        )?;
-        let w = match self.fds.install(
-            Fd {
-                file: OpenFile::new(FileKind::PipeWrite(p), st | files::O_WRONLY, b"pipe:"),
-                cloexec,
-            },
-            0,
-        ) {
-            Ok(w) => w,
+        let r = OpenFile::new(FileKind::PipeRead(p.clone()), st, b"pipe:");
+        let w = OpenFile::new(FileKind::PipeWrite(p), st | files::O_WRONLY, b"pipe:");
+        self.install_pair(r, w, cloexec, fds)
+    }
+
+    /// Install `a` and `b` as two new fds and write their numbers (two
+    /// ints) at `out`; on any failure neither stays open.
+    pub(super) fn install_pair(
+        &mut self,
+        a: Shared<OpenFile>,
+        b: Shared<OpenFile>,
+        cloexec: bool,
+        out: u64,
+    ) -> R {
+        let fa = self.fds.install(Fd { file: a, cloexec }, 0)?;
+        let fb = match self.fds.install(Fd { file: b, cloexec }, 0) {
+            Ok(f) => f,
             Err(e) => {
-                let _ = self.fds.close(r);
+                let _ = self.fds.close(fa);
                 return Err(e.into());
             }
         };
-        let mut b = [0u8; 8];
-        b[..4].copy_from_slice(&(r as i32).to_le_bytes());
-        b[4..].copy_from_slice(&(w as i32).to_le_bytes());
-        if let Err(e) = self.mm.write(fds, &b) {
-            let _ = self.fds.close(r);
-            let _ = self.fds.close(w);
+        // fds are below RLIMIT_NOFILE, far below i32::MAX.
+        let num = |fd: i64| i32::try_from(fd).unwrap_or(i32::MAX).to_le_bytes();
+        let mut v = [0u8; 8];
+        v[..4].copy_from_slice(&num(fa));
+        v[4..].copy_from_slice(&num(fb));
+        if let Err(e) = self.mm.write(out, &v) {
+            let _ = self.fds.close(fa);
+            let _ = self.fds.close(fb);
             return Err(e.into());
         }
         Ok(0)

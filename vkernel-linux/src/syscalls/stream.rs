@@ -11,11 +11,9 @@
 use super::errno::*;
 use super::table::Handler;
 use super::{int, R};
-use crate::abi::socket::{
-    AF_INET, AF_INET6, AF_UNIX, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET,
-};
+use crate::abi::socket::SOL_SOCKET;
 use crate::files::{
-    self, EventFd, Fd, FileKind, OpenFile, Pipe, Shared, SockState, Socket, UnixStream,
+    self, EventFd, FileKind, OpenFile, Pipe, Shared, SockState, Socket, UnixStream,
 };
 use crate::fs::event::EventFdError;
 use crate::signal::{self, SigInfo};
@@ -144,55 +142,11 @@ impl Vproc {
 
     /// socketpair(domain, type, protocol, sv).
     fn sys_socketpair(&mut self, domain: u64, ty: u64, protocol: u64, sv: u64) -> R {
-        match domain {
-            AF_UNIX => {}
-            AF_INET | AF_INET6 => return Err(EOPNOTSUPP),
-            _ => return Err(EAFNOSUPPORT),
-        }
-        if ty & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
-            return Err(EINVAL);
-        }
-        if protocol != 0 && protocol != AF_UNIX {
-            return Err(EPROTONOSUPPORT);
-        }
-        if ty & 0xf != SOCK_STREAM {
-            // SOCK_DGRAM and SOCK_SEQPACKET: not yet.
-            return Err(ESOCKTNOSUPPORT);
-        }
-        let st = files::O_RDWR | (ty & SOCK_NONBLOCK) as u32;
-        let cloexec = ty & SOCK_CLOEXEC != 0;
+        let (st, cloexec) = self.socket_type(domain, ty, protocol, true)?;
         let (a, b) = UnixStream::pair();
-        let fa = self.fds.install(
-            Fd {
-                file: OpenFile::new(FileKind::Socket(Socket::connected(a)), st, b"socket:"),
-                cloexec,
-            },
-            0,
-        )?;
-        let fb = match self.fds.install(
-            Fd {
-                file: OpenFile::new(FileKind::Socket(Socket::connected(b)), st, b"socket:"),
-                cloexec,
-            },
-            0,
-        ) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = self.fds.close(fa);
-                return Err(e.into());
-            }
-        };
-        let mut out = [0u8; 8];
-        // fds are below RLIMIT_NOFILE, far below i32::MAX.
-        let num = |fd: i64| i32::try_from(fd).unwrap_or(i32::MAX).to_le_bytes();
-        out[..4].copy_from_slice(&num(fa));
-        out[4..].copy_from_slice(&num(fb));
-        if let Err(e) = self.mm.write(sv, &out) {
-            let _ = self.fds.close(fa);
-            let _ = self.fds.close(fb);
-            return Err(e.into());
-        }
-        Ok(0)
+        let fa = OpenFile::new(FileKind::Socket(Socket::connected(a)), st, b"socket:");
+        let fb = OpenFile::new(FileKind::Socket(Socket::connected(b)), st, b"socket:");
+        self.install_pair(fa, fb, cloexec, sv)
     }
 
     /// A write to a pipe or socket nobody reads: SIGPIPE (unless

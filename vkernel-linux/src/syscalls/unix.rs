@@ -35,8 +35,26 @@ enum Addr {
 impl Vproc {
     /// socket(domain, type, protocol): AF_UNIX SOCK_STREAM sockets.
     pub(super) fn sys_socket(&mut self, domain: u64, ty: u64, protocol: u64) -> R {
+        let (st, cloexec) = self.socket_type(domain, ty, protocol, false)?;
+        let file = OpenFile::new(FileKind::Socket(Socket::default()), st, b"socket:");
+        self.install_file(file, if cloexec { files::O_CLOEXEC } else { 0 })
+    }
+
+    /// Check socket/socketpair's (`pair`) arguments: the open file's status
+    /// flags and whether the fds are close-on-exec. AF_UNIX SOCK_STREAM
+    /// only; AF_INET/AF_INET6 are EAFNOSUPPORT for socket (reported as
+    /// unimplemented: no network stack yet) and EOPNOTSUPP for socketpair,
+    /// as Linux says for them.
+    pub(super) fn socket_type(
+        &mut self,
+        domain: u64,
+        ty: u64,
+        protocol: u64,
+        pair: bool,
+    ) -> Result<(u32, bool), i64> {
         match domain {
             AF_UNIX => {}
+            AF_INET | AF_INET6 if pair => return Err(EOPNOTSUPP),
             AF_INET | AF_INET6 => {
                 crate::diag::unimplemented(&self.unimplemented, 41, self.pid, &self.comm);
                 return Err(EAFNOSUPPORT);
@@ -50,21 +68,15 @@ impl Vproc {
             return Err(EPROTONOSUPPORT);
         }
         if ty & 0xf != SOCK_STREAM {
+            // SOCK_DGRAM and SOCK_SEQPACKET: not yet.
             return Err(ESOCKTNOSUPPORT);
         }
-        let st = files::O_RDWR
-            | if ty & SOCK_NONBLOCK != 0 {
-                files::O_NONBLOCK
-            } else {
-                0
-            };
-        let file = OpenFile::new(FileKind::Socket(Socket::default()), st, b"socket:");
-        let cloexec = if ty & SOCK_CLOEXEC != 0 {
-            files::O_CLOEXEC
+        let nonblock = if ty & SOCK_NONBLOCK != 0 {
+            files::O_NONBLOCK
         } else {
             0
         };
-        self.install_file(file, cloexec)
+        Ok((files::O_RDWR | nonblock, ty & SOCK_CLOEXEC != 0))
     }
 
     /// The sockaddr_un at `addr` (`len` bytes).
