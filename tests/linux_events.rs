@@ -56,7 +56,7 @@ fn events_match_native() {
             return;
         };
         for mode in [
-            "eventfd", "epoll", "socket", "errors", "memfd", "timerfd", "scm",
+            "eventfd", "epoll", "socket", "errors", "memfd", "timerfd", "scm", "signalfd",
         ] {
             let (want, code) = native(&prog, &[mode]);
             assert_eq!(code, 0, "{cc} {mode} natively:\n{want}");

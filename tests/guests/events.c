@@ -12,9 +12,11 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -654,6 +656,81 @@ static void t_scm(void) {
     close(sv[1]);
 }
 
+static void show_ssi(const char *what, int fd) {
+    struct signalfd_siginfo si;
+    memset(&si, 0, sizeof si);
+    long r = R(read(fd, &si, sizeof si));
+    SAY("%s: %ld signo %u code %d from self %d status %d\n", what, r, si.ssi_signo, si.ssi_code,
+        si.ssi_pid == (uint32_t)getpid(), si.ssi_status);
+}
+
+static void t_signalfd(void) {
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR1);
+    sigaddset(&m, SIGUSR2);
+    sigaddset(&m, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &m, 0);
+    int s = signalfd(-1, &m, SFD_NONBLOCK | SFD_CLOEXEC);
+    SAY("signalfd %d\n", s >= 0);
+    struct signalfd_siginfo si;
+    SAY("empty %ld\n", R(read(s, &si, sizeof si)));
+    SAY("short %ld\n", R(read(s, &si, 8)));
+    raise(SIGUSR1);
+    struct pollfd pf = {.fd = s, .events = POLLIN};
+    SAY("poll %ld\n", R(poll(&pf, 1, 0)));
+    show_ssi("raise", s);
+    pid_t c = fork();
+    if (c == 0) _exit(7);
+    /* Blocking: wait for the SIGCHLD through epoll. */
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 51}, out[1];
+    epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
+    long r = R(epoll_wait(ep, out, 1, 5000));
+    SAY("epoll %ld data %llu\n", r, (unsigned long long)out[0].data.u64);
+    show_ssi("child", s);
+    waitpid(c, 0, 0);
+    /* A blocking read woken by another process's kill. */
+    int b = signalfd(-1, &m, 0);
+    c = fork();
+    if (c == 0) {
+        usleep(20000);
+        kill(getppid(), SIGUSR2);
+        _exit(0);
+    }
+    struct signalfd_siginfo bi;
+    r = R(read(b, &bi, sizeof bi));
+    SAY("blocking read %ld signo %u from child %d\n", r, bi.ssi_signo, bi.ssi_pid == (uint32_t)c);
+    waitpid(c, 0, 0);
+    /* Drain the SIGCHLD of that child. */
+    fcntl(b, F_SETFL, O_NONBLOCK);
+    while (read(b, &bi, sizeof bi) > 0) {
+    }
+    /* A new mask: SIGUSR1 only. */
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, SIGUSR1);
+    SAY("remask %d\n", signalfd(s, &one, 0) == s);
+    raise(SIGUSR2);
+    SAY("not in mask %ld\n", R(read(s, &si, sizeof si)));
+    raise(SIGUSR1);
+    show_ssi("in mask", s);
+    SAY("bad size %ld\n", R(syscall(SYS_signalfd4, -1, &m, 4, 0)));
+    SAY("bad flags %ld\n", R(signalfd(-1, &m, 0x1)));
+    SAY("not a signalfd %ld\n", R(signalfd(ep, &m, 0)));
+    /* SIGUSR2 is still pending (blocked): take it with sigwait. */
+    int sig = 0;
+    sigset_t u2;
+    sigemptyset(&u2);
+    sigaddset(&u2, SIGUSR2);
+    sigwait(&u2, &sig);
+    SAY("still pending %d\n", sig);
+    close(ep);
+    close(s);
+    close(b);
+    sigprocmask(SIG_UNBLOCK, &m, 0);
+}
+
 static void t_errors(void) {
     struct epoll_event ev = {.events = EPOLLIN};
     int ep = epoll_create1(0);
@@ -687,6 +764,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(m, "memfd")) t_memfd();
     if (all || !strcmp(m, "timerfd")) t_timerfd();
     if (all || !strcmp(m, "scm")) t_scm();
+    if (all || !strcmp(m, "signalfd")) t_signalfd();
     if (!strcmp(m, "unix")) t_unix(argc > 2 ? argv[2] : "/tmp");
     return 0;
 }

@@ -1,6 +1,6 @@
 //! Open files and the fd table of a vproc.
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
-pub use super::fs::event::{EventFd, TimerFd};
+pub use super::fs::event::{EventFd, SignalFd, TimerFd};
 pub use super::fs::pipe::{wake_all, FdError, Pipe, Shared, Wake, WeakShared, PIPE_BUF};
 pub use super::fs::socket::{Port, SockState, Socket, UnixStream};
 pub use super::fs::Backing;
@@ -55,6 +55,8 @@ pub enum FileKind {
     Epoll(Shared<Epoll>),
     /// A timerfd.
     TimerFd(Shared<TimerFd>),
+    /// A signalfd.
+    SignalFd(Shared<SignalFd>),
     /// An AF_UNIX stream socket.
     Socket(Socket),
 }

@@ -247,3 +247,13 @@ impl TimerFd {
         self.waiters.take()
     }
 }
+
+/// One signalfd: the signals (a mask, bit `n - 1` for signal `n`) its
+/// reads take from the reading thread's pending ones. Waking goes through
+/// the process table: a reader waits as rt_sigtimedwait does
+/// (`ThreadInfo::sigwait`).
+#[derive(Debug, Default)]
+pub struct SignalFd {
+    /// The signals it takes.
+    pub mask: u64,
+}

@@ -52,6 +52,12 @@ impl Vproc {
         (libc::SYS_epoll_create1, |v, _nr, a| {
             v.sys_epoll_create1(a[0])
         }),
+        (libc::SYS_signalfd, |v, _nr, a| {
+            v.sys_signalfd4(int(a[0]), a[1], a[2], 0)
+        }),
+        (libc::SYS_signalfd4, |v, _nr, a| {
+            v.sys_signalfd4(int(a[0]), a[1], a[2], a[3])
+        }),
         (libc::SYS_timerfd_create, |v, _nr, a| {
             v.sys_timerfd_create(int(a[0]), a[1])
         }),
@@ -256,9 +262,8 @@ impl Vproc {
             // Register before looking: a change in between wakes us.
             let files: Vec<_> = ep.borrow().items.iter().map(|i| i.file.clone()).collect();
             for f in files.iter().filter_map(|f| f.upgrade()) {
-                if let Some(t) = self.watch_file(&f.borrow(), 1) {
-                    self.wake_by(t);
-                }
+                let w = self.watch_file(&f.borrow(), 1);
+                self.wait_also(w);
             }
         }
         let ready = self.collect_events(&ep, max);
@@ -486,4 +491,101 @@ fn contains(outer: &Shared<Epoll>, inner: &Shared<Epoll>, depth: u32) -> bool {
             FileKind::Epoll(e) => contains(e, inner, depth + 1),
             _ => false,
         })
+}
+
+/// sizeof(struct signalfd_siginfo).
+const SIGNALFD_SIGINFO: usize = 128;
+
+impl Vproc {
+    /// signalfd4(fd, mask, sizemask, flags): a new signalfd (fd -1) or a
+    /// new mask for an existing one. SIGKILL and SIGSTOP are never taken.
+    fn sys_signalfd4(&mut self, fd: i64, mask: u64, size: u64, flags: u64) -> R {
+        if size != 8 {
+            return Err(EINVAL);
+        }
+        if flags & !u64::from(files::O_NONBLOCK | files::O_CLOEXEC) != 0 {
+            return Err(EINVAL);
+        }
+        let never =
+            crate::signal::bit(crate::signal::SIGKILL) | crate::signal::bit(crate::signal::SIGSTOP);
+        let mask = self.mm.read_u64(mask)? & !never;
+        if fd != -1 {
+            let file = self.fds.get(fd)?.file.clone();
+            let f = file.borrow();
+            let FileKind::SignalFd(sf) = &f.kind else {
+                return Err(EINVAL);
+            };
+            sf.borrow_mut().mask = mask;
+            return Ok(fd);
+        }
+        let st = files::O_RDWR
+            | if flags & u64::from(files::O_NONBLOCK) != 0 {
+                files::O_NONBLOCK
+            } else {
+                0
+            };
+        let file = OpenFile::new(
+            FileKind::SignalFd(Shared::new(files::SignalFd { mask })),
+            st,
+            b"anon_inode:[signalfd]",
+        );
+        let cloexec = if flags & u64::from(files::O_CLOEXEC) != 0 {
+            files::O_CLOEXEC
+        } else {
+            0
+        };
+        self.install_file(file, cloexec)
+    }
+
+    /// read(2) of a signalfd: a struct signalfd_siginfo for each pending
+    /// signal of `mask` that fits (this thread's, then its process's).
+    pub(super) fn signalfd_read(
+        &mut self,
+        mask: u64,
+        nonblock: bool,
+        data: &mut [u8],
+    ) -> Result<usize, i64> {
+        if data.len() < SIGNALFD_SIGINFO {
+            return Err(EINVAL);
+        }
+        let mut n = 0;
+        while n + SIGNALFD_SIGINFO <= data.len() {
+            let got = match crate::signal::next_index(&self.sig.pending, mask) {
+                Some(i) => Some(self.sig.pending.remove(i)),
+                None => self
+                    .k
+                    .clone()
+                    .and_then(|k| k.take_shared_one(self.thread.tgid, mask)),
+            };
+            let Some(s) = got else { break };
+            data[n..n + SIGNALFD_SIGINFO].copy_from_slice(&signalfd_siginfo(&s));
+            n += SIGNALFD_SIGINFO;
+        }
+        if n > 0 {
+            return Ok(n);
+        }
+        if nonblock {
+            return Err(EAGAIN);
+        }
+        // Woken as rt_sigtimedwait is when one of them comes.
+        self.thread.sigwait |= mask;
+        self.block_on(None).map(|_| 0)
+    }
+}
+
+/// A struct signalfd_siginfo for `s`.
+fn signalfd_siginfo(s: &crate::signal::SigInfo) -> [u8; SIGNALFD_SIGINFO] {
+    let mut b = [0u8; SIGNALFD_SIGINFO];
+    let mut put = |at: usize, v: &[u8]| b[at..at + v.len()].copy_from_slice(v);
+    put(0, &s.signo.to_le_bytes());
+    put(8, &s.code.to_le_bytes());
+    put(12, &s.pid.to_le_bytes());
+    put(16, &s.uid.to_le_bytes());
+    put(36, &(s.trapno & 0xffff_ffff).to_le_bytes()[..4]);
+    // ssi_status: a SIGCHLD's child status; ssi_int/ssi_ptr: si_value.
+    put(40, &(s.err & 0xffff_ffff).to_le_bytes()[..4]);
+    put(44, &(s.value & 0xffff_ffff).to_le_bytes()[..4]);
+    put(48, &s.value.to_le_bytes());
+    put(72, &s.addr.to_le_bytes());
+    b
 }

@@ -307,9 +307,8 @@ impl Vproc {
             for c in b.chunks(8) {
                 let fd = i32::from_le_bytes(c[..4].try_into().expect("4 bytes"));
                 if fd >= 0 {
-                    if let Some(t) = self.poll_register(fd as i64) {
-                        self.wake_by(t);
-                    }
+                    let w = self.poll_register(fd as i64);
+                    self.wait_also(w);
                 }
             }
         }
@@ -383,9 +382,8 @@ impl Vproc {
             }
             if !expired {
                 // Register before looking: a change in between wakes us.
-                if let Some(t) = self.poll_register(fd as i64) {
-                    self.wake_by(t);
-                }
+                let w = self.poll_register(fd as i64);
+                self.wait_also(w);
             }
             let have = self.poll_fd(fd as i64);
             if have & POLLNVAL != 0 {

@@ -216,7 +216,7 @@ impl Vproc {
                 drop(f);
                 self.eventfd_write(&e, nonblock, data)
             }
-            FileKind::Epoll(_) | FileKind::TimerFd(_) => Err(EINVAL),
+            FileKind::Epoll(_) | FileKind::TimerFd(_) | FileKind::SignalFd(_) => Err(EINVAL),
             FileKind::Inode(_) | FileKind::PipeRead(_) => Err(EBADF),
         }
     }
@@ -304,6 +304,15 @@ impl Vproc {
                 let t = t.clone();
                 drop(f);
                 self.timerfd_read(&t, nonblock, data)
+            }
+            FileKind::SignalFd(sf) => {
+                if at.is_some() {
+                    return Err(ESPIPE);
+                }
+                let nonblock = f.flags & files::O_NONBLOCK != 0;
+                let mask = sf.borrow().mask;
+                drop(f);
+                self.signalfd_read(mask, nonblock, data)
             }
             FileKind::Epoll(_) => Err(EINVAL),
             FileKind::PipeWrite(_) => Err(EBADF),

@@ -14,6 +14,28 @@ use crate::Vproc;
 /// to build chains deeper than 5).
 pub const EPOLL_MAX_NESTS: u32 = 4;
 
+/// What a waiter must wake for beyond the objects it registered on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Watch {
+    /// The earliest timerfd expiration.
+    pub until: Option<Instant>,
+    /// Signals signalfds take.
+    pub signals: u64,
+}
+
+impl Watch {
+    /// Both `self` and `o`.
+    pub fn merge(self, o: Watch) -> Watch {
+        Watch {
+            until: match (self.until, o.until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            signals: self.signals | o.signals,
+        }
+    }
+}
+
 /// EPOLLRDHUP as a poll bit (POLLRDHUP).
 pub const POLLRDHUP: u16 = 0x2000;
 
@@ -38,7 +60,11 @@ pub fn file_seq(f: &OpenFile) -> Option<u64> {
             SockState::Fresh => Some(0),
         },
         FileKind::Inode(_) => Some(0),
-        FileKind::Stdin | FileKind::Stdout | FileKind::Stderr | FileKind::Epoll(_) => None,
+        FileKind::Stdin
+        | FileKind::Stdout
+        | FileKind::Stderr
+        | FileKind::Epoll(_)
+        | FileKind::SignalFd(_) => None,
     }
 }
 
@@ -88,6 +114,19 @@ impl Vproc {
                 r
             }
             FileKind::Inode(_) => POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
+            FileKind::SignalFd(sf) => {
+                let mask = sf.borrow().mask;
+                if self
+                    .sig
+                    .pending
+                    .iter()
+                    .any(|p| crate::signal::bit(p.signo) & mask != 0)
+                {
+                    POLLIN | POLLRDNORM
+                } else {
+                    0
+                }
+            }
             FileKind::TimerFd(t) => {
                 let mut t = t.borrow_mut();
                 t.update(Instant::now());
@@ -173,28 +212,50 @@ impl Vproc {
         }
     }
 
-    /// Ask to be woken when `fd` changes; returns when a timer it
-    /// watches next expires (the caller wakes by then: [`Vproc::wake_by`]).
-    pub(super) fn poll_register(&self, fd: i64) -> Option<Instant> {
+    /// Ask to be woken when `fd` changes; returns what else the caller
+    /// must wake for ([`Vproc::wait_also`]).
+    pub(super) fn poll_register(&self, fd: i64) -> Watch {
         let Ok(slot) = self.fds.get(fd) else {
-            return None;
+            return Watch::default();
         };
         let f = slot.file.borrow();
         self.watch_file(&f, 0)
     }
 
+    /// Wake the waiting call for what `w` says too: a timer's expiration
+    /// ([`Vproc::wake_by`]), signals a signalfd takes (as rt_sigtimedwait
+    /// waits for blocked signals).
+    pub(super) fn wait_also(&mut self, w: Watch) {
+        if let Some(t) = w.until {
+            self.wake_by(t);
+        }
+        self.thread.sigwait |= w.signals;
+    }
+
     /// Ask to be woken when the open file `f` changes (pipes, sockets,
     /// eventfds, the console input, and what an epoll set watches);
-    /// returns the earliest expiration of the timerfds among them, which
-    /// nothing else wakes for.
-    pub(super) fn watch_file(&self, f: &OpenFile, depth: u32) -> Option<Instant> {
-        let k = self.k.as_ref()?;
+    /// returns what nothing registered here wakes for: the earliest
+    /// expiration of the timerfds among them, the signals of the
+    /// signalfds.
+    pub(super) fn watch_file(&self, f: &OpenFile, depth: u32) -> Watch {
+        let Some(k) = self.k.as_ref() else {
+            return Watch::default();
+        };
         let w: Arc<dyn Wake> = k.clone();
         match &f.kind {
             FileKind::TimerFd(t) => {
                 let mut t = t.borrow_mut();
                 t.wait(self.pid, w);
-                return t.next;
+                return Watch {
+                    until: t.next,
+                    signals: 0,
+                };
+            }
+            FileKind::SignalFd(sf) => {
+                return Watch {
+                    until: None,
+                    signals: sf.borrow().mask,
+                };
             }
             FileKind::PipeRead(p) | FileKind::PipeWrite(p) => p.borrow_mut().wait(self.pid, w),
             FileKind::Socket(sk) => match &sk.state {
@@ -212,16 +273,16 @@ impl Vproc {
             FileKind::Inode(_) => {}
             FileKind::Epoll(ep) => {
                 if depth >= EPOLL_MAX_NESTS {
-                    return None;
+                    return Watch::default();
                 }
                 let files: Vec<_> = ep.borrow().items.iter().map(|i| i.file.clone()).collect();
                 return files
                     .iter()
                     .filter_map(|f| f.upgrade())
-                    .filter_map(|file| self.watch_file(&file.borrow(), depth + 1))
-                    .min();
+                    .map(|file| self.watch_file(&file.borrow(), depth + 1))
+                    .fold(Watch::default(), Watch::merge);
             }
         }
-        None
+        Watch::default()
     }
 }

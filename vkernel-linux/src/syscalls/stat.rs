@@ -70,7 +70,10 @@ impl Stat {
             FileKind::Inode(h) => return Stat::of(&fs.inode(*h)),
             FileKind::PipeRead(_) | FileKind::PipeWrite(_) => return Stat::fifo(1000 + fd as u64),
             // Anonymous inodes (eventfd, epoll): no file type bits.
-            FileKind::EventFd(_) | FileKind::Epoll(_) | FileKind::TimerFd(_) => {
+            FileKind::EventFd(_)
+            | FileKind::Epoll(_)
+            | FileKind::TimerFd(_)
+            | FileKind::SignalFd(_) => {
                 let mut st = Stat::fifo(1000 + fd as u64);
                 st.mode = 0o600;
                 return st;
