@@ -292,7 +292,8 @@ impl Vproc {
         timeout: Option<Duration>,
         mask: Option<u64>,
     ) -> Result<i64, i64> {
-        if n > 4096 {
+        // Linux's limit: the RLIMIT_NOFILE soft limit.
+        if n > self.fds.limits.nofile() as u64 {
             return Err(EINVAL);
         }
         let deadline = self.call_deadline(timeout);
