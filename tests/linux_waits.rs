@@ -5,132 +5,29 @@
 //! the lost-wake-up watchdog never had to fire. Tests SKIP loudly without
 //! /dev/kvm (and per compiler when one is missing).
 
-use vkernel::linux;
-
 mod common;
 
-use common::{have_kvm, scratch};
+use common::{busybox, busybox_image, have_kvm, image_root, native, program, Run, PATH_BIN};
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
-use vkernel::core::prelude::*;
-use vkernel::devices::Disk;
-
-use linux::fs::Fs;
-use linux::kernel::{Options, Report};
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
-
-fn busybox(test: &str) -> Option<PathBuf> {
-    let p = PathBuf::from("/bin/busybox");
-    if p.exists() {
-        Some(p)
-    } else {
-        common::skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
-        None
-    }
-}
-
-/// A tar image holding /bin/busybox (for execve by path).
-fn busybox_image(test: &str, bb: &Path) -> PathBuf {
-    let dir = scratch(test);
-    let root = dir.join("root");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy(bb, root.join("bin/busybox")).unwrap();
-    let image = dir.join("fs.tar");
-    let st = Command::new("tar")
-        .arg("-cf")
-        .arg(&image)
-        .arg("-C")
-        .arg(&root)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    image
-}
-
-struct Run {
-    stdout: String,
-    stderr: String,
-    report: Report,
-}
+use vkernel::linux::kernel::Options;
 
 /// Run `prog args` as the first vproc of a virtual kernel, in a thread of
 /// its own: a run that hangs fails the test after a generous timeout
 /// instead of stalling the suite.
 fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, opts: &Options) -> Run {
-    let prog = prog.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let disk = disk.map(Path::to_path_buf);
-    let opts = opts.clone();
-    let what = format!("{} {args:?} on {} vCPUs", prog.display(), opts.cpus);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let machine = Machine::builder()
-            .ram_size(512 << 20)
-            .vcpus(opts.cpus)
-            .build()
-            .expect("a machine on /dev/kvm");
-        let stdio = BufferStdio::new(b"");
-        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
-        let path = std::fs::canonicalize(&prog).unwrap().display().to_string();
-        let mut argv = vec![path.clone().into_bytes()];
-        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-        let cfg = Config {
-            image: std::fs::read(&prog).unwrap(),
-            path: path.clone(),
-            exe: path,
-            argv,
-            envp: vec![b"PATH=/bin".to_vec()],
-            fault_around: 16,
-            trace: false,
-        };
-        let fs = match disk {
-            Some(d) => Fs::mount(Disk::open_read_only(d).unwrap()).unwrap(),
-            None => Fs::empty(),
-        };
-        let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio)).unwrap();
-        let report =
-            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
-        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-        let _ = tx.send(Run {
-            stdout,
-            stderr,
-            report,
-        });
-    });
-    let run = rx
-        .recv_timeout(std::time::Duration::from_secs(180))
-        .unwrap_or_else(|_| panic!("{what}: no result in 180 s (a hang, or a panic above)"));
-    assert_eq!(
-        run.report.lost_wakeups, 0,
-        "the watchdog ended a wait that no wake-up ended; stderr: {}",
-        run.stderr
-    );
-    run
-}
-
-fn native(prog: &Path, args: &[&str]) -> (String, i32) {
-    use std::os::unix::process::ExitStatusExt;
-    let o = Command::new(prog)
+    let mut l = program(prog)
         .args(args)
-        .env_clear()
-        .env("PATH", "/bin")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        o.status
-            .code()
-            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
-    )
+        .env([PATH_BIN])
+        .options(opts.clone());
+    if let Some(d) = disk {
+        l = l.root(image_root(d));
+    }
+    let what = format!("{} {args:?} on {} vCPUs", prog.display(), opts.cpus);
+    let run = common::vk_in_time(&what, 180, l);
+    common::assert_no_lost_wakeups(&run, &what);
+    run
 }
 
 fn opts(cpus: usize, tick_ms: u64) -> Options {
@@ -153,12 +50,12 @@ fn linux_waits_match_native() {
         let Some(p) = common::compile(test, "waits", cc) else {
             continue;
         };
-        let (n_out, n_status) = native(&p, &[]);
-        assert_eq!(n_status, 0, "native run: {n_out}");
+        let n = native(&p, &[]);
+        assert_eq!(n.status, 0, "native run: {}", n.stdout);
         for cpus in [1, 2] {
             let r = vk(&p, &[], None, &opts(cpus, 4));
             assert_eq!(
-                r.stdout, n_out,
+                r.stdout, n.stdout,
                 "waits ({cc}, {cpus} vCPUs); stderr {}",
                 r.stderr
             );
@@ -178,8 +75,7 @@ fn linux_timers_kill_spinning_vprocs() {
         return;
     };
     for (arg, want) in [("alarm-exit", 142), ("vtalarm-exit", 154)] {
-        let (_, n_status) = native(&p, &[arg]);
-        assert_eq!(n_status, want, "native {arg}");
+        assert_eq!(native(&p, &[arg]).status, want, "native {arg}");
         for cpus in [1, 2] {
             let r = vk(&p, &[arg], None, &opts(cpus, 4));
             assert_eq!(r.report.status.code(), want, "{arg} on {cpus} vCPUs");
@@ -221,11 +117,11 @@ fn linux_sleepers_wake_beside_spinners() {
     ];
     let image = busybox_image(test, &bb);
     for (args, cpus) in cases {
-        let (n_out, n_status) = native(&bb, args);
+        let n = native(&bb, args);
         let r = vk(&bb, args, Some(&image), &opts(cpus, 4));
         assert_eq!(
             (r.stdout.as_str(), r.report.status.code()),
-            (n_out.as_str(), n_status),
+            n.shown(),
             "{args:?} on {cpus} vCPUs; stderr {}",
             r.stderr
         );
@@ -308,7 +204,7 @@ fn linux_pipeline_stress_loses_no_wakeup() {
         "busybox seq 2000 | busybox grep 7 | busybox sort -r | busybox head -3; \
          echo a b c | busybox wc -w",
     ];
-    let (n_out, _) = native(&bb, &args);
+    let n_out = native(&bb, &args).stdout;
     for i in 0..runs {
         let r = vk(&bb, &args, None, &opts(1 + i % 2, 1));
         assert_eq!(r.stdout, n_out, "run {i}; stderr {}", r.stderr);

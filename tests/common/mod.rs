@@ -359,3 +359,386 @@ pub fn bss_elf() -> Vec<u8> {
     f.extend_from_slice(&[0xaa; 100]);
     f
 }
+
+// ---- the test kit: programs run natively and under a virtual kernel ----
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vkernel::linux::fs::Fs;
+use vkernel::linux::kernel::Report;
+use vkernel::linux::launch::{Launch, LaunchError};
+use vkernel::linux::stdio::BufferStdio;
+use vkernel::linux::VprocError;
+
+/// The environment most comparisons give a program (natively and as a
+/// vproc).
+pub const PATH_BIN: &str = "PATH=/bin";
+
+/// Where the tests expect Debian's busybox-static.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Bytes as text (lossy UTF-8).
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The status a shell shows: the exit code, or 128 + the signal.
+pub fn shell_status(s: ExitStatus) -> i32 {
+    s.code()
+        .or_else(|| s.signal().map(|n| 128 + n))
+        .expect("exited or signaled")
+}
+
+/// What a run printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Out {
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+    /// Exit code, or 128 + the signal that ended it.
+    pub status: i32,
+}
+
+impl Out {
+    /// Standard output and status: what most comparisons look at.
+    pub fn shown(&self) -> (&str, i32) {
+        (&self.stdout, self.status)
+    }
+}
+
+/// A program to run natively: an empty environment and stdin from
+/// /dev/null unless told otherwise.
+pub struct Native {
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+    stdout_file: Option<PathBuf>,
+}
+
+impl Native {
+    /// `prog` with an empty environment.
+    pub fn new(prog: impl AsRef<OsStr>) -> Native {
+        let mut cmd = Command::new(prog);
+        cmd.env_clear();
+        Native {
+            cmd,
+            stdin: None,
+            stdout_file: None,
+        }
+    }
+
+    /// Add arguments.
+    pub fn args<I, S>(mut self, args: I) -> Native
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Add `NAME=value` strings to the environment.
+    pub fn env<'a>(mut self, vars: impl IntoIterator<Item = &'a str>) -> Native {
+        for v in vars {
+            let (k, val) = v.split_once('=').expect("NAME=value");
+            self.cmd.env(k, val);
+        }
+        self
+    }
+
+    /// Keep the host's whole environment instead of an empty one.
+    pub fn host_env(mut self) -> Native {
+        for (k, v) in std::env::vars_os() {
+            self.cmd.env(k, v);
+        }
+        self
+    }
+
+    /// Stdin is a pipe holding `input` (then end of file).
+    pub fn stdin(mut self, input: &[u8]) -> Native {
+        self.stdin = Some(input.to_vec());
+        self
+    }
+
+    /// Run in directory `dir`.
+    pub fn cwd(mut self, dir: &Path) -> Native {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// Stdout goes to a regular file (`path`), read back after the run
+    /// (Linux's partial-write rule is the generic one there).
+    pub fn stdout_file(mut self, path: PathBuf) -> Native {
+        self.stdout_file = Some(path);
+        self
+    }
+
+    /// Run to the end.
+    pub fn run(mut self) -> Out {
+        use std::io::Write;
+        self.cmd
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(Stdio::piped());
+        match &self.stdout_file {
+            Some(p) => self.cmd.stdout(std::fs::File::create(p).unwrap()),
+            None => self.cmd.stdout(Stdio::piped()),
+        };
+        let mut child = self.cmd.spawn().expect("run natively");
+        if let Some(input) = &self.stdin {
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        let o = child.wait_with_output().unwrap();
+        let stdout = match &self.stdout_file {
+            Some(p) => std::fs::read(p).unwrap(),
+            None => o.stdout,
+        };
+        Out {
+            stdout: text(&stdout),
+            stderr: text(&o.stderr),
+            status: shell_status(o.status),
+        }
+    }
+}
+
+/// `prog args` natively with [`PATH_BIN`] alone and stdin from /dev/null:
+/// the usual side of a comparison.
+pub fn native(prog: &Path, args: &[&str]) -> Out {
+    Native::new(prog).args(args).env([PATH_BIN]).run()
+}
+
+/// What a virtual kernel run printed, and its report.
+pub struct Run {
+    /// What the vprocs wrote to fd 1.
+    pub stdout: String,
+    /// What they wrote to fd 2.
+    pub stderr: String,
+    /// The kernel's report (init's status, counters, every vproc).
+    pub report: Report,
+    /// Wall time of loading and running.
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Init's exit code, or 128 + the signal that ended it.
+    pub fn status(&self) -> i32 {
+        self.report.status.code()
+    }
+
+    /// The run as an [`Out`], to compare with a native one.
+    pub fn out(&self) -> Out {
+        Out {
+            stdout: self.stdout.clone(),
+            stderr: self.stderr.clone(),
+            status: self.status(),
+        }
+    }
+}
+
+/// The host program `prog` as the tests launch it: its bytes read now,
+/// known by its canonical path (argv[0], AT_EXECFN, /proc/self/exe).
+/// The defaults of [`Launch`] apply: 512 MiB, one vCPU, an empty root,
+/// an empty environment.
+pub fn program(prog: &Path) -> Launch {
+    let path = std::fs::canonicalize(prog).unwrap_or_else(|e| panic!("{}: {e}", prog.display()));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", prog.display()));
+    Launch::bytes(bytes, path.display().to_string())
+}
+
+/// The tar image `img`, mounted read-only as a root filesystem.
+pub fn image_root(img: &Path) -> Arc<Fs> {
+    let disk = vkernel::devices::Disk::open_read_only(img).unwrap();
+    Arc::new(Fs::mount(disk).unwrap())
+}
+
+/// Run `launch` on `machine` with `stdin` as fd 0, capturing fds 1 and 2.
+pub fn try_vk_on(
+    machine: &vkernel::core::prelude::Machine,
+    launch: Launch,
+    stdin: &[u8],
+) -> Result<Run, VprocError> {
+    let stdio = BufferStdio::new(stdin);
+    let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
+    let start = Instant::now();
+    let report = launch.run_on(machine, Box::new(stdio))?;
+    let elapsed = start.elapsed();
+    let stdout = text(&out.lock().unwrap());
+    let stderr = text(&err.lock().unwrap());
+    Ok(Run {
+        stdout,
+        stderr,
+        report,
+        elapsed,
+    })
+}
+
+/// Build the machine `launch` asks for and run it (see [`try_vk_on`]).
+pub fn try_vk(launch: Launch, stdin: &[u8]) -> Result<Run, LaunchError> {
+    let machine = launch.machine()?;
+    Ok(try_vk_on(&machine, launch, stdin)?)
+}
+
+/// [`try_vk`], failing the test if the virtual kernel does not run.
+pub fn vk(launch: Launch, stdin: &[u8]) -> Run {
+    try_vk(launch, stdin).expect("the virtual kernel runs")
+}
+
+/// Run `f` on a thread of its own: a hang fails the test after `secs`
+/// seconds instead of stalling the suite.
+pub fn in_time<T: Send + 'static>(
+    what: &str,
+    secs: u64,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what}: no result in {secs} s (a hang, or a panic above)"))
+}
+
+/// [`vk`] with an empty stdin, in a thread of its own (see [`in_time`]).
+pub fn vk_in_time(what: &str, secs: u64, launch: Launch) -> Run {
+    in_time(what, secs, move || vk(launch, b""))
+}
+
+/// The lost-wake-up watchdog never had to end a wait in `run`.
+pub fn assert_no_lost_wakeups(run: &Run, what: &str) {
+    assert_eq!(
+        run.report.lost_wakeups, 0,
+        "{what}: the watchdog ended a wait that no wake-up ended; stderr: {}",
+        run.stderr
+    );
+}
+
+/// /bin/busybox, or None after a loud SKIP.
+pub fn busybox(test: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(BUSYBOX);
+    if p.exists() {
+        Some(p)
+    } else {
+        skip(
+            test,
+            "/bin/busybox not found (apt-get install busybox-static)",
+        );
+        None
+    }
+}
+
+/// A tar image (made by the host's `tar`) holding `bb` as /bin/busybox,
+/// for execve by path.
+pub fn busybox_image(test: &str, bb: &Path) -> PathBuf {
+    let dir = scratch(test);
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy(bb, root.join("bin/busybox")).unwrap();
+    let image = dir.join("fs.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&image)
+        .arg("-C")
+        .arg(&root)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    image
+}
+
+// ---- the kit: the `vkernel` command line as a process ----
+
+/// The `vkernel` example binary, built to match the sources, or None
+/// (after a loud SKIP) without /dev/kvm.
+pub fn vkernel_binary(test: &str) -> Option<PathBuf> {
+    have_kvm(test).then(|| example_binary("vkernel"))
+}
+
+/// `vk run ARGS...`.
+pub fn vk_cmd(vk: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(vk);
+    c.arg("run").args(args);
+    c
+}
+
+/// `ARGS[0] ARGS[1..]` (the host's environment).
+pub fn native_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(args[0]);
+    c.args(&args[1..]);
+    c
+}
+
+/// Wait for `child`, killing it (and failing) if it outlives `timeout`.
+pub fn wait_within(child: &mut Child, what: &str, timeout: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {timeout:?} (a hang)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run `cmd` (stdin from /dev/null) to its end within `timeout`,
+/// collecting stdout and stderr; a hang kills it and fails.
+pub fn output_within(mut cmd: Command, what: &str, timeout: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let status = wait_within(&mut child, what, timeout);
+    Output {
+        status,
+        stdout: out.join().expect("reader"),
+        stderr: err.join().expect("reader"),
+    }
+}
+
+/// Spawn `cmd` (stderr to /dev/null) and read its stdout until it printed
+/// `ready`; the rest is read in the background so it never blocks.
+pub fn spawn_ready(mut cmd: Command, stdin: Stdio) -> Child {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read");
+    assert_eq!(line, "ready\n");
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    child
+}
+
+/// Send signal `sig` to our child.
+pub fn send_signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
