@@ -6,101 +6,41 @@
 //! use SCHED_FIFO (root), else with the output Linux gives. Tests SKIP
 //! loudly without /dev/kvm.
 
-use vkernel::linux;
-
 mod common;
 
-use common::{have_kvm, scratch};
+use common::{busybox, busybox_image, have_kvm, image_root, native, program, Run, PATH_BIN};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use vkernel::core::prelude::*;
-use vkernel::devices::Disk;
+use vkernel::linux;
 
-use linux::fs::Fs;
-use linux::kernel::{Options, Report};
+use linux::kernel::Options;
+use linux::launch::{Launch, LaunchError};
 use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
-
-struct Run {
-    stdout: String,
-    stderr: String,
-    report: Report,
-    elapsed: Duration,
-}
 
 /// Run `prog args` as the first vproc of a virtual kernel in a thread of
 /// its own: a hang fails the test after 120 s instead of stalling.
 fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, opts: &Options) -> Run {
-    let prog = prog.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let disk = disk.map(Path::to_path_buf);
-    let opts = opts.clone();
-    let what = format!("{} {args:?} on {} vCPUs", prog.display(), opts.cpus);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let machine = Machine::builder()
-            .ram_size(256 << 20)
-            .vcpus(opts.cpus)
-            .build()
-            .expect("a machine on /dev/kvm");
-        let stdio = BufferStdio::new(b"");
-        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
-        let path = std::fs::canonicalize(&prog).unwrap().display().to_string();
-        let mut argv = vec![path.clone().into_bytes()];
-        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-        let cfg = Config {
-            image: std::fs::read(&prog).unwrap(),
-            path: path.clone(),
-            exe: path,
-            argv,
-            envp: vec![b"PATH=/bin".to_vec()],
-            fault_around: 16,
-            trace: false,
-        };
-        let fs = match disk {
-            Some(d) => Fs::mount(Disk::open_read_only(d).unwrap()).unwrap(),
-            None => Fs::empty(),
-        };
-        let start = Instant::now();
-        let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio)).unwrap();
-        let report =
-            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
-        let elapsed = start.elapsed();
-        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-        let _ = tx.send(Run {
-            stdout,
-            stderr,
-            report,
-            elapsed,
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .unwrap_or_else(|_| panic!("{what}: no result in 120 s (a hang, or a panic above)"))
-}
-
-fn native(prog: &Path, args: &[&str]) -> (String, i32) {
-    let o = Command::new(prog)
+    let mut l = program(prog)
         .args(args)
-        .env_clear()
-        .env("PATH", "/bin")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        o.status.code().unwrap_or(-1),
-    )
+        .env([PATH_BIN])
+        .ram(256 << 20)
+        .options(opts.clone());
+    if let Some(d) = disk {
+        l = l.root(image_root(d));
+    }
+    let what = format!("{} {args:?} on {} vCPUs", prog.display(), opts.cpus);
+    common::vk_in_time(&what, 120, l)
 }
 
 /// The native output of `prog args` if the host let it use SCHED_FIFO
 /// (the program prints "no-rt" when not: no CAP_SYS_NICE).
 fn native_rt(prog: &Path, args: &[&str]) -> Option<String> {
-    let (out, status) = native(prog, args);
-    assert_eq!(status, 0, "native {args:?}: {out}");
+    let n = native(prog, args);
+    let out = n.stdout;
+    assert_eq!(n.status, 0, "native {args:?}: {out}");
     if out.contains("no-rt") {
         eprintln!("native {args:?}: no SCHED_FIFO on this host; comparing with Linux's output");
         None
@@ -254,23 +194,15 @@ fn linux_rt_throttling_off_lets_fifo_spinners_starve_others() {
             rt_runtime_us: runtime,
             ..opts(1)
         };
-        let machine = Machine::builder()
-            .ram_size(64 << 20)
-            .vcpus(1)
-            .build()
-            .expect("a machine on /dev/kvm");
-        let cfg = Config {
-            image: std::fs::read(&p).unwrap(),
-            path: p.display().to_string(),
-            exe: p.display().to_string(),
-            argv: vec![b"sched_rt".to_vec(), b"calls".to_vec()],
-            envp: Vec::new(),
-            fault_around: 16,
-            trace: false,
-        };
-        let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(BufferStdio::new(b""))).unwrap();
-        match vkernel::linux::launch::run(&machine, vp, &o) {
-            Err(linux::VprocError::Options(why)) => assert!(why.contains("rt_"), "{why}"),
+        let l = Launch::bytes(std::fs::read(&p).unwrap(), p.display().to_string())
+            .argv0("sched_rt")
+            .args(["calls"])
+            .ram(64 << 20)
+            .options(o);
+        match l.run(Box::new(BufferStdio::new(b""))) {
+            Err(LaunchError::Vproc(linux::VprocError::Options(why))) => {
+                assert!(why.contains("rt_"), "{why}")
+            }
             other => panic!(
                 "period {period} runtime {runtime}: {:?}",
                 other.map(|r| r.status)
@@ -298,25 +230,6 @@ fn linux_fifo_yield_goes_behind_equal_priority() {
     }
 }
 
-/// A tar image holding /bin/busybox (for execve by path).
-fn busybox_image(test: &str, bb: &Path) -> PathBuf {
-    let dir = scratch(test);
-    let root = dir.join("root");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy(bb, root.join("bin/busybox")).unwrap();
-    let image = dir.join("fs.tar");
-    let st = Command::new("tar")
-        .arg("-cf")
-        .arg(&image)
-        .arg("-C")
-        .arg(&root)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    image
-}
-
 /// Item 11, second symptom: a fork/exec/pipe loop beside two CPU
 /// spinners on 2 vCPUs at a 1 ms tick completes (a hang guard: 60 s, not
 /// a speed test; it takes a few seconds).
@@ -326,20 +239,15 @@ fn linux_pipeline_beside_spinners_completes() {
     if !have_kvm(test) {
         return;
     }
-    let bb = PathBuf::from("/bin/busybox");
-    if !bb.exists() {
-        common::skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
+    let Some(bb) = busybox(test) else {
         return;
-    }
+    };
     let image = busybox_image(test, &bb);
     let script = "(while :; do :; done) & a=$!; (while :; do :; done) & b=$!; \
                   n=0; for i in $(busybox seq 100); do echo $i | busybox cat >/dev/null; \
                   n=$((n+1)); done; echo $i | busybox cat; kill $a $b; echo $n";
-    let (n_out, n_status) = native(&bb, &["sh", "-c", script]);
-    assert_eq!((n_out.as_str(), n_status), ("100\n100\n", 0));
+    let n = native(&bb, &["sh", "-c", script]);
+    assert_eq!(n.shown(), ("100\n100\n", 0));
     let o = Options {
         tick: Duration::from_millis(1),
         ..opts(2)
@@ -347,7 +255,7 @@ fn linux_pipeline_beside_spinners_completes() {
     let r = vk(&bb, &["sh", "-c", script], Some(&image), &o);
     assert_eq!(
         (r.stdout.as_str(), r.report.status.code()),
-        (n_out.as_str(), n_status),
+        n.shown(),
         "stderr {}",
         r.stderr
     );
@@ -376,32 +284,19 @@ fn linux_stress_ng_mutex_completes_on_one_vcpu() {
         common::skip(test, "stress-ng not found (apt-get install stress-ng)");
         return;
     };
-    let mut child = Command::new(common::example_binary("vkernel"))
-        .args(["run", "--cpus", "1"])
+    let mut cmd = Command::new(common::example_binary("vkernel"));
+    cmd.args(["run", "--cpus", "1"])
         .arg(&sng)
         .args(["--mutex", "2", "-t", "2"])
         .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("stress-ng --mutex 2 -t 2 under vkernel still runs after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        .env("PATH", "/usr/bin:/bin");
+    let out = common::output_within(
+        cmd,
+        "stress-ng --mutex 2 -t 2 under vkernel",
+        Duration::from_secs(60),
+    );
+    let status = out.status;
+    let text = common::text(&out.stdout) + &common::text(&out.stderr);
     assert!(
         status.success() && text.contains("successful run completed"),
         "{status}: {text}"
