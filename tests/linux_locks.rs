@@ -4,95 +4,19 @@
 //! shell counter under the `vkernel` example. Tests SKIP loudly without
 //! /dev/kvm (and per compiler or tool when one is missing).
 
-use vkernel::linux;
-
 mod common;
 
-use common::have_kvm;
+use common::{have_kvm, native, Run};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-use vkernel::core::prelude::*;
-
-use linux::fs::Fs;
-use linux::kernel::{Options, Report};
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
-
-struct Run {
-    stdout: String,
-    stderr: String,
-    report: Report,
-}
 
 /// Run `prog args` as the first vproc of a virtual kernel (an empty tree:
 /// `/tmp` in memory), in a thread of its own: a hang fails the test after
 /// a generous timeout instead of stalling the suite.
 fn vk(prog: &Path, args: &[&str], cpus: usize) -> Run {
-    let prog = prog.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let what = format!("{} {args:?} on {cpus} vCPUs", prog.display());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let machine = Machine::builder()
-            .ram_size(512 << 20)
-            .vcpus(cpus)
-            .build()
-            .expect("a machine on /dev/kvm");
-        let stdio = BufferStdio::new(b"");
-        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
-        let path = std::fs::canonicalize(&prog).unwrap().display().to_string();
-        let mut argv = vec![path.clone().into_bytes()];
-        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-        let cfg = Config {
-            image: std::fs::read(&prog).unwrap(),
-            path: path.clone(),
-            exe: path,
-            argv,
-            envp: vec![b"PATH=/bin".to_vec()],
-            fault_around: 16,
-            trace: false,
-        };
-        let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
-        let opts = Options {
-            cpus,
-            tick: std::time::Duration::from_millis(4),
-            ..Options::default()
-        };
-        let report =
-            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
-        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-        let _ = tx.send(Run {
-            stdout,
-            stderr,
-            report,
-        });
-    });
-    let run = rx
-        .recv_timeout(std::time::Duration::from_secs(300))
-        .unwrap_or_else(|_| panic!("{what}: no result in 300 s (a hang, or a panic above)"));
-    assert_eq!(
-        run.report.lost_wakeups, 0,
-        "{what}: the watchdog ended a wait that no wake-up ended; stderr: {}",
-        run.stderr
-    );
-    run
-}
-
-fn native(prog: &Path, args: &[&str]) -> (String, i32) {
-    let o = Command::new(prog)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/bin")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        o.status.code().unwrap_or(-1),
-    )
+    let l = common::guest(prog, args, cpus).tick(std::time::Duration::from_millis(4));
+    common::vk_watched(&common::what(prog, args, cpus), 300, l)
 }
 
 /// Compare `locks CHECK` with native for every compiler, on `cpus_list`.
@@ -100,21 +24,11 @@ fn compare(test: &str, check: &str, cpus_list: &[usize]) {
     if !have_kvm(test) {
         return;
     }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "locks", cc) else {
-            continue;
-        };
-        let (n_out, n_status) = native(&p, &[check]);
-        assert_eq!(n_status, 0, "native {check} ({cc}): {n_out}");
-        for &cpus in cpus_list {
-            let r = vk(&p, &[check], cpus);
-            assert_eq!(
-                r.stdout, n_out,
-                "locks {check} ({cc}, {cpus} vCPUs); stderr {}",
-                r.stderr
-            );
-            assert_eq!(r.report.status.code(), 0, "locks {check} ({cc})");
-        }
+    for (cc, p) in common::guests(test, "locks") {
+        let n = native(&p, &[check]);
+        common::assert_same_as(&format!("locks {check} ({cc})"), &n, cpus_list, |cpus| {
+            vk(&p, &[check], cpus)
+        });
     }
 }
 

@@ -31,8 +31,7 @@ fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, opts: &Options) -> Run {
     if let Some(d) = disk {
         l = l.root(image_root(d));
     }
-    let what = format!("{} {args:?} on {} vCPUs", prog.display(), opts.cpus);
-    common::vk_in_time(&what, 120, l)
+    common::vk_in_time(&common::what(prog, args, opts.cpus), 120, l)
 }
 
 /// The native output of `prog args` if the host let it use SCHED_FIFO

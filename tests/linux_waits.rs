@@ -24,10 +24,7 @@ fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, opts: &Options) -> Run {
     if let Some(d) = disk {
         l = l.root(image_root(d));
     }
-    let what = format!("{} {args:?} on {} vCPUs", prog.display(), opts.cpus);
-    let run = common::vk_in_time(&what, 180, l);
-    common::assert_no_lost_wakeups(&run, &what);
-    run
+    common::vk_watched(&common::what(prog, args, opts.cpus), 180, l)
 }
 
 fn opts(cpus: usize, tick_ms: u64) -> Options {

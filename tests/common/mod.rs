@@ -612,6 +612,44 @@ pub fn vk_in_time(what: &str, secs: u64, launch: Launch) -> Run {
     in_time(what, secs, move || vk(launch, b""))
 }
 
+/// [`vk_in_time`], then [`assert_no_lost_wakeups`].
+pub fn vk_watched(what: &str, secs: u64, launch: Launch) -> Run {
+    let run = vk_in_time(what, secs, launch);
+    assert_no_lost_wakeups(&run, what);
+    run
+}
+
+/// `prog args` with [`PATH_BIN`] on `cpus` vCPUs (512 MiB, an empty
+/// root): the usual launch of a comparison.
+pub fn guest(prog: &Path, args: &[&str], cpus: usize) -> Launch {
+    program(prog).args(args).env([PATH_BIN]).cpus(cpus)
+}
+
+/// What a run on `cpus` vCPUs of `prog args` is called in messages.
+pub fn what(prog: &Path, args: &[&str], cpus: usize) -> String {
+    format!("{} {args:?} on {cpus} vCPUs", prog.display())
+}
+
+/// Guest `name` (tests/guests/NAME.c) built by each of [`compilers`],
+/// with the compiler's name; empty after a SKIP without any compiler.
+pub fn guests(test: &str, name: &str) -> Vec<(&'static str, PathBuf)> {
+    compilers()
+        .into_iter()
+        .filter_map(|cc| Some((cc, compile(test, name, cc)?)))
+        .collect()
+}
+
+/// The native run `n` exited 0, and on each vCPU count of `cpus` the
+/// virtual kernel run `vk(cpus)` prints the same and exits 0.
+pub fn assert_same_as(what: &str, n: &Out, cpus: &[usize], vk: impl Fn(usize) -> Run) {
+    assert_eq!(n.status, 0, "native {what}: {}", n.stdout);
+    for &c in cpus {
+        let r = vk(c);
+        assert_eq!(r.stdout, n.stdout, "{what}, {c} vCPUs; stderr {}", r.stderr);
+        assert_eq!(r.status(), 0, "{what}, {c} vCPUs");
+    }
+}
+
 /// The lost-wake-up watchdog never had to end a wait in `run`.
 pub fn assert_no_lost_wakeups(run: &Run, what: &str) {
     assert_eq!(
