@@ -172,45 +172,14 @@ fn two_vmspaces_sharing_a_large_page_split_pss() {
 
 // ---- the Linux personality ----
 
-struct Run {
-    stdout: String,
-    report: linux::kernel::Report,
-}
-
 fn vk(prog: &std::path::Path, args: &[&str]) -> Run {
-    use linux::stdio::BufferStdio;
-    let machine = Machine::builder()
-        .ram_size(512 << 20)
-        .build()
-        .expect("a machine on /dev/kvm");
-    let stdio = BufferStdio::new(b"");
-    let out = stdio.stdout.clone();
-    let path = std::fs::canonicalize(prog).unwrap().display().to_string();
-    let mut argv = vec![path.clone().into_bytes()];
-    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-    let cfg = linux::Config {
-        image: std::fs::read(prog).unwrap(),
-        path: path.clone(),
-        exe: path,
-        argv,
-        envp: vec![b"PATH=/bin".to_vec()],
-        fault_around: 16,
-        trace: false,
-    };
-    let vp = linux::Vproc::load(&machine, cfg, linux::fs::Fs::empty(), Box::new(stdio)).unwrap();
-    let report = linux::launch::run(&machine, vp, &linux::kernel::Options::default())
-        .expect("the virtual kernel runs");
-    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-    Run { stdout, report }
+    common::vk(program(prog).args(args).env([PATH_BIN]), b"")
 }
 
 fn native(prog: &std::path::Path, args: &[&str]) -> String {
-    let o = std::process::Command::new(prog)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "native run failed: {o:?}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    let o = Native::new(prog).args(args).host_env().run();
+    assert_eq!(o.status, 0, "native run failed: {o:?}");
+    o.stdout
 }
 
 #[test]

@@ -15,26 +15,23 @@ use vkernel::linux;
 
 mod common;
 
-use common::have_kvm;
+use common::{have_kvm, image_root, in_time, Native, Out};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use vkernel::core::memstat::{MemStats, PageEntry};
 use vkernel::core::prelude::*;
-use vkernel::devices::Disk;
 
 use linux::elf::Elf;
 use linux::exec::Image;
 use linux::fs::Fs;
-use linux::kernel::Options;
+use linux::launch::Launch;
 use linux::load::{find_interp, InterpError};
 use linux::mm::Mm;
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc, VprocError};
+use linux::{Config, VprocError};
 
 /// The programs the image holds (with their loader and libraries).
 const PROGRAMS: &[&str] = &[
@@ -139,16 +136,6 @@ fn stage(test: &str, skip_loader: bool) -> Option<(PathBuf, PathBuf)> {
     Some((stage, img))
 }
 
-struct Out {
-    stdout: String,
-    stderr: String,
-    status: i32,
-}
-
-fn mount(img: &Path) -> Arc<Fs> {
-    Arc::new(Fs::mount(Disk::open_read_only(img).unwrap()).unwrap())
-}
-
 fn host_image(prog: &Path) -> Image {
     let file = std::fs::File::open(prog).unwrap();
     let size = file.metadata().unwrap().len();
@@ -158,6 +145,9 @@ fn host_image(prog: &Path) -> Image {
     }
 }
 
+/// The environment of every run here.
+const PATH: &str = "PATH=/usr/bin:/bin";
+
 fn config(prog: &str, args: &[&str]) -> Config {
     let mut argv = vec![prog.as_bytes().to_vec()];
     argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
@@ -166,72 +156,32 @@ fn config(prog: &str, args: &[&str]) -> Config {
         path: prog.into(),
         exe: prog.into(),
         argv,
-        envp: vec![b"PATH=/usr/bin:/bin".to_vec()],
+        envp: vec![PATH.as_bytes().to_vec()],
         fault_around: 16,
         trace: false,
     }
 }
 
-/// Run `f` on its own thread; a hang becomes a failure.
-fn in_time<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .unwrap_or_else(|_| panic!("{what}: no result within 120 s (hung)"))
+/// `prog` (a host file, known by the path given) with [`PATH`].
+fn launch(image: Image, prog: &str) -> Launch {
+    Launch::program(image, prog).env([PATH])
 }
 
 /// Run `prog args` as the first vproc of a virtual kernel whose root is
 /// the image `img` (the program's own file comes from the host).
 fn vk(img: &Path, prog: &str, args: &[&str]) -> Result<Out, VprocError> {
-    let (img, prog) = (img.to_path_buf(), prog.to_string());
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    in_time(&format!("vkernel {prog} {args:?}"), move || {
-        let machine = Machine::builder()
-            .ram_size(512 << 20)
-            .build()
-            .expect("a machine on /dev/kvm");
-        let stdio = BufferStdio::new(b"");
-        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
-        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-        let vp = Vproc::load_from(
-            &machine,
-            config(&prog, &a),
-            host_image(Path::new(&prog)),
-            mount(&img),
-            Box::new(stdio),
-        )?;
-        let report = vkernel::linux::launch::run(&machine, vp, &Options::default())?;
-        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-        Ok(Out {
-            stdout,
-            stderr,
-            status: report.status.code(),
-        })
+    let l = launch(host_image(Path::new(prog)), prog)
+        .args(args)
+        .root(image_root(img));
+    in_time(&format!("vkernel {prog} {args:?}"), 120, move || {
+        let machine = l.machine().expect("a machine on /dev/kvm");
+        Ok(common::try_vk_on(&machine, l, b"")?.out())
     })
 }
 
 /// Run `prog args` natively in `cwd` with the same environment.
 fn native(cwd: &Path, prog: &str, args: &[&str]) -> Out {
-    use std::os::unix::process::ExitStatusExt;
-    let o = Command::new(prog)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Out {
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        status: o
-            .status
-            .code()
-            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
-    }
+    Native::new(prog).args(args).env([PATH]).cwd(cwd).run()
 }
 
 /// `ls -l`'s "total" line counts allocated blocks, which the tar image
@@ -354,7 +304,7 @@ fn library_frames_are_shared_between_processes() {
         return;
     };
     let machine = Machine::builder().ram_size(128 << 20).build().unwrap();
-    let fs = mount(&img);
+    let fs = image_root(&img);
     let mut a = Mm::new(&machine).unwrap();
     // A forked address space shares the frame allocator and page cache.
     let mut b = a.fork(machine.vmspace_create().unwrap()).unwrap();
@@ -601,20 +551,8 @@ fn segments_sharing_a_page_load_from_a_file_and_from_memory() {
     for image in [host_image(&path), Image::Bytes(Arc::new(elf.clone()))] {
         let what = format!("{image:?}");
         let prog = prog.clone();
-        let status = in_time(&what, move || {
-            let machine = Machine::builder().ram_size(64 << 20).build().unwrap();
-            let vp = Vproc::load_from(
-                &machine,
-                config(&prog, &[]),
-                image,
-                Arc::new(Fs::empty()),
-                Box::new(BufferStdio::new(b"")),
-            )
-            .unwrap();
-            vkernel::linux::launch::run(&machine, vp, &Options::default())
-                .unwrap()
-                .status
-        });
+        let l = launch(image, &prog).ram(64 << 20);
+        let status = in_time(&what, 120, move || common::vk(l, b"").report.status);
         assert_eq!(status, linux::ExitStatus::Exited(42), "{what}");
     }
 }

@@ -6,69 +6,28 @@
 //! and ENOSPC from the host. Tests SKIP loudly without /dev/kvm or a C
 //! compiler.
 
-use vkernel::linux;
-
 mod common;
 
-use common::{have_kvm, scratch};
+use common::{have_kvm, scratch, shell_status, Native};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-
-use vkernel::core::prelude::*;
-
-use linux::fs::Fs;
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
-
-fn status_code(s: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
-}
 
 /// Run natively with stdout in a regular file (Linux's partial-write rule
 /// is the generic one there). Returns (stdout, status).
 fn native(test: &str, prog: &Path, args: &[&str]) -> (String, i32) {
-    let out = scratch(test).join("stdout");
-    let f = std::fs::File::create(&out).unwrap();
-    let st = Command::new(prog)
+    let n = Native::new(prog)
         .args(args)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(f)
-        .stderr(Stdio::inherit())
-        .status()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned(),
-        status_code(st),
-    )
+        .stdout_file(scratch(test).join("stdout"))
+        .run();
+    (n.stdout, n.status)
 }
 
 /// Run alone in a fresh virtual kernel. Returns (stdout, status).
 fn vk(prog: &Path, args: &[&str]) -> (String, i32) {
-    let machine = Machine::builder()
-        .ram_size(256 << 20)
-        .build()
-        .expect("a machine on /dev/kvm");
-    let stdio = BufferStdio::new(b"");
-    let out = stdio.stdout.clone();
-    let path = std::fs::canonicalize(prog).unwrap().display().to_string();
-    let mut argv = vec![path.clone().into_bytes()];
-    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-    let cfg = Config {
-        image: std::fs::read(prog).unwrap(),
-        path: path.clone(),
-        exe: path,
-        argv,
-        envp: Vec::new(),
-        fault_around: 16,
-        trace: false,
-    };
-    let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
-    let st = vp.run(&machine).expect("the vCPU runs");
-    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-    (stdout, st.code())
+    let r = common::vk(common::program(prog).args(args).ram(256 << 20), b"");
+    let status = r.status();
+    (r.stdout, status)
 }
 
 /// `edges MODE` prints the same and exits the same natively and under
@@ -125,24 +84,6 @@ fn linux_dev_null_ignores_the_buffer() {
     same("linux_dev_null_ignores_the_buffer", "null");
 }
 
-/// The example binary next to this test (target/<profile>/examples).
-fn vkernel_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    // `cargo test --test linux_edges` alone does not build examples, and a
-    // binary left from an older build would test old code: make it current
-    // (a no-op when it is).
-    let mut c = Command::new(env!("CARGO"));
-    c.args(["build", "--example", "vkernel"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if dir.ends_with("release") {
-        c.arg("--release");
-    }
-    let st = c.status().expect("cargo runs");
-    assert!(st.success(), "cargo build --example vkernel failed");
-    dir.join("examples/vkernel")
-}
-
 /// A host ENOSPC (stdout on /dev/full) reaches the vproc as ENOSPC.
 #[test]
 fn linux_host_enospc_is_enospc() {
@@ -166,12 +107,12 @@ fn linux_host_enospc_is_enospc() {
             .unwrap();
         (
             String::from_utf8_lossy(&o.stderr).into_owned(),
-            status_code(o.status),
+            shell_status(o.status),
         )
     };
     let n = run(Command::new(&p).arg("enospc"));
     assert!(n.0.contains("errno 28"), "native: {n:?}");
-    let v = run(Command::new(vkernel_binary())
+    let v = run(Command::new(common::example_binary("vkernel"))
         .arg("run")
         .arg(&p)
         .arg("enospc"));

@@ -7,21 +7,19 @@
 //! writers woken by served calls) matches native too, and each family of
 //! those calls is answered by the server.
 
-use vkernel::linux;
-
 mod common;
 
 use common::{compile, compilers, have_kvm};
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
-use vkernel::core::prelude::*;
+use vkernel::linux;
 
 use linux::fs::{Bind, Fs, RootSpec};
 use linux::kernel::{Options, Report};
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
+use linux::launch::Launch;
 
 /// The tests here measure what the server answers: one at a time, so that
 /// they do not take the host's cores from each other's servers.
@@ -53,7 +51,6 @@ fn vk_opts(
     cpus: usize,
     bind: Option<&Path>,
 ) -> (String, Report, u64) {
-    let prog = prog.to_path_buf();
     let binds: Vec<Bind> = bind
         .map(|h| Bind {
             host: h.to_path_buf(),
@@ -62,45 +59,22 @@ fn vk_opts(
         })
         .into_iter()
         .collect();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let machine = Machine::builder()
-            .ram_size(256 << 20)
-            .vcpus(cpus)
-            .exitless(exitless)
-            .build()
-            .expect("a machine on /dev/kvm");
-        let stdio = BufferStdio::new(b"");
-        let out = stdio.stdout.clone();
-        let path = prog.display().to_string();
-        let mut argv = vec![path.clone().into_bytes()];
-        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-        let cfg = Config {
-            image: std::fs::read(&prog).unwrap(),
-            path: path.clone(),
-            exe: path,
-            argv,
-            envp: Vec::new(),
-            fault_around: 16,
-            trace: false,
-        };
-        let fs = Fs::new(RootSpec::Empty, &binds).expect("the tree with the bind");
-        let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio)).unwrap();
-        let opts = Options {
+    let fs = Fs::new(RootSpec::Empty, &binds).expect("the tree with the bind");
+    let l = Launch::bytes(std::fs::read(prog).unwrap(), prog.display().to_string())
+        .args(args)
+        .ram(256 << 20)
+        .root(Arc::new(fs))
+        .options(Options {
             cpus,
             exitless,
             patch_syscalls,
             ..Default::default()
-        };
-        let report =
-            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
-        let served = machine.exitless_stats().served;
-        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-        let _ = tx.send((stdout, report, served));
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(180))
-        .expect("no result in 180 s (a hang, or a panic above)")
+        });
+    common::in_time("the virtual kernel", 180, move || {
+        let machine = l.machine().expect("a machine on /dev/kvm");
+        let r = common::try_vk_on(&machine, l, b"").expect("the virtual kernel runs");
+        (r.stdout, r.report, machine.exitless_stats().served)
+    })
 }
 
 #[test]

@@ -13,21 +13,19 @@
 //! - (e) a GS selector reload, then patched calls; `%gs:0`, `%gs:0x50`
 //!   and `%gs:0x1000` fault as natively.
 
-use vkernel::linux;
-
 mod common;
 
 use common::{compile, compilers, have_kvm};
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
-use vkernel::core::prelude::*;
+use vkernel::linux;
 
 use linux::fs::{Fs, RootSpec};
 use linux::kernel::{Options, Report};
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
+use linux::launch::Launch;
 
 /// Calls per site and check.
 const ITERS: &str = "1000";
@@ -35,43 +33,19 @@ const ITERS: &str = "1000";
 /// Run `prog args` under a virtual kernel with default options on `cpus`
 /// vCPUs: its stdout and report.
 fn vk(prog: &Path, args: &[&str], cpus: usize) -> (String, Report) {
-    let prog = prog.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let machine = Machine::builder()
-            .ram_size(256 << 20)
-            .vcpus(cpus)
-            .build()
-            .expect("a machine on /dev/kvm");
-        let stdio = BufferStdio::new(b"");
-        let out = stdio.stdout.clone();
-        let path = prog.display().to_string();
-        let mut argv = vec![path.clone().into_bytes()];
-        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-        let cfg = Config {
-            image: std::fs::read(&prog).unwrap(),
-            path: path.clone(),
-            exe: path,
-            argv,
-            envp: Vec::new(),
-            fault_around: 16,
-            trace: false,
-        };
-        let fs = Fs::new(RootSpec::Empty, &[]).expect("an empty tree");
-        let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio)).unwrap();
-        let opts = Options {
-            cpus,
-            ..Default::default()
-        };
-        assert!(opts.exitless && opts.patch_syscalls, "the defaults");
-        let report =
-            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
-        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-        let _ = tx.send((stdout, report));
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(180))
-        .expect("no result in 180 s (a hang, or a panic above)")
+    let opts = Options {
+        cpus,
+        ..Default::default()
+    };
+    assert!(opts.exitless && opts.patch_syscalls, "the defaults");
+    let fs = Fs::new(RootSpec::Empty, &[]).expect("an empty tree");
+    let l = Launch::bytes(std::fs::read(prog).unwrap(), prog.display().to_string())
+        .args(args)
+        .ram(256 << 20)
+        .root(Arc::new(fs))
+        .options(opts);
+    let r = common::vk_in_time("the virtual kernel", 180, l);
+    (r.stdout, r.report)
 }
 
 /// Run check `which` of patch_hostile natively and under the vkernel on

@@ -5,94 +5,31 @@
 //! what they print natively. Tests SKIP loudly without /dev/kvm (and per
 //! compiler when one is missing).
 
-use vkernel::linux;
-
 mod common;
 
-use common::have_kvm;
+use common::{busybox, have_kvm, Native, Out, Run, PATH_BIN};
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-use vkernel::core::prelude::*;
-
-use linux::fs::Fs;
-use linux::kernel::{Options, Report};
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
-
-fn busybox(test: &str) -> Option<PathBuf> {
-    let p = PathBuf::from("/bin/busybox");
-    if p.exists() {
-        Some(p)
-    } else {
-        common::skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
-        None
-    }
-}
-
-struct Run {
-    stdout: String,
-    stderr: String,
-    report: Report,
-}
+use vkernel::linux::kernel::Options;
 
 /// Run `prog args` as the first vproc of a virtual kernel.
 fn vk(prog: &Path, args: &[&str], stdin: &[u8], opts: &Options) -> Run {
-    let machine = Machine::builder()
-        .ram_size(512 << 20)
-        .vcpus(opts.cpus)
-        .build()
-        .expect("a machine on /dev/kvm");
-    let stdio = BufferStdio::new(stdin);
-    let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
-    let path = std::fs::canonicalize(prog).unwrap().display().to_string();
-    let mut argv = vec![path.clone().into_bytes()];
-    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-    let cfg = Config {
-        image: std::fs::read(prog).unwrap(),
-        path: path.clone(),
-        exe: path,
-        argv,
-        envp: vec![b"PATH=/bin".to_vec()],
-        fault_around: 16,
-        trace: false,
-    };
-    let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
-    let report = vkernel::linux::launch::run(&machine, vp, opts).expect("the virtual kernel runs");
-    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-    let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-    Run {
-        stdout,
-        stderr,
-        report,
-    }
+    let l = common::program(prog)
+        .args(args)
+        .env([PATH_BIN])
+        .options(opts.clone());
+    common::vk(l, stdin)
 }
 
-fn native(prog: &Path, args: &[&str], stdin: &[u8]) -> (String, i32) {
-    use std::io::Write;
-    use std::os::unix::process::ExitStatusExt;
-    let mut child = Command::new(prog)
+/// `prog args` natively with [`PATH_BIN`] and `stdin`.
+fn native(prog: &Path, args: &[&str], stdin: &[u8]) -> Out {
+    Native::new(prog)
         .args(args)
-        .env_clear()
-        .env("PATH", "/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let o = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        o.status
-            .code()
-            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
-    )
+        .env([PATH_BIN])
+        .stdin(stdin)
+        .run()
 }
 
 fn opts(cpus: usize) -> Options {
@@ -108,26 +45,17 @@ fn linux_fork_exec_wait_pipes_match_native() {
     if !have_kvm(test) {
         return;
     }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "procs", cc) else {
-            continue;
-        };
-        let (n_out, n_status) = native(&p, &[], b"");
-        assert_eq!(n_status, 0, "native run: {n_out}");
-        for cpus in [1, 2] {
+    for (cc, p) in common::guests(test, "procs") {
+        let n = native(&p, &[], b"");
+        common::assert_same_as(&format!("procs ({cc})"), &n, &[1, 2], |cpus| {
             let r = vk(&p, &[], b"", &opts(cpus));
             eprintln!(
                 "procs ({cc}, {cpus} vCPUs): {} forks, {} context switches, {} vprocs at most",
                 r.report.forks, r.report.context_switches, r.report.max_alive
             );
-            assert_eq!(
-                r.stdout, n_out,
-                "procs ({cc}, {cpus} vCPUs); stderr {}",
-                r.stderr
-            );
-            assert_eq!(r.report.status.code(), 0);
             assert!(r.report.forks >= 7);
-        }
+            r
+        });
     }
 }
 
@@ -143,22 +71,16 @@ fn linux_fpu_state_follows_processes_like_native() {
     if !have_kvm(test) {
         return;
     }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "fpustate", cc) else {
-            continue;
-        };
-        let (n_out, n_status) = native(&p, &[], b"");
-        assert_eq!(n_status, 0, "native run: {n_out}");
-        assert!(n_out.contains("sse rounding changed"), "native: {n_out}");
-        for cpus in [1, 2] {
-            let r = vk(&p, &[], b"", &opts(cpus));
-            assert_eq!(
-                r.stdout, n_out,
-                "fpustate ({cc}, {cpus} vCPUs); stderr {}",
-                r.stderr
-            );
-            assert_eq!(r.report.status.code(), 0);
-        }
+    for (cc, p) in common::guests(test, "fpustate") {
+        let n = native(&p, &[], b"");
+        assert!(
+            n.stdout.contains("sse rounding changed"),
+            "native: {}",
+            n.stdout
+        );
+        common::assert_same_as(&format!("fpustate ({cc})"), &n, &[1, 2], |cpus| {
+            vk(&p, &[], b"", &opts(cpus))
+        });
     }
 }
 
@@ -187,7 +109,7 @@ fn linux_busybox_pipelines_match_native() {
     ];
     for cpus in [1, 2] {
         for (script, input) in cases {
-            let (n_out, n_status) = native(&bb, &["sh", "-c", script], input);
+            let n = native(&bb, &["sh", "-c", script], input);
             let r = vk(&bb, &["sh", "-c", script], input, &opts(cpus));
             eprintln!(
                 "{script:?} ({cpus} vCPUs): status {}, {} forks",
@@ -195,13 +117,13 @@ fn linux_busybox_pipelines_match_native() {
                 r.report.forks
             );
             assert_eq!(
-                r.stdout, n_out,
+                r.stdout, n.stdout,
                 "{script:?} ({cpus} vCPUs): stderr {}",
                 r.stderr
             );
             assert_eq!(
                 r.report.status.code(),
-                n_status,
+                n.status,
                 "{script:?} ({cpus} vCPUs)"
             );
         }

@@ -9,100 +9,22 @@
 //! that the lost-wake-up watchdog never fired. Tests SKIP loudly without
 //! /dev/kvm.
 
-use vkernel::linux;
-
 mod common;
 
-use common::{have_kvm, scratch};
+use common::{have_kvm, native, scratch, Run};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::sync::Arc;
 
-use vkernel::core::prelude::*;
-
-use linux::fs::{Bind, Fs, RootSpec};
-use linux::kernel::{Options, Report};
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
-
-struct Run {
-    stdout: String,
-    stderr: String,
-    report: Report,
-}
+use vkernel::linux::fs::{Bind, Fs, RootSpec};
 
 /// Run `prog args` as the first vproc of a virtual kernel whose root is
 /// the host's `/` (read-only, /tmp in memory) plus `binds`, in a thread of
 /// its own (a hang fails the test after a generous timeout).
 fn vk(prog: &Path, args: &[&str], binds: Vec<Bind>, cpus: usize) -> Run {
-    let prog = prog.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let what = format!("{} {args:?} on {cpus} vCPUs", prog.display());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let machine = Machine::builder()
-            .ram_size(512 << 20)
-            .vcpus(cpus)
-            .build()
-            .expect("a machine on /dev/kvm");
-        let stdio = BufferStdio::new(b"");
-        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
-        let path = std::fs::canonicalize(&prog).unwrap().display().to_string();
-        let mut argv = vec![path.clone().into_bytes()];
-        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-        let cfg = Config {
-            image: std::fs::read(&prog).unwrap(),
-            path: path.clone(),
-            exe: path,
-            argv,
-            envp: vec![b"PATH=/bin".to_vec()],
-            fault_around: 16,
-            trace: false,
-        };
-        let fs = Fs::new(RootSpec::Host(PathBuf::from("/")), &binds).unwrap();
-        let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio)).unwrap();
-        let opts = Options {
-            cpus,
-            ..Options::default()
-        };
-        let report =
-            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
-        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-        let _ = tx.send(Run {
-            stdout,
-            stderr,
-            report,
-        });
-    });
-    let run = rx
-        .recv_timeout(std::time::Duration::from_secs(180))
-        .unwrap_or_else(|_| panic!("{what}: no result in 180 s (a hang, or a panic above)"));
-    assert_eq!(
-        run.report.lost_wakeups, 0,
-        "{what}: the watchdog ended a wait that no wake-up ended; stderr: {}",
-        run.stderr
-    );
-    run
-}
-
-fn native(prog: &Path, args: &[&str]) -> (String, i32) {
-    let o = Command::new(prog)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/bin")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        o.status.code().unwrap_or(-1),
-    )
-}
-
-/// shm.c with `-pthread` (sem_open, process-shared mutexes).
-fn guest(test: &str, cc: &str) -> Option<PathBuf> {
-    common::compile_linked(test, "shm", cc, "-static")
+    let fs = Fs::new(RootSpec::Host(PathBuf::from("/")), &binds).unwrap();
+    let l = common::guest(prog, args, cpus).root(Arc::new(fs));
+    common::vk_watched(&common::what(prog, args, cpus), 180, l)
 }
 
 /// The whole of shm.c prints what it prints natively, on 1 and 2 vCPUs,
@@ -114,22 +36,16 @@ fn linux_shm_matches_native() {
     if !have_kvm(test) {
         return;
     }
-    for cc in common::compilers() {
-        let Some(p) = guest(test, cc) else {
-            continue;
-        };
-        let (n_out, n_status) = native(&p, &[]);
-        assert_eq!(n_status, 0, "native run: {n_out}");
-        assert!(n_out.contains("atomic counter: 2000"), "native: {n_out}");
-        for cpus in [1, 2] {
-            let r = vk(&p, &[], Vec::new(), cpus);
-            assert_eq!(
-                r.stdout, n_out,
-                "shm ({cc}, {cpus} vCPUs); stderr {}",
-                r.stderr
-            );
-            assert_eq!(r.report.status.code(), 0);
-        }
+    for (cc, p) in common::guests(test, "shm") {
+        let n = native(&p, &[]);
+        assert!(
+            n.stdout.contains("atomic counter: 2000"),
+            "native: {}",
+            n.stdout
+        );
+        common::assert_same_as(&format!("shm ({cc})"), &n, &[1, 2], |cpus| {
+            vk(&p, &[], Vec::new(), cpus)
+        });
     }
 }
 
@@ -142,13 +58,13 @@ fn linux_shm_file_reaches_rw_bind() {
     if !have_kvm(test) {
         return;
     }
-    let Some(p) = guest(test, "musl-gcc") else {
+    let Some(p) = common::compile(test, "shm", "musl-gcc") else {
         return;
     };
     let dir = scratch(test).join("tree");
     std::fs::create_dir_all(&dir).unwrap();
-    let (n_out, n_status) = native(&p, &["file", dir.to_str().unwrap()]);
-    assert_eq!(n_status, 0, "native run: {n_out}");
+    let n = native(&p, &["file", dir.to_str().unwrap()]);
+    assert_eq!(n.status, 0, "native run: {}", n.stdout);
     let n_file = std::fs::read(dir.join("shm-file")).unwrap();
     std::fs::remove_file(dir.join("shm-file")).unwrap();
     let bind = Bind {
@@ -157,7 +73,7 @@ fn linux_shm_file_reaches_rw_bind() {
         writable: true,
     };
     let r = vk(&p, &["file", "/mnt"], vec![bind], 1);
-    assert_eq!(r.stdout, n_out, "stderr {}", r.stderr);
+    assert_eq!(r.stdout, n.stdout, "stderr {}", r.stderr);
     let v_file = std::fs::read(dir.join("shm-file")).unwrap();
     assert_eq!(v_file.len(), 8192);
     assert_eq!(&v_file[10..30], b"written by the child");
@@ -258,9 +174,9 @@ if __name__ == "__main__":
     )
     .unwrap();
     let s = script.to_str().unwrap();
-    let (n_out, n_status) = native(py, &[s]);
-    assert_eq!(n_status, 0, "native: {n_out}");
+    let n = native(py, &[s]);
+    assert_eq!(n.status, 0, "native: {}", n.stdout);
     let r = vk(py, &[s], Vec::new(), 2);
-    assert_eq!(r.stdout, n_out, "stderr {}", r.stderr);
+    assert_eq!(r.stdout, n.stdout, "stderr {}", r.stderr);
     assert_eq!(r.report.status.code(), 0);
 }

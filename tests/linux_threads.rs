@@ -9,95 +9,9 @@
 //! 1 and 2 vCPUs, musl and glibc, several times; a hang fails the test
 //! after a generous timeout. Tests SKIP loudly without /dev/kvm.
 
-use vkernel::linux;
-
 mod common;
 
-use common::have_kvm;
-
-use std::path::Path;
-use std::process::{Command, Stdio};
-
-use vkernel::core::prelude::*;
-
-use linux::fs::Fs;
-use linux::kernel::{Options, Report};
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc};
-
-struct Run {
-    stdout: String,
-    stderr: String,
-    report: Report,
-}
-
-/// Run `prog mode` as the first vproc of a virtual kernel on `cpus` vCPUs,
-/// in a thread of its own: a hang fails after a generous timeout.
-fn vk(prog: &Path, mode: &str, cpus: usize) -> Run {
-    let prog = prog.to_path_buf();
-    let mode = mode.to_string();
-    let what = format!("{} {mode} on {cpus} vCPUs", prog.display());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let machine = Machine::builder()
-            .ram_size(512 << 20)
-            .vcpus(cpus)
-            .build()
-            .expect("a machine on /dev/kvm");
-        let stdio = BufferStdio::new(b"");
-        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
-        let path = std::fs::canonicalize(&prog).unwrap().display().to_string();
-        let cfg = Config {
-            image: std::fs::read(&prog).unwrap(),
-            path: path.clone(),
-            exe: path.clone(),
-            argv: vec![path.into_bytes(), mode.into_bytes()],
-            envp: vec![b"PATH=/bin".to_vec()],
-            fault_around: 16,
-            trace: false,
-        };
-        let vp = Vproc::load(&machine, cfg, Fs::empty(), Box::new(stdio)).unwrap();
-        let opts = Options {
-            cpus,
-            ..Options::default()
-        };
-        let report =
-            vkernel::linux::launch::run(&machine, vp, &opts).expect("the virtual kernel runs");
-        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-        let _ = tx.send(Run {
-            stdout,
-            stderr,
-            report,
-        });
-    });
-    let run = rx
-        .recv_timeout(std::time::Duration::from_secs(120))
-        .unwrap_or_else(|_| panic!("{what}: no result in 120 s (a hang, or a panic above)"));
-    assert_eq!(
-        run.report.lost_wakeups, 0,
-        "{what}: the watchdog ended a wait that no wake-up ended; stderr: {}",
-        run.stderr
-    );
-    run
-}
-
-fn native(prog: &Path, mode: &str) -> (String, i32) {
-    use std::os::unix::process::ExitStatusExt;
-    let o = Command::new(prog)
-        .arg(mode)
-        .env_clear()
-        .env("PATH", "/bin")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        o.status
-            .code()
-            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
-    )
-}
+use common::{have_kvm, native};
 
 /// Run `mode` `times` times on 1 and 2 vCPUs with every compiler and
 /// compare each run with native. `glibc_only`: musl's own behaviour
@@ -106,20 +20,18 @@ fn compare(test: &str, mode: &str, times: usize, glibc_only: bool) {
     if !have_kvm(test) {
         return;
     }
-    for cc in common::compilers() {
+    for (cc, p) in common::guests(test, "threads") {
         if glibc_only && cc == "musl-gcc" {
             continue;
         }
-        let Some(p) = common::compile(test, "threads", cc) else {
-            return;
-        };
-        let (want, code) = native(&p, mode);
+        let n = native(&p, &[mode]);
         for cpus in [1, 2] {
             for i in 0..times {
-                let r = vk(&p, mode, cpus);
+                let l = common::guest(&p, &[mode], cpus);
+                let r = common::vk_watched(&common::what(&p, &[mode], cpus), 120, l);
                 let what = format!("{mode} ({cc}, {cpus} vCPUs, run {i}); stderr {}", r.stderr);
-                assert_eq!(r.stdout, want, "{what}");
-                assert_eq!(r.report.status.code(), code, "{what}");
+                assert_eq!(r.stdout, n.stdout, "{what}");
+                assert_eq!(r.report.status.code(), n.status, "{what}");
             }
         }
     }

@@ -43,21 +43,11 @@ fn linux_waits_match_native() {
     if !have_kvm(test) {
         return;
     }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "waits", cc) else {
-            continue;
-        };
+    for (cc, p) in common::guests(test, "waits") {
         let n = native(&p, &[]);
-        assert_eq!(n.status, 0, "native run: {}", n.stdout);
-        for cpus in [1, 2] {
-            let r = vk(&p, &[], None, &opts(cpus, 4));
-            assert_eq!(
-                r.stdout, n.stdout,
-                "waits ({cc}, {cpus} vCPUs); stderr {}",
-                r.stderr
-            );
-            assert_eq!(r.report.status.code(), 0);
-        }
+        common::assert_same_as(&format!("waits ({cc})"), &n, &[1, 2], |cpus| {
+            vk(&p, &[], None, &opts(cpus, 4))
+        });
     }
 }
 
