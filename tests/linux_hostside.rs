@@ -9,70 +9,18 @@ use vkernel::linux;
 
 mod common;
 
-use common::{have_kvm, skip};
+use common::{busybox, native_cmd, send_signal, shell_status, spawn_ready, vk_cmd, vkernel_binary};
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Long enough for a loaded CI machine; only a hang gets near it.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The example binary next to this test's build (target/debug/examples),
-/// built first so that it matches the sources under test.
-fn vk_binary(test: &str) -> Option<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    if !have_kvm(test) {
-        return None;
-    }
-    let r = BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        // target/<profile>/deps/linux_hostside-HASH -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .ok_or("no target directory")?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "--example", "vkernel"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        match build.status() {
-            Ok(s) if s.success() => {}
-            other => return Err(format!("cargo build --example vkernel: {other:?}")),
-        }
-        let bin = profile_dir.join("examples/vkernel");
-        if bin.exists() {
-            Ok(bin)
-        } else {
-            Err(format!("{} is missing after the build", bin.display()))
-        }
-    });
-    match r {
-        Ok(p) => Some(p.clone()),
-        Err(e) => panic!("cannot build the vkernel example: {e}"),
-    }
-}
-
-fn busybox(test: &str) -> Option<PathBuf> {
-    let p = PathBuf::from("/bin/busybox");
-    if p.exists() {
-        Some(p)
-    } else {
-        skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
-        None
-    }
-}
 
 /// A C guest from tests/guests built with musl-gcc (or `cc -static` where
 /// musl-tools are missing).
@@ -89,25 +37,7 @@ fn closed_pipe() -> OwnedFd {
 
 /// Wait for `child`, killing it (and failing) if it outlives TIMEOUT.
 fn wait(child: &mut Child, what: &str) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            return s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {TIMEOUT:?} (a hang)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The status a shell shows: the code, or 128 + the signal.
-fn shell_status(s: ExitStatus) -> i32 {
-    s.code()
-        .or_else(|| s.signal().map(|n| 128 + n))
-        .expect("exited or signaled")
+    common::wait_within(child, what, TIMEOUT)
 }
 
 /// Run `cmd` with stdin from /dev/null, and its stdout and stderr as
@@ -122,24 +52,12 @@ fn run_with(mut cmd: Command, stdout: Stdio, stderr: Stdio, what: &str) -> i32 {
     shell_status(wait(&mut child, what))
 }
 
-fn vk_cmd(vk: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(vk);
-    c.arg("run").args(args);
-    c
-}
-
-fn native_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(args[0]);
-    c.args(&args[1..]);
-    c
-}
-
 // ---- item 6: messages to a broken stderr, panics -------------------------
 
 #[test]
 fn trace_to_a_closed_pipe_ends_like_native() {
     let t = "trace_to_a_closed_pipe_ends_like_native";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
         return;
     };
     let args = ["/bin/busybox", "echo", "hi"];
@@ -168,7 +86,7 @@ fn trace_to_a_closed_pipe_ends_like_native() {
 #[test]
 fn trace_into_head_ends() {
     let t = "trace_into_head_ends";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
         return;
     };
     // `vk run --trace busybox seq 1 1000 2>&1 | head -1`: the reader goes
@@ -194,7 +112,7 @@ fn trace_into_head_ends() {
 #[test]
 fn fatal_signal_with_a_closed_stderr_keeps_its_status() {
     let t = "fatal_signal_with_a_closed_stderr_keeps_its_status";
-    let (Some(vk), Some(prog)) = (vk_binary(t), guest(t, "crash")) else {
+    let (Some(vk), Some(prog)) = (vkernel_binary(t), guest(t, "crash")) else {
         return;
     };
     let prog = prog.to_str().unwrap();
@@ -219,7 +137,7 @@ fn fatal_signal_with_a_closed_stderr_keeps_its_status() {
 #[test]
 fn logging_to_a_closed_stderr_is_dropped() {
     let t = "logging_to_a_closed_stderr_is_dropped";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
         return;
     };
     let mut cmd = vk_cmd(&vk, &["/bin/busybox", "true"]);
@@ -316,7 +234,7 @@ fn first_line_then_close(mut cmd: Command, what: &str) -> (String, ExitStatus) {
 #[test]
 fn host_epipe_is_sigpipe() {
     let t = "host_epipe_is_sigpipe";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
         return;
     };
     let args = ["/bin/busybox", "seq", "1", "1000000"];
@@ -333,7 +251,7 @@ fn host_epipe_is_sigpipe() {
 #[test]
 fn stderr_epipe_is_sigpipe() {
     let t = "stderr_epipe_is_sigpipe";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
         return;
     };
     // The vproc writes to fd 2, a closed pipe: EPIPE and SIGPIPE there too.
@@ -357,7 +275,7 @@ fn stderr_epipe_is_sigpipe() {
 #[test]
 fn host_write_errors_keep_their_errno() {
     let t = "host_write_errors_keep_their_errno";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
         return;
     };
     // stdout is /dev/full: the vproc sees ENOSPC (it used to see EIO).
@@ -390,32 +308,10 @@ fn host_write_errors_keep_their_errno() {
 
 // ---- item 13: SIGINT without a terminal, the debugger on a pty ------------
 
-/// Spawn `cmd` and read its stdout until `ready` was printed.
-fn spawn_ready(mut cmd: Command, stdin: Stdio) -> Child {
-    let mut child = cmd
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("read");
-    assert_eq!(line, "ready\n");
-    // Keep reading in the background so the writer never blocks.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    child
-}
-
-fn sigint(child: &Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-}
-
 #[test]
 fn sigint_without_a_terminal_ends_like_native() {
     let t = "sigint_without_a_terminal_ends_like_native";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
         return;
     };
     for (script, stdins) in [
@@ -433,10 +329,10 @@ fn sigint_without_a_terminal_ends_like_native() {
                 _ => Stdio::piped(),
             };
             let mut native = spawn_ready(native_cmd(&args), mk());
-            sigint(&native);
+            send_signal(&native, libc::SIGINT);
             let n = shell_status(wait(&mut native, "native"));
             let mut vkc = spawn_ready(vk_cmd(&vk, &args), mk());
-            sigint(&vkc);
+            send_signal(&vkc, libc::SIGINT);
             let v = shell_status(wait(&mut vkc, "vk after SIGINT without a terminal"));
             assert_eq!(n, 130, "native {script}");
             assert_eq!(v, n, "vk {script} (stdin {stdin})");
@@ -509,7 +405,7 @@ impl Pty {
 #[test]
 fn debugger_reads_new_input_after_ctrl_d() {
     let t = "debugger_reads_new_input_after_ctrl_d";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
         return;
     };
     let (mut pty, slave) = Pty::open();
@@ -560,7 +456,7 @@ fn debugger_reads_new_input_after_ctrl_d() {
 #[test]
 fn ctrl_d_on_a_terminal_is_one_end_of_file() {
     let t = "ctrl_d_on_a_terminal_is_one_end_of_file";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
         return;
     };
     // Two cats in a row on a terminal: each ends at its own Ctrl-D, as
@@ -608,7 +504,7 @@ fn vk_output(mut cmd: Command) -> (i32, String) {
 #[test]
 fn too_many_cpus_says_what_was_asked() {
     let t = "too_many_cpus_says_what_was_asked";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
         return;
     };
     let (s, err) = vk_output(vk_cmd(&vk, &["--cpus", "1000", "/bin/busybox", "true"]));
@@ -621,7 +517,7 @@ fn too_many_cpus_says_what_was_asked() {
 #[test]
 fn address_space_limits_give_clear_errors() {
     let t = "address_space_limits_give_clear_errors";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
         return;
     };
     // From too small for guest RAM, through too small for the threads
@@ -669,7 +565,7 @@ fn address_space_limits_give_clear_errors() {
 #[test]
 fn child_out_of_ram_is_sigbus_with_a_message() {
     let t = "child_out_of_ram_is_sigbus_with_a_message";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
         return;
     };
     // Somewhere between too little RAM for the parent and enough for both,

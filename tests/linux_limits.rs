@@ -17,122 +17,25 @@
 
 mod common;
 
-use common::{have_kvm, skip};
+use common::{busybox, native_cmd, output_within, text, vkernel_binary};
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 /// Long enough for a loaded CI machine; only a hang gets near it.
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-/// The example binary next to this test's build, built first so that it
-/// matches the sources under test.
-fn vk_binary(test: &str) -> Option<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    if !have_kvm(test) {
-        return None;
-    }
-    let r = BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .ok_or("no target directory")?;
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "--example", "vkernel"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        match build.status() {
-            Ok(s) if s.success() => {}
-            other => return Err(format!("cargo build --example vkernel: {other:?}")),
-        }
-        let bin = profile_dir.join("examples/vkernel");
-        if bin.exists() {
-            Ok(bin)
-        } else {
-            Err(format!("{} is missing after the build", bin.display()))
-        }
-    });
-    match r {
-        Ok(p) => Some(p.clone()),
-        Err(e) => panic!("cannot build the vkernel example: {e}"),
-    }
-}
-
-fn busybox(test: &str) -> Option<PathBuf> {
-    let p = PathBuf::from("/bin/busybox");
-    if p.exists() {
-        Some(p)
-    } else {
-        skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
-        None
-    }
-}
-
-/// Run `cmd` (stdin empty) to its end within [`TIMEOUT`]; a hang kills it
-/// and fails.
-fn run(mut cmd: Command, what: &str) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let ereader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: reader.join().expect("reader"),
-        stderr: ereader.join().expect("reader"),
-    }
-}
-
+/// `vkernel ARGS` to its end within [`TIMEOUT`].
 fn vk(vk: &Path, args: &[&str]) -> Output {
     let mut c = Command::new(vk);
     c.args(args);
-    run(c, &format!("vkernel {args:?}"))
+    output_within(c, &format!("vkernel {args:?}"), TIMEOUT)
 }
 
+/// `ARGS` natively to their end within [`TIMEOUT`].
 fn native(args: &[&str]) -> Output {
-    let mut c = Command::new(args[0]);
-    c.args(&args[1..]);
-    run(c, &format!("native {args:?}"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    output_within(native_cmd(args), &format!("native {args:?}"), TIMEOUT)
 }
 
 /// Compare two outputs line by line, with a readable message.
@@ -150,7 +53,9 @@ fn assert_same_lines(native: &str, vk: &str, what: &str) {
 #[test]
 fn limits_and_errors_match_native() {
     let test = "limits_and_errors_match_native";
-    let Some(vkb) = vk_binary(test) else { return };
+    let Some(vkb) = vkernel_binary(test) else {
+        return;
+    };
     for cc in common::compilers() {
         let Some(prog) = common::compile(test, "limits", cc) else {
             return;
@@ -186,7 +91,9 @@ fn limits_and_errors_match_native() {
 #[test]
 fn max_threads_bounds_threads_not_processes() {
     let test = "max_threads_bounds_threads_not_processes";
-    let Some(vkb) = vk_binary(test) else { return };
+    let Some(vkb) = vkernel_binary(test) else {
+        return;
+    };
     let Some(prog) = common::compile(test, "limits", "musl-gcc") else {
         return;
     };
@@ -202,7 +109,9 @@ fn max_threads_bounds_threads_not_processes() {
 #[test]
 fn readdir_order_is_the_hosts() {
     let test = "readdir_order_is_the_hosts";
-    let Some(vkb) = vk_binary(test) else { return };
+    let Some(vkb) = vkernel_binary(test) else {
+        return;
+    };
     let Some(bb) = busybox(test) else { return };
     let bb = bb.to_str().expect("utf-8 path");
     let dirs = ["/usr/share/doc", "/usr/bin", "/etc"];
@@ -249,7 +158,9 @@ fn readdir_order_is_the_hosts() {
 #[test]
 fn options_after_program_belong_to_it() {
     let test = "options_after_program_belong_to_it";
-    let Some(vkb) = vk_binary(test) else { return };
+    let Some(vkb) = vkernel_binary(test) else {
+        return;
+    };
     let Some(bb) = busybox(test) else { return };
     let bb = bb.to_str().expect("utf-8 path");
     // -e is also the vkernel's --env; after PROGRAM it is the program's.

@@ -21,7 +21,7 @@ use common::{bss_elf, have_kvm, scratch};
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,19 +31,6 @@ use linux::fs::{Fs, FsError};
 
 // ---------------------------------------------------------------------
 // Helpers
-
-/// The example binary cargo test built next to this test.
-fn vk_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target/debug");
-    let bin = dir.join("examples/vkernel");
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test` builds the examples; run `cargo build --example vkernel`",
-        bin.display()
-    );
-    bin
-}
 
 /// How a CLI run ended.
 #[derive(Debug)]
@@ -63,7 +50,7 @@ struct Cli {
 fn vk_cli(args: &[&str], uid: Option<u32>) -> Cli {
     let dir = scratch("vk_cli");
     let (out, err) = (dir.join("out"), dir.join("err"));
-    let mut c = Command::new(vk_bin());
+    let mut c = Command::new(common::example_binary("vkernel"));
     c.args(args)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
@@ -263,11 +250,7 @@ fn execve_reads_programs_from_the_image_lazily() {
     if !have_kvm(test) {
         return;
     }
-    if !Path::new("/bin/busybox").exists() {
-        common::skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
+    if common::busybox(test).is_none() {
         return;
     }
     let dir = scratch(test);

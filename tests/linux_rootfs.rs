@@ -9,64 +9,29 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{have_kvm, scratch};
+use common::{have_kvm, output_within, scratch, shell_status, text, Native};
 
 /// Run the vkernel CLI with `args`; (stdout, exit status). A hang fails
 /// after a generous timeout.
 fn vk(args: &[&str]) -> (String, i32) {
-    let bin = common::example_binary("vkernel");
-    let mut child = Command::new(&bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run vkernel");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("vkernel {args:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("vkernel {args:?}: {:?}\n{stderr}", out.status);
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        out.status.code().unwrap_or(-1),
-    )
+    let mut c = Command::new(common::example_binary("vkernel"));
+    c.args(args);
+    let out = output_within(c, &format!("vkernel {args:?}"), Duration::from_secs(120));
+    eprintln!("vkernel {args:?}: {:?}\n{}", out.status, text(&out.stderr));
+    (text(&out.stdout), shell_status(out.status))
 }
 
 /// Run `prog args` natively; (stdout, exit status).
 fn native(prog: &str, args: &[&str]) -> (String, i32) {
-    let out = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run natively");
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        out.status.code().unwrap_or(-1),
-    )
+    let o = Native::new(prog).args(args).host_env().run();
+    (o.stdout, o.status)
 }
 
 fn busybox(test: &str) -> bool {
-    if Path::new("/bin/busybox").exists() {
-        return true;
-    }
-    common::skip(
-        test,
-        "/bin/busybox not found (apt-get install busybox-static)",
-    );
-    false
+    common::busybox(test).is_some()
 }
 
 /// The names in directory `d`.
