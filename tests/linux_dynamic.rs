@@ -507,30 +507,13 @@ fn shared_page_elf() -> Vec<u8> {
     code.extend([0x01, 0xc7]); // add edi, eax
     code.extend([0xb8, 0xe7, 0, 0, 0, 0x0f, 0x05]); // exit_group(edi)
     code.resize(code_len as usize, 0x90);
-    let mut f = Vec::new();
-    f.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
-    f.extend_from_slice(&[0; 8]);
-    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    f.extend_from_slice(&62u16.to_le_bytes());
-    f.extend_from_slice(&1u32.to_le_bytes());
-    f.extend_from_slice(&(base + hdr).to_le_bytes()); // entry
-    f.extend_from_slice(&64u64.to_le_bytes()); // phoff
-    f.extend_from_slice(&0u64.to_le_bytes());
-    f.extend_from_slice(&0u32.to_le_bytes());
-    for h in [64u16, 56, 2, 0, 0, 0] {
-        f.extend_from_slice(&h.to_le_bytes());
-    }
-    // (flags, offset, vaddr, filesz, memsz)
-    for (flags, off, va, fsz, msz) in [
-        (5u32, 0, base, data_off, data_off),
-        (6u32, data_off, data_va, 8, 0x2000),
-    ] {
-        f.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-        f.extend_from_slice(&flags.to_le_bytes());
-        for v in [off, va, va, fsz, msz, 0x1000] {
-            f.extend_from_slice(&v.to_le_bytes());
-        }
-    }
+    let mut f = common::elf_headers(
+        base + hdr,
+        &[
+            (5, 0, base, data_off, data_off),
+            (6, data_off, data_va, 8, 0x2000),
+        ],
+    );
     f.extend_from_slice(&code);
     f.extend_from_slice(&[37, 0, 0, 0, 0, 0, 0, 0]);
     // Garbage after the data's file bytes, in the same page.

@@ -9,7 +9,10 @@ use vkernel::linux;
 
 mod common;
 
-use common::{busybox, native_cmd, send_signal, shell_status, spawn_ready, vk_cmd, vkernel_binary};
+use common::{
+    busybox, native_cmd, send_signal, shell_status, spawn_ready, stderr_within, vk_cmd,
+    vkernel_binary,
+};
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -170,27 +173,16 @@ fn panic_child() {
 #[test]
 fn panic_in_a_thread_ends_the_process() {
     let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args(["--exact", "panic_child", "--nocapture", "--test-threads=1"])
-        .env(PANIC_CHILD, "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let s = wait(&mut child, "a process whose thread panicked");
-    assert_eq!(
-        s.code(),
-        Some(linux::stdio::INTERNAL_ERROR_STATUS),
-        "{s:?}: {err}"
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", "panic_child", "--nocapture", "--test-threads=1"])
+        .env(PANIC_CHILD, "1");
+    let (s, err) = stderr_within(
+        cmd,
+        Stdio::null(),
+        "a process whose thread panicked",
+        TIMEOUT,
     );
+    assert_eq!(s, linux::stdio::INTERNAL_ERROR_STATUS, "{s:?}: {err}");
     assert!(
         err.contains("internal error in thread 'vcpu1'") && err.contains("injected failure"),
         "{err}"
@@ -280,25 +272,12 @@ fn host_write_errors_keep_their_errno() {
     };
     // stdout is /dev/full: the vproc sees ENOSPC (it used to see EIO).
     let args = ["/bin/busybox", "echo", "hi"];
-    let run = |mut cmd: Command| {
+    let run = |cmd: Command| {
         let full = std::fs::OpenOptions::new()
             .write(true)
             .open("/dev/full")
             .expect("/dev/full");
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(full)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (shell_status(wait(&mut child, "echo > /dev/full")), err)
+        stderr_within(cmd, full.into(), "echo > /dev/full", TIMEOUT)
     };
     let (ns, nerr) = run(native_cmd(&args));
     let (vs, verr) = run(vk_cmd(&vk, &args));
@@ -484,21 +463,8 @@ fn ctrl_d_on_a_terminal_is_one_end_of_file() {
 // ---- item 14: resource messages --------------------------------------------
 
 /// Run vk to the end; (status, stderr).
-fn vk_output(mut cmd: Command) -> (i32, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vk");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (shell_status(wait(&mut child, "vk")), err)
+fn vk_output(cmd: Command) -> (i32, String) {
+    stderr_within(cmd, Stdio::null(), "vk", TIMEOUT)
 }
 
 #[test]

@@ -9,7 +9,6 @@ mod common;
 use common::{have_kvm, image_root, scratch, Native, Out, Run, BUSYBOX};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use vkernel::linux;
 
@@ -156,30 +155,60 @@ fn linux_fatal_signals_exit_like_a_shell_reports() {
     }
 }
 
-#[test]
-fn linux_files_from_a_tar_image_match_native() {
-    let test = "linux_files_from_a_tar_image_match_native";
-    if !have_kvm(test) {
-        return;
-    }
+/// A tree with etc/greeting, etc/link (to it), an empty etc/sub and
+/// `files` (path, contents), and its tar image: (root, image).
+fn tree_and_image(test: &str, files: &[(&str, &str)]) -> (PathBuf, PathBuf) {
     let dir = scratch(test);
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("etc/sub")).unwrap();
     std::fs::write(root.join("etc/greeting"), "hello world\n").unwrap();
     std::os::unix::fs::symlink("greeting", root.join("etc/link")).unwrap();
-    std::fs::write(root.join("etc/sub/data.txt"), "a\nb\nc\n").unwrap();
-    std::fs::write(root.join("etc/zzz"), "x\n").unwrap();
+    for (path, contents) in files {
+        std::fs::write(root.join(path), contents).unwrap();
+    }
     let image = dir.join("fs.tar");
     linux::fs::build_image(&root, &image).unwrap();
+    (root, image)
+}
+
+/// Guest `name` given the directory `dir` of the tree natively and of the
+/// image under vkernel prints the same, for each compiler; the native
+/// output passes `check`.
+fn same_on_image(test: &str, name: &str, files: &[(&str, &str)], dir: &str, check: &str) {
+    if !have_kvm(test) {
+        return;
+    }
+    let (root, image) = tree_and_image(test, files);
+    let host_dir = if dir.is_empty() {
+        root.clone()
+    } else {
+        root.join(dir)
+    };
     for cc in Cc::all() {
-        let Some(p) = compile(test, "files", cc) else {
+        let Some(p) = compile(test, name, cc) else {
             continue;
         };
-        let n = native(&p, &[root.to_str().unwrap()], None, b"");
-        let v = vk(&p, &["/"], Some(&image), b"");
+        let n = native(&p, &[host_dir.to_str().unwrap()], None, b"");
+        let v = vk(&p, &[&format!("/{dir}")], Some(&image), b"");
         assert_eq!(n.status, 0, "native run: {}", n.stdout);
-        assert_eq!(v.shown(), n.shown(), "files ({cc:?})");
+        assert!(n.stdout.contains(check), "native run: {}", n.stdout);
+        assert_eq!(
+            v.shown(),
+            n.shown(),
+            "{name} ({cc:?}): vkernel (left) vs native (right)"
+        );
     }
+}
+
+#[test]
+fn linux_files_from_a_tar_image_match_native() {
+    same_on_image(
+        "linux_files_from_a_tar_image_match_native",
+        "files",
+        &[("etc/sub/data.txt", "a\nb\nc\n"), ("etc/zzz", "x\n")],
+        "",
+        "",
+    );
 }
 
 /// Issue 13: the legacy getdents call (78) writes `struct linux_dirent`,
@@ -188,36 +217,13 @@ fn linux_files_from_a_tar_image_match_native() {
 /// as natively on the tree the image was built from.
 #[test]
 fn linux_legacy_getdents_matches_native() {
-    let test = "linux_legacy_getdents_matches_native";
-    if !have_kvm(test) {
-        return;
-    }
-    let dir = scratch(test);
-    let root = dir.join("root");
-    std::fs::create_dir_all(root.join("etc/sub")).unwrap();
-    std::fs::write(root.join("etc/greeting"), "hello world\n").unwrap();
-    std::fs::write(root.join("etc/a-longer-name-than-the-others.txt"), "x\n").unwrap();
-    std::os::unix::fs::symlink("greeting", root.join("etc/link")).unwrap();
-    let image = dir.join("fs.tar");
-    linux::fs::build_image(&root, &image).unwrap();
-    for cc in Cc::all() {
-        let Some(p) = compile(test, "getdents", cc) else {
-            continue;
-        };
-        let n = native(&p, &[root.join("etc").to_str().unwrap()], None, b"");
-        let v = vk(&p, &["/etc"], Some(&image), b"");
-        assert_eq!(n.status, 0, "native run: {}", n.stdout);
-        assert!(
-            n.stdout.contains("getdents 64: link type 10"),
-            "native run: {}",
-            n.stdout
-        );
-        assert_eq!(
-            v.shown(),
-            n.shown(),
-            "getdents ({cc:?}): vkernel (left) vs native (right)"
-        );
-    }
+    same_on_image(
+        "linux_legacy_getdents_matches_native",
+        "getdents",
+        &[("etc/a-longer-name-than-the-others.txt", "x\n")],
+        "etc",
+        "getdents 64: link type 10",
+    );
 }
 
 #[test]
@@ -270,14 +276,7 @@ fn linux_busybox_reads_the_disk_image() {
     std::fs::write(root.join("data/a.txt"), "alpha\nbeta\ngamma\n").unwrap();
     std::fs::write(root.join("data/deep/b.txt"), "x".repeat(100_000)).unwrap();
     let image = dir.join("fs.tar");
-    let st = Command::new("tar")
-        .arg("-cf")
-        .arg(&image)
-        .arg("-C")
-        .arg(&root)
-        .arg(".")
-        .status();
-    if !matches!(st, Ok(s) if s.success()) {
+    if !common::host_tar(&root, &image) {
         linux::fs::build_image(&root, &image).unwrap();
     }
     let cases: &[&[&str]] = &[

@@ -9,7 +9,6 @@ mod common;
 
 use common::{busybox, have_kvm, native, native_cmd, send_signal, shell_status, spawn_ready, Run};
 
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -211,20 +210,8 @@ fn vkernel_closed_stdio_is_dev_null() {
                 Ok(())
             });
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let s = shell_status(wait(&mut child, "vk with a closed stdio fd"));
+        let (s, err) =
+            common::stderr_within(cmd, Stdio::null(), "vk with a closed stdio fd", TIMEOUT);
         assert_eq!(s, 0, "fd {fd} closed: {err}");
         let want = if fd == 1 {
             "write=0\n"

@@ -309,6 +309,33 @@ pub fn compile_linked(test: &str, name: &str, cc: &str, link: &str) -> Option<st
     Some(out)
 }
 
+/// The ELF header of a static x86-64 executable (ET_EXEC) entered at
+/// `entry`, followed by its PT_LOAD program headers, each (flags, file
+/// offset, address, file size, memory size), aligned to 4 KiB.
+pub fn elf_headers(entry: u64, loads: &[(u32, u64, u64, u64, u64)]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f.extend_from_slice(&62u16.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&entry.to_le_bytes());
+    f.extend_from_slice(&64u64.to_le_bytes()); // phoff
+    f.extend_from_slice(&0u64.to_le_bytes());
+    f.extend_from_slice(&0u32.to_le_bytes());
+    for h in [64u16, 56, loads.len() as u16, 0, 0, 0] {
+        f.extend_from_slice(&h.to_le_bytes());
+    }
+    for &(flags, off, va, filesz, memsz) in loads {
+        f.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        f.extend_from_slice(&flags.to_le_bytes());
+        for v in [off, va, va, filesz, memsz, 0x1000] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    f
+}
+
 /// A static ELF with a code segment and a data segment of 10 file bytes
 /// (7, then zeros) followed in the file by 0xaa garbage in the same page,
 /// and a 2 GiB memory size. The program exits with data[0] + data[10] (must
@@ -329,29 +356,14 @@ pub fn bss_elf() -> Vec<u8> {
         0x0f, 0x05, // syscall
     ];
     let hdr = 64 + 2 * 56u64;
-    let mut f = Vec::new();
-    f.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
-    f.extend_from_slice(&[0; 8]);
-    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    f.extend_from_slice(&62u16.to_le_bytes());
-    f.extend_from_slice(&1u32.to_le_bytes());
-    f.extend_from_slice(&(0x40_0000 + hdr).to_le_bytes()); // entry
-    f.extend_from_slice(&64u64.to_le_bytes()); // phoff
-    f.extend_from_slice(&0u64.to_le_bytes());
-    f.extend_from_slice(&0u32.to_le_bytes());
-    for h in [64u16, 56, 2, 0, 0, 0] {
-        f.extend_from_slice(&h.to_le_bytes());
-    }
-    let phdr = |f: &mut Vec<u8>, flags: u32, off: u64, va: u64, filesz: u64, memsz: u64| {
-        f.extend_from_slice(&1u32.to_le_bytes());
-        f.extend_from_slice(&flags.to_le_bytes());
-        for v in [off, va, va, filesz, memsz, 0x1000] {
-            f.extend_from_slice(&v.to_le_bytes());
-        }
-    };
     let text = hdr + code.len() as u64;
-    phdr(&mut f, 5, 0, 0x40_0000, text, text);
-    phdr(&mut f, 6, 0x1000, 0x60_0000, 10, 0x8000_0000);
+    let mut f = elf_headers(
+        0x40_0000 + hdr,
+        &[
+            (5, 0, 0x40_0000, text, text),
+            (6, 0x1000, 0x60_0000, 10, 0x8000_0000),
+        ],
+    );
     f.extend_from_slice(code);
     f.resize(0x1000, 0);
     f.push(7);
@@ -681,16 +693,21 @@ pub fn busybox_image(test: &str, bb: &Path) -> PathBuf {
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::copy(bb, root.join("bin/busybox")).unwrap();
     let image = dir.join("fs.tar");
+    assert!(host_tar(&root, &image), "tar -cf {}", image.display());
+    image
+}
+
+/// Pack the tree `root` into the tar image `image` with the host's `tar`;
+/// false if that did not work.
+pub fn host_tar(root: &Path, image: &Path) -> bool {
     let st = Command::new("tar")
         .arg("-cf")
-        .arg(&image)
+        .arg(image)
         .arg("-C")
-        .arg(&root)
+        .arg(root)
         .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    image
+        .status();
+    matches!(st, Ok(s) if s.success())
 }
 
 // ---- the kit: the `vkernel` command line as a process ----
@@ -755,6 +772,30 @@ pub fn output_within(mut cmd: Command, what: &str, timeout: Duration) -> Output 
         stdout: out.join().expect("reader"),
         stderr: err.join().expect("reader"),
     }
+}
+
+/// Run `cmd` with stdin from /dev/null, stdout to `stdout` and stderr
+/// read to its end, within `timeout`: (shell status, stderr).
+pub fn stderr_within(
+    mut cmd: Command,
+    stdout: Stdio,
+    what: &str,
+    timeout: Duration,
+) -> (i32, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (shell_status(wait_within(&mut child, what, timeout)), err)
 }
 
 /// Spawn `cmd` (stderr to /dev/null) and read its stdout until it printed
