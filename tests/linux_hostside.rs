@@ -10,14 +10,14 @@ use vkernel::linux;
 mod common;
 
 use common::{
-    busybox, native_cmd, send_signal, shell_status, spawn_ready, stderr_within, vk_cmd,
+    native_cmd, send_signal, shell_status, spawn_ready, stderr_within, vk_cmd, vkernel_and_busybox,
     vkernel_binary,
 };
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,12 +55,22 @@ fn run_with(mut cmd: Command, stdout: Stdio, stderr: Stdio, what: &str) -> i32 {
     shell_status(wait(&mut child, what))
 }
 
+/// `args` natively and under `vk run`, stdout to /dev/null and stderr a
+/// closed pipe: the (native, vk) statuses.
+fn with_closed_stderr(vk: &Path, args: &[&str]) -> (i32, i32) {
+    let run = |cmd, what| run_with(cmd, Stdio::null(), closed_pipe().into(), what);
+    (
+        run(native_cmd(args), &format!("native {args:?}")),
+        run(vk_cmd(vk, args), &format!("vk {args:?}")),
+    )
+}
+
 // ---- item 6: messages to a broken stderr, panics -------------------------
 
 #[test]
 fn trace_to_a_closed_pipe_ends_like_native() {
     let t = "trace_to_a_closed_pipe_ends_like_native";
-    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox(t) else {
         return;
     };
     let args = ["/bin/busybox", "echo", "hi"];
@@ -89,7 +99,7 @@ fn trace_to_a_closed_pipe_ends_like_native() {
 #[test]
 fn trace_into_head_ends() {
     let t = "trace_into_head_ends";
-    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox(t) else {
         return;
     };
     // `vk run --trace busybox seq 1 1000 2>&1 | head -1`: the reader goes
@@ -121,18 +131,7 @@ fn fatal_signal_with_a_closed_stderr_keeps_its_status() {
     let prog = prog.to_str().unwrap();
     // `(vk run ./crash ill 2>&1 >/dev/null) | true`: the death message
     // goes to a closed pipe.
-    let got = run_with(
-        vk_cmd(&vk, &[prog, "ill"]),
-        Stdio::null(),
-        closed_pipe().into(),
-        "vk crash ill",
-    );
-    let native = run_with(
-        native_cmd(&[prog, "ill"]),
-        Stdio::null(),
-        closed_pipe().into(),
-        "native crash ill",
-    );
+    let (native, got) = with_closed_stderr(&vk, &[prog, "ill"]);
     assert_eq!(native, 132);
     assert_eq!(got, native, "a ud2 under vk, stderr a closed pipe");
 }
@@ -140,7 +139,7 @@ fn fatal_signal_with_a_closed_stderr_keeps_its_status() {
 #[test]
 fn logging_to_a_closed_stderr_is_dropped() {
     let t = "logging_to_a_closed_stderr_is_dropped";
-    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox(t) else {
         return;
     };
     let mut cmd = vk_cmd(&vk, &["/bin/busybox", "true"]);
@@ -226,7 +225,7 @@ fn first_line_then_close(mut cmd: Command, what: &str) -> (String, ExitStatus) {
 #[test]
 fn host_epipe_is_sigpipe() {
     let t = "host_epipe_is_sigpipe";
-    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox(t) else {
         return;
     };
     let args = ["/bin/busybox", "seq", "1", "1000000"];
@@ -243,23 +242,12 @@ fn host_epipe_is_sigpipe() {
 #[test]
 fn stderr_epipe_is_sigpipe() {
     let t = "stderr_epipe_is_sigpipe";
-    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox(t) else {
         return;
     };
     // The vproc writes to fd 2, a closed pipe: EPIPE and SIGPIPE there too.
     let args = ["/bin/busybox", "sh", "-c", "echo x >&2; echo survived"];
-    let native = run_with(
-        native_cmd(&args),
-        Stdio::null(),
-        closed_pipe().into(),
-        "native",
-    );
-    let got = run_with(
-        vk_cmd(&vk, &args),
-        Stdio::null(),
-        closed_pipe().into(),
-        "vk",
-    );
+    let (native, got) = with_closed_stderr(&vk, &args);
     assert_eq!(native, 141);
     assert_eq!(got, native);
 }
@@ -267,7 +255,7 @@ fn stderr_epipe_is_sigpipe() {
 #[test]
 fn host_write_errors_keep_their_errno() {
     let t = "host_write_errors_keep_their_errno";
-    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox(t) else {
         return;
     };
     // stdout is /dev/full: the vproc sees ENOSPC (it used to see EIO).
@@ -290,7 +278,7 @@ fn host_write_errors_keep_their_errno() {
 #[test]
 fn sigint_without_a_terminal_ends_like_native() {
     let t = "sigint_without_a_terminal_ends_like_native";
-    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox(t) else {
         return;
     };
     for (script, stdins) in [
@@ -384,7 +372,7 @@ impl Pty {
 #[test]
 fn debugger_reads_new_input_after_ctrl_d() {
     let t = "debugger_reads_new_input_after_ctrl_d";
-    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox(t) else {
         return;
     };
     let (mut pty, slave) = Pty::open();
@@ -435,7 +423,7 @@ fn debugger_reads_new_input_after_ctrl_d() {
 #[test]
 fn ctrl_d_on_a_terminal_is_one_end_of_file() {
     let t = "ctrl_d_on_a_terminal_is_one_end_of_file";
-    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox(t) else {
         return;
     };
     // Two cats in a row on a terminal: each ends at its own Ctrl-D, as
@@ -470,7 +458,7 @@ fn vk_output(cmd: Command) -> (i32, String) {
 #[test]
 fn too_many_cpus_says_what_was_asked() {
     let t = "too_many_cpus_says_what_was_asked";
-    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox(t) else {
         return;
     };
     let (s, err) = vk_output(vk_cmd(&vk, &["--cpus", "1000", "/bin/busybox", "true"]));
@@ -483,7 +471,7 @@ fn too_many_cpus_says_what_was_asked() {
 #[test]
 fn address_space_limits_give_clear_errors() {
     let t = "address_space_limits_give_clear_errors";
-    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox(t) else {
         return;
     };
     // From too small for guest RAM, through too small for the threads
@@ -531,7 +519,7 @@ fn address_space_limits_give_clear_errors() {
 #[test]
 fn child_out_of_ram_is_sigbus_with_a_message() {
     let t = "child_out_of_ram_is_sigbus_with_a_message";
-    let (Some(vk), Some(_)) = (vkernel_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox(t) else {
         return;
     };
     // Somewhere between too little RAM for the parent and enough for both,

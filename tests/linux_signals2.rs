@@ -7,10 +7,10 @@
 
 mod common;
 
-use common::{busybox, have_kvm, native, native_cmd, send_signal, shell_status, spawn_ready, Run};
+use common::{have_kvm, native, native_cmd, send_signal, shell_status, spawn_ready, Run};
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -78,13 +78,6 @@ fn linux_pdeathsig_fires() {
 /// Long enough for a loaded machine; only a hang gets near it.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The `vkernel` example, built to match the sources, and busybox.
-fn vk_and_busybox(test: &str) -> Option<PathBuf> {
-    let vk = common::vkernel_binary(test)?;
-    busybox(test)?;
-    Some(vk)
-}
-
 /// Wait for `child`, killing it (and failing) if it outlives TIMEOUT.
 fn wait(child: &mut Child, what: &str) -> ExitStatus {
     common::wait_within(child, what, TIMEOUT)
@@ -103,7 +96,7 @@ fn vk_cmd(vk: &Path, extra: &[&str], args: &[&str]) -> Command {
 #[test]
 fn vkernel_forwards_its_signals_to_init() {
     let t = "vkernel_forwards_its_signals_to_init";
-    let Some(vk) = vk_and_busybox(t) else {
+    let Some(vk) = common::vkernel_and_busybox(t) else {
         return;
     };
     for (name, sig, code) in [
@@ -150,7 +143,7 @@ fn vkernel_forwards_its_signals_to_init() {
 #[test]
 fn vkernel_second_sigterm_after_grace_kills() {
     let t = "vkernel_second_sigterm_after_grace_kills";
-    let Some(vk) = vk_and_busybox(t) else {
+    let Some(vk) = common::vkernel_and_busybox(t) else {
         return;
     };
     let args = [
@@ -191,7 +184,7 @@ fn vkernel_second_sigterm_after_grace_kills() {
 #[test]
 fn vkernel_closed_stdio_is_dev_null() {
     let t = "vkernel_closed_stdio_is_dev_null";
-    let Some(vk) = vk_and_busybox(t) else {
+    let Some(vk) = common::vkernel_and_busybox(t) else {
         return;
     };
     for (fd, script) in [

@@ -718,6 +718,16 @@ pub fn vkernel_binary(test: &str) -> Option<PathBuf> {
     have_kvm(test).then(|| example_binary("vkernel"))
 }
 
+/// The `vkernel` binary when /dev/kvm and busybox are there (else None,
+/// after a loud SKIP).
+pub fn vkernel_and_busybox(test: &str) -> Option<PathBuf> {
+    if !have_kvm(test) {
+        return None;
+    }
+    busybox(test)?;
+    Some(example_binary("vkernel"))
+}
+
 /// `vk run ARGS...`.
 pub fn vk_cmd(vk: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(vk);
