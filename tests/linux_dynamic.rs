@@ -237,10 +237,7 @@ fn dynamic_programs_match_native() {
 #[test]
 fn file_mmap_matches_native() {
     let test = "file_mmap_matches_native";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(guest) = common::compile(test, "filemap", "musl-gcc") else {
+    let Some(guest) = common::kvm_guest(test, "filemap", "musl-gcc") else {
         return;
     };
     let Some((stage, img)) = stage(test, false) else {

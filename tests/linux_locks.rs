@@ -21,10 +21,7 @@ fn vk(prog: &Path, args: &[&str], cpus: usize) -> Run {
 
 /// Compare `locks CHECK` with native for every compiler, on `cpus_list`.
 fn compare(test: &str, check: &str, cpus_list: &[usize]) {
-    if !have_kvm(test) {
-        return;
-    }
-    for (cc, p) in common::guests(test, "locks") {
+    for (cc, p) in common::kvm_guests(test, "locks") {
         let n = native(&p, &[check]);
         common::assert_same_as(&format!("locks {check} ({cc})"), &n, cpus_list, |cpus| {
             vk(&p, &[check], cpus)

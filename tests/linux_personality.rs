@@ -229,10 +229,7 @@ fn linux_legacy_getdents_matches_native() {
 #[test]
 fn linux_busybox_applets_match_native() {
     let test = "linux_busybox_applets_match_native";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = common::busybox(test) else {
+    let Some(bb) = common::kvm_busybox(test) else {
         return;
     };
     let cases: &[(&[&str], &[u8])] = &[
@@ -264,10 +261,7 @@ fn linux_busybox_applets_match_native() {
 #[test]
 fn linux_busybox_reads_the_disk_image() {
     let test = "linux_busybox_reads_the_disk_image";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = common::busybox(test) else {
+    let Some(bb) = common::kvm_busybox(test) else {
         return;
     };
     let dir = scratch(test);

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{busybox, have_kvm, Native, Out, Run, PATH_BIN};
+use common::{busybox, Native, Out, Run, PATH_BIN};
 
 use std::path::Path;
 use std::time::Duration;
@@ -42,10 +42,7 @@ fn opts(cpus: usize) -> Options {
 #[test]
 fn linux_fork_exec_wait_pipes_match_native() {
     let test = "linux_fork_exec_wait_pipes_match_native";
-    if !have_kvm(test) {
-        return;
-    }
-    for (cc, p) in common::guests(test, "procs") {
+    for (cc, p) in common::kvm_guests(test, "procs") {
         let n = native(&p, &[], b"");
         common::assert_same_as(&format!("procs ({cc})"), &n, &[1, 2], |cpus| {
             let r = vk(&p, &[], b"", &opts(cpus));
@@ -68,10 +65,7 @@ fn linux_fork_exec_wait_pipes_match_native() {
 #[test]
 fn linux_fpu_state_follows_processes_like_native() {
     let test = "linux_fpu_state_follows_processes_like_native";
-    if !have_kvm(test) {
-        return;
-    }
-    for (cc, p) in common::guests(test, "fpustate") {
+    for (cc, p) in common::kvm_guests(test, "fpustate") {
         let n = native(&p, &[], b"");
         assert!(
             n.stdout.contains("sse rounding changed"),
@@ -87,10 +81,7 @@ fn linux_fpu_state_follows_processes_like_native() {
 #[test]
 fn linux_busybox_pipelines_match_native() {
     let test = "linux_busybox_pipelines_match_native";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = busybox(test) else {
+    let Some(bb) = common::kvm_busybox(test) else {
         return;
     };
     let cases: &[(&str, &[u8])] = &[
@@ -133,10 +124,7 @@ fn linux_busybox_pipelines_match_native() {
 #[test]
 fn linux_fork_bomb_hits_the_vproc_limit() {
     let test = "linux_fork_bomb_hits_the_vproc_limit";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(p) = common::compile(test, "forkbomb", "musl-gcc") else {
+    let Some(p) = common::kvm_guest(test, "forkbomb", "musl-gcc") else {
         return;
     };
     let limit = 24;
@@ -184,10 +172,7 @@ fn linux_fork_bomb_hits_the_vproc_limit() {
 #[test]
 fn linux_nice_levels_share_the_cpu_by_weight() {
     let test = "linux_nice_levels_share_the_cpu_by_weight";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(p) = common::compile(test, "spin", "gcc") else {
+    let Some(p) = common::kvm_guest(test, "spin", "gcc") else {
         return;
     };
     let secs = if common::scaled(100) < 100 { "1" } else { "2" };

@@ -164,10 +164,7 @@ fn tmp_writes_stay_in_the_vproc() {
 #[test]
 fn paths_cannot_escape_the_root() {
     let test = "paths_cannot_escape_the_root";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(guest) = common::compile(test, "rootfs", "musl-gcc") else {
+    let Some(guest) = common::kvm_guest(test, "rootfs", "musl-gcc") else {
         return;
     };
     let r = scratch(test).join("root");

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{busybox, busybox_image, have_kvm, image_root, native, program, Run, PATH_BIN};
+use common::{busybox_image, have_kvm, image_root, native, program, Run, PATH_BIN};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -114,13 +114,7 @@ child: exited 0
 #[test]
 fn linux_sched_calls_match_native() {
     let test = "linux_sched_calls_match_native";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "sched_rt", cc) else {
-            continue;
-        };
+    for (cc, p) in common::kvm_guests(test, "sched_rt") {
         let want = native_rt(&p, &["calls"]).unwrap_or_else(|| CALLS.into());
         assert_eq!(want, CALLS, "native ({cc})");
         let r = vk(&p, &["calls"], None, &opts(1));
@@ -136,10 +130,7 @@ fn linux_sched_calls_match_native() {
 #[test]
 fn linux_fifo_spinners_do_not_starve_normal_processes() {
     let test = "linux_fifo_spinners_do_not_starve_normal_processes";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(p) = common::compile(test, "sched_rt", "musl-gcc") else {
+    let Some(p) = common::kvm_guest(test, "sched_rt", "musl-gcc") else {
         return;
     };
     let want = native_rt(&p, &["starve"]).unwrap_or_else(|| STARVE.into());
@@ -169,10 +160,7 @@ fn linux_fifo_spinners_do_not_starve_normal_processes() {
 #[test]
 fn linux_rt_throttling_off_lets_fifo_spinners_starve_others() {
     let test = "linux_rt_throttling_off_lets_fifo_spinners_starve_others";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(p) = common::compile(test, "sched_rt", "musl-gcc") else {
+    let Some(p) = common::kvm_guest(test, "sched_rt", "musl-gcc") else {
         return;
     };
     let o = Options {
@@ -215,13 +203,7 @@ fn linux_rt_throttling_off_lets_fifo_spinners_starve_others() {
 #[test]
 fn linux_fifo_yield_goes_behind_equal_priority() {
     let test = "linux_fifo_yield_goes_behind_equal_priority";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "sched_rt", cc) else {
-            continue;
-        };
+    for (cc, p) in common::kvm_guests(test, "sched_rt") {
         let want = native_rt(&p, &["yield"]).unwrap_or_else(|| YIELD.into());
         assert_eq!(want, YIELD, "native ({cc})");
         let r = vk(&p, &["yield"], None, &opts(1));
@@ -235,10 +217,7 @@ fn linux_fifo_yield_goes_behind_equal_priority() {
 #[test]
 fn linux_pipeline_beside_spinners_completes() {
     let test = "linux_pipeline_beside_spinners_completes";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = busybox(test) else {
+    let Some(bb) = common::kvm_busybox(test) else {
         return;
     };
     let image = busybox_image(test, &bb);

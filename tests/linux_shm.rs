@@ -33,10 +33,7 @@ fn vk(prog: &Path, args: &[&str], binds: Vec<Bind>, cpus: usize) -> Run {
 #[test]
 fn linux_shm_matches_native() {
     let test = "linux_shm_matches_native";
-    if !have_kvm(test) {
-        return;
-    }
-    for (cc, p) in common::guests(test, "shm") {
+    for (cc, p) in common::kvm_guests(test, "shm") {
         let n = native(&p, &[]);
         assert!(
             n.stdout.contains("atomic counter: 2000"),
@@ -55,10 +52,7 @@ fn linux_shm_matches_native() {
 #[test]
 fn linux_shm_file_reaches_rw_bind() {
     let test = "linux_shm_file_reaches_rw_bind";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(p) = common::compile(test, "shm", "musl-gcc") else {
+    let Some(p) = common::kvm_guest(test, "shm", "musl-gcc") else {
         return;
     };
     let dir = scratch(test).join("tree");

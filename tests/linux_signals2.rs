@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{have_kvm, native, native_cmd, send_signal, shell_status, spawn_ready, Run};
+use common::{native, native_cmd, send_signal, shell_status, spawn_ready, Run};
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -24,10 +24,7 @@ fn vk(prog: &Path, args: &[&str], cpus: usize) -> Run {
 /// Run check `check` of sigs2.c natively and under the vkernel (1 and 2
 /// vCPUs), musl and glibc, and compare.
 fn sigs2_matches_native(test: &str, check: &str) {
-    if !have_kvm(test) {
-        return;
-    }
-    for (cc, p) in common::guests(test, "sigs2") {
+    for (cc, p) in common::kvm_guests(test, "sigs2") {
         let n = native(&p, &[check]);
         assert!(
             !n.stdout.contains("early"),

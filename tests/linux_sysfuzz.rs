@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{have_kvm, in_time};
+use common::in_time;
 
 use vkernel::linux::launch::Launch;
 use vkernel::linux::ExitStatus;
@@ -24,10 +24,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 #[test]
 fn linux_random_syscalls_never_break_the_vkernel() {
     let test = "linux_random_syscalls_never_break_the_vkernel";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(prog) = common::compile(test, "sysfuzz", "musl-gcc") else {
+    let Some(prog) = common::kvm_guest(test, "sysfuzz", "musl-gcc") else {
         return;
     };
     let cases = env_or("VKERNEL_FUZZ_CASES", 2000);

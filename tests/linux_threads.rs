@@ -11,16 +11,13 @@
 
 mod common;
 
-use common::{have_kvm, native};
+use common::native;
 
 /// Run `mode` `times` times on 1 and 2 vCPUs with every compiler and
 /// compare each run with native. `glibc_only`: musl's own behaviour
 /// differs natively (see the case).
 fn compare(test: &str, mode: &str, times: usize, glibc_only: bool) {
-    if !have_kvm(test) {
-        return;
-    }
-    for (cc, p) in common::guests(test, "threads") {
+    for (cc, p) in common::kvm_guests(test, "threads") {
         if glibc_only && cc == "musl-gcc" {
             continue;
         }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{busybox, busybox_image, have_kvm, image_root, native, program, Run, PATH_BIN};
+use common::{busybox_image, image_root, native, program, Run, PATH_BIN};
 
 use std::path::Path;
 
@@ -40,10 +40,7 @@ fn opts(cpus: usize, tick_ms: u64) -> Options {
 #[test]
 fn linux_waits_match_native() {
     let test = "linux_waits_match_native";
-    if !have_kvm(test) {
-        return;
-    }
-    for (cc, p) in common::guests(test, "waits") {
+    for (cc, p) in common::kvm_guests(test, "waits") {
         let n = native(&p, &[]);
         common::assert_same_as(&format!("waits ({cc})"), &n, &[1, 2], |cpus| {
             vk(&p, &[], None, &opts(cpus, 4))
@@ -55,10 +52,7 @@ fn linux_waits_match_native() {
 #[test]
 fn linux_timers_kill_spinning_vprocs() {
     let test = "linux_timers_kill_spinning_vprocs";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(p) = common::compile(test, "waits", "musl-gcc") else {
+    let Some(p) = common::kvm_guest(test, "waits", "musl-gcc") else {
         return;
     };
     for (arg, want) in [("alarm-exit", 142), ("vtalarm-exit", 154)] {
@@ -74,10 +68,7 @@ fn linux_timers_kill_spinning_vprocs() {
 #[test]
 fn linux_sleepers_wake_beside_spinners() {
     let test = "linux_sleepers_wake_beside_spinners";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = busybox(test) else {
+    let Some(bb) = common::kvm_busybox(test) else {
         return;
     };
     let cases: [(&[&str], usize); 3] = [
@@ -120,10 +111,7 @@ fn linux_sleepers_wake_beside_spinners() {
 #[test]
 fn linux_pipelines_lose_nothing() {
     let test = "linux_pipelines_lose_nothing";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = busybox(test) else {
+    let Some(bb) = common::kvm_busybox(test) else {
         return;
     };
     let image = busybox_image(test, &bb);
@@ -175,10 +163,7 @@ fn linux_pipelines_lose_nothing() {
 #[test]
 fn linux_pipeline_stress_loses_no_wakeup() {
     let test = "linux_pipeline_stress_loses_no_wakeup";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = busybox(test) else {
+    let Some(bb) = common::kvm_busybox(test) else {
         return;
     };
     let runs: usize = std::env::var("VKERNEL_STRESS_RUNS")

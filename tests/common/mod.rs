@@ -651,6 +651,31 @@ pub fn guests(test: &str, name: &str) -> Vec<(&'static str, PathBuf)> {
         .collect()
 }
 
+/// [`guests`] when /dev/kvm is there; empty after a loud SKIP when not.
+pub fn kvm_guests(test: &str, name: &str) -> Vec<(&'static str, PathBuf)> {
+    if !have_kvm(test) {
+        return Vec::new();
+    }
+    guests(test, name)
+}
+
+/// Guest `name` built by `cc` ([`compile`]) when /dev/kvm is there; None
+/// after a loud SKIP.
+pub fn kvm_guest(test: &str, name: &str, cc: &str) -> Option<PathBuf> {
+    if !have_kvm(test) {
+        return None;
+    }
+    compile(test, name, cc)
+}
+
+/// /bin/busybox when /dev/kvm is there too; None after a loud SKIP.
+pub fn kvm_busybox(test: &str) -> Option<PathBuf> {
+    if !have_kvm(test) {
+        return None;
+    }
+    busybox(test)
+}
+
 /// The native run `n` exited 0, and on each vCPU count of `cpus` the
 /// virtual kernel run `vk(cpus)` prints the same and exits 0.
 pub fn assert_same_as(what: &str, n: &Out, cpus: &[usize], vk: impl Fn(usize) -> Run) {
