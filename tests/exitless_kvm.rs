@@ -291,8 +291,9 @@ fn scribbler(slot: u64) -> Vec<u8> {
 #[test]
 fn a_vproc_scribbling_its_request_page_hurts_only_itself() {
     let _one = serial();
-    let test = "a_vproc_scribbling_its_request_page_hurts_only_itself";
-    let Some(mut e) = env(test) else { return };
+    let Some(mut e) = env("a_vproc_scribbling_its_request_page_hurts_only_itself") else {
+        return;
+    };
     let served = Arc::new(AtomicU64::new(0));
     e.m.set_exitless_handler(check_handler(served.clone()), ExitlessOptions::default());
     // Where `syscall` enters CPL0 the vCPU's line is in the system region

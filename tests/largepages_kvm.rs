@@ -232,8 +232,10 @@ fn linux_first_touch_of_64_mib_takes_a_fault_per_2_mib() {
 #[test]
 fn linux_large_pages_return_whole_blocks_and_split_ones_page_by_page() {
     use linux::mm::{Mm, PROT_READ, PROT_WRITE};
-    let test = "linux_large_pages_return_whole_blocks_and_split_ones_page_by_page";
-    let Some(machine) = machine(test, 128 << 20) else {
+    let Some(machine) = machine(
+        "linux_large_pages_return_whole_blocks_and_split_ones_page_by_page",
+        128 << 20,
+    ) else {
         return;
     };
     let mut mm = Mm::new(&machine).unwrap();

@@ -69,8 +69,7 @@ fn with_closed_stderr(vk: &Path, args: &[&str]) -> (i32, i32) {
 
 #[test]
 fn trace_to_a_closed_pipe_ends_like_native() {
-    let t = "trace_to_a_closed_pipe_ends_like_native";
-    let Some(vk) = vkernel_and_busybox(t) else {
+    let Some(vk) = vkernel_and_busybox("trace_to_a_closed_pipe_ends_like_native") else {
         return;
     };
     let args = ["/bin/busybox", "echo", "hi"];
@@ -98,8 +97,7 @@ fn trace_to_a_closed_pipe_ends_like_native() {
 
 #[test]
 fn trace_into_head_ends() {
-    let t = "trace_into_head_ends";
-    let Some(vk) = vkernel_and_busybox(t) else {
+    let Some(vk) = vkernel_and_busybox("trace_into_head_ends") else {
         return;
     };
     // `vk run --trace busybox seq 1 1000 2>&1 | head -1`: the reader goes
@@ -138,8 +136,7 @@ fn fatal_signal_with_a_closed_stderr_keeps_its_status() {
 
 #[test]
 fn logging_to_a_closed_stderr_is_dropped() {
-    let t = "logging_to_a_closed_stderr_is_dropped";
-    let Some(vk) = vkernel_and_busybox(t) else {
+    let Some(vk) = vkernel_and_busybox("logging_to_a_closed_stderr_is_dropped") else {
         return;
     };
     let mut cmd = vk_cmd(&vk, &["/bin/busybox", "true"]);
@@ -204,16 +201,8 @@ fn panic_in_a_thread_ends_the_process() {
 
 /// Run `cmd`, read its stdout up to the first newline, close it, and
 /// return the status.
-fn first_line_then_close(mut cmd: Command, what: &str) -> (String, ExitStatus) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("read a line");
+fn first_line_then_close(cmd: Command, what: &str) -> (String, ExitStatus) {
+    let (mut child, out, line) = common::spawn_first_line(cmd, Stdio::null(), Stdio::piped());
     drop(out);
     let s = wait(&mut child, what);
     let mut err = String::new();
@@ -224,8 +213,7 @@ fn first_line_then_close(mut cmd: Command, what: &str) -> (String, ExitStatus) {
 
 #[test]
 fn host_epipe_is_sigpipe() {
-    let t = "host_epipe_is_sigpipe";
-    let Some(vk) = vkernel_and_busybox(t) else {
+    let Some(vk) = vkernel_and_busybox("host_epipe_is_sigpipe") else {
         return;
     };
     let args = ["/bin/busybox", "seq", "1", "1000000"];
@@ -241,8 +229,7 @@ fn host_epipe_is_sigpipe() {
 
 #[test]
 fn stderr_epipe_is_sigpipe() {
-    let t = "stderr_epipe_is_sigpipe";
-    let Some(vk) = vkernel_and_busybox(t) else {
+    let Some(vk) = vkernel_and_busybox("stderr_epipe_is_sigpipe") else {
         return;
     };
     // The vproc writes to fd 2, a closed pipe: EPIPE and SIGPIPE there too.
@@ -254,8 +241,7 @@ fn stderr_epipe_is_sigpipe() {
 
 #[test]
 fn host_write_errors_keep_their_errno() {
-    let t = "host_write_errors_keep_their_errno";
-    let Some(vk) = vkernel_and_busybox(t) else {
+    let Some(vk) = vkernel_and_busybox("host_write_errors_keep_their_errno") else {
         return;
     };
     // stdout is /dev/full: the vproc sees ENOSPC (it used to see EIO).
@@ -277,8 +263,7 @@ fn host_write_errors_keep_their_errno() {
 
 #[test]
 fn sigint_without_a_terminal_ends_like_native() {
-    let t = "sigint_without_a_terminal_ends_like_native";
-    let Some(vk) = vkernel_and_busybox(t) else {
+    let Some(vk) = vkernel_and_busybox("sigint_without_a_terminal_ends_like_native") else {
         return;
     };
     for (script, stdins) in [
@@ -369,10 +354,18 @@ impl Pty {
     }
 }
 
+/// Spawn `cmd` with the pty's `slave` side as stdin, stdout and stderr.
+fn on_pty(mut cmd: Command, slave: OwnedFd) -> Child {
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .expect("spawn vk on a pty")
+}
+
 #[test]
 fn debugger_reads_new_input_after_ctrl_d() {
-    let t = "debugger_reads_new_input_after_ctrl_d";
-    let Some(vk) = vkernel_and_busybox(t) else {
+    let Some(vk) = vkernel_and_busybox("debugger_reads_new_input_after_ctrl_d") else {
         return;
     };
     let (mut pty, slave) = Pty::open();
@@ -395,12 +388,7 @@ fn debugger_reads_new_input_after_ctrl_d() {
             Ok(())
         });
     }
-    let mut child = cmd
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave)
-        .spawn()
-        .expect("spawn vk on a pty");
+    let mut child = on_pty(cmd, slave);
     pty.wait_for("ready", 1);
     // Ctrl-C: the prompt. Ctrl-D at the prompt: continue.
     pty.send(b"\x03");
@@ -422,20 +410,14 @@ fn debugger_reads_new_input_after_ctrl_d() {
 
 #[test]
 fn ctrl_d_on_a_terminal_is_one_end_of_file() {
-    let t = "ctrl_d_on_a_terminal_is_one_end_of_file";
-    let Some(vk) = vkernel_and_busybox(t) else {
+    let Some(vk) = vkernel_and_busybox("ctrl_d_on_a_terminal_is_one_end_of_file") else {
         return;
     };
     // Two cats in a row on a terminal: each ends at its own Ctrl-D, as
     // natively.
     let script = "echo ready; busybox cat; busybox cat; echo done";
     let (mut pty, slave) = Pty::open();
-    let mut child = vk_cmd(&vk, &["/bin/busybox", "sh", "-c", script])
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave)
-        .spawn()
-        .expect("spawn vk on a pty");
+    let mut child = on_pty(vk_cmd(&vk, &["/bin/busybox", "sh", "-c", script]), slave);
     pty.wait_for("ready", 1);
     pty.send(b"abc\n");
     pty.wait_for("abc", 2); // the echo and cat's copy
@@ -457,8 +439,7 @@ fn vk_output(cmd: Command) -> (i32, String) {
 
 #[test]
 fn too_many_cpus_says_what_was_asked() {
-    let t = "too_many_cpus_says_what_was_asked";
-    let Some(vk) = vkernel_and_busybox(t) else {
+    let Some(vk) = vkernel_and_busybox("too_many_cpus_says_what_was_asked") else {
         return;
     };
     let (s, err) = vk_output(vk_cmd(&vk, &["--cpus", "1000", "/bin/busybox", "true"]));
@@ -470,8 +451,7 @@ fn too_many_cpus_says_what_was_asked() {
 
 #[test]
 fn address_space_limits_give_clear_errors() {
-    let t = "address_space_limits_give_clear_errors";
-    let Some(vk) = vkernel_and_busybox(t) else {
+    let Some(vk) = vkernel_and_busybox("address_space_limits_give_clear_errors") else {
         return;
     };
     // From too small for guest RAM, through too small for the threads
@@ -518,8 +498,7 @@ fn address_space_limits_give_clear_errors() {
 
 #[test]
 fn child_out_of_ram_is_sigbus_with_a_message() {
-    let t = "child_out_of_ram_is_sigbus_with_a_message";
-    let Some(vk) = vkernel_and_busybox(t) else {
+    let Some(vk) = vkernel_and_busybox("child_out_of_ram_is_sigbus_with_a_message") else {
         return;
     };
     // Somewhere between too little RAM for the parent and enough for both,

@@ -127,8 +127,7 @@ fn pax_huge_size_tar() -> Vec<u8> {
 
 #[test]
 fn program_checks_and_exit_codes_match_a_shell() {
-    let test = "program_checks_and_exit_codes_match_a_shell";
-    let dir = scratch(test);
+    let dir = scratch("program_checks_and_exit_codes_match_a_shell");
     let d = |n: &str| dir.join(n).display().to_string();
     let elf = bss_elf();
     std::fs::write(d("noexec"), &elf).unwrap();
@@ -297,8 +296,7 @@ fn execve_reads_programs_from_the_image_lazily() {
 
 #[test]
 fn tar_entry_larger_than_the_image_is_refused() {
-    let test = "tar_entry_larger_than_the_image_is_refused";
-    let dir = scratch(test);
+    let dir = scratch("tar_entry_larger_than_the_image_is_refused");
     let image = dir.join("pax.tar");
     std::fs::write(&image, pax_huge_size_tar()).unwrap();
     match Fs::mount(Disk::open_read_only(&image).unwrap()) {

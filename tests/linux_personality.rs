@@ -309,8 +309,7 @@ fn linux_busybox_reads_the_disk_image() {
 
 #[test]
 fn linux_bad_elf_files_give_clear_errors() {
-    let test = "linux_bad_elf_files_give_clear_errors";
-    if !have_kvm(test) {
+    if !have_kvm("linux_bad_elf_files_give_clear_errors") {
         return;
     }
     let good = linux::elf::tiny_elf(&[0x0f, 0x0b]);

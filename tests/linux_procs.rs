@@ -41,8 +41,7 @@ fn opts(cpus: usize) -> Options {
 
 #[test]
 fn linux_fork_exec_wait_pipes_match_native() {
-    let test = "linux_fork_exec_wait_pipes_match_native";
-    for (cc, p) in common::kvm_guests(test, "procs") {
+    for (cc, p) in common::kvm_guests("linux_fork_exec_wait_pipes_match_native", "procs") {
         let n = native(&p, &[], b"");
         common::assert_same_as(&format!("procs ({cc})"), &n, &[1, 2], |cpus| {
             let r = vk(&p, &[], b"", &opts(cpus));
@@ -64,8 +63,7 @@ fn linux_fork_exec_wait_pipes_match_native() {
 /// `fork_fpu`).
 #[test]
 fn linux_fpu_state_follows_processes_like_native() {
-    let test = "linux_fpu_state_follows_processes_like_native";
-    for (cc, p) in common::kvm_guests(test, "fpustate") {
+    for (cc, p) in common::kvm_guests("linux_fpu_state_follows_processes_like_native", "fpustate") {
         let n = native(&p, &[], b"");
         assert!(
             n.stdout.contains("sse rounding changed"),
@@ -80,8 +78,7 @@ fn linux_fpu_state_follows_processes_like_native() {
 
 #[test]
 fn linux_busybox_pipelines_match_native() {
-    let test = "linux_busybox_pipelines_match_native";
-    let Some(bb) = common::kvm_busybox(test) else {
+    let Some(bb) = common::kvm_busybox("linux_busybox_pipelines_match_native") else {
         return;
     };
     let cases: &[(&str, &[u8])] = &[
@@ -171,8 +168,8 @@ fn linux_fork_bomb_hits_the_vproc_limit() {
 
 #[test]
 fn linux_nice_levels_share_the_cpu_by_weight() {
-    let test = "linux_nice_levels_share_the_cpu_by_weight";
-    let Some(p) = common::kvm_guest(test, "spin", "gcc") else {
+    let Some(p) = common::kvm_guest("linux_nice_levels_share_the_cpu_by_weight", "spin", "gcc")
+    else {
         return;
     };
     let secs = if common::scaled(100) < 100 { "1" } else { "2" };

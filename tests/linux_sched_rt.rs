@@ -113,8 +113,7 @@ child: exited 0
 /// by default, stays pending for sigtimedwait).
 #[test]
 fn linux_sched_calls_match_native() {
-    let test = "linux_sched_calls_match_native";
-    for (cc, p) in common::kvm_guests(test, "sched_rt") {
+    for (cc, p) in common::kvm_guests("linux_sched_calls_match_native", "sched_rt") {
         let want = native_rt(&p, &["calls"]).unwrap_or_else(|| CALLS.into());
         assert_eq!(want, CALLS, "native ({cc})");
         let r = vk(&p, &["calls"], None, &opts(1));
@@ -129,8 +128,11 @@ fn linux_sched_calls_match_native() {
 /// spinners' 8 s limit.
 #[test]
 fn linux_fifo_spinners_do_not_starve_normal_processes() {
-    let test = "linux_fifo_spinners_do_not_starve_normal_processes";
-    let Some(p) = common::kvm_guest(test, "sched_rt", "musl-gcc") else {
+    let Some(p) = common::kvm_guest(
+        "linux_fifo_spinners_do_not_starve_normal_processes",
+        "sched_rt",
+        "musl-gcc",
+    ) else {
         return;
     };
     let want = native_rt(&p, &["starve"]).unwrap_or_else(|| STARVE.into());
@@ -159,8 +161,11 @@ fn linux_fifo_spinners_do_not_starve_normal_processes() {
 /// the parent get to ask about them (they have exited).
 #[test]
 fn linux_rt_throttling_off_lets_fifo_spinners_starve_others() {
-    let test = "linux_rt_throttling_off_lets_fifo_spinners_starve_others";
-    let Some(p) = common::kvm_guest(test, "sched_rt", "musl-gcc") else {
+    let Some(p) = common::kvm_guest(
+        "linux_rt_throttling_off_lets_fifo_spinners_starve_others",
+        "sched_rt",
+        "musl-gcc",
+    ) else {
         return;
     };
     let o = Options {
@@ -202,8 +207,7 @@ fn linux_rt_throttling_off_lets_fifo_spinners_starve_others() {
 /// parent and child take turns on one CPU.
 #[test]
 fn linux_fifo_yield_goes_behind_equal_priority() {
-    let test = "linux_fifo_yield_goes_behind_equal_priority";
-    for (cc, p) in common::kvm_guests(test, "sched_rt") {
+    for (cc, p) in common::kvm_guests("linux_fifo_yield_goes_behind_equal_priority", "sched_rt") {
         let want = native_rt(&p, &["yield"]).unwrap_or_else(|| YIELD.into());
         assert_eq!(want, YIELD, "native ({cc})");
         let r = vk(&p, &["yield"], None, &opts(1));

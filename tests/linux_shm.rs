@@ -32,8 +32,7 @@ fn vk(prog: &Path, args: &[&str], binds: Vec<Bind>, cpus: usize) -> Run {
 /// coherence and write-back, semaphores.
 #[test]
 fn linux_shm_matches_native() {
-    let test = "linux_shm_matches_native";
-    for (cc, p) in common::kvm_guests(test, "shm") {
+    for (cc, p) in common::kvm_guests("linux_shm_matches_native", "shm") {
         let n = native(&p, &[]);
         assert!(
             n.stdout.contains("atomic counter: 2000"),

@@ -92,8 +92,7 @@ fn vk_cmd(vk: &Path, extra: &[&str], args: &[&str]) -> Command {
 /// init's status, as the shell does natively.
 #[test]
 fn vkernel_forwards_its_signals_to_init() {
-    let t = "vkernel_forwards_its_signals_to_init";
-    let Some(vk) = common::vkernel_and_busybox(t) else {
+    let Some(vk) = common::vkernel_and_busybox("vkernel_forwards_its_signals_to_init") else {
         return;
     };
     for (name, sig, code) in [
@@ -139,8 +138,7 @@ fn vkernel_forwards_its_signals_to_init() {
 /// is forwarded too; one after it kills every vproc (137).
 #[test]
 fn vkernel_second_sigterm_after_grace_kills() {
-    let t = "vkernel_second_sigterm_after_grace_kills";
-    let Some(vk) = common::vkernel_and_busybox(t) else {
+    let Some(vk) = common::vkernel_and_busybox("vkernel_second_sigterm_after_grace_kills") else {
         return;
     };
     let args = [
@@ -180,8 +178,7 @@ fn vkernel_second_sigterm_after_grace_kills() {
 /// (fd 0) is /dev/null: writes succeed, reads see end of file.
 #[test]
 fn vkernel_closed_stdio_is_dev_null() {
-    let t = "vkernel_closed_stdio_is_dev_null";
-    let Some(vk) = common::vkernel_and_busybox(t) else {
+    let Some(vk) = common::vkernel_and_busybox("vkernel_closed_stdio_is_dev_null") else {
         return;
     };
     for (fd, script) in [

@@ -39,8 +39,7 @@ fn opts(cpus: usize, tick_ms: u64) -> Options {
 /// print what they print natively, on 1 and 2 vCPUs, musl and glibc.
 #[test]
 fn linux_waits_match_native() {
-    let test = "linux_waits_match_native";
-    for (cc, p) in common::kvm_guests(test, "waits") {
+    for (cc, p) in common::kvm_guests("linux_waits_match_native", "waits") {
         let n = native(&p, &[]);
         common::assert_same_as(&format!("waits ({cc})"), &n, &[1, 2], |cpus| {
             vk(&p, &[], None, &opts(cpus, 4))
@@ -51,8 +50,8 @@ fn linux_waits_match_native() {
 /// Item 4: timers fire into a vproc that never makes a syscall.
 #[test]
 fn linux_timers_kill_spinning_vprocs() {
-    let test = "linux_timers_kill_spinning_vprocs";
-    let Some(p) = common::kvm_guest(test, "waits", "musl-gcc") else {
+    let Some(p) = common::kvm_guest("linux_timers_kill_spinning_vprocs", "waits", "musl-gcc")
+    else {
         return;
     };
     for (arg, want) in [("alarm-exit", 142), ("vtalarm-exit", 154)] {
@@ -162,8 +161,7 @@ fn linux_pipelines_lose_nothing() {
 /// runs more (the closing note's figure used several hundred).
 #[test]
 fn linux_pipeline_stress_loses_no_wakeup() {
-    let test = "linux_pipeline_stress_loses_no_wakeup";
-    let Some(bb) = common::kvm_busybox(test) else {
+    let Some(bb) = common::kvm_busybox("linux_pipeline_stress_loses_no_wakeup") else {
         return;
     };
     let runs: usize = std::env::var("VKERNEL_STRESS_RUNS")

@@ -243,8 +243,10 @@ fn fpu_context_follows_a_vproc_between_vcpus() {
 /// stack: the child later returned to a corrupted address, SIGSEGV).
 #[test]
 fn commands_of_a_kicked_entry_are_applied_before_another_vcpu_runs_the_vmspace() {
-    let test = "commands_of_a_kicked_entry_are_applied_before_another_vcpu_runs_the_vmspace";
-    let Some(m) = smp_machine(test, 2) else {
+    let Some(m) = smp_machine(
+        "commands_of_a_kicked_entry_are_applied_before_another_vcpu_runs_the_vmspace",
+        2,
+    ) else {
         return;
     };
     let mut frames = FrameAlloc::new(FRAMES_START, 128 << 20).unwrap();

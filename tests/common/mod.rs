@@ -833,19 +833,30 @@ pub fn stderr_within(
     (shell_status(wait_within(&mut child, what, timeout)), err)
 }
 
-/// Spawn `cmd` (stderr to /dev/null) and read its stdout until it printed
-/// `ready`; the rest is read in the background so it never blocks.
-pub fn spawn_ready(mut cmd: Command, stdin: Stdio) -> Child {
+/// Spawn `cmd` with stdout a pipe, and read its first line: the child,
+/// the rest of its stdout and the line.
+pub fn spawn_first_line(
+    mut cmd: Command,
+    stdin: Stdio,
+    stderr: Stdio,
+) -> (Child, std::io::BufReader<std::process::ChildStdout>, String) {
     use std::io::BufRead;
     let mut child = cmd
         .stdin(stdin)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("spawn");
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    out.read_line(&mut line).expect("read");
+    out.read_line(&mut line).expect("read a line");
+    (child, out, line)
+}
+
+/// Spawn `cmd` (stderr to /dev/null) and read its stdout until it printed
+/// `ready`; the rest is read in the background so it never blocks.
+pub fn spawn_ready(cmd: Command, stdin: Stdio) -> Child {
+    let (child, mut out, line) = spawn_first_line(cmd, stdin, Stdio::null());
     assert_eq!(line, "ready\n");
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     child
