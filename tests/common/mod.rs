@@ -150,6 +150,19 @@ impl Env {
         self.cpu.run(vms, f).expect("run")
     }
 
+    /// Run until the next trap, which must be a page fault: its address,
+    /// access and reason.
+    pub fn run_to_fault(&mut self, vms: &Vmspace, f: &mut TrapFrame) -> (u64, Access, FaultReason) {
+        match self.run(vms, f) {
+            Trap::PageFault {
+                addr,
+                access,
+                reason,
+            } => (addr, access, reason),
+            other => panic!("expected a page fault, got {other:?} at rip {:#x}", f.rip),
+        }
+    }
+
     /// Run until the program exits (syscall 60); returns rdi.
     pub fn run_to_exit(&mut self, vms: &Vmspace, f: &mut TrapFrame) -> u64 {
         match self.run(vms, f) {
