@@ -357,9 +357,7 @@ fn broken_loaders_and_programs_fail_clearly() {
     let Some((stage, img)) = stage(test, true) else {
         return;
     };
-    let e = vk(&img, "/bin/true", &[])
-        .err()
-        .expect("no loader: an error");
+    let e = vk(&img, "/bin/true", &[]).expect_err("no loader: an error");
     let msg = e.to_string();
     assert!(
         matches!(
@@ -390,7 +388,7 @@ fn broken_loaders_and_programs_fail_clearly() {
     std::fs::write(&ldst, &loader[..1000]).unwrap();
     let img2 = stage.parent().unwrap().join("fs2.tar");
     linux::fs::build_image(&stage, &img2).unwrap();
-    let e = vk(&img2, "/bin/true", &[]).err().expect("truncated loader");
+    let e = vk(&img2, "/bin/true", &[]).expect_err("truncated loader");
     assert!(
         matches!(
             e,
@@ -406,15 +404,13 @@ fn broken_loaders_and_programs_fail_clearly() {
     bad[32..40].copy_from_slice(&(loader.len() as u64).to_le_bytes());
     std::fs::write(&ldst, &bad).unwrap();
     linux::fs::build_image(&stage, &img2).unwrap();
-    let e = vk(&img2, "/bin/true", &[]).err().expect("bad loader phdrs");
+    let e = vk(&img2, "/bin/true", &[]).expect_err("bad loader phdrs");
     assert!(e.to_string().contains("program header"), "{e}");
     // The loader is a directory.
     std::fs::remove_file(&ldst).unwrap();
     std::fs::create_dir(&ldst).unwrap();
     linux::fs::build_image(&stage, &img2).unwrap();
-    let e = vk(&img2, "/bin/true", &[])
-        .err()
-        .expect("loader is a directory");
+    let e = vk(&img2, "/bin/true", &[]).expect_err("loader is a directory");
     assert!(e.to_string().contains("not a regular file"), "{e}");
     // An ET_DYN program with bad program headers: corrupt PT_INTERP,
     // phentsize too small, a segment past the end of the file.
