@@ -33,13 +33,7 @@ fn vk(prog: &Path, args: &[&str]) -> (String, i32) {
 /// `edges MODE` prints the same and exits the same natively and under
 /// vkernel, for each compiler found.
 fn same(test: &str, mode: &str) {
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "edges", cc) else {
-            continue;
-        };
+    for (cc, p) in common::kvm_guests(test, "edges") {
         let n = native(test, &p, &[mode]);
         assert_eq!(
             n.1,

@@ -15,8 +15,6 @@
 
 mod common;
 
-use common::{compile, compilers, have_kvm};
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -52,13 +50,7 @@ fn vk(prog: &Path, args: &[&str], cpus: usize) -> (String, Report) {
 /// each vCPU count of `cpus`, for each compiler: equal outputs, status 0,
 /// and sites patched (so the check ran against patched code).
 fn check(test: &str, which: &str, cpus: &[usize]) {
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in compilers() {
-        let Some(prog) = compile(test, "patch_hostile", cc) else {
-            return;
-        };
+    for (cc, prog) in common::kvm_guests(test, "patch_hostile") {
         let native = Command::new(&prog).args([which, ITERS]).output().unwrap();
         let want = String::from_utf8_lossy(&native.stdout).into_owned();
         assert!(native.status.success(), "{cc} native: {want}");

@@ -102,13 +102,7 @@ fn ls_of_a_fixed_directory_matches_native() {
 #[test]
 fn file_calls_match_native_and_leave_the_host_alone() {
     let test = "file_calls_match_native_and_leave_the_host_alone";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(guest) = common::compile(test, "rootfs", cc) else {
-            return;
-        };
+    for (cc, guest) in common::kvm_guests(test, "rootfs") {
         file_calls_with(&guest, &scratch(test).join(cc));
     }
 }

@@ -216,8 +216,8 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
 }
 
 /// Run one vkbench suite as a process (`vkbench --quick --json SUITE`) and
-/// return its figures (by name); a JSON `null` (not measured here)
-/// becomes NaN.
+/// return its figures (by name, also printed to stderr); a JSON `null`
+/// (not measured here) becomes NaN.
 pub fn vkbench_quick(suite: &str) -> Vec<(String, f64)> {
     let out = std::process::Command::new(example_binary("vkbench"))
         .args(["--quick", "--json", suite])
@@ -235,7 +235,8 @@ pub fn vkbench_quick(suite: &str) -> Vec<(String, f64)> {
     let obj = v
         .as_object()
         .unwrap_or_else(|| panic!("vkbench {suite}: not a JSON object: {stdout}"));
-    obj.iter()
+    let figures: Vec<(String, f64)> = obj
+        .iter()
         .map(|(k, v)| {
             let f = match v {
                 serde_json::Value::Null => f64::NAN,
@@ -245,7 +246,16 @@ pub fn vkbench_quick(suite: &str) -> Vec<(String, f64)> {
             };
             (k.clone(), f)
         })
-        .collect()
+        .collect();
+    for (k, v) in &figures {
+        eprintln!("{k:28} {v:>12.1}");
+    }
+    figures
+}
+
+/// [`vkbench_quick`] when /dev/kvm is there; None after a loud SKIP.
+pub fn kvm_vkbench(test: &str, suite: &str) -> Option<Vec<(String, f64)>> {
+    have_kvm(test).then(|| vkbench_quick(suite))
 }
 
 /// Is the C compiler `cc` installed (and not hidden by
