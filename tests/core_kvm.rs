@@ -559,17 +559,7 @@ fn kick_storm_never_corrupts_a_vproc() {
     // the stub and in the host; every syscall result must still check out.
     let n = scaled(3000);
     let vms = e.vmspace_with(programs::syscall_check());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (k, s2) = (e.cpu.kicker(), stop.clone());
-    let storm = std::thread::spawn(move || {
-        let mut kicks = 0u64;
-        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-            k.kick();
-            kicks += 1;
-            std::thread::sleep(storm_interval());
-        }
-        kicks
-    });
+    let storm = KickStorm::start(e.cpu.kicker());
     // Phase 1: page faults resolved through the stub, one page at a time.
     let pages = scaled(3000);
     let tv = e.vmspace_with(programs::touch());
@@ -630,8 +620,7 @@ fn kick_storm_never_corrupts_a_vproc() {
         }
     }
     assert_eq!(reads, n);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let kicks = storm.join().unwrap();
+    let kicks = storm.stop();
     eprintln!(
         "{calls} syscalls, {kicks} kicks, {interrupts} interrupted runs, {} landed in the stub",
         e.cpu.stats().kicks_in_stub

@@ -73,6 +73,37 @@ pub fn storm_interval() -> std::time::Duration {
     }
 }
 
+/// Another thread kicking a vCPU every [`storm_interval`] until stopped.
+pub struct KickStorm {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl KickStorm {
+    /// Start kicking with `k`.
+    pub fn start(k: vkernel::core::kick::Kicker) -> KickStorm {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut kicks = 0u64;
+            while !s2.load(Ordering::Relaxed) {
+                k.kick();
+                kicks += 1;
+                std::thread::sleep(storm_interval());
+            }
+            kicks
+        });
+        KickStorm { stop, thread }
+    }
+
+    /// Stop kicking: how many kicks were sent.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
 /// A machine, or None (after a loud SKIP) when /dev/kvm is absent.
 pub fn machine(test: &str, ram: u64) -> Option<Machine> {
     if !std::path::Path::new("/dev/kvm").exists() {
