@@ -12,7 +12,6 @@ mod common;
 use common::{compile, compilers, have_kvm};
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use vkernel::linux;
@@ -80,18 +79,10 @@ fn vk_opts(
 #[test]
 fn served_calls_match_native_and_cost_no_exit() {
     let test = "served_calls_match_native_and_cost_no_exit";
-    if !have_kvm(test) {
-        return;
-    }
     let _one = serial();
-    for cc in compilers() {
-        let Some(prog) = compile(test, "exitless", cc) else {
-            return;
-        };
+    for (cc, prog) in common::kvm_guests(test, "exitless") {
         let n = "20000";
-        let native = Command::new(&prog).arg(n).output().unwrap();
-        let want = String::from_utf8_lossy(&native.stdout).into_owned();
-        assert!(native.status.success(), "native: {want}");
+        let want = common::native_stdout(cc, &prog, &[n]);
         for cpus in [1, 2] {
             for exitless in [true, false] {
                 let (out, report, served) = vk(&prog, &[n], exitless, cpus, None);
@@ -125,18 +116,10 @@ fn served_calls_match_native_and_cost_no_exit() {
 #[test]
 fn patched_sites_match_native_with_threads_fork_and_gs() {
     let test = "patched_sites_match_native_with_threads_fork_and_gs";
-    if !have_kvm(test) {
-        return;
-    }
     let _one = serial();
-    for cc in compilers() {
-        let Some(prog) = compile(test, "patching", cc) else {
-            return;
-        };
+    for (cc, prog) in common::kvm_guests(test, "patching") {
         let n = "5000";
-        let native = Command::new(&prog).arg(n).output().unwrap();
-        let want = String::from_utf8_lossy(&native.stdout).into_owned();
-        assert!(native.status.success(), "native: {want}");
+        let want = common::native_stdout(cc, &prog, &[n]);
         assert!(want.contains("gs base is ours: 1"), "native: {want}");
         for cpus in [1, 2] {
             for (exitless, patch) in [(true, true), (true, false), (false, true)] {
@@ -172,21 +155,11 @@ fn patched_sites_match_native_with_threads_fork_and_gs() {
 #[test]
 fn served_fd_mem_and_signal_calls_match_native() {
     let test = "served_fd_mem_and_signal_calls_match_native";
-    if !have_kvm(test) {
-        return;
-    }
     let _one = serial();
-    for cc in compilers() {
-        let Some(prog) = compile(test, "exitless_io", cc) else {
-            return;
-        };
+    for (cc, prog) in common::kvm_guests(test, "exitless_io") {
         let (d1, d2) = (common::scratch(test), common::scratch(test));
-        let native = Command::new(&prog)
-            .args(["all", d1.to_str().unwrap(), d2.to_str().unwrap()])
-            .output()
-            .unwrap();
-        let want = String::from_utf8_lossy(&native.stdout).into_owned();
-        assert!(native.status.success(), "native ({cc}): {want}");
+        let args = ["all", d1.to_str().unwrap(), d2.to_str().unwrap()];
+        let want = common::native_stdout(cc, &prog, &args);
         assert!(want.contains("failures: 0"), "native ({cc}): {want}");
         let mut served_all = 0;
         for cpus in [1, 2] {

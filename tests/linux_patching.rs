@@ -16,7 +16,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use vkernel::linux;
@@ -51,9 +50,7 @@ fn vk(prog: &Path, args: &[&str], cpus: usize) -> (String, Report) {
 /// and sites patched (so the check ran against patched code).
 fn check(test: &str, which: &str, cpus: &[usize]) {
     for (cc, prog) in common::kvm_guests(test, "patch_hostile") {
-        let native = Command::new(&prog).args([which, ITERS]).output().unwrap();
-        let want = String::from_utf8_lossy(&native.stdout).into_owned();
-        assert!(native.status.success(), "{cc} native: {want}");
+        let want = common::native_stdout(cc, &prog, &[which, ITERS]);
         assert!(
             !want.contains("failed") && !want.contains("died"),
             "{cc} native: {want}"

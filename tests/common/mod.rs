@@ -582,6 +582,14 @@ pub fn native(prog: &Path, args: &[&str]) -> Out {
     Native::new(prog).args(args).env([PATH_BIN]).run()
 }
 
+/// The stdout of `prog args` run natively in the host's environment,
+/// which must exit 0 (`what` names it in the failure).
+pub fn native_stdout<S: AsRef<OsStr>>(what: &str, prog: &Path, args: &[S]) -> String {
+    let n = Native::new(prog).args(args).host_env().run();
+    assert_eq!(n.status, 0, "{what} native: {}", n.stdout);
+    n.stdout
+}
+
 /// What a virtual kernel run printed, and its report.
 pub struct Run {
     /// What the vprocs wrote to fd 1.
