@@ -184,8 +184,10 @@ fn native(prog: &std::path::Path, args: &[&str]) -> String {
 
 #[test]
 fn linux_large_pages_keep_fork_munmap_mprotect_mremap_brk_exact() {
-    let test = "linux_large_pages_keep_fork_munmap_mprotect_mremap_brk_exact";
-    for (cc, p) in common::kvm_guests(test, "largepages") {
+    for (cc, p) in common::kvm_guests(
+        "linux_large_pages_keep_fork_munmap_mprotect_mremap_brk_exact",
+        "largepages",
+    ) {
         let want = native(&p, &[]);
         let r = vk(&p, &[]);
         assert_eq!(r.stdout, want, "{cc}: vkernel output differs from native");
@@ -200,8 +202,10 @@ fn linux_large_pages_keep_fork_munmap_mprotect_mremap_brk_exact() {
 
 #[test]
 fn linux_first_touch_of_64_mib_takes_a_fault_per_2_mib() {
-    let test = "linux_first_touch_of_64_mib_takes_a_fault_per_2_mib";
-    for (cc, p) in common::kvm_guests(test, "largepages") {
+    for (cc, p) in common::kvm_guests(
+        "linux_first_touch_of_64_mib_takes_a_fault_per_2_mib",
+        "largepages",
+    ) {
         let want = native(&p, &["touch", "64"]);
         let r = vk(&p, &["touch", "64"]);
         assert_eq!(r.stdout, want);

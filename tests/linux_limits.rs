@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{busybox, native_cmd, output_within, text, vkernel_binary};
+use common::{native_cmd, output_within, text, vkernel_binary, BUSYBOX};
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -109,11 +109,10 @@ fn max_threads_bounds_threads_not_processes() {
 #[test]
 fn readdir_order_is_the_hosts() {
     let test = "readdir_order_is_the_hosts";
-    let Some(vkb) = vkernel_binary(test) else {
+    let Some(vkb) = common::vkernel_and_busybox(test) else {
         return;
     };
-    let Some(bb) = busybox(test) else { return };
-    let bb = bb.to_str().expect("utf-8 path");
+    let bb = common::BUSYBOX;
     let dirs = ["/usr/share/doc", "/usr/bin", "/etc"];
     let mut args = vec![bb, "find"];
     args.extend(dirs);
@@ -158,13 +157,13 @@ fn readdir_order_is_the_hosts() {
 #[test]
 fn options_after_program_belong_to_it() {
     let test = "options_after_program_belong_to_it";
-    let Some(vkb) = vkernel_binary(test) else {
+    let Some(vkb) = common::vkernel_and_busybox(test) else {
         return;
     };
-    let Some(bb) = busybox(test) else { return };
-    let bb = bb.to_str().expect("utf-8 path");
     // -e is also the vkernel's --env; after PROGRAM it is the program's.
-    let args = [bb, "echo", "-e", "a\\tb", "--help", "-e", "--cpus", "2"];
+    let args = [
+        BUSYBOX, "echo", "-e", "a\\tb", "--help", "-e", "--cpus", "2",
+    ];
     let n = native(&args);
     let mut vargs = vec!["run"];
     vargs.extend(args);
@@ -180,7 +179,7 @@ fn options_after_program_belong_to_it() {
             "FOO=bar",
             "--cpus",
             "2",
-            bb,
+            BUSYBOX,
             "sh",
             "-c",
             "echo $FOO",
@@ -188,9 +187,9 @@ fn options_after_program_belong_to_it() {
     );
     assert_eq!(text(&v.stdout), "bar\n");
     // `--` works too, and an unknown option before PROGRAM is an error.
-    let v = vk(&vkb, &["run", "--", bb, "echo", "x"]);
+    let v = vk(&vkb, &["run", "--", BUSYBOX, "echo", "x"]);
     assert_eq!(text(&v.stdout), "x\n");
-    let v = vk(&vkb, &["run", "--no-such-option", bb, "true"]);
+    let v = vk(&vkb, &["run", "--no-such-option", BUSYBOX, "true"]);
     assert_eq!(v.status.code(), Some(2), "{}", text(&v.stderr));
     // perl -e, the case of the issue, where perl is installed.
     if Path::new("/usr/bin/perl").exists() {
