@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{busybox_image, have_kvm, image_root, native, program, Run, PATH_BIN};
+use common::{have_kvm, image_root, native, program, Run, PATH_BIN};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +32,11 @@ fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, opts: &Options) -> Run {
         l = l.root(image_root(d));
     }
     common::vk_in_time(&common::what(prog, args, opts.cpus), 120, l)
+}
+
+/// sched_rt.c built with musl-gcc, when /dev/kvm is there.
+fn guest(test: &str) -> Option<PathBuf> {
+    common::kvm_guest(test, "sched_rt", "musl-gcc")
 }
 
 /// The native output of `prog args` if the host let it use SCHED_FIFO
@@ -113,13 +118,24 @@ child: exited 0
 /// by default, stays pending for sigtimedwait).
 #[test]
 fn linux_sched_calls_match_native() {
-    for (cc, p) in common::kvm_guests("linux_sched_calls_match_native", "sched_rt") {
-        let want = native_rt(&p, &["calls"]).unwrap_or_else(|| CALLS.into());
-        assert_eq!(want, CALLS, "native ({cc})");
-        let r = vk(&p, &["calls"], None, &opts(1));
-        assert_eq!(r.stdout, want, "calls ({cc}); stderr {}", r.stderr);
+    for r in prints_like_linux("linux_sched_calls_match_native", "calls", CALLS) {
         assert_eq!(r.report.status.code(), 0);
     }
+}
+
+/// `sched_rt MODE` on one vCPU prints what it prints natively, or where
+/// the host refuses SCHED_FIFO what Linux prints (`linux`), for each
+/// compiler: the runs.
+fn prints_like_linux(test: &str, mode: &str, linux: &str) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for (cc, p) in common::kvm_guests(test, "sched_rt") {
+        let want = native_rt(&p, &[mode]).unwrap_or_else(|| linux.into());
+        assert_eq!(want, linux, "native ({cc})");
+        let r = vk(&p, &[mode], None, &opts(1));
+        assert_eq!(r.stdout, want, "{mode} ({cc}); stderr {}", r.stderr);
+        runs.push(r);
+    }
+    runs
 }
 
 /// Item 11: two SCHED_FIFO spinners on one vCPU (and on two) no longer
@@ -128,11 +144,7 @@ fn linux_sched_calls_match_native() {
 /// spinners' 8 s limit.
 #[test]
 fn linux_fifo_spinners_do_not_starve_normal_processes() {
-    let Some(p) = common::kvm_guest(
-        "linux_fifo_spinners_do_not_starve_normal_processes",
-        "sched_rt",
-        "musl-gcc",
-    ) else {
+    let Some(p) = guest("linux_fifo_spinners_do_not_starve_normal_processes") else {
         return;
     };
     let want = native_rt(&p, &["starve"]).unwrap_or_else(|| STARVE.into());
@@ -161,11 +173,7 @@ fn linux_fifo_spinners_do_not_starve_normal_processes() {
 /// the parent get to ask about them (they have exited).
 #[test]
 fn linux_rt_throttling_off_lets_fifo_spinners_starve_others() {
-    let Some(p) = common::kvm_guest(
-        "linux_rt_throttling_off_lets_fifo_spinners_starve_others",
-        "sched_rt",
-        "musl-gcc",
-    ) else {
+    let Some(p) = guest("linux_rt_throttling_off_lets_fifo_spinners_starve_others") else {
         return;
     };
     let o = Options {
@@ -207,12 +215,11 @@ fn linux_rt_throttling_off_lets_fifo_spinners_starve_others() {
 /// parent and child take turns on one CPU.
 #[test]
 fn linux_fifo_yield_goes_behind_equal_priority() {
-    for (cc, p) in common::kvm_guests("linux_fifo_yield_goes_behind_equal_priority", "sched_rt") {
-        let want = native_rt(&p, &["yield"]).unwrap_or_else(|| YIELD.into());
-        assert_eq!(want, YIELD, "native ({cc})");
-        let r = vk(&p, &["yield"], None, &opts(1));
-        assert_eq!(r.stdout, want, "yield ({cc}); stderr {}", r.stderr);
-    }
+    prints_like_linux(
+        "linux_fifo_yield_goes_behind_equal_priority",
+        "yield",
+        YIELD,
+    );
 }
 
 /// Item 11, second symptom: a fork/exec/pipe loop beside two CPU
@@ -220,11 +227,10 @@ fn linux_fifo_yield_goes_behind_equal_priority() {
 /// a speed test; it takes a few seconds).
 #[test]
 fn linux_pipeline_beside_spinners_completes() {
-    let test = "linux_pipeline_beside_spinners_completes";
-    let Some(bb) = common::kvm_busybox(test) else {
+    let Some((bb, image)) = common::kvm_busybox_image("linux_pipeline_beside_spinners_completes")
+    else {
         return;
     };
-    let image = busybox_image(test, &bb);
     let script = "(while :; do :; done) & a=$!; (while :; do :; done) & b=$!; \
                   n=0; for i in $(busybox seq 100); do echo $i | busybox cat >/dev/null; \
                   n=$((n+1)); done; echo $i | busybox cat; kill $a $b; echo $n";

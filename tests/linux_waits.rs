@@ -109,11 +109,9 @@ fn linux_sleepers_wake_beside_spinners() {
 /// a stopped and continued child exits normally.
 #[test]
 fn linux_pipelines_lose_nothing() {
-    let test = "linux_pipelines_lose_nothing";
-    let Some(bb) = common::kvm_busybox(test) else {
+    let Some((bb, image)) = common::kvm_busybox_image("linux_pipelines_lose_nothing") else {
         return;
     };
-    let image = busybox_image(test, &bb);
     let size = std::fs::metadata(&bb).unwrap().len();
     let cases: [(&[&str], String); 3] = [
         (

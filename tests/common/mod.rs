@@ -784,6 +784,13 @@ pub fn busybox_image(test: &str, bb: &Path) -> PathBuf {
     image
 }
 
+/// [`kvm_busybox`] and its [`busybox_image`].
+pub fn kvm_busybox_image(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let bb = kvm_busybox(test)?;
+    let image = busybox_image(test, &bb);
+    Some((bb, image))
+}
+
 /// Pack the tree `root` into the tar image `image` with the host's `tar`;
 /// false if that did not work.
 pub fn host_tar(root: &Path, image: &Path) -> bool {
