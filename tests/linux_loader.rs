@@ -113,12 +113,7 @@ fn pax_huge_size_tar() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     b.append_pax_extensions([("size", &b"999999999999999999"[..])])
         .unwrap();
-    let mut h = tar::Header::new_ustar();
-    h.set_path("prog").unwrap();
-    h.set_size(1);
-    h.set_mode(0o755);
-    h.set_cksum();
-    b.append(&h, &b"x"[..]).unwrap();
+    common::append_ustar(&mut b, "prog", b"x", 0o755);
     b.into_inner().unwrap()
 }
 
@@ -246,10 +241,7 @@ fn big_sparse_program_with_2gib_bss_runs_in_little_memory() {
 #[test]
 fn execve_reads_programs_from_the_image_lazily() {
     let test = "execve_reads_programs_from_the_image_lazily";
-    if !have_kvm(test) {
-        return;
-    }
-    if common::busybox(test).is_none() {
+    if common::kvm_busybox(test).is_none() {
         return;
     }
     let dir = scratch(test);

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{have_kvm, native, scratch, Run};
+use common::{native, scratch, Run};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,18 +83,14 @@ fn linux_shm_file_reaches_rw_bind() {
 /// compared).
 #[test]
 fn linux_shm_stress_ng_reports_its_counters() {
-    let test = "linux_shm_stress_ng_reports_its_counters";
-    if !have_kvm(test) {
+    let Some(prog) = common::kvm_tool(
+        "linux_shm_stress_ng_reports_its_counters",
+        "/usr/bin/stress-ng",
+        " (apt-get install stress-ng)",
+    ) else {
         return;
-    }
-    let prog = Path::new("/usr/bin/stress-ng");
-    if !prog.exists() {
-        common::skip(
-            test,
-            "/usr/bin/stress-ng not found (apt-get install stress-ng)",
-        );
-        return;
-    }
+    };
+    let prog = prog.as_path();
     let args = ["--futex", "1", "--yield", "1", "-t", "2", "--metrics-brief"];
     let r = vk(prog, &args, Vec::new(), 2);
     assert_eq!(r.report.status.code(), 0, "stderr {}", r.stderr);
@@ -120,14 +116,10 @@ fn linux_shm_stress_ng_reports_its_counters() {
 #[test]
 fn linux_shm_python_multiprocessing_and_mmap_match_native() {
     let test = "linux_shm_python_multiprocessing_and_mmap_match_native";
-    if !have_kvm(test) {
+    let Some(py) = common::kvm_tool(test, "/usr/bin/python3", "") else {
         return;
-    }
-    let py = Path::new("/usr/bin/python3");
-    if !py.exists() {
-        common::skip(test, "/usr/bin/python3 not found");
-        return;
-    }
+    };
+    let py = py.as_path();
     let script = scratch(test).join("mp.py");
     std::fs::write(
         &script,

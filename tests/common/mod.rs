@@ -791,6 +791,30 @@ pub fn kvm_busybox_image(test: &str) -> Option<(PathBuf, PathBuf)> {
     Some((bb, image))
 }
 
+/// The host tool `path` when it and /dev/kvm are there; None after a loud
+/// SKIP (`install` says how to get the tool).
+pub fn kvm_tool(test: &str, path: &str, install: &str) -> Option<PathBuf> {
+    if !have_kvm(test) {
+        return None;
+    }
+    let p = PathBuf::from(path);
+    if !p.exists() {
+        skip(test, &format!("{path} not found{install}"));
+        return None;
+    }
+    Some(p)
+}
+
+/// Append a plain ustar entry `path` holding `data` with `mode` to `b`.
+pub fn append_ustar(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32) {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path).unwrap();
+    h.set_size(data.len() as u64);
+    h.set_mode(mode);
+    h.set_cksum();
+    b.append(&h, data).unwrap();
+}
+
 /// Pack the tree `root` into the tar image `image` with the host's `tar`;
 /// false if that did not work.
 pub fn host_tar(root: &Path, image: &Path) -> bool {
