@@ -102,8 +102,11 @@ fn data(stage: &Path) {
 
 /// A staging directory with the programs, loader, libraries and data,
 /// and its tar image; None (after a loud SKIP) when ldd or a program is
-/// missing. `skip_loader` leaves the loader out.
+/// missing, or /dev/kvm is. `skip_loader` leaves the loader out.
 fn stage(test: &str, skip_loader: bool) -> Option<(PathBuf, PathBuf)> {
+    if !have_kvm(test) {
+        return None;
+    }
     let dir = common::scratch(test);
     let stage = dir.join("root");
     let mut files = Vec::new();
@@ -196,9 +199,6 @@ fn without_totals(s: &str) -> String {
 #[test]
 fn dynamic_programs_match_native() {
     let test = "dynamic_programs_match_native";
-    if !have_kvm(test) {
-        return;
-    }
     let Some((stage, img)) = stage(test, false) else {
         return;
     };
@@ -294,9 +294,6 @@ fn load_and_touch(mm: &mut Mm, fs: &Arc<Fs>, prog: &str) {
 #[test]
 fn library_frames_are_shared_between_processes() {
     let test = "library_frames_are_shared_between_processes";
-    if !have_kvm(test) {
-        return;
-    }
     let Some((_, img)) = stage(test, false) else {
         return;
     };
@@ -350,9 +347,6 @@ fn library_frames_are_shared_between_processes() {
 #[test]
 fn broken_loaders_and_programs_fail_clearly() {
     let test = "broken_loaders_and_programs_fail_clearly";
-    if !have_kvm(test) {
-        return;
-    }
     // No loader in the image.
     let Some((stage, img)) = stage(test, true) else {
         return;

@@ -9,8 +9,6 @@
 
 mod common;
 
-use common::{compile, compilers, have_kvm};
-
 use std::path::Path;
 use std::sync::Arc;
 
@@ -115,10 +113,12 @@ fn served_calls_match_native_and_cost_no_exit() {
 /// output.
 #[test]
 fn patched_sites_match_native_with_threads_fork_and_gs() {
-    let test = "patched_sites_match_native_with_threads_fork_and_gs";
+    let (test, n) = (
+        "patched_sites_match_native_with_threads_fork_and_gs",
+        "5000",
+    );
     let _one = serial();
     for (cc, prog) in common::kvm_guests(test, "patching") {
-        let n = "5000";
         let want = common::native_stdout(cc, &prog, &[n]);
         assert!(want.contains("gs base is ours: 1"), "native: {want}");
         for cpus in [1, 2] {
@@ -198,12 +198,9 @@ fn served_fd_mem_and_signal_calls_match_native() {
 #[test]
 fn server_answers_each_family_without_exits() {
     let test = "server_answers_each_family_without_exits";
-    if !have_kvm(test) {
-        return;
-    }
     let _one = serial();
-    let cc = compilers()[0];
-    let Some(prog) = compile(test, "exitless_io", cc) else {
+    let cc = common::compilers()[0];
+    let Some(prog) = common::kvm_guest(test, "exitless_io", cc) else {
         return;
     };
     let calls = 10_000u64;
