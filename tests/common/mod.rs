@@ -118,6 +118,53 @@ pub fn machine(test: &str, ram: u64) -> Option<Machine> {
     )
 }
 
+/// Copy `code` to a fresh frame of `m` and map it read+execute (one
+/// page, linear) at `va` in `vms`.
+pub fn map_code(m: &Machine, frames: &mut FrameAlloc, vms: &Vmspace, va: u64, code: &[u8]) {
+    let gpa = frames.alloc(m.ram()).unwrap();
+    m.ram().write(gpa, code).unwrap();
+    vms.mmap(
+        va,
+        0x1000,
+        Backing::Linear {
+            gpa,
+            prot: Prot::RX,
+        },
+    )
+    .unwrap();
+}
+
+/// A new vmspace of `m` running `code` at CODE_VA (copied to a fresh
+/// frame).
+pub fn code_vmspace(m: &Machine, frames: &mut FrameAlloc, code: &[u8]) -> Vmspace {
+    let vms = m.vmspace_create().unwrap();
+    map_code(m, frames, &vms, CODE_VA, code);
+    vms
+}
+
+/// A vpagetable-governed region of `pages` pages at `va` in `vms`, each
+/// mapped to a fresh frame with `flags`. Returns the table and the frames.
+pub fn vpt_region(
+    m: &Machine,
+    frames: &mut FrameAlloc,
+    vms: &Vmspace,
+    va: u64,
+    pages: u64,
+    flags: u64,
+) -> (VpTable, Vec<u64>) {
+    let vpt = VpTable::new(m.ram(), frames).unwrap();
+    let mut fr = Vec::new();
+    for i in 0..pages {
+        let f = frames.alloc(m.ram()).unwrap();
+        vpt.map(m.ram(), frames, va + i * 4096, f, flags).unwrap();
+        fr.push(f);
+    }
+    vms.mmap(va, pages * 4096, Backing::PageTable).unwrap();
+    vms.mcontrol(va, pages * 4096, Mcontrol::SetMap { root: vpt.root() })
+        .unwrap();
+    (vpt, fr)
+}
+
 /// Everything a single-vCPU test needs.
 pub struct Env {
     pub m: Machine,
@@ -139,19 +186,7 @@ impl Env {
 
     /// A vmspace running `code` at CODE_VA (copied to a fresh frame).
     pub fn vmspace_with(&mut self, code: &[u8]) -> Vmspace {
-        let gpa = self.frames.alloc(self.m.ram()).unwrap();
-        self.m.ram().write(gpa, code).unwrap();
-        let vms = self.m.vmspace_create().unwrap();
-        vms.mmap(
-            CODE_VA,
-            0x1000,
-            Backing::Linear {
-                gpa,
-                prot: Prot::RX,
-            },
-        )
-        .unwrap();
-        vms
+        code_vmspace(&self.m, &mut self.frames, code)
     }
 
     /// A vpagetable-governed region of `pages` pages at `va`, each mapped to
@@ -163,20 +198,10 @@ impl Env {
         pages: u64,
         flags: u64,
     ) -> (VpTable, Vec<u64>) {
-        let vpt = VpTable::new(self.m.ram(), &mut self.frames).unwrap();
-        let mut fr = Vec::new();
-        for i in 0..pages {
-            let f = self.frames.alloc(self.m.ram()).unwrap();
-            vpt.map(self.m.ram(), &mut self.frames, va + i * 4096, f, flags)
-                .unwrap();
-            fr.push(f);
-        }
-        vms.mmap(va, pages * 4096, Backing::PageTable).unwrap();
-        vms.mcontrol(va, pages * 4096, Mcontrol::SetMap { root: vpt.root() })
-            .unwrap();
-        (vpt, fr)
+        vpt_region(&self.m, &mut self.frames, vms, va, pages, flags)
     }
 
+    /// Run `vms` from `f` until the next trap.
     pub fn run(&mut self, vms: &Vmspace, f: &mut TrapFrame) -> Trap {
         self.cpu.run(vms, f).expect("run")
     }
