@@ -19,13 +19,18 @@ fn vk(prog: &Path, args: &[&str], cpus: usize) -> Run {
     common::vk_watched(&common::what(prog, args, cpus), 300, l)
 }
 
-/// Compare `locks CHECK` with native for every compiler, on `cpus_list`.
-fn compare(test: &str, check: &str, cpus_list: &[usize]) {
+/// Compare each `locks CHECK` of `checks` (`CHECK:CPUS,...` words) with
+/// native for every compiler, on each vCPU count of its list.
+fn compare(test: &str, checks: &str) {
     for (cc, p) in common::kvm_guests(test, "locks") {
-        let n = native(&p, &[check]);
-        common::assert_same_as(&format!("locks {check} ({cc})"), &n, cpus_list, |cpus| {
-            vk(&p, &[check], cpus)
-        });
+        for word in checks.split_whitespace() {
+            let (check, cpus) = word.split_once(':').expect("CHECK:CPUS");
+            let cpus_list: Vec<usize> = cpus.split(',').map(|c| c.parse().unwrap()).collect();
+            let n = native(&p, &[check]);
+            common::assert_same_as(&format!("locks {check} ({cc})"), &n, &cpus_list, |cpus| {
+                vk(&p, &[check], cpus)
+            });
+        }
     }
 }
 
@@ -34,10 +39,10 @@ fn compare(test: &str, check: &str, cpus_list: &[usize]) {
 /// flock, 4 x 100 each), on 1 and 2 vCPUs.
 #[test]
 fn linux_locks_counter_is_exact() {
-    let test = "linux_locks_counter_is_exact";
-    compare(test, "counter", &[1, 2]);
-    compare(test, "counter-ofd", &[2]);
-    compare(test, "counter-flock", &[2]);
+    compare(
+        "linux_locks_counter_is_exact",
+        "counter:1,2 counter-ofd:2 counter-flock:2",
+    );
 }
 
 /// F_GETLK reports the holder (type, range, l_pid), ranges split, merge
@@ -46,9 +51,10 @@ fn linux_locks_counter_is_exact() {
 /// flock(LOCK_NB) alone).
 #[test]
 fn linux_locks_getlk_and_errors_match_native() {
-    let test = "linux_locks_getlk_and_errors_match_native";
-    compare(test, "getlk", &[1]);
-    compare(test, "errors", &[1]);
+    compare(
+        "linux_locks_getlk_and_errors_match_native",
+        "getlk:1 errors:1",
+    );
 }
 
 /// POSIX locks go on any close of any fd of the file by the process (and
@@ -60,12 +66,10 @@ fn linux_locks_getlk_and_errors_match_native() {
 /// any thread releases them).
 #[test]
 fn linux_locks_owners_match_native() {
-    let test = "linux_locks_owners_match_native";
-    compare(test, "close", &[1]);
-    compare(test, "ofd", &[1]);
-    compare(test, "flock", &[1, 2]);
-    compare(test, "pipe", &[1]);
-    compare(test, "threads", &[2]);
+    compare(
+        "linux_locks_owners_match_native",
+        "close:1 ofd:1 flock:1,2 pipe:1 threads:2",
+    );
 }
 
 /// Blocking waits: a blocked locker gets the lock when it is released
@@ -74,10 +78,10 @@ fn linux_locks_owners_match_native() {
 /// restarts them with SA_RESTART), on 1 and 2 vCPUs.
 #[test]
 fn linux_locks_waits_match_native() {
-    let test = "linux_locks_waits_match_native";
-    compare(test, "wait", &[1, 2]);
-    compare(test, "deadlock", &[1, 2]);
-    compare(test, "signal", &[1, 2]);
+    compare(
+        "linux_locks_waits_match_native",
+        "wait:1,2 deadlock:1,2 signal:1,2",
+    );
 }
 
 /// The shell counter: `flock(1)` (util-linux, dynamically linked,
