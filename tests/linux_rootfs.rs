@@ -34,6 +34,13 @@ fn busybox(test: &str) -> bool {
     common::busybox(test).is_some()
 }
 
+/// A scratch directory for `test` when /dev/kvm and busybox are there
+/// (None after a loud SKIP).
+fn busybox_scratch(test: &str) -> Option<PathBuf> {
+    common::kvm_busybox(test)?;
+    Some(scratch(test))
+}
+
 /// The names in directory `d`.
 fn names(d: &Path) -> BTreeSet<String> {
     std::fs::read_dir(d)
@@ -205,11 +212,9 @@ fn paths_cannot_escape_the_root() {
 
 #[test]
 fn bind_rw_writes_through_and_ro_does_not() {
-    let test = "bind_rw_writes_through_and_ro_does_not";
-    if !have_kvm(test) || !busybox(test) {
+    let Some(dir) = busybox_scratch("bind_rw_writes_through_and_ro_does_not") else {
         return;
-    }
-    let dir = scratch(test);
+    };
     let (rw, ro) = (dir.join("rw"), dir.join("ro"));
     std::fs::create_dir_all(rw.join("old")).unwrap();
     std::fs::create_dir_all(&ro).unwrap();
@@ -257,11 +262,9 @@ fn bind_rw_writes_through_and_ro_does_not() {
 
 #[test]
 fn disk_image_is_still_a_root() {
-    let test = "disk_image_is_still_a_root";
-    if !have_kvm(test) || !busybox(test) {
+    let Some(dir) = busybox_scratch("disk_image_is_still_a_root") else {
         return;
-    }
-    let dir = scratch(test);
+    };
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(root.join("etc/greeting"), "hello from the image\n").unwrap();
