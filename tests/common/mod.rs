@@ -167,16 +167,21 @@ pub fn vpt_region(
 
 /// Everything a single-vCPU test needs.
 pub struct Env {
+    /// The machine.
     pub m: Machine,
+    /// Its vCPU 0.
     pub cpu: Cpu,
+    /// Frames from FRAMES_START to the end of RAM.
     pub frames: FrameAlloc,
 }
 
 impl Env {
+    /// 64 MiB of RAM, or None (after a loud SKIP) without /dev/kvm.
     pub fn new(test: &str) -> Option<Env> {
         Env::with_ram(test, 64 << 20)
     }
 
+    /// [`Env::new`] with `ram` bytes of RAM.
     pub fn with_ram(test: &str, ram: u64) -> Option<Env> {
         let m = machine(test, ram)?;
         let cpu = m.take_cpu(0).unwrap();
@@ -228,6 +233,8 @@ impl Env {
     }
 }
 
+/// A frame entering CODE_VA with a stack at 0x7000_0000 and these
+/// arguments.
 pub fn frame(rdi: u64, rsi: u64, rdx: u64) -> TrapFrame {
     let mut f = TrapFrame::new(CODE_VA, 0x7000_0000);
     f.rdi = rdi;
