@@ -83,22 +83,14 @@ fn invalid_page_gives_one_page_fault() {
         vpt.unmap(e.m.ram(), DATA + 0x2000);
         let before = e.cpu.stats().page_faults;
         let mut f = frame(DATA + 0x2008, 5, 0);
-        match e.run(&vms, &mut f) {
-            Trap::PageFault {
-                addr,
-                access: a,
-                reason,
-            } => {
-                assert_eq!(addr, DATA + 0x2008);
-                assert_eq!(a, access);
-                assert_eq!(reason, FaultReason::NotValid { level: 1 });
-                assert_eq!(
-                    f.rip, CODE_VA,
-                    "the frame points at the faulting instruction"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        let (addr, a, reason) = e.run_to_fault(&vms, &mut f);
+        assert_eq!(addr, DATA + 0x2008);
+        assert_eq!(a, access);
+        assert_eq!(reason, FaultReason::NotValid { level: 1 });
+        assert_eq!(
+            f.rip, CODE_VA,
+            "the frame points at the faulting instruction"
+        );
         assert_eq!(e.cpu.stats().page_faults, before + 1);
         // The vkernel maps the page; the vproc continues and finishes.
         let fr = e.frames.alloc(e.m.ram()).unwrap();
@@ -127,19 +119,10 @@ fn write_to_read_only_vpte_is_a_protection_fault() {
     let vms = e.vmspace_with(programs::store());
     let (vpt, frames) = e.vpt_region(&vms, DATA, 1, Vpte::U);
     let mut f = frame(DATA + 16, 9, 0);
-    match e.run(&vms, &mut f) {
-        Trap::PageFault {
-            addr,
-            access,
-            reason,
-        } => {
-            assert_eq!(
-                (addr, access, reason),
-                (DATA + 16, Access::Write, FaultReason::Protection)
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        e.run_to_fault(&vms, &mut f),
+        (DATA + 16, Access::Write, FaultReason::Protection)
+    );
     assert_eq!(
         e.m.ram().load(frames[0] + 16).unwrap(),
         0,
@@ -294,20 +277,11 @@ fn jumps_into_the_void_trap_cleanly() {
     };
     let vms = e.vmspace_with(programs::jump());
     let mut f = frame(0x5555_0000, 0, 0);
-    match e.run(&vms, &mut f) {
-        Trap::PageFault {
-            addr,
-            access,
-            reason,
-        } => {
-            assert_eq!(
-                (addr, access, reason),
-                (0x5555_0000, Access::Execute, FaultReason::NoRegion)
-            );
-            assert_eq!(f.rip, 0x5555_0000);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        e.run_to_fault(&vms, &mut f),
+        (0x5555_0000, Access::Execute, FaultReason::NoRegion)
+    );
+    assert_eq!(f.rip, 0x5555_0000);
     // Executing a no-execute data page.
     let (_, _) = e.vpt_region(&vms, DATA, 1, RW | Vpte::NX);
     let mut f = frame(DATA, 0, 0);
@@ -586,17 +560,7 @@ fn kick_storm_never_corrupts_a_vproc() {
     // the stub and in the host; every syscall result must still check out.
     let n = scaled(3000);
     let vms = e.vmspace_with(programs::syscall_check());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (k, s2) = (e.cpu.kicker(), stop.clone());
-    let storm = std::thread::spawn(move || {
-        let mut kicks = 0u64;
-        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-            k.kick();
-            kicks += 1;
-            std::thread::sleep(storm_interval());
-        }
-        kicks
-    });
+    let storm = KickStorm::start(e.cpu.kicker());
     // Phase 1: page faults resolved through the stub, one page at a time.
     let pages = scaled(3000);
     let tv = e.vmspace_with(programs::touch());
@@ -657,8 +621,7 @@ fn kick_storm_never_corrupts_a_vproc() {
         }
     }
     assert_eq!(reads, n);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let kicks = storm.join().unwrap();
+    let kicks = storm.stop();
     eprintln!(
         "{calls} syscalls, {kicks} kicks, {interrupts} interrupted runs, {} landed in the stub",
         e.cpu.stats().kicks_in_stub

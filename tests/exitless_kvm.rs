@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::*;
@@ -32,9 +32,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A machine with exitless syscalls (on by default on both trap paths), or
-/// None (skipped).
-fn env(test: &str) -> Option<Env> {
+/// The [`serial`] lock and a machine with exitless syscalls (on by default
+/// on both trap paths), or None (skipped).
+fn env(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Env)> {
+    let one = serial();
     let e = Env::with_ram(test, 64 << 20)?;
     assert!(
         e.m.exitless_enabled(),
@@ -46,7 +47,14 @@ fn env(test: &str) -> Option<Env> {
         e.m.trap_path(),
         cpus_online()
     );
-    Some(e)
+    Some((one, e))
+}
+
+/// [`env`] and a vmspace running `programs::syscall_check`.
+fn check_env(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Env, Vmspace)> {
+    let (g, mut e) = env(test)?;
+    let vms = e.vmspace_with(programs::syscall_check());
+    Some((g, e, vms))
 }
 
 /// CPUs this process may run on: the server can answer a spinning vCPU
@@ -103,10 +111,10 @@ const ROUNDS: usize = 3;
 
 #[test]
 fn exitless_syscalls_need_no_exit() {
-    let _one = serial();
     let test = "exitless_syscalls_need_no_exit";
-    let Some(mut e) = env(test) else { return };
-    let vms = e.vmspace_with(programs::syscall_check());
+    let Some((_g, mut e, vms)) = check_env(test) else {
+        return;
+    };
     let served = Arc::new(AtomicU64::new(0));
     let on =
         e.m.set_exitless_handler(check_handler(served.clone()), ExitlessOptions::default());
@@ -150,10 +158,10 @@ fn exitless_syscalls_need_no_exit() {
 
 #[test]
 fn requests_in_flight_survive_a_kick_storm_exactly_once() {
-    let _one = serial();
     let test = "requests_in_flight_survive_a_kick_storm_exactly_once";
-    let Some(mut e) = env(test) else { return };
-    let vms = e.vmspace_with(programs::syscall_check());
+    let Some((_g, mut e, vms)) = check_env(test) else {
+        return;
+    };
     let n = scaled(20_000);
     // How many times each call (its counter is its first argument) was
     // answered, by the server and on the exit path.
@@ -173,14 +181,7 @@ fn requests_in_flight_survive_a_kick_storm_exactly_once() {
         }),
         ExitlessOptions::default(),
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let (k, s2) = (e.cpu.kicker(), stop.clone());
-    let storm = std::thread::spawn(move || {
-        while !s2.load(Ordering::Relaxed) {
-            k.kick();
-            std::thread::sleep(storm_interval());
-        }
-    });
+    let storm = KickStorm::start(e.cpu.kicker());
     let mut by_exit = vec![0u64; n as usize];
     let mut f = frame(0, 0, 0);
     f.rcx = n;
@@ -202,8 +203,7 @@ fn requests_in_flight_survive_a_kick_storm_exactly_once() {
             other => panic!("{other:?} at {:#x}: {f:x?}", f.rip),
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    storm.join().unwrap();
+    storm.stop();
     eprintln!(
         "{test}: {n} calls, {intr} kicks answered, {exits} on the exit path, {:?}",
         e.cpu.stats()
@@ -223,9 +223,10 @@ fn requests_in_flight_survive_a_kick_storm_exactly_once() {
 
 #[test]
 fn served_calls_resume_with_the_registers_linux_sysret_leaves() {
-    let _one = serial();
     let test = "served_calls_resume_with_the_registers_linux_sysret_leaves";
-    let Some(mut e) = env(test) else { return };
+    let Some((_g, mut e)) = env(test) else {
+        return;
+    };
     // The guest checks RAX, RCX (the return address), R11 (the syscall's
     // RFLAGS), RSP (a value that is no stack) and the live DF after every
     // call, whichever way it was answered: a mismatch is its `ud2`.
@@ -291,9 +292,9 @@ fn scribbler(slot: u64) -> Vec<u8> {
 
 #[test]
 fn a_vproc_scribbling_its_request_page_hurts_only_itself() {
-    let _one = serial();
-    let test = "a_vproc_scribbling_its_request_page_hurts_only_itself";
-    let Some(mut e) = env(test) else { return };
+    let Some((_g, mut e)) = env("a_vproc_scribbling_its_request_page_hurts_only_itself") else {
+        return;
+    };
     let served = Arc::new(AtomicU64::new(0));
     e.m.set_exitless_handler(check_handler(served.clone()), ExitlessOptions::default());
     // Where `syscall` enters CPL0 the vCPU's line is in the system region
@@ -326,14 +327,7 @@ fn a_vproc_scribbling_its_request_page_hurts_only_itself() {
         vms
     };
     let good = e.vmspace_with(programs::syscall_check());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (k, s2) = (e.cpu.kicker(), stop.clone());
-    let storm = std::thread::spawn(move || {
-        while !s2.load(Ordering::Relaxed) {
-            k.kick();
-            std::thread::sleep(storm_interval());
-        }
-    });
+    let storm = KickStorm::start(e.cpu.kicker());
     for round in 0..scaled(20) {
         // The scribbler: whatever its calls return, the host stays sound
         // and it ends (with its own exit, or a fault of its own making).
@@ -358,6 +352,5 @@ fn a_vproc_scribbling_its_request_page_hurts_only_itself() {
         // An honest vproc on the same vCPU right after gets right answers.
         let (_, _) = run_checks(&mut e, &good, 500);
     }
-    stop.store(true, Ordering::Relaxed);
-    storm.join().unwrap();
+    storm.stop();
 }

@@ -17,6 +17,13 @@ fn expected(m: f64, n: u64) -> f64 {
     x
 }
 
+/// A frame entering the program with `rdi` and a loop count of `n` (rcx).
+fn looping(rdi: u64, n: u64) -> TrapFrame {
+    let mut f = frame(rdi, 0, 0);
+    f.rcx = n;
+    f
+}
+
 #[test]
 fn interleaved_sse_vprocs_keep_their_state() {
     let Some(mut e) = Env::new("interleaved_sse_vprocs_keep_their_state") else {
@@ -27,10 +34,7 @@ fn interleaved_sse_vprocs_keep_their_state() {
     let a = e.vmspace_with(programs::sse());
     let b = e.vmspace_with(programs::sse());
     let (fa, fb) = (FpuContext::new(), FpuContext::new());
-    let mut ta = frame(0.5f64.to_bits(), 0, 0);
-    ta.rcx = n;
-    let mut tb = frame(1.25f64.to_bits(), 0, 0);
-    tb.rcx = n;
+    let (mut ta, mut tb) = (looping(0.5f64.to_bits(), n), looping(1.25f64.to_bits(), n));
     let mut done = [None, None];
     let s0 = e.cpu.stats();
     // Alternate at every yield (syscall 1001).
@@ -77,10 +81,7 @@ fn fpu_free_vprocs_cost_no_fpu_switch() {
     let fpu = e.vmspace_with(programs::sse());
     let plain = e.vmspace_with(programs::syscall_check());
     let (cf, cp) = (FpuContext::new(), FpuContext::new());
-    let mut tf = frame(2.0f64.to_bits(), 0, 0);
-    tf.rcx = n;
-    let mut tp = frame(0, 0, 0);
-    tp.rcx = 10 * n;
+    let (mut tf, mut tp) = (looping(2.0f64.to_bits(), n), looping(0, 10 * n));
     let mut result = None;
     let s0 = e.cpu.stats();
     while result.is_none() {

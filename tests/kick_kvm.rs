@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use common::*;
 use vkernel::core::prelude::*;
 use vkernel::guest::programs;
@@ -58,21 +55,10 @@ fn kicks_cost_at_most_four_exits_wherever_they_land() {
     let (quiet_exits, quiet_intr, quiet_sums) = rounds(&mut e, &vms, n);
     assert_eq!(quiet_intr, 0);
     // A kick storm: a kick every 20 µs from another thread.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (k, s2) = (e.cpu.kicker(), stop.clone());
-    let storm = std::thread::spawn(move || {
-        let mut kicks = 0u64;
-        while !s2.load(Ordering::Relaxed) {
-            k.kick();
-            kicks += 1;
-            std::thread::sleep(storm_interval());
-        }
-        kicks
-    });
+    let storm = KickStorm::start(e.cpu.kicker());
     let in_stub_before = e.cpu.stats().kicks_in_stub;
     let (exits, intr, sums) = rounds(&mut e, &vms, n);
-    stop.store(true, Ordering::Relaxed);
-    let kicks = storm.join().unwrap();
+    let kicks = storm.stop();
     let in_stub = e.cpu.stats().kicks_in_stub - in_stub_before;
     assert_eq!(sums, quiet_sums, "the work's results change under kicks");
     let extra = exits.saturating_sub(quiet_exits);

@@ -8,7 +8,6 @@
 
 mod common;
 
-use common::linux as linux_kit;
 use common::*;
 use vkernel::core::memstat::MemStats;
 use vkernel::core::prelude::*;
@@ -174,28 +173,22 @@ fn two_vmspaces_sharing_a_large_page_split_pss() {
 
 // ---- the Linux personality ----
 
-/// `prog args` under vkernel with the default options.
-fn vk(prog: &std::path::Path, args: &[&str]) -> linux_kit::Run {
-    linux_kit::vk(prog, args, None, &linux::kernel::Options::default())
+fn vk(prog: &std::path::Path, args: &[&str]) -> Run {
+    common::vk(program(prog).args(args).env([PATH_BIN]), b"")
 }
 
-/// `prog args` natively: its stdout (it must succeed).
 fn native(prog: &std::path::Path, args: &[&str]) -> String {
-    let (out, status) = linux_kit::native(prog, args);
-    assert_eq!(status, 0, "native run failed: {out}");
-    out
+    let o = Native::new(prog).args(args).host_env().run();
+    assert_eq!(o.status, 0, "native run failed: {o:?}");
+    o.stdout
 }
 
 #[test]
 fn linux_large_pages_keep_fork_munmap_mprotect_mremap_brk_exact() {
-    let test = "linux_large_pages_keep_fork_munmap_mprotect_mremap_brk_exact";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in compilers() {
-        let Some(p) = compile(test, "largepages", cc) else {
-            continue;
-        };
+    for (cc, p) in common::kvm_guests(
+        "linux_large_pages_keep_fork_munmap_mprotect_mremap_brk_exact",
+        "largepages",
+    ) {
         let want = native(&p, &[]);
         let r = vk(&p, &[]);
         assert_eq!(r.stdout, want, "{cc}: vkernel output differs from native");
@@ -210,14 +203,10 @@ fn linux_large_pages_keep_fork_munmap_mprotect_mremap_brk_exact() {
 
 #[test]
 fn linux_first_touch_of_64_mib_takes_a_fault_per_2_mib() {
-    let test = "linux_first_touch_of_64_mib_takes_a_fault_per_2_mib";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in compilers() {
-        let Some(p) = compile(test, "largepages", cc) else {
-            continue;
-        };
+    for (cc, p) in common::kvm_guests(
+        "linux_first_touch_of_64_mib_takes_a_fault_per_2_mib",
+        "largepages",
+    ) {
         let want = native(&p, &["touch", "64"]);
         let r = vk(&p, &["touch", "64"]);
         assert_eq!(r.stdout, want);
@@ -236,8 +225,10 @@ fn linux_first_touch_of_64_mib_takes_a_fault_per_2_mib() {
 #[test]
 fn linux_large_pages_return_whole_blocks_and_split_ones_page_by_page() {
     use linux::mm::{Mm, PROT_READ, PROT_WRITE};
-    let test = "linux_large_pages_return_whole_blocks_and_split_ones_page_by_page";
-    let Some(machine) = machine(test, 128 << 20) else {
+    let Some(machine) = machine(
+        "linux_large_pages_return_whole_blocks_and_split_ones_page_by_page",
+        128 << 20,
+    ) else {
         return;
     };
     let mut mm = Mm::new(&machine).unwrap();

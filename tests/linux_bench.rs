@@ -8,13 +8,9 @@ mod common;
 #[test]
 fn linux_bench_quick_reports_every_figure() {
     let test = "linux_bench_quick_reports_every_figure";
-    if !common::have_kvm(test) {
+    let Some(r) = common::kvm_vkbench(test, "linux") else {
         return;
-    }
-    let r = common::vkbench_quick("linux");
-    for (k, v) in &r {
-        eprintln!("{k:28} {v:>12.1}");
-    }
+    };
     let get = |k: &str| {
         r.iter()
             .find(|(n, _)| n == k)

@@ -16,26 +16,23 @@ use vkernel::linux;
 
 mod common;
 
-use common::have_kvm;
+use common::{have_kvm, image_root, in_time, Native, Out};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use vkernel::core::memstat::{MemStats, PageEntry};
 use vkernel::core::prelude::*;
-use vkernel::devices::Disk;
 
 use linux::elf::Elf;
 use linux::exec::Image;
 use linux::fs::Fs;
-use linux::kernel::Options;
+use linux::launch::Launch;
 use linux::load::{find_interp, InterpError};
 use linux::mm::Mm;
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc, VprocError};
+use linux::{Config, VprocError};
 
 /// The programs the image holds (with their loader and libraries).
 const PROGRAMS: &[&str] = &[
@@ -106,8 +103,11 @@ fn data(stage: &Path) {
 
 /// A staging directory with the programs, loader, libraries and data,
 /// and its tar image; None (after a loud SKIP) when ldd or a program is
-/// missing. `skip_loader` leaves the loader out.
+/// missing, or /dev/kvm is. `skip_loader` leaves the loader out.
 fn stage(test: &str, skip_loader: bool) -> Option<(PathBuf, PathBuf)> {
+    if !have_kvm(test) {
+        return None;
+    }
     let dir = common::scratch(test);
     let stage = dir.join("root");
     let mut files = Vec::new();
@@ -140,16 +140,6 @@ fn stage(test: &str, skip_loader: bool) -> Option<(PathBuf, PathBuf)> {
     Some((stage, img))
 }
 
-struct Out {
-    stdout: String,
-    stderr: String,
-    status: i32,
-}
-
-fn mount(img: &Path) -> Arc<Fs> {
-    Arc::new(Fs::mount(Disk::open_read_only(img).unwrap()).unwrap())
-}
-
 fn host_image(prog: &Path) -> Image {
     let file = std::fs::File::open(prog).unwrap();
     let size = file.metadata().unwrap().len();
@@ -159,6 +149,9 @@ fn host_image(prog: &Path) -> Image {
     }
 }
 
+/// The environment of every run here.
+const PATH: &str = "PATH=/usr/bin:/bin";
+
 fn config(prog: &str, args: &[&str]) -> Config {
     let mut argv = vec![prog.as_bytes().to_vec()];
     argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
@@ -167,72 +160,32 @@ fn config(prog: &str, args: &[&str]) -> Config {
         path: prog.into(),
         exe: prog.into(),
         argv,
-        envp: vec![b"PATH=/usr/bin:/bin".to_vec()],
+        envp: vec![PATH.as_bytes().to_vec()],
         fault_around: 16,
         trace: false,
     }
 }
 
-/// Run `f` on its own thread; a hang becomes a failure.
-fn in_time<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .unwrap_or_else(|_| panic!("{what}: no result within 120 s (hung)"))
+/// `prog` (a host file, known by the path given) with [`PATH`].
+fn launch(image: Image, prog: &str) -> Launch {
+    Launch::program(image, prog).env([PATH])
 }
 
 /// Run `prog args` as the first vproc of a virtual kernel whose root is
 /// the image `img` (the program's own file comes from the host).
 fn vk(img: &Path, prog: &str, args: &[&str]) -> Result<Out, VprocError> {
-    let (img, prog) = (img.to_path_buf(), prog.to_string());
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    in_time(&format!("vkernel {prog} {args:?}"), move || {
-        let machine = Machine::builder()
-            .ram_size(512 << 20)
-            .build()
-            .expect("a machine on /dev/kvm");
-        let stdio = BufferStdio::new(b"");
-        let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
-        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-        let vp = Vproc::load_from(
-            &machine,
-            config(&prog, &a),
-            host_image(Path::new(&prog)),
-            mount(&img),
-            Box::new(stdio),
-        )?;
-        let report = vkernel::linux::launch::run(&machine, vp, &Options::default())?;
-        let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-        let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-        Ok(Out {
-            stdout,
-            stderr,
-            status: report.status.code(),
-        })
+    let l = launch(host_image(Path::new(prog)), prog)
+        .args(args)
+        .root(image_root(img));
+    in_time(&format!("vkernel {prog} {args:?}"), 120, move || {
+        let machine = l.machine().expect("a machine on /dev/kvm");
+        Ok(common::try_vk_on(&machine, l, b"")?.out())
     })
 }
 
 /// Run `prog args` natively in `cwd` with the same environment.
 fn native(cwd: &Path, prog: &str, args: &[&str]) -> Out {
-    use std::os::unix::process::ExitStatusExt;
-    let o = Command::new(prog)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Out {
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        status: o
-            .status
-            .code()
-            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
-    }
+    Native::new(prog).args(args).env([PATH]).cwd(cwd).run()
 }
 
 /// `ls -l`'s "total" line counts allocated blocks, which the tar image
@@ -247,9 +200,6 @@ fn without_totals(s: &str) -> String {
 #[test]
 fn dynamic_programs_match_native() {
     let test = "dynamic_programs_match_native";
-    if !have_kvm(test) {
-        return;
-    }
     let Some((stage, img)) = stage(test, false) else {
         return;
     };
@@ -288,10 +238,7 @@ fn dynamic_programs_match_native() {
 #[test]
 fn file_mmap_matches_native() {
     let test = "file_mmap_matches_native";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(guest) = common::compile(test, "filemap", "musl-gcc") else {
+    let Some(guest) = common::kvm_guest(test, "filemap", "musl-gcc") else {
         return;
     };
     let Some((stage, img)) = stage(test, false) else {
@@ -348,14 +295,11 @@ fn load_and_touch(mm: &mut Mm, fs: &Arc<Fs>, prog: &str) {
 #[test]
 fn library_frames_are_shared_between_processes() {
     let test = "library_frames_are_shared_between_processes";
-    if !have_kvm(test) {
-        return;
-    }
     let Some((_, img)) = stage(test, false) else {
         return;
     };
     let machine = Machine::builder().ram_size(128 << 20).build().unwrap();
-    let fs = mount(&img);
+    let fs = image_root(&img);
     let mut a = Mm::new(&machine).unwrap();
     // A forked address space shares the frame allocator and page cache.
     let mut b = a.fork(machine.vmspace_create().unwrap()).unwrap();
@@ -404,16 +348,11 @@ fn library_frames_are_shared_between_processes() {
 #[test]
 fn broken_loaders_and_programs_fail_clearly() {
     let test = "broken_loaders_and_programs_fail_clearly";
-    if !have_kvm(test) {
-        return;
-    }
     // No loader in the image.
     let Some((stage, img)) = stage(test, true) else {
         return;
     };
-    let e = vk(&img, "/bin/true", &[])
-        .err()
-        .expect("no loader: an error");
+    let e = vk(&img, "/bin/true", &[]).expect_err("no loader: an error");
     let msg = e.to_string();
     assert!(
         matches!(
@@ -444,7 +383,7 @@ fn broken_loaders_and_programs_fail_clearly() {
     std::fs::write(&ldst, &loader[..1000]).unwrap();
     let img2 = stage.parent().unwrap().join("fs2.tar");
     linux::fs::build_image(&stage, &img2).unwrap();
-    let e = vk(&img2, "/bin/true", &[]).err().expect("truncated loader");
+    let e = vk(&img2, "/bin/true", &[]).expect_err("truncated loader");
     assert!(
         matches!(
             e,
@@ -460,15 +399,13 @@ fn broken_loaders_and_programs_fail_clearly() {
     bad[32..40].copy_from_slice(&(loader.len() as u64).to_le_bytes());
     std::fs::write(&ldst, &bad).unwrap();
     linux::fs::build_image(&stage, &img2).unwrap();
-    let e = vk(&img2, "/bin/true", &[]).err().expect("bad loader phdrs");
+    let e = vk(&img2, "/bin/true", &[]).expect_err("bad loader phdrs");
     assert!(e.to_string().contains("program header"), "{e}");
     // The loader is a directory.
     std::fs::remove_file(&ldst).unwrap();
     std::fs::create_dir(&ldst).unwrap();
     linux::fs::build_image(&stage, &img2).unwrap();
-    let e = vk(&img2, "/bin/true", &[])
-        .err()
-        .expect("loader is a directory");
+    let e = vk(&img2, "/bin/true", &[]).expect_err("loader is a directory");
     assert!(e.to_string().contains("not a regular file"), "{e}");
     // An ET_DYN program with bad program headers: corrupt PT_INTERP,
     // phentsize too small, a segment past the end of the file.
@@ -558,30 +495,13 @@ fn shared_page_elf() -> Vec<u8> {
     code.extend([0x01, 0xc7]); // add edi, eax
     code.extend([0xb8, 0xe7, 0, 0, 0, 0x0f, 0x05]); // exit_group(edi)
     code.resize(code_len as usize, 0x90);
-    let mut f = Vec::new();
-    f.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
-    f.extend_from_slice(&[0; 8]);
-    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    f.extend_from_slice(&62u16.to_le_bytes());
-    f.extend_from_slice(&1u32.to_le_bytes());
-    f.extend_from_slice(&(base + hdr).to_le_bytes()); // entry
-    f.extend_from_slice(&64u64.to_le_bytes()); // phoff
-    f.extend_from_slice(&0u64.to_le_bytes());
-    f.extend_from_slice(&0u32.to_le_bytes());
-    for h in [64u16, 56, 2, 0, 0, 0] {
-        f.extend_from_slice(&h.to_le_bytes());
-    }
-    // (flags, offset, vaddr, filesz, memsz)
-    for (flags, off, va, fsz, msz) in [
-        (5u32, 0, base, data_off, data_off),
-        (6u32, data_off, data_va, 8, 0x2000),
-    ] {
-        f.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-        f.extend_from_slice(&flags.to_le_bytes());
-        for v in [off, va, va, fsz, msz, 0x1000] {
-            f.extend_from_slice(&v.to_le_bytes());
-        }
-    }
+    let mut f = common::elf_headers(
+        base + hdr,
+        &[
+            (5, 0, base, data_off, data_off),
+            (6, data_off, data_va, 8, 0x2000),
+        ],
+    );
     f.extend_from_slice(&code);
     f.extend_from_slice(&[37, 0, 0, 0, 0, 0, 0, 0]);
     // Garbage after the data's file bytes, in the same page.
@@ -602,20 +522,8 @@ fn segments_sharing_a_page_load_from_a_file_and_from_memory() {
     for image in [host_image(&path), Image::Bytes(Arc::new(elf.clone()))] {
         let what = format!("{image:?}");
         let prog = prog.clone();
-        let status = in_time(&what, move || {
-            let machine = Machine::builder().ram_size(64 << 20).build().unwrap();
-            let vp = Vproc::load_from(
-                &machine,
-                config(&prog, &[]),
-                image,
-                Arc::new(Fs::empty()),
-                Box::new(BufferStdio::new(b"")),
-            )
-            .unwrap();
-            vkernel::linux::launch::run(&machine, vp, &Options::default())
-                .unwrap()
-                .status
-        });
+        let l = launch(image, &prog).ram(64 << 20);
+        let status = in_time(&what, 120, move || common::vk(l, b"").report.status);
         assert_eq!(status, linux::ExitStatus::Exited(42), "{what}");
     }
 }

@@ -8,59 +8,32 @@
 
 mod common;
 
-use common::linux::vk_run;
-use common::{have_kvm, scratch};
+use common::{have_kvm, scratch, shell_status, Native};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-
-use vkernel::linux::launch::Launch;
-
-fn status_code(s: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
-}
 
 /// Run natively with stdout in a regular file (Linux's partial-write rule
 /// is the generic one there). Returns (stdout, status).
 fn native(test: &str, prog: &Path, args: &[&str]) -> (String, i32) {
-    let out = scratch(test).join("stdout");
-    let f = std::fs::File::create(&out).unwrap();
-    let st = Command::new(prog)
+    let n = Native::new(prog)
         .args(args)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(f)
-        .stderr(Stdio::inherit())
-        .status()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned(),
-        status_code(st),
-    )
+        .stdout_file(scratch(test).join("stdout"))
+        .run();
+    (n.stdout, n.status)
 }
 
-/// Run alone in a fresh virtual kernel (one vCPU, no environment).
-/// Returns (stdout, status).
+/// Run alone in a fresh virtual kernel. Returns (stdout, status).
 fn vk(prog: &Path, args: &[&str]) -> (String, i32) {
-    let path = std::fs::canonicalize(prog).unwrap().display().to_string();
-    let l = Launch::bytes(std::fs::read(prog).unwrap(), path)
-        .args(args)
-        .ram(256 << 20);
-    let r = vk_run(l, b"");
-    (r.stdout, r.report.status.code())
+    let r = common::vk(common::program(prog).args(args).ram(256 << 20), b"");
+    let status = r.status();
+    (r.stdout, status)
 }
 
 /// `edges MODE` prints the same and exits the same natively and under
 /// vkernel, for each compiler found.
 fn same(test: &str, mode: &str) {
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "edges", cc) else {
-            continue;
-        };
+    for (cc, p) in common::kvm_guests(test, "edges") {
         let n = native(test, &p, &[mode]);
         assert_eq!(
             n.1,
@@ -105,11 +78,6 @@ fn linux_dev_null_ignores_the_buffer() {
     same("linux_dev_null_ignores_the_buffer", "null");
 }
 
-/// The example binary next to this test (target/<profile>/examples).
-fn vkernel_binary() -> PathBuf {
-    common::example_binary("vkernel")
-}
-
 /// A host ENOSPC (stdout on /dev/full) reaches the vproc as ENOSPC.
 #[test]
 fn linux_host_enospc_is_enospc() {
@@ -133,12 +101,12 @@ fn linux_host_enospc_is_enospc() {
             .unwrap();
         (
             String::from_utf8_lossy(&o.stderr).into_owned(),
-            status_code(o.status),
+            shell_status(o.status),
         )
     };
     let n = run(Command::new(&p).arg("enospc"));
     assert!(n.0.contains("errno 28"), "native: {n:?}");
-    let v = run(Command::new(vkernel_binary())
+    let v = run(Command::new(common::example_binary("vkernel"))
         .arg("run")
         .arg(&p)
         .arg("enospc"));

@@ -5,66 +5,23 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
+use common::{guest, host_root, kvm_guests, native, scratch, vk_watched, what};
 
-use common::{compile, compilers, have_kvm, scratch};
-use vkernel::linux::fs::Fs;
-use vkernel::linux::launch::Launch;
-use vkernel::linux::stdio::BufferStdio;
-
-/// `prog args` natively, stdin empty: (stdout, exit code).
-fn native(prog: &Path, args: &[&str]) -> (String, i32) {
-    let o = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        o.status.code().unwrap_or(-1),
-    )
-}
-
-/// `prog args` under vkernel on `cpus` vCPUs, the host's / as its root
-/// (read-only, under a writable overlay): (stdout, exit code, lost
-/// wake-ups).
-fn vk(prog: &Path, args: &[&str], cpus: usize) -> (String, i32, u64) {
-    let stdio = BufferStdio::new(b"");
-    let out = stdio.stdout.clone();
-    let root = Arc::new(Fs::host(Path::new("/")).unwrap());
-    let report = Launch::host_program(prog)
-        .unwrap()
-        .args(args)
-        .root(root)
-        .cpus(cpus)
-        .run(Box::new(stdio))
-        .expect("the virtual kernel runs");
-    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-    (stdout, report.status.code(), report.lost_wakeups)
-}
+/// The modes of events.c that need no argument.
+const MODES: [&str; 8] = [
+    "eventfd", "epoll", "socket", "errors", "memfd", "timerfd", "scm", "signalfd",
+];
 
 #[test]
 fn events_match_native() {
-    let test = "events_match_native";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in compilers() {
-        let Some(prog) = compile(test, "events", cc) else {
-            return;
-        };
-        for mode in [
-            "eventfd", "epoll", "socket", "errors", "memfd", "timerfd", "scm", "signalfd",
-        ] {
-            let (want, code) = native(&prog, &[mode]);
-            assert_eq!(code, 0, "{cc} {mode} natively:\n{want}");
+    for (cc, prog) in kvm_guests("events_match_native", "events") {
+        for mode in MODES {
+            let n = native(&prog, &[mode]);
+            assert_eq!(n.status, 0, "{cc} {mode} natively:\n{}", n.stdout);
             for cpus in [1, 2] {
-                let (got, code, lost) = vk(&prog, &[mode], cpus);
-                assert_eq!(got, want, "{cc} {mode} on {cpus} vCPUs");
-                assert_eq!(code, 0, "{cc} {mode} on {cpus} vCPUs");
-                assert_eq!(lost, 0, "{cc} {mode}: lost wake-ups on {cpus} vCPUs");
+                let l = guest(&prog, &[mode], cpus).root(host_root());
+                let r = vk_watched(&what(&prog, &[mode], cpus), 120, l);
+                assert_eq!(r.out().shown(), n.shown(), "{cc} {mode} on {cpus} vCPUs");
             }
         }
     }
@@ -73,26 +30,18 @@ fn events_match_native() {
 #[test]
 fn named_unix_sockets_match_native() {
     let test = "named_unix_sockets_match_native";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in compilers() {
-        let Some(prog) = compile(test, "events", cc) else {
-            return;
-        };
+    for (cc, prog) in kvm_guests(test, "events") {
         // Each run binds in a fresh directory (natively on the host; under
         // vkernel in the overlay above it, so the host stays clean).
-        let dir = scratch(test);
-        let d = dir.display().to_string();
-        let (want, code) = native(&prog, &["unix", &d]);
-        assert_eq!(code, 0, "{cc} natively:\n{want}");
+        let d = scratch(test).display().to_string();
+        let n = native(&prog, &["unix", &d]);
+        assert_eq!(n.status, 0, "{cc} natively:\n{}", n.stdout);
         for cpus in [1, 2] {
             let dir = scratch(test);
-            let d = dir.display().to_string();
-            let (got, code, lost) = vk(&prog, &["unix", &d], cpus);
-            assert_eq!(got, want, "{cc} on {cpus} vCPUs");
-            assert_eq!(code, 0, "{cc} on {cpus} vCPUs");
-            assert_eq!(lost, 0, "{cc}: lost wake-ups on {cpus} vCPUs");
+            let args = ["unix", dir.to_str().unwrap()];
+            let l = guest(&prog, &args, cpus).root(host_root());
+            let r = vk_watched(&what(&prog, &args, cpus), 120, l);
+            assert_eq!(r.out().shown(), n.shown(), "{cc} on {cpus} vCPUs");
             assert!(
                 std::fs::read_dir(&dir).unwrap().next().is_none(),
                 "the vproc's socket nodes stay in the overlay"

@@ -9,15 +9,14 @@
 
 mod common;
 
-use common::linux::{launch_bare, vk_run};
-use common::{compile, compilers, have_kvm};
-
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
-use vkernel::linux::fs::{Bind, Fs, RootSpec};
-use vkernel::linux::kernel::{Options, Report};
+use vkernel::linux;
+
+use linux::fs::{Bind, Fs, RootSpec};
+use linux::kernel::{Options, Report};
+use linux::launch::Launch;
 
 /// The tests here measure what the server answers: one at a time, so that
 /// they do not take the host's cores from each other's servers.
@@ -58,31 +57,30 @@ fn vk_opts(
         .into_iter()
         .collect();
     let fs = Fs::new(RootSpec::Empty, &binds).expect("the tree with the bind");
-    let opts = Options {
-        cpus,
-        exitless,
-        patch_syscalls,
-        ..Default::default()
-    };
-    let r = vk_run(launch_bare(prog, args, &opts).root(Arc::new(fs)), b"");
-    (r.stdout, r.report, r.served)
+    let l = Launch::bytes(std::fs::read(prog).unwrap(), prog.display().to_string())
+        .args(args)
+        .ram(256 << 20)
+        .root(Arc::new(fs))
+        .options(Options {
+            cpus,
+            exitless,
+            patch_syscalls,
+            ..Default::default()
+        });
+    common::in_time("the virtual kernel", 180, move || {
+        let machine = l.machine().expect("a machine on /dev/kvm");
+        let r = common::try_vk_on(&machine, l, b"").expect("the virtual kernel runs");
+        (r.stdout, r.report, machine.exitless_stats().served)
+    })
 }
 
 #[test]
 fn served_calls_match_native_and_cost_no_exit() {
     let test = "served_calls_match_native_and_cost_no_exit";
-    if !have_kvm(test) {
-        return;
-    }
     let _one = serial();
-    for cc in compilers() {
-        let Some(prog) = compile(test, "exitless", cc) else {
-            return;
-        };
+    for (cc, prog) in common::kvm_guests(test, "exitless") {
         let n = "20000";
-        let native = Command::new(&prog).arg(n).output().unwrap();
-        let want = String::from_utf8_lossy(&native.stdout).into_owned();
-        assert!(native.status.success(), "native: {want}");
+        let want = common::native_stdout(cc, &prog, &[n]);
         for cpus in [1, 2] {
             for exitless in [true, false] {
                 let (out, report, served) = vk(&prog, &[n], exitless, cpus, None);
@@ -115,19 +113,13 @@ fn served_calls_match_native_and_cost_no_exit() {
 /// output.
 #[test]
 fn patched_sites_match_native_with_threads_fork_and_gs() {
-    let test = "patched_sites_match_native_with_threads_fork_and_gs";
-    if !have_kvm(test) {
-        return;
-    }
+    let (test, n) = (
+        "patched_sites_match_native_with_threads_fork_and_gs",
+        "5000",
+    );
     let _one = serial();
-    for cc in compilers() {
-        let Some(prog) = compile(test, "patching", cc) else {
-            return;
-        };
-        let n = "5000";
-        let native = Command::new(&prog).arg(n).output().unwrap();
-        let want = String::from_utf8_lossy(&native.stdout).into_owned();
-        assert!(native.status.success(), "native: {want}");
+    for (cc, prog) in common::kvm_guests(test, "patching") {
+        let want = common::native_stdout(cc, &prog, &[n]);
         assert!(want.contains("gs base is ours: 1"), "native: {want}");
         for cpus in [1, 2] {
             for (exitless, patch) in [(true, true), (true, false), (false, true)] {
@@ -163,21 +155,11 @@ fn patched_sites_match_native_with_threads_fork_and_gs() {
 #[test]
 fn served_fd_mem_and_signal_calls_match_native() {
     let test = "served_fd_mem_and_signal_calls_match_native";
-    if !have_kvm(test) {
-        return;
-    }
     let _one = serial();
-    for cc in compilers() {
-        let Some(prog) = compile(test, "exitless_io", cc) else {
-            return;
-        };
+    for (cc, prog) in common::kvm_guests(test, "exitless_io") {
         let (d1, d2) = (common::scratch(test), common::scratch(test));
-        let native = Command::new(&prog)
-            .args(["all", d1.to_str().unwrap(), d2.to_str().unwrap()])
-            .output()
-            .unwrap();
-        let want = String::from_utf8_lossy(&native.stdout).into_owned();
-        assert!(native.status.success(), "native ({cc}): {want}");
+        let args = ["all", d1.to_str().unwrap(), d2.to_str().unwrap()];
+        let want = common::native_stdout(cc, &prog, &args);
         assert!(want.contains("failures: 0"), "native ({cc}): {want}");
         let mut served_all = 0;
         for cpus in [1, 2] {
@@ -216,12 +198,9 @@ fn served_fd_mem_and_signal_calls_match_native() {
 #[test]
 fn server_answers_each_family_without_exits() {
     let test = "server_answers_each_family_without_exits";
-    if !have_kvm(test) {
-        return;
-    }
     let _one = serial();
-    let cc = compilers()[0];
-    let Some(prog) = compile(test, "exitless_io", cc) else {
+    let cc = common::compilers()[0];
+    let Some(prog) = common::kvm_guest(test, "exitless_io", cc) else {
         return;
     };
     let calls = 10_000u64;

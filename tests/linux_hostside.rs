@@ -9,9 +9,10 @@ use vkernel::linux;
 
 mod common;
 
-use common::linux::busybox;
-
-use common::have_kvm;
+use common::{
+    native_cmd, send_signal, shell_status, spawn_ready, stderr_within, vk_cmd, vkernel_and_busybox,
+    vkernel_binary,
+};
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -23,12 +24,6 @@ use std::time::{Duration, Instant};
 
 /// Long enough for a loaded CI machine; only a hang gets near it.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The `vkernel` example (built for this profile), or None (with a SKIP)
-/// without /dev/kvm.
-fn vk_binary(test: &str) -> Option<PathBuf> {
-    have_kvm(test).then(|| common::example_binary("vkernel"))
-}
 
 /// A C guest from tests/guests built with musl-gcc (or `cc -static` where
 /// musl-tools are missing).
@@ -45,25 +40,7 @@ fn closed_pipe() -> OwnedFd {
 
 /// Wait for `child`, killing it (and failing) if it outlives TIMEOUT.
 fn wait(child: &mut Child, what: &str) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            return s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {TIMEOUT:?} (a hang)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The status a shell shows: the code, or 128 + the signal.
-fn shell_status(s: ExitStatus) -> i32 {
-    s.code()
-        .or_else(|| s.signal().map(|n| 128 + n))
-        .expect("exited or signaled")
+    common::wait_within(child, what, TIMEOUT)
 }
 
 /// Run `cmd` with stdin from /dev/null, and its stdout and stderr as
@@ -78,24 +55,21 @@ fn run_with(mut cmd: Command, stdout: Stdio, stderr: Stdio, what: &str) -> i32 {
     shell_status(wait(&mut child, what))
 }
 
-fn vk_cmd(vk: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(vk);
-    c.arg("run").args(args);
-    c
-}
-
-fn native_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(args[0]);
-    c.args(&args[1..]);
-    c
+/// `args` natively and under `vk run`, stdout to /dev/null and stderr a
+/// closed pipe: the (native, vk) statuses.
+fn with_closed_stderr(vk: &Path, args: &[&str]) -> (i32, i32) {
+    let run = |cmd, what| run_with(cmd, Stdio::null(), closed_pipe().into(), what);
+    (
+        run(native_cmd(args), &format!("native {args:?}")),
+        run(vk_cmd(vk, args), &format!("vk {args:?}")),
+    )
 }
 
 // ---- item 6: messages to a broken stderr, panics -------------------------
 
 #[test]
 fn trace_to_a_closed_pipe_ends_like_native() {
-    let t = "trace_to_a_closed_pipe_ends_like_native";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox("trace_to_a_closed_pipe_ends_like_native") else {
         return;
     };
     let args = ["/bin/busybox", "echo", "hi"];
@@ -123,8 +97,7 @@ fn trace_to_a_closed_pipe_ends_like_native() {
 
 #[test]
 fn trace_into_head_ends() {
-    let t = "trace_into_head_ends";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox("trace_into_head_ends") else {
         return;
     };
     // `vk run --trace busybox seq 1 1000 2>&1 | head -1`: the reader goes
@@ -150,32 +123,20 @@ fn trace_into_head_ends() {
 #[test]
 fn fatal_signal_with_a_closed_stderr_keeps_its_status() {
     let t = "fatal_signal_with_a_closed_stderr_keeps_its_status";
-    let (Some(vk), Some(prog)) = (vk_binary(t), guest(t, "crash")) else {
+    let (Some(vk), Some(prog)) = (vkernel_binary(t), guest(t, "crash")) else {
         return;
     };
     let prog = prog.to_str().unwrap();
     // `(vk run ./crash ill 2>&1 >/dev/null) | true`: the death message
     // goes to a closed pipe.
-    let got = run_with(
-        vk_cmd(&vk, &[prog, "ill"]),
-        Stdio::null(),
-        closed_pipe().into(),
-        "vk crash ill",
-    );
-    let native = run_with(
-        native_cmd(&[prog, "ill"]),
-        Stdio::null(),
-        closed_pipe().into(),
-        "native crash ill",
-    );
+    let (native, got) = with_closed_stderr(&vk, &[prog, "ill"]);
     assert_eq!(native, 132);
     assert_eq!(got, native, "a ud2 under vk, stderr a closed pipe");
 }
 
 #[test]
 fn logging_to_a_closed_stderr_is_dropped() {
-    let t = "logging_to_a_closed_stderr_is_dropped";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox("logging_to_a_closed_stderr_is_dropped") else {
         return;
     };
     let mut cmd = vk_cmd(&vk, &["/bin/busybox", "true"]);
@@ -208,27 +169,16 @@ fn panic_child() {
 #[test]
 fn panic_in_a_thread_ends_the_process() {
     let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args(["--exact", "panic_child", "--nocapture", "--test-threads=1"])
-        .env(PANIC_CHILD, "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let s = wait(&mut child, "a process whose thread panicked");
-    assert_eq!(
-        s.code(),
-        Some(linux::stdio::INTERNAL_ERROR_STATUS),
-        "{s:?}: {err}"
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", "panic_child", "--nocapture", "--test-threads=1"])
+        .env(PANIC_CHILD, "1");
+    let (s, err) = stderr_within(
+        cmd,
+        Stdio::null(),
+        "a process whose thread panicked",
+        TIMEOUT,
     );
+    assert_eq!(s, linux::stdio::INTERNAL_ERROR_STATUS, "{s:?}: {err}");
     assert!(
         err.contains("internal error in thread 'vcpu1'") && err.contains("injected failure"),
         "{err}"
@@ -251,16 +201,8 @@ fn panic_in_a_thread_ends_the_process() {
 
 /// Run `cmd`, read its stdout up to the first newline, close it, and
 /// return the status.
-fn first_line_then_close(mut cmd: Command, what: &str) -> (String, ExitStatus) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("read a line");
+fn first_line_then_close(cmd: Command, what: &str) -> (String, ExitStatus) {
+    let (mut child, out, line) = common::spawn_first_line(cmd, Stdio::null(), Stdio::piped());
     drop(out);
     let s = wait(&mut child, what);
     let mut err = String::new();
@@ -271,8 +213,7 @@ fn first_line_then_close(mut cmd: Command, what: &str) -> (String, ExitStatus) {
 
 #[test]
 fn host_epipe_is_sigpipe() {
-    let t = "host_epipe_is_sigpipe";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox("host_epipe_is_sigpipe") else {
         return;
     };
     let args = ["/bin/busybox", "seq", "1", "1000000"];
@@ -288,55 +229,29 @@ fn host_epipe_is_sigpipe() {
 
 #[test]
 fn stderr_epipe_is_sigpipe() {
-    let t = "stderr_epipe_is_sigpipe";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox("stderr_epipe_is_sigpipe") else {
         return;
     };
     // The vproc writes to fd 2, a closed pipe: EPIPE and SIGPIPE there too.
     let args = ["/bin/busybox", "sh", "-c", "echo x >&2; echo survived"];
-    let native = run_with(
-        native_cmd(&args),
-        Stdio::null(),
-        closed_pipe().into(),
-        "native",
-    );
-    let got = run_with(
-        vk_cmd(&vk, &args),
-        Stdio::null(),
-        closed_pipe().into(),
-        "vk",
-    );
+    let (native, got) = with_closed_stderr(&vk, &args);
     assert_eq!(native, 141);
     assert_eq!(got, native);
 }
 
 #[test]
 fn host_write_errors_keep_their_errno() {
-    let t = "host_write_errors_keep_their_errno";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox("host_write_errors_keep_their_errno") else {
         return;
     };
     // stdout is /dev/full: the vproc sees ENOSPC (it used to see EIO).
     let args = ["/bin/busybox", "echo", "hi"];
-    let run = |mut cmd: Command| {
+    let run = |cmd: Command| {
         let full = std::fs::OpenOptions::new()
             .write(true)
             .open("/dev/full")
             .expect("/dev/full");
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(full)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (shell_status(wait(&mut child, "echo > /dev/full")), err)
+        stderr_within(cmd, full.into(), "echo > /dev/full", TIMEOUT)
     };
     let (ns, nerr) = run(native_cmd(&args));
     let (vs, verr) = run(vk_cmd(&vk, &args));
@@ -346,32 +261,9 @@ fn host_write_errors_keep_their_errno() {
 
 // ---- item 13: SIGINT without a terminal, the debugger on a pty ------------
 
-/// Spawn `cmd` and read its stdout until `ready` was printed.
-fn spawn_ready(mut cmd: Command, stdin: Stdio) -> Child {
-    let mut child = cmd
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("read");
-    assert_eq!(line, "ready\n");
-    // Keep reading in the background so the writer never blocks.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    child
-}
-
-fn sigint(child: &Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-}
-
 #[test]
 fn sigint_without_a_terminal_ends_like_native() {
-    let t = "sigint_without_a_terminal_ends_like_native";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox("sigint_without_a_terminal_ends_like_native") else {
         return;
     };
     for (script, stdins) in [
@@ -389,10 +281,10 @@ fn sigint_without_a_terminal_ends_like_native() {
                 _ => Stdio::piped(),
             };
             let mut native = spawn_ready(native_cmd(&args), mk());
-            sigint(&native);
+            send_signal(&native, libc::SIGINT);
             let n = shell_status(wait(&mut native, "native"));
             let mut vkc = spawn_ready(vk_cmd(&vk, &args), mk());
-            sigint(&vkc);
+            send_signal(&vkc, libc::SIGINT);
             let v = shell_status(wait(&mut vkc, "vk after SIGINT without a terminal"));
             assert_eq!(n, 130, "native {script}");
             assert_eq!(v, n, "vk {script} (stdin {stdin})");
@@ -462,10 +354,18 @@ impl Pty {
     }
 }
 
+/// Spawn `cmd` with the pty's `slave` side as stdin, stdout and stderr.
+fn on_pty(mut cmd: Command, slave: OwnedFd) -> Child {
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .expect("spawn vk on a pty")
+}
+
 #[test]
 fn debugger_reads_new_input_after_ctrl_d() {
-    let t = "debugger_reads_new_input_after_ctrl_d";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox("debugger_reads_new_input_after_ctrl_d") else {
         return;
     };
     let (mut pty, slave) = Pty::open();
@@ -488,12 +388,7 @@ fn debugger_reads_new_input_after_ctrl_d() {
             Ok(())
         });
     }
-    let mut child = cmd
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave)
-        .spawn()
-        .expect("spawn vk on a pty");
+    let mut child = on_pty(cmd, slave);
     pty.wait_for("ready", 1);
     // Ctrl-C: the prompt. Ctrl-D at the prompt: continue.
     pty.send(b"\x03");
@@ -515,20 +410,14 @@ fn debugger_reads_new_input_after_ctrl_d() {
 
 #[test]
 fn ctrl_d_on_a_terminal_is_one_end_of_file() {
-    let t = "ctrl_d_on_a_terminal_is_one_end_of_file";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox("ctrl_d_on_a_terminal_is_one_end_of_file") else {
         return;
     };
     // Two cats in a row on a terminal: each ends at its own Ctrl-D, as
     // natively.
     let script = "echo ready; busybox cat; busybox cat; echo done";
     let (mut pty, slave) = Pty::open();
-    let mut child = vk_cmd(&vk, &["/bin/busybox", "sh", "-c", script])
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave)
-        .spawn()
-        .expect("spawn vk on a pty");
+    let mut child = on_pty(vk_cmd(&vk, &["/bin/busybox", "sh", "-c", script]), slave);
     pty.wait_for("ready", 1);
     pty.send(b"abc\n");
     pty.wait_for("abc", 2); // the echo and cat's copy
@@ -544,27 +433,13 @@ fn ctrl_d_on_a_terminal_is_one_end_of_file() {
 // ---- item 14: resource messages --------------------------------------------
 
 /// Run vk to the end; (status, stderr).
-fn vk_output(mut cmd: Command) -> (i32, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vk");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (shell_status(wait(&mut child, "vk")), err)
+fn vk_output(cmd: Command) -> (i32, String) {
+    stderr_within(cmd, Stdio::null(), "vk", TIMEOUT)
 }
 
 #[test]
 fn too_many_cpus_says_what_was_asked() {
-    let t = "too_many_cpus_says_what_was_asked";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox("too_many_cpus_says_what_was_asked") else {
         return;
     };
     let (s, err) = vk_output(vk_cmd(&vk, &["--cpus", "1000", "/bin/busybox", "true"]));
@@ -576,8 +451,7 @@ fn too_many_cpus_says_what_was_asked() {
 
 #[test]
 fn address_space_limits_give_clear_errors() {
-    let t = "address_space_limits_give_clear_errors";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox("address_space_limits_give_clear_errors") else {
         return;
     };
     // From too small for guest RAM, through too small for the threads
@@ -624,8 +498,7 @@ fn address_space_limits_give_clear_errors() {
 
 #[test]
 fn child_out_of_ram_is_sigbus_with_a_message() {
-    let t = "child_out_of_ram_is_sigbus_with_a_message";
-    let (Some(vk), Some(_)) = (vk_binary(t), busybox(t)) else {
+    let Some(vk) = vkernel_and_busybox("child_out_of_ram_is_sigbus_with_a_message") else {
         return;
     };
     // Somewhere between too little RAM for the parent and enough for both,

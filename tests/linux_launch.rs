@@ -5,60 +5,38 @@
 
 mod common;
 
-use std::path::Path;
-use std::sync::Arc;
-
-use common::{have_kvm, skip};
-use vkernel::linux::fs::Fs;
+use common::{have_kvm, host_root, kvm_busybox, vk, BUSYBOX};
 use vkernel::linux::launch::{Launch, LaunchError};
 use vkernel::linux::stdio::BufferStdio;
-
-const BUSYBOX: &str = "/bin/busybox";
-
-fn busybox(test: &str) -> bool {
-    if Path::new(BUSYBOX).exists() {
-        true
-    } else {
-        skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
-        false
-    }
-}
-
-/// Run `l` with empty stdin: (stdout, exit code).
-fn run(l: Launch) -> (String, i32) {
-    let stdio = BufferStdio::new(b"");
-    let out = stdio.stdout.clone();
-    let report = l.run(Box::new(stdio)).expect("the virtual kernel runs");
-    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-    (stdout, report.status.code())
-}
 
 #[test]
 fn launch_settings_reach_the_program() {
     let test = "launch_settings_reach_the_program";
-    if !have_kvm(test) || !busybox(test) {
+    if kvm_busybox(test).is_none() {
         return;
     }
     // Arguments, argv[0] and the environment.
-    let (out, code) = run(Launch::host_program(BUSYBOX)
-        .unwrap()
-        .argv0("sh")
-        .args(["-c", "echo \"$0 $1 $GREETING\"; exit 7", "zero", "one"])
-        .env(["GREETING=hello"]));
-    assert_eq!((out.as_str(), code), ("zero one hello\n", 7));
+    let r = vk(
+        Launch::host_program(BUSYBOX)
+            .unwrap()
+            .argv0("sh")
+            .args(["-c", "echo \"$0 $1 $GREETING\"; exit 7", "zero", "one"])
+            .env(["GREETING=hello"]),
+        b"",
+    );
+    assert_eq!(r.out().shown(), ("zero one hello\n", 7));
     // A host root and a working directory in it; two vCPUs, exitless off.
-    let root = Arc::new(Fs::host(Path::new("/")).unwrap());
-    let (out, code) = run(Launch::host_program(BUSYBOX)
-        .unwrap()
-        .args(["sh", "-c", "pwd; nproc >/dev/null; echo ok"])
-        .root(root)
-        .cwd("/usr")
-        .cpus(2)
-        .exitless(false));
-    assert_eq!((out.as_str(), code), ("/usr\nok\n", 0));
+    let r = vk(
+        Launch::host_program(BUSYBOX)
+            .unwrap()
+            .args(["sh", "-c", "pwd; nproc >/dev/null; echo ok"])
+            .root(host_root())
+            .cwd("/usr")
+            .cpus(2)
+            .exitless(false),
+        b"",
+    );
+    assert_eq!(r.out().shown(), ("/usr\nok\n", 0));
 }
 
 #[test]

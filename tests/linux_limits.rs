@@ -17,78 +17,25 @@
 
 mod common;
 
-use common::linux::busybox;
+use common::{native_cmd, output_within, text, vkernel_binary, BUSYBOX};
 
-use common::have_kvm;
-
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 /// Long enough for a loaded CI machine; only a hang gets near it.
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-/// The `vkernel` example (built for this profile), or None (with a SKIP)
-/// without /dev/kvm.
-fn vk_binary(test: &str) -> Option<PathBuf> {
-    have_kvm(test).then(|| common::example_binary("vkernel"))
-}
-
-/// Run `cmd` (stdin empty) to its end within [`TIMEOUT`]; a hang kills it
-/// and fails.
-fn run(mut cmd: Command, what: &str) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let ereader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: reader.join().expect("reader"),
-        stderr: ereader.join().expect("reader"),
-    }
-}
-
+/// `vkernel ARGS` to its end within [`TIMEOUT`].
 fn vk(vk: &Path, args: &[&str]) -> Output {
     let mut c = Command::new(vk);
     c.args(args);
-    run(c, &format!("vkernel {args:?}"))
+    output_within(c, &format!("vkernel {args:?}"), TIMEOUT)
 }
 
+/// `ARGS` natively to their end within [`TIMEOUT`].
 fn native(args: &[&str]) -> Output {
-    let mut c = Command::new(args[0]);
-    c.args(&args[1..]);
-    run(c, &format!("native {args:?}"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    output_within(native_cmd(args), &format!("native {args:?}"), TIMEOUT)
 }
 
 /// Compare two outputs line by line, with a readable message.
@@ -106,7 +53,9 @@ fn assert_same_lines(native: &str, vk: &str, what: &str) {
 #[test]
 fn limits_and_errors_match_native() {
     let test = "limits_and_errors_match_native";
-    let Some(vkb) = vk_binary(test) else { return };
+    let Some(vkb) = vkernel_binary(test) else {
+        return;
+    };
     for cc in common::compilers() {
         let Some(prog) = common::compile(test, "limits", cc) else {
             return;
@@ -142,7 +91,9 @@ fn limits_and_errors_match_native() {
 #[test]
 fn max_threads_bounds_threads_not_processes() {
     let test = "max_threads_bounds_threads_not_processes";
-    let Some(vkb) = vk_binary(test) else { return };
+    let Some(vkb) = vkernel_binary(test) else {
+        return;
+    };
     let Some(prog) = common::compile(test, "limits", "musl-gcc") else {
         return;
     };
@@ -158,9 +109,10 @@ fn max_threads_bounds_threads_not_processes() {
 #[test]
 fn readdir_order_is_the_hosts() {
     let test = "readdir_order_is_the_hosts";
-    let Some(vkb) = vk_binary(test) else { return };
-    let Some(bb) = busybox(test) else { return };
-    let bb = bb.to_str().expect("utf-8 path");
+    let Some(vkb) = common::vkernel_and_busybox(test) else {
+        return;
+    };
+    let bb = common::BUSYBOX;
     let dirs = ["/usr/share/doc", "/usr/bin", "/etc"];
     let mut args = vec![bb, "find"];
     args.extend(dirs);
@@ -205,11 +157,13 @@ fn readdir_order_is_the_hosts() {
 #[test]
 fn options_after_program_belong_to_it() {
     let test = "options_after_program_belong_to_it";
-    let Some(vkb) = vk_binary(test) else { return };
-    let Some(bb) = busybox(test) else { return };
-    let bb = bb.to_str().expect("utf-8 path");
+    let Some(vkb) = common::vkernel_and_busybox(test) else {
+        return;
+    };
     // -e is also the vkernel's --env; after PROGRAM it is the program's.
-    let args = [bb, "echo", "-e", "a\\tb", "--help", "-e", "--cpus", "2"];
+    let args = [
+        BUSYBOX, "echo", "-e", "a\\tb", "--help", "-e", "--cpus", "2",
+    ];
     let n = native(&args);
     let mut vargs = vec!["run"];
     vargs.extend(args);
@@ -225,7 +179,7 @@ fn options_after_program_belong_to_it() {
             "FOO=bar",
             "--cpus",
             "2",
-            bb,
+            BUSYBOX,
             "sh",
             "-c",
             "echo $FOO",
@@ -233,9 +187,9 @@ fn options_after_program_belong_to_it() {
     );
     assert_eq!(text(&v.stdout), "bar\n");
     // `--` works too, and an unknown option before PROGRAM is an error.
-    let v = vk(&vkb, &["run", "--", bb, "echo", "x"]);
+    let v = vk(&vkb, &["run", "--", BUSYBOX, "echo", "x"]);
     assert_eq!(text(&v.stdout), "x\n");
-    let v = vk(&vkb, &["run", "--no-such-option", bb, "true"]);
+    let v = vk(&vkb, &["run", "--no-such-option", BUSYBOX, "true"]);
     assert_eq!(v.status.code(), Some(2), "{}", text(&v.stderr));
     // perl -e, the case of the issue, where perl is installed.
     if Path::new("/usr/bin/perl").exists() {

@@ -21,7 +21,7 @@ use common::{bss_elf, have_kvm, scratch};
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,19 +31,6 @@ use linux::fs::{Fs, FsError};
 
 // ---------------------------------------------------------------------
 // Helpers
-
-/// The example binary cargo test built next to this test.
-fn vk_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target/debug");
-    let bin = dir.join("examples/vkernel");
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test` builds the examples; run `cargo build --example vkernel`",
-        bin.display()
-    );
-    bin
-}
 
 /// How a CLI run ended.
 #[derive(Debug)]
@@ -63,7 +50,7 @@ struct Cli {
 fn vk_cli(args: &[&str], uid: Option<u32>) -> Cli {
     let dir = scratch("vk_cli");
     let (out, err) = (dir.join("out"), dir.join("err"));
-    let mut c = Command::new(vk_bin());
+    let mut c = Command::new(common::example_binary("vkernel"));
     c.args(args)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
@@ -126,12 +113,7 @@ fn pax_huge_size_tar() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     b.append_pax_extensions([("size", &b"999999999999999999"[..])])
         .unwrap();
-    let mut h = tar::Header::new_ustar();
-    h.set_path("prog").unwrap();
-    h.set_size(1);
-    h.set_mode(0o755);
-    h.set_cksum();
-    b.append(&h, &b"x"[..]).unwrap();
+    common::append_ustar(&mut b, "prog", b"x", 0o755);
     b.into_inner().unwrap()
 }
 
@@ -140,8 +122,7 @@ fn pax_huge_size_tar() -> Vec<u8> {
 
 #[test]
 fn program_checks_and_exit_codes_match_a_shell() {
-    let test = "program_checks_and_exit_codes_match_a_shell";
-    let dir = scratch(test);
+    let dir = scratch("program_checks_and_exit_codes_match_a_shell");
     let d = |n: &str| dir.join(n).display().to_string();
     let elf = bss_elf();
     std::fs::write(d("noexec"), &elf).unwrap();
@@ -260,14 +241,7 @@ fn big_sparse_program_with_2gib_bss_runs_in_little_memory() {
 #[test]
 fn execve_reads_programs_from_the_image_lazily() {
     let test = "execve_reads_programs_from_the_image_lazily";
-    if !have_kvm(test) {
-        return;
-    }
-    if !Path::new("/bin/busybox").exists() {
-        common::skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
+    if common::kvm_busybox(test).is_none() {
         return;
     }
     let dir = scratch(test);
@@ -314,8 +288,7 @@ fn execve_reads_programs_from_the_image_lazily() {
 
 #[test]
 fn tar_entry_larger_than_the_image_is_refused() {
-    let test = "tar_entry_larger_than_the_image_is_refused";
-    let dir = scratch(test);
+    let dir = scratch("tar_entry_larger_than_the_image_is_refused");
     let image = dir.join("pax.tar");
     std::fs::write(&image, pax_huge_size_tar()).unwrap();
     match Fs::mount(Disk::open_read_only(&image).unwrap()) {

@@ -389,12 +389,7 @@ fn base_tar() -> Vec<u8> {
         ("mtime", &b"12345.5"[..]),
     ])
     .unwrap();
-    let mut h = tar::Header::new_ustar();
-    h.set_path("short").unwrap();
-    h.set_size(4);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append(&h, &b"pax!"[..]).unwrap();
+    common::append_ustar(&mut b, "short", b"pax!", 0o644);
     let mut out = b.into_inner().unwrap();
     // Names the tar crate refuses to write.
     let end = out.len() - 1024; // before the two zero blocks

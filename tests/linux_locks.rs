@@ -6,37 +6,30 @@
 
 mod common;
 
-use common::have_kvm;
-use common::linux::{native, opts, Run};
+use common::{have_kvm, native, Run};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// `prog args` under vkernel on `cpus` vCPUs (an empty tree: `/tmp` in
-/// memory).
+/// Run `prog args` as the first vproc of a virtual kernel (an empty tree:
+/// `/tmp` in memory), in a thread of its own: a hang fails the test after
+/// a generous timeout instead of stalling the suite.
 fn vk(prog: &Path, args: &[&str], cpus: usize) -> Run {
-    common::linux::vk(prog, args, None, &opts(cpus, 4))
+    let l = common::guest(prog, args, cpus).tick(std::time::Duration::from_millis(4));
+    common::vk_watched(&common::what(prog, args, cpus), 300, l)
 }
 
-/// Compare `locks CHECK` with native for every compiler, on `cpus_list`.
-fn compare(test: &str, check: &str, cpus_list: &[usize]) {
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "locks", cc) else {
-            continue;
-        };
-        let (n_out, n_status) = native(&p, &[check]);
-        assert_eq!(n_status, 0, "native {check} ({cc}): {n_out}");
-        for &cpus in cpus_list {
-            let r = vk(&p, &[check], cpus);
-            assert_eq!(
-                r.stdout, n_out,
-                "locks {check} ({cc}, {cpus} vCPUs); stderr {}",
-                r.stderr
-            );
-            assert_eq!(r.report.status.code(), 0, "locks {check} ({cc})");
+/// Compare each `locks CHECK` of `checks` (`CHECK:CPUS,...` words) with
+/// native for every compiler, on each vCPU count of its list.
+fn compare(test: &str, checks: &str) {
+    for (cc, p) in common::kvm_guests(test, "locks") {
+        for word in checks.split_whitespace() {
+            let (check, cpus) = word.split_once(':').expect("CHECK:CPUS");
+            let cpus_list: Vec<usize> = cpus.split(',').map(|c| c.parse().unwrap()).collect();
+            let n = native(&p, &[check]);
+            common::assert_same_as(&format!("locks {check} ({cc})"), &n, &cpus_list, |cpus| {
+                vk(&p, &[check], cpus)
+            });
         }
     }
 }
@@ -46,10 +39,10 @@ fn compare(test: &str, check: &str, cpus_list: &[usize]) {
 /// flock, 4 x 100 each), on 1 and 2 vCPUs.
 #[test]
 fn linux_locks_counter_is_exact() {
-    let test = "linux_locks_counter_is_exact";
-    compare(test, "counter", &[1, 2]);
-    compare(test, "counter-ofd", &[2]);
-    compare(test, "counter-flock", &[2]);
+    compare(
+        "linux_locks_counter_is_exact",
+        "counter:1,2 counter-ofd:2 counter-flock:2",
+    );
 }
 
 /// F_GETLK reports the holder (type, range, l_pid), ranges split, merge
@@ -58,9 +51,10 @@ fn linux_locks_counter_is_exact() {
 /// flock(LOCK_NB) alone).
 #[test]
 fn linux_locks_getlk_and_errors_match_native() {
-    let test = "linux_locks_getlk_and_errors_match_native";
-    compare(test, "getlk", &[1]);
-    compare(test, "errors", &[1]);
+    compare(
+        "linux_locks_getlk_and_errors_match_native",
+        "getlk:1 errors:1",
+    );
 }
 
 /// POSIX locks go on any close of any fd of the file by the process (and
@@ -72,12 +66,10 @@ fn linux_locks_getlk_and_errors_match_native() {
 /// any thread releases them).
 #[test]
 fn linux_locks_owners_match_native() {
-    let test = "linux_locks_owners_match_native";
-    compare(test, "close", &[1]);
-    compare(test, "ofd", &[1]);
-    compare(test, "flock", &[1, 2]);
-    compare(test, "pipe", &[1]);
-    compare(test, "threads", &[2]);
+    compare(
+        "linux_locks_owners_match_native",
+        "close:1 ofd:1 flock:1,2 pipe:1 threads:2",
+    );
 }
 
 /// Blocking waits: a blocked locker gets the lock when it is released
@@ -86,10 +78,10 @@ fn linux_locks_owners_match_native() {
 /// restarts them with SA_RESTART), on 1 and 2 vCPUs.
 #[test]
 fn linux_locks_waits_match_native() {
-    let test = "linux_locks_waits_match_native";
-    compare(test, "wait", &[1, 2]);
-    compare(test, "deadlock", &[1, 2]);
-    compare(test, "signal", &[1, 2]);
+    compare(
+        "linux_locks_waits_match_native",
+        "wait:1,2 deadlock:1,2 signal:1,2",
+    );
 }
 
 /// The shell counter: `flock(1)` (util-linux, dynamically linked,

@@ -15,23 +15,33 @@
 
 mod common;
 
-use common::linux::{cpus, launch_bare, vk_run};
-use common::{compile, compilers, have_kvm};
-
 use std::path::Path;
-use std::process::Command;
+use std::sync::Arc;
 
-use vkernel::linux::kernel::Report;
+use vkernel::linux;
+
+use linux::fs::{Fs, RootSpec};
+use linux::kernel::{Options, Report};
+use linux::launch::Launch;
 
 /// Calls per site and check.
 const ITERS: &str = "1000";
 
-/// Run `prog args` under a virtual kernel with default options on `n`
+/// Run `prog args` under a virtual kernel with default options on `cpus`
 /// vCPUs: its stdout and report.
-fn vk(prog: &Path, args: &[&str], n: usize) -> (String, Report) {
-    let opts = cpus(n);
+fn vk(prog: &Path, args: &[&str], cpus: usize) -> (String, Report) {
+    let opts = Options {
+        cpus,
+        ..Default::default()
+    };
     assert!(opts.exitless && opts.patch_syscalls, "the defaults");
-    let r = vk_run(launch_bare(prog, args, &opts), b"");
+    let fs = Fs::new(RootSpec::Empty, &[]).expect("an empty tree");
+    let l = Launch::bytes(std::fs::read(prog).unwrap(), prog.display().to_string())
+        .args(args)
+        .ram(256 << 20)
+        .root(Arc::new(fs))
+        .options(opts);
+    let r = common::vk_in_time("the virtual kernel", 180, l);
     (r.stdout, r.report)
 }
 
@@ -39,16 +49,8 @@ fn vk(prog: &Path, args: &[&str], n: usize) -> (String, Report) {
 /// each vCPU count of `cpus`, for each compiler: equal outputs, status 0,
 /// and sites patched (so the check ran against patched code).
 fn check(test: &str, which: &str, cpus: &[usize]) {
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in compilers() {
-        let Some(prog) = compile(test, "patch_hostile", cc) else {
-            return;
-        };
-        let native = Command::new(&prog).args([which, ITERS]).output().unwrap();
-        let want = String::from_utf8_lossy(&native.stdout).into_owned();
-        assert!(native.status.success(), "{cc} native: {want}");
+    for (cc, prog) in common::kvm_guests(test, "patch_hostile") {
+        let want = common::native_stdout(cc, &prog, &[which, ITERS]);
         assert!(
             !want.contains("failed") && !want.contains("died"),
             "{cc} native: {want}"

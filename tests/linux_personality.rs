@@ -4,22 +4,17 @@
 //! same status under vkernel as natively. Tests SKIP loudly without
 //! /dev/kvm (and per compiler when one is missing).
 
-use vkernel::linux;
-
 mod common;
 
-use common::{have_kvm, scratch};
+use common::{have_kvm, image_root, scratch, Native, Out, Run, BUSYBOX};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use vkernel::core::prelude::*;
-use vkernel::devices::Disk;
+use vkernel::linux;
 
 use linux::elf::ElfError;
-use linux::fs::Fs;
-use linux::stdio::BufferStdio;
-use linux::{Config, Vproc, VprocError};
+use linux::launch::Launch;
+use linux::VprocError;
 
 #[derive(Clone, Copy, Debug)]
 enum Cc {
@@ -56,92 +51,35 @@ fn compile(test: &str, name: &str, cc: Cc) -> Option<PathBuf> {
     common::compile_linked(test, name, cc.compiler(), link)
 }
 
-/// What a run produced.
-#[derive(Debug, PartialEq, Eq)]
-struct Outcome {
-    stdout: String,
-    status: i32,
-}
-
-fn native(prog: &Path, args: &[&str], cwd: Option<&Path>, stdin: &[u8]) -> Outcome {
-    use std::io::Write;
-    use std::os::unix::process::ExitStatusExt;
-    let mut c = Command::new(prog);
-    c.args(args)
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+/// `prog args` natively in an empty environment, in `cwd` if given, with
+/// `stdin`.
+fn native(prog: &Path, args: &[&str], cwd: Option<&Path>, stdin: &[u8]) -> Out {
+    let mut n = Native::new(prog).args(args).stdin(stdin);
     if let Some(d) = cwd {
-        c.current_dir(d);
+        n = n.cwd(d);
     }
-    let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let o = child.wait_with_output().unwrap();
-    Outcome {
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        status: o
-            .status
-            .code()
-            .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
+    n.run()
+}
+
+/// `launch` on 256 MiB, with the tar image `disk` as its root if given.
+fn vk_launch(launch: Launch, args: &[&str], disk: Option<&Path>, stdin: &[u8]) -> Run {
+    let mut l = launch.args(args).ram(256 << 20);
+    if let Some(d) = disk {
+        l = l.root(image_root(d));
     }
+    common::vk(l, stdin)
 }
 
-fn load(
-    image: Vec<u8>,
-    path: &str,
-    args: &[&str],
-    disk: Option<&Path>,
-    stdin: &[u8],
-) -> Result<
-    (
-        Machine,
-        Vproc,
-        linux::stdio::Captured,
-        linux::stdio::Captured,
-    ),
-    VprocError,
-> {
-    let machine = Machine::builder()
-        .ram_size(256 << 20)
-        .build()
-        .expect("a machine on /dev/kvm");
-    let fs = match disk {
-        Some(d) => Fs::mount(Disk::open_read_only(d).unwrap()).unwrap(),
-        None => Fs::empty(),
-    };
-    let stdio = BufferStdio::new(stdin);
-    let (out, err) = (stdio.stdout.clone(), stdio.stderr.clone());
-    let mut argv = vec![path.as_bytes().to_vec()];
-    argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
-    let cfg = Config {
-        image,
-        path: path.to_string(),
-        exe: path.to_string(),
-        argv,
-        envp: Vec::new(),
-        fault_around: 16,
-        trace: false,
-    };
-    let vp = Vproc::load(&machine, cfg, fs, Box::new(stdio))?;
-    Ok((machine, vp, out, err))
+/// `prog args` alone in a fresh virtual kernel (empty environment).
+fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, stdin: &[u8]) -> Out {
+    vk_launch(common::program(prog), args, disk, stdin).out()
 }
 
-fn vk_full(prog: &Path, args: &[&str], disk: Option<&Path>, stdin: &[u8]) -> (Outcome, String) {
-    let image = std::fs::read(prog).unwrap();
-    let abs = std::fs::canonicalize(prog).unwrap().display().to_string();
-    let (machine, vp, out, err) = load(image, &abs, args, disk, stdin).unwrap();
-    let st = vp.run(&machine).expect("the vCPU runs");
-    let o = Outcome {
-        stdout: String::from_utf8_lossy(&out.lock().unwrap()).into_owned(),
-        status: st.code(),
-    };
-    let e = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-    (o, e)
-}
-
-fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, stdin: &[u8]) -> Outcome {
-    vk_full(prog, args, disk, stdin).0
+/// Load the ELF file `image` as `path` without arguments and run it.
+fn try_vk(image: Vec<u8>, path: &str) -> Result<Run, VprocError> {
+    let l = Launch::bytes(image, path).ram(256 << 20);
+    let machine = l.machine().expect("a machine on /dev/kvm");
+    common::try_vk_on(&machine, l, b"")
 }
 
 fn same(test: &str, name: &str, args: &[&str]) {
@@ -158,7 +96,7 @@ fn same(test: &str, name: &str, args: &[&str]) {
             "{name} {args:?} ({cc:?}): native status {}, vkernel status {}",
             n.status, v.status
         );
-        assert_eq!(v, n, "{name} {args:?} built with {cc:?}");
+        assert_eq!(v.shown(), n.shown(), "{name} {args:?} built with {cc:?}");
     }
 }
 
@@ -177,9 +115,9 @@ fn linux_hello_stderr_and_static_pie() {
         return;
     };
     let n = native(&p, &["x"], None, b"");
-    let (v, err) = vk_full(&p, &["x"], None, b"");
-    assert_eq!(v, n, "static-pie");
-    assert_eq!(err, "to stderr\n");
+    let v = vk(&p, &["x"], None, b"");
+    assert_eq!(v.shown(), n.shown(), "static-pie");
+    assert_eq!(v.stderr, "to stderr\n");
 }
 
 #[test]
@@ -212,35 +150,65 @@ fn linux_fatal_signals_exit_like_a_shell_reports() {
             let n = native(&p, &[what], None, b"");
             let v = vk(&p, &[what], None, b"");
             assert_eq!(n.status, code, "native {what}");
-            assert_eq!(v, n, "{what} ({cc:?})");
+            assert_eq!(v.shown(), n.shown(), "{what} ({cc:?})");
         }
     }
 }
 
-#[test]
-fn linux_files_from_a_tar_image_match_native() {
-    let test = "linux_files_from_a_tar_image_match_native";
-    if !have_kvm(test) {
-        return;
-    }
+/// A tree with etc/greeting, etc/link (to it), an empty etc/sub and
+/// `files` (path, contents), and its tar image: (root, image).
+fn tree_and_image(test: &str, files: &[(&str, &str)]) -> (PathBuf, PathBuf) {
     let dir = scratch(test);
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("etc/sub")).unwrap();
     std::fs::write(root.join("etc/greeting"), "hello world\n").unwrap();
     std::os::unix::fs::symlink("greeting", root.join("etc/link")).unwrap();
-    std::fs::write(root.join("etc/sub/data.txt"), "a\nb\nc\n").unwrap();
-    std::fs::write(root.join("etc/zzz"), "x\n").unwrap();
+    for (path, contents) in files {
+        std::fs::write(root.join(path), contents).unwrap();
+    }
     let image = dir.join("fs.tar");
     linux::fs::build_image(&root, &image).unwrap();
+    (root, image)
+}
+
+/// Guest `name` given the directory `dir` of the tree natively and of the
+/// image under vkernel prints the same, for each compiler; the native
+/// output passes `check`.
+fn same_on_image(test: &str, name: &str, files: &[(&str, &str)], dir: &str, check: &str) {
+    if !have_kvm(test) {
+        return;
+    }
+    let (root, image) = tree_and_image(test, files);
+    let host_dir = if dir.is_empty() {
+        root.clone()
+    } else {
+        root.join(dir)
+    };
     for cc in Cc::all() {
-        let Some(p) = compile(test, "files", cc) else {
+        let Some(p) = compile(test, name, cc) else {
             continue;
         };
-        let n = native(&p, &[root.to_str().unwrap()], None, b"");
-        let v = vk(&p, &["/"], Some(&image), b"");
+        let n = native(&p, &[host_dir.to_str().unwrap()], None, b"");
+        let v = vk(&p, &[&format!("/{dir}")], Some(&image), b"");
         assert_eq!(n.status, 0, "native run: {}", n.stdout);
-        assert_eq!(v, n, "files ({cc:?})");
+        assert!(n.stdout.contains(check), "native run: {}", n.stdout);
+        assert_eq!(
+            v.shown(),
+            n.shown(),
+            "{name} ({cc:?}): vkernel (left) vs native (right)"
+        );
     }
+}
+
+#[test]
+fn linux_files_from_a_tar_image_match_native() {
+    same_on_image(
+        "linux_files_from_a_tar_image_match_native",
+        "files",
+        &[("etc/sub/data.txt", "a\nb\nc\n"), ("etc/zzz", "x\n")],
+        "",
+        "",
+    );
 }
 
 /// Issue 13: the legacy getdents call (78) writes `struct linux_dirent`,
@@ -249,54 +217,19 @@ fn linux_files_from_a_tar_image_match_native() {
 /// as natively on the tree the image was built from.
 #[test]
 fn linux_legacy_getdents_matches_native() {
-    let test = "linux_legacy_getdents_matches_native";
-    if !have_kvm(test) {
-        return;
-    }
-    let dir = scratch(test);
-    let root = dir.join("root");
-    std::fs::create_dir_all(root.join("etc/sub")).unwrap();
-    std::fs::write(root.join("etc/greeting"), "hello world\n").unwrap();
-    std::fs::write(root.join("etc/a-longer-name-than-the-others.txt"), "x\n").unwrap();
-    std::os::unix::fs::symlink("greeting", root.join("etc/link")).unwrap();
-    let image = dir.join("fs.tar");
-    linux::fs::build_image(&root, &image).unwrap();
-    for cc in Cc::all() {
-        let Some(p) = compile(test, "getdents", cc) else {
-            continue;
-        };
-        let n = native(&p, &[root.join("etc").to_str().unwrap()], None, b"");
-        let v = vk(&p, &["/etc"], Some(&image), b"");
-        assert_eq!(n.status, 0, "native run: {}", n.stdout);
-        assert!(
-            n.stdout.contains("getdents 64: link type 10"),
-            "native run: {}",
-            n.stdout
-        );
-        assert_eq!(v, n, "getdents ({cc:?}): vkernel (left) vs native (right)");
-    }
-}
-
-fn busybox() -> Option<PathBuf> {
-    let p = PathBuf::from("/bin/busybox");
-    if p.exists() {
-        Some(p)
-    } else {
-        None
-    }
+    same_on_image(
+        "linux_legacy_getdents_matches_native",
+        "getdents",
+        &[("etc/a-longer-name-than-the-others.txt", "x\n")],
+        "etc",
+        "getdents 64: link type 10",
+    );
 }
 
 #[test]
 fn linux_busybox_applets_match_native() {
     let test = "linux_busybox_applets_match_native";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = busybox() else {
-        common::skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
+    let Some(bb) = common::kvm_busybox(test) else {
         return;
     };
     let cases: &[(&[&str], &[u8])] = &[
@@ -321,21 +254,14 @@ fn linux_busybox_applets_match_native() {
         let n = native(&bb, args, None, input);
         let v = vk(&bb, args, None, input);
         eprintln!("busybox {args:?}: status {}", v.status);
-        assert_eq!(v, n, "busybox {args:?}");
+        assert_eq!(v.shown(), n.shown(), "busybox {args:?}");
     }
 }
 
 #[test]
 fn linux_busybox_reads_the_disk_image() {
     let test = "linux_busybox_reads_the_disk_image";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = busybox() else {
-        common::skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
+    let Some(bb) = common::kvm_busybox(test) else {
         return;
     };
     let dir = scratch(test);
@@ -344,14 +270,7 @@ fn linux_busybox_reads_the_disk_image() {
     std::fs::write(root.join("data/a.txt"), "alpha\nbeta\ngamma\n").unwrap();
     std::fs::write(root.join("data/deep/b.txt"), "x".repeat(100_000)).unwrap();
     let image = dir.join("fs.tar");
-    let st = Command::new("tar")
-        .arg("-cf")
-        .arg(&image)
-        .arg("-C")
-        .arg(&root)
-        .arg(".")
-        .status();
-    if !matches!(st, Ok(s) if s.success()) {
+    if !common::host_tar(&root, &image) {
         linux::fs::build_image(&root, &image).unwrap();
     }
     let cases: &[&[&str]] = &[
@@ -390,8 +309,7 @@ fn linux_busybox_reads_the_disk_image() {
 
 #[test]
 fn linux_bad_elf_files_give_clear_errors() {
-    let test = "linux_bad_elf_files_give_clear_errors";
-    if !have_kvm(test) {
+    if !have_kvm("linux_bad_elf_files_give_clear_errors") {
         return;
     }
     let good = linux::elf::tiny_elf(&[0x0f, 0x0b]);
@@ -404,7 +322,7 @@ fn linux_bad_elf_files_give_clear_errors() {
         (b"#!/bin/sh\necho hi\n".to_vec(), "not an ELF"),
     ];
     for (img, want) in cases {
-        let Err(e) = load(img, "bad", &[], None, b"") else {
+        let Err(e) = try_vk(img, "bad") else {
             panic!("a bad ELF loaded");
         };
         let msg = e.to_string();
@@ -413,15 +331,13 @@ fn linux_bad_elf_files_give_clear_errors() {
         assert!(msg.contains(want), "{msg}");
     }
     // A real program cut in the middle of a segment.
-    if let Some(bb) = busybox() {
-        let img = std::fs::read(bb).unwrap();
-        let Err(VprocError::Elf { source, .. }) = load(img[..5000].to_vec(), "bb", &[], None, b"")
-        else {
+    if Path::new(BUSYBOX).exists() {
+        let img = std::fs::read(BUSYBOX).unwrap();
+        let Err(VprocError::Elf { source, .. }) = try_vk(img[..5000].to_vec(), "bb") else {
             panic!("truncated busybox loaded");
         };
         assert!(matches!(source, ElfError::Truncated { .. }), "{source}");
     }
     // The tiny program itself runs: ud2 kills it with SIGILL.
-    let (m, vp, _, _) = load(good, "ud2", &[], None, b"").unwrap();
-    assert_eq!(vp.run(&m).unwrap().code(), 128 + 4);
+    assert_eq!(try_vk(good, "ud2").unwrap().status(), 128 + 4);
 }

@@ -7,23 +7,29 @@
 
 mod common;
 
-use common::have_kvm;
-use common::linux::{busybox, launch, native_in, vk_run, Run};
+use common::{busybox, Native, Out, Run, PATH_BIN};
 
 use std::path::Path;
 use std::time::Duration;
 
 use vkernel::linux::kernel::Options;
 
-/// `prog args` under vkernel with `stdin`.
+/// Run `prog args` as the first vproc of a virtual kernel.
 fn vk(prog: &Path, args: &[&str], stdin: &[u8], opts: &Options) -> Run {
-    vk_run(launch(prog, args, None, opts), stdin)
+    let l = common::program(prog)
+        .args(args)
+        .env([PATH_BIN])
+        .options(opts.clone());
+    common::vk(l, stdin)
 }
 
-/// `prog args` natively with `stdin`.
-fn native(prog: &Path, args: &[&str], stdin: &[u8]) -> (String, i32) {
-    let o = native_in(prog, args, stdin, None);
-    (o.stdout, o.status)
+/// `prog args` natively with [`PATH_BIN`] and `stdin`.
+fn native(prog: &Path, args: &[&str], stdin: &[u8]) -> Out {
+    Native::new(prog)
+        .args(args)
+        .env([PATH_BIN])
+        .stdin(stdin)
+        .run()
 }
 
 fn opts(cpus: usize) -> Options {
@@ -35,30 +41,17 @@ fn opts(cpus: usize) -> Options {
 
 #[test]
 fn linux_fork_exec_wait_pipes_match_native() {
-    let test = "linux_fork_exec_wait_pipes_match_native";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "procs", cc) else {
-            continue;
-        };
-        let (n_out, n_status) = native(&p, &[], b"");
-        assert_eq!(n_status, 0, "native run: {n_out}");
-        for cpus in [1, 2] {
+    for (cc, p) in common::kvm_guests("linux_fork_exec_wait_pipes_match_native", "procs") {
+        let n = native(&p, &[], b"");
+        common::assert_same_as(&format!("procs ({cc})"), &n, &[1, 2], |cpus| {
             let r = vk(&p, &[], b"", &opts(cpus));
             eprintln!(
                 "procs ({cc}, {cpus} vCPUs): {} forks, {} context switches, {} vprocs at most",
                 r.report.forks, r.report.context_switches, r.report.max_alive
             );
-            assert_eq!(
-                r.stdout, n_out,
-                "procs ({cc}, {cpus} vCPUs); stderr {}",
-                r.stderr
-            );
-            assert_eq!(r.report.status.code(), 0);
             assert!(r.report.forks >= 7);
-        }
+            r
+        });
     }
 }
 
@@ -70,36 +63,22 @@ fn linux_fork_exec_wait_pipes_match_native() {
 /// `fork_fpu`).
 #[test]
 fn linux_fpu_state_follows_processes_like_native() {
-    let test = "linux_fpu_state_follows_processes_like_native";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "fpustate", cc) else {
-            continue;
-        };
-        let (n_out, n_status) = native(&p, &[], b"");
-        assert_eq!(n_status, 0, "native run: {n_out}");
-        assert!(n_out.contains("sse rounding changed"), "native: {n_out}");
-        for cpus in [1, 2] {
-            let r = vk(&p, &[], b"", &opts(cpus));
-            assert_eq!(
-                r.stdout, n_out,
-                "fpustate ({cc}, {cpus} vCPUs); stderr {}",
-                r.stderr
-            );
-            assert_eq!(r.report.status.code(), 0);
-        }
+    for (cc, p) in common::kvm_guests("linux_fpu_state_follows_processes_like_native", "fpustate") {
+        let n = native(&p, &[], b"");
+        assert!(
+            n.stdout.contains("sse rounding changed"),
+            "native: {}",
+            n.stdout
+        );
+        common::assert_same_as(&format!("fpustate ({cc})"), &n, &[1, 2], |cpus| {
+            vk(&p, &[], b"", &opts(cpus))
+        });
     }
 }
 
 #[test]
 fn linux_busybox_pipelines_match_native() {
-    let test = "linux_busybox_pipelines_match_native";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = busybox(test) else {
+    let Some(bb) = common::kvm_busybox("linux_busybox_pipelines_match_native") else {
         return;
     };
     let cases: &[(&str, &[u8])] = &[
@@ -118,7 +97,7 @@ fn linux_busybox_pipelines_match_native() {
     ];
     for cpus in [1, 2] {
         for (script, input) in cases {
-            let (n_out, n_status) = native(&bb, &["sh", "-c", script], input);
+            let n = native(&bb, &["sh", "-c", script], input);
             let r = vk(&bb, &["sh", "-c", script], input, &opts(cpus));
             eprintln!(
                 "{script:?} ({cpus} vCPUs): status {}, {} forks",
@@ -126,13 +105,13 @@ fn linux_busybox_pipelines_match_native() {
                 r.report.forks
             );
             assert_eq!(
-                r.stdout, n_out,
+                r.stdout, n.stdout,
                 "{script:?} ({cpus} vCPUs): stderr {}",
                 r.stderr
             );
             assert_eq!(
                 r.report.status.code(),
-                n_status,
+                n.status,
                 "{script:?} ({cpus} vCPUs)"
             );
         }
@@ -142,10 +121,7 @@ fn linux_busybox_pipelines_match_native() {
 #[test]
 fn linux_fork_bomb_hits_the_vproc_limit() {
     let test = "linux_fork_bomb_hits_the_vproc_limit";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(p) = common::compile(test, "forkbomb", "musl-gcc") else {
+    let Some(p) = common::kvm_guest(test, "forkbomb", "musl-gcc") else {
         return;
     };
     let limit = 24;
@@ -192,11 +168,8 @@ fn linux_fork_bomb_hits_the_vproc_limit() {
 
 #[test]
 fn linux_nice_levels_share_the_cpu_by_weight() {
-    let test = "linux_nice_levels_share_the_cpu_by_weight";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(p) = common::compile(test, "spin", "gcc") else {
+    let Some(p) = common::kvm_guest("linux_nice_levels_share_the_cpu_by_weight", "spin", "gcc")
+    else {
         return;
     };
     let secs = if common::scaled(100) < 100 { "1" } else { "2" };

@@ -9,58 +9,36 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{have_kvm, scratch};
+use common::{have_kvm, output_within, scratch, shell_status, text, Native};
 
 /// Run the vkernel CLI with `args`; (stdout, exit status). A hang fails
 /// after a generous timeout.
 fn vk(args: &[&str]) -> (String, i32) {
-    let bin = common::example_binary("vkernel");
-    let mut child = Command::new(&bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run vkernel");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("vkernel {args:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("vkernel {args:?}: {:?}\n{stderr}", out.status);
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        out.status.code().unwrap_or(-1),
-    )
+    let mut c = Command::new(common::example_binary("vkernel"));
+    c.args(args);
+    let out = output_within(c, &format!("vkernel {args:?}"), Duration::from_secs(120));
+    eprintln!("vkernel {args:?}: {:?}\n{}", out.status, text(&out.stderr));
+    (text(&out.stdout), shell_status(out.status))
 }
 
 /// Run `prog args` natively; (stdout, exit status).
 fn native(prog: &str, args: &[&str]) -> (String, i32) {
-    let out = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run natively");
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        out.status.code().unwrap_or(-1),
-    )
+    let o = Native::new(prog).args(args).host_env().run();
+    (o.stdout, o.status)
 }
 
-/// Is /bin/busybox there? A loud SKIP for `test` when not.
 fn busybox(test: &str) -> bool {
-    common::linux::busybox(test).is_some()
+    common::busybox(test).is_some()
+}
+
+/// A scratch directory for `test` when /dev/kvm and busybox are there
+/// (None after a loud SKIP).
+fn busybox_scratch(test: &str) -> Option<PathBuf> {
+    common::kvm_busybox(test)?;
+    Some(scratch(test))
 }
 
 /// The names in directory `d`.
@@ -131,13 +109,7 @@ fn ls_of_a_fixed_directory_matches_native() {
 #[test]
 fn file_calls_match_native_and_leave_the_host_alone() {
     let test = "file_calls_match_native_and_leave_the_host_alone";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(guest) = common::compile(test, "rootfs", cc) else {
-            return;
-        };
+    for (cc, guest) in common::kvm_guests(test, "rootfs") {
         file_calls_with(&guest, &scratch(test).join(cc));
     }
 }
@@ -193,10 +165,7 @@ fn tmp_writes_stay_in_the_vproc() {
 #[test]
 fn paths_cannot_escape_the_root() {
     let test = "paths_cannot_escape_the_root";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(guest) = common::compile(test, "rootfs", "musl-gcc") else {
+    let Some(guest) = common::kvm_guest(test, "rootfs", "musl-gcc") else {
         return;
     };
     let r = scratch(test).join("root");
@@ -219,16 +188,10 @@ fn paths_cannot_escape_the_root() {
     ]);
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
-    for p in [
-        "/../../../../etc/hostname",
-        "/etc/../../etc/hostname",
-        "/abs/hostname",
-        "/up/hostname",
-        "/uplink",
-        "/proc/self/root/etc/hostname",
-        "/proc/self/root/../../etc/hostname",
-        "/proc/self/cwd/../../etc/hostname",
-    ] {
+    let inside = "/../../../../etc/hostname /etc/../../etc/hostname /abs/hostname \
+                  /up/hostname /uplink /proc/self/root/etc/hostname \
+                  /proc/self/root/../../etc/hostname /proc/self/cwd/../../etc/hostname";
+    for p in inside.split_whitespace() {
         let want = format!("{p}: [INSIDE]");
         assert!(lines.contains(&want.as_str()), "{want} not in\n{out}");
     }
@@ -249,11 +212,9 @@ fn paths_cannot_escape_the_root() {
 
 #[test]
 fn bind_rw_writes_through_and_ro_does_not() {
-    let test = "bind_rw_writes_through_and_ro_does_not";
-    if !have_kvm(test) || !busybox(test) {
+    let Some(dir) = busybox_scratch("bind_rw_writes_through_and_ro_does_not") else {
         return;
-    }
-    let dir = scratch(test);
+    };
     let (rw, ro) = (dir.join("rw"), dir.join("ro"));
     std::fs::create_dir_all(rw.join("old")).unwrap();
     std::fs::create_dir_all(&ro).unwrap();
@@ -301,11 +262,9 @@ fn bind_rw_writes_through_and_ro_does_not() {
 
 #[test]
 fn disk_image_is_still_a_root() {
-    let test = "disk_image_is_still_a_root";
-    if !have_kvm(test) || !busybox(test) {
+    let Some(dir) = busybox_scratch("disk_image_is_still_a_root") else {
         return;
-    }
-    let dir = scratch(test);
+    };
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(root.join("etc/greeting"), "hello from the image\n").unwrap();

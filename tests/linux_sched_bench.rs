@@ -7,14 +7,10 @@ mod common;
 #[test]
 fn linux_sched_bench_quick_reports_every_figure() {
     let test = "linux_sched_bench_quick_reports_every_figure";
-    if !common::have_kvm(test) {
+    let Some(r) = common::kvm_vkbench(test, "sched") else {
         return;
-    }
-    let r = common::vkbench_quick("sched");
+    };
     assert!(!r.is_empty(), "vkbench sched reported nothing");
-    for (k, v) in &r {
-        eprintln!("{k:28} {v:>12.1}");
-    }
     for (k, v) in &r {
         if k.starts_with("native") && v.is_nan() {
             common::skip(test, "gcc missing: no figures");

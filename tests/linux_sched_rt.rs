@@ -8,23 +8,43 @@
 
 mod common;
 
-use common::have_kvm;
-use common::linux::{busybox, busybox_image, native, vk};
+use common::{have_kvm, image_root, native, program, Run, PATH_BIN};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use vkernel::linux::kernel::Options;
-use vkernel::linux::launch::{Launch, LaunchError};
-use vkernel::linux::stdio::BufferStdio;
-use vkernel::linux::VprocError;
+use vkernel::linux;
+
+use linux::kernel::Options;
+use linux::launch::{Launch, LaunchError};
+use linux::stdio::BufferStdio;
+
+/// Run `prog args` as the first vproc of a virtual kernel in a thread of
+/// its own: a hang fails the test after 120 s instead of stalling.
+fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, opts: &Options) -> Run {
+    let mut l = program(prog)
+        .args(args)
+        .env([PATH_BIN])
+        .ram(256 << 20)
+        .options(opts.clone());
+    if let Some(d) = disk {
+        l = l.root(image_root(d));
+    }
+    common::vk_in_time(&common::what(prog, args, opts.cpus), 120, l)
+}
+
+/// sched_rt.c built with musl-gcc, when /dev/kvm is there.
+fn guest(test: &str) -> Option<PathBuf> {
+    common::kvm_guest(test, "sched_rt", "musl-gcc")
+}
 
 /// The native output of `prog args` if the host let it use SCHED_FIFO
 /// (the program prints "no-rt" when not: no CAP_SYS_NICE).
 fn native_rt(prog: &Path, args: &[&str]) -> Option<String> {
-    let (out, status) = native(prog, args);
-    assert_eq!(status, 0, "native {args:?}: {out}");
+    let n = native(prog, args);
+    let out = n.stdout;
+    assert_eq!(n.status, 0, "native {args:?}: {out}");
     if out.contains("no-rt") {
         eprintln!("native {args:?}: no SCHED_FIFO on this host; comparing with Linux's output");
         None
@@ -98,20 +118,24 @@ child: exited 0
 /// by default, stays pending for sigtimedwait).
 #[test]
 fn linux_sched_calls_match_native() {
-    let test = "linux_sched_calls_match_native";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "sched_rt", cc) else {
-            continue;
-        };
-        let want = native_rt(&p, &["calls"]).unwrap_or_else(|| CALLS.into());
-        assert_eq!(want, CALLS, "native ({cc})");
-        let r = vk(&p, &["calls"], None, &opts(1));
-        assert_eq!(r.stdout, want, "calls ({cc}); stderr {}", r.stderr);
+    for r in prints_like_linux("linux_sched_calls_match_native", "calls", CALLS) {
         assert_eq!(r.report.status.code(), 0);
     }
+}
+
+/// `sched_rt MODE` on one vCPU prints what it prints natively, or where
+/// the host refuses SCHED_FIFO what Linux prints (`linux`), for each
+/// compiler: the runs.
+fn prints_like_linux(test: &str, mode: &str, linux: &str) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for (cc, p) in common::kvm_guests(test, "sched_rt") {
+        let want = native_rt(&p, &[mode]).unwrap_or_else(|| linux.into());
+        assert_eq!(want, linux, "native ({cc})");
+        let r = vk(&p, &[mode], None, &opts(1));
+        assert_eq!(r.stdout, want, "{mode} ({cc}); stderr {}", r.stderr);
+        runs.push(r);
+    }
+    runs
 }
 
 /// Item 11: two SCHED_FIFO spinners on one vCPU (and on two) no longer
@@ -120,11 +144,7 @@ fn linux_sched_calls_match_native() {
 /// spinners' 8 s limit.
 #[test]
 fn linux_fifo_spinners_do_not_starve_normal_processes() {
-    let test = "linux_fifo_spinners_do_not_starve_normal_processes";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(p) = common::compile(test, "sched_rt", "musl-gcc") else {
+    let Some(p) = guest("linux_fifo_spinners_do_not_starve_normal_processes") else {
         return;
     };
     let want = native_rt(&p, &["starve"]).unwrap_or_else(|| STARVE.into());
@@ -153,11 +173,7 @@ fn linux_fifo_spinners_do_not_starve_normal_processes() {
 /// the parent get to ask about them (they have exited).
 #[test]
 fn linux_rt_throttling_off_lets_fifo_spinners_starve_others() {
-    let test = "linux_rt_throttling_off_lets_fifo_spinners_starve_others";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(p) = common::compile(test, "sched_rt", "musl-gcc") else {
+    let Some(p) = guest("linux_rt_throttling_off_lets_fifo_spinners_starve_others") else {
         return;
     };
     let o = Options {
@@ -184,7 +200,7 @@ fn linux_rt_throttling_off_lets_fifo_spinners_starve_others() {
             .ram(64 << 20)
             .options(o);
         match l.run(Box::new(BufferStdio::new(b""))) {
-            Err(LaunchError::Vproc(VprocError::Options(why))) => {
+            Err(LaunchError::Vproc(linux::VprocError::Options(why))) => {
                 assert!(why.contains("rt_"), "{why}")
             }
             other => panic!(
@@ -199,19 +215,11 @@ fn linux_rt_throttling_off_lets_fifo_spinners_starve_others() {
 /// parent and child take turns on one CPU.
 #[test]
 fn linux_fifo_yield_goes_behind_equal_priority() {
-    let test = "linux_fifo_yield_goes_behind_equal_priority";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "sched_rt", cc) else {
-            continue;
-        };
-        let want = native_rt(&p, &["yield"]).unwrap_or_else(|| YIELD.into());
-        assert_eq!(want, YIELD, "native ({cc})");
-        let r = vk(&p, &["yield"], None, &opts(1));
-        assert_eq!(r.stdout, want, "yield ({cc}); stderr {}", r.stderr);
-    }
+    prints_like_linux(
+        "linux_fifo_yield_goes_behind_equal_priority",
+        "yield",
+        YIELD,
+    );
 }
 
 /// Item 11, second symptom: a fork/exec/pipe loop beside two CPU
@@ -219,19 +227,15 @@ fn linux_fifo_yield_goes_behind_equal_priority() {
 /// a speed test; it takes a few seconds).
 #[test]
 fn linux_pipeline_beside_spinners_completes() {
-    let test = "linux_pipeline_beside_spinners_completes";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = busybox(test) else {
+    let Some((bb, image)) = common::kvm_busybox_image("linux_pipeline_beside_spinners_completes")
+    else {
         return;
     };
-    let image = busybox_image(test, &bb);
     let script = "(while :; do :; done) & a=$!; (while :; do :; done) & b=$!; \
                   n=0; for i in $(busybox seq 100); do echo $i | busybox cat >/dev/null; \
                   n=$((n+1)); done; echo $i | busybox cat; kill $a $b; echo $n";
-    let (n_out, n_status) = native(&bb, &["sh", "-c", script]);
-    assert_eq!((n_out.as_str(), n_status), ("100\n100\n", 0));
+    let n = native(&bb, &["sh", "-c", script]);
+    assert_eq!(n.shown(), ("100\n100\n", 0));
     let o = Options {
         tick: Duration::from_millis(1),
         ..opts(2)
@@ -239,7 +243,7 @@ fn linux_pipeline_beside_spinners_completes() {
     let r = vk(&bb, &["sh", "-c", script], Some(&image), &o);
     assert_eq!(
         (r.stdout.as_str(), r.report.status.code()),
-        (n_out.as_str(), n_status),
+        n.shown(),
         "stderr {}",
         r.stderr
     );
@@ -268,32 +272,19 @@ fn linux_stress_ng_mutex_completes_on_one_vcpu() {
         common::skip(test, "stress-ng not found (apt-get install stress-ng)");
         return;
     };
-    let mut child = Command::new(common::example_binary("vkernel"))
-        .args(["run", "--cpus", "1"])
+    let mut cmd = Command::new(common::example_binary("vkernel"));
+    cmd.args(["run", "--cpus", "1"])
         .arg(&sng)
         .args(["--mutex", "2", "-t", "2"])
         .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("stress-ng --mutex 2 -t 2 under vkernel still runs after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        .env("PATH", "/usr/bin:/bin");
+    let out = common::output_within(
+        cmd,
+        "stress-ng --mutex 2 -t 2 under vkernel",
+        Duration::from_secs(60),
+    );
+    let status = out.status;
+    let text = common::text(&out.stdout) + &common::text(&out.stderr);
     assert!(
         status.success() && text.contains("successful run completed"),
         "{status}: {text}"

@@ -11,24 +11,20 @@
 
 mod common;
 
-use common::linux::{cpus, launch, native, vk_run, Run};
-use common::{have_kvm, scratch};
+use common::{native, scratch, Run};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vkernel::linux::fs::{Bind, Fs, RootSpec};
 
-/// `prog args` under vkernel on `n` vCPUs, its root the host's `/`
-/// (read-only, /tmp in memory) plus `binds`.
-fn vk(prog: &Path, args: &[&str], binds: Vec<Bind>, n: usize) -> Run {
+/// Run `prog args` as the first vproc of a virtual kernel whose root is
+/// the host's `/` (read-only, /tmp in memory) plus `binds`, in a thread of
+/// its own (a hang fails the test after a generous timeout).
+fn vk(prog: &Path, args: &[&str], binds: Vec<Bind>, cpus: usize) -> Run {
     let fs = Fs::new(RootSpec::Host(PathBuf::from("/")), &binds).unwrap();
-    vk_run(launch(prog, args, None, &cpus(n)).root(Arc::new(fs)), b"")
-}
-
-/// shm.c with `-pthread` (sem_open, process-shared mutexes).
-fn guest(test: &str, cc: &str) -> Option<PathBuf> {
-    common::compile_linked(test, "shm", cc, "-static")
+    let l = common::guest(prog, args, cpus).root(Arc::new(fs));
+    common::vk_watched(&common::what(prog, args, cpus), 180, l)
 }
 
 /// The whole of shm.c prints what it prints natively, on 1 and 2 vCPUs,
@@ -36,26 +32,16 @@ fn guest(test: &str, cc: &str) -> Option<PathBuf> {
 /// coherence and write-back, semaphores.
 #[test]
 fn linux_shm_matches_native() {
-    let test = "linux_shm_matches_native";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(p) = guest(test, cc) else {
-            continue;
-        };
-        let (n_out, n_status) = native(&p, &[]);
-        assert_eq!(n_status, 0, "native run: {n_out}");
-        assert!(n_out.contains("atomic counter: 2000"), "native: {n_out}");
-        for cpus in [1, 2] {
-            let r = vk(&p, &[], Vec::new(), cpus);
-            assert_eq!(
-                r.stdout, n_out,
-                "shm ({cc}, {cpus} vCPUs); stderr {}",
-                r.stderr
-            );
-            assert_eq!(r.report.status.code(), 0);
-        }
+    for (cc, p) in common::kvm_guests("linux_shm_matches_native", "shm") {
+        let n = native(&p, &[]);
+        assert!(
+            n.stdout.contains("atomic counter: 2000"),
+            "native: {}",
+            n.stdout
+        );
+        common::assert_same_as(&format!("shm ({cc})"), &n, &[1, 2], |cpus| {
+            vk(&p, &[], Vec::new(), cpus)
+        });
     }
 }
 
@@ -65,16 +51,13 @@ fn linux_shm_matches_native() {
 #[test]
 fn linux_shm_file_reaches_rw_bind() {
     let test = "linux_shm_file_reaches_rw_bind";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(p) = guest(test, "musl-gcc") else {
+    let Some(p) = common::kvm_guest(test, "shm", "musl-gcc") else {
         return;
     };
     let dir = scratch(test).join("tree");
     std::fs::create_dir_all(&dir).unwrap();
-    let (n_out, n_status) = native(&p, &["file", dir.to_str().unwrap()]);
-    assert_eq!(n_status, 0, "native run: {n_out}");
+    let n = native(&p, &["file", dir.to_str().unwrap()]);
+    assert_eq!(n.status, 0, "native run: {}", n.stdout);
     let n_file = std::fs::read(dir.join("shm-file")).unwrap();
     std::fs::remove_file(dir.join("shm-file")).unwrap();
     let bind = Bind {
@@ -83,7 +66,7 @@ fn linux_shm_file_reaches_rw_bind() {
         writable: true,
     };
     let r = vk(&p, &["file", "/mnt"], vec![bind], 1);
-    assert_eq!(r.stdout, n_out, "stderr {}", r.stderr);
+    assert_eq!(r.stdout, n.stdout, "stderr {}", r.stderr);
     let v_file = std::fs::read(dir.join("shm-file")).unwrap();
     assert_eq!(v_file.len(), 8192);
     assert_eq!(&v_file[10..30], b"written by the child");
@@ -100,18 +83,14 @@ fn linux_shm_file_reaches_rw_bind() {
 /// compared).
 #[test]
 fn linux_shm_stress_ng_reports_its_counters() {
-    let test = "linux_shm_stress_ng_reports_its_counters";
-    if !have_kvm(test) {
+    let Some(prog) = common::kvm_tool(
+        "linux_shm_stress_ng_reports_its_counters",
+        "/usr/bin/stress-ng",
+        " (apt-get install stress-ng)",
+    ) else {
         return;
-    }
-    let prog = Path::new("/usr/bin/stress-ng");
-    if !prog.exists() {
-        common::skip(
-            test,
-            "/usr/bin/stress-ng not found (apt-get install stress-ng)",
-        );
-        return;
-    }
+    };
+    let prog = prog.as_path();
     let args = ["--futex", "1", "--yield", "1", "-t", "2", "--metrics-brief"];
     let r = vk(prog, &args, Vec::new(), 2);
     assert_eq!(r.report.status.code(), 0, "stderr {}", r.stderr);
@@ -137,14 +116,10 @@ fn linux_shm_stress_ng_reports_its_counters() {
 #[test]
 fn linux_shm_python_multiprocessing_and_mmap_match_native() {
     let test = "linux_shm_python_multiprocessing_and_mmap_match_native";
-    if !have_kvm(test) {
+    let Some(py) = common::kvm_tool(test, "/usr/bin/python3", "") else {
         return;
-    }
-    let py = Path::new("/usr/bin/python3");
-    if !py.exists() {
-        common::skip(test, "/usr/bin/python3 not found");
-        return;
-    }
+    };
+    let py = py.as_path();
     let script = scratch(test).join("mp.py");
     std::fs::write(
         &script,
@@ -184,9 +159,9 @@ if __name__ == "__main__":
     )
     .unwrap();
     let s = script.to_str().unwrap();
-    let (n_out, n_status) = native(py, &[s]);
-    assert_eq!(n_status, 0, "native: {n_out}");
+    let n = native(py, &[s]);
+    assert_eq!(n.status, 0, "native: {}", n.stdout);
     let r = vk(py, &[s], Vec::new(), 2);
-    assert_eq!(r.stdout, n_out, "stderr {}", r.stderr);
+    assert_eq!(r.stdout, n.stdout, "stderr {}", r.stderr);
     assert_eq!(r.report.status.code(), 0);
 }

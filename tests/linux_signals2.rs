@@ -7,42 +7,33 @@
 
 mod common;
 
-use common::have_kvm;
-use common::linux::{cpus, native, Run};
+use common::{native, native_cmd, send_signal, shell_status, spawn_ready, Run};
 
-use std::io::{BufRead, Read};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// `prog args` under vkernel on `n` vCPUs.
-fn vk(prog: &Path, args: &[&str], n: usize) -> Run {
-    common::linux::vk(prog, args, None, &cpus(n))
+/// Run `prog args` as the first vproc of a virtual kernel, in a thread of
+/// its own: a hang fails the test after a generous timeout.
+fn vk(prog: &Path, args: &[&str], cpus: usize) -> Run {
+    let l = common::guest(prog, args, cpus);
+    common::vk_watched(&common::what(prog, args, cpus), 180, l)
 }
 
 /// Run check `check` of sigs2.c natively and under the vkernel (1 and 2
 /// vCPUs), musl and glibc, and compare.
 fn sigs2_matches_native(test: &str, check: &str) {
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "sigs2", cc) else {
-            continue;
-        };
-        let (n_out, n_status) = native(&p, &[check]);
-        assert_eq!(n_status, 0, "native {check} ({cc}): {n_out}");
-        assert!(!n_out.contains("early"), "native {check} ({cc}): {n_out}");
-        for cpus in [1, 2] {
-            let r = vk(&p, &[check], cpus);
-            assert_eq!(
-                r.stdout, n_out,
-                "sigs2 {check} ({cc}, {cpus} vCPUs); stderr {}",
-                r.stderr
-            );
-            assert_eq!(r.report.status.code(), 0);
-        }
+    for (cc, p) in common::kvm_guests(test, "sigs2") {
+        let n = native(&p, &[check]);
+        assert!(
+            !n.stdout.contains("early"),
+            "native {check} ({cc}): {}",
+            n.stdout
+        );
+        common::assert_same_as(&format!("sigs2 {check} ({cc})"), &n, &[1, 2], |cpus| {
+            vk(&p, &[check], cpus)
+        });
     }
 }
 
@@ -84,82 +75,15 @@ fn linux_pdeathsig_fires() {
 /// Long enough for a loaded machine; only a hang gets near it.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn busybox(test: &str) -> Option<PathBuf> {
-    let p = PathBuf::from("/bin/busybox");
-    if p.exists() {
-        Some(p)
-    } else {
-        common::skip(
-            test,
-            "/bin/busybox not found (apt-get install busybox-static)",
-        );
-        None
-    }
-}
-
-/// The `vkernel` example, built to match the sources, and busybox.
-fn vk_and_busybox(test: &str) -> Option<PathBuf> {
-    if !have_kvm(test) {
-        return None;
-    }
-    busybox(test)?;
-    Some(common::example_binary("vkernel"))
-}
-
 /// Wait for `child`, killing it (and failing) if it outlives TIMEOUT.
 fn wait(child: &mut Child, what: &str) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            return s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {TIMEOUT:?} (a hang)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_within(child, what, TIMEOUT)
 }
 
-/// The status a shell shows: the code, or 128 + the signal.
-fn shell_status(s: ExitStatus) -> i32 {
-    s.code()
-        .or_else(|| s.signal().map(|n| 128 + n))
-        .expect("exited or signaled")
-}
-
-/// Spawn `cmd` and read its stdout until it printed `ready`.
-fn spawn_ready(mut cmd: Command) -> Child {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).expect("read");
-    assert_eq!(line, "ready\n");
-    // Keep reading in the background so the writer never blocks.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    child
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
-}
-
+/// `vk run EXTRA... ARGS...`.
 fn vk_cmd(vk: &Path, extra: &[&str], args: &[&str]) -> Command {
-    let mut c = Command::new(vk);
-    c.arg("run").args(extra).args(args);
-    c
-}
-
-fn native_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(args[0]);
-    c.args(&args[1..]);
+    let mut c = common::vk_cmd(vk, extra);
+    c.args(args);
     c
 }
 
@@ -168,8 +92,7 @@ fn native_cmd(args: &[&str]) -> Command {
 /// init's status, as the shell does natively.
 #[test]
 fn vkernel_forwards_its_signals_to_init() {
-    let t = "vkernel_forwards_its_signals_to_init";
-    let Some(vk) = vk_and_busybox(t) else {
+    let Some(vk) = common::vkernel_and_busybox("vkernel_forwards_its_signals_to_init") else {
         return;
     };
     for (name, sig, code) in [
@@ -182,11 +105,11 @@ fn vkernel_forwards_its_signals_to_init() {
     ] {
         let script = format!("trap 'exit {code}' {name}; echo ready; while :; do sleep 0.05; done");
         let args = ["/bin/busybox", "sh", "-c", &script];
-        let mut n = spawn_ready(native_cmd(&args));
-        signal(&n, sig);
+        let mut n = spawn_ready(native_cmd(&args), Stdio::null());
+        send_signal(&n, sig);
         let ns = shell_status(wait(&mut n, "native"));
-        let mut v = spawn_ready(vk_cmd(&vk, &[], &args));
-        signal(&v, sig);
+        let mut v = spawn_ready(vk_cmd(&vk, &[], &args), Stdio::null());
+        send_signal(&v, sig);
         let vs = shell_status(wait(&mut v, &format!("vk after SIG{name}")));
         assert_eq!(ns, code, "native trap on SIG{name}");
         assert_eq!(vs, ns, "vk trap on SIG{name}");
@@ -200,11 +123,11 @@ fn vkernel_forwards_its_signals_to_init() {
             "-c",
             "echo ready; while :; do sleep 0.05; done",
         ];
-        let mut n = spawn_ready(native_cmd(&args));
-        signal(&n, sig);
+        let mut n = spawn_ready(native_cmd(&args), Stdio::null());
+        send_signal(&n, sig);
         let ns = shell_status(wait(&mut n, "native"));
-        let mut v = spawn_ready(vk_cmd(&vk, &[], &args));
-        signal(&v, sig);
+        let mut v = spawn_ready(vk_cmd(&vk, &[], &args), Stdio::null());
+        send_signal(&v, sig);
         let vs = shell_status(wait(&mut v, "vk"));
         assert_eq!(ns, 128 + sig);
         assert_eq!(vs, ns, "vk, signal {sig} without a trap");
@@ -215,8 +138,7 @@ fn vkernel_forwards_its_signals_to_init() {
 /// is forwarded too; one after it kills every vproc (137).
 #[test]
 fn vkernel_second_sigterm_after_grace_kills() {
-    let t = "vkernel_second_sigterm_after_grace_kills";
-    let Some(vk) = vk_and_busybox(t) else {
+    let Some(vk) = common::vkernel_and_busybox("vkernel_second_sigterm_after_grace_kills") else {
         return;
     };
     let args = [
@@ -225,10 +147,10 @@ fn vkernel_second_sigterm_after_grace_kills() {
         "-c",
         "trap '' TERM; echo ready; while :; do sleep 0.05; done",
     ];
-    let mut v = spawn_ready(vk_cmd(&vk, &["--term-grace", "2"], &args));
-    signal(&v, libc::SIGTERM);
+    let mut v = spawn_ready(vk_cmd(&vk, &["--term-grace", "2"], &args), Stdio::null());
+    send_signal(&v, libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(200));
-    signal(&v, libc::SIGTERM);
+    send_signal(&v, libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(400));
     assert!(
         v.try_wait().unwrap().is_none(),
@@ -246,7 +168,7 @@ fn vkernel_second_sigterm_after_grace_kills() {
             let _ = v.kill();
             panic!("vk still running {TIMEOUT:?} after a SIGTERM past the grace period");
         }
-        signal(&v, libc::SIGTERM);
+        send_signal(&v, libc::SIGTERM);
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(vs, 137);
@@ -256,8 +178,7 @@ fn vkernel_second_sigterm_after_grace_kills() {
 /// (fd 0) is /dev/null: writes succeed, reads see end of file.
 #[test]
 fn vkernel_closed_stdio_is_dev_null() {
-    let t = "vkernel_closed_stdio_is_dev_null";
-    let Some(vk) = vk_and_busybox(t) else {
+    let Some(vk) = common::vkernel_and_busybox("vkernel_closed_stdio_is_dev_null") else {
         return;
     };
     for (fd, script) in [
@@ -276,20 +197,8 @@ fn vkernel_closed_stdio_is_dev_null() {
                 Ok(())
             });
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let s = shell_status(wait(&mut child, "vk with a closed stdio fd"));
+        let (s, err) =
+            common::stderr_within(cmd, Stdio::null(), "vk with a closed stdio fd", TIMEOUT);
         assert_eq!(s, 0, "fd {fd} closed: {err}");
         let want = if fd == 1 {
             "write=0\n"

@@ -7,15 +7,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{compile, compile_linked, example_binary, have_cc, have_kvm, scratch, skip};
-
-/// The vkernel binary, or None (with a SKIP) without /dev/kvm.
-fn vk(test: &str) -> Option<PathBuf> {
-    have_kvm(test).then(|| example_binary("vkernel"))
-}
+use common::{compile, compile_linked, have_cc, scratch, skip, vkernel_binary};
 
 /// `cmd` with stdin from /dev/null, collected (status, stdout, stderr).
 fn output(mut cmd: Command, what: &str) -> Output {
@@ -54,7 +49,7 @@ fn same_as_native(vk: &Path, prog: &[&str]) {
 #[test]
 fn bash_echo_prints_exactly_hi() {
     let t = "bash_echo_prints_exactly_hi";
-    let Some(vk) = vk(t) else { return };
+    let Some(vk) = vkernel_binary(t) else { return };
     if !Path::new("/bin/bash").exists() {
         return skip(t, "/bin/bash is missing");
     }
@@ -72,7 +67,7 @@ fn bash_echo_prints_exactly_hi() {
 #[test]
 fn stderr_matches_native() {
     let t = "stderr_matches_native";
-    let Some(vk) = vk(t) else { return };
+    let Some(vk) = vkernel_binary(t) else { return };
     if Path::new("/bin/bash").exists() {
         same_as_native(&vk, &["/bin/bash", "-c", "echo out; echo err >&2; exit 3"]);
     }
@@ -97,7 +92,7 @@ fn stderr_matches_native() {
 #[test]
 fn unimplemented_calls_go_to_the_log() {
     let t = "unimplemented_calls_go_to_the_log";
-    let Some(vk) = vk(t) else { return };
+    let Some(vk) = vkernel_binary(t) else { return };
     let Some(u) = compile(t, "unimpl", "musl-gcc") else {
         return;
     };

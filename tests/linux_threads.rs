@@ -11,42 +11,24 @@
 
 mod common;
 
-use common::have_kvm;
-use common::linux::{cpus, Run};
-
-use std::path::Path;
-
-/// `prog mode` under vkernel on `n` vCPUs.
-fn vk(prog: &Path, mode: &str, n: usize) -> Run {
-    common::linux::vk(prog, &[mode], None, &cpus(n))
-}
-
-/// `prog mode` natively.
-fn native(prog: &Path, mode: &str) -> (String, i32) {
-    common::linux::native(prog, &[mode])
-}
+use common::native;
 
 /// Run `mode` `times` times on 1 and 2 vCPUs with every compiler and
 /// compare each run with native. `glibc_only`: musl's own behaviour
 /// differs natively (see the case).
 fn compare(test: &str, mode: &str, times: usize, glibc_only: bool) {
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
+    for (cc, p) in common::kvm_guests(test, "threads") {
         if glibc_only && cc == "musl-gcc" {
             continue;
         }
-        let Some(p) = common::compile(test, "threads", cc) else {
-            return;
-        };
-        let (want, code) = native(&p, mode);
+        let n = native(&p, &[mode]);
         for cpus in [1, 2] {
             for i in 0..times {
-                let r = vk(&p, mode, cpus);
+                let l = common::guest(&p, &[mode], cpus);
+                let r = common::vk_watched(&common::what(&p, &[mode], cpus), 120, l);
                 let what = format!("{mode} ({cc}, {cpus} vCPUs, run {i}); stderr {}", r.stderr);
-                assert_eq!(r.stdout, want, "{what}");
-                assert_eq!(r.report.status.code(), code, "{what}");
+                assert_eq!(r.stdout, n.stdout, "{what}");
+                assert_eq!(r.report.status.code(), n.status, "{what}");
             }
         }
     }

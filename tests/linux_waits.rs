@@ -7,48 +7,55 @@
 
 mod common;
 
-use common::have_kvm;
-use common::linux::{busybox, busybox_image, native, opts, vk};
+use common::{busybox_image, image_root, native, program, Run, PATH_BIN};
+
+use std::path::Path;
+
+use vkernel::linux::kernel::Options;
+
+/// Run `prog args` as the first vproc of a virtual kernel, in a thread of
+/// its own: a run that hangs fails the test after a generous timeout
+/// instead of stalling the suite.
+fn vk(prog: &Path, args: &[&str], disk: Option<&Path>, opts: &Options) -> Run {
+    let mut l = program(prog)
+        .args(args)
+        .env([PATH_BIN])
+        .options(opts.clone());
+    if let Some(d) = disk {
+        l = l.root(image_root(d));
+    }
+    common::vk_watched(&common::what(prog, args, opts.cpus), 180, l)
+}
+
+fn opts(cpus: usize, tick_ms: u64) -> Options {
+    Options {
+        cpus,
+        tick: std::time::Duration::from_millis(tick_ms),
+        ..Options::default()
+    }
+}
 
 /// Items 2, 4, 5, 9, 10 of the reliability issue: the waits.c checks
 /// print what they print natively, on 1 and 2 vCPUs, musl and glibc.
 #[test]
 fn linux_waits_match_native() {
-    let test = "linux_waits_match_native";
-    if !have_kvm(test) {
-        return;
-    }
-    for cc in common::compilers() {
-        let Some(p) = common::compile(test, "waits", cc) else {
-            continue;
-        };
-        let (n_out, n_status) = native(&p, &[]);
-        assert_eq!(n_status, 0, "native run: {n_out}");
-        for cpus in [1, 2] {
-            let r = vk(&p, &[], None, &opts(cpus, 4));
-            assert_eq!(
-                r.stdout, n_out,
-                "waits ({cc}, {cpus} vCPUs); stderr {}",
-                r.stderr
-            );
-            assert_eq!(r.report.status.code(), 0);
-        }
+    for (cc, p) in common::kvm_guests("linux_waits_match_native", "waits") {
+        let n = native(&p, &[]);
+        common::assert_same_as(&format!("waits ({cc})"), &n, &[1, 2], |cpus| {
+            vk(&p, &[], None, &opts(cpus, 4))
+        });
     }
 }
 
 /// Item 4: timers fire into a vproc that never makes a syscall.
 #[test]
 fn linux_timers_kill_spinning_vprocs() {
-    let test = "linux_timers_kill_spinning_vprocs";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(p) = common::compile(test, "waits", "musl-gcc") else {
+    let Some(p) = common::kvm_guest("linux_timers_kill_spinning_vprocs", "waits", "musl-gcc")
+    else {
         return;
     };
     for (arg, want) in [("alarm-exit", 142), ("vtalarm-exit", 154)] {
-        let (_, n_status) = native(&p, &[arg]);
-        assert_eq!(n_status, want, "native {arg}");
+        assert_eq!(native(&p, &[arg]).status, want, "native {arg}");
         for cpus in [1, 2] {
             let r = vk(&p, &[arg], None, &opts(cpus, 4));
             assert_eq!(r.report.status.code(), want, "{arg} on {cpus} vCPUs");
@@ -60,10 +67,7 @@ fn linux_timers_kill_spinning_vprocs() {
 #[test]
 fn linux_sleepers_wake_beside_spinners() {
     let test = "linux_sleepers_wake_beside_spinners";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = busybox(test) else {
+    let Some(bb) = common::kvm_busybox(test) else {
         return;
     };
     let cases: [(&[&str], usize); 3] = [
@@ -90,11 +94,11 @@ fn linux_sleepers_wake_beside_spinners() {
     ];
     let image = busybox_image(test, &bb);
     for (args, cpus) in cases {
-        let (n_out, n_status) = native(&bb, args);
+        let n = native(&bb, args);
         let r = vk(&bb, args, Some(&image), &opts(cpus, 4));
         assert_eq!(
             (r.stdout.as_str(), r.report.status.code()),
-            (n_out.as_str(), n_status),
+            n.shown(),
             "{args:?} on {cpus} vCPUs; stderr {}",
             r.stderr
         );
@@ -105,14 +109,9 @@ fn linux_sleepers_wake_beside_spinners() {
 /// a stopped and continued child exits normally.
 #[test]
 fn linux_pipelines_lose_nothing() {
-    let test = "linux_pipelines_lose_nothing";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = busybox(test) else {
+    let Some((bb, image)) = common::kvm_busybox_image("linux_pipelines_lose_nothing") else {
         return;
     };
-    let image = busybox_image(test, &bb);
     let size = std::fs::metadata(&bb).unwrap().len();
     let cases: [(&[&str], String); 3] = [
         (
@@ -160,11 +159,7 @@ fn linux_pipelines_lose_nothing() {
 /// runs more (the closing note's figure used several hundred).
 #[test]
 fn linux_pipeline_stress_loses_no_wakeup() {
-    let test = "linux_pipeline_stress_loses_no_wakeup";
-    if !have_kvm(test) {
-        return;
-    }
-    let Some(bb) = busybox(test) else {
+    let Some(bb) = common::kvm_busybox("linux_pipeline_stress_loses_no_wakeup") else {
         return;
     };
     let runs: usize = std::env::var("VKERNEL_STRESS_RUNS")
@@ -177,7 +172,7 @@ fn linux_pipeline_stress_loses_no_wakeup() {
         "busybox seq 2000 | busybox grep 7 | busybox sort -r | busybox head -3; \
          echo a b c | busybox wc -w",
     ];
-    let (n_out, _) = native(&bb, &args);
+    let n_out = native(&bb, &args).stdout;
     for i in 0..runs {
         let r = vk(&bb, &args, None, &opts(1 + i % 2, 1));
         assert_eq!(r.stdout, n_out, "run {i}; stderr {}", r.stderr);

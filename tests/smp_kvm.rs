@@ -27,42 +27,6 @@ fn smp_machine(test: &str, cpus: usize) -> Option<Machine> {
     )
 }
 
-fn code_vmspace(m: &Machine, frames: &mut FrameAlloc, code: &[u8]) -> Vmspace {
-    let gpa = frames.alloc(m.ram()).unwrap();
-    m.ram().write(gpa, code).unwrap();
-    let vms = m.vmspace_create().unwrap();
-    vms.mmap(
-        CODE_VA,
-        4096,
-        Backing::Linear {
-            gpa,
-            prot: Prot::RX,
-        },
-    )
-    .unwrap();
-    vms
-}
-
-fn data_region(
-    m: &Machine,
-    frames: &mut FrameAlloc,
-    vms: &Vmspace,
-    pages: u64,
-) -> (VpTable, Vec<u64>) {
-    let vpt = VpTable::new(m.ram(), frames).unwrap();
-    let mut fr = Vec::new();
-    for i in 0..pages {
-        let f = frames.alloc(m.ram()).unwrap();
-        vpt.map(m.ram(), frames, DATA + i * 4096, f, Vpte::RW | Vpte::U)
-            .unwrap();
-        fr.push(f);
-    }
-    vms.mmap(DATA, pages * 4096, Backing::PageTable).unwrap();
-    vms.mcontrol(DATA, pages * 4096, Mcontrol::SetMap { root: vpt.root() })
-        .unwrap();
-    (vpt, fr)
-}
-
 #[test]
 fn vcpus_run_vmspaces_in_parallel() {
     let Some(m) = smp_machine("vcpus_run_vmspaces_in_parallel", 2) else {
@@ -107,7 +71,7 @@ fn one_vmspace_on_two_vcpus_and_a_shootdown() {
     // final page until the other side munmaps it.
     let vms = Arc::new(code_vmspace(&m, &mut frames, programs::touch()));
     let pages = scaled(512).max(16);
-    let (_vpt, fr) = data_region(&m, &mut frames, &vms, 2 * pages);
+    let (_vpt, fr) = vpt_region(&m, &mut frames, &vms, DATA, 2 * pages, Vpte::RW | Vpte::U);
     let mut handles = Vec::new();
     for i in 0..2u64 {
         let vms = vms.clone();
@@ -132,17 +96,7 @@ fn one_vmspace_on_two_vcpus_and_a_shootdown() {
     }
     // Now vCPU 1 spins in the vmspace while this thread munmaps the data:
     // the running vCPU is kicked, and afterwards its accesses fault.
-    let spin_gpa = frames.alloc(m.ram()).unwrap();
-    m.ram().write(spin_gpa, programs::spin()).unwrap();
-    vms.mmap(
-        0x50_0000,
-        4096,
-        Backing::Linear {
-            gpa: spin_gpa,
-            prot: Prot::RX,
-        },
-    )
-    .unwrap();
+    map_code(&m, &mut frames, &vms, 0x50_0000, programs::spin());
     let mut cpu1 = cpus.pop().unwrap();
     let v2 = vms.clone();
     let t = std::thread::spawn(move || {
@@ -159,17 +113,7 @@ fn one_vmspace_on_two_vcpus_and_a_shootdown() {
         "munmap kicked the vCPU running the vmspace"
     );
     // On both vCPUs the old data is gone.
-    let load_gpa = frames.alloc(m.ram()).unwrap();
-    m.ram().write(load_gpa, programs::load()).unwrap();
-    vms.mmap(
-        0x60_0000,
-        4096,
-        Backing::Linear {
-            gpa: load_gpa,
-            prot: Prot::RX,
-        },
-    )
-    .unwrap();
+    map_code(&m, &mut frames, &vms, 0x60_0000, programs::load());
     for cpu in [&mut cpus[0], &mut cpu1] {
         let mut f = TrapFrame::new(0x60_0000, 0);
         f.rdi = DATA + 4096;
@@ -244,13 +188,15 @@ fn fpu_context_follows_a_vproc_between_vcpus() {
 /// stack: the child later returned to a corrupted address, SIGSEGV).
 #[test]
 fn commands_of_a_kicked_entry_are_applied_before_another_vcpu_runs_the_vmspace() {
-    let test = "commands_of_a_kicked_entry_are_applied_before_another_vcpu_runs_the_vmspace";
-    let Some(m) = smp_machine(test, 2) else {
+    let Some(m) = smp_machine(
+        "commands_of_a_kicked_entry_are_applied_before_another_vcpu_runs_the_vmspace",
+        2,
+    ) else {
         return;
     };
     let mut frames = FrameAlloc::new(FRAMES_START, 128 << 20).unwrap();
     let vms = code_vmspace(&m, &mut frames, programs::store());
-    let (vpt, fr) = data_region(&m, &mut frames, &vms, 1);
+    let (vpt, fr) = vpt_region(&m, &mut frames, &vms, DATA, 1, Vpte::RW | Vpte::U);
     let old = fr[0];
     let mut cpu0 = m.take_cpu(0).unwrap();
     let mut cpu1 = m.take_cpu(1).unwrap();

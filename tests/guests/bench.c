@@ -12,11 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
+#include "now.h"
 
 int main(int argc, char **argv) {
     long iters = argc > 1 ? atol(argv[1]) : 10000;

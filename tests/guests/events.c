@@ -26,6 +26,17 @@
 #define SAY(...) do { printf(__VA_ARGS__); fflush(stdout); } while (0)
 static long R(long x) { return x < 0 ? -errno : x; }
 
+/* A child that adds `v` to eventfd `fd` 20 ms from now: its pid. */
+static pid_t add_later(int fd, uint64_t v) {
+    pid_t c = fork();
+    if (c == 0) {
+        usleep(20000);
+        write(fd, &v, 8);
+        _exit(0);
+    }
+    return c;
+}
+
 static void t_eventfd(void) {
     int e = eventfd(5, EFD_NONBLOCK);
     uint64_t v = 0;
@@ -51,13 +62,7 @@ static void t_eventfd(void) {
     SAY("eventfd bad flags %ld\n", R(eventfd(0, 0x7)));
     /* A blocking read woken by a child's write. */
     int b = eventfd(0, 0);
-    pid_t c = fork();
-    if (c == 0) {
-        usleep(20000);
-        uint64_t one = 7;
-        write(b, &one, 8);
-        _exit(0);
-    }
+    pid_t c = add_later(b, 7);
     v = 0;
     { long r = R(read(b, &v, 8)); SAY("eventfd blocking read %ld v=%llu\n", r, (unsigned long long)v); }
     waitpid(c, 0, 0);
@@ -123,13 +128,7 @@ static void t_epoll(void) {
     SAY("loop %ld\n", R(epoll_ctl(ep, EPOLL_CTL_ADD, outer, &ev)));
     SAY("outer wait empty %ld\n", R(epoll_wait(outer, out, 4, 0)));
     /* A child signals the eventfd while we wait. */
-    pid_t c = fork();
-    if (c == 0) {
-        usleep(20000);
-        uint64_t one = 1;
-        write(e, &one, 8);
-        _exit(0);
-    }
+    pid_t c = add_later(e, 1);
     n = R(epoll_wait(outer, out, 4, 5000));
     SAY("outer wait %ld data=%llu\n", n, (unsigned long long)out[0].data.u64);
     n = R(epoll_wait(ep, out, 4, 0));

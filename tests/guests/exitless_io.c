@@ -166,17 +166,22 @@ static void pipes_procs(void) {
            WIFEXITED(st1) ? WEXITSTATUS(st1) : -1, WIFEXITED(st2) ? WEXITSTATUS(st2) : -1);
 }
 
+/* Read fd to its end, n bytes at a time into b: the bytes read. */
+static unsigned long drain(int fd, unsigned char *b, size_t n) {
+    unsigned long total = 0;
+    for (;;) {
+        ssize_t r = read(fd, b, n);
+        if (r <= 0) break;
+        total += r;
+    }
+    return total;
+}
+
 static int tp[2];
 static void *thread_reader(void *arg) {
     (void)arg;
     unsigned char b[512];
-    unsigned long total = 0;
-    for (;;) {
-        ssize_t n = read(tp[0], b, sizeof b);
-        if (n <= 0) break;
-        total += n;
-    }
-    return (void *)total;
+    return (void *)drain(tp[0], b, sizeof b);
 }
 
 static int wp[2];
@@ -210,12 +215,7 @@ static void pipes_threads(void) {
     CHECK(pthread_create(&w, NULL, thread_writer, NULL) == 0);
     usleep(30000);
     unsigned char b[1000];
-    unsigned long got = 0;
-    for (;;) {
-        ssize_t n = read(wp[0], b, sizeof b);
-        if (n <= 0) break;
-        got += n;
-    }
+    unsigned long got = drain(wp[0], b, sizeof b);
     void *wt;
     pthread_join(w, &wt);
     close(tp[0]);

@@ -14,11 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e9 + t.tv_nsec;
-}
+#include "now.h"
 
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 2000;
@@ -37,20 +33,20 @@ int main(int argc, char **argv) {
         }
         _exit(0);
     }
-    double t0 = now();
+    double t0 = now_ns();
     for (int i = 0; i < rounds; i++) {
         if (write(a[1], &c, 1) != 1 || read(b[0], &c, 1) != 1) return 1;
     }
-    double t1 = now();
+    double t1 = now_ns();
     waitpid(p, NULL, 0);
     printf("ctx_switch_ns %.1f\n", (t1 - t0) / rounds / 2);
-    t0 = now();
+    t0 = now_ns();
     for (int i = 0; i < forks; i++) {
         pid_t q = fork();
         if (q == 0) _exit(0);
         if (q < 0 || waitpid(q, NULL, 0) != q) return 2;
     }
-    t1 = now();
+    t1 = now_ns();
     printf("fork_exit_wait_us %.2f\n", (t1 - t0) / forks / 1e3);
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return 3;
@@ -61,11 +57,11 @@ int main(int argc, char **argv) {
         }
         _exit(0);
     }
-    t0 = now();
+    t0 = now_ns();
     for (int i = 0; i < rounds; i++) {
         if (write(sv[0], &c, 1) != 1 || read(sv[0], &c, 1) != 1) return 4;
     }
-    t1 = now();
+    t1 = now_ns();
     waitpid(p, NULL, 0);
     printf("unix_pingpong_ns %.1f\n", (t1 - t0) / rounds);
     static char buf[1 << 20];
@@ -81,13 +77,13 @@ int main(int argc, char **argv) {
         }
         _exit(0);
     }
-    t0 = now();
+    t0 = now_ns();
     for (long got = 0; got < total;) {
         ssize_t n = read(sv[0], buf, sizeof buf);
         if (n <= 0) return 5;
         got += n;
     }
-    t1 = now();
+    t1 = now_ns();
     waitpid(p, NULL, 0);
     printf("unix_stream_mib_s %.1f\n", 32.0 / ((t1 - t0) / 1e9));
     return 0;

@@ -130,18 +130,25 @@ static void polls(void)
     close(p[1]);
 }
 
+/* Fork a child that writes the byte `b` to `fd` after `ns` ns and exits. */
+static pid_t write_later(int fd, long ns, char b)
+{
+    pid_t c = fork();
+    if (c == 0) {
+        struct timespec d = {0, ns};
+        nanosleep(&d, 0);
+        write(fd, &b, 1);
+        _exit(0);
+    }
+    return c;
+}
+
 /* A child writes to a pipe after a while; poll in the parent wakes. */
 static void poll_wakes(void)
 {
     int p[2];
     pipe(p);
-    pid_t c = fork();
-    if (c == 0) {
-        struct timespec ts = {0, 200000000};
-        nanosleep(&ts, 0);
-        write(p[1], "z", 1);
-        _exit(0);
-    }
+    pid_t c = write_later(p[1], 200000000, 'z');
     struct pollfd f = {p[0], POLLIN, 0};
     double t0 = now();
     int r = poll(&f, 1, 10000);
@@ -188,13 +195,7 @@ static void timers(void)
     handler(SIGALRM, 1);
     int p[2];
     pipe(p);
-    pid_t c = fork();
-    if (c == 0) {
-        struct timespec d = {0, 500000000};
-        nanosleep(&d, 0);
-        write(p[1], "r", 1);
-        _exit(0);
-    }
+    pid_t c = write_later(p[1], 500000000, 'r');
     setitimer(ITIMER_REAL, &it2, 0);
     char ch = 0;
     r = read(p[0], &ch, 1);
