@@ -2,7 +2,9 @@
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 pub use super::fs::event::{EventFd, SignalFd, TimerFd};
 pub use super::fs::pipe::{wake_all, FdError, Pipe, Shared, Wake, WeakShared, PIPE_BUF};
-pub use super::fs::socket::{Port, SockState, Socket, UnixStream};
+pub use super::fs::socket::{
+    Dgram, Port, SockState, SockType, Socket, UnixStream, MAX_DGRAM_QLEN, MAX_MESSAGE,
+};
 pub use super::fs::Backing;
 use super::rlimit::Rlimits;
 

@@ -57,4 +57,6 @@ errnos!(
     ESOCKTNOSUPPORT,
     ETIMEDOUT,
     ENOTSOCK,
+    EMSGSIZE,
+    EDOM,
 );

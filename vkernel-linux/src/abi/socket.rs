@@ -16,3 +16,28 @@ pub const SOCK_NONBLOCK: u64 = 0o4000;
 pub const SOCK_CLOEXEC: u64 = 0o2000000;
 /// SOL_SOCKET.
 pub const SOL_SOCKET: u64 = 1;
+/// SOCK_DGRAM.
+pub const SOCK_DGRAM: u64 = 2;
+/// SOCK_SEQPACKET.
+pub const SOCK_SEQPACKET: u64 = 5;
+/// AF_UNSPEC (connect: dissolve a datagram socket's association).
+pub const AF_UNSPEC_FAMILY: u16 = 0;
+/// MSG_OOB.
+pub const MSG_OOB: u64 = 0x1;
+/// MSG_PEEK.
+pub const MSG_PEEK: u64 = 0x2;
+/// MSG_TRUNC: return a message's real length (in flags); it was cut
+/// (in msg_flags).
+pub const MSG_TRUNC: u64 = 0x20;
+/// MSG_DONTWAIT.
+pub const MSG_DONTWAIT: u64 = 0x40;
+/// MSG_WAITALL.
+pub const MSG_WAITALL: u64 = 0x100;
+/// MSG_NOSIGNAL.
+pub const MSG_NOSIGNAL: u64 = 0x4000;
+/// MSG_CMSG_CLOEXEC.
+pub const MSG_CMSG_CLOEXEC: u64 = 0x4000_0000;
+/// SO_RCVTIMEO (the 64-bit struct timeval form).
+pub const SO_RCVTIMEO: u64 = 20;
+/// SO_SNDTIMEO.
+pub const SO_SNDTIMEO: u64 = 21;

@@ -187,6 +187,33 @@ pub struct Pipe {
     /// read collects one and stops at the end of its bytes (Linux's
     /// unix_stream_read_generic stops after an skb with files).
     pub attached: VecDeque<(usize, usize, Box<dyn std::any::Any + Send>)>,
+    /// A datagram or seqpacket socket's queue: the messages whose bytes
+    /// `buf` holds, in order (None: a byte stream).
+    pub records: Option<VecDeque<Record>>,
+    /// A connected datagram socket's queue takes messages only from its
+    /// peer, the socket whose queue has this id (Linux's unix_may_send).
+    pub only_from: Option<usize>,
+}
+
+/// One message of a datagram or seqpacket queue.
+pub struct Record {
+    /// Its length: the next `len` bytes of the queue's buffer.
+    pub len: usize,
+    /// The sender's address (sockaddr_un bytes after the family), if it
+    /// had one.
+    pub from: Option<Vec<u8>>,
+    /// What was sent along (SCM_RIGHTS' files).
+    pub attach: Option<Box<dyn std::any::Any + Send>>,
+}
+
+/// A message taken from (or looked at in) a queue.
+pub struct Message {
+    /// Its bytes (all of them: a receiver with less room cuts them).
+    pub data: Vec<u8>,
+    /// The sender's address, if it had one.
+    pub from: Option<Vec<u8>>,
+    /// What was sent along (none when only looked at).
+    pub attach: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl std::fmt::Debug for Pipe {
@@ -213,6 +240,8 @@ impl Default for Pipe {
             opening: Vec::new(),
             seq: 0,
             attached: VecDeque::new(),
+            records: None,
+            only_from: None,
         }
     }
 }
@@ -265,6 +294,84 @@ impl Pipe {
             *o -= n;
         }
         got
+    }
+
+    /// A message queue (a datagram or seqpacket socket's) holding up to
+    /// `capacity` bytes.
+    pub fn messages(capacity: usize) -> Pipe {
+        Pipe {
+            capacity,
+            records: Some(VecDeque::new()),
+            ..Pipe::default()
+        }
+    }
+
+    /// Is there something to read: bytes, or a message (which may be
+    /// empty)?
+    pub fn has_data(&self) -> bool {
+        !self.buf.is_empty() || self.records.as_ref().is_some_and(|r| !r.is_empty())
+    }
+
+    /// Queued messages (0 for a byte stream).
+    pub fn queued(&self) -> usize {
+        self.records.as_ref().map_or(0, VecDeque::len)
+    }
+
+    /// Does a message of `len` bytes fit now? One always fits an empty
+    /// queue (the sender checked it against the largest message).
+    pub fn fits(&self, len: usize) -> bool {
+        self.queued() == 0 || self.buf.len() + len <= self.capacity
+    }
+
+    /// Queue a message (the caller checked [`Pipe::fits`]).
+    pub fn push_message(
+        &mut self,
+        data: &[u8],
+        from: Option<Vec<u8>>,
+        attach: Option<Box<dyn std::any::Any + Send>>,
+    ) {
+        let records = self.records.get_or_insert_with(VecDeque::new);
+        records.push_back(Record {
+            len: data.len(),
+            from,
+            attach,
+        });
+        self.buf.extend(data);
+    }
+
+    /// Take the first message (`peek`: look at it and leave it).
+    pub fn pop_message(&mut self, peek: bool) -> Option<Message> {
+        let records = self.records.as_mut()?;
+        let r = records.front()?;
+        let data: Vec<u8> = self.buf.iter().take(r.len).copied().collect();
+        if peek {
+            return Some(Message {
+                data,
+                from: r.from.clone(),
+                attach: None,
+            });
+        }
+        let r = records.pop_front().expect("checked");
+        self.buf.drain(..r.len);
+        Some(Message {
+            data,
+            from: r.from,
+            attach: r.attach,
+        })
+    }
+
+    /// Put a message taken by [`Pipe::pop_message`] back in front (its
+    /// receiver could not take it: a bad buffer loses nothing).
+    pub fn unpop_message(&mut self, m: Message) {
+        let records = self.records.get_or_insert_with(VecDeque::new);
+        records.push_front(Record {
+            len: m.data.len(),
+            from: m.from,
+            attach: m.attach,
+        });
+        for &b in m.data.iter().rev() {
+            self.buf.push_front(b);
+        }
     }
 
     /// Take the waiters (call [`wake_all`] on them with the pipe unlocked).

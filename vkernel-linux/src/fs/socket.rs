@@ -1,14 +1,59 @@
-//! AF_UNIX stream sockets: a connected pair of ends ([`UnixStream`], two
-//! pipes crossing), a socket's life ([`Socket`]: fresh, bound, listening,
-//! connected) and the rendezvous a bound name leads to ([`Port`]: its
-//! listen backlog), which a socket node of the tree or an abstract name
-//! holds. They live beside the file tree because a socket node holds its
-//! port; the fd table ([`crate::files`]) re-exports them.
+//! AF_UNIX sockets: a connected pair of ends ([`UnixStream`], two pipes
+//! crossing: byte streams for SOCK_STREAM, message queues for
+//! SOCK_SEQPACKET), a datagram socket's queue and peer ([`Dgram`]), a
+//! socket's life ([`Socket`]: fresh, bound, listening, connected) and the
+//! rendezvous a bound name leads to ([`Port`]: a listen backlog, or a
+//! datagram socket's queue), which a socket node of the tree or an
+//! abstract name holds. They live beside the file tree because a socket
+//! node holds its port; the fd table ([`crate::files`]) re-exports them.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::pipe::{wake_all, Pipe, Shared, Waiters, Wake};
+use super::pipe::{wake_all, Pipe, Shared, Waiters, Wake, WeakShared};
+
+/// An AF_UNIX socket's type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SockType {
+    /// SOCK_STREAM: a connected byte stream.
+    #[default]
+    Stream,
+    /// SOCK_DGRAM (and SOCK_RAW, which Linux makes one): messages to any
+    /// bound name, or to a connected peer.
+    Dgram,
+    /// SOCK_SEQPACKET: connected, with message boundaries.
+    SeqPacket,
+}
+
+impl SockType {
+    /// The type of socket(2)'s `type & 0xf`, if AF_UNIX has it.
+    pub fn from_raw(t: u64) -> Option<SockType> {
+        match t {
+            1 => Some(SockType::Stream),
+            2 | 3 => Some(SockType::Dgram),
+            5 => Some(SockType::SeqPacket),
+            _ => None,
+        }
+    }
+
+    /// Its SOCK_* number (SO_TYPE).
+    pub fn raw(self) -> i32 {
+        match self {
+            SockType::Stream => 1,
+            SockType::Dgram => 2,
+            SockType::SeqPacket => 5,
+        }
+    }
+}
+
+/// The largest message a datagram or seqpacket socket sends (Linux: the
+/// send buffer less 32 bytes; more is EMSGSIZE).
+pub const MAX_MESSAGE: usize = SOCK_BUF - 32;
+
+/// How many messages a datagram socket's queue holds for senders other
+/// than its peer (net.unix.max_dgram_qlen).
+pub const MAX_DGRAM_QLEN: usize = 512;
 
 /// Bytes a stream socket's direction holds before the sender waits
 /// (Linux's default socket send buffer, net.core.wmem_default).
@@ -47,7 +92,20 @@ impl UnixStream {
     /// assert_eq!(b.rx.borrow().buf.len(), 2);
     /// ```
     pub fn pair() -> (UnixStream, UnixStream) {
-        let (a, b) = (Shared::new(Pipe::default()), Shared::new(Pipe::default()));
+        UnixStream::pair_of(SockType::Stream)
+    }
+
+    /// A connected pair of type `ty`: byte streams, or message queues for
+    /// SOCK_SEQPACKET.
+    pub fn pair_of(ty: SockType) -> (UnixStream, UnixStream) {
+        let queue = || {
+            Shared::new(if ty == SockType::Stream {
+                Pipe::default()
+            } else {
+                Pipe::messages(SOCK_BUF)
+            })
+        };
+        let (a, b) = (queue(), queue());
         for p in [&a, &b] {
             let mut p = p.borrow_mut();
             p.readers = 1;
@@ -110,6 +168,11 @@ pub struct Port {
     /// The listener's credentials at listen time (the client's
     /// SO_PEERCRED).
     pub cred: [i32; 3],
+    /// The type of the socket bound here (a connect of another type is
+    /// refused).
+    pub ty: SockType,
+    /// A bound datagram socket's queue, while the socket lives.
+    pub inbox: Option<WeakShared<Pipe>>,
 }
 
 impl std::fmt::Debug for Port {
@@ -141,6 +204,69 @@ impl Port {
     }
 }
 
+/// A datagram socket's own parts: its queue, where it sends by default,
+/// and its port once bound.
+#[derive(Debug)]
+pub struct Dgram {
+    /// What others sent it (a message queue; its reader while open).
+    pub inbox: Shared<Pipe>,
+    /// The connected peer: its queue and its name.
+    pub peer: Option<(Shared<Pipe>, Option<Vec<u8>>)>,
+    /// Its port, once bound (the name leads senders to `inbox`).
+    pub port: Option<Shared<Port>>,
+    /// shutdown(SHUT_RD) done: an empty queue reads as end of file.
+    pub shut_rd: bool,
+}
+
+impl Dgram {
+    /// A fresh datagram socket: an empty queue, no peer, no name.
+    pub fn new() -> Dgram {
+        let mut q = Pipe::messages(SOCK_BUF);
+        q.readers = 1;
+        Dgram {
+            inbox: Shared::new(q),
+            peer: None,
+            port: None,
+            shut_rd: false,
+        }
+    }
+
+    /// A connected pair (socketpair): each sends to the other by default
+    /// and takes messages only from it.
+    pub fn pair() -> (Dgram, Dgram) {
+        let (mut a, mut b) = (Dgram::new(), Dgram::new());
+        a.inbox.borrow_mut().only_from = Some(b.inbox.id());
+        b.inbox.borrow_mut().only_from = Some(a.inbox.id());
+        a.peer = Some((b.inbox.clone(), None));
+        b.peer = Some((a.inbox.clone(), None));
+        (a, b)
+    }
+}
+
+impl Default for Dgram {
+    fn default() -> Self {
+        Dgram::new()
+    }
+}
+
+impl Drop for Dgram {
+    fn drop(&mut self) {
+        // Senders waiting for room see the socket gone (ECONNREFUSED).
+        let w = {
+            let mut q = self.inbox.borrow_mut();
+            q.readers = 0;
+            q.buf.clear();
+            q.records = Some(VecDeque::new());
+            q.take_waiters()
+        };
+        if let Some(p) = &self.port {
+            let mut p = p.borrow_mut();
+            p.inbox = None;
+        }
+        wake_all(w);
+    }
+}
+
 /// Where a socket is in its life.
 #[derive(Debug, Default)]
 pub enum SockState {
@@ -153,23 +279,63 @@ pub enum SockState {
     Listening(Shared<Port>),
     /// Connected (socketpair, connect, or accept).
     Connected(UnixStream),
+    /// A datagram socket (its whole life: bound and connected are its
+    /// fields).
+    Dgram(Dgram),
 }
 
-/// An AF_UNIX stream socket.
+/// An AF_UNIX socket.
 #[derive(Debug, Default)]
 pub struct Socket {
     /// Where it is in its life.
     pub state: SockState,
     /// Its own address (sockaddr_un bytes after the family), once bound.
     pub name: Option<Vec<u8>>,
+    /// Its type.
+    pub ty: SockType,
+    /// SO_RCVTIMEO: a blocking receive gives up (EAGAIN) after this.
+    pub rcvtimeo: Option<Duration>,
+    /// SO_SNDTIMEO: a blocking send gives up after this.
+    pub sndtimeo: Option<Duration>,
 }
 
 impl Socket {
+    /// A fresh socket of type `ty` (a datagram socket has its queue from
+    /// the start).
+    pub fn new(ty: SockType) -> Socket {
+        Socket {
+            state: if ty == SockType::Dgram {
+                SockState::Dgram(Dgram::new())
+            } else {
+                SockState::Fresh
+            },
+            ty,
+            ..Socket::default()
+        }
+    }
+
     /// A connected socket over `s`.
     pub fn connected(s: UnixStream) -> Socket {
         Socket {
             state: SockState::Connected(s),
-            name: None,
+            ..Socket::default()
+        }
+    }
+
+    /// A connected socket of type `ty` over `s`.
+    pub fn connected_of(ty: SockType, s: UnixStream) -> Socket {
+        Socket {
+            ty,
+            ..Socket::connected(s)
+        }
+    }
+
+    /// A datagram socket over `d`.
+    pub fn dgram(d: Dgram) -> Socket {
+        Socket {
+            state: SockState::Dgram(d),
+            ty: SockType::Dgram,
+            ..Socket::default()
         }
     }
 

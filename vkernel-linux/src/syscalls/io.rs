@@ -198,6 +198,15 @@ impl Vproc {
                 drop(f);
                 self.pipe_send(&p, nonblock, data, true)
             }
+            FileKind::Socket(sk) if sk.ty != files::SockType::Stream => {
+                drop(f);
+                let flags = if nowait {
+                    crate::abi::socket::MSG_DONTWAIT
+                } else {
+                    0
+                };
+                self.sock_send(fd, data, flags, None, None)
+            }
             FileKind::Socket(sk) => {
                 let nonblock = f.flags & files::O_NONBLOCK != 0 || nowait;
                 let Some(st) = sk.stream() else {
@@ -271,6 +280,16 @@ impl Vproc {
                 let p = p.clone();
                 drop(f);
                 self.pipe_recv(&p, nonblock, data)
+            }
+            FileKind::Socket(sk) if sk.ty != files::SockType::Stream => {
+                if at.is_some() {
+                    return Err(ESPIPE);
+                }
+                drop(f);
+                let m = self.msg_recv(fd, 0)?.msg;
+                let n = m.data.len().min(data.len());
+                data[..n].copy_from_slice(&m.data[..n]);
+                Ok(n)
             }
             FileKind::Socket(sk) => {
                 if at.is_some() {
@@ -752,6 +771,20 @@ impl Vproc {
             }) if req == 0x541B => {
                 let len = p.borrow().buf.len() as u32;
                 self.mm.write(arg, &len.to_le_bytes())?;
+                return Ok(0);
+            }
+            // A datagram socket: the length of the next message.
+            FileKind::Socket(files::Socket {
+                state: files::SockState::Dgram(ref d),
+                ..
+            }) if req == 0x541B => {
+                let q = d.inbox.borrow();
+                let len = q
+                    .records
+                    .as_ref()
+                    .and_then(|r| r.front())
+                    .map_or(0, |r| r.len);
+                self.mm.write(arg, &(len as u32).to_le_bytes())?;
                 return Ok(0);
             }
             _ => return Err(ENOTTY),

@@ -41,6 +41,7 @@ pub use super::stdio::ERESTART;
 use super::Vproc;
 
 pub mod compat32;
+mod dgram;
 mod epoll;
 pub mod events;
 mod fast;

@@ -57,6 +57,11 @@ pub fn file_seq(f: &OpenFile) -> Option<u64> {
                 Some(a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b)
             }
             SockState::Listening(p) | SockState::Bound(p) => Some(p.borrow().seq),
+            SockState::Dgram(d) => {
+                let a = d.inbox.borrow().seq;
+                let b = d.peer.as_ref().map_or(0, |(q, _)| q.borrow().seq);
+                Some(a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b)
+            }
             SockState::Fresh => Some(0),
         },
         FileKind::Inode(_) => Some(0),
@@ -161,11 +166,12 @@ impl Vproc {
                     SockState::Fresh | SockState::Bound(_) => {
                         return POLLOUT | POLLWRNORM | POLLHUP
                     }
+                    SockState::Dgram(d) => return dgram_events(d),
                 };
                 let mut r = 0;
                 {
                     let rx = s.rx.borrow();
-                    if !rx.buf.is_empty() {
+                    if rx.has_data() {
                         r |= POLLIN | POLLRDNORM;
                     }
                     if rx.writers == 0 {
@@ -264,6 +270,12 @@ impl Vproc {
                     s.tx.borrow_mut().wait(self.pid, w);
                 }
                 SockState::Listening(p) | SockState::Bound(p) => p.borrow_mut().wait(self.pid, w),
+                SockState::Dgram(d) => {
+                    d.inbox.borrow_mut().wait(self.pid, w.clone());
+                    if let Some((q, _)) = &d.peer {
+                        q.borrow_mut().wait(self.pid, w);
+                    }
+                }
                 SockState::Fresh => {}
             },
             FileKind::EventFd(e) => e.borrow_mut().wait(self.pid, w),
@@ -285,4 +297,26 @@ impl Vproc {
         }
         Watch::default()
     }
+}
+
+/// A datagram socket's poll events: readable with a message queued (or
+/// after SHUT_RD), writable unless its peer's queue is over a quarter
+/// full (Linux's unix_writable rule; a peer that went is writable: the
+/// send fails at once).
+fn dgram_events(d: &crate::files::Dgram) -> u16 {
+    let mut r = 0;
+    if d.inbox.borrow().has_data() || d.shut_rd {
+        r |= POLLIN | POLLRDNORM;
+    }
+    if d.shut_rd {
+        r |= POLLRDHUP;
+    }
+    let writable = d.peer.as_ref().is_none_or(|(q, _)| {
+        let q = q.borrow();
+        q.readers == 0 || q.buf.len() * 4 <= q.capacity
+    });
+    if writable {
+        r |= POLLOUT | POLLWRNORM;
+    }
+    r
 }

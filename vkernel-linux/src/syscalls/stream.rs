@@ -3,40 +3,38 @@
 //! pipes), eventfd reads and writes, and the socket calls: socketpair,
 //! send/recv and their msg forms, shutdown, socket options and names.
 //!
-//! Sockets are AF_UNIX streams ([`crate::files::Socket`]): made by
-//! socketpair, or named ([`super::unix`]: bind, listen, connect, accept).
-//! Datagram and seqpacket sockets, SCM_RIGHTS and AF_INET are not served
-//! yet (ESOCKTNOSUPPORT, EOPNOTSUPP, EAFNOSUPPORT).
+//! Sockets are AF_UNIX ([`crate::files::Socket`]): made by socketpair, or
+//! named ([`super::unix`]: bind, listen, connect, accept). The calls here
+//! serve streams themselves and hand datagram and seqpacket sockets'
+//! messages to [`super::dgram`]. AF_INET is not served yet
+//! (EAFNOSUPPORT).
+
+use std::time::Duration;
 
 use super::errno::*;
 use super::table::Handler;
 use super::{int, R};
-use crate::abi::socket::SOL_SOCKET;
+use crate::abi::socket::{
+    MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL,
+    SOL_SOCKET, SO_RCVTIMEO, SO_SNDTIMEO,
+};
 use crate::files::{
-    self, EventFd, FileKind, OpenFile, Pipe, Shared, SockState, Socket, UnixStream,
+    self, Dgram, EventFd, FileKind, OpenFile, Pipe, Shared, SockState, SockType, Socket, UnixStream,
 };
 use crate::fs::event::EventFdError;
 use crate::signal::{self, SigInfo};
 use crate::Vproc;
-
-/// MSG_OOB.
-const MSG_OOB: u64 = 0x1;
-/// MSG_PEEK.
-const MSG_PEEK: u64 = 0x2;
-/// MSG_DONTWAIT.
-const MSG_DONTWAIT: u64 = 0x40;
-/// MSG_WAITALL.
-const MSG_WAITALL: u64 = 0x100;
-/// MSG_NOSIGNAL.
-const MSG_NOSIGNAL: u64 = 0x4000;
-/// MSG_CMSG_CLOEXEC (accepted; no descriptors are passed yet).
-const MSG_CMSG_CLOEXEC: u64 = 0x4000_0000;
 
 /// The largest single transfer (as read/write cap theirs).
 const MAX_IO: usize = 1 << 24;
 
 /// What came along with received bytes (SCM_RIGHTS' files).
 pub(super) type Attached = Vec<Box<dyn std::any::Any + Send>>;
+
+/// What one receive got: the call's return value, whether the message was
+/// cut short (MSG_TRUNC in msg_flags), the sender's name, and what came
+/// along (SCM_RIGHTS).
+struct Got(i64, bool, Option<Vec<u8>>, Attached);
 
 /// A stream socket's parts for one send or receive.
 struct Parts {
@@ -49,6 +47,10 @@ struct Parts {
 
 /// What sendmsg/recvmsg use of a struct msghdr.
 struct MsgHdr {
+    /// msg_name.
+    name: u64,
+    /// msg_namelen.
+    namelen: u64,
     /// The data buffers.
     iov: Vec<(u64, usize)>,
     /// msg_control.
@@ -71,14 +73,15 @@ impl Vproc {
                 usize::try_from(a[2]).unwrap_or(usize::MAX),
                 a[3],
                 a[4],
+                a[5],
             )
         }),
         (libc::SYS_recvfrom, |v, _nr, a| {
             v.sys_recvfrom(
                 int(a[0]),
-                a[1],
-                usize::try_from(a[2]).unwrap_or(usize::MAX),
+                (a[1], usize::try_from(a[2]).unwrap_or(usize::MAX)),
                 a[3],
+                a[4],
                 a[5],
             )
         }),
@@ -95,13 +98,7 @@ impl Vproc {
             v.sys_getsockopt(int(a[0]), a[1], a[2], a[3], a[4])
         }),
         (libc::SYS_setsockopt, |v, _nr, a| {
-            v.socket_of(int(a[0]))?;
-            match (a[1], a[2]) {
-                // SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_SNDBUFFORCE...:
-                // accepted; the buffers keep their size.
-                (SOL_SOCKET, 7 | 8 | 16 | 32 | 33) => Ok(0),
-                _ => Err(ENOPROTOOPT),
-            }
+            v.sys_setsockopt(int(a[0]), a[1], a[2], a[3], a[4])
         }),
         (libc::SYS_getsockname, |v, _nr, a| {
             v.sys_getsockname(int(a[0]), a[1], a[2])
@@ -132,7 +129,7 @@ impl Vproc {
 
     /// The socket `fd` is: EBADF when not open, ENOTSOCK when not a
     /// socket.
-    fn socket_of(&self, fd: i64) -> Result<Shared<OpenFile>, i64> {
+    pub(super) fn socket_of(&self, fd: i64) -> Result<Shared<OpenFile>, i64> {
         let file = self.fds.get(fd)?.file.clone();
         if !matches!(file.borrow().kind, FileKind::Socket(_)) {
             return Err(ENOTSOCK);
@@ -142,11 +139,95 @@ impl Vproc {
 
     /// socketpair(domain, type, protocol, sv).
     fn sys_socketpair(&mut self, domain: u64, ty: u64, protocol: u64, sv: u64) -> R {
-        let (st, cloexec) = self.socket_type(domain, ty, protocol, true)?;
-        let (a, b) = UnixStream::pair();
-        let fa = OpenFile::new(FileKind::Socket(Socket::connected(a)), st, b"socket:");
-        let fb = OpenFile::new(FileKind::Socket(Socket::connected(b)), st, b"socket:");
+        let (ty, st, cloexec) = self.socket_type(domain, ty, protocol, true)?;
+        let (a, b) = if ty == SockType::Dgram {
+            let (a, b) = Dgram::pair();
+            (Socket::dgram(a), Socket::dgram(b))
+        } else {
+            let (a, b) = UnixStream::pair_of(ty);
+            (Socket::connected_of(ty, a), Socket::connected_of(ty, b))
+        };
+        let fa = OpenFile::new(FileKind::Socket(a), st, b"socket:");
+        let fb = OpenFile::new(FileKind::Socket(b), st, b"socket:");
         self.install_pair(fa, fb, cloexec, sv)
+    }
+
+    /// Socket `fd`'s type and its SO_RCVTIMEO and SO_SNDTIMEO.
+    pub(super) fn sock_kind(
+        &self,
+        fd: i64,
+    ) -> Result<(SockType, Option<Duration>, Option<Duration>), i64> {
+        let file = self.socket_of(fd)?;
+        let f = file.borrow();
+        match &f.kind {
+            FileKind::Socket(s) => Ok((s.ty, s.rcvtimeo, s.sndtimeo)),
+            _ => Err(ENOTSOCK),
+        }
+    }
+
+    /// Send `data` on socket `fd` (to `to`, a datagram socket's
+    /// destination), with SO_SNDTIMEO.
+    pub(super) fn sock_send(
+        &mut self,
+        fd: i64,
+        data: &[u8],
+        flags: u64,
+        to: Option<super::unix::Addr>,
+        attach: Option<Box<dyn std::any::Any + Send>>,
+    ) -> R {
+        let (ty, _, timeo) = self.sock_kind(fd)?;
+        let deadline = self.sock_deadline(timeo);
+        let r = if ty == SockType::Stream {
+            self.stream_send(fd, data, flags, attach)
+        } else {
+            self.msg_send(fd, data, flags, to, attach)
+        };
+        self.sock_timed(deadline, r)
+    }
+
+    /// Receive from message socket `fd` into the user buffers `bufs`, with
+    /// SO_RCVTIMEO: the return value (the whole length with MSG_TRUNC),
+    /// whether the message was cut, its sender and what came along.
+    fn sock_recv_msg(&mut self, fd: i64, bufs: &[(u64, usize)], flags: u64) -> Result<Got, i64> {
+        let (_, timeo, _) = self.sock_kind(fd)?;
+        let deadline = self.sock_deadline(timeo);
+        let room: usize = bufs.iter().map(|b| b.1).sum::<usize>().min(MAX_IO);
+        let r = match self.msg_recv(fd, flags) {
+            Ok(r) => r,
+            Err(e) => {
+                return self
+                    .sock_timed(deadline, Err(e))
+                    .map(|_| Got(0, false, None, Vec::new()))
+            }
+        };
+        let len = r.msg.data.len();
+        let n = len.min(room);
+        if let Err(e) = self.scatter(bufs, 0, &r.msg.data[..n]) {
+            r.put_back();
+            return Err(e);
+        }
+        let m = r.msg;
+        let ret = if flags & MSG_TRUNC != 0 { len } else { n };
+        Ok(Got(
+            ret as i64,
+            n < len,
+            m.from,
+            m.attach.into_iter().collect(),
+        ))
+    }
+
+    /// Receive from socket `fd` into `bufs` with SO_RCVTIMEO (streams and
+    /// messages alike): (return value, cut, sender, what came along).
+    fn sock_recv(&mut self, fd: i64, bufs: &[(u64, usize)], flags: u64) -> Result<Got, i64> {
+        let (ty, timeo, _) = self.sock_kind(fd)?;
+        if ty != SockType::Stream {
+            return self.sock_recv_msg(fd, bufs, flags);
+        }
+        let deadline = self.sock_deadline(timeo);
+        let mut got = Vec::new();
+        let r = self.stream_recv(fd, bufs, flags, &mut got);
+        let n = self.sock_timed(deadline, r)?;
+        Ok(Got(n, false, None, got))
     }
 
     /// A write to a pipe or socket nobody reads: SIGPIPE (unless
@@ -475,25 +556,49 @@ impl Vproc {
         Ok(())
     }
 
-    /// sendto(fd, buf, len, flags, addr): a connected stream takes no
-    /// address (EISCONN).
-    fn sys_sendto(&mut self, fd: i64, buf: u64, len: usize, flags: u64, addr: u64) -> R {
-        self.socket_of(fd)?;
-        if addr != 0 {
-            return Err(EISCONN);
+    /// The destination of sendto/sendmsg (`addr`, `len` bytes) for a
+    /// socket of type `ty`: a stream takes none (EISCONN), a seqpacket
+    /// socket ignores it.
+    fn destination(
+        &mut self,
+        ty: SockType,
+        addr: u64,
+        len: u64,
+    ) -> Result<Option<super::unix::Addr>, i64> {
+        match ty {
+            _ if addr == 0 => Ok(None),
+            SockType::Stream => Err(EISCONN),
+            SockType::SeqPacket => Ok(None),
+            SockType::Dgram => self.sockaddr(addr, len).map(Some),
         }
-        let data = self.mm.read_vec(buf, len.min(MAX_IO))?;
-        self.stream_send(fd, &data, flags, None)
     }
 
-    /// recvfrom(fd, buf, len, flags, addr, addrlen): the peer of a
-    /// socketpair has no name (addrlen 0).
-    fn sys_recvfrom(&mut self, fd: i64, buf: u64, len: usize, flags: u64, addrlen: u64) -> R {
-        let n = self.stream_recv(fd, &[(buf, len)], flags, &mut Vec::new())?;
-        if addrlen != 0 {
-            self.mm.write(addrlen, &0u32.to_le_bytes())?;
-        }
+    /// sendto(fd, buf, len, flags, addr, addrlen).
+    fn sys_sendto(&mut self, fd: i64, buf: u64, len: usize, flags: u64, addr: u64, alen: u64) -> R {
+        let (ty, _, _) = self.sock_kind(fd)?;
+        let to = self.destination(ty, addr, alen)?;
+        let data = self.mm.read_vec(buf, len.min(MAX_IO))?;
+        self.sock_send(fd, &data, flags, to, None)
+    }
+
+    /// recvfrom(fd, (buf, len), flags, addr, addrlen): the sender's name
+    /// when it has one (else addrlen 0).
+    fn sys_recvfrom(&mut self, fd: i64, buf: (u64, usize), flags: u64, addr: u64, lenp: u64) -> R {
+        let Got(n, _, from, _) = self.sock_recv(fd, &[buf], flags)?;
+        self.put_from(addr, lenp, from.as_deref())?;
         Ok(n)
+    }
+
+    /// Write the sender's name at `addr` (room and length at `lenp`): no
+    /// name is length 0.
+    fn put_from(&mut self, addr: u64, lenp: u64, from: Option<&[u8]>) -> Result<(), i64> {
+        if lenp == 0 {
+            return Ok(());
+        }
+        match from {
+            Some(name) if addr != 0 => self.put_sockaddr(addr, lenp, Some(name)).map(|_| ()),
+            _ => self.mm.write(lenp, &0u32.to_le_bytes()).map_err(Into::into),
+        }
     }
 
     /// The msghdr at `msg`: (iovecs, control pointer, control length).
@@ -502,21 +607,26 @@ impl Vproc {
         let q = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         let iov = self.iovecs(q(16), q(24))?;
         Ok(MsgHdr {
+            name: q(0),
+            namelen: q(8) & 0xffff_ffff,
             iov,
             control: q(32),
             controllen: q(40),
         })
     }
 
-    /// sendmsg(fd, msg, flags); control messages (SCM_RIGHTS,
-    /// SCM_CREDENTIALS) are not passed yet: EOPNOTSUPP.
+    /// sendmsg(fd, msg, flags): SCM_RIGHTS passes open files
+    /// ([`super::scm`]), SCM_CREDENTIALS is accepted and not passed on.
     fn sys_sendmsg(&mut self, fd: i64, msg: u64, flags: u64) -> R {
-        self.socket_of(fd)?;
+        let (ty, _, _) = self.sock_kind(fd)?;
         let MsgHdr {
+            name,
+            namelen,
             iov,
             control,
             controllen,
         } = self.msghdr(msg)?;
+        let to = self.destination(ty, name, namelen)?;
         let rights = self.scm_parse(control, controllen)?;
         let mut data = Vec::new();
         for (base, len) in iov {
@@ -528,23 +638,39 @@ impl Vproc {
         }
         let attach = (!rights.is_empty())
             .then(|| Box::new(super::scm::Rights(rights)) as Box<dyn std::any::Any + Send>);
-        self.stream_send(fd, &data, flags, attach)
+        self.sock_send(fd, &data, flags, to, attach)
     }
 
-    /// recvmsg(fd, msg, flags): no name, no control messages.
+    /// recvmsg(fd, msg, flags): the sender's name, SCM_RIGHTS' files, and
+    /// MSG_TRUNC in msg_flags for a message cut short.
     fn sys_recvmsg(&mut self, fd: i64, msg: u64, flags: u64) -> R {
         self.socket_of(fd)?;
         let MsgHdr {
+            name,
+            namelen,
             iov,
             control,
             controllen,
         } = self.msghdr(msg)?;
-        let mut got = Vec::new();
-        let n = self.stream_recv(fd, &iov, flags & !MSG_CMSG_CLOEXEC, &mut got)?;
-        let (clen, mflags) =
+        let Got(n, cut, from, got) = self.sock_recv(fd, &iov, flags & !MSG_CMSG_CLOEXEC)?;
+        let (clen, mut mflags) =
             self.scm_deliver(control, controllen, got, flags & MSG_CMSG_CLOEXEC != 0)?;
-        // msg_namelen (no name), msg_controllen and msg_flags.
-        self.mm.write(msg + 8, &0u32.to_le_bytes())?;
+        if cut {
+            mflags |= u32::try_from(MSG_TRUNC).expect("a 32-bit flag");
+        }
+        // msg_name and msg_namelen, msg_controllen and msg_flags.
+        match from {
+            Some(f) if name != 0 => {
+                let full = self.sockaddr_bytes(&f);
+                let k = full.len().min(usize::try_from(namelen).unwrap_or(0));
+                self.mm.write(name, &full[..k])?;
+                self.mm.write(
+                    msg + 8,
+                    &u32::try_from(full.len()).unwrap_or(0).to_le_bytes(),
+                )?;
+            }
+            _ => self.mm.write(msg + 8, &0u32.to_le_bytes())?,
+        }
         self.mm.write(msg + 40, &clen.to_le_bytes())?;
         self.mm.write(msg + 48, &mflags.to_le_bytes())?;
         Ok(n)
@@ -564,10 +690,16 @@ impl Vproc {
             let FileKind::Socket(sk) = &mut f.kind else {
                 return Err(ENOTSOCK);
             };
-            let Some(s) = sk.stream_mut() else {
-                return Err(ENOTCONN);
-            };
-            s.shutdown(rd, wr)
+            if let SockState::Dgram(d) = &mut sk.state {
+                // Only what this socket receives is affected.
+                d.shut_rd |= rd;
+                d.inbox.borrow_mut().take_waiters()
+            } else {
+                let Some(s) = sk.stream_mut() else {
+                    return Err(ENOTCONN);
+                };
+                s.shutdown(rd, wr)
+            }
         };
         files::wake_all(w);
         Ok(0)
@@ -577,14 +709,18 @@ impl Vproc {
     /// a stream socket has.
     fn sys_getsockopt(&mut self, fd: i64, level: u64, name: u64, val: u64, lenp: u64) -> R {
         let file = self.socket_of(fd)?;
-        let (cap, listening, cred) = match &file.borrow().kind {
-            FileKind::Socket(sk) => match &sk.state {
-                SockState::Connected(s) => (s.rx.borrow().capacity, false, Some(s.peer_cred)),
-                SockState::Listening(p) => {
-                    (crate::fs::pipe::PIPE_CAPACITY, true, Some(p.borrow().cred))
-                }
-                _ => (crate::fs::pipe::PIPE_CAPACITY, false, None),
-            },
+        let (cap, listening, cred, ty, timeo) = match &file.borrow().kind {
+            FileKind::Socket(sk) => {
+                let (cap, listening, cred) = match &sk.state {
+                    SockState::Connected(s) => (s.rx.borrow().capacity, false, Some(s.peer_cred)),
+                    SockState::Listening(p) => {
+                        (crate::fs::pipe::PIPE_CAPACITY, true, Some(p.borrow().cred))
+                    }
+                    SockState::Dgram(d) => (d.inbox.borrow().capacity, false, None),
+                    _ => (crate::fs::pipe::PIPE_CAPACITY, false, None),
+                };
+                (cap, listening, cred, sk.ty, [sk.rcvtimeo, sk.sndtimeo])
+            }
             _ => return Err(ENOTSOCK),
         };
         if level != SOL_SOCKET {
@@ -592,24 +728,61 @@ impl Vproc {
         }
         let v: i32 = match name {
             17 => return self.peercred(cred, val, lenp), // SO_PEERCRED
-            3 => 1,                                      // SO_TYPE
-            4 => 0,                                      // SO_ERROR
-            39 => 1,                                     // SO_DOMAIN
-            38 => 0,                                     // SO_PROTOCOL
-            30 => i32::from(listening),                  // SO_ACCEPTCONN
+            SO_RCVTIMEO | SO_SNDTIMEO => {
+                let t = timeo[usize::from(name == SO_SNDTIMEO)].unwrap_or_default();
+                return self.put_opt(&super::events::encode_timeval(t), val, lenp);
+            }
+            3 => ty.raw(),                                   // SO_TYPE
+            4 => 0,                                          // SO_ERROR
+            39 => 1,                                         // SO_DOMAIN
+            38 => 0,                                         // SO_PROTOCOL
+            30 => i32::from(listening),                      // SO_ACCEPTCONN
             7 | 8 => i32::try_from(cap).unwrap_or(i32::MAX), // SO_SNDBUF, SO_RCVBUF
-            16 => 0,                                     // SO_PASSCRED
+            16 => 0,                                         // SO_PASSCRED
             _ => return Err(ENOPROTOOPT),
         };
+        self.put_opt(&v.to_le_bytes(), val, lenp)
+    }
+
+    /// An option's value `v` at `val`, cut to the room at `lenp`, whose
+    /// length it writes there.
+    fn put_opt(&mut self, v: &[u8], val: u64, lenp: u64) -> R {
         let len = self.user_u32(lenp)?;
         if (len as i32) < 0 {
             return Err(EINVAL);
         }
-        let n = (len as usize).min(4);
-        self.mm.write(val, &v.to_le_bytes()[..n])?;
+        let n = (len as usize).min(v.len());
+        self.mm.write(val, &v[..n])?;
         self.mm
-            .write(lenp, &u32::try_from(n).unwrap_or(4).to_le_bytes())?;
+            .write(lenp, &u32::try_from(n).unwrap_or(0).to_le_bytes())?;
         Ok(0)
+    }
+
+    /// setsockopt(fd, level, name, val, len): SO_RCVTIMEO and SO_SNDTIMEO
+    /// are kept; SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_SNDBUFFORCE... are
+    /// accepted and the buffers keep their size.
+    fn sys_setsockopt(&mut self, fd: i64, level: u64, name: u64, val: u64, len: u64) -> R {
+        let file = self.socket_of(fd)?;
+        match (level, name) {
+            (SOL_SOCKET, SO_RCVTIMEO | SO_SNDTIMEO) => {
+                if len < 16 {
+                    return Err(EINVAL);
+                }
+                let b = self.mm.read_vec(val, 16)?;
+                let t = super::events::timeval(&b).map_err(|_| EDOM)?;
+                let t = (!t.is_zero()).then_some(t);
+                if let FileKind::Socket(s) = &mut file.borrow_mut().kind {
+                    if name == SO_RCVTIMEO {
+                        s.rcvtimeo = t;
+                    } else {
+                        s.sndtimeo = t;
+                    }
+                }
+                Ok(0)
+            }
+            (SOL_SOCKET, 7 | 8 | 16 | 32 | 33) => Ok(0),
+            _ => Err(ENOPROTOOPT),
+        }
     }
 
     /// sendmmsg/recvmmsg(fd, msgvec, vlen, flags): each struct mmsghdr's

@@ -1,7 +1,7 @@
-//! Named AF_UNIX stream sockets: socket, bind (a path: a socket node in
-//! the overlay; or an abstract name), listen, connect, accept/accept4,
+//! Named AF_UNIX sockets: socket, bind (a path: a socket node in the
+//! overlay; or an abstract name), listen, connect, accept/accept4,
 //! getsockname, getpeername and SO_PEERCRED. The data path is
-//! [`super::stream`]'s.
+//! [`super::stream`]'s for streams and [`super::dgram`]'s for messages.
 //!
 //! A connection is made at connect (Linux's AF_UNIX does the same): the
 //! client's end is connected at once and the accepting end waits in the
@@ -11,9 +11,11 @@
 use super::errno::*;
 use super::{int, AT_FDCWD, R};
 use crate::abi::socket::{
-    AF_INET, AF_INET6, AF_UNIX, AF_UNIX_FAMILY, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM,
+    AF_INET, AF_INET6, AF_UNIX, AF_UNIX_FAMILY, AF_UNSPEC_FAMILY, SOCK_CLOEXEC, SOCK_NONBLOCK,
 };
-use crate::files::{self, Fd, FileKind, OpenFile, Port, Shared, SockState, Socket, UnixStream};
+use crate::files::{
+    self, Fd, FileKind, OpenFile, Port, Shared, SockState, SockType, Socket, UnixStream,
+};
 use crate::fs::Kind;
 use crate::Vproc;
 
@@ -23,7 +25,7 @@ const SUN_LEN: usize = 110;
 const SOMAXCONN: usize = 4096;
 
 /// A socket address: the sockaddr_un bytes after the family.
-enum Addr {
+pub(super) enum Addr {
     /// A path in the file tree.
     Path(Vec<u8>),
     /// An abstract name (the bytes start with 0).
@@ -33,16 +35,16 @@ enum Addr {
 }
 
 impl Vproc {
-    /// socket(domain, type, protocol): AF_UNIX SOCK_STREAM sockets.
+    /// socket(domain, type, protocol): AF_UNIX sockets.
     pub(super) fn sys_socket(&mut self, domain: u64, ty: u64, protocol: u64) -> R {
-        let (st, cloexec) = self.socket_type(domain, ty, protocol, false)?;
-        let file = OpenFile::new(FileKind::Socket(Socket::default()), st, b"socket:");
+        let (ty, st, cloexec) = self.socket_type(domain, ty, protocol, false)?;
+        let file = OpenFile::new(FileKind::Socket(Socket::new(ty)), st, b"socket:");
         self.install_file(file, if cloexec { files::O_CLOEXEC } else { 0 })
     }
 
-    /// Check socket/socketpair's (`pair`) arguments: the open file's status
-    /// flags and whether the fds are close-on-exec. AF_UNIX SOCK_STREAM
-    /// only; AF_INET/AF_INET6 are EAFNOSUPPORT for socket (reported as
+    /// Check socket/socketpair's (`pair`) arguments: the socket type, the
+    /// open file's status flags and whether the fds are close-on-exec.
+    /// AF_UNIX only; AF_INET/AF_INET6 are EAFNOSUPPORT for socket (reported as
     /// unimplemented: no network stack yet) and EOPNOTSUPP for socketpair,
     /// as Linux says for them.
     pub(super) fn socket_type(
@@ -51,7 +53,7 @@ impl Vproc {
         ty: u64,
         protocol: u64,
         pair: bool,
-    ) -> Result<(u32, bool), i64> {
+    ) -> Result<(SockType, u32, bool), i64> {
         match domain {
             AF_UNIX => {}
             AF_INET | AF_INET6 if pair => return Err(EOPNOTSUPP),
@@ -67,20 +69,19 @@ impl Vproc {
         if protocol != 0 && protocol != AF_UNIX {
             return Err(EPROTONOSUPPORT);
         }
-        if ty & 0xf != SOCK_STREAM {
-            // SOCK_DGRAM and SOCK_SEQPACKET: not yet.
+        let Some(kind) = SockType::from_raw(ty & 0xf) else {
             return Err(ESOCKTNOSUPPORT);
-        }
+        };
         let nonblock = if ty & SOCK_NONBLOCK != 0 {
             files::O_NONBLOCK
         } else {
             0
         };
-        Ok((files::O_RDWR | nonblock, ty & SOCK_CLOEXEC != 0))
+        Ok((kind, files::O_RDWR | nonblock, ty & SOCK_CLOEXEC != 0))
     }
 
     /// The sockaddr_un at `addr` (`len` bytes).
-    fn sockaddr(&mut self, addr: u64, len: u64) -> Result<Addr, i64> {
+    pub(super) fn sockaddr(&mut self, addr: u64, len: u64) -> Result<Addr, i64> {
         let len = usize::try_from(len).map_err(|_| EINVAL)?;
         if !(2..=SUN_LEN).contains(&len) {
             return Err(EINVAL);
@@ -100,15 +101,6 @@ impl Vproc {
         })
     }
 
-    /// The socket of `fd` (EBADF, ENOTSOCK).
-    fn sock_file(&self, fd: i64) -> Result<Shared<OpenFile>, i64> {
-        let file = self.fds.get(fd)?.file.clone();
-        if !matches!(file.borrow().kind, FileKind::Socket(_)) {
-            return Err(ENOTSOCK);
-        }
-        Ok(file)
-    }
-
     /// This process's credentials as a peer sees them.
     fn cred(&self) -> [i32; 3] {
         [self.thread.tgid, 0, 0]
@@ -116,7 +108,7 @@ impl Vproc {
 
     /// bind(fd, addr, len).
     pub(super) fn sys_bind(&mut self, fd: i64, addr: u64, len: u64) -> R {
-        let file = self.sock_file(fd)?;
+        let file = self.socket_of(fd)?;
         let a = self.sockaddr(addr, len)?;
         // Linux looks at the name before at the socket: a name in use is
         // EADDRINUSE even for a socket bound already.
@@ -125,16 +117,23 @@ impl Vproc {
                 return Err(EADDRINUSE);
             }
         }
-        if !matches!(
-            &file.borrow().kind,
+        let ty = match &file.borrow().kind {
             FileKind::Socket(Socket {
                 state: SockState::Fresh,
+                ty,
                 ..
-            })
-        ) {
-            return Err(EINVAL);
-        }
-        let port = Shared::new(Port::default());
+            }) => *ty,
+            FileKind::Socket(Socket {
+                state: SockState::Dgram(_),
+                name: None,
+                ..
+            }) => SockType::Dgram,
+            _ => return Err(EINVAL),
+        };
+        let port = Shared::new(Port {
+            ty,
+            ..Port::default()
+        });
         let name = match a {
             Addr::Path(p) => {
                 let (dir, leaf) = self.parent_at(AT_FDCWD, &p)?;
@@ -153,7 +152,12 @@ impl Vproc {
         port.borrow_mut().name = name.clone();
         let mut f = file.borrow_mut();
         if let FileKind::Socket(s) = &mut f.kind {
-            s.state = SockState::Bound(port);
+            if let SockState::Dgram(d) = &mut s.state {
+                port.borrow_mut().inbox = Some(d.inbox.downgrade());
+                d.port = Some(port);
+            } else {
+                s.state = SockState::Bound(port);
+            }
             s.name = Some(name);
         }
         Ok(0)
@@ -176,12 +180,15 @@ impl Vproc {
 
     /// listen(fd, backlog).
     pub(super) fn sys_listen(&mut self, fd: i64, backlog: i64) -> R {
-        let file = self.sock_file(fd)?;
+        let file = self.socket_of(fd)?;
         let cred = self.cred();
         let mut f = file.borrow_mut();
         let FileKind::Socket(s) = &mut f.kind else {
             return Err(ENOTSOCK);
         };
+        if s.ty == SockType::Dgram {
+            return Err(EOPNOTSUPP);
+        }
         let max = usize::try_from(backlog.max(0)).unwrap_or(0).min(SOMAXCONN);
         let port = match std::mem::take(&mut s.state) {
             SockState::Bound(p) | SockState::Listening(p) => p,
@@ -202,7 +209,18 @@ impl Vproc {
 
     /// The port `a` names (ECONNREFUSED when nobody listens there).
     fn port_of(&mut self, a: &Addr) -> Result<Shared<Port>, i64> {
-        let port = match a {
+        let port = self.find_port(a)?;
+        if !port.borrow().listening {
+            return Err(ECONNREFUSED);
+        }
+        Ok(port)
+    }
+
+    /// The port bound to `a`: ENOENT (and the path lookup's other errors)
+    /// for a path that is not there, ECONNREFUSED for a file that is not
+    /// a socket or an abstract name nobody holds.
+    pub(super) fn find_port(&mut self, a: &Addr) -> Result<Shared<Port>, i64> {
+        Ok(match a {
             Addr::Path(p) => {
                 let h = self.lookup_at(AT_FDCWD, p, true)?;
                 match self.fs.inode(h).kind {
@@ -212,16 +230,28 @@ impl Vproc {
             }
             Addr::Abstract(n) => self.fs.find_abstract(n).ok_or(ECONNREFUSED)?,
             Addr::Unnamed => return Err(EINVAL),
-        };
-        if !port.borrow().listening {
-            return Err(ECONNREFUSED);
-        }
-        Ok(port)
+        })
     }
 
     /// connect(fd, addr, len).
     pub(super) fn sys_connect(&mut self, fd: i64, addr: u64, len: u64) -> R {
-        let file = self.sock_file(fd)?;
+        let file = self.socket_of(fd)?;
+        let ty = match &file.borrow().kind {
+            FileKind::Socket(s) => s.ty,
+            _ => return Err(ENOTSOCK),
+        };
+        if ty == SockType::Dgram {
+            let unspec = len >= 2 && {
+                let b = self.mm.read_vec(addr, 2)?;
+                u16::from_le_bytes([b[0], b[1]]) == AF_UNSPEC_FAMILY
+            };
+            let a = if unspec {
+                None
+            } else {
+                Some(self.sockaddr(addr, len)?)
+            };
+            return self.dgram_connect(fd, a);
+        }
         let (nonblock, own, state_err) = {
             let f = file.borrow();
             let FileKind::Socket(s) = &f.kind else {
@@ -237,6 +267,9 @@ impl Vproc {
         let a = self.sockaddr(addr, len)?;
         let port = self.port_of(&a)?;
         let mut p = port.borrow_mut();
+        if p.ty != ty {
+            return Err(ECONNREFUSED);
+        }
         // Linux's order: the listener's backlog, then this socket's state.
         if p.full() && state_err.is_none() {
             if nonblock {
@@ -250,7 +283,7 @@ impl Vproc {
         if let Some(e) = state_err {
             return Err(if p.full() { EAGAIN } else { e });
         }
-        let (mut client, mut server) = UnixStream::pair();
+        let (mut client, mut server) = UnixStream::pair_of(ty);
         client.peer = Some(p.name.clone());
         client.peer_cred = p.cred;
         server.peer = own;
@@ -273,16 +306,24 @@ impl Vproc {
         if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
             return Err(EINVAL);
         }
-        let file = self.sock_file(fd)?;
-        let (port, nonblock, name) = {
+        let file = self.socket_of(fd)?;
+        let (port, nonblock, name, ty) = {
             let f = file.borrow();
             let FileKind::Socket(s) = &f.kind else {
                 return Err(ENOTSOCK);
             };
+            if s.ty == SockType::Dgram {
+                return Err(EOPNOTSUPP);
+            }
             let SockState::Listening(p) = &s.state else {
                 return Err(EINVAL);
             };
-            (p.clone(), f.flags & files::O_NONBLOCK != 0, s.name.clone())
+            (
+                p.clone(),
+                f.flags & files::O_NONBLOCK != 0,
+                s.name.clone(),
+                s.ty,
+            )
         };
         let mut p = port.borrow_mut();
         let Some(conn) = p.backlog.pop_front() else {
@@ -306,8 +347,8 @@ impl Vproc {
                 0
             };
         let sock = Socket {
-            state: SockState::Connected(conn),
             name,
+            ..Socket::connected_of(ty, conn)
         };
         let cloexec = flags & SOCK_CLOEXEC != 0;
         let nfd = self.fds.install(
@@ -329,18 +370,15 @@ impl Vproc {
     /// Write `name` as a sockaddr_un at `addr`, at most `*lenp` bytes,
     /// and its full length at `lenp` (Linux: the family, the path and its
     /// NUL; an abstract name as is).
-    fn put_sockaddr(&mut self, addr: u64, lenp: u64, name: Option<&[u8]>) -> R {
+    pub(super) fn put_sockaddr(&mut self, addr: u64, lenp: u64, name: Option<&[u8]>) -> R {
         let room = self.user_u32(lenp)?;
         if (room as i32) < 0 {
             return Err(EINVAL);
         }
-        let mut b = AF_UNIX_FAMILY.to_le_bytes().to_vec();
-        if let Some(n) = name {
-            b.extend_from_slice(n);
-            if n.first() != Some(&0) {
-                b.push(0);
-            }
-        }
+        let b = match name {
+            Some(n) => self.sockaddr_bytes(n),
+            None => AF_UNIX_FAMILY.to_le_bytes().to_vec(),
+        };
         let n = b.len().min(room as usize);
         self.mm.write(addr, &b[..n])?;
         self.mm
@@ -348,9 +386,20 @@ impl Vproc {
         Ok(0)
     }
 
+    /// The sockaddr_un of `name` as Linux reports it: the family, then a
+    /// path with its NUL, or an abstract name as is.
+    pub(super) fn sockaddr_bytes(&self, name: &[u8]) -> Vec<u8> {
+        let mut b = AF_UNIX_FAMILY.to_le_bytes().to_vec();
+        b.extend_from_slice(name);
+        if name.first() != Some(&0) {
+            b.push(0);
+        }
+        b
+    }
+
     /// getsockname(fd, addr, lenp).
     pub(super) fn sys_getsockname(&mut self, fd: i64, addr: u64, lenp: u64) -> R {
-        let file = self.sock_file(fd)?;
+        let file = self.socket_of(fd)?;
         let name = match &file.borrow().kind {
             FileKind::Socket(s) => s.name.clone(),
             _ => return Err(ENOTSOCK),
@@ -360,11 +409,15 @@ impl Vproc {
 
     /// getpeername(fd, addr, lenp).
     pub(super) fn sys_getpeername(&mut self, fd: i64, addr: u64, lenp: u64) -> R {
-        let file = self.sock_file(fd)?;
+        let file = self.socket_of(fd)?;
         let peer = match &file.borrow().kind {
-            FileKind::Socket(s) => match s.stream() {
-                Some(c) => c.peer.clone(),
-                None => return Err(ENOTCONN),
+            FileKind::Socket(s) => match (&s.state, s.stream()) {
+                (SockState::Dgram(d), _) => match &d.peer {
+                    Some((_, name)) => name.clone(),
+                    None => return Err(ENOTCONN),
+                },
+                (_, Some(c)) => c.peer.clone(),
+                _ => return Err(ENOTCONN),
             },
             _ => return Err(ENOTSOCK),
         };
