@@ -49,3 +49,21 @@ fn named_unix_sockets_match_native() {
         }
     }
 }
+
+/// Python's event loops and servers over Unix sockets (asyncio's Unix
+/// server and client and create_subprocess_exec, socketserver, selectors,
+/// multiprocessing.Pool, a datagram socketpair) print what they print
+/// natively, on two vCPUs.
+#[test]
+fn python_programs_that_talk_match_native() {
+    let test = "python_programs_that_talk_match_native";
+    let Some(py) = common::kvm_tool(test, "/usr/bin/python3", " (apt-get install python3)") else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/talk.py");
+    let n = native(&py, &[script]);
+    assert_eq!(n.status, 0, "natively:\n{}{}", n.stdout, n.stderr);
+    let l = guest(&py, &[script], 2).root(host_root());
+    let r = vk_watched(&what(&py, &[script], 2), 240, l);
+    assert_eq!(r.out().shown(), n.shown(), "stderr: {}", r.stderr);
+}
