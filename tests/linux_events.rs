@@ -1,5 +1,5 @@
-//! eventfd, epoll and AF_UNIX stream sockets, socketpair and named (paths
-//! and abstract names; issue 22): `tests/guests/events.c` prints the same
+//! eventfd, epoll, timerfd, signalfd, memfd, pidfd and AF_UNIX stream
+//! sockets, socketpair and named (paths and abstract names; issue 22): `tests/guests/events.c` prints the same
 //! natively and under vkernel, on one and two vCPUs, for each compiler,
 //! and no wake-up is lost (the watchdog never fires).
 
@@ -8,8 +8,8 @@ mod common;
 use common::{guest, host_root, kvm_guests, native, scratch, vk_watched, what};
 
 /// The modes of events.c that need no argument.
-const MODES: [&str; 8] = [
-    "eventfd", "epoll", "socket", "errors", "memfd", "timerfd", "scm", "signalfd",
+const MODES: [&str; 9] = [
+    "eventfd", "epoll", "socket", "errors", "memfd", "timerfd", "scm", "signalfd", "pidfd",
 ];
 
 #[test]

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <unistd.h>
 
+#define PIDFD_NONBLOCK_ O_NONBLOCK
 #define SAY(...) do { printf(__VA_ARGS__); fflush(stdout); } while (0)
 static long R(long x) { return x < 0 ? -errno : x; }
 
@@ -730,6 +731,62 @@ static void t_signalfd(void) {
     sigprocmask(SIG_UNBLOCK, &m, 0);
 }
 
+static int pidfd_open_(pid_t pid, unsigned flags) {
+    return (int)syscall(SYS_pidfd_open, pid, flags);
+}
+
+static long pidfd_kill(int fd, int sig) {
+    return syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
+}
+
+/* pidfds: readable when the process ends, signals through them, errors. */
+static void t_pidfd(void) {
+    SAY("open bad flags %ld\n", R(pidfd_open_(getpid(), 1)));
+    SAY("open no such %ld\n", R(pidfd_open_(999999, 0)));
+    SAY("open zero %ld\n", R(pidfd_open_(0, 0)));
+    int self = pidfd_open_(getpid(), 0);
+    SAY("open self %d cloexec %d\n", self >= 0, (fcntl(self, F_GETFD) & FD_CLOEXEC) != 0);
+    SAY("signal 0 to self %ld\n", R(pidfd_kill(self, 0)));
+    SAY("bad flags %ld\n", R(syscall(SYS_pidfd_send_signal, self, 0, NULL, 1)));
+    SAY("not a pidfd %ld\n", R(pidfd_kill(0, 0)));
+    char b[8];
+    SAY("read %ld\n", R(read(self, b, sizeof b)));
+    close(self);
+    /* A child that waits to be killed. */
+    pid_t c = fork();
+    if (c == 0) {
+        pause();
+        _exit(0);
+    }
+    int fd = pidfd_open_(c, PIDFD_NONBLOCK_);
+    struct pollfd p = {fd, POLLIN, 0};
+    SAY("poll running %d\n", poll(&p, 1, 0));
+    SAY("kill %ld\n", R(pidfd_kill(fd, SIGTERM)));
+    SAY("poll ended %d revents %#x\n", poll(&p, 1, 5000), p.revents);
+    SAY("signal zombie %ld\n", R(pidfd_kill(fd, 0)));
+    int st;
+    waitpid(c, &st, 0);
+    SAY("child signaled %d by %d\n", WIFSIGNALED(st), WTERMSIG(st));
+    SAY("signal reaped %ld\n", R(pidfd_kill(fd, SIGTERM)));
+    close(fd);
+    /* epoll wakes when a child exits by itself. */
+    c = fork();
+    if (c == 0) {
+        usleep(20000);
+        _exit(3);
+    }
+    fd = pidfd_open_(c, 0);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {EPOLLIN, {.u64 = 7}}, out;
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    long n = R(epoll_wait(ep, &out, 1, 5000));
+    SAY("epoll %ld data %lu\n", n, n > 0 ? (unsigned long)out.data.u64 : 0UL);
+    waitpid(c, &st, 0);
+    SAY("child exited %d\n", WEXITSTATUS(st));
+    close(ep);
+    close(fd);
+}
+
 static void t_errors(void) {
     struct epoll_event ev = {.events = EPOLLIN};
     int ep = epoll_create1(0);
@@ -764,6 +821,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(m, "timerfd")) t_timerfd();
     if (all || !strcmp(m, "scm")) t_scm();
     if (all || !strcmp(m, "signalfd")) t_signalfd();
+    if (all || !strcmp(m, "pidfd")) t_pidfd();
     if (!strcmp(m, "unix")) t_unix(argc > 2 ? argv[2] : "/tmp");
     return 0;
 }

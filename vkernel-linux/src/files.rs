@@ -1,6 +1,6 @@
 //! Open files and the fd table of a vproc.
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
-pub use super::fs::event::{EventFd, SignalFd, TimerFd};
+pub use super::fs::event::{EventFd, PidFd, SignalFd, TimerFd};
 pub use super::fs::pipe::{wake_all, FdError, Pipe, Shared, Wake, WeakShared, PIPE_BUF};
 pub use super::fs::socket::{
     Dgram, Port, SockState, SockType, Socket, UnixStream, MAX_DGRAM_QLEN, MAX_MESSAGE,
@@ -59,6 +59,8 @@ pub enum FileKind {
     TimerFd(Shared<TimerFd>),
     /// A signalfd.
     SignalFd(Shared<SignalFd>),
+    /// A pidfd.
+    PidFd(Shared<PidFd>),
     /// An AF_UNIX stream socket.
     Socket(Socket),
 }

@@ -257,3 +257,49 @@ pub struct SignalFd {
     /// The signals it takes.
     pub mask: u64,
 }
+
+/// A pidfd (pidfd_open): a process, and whether it has ended. The process
+/// table marks it and wakes its waiters when the process's last thread
+/// ends; poll, select and epoll then see it readable.
+#[derive(Default)]
+pub struct PidFd {
+    /// The process (its leader's pid).
+    pub pid: i32,
+    /// The process ended (a zombie, or reaped).
+    pub exited: bool,
+    /// Vprocs waiting for it to end (poll, select, epoll).
+    pub waiters: Waiters,
+    /// Bumped when it ends (edge-triggered epoll).
+    pub seq: u64,
+}
+
+impl std::fmt::Debug for PidFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PidFd")
+            .field("pid", &self.pid)
+            .field("exited", &self.exited)
+            .finish()
+    }
+}
+
+impl PidFd {
+    /// A pidfd of process `pid`, not ended yet.
+    pub fn new(pid: i32) -> PidFd {
+        PidFd {
+            pid,
+            ..PidFd::default()
+        }
+    }
+
+    /// Register `pid` as waiting for the end.
+    pub fn wait(&mut self, pid: i32, w: Arc<dyn Wake>) {
+        self.waiters.add(pid, w);
+    }
+
+    /// The process ended: mark it, and take the waiters to wake.
+    pub fn end(&mut self) -> Vec<(i32, Arc<dyn Wake>)> {
+        self.exited = true;
+        self.seq = self.seq.wrapping_add(1);
+        self.waiters.take()
+    }
+}

@@ -58,6 +58,7 @@ mod futex;
 mod hostsig;
 mod introspect;
 mod next;
+mod pidfd;
 mod post;
 mod run;
 mod thread;
@@ -275,6 +276,8 @@ pub(super) struct Table {
     memstats: Option<String>,
     futexes: Vec<FutexWaiter>,
     lost_wakeups: u64,
+    /// Open pidfds and the processes they name.
+    pidfds: Vec<(Pid, crate::files::WeakShared<crate::fs::event::PidFd>)>,
 }
 
 /// The shared state of a virtual kernel.
@@ -745,6 +748,7 @@ impl Kernel {
             e.vms = None;
             e.signals.clear();
         }
+        self.end_pidfds_locked(t, pid);
         // Orphans go to the reaper (pid 1, outside the virtual kernel),
         // which reaps them at once (when all their threads ended).
         let orphans: Vec<Pid> = t

@@ -104,6 +104,7 @@ fn new_kernel(
             memstats: None,
             futexes: Vec::new(),
             lost_wakeups: 0,
+            pidfds: Vec::new(),
         }),
         events: Mutex::new(0),
         idle: Condvar::new(),

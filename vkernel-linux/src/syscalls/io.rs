@@ -225,7 +225,10 @@ impl Vproc {
                 drop(f);
                 self.eventfd_write(&e, nonblock, data)
             }
-            FileKind::Epoll(_) | FileKind::TimerFd(_) | FileKind::SignalFd(_) => Err(EINVAL),
+            FileKind::Epoll(_)
+            | FileKind::TimerFd(_)
+            | FileKind::SignalFd(_)
+            | FileKind::PidFd(_) => Err(EINVAL),
             FileKind::Inode(_) | FileKind::PipeRead(_) => Err(EBADF),
         }
     }
@@ -324,6 +327,7 @@ impl Vproc {
                 drop(f);
                 self.timerfd_read(&t, nonblock, data)
             }
+            FileKind::PidFd(_) => Err(EINVAL),
             FileKind::SignalFd(sf) => {
                 if at.is_some() {
                     return Err(ESPIPE);

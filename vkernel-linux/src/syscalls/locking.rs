@@ -76,6 +76,7 @@ fn key_of(f: &OpenFile) -> LockKey {
         FileKind::Epoll(e) => LockKey::Pipe(e.id()),
         FileKind::TimerFd(t) => LockKey::Pipe(t.id()),
         FileKind::SignalFd(t) => LockKey::Pipe(t.id()),
+        FileKind::PidFd(t) => LockKey::Pipe(t.id()),
         FileKind::Socket(s) => LockKey::Pipe(s as *const _ as usize),
         FileKind::Stdin => LockKey::Console(0),
         FileKind::Stdout => LockKey::Console(1),

@@ -53,6 +53,7 @@ mod io;
 mod locking;
 mod mm;
 mod overcommit;
+mod pidfd;
 mod proc;
 mod procfs;
 mod ready;

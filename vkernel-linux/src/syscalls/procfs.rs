@@ -129,6 +129,7 @@ impl Vproc {
                     FileKind::Epoll(_) => b"anon_inode:[eventpoll]".to_vec(),
                     FileKind::TimerFd(_) => b"anon_inode:[timerfd]".to_vec(),
                     FileKind::SignalFd(_) => b"anon_inode:[signalfd]".to_vec(),
+                    FileKind::PidFd(_) => b"anon_inode:[pidfd]".to_vec(),
                     FileKind::Socket(_) => {
                         format!("socket:[{}]", 5000 + ((fd.file.id() >> 4) & 0xffff)).into_bytes()
                     }

@@ -46,6 +46,7 @@ pub fn file_seq(f: &OpenFile) -> Option<u64> {
     match &f.kind {
         FileKind::PipeRead(p) | FileKind::PipeWrite(p) => Some(p.borrow().seq),
         FileKind::EventFd(e) => Some(e.borrow().seq),
+        FileKind::PidFd(p) => Some(p.borrow().seq),
         FileKind::TimerFd(t) => {
             let mut t = t.borrow_mut();
             t.update(Instant::now());
@@ -119,6 +120,13 @@ impl Vproc {
                 r
             }
             FileKind::Inode(_) => POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
+            FileKind::PidFd(p) => {
+                if p.borrow().exited {
+                    POLLIN | POLLRDNORM
+                } else {
+                    0
+                }
+            }
             FileKind::SignalFd(sf) => {
                 let mask = sf.borrow().mask;
                 if self
@@ -279,6 +287,7 @@ impl Vproc {
                 SockState::Fresh => {}
             },
             FileKind::EventFd(e) => e.borrow_mut().wait(self.pid, w),
+            FileKind::PidFd(p) => p.borrow_mut().wait(self.pid, w),
             FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
                 self.stdio.readable(Some((self.pid, w)));
             }

@@ -73,7 +73,8 @@ impl Stat {
             FileKind::EventFd(_)
             | FileKind::Epoll(_)
             | FileKind::TimerFd(_)
-            | FileKind::SignalFd(_) => {
+            | FileKind::SignalFd(_)
+            | FileKind::PidFd(_) => {
                 let mut st = Stat::fifo(1000 + fd as u64);
                 st.mode = 0o600;
                 return st;
