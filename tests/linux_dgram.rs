@@ -2,8 +2,9 @@
 //! prints the same natively and under vkernel, on one and two vCPUs, for
 //! each compiler: message boundaries, MSG_TRUNC/MSG_PEEK, sender names,
 //! connect's default destination and sender filter, SCM_RIGHTS in a
-//! datagram, seqpacket listen/accept and end of file, SO_RCVTIMEO, and
-//! the errors (bad buffers lose no message). No wake-up is lost.
+//! datagram, SCM_CREDENTIALS and SO_PASSCRED, seqpacket listen/accept and
+//! end of file, SO_RCVTIMEO, and the errors (bad buffers lose no message).
+//! No wake-up is lost.
 
 mod common;
 
@@ -12,7 +13,7 @@ use common::{guest, host_root, kvm_guests, native, scratch, vk_watched, what};
 #[test]
 fn dgram_and_seqpacket_match_native() {
     for (cc, prog) in kvm_guests("dgram_and_seqpacket_match_native", "dgram") {
-        for mode in ["pair", "named", "seqpacket", "errors"] {
+        for mode in ["pair", "named", "seqpacket", "errors", "cred"] {
             let n = native(&prog, &[mode]);
             assert_eq!(n.status, 0, "{cc} {mode} natively:\n{}", n.stdout);
             for cpus in [1, 2] {

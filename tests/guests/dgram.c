@@ -308,6 +308,117 @@ static void t_errors(void) {
     close(sv[1]);
 }
 
+/* recvmsg with `room` bytes of control: what came, cmsg by cmsg. */
+static void show_cmsgs(const char *what, int s, size_t room, pid_t expect) {
+    char data[16] = {0};
+    union { char buf[256]; struct cmsghdr align; } cb;
+    memset(&cb, 0, sizeof cb);
+    struct iovec iov = {data, sizeof data};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cb.buf;
+    m.msg_controllen = room;
+    long r = R(recvmsg(s, &m, 0));
+    SAY("%s: %ld [%s] controllen %zu ctrunc %d\n", what, r, data, (size_t)m.msg_controllen,
+        !!(m.msg_flags & MSG_CTRUNC));
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_type == SCM_CREDENTIALS) {
+            struct ucred u;
+            memcpy(&u, CMSG_DATA(c), sizeof u);
+            SAY("  creds len %zu pid ok %d uid %u gid %u\n", (size_t)c->cmsg_len, u.pid == expect,
+                u.uid, u.gid);
+        } else if (c->cmsg_type == SCM_RIGHTS) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c), sizeof fd);
+            SAY("  rights len %zu\n", (size_t)c->cmsg_len);
+            close(fd);
+        }
+    }
+}
+
+/* sendmsg with stated credentials and/or an fd. */
+static long send_with(int s, const char *text, const struct ucred *u, int fd) {
+    union { char buf[64]; struct cmsghdr align; } cb;
+    memset(&cb, 0, sizeof cb);
+    struct iovec iov = {(void *)text, strlen(text)};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cb.buf;
+    size_t len = 0;
+    struct cmsghdr *c = (struct cmsghdr *)cb.buf;
+    if (u) {
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_CREDENTIALS;
+        c->cmsg_len = CMSG_LEN(sizeof *u);
+        memcpy(CMSG_DATA(c), u, sizeof *u);
+        len += CMSG_SPACE(sizeof *u);
+        c = (struct cmsghdr *)(cb.buf + len);
+    }
+    if (fd >= 0) {
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof fd);
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+        len += CMSG_SPACE(sizeof fd);
+    }
+    m.msg_controllen = len;
+    return R(sendmsg(s, &m, 0));
+}
+
+static void t_cred(void) {
+    int on = 1, sv[2];
+    socketpair(AF_UNIX, SOCK_DGRAM, 0, sv);
+    send(sv[0], "plain", 5, 0);
+    show_cmsgs("no passcred", sv[1], 256, getpid());
+    SAY("passcred %ld\n", R(setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &on, sizeof on)));
+    int v = 0;
+    socklen_t vl = sizeof v;
+    getsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &v, &vl);
+    SAY("passcred reads %d\n", v);
+    send(sv[0], "plain", 5, 0);
+    show_cmsgs("passcred", sv[1], 256, getpid());
+    struct ucred u = {getpid(), 0, 0};
+    SAY("stated %ld\n", send_with(sv[0], "stated", &u, -1));
+    show_cmsgs("stated", sv[1], 256, getpid());
+    struct ucred bad = {getpid(), 0, 0};
+    SAY("both %ld\n", send_with(sv[0], "both", &bad, 0));
+    show_cmsgs("both", sv[1], 256, getpid());
+    send(sv[0], "short", 5, 0);
+    show_cmsgs("short control", sv[1], 20, getpid());
+    pid_t c = fork();
+    if (c == 0) {
+        send(sv[0], "child", 5, 0);
+        _exit(0);
+    }
+    waitpid(c, 0, 0);
+    show_cmsgs("from child", sv[1], 256, c);
+    /* A bad SCM_CREDENTIALS length. */
+    union { char buf[64]; struct cmsghdr align; } cb;
+    memset(&cb, 0, sizeof cb);
+    struct cmsghdr *cm = (struct cmsghdr *)cb.buf;
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_CREDENTIALS;
+    cm->cmsg_len = CMSG_LEN(8);
+    struct iovec iov = {"x", 1};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cb.buf;
+    m.msg_controllen = CMSG_SPACE(8);
+    SAY("bad creds len %ld\n", R(sendmsg(sv[0], &m, 0)));
+    close(sv[0]);
+    close(sv[1]);
+    /* A stream: the receiver asks, the sender does not. */
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
+    send(sv[0], "stream", 6, 0);
+    show_cmsgs("stream", sv[1], 256, getpid());
+    close(sv[0]);
+    close(sv[1]);
+}
+
 static void t_path(const char *dir) {
     char path[200];
     snprintf(path, sizeof path, "%s/dsock", dir);
@@ -335,6 +446,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(m, "named")) t_named();
     if (all || !strcmp(m, "seqpacket")) t_seqpacket();
     if (all || !strcmp(m, "errors")) t_errors();
+    if (all || !strcmp(m, "cred")) t_cred();
     if (!strcmp(m, "path")) t_path(argc > 2 ? argv[2] : "/tmp");
     return 0;
 }

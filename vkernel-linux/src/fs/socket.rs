@@ -297,6 +297,9 @@ pub struct Socket {
     pub rcvtimeo: Option<Duration>,
     /// SO_SNDTIMEO: a blocking send gives up after this.
     pub sndtimeo: Option<Duration>,
+    /// SO_PASSCRED: receive the sender's credentials (SCM_CREDENTIALS),
+    /// and send its own along a stream.
+    pub passcred: bool,
 }
 
 impl Socket {

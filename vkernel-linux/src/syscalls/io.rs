@@ -205,7 +205,7 @@ impl Vproc {
                 } else {
                     0
                 };
-                self.sock_send(fd, data, flags, None, None)
+                self.sock_send(fd, data, flags, None, Default::default())
             }
             FileKind::Socket(sk) => {
                 let nonblock = f.flags & files::O_NONBLOCK != 0 || nowait;

@@ -1,9 +1,18 @@
-//! SCM_RIGHTS: open files passed over AF_UNIX stream sockets. sendmsg's
-//! control data names fds; their open file descriptions travel attached
-//! to the first byte sent with them ([`crate::files::Pipe::attached`]),
-//! and the recvmsg that reads that byte installs new fds for them and
-//! writes a cmsg. A read that does not ask for them (read, recv, a too
-//! small control buffer) closes them, as Linux does.
+//! SCM_RIGHTS and SCM_CREDENTIALS over AF_UNIX sockets. sendmsg's control
+//! data names fds (and may state credentials); their open file
+//! descriptions travel attached to the first byte sent with them
+//! ([`crate::files::Pipe::attached`]) or to the message
+//! ([`crate::files::Pipe::records`]), and the recvmsg that reads it
+//! installs new fds for them and writes a cmsg. A read that does not ask
+//! for them (read, recv, a too small control buffer) closes them, as Linux
+//! does.
+//!
+//! Credentials: every message of a datagram or seqpacket socket carries
+//! its sender's (pid, uid, gid), or those sendmsg stated; a stream carries
+//! them when stated or when the sender set SO_PASSCRED. A receiver that
+//! set SO_PASSCRED gets an SCM_CREDENTIALS cmsg (for a stream without
+//! any, its peer's SO_PEERCRED). Vprocs are root, so any stated
+//! credentials are allowed (as CAP_SYS_ADMIN and CAP_SETUID allow).
 
 use super::errno::*;
 use crate::files::{Fd, OpenFile, Shared};
@@ -22,8 +31,21 @@ const SCM_MAX_FD: usize = 253;
 /// MSG_CTRUNC.
 const MSG_CTRUNC: u32 = 0x8;
 
-/// The open files one message carries.
-pub(super) struct Rights(pub(super) Vec<Shared<OpenFile>>);
+/// What one message carries besides its bytes.
+#[derive(Default)]
+pub(super) struct Passed {
+    /// SCM_RIGHTS' open files.
+    pub(super) files: Vec<Shared<OpenFile>>,
+    /// The sender's credentials (pid, uid, gid), stated or its own.
+    pub(super) cred: Option<[i32; 3]>,
+}
+
+impl Passed {
+    /// Nothing worth attaching to a stream's bytes?
+    pub(super) fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.cred.is_none()
+    }
+}
 
 /// CMSG_ALIGN.
 fn align(n: usize) -> usize {
@@ -31,17 +53,13 @@ fn align(n: usize) -> usize {
 }
 
 impl Vproc {
-    /// The files sendmsg's control data (`control`, `len` bytes) passes.
-    /// EINVAL for a malformed message or an unknown SOL_SOCKET one, EBADF
-    /// for an fd not open; SCM_CREDENTIALS is accepted and not passed on,
-    /// other levels are skipped.
-    pub(super) fn scm_parse(
-        &mut self,
-        control: u64,
-        len: u64,
-    ) -> Result<Vec<Shared<OpenFile>>, i64> {
+    /// What sendmsg's control data (`control`, `len` bytes) passes:
+    /// files and stated credentials. EINVAL for a malformed message or an
+    /// unknown SOL_SOCKET one, EBADF for an fd not open; other levels are
+    /// skipped.
+    pub(super) fn scm_parse(&mut self, control: u64, len: u64) -> Result<Passed, i64> {
         if len == 0 {
-            return Ok(Vec::new());
+            return Ok(Passed::default());
         }
         let len = usize::try_from(len).map_err(|_| EINVAL)?;
         if len > 1 << 16 {
@@ -49,6 +67,7 @@ impl Vproc {
         }
         let b = self.mm.read_vec(control, len)?;
         let mut files = Vec::new();
+        let mut cred = None;
         let mut at = 0;
         while at + CMSG_HDR <= b.len() {
             let clen = u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
@@ -69,7 +88,14 @@ impl Vproc {
                         files.push(self.fds.get(i64::from(fd))?.file.clone());
                     }
                 }
-                (SOL_SOCKET, SCM_CREDENTIALS) => {}
+                (SOL_SOCKET, SCM_CREDENTIALS) => {
+                    let data = &b[at + CMSG_HDR..at + clen];
+                    if data.len() != 12 {
+                        return Err(EINVAL);
+                    }
+                    let v = |i: usize| i32::from_le_bytes(data[i..i + 4].try_into().expect("4"));
+                    cred = Some([v(0), v(4), v(8)]);
+                }
                 (SOL_SOCKET, _) => return Err(EINVAL),
                 // Other levels' messages are not the socket layer's:
                 // Linux skips them.
@@ -77,61 +103,95 @@ impl Vproc {
             }
             at += align(clen);
         }
-        Ok(files)
+        Ok(Passed { files, cred })
     }
 
-    /// Deliver what came with the bytes recvmsg read: install an fd for
-    /// each file that fits the control buffer (`control`, `room` bytes)
-    /// and write its cmsg. Returns msg_controllen and msg_flags
-    /// (MSG_CTRUNC when files did not fit: those are closed).
+    /// Deliver what came with the bytes recvmsg read: the credentials
+    /// when `passcred` (the receiver's SO_PASSCRED; `fallback` when none
+    /// came), then an fd for each file that fits the control buffer
+    /// (`control`, `room` bytes), each as its cmsg. Returns
+    /// msg_controllen and msg_flags (MSG_CTRUNC when something did not
+    /// fit: files that did not are closed).
     pub(super) fn scm_deliver(
         &mut self,
         control: u64,
         room: u64,
         got: super::stream::Attached,
+        passcred: Option<[i32; 3]>,
         cloexec: bool,
     ) -> Result<(u64, u32), i64> {
-        let files: Vec<Shared<OpenFile>> = got
-            .into_iter()
-            .filter_map(|a| a.downcast::<Rights>().ok())
-            .flat_map(|r| r.0)
-            .collect();
-        if files.is_empty() {
-            return Ok((0, 0));
+        let mut files = Vec::new();
+        let mut cred = None;
+        for p in got.into_iter().filter_map(|a| a.downcast::<Passed>().ok()) {
+            files.extend(p.files);
+            cred = cred.or(p.cred);
         }
         let room = usize::try_from(room).unwrap_or(usize::MAX);
-        let fit = room.saturating_sub(CMSG_HDR) / 4;
-        let n = files.len().min(fit);
-        let mut flags = if n < files.len() { MSG_CTRUNC } else { 0 };
-        if n == 0 {
-            return Ok((0, flags));
-        }
-        let mut fds = Vec::with_capacity(n);
-        for file in files.into_iter().take(n) {
-            match self.fds.install(Fd { file, cloexec }, 0) {
-                Ok(fd) => fds.push(fd),
-                // No fd left (RLIMIT_NOFILE): the rest are lost, as on
-                // Linux (MSG_CTRUNC).
-                Err(_) => {
+        let mut b = Vec::new();
+        let mut flags = 0;
+        if let Some(fallback) = passcred {
+            // struct ucred; no sender known: pid 0 and the overflow ids.
+            let c = cred.unwrap_or(fallback);
+            if room >= CMSG_HDR {
+                // Linux's put_cmsg: a cmsg cut to the room is still
+                // written, its length saying how much of it there is.
+                let len = (CMSG_HDR + 12).min(room);
+                b.extend_from_slice(&(len as u64).to_le_bytes());
+                b.extend_from_slice(&SOL_SOCKET.to_le_bytes());
+                b.extend_from_slice(&SCM_CREDENTIALS.to_le_bytes());
+                for v in c {
+                    b.extend_from_slice(&v.to_le_bytes());
+                }
+                b.truncate(len);
+                if len < CMSG_HDR + 12 {
                     flags |= MSG_CTRUNC;
-                    break;
+                }
+                b.resize(align(b.len()), 0);
+            } else {
+                flags |= MSG_CTRUNC;
+            }
+        }
+        if !files.is_empty() {
+            let fit = room.saturating_sub(b.len() + CMSG_HDR) / 4;
+            let n = files.len().min(fit);
+            if n < files.len() {
+                flags |= MSG_CTRUNC;
+            }
+            let mut fds = Vec::with_capacity(n);
+            for file in files.into_iter().take(n) {
+                match self.fds.install(Fd { file, cloexec }, 0) {
+                    Ok(fd) => fds.push(fd),
+                    // No fd left (RLIMIT_NOFILE): the rest are lost, as on
+                    // Linux (MSG_CTRUNC).
+                    Err(_) => {
+                        flags |= MSG_CTRUNC;
+                        break;
+                    }
                 }
             }
-        }
-        let clen = CMSG_HDR + 4 * fds.len();
-        let mut b = Vec::with_capacity(clen);
-        b.extend_from_slice(&(clen as u64).to_le_bytes());
-        b.extend_from_slice(&SOL_SOCKET.to_le_bytes());
-        b.extend_from_slice(&SCM_RIGHTS.to_le_bytes());
-        for fd in &fds {
-            b.extend_from_slice(&i32::try_from(*fd).unwrap_or(-1).to_le_bytes());
-        }
-        if let Err(e) = self.mm.write(control, &b) {
-            for fd in fds {
-                let _ = self.fds.close(fd);
+            if !fds.is_empty() {
+                let clen = CMSG_HDR + 4 * fds.len();
+                b.extend_from_slice(&(clen as u64).to_le_bytes());
+                b.extend_from_slice(&SOL_SOCKET.to_le_bytes());
+                b.extend_from_slice(&SCM_RIGHTS.to_le_bytes());
+                for fd in &fds {
+                    b.extend_from_slice(&i32::try_from(*fd).unwrap_or(-1).to_le_bytes());
+                }
+                if let Err(e) = self.mm.write(control, &b) {
+                    for fd in fds {
+                        let _ = self.fds.close(fd);
+                    }
+                    return Err(e.into());
+                }
+                // msg_controllen counts each cmsg's CMSG_SPACE, cut to the
+                // room (Linux's put_cmsg and scm_detach_fds).
+                return Ok((align(b.len()).min(room) as u64, flags));
             }
-            return Err(e.into());
         }
-        Ok((clen as u64, flags))
+        if b.is_empty() {
+            return Ok((0, flags));
+        }
+        self.mm.write(control, &b[..b.len().min(room)])?;
+        Ok((b.len().min(room) as u64, flags))
     }
 }

@@ -144,7 +144,10 @@ impl Vproc {
             let (a, b) = Dgram::pair();
             (Socket::dgram(a), Socket::dgram(b))
         } else {
-            let (a, b) = UnixStream::pair_of(ty);
+            // Each end's peer is this process (SO_PEERCRED).
+            let (mut a, mut b) = UnixStream::pair_of(ty);
+            a.peer_cred = self.cred();
+            b.peer_cred = self.cred();
             (Socket::connected_of(ty, a), Socket::connected_of(ty, b))
         };
         let fa = OpenFile::new(FileKind::Socket(a), st, b"socket:");
@@ -173,16 +176,38 @@ impl Vproc {
         data: &[u8],
         flags: u64,
         to: Option<super::unix::Addr>,
-        attach: Option<Box<dyn std::any::Any + Send>>,
+        mut passed: super::scm::Passed,
     ) -> R {
         let (ty, _, timeo) = self.sock_kind(fd)?;
         let deadline = self.sock_deadline(timeo);
+        // A message always carries its sender's credentials; a stream's
+        // bytes when the sender asks (SO_PASSCRED).
+        if ty != SockType::Stream || self.passcred_of(fd)?.is_some() {
+            passed.cred = passed.cred.or(Some(self.cred()));
+        }
+        let attach =
+            (!passed.is_empty()).then(|| Box::new(passed) as Box<dyn std::any::Any + Send>);
         let r = if ty == SockType::Stream {
             self.stream_send(fd, data, flags, attach)
         } else {
             self.msg_send(fd, data, flags, to, attach)
         };
         self.sock_timed(deadline, r)
+    }
+
+    /// Socket `fd`'s SO_PASSCRED: None when off, else the credentials a
+    /// receive reports when the sender's are not known (a stream's peer
+    /// at connect; else pid 0 and the overflow ids, as Linux).
+    fn passcred_of(&self, fd: i64) -> Result<Option<[i32; 3]>, i64> {
+        let file = self.socket_of(fd)?;
+        let f = file.borrow();
+        let FileKind::Socket(s) = &f.kind else {
+            return Err(ENOTSOCK);
+        };
+        Ok(s.passcred.then(|| match &s.state {
+            SockState::Connected(c) if s.ty == SockType::Stream => c.peer_cred,
+            _ => [0, 65534, 65534],
+        }))
     }
 
     /// Receive from message socket `fd` into the user buffers `bufs`, with
@@ -578,7 +603,7 @@ impl Vproc {
         let (ty, _, _) = self.sock_kind(fd)?;
         let to = self.destination(ty, addr, alen)?;
         let data = self.mm.read_vec(buf, len.min(MAX_IO))?;
-        self.sock_send(fd, &data, flags, to, None)
+        self.sock_send(fd, &data, flags, to, Default::default())
     }
 
     /// recvfrom(fd, (buf, len), flags, addr, addrlen): the sender's name
@@ -627,7 +652,7 @@ impl Vproc {
             controllen,
         } = self.msghdr(msg)?;
         let to = self.destination(ty, name, namelen)?;
-        let rights = self.scm_parse(control, controllen)?;
+        let passed = self.scm_parse(control, controllen)?;
         let mut data = Vec::new();
         for (base, len) in iov {
             if data.len() >= MAX_IO {
@@ -636,9 +661,7 @@ impl Vproc {
             let len = len.min(MAX_IO - data.len());
             data.extend(self.mm.read_vec(base, len)?);
         }
-        let attach = (!rights.is_empty())
-            .then(|| Box::new(super::scm::Rights(rights)) as Box<dyn std::any::Any + Send>);
-        self.sock_send(fd, &data, flags, to, attach)
+        self.sock_send(fd, &data, flags, to, passed)
     }
 
     /// recvmsg(fd, msg, flags): the sender's name, SCM_RIGHTS' files, and
@@ -653,8 +676,14 @@ impl Vproc {
             controllen,
         } = self.msghdr(msg)?;
         let Got(n, cut, from, got) = self.sock_recv(fd, &iov, flags & !MSG_CMSG_CLOEXEC)?;
-        let (clen, mut mflags) =
-            self.scm_deliver(control, controllen, got, flags & MSG_CMSG_CLOEXEC != 0)?;
+        let passcred = self.passcred_of(fd)?;
+        let (clen, mut mflags) = self.scm_deliver(
+            control,
+            controllen,
+            got,
+            passcred,
+            flags & MSG_CMSG_CLOEXEC != 0,
+        )?;
         if cut {
             mflags |= u32::try_from(MSG_TRUNC).expect("a 32-bit flag");
         }
@@ -709,7 +738,7 @@ impl Vproc {
     /// a stream socket has.
     fn sys_getsockopt(&mut self, fd: i64, level: u64, name: u64, val: u64, lenp: u64) -> R {
         let file = self.socket_of(fd)?;
-        let (cap, listening, cred, ty, timeo) = match &file.borrow().kind {
+        let (cap, listening, cred, ty, timeo, passcred) = match &file.borrow().kind {
             FileKind::Socket(sk) => {
                 let (cap, listening, cred) = match &sk.state {
                     SockState::Connected(s) => (s.rx.borrow().capacity, false, Some(s.peer_cred)),
@@ -719,7 +748,14 @@ impl Vproc {
                     SockState::Dgram(d) => (d.inbox.borrow().capacity, false, None),
                     _ => (crate::fs::pipe::PIPE_CAPACITY, false, None),
                 };
-                (cap, listening, cred, sk.ty, [sk.rcvtimeo, sk.sndtimeo])
+                (
+                    cap,
+                    listening,
+                    cred,
+                    sk.ty,
+                    [sk.rcvtimeo, sk.sndtimeo],
+                    sk.passcred,
+                )
             }
             _ => return Err(ENOTSOCK),
         };
@@ -738,7 +774,7 @@ impl Vproc {
             38 => 0,                                         // SO_PROTOCOL
             30 => i32::from(listening),                      // SO_ACCEPTCONN
             7 | 8 => i32::try_from(cap).unwrap_or(i32::MAX), // SO_SNDBUF, SO_RCVBUF
-            16 => 0,                                         // SO_PASSCRED
+            16 => i32::from(passcred),                       // SO_PASSCRED
             _ => return Err(ENOPROTOOPT),
         };
         self.put_opt(&v.to_le_bytes(), val, lenp)
@@ -759,7 +795,7 @@ impl Vproc {
     }
 
     /// setsockopt(fd, level, name, val, len): SO_RCVTIMEO and SO_SNDTIMEO
-    /// are kept; SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_SNDBUFFORCE... are
+    /// and SO_PASSCRED are kept; SO_SNDBUF, SO_RCVBUF, SO_SNDBUFFORCE... are
     /// accepted and the buffers keep their size.
     fn sys_setsockopt(&mut self, fd: i64, level: u64, name: u64, val: u64, len: u64) -> R {
         let file = self.socket_of(fd)?;
@@ -780,7 +816,17 @@ impl Vproc {
                 }
                 Ok(0)
             }
-            (SOL_SOCKET, 7 | 8 | 16 | 32 | 33) => Ok(0),
+            (SOL_SOCKET, 16) => {
+                if len < 4 {
+                    return Err(EINVAL);
+                }
+                let on = self.user_u32(val)? != 0;
+                if let FileKind::Socket(s) = &mut file.borrow_mut().kind {
+                    s.passcred = on;
+                }
+                Ok(0)
+            }
+            (SOL_SOCKET, 7 | 8 | 32 | 33) => Ok(0),
             _ => Err(ENOPROTOOPT),
         }
     }

@@ -102,7 +102,7 @@ impl Vproc {
     }
 
     /// This process's credentials as a peer sees them.
-    fn cred(&self) -> [i32; 3] {
+    pub(super) fn cred(&self) -> [i32; 3] {
         [self.thread.tgid, 0, 0]
     }
 
