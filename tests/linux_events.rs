@@ -1,5 +1,6 @@
-//! eventfd, epoll, timerfd, signalfd, memfd, pidfd and AF_UNIX stream
-//! sockets, socketpair and named (paths and abstract names; issue 22): `tests/guests/events.c` prints the same
+//! eventfd, epoll, timerfd, signalfd, memfd, pidfd, inotify and AF_UNIX
+//! stream sockets, socketpair and named (paths and abstract names; issue
+//! 22): `tests/guests/events.c` prints the same
 //! natively and under vkernel, on one and two vCPUs, for each compiler,
 //! and no wake-up is lost (the watchdog never fires).
 
@@ -27,25 +28,30 @@ fn events_match_native() {
     }
 }
 
+/// The modes of events.c that work in a directory: named sockets (paths
+/// and abstract names) and inotify.
 #[test]
-fn named_unix_sockets_match_native() {
-    let test = "named_unix_sockets_match_native";
+fn named_sockets_and_inotify_match_native() {
+    let test = "named_sockets_and_inotify_match_native";
     for (cc, prog) in kvm_guests(test, "events") {
-        // Each run binds in a fresh directory (natively on the host; under
-        // vkernel in the overlay above it, so the host stays clean).
-        let d = scratch(test).display().to_string();
-        let n = native(&prog, &["unix", &d]);
-        assert_eq!(n.status, 0, "{cc} natively:\n{}", n.stdout);
-        for cpus in [1, 2] {
-            let dir = scratch(test);
-            let args = ["unix", dir.to_str().unwrap()];
-            let l = guest(&prog, &args, cpus).root(host_root());
-            let r = vk_watched(&what(&prog, &args, cpus), 120, l);
-            assert_eq!(r.out().shown(), n.shown(), "{cc} on {cpus} vCPUs");
-            assert!(
-                std::fs::read_dir(&dir).unwrap().next().is_none(),
-                "the vproc's socket nodes stay in the overlay"
-            );
+        for mode in ["unix", "inotify"] {
+            // Each run works in a fresh directory (natively on the host;
+            // under vkernel in the overlay above it, so the host stays
+            // clean).
+            let d = scratch(test).display().to_string();
+            let n = native(&prog, &[mode, &d]);
+            assert_eq!(n.status, 0, "{cc} {mode} natively:\n{}", n.stdout);
+            for cpus in [1, 2] {
+                let dir = scratch(test);
+                let args = [mode, dir.to_str().unwrap()];
+                let l = guest(&prog, &args, cpus).root(host_root());
+                let r = vk_watched(&what(&prog, &args, cpus), 120, l);
+                assert_eq!(r.out().shown(), n.shown(), "{cc} {mode} on {cpus} vCPUs");
+                assert!(
+                    std::fs::read_dir(&dir).unwrap().next().is_none(),
+                    "what the vproc made stays in the overlay"
+                );
+            }
         }
     }
 }

@@ -15,6 +15,8 @@
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
@@ -787,6 +789,97 @@ static void t_pidfd(void) {
     close(fd);
 }
 
+/* Read and print every queued inotify event; `base` is the first watch. */
+static void show_events(const char *what, int in, int base) {
+    char buf[4096] __attribute__((aligned(8)));
+    long n = R(read(in, buf, sizeof buf));
+    SAY("%s: read %ld\n", what, n);
+    static uint32_t last_cookie;
+    for (long off = 0; n > 0 && off < n;) {
+        struct inotify_event *e = (void *)(buf + off);
+        SAY("  wd %d mask %#x len %u name %s cookie %s\n", e->wd < 0 ? -1 : e->wd - base, e->mask,
+            e->len, e->len ? e->name : "-",
+            e->cookie == 0 ? "0" : e->cookie == last_cookie ? "same" : "new");
+        if (e->cookie)
+            last_cookie = e->cookie;
+        off += sizeof *e + e->len;
+    }
+}
+
+/* inotify on directory `dir`. */
+static void t_inotify(const char *dir) {
+    char f[256], g[256], sub[256];
+    snprintf(f, sizeof f, "%s/f", dir);
+    snprintf(g, sizeof g, "%s/g", dir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    SAY("init1 bad flags %ld\n", R(inotify_init1(1)));
+    int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    SAY("init1 %d\n", in >= 0);
+    SAY("add bad fd %ld\n", R(inotify_add_watch(0, dir, IN_ALL_EVENTS)));
+    SAY("add missing %ld\n", R(inotify_add_watch(in, "/nonexistent/x", IN_ALL_EVENTS)));
+    SAY("add mask 0 %ld\n", R(inotify_add_watch(in, dir, 0)));
+    SAY("rm bad wd %ld\n", R(inotify_rm_watch(in, 12345)));
+    char b[8];
+    SAY("read empty %ld\n", R(read(in, b, sizeof b)));
+    int wd = inotify_add_watch(in, dir, IN_ALL_EVENTS);
+    SAY("watch dir %d\n", wd > 0);
+    SAY("same node same wd %d\n", inotify_add_watch(in, dir, IN_ALL_EVENTS) == wd);
+    SAY("mask create on watched %ld\n", R(inotify_add_watch(in, dir, IN_ALL_EVENTS | IN_MASK_CREATE)));
+    int fd = open(f, O_CREAT | O_WRONLY, 0644);
+    write(fd, "hello", 5);
+    write(fd, "again", 5);
+    close(fd);
+    int q = -1;
+    ioctl(in, FIONREAD, &q);
+    SAY("fionread %d\n", q);
+    struct pollfd p = {in, POLLIN, 0};
+    SAY("poll %d\n", poll(&p, 1, 0));
+    SAY("read small %ld\n", R(read(in, b, sizeof b)));
+    show_events("create write close", in, wd);
+    SAY("only dir on file %ld\n", R(inotify_add_watch(in, f, IN_MODIFY | IN_ONLYDIR)));
+    int fw = inotify_add_watch(in, f, IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF);
+    fd = open(f, O_RDONLY);
+    read(fd, b, sizeof b);
+    close(fd);
+    chmod(f, 0600);
+    show_events("read chmod", in, wd);
+    rename(f, g);
+    show_events("rename", in, wd);
+    mkdir(sub, 0755);
+    rmdir(sub);
+    show_events("mkdir rmdir", in, wd);
+    fd = open(g, O_WRONLY | O_TRUNC);
+    close(fd);
+    show_events("truncate", in, wd);
+    unlink(g);
+    show_events("unlink", in, wd);
+    SAY("rm gone watch %ld\n", R(inotify_rm_watch(in, fw)));
+    /* One shot. */
+    int os = inotify_add_watch(in, dir, IN_CREATE | IN_ONESHOT);
+    SAY("oneshot same wd %d\n", os == wd);
+    fd = open(f, O_CREAT | O_WRONLY, 0644);
+    close(fd);
+    unlink(f);
+    show_events("oneshot", in, wd);
+    /* A blocking read woken by a child's create, and rm_watch. */
+    int bl = inotify_init1(0);
+    int w2 = inotify_add_watch(bl, dir, IN_CREATE);
+    pid_t c = fork();
+    if (c == 0) {
+        usleep(20000);
+        close(open(f, O_CREAT | O_WRONLY, 0644));
+        _exit(0);
+    }
+    show_events("blocking", bl, w2);
+    waitpid(c, 0, 0);
+    SAY("rm %ld\n", R(inotify_rm_watch(bl, w2)));
+    SAY("rm again %ld\n", R(inotify_rm_watch(bl, w2)));
+    show_events("after rm", bl, w2);
+    unlink(f);
+    close(bl);
+    close(in);
+}
+
 static void t_errors(void) {
     struct epoll_event ev = {.events = EPOLLIN};
     int ep = epoll_create1(0);
@@ -823,5 +916,6 @@ int main(int argc, char **argv) {
     if (all || !strcmp(m, "signalfd")) t_signalfd();
     if (all || !strcmp(m, "pidfd")) t_pidfd();
     if (!strcmp(m, "unix")) t_unix(argc > 2 ? argv[2] : "/tmp");
+    if (!strcmp(m, "inotify")) t_inotify(argc > 2 ? argv[2] : "/tmp");
     return 0;
 }

@@ -61,6 +61,8 @@ pub enum FileKind {
     SignalFd(Shared<SignalFd>),
     /// A pidfd.
     PidFd(Shared<PidFd>),
+    /// An inotify instance.
+    Inotify(Shared<super::fs::notify::Inotify>),
     /// An AF_UNIX stream socket.
     Socket(Socket),
 }
@@ -136,6 +138,9 @@ pub struct OpenFile {
     /// Its identity as the owner of OFD and flock locks, made by its first
     /// such lock; dropped with the description, it releases them.
     pub lock_id: Option<super::fs::lock::FileLockId>,
+    /// What its close reports to inotify watches (a file of the tree
+    /// opened while something was watched).
+    pub note: Option<super::fs::notify::CloseNote>,
 }
 
 impl OpenFile {
@@ -153,6 +158,7 @@ impl OpenFile {
             path: path.to_vec(),
             backing: None,
             lock_id: None,
+            note: None,
         })
     }
 
@@ -165,6 +171,7 @@ impl OpenFile {
             path: path.to_vec(),
             backing: Some(backing),
             lock_id: None,
+            note: None,
         })
     }
 

@@ -35,6 +35,7 @@ pub mod lock;
 mod memfd;
 mod mount;
 pub mod node;
+pub mod notify;
 mod overlay;
 pub mod path;
 pub mod pipe;
@@ -242,6 +243,8 @@ pub struct Fs {
     abstract_names: Mutex<HashMap<Vec<u8>, pipe::WeakShared<socket::Port>>>,
     /// The seals of memfd files (F_ADD_SEALS), by node.
     seals: Mutex<HashMap<u64, u32>>,
+    /// inotify watches on its nodes.
+    notifier: Arc<notify::Notifier>,
 }
 
 impl std::fmt::Debug for Fs {
@@ -308,6 +311,7 @@ impl Fs {
             shared: Default::default(),
             abstract_names: Mutex::default(),
             seals: Mutex::default(),
+            notifier: Arc::default(),
         };
         let shadow = match root {
             RootSpec::Empty => {

@@ -13,6 +13,10 @@ use std::sync::{Arc, RwLock};
 
 use super::host::{errno_of, join};
 use super::node::{Body, Dir, Errno, Meta, Node, Slot, Table, Ts, FILE_MAX, MEM_DEV};
+use super::notify::{
+    IN_ATTRIB, IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_ISDIR, IN_MODIFY, IN_MOVED_FROM,
+    IN_MOVED_TO, IN_MOVE_SELF,
+};
 use super::sparse::{SparseFile, MAX_SIZE};
 use super::{proc_item, Fs, Source, ROOT, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
 
@@ -114,6 +118,8 @@ impl Fs {
             ),
         };
         Self::touch_dir(&mut t, dir);
+        drop(t);
+        self.note_entry(dir, name, h, IN_CREATE, 0);
         Ok((h, true))
     }
 
@@ -141,6 +147,8 @@ impl Fs {
             ),
         };
         Self::touch_dir(&mut t, dir);
+        drop(t);
+        self.note_entry(dir, name, h, IN_CREATE, 0);
         Ok(h)
     }
 
@@ -167,6 +175,8 @@ impl Fs {
             ),
         };
         Self::touch_dir(&mut t, dir);
+        drop(t);
+        self.note_entry(dir, name, h, IN_CREATE, 0);
         Ok(h)
     }
 
@@ -198,6 +208,8 @@ impl Fs {
             ),
         };
         Self::touch_dir(&mut t, dir);
+        drop(t);
+        self.note_entry(dir, name, h, IN_CREATE, 0);
         Ok(h)
     }
 
@@ -223,6 +235,8 @@ impl Fs {
             Place::Overlay => t.add_mem(dir, name, S_IFLNK | 0o777, Body::Symlink(target.to_vec())),
         };
         Self::touch_dir(&mut t, dir);
+        drop(t);
+        self.note_entry(dir, name, h, IN_CREATE, 0);
         Ok(h)
     }
 
@@ -247,6 +261,9 @@ impl Fs {
         t.get_mut(h)?.meta.nlink += 1;
         t.link(dir, name, h);
         Self::touch_dir(&mut t, dir);
+        drop(t);
+        self.note_node(h, IN_ATTRIB, false);
+        self.note_entry(dir, name, h, IN_CREATE, 0);
         Ok(())
     }
 
@@ -288,6 +305,9 @@ impl Fs {
         }
         t.drop_link(h);
         Self::touch_dir(&mut t, dir);
+        let gone = t.get(h).map_or(true, |n| n.meta.nlink == 0 || is_dir);
+        drop(t);
+        self.deleted(dir, name, h, is_dir, gone);
         Ok(())
     }
 
@@ -367,6 +387,8 @@ impl Fs {
         }
         Self::touch_dir(&mut t, d1);
         Self::touch_dir(&mut t, d2);
+        drop(t);
+        self.moved((d1, n1), (d2, n2), src, src_dir, dst);
         Ok(())
     }
 
@@ -448,6 +470,9 @@ impl Fs {
         if let Some(start) = end.checked_sub(n as u64) {
             self.shared_written(h, start, &data[..n]);
         }
+        if n > 0 {
+            self.note_node(h, IN_MODIFY, false);
+        }
         Ok((n, end))
     }
 
@@ -503,6 +528,13 @@ impl Fs {
     /// (an in-memory file's pages are allocated and counted, ENOSPC or
     /// EFBIG past the caps) and grow its size to cover it.
     pub fn allocate(&self, h: u64, off: u64, len: u64) -> Result<(), Errno> {
+        self.allocate_node(h, off, len)?;
+        self.note_node(h, IN_MODIFY, false);
+        Ok(())
+    }
+
+    /// [`Fs::allocate`] without reporting it.
+    fn allocate_node(&self, h: u64, off: u64, len: u64) -> Result<(), Errno> {
         let end = off.checked_add(len).ok_or(EFBIG)?;
         if end > MAX_SIZE {
             return Err(EFBIG);
@@ -532,6 +564,13 @@ impl Fs {
 
     /// Set file `h`'s size.
     pub fn truncate(&self, h: u64, len: u64) -> Result<(), Errno> {
+        self.truncate_node(h, len)?;
+        self.note_node(h, IN_MODIFY, false);
+        Ok(())
+    }
+
+    /// [`Fs::truncate`] without reporting it.
+    fn truncate_node(&self, h: u64, len: u64) -> Result<(), Errno> {
         if len > MAX_SIZE {
             return Err(EFBIG);
         }
@@ -571,6 +610,13 @@ impl Fs {
 
     /// Set times (None: leave as is).
     pub fn set_times(&self, h: u64, atime: Option<Ts>, mtime: Option<Ts>) -> Result<(), Errno> {
+        self.set_times_node(h, atime, mtime)?;
+        self.note_node(h, IN_ATTRIB, false);
+        Ok(())
+    }
+
+    /// [`Fs::set_times`] without reporting it.
+    fn set_times_node(&self, h: u64, atime: Option<Ts>, mtime: Option<Ts>) -> Result<(), Errno> {
         if proc_item(h).is_some() {
             return Err(EPERM);
         }
@@ -610,6 +656,18 @@ impl Fs {
     /// chmod / chown (None: leave as is). Recorded in the table; made on
     /// the host too in a writable host tree (mode only).
     pub fn set_attr(
+        &self,
+        h: u64,
+        mode: Option<u32>,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), Errno> {
+        self.set_attr_node(h, mode, owner)?;
+        self.note_node(h, IN_ATTRIB, false);
+        Ok(())
+    }
+
+    /// [`Fs::set_attr`] without reporting it.
+    fn set_attr_node(
         &self,
         h: u64,
         mode: Option<u32>,
@@ -689,6 +747,51 @@ fn rebase(t: &mut Table, h: u64, from: &[u8], to: &[u8]) {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl Fs {
+    /// `name` (node `h`) left `dir`: the node's watches get IN_ATTRIB (a
+    /// link fewer) and, when it is `gone`, IN_DELETE_SELF (and end); then
+    /// IN_DELETE in `dir`.
+    fn deleted(&self, dir: u64, name: &[u8], h: u64, is_dir: bool, gone: bool) {
+        let n = self.notifier();
+        if !n.active() {
+            return;
+        }
+        let isdir = if is_dir { IN_ISDIR } else { 0 };
+        // The node's events first (a link fewer, then gone), as Linux.
+        if !is_dir {
+            n.report(h, IN_ATTRIB, b"", 0, false);
+        }
+        if gone {
+            n.report(h, IN_DELETE_SELF | isdir, b"", 0, true);
+        }
+        n.report(dir, IN_DELETE | isdir, name, 0, false);
+    }
+
+    /// Node `src` moved from `from` to `to` (replacing `dst`): the two
+    /// halves with one cookie, IN_MOVE_SELF, and the replaced node gone.
+    fn moved(
+        &self,
+        from: (u64, &[u8]),
+        to: (u64, &[u8]),
+        src: u64,
+        is_dir: bool,
+        dst: Option<u64>,
+    ) {
+        let n = self.notifier();
+        if !n.active() {
+            return;
+        }
+        let isdir = if is_dir { IN_ISDIR } else { 0 };
+        let cookie = n.cookie();
+        n.report(from.0, IN_MOVED_FROM | isdir, from.1, cookie, false);
+        n.report(to.0, IN_MOVED_TO | isdir, to.1, cookie, false);
+        n.report(src, IN_MOVE_SELF | isdir, b"", 0, false);
+        if let Some(d) = dst {
+            n.report(d, IN_DELETE_SELF, b"", 0, true);
         }
     }
 }

@@ -204,14 +204,22 @@ impl Vproc {
                     if write {
                         self.fs.prepare_write(h)?;
                     }
+                    // IN_OPEN before O_TRUNC's IN_MODIFY, as Linux.
+                    let note = self.fs.open_note(h, write);
                     if flags & files::O_TRUNC != 0 && write {
                         self.fs.truncate(h, 0)?;
                     }
+                    let file = OpenFile::node(Backing::new(self.fs.clone(), h), keep, &p);
+                    file.borrow_mut().note = note;
+                    return self.install_file(file, flags);
                 }
                 _ => {}
             }
         }
         let file = OpenFile::node(Backing::new(self.fs.clone(), h), keep, &p);
+        if flags & files::O_PATH == 0 {
+            file.borrow_mut().note = self.fs.open_note(h, write);
+        }
         self.install_file(file, flags)
     }
 

@@ -228,7 +228,8 @@ impl Vproc {
             FileKind::Epoll(_)
             | FileKind::TimerFd(_)
             | FileKind::SignalFd(_)
-            | FileKind::PidFd(_) => Err(EINVAL),
+            | FileKind::PidFd(_)
+            | FileKind::Inotify(_) => Err(EINVAL),
             FileKind::Inode(_) | FileKind::PipeRead(_) => Err(EBADF),
         }
     }
@@ -328,6 +329,15 @@ impl Vproc {
                 self.timerfd_read(&t, nonblock, data)
             }
             FileKind::PidFd(_) => Err(EINVAL),
+            FileKind::Inotify(i) => {
+                if at.is_some() {
+                    return Err(ESPIPE);
+                }
+                let nonblock = f.flags & files::O_NONBLOCK != 0;
+                let i = i.clone();
+                drop(f);
+                self.inotify_read(&i, nonblock, data)
+            }
             FileKind::SignalFd(sf) => {
                 if at.is_some() {
                     return Err(ESPIPE);
@@ -348,6 +358,10 @@ impl Vproc {
                 let n = self.fs.read(ino, pos, data)?;
                 if at.is_none() {
                     f.pos += n as u64;
+                }
+                if n > 0 && f.note.is_some() {
+                    drop(f);
+                    self.fs.note_node(ino, crate::fs::notify::IN_ACCESS, false);
                 }
                 Ok(n)
             }
@@ -774,6 +788,11 @@ impl Vproc {
                 ..
             }) if req == 0x541B => {
                 let len = p.borrow().buf.len() as u32;
+                self.mm.write(arg, &len.to_le_bytes())?;
+                return Ok(0);
+            }
+            FileKind::Inotify(ref i) if req == 0x541B => {
+                let len = i.borrow().queued_bytes() as u32;
                 self.mm.write(arg, &len.to_le_bytes())?;
                 return Ok(0);
             }

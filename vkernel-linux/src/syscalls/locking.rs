@@ -77,6 +77,7 @@ fn key_of(f: &OpenFile) -> LockKey {
         FileKind::TimerFd(t) => LockKey::Pipe(t.id()),
         FileKind::SignalFd(t) => LockKey::Pipe(t.id()),
         FileKind::PidFd(t) => LockKey::Pipe(t.id()),
+        FileKind::Inotify(t) => LockKey::Pipe(t.id()),
         FileKind::Socket(s) => LockKey::Pipe(s as *const _ as usize),
         FileKind::Stdin => LockKey::Console(0),
         FileKind::Stdout => LockKey::Console(1),

@@ -52,6 +52,7 @@ mod info;
 mod io;
 mod locking;
 mod mm;
+mod notify;
 mod overcommit;
 mod pidfd;
 mod proc;

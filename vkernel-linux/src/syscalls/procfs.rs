@@ -130,6 +130,7 @@ impl Vproc {
                     FileKind::TimerFd(_) => b"anon_inode:[timerfd]".to_vec(),
                     FileKind::SignalFd(_) => b"anon_inode:[signalfd]".to_vec(),
                     FileKind::PidFd(_) => b"anon_inode:[pidfd]".to_vec(),
+                    FileKind::Inotify(_) => b"anon_inode:inotify".to_vec(),
                     FileKind::Socket(_) => {
                         format!("socket:[{}]", 5000 + ((fd.file.id() >> 4) & 0xffff)).into_bytes()
                     }

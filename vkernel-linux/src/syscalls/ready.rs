@@ -47,6 +47,7 @@ pub fn file_seq(f: &OpenFile) -> Option<u64> {
         FileKind::PipeRead(p) | FileKind::PipeWrite(p) => Some(p.borrow().seq),
         FileKind::EventFd(e) => Some(e.borrow().seq),
         FileKind::PidFd(p) => Some(p.borrow().seq),
+        FileKind::Inotify(i) => Some(i.borrow().seq),
         FileKind::TimerFd(t) => {
             let mut t = t.borrow_mut();
             t.update(Instant::now());
@@ -120,6 +121,13 @@ impl Vproc {
                 r
             }
             FileKind::Inode(_) => POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
+            FileKind::Inotify(i) => {
+                if i.borrow().events.is_empty() {
+                    0
+                } else {
+                    POLLIN | POLLRDNORM
+                }
+            }
             FileKind::PidFd(p) => {
                 if p.borrow().exited {
                     POLLIN | POLLRDNORM
@@ -288,6 +296,7 @@ impl Vproc {
             },
             FileKind::EventFd(e) => e.borrow_mut().wait(self.pid, w),
             FileKind::PidFd(p) => p.borrow_mut().wait(self.pid, w),
+            FileKind::Inotify(i) => i.borrow_mut().wait(self.pid, w),
             FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
                 self.stdio.readable(Some((self.pid, w)));
             }

@@ -74,7 +74,8 @@ impl Stat {
             | FileKind::Epoll(_)
             | FileKind::TimerFd(_)
             | FileKind::SignalFd(_)
-            | FileKind::PidFd(_) => {
+            | FileKind::PidFd(_)
+            | FileKind::Inotify(_) => {
                 let mut st = Stat::fifo(1000 + fd as u64);
                 st.mode = 0o600;
                 return st;

@@ -156,7 +156,7 @@ struct Table {
 }
 
 /// The area lists, in the order their modules are documented.
-fn areas() -> [&'static [(i64, Handler)]; 13] {
+fn areas() -> [&'static [(i64, Handler)]; 14] {
     [
         Vproc::FS_CALLS,
         Vproc::STAT_CALLS,
@@ -165,6 +165,7 @@ fn areas() -> [&'static [(i64, Handler)]; 13] {
         Vproc::SOCKET_CALLS,
         Vproc::EPOLL_CALLS,
         Vproc::PIDFD_CALLS,
+        Vproc::NOTIFY_CALLS,
         Vproc::MM_CALLS,
         Vproc::ID_CALLS,
         Vproc::PROC_CALLS,

@@ -215,6 +215,10 @@ fn read(
             if at.is_none() {
                 f.pos += n as u64;
             }
+            if n > 0 && f.note.is_some() {
+                drop(f);
+                c.fs.note_node(h, crate::fs::notify::IN_ACCESS, false);
+            }
             Some(n as u64)
         }
         _ => None,
