@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -419,6 +420,100 @@ static void t_cred(void) {
     close(sv[1]);
 }
 
+/* Open fds of this process. */
+static int count_fds(void) {
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        n += fcntl(fd, F_GETFD) >= 0;
+    return n;
+}
+
+/* Hostile use: many connections, a peer killed mid-transfer, bad
+ * pointers in msghdr and cmsg. */
+static void t_hostile(int conns) {
+    int before = count_fds();
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a;
+    socklen_t al = abstract(&a, "many");
+    bind(l, (void *)&a, al);
+    listen(l, 16);
+    int ok = 0;
+    for (int i = 0; i < conns; i++) {
+        int c = socket(AF_UNIX, i % 2 ? SOCK_STREAM | SOCK_NONBLOCK : SOCK_STREAM, 0);
+        if (connect(c, (void *)&a, al) != 0)
+            break;
+        int s = accept(l, 0, 0);
+        char b = 'x';
+        ok += s >= 0 && write(c, &b, 1) == 1 && read(s, &b, 1) == 1;
+        close(c);
+        close(s);
+    }
+    close(l);
+    SAY("connections %d of %d, fds leaked %d\n", ok, conns, count_fds() - before);
+    /* A writer killed while it sends 4 MiB: the reader gets a prefix of
+     * the bytes, then end of file. */
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    pid_t c = fork();
+    if (c == 0) {
+        close(sv[0]);
+        static char big[1 << 16];
+        for (int i = 0; i < (int)sizeof big; i++)
+            big[i] = (char)(i & 0x7f);
+        for (int i = 0; i < 64; i++)
+            write(sv[1], big, sizeof big);
+        _exit(0);
+    }
+    close(sv[1]);
+    usleep(20000);
+    kill(c, SIGKILL);
+    long got = 0, r;
+    int in_order = 1;
+    static char buf[1 << 16];
+    while ((r = read(sv[0], buf, sizeof buf)) > 0) {
+        for (long i = 0; i < r; i++)
+            in_order &= buf[i] == (char)((got + i) & 0x7f);
+        got += r;
+    }
+    int st;
+    waitpid(c, &st, 0);
+    SAY("killed writer: some %d in order %d eof %ld killed %d\n", got > 0, in_order, r,
+        WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    close(sv[0]);
+    /* Bad pointers. */
+    socketpair(AF_UNIX, SOCK_DGRAM, 0, sv);
+    /* Raw calls: musl's wrappers copy the msghdr themselves. */
+    SAY("sendmsg bad msghdr %ld\n", R(syscall(SYS_sendmsg, sv[0], -4096L, 0)));
+    SAY("recvmsg bad msghdr %ld\n", R(syscall(SYS_recvmsg, sv[1], -4096L, MSG_DONTWAIT)));
+    struct iovec iov = {"x", 1};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = (void *)-4096L;
+    m.msg_controllen = 64;
+    SAY("bad control %ld\n", R(syscall(SYS_sendmsg, sv[0], &m, 0)));
+    union { char buf[64]; struct cmsghdr align; } cb;
+    memset(&cb, 0, sizeof cb);
+    struct cmsghdr *cm = (struct cmsghdr *)cb.buf;
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = 200;
+    m.msg_control = cb.buf;
+    m.msg_controllen = sizeof cb.buf;
+    SAY("cmsg_len past control %ld\n", R(syscall(SYS_sendmsg, sv[0], &m, 0)));
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    int bad = 999;
+    memcpy(CMSG_DATA(cm), &bad, sizeof bad);
+    m.msg_controllen = CMSG_SPACE(sizeof(int));
+    SAY("rights bad fd %ld\n", R(syscall(SYS_sendmsg, sv[0], &m, 0)));
+    m.msg_iovlen = 1u << 20;
+    SAY("iovlen huge %ld\n", R(syscall(SYS_sendmsg, sv[0], &m, 0)));
+    char b[4];
+    SAY("nothing was queued %ld\n", R(recv(sv[1], b, sizeof b, MSG_DONTWAIT)));
+    close(sv[0]);
+    close(sv[1]);
+}
+
 static void t_path(const char *dir) {
     char path[200];
     snprintf(path, sizeof path, "%s/dsock", dir);
@@ -447,6 +542,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(m, "seqpacket")) t_seqpacket();
     if (all || !strcmp(m, "errors")) t_errors();
     if (all || !strcmp(m, "cred")) t_cred();
+    if (all || !strcmp(m, "hostile")) t_hostile(argc > 2 ? atoi(argv[2]) : 10000);
     if (!strcmp(m, "path")) t_path(argc > 2 ? argv[2] : "/tmp");
     return 0;
 }

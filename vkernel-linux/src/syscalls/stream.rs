@@ -630,6 +630,10 @@ impl Vproc {
     fn msghdr(&mut self, msg: u64) -> Result<MsgHdr, i64> {
         let b = self.mm.read_vec(msg, 56)?;
         let q = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        // More than UIO_MAXIOV iovecs: EMSGSIZE here (readv says EINVAL).
+        if q(24) > 1024 {
+            return Err(EMSGSIZE);
+        }
         let iov = self.iovecs(q(16), q(24))?;
         Ok(MsgHdr {
             name: q(0),
