@@ -40,7 +40,7 @@ fn build() -> Result<PathBuf, String> {
     Ok(out)
 }
 
-fn parse(out: &str) -> Result<[f64; 4], String> {
+fn parse(out: &str) -> Result<[f64; 5], String> {
     let get = |k: &str| {
         out.lines().find_map(|l| {
             let mut w = l.split_whitespace();
@@ -54,13 +54,14 @@ fn parse(out: &str) -> Result<[f64; 4], String> {
         get("fork_exit_wait_us"),
         get("unix_pingpong_ns"),
         get("unix_stream_mib_s"),
+        get("unix_evloop_ns"),
     ) {
-        (Some(c), Some(f), Some(p), Some(t)) => Ok([c, f, p, t]),
+        (Some(c), Some(f), Some(p), Some(t), Some(e)) => Ok([c, f, p, t, e]),
         _ => Err(format!("unexpected output: {out:?}")),
     }
 }
 
-fn run_native(bin: &Path, args: &[String]) -> Result<[f64; 4], String> {
+fn run_native(bin: &Path, args: &[String]) -> Result<[f64; 5], String> {
     let o = Command::new(bin)
         .args(args)
         .output()
@@ -71,7 +72,7 @@ fn run_native(bin: &Path, args: &[String]) -> Result<[f64; 4], String> {
     parse(&String::from_utf8_lossy(&o.stdout))
 }
 
-fn run_vk(image: &[u8], args: &[String]) -> Result<[f64; 4], String> {
+fn run_vk(image: &[u8], args: &[String]) -> Result<[f64; 5], String> {
     let stdio = BufferStdio::new(b"");
     let out = stdio.stdout.clone();
     let r = Launch::bytes(image.to_vec(), "/schedbench")
@@ -139,16 +140,18 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         }
         Err(e) => eprintln!("vkbench sched: {e}"),
     }
-    let col = |v: &[[f64; 4]], i: usize| median(v.iter().map(|x| x[i]).collect());
+    let col = |v: &[[f64; 5]], i: usize| median(v.iter().map(|x| x[i]).collect());
     let mut figures = vec![
         ("ctx_switch_ns".into(), col(&vk, 0)),
         ("fork_exit_wait_us".into(), col(&vk, 1)),
         ("unix_pingpong_ns".into(), col(&vk, 2)),
         ("unix_stream_mib_s".into(), col(&vk, 3)),
+        ("unix_evloop_ns".into(), col(&vk, 4)),
         ("native_ctx_switch_ns".into(), col(&native, 0)),
         ("native_fork_exit_wait_us".into(), col(&native, 1)),
         ("native_unix_pingpong_ns".into(), col(&native, 2)),
         ("native_unix_stream_mib_s".into(), col(&native, 3)),
+        ("native_unix_evloop_ns".into(), col(&native, 4)),
     ];
     figures.extend(super::lifecycle::measure(quick));
     figures

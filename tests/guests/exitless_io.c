@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -355,6 +357,21 @@ static int loop(const char *family, long n, const char *dir) {
         if (pipe(p)) return 1;
         for (long i = 0; i < n / 2; i++)
             if (write(p[1], "p", 1) != 1 || read(p[0], &c, 1) != 1 || c != 'p') return 1;
+    } else if (!strcmp(family, "sock")) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return 1;
+        for (long i = 0; i < n / 4; i++)
+            if (send(sv[0], "s", 1, MSG_DONTWAIT) != 1 || recv(sv[1], &c, 1, 0) != 1 || c != 's' ||
+                write(sv[1], "t", 1) != 1 || read(sv[0], &c, 1) != 1 || c != 't')
+                return 1;
+    } else if (!strcmp(family, "epoll")) {
+        int sv[2], ep = epoll_create1(0);
+        struct epoll_event ev = {EPOLLIN, {.u64 = 5}}, out;
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) || epoll_ctl(ep, EPOLL_CTL_ADD, sv[1], &ev)) return 1;
+        if (write(sv[0], "e", 1) != 1) return 1;
+        for (long i = 0; i < n / 2; i++)
+            if (epoll_wait(ep, &out, 1, -1) != 1 || out.data.u64 != 5 || epoll_wait(ep, &out, 1, 0) != 1)
+                return 1;
     } else if (!strcmp(family, "mem")) {
         long base = syscall(SYS_brk, 0);
         for (long i = 0; i < n / 2; i++) {

@@ -4,11 +4,14 @@
  * fork_exit_wait_us: fork, the child _exits, the parent waits;
  * unix_pingpong_ns: one round trip of a byte over an AF_UNIX socketpair
  * between two processes; unix_stream_mib_s: 32 MiB sent in 1 MiB writes
- * over a socketpair to the other process. */
+ * over a socketpair to the other process; unix_evloop_ns: one turn of an
+ * event loop in one process (send 64 bytes on a non-blocking socketpair,
+ * epoll_wait finds the other end readable, recv them). */
 #define _GNU_SOURCE
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -86,5 +89,19 @@ int main(int argc, char **argv) {
     t1 = now_ns();
     waitpid(p, NULL, 0);
     printf("unix_stream_mib_s %.1f\n", 32.0 / ((t1 - t0) / 1e9));
+    int ev[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, ev) != 0) return 6;
+    int ep = epoll_create1(0);
+    struct epoll_event e = {EPOLLIN, {.fd = ev[1]}}, out[4];
+    epoll_ctl(ep, EPOLL_CTL_ADD, ev[1], &e);
+    long turns = rounds * 10L;
+    t0 = now_ns();
+    for (long i = 0; i < turns; i++) {
+        if (send(ev[0], buf, 64, 0) != 64) return 7;
+        if (epoll_wait(ep, out, 4, -1) != 1) return 8;
+        if (recv(ev[1], buf, sizeof buf, 0) != 64) return 9;
+    }
+    t1 = now_ns();
+    printf("unix_evloop_ns %.1f\n", (t1 - t0) / turns);
     return 0;
 }

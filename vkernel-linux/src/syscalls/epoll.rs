@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::errno::*;
 use super::events::{encode_timespec, timespec, timespec_abs, until_on_clock};
-use super::ready::file_seq;
+use super::ready::{poll_with, seq_with, Look};
 use super::table::Handler;
 use super::{int, R};
 use crate::files::{
@@ -33,9 +33,9 @@ const CTL_DEL: u64 = 2;
 /// EPOLL_CTL_MOD.
 const CTL_MOD: u64 = 3;
 /// Size of a struct epoll_event (packed on x86-64).
-const EVENT_SIZE: usize = 12;
+pub(crate) const EVENT_SIZE: usize = 12;
 /// The most events one epoll_wait returns (Linux: INT_MAX / 12).
-const MAX_EVENTS: i64 = (i32::MAX / 12) as i64;
+pub(crate) const MAX_EVENTS: i64 = (i32::MAX / 12) as i64;
 
 impl Vproc {
     /// The eventfd and epoll calls: `(number, handler)` for the syscall
@@ -266,77 +266,119 @@ impl Vproc {
                 self.wait_also(w);
             }
         }
-        let ready = self.collect_events(&ep, max);
+        let ready = collect_ready(&self.look(), &ep, max).unwrap_or_default();
         if ready.is_empty() && !expired {
             return self.block_on(deadline);
         }
         self.restore_temp_mask(mask.is_some());
-        let mut out = Vec::with_capacity(ready.len() * EVENT_SIZE);
-        for (ev, data) in &ready {
-            out.extend_from_slice(&ev.to_le_bytes());
-            out.extend_from_slice(&data.to_le_bytes());
-        }
-        self.mm.write(events, &out)?;
+        commit_ready(&ep, &ready, false);
+        self.mm.write(events, &encode_events(&ready))?;
         Ok(ready.len() as i64)
     }
+}
 
-    /// The events of the set's ready items, at most `max`, starting after
-    /// the last call's first item; edge-triggered and one-shot items are
-    /// marked as reported.
-    fn collect_events(&self, ep: &Shared<Epoll>, max: usize) -> Vec<(u32, u64)> {
-        // Look at the files with the set unlocked (a file may be another
-        // set, which may look at this one).
-        let snapshot: Vec<_> = {
-            let mut set = ep.borrow_mut();
-            set.items.retain(|i| i.file.upgrade().is_some());
-            let n = set.items.len();
-            let start = if n == 0 { 0 } else { set.cursor % n };
-            set.cursor = start + 1;
-            (0..n)
-                .map(|k| (start + k) % n)
-                .map(|i| {
-                    let it = &set.items[i];
-                    (i, it.file.clone(), it.events, it.disabled, it.seen)
-                })
-                .collect()
-        };
-        let mut ready = Vec::new();
-        let mut marks = Vec::new();
-        for (i, file, want, disabled, seen) in snapshot {
-            if ready.len() >= max {
-                break;
-            }
-            if disabled {
-                continue;
-            }
-            let Some(file) = file.upgrade() else { continue };
-            let (have, seq) = {
-                let f = file.borrow();
-                (u32::from(self.poll_file(&f, 1)), file_seq(&f))
-            };
-            let got =
-                have & (want | EPOLLERR | EPOLLHUP) & !(EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE);
-            if got == 0 {
-                continue;
-            }
-            if want & EPOLLET != 0 && seq.is_some() && seq == seen {
-                continue;
-            }
-            ready.push((got, 0));
-            marks.push((i, seq, want & EPOLLONESHOT != 0, ready.len() - 1));
-        }
-        let mut set = ep.borrow_mut();
-        for (i, seq, oneshot, r) in marks {
-            if let Some(it) = set.items.get_mut(i) {
-                ready[r].1 = it.data;
-                it.seen = seq;
-                if oneshot {
-                    it.disabled = true;
-                }
-            }
-        }
-        ready
+/// A ready item of an epoll set, as collected (not yet marked reported).
+pub(crate) struct Ready {
+    /// Its events.
+    pub(crate) events: u32,
+    /// Its user data.
+    pub(crate) data: u64,
+    /// Its place in the set.
+    index: usize,
+    /// The file's change count (edge-triggered items).
+    seq: Option<u64>,
+    /// EPOLLONESHOT: disabled once reported.
+    oneshot: bool,
+}
+
+/// `ready` as struct epoll_event bytes (packed: events, then data).
+pub(crate) fn encode_events(ready: &[Ready]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ready.len() * EVENT_SIZE);
+    for r in ready {
+        out.extend_from_slice(&r.events.to_le_bytes());
+        out.extend_from_slice(&r.data.to_le_bytes());
     }
+    out
+}
+
+/// The set's ready items by `look`, at most `max`, starting after the
+/// last call's first item (None: `look` could not tell). Nothing is
+/// marked reported until [`commit_ready`].
+pub(crate) fn collect_ready(look: &Look<'_>, ep: &Shared<Epoll>, max: usize) -> Option<Vec<Ready>> {
+    // Look at the files with the set unlocked (a file may be another
+    // set, which may look at this one).
+    let snapshot: Vec<_> = {
+        let mut set = if look.try_only {
+            ep.try_borrow()?
+        } else {
+            ep.borrow_mut()
+        };
+        set.items.retain(|i| i.file.upgrade().is_some());
+        let n = set.items.len();
+        let start = if n == 0 { 0 } else { set.cursor % n };
+        set.cursor = start + 1;
+        (0..n)
+            .map(|k| (start + k) % n)
+            .map(|i| {
+                let it = &set.items[i];
+                (i, it.file.clone(), it.events, it.disabled, it.seen, it.data)
+            })
+            .collect()
+    };
+    let mut ready = Vec::new();
+    for (index, file, want, disabled, seen, data) in snapshot {
+        if ready.len() >= max {
+            break;
+        }
+        if disabled {
+            continue;
+        }
+        let Some(file) = file.upgrade() else { continue };
+        let (have, seq) = {
+            let f = if look.try_only {
+                file.try_borrow()?
+            } else {
+                file.borrow()
+            };
+            (u32::from(poll_with(look, &f, 1)?), seq_with(look, &f)?)
+        };
+        let events =
+            have & (want | EPOLLERR | EPOLLHUP) & !(EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE);
+        if events == 0 {
+            continue;
+        }
+        if want & EPOLLET != 0 && seq.is_some() && seq == seen {
+            continue;
+        }
+        ready.push(Ready {
+            events,
+            data,
+            index,
+            seq,
+            oneshot: want & EPOLLONESHOT != 0,
+        });
+    }
+    Some(ready)
+}
+
+/// Mark `ready` reported: edge-triggered items remember the change count
+/// they were reported at, one-shot items are disabled (None: `try_only`
+/// and the set was busy).
+pub(crate) fn commit_ready(ep: &Shared<Epoll>, ready: &[Ready], try_only: bool) -> Option<()> {
+    let mut set = if try_only {
+        ep.try_borrow()?
+    } else {
+        ep.borrow_mut()
+    };
+    for r in ready {
+        if let Some(it) = set.items.get_mut(r.index) {
+            it.seen = r.seq;
+            if r.oneshot {
+                it.disabled = true;
+            }
+        }
+    }
+    Some(())
 }
 
 /// TFD_TIMER_ABSTIME.

@@ -7,7 +7,8 @@
 //! handlers are the syscall layer's (`syscalls/fast`: the id calls,
 //! `clock_gettime`, `gettimeofday`, `uname`, `getrandom`,
 //! `rt_sigprocmask`, the read/write family, `lseek`, `fstat`,
-//! `newfstatat`, `brk` growth and anonymous `mmap`), reached through the
+//! `newfstatat`, `sendto`/`recvfrom` on stream sockets, `epoll_wait` with
+//! ready items, `brk` growth and anonymous `mmap`), reached through the
 //! [`FastLookup`] given at start.
 //!
 //! The rule is that a served call leaves exactly the state the exit path

@@ -107,7 +107,7 @@ fn iovecs(vms: &Vmspace, iov: u64, cnt: u64) -> Option<Vec<(u64, u64)>> {
 
 /// The total length of user buffers `segs`, if each lies below the top of
 /// user space (else the exit path's EFAULT) and all are not too large.
-fn total_len(segs: &[(u64, u64)]) -> Option<usize> {
+pub(super) fn total_len(segs: &[(u64, u64)]) -> Option<usize> {
     let mut total = 0u64;
     for &(b, l) in segs {
         if b.checked_add(l).is_none_or(|e| e > USER_END) {
@@ -123,7 +123,7 @@ fn total_len(segs: &[(u64, u64)]) -> Option<usize> {
 
 /// Copy `data` into the user buffers `segs`, in order (present, writable
 /// pages only).
-fn scatter(vms: &Vmspace, segs: &[(u64, u64)], mut data: &[u8]) -> Option<()> {
+pub(super) fn scatter(vms: &Vmspace, segs: &[(u64, u64)], mut data: &[u8]) -> Option<()> {
     for &(b, l) in segs {
         if data.is_empty() {
             break;
@@ -136,7 +136,7 @@ fn scatter(vms: &Vmspace, segs: &[(u64, u64)], mut data: &[u8]) -> Option<()> {
 }
 
 /// The bytes of the user buffers `segs` (present pages only).
-fn gather(vms: &Vmspace, segs: &[(u64, u64)], total: usize) -> Option<Vec<u8>> {
+pub(super) fn gather(vms: &Vmspace, segs: &[(u64, u64)], total: usize) -> Option<Vec<u8>> {
     let mut data = vec![0u8; total];
     let mut off = 0;
     for &(b, l) in segs {
@@ -190,19 +190,12 @@ fn read(
         FileKind::PipeRead(p) if at.is_none() => {
             let p = p.clone();
             drop(f);
-            let mut p = p.try_borrow()?;
-            // Empty: a wait or the end of the file, the exit path's.
-            if p.buf.is_empty() {
-                return None;
-            }
-            let n = total.min(p.buf.len());
-            let data: Vec<u8> = p.buf.iter().take(n).copied().collect();
-            scatter(vms, segs, &data)?;
-            p.buf.drain(..n);
-            let w = p.take_waiters();
-            drop(p);
-            files::wake_all(w);
-            Some(n as u64)
+            pipe_read(vms, &p, segs, total)
+        }
+        FileKind::Socket(sk) if at.is_none() => {
+            let p = super::sock::stream_rx(sk)?;
+            drop(f);
+            pipe_read(vms, &p, segs, total)
         }
         FileKind::Inode(h) => {
             let h = *h;
@@ -284,6 +277,11 @@ fn write(
             drop(f);
             pipe_write(&p, &data)
         }
+        FileKind::Socket(sk) if !matches!(how, Write::At(_)) => {
+            let p = super::sock::stream_tx(sk)?;
+            drop(f);
+            pipe_write(&p, &data)
+        }
         FileKind::Stdout | FileKind::Stdin | FileKind::Stderr if !matches!(how, Write::At(_)) => {
             let host = if matches!(f.kind, FileKind::Stderr) {
                 2
@@ -302,8 +300,31 @@ fn write(
     }
 }
 
+/// A read of up to `total` bytes from pipe `p` into `segs`, when it has
+/// some and nothing sent along them (an empty pipe waits or ends: the
+/// exit path's; so are SCM_RIGHTS' files).
+pub(super) fn pipe_read(
+    vms: &Vmspace,
+    p: &files::Shared<files::Pipe>,
+    segs: &[(u64, u64)],
+    total: usize,
+) -> Option<u64> {
+    let mut p = p.try_borrow()?;
+    if p.buf.is_empty() || !p.attached.is_empty() {
+        return None;
+    }
+    let n = total.min(p.buf.len());
+    let data: Vec<u8> = p.buf.iter().take(n).copied().collect();
+    scatter(vms, segs, &data)?;
+    p.buf.drain(..n);
+    let w = p.take_waiters();
+    drop(p);
+    files::wake_all(w);
+    Some(n as u64)
+}
+
 /// A write of `data` to a pipe with readers and room for all of it.
-fn pipe_write(p: &files::Shared<files::Pipe>, data: &[u8]) -> Option<u64> {
+pub(super) fn pipe_write(p: &files::Shared<files::Pipe>, data: &[u8]) -> Option<u64> {
     let mut p = p.try_borrow()?;
     if p.readers == 0 || p.capacity.saturating_sub(p.buf.len()) < data.len() {
         return None;

@@ -1,12 +1,15 @@
 //! The exitless server's handlers (see [`crate::kernel::fast`] for the
 //! server and its rules): the id calls, `clock_gettime`, `gettimeofday`,
 //! `uname`, `getrandom` and `rt_sigprocmask` here; [`io`] the read/write
-//! family, `lseek`, `fstat` and `newfstatat`; [`mem`] `brk` growth and
-//! anonymous `mmap`. A handler answers only what it is sure of and returns
+//! family, `lseek`, `fstat` and `newfstatat`; [`sock`] `sendto` and
+//! `recvfrom` on stream sockets; [`poll`] `epoll_wait` with ready items;
+//! [`mem`] `brk` growth and anonymous `mmap`. A handler answers only what it is sure of and returns
 //! `None` for everything else, which then takes the exit path.
 
 mod io;
 mod mem;
+mod poll;
+mod sock;
 
 use crate::kernel::fast::{read_user, write_user, FastCtx, FastHandler};
 use crate::kernel::Kernel;
@@ -57,6 +60,11 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     (libc::SYS_lseek, file_io),
     (libc::SYS_fstat, file_io),
     (libc::SYS_newfstatat, file_io),
+    (libc::SYS_epoll_wait, |_, c, nr, a| poll::serve(c, nr, a)),
+    (libc::SYS_epoll_pwait, |_, c, nr, a| poll::serve(c, nr, a)),
+    (libc::SYS_epoll_pwait2, |_, c, nr, a| poll::serve(c, nr, a)),
+    (libc::SYS_sendto, |_, c, _, a| sock::serve(c, a, true)),
+    (libc::SYS_recvfrom, |_, c, _, a| sock::serve(c, a, false)),
     (libc::SYS_brk, memory),
     (libc::SYS_mmap, memory),
 ];
