@@ -90,7 +90,7 @@ impl Vproc {
                 Ok(p as i64)
             }
             None if options & WNOHANG != 0 => Ok(0),
-            None => self.block_on(None),
+            None => self.block(),
         }
     }
 

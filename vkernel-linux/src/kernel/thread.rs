@@ -532,7 +532,7 @@ impl Vproc {
             n
         };
         if left > 1 {
-            return self.block_on(None).map(|_| ());
+            return self.block().map(|_| ());
         }
         Ok(())
     }

@@ -186,7 +186,7 @@ impl Vproc {
             let k = self.kernel()?;
             q.wait(self.pid, k);
             drop(q);
-            return self.block_on(None);
+            return self.block();
         }
         q.push_message(data, r.from, attach);
         let w = q.take_waiters();
@@ -251,7 +251,7 @@ impl Vproc {
         let k = self.kernel()?;
         q.wait(self.pid, k);
         drop(q);
-        self.block_on(None).map(|_| Received::eof())
+        self.block().map(|_| Received::eof())
     }
 
     /// connect(2) of a datagram socket: `a` becomes where it sends by

@@ -268,7 +268,7 @@ impl Vproc {
         }
         let ready = collect_ready(&self.look(), &ep, max).unwrap_or_default();
         if ready.is_empty() && !expired {
-            return self.block_on(deadline);
+            return self.block();
         }
         self.restore_temp_mask(mask.is_some());
         commit_ready(&ep, &ready, false);
@@ -508,7 +508,7 @@ impl Vproc {
         if let Some(n) = next {
             self.wake_by(n);
         }
-        self.block_on(None).map(|_| 0)
+        self.block().map(|_| 0)
     }
 }
 
@@ -611,7 +611,7 @@ impl Vproc {
         }
         // Woken as rt_sigtimedwait is when one of them comes.
         self.thread.sigwait |= mask;
-        self.block_on(None).map(|_| 0)
+        self.block().map(|_| 0)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Calls that wait: poll/select and their p-variants, futex, nanosleep,
 //! pause/sigsuspend, and the interval timers (alarm, setitimer).
 //!
-//! A call that must wait returns [`EBLOCK`] (see [`Vproc::block_on`]),
+//! A call that must wait returns [`EBLOCK`] (see [`Vproc::block`]),
 //! which the syscall table turns into [`crate::kernel::Next::Block`]: the
 //! frame is rewound to the `syscall` instruction and the call's
 //! [`CallState`] (its deadline, how far it got) is kept in
@@ -187,17 +187,12 @@ impl Vproc {
         }))
     }
 
-    /// Wait for a wake-up (None) or until `deadline`, then retry the call:
-    /// returns the internal [`EBLOCK`] for the caller to pass up. The
-    /// deadline is the call's own ([`Vproc::call_deadline`], kept in its
-    /// [`CallState`]), which is where the run loop reads it. Registering
-    /// where the wake-up comes from is the caller's job.
-    pub fn block_on(&mut self, deadline: Option<Instant>) -> Result<i64, i64> {
-        debug_assert!(
-            deadline.is_none() || deadline == self.call.deadline,
-            "a wait's deadline is its call's (call_deadline)"
-        );
-        let _ = deadline;
+    /// Wait for a wake-up or the call's deadline (if
+    /// [`Vproc::call_deadline`] set one: it is kept in the call's
+    /// [`CallState`], where the syscall table reads it), then retry the
+    /// call: returns the internal [`EBLOCK`] for the caller to pass up.
+    /// Registering where the wake-up comes from is the caller's job.
+    pub fn block(&mut self) -> Result<i64, i64> {
         Err(EBLOCK)
     }
 
@@ -329,7 +324,7 @@ impl Vproc {
             }
         }
         if ready == 0 && !expired {
-            return self.block_on(deadline);
+            return self.block();
         }
         self.restore_temp_mask(mask.is_some());
         self.mm.write(fds, &b)?;
@@ -407,7 +402,7 @@ impl Vproc {
             return Err(EINTR);
         }
         if ready == 0 && !expired {
-            return self.block_on(deadline);
+            return self.block();
         }
         self.restore_temp_mask(mask.is_some());
         for (i, &p) in sets.iter().enumerate() {
@@ -461,7 +456,7 @@ impl Vproc {
         if Instant::now() >= deadline {
             return Ok(0);
         }
-        self.block_on(Some(deadline))
+        self.block()
     }
 
     /// nanosleep(req, rem).
@@ -502,7 +497,7 @@ impl Vproc {
             // Delivered right after this returns, with the old mask saved.
             return Err(EINTR);
         }
-        self.block_on(None)
+        self.block()
     }
 
     /// The waiters' key of the futex at `uaddr`: a shared futex (no
@@ -570,7 +565,7 @@ impl Vproc {
                     k.futex_cancel(self.pid);
                     return Err(ETIMEDOUT);
                 }
-                self.block_on(deadline)
+                self.block()
             }
             // FUTEX_WAKE, FUTEX_WAKE_BITSET.
             1 | 10 => {

@@ -137,7 +137,7 @@ impl Vproc {
         p.wait(pid, k);
         drop(p);
         files::wake_all(wake);
-        self.block_on(None)
+        self.block()
     }
 
     /// A signal ends an open() that waited (`nr`, `args`): it no longer

@@ -271,7 +271,7 @@ impl Vproc {
                             return Err(EAGAIN);
                         }
                         drop(f);
-                        return self.block_on(None).map(|_| 0);
+                        return self.block().map(|_| 0);
                     }
                 }
                 self.stdio.read(data)
@@ -412,7 +412,7 @@ impl Vproc {
                     p.wait(self.pid, k);
                     drop(p);
                     drop(of);
-                    return self.block_on(None);
+                    return self.block();
                 }
                 room.max(1)
             }
@@ -437,7 +437,7 @@ impl Vproc {
                 if let FileKind::PipeWrite(p) = &ofile.borrow().kind {
                     p.borrow_mut().wait(self.pid, k);
                 }
-                return self.block_on(None);
+                return self.block();
             }
             Err(e) => {
                 self.unread(&ifile, pos, &data[..n]);

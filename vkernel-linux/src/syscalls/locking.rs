@@ -114,7 +114,7 @@ impl Vproc {
     /// A wait answer: block (retried when a lock goes).
     fn lock_wait(&mut self, e: LockError) -> R {
         if e == LockError::Wait {
-            return self.block_on(None);
+            return self.block();
         }
         Err(errno(e))
     }

@@ -96,7 +96,7 @@ impl Vproc {
             let k = self.kernel()?;
             q.wait(self.pid, k);
             drop(q);
-            return self.block_on(None).map(|_| 0);
+            return self.block().map(|_| 0);
         };
         if first.size() > data.len() {
             return Err(EINVAL);

@@ -107,7 +107,7 @@ impl Vproc {
             return Err(EAGAIN);
         }
         self.thread.sigwait = want;
-        self.block_on(deadline)
+        self.block()
     }
 
     /// rt_sigqueueinfo(tgid, sig, info) (`tid` None) and

@@ -320,7 +320,7 @@ impl Vproc {
             }
             pipe.wait(self.pid, k);
             drop(pipe);
-            return self.block_on(None);
+            return self.block();
         }
         let n = room.min(rest.len());
         if done == 0 && n > 0 {
@@ -340,7 +340,7 @@ impl Vproc {
         files::wake_all(w);
         if more {
             self.call.progress = done;
-            return self.block_on(None);
+            return self.block();
         }
         Ok(done as i64)
     }
@@ -376,7 +376,7 @@ impl Vproc {
             let k = self.kernel()?;
             pipe.wait(self.pid, k);
             drop(pipe);
-            return self.block_on(None).map(|_| (0, Vec::new()));
+            return self.block().map(|_| (0, Vec::new()));
         }
         let n = data.len().min(pipe.readable_run());
         for b in data.iter_mut().take(n) {
@@ -413,7 +413,7 @@ impl Vproc {
                 let k = self.kernel()?;
                 ev.wait(self.pid, k);
                 drop(ev);
-                self.block_on(None).map(|_| 0)
+                self.block().map(|_| 0)
             }
         }
     }
@@ -438,7 +438,7 @@ impl Vproc {
                 let k = self.kernel()?;
                 ev.wait(self.pid, k);
                 drop(ev);
-                self.block_on(None)
+                self.block()
             }
         }
     }
@@ -514,7 +514,7 @@ impl Vproc {
                 }
                 let k = self.kernel()?;
                 rx.borrow_mut().wait(self.pid, k);
-                return self.block_on(None);
+                return self.block();
             }
             p.buf
                 .iter()
@@ -551,7 +551,7 @@ impl Vproc {
             let k = self.kernel()?;
             rx.borrow_mut().wait(self.pid, k);
             if rx.borrow().buf.is_empty() && rx.borrow().writers > 0 {
-                return self.block_on(None);
+                return self.block();
             }
             return self.stream_recv(fd, bufs, flags, out);
         }

@@ -278,7 +278,7 @@ impl Vproc {
             let k = self.kernel()?;
             p.wait(self.pid, k);
             drop(p);
-            return self.block_on(None);
+            return self.block();
         }
         if let Some(e) = state_err {
             return Err(if p.full() { EAGAIN } else { e });
@@ -333,7 +333,7 @@ impl Vproc {
             let k = self.kernel()?;
             p.wait(self.pid, k);
             drop(p);
-            return self.block_on(None);
+            return self.block();
         };
         // A connect waiting for room may go on.
         let w = p.take_waiters();
