@@ -57,13 +57,18 @@ static void show_recv(const char *what, int s, size_t room, int flags) {
         buf, !!(m.msg_flags & MSG_TRUNC), m.msg_namelen > 0, dash ? dash + 1 : "-");
 }
 
-static void t_pair(void) {
-    int sv[2];
-    SAY("socketpair %ld\n", R(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv)));
+/* A socketpair of `type`, and whether SO_TYPE says so. */
+static void pair_of(int type, const char *name, int sv[2]) {
+    SAY("socketpair %ld\n", R(socketpair(AF_UNIX, type, 0, sv)));
     int t = 0;
     socklen_t tl = sizeof t;
     getsockopt(sv[0], SOL_SOCKET, SO_TYPE, &t, &tl);
-    SAY("type dgram %d\n", t == SOCK_DGRAM);
+    SAY("type %s %d\n", name, t == type);
+}
+
+static void t_pair(void) {
+    int sv[2];
+    pair_of(SOCK_DGRAM, "dgram", sv);
     SAY("poll empty %#x\n", revents(sv[0]));
     SAY("send hello %ld\n", R(send(sv[0], "hello", 5, 0)));
     SAY("send world %ld\n", R(send(sv[0], "world!", 6, 0)));
@@ -234,11 +239,7 @@ static void t_named(void) {
 
 static void t_seqpacket(void) {
     int sv[2];
-    SAY("socketpair %ld\n", R(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv)));
-    int t = 0;
-    socklen_t tl = sizeof t;
-    getsockopt(sv[0], SOL_SOCKET, SO_TYPE, &t, &tl);
-    SAY("type seqpacket %d\n", t == SOCK_SEQPACKET);
+    pair_of(SOCK_SEQPACKET, "seqpacket", sv);
     SAY("send %ld\n", R(send(sv[0], "first", 5, 0)));
     SAY("send %ld\n", R(send(sv[0], "second", 6, 0)));
     SAY("send empty %ld\n", R(send(sv[0], "", 0, 0)));
@@ -263,7 +264,8 @@ static void t_seqpacket(void) {
     SAY("connect %ld\n", R(connect(c, (void *)&a, al)));
     int s = accept(l, 0, 0);
     SAY("accept %d\n", s >= 0);
-    tl = sizeof t;
+    int t = 0;
+    socklen_t tl = sizeof t;
     getsockopt(s, SOL_SOCKET, SO_TYPE, &t, &tl);
     SAY("accepted type seqpacket %d\n", t == SOCK_SEQPACKET);
     SAY("send %ld\n", R(send(c, "over", 4, 0)));

@@ -409,27 +409,28 @@ impl super::Fs {
     /// Report `mask` about entry `name` of directory `dir` (IN_ISDIR added
     /// for a directory `h`).
     pub(crate) fn note_entry(&self, dir: u64, name: &[u8], h: u64, mask: u32, cookie: u32) {
-        if !self.notifier.active() {
-            return;
+        if let Some(mask) = self.watched_mask(h, mask) {
+            self.notifier.report(dir, mask, name, cookie, false);
         }
-        let mask = if self.is_dir_handle(h) {
+    }
+
+    /// `mask` with IN_ISDIR for a directory `h`, when anything is watched.
+    fn watched_mask(&self, h: u64, mask: u32) -> Option<u32> {
+        if !self.notifier.active() {
+            return None;
+        }
+        Some(if self.is_dir_handle(h) {
             mask | IN_ISDIR
         } else {
             mask
-        };
-        self.notifier.report(dir, mask, name, cookie, false);
+        })
     }
 
     /// Report `mask` about node `h`: to its own watches and to its
     /// directory's, with its name there. `gone`: the node went.
     pub(crate) fn note_node(&self, h: u64, mask: u32, gone: bool) {
-        if !self.notifier.active() {
+        let Some(mask) = self.watched_mask(h, mask) else {
             return;
-        }
-        let mask = if self.is_dir_handle(h) {
-            mask | IN_ISDIR
-        } else {
-            mask
         };
         if mask & (IN_DELETE_SELF | IN_MOVE_SELF) == 0 {
             if let Some((dir, name)) = self.entry_of(h) {
