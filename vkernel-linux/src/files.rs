@@ -3,7 +3,7 @@
 pub use super::fs::event::{EventFd, PidFd, SignalFd, TimerFd};
 pub use super::fs::pipe::{wake_all, FdError, Pipe, Shared, Wake, WeakShared, PIPE_BUF};
 pub use super::fs::socket::{
-    Dgram, Port, SockState, SockType, Socket, UnixStream, MAX_DGRAM_QLEN, MAX_MESSAGE,
+    Dgram, Port, SockState, SockType, Socket, UnixStream, AF_UNIX, MAX_DGRAM_QLEN, MAX_MESSAGE,
 };
 pub use super::fs::Backing;
 use super::rlimit::Rlimits;

@@ -59,4 +59,7 @@ errnos!(
     ENOTSOCK,
     EMSGSIZE,
     EDOM,
+    EINPROGRESS,
+    EADDRNOTAVAIL,
+    ENETUNREACH,
 );

@@ -31,6 +31,7 @@ mod backing;
 pub mod entries;
 pub mod event;
 pub mod host;
+pub mod inet;
 pub mod lock;
 mod memfd;
 mod mount;
@@ -245,6 +246,8 @@ pub struct Fs {
     seals: Mutex<HashMap<u64, u32>>,
     /// inotify watches on its nodes.
     notifier: Arc<notify::Notifier>,
+    /// The loopback network's bound ports (AF_INET, AF_INET6).
+    inet: Mutex<inet::InetPorts>,
 }
 
 impl std::fmt::Debug for Fs {
@@ -312,6 +315,7 @@ impl Fs {
             abstract_names: Mutex::default(),
             seals: Mutex::default(),
             notifier: Arc::default(),
+            inet: Mutex::default(),
         };
         let shadow = match root {
             RootSpec::Empty => {

@@ -80,6 +80,9 @@ pub struct UnixStream {
     /// The peer's credentials when they connected: pid, uid, gid
     /// (SO_PEERCRED).
     pub peer_cred: [i32; 3],
+    /// This end's own name when the connection gives it one (an accepted
+    /// Internet connection: where the client connected).
+    pub local: Option<Vec<u8>>,
 }
 
 impl UnixStream {
@@ -119,6 +122,7 @@ impl UnixStream {
             shut_wr: false,
             peer: None,
             peer_cred: [0; 3],
+            local: None,
         };
         (end(&a, &b), end(&b, &a))
     }
@@ -284,8 +288,12 @@ pub enum SockState {
     Dgram(Dgram),
 }
 
-/// An AF_UNIX socket.
-#[derive(Debug, Default)]
+/// AF_UNIX.
+pub const AF_UNIX: u16 = 1;
+
+/// A socket: AF_UNIX, or AF_INET/AF_INET6 on the loopback network
+/// ([`super::inet`]).
+#[derive(Debug)]
 pub struct Socket {
     /// Where it is in its life.
     pub state: SockState,
@@ -300,12 +308,46 @@ pub struct Socket {
     /// SO_PASSCRED: receive the sender's credentials (SCM_CREDENTIALS),
     /// and send its own along a stream.
     pub passcred: bool,
+    /// Its address family (AF_UNIX, AF_INET, AF_INET6).
+    pub family: u16,
+    /// Integer options set and read back as they are (SO_REUSEADDR,
+    /// SO_KEEPALIVE, TCP_NODELAY, IPV6_V6ONLY...), by (level, name).
+    pub opts: std::collections::BTreeMap<(u64, u64), i32>,
+    /// A non-blocking connect said EINPROGRESS: the next connect says 0
+    /// (then EISCONN), as Linux reports the connection made.
+    pub connect_pending: bool,
+}
+
+impl Default for Socket {
+    fn default() -> Self {
+        Socket {
+            state: SockState::Fresh,
+            name: None,
+            ty: SockType::Stream,
+            rcvtimeo: None,
+            sndtimeo: None,
+            passcred: false,
+            family: AF_UNIX,
+            opts: std::collections::BTreeMap::new(),
+            connect_pending: false,
+        }
+    }
 }
 
 impl Socket {
-    /// A fresh socket of type `ty` (a datagram socket has its queue from
-    /// the start).
+    /// Is it an Internet socket (AF_INET, AF_INET6)?
+    pub fn is_inet(&self) -> bool {
+        self.family != AF_UNIX
+    }
+
+    /// A fresh AF_UNIX socket of type `ty` (a datagram socket has its
+    /// queue from the start).
     pub fn new(ty: SockType) -> Socket {
+        Socket::new_in(AF_UNIX, ty)
+    }
+
+    /// A fresh socket of `family` and type `ty`.
+    pub fn new_in(family: u16, ty: SockType) -> Socket {
         Socket {
             state: if ty == SockType::Dgram {
                 SockState::Dgram(Dgram::new())
@@ -313,6 +355,7 @@ impl Socket {
                 SockState::Fresh
             },
             ty,
+            family,
             ..Socket::default()
         }
     }

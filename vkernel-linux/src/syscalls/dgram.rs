@@ -119,7 +119,7 @@ impl Vproc {
                 let from = sk.name.clone();
                 if let Some(a) = to {
                     drop(f);
-                    let port = self.find_port(&a)?;
+                    let port = self.find_port(&a, SockType::Dgram)?;
                     let p = port.borrow();
                     if p.ty != SockType::Dgram {
                         return Err(ECONNREFUSED);
@@ -159,6 +159,10 @@ impl Vproc {
         if flags & MSG_OOB != 0 {
             return Err(EOPNOTSUPP);
         }
+        let file = self.socket_of(fd)?;
+        if Self::family_of(&file) != files::AF_UNIX {
+            return self.udp_send(&file, fd, data, flags, to);
+        }
         let r = self.route(fd, to, flags)?;
         if data.len() > MAX_MESSAGE {
             return Err(EMSGSIZE);
@@ -192,6 +196,50 @@ impl Vproc {
         let w = q.take_waiters();
         drop(q);
         files::wake_all(w);
+        Ok(data.len() as i64)
+    }
+
+    /// A UDP send on the loopback network: an unbound sender takes an
+    /// ephemeral port first; a datagram nobody takes (no socket on the
+    /// port, a full queue, a receiver connected elsewhere) is dropped, as
+    /// UDP drops it, and the send still succeeds.
+    fn udp_send(
+        &mut self,
+        file: &Shared<files::OpenFile>,
+        fd: i64,
+        data: &[u8],
+        flags: u64,
+        to: Option<Addr>,
+    ) -> R {
+        // The largest UDP payload over IPv4 (65,535 less the headers).
+        if data.len() > 65_507 {
+            return Err(EMSGSIZE);
+        }
+        self.inet_autobind(file)?;
+        let r = match self.route(fd, to, flags) {
+            Ok(r) => r,
+            Err(ECONNREFUSED) => return Ok(data.len() as i64),
+            Err(e) => return Err(e),
+        };
+        // A sender bound to the unspecified address sends from loopback
+        // (the address the route to the receiver gives it).
+        let from = r
+            .from
+            .map(|b| match crate::fs::inet::InetName::from_bytes(&b) {
+                Some(n) if n.is_unspecified() => n.destination().to_bytes(),
+                _ => b,
+            });
+        let mut q = r.queue.borrow_mut();
+        let taken = q.readers > 0
+            && q.only_from.is_none_or(|o| Some(o) == r.own)
+            && q.fits(data.len())
+            && q.queued() <= MAX_DGRAM_QLEN;
+        if taken {
+            q.push_message(data, from, None);
+            let w = q.take_waiters();
+            drop(q);
+            files::wake_all(w);
+        }
         Ok(data.len() as i64)
     }
 
@@ -269,7 +317,10 @@ impl Vproc {
             }
             return Ok(0);
         };
-        let port = self.find_port(&a)?;
+        if let Addr::Inet(to) = a {
+            return self.udp_connect(&file, to);
+        }
+        let port = self.find_port(&a, SockType::Dgram)?;
         let (queue, name) = {
             let p = port.borrow();
             if p.ty != SockType::Dgram {
@@ -297,6 +348,44 @@ impl Vproc {
         }
         d.inbox.borrow_mut().only_from = Some(queue.id());
         d.peer = Some((queue, Some(name)));
+        Ok(0)
+    }
+
+    /// connect(2) of a UDP socket to `to`: its default destination and
+    /// the only sender it hears. Nobody need be there (UDP has no
+    /// handshake): datagrams to a port nobody holds are dropped.
+    fn udp_connect(&mut self, file: &Shared<files::OpenFile>, to: crate::fs::inet::InetName) -> R {
+        let dest = to.destination();
+        if !dest.is_loopback() {
+            return Err(ENETUNREACH);
+        }
+        self.inet_autobind(file)?;
+        let queue = match self.find_port(&Addr::Inet(dest), SockType::Dgram) {
+            Ok(port) => port.borrow().inbox.as_ref().and_then(|q| q.upgrade()),
+            Err(_) => None,
+        }
+        // Nobody there: a queue nobody reads takes (and drops) what is sent.
+        .unwrap_or_else(|| Shared::new(Pipe::messages(0)));
+        let mut f = file.borrow_mut();
+        let FileKind::Socket(sk) = &mut f.kind else {
+            return Err(ENOTSOCK);
+        };
+        let SockState::Dgram(d) = &mut sk.state else {
+            return Err(EINVAL);
+        };
+        d.inbox.borrow_mut().only_from = Some(queue.id());
+        d.peer = Some((queue, Some(dest.to_bytes())));
+        // The socket's own address becomes the one it reaches the peer by.
+        if let Some(n) = sk
+            .name
+            .as_deref()
+            .and_then(crate::fs::inet::InetName::from_bytes)
+        {
+            if n.is_unspecified() {
+                let own = crate::fs::inet::InetName { ip: dest.ip, ..n };
+                sk.name = Some(own.to_bytes());
+            }
+        }
         Ok(0)
     }
 }

@@ -16,7 +16,6 @@ use super::table::Handler;
 use super::{int, R};
 use crate::abi::socket::{
     MSG_CMSG_CLOEXEC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL,
-    SOL_SOCKET, SO_RCVTIMEO, SO_SNDTIMEO,
 };
 use crate::files::{
     self, Dgram, EventFd, FileKind, OpenFile, Pipe, Shared, SockState, SockType, Socket, UnixStream,
@@ -582,26 +581,28 @@ impl Vproc {
     }
 
     /// The destination of sendto/sendmsg (`addr`, `len` bytes) for a
-    /// socket of type `ty`: a stream takes none (EISCONN), a seqpacket
-    /// socket ignores it.
+    /// socket `fd` of type `ty`: a Unix stream takes none (EISCONN); a
+    /// seqpacket socket and TCP ignore it.
     fn destination(
         &mut self,
+        fd: i64,
         ty: SockType,
         addr: u64,
         len: u64,
     ) -> Result<Option<super::unix::Addr>, i64> {
+        let family = Self::family_of(&self.socket_of(fd)?);
         match ty {
             _ if addr == 0 => Ok(None),
-            SockType::Stream => Err(EISCONN),
-            SockType::SeqPacket => Ok(None),
-            SockType::Dgram => self.sockaddr(addr, len).map(Some),
+            SockType::Stream if family == files::AF_UNIX => Err(EISCONN),
+            SockType::Stream | SockType::SeqPacket => Ok(None),
+            SockType::Dgram => self.sockaddr_for(family, addr, len).map(Some),
         }
     }
 
     /// sendto(fd, buf, len, flags, addr, addrlen).
     fn sys_sendto(&mut self, fd: i64, buf: u64, len: usize, flags: u64, addr: u64, alen: u64) -> R {
         let (ty, _, _) = self.sock_kind(fd)?;
-        let to = self.destination(ty, addr, alen)?;
+        let to = self.destination(fd, ty, addr, alen)?;
         let data = self.mm.read_vec(buf, len.min(MAX_IO))?;
         self.sock_send(fd, &data, flags, to, Default::default())
     }
@@ -610,18 +611,27 @@ impl Vproc {
     /// when it has one (else addrlen 0).
     fn sys_recvfrom(&mut self, fd: i64, buf: (u64, usize), flags: u64, addr: u64, lenp: u64) -> R {
         let Got(n, _, from, _) = self.sock_recv(fd, &[buf], flags)?;
-        self.put_from(addr, lenp, from.as_deref())?;
+        let family = Self::family_of(&self.socket_of(fd)?);
+        self.put_from(addr, lenp, family, from.as_deref())?;
         Ok(n)
     }
 
-    /// Write the sender's name at `addr` (room and length at `lenp`): no
-    /// name is length 0.
-    fn put_from(&mut self, addr: u64, lenp: u64, from: Option<&[u8]>) -> Result<(), i64> {
+    /// Write the sender's name at `addr` (room and length at `lenp`) as a
+    /// `family` socket sees it: no name is length 0.
+    fn put_from(
+        &mut self,
+        addr: u64,
+        lenp: u64,
+        family: u16,
+        from: Option<&[u8]>,
+    ) -> Result<(), i64> {
         if lenp == 0 {
             return Ok(());
         }
         match from {
-            Some(name) if addr != 0 => self.put_sockaddr(addr, lenp, Some(name)).map(|_| ()),
+            Some(name) if addr != 0 => self
+                .put_sockaddr(addr, lenp, family, Some(name))
+                .map(|_| ()),
             _ => self.mm.write(lenp, &0u32.to_le_bytes()).map_err(Into::into),
         }
     }
@@ -655,8 +665,14 @@ impl Vproc {
             control,
             controllen,
         } = self.msghdr(msg)?;
-        let to = self.destination(ty, name, namelen)?;
-        let passed = self.scm_parse(control, controllen)?;
+        let to = self.destination(fd, ty, name, namelen)?;
+        // Internet sockets pass no files or credentials: their control
+        // messages are the IP layer's, which the loopback network ignores.
+        let passed = if Self::family_of(&self.socket_of(fd)?) == files::AF_UNIX {
+            self.scm_parse(control, controllen)?
+        } else {
+            Default::default()
+        };
         let mut data = Vec::new();
         for (base, len) in iov {
             if data.len() >= MAX_IO {
@@ -694,7 +710,8 @@ impl Vproc {
         // msg_name and msg_namelen, msg_controllen and msg_flags.
         match from {
             Some(f) if name != 0 => {
-                let full = self.sockaddr_bytes(&f);
+                let family = Self::family_of(&self.socket_of(fd)?);
+                let full = self.sockaddr_bytes(family, &f);
                 let k = full.len().min(usize::try_from(namelen).unwrap_or(0));
                 self.mm.write(name, &full[..k])?;
                 self.mm.write(
@@ -736,103 +753,6 @@ impl Vproc {
         };
         files::wake_all(w);
         Ok(0)
-    }
-
-    /// getsockopt(fd, level, name, val, lenp) for the SOL_SOCKET options
-    /// a stream socket has.
-    fn sys_getsockopt(&mut self, fd: i64, level: u64, name: u64, val: u64, lenp: u64) -> R {
-        let file = self.socket_of(fd)?;
-        let (cap, listening, cred, ty, timeo, passcred) = match &file.borrow().kind {
-            FileKind::Socket(sk) => {
-                let (cap, listening, cred) = match &sk.state {
-                    SockState::Connected(s) => (s.rx.borrow().capacity, false, Some(s.peer_cred)),
-                    SockState::Listening(p) => {
-                        (crate::fs::pipe::PIPE_CAPACITY, true, Some(p.borrow().cred))
-                    }
-                    SockState::Dgram(d) => (d.inbox.borrow().capacity, false, None),
-                    _ => (crate::fs::pipe::PIPE_CAPACITY, false, None),
-                };
-                (
-                    cap,
-                    listening,
-                    cred,
-                    sk.ty,
-                    [sk.rcvtimeo, sk.sndtimeo],
-                    sk.passcred,
-                )
-            }
-            _ => return Err(ENOTSOCK),
-        };
-        if level != SOL_SOCKET {
-            return Err(ENOPROTOOPT);
-        }
-        let v: i32 = match name {
-            17 => return self.peercred(cred, val, lenp), // SO_PEERCRED
-            SO_RCVTIMEO | SO_SNDTIMEO => {
-                let t = timeo[usize::from(name == SO_SNDTIMEO)].unwrap_or_default();
-                return self.put_opt(&super::events::encode_timeval(t), val, lenp);
-            }
-            3 => ty.raw(),                                   // SO_TYPE
-            4 => 0,                                          // SO_ERROR
-            39 => 1,                                         // SO_DOMAIN
-            38 => 0,                                         // SO_PROTOCOL
-            30 => i32::from(listening),                      // SO_ACCEPTCONN
-            7 | 8 => i32::try_from(cap).unwrap_or(i32::MAX), // SO_SNDBUF, SO_RCVBUF
-            16 => i32::from(passcred),                       // SO_PASSCRED
-            _ => return Err(ENOPROTOOPT),
-        };
-        self.put_opt(&v.to_le_bytes(), val, lenp)
-    }
-
-    /// An option's value `v` at `val`, cut to the room at `lenp`, whose
-    /// length it writes there.
-    fn put_opt(&mut self, v: &[u8], val: u64, lenp: u64) -> R {
-        let len = self.user_u32(lenp)?;
-        if (len as i32) < 0 {
-            return Err(EINVAL);
-        }
-        let n = (len as usize).min(v.len());
-        self.mm.write(val, &v[..n])?;
-        self.mm
-            .write(lenp, &u32::try_from(n).unwrap_or(0).to_le_bytes())?;
-        Ok(0)
-    }
-
-    /// setsockopt(fd, level, name, val, len): SO_RCVTIMEO and SO_SNDTIMEO
-    /// and SO_PASSCRED are kept; SO_SNDBUF, SO_RCVBUF, SO_SNDBUFFORCE... are
-    /// accepted and the buffers keep their size.
-    fn sys_setsockopt(&mut self, fd: i64, level: u64, name: u64, val: u64, len: u64) -> R {
-        let file = self.socket_of(fd)?;
-        match (level, name) {
-            (SOL_SOCKET, SO_RCVTIMEO | SO_SNDTIMEO) => {
-                if len < 16 {
-                    return Err(EINVAL);
-                }
-                let b = self.mm.read_vec(val, 16)?;
-                let t = super::events::timeval(&b).map_err(|_| EDOM)?;
-                let t = (!t.is_zero()).then_some(t);
-                if let FileKind::Socket(s) = &mut file.borrow_mut().kind {
-                    if name == SO_RCVTIMEO {
-                        s.rcvtimeo = t;
-                    } else {
-                        s.sndtimeo = t;
-                    }
-                }
-                Ok(0)
-            }
-            (SOL_SOCKET, 16) => {
-                if len < 4 {
-                    return Err(EINVAL);
-                }
-                let on = self.user_u32(val)? != 0;
-                if let FileKind::Socket(s) = &mut file.borrow_mut().kind {
-                    s.passcred = on;
-                }
-                Ok(0)
-            }
-            (SOL_SOCKET, 7 | 8 | 32 | 33) => Ok(0),
-            _ => Err(ENOPROTOOPT),
-        }
     }
 
     /// sendmmsg/recvmmsg(fd, msgvec, vlen, flags): each struct mmsghdr's

@@ -16,6 +16,8 @@ use crate::abi::socket::{
 use crate::files::{
     self, Fd, FileKind, OpenFile, Port, Shared, SockState, SockType, Socket, UnixStream,
 };
+use crate::fs::inet::{InetName, Proto};
+
 use crate::fs::Kind;
 use crate::Vproc;
 
@@ -24,8 +26,11 @@ const SUN_LEN: usize = 110;
 /// The largest backlog listen takes (Linux's somaxconn).
 const SOMAXCONN: usize = 4096;
 
-/// A socket address: the sockaddr_un bytes after the family.
+/// A socket address: the sockaddr_un bytes after the family, or an
+/// Internet name.
 pub(super) enum Addr {
+    /// An AF_INET or AF_INET6 name.
+    Inet(InetName),
     /// A path in the file tree.
     Path(Vec<u8>),
     /// An abstract name (the bytes start with 0).
@@ -35,18 +40,20 @@ pub(super) enum Addr {
 }
 
 impl Vproc {
-    /// socket(domain, type, protocol): AF_UNIX sockets.
+    /// socket(domain, type, protocol): AF_UNIX sockets, and AF_INET and
+    /// AF_INET6 stream (TCP) and datagram (UDP) sockets on the loopback
+    /// network.
     pub(super) fn sys_socket(&mut self, domain: u64, ty: u64, protocol: u64) -> R {
         let (ty, st, cloexec) = self.socket_type(domain, ty, protocol, false)?;
-        let file = OpenFile::new(FileKind::Socket(Socket::new(ty)), st, b"socket:");
+        let family = u16::try_from(domain).map_err(|_| EAFNOSUPPORT)?;
+        let file = OpenFile::new(FileKind::Socket(Socket::new_in(family, ty)), st, b"socket:");
         self.install_file(file, if cloexec { files::O_CLOEXEC } else { 0 })
     }
 
     /// Check socket/socketpair's (`pair`) arguments: the socket type, the
     /// open file's status flags and whether the fds are close-on-exec.
-    /// AF_UNIX only; AF_INET/AF_INET6 are EAFNOSUPPORT for socket (reported as
-    /// unimplemented: no network stack yet) and EOPNOTSUPP for socketpair,
-    /// as Linux says for them.
+    /// AF_UNIX takes every type; AF_INET/AF_INET6 take SOCK_STREAM (TCP)
+    /// and SOCK_DGRAM (UDP), and no socketpair (EOPNOTSUPP, as Linux).
     pub(super) fn socket_type(
         &mut self,
         domain: u64,
@@ -54,23 +61,30 @@ impl Vproc {
         protocol: u64,
         pair: bool,
     ) -> Result<(SockType, u32, bool), i64> {
-        match domain {
-            AF_UNIX => {}
+        let inet = match domain {
+            AF_UNIX => false,
             AF_INET | AF_INET6 if pair => return Err(EOPNOTSUPP),
-            AF_INET | AF_INET6 => {
-                crate::diag::unimplemented(&self.unimplemented, 41, self.pid, &self.comm);
-                return Err(EAFNOSUPPORT);
-            }
+            AF_INET | AF_INET6 => true,
             _ => return Err(EAFNOSUPPORT),
-        }
+        };
         if ty & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
             return Err(EINVAL);
         }
-        if protocol != 0 && protocol != AF_UNIX {
-            return Err(EPROTONOSUPPORT);
-        }
-        let Some(kind) = SockType::from_raw(ty & 0xf) else {
-            return Err(ESOCKTNOSUPPORT);
+        let kind = if inet {
+            // TCP and UDP (IPPROTO_TCP 6, IPPROTO_UDP 17); raw, ICMP and
+            // SCTP sockets are not offered.
+            match (ty & 0xf, protocol) {
+                (1, 0 | 6) => SockType::Stream,
+                (2, 0 | 17) => SockType::Dgram,
+                (1..=3, _) => return Err(EPROTONOSUPPORT),
+                (4..=6 | 10, _) => return Err(ESOCKTNOSUPPORT),
+                _ => return Err(EINVAL),
+            }
+        } else {
+            if protocol != 0 && protocol != AF_UNIX {
+                return Err(EPROTONOSUPPORT);
+            }
+            SockType::from_raw(ty & 0xf).ok_or(ESOCKTNOSUPPORT)?
         };
         let nonblock = if ty & SOCK_NONBLOCK != 0 {
             files::O_NONBLOCK
@@ -78,6 +92,23 @@ impl Vproc {
             0
         };
         Ok((kind, files::O_RDWR | nonblock, ty & SOCK_CLOEXEC != 0))
+    }
+
+    /// The sockaddr of a `family` socket at `addr` (`len` bytes).
+    pub(super) fn sockaddr_for(&mut self, family: u16, addr: u64, len: u64) -> Result<Addr, i64> {
+        if family == files::AF_UNIX {
+            return self.sockaddr(addr, len);
+        }
+        let len = usize::try_from(len).map_err(|_| EINVAL)?;
+        if len > 128 {
+            return Err(EINVAL);
+        }
+        let b = self.mm.read_vec(addr, len)?;
+        match InetName::parse(family, &b) {
+            Ok(n) => Ok(Addr::Inet(n)),
+            Err(crate::fs::inet::InetError::Length) => Err(EINVAL),
+            Err(crate::fs::inet::InetError::Family) => Err(EAFNOSUPPORT),
+        }
     }
 
     /// The sockaddr_un at `addr` (`len` bytes).
@@ -109,7 +140,13 @@ impl Vproc {
     /// bind(fd, addr, len).
     pub(super) fn sys_bind(&mut self, fd: i64, addr: u64, len: u64) -> R {
         let file = self.socket_of(fd)?;
-        let a = self.sockaddr(addr, len)?;
+        let family = Self::family_of(&file);
+        let a = self.sockaddr_for(family, addr, len)?;
+        self.bind_name(&file, a)
+    }
+
+    /// Bind the socket `file` to `a`.
+    pub(super) fn bind_name(&mut self, file: &Shared<OpenFile>, a: Addr) -> R {
         // Linux looks at the name before at the socket: a name in use is
         // EADDRINUSE even for a socket bound already.
         if let Addr::Path(p) = &a {
@@ -148,6 +185,7 @@ impl Vproc {
                 n
             }
             Addr::Unnamed => self.autobind(&port)?,
+            Addr::Inet(n) => self.inet_bind(file, ty, n, &port)?,
         };
         port.borrow_mut().name = name.clone();
         let mut f = file.borrow_mut();
@@ -178,9 +216,11 @@ impl Vproc {
         Err(ENOSPC)
     }
 
-    /// listen(fd, backlog).
+    /// listen(fd, backlog): an Internet socket not bound yet takes an
+    /// ephemeral port first.
     pub(super) fn sys_listen(&mut self, fd: i64, backlog: i64) -> R {
         let file = self.socket_of(fd)?;
+        self.inet_autobind(&file)?;
         let cred = self.cred();
         let mut f = file.borrow_mut();
         let FileKind::Socket(s) = &mut f.kind else {
@@ -209,18 +249,32 @@ impl Vproc {
 
     /// The port `a` names (ECONNREFUSED when nobody listens there).
     fn port_of(&mut self, a: &Addr) -> Result<Shared<Port>, i64> {
-        let port = self.find_port(a)?;
+        let port = self.find_port(a, SockType::Stream)?;
         if !port.borrow().listening {
             return Err(ECONNREFUSED);
         }
         Ok(port)
     }
 
-    /// The port bound to `a`: ENOENT (and the path lookup's other errors)
-    /// for a path that is not there, ECONNREFUSED for a file that is not
-    /// a socket or an abstract name nobody holds.
-    pub(super) fn find_port(&mut self, a: &Addr) -> Result<Shared<Port>, i64> {
+    /// The port bound to `a` for a socket of type `ty`: ENOENT (and the
+    /// path lookup's other errors) for a path that is not there,
+    /// ECONNREFUSED for a file that is not a socket or a name nobody
+    /// holds, ENETUNREACH for an Internet address off the loopback
+    /// network.
+    pub(super) fn find_port(&mut self, a: &Addr, ty: SockType) -> Result<Shared<Port>, i64> {
         Ok(match a {
+            Addr::Inet(n) => {
+                let to = n.destination();
+                if !to.is_loopback() {
+                    return Err(ENETUNREACH);
+                }
+                let proto = if ty == SockType::Dgram {
+                    Proto::Udp
+                } else {
+                    Proto::Tcp
+                };
+                self.fs.inet().find(proto, to).ok_or(ECONNREFUSED)?
+            }
             Addr::Path(p) => {
                 let h = self.lookup_at(AT_FDCWD, p, true)?;
                 match self.fs.inode(h).kind {
@@ -236,6 +290,7 @@ impl Vproc {
     /// connect(fd, addr, len).
     pub(super) fn sys_connect(&mut self, fd: i64, addr: u64, len: u64) -> R {
         let file = self.socket_of(fd)?;
+        let family = Self::family_of(&file);
         let ty = match &file.borrow().kind {
             FileKind::Socket(s) => s.ty,
             _ => return Err(ENOTSOCK),
@@ -248,9 +303,13 @@ impl Vproc {
             let a = if unspec {
                 None
             } else {
-                Some(self.sockaddr(addr, len)?)
+                Some(self.sockaddr_for(family, addr, len)?)
             };
             return self.dgram_connect(fd, a);
+        }
+        let a = self.sockaddr_for(family, addr, len)?;
+        if let Addr::Inet(to) = a {
+            return self.inet_connect(&file, to);
         }
         let (nonblock, own, state_err) = {
             let f = file.borrow();
@@ -264,7 +323,6 @@ impl Vproc {
             };
             (f.flags & files::O_NONBLOCK != 0, s.name.clone(), state_err)
         };
-        let a = self.sockaddr(addr, len)?;
         let port = self.port_of(&a)?;
         let mut p = port.borrow_mut();
         if p.ty != ty {
@@ -307,7 +365,7 @@ impl Vproc {
             return Err(EINVAL);
         }
         let file = self.socket_of(fd)?;
-        let (port, nonblock, name, ty) = {
+        let (port, nonblock, name, ty, family) = {
             let f = file.borrow();
             let FileKind::Socket(s) = &f.kind else {
                 return Err(ENOTSOCK);
@@ -323,6 +381,7 @@ impl Vproc {
                 f.flags & files::O_NONBLOCK != 0,
                 s.name.clone(),
                 s.ty,
+                s.family,
             )
         };
         let mut p = port.borrow_mut();
@@ -346,8 +405,12 @@ impl Vproc {
             } else {
                 0
             };
+        // An Internet connection's own name is where the client
+        // connected (the listener's may be the unspecified address).
+        let name = conn.local.clone().or(name);
         let sock = Socket {
             name,
+            family,
             ..Socket::connected_of(ty, conn)
         };
         let cloexec = flags & SOCK_CLOEXEC != 0;
@@ -359,7 +422,7 @@ impl Vproc {
             0,
         )?;
         if addr != 0 {
-            if let Err(e) = self.put_sockaddr(addr, lenp, peer.as_deref()) {
+            if let Err(e) = self.put_sockaddr(addr, lenp, family, peer.as_deref()) {
                 let _ = self.fds.close(nfd);
                 return Err(e);
             }
@@ -367,16 +430,24 @@ impl Vproc {
         Ok(nfd)
     }
 
-    /// Write `name` as a sockaddr_un at `addr`, at most `*lenp` bytes,
-    /// and its full length at `lenp` (Linux: the family, the path and its
-    /// NUL; an abstract name as is).
-    pub(super) fn put_sockaddr(&mut self, addr: u64, lenp: u64, name: Option<&[u8]>) -> R {
+    /// Write `name` as a sockaddr of `family` at `addr`, at most `*lenp`
+    /// bytes, and its full length at `lenp` (Linux: the family, the path
+    /// and its NUL; an abstract name as is; an Internet name as a
+    /// sockaddr_in or sockaddr_in6, the unspecified one when unbound).
+    pub(super) fn put_sockaddr(
+        &mut self,
+        addr: u64,
+        lenp: u64,
+        family: u16,
+        name: Option<&[u8]>,
+    ) -> R {
         let room = self.user_u32(lenp)?;
         if (room as i32) < 0 {
             return Err(EINVAL);
         }
         let b = match name {
-            Some(n) => self.sockaddr_bytes(n),
+            Some(n) => self.sockaddr_bytes(family, n),
+            None if family != files::AF_UNIX => InetName::ANY.encode(family),
             None => AF_UNIX_FAMILY.to_le_bytes().to_vec(),
         };
         let n = b.len().min(room as usize);
@@ -386,9 +457,15 @@ impl Vproc {
         Ok(0)
     }
 
-    /// The sockaddr_un of `name` as Linux reports it: the family, then a
-    /// path with its NUL, or an abstract name as is.
-    pub(super) fn sockaddr_bytes(&self, name: &[u8]) -> Vec<u8> {
+    /// The sockaddr of `name` as Linux reports it to a `family` socket:
+    /// the family, then a path with its NUL, or an abstract name as is; an
+    /// Internet name in the family's form.
+    pub(super) fn sockaddr_bytes(&self, family: u16, name: &[u8]) -> Vec<u8> {
+        if family != files::AF_UNIX {
+            return InetName::from_bytes(name)
+                .unwrap_or(InetName::ANY)
+                .encode(family);
+        }
         let mut b = AF_UNIX_FAMILY.to_le_bytes().to_vec();
         b.extend_from_slice(name);
         if name.first() != Some(&0) {
@@ -400,11 +477,12 @@ impl Vproc {
     /// getsockname(fd, addr, lenp).
     pub(super) fn sys_getsockname(&mut self, fd: i64, addr: u64, lenp: u64) -> R {
         let file = self.socket_of(fd)?;
+        let family = Self::family_of(&file);
         let name = match &file.borrow().kind {
             FileKind::Socket(s) => s.name.clone(),
             _ => return Err(ENOTSOCK),
         };
-        self.put_sockaddr(addr, lenp, name.as_deref())
+        self.put_sockaddr(addr, lenp, family, name.as_deref())
     }
 
     /// getpeername(fd, addr, lenp).
@@ -421,7 +499,8 @@ impl Vproc {
             },
             _ => return Err(ENOTSOCK),
         };
-        self.put_sockaddr(addr, lenp, peer.as_deref())
+        let family = Self::family_of(&file);
+        self.put_sockaddr(addr, lenp, family, peer.as_deref())
     }
 
     /// SO_PEERCRED: struct ucred {pid, uid, gid} of the peer.

@@ -1,0 +1,85 @@
+//! AF_INET and AF_INET6 on the virtual kernel's loopback network (issue
+//! 24): `tests/guests/inet.c` prints the same natively and under vkernel
+//! (TCP connect/accept/names/options/half-close/non-blocking connect/a
+//! closed port/4 MiB through epoll, UDP names/truncation/connect/size
+//! limits, dual-stack and v6-only listeners, the errors, many short
+//! connections), Python's http.server, socketserver, asyncio and UDP talk
+//! over 127.0.0.1 and ::1 as natively, and nothing reaches the host's
+//! network: a host port on 127.0.0.1 is not the vproc's, and an outside
+//! address is unreachable.
+
+mod common;
+
+use common::{guest, host_root, kvm_guest, kvm_guests, native, scratch, vk_watched, what};
+
+#[test]
+fn inet_matches_native() {
+    for (cc, prog) in kvm_guests("inet_matches_native", "inet") {
+        for cpus in [1, 2] {
+            let many = if cc == "gcc" && cpus == 1 {
+                "1000"
+            } else {
+                "200"
+            };
+            for args in [
+                &["tcp"][..],
+                &["udp"],
+                &["v6"],
+                &["errors"],
+                &["many", many],
+            ] {
+                let n = native(&prog, args);
+                assert_eq!(n.status, 0, "{cc} {args:?} natively:\n{}", n.stdout);
+                let r = vk_watched(&what(&prog, args, cpus), 120, guest(&prog, args, cpus));
+                assert_eq!(r.out().shown(), n.shown(), "{cc} {args:?} on {cpus} vCPUs");
+            }
+        }
+    }
+}
+
+/// `python3 -m http.server` and urllib in two processes, a socketserver
+/// TCP echo, asyncio streams over ::1 and UDP over 127.0.0.1 print what
+/// they print natively, on two vCPUs.
+#[test]
+fn python_talks_over_loopback_like_native() {
+    let test = "python_talks_over_loopback_like_native";
+    let Some(py) = common::kvm_tool(test, "/usr/bin/python3", " (apt-get install python3)") else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/web.py");
+    let dir = scratch(test);
+    let n = common::Native::new(&py)
+        .args([script])
+        .env([common::PATH_BIN])
+        .cwd(&dir)
+        .run();
+    assert_eq!(n.status, 0, "natively:\n{}{}", n.stdout, n.stderr);
+    let l = guest(&py, &[script], 2).root(host_root());
+    let r = vk_watched(&what(&py, &[script], 2), 240, l);
+    assert_eq!(r.out().shown(), n.shown(), "stderr: {}", r.stderr);
+}
+
+/// With no network option (`--net none`, the default) a vproc reaches
+/// only its own loopback: a port the host listens on at 127.0.0.1 is
+/// refused (and the host sees no connection), and outside addresses are
+/// unreachable for TCP and UDP.
+#[test]
+fn loopback_never_reaches_the_host() {
+    let test = "loopback_never_reaches_the_host";
+    let Some(prog) = kvm_guest(test, "inet", "gcc") else {
+        return;
+    };
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    host.set_nonblocking(true).unwrap();
+    let port = host.local_addr().unwrap().port().to_string();
+    let args = ["escape", &port];
+    let r = vk_watched(&what(&prog, &args, 1), 120, guest(&prog, &args, 1));
+    assert_eq!(
+        r.out().shown(),
+        ("host port -111\noutside -101\nudp outside -101\n", 0)
+    );
+    assert!(
+        host.accept().is_err(),
+        "the host's listener saw a connection from the vproc"
+    );
+}

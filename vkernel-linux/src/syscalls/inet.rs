@@ -1,0 +1,169 @@
+//! AF_INET and AF_INET6 sockets on the virtual kernel's loopback network
+//! ([`crate::fs::inet`]): bind (loopback and unspecified addresses;
+//! ephemeral ports), the automatic bind of listen, connect and sendto,
+//! and TCP connect. TCP connections are the Unix streams' (two pipes
+//! crossing, a listener's backlog) and UDP datagrams the Unix datagram
+//! sockets' queues, with Internet names; addresses off the loopback
+//! network are unreachable (ENETUNREACH).
+//!
+//! A non-blocking connect completes at once and says EINPROGRESS; the
+//! socket is writable and SO_ERROR is 0, and the next connect says 0
+//! (then EISCONN), as Linux reports a loopback connection made.
+
+use super::errno::*;
+use super::unix::Addr;
+use super::R;
+use crate::files::{self, FileKind, OpenFile, Port, Shared, SockState, SockType, UnixStream};
+use crate::fs::inet::{InetName, Proto, AF_INET};
+use crate::Vproc;
+
+/// IPPROTO_IPV6.
+pub(super) const IPPROTO_IPV6: u64 = 41;
+/// IPV6_V6ONLY.
+pub(super) const IPV6_V6ONLY: u64 = 26;
+/// SOL_SOCKET's SO_REUSEPORT.
+pub(super) const SO_REUSEPORT: u64 = 15;
+
+impl Vproc {
+    /// The address family of socket `file` (AF_UNIX for anything else).
+    pub(super) fn family_of(file: &Shared<OpenFile>) -> u16 {
+        match &file.borrow().kind {
+            FileKind::Socket(s) => s.family,
+            _ => files::AF_UNIX,
+        }
+    }
+
+    /// Bind Internet socket `file` (of type `ty`) to `n` through `port`:
+    /// the name bound (its port chosen when 0). EADDRNOTAVAIL for an
+    /// address the vkernel does not have, EADDRINUSE for a name taken.
+    pub(super) fn inet_bind(
+        &mut self,
+        file: &Shared<OpenFile>,
+        ty: SockType,
+        n: InetName,
+        port: &Shared<Port>,
+    ) -> Result<Vec<u8>, i64> {
+        if !n.is_local() {
+            return Err(EADDRNOTAVAIL);
+        }
+        let (v6only, reuseport) = match &file.borrow().kind {
+            FileKind::Socket(s) => (
+                s.opts
+                    .get(&(IPPROTO_IPV6, IPV6_V6ONLY))
+                    .is_some_and(|&v| v != 0),
+                s.opts
+                    .get(&(crate::abi::socket::SOL_SOCKET, SO_REUSEPORT))
+                    .is_some_and(|&v| v != 0),
+            ),
+            _ => (false, false),
+        };
+        let proto = if ty == SockType::Dgram {
+            Proto::Udp
+        } else {
+            Proto::Tcp
+        };
+        let bound = self
+            .fs
+            .inet()
+            .bind(proto, n, v6only, reuseport, port)
+            .ok_or(EADDRINUSE)?;
+        Ok(bound.to_bytes())
+    }
+
+    /// An Internet socket with no name yet takes an ephemeral port on the
+    /// unspecified address of its family (listen, connect, sendto).
+    pub(super) fn inet_autobind(&mut self, file: &Shared<OpenFile>) -> Result<(), i64> {
+        let family = {
+            let f = file.borrow();
+            match &f.kind {
+                FileKind::Socket(s) if s.is_inet() && s.name.is_none() => s.family,
+                _ => return Ok(()),
+            }
+        };
+        let any = if family == AF_INET {
+            InetName {
+                ip: std::net::Ipv4Addr::UNSPECIFIED.to_ipv6_mapped(),
+                port: 0,
+            }
+        } else {
+            InetName::ANY
+        };
+        self.bind_name(file, Addr::Inet(any)).map(|_| ())
+    }
+
+    /// TCP connect of `file` to `to`: the connection is made at once (the
+    /// accepting end waits in the listener's backlog); EINPROGRESS for a
+    /// non-blocking socket, which the next connect reports made.
+    pub(super) fn inet_connect(&mut self, file: &Shared<OpenFile>, to: InetName) -> R {
+        {
+            let mut f = file.borrow_mut();
+            let FileKind::Socket(s) = &mut f.kind else {
+                return Err(ENOTSOCK);
+            };
+            match s.state {
+                SockState::Connected(_) if s.connect_pending => {
+                    s.connect_pending = false;
+                    return Ok(0);
+                }
+                SockState::Connected(_) => return Err(EISCONN),
+                SockState::Listening(_) => return Err(EISCONN),
+                _ => {}
+            }
+        }
+        let dest = to.destination();
+        let port = self.find_port(&Addr::Inet(to), SockType::Stream)?;
+        if !port.borrow().listening {
+            return Err(ECONNREFUSED);
+        }
+        self.inet_autobind(file)?;
+        let (nonblock, own) = {
+            let f = file.borrow();
+            let own = match &f.kind {
+                // The client's own address is the one it reaches the
+                // server by (loopback), its port the one bound.
+                FileKind::Socket(s) => {
+                    s.name
+                        .as_deref()
+                        .and_then(InetName::from_bytes)
+                        .map(|n| InetName {
+                            ip: dest.ip,
+                            port: n.port,
+                        })
+                }
+                _ => None,
+            };
+            (f.flags & files::O_NONBLOCK != 0, own)
+        };
+        let mut p = port.borrow_mut();
+        if p.full() {
+            if nonblock {
+                return Err(EAGAIN);
+            }
+            let k = self.kernel()?;
+            p.wait(self.pid, k);
+            drop(p);
+            return self.block();
+        }
+        let (mut client, mut server) = UnixStream::pair_of(SockType::Stream);
+        client.peer = Some(dest.to_bytes());
+        client.peer_cred = p.cred;
+        server.peer = own.map(InetName::to_bytes);
+        server.peer_cred = self.cred();
+        server.local = Some(dest.to_bytes());
+        p.backlog.push_back(server);
+        let w = p.take_waiters();
+        drop(p);
+        files::wake_all(w);
+        let mut f = file.borrow_mut();
+        if let FileKind::Socket(s) = &mut f.kind {
+            s.state = SockState::Connected(client);
+            s.name = own.map(InetName::to_bytes);
+            s.connect_pending = nonblock;
+        }
+        if nonblock {
+            Err(EINPROGRESS)
+        } else {
+            Ok(0)
+        }
+    }
+}
