@@ -12,6 +12,7 @@ mod dynexec;
 mod lifecycle;
 mod linux;
 mod memstat;
+mod net;
 /// The Linux personality, used by the linux and sched suites.
 use vkernel::linux as personality;
 mod raw;
@@ -53,6 +54,8 @@ enum Suite {
     Linux,
     /// The scheduler against native Linux.
     Sched,
+    /// TCP over the loopback network against native loopback.
+    Net,
     /// Every suite.
     All,
 }
@@ -72,6 +75,7 @@ fn main() {
             Suite::Memstat,
             Suite::Linux,
             Suite::Sched,
+            Suite::Net,
         ]
     } else {
         args.suites
@@ -88,6 +92,7 @@ fn main() {
                 out.extend(dynexec::measure(quick));
             }
             Suite::Sched => out.extend(sched::measure(quick)),
+            Suite::Net => out.extend(net::measure(quick)),
             Suite::Devices => {
                 out.extend(
                     devices::measure(quick)

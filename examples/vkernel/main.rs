@@ -153,6 +153,11 @@ struct Opts {
     /// `vkernel_core::exitless`).
     #[arg(long)]
     no_exitless: bool,
+    /// The vprocs' network: `none` (the default) is the vkernel's own
+    /// loopback network only (127.0.0.1 and ::1 between vprocs; nothing
+    /// reaches the host). `tap:IFACE` and `host` are not offered yet.
+    #[arg(long, default_value = "none", value_parser = parse_net)]
+    net: String,
     /// Leave syscall sites as they are: served calls still use the
     /// `syscall` instruction (on PVM hosts the fast path rewrites `mov eax,
     /// N; syscall` sites to reach the server without it).
@@ -178,6 +183,23 @@ struct Opts {
     /// Also write the vkernel's diagnostics to stderr.
     #[arg(short = 'v', long)]
     verbose: bool,
+}
+
+/// `--net`: only `none` is offered so far; the others say so.
+fn parse_net(s: &str) -> Result<String, String> {
+    match s {
+        "none" => Ok(s.to_string()),
+        "host" => Err("--net host (the host's sockets) is not offered yet; \
+             use --net none (the vkernel's own loopback network)"
+            .to_string()),
+        t if t.starts_with("tap:") => Err(format!(
+            "--net {t} (a user-space TCP/IP stack on a tap device) is not offered yet; \
+             use --net none (the vkernel's own loopback network)"
+        )),
+        other => Err(format!(
+            "unknown network `{other}`: use none (tap:IFACE and host are not offered yet)"
+        )),
+    }
 }
 
 /// `--ram-backing` values.
@@ -688,6 +710,7 @@ fn main() -> ExitCode {
                 json: false,
                 ps: false,
                 no_exitless: false,
+                net: "none".to_string(),
                 no_syscall_patching: false,
                 ram_backing: RamBackingArg::Auto,
                 no_large_pages: false,

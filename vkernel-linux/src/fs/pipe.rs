@@ -343,7 +343,7 @@ impl Pipe {
     pub fn pop_message(&mut self, peek: bool) -> Option<Message> {
         let records = self.records.as_mut()?;
         let r = records.front()?;
-        let data: Vec<u8> = self.buf.iter().take(r.len).copied().collect();
+        let data: Vec<u8> = self.buf.range(..r.len).copied().collect();
         if peek {
             return Some(Message {
                 data,

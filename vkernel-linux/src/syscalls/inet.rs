@@ -17,6 +17,11 @@ use crate::files::{self, FileKind, OpenFile, Port, Shared, SockState, SockType, 
 use crate::fs::inet::{InetName, Proto, AF_INET};
 use crate::Vproc;
 
+/// Bytes a TCP connection's direction holds before the sender waits:
+/// Linux's largest autotuned send buffer (net.ipv4.tcp_wmem's maximum),
+/// which a loopback stream reaches at once.
+pub(super) const TCP_BUF: usize = 4 << 20;
+
 /// IPPROTO_IPV6.
 pub(super) const IPPROTO_IPV6: u64 = 41;
 /// IPV6_V6ONLY.
@@ -145,6 +150,9 @@ impl Vproc {
             return self.block();
         }
         let (mut client, mut server) = UnixStream::pair_of(SockType::Stream);
+        for q in [&client.rx, &client.tx] {
+            q.borrow_mut().capacity = TCP_BUF;
+        }
         client.peer = Some(dest.to_bytes());
         client.peer_cred = p.cred;
         server.peer = own.map(InetName::to_bytes);

@@ -378,9 +378,12 @@ impl Vproc {
             return self.block().map(|_| (0, Vec::new()));
         }
         let n = data.len().min(pipe.readable_run());
-        for b in data.iter_mut().take(n) {
-            *b = pipe.buf.pop_front().expect("counted");
-        }
+        // Copy out the ring's two halves, then drop the bytes read.
+        let (a, b) = pipe.buf.as_slices();
+        let k = a.len().min(n);
+        data[..k].copy_from_slice(&a[..k]);
+        data[k..n].copy_from_slice(&b[..n - k]);
+        pipe.buf.drain(..n);
         let got = pipe.consumed(n);
         let w = pipe.take_waiters();
         drop(pipe);
