@@ -80,6 +80,9 @@ MODULES_LONG = [
     "test_resource",
     "test_eintr",
     "test_io",
+    "test_epoll",
+    "test_selectors",
+    "test_asyncio",
 ]
 # Modules whose one test runs a script of many in a child python and shows
 # their outcomes only when one fails: the script runs directly instead (as
@@ -87,7 +90,9 @@ MODULES_LONG = [
 SCRIPT_MODULES = {"test_eintr": "/usr/lib/python3.11/test/_test_eintr.py"}
 
 MODULES_SHORT = [
-    m for m in MODULES_LONG if m not in ("test_signal", "test_subprocess", "test_eintr", "test_io", "test_pathlib")
+    m
+    for m in MODULES_LONG
+    if m not in ("test_signal", "test_subprocess", "test_eintr", "test_io", "test_pathlib", "test_asyncio")
 ]
 
 STRESSORS_LONG = [
