@@ -799,6 +799,12 @@ impl Fs {
         out
     }
 
+    /// The in-memory overlay's budget and the bytes its files hold
+    /// (statfs).
+    pub fn usage(&self) -> (u64, u64) {
+        (node::MEM_BUDGET, self.lock().mem_bytes)
+    }
+
     /// The `/proc` directory's handle.
     pub fn proc_dir(&self) -> u64 {
         self.proc_dir

@@ -4,6 +4,17 @@
 
 use super::*;
 
+/// wait4's WNOHANG.
+const WNOHANG: u64 = 1;
+/// WUNTRACED (waitid's WSTOPPED).
+const WUNTRACED: u64 = 2;
+/// WCONTINUED.
+const WCONTINUED: u64 = 8;
+/// WNOWAIT.
+const WNOWAIT: u64 = 0x0100_0000;
+/// __WALL, __WCLONE: taken, as every child is waited for alike.
+const WALL: u64 = 0x4000_0000 | 0x8000_0000;
+
 /// The process syscalls, in kernel mode (`self.k` is set).
 impl Vproc {
     /// wait4(pid, status, options, rusage).
@@ -14,73 +25,11 @@ impl Vproc {
         options: u64,
         rusage: u64,
     ) -> Result<i64, i64> {
-        const WNOHANG: u64 = 1;
-        const WUNTRACED: u64 = 2;
-        const WCONTINUED: u64 = 8;
-        const WNOWAIT: u64 = 0x0100_0000;
-        const WALL: u64 = 0x4000_0000 | 0x8000_0000;
         if options & !(WNOHANG | WUNTRACED | WCONTINUED | WNOWAIT | WALL) != 0 {
             return Err(EINVAL);
         }
-        let k = self.kernel().map_err(|_| ECHILD)?;
-        let found = {
-            let mut t = k.lock();
-            // Children belong to the process: any thread may wait for them.
-            let me = self.thread.tgid;
-            let mypgid = t.procs.get(&me).map_or(me, |e| e.pgid);
-            // A process is its leader's entry; it is a zombie once all its
-            // threads ended.
-            let matches = |pid: Pid, e: &Entry| {
-                e.ppid == me
-                    && e.tgid == pid
-                    && match want {
-                        -1 => true,
-                        0 => e.pgid == mypgid,
-                        p if p > 0 => pid == p,
-                        p => e.pgid == -p,
-                    }
-            };
-            let mut any = false;
-            let mut zombie = None;
-            for (p, e) in t.procs.iter_mut() {
-                if matches(*p, e) {
-                    any = true;
-                    if let PState::Zombie(s) = e.state {
-                        if e.threads == 0 {
-                            zombie = Some((*p, wstatus(s), true));
-                            break;
-                        }
-                    }
-                    if options & WUNTRACED != 0 {
-                        if let Some(sig) = e.stop_report {
-                            if options & WNOWAIT == 0 {
-                                e.stop_report = None;
-                            }
-                            zombie = Some((*p, (sig << 8) | 0x7f, false));
-                            break;
-                        }
-                    }
-                    if options & WCONTINUED != 0 && e.cont_report {
-                        if options & WNOWAIT == 0 {
-                            e.cont_report = false;
-                        }
-                        zombie = Some((*p, 0xffff, false));
-                        break;
-                    }
-                }
-            }
-            if let Some((p, _, true)) = zombie {
-                if options & WNOWAIT == 0 {
-                    t.procs.remove(&p);
-                }
-            }
-            if !any {
-                return Err(ECHILD);
-            }
-            zombie
-        };
-        match found {
-            Some((p, ws, _)) => {
+        match self.find_waitable(want, options, true)? {
+            Some((p, ws)) => {
                 if status != 0 {
                     self.mm.write(status, &ws.to_le_bytes())?;
                 }
@@ -92,6 +41,130 @@ impl Vproc {
             None if options & WNOHANG != 0 => Ok(0),
             None => self.block(),
         }
+    }
+
+    /// waitid(idtype, id, infop, options, rusage): P_ALL, P_PID, P_PGID
+    /// (0: the caller's group) and P_PIDFD; the child's state as a
+    /// SIGCHLD siginfo (CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_STOPPED,
+    /// CLD_CONTINUED). WEXITED must be asked for exited children to count.
+    pub fn sys_waitid(
+        &mut self,
+        idtype: u64,
+        id: i64,
+        infop: u64,
+        options: u64,
+        rusage: u64,
+    ) -> Result<i64, i64> {
+        const WEXITED: u64 = 4;
+        let kinds = WEXITED | WUNTRACED | WCONTINUED;
+        if options & !(WNOHANG | kinds | WNOWAIT | WALL) != 0 || options & kinds == 0 {
+            return Err(EINVAL);
+        }
+        let id32 = i32::try_from(id).map_err(|_| EINVAL)?;
+        let want = match idtype {
+            0 => -1,
+            1 if id32 > 0 => id32,
+            2 if id32 >= 0 => -id32,
+            3 => match &self.fds.get(id)?.file.borrow().kind {
+                crate::files::FileKind::PidFd(p) => p.borrow().pid,
+                _ => return Err(EINVAL),
+            },
+            _ => return Err(EINVAL),
+        };
+        // P_PGID 0: the caller's group (wait4's 0).
+        let want = if idtype == 2 && id32 == 0 { 0 } else { want };
+        let found = self.find_waitable(want, options, options & WEXITED != 0)?;
+        if found.is_none() && options & WNOHANG == 0 {
+            return self.block();
+        }
+        let mut info = [0u8; 128];
+        if let Some((p, ws)) = found {
+            let (code, st) = match ws {
+                0xffff => (6, signal::SIGCONT),                // CLD_CONTINUED
+                w if w & 0xff == 0x7f => (5, (w >> 8) & 0xff), // CLD_STOPPED
+                w if w & 0x7f == 0 => (1, (w >> 8) & 0xff),    // CLD_EXITED
+                w if w & 0x80 != 0 => (3, w & 0x7f),           // CLD_DUMPED
+                w => (2, w & 0x7f),                            // CLD_KILLED
+            };
+            info[..4].copy_from_slice(&signal::SIGCHLD.to_le_bytes());
+            info[8..12].copy_from_slice(&i32::to_le_bytes(code));
+            info[16..20].copy_from_slice(&p.to_le_bytes());
+            info[24..28].copy_from_slice(&st.to_le_bytes());
+        }
+        if infop != 0 {
+            self.mm.write(infop, &info)?;
+        }
+        if rusage != 0 {
+            self.mm.write(rusage, &[0u8; 144])?;
+        }
+        Ok(0)
+    }
+
+    /// The first child matching `want` (wait4's pid argument) in a state
+    /// `options` asks for (exited ones when `exited`), reaped unless
+    /// WNOWAIT: its pid and wait status. ECHILD when no child matches.
+    fn find_waitable(
+        &mut self,
+        want: i32,
+        options: u64,
+        exited: bool,
+    ) -> Result<Option<(Pid, i32)>, i64> {
+        let k = self.kernel().map_err(|_| ECHILD)?;
+        let mut t = k.lock();
+        // Children belong to the process: any thread may wait for them.
+        let me = self.thread.tgid;
+        let mypgid = t.procs.get(&me).map_or(me, |e| e.pgid);
+        // A process is its leader's entry; it is a zombie once all its
+        // threads ended.
+        let matches = |pid: Pid, e: &Entry| {
+            e.ppid == me
+                && e.tgid == pid
+                && match want {
+                    -1 => true,
+                    0 => e.pgid == mypgid,
+                    p if p > 0 => pid == p,
+                    p => e.pgid == -p,
+                }
+        };
+        let mut any = false;
+        let mut found = None;
+        for (p, e) in t.procs.iter_mut() {
+            if !matches(*p, e) {
+                continue;
+            }
+            any = true;
+            if let PState::Zombie(s) = e.state {
+                if e.threads == 0 && exited {
+                    found = Some((*p, wstatus(s), true));
+                    break;
+                }
+            }
+            if options & WUNTRACED != 0 {
+                if let Some(sig) = e.stop_report {
+                    if options & WNOWAIT == 0 {
+                        e.stop_report = None;
+                    }
+                    found = Some((*p, (sig << 8) | 0x7f, false));
+                    break;
+                }
+            }
+            if options & WCONTINUED != 0 && e.cont_report {
+                if options & WNOWAIT == 0 {
+                    e.cont_report = false;
+                }
+                found = Some((*p, 0xffff, false));
+                break;
+            }
+        }
+        if let Some((p, _, true)) = found {
+            if options & WNOWAIT == 0 {
+                t.procs.remove(&p);
+            }
+        }
+        if !any {
+            return Err(ECHILD);
+        }
+        Ok(found.map(|(p, ws, _)| (p, ws)))
     }
 
     /// kill(pid, sig) to other processes (and this one): one thread of
@@ -440,6 +513,16 @@ impl Kernel {
             .procs
             .get(&pid)
             .is_some_and(|e| !matches!(e.state, PState::Embryo))
+    }
+
+    /// How many vCPUs the vprocs are scheduled on.
+    pub fn cpu_count(&self) -> usize {
+        self.entered.len()
+    }
+
+    /// The vCPU running thread `pid` now, if one is.
+    pub fn cpu_of(&self, pid: i32) -> Option<usize> {
+        self.lock().running.iter().position(|r| *r == Some(pid))
     }
 
     /// The process (tgid) thread `pid` belongs to.

@@ -22,13 +22,13 @@ impl Vproc {
             v.sys_read(int(a[0]), a[1], a[2] as usize, Some(a[3]))
         }),
         (libc::SYS_readv, |v, _nr, a| {
-            v.sys_readv(int(a[0]), a[1], a[2])
+            v.sys_readv(int(a[0]), a[1], a[2], None)
         }),
         (libc::SYS_write, |v, _nr, a| {
             v.sys_write(int(a[0]), a[1], a[2] as usize)
         }),
         (libc::SYS_writev, |v, _nr, a| {
-            v.sys_writev(int(a[0]), a[1], a[2])
+            v.sys_writev(int(a[0]), a[1], a[2], None)
         }),
         (libc::SYS_pwrite64, |v, _nr, a| {
             v.sys_pwrite(int(a[0]), a[1], a[2] as usize, a[3] as i64)
@@ -491,7 +491,11 @@ impl Vproc {
             .collect())
     }
 
-    fn sys_writev(&mut self, fd: i64, iov: u64, cnt: u64) -> R {
+    /// writev (`at` None) and pwritev (the file's bytes from `at`).
+    pub(super) fn sys_writev(&mut self, fd: i64, iov: u64, cnt: u64, at: Option<u64>) -> R {
+        if at.is_some() {
+            self.rw_check(fd, 0, 0, true)?;
+        }
         let v = self.iovecs(iov, cnt)?;
         if v.iter().any(|&(b, l)| !Self::user_range_ok(b, l)) {
             return Err(EFAULT);
@@ -512,10 +516,21 @@ impl Vproc {
         if all.is_empty() && want > 0 {
             return Err(EFAULT);
         }
-        self.write_fd(fd, &all)
+        match at {
+            None => self.write_fd(fd, &all),
+            Some(off) => {
+                let file = self.fds.get(fd)?.file.clone();
+                let FileKind::Inode(h) = file.borrow().kind else {
+                    return Err(ESPIPE);
+                };
+                let (w, _) = self.fs.write(h, Some(off), &all)?;
+                Ok(w as i64)
+            }
+        }
     }
 
-    fn sys_readv(&mut self, fd: i64, iov: u64, cnt: u64) -> R {
+    /// readv (`at` None) and preadv (the file's bytes from `at`).
+    pub(super) fn sys_readv(&mut self, fd: i64, iov: u64, cnt: u64, at: Option<u64>) -> R {
         let v = self.iovecs(iov, cnt)?;
         if v.iter().any(|&(b, l)| !Self::user_range_ok(b, l)) {
             return Err(EFAULT);
@@ -536,7 +551,7 @@ impl Vproc {
             return Err(EFAULT);
         }
         let mut data = vec![0u8; total];
-        let n = self.read_fd(fd, &mut data, None)?;
+        let n = self.read_fd(fd, &mut data, at)?;
         let mut off = 0;
         for (b, l) in v {
             if off >= n {

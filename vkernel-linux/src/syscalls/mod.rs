@@ -67,6 +67,7 @@ mod stream;
 pub(crate) mod table;
 mod time;
 mod unix;
+mod vecio;
 
 // What the exitless fast path (`kernel::fast`) shares with the handlers.
 pub(crate) use fs::seek_file;

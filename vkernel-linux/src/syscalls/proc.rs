@@ -20,6 +20,9 @@ impl Vproc {
         (libc::SYS_wait4, |v, _nr, a| {
             v.sys_wait4(int(a[0]) as i32, a[1], a[2], a[3])
         }),
+        (libc::SYS_waitid, |v, _nr, a| {
+            v.sys_waitid(a[0], i64::from(int(a[1]) as i32), a[2], a[3], a[4])
+        }),
         (libc::SYS_getpriority, |v, _nr, a| {
             v.sys_priority(false, a[0], int(a[1]) as i32, 0)
         }),
@@ -40,14 +43,36 @@ impl Vproc {
         (libc::SYS_sched_get_priority_min, |_v, _nr, a| {
             Ok(if matches!(a[0], 1 | 2) { 1 } else { 0 })
         }),
+        (libc::SYS_getcpu, |v, _nr, a| {
+            // The vCPU running the caller; one NUMA node.
+            let cpu = v.k.as_ref().and_then(|k| k.cpu_of(v.pid)).unwrap_or(0);
+            if a[0] != 0 {
+                v.mm.write(a[0], &u32::try_from(cpu).unwrap_or(0).to_le_bytes())?;
+            }
+            if a[1] != 0 {
+                v.mm.write(a[1], &0u32.to_le_bytes())?;
+            }
+            Ok(0)
+        }),
         (libc::SYS_sched_getaffinity, |v, _nr, a| {
             // Linux checks the length, then looks the pid up.
             if a[1] < 8 {
                 return Err(EINVAL);
             }
             v.check_pid(int(a[0]) as i32)?;
-            // One CPU.
-            v.mm.write_u64(a[2], 1).map(|_| 8).map_err(Into::into)
+            // Every vCPU the vprocs are scheduled on (as a mask of 64-bit
+            // words; the kernel's mask size is returned).
+            let n = v.k.as_ref().map_or(1, |k| k.cpu_count()).max(1);
+            let words = n.div_ceil(64);
+            if a[1] < 8 * words as u64 {
+                return Err(EINVAL);
+            }
+            let mut mask = vec![0u8; 8 * words];
+            for c in 0..n {
+                mask[c / 8] |= 1 << (c % 8);
+            }
+            v.mm.write(a[2], &mask)?;
+            Ok(8 * words as i64)
         }),
         (libc::SYS_getrlimit, |v, _nr, a| {
             v.sys_prlimit(0, a[0] as u32, 0, a[1])

@@ -234,11 +234,22 @@ impl Vproc {
         }),
     ];
 
-    /// statfs/fstatfs: the magic and block size of an ext2-like tree.
+    /// statfs/fstatfs: a tmpfs-like tree whose size is the overlay's
+    /// memory budget and whose free space is what it has left (`df`).
     fn sys_statfs(&mut self, buf: u64) -> R {
+        let (budget, used) = self.fs.usage();
+        let blocks = budget / 4096;
+        let free = budget.saturating_sub(used) / 4096;
         let mut b = [0u8; 120];
         b[..8].copy_from_slice(&0x01021994u64.to_le_bytes());
         b[8..16].copy_from_slice(&4096u64.to_le_bytes());
+        // f_blocks, f_bfree, f_bavail; f_files and f_ffree (nodes are not
+        // counted: a tmpfs-like million).
+        b[16..24].copy_from_slice(&blocks.to_le_bytes());
+        b[24..32].copy_from_slice(&free.to_le_bytes());
+        b[32..40].copy_from_slice(&free.to_le_bytes());
+        b[40..48].copy_from_slice(&1_048_576u64.to_le_bytes());
+        b[48..56].copy_from_slice(&1_048_576u64.to_le_bytes());
         // f_namelen, f_frsize.
         b[64..72].copy_from_slice(&255u64.to_le_bytes());
         b[72..80].copy_from_slice(&4096u64.to_le_bytes());

@@ -156,12 +156,13 @@ struct Table {
 }
 
 /// The area lists, in the order their modules are documented.
-fn areas() -> [&'static [(i64, Handler)]; 14] {
+fn areas() -> [&'static [(i64, Handler)]; 15] {
     [
         Vproc::FS_CALLS,
         Vproc::STAT_CALLS,
         Vproc::FSMOD_CALLS,
         Vproc::IO_CALLS,
+        Vproc::VECIO_CALLS,
         Vproc::SOCKET_CALLS,
         Vproc::EPOLL_CALLS,
         Vproc::PIDFD_CALLS,

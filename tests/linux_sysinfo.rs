@@ -1,0 +1,50 @@
+//! What programs ask about their machine and children (issue 23, part):
+//! `tests/guests/sysinfo.c` prints the same natively and under vkernel
+//! (on as many vCPUs as the host gives this process): sched_getaffinity
+//! counts the vCPUs, getcpu names one, statvfs gives the overlay's size,
+//! preadv/pwritev and their 2 forms, and waitid in each of its modes.
+//! busybox's `nproc` and `df` see the same.
+
+mod common;
+
+use common::{guest, kvm_busybox, kvm_guests, native, scratch, vk_watched, what};
+
+/// The host's CPUs for this process (what sched_getaffinity counts).
+fn host_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[test]
+fn sysinfo_matches_native() {
+    let test = "sysinfo_matches_native";
+    let cpus = host_cpus();
+    for (cc, prog) in kvm_guests(test, "sysinfo") {
+        let n_arg = cpus.to_string();
+        let d = scratch(test);
+        let args = [n_arg.as_str(), d.to_str().unwrap()];
+        let n = native(&prog, &args);
+        assert_eq!(n.status, 0, "{cc} natively:\n{}", n.stdout);
+        let args = [n_arg.as_str(), "/tmp"];
+        let r = vk_watched(&what(&prog, &args, cpus), 120, guest(&prog, &args, cpus));
+        assert_eq!(r.out().shown(), n.shown(), "{cc} on {cpus} vCPUs");
+    }
+}
+
+#[test]
+fn busybox_nproc_and_df_see_the_vkernel() {
+    let test = "busybox_nproc_and_df_see_the_vkernel";
+    let Some(bb) = kvm_busybox(test) else {
+        return;
+    };
+    let r = vk_watched("nproc", 60, guest(&bb, &["nproc"], 2));
+    assert_eq!(r.out().shown(), ("2\n", 0));
+    let r = vk_watched("df", 60, guest(&bb, &["df", "-k", "/tmp"], 1));
+    assert_eq!(r.status(), 0, "{}", r.stderr);
+    let line = r.stdout.lines().nth(1).unwrap_or_default().to_string();
+    let size: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert!(size > 0, "df shows a size: {}", r.stdout);
+}
