@@ -335,6 +335,7 @@ impl Vproc {
             }
         }
         self.comm = comm_of(cfg.argv.first().map(|a| &a[..]).unwrap_or(&run_path));
+        self.cmdline = Arc::new(crate::cmdline_of(&cfg.argv));
         self.exe = exe;
         self.image = image;
         for closed in self.fds.close_on_exec() {

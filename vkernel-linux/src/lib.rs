@@ -279,6 +279,9 @@ pub struct Vproc {
     pub exe: Vec<u8>,
     /// The program's file (execve("/proc/self/exe") runs it again).
     pub image: Image,
+    /// Its arguments as `/proc/PID/cmdline` shows them (each with its
+    /// NUL), from the last execve.
+    pub cmdline: Arc<Vec<u8>>,
 
     // The virtual kernel's.
     /// The root filesystem.
@@ -322,6 +325,8 @@ pub struct Origin {
     pub exe: Vec<u8>,
     /// The program's file.
     pub image: Image,
+    /// Its arguments (`/proc/PID/cmdline`).
+    pub cmdline: Arc<Vec<u8>>,
     /// The root filesystem.
     pub fs: Arc<Fs>,
     /// fds 0-2.
@@ -427,6 +432,7 @@ impl Vproc {
             umask: 0o022,
             exe,
             image,
+            cmdline: Arc::new(cmdline_of(&cfg.argv)),
             fs,
             stdio: SharedStdio::new(stdio),
             boot,
@@ -455,6 +461,7 @@ impl Vproc {
             umask: self.umask,
             exe: self.exe.clone(),
             image: self.image.clone(),
+            cmdline: self.cmdline.clone(),
             fs: self.fs.clone(),
             stdio: self.stdio.clone(),
             boot: self.boot.clone(),
@@ -492,6 +499,7 @@ impl Vproc {
             umask: o.umask,
             exe: o.exe,
             image: o.image,
+            cmdline: o.cmdline,
             fs: o.fs,
             stdio: o.stdio,
             boot: o.boot,
@@ -534,6 +542,16 @@ pub enum Step {
     Syscall(Next),
     /// The vCPU was kicked (timer, another vCPU, the console).
     Interrupted,
+}
+
+/// `argv` as `/proc/PID/cmdline` shows it: each argument and its NUL.
+pub(crate) fn cmdline_of(argv: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for a in argv {
+        b.extend_from_slice(a);
+        b.push(0);
+    }
+    b
 }
 
 /// The last path component of `argv0`, for ps.

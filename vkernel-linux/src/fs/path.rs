@@ -53,23 +53,60 @@ pub enum ProcItem {
     Mounts,
     /// `/proc/meminfo`.
     Meminfo,
+    /// `stat`: the process's line of fields.
+    Stat,
+    /// `cmdline`: its arguments.
+    Cmdline,
+    /// `comm`: its command name.
+    Comm,
+    /// `statm`: its memory in pages.
+    Statm,
+    /// `/proc/uptime`.
+    Uptime,
+    /// `/proc/loadavg`.
+    Loadavg,
+    /// `/proc/stat`: CPU times and counts.
+    SysStat,
+    /// `/proc/cpuinfo`.
+    Cpuinfo,
     /// `fd/N`.
     Fd(i32),
 }
 
-/// The entries of `/proc/PID`, in listing order.
-pub const PID_ITEMS: [ProcItem; 7] = [
+/// The entries of `/proc/PID` for the vproc itself, in listing order.
+pub const PID_ITEMS: [ProcItem; 11] = [
+    ProcItem::Cmdline,
+    ProcItem::Comm,
     ProcItem::Cwd,
     ProcItem::Exe,
     ProcItem::FdDir,
     ProcItem::Maps,
     ProcItem::Mounts,
     ProcItem::Root,
+    ProcItem::Stat,
+    ProcItem::Statm,
     ProcItem::Status,
 ];
 
-/// The files of `/proc` itself (besides `self` and the pid).
-pub const TOP_ITEMS: [ProcItem; 2] = [ProcItem::Meminfo, ProcItem::Mounts];
+/// The entries of `/proc/PID` for another process: what the process
+/// table knows of it (its memory, files and links are its own).
+pub const OTHER_PID_ITEMS: [ProcItem; 5] = [
+    ProcItem::Cmdline,
+    ProcItem::Comm,
+    ProcItem::Stat,
+    ProcItem::Statm,
+    ProcItem::Status,
+];
+
+/// The files of `/proc` itself (besides `self` and the pids).
+pub const TOP_ITEMS: [ProcItem; 6] = [
+    ProcItem::Cpuinfo,
+    ProcItem::Loadavg,
+    ProcItem::Meminfo,
+    ProcItem::Mounts,
+    ProcItem::SysStat,
+    ProcItem::Uptime,
+];
 
 impl ProcItem {
     /// Its name in its directory.
@@ -85,6 +122,13 @@ impl ProcItem {
             ProcItem::Status => b"status".to_vec(),
             ProcItem::Mounts => b"mounts".to_vec(),
             ProcItem::Meminfo => b"meminfo".to_vec(),
+            ProcItem::Stat | ProcItem::SysStat => b"stat".to_vec(),
+            ProcItem::Cmdline => b"cmdline".to_vec(),
+            ProcItem::Comm => b"comm".to_vec(),
+            ProcItem::Statm => b"statm".to_vec(),
+            ProcItem::Uptime => b"uptime".to_vec(),
+            ProcItem::Loadavg => b"loadavg".to_vec(),
+            ProcItem::Cpuinfo => b"cpuinfo".to_vec(),
             ProcItem::Fd(n) => n.to_string().into_bytes(),
         }
     }
@@ -114,6 +158,14 @@ impl ProcItem {
             ProcItem::Status => 8,
             ProcItem::Mounts => 9,
             ProcItem::Meminfo => 10,
+            ProcItem::Stat => 11,
+            ProcItem::Cmdline => 12,
+            ProcItem::Comm => 13,
+            ProcItem::Statm => 14,
+            ProcItem::Uptime => 15,
+            ProcItem::Loadavg => 16,
+            ProcItem::SysStat => 17,
+            ProcItem::Cpuinfo => 18,
             ProcItem::Fd(n) => 0x10000 + (n as u32 as u64 & 0xffff),
         }
     }
@@ -141,6 +193,14 @@ pub fn proc_item(h: u64) -> Option<(i32, ProcItem)> {
         8 => ProcItem::Status,
         9 => ProcItem::Mounts,
         10 => ProcItem::Meminfo,
+        11 => ProcItem::Stat,
+        12 => ProcItem::Cmdline,
+        13 => ProcItem::Comm,
+        14 => ProcItem::Statm,
+        15 => ProcItem::Uptime,
+        16 => ProcItem::Loadavg,
+        17 => ProcItem::SysStat,
+        18 => ProcItem::Cpuinfo,
         c if c >= 0x10000 => ProcItem::Fd((c - 0x10000) as i32),
         _ => return None,
     };
@@ -160,6 +220,10 @@ pub trait ProcView {
     fn cwd(&self) -> u64;
     /// Its program's path.
     fn exe(&self) -> Vec<u8>;
+    /// The other processes it sees in `/proc` (none by default).
+    fn pids(&self) -> Vec<i32> {
+        Vec::new()
+    }
 }
 
 /// No process: `/proc` is empty.
@@ -288,11 +352,18 @@ impl Fs {
     fn lookup(&self, v: &dyn ProcView, dir: u64, name: &[u8]) -> Result<u64, Errno> {
         if let Some((pid, item)) = proc_item(dir) {
             return match item {
-                ProcItem::PidDir => PID_ITEMS
-                    .iter()
-                    .find(|i| i.name() == name)
-                    .map(|&i| proc_handle(pid, i))
-                    .ok_or(ENOENT),
+                ProcItem::PidDir => {
+                    let items: &[ProcItem] = if pid == v.pid() {
+                        &PID_ITEMS
+                    } else {
+                        &OTHER_PID_ITEMS
+                    };
+                    items
+                        .iter()
+                        .find(|i| i.name() == name)
+                        .map(|&i| proc_handle(pid, i))
+                        .ok_or(ENOENT)
+                }
                 ProcItem::FdDir => match fd_number(name) {
                     Some(n) if v.fd_node(n).is_some() => Ok(proc_handle(pid, ProcItem::Fd(n))),
                     _ => Err(ENOENT),
@@ -307,6 +378,9 @@ impl Fs {
             }
             if pid > 0 && name == pid.to_string().as_bytes() {
                 return Ok(proc_handle(pid, ProcItem::PidDir));
+            }
+            if let Some(other) = fd_number(name).filter(|n| v.pids().contains(n)) {
+                return Ok(proc_handle(other, ProcItem::PidDir));
             }
             if let Some(&i) = TOP_ITEMS.iter().find(|i| i.name() == name) {
                 if pid > 0 {

@@ -192,6 +192,12 @@ fn put_back(k: &Kernel, idx: usize, body: Box<Vproc>, out: Outcome) -> Option<Bo
     let pid = body.pid;
     if let Some(e) = t.procs.get_mut(&pid) {
         e.blocked = body.sig.blocked & !body.thread.sigwait;
+        // What /proc shows of it while it runs next time (execve changed
+        // them).
+        if !Arc::ptr_eq(&e.cmdline, &body.cmdline) {
+            e.cmdline = body.cmdline.clone();
+            e.comm = body.comm.clone();
+        }
     }
     if body.threaded() {
         // Shared signals this thread now takes.

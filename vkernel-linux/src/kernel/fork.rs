@@ -57,6 +57,8 @@ pub(super) fn insert_embryo(
             watchdog_woke: false,
             woken_after_watchdog: false,
             comm: parent.comm.clone(),
+            cmdline: parent.cmdline.clone(),
+            started: Instant::now(),
             vms: None,
             itimers: Default::default(),
             stop_report: None,

@@ -73,3 +73,139 @@ impl Kernel {
         }
     }
 }
+
+/// What `/proc` shows of one process (its leader's entry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcInfo {
+    /// Its pid (the leader's).
+    pub pid: i32,
+    /// Its parent's.
+    pub ppid: i32,
+    /// Its process group.
+    pub pgid: i32,
+    /// Its session.
+    pub sid: i32,
+    /// Linux's state letter: R running or runnable, S sleeping, T
+    /// stopped, Z zombie.
+    pub state: char,
+    /// Threads alive.
+    pub threads: usize,
+    /// Its command name.
+    pub comm: String,
+    /// Its arguments, each with its NUL (empty for a zombie, as Linux).
+    pub cmdline: Arc<Vec<u8>>,
+    /// CPU time of all its threads, in nanoseconds.
+    pub runtime_ns: u64,
+    /// When it was made, in nanoseconds since the virtual kernel started.
+    pub start_ns: u64,
+    /// Its nice value (its leader's).
+    pub nice: i32,
+}
+
+impl Kernel {
+    /// Every process not being made, by pid.
+    pub fn processes(&self) -> Vec<ProcInfo> {
+        let t = self.lock();
+        t.procs
+            .iter()
+            .filter(|(p, e)| e.tgid == **p && !matches!(e.state, PState::Embryo))
+            .map(|(p, e)| self.info_locked(&t, *p, e))
+            .collect()
+    }
+
+    /// Process `pid` (its leader's pid), if it exists.
+    pub fn process(&self, pid: i32) -> Option<ProcInfo> {
+        let t = self.lock();
+        let e = t.procs.get(&pid).filter(|e| e.tgid == pid)?;
+        if matches!(e.state, PState::Embryo) {
+            return None;
+        }
+        Some(self.info_locked(&t, pid, e))
+    }
+
+    fn info_locked(&self, t: &Table, pid: Pid, e: &Entry) -> ProcInfo {
+        // A process is as busy as its busiest thread.
+        let states: Vec<&PState> = t
+            .procs
+            .values()
+            .filter(|x| x.tgid == pid)
+            .map(|x| &x.state)
+            .collect();
+        let state = if matches!(e.state, PState::Zombie(_)) && e.threads == 0 {
+            'Z'
+        } else if states
+            .iter()
+            .any(|s| matches!(s, PState::Running(_) | PState::Runnable))
+        {
+            'R'
+        } else if states.iter().all(|s| matches!(s, PState::Stopped)) {
+            'T'
+        } else {
+            'S'
+        };
+        let runtime_ns = t
+            .procs
+            .iter()
+            .filter(|(_, x)| x.tgid == pid)
+            .map(|(q, _)| t.sched.runtime(tid(*q)).unwrap_or(0))
+            .sum::<u64>()
+            + t.records
+                .iter()
+                .filter(|r| r.pid == pid)
+                .map(|r| r.runtime_ns)
+                .sum::<u64>();
+        let nice = match t.sched.task(tid(pid)).map(|x| x.policy) {
+            Some(Policy::Fair { nice }) => i32::from(nice),
+            _ => 0,
+        };
+        ProcInfo {
+            pid,
+            ppid: e.ppid,
+            pgid: e.pgid,
+            sid: e.sid,
+            state,
+            threads: e.threads.max(usize::from(state != 'Z')),
+            comm: e.comm.clone(),
+            cmdline: if state == 'Z' {
+                Arc::default()
+            } else {
+                e.cmdline.clone()
+            },
+            runtime_ns,
+            start_ns: u64::try_from(e.started.saturating_duration_since(self.start).as_nanos())
+                .unwrap_or(u64::MAX),
+            nice,
+        }
+    }
+
+    /// How long the virtual kernel has run.
+    pub fn uptime(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Threads running or waiting for a vCPU now, and threads in all.
+    pub fn load(&self) -> (usize, usize) {
+        let t = self.lock();
+        let busy = t
+            .procs
+            .values()
+            .filter(|e| matches!(e.state, PState::Running(_) | PState::Runnable))
+            .count();
+        let all = t
+            .procs
+            .values()
+            .filter(|e| !matches!(e.state, PState::Zombie(_) | PState::Embryo))
+            .count();
+        (busy, all)
+    }
+}
+
+impl Kernel {
+    /// Resident bytes of process `pid` (its vmspace's pages backed by a
+    /// frame, walked now), if it has a vmspace.
+    pub fn rss_bytes(&self, pid: i32) -> Option<u64> {
+        let vms = self.lock().procs.get(&pid).and_then(|e| e.vms.clone())?;
+        let m = MemStats::collect_named(&[(&*vms, "")]).ok()?;
+        m.usages().first().map(|u| u.rss_bytes())
+    }
+}

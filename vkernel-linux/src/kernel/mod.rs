@@ -66,6 +66,7 @@ mod thread;
 use post::{action_of, deliverable};
 
 pub use cpu_loop::SI_KERNEL;
+pub use introspect::ProcInfo;
 pub use next::{CloneArgs, Next, Wait};
 pub(crate) use run::run_with;
 
@@ -241,6 +242,10 @@ struct Entry {
     /// wake-up's, not a lost one.
     woken_after_watchdog: bool,
     comm: String,
+    /// Its arguments as of its last put back (`/proc/PID/cmdline`).
+    cmdline: Arc<Vec<u8>>,
+    /// When it was made (`/proc/PID/stat`'s start time).
+    started: Instant,
     vms: Option<Arc<Vmspace>>,
     /// alarm / setitimer.
     itimers: Itimers,

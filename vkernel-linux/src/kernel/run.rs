@@ -187,6 +187,8 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
                 sig_flag: init.sig_flag.clone(),
                 vms: Some(init.mm.vmspace_arc()),
                 comm: init.comm.clone(),
+                cmdline: init.cmdline.clone(),
+                started: Instant::now(),
                 body: Some(Box::new(init)),
                 signals: Vec::new(),
                 wake_pending: false,

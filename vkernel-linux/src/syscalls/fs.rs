@@ -232,11 +232,12 @@ impl Vproc {
                 let file = self.fds.get(n as i64)?.file.clone();
                 self.install_file(file, flags)
             }
-            ProcItem::Maps | ProcItem::Status | ProcItem::Mounts | ProcItem::Meminfo => {
+            _ if !item.is_dir() && !item.is_link() => {
                 if write {
                     return Err(EACCES);
                 }
-                let data = self.proc_contents(item);
+                let pid = proc_item(h).map_or(self.pid, |(pid, _)| pid);
+                let data = self.proc_contents(pid, item);
                 let node = self.fs.anonymous(data);
                 let file = OpenFile::node(Backing::new(self.fs.clone(), node), keep, p);
                 self.install_file(file, flags)

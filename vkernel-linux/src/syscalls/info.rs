@@ -59,13 +59,25 @@ impl Vproc {
 
     fn sys_sysinfo(&mut self, buf: u64) -> R {
         let mut b = [0u8; 112];
-        let up = self.started.elapsed().as_secs();
+        // The virtual kernel's uptime, its threads, and the threads
+        // running or runnable as the three loads (SI_LOAD_SHIFT 16).
+        let (up, busy, all) = match &self.k {
+            Some(k) => {
+                let (busy, all) = k.load();
+                (k.uptime().as_secs(), busy, all)
+            }
+            None => (self.started.elapsed().as_secs(), 1, 1),
+        };
         b[..8].copy_from_slice(&up.to_le_bytes());
+        let load = (busy as u64) << 16;
+        for i in 0..3 {
+            b[8 + 8 * i..16 + 8 * i].copy_from_slice(&load.to_le_bytes());
+        }
         let total = self.mm.ram().size();
         let free = self.mm.free_frames() * 4096;
         b[32..40].copy_from_slice(&total.to_le_bytes());
         b[40..48].copy_from_slice(&free.to_le_bytes());
-        b[80..82].copy_from_slice(&1u16.to_le_bytes());
+        b[80..82].copy_from_slice(&u16::try_from(all).unwrap_or(u16::MAX).to_le_bytes());
         b[104..108].copy_from_slice(&1u32.to_le_bytes());
         self.mm.write(buf, &b)?;
         Ok(0)

@@ -58,6 +58,7 @@ mod overcommit;
 mod pidfd;
 mod proc;
 mod procfs;
+mod procsys;
 mod ready;
 mod scm;
 mod signal;

@@ -5,7 +5,9 @@
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use crate::files::FileKind;
-use crate::fs::{proc_handle, proc_item, DirEntry, ProcItem, ProcView, PID_ITEMS, TOP_ITEMS};
+use crate::fs::{
+    proc_handle, proc_item, DirEntry, ProcItem, ProcView, OTHER_PID_ITEMS, PID_ITEMS, TOP_ITEMS,
+};
 use crate::mm::VmaKind;
 use crate::Vproc;
 
@@ -34,11 +36,21 @@ impl ProcView for Vproc {
     fn exe(&self) -> Vec<u8> {
         self.exe.clone()
     }
+
+    fn pids(&self) -> Vec<i32> {
+        match &self.k {
+            Some(k) => k.processes().iter().map(|p| p.pid).collect(),
+            None => Vec::new(),
+        }
+    }
 }
 
 impl Vproc {
-    /// The contents of `/proc/self/maps` or `status` now.
-    pub(super) fn proc_contents(&self, item: ProcItem) -> Vec<u8> {
+    /// The contents of `/proc` file `item` of process `pid` now.
+    pub(super) fn proc_contents(&self, pid: i32, item: ProcItem) -> Vec<u8> {
+        if let Some(b) = self.proc_system(pid, item) {
+            return b;
+        }
         let mut s = String::new();
         match item {
             ProcItem::Maps => {
@@ -172,6 +184,13 @@ impl Vproc {
                     ),
                     ent(b"self".to_vec(), 2, libc::DT_LNK),
                 ];
+                v.extend(self.pids().into_iter().filter(|&p| p != pid).map(|p| {
+                    ent(
+                        p.to_string().into_bytes(),
+                        proc_handle(p, ProcItem::PidDir) & 0xffff_ffff_ffff,
+                        libc::DT_DIR,
+                    )
+                }));
                 v.extend(TOP_ITEMS.iter().map(|&i| {
                     ent(
                         i.name(),
@@ -181,19 +200,23 @@ impl Vproc {
                 }));
                 v
             }
-            Some((pid, ProcItem::PidDir)) => PID_ITEMS
-                .iter()
-                .map(|&i| {
-                    let t = if i.is_dir() {
-                        libc::DT_DIR
-                    } else if i.is_link() {
-                        libc::DT_LNK
-                    } else {
-                        libc::DT_REG
-                    };
-                    ent(i.name(), proc_handle(pid, i) & 0xffff_ffff_ffff, t)
-                })
-                .collect(),
+            Some((pid, ProcItem::PidDir)) => if pid == self.pid {
+                &PID_ITEMS[..]
+            } else {
+                &OTHER_PID_ITEMS[..]
+            }
+            .iter()
+            .map(|&i| {
+                let t = if i.is_dir() {
+                    libc::DT_DIR
+                } else if i.is_link() {
+                    libc::DT_LNK
+                } else {
+                    libc::DT_REG
+                };
+                ent(i.name(), proc_handle(pid, i) & 0xffff_ffff_ffff, t)
+            })
+            .collect(),
             Some((pid, ProcItem::FdDir)) => self
                 .fds()
                 .into_iter()
