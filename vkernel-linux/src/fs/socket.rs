@@ -316,6 +316,11 @@ pub struct Socket {
     /// A non-blocking connect said EINPROGRESS: the next connect says 0
     /// (then EISCONN), as Linux reports the connection made.
     pub connect_pending: bool,
+    /// TCP: a send found the peer gone and was taken (Linux's peer answers
+    /// it with a reset); the next send fails (EPIPE).
+    pub reset: bool,
+    /// The protocol socket(2) was given (SO_PROTOCOL; 0: the default).
+    pub protocol: i32,
 }
 
 impl Default for Socket {
@@ -330,6 +335,8 @@ impl Default for Socket {
             family: AF_UNIX,
             opts: std::collections::BTreeMap::new(),
             connect_pending: false,
+            reset: false,
+            protocol: 0,
         }
     }
 }

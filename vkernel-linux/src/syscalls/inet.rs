@@ -30,6 +30,30 @@ pub(super) const IPV6_V6ONLY: u64 = 26;
 pub(super) const SO_REUSEPORT: u64 = 15;
 
 impl Vproc {
+    /// A TCP send on socket `fd` whose peer is gone: the first is taken
+    /// (its bytes go nowhere, as the peer's reset has not come back yet on
+    /// Linux) and says true; later ones fail as a Unix stream's do.
+    pub(super) fn tcp_send_into_void(&mut self, fd: i64) -> bool {
+        let Ok(file) = self.socket_of(fd) else {
+            return false;
+        };
+        let mut f = file.borrow_mut();
+        let FileKind::Socket(s) = &mut f.kind else {
+            return false;
+        };
+        if !s.is_inet() || s.reset {
+            return false;
+        }
+        let gone = match &s.state {
+            SockState::Connected(c) => !c.shut_wr && c.tx.borrow().readers == 0,
+            _ => false,
+        };
+        if gone {
+            s.reset = true;
+        }
+        gone
+    }
+
     /// The address family of socket `file` (AF_UNIX for anything else).
     pub(super) fn family_of(file: &Shared<OpenFile>) -> u16 {
         match &file.borrow().kind {

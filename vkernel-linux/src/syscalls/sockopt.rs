@@ -37,6 +37,8 @@ fn default_opt(inet: bool, ty: SockType, level: u64, name: u64) -> Option<i32> {
         (IPPROTO_IP, 2) if inet => Some(64),
         (IPPROTO_IP, 33) if inet => Some(1),
         (IPPROTO_IP, 34) if inet => Some(1),
+        // UDPLITE_SEND_CSCOV, UDPLITE_RECV_CSCOV.
+        (136, 10 | 11) if inet && ty == SockType::Dgram => Some(0),
         // IPV6_UNICAST_HOPS, IPV6_V6ONLY, IPV6_RECVERR.
         (IPPROTO_IPV6, 16) if inet => Some(64),
         (IPPROTO_IPV6, IPV6_V6ONLY | 25) if inet => Some(0),
@@ -77,7 +79,7 @@ impl Vproc {
             SockState::Dgram(d) => (d.inbox.borrow().capacity, false, None),
             _ => (crate::fs::pipe::PIPE_CAPACITY, false, None),
         };
-        let (ty, family, inet) = (sk.ty, sk.family, sk.is_inet());
+        let (ty, family, inet, protocol) = (sk.ty, sk.family, sk.is_inet(), sk.protocol);
         let timeo = [sk.rcvtimeo, sk.sndtimeo];
         let passcred = sk.passcred;
         let kept = sk.opts.get(&(level, name)).copied();
@@ -105,6 +107,7 @@ impl Vproc {
             (SOL_SOCKET, 39) => i32::from(family), // SO_DOMAIN
             (SOL_SOCKET, 38) => match (inet, ty) {
                 // SO_PROTOCOL
+                _ if protocol != 0 => protocol,
                 (true, SockType::Stream) => 6,
                 (true, _) => 17,
                 (false, _) => 0,

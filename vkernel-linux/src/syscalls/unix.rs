@@ -46,7 +46,11 @@ impl Vproc {
     pub(super) fn sys_socket(&mut self, domain: u64, ty: u64, protocol: u64) -> R {
         let (ty, st, cloexec) = self.socket_type(domain, ty, protocol, false)?;
         let family = u16::try_from(domain).map_err(|_| EAFNOSUPPORT)?;
-        let file = OpenFile::new(FileKind::Socket(Socket::new_in(family, ty)), st, b"socket:");
+        let sock = Socket {
+            protocol: i32::try_from(protocol).unwrap_or(0),
+            ..Socket::new_in(family, ty)
+        };
+        let file = OpenFile::new(FileKind::Socket(sock), st, b"socket:");
         self.install_file(file, if cloexec { files::O_CLOEXEC } else { 0 })
     }
 
@@ -75,7 +79,8 @@ impl Vproc {
             // SCTP sockets are not offered.
             match (ty & 0xf, protocol) {
                 (1, 0 | 6) => SockType::Stream,
-                (2, 0 | 17) => SockType::Dgram,
+                // UDP-Lite (136) is UDP on a network that never corrupts.
+                (2, 0 | 17 | 136) => SockType::Dgram,
                 (1..=3, _) => return Err(EPROTONOSUPPORT),
                 (4..=6 | 10, _) => return Err(ESOCKTNOSUPPORT),
                 _ => return Err(EINVAL),
