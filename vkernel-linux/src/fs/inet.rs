@@ -82,13 +82,8 @@ impl InetName {
         let fam = u16::from_le_bytes([b[0], b[1]]);
         let port = u16::from_be_bytes([b[2], b[3]]);
         match (family, fam) {
-            (AF_INET, AF_INET) | (AF_INET6, AF_INET) if b.len() >= 16 => {
+            (AF_INET, AF_INET) => {
                 let v4 = Ipv4Addr::new(b[4], b[5], b[6], b[7]);
-                if family == AF_INET6 {
-                    // An AF_INET6 socket given a sockaddr_in: Linux says
-                    // EAFNOSUPPORT for bind and connect.
-                    return Err(InetError::Family);
-                }
                 Ok(InetName {
                     ip: v4.to_ipv6_mapped(),
                     port,
@@ -341,7 +336,12 @@ mod tests {
         assert_eq!(b.len(), 16);
         assert_eq!(InetName::parse(AF_INET, &b), Ok(n));
         assert_eq!(n.encode(AF_INET6).len(), 28);
-        assert_eq!(InetName::parse(AF_INET6, &b), Err(InetError::Family));
+        // An AF_INET6 socket wants a sockaddr_in6's 24 bytes at least, and
+        // its family.
+        assert_eq!(InetName::parse(AF_INET6, &b), Err(InetError::Length));
+        let mut long = b.clone();
+        long.resize(28, 0);
+        assert_eq!(InetName::parse(AF_INET6, &long), Err(InetError::Family));
         assert_eq!(InetName::parse(AF_INET, &b[..8]), Err(InetError::Length));
         assert!(n.is_loopback() && n.is_local());
         assert!(!v4([10, 0, 0, 1], 1).is_local());
