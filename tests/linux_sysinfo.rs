@@ -48,3 +48,19 @@ fn busybox_nproc_and_df_see_the_vkernel() {
         .unwrap_or(0);
     assert!(size > 0, "df shows a size: {}", r.stdout);
 }
+
+/// sethostname changes the virtual kernel's own host name (uname, every
+/// process of it) and never the host's.
+#[test]
+fn hostname_is_the_vkernels_own() {
+    let test = "hostname_is_the_vkernels_own";
+    let Some(bb) = kvm_busybox(test) else {
+        return;
+    };
+    let before = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let script = "hostname; hostname box1; hostname; sh -c 'uname -n'";
+    let r = vk_watched(script, 60, guest(&bb, &["sh", "-c", script], 1));
+    assert_eq!(r.out().shown(), ("vkernel\nbox1\nbox1\n", 0));
+    let after = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    assert_eq!(before, after, "the host's name did not change");
+}

@@ -529,4 +529,19 @@ impl Kernel {
     pub fn tgid_of(&self, pid: i32) -> Option<i32> {
         self.lock().procs.get(&pid).map(|e| e.tgid)
     }
+
+    /// The host name and domain name uname reports.
+    pub fn uts(&self) -> (Vec<u8>, Vec<u8>) {
+        self.uts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// sethostname (`domain` false) or setdomainname.
+    pub fn set_uts(&self, domain: bool, name: Vec<u8>) {
+        let mut u = self.uts.lock().unwrap_or_else(|e| e.into_inner());
+        if domain {
+            u.1 = name;
+        } else {
+            u.0 = name;
+        }
+    }
 }

@@ -288,6 +288,9 @@ pub(super) struct Table {
 /// The shared state of a virtual kernel.
 pub struct Kernel {
     table: Mutex<Table>,
+    /// The virtual kernel's own host and domain names (its UTS
+    /// namespace: sethostname here changes nothing on the host).
+    uts: Mutex<(Vec<u8>, Vec<u8>)>,
     /// Event count for idle vCPUs: bumped (under its own lock) by every
     /// change that may give an idle vCPU work, so a vCPU that read it
     /// before looking at the table never sleeps through one.

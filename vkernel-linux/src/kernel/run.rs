@@ -106,6 +106,7 @@ fn new_kernel(
             lost_wakeups: 0,
             pidfds: Vec::new(),
         }),
+        uts: Mutex::new((b"vkernel".to_vec(), b"(none)".to_vec())),
         events: Mutex::new(0),
         idle: Condvar::new(),
         wakes: Mutex::new(Vec::new()),

@@ -12,6 +12,12 @@ impl Vproc {
     /// syscall table ([`super::table`]).
     pub(super) const INFO_CALLS: &'static [(i64, Handler)] = &[
         (libc::SYS_uname, |v, _nr, a| v.sys_uname(a[0])),
+        (libc::SYS_sethostname, |v, _nr, a| {
+            v.sys_set_uts(false, a[0], a[1])
+        }),
+        (libc::SYS_setdomainname, |v, _nr, a| {
+            v.sys_set_uts(true, a[0], a[1])
+        }),
         (libc::SYS_sysinfo, |v, _nr, a| v.sys_sysinfo(a[0])),
         (libc::SYS_getrandom, |v, _nr, a| {
             v.sys_getrandom(a[0], a[1] as usize)
@@ -53,7 +59,22 @@ impl Vproc {
     }
 
     fn sys_uname(&mut self, buf: u64) -> R {
-        self.mm.write(buf, &uname_bytes())?;
+        let b = match &self.k {
+            Some(k) => uname_bytes(k),
+            None => uname_of(b"vkernel", b"(none)"),
+        };
+        self.mm.write(buf, &b)?;
+        Ok(0)
+    }
+
+    /// sethostname/setdomainname(name, len) in the virtual kernel's own
+    /// UTS namespace (vprocs are root: allowed); at most 64 bytes.
+    fn sys_set_uts(&mut self, domain: bool, name: u64, len: u64) -> R {
+        if len > 64 {
+            return Err(EINVAL);
+        }
+        let b = self.mm.read_vec(name, len as usize)?;
+        self.kernel()?.set_uts(domain, b);
         Ok(0)
     }
 
@@ -84,16 +105,23 @@ impl Vproc {
     }
 }
 
-/// The `struct utsname` uname returns (also the exitless fast path's).
-pub(crate) fn uname_bytes() -> [u8; 390] {
+/// The `struct utsname` uname returns in virtual kernel `k` (also the
+/// exitless fast path's).
+pub(crate) fn uname_bytes(k: &crate::kernel::Kernel) -> [u8; 390] {
+    let (node, domain) = k.uts();
+    uname_of(&node, &domain)
+}
+
+/// A `struct utsname` with host name `node` and domain name `domain`.
+fn uname_of(node: &[u8], domain: &[u8]) -> [u8; 390] {
     let mut b = [0u8; 390];
     for (i, s) in [
         &b"Linux"[..],
-        b"vkernel",
+        &node[..node.len().min(64)],
         b"6.1.0-vkernel",
         b"#1 SMP vkernel",
         b"x86_64",
-        b"(none)",
+        &domain[..domain.len().min(64)],
     ]
     .iter()
     .enumerate()

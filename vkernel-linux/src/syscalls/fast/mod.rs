@@ -39,8 +39,8 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
             && (a[1] == 0 || write_user(c, a[1], &[0u8; 8]));
         ok.then_some(0)
     }),
-    (libc::SYS_uname, |_, c, _, a| {
-        write_user(c, a[0], &crate::syscalls::uname_bytes()).then_some(0)
+    (libc::SYS_uname, |k, c, _, a| {
+        write_user(c, a[0], &crate::syscalls::uname_bytes(k)).then_some(0)
     }),
     (libc::SYS_getrandom, |_, c, _, a| {
         // As the exit path: up to 1 MiB, the flags do not matter.
