@@ -34,19 +34,7 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         "vkbench net: {rounds} rounds of 64 MiB, {} round trips, {} connections",
         args[0], args[1]
     );
-    let (vk, native) = NET.medians(&args, rounds);
-    let mut out: Vec<(String, f64)> = NET
-        .keys
-        .iter()
-        .zip(vk)
-        .map(|(k, v)| (format!("vk_{k}"), v))
-        .collect();
-    out.extend(
-        NET.keys
-            .iter()
-            .zip(native)
-            .map(|(k, v)| (format!("native_{k}"), v)),
-    );
+    let mut out = NET.figures(&args, rounds, "vk_");
     let raw = if std::path::Path::new("/dev/kvm").exists() {
         super::raw::raw_exit_ns(if quick { 20_000 } else { 100_000 }, rounds)
     } else {

@@ -148,15 +148,15 @@ impl SelfTimed {
         (cols(&vk), cols(&native))
     }
 
-    /// [`SelfTimed::medians`] as named figures: each key as it is for the
+    /// [`SelfTimed::medians`] as named figures: `{vk_prefix}KEY` for the
     /// vkernel, and `native_KEY`.
-    pub fn figures(&self, args: &[String], rounds: usize) -> Vec<(String, f64)> {
+    pub fn figures(&self, args: &[String], rounds: usize, vk_prefix: &str) -> Vec<(String, f64)> {
         let (vk, native) = self.medians(args, rounds);
         let mut out: Vec<(String, f64)> = self
             .keys
             .iter()
             .zip(vk)
-            .map(|(k, v)| (k.to_string(), v))
+            .map(|(k, v)| (format!("{vk_prefix}{k}"), v))
             .collect();
         out.extend(
             self.keys
@@ -201,7 +201,7 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         "vkbench sched: {rounds} rounds of {} ping-pongs and {} forks",
         args[0], args[1]
     );
-    let mut figures = SCHED.figures(&args, rounds);
+    let mut figures = SCHED.figures(&args, rounds, "");
     figures.extend(super::lifecycle::measure(quick));
     figures
 }

@@ -163,15 +163,9 @@ impl Vproc {
             };
             (f.flags & files::O_NONBLOCK != 0, own)
         };
-        let mut p = port.borrow_mut();
+        let p = port.borrow_mut();
         if p.full() {
-            if nonblock {
-                return Err(EAGAIN);
-            }
-            let k = self.kernel()?;
-            p.wait(self.pid, k);
-            drop(p);
-            return self.block();
+            return self.wait_backlog(p, nonblock);
         }
         let (mut client, mut server) = UnixStream::pair_of(SockType::Stream);
         for q in [&client.rx, &client.tx] {
@@ -182,16 +176,14 @@ impl Vproc {
         server.peer = own.map(InetName::to_bytes);
         server.peer_cred = self.cred();
         server.local = Some(dest.to_bytes());
-        p.backlog.push_back(server);
-        let w = p.take_waiters();
-        drop(p);
-        files::wake_all(w);
-        let mut f = file.borrow_mut();
-        if let FileKind::Socket(s) = &mut f.kind {
-            s.state = SockState::Connected(client);
-            s.name = own.map(InetName::to_bytes);
-            s.connect_pending = nonblock;
-        }
+        self.join(
+            file,
+            p,
+            client,
+            server,
+            own.map(InetName::to_bytes),
+            nonblock,
+        );
         if nonblock {
             Err(EINPROGRESS)
         } else {

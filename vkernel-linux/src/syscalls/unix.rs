@@ -329,19 +329,13 @@ impl Vproc {
             (f.flags & files::O_NONBLOCK != 0, s.name.clone(), state_err)
         };
         let port = self.port_of(&a)?;
-        let mut p = port.borrow_mut();
+        let p = port.borrow_mut();
         if p.ty != ty {
             return Err(ECONNREFUSED);
         }
         // Linux's order: the listener's backlog, then this socket's state.
         if p.full() && state_err.is_none() {
-            if nonblock {
-                return Err(EAGAIN);
-            }
-            let k = self.kernel()?;
-            p.wait(self.pid, k);
-            drop(p);
-            return self.block();
+            return self.wait_backlog(p, nonblock);
         }
         if let Some(e) = state_err {
             return Err(if p.full() { EAGAIN } else { e });
@@ -351,17 +345,52 @@ impl Vproc {
         client.peer_cred = p.cred;
         server.peer = own;
         server.peer_cred = self.cred();
+        // A bound client gives up its port (nobody can connect to a
+        // connected socket).
+        self.join(&file, p, client, server, None, false);
+        Ok(0)
+    }
+
+    /// Wait for room in the full backlog `p` (EAGAIN when `nonblock`).
+    pub(super) fn wait_backlog(
+        &mut self,
+        mut p: std::sync::MutexGuard<'_, Port>,
+        nonblock: bool,
+    ) -> R {
+        if nonblock {
+            return Err(EAGAIN);
+        }
+        let k = self.kernel()?;
+        p.wait(self.pid, k);
+        drop(p);
+        self.block()
+    }
+
+    /// Put the accepting end `server` in the listener's backlog `p` (its
+    /// waiters woken) and make socket `file` the connecting end `client`:
+    /// `name` its own name from now on (when the connection gives it
+    /// one), `pending` a connect to report made later (EINPROGRESS).
+    pub(super) fn join(
+        &mut self,
+        file: &Shared<OpenFile>,
+        mut p: std::sync::MutexGuard<'_, Port>,
+        client: UnixStream,
+        server: UnixStream,
+        name: Option<Vec<u8>>,
+        pending: bool,
+    ) {
         p.backlog.push_back(server);
         let w = p.take_waiters();
         drop(p);
         files::wake_all(w);
         let mut f = file.borrow_mut();
         if let FileKind::Socket(s) = &mut f.kind {
-            // A bound client gives up its port (nobody can connect to a
-            // connected socket).
             s.state = SockState::Connected(client);
+            if name.is_some() {
+                s.name = name;
+            }
+            s.connect_pending = pending;
         }
-        Ok(0)
     }
 
     /// accept4(fd, addr, lenp, flags).
