@@ -336,6 +336,10 @@ impl Vproc {
         }
         self.comm = comm_of(cfg.argv.first().map(|a| &a[..]).unwrap_or(&run_path));
         self.cmdline = Arc::new(crate::cmdline_of(&cfg.argv));
+        // POSIX timers do not survive execve.
+        if let Some(k) = &self.k {
+            k.ptimers_clear(self.pid);
+        }
         self.exe = exe;
         self.image = image;
         for closed in self.fds.close_on_exec() {

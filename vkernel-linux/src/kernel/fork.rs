@@ -61,6 +61,7 @@ pub(super) fn insert_embryo(
             started: Instant::now(),
             vms: None,
             itimers: Default::default(),
+            ptimers: BTreeMap::new(),
             stop_report: None,
             cont_report: false,
             death: None,

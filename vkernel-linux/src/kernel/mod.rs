@@ -60,6 +60,7 @@ mod introspect;
 mod next;
 mod pidfd;
 mod post;
+mod ptimer;
 mod run;
 mod thread;
 
@@ -68,6 +69,7 @@ use post::{action_of, deliverable};
 pub use cpu_loop::SI_KERNEL;
 pub use introspect::ProcInfo;
 pub use next::{CloneArgs, Next, Wait};
+pub use ptimer::{PosixTimer, TimerNotify};
 pub(crate) use run::run_with;
 
 /// A process id.
@@ -249,6 +251,8 @@ struct Entry {
     vms: Option<Arc<Vmspace>>,
     /// alarm / setitimer.
     itimers: Itimers,
+    /// On a leader: its POSIX timers, by id.
+    ptimers: BTreeMap<i32, ptimer::PosixTimer>,
     /// Stopped by this signal and not yet reported to wait4(WUNTRACED).
     stop_report: Option<i32>,
     /// Continued and not yet reported to wait4(WCONTINUED).
@@ -542,6 +546,7 @@ impl Kernel {
         }
         // Timers first: a signal that ends an event wait at its watchdog
         // deadline is a wake-up, not a lost one.
+        self.fire_ptimers(t, now);
         for (pid, signo) in fire {
             // The timers are the process's: one of its threads takes it.
             self.post_process_signal(
@@ -581,6 +586,7 @@ impl Kernel {
                 [sleep, e.itimers.real.map(|(d, _)| d)]
             })
             .flatten()
+            .chain(Self::next_ptimer(t))
             .min()
     }
 

@@ -197,6 +197,7 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
                 watchdog_woke: false,
                 woken_after_watchdog: false,
                 itimers: Default::default(),
+                ptimers: BTreeMap::new(),
                 stop_report: None,
                 cont_report: false,
                 death: None,

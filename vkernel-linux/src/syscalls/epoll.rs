@@ -431,7 +431,7 @@ impl Vproc {
     }
 
     /// Write an itimerspec {interval, value} at `p`.
-    fn put_itimerspec(
+    pub(super) fn put_itimerspec(
         &mut self,
         p: u64,
         (left, interval): (Duration, Duration),

@@ -59,6 +59,7 @@ mod pidfd;
 mod proc;
 mod procfs;
 mod procsys;
+mod ptimer;
 mod ready;
 mod scm;
 mod signal;

@@ -156,7 +156,7 @@ struct Table {
 }
 
 /// The area lists, in the order their modules are documented.
-fn areas() -> [&'static [(i64, Handler)]; 15] {
+fn areas() -> [&'static [(i64, Handler)]; 16] {
     [
         Vproc::FS_CALLS,
         Vproc::STAT_CALLS,
@@ -172,6 +172,7 @@ fn areas() -> [&'static [(i64, Handler)]; 15] {
         Vproc::PROC_CALLS,
         Vproc::SIGNAL_CALLS,
         Vproc::TIME_CALLS,
+        Vproc::PTIMER_CALLS,
         Vproc::INFO_CALLS,
     ]
 }
