@@ -183,6 +183,38 @@ impl Kernel {
         self.start.elapsed()
     }
 
+    /// The 1, 5 and 15 minute load averages (sampled every 5 seconds).
+    pub fn loadavg(&self) -> [f64; 3] {
+        let mut t = self.lock();
+        Self::sample_load(&mut t, Instant::now());
+        t.loadavg.0
+    }
+
+    /// Fold the threads running or runnable now into the load averages
+    /// for every 5-second period since the last sample (Linux's
+    /// calc_load: exponential decay over 1, 5 and 15 minutes).
+    pub(super) fn sample_load(t: &mut Table, now: Instant) {
+        const PERIOD: Duration = Duration::from_secs(5);
+        let periods =
+            (now.saturating_duration_since(t.loadavg.1).as_secs() / PERIOD.as_secs()).min(1000);
+        if periods == 0 {
+            return;
+        }
+        let n = t
+            .procs
+            .values()
+            .filter(|e| matches!(e.state, PState::Running(_) | PState::Runnable))
+            .count() as f64;
+        let (avg, at) = &mut t.loadavg;
+        for (a, minutes) in avg.iter_mut().zip([1.0f64, 5.0, 15.0]) {
+            let e = (-5.0 / (60.0 * minutes)).exp();
+            for _ in 0..periods {
+                *a = *a * e + n * (1.0 - e);
+            }
+        }
+        *at += PERIOD * u32::try_from(periods).unwrap_or(u32::MAX);
+    }
+
     /// Threads running or waiting for a vCPU now, and threads in all.
     pub fn load(&self) -> (usize, usize) {
         let t = self.lock();

@@ -285,6 +285,9 @@ pub(super) struct Table {
     memstats: Option<String>,
     futexes: Vec<FutexWaiter>,
     lost_wakeups: u64,
+    /// The load averages (1, 5, 15 minutes) and when they were last
+    /// sampled (every 5 seconds, as Linux's calc_load).
+    loadavg: ([f64; 3], Instant),
     /// Open pidfds and the processes they name.
     pidfds: Vec<(Pid, crate::files::WeakShared<crate::fs::event::PidFd>)>,
 }
@@ -547,6 +550,7 @@ impl Kernel {
         // Timers first: a signal that ends an event wait at its watchdog
         // deadline is a wake-up, not a lost one.
         self.fire_ptimers(t, now);
+        Self::sample_load(t, now);
         for (pid, signo) in fire {
             // The timers are the process's: one of its threads takes it.
             self.post_process_signal(

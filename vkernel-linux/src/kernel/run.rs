@@ -105,6 +105,7 @@ fn new_kernel(
             futexes: Vec::new(),
             lost_wakeups: 0,
             pidfds: Vec::new(),
+            loadavg: ([0.0; 3], Instant::now()),
         }),
         uts: Mutex::new((b"vkernel".to_vec(), b"(none)".to_vec())),
         events: Mutex::new(0),

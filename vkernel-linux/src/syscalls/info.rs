@@ -82,17 +82,14 @@ impl Vproc {
         let mut b = [0u8; 112];
         // The virtual kernel's uptime, its threads, and the threads
         // running or runnable as the three loads (SI_LOAD_SHIFT 16).
-        let (up, busy, all) = match &self.k {
-            Some(k) => {
-                let (busy, all) = k.load();
-                (k.uptime().as_secs(), busy, all)
-            }
-            None => (self.started.elapsed().as_secs(), 1, 1),
+        let (up, loads, all) = match &self.k {
+            Some(k) => (k.uptime().as_secs(), k.loadavg(), k.load().1),
+            None => (self.started.elapsed().as_secs(), [0.0; 3], 1),
         };
         b[..8].copy_from_slice(&up.to_le_bytes());
-        let load = (busy as u64) << 16;
-        for i in 0..3 {
-            b[8 + 8 * i..16 + 8 * i].copy_from_slice(&load.to_le_bytes());
+        for (i, l) in loads.iter().enumerate() {
+            let fixed = (l * 65536.0) as u64;
+            b[8 + 8 * i..16 + 8 * i].copy_from_slice(&fixed.to_le_bytes());
         }
         let total = self.mm.ram().size();
         let free = self.mm.free_frames() * 4096;

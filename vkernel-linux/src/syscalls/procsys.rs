@@ -1,9 +1,8 @@
 //! The `/proc` files made from the process table and the machine:
 //! `PID/stat`, `PID/statm`, `PID/cmdline`, `PID/comm` and `PID/status`
 //! for any process, and `/proc/uptime`, `loadavg`, `stat` and `cpuinfo`.
-//! Times are in clock ticks of 100 Hz (Linux's USER_HZ); the load average
-//! is the number of threads running or waiting for a vCPU at the moment it
-//! is read (the vkernel does not sample a decaying average).
+//! Times are in clock ticks of 100 Hz (Linux's USER_HZ); the load averages
+//! decay as Linux's do, sampled every 5 seconds.
 
 use crate::fs::ProcItem;
 use crate::kernel::ProcInfo;
@@ -33,9 +32,10 @@ impl Vproc {
                 format!("{up:.2} {:.2}\n", idle.max(0.0))
             }
             ProcItem::Loadavg => {
+                let [a, b, c] = k.loadavg();
                 let (busy, all) = k.load();
                 let last = k.processes().iter().map(|p| p.pid).max().unwrap_or(0);
-                format!("{busy}.00 {busy}.00 {busy}.00 {busy}/{all} {last}\n")
+                format!("{a:.2} {b:.2} {c:.2} {busy}/{all} {last}\n")
             }
             ProcItem::SysStat => self.sys_stat(k),
             ProcItem::Cpuinfo => cpuinfo(k.cpu_count()),
