@@ -97,5 +97,16 @@ int main(int argc, char **argv) {
     SAY("waitid no kinds %ld\n", R(waitid(P_ALL, 0, &si, WNOHANG)));
     SAY("waitid bad type %ld\n", R(waitid(9, 0, &si, WEXITED)));
     SAY("waitid no child %ld\n", R(waitid(P_ALL, 0, &si, WEXITED)));
+    /* One NUMA node. */
+    int mode = -1;
+    unsigned long mask[2] = {9, 9};
+    r = R(syscall(SYS_get_mempolicy, &mode, mask, 128, 0, 0));
+    SAY("get_mempolicy %ld mode %d mask %lx\n", r, mode, mask[0]);
+    r = R(syscall(SYS_get_mempolicy, NULL, mask, 128, 0, 4));
+    SAY("mems allowed %ld mask %lx\n", r, mask[0]);
+    unsigned long node0 = 1, node1 = 2;
+    SAY("set_mempolicy bind 0 %ld\n", R(syscall(SYS_set_mempolicy, 2, &node0, 64)));
+    SAY("set_mempolicy default %ld\n", R(syscall(SYS_set_mempolicy, 0, NULL, 0)));
+    SAY("set_mempolicy node 1 %ld\n", R(syscall(SYS_set_mempolicy, 2, &node1, 64)));
     return 0;
 }

@@ -24,7 +24,63 @@ impl Vproc {
         }),
         (libc::SYS_prctl, |v, _nr, a| v.sys_prctl(a)),
         (libc::SYS_rseq, |_v, _nr, _a| Err(ENOSYS)),
+        (libc::SYS_get_mempolicy, |v, _nr, a| v.sys_get_mempolicy(a)),
+        // One NUMA node: any policy over node 0 is what the vkernel does.
+        (libc::SYS_set_mempolicy, |v, _nr, a| {
+            v.node_mask_ok(a[0], a[1], a[2])
+        }),
+        (libc::SYS_mbind, |v, _nr, a| {
+            v.node_mask_ok(a[2], a[3], a[4])
+        }),
     ];
+
+    /// get_mempolicy(mode, nodemask, maxnode, addr, flags): MPOL_DEFAULT
+    /// over the one node (node 0), as a one-node machine answers.
+    fn sys_get_mempolicy(&mut self, a: [u64; 6]) -> R {
+        const MPOL_F_NODE: u64 = 1;
+        const MPOL_F_ADDR: u64 = 2;
+        const MPOL_F_MEMS_ALLOWED: u64 = 4;
+        if a[4] & !(MPOL_F_NODE | MPOL_F_ADDR | MPOL_F_MEMS_ALLOWED) != 0 {
+            return Err(EINVAL);
+        }
+        if a[0] != 0 {
+            // The mode, or with MPOL_F_NODE the node: 0 either way.
+            self.mm.write(a[0], &0i32.to_le_bytes())?;
+        }
+        if a[1] != 0 {
+            if a[2] == 0 {
+                return Err(EINVAL);
+            }
+            let words = usize::try_from(a[2].div_ceil(64))
+                .map_err(|_| EINVAL)?
+                .min(16);
+            let mut mask = vec![0u8; 8 * words];
+            if a[4] & MPOL_F_MEMS_ALLOWED != 0 || a[4] == 0 {
+                mask[0] = u8::from(a[4] & MPOL_F_MEMS_ALLOWED != 0);
+            }
+            self.mm.write(a[1], &mask)?;
+        }
+        Ok(0)
+    }
+
+    /// set_mempolicy/mbind's mode and node mask: MPOL_DEFAULT (0) to
+    /// MPOL_LOCAL (4) over node 0 only; another node is EINVAL.
+    fn node_mask_ok(&mut self, mode: u64, mask: u64, maxnode: u64) -> R {
+        // The mode's flags (MPOL_F_STATIC_NODES...) are its high bits.
+        if mode & 0xffff > 4 {
+            return Err(EINVAL);
+        }
+        if mask != 0 && maxnode > 1 {
+            let words = usize::try_from(maxnode.div_ceil(64))
+                .map_err(|_| EINVAL)?
+                .min(16);
+            let b = self.mm.read_vec(mask, 8 * words)?;
+            if b[0] & !1 != 0 || b[1..].iter().any(|&x| x != 0) {
+                return Err(EINVAL);
+            }
+        }
+        Ok(0)
+    }
 
     /// getrusage: the CPU time the scheduler counted for this vproc (all
     /// of it as user time) and its resident memory; children's usage is
