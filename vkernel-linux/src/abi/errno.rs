@@ -62,4 +62,5 @@ errnos!(
     EINPROGRESS,
     EADDRNOTAVAIL,
     ENETUNREACH,
+    ECONNRESET,
 );

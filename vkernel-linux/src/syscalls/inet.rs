@@ -30,28 +30,38 @@ pub(super) const IPV6_V6ONLY: u64 = 26;
 pub(super) const SO_REUSEPORT: u64 = 15;
 
 impl Vproc {
-    /// A TCP send on socket `fd` whose peer is gone: the first is taken
-    /// (its bytes go nowhere, as the peer's reset has not come back yet on
-    /// Linux) and says true; later ones fail as a Unix stream's do.
-    pub(super) fn tcp_send_into_void(&mut self, fd: i64) -> bool {
-        let Ok(file) = self.socket_of(fd) else {
-            return false;
-        };
+    /// A TCP send of `len` bytes on socket `fd` whose peer is gone, the
+    /// first time: a peer that closed with everything read has not reset
+    /// the connection yet on Linux, so the send is taken (Some(Ok), its
+    /// bytes go nowhere); a peer that closed with bytes unread reset it at
+    /// once (Some(ECONNRESET)). None: not such a send (later ones fail as a
+    /// Unix stream's do, EPIPE).
+    pub(super) fn tcp_send_into_void(&mut self, fd: i64, len: usize) -> Option<R> {
+        let file = self.socket_of(fd).ok()?;
         let mut f = file.borrow_mut();
         let FileKind::Socket(s) = &mut f.kind else {
-            return false;
+            return None;
         };
         if !s.is_inet() || s.reset {
-            return false;
+            return None;
         }
-        let gone = match &s.state {
-            SockState::Connected(c) => !c.shut_wr && c.tx.borrow().readers == 0,
-            _ => false,
+        let SockState::Connected(c) = &s.state else {
+            return None;
         };
-        if gone {
-            s.reset = true;
-        }
-        gone
+        let (unread, room) = {
+            let q = c.tx.borrow();
+            if c.shut_wr || q.readers > 0 {
+                return None;
+            }
+            (!q.buf.is_empty(), q.capacity)
+        };
+        s.reset = true;
+        // The send buffer takes what it holds; the reset stops the rest.
+        Some(if unread {
+            Err(ECONNRESET)
+        } else {
+            Ok(len.min(room) as i64)
+        })
     }
 
     /// The address family of socket `file` (AF_UNIX for anything else).

@@ -217,8 +217,8 @@ impl Vproc {
                 if shut {
                     return self.broken_pipe(0, true);
                 }
-                if self.tcp_send_into_void(fd) {
-                    return Ok(data.len() as i64);
+                if let Some(r) = self.tcp_send_into_void(fd, data.len()) {
+                    return r;
                 }
                 self.pipe_send(&p, nonblock, data, true)
             }

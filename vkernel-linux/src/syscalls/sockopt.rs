@@ -56,6 +56,50 @@ fn default_opt(inet: bool, ty: SockType, level: u64, name: u64) -> Option<i32> {
     }
 }
 
+/// SO_SNDBUF/SO_RCVBUF (and their FORCE forms, `name` 32/33) of `v` on
+/// socket `s`: Linux keeps twice the value asked, at least 4,608 (send)
+/// or 2,304 (receive) and at most twice net.core.[wr]mem_max (the FORCE
+/// forms: up to 4 MiB); a connected socket's direction holds that many
+/// bytes from now on (the last of its two ends to set it wins).
+pub(super) fn set_buffer(s: &mut crate::files::Socket, name: u64, v: i32) {
+    let send = matches!(name, 7 | 32);
+    let max = if name >= 32 {
+        4 << 20
+    } else {
+        2 * crate::fs::socket::SOCK_BUF
+    };
+    let min = if send { 4608 } else { 2304 };
+    let size = usize::try_from(v.max(0))
+        .unwrap_or(0)
+        .saturating_mul(2)
+        .clamp(min, max);
+    s.opts.insert(
+        (SOL_SOCKET, if send { 7 } else { 8 }),
+        i32::try_from(size).unwrap_or(i32::MAX),
+    );
+    if let SockState::Connected(c) = &s.state {
+        let q = if send { &c.tx } else { &c.rx };
+        q.borrow_mut().capacity = size;
+    }
+}
+
+/// Apply the buffer sizes socket `s` was given before it was connected
+/// (or its listener was given) to its connection.
+pub(super) fn apply_buffers(
+    s: &mut crate::files::Socket,
+    from: &std::collections::BTreeMap<(u64, u64), i32>,
+) {
+    for name in [7u64, 8] {
+        if let Some(&v) = from.get(&(SOL_SOCKET, name)) {
+            s.opts.insert((SOL_SOCKET, name), v);
+            if let SockState::Connected(c) = &s.state {
+                let q = if name == 7 { &c.tx } else { &c.rx };
+                q.borrow_mut().capacity = usize::try_from(v).unwrap_or(0);
+            }
+        }
+    }
+}
+
 impl Vproc {
     /// getsockopt(fd, level, name, val, lenp).
     pub(super) fn sys_getsockopt(
@@ -72,7 +116,10 @@ impl Vproc {
             return Err(ENOTSOCK);
         };
         let (cap, listening, cred) = match &sk.state {
-            SockState::Connected(s) => (s.rx.borrow().capacity, false, Some(s.peer_cred)),
+            SockState::Connected(s) => {
+                let q = if name == 7 { &s.tx } else { &s.rx };
+                (q.borrow().capacity, false, Some(s.peer_cred))
+            }
             SockState::Listening(p) => {
                 (crate::fs::pipe::PIPE_CAPACITY, true, Some(p.borrow().cred))
             }
@@ -80,6 +127,7 @@ impl Vproc {
             _ => (crate::fs::pipe::PIPE_CAPACITY, false, None),
         };
         let (ty, family, inet, protocol) = (sk.ty, sk.family, sk.is_inet(), sk.protocol);
+        let connected = matches!(sk.state, SockState::Connected(_));
         let timeo = [sk.rcvtimeo, sk.sndtimeo];
         let passcred = sk.passcred;
         let kept = sk.opts.get(&(level, name)).copied();
@@ -113,8 +161,10 @@ impl Vproc {
                 (false, _) => 0,
             },
             (SOL_SOCKET, 30) => i32::from(listening), // SO_ACCEPTCONN
-            (SOL_SOCKET, 7 | 8) => i32::try_from(cap).unwrap_or(i32::MAX), // SO_SNDBUF, SO_RCVBUF
-            (SOL_SOCKET, 16) => i32::from(passcred),  // SO_PASSCRED
+            (SOL_SOCKET, 7 | 8) if connected || kept.is_none() => {
+                i32::try_from(cap).unwrap_or(i32::MAX) // SO_SNDBUF, SO_RCVBUF
+            }
+            (SOL_SOCKET, 16) => i32::from(passcred), // SO_PASSCRED
             _ => match kept.or_else(|| default_opt(inet, ty, level, name)) {
                 Some(v) => v,
                 None if level != SOL_SOCKET && !inet => return Err(EOPNOTSUPP),
@@ -192,7 +242,14 @@ impl Vproc {
                 }
                 Ok(0)
             }
-            (SOL_SOCKET, 7 | 8 | 32 | 33) => Ok(0),
+            (SOL_SOCKET, 7 | 8 | 32 | 33) => {
+                let v = self.opt_int(val, len)?;
+                let mut f = file.borrow_mut();
+                if let FileKind::Socket(s) = &mut f.kind {
+                    set_buffer(s, name, v);
+                }
+                Ok(0)
+            }
             _ if default_opt(inet, ty, level, name).is_some() => {
                 let v = self.opt_int(val, len)?;
                 if let FileKind::Socket(s) = &mut file.borrow_mut().kind {

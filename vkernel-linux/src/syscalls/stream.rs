@@ -486,8 +486,8 @@ impl Vproc {
         if shut_wr {
             return self.broken_pipe(0, signal);
         }
-        if self.tcp_send_into_void(fd) {
-            return Ok(data.len() as i64);
+        if let Some(r) = self.tcp_send_into_void(fd, data.len()) {
+            return r;
         }
         self.pipe_send_with(&tx, nonblock, data, signal, attach)
     }

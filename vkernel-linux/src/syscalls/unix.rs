@@ -390,6 +390,8 @@ impl Vproc {
                 s.name = name;
             }
             s.connect_pending = pending;
+            let own = s.opts.clone();
+            super::sockopt::apply_buffers(s, &own);
         }
     }
 
@@ -399,7 +401,7 @@ impl Vproc {
             return Err(EINVAL);
         }
         let file = self.socket_of(fd)?;
-        let (port, nonblock, name, ty, family) = {
+        let (port, nonblock, name, ty, family, lopts) = {
             let f = file.borrow();
             let FileKind::Socket(s) = &f.kind else {
                 return Err(ENOTSOCK);
@@ -416,6 +418,7 @@ impl Vproc {
                 s.name.clone(),
                 s.ty,
                 s.family,
+                s.opts.clone(),
             )
         };
         let mut p = port.borrow_mut();
@@ -442,11 +445,13 @@ impl Vproc {
         // An Internet connection's own name is where the client
         // connected (the listener's may be the unspecified address).
         let name = conn.local.clone().or(name);
-        let sock = Socket {
+        let mut sock = Socket {
             name,
             family,
             ..Socket::connected_of(ty, conn)
         };
+        // What the listener was set to, its connections are (SO_RCVBUF...).
+        super::sockopt::apply_buffers(&mut sock, &lopts);
         let cloexec = flags & SOCK_CLOEXEC != 0;
         let nfd = self.fds.install(
             Fd {
