@@ -235,6 +235,13 @@ impl Dgram {
         }
     }
 
+    /// Forget the connected peer: no default destination, and messages
+    /// from anyone are taken again (AF_UNSPEC connect, a peer gone).
+    pub fn disconnect(&mut self) {
+        self.peer = None;
+        self.inbox.borrow_mut().only_from = None;
+    }
+
     /// A connected pair (socketpair): each sends to the other by default
     /// and takes messages only from it.
     pub fn pair() -> (Dgram, Dgram) {

@@ -102,14 +102,30 @@ pub struct ProcInfo {
     pub nice: i32,
 }
 
+/// Does `/proc` list entry `e` of pid `p`: a process (its leader) not
+/// being made?
+fn listed(p: Pid, e: &Entry) -> bool {
+    e.tgid == p && !matches!(e.state, PState::Embryo)
+}
+
 impl Kernel {
     /// Every process not being made, by pid.
     pub fn processes(&self) -> Vec<ProcInfo> {
         let t = self.lock();
         t.procs
             .iter()
-            .filter(|(p, e)| e.tgid == **p && !matches!(e.state, PState::Embryo))
+            .filter(|(p, e)| listed(**p, e))
             .map(|(p, e)| self.info_locked(&t, *p, e))
+            .collect()
+    }
+
+    /// The pids of every process not being made (what `/proc` lists).
+    pub fn process_ids(&self) -> Vec<i32> {
+        let t = self.lock();
+        t.procs
+            .iter()
+            .filter(|(p, e)| listed(**p, e))
+            .map(|(p, _)| *p)
             .collect()
     }
 

@@ -250,8 +250,7 @@ impl Vproc {
             let mut f = file.borrow_mut();
             if let FileKind::Socket(sk) = &mut f.kind {
                 if let SockState::Dgram(d) = &mut sk.state {
-                    d.peer = None;
-                    d.inbox.borrow_mut().only_from = None;
+                    d.disconnect();
                 }
             }
         }
@@ -311,8 +310,7 @@ impl Vproc {
             let mut f = file.borrow_mut();
             if let FileKind::Socket(sk) = &mut f.kind {
                 if let SockState::Dgram(d) = &mut sk.state {
-                    d.peer = None;
-                    d.inbox.borrow_mut().only_from = None;
+                    d.disconnect();
                 }
             }
             return Ok(0);
@@ -337,12 +335,9 @@ impl Vproc {
             return Err(EINVAL);
         };
         let own = d.inbox.id();
-        // The other side must hear from us (unix_may_send).
-        let other_filter = if queue.id() == own {
-            d.inbox.borrow().only_from
-        } else {
-            queue.borrow().only_from
-        };
+        // The other side (this one, connecting to itself) must hear from us
+        // (unix_may_send).
+        let other_filter = queue.borrow().only_from;
         if other_filter.is_some_and(|o| o != own) {
             return Err(EPERM);
         }

@@ -39,7 +39,7 @@ impl ProcView for Vproc {
 
     fn pids(&self) -> Vec<i32> {
         match &self.k {
-            Some(k) => k.processes().iter().map(|p| p.pid).collect(),
+            Some(k) => k.process_ids(),
             None => Vec::new(),
         }
     }

@@ -34,7 +34,7 @@ impl Vproc {
             ProcItem::Loadavg => {
                 let [a, b, c] = k.loadavg();
                 let (busy, all) = k.load();
-                let last = k.processes().iter().map(|p| p.pid).max().unwrap_or(0);
+                let last = k.process_ids().into_iter().max().unwrap_or(0);
                 format!("{a:.2} {b:.2} {c:.2} {busy}/{all} {last}\n")
             }
             ProcItem::SysStat => self.sys_stat(k),

@@ -35,6 +35,14 @@ pub(super) type Attached = Vec<Box<dyn std::any::Any + Send>>;
 /// along (SCM_RIGHTS).
 struct Got(i64, bool, Option<Vec<u8>>, Attached);
 
+/// What a send or receive needs to know of its socket first.
+pub(super) struct SockKind {
+    ty: SockType,
+    family: u16,
+    rcvtimeo: Option<Duration>,
+    sndtimeo: Option<Duration>,
+}
+
 /// A stream socket's parts for one send or receive.
 struct Parts {
     rx: Shared<Pipe>,
@@ -154,15 +162,17 @@ impl Vproc {
         self.install_pair(fa, fb, cloexec, sv)
     }
 
-    /// Socket `fd`'s type and its SO_RCVTIMEO and SO_SNDTIMEO.
-    pub(super) fn sock_kind(
-        &self,
-        fd: i64,
-    ) -> Result<(SockType, Option<Duration>, Option<Duration>), i64> {
+    /// Socket `fd`'s type, family, SO_RCVTIMEO and SO_SNDTIMEO.
+    pub(super) fn sock_kind(&self, fd: i64) -> Result<SockKind, i64> {
         let file = self.socket_of(fd)?;
         let f = file.borrow();
         match &f.kind {
-            FileKind::Socket(s) => Ok((s.ty, s.rcvtimeo, s.sndtimeo)),
+            FileKind::Socket(s) => Ok(SockKind {
+                ty: s.ty,
+                family: s.family,
+                rcvtimeo: s.rcvtimeo,
+                sndtimeo: s.sndtimeo,
+            }),
             _ => Err(ENOTSOCK),
         }
     }
@@ -177,8 +187,8 @@ impl Vproc {
         to: Option<super::unix::Addr>,
         mut passed: super::scm::Passed,
     ) -> R {
-        let (ty, _, timeo) = self.sock_kind(fd)?;
-        let deadline = self.sock_deadline(timeo);
+        let SockKind { ty, sndtimeo, .. } = self.sock_kind(fd)?;
+        let deadline = self.sock_deadline(sndtimeo);
         // A message always carries its sender's credentials; a stream's
         // bytes when the sender asks (SO_PASSCRED).
         if ty != SockType::Stream || self.passcred_of(fd)?.is_some() {
@@ -213,8 +223,7 @@ impl Vproc {
     /// SO_RCVTIMEO: the return value (the whole length with MSG_TRUNC),
     /// whether the message was cut, its sender and what came along.
     fn sock_recv_msg(&mut self, fd: i64, bufs: &[(u64, usize)], flags: u64) -> Result<Got, i64> {
-        let (_, timeo, _) = self.sock_kind(fd)?;
-        let deadline = self.sock_deadline(timeo);
+        let deadline = self.sock_deadline(self.sock_kind(fd)?.rcvtimeo);
         let room: usize = bufs.iter().map(|b| b.1).sum::<usize>().min(MAX_IO);
         let r = match self.msg_recv(fd, flags) {
             Ok(r) => r,
@@ -243,7 +252,11 @@ impl Vproc {
     /// Receive from socket `fd` into `bufs` with SO_RCVTIMEO (streams and
     /// messages alike): (return value, cut, sender, what came along).
     fn sock_recv(&mut self, fd: i64, bufs: &[(u64, usize)], flags: u64) -> Result<Got, i64> {
-        let (ty, timeo, _) = self.sock_kind(fd)?;
+        let SockKind {
+            ty,
+            rcvtimeo: timeo,
+            ..
+        } = self.sock_kind(fd)?;
         if ty != SockType::Stream {
             return self.sock_recv_msg(fd, bufs, flags);
         }
@@ -591,13 +604,12 @@ impl Vproc {
     /// seqpacket socket and TCP ignore it.
     fn destination(
         &mut self,
-        fd: i64,
-        ty: SockType,
+        kind: &SockKind,
         addr: u64,
         len: u64,
     ) -> Result<Option<super::unix::Addr>, i64> {
-        let family = Self::family_of(&self.socket_of(fd)?);
-        match ty {
+        let family = kind.family;
+        match kind.ty {
             _ if addr == 0 => Ok(None),
             SockType::Stream if family == files::AF_UNIX => Err(EISCONN),
             SockType::Stream | SockType::SeqPacket => Ok(None),
@@ -607,8 +619,8 @@ impl Vproc {
 
     /// sendto(fd, buf, len, flags, addr, addrlen).
     fn sys_sendto(&mut self, fd: i64, buf: u64, len: usize, flags: u64, addr: u64, alen: u64) -> R {
-        let (ty, _, _) = self.sock_kind(fd)?;
-        let to = self.destination(fd, ty, addr, alen)?;
+        let kind = self.sock_kind(fd)?;
+        let to = self.destination(&kind, addr, alen)?;
         let data = self.mm.read_vec(buf, len.min(MAX_IO))?;
         self.sock_send(fd, &data, flags, to, Default::default())
     }
@@ -616,8 +628,8 @@ impl Vproc {
     /// recvfrom(fd, (buf, len), flags, addr, addrlen): the sender's name
     /// when it has one (else addrlen 0).
     fn sys_recvfrom(&mut self, fd: i64, buf: (u64, usize), flags: u64, addr: u64, lenp: u64) -> R {
+        let family = self.sock_kind(fd)?.family;
         let Got(n, _, from, _) = self.sock_recv(fd, &[buf], flags)?;
-        let family = Self::family_of(&self.socket_of(fd)?);
         self.put_from(addr, lenp, family, from.as_deref())?;
         Ok(n)
     }
@@ -663,7 +675,7 @@ impl Vproc {
     /// sendmsg(fd, msg, flags): SCM_RIGHTS passes open files
     /// ([`super::scm`]), SCM_CREDENTIALS is accepted and not passed on.
     fn sys_sendmsg(&mut self, fd: i64, msg: u64, flags: u64) -> R {
-        let (ty, _, _) = self.sock_kind(fd)?;
+        let kind = self.sock_kind(fd)?;
         let MsgHdr {
             name,
             namelen,
@@ -671,10 +683,10 @@ impl Vproc {
             control,
             controllen,
         } = self.msghdr(msg)?;
-        let to = self.destination(fd, ty, name, namelen)?;
+        let to = self.destination(&kind, name, namelen)?;
         // Internet sockets pass no files or credentials: their control
         // messages are the IP layer's, which the loopback network ignores.
-        let passed = if Self::family_of(&self.socket_of(fd)?) == files::AF_UNIX {
+        let passed = if kind.family == files::AF_UNIX {
             self.scm_parse(control, controllen)?
         } else {
             Default::default()
@@ -693,7 +705,7 @@ impl Vproc {
     /// recvmsg(fd, msg, flags): the sender's name, SCM_RIGHTS' files, and
     /// MSG_TRUNC in msg_flags for a message cut short.
     fn sys_recvmsg(&mut self, fd: i64, msg: u64, flags: u64) -> R {
-        self.socket_of(fd)?;
+        let family = self.sock_kind(fd)?.family;
         let MsgHdr {
             name,
             namelen,
@@ -716,7 +728,6 @@ impl Vproc {
         // msg_name and msg_namelen, msg_controllen and msg_flags.
         match from {
             Some(f) if name != 0 => {
-                let family = Self::family_of(&self.socket_of(fd)?);
                 let full = self.sockaddr_bytes(family, &f);
                 let k = full.len().min(usize::try_from(namelen).unwrap_or(0));
                 self.mm.write(name, &full[..k])?;
