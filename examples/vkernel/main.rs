@@ -155,7 +155,10 @@ struct Opts {
     no_exitless: bool,
     /// The vprocs' network: `none` (the default) is the vkernel's own
     /// loopback network only (127.0.0.1 and ::1 between vprocs; nothing
-    /// reaches the host). `tap:IFACE` and `host` are not offered yet.
+    /// reaches the host). `tap:IFACE,ip=A/P[,gw=G][,dns=D][,host=A/P]` or
+    /// `tap:IFACE,dhcp` adds a TCP/IP stack (smoltcp) on the host tap
+    /// IFACE (created when allowed; `host=` gives its host side an
+    /// address and brings it up). `host` is not offered yet.
     #[arg(long, default_value = "none", value_parser = parse_net)]
     net: String,
     /// Leave syscall sites as they are: served calls still use the
@@ -185,20 +188,16 @@ struct Opts {
     verbose: bool,
 }
 
-/// `--net`: only `none` is offered so far; the others say so.
+/// `--net`: `none` or `tap:...` (checked here; started by `run`).
 fn parse_net(s: &str) -> Result<String, String> {
     match s {
         "none" => Ok(s.to_string()),
         "host" => Err("--net host (the host's sockets) is not offered yet; \
-             use --net none (the vkernel's own loopback network)"
+             use --net none (loopback only) or --net tap:IFACE,ip=A/P"
             .to_string()),
-        t if t.starts_with("tap:") => Err(format!(
-            "--net {t} (a user-space TCP/IP stack on a tap device) is not offered yet; \
-             use --net none (the vkernel's own loopback network)"
-        )),
-        other => Err(format!(
-            "unknown network `{other}`: use none (tap:IFACE and host are not offered yet)"
-        )),
+        t => linux::net::NetConfig::parse(t)
+            .map(|_| t.to_string())
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -259,6 +258,10 @@ enum MainError {
     NotFound { path: String, why: String },
     #[error("{path}: {why}")]
     CannotRun { path: String, why: String },
+    #[error("--net: {0}")]
+    Net(#[from] linux::net::NetError),
+    #[error("--net: cannot write /etc/hosts or /etc/resolv.conf in the vprocs' tree: errno {0}")]
+    NetEtc(i64),
     #[error("--log {path}: {source} (give a writable file path)")]
     Log {
         path: String,
@@ -498,6 +501,19 @@ fn run(
         None => linux::fs::RootSpec::Host(opts.root.clone()),
     };
     let fs = Arc::new(Fs::new(root, &binds)?);
+    let net = match opts.net.as_str() {
+        "none" => None,
+        t => {
+            let cfg = linux::net::NetConfig::parse(t).map_err(|e| MainError::CannotRun {
+                path: "--net".into(),
+                why: e.to_string(),
+            })?;
+            let net = linux::net::Net::start(cfg)?;
+            net.install_etc(&fs)
+                .map_err(MainError::NetEtc)?;
+            Some(net)
+        }
+    };
     let (image, exe) = match image {
         Some(i) => (Image::Bytes(Arc::new(i)), path.clone()),
         None if opts.disk.is_none() && path.starts_with('/') => find_in_root(&path, &fs)?,
@@ -526,6 +542,7 @@ fn run(
         rt_runtime_us: opts.rt_runtime_us,
         forward_signals: true,
         term_grace: std::time::Duration::from_secs(opts.term_grace),
+        net,
     };
     let mut launch = Launch::program(image, path.clone())
         .exe(exe)

@@ -55,6 +55,7 @@ pub mod kernel;
 pub mod launch;
 pub mod load;
 pub mod mm;
+pub mod net;
 
 pub mod rlimit;
 pub mod signal;

@@ -63,4 +63,5 @@ errnos!(
     EADDRNOTAVAIL,
     ENETUNREACH,
     ECONNRESET,
+    EALREADY,
 );

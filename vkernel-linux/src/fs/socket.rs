@@ -328,6 +328,47 @@ pub struct Socket {
     pub reset: bool,
     /// The protocol socket(2) was given (SO_PROTOCOL; 0: the default).
     pub protocol: i32,
+    /// A TCP connect to another host that the network stack has not
+    /// answered yet (the socket is `Connected` to the stack's end; its
+    /// bytes wait until the handshake ends).
+    pub connecting: Option<Arc<Connecting>>,
+    /// A pending socket error (SO_ERROR), such as a connect refused.
+    pub error: Option<i64>,
+}
+
+/// How a TCP connect to another host ended, set by the network stack
+/// (which then wakes the waiters of the connection's pipes).
+///
+/// ```
+/// use vkernel_linux::fs::socket::Connecting;
+/// let c = Connecting::default();
+/// assert_eq!(c.result(), None);
+/// c.fail(111);
+/// assert_eq!(c.result(), Some(Err(111)));
+/// ```
+#[derive(Debug, Default)]
+pub struct Connecting(std::sync::atomic::AtomicI64);
+
+impl Connecting {
+    /// None while the handshake runs; then made (Ok) or the errno.
+    pub fn result(&self) -> Option<Result<(), i64>> {
+        match self.0.load(std::sync::atomic::Ordering::Acquire) {
+            0 => None,
+            1 => Some(Ok(())),
+            e => Some(Err(-e)),
+        }
+    }
+
+    /// The connection is made.
+    pub fn made(&self) {
+        self.0.store(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The connect failed with errno `e` (ECONNREFUSED, ETIMEDOUT...).
+    pub fn fail(&self, e: i64) {
+        self.0
+            .store(-e.max(2), std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Default for Socket {
@@ -344,6 +385,8 @@ impl Default for Socket {
             connect_pending: false,
             reset: false,
             protocol: 0,
+            connecting: None,
+            error: None,
         }
     }
 }

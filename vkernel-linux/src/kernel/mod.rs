@@ -121,6 +121,8 @@ pub struct Options {
     /// With `forward_signals`: a SIGTERM this long or longer after the
     /// first one kills every vproc (SIGKILL).
     pub term_grace: Duration,
+    /// The tap network (`--net tap:...`; None: loopback only).
+    pub net: Option<Arc<crate::net::Net>>,
 }
 
 impl Default for Options {
@@ -138,6 +140,7 @@ impl Default for Options {
             rt_runtime_us: 950_000,
             forward_signals: false,
             term_grace: Duration::from_secs(10),
+            net: None,
         }
     }
 }

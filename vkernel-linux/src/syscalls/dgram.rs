@@ -216,6 +216,9 @@ impl Vproc {
             return Err(EMSGSIZE);
         }
         self.inet_autobind(file)?;
+        if let Some((ip, port)) = self.out_destination(file, to.as_ref())? {
+            return self.udp_send_out(file, data, ip, port);
+        }
         let r = match self.route(fd, to, flags) {
             Ok(r) => r,
             Err(ECONNREFUSED) => return Ok(data.len() as i64),
@@ -241,6 +244,79 @@ impl Vproc {
             files::wake_all(w);
         }
         Ok(data.len() as i64)
+    }
+
+    /// Where a UDP send to `to` (or the connected peer) goes when it
+    /// leaves the vkernel: the network's address and port.
+    fn out_destination(
+        &self,
+        file: &Shared<files::OpenFile>,
+        to: Option<&Addr>,
+    ) -> Result<Option<(std::net::Ipv4Addr, u16)>, i64> {
+        let n = match to {
+            Some(Addr::Inet(n)) => *n,
+            Some(_) => return Ok(None),
+            None => {
+                let f = file.borrow();
+                let peer = match &f.kind {
+                    FileKind::Socket(sk) => match &sk.state {
+                        SockState::Dgram(d) => d.peer.as_ref().and_then(|(_, n)| n.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match peer
+                    .as_deref()
+                    .and_then(crate::fs::inet::InetName::from_bytes)
+                {
+                    Some(n) => n,
+                    None => return Ok(None),
+                }
+            }
+        };
+        Ok(match self.way(n.destination())? {
+            super::tapnet::Way::Out(ip) => Some((ip, n.port)),
+            super::tapnet::Way::Local => None,
+        })
+    }
+
+    /// connect(2) of a UDP socket to `to` on the network: its default
+    /// destination; its own address becomes the tap's.
+    fn udp_connect_out(
+        &mut self,
+        file: &Shared<files::OpenFile>,
+        to: crate::fs::inet::InetName,
+    ) -> R {
+        let own_ip = self.net().and_then(|n| n.address()).ok_or(ENETUNREACH)?;
+        let mut f = file.borrow_mut();
+        let FileKind::Socket(sk) = &mut f.kind else {
+            return Err(ENOTSOCK);
+        };
+        let SockState::Dgram(d) = &mut sk.state else {
+            return Err(EINVAL);
+        };
+        // Nothing inside the vkernel sends to the network's peer's queue:
+        // sends go to the stack (`out_destination`).
+        d.peer = Some((Shared::new(Pipe::messages(0)), Some(to.to_bytes())));
+        d.inbox.borrow_mut().only_from = None;
+        let inbox = d.inbox.clone();
+        if let Some(n) = sk
+            .name
+            .as_deref()
+            .and_then(crate::fs::inet::InetName::from_bytes)
+        {
+            let own = crate::fs::inet::InetName {
+                ip: own_ip.to_ipv6_mapped(),
+                ..n
+            };
+            sk.name = Some(own.to_bytes());
+            drop(f);
+            self.net_udp_bound(&inbox, &crate::fs::inet::InetName::ANY.to_bytes());
+            if let Some(net) = self.net() {
+                net.udp_open(n.port, inbox.downgrade());
+            }
+        }
+        Ok(0)
     }
 
     /// A datagram socket's connected peer went: forget it.
@@ -351,10 +427,11 @@ impl Vproc {
     /// handshake): datagrams to a port nobody holds are dropped.
     fn udp_connect(&mut self, file: &Shared<files::OpenFile>, to: crate::fs::inet::InetName) -> R {
         let dest = to.destination();
-        if !dest.is_loopback() {
-            return Err(ENETUNREACH);
-        }
+        let way = self.way(dest)?;
         self.inet_autobind(file)?;
+        if let super::tapnet::Way::Out(_) = way {
+            return self.udp_connect_out(file, dest);
+        }
         let queue = match self.find_port(&Addr::Inet(dest), SockType::Dgram) {
             Ok(port) => port.borrow().inbox.as_ref().and_then(|q| q.upgrade()),
             Err(_) => None,

@@ -82,7 +82,7 @@ impl Vproc {
         n: InetName,
         port: &Shared<Port>,
     ) -> Result<Vec<u8>, i64> {
-        if !n.is_local() {
+        if !self.is_own_name(n) {
             return Err(EADDRNOTAVAIL);
         }
         let (v6only, reuseport) = match &file.borrow().kind {
@@ -140,6 +140,10 @@ impl Vproc {
                 return Err(ENOTSOCK);
             };
             match s.state {
+                SockState::Connected(_) if s.connecting.is_some() => {
+                    drop(f);
+                    return self.connect_again(file);
+                }
                 SockState::Connected(_) if s.connect_pending => {
                     s.connect_pending = false;
                     return Ok(0);
@@ -150,6 +154,9 @@ impl Vproc {
             }
         }
         let dest = to.destination();
+        if let super::tapnet::Way::Out(ip) = self.way(dest)? {
+            return self.tcp_connect_out(file, dest, ip);
+        }
         let port = self.find_port(&Addr::Inet(to), SockType::Stream)?;
         if !port.borrow().listening {
             return Err(ECONNREFUSED);

@@ -67,6 +67,7 @@ mod sockopt;
 mod stat;
 mod stream;
 pub(crate) mod table;
+mod tapnet;
 mod time;
 mod unix;
 mod vecio;

@@ -111,6 +111,11 @@ impl Vproc {
         lenp: u64,
     ) -> R {
         let file = self.socket_of(fd)?;
+        if (level, name) == (SOL_SOCKET, 4) {
+            // SO_ERROR
+            let e = i32::try_from(Self::take_socket_error(&file)).unwrap_or(i32::MAX);
+            return self.put_opt(&e.to_le_bytes(), val, lenp);
+        }
         let f = file.borrow();
         let FileKind::Socket(sk) = &f.kind else {
             return Err(ENOTSOCK);
@@ -151,7 +156,6 @@ impl Vproc {
                 return self.put_opt(&b, val, lenp);
             }
             (SOL_SOCKET, 3) => ty.raw(),           // SO_TYPE
-            (SOL_SOCKET, 4) => 0,                  // SO_ERROR
             (SOL_SOCKET, 39) => i32::from(family), // SO_DOMAIN
             (SOL_SOCKET, 38) => match (inet, ty) {
                 // SO_PROTOCOL

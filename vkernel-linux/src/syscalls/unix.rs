@@ -198,6 +198,9 @@ impl Vproc {
             if let SockState::Dgram(d) = &mut s.state {
                 port.borrow_mut().inbox = Some(d.inbox.downgrade());
                 d.port = Some(port);
+                if s.family != files::AF_UNIX {
+                    self.net_udp_bound(&d.inbox, &name);
+                }
             } else {
                 s.state = SockState::Bound(port);
             }
@@ -248,7 +251,10 @@ impl Vproc {
             p.max = max;
             p.cred = cred;
         }
-        s.state = SockState::Listening(port);
+        let name = s.name.clone();
+        s.state = SockState::Listening(port.clone());
+        drop(f);
+        self.net_listen(&port, name.as_deref());
         Ok(0)
     }
 
@@ -270,8 +276,9 @@ impl Vproc {
         Ok(match a {
             Addr::Inet(n) => {
                 let to = n.destination();
-                if !to.is_loopback() {
-                    return Err(ENETUNREACH);
+                if self.way(to)? != super::tapnet::Way::Local {
+                    // Another host: no port of this vkernel's.
+                    return Err(ECONNREFUSED);
                 }
                 let proto = if ty == SockType::Dgram {
                     Proto::Udp

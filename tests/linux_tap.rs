@@ -1,0 +1,384 @@
+//! The tap network (issue 24, `--net tap:...`): a vkernel started in a
+//! network namespace the test makes (so nothing can leave it) with a tap
+//! whose host side is 10.77.N.1 and whose vkernel side is 10.77.N.2.
+//! - the host side's `curl` fetches a file from `python3 -m http.server`
+//!   in a vproc, byte for byte;
+//! - a vproc fetches from a server on the host side (busybox wget and
+//!   Python's urllib), talks UDP to an echo server there, sees a closed
+//!   port refused (blocking, and non-blocking through SO_ERROR), and
+//!   finds the `dns=` server in /etc/resolv.conf (tests/guests/tapnet.py);
+//! - bad `--net` values are refused with what to write instead.
+//!
+//! Needs root (CAP_NET_ADMIN, for the namespace and the tap), `ip`,
+//! `curl` and python3: without them the tests SKIP loudly. CI runs as
+//! root with all of them installed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{example_binary, have_kvm, scratch, skip};
+
+/// A network namespace for one test, removed (with everything in it) on
+/// drop.
+struct NetNs {
+    name: String,
+    /// The subnet's third byte: 10.77.N.0/24.
+    n: u32,
+    children: Vec<Child>,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl NetNs {
+    /// A namespace with loopback up, or None (SKIP printed) when this
+    /// machine cannot make one.
+    fn new(test: &str) -> Option<NetNs> {
+        if !have_kvm(test) {
+            return None;
+        }
+        for tool in ["/usr/sbin/ip", "/usr/bin/curl", "/usr/bin/python3"] {
+            if !Path::new(tool).exists() {
+                skip(
+                    test,
+                    &format!("{tool} is missing (apt-get install iproute2 curl python3)"),
+                );
+                return None;
+            }
+        }
+        let n = 100 + (std::process::id() % 50) * 3 + NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("vkt-{}-{n}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            skip(
+                test,
+                "cannot create a network namespace (needs root / CAP_NET_ADMIN)",
+            );
+            return None;
+        }
+        let ns = NetNs {
+            name,
+            n: n % 250,
+            children: Vec::new(),
+        };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        Some(ns)
+    }
+
+    /// The host side's address.
+    fn host(&self) -> String {
+        format!("10.77.{}.1", self.n)
+    }
+
+    /// The vkernel side's address.
+    fn guest(&self) -> String {
+        format!("10.77.{}.2", self.n)
+    }
+
+    /// `--net` for a vkernel in this namespace.
+    fn net_arg(&self) -> String {
+        format!(
+            "tap:vk{n},ip=10.77.{n}.2/24,gw=10.77.{n}.1,dns=10.77.{n}.1,host=10.77.{n}.1/24",
+            n = self.n
+        )
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        c
+    }
+
+    /// Run `args` in the namespace to the end.
+    fn exec(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run ip netns exec")
+    }
+
+    /// Start `args` in the namespace, killed when the namespace goes.
+    fn spawn(&mut self, args: &[&str], dir: &Path) -> &mut Child {
+        let c = self
+            .command(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start a process in the namespace");
+        self.children.push(c);
+        self.children.last_mut().expect("just pushed")
+    }
+
+    /// A vkernel running `prog args` in the namespace with the tap.
+    fn vkernel(&mut self, prog: &str, args: &[&str], dir: &Path) -> &mut Child {
+        let vk = example_binary("vkernel");
+        let net = self.net_arg();
+        let mut all = vec![
+            vk.to_str().expect("a UTF-8 path"),
+            "run",
+            "--cpus",
+            "2",
+            "--net",
+            &net,
+            prog,
+        ];
+        all.extend_from_slice(args);
+        let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.spawn(&refs, dir)
+    }
+
+    /// Wait until something in the namespace accepts TCP on `addr:port`.
+    fn wait_for_port(&self, addr: &str, port: u16, secs: u64) -> bool {
+        let until = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < until {
+            let probe = format!(
+                "import socket; socket.create_connection(('{addr}', {port}), timeout=1).close()"
+            );
+            if self.exec(&["python3", "-c", &probe]).status.success() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A file of `len` pseudo-random bytes in `dir`.
+fn blob(dir: &Path, len: usize) -> PathBuf {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect();
+    let p = dir.join("blob");
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The host side's curl fetches a 3 MB file from `python3 -m
+/// http.server` running in a vproc, byte for byte; busybox wget in
+/// another vkernel fetches it from the host side's server.
+#[test]
+fn http_both_ways_over_the_tap() {
+    let test = "http_both_ways_over_the_tap";
+    let Some(mut ns) = NetNs::new(test) else {
+        return;
+    };
+    let dir = scratch(test);
+    let want = std::fs::read(blob(&dir, 3 << 20)).unwrap();
+    let d = dir.to_str().unwrap().to_string();
+    ns.vkernel(
+        "/usr/bin/python3",
+        &[
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+            &d,
+        ],
+        &dir,
+    );
+    let guest = ns.guest();
+    assert!(
+        ns.wait_for_port(&guest, 8000, 60),
+        "the vproc's http.server never answered on {guest}:8000"
+    );
+    let url = format!("http://{guest}:8000/blob");
+    let got = ns.exec(&["curl", "-sS", "-m", "60", &url]);
+    assert!(got.status.success(), "curl {url}: {}", text(&got.stderr));
+    assert_eq!(got.stdout.len(), want.len(), "bytes fetched from the vproc");
+    assert!(
+        got.stdout == want,
+        "the file fetched from the vproc differs"
+    );
+    // That vkernel goes, and its tap with it.
+    let mut first = ns.children.remove(0);
+    let _ = first.kill();
+    let _ = first.wait();
+
+    // The other way: a server on the host side (on every address of
+    // the namespace: the tap's goes with each vkernel), wget in a vproc.
+    let host = ns.host();
+    ns.spawn(
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+            &d,
+        ],
+        &dir,
+    );
+    assert!(
+        ns.wait_for_port("127.0.0.1", 8080, 30),
+        "the host side's server did not start"
+    );
+    let url = format!("http://{host}:8080/blob");
+    let script = format!("busybox wget -q -O - {url} | busybox md5sum");
+    let vk = example_binary("vkernel");
+    let out = ns
+        .command(&[
+            vk.to_str().unwrap(),
+            "run",
+            "--net",
+            &ns.net_arg(),
+            "/bin/busybox",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    let native = Command::new("md5sum")
+        .arg(dir.join("blob"))
+        .output()
+        .unwrap();
+    let sum = |o: &[u8]| text(o).split_whitespace().next().unwrap_or("").to_string();
+    assert!(
+        out.status.success(),
+        "wget in a vproc: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        sum(&out.stdout),
+        sum(&native.stdout),
+        "wget's md5 of the host's file"
+    );
+}
+
+/// tests/guests/tapnet.py in a vproc against a server, a UDP echo and a
+/// closed port on the host side: refused connects (blocking and
+/// through SO_ERROR), a non-blocking connect made, an HTTP fetch, UDP
+/// both unconnected and connected, and the `dns=` resolv.conf.
+#[test]
+fn socket_api_over_the_tap() {
+    let test = "socket_api_over_the_tap";
+    let Some(mut ns) = NetNs::new(test) else {
+        return;
+    };
+    let dir = scratch(test);
+    let want = std::fs::read(blob(&dir, 1 << 20)).unwrap();
+    let d = dir.to_str().unwrap().to_string();
+    let host = ns.host();
+    ns.spawn(
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+            &d,
+        ],
+        &dir,
+    );
+    let echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                s.bind(('0.0.0.0',9999))\nwhile True:\n d,a=s.recvfrom(2048)\n s.sendto(d,a)\n";
+    ns.spawn(&["python3", "-c", echo], &dir);
+    assert!(
+        ns.wait_for_port("127.0.0.1", 8080, 30),
+        "the host side's server did not start"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/tapnet.py");
+    let vk = example_binary("vkernel");
+    let net = ns.net_arg();
+    let out = ns
+        .command(&[
+            vk.to_str().unwrap(),
+            "run",
+            "--net",
+            &net,
+            "/usr/bin/python3",
+            script,
+            &host,
+            "8080",
+            "9999",
+            "9",
+        ])
+        .output()
+        .unwrap();
+    let got = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tapnet.py:\n{got}\n{}",
+        text(&out.stderr)
+    );
+    let digest = {
+        let o = Command::new("sha256sum")
+            .arg(dir.join("blob"))
+            .output()
+            .unwrap();
+        text(&o.stdout)[..16].to_string()
+    };
+    let expect = format!(
+        "closed port: refused\n\
+         nonblocking connect: EINPROGRESS\n\
+         writable: True SO_ERROR: 0\n\
+         peer: True own port > 0: True\n\
+         refused via SO_ERROR: ECONNREFUSED\n\
+         fetched: {} {digest}\n\
+         udp echo: b'ping one' True\n\
+         udp connected echo: b'ping two'\n\
+         resolv.conf: ['#', 'written', 'by', 'vkernel', '(--net)', 'nameserver', '{host}']\n",
+        want.len()
+    );
+    assert_eq!(got, expect);
+}
+
+/// Bad `--net` values are refused before anything runs, saying what to
+/// write instead.
+#[test]
+fn bad_net_values_are_refused_clearly() {
+    let test = "bad_net_values_are_refused_clearly";
+    if !have_kvm(test) {
+        return;
+    }
+    let vk = example_binary("vkernel");
+    for (arg, says) in [
+        ("tap:vk0", "needs an address"),
+        ("tap:vk0,ip=10.0.0.2", "want ADDR/PREFIX"),
+        ("tap:vk0,ip=10.0.0.2/24,speed=9", "known: ip="),
+        ("wifi", "unknown network"),
+        ("host", "not offered yet"),
+    ] {
+        let o = Command::new(&vk)
+            .args(["run", "--net", arg, "/bin/true"])
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "--net {arg} was taken");
+        let e = text(&o.stderr);
+        assert!(e.contains(says), "--net {arg}: {e}");
+    }
+}

@@ -1,0 +1,225 @@
+//! Internet sockets beyond loopback, through the tap network's stack
+//! ([`crate::net`], `--net tap:...`): where a name leads (loopback and the
+//! interface's own address are delivered inside the vkernel, other IPv4
+//! addresses go to the stack, anything else is unreachable), TCP connect
+//! to another host (a stream whose other end the stack holds; blocking
+//! until the handshake ends, or EINPROGRESS then poll and SO_ERROR),
+//! listeners and UDP ports the stack feeds, and UDP sends to the network.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::errno::*;
+use super::R;
+use crate::files::{self, FileKind, OpenFile, Port, Shared, SockState};
+use crate::fs::inet::InetName;
+use crate::fs::socket::Connecting;
+use crate::net::Net;
+use crate::Vproc;
+
+/// Where an Internet name leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Way {
+    /// To this vkernel's own sockets (loopback, the tap's own address).
+    Local,
+    /// Out through the tap network to this IPv4 address.
+    Out(Ipv4Addr),
+}
+
+impl Vproc {
+    /// The tap network, if the vkernel has one.
+    pub(super) fn net(&self) -> Option<Arc<Net>> {
+        self.kernel().ok().and_then(|k| k.options().net.clone())
+    }
+
+    /// Is `n` an address of this vkernel's (loopback, unspecified, the
+    /// tap's)?
+    pub(super) fn is_own_name(&self, n: InetName) -> bool {
+        n.is_local()
+            || n.v4()
+                .is_some_and(|a| self.net().is_some_and(|net| net.is_own(a)))
+    }
+
+    /// Where a datagram or connection for `n` goes: ENETUNREACH without a
+    /// network that reaches it (IPv6 beyond loopback never does).
+    pub(super) fn way(&self, n: InetName) -> Result<Way, i64> {
+        let to = n.destination();
+        if to.is_loopback() {
+            return Ok(Way::Local);
+        }
+        let net = self.net().ok_or(ENETUNREACH)?;
+        let a = to.v4().ok_or(ENETUNREACH)?;
+        if net.is_own(a) {
+            return Ok(Way::Local);
+        }
+        if net.address().is_none() || a.is_multicast() || a.is_broadcast() {
+            return Err(ENETUNREACH);
+        }
+        Ok(Way::Out(a))
+    }
+
+    /// TCP connect of `file` to `to` (another host) through the stack.
+    pub(super) fn tcp_connect_out(
+        &mut self,
+        file: &Shared<OpenFile>,
+        to: InetName,
+        ip: Ipv4Addr,
+    ) -> R {
+        let net = self.net().ok_or(ENETUNREACH)?;
+        let own_ip = net.address().ok_or(ENETUNREACH)?;
+        if to.port == 0 {
+            return Err(ECONNREFUSED);
+        }
+        self.inet_autobind(file)?;
+        let (client, end) = crate::net::stream_pair();
+        let state = Arc::new(Connecting::default());
+        let mut f = file.borrow_mut();
+        let nonblock = f.flags & files::O_NONBLOCK != 0;
+        let FileKind::Socket(s) = &mut f.kind else {
+            return Err(ENOTSOCK);
+        };
+        let port = s
+            .name
+            .as_deref()
+            .and_then(InetName::from_bytes)
+            .map_or(0, |n| n.port);
+        let mut client = client;
+        client.peer = Some(to.to_bytes());
+        let own = InetName {
+            ip: own_ip.to_ipv6_mapped(),
+            port,
+        };
+        client.local = Some(own.to_bytes());
+        s.name = Some(own.to_bytes());
+        s.state = SockState::Connected(client);
+        s.connecting = Some(state.clone());
+        s.connect_pending = true;
+        let own_opts = s.opts.clone();
+        super::sockopt::apply_buffers(s, &own_opts);
+        drop(f);
+        net.connect(end, (ip, to.port), port, state);
+        if nonblock {
+            return Err(EINPROGRESS);
+        }
+        self.connect_again(file)
+    }
+
+    /// connect(2) again on a socket whose connect went to the stack: 0
+    /// once made (then EISCONN), the failure once (the socket is fresh
+    /// again), else EALREADY, or wait.
+    pub(super) fn connect_again(&mut self, file: &Shared<OpenFile>) -> R {
+        let mut f = file.borrow_mut();
+        let nonblock = f.flags & files::O_NONBLOCK != 0;
+        let FileKind::Socket(s) = &mut f.kind else {
+            return Err(ENOTSOCK);
+        };
+        let Some(c) = s.connecting.clone() else {
+            return Err(EISCONN);
+        };
+        match c.result() {
+            Some(Ok(())) => {
+                s.connecting = None;
+                s.connect_pending = false;
+                Ok(0)
+            }
+            Some(Err(e)) => {
+                Self::connect_failed(s);
+                Err(e)
+            }
+            None if nonblock => Err(EALREADY),
+            None => {
+                let SockState::Connected(c) = &s.state else {
+                    return Err(EINVAL);
+                };
+                let rx = c.rx.clone();
+                drop(f);
+                let k = self.kernel()?;
+                rx.borrow_mut().wait(self.pid, k);
+                // The stack may have answered in between.
+                if file_settled(file) {
+                    return self.connect_again(file);
+                }
+                self.block()
+            }
+        }
+    }
+
+    /// A connect through the stack failed: the socket is as before it.
+    fn connect_failed(s: &mut files::Socket) {
+        s.connecting = None;
+        s.connect_pending = false;
+        s.state = SockState::Fresh;
+    }
+
+    /// SO_ERROR: the pending error, cleared (a failed connect's, once).
+    pub(super) fn take_socket_error(file: &Shared<OpenFile>) -> i64 {
+        let mut f = file.borrow_mut();
+        let FileKind::Socket(s) = &mut f.kind else {
+            return 0;
+        };
+        if let Some(Some(Err(e))) = s.connecting.as_ref().map(|c| c.result()) {
+            Self::connect_failed(s);
+            return e;
+        }
+        s.error.take().unwrap_or(0)
+    }
+
+    /// A listener on the unspecified or the tap's address also takes the
+    /// network's connections.
+    pub(super) fn net_listen(&self, port: &Shared<Port>, name: Option<&[u8]>) {
+        let (Some(net), Some(n)) = (self.net(), name.and_then(InetName::from_bytes)) else {
+            return;
+        };
+        if n.is_unspecified() || n.v4().is_some_and(|a| net.is_own(a)) {
+            net.listen(n.port, port.downgrade());
+        }
+    }
+
+    /// A UDP socket bound to the unspecified or the tap's address also
+    /// gets the network's datagrams for its port.
+    pub(super) fn net_udp_bound(&self, inbox: &Shared<crate::fs::pipe::Pipe>, name: &[u8]) {
+        let (Some(net), Some(n)) = (self.net(), InetName::from_bytes(name)) else {
+            return;
+        };
+        if n.is_unspecified() || n.v4().is_some_and(|a| net.is_own(a)) {
+            net.udp_open(n.port, inbox.downgrade());
+        }
+    }
+
+    /// A UDP datagram from socket `file` to `ip:port` on the network.
+    pub(super) fn udp_send_out(
+        &mut self,
+        file: &Shared<OpenFile>,
+        data: &[u8],
+        ip: Ipv4Addr,
+        port: u16,
+    ) -> R {
+        let net = self.net().ok_or(ENETUNREACH)?;
+        // The tap's MTU bounds a datagram (no IP fragments).
+        if data.len() + 28 > net.config().mtu {
+            return Err(EMSGSIZE);
+        }
+        let f = file.borrow();
+        let FileKind::Socket(s) = &f.kind else {
+            return Err(ENOTSOCK);
+        };
+        let SockState::Dgram(d) = &s.state else {
+            return Err(ENOTCONN);
+        };
+        let own = s
+            .name
+            .as_deref()
+            .and_then(InetName::from_bytes)
+            .ok_or(EINVAL)?;
+        net.udp_send(own.port, d.inbox.downgrade(), (ip, port), data.to_vec());
+        Ok(data.len() as i64)
+    }
+}
+
+/// Has the connect of socket `file` been answered?
+fn file_settled(file: &Shared<OpenFile>) -> bool {
+    match &file.borrow().kind {
+        FileKind::Socket(s) => s.connecting.as_ref().is_none_or(|c| c.result().is_some()),
+        _ => true,
+    }
+}
