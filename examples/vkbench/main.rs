@@ -17,6 +17,7 @@ mod net;
 use vkernel::linux as personality;
 mod raw;
 mod sched;
+mod tap;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -10,8 +10,8 @@
 //! - `vk_tcp_conn_per_s` / `native_tcp_conn_per_s`: connect, accept and
 //!   close both ends, in one process.
 //!
-//! The tap figures of issue 24 (`vk_tap_gbps`, `native_veth_gbps`) wait
-//! for the tap network; they are not printed.
+//! - the tap figures (`vk_tap_gbps`, `vk_tap_rx_gbps`, `native_veth_gbps`):
+//!   see [`super::tap`].
 
 use super::sched::SelfTimed;
 
@@ -40,6 +40,7 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
     } else {
         f64::NAN
     };
+    out.extend(super::tap::measure(rounds));
     out.push(("raw_exit_ns".into(), raw));
     out
 }

@@ -37,7 +37,7 @@ pub struct SelfTimed {
 
 impl SelfTimed {
     /// Build it with `gcc -static -O2` in a fresh directory.
-    fn build(&self) -> Result<PathBuf, String> {
+    pub fn build(&self) -> Result<PathBuf, String> {
         let src = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/guests")
             .join(self.source);

@@ -509,8 +509,7 @@ fn run(
                 why: e.to_string(),
             })?;
             let net = linux::net::Net::start(cfg)?;
-            net.install_etc(&fs)
-                .map_err(MainError::NetEtc)?;
+            net.install_etc(&fs).map_err(MainError::NetEtc)?;
             Some(net)
         }
     };
@@ -542,7 +541,7 @@ fn run(
         rt_runtime_us: opts.rt_runtime_us,
         forward_signals: true,
         term_grace: std::time::Duration::from_secs(opts.term_grace),
-        net,
+        net: net.clone(),
     };
     let mut launch = Launch::program(image, path.clone())
         .exe(exe)
@@ -566,6 +565,12 @@ fn run(
     let machine = launch.machine()?;
     let stdio = ConsoleStdio::new(machine.kicker(0).expect("vCPU 0 exists"))?;
     let report = launch.run_on(&machine, Box::new(stdio))?;
+    if let Some(net) = &net {
+        // What the vprocs wrote before they went still goes out.
+        if !net.flush(std::time::Duration::from_secs(10)) {
+            vk_eprintln!("vkernel: TCP connections still open after 10 s were dropped");
+        }
+    }
     let status = report.status;
     if opts.stats {
         vk_eprintln!(

@@ -97,6 +97,9 @@ pub(crate) struct Common {
     pub cmds: Mutex<Vec<Cmd>>,
     /// The interface's IPv4 address (0: none yet, as while DHCP asks).
     pub addr: AtomicU32,
+    /// TCP connections the stack still carries (open, or closed by the
+    /// vproc with bytes still to send).
+    pub conns: std::sync::atomic::AtomicUsize,
     /// Wakes the stack's thread.
     pub waker: mio::Waker,
     /// The configuration.
@@ -141,6 +144,25 @@ impl Net {
             config::configure_host_side(&name, ip, prefix)?;
         }
         stack::spawn(vke, cfg).map(|common| Arc::new(Net { common, name }))
+    }
+
+    /// Wait (at most `limit`) until the stack has sent what the vprocs
+    /// wrote before they closed their sockets: a program that writes and
+    /// exits has its bytes delivered, as Linux keeps sending for a
+    /// process that went. Call it after the last vproc exited. True when
+    /// everything was delivered.
+    pub fn flush(&self, limit: std::time::Duration) -> bool {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            let _ = self.common.waker.wake();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            if self.common.conns.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+        }
     }
 
     /// The tap's name.

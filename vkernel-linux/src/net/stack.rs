@@ -52,6 +52,7 @@ pub(crate) fn spawn(vke: Vke, cfg: NetConfig) -> Result<Arc<Common>, NetError> {
     let common = Arc::new(Common {
         cmds: Mutex::new(Vec::new()),
         addr: std::sync::atomic::AtomicU32::new(cfg.ip.map_or(0, |(a, _)| u32::from(a))),
+        conns: std::sync::atomic::AtomicUsize::new(0),
         waker,
         cfg,
     });
@@ -313,6 +314,7 @@ impl Stack {
         }
         moved |= self.pump_listeners();
         moved |= self.pump_udp();
+        self.common.conns.store(self.conns.len(), Ordering::Release);
         moved
     }
 
@@ -436,7 +438,12 @@ impl Stack {
             c.fin = true;
             moved = true;
         }
-        let vproc_gone = gone && end.rx.borrow().writers == 0;
+        // The vproc closed its end: once the stack has taken all it wrote
+        // (close(2) returns at once; the bytes still go, as on Linux).
+        let vproc_gone = gone && {
+            let q = end.rx.borrow();
+            q.writers == 0 && q.buf.is_empty()
+        };
         wake_all(woken);
         if vproc_gone {
             c.end = None;
