@@ -382,3 +382,96 @@ fn bad_net_values_are_refused_clearly() {
         assert!(e.contains(says), "--net {arg}: {e}");
     }
 }
+
+/// `--net tap:IFACE,dhcp`: dnsmasq on the host side gives the address,
+/// the router and itself as DNS server; the vproc resolves a name only
+/// that dnsmasq knows (glibc's resolver over UDP through the stack) and
+/// fetches a file from the host side by that name.
+#[test]
+fn dhcp_and_dns_over_the_tap() {
+    let test = "dhcp_and_dns_over_the_tap";
+    let Some(mut ns) = NetNs::new(test) else {
+        return;
+    };
+    if !Path::new("/usr/sbin/dnsmasq").exists() {
+        skip(
+            test,
+            "/usr/sbin/dnsmasq is missing (apt-get install dnsmasq)",
+        );
+        return;
+    }
+    let dir = scratch(test);
+    std::fs::write(dir.join("hello.txt"), b"hello over DHCP and DNS\n").unwrap();
+    let (n, host) = (ns.n, ns.host());
+    let tap = format!("vk{n}");
+    let leases = dir.join("leases");
+    let range = format!("--dhcp-range=10.77.{n}.50,10.77.{n}.99,255.255.255.0");
+    let router = format!("--dhcp-option=option:router,{host}");
+    let dns = format!("--dhcp-option=option:dns-server,{host}");
+    let name = format!("--address=/web.vk.test/{host}");
+    ns.spawn(
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-ping",
+            "--bind-dynamic",
+            &format!("--interface={tap}"),
+            &range,
+            &router,
+            &dns,
+            &name,
+            &format!("--dhcp-leasefile={}", leases.display()),
+            &format!("--pid-file={}", dir.join("pid").display()),
+        ],
+        &dir,
+    );
+    let d = dir.to_str().unwrap().to_string();
+    ns.spawn(
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+            &d,
+        ],
+        &dir,
+    );
+    assert!(
+        ns.wait_for_port("127.0.0.1", 8080, 30),
+        "the host side's server did not start"
+    );
+    let vk = example_binary("vkernel");
+    let probe = "import socket, urllib.request\n\
+                 a = socket.gethostbyname('web.vk.test')\n\
+                 print('resolved', a)\n\
+                 print(urllib.request.urlopen('http://web.vk.test:8080/hello.txt', timeout=20).read().decode(), end='')\n\
+                 print('own', open('/etc/hosts').read().split()[-2].startswith('10.77.'))\n";
+    let out = ns
+        .command(&[
+            vk.to_str().unwrap(),
+            "run",
+            "--net",
+            &format!("tap:{tap},dhcp,host={host}/24"),
+            "/usr/bin/python3",
+            "-c",
+            probe,
+        ])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the probe: {}\n{err}",
+        text(&out.stdout)
+    );
+    assert!(err.contains("DHCP gave 10.77."), "progress lines: {err}");
+    assert_eq!(
+        text(&out.stdout),
+        format!("resolved {host}\nhello over DHCP and DNS\nown True\n")
+    );
+}

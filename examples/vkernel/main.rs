@@ -508,7 +508,28 @@ fn run(
                 path: "--net".into(),
                 why: e.to_string(),
             })?;
+            let dhcp = cfg.dhcp;
             let net = linux::net::Net::start(cfg)?;
+            if dhcp {
+                vk_eprintln!(
+                    "vkernel: --net: asking DHCP for an address on {} ...",
+                    net.tap()
+                );
+                match net.wait_address(std::time::Duration::from_secs(15)) {
+                    Some(a) => vk_eprintln!("vkernel: --net: DHCP gave {a}"),
+                    None => {
+                        return Err(MainError::CannotRun {
+                            path: "--net".into(),
+                            why: format!(
+                                "no DHCP answer on tap {} in 15 s: serve DHCP on its host side \
+                                 (e.g. dnsmasq --interface={} --dhcp-range=...), or give ip=ADDR/PREFIX",
+                                net.tap(),
+                                net.tap()
+                            ),
+                        })
+                    }
+                }
+            }
             net.install_etc(&fs).map_err(MainError::NetEtc)?;
             Some(net)
         }

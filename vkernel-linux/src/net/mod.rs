@@ -100,6 +100,8 @@ pub(crate) struct Common {
     /// TCP connections the stack still carries (open, or closed by the
     /// vproc with bytes still to send).
     pub conns: std::sync::atomic::AtomicUsize,
+    /// DNS servers DHCP gave.
+    pub dhcp_dns: Mutex<Vec<Ipv4Addr>>,
     /// Wakes the stack's thread.
     pub waker: mio::Waker,
     /// The configuration.
@@ -178,6 +180,21 @@ impl Net {
         }
     }
 
+    /// Wait (at most `limit`) for the interface's address: at once for a
+    /// static one, else until DHCP gives one (None: it did not).
+    pub fn wait_address(&self, limit: std::time::Duration) -> Option<Ipv4Addr> {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            if let Some(a) = self.address() {
+                return Some(a);
+            }
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Is `ip` the interface's own address?
     pub fn is_own(&self, ip: Ipv4Addr) -> bool {
         self.address() == Some(ip)
@@ -240,7 +257,7 @@ impl Net {
             Err(_) => fs.mkdir(crate::fs::ROOT, b"etc", 0o755)?,
         };
         let mut files = vec![(&b"hosts"[..], self.hosts("vkernel"))];
-        if !self.common.cfg.dns.is_empty() {
+        if !self.dns().is_empty() {
             files.push((&b"resolv.conf"[..], self.resolv_conf()));
         }
         for (name, text) in files {
@@ -254,10 +271,22 @@ impl Net {
     /// The text of /etc/resolv.conf for the vprocs (the `dns=` servers).
     pub fn resolv_conf(&self) -> String {
         let mut s = String::from("# written by vkernel (--net)\n");
-        for d in &self.common.cfg.dns {
+        for d in self.dns() {
             s.push_str(&format!("nameserver {d}\n"));
         }
         s
+    }
+
+    /// The DNS servers: `dns=` ones, then DHCP's.
+    pub fn dns(&self) -> Vec<Ipv4Addr> {
+        let mut v = self.common.cfg.dns.clone();
+        let dhcp = self
+            .common
+            .dhcp_dns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        v.extend(dhcp.iter().filter(|d| !self.common.cfg.dns.contains(d)));
+        v
     }
 
     /// The text of /etc/hosts for the vprocs: loopback names and the

@@ -53,6 +53,7 @@ pub(crate) fn spawn(vke: Vke, cfg: NetConfig) -> Result<Arc<Common>, NetError> {
         cmds: Mutex::new(Vec::new()),
         addr: std::sync::atomic::AtomicU32::new(cfg.ip.map_or(0, |(a, _)| u32::from(a))),
         conns: std::sync::atomic::AtomicUsize::new(0),
+        dhcp_dns: Mutex::new(Vec::new()),
         waker,
         cfg,
     });
@@ -570,6 +571,11 @@ impl Stack {
                     let _ = self.iface.routes_mut().add_default_ipv4_route(r);
                 }
                 log::info!("DHCP gave {addr} (router {:?})", c.router);
+                *self
+                    .common
+                    .dhcp_dns
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = c.dns_servers.iter().copied().collect();
                 self.common
                     .addr
                     .store(u32::from(addr.address()), Ordering::Release);
