@@ -371,7 +371,6 @@ fn bad_net_values_are_refused_clearly() {
         ("tap:vk0,ip=10.0.0.2", "want ADDR/PREFIX"),
         ("tap:vk0,ip=10.0.0.2/24,speed=9", "known: ip="),
         ("wifi", "unknown network"),
-        ("host", "not offered yet"),
     ] {
         let o = Command::new(&vk)
             .args(["run", "--net", arg, "/bin/true"])
@@ -474,4 +473,116 @@ fn dhcp_and_dns_over_the_tap() {
         text(&out.stdout),
         format!("resolved {host}\nhello over DHCP and DNS\nown True\n")
     );
+}
+
+/// `--net host` (in a namespace of the test's, standing for the host):
+/// a vproc fetches from a server on the host's loopback, the host's curl
+/// fetches from a vproc's server on the host's ports (IPv4 and IPv6), a
+/// UDP echo on the host answers, and a port nobody holds is refused.
+#[test]
+fn host_network_reaches_and_serves_the_host() {
+    let test = "host_network_reaches_and_serves_the_host";
+    let Some(mut ns) = NetNs::new(test) else {
+        return;
+    };
+    let dir = scratch(test);
+    let want = std::fs::read(blob(&dir, 1 << 20)).unwrap();
+    let d = dir.to_str().unwrap().to_string();
+    ns.spawn(
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            &d,
+        ],
+        &dir,
+    );
+    let echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                s.bind(('127.0.0.1',9999))\nwhile True:\n d,a=s.recvfrom(2048)\n s.sendto(d,a)\n";
+    ns.spawn(&["python3", "-c", echo], &dir);
+    assert!(
+        ns.wait_for_port("127.0.0.1", 8080, 30),
+        "the host's server did not start"
+    );
+    let vk = example_binary("vkernel");
+    let probe = "import hashlib, socket, urllib.request\n\
+                 b = urllib.request.urlopen('http://127.0.0.1:8080/blob', timeout=20).read()\n\
+                 print('fetched', len(b), hashlib.sha256(b).hexdigest()[:16])\n\
+                 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(10)\n\
+                 u.sendto(b'ping', ('127.0.0.1', 9999)); print('udp', u.recvfrom(64)[0])\n\
+                 s = socket.socket()\n\
+                 try:\n    s.connect(('127.0.0.1', 9)); print('port 9 connected?!')\n\
+                 except ConnectionRefusedError:\n    print('port 9 refused')\n";
+    let out = ns
+        .command(&[
+            vk.to_str().unwrap(),
+            "run",
+            "--net",
+            "host",
+            "/usr/bin/python3",
+            "-c",
+            probe,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "probe: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let digest = {
+        let o = Command::new("sha256sum")
+            .arg(dir.join("blob"))
+            .output()
+            .unwrap();
+        text(&o.stdout)[..16].to_string()
+    };
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "fetched {} {digest}\nudp b'ping'\nport 9 refused\n",
+            want.len()
+        )
+    );
+    // The other way: the vproc serves on the host's ports.
+    for (bind, url) in [
+        ("0.0.0.0", "http://127.0.0.1:8090/blob"),
+        ("::", "http://[::1]:8090/blob"),
+    ] {
+        ns.spawn(
+            &[
+                vk.to_str().unwrap(),
+                "run",
+                "--net",
+                "host",
+                "/usr/bin/python3",
+                "-m",
+                "http.server",
+                "8090",
+                "--bind",
+                bind,
+                "--directory",
+                &d,
+            ],
+            &dir,
+        );
+        let until = Instant::now() + Duration::from_secs(60);
+        let got = loop {
+            let got = ns.exec(&["curl", "-sS", "-m", "20", url]);
+            if got.status.success() || Instant::now() > until {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        assert!(got.status.success(), "curl {url}: {}", text(&got.stderr));
+        assert!(got.stdout == want, "{url}: the file differs");
+        let mut c = ns.children.pop().unwrap();
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }

@@ -158,7 +158,9 @@ struct Opts {
     /// reaches the host). `tap:IFACE,ip=A/P[,gw=G][,dns=D][,host=A/P]` or
     /// `tap:IFACE,dhcp` adds a TCP/IP stack (smoltcp) on the host tap
     /// IFACE (created when allowed; `host=` gives its host side an
-    /// address and brings it up). `host` is not offered yet.
+    /// address and brings it up). `host` carries the vprocs' Internet
+    /// sockets on the host's own (less isolated: they reach what this
+    /// process reaches and listen on the host's ports).
     #[arg(long, default_value = "none", value_parser = parse_net)]
     net: String,
     /// Leave syscall sites as they are: served calls still use the
@@ -192,9 +194,7 @@ struct Opts {
 fn parse_net(s: &str) -> Result<String, String> {
     match s {
         "none" => Ok(s.to_string()),
-        "host" => Err("--net host (the host's sockets) is not offered yet; \
-             use --net none (loopback only) or --net tap:IFACE,ip=A/P"
-            .to_string()),
+        "host" => Ok(s.to_string()),
         t => linux::net::NetConfig::parse(t)
             .map(|_| t.to_string())
             .map_err(|e| e.to_string()),
@@ -482,27 +482,12 @@ fn check_host_program(path: &str, meta: &std::fs::Metadata) -> Result<(), String
     Ok(())
 }
 
-fn run(
-    opts: Opts,
-    path: String,
-    image: Option<Vec<u8>>,
-    args: Vec<String>,
-) -> Result<ExitStatus, MainError> {
-    let binds = opts
-        .bind
-        .iter()
-        .map(|b| linux::fs::Bind::parse(b))
-        .collect::<Result<Vec<_>, _>>()?;
-    let root = match &opts.disk {
-        Some(p) => {
-            vk_eprintln!("vkernel: mounting {} ...", p.display());
-            linux::fs::RootSpec::Tar(Disk::open_read_only(p)?)
-        }
-        None => linux::fs::RootSpec::Host(opts.root.clone()),
-    };
-    let fs = Arc::new(Fs::new(root, &binds)?);
-    let net = match opts.net.as_str() {
+/// Start `--net`'s network (None for `none`) and write the vprocs'
+/// /etc files for it.
+fn start_net(net: &str, fs: &Fs) -> Result<Option<Arc<linux::net::Net>>, MainError> {
+    let net = match net {
         "none" => None,
+        "host" => Some(linux::net::Net::start_host()?),
         t => {
             let cfg = linux::net::NetConfig::parse(t).map_err(|e| MainError::CannotRun {
                 path: "--net".into(),
@@ -530,10 +515,33 @@ fn run(
                     }
                 }
             }
-            net.install_etc(&fs).map_err(MainError::NetEtc)?;
+            net.install_etc(fs).map_err(MainError::NetEtc)?;
             Some(net)
         }
     };
+    Ok(net)
+}
+
+fn run(
+    opts: Opts,
+    path: String,
+    image: Option<Vec<u8>>,
+    args: Vec<String>,
+) -> Result<ExitStatus, MainError> {
+    let binds = opts
+        .bind
+        .iter()
+        .map(|b| linux::fs::Bind::parse(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let root = match &opts.disk {
+        Some(p) => {
+            vk_eprintln!("vkernel: mounting {} ...", p.display());
+            linux::fs::RootSpec::Tar(Disk::open_read_only(p)?)
+        }
+        None => linux::fs::RootSpec::Host(opts.root.clone()),
+    };
+    let fs = Arc::new(Fs::new(root, &binds)?);
+    let net = start_net(&opts.net, &fs)?;
     let (image, exe) = match image {
         Some(i) => (Image::Bytes(Arc::new(i)), path.clone()),
         None if opts.disk.is_none() && path.starts_with('/') => find_in_root(&path, &fs)?,

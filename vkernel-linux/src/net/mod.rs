@@ -26,9 +26,10 @@
 
 mod config;
 mod device;
+mod hostnet;
 mod stack;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -89,6 +90,24 @@ pub(crate) enum Cmd {
         to: (Ipv4Addr, u16),
         data: Vec<u8>,
     },
+    /// `--net host`: carry `end` on the host socket `sock` (connecting).
+    HostConnect {
+        end: UnixStream,
+        sock: std::net::TcpStream,
+        state: Arc<Connecting>,
+    },
+    /// `--net host`: the host listener `sock` feeds `listener`.
+    HostListen {
+        sock: std::net::TcpListener,
+        listener: WeakShared<Port>,
+    },
+    /// `--net host`: send a UDP datagram from host port `port` to `to`.
+    UdpSendTo {
+        port: u16,
+        inbox: WeakShared<Pipe>,
+        to: SocketAddr,
+        data: Vec<u8>,
+    },
 }
 
 /// What the vprocs and the stack share.
@@ -104,8 +123,8 @@ pub(crate) struct Common {
     pub dhcp_dns: Mutex<Vec<Ipv4Addr>>,
     /// Wakes the stack's thread.
     pub waker: mio::Waker,
-    /// The configuration.
-    pub cfg: NetConfig,
+    /// The tap's configuration (None: `--net host`).
+    pub cfg: Option<NetConfig>,
 }
 
 /// Wakes the stack when a pipe it moves bytes through changed.
@@ -148,6 +167,22 @@ impl Net {
         stack::spawn(vke, cfg).map(|common| Arc::new(Net { common, name }))
     }
 
+    /// `--net host`: start the thread that carries the vprocs' sockets on
+    /// host sockets.
+    pub fn start_host() -> Result<Arc<Net>, NetError> {
+        hostnet::spawn().map(|common| {
+            Arc::new(Net {
+                common,
+                name: "host".into(),
+            })
+        })
+    }
+
+    /// Is it `--net host`?
+    pub fn is_host(&self) -> bool {
+        self.common.cfg.is_none()
+    }
+
     /// Wait (at most `limit`) until the stack has sent what the vprocs
     /// wrote before they closed their sockets: a program that writes and
     /// exits has its bytes delivered, as Linux keeps sending for a
@@ -167,12 +202,13 @@ impl Net {
         }
     }
 
-    /// The tap's name.
+    /// The tap's name (`host` for the host network).
     pub fn tap(&self) -> &str {
         &self.name
     }
 
-    /// The interface's IPv4 address (None while DHCP has not given one).
+    /// The tap's IPv4 address (None while DHCP has not given one, and
+    /// for the host network).
     pub fn address(&self) -> Option<Ipv4Addr> {
         match self.common.addr.load(Ordering::Acquire) {
             0 => None,
@@ -195,14 +231,40 @@ impl Net {
         }
     }
 
-    /// Is `ip` the interface's own address?
-    pub fn is_own(&self, ip: Ipv4Addr) -> bool {
-        self.address() == Some(ip)
+    /// Is `ip` an address of the network's own (the tap's; one of the
+    /// host's, for the host network)?
+    pub fn is_own(&self, ip: IpAddr) -> bool {
+        if self.is_host() {
+            return std::net::UdpSocket::bind((ip, 0)).is_ok();
+        }
+        matches!(ip, IpAddr::V4(a) if self.address() == Some(a))
     }
 
-    /// The configuration it was started with.
-    pub fn config(&self) -> &NetConfig {
-        &self.common.cfg
+    /// The address a socket talking to `to` has (the tap's; the host's
+    /// route's source, for the host network).
+    pub fn local_for(&self, to: SocketAddr) -> Option<IpAddr> {
+        if !self.is_host() {
+            return self.address().map(IpAddr::V4);
+        }
+        let any: SocketAddr = if to.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let s = std::net::UdpSocket::bind(any).ok()?;
+        s.connect(to).ok()?;
+        s.local_addr().ok().map(|a| a.ip())
+    }
+
+    /// The configuration it was started with (None: the host network).
+    pub fn config(&self) -> Option<&NetConfig> {
+        self.common.cfg.as_ref()
+    }
+
+    /// The largest UDP payload a send may carry (no IP fragments on the
+    /// tap).
+    pub fn max_datagram(&self) -> usize {
+        self.config().map_or(65_507, |c| c.mtu - 28)
     }
 
     fn send(&self, cmd: Cmd) {
@@ -214,21 +276,53 @@ impl Net {
         let _ = self.common.waker.wake();
     }
 
-    /// Connect the stack's `end` of a new stream to `to` from local port
-    /// `port`; `state` says when and how the handshake ended.
-    pub fn connect(&self, end: UnixStream, to: (Ipv4Addr, u16), port: u16, state: Arc<Connecting>) {
+    /// Connect the network's `end` of a new stream to `to`, from local
+    /// port `port` on the tap (the host picks it for the host network);
+    /// `state` says when and how the handshake ended. Returns the local
+    /// address, or the errno of a connect refused at once.
+    pub fn connect(
+        &self,
+        end: UnixStream,
+        to: SocketAddr,
+        port: u16,
+        state: Arc<Connecting>,
+    ) -> Result<SocketAddr, i64> {
+        if self.is_host() {
+            let sock = host_connect(to).map_err(|e| e.raw_os_error().map_or(5, i64::from))?;
+            let local = sock
+                .local_addr()
+                .map_err(|e| e.raw_os_error().map_or(5, i64::from))?;
+            self.send(Cmd::HostConnect { end, sock, state });
+            return Ok(local);
+        }
+        let (IpAddr::V4(ip), Some(own)) = (to.ip(), self.address()) else {
+            return Err(101); // ENETUNREACH
+        };
         self.send(Cmd::Connect {
             end,
-            to,
+            to: (ip, to.port()),
             port,
             state,
         });
+        Ok((own, port).into())
     }
 
-    /// TCP connections from the network to `port` go to `listener`'s
-    /// backlog while it listens.
-    pub fn listen(&self, port: u16, listener: WeakShared<Port>) {
-        self.send(Cmd::Listen { port, listener });
+    /// TCP connections from the network to `at`'s port go to `listener`'s
+    /// backlog while it listens (the host network listens on the host at
+    /// `at`: its errors, EADDRINUSE or EACCES, are the caller's).
+    pub fn listen(&self, at: SocketAddr, listener: WeakShared<Port>) -> Result<(), i64> {
+        if self.is_host() {
+            let sock = std::net::TcpListener::bind(at)
+                .map_err(|e| e.raw_os_error().map_or(5, i64::from))?;
+            let _ = sock.set_nonblocking(true);
+            self.send(Cmd::HostListen { sock, listener });
+            return Ok(());
+        }
+        self.send(Cmd::Listen {
+            port: at.port(),
+            listener,
+        });
+        Ok(())
     }
 
     /// UDP datagrams from the network to `port` go to `inbox` while it
@@ -239,19 +333,31 @@ impl Net {
 
     /// Send a UDP datagram from `port` (whose replies go to `inbox`) to
     /// `to`. Like UDP, it may be lost.
-    pub fn udp_send(&self, port: u16, inbox: WeakShared<Pipe>, to: (Ipv4Addr, u16), data: Vec<u8>) {
-        self.send(Cmd::UdpSend {
-            port,
-            inbox,
-            to,
-            data,
-        });
+    pub fn udp_send(&self, port: u16, inbox: WeakShared<Pipe>, to: SocketAddr, data: Vec<u8>) {
+        match to {
+            _ if self.is_host() => self.send(Cmd::UdpSendTo {
+                port,
+                inbox,
+                to,
+                data,
+            }),
+            SocketAddr::V4(v) => self.send(Cmd::UdpSend {
+                port,
+                inbox,
+                to: (*v.ip(), v.port()),
+                data,
+            }),
+            SocketAddr::V6(_) => {}
+        }
     }
 
     /// Write the vprocs' /etc/resolv.conf (when DNS servers were given)
     /// and /etc/hosts into `fs` (in its overlay: the host's files stay
-    /// as they are).
+    /// as they are). The host network keeps the host's files.
     pub fn install_etc(&self, fs: &crate::fs::Fs) -> Result<(), crate::fs::Errno> {
+        if self.is_host() {
+            return Ok(());
+        }
         let etc = match fs.resolve(crate::fs::ROOT, b"/etc", true) {
             Ok(h) => h,
             Err(_) => fs.mkdir(crate::fs::ROOT, b"etc", 0o755)?,
@@ -268,7 +374,7 @@ impl Net {
         Ok(())
     }
 
-    /// The text of /etc/resolv.conf for the vprocs (the `dns=` servers).
+    /// The text of /etc/resolv.conf for the vprocs (the DNS servers).
     pub fn resolv_conf(&self) -> String {
         let mut s = String::from("# written by vkernel (--net)\n");
         for d in self.dns() {
@@ -279,13 +385,14 @@ impl Net {
 
     /// The DNS servers: `dns=` ones, then DHCP's.
     pub fn dns(&self) -> Vec<Ipv4Addr> {
-        let mut v = self.common.cfg.dns.clone();
+        let mut v = self.config().map(|c| c.dns.clone()).unwrap_or_default();
         let dhcp = self
             .common
             .dhcp_dns
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        v.extend(dhcp.iter().filter(|d| !self.common.cfg.dns.contains(d)));
+        let extra: Vec<Ipv4Addr> = dhcp.iter().copied().filter(|d| !v.contains(d)).collect();
+        v.extend(extra);
         v
     }
 
@@ -300,6 +407,79 @@ impl Net {
         }
         s
     }
+}
+
+/// A non-blocking connect of a new host TCP socket to `to` (under way).
+fn host_connect(to: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    let family = if to.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a new socket this function owns from here.
+    let sock = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let (raw, len) = sockaddr(to);
+    // SAFETY: `raw` holds a sockaddr_in or sockaddr_in6 of `len` bytes.
+    let rc = unsafe { libc::connect(fd, std::ptr::addr_of!(raw).cast(), len) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+    }
+    let _ = sock.set_nodelay(true);
+    Ok(sock)
+}
+
+/// `a` as a sockaddr_storage and its length.
+fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match a {
+        SocketAddr::V4(v) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::sa_family_t::try_from(libc::AF_INET).expect("2"),
+                sin_port: v.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*v.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: a sockaddr_in fits in a sockaddr_storage.
+            unsafe { std::ptr::write(std::ptr::addr_of_mut!(st).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::sa_family_t::try_from(libc::AF_INET6).expect("10"),
+                sin6_port: v.port().to_be(),
+                sin6_flowinfo: v.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v.ip().octets(),
+                },
+                sin6_scope_id: v.scope_id(),
+            };
+            // SAFETY: a sockaddr_in6 fits in a sockaddr_storage.
+            unsafe { std::ptr::write(std::ptr::addr_of_mut!(st).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (
+        st,
+        libc::socklen_t::try_from(len).expect("a sockaddr is small"),
+    )
 }
 
 /// A new stream for a connection through the stack: the vproc's end and

@@ -55,13 +55,13 @@ pub(crate) fn spawn(vke: Vke, cfg: NetConfig) -> Result<Arc<Common>, NetError> {
         conns: std::sync::atomic::AtomicUsize::new(0),
         dhcp_dns: Mutex::new(Vec::new()),
         waker,
-        cfg,
+        cfg: Some(cfg.clone()),
     });
     let c = common.clone();
     std::thread::Builder::new()
         .name("vk-net".into())
         .spawn(move || {
-            let run = std::panic::AssertUnwindSafe(|| Stack::new(vke, c, poll).run());
+            let run = std::panic::AssertUnwindSafe(|| Stack::new(vke, c, cfg, poll).run());
             if std::panic::catch_unwind(run).is_err() {
                 log::error!("the network thread failed: the tap network is down");
             }
@@ -140,8 +140,7 @@ fn name_of(e: IpEndpoint) -> Vec<u8> {
 }
 
 impl Stack {
-    fn new(vke: Vke, common: Arc<Common>, poll: Poll) -> Stack {
-        let cfg = common.cfg.clone();
+    fn new(vke: Vke, common: Arc<Common>, cfg: NetConfig, poll: Poll) -> Stack {
         let mut dev = TapDevice::new(vke, cfg.mtu);
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(cfg.mac)));
         config.random_seed = {
@@ -226,6 +225,7 @@ impl Stack {
                     l.port = listener;
                 }
                 Cmd::UdpOpen { port, inbox } => self.udp_open(port, inbox),
+                Cmd::HostConnect { .. } | Cmd::HostListen { .. } | Cmd::UdpSendTo { .. } => {}
                 Cmd::UdpSend {
                     port,
                     inbox,

@@ -216,8 +216,8 @@ impl Vproc {
             return Err(EMSGSIZE);
         }
         self.inet_autobind(file)?;
-        if let Some((ip, port)) = self.out_destination(file, to.as_ref())? {
-            return self.udp_send_out(file, data, ip, port);
+        if let Some(to) = self.out_destination(file, to.as_ref())? {
+            return self.udp_send_out(file, data, to);
         }
         let r = match self.route(fd, to, flags) {
             Ok(r) => r,
@@ -252,7 +252,7 @@ impl Vproc {
         &self,
         file: &Shared<files::OpenFile>,
         to: Option<&Addr>,
-    ) -> Result<Option<(std::net::Ipv4Addr, u16)>, i64> {
+    ) -> Result<Option<std::net::SocketAddr>, i64> {
         let n = match to {
             Some(Addr::Inet(n)) => *n,
             Some(_) => return Ok(None),
@@ -274,8 +274,21 @@ impl Vproc {
                 }
             }
         };
-        Ok(match self.way(n.destination())? {
-            super::tapnet::Way::Out(ip) => Some((ip, n.port)),
+        let dest = n.destination();
+        Ok(match self.way(dest)? {
+            super::tapnet::Way::Out(to) => Some(to),
+            // The host network: a loopback port no vproc holds is the
+            // host's.
+            super::tapnet::Way::Local
+                if self.net().is_some_and(|n| n.is_host())
+                    && self
+                        .fs
+                        .inet()
+                        .find(crate::fs::inet::Proto::Udp, dest)
+                        .is_none() =>
+            {
+                Some(super::tapnet::sock_addr(dest))
+            }
             super::tapnet::Way::Local => None,
         })
     }
@@ -287,7 +300,7 @@ impl Vproc {
         file: &Shared<files::OpenFile>,
         to: crate::fs::inet::InetName,
     ) -> R {
-        let own_ip = self.net().and_then(|n| n.address()).ok_or(ENETUNREACH)?;
+        let dest = super::tapnet::sock_addr(to);
         let mut f = file.borrow_mut();
         let FileKind::Socket(sk) = &mut f.kind else {
             return Err(ENOTSOCK);
@@ -296,24 +309,25 @@ impl Vproc {
             return Err(EINVAL);
         };
         // Nothing inside the vkernel sends to the network's peer's queue:
-        // sends go to the stack (`out_destination`).
+        // sends go to the network (`out_destination`).
         d.peer = Some((Shared::new(Pipe::messages(0)), Some(to.to_bytes())));
         d.inbox.borrow_mut().only_from = None;
         let inbox = d.inbox.clone();
-        if let Some(n) = sk
+        let name = sk
             .name
             .as_deref()
-            .and_then(crate::fs::inet::InetName::from_bytes)
-        {
-            let own = crate::fs::inet::InetName {
-                ip: own_ip.to_ipv6_mapped(),
-                ..n
-            };
-            sk.name = Some(own.to_bytes());
-            drop(f);
-            self.net_udp_bound(&inbox, &crate::fs::inet::InetName::ANY.to_bytes());
+            .and_then(crate::fs::inet::InetName::from_bytes);
+        drop(f);
+        if let Some(n) = name {
+            // Its own address becomes the one the network reaches the
+            // peer from.
+            let own = self.local_name_for(dest, n.port).ok_or(ENETUNREACH)?;
             if let Some(net) = self.net() {
                 net.udp_open(n.port, inbox.downgrade());
+            }
+            let mut f = file.borrow_mut();
+            if let FileKind::Socket(sk) = &mut f.kind {
+                sk.name = Some(own.to_bytes());
             }
         }
         Ok(0)

@@ -154,13 +154,26 @@ impl Vproc {
             }
         }
         let dest = to.destination();
-        if let super::tapnet::Way::Out(ip) = self.way(dest)? {
-            return self.tcp_connect_out(file, dest, ip);
+        if let super::tapnet::Way::Out(to) = self.way(dest)? {
+            return self.tcp_connect_out(file, to);
         }
-        let port = self.find_port(&Addr::Inet(to), SockType::Stream)?;
-        if !port.borrow().listening {
-            return Err(ECONNREFUSED);
-        }
+        let port = self
+            .find_port(&Addr::Inet(to), SockType::Stream)
+            .and_then(|p| {
+                if p.borrow().listening {
+                    Ok(p)
+                } else {
+                    Err(ECONNREFUSED)
+                }
+            });
+        let port = match port {
+            // The host network: a loopback port no vproc listens on is
+            // the host's.
+            Err(ECONNREFUSED) if self.net().is_some_and(|n| n.is_host()) => {
+                return self.tcp_connect_out(file, super::tapnet::sock_addr(dest));
+            }
+            p => p?,
+        };
         self.inet_autobind(file)?;
         let (nonblock, own) = {
             let f = file.borrow();

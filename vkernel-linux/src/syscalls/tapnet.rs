@@ -6,7 +6,7 @@
 //! until the handshake ends, or EINPROGRESS then poll and SO_ERROR),
 //! listeners and UDP ports the stack feeds, and UDP sends to the network.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::errno::*;
@@ -22,8 +22,25 @@ use crate::Vproc;
 pub(super) enum Way {
     /// To this vkernel's own sockets (loopback, the tap's own address).
     Local,
-    /// Out through the tap network to this IPv4 address.
-    Out(Ipv4Addr),
+    /// Out through the network (the tap's stack, or the host's).
+    Out(SocketAddr),
+}
+
+/// The host form of an Internet name (an IPv4-mapped address as IPv4).
+pub(super) fn sock_addr(n: InetName) -> SocketAddr {
+    match n.v4() {
+        Some(a) => (a, n.port).into(),
+        None => (n.ip, n.port).into(),
+    }
+}
+
+/// An Internet name of a host address.
+fn inet_name(a: SocketAddr) -> InetName {
+    let ip = match a.ip() {
+        IpAddr::V4(v) => v.to_ipv6_mapped(),
+        IpAddr::V6(v) => v,
+    };
+    InetName { ip, port: a.port() }
 }
 
 impl Vproc {
@@ -35,9 +52,7 @@ impl Vproc {
     /// Is `n` an address of this vkernel's (loopback, unspecified, the
     /// tap's)?
     pub(super) fn is_own_name(&self, n: InetName) -> bool {
-        n.is_local()
-            || n.v4()
-                .is_some_and(|a| self.net().is_some_and(|net| net.is_own(a)))
+        n.is_local() || self.net().is_some_and(|net| net.is_own(sock_addr(n).ip()))
     }
 
     /// Where a datagram or connection for `n` goes: ENETUNREACH without a
@@ -48,56 +63,59 @@ impl Vproc {
             return Ok(Way::Local);
         }
         let net = self.net().ok_or(ENETUNREACH)?;
-        let a = to.v4().ok_or(ENETUNREACH)?;
-        if net.is_own(a) {
+        let a = sock_addr(to);
+        if net.is_host() {
+            return Ok(Way::Out(a));
+        }
+        // The tap network is IPv4, unicast.
+        let IpAddr::V4(v4) = a.ip() else {
+            return Err(ENETUNREACH);
+        };
+        if net.address() == Some(v4) {
             return Ok(Way::Local);
         }
-        if net.address().is_none() || a.is_multicast() || a.is_broadcast() {
+        if net.address().is_none() || v4.is_multicast() || v4.is_broadcast() {
             return Err(ENETUNREACH);
         }
         Ok(Way::Out(a))
     }
 
-    /// TCP connect of `file` to `to` (another host) through the stack.
-    pub(super) fn tcp_connect_out(
-        &mut self,
-        file: &Shared<OpenFile>,
-        to: InetName,
-        ip: Ipv4Addr,
-    ) -> R {
+    /// TCP connect of `file` to `to` (another host) through the network.
+    pub(super) fn tcp_connect_out(&mut self, file: &Shared<OpenFile>, to: SocketAddr) -> R {
         let net = self.net().ok_or(ENETUNREACH)?;
-        let own_ip = net.address().ok_or(ENETUNREACH)?;
-        if to.port == 0 {
+        if to.port() == 0 {
             return Err(ECONNREFUSED);
         }
         self.inet_autobind(file)?;
-        let (client, end) = crate::net::stream_pair();
+        let (mut client, end) = crate::net::stream_pair();
         let state = Arc::new(Connecting::default());
+        let (port, nonblock) = {
+            let f = file.borrow();
+            let FileKind::Socket(s) = &f.kind else {
+                return Err(ENOTSOCK);
+            };
+            let port = s
+                .name
+                .as_deref()
+                .and_then(InetName::from_bytes)
+                .map_or(0, |n| n.port);
+            (port, f.flags & files::O_NONBLOCK != 0)
+        };
+        let peer = inet_name(to);
+        let own = inet_name(net.connect(end, to, port, state.clone())?);
         let mut f = file.borrow_mut();
-        let nonblock = f.flags & files::O_NONBLOCK != 0;
         let FileKind::Socket(s) = &mut f.kind else {
             return Err(ENOTSOCK);
         };
-        let port = s
-            .name
-            .as_deref()
-            .and_then(InetName::from_bytes)
-            .map_or(0, |n| n.port);
-        let mut client = client;
-        client.peer = Some(to.to_bytes());
-        let own = InetName {
-            ip: own_ip.to_ipv6_mapped(),
-            port,
-        };
+        client.peer = Some(peer.to_bytes());
         client.local = Some(own.to_bytes());
         s.name = Some(own.to_bytes());
         s.state = SockState::Connected(client);
-        s.connecting = Some(state.clone());
+        s.connecting = Some(state);
         s.connect_pending = true;
         let own_opts = s.opts.clone();
         super::sockopt::apply_buffers(s, &own_opts);
         drop(f);
-        net.connect(end, (ip, to.port), port, state);
         if nonblock {
             return Err(EINPROGRESS);
         }
@@ -166,13 +184,16 @@ impl Vproc {
 
     /// A listener on the unspecified or the tap's address also takes the
     /// network's connections.
-    pub(super) fn net_listen(&self, port: &Shared<Port>, name: Option<&[u8]>) {
+    pub(super) fn net_listen(&self, port: &Shared<Port>, name: Option<&[u8]>) -> R {
         let (Some(net), Some(n)) = (self.net(), name.and_then(InetName::from_bytes)) else {
-            return;
+            return Ok(0);
         };
-        if n.is_unspecified() || n.v4().is_some_and(|a| net.is_own(a)) {
-            net.listen(n.port, port.downgrade());
+        // The host network also listens on the host's loopback.
+        let ours = n.is_unspecified() || net.is_own(sock_addr(n).ip());
+        if (net.is_host() || !n.is_loopback()) && ours {
+            net.listen(sock_addr(n), port.downgrade())?;
         }
+        Ok(0)
     }
 
     /// A UDP socket bound to the unspecified or the tap's address also
@@ -181,22 +202,21 @@ impl Vproc {
         let (Some(net), Some(n)) = (self.net(), InetName::from_bytes(name)) else {
             return;
         };
-        if n.is_unspecified() || n.v4().is_some_and(|a| net.is_own(a)) {
+        let ours = n.is_unspecified() || net.is_own(sock_addr(n).ip());
+        if (net.is_host() || !n.is_loopback()) && ours {
             net.udp_open(n.port, inbox.downgrade());
         }
     }
 
-    /// A UDP datagram from socket `file` to `ip:port` on the network.
+    /// A UDP datagram from socket `file` to `to` on the network.
     pub(super) fn udp_send_out(
         &mut self,
         file: &Shared<OpenFile>,
         data: &[u8],
-        ip: Ipv4Addr,
-        port: u16,
+        to: SocketAddr,
     ) -> R {
         let net = self.net().ok_or(ENETUNREACH)?;
-        // The tap's MTU bounds a datagram (no IP fragments).
-        if data.len() + 28 > net.config().mtu {
+        if data.len() > net.max_datagram() {
             return Err(EMSGSIZE);
         }
         let f = file.borrow();
@@ -211,8 +231,14 @@ impl Vproc {
             .as_deref()
             .and_then(InetName::from_bytes)
             .ok_or(EINVAL)?;
-        net.udp_send(own.port, d.inbox.downgrade(), (ip, port), data.to_vec());
+        net.udp_send(own.port, d.inbox.downgrade(), to, data.to_vec());
         Ok(data.len() as i64)
+    }
+
+    /// The name a socket talking to `to` over the network has.
+    pub(super) fn local_name_for(&self, to: SocketAddr, port: u16) -> Option<InetName> {
+        let ip = self.net()?.local_for(to)?;
+        Some(inet_name((ip, port).into()))
     }
 }
 

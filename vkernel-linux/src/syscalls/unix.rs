@@ -254,8 +254,7 @@ impl Vproc {
         let name = s.name.clone();
         s.state = SockState::Listening(port.clone());
         drop(f);
-        self.net_listen(&port, name.as_deref());
-        Ok(0)
+        self.net_listen(&port, name.as_deref())
     }
 
     /// The port `a` names (ECONNREFUSED when nobody listens there).
