@@ -83,3 +83,47 @@ fn loopback_never_reaches_the_host() {
         "the host's listener saw a connection from the vproc"
     );
 }
+
+/// Ping on the loopback network: busybox's ping (a raw ICMP socket, as
+/// root has) gets every echo answered by the vkernel, and an ICMP echo
+/// socket (SOCK_DGRAM, IPPROTO_ICMP: unprivileged ping) gets the reply
+/// with its own identifier, the data, and the socket's type and protocol.
+#[test]
+fn ping_answers_on_loopback() {
+    let test = "ping_answers_on_loopback";
+    let Some(bb) = common::kvm_busybox(test) else {
+        return;
+    };
+    let args = ["ping", "-c", "3", "-i", "0.2", "127.0.0.1"];
+    let r = vk_watched(&what(&bb, &args, 1), 60, guest(&bb, &args, 1));
+    let out = r.out();
+    assert_eq!(r.status(), 0, "{}{}", out.stdout, r.stderr);
+    assert!(
+        out.stdout
+            .contains("3 packets transmitted, 3 packets received"),
+        "{}",
+        out.stdout
+    );
+    let Some(py) = common::kvm_tool(test, "/usr/bin/python3", " (apt-get install python3)") else {
+        return;
+    };
+    let probe = "import socket, struct\n\
+                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)\n\
+                 s.sendto(struct.pack('!BBHHH', 8, 0, 0, 0, 7) + b'abc', ('127.0.0.1', 0))\n\
+                 d, a = s.recvfrom(100)\n\
+                 print(d[0], struct.unpack('!H', d[6:8])[0], d[8:], a)\n\
+                 print(s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE), s.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL))\n\
+                 try:\n    s.sendto(b'\\x00' * 8, ('127.0.0.1', 0))\nexcept OSError as e:\n    print('not a request:', e.errno)\n";
+    let args = ["-c", probe];
+    let r = vk_watched(
+        &what(&py, &args, 1),
+        60,
+        guest(&py, &args, 1).root(host_root()),
+    );
+    assert_eq!(
+        r.out().shown(),
+        ("0 7 b'abc' ('127.0.0.1', 0)\n2 1\nnot a request: 22\n", 0),
+        "{}",
+        r.stderr
+    );
+}

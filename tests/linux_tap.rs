@@ -586,3 +586,49 @@ fn host_network_reaches_and_serves_the_host() {
         let _ = c.wait();
     }
 }
+
+/// Ping over the tap: a vproc's busybox ping gets the host side's
+/// answers, and the host side's ping gets the stack's.
+#[test]
+fn ping_over_the_tap() {
+    let test = "ping_over_the_tap";
+    let Some(mut ns) = NetNs::new(test) else {
+        return;
+    };
+    let dir = scratch(test);
+    let vk = example_binary("vkernel");
+    let host = ns.host();
+    let out = ns
+        .command(&[
+            vk.to_str().unwrap(),
+            "run",
+            "--net",
+            &ns.net_arg(),
+            "/bin/busybox",
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            &host,
+        ])
+        .output()
+        .unwrap();
+    let got = text(&out.stdout);
+    assert!(out.status.success(), "{got}{}", text(&out.stderr));
+    assert!(
+        got.contains("3 packets transmitted, 3 packets received"),
+        "{got}"
+    );
+    // The stack answers the host side while a vproc runs.
+    ns.vkernel("/bin/busybox", &["sleep", "30"], &dir);
+    let guest = ns.guest();
+    let until = Instant::now() + Duration::from_secs(30);
+    let answered = loop {
+        let o = ns.exec(&["busybox", "ping", "-c", "1", "-W", "1", &guest]);
+        if o.status.success() || Instant::now() > until {
+            break o;
+        }
+    };
+    assert!(answered.status.success(), "{}", text(&answered.stdout));
+}

@@ -64,4 +64,5 @@ errnos!(
     ENETUNREACH,
     ECONNRESET,
     EALREADY,
+    EDESTADDRREQ,
 );

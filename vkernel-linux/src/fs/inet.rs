@@ -34,6 +34,8 @@ pub enum Proto {
     Tcp,
     /// UDP (SOCK_DGRAM).
     Udp,
+    /// ICMP echo ("ping") sockets: the port is the echo identifier.
+    Icmp,
 }
 
 /// An Internet socket name: an address (IPv4 as v4-mapped IPv6) and a

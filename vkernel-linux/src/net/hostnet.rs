@@ -84,6 +84,16 @@ struct Udp {
     inbox: WeakShared<Pipe>,
 }
 
+/// A host ICMP echo socket carrying one vproc identifier's pings.
+struct Ping {
+    fd: std::os::fd::OwnedFd,
+    inbox: WeakShared<Pipe>,
+    /// The vproc's identifier (the host picks its own).
+    id: u16,
+    /// The vproc's socket is raw (its replies start with an IPv4 header).
+    raw: bool,
+}
+
 struct HostNet {
     common: Arc<Common>,
     wake: Arc<dyn Wake>,
@@ -92,6 +102,8 @@ struct HostNet {
     conns: HashMap<usize, Conn>,
     listeners: HashMap<usize, Listener>,
     udp: HashMap<u16, (usize, Udp)>,
+    /// Echo sockets by identifier and family (IPv6?).
+    pings: HashMap<(u16, bool), Ping>,
     /// Connections accepted in this pump, joining `conns` after it.
     pending: Vec<(usize, Conn)>,
 }
@@ -113,6 +125,7 @@ impl HostNet {
             listeners: HashMap::new(),
             udp: HashMap::new(),
             pending: Vec::new(),
+            pings: HashMap::new(),
         }
     }
 
@@ -185,9 +198,141 @@ impl HostNet {
                         }
                     }
                 }
+                Cmd::Ping {
+                    id,
+                    inbox,
+                    to,
+                    data,
+                    raw,
+                } => self.ping(id, inbox, to, &data, raw),
                 _ => {}
             }
         }
+    }
+
+    fn ping(
+        &mut self,
+        id: u16,
+        inbox: WeakShared<Pipe>,
+        to: std::net::IpAddr,
+        data: &[u8],
+        raw: bool,
+    ) {
+        let v6 = to.is_ipv6();
+        if !self.pings.contains_key(&(id, v6)) {
+            let (family, proto) = if v6 {
+                (libc::AF_INET6, libc::IPPROTO_ICMPV6)
+            } else {
+                (libc::AF_INET, libc::IPPROTO_ICMP)
+            };
+            // SAFETY: socket(2) with constant arguments; checked below.
+            let fd = unsafe {
+                libc::socket(
+                    family,
+                    libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    proto,
+                )
+            };
+            if fd < 0 {
+                log::warn!(
+                    "host network: no ICMP echo socket on the host ({}): net.ipv4.ping_group_range \
+                     must include the vkernel's group",
+                    std::io::Error::last_os_error()
+                );
+                return;
+            }
+            // SAFETY: fd is a new socket owned from here.
+            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            self.register(fd.as_raw_fd());
+            self.pings.insert(
+                (id, v6),
+                Ping {
+                    fd,
+                    inbox: inbox.clone(),
+                    id,
+                    raw,
+                },
+            );
+        }
+        let Some(p) = self.pings.get_mut(&(id, v6)) else {
+            return;
+        };
+        p.inbox = inbox;
+        p.raw = raw;
+        let (sa, len) = super::sockaddr(SocketAddr::new(to, 0));
+        // SAFETY: `data` is a readable buffer of its length; `sa` holds a
+        // sockaddr of `len` bytes.
+        let rc = unsafe {
+            libc::sendto(
+                p.fd.as_raw_fd(),
+                data.as_ptr().cast(),
+                data.len(),
+                0,
+                std::ptr::addr_of!(sa).cast(),
+                len,
+            )
+        };
+        if rc < 0 {
+            log::debug!("echo request to {to}: {}", std::io::Error::last_os_error());
+        }
+    }
+
+    /// Echo replies from the host's sockets, with the vproc's identifier.
+    fn pump_pings(&mut self) -> bool {
+        let mut moved = false;
+        let mut buf = vec![0u8; 65536];
+        self.pings.retain(|_, p| p.inbox.upgrade().is_some());
+        for p in self.pings.values() {
+            let Some(inbox) = p.inbox.upgrade() else {
+                continue;
+            };
+            loop {
+                // SAFETY: sockaddr_storage is plain old data.
+                let mut sa: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+                let mut len = libc::socklen_t::try_from(std::mem::size_of_val(&sa)).expect("small");
+                // SAFETY: `buf` is writable for its length, `sa` for `len`.
+                let n = unsafe {
+                    libc::recvfrom(
+                        p.fd.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        0,
+                        std::ptr::addr_of_mut!(sa).cast(),
+                        &mut len,
+                    )
+                };
+                let Ok(n) = usize::try_from(n) else {
+                    break;
+                };
+                let Some(from) = super::from_sockaddr(&sa) else {
+                    continue;
+                };
+                if n < 8 {
+                    continue;
+                }
+                let msg = &mut buf[..n];
+                msg[4..6].copy_from_slice(&p.id.to_be_bytes());
+                msg[2] = 0;
+                msg[3] = 0;
+                let c = super::checksum(msg);
+                msg[2..4].copy_from_slice(&c.to_be_bytes());
+                let mut m = Vec::with_capacity(n + 20);
+                if let (true, SocketAddr::V4(src)) = (p.raw, from) {
+                    let lo = std::net::Ipv4Addr::LOCALHOST;
+                    m.extend(super::ipv4_header(*src.ip(), lo, n));
+                }
+                m.extend_from_slice(msg);
+                let mut q = inbox.borrow_mut();
+                if q.readers > 0 && q.fits(m.len()) {
+                    q.push_message(&m, Some(name_of(from)), None);
+                    let w = q.take_waiters();
+                    drop(q);
+                    wake_all(w);
+                }
+                moved = true;
+            }
+        }
+        moved
     }
 
     fn udp_open(&mut self, port: u16, inbox: WeakShared<Pipe>) {
@@ -226,7 +371,7 @@ impl HostNet {
                 }
             }
         }
-        moved | self.pump_listeners() | self.pump_udp()
+        moved | self.pump_listeners() | self.pump_udp() | self.pump_pings()
     }
 
     fn pump_conn(&mut self, t: usize) -> (bool, bool) {

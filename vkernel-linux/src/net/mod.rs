@@ -90,6 +90,15 @@ pub(crate) enum Cmd {
         to: (Ipv4Addr, u16),
         data: Vec<u8>,
     },
+    /// Send the ICMP echo request `data` (identifier `id`, checksummed)
+    /// to `to`; replies for `id` go to `inbox`.
+    Ping {
+        id: u16,
+        inbox: WeakShared<Pipe>,
+        to: IpAddr,
+        data: Vec<u8>,
+        raw: bool,
+    },
     /// `--net host`: carry `end` on the host socket `sock` (connecting).
     HostConnect {
         end: UnixStream,
@@ -351,6 +360,19 @@ impl Net {
         }
     }
 
+    /// Send the ICMP echo request `data` (identifier `id`) to `to`;
+    /// the replies go to `inbox` (after an IPv4 header, for a `raw`
+    /// socket).
+    pub fn ping(&self, id: u16, inbox: WeakShared<Pipe>, to: IpAddr, data: Vec<u8>, raw: bool) {
+        self.send(Cmd::Ping {
+            id,
+            inbox,
+            to,
+            data,
+            raw,
+        });
+    }
+
     /// Write the vprocs' /etc/resolv.conf (when DNS servers were given)
     /// and /etc/hosts into `fs` (in its overlay: the host's files stay
     /// as they are). The host network keeps the host's files.
@@ -441,6 +463,65 @@ fn host_connect(to: SocketAddr) -> std::io::Result<std::net::TcpStream> {
     }
     let _ = sock.set_nodelay(true);
     Ok(sock)
+}
+
+/// The Internet checksum of `b` (ICMPv4's; RFC 1071).
+///
+/// ```
+/// // A message carrying its checksum sums to zero.
+/// let mut m = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
+/// let c = vkernel_linux::net::checksum(&m);
+/// m[2..4].copy_from_slice(&c.to_be_bytes());
+/// assert_eq!(vkernel_linux::net::checksum(&m), 0);
+/// ```
+pub fn checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !u16::try_from(sum).expect("folded to 16 bits")
+}
+
+/// An IPv4 header for an ICMP message of `len` bytes from `src` to `dst`
+/// (what a raw ICMP socket receives first).
+pub fn ipv4_header(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> [u8; 20] {
+    let total = u16::try_from(len + 20).unwrap_or(u16::MAX);
+    let mut h = [0u8; 20];
+    h[0] = 0x45;
+    h[2..4].copy_from_slice(&total.to_be_bytes());
+    h[8] = 64; // TTL
+    h[9] = 1; // ICMP
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
+    let c = checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h
+}
+
+/// The address in a sockaddr_storage the host filled (None: not IP).
+fn from_sockaddr(st: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(st.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says it holds a sockaddr_in.
+            let sin: libc::sockaddr_in = unsafe { std::ptr::read(std::ptr::from_ref(st).cast()) };
+            Some(SocketAddr::from((
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says it holds a sockaddr_in6.
+            let s6: libc::sockaddr_in6 = unsafe { std::ptr::read(std::ptr::from_ref(st).cast()) };
+            Some(SocketAddr::from((
+                std::net::Ipv6Addr::from(s6.sin6_addr.s6_addr),
+                u16::from_be(s6.sin6_port),
+            )))
+        }
+        _ => None,
+    }
 }
 
 /// `a` as a sockaddr_storage and its length.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::socket::{dhcpv4, tcp, udp};
+use smoltcp::socket::{dhcpv4, icmp, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Cidr};
 use vkernel_devices::Vke;
@@ -107,6 +107,8 @@ struct Stack {
     conns: Vec<Conn>,
     listeners: HashMap<u16, Listener>,
     udp: HashMap<u16, UdpPort>,
+    /// ICMP echo sockets by identifier (and whether the vproc's is raw).
+    icmp: HashMap<u16, (UdpPort, bool)>,
     dhcp: Option<SocketHandle>,
     epoch: std::time::Instant,
 }
@@ -171,6 +173,7 @@ impl Stack {
             conns: Vec::new(),
             listeners: HashMap::new(),
             udp: HashMap::new(),
+            icmp: HashMap::new(),
             dhcp,
             epoch,
         }
@@ -226,6 +229,13 @@ impl Stack {
                 }
                 Cmd::UdpOpen { port, inbox } => self.udp_open(port, inbox),
                 Cmd::HostConnect { .. } | Cmd::HostListen { .. } | Cmd::UdpSendTo { .. } => {}
+                Cmd::Ping {
+                    id,
+                    inbox,
+                    to,
+                    data,
+                    raw,
+                } => self.ping(id, inbox, to, &data, raw),
                 Cmd::UdpSend {
                     port,
                     inbox,
@@ -297,6 +307,43 @@ impl Stack {
         }
         let udp = self.sockets.add(s);
         self.udp.insert(port, UdpPort { udp, inbox });
+    }
+
+    fn ping(
+        &mut self,
+        id: u16,
+        inbox: WeakShared<Pipe>,
+        to: std::net::IpAddr,
+        data: &[u8],
+        raw: bool,
+    ) {
+        let std::net::IpAddr::V4(to) = to else {
+            return;
+        };
+        let u = self.icmp.entry(id).or_insert_with(|| {
+            let buf = || {
+                icmp::PacketBuffer::new(
+                    vec![icmp::PacketMetadata::EMPTY; UDP_SLOTS],
+                    vec![0; UDP_SLOTS * 2048],
+                )
+            };
+            let mut s = icmp::Socket::new(buf(), buf());
+            let _ = s.bind(icmp::Endpoint::Ident(id));
+            (
+                UdpPort {
+                    udp: self.sockets.add(s),
+                    inbox: inbox.clone(),
+                },
+                raw,
+            )
+        });
+        u.0.inbox = inbox;
+        u.1 = raw;
+        let u = &u.0;
+        let s = self.sockets.get_mut::<icmp::Socket>(u.udp);
+        if let Err(e) = s.send_slice(data, IpAddress::Ipv4(to)) {
+            log::debug!("echo request to {to} dropped: {e}");
+        }
     }
 
     /// Move what can move; true if anything did.
@@ -547,6 +594,36 @@ impl Stack {
         }
         for number in dead {
             if let Some(u) = self.udp.remove(&number) {
+                self.sockets.remove(u.udp);
+            }
+        }
+        let mut dead = Vec::new();
+        let own = self.own().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        for (&id, (u, raw)) in self.icmp.iter() {
+            let Some(inbox) = u.inbox.upgrade() else {
+                dead.push(id);
+                continue;
+            };
+            let s = self.sockets.get_mut::<icmp::Socket>(u.udp);
+            let mut woken = Vec::new();
+            while let Ok((data, from)) = s.recv() {
+                let mut q = inbox.borrow_mut();
+                // Echo replies only (the identifier matched).
+                if data.first() == Some(&0) && q.readers > 0 && q.fits(data.len() + 20) {
+                    let mut m = Vec::with_capacity(data.len() + 20);
+                    if *raw {
+                        m.extend(super::ipv4_header(v4(from), own, data.len()));
+                    }
+                    m.extend_from_slice(data);
+                    q.push_message(&m, Some(name_of(IpEndpoint::new(from, 0))), None);
+                    woken.extend(q.take_waiters());
+                }
+                moved = true;
+            }
+            wake_all(woken);
+        }
+        for id in dead {
+            if let Some((u, _)) = self.icmp.remove(&id) {
                 self.sockets.remove(u.udp);
             }
         }

@@ -211,6 +211,9 @@ impl Vproc {
         flags: u64,
         to: Option<Addr>,
     ) -> R {
+        if super::ping::is_ping_file(file) {
+            return self.ping_send(file, data, to);
+        }
         // The largest UDP payload over IPv4 (65,535 less the headers).
         if data.len() > 65_507 {
             return Err(EMSGSIZE);

@@ -85,7 +85,7 @@ impl Vproc {
         if !self.is_own_name(n) {
             return Err(EADDRNOTAVAIL);
         }
-        let (v6only, reuseport) = match &file.borrow().kind {
+        let (v6only, reuseport, ping) = match &file.borrow().kind {
             FileKind::Socket(s) => (
                 s.opts
                     .get(&(IPPROTO_IPV6, IPV6_V6ONLY))
@@ -93,10 +93,13 @@ impl Vproc {
                 s.opts
                     .get(&(crate::abi::socket::SOL_SOCKET, SO_REUSEPORT))
                     .is_some_and(|&v| v != 0),
+                super::ping::is_ping(s),
             ),
-            _ => (false, false),
+            _ => (false, false, false),
         };
-        let proto = if ty == SockType::Dgram {
+        let proto = if ping {
+            Proto::Icmp
+        } else if ty == SockType::Dgram {
             Proto::Udp
         } else {
             Proto::Tcp

@@ -56,6 +56,7 @@ mod mm;
 mod notify;
 mod overcommit;
 mod pidfd;
+mod ping;
 mod proc;
 mod procfs;
 mod procsys;

@@ -155,11 +155,12 @@ impl Vproc {
                 b.extend_from_slice(&linger[1].to_le_bytes());
                 return self.put_opt(&b, val, lenp);
             }
-            (SOL_SOCKET, 3) => ty.raw(),           // SO_TYPE
-            (SOL_SOCKET, 39) => i32::from(family), // SO_DOMAIN
+            (SOL_SOCKET, 3) if protocol & super::ping::RAW != 0 => 3, // SOCK_RAW
+            (SOL_SOCKET, 3) => ty.raw(),                              // SO_TYPE
+            (SOL_SOCKET, 39) => i32::from(family),                    // SO_DOMAIN
             (SOL_SOCKET, 38) => match (inet, ty) {
                 // SO_PROTOCOL
-                _ if protocol != 0 => protocol,
+                _ if protocol != 0 => protocol & 0xff,
                 (true, SockType::Stream) => 6,
                 (true, _) => 17,
                 (false, _) => 0,

@@ -44,10 +44,17 @@ impl Vproc {
     /// AF_INET6 stream (TCP) and datagram (UDP) sockets on the loopback
     /// network.
     pub(super) fn sys_socket(&mut self, domain: u64, ty: u64, protocol: u64) -> R {
+        let raw = ty & 0xf == 3;
         let (ty, st, cloexec) = self.socket_type(domain, ty, protocol, false)?;
         let family = u16::try_from(domain).map_err(|_| EAFNOSUPPORT)?;
+        let protocol = i32::try_from(protocol).unwrap_or(0);
         let sock = Socket {
-            protocol: i32::try_from(protocol).unwrap_or(0),
+            // A raw ICMP socket is an echo socket that sees IP headers.
+            protocol: if raw {
+                protocol | super::ping::RAW
+            } else {
+                protocol
+            },
             ..Socket::new_in(family, ty)
         };
         let file = OpenFile::new(FileKind::Socket(sock), st, b"socket:");
@@ -75,13 +82,21 @@ impl Vproc {
             return Err(EINVAL);
         }
         let kind = if inet {
-            // TCP and UDP (IPPROTO_TCP 6, IPPROTO_UDP 17); raw, ICMP and
-            // SCTP sockets are not offered.
+            // TCP and UDP (IPPROTO_TCP 6, IPPROTO_UDP 17), and ICMP echo
+            // sockets (IPPROTO_ICMP 1, IPPROTO_ICMPV6 58: unprivileged
+            // ping). Raw sockets are refused as for an unprivileged user
+            // (EPERM: ping then falls back to an echo socket); SCTP is
+            // not offered.
             match (ty & 0xf, protocol) {
                 (1, 0 | 6) => SockType::Stream,
                 // UDP-Lite (136) is UDP on a network that never corrupts.
                 (2, 0 | 17 | 136) => SockType::Dgram,
-                (1..=3, _) => return Err(EPROTONOSUPPORT),
+                (2, 1) if domain == AF_INET => SockType::Dgram,
+                (2, 58) if domain == AF_INET6 => SockType::Dgram,
+                // Raw ICMP: for ping (echo requests and replies only).
+                (3, 1) if domain == AF_INET => SockType::Dgram,
+                (3, _) => return Err(EPERM),
+                (1..=2, _) => return Err(EPROTONOSUPPORT),
                 (4..=6 | 10, _) => return Err(ESOCKTNOSUPPORT),
                 _ => return Err(EINVAL),
             }
