@@ -127,3 +127,42 @@ fn ping_answers_on_loopback() {
         r.stderr
     );
 }
+
+/// /proc/net/{tcp,udp6,dev} list the vkernel's own sockets and
+/// interfaces in Linux's formats: busybox netstat and iproute2's ss
+/// (through its /proc fallback) show a listener, both ends of a
+/// connection and a bound UDP socket.
+#[test]
+fn proc_net_lists_sockets() {
+    let test = "proc_net_lists_sockets";
+    let Some(py) = common::kvm_tool(test, "/usr/bin/python3", " (apt-get install python3)") else {
+        return;
+    };
+    let probe = "import socket, subprocess\n\
+                 l = socket.socket(); l.bind(('0.0.0.0', 7070)); l.listen()\n\
+                 c = socket.create_connection(('127.0.0.1', 7070)); a, _ = l.accept()\n\
+                 u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.bind(('::', 5353))\n\
+                 print(open('/proc/net/tcp').read().splitlines()[1].split()[1:4])\n\
+                 print(sorted(open('/proc/net/dev').read().split()[-17:-16]))\n\
+                 out = subprocess.run(['busybox', 'netstat', '-tuan'], capture_output=True, text=True).stdout\n\
+                 print('\\n'.join(' '.join(l.split()) for l in out.splitlines()[2:]))\n";
+    let args = ["-c", probe];
+    let r = vk_watched(
+        &what(&py, &args, 1),
+        60,
+        guest(&py, &args, 1).root(host_root()),
+    );
+    assert_eq!(
+        r.out().shown(),
+        (
+            "['00000000:1B9E', '00000000:0000', '0A']\n['lo:']\n\
+             tcp 0 0 0.0.0.0:7070 0.0.0.0:* LISTEN\n\
+             tcp 0 0 127.0.0.1:32768 127.0.0.1:7070 ESTABLISHED\n\
+             tcp 0 0 127.0.0.1:7070 127.0.0.1:32768 ESTABLISHED\n\
+             udp 0 0 :::5353 :::*\n",
+            0
+        ),
+        "{}",
+        r.stderr
+    );
+}

@@ -189,6 +189,31 @@ struct Binding {
     port: WeakShared<Port>,
 }
 
+/// A TCP connection's end, for `/proc/net/tcp`.
+#[derive(Clone)]
+pub struct ConnRecord {
+    /// Its own name.
+    pub local: InetName,
+    /// Its peer's.
+    pub remote: InetName,
+    /// What it receives (gone, or no reader left: the end closed).
+    pub rx: WeakShared<super::pipe::Pipe>,
+    /// What it sends.
+    pub tx: WeakShared<super::pipe::Pipe>,
+    /// Its owner's uid.
+    pub uid: u32,
+}
+
+/// A socket bound to a port, as `/proc/net` lists it.
+pub struct BoundRecord {
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// The name it is bound to.
+    pub name: InetName,
+    /// Its port (a listener's backlog, a UDP socket's queue).
+    pub port: Shared<Port>,
+}
+
 /// The bound ports of the loopback network.
 #[derive(Default)]
 pub struct InetPorts {
@@ -196,6 +221,10 @@ pub struct InetPorts {
     bound: HashMap<(Proto, u16), Vec<Binding>>,
     /// Where the next ephemeral port search starts.
     next: u16,
+    /// TCP connection ends (pruned when they close).
+    conns: Vec<ConnRecord>,
+    /// `conns`' length after the last pruning.
+    pruned: usize,
 }
 
 impl std::fmt::Debug for InetPorts {
@@ -228,7 +257,51 @@ fn overlaps(a: &Binding, b_ip: Ipv6Addr, b_v6only: bool) -> bool {
     covers(a.ip, a.v6only, b_ip) || covers(b_ip, b_v6only, a.ip)
 }
 
+/// Is the connection end of `r` still open?
+fn open(r: &ConnRecord) -> bool {
+    r.rx.upgrade().is_some_and(|p| p.borrow().readers > 0)
+}
+
 impl InetPorts {
+    /// Note a TCP connection end (for `/proc/net/tcp`).
+    pub fn note_conn(&mut self, r: ConnRecord) {
+        if self.conns.len() >= 2 * self.pruned.max(32) {
+            self.conns.retain(open);
+            self.pruned = self.conns.len();
+        }
+        self.conns.push(r);
+    }
+
+    /// The open TCP connection ends.
+    pub fn conns(&mut self) -> Vec<ConnRecord> {
+        self.conns.retain(open);
+        self.pruned = self.conns.len();
+        self.conns.clone()
+    }
+
+    /// The sockets bound to ports, by protocol and port.
+    pub fn bound(&mut self) -> Vec<BoundRecord> {
+        self.prune();
+        let mut v: Vec<BoundRecord> = self
+            .bound
+            .iter()
+            .flat_map(|(&(proto, number), bs)| {
+                bs.iter().filter_map(move |b| {
+                    Some(BoundRecord {
+                        proto,
+                        name: InetName {
+                            ip: b.ip,
+                            port: number,
+                        },
+                        port: b.port.upgrade()?,
+                    })
+                })
+            })
+            .collect();
+        v.sort_by_key(|r| r.name.port);
+        v
+    }
+
     /// Drop bindings whose sockets went.
     fn prune(&mut self) {
         self.bound.retain(|_, v| {

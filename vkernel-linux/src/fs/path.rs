@@ -71,7 +71,28 @@ pub enum ProcItem {
     Cpuinfo,
     /// `fd/N`.
     Fd(i32),
+    /// `/proc/net`.
+    NetDir,
+    /// `/proc/net/tcp`: IPv4 TCP sockets.
+    NetTcp,
+    /// `/proc/net/tcp6`.
+    NetTcp6,
+    /// `/proc/net/udp`: IPv4 UDP sockets.
+    NetUdp,
+    /// `/proc/net/udp6`.
+    NetUdp6,
+    /// `/proc/net/dev`: interfaces and their counters.
+    NetDev,
 }
+
+/// The files of `/proc/net`.
+pub const NET_ITEMS: [ProcItem; 5] = [
+    ProcItem::NetDev,
+    ProcItem::NetTcp,
+    ProcItem::NetTcp6,
+    ProcItem::NetUdp,
+    ProcItem::NetUdp6,
+];
 
 /// The entries of `/proc/PID` for the vproc itself, in listing order.
 pub const PID_ITEMS: [ProcItem; 11] = [
@@ -99,11 +120,12 @@ pub const OTHER_PID_ITEMS: [ProcItem; 5] = [
 ];
 
 /// The files of `/proc` itself (besides `self` and the pids).
-pub const TOP_ITEMS: [ProcItem; 6] = [
+pub const TOP_ITEMS: [ProcItem; 7] = [
     ProcItem::Cpuinfo,
     ProcItem::Loadavg,
     ProcItem::Meminfo,
     ProcItem::Mounts,
+    ProcItem::NetDir,
     ProcItem::SysStat,
     ProcItem::Uptime,
 ];
@@ -130,12 +152,18 @@ impl ProcItem {
             ProcItem::Loadavg => b"loadavg".to_vec(),
             ProcItem::Cpuinfo => b"cpuinfo".to_vec(),
             ProcItem::Fd(n) => n.to_string().into_bytes(),
+            ProcItem::NetDir => b"net".to_vec(),
+            ProcItem::NetTcp => b"tcp".to_vec(),
+            ProcItem::NetTcp6 => b"tcp6".to_vec(),
+            ProcItem::NetUdp => b"udp".to_vec(),
+            ProcItem::NetUdp6 => b"udp6".to_vec(),
+            ProcItem::NetDev => b"dev".to_vec(),
         }
     }
 
     /// A directory?
     pub fn is_dir(self) -> bool {
-        matches!(self, ProcItem::PidDir | ProcItem::FdDir)
+        matches!(self, ProcItem::PidDir | ProcItem::FdDir | ProcItem::NetDir)
     }
 
     /// A symlink?
@@ -166,6 +194,12 @@ impl ProcItem {
             ProcItem::Loadavg => 16,
             ProcItem::SysStat => 17,
             ProcItem::Cpuinfo => 18,
+            ProcItem::NetDir => 19,
+            ProcItem::NetTcp => 20,
+            ProcItem::NetTcp6 => 21,
+            ProcItem::NetUdp => 22,
+            ProcItem::NetUdp6 => 23,
+            ProcItem::NetDev => 24,
             ProcItem::Fd(n) => 0x10000 + (n as u32 as u64 & 0xffff),
         }
     }
@@ -201,6 +235,12 @@ pub fn proc_item(h: u64) -> Option<(i32, ProcItem)> {
         16 => ProcItem::Loadavg,
         17 => ProcItem::SysStat,
         18 => ProcItem::Cpuinfo,
+        19 => ProcItem::NetDir,
+        20 => ProcItem::NetTcp,
+        21 => ProcItem::NetTcp6,
+        22 => ProcItem::NetUdp,
+        23 => ProcItem::NetUdp6,
+        24 => ProcItem::NetDev,
         c if c >= 0x10000 => ProcItem::Fd((c - 0x10000) as i32),
         _ => return None,
     };
@@ -368,6 +408,11 @@ impl Fs {
                     Some(n) if v.fd_node(n).is_some() => Ok(proc_handle(pid, ProcItem::Fd(n))),
                     _ => Err(ENOENT),
                 },
+                ProcItem::NetDir => NET_ITEMS
+                    .iter()
+                    .find(|i| i.name() == name)
+                    .map(|&i| proc_handle(pid, i))
+                    .ok_or(ENOENT),
                 _ => Err(ENOTDIR),
             };
         }
@@ -403,7 +448,25 @@ impl Fs {
     /// The parent directory of `h` (the root's is the root).
     pub fn parent_handle(&self, h: u64) -> u64 {
         match proc_item(h) {
-            Some((_, ProcItem::PidDir | ProcItem::SelfLink | ProcItem::Meminfo)) => self.proc_dir,
+            Some((
+                _,
+                ProcItem::PidDir
+                | ProcItem::SelfLink
+                | ProcItem::Meminfo
+                | ProcItem::Cpuinfo
+                | ProcItem::Loadavg
+                | ProcItem::Uptime
+                | ProcItem::SysStat
+                | ProcItem::NetDir,
+            )) => self.proc_dir,
+            Some((
+                pid,
+                ProcItem::NetTcp
+                | ProcItem::NetTcp6
+                | ProcItem::NetUdp
+                | ProcItem::NetUdp6
+                | ProcItem::NetDev,
+            )) => proc_handle(pid, ProcItem::NetDir),
             Some((pid, ProcItem::Fd(_))) => proc_handle(pid, ProcItem::FdDir),
             Some((pid, _)) => proc_handle(pid, ProcItem::PidDir),
             None => self.with_node(h, |n| n.parent).unwrap_or(ROOT),

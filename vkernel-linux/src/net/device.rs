@@ -3,6 +3,9 @@
 //! the tap will not take is dropped (as a NIC drops it), and TCP sends it
 //! again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use vkernel_devices::Vke;
@@ -13,19 +16,19 @@ pub struct TapDevice {
     rx: Vec<u8>,
     tx: Vec<u8>,
     mtu: usize,
-    /// Frames in and out, and frames the tap refused.
-    pub counts: [u64; 3],
+    /// Bytes and frames in, bytes and frames out, frames the tap refused.
+    pub counts: Arc<[AtomicU64; 5]>,
 }
 
 impl TapDevice {
     /// `vke` carrying IP packets of up to `mtu` bytes.
-    pub fn new(vke: Vke, mtu: usize) -> TapDevice {
+    pub fn new(vke: Vke, mtu: usize, counts: Arc<[AtomicU64; 5]>) -> TapDevice {
         TapDevice {
             vke,
             rx: vec![0; 65536 + 14],
             tx: Vec::with_capacity(mtu + 14),
             mtu,
-            counts: [0; 3],
+            counts,
         }
     }
 }
@@ -37,7 +40,7 @@ pub struct Rx<'a>(&'a [u8]);
 pub struct Tx<'a> {
     vke: &'a Vke,
     buf: &'a mut Vec<u8>,
-    counts: &'a mut [u64; 3],
+    counts: &'a [AtomicU64; 5],
 }
 
 impl phy::RxToken for Rx<'_> {
@@ -51,9 +54,12 @@ impl phy::TxToken for Tx<'_> {
         self.buf.resize(len, 0);
         let r = f(self.buf);
         match self.vke.send(self.buf) {
-            Ok(()) => self.counts[1] += 1,
+            Ok(()) => {
+                self.counts[2].fetch_add(len as u64, Ordering::Relaxed);
+                self.counts[3].fetch_add(1, Ordering::Relaxed);
+            }
             Err(e) => {
-                self.counts[2] += 1;
+                self.counts[4].fetch_add(1, Ordering::Relaxed);
                 log::debug!("tap send of {len} bytes dropped: {e}");
             }
         }
@@ -74,13 +80,14 @@ impl Device for TapDevice {
                 return None;
             }
         };
-        self.counts[0] += 1;
+        self.counts[0].fetch_add(n as u64, Ordering::Relaxed);
+        self.counts[1].fetch_add(1, Ordering::Relaxed);
         Some((
             Rx(&self.rx[..n]),
             Tx {
                 vke: &self.vke,
                 buf: &mut self.tx,
-                counts: &mut self.counts,
+                counts: &self.counts,
             },
         ))
     }
@@ -89,7 +96,7 @@ impl Device for TapDevice {
         Some(Tx {
             vke: &self.vke,
             buf: &mut self.tx,
-            counts: &mut self.counts,
+            counts: &self.counts,
         })
     }
 

@@ -38,6 +38,7 @@ pub(crate) fn spawn() -> Result<Arc<Common>, NetError> {
         addr: std::sync::atomic::AtomicU32::new(0),
         conns: std::sync::atomic::AtomicUsize::new(0),
         dhcp_dns: Mutex::new(Vec::new()),
+        counters: Default::default(),
         waker,
         cfg: None,
     });

@@ -128,6 +128,9 @@ pub(crate) struct Common {
     /// TCP connections the stack still carries (open, or closed by the
     /// vproc with bytes still to send).
     pub conns: std::sync::atomic::AtomicUsize,
+    /// The tap's counters: bytes and frames received, bytes and frames
+    /// sent, frames dropped on sending.
+    pub counters: Arc<[std::sync::atomic::AtomicU64; 5]>,
     /// DNS servers DHCP gave.
     pub dhcp_dns: Mutex<Vec<Ipv4Addr>>,
     /// Wakes the stack's thread.
@@ -185,6 +188,12 @@ impl Net {
                 name: "host".into(),
             })
         })
+    }
+
+    /// The tap's counters: bytes and frames received, bytes and frames
+    /// sent, frames the tap refused (`/proc/net/dev`).
+    pub fn counters(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.common.counters[i].load(Ordering::Relaxed))
     }
 
     /// Is it `--net host`?

@@ -54,6 +54,7 @@ pub(crate) fn spawn(vke: Vke, cfg: NetConfig) -> Result<Arc<Common>, NetError> {
         addr: std::sync::atomic::AtomicU32::new(cfg.ip.map_or(0, |(a, _)| u32::from(a))),
         conns: std::sync::atomic::AtomicUsize::new(0),
         dhcp_dns: Mutex::new(Vec::new()),
+        counters: Default::default(),
         waker,
         cfg: Some(cfg.clone()),
     });
@@ -143,7 +144,7 @@ fn name_of(e: IpEndpoint) -> Vec<u8> {
 
 impl Stack {
     fn new(vke: Vke, common: Arc<Common>, cfg: NetConfig, poll: Poll) -> Stack {
-        let mut dev = TapDevice::new(vke, cfg.mtu);
+        let mut dev = TapDevice::new(vke, cfg.mtu, common.counters.clone());
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(cfg.mac)));
         config.random_seed = {
             let mut b = [0u8; 8];

@@ -64,6 +64,18 @@ impl Vproc {
         })
     }
 
+    /// Note a TCP connection end for `/proc/net/tcp`.
+    pub(super) fn note_conn(&self, local: InetName, remote: InetName, end: &UnixStream) {
+        self.fs.inet().note_conn(crate::fs::inet::ConnRecord {
+            local,
+            remote,
+            rx: end.rx.downgrade(),
+            tx: end.tx.downgrade(),
+            // Every vproc runs as uid 0 (getuid).
+            uid: 0,
+        });
+    }
+
     /// The address family of socket `file` (AF_UNIX for anything else).
     pub(super) fn family_of(file: &Shared<OpenFile>) -> u16 {
         match &file.borrow().kind {
@@ -209,6 +221,9 @@ impl Vproc {
         server.peer = own.map(InetName::to_bytes);
         server.peer_cred = self.cred();
         server.local = Some(dest.to_bytes());
+        if let Some(local) = own {
+            self.note_conn(local, dest, &client);
+        }
         self.join(
             file,
             p,

@@ -59,6 +59,7 @@ mod pidfd;
 mod ping;
 mod proc;
 mod procfs;
+mod procnet;
 mod procsys;
 mod ptimer;
 mod ready;

@@ -6,7 +6,8 @@
 
 use crate::files::FileKind;
 use crate::fs::{
-    proc_handle, proc_item, DirEntry, ProcItem, ProcView, OTHER_PID_ITEMS, PID_ITEMS, TOP_ITEMS,
+    proc_handle, proc_item, DirEntry, ProcItem, ProcView, NET_ITEMS, OTHER_PID_ITEMS, PID_ITEMS,
+    TOP_ITEMS,
 };
 use crate::mm::VmaKind;
 use crate::Vproc;
@@ -192,11 +193,12 @@ impl Vproc {
                     )
                 }));
                 v.extend(TOP_ITEMS.iter().map(|&i| {
-                    ent(
-                        i.name(),
-                        proc_handle(pid, i) & 0xffff_ffff_ffff,
-                        libc::DT_REG,
-                    )
+                    let t = if i.is_dir() {
+                        libc::DT_DIR
+                    } else {
+                        libc::DT_REG
+                    };
+                    ent(i.name(), proc_handle(pid, i) & 0xffff_ffff_ffff, t)
                 }));
                 v
             }
@@ -226,6 +228,16 @@ impl Vproc {
                         i.name(),
                         proc_handle(pid, i) & 0xffff_ffff_ffff,
                         libc::DT_LNK,
+                    )
+                })
+                .collect(),
+            Some((pid, ProcItem::NetDir)) => NET_ITEMS
+                .iter()
+                .map(|&i| {
+                    ent(
+                        i.name(),
+                        proc_handle(pid, i) & 0xffff_ffff_ffff,
+                        libc::DT_REG,
                     )
                 })
                 .collect(),

@@ -20,6 +20,16 @@ impl Vproc {
     /// `item` of process `pid` when the process table makes it (None: the
     /// vproc's own view, `proc_contents`, makes it).
     pub(super) fn proc_system(&self, pid: i32, item: ProcItem) -> Option<Vec<u8>> {
+        if matches!(
+            item,
+            ProcItem::NetTcp
+                | ProcItem::NetTcp6
+                | ProcItem::NetUdp
+                | ProcItem::NetUdp6
+                | ProcItem::NetDev
+        ) {
+            return Some(self.proc_net(item).into_bytes());
+        }
         let k = self.k.as_ref()?;
         let text = match item {
             ProcItem::Uptime => {

@@ -109,6 +109,7 @@ impl Vproc {
         };
         client.peer = Some(peer.to_bytes());
         client.local = Some(own.to_bytes());
+        self.note_conn(own, peer, &client);
         s.name = Some(own.to_bytes());
         s.state = SockState::Connected(client);
         s.connecting = Some(state);

@@ -457,6 +457,12 @@ impl Vproc {
         drop(p);
         files::wake_all(w);
         let peer = conn.peer.clone();
+        if family != files::AF_UNIX {
+            let name = |b: &Option<Vec<u8>>| b.as_deref().and_then(InetName::from_bytes);
+            if let (Some(l), Some(r)) = (name(&conn.local), name(&conn.peer)) {
+                self.note_conn(l, r, &conn);
+            }
+        }
         let st = files::O_RDWR
             | if flags & SOCK_NONBLOCK != 0 {
                 files::O_NONBLOCK
