@@ -39,6 +39,7 @@ pub(crate) fn spawn() -> Result<Arc<Common>, NetError> {
         conns: std::sync::atomic::AtomicUsize::new(0),
         dhcp_dns: Mutex::new(Vec::new()),
         counters: Default::default(),
+        prefix: Default::default(),
         waker,
         cfg: None,
     });

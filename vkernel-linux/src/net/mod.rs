@@ -128,6 +128,8 @@ pub(crate) struct Common {
     /// TCP connections the stack still carries (open, or closed by the
     /// vproc with bytes still to send).
     pub conns: std::sync::atomic::AtomicUsize,
+    /// The address's prefix length.
+    pub prefix: std::sync::atomic::AtomicU8,
     /// The tap's counters: bytes and frames received, bytes and frames
     /// sent, frames dropped on sending.
     pub counters: Arc<[std::sync::atomic::AtomicU64; 5]>,
@@ -194,6 +196,11 @@ impl Net {
     /// sent, frames the tap refused (`/proc/net/dev`).
     pub fn counters(&self) -> [u64; 5] {
         std::array::from_fn(|i| self.common.counters[i].load(Ordering::Relaxed))
+    }
+
+    /// The prefix length of the tap's address.
+    pub fn prefix(&self) -> u8 {
+        self.common.prefix.load(Ordering::Relaxed)
     }
 
     /// Is it `--net host`?

@@ -55,6 +55,7 @@ pub(crate) fn spawn(vke: Vke, cfg: NetConfig) -> Result<Arc<Common>, NetError> {
         conns: std::sync::atomic::AtomicUsize::new(0),
         dhcp_dns: Mutex::new(Vec::new()),
         counters: Default::default(),
+        prefix: std::sync::atomic::AtomicU8::new(cfg.ip.map_or(0, |(_, p)| p)),
         waker,
         cfg: Some(cfg.clone()),
     });
@@ -654,6 +655,9 @@ impl Stack {
                     .dhcp_dns
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = c.dns_servers.iter().copied().collect();
+                self.common
+                    .prefix
+                    .store(addr.prefix_len(), Ordering::Relaxed);
                 self.common
                     .addr
                     .store(u32::from(addr.address()), Ordering::Release);

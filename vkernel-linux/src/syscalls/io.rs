@@ -795,6 +795,9 @@ impl Vproc {
             _ => {}
         }
         let file = self.fds.get(fd)?.file.clone();
+        if (0x8900..0x8a00).contains(&req) && matches!(file.borrow().kind, FileKind::Socket(_)) {
+            return self.if_ioctl(req, arg);
+        }
         let n = match file.borrow().kind {
             FileKind::Stdin => 0,
             FileKind::Stdout => 1,

@@ -48,6 +48,7 @@ mod fast;
 mod fifo;
 mod fs;
 mod fsmod;
+mod ifaces;
 mod inet;
 mod info;
 mod io;
