@@ -153,7 +153,7 @@ impl Vproc {
                 return Ok(0);
             }
             // SIOCGIFFLAGS: the low 16 bits.
-            0x8913 => body[..2].copy_from_slice(&(i.flags as u16).to_le_bytes()),
+            0x8913 => body[..2].copy_from_slice(&i.flags.to_le_bytes()[..2]),
             0x8915 | 0x8917 => {
                 body[..16].copy_from_slice(&sockaddr_in(i.addr.ok_or(EADDRNOTAVAIL)?.0))
             }
