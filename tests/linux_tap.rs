@@ -632,3 +632,56 @@ fn ping_over_the_tap() {
     };
     assert!(answered.status.success(), "{}", text(&answered.stdout));
 }
+
+/// The vkernel's interfaces as tools see them: iproute2's `ip` (over
+/// rtnetlink), busybox ifconfig (socket ioctls), /proc/net/dev and
+/// Python's if_nameindex show lo and the tap's eth0 with its address,
+/// Ethernet address and routes.
+#[test]
+fn interfaces_as_tools_see_them() {
+    let test = "interfaces_as_tools_see_them";
+    let Some(ns) = NetNs::new(test) else {
+        return;
+    };
+    let vk = example_binary("vkernel");
+    let n = ns.n;
+    let script = "ip -br addr; ip -br link; ip route; \
+                  busybox ifconfig eth0 | busybox head -2; \
+                  busybox grep -c eth0: /proc/net/dev; \
+                  python3 -c 'import socket; print(socket.if_nameindex())'";
+    let out = ns
+        .command(&[
+            vk.to_str().unwrap(),
+            "run",
+            "--net",
+            &ns.net_arg(),
+            "/bin/sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap();
+    let got = text(&out.stdout);
+    assert!(out.status.success(), "{got}{}", text(&out.stderr));
+    let squeeze = |s: &str| {
+        s.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        squeeze(&got),
+        format!(
+            "lo UNKNOWN 127.0.0.1/8 ::1/128\n\
+             eth0 UP 10.77.{n}.2/24\n\
+             lo UNKNOWN 00:00:00:00:00:00 <LOOPBACK,UP,LOWER_UP>\n\
+             eth0 UP 02:76:6b:00:00:01 <BROADCAST,MULTICAST,UP,LOWER_UP>\n\
+             10.77.{n}.0/24 dev eth0 proto kernel scope link src 10.77.{n}.2\n\
+             default via 10.77.{n}.1 dev eth0\n\
+             eth0 Link encap:Ethernet HWaddr 02:76:6B:00:00:01\n\
+             inet addr:10.77.{n}.2 Bcast:10.77.{n}.255 Mask:255.255.255.0\n\
+             1\n\
+             [(1, 'lo'), (2, 'eth0')]"
+        )
+    );
+}

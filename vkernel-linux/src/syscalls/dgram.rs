@@ -160,6 +160,9 @@ impl Vproc {
             return Err(EOPNOTSUPP);
         }
         let file = self.socket_of(fd)?;
+        if Self::is_netlink(&file) {
+            return self.netlink_send(&file, data);
+        }
         if Self::family_of(&file) != files::AF_UNIX {
             return self.udp_send(&file, fd, data, flags, to);
         }

@@ -54,6 +54,7 @@ mod info;
 mod io;
 mod locking;
 mod mm;
+mod netlink;
 mod notify;
 mod overcommit;
 mod pidfd;

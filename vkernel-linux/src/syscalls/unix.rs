@@ -72,16 +72,25 @@ impl Vproc {
         protocol: u64,
         pair: bool,
     ) -> Result<(SockType, u32, bool), i64> {
+        const AF_NETLINK: u64 = super::netlink::AF_NETLINK as u64;
         let inet = match domain {
             AF_UNIX => false,
-            AF_INET | AF_INET6 if pair => return Err(EOPNOTSUPP),
-            AF_INET | AF_INET6 => true,
+            AF_INET | AF_INET6 | AF_NETLINK if pair => return Err(EOPNOTSUPP),
+            AF_INET | AF_INET6 | AF_NETLINK => true,
             _ => return Err(EAFNOSUPPORT),
         };
         if ty & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
             return Err(EINVAL);
         }
-        let kind = if inet {
+        let kind = if domain == AF_NETLINK {
+            // NETLINK_ROUTE only (sock_diag and the others are not
+            // offered: `ss` then reads /proc/net).
+            match (ty & 0xf, protocol) {
+                (2 | 3, 0) => SockType::Dgram,
+                (2 | 3, _) => return Err(EPROTONOSUPPORT),
+                _ => return Err(ESOCKTNOSUPPORT),
+            }
+        } else if inet {
             // TCP and UDP (IPPROTO_TCP 6, IPPROTO_UDP 17), and ICMP echo
             // sockets (IPPROTO_ICMP 1, IPPROTO_ICMPV6 58: unprivileged
             // ping). Raw sockets are refused as for an unprivileged user
@@ -118,6 +127,14 @@ impl Vproc {
     pub(super) fn sockaddr_for(&mut self, family: u16, addr: u64, len: u64) -> Result<Addr, i64> {
         if family == files::AF_UNIX {
             return self.sockaddr(addr, len);
+        }
+        if family == super::netlink::AF_NETLINK {
+            // Only the kernel (port 0) answers: the name is not needed.
+            return if len >= 12 {
+                Ok(Addr::Unnamed)
+            } else {
+                Err(EINVAL)
+            };
         }
         let len = usize::try_from(len).map_err(|_| EINVAL)?;
         if len > 128 {
@@ -161,6 +178,9 @@ impl Vproc {
     pub(super) fn sys_bind(&mut self, fd: i64, addr: u64, len: u64) -> R {
         let file = self.socket_of(fd)?;
         let family = Self::family_of(&file);
+        if family == super::netlink::AF_NETLINK {
+            return self.netlink_bind(&file, addr, len);
+        }
         let a = self.sockaddr_for(family, addr, len)?;
         self.bind_name(&file, a)
     }
@@ -317,6 +337,10 @@ impl Vproc {
     pub(super) fn sys_connect(&mut self, fd: i64, addr: u64, len: u64) -> R {
         let file = self.socket_of(fd)?;
         let family = Self::family_of(&file);
+        if family == super::netlink::AF_NETLINK {
+            // Talking to the kernel (port 0) is all a netlink socket does.
+            return Ok(0);
+        }
         let ty = match &file.borrow().kind {
             FileKind::Socket(s) => s.ty,
             _ => return Err(ENOTSOCK),
@@ -512,6 +536,7 @@ impl Vproc {
             return Err(EINVAL);
         }
         let b = match name {
+            _ if family == super::netlink::AF_NETLINK => Self::sockaddr_nl(name),
             Some(n) => self.sockaddr_bytes(family, n),
             None if family != files::AF_UNIX => InetName::ANY.encode(family),
             None => AF_UNIX_FAMILY.to_le_bytes().to_vec(),
@@ -527,6 +552,9 @@ impl Vproc {
     /// the family, then a path with its NUL, or an abstract name as is; an
     /// Internet name in the family's form.
     pub(super) fn sockaddr_bytes(&self, family: u16, name: &[u8]) -> Vec<u8> {
+        if family == super::netlink::AF_NETLINK {
+            return Self::sockaddr_nl(Some(name));
+        }
         if family != files::AF_UNIX {
             return InetName::from_bytes(name)
                 .unwrap_or(InetName::ANY)
