@@ -648,7 +648,8 @@ fn interfaces_as_tools_see_them() {
     let script = "ip -br addr; ip -br link; ip route; \
                   busybox ifconfig eth0 | busybox head -2; \
                   busybox grep -c eth0: /proc/net/dev; \
-                  python3 -c 'import socket; print(socket.if_nameindex())'";
+                  python3 -c 'import socket; print(socket.if_nameindex())'; \
+                  busybox ls /sys/class/net; busybox cat /sys/class/net/eth0/address";
     let out = ns
         .command(&[
             vk.to_str().unwrap(),
@@ -681,7 +682,8 @@ fn interfaces_as_tools_see_them() {
              eth0 Link encap:Ethernet HWaddr 02:76:6B:00:00:01\n\
              inet addr:10.77.{n}.2 Bcast:10.77.{n}.255 Mask:255.255.255.0\n\
              1\n\
-             [(1, 'lo'), (2, 'eth0')]"
+             [(1, 'lo'), (2, 'eth0')]\n\
+             eth0\nlo\n02:76:6b:00:00:01"
         )
     );
 }

@@ -260,7 +260,7 @@ enum MainError {
     CannotRun { path: String, why: String },
     #[error("--net: {0}")]
     Net(#[from] linux::net::NetError),
-    #[error("--net: cannot write /etc/hosts or /etc/resolv.conf in the vprocs' tree: errno {0}")]
+    #[error("--net: cannot write /etc/hosts, /etc/resolv.conf or /sys/class/net in the vprocs' tree: errno {0}")]
     NetEtc(i64),
     #[error("--log {path}: {source} (give a writable file path)")]
     Log {
@@ -519,6 +519,10 @@ fn start_net(net: &str, fs: &Fs) -> Result<Option<Arc<linux::net::Net>>, MainErr
             Some(net)
         }
     };
+    if net.as_ref().is_none_or(|n| !n.is_host()) {
+        // The vprocs see their own interfaces, not the host's.
+        linux::net::install_sys_class_net(fs, net.as_deref()).map_err(MainError::NetEtc)?;
+    }
     Ok(net)
 }
 

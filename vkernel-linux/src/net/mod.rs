@@ -28,12 +28,14 @@ mod config;
 mod device;
 mod hostnet;
 mod stack;
+mod sysfs;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use config::{NetConfig, NetConfigError};
+pub use sysfs::install_sys_class_net;
 use vkernel_devices::{Vke, VkeError};
 
 use crate::fs::pipe::Pipe;
