@@ -334,6 +334,9 @@ pub struct Socket {
     pub connecting: Option<Arc<Connecting>>,
     /// A pending socket error (SO_ERROR), such as a connect refused.
     pub error: Option<i64>,
+    /// The port a connected Internet socket was bound to: held while it
+    /// is connected, so no other socket takes its name.
+    pub held: Option<Shared<Port>>,
 }
 
 /// How a TCP connect to another host ended, set by the network stack
@@ -387,6 +390,7 @@ impl Default for Socket {
             protocol: 0,
             connecting: None,
             error: None,
+            held: None,
         }
     }
 }
@@ -455,6 +459,13 @@ impl Socket {
         match &mut self.state {
             SockState::Connected(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// Become connected over `s`, holding the port it was bound to.
+    pub fn connect_over(&mut self, s: UnixStream) {
+        if let SockState::Bound(p) = std::mem::replace(&mut self.state, SockState::Connected(s)) {
+            self.held = Some(p);
         }
     }
 

@@ -183,6 +183,13 @@ pub(crate) fn poll_with(look: &Look<'_>, f: &OpenFile, depth: u32) -> Option<u16
 
 /// A socket's poll events, by `look`.
 fn socket_events(look: &Look<'_>, sk: &crate::files::Socket) -> Option<u16> {
+    // A connect through the network: nothing until the handshake ends;
+    // a refused one is an error (Linux: POLLOUT, POLLERR and POLLHUP).
+    match sk.connecting.as_ref().map(|c| c.result()) {
+        Some(None) => return Some(0),
+        Some(Some(Err(_))) => return Some(POLLOUT | POLLWRNORM | POLLERR | POLLHUP),
+        _ => {}
+    }
     let s = match &sk.state {
         SockState::Connected(s) => s,
         SockState::Listening(p) => {

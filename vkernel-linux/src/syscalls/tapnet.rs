@@ -111,7 +111,7 @@ impl Vproc {
         client.local = Some(own.to_bytes());
         self.note_conn(own, peer, &client);
         s.name = Some(own.to_bytes());
-        s.state = SockState::Connected(client);
+        s.connect_over(client);
         s.connecting = Some(state);
         s.connect_pending = true;
         let own_opts = s.opts.clone();
@@ -167,7 +167,8 @@ impl Vproc {
     fn connect_failed(s: &mut files::Socket) {
         s.connecting = None;
         s.connect_pending = false;
-        s.state = SockState::Fresh;
+        // Bound to its name again, as before the connect.
+        s.state = s.held.take().map_or(SockState::Fresh, SockState::Bound);
     }
 
     /// SO_ERROR: the pending error, cleared (a failed connect's, once).

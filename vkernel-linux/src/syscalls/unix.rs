@@ -430,7 +430,7 @@ impl Vproc {
         files::wake_all(w);
         let mut f = file.borrow_mut();
         if let FileKind::Socket(s) = &mut f.kind {
-            s.state = SockState::Connected(client);
+            s.connect_over(client);
             if name.is_some() {
                 s.name = name;
             }
