@@ -307,9 +307,32 @@ fn socket_api_over_the_tap() {
     let echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
                 s.bind(('0.0.0.0',9999))\nwhile True:\n d,a=s.recvfrom(2048)\n s.sendto(d,a)\n";
     ns.spawn(&["python3", "-c", echo], &dir);
+    // A TCP echo that reads to end of file first, then answers and closes.
+    let echo_all = concat!(
+        "import socket\n",
+        "l = socket.socket()\n",
+        "l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n",
+        "l.bind(('0.0.0.0', 9998))\n",
+        "l.listen()\n",
+        "while True:\n",
+        "    c, _ = l.accept()\n",
+        "    b = bytearray()\n",
+        "    while True:\n",
+        "        d = c.recv(65536)\n",
+        "        if not d:\n",
+        "            break\n",
+        "        b += d\n",
+        "    c.sendall(b)\n",
+        "    c.close()\n",
+    );
+    ns.spawn(&["python3", "-c", echo_all], &dir);
     assert!(
         ns.wait_for_port("127.0.0.1", 8080, 30),
         "the host side's server did not start"
+    );
+    assert!(
+        ns.wait_for_port("127.0.0.1", 9998, 30),
+        "the host side's echo did not start"
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/tapnet.py");
     let vk = example_binary("vkernel");
@@ -351,6 +374,7 @@ fn socket_api_over_the_tap() {
          fetched: {} {digest}\n\
          udp echo: b'ping one' True\n\
          udp connected echo: b'ping two'\n\
+         half-close echo: 2097152 True\n\
          resolv.conf: ['#', 'written', 'by', 'vkernel', '(--net)', 'nameserver', '{host}']\n",
         want.len()
     );

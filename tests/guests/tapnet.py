@@ -54,4 +54,18 @@ u.send(b"ping two")
 print("udp connected echo:", u.recv(100))
 u.close()
 
+# Half-close: 2 MiB out, FIN, the host side's echo of all of it, its FIN.
+s = socket.create_connection((host, udp_port - 1), timeout=20)
+want = bytes(range(256)) * 8192
+s.sendall(want)
+s.shutdown(socket.SHUT_WR)
+got = bytearray()
+while True:
+    b = s.recv(1 << 16)
+    if not b:
+        break
+    got += b
+print("half-close echo:", len(got), got == want)
+s.close()
+
 print("resolv.conf:", open("/etc/resolv.conf").read().split())
