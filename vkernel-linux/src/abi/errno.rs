@@ -65,4 +65,6 @@ errnos!(
     ECONNRESET,
     EALREADY,
     EDESTADDRREQ,
+    EIDRM,
+    ENOMSG,
 );

@@ -131,12 +131,25 @@ pub trait Wake: Send + Sync {
 #[derive(Default)]
 pub struct Waiters(Vec<(i32, Arc<dyn Wake>)>);
 
+impl std::fmt::Debug for Waiters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(p, _)| p))
+            .finish()
+    }
+}
+
 impl Waiters {
     /// Register `pid` (once).
     pub fn add(&mut self, pid: i32, w: Arc<dyn Wake>) {
         if !self.0.iter().any(|(p, _)| *p == pid) {
             self.0.push((pid, w));
         }
+    }
+
+    /// `pid` no longer waits (it gave up: a timeout).
+    pub fn remove(&mut self, pid: i32) {
+        self.0.retain(|(p, _)| *p != pid);
     }
 
     /// Take them all (wake them with the object unlocked: [`wake_all`]).

@@ -62,6 +62,7 @@ mod pidfd;
 mod post;
 mod ptimer;
 mod run;
+pub mod sysv;
 mod thread;
 
 use post::{action_of, deliverable};
@@ -301,6 +302,8 @@ pub struct Kernel {
     /// The virtual kernel's own host and domain names (its UTS
     /// namespace: sethostname here changes nothing on the host).
     uts: Mutex<(Vec<u8>, Vec<u8>)>,
+    /// System V semaphores and message queues.
+    pub(crate) sysv: Mutex<sysv::SysV>,
     /// Event count for idle vCPUs: bumped (under its own lock) by every
     /// change that may give an idle vCPU work, so a vCPU that read it
     /// before looking at the table never sleeps through one.
@@ -325,6 +328,13 @@ pub struct Kernel {
     /// The unimplemented calls the run met (the init vproc's, shared by
     /// every vproc it begets).
     unimplemented: Arc<crate::diag::Unimplemented>,
+}
+
+impl Kernel {
+    /// The System V IPC namespace.
+    pub(crate) fn sysv_lock(&self) -> std::sync::MutexGuard<'_, sysv::SysV> {
+        self.sysv.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Wake for Kernel {
@@ -687,6 +697,13 @@ impl Kernel {
             None => 0,
         };
         body.fs.locks().exit_thread(pid, tgid, left == 0);
+        if left == 0 {
+            // SEM_UNDO: the process's adjustments are applied.
+            let woken = self.sysv_lock().exit_process(tgid);
+            for mut w in woken {
+                crate::fs::pipe::wake_all(w.take());
+            }
+        }
         if pid != tgid {
             t.procs.remove(&pid);
         } else if let Some(e) = t.procs.get_mut(&pid) {

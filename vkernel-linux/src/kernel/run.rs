@@ -108,6 +108,7 @@ fn new_kernel(
             loadavg: ([0.0; 3], Instant::now()),
         }),
         uts: Mutex::new((b"vkernel".to_vec(), b"(none)".to_vec())),
+        sysv: Mutex::default(),
         events: Mutex::new(0),
         idle: Condvar::new(),
         wakes: Mutex::new(Vec::new()),

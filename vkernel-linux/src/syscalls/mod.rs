@@ -70,6 +70,7 @@ mod signal;
 mod sockopt;
 mod stat;
 mod stream;
+mod sysv;
 pub(crate) mod table;
 mod tapnet;
 mod time;

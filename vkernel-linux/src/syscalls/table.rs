@@ -156,7 +156,7 @@ struct Table {
 }
 
 /// The area lists, in the order their modules are documented.
-fn areas() -> [&'static [(i64, Handler)]; 16] {
+fn areas() -> [&'static [(i64, Handler)]; 17] {
     [
         Vproc::FS_CALLS,
         Vproc::STAT_CALLS,
@@ -174,6 +174,7 @@ fn areas() -> [&'static [(i64, Handler)]; 16] {
         Vproc::TIME_CALLS,
         Vproc::PTIMER_CALLS,
         Vproc::INFO_CALLS,
+        Vproc::SYSV_CALLS,
     ]
 }
 
