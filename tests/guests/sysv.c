@@ -8,6 +8,7 @@
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
+#include <sys/shm.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,9 +143,48 @@ static void msgs(void) {
     printf("receiver saw EIDRM: %d\n", WEXITSTATUS(st) == 4);
 }
 
+static void shms(void) {
+    int id = shmget(IPC_PRIVATE, 10000, IPC_CREAT | 0600);
+    char *p = shmat(id, 0, 0);
+    printf("shmat: %s\n", p == (void *)-1 ? strerror(errno) : "ok");
+    struct shmid_ds ds;
+    shmctl(id, IPC_STAT, &ds);
+    printf("size %zu nattch %lu mode %o zero %d\n", ds.shm_segsz, (unsigned long)ds.shm_nattch, ds.shm_perm.mode & 0777, p[9999]);
+    strcpy(p, "parent");
+    pid_t c = fork();
+    if (c == 0) {
+        /* The inherited attachment and a second one share the pages. */
+        char *q = shmat(id, 0, SHM_RDONLY);
+        int same = q != (void *)-1 && !strcmp(q, "parent");
+        strcpy(p + 100, "child");
+        shmdt(q);
+        _exit(same ? 5 : 1);
+    }
+    int st;
+    waitpid(c, &st, 0);
+    printf("child saw parent's: %d; parent sees child's: %s\n", WEXITSTATUS(st) == 5, p + 100);
+    int bad = shmdt(p + 4096);
+    const char *e = strerror(errno);
+    printf("shmdt inside: %d %s\n", bad, e);
+    printf("rmid: %d\n", shmctl(id, IPC_RMID, 0));
+    strcpy(p, "still here");
+    void *again = shmat(id, 0, 0);
+    e = strerror(errno);
+    printf("after rmid: %s; attach again: %s\n", p, again == (void *)-1 ? e : "ok");
+    printf("shmdt: %d\n", shmdt(p));
+    key_t k = 0x5eed1000 + getpid() % 1000;
+    int a = shmget(k, 4096, IPC_CREAT | IPC_EXCL | 0600);
+    int b = shmget(k, 4096, IPC_CREAT | IPC_EXCL | 0600);
+    e = strerror(errno);
+    int same = shmget(k, 100, 0) == a, bigger = shmget(k, 8192, 0);
+    printf("excl: %d %s; same %d; bigger %d %s\n", b, e, same, bigger, strerror(errno));
+    shmctl(a, IPC_RMID, 0);
+}
+
 int main(void) {
     setvbuf(stdout, 0, _IONBF, 0);
     sems();
     msgs();
+    shms();
     return 0;
 }

@@ -63,6 +63,7 @@ mod post;
 mod ptimer;
 mod run;
 pub mod sysv;
+pub mod sysv_shm;
 mod thread;
 
 use post::{action_of, deliverable};

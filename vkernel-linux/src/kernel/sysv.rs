@@ -141,6 +141,8 @@ pub struct SysV {
     seq: i32,
     /// SEM_UNDO adjustments by process: (set, semaphore) -> amount.
     undo: HashMap<i32, HashMap<(i32, u16), i32>>,
+    /// Shared memory segments.
+    pub shm: super::sysv_shm::ShmSegs,
     /// Vprocs that waited on an object when it was removed, by id: their
     /// retried call gets EIDRM (any other call on the id, EINVAL).
     gone: VecDeque<(i32, i32)>,

@@ -71,6 +71,7 @@ mod sockopt;
 mod stat;
 mod stream;
 mod sysv;
+mod sysv_shm;
 pub(crate) mod table;
 mod tapnet;
 mod time;

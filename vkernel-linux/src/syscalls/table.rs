@@ -156,7 +156,7 @@ struct Table {
 }
 
 /// The area lists, in the order their modules are documented.
-fn areas() -> [&'static [(i64, Handler)]; 17] {
+fn areas() -> [&'static [(i64, Handler)]; 18] {
     [
         Vproc::FS_CALLS,
         Vproc::STAT_CALLS,
@@ -175,6 +175,7 @@ fn areas() -> [&'static [(i64, Handler)]; 17] {
         Vproc::PTIMER_CALLS,
         Vproc::INFO_CALLS,
         Vproc::SYSV_CALLS,
+        Vproc::SHM_CALLS,
     ]
 }
 
