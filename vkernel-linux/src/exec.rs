@@ -236,6 +236,11 @@ impl Vproc {
     /// execve(path, argv, envp).
     pub fn sys_execve(&mut self, path: u64, argv: u64, envp: u64) -> Result<i64, i64> {
         let p = self.user_path(path)?;
+        self.execve_path(p, argv, envp)
+    }
+
+    /// execve of the program at `p` (a path in the vproc's tree).
+    pub(crate) fn execve_path(&mut self, p: Vec<u8>, argv: u64, envp: u64) -> Result<i64, i64> {
         let mut argv = self.user_strings(argv)?;
         let envp = self.user_strings(envp)?;
         let (mut image, mut exe) = self.exec_file(&p)?;

@@ -59,6 +59,7 @@ mod notify;
 mod overcommit;
 mod pidfd;
 mod ping;
+mod privs;
 mod proc;
 mod procfs;
 mod procnet;

@@ -1,0 +1,22 @@
+//! capget's version probe, sched_setaffinity (an empty mask refused, a
+//! vCPU's taken) and execveat (by a path relative to a directory fd, and
+//! by the program's own fd with AT_EMPTY_PATH) print the same natively
+//! and under vkernel (`tests/guests/privs.c`, issue 23).
+
+mod common;
+
+use common::{guest, kvm_guests, native, vk_watched, what};
+
+#[test]
+fn privileged_calls_match_native() {
+    for (cc, prog) in kvm_guests("privileged_calls_match_native", "privs") {
+        let n = native(&prog, &[]);
+        assert_eq!(n.status, 0, "{cc} natively:\n{}", n.stdout);
+        let r = vk_watched(
+            &what(&prog, &[], 1),
+            60,
+            guest(&prog, &[], 1).root(common::host_root()),
+        );
+        assert_eq!(r.out().shown(), n.shown(), "{cc}: {}", r.stderr);
+    }
+}
