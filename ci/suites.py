@@ -15,7 +15,7 @@ release `vkernel` example, in the same job and with the same environment:
 Every run has a timeout (the process group is killed; the run is recorded
 as "timeout"), so a hang ends with a message, never a stuck CI job.
 
-Budgets (VKERNEL_SUITES or --budget): `short` (eight modules and seven
+Budgets (VKERNEL_SUITES or --budget): `short` (eight modules and nine
 stressors, 2.5 to 6 minutes on our 2-core machine; what .ci/run runs),
 `long` (every module and stressor of issue 20, about 18 minutes), `off`.
 
@@ -104,6 +104,8 @@ STRESSORS_LONG = [
     "yield",
     "mutex",
     "sem",
+    "sem-sysv",
+    "msg",
     "shm",
     "fcntl",
     "flock",
@@ -126,7 +128,7 @@ STRESSOR_OPTS = {
     "msync": ["--msync-bytes", "16m"],
     "iomix": ["--iomix-bytes", "16m"],
 }
-STRESSORS_SHORT = ["fork", "pipe", "mmap", "futex", "signal", "open", "flock"]
+STRESSORS_SHORT = ["fork", "pipe", "mmap", "futex", "signal", "open", "flock", "sem-sysv", "msg"]
 
 BUDGETS = {
     # modules, stressors, seconds per stressor, timeout per module run
