@@ -20,3 +20,16 @@ fn privileged_calls_match_native() {
         assert_eq!(r.out().shown(), n.shown(), "{cc}: {}", r.stderr);
     }
 }
+
+/// Calls through the legacy vsyscall page (tests/guests/vsyscall.c) work
+/// as natively (Linux's default emulates them): gettimeofday, time and
+/// getcpu, returning to the caller.
+#[test]
+fn vsyscall_page_calls_match_native() {
+    for (cc, prog) in kvm_guests("vsyscall_page_calls_match_native", "vsyscall") {
+        let n = native(&prog, &[]);
+        assert_eq!(n.status, 0, "{cc} natively:\n{}", n.stdout);
+        let r = vk_watched(&what(&prog, &[], 1), 60, guest(&prog, &[], 1));
+        assert_eq!(r.out().shown(), n.shown(), "{cc}: {}", r.stderr);
+    }
+}

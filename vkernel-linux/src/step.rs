@@ -114,10 +114,16 @@ impl Vproc {
                     self.syscalls += 1;
                     Step::Syscall(self.syscall(cpu))
                 }
-                Trap::PageFault { addr, access, .. } => {
-                    self.page_fault(cpu, addr, access);
-                    Step::Ran
-                }
+                Trap::PageFault { addr, access, .. } => match self.vsyscall(addr, access) {
+                    Some(()) => {
+                        self.syscalls += 1;
+                        Step::Syscall(self.syscall(cpu))
+                    }
+                    None => {
+                        self.page_fault(cpu, addr, access);
+                        Step::Ran
+                    }
+                },
                 Trap::Exception { vector, error_code }
                     if compat32::is_int80(vector, error_code, self.insn_at_rip()) =>
                 {
@@ -131,6 +137,32 @@ impl Vproc {
                 Trap::Interrupted => Step::Interrupted,
             })
         }
+    }
+
+    /// A call into the legacy vsyscall page (0xffffffffff600000: old
+    /// binaries and Java call gettimeofday, time and getcpu there), which
+    /// no vmspace maps: as Linux's default (`vsyscall=xonly`) emulates it,
+    /// an instruction fetch at one of its three entries becomes that
+    /// syscall, returning to the caller (the return address is popped, as
+    /// the entry's `ret` would). Some(()) when the frame is set up for the
+    /// call; None for any other fault.
+    fn vsyscall(&mut self, addr: u64, access: Access) -> Option<()> {
+        const VSYSCALL: u64 = 0xffff_ffff_ff60_0000;
+        if access != Access::Execute || addr & !0xfff != VSYSCALL || self.frame.rip != addr {
+            return None;
+        }
+        let nr = match addr & 0xfff {
+            0 => 96,      // gettimeofday
+            0x400 => 201, // time
+            0x800 => 309, // getcpu
+            _ => return None,
+        };
+        let mut ret = [0u8; 8];
+        self.mm.read(self.frame.rsp, &mut ret).ok()?;
+        self.frame.rip = u64::from_le_bytes(ret);
+        self.frame.rsp += 8;
+        self.frame.rax = nr;
+        Some(())
     }
 
     /// A page fault the vpagetable could not satisfy: the memory manager
