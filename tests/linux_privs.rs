@@ -1,4 +1,4 @@
-//! capget's version probe, sched_setaffinity (an empty mask refused, a
+//! Calls of issue 23 against native: capget's version probe, sched_setaffinity (an empty mask refused, a
 //! vCPU's taken) and execveat (by a path relative to a directory fd, and
 //! by the program's own fd with AT_EMPTY_PATH) print the same natively
 //! and under vkernel (`tests/guests/privs.c`, issue 23).
@@ -27,6 +27,19 @@ fn privileged_calls_match_native() {
 #[test]
 fn vsyscall_page_calls_match_native() {
     for (cc, prog) in kvm_guests("vsyscall_page_calls_match_native", "vsyscall") {
+        let n = native(&prog, &[]);
+        assert_eq!(n.status, 0, "{cc} natively:\n{}", n.stdout);
+        let r = vk_watched(&what(&prog, &[], 1), 60, guest(&prog, &[], 1));
+        assert_eq!(r.out().shown(), n.shown(), "{cc}: {}", r.stderr);
+    }
+}
+
+/// splice (pipe to a file at an offset, a file from an offset to a
+/// pipe), tee (a pipe's bytes copied, not consumed) and vmsplice, with
+/// their errors, print the same as natively (tests/guests/splice.c).
+#[test]
+fn splice_tee_vmsplice_match_native() {
+    for (cc, prog) in kvm_guests("splice_tee_vmsplice_match_native", "splice") {
         let n = native(&prog, &[]);
         assert_eq!(n.status, 0, "{cc} natively:\n{}", n.stdout);
         let r = vk_watched(&what(&prog, &[], 1), 60, guest(&prog, &[], 1));

@@ -255,7 +255,12 @@ impl Vproc {
         Ok(n as i64)
     }
 
-    fn read_fd(&mut self, fd: i64, data: &mut [u8], at: Option<u64>) -> Result<usize, i64> {
+    pub(super) fn read_fd(
+        &mut self,
+        fd: i64,
+        data: &mut [u8],
+        at: Option<u64>,
+    ) -> Result<usize, i64> {
         let file = self.fds.get(fd)?.file.clone();
         let mut f = file.borrow_mut();
         if f.flags & files::O_ACCMODE == files::O_WRONLY {
@@ -371,7 +376,7 @@ impl Vproc {
         }
     }
 
-    fn sys_sendfile(&mut self, out: i64, inp: i64, off: u64, count: usize) -> R {
+    pub(super) fn sys_sendfile(&mut self, out: i64, inp: i64, off: u64, count: usize) -> R {
         let ofile = self.fds.get(out)?.file.clone();
         let ifile = self.fds.get(inp)?.file.clone();
         // Both ends are checked before anything moves.

@@ -69,6 +69,7 @@ mod ready;
 mod scm;
 mod signal;
 mod sockopt;
+mod splice;
 mod stat;
 mod stream;
 mod sysv;

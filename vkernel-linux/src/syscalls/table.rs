@@ -156,7 +156,7 @@ struct Table {
 }
 
 /// The area lists, in the order their modules are documented.
-fn areas() -> [&'static [(i64, Handler)]; 19] {
+fn areas() -> [&'static [(i64, Handler)]; 20] {
     [
         Vproc::FS_CALLS,
         Vproc::STAT_CALLS,
@@ -177,6 +177,7 @@ fn areas() -> [&'static [(i64, Handler)]; 19] {
         Vproc::SYSV_CALLS,
         Vproc::SHM_CALLS,
         Vproc::PRIV_CALLS,
+        Vproc::SPLICE_CALLS,
     ]
 }
 
