@@ -46,3 +46,31 @@ fn splice_tee_vmsplice_match_native() {
         assert_eq!(r.out().shown(), n.shown(), "{cc}: {}", r.stderr);
     }
 }
+
+/// Privileged calls answer as for a root without capabilities (mount,
+/// chroot, unshare of a namespace: EPERM; unshare(0): 0), mlock and
+/// friends succeed over mapped memory and say ENOMEM over a hole,
+/// personality is PER_LINUX and utime sets both times
+/// (tests/guests/denied.c; natively CI runs as root, so there is no
+/// native run to compare with: the expected lines are Linux's for a
+/// process without capabilities).
+#[test]
+fn privileged_calls_are_denied_like_an_unprivileged_root() {
+    for (cc, prog) in kvm_guests(
+        "privileged_calls_are_denied_like_an_unprivileged_root",
+        "denied",
+    ) {
+        let r = vk_watched(&what(&prog, &[], 1), 60, guest(&prog, &[], 1));
+        assert_eq!(
+            r.out().shown(),
+            (
+                "mount: -1 1\nchroot: -1 1\nunshare(0): 0 0\nunshare(NEWNET): -1 1\n\
+                 mlock: 0 0\nmunlock: 0 0\nmlock unmapped: -1 12\nmlockall: 0 0\n\
+                 munlockall: 0 0\npersonality: 0 0\nutime: 0 0\ntimes 1000 2000\n",
+                0
+            ),
+            "{cc}: {}",
+            r.stderr
+        );
+    }
+}

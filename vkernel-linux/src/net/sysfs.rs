@@ -42,15 +42,12 @@ fn attributes(
 }
 
 /// Replace the tree's `/sys/class/net` with the vkernel's interfaces:
-/// `lo`, and `eth0` when `net` is a tap network.
+/// `lo`, and `eth0` when `net` is a tap network. A tree without one (an
+/// image with no /sys) is left as it is.
 pub fn install_sys_class_net(fs: &Fs, net: Option<&Net>) -> Result<(), Errno> {
-    let mut dir = ROOT;
-    for name in [&b"sys"[..], b"class", b"net"] {
-        dir = match fs.resolve(dir, name, true) {
-            Ok(h) => h,
-            Err(_) => fs.mkdir(dir, name, 0o755)?,
-        };
-    }
+    let Ok(dir) = fs.resolve(ROOT, b"/sys/class/net", true) else {
+        return Ok(());
+    };
     for (name, _) in fs.entries(dir) {
         if name != b"." && name != b".." {
             // The host's interfaces are not the vprocs'.

@@ -72,7 +72,13 @@ impl Vproc {
         (libc::SYS_utimensat, |v, _nr, a| {
             v.sys_utimensat(int(a[0]), a[1], a[2], a[3])
         }),
-        (libc::SYS_utimes, |v, _nr, a| v.sys_utimes(a[0], a[1])),
+        (libc::SYS_utimes, |v, _nr, a| {
+            v.sys_utimes(AT_FDCWD, a[0], a[1])
+        }),
+        (libc::SYS_futimesat, |v, _nr, a| {
+            v.sys_utimes(a[0] as i32 as i64, a[1], a[2])
+        }),
+        (libc::SYS_utime, |v, _nr, a| v.sys_utime(a[0], a[1])),
         (libc::SYS_chmod, |v, _nr, a| {
             v.sys_attr(AT_FDCWD, a[0], 0, Some(a[1] as u32), None)
         }),
@@ -401,7 +407,25 @@ impl Vproc {
         Ok(0)
     }
 
-    fn sys_utimes(&mut self, path: u64, times: u64) -> R {
+    /// utime(path, times): a `struct utimbuf` of whole seconds.
+    fn sys_utime(&mut self, path: u64, times: u64) -> R {
+        let (a, m) = if times == 0 {
+            let now = Ts::now();
+            (now, now)
+        } else {
+            let s = |x: u64| Ts {
+                sec: x as i64,
+                nsec: 0,
+            };
+            (s(self.mm.read_u64(times)?), s(self.mm.read_u64(times + 8)?))
+        };
+        let h = self.node_at(AT_FDCWD, path, 0)?;
+        self.fs.set_times(h, Some(a), Some(m))?;
+        Ok(0)
+    }
+
+    /// utimes(path, tv) and futimesat(dirfd, path, tv).
+    fn sys_utimes(&mut self, dirfd: i64, path: u64, times: u64) -> R {
         let (a, m) = if times == 0 {
             let now = Ts::now();
             (now, now)
@@ -420,7 +444,7 @@ impl Vproc {
             }
             (tv[0], tv[1])
         };
-        let h = self.node_at(AT_FDCWD, path, 0)?;
+        let h = self.node_at(dirfd, path, 0)?;
         self.fs.set_times(h, Some(a), Some(m))?;
         Ok(0)
     }

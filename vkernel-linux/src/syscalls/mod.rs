@@ -41,6 +41,7 @@ pub use super::stdio::ERESTART;
 use super::Vproc;
 
 pub mod compat32;
+mod denied;
 mod dgram;
 mod epoll;
 pub mod events;
