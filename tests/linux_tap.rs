@@ -114,6 +114,32 @@ impl NetNs {
         self.children.last_mut().expect("just pushed")
     }
 
+    /// `python3 -m http.server PORT --bind BIND --directory DIR` on the
+    /// namespace's side, killed when the namespace goes.
+    fn serve(&mut self, port: u16, bind: &str, dir: &Path) {
+        let port = port.to_string();
+        let d = dir.to_str().expect("a UTF-8 path").to_string();
+        let args = [
+            "python3",
+            "-m",
+            "http.server",
+            &port,
+            "--bind",
+            bind,
+            "--directory",
+            &d,
+        ];
+        self.spawn(&args, dir);
+    }
+
+    /// `vkernel run ARGS` in the namespace, to its end.
+    fn vk(&self, args: &[&str]) -> Output {
+        let vk = example_binary("vkernel");
+        let mut all = vec![vk.to_str().expect("a UTF-8 path"), "run"];
+        all.extend_from_slice(args);
+        self.command(&all).output().expect("run the vkernel")
+    }
+
     /// A vkernel running `prog args` in the namespace with the tap.
     fn vkernel(&mut self, prog: &str, args: &[&str], dir: &Path) -> &mut Child {
         let vk = example_binary("vkernel");
@@ -227,39 +253,14 @@ fn http_both_ways_over_the_tap() {
     // The other way: a server on the host side (on every address of
     // the namespace: the tap's goes with each vkernel), wget in a vproc.
     let host = ns.host();
-    ns.spawn(
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            "0.0.0.0",
-            "--directory",
-            &d,
-        ],
-        &dir,
-    );
+    ns.serve(8080, "0.0.0.0", &dir);
     assert!(
         ns.wait_for_port("127.0.0.1", 8080, 30),
         "the host side's server did not start"
     );
     let url = format!("http://{host}:8080/blob");
     let script = format!("busybox wget -q -O - {url} | busybox md5sum");
-    let vk = example_binary("vkernel");
-    let out = ns
-        .command(&[
-            vk.to_str().unwrap(),
-            "run",
-            "--net",
-            &ns.net_arg(),
-            "/bin/busybox",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .output()
-        .unwrap();
+    let out = ns.vk(&["--net", &ns.net_arg(), "/bin/busybox", "sh", "-c", &script]);
     let native = Command::new("md5sum")
         .arg(dir.join("blob"))
         .output()
@@ -289,21 +290,8 @@ fn socket_api_over_the_tap() {
     };
     let dir = scratch(test);
     let want = std::fs::read(blob(&dir, 1 << 20)).unwrap();
-    let d = dir.to_str().unwrap().to_string();
     let host = ns.host();
-    ns.spawn(
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            "0.0.0.0",
-            "--directory",
-            &d,
-        ],
-        &dir,
-    );
+    ns.serve(8080, "0.0.0.0", &dir);
     let echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
                 s.bind(('0.0.0.0',9999))\nwhile True:\n d,a=s.recvfrom(2048)\n s.sendto(d,a)\n";
     ns.spawn(&["python3", "-c", echo], &dir);
@@ -335,23 +323,17 @@ fn socket_api_over_the_tap() {
         "the host side's echo did not start"
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/tapnet.py");
-    let vk = example_binary("vkernel");
     let net = ns.net_arg();
-    let out = ns
-        .command(&[
-            vk.to_str().unwrap(),
-            "run",
-            "--net",
-            &net,
-            "/usr/bin/python3",
-            script,
-            &host,
-            "8080",
-            "9999",
-            "9",
-        ])
-        .output()
-        .unwrap();
+    let out = ns.vk(&[
+        "--net",
+        &net,
+        "/usr/bin/python3",
+        script,
+        &host,
+        "8080",
+        "9999",
+        "9",
+    ]);
     let got = text(&out.stdout);
     assert!(
         out.status.success(),
@@ -450,42 +432,23 @@ fn dhcp_and_dns_over_the_tap() {
         ],
         &dir,
     );
-    let d = dir.to_str().unwrap().to_string();
-    ns.spawn(
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            "0.0.0.0",
-            "--directory",
-            &d,
-        ],
-        &dir,
-    );
+    ns.serve(8080, "0.0.0.0", &dir);
     assert!(
         ns.wait_for_port("127.0.0.1", 8080, 30),
         "the host side's server did not start"
     );
-    let vk = example_binary("vkernel");
     let probe = "import socket, urllib.request\n\
                  a = socket.gethostbyname('web.vk.test')\n\
                  print('resolved', a)\n\
                  print(urllib.request.urlopen('http://web.vk.test:8080/hello.txt', timeout=20).read().decode(), end='')\n\
                  print('own', open('/etc/hosts').read().split()[-2].startswith('10.77.'))\n";
-    let out = ns
-        .command(&[
-            vk.to_str().unwrap(),
-            "run",
-            "--net",
-            &format!("tap:{tap},dhcp,host={host}/24"),
-            "/usr/bin/python3",
-            "-c",
-            probe,
-        ])
-        .output()
-        .unwrap();
+    let out = ns.vk(&[
+        "--net",
+        &format!("tap:{tap},dhcp,host={host}/24"),
+        "/usr/bin/python3",
+        "-c",
+        probe,
+    ]);
     let err = text(&out.stderr);
     assert!(
         out.status.success(),
@@ -512,19 +475,7 @@ fn host_network_reaches_and_serves_the_host() {
     let dir = scratch(test);
     let want = std::fs::read(blob(&dir, 1 << 20)).unwrap();
     let d = dir.to_str().unwrap().to_string();
-    ns.spawn(
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-            &d,
-        ],
-        &dir,
-    );
+    ns.serve(8080, "127.0.0.1", &dir);
     let echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
                 s.bind(('127.0.0.1',9999))\nwhile True:\n d,a=s.recvfrom(2048)\n s.sendto(d,a)\n";
     ns.spawn(&["python3", "-c", echo], &dir);
@@ -541,18 +492,7 @@ fn host_network_reaches_and_serves_the_host() {
                  s = socket.socket()\n\
                  try:\n    s.connect(('127.0.0.1', 9)); print('port 9 connected?!')\n\
                  except ConnectionRefusedError:\n    print('port 9 refused')\n";
-    let out = ns
-        .command(&[
-            vk.to_str().unwrap(),
-            "run",
-            "--net",
-            "host",
-            "/usr/bin/python3",
-            "-c",
-            probe,
-        ])
-        .output()
-        .unwrap();
+    let out = ns.vk(&["--net", "host", "/usr/bin/python3", "-c", probe]);
     assert!(
         out.status.success(),
         "probe: {}{}",
@@ -620,24 +560,18 @@ fn ping_over_the_tap() {
         return;
     };
     let dir = scratch(test);
-    let vk = example_binary("vkernel");
     let host = ns.host();
-    let out = ns
-        .command(&[
-            vk.to_str().unwrap(),
-            "run",
-            "--net",
-            &ns.net_arg(),
-            "/bin/busybox",
-            "ping",
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            &host,
-        ])
-        .output()
-        .unwrap();
+    let out = ns.vk(&[
+        "--net",
+        &ns.net_arg(),
+        "/bin/busybox",
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        &host,
+    ]);
     let got = text(&out.stdout);
     assert!(out.status.success(), "{got}{}", text(&out.stderr));
     assert!(
@@ -667,25 +601,13 @@ fn interfaces_as_tools_see_them() {
     let Some(ns) = NetNs::new(test) else {
         return;
     };
-    let vk = example_binary("vkernel");
     let n = ns.n;
     let script = "ip -br addr; ip -br link; ip route; \
                   busybox ifconfig eth0 | busybox head -2; \
                   busybox grep -c eth0: /proc/net/dev; \
                   python3 -c 'import socket; print(socket.if_nameindex())'; \
                   busybox ls /sys/class/net; busybox cat /sys/class/net/eth0/address";
-    let out = ns
-        .command(&[
-            vk.to_str().unwrap(),
-            "run",
-            "--net",
-            &ns.net_arg(),
-            "/bin/sh",
-            "-c",
-            script,
-        ])
-        .output()
-        .unwrap();
+    let out = ns.vk(&["--net", &ns.net_arg(), "/bin/sh", "-c", script]);
     let got = text(&out.stdout);
     assert!(out.status.success(), "{got}{}", text(&out.stderr));
     let squeeze = |s: &str| {
