@@ -13,7 +13,7 @@ use super::R;
 use crate::Vproc;
 
 /// `(number, handler)`: each of these is EPERM.
-const PRIVILEGED: [i64; 23] = [
+const PRIVILEGED: [i64; 27] = [
     libc::SYS_mount,
     libc::SYS_umount2,
     libc::SYS_pivot_root,
@@ -37,6 +37,10 @@ const PRIVILEGED: [i64; 23] = [
     libc::SYS_move_mount,
     libc::SYS_fsopen,
     libc::SYS_fsmount,
+    libc::SYS_fsconfig,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+    libc::SYS_quotactl_fd,
 ];
 
 fn eperm(_v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> R {
@@ -72,6 +76,13 @@ impl Vproc {
         (PRIVILEGED[20], eperm),
         (PRIVILEGED[21], eperm),
         (PRIVILEGED[22], eperm),
+        (PRIVILEGED[23], eperm),
+        (PRIVILEGED[24], eperm),
+        (PRIVILEGED[25], eperm),
+        (PRIVILEGED[26], eperm),
+        // The file-system ids are the ids: 0, and stay 0 (as setuid).
+        (libc::SYS_setfsuid, |_v, _nr, _a| Ok(0)),
+        (libc::SYS_setfsgid, |_v, _nr, _a| Ok(0)),
         // Taken as setuid is (the ids stay 0; getgroups says none).
         (libc::SYS_setgroups, |_v, _nr, _a| Ok(0)),
         // unshare(0) changes nothing; every namespace needs CAP_SYS_ADMIN.
