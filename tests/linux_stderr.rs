@@ -100,7 +100,7 @@ fn unimplemented_calls_go_to_the_log() {
     let comm = Path::new(u).file_name().unwrap().to_string_lossy();
     // comm is the first 15 bytes of the program's name.
     let comm: String = comm.chars().take(15).collect();
-    let line = format!("pid 100 ({comm}): unimplemented syscall 246 (kexec_load) -> ENOSYS");
+    let line = format!("pid 100 ({comm}): unimplemented syscall 156 (_sysctl) -> ENOSYS");
 
     // --log FILE: the line is in the file, once; stderr is empty.
     let log = scratch(t).join("vk.log");
@@ -109,7 +109,7 @@ fn unimplemented_calls_go_to_the_log() {
     assert_eq!(String::from_utf8_lossy(&o.stderr), "");
     let text = std::fs::read_to_string(&log).expect("the log file");
     assert_eq!(text.matches(&line).count(), 1, "log: {text}");
-    assert!(text.contains("246 kexec_load"), "the exit summary: {text}");
+    assert!(text.contains("156 _sysctl"), "the exit summary: {text}");
     assert!(
         text.contains("3 calls, first by pid 100"),
         "the exit summary: {text}"
@@ -138,7 +138,7 @@ fn unimplemented_calls_go_to_the_log() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.lines()
-            .any(|l| l.contains("246 kexec_load") && l.contains("3 calls, first by pid 100")),
+            .any(|l| l.contains("156 _sysctl") && l.contains("3 calls, first by pid 100")),
         "--stats: {err}"
     );
     assert!(!err.contains(&line), "--stats alone does not log: {err}");
