@@ -107,6 +107,7 @@ STRESSORS_LONG = [
     "sem-sysv",
     "msg",
     "shm",
+    "shm-sysv",
     "fcntl",
     "flock",
     "lockf",

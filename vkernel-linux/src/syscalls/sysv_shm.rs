@@ -158,7 +158,9 @@ impl Vproc {
             if start == addr && files.contains(&fid) && f.off == 0 {
                 id = Some(fid);
                 end = vma.end;
-            } else if id == Some(fid) && start == end {
+            } else if id == Some(fid) && start == end && f.off == start - addr {
+                // A piece of the same attachment (mprotect split it): its
+                // offset goes on; another attachment starts at 0.
                 end = vma.end;
             }
         }
