@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
+#include <sys/mman.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -163,6 +164,14 @@ static void shms(void) {
     int st;
     waitpid(c, &st, 0);
     printf("child saw parent's: %d; parent sees child's: %s\n", WEXITSTATUS(st) == 5, p + 100);
+    /* A second attachment right after the first: detaching it leaves
+     * the first. */
+    char *r = mmap(0, 2 * 12288, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(r, 2 * 12288);
+    char *r1 = shmat(id, r, 0), *r2 = shmat(id, r + 12288, 0);
+    int qd = shmdt(r2);
+    printf("adjacent: attached %d %d detached %d first still %s\n", r1 == r, r2 == r + 12288, qd, r1);
+    shmdt(r1);
     int bad = shmdt(p + 4096);
     const char *e = strerror(errno);
     printf("shmdt inside: %d %s\n", bad, e);
