@@ -525,6 +525,43 @@ impl Kernel {
         self.lock().running.iter().position(|r| *r == Some(pid))
     }
 
+    /// CPU time of thread `pid` (`process`: of its whole process, ended
+    /// threads included) as the scheduler has accounted it, brought up
+    /// to now for a thread running on a vCPU (CLOCK_THREAD_CPUTIME_ID,
+    /// CLOCK_PROCESS_CPUTIME_ID). None: no such thread.
+    pub fn cpu_clock_time(&self, pid: i32, process: bool) -> Option<std::time::Duration> {
+        let now = self.now();
+        let mut t = self.lock();
+        let tgid = t.procs.get(&pid)?.tgid;
+        let members: Vec<i32> = if process {
+            t.procs
+                .iter()
+                .filter(|(_, e)| e.tgid == tgid)
+                .map(|(&p, _)| p)
+                .collect()
+        } else {
+            vec![pid]
+        };
+        for cpu in 0..t.running.len() {
+            if t.running[cpu].is_some_and(|r| members.contains(&r)) {
+                let _ = t.sched.update_accounting(cpu, now);
+            }
+        }
+        let mut ns: u64 = members
+            .iter()
+            .map(|&p| t.sched.runtime(tid(p)).unwrap_or(0))
+            .sum();
+        if process {
+            ns += t
+                .records
+                .iter()
+                .filter(|r| r.pid == tgid)
+                .map(|r| r.runtime_ns)
+                .sum::<u64>();
+        }
+        Some(std::time::Duration::from_nanos(ns))
+    }
+
     /// The process (tgid) thread `pid` belongs to.
     pub fn tgid_of(&self, pid: i32) -> Option<i32> {
         self.lock().procs.get(&pid).map(|e| e.tgid)

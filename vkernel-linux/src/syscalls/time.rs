@@ -4,6 +4,7 @@
 //! [`super::events`].
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
+use super::errno::EINVAL;
 use super::events::{clock_now, encode_timespec, encode_timeval};
 use super::table::Handler;
 use super::{int, R};
@@ -36,8 +37,35 @@ impl Vproc {
     ];
 
     fn sys_clock_gettime(&mut self, clock: i32, tp: u64) -> R {
-        self.mm.write(tp, &encode_timespec(clock_now(clock)))?;
+        let t = match self.cpu_clock(clock) {
+            Some(t) => t?,
+            None => clock_now(clock),
+        };
+        self.mm.write(tp, &encode_timespec(t))?;
         Ok(0)
+    }
+
+    /// A CPU-time clock's reading: the vproc's own CPU time as the
+    /// scheduler counts it (not the host thread's that serves the call,
+    /// which may be the exitless server's). CLOCK_PROCESS_CPUTIME_ID,
+    /// CLOCK_THREAD_CPUTIME_ID, and clock_getcpuclockid's ids (negative:
+    /// `!pid << 3`, bit 2 for a thread). None: not a CPU-time clock.
+    pub(super) fn cpu_clock(&mut self, clock: i32) -> Option<Result<std::time::Duration, i64>> {
+        let (pid, process) = match clock {
+            2 => (self.pid, true),
+            3 => (self.pid, false),
+            c if c < 0 => {
+                let p = !(c >> 3);
+                (if p == 0 { self.pid } else { p }, c & 4 == 0)
+            }
+            _ => return None,
+        };
+        Some(
+            self.k
+                .as_ref()
+                .and_then(|k| k.cpu_clock_time(pid, process))
+                .ok_or(EINVAL),
+        )
     }
 
     /// clock_getres: every clock counts in nanoseconds.
@@ -70,10 +98,15 @@ impl Vproc {
         Ok(s as i64)
     }
 
-    /// times: no CPU times; the clock ticks (100 Hz) since the vproc began.
+    /// times: the process's CPU time (all counted as user time; not its
+    /// children's), and the clock ticks (100 Hz) since the vproc began.
     fn sys_times(&mut self, buf: u64) -> R {
         if buf != 0 {
-            self.mm.write(buf, &[0u8; 32])?;
+            let cpu = self.cpu_clock(2).and_then(Result::ok).unwrap_or_default();
+            let ticks = u64::try_from(cpu.as_millis() / 10).unwrap_or(u64::MAX);
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&ticks.to_le_bytes());
+            self.mm.write(buf, &b)?;
         }
         Ok((self.started.elapsed().as_millis() / 10) as i64)
     }

@@ -30,7 +30,13 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     (libc::SYS_geteuid, root_id),
     (libc::SYS_getegid, root_id),
     (libc::SYS_clock_gettime, |_, c, _, a| {
-        let b = encode_timespec(clock_now(crate::syscalls::int32(a[0])));
+        let clock = crate::syscalls::int32(a[0]);
+        // CPU-time clocks are the vproc's, which the exit path reads from
+        // the scheduler (this thread is the server's).
+        if clock == 2 || clock == 3 || clock < 0 {
+            return None;
+        }
+        let b = encode_timespec(clock_now(clock));
         write_user(c, a[1], &b).then_some(0)
     }),
     (libc::SYS_gettimeofday, |_, c, _, a| {
