@@ -534,11 +534,7 @@ impl Kernel {
         let mut t = self.lock();
         let tgid = t.procs.get(&pid)?.tgid;
         let members: Vec<i32> = if process {
-            t.procs
-                .iter()
-                .filter(|(_, e)| e.tgid == tgid)
-                .map(|(&p, _)| p)
-                .collect()
+            Kernel::members(&t, tgid)
         } else {
             vec![pid]
         };

@@ -6,6 +6,7 @@
 //! settimeofday (EPERM), and execveat.
 
 use super::errno::*;
+use super::int32 as int;
 use super::table::Handler;
 use super::R;
 use crate::Vproc;
@@ -20,11 +21,6 @@ const AT_EMPTY_PATH: u64 = 0x1000;
 const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
 /// AT_FDCWD.
 const AT_FDCWD: i64 = -100;
-
-fn int(a: u64) -> i32 {
-    let b = a.to_le_bytes();
-    i32::from_le_bytes([b[0], b[1], b[2], b[3]])
-}
 
 impl Vproc {
     /// `(number, handler)` for the syscall table.

@@ -6,6 +6,7 @@
 //! readv from) a pipe.
 
 use super::errno::*;
+use super::int;
 use super::table::Handler;
 use super::R;
 use crate::files::{self, FileKind, OpenFile, Pipe, Shared};
@@ -13,11 +14,6 @@ use crate::Vproc;
 
 const SPLICE_F_NONBLOCK: u64 = 2;
 const SPLICE_FLAGS: u64 = 0xf;
-
-fn int(a: u64) -> i64 {
-    let b = a.to_le_bytes();
-    i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
 
 /// The pipe `file` is an end of (None: not a pipe).
 fn pipe_of(file: &Shared<OpenFile>) -> Option<Shared<Pipe>> {

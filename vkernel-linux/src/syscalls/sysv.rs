@@ -8,6 +8,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::errno::*;
+use super::int32 as int;
 use super::table::Handler;
 use super::R;
 use crate::fs::pipe::wake_all;
@@ -22,16 +23,11 @@ const MSG_NOERROR: u64 = 0o10000;
 const MSG_EXCEPT: u64 = 0o20000;
 const MSG_COPY: u64 = 0o40000;
 
-fn now() -> i64 {
+/// Seconds since the epoch, for the IPC objects' times.
+pub(super) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
-
-/// A call's int argument.
-fn int(a: u64) -> i32 {
-    let b = a.to_le_bytes();
-    i32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
 /// `struct ipc64_perm` (48 bytes) of `p`, with id sequence `id`.

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 
 use super::errno::*;
+use super::int32 as int;
+use super::sysv::now;
 use super::table::Handler;
 use super::R;
 use crate::kernel::sysv::{Got, Perm};
@@ -17,17 +19,6 @@ const SHM_RDONLY: u64 = 0o10000;
 const SHM_RND: u64 = 0o20000;
 const SHM_REMAP: u64 = 0o40000;
 const SHM_EXEC: u64 = 0o100000;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
-
-fn int(a: u64) -> i32 {
-    let b = a.to_le_bytes();
-    i32::from_le_bytes([b[0], b[1], b[2], b[3]])
-}
 
 impl Vproc {
     /// The System V shared memory calls: `(number, handler)` for the
