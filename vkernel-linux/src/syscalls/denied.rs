@@ -12,37 +12,6 @@ use super::table::Handler;
 use super::R;
 use crate::Vproc;
 
-/// `(number, handler)`: each of these is EPERM.
-const PRIVILEGED: [i64; 27] = [
-    libc::SYS_mount,
-    libc::SYS_umount2,
-    libc::SYS_pivot_root,
-    libc::SYS_chroot,
-    libc::SYS_setns,
-    libc::SYS_swapon,
-    libc::SYS_swapoff,
-    libc::SYS_reboot,
-    libc::SYS_iopl,
-    libc::SYS_ioperm,
-    libc::SYS_syslog,
-    libc::SYS_acct,
-    libc::SYS_quotactl,
-    libc::SYS_init_module,
-    libc::SYS_finit_module,
-    libc::SYS_delete_module,
-    libc::SYS_kexec_load,
-    libc::SYS_kexec_file_load,
-    libc::SYS_vhangup,
-    libc::SYS_open_tree,
-    libc::SYS_move_mount,
-    libc::SYS_fsopen,
-    libc::SYS_fsmount,
-    libc::SYS_fsconfig,
-    libc::SYS_fspick,
-    libc::SYS_mount_setattr,
-    libc::SYS_quotactl_fd,
-];
-
 fn eperm(_v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> R {
     Err(EPERM)
 }
@@ -51,38 +20,36 @@ fn eperm(_v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> R {
 const MCL_ALL: u64 = 7;
 
 impl Vproc {
-    /// `(number, handler)` for the syscall table.
+    /// `(number, handler)` for the syscall table: the privileged calls
+    /// first, each EPERM.
     pub(super) const DENIED_CALLS: &'static [(i64, Handler)] = &[
-        (PRIVILEGED[0], eperm),
-        (PRIVILEGED[1], eperm),
-        (PRIVILEGED[2], eperm),
-        (PRIVILEGED[3], eperm),
-        (PRIVILEGED[4], eperm),
-        (PRIVILEGED[5], eperm),
-        (PRIVILEGED[6], eperm),
-        (PRIVILEGED[7], eperm),
-        (PRIVILEGED[8], eperm),
-        (PRIVILEGED[9], eperm),
-        (PRIVILEGED[10], eperm),
-        (PRIVILEGED[11], eperm),
-        (PRIVILEGED[12], eperm),
-        (PRIVILEGED[13], eperm),
-        (PRIVILEGED[14], eperm),
-        (PRIVILEGED[15], eperm),
-        (PRIVILEGED[16], eperm),
-        (PRIVILEGED[17], eperm),
-        (PRIVILEGED[18], eperm),
-        (PRIVILEGED[19], eperm),
-        (PRIVILEGED[20], eperm),
-        (PRIVILEGED[21], eperm),
-        (PRIVILEGED[22], eperm),
-        (PRIVILEGED[23], eperm),
-        (PRIVILEGED[24], eperm),
-        (PRIVILEGED[25], eperm),
-        (PRIVILEGED[26], eperm),
-        // The file-system ids are the ids: 0, and stay 0 (as setuid).
-        (libc::SYS_setfsuid, |_v, _nr, _a| Ok(0)),
-        (libc::SYS_setfsgid, |_v, _nr, _a| Ok(0)),
+        (libc::SYS_mount, eperm),
+        (libc::SYS_umount2, eperm),
+        (libc::SYS_pivot_root, eperm),
+        (libc::SYS_chroot, eperm),
+        (libc::SYS_setns, eperm),
+        (libc::SYS_swapon, eperm),
+        (libc::SYS_swapoff, eperm),
+        (libc::SYS_reboot, eperm),
+        (libc::SYS_iopl, eperm),
+        (libc::SYS_ioperm, eperm),
+        (libc::SYS_syslog, eperm),
+        (libc::SYS_acct, eperm),
+        (libc::SYS_quotactl, eperm),
+        (libc::SYS_init_module, eperm),
+        (libc::SYS_finit_module, eperm),
+        (libc::SYS_delete_module, eperm),
+        (libc::SYS_kexec_load, eperm),
+        (libc::SYS_kexec_file_load, eperm),
+        (libc::SYS_vhangup, eperm),
+        (libc::SYS_open_tree, eperm),
+        (libc::SYS_move_mount, eperm),
+        (libc::SYS_fsopen, eperm),
+        (libc::SYS_fsmount, eperm),
+        (libc::SYS_fsconfig, eperm),
+        (libc::SYS_fspick, eperm),
+        (libc::SYS_mount_setattr, eperm),
+        (libc::SYS_quotactl_fd, eperm),
         // Taken as setuid is (the ids stay 0; getgroups says none).
         (libc::SYS_setgroups, |_v, _nr, _a| Ok(0)),
         // unshare(0) changes nothing; every namespace needs CAP_SYS_ADMIN.
@@ -111,9 +78,7 @@ impl Vproc {
         }),
         (libc::SYS_munlockall, |_v, _nr, _a| Ok(0)),
         (libc::SYS_sync_file_range, |v, _nr, a| {
-            v.fds.get(i64::from(i32::from_le_bytes(
-                a[0].to_le_bytes()[..4].try_into().expect("4 bytes"),
-            )))?;
+            v.fds.get(super::int(a[0]))?;
             if a[3] & !7 != 0 || (a[1] as i64) < 0 || (a[2] as i64) < 0 {
                 return Err(EINVAL);
             }
