@@ -13,7 +13,7 @@
 //! a socket's own family's form back.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::pipe::{Shared, WeakShared};
 use super::socket::Port;
@@ -141,6 +141,14 @@ impl InetName {
         b
     }
 
+    /// The host form of the name (an IPv4-mapped address as IPv4).
+    pub fn socket_addr(self) -> SocketAddr {
+        match self.v4() {
+            Some(a) => (a, self.port).into(),
+            None => (self.ip, self.port).into(),
+        }
+    }
+
     /// The IPv4 address, if it is one (v4-mapped).
     pub fn v4(self) -> Option<Ipv4Addr> {
         self.ip.to_ipv4_mapped()
@@ -174,6 +182,17 @@ impl InetName {
             Ipv6Addr::LOCALHOST
         };
         InetName { ip, ..self }
+    }
+}
+
+impl From<SocketAddr> for InetName {
+    /// The stored form of a host address (IPv4 as v4-mapped IPv6).
+    fn from(a: SocketAddr) -> InetName {
+        let ip = match a {
+            SocketAddr::V4(v) => v.ip().to_ipv6_mapped(),
+            SocketAddr::V6(v) => *v.ip(),
+        };
+        InetName { ip, port: a.port() }
     }
 }
 

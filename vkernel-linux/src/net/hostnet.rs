@@ -58,11 +58,7 @@ pub(crate) fn spawn() -> Result<Arc<Common>, NetError> {
 
 /// The stored name of a host socket address.
 pub(crate) fn name_of(a: SocketAddr) -> Vec<u8> {
-    let ip = match a {
-        SocketAddr::V4(v) => v.ip().to_ipv6_mapped(),
-        SocketAddr::V6(v) => *v.ip(),
-    };
-    InetName { ip, port: a.port() }.to_bytes()
+    InetName::from(a).to_bytes()
 }
 
 /// A connection carried on a host TCP socket.

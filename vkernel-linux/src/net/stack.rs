@@ -23,7 +23,6 @@ use vkernel_devices::Vke;
 
 use super::device::TapDevice;
 use super::{stream_pair, Cmd, Common, NetConfig, NetError, StackWake, STACK_PID};
-use crate::fs::inet::InetName;
 use crate::fs::pipe::Pipe;
 use crate::fs::pipe::{wake_all, Wake, WeakShared};
 use crate::fs::socket::{Connecting, Port, UnixStream};
@@ -136,11 +135,7 @@ fn v4(a: IpAddress) -> Ipv4Addr {
 
 /// The stored name of an IPv4 endpoint.
 fn name_of(e: IpEndpoint) -> Vec<u8> {
-    InetName {
-        ip: v4(e.addr).to_ipv6_mapped(),
-        port: e.port,
-    }
-    .to_bytes()
+    super::hostnet::name_of((v4(e.addr), e.port).into())
 }
 
 impl Stack {

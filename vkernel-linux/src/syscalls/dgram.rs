@@ -293,7 +293,7 @@ impl Vproc {
                         .find(crate::fs::inet::Proto::Udp, dest)
                         .is_none() =>
             {
-                Some(super::tapnet::sock_addr(dest))
+                Some(dest.socket_addr())
             }
             super::tapnet::Way::Local => None,
         })
@@ -306,7 +306,7 @@ impl Vproc {
         file: &Shared<files::OpenFile>,
         to: crate::fs::inet::InetName,
     ) -> R {
-        let dest = super::tapnet::sock_addr(to);
+        let dest = to.socket_addr();
         let mut f = file.borrow_mut();
         let FileKind::Socket(sk) = &mut f.kind else {
             return Err(ENOTSOCK);

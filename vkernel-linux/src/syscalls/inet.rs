@@ -185,7 +185,7 @@ impl Vproc {
             // The host network: a loopback port no vproc listens on is
             // the host's.
             Err(ECONNREFUSED) if self.net().is_some_and(|n| n.is_host()) => {
-                return self.tcp_connect_out(file, super::tapnet::sock_addr(dest));
+                return self.tcp_connect_out(file, dest.socket_addr());
             }
             p => p?,
         };

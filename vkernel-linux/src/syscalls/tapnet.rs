@@ -26,23 +26,6 @@ pub(super) enum Way {
     Out(SocketAddr),
 }
 
-/// The host form of an Internet name (an IPv4-mapped address as IPv4).
-pub(super) fn sock_addr(n: InetName) -> SocketAddr {
-    match n.v4() {
-        Some(a) => (a, n.port).into(),
-        None => (n.ip, n.port).into(),
-    }
-}
-
-/// An Internet name of a host address.
-fn inet_name(a: SocketAddr) -> InetName {
-    let ip = match a.ip() {
-        IpAddr::V4(v) => v.to_ipv6_mapped(),
-        IpAddr::V6(v) => v,
-    };
-    InetName { ip, port: a.port() }
-}
-
 impl Vproc {
     /// The tap network, if the vkernel has one.
     pub(super) fn net(&self) -> Option<Arc<Net>> {
@@ -52,7 +35,10 @@ impl Vproc {
     /// Is `n` an address of this vkernel's (loopback, unspecified, the
     /// tap's)?
     pub(super) fn is_own_name(&self, n: InetName) -> bool {
-        n.is_local() || self.net().is_some_and(|net| net.is_own(sock_addr(n).ip()))
+        n.is_local()
+            || self
+                .net()
+                .is_some_and(|net| net.is_own(n.socket_addr().ip()))
     }
 
     /// Where a datagram or connection for `n` goes: ENETUNREACH without a
@@ -63,7 +49,7 @@ impl Vproc {
             return Ok(Way::Local);
         }
         let net = self.net().ok_or(ENETUNREACH)?;
-        let a = sock_addr(to);
+        let a = to.socket_addr();
         if net.is_host() {
             return Ok(Way::Out(a));
         }
@@ -101,8 +87,8 @@ impl Vproc {
                 .map_or(0, |n| n.port);
             (port, f.flags & files::O_NONBLOCK != 0)
         };
-        let peer = inet_name(to);
-        let own = inet_name(net.connect(end, to, port, state.clone())?);
+        let peer = InetName::from(to);
+        let own = InetName::from(net.connect(end, to, port, state.clone())?);
         let mut f = file.borrow_mut();
         let FileKind::Socket(s) = &mut f.kind else {
             return Err(ENOTSOCK);
@@ -191,9 +177,9 @@ impl Vproc {
             return Ok(0);
         };
         // The host network also listens on the host's loopback.
-        let ours = n.is_unspecified() || net.is_own(sock_addr(n).ip());
+        let ours = n.is_unspecified() || net.is_own(n.socket_addr().ip());
         if (net.is_host() || !n.is_loopback()) && ours {
-            net.listen(sock_addr(n), port.downgrade())?;
+            net.listen(n.socket_addr(), port.downgrade())?;
         }
         Ok(0)
     }
@@ -204,7 +190,7 @@ impl Vproc {
         let (Some(net), Some(n)) = (self.net(), InetName::from_bytes(name)) else {
             return;
         };
-        let ours = n.is_unspecified() || net.is_own(sock_addr(n).ip());
+        let ours = n.is_unspecified() || net.is_own(n.socket_addr().ip());
         if (net.is_host() || !n.is_loopback()) && ours {
             net.udp_open(n.port, inbox.downgrade());
         }
@@ -240,7 +226,7 @@ impl Vproc {
     /// The name a socket talking to `to` over the network has.
     pub(super) fn local_name_for(&self, to: SocketAddr, port: u16) -> Option<InetName> {
         let ip = self.net()?.local_for(to)?;
-        Some(inet_name((ip, port).into()))
+        Some(InetName::from(SocketAddr::from((ip, port))))
     }
 }
 
