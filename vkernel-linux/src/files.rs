@@ -65,6 +65,18 @@ pub enum FileKind {
     Inotify(Shared<super::fs::notify::Inotify>),
     /// An AF_UNIX stream socket.
     Socket(Socket),
+    /// One end of a pseudo-terminal pair.
+    Pty(PtyEnd),
+}
+
+/// An open end of a pseudo-terminal pair: the master (`/dev/ptmx`) or the
+/// slave (`/dev/pts/N`).
+#[derive(Debug, Clone)]
+pub struct PtyEnd {
+    /// The pair.
+    pub pty: Shared<super::fs::pty::Pty>,
+    /// The master end?
+    pub master: bool,
 }
 
 /// epoll_ctl's event flags this vkernel knows.
@@ -149,6 +161,15 @@ impl OpenFile {
         match &kind {
             FileKind::PipeRead(p) => p.borrow_mut().readers += 1,
             FileKind::PipeWrite(p) => p.borrow_mut().writers += 1,
+            FileKind::Pty(e) => {
+                let mut p = e.pty.borrow_mut();
+                if e.master {
+                    p.masters += 1;
+                } else {
+                    p.slaves += 1;
+                    p.slave_opened = true;
+                }
+            }
             _ => {}
         }
         Shared::new(OpenFile {
@@ -207,6 +228,24 @@ impl Drop for OpenFile {
                 }
             }
             FileKind::Socket(s) => s.close(),
+            FileKind::Pty(e) => {
+                let mut p = e.pty.borrow_mut();
+                if e.master {
+                    p.masters -= 1;
+                    if p.masters == 0 {
+                        p.hang_up()
+                    } else {
+                        Vec::new()
+                    }
+                } else {
+                    p.slaves -= 1;
+                    if p.slaves == 0 {
+                        p.take_waiters()
+                    } else {
+                        Vec::new()
+                    }
+                }
+            }
             _ => Vec::new(),
         };
         wake_all(w);

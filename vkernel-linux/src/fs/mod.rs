@@ -40,10 +40,12 @@ pub mod notify;
 mod overlay;
 pub mod path;
 pub mod pipe;
+pub mod pty;
 mod shared;
 pub mod socket;
 pub mod sparse;
 mod tar;
+pub mod termios;
 #[cfg(test)]
 mod tests;
 
@@ -249,6 +251,10 @@ pub struct Fs {
     notifier: Arc<notify::Notifier>,
     /// The loopback network's bound ports (AF_INET, AF_INET6).
     inet: Mutex<inet::InetPorts>,
+    /// The pseudo-terminal pairs (`/dev/pts`).
+    devpts: pty::Devpts,
+    /// The `/dev/pts` directory (0: the tree has none).
+    pts_dir: u64,
 }
 
 impl std::fmt::Debug for Fs {
@@ -317,6 +323,8 @@ impl Fs {
             seals: Mutex::default(),
             notifier: Arc::default(),
             inet: Mutex::default(),
+            devpts: pty::Devpts::default(),
+            pts_dir: 0,
         };
         let shadow = match root {
             RootSpec::Empty => {
@@ -384,6 +392,7 @@ impl Fs {
             (b"random", 1, 8),
             (b"urandom", 1, 9),
             (b"tty", 5, 0),
+            (b"ptmx", 5, 2),
         ] {
             if !has(t, dev, name) {
                 let rdev = major << 8 | minor;
@@ -406,6 +415,19 @@ impl Fs {
                 t.link(dev, name, h);
             }
         }
+        self.pts_dir = match t
+            .get(dev)
+            .ok()
+            .and_then(|x| x.dir()?.entries.get(&b"pts"[..]))
+        {
+            Some(node::Slot::Node(h)) => *h,
+            _ => t.add_mem(
+                dev,
+                b"pts",
+                S_IFDIR | 0o755,
+                Body::Dir(Dir::new(Source::Memory)),
+            ),
+        };
         if !has(t, dev, b"shm") {
             t.add_mem(
                 dev,

@@ -125,6 +125,11 @@ impl<T> WeakShared<T> {
 pub trait Wake: Send + Sync {
     /// Make `pid` runnable again (it retries its call).
     fn wake(&self, pid: i32);
+
+    /// Send `sig` from the kernel (SI_KERNEL) to process `target`, or to
+    /// process group `-target` when negative: a terminal's hangup and
+    /// job-control signals. Delivery may follow the call.
+    fn signal(&self, _target: i32, _sig: i32) {}
 }
 
 /// The vprocs waiting on an object, each once, with what wakes them.

@@ -311,6 +311,10 @@ pub struct Kernel {
     events: Mutex<u64>,
     idle: Condvar,
     wakes: Mutex<Vec<Pid>>,
+    /// Signals from the kernel waiting to be posted ([`Wake::signal`]):
+    /// a process (positive) or a process group (negative), and the
+    /// signal. Drained with `wakes`.
+    kernel_signals: Mutex<Vec<(Pid, i32)>>,
     wakes_flag: AtomicBool,
     kickers: Vec<Kicker>,
     /// When each vCPU last entered its vproc (ns since start; 0: not in
@@ -358,6 +362,15 @@ impl Wake for Kernel {
             self.process_wakes(&mut t);
         }
         self.notify();
+    }
+
+    fn signal(&self, target: Pid, sig: i32) {
+        self.kernel_signals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((target, sig));
+        // Posted with the wakes, by whoever holds the table next.
+        self.wake(0);
     }
 }
 
@@ -520,6 +533,10 @@ impl Kernel {
             for pid in w {
                 self.wake_locked(t, pid);
             }
+            let sigs = std::mem::take(&mut *self.kernel_signals.lock().unwrap());
+            for (target, sig) in sigs {
+                self.post_kernel_signal(t, target, sig);
+            }
         }
         let now = Instant::now();
         let mut due = Vec::new();
@@ -664,6 +681,35 @@ impl Kernel {
         self.lock().procs.get(&tgid).map(|e| e.ppid)
     }
 
+    /// The process group and session of process `tgid`, if it is in the
+    /// table.
+    pub(crate) fn job_ids(&self, tgid: Pid) -> Option<(Pid, Pid)> {
+        self.lock().procs.get(&tgid).map(|e| (e.pgid, e.sid))
+    }
+
+    /// Does process group `pgid` have a member in session `sid`?
+    pub(crate) fn group_in_session(&self, pgid: Pid, sid: Pid) -> bool {
+        self.lock()
+            .procs
+            .values()
+            .any(|e| e.pgid == pgid && e.sid == sid && e.threads > 0)
+    }
+
+    /// Is process group `pgid` orphaned: no live member has its parent in
+    /// another group of the same session? (Terminal stop signals to such
+    /// a group are discarded: nobody would continue it.)
+    pub(crate) fn pgrp_orphaned(&self, pgid: Pid) -> bool {
+        let t = self.lock();
+        !t.procs.iter().any(|(p, e)| {
+            e.tgid == *p
+                && e.pgid == pgid
+                && e.threads > 0
+                && t.procs
+                    .get(&e.ppid)
+                    .is_some_and(|q| q.pgid != pgid && q.sid == e.sid)
+        })
+    }
+
     /// Processes in the table (a leader's entry stands for its process,
     /// zombies included).
     fn alive(t: &Table) -> usize {
@@ -698,6 +744,9 @@ impl Kernel {
             None => 0,
         };
         body.fs.locks().exit_thread(pid, tgid, left == 0);
+        if left == 0 && t.procs.get(&tgid).is_some_and(|e| e.sid == tgid) {
+            self.session_leader_exit(t, body, tgid);
+        }
         if left == 0 {
             // SEM_UNDO: the process's adjustments are applied.
             let woken = self.sysv_lock().exit_process(tgid);
@@ -732,6 +781,24 @@ impl Kernel {
             },
         };
         self.process_exit_locked(t, body, status, runtime, policy);
+    }
+
+    /// A session leader ended: its controlling terminal (a pseudo-terminal)
+    /// is released and the foreground group gets SIGHUP and SIGCONT, as
+    /// Linux's `disassociate_ctty`.
+    fn session_leader_exit(&self, t: &mut Table, body: &Vproc, sid: Pid) {
+        let Some(p) = body.fs.devpts().of_session(sid) else {
+            return;
+        };
+        let fg = {
+            let mut p = p.borrow_mut();
+            p.session = 0;
+            std::mem::take(&mut p.fgpgrp)
+        };
+        if fg > 0 {
+            self.post_kernel_signal(t, -fg, signal::SIGHUP);
+            self.post_kernel_signal(t, -fg, signal::SIGCONT);
+        }
     }
 
     /// The last thread of process `body.thread.tgid` ended: zombie, record,

@@ -112,6 +112,7 @@ fn new_kernel(
         events: Mutex::new(0),
         idle: Condvar::new(),
         wakes: Mutex::new(Vec::new()),
+        kernel_signals: Mutex::new(Vec::new()),
         wakes_flag: AtomicBool::new(false),
         kickers: cpus.iter().map(|c| c.kicker()).collect(),
         entered: (0..ncpu).map(|_| AtomicU64::new(0)).collect(),

@@ -158,6 +158,33 @@ impl Kernel {
     }
 
     /// Does the process `tgid` still have threads?
+    /// Post `sig` (SI_KERNEL) to process `target`, or to every process
+    /// of group `-target` ([`Wake::signal`]).
+    pub(super) fn post_kernel_signal(&self, t: &mut Table, target: Pid, sig: i32) {
+        let info = SigInfo {
+            signo: sig,
+            code: signal::SI_KERNEL,
+            ..Default::default()
+        };
+        let targets: Vec<Pid> = t
+            .procs
+            .iter()
+            .filter(|(q, e)| {
+                e.tgid == **q
+                    && e.threads > 0
+                    && if target > 0 {
+                        **q == target
+                    } else {
+                        e.pgid == -target
+                    }
+            })
+            .map(|(q, _)| *q)
+            .collect();
+        for p in targets {
+            self.post_process_signal(t, p, info);
+        }
+    }
+
     pub(super) fn process_alive(t: &Table, tgid: Pid) -> bool {
         t.procs
             .get(&tgid)

@@ -193,8 +193,24 @@ impl Vproc {
                 Kind::Special | Kind::Socket(_) => return Err(ENXIO),
                 Kind::Fifo(pipe) => return self.open_fifo(pipe, flags, keep, &p),
                 Kind::Dir(_) if write || flags & files::O_CREAT != 0 => return Err(EISDIR),
+                Kind::CharDev(crate::fs::pty::PTMX_RDEV) => return self.open_ptmx(flags, keep),
+                Kind::CharDev(d) if crate::fs::pty::pts_index(d).is_some() => {
+                    let i = crate::fs::pty::pts_index(d).expect("checked");
+                    return self.open_pts(i, flags, keep);
+                }
                 Kind::CharDev(TTY_RDEV) => {
-                    if self.stdio.host_fd(0).is_none() {
+                    if let Some(r) = self.open_ctty(flags, keep) {
+                        return r;
+                    }
+                    // The console is the vprocs' terminal only when the
+                    // vkernel's own stdin is one (else ENXIO, as for a
+                    // process without a controlling terminal).
+                    // SAFETY: isatty only inspects the fd.
+                    if !self
+                        .stdio
+                        .host_fd(0)
+                        .is_some_and(|h| unsafe { libc::isatty(h) } == 1)
+                    {
                         return Err(ENXIO);
                     }
                     let f = OpenFile::new(FileKind::Stdout, files::O_RDWR, b"/dev/tty");

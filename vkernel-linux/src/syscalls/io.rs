@@ -190,6 +190,12 @@ impl Vproc {
             return self.write_node(&mut f, h, data);
         }
         match &f.kind {
+            FileKind::Pty(e) => {
+                let nonblock = f.flags & files::O_NONBLOCK != 0 || nowait;
+                let e = e.clone();
+                drop(f);
+                self.pty_write(&e, nonblock, data)
+            }
             FileKind::Stdout | FileKind::Stdin => self.write_host(1, data),
             FileKind::Stderr => self.write_host(2, data),
             FileKind::PipeWrite(p) => {
@@ -292,6 +298,15 @@ impl Vproc {
                 let p = p.clone();
                 drop(f);
                 self.pipe_recv(&p, nonblock, data)
+            }
+            FileKind::Pty(e) => {
+                if at.is_some() {
+                    return Err(ESPIPE);
+                }
+                let nonblock = f.flags & files::O_NONBLOCK != 0;
+                let e = e.clone();
+                drop(f);
+                self.pty_read(&e, nonblock, data).map(|n| n as usize)
             }
             FileKind::Socket(sk) if sk.ty != files::SockType::Stream => {
                 if at.is_some() {
@@ -802,6 +817,10 @@ impl Vproc {
         let file = self.fds.get(fd)?.file.clone();
         if (0x8900..0x8a00).contains(&req) && matches!(file.borrow().kind, FileKind::Socket(_)) {
             return self.if_ioctl(req, arg);
+        }
+        if let FileKind::Pty(e) = &file.borrow().kind {
+            let e = e.clone();
+            return self.pty_ioctl(&e, req, arg);
         }
         let n = match file.borrow().kind {
             FileKind::Stdin => 0,

@@ -66,6 +66,7 @@ mod procfs;
 mod procnet;
 mod procsys;
 mod ptimer;
+mod pty;
 mod ready;
 mod scm;
 mod signal;

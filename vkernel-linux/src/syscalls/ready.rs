@@ -95,6 +95,7 @@ pub(crate) fn seq_with(look: &Look<'_>, f: &OpenFile) -> Option<Option<u64>> {
             SockState::Fresh => Some(0),
         },
         FileKind::Inode(_) => Some(0),
+        FileKind::Pty(e) => Some(look.lock(&e.pty)?.seq),
         FileKind::Stdin
         | FileKind::Stdout
         | FileKind::Stderr
@@ -134,6 +135,7 @@ pub(crate) fn poll_with(look: &Look<'_>, f: &OpenFile, depth: u32) -> Option<u16
             r | ready(look.stdio?.readable(None))
         }
         FileKind::Inode(_) => POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
+        FileKind::Pty(e) => Vproc::pty_events(&*look.lock(&e.pty)?, e.master),
         FileKind::Inotify(i) => ready(!look.lock(i)?.events.is_empty()),
         FileKind::PidFd(p) => ready(look.lock(p)?.exited),
         FileKind::SignalFd(sf) => {
@@ -300,6 +302,7 @@ impl Vproc {
                 };
             }
             FileKind::PipeRead(p) | FileKind::PipeWrite(p) => p.borrow_mut().wait(self.pid, w),
+            FileKind::Pty(e) => e.pty.borrow_mut().wait(self.pid, w),
             FileKind::Socket(sk) => match &sk.state {
                 SockState::Connected(s) => {
                     s.rx.borrow_mut().wait(self.pid, w.clone());

@@ -85,6 +85,16 @@ impl Stat {
                 st.mode = 0o140777;
                 return st;
             }
+            FileKind::Pty(e) => {
+                let rdev = Vproc::pty_rdev(e);
+                let index = (!e.master).then(|| e.pty.borrow().index);
+                if let Some(h) = fs.pty_node(index) {
+                    return Stat::of(&fs.inode(h));
+                }
+                let mut st = Stat::fifo(800 + fd as u64);
+                (st.mode, st.rdev) = (0o020666, rdev as u64);
+                return st;
+            }
             FileKind::Stdin => 0,
             FileKind::Stdout => 1,
             FileKind::Stderr => 2,
