@@ -74,3 +74,24 @@ fn privileged_calls_are_denied_like_an_unprivileged_root() {
         );
     }
 }
+
+/// Extended attributes in the overlay (tests/guests/xattr.py): user.* and
+/// trusted.* set, read, listed and removed, XATTR_CREATE on an existing
+/// one (EEXIST), a missing one (ENODATA), an unknown namespace
+/// (EOPNOTSUPP), user.* on a symlink (EPERM), as natively.
+#[test]
+fn extended_attributes_match_native() {
+    let test = "extended_attributes_match_native";
+    let Some(py) = common::kvm_tool(test, "/usr/bin/python3", " (apt-get install python3)") else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/xattr.py");
+    let n = native(&py, &[script]);
+    assert_eq!(n.status, 0, "natively:\n{}", n.stdout);
+    let r = vk_watched(
+        &what(&py, &[script], 1),
+        60,
+        guest(&py, &[script], 1).root(common::host_root()),
+    );
+    assert_eq!(r.out().shown(), n.shown(), "{}", r.stderr);
+}

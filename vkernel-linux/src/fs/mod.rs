@@ -48,6 +48,7 @@ mod tar;
 pub mod termios;
 #[cfg(test)]
 mod tests;
+pub mod xattr;
 
 pub use backing::Backing;
 pub use memfd::{F_SEAL_FUTURE_WRITE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_WRITE};
@@ -255,6 +256,8 @@ pub struct Fs {
     devpts: pty::Devpts,
     /// The `/dev/pts` directory (0: the tree has none).
     pts_dir: u64,
+    /// Extended attributes of the nodes.
+    xattrs: xattr::Xattrs,
 }
 
 impl std::fmt::Debug for Fs {
@@ -325,6 +328,7 @@ impl Fs {
             inet: Mutex::default(),
             devpts: pty::Devpts::default(),
             pts_dir: 0,
+            xattrs: xattr::Xattrs::default(),
         };
         let shadow = match root {
             RootSpec::Empty => {

@@ -114,22 +114,6 @@ impl Vproc {
         (libc::SYS_mknodat, |v, _nr, a| {
             v.sys_mknodat(int(a[0]), a[1], a[2] as u32)
         }),
-        (libc::SYS_getxattr, Vproc::call_getxattr),
-        (libc::SYS_lgetxattr, Vproc::call_getxattr),
-        (libc::SYS_listxattr, Vproc::call_listxattr),
-        (libc::SYS_llistxattr, Vproc::call_listxattr),
-        (libc::SYS_setxattr, Vproc::call_setxattr),
-        (libc::SYS_lsetxattr, Vproc::call_setxattr),
-        (libc::SYS_removexattr, Vproc::call_setxattr),
-        (libc::SYS_lremovexattr, Vproc::call_setxattr),
-        (libc::SYS_fgetxattr, |v, _nr, a| {
-            v.fd_handle(int(a[0]), EBADF).and(Err(ENODATA))
-        }),
-        (libc::SYS_flistxattr, |v, _nr, a| {
-            v.fd_handle(int(a[0]), EBADF).map(|_| 0)
-        }),
-        (libc::SYS_fsetxattr, Vproc::call_fsetxattr),
-        (libc::SYS_fremovexattr, Vproc::call_fsetxattr),
         (libc::SYS_fadvise64, Vproc::call_fadvise64),
         (libc::SYS_readahead, Vproc::call_fadvise64),
         (libc::SYS_fallocate, |v, _nr, a| {
@@ -154,26 +138,6 @@ impl Vproc {
         v.sys_attr(AT_FDCWD, a[0], f, None, Some((a[1] as u32, a[2] as u32)))
     }
 
-    /// `getxattr`, `lgetxattr`.
-    fn call_getxattr(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
-        v.sys_xattr(a[0], nr, Err(ENODATA))
-    }
-
-    /// `listxattr`, `llistxattr`.
-    fn call_listxattr(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
-        v.sys_xattr(a[0], nr, Ok(0))
-    }
-
-    /// `setxattr`, `lsetxattr`, `removexattr`, `lremovexattr`.
-    fn call_setxattr(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
-        v.sys_xattr(a[0], nr, Err(EOPNOTSUPP))
-    }
-
-    /// `fsetxattr`, `fremovexattr`.
-    fn call_fsetxattr(v: &mut Vproc, _nr: i64, a: [u64; 6]) -> R {
-        v.fd_handle(int(a[0]), EBADF).and(Err(EOPNOTSUPP))
-    }
-
     /// `fadvise64`, `readahead`.
     fn call_fadvise64(v: &mut Vproc, _nr: i64, a: [u64; 6]) -> R {
         v.fd_handle(int(a[0]), ESPIPE).map(|_| 0)
@@ -182,21 +146,6 @@ impl Vproc {
     /// `fsync`, `fdatasync`, `syncfs`.
     fn call_fsync(v: &mut Vproc, _nr: i64, a: [u64; 6]) -> R {
         v.fds.get(int(a[0])).map(|_| 0).map_err(Into::into)
-    }
-
-    /// The xattr calls on a path: the file must exist; it has no extended
-    /// attributes and takes none (`r`).
-    fn sys_xattr(&mut self, path: u64, nr: i64, r: R) -> R {
-        let p = self.user_path(path)?;
-        let follow = !matches!(
-            nr,
-            libc::SYS_lgetxattr
-                | libc::SYS_llistxattr
-                | libc::SYS_lsetxattr
-                | libc::SYS_lremovexattr
-        );
-        self.lookup_at(AT_FDCWD, &p, follow)?;
-        r
     }
 
     /// fallocate: mode 0 (or KEEP_SIZE) makes sure the range exists.

@@ -81,6 +81,7 @@ mod tapnet;
 mod time;
 mod unix;
 mod vecio;
+mod xattr;
 
 // What the exitless fast path (`kernel::fast`) shares with the handlers.
 pub(crate) use fs::seek_file;

@@ -156,11 +156,12 @@ struct Table {
 }
 
 /// The area lists, in the order their modules are documented.
-fn areas() -> [&'static [(i64, Handler)]; 21] {
+fn areas() -> [&'static [(i64, Handler)]; 22] {
     [
         Vproc::FS_CALLS,
         Vproc::STAT_CALLS,
         Vproc::FSMOD_CALLS,
+        Vproc::XATTR_CALLS,
         Vproc::IO_CALLS,
         Vproc::VECIO_CALLS,
         Vproc::SOCKET_CALLS,

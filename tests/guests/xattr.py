@@ -1,0 +1,20 @@
+# Extended attributes as tmpfs keeps them (issue 23): set, get, list,
+# remove, the CREATE flag, unknown namespaces, user.* on a symlink.
+import os, tempfile
+d = tempfile.mkdtemp()
+f = os.path.join(d, "f")
+open(f, "w").close()
+os.setxattr(f, b"user.test", b"hello")
+os.setxattr(f, b"trusted.foo", b"42")
+print(sorted(os.listxattr(f)), os.getxattr(f, b"user.test"))
+try: os.setxattr(f, b"user.test", b"x", os.XATTR_CREATE)
+except OSError as e: print("create", e.errno)
+try: os.getxattr(f, b"user.none")
+except OSError as e: print("get none", e.errno)
+try: os.setxattr(f, b"bogus.x", b"1")
+except OSError as e: print("bogus", e.errno)
+os.removexattr(f, b"user.test")
+print(os.listxattr(f))
+os.symlink(f, f + "l")
+try: os.setxattr(f+"l", b"user.a", b"1", follow_symlinks=False)
+except OSError as e: print("symlink user", e.errno)
