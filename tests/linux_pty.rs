@@ -68,23 +68,9 @@ fn python_forkpty_like_native() {
     let Some(py) = common::kvm_tool(test, "/usr/bin/python3", " (apt-get install python3)") else {
         return;
     };
-    let code = "import os,sys\n\
-pid, fd = os.forkpty()\n\
-if pid == 0:\n\
-    print('child', os.ttyname(0).startswith('/dev/pts/'), os.getsid(0) == os.getpid(),\n\
-          os.tcgetpgrp(0) == os.getpgrp(), flush=True)\n\
-    os._exit(3)\n\
-out = b''\n\
-while True:\n\
-    try:\n\
-        d = os.read(fd, 100)\n\
-    except OSError as e:\n\
-        print('errno', e.errno); break\n\
-    if not d: break\n\
-    out += d\n\
-print(out, os.waitpid(pid, 0)[1] >> 8)\n";
+    let code = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/forkpty.py");
     let dir = scratch(test);
-    let args = ["-c", code];
+    let args = [code];
     let n = common::Native::new(&py).args(args).cwd(&dir).run();
     assert_eq!(n.status, 0, "natively:\n{}{}", n.stdout, n.stderr);
     let r = vk_watched(

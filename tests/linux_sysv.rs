@@ -5,6 +5,7 @@
 //! timeout, GETALL/IPC_STAT, IPC_RMID waking a waiter with EIDRM (EINVAL
 //! after), keys with IPC_EXCL; messages picked by type (0, >0, <0,
 //! MSG_EXCEPT), E2BIG and MSG_NOERROR, a blocked receiver, IPC_RMID.
+//! POSIX message queues too (`tests/guests/mqueue.c`).
 
 mod common;
 
@@ -19,5 +20,20 @@ fn sysv_ipc_matches_native() {
             let r = vk_watched(&what(&prog, &[], cpus), 120, guest(&prog, &[], cpus));
             assert_eq!(r.out().shown(), n.shown(), "{cc} on {cpus} vCPUs");
         }
+    }
+}
+
+/// POSIX message queues (tests/guests/mqueue.c): attributes and their
+/// errors, priority order, EMSGSIZE, EAGAIN, absolute timeouts
+/// (ETIMEDOUT), poll, a receiver blocked in another process woken by a
+/// send, mq_notify's signal (SI_MESGQ with the value) used up after one
+/// message, the status line read from the fd, unlink, as natively.
+#[test]
+fn posix_message_queues_match_native() {
+    for (cc, prog) in kvm_guests("posix_message_queues_match_native", "mqueue") {
+        let n = native(&prog, &[]);
+        assert_eq!(n.status, 0, "{cc} natively:\n{}", n.stdout);
+        let r = vk_watched(&what(&prog, &[], 2), 60, guest(&prog, &[], 2));
+        assert_eq!(r.out().shown(), n.shown(), "{cc}: {}", r.stderr);
     }
 }

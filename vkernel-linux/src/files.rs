@@ -67,6 +67,8 @@ pub enum FileKind {
     Socket(Socket),
     /// One end of a pseudo-terminal pair.
     Pty(PtyEnd),
+    /// A POSIX message queue (mq_open).
+    MsgQueue(Shared<super::fs::mqueue::MsgQueue>),
 }
 
 /// An open end of a pseudo-terminal pair: the master (`/dev/ptmx`) or the

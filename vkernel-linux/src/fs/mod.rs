@@ -35,6 +35,7 @@ pub mod inet;
 pub mod lock;
 mod memfd;
 mod mount;
+pub mod mqueue;
 pub mod node;
 pub mod notify;
 mod overlay;
@@ -258,6 +259,8 @@ pub struct Fs {
     pts_dir: u64,
     /// Extended attributes of the nodes.
     xattrs: xattr::Xattrs,
+    /// POSIX message queues by name.
+    mqueues: mqueue::MqNames,
 }
 
 impl std::fmt::Debug for Fs {
@@ -329,6 +332,7 @@ impl Fs {
             devpts: pty::Devpts::default(),
             pts_dir: 0,
             xattrs: xattr::Xattrs::default(),
+            mqueues: mqueue::MqNames::default(),
         };
         let shadow = match root {
             RootSpec::Empty => {

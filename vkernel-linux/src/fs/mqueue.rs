@@ -197,6 +197,13 @@ impl MqNames {
     }
 }
 
+impl super::Fs {
+    /// The POSIX message queues of this virtual kernel.
+    pub fn mqueues(&self) -> &MqNames {
+        &self.mqueues
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -205,6 +205,10 @@ impl Vproc {
                 k.futex_cancel(self.pid);
             }
         }
+        if p.nr == 243 {
+            // mq_timedreceive: no longer a blocked receiver.
+            self.mq_receive_cancel(p.args[0] as i64);
+        }
         if matches!(p.nr, 72 | 73) {
             // fcntl F_SETLKW, flock: no longer waiting (deadlock checks).
             self.fs.locks().cancel_wait(self.pid);

@@ -190,6 +190,7 @@ impl Vproc {
             return self.write_node(&mut f, h, data);
         }
         match &f.kind {
+            FileKind::MsgQueue(_) => Err(EINVAL),
             FileKind::Pty(e) => {
                 let nonblock = f.flags & files::O_NONBLOCK != 0 || nowait;
                 let e = e.clone();
@@ -298,6 +299,17 @@ impl Vproc {
                 let p = p.clone();
                 drop(f);
                 self.pipe_recv(&p, nonblock, data)
+            }
+            FileKind::MsgQueue(q) => {
+                // Linux's status line, read like a small file.
+                let s = q.borrow().status().into_bytes();
+                let pos = at.unwrap_or(f.pos).min(s.len() as u64) as usize;
+                let n = data.len().min(s.len() - pos);
+                data[..n].copy_from_slice(&s[pos..pos + n]);
+                if at.is_none() {
+                    f.pos += n as u64;
+                }
+                Ok(n)
             }
             FileKind::Pty(e) => {
                 if at.is_some() {

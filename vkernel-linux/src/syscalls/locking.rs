@@ -79,6 +79,7 @@ fn key_of(f: &OpenFile) -> LockKey {
         FileKind::PidFd(t) => LockKey::Pipe(t.id()),
         FileKind::Inotify(t) => LockKey::Pipe(t.id()),
         FileKind::Pty(e) => LockKey::Pipe(e.pty.id()),
+        FileKind::MsgQueue(q) => LockKey::Pipe(q.id()),
         FileKind::Socket(s) => LockKey::Pipe(s as *const _ as usize),
         FileKind::Stdin => LockKey::Console(0),
         FileKind::Stdout => LockKey::Console(1),

@@ -55,6 +55,7 @@ mod info;
 mod io;
 mod locking;
 mod mm;
+mod mqueue;
 mod netlink;
 mod notify;
 mod overcommit;

@@ -147,7 +147,7 @@ impl Vproc {
                     FileKind::Socket(_) => {
                         format!("socket:[{}]", 5000 + ((fd.file.id() >> 4) & 0xffff)).into_bytes()
                     }
-                    FileKind::Pty(_) => f.path.clone(),
+                    FileKind::Pty(_) | FileKind::MsgQueue(_) => f.path.clone(),
                     FileKind::Stdin => self.console_name(0),
                     FileKind::Stdout => self.console_name(1),
                     FileKind::Stderr => self.console_name(2),

@@ -96,6 +96,7 @@ pub(crate) fn seq_with(look: &Look<'_>, f: &OpenFile) -> Option<Option<u64>> {
         },
         FileKind::Inode(_) => Some(0),
         FileKind::Pty(e) => Some(look.lock(&e.pty)?.seq),
+        FileKind::MsgQueue(q) => Some(look.lock(q)?.seq),
         FileKind::Stdin
         | FileKind::Stdout
         | FileKind::Stderr
@@ -136,6 +137,14 @@ pub(crate) fn poll_with(look: &Look<'_>, f: &OpenFile, depth: u32) -> Option<u16
         }
         FileKind::Inode(_) => POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
         FileKind::Pty(e) => Vproc::pty_events(&*look.lock(&e.pty)?, e.master),
+        FileKind::MsgQueue(q) => {
+            let q = look.lock(q)?;
+            let mut r = ready(!q.is_empty());
+            if !q.is_full() {
+                r |= POLLOUT | POLLWRNORM;
+            }
+            r
+        }
         FileKind::Inotify(i) => ready(!look.lock(i)?.events.is_empty()),
         FileKind::PidFd(p) => ready(look.lock(p)?.exited),
         FileKind::SignalFd(sf) => {
@@ -303,6 +312,7 @@ impl Vproc {
             }
             FileKind::PipeRead(p) | FileKind::PipeWrite(p) => p.borrow_mut().wait(self.pid, w),
             FileKind::Pty(e) => e.pty.borrow_mut().wait(self.pid, w),
+            FileKind::MsgQueue(q) => q.borrow_mut().wait(self.pid, w),
             FileKind::Socket(sk) => match &sk.state {
                 SockState::Connected(s) => {
                     s.rx.borrow_mut().wait(self.pid, w.clone());

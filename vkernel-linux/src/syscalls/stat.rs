@@ -95,6 +95,12 @@ impl Stat {
                 (st.mode, st.rdev) = (0o020666, rdev as u64);
                 return st;
             }
+            FileKind::MsgQueue(q) => {
+                let q = q.borrow();
+                let mut st = Stat::fifo(700 + fd as u64);
+                (st.mode, st.size) = (0o100000 | q.mode, q.bytes() as u64);
+                return st;
+            }
             FileKind::Stdin => 0,
             FileKind::Stdout => 1,
             FileKind::Stderr => 2,

@@ -156,7 +156,7 @@ struct Table {
 }
 
 /// The area lists, in the order their modules are documented.
-fn areas() -> [&'static [(i64, Handler)]; 22] {
+fn areas() -> [&'static [(i64, Handler)]; 23] {
     [
         Vproc::FS_CALLS,
         Vproc::STAT_CALLS,
@@ -176,6 +176,7 @@ fn areas() -> [&'static [(i64, Handler)]; 22] {
         Vproc::PTIMER_CALLS,
         Vproc::INFO_CALLS,
         Vproc::SYSV_CALLS,
+        Vproc::MQUEUE_CALLS,
         Vproc::SHM_CALLS,
         Vproc::PRIV_CALLS,
         Vproc::SPLICE_CALLS,
