@@ -41,7 +41,7 @@ static const char *err(int r)
 }
 
 /* Item 4: setsid and setpgid, each in a child (the top process is a
- * session leader under the vkernel and not natively). */
+ * session leader neither natively nor under the vkernel). */
 static void sessions(void)
 {
     pid_t sid0 = getsid(0);

@@ -186,7 +186,11 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
                 exit_signal: init.exit_signal,
                 blocked: init.sig.blocked,
                 pgid: pid,
-                sid: pid,
+                // The console's session, led from outside the vkernel
+                // (as a shell leads the session of what it starts): the
+                // first vproc is no session leader, so opening a
+                // terminal does not make it its controlling terminal.
+                sid: PPID,
                 state: PState::Runnable,
                 sig_flag: init.sig_flag.clone(),
                 vms: Some(init.mm.vmspace_arc()),

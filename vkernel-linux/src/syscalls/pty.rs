@@ -20,6 +20,21 @@ const TTY_GID: u32 = 5;
 /// SIGWINCH.
 const SIGWINCH: i32 = 28;
 
+/// Size of the old `struct termio` (TCGETA): four 16-bit flag words, the
+/// line, 8 control characters.
+const TERMIO_SIZE: usize = 18;
+
+/// `t` as a `struct termio` (the low 16 bits of each flag word).
+fn termio_bytes(t: &Termios) -> [u8; TERMIO_SIZE] {
+    let mut b = [0u8; TERMIO_SIZE];
+    for (i, f) in [t.iflag, t.oflag, t.cflag, t.lflag].into_iter().enumerate() {
+        b[2 * i..2 * i + 2].copy_from_slice(&(f as u16).to_le_bytes());
+    }
+    b[8] = t.line;
+    b[9..17].copy_from_slice(&t.cc[..8]);
+    b
+}
+
 /// What a job-control check decided for a caller outside the foreground.
 enum Job {
     /// Go on (the foreground, no controlling terminal, or allowed).
@@ -346,6 +361,48 @@ impl Vproc {
                 files::wake_all(w);
                 Ok(0)
             }
+            0x5405 => {
+                // TCGETA: the old `struct termio`.
+                let t = pty.borrow().termios;
+                self.mm.write(arg, &termio_bytes(&t))?;
+                Ok(0)
+            }
+            0x5406..=0x5408 => {
+                // TCSETA, TCSETAW, TCSETAF: the low 16 bits of each flag
+                // word and the first 8 control characters change.
+                let mut b = [0u8; TERMIO_SIZE];
+                self.mm.read(arg, &mut b)?;
+                if !end.master {
+                    if let Job::Fail(e) = self.job_check(pty, SIGTTOU) {
+                        return Err(e);
+                    }
+                }
+                let mut p = pty.borrow_mut();
+                let mut t = p.termios;
+                let w = |i: usize| u32::from(u16::from_le_bytes([b[2 * i], b[2 * i + 1]]));
+                for (i, f) in [&mut t.iflag, &mut t.oflag, &mut t.cflag, &mut t.lflag]
+                    .into_iter()
+                    .enumerate()
+                {
+                    *f = (*f & 0xffff_0000) | w(i);
+                }
+                t.line = b[8];
+                t.cc[..8].copy_from_slice(&b[9..17]);
+                if req == 0x5408 {
+                    p.flush_input();
+                }
+                p.set_termios(t);
+                let w = p.take_waiters();
+                drop(p);
+                files::wake_all(w);
+                Ok(0)
+            }
+            0x5456 => {
+                // TIOCGLCKTRMIOS: no field is locked.
+                self.mm.write(arg, &[0u8; TERMIOS_SIZE])?;
+                Ok(0)
+            }
+            0x5457 => Err(EPERM), // TIOCSLCKTRMIOS needs CAP_SYS_ADMIN
             0x5409 | 0x5425 | 0x5427 | 0x5428 => Ok(0), // TCSBRK(P), TIOCSBRK, TIOCCBRK
             0x540A => self.pty_flow(pty, arg),
             0x540B => {
