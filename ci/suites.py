@@ -15,7 +15,7 @@ release `vkernel` example, in the same job and with the same environment:
 Every run has a timeout (the process group is killed; the run is recorded
 as "timeout"), so a hang ends with a message, never a stuck CI job.
 
-Budgets (VKERNEL_SUITES or --budget): `short` (eight modules and nine
+Budgets (VKERNEL_SUITES or --budget): `short` (twelve modules and ten
 stressors, 2.5 to 6 minutes on our 2-core machine; what .ci/run runs),
 `long` (every module and stressor of issue 20, about 18 minutes), `off`.
 
@@ -83,6 +83,8 @@ MODULES_LONG = [
     "test_epoll",
     "test_selectors",
     "test_asyncio",
+    "test_pty",
+    "test_openpty",
 ]
 # Modules whose one test runs a script of many in a child python and shows
 # their outcomes only when one fails: the script runs directly instead (as
@@ -120,6 +122,8 @@ STRESSORS_LONG = [
     "open",
     "msync",
     "iomix",
+    "mq",
+    "pty",
 ]
 # Per-stressor options: the memory stressors default to 256 MiB an instance,
 # which makes a few-seconds run a couple of bogo ops; 16 MiB gives counts
@@ -129,7 +133,7 @@ STRESSOR_OPTS = {
     "msync": ["--msync-bytes", "16m"],
     "iomix": ["--iomix-bytes", "16m"],
 }
-STRESSORS_SHORT = ["fork", "pipe", "mmap", "futex", "signal", "open", "flock", "sem-sysv", "msg"]
+STRESSORS_SHORT = ["fork", "pipe", "mmap", "futex", "signal", "open", "flock", "sem-sysv", "msg", "mq"]
 
 BUDGETS = {
     # modules, stressors, seconds per stressor, timeout per module run
