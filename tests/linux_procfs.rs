@@ -95,3 +95,31 @@ fn top_and_uptime_run() {
     assert!(out.contains("PID"), "{out}");
     assert!(out.contains("load average"), "{out}");
 }
+
+/// /proc of another process (tests/guests/procpid.sh under /bin/sh): a
+/// sleeping child's environ, limits, exe and cwd links, fd/ and fdinfo/,
+/// task/, maps naming the program and libc; the caller's status signal
+/// lines; `ps -o comm` of the caller and the child, and `lsof -p` of the
+/// child; as natively.
+#[test]
+fn other_processes_in_proc_match_native() {
+    let test = "other_processes_in_proc_match_native";
+    let Some(sh) = common::kvm_tool(test, "/bin/sh", "") else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/procpid.sh");
+    let dir = common::scratch(test);
+    let n = common::Native::new(&sh)
+        .args([script])
+        .env([common::PATH_BIN])
+        .cwd(&dir)
+        .run();
+    assert_eq!(n.status, 0, "natively:\n{}{}", n.stdout, n.stderr);
+    use std::os::unix::ffi::OsStrExt;
+    let l = common::guest(&sh, &[script], 2)
+        .root(common::host_root())
+        .env([common::PATH_BIN])
+        .cwd(dir.as_os_str().as_bytes());
+    let r = common::vk_watched(&common::what(&sh, &[script], 2), 120, l);
+    assert_eq!(r.out().shown(), n.shown(), "stderr: {}", r.stderr);
+}

@@ -113,6 +113,8 @@ impl ReadAt for Image {
 struct ImageSource {
     image: Image,
     id: (u64, u64),
+    /// The path it was run by (a host file's own name is the host's).
+    name: Option<Vec<u8>>,
 }
 
 impl FileSource for ImageSource {
@@ -122,6 +124,14 @@ impl FileSource for ImageSource {
 
     fn size(&self) -> u64 {
         self.image.size()
+    }
+
+    fn path(&self) -> Option<Vec<u8>> {
+        match (&self.name, &self.image) {
+            (_, Image::Disk { fs, ino }) => Some(fs.path_of(*ino)),
+            (Some(n), _) => Some(n.clone()),
+            _ => None,
+        }
     }
 
     fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, i64> {
@@ -145,6 +155,12 @@ impl Image {
     /// with every other vproc mapping it. None for bytes in memory (no
     /// stable identity: they are loaded by copying).
     pub fn source(&self) -> Option<Arc<dyn FileSource>> {
+        self.source_named(None)
+    }
+
+    /// [`Image::source`], shown as `name` in `/proc/PID/maps` (a file of
+    /// the tree shows its own path).
+    pub fn source_named(&self, name: Option<Vec<u8>>) -> Option<Arc<dyn FileSource>> {
         use std::os::unix::fs::MetadataExt;
         let id = match self {
             Image::Bytes(_) => return None,
@@ -159,6 +175,7 @@ impl Image {
         Some(Arc::new(ImageSource {
             image: self.clone(),
             id,
+            name,
         }))
     }
 
@@ -302,7 +319,7 @@ impl Vproc {
             trace: self.trace,
         };
         let loaded = self.mm.reset().and_then(|_| {
-            let src = image.source();
+            let src = image.source_named(Some(exe.clone()));
             load_program(
                 &mut self.mm,
                 &elf,
@@ -341,6 +358,7 @@ impl Vproc {
         }
         self.comm = comm_of(cfg.argv.first().map(|a| &a[..]).unwrap_or(&run_path));
         self.cmdline = Arc::new(crate::cmdline_of(&cfg.argv));
+        self.environ = Arc::new(crate::cmdline_of(&cfg.envp));
         // POSIX timers do not survive execve.
         if let Some(k) = &self.k {
             k.ptimers_clear(self.pid);

@@ -283,6 +283,9 @@ pub struct Vproc {
     /// Its arguments as `/proc/PID/cmdline` shows them (each with its
     /// NUL), from the last execve.
     pub cmdline: Arc<Vec<u8>>,
+    /// Its environment as `/proc/PID/environ` shows it (each string with
+    /// its NUL), from the last execve.
+    pub environ: Arc<Vec<u8>>,
 
     // The virtual kernel's.
     /// The root filesystem.
@@ -328,6 +331,8 @@ pub struct Origin {
     pub image: Image,
     /// Its arguments (`/proc/PID/cmdline`).
     pub cmdline: Arc<Vec<u8>>,
+    /// Its environment (`/proc/PID/environ`).
+    pub environ: Arc<Vec<u8>>,
     /// The root filesystem.
     pub fs: Arc<Fs>,
     /// fds 0-2.
@@ -408,14 +413,14 @@ impl Vproc {
         })?;
         let mut mm = Mm::new(machine).map_err(lerr)?;
         mm.set_fault_around(cfg.fault_around);
-        let src = image.source();
-        let frame = load_program(&mut mm, &elf, &image, src.as_ref(), interp.as_ref(), &cfg)
-            .map_err(lerr)?;
         let exe = if cfg.exe.starts_with('/') {
-            cfg.exe.into_bytes()
+            cfg.exe.clone().into_bytes()
         } else {
             format!("/{}", cfg.exe).into_bytes()
         };
+        let src = image.source_named(Some(exe.clone()));
+        let frame = load_program(&mut mm, &elf, &image, src.as_ref(), interp.as_ref(), &cfg)
+            .map_err(lerr)?;
         let boot = Arc::new(Boot {
             exe: exe.clone(),
             path: cfg.path.into_bytes(),
@@ -434,6 +439,7 @@ impl Vproc {
             exe,
             image,
             cmdline: Arc::new(cmdline_of(&cfg.argv)),
+            environ: Arc::new(cmdline_of(&cfg.envp)),
             fs,
             stdio: SharedStdio::new(stdio),
             boot,
@@ -463,6 +469,7 @@ impl Vproc {
             exe: self.exe.clone(),
             image: self.image.clone(),
             cmdline: self.cmdline.clone(),
+            environ: self.environ.clone(),
             fs: self.fs.clone(),
             stdio: self.stdio.clone(),
             boot: self.boot.clone(),
@@ -501,6 +508,7 @@ impl Vproc {
             exe: o.exe,
             image: o.image,
             cmdline: o.cmdline,
+            environ: o.environ,
             fs: o.fs,
             stdio: o.stdio,
             boot: o.boot,

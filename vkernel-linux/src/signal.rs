@@ -54,8 +54,6 @@ pub const SIGRTMAX: i32 = 64;
 
 /// si_code SI_USER (kill).
 pub const SI_USER: i32 = 0;
-/// si_code of a signal the kernel sent (a terminal's hangup, SIGTTOU).
-pub const SI_KERNEL: i32 = 0x80;
 /// si_code SI_QUEUE (sigqueue).
 pub const SI_QUEUE: i32 = -1;
 /// si_code SI_TKILL (tkill, tgkill).

@@ -143,6 +143,20 @@ impl ProcessLock {
             .is_some_and(|p| p.patch_forcing.load(Ordering::Relaxed))
     }
 
+    /// Run `f` on the process's memory map with the process lock held;
+    /// None, at once, when another thread holds the lock or the process
+    /// is gone.
+    pub(crate) fn try_with_mm<R>(&self, f: impl FnOnce(&Mm) -> R) -> Option<R> {
+        let p = self.0.upgrade()?;
+        let held = Held::try_take(&p)?;
+        // SAFETY: this thread holds the process lock (taken just above), so
+        // no other thread touches `mm` until `held` lets it go below; the
+        // reference does not outlive `f`.
+        let r = f(unsafe { &*p.mm.get() });
+        drop(held);
+        Some(r)
+    }
+
     /// Run `f` on the process's memory map, fd table and current
     /// directory with the process lock held; None, at once, when another
     /// thread holds the lock, the process is gone, or the shared parts are

@@ -83,6 +83,18 @@ pub enum ProcItem {
     NetUdp6,
     /// `/proc/net/dev`: interfaces and their counters.
     NetDev,
+    /// `environ`: its environment.
+    Environ,
+    /// `limits`: its resource limits.
+    Limits,
+    /// `fdinfo`: a file per open fd.
+    FdInfoDir,
+    /// `fdinfo/N`: position, flags, mount and inode of fd N.
+    FdInfo(i32),
+    /// `task`: a directory per thread (each like `/proc/TID`).
+    TaskDir,
+    /// `mountinfo`: the mounts with their ids.
+    Mountinfo,
 }
 
 /// The files of `/proc/net`.
@@ -95,28 +107,44 @@ pub const NET_ITEMS: [ProcItem; 5] = [
 ];
 
 /// The entries of `/proc/PID` for the vproc itself, in listing order.
-pub const PID_ITEMS: [ProcItem; 11] = [
+pub const PID_ITEMS: [ProcItem; 16] = [
     ProcItem::Cmdline,
     ProcItem::Comm,
     ProcItem::Cwd,
+    ProcItem::Environ,
     ProcItem::Exe,
     ProcItem::FdDir,
+    ProcItem::FdInfoDir,
+    ProcItem::Limits,
     ProcItem::Maps,
+    ProcItem::Mountinfo,
     ProcItem::Mounts,
     ProcItem::Root,
     ProcItem::Stat,
     ProcItem::Statm,
     ProcItem::Status,
+    ProcItem::TaskDir,
 ];
 
-/// The entries of `/proc/PID` for another process: what the process
-/// table knows of it (its memory, files and links are its own).
-pub const OTHER_PID_ITEMS: [ProcItem; 5] = [
+/// The entries of `/proc/PID` for another process (its fds and memory
+/// are shown while it is parked in the process table, see
+/// [`ProcView::fds_of`]).
+pub const OTHER_PID_ITEMS: [ProcItem; 15] = [
     ProcItem::Cmdline,
     ProcItem::Comm,
+    ProcItem::Cwd,
+    ProcItem::Environ,
+    ProcItem::Exe,
+    ProcItem::FdDir,
+    ProcItem::FdInfoDir,
+    ProcItem::Limits,
+    ProcItem::Maps,
+    ProcItem::Mountinfo,
+    ProcItem::Root,
     ProcItem::Stat,
     ProcItem::Statm,
     ProcItem::Status,
+    ProcItem::TaskDir,
 ];
 
 /// The files of `/proc` itself (besides `self` and the pids).
@@ -158,12 +186,25 @@ impl ProcItem {
             ProcItem::NetUdp => b"udp".to_vec(),
             ProcItem::NetUdp6 => b"udp6".to_vec(),
             ProcItem::NetDev => b"dev".to_vec(),
+            ProcItem::Environ => b"environ".to_vec(),
+            ProcItem::Limits => b"limits".to_vec(),
+            ProcItem::FdInfoDir => b"fdinfo".to_vec(),
+            ProcItem::FdInfo(n) => n.to_string().into_bytes(),
+            ProcItem::TaskDir => b"task".to_vec(),
+            ProcItem::Mountinfo => b"mountinfo".to_vec(),
         }
     }
 
     /// A directory?
     pub fn is_dir(self) -> bool {
-        matches!(self, ProcItem::PidDir | ProcItem::FdDir | ProcItem::NetDir)
+        matches!(
+            self,
+            ProcItem::PidDir
+                | ProcItem::FdDir
+                | ProcItem::NetDir
+                | ProcItem::FdInfoDir
+                | ProcItem::TaskDir
+        )
     }
 
     /// A symlink?
@@ -200,7 +241,13 @@ impl ProcItem {
             ProcItem::NetUdp => 22,
             ProcItem::NetUdp6 => 23,
             ProcItem::NetDev => 24,
+            ProcItem::Environ => 25,
+            ProcItem::Limits => 26,
+            ProcItem::FdInfoDir => 27,
+            ProcItem::TaskDir => 28,
+            ProcItem::Mountinfo => 29,
             ProcItem::Fd(n) => 0x10000 + (n as u32 as u64 & 0xffff),
+            ProcItem::FdInfo(n) => 0x20000 + (n as u32 as u64 & 0xffff),
         }
     }
 }
@@ -241,6 +288,12 @@ pub fn proc_item(h: u64) -> Option<(i32, ProcItem)> {
         22 => ProcItem::NetUdp,
         23 => ProcItem::NetUdp6,
         24 => ProcItem::NetDev,
+        25 => ProcItem::Environ,
+        26 => ProcItem::Limits,
+        27 => ProcItem::FdInfoDir,
+        28 => ProcItem::TaskDir,
+        29 => ProcItem::Mountinfo,
+        c if c >= 0x20000 => ProcItem::FdInfo((c - 0x20000) as i32),
         c if c >= 0x10000 => ProcItem::Fd((c - 0x10000) as i32),
         _ => return None,
     };
@@ -263,6 +316,27 @@ pub trait ProcView {
     /// The other processes it sees in `/proc` (none by default).
     fn pids(&self) -> Vec<i32> {
         Vec::new()
+    }
+    /// The threads of process `pid` (`/proc/PID/task`; none by default).
+    fn tids_of(&self, _pid: i32) -> Vec<i32> {
+        Vec::new()
+    }
+    /// fd `n` of another process `pid`, as [`ProcView::fd_node`]; None
+    /// also while that process runs on a vCPU.
+    fn fd_node_of(&self, _pid: i32, _n: i32) -> Option<Option<u64>> {
+        None
+    }
+    /// The open fds of another process `pid` (none while it runs).
+    fn fds_of(&self, _pid: i32) -> Vec<i32> {
+        Vec::new()
+    }
+    /// The current directory of another process `pid`.
+    fn cwd_of(&self, _pid: i32) -> Option<u64> {
+        None
+    }
+    /// The program of another process `pid`.
+    fn exe_of(&self, _pid: i32) -> Option<Vec<u8>> {
+        None
     }
 }
 
@@ -358,18 +432,30 @@ impl Fs {
     /// Where the node `h` in directory `dir` leads if it is a symlink
     /// (else `h`).
     fn follow(&self, v: &dyn ProcView, dir: u64, h: u64, links: &mut u32) -> Result<u64, Errno> {
-        if let Some((_, item)) = proc_item(h) {
+        if let Some((pid, item)) = proc_item(h) {
+            let me = pid == v.pid();
             return match item {
                 ProcItem::SelfLink => Ok(proc_handle(v.pid(), ProcItem::PidDir)),
                 ProcItem::Root => Ok(ROOT),
-                ProcItem::Cwd => Ok(v.cwd()),
+                ProcItem::Cwd if me => Ok(v.cwd()),
+                ProcItem::Cwd => v.cwd_of(pid).ok_or(ENOENT),
                 ProcItem::Exe => {
                     *links += 1;
                     if *links > MAX_LINKS {
                         return Err(ELOOP);
                     }
-                    self.walk_from(v, ROOT, &v.exe(), true, links)
+                    let exe = if me {
+                        v.exe()
+                    } else {
+                        v.exe_of(pid).ok_or(ENOENT)?
+                    };
+                    self.walk_from(v, ROOT, &exe, true, links)
                 }
+                ProcItem::Fd(n) if !me => match v.fd_node_of(pid, n) {
+                    Some(Some(node)) => Ok(node),
+                    Some(None) => Ok(h),
+                    None => Err(ENOENT),
+                },
                 ProcItem::Fd(n) => match v.fd_node(n) {
                     Some(Some(node)) => Ok(node),
                     Some(None) => Ok(h),
@@ -404,8 +490,27 @@ impl Fs {
                         .map(|&i| proc_handle(pid, i))
                         .ok_or(ENOENT)
                 }
-                ProcItem::FdDir => match fd_number(name) {
-                    Some(n) if v.fd_node(n).is_some() => Ok(proc_handle(pid, ProcItem::Fd(n))),
+                ProcItem::FdDir | ProcItem::FdInfoDir => {
+                    let n = fd_number(name).ok_or(ENOENT)?;
+                    let open = if pid == v.pid() {
+                        v.fd_node(n).is_some()
+                    } else {
+                        v.fd_node_of(pid, n).is_some()
+                    };
+                    if !open {
+                        return Err(ENOENT);
+                    }
+                    Ok(proc_handle(
+                        pid,
+                        if item == ProcItem::FdDir {
+                            ProcItem::Fd(n)
+                        } else {
+                            ProcItem::FdInfo(n)
+                        },
+                    ))
+                }
+                ProcItem::TaskDir => match fd_number(name) {
+                    Some(t) if v.tids_of(pid).contains(&t) => Ok(proc_handle(t, ProcItem::PidDir)),
                     _ => Err(ENOENT),
                 },
                 ProcItem::NetDir => NET_ITEMS
@@ -426,6 +531,10 @@ impl Fs {
             }
             if let Some(other) = fd_number(name).filter(|n| v.pids().contains(n)) {
                 return Ok(proc_handle(other, ProcItem::PidDir));
+            }
+            // A thread's id names it too (not listed, as on Linux).
+            if let Some(t) = fd_number(name).filter(|&n| !v.tids_of(n).is_empty()) {
+                return Ok(proc_handle(t, ProcItem::PidDir));
             }
             if let Some(&i) = TOP_ITEMS.iter().find(|i| i.name() == name) {
                 if pid > 0 {
@@ -468,6 +577,7 @@ impl Fs {
                 | ProcItem::NetDev,
             )) => proc_handle(pid, ProcItem::NetDir),
             Some((pid, ProcItem::Fd(_))) => proc_handle(pid, ProcItem::FdDir),
+            Some((pid, ProcItem::FdInfo(_))) => proc_handle(pid, ProcItem::FdInfoDir),
             Some((pid, _)) => proc_handle(pid, ProcItem::PidDir),
             None => self.with_node(h, |n| n.parent).unwrap_or(ROOT),
         }
@@ -532,6 +642,13 @@ mod tests {
             ProcItem::Meminfo,
             ProcItem::Fd(0),
             ProcItem::Fd(1023),
+            ProcItem::FdInfo(0),
+            ProcItem::FdInfo(65535),
+            ProcItem::Environ,
+            ProcItem::Limits,
+            ProcItem::FdInfoDir,
+            ProcItem::TaskDir,
+            ProcItem::Mountinfo,
         ] {
             assert_eq!(proc_item(proc_handle(4242, item)), Some((4242, item)));
         }

@@ -604,7 +604,7 @@ impl Devpts {
             }
             None => return None,
         };
-        let p = Shared::new(Pty::new(i as u32));
+        let p = Shared::new(Pty::new(u32::try_from(i).expect("below PTY_MAX")));
         v[i] = Some(p.downgrade());
         Some(p)
     }

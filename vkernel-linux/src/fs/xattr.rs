@@ -87,11 +87,14 @@ pub fn check_name(name: &[u8], plain: bool) -> Result<(), XattrError> {
 /// ```
 #[derive(Debug, Default)]
 pub struct Xattrs {
-    by_node: Mutex<HashMap<u64, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    by_node: Mutex<HashMap<u64, Attrs>>,
 }
 
+/// One node's attributes by name.
+type Attrs = BTreeMap<Vec<u8>, Vec<u8>>;
+
 impl Xattrs {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, BTreeMap<Vec<u8>, Vec<u8>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Attrs>> {
         self.by_node.lock().unwrap_or_else(|e| e.into_inner())
     }
 

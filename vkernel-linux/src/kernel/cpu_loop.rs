@@ -198,6 +198,7 @@ fn put_back(k: &Kernel, idx: usize, body: Box<Vproc>, out: Outcome) -> Option<Bo
             e.cmdline = body.cmdline.clone();
             e.comm = body.comm.clone();
         }
+        e.seen.update(&body);
     }
     if body.threaded() {
         // Shared signals this thread now takes.

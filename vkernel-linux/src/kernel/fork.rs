@@ -58,6 +58,7 @@ pub(super) fn insert_embryo(
             woken_after_watchdog: false,
             comm: parent.comm.clone(),
             cmdline: parent.cmdline.clone(),
+            seen: super::introspect::Seen::of(parent),
             started: Instant::now(),
             vms: None,
             itimers: Default::default(),

@@ -102,6 +102,109 @@ pub struct ProcInfo {
     pub nice: i32,
 }
 
+/// What `/proc` shows of a process that may be running when asked: its
+/// environment, program, current directory and limits as of its last put
+/// back in the table.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    /// `/proc/PID/environ`.
+    pub environ: Arc<Vec<u8>>,
+    /// `/proc/PID/exe`'s target.
+    pub exe: Arc<Vec<u8>>,
+    /// `/proc/PID/cwd` (a node of the tree).
+    pub cwd: u64,
+    /// `/proc/PID/limits`.
+    pub limits: crate::rlimit::Rlimits,
+}
+
+impl Seen {
+    /// What `b` shows now.
+    pub(super) fn of(b: &Vproc) -> Seen {
+        Seen {
+            environ: b.environ.clone(),
+            exe: Arc::new(b.exe.clone()),
+            cwd: b.cwd,
+            limits: b.fds.limits.clone(),
+        }
+    }
+
+    /// Catch up with `b` (cheap when nothing changed).
+    pub(super) fn update(&mut self, b: &Vproc) {
+        if !Arc::ptr_eq(&self.environ, &b.environ) {
+            self.environ = b.environ.clone();
+        }
+        if self.exe[..] != b.exe[..] {
+            self.exe = Arc::new(b.exe.clone());
+        }
+        self.cwd = b.cwd;
+        if !b.threaded() {
+            self.limits = b.fds.limits.clone();
+        }
+    }
+}
+
+impl Kernel {
+    /// What `/proc` shows of process `pid` (a thread's id names its
+    /// process) while it may be running.
+    pub fn seen(&self, pid: Pid) -> Option<Seen> {
+        let t = self.lock();
+        let tgid = t.procs.get(&pid)?.tgid;
+        t.procs.get(&tgid).map(|e| e.seen.clone())
+    }
+
+    /// The program path of process `pid` as of its last put back.
+    pub fn exe_seen(&self, pid: Pid) -> Option<Arc<Vec<u8>>> {
+        self.seen(pid).map(|s| s.exe)
+    }
+
+    /// Run `f` on the fd table and memory map of process `pid` when they
+    /// can be read without waiting: some thread of it is parked in the
+    /// table and no thread of it is in the kernel (the exitless server's
+    /// way, [`crate::thread::ProcessLock::try_with_parts`]); or it is a
+    /// single-threaded process parked with its parts in its body. None
+    /// otherwise (it is running on a vCPU, or in the kernel).
+    pub fn with_parked<T>(
+        &self,
+        pid: Pid,
+        f: impl FnOnce(&crate::files::FdTable, &crate::mm::Mm) -> T,
+    ) -> Option<T> {
+        let t = self.lock();
+        let tgid = t.procs.get(&pid)?.tgid;
+        let body = t
+            .procs
+            .values()
+            .filter(|e| e.tgid == tgid)
+            .find_map(|e| e.body.as_deref())?;
+        let lock = body.mm.lock_handle();
+        let mut f = Some(f);
+        if let Some(r) = lock.try_with_parts(|p| (f.take().expect("once"))(p.fds, p.mm)) {
+            return Some(r);
+        }
+        let f = f?;
+        if body.threaded() {
+            return None;
+        }
+        // Parked and alone: its parts are in its body and its lock is free
+        // (the exitless server serves running vprocs only).
+        lock.try_with_mm(|mm| f(&body.fds, mm))
+    }
+
+    /// The thread ids of process `pid`, in order.
+    pub fn tids(&self, pid: Pid) -> Vec<Pid> {
+        let t = self.lock();
+        let Some(tgid) = t.procs.get(&pid).map(|e| e.tgid) else {
+            return Vec::new();
+        };
+        t.procs
+            .iter()
+            .filter(|(_, e)| {
+                e.tgid == tgid && !matches!(e.state, PState::Embryo | PState::Zombie(_))
+            })
+            .map(|(p, _)| *p)
+            .collect()
+    }
+}
+
 /// Does `/proc` list entry `e` of pid `p`: a process (its leader) not
 /// being made?
 fn listed(p: Pid, e: &Entry) -> bool {

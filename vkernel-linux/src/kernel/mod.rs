@@ -62,6 +62,7 @@ mod pidfd;
 mod post;
 mod ptimer;
 mod run;
+mod session;
 pub mod sysv;
 pub mod sysv_shm;
 mod thread;
@@ -251,6 +252,9 @@ struct Entry {
     comm: String,
     /// Its arguments as of its last put back (`/proc/PID/cmdline`).
     cmdline: Arc<Vec<u8>>,
+    /// What else `/proc` shows of it while it runs, as of its last put
+    /// back.
+    seen: introspect::Seen,
     /// When it was made (`/proc/PID/stat`'s start time).
     started: Instant,
     vms: Option<Arc<Vmspace>>,
@@ -681,35 +685,6 @@ impl Kernel {
         self.lock().procs.get(&tgid).map(|e| e.ppid)
     }
 
-    /// The process group and session of process `tgid`, if it is in the
-    /// table.
-    pub(crate) fn job_ids(&self, tgid: Pid) -> Option<(Pid, Pid)> {
-        self.lock().procs.get(&tgid).map(|e| (e.pgid, e.sid))
-    }
-
-    /// Does process group `pgid` have a member in session `sid`?
-    pub(crate) fn group_in_session(&self, pgid: Pid, sid: Pid) -> bool {
-        self.lock()
-            .procs
-            .values()
-            .any(|e| e.pgid == pgid && e.sid == sid && e.threads > 0)
-    }
-
-    /// Is process group `pgid` orphaned: no live member has its parent in
-    /// another group of the same session? (Terminal stop signals to such
-    /// a group are discarded: nobody would continue it.)
-    pub(crate) fn pgrp_orphaned(&self, pgid: Pid) -> bool {
-        let t = self.lock();
-        !t.procs.iter().any(|(p, e)| {
-            e.tgid == *p
-                && e.pgid == pgid
-                && e.threads > 0
-                && t.procs
-                    .get(&e.ppid)
-                    .is_some_and(|q| q.pgid != pgid && q.sid == e.sid)
-        })
-    }
-
     /// Processes in the table (a leader's entry stands for its process,
     /// zombies included).
     fn alive(t: &Table) -> usize {
@@ -781,24 +756,6 @@ impl Kernel {
             },
         };
         self.process_exit_locked(t, body, status, runtime, policy);
-    }
-
-    /// A session leader ended: its controlling terminal (a pseudo-terminal)
-    /// is released and the foreground group gets SIGHUP and SIGCONT, as
-    /// Linux's `disassociate_ctty`.
-    fn session_leader_exit(&self, t: &mut Table, body: &Vproc, sid: Pid) {
-        let Some(p) = body.fs.devpts().of_session(sid) else {
-            return;
-        };
-        let fg = {
-            let mut p = p.borrow_mut();
-            p.session = 0;
-            std::mem::take(&mut p.fgpgrp)
-        };
-        if fg > 0 {
-            self.post_kernel_signal(t, -fg, signal::SIGHUP);
-            self.post_kernel_signal(t, -fg, signal::SIGCONT);
-        }
     }
 
     /// The last thread of process `body.thread.tgid` ended: zombie, record,

@@ -196,6 +196,7 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
                 vms: Some(init.mm.vmspace_arc()),
                 comm: init.comm.clone(),
                 cmdline: init.cmdline.clone(),
+                seen: super::introspect::Seen::of(&init),
                 started: Instant::now(),
                 body: Some(Box::new(init)),
                 signals: Vec::new(),

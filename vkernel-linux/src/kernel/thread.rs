@@ -163,7 +163,7 @@ impl Kernel {
     pub(super) fn post_kernel_signal(&self, t: &mut Table, target: Pid, sig: i32) {
         let info = SigInfo {
             signo: sig,
-            code: signal::SI_KERNEL,
+            code: super::SI_KERNEL,
             ..Default::default()
         };
         let targets: Vec<Pid> = t

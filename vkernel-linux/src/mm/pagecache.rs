@@ -43,6 +43,9 @@ impl FileSource for crate::fs::Backing {
     fn backing(&self) -> Option<&crate::fs::Backing> {
         Some(self)
     }
+    fn path(&self) -> Option<Vec<u8>> {
+        Some(self.fs().path_of(self.handle()))
+    }
 }
 
 /// A file whose pages can be mapped: a stable identity, its size and
@@ -61,6 +64,10 @@ pub trait FileSource: Send + Sync {
     /// The root filesystem's node behind it, if it is one (a shared
     /// mapping of it shares the node's pages).
     fn backing(&self) -> Option<&crate::fs::Backing> {
+        None
+    }
+    /// The path `/proc/PID/maps` shows for mappings of it, if known.
+    fn path(&self) -> Option<Vec<u8>> {
         None
     }
 }

@@ -205,12 +205,11 @@ impl Vproc {
                     // The console is the vprocs' terminal only when the
                     // vkernel's own stdin is one (else ENXIO, as for a
                     // process without a controlling terminal).
-                    // SAFETY: isatty only inspects the fd.
-                    if !self
-                        .stdio
-                        .host_fd(0)
-                        .is_some_and(|h| unsafe { libc::isatty(h) } == 1)
-                    {
+                    let tty = |h| {
+                        // SAFETY: isatty only inspects the fd.
+                        unsafe { libc::isatty(h) == 1 }
+                    };
+                    if !self.stdio.host_fd(0).is_some_and(tty) {
                         return Err(ENXIO);
                     }
                     let f = OpenFile::new(FileKind::Stdout, files::O_RDWR, b"/dev/tty");
@@ -245,7 +244,10 @@ impl Vproc {
         let keep = flags & !(files::O_CLOEXEC | files::O_CREAT | files::O_EXCL | files::O_TRUNC);
         match item {
             ProcItem::Fd(n) => {
-                let file = self.fds.get(n as i64)?.file.clone();
+                // Another process's pipe or socket is opened as itself,
+                // as on Linux.
+                let pid = proc_item(h).map_or(self.pid, |(pid, _)| pid);
+                let file = self.file_of(pid, n).ok_or(ENOENT)?;
                 self.install_file(file, flags)
             }
             _ if !item.is_dir() && !item.is_link() => {
@@ -327,7 +329,7 @@ impl Vproc {
             self.lookup_at(dirfd, &p, false)?
         };
         let target = match proc_item(h) {
-            Some((_, item)) if item.is_link() => self.proc_link(item),
+            Some((pid, item)) if item.is_link() => self.proc_link(pid, item),
             Some(_) => return Err(EINVAL),
             None => self.fs.link_target(h).ok_or(EINVAL)?,
         };

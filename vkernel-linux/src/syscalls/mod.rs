@@ -53,6 +53,7 @@ mod ifaces;
 mod inet;
 mod info;
 mod io;
+mod ioctl;
 mod locking;
 mod mm;
 mod mqueue;
@@ -65,6 +66,7 @@ mod privs;
 mod proc;
 mod procfs;
 mod procnet;
+mod procpid;
 mod procsys;
 mod ptimer;
 mod pty;
@@ -122,6 +124,14 @@ fn int(x: u64) -> i64 {
 #[allow(clippy::cast_possible_truncation)]
 pub(crate) fn int32(x: u64) -> i32 {
     x as i32
+}
+
+/// An `unsigned int` argument (flags, modes): the low 32 bits of the
+/// register.
+// The ABI's truncation, as `int`.
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn uint32(x: u64) -> u32 {
+    x as u32
 }
 
 impl From<MmError> for i64 {

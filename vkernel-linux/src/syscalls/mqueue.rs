@@ -3,13 +3,12 @@
 //! mq_notify (SIGEV_SIGNAL, SIGEV_NONE) and mq_getsetattr; a queue's fd
 //! reads as Linux's status line and polls like Linux's. The queues are
 //! [`crate::fs::mqueue`].
-#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::errno::*;
 use super::table::Handler;
-use super::{int, R};
+use super::{int, uint32, R};
 use crate::files::{self, FileKind, OpenFile, Shared};
 use crate::fs::mqueue::{self, MsgQueue, Notify};
 use crate::signal::SigInfo;
@@ -25,7 +24,7 @@ impl Vproc {
     /// table ([`super::table`]).
     pub(super) const MQUEUE_CALLS: &'static [(i64, Handler)] = &[
         (libc::SYS_mq_open, |v, _nr, a| {
-            v.sys_mq_open(a[0], a[1] as u32, a[2] as u32, a[3])
+            v.sys_mq_open(a[0], uint32(a[1]), uint32(a[2]), a[3])
         }),
         (libc::SYS_mq_unlink, |v, _nr, a| v.sys_mq_unlink(a[0])),
         (libc::SYS_mq_timedsend, |v, _nr, a| {
@@ -67,17 +66,16 @@ impl Vproc {
         let (maxmsg, msgsize) = if flags & files::O_CREAT != 0 && attr != 0 {
             let a = self.mm.read_vec(attr, ATTR_SIZE)?;
             let long = |i: usize| i64::from_le_bytes(a[i * 8..i * 8 + 8].try_into().expect("8"));
-            let (m, s) = (long(1), long(2));
-            if m <= 0 || s <= 0 || m as u64 > mqueue::HARD_MAXMSG as u64 {
+            let (Ok(m), Ok(s)) = (usize::try_from(long(1)), usize::try_from(long(2))) else {
+                return Err(EINVAL);
+            };
+            if m == 0 || s == 0 || m > mqueue::HARD_MAXMSG || s > mqueue::HARD_MSGSIZE {
                 return Err(EINVAL);
             }
-            if s as u64 > mqueue::HARD_MSGSIZE as u64 {
-                return Err(EINVAL);
-            }
-            if (m as u64).saturating_mul(s as u64) > mqueue::QUEUE_BYTES_MAX as u64 {
+            if m.saturating_mul(s) > mqueue::QUEUE_BYTES_MAX {
                 return Err(libc::EMFILE as i64);
             }
-            (m as usize, s as usize)
+            (m, s)
         } else {
             (mqueue::DEFAULT_MAXMSG, mqueue::DEFAULT_MSGSIZE)
         };
@@ -140,7 +138,8 @@ impl Vproc {
         if s < 0 || !(0..1_000_000_000).contains(&ns) {
             return Err(EINVAL);
         }
-        let at = UNIX_EPOCH + Duration::new(s.unsigned_abs(), ns as u32);
+        let ns = u32::try_from(ns).map_err(|_| EINVAL)?;
+        let at = UNIX_EPOCH + Duration::new(s.unsigned_abs(), ns);
         let left = at
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
@@ -149,14 +148,16 @@ impl Vproc {
 
     fn sys_mq_timedsend(&mut self, fd: i64, msg: u64, len: u64, prio: u64, abs: u64) -> R {
         let (q, nonblock) = self.mq_of(fd, Some(true))?;
-        if prio >= u64::from(mqueue::PRIO_MAX) {
-            return Err(EINVAL);
-        }
+        let prio = u32::try_from(prio)
+            .ok()
+            .filter(|&p| p < mqueue::PRIO_MAX)
+            .ok_or(EINVAL)?;
         let msgsize = q.borrow().msgsize;
-        if len > msgsize as u64 {
-            return Err(EMSGSIZE);
-        }
-        let data = self.mm.read_vec(msg, len as usize)?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= msgsize)
+            .ok_or(EMSGSIZE)?;
+        let data = self.mm.read_vec(msg, len)?;
         let mut g = q.borrow_mut();
         if g.is_full() {
             if nonblock {
@@ -171,7 +172,7 @@ impl Vproc {
             q.borrow_mut().wait(self.pid, k);
             return self.block();
         }
-        let note = g.send(prio as u32, &data);
+        let note = g.send(prio, &data);
         let w = g.take_waiters();
         drop(g);
         files::wake_all(w);
@@ -301,7 +302,7 @@ impl Vproc {
         }
         if let Some(fl) = set {
             let mut f = file.borrow_mut();
-            if fl as u32 & files::O_NONBLOCK != 0 {
+            if fl & i64::from(files::O_NONBLOCK) != 0 {
                 f.flags |= files::O_NONBLOCK;
             } else {
                 f.flags &= !files::O_NONBLOCK;

@@ -9,7 +9,6 @@ use crate::fs::{
     proc_handle, proc_item, DirEntry, ProcItem, ProcView, NET_ITEMS, OTHER_PID_ITEMS, PID_ITEMS,
     TOP_ITEMS,
 };
-use crate::mm::VmaKind;
 use crate::Vproc;
 
 impl ProcView for Vproc {
@@ -44,6 +43,35 @@ impl ProcView for Vproc {
             None => Vec::new(),
         }
     }
+
+    fn tids_of(&self, pid: i32) -> Vec<i32> {
+        match &self.k {
+            Some(k) => k.tids(pid),
+            None if pid == self.pid => vec![pid],
+            None => Vec::new(),
+        }
+    }
+
+    fn fd_node_of(&self, pid: i32, n: i32) -> Option<Option<u64>> {
+        let f = self.file_of(pid, n)?;
+        let f = f.borrow();
+        Some(match f.kind {
+            FileKind::Inode(h) => Some(h),
+            _ => None,
+        })
+    }
+
+    fn fds_of(&self, pid: i32) -> Vec<i32> {
+        self.fds_of_pid(pid)
+    }
+
+    fn cwd_of(&self, pid: i32) -> Option<u64> {
+        Some(self.k.as_ref()?.seen(pid)?.cwd)
+    }
+
+    fn exe_of(&self, pid: i32) -> Option<Vec<u8>> {
+        Some(self.k.as_ref()?.seen(pid)?.exe.to_vec())
+    }
 }
 
 impl Vproc {
@@ -52,47 +80,26 @@ impl Vproc {
         if let Some(b) = self.proc_system(pid, item) {
             return b;
         }
+        if let Some(b) = self.proc_pid_file(pid, item) {
+            return b;
+        }
         let mut s = String::new();
         match item {
-            ProcItem::Maps => {
-                let exe = String::from_utf8_lossy(&self.exe).into_owned();
-                for (start, v) in self.mm.vmas() {
-                    let p = |b: u32, c: char| if v.prot & b != 0 { c } else { '-' };
-                    let name = match v.kind {
-                        VmaKind::Image => exe.as_str(),
-                        VmaKind::Brk => "[heap]",
-                        VmaKind::Stack => "[stack]",
-                        VmaKind::SyscallStubs => "[vkernel-syscalls]",
-                        _ => "",
-                    };
-                    // 's': MAP_SHARED, as Linux marks it.
-                    let shared = v.shm.is_some() || v.file.as_ref().is_some_and(|f| f.shared);
-                    let line = format!(
-                        "{start:08x}-{:08x} {}{}{}{} 00000000 00:00 0",
-                        v.end,
-                        p(1, 'r'),
-                        p(2, 'w'),
-                        p(4, 'x'),
-                        if shared { 's' } else { 'p' },
-                    );
-                    if name.is_empty() {
-                        s += &format!("{line}\n");
-                    } else {
-                        s += &format!("{line:<73}{name}\n");
-                    }
-                }
-            }
             ProcItem::Status => {
-                let pid = self.pid;
+                let (pid, tgid) = (self.pid, self.thread.tgid);
                 let rss = self.mm.resident_pages() * 4;
+                let threads = self.tids_of(pid).len().max(1);
+                let cpus = self.k.as_ref().map_or(1, |k| k.cpu_count());
                 s = format!(
-                    "Name:\t{}\nUmask:\t{:04o}\nState:\tR (running)\nTgid:\t{pid}\nPid:\t{pid}\n\
-                     PPid:\t{}\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nFDSize:\t64\n\
-                     VmRSS:\t{rss} kB\nThreads:\t1\nSigBlk:\t{:016x}\n",
+                    "Name:\t{}\nUmask:\t{:04o}\nState:\tR (running)\nTgid:\t{tgid}\nNgid:\t0\n\
+                     Pid:\t{pid}\nPPid:\t{}\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n\
+                     FDSize:\t64\nGroups:\t\nVmRSS:\t{rss} kB\nThreads:\t{threads}\n{}\
+                     Cpus_allowed_list:\t0-{}\n",
                     self.comm,
                     self.umask,
                     self.sys_getppid(),
-                    self.sig.blocked,
+                    self.status_signals(),
+                    cpus.saturating_sub(1),
                 );
             }
             ProcItem::Mounts => {
@@ -116,50 +123,32 @@ impl Vproc {
     }
 
     /// What a `/proc/self` link reads as.
-    pub(super) fn proc_link(&self, item: ProcItem) -> Vec<u8> {
+    pub(super) fn proc_link(&self, pid: i32, item: ProcItem) -> Vec<u8> {
+        if pid != self.pid {
+            return match item {
+                ProcItem::Exe => self.exe_of(pid).unwrap_or_default(),
+                ProcItem::Cwd => self
+                    .cwd_of(pid)
+                    .map(|c| self.fs.path_of(c))
+                    .unwrap_or_default(),
+                ProcItem::Root => b"/".to_vec(),
+                ProcItem::Fd(n) => self.fd_link(pid, n),
+                _ => Vec::new(),
+            };
+        }
         match item {
             ProcItem::SelfLink => self.pid.to_string().into_bytes(),
             ProcItem::Exe => self.exe.clone(),
             ProcItem::Cwd => self.fs.path_of(self.cwd),
             ProcItem::Root => b"/".to_vec(),
-            ProcItem::Fd(n) => {
-                let Ok(fd) = self.fds.get(n as i64) else {
-                    return Vec::new();
-                };
-                let f = fd.file.borrow();
-                match &f.kind {
-                    FileKind::Inode(h) => {
-                        let mut p = self.fs.path_of(*h);
-                        if proc_item(*h).is_none() && self.fs.inode(*h).nlink == 0 {
-                            p.extend_from_slice(b" (deleted)");
-                        }
-                        p
-                    }
-                    FileKind::PipeRead(p) | FileKind::PipeWrite(p) => {
-                        format!("pipe:[{}]", 4000 + ((p.id() >> 4) & 0xffff)).into_bytes()
-                    }
-                    FileKind::EventFd(_) => b"anon_inode:[eventfd]".to_vec(),
-                    FileKind::Epoll(_) => b"anon_inode:[eventpoll]".to_vec(),
-                    FileKind::TimerFd(_) => b"anon_inode:[timerfd]".to_vec(),
-                    FileKind::SignalFd(_) => b"anon_inode:[signalfd]".to_vec(),
-                    FileKind::PidFd(_) => b"anon_inode:[pidfd]".to_vec(),
-                    FileKind::Inotify(_) => b"anon_inode:inotify".to_vec(),
-                    FileKind::Socket(_) => {
-                        format!("socket:[{}]", 5000 + ((fd.file.id() >> 4) & 0xffff)).into_bytes()
-                    }
-                    FileKind::Pty(_) | FileKind::MsgQueue(_) => f.path.clone(),
-                    FileKind::Stdin => self.console_name(0),
-                    FileKind::Stdout => self.console_name(1),
-                    FileKind::Stderr => self.console_name(2),
-                }
-            }
+            ProcItem::Fd(n) => self.fd_link(pid, n),
             _ => Vec::new(),
         }
     }
 
     /// What the vkernel's own fd `n` (behind the console) is: a terminal,
     /// `/dev/null`, a pipe, as the host names it; `/dev/tty` if unknown.
-    fn console_name(&self, n: i32) -> Vec<u8> {
+    pub(super) fn console_name(&self, n: i32) -> Vec<u8> {
         let Some(h) = self.stdio.host_fd(n) else {
             return b"/dev/tty".to_vec();
         };
@@ -220,15 +209,26 @@ impl Vproc {
                 ent(i.name(), proc_handle(pid, i) & 0xffff_ffff_ffff, t)
             })
             .collect(),
-            Some((pid, ProcItem::FdDir)) => self
-                .fds()
+            Some((pid, d @ (ProcItem::FdDir | ProcItem::FdInfoDir))) => self
+                .fds_of_pid(pid)
                 .into_iter()
                 .map(|n| {
-                    let i = ProcItem::Fd(n);
+                    let (i, t) = if d == ProcItem::FdDir {
+                        (ProcItem::Fd(n), libc::DT_LNK)
+                    } else {
+                        (ProcItem::FdInfo(n), libc::DT_REG)
+                    };
+                    ent(i.name(), proc_handle(pid, i) & 0xffff_ffff_ffff, t)
+                })
+                .collect(),
+            Some((pid, ProcItem::TaskDir)) => self
+                .tids_of(pid)
+                .into_iter()
+                .map(|t| {
                     ent(
-                        i.name(),
-                        proc_handle(pid, i) & 0xffff_ffff_ffff,
-                        libc::DT_LNK,
+                        t.to_string().into_bytes(),
+                        proc_handle(t, ProcItem::PidDir) & 0xffff_ffff_ffff,
+                        libc::DT_DIR,
                     )
                 })
                 .collect(),

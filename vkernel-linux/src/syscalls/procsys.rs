@@ -50,7 +50,12 @@ impl Vproc {
             ProcItem::SysStat => self.sys_stat(k),
             ProcItem::Cpuinfo => cpuinfo(k.cpu_count()),
             ProcItem::Stat | ProcItem::Statm | ProcItem::Cmdline | ProcItem::Comm => {
-                let p = k.process(self.leader_of(pid))?;
+                let mut p = k.process(self.leader_of(pid))?;
+                if p.pid == self.thread.tgid {
+                    // The table learns of an execve at the next put back.
+                    p.comm = self.comm.clone();
+                    p.cmdline = self.cmdline.clone();
+                }
                 match item {
                     ProcItem::Cmdline => return Some(p.cmdline.to_vec()),
                     ProcItem::Comm => format!("{}\n", p.comm),

@@ -3,7 +3,6 @@
 //! waking around the line discipline of [`crate::fs::pty`]), the
 //! terminal ioctls, sessions' controlling terminals and job control
 //! (SIGTTIN/SIGTTOU for background groups).
-#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use super::errno::*;
 use super::R;
@@ -28,7 +27,9 @@ const TERMIO_SIZE: usize = 18;
 fn termio_bytes(t: &Termios) -> [u8; TERMIO_SIZE] {
     let mut b = [0u8; TERMIO_SIZE];
     for (i, f) in [t.iflag, t.oflag, t.cflag, t.lflag].into_iter().enumerate() {
-        b[2 * i..2 * i + 2].copy_from_slice(&(f as u16).to_le_bytes());
+        // The low half of each flag word, as Linux's termio.
+        let low = (f & 0xffff) as u16;
+        b[2 * i..2 * i + 2].copy_from_slice(&low.to_le_bytes());
     }
     b[8] = t.line;
     b[9..17].copy_from_slice(&t.cc[..8]);
@@ -327,6 +328,145 @@ impl Vproc {
     pub(super) fn pty_ioctl(&mut self, end: &PtyEnd, req: u32, arg: u64) -> R {
         let pty = &end.pty;
         match req {
+            0x5401..=0x540B
+            | 0x5425
+            | 0x5427
+            | 0x5428
+            | 0x5456
+            | 0x5457
+            | 0x802c_542a
+            | 0x402c_542b..=0x402c_542d => self.pty_termios_ioctl(end, req, arg),
+            0x5420 | 0x8004_5438 | 0x8004_5430 | 0x4004_5431 | 0x8004_5439 | 0x5441
+                if end.master =>
+            {
+                self.pty_master_ioctl(end, req, arg)
+            }
+            0x540C | 0x540D => {
+                // TIOCEXCL, TIOCNXCL.
+                pty.borrow_mut().exclusive = req == 0x540C;
+                Ok(0)
+            }
+            0x8004_5440 => {
+                // TIOCGEXCL.
+                let x = pty.borrow().exclusive as u32;
+                self.mm.write(arg, &x.to_le_bytes())?;
+                Ok(0)
+            }
+            0x540E => self.pty_set_ctty(pty, arg),
+            0x5422 => self.pty_notty(pty),
+            0x540F | 0x5429 => {
+                // TIOCGPGRP, TIOCGSID.
+                let (_, sid) = self.job_ids();
+                let p = pty.borrow();
+                if !end.master && p.session != sid {
+                    return Err(ENOTTY);
+                }
+                let v = if req == 0x5429 {
+                    if p.session == 0 {
+                        return Err(ENOTTY);
+                    }
+                    p.session
+                } else if p.fgpgrp != 0 {
+                    p.fgpgrp
+                } else {
+                    // No foreground group: Linux reports one that no
+                    // process has.
+                    0x7fff_ffff
+                };
+                drop(p);
+                self.mm.write(arg, &v.to_le_bytes())?;
+                Ok(0)
+            }
+            0x5410 => self.pty_set_fg(pty, arg),
+            0x5411 => {
+                // TIOCOUTQ: output not yet taken by the master.
+                let n = if end.master {
+                    0
+                } else {
+                    pty.borrow().output_len()
+                };
+                let n = u32::try_from(n).unwrap_or(u32::MAX);
+                self.mm.write(arg, &n.to_le_bytes())?;
+                Ok(0)
+            }
+            0x541B => {
+                // FIONREAD.
+                let p = pty.borrow();
+                let n = if end.master {
+                    p.output_len()
+                } else {
+                    p.slave_readable()
+                };
+                let n = u32::try_from(n).unwrap_or(u32::MAX);
+                drop(p);
+                self.mm.write(arg, &n.to_le_bytes())?;
+                Ok(0)
+            }
+            0x5412 => {
+                // TIOCSTI: input as if typed, on the caller's own terminal.
+                let mut c = [0u8; 1];
+                self.mm.read(arg, &mut c)?;
+                let (_, sid) = self.job_ids();
+                let mut p = pty.borrow_mut();
+                if p.session != sid {
+                    return Err(EPERM);
+                }
+                p.write_master(&c);
+                let w = p.take_waiters();
+                drop(p);
+                files::wake_all(w);
+                Ok(0)
+            }
+            0x5413 => {
+                // TIOCGWINSZ.
+                let ws = pty.borrow().winsize;
+                let b: Vec<u8> = ws.iter().flat_map(|v| v.to_le_bytes()).collect();
+                self.mm.write(arg, &b)?;
+                Ok(0)
+            }
+            0x5414 => {
+                // TIOCSWINSZ: SIGWINCH to the foreground group on a change.
+                let mut b = [0u8; 8];
+                self.mm.read(arg, &mut b)?;
+                let ws: [u16; 4] =
+                    std::array::from_fn(|i| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]));
+                let mut p = pty.borrow_mut();
+                let changed = p.winsize != ws;
+                p.winsize = ws;
+                let fg = p.fgpgrp;
+                drop(p);
+                if changed && fg != 0 {
+                    if let Some(k) = &self.k {
+                        files::Wake::signal(k.as_ref(), -fg, SIGWINCH);
+                    }
+                }
+                Ok(0)
+            }
+            0x5424 => {
+                // TIOCGETD: N_TTY.
+                self.mm.write(arg, &0u32.to_le_bytes())?;
+                Ok(0)
+            }
+            0x5423 => {
+                // TIOCSETD: only N_TTY is offered.
+                let mut b = [0u8; 4];
+                self.mm.read(arg, &mut b)?;
+                if u32::from_le_bytes(b) == 0 {
+                    Ok(0)
+                } else {
+                    Err(EINVAL)
+                }
+            }
+            0x5437 => Err(EPERM), // TIOCVHANGUP needs CAP_SYS_ADMIN
+            _ => Err(ENOTTY),
+        }
+    }
+
+    /// The attribute ioctls (TCGETS/TCSETS and their termio and termios2
+    /// forms, locks, breaks, flow control, flushes).
+    fn pty_termios_ioctl(&mut self, end: &PtyEnd, req: u32, arg: u64) -> R {
+        let pty = &end.pty;
+        match req {
             0x5401 | 0x802c_542a => {
                 // TCGETS, TCGETS2.
                 let t = pty.borrow().termios;
@@ -430,106 +570,16 @@ impl Vproc {
                 files::wake_all(w);
                 Ok(0)
             }
-            0x540C | 0x540D => {
-                // TIOCEXCL, TIOCNXCL.
-                pty.borrow_mut().exclusive = req == 0x540C;
-                Ok(0)
-            }
-            0x8004_5440 => {
-                // TIOCGEXCL.
-                let x = pty.borrow().exclusive as u32;
-                self.mm.write(arg, &x.to_le_bytes())?;
-                Ok(0)
-            }
-            0x540E => self.pty_set_ctty(pty, arg),
-            0x5422 => self.pty_notty(pty),
-            0x540F | 0x5429 => {
-                // TIOCGPGRP, TIOCGSID.
-                let (_, sid) = self.job_ids();
-                let p = pty.borrow();
-                if !end.master && p.session != sid {
-                    return Err(ENOTTY);
-                }
-                let v = if req == 0x5429 {
-                    if p.session == 0 {
-                        return Err(ENOTTY);
-                    }
-                    p.session
-                } else if p.fgpgrp != 0 {
-                    p.fgpgrp
-                } else {
-                    // No foreground group: Linux reports one that no
-                    // process has.
-                    0x7fff_ffff
-                };
-                drop(p);
-                self.mm.write(arg, &v.to_le_bytes())?;
-                Ok(0)
-            }
-            0x5410 => self.pty_set_fg(pty, arg),
-            0x5411 => {
-                // TIOCOUTQ: output not yet taken by the master.
-                let n = if end.master {
-                    0
-                } else {
-                    pty.borrow().output_len() as u32
-                };
-                self.mm.write(arg, &n.to_le_bytes())?;
-                Ok(0)
-            }
-            0x541B => {
-                // FIONREAD.
-                let p = pty.borrow();
-                let n = if end.master {
-                    p.output_len()
-                } else {
-                    p.slave_readable()
-                } as u32;
-                drop(p);
-                self.mm.write(arg, &n.to_le_bytes())?;
-                Ok(0)
-            }
-            0x5412 => {
-                // TIOCSTI: input as if typed, on the caller's own terminal.
-                let mut c = [0u8; 1];
-                self.mm.read(arg, &mut c)?;
-                let (_, sid) = self.job_ids();
-                let mut p = pty.borrow_mut();
-                if p.session != sid {
-                    return Err(EPERM);
-                }
-                p.write_master(&c);
-                let w = p.take_waiters();
-                drop(p);
-                files::wake_all(w);
-                Ok(0)
-            }
-            0x5413 => {
-                // TIOCGWINSZ.
-                let ws = pty.borrow().winsize;
-                let b: Vec<u8> = ws.iter().flat_map(|v| v.to_le_bytes()).collect();
-                self.mm.write(arg, &b)?;
-                Ok(0)
-            }
-            0x5414 => {
-                // TIOCSWINSZ: SIGWINCH to the foreground group on a change.
-                let mut b = [0u8; 8];
-                self.mm.read(arg, &mut b)?;
-                let ws: [u16; 4] =
-                    std::array::from_fn(|i| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]));
-                let mut p = pty.borrow_mut();
-                let changed = p.winsize != ws;
-                p.winsize = ws;
-                let fg = p.fgpgrp;
-                drop(p);
-                if changed && fg != 0 {
-                    if let Some(k) = &self.k {
-                        files::Wake::signal(k.as_ref(), -fg, SIGWINCH);
-                    }
-                }
-                Ok(0)
-            }
-            0x5420 if end.master => {
+            _ => Err(ENOTTY),
+        }
+    }
+
+    /// The master's own ioctls (packet mode, the pair's number and lock,
+    /// opening the slave).
+    fn pty_master_ioctl(&mut self, end: &PtyEnd, req: u32, arg: u64) -> R {
+        let pty = &end.pty;
+        match req {
+            0x5420 => {
                 // TIOCPKT.
                 let mut b = [0u8; 4];
                 self.mm.read(arg, &mut b)?;
@@ -538,41 +588,26 @@ impl Vproc {
                 p.packet_status = 0;
                 Ok(0)
             }
-            0x8004_5438 if end.master => {
+            0x8004_5438 => {
                 // TIOCGPKT.
                 let x = pty.borrow().packet as u32;
                 self.mm.write(arg, &x.to_le_bytes())?;
                 Ok(0)
             }
-            0x5424 => {
-                // TIOCGETD: N_TTY.
-                self.mm.write(arg, &0u32.to_le_bytes())?;
-                Ok(0)
-            }
-            0x5423 => {
-                // TIOCSETD: only N_TTY is offered.
-                let mut b = [0u8; 4];
-                self.mm.read(arg, &mut b)?;
-                if u32::from_le_bytes(b) == 0 {
-                    Ok(0)
-                } else {
-                    Err(EINVAL)
-                }
-            }
-            0x8004_5430 if end.master => {
+            0x8004_5430 => {
                 // TIOCGPTN.
                 let i = pty.borrow().index;
                 self.mm.write(arg, &i.to_le_bytes())?;
                 Ok(0)
             }
-            0x4004_5431 if end.master => {
+            0x4004_5431 => {
                 // TIOCSPTLCK.
                 let mut b = [0u8; 4];
                 self.mm.read(arg, &mut b)?;
                 pty.borrow_mut().locked = u32::from_le_bytes(b) != 0;
                 Ok(0)
             }
-            0x8004_5439 if end.master => {
+            0x8004_5439 => {
                 // TIOCGPTLCK.
                 let x = pty.borrow().locked as u32;
                 self.mm.write(arg, &x.to_le_bytes())?;
@@ -584,15 +619,14 @@ impl Vproc {
                 self.mm.write(arg, &d.to_le_bytes())?;
                 Ok(0)
             }
-            0x5441 if end.master => {
+            0x5441 => {
                 // TIOCGPTPEER: open the slave (arg: the open flags).
                 let index = pty.borrow().index;
-                let flags = arg as u32;
+                let flags = super::uint32(arg);
                 let keep = (flags | files::O_LARGEFILE)
                     & !(files::O_CLOEXEC | files::O_CREAT | files::O_EXCL | files::O_TRUNC);
                 self.open_pts(index, flags, keep)
             }
-            0x5437 => Err(EPERM), // TIOCVHANGUP needs CAP_SYS_ADMIN
             _ => Err(ENOTTY),
         }
     }

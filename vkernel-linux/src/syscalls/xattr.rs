@@ -1,6 +1,5 @@
 //! Extended attributes: get/set/list/remove on a path (following the
 //! last link or not) or an fd, kept by the tree ([`crate::fs::xattr`]).
-#![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use super::errno::*;
 use super::table::Handler;
@@ -97,7 +96,7 @@ impl Vproc {
         if size == 0 {
             return Ok(data.len() as i64);
         }
-        if (size as usize) < data.len() {
+        if usize::try_from(size).is_ok_and(|s| s < data.len()) {
             return Err(ERANGE);
         }
         self.mm.write(buf, data)?;
@@ -119,17 +118,18 @@ impl Vproc {
         let (h, plain) = self.xattr_node(t)?;
         let name = self.xattr_name(name)?;
         check_name(&name, plain).map_err(XattrError::errno)?;
-        if size as usize > crate::fs::xattr::SIZE_MAX {
-            return Err(E2BIG);
-        }
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|&s| s <= crate::fs::xattr::SIZE_MAX)
+            .ok_or(E2BIG)?;
         let v = if size > 0 {
-            self.mm.read_vec(value, size as usize)?
+            self.mm.read_vec(value, size)?
         } else {
             Vec::new()
         };
         self.fs
             .xattrs()
-            .set(h, &name, &v, flags as u32)
+            .set(h, &name, &v, super::uint32(flags))
             .map_err(XattrError::errno)?;
         self.fs.touch_ctime(h);
         Ok(0)

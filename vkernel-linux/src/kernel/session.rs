@@ -1,0 +1,54 @@
+//! Sessions and process groups as terminals see them: a process's group
+//! and session, whether a group is orphaned, and what a session leader's
+//! exit does to its controlling terminal.
+
+use super::*;
+
+impl Kernel {
+    /// The process group and session of process `tgid`, if it is in the
+    /// table.
+    pub(crate) fn job_ids(&self, tgid: Pid) -> Option<(Pid, Pid)> {
+        self.lock().procs.get(&tgid).map(|e| (e.pgid, e.sid))
+    }
+
+    /// Does process group `pgid` have a member in session `sid`?
+    pub(crate) fn group_in_session(&self, pgid: Pid, sid: Pid) -> bool {
+        self.lock()
+            .procs
+            .values()
+            .any(|e| e.pgid == pgid && e.sid == sid && e.threads > 0)
+    }
+
+    /// Is process group `pgid` orphaned: no live member has its parent in
+    /// another group of the same session? (Terminal stop signals to such
+    /// a group are discarded: nobody would continue it.)
+    pub(crate) fn pgrp_orphaned(&self, pgid: Pid) -> bool {
+        let t = self.lock();
+        !t.procs.iter().any(|(p, e)| {
+            e.tgid == *p
+                && e.pgid == pgid
+                && e.threads > 0
+                && t.procs
+                    .get(&e.ppid)
+                    .is_some_and(|q| q.pgid != pgid && q.sid == e.sid)
+        })
+    }
+
+    /// A session leader ended: its controlling terminal (a pseudo-terminal)
+    /// is released and the foreground group gets SIGHUP and SIGCONT, as
+    /// Linux's `disassociate_ctty`.
+    pub(super) fn session_leader_exit(&self, t: &mut Table, body: &Vproc, sid: Pid) {
+        let Some(p) = body.fs.devpts().of_session(sid) else {
+            return;
+        };
+        let fg = {
+            let mut p = p.borrow_mut();
+            p.session = 0;
+            std::mem::take(&mut p.fgpgrp)
+        };
+        if fg > 0 {
+            self.post_kernel_signal(t, -fg, signal::SIGHUP);
+            self.post_kernel_signal(t, -fg, signal::SIGCONT);
+        }
+    }
+}
