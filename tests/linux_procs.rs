@@ -223,3 +223,22 @@ fn linux_nice_levels_share_the_cpu_by_weight() {
         "the FIFO vproc had the vCPU to itself ({share:.2})"
     );
 }
+
+/// vfork and posix_spawn (tests/guests/vfork.c): posix_spawn reports a
+/// missing program and a failing file action (ENOENT) as its child
+/// leaves them in the parent's memory; a vfork child's writes to the
+/// stack and a global are the parent's after its _exit or execve; the
+/// parent resumes only then. As natively.
+#[test]
+fn vfork_shares_the_parents_memory_like_native() {
+    for (cc, prog) in common::kvm_guests("vfork_shares_the_parents_memory_like_native", "vfork") {
+        let n = common::native(&prog, &[]);
+        assert_eq!(n.status, 0, "{cc} natively:\n{}", n.stdout);
+        let r = common::vk_watched(
+            &common::what(&prog, &[], 2),
+            60,
+            common::guest(&prog, &[], 2).root(common::host_root()),
+        );
+        assert_eq!(r.out().shown(), n.shown(), "{cc}: {}", r.stderr);
+    }
+}

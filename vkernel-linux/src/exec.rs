@@ -318,6 +318,9 @@ impl Vproc {
             fault_around: 0,
             trace: self.trace,
         };
+        // A vfork parent waits no longer: what this child wrote goes to it
+        // before the old memory goes.
+        self.vfork_release();
         let loaded = self.mm.reset().and_then(|_| {
             let src = image.source_named(Some(exe.clone()));
             load_program(

@@ -270,6 +270,9 @@ pub struct FdTable {
     slots: Vec<Option<Fd>>,
     /// The process's resource limits.
     pub limits: Rlimits,
+    /// The process's supplementary groups (setgroups; every vproc is root,
+    /// so any list is taken).
+    pub groups: Vec<u32>,
 }
 
 impl FdTable {

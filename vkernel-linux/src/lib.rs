@@ -241,6 +241,8 @@ pub struct Vproc {
     pub sig_flag: Arc<AtomicBool>,
     /// The mask rt_sigsuspend replaced (restored after the handler).
     pub saved_mask: Option<u64>,
+    /// Its side of a vfork in progress (see `kernel::vfork`).
+    pub vfork: Option<kernel::VforkLink>,
     /// Signal sent to the parent at exit (SIGCHLD).
     pub exit_signal: i32,
     /// set_tid_address.
@@ -490,6 +492,7 @@ impl Vproc {
             sig: o.sig,
             sig_flag: Arc::new(AtomicBool::new(false)),
             saved_mask: None,
+            vfork: None,
             exit_signal: signal::SIGCHLD,
             clear_child_tid: 0,
             comm: o.comm,

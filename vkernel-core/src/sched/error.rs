@@ -36,6 +36,8 @@ pub enum SchedError {
     NotFair(TaskId),
     /// A tunable has an unusable value.
     InvalidTunable(&'static str),
+    /// An affinity mask names none of the scheduler's CPUs.
+    NoAllowedCpu(u64),
 }
 
 impl fmt::Display for SchedError {
@@ -56,6 +58,9 @@ impl fmt::Display for SchedError {
             SchedError::AlreadyRunnable(id) => write!(f, "{id} is already runnable"),
             SchedError::NotFair(id) => write!(f, "{id} is not in the fair class"),
             SchedError::InvalidTunable(what) => write!(f, "invalid tunable: {what}"),
+            SchedError::NoAllowedCpu(m) => {
+                write!(f, "the affinity mask {m:#x} names none of the CPUs")
+            }
         }
     }
 }

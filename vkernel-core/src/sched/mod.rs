@@ -484,6 +484,57 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Restricts task `id` to the CPUs whose bits are set in `mask`
+    /// (sched_setaffinity; bits beyond the scheduler's CPUs are ignored).
+    /// A task on a CPU it may no longer use moves to the first allowed
+    /// one; load balancing and [`Scheduler::allowed_cpu`] keep to the
+    /// mask from then on.
+    ///
+    /// ```
+    /// use vkernel_core::sched::{Policy, Scheduler, TaskId};
+    /// let mut s = Scheduler::new(2).unwrap();
+    /// s.add_task(TaskId(1), Policy::NORMAL, 0, 0, 0).unwrap();
+    /// s.set_affinity(TaskId(1), 0b10, 0).unwrap();
+    /// assert_eq!(s.task(TaskId(1)).unwrap().cpu, 1);
+    /// assert_eq!(s.affinity(TaskId(1)), Some(0b10));
+    /// assert!(s.set_affinity(TaskId(1), 0b100, 0).is_err());
+    /// ```
+    pub fn set_affinity(&mut self, id: TaskId, mask: u64, now: u64) -> Result<()> {
+        let all = self.all_cpus();
+        if mask & all == 0 {
+            return Err(SchedError::NoAllowedCpu(mask));
+        }
+        let task = self.tasks.get_mut(&id).ok_or(SchedError::UnknownTask(id))?;
+        task.allowed = mask & all;
+        if !task.allows(task.cpu) {
+            let to = (mask & all).trailing_zeros() as usize;
+            self.migrate(id, to, now)?;
+        }
+        Ok(())
+    }
+
+    /// The CPUs task `id` may run on, one bit each.
+    pub fn affinity(&self, id: TaskId) -> Option<u64> {
+        self.tasks.get(&id).map(|t| t.allowed & self.all_cpus())
+    }
+
+    /// `cpu` if task `id` may run there, else its first allowed CPU (where
+    /// a new or waking task is placed).
+    pub fn allowed_cpu(&self, id: TaskId, cpu: usize) -> usize {
+        match self.tasks.get(&id) {
+            Some(t) if !t.allows(cpu) => (t.allowed & self.all_cpus()).trailing_zeros() as usize,
+            _ => cpu,
+        }
+    }
+
+    /// Every CPU's bit.
+    fn all_cpus(&self) -> u64 {
+        match self.rqs.len() {
+            n if n >= 64 => u64::MAX,
+            n => (1u64 << n) - 1,
+        }
+    }
+
     /// Moves runnable, not running tasks from the busiest runqueue to the
     /// idlest (by number of runnable tasks), using the classes'
     /// load_balance_start/load_balance_next iterators, until the counts
@@ -501,10 +552,21 @@ impl Scheduler {
             if loads[busiest] < loads[idlest] + 2 {
                 break;
             }
-            let candidate = self.rqs[busiest]
-                .classes
-                .iter_mut()
-                .find_map(|c| c.load_balance_start());
+            // The first migratable task that may run on the idlest CPU.
+            let mut candidate = None;
+            for c in self.rqs[busiest].classes.iter_mut() {
+                let mut next = c.load_balance_start();
+                while let Some(id) = next {
+                    if self.tasks.get(&id).is_some_and(|t| t.allows(idlest)) {
+                        candidate = Some(id);
+                        break;
+                    }
+                    next = c.load_balance_next();
+                }
+                if candidate.is_some() {
+                    break;
+                }
+            }
             let Some(id) = candidate else {
                 break;
             };

@@ -115,6 +115,9 @@ pub struct Task {
     pub time_slice: u64,
     /// How many times the task was switched onto a CPU.
     pub nr_switches: u64,
+    /// The CPUs it may run on, one bit each (`u64::MAX`: any); see
+    /// [`super::Scheduler::set_affinity`].
+    pub allowed: u64,
 }
 
 impl Task {
@@ -135,7 +138,13 @@ impl Task {
             exec_start: 0,
             time_slice: 0,
             nr_switches: 0,
+            allowed: u64::MAX,
         }
+    }
+
+    /// May the task run on `cpu`?
+    pub fn allows(&self, cpu: usize) -> bool {
+        cpu >= 64 || self.allowed & (1 << cpu) != 0
     }
 
     /// Whether the task is on a runqueue (runnable or running).

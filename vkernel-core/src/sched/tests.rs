@@ -768,3 +768,33 @@ fn load_balance_moves_the_task_that_would_run_last() {
     assert_eq!(s.task(TaskId(1)).unwrap().cpu, 1);
     assert_eq!(s.task(TaskId(4)).unwrap().cpu, 0);
 }
+
+#[test]
+fn affinity_moves_a_task_and_load_balance_keeps_to_it() {
+    let mut s = Scheduler::new(2).unwrap();
+    for i in 1..=3 {
+        s.add_task(TaskId(i), fair(0), 0, 0, 0).unwrap();
+        s.wake(TaskId(i), 0).ok();
+    }
+    // All three may only use CPU 0: nothing moves to the idle CPU 1.
+    for i in 1..=3 {
+        s.set_affinity(TaskId(i), 0b01, 0).unwrap();
+    }
+    assert_eq!(s.load_balance(MS), 0);
+    assert!((1..=3).all(|i| s.task(TaskId(i)).unwrap().cpu == 0));
+    // Task 3 may use CPU 1 too: it is the one that moves.
+    s.set_affinity(TaskId(3), 0b11, MS).unwrap();
+    assert_eq!(s.load_balance(2 * MS), 1);
+    assert_eq!(s.task(TaskId(3)).unwrap().cpu, 1);
+    // Restricting a task to a CPU it is not on moves it there.
+    s.set_affinity(TaskId(1), 0b10, 3 * MS).unwrap();
+    assert_eq!(s.task(TaskId(1)).unwrap().cpu, 1);
+    assert_eq!(s.affinity(TaskId(1)), Some(0b10));
+    assert_eq!(s.allowed_cpu(TaskId(1), 0), 1);
+    // A mask naming no CPU of the scheduler is refused and changes nothing.
+    assert_eq!(
+        s.set_affinity(TaskId(1), 0b100, 4 * MS),
+        Err(SchedError::NoAllowedCpu(0b100))
+    );
+    assert_eq!(s.affinity(TaskId(1)), Some(0b10));
+}

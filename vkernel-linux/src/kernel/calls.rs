@@ -407,6 +407,14 @@ impl Vproc {
         // died with, as on Linux; setting one on it changes nothing.
         let (cur, zombie) = match t.sched.task(tid(target)) {
             Some(task) => (task.policy, false),
+            // The first vproc's parent (the vkernel's side, as init):
+            // SCHED_OTHER, and not to be changed.
+            None if target == crate::PPID && !t.procs.contains_key(&target) => {
+                if matches!(nr, SETPARAM | SETSCHEDULER) {
+                    return Err(EPERM);
+                }
+                (Policy::Fair { nice: 0 }, true)
+            }
             None => (zombie_policy(&t, target).ok_or(ESRCH)?, true),
         };
         match nr {

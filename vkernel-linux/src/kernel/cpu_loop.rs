@@ -338,6 +338,9 @@ fn segment(
     let idx = cpu.index();
     let tick_ns = k.opts.tick.as_nanos() as u64;
     let mut next_tick = k.now() + tick_ns;
+    if body.vfork_waiting() {
+        return Ok(Outcome::Block(Vproc::vfork_deadline()));
+    }
     if let Some(sig) = body.deliver_pending(cpu) {
         return Ok(Outcome::Stop(sig));
     }
@@ -360,6 +363,7 @@ fn segment(
             }
         }
         if body.exit.is_some() {
+            body.vfork_release();
             return Ok(Outcome::Exit);
         }
         if body.sig_flag.swap(false, Ordering::SeqCst) {
@@ -394,7 +398,14 @@ fn segment(
                     let r = if args.flags & CLONE_THREAD != 0 {
                         spawn_thread(k, cpu, body, args)
                     } else {
-                        fork(k, machine, cpu, body, args)
+                        let v = super::vfork::rendezvous(args.flags);
+                        let r = fork(k, machine, cpu, body, args, v.clone());
+                        if let (Some(v), true) = (v, r > 0) {
+                            // vfork: wait for the child's exec or exit.
+                            body.vfork = Some(super::VforkLink::Parent(v));
+                            wait = Some(Vproc::vfork_deadline());
+                        }
+                        r
                     };
                     body.frame.rax = r as u64;
                     if body.trace {

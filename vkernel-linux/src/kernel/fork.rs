@@ -85,7 +85,17 @@ pub(super) fn insert_embryo(
             .min_by_key(|&c| (t.sched.nr_running(c), c != cpu.index()))
             .unwrap_or(0)
     };
-    (policy, c)
+    // Within the creator's affinity, which the new task inherits.
+    (policy, t.sched.allowed_cpu(tid(parent.pid), c))
+}
+
+/// A new task's CPU affinity is its creator's.
+pub(super) fn inherit_affinity(t: &mut Table, parent: Pid, child: Pid, now: u64) {
+    if let Some(m) = t.sched.affinity(tid(parent)) {
+        if let Err(e) = t.sched.set_affinity(tid(child), m, now) {
+            log::warn!("affinity of {child}: {e}");
+        }
+    }
 }
 
 /// fork: a child vproc sharing the parent's memory copy-on-write. Returns
@@ -96,6 +106,7 @@ pub(super) fn fork(
     cpu: &Cpu,
     parent: &mut Vproc,
     args: CloneArgs,
+    vfork: Option<crate::files::Shared<super::VforkDone>>,
 ) -> i64 {
     let CloneArgs {
         flags,
@@ -162,6 +173,7 @@ pub(super) fn fork(
         if flags & CLONE_CHILD_CLEARTID != 0 {
             child.clear_child_tid = ctid;
         }
+        child.vfork = vfork.map(super::VforkLink::Child);
         Ok(child)
     })();
     let mut t = k.lock();
@@ -180,6 +192,7 @@ pub(super) fn fork(
         drop(child);
         return -EAGAIN;
     }
+    inherit_affinity(&mut t, parent.pid, pid, now);
     let e = t.procs.get_mut(&pid).expect("reserved");
     e.state = PState::Runnable;
     e.sig_flag = child.sig_flag.clone();

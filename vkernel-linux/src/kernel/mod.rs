@@ -66,6 +66,7 @@ mod session;
 pub mod sysv;
 pub mod sysv_shm;
 mod thread;
+mod vfork;
 
 use post::{action_of, deliverable};
 
@@ -74,6 +75,7 @@ pub use introspect::ProcInfo;
 pub use next::{CloneArgs, Next, Wait};
 pub use ptimer::{PosixTimer, TimerNotify};
 pub(crate) use run::run_with;
+pub use vfork::{VforkDone, VforkLink};
 
 /// A process id.
 pub type Pid = i32;

@@ -5,6 +5,30 @@
 use super::*;
 
 impl Kernel {
+    /// sched_setaffinity: thread `pid` runs on the vCPUs of `mask` from
+    /// now on (EINVAL when it names none, ESRCH for no such thread).
+    pub(crate) fn set_affinity(&self, pid: Pid, mask: u64) -> Result<(), i64> {
+        let mut t = self.lock();
+        let now = self.now();
+        if t.sched.task(tid(pid)).is_none() {
+            return Err(ESRCH);
+        }
+        t.sched
+            .set_affinity(tid(pid), mask, now)
+            .map_err(|_| EINVAL)?;
+        for c in 0..self.kickers.len() {
+            if t.sched.need_resched(c) {
+                self.kick(&t, c);
+            }
+        }
+        Ok(())
+    }
+
+    /// sched_getaffinity: the vCPUs thread `pid` may run on.
+    pub(crate) fn affinity(&self, pid: Pid) -> Option<u64> {
+        self.lock().sched.affinity(tid(pid))
+    }
+
     /// The process group and session of process `tgid`, if it is in the
     /// table.
     pub(crate) fn job_ids(&self, tgid: Pid) -> Option<(Pid, Pid)> {

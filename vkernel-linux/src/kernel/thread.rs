@@ -131,6 +131,7 @@ pub(super) fn spawn_thread(k: &Arc<Kernel>, cpu: &Cpu, parent: &mut Vproc, args:
         drop(child);
         return -EAGAIN;
     }
+    super::fork::inherit_affinity(&mut t, parent.pid, ntid, now);
     if let Some(l) = t.procs.get_mut(&tgid) {
         l.threads += 1;
     }

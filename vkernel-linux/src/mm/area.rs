@@ -269,3 +269,33 @@ impl Mm {
         true
     }
 }
+
+impl Mm {
+    /// The private pages this address space has modified (the M bit of
+    /// their VPTEs), with their contents: what a vfork child hands its
+    /// parent (see `kernel::vfork`). Shared mappings (their pages are
+    /// the parent's already), large pages and the syscall stubs are left
+    /// out.
+    pub fn dirty_private_pages(&self) -> Vec<(u64, Vec<u8>)> {
+        let mut dirty = Vec::new();
+        self.vpt
+            .for_each_leaf(&self.ram, USER_START, USER_END, &mut |va, _, e| {
+                if e.valid() && e.modified() && !e.large() && e.bits() & Vpte::SHARED == 0 {
+                    dirty.push((va, e.frame()));
+                }
+            });
+        dirty
+            .into_iter()
+            .filter(|&(va, _)| {
+                self.vmas.range(..=va).next_back().is_some_and(|(_, v)| {
+                    v.end > va && v.shm.is_none() && v.kind != VmaKind::SyscallStubs
+                })
+            })
+            .filter_map(|(va, f)| {
+                let mut buf = vec![0u8; usize::try_from(PAGE).expect("a page fits in memory")];
+                self.ram.read(f, &mut buf).ok()?;
+                Some((va, buf))
+            })
+            .collect()
+    }
+}

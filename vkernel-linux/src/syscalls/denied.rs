@@ -50,8 +50,19 @@ impl Vproc {
         (libc::SYS_fspick, eperm),
         (libc::SYS_mount_setattr, eperm),
         (libc::SYS_quotactl_fd, eperm),
-        // Taken as setuid is (the ids stay 0; getgroups says none).
-        (libc::SYS_setgroups, |_v, _nr, _a| Ok(0)),
+        // Kept for getgroups (root may set any list).
+        (libc::SYS_setgroups, |v, _nr, a| {
+            let n = usize::try_from(super::int(a[0]))
+                .ok()
+                .filter(|&n| n <= 65536)
+                .ok_or(EINVAL)?;
+            let b = v.mm.read_vec(a[1], 4 * n)?;
+            v.fds.groups = b
+                .chunks(4)
+                .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect();
+            Ok(0)
+        }),
         // unshare(0) changes nothing; every namespace needs CAP_SYS_ADMIN.
         (libc::SYS_unshare, |_v, _nr, a| {
             if a[0] == 0 {

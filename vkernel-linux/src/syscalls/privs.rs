@@ -88,23 +88,28 @@ impl Vproc {
         Ok(0)
     }
 
-    /// sched_setaffinity: a mask naming at least one vCPU is taken (the
-    /// vkernel's scheduler places vprocs on its vCPUs itself).
+    /// sched_setaffinity: the thread runs only on the vCPUs of the mask
+    /// from now on (the scheduler keeps to it: placement of new tasks,
+    /// load balancing); EINVAL when it names none of them.
     fn sys_sched_setaffinity(&mut self, pid: i32, len: u64, mask: u64) -> R {
         if pid < 0 {
             return Err(ESRCH);
         }
-        if pid != 0 && pid != self.pid && !self.k.as_ref().is_some_and(|k| k.task_exists(pid)) {
+        let target = if pid == 0 { self.pid } else { pid };
+        if target != self.pid && !self.k.as_ref().is_some_and(|k| k.task_exists(target)) {
             return Err(ESRCH);
         }
-        let n = self.k.as_ref().map_or(1, |k| k.cpu_count()).max(1);
         let len = usize::try_from(len.min(4096)).unwrap_or(0);
         let m = self.mm.read_vec(mask, len)?;
-        let any = (0..n).any(|c| m.get(c / 8).is_some_and(|b| b & (1 << (c % 8)) != 0));
-        if any {
-            Ok(0)
-        } else {
-            Err(EINVAL)
+        // The first 64 CPUs (a vkernel has at most that many vCPUs).
+        let mut word = [0u8; 8];
+        let n = m.len().min(8);
+        word[..n].copy_from_slice(&m[..n]);
+        let bits = u64::from_le_bytes(word);
+        match &self.k {
+            Some(k) => k.set_affinity(target, bits).map(|()| 0),
+            None if bits & 1 != 0 => Ok(0),
+            None => Err(EINVAL),
         }
     }
 

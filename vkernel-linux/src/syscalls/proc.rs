@@ -38,10 +38,18 @@ impl Vproc {
         }),
         // SCHED_FIFO and SCHED_RR have priorities 1..=99, the others 0.
         (libc::SYS_sched_get_priority_max, |_v, _nr, a| {
-            Ok(if matches!(a[0], 1 | 2) { 99 } else { 0 })
+            match int(a[0]) {
+                1 | 2 => Ok(99),
+                0 | 3 | 5 | 6 => Ok(0),
+                _ => Err(EINVAL),
+            }
         }),
         (libc::SYS_sched_get_priority_min, |_v, _nr, a| {
-            Ok(if matches!(a[0], 1 | 2) { 1 } else { 0 })
+            match int(a[0]) {
+                1 | 2 => Ok(1),
+                0 | 3 | 5 | 6 => Ok(0),
+                _ => Err(EINVAL),
+            }
         }),
         (libc::SYS_getcpu, |v, _nr, a| {
             // The vCPU running the caller; one NUMA node.
@@ -59,17 +67,23 @@ impl Vproc {
             if a[1] < 8 {
                 return Err(EINVAL);
             }
-            v.check_pid(int(a[0]) as i32)?;
-            // Every vCPU the vprocs are scheduled on (as a mask of 64-bit
-            // words; the kernel's mask size is returned).
+            let pid = int(a[0]) as i32;
+            v.check_pid(pid)?;
+            // The vCPUs it may run on (sched_setaffinity; all by default),
+            // as a mask of 64-bit words; the kernel's mask size is
+            // returned.
             let n = v.k.as_ref().map_or(1, |k| k.cpu_count()).max(1);
             let words = n.div_ceil(64);
             if a[1] < 8 * words as u64 {
                 return Err(EINVAL);
             }
+            let target = if pid == 0 { v.pid } else { pid };
+            let allowed = v.k.as_ref().and_then(|k| k.affinity(target));
             let mut mask = vec![0u8; 8 * words];
             for c in 0..n {
-                mask[c / 8] |= 1 << (c % 8);
+                if allowed.is_none_or(|m| c >= 64 || m & (1 << c) != 0) {
+                    mask[c / 8] |= 1 << (c % 8);
+                }
             }
             v.mm.write(a[2], &mask)?;
             Ok(8 * words as i64)
@@ -127,8 +141,14 @@ impl Vproc {
 
     /// `fork`, `vfork`.
     // vfork is fork: the child gets a copy-on-write address space.
-    fn call_fork(v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> Next {
-        v.sys_clone(crate::signal::SIGCHLD as u64, 0, 0, 0, 0)
+    /// `fork`, `vfork` (CLONE_VM | CLONE_VFORK: see `kernel::vfork`).
+    fn call_fork(v: &mut Vproc, nr: i64, _a: [u64; 6]) -> Next {
+        let vfork = if nr == libc::SYS_vfork {
+            0x100 | 0x4000
+        } else {
+            0
+        };
+        v.sys_clone(vfork | crate::signal::SIGCHLD as u64, 0, 0, 0, 0)
     }
 
     /// `sched_setparam`, `sched_getparam`, `sched_setscheduler`, `sched_getscheduler`.
@@ -163,7 +183,19 @@ impl Vproc {
         (libc::SYS_setresgid, Vproc::call_setuid),
         (libc::SYS_getresuid, Vproc::call_getresuid),
         (libc::SYS_getresgid, Vproc::call_getresuid),
-        (libc::SYS_getgroups, |_v, _nr, _a| Ok(0)),
+        (libc::SYS_getgroups, |v, _nr, a| {
+            let n = v.fds.groups.len();
+            let size = usize::try_from(int(a[0])).map_err(|_| EINVAL)?;
+            if size == 0 {
+                return Ok(n as i64);
+            }
+            if size < n {
+                return Err(EINVAL);
+            }
+            let b: Vec<u8> = v.fds.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+            v.mm.write(a[1], &b)?;
+            Ok(n as i64)
+        }),
         (libc::SYS_setpgid, |v, _nr, a| {
             v.sys_setpgid(int(a[0]) as i32, int(a[1]) as i32)
         }),
