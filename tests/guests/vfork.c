@@ -1,6 +1,7 @@
 /* vfork and posix_spawn as programs rely on them (issue 23): the parent
  * waits until the child execs or exits, and sees what the child wrote
- * (posix_spawn's child reports a failed exec that way). Printed for a
+ * (posix_spawn's child reports a failed exec that way); the parent resumes
+ * at the child's exec even if the new program waits for it. Printed for a
  * comparison with a native run. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -58,5 +59,23 @@ int main(void) {
     printf("vfork exec: global %d\n", shared_global);
     waitpid(pid, &st, 0);
     printf("vfork exec status %d\n", WEXITSTATUS(st));
+    /* The parent resumes at the child's exec even when the new program
+     * waits for the parent (here: for input on a pipe). */
+    int fds[2];
+    pipe(fds);
+    pid = vfork();
+    if (pid == 0) {
+        dup2(fds[0], 0);
+        close(fds[0]);
+        close(fds[1]);
+        char *cat[] = {"/bin/sh", "-c", "read line; test \"$line\" = hello", 0};
+        execve(cat[0], cat, environ);
+        _exit(127);
+    }
+    close(fds[0]);
+    write(fds[1], "hello\n", 6);
+    close(fds[1]);
+    waitpid(pid, &st, 0);
+    printf("vfork exec of a reader: status %d\n", WEXITSTATUS(st));
     return 0;
 }

@@ -328,6 +328,30 @@ fn kill_all(k: &Kernel) {
     }
 }
 
+/// clone/fork/vfork: make the thread or process; a vfork parent then
+/// waits (`wait`) for its child's exec or exit, which wakes it (the
+/// wake-up may come before it is parked: it is then pending).
+fn make_child(
+    k: &Arc<Kernel>,
+    machine: &Machine,
+    cpu: &Cpu,
+    body: &mut Vproc,
+    args: super::CloneArgs,
+    wait: &mut Option<Wait>,
+) -> i64 {
+    if args.flags & CLONE_THREAD != 0 {
+        return spawn_thread(k, cpu, body, args);
+    }
+    let v = super::vfork::rendezvous(args.flags);
+    let r = fork(k, machine, cpu, body, args, v.clone());
+    if let (Some(v), true) = (v, r > 0) {
+        v.borrow_mut().wait(body.pid, k.clone());
+        body.vfork = Some(super::VforkLink::Parent(v));
+        *wait = Some(Vproc::vfork_deadline());
+    }
+    r
+}
+
 /// Run `body` until it blocks, exits or is preempted.
 fn segment(
     k: &Arc<Kernel>,
@@ -395,18 +419,7 @@ fn segment(
                 Next::Block(w) => wait = Some(w),
                 Next::Yield => yielded = true,
                 Next::Clone(args) => {
-                    let r = if args.flags & CLONE_THREAD != 0 {
-                        spawn_thread(k, cpu, body, args)
-                    } else {
-                        let v = super::vfork::rendezvous(args.flags);
-                        let r = fork(k, machine, cpu, body, args, v.clone());
-                        if let (Some(v), true) = (v, r > 0) {
-                            // vfork: wait for the child's exec or exit.
-                            body.vfork = Some(super::VforkLink::Parent(v));
-                            wait = Some(Vproc::vfork_deadline());
-                        }
-                        r
-                    };
+                    let r = make_child(k, machine, cpu, body, args, &mut wait);
                     body.frame.rax = r as u64;
                     if body.trace {
                         vk_eprintln!("[vk {}] fork = {r}", body.pid);

@@ -10,7 +10,9 @@
 //! exactly as if it had been shared. Mappings the child made or removed
 //! are not carried over (Linux's would be; a vfork child only calls exec
 //! or _exit). Signals for the parent wait with it, as on Linux, except
-//! SIGKILL, which ends the wait (the child's writes are then dropped).
+//! a fatal one (SIGKILL, or one it neither blocks nor handles whose
+//! default is to terminate), which ends the wait (the child's writes are
+//! then dropped).
 
 use std::time::{Duration, Instant};
 
@@ -63,13 +65,23 @@ pub(super) fn rendezvous(flags: u64) -> Option<Shared<VforkDone>> {
     })
 }
 
+impl VforkDone {
+    /// Register `pid` (the parent) to be woken when the child is done.
+    pub(super) fn wait(&mut self, pid: Pid, w: Arc<dyn Wake>) {
+        if !self.waiters.iter().any(|(p, _)| *p == pid) {
+            self.waiters.push((pid, w));
+        }
+    }
+}
+
 impl Kernel {
-    /// Is a SIGKILL queued for `pid` in the table?
-    pub(super) fn sigkill_pending(&self, pid: Pid) -> bool {
+    /// The signals queued for `pid` in the table, not yet taken.
+    pub(super) fn queued_signals(&self, pid: Pid) -> Vec<SigInfo> {
         self.lock()
             .procs
             .get(&pid)
-            .is_some_and(|e| e.signals.iter().any(|s| s.signo == signal::SIGKILL))
+            .map(|e| e.signals.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -104,16 +116,25 @@ impl Vproc {
         };
         let mut g = v.borrow_mut();
         if !g.done {
+            let queued = self
+                .k
+                .as_ref()
+                .map(|k| k.queued_signals(self.pid))
+                .unwrap_or_default();
             let killed = self.exit.is_some()
-                || self.sig.pending.iter().any(|s| s.signo == signal::SIGKILL)
-                || self.k.as_ref().is_some_and(|k| k.sigkill_pending(self.pid));
+                || self
+                    .sig
+                    .pending
+                    .iter()
+                    .chain(&queued)
+                    .any(|s| self.fatal(s.signo));
             if killed {
                 drop(g);
                 self.vfork = None;
                 return false;
             }
             if let Some(k) = &self.k {
-                g.waiters.push((self.pid, k.clone()));
+                g.wait(self.pid, k.clone());
             }
             return true;
         }
@@ -126,6 +147,24 @@ impl Vproc {
             }
         }
         false
+    }
+
+    /// Would `signo` end this vproc (SIGKILL, or a signal it neither
+    /// blocks nor handles whose default is to terminate)? Such a signal
+    /// ends a vfork wait, as Linux's killable wait.
+    fn fatal(&self, signo: i32) -> bool {
+        if signo == signal::SIGKILL {
+            return true;
+        }
+        if self.sig.blocked & signal::bit(signo) != 0 {
+            return false;
+        }
+        let a = if self.threaded() {
+            self.mm.shared_action(signo)
+        } else {
+            self.sig.actions[signo as usize]
+        };
+        a.handler == signal::SIG_DFL && signal::default_action(signo) == signal::Default_::Terminate
     }
 
     /// How long the parent sleeps at a time while it waits.

@@ -65,6 +65,12 @@ impl Vproc {
                 let p = p.borrow();
                 (p.pid, p.exited)
             }
+            // A `/proc/PID` directory names its process too (Linux's
+            // first pidfds).
+            FileKind::Inode(h) => match crate::fs::proc_item(*h) {
+                Some((pid, crate::fs::ProcItem::PidDir)) => (pid, false),
+                _ => return Err(EBADF),
+            },
             _ => return Err(EBADF),
         };
         let sig = i32::try_from(sig).map_err(|_| EINVAL)?;
