@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use super::pipe::{Shared, Wake};
+use super::pipe::{Shared, Waiters, Wake};
 
 /// Priorities are below this (Linux's MQ_PRIO_MAX).
 pub const PRIO_MAX: u32 = 32768;
@@ -47,7 +47,7 @@ pub struct MsgQueue {
     /// The messages, highest priority first, oldest first within one.
     msgs: VecDeque<(u32, Vec<u8>)>,
     /// Vprocs waiting to send or receive.
-    pub waiters: Vec<(i32, Arc<dyn Wake>)>,
+    pub waiters: Waiters,
     /// Receivers blocked now (a notification is only sent when none is).
     pub receiving: Vec<i32>,
     /// The registration of mq_notify.
@@ -82,7 +82,7 @@ impl MsgQueue {
             msgsize,
             mode,
             msgs: VecDeque::new(),
-            waiters: Vec::new(),
+            waiters: Waiters::default(),
             receiving: Vec::new(),
             notify: None,
             seq: 0,
@@ -134,15 +134,13 @@ impl MsgQueue {
 
     /// Register `pid` as waiting.
     pub fn wait(&mut self, pid: i32, w: Arc<dyn Wake>) {
-        if !self.waiters.iter().any(|(p, _)| *p == pid) {
-            self.waiters.push((pid, w));
-        }
+        self.waiters.add(pid, w);
     }
 
     /// Something changed: the waiters to wake.
     pub fn take_waiters(&mut self) -> Vec<(i32, Arc<dyn Wake>)> {
         self.seq = self.seq.wrapping_add(1);
-        std::mem::take(&mut self.waiters)
+        self.waiters.take()
     }
 
     /// What read(2) of the queue's fd says.

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use super::pipe::{Shared, Wake, WeakShared};
+use super::pipe::{Shared, Waiters, Wake, WeakShared};
 use super::termios::{cc, iflag, lflag, oflag, Termios};
 
 /// Major number of the slaves (`/dev/pts/N`).
@@ -98,7 +98,7 @@ pub struct Pty {
     /// The output column (for ONOCR).
     column: usize,
     /// Vprocs waiting on either side.
-    pub waiters: Vec<(i32, Arc<dyn Wake>)>,
+    pub waiters: Waiters,
     /// Bumped on every change waiters are woken for.
     pub seq: u64,
     /// What sends the signals of a hangup (the process table).
@@ -142,7 +142,7 @@ impl Pty {
             literal: false,
             output: VecDeque::new(),
             column: 0,
-            waiters: Vec::new(),
+            waiters: Waiters::default(),
             seq: 0,
             signaller: None,
             tree: None,
@@ -173,15 +173,13 @@ impl Pty {
 
     /// Register `pid` as waiting on the pair.
     pub fn wait(&mut self, pid: i32, w: Arc<dyn Wake>) {
-        if !self.waiters.iter().any(|(p, _)| *p == pid) {
-            self.waiters.push((pid, w));
-        }
+        self.waiters.add(pid, w);
     }
 
     /// Something changed: the waiters to wake (with the pair unlocked).
     pub fn take_waiters(&mut self) -> Vec<(i32, Arc<dyn Wake>)> {
         self.seq = self.seq.wrapping_add(1);
-        std::mem::take(&mut self.waiters)
+        self.waiters.take()
     }
 
     /// The master is gone: the slave is hung up.

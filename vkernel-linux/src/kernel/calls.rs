@@ -459,11 +459,7 @@ impl Vproc {
                     .set_policy(tid(target), p, now)
                     .map_err(|_| EINVAL)?;
                 // A real-time vproc may now preempt the one running.
-                for c in 0..k.kickers.len() {
-                    if t.sched.need_resched(c) {
-                        k.kick(&t, c);
-                    }
-                }
+                k.kick_rescheduled(&t);
                 Ok(0)
             }
             GETSCHEDULER => Ok(match cur {

@@ -16,12 +16,19 @@ impl Kernel {
         t.sched
             .set_affinity(tid(pid), mask, now)
             .map_err(|_| EINVAL)?;
+        self.kick_rescheduled(&t);
+        Ok(())
+    }
+
+    /// Kick every vCPU the scheduler wants to switch (a task moved to it
+    /// or one that now preempts its current one), and wake idle ones.
+    pub(super) fn kick_rescheduled(&self, t: &Table) {
         for c in 0..self.kickers.len() {
             if t.sched.need_resched(c) {
-                self.kick(&t, c);
+                self.kick(t, c);
             }
         }
-        Ok(())
+        self.notify();
     }
 
     /// sched_getaffinity: the vCPUs thread `pid` may run on.
