@@ -123,3 +123,24 @@ fn other_processes_in_proc_match_native() {
     let r = common::vk_watched(&common::what(&sh, &[script], 2), 120, l);
     assert_eq!(r.out().shown(), n.shown(), "stderr: {}", r.stderr);
 }
+
+/// Listing /proc/self/fd while closing the fds listed (CPython's close_fds
+/// fallback, tests/guests/closefds.py): positions are fd numbers, as on
+/// Linux, so no fd after a closed one is skipped; the child of
+/// `subprocess` with pass_fds sees only 0-2, the kept fd and its own.
+#[test]
+fn closing_fds_while_listing_them_skips_none() {
+    let test = "closing_fds_while_listing_them_skips_none";
+    let Some(py) = common::kvm_tool(test, "/usr/bin/python3", " (apt-get install python3)") else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/closefds.py");
+    let n = common::native(&py, &[script]);
+    assert_eq!(n.status, 0, "natively:\n{}", n.stdout);
+    let r = common::vk_watched(
+        &common::what(&py, &[script], 1),
+        120,
+        common::guest(&py, &[script], 1).root(common::host_root()),
+    );
+    assert_eq!(r.out().shown(), n.shown(), "stderr: {}", r.stderr);
+}

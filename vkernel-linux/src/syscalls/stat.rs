@@ -6,7 +6,7 @@ use super::errno::*;
 use super::table::Handler;
 use super::{int, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, R};
 use crate::files::{FileKind, OpenFile};
-use crate::fs::{proc_item, DirEntry, Fs, Inode, Ts};
+use crate::fs::{proc_item, DirEntry, Fs, Inode, ProcItem, Ts};
 use crate::stdio::SharedStdio;
 use crate::Vproc;
 
@@ -350,24 +350,47 @@ impl Vproc {
         };
         let mut entries = vec![dot(b".", h), dot(b"..", self.fs.parent_handle(h))];
         entries.extend(listing);
+        // Each entry's position: its index, except in `/proc/PID/fd` and
+        // `fdinfo`, where it is the fd number + 2 as on Linux, so that fds
+        // closed while a program lists them (CPython's close_fds) do not
+        // make it skip the ones after.
+        let by_fd = matches!(
+            proc_item(h),
+            Some((_, ProcItem::FdDir | ProcItem::FdInfoDir))
+        );
+        let key = |i: usize, e: &Option<DirEntry>| -> u64 {
+            match e {
+                Some(e) if by_fd && i >= 2 => std::str::from_utf8(&e.name)
+                    .ok()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .map_or(i as u64, |n| n + 2),
+                _ => i as u64,
+            }
+        };
         let mut f = file.borrow_mut();
         let mut out = Vec::new();
-        let mut pos = f.pos as usize;
-        while pos < entries.len() {
-            if let Some(e) = &entries[pos] {
-                let rec = layout.record(e.ino, (pos + 1) as u64, e.dtype, &e.name);
+        let mut next = f.pos;
+        let mut left = false;
+        for (i, e) in entries.iter().enumerate() {
+            let k = key(i, e);
+            if k < f.pos {
+                continue;
+            }
+            if let Some(e) = e {
+                let rec = layout.record(e.ino, k + 1, e.dtype, &e.name);
                 if out.len() + rec.len() > len.min(1 << 20) {
+                    left = true;
                     break;
                 }
                 out.extend_from_slice(&rec);
             }
-            pos += 1;
+            next = k + 1;
         }
-        if out.is_empty() && pos < entries.len() {
+        if out.is_empty() && left {
             return Err(EINVAL);
         }
         self.mm.write(buf, &out)?;
-        f.pos = pos as u64;
+        f.pos = next;
         Ok(out.len() as i64)
     }
 }
