@@ -17,6 +17,7 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 static void hex(const char *what, const char *b, int n) {
@@ -109,6 +110,19 @@ static void basics(void) {
     raw.c_cc[VTIME] = 0;
     tcsetattr(s, TCSANOW, &raw);
     printf("vmin0 read %zd\n", read(s, buf, sizeof buf));
+    /* VMIN 0, VTIME 2: waits 0.2 s for a byte, then returns 0. */
+    raw.c_cc[VTIME] = 2;
+    tcsetattr(s, TCSANOW, &raw);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ssize_t vt = read(s, buf, sizeof buf);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    printf("vtime read %zd waited about 0.2 s %d\n", vt, ms >= 150 && ms < 3000);
+    write(m, "k", 1);
+    vt = read(s, buf, sizeof buf);
+    printf("vtime read with data %zd\n", vt);
+    raw.c_cc[VTIME] = 0;
     /* Non-blocking slave read in canonical mode with nothing: EAGAIN. */
     tcsetattr(s, TCSANOW, &t);
     fcntl(s, F_SETFL, O_NONBLOCK);

@@ -221,9 +221,24 @@ impl Pty {
         }
         let min = self.termios.cc[cc::VMIN] as usize;
         if min == 0 {
-            return true;
+            // VTIME 0: never waits; else waits for a byte or the timer.
+            return self.termios.cc[cc::VTIME] == 0 || !self.raw.is_empty();
         }
         self.raw.len() >= min.min(want).max(1)
+    }
+
+    /// How long a non-canonical slave read that is not ready may wait
+    /// before it returns what there is (VTIME tenths of a second): from
+    /// the call with VMIN 0, from the first byte with VMIN above 0 (the
+    /// inter-byte timer, counted from when the reader first saw a byte).
+    /// None: it waits for VMIN bytes (or, canonical, a line).
+    pub fn read_timer(&self) -> Option<std::time::Duration> {
+        let t = self.termios;
+        let vtime = t.cc[cc::VTIME];
+        if t.canonical() || vtime == 0 || (t.cc[cc::VMIN] > 0 && self.raw.is_empty()) {
+            return None;
+        }
+        Some(std::time::Duration::from_millis(100 * u64::from(vtime)))
     }
 
     /// Bytes waiting for the master (FIONREAD on the master, TIOCOUTQ on

@@ -204,6 +204,17 @@ impl Vproc {
             if nonblock {
                 return Err(EAGAIN);
             }
+            let timer = if end.master { None } else { p.read_timer() };
+            if let Some(deadline) = timer.and_then(|t| self.call_deadline(Some(t))) {
+                if std::time::Instant::now() >= deadline {
+                    // VTIME ran out: what there is (maybe nothing).
+                    let n = p.read_slave(data);
+                    let w = p.take_waiters();
+                    drop(p);
+                    files::wake_all(w);
+                    return Ok(n as i64);
+                }
+            }
             let k = self.kernel()?;
             p.wait(self.pid, k);
             drop(p);
