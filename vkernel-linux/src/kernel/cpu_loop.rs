@@ -330,7 +330,8 @@ fn kill_all(k: &Kernel) {
 
 /// clone/fork/vfork: make the thread or process; a vfork parent then
 /// waits (`wait`) for its child's exec or exit, which wakes it (the
-/// wake-up may come before it is parked: it is then pending).
+/// wake-up may come before it is parked: it is then pending), unless the
+/// child is done already.
 fn make_child(
     k: &Arc<Kernel>,
     machine: &Machine,
@@ -345,9 +346,13 @@ fn make_child(
     let v = super::vfork::rendezvous(args.flags);
     let r = fork(k, machine, cpu, body, args, v.clone());
     if let (Some(v), true) = (v, r > 0) {
-        v.borrow_mut().wait(body.pid, k.clone());
         body.vfork = Some(super::VforkLink::Parent(v));
-        *wait = Some(Vproc::vfork_deadline());
+        // Registered (or, if the child already execed or exited, given
+        // its pages) under the rendezvous's lock: the child may have run
+        // on another vCPU since the fork.
+        if body.vfork_waiting() {
+            *wait = Some(Vproc::vfork_deadline());
+        }
     }
     r
 }
