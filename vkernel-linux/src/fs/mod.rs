@@ -57,8 +57,8 @@ pub use memfd::{F_SEAL_FUTURE_WRITE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_
 pub use mount::{Bind, RootSpec};
 pub use node::{Errno, Ts};
 pub use path::{
-    proc_handle, proc_item, NoProc, ProcItem, ProcView, NET_ITEMS, OTHER_PID_ITEMS, PID_ITEMS,
-    PROC_BASE, TOP_ITEMS,
+    pid_items, proc_handle, proc_item, NoProc, ProcItem, ProcView, NET_ITEMS, PID_ITEMS, PROC_BASE,
+    TOP_ITEMS,
 };
 pub use shared::SharedPages;
 pub use tar::build_image;

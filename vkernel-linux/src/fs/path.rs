@@ -126,26 +126,15 @@ pub const PID_ITEMS: [ProcItem; 16] = [
     ProcItem::TaskDir,
 ];
 
-/// The entries of `/proc/PID` for another process (its fds and memory
-/// are shown while it is parked in the process table, see
+/// The entries of `/proc/PID`: all of [`PID_ITEMS`] for the caller
+/// itself (`own`), all but `mounts` for another process (its fds and
+/// memory are shown while it is parked in the process table, see
 /// [`ProcView::fds_of`]).
-pub const OTHER_PID_ITEMS: [ProcItem; 15] = [
-    ProcItem::Cmdline,
-    ProcItem::Comm,
-    ProcItem::Cwd,
-    ProcItem::Environ,
-    ProcItem::Exe,
-    ProcItem::FdDir,
-    ProcItem::FdInfoDir,
-    ProcItem::Limits,
-    ProcItem::Maps,
-    ProcItem::Mountinfo,
-    ProcItem::Root,
-    ProcItem::Stat,
-    ProcItem::Statm,
-    ProcItem::Status,
-    ProcItem::TaskDir,
-];
+pub fn pid_items(own: bool) -> impl Iterator<Item = ProcItem> {
+    PID_ITEMS
+        .into_iter()
+        .filter(move |&i| own || i != ProcItem::Mounts)
+}
 
 /// The files of `/proc` itself (besides `self` and the pids).
 pub const TOP_ITEMS: [ProcItem; 7] = [
@@ -478,18 +467,10 @@ impl Fs {
     fn lookup(&self, v: &dyn ProcView, dir: u64, name: &[u8]) -> Result<u64, Errno> {
         if let Some((pid, item)) = proc_item(dir) {
             return match item {
-                ProcItem::PidDir => {
-                    let items: &[ProcItem] = if pid == v.pid() {
-                        &PID_ITEMS
-                    } else {
-                        &OTHER_PID_ITEMS
-                    };
-                    items
-                        .iter()
-                        .find(|i| i.name() == name)
-                        .map(|&i| proc_handle(pid, i))
-                        .ok_or(ENOENT)
-                }
+                ProcItem::PidDir => pid_items(pid == v.pid())
+                    .find(|i| i.name() == name)
+                    .map(|i| proc_handle(pid, i))
+                    .ok_or(ENOENT),
                 ProcItem::FdDir | ProcItem::FdInfoDir => {
                     let n = fd_number(name).ok_or(ENOENT)?;
                     let open = if pid == v.pid() {

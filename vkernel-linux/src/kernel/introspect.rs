@@ -152,11 +152,6 @@ impl Kernel {
         t.procs.get(&tgid).map(|e| e.seen.clone())
     }
 
-    /// The program path of process `pid` as of its last put back.
-    pub fn exe_seen(&self, pid: Pid) -> Option<Arc<Vec<u8>>> {
-        self.seen(pid).map(|s| s.exe)
-    }
-
     /// Run `f` on the fd table and memory map of process `pid` when they
     /// can be read without waiting: some thread of it is parked in the
     /// table and no thread of it is in the kernel (the exitless server's

@@ -68,7 +68,7 @@ pub mod sysv_shm;
 mod thread;
 mod vfork;
 
-use post::{action_of, deliverable};
+use post::deliverable;
 
 pub use cpu_loop::SI_KERNEL;
 pub use introspect::ProcInfo;
@@ -515,7 +515,7 @@ impl Kernel {
             .procs
             .get(&ppid)
             .and_then(|e| e.body.as_deref())
-            .is_some_and(|b| action_of(b, signal::SIGCHLD).flags & signal::SA_NOCLDSTOP != 0);
+            .is_some_and(|b| b.action(signal::SIGCHLD).flags & signal::SA_NOCLDSTOP != 0);
         if !nocldstop {
             self.post_process_signal(
                 t,

@@ -20,18 +20,21 @@ pub(super) fn deliverable(body: Option<&Vproc>, signo: i32) -> bool {
     if b.sig.blocked & signal::bit(signo) != 0 {
         return false;
     }
-    let h = action_of(b, signo).handler;
+    let h = b.action(signo).handler;
     h != signal::SIG_IGN
         && (h != signal::SIG_DFL || signal::default_action(signo) != signal::Default_::Ignore)
 }
 
-/// The disposition of `signo` for a parked `body`: a thread's own copy
-/// may be stale, its process's published one is not.
-pub(super) fn action_of(b: &Vproc, signo: i32) -> signal::SigAction {
-    if b.threaded() {
-        b.mm.shared_action(signo)
-    } else {
-        b.sig.actions[signo as usize]
+impl Vproc {
+    /// The disposition of `signo` for this vproc, parked or in the kernel:
+    /// a parked thread's own copy may be stale, its process's published
+    /// one is not (and equals the thread's own while it is in a call).
+    pub(crate) fn action(&self, signo: i32) -> signal::SigAction {
+        if self.threaded() {
+            self.mm.shared_action(signo)
+        } else {
+            self.sig.actions[signo as usize]
+        }
     }
 }
 
@@ -65,7 +68,7 @@ impl Kernel {
         };
         let wake = deliverable(e.body.as_deref(), info.signo);
         if let Some(b) = e.body.as_deref() {
-            let h = action_of(b, info.signo).handler;
+            let h = b.action(info.signo).handler;
             // A blocked signal is never discarded as ignored (Linux's
             // sig_ignored): the disposition may change before it is
             // unblocked, and sigtimedwait takes it anyway.

@@ -159,12 +159,8 @@ impl Vproc {
         if self.sig.blocked & signal::bit(signo) != 0 {
             return false;
         }
-        let a = if self.threaded() {
-            self.mm.shared_action(signo)
-        } else {
-            self.sig.actions[signo as usize]
-        };
-        a.handler == signal::SIG_DFL && signal::default_action(signo) == signal::Default_::Terminate
+        self.action(signo).handler == signal::SIG_DFL
+            && signal::default_action(signo) == signal::Default_::Terminate
     }
 
     /// How long the parent sleeps at a time while it waits.

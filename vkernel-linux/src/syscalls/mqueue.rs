@@ -4,7 +4,7 @@
 //! reads as Linux's status line and polls like Linux's. The queues are
 //! [`crate::fs::mqueue`].
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use super::errno::*;
 use super::table::Handler;
@@ -132,17 +132,8 @@ impl Vproc {
         if abs == 0 {
             return Ok(None);
         }
-        let t = self.mm.read_vec(abs, 16)?;
-        let s = i64::from_le_bytes(t[..8].try_into().expect("8 bytes"));
-        let ns = i64::from_le_bytes(t[8..].try_into().expect("8 bytes"));
-        if s < 0 || !(0..1_000_000_000).contains(&ns) {
-            return Err(EINVAL);
-        }
-        let ns = u32::try_from(ns).map_err(|_| EINVAL)?;
-        let at = UNIX_EPOCH + Duration::new(s.unsigned_abs(), ns);
-        let left = at
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
+        let at = super::events::timespec_abs(&self.mm.read_vec(abs, 16)?)?;
+        let left = super::events::until_on_clock(libc::CLOCK_REALTIME, at);
         Ok(self.call_deadline(Some(left)))
     }
 

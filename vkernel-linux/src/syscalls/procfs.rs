@@ -6,8 +6,7 @@
 
 use crate::files::FileKind;
 use crate::fs::{
-    proc_handle, proc_item, DirEntry, ProcItem, ProcView, NET_ITEMS, OTHER_PID_ITEMS, PID_ITEMS,
-    TOP_ITEMS,
+    pid_items, proc_handle, proc_item, DirEntry, ProcItem, ProcView, NET_ITEMS, TOP_ITEMS,
 };
 use crate::Vproc;
 
@@ -17,16 +16,11 @@ impl ProcView for Vproc {
     }
 
     fn fd_node(&self, n: i32) -> Option<Option<u64>> {
-        let fd = self.fds.get(n as i64).ok()?;
-        let f = fd.file.borrow();
-        Some(match f.kind {
-            FileKind::Inode(h) => Some(h),
-            _ => None,
-        })
+        self.fd_node_of(self.pid, n)
     }
 
     fn fds(&self) -> Vec<i32> {
-        self.fds.iter().map(|(i, _)| i as i32).collect()
+        self.fds_of_pid(self.pid)
     }
 
     fn cwd(&self) -> u64 {
@@ -192,23 +186,18 @@ impl Vproc {
                 }));
                 v
             }
-            Some((pid, ProcItem::PidDir)) => if pid == self.pid {
-                &PID_ITEMS[..]
-            } else {
-                &OTHER_PID_ITEMS[..]
-            }
-            .iter()
-            .map(|&i| {
-                let t = if i.is_dir() {
-                    libc::DT_DIR
-                } else if i.is_link() {
-                    libc::DT_LNK
-                } else {
-                    libc::DT_REG
-                };
-                ent(i.name(), proc_handle(pid, i) & 0xffff_ffff_ffff, t)
-            })
-            .collect(),
+            Some((pid, ProcItem::PidDir)) => pid_items(pid == self.pid)
+                .map(|i| {
+                    let t = if i.is_dir() {
+                        libc::DT_DIR
+                    } else if i.is_link() {
+                        libc::DT_LNK
+                    } else {
+                        libc::DT_REG
+                    };
+                    ent(i.name(), proc_handle(pid, i) & 0xffff_ffff_ffff, t)
+                })
+                .collect(),
             Some((pid, d @ (ProcItem::FdDir | ProcItem::FdInfoDir))) => self
                 .fds_of_pid(pid)
                 .into_iter()

@@ -9,7 +9,7 @@
 //! from what it showed at its last put back ([`crate::kernel::Seen`]).
 
 use crate::files::{FileKind, OpenFile, Shared};
-use crate::fs::ProcItem;
+use crate::fs::{ProcItem, ProcView};
 use crate::mm::{Vma, VmaKind};
 use crate::rlimit::Rlimits;
 use crate::Vproc;
@@ -126,7 +126,7 @@ impl Vproc {
             ProcItem::Maps if me => render_maps(self.mm.vmas(), &self.exe).into_bytes(),
             ProcItem::Maps => {
                 // Asked before: the table is locked while `with_parked` reads.
-                let exe = self.exe_of_pid(pid);
+                let exe = self.exe_of(pid).unwrap_or_default();
                 self.k
                     .as_ref()?
                     .with_parked(pid, |_, mm| render_maps(mm.vmas(), &exe))
@@ -219,11 +219,7 @@ impl Vproc {
         let mut ign = 0u64;
         let mut cgt = 0u64;
         for sig in 1..=64 {
-            let a = if self.threaded() {
-                self.mm.shared_action(sig)
-            } else {
-                self.sig.actions[sig as usize]
-            };
+            let a = self.action(sig);
             if a.handler == crate::signal::SIG_IGN {
                 ign |= crate::signal::bit(sig);
             } else if a.handler != crate::signal::SIG_DFL {
@@ -245,15 +241,6 @@ impl Vproc {
             0,
             self.sig.blocked,
         )
-    }
-
-    /// The program of process `pid` as last seen.
-    fn exe_of_pid(&self, pid: i32) -> Vec<u8> {
-        self.k
-            .as_ref()
-            .and_then(|k| k.exe_seen(pid))
-            .map(|e| e.to_vec())
-            .unwrap_or_default()
     }
 
     /// The fds of process `pid` (`fd/` and `fdinfo/`).

@@ -36,6 +36,21 @@ fn termio_bytes(t: &Termios) -> [u8; TERMIO_SIZE] {
     b
 }
 
+/// Change `pty` with `f`; when it succeeds, wake the pair's waiters
+/// (with the pair unlocked: they look again).
+fn change(pty: &Shared<Pty>, f: impl FnOnce(&mut Pty) -> R) -> R {
+    let mut p = pty.borrow_mut();
+    let r = f(&mut p);
+    let w = if r.is_ok() {
+        p.take_waiters()
+    } else {
+        Vec::new()
+    };
+    drop(p);
+    files::wake_all(w);
+    r
+}
+
 /// What a job-control check decided for a caller outside the foreground.
 enum Job {
     /// Go on (the foreground, no controlling terminal, or allowed).
@@ -59,12 +74,7 @@ impl Vproc {
         if self.sig.blocked & signal::bit(sig) != 0 {
             return true;
         }
-        let a = if self.threaded() {
-            self.mm.shared_action(sig)
-        } else {
-            self.sig.actions[sig as usize]
-        };
-        a.handler == signal::SIG_IGN
+        self.action(sig).handler == signal::SIG_IGN
     }
 
     /// Open `/dev/ptmx`: a new pair, its master.
@@ -104,7 +114,12 @@ impl Vproc {
         if flags & O_NOCTTY == 0 {
             self.maybe_acquire(&p);
         }
-        let path = format!("/dev/pts/{index}");
+        self.install_slave(p, flags, keep)
+    }
+
+    /// A new open description of the slave of `p`, as `/dev/pts/N`.
+    fn install_slave(&mut self, p: Shared<Pty>, flags: u32, keep: u32) -> R {
+        let path = format!("/dev/pts/{}", p.borrow().index);
         let end = PtyEnd {
             pty: p,
             master: false,
@@ -132,14 +147,7 @@ impl Vproc {
     pub(super) fn open_ctty(&mut self, flags: u32, keep: u32) -> Option<R> {
         let (_, sid) = self.job_ids();
         let p = self.fs.devpts().of_session(sid)?;
-        let index = p.borrow().index;
-        let end = PtyEnd {
-            pty: p,
-            master: false,
-        };
-        let path = format!("/dev/pts/{index}");
-        let f = OpenFile::new(FileKind::Pty(end), keep, path.as_bytes());
-        Some(self.install_file(f, flags))
+        Some(self.install_slave(p, flags, keep))
     }
 
     /// The job-control check of a slave read (`sig` SIGTTIN) or write
@@ -418,15 +426,13 @@ impl Vproc {
                 let mut c = [0u8; 1];
                 self.mm.read(arg, &mut c)?;
                 let (_, sid) = self.job_ids();
-                let mut p = pty.borrow_mut();
-                if p.session != sid {
-                    return Err(EPERM);
-                }
-                p.write_master(&c);
-                let w = p.take_waiters();
-                drop(p);
-                files::wake_all(w);
-                Ok(0)
+                change(pty, |p| {
+                    if p.session != sid {
+                        return Err(EPERM);
+                    }
+                    p.write_master(&c);
+                    Ok(0)
+                })
             }
             0x5413 => {
                 // TIOCGWINSZ.
@@ -495,22 +501,20 @@ impl Vproc {
                     }
                 }
                 let mut new = Termios::from_bytes(&b);
-                let mut p = pty.borrow_mut();
-                if !two {
-                    (new.ispeed, new.ospeed) = (p.termios.ispeed, p.termios.ospeed);
-                    let s = Termios::from_bytes(&b);
-                    if s.cflag & 0o10017 != p.termios.cflag & 0o10017 {
-                        (new.ispeed, new.ospeed) = (s.ispeed, s.ospeed);
+                change(pty, |p| {
+                    if !two {
+                        (new.ispeed, new.ospeed) = (p.termios.ispeed, p.termios.ospeed);
+                        let s = Termios::from_bytes(&b);
+                        if s.cflag & 0o10017 != p.termios.cflag & 0o10017 {
+                            (new.ispeed, new.ospeed) = (s.ispeed, s.ospeed);
+                        }
                     }
-                }
-                if matches!(req, 0x5404 | 0x402c_542d) {
-                    p.flush_input();
-                }
-                p.set_termios(new);
-                let w = p.take_waiters();
-                drop(p);
-                files::wake_all(w);
-                Ok(0)
+                    if matches!(req, 0x5404 | 0x402c_542d) {
+                        p.flush_input();
+                    }
+                    p.set_termios(new);
+                    Ok(0)
+                })
             }
             0x5405 => {
                 // TCGETA: the old `struct termio`.
@@ -528,25 +532,23 @@ impl Vproc {
                         return Err(e);
                     }
                 }
-                let mut p = pty.borrow_mut();
-                let mut t = p.termios;
-                let w = |i: usize| u32::from(u16::from_le_bytes([b[2 * i], b[2 * i + 1]]));
-                for (i, f) in [&mut t.iflag, &mut t.oflag, &mut t.cflag, &mut t.lflag]
-                    .into_iter()
-                    .enumerate()
-                {
-                    *f = (*f & 0xffff_0000) | w(i);
-                }
-                t.line = b[8];
-                t.cc[..8].copy_from_slice(&b[9..17]);
-                if req == 0x5408 {
-                    p.flush_input();
-                }
-                p.set_termios(t);
-                let w = p.take_waiters();
-                drop(p);
-                files::wake_all(w);
-                Ok(0)
+                change(pty, |p| {
+                    let mut t = p.termios;
+                    let w = |i: usize| u32::from(u16::from_le_bytes([b[2 * i], b[2 * i + 1]]));
+                    for (i, f) in [&mut t.iflag, &mut t.oflag, &mut t.cflag, &mut t.lflag]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        *f = (*f & 0xffff_0000) | w(i);
+                    }
+                    t.line = b[8];
+                    t.cc[..8].copy_from_slice(&b[9..17]);
+                    if req == 0x5408 {
+                        p.flush_input();
+                    }
+                    p.set_termios(t);
+                    Ok(0)
+                })
             }
             0x5456 => {
                 // TIOCGLCKTRMIOS: no field is locked.
@@ -558,7 +560,6 @@ impl Vproc {
             0x540A => self.pty_flow(pty, arg),
             0x540B => {
                 // TCFLSH: queues as this end sees them.
-                let mut p = pty.borrow_mut();
                 let (input, output) = match arg {
                     0 => (true, false),
                     1 => (false, true),
@@ -570,16 +571,15 @@ impl Vproc {
                 } else {
                     (input, output)
                 };
-                if slave_in {
-                    p.flush_input();
-                }
-                if slave_out {
-                    p.flush_output();
-                }
-                let w = p.take_waiters();
-                drop(p);
-                files::wake_all(w);
-                Ok(0)
+                change(pty, |p| {
+                    if slave_in {
+                        p.flush_input();
+                    }
+                    if slave_out {
+                        p.flush_output();
+                    }
+                    Ok(0)
+                })
             }
             _ => Err(ENOTTY),
         }
@@ -645,17 +645,15 @@ impl Vproc {
     /// TCXONC: stop or restart output (TCOOFF, TCOON); TCIOFF/TCION send
     /// VSTOP/VSTART, which no modem here listens to.
     fn pty_flow(&mut self, pty: &Shared<Pty>, arg: u64) -> R {
-        let mut p = pty.borrow_mut();
-        match arg {
-            0 => p.stopped = true,
-            1 => p.stopped = false,
-            2 | 3 => {}
-            _ => return Err(EINVAL),
-        }
-        let w = p.take_waiters();
-        drop(p);
-        files::wake_all(w);
-        Ok(0)
+        change(pty, |p| {
+            match arg {
+                0 => p.stopped = true,
+                1 => p.stopped = false,
+                2 | 3 => {}
+                _ => return Err(EINVAL),
+            }
+            Ok(0)
+        })
     }
 
     /// TIOCSCTTY: a session leader without a controlling terminal takes
@@ -734,11 +732,9 @@ impl Vproc {
         if !in_session {
             return Err(EPERM);
         }
-        let mut p = pty.borrow_mut();
-        p.fgpgrp = want;
-        let w = p.take_waiters();
-        drop(p);
-        files::wake_all(w);
-        Ok(0)
+        change(pty, |p| {
+            p.fgpgrp = want;
+            Ok(0)
+        })
     }
 }
