@@ -380,6 +380,10 @@ impl Vproc {
         self.clear_child_tid = 0;
         // A fresh FPU state; the core loads it on the next run.
         self.fpu = crate::core::fpu::FpuContext::new();
+        if let Some(p) = self.ptrace.as_deref_mut() {
+            // Its tracer hears of it when the call returns.
+            p.execed = true;
+        }
         // The new program starts with every register zero (TrapFrame::new).
         Ok(0)
     }

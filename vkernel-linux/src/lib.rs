@@ -267,6 +267,8 @@ pub struct Vproc {
     pub syscalls: u64,
     /// Log its syscalls.
     pub trace: bool,
+    /// Its ptrace state while a tracer traces it (see `kernel::ptrace`).
+    pub ptrace: Option<Box<kernel::ptrace::Tracing>>,
 
     // Its process's.
     /// Its memory, shared with the other threads of its process under the
@@ -504,6 +506,7 @@ impl Vproc {
             started: Instant::now(),
             syscalls: 0,
             trace: o.trace,
+            ptrace: None,
             mm: o.mm,
             fds: o.fds,
             cwd: o.cwd,
@@ -554,6 +557,9 @@ pub enum Step {
     Syscall(Next),
     /// The vCPU was kicked (timer, another vCPU, the console).
     Interrupted,
+    /// A traced vproc trapped for a syscall and stops at its entry
+    /// (PTRACE_SYSCALL) before it runs.
+    TraceEntry,
 }
 
 /// `argv` as `/proc/PID/cmdline` shows it: each argument and its NUL.

@@ -39,7 +39,7 @@ impl Vproc {
             let fast = self
                 .k
                 .as_ref()
-                .filter(|k| k.fast.enabled() && !self.trace)
+                .filter(|k| k.fast.enabled() && !self.trace && self.ptrace.is_none())
                 .cloned();
             if let Some(k) = &fast {
                 k.fast.publish(
@@ -112,7 +112,11 @@ impl Vproc {
             Ok(match trap {
                 Trap::Syscall => {
                     self.syscalls += 1;
-                    Step::Syscall(self.syscall(cpu))
+                    if self.ptrace.is_some() && self.trace_syscall_entry() {
+                        Step::TraceEntry
+                    } else {
+                        Step::Syscall(self.syscall(cpu))
+                    }
                 }
                 Trap::PageFault { addr, access, .. } => match self.vsyscall(addr, access) {
                     Some(()) => {
@@ -208,7 +212,9 @@ impl Vproc {
             0 => (signal::SIGFPE, 1, rip),
             16 | 19 => (signal::SIGFPE, 0, rip),
             6 => (signal::SIGILL, 2, rip),
-            1 | 3 => (signal::SIGTRAP, 0x80, 0),
+            // A single step's #DB is TRAP_TRACE; int3 is SI_KERNEL.
+            1 => (signal::SIGTRAP, 2, rip),
+            3 => (signal::SIGTRAP, 0x80, 0),
             12 | 17 => (signal::SIGBUS, 0x80, 0),
             _ => (signal::SIGSEGV, 0x80, 0),
         };
@@ -244,6 +250,11 @@ impl Vproc {
             self.sig.actions[s as usize].handler = signal::SIG_DFL;
             self.sig.blocked &= !signal::bit(s);
         }
+        if self.ptrace.as_ref().is_some_and(|p| !p.detached) {
+            // Its tracer sees it first (a signal-delivery-stop).
+            self.sig.pending.insert(0, info);
+            return;
+        }
         // A fault's signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP) is
         // never a stop signal.
         let stop = self.deliver(cpu, info);
@@ -259,15 +270,26 @@ impl Vproc {
     /// Deliver the pending signals that are not blocked, until one ends
     /// the vproc ([`Vproc::exit`]) or stops it: then the stop signal, for
     /// the run loop to stop the process (a waiting call stays rewound and
-    /// is retried after SIGCONT).
+    /// is retried after SIGCONT), or, for a traced vproc, the signal it
+    /// stops for before delivery (its tracer decides what is delivered).
     #[must_use = "a stop signal's default action is the caller's to carry out"]
-    pub fn deliver_pending(&mut self, cpu: &Cpu) -> Option<i32> {
+    pub fn deliver_pending(&mut self, cpu: &Cpu) -> Option<kernel::Halt> {
         while self.exit.is_none() {
             let accept = !self.sig.blocked | signal::bit(signal::SIGKILL);
             let i = signal::next_index(&self.sig.pending, accept)?;
             let info = self.sig.pending.remove(i);
+            if info.signo != signal::SIGKILL && self.ptrace.as_ref().is_some_and(|p| !p.detached) {
+                if self.pending_call.is_some() {
+                    if let Some(stop) = self.trace_interrupted_call() {
+                        self.sig.pending.insert(0, info);
+                        return Some(kernel::Halt::Trace(stop));
+                    }
+                }
+                let stop = self.trace_halt(kernel::ptrace::Stop::Signal(info));
+                return Some(kernel::Halt::Trace(stop));
+            }
             if let Some(stop) = self.deliver(cpu, info) {
-                return Some(stop);
+                return Some(kernel::Halt::Stop(stop));
             }
         }
         None
@@ -275,7 +297,7 @@ impl Vproc {
 
     /// Deliver `info`: its handler's frame, or its default action (the
     /// end of the vproc, or the stop signal returned).
-    fn deliver(&mut self, cpu: &Cpu, info: SigInfo) -> Option<i32> {
+    pub(crate) fn deliver(&mut self, cpu: &Cpu, info: SigInfo) -> Option<i32> {
         let s = info.signo;
         let act = self.sig.actions[s as usize];
         if s == signal::SIGKILL || act.handler == signal::SIG_DFL {

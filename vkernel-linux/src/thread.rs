@@ -116,6 +116,7 @@ impl Process {
 
 /// A weak handle on a process for the exitless server
 /// (`kernel::fast`): it does not count as a thread.
+#[derive(Clone)]
 pub(crate) struct ProcessLock(std::sync::Weak<Process>);
 
 impl ProcessLock {
@@ -153,6 +154,21 @@ impl ProcessLock {
         // no other thread touches `mm` until `held` lets it go below; the
         // reference does not outlive `f`.
         let r = f(unsafe { &*p.mm.get() });
+        drop(held);
+        Some(r)
+    }
+
+    /// Run `f` on the process's memory map, to read or write it (a
+    /// tracer's PEEK/POKE, process_vm_readv), with the process lock held;
+    /// None, at once, when another thread holds the lock or the process
+    /// is gone.
+    pub(crate) fn try_with_mm_mut<R>(&self, f: impl FnOnce(&mut Mm) -> R) -> Option<R> {
+        let p = self.0.upgrade()?;
+        let held = Held::try_take(&p)?;
+        // SAFETY: this thread holds the process lock (taken just above), so
+        // no other thread touches `mm` until `held` lets it go below; the
+        // reference does not outlive `f`.
+        let r = f(unsafe { &mut *p.mm.get() });
         drop(held);
         Some(r)
     }

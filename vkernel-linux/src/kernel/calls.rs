@@ -126,15 +126,29 @@ impl Vproc {
                     p => e.pgid == -p,
                 }
         };
-        let mut any = false;
+        // Its tracees' stops and exits first (reported whatever the
+        // options say, as Linux does).
+        let (mut any, traced) = k.traced_waitable(
+            &mut t,
+            me,
+            want,
+            options & WALL != 0,
+            options & WNOWAIT != 0,
+        );
+        if traced.is_some() {
+            return Ok(traced);
+        }
         let mut found = None;
         for (p, e) in t.procs.iter_mut() {
             if !matches(*p, e) {
                 continue;
             }
             any = true;
+            // A child another process traces is its tracer's to report
+            // first.
+            let traced = e.trace.as_ref().is_some_and(|l| l.tracer_tgid != me);
             if let PState::Zombie(s) = e.state {
-                if e.threads == 0 && exited {
+                if e.threads == 0 && exited && !traced {
                     found = Some((*p, wstatus(s), true));
                     break;
                 }

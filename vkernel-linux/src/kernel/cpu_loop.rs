@@ -3,7 +3,9 @@
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use super::fork::fork;
+use super::ptrace::Stop;
 use super::thread::{exit_mm, spawn_thread, CLONE_THREAD};
+use super::trace_stop::Resumed;
 use super::*;
 use crate::thread::Kill;
 
@@ -12,7 +14,21 @@ enum Outcome {
     Block(Wait),
     /// Stopped by this signal.
     Stop(i32),
+    /// In a ptrace-stop.
+    Trace(Stop),
     Exit,
+}
+
+/// What a halt in signal delivery makes of the segment: a traced vproc's
+/// group-stop is a ptrace-stop too.
+fn halted(body: &mut Vproc, h: Halt) -> Outcome {
+    match h {
+        Halt::Trace(s) => Outcome::Trace(s),
+        Halt::Stop(sig) if body.ptrace.as_ref().is_some_and(|p| !p.detached) => {
+            Outcome::Trace(body.trace_halt(Stop::Group(sig)))
+        }
+        Halt::Stop(sig) => Outcome::Stop(sig),
+    }
 }
 
 /// Let the vCPU load its own FPU context once (a tiny vproc that uses
@@ -134,6 +150,9 @@ fn pick_next(k: &Arc<Kernel>, idx: usize) -> Result<Option<Box<Vproc>>, VprocErr
                 e.state = PState::Running(idx);
                 // A retried rt_sigtimedwait says again what it waits for.
                 b.thread.sigwait = 0;
+                if e.trace.is_some() || b.ptrace.is_some() {
+                    super::ptrace::sync_body(&mut b, e.trace.as_mut());
+                }
                 e.blocked = b.sig.blocked;
                 b.watchdog_retry = std::mem::take(&mut e.watchdog_woke);
                 for s in e.signals.drain(..) {
@@ -243,6 +262,12 @@ fn put_back(k: &Kernel, idx: usize, body: Box<Vproc>, out: Outcome) -> Option<Bo
             let e = t.procs.get_mut(&pid).expect("running vprocs exist");
             e.state = PState::Runnable;
             e.body = Some(body);
+            None
+        }
+        Outcome::Trace(stop) => {
+            let e = t.procs.get_mut(&pid).expect("running vprocs exist");
+            e.body = Some(body);
+            k.trace_stopped(&mut t, pid, stop);
             None
         }
         Outcome::Stop(sig) => {
@@ -367,54 +392,52 @@ fn segment(
     let idx = cpu.index();
     let tick_ns = k.opts.tick.as_nanos() as u64;
     let mut next_tick = k.now() + tick_ns;
-    if body.vfork_waiting() {
-        return Ok(Outcome::Block(Vproc::vfork_deadline()));
+    // A tracee resumed from a ptrace-stop: what its tracer chose first
+    // (the syscall it stopped before runs now, as if it just trapped).
+    let mut carried = None;
+    if body.ptrace.is_some() {
+        match body.trace_resume(cpu) {
+            Some(Resumed::Stop(s)) => return Ok(Outcome::Trace(s)),
+            Some(Resumed::GroupStop(sig)) => return Ok(Outcome::Stop(sig)),
+            Some(Resumed::Run(step)) => carried = Some(step),
+            None => {}
+        }
+        if carried.is_none() {
+            if let Some(s) = body.trace_interrupt_due() {
+                return Ok(Outcome::Trace(body.trace_halt(s)));
+            }
+        }
     }
-    if let Some(sig) = body.deliver_pending(cpu) {
-        return Ok(Outcome::Stop(sig));
-    }
-    if let Some(m) = body.saved_mask.take() {
-        // rt_sigsuspend woke without a handler running.
-        body.sig.blocked = m;
+    if carried.is_none() {
+        if body.vfork_waiting() {
+            return Ok(Outcome::Block(Vproc::vfork_deadline()));
+        }
+        if let Some(h) = body.deliver_pending(cpu) {
+            return Ok(halted(body, h));
+        }
+        if let Some(m) = body.saved_mask.take() {
+            // rt_sigsuspend woke without a handler running.
+            body.sig.blocked = m;
+        }
     }
     loop {
-        if body.exit.is_none() {
-            match body.mm.kill_order() {
-                Some(Kill::Group(st)) => {
-                    body.exit = Some(st);
-                    body.thread.exit_thread = false;
+        let step = match carried.take() {
+            Some(s) => s,
+            None => {
+                match look(k, cpu, body) {
+                    ControlFlow::Break(out) => return Ok(out),
+                    ControlFlow::Continue(true) => continue,
+                    ControlFlow::Continue(false) => {}
                 }
-                Some(Kill::Dethread(s)) if s != body.pid => {
-                    body.exit = Some(ExitStatus::Signaled(signal::SIGKILL));
-                    body.thread.exit_thread = true;
-                }
-                _ => {}
+                k.entered[idx].store(k.now().max(1), Ordering::SeqCst);
+                let step = body.step(cpu);
+                k.entered[idx].store(0, Ordering::SeqCst);
+                step?
             }
+        };
+        if step == crate::Step::TraceEntry {
+            return Ok(Outcome::Trace(body.trace_halt(Stop::SyscallEntry)));
         }
-        if body.exit.is_some() {
-            body.vfork_release();
-            return Ok(Outcome::Exit);
-        }
-        if body.sig_flag.swap(false, Ordering::SeqCst) {
-            let sigs: Vec<SigInfo> = {
-                let mut t = k.lock();
-                t.procs
-                    .get_mut(&body.pid)
-                    .map(|e| std::mem::take(&mut e.signals))
-                    .unwrap_or_default()
-            };
-            for s in sigs {
-                body.queue_signal(s);
-            }
-            if let Some(sig) = body.deliver_pending(cpu) {
-                return Ok(Outcome::Stop(sig));
-            }
-            continue;
-        }
-        k.entered[idx].store(k.now().max(1), Ordering::SeqCst);
-        let step = body.step(cpu);
-        k.entered[idx].store(0, Ordering::SeqCst);
-        let step = step?;
         // What the syscall's handler said happens next.
         let mut wait = None;
         let mut yielded = false;
@@ -429,14 +452,24 @@ fn segment(
                     if body.trace {
                         vk_eprintln!("[vk {}] fork = {r}", body.pid);
                     }
+                    if body.ptrace.is_some() {
+                        if let Some(s) = body.trace_clone(args.flags, r) {
+                            return Ok(Outcome::Trace(s));
+                        }
+                    }
                 }
                 Next::Exit { status, group } => body.end(status, group),
+            }
+            if body.ptrace.is_some() {
+                if let Some(s) = body.trace_after_syscall(&next) {
+                    return Ok(Outcome::Trace(s));
+                }
             }
         }
         // Then the signals that came meanwhile (a stop leaves a waiting
         // call rewound: it is retried after SIGCONT).
-        if let Some(sig) = body.deliver_pending(cpu) {
-            return Ok(Outcome::Stop(sig));
+        if let Some(h) = body.deliver_pending(cpu) {
+            return Ok(halted(body, h));
         }
         if let Some(w) = wait {
             if body.exit.is_none() {
@@ -455,38 +488,8 @@ fn segment(
         let ticked = step == crate::Step::Interrupted || now >= next_tick;
         if ticked {
             next_tick = now + tick_ns;
-        }
-        if ticked {
-            let interrupt =
-                step == crate::Step::Interrupted && idx == 0 && body.stdio.take_interrupt();
-            if interrupt && !body.stdio.interactive() {
-                interrupt_foreground(k);
-            } else if interrupt {
-                match debugger::prompt(body, cpu, k) {
-                    debugger::Outcome::Continue => {}
-                    debugger::Outcome::Quit => {
-                        kill_all(k);
-                        body.exit = Some(ExitStatus::Signaled(signal::SIGINT));
-                        continue;
-                    }
-                }
-            }
-            if k.done.load(Ordering::SeqCst) {
-                return Ok(Outcome::Preempt);
-            }
-            let mut t = k.lock();
-            k.process_wakes(&mut t);
-            let now = k.now();
-            let tick = t.sched.tick(idx, now).unwrap_or(false);
-            if idx == 0 && k.kickers.len() > 1 && t.sched.load_balance(now) > 0 {
-                for c in 1..k.kickers.len() {
-                    if t.sched.need_resched(c) || t.running[c].is_none() {
-                        k.kick(&t, c);
-                    }
-                }
-            }
-            if tick || t.sched.need_resched(idx) {
-                return Ok(Outcome::Preempt);
+            if let Some(out) = tick(k, cpu, body, step)? {
+                return Ok(out);
             }
         } else if k.wakes_flag.load(Ordering::Relaxed) {
             let mut t = k.lock();
@@ -496,4 +499,102 @@ fn segment(
             }
         }
     }
+}
+
+/// Before each run of the guest: an exit due (a kill order, exit, a
+/// fatal signal: after PTRACE_EVENT_EXIT if traced) ends the segment;
+/// signals and trace changes other vprocs left in the table are taken
+/// (`Continue(true)`: look again, they may have ended it).
+fn look(k: &Kernel, cpu: &Cpu, body: &mut Vproc) -> ControlFlow<Outcome, bool> {
+    if body.exit.is_none() {
+        match body.mm.kill_order() {
+            Some(Kill::Group(st)) => {
+                body.exit = Some(st);
+                body.thread.exit_thread = false;
+            }
+            Some(Kill::Dethread(s)) if s != body.pid => {
+                body.exit = Some(ExitStatus::Signaled(signal::SIGKILL));
+                body.thread.exit_thread = true;
+            }
+            _ => {}
+        }
+    }
+    if body.exit.is_some() {
+        if body.ptrace.is_some() {
+            if let Some(s) = body.trace_exit_event() {
+                return ControlFlow::Break(Outcome::Trace(s));
+            }
+        }
+        body.vfork_release();
+        return ControlFlow::Break(Outcome::Exit);
+    }
+    if !body.sig_flag.swap(false, Ordering::SeqCst) {
+        return ControlFlow::Continue(false);
+    }
+    let sigs: Vec<SigInfo> = {
+        let mut t = k.lock();
+        match t.procs.get_mut(&body.pid) {
+            Some(e) => {
+                if e.trace.is_some() || body.ptrace.is_some() {
+                    super::ptrace::sync_body(body, e.trace.as_mut());
+                }
+                std::mem::take(&mut e.signals)
+            }
+            None => Vec::new(),
+        }
+    };
+    for s in sigs {
+        body.queue_signal(s);
+    }
+    if body.ptrace.is_some() {
+        if let Some(s) = body.trace_interrupt_due() {
+            return ControlFlow::Break(Outcome::Trace(body.trace_halt(s)));
+        }
+    }
+    if let Some(h) = body.deliver_pending(cpu) {
+        return ControlFlow::Break(halted(body, h));
+    }
+    ControlFlow::Continue(true)
+}
+
+/// A tick (or a kick) in a segment: Ctrl-C's debugger or SIGINT, load
+/// balancing, and whether the scheduler preempts the vproc.
+fn tick(
+    k: &Arc<Kernel>,
+    cpu: &mut Cpu,
+    body: &mut Vproc,
+    step: crate::Step,
+) -> Result<Option<Outcome>, VprocError> {
+    let idx = cpu.index();
+    let interrupt = step == crate::Step::Interrupted && idx == 0 && body.stdio.take_interrupt();
+    if interrupt && !body.stdio.interactive() {
+        interrupt_foreground(k);
+    } else if interrupt {
+        match debugger::prompt(body, cpu, k) {
+            debugger::Outcome::Continue => {}
+            debugger::Outcome::Quit => {
+                kill_all(k);
+                body.exit = Some(ExitStatus::Signaled(signal::SIGINT));
+                return Ok(None);
+            }
+        }
+    }
+    if k.done.load(Ordering::SeqCst) {
+        return Ok(Some(Outcome::Preempt));
+    }
+    let mut t = k.lock();
+    k.process_wakes(&mut t);
+    let now = k.now();
+    let tick = t.sched.tick(idx, now).unwrap_or(false);
+    if idx == 0 && k.kickers.len() > 1 && t.sched.load_balance(now) > 0 {
+        for c in 1..k.kickers.len() {
+            if t.sched.need_resched(c) || t.running[c].is_none() {
+                k.kick(&t, c);
+            }
+        }
+    }
+    if tick || t.sched.need_resched(idx) {
+        return Ok(Some(Outcome::Preempt));
+    }
+    Ok(None)
 }

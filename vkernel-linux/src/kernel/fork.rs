@@ -10,6 +10,8 @@ pub(super) struct Ids {
     pub(super) exit_signal: i32,
     pub(super) pgid: i32,
     pub(super) sid: i32,
+    /// clone's flags (whether a traced parent's child is traced too).
+    pub(super) flags: u64,
 }
 
 /// The vCPU a new child starts on: an idle one (nothing runnable) if
@@ -68,8 +70,11 @@ pub(super) fn insert_embryo(
             death: None,
             shared: Vec::new(),
             pdeathsig: 0,
+            trace: None,
+            lock: None,
         },
     );
+    adopt_trace(t, parent, id, ids.flags);
     t.max_alive = t.max_alive.max(Kernel::alive(t));
     let policy = t
         .sched
@@ -95,6 +100,29 @@ pub(super) fn inherit_affinity(t: &mut Table, parent: Pid, child: Pid, now: u64)
         if let Err(e) = t.sched.set_affinity(tid(child), m, now) {
             log::warn!("affinity of {child}: {e}");
         }
+    }
+}
+
+/// A traced parent's new child `id` is traced too when the tracer asked
+/// ([`super::ptrace::child_link`]): a seized one first stops with
+/// PTRACE_EVENT_STOP, another gets SIGSTOP.
+fn adopt_trace(t: &mut Table, parent: &Vproc, id: Pid, flags: u64) {
+    if parent.ptrace.is_none() {
+        return;
+    }
+    let Some(link) = super::ptrace::child_link(t, parent, flags) else {
+        return;
+    };
+    let seized = link.seized;
+    let Some(e) = t.procs.get_mut(&id) else {
+        return;
+    };
+    e.trace = Some(link);
+    if !seized {
+        e.signals.push(SigInfo {
+            signo: signal::SIGSTOP,
+            ..Default::default()
+        });
     }
 }
 
@@ -143,6 +171,7 @@ pub(super) fn fork(
                 exit_signal: (flags & 0xff) as i32,
                 pgid,
                 sid,
+                flags,
             },
         );
         (pid, pgid, sid, policy, cpu)
@@ -197,6 +226,7 @@ pub(super) fn fork(
     e.state = PState::Runnable;
     e.sig_flag = child.sig_flag.clone();
     e.vms = Some(child.mm.vmspace_arc());
+    e.lock = Some(child.mm.lock_handle());
     e.body = Some(Box::new(child));
     t.forks += 1;
     if target_cpu != cpu.index() {

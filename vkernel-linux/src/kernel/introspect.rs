@@ -17,6 +17,7 @@ impl Kernel {
                 PState::Sleeping(None) => "sleeping".to_string(),
                 PState::Sleeping(Some(_)) => "sleep-timed".to_string(),
                 PState::Stopped => "stopped".to_string(),
+                PState::Traced => "traced".to_string(),
                 PState::Zombie(_) => "zombie".to_string(),
             };
             s += &format!(
@@ -254,6 +255,8 @@ impl Kernel {
             'R'
         } else if states.iter().all(|s| matches!(s, PState::Stopped)) {
             'T'
+        } else if states.iter().any(|s| matches!(s, PState::Traced)) {
+            't'
         } else {
             'S'
         };

@@ -61,18 +61,20 @@ mod next;
 mod pidfd;
 mod post;
 mod ptimer;
+pub mod ptrace;
 mod run;
 mod session;
 pub mod sysv;
 pub mod sysv_shm;
 mod thread;
+mod trace_stop;
 mod vfork;
 
 use post::deliverable;
 
 pub use cpu_loop::SI_KERNEL;
 pub use introspect::ProcInfo;
-pub use next::{CloneArgs, Next, Wait};
+pub use next::{CloneArgs, Halt, Next, Wait};
 pub use ptimer::{PosixTimer, TimerNotify};
 pub(crate) use run::run_with;
 pub use vfork::{VforkDone, VforkLink};
@@ -213,6 +215,8 @@ enum PState {
     Sleeping(Option<Instant>),
     /// Stopped by SIGSTOP/SIGTSTP/SIGTTIN/SIGTTOU until SIGCONT.
     Stopped,
+    /// In a ptrace-stop until its tracer resumes it (see `ptrace`).
+    Traced,
     Zombie(ExitStatus),
 }
 
@@ -278,10 +282,15 @@ struct Entry {
     /// PR_SET_PDEATHSIG: the signal this thread's process gets when its
     /// parent process ends (0: none).
     pdeathsig: i32,
+    /// Its tracer, if it is traced (see `ptrace`).
+    trace: Option<ptrace::Link>,
+    /// Its process's memory, for another process's access
+    /// (process_vm_readv, a tracer's PEEK/POKE).
+    lock: Option<crate::thread::ProcessLock>,
 }
 
 /// The process table.
-pub(super) struct Table {
+pub(crate) struct Table {
     procs: BTreeMap<Pid, Entry>,
     sched: Scheduler,
     next_pid: Pid,
@@ -301,6 +310,8 @@ pub(super) struct Table {
     loadavg: ([f64; 3], Instant),
     /// Open pidfds and the processes they name.
     pidfds: Vec<(Pid, crate::files::WeakShared<crate::fs::event::PidFd>)>,
+    /// Traced threads' exits their tracers have not collected.
+    trace_exits: Vec<ptrace::TraceExit>,
 }
 
 /// The shared state of a virtual kernel.
@@ -463,28 +474,16 @@ impl Kernel {
                 e.wake_pending = false;
                 self.enqueue_locked(t, pid);
             }
-            PState::Runnable | PState::Running(_) | PState::Embryo | PState::Stopped => {
+            PState::Runnable
+            | PState::Running(_)
+            | PState::Embryo
+            | PState::Stopped
+            | PState::Traced => {
                 e.wake_pending = true;
                 e.woken_after_watchdog = true;
             }
             PState::Zombie(_) => {}
         }
-    }
-
-    /// SIGCONT (or SIGKILL) for a stopped vproc: it runs again.
-    fn resume_locked(&self, t: &mut Table, pid: Pid) {
-        let Some(e) = t.procs.get_mut(&pid) else {
-            return;
-        };
-        if e.state != PState::Stopped {
-            return;
-        }
-        e.state = PState::Runnable;
-        e.stop_report = None;
-        e.cont_report = true;
-        let ppid = e.ppid;
-        self.enqueue_locked(t, pid);
-        self.child_changed(t, ppid, pid, 6, signal::SIGCONT);
     }
 
     /// Put `pid` (just made runnable) back on a run queue; kick its vCPU if
@@ -499,37 +498,6 @@ impl Kernel {
             Err(e) => log::warn!("wake {pid}: {e}"),
         }
         self.notify();
-    }
-
-    /// Tell `ppid` that its child `pid` stopped (code 5, CLD_STOPPED) or
-    /// continued (6, CLD_CONTINUED): SIGCHLD, and a wake-up for wait4.
-    fn child_changed(&self, t: &mut Table, ppid: Pid, pid: Pid, code: i32, sig: i32) {
-        if ppid == PPID || !t.procs.contains_key(&ppid) {
-            return;
-        }
-        if t.procs.get(&pid).is_some_and(|e| e.tgid != pid) {
-            // Another thread of the process: the leader reports.
-            return;
-        }
-        let nocldstop = t
-            .procs
-            .get(&ppid)
-            .and_then(|e| e.body.as_deref())
-            .is_some_and(|b| b.action(signal::SIGCHLD).flags & signal::SA_NOCLDSTOP != 0);
-        if !nocldstop {
-            self.post_process_signal(
-                t,
-                ppid,
-                SigInfo {
-                    signo: signal::SIGCHLD,
-                    code,
-                    pid,
-                    err: sig as u64,
-                    ..Default::default()
-                },
-            );
-        }
-        self.wake_group_locked(t, ppid);
     }
 
     /// Drain the wake-up queue and expire sleep deadlines.
@@ -732,11 +700,13 @@ impl Kernel {
             }
         }
         if pid != tgid {
+            self.traced_thread_exit(t, pid, status);
             t.procs.remove(&pid);
         } else if let Some(e) = t.procs.get_mut(&pid) {
             // The leader's entry stands for the process until it ends.
             e.state = PState::Zombie(status);
             e.vms = None;
+            e.lock = None;
             e.signals.clear();
         }
         if left == 1 {
@@ -811,9 +781,12 @@ impl Kernel {
         if let Some(e) = t.procs.get_mut(&pid) {
             e.state = PState::Zombie(status);
             e.vms = None;
+            e.lock = None;
             e.signals.clear();
         }
         self.end_pidfds_locked(t, pid);
+        self.tracer_gone(t, pid);
+        self.traced_process_exit(t, pid, ppid);
         // Orphans go to the reaper (pid 1, outside the virtual kernel),
         // which reaps them at once (when all their threads ended).
         let orphans: Vec<Pid> = t
@@ -840,7 +813,7 @@ impl Kernel {
             }
             let e = t.procs.get_mut(&o).expect("listed");
             e.ppid = PPID;
-            if matches!(e.state, PState::Zombie(_)) && e.threads == 0 {
+            if matches!(e.state, PState::Zombie(_)) && e.threads == 0 && e.trace.is_none() {
                 t.procs.remove(&o);
             }
         }
@@ -857,7 +830,9 @@ impl Kernel {
             return;
         }
         if ppid == PPID || !t.procs.contains_key(&ppid) {
-            t.procs.remove(&pid);
+            if t.procs.get(&pid).is_some_and(|e| e.trace.is_none()) {
+                t.procs.remove(&pid);
+            }
             return;
         }
         let (code, st) = match status {

@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use crate::ExitStatus;
 
+use super::ptrace;
+
 /// What a blocked vproc waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
@@ -80,4 +82,13 @@ impl Next {
     pub fn rewinds(&self) -> bool {
         matches!(self, Next::Block(_) | Next::Restart)
     }
+}
+
+/// Why signal delivery stopped a vproc ([`Vproc::deliver_pending`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Halt {
+    /// The default action of this stop signal: a group-stop.
+    Stop(i32),
+    /// A ptrace-stop (signal-delivery-stop) for its tracer.
+    Trace(ptrace::Stop),
 }

@@ -20,6 +20,10 @@ pub(super) fn deliverable(body: Option<&Vproc>, signo: i32) -> bool {
     if b.sig.blocked & signal::bit(signo) != 0 {
         return false;
     }
+    if b.ptrace.is_some() {
+        // Its tracer sees every signal, ignored ones too.
+        return true;
+    }
     let h = b.action(signo).handler;
     h != signal::SIG_IGN
         && (h != signal::SIG_DFL || signal::default_action(signo) != signal::Default_::Ignore)
@@ -39,6 +43,53 @@ impl Vproc {
 }
 
 impl Kernel {
+    /// SIGCONT (or SIGKILL) for a stopped vproc: it runs again.
+    pub(super) fn resume_locked(&self, t: &mut Table, pid: Pid) {
+        let Some(e) = t.procs.get_mut(&pid) else {
+            return;
+        };
+        if e.state != PState::Stopped {
+            return;
+        }
+        e.state = PState::Runnable;
+        e.stop_report = None;
+        e.cont_report = true;
+        let ppid = e.ppid;
+        self.enqueue_locked(t, pid);
+        self.child_changed(t, ppid, pid, 6, signal::SIGCONT);
+    }
+
+    /// Tell `ppid` that its child `pid` stopped (code 5, CLD_STOPPED) or
+    /// continued (6, CLD_CONTINUED): SIGCHLD, and a wake-up for wait4.
+    pub(super) fn child_changed(&self, t: &mut Table, ppid: Pid, pid: Pid, code: i32, sig: i32) {
+        if ppid == PPID || !t.procs.contains_key(&ppid) {
+            return;
+        }
+        if t.procs.get(&pid).is_some_and(|e| e.tgid != pid) {
+            // Another thread of the process: the leader reports.
+            return;
+        }
+        let nocldstop = t
+            .procs
+            .get(&ppid)
+            .and_then(|e| e.body.as_deref())
+            .is_some_and(|b| b.action(signal::SIGCHLD).flags & signal::SA_NOCLDSTOP != 0);
+        if !nocldstop {
+            self.post_process_signal(
+                t,
+                ppid,
+                SigInfo {
+                    signo: signal::SIGCHLD,
+                    code,
+                    pid,
+                    err: sig as u64,
+                    ..Default::default()
+                },
+            );
+        }
+        self.wake_group_locked(t, ppid);
+    }
+
     /// Queue `info` for `pid` (another vproc, or one not running now).
     /// False only when a real-time signal found its queue full.
     pub(super) fn post_signal(&self, t: &mut Table, pid: Pid, info: SigInfo) -> bool {
@@ -63,6 +114,9 @@ impl Kernel {
         } else if info.signo == signal::SIGKILL && e.state == PState::Stopped {
             self.resume_locked(t, pid);
         }
+        if matches!(info.signo, signal::SIGKILL | signal::SIGCONT) {
+            self.traced_signal(t, pid, info.signo);
+        }
         let Some(e) = t.procs.get_mut(&pid) else {
             return true;
         };
@@ -75,6 +129,7 @@ impl Kernel {
             let held = (b.sig.blocked | b.thread.sigwait) & signal::bit(info.signo) != 0;
             if info.signo != signal::SIGKILL
                 && !held
+                && b.ptrace.is_none()
                 && (h == signal::SIG_IGN
                     || (h == signal::SIG_DFL
                         && signal::default_action(info.signo) == signal::Default_::Ignore))

@@ -105,6 +105,7 @@ fn new_kernel(
             futexes: Vec::new(),
             lost_wakeups: 0,
             pidfds: Vec::new(),
+            trace_exits: Vec::new(),
             loadavg: ([0.0; 3], Instant::now()),
         }),
         uts: Mutex::new((b"vkernel".to_vec(), b"(none)".to_vec())),
@@ -194,6 +195,7 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
                 state: PState::Runnable,
                 sig_flag: init.sig_flag.clone(),
                 vms: Some(init.mm.vmspace_arc()),
+                lock: Some(init.mm.lock_handle()),
                 comm: init.comm.clone(),
                 cmdline: init.cmdline.clone(),
                 seen: super::introspect::Seen::of(&init),
@@ -211,6 +213,7 @@ fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
                 death: None,
                 shared: Vec::new(),
                 pdeathsig: 0,
+                trace: None,
             },
         );
     }

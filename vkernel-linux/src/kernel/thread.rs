@@ -88,6 +88,7 @@ pub(super) fn spawn_thread(k: &Arc<Kernel>, cpu: &Cpu, parent: &mut Vproc, args:
                 exit_signal: 0,
                 pgid,
                 sid,
+                flags,
             },
         );
         (ntid, policy, c)
@@ -138,6 +139,7 @@ pub(super) fn spawn_thread(k: &Arc<Kernel>, cpu: &Cpu, parent: &mut Vproc, args:
     let e = t.procs.get_mut(&ntid).expect("reserved");
     e.state = PState::Runnable;
     e.sig_flag = child.sig_flag.clone();
+    e.lock = Some(child.mm.lock_handle());
     e.body = Some(Box::new(child));
     if target_cpu != cpu.index() {
         k.kick(&t, target_cpu);
@@ -302,6 +304,7 @@ impl Kernel {
             match e.state {
                 PState::Sleeping(_) => self.wake_locked(t, p),
                 PState::Stopped => self.resume_locked(t, p),
+                PState::Traced => self.traced_signal(t, p, signal::SIGKILL),
                 PState::Running(c) => {
                     // A thread deep in a guest loop must come out now.
                     self.kickers[c].kick();

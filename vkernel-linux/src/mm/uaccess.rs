@@ -62,6 +62,37 @@ impl Mm {
         Ok(())
     }
 
+    /// Write user memory as a tracer does (ptrace's POKE, Linux's
+    /// FOLL_FORCE): into a private area even when it is not writable (a
+    /// breakpoint in program text), through a private copy of the page,
+    /// whose protection stays what it was. Shared areas are written only
+    /// when writable.
+    pub fn write_force(&mut self, va: u64, buf: &[u8]) -> Result<(), MmError> {
+        if self.accessible_len(va, buf.len(), true) == buf.len() {
+            return self.write(va, buf);
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = va.checked_add(done as u64).ok_or(MmError::Fault(va))?;
+            let page = a & !(PAGE - 1);
+            let n = ((PAGE - (a - page)) as usize).min(buf.len() - done);
+            let (_, vma) = self.find(page).ok_or(MmError::Fault(a))?;
+            let shared = vma.shm.is_some() || vma.file.as_ref().is_some_and(|f| f.shared);
+            if vma.prot & PROT_WRITE != 0 || shared || vma.kind == VmaKind::SyscallStubs {
+                self.write(a, &buf[done..done + n])?;
+            } else {
+                // Writable for a moment: the page becomes the area's own
+                // copy, then its protection comes back.
+                self.protect(page, PAGE, vma.prot | PROT_WRITE)?;
+                let r = self.write(a, &buf[done..done + n]);
+                self.protect(page, PAGE, vma.prot)?;
+                r?;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
     /// Copy from user memory up to the first byte the vproc cannot read;
     /// returns how many bytes were copied (a partial copyin, as Linux's
     /// write(2) of a buffer whose tail is unmapped).

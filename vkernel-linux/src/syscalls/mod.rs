@@ -69,6 +69,7 @@ mod procnet;
 mod procpid;
 mod procsys;
 mod ptimer;
+mod ptrace;
 mod pty;
 mod ready;
 mod scm;

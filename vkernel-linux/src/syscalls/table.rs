@@ -156,7 +156,7 @@ struct Table {
 }
 
 /// The area lists, in the order their modules are documented.
-fn areas() -> [&'static [(i64, Handler)]; 23] {
+fn areas() -> [&'static [(i64, Handler)]; 24] {
     [
         Vproc::FS_CALLS,
         Vproc::STAT_CALLS,
@@ -180,6 +180,7 @@ fn areas() -> [&'static [(i64, Handler)]; 23] {
         Vproc::SHM_CALLS,
         Vproc::PRIV_CALLS,
         Vproc::SPLICE_CALLS,
+        Vproc::PTRACE_CALLS,
         Vproc::DENIED_CALLS,
     ]
 }
