@@ -51,7 +51,6 @@ fn shape(s: &str) -> String {
     // "[pid   N]" is padded to the pid's width; "/* 1 var */".
     out.replace("[pid   N]", "[pid N]")
         .replace("[pid  N]", "[pid N]")
-        .replace("[pid N]", "[pid N]")
         .replace(" vars */", " var */")
 }
 
