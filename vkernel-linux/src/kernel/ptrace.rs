@@ -499,12 +499,7 @@ impl Kernel {
     /// A tracee stopped (or its stop changed): SIGCHLD (CLD_TRAPPED) to
     /// its tracer's process, and a wake-up for its wait4.
     pub(super) fn notify_tracer(&self, t: &mut Table, pid: Pid, sig: i32) {
-        let Some(tracer) = t
-            .procs
-            .get(&pid)
-            .and_then(|e| e.trace.as_ref())
-            .map(|l| l.tracer_tgid)
-        else {
+        let Some(tracer) = tracer_of(t, pid) else {
             return;
         };
         self.post_process_signal(
@@ -616,12 +611,7 @@ impl Kernel {
     /// A traced thread (not a process's leader) ended with `status`:
     /// kept for its tracer's wait4.
     pub(super) fn traced_thread_exit(&self, t: &mut Table, pid: Pid, status: ExitStatus) {
-        let Some(tracer) = t
-            .procs
-            .get(&pid)
-            .and_then(|e| e.trace.as_ref())
-            .map(|l| l.tracer_tgid)
-        else {
+        let Some(tracer) = tracer_of(t, pid) else {
             return;
         };
         t.trace_exits.push(TraceExit {
@@ -635,12 +625,7 @@ impl Kernel {
     /// A traced process ended: its tracer (not its parent) hears of it
     /// too.
     pub(super) fn traced_process_exit(&self, t: &mut Table, pid: Pid, ppid: Pid) {
-        let Some(tracer) = t
-            .procs
-            .get(&pid)
-            .and_then(|e| e.trace.as_ref())
-            .map(|l| l.tracer_tgid)
-        else {
+        let Some(tracer) = tracer_of(t, pid) else {
             return;
         };
         if tracer != ppid {
@@ -725,6 +710,11 @@ impl Kernel {
         }
         (any, found.map(|(p, ws, _)| (p, ws)))
     }
+}
+
+/// The process tracing `pid`, if any.
+fn tracer_of(t: &Table, pid: Pid) -> Option<Pid> {
+    Some(t.procs.get(&pid)?.trace.as_ref()?.tracer_tgid)
 }
 
 /// Give a body the trace its entry says it is under (attached or let go
