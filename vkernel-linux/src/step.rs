@@ -250,7 +250,7 @@ impl Vproc {
             self.sig.actions[s as usize].handler = signal::SIG_DFL;
             self.sig.blocked &= !signal::bit(s);
         }
-        if self.ptrace.as_ref().is_some_and(|p| !p.detached) {
+        if self.traced() {
             // Its tracer sees it first (a signal-delivery-stop).
             self.sig.pending.insert(0, info);
             return;
@@ -278,7 +278,7 @@ impl Vproc {
             let accept = !self.sig.blocked | signal::bit(signal::SIGKILL);
             let i = signal::next_index(&self.sig.pending, accept)?;
             let info = self.sig.pending.remove(i);
-            if info.signo != signal::SIGKILL && self.ptrace.as_ref().is_some_and(|p| !p.detached) {
+            if info.signo != signal::SIGKILL && self.traced() {
                 if self.pending_call.is_some() {
                     if let Some(stop) = self.trace_interrupted_call() {
                         self.sig.pending.insert(0, info);

@@ -24,9 +24,7 @@ enum Outcome {
 fn halted(body: &mut Vproc, h: Halt) -> Outcome {
     match h {
         Halt::Trace(s) => Outcome::Trace(s),
-        Halt::Stop(sig) if body.ptrace.as_ref().is_some_and(|p| !p.detached) => {
-            Outcome::Trace(body.trace_halt(Stop::Group(sig)))
-        }
+        Halt::Stop(sig) if body.traced() => Outcome::Trace(body.trace_halt(Stop::Group(sig))),
         Halt::Stop(sig) => Outcome::Stop(sig),
     }
 }
@@ -150,9 +148,7 @@ fn pick_next(k: &Arc<Kernel>, idx: usize) -> Result<Option<Box<Vproc>>, VprocErr
                 e.state = PState::Running(idx);
                 // A retried rt_sigtimedwait says again what it waits for.
                 b.thread.sigwait = 0;
-                if e.trace.is_some() || b.ptrace.is_some() {
-                    super::ptrace::sync_body(&mut b, e.trace.as_mut());
-                }
+                super::ptrace::sync_body(&mut b, e.trace.as_mut());
                 e.blocked = b.sig.blocked;
                 b.watchdog_retry = std::mem::take(&mut e.watchdog_woke);
                 for s in e.signals.drain(..) {
@@ -535,9 +531,7 @@ fn look(k: &Kernel, cpu: &Cpu, body: &mut Vproc) -> ControlFlow<Outcome, bool> {
         let mut t = k.lock();
         match t.procs.get_mut(&body.pid) {
             Some(e) => {
-                if e.trace.is_some() || body.ptrace.is_some() {
-                    super::ptrace::sync_body(body, e.trace.as_mut());
-                }
+                super::ptrace::sync_body(body, e.trace.as_mut());
                 std::mem::take(&mut e.signals)
             }
             None => Vec::new(),

@@ -29,6 +29,11 @@ impl Vproc {
         self.ptrace.as_deref_mut().filter(|p| !p.detached)
     }
 
+    /// Is the vproc traced, by a tracer that has not let go?
+    pub(crate) fn traced(&self) -> bool {
+        self.ptrace.as_ref().is_some_and(|p| !p.detached)
+    }
+
     /// At a syscall trap: note the call for the tracer; true when the
     /// vproc stops at its entry (PTRACE_SYSCALL, not a retry of a waiting
     /// call): rax then reads -ENOSYS and `orig_rax` the number, as on

@@ -208,14 +208,8 @@ impl Vproc {
         mut f: impl FnMut(&Kernel, &mut crate::kernel::Table, i32) -> Result<T, Access>,
     ) -> Result<T, i64> {
         let k = self.kernel()?;
-        for _ in 0..20_000 {
-            match k.with_tracee(self.pid, pid, stopped, |k, t, p| f(k, t, p)) {
-                Ok(v) => return Ok(v),
-                Err(Access::Errno(e)) => return Err(e),
-                Err(Access::Busy) => std::thread::sleep(std::time::Duration::from_micros(50)),
-            }
-        }
-        Err(EAGAIN)
+        let me = self.pid;
+        retry_busy(|| k.with_tracee(me, pid, stopped, |k, t, p| f(k, t, p)))
     }
 
     /// ptrace(request, pid, addr, data).
@@ -447,7 +441,6 @@ impl Vproc {
                 let fx = self.mm.read_vec(base, FXSAVE_LEN)?;
                 self.set_tracee_fp(pid, &fx)
             }
-            NT_PRSTATUS | NT_PRFPREG => Err(EINVAL),
             _ => Err(EINVAL),
         }
     }
@@ -497,17 +490,7 @@ impl Vproc {
             let done = if own {
                 io(&mut self.mm)
             } else {
-                let mut tries = 0;
-                loop {
-                    if let Some(d) = lock.try_with_mm_mut(&mut io) {
-                        break d;
-                    }
-                    tries += 1;
-                    if tries > 20_000 {
-                        return Err(EAGAIN);
-                    }
-                    std::thread::sleep(std::time::Duration::from_micros(50));
-                }
+                retry_busy(|| lock.try_with_mm_mut(&mut io).ok_or(Access::Busy))?
             };
             moved += done;
             if done < n {
@@ -530,6 +513,23 @@ impl Vproc {
         }
         Ok(moved as i64)
     }
+}
+
+/// How often a request retries, 50 µs apart (about a second), when the
+/// other process's memory is busy (a thread of it is in the kernel).
+const BUSY_TRIES: u32 = 20_000;
+
+/// Run `f` until it does not find the memory busy: its value or errno,
+/// EAGAIN after [`BUSY_TRIES`].
+fn retry_busy<T>(mut f: impl FnMut() -> Result<T, Access>) -> Result<T, i64> {
+    for _ in 0..BUSY_TRIES {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(Access::Errno(e)) => return Err(e),
+            Err(Access::Busy) => std::thread::sleep(std::time::Duration::from_micros(50)),
+        }
+    }
+    Err(EAGAIN)
 }
 
 /// orig_rax of a stopped tracee.
