@@ -160,6 +160,19 @@ pub struct Tracing {
     pub detached: bool,
 }
 
+impl Tracing {
+    /// The tracer let go while the vproc is in (or stopping at) the stop
+    /// `at`: it runs on untraced, delivering the signal it stopped for.
+    fn let_go(&mut self) {
+        self.detached = true;
+        self.mode = Mode::Cont;
+        self.inject = match self.at {
+            Some(Stop::Signal(i)) => i.signo,
+            _ => 0,
+        };
+    }
+}
+
 /// The tracer side of a trace, in the tracee's entry.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Link {
@@ -525,11 +538,7 @@ impl Kernel {
         };
         let Some(l) = e.trace.as_mut() else {
             if let Some(p) = e.body.as_deref_mut().and_then(|b| b.ptrace.as_deref_mut()) {
-                p.detached = true;
-                p.inject = match stop {
-                    Stop::Signal(i) => i.signo,
-                    _ => 0,
-                };
+                p.let_go();
             }
             e.state = PState::Runnable;
             return;
@@ -586,12 +595,7 @@ impl Kernel {
         match e.state {
             PState::Traced => {
                 if let Some(p) = e.body.as_deref_mut().and_then(|b| b.ptrace.as_deref_mut()) {
-                    p.detached = true;
-                    p.mode = Mode::Cont;
-                    p.inject = match p.at {
-                        Some(Stop::Signal(i)) => i.signo,
-                        _ => 0,
-                    };
+                    p.let_go();
                 }
                 e.state = PState::Runnable;
                 self.enqueue_locked(t, pid);
