@@ -543,13 +543,14 @@ impl Kernel {
             e.state = PState::Runnable;
             return;
         };
-        l.report = Some(stop.status(l.options, l.seized));
-        e.state = PState::Traced;
         if e.signals.iter().any(|s| s.signo == signal::SIGKILL) {
-            // Killed while stopping: it runs on to die.
+            // Killed while stopping: it runs on to die, and its tracer
+            // sees its death, not a stop it never makes.
             e.state = PState::Runnable;
             return;
         }
+        l.report = Some(stop.status(l.options, l.seized));
+        e.state = PState::Traced;
         let now = self.now();
         if let Err(err) = t.sched.sleep(tid(pid), now) {
             log::warn!("ptrace stop {pid}: {err}");
