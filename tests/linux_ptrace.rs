@@ -119,3 +119,112 @@ fn strace_counts_a_pipelines_calls() {
     assert_eq!(r.status(), 0, "{}", r.stderr);
     assert_eq!(r.out().stdout, n.stdout, "{}", r.stderr);
 }
+
+/// What gdb prints, made comparable between runs: numbers as [`shape`]
+/// does, runs of blanks as one (gdb pads its thread table to the widest
+/// id), and the frame of thread 1 in `info threads` left out (where the
+/// main thread is when the worker hits its breakpoint, before or in its
+/// join, is a race natively too).
+fn gdb_shape(s: &str) -> String {
+    shape(s)
+        .lines()
+        .map(|l| {
+            let l = l.split_whitespace().collect::<Vec<_>>().join(" ");
+            match l.strip_prefix("N Thread N (LWP N) ") {
+                Some(rest) if !l.starts_with('*') => {
+                    format!(
+                        "N Thread N (LWP N) {}",
+                        rest.split(' ').next().unwrap_or("")
+                    )
+                }
+                _ => l,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// gdb inside a vproc debugs tests/guests/gdb_target.c (built with -g,
+/// as a dynamic PIE and statically) as it does natively: breakpoints in
+/// the main thread and in a second one, a backtrace, arguments and
+/// locals, `finish` with the value returned, `next` (single steps and a
+/// temporary breakpoint), `info threads`, a register, and the exit code.
+/// gdb reads the program's auxv and moves memory through
+/// /proc/PID/task/TID/mem, and stops threads that wait in futex calls.
+#[test]
+fn gdb_debugs_a_threaded_program_like_native() {
+    let test = "gdb_debugs_a_threaded_program_like_native";
+    let Some(gdb) = common::kvm_tool(test, "/usr/bin/gdb", " (apt-get install gdb)") else {
+        return;
+    };
+    if !common::have_cc("gcc") {
+        common::skip(test, "gcc not found (apt-get install gcc)");
+        return;
+    }
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/gdb_target.c");
+    for link in ["-pie", "-static"] {
+        let prog = common::scratch(test).join(format!("gdb_target{link}"));
+        let st = std::process::Command::new("gcc")
+            .args(["-g", "-O0", "-pthread", link, "-o"])
+            .arg(&prog)
+            .arg(src)
+            .status()
+            .expect("gcc runs");
+        assert!(st.success(), "gcc {link} failed on {src}");
+        let prog = prog.to_str().expect("a UTF-8 path").to_string();
+        let args = [
+            "-nx",
+            "-batch",
+            "-ex",
+            "break add",
+            "-ex",
+            "break worker",
+            "-ex",
+            "run",
+            "-ex",
+            "bt",
+            "-ex",
+            "print a",
+            "-ex",
+            "finish",
+            "-ex",
+            "next",
+            "-ex",
+            "print r",
+            "-ex",
+            "info registers rip",
+            "-ex",
+            "continue",
+            "-ex",
+            "info threads",
+            "-ex",
+            "print *(int *)arg",
+            "-ex",
+            "continue",
+            &prog,
+        ];
+        let n = common::Native::new(&gdb).args(args).run();
+        assert_eq!(n.status, 0, "natively:\n{}{}", n.stdout, n.stderr);
+        assert!(n.stdout.contains("exited with code 03"), "{}", n.stdout);
+        for cpus in [1, 2] {
+            let r = vk_watched(
+                &what(&gdb, &args, cpus),
+                90,
+                guest(&gdb, &args, cpus).root(host_root()),
+            );
+            assert_eq!(r.status(), 0, "{link}, {cpus} vCPUs: {}", r.stderr);
+            let vk = r.out();
+            assert_eq!(
+                gdb_shape(&vk.stdout),
+                gdb_shape(&n.stdout),
+                "{link}, {cpus} vCPUs (stderr: {})",
+                vk.stderr
+            );
+            assert_eq!(
+                gdb_shape(&vk.stderr),
+                gdb_shape(&n.stderr),
+                "{link}, {cpus} vCPUs"
+            );
+        }
+    }
+}

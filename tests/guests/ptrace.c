@@ -4,13 +4,17 @@
  * numbers seen there, changing and skipping a call, PEEK/POKE and
  * process_vm_readv, GETREGS/SETREGS, signal-delivery-stops with the
  * signal suppressed or replaced, GETSIGINFO, fork and exec events with
- * an auto-attached child, PTRACE_EVENT_EXIT, SEIZE + INTERRUPT, and a
- * tracee killed while stopped. */
+ * an auto-attached child, PTRACE_EVENT_EXIT, SEIZE + INTERRUPT, a
+ * tracee killed while stopped, and what gdb reads besides ptrace:
+ * /proc/PID/auxv and /proc/PID/mem (its own and a stopped tracee's). */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/auxv.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -196,6 +200,70 @@ static void test_fork_exec(void) {
     printf("%s", gseen);
 }
 
+static const char rodata[] = "read-only";
+
+/* AT_ENTRY and AT_PAGESZ as /proc/PID/auxv lists them. */
+static void auxv_of(const char *path, unsigned long *entry, unsigned long *pagesz) {
+    unsigned long v[2 * 64];
+    int fd = open(path, O_RDONLY);
+    ssize_t n = fd < 0 ? -1 : read(fd, v, sizeof v);
+    if (fd >= 0) close(fd);
+    *entry = *pagesz = 0;
+    for (ssize_t i = 0; i + 1 < n / 8; i += 2) {
+        if (v[i] == AT_ENTRY) *entry = v[i + 1];
+        if (v[i] == AT_PAGESZ) *pagesz = v[i + 1];
+        if (v[i] == AT_NULL) {
+            printf("auxv: ends with AT_NULL: %s\n", (i + 2) * 8 == n ? "yes" : "no");
+            return;
+        }
+    }
+    printf("auxv: no AT_NULL (%zd bytes)\n", n);
+}
+
+static void body_wait(void) {
+    for (;;) pause();
+}
+
+static void test_proc_mem(void) {
+    unsigned long entry, pagesz;
+    auxv_of("/proc/self/auxv", &entry, &pagesz);
+    printf("own auxv: AT_ENTRY %s getauxval, AT_PAGESZ %lu\n",
+           entry == getauxval(AT_ENTRY) ? "=" : "!=", pagesz);
+    int fd = open("/proc/self/mem", O_RDWR);
+    long v = 0;
+    ssize_t r = pread(fd, &v, sizeof v, (off_t)(unsigned long)&secret);
+    printf("own mem: pread %zd, secret %#lx\n", r, v);
+    /* Read-only data can be written through mem (a private copy). */
+    r = pwrite(fd, "R", 1, (off_t)(unsigned long)rodata);
+    const char *volatile ro = rodata;
+    printf("own mem: pwrite into rodata %zd: \"%s\"\n", r, ro);
+    errno = 0;
+    r = pread(fd, &v, sizeof v, 4096);
+    printf("own mem: unmapped address: %zd %s\n", r, strerror(errno));
+    lseek(fd, (off_t)(unsigned long)message, SEEK_SET);
+    char b[5] = {0};
+    printf("own mem: lseek+read %zd \"%s\"\n", read(fd, b, 4), b);
+    close(fd);
+
+    pid_t p = traced_child(body_wait);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/auxv", (int)p);
+    unsigned long centry, cpagesz;
+    auxv_of(path, &centry, &cpagesz);
+    printf("tracee auxv: AT_ENTRY %s ours\n", centry == entry ? "=" : "!=");
+    snprintf(path, sizeof path, "/proc/%d/task/%d/mem", (int)p, (int)p);
+    fd = open(path, O_RDWR);
+    long nv = 0x4321;
+    r = pwrite(fd, &nv, sizeof nv, (off_t)(unsigned long)&secret);
+    long peek = ptrace(PTRACE_PEEKDATA, p, (void *)&secret, 0);
+    v = 0;
+    ssize_t r2 = pread(fd, &v, sizeof v, (off_t)(unsigned long)&secret);
+    printf("tracee mem: pwrite %zd, peek %#lx, pread %zd %#lx\n", r, peek, r2, v);
+    close(fd);
+    kill(p, SIGKILL);
+    printf("end: %s\n", describe(wait_for(p)));
+}
+
 static void test_seize_interrupt_kill(void) {
     pid_t p = fork();
     if (p == 0) {
@@ -221,6 +289,7 @@ int main(int argc, char **argv) {
     test_signals();
     test_fork_exec();
     test_seize_interrupt_kill();
+    test_proc_mem();
     printf("ptrace on self: %s\n", ptrace(PTRACE_ATTACH, getpid(), 0, 0) < 0 ? "refused" : "allowed");
     return 0;
 }

@@ -69,6 +69,36 @@ pub enum FileKind {
     Pty(PtyEnd),
     /// A POSIX message queue (mq_open).
     MsgQueue(Shared<super::fs::mqueue::MsgQueue>),
+    /// `/proc/PID/mem`: a process's memory, the offset its address.
+    ProcMem(MemFile),
+}
+
+/// How an open `/proc/PID/mem` reaches its process's memory (through the
+/// process lock, which `crate::thread` keeps).
+pub trait MemAccess: Send + Sync {
+    /// Run `f` on the memory with the process lock held; None, at once,
+    /// when another thread holds the lock or the process has ended.
+    fn try_with_mm(&self, f: &mut dyn FnMut(&mut crate::mm::Mm) -> usize) -> Option<usize>;
+    /// Has the process ended?
+    fn gone(&self) -> bool;
+}
+
+/// An open `/proc/PID/mem`: the process it was opened on (it stays that
+/// one: a fork of the opener reads the same memory, as on Linux).
+#[derive(Clone)]
+pub struct MemFile {
+    /// Its process's memory.
+    pub mem: std::sync::Arc<dyn MemAccess>,
+    /// Its process id.
+    pub tgid: i32,
+    /// Its `/proc` handle (what fstat and `/proc/self/fd` show).
+    pub node: u64,
+}
+
+impl std::fmt::Debug for MemFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemFile({})", self.tgid)
+    }
 }
 
 /// An open end of a pseudo-terminal pair: the master (`/dev/ptmx`) or the

@@ -280,6 +280,9 @@ pub struct Vproc {
     pub cwd: u64,
     /// umask (the process's).
     pub umask: u32,
+    /// personality(2)'s value (the thread's, inherited by its children):
+    /// PER_LINUX, with ADDR_NO_RANDOMIZE when asked.
+    pub personality: u32,
     /// The program's path (execve changes it for the whole process).
     pub exe: Vec<u8>,
     /// The program's file (execve("/proc/self/exe") runs it again).
@@ -460,7 +463,7 @@ impl Vproc {
         frame.rax = 0;
         let mut sig = self.sig.clone();
         sig.pending.clear();
-        Vproc::assemble(Origin {
+        let mut child = Vproc::assemble(Origin {
             pid,
             mm,
             frame,
@@ -479,7 +482,9 @@ impl Vproc {
             boot: self.boot.clone(),
             k: self.k.clone(),
             unimplemented: self.unimplemented.clone(),
-        })
+        });
+        child.personality = self.personality;
+        child
     }
 
     /// The one place a `Vproc` is built: what `o` gives, and a fresh
@@ -511,6 +516,7 @@ impl Vproc {
             fds: o.fds,
             cwd: o.cwd,
             umask: o.umask,
+            personality: 0,
             exe: o.exe,
             image: o.image,
             cmdline: o.cmdline,

@@ -294,7 +294,8 @@ fn build_stack(mm: &mut Mm, elf: &Elf, base: u64, cfg: &Config) -> Result<u64, M
         (libc::AT_MINSIGSTKSZ, 2048),
         (libc::AT_NULL, 0),
     ];
-    let words = 1 + args.len() + 1 + envs.len() + 1 + 2 * auxv.len();
+    let auxv_len = auxv.len();
+    let words = 1 + args.len() + 1 + envs.len() + 1 + 2 * auxv_len;
     if words % 2 == 1 {
         sp -= 8;
     }
@@ -308,6 +309,8 @@ fn build_stack(mm: &mut Mm, elf: &Elf, base: u64, cfg: &Config) -> Result<u64, M
         v.push(k);
         v.push(val);
     }
+    let at = v.len() - 2 * auxv_len;
+    mm.auxv = v[at..].iter().flat_map(|w| w.to_ne_bytes()).collect();
     sp -= 8 * v.len() as u64;
     let bytes: Vec<u8> = v.iter().flat_map(|w| w.to_le_bytes()).collect();
     mm.write(sp, &bytes)?;

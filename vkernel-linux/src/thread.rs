@@ -119,6 +119,16 @@ impl Process {
 #[derive(Clone)]
 pub(crate) struct ProcessLock(std::sync::Weak<Process>);
 
+impl crate::files::MemAccess for ProcessLock {
+    fn try_with_mm(&self, f: &mut dyn FnMut(&mut Mm) -> usize) -> Option<usize> {
+        self.try_with_mm_mut(f)
+    }
+
+    fn gone(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
 impl ProcessLock {
     /// Run `f` on the process's vmspace with the process lock held (no
     /// other thread of it in the kernel meanwhile); None, at once, when

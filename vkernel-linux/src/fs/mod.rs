@@ -483,8 +483,14 @@ impl Fs {
             } else if item.is_link() {
                 (S_IFLNK | 0o777, Kind::Symlink(Vec::new()))
             } else {
+                // Linux's modes: a process's memory and auxv are its own.
+                let perm = match item {
+                    ProcItem::Mem => 0o600,
+                    ProcItem::Auxv | ProcItem::Environ => 0o400,
+                    _ => 0o444,
+                };
                 (
-                    S_IFREG | 0o444,
+                    S_IFREG | perm,
                     Kind::File {
                         source: Source::Proc,
                     },

@@ -95,6 +95,10 @@ pub enum ProcItem {
     TaskDir,
     /// `mountinfo`: the mounts with their ids.
     Mountinfo,
+    /// `auxv`: the auxiliary vector its exec built.
+    Auxv,
+    /// `mem`: its memory, by address (read and written like a file).
+    Mem,
 }
 
 /// The files of `/proc/net`.
@@ -107,7 +111,8 @@ pub const NET_ITEMS: [ProcItem; 5] = [
 ];
 
 /// The entries of `/proc/PID` for the vproc itself, in listing order.
-pub const PID_ITEMS: [ProcItem; 16] = [
+pub const PID_ITEMS: [ProcItem; 18] = [
+    ProcItem::Auxv,
     ProcItem::Cmdline,
     ProcItem::Comm,
     ProcItem::Cwd,
@@ -117,6 +122,7 @@ pub const PID_ITEMS: [ProcItem; 16] = [
     ProcItem::FdInfoDir,
     ProcItem::Limits,
     ProcItem::Maps,
+    ProcItem::Mem,
     ProcItem::Mountinfo,
     ProcItem::Mounts,
     ProcItem::Root,
@@ -181,6 +187,8 @@ impl ProcItem {
             ProcItem::FdInfo(n) => n.to_string().into_bytes(),
             ProcItem::TaskDir => b"task".to_vec(),
             ProcItem::Mountinfo => b"mountinfo".to_vec(),
+            ProcItem::Auxv => b"auxv".to_vec(),
+            ProcItem::Mem => b"mem".to_vec(),
         }
     }
 
@@ -235,6 +243,8 @@ impl ProcItem {
             ProcItem::FdInfoDir => 27,
             ProcItem::TaskDir => 28,
             ProcItem::Mountinfo => 29,
+            ProcItem::Auxv => 30,
+            ProcItem::Mem => 31,
             ProcItem::Fd(n) => 0x10000 + (n as u32 as u64 & 0xffff),
             ProcItem::FdInfo(n) => 0x20000 + (n as u32 as u64 & 0xffff),
         }
@@ -282,6 +292,8 @@ pub fn proc_item(h: u64) -> Option<(i32, ProcItem)> {
         27 => ProcItem::FdInfoDir,
         28 => ProcItem::TaskDir,
         29 => ProcItem::Mountinfo,
+        30 => ProcItem::Auxv,
+        31 => ProcItem::Mem,
         c if c >= 0x20000 => ProcItem::FdInfo((c - 0x20000) as i32),
         c if c >= 0x10000 => ProcItem::Fd((c - 0x10000) as i32),
         _ => return None,

@@ -115,6 +115,37 @@ impl Stop {
     }
 }
 
+/// A waiting call a tracee stopped in, as its tracer is shown it.
+#[derive(Clone, Copy, Debug)]
+pub struct Restart {
+    /// rax of the rewound call (its number, for the retry).
+    pub rax: u64,
+    /// The errno rax shows: ERESTARTSYS, ERESTARTNOHAND (calls that
+    /// never restart after a handler: pause, sigsuspend, poll, select,
+    /// epoll_wait) or ERESTART_RESTARTBLOCK (nanosleep), as Linux.
+    pub code: i64,
+}
+
+impl Restart {
+    /// For a waiting call `nr` (rewound: rax holds `rax`).
+    pub fn of(nr: u64, rax: u64) -> Restart {
+        let code = match nr as i64 {
+            libc::SYS_pause
+            | libc::SYS_rt_sigsuspend
+            | libc::SYS_poll
+            | libc::SYS_ppoll
+            | libc::SYS_select
+            | libc::SYS_pselect6
+            | libc::SYS_epoll_wait
+            | libc::SYS_epoll_pwait
+            | libc::SYS_epoll_pwait2 => 514,
+            libc::SYS_nanosleep | libc::SYS_clock_nanosleep => 516,
+            _ => 512,
+        };
+        Restart { rax, code }
+    }
+}
+
 /// The tracee side of a trace, in its body ([`Vproc::ptrace`]).
 #[derive(Clone, Debug, Default)]
 pub struct Tracing {
@@ -147,10 +178,10 @@ pub struct Tracing {
     pub exit_reported: bool,
     /// execve succeeded in the call being served.
     pub execed: bool,
-    /// The waiting call was reported interrupted (a syscall-exit stop
-    /// with -ERESTARTSYS before a signal's stop): rax to put back when
-    /// resumed.
-    pub restart_rax: Option<u64>,
+    /// The vproc stopped in a waiting call (kept rewound for its retry):
+    /// what the tracer sees instead, as on Linux (rip after the `syscall`,
+    /// rax the restart errno), and what goes back at the resume.
+    pub restart: Option<Restart>,
     /// ... and its retry, a new call for the tracer, stops at its entry.
     pub reentry: bool,
     /// PTRACE_INTERRUPT (or an auto-attached seized child's first stop).
@@ -762,5 +793,23 @@ impl Kernel {
             .and_then(|e| e.lock.clone())
             .map(|l| (l, tgid))
             .ok_or(ESRCH)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Restart;
+
+    #[test]
+    fn restart_codes_are_linuxs() {
+        // wait4 and read restart after a SA_RESTART handler; pause and
+        // poll never do; nanosleep goes through restart_syscall.
+        let code = |nr: i64| Restart::of(nr as u64, nr as u64).code;
+        assert_eq!(code(libc::SYS_wait4), 512);
+        assert_eq!(code(libc::SYS_read), 512);
+        assert_eq!(code(libc::SYS_pause), 514);
+        assert_eq!(code(libc::SYS_epoll_wait), 514);
+        assert_eq!(code(libc::SYS_nanosleep), 516);
+        assert_eq!(Restart::of(202, 202).rax, 202);
     }
 }

@@ -57,7 +57,16 @@ impl Vproc {
     /// The vproc stops at `stop`: remembered for the resume and for the
     /// tracer's queries; a single step's trap flag comes off.
     pub(crate) fn trace_halt(&mut self, stop: Stop) -> Stop {
+        let waiting = self.pending_call.as_ref().map(|c| c.nr);
         if let Some(p) = self.ptrace.as_deref_mut() {
+            // In a waiting call (kept rewound for its retry): shown as
+            // Linux shows it, interrupted, until the resume.
+            if let (Some(nr), None, false) = (waiting, p.restart, stop == Stop::SyscallEntry) {
+                let r = ptrace::Restart::of(nr, self.frame.rax);
+                p.restart = Some(r);
+                self.frame.rip = self.frame.rip.wrapping_add(2);
+                self.frame.rax = (-r.code) as u64;
+            }
             if p.mode == Mode::Step {
                 self.frame.rflags &= !TF;
             }
@@ -75,15 +84,11 @@ impl Vproc {
     /// -ERESTARTSYS (the tracer then sees the signal, and the call's
     /// retry is a new call to it).
     pub(crate) fn trace_interrupted_call(&mut self) -> Option<Stop> {
-        const ERESTARTSYS: i64 = 512;
-        let rax = self.frame.rax;
         let p = self.tracing()?;
         if p.mode != Mode::Syscall || p.reentry {
             return None;
         }
-        p.restart_rax = Some(rax);
         p.reentry = true;
-        self.frame.rax = (-ERESTARTSYS) as u64;
         Some(self.trace_halt(Stop::SyscallExit))
     }
 
@@ -112,8 +117,15 @@ impl Vproc {
         let exit_stop = std::mem::take(&mut p.exit_stop_due) && mode == Mode::Syscall;
         let orig = p.orig_rax;
         let siginfo = p.siginfo;
-        if let Some(r) = p.restart_rax.take() {
-            self.frame.rax = r;
+        if let Some(r) = p.restart.take() {
+            // The call is retried unless the tracer said otherwise (rax
+            // changed, or orig_rax -1: gdb calling a function), as Linux.
+            if self.frame.rax == (-r.code) as u64 && orig != u64::MAX {
+                self.frame.rip = self.frame.rip.wrapping_sub(2);
+                self.frame.rax = r.rax;
+            } else {
+                self.pending_call = None;
+            }
         }
         if detached {
             self.ptrace = None;

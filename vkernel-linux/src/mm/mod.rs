@@ -296,6 +296,9 @@ pub struct Mm {
     pub brk_start: u64,
     /// Current break.
     pub brk: u64,
+    /// The auxiliary vector exec put on the stack, as `/proc/PID/auxv`
+    /// shows it (pairs of native-endian words, AT_NULL last).
+    pub auxv: Arc<[u8]>,
     fault_around: u64,
     /// End of the last demand-fault window and the current window size:
     /// faults that continue a sequential sweep get a doubled window (up to
@@ -361,6 +364,7 @@ impl Mm {
             large_pages: true,
             brk_start: 0,
             brk: 0,
+            auxv: Arc::from(&[][..]),
             fault_around: 16,
             sweep: (0, 16),
             stats: MmStats::default(),
@@ -463,6 +467,7 @@ impl Mm {
             large_pages: self.large_pages,
             brk_start: self.brk_start,
             brk: self.brk,
+            auxv: self.auxv.clone(),
             fault_around: self.fault_around,
             sweep: (0, self.fault_around),
             stats: MmStats::default(),
@@ -520,6 +525,7 @@ impl Mm {
         self.vmas.clear();
         self.brk_start = 0;
         self.brk = 0;
+        self.auxv = Arc::from(&[][..]);
         self.sweep = (0, self.fault_around);
         self.patch = Default::default();
         // New hardware tables: cheaper than invalidating every entry.

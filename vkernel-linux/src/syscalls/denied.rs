@@ -5,7 +5,7 @@
 //! raw I/O ports, the kernel log, accounting, quotas and kexec. And calls
 //! whose work the vkernel has no need of: mlock and friends (guest RAM is
 //! never swapped), sync_file_range (the overlay is memory), personality
-//! (PER_LINUX only), restart_syscall.
+//! (PER_LINUX, optionally with ADDR_NO_RANDOMIZE), restart_syscall.
 
 use super::errno::*;
 use super::table::Handler;
@@ -95,12 +95,18 @@ impl Vproc {
             }
             Ok(0)
         }),
-        // PER_LINUX (0) is the only personality; 0xffffffff asks.
-        (libc::SYS_personality, |_v, _nr, a| {
-            match a[0] & 0xffff_ffff {
-                0xffff_ffff | 0 => Ok(0),
-                _ => Err(EINVAL),
+        // PER_LINUX (0) is the only personality, with ADDR_NO_RANDOMIZE
+        // (honoured: the vkernel's layout is never randomized, debuggers
+        // ask for it); 0xffffffff asks.
+        (libc::SYS_personality, |v, _nr, a| {
+            const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
+            let old = v.personality;
+            match u32::try_from(a[0] & 0xffff_ffff).unwrap_or(u32::MAX) {
+                0xffff_ffff => {}
+                p if p & !ADDR_NO_RANDOMIZE == 0 => v.personality = p,
+                _ => return Err(EINVAL),
             }
+            Ok(i64::from(old))
         }),
         (libc::SYS_restart_syscall, |_v, _nr, _a| Err(EINTR)),
     ];

@@ -243,6 +243,10 @@ impl Vproc {
     fn open_proc(&mut self, h: u64, item: ProcItem, flags: u32, write: bool, p: &[u8]) -> R {
         let keep = flags & !(files::O_CLOEXEC | files::O_CREAT | files::O_EXCL | files::O_TRUNC);
         match item {
+            ProcItem::Mem => {
+                let pid = proc_item(h).map_or(self.pid, |(pid, _)| pid);
+                self.open_proc_mem(pid, h, keep, flags, p)
+            }
             ProcItem::Fd(n) => {
                 // Another process's pipe or socket is opened as itself,
                 // as on Linux.
@@ -367,8 +371,18 @@ impl Vproc {
 
 /// lseek on open file `f` (also the exitless fast path's).
 pub(crate) fn seek_file(fs: &Fs, f: &mut OpenFile, off: i64, whence: u32) -> R {
-    let FileKind::Inode(h) = f.kind else {
-        return Err(ESPIPE);
+    let h = match f.kind {
+        FileKind::Inode(h) => h,
+        // Offsets are addresses (Linux: unsigned offsets, no end).
+        FileKind::ProcMem(_) => {
+            f.pos = match whence {
+                0 => off as u64,
+                1 => f.pos.wrapping_add(off as u64),
+                _ => return Err(EINVAL),
+            };
+            return Ok(f.pos as i64);
+        }
+        _ => return Err(ESPIPE),
     };
     let size = fs.inode(h).size as i64;
     let new = match whence {

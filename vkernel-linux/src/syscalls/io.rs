@@ -150,8 +150,10 @@ impl Vproc {
             return Err(EINVAL);
         }
         let file = self.fds.get(fd)?.file.clone();
-        let FileKind::Inode(h) = file.borrow().kind else {
-            return Err(ESPIPE);
+        let kind = match &file.borrow().kind {
+            FileKind::Inode(h) => Ok(*h),
+            FileKind::ProcMem(m) => Err(m.clone()),
+            _ => return Err(ESPIPE),
         };
         let len = len.min(1 << 24);
         let mut data = vec![0u8; len];
@@ -159,7 +161,10 @@ impl Vproc {
         if n == 0 && len > 0 {
             return Err(EFAULT);
         }
-        let (w, _) = self.fs.write(h, Some(off as u64), &data[..n])?;
+        let w = match kind {
+            Ok(h) => self.fs.write(h, Some(off as u64), &data[..n])?.0,
+            Err(m) => self.mem_io(&m, off as u64, &mut data[..n], true)?,
+        };
         Ok(w as i64)
     }
 
@@ -190,6 +195,13 @@ impl Vproc {
             return self.write_node(&mut f, h, data);
         }
         match &f.kind {
+            FileKind::ProcMem(m) => {
+                let (m, at) = (m.clone(), f.pos);
+                drop(f);
+                let n = self.mem_io(&m, at, &mut data.to_vec(), true)?;
+                file.borrow_mut().pos = at.wrapping_add(n as u64);
+                Ok(n as i64)
+            }
             FileKind::MsgQueue(_) => Err(EINVAL),
             FileKind::Pty(e) => {
                 let nonblock = f.flags & files::O_NONBLOCK != 0 || nowait;
@@ -299,6 +311,15 @@ impl Vproc {
                 let p = p.clone();
                 drop(f);
                 self.pipe_recv(&p, nonblock, data)
+            }
+            FileKind::ProcMem(m) => {
+                let (m, pos) = (m.clone(), at.unwrap_or(f.pos));
+                drop(f);
+                let n = self.mem_io(&m, pos, data, false)?;
+                if at.is_none() {
+                    file.borrow_mut().pos = pos.wrapping_add(n as u64);
+                }
+                Ok(n)
             }
             FileKind::MsgQueue(q) => {
                 // Linux's status line, read like a small file.

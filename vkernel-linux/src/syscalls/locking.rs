@@ -5,7 +5,7 @@
 
 use super::errno::*;
 use super::R;
-use crate::files::{self, FileKind, OpenFile, Shared};
+use crate::files::{self, FileKind, MemFile, OpenFile, Shared};
 use crate::fs::lock::{
     flock_range, FileLockId, LockError, LockKey, LockType, Owner, Request, Waiter,
 };
@@ -69,7 +69,7 @@ impl Flock {
 /// The lock-table key of an open file.
 fn key_of(f: &OpenFile) -> LockKey {
     match &f.kind {
-        FileKind::Inode(h) => LockKey::Node(*h),
+        FileKind::Inode(h) | FileKind::ProcMem(MemFile { node: h, .. }) => LockKey::Node(*h),
         FileKind::PipeRead(p) | FileKind::PipeWrite(p) => LockKey::Pipe(p.id()),
         // Objects without a node: keyed by the object while it lives.
         FileKind::EventFd(e) => LockKey::Pipe(e.id()),

@@ -65,6 +65,7 @@ mod ping;
 mod privs;
 mod proc;
 mod procfs;
+mod procmem;
 mod procnet;
 mod procpid;
 mod procsys;

@@ -123,6 +123,8 @@ impl Vproc {
             ProcItem::Limits if me => render_limits(&self.fds.limits).into_bytes(),
             ProcItem::Limits => render_limits(&self.k.as_ref()?.seen(pid)?.limits).into_bytes(),
             ProcItem::Mountinfo => MOUNTINFO.as_bytes().to_vec(),
+            ProcItem::Auxv if me => self.mm.auxv.to_vec(),
+            ProcItem::Auxv => self.auxv_of(pid),
             ProcItem::Maps if me => render_maps(self.mm.vmas(), &self.exe).into_bytes(),
             ProcItem::Maps => {
                 // Asked before: the table is locked while `with_parked` reads.
@@ -194,6 +196,7 @@ impl Vproc {
                 }
                 p
             }
+            FileKind::ProcMem(m) => self.fs.path_of(m.node),
             FileKind::PipeRead(p) | FileKind::PipeWrite(p) => {
                 format!("pipe:[{}]", 4000 + ((p.id() >> 4) & 0xffff)).into_bytes()
             }

@@ -521,7 +521,7 @@ const BUSY_TRIES: u32 = 20_000;
 
 /// Run `f` until it does not find the memory busy: its value or errno,
 /// EAGAIN after [`BUSY_TRIES`].
-fn retry_busy<T>(mut f: impl FnMut() -> Result<T, Access>) -> Result<T, i64> {
+pub(super) fn retry_busy<T>(mut f: impl FnMut() -> Result<T, Access>) -> Result<T, i64> {
     for _ in 0..BUSY_TRIES {
         match f() {
             Ok(v) => return Ok(v),

@@ -94,7 +94,7 @@ pub(crate) fn seq_with(look: &Look<'_>, f: &OpenFile) -> Option<Option<u64>> {
             }
             SockState::Fresh => Some(0),
         },
-        FileKind::Inode(_) => Some(0),
+        FileKind::Inode(_) | FileKind::ProcMem(_) => Some(0),
         FileKind::Pty(e) => Some(look.lock(&e.pty)?.seq),
         FileKind::MsgQueue(q) => Some(look.lock(q)?.seq),
         FileKind::Stdin
@@ -135,7 +135,7 @@ pub(crate) fn poll_with(look: &Look<'_>, f: &OpenFile, depth: u32) -> Option<u16
             }
             r | ready(look.stdio?.readable(None))
         }
-        FileKind::Inode(_) => POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
+        FileKind::Inode(_) | FileKind::ProcMem(_) => POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM,
         FileKind::Pty(e) => Vproc::pty_events(&*look.lock(&e.pty)?, e.master),
         FileKind::MsgQueue(q) => {
             let q = look.lock(q)?;
@@ -333,7 +333,7 @@ impl Vproc {
             FileKind::Stdin | FileKind::Stdout | FileKind::Stderr => {
                 self.stdio.readable(Some((self.pid, w)));
             }
-            FileKind::Inode(_) => {}
+            FileKind::Inode(_) | FileKind::ProcMem(_) => {}
             FileKind::Epoll(ep) => {
                 if depth >= EPOLL_MAX_NESTS {
                     return Watch::default();

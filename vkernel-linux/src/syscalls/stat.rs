@@ -5,7 +5,7 @@
 use super::errno::*;
 use super::table::Handler;
 use super::{int, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, R};
-use crate::files::{FileKind, OpenFile};
+use crate::files::{FileKind, MemFile, OpenFile};
 use crate::fs::{proc_item, DirEntry, Fs, Inode, ProcItem, Ts};
 use crate::stdio::SharedStdio;
 use crate::Vproc;
@@ -67,7 +67,9 @@ impl Stat {
     /// What fstat reports for `f`, open as fd `fd`.
     fn of_file(fs: &Fs, stdio: &SharedStdio, fd: i64, f: &OpenFile) -> Stat {
         let n = match &f.kind {
-            FileKind::Inode(h) => return Stat::of(&fs.inode(*h)),
+            FileKind::Inode(h) | FileKind::ProcMem(MemFile { node: h, .. }) => {
+                return Stat::of(&fs.inode(*h))
+            }
             FileKind::PipeRead(_) | FileKind::PipeWrite(_) => return Stat::fifo(1000 + fd as u64),
             // Anonymous inodes (eventfd, epoll): no file type bits.
             FileKind::EventFd(_)
