@@ -122,12 +122,15 @@ fn strace_counts_a_pipelines_calls() {
 
 /// What gdb prints, made comparable between runs: numbers as [`shape`]
 /// does, runs of blanks as one (gdb pads its thread table to the widest
-/// id), and the frame of thread 1 in `info threads` left out (where the
+/// id), the frame of thread 1 in `info threads` left out (where the
 /// main thread is when the worker hits its breakpoint, before or in its
-/// join, is a race natively too).
+/// join, is a race natively too), and so is gdb's "[Thread ... exited]"
+/// (whether it comes before or after the program's own last line is a
+/// race between the two processes' writes).
 fn gdb_shape(s: &str) -> String {
     shape(s)
         .lines()
+        .filter(|l| !(l.starts_with("[Thread ") && l.ends_with(" exited]")))
         .map(|l| {
             let l = l.split_whitespace().collect::<Vec<_>>().join(" ");
             match l.strip_prefix("N Thread N (LWP N) ") {
