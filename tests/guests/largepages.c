@@ -2,7 +2,10 @@
  * a first-touch sweep, copy-on-write after fork, a 4 KiB hole and a 4 KiB
  * read-only page inside a large page, mremap of part of one, brk growth.
  * Prints what it sees; the test compares it with a native run.
- * Usage: largepages [touch MIB | sieve N] */
+ * Usage: largepages [touch MIB | pages N | sieve N | rss MIB]: `pages`
+ * touches N pages of one anonymous mmap wherever the kernel puts it (not
+ * aligned); `rss` touches MIB MiB, says "touched", waits for a line on
+ * stdin, unmaps them, says "freed" and waits for another line. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <signal.h>
@@ -110,6 +113,33 @@ static void heap(void) {
     printf("brk again: sum %lu\n", sum(p, 5 * MIB));
 }
 
+/* Touch n pages of one plain anonymous mmap, one byte each, as a program
+ * that allocates a large array does. */
+static void pages(unsigned long n) {
+    char *m = mmap(0, n * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) { perror("mmap"); exit(1); }
+    for (unsigned long i = 0; i < n; i++) m[i * PG] = 1;
+    unsigned long s = 0;
+    for (unsigned long i = 0; i < n; i++) s += (unsigned char)m[i * PG];
+    printf("pages %lu: sum %lu\n", n, s);
+}
+
+static void wait_line(void) {
+    int c;
+    while ((c = getchar()) != EOF && c != '\n') {}
+}
+
+static void rss(unsigned long mib) {
+    char *m = mmap(0, mib * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) { perror("mmap"); exit(1); }
+    for (unsigned long i = 0; i < mib * MIB; i += PG) m[i] = 1;
+    printf("touched\n");
+    wait_line();
+    munmap(m, mib * MIB);
+    printf("freed\n");
+    wait_line();
+}
+
 /* Sieve of Eratosthenes over n bytes of malloc'd memory (a first-touch
  * heavy program): prints the number of primes below n. */
 static void sieve(unsigned long n) {
@@ -129,6 +159,8 @@ int main(int argc, char **argv) {
     signal(SIGBUS, on_segv);
     setvbuf(stdout, 0, _IOLBF, 0);
     if (argc > 2 && !strcmp(argv[1], "touch")) { touch(strtoul(argv[2], 0, 10)); return 0; }
+    if (argc > 2 && !strcmp(argv[1], "pages")) { pages(strtoul(argv[2], 0, 10)); return 0; }
+    if (argc > 2 && !strcmp(argv[1], "rss")) { rss(strtoul(argv[2], 0, 10)); return 0; }
     if (argc > 2 && !strcmp(argv[1], "sieve")) { sieve(strtoul(argv[2], 0, 10)); return 0; }
     touch(16);
     cow();

@@ -564,9 +564,17 @@ fn map_memory(
     let owner: Arc<dyn Send + Sync> = Arc::new(mem);
     let ram = match anon {
         Some(ram) => ram,
-        // SAFETY: the pointer comes from `mem`'s live mapping of exactly
-        // the RAM size; `owner` keeps it mapped.
-        None => unsafe { Ram::from_raw(ram_ptr, b.ram_size, owner.clone()) },
+        None => {
+            // SAFETY: the pointer comes from `mem`'s live mapping of
+            // exactly the RAM size; `owner` keeps it mapped.
+            let ram = unsafe { Ram::from_raw(ram_ptr, b.ram_size, owner.clone()) };
+            // A memfd made just now reads zero; a RAM file may hold anything.
+            if matches!(backing, RamBacking::Memfd | RamBacking::MemfdHugetlb) {
+                ram.known_zero()
+            } else {
+                ram
+            }
+        }
     };
     // SAFETY: the pointer comes from `mem`'s live mapping of exactly the
     // system region's size; `owner` keeps it mapped.

@@ -158,7 +158,23 @@ pub fn probe_backing(p: &HugeProbe, ram_size: u64) -> (RamBacking, String) {
 pub struct Ram {
     ptr: *mut u8,
     size: u64,
+    /// Every byte not written since the host created the memory reads
+    /// zero (anonymous memory, a new memfd), and no allocator has claimed
+    /// that yet ([`Ram::take_fresh`]); shared by the clones.
+    fresh: Arc<std::sync::atomic::AtomicBool>,
+    /// How [`Ram::discard`] gives bytes back to the host.
+    discard: Discard,
     _owner: Owner,
+}
+
+/// How a [`Ram`] gives memory back to the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Discard {
+    /// `MADV_DONTNEED` (private anonymous memory: reads zero after).
+    DontNeed,
+    /// `MADV_REMOVE` (a shared mapping of a file: punches a hole, reads
+    /// zero after; refused by file systems without holes).
+    Remove,
 }
 
 // SAFETY: `Ram` only hands out copies of bytes and atomic operations on the
@@ -206,6 +222,8 @@ impl Ram {
         Ok(Ram {
             ptr: ptr.cast(),
             size,
+            fresh: Arc::new(true.into()),
+            discard: Discard::DontNeed,
             _owner: owner,
         })
     }
@@ -258,6 +276,8 @@ impl Ram {
             Ram {
                 ptr: start as *mut u8,
                 size,
+                fresh: Arc::new(true.into()),
+                discard: Discard::DontNeed,
                 _owner: owner,
             },
             advised,
@@ -271,12 +291,53 @@ impl Ram {
     /// `ptr` must point to `size` bytes of readable and writable memory that
     /// stays mapped while `owner` is alive, and no Rust reference may alias
     /// it.
+    /// The mapping is taken to be a shared mapping of a file (what
+    /// [`Ram::discard`] punches holes in) whose bytes may hold anything;
+    /// see [`Ram::known_zero`].
     pub unsafe fn from_raw(ptr: *mut u8, size: u64, owner: Arc<dyn Send + Sync>) -> Ram {
         Ram {
             ptr,
             size,
+            fresh: Arc::new(false.into()),
+            discard: Discard::Remove,
             _owner: owner,
         }
+    }
+
+    /// Declare that every byte of this memory reads zero until written (a
+    /// memfd just created and sized): frames taken from it for the first
+    /// time need no zeroing ([`Ram::take_fresh`]).
+    pub fn known_zero(self) -> Ram {
+        self.fresh.store(true, Ordering::Release);
+        self
+    }
+
+    /// Does every byte not yet written read zero (see [`Ram::known_zero`])?
+    /// True only for the first caller (of all the clones): the one frame
+    /// allocator that hands the memory out first may skip zeroing frames
+    /// it has never handed out; after it, the memory holds what it wrote.
+    pub fn take_fresh(&self) -> bool {
+        self.fresh.swap(false, Ordering::AcqRel)
+    }
+
+    /// Give `[gpa, gpa+len)` (page aligned) back to the host: the host
+    /// frees the memory behind it and the range reads zero afterwards.
+    /// False when the host refused (the bytes are then unchanged).
+    pub fn discard(&self, gpa: u64, len: u64) -> bool {
+        if !gpa.is_multiple_of(4096) || !len.is_multiple_of(4096) {
+            return false;
+        }
+        let Ok(p) = self.host_ptr(gpa, len) else {
+            return false;
+        };
+        let advice = match self.discard {
+            Discard::DontNeed => libc::MADV_DONTNEED,
+            Discard::Remove => libc::MADV_REMOVE,
+        };
+        // SAFETY: the page-aligned range lies inside the mapping (checked);
+        // the advice only drops its contents, which nothing references
+        // (the caller gives back memory it no longer hands out).
+        unsafe { libc::madvise(p.cast(), len as usize, advice) == 0 }
     }
 
     /// Size in bytes.

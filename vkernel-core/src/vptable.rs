@@ -53,6 +53,15 @@ pub struct FrameAlloc {
     large_top: u64,
     /// Extra references of shared frames (copy-on-write): absent means one.
     shared: std::collections::HashMap<u64, u32>,
+    /// Frames never handed out read zero ([`FrameAlloc::with_host`]).
+    fresh: bool,
+    /// Free 2 MiB blocks given back to the host, which reads them as
+    /// zero: handed out again without zeroing.
+    clean_large: Vec<u64>,
+    /// Free 4 KiB frames of a clean block broken up: zero too.
+    clean: Vec<u64>,
+    /// Where freed 2 MiB blocks go back to the host ([`FrameAlloc::with_host`]).
+    host: Option<Ram>,
 }
 
 impl FrameAlloc {
@@ -71,29 +80,60 @@ impl FrameAlloc {
             large_next: (end & !(LARGE - 1)).max(start),
             large_top: (end & !(LARGE - 1)).max(start),
             free_large: Vec::new(),
+            fresh: false,
+            clean_large: Vec::new(),
+            clean: Vec::new(),
+            host: None,
             shared: std::collections::HashMap::new(),
         })
     }
 
-    /// A zeroed frame.
+    /// Hand out memory of `ram` as the host gave it: frames this allocator
+    /// has never handed out need no zeroing when `ram` was fresh
+    /// ([`Ram::take_fresh`]: only the first allocator over a RAM may
+    /// assume it), and a freed 2 MiB block goes back to the host
+    /// ([`Ram::discard`]), which frees the memory and reads it as zero
+    /// after, instead of being zeroed again by a memset when it is reused.
+    pub fn with_host(mut self, ram: &Ram) -> FrameAlloc {
+        self.fresh = ram.take_fresh();
+        self.host = Some(ram.clone());
+        self
+    }
+
+    /// A zeroed frame. A freed frame is reused first (zeroed here: its
+    /// memory is resident, which is cheaper than a host fault), then a
+    /// frame never handed out (zeroed only if the RAM was not fresh),
+    /// then one of a free 2 MiB block.
     pub fn alloc(&mut self, ram: &Ram) -> Result<u64, VptError> {
-        let f = match self.free.pop() {
-            Some(f) => f,
+        let (f, is_zero) = match self.free.pop() {
+            Some(f) => (f, false),
             None if self.next < self.small_limit() => {
                 self.next += 4096;
-                self.next - 4096
+                (self.next - 4096, self.fresh)
             }
-            None => match self.free_large.pop() {
+            None => match (self.clean.pop(), self.clean_large.pop()) {
+                (Some(f), b) => {
+                    self.clean_large.extend(b);
+                    (f, true)
+                }
                 // The 4 KiB frames ran into the 2 MiB blocks: break a free
                 // block up.
-                Some(b) => {
-                    self.free.extend((1..512u64).rev().map(|i| b + i * 4096));
-                    b
+                (None, Some(b)) => {
+                    self.clean.extend((1..512u64).rev().map(|i| b + i * 4096));
+                    (b, true)
                 }
-                None => return Err(VptError::OutOfFrames),
+                (None, None) => match self.free_large.pop() {
+                    Some(b) => {
+                        self.free.extend((1..512u64).rev().map(|i| b + i * 4096));
+                        (b, false)
+                    }
+                    None => return Err(VptError::OutOfFrames),
+                },
             },
         };
-        ram.zero(f, 4096)?;
+        if !is_zero {
+            ram.zero(f, 4096)?;
+        }
         Ok(f)
     }
 
@@ -113,23 +153,35 @@ impl FrameAlloc {
     /// KiB frames. Give it back with [`FrameAlloc::free_large`] (whole), or
     /// frame by frame with [`FrameAlloc::free`] after splitting it.
     pub fn alloc_large(&mut self, ram: &Ram) -> Result<Option<u64>, VptError> {
-        let b = match self.free_large.pop() {
-            Some(b) => b,
-            None if self.large_next >= self.next.next_multiple_of(LARGE) + LARGE
-                && self.large_next >= LARGE =>
+        let (b, is_zero) = match (self.clean_large.pop(), self.free_large.pop()) {
+            (Some(b), d) => {
+                self.free_large.extend(d);
+                (b, true)
+            }
+            (None, Some(b)) => (b, false),
+            (None, None)
+                if self.large_next >= self.next.next_multiple_of(LARGE) + LARGE
+                    && self.large_next >= LARGE =>
             {
                 self.large_next -= LARGE;
-                self.large_next
+                (self.large_next, self.fresh)
             }
-            None => return Ok(None),
+            (None, None) => return Ok(None),
         };
-        ram.zero(b, LARGE)?;
+        if !is_zero {
+            ram.zero(b, LARGE)?;
+        }
         Ok(Some(b))
     }
 
-    /// Give back a whole 2 MiB block from [`FrameAlloc::alloc_large`].
+    /// Give back a whole 2 MiB block from [`FrameAlloc::alloc_large`]: to
+    /// the host as well when the allocator has one ([`FrameAlloc::with_host`]).
     pub fn free_large(&mut self, block: u64) {
-        self.free_large.push(block);
+        if self.host.as_ref().is_some_and(|r| r.discard(block, LARGE)) {
+            self.clean_large.push(block);
+        } else {
+            self.free_large.push(block);
+        }
     }
 
     /// Free 2 MiB blocks (handed back or never carved).
@@ -138,7 +190,7 @@ impl FrameAlloc {
             .large_next
             .saturating_sub(self.next.next_multiple_of(LARGE))
             / LARGE;
-        self.free_large.len() as u64 + carvable
+        (self.free_large.len() + self.clean_large.len()) as u64 + carvable
     }
 
     /// Drop one reference to a frame; the frame returns to the allocator
@@ -168,8 +220,8 @@ impl FrameAlloc {
     /// Frames still available.
     pub fn available(&self) -> u64 {
         self.small_limit().saturating_sub(self.next) / 4096
-            + self.free.len() as u64
-            + 512 * self.free_large.len() as u64
+            + (self.free.len() + self.clean.len()) as u64
+            + 512 * (self.free_large.len() + self.clean_large.len()) as u64
     }
 }
 
@@ -713,5 +765,63 @@ mod tests {
         }
         assert!(n >= 512, "the free block fed 4 KiB frames ({n})");
         assert_eq!(fa.available(), 0);
+    }
+
+    /// Fill `[at, at+len)` with 0xaa.
+    fn scribble(ram: &Ram, at: u64, len: u64) {
+        ram.write(at, &vec![0xaa; usize::try_from(len).unwrap()])
+            .unwrap();
+    }
+
+    fn is_zero(ram: &Ram, at: u64, len: u64) -> bool {
+        let mut b = vec![1u8; usize::try_from(len).unwrap()];
+        ram.read(at, &mut b).unwrap();
+        b.iter().all(|&x| x == 0)
+    }
+
+    #[test]
+    fn freed_blocks_go_back_to_the_host_and_come_back_zero() {
+        let (ram, _) = Ram::anonymous_aligned(8 << 20, false).unwrap();
+        let mut fa = FrameAlloc::new(0x1000, 8 << 20).unwrap().with_host(&ram);
+        let a = fa.alloc_large(&ram).unwrap().unwrap();
+        assert!(is_zero(&ram, a, LARGE));
+        scribble(&ram, a, LARGE);
+        let before = fa.available_large();
+        fa.free_large(a);
+        // Given back: the host reads it as zero before anyone zeroes it.
+        assert!(is_zero(&ram, a, LARGE));
+        assert_eq!(fa.available_large(), before + 1);
+        assert_eq!(fa.alloc_large(&ram).unwrap(), Some(a));
+        // Broken up into 4 KiB frames once the small range is used up:
+        // each still reads zero.
+        fa.free_large(a);
+        let mut seen = 0;
+        while let Ok(f) = fa.alloc(&ram) {
+            assert!(is_zero(&ram, f, 4096), "frame {f:#x}");
+            scribble(&ram, f, 4096);
+            seen += 1;
+        }
+        assert!(seen > 512);
+        // A freed 4 KiB frame is zeroed when it is handed out again.
+        fa.free(a + 4096);
+        assert_eq!(fa.alloc(&ram).unwrap(), a + 4096);
+        assert!(is_zero(&ram, a + 4096, 4096));
+    }
+
+    #[test]
+    fn only_the_first_allocator_over_fresh_ram_skips_zeroing() {
+        let ram = Ram::anonymous(4 << 20).unwrap();
+        let first = FrameAlloc::new(0x1000, 4 << 20).unwrap().with_host(&ram);
+        assert!(first.fresh);
+        // Whatever the first one handed out may have been written...
+        scribble(&ram, 0x1000, 0x10000);
+        // ... so a second allocator over the same RAM zeroes.
+        let mut second = FrameAlloc::new(0x1000, 4 << 20).unwrap().with_host(&ram);
+        assert!(!second.fresh);
+        let f = second.alloc(&ram).unwrap();
+        assert_eq!(f, 0x1000);
+        assert!(is_zero(&ram, f, 4096));
+        // Without a host, the allocator zeroes as before.
+        assert!(!FrameAlloc::new(0, 4096).unwrap().fresh);
     }
 }

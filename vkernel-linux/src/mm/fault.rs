@@ -184,7 +184,7 @@ impl Mm {
         } else {
             self.fault_around
         };
-        let (lo, hi) = if vma.kind == VmaKind::Stack {
+        let (mut lo, mut hi) = if vma.kind == VmaKind::Stack {
             (page.saturating_sub((n - 1) * PAGE).max(start), page + PAGE)
         } else if page == self.sweep.0 {
             (page, (page + n * PAGE).min(vma.end))
@@ -194,6 +194,12 @@ impl Mm {
             let base = page - (page / PAGE % n) * PAGE;
             (base.max(start), (base + n * PAGE).min(vma.end))
         };
+        if self.large_area(&vma) {
+            // Never into another 2 MiB window: it may still get a large
+            // page at its first touch (a sweep goes on there).
+            let win = page & !(LARGE - 1);
+            (lo, hi) = (lo.max(win), hi.min(win + LARGE));
+        }
         self.sweep = (hi, n);
         self.populate(start, &vma, page, dirty)
             .map_err(|e| match e {

@@ -25,16 +25,24 @@ impl Mm {
     /// window and none of its pages is mapped yet.
     pub(super) fn large_window(&self, start: u64, vma: &Vma, page: u64) -> Option<u64> {
         let base = page & !(LARGE - 1);
-        let ok = self.large_pages
-            && vma.file.is_none()
-            && vma.shm.is_none()
-            && matches!(vma.kind, VmaKind::Anon | VmaKind::Brk)
-            && vma.prot != 0
+        let ok = self.large_area(vma)
             && start <= base
             && base + LARGE <= vma.end
             && !self.large.contains_key(&base)
             && self.pages.range(base..base + LARGE).next().is_none();
         ok.then_some(base)
+    }
+
+    /// May `vma`'s windows get large pages (an anonymous private area, not
+    /// the stack, with large pages on)? Fault-around in such an area stays
+    /// inside the faulting page's window, so that the next window is still
+    /// empty when it is first touched.
+    pub(super) fn large_area(&self, vma: &Vma) -> bool {
+        self.large_pages
+            && vma.file.is_none()
+            && vma.shm.is_none()
+            && matches!(vma.kind, VmaKind::Anon | VmaKind::Brk)
+            && vma.prot != 0
     }
 
     /// Map the window at `base` with a fresh zeroed 2 MiB block. Returns

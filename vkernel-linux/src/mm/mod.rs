@@ -333,7 +333,8 @@ impl Mm {
     /// A fresh address space on `machine` with frames from
     /// `[FRAMES_START, ram size)`.
     pub fn new(machine: &Machine) -> Result<Mm, MmError> {
-        let frames = FrameAlloc::new(FRAMES_START, machine.ram_size() & !(PAGE - 1))?;
+        let frames = FrameAlloc::new(FRAMES_START, machine.ram_size() & !(PAGE - 1))?
+            .with_host(machine.ram());
         Mm::with_parts(
             machine.ram().clone(),
             Arc::new(Mutex::new(frames)),
