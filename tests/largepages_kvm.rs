@@ -346,3 +346,55 @@ fn linux_freed_memory_goes_back_to_the_host() {
         "{freed} KiB after freeing, {touched} KiB before"
     );
 }
+
+/// A window first mapped with 4 KiB pages becomes one large page at a
+/// later touch once it qualifies (issue 26's collapse, as khugepaged):
+/// the pages already there keep their bytes, the rest reads zero, and the
+/// small frames are given back. A window whose pages a fork shares
+/// copy-on-write is left alone.
+#[test]
+fn linux_a_window_of_small_pages_collapses_into_a_large_one() {
+    use linux::mm::{Mm, PROT_READ, PROT_WRITE};
+    let Some(machine) = machine(
+        "linux_a_window_of_small_pages_collapses_into_a_large_one",
+        128 << 20,
+    ) else {
+        return;
+    };
+    let mut mm = Mm::new(&machine).unwrap();
+    let base = 0x4000_0000;
+    mm.mmap(base, 4 << 20, PROT_READ | PROT_WRITE, true, false, None)
+        .unwrap();
+    // Small pages first (as when no block was free).
+    mm.set_large_pages(false);
+    mm.handle_fault(base + 0x3000, Access::Write).unwrap();
+    mm.write(base + 0x3000, b"kept").unwrap();
+    let small = mm.resident_pages();
+    assert!((1..512).contains(&small), "{small} pages");
+    assert_eq!(mm.large_pages(), 0);
+    let free0 = mm.free_frames();
+    mm.set_large_pages(true);
+    // A touch of a page not mapped yet in that window collapses it.
+    mm.handle_fault(base + 0x10_0000, Access::Read).unwrap();
+    assert_eq!(mm.large_pages(), 1);
+    assert_eq!(mm.resident_pages(), PAGES as usize);
+    assert_eq!(mm.vmspace().walk(base + 0x3000).unwrap().level, 2);
+    let mut b = [0u8; 4];
+    mm.read(base + 0x3000, &mut b).unwrap();
+    assert_eq!(&b, b"kept");
+    mm.read(base + 0x10_0000, &mut b).unwrap();
+    assert_eq!(b, [0; 4]);
+    // The small frames went back, the level-1 table too; one block taken.
+    assert_eq!(mm.free_frames(), free0 + small as u64 + 1 - PAGES);
+    // After a fork, the second window's small pages are shared: no
+    // collapse there.
+    mm.set_large_pages(false);
+    mm.handle_fault(base + LARGE + 0x5000, Access::Write)
+        .unwrap();
+    mm.set_large_pages(true);
+    let child = mm.fork(machine.vmspace_create().unwrap()).unwrap();
+    mm.handle_fault(base + LARGE + 0x10_0000, Access::Read)
+        .unwrap();
+    assert_eq!(mm.vmspace().walk(base + LARGE + 0x5000).unwrap().level, 1);
+    drop(child);
+}

@@ -23,10 +23,10 @@ fn linux_bench_quick_reports_every_figure() {
         "cpu_ns_per_syscall",
         "native_getppid_ns",
         "qemu_getppid_ns",
-        "vk_first_touch_ns",
+        "vk_warm_first_touch_ns",
         "native_first_touch_ns",
         "qemu_first_touch_ns",
-        "vk_first_touch_large_ns",
+        "vk_warm_first_touch_large_ns",
         "native_first_touch_large_ns",
         "qemu_first_touch_large_ns",
         "raw_exit_ns",
@@ -45,6 +45,37 @@ fn linux_bench_quick_reports_every_figure() {
         }
         assert!(v > 0.0, "{k} = {v}");
     }
+}
+
+/// vkbench's memory suite (examples/vkbench/memory.rs) in quick mode:
+/// each program timed as a fresh vkernel process, natively and (when
+/// installed) under qemu-user, with the exit floor beside them.
+#[test]
+fn memory_bench_quick_times_fresh_processes() {
+    let test = "memory_bench_quick_times_fresh_processes";
+    if !common::have_kvm(test) {
+        return;
+    }
+    // The suite runs the vkernel example as a process.
+    common::example_binary("vkernel");
+    let r = common::vkbench_quick("memory");
+    let get = |k: &str| r.iter().find(|(n, _)| n == k).map(|x| x.1);
+    if get("native_pages_ms").is_none() {
+        common::skip(test, "gcc missing: no memory figures");
+        return;
+    }
+    for p in ["pages", "sieve", "sort"] {
+        for k in [
+            format!("native_{p}_ms"),
+            format!("vk_{p}_ms"),
+            format!("vk_{p}_cpu_ms"),
+            format!("vk_{p}_x_native"),
+        ] {
+            let v = get(&k).unwrap_or_else(|| panic!("no {k}: {r:?}"));
+            assert!(v > 0.0, "{k} = {v}");
+        }
+    }
+    assert!(get("raw_exit_ns").is_some_and(|v| v > 0.0), "{r:?}");
 }
 
 /// Unknown flags are refused with clap's message, not silently ignored.

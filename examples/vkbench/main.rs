@@ -2,7 +2,7 @@
 //! in the same run, because these machines are noisy.
 //!
 //! ```text
-//! cargo run --release --example vkbench -- [--json] [--quick] [core|devices|memstat|linux|sched|all]...
+//! cargo run --release --example vkbench -- [--json] [--quick] [core|devices|memstat|linux|memory|sched|net|all]...
 //! ```
 
 mod core_bench;
@@ -11,6 +11,7 @@ mod devices;
 mod dynexec;
 mod lifecycle;
 mod linux;
+mod memory;
 mod memstat;
 mod net;
 /// The Linux personality, used by the linux and sched suites.
@@ -53,6 +54,9 @@ enum Suite {
     Memstat,
     /// The Linux personality against native Linux (and qemu-user).
     Linux,
+    /// Whole programs' memory use (first touch, sieve, sort) as fresh
+    /// processes against native Linux and qemu-user.
+    Memory,
     /// The scheduler against native Linux.
     Sched,
     /// TCP over the loopback network against native loopback.
@@ -75,6 +79,7 @@ fn main() {
             Suite::Devices,
             Suite::Memstat,
             Suite::Linux,
+            Suite::Memory,
             Suite::Sched,
             Suite::Net,
         ]
@@ -92,6 +97,7 @@ fn main() {
                 out.extend(linux::measure(quick));
                 out.extend(dynexec::measure(quick));
             }
+            Suite::Memory => out.extend(memory::measure(quick)),
             Suite::Sched => out.extend(sched::measure(quick)),
             Suite::Net => out.extend(net::measure(quick)),
             Suite::Devices => {

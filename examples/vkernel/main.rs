@@ -620,6 +620,7 @@ fn run(
         for (i, s) in report.cpu_stats.iter().enumerate() {
             vk_eprintln!("vkernel: vCPU {i}: {s:?}");
         }
+        vk_eprintln!("vkernel: {}", ram_line(&machine));
     }
     for line in linux::diag::report_lines(&report.unimplemented) {
         if opts.stats {
@@ -713,6 +714,28 @@ impl std::io::Write for LogSink {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// What backs guest RAM, for `--stats`: the backing, whether the mapping
+/// starts on a 2 MiB boundary in host memory (guest-physical 0 always
+/// does), which the host needs to back it with huge pages and KVM to map
+/// 2 MiB at once, and the host's transparent huge page modes.
+fn ram_line(machine: &vkernel::core::machine::Machine) -> String {
+    let ram = machine.ram();
+    let host = ram.host_ptr(0, 0).map_or(0, |p| p as u64);
+    let probe = vkernel::core::ram::HugeProbe::read();
+    format!(
+        "RAM: {} MiB, {:?}, host address {host:#x} ({}2 MiB aligned), THP anon '{}' shmem '{}'",
+        ram.size() >> 20,
+        machine.ram_backing(),
+        if host.is_multiple_of(2 << 20) {
+            ""
+        } else {
+            "not "
+        },
+        probe.thp_anon,
+        probe.thp_shmem
+    )
 }
 
 fn main() -> ExitCode {

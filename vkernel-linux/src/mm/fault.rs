@@ -179,6 +179,13 @@ impl Mm {
             return Ok(());
         }
         self.stats.demand_faults += 1;
+        if self.collapse_window(start, &vma, page & !(LARGE - 1)) {
+            self.sweep = (
+                (page & !(LARGE - 1)) + LARGE,
+                MAX_WINDOW.max(self.fault_around),
+            );
+            return Ok(());
+        }
         let n = if page == self.sweep.0 {
             (self.sweep.1 * 2).min(MAX_WINDOW.max(self.fault_around))
         } else {

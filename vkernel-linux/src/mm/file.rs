@@ -47,6 +47,15 @@ impl Mm {
             if let Some((base, block)) = self.large_at(va) {
                 return Ok(block + (va - base));
             }
+            // The kernel's own first touch (read() into a fresh buffer)
+            // maps a large page where a vproc's would.
+            if let Some(base) = self.large_window(start, vma, va) {
+                if self.map_large_at(base, vma.prot, dirty) {
+                    if let Some((_, block)) = self.large_at(va) {
+                        return Ok(block + (va - base));
+                    }
+                }
+            }
             return self.map_new(va, vma.prot, dirty);
         };
         let off = fm.off.saturating_add(va - start);

@@ -68,6 +68,95 @@ impl Mm {
         true
     }
 
+    /// Collapse the 2 MiB window at `base` into one large page, as
+    /// Linux's khugepaged does, when a page of it that is not mapped yet
+    /// is touched: the window lies wholly inside the eligible area
+    /// `[start, vma.end)` (a brk heap grew over it, or the area's first
+    /// touch came when no block was free) and its mapped pages are this
+    /// process's own (no copy-on-write sharing, no shared mapping). Their
+    /// VPTEs are removed and the hardware entries dropped first, so a
+    /// thread on another vCPU that touches one faults and waits for the
+    /// process lock instead of writing into a page being copied; then the
+    /// pages are copied into a fresh block (the rest of it is zero) and
+    /// the window is mapped large. False, changing nothing, when the
+    /// window does not qualify or no block is free.
+    pub(super) fn collapse_window(&mut self, start: u64, vma: &Vma, base: u64) -> bool {
+        let end = base + LARGE;
+        if !self.large_area(vma) || start > base || end > vma.end || self.large.contains_key(&base)
+        {
+            return false;
+        }
+        let small: Vec<(u64, u64)> = self.pages.range(base..end).map(|(a, f)| (*a, *f)).collect();
+        if small.is_empty() {
+            return false;
+        }
+        let ram = self.ram.clone();
+        let mut old = Vec::with_capacity(small.len());
+        {
+            let fr = self.fr();
+            for &(va, f) in &small {
+                match self.vpt.lookup(&ram, va) {
+                    Some(e)
+                        if fr.refcount(f) == 1 && e.bits() & (Vpte::COW | Vpte::SHARED) == 0 =>
+                    {
+                        old.push((va, f, e));
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        let Ok(Some(block)) = self.fr().alloc_large(&ram) else {
+            return false;
+        };
+        for &(va, _, _) in &old {
+            self.vpt.unmap(&ram, va);
+        }
+        self.inval(base, end);
+        let mut dirty = false;
+        let mut buf = [0u8; 4096];
+        for &(va, f, e) in &old {
+            dirty |= e.modified();
+            if ram.read(f, &mut buf).is_err() || ram.write(block + (va - base), &buf).is_err() {
+                // Cannot happen (frames lie in RAM); put the window back.
+                return self.collapse_undo(&old, block);
+            }
+        }
+        let mapped = self.vpt.map_large(
+            &ram,
+            &mut self.fr(),
+            base,
+            block,
+            Self::flags(vma.prot, dirty),
+        );
+        if mapped.is_err() {
+            return self.collapse_undo(&old, block);
+        }
+        for &(va, _, _) in &old {
+            self.pages.remove(&va);
+        }
+        let mut fr = self.fr();
+        for &(_, f, _) in &old {
+            fr.free(f);
+        }
+        drop(fr);
+        self.large.insert(base, block);
+        self.stats.pages_mapped += LARGE / PAGE - old.len() as u64;
+        self.stats.large_collapses += 1;
+        true
+    }
+
+    /// A collapse that could not finish: the window's 4 KiB VPTEs go back
+    /// as they were and the block is freed. Returns false.
+    fn collapse_undo(&mut self, old: &[(u64, u64, Vpte)], block: u64) -> bool {
+        let ram = self.ram.clone();
+        let mut fr = self.fr();
+        for &(va, _, e) in old {
+            let _ = self.vpt.set(&ram, &mut fr, va, e);
+        }
+        fr.free_large(block);
+        false
+    }
+
     /// Split every large page overlapping `[start, end)` into 4 KiB pages
     /// (VPTEs and `pages` entries over the same frames); with `drop_covered`,
     /// a large page the range covers wholly is unmapped and its block freed

@@ -274,6 +274,9 @@ pub struct MmStats {
     pub large_pages_mapped: u64,
     /// Large pages split into 4 KiB pages (munmap, mprotect, fork...).
     pub large_splits: u64,
+    /// Windows of 4 KiB pages collapsed into a large page at a later
+    /// touch ([`Mm::collapse_window`]).
+    pub large_collapses: u64,
 }
 
 /// The frame allocator every vproc of a virtual kernel shares.
