@@ -208,14 +208,19 @@ impl Mm {
             (lo, hi) = (lo.max(win), hi.min(win + LARGE));
         }
         self.sweep = (hi, n);
-        self.populate(start, &vma, page, dirty)
+        // Private anonymous pages are mapped writable (M set) even by a
+        // read: they have nothing to write back, and a page read before
+        // it is written (a sieve's `if (c[i])`) would otherwise take a
+        // second fault, an exit, at its first write.
+        let anon = vma.file.is_none() && vma.shm.is_none();
+        self.populate(start, &vma, page, dirty || anon)
             .map_err(|e| match e {
                 MmError::Bus(_) => FaultSignal::Bus,
                 _ => FaultSignal::Oom,
             })?;
         // Neighbours of a file page are read ahead but stay shared (a
         // shared area's are not written yet).
-        let ndirty = dirty && vma.file.is_none() && vma.shm.is_none();
+        let ndirty = anon;
         let mut va = lo;
         while va < hi {
             if va != page
