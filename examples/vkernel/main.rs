@@ -176,6 +176,13 @@ struct Opts {
     /// Map first touches with 4 KiB pages only (no 2 MiB large pages).
     #[arg(long)]
     no_large_pages: bool,
+    /// Debug the program with gdb: it starts stopped before its first
+    /// instruction and the vkernel waits at ADDR (HOST:PORT, or a Unix
+    /// socket path) for gdb's `target remote ADDR` (or `target
+    /// extended-remote ADDR`). Its threads stop together (all-stop); the
+    /// children it forks run freely; when gdb detaches it runs on.
+    #[arg(long, value_name = "ADDR")]
+    gdb: Option<linux::gdb_remote::GdbAddr>,
     /// Seconds after a first SIGTERM (forwarded to the first vproc) from
     /// which another SIGTERM kills every vproc.
     #[arg(long, default_value_t = 10)]
@@ -262,6 +269,13 @@ enum MainError {
     Net(#[from] linux::net::NetError),
     #[error("--net: cannot write /etc/hosts, /etc/resolv.conf or /sys/class/net in the vprocs' tree: errno {0}")]
     NetEtc(i64),
+    #[error(
+        "--gdb {addr}: {source} (give a free HOST:PORT, or a socket path in a writable directory)"
+    )]
+    Gdb {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("--log {path}: {source} (give a writable file path)")]
     Log {
         path: String,
@@ -575,6 +589,15 @@ fn run(
         forward_signals: true,
         term_grace: std::time::Duration::from_secs(opts.term_grace),
         net: net.clone(),
+        debugger: match &opts.gdb {
+            Some(a) => Some(linux::gdb_remote::debugger(a, |a| {
+                vk_eprintln!("vkernel: the program is stopped before its first instruction; waiting for gdb on {a} (target remote {a})");
+            }).map_err(|source| MainError::Gdb {
+                addr: a.to_string(),
+                source,
+            })?),
+            None => None,
+        },
     };
     let mut launch = Launch::program(image, path.clone())
         .exe(exe)
@@ -792,6 +815,7 @@ fn main() -> ExitCode {
                 no_syscall_patching: false,
                 ram_backing: RamBackingArg::Auto,
                 no_large_pages: false,
+                gdb: None,
                 term_grace: 10,
                 log: std::env::var_os("VKERNEL_LOG").map(PathBuf::from),
                 verbose: false,

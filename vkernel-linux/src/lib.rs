@@ -51,6 +51,7 @@ pub mod elf;
 pub mod exec;
 pub mod files;
 pub mod fs;
+pub mod gdb_remote;
 pub mod kernel;
 pub mod launch;
 pub mod load;

@@ -52,6 +52,7 @@ use crate::abi::errno::*;
 
 mod calls;
 mod cpu_loop;
+pub(crate) mod debug;
 pub(crate) mod fast;
 mod fork;
 mod futex;
@@ -130,6 +131,22 @@ pub struct Options {
     pub term_grace: Duration,
     /// The tap network (`--net tap:...`; None: loopback only).
     pub net: Option<Arc<crate::net::Net>>,
+    /// A debugger for the first vproc (`vkernel run --gdb`): it is traced
+    /// and stopped before its first instruction, and this starts the
+    /// debugger's thread (see [`crate::gdb_remote`]); the run waits for
+    /// that thread at its end.
+    pub debugger: Option<Debugger>,
+}
+
+/// What starts a debugger's thread on the kernel and the first vproc's
+/// pid (see [`Options::debugger`]).
+#[derive(Clone)]
+pub struct Debugger(pub Arc<dyn Fn(Arc<Kernel>, Pid) -> std::thread::JoinHandle<()> + Send + Sync>);
+
+impl std::fmt::Debug for Debugger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Debugger")
+    }
 }
 
 impl Default for Options {
@@ -148,6 +165,7 @@ impl Default for Options {
             forward_signals: false,
             term_grace: Duration::from_secs(10),
             net: None,
+            debugger: None,
         }
     }
 }
@@ -322,6 +340,8 @@ pub struct Kernel {
     uts: Mutex<(Vec<u8>, Vec<u8>)>,
     /// System V semaphores and message queues.
     pub(crate) sysv: Mutex<sysv::SysV>,
+    /// Wakes a debugger stub when one of its tracees stops or ends.
+    pub(crate) debug: debug::DebugEvents,
     /// Event count for idle vCPUs: bumped (under its own lock) by every
     /// change that may give an idle vCPU work, so a vCPU that read it
     /// before looking at the table never sleeps through one.

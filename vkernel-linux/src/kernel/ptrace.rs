@@ -546,6 +546,10 @@ impl Kernel {
         let Some(tracer) = tracer_of(t, pid) else {
             return;
         };
+        if tracer == super::debug::STUB {
+            self.debug.notify();
+            return;
+        }
         self.post_process_signal(
             t,
             tracer,
@@ -619,7 +623,7 @@ impl Kernel {
 
     /// End the trace of `pid`: a stopped tracee runs on (delivering the
     /// signal it stopped for), a zombie goes back to its parent's wait4.
-    fn untrace(&self, t: &mut Table, pid: Pid) {
+    pub(super) fn untrace(&self, t: &mut Table, pid: Pid) {
         let Some(e) = t.procs.get_mut(&pid) else {
             return;
         };
@@ -655,6 +659,10 @@ impl Kernel {
             tid: pid,
             status: wstatus(status),
         });
+        if tracer == super::debug::STUB {
+            self.debug.notify();
+            return;
+        }
         self.wake_group_locked(t, tracer);
     }
 
@@ -664,6 +672,10 @@ impl Kernel {
         let Some(tracer) = tracer_of(t, pid) else {
             return;
         };
+        if tracer == super::debug::STUB {
+            self.debug.notify();
+            return;
+        }
         if tracer != ppid {
             self.post_process_signal(
                 t,

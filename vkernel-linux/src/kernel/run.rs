@@ -44,7 +44,17 @@ pub(crate) fn run_with(
         );
     }
     init.k = Some(k.clone());
+    let init_pid = init.pid;
     add_init(&k, init)?;
+    let debugger = match &opts.debugger {
+        Some(d) => {
+            k.debug_attach(init_pid).map_err(|e| {
+                VprocError::Run(RunError::Broken(format!("debugger attach: errno {e}")))
+            })?;
+            Some((d.0)(k.clone(), init_pid))
+        }
+        None => None,
+    };
     // Caught from here until the run ends (dropped at return).
     let _host_signals = opts
         .forward_signals
@@ -56,6 +66,10 @@ pub(crate) fn run_with(
         cpu_stats.push(r?);
     }
     let report = finish(&k, cpu_stats);
+    if let Some(h) = debugger {
+        // It reports the end to gdb, then returns.
+        let _ = h.join();
+    }
     drop(k);
     drop(cpus);
     Ok(report)
@@ -110,6 +124,7 @@ fn new_kernel(
         }),
         uts: Mutex::new((b"vkernel".to_vec(), b"(none)".to_vec())),
         sysv: Mutex::default(),
+        debug: Default::default(),
         events: Mutex::new(0),
         idle: Condvar::new(),
         wakes: Mutex::new(Vec::new()),

@@ -1,0 +1,255 @@
+//! The gdb stub (issue 28): `vkernel run --gdb ADDR` starts the program
+//! stopped before its first instruction and serves gdb's remote protocol.
+//! Debian's gdb drives the same session against the stub and against
+//! `gdbserver` running the program natively, and what gdb prints is
+//! compared: the same breakpoints hit (in the main thread and a second
+//! one), backtraces, arguments and locals, `finish`'s value, `next`,
+//! `stepi`, a register, the thread list and the exit code. SKIPs loudly
+//! without /dev/kvm, gdb, gdbserver or gcc.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// gdb's commands after connecting.
+const SESSION: &[&str] = &[
+    "break add",
+    "break worker",
+    "continue",
+    "bt",
+    "print a",
+    "finish",
+    "next",
+    "print r",
+    "info registers rip",
+    "stepi",
+    "continue",
+    "info threads",
+    "print *(int *)arg",
+    "continue",
+];
+
+/// tests/guests/gdb_target.c built with -g and `link` (-pie, -static).
+fn build(test: &str, link: &str) -> PathBuf {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/guests/gdb_target.c");
+    let out = common::scratch(test).join(format!("gdb_target{link}"));
+    let st = Command::new("gcc")
+        .args(["-g", "-O0", "-pthread", link, "-o"])
+        .arg(&out)
+        .arg(src)
+        .status()
+        .expect("gcc runs");
+    assert!(st.success(), "gcc {link} failed on {src}");
+    out
+}
+
+/// A TCP port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// gdb in batch mode against the remote target at `addr`: its stdout.
+fn gdb(prog: &Path, addr: &str) -> String {
+    let mut c = Command::new("/usr/bin/gdb");
+    c.args(["-nx", "-batch", "-ex", "set sysroot /", "-ex"])
+        .arg(format!("target extended-remote {addr}"));
+    for cmd in SESSION {
+        c.args(["-ex", cmd]);
+    }
+    c.arg(prog);
+    let o = common::output_within(c, "gdb", Duration::from_secs(120));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Read `child`'s stderr until a line containing `needle`; the line.
+fn stderr_line(child: &mut Child, needle: &str) -> String {
+    let err = child.stderr.take().expect("piped stderr");
+    let mut r = BufReader::new(err);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line).expect("read stderr");
+        assert!(n > 0, "no line with {needle:?} on stderr");
+        if line.contains(needle) {
+            // The rest is drained so the child never blocks on it.
+            std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::sink()));
+            return line;
+        }
+    }
+}
+
+/// What gdb printed, made comparable between the two targets: numbers
+/// as N, blanks as one, gdbserver's thread names and the lines only one
+/// side prints (file transfer notes, "[Thread ... exited]", whose order
+/// against the exit is a race) left out, and the frame of thread 1 in
+/// `info threads` (where the main thread is when the worker stops is a
+/// race natively too).
+fn shape(s: &str) -> String {
+    let mut out = Vec::new();
+    for l in s.lines() {
+        if l.starts_with("Reading ")
+            || l.starts_with("warning: ")
+            || (l.starts_with("[Thread ") && l.ends_with(" exited]"))
+        {
+            continue;
+        }
+        let mut l = l.to_string();
+        while let Some(i) = l.find(" \"gdb_target") {
+            let end = l[i + 2..].find('"').map_or(l.len(), |j| i + 3 + j);
+            l.replace_range(i..end, "");
+        }
+        let mut n = String::new();
+        let mut chars = l.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c.is_ascii_digit() {
+                if c == '0' && chars.peek() == Some(&'x') {
+                    chars.next();
+                }
+                while chars.peek().is_some_and(|d| d.is_ascii_hexdigit()) {
+                    chars.next();
+                }
+                n.push('N');
+            } else {
+                n.push(c);
+            }
+        }
+        let n = n.split_whitespace().collect::<Vec<_>>().join(" ");
+        let n = match n.strip_prefix("N Thread N.N ") {
+            Some(_) => "N Thread N.N".to_string(),
+            None => n,
+        };
+        out.push(n);
+    }
+    out.join("\n")
+}
+
+#[test]
+fn gdb_through_the_stub_matches_gdbserver() {
+    let test = "gdb_through_the_stub_matches_gdbserver";
+    let Some(vk) = common::vkernel_binary(test) else {
+        return;
+    };
+    for tool in ["/usr/bin/gdb", "/usr/bin/gdbserver"] {
+        if !Path::new(tool).exists() {
+            common::skip(
+                test,
+                &format!("{tool} not found (apt-get install gdb gdbserver)"),
+            );
+            return;
+        }
+    }
+    if !common::have_cc("gcc") {
+        common::skip(test, "gcc not found (apt-get install gcc)");
+        return;
+    }
+    for link in ["-pie", "-static"] {
+        let prog = build(test, link);
+        // Natively, under gdbserver.
+        let port = free_port();
+        let mut server = Command::new("/usr/bin/gdbserver")
+            .arg("--once")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(&prog)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gdbserver");
+        stderr_line(&mut server, "Listening on port");
+        let native = gdb(&prog, &format!("127.0.0.1:{port}"));
+        // In extended mode gdbserver outlives its program: done with it.
+        let _ = server.kill();
+        let _ = server.wait();
+        for want in [
+            "Breakpoint 1, add (a=2, b=3)",
+            "Value returned is $2 = 5",
+            "hit Breakpoint 2, worker",
+            "$4 = 7",
+            "exited with code 03",
+        ] {
+            assert!(native.contains(want), "natively, no {want:?}:\n{native}");
+        }
+        for cpus in ["1", "2"] {
+            let mut run = Command::new(&vk)
+                .args(["run", "--cpus", cpus, "--gdb", "127.0.0.1:0", "--"])
+                .arg(&prog)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start vkernel");
+            let line = stderr_line(&mut run, "waiting for gdb on ");
+            let addr = line
+                .split("waiting for gdb on ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .expect("the address")
+                .to_string();
+            let got = gdb(&prog, &addr);
+            let mut out = run.stdout.take().expect("piped stdout");
+            let st = common::wait_within(&mut run, "vkernel --gdb", Duration::from_secs(60));
+            let mut printed = String::new();
+            std::io::Read::read_to_string(&mut out, &mut printed).expect("stdout");
+            assert_eq!(
+                st.code(),
+                Some(3),
+                "{link}, {cpus} vCPUs: vkernel's status\n{got}"
+            );
+            assert_eq!(printed, "r=5 counter=7\n", "{link}, {cpus} vCPUs");
+            assert_eq!(shape(&got), shape(&native), "{link}, {cpus} vCPUs");
+        }
+    }
+}
+
+/// gdb's `detach` lets the program run on to its end, untraced, and
+/// `kill` ends it: the vkernel's status says so.
+#[test]
+fn gdb_detach_runs_on_and_kill_ends() {
+    let test = "gdb_detach_runs_on_and_kill_ends";
+    let Some(vk) = common::vkernel_binary(test) else {
+        return;
+    };
+    if !Path::new("/usr/bin/gdb").exists() || !common::have_cc("gcc") {
+        common::skip(test, "gdb or gcc not found (apt-get install gdb gcc)");
+        return;
+    }
+    let prog = build(test, "-pie");
+    for (last, want) in [("detach", Some(3)), ("kill", None)] {
+        let mut run = Command::new(&vk)
+            .args(["run", "--cpus", "2", "--gdb", "127.0.0.1:0", "--"])
+            .arg(&prog)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vkernel");
+        let line = stderr_line(&mut run, "waiting for gdb on ");
+        let addr = line
+            .split("waiting for gdb on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .expect("the address")
+            .to_string();
+        let mut c = Command::new("/usr/bin/gdb");
+        c.args(["-nx", "-batch", "-ex", "set sysroot /", "-ex"])
+            .arg(format!("target extended-remote {addr}"))
+            .args(["-ex", "break worker", "-ex", "continue", "-ex", last])
+            .arg(&prog);
+        let o = common::output_within(c, "gdb", Duration::from_secs(120));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains("hit Breakpoint 1, worker"), "{last}: {text}");
+        let st = common::wait_within(&mut run, "vkernel --gdb", Duration::from_secs(60));
+        match want {
+            Some(code) => assert_eq!(st.code(), Some(code), "{last}: {text}"),
+            // Killed: the vkernel reports SIGKILL's status.
+            None => assert_ne!(st.code(), Some(3), "{last}: {st}\n{text}"),
+        }
+    }
+}
