@@ -253,3 +253,134 @@ fn gdb_detach_runs_on_and_kill_ends() {
         }
     }
 }
+
+/// With gdb's default sysroot (`target:`), gdb reads the program and its
+/// libraries from the vproc's own tree through the stub (vFile), stops in
+/// libc (`break pthread_create`), lists the shared libraries and the
+/// process's mappings (`info proc mappings` reads /proc/PID/maps as the
+/// vkernel makes it).
+#[test]
+fn gdb_reads_files_mappings_and_libraries_through_the_stub() {
+    let test = "gdb_reads_files_mappings_and_libraries_through_the_stub";
+    let Some(vk) = common::vkernel_binary(test) else {
+        return;
+    };
+    if !Path::new("/usr/bin/gdb").exists() || !common::have_cc("gcc") {
+        common::skip(test, "gdb or gcc not found (apt-get install gdb gcc)");
+        return;
+    }
+    let prog = build(test, "-pie");
+    let mut run = Command::new(&vk)
+        .args(["run", "--gdb", "127.0.0.1:0", "--"])
+        .arg(&prog)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vkernel");
+    let line = stderr_line(&mut run, "waiting for gdb on ");
+    let addr = line
+        .split("waiting for gdb on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the address")
+        .to_string();
+    let mut c = Command::new("/usr/bin/gdb");
+    c.args(["-nx", "-batch", "-ex"])
+        .arg(format!("target extended-remote {addr}"))
+        .args([
+            "-ex",
+            "break pthread_create",
+            "-ex",
+            "continue",
+            "-ex",
+            "info sharedlibrary",
+            "-ex",
+            "info proc mappings",
+            "-ex",
+            "continue",
+        ])
+        .arg(&prog);
+    let o = common::output_within(c, "gdb", Duration::from_secs(120));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let st = common::wait_within(&mut run, "vkernel --gdb", Duration::from_secs(60));
+    assert_eq!(st.code(), Some(3), "{text}");
+    let prog_path = prog.display().to_string();
+    for want in [
+        "Breakpoint 1, __pthread_create",
+        "target:/lib/x86_64-linux-gnu/libc.so.6",
+        "Mapped address spaces:",
+        "[stack]",
+        prog_path.as_str(),
+        "libc.so.6",
+        "exited with code 03",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+}
+
+/// Ctrl-C in gdb (SIGINT to gdb, which sends the interrupt byte) stops a
+/// program that spins without a system call: gdb reports SIGINT where it
+/// is, and `kill` ends it.
+#[test]
+fn gdb_interrupts_a_spinning_program() {
+    let test = "gdb_interrupts_a_spinning_program";
+    let Some(vk) = common::vkernel_binary(test) else {
+        return;
+    };
+    if !Path::new("/usr/bin/gdb").exists() || !common::have_cc("gcc") {
+        common::skip(test, "gdb or gcc not found (apt-get install gdb gcc)");
+        return;
+    }
+    let dir = common::scratch(test);
+    let src = dir.join("spin.c");
+    std::fs::write(
+        &src,
+        "int main(void) { volatile unsigned long i = 0; for (;;) i++; }\n",
+    )
+    .expect("write spin.c");
+    let prog = dir.join("spin");
+    let st = Command::new("gcc")
+        .args(["-g", "-O0", "-o"])
+        .arg(&prog)
+        .arg(&src)
+        .status()
+        .expect("gcc runs");
+    assert!(st.success());
+    let mut run = Command::new(&vk)
+        .args(["run", "--gdb", "127.0.0.1:0", "--"])
+        .arg(&prog)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vkernel");
+    let line = stderr_line(&mut run, "waiting for gdb on ");
+    let addr = line
+        .split("waiting for gdb on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the address")
+        .to_string();
+    let mut g = Command::new("/usr/bin/gdb")
+        .args(["-nx", "-batch", "-ex", "set sysroot /", "-ex"])
+        .arg(format!("target extended-remote {addr}"))
+        .args(["-ex", "continue", "-ex", "bt", "-ex", "kill"])
+        .arg(&prog)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start gdb");
+    std::thread::sleep(Duration::from_millis(1500));
+    common::send_signal(&g, libc::SIGINT);
+    let mut out = g.stdout.take().expect("piped");
+    common::wait_within(&mut g, "gdb", Duration::from_secs(60));
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut out, &mut text).expect("gdb's output");
+    let st = common::wait_within(&mut run, "vkernel --gdb", Duration::from_secs(60));
+    assert!(text.contains("Program received signal SIGINT"), "{text}");
+    assert!(text.contains("in main () at"), "{text}");
+    assert!(text.contains("killed]"), "{text}");
+    assert_ne!(st.code(), Some(0), "{st}");
+}

@@ -10,8 +10,10 @@
 //! stops, the stub stops the others before reporting), registers and
 //! memory of the parked threads, the auxiliary vector (so it relocates a
 //! PIE and finds the dynamic loader and the libraries through its
-//! `r_debug`), and the process's end. Ctrl-C in gdb interrupts every
-//! thread. Children the process forks run freely, untraced. When gdb
+//! `r_debug`), the vproc's files (`vFile`: gdb reads the program and the
+//! libraries from the vproc's own tree, a disk image's included, and
+//! `/proc/PID/maps` for `info proc mappings`), and the process's end.
+//! Ctrl-C in gdb interrupts every thread. Children the process forks run freely, untraced. When gdb
 //! detaches or goes away, the process runs on untraced; gdb's `kill`
 //! kills it.
 //!
@@ -21,6 +23,7 @@
 //! x86-64 register set here has no fs_base: thread-local variables cannot
 //! be printed).
 
+mod hostio;
 mod target;
 
 use std::io;
@@ -158,15 +161,18 @@ fn serve(l: &Listener, k: Arc<Kernel>, pid: Pid) {
         }
     };
     let mut target = VprocTarget::new(k.clone(), pid);
+    if let Ok((fs, exe)) = k.debug_with(pid, |b| (b.fs.clone(), b.exe.clone())) {
+        target.files.fs = Some(fs);
+        target.exe = exe;
+    }
     match GdbStub::new(conn).run_blocking::<EventLoop>(&mut target) {
-        Ok(DisconnectReason::Disconnect) => k.debug_detach_all(),
         Ok(DisconnectReason::Kill) => k.debug_kill(pid),
         Ok(_) => {}
-        Err(e) => {
-            log::error!("gdb stub: {e}; the program runs on");
-            k.debug_detach_all();
-        }
+        Err(e) => log::error!("gdb stub: {e}; the program runs on"),
     }
+    // Nobody traces them any more: they run on (or die of the kill), and
+    // their ends go to their parents as without a debugger.
+    k.debug_detach_all();
 }
 
 /// gdbstub's blocking event loop over the kernel's debug events.

@@ -61,6 +61,10 @@ pub struct VprocTarget {
     /// Stops of other threads seen while all threads were being stopped,
     /// reported one by one before anything runs again.
     pub(super) queued: Vec<(Pid, i32)>,
+    /// The program's path (what `/proc/PID/maps` shows for its image).
+    pub(super) exe: Vec<u8>,
+    /// Files gdb opened (`vFile`).
+    pub(super) files: super::hostio::Files,
 }
 
 /// gdb's thread id of vproc thread `tid`.
@@ -81,7 +85,14 @@ impl VprocTarget {
             actions: HashMap::new(),
             locked: false,
             queued: Vec::new(),
+            exe: Vec::new(),
+            files: Default::default(),
         }
+    }
+
+    /// `/proc/PID/maps` of the process, its image shown as `exe`.
+    pub(super) fn maps(&self, exe: &[u8]) -> Option<Vec<u8>> {
+        self.with_mm(|mm| crate::syscalls::render_maps(mm.vmas(), exe).into_bytes())
     }
 
     /// Run `f` on the process's memory, retrying while a thread of it is
@@ -146,6 +157,10 @@ impl Target for VprocTarget {
     }
 
     fn support_extended_mode(&mut self) -> Option<ExtendedModeOps<'_, Self>> {
+        Some(self)
+    }
+
+    fn support_host_io(&mut self) -> Option<gdbstub::target::ext::host_io::HostIoOps<'_, Self>> {
         Some(self)
     }
 

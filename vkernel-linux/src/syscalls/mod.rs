@@ -91,6 +91,7 @@ mod xattr;
 // What the exitless fast path (`kernel::fast`) shares with the handlers.
 pub(crate) use fs::seek_file;
 pub(crate) use info::uname_bytes;
+pub(crate) use procpid::render_maps;
 pub(crate) use stat::{fstat_bytes, stat_bytes};
 
 /// Internal errno: the call must wait (until its deadline,

@@ -16,7 +16,7 @@ use crate::Vproc;
 
 /// `/proc/PID/maps` of the areas `vmas`; image areas without a file of
 /// their own show `exe`.
-pub(super) fn render_maps<'a>(vmas: impl Iterator<Item = (u64, &'a Vma)>, exe: &[u8]) -> String {
+pub(crate) fn render_maps<'a>(vmas: impl Iterator<Item = (u64, &'a Vma)>, exe: &[u8]) -> String {
     let exe = String::from_utf8_lossy(exe).into_owned();
     let mut s = String::new();
     for (start, v) in vmas {
