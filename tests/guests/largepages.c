@@ -7,6 +7,7 @@
  * aligned); `rss` touches MIB MiB, says "touched", waits for a line on
  * stdin, unmaps them, says "freed" and waits for another line. */
 #define _GNU_SOURCE
+#include <alloca.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -124,6 +125,16 @@ static void pages(unsigned long n) {
     printf("pages %lu: sum %lu\n", n, s);
 }
 
+/* Use mib MiB of stack (alloca), touched from the top down as a deep
+ * recursion would. */
+static void stack(unsigned long mib) {
+    volatile char *s = alloca(mib * MIB);
+    unsigned long sum = 0;
+    for (long i = (long)(mib * MIB) - 1; i >= 0; i -= PG) s[i] = 1;
+    for (long i = (long)(mib * MIB) - 1; i >= 0; i -= PG) sum += s[i];
+    printf("stack %lu MiB: sum %lu\n", mib, sum);
+}
+
 static void wait_line(void) {
     int c;
     while ((c = getchar()) != EOF && c != '\n') {}
@@ -160,6 +171,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, 0, _IOLBF, 0);
     if (argc > 2 && !strcmp(argv[1], "touch")) { touch(strtoul(argv[2], 0, 10)); return 0; }
     if (argc > 2 && !strcmp(argv[1], "pages")) { pages(strtoul(argv[2], 0, 10)); return 0; }
+    if (argc > 2 && !strcmp(argv[1], "stack")) { stack(strtoul(argv[2], 0, 10)); return 0; }
     if (argc > 2 && !strcmp(argv[1], "rss")) { rss(strtoul(argv[2], 0, 10)); return 0; }
     if (argc > 2 && !strcmp(argv[1], "sieve")) { sieve(strtoul(argv[2], 0, 10)); return 0; }
     touch(16);

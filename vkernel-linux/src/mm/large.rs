@@ -33,15 +33,17 @@ impl Mm {
         ok.then_some(base)
     }
 
-    /// May `vma`'s windows get large pages (an anonymous private area, not
-    /// the stack, with large pages on)? Fault-around in such an area stays
+    /// May `vma`'s windows get large pages (an anonymous private area or
+    /// the stack, with large pages on)? The stack's top window holds the
+    /// arguments from exec and keeps 4 KiB pages; a deep stack's windows
+    /// below it are large. Fault-around in such an area stays
     /// inside the faulting page's window, so that the next window is still
     /// empty when it is first touched.
     pub(super) fn large_area(&self, vma: &Vma) -> bool {
         self.large_pages
             && vma.file.is_none()
             && vma.shm.is_none()
-            && matches!(vma.kind, VmaKind::Anon | VmaKind::Brk)
+            && matches!(vma.kind, VmaKind::Anon | VmaKind::Brk | VmaKind::Stack)
             && vma.prot != 0
     }
 
