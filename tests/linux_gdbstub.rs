@@ -85,6 +85,39 @@ fn stderr_line(child: &mut Child, needle: &str) -> String {
     }
 }
 
+/// The vkernel binary when /dev/kvm, gdb and gcc are there (else None,
+/// after a loud SKIP).
+fn vkernel_gdb_gcc(test: &str) -> Option<PathBuf> {
+    let vk = common::vkernel_binary(test)?;
+    if !Path::new("/usr/bin/gdb").exists() || !common::have_cc("gcc") {
+        common::skip(test, "gdb or gcc not found (apt-get install gdb gcc)");
+        return None;
+    }
+    Some(vk)
+}
+
+/// `vkernel run --cpus CPUS --gdb 127.0.0.1:0 PROG` (stdout as given):
+/// the process and the address its stub waits at (from its announcement
+/// on stderr).
+fn start(vk: &Path, cpus: &str, prog: &Path, stdout: Stdio) -> (Child, String) {
+    let mut run = Command::new(vk)
+        .args(["run", "--cpus", cpus, "--gdb", "127.0.0.1:0", "--"])
+        .arg(prog)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vkernel");
+    let line = stderr_line(&mut run, "waiting for gdb on ");
+    let addr = line
+        .split("waiting for gdb on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the address")
+        .to_string();
+    (run, addr)
+}
+
 /// What gdb printed, made comparable between the two targets: numbers
 /// as N, blanks as one, gdbserver's thread names and the lines only one
 /// side prints (file transfer notes, "[Thread ... exited]", whose order
@@ -105,21 +138,7 @@ fn shape(s: &str) -> String {
             let end = l[i + 2..].find('"').map_or(l.len(), |j| i + 3 + j);
             l.replace_range(i..end, "");
         }
-        let mut n = String::new();
-        let mut chars = l.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c.is_ascii_digit() {
-                if c == '0' && chars.peek() == Some(&'x') {
-                    chars.next();
-                }
-                while chars.peek().is_some_and(|d| d.is_ascii_hexdigit()) {
-                    chars.next();
-                }
-                n.push('N');
-            } else {
-                n.push(c);
-            }
-        }
+        let n = common::numbers_as_n(&l);
         let n = n.split_whitespace().collect::<Vec<_>>().join(" ");
         let n = match n.strip_prefix("N Thread N.N ") {
             Some(_) => "N Thread N.N".to_string(),
@@ -177,21 +196,7 @@ fn gdb_through_the_stub_matches_gdbserver() {
             assert!(native.contains(want), "natively, no {want:?}:\n{native}");
         }
         for cpus in ["1", "2"] {
-            let mut run = Command::new(&vk)
-                .args(["run", "--cpus", cpus, "--gdb", "127.0.0.1:0", "--"])
-                .arg(&prog)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start vkernel");
-            let line = stderr_line(&mut run, "waiting for gdb on ");
-            let addr = line
-                .split("waiting for gdb on ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .expect("the address")
-                .to_string();
+            let (mut run, addr) = start(&vk, cpus, &prog, Stdio::piped());
             let got = gdb(&prog, &addr);
             let mut out = run.stdout.take().expect("piped stdout");
             let st = common::wait_within(&mut run, "vkernel --gdb", Duration::from_secs(60));
@@ -213,30 +218,12 @@ fn gdb_through_the_stub_matches_gdbserver() {
 #[test]
 fn gdb_detach_runs_on_and_kill_ends() {
     let test = "gdb_detach_runs_on_and_kill_ends";
-    let Some(vk) = common::vkernel_binary(test) else {
+    let Some(vk) = vkernel_gdb_gcc(test) else {
         return;
     };
-    if !Path::new("/usr/bin/gdb").exists() || !common::have_cc("gcc") {
-        common::skip(test, "gdb or gcc not found (apt-get install gdb gcc)");
-        return;
-    }
     let prog = build(test, "-pie");
     for (last, want) in [("detach", Some(3)), ("kill", None)] {
-        let mut run = Command::new(&vk)
-            .args(["run", "--cpus", "2", "--gdb", "127.0.0.1:0", "--"])
-            .arg(&prog)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start vkernel");
-        let line = stderr_line(&mut run, "waiting for gdb on ");
-        let addr = line
-            .split("waiting for gdb on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .expect("the address")
-            .to_string();
+        let (mut run, addr) = start(&vk, "2", &prog, Stdio::null());
         let mut c = Command::new("/usr/bin/gdb");
         c.args(["-nx", "-batch", "-ex", "set sysroot /", "-ex"])
             .arg(format!("target extended-remote {addr}"))
@@ -262,29 +249,11 @@ fn gdb_detach_runs_on_and_kill_ends() {
 #[test]
 fn gdb_reads_files_mappings_and_libraries_through_the_stub() {
     let test = "gdb_reads_files_mappings_and_libraries_through_the_stub";
-    let Some(vk) = common::vkernel_binary(test) else {
+    let Some(vk) = vkernel_gdb_gcc(test) else {
         return;
     };
-    if !Path::new("/usr/bin/gdb").exists() || !common::have_cc("gcc") {
-        common::skip(test, "gdb or gcc not found (apt-get install gdb gcc)");
-        return;
-    }
     let prog = build(test, "-pie");
-    let mut run = Command::new(&vk)
-        .args(["run", "--gdb", "127.0.0.1:0", "--"])
-        .arg(&prog)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vkernel");
-    let line = stderr_line(&mut run, "waiting for gdb on ");
-    let addr = line
-        .split("waiting for gdb on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("the address")
-        .to_string();
+    let (mut run, addr) = start(&vk, "1", &prog, Stdio::null());
     let mut c = Command::new("/usr/bin/gdb");
     c.args(["-nx", "-batch", "-ex"])
         .arg(format!("target extended-remote {addr}"))
@@ -325,13 +294,9 @@ fn gdb_reads_files_mappings_and_libraries_through_the_stub() {
 #[test]
 fn gdb_interrupts_a_spinning_program() {
     let test = "gdb_interrupts_a_spinning_program";
-    let Some(vk) = common::vkernel_binary(test) else {
+    let Some(vk) = vkernel_gdb_gcc(test) else {
         return;
     };
-    if !Path::new("/usr/bin/gdb").exists() || !common::have_cc("gcc") {
-        common::skip(test, "gdb or gcc not found (apt-get install gdb gcc)");
-        return;
-    }
     let dir = common::scratch(test);
     let src = dir.join("spin.c");
     std::fs::write(
@@ -347,21 +312,7 @@ fn gdb_interrupts_a_spinning_program() {
         .status()
         .expect("gcc runs");
     assert!(st.success());
-    let mut run = Command::new(&vk)
-        .args(["run", "--gdb", "127.0.0.1:0", "--"])
-        .arg(&prog)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vkernel");
-    let line = stderr_line(&mut run, "waiting for gdb on ");
-    let addr = line
-        .split("waiting for gdb on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("the address")
-        .to_string();
+    let (mut run, addr) = start(&vk, "1", &prog, Stdio::null());
     let mut g = Command::new("/usr/bin/gdb")
         .args(["-nx", "-batch", "-ex", "set sysroot /", "-ex"])
         .arg(format!("target extended-remote {addr}"))

@@ -33,21 +33,7 @@ fn ptrace_requests_match_native() {
 /// between runs: each run of digits (and a hex number) reads `N`, and
 /// what strace pads or pluralises by them is made alike.
 fn shape(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            if c == '0' && chars.peek() == Some(&'x') {
-                chars.next();
-            }
-            while chars.peek().is_some_and(|d| d.is_ascii_hexdigit()) {
-                chars.next();
-            }
-            out.push('N');
-        } else {
-            out.push(c);
-        }
-    }
+    let out = common::numbers_as_n(s);
     // "[pid   N]" is padded to the pid's width; "/* 1 var */".
     out.replace("[pid   N]", "[pid N]")
         .replace("[pid  N]", "[pid N]")

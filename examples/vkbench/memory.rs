@@ -36,22 +36,6 @@ struct Prog {
     args: Vec<String>,
 }
 
-/// Build tests/guests/largepages.c statically into `dir`.
-fn build(dir: &Path) -> Result<PathBuf, String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests/largepages.c");
-    let out = dir.join("largepages");
-    let st = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .map_err(|e| format!("cannot run gcc: {e} (install gcc)"))?;
-    if !st.success() {
-        return Err(format!("gcc exited with {st}"));
-    }
-    Ok(out)
-}
-
 /// A text file of `bytes` bytes of pseudo-random lines (the same every
 /// run).
 fn sort_input(dir: &Path, bytes: usize) -> Result<PathBuf, String> {
@@ -157,7 +141,12 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         return out;
     }
     let mut progs = Vec::new();
-    match build(&dir) {
+    let guest = super::sched::SelfTimed {
+        source: "largepages.c",
+        keys: &[],
+        suite: "memory",
+    };
+    match guest.build() {
         Ok(lp) => {
             progs.push(Prog {
                 name: "pages",
@@ -234,6 +223,7 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
             out.push((format!("qemu_{}_ms", p.name), wall));
         }
     }
+    // (The guest's build went into the same directory.)
     let _ = std::fs::remove_dir_all(&dir);
     if vk.is_some() {
         out.push((

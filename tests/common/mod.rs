@@ -323,6 +323,27 @@ pub fn kvm_vkbench(test: &str, suite: &str) -> Option<Vec<(String, f64)>> {
     have_kvm(test).then(|| vkbench_quick(suite))
 }
 
+/// `s` with each run of digits (and each hex number, `0x` included) as
+/// `N`: pids, addresses and counts differ between runs.
+pub fn numbers_as_n(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            if c == '0' && chars.peek() == Some(&'x') {
+                chars.next();
+            }
+            while chars.peek().is_some_and(|d| d.is_ascii_hexdigit()) {
+                chars.next();
+            }
+            out.push('N');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Is the C compiler `cc` installed (and not hidden by
 /// `VKERNEL_TEST_NO_MUSL=1` for musl-gcc, which lets a machine with
 /// musl-tools test the fallback a fresh machine takes)?
