@@ -4,7 +4,8 @@
 //! `gdbserver` running the program natively, and what gdb prints is
 //! compared: the same breakpoints hit (in the main thread and a second
 //! one), backtraces, arguments and locals, `finish`'s value, `next`,
-//! `stepi`, a register, the thread list and the exit code. SKIPs loudly
+//! `stepi`, registers (rip, eflags, orig_rax), the thread list and the
+//! exit code. SKIPs loudly
 //! without /dev/kvm, gdb, gdbserver or gcc.
 
 mod common;
@@ -22,6 +23,8 @@ const SESSION: &[&str] = &[
     "continue",
     "bt",
     "print a",
+    "print $orig_rax",
+    "info registers eflags",
     "finish",
     "next",
     "print r",

@@ -17,12 +17,16 @@
 //! detaches or goes away, the process runs on untraced; gdb's `kill`
 //! kills it.
 //!
+//! The registers are gdbserver's on Linux ([`arch`]): the core and SSE
+//! sets, orig_rax and the fs/gs bases.
+//!
 //! Refused: hardware watchpoints (gdb falls back to software ones when
 //! told `set can-use-hw-watchpoints 0`), `run`/`attach` from gdb (the
-//! program is the one `vkernel run` started), the segment bases (gdb's
-//! x86-64 register set here has no fs_base: thread-local variables cannot
-//! be printed).
+//! program is the one `vkernel run` started), thread-local variables
+//! (gdb asks a remote stub for their addresses with qGetTLSAddr, which
+//! needs the program's libthread_db: not served).
 
+pub mod arch;
 mod hostio;
 mod target;
 

@@ -23,7 +23,8 @@ use gdbstub::target::ext::extended_mode::{
 };
 use gdbstub::target::{Target, TargetError, TargetResult};
 use gdbstub_arch::x86::reg::X86_64CoreRegs;
-use gdbstub_arch::x86::X86_64_SSE;
+
+use super::arch::{LinuxRegs, X86_64Linux};
 
 use crate::core::fpu::FXSAVE_LEN;
 use crate::kernel::debug::DebugEvent;
@@ -145,7 +146,7 @@ impl VprocTarget {
 }
 
 impl Target for VprocTarget {
-    type Arch = X86_64_SSE;
+    type Arch = X86_64Linux;
     type Error = TargetFault;
 
     fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
@@ -243,23 +244,34 @@ fn from_gdb(regs: &X86_64CoreRegs, f: &mut TrapFrame, fx: &mut [u8; FXSAVE_LEN])
 }
 
 impl MultiThreadBase for VprocTarget {
-    fn read_registers(&mut self, regs: &mut X86_64CoreRegs, tid: Tid) -> TargetResult<(), Self> {
+    fn read_registers(&mut self, regs: &mut LinuxRegs, tid: Tid) -> TargetResult<(), Self> {
         let t = pid_of(tid);
-        let (f, fx) = self
+        let (f, fx, orig) = self
             .k
-            .debug_with(t, |b| (b.frame, b.fpu.fxsave()))
+            .debug_with(t, |b| {
+                let orig = b.ptrace.as_ref().map_or(u64::MAX, |p| p.orig_rax);
+                (b.frame, b.fpu.fxsave(), orig)
+            })
             .map_err(|e| TargetError::Fatal(TargetFault::NotStopped(t, e)))?;
-        to_gdb(&f, &fx, regs);
+        to_gdb(&f, &fx, &mut regs.core);
+        (regs.orig_rax, regs.fs_base, regs.gs_base) = (orig, f.fs_base, f.gs_base);
         Ok(())
     }
 
-    fn write_registers(&mut self, regs: &X86_64CoreRegs, tid: Tid) -> TargetResult<(), Self> {
+    fn write_registers(&mut self, regs: &LinuxRegs, tid: Tid) -> TargetResult<(), Self> {
         let t = pid_of(tid);
         let ok = self
             .k
             .debug_with(t, |b| {
                 let mut fx = b.fpu.fxsave();
-                from_gdb(regs, &mut b.frame, &mut fx);
+                from_gdb(&regs.core, &mut b.frame, &mut fx);
+                // Non-canonical bases are refused (as ptrace does: EIO).
+                if crate::canonical(regs.fs_base) && crate::canonical(regs.gs_base) {
+                    (b.frame.fs_base, b.frame.gs_base) = (regs.fs_base, regs.gs_base);
+                }
+                if let Some(p) = b.ptrace.as_deref_mut() {
+                    p.orig_rax = regs.orig_rax;
+                }
                 b.fpu.set_fxsave(&fx).is_ok()
             })
             .map_err(|e| TargetError::Fatal(TargetFault::NotStopped(t, e)))?;
