@@ -191,9 +191,9 @@ fn gdb_through_the_stub_matches_gdbserver() {
         let _ = server.wait();
         for want in [
             "Breakpoint 1, add (a=2, b=3)",
-            "Value returned is $2 = 5",
+            "Value returned is $3 = 5",
             "hit Breakpoint 2, worker",
-            "$4 = 7",
+            "$5 = 7",
             "exited with code 03",
         ] {
             assert!(native.contains(want), "natively, no {want:?}:\n{native}");
