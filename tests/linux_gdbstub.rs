@@ -4,8 +4,10 @@
 //! `gdbserver` running the program natively, and what gdb prints is
 //! compared: the same breakpoints hit (in the main thread and a second
 //! one), backtraces, arguments and locals, `finish`'s value, `next`,
-//! `stepi`, registers (rip, eflags, orig_rax), the thread list and the
-//! exit code. SKIPs loudly
+//! `stepi`, registers (rip, orig_rax), the thread list and the exit code.
+//! (Not eflags: its parity and zero bits at a breakpoint depend on values
+//! computed before, such as stack addresses, which differ between the
+//! two.) SKIPs loudly
 //! without /dev/kvm, gdb, gdbserver or gcc.
 
 mod common;
@@ -24,7 +26,6 @@ const SESSION: &[&str] = &[
     "bt",
     "print a",
     "print $orig_rax",
-    "info registers eflags",
     "finish",
     "next",
     "print r",

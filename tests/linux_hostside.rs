@@ -408,6 +408,66 @@ fn debugger_reads_new_input_after_ctrl_d() {
     assert_eq!(shell_status(s), 130, "{}", pty.text());
 }
 
+/// `gdb ADDR` at the vkdb prompt attaches the gdb stub to the running
+/// process on that vCPU (issue 28): after `c`, it stops, gdb connects
+/// with `target remote`, reads its registers and kills it.
+#[test]
+fn debugger_prompt_attaches_gdb_to_a_running_process() {
+    let test = "debugger_prompt_attaches_gdb_to_a_running_process";
+    let Some(vk) = vkernel_and_busybox(test) else {
+        return;
+    };
+    if !std::path::Path::new("/usr/bin/gdb").exists() {
+        common::skip(test, "/usr/bin/gdb not found (apt-get install gdb)");
+        return;
+    }
+    let (mut pty, slave) = Pty::open();
+    let mut cmd = vk_cmd(
+        &vk,
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo ready; while :; do :; done",
+        ],
+    );
+    let sfd = slave.as_raw_fd();
+    // SAFETY: only async-signal-safe calls between fork and exec: a new
+    // session with the pty as its controlling terminal.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            libc::ioctl(sfd, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = on_pty(cmd, slave);
+    pty.wait_for("ready", 1);
+    pty.send(b"\x03");
+    pty.wait_for("(vkdb) ", 1);
+    pty.send(b"gdb 127.0.0.1:0\n");
+    pty.wait_for("waiting for gdb on ", 1);
+    pty.wait_for("(vkdb) ", 2);
+    let text = pty.text();
+    let addr = text
+        .split("waiting for gdb on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the stub's address")
+        .to_string();
+    pty.send(b"c\n");
+    let mut g = Command::new("/usr/bin/gdb");
+    g.args(["-nx", "-batch", "-ex", "set sysroot /", "-ex"])
+        .arg(format!("target remote {addr}"))
+        .args(["-ex", "info registers rip", "-ex", "kill", "/bin/busybox"]);
+    let o = common::output_within(g, "gdb", TIMEOUT);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("rip            0x"), "{out}");
+    assert!(out.contains("killed]"), "{out}");
+    let s = wait(&mut child, "vk after gdb's kill");
+    assert_ne!(shell_status(s), 0, "{}", pty.text());
+}
+
 #[test]
 fn ctrl_d_on_a_terminal_is_one_end_of_file() {
     let Some(vk) = vkernel_and_busybox("ctrl_d_on_a_terminal_is_one_end_of_file") else {

@@ -19,7 +19,33 @@ pub enum Outcome {
     Quit,
 }
 
-const HELP: &str = "commands: vms | maps | regs | walk ADDR | stats | ps | memstats [PID] [--json] | memrank [--json] | c[ontinue] | q[uit] | help\n";
+const HELP: &str = "commands: vms | maps | regs | walk ADDR | stats | ps | memstats [PID] [--json] | memrank [--json] | gdb [PID] ADDR | c[ontinue] | q[uit] | help\n";
+
+/// `gdb [PID] ADDR`: stop process `pid` and serve gdb for it at ADDR
+/// (HOST:PORT or a Unix socket path; see [`crate::gdb_remote`]).
+fn gdb_cmd(k: &Arc<Kernel>, pid: Option<&str>, addr: &str) -> String {
+    let Some(pid) = pid.and_then(|p| p.parse::<i32>().ok()) else {
+        return "gdb: give the process id (see ps)\n".to_string();
+    };
+    let addr: crate::gdb_remote::GdbAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(e) => return format!("gdb: {e}\n"),
+    };
+    let hook = match crate::gdb_remote::debugger(&addr, |a| {
+        crate::vk_eprintln!("vkernel: waiting for gdb on {a} (target remote {a})");
+    }) {
+        Ok(h) => h,
+        Err(e) => return format!("gdb {addr}: {e} (give a free HOST:PORT or a socket path)\n"),
+    };
+    if let Err(e) = k.debug_attach(pid) {
+        return format!(
+            "gdb: cannot trace process {pid} (errno {e}: no such process, or traced already)\n"
+        );
+    }
+    // The stub thread runs on its own; the process stops once it runs.
+    drop((hook.0)(k.clone(), pid));
+    format!("gdb: process {pid} stops when it runs again; continue (c) and connect gdb\n")
+}
 
 /// `memstats [PID] [--json]` / `memrank [--json]`.
 fn memstats_cmd(k: &Arc<Kernel>, args: &[&str], ranked: bool) -> String {
@@ -50,6 +76,7 @@ pub fn prompt_kernel(k: &Arc<Kernel>, st: &SharedStdio) -> Outcome {
             ["ps"] => k.ps(),
             ["memstats", rest @ ..] => memstats_cmd(k, rest, false),
             ["memrank", rest @ ..] => memstats_cmd(k, rest, true),
+            ["gdb", pid, addr] => gdb_cmd(k, Some(pid), addr),
             _ => format!("no vproc is on this vCPU; {HELP}"),
         };
         let _ = st.write(2, text.as_bytes());
@@ -84,6 +111,8 @@ pub fn prompt(vp: &mut Vproc, cpu: &Cpu, k: &Arc<Kernel>) -> Outcome {
             ["stats"] => stats(vp, cpu),
             ["ps"] => k.ps(),
             [cmd @ ("memstats" | "memrank"), rest @ ..] => memstats_cmd(k, rest, *cmd == "memrank"),
+            ["gdb", addr] => gdb_cmd(k, Some(&vp.thread.tgid.to_string()), addr),
+            ["gdb", pid, addr] => gdb_cmd(k, Some(pid), addr),
             ["walk" | "w", a] => match parse(a) {
                 Some(va) => walk(vp, va),
                 None => format!("bad address '{a}' (use hex like 0x401000)\n"),

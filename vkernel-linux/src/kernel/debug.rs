@@ -70,9 +70,27 @@ impl Kernel {
     /// stop it before its next instruction: its first, for the first
     /// vproc of a run.
     pub(crate) fn debug_attach(&self, pid: Pid) -> Result<(), i64> {
-        self.ptrace_attach(STUB, STUB, pid, true, O_TRACECLONE | O_EXITKILL)?;
+        let members: Vec<Pid> = {
+            let t = self.lock();
+            if t.procs.get(&pid).is_none_or(|e| e.tgid != pid) {
+                return Err(ESRCH);
+            }
+            t.procs
+                .iter()
+                .filter(|(_, e)| e.tgid == pid && !matches!(e.state, PState::Zombie(_)))
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        // Every thread it has (a running process's too: the vkdb prompt's
+        // `gdb`), and those it makes from now on.
+        for &m in &members {
+            self.ptrace_attach(STUB, STUB, m, true, O_TRACECLONE | O_EXITKILL)?;
+        }
         let mut t = self.lock();
-        self.tracee_interrupt(&mut t, pid).map_err(access_errno)
+        for m in members {
+            self.tracee_interrupt(&mut t, m).map_err(access_errno)?;
+        }
+        Ok(())
     }
 
     /// The next stop or end of a tracee of the stub, waiting at most `d`.
