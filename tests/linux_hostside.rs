@@ -363,14 +363,13 @@ fn on_pty(mut cmd: Command, slave: OwnedFd) -> Child {
         .expect("spawn vk on a pty")
 }
 
-#[test]
-fn debugger_reads_new_input_after_ctrl_d() {
-    let Some(vk) = vkernel_and_busybox("debugger_reads_new_input_after_ctrl_d") else {
-        return;
-    };
-    let (mut pty, slave) = Pty::open();
+/// vk running a busybox shell loop that spins after printing "ready",
+/// on a new pty that is its controlling terminal (Ctrl-C there opens the
+/// vkdb prompt): the pty and the child, once "ready" came.
+fn spinning_on_a_terminal(vk: &std::path::Path) -> (Pty, Child) {
+    let (pty, slave) = Pty::open();
     let mut cmd = vk_cmd(
-        &vk,
+        vk,
         &[
             "/bin/busybox",
             "sh",
@@ -388,8 +387,17 @@ fn debugger_reads_new_input_after_ctrl_d() {
             Ok(())
         });
     }
-    let mut child = on_pty(cmd, slave);
+    let child = on_pty(cmd, slave);
     pty.wait_for("ready", 1);
+    (pty, child)
+}
+
+#[test]
+fn debugger_reads_new_input_after_ctrl_d() {
+    let Some(vk) = vkernel_and_busybox("debugger_reads_new_input_after_ctrl_d") else {
+        return;
+    };
+    let (mut pty, mut child) = spinning_on_a_terminal(&vk);
     // Ctrl-C: the prompt. Ctrl-D at the prompt: continue.
     pty.send(b"\x03");
     pty.wait_for("(vkdb) ", 1);
@@ -421,28 +429,7 @@ fn debugger_prompt_attaches_gdb_to_a_running_process() {
         common::skip(test, "/usr/bin/gdb not found (apt-get install gdb)");
         return;
     }
-    let (mut pty, slave) = Pty::open();
-    let mut cmd = vk_cmd(
-        &vk,
-        &[
-            "/bin/busybox",
-            "sh",
-            "-c",
-            "echo ready; while :; do :; done",
-        ],
-    );
-    let sfd = slave.as_raw_fd();
-    // SAFETY: only async-signal-safe calls between fork and exec: a new
-    // session with the pty as its controlling terminal.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            libc::ioctl(sfd, libc::TIOCSCTTY, 0);
-            Ok(())
-        });
-    }
-    let mut child = on_pty(cmd, slave);
-    pty.wait_for("ready", 1);
+    let (mut pty, mut child) = spinning_on_a_terminal(&vk);
     pty.send(b"\x03");
     pty.wait_for("(vkdb) ", 1);
     pty.send(b"gdb 127.0.0.1:0\n");
