@@ -155,7 +155,15 @@ impl Pty {
     /// `tty_vhangup`). Returns the waiters to wake.
     pub fn hang_up(&mut self) -> Vec<(i32, Arc<dyn Wake>)> {
         if let Some(s) = &self.signaller {
-            for target in [self.session, -self.fgpgrp] {
+            // The leader once: when it leads the foreground group too,
+            // that group's signal reaches it (two SIGHUPs could arrive
+            // apart and run its handler twice; Linux sends one).
+            let leader = if self.fgpgrp == self.session {
+                0
+            } else {
+                self.session
+            };
+            for target in [leader, -self.fgpgrp] {
                 if target != 0 {
                     s.signal(target, SIGHUP);
                     s.signal(target, SIGCONT);
