@@ -118,22 +118,16 @@ fn run_vk(
     parse(&s)
 }
 
-/// User + system CPU time of `who` (RUSAGE_SELF, or RUSAGE_CHILDREN: the
-/// children waited for), in ns.
-pub(super) fn rusage_ns(who: libc::c_int) -> f64 {
+/// This process's user + system CPU time, in ns.
+fn cpu_ns() -> f64 {
     // SAFETY: getrusage fills the zeroed struct it is given.
     let ru = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(who, &mut ru);
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
         ru
     };
     let t = |tv: libc::timeval| tv.tv_sec as f64 * 1e9 + tv.tv_usec as f64 * 1e3;
     t(ru.ru_utime) + t(ru.ru_stime)
-}
-
-/// This process's user + system CPU time, in ns.
-fn cpu_ns() -> f64 {
-    rusage_ns(libc::RUSAGE_SELF)
 }
 
 /// CPU time per getppid with the exitless server on (see the module docs).
@@ -160,7 +154,7 @@ fn cpu_per_syscall(image: &[u8], n: u32) -> Result<f64, BenchError> {
     })
 }
 
-pub(super) fn med(v: &mut [f64]) -> f64 {
+fn med(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         f64::NAN
     } else {

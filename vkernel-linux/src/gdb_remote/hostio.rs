@@ -55,7 +55,8 @@ impl VprocTarget {
         if !ok {
             return None;
         }
-        self.maps(&self.exe)
+        let exe = self.exe.clone();
+        self.maps(&exe)
     }
 }
 

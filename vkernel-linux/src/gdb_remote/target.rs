@@ -28,7 +28,6 @@ use super::arch::{LinuxRegs, X86_64Linux};
 
 use crate::core::fpu::FXSAVE_LEN;
 use crate::kernel::debug::DebugEvent;
-use crate::kernel::ptrace::{retry_busy, Access};
 use crate::kernel::{Kernel, Pid};
 use crate::mm::Mm;
 use vkernel_core::trap::TrapFrame;
@@ -37,6 +36,10 @@ use vkernel_core::trap::TrapFrame;
 /// PF, AF, ZF, SF, TF, DF, OF, NT, RF, AC.
 const USER_FLAGS: u64 =
     0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x4000 | 0x1_0000 | 0x4_0000;
+
+/// How long a request waits for the process's memory when one of its
+/// threads holds the process lock.
+const BUSY_WAIT: Duration = Duration::from_secs(1);
 
 /// Errors of the target (reported to gdb as E01 and logged).
 #[derive(Debug, thiserror::Error)]
@@ -93,18 +96,20 @@ impl VprocTarget {
         self.with_mm(|mm| crate::syscalls::render_maps(mm.vmas(), exe).into_bytes())
     }
 
-    /// gdb's resume action for thread `tid`: a step or a continue,
-    /// delivering `signal`.
-    fn set_action(&mut self, tid: Tid, step: bool, signal: Option<Signal>) {
-        let sig = signal.map_or(0, |s| i32::from(s.0));
-        self.actions.insert(pid_of(tid), (step, sig));
-    }
-
     /// Run `f` on the process's memory, retrying while a thread of it is
     /// in the kernel; None when the process is gone.
     fn with_mm<R>(&self, mut f: impl FnMut(&mut Mm) -> R) -> Option<R> {
         let (lock, _) = self.k.mm_of(self.tgid).ok()?;
-        retry_busy(|| lock.try_with_mm_mut(&mut f).ok_or(Access::Busy)).ok()
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(r) = lock.try_with_mm_mut(&mut f) {
+                return Some(r);
+            }
+            if start.elapsed() > BUSY_WAIT {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
     }
 
     /// Stop every thread of the process that runs (all-stop mode), and
@@ -278,7 +283,12 @@ impl MultiThreadBase for VprocTarget {
     }
 
     fn read_addrs(&mut self, start: u64, data: &mut [u8], _tid: Tid) -> TargetResult<usize, Self> {
-        let n = self.with_mm(|mm| mm.read_partial(start, data)).unwrap_or(0);
+        let n = self
+            .with_mm(|mm| {
+                let n = mm.accessible_len(start, data.len(), false);
+                mm.read(start, &mut data[..n]).map_or(0, |()| n)
+            })
+            .unwrap_or(0);
         if n == 0 && !data.is_empty() {
             return Err(TargetError::NonFatal);
         }
@@ -324,8 +334,9 @@ impl MultiThreadResume for VprocTarget {
                 None if self.locked => continue,
                 None => (false, 0),
             };
-            // One that is not stopped (still running) is refused: no matter.
-            let _ = self.k.debug_resume(t, step, sig);
+            if self.k.debug_stopped(t) {
+                let _ = self.k.debug_resume(t, step, sig);
+            }
         }
         Ok(())
     }
@@ -345,7 +356,8 @@ impl MultiThreadResume for VprocTarget {
         tid: Tid,
         signal: Option<Signal>,
     ) -> Result<(), Self::Error> {
-        self.set_action(tid, false, signal);
+        self.actions
+            .insert(pid_of(tid), (false, signal.map_or(0, |s| i32::from(s.0))));
         Ok(())
     }
 
@@ -360,7 +372,8 @@ impl MultiThreadSingleStep for VprocTarget {
         tid: Tid,
         signal: Option<Signal>,
     ) -> Result<(), Self::Error> {
-        self.set_action(tid, true, signal);
+        self.actions
+            .insert(pid_of(tid), (true, signal.map_or(0, |s| i32::from(s.0))));
         Ok(())
     }
 }
