@@ -59,15 +59,26 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// gdb in batch mode against the remote target at `addr`: its stdout.
-fn gdb(prog: &Path, addr: &str) -> String {
+/// gdb in batch mode on `prog` against the remote target at `addr`,
+/// running `cmds`; `local_files`: `set sysroot /` first (the host's
+/// files, not the target's through the stub).
+fn gdb_batch(addr: &str, local_files: bool, cmds: &[&str], prog: &Path) -> Command {
     let mut c = Command::new("/usr/bin/gdb");
-    c.args(["-nx", "-batch", "-ex", "set sysroot /", "-ex"])
-        .arg(format!("target extended-remote {addr}"));
-    for cmd in SESSION {
+    c.args(["-nx", "-batch"]);
+    if local_files {
+        c.args(["-ex", "set sysroot /"]);
+    }
+    c.arg("-ex").arg(format!("target extended-remote {addr}"));
+    for cmd in cmds {
         c.args(["-ex", cmd]);
     }
     c.arg(prog);
+    c
+}
+
+/// [`SESSION`] in gdb against the remote target at `addr`: its stdout.
+fn gdb(prog: &Path, addr: &str) -> String {
+    let c = gdb_batch(addr, true, SESSION, prog);
     let o = common::output_within(c, "gdb", Duration::from_secs(120));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -228,11 +239,7 @@ fn gdb_detach_runs_on_and_kill_ends() {
     let prog = build(test, "-pie");
     for (last, want) in [("detach", Some(3)), ("kill", None)] {
         let (mut run, addr) = start(&vk, "2", &prog, Stdio::null());
-        let mut c = Command::new("/usr/bin/gdb");
-        c.args(["-nx", "-batch", "-ex", "set sysroot /", "-ex"])
-            .arg(format!("target extended-remote {addr}"))
-            .args(["-ex", "break worker", "-ex", "continue", "-ex", last])
-            .arg(&prog);
+        let c = gdb_batch(&addr, true, &["break worker", "continue", last], &prog);
         let o = common::output_within(c, "gdb", Duration::from_secs(120));
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(text.contains("hit Breakpoint 1, worker"), "{last}: {text}");
@@ -258,22 +265,14 @@ fn gdb_reads_files_mappings_and_libraries_through_the_stub() {
     };
     let prog = build(test, "-pie");
     let (mut run, addr) = start(&vk, "1", &prog, Stdio::null());
-    let mut c = Command::new("/usr/bin/gdb");
-    c.args(["-nx", "-batch", "-ex"])
-        .arg(format!("target extended-remote {addr}"))
-        .args([
-            "-ex",
-            "break pthread_create",
-            "-ex",
-            "continue",
-            "-ex",
-            "info sharedlibrary",
-            "-ex",
-            "info proc mappings",
-            "-ex",
-            "continue",
-        ])
-        .arg(&prog);
+    let cmds = [
+        "break pthread_create",
+        "continue",
+        "info sharedlibrary",
+        "info proc mappings",
+        "continue",
+    ];
+    let c = gdb_batch(&addr, false, &cmds, &prog);
     let o = common::output_within(c, "gdb", Duration::from_secs(120));
     let text = String::from_utf8_lossy(&o.stdout);
     let st = common::wait_within(&mut run, "vkernel --gdb", Duration::from_secs(60));
@@ -317,11 +316,7 @@ fn gdb_interrupts_a_spinning_program() {
         .expect("gcc runs");
     assert!(st.success());
     let (mut run, addr) = start(&vk, "1", &prog, Stdio::null());
-    let mut g = Command::new("/usr/bin/gdb")
-        .args(["-nx", "-batch", "-ex", "set sysroot /", "-ex"])
-        .arg(format!("target extended-remote {addr}"))
-        .args(["-ex", "continue", "-ex", "bt", "-ex", "kill"])
-        .arg(&prog)
+    let mut g = gdb_batch(&addr, true, &["continue", "bt", "kill"], &prog)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

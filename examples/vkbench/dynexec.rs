@@ -107,13 +107,6 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// The dynamic exec figures, `rounds` runs each (fewer with --quick).
 pub fn measure(quick: bool) -> Vec<(String, f64)> {
     let rounds = if quick { 3 } else { 11 };
@@ -132,7 +125,7 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
     if let Some(m) = median(native) {
         out.push(("native_dyn_exec_ms".into(), m));
     }
-    if have("qemu-x86_64") {
+    if super::have("qemu-x86_64") {
         let q: Vec<f64> = (0..rounds)
             .filter_map(|_| run_host(Some("qemu-x86_64")).ok())
             .collect();

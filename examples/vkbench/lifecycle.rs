@@ -152,13 +152,6 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Run the loop figures: `n` iterations (100 in the table; fewer
 /// with --quick), `rounds` runs each.
 pub fn measure(quick: bool) -> Vec<(String, f64)> {
@@ -175,7 +168,7 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
     if let Some(m) = median(native) {
         out.push(("native_fork_exec_loop_ms".into(), m));
     }
-    if have("qemu-x86_64") {
+    if super::have("qemu-x86_64") {
         let q: Vec<f64> = (0..rounds)
             .filter_map(|_| run_host(Some("qemu-x86_64"), n).ok())
             .collect();

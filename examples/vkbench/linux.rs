@@ -118,16 +118,22 @@ fn run_vk(
     parse(&s)
 }
 
-/// This process's user + system CPU time, in ns.
-fn cpu_ns() -> f64 {
+/// User + system CPU time of `who` (RUSAGE_SELF, or RUSAGE_CHILDREN: the
+/// children waited for), in ns.
+pub(super) fn rusage_ns(who: libc::c_int) -> f64 {
     // SAFETY: getrusage fills the zeroed struct it is given.
     let ru = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        libc::getrusage(who, &mut ru);
         ru
     };
     let t = |tv: libc::timeval| tv.tv_sec as f64 * 1e9 + tv.tv_usec as f64 * 1e3;
     t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// This process's user + system CPU time, in ns.
+fn cpu_ns() -> f64 {
+    rusage_ns(libc::RUSAGE_SELF)
 }
 
 /// CPU time per getppid with the exitless server on (see the module docs).
@@ -154,7 +160,7 @@ fn cpu_per_syscall(image: &[u8], n: u32) -> Result<f64, BenchError> {
     })
 }
 
-fn med(v: &mut [f64]) -> f64 {
+pub(super) fn med(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         f64::NAN
     } else {

@@ -20,6 +20,14 @@ mod raw;
 mod sched;
 mod tap;
 
+/// Does `cmd --version` run (is the tool installed)?
+fn have(cmd: &str) -> bool {
+    std::process::Command::new(cmd)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]

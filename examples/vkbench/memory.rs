@@ -60,14 +60,7 @@ fn sort_input(dir: &Path, bytes: usize) -> Result<PathBuf, String> {
 
 /// CPU time (user + system) of this process's waited-for children, ns.
 fn children_cpu_ns() -> f64 {
-    // SAFETY: getrusage fills the zeroed struct it is given.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
-        ru
-    };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 * 1e9 + tv.tv_usec as f64 * 1e3;
-    t(ru.ru_utime) + t(ru.ru_stime)
+    super::linux::rusage_ns(libc::RUSAGE_CHILDREN)
 }
 
 /// Run `cmd` to its end: (wall ms, CPU ms).
@@ -86,14 +79,6 @@ fn time(cmd: &mut Command) -> Result<(f64, f64), String> {
     Ok((wall, (children_cpu_ns() - c0) / 1e6))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// `rounds` runs of what `cmd` makes: median wall and CPU ms (NaN after a
 /// failure, reported).
 fn rounds(what: &str, rounds: usize, cmd: &dyn Fn() -> Command) -> (f64, f64) {
@@ -110,20 +95,7 @@ fn rounds(what: &str, rounds: usize, cmd: &dyn Fn() -> Command) -> (f64, f64) {
             }
         }
     }
-    (median(wall), median(cpu))
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// The `vkernel` example next to this binary, if built.
-fn vkernel_binary() -> Option<PathBuf> {
-    let p = std::env::current_exe().ok()?.with_file_name("vkernel");
-    p.exists().then_some(p)
+    (super::linux::med(&mut wall), super::linux::med(&mut cpu))
 }
 
 /// Run the suite.
@@ -171,19 +143,18 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         Err(e) => eprintln!("vkbench memory: {e}: no sort figures"),
     }
     let vk = if Path::new("/dev/kvm").exists() {
-        let b = vkernel_binary();
-        if b.is_none() {
-            eprintln!(
-                "vkbench memory: the vkernel example is not built \
-                 (cargo build --release --examples): no vk figures"
-            );
+        match super::tap::vkernel_binary() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("vkbench memory: {e}: no vk figures");
+                None
+            }
         }
-        b
     } else {
         eprintln!("vkbench memory: /dev/kvm is absent: no vk figures");
         None
     };
-    let qemu = have("qemu-x86_64");
+    let qemu = super::have("qemu-x86_64");
     if !qemu {
         eprintln!("vkbench memory: qemu-x86_64 not installed (apt-get install qemu-user)");
     }

@@ -104,7 +104,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn vkernel_binary() -> Result<PathBuf, String> {
+/// The `vkernel` example next to this binary, or what to build.
+pub(super) fn vkernel_binary() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let p = exe.with_file_name("vkernel");
     if p.exists() {

@@ -105,31 +105,24 @@ impl FrameAlloc {
     /// frame never handed out (zeroed only if the RAM was not fresh),
     /// then one of a free 2 MiB block.
     pub fn alloc(&mut self, ram: &Ram) -> Result<u64, VptError> {
-        let (f, is_zero) = match self.free.pop() {
-            Some(f) => (f, false),
-            None if self.next < self.small_limit() => {
-                self.next += 4096;
-                (self.next - 4096, self.fresh)
-            }
-            None => match (self.clean.pop(), self.clean_large.pop()) {
-                (Some(f), b) => {
-                    self.clean_large.extend(b);
-                    (f, true)
-                }
-                // The 4 KiB frames ran into the 2 MiB blocks: break a free
-                // block up.
-                (None, Some(b)) => {
-                    self.clean.extend((1..512u64).rev().map(|i| b + i * 4096));
-                    (b, true)
-                }
-                (None, None) => match self.free_large.pop() {
-                    Some(b) => {
-                        self.free.extend((1..512u64).rev().map(|i| b + i * 4096));
-                        (b, false)
-                    }
-                    None => return Err(VptError::OutOfFrames),
-                },
-            },
+        let rest = |b: u64| (1..512u64).rev().map(move |i| b + i * 4096);
+        let (f, is_zero) = if let Some(f) = self.free.pop() {
+            (f, false)
+        } else if self.next < self.small_limit() {
+            self.next += 4096;
+            (self.next - 4096, self.fresh)
+        } else if let Some(f) = self.clean.pop() {
+            (f, true)
+        } else if let Some(b) = self.clean_large.pop() {
+            // The 4 KiB frames ran into the 2 MiB blocks: break a free
+            // block up (a clean one first: its frames need no zeroing).
+            self.clean.extend(rest(b));
+            (b, true)
+        } else if let Some(b) = self.free_large.pop() {
+            self.free.extend(rest(b));
+            (b, false)
+        } else {
+            return Err(VptError::OutOfFrames);
         };
         if !is_zero {
             ram.zero(f, 4096)?;
@@ -153,20 +146,17 @@ impl FrameAlloc {
     /// KiB frames. Give it back with [`FrameAlloc::free_large`] (whole), or
     /// frame by frame with [`FrameAlloc::free`] after splitting it.
     pub fn alloc_large(&mut self, ram: &Ram) -> Result<Option<u64>, VptError> {
-        let (b, is_zero) = match (self.clean_large.pop(), self.free_large.pop()) {
-            (Some(b), d) => {
-                self.free_large.extend(d);
-                (b, true)
-            }
-            (None, Some(b)) => (b, false),
-            (None, None)
-                if self.large_next >= self.next.next_multiple_of(LARGE) + LARGE
-                    && self.large_next >= LARGE =>
-            {
-                self.large_next -= LARGE;
-                (self.large_next, self.fresh)
-            }
-            (None, None) => return Ok(None),
+        let (b, is_zero) = if let Some(b) = self.clean_large.pop() {
+            (b, true)
+        } else if let Some(b) = self.free_large.pop() {
+            (b, false)
+        } else if self.large_next >= self.next.next_multiple_of(LARGE) + LARGE
+            && self.large_next >= LARGE
+        {
+            self.large_next -= LARGE;
+            (self.large_next, self.fresh)
+        } else {
+            return Ok(None);
         };
         if !is_zero {
             ram.zero(b, LARGE)?;

@@ -55,8 +55,7 @@ impl VprocTarget {
         if !ok {
             return None;
         }
-        let exe = self.exe.clone();
-        self.maps(&exe)
+        self.maps(&self.exe)
     }
 }
 

@@ -96,10 +96,20 @@ impl VprocTarget {
         self.with_mm(|mm| crate::syscalls::render_maps(mm.vmas(), exe).into_bytes())
     }
 
+    /// gdb's resume action for thread `tid`: a step or a continue,
+    /// delivering `signal`.
+    fn set_action(&mut self, tid: Tid, step: bool, signal: Option<Signal>) {
+        let sig = signal.map_or(0, |s| i32::from(s.0));
+        self.actions.insert(pid_of(tid), (step, sig));
+    }
+
     /// Run `f` on the process's memory, retrying while a thread of it is
     /// in the kernel; None when the process is gone.
     fn with_mm<R>(&self, mut f: impl FnMut(&mut Mm) -> R) -> Option<R> {
         let (lock, _) = self.k.mm_of(self.tgid).ok()?;
+        // Bounded by the clock (a second), not by a count of tries as
+        // `retry_busy` is: each gdb packet may read memory, and a count of
+        // short sleeps lasts far longer on a loaded host.
         let start = std::time::Instant::now();
         loop {
             if let Some(r) = lock.try_with_mm_mut(&mut f) {
@@ -283,12 +293,7 @@ impl MultiThreadBase for VprocTarget {
     }
 
     fn read_addrs(&mut self, start: u64, data: &mut [u8], _tid: Tid) -> TargetResult<usize, Self> {
-        let n = self
-            .with_mm(|mm| {
-                let n = mm.accessible_len(start, data.len(), false);
-                mm.read(start, &mut data[..n]).map_or(0, |()| n)
-            })
-            .unwrap_or(0);
+        let n = self.with_mm(|mm| mm.read_partial(start, data)).unwrap_or(0);
         if n == 0 && !data.is_empty() {
             return Err(TargetError::NonFatal);
         }
@@ -334,9 +339,8 @@ impl MultiThreadResume for VprocTarget {
                 None if self.locked => continue,
                 None => (false, 0),
             };
-            if self.k.debug_stopped(t) {
-                let _ = self.k.debug_resume(t, step, sig);
-            }
+            // One that is not stopped (still running) is refused: no matter.
+            let _ = self.k.debug_resume(t, step, sig);
         }
         Ok(())
     }
@@ -356,8 +360,7 @@ impl MultiThreadResume for VprocTarget {
         tid: Tid,
         signal: Option<Signal>,
     ) -> Result<(), Self::Error> {
-        self.actions
-            .insert(pid_of(tid), (false, signal.map_or(0, |s| i32::from(s.0))));
+        self.set_action(tid, false, signal);
         Ok(())
     }
 
@@ -372,8 +375,7 @@ impl MultiThreadSingleStep for VprocTarget {
         tid: Tid,
         signal: Option<Signal>,
     ) -> Result<(), Self::Error> {
-        self.actions
-            .insert(pid_of(tid), (true, signal.map_or(0, |s| i32::from(s.0))));
+        self.set_action(tid, true, signal);
         Ok(())
     }
 }

@@ -285,6 +285,24 @@ pub enum Access {
     Busy,
 }
 
+/// How often a request retries, 50 µs apart (about a second), when the
+/// other process's memory is busy (a thread of it is in the kernel).
+const BUSY_TRIES: u32 = 20_000;
+
+/// Run `f` until it does not find the memory busy: its value or errno,
+/// EAGAIN after [`BUSY_TRIES`]. (A tracer's requests, process_vm_*,
+/// `/proc/PID/mem`, the gdb stub.)
+pub(crate) fn retry_busy<T>(mut f: impl FnMut() -> Result<T, Access>) -> Result<T, i64> {
+    for _ in 0..BUSY_TRIES {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(Access::Errno(e)) => return Err(e),
+            Err(Access::Busy) => std::thread::sleep(Duration::from_micros(50)),
+        }
+    }
+    Err(EAGAIN)
+}
+
 impl Kernel {
     /// Make `tracer` (a thread of `tracer_tgid`) trace `pid`: ATTACH
     /// (`seize` false: the tracee gets SIGSTOP) or SEIZE with `options`.

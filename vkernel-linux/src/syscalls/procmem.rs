@@ -13,10 +13,9 @@
 //! while holding another.
 
 use super::errno::*;
-use super::ptrace::retry_busy;
 use super::R;
 use crate::files::{FileKind, MemAccess, MemFile, OpenFile};
-use crate::kernel::ptrace::Access;
+use crate::kernel::ptrace::{retry_busy, Access};
 use crate::mm::Mm;
 use crate::Vproc;
 use std::sync::Arc;
@@ -52,15 +51,12 @@ impl Vproc {
         write: bool,
     ) -> Result<usize, i64> {
         let mut io = |mm: &mut Mm| {
-            // Any mapped byte: debuggers read and patch text that is not
-            // writable (and may not be readable).
+            if !write {
+                return mm.read_partial(at, buf);
+            }
+            // Any mapped byte: debuggers patch text that is not writable.
             let n = mm.accessible_len(at, buf.len(), false);
-            let r = if write {
-                mm.write_force(at, &buf[..n])
-            } else {
-                mm.read(at, &mut buf[..n])
-            };
-            r.map_or(0, |()| n)
+            mm.write_force(at, &buf[..n]).map_or(0, |()| n)
         };
         let n = if m.tgid == self.thread.tgid {
             io(&mut self.mm)

@@ -9,7 +9,7 @@ use super::errno::*;
 use super::table::Handler;
 use super::{int32, uint32, R};
 use crate::core::fpu::FXSAVE_LEN;
-use crate::kernel::ptrace::{Access, Mode, Stop, O_ALL};
+use crate::kernel::ptrace::{retry_busy, Access, Mode, Stop, O_ALL};
 use crate::kernel::Kernel;
 use crate::signal::{self, SigInfo};
 use crate::Vproc;
@@ -475,17 +475,11 @@ impl Vproc {
             }
             let chunk = &mut buf[moved..moved + n];
             let mut io = |mm: &mut crate::mm::Mm| {
-                let ok = mm.accessible_len(base, n, write);
-                let r = if write {
-                    mm.write(base, &chunk[..ok])
-                } else {
-                    mm.read(base, &mut chunk[..ok])
-                };
-                if r.is_ok() {
-                    ok
-                } else {
-                    0
+                if !write {
+                    return mm.read_partial(base, chunk);
                 }
+                let ok = mm.accessible_len(base, n, true);
+                mm.write(base, &chunk[..ok]).map_or(0, |()| ok)
             };
             let done = if own {
                 io(&mut self.mm)
@@ -513,23 +507,6 @@ impl Vproc {
         }
         Ok(moved as i64)
     }
-}
-
-/// How often a request retries, 50 µs apart (about a second), when the
-/// other process's memory is busy (a thread of it is in the kernel).
-const BUSY_TRIES: u32 = 20_000;
-
-/// Run `f` until it does not find the memory busy: its value or errno,
-/// EAGAIN after [`BUSY_TRIES`].
-pub(super) fn retry_busy<T>(mut f: impl FnMut() -> Result<T, Access>) -> Result<T, i64> {
-    for _ in 0..BUSY_TRIES {
-        match f() {
-            Ok(v) => return Ok(v),
-            Err(Access::Errno(e)) => return Err(e),
-            Err(Access::Busy) => std::thread::sleep(std::time::Duration::from_micros(50)),
-        }
-    }
-    Err(EAGAIN)
 }
 
 /// orig_rax of a stopped tracee.
