@@ -16,6 +16,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// gdb's commands after connecting.
@@ -59,16 +60,19 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// gdb in batch mode on `prog` against the remote target at `addr`,
-/// running `cmds`; `local_files`: `set sysroot /` first (the host's
-/// files, not the target's through the stub).
-fn gdb_batch(addr: &str, local_files: bool, cmds: &[&str], prog: &Path) -> Command {
+/// gdb in batch mode on `prog` against `server`, running `cmds`;
+/// `local_files`: `set sysroot /` first (the host's files, not the
+/// target's through the stub). The remote protocol is logged beside
+/// `prog` (for [`Server::report`]).
+fn gdb_batch(server: &Server, local_files: bool, cmds: &[&str], prog: &Path) -> Command {
     let mut c = Command::new("/usr/bin/gdb");
-    c.args(["-nx", "-batch"]);
+    c.args(["-nx", "-batch", "-ex"])
+        .arg(format!("set remotelogfile {}", server.log(prog).display()));
     if local_files {
         c.args(["-ex", "set sysroot /"]);
     }
-    c.arg("-ex").arg(format!("target extended-remote {addr}"));
+    c.arg("-ex")
+        .arg(format!("target extended-remote {}", server.addr));
     for cmd in cmds {
         c.args(["-ex", cmd]);
     }
@@ -76,15 +80,61 @@ fn gdb_batch(addr: &str, local_files: bool, cmds: &[&str], prog: &Path) -> Comma
     c
 }
 
-/// [`SESSION`] in gdb against the remote target at `addr`: its stdout.
-fn gdb(prog: &Path, addr: &str) -> String {
-    let c = gdb_batch(addr, true, SESSION, prog);
-    let o = common::output_within(c, "gdb", Duration::from_secs(120));
+/// Run gdb command `c` against `server` (within two minutes): its
+/// output. A hang fails with what the server printed, its host stacks and
+/// the end of the remote protocol's log.
+fn run_gdb(c: Command, server: &Server, prog: &Path) -> std::process::Output {
+    common::hang::output_or_report(c, "gdb", Duration::from_secs(120), &|| server.report(prog))
+}
+
+/// [`SESSION`] in gdb on `prog` against `server`: gdb's stdout.
+fn gdb(prog: &Path, server: &Server) -> String {
+    let o = run_gdb(gdb_batch(server, true, SESSION, prog), server, prog);
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Read `child`'s stderr until a line containing `needle`; the line.
-fn stderr_line(child: &mut Child, needle: &str) -> String {
+/// A process serving gdb (the vkernel or gdbserver): its pid, the
+/// address it serves at and what it printed on stderr.
+struct Server {
+    pid: u32,
+    addr: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Where gdb logs the remote protocol of a session on `prog`.
+    fn log(&self, prog: &Path) -> PathBuf {
+        prog.with_extension(format!("remote-{}.log", self.pid))
+    }
+
+    /// The status of `run` (this server) at its end, within a minute; a
+    /// hang fails with [`Server::report`].
+    fn end(&self, run: &mut Child, prog: &Path) -> std::process::ExitStatus {
+        if let Some(st) = common::hang::wait_or_none(run, Duration::from_secs(60)) {
+            return st;
+        }
+        let why = self.report(prog);
+        let _ = run.kill();
+        let _ = run.wait();
+        panic!("vkernel --gdb: still running a minute after gdb ended (a hang)\n{why}");
+    }
+
+    /// What to know of it when gdb hangs on it.
+    fn report(&self, prog: &Path) -> String {
+        let remote = std::fs::read_to_string(self.log(prog)).unwrap_or_default();
+        format!(
+            "{}\n--- its stderr (last 40 lines):\n{}\n--- the remote log (last 60 lines):\n{}",
+            common::hang::host_stacks(self.pid),
+            common::hang::tail(&self.stderr.lock().unwrap(), 40),
+            common::hang::tail(&remote, 60)
+        )
+    }
+}
+
+/// Read `child`'s stderr until a line containing `needle`: the line, and
+/// the server whose later stderr is kept (read on, so the child never
+/// blocks on it).
+fn stderr_line(child: &mut Child, needle: &str) -> (String, Server) {
     let err = child.stderr.take().expect("piped stderr");
     let mut r = BufReader::new(err);
     let mut line = String::new();
@@ -93,9 +143,21 @@ fn stderr_line(child: &mut Child, needle: &str) -> String {
         let n = r.read_line(&mut line).expect("read stderr");
         assert!(n > 0, "no line with {needle:?} on stderr");
         if line.contains(needle) {
-            // The rest is drained so the child never blocks on it.
-            std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::sink()));
-            return line;
+            let kept = Arc::new(Mutex::new(String::new()));
+            let into = kept.clone();
+            std::thread::spawn(move || {
+                let mut l = String::new();
+                while r.read_line(&mut l).is_ok_and(|n| n > 0) {
+                    into.lock().unwrap().push_str(&l);
+                    l.clear();
+                }
+            });
+            let server = Server {
+                pid: child.id(),
+                addr: String::new(),
+                stderr: kept,
+            };
+            return (line, server);
         }
     }
 }
@@ -112,9 +174,9 @@ fn vkernel_gdb_gcc(test: &str) -> Option<PathBuf> {
 }
 
 /// `vkernel run --cpus CPUS --gdb 127.0.0.1:0 PROG` (stdout as given):
-/// the process and the address its stub waits at (from its announcement
-/// on stderr).
-fn start(vk: &Path, cpus: &str, prog: &Path, stdout: Stdio) -> (Child, String) {
+/// the process, and it as a server at the address its stub waits at
+/// (from its announcement on stderr).
+fn start(vk: &Path, cpus: &str, prog: &Path, stdout: Stdio) -> (Child, Server) {
     let mut run = Command::new(vk)
         .args(["run", "--cpus", cpus, "--gdb", "127.0.0.1:0", "--"])
         .arg(prog)
@@ -123,14 +185,14 @@ fn start(vk: &Path, cpus: &str, prog: &Path, stdout: Stdio) -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start vkernel");
-    let line = stderr_line(&mut run, "waiting for gdb on ");
-    let addr = line
+    let (line, mut server) = stderr_line(&mut run, "waiting for gdb on ");
+    server.addr = line
         .split("waiting for gdb on ")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
         .expect("the address")
         .to_string();
-    (run, addr)
+    (run, server)
 }
 
 /// What gdb printed, made comparable between the two targets: numbers
@@ -196,8 +258,9 @@ fn gdb_through_the_stub_matches_gdbserver() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start gdbserver");
-        stderr_line(&mut server, "Listening on port");
-        let native = gdb(&prog, &format!("127.0.0.1:{port}"));
+        let (_, mut native_server) = stderr_line(&mut server, "Listening on port");
+        native_server.addr = format!("127.0.0.1:{port}");
+        let native = gdb(&prog, &native_server);
         // In extended mode gdbserver outlives its program: done with it.
         let _ = server.kill();
         let _ = server.wait();
@@ -211,10 +274,10 @@ fn gdb_through_the_stub_matches_gdbserver() {
             assert!(native.contains(want), "natively, no {want:?}:\n{native}");
         }
         for cpus in ["1", "2"] {
-            let (mut run, addr) = start(&vk, cpus, &prog, Stdio::piped());
-            let got = gdb(&prog, &addr);
+            let (mut run, at) = start(&vk, cpus, &prog, Stdio::piped());
+            let got = gdb(&prog, &at);
             let mut out = run.stdout.take().expect("piped stdout");
-            let st = common::wait_within(&mut run, "vkernel --gdb", Duration::from_secs(60));
+            let st = at.end(&mut run, &prog);
             let mut printed = String::new();
             std::io::Read::read_to_string(&mut out, &mut printed).expect("stdout");
             assert_eq!(
@@ -238,12 +301,12 @@ fn gdb_detach_runs_on_and_kill_ends() {
     };
     let prog = build(test, "-pie");
     for (last, want) in [("detach", Some(3)), ("kill", None)] {
-        let (mut run, addr) = start(&vk, "2", &prog, Stdio::null());
-        let c = gdb_batch(&addr, true, &["break worker", "continue", last], &prog);
-        let o = common::output_within(c, "gdb", Duration::from_secs(120));
+        let (mut run, at) = start(&vk, "2", &prog, Stdio::null());
+        let c = gdb_batch(&at, true, &["break worker", "continue", last], &prog);
+        let o = run_gdb(c, &at, &prog);
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(text.contains("hit Breakpoint 1, worker"), "{last}: {text}");
-        let st = common::wait_within(&mut run, "vkernel --gdb", Duration::from_secs(60));
+        let st = at.end(&mut run, &prog);
         match want {
             Some(code) => assert_eq!(st.code(), Some(code), "{last}: {text}"),
             // Killed: the vkernel reports SIGKILL's status.
@@ -264,7 +327,7 @@ fn gdb_reads_files_mappings_and_libraries_through_the_stub() {
         return;
     };
     let prog = build(test, "-pie");
-    let (mut run, addr) = start(&vk, "1", &prog, Stdio::null());
+    let (mut run, at) = start(&vk, "1", &prog, Stdio::null());
     let cmds = [
         "break pthread_create",
         "continue",
@@ -272,10 +335,10 @@ fn gdb_reads_files_mappings_and_libraries_through_the_stub() {
         "info proc mappings",
         "continue",
     ];
-    let c = gdb_batch(&addr, false, &cmds, &prog);
-    let o = common::output_within(c, "gdb", Duration::from_secs(120));
+    let c = gdb_batch(&at, false, &cmds, &prog);
+    let o = run_gdb(c, &at, &prog);
     let text = String::from_utf8_lossy(&o.stdout);
-    let st = common::wait_within(&mut run, "vkernel --gdb", Duration::from_secs(60));
+    let st = at.end(&mut run, &prog);
     assert_eq!(st.code(), Some(3), "{text}");
     let prog_path = prog.display().to_string();
     for want in [
@@ -315,8 +378,8 @@ fn gdb_interrupts_a_spinning_program() {
         .status()
         .expect("gcc runs");
     assert!(st.success());
-    let (mut run, addr) = start(&vk, "1", &prog, Stdio::null());
-    let mut g = gdb_batch(&addr, true, &["continue", "bt", "kill"], &prog)
+    let (mut run, at) = start(&vk, "1", &prog, Stdio::null());
+    let mut g = gdb_batch(&at, true, &["continue", "bt", "kill"], &prog)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -325,10 +388,14 @@ fn gdb_interrupts_a_spinning_program() {
     std::thread::sleep(Duration::from_millis(1500));
     common::send_signal(&g, libc::SIGINT);
     let mut out = g.stdout.take().expect("piped");
-    common::wait_within(&mut g, "gdb", Duration::from_secs(60));
+    if common::hang::wait_or_none(&mut g, Duration::from_secs(60)).is_none() {
+        let why = at.report(&prog);
+        let _ = g.kill();
+        panic!("gdb: still running 60 s after Ctrl-C (a hang)\n{why}");
+    }
     let mut text = String::new();
     std::io::Read::read_to_string(&mut out, &mut text).expect("gdb's output");
-    let st = common::wait_within(&mut run, "vkernel --gdb", Duration::from_secs(60));
+    let st = at.end(&mut run, &prog);
     assert!(text.contains("Program received signal SIGINT"), "{text}");
     assert!(text.contains("in main () at"), "{text}");
     assert!(text.contains("killed]"), "{text}");

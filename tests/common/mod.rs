@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+pub mod hang;
+
 use vkernel::core::prelude::*;
 
 /// Where code is mapped (linear, read+execute) in test vmspaces.

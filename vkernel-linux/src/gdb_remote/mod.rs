@@ -87,15 +87,36 @@ enum Listener {
 }
 
 impl Listener {
-    fn accept(&self) -> io::Result<Box<dyn ConnectionExt<Error = io::Error>>> {
-        Ok(match self {
-            Listener::Tcp(l) => {
-                let (s, _) = l.accept()?;
-                s.set_nodelay(true)?;
-                Box::new(s)
+    /// gdb's connection, or None if the run of `k` ends first.
+    fn accept(&self, k: &Kernel) -> io::Result<Option<Box<dyn ConnectionExt<Error = io::Error>>>> {
+        match self {
+            Listener::Tcp(l) => l.set_nonblocking(true)?,
+            Listener::Unix(l, _) => l.set_nonblocking(true)?,
+        }
+        loop {
+            let got: io::Result<Box<dyn ConnectionExt<Error = io::Error>>> = match self {
+                Listener::Tcp(l) => l.accept().and_then(|(s, _)| {
+                    s.set_nonblocking(false)?;
+                    s.set_nodelay(true)?;
+                    Ok(Box::new(s) as Box<_>)
+                }),
+                Listener::Unix(l, _) => l.accept().and_then(|(s, _)| {
+                    s.set_nonblocking(false)?;
+                    Ok(Box::new(s) as Box<_>)
+                }),
+            };
+            match got {
+                Ok(c) => return Ok(Some(c)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if k.debug_run_over() {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            Listener::Unix(l, _) => Box::new(l.accept()?.0),
-        })
+        }
     }
 }
 
@@ -153,11 +174,14 @@ fn serve(l: &Listener, k: Arc<Kernel>, pid: Pid) {
         match k.debug_wait(Duration::from_millis(100)) {
             Some(DebugEvent::Stopped { tid, .. }) if tid == pid => break,
             Some(DebugEvent::Ended { tid, .. }) if tid == pid => return,
+            Some(DebugEvent::RunOver) => return,
             _ => {}
         }
     }
-    let conn = match l.accept() {
-        Ok(c) => c,
+    let conn = match l.accept(&k) {
+        Ok(Some(c)) => c,
+        // The run ended (a signal from the host) before gdb came.
+        Ok(None) => return,
         Err(e) => {
             log::error!("gdb stub: accept: {e}; the program runs on");
             k.debug_detach_all();
@@ -221,7 +245,7 @@ impl BlockingEventLoop for EventLoop {
     fn on_interrupt(
         target: &mut VprocTarget,
     ) -> Result<Option<Self::StopReason>, target::TargetFault> {
-        if let Some(DebugEvent::Ended { status, .. }) = target.stop_all() {
+        if let Some(status) = target.stop_all() {
             return Ok(Some(ended(status)));
         }
         // A stop met meanwhile is reported before the interrupt.
@@ -239,13 +263,14 @@ fn on_event(target: &mut VprocTarget, ev: DebugEvent) -> Option<MultiThreadStopR
     match ev {
         DebugEvent::Ended { tid, status } if tid == target.tgid => Some(ended(status)),
         DebugEvent::Ended { .. } => None,
+        DebugEvent::RunOver => Some(ended(target::KILLED)),
         DebugEvent::Stopped { tid, event, .. } if event != 0 => {
             // A clone event, or a new thread's first stop: it runs on.
             let _ = target.k.debug_resume(tid, false, 0);
             None
         }
         DebugEvent::Stopped { tid, signo, .. } => {
-            if let Some(DebugEvent::Ended { status, .. }) = target.stop_all() {
+            if let Some(status) = target.stop_all() {
                 return Some(ended(status));
             }
             Some(signal_stop(tid, signo))

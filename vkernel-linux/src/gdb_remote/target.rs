@@ -124,8 +124,9 @@ impl VprocTarget {
 
     /// Stop every thread of the process that runs (all-stop mode), and
     /// wait until each is stopped; stops for signals met meanwhile are
-    /// queued for gdb. Returns the process's end if it ended meanwhile.
-    pub(super) fn stop_all(&mut self) -> Option<DebugEvent> {
+    /// queued for gdb. Returns the process's wait status if it ended
+    /// meanwhile (SIGKILL's when the whole run ended).
+    pub(super) fn stop_all(&mut self) -> Option<i32> {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             let running: Vec<Pid> = self
@@ -148,12 +149,16 @@ impl VprocTarget {
                     signo,
                     event: 0,
                 }) => self.queued.push((tid, signo)),
-                Some(e @ DebugEvent::Ended { tid, .. }) if tid == self.tgid => return Some(e),
+                Some(DebugEvent::Ended { tid, status }) if tid == self.tgid => return Some(status),
+                Some(DebugEvent::RunOver) => return Some(KILLED),
                 _ => {}
             }
         }
     }
 }
+
+/// The wait status of a process SIGKILL ended.
+pub(super) const KILLED: i32 = 9;
 
 impl Target for VprocTarget {
     type Arch = X86_64Linux;

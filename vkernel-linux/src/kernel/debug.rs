@@ -63,6 +63,9 @@ pub enum DebugEvent {
         /// Its wait status (WIFEXITED / WIFSIGNALED).
         status: i32,
     },
+    /// The run is over (its first vproc ended) and no stop or end is left
+    /// to report: every vproc is gone, the traced ones too.
+    RunOver,
 }
 
 impl Kernel {
@@ -93,6 +96,30 @@ impl Kernel {
         Ok(())
     }
 
+    /// Process `pid` the stub traces ended: its end is kept for the stub
+    /// among the traced threads' ends (which outlive the process table:
+    /// the run's teardown clears the table as soon as the first vproc
+    /// ends, maybe before the stub looked), and its zombie goes to its
+    /// parent as without a debugger.
+    pub(super) fn debug_process_exit(&self, t: &mut Table, pid: Pid, ppid: Pid) {
+        let Some(e) = t.procs.get_mut(&pid) else {
+            return;
+        };
+        let PState::Zombie(status) = e.state else {
+            return;
+        };
+        e.trace = None;
+        t.trace_exits.push(super::ptrace::TraceExit {
+            tracer_tgid: STUB,
+            tid: pid,
+            status: wstatus(status),
+        });
+        if t.procs.contains_key(&ppid) {
+            self.wake_group_locked(t, ppid);
+        }
+        self.debug.notify();
+    }
+
     /// The next stop or end of a tracee of the stub, waiting at most `d`.
     pub(crate) fn debug_wait(&self, d: Duration) -> Option<DebugEvent> {
         let deadline = Instant::now() + d;
@@ -113,12 +140,20 @@ impl Kernel {
                     DebugEvent::Ended { tid, status: ws }
                 });
             }
+            if self.done.load(Ordering::SeqCst) {
+                return Some(DebugEvent::RunOver);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;
             }
             self.debug.wait(seen, left);
         }
+    }
+
+    /// Is the run over (its first vproc ended)?
+    pub(crate) fn debug_run_over(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
     }
 
     /// The threads of process `tgid` the stub traces (alive ones).

@@ -691,7 +691,7 @@ impl Kernel {
             return;
         };
         if tracer == super::debug::STUB {
-            self.debug.notify();
+            self.debug_process_exit(t, pid, ppid);
             return;
         }
         if tracer != ppid {
