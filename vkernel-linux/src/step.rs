@@ -59,17 +59,23 @@ impl Vproc {
                             .fold(0, |m, p| m | signal::bit(p.signo)),
                         alone: !self.threaded(),
                         retry: self.pending_call.is_some(),
+                        to_patch: Vec::new(),
                     },
                 );
             }
             let ran = cpu.run(self.mm.vmspace(), &mut self.frame);
+            let mut to_patch = Vec::new();
             if let Some(k) = fast {
                 // The server's rt_sigprocmask changed the context's copy.
                 if let Some(c) = k.fast.withdraw(cpu.index()) {
                     self.sig.blocked = c.blocked;
+                    to_patch = c.to_patch;
                 }
             }
             self.enter_kernel();
+            for (ret, nr) in to_patch {
+                self.patch_site(ret, nr);
+            }
             let trap = match ran {
                 Ok(Trap::Interrupted) => {
                     // Defensive: never keep a frame the CPU cannot load.

@@ -198,13 +198,20 @@ impl Vproc {
     /// Patch the site of this call, just served through the exit path, if
     /// the fast path serves it (see `mm::patch`).
     fn maybe_patch(&mut self, nr: u64) {
+        if table::is_fast(nr) {
+            self.patch_site(self.frame.rip, nr);
+        }
+    }
+
+    /// Patch the site whose `syscall` of call `nr` (one the fast path
+    /// serves) returned to `ret`: just now through the exit path, or
+    /// earlier in this stay in the guest through the exitless server,
+    /// which queued it (see `kernel::fast`).
+    pub(crate) fn patch_site(&mut self, ret: u64, nr: u64) {
         let Some(k) = &self.k else { return };
         let Some(entry) = k.patch_entry else { return };
-        if !table::is_fast(nr) {
-            return;
-        }
         let threads = self.mm.threads();
-        match self.mm.patch_syscall(self.frame.rip, nr, entry, threads) {
+        match self.mm.patch_syscall(ret, nr, entry, threads) {
             Ok(()) => {
                 k.patched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }

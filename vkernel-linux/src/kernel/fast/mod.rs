@@ -87,7 +87,16 @@ pub(crate) struct FastCtx {
     /// A call of it waits to be retried with its state (`pending_call`):
     /// everything goes to the exit path, which continues that call.
     pub(crate) retry: bool,
+    /// Patchable call sites the server answered while this context was
+    /// published (the return address of their `syscall`, and the call):
+    /// the vCPU thread patches them when the vproc next leaves the guest
+    /// ([`FastPath::withdraw`]).
+    pub(crate) to_patch: Vec<(u64, u64)>,
 }
+
+/// Most call sites queued for patching in one stay in the guest; beyond,
+/// a patchable site's call goes to the exit path, which patches it.
+const MAX_QUEUED: usize = 64;
 
 /// The per-vCPU contexts of one kernel.
 pub(crate) struct FastPath {
@@ -140,14 +149,24 @@ impl FastPath {
         if c.retry || c.sig.load(Ordering::SeqCst) {
             return ExitlessReply::Exit;
         }
-        if k.patch_entry.is_some() && patchable_site(c, req) {
-            // Once through the exit path, where it gets patched: from then
-            // on the call reaches us without the `syscall` instruction.
+        // A site the vCPU thread would patch is answered the first time
+        // and queued for patching at the vproc's next exit (a fresh
+        // process makes most of its calls once: an exit per site would
+        // cost more than the patch saves); if it calls again before that
+        // exit, the call goes to the exit path, which patches the queued
+        // sites: from then on the call reaches us without `syscall`.
+        let patch = k.patch_entry.is_some() && patchable_site(c, req);
+        if patch && (c.to_patch.len() >= MAX_QUEUED || c.to_patch.iter().any(|s| s.0 == req.ret)) {
             return ExitlessReply::Exit;
         }
         let fast = (self.lookup)(req.nr);
         match fast.and_then(|(nr, f)| f(k, c, nr, req.args)) {
-            Some(v) => ExitlessReply::Done(v),
+            Some(v) => {
+                if patch {
+                    c.to_patch.push((req.ret, req.nr));
+                }
+                ExitlessReply::Done(v)
+            }
             None => ExitlessReply::Exit,
         }
     }
