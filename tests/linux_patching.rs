@@ -11,7 +11,12 @@
 //!   same address, then ARCH_SET_GS (which puts sites back);
 //! - (d) MAP_FIXED over the space below the text, where the stub page is;
 //! - (e) a GS selector reload, then patched calls; `%gs:0`, `%gs:0x50`
-//!   and `%gs:0x1000` fault as natively.
+//!   and `%gs:0x1000` fault as natively;
+//! - (f) sites whose number is in a register, rewritten through a hop in
+//!   the padding after them (issue 25, `linux::mm::hop`): live data in the
+//!   red zone survives the call, a branch to the `syscall` itself still
+//!   makes the call, and one-byte reads through the C library's `read`
+//!   (glibc's `xor eax, eax; syscall`) return the bytes written.
 
 mod common;
 
@@ -118,4 +123,17 @@ fn map_fixed_over_the_stub_page_keeps_calls_working() {
 #[test]
 fn gs_reload_and_gs_reads_behave_as_native() {
     check("gs_reload_and_gs_reads_behave_as_native", "e", &[1, 2]);
+}
+
+/// (f) Hop sites (issue 25): the red zone below RSP is intact after a
+/// patched call (nothing is pushed), a branch to the rewritten `syscall`
+/// still makes the call, and one-byte reads through the C library's
+/// `read` give the bytes written, with one and two vCPUs.
+#[test]
+fn hop_sites_keep_the_red_zone_branch_targets_and_reads() {
+    check(
+        "hop_sites_keep_the_red_zone_branch_targets_and_reads",
+        "f",
+        &[1, 2],
+    );
 }

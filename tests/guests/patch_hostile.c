@@ -9,8 +9,11 @@
  *   d: MAP_FIXED over the free space below the text (where the vkernel
  *      keeps its stub page), then call the sites again;
  *   e: reload the GS selector, then call; read %gs:0, %gs:0x50, %gs:0x1000
- *      (native: SIGSEGV).
- * Usage: patch_hostile [CHECKS [ITERS]] (CHECKS: letters, default abcde;
+ *      (native: SIGSEGV);
+ *   f: sites with the number in a register (hop sites, mm::hop): live data
+ *      in the red zone across the call, a branch to the `syscall` itself,
+ *      and glibc's or musl's read() of a pipe one byte at a time.
+ * Usage: patch_hostile [CHECKS [ITERS]] (CHECKS: letters, default abcdef;
  * each runs in a child, then all of them once more in this process). */
 #include <setjmp.h>
 #include <signal.h>
@@ -219,6 +222,70 @@ static void check_e(void) {
            a, iters, b, c, s0, s1, s2, d);
 }
 
+/* Hop sites: `syscall` with the number from a register, a `ret` and
+ * padding after it. rz_call stores a pattern at -8 and -128(%rsp) (the red
+ * zone, below the stack pointer), makes call NR and returns its result if
+ * the pattern survived (else -12345); jt_call branches to its `syscall`. */
+long rz_call(long nr);
+long jt_call(long nr);
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".globl rz_call\n"
+        "rz_call:\n"
+        "  movabs $0x1122334455667788, %rcx\n"
+        "  mov %rcx, -8(%rsp)\n"
+        "  mov %rcx, -128(%rsp)\n"
+        "  mov %rdi, %rax\n"
+        "  syscall\n"
+        "  movabs $0x1122334455667788, %rdx\n"
+        "  cmp %rdx, -8(%rsp)\n"
+        "  jne 1f\n"
+        "  cmp %rdx, -128(%rsp)\n"
+        "  jne 1f\n"
+        "  ret\n"
+        "  .fill 16, 1, 0xcc\n"
+        "1:\n"
+        "  mov $-12345, %rax\n"
+        "  ret\n"
+        ".p2align 4\n"
+        ".globl jt_call\n"
+        "jt_call:\n"
+        "  mov %rdi, %rax\n"
+        "  jmp 2f\n"
+        "  ud2\n"
+        "2:\n"
+        "  syscall\n"
+        "  ret\n"
+        "  .fill 16, 1, 0xcc\n");
+
+static void check_f(void) {
+    long ppid = getppid(), rz = 0, jt = 0, sum = 0, got = 0;
+    for (long i = 0; i < iters; i++) {
+        rz += rz_call(SYS_getppid) == ppid;
+        jt += jt_call(SYS_getppid) == ppid;
+    }
+    int p[2];
+    if (pipe(p) != 0) {
+        printf("f: pipe failed\n");
+        return;
+    }
+    long n = iters < 4096 ? iters : 4096;
+    for (long i = 0; i < n; i++) {
+        unsigned char b = (unsigned char)i;
+        if (write(p[1], &b, 1) != 1) break;
+    }
+    for (long i = 0; i < n; i++) {
+        unsigned char b;
+        if (read(p[0], &b, 1) != 1) break;
+        sum += b;
+        got++;
+    }
+    close(p[0]);
+    close(p[1]);
+    printf("f: red zone kept %ld/%ld, branch to syscall %ld/%ld, read %ld bytes summing %ld\n",
+           rz, iters, jt, iters, got, sum);
+}
+
 /* Run a check in a child (c and e change GS; each starts clean). */
 static void in_child(void (*f)(void)) {
     fflush(stdout);
@@ -236,15 +303,15 @@ static void in_child(void (*f)(void)) {
 }
 
 int main(int argc, char **argv) {
-    const char *checks = argc > 1 ? argv[1] : "abcde";
+    const char *checks = argc > 1 ? argv[1] : "abcdef";
     if (argc > 2) iters = atol(argv[2]);
-    void (*fns[5])(void) = {check_a, check_b, check_c, check_d, check_e};
+    void (*fns[6])(void) = {check_a, check_b, check_c, check_d, check_e, check_f};
     for (const char *c = checks; *c; c++)
-        if (*c >= 'a' && *c <= 'e') in_child(fns[*c - 'a']);
+        if (*c >= 'a' && *c <= 'f') in_child(fns[*c - 'a']);
     /* Once more in this process, in order (c and e, which change GS,
      * last). */
     for (const char *c = checks; *c; c++)
-        if (*c >= 'a' && *c <= 'e' && *c != 'c' && *c != 'e') fns[*c - 'a']();
+        if (*c >= 'a' && *c <= 'f' && *c != 'c' && *c != 'e') fns[*c - 'a']();
     if (strchr(checks, 'e')) check_e();
     if (strchr(checks, 'c')) check_c();
     return 0;

@@ -321,13 +321,15 @@ mod area;
 mod calls;
 mod fault;
 mod file;
+mod hop;
 mod large;
 pub mod pagecache;
 mod patch;
 mod shm;
 mod uaccess;
 
-pub use patch::{patchable, NoPatch, Patches, CODE as PATCH_CODE};
+pub use hop::HOP_SCAN;
+pub use patch::{NoPatch, Patches, Plan, CODE as PATCH_CODE};
 pub use shm::{ShmFiles, ShmObject};
 
 use area::split_at;

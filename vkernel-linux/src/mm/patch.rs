@@ -87,11 +87,56 @@ const MAX_INSN: u64 = 15;
 /// One patched site.
 #[derive(Clone, Copy, Debug)]
 struct Site {
-    /// The 5 bytes it held (`mov eax, nr`).
+    /// The 5 bytes it held (`mov eax, nr`; a hop site: the `syscall`'s 2).
     old: [u8; 5],
     /// Its stub.
     stub: u64,
+    /// A site whose `syscall` hops to its stub through padding (see
+    /// `mm::hop`): the padding's address and the 5 bytes it held. The
+    /// site's address is then its `syscall`'s.
+    hop: Option<(u64, [u8; 5])>,
 }
+
+impl Site {
+    /// The `syscall` of the site at `at` (the slow path of its stub
+    /// returns to the same point of the original).
+    fn syscall(&self, at: u64) -> u64 {
+        if self.hop.is_some() {
+            at
+        } else {
+            at + 5
+        }
+    }
+
+    /// Does the site at `at` cover a byte of `[start, end)`?
+    fn overlaps(&self, at: u64, start: u64, end: u64) -> bool {
+        let len = if self.hop.is_some() { 2 } else { 5 };
+        let hit = |a: u64, n: u64| a < end && a + n > start;
+        hit(at, len) || self.hop.is_some_and(|(h, _)| hit(h, 5))
+    }
+}
+
+/// What patching a site writes (see [`Mm::patch_syscall`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// `mov eax, nr` at `site` becomes `jmp rel32` to the stub.
+    Mov {
+        /// The `mov`'s address.
+        site: u64,
+    },
+    /// The `syscall` at `site` becomes `jmp rel8` to `hop`, five bytes of
+    /// padding that become `jmp rel32` to the stub (`mm::hop`).
+    Hop {
+        /// The `syscall`'s address.
+        site: u64,
+        /// The padding's.
+        hop: u64,
+    },
+}
+
+/// Bytes of a 5-byte `nop` (a hop stub's first instruction, where a `mov`
+/// stub sets EAX).
+const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
 
 /// The patching state of one address space.
 #[derive(Clone, Debug, Default)]
@@ -194,6 +239,7 @@ fn could_be_tail(before: &[u8; BEFORE]) -> bool {
         || [b2, b3, b4, b5].iter().any(|&b| b == 0x64 || b == 0x65)
 }
 
+#[cfg(test)]
 /// Is `code`, the [`CODE`] bytes before a call's return address `ret`, a
 /// site this module patches for call `nr` (`mov eax, nr; syscall` that
 /// cannot be the tail of a longer instruction, see [`could_be_tail`])
@@ -235,9 +281,16 @@ fn jmp_bytes(site: u64, stub: u64) -> [u8; 5] {
 /// The stub of a site (see the module docs); `stub` is its address,
 /// `page` its page's.
 fn stub_bytes(nr: u32, stub: u64, page: u64, site: u64) -> [u8; SLOT as usize] {
+    let mut mov = [0xb8u8, 0, 0, 0, 0];
+    mov[1..].copy_from_slice(&nr.to_le_bytes());
+    stub_with(mov, stub, page, site + 7)
+}
+
+/// A stub that runs `first`, then enters the patched entry with `ret` as
+/// the call's return address (see the module docs).
+fn stub_with(first: [u8; 5], stub: u64, page: u64, ret: u64) -> [u8; SLOT as usize] {
     let mut b = [0xccu8; SLOT as usize];
-    b[0] = 0xb8;
-    b[1..5].copy_from_slice(&nr.to_le_bytes());
+    b[..5].copy_from_slice(&first);
     // lea rcx, [rip + 8]: rip is stub + 12, `after` is stub + 20.
     b[5..12].copy_from_slice(&[0x48, 0x8d, 0x0d, 8, 0, 0, 0]);
     // jmp [rip + d]: rip is stub + 18, the header is at `page`.
@@ -247,9 +300,9 @@ fn stub_bytes(nr: u32, stub: u64, page: u64, site: u64) -> [u8; SLOT as usize] {
     b[14..18].copy_from_slice(&d.to_le_bytes());
     b[18] = 0x0f;
     b[19] = 0x05;
-    // after: jmp site + 7 (rip is stub + 25).
+    // after: jmp ret (rip is stub + 25).
     b[20] = 0xe9;
-    let back = (site + 7).wrapping_sub(stub + 25) as i64 as i32;
+    let back = ret.wrapping_sub(stub + 25) as i64 as i32;
     b[21..25].copy_from_slice(&back.to_le_bytes());
     b
 }
@@ -258,6 +311,66 @@ impl Mm {
     /// The patching state.
     pub fn patches(&self) -> &Patches {
         &self.patch
+    }
+
+    /// How the call site whose `syscall` of call `nr` returns to `ret`
+    /// would be patched with `threads` threads, given `code`, the
+    /// [`CODE`] bytes before `ret`, and `after`, bytes from `ret` on (up to
+    /// `mm::hop::HOP_SCAN`): a `mov eax, nr` site, else a hop site, else
+    /// why not. Reads nothing itself (the exitless server gives the bytes
+    /// it could read without paging anything in).
+    pub fn patch_plan(
+        &self,
+        ret: u64,
+        nr: u64,
+        threads: usize,
+        code: &[u8; CODE],
+        after: &[u8],
+    ) -> Result<Plan, NoPatch> {
+        if self.patch.off || self.patch.sites.len() >= MAX_SITES {
+            return Err(NoPatch::Off);
+        }
+        let sys = ret.checked_sub(2).ok_or(NoPatch::Pattern)?;
+        let site = ret.checked_sub(7).ok_or(NoPatch::Pattern)?;
+        let known = |a: &u64| self.patch.sites.contains_key(a) || self.patch.refused.contains(a);
+        if known(&site) || known(&sys) {
+            return Err(NoPatch::Pattern);
+        }
+        let (start, vma) = self.find(sys).ok_or(NoPatch::Area)?;
+        if vma.prot & PROT_EXEC == 0
+            || vma.prot & PROT_WRITE != 0
+            || vma.end < ret
+            || vma.kind == VmaKind::SyscallStubs
+            || vma.file.as_ref().is_some_and(|f| f.shared)
+        {
+            return Err(NoPatch::Area);
+        }
+        if site >= start && is_site(code, nr) {
+            return if one_store(site, threads) {
+                Ok(Plan::Mov { site })
+            } else {
+                Err(NoPatch::Straddles)
+            };
+        }
+        if code[CODE - 2..] != [0x0f, 0x05] {
+            return Err(NoPatch::Pattern);
+        }
+        if threads > 1 && (sys & 7) + 2 > 8 {
+            return Err(NoPatch::Straddles);
+        }
+        let inside = usize::try_from(vma.end - ret).unwrap_or(usize::MAX);
+        let hop = super::hop::hop_after(&after[..after.len().min(inside)], ret)
+            .ok_or(NoPatch::Pattern)?;
+        // Padding another site already hops through is taken.
+        if self
+            .patch
+            .sites
+            .values()
+            .any(|o| o.hop.is_some_and(|(h, _)| h.abs_diff(hop) < 5))
+        {
+            return Err(NoPatch::Pattern);
+        }
+        Ok(Plan::Hop { site: sys, hop })
     }
 
     /// Patch the call site whose `syscall` returns to `ret` with call `nr`
@@ -270,42 +383,48 @@ impl Mm {
         entry: u64,
         threads: usize,
     ) -> Result<(), NoPatch> {
-        if self.patch.off || self.patch.sites.len() >= MAX_SITES {
-            return Err(NoPatch::Off);
-        }
-        let site = ret.checked_sub(7).ok_or(NoPatch::Pattern)?;
-        if self.patch.sites.contains_key(&site) || self.patch.refused.contains(&site) {
-            return Err(NoPatch::Pattern);
-        }
-        let (start, vma) = self.find(site).ok_or(NoPatch::Area)?;
-        if vma.prot & PROT_EXEC == 0
-            || vma.prot & PROT_WRITE != 0
-            || vma.end < ret
-            || vma.kind == VmaKind::SyscallStubs
-            || vma.file.as_ref().is_some_and(|f| f.shared)
-        {
-            return Err(NoPatch::Area);
-        }
-        // The bytes before the site, then the site; before the start of
-        // its area, `nop`s (no instruction of this area starts there).
+        // The bytes before the return address; before the start of the
+        // area, `nop`s (no instruction of this area starts there).
+        let (start, vma) = self.find(ret.saturating_sub(2)).ok_or(NoPatch::Area)?;
         let mut code = [0x90u8; CODE];
-        let from = site.saturating_sub(BEFORE as u64).max(start);
-        let skip = (BEFORE as u64 - (site - from)) as usize;
+        let from = ret.saturating_sub(CODE as u64).max(start);
+        let skip = CODE - (ret - from) as usize;
         self.read(from, &mut code[skip..])?;
-        if !is_site(&code, nr) {
-            return Err(NoPatch::Pattern);
+        let mut after = vec![0u8; super::hop::HOP_SCAN.min(vma.end.saturating_sub(ret) as usize)];
+        self.read(ret, &mut after)?;
+        match self.patch_plan(ret, nr, threads, &code, &after)? {
+            Plan::Mov { site } => {
+                let stub = self.stub_slot(site, entry)?;
+                let page = stub & !(PAGE - 1);
+                self.poke(stub, &stub_bytes(nr as u32, stub, page, site))?;
+                self.poke_site(site, &jmp_bytes(site, stub))?;
+                *self.patch.pages.get_mut(&page).expect("stub page") += 1;
+                let mut old = [0u8; 5];
+                old.copy_from_slice(&code[BEFORE..BEFORE + 5]);
+                self.patch.sites.insert(
+                    site,
+                    Site {
+                        old,
+                        stub,
+                        hop: None,
+                    },
+                );
+            }
+            Plan::Hop { site, hop } => {
+                let stub = self.stub_slot(site, entry)?;
+                let page = stub & !(PAGE - 1);
+                let mut hop_old = [0u8; 5];
+                self.read(hop, &mut hop_old)?;
+                self.poke(stub, &stub_with(NOP5, stub, page, ret))?;
+                // The padding first (nothing runs it), then the `syscall`.
+                self.poke_site(hop, &jmp_bytes(hop, stub))?;
+                self.poke_bytes(site, &[0xeb, (hop - ret) as u8])?;
+                *self.patch.pages.get_mut(&page).expect("stub page") += 1;
+                let old = [0x0f, 0x05, 0, 0, 0];
+                let hop = Some((hop, hop_old));
+                self.patch.sites.insert(site, Site { old, stub, hop });
+            }
         }
-        if !one_store(site, threads) {
-            return Err(NoPatch::Straddles);
-        }
-        let stub = self.stub_slot(site, entry)?;
-        let page = stub & !(PAGE - 1);
-        self.poke(stub, &stub_bytes(nr as u32, stub, page, site))?;
-        self.poke_site(site, &jmp_bytes(site, stub))?;
-        *self.patch.pages.get_mut(&page).expect("stub page") += 1;
-        let mut old = [0u8; 5];
-        old.copy_from_slice(&code[BEFORE..BEFORE + 5]);
-        self.patch.sites.insert(site, Site { old, stub });
         Ok(())
     }
 
@@ -320,21 +439,45 @@ impl Mm {
         }
     }
 
-    /// Put `site` back (its `mov`) if it still holds exactly the `jmp` to
-    /// its stub in an executable area: an area unmapped, replaced or
-    /// rewritten since has lost the site, and its bytes are not ours.
+    /// Put `site` back (its `mov`, or its `syscall` and padding) if it
+    /// still holds exactly the `jmp` to its stub in an executable area:
+    /// an area unmapped, replaced or rewritten since has lost the site, and
+    /// its bytes are not ours.
     fn restore(&mut self, site: u64, s: Site) {
-        let page = site & !(PAGE - 1);
-        let end_page = (site + 4) & !(PAGE - 1);
-        if !self.pages.contains_key(&page) || !self.pages.contains_key(&end_page) {
-            return;
-        }
-        let live = self.find(site).is_some_and(|(_, v)| {
-            v.prot & PROT_EXEC != 0 && v.kind != VmaKind::SyscallStubs && v.end >= site + 5
-        });
-        let mut now = [0u8; 5];
-        if live && self.read(site, &mut now).is_ok() && now == jmp_bytes(site, s.stub) {
-            let _ = self.poke_site(site, &s.old);
+        let live = |mm: &Mm, at: u64, n: u64| {
+            let mapped = mm.pages.contains_key(&(at & !(PAGE - 1)))
+                && mm.pages.contains_key(&((at + n - 1) & !(PAGE - 1)));
+            mapped
+                && mm.find(at).is_some_and(|(_, v)| {
+                    v.prot & PROT_EXEC != 0 && v.kind != VmaKind::SyscallStubs && v.end >= at + n
+                })
+        };
+        match s.hop {
+            None => {
+                let mut now = [0u8; 5];
+                if live(self, site, 5)
+                    && self.read(site, &mut now).is_ok()
+                    && now == jmp_bytes(site, s.stub)
+                {
+                    let _ = self.poke_site(site, &s.old);
+                }
+            }
+            Some((hop, hop_old)) => {
+                let mut now = [0u8; 2];
+                if live(self, site, 2)
+                    && self.read(site, &mut now).is_ok()
+                    && now == [0xeb, (hop - site - 2) as u8]
+                {
+                    let _ = self.poke_bytes(site, &s.old[..2]);
+                }
+                let mut now = [0u8; 5];
+                if live(self, hop, 5)
+                    && self.read(hop, &mut now).is_ok()
+                    && now == jmp_bytes(hop, s.stub)
+                {
+                    let _ = self.poke_site(hop, &hop_old);
+                }
+            }
         }
     }
 
@@ -351,7 +494,8 @@ impl Mm {
         let inside: Vec<(u64, Site)> = self
             .patch
             .sites
-            .range(start.saturating_sub(4)..end)
+            .range(start.saturating_sub(super::hop::HOP_SCAN as u64)..end)
+            .filter(|(&a, s)| s.overlaps(a, start, end))
             .map(|(&a, &s)| (a, s))
             .collect();
         for (site, s) in inside {
@@ -385,8 +529,12 @@ impl Mm {
                 self.restore(site, s);
                 // A thread in the stub's slow path (or returning from it)
                 // resumes at the same point of the site.
-                self.patch.moved.insert(s.stub + STUB_SYSCALL, site + 5);
-                self.patch.moved.insert(s.stub + STUB_AFTER, site + 7);
+                self.patch
+                    .moved
+                    .insert(s.stub + STUB_SYSCALL, s.syscall(site));
+                self.patch
+                    .moved
+                    .insert(s.stub + STUB_AFTER, s.syscall(site) + 2);
             }
         }
     }
@@ -427,11 +575,17 @@ impl Mm {
     /// the vproc run the instruction again (true). A fault that was not
     /// ours recurs and is delivered then.
     pub fn patch_fault(&mut self, rip: u64) -> bool {
+        let near = |a: u64| a != rip && rip.saturating_add(MAX_INSN) > a && a + 5 > rip;
         let hit: Vec<(u64, Site)> = self
             .patch
             .sites
-            .range(rip.saturating_sub(4)..rip.saturating_add(MAX_INSN))
-            .filter(|(&a, _)| a != rip)
+            .range(rip.saturating_sub(super::hop::HOP_SCAN as u64)..rip.saturating_add(MAX_INSN))
+            .filter(|(&a, s)| match s.hop {
+                // Its `syscall` is a known boundary; code running into the
+                // padding was not padding.
+                Some((h, _)) => near(h),
+                None => near(a),
+            })
             .map(|(&a, &s)| (a, s))
             .collect();
         for &(site, s) in &hit {
@@ -508,10 +662,15 @@ impl Mm {
 
     /// Write a site's 5 bytes (see [`Mm::poke`]; a site may cross a page).
     fn poke_site(&mut self, site: u64, b: &[u8; 5]) -> Result<(), MmError> {
-        let split = (PAGE - (site & (PAGE - 1))).min(5) as usize;
-        self.poke(site, &b[..split])?;
-        if split < 5 {
-            self.poke(site + split as u64, &b[split..])?;
+        self.poke_bytes(site, b)
+    }
+
+    /// Write `b` at `va` (see [`Mm::poke`]), across a page boundary too.
+    fn poke_bytes(&mut self, va: u64, b: &[u8]) -> Result<(), MmError> {
+        let split = (PAGE - (va & (PAGE - 1))).min(b.len() as u64) as usize;
+        self.poke(va, &b[..split])?;
+        if split < b.len() {
+            self.poke(va + split as u64, &b[split..])?;
         }
         Ok(())
     }

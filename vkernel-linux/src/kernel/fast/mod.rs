@@ -181,6 +181,7 @@ pub(crate) fn write_user(c: &FastCtx, va: u64, b: &[u8]) -> bool {
 }
 
 /// Is the site of `req` one the vCPU thread would patch (see `mm::patch`)?
+/// Only bytes present in memory are read (nothing is paged in here).
 fn patchable_site(c: &FastCtx, req: &ExitlessRequest) -> bool {
     if !c.process.patch_forcing() {
         return false;
@@ -189,7 +190,28 @@ fn patchable_site(c: &FastCtx, req: &ExitlessRequest) -> bool {
         return false;
     };
     let mut code = [0u8; crate::mm::PATCH_CODE];
-    read_user(c, at, &mut code) && crate::mm::patchable(&code, req.nr, req.ret, c.process.threads())
+    if !read_user(c, at, &mut code) {
+        return false;
+    }
+    // The bytes after the return address up to the end of its page, and
+    // the next page's if it is there.
+    let mut after = [0u8; crate::mm::HOP_SCAN];
+    let first =
+        usize::try_from(4096 - (req.ret & 4095)).map_or(after.len(), |n| n.min(after.len()));
+    let mut have = 0;
+    if read_user(c, req.ret, &mut after[..first]) {
+        have = first;
+        if first < after.len() && read_user(c, req.ret + first as u64, &mut after[first..]) {
+            have = after.len();
+        }
+    }
+    let threads = c.process.threads();
+    c.process
+        .try_with_mm(|mm| {
+            mm.patch_plan(req.ret, req.nr, threads, &code, &after[..have])
+                .is_ok()
+        })
+        .unwrap_or(false)
 }
 
 /// Read `b` from `va` in the vproc's memory, under the process lock, only
