@@ -31,10 +31,19 @@
 //! touched, so a thread blocked in it, a signal frame that returns to it
 //! and a branch to it still find it.
 //!
+//! A `syscall` without such a `mov` before it (the number from a
+//! register, or `xor eax, eax`) is a hop site ([`super::hop`]): its two
+//! bytes become `jmp rel8` to five bytes of padding after the function's
+//! next `ret`, which become `jmp rel32` to a stub whose first instruction
+//! is a 5-byte `nop` (RAX already holds the number). [`Mm::patch_plan`]
+//! says which form a site takes, for the vCPU thread and the exitless
+//! server alike.
+//!
 //! What is patched, and when:
-//! - only sites the exit path just served (so the `syscall` is a real
-//!   instruction boundary: the one that just ran), whose call the fast
-//!   path serves, in a private, executable area that is not writable;
+//! - only sites that just made a call the fast path serves (through the
+//!   exit path, or answered by the server, which queued the site: so the
+//!   `syscall` is a real instruction boundary, the one that just ran), in
+//!   a private, executable area that is not writable;
 //! - not when `b8 nr` could be the tail of a longer instruction
 //!   ([`could_be_tail`]); a fault in or just before a patched site's bytes
 //!   puts it back for good ([`Mm::patch_fault`]);
