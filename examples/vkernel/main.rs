@@ -640,6 +640,13 @@ fn run(
             report.lost_wakeups,
             report.patched_sites
         );
+        vk_eprintln!(
+            "vkernel: calls: {} through exits, {} exitless through rewritten sites, \
+             {} exitless through `syscall`",
+            report.syscalls,
+            report.served_rewritten,
+            report.served_syscall
+        );
         for (i, s) in report.cpu_stats.iter().enumerate() {
             vk_eprintln!("vkernel: vCPU {i}: {s:?}");
         }

@@ -60,6 +60,9 @@ impl Vproc {
                         alone: !self.threaded(),
                         retry: self.pending_call.is_some(),
                         to_patch: Vec::new(),
+                        stub_pages: self.mm.patches().stub_pages().collect(),
+                        clear_child_tid: None,
+                        robust_list: None,
                     },
                 );
             }
@@ -70,6 +73,13 @@ impl Vproc {
                 if let Some(c) = k.fast.withdraw(cpu.index()) {
                     self.sig.blocked = c.blocked;
                     to_patch = c.to_patch;
+                    // So did its set_tid_address and set_robust_list.
+                    if let Some(t) = c.clear_child_tid {
+                        self.clear_child_tid = t;
+                    }
+                    if let Some(h) = c.robust_list {
+                        self.thread.robust_list = h;
+                    }
                 }
             }
             self.enter_kernel();

@@ -78,6 +78,7 @@ pub use introspect::ProcInfo;
 pub use next::{CloneArgs, Halt, Next, Wait};
 pub use ptimer::{PosixTimer, TimerNotify};
 pub(crate) use run::run_with;
+pub use thread::ROBUST_HEAD_SIZE;
 pub use vfork::{VforkDone, VforkLink};
 
 /// A process id.
@@ -219,6 +220,11 @@ pub struct Report {
     pub lost_wakeups: u64,
     /// Syscall sites patched (see [`Options::patch_syscalls`]).
     pub patched_sites: u64,
+    /// Calls the exitless server answered that came through a rewritten
+    /// site (no `syscall` instruction executed).
+    pub served_rewritten: u64,
+    /// Calls the exitless server answered that executed `syscall`.
+    pub served_syscall: u64,
     /// The syscalls the run met that the personality does not serve, by
     /// number, each with its count and first caller ([`crate::diag`]).
     pub unimplemented: Vec<crate::diag::UnimplementedCall>,
@@ -367,6 +373,9 @@ pub struct Kernel {
     pub(crate) patch_entry: Option<u64>,
     /// Sites patched.
     pub(crate) patched: AtomicU64,
+    /// Calls the server answered: through rewritten sites, through
+    /// `syscall`.
+    pub(crate) served: [AtomicU64; 2],
     /// The unimplemented calls the run met (the init vproc's, shared by
     /// every vproc it begets).
     unimplemented: Arc<crate::diag::Unimplemented>,

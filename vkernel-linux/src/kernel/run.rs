@@ -138,6 +138,7 @@ fn new_kernel(
         fast: super::fast::FastPath::new(ncpu, opts.exitless, calls.lookup),
         patch_entry,
         patched: AtomicU64::new(0),
+        served: [AtomicU64::new(0), AtomicU64::new(0)],
         unimplemented: init.unimplemented.clone(),
         opts: Options {
             cpus: ncpu,
@@ -363,6 +364,8 @@ fn finish(k: &Kernel, cpu_stats: Vec<CpuStats>) -> Report {
             memstats: t.memstats.take(),
             lost_wakeups: t.lost_wakeups,
             patched_sites: k.patched.load(Ordering::Relaxed),
+            served_rewritten: k.served[0].load(Ordering::Relaxed),
+            served_syscall: k.served[1].load(Ordering::Relaxed),
             unimplemented: k.unimplemented.calls(),
         };
         t.procs.clear();

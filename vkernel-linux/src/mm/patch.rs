@@ -173,6 +173,11 @@ impl Patches {
         self.sites.len()
     }
 
+    /// The addresses of the stub pages.
+    pub fn stub_pages(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pages.keys().copied()
+    }
+
     /// Bumped whenever stub pages are dropped (see [`Mm::patch_resume`]).
     pub fn epoch(&self) -> u64 {
         self.epoch

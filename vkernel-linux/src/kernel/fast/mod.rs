@@ -92,6 +92,14 @@ pub(crate) struct FastCtx {
     /// the vCPU thread patches them when the vproc next leaves the guest
     /// ([`FastPath::withdraw`]).
     pub(crate) to_patch: Vec<(u64, u64)>,
+    /// The process's stub pages (`mm::patch`) when the context was
+    /// published (only the vCPU thread adds pages, between stays): a call
+    /// returning into one came through a rewritten site.
+    pub(crate) stub_pages: Vec<u64>,
+    /// set_tid_address and set_robust_list answered here: the vCPU thread
+    /// stores them in the thread when it takes the context back.
+    pub(crate) clear_child_tid: Option<u64>,
+    pub(crate) robust_list: Option<u64>,
 }
 
 /// Most call sites queued for patching in one stay in the guest; beyond,
@@ -155,7 +163,8 @@ impl FastPath {
         // cost more than the patch saves); if it calls again before that
         // exit, the call goes to the exit path, which patches the queued
         // sites: from then on the call reaches us without `syscall`.
-        let patch = k.patch_entry.is_some() && patchable_site(c, req);
+        let rewritten = c.stub_pages.contains(&(req.ret & !4095));
+        let patch = !rewritten && k.patch_entry.is_some() && patchable_site(c, req);
         if patch && (c.to_patch.len() >= MAX_QUEUED || c.to_patch.iter().any(|s| s.0 == req.ret)) {
             return ExitlessReply::Exit;
         }
@@ -165,6 +174,7 @@ impl FastPath {
                 if patch {
                     c.to_patch.push((req.ret, req.nr));
                 }
+                k.served[usize::from(!rewritten)].fetch_add(1, Ordering::Relaxed);
                 ExitlessReply::Done(v)
             }
             None => ExitlessReply::Exit,

@@ -3,7 +3,8 @@
 //! `uname`, `getrandom` and `rt_sigprocmask` here; [`io`] the read/write
 //! family, `lseek`, `fstat` and `newfstatat`; [`sock`] `sendto` and
 //! `recvfrom` on stream sockets; [`poll`] `epoll_wait` with ready items;
-//! [`mem`] `brk` growth and anonymous `mmap`. A handler answers only what it is sure of and returns
+//! [`mem`] `brk` growth and anonymous `mmap`; `set_tid_address`,
+//! `set_robust_list` and `rseq` (ENOSYS) here too. A handler answers only what it is sure of and returns
 //! `None` for everything else, which then takes the exit path.
 
 mod io;
@@ -73,6 +74,23 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     (libc::SYS_recvfrom, |_, c, _, a| sock::serve(c, a, false)),
     (libc::SYS_brk, memory),
     (libc::SYS_mmap, memory),
+    // Once per thread or process, so once per fork+exec: the thread takes
+    // the values back when it leaves the guest (`FastPath::withdraw`).
+    (libc::SYS_set_tid_address, |_, c, _, a| {
+        c.clear_child_tid = Some(a[0]);
+        Some(c.pid as u64)
+    }),
+    (libc::SYS_set_robust_list, |_, c, _, a| {
+        // A wrong length is the exit path's EINVAL.
+        (a[1] == crate::kernel::ROBUST_HEAD_SIZE).then(|| {
+            c.robust_list = Some(a[0]);
+            0
+        })
+    }),
+    // Not provided (glibc goes on without it), as on the exit path.
+    (libc::SYS_rseq, |_, _, _, _| {
+        Some((-i64::from(libc::ENOSYS)) as u64)
+    }),
 ];
 
 /// The id calls: every vproc runs as root.
