@@ -32,6 +32,10 @@ impl Vproc {
             }
             let before = self.frame;
             cpu.set_fpu(&self.fpu);
+            // The stub pages, read while the process lock is held (reading
+            // the memory map takes it: after `leave_kernel` that would keep
+            // it for the whole stay, and the server could serve nothing).
+            let stub_pages: Vec<u64> = self.mm.patches().stub_pages().collect();
             // Other threads of the process may enter the kernel while this
             // one runs (see `thread`).
             self.leave_kernel();
@@ -60,7 +64,7 @@ impl Vproc {
                         alone: !self.threaded(),
                         retry: self.pending_call.is_some(),
                         to_patch: Vec::new(),
-                        stub_pages: self.mm.patches().stub_pages().collect(),
+                        stub_pages,
                         clear_child_tid: None,
                         robust_list: None,
                     },
