@@ -70,6 +70,12 @@ impl Vproc {
                     },
                 );
             }
+            // The server takes the process lock with a try: held through
+            // the stay, it could serve no call that needs the process.
+            debug_assert!(
+                fast.is_none() || !self.mm.held(),
+                "the process lock is held while the vproc runs"
+            );
             let ran = cpu.run(self.mm.vmspace(), &mut self.frame);
             let mut to_patch = Vec::new();
             if let Some(k) = fast {
