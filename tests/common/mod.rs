@@ -947,29 +947,10 @@ pub fn wait_within(child: &mut Child, what: &str, timeout: Duration) -> ExitStat
 }
 
 /// Run `cmd` (stdin from /dev/null) to its end within `timeout`,
-/// collecting stdout and stderr; a hang kills it and fails.
-pub fn output_within(mut cmd: Command, what: &str, timeout: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("piped")));
-    let err = drain(Box::new(child.stderr.take().expect("piped")));
-    let status = wait_within(&mut child, what, timeout);
-    Output {
-        status,
-        stdout: out.join().expect("reader"),
-        stderr: err.join().expect("reader"),
-    }
+/// collecting stdout and stderr; a hang kills it and fails with its
+/// partial output and host stacks ([`hang::output_or_report`]).
+pub fn output_within(cmd: Command, what: &str, timeout: Duration) -> Output {
+    hang::output_or_report(cmd, what, timeout, &String::new)
 }
 
 /// Run `cmd` with stdin from /dev/null, stdout to `stdout` and stderr
