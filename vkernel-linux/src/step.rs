@@ -46,29 +46,7 @@ impl Vproc {
                 .filter(|k| k.fast.enabled() && !self.trace && self.ptrace.is_none())
                 .cloned();
             if let Some(k) = &fast {
-                k.fast.publish(
-                    cpu.index(),
-                    kernel::fast::FastCtx {
-                        pid: self.pid,
-                        tgid: self.thread.tgid,
-                        process: self.mm.lock_handle(),
-                        sig: self.sig_flag.clone(),
-                        fs: self.fs.clone(),
-                        stdio: self.stdio.clone(),
-                        blocked: self.sig.blocked,
-                        pending: self
-                            .sig
-                            .pending
-                            .iter()
-                            .fold(0, |m, p| m | signal::bit(p.signo)),
-                        alone: !self.threaded(),
-                        retry: self.pending_call.is_some(),
-                        to_patch: Vec::new(),
-                        stub_pages,
-                        clear_child_tid: None,
-                        robust_list: None,
-                    },
-                );
+                k.fast.publish(cpu.index(), self.fast_ctx(stub_pages));
             }
             // The server takes the process lock with a try: held through
             // the stay, it could serve no call that needs the process.
@@ -77,21 +55,8 @@ impl Vproc {
                 "the process lock is held while the vproc runs"
             );
             let ran = cpu.run(self.mm.vmspace(), &mut self.frame);
-            let mut to_patch = Vec::new();
-            if let Some(k) = fast {
-                // The server's rt_sigprocmask changed the context's copy.
-                if let Some(c) = k.fast.withdraw(cpu.index()) {
-                    self.sig.blocked = c.blocked;
-                    to_patch = c.to_patch;
-                    // So did its set_tid_address and set_robust_list.
-                    if let Some(t) = c.clear_child_tid {
-                        self.clear_child_tid = t;
-                    }
-                    if let Some(h) = c.robust_list {
-                        self.thread.robust_list = h;
-                    }
-                }
-            }
+            let back = fast.and_then(|k| k.fast.withdraw(cpu.index()));
+            let to_patch = back.map(|c| self.take_back(c)).unwrap_or_default();
             self.enter_kernel();
             for (ret, nr) in to_patch {
                 self.patch_site(ret, nr);
@@ -229,6 +194,45 @@ impl Vproc {
                 },
             );
         }
+    }
+
+    /// What the exitless server needs of this vproc while it runs
+    /// (`stub_pages`: its process's, read before the process lock went).
+    fn fast_ctx(&self, stub_pages: Vec<u64>) -> kernel::fast::FastCtx {
+        kernel::fast::FastCtx {
+            pid: self.pid,
+            tgid: self.thread.tgid,
+            process: self.mm.lock_handle(),
+            sig: self.sig_flag.clone(),
+            fs: self.fs.clone(),
+            stdio: self.stdio.clone(),
+            blocked: self.sig.blocked,
+            pending: self
+                .sig
+                .pending
+                .iter()
+                .fold(0, |m, p| m | signal::bit(p.signo)),
+            alone: !self.threaded(),
+            retry: self.pending_call.is_some(),
+            to_patch: Vec::new(),
+            stub_pages,
+            clear_child_tid: None,
+            robust_list: None,
+        }
+    }
+
+    /// Take back what the server changed in the context `c` (the blocked
+    /// mask, set_tid_address, set_robust_list): the sites it queued for
+    /// patching.
+    fn take_back(&mut self, c: kernel::fast::FastCtx) -> Vec<(u64, u64)> {
+        self.sig.blocked = c.blocked;
+        if let Some(t) = c.clear_child_tid {
+            self.clear_child_tid = t;
+        }
+        if let Some(h) = c.robust_list {
+            self.thread.robust_list = h;
+        }
+        c.to_patch
     }
 
     /// An exception the vproc raised: the signal Linux sends for it.
