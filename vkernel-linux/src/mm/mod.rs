@@ -27,6 +27,7 @@
 //! | `file` | file mappings: pages from the shared [`PageCache`], SIGBUS past EOF |
 //! | `shm` | shared memory (MAP_SHARED): objects of frames shared across fork and by file |
 //! | `patch` | syscall sites rewritten to reach the exitless server without `syscall` |
+//! | `hop` | where a site without `mov eax, N` hops to its stub: padding after its `ret` |
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
