@@ -1,7 +1,10 @@
 # /proc of another process and of the caller (issue 23), printed as
 # facts that hold natively and under vkernel alike.
 export PROBE_VAR=present
-sleep 5 </dev/null >/dev/null 2>&1 &
+# Long enough to outlive the script on a slow host under load (the
+# script reads /proc through about 20,000 exits there: 4-5 s); killed
+# at the end.
+sleep 60 </dev/null >/dev/null 2>&1 &
 P=$!
 sleep 0.3
 for f in cmdline comm cwd environ exe fd fdinfo limits maps root stat status task; do
