@@ -4,7 +4,8 @@
 //! family, `lseek`, `fstat` and `newfstatat`; [`sock`] `sendto` and
 //! `recvfrom` on stream sockets; [`poll`] `epoll_wait` with ready items;
 //! [`mem`] `brk` growth and anonymous `mmap`; `set_tid_address`,
-//! `set_robust_list` and `rseq` (ENOSYS) here too. A handler answers only what it is sure of and returns
+//! `set_robust_list`, `rseq` (ENOSYS) and reading the process's own
+//! limits (`prlimit64`, `getrlimit`) here too. A handler answers only what it is sure of and returns
 //! `None` for everything else, which then takes the exit path.
 
 mod io;
@@ -87,11 +88,34 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
             0
         })
     }),
+    // Reading the process's own limits (glibc's start reads RLIMIT_STACK);
+    // setting one, or another process's, is the exit path's.
+    (libc::SYS_prlimit64, |_, c, _, a| {
+        if a[0] != 0 || a[2] != 0 || a[3] == 0 {
+            return None;
+        }
+        get_limit(c, a[1], a[3])
+    }),
+    (libc::SYS_getrlimit, |_, c, _, a| get_limit(c, a[0], a[1])),
     // Not provided (glibc goes on without it), as on the exit path.
     (libc::SYS_rseq, |_, _, _, _| {
         Some((-i64::from(libc::ENOSYS)) as u64)
     }),
 ];
+
+/// Write the process's limit `res` at `old` (struct rlimit); an unknown
+/// limit or an unwritable buffer is the exit path's (EINVAL, EFAULT).
+fn get_limit(c: &mut FastCtx, res: u64, old: u64) -> Option<u64> {
+    let res = u32::try_from(res).ok()?;
+    let l = c
+        .process
+        .try_with_parts(|p| p.fds.limits.get(res))
+        .flatten()?;
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&l.cur.to_le_bytes());
+    b[8..].copy_from_slice(&l.max.to_le_bytes());
+    write_user(c, old, &b).then_some(0)
+}
 
 /// The id calls: every vproc runs as root.
 fn root_id(_: &Kernel, _: &mut FastCtx, _: i64, _: [u64; 6]) -> Option<u64> {
