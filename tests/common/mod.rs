@@ -932,18 +932,12 @@ pub fn native_cmd(args: &[&str]) -> Command {
 
 /// Wait for `child`, killing it (and failing) if it outlives `timeout`.
 pub fn wait_within(child: &mut Child, what: &str, timeout: Duration) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            return s;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {timeout:?} (a hang)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if let Some(s) = hang::wait_or_none(child, timeout) {
+        return s;
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{what}: still running after {timeout:?} (a hang)");
 }
 
 /// Run `cmd` (stdin from /dev/null) to its end within `timeout`,

@@ -81,8 +81,9 @@ pub struct Process {
     frames: Frames,
     kill_flag: AtomicBool,
     kill: Mutex<Option<Kill>>,
-    /// The exitless server sends a patchable call site's call to the exit
-    /// path (where it gets patched) until a patch failed here.
+    /// The exitless server queues patchable call sites for the vCPU thread
+    /// to patch (and sends a queued site's next call to the exit path)
+    /// until a patch failed here (`kernel::fast`).
     patch_forcing: AtomicBool,
 }
 
@@ -147,7 +148,7 @@ impl ProcessLock {
         self.0.strong_count()
     }
 
-    /// Does the server send patchable sites' calls to the exit path?
+    /// Does the server queue patchable sites for patching?
     pub(crate) fn patch_forcing(&self) -> bool {
         self.0
             .upgrade()
@@ -279,7 +280,8 @@ impl MmRef {
     }
 
     /// Patching failed in this process: the exitless server no longer
-    /// sends patchable sites' calls to the exit path (`mm::patch`).
+    /// queues patchable sites nor sends their calls to the exit path
+    /// (`mm::patch`).
     pub fn stop_patch_forcing(&self) {
         self.p.patch_forcing.store(false, Ordering::Relaxed);
     }

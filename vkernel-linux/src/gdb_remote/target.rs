@@ -158,7 +158,7 @@ impl VprocTarget {
 }
 
 /// The wait status of a process SIGKILL ended.
-pub(super) const KILLED: i32 = 9;
+pub(super) const KILLED: i32 = crate::signal::SIGKILL;
 
 impl Target for VprocTarget {
     type Arch = X86_64Linux;
@@ -263,10 +263,7 @@ impl MultiThreadBase for VprocTarget {
         let t = pid_of(tid);
         let (f, fx, orig) = self
             .k
-            .debug_with(t, |b| {
-                let orig = b.ptrace.as_ref().map_or(u64::MAX, |p| p.orig_rax);
-                (b.frame, b.fpu.fxsave(), orig)
-            })
+            .debug_with(t, |b| (b.frame, b.fpu.fxsave(), b.orig_rax()))
             .map_err(|e| TargetError::Fatal(TargetFault::NotStopped(t, e)))?;
         to_gdb(&f, &fx, &mut regs.core);
         (regs.orig_rax, regs.fs_base, regs.gs_base) = (orig, f.fs_base, f.gs_base);

@@ -140,7 +140,7 @@ impl Kernel {
                     DebugEvent::Ended { tid, status: ws }
                 });
             }
-            if self.done.load(Ordering::SeqCst) {
+            if self.debug_run_over() {
                 return Some(DebugEvent::RunOver);
             }
             let left = deadline.saturating_duration_since(Instant::now());

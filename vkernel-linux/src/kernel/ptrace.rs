@@ -291,7 +291,7 @@ const BUSY_TRIES: u32 = 20_000;
 
 /// Run `f` until it does not find the memory busy: its value or errno,
 /// EAGAIN after [`BUSY_TRIES`]. (A tracer's requests, process_vm_*,
-/// `/proc/PID/mem`, the gdb stub.)
+/// `/proc/PID/mem`; the gdb stub waits by the clock instead.)
 pub(crate) fn retry_busy<T>(mut f: impl FnMut() -> Result<T, Access>) -> Result<T, i64> {
     for _ in 0..BUSY_TRIES {
         match f() {

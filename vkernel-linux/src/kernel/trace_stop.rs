@@ -29,6 +29,12 @@ impl Vproc {
         self.ptrace.as_deref_mut().filter(|p| !p.detached)
     }
 
+    /// orig_rax as a tracer sees it (the call number at a syscall stop;
+    /// -1 when not traced or not in a call).
+    pub(crate) fn orig_rax(&self) -> u64 {
+        self.ptrace.as_ref().map_or(u64::MAX, |p| p.orig_rax)
+    }
+
     /// Is the vproc traced, by a tracer that has not let go?
     pub(crate) fn traced(&self) -> bool {
         self.ptrace.as_ref().is_some_and(|p| !p.detached)

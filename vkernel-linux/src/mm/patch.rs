@@ -253,17 +253,6 @@ fn could_be_tail(before: &[u8; BEFORE]) -> bool {
         || [b2, b3, b4, b5].iter().any(|&b| b == 0x64 || b == 0x65)
 }
 
-#[cfg(test)]
-/// Is `code`, the [`CODE`] bytes before a call's return address `ret`, a
-/// site this module patches for call `nr` (`mov eax, nr; syscall` that
-/// cannot be the tail of a longer instruction, see [`could_be_tail`])
-/// that one store can rewrite with `threads` threads running? The
-/// exitless server asks this of calls it could answer and sends them to
-/// the exit path instead, where [`Mm::patch_syscall`] patches them.
-pub fn patchable(code: &[u8; CODE], nr: u64, ret: u64, threads: usize) -> bool {
-    is_site(code, nr) && one_store(ret.wrapping_sub(7), threads)
-}
-
 /// `code` ([`BEFORE`] bytes, then a site's 7) is `mov eax, nr; syscall`
 /// that cannot be the tail of a longer instruction.
 fn is_site(code: &[u8; CODE], nr: u64) -> bool {
@@ -290,6 +279,12 @@ fn jmp_bytes(site: u64, stub: u64) -> [u8; 5] {
     let rel = stub.wrapping_sub(site + 5) as i64 as i32;
     jmp[1..].copy_from_slice(&rel.to_le_bytes());
     jmp
+}
+
+/// The `jmp rel8` that replaces the `syscall` at `site` of a hop site,
+/// to its padding at `hop` (within reach: `mm::hop`).
+fn hop_jmp(site: u64, hop: u64) -> [u8; 2] {
+    [0xeb, (hop - (site + 2)) as u8]
 }
 
 /// The stub of a site (see the module docs); `stub` is its address,
@@ -411,7 +406,7 @@ impl Mm {
                 let stub = self.stub_slot(site, entry)?;
                 let page = stub & !(PAGE - 1);
                 self.poke(stub, &stub_bytes(nr as u32, stub, page, site))?;
-                self.poke_site(site, &jmp_bytes(site, stub))?;
+                self.poke_bytes(site, &jmp_bytes(site, stub))?;
                 *self.patch.pages.get_mut(&page).expect("stub page") += 1;
                 let mut old = [0u8; 5];
                 old.copy_from_slice(&code[BEFORE..BEFORE + 5]);
@@ -431,8 +426,8 @@ impl Mm {
                 self.read(hop, &mut hop_old)?;
                 self.poke(stub, &stub_with(NOP5, stub, page, ret))?;
                 // The padding first (nothing runs it), then the `syscall`.
-                self.poke_site(hop, &jmp_bytes(hop, stub))?;
-                self.poke_bytes(site, &[0xeb, (hop - ret) as u8])?;
+                self.poke_bytes(hop, &jmp_bytes(hop, stub))?;
+                self.poke_bytes(site, &hop_jmp(site, hop))?;
                 *self.patch.pages.get_mut(&page).expect("stub page") += 1;
                 let old = [0x0f, 0x05, 0, 0, 0];
                 let hop = Some((hop, hop_old));
@@ -473,14 +468,14 @@ impl Mm {
                     && self.read(site, &mut now).is_ok()
                     && now == jmp_bytes(site, s.stub)
                 {
-                    let _ = self.poke_site(site, &s.old);
+                    let _ = self.poke_bytes(site, &s.old);
                 }
             }
             Some((hop, hop_old)) => {
                 let mut now = [0u8; 2];
                 if live(self, site, 2)
                     && self.read(site, &mut now).is_ok()
-                    && now == [0xeb, (hop - site - 2) as u8]
+                    && now == hop_jmp(site, hop)
                 {
                     let _ = self.poke_bytes(site, &s.old[..2]);
                 }
@@ -489,7 +484,7 @@ impl Mm {
                     && self.read(hop, &mut now).is_ok()
                     && now == jmp_bytes(hop, s.stub)
                 {
-                    let _ = self.poke_site(hop, &hop_old);
+                    let _ = self.poke_bytes(hop, &hop_old);
                 }
             }
         }
@@ -674,12 +669,8 @@ impl Mm {
         }
     }
 
-    /// Write a site's 5 bytes (see [`Mm::poke`]; a site may cross a page).
-    fn poke_site(&mut self, site: u64, b: &[u8; 5]) -> Result<(), MmError> {
-        self.poke_bytes(site, b)
-    }
-
-    /// Write `b` at `va` (see [`Mm::poke`]), across a page boundary too.
+    /// Write `b` at `va` (see [`Mm::poke`]), across a page boundary too (a
+    /// site's bytes may cross one).
     fn poke_bytes(&mut self, va: u64, b: &[u8]) -> Result<(), MmError> {
         let split = (PAGE - (va & (PAGE - 1))).min(b.len() as u64) as usize;
         self.poke(va, &b[..split])?;
@@ -767,6 +758,13 @@ mod tests {
     }
 
     /// Five bytes before a site, then `mov eax, nr; syscall`.
+    /// `mov eax, nr; syscall` whose 5 bytes one store can rewrite with
+    /// `threads` threads (the checks [`Mm::patch_plan`] makes of a `mov`
+    /// site, given its bytes).
+    fn patchable(code: &[u8; CODE], nr: u64, ret: u64, threads: usize) -> bool {
+        is_site(code, nr) && one_store(ret.wrapping_sub(7), threads)
+    }
+
     fn code(before: [u8; BEFORE], nr: u32) -> [u8; CODE] {
         let mut c = [0u8; CODE];
         c[..BEFORE].copy_from_slice(&before);

@@ -364,7 +364,7 @@ impl Vproc {
                 let bytes = self.on_tracee(pid, true, |_, t, p| {
                     let b = Kernel::tracee_body(t, p)?;
                     Ok(if req == GETREGS {
-                        regs_bytes(&regs_of(&b.frame, orig_rax(b)))
+                        regs_bytes(&regs_of(&b.frame, b.orig_rax()))
                     } else {
                         b.fpu.fxsave().to_vec()
                     })
@@ -416,7 +416,7 @@ impl Vproc {
         let bytes = self.on_tracee(pid, true, |_, t, p| {
             let b = Kernel::tracee_body(t, p)?;
             match nt {
-                NT_PRSTATUS => Ok(regs_bytes(&regs_of(&b.frame, orig_rax(b)))),
+                NT_PRSTATUS => Ok(regs_bytes(&regs_of(&b.frame, b.orig_rax()))),
                 NT_PRFPREG => Ok(b.fpu.fxsave().to_vec()),
                 NT_X86_XSTATE => Ok(b.fpu.xsave_image()),
                 _ => Err(Access::Errno(EINVAL)),
@@ -509,11 +509,6 @@ impl Vproc {
     }
 }
 
-/// orig_rax of a stopped tracee.
-fn orig_rax(b: &Vproc) -> u64 {
-    b.ptrace.as_ref().map_or(u64::MAX, |x| x.orig_rax)
-}
-
 /// PTRACE_PEEKUSER: a register of `struct user`, or a debug register
 /// (all zero: no hardware breakpoints are set).
 fn peek_user(b: &Vproc, off: u64) -> Result<u64, i64> {
@@ -521,7 +516,7 @@ fn peek_user(b: &Vproc, off: u64) -> Result<u64, i64> {
         return Err(EIO);
     }
     if off < (NREGS * 8) as u64 {
-        return Ok(regs_of(&b.frame, orig_rax(b))[(off / 8) as usize]);
+        return Ok(regs_of(&b.frame, b.orig_rax())[(off / 8) as usize]);
     }
     if (DEBUGREG..DEBUGREG + 64).contains(&off) {
         return Ok(0);
@@ -536,7 +531,7 @@ fn poke_user(b: &mut Vproc, off: u64, v: u64) -> Result<(), i64> {
         return Err(EIO);
     }
     if off < (NREGS * 8) as u64 {
-        let mut r = regs_of(&b.frame, orig_rax(b));
+        let mut r = regs_of(&b.frame, b.orig_rax());
         r[(off / 8) as usize] = v;
         let orig = set_regs(&mut b.frame, &r)?;
         if let Some(x) = b.ptrace.as_deref_mut() {

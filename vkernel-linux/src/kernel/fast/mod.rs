@@ -89,8 +89,8 @@ pub(crate) struct FastCtx {
     pub(crate) retry: bool,
     /// Patchable call sites the server answered while this context was
     /// published (the return address of their `syscall`, and the call):
-    /// the vCPU thread patches them when the vproc next leaves the guest
-    /// ([`FastPath::withdraw`]).
+    /// the vCPU thread takes them back ([`FastPath::withdraw`]) and
+    /// patches them when the vproc next leaves the guest.
     pub(crate) to_patch: Vec<(u64, u64)>,
     /// The process's stub pages (`mm::patch`) when the context was
     /// published (only the vCPU thread adds pages, between stays): a call
@@ -163,7 +163,7 @@ impl FastPath {
         // cost more than the patch saves); if it calls again before that
         // exit, the call goes to the exit path, which patches the queued
         // sites: from then on the call reaches us without `syscall`.
-        let rewritten = c.stub_pages.contains(&(req.ret & !4095));
+        let rewritten = c.stub_pages.contains(&(req.ret & !(crate::mm::PAGE - 1)));
         let patch = !rewritten && k.patch_entry.is_some() && patchable_site(c, req);
         if patch && (c.to_patch.len() >= MAX_QUEUED || c.to_patch.iter().any(|s| s.0 == req.ret)) {
             return ExitlessReply::Exit;
@@ -206,8 +206,8 @@ fn patchable_site(c: &FastCtx, req: &ExitlessRequest) -> bool {
     // The bytes after the return address up to the end of its page, and
     // the next page's if it is there.
     let mut after = [0u8; crate::mm::HOP_SCAN];
-    let first =
-        usize::try_from(4096 - (req.ret & 4095)).map_or(after.len(), |n| n.min(after.len()));
+    let page_left = crate::mm::PAGE - (req.ret & (crate::mm::PAGE - 1));
+    let first = usize::try_from(page_left).map_or(after.len(), |n| n.min(after.len()));
     let mut have = 0;
     if read_user(c, req.ret, &mut after[..first]) {
         have = first;

@@ -76,7 +76,7 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     (libc::SYS_brk, memory),
     (libc::SYS_mmap, memory),
     // Once per thread or process, so once per fork+exec: the thread takes
-    // the values back when it leaves the guest (`FastPath::withdraw`).
+    // the values back when it leaves the guest (`Vproc::take_back`).
     (libc::SYS_set_tid_address, |_, c, _, a| {
         c.clear_child_tid = Some(a[0]);
         Some(c.pid as u64)
