@@ -393,6 +393,25 @@ static int loop(const char *family, long n, const char *dir) {
         }
         char b = 0;
         if (write(p[1], "d", 1) != 1 || read(p[0], &b, 1) != 1 || b != 'd') return 1;
+    } else if (!strcmp(family, "open")) {
+        /* 6 calls a round: open a file and the directory for reading,
+         * list the directory (to its end), close both; the fds are
+         * reused each round. */
+        char path[512];
+        snprintf(path, sizeof path, "%s/exitless-open.txt", dir);
+        int w = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+        if (w < 0 || write(w, "o", 1) != 1 || close(w)) return 1;
+        char ents[4096];
+        for (long i = 0; i < n / 6; i++) {
+            int f = open(path, O_RDONLY | O_CLOEXEC);
+            int d = open(dir, O_RDONLY | O_DIRECTORY);
+            if (f != w || d != w + 1) return 1;
+            if (syscall(SYS_getdents64, d, ents, sizeof ents) <= 0) return 1;
+            if (syscall(SYS_getdents64, d, ents, sizeof ents) != 0) return 1;
+            if (close(f) || close(d)) return 1;
+        }
+        if (open(path, O_RDONLY | O_DIRECTORY) != -1 || errno != ENOTDIR) return 1;
+        unlink(path);
     } else if (!strcmp(family, "sig")) {
         sigset_t s, old;
         sigemptyset(&s);

@@ -32,6 +32,8 @@ pub const O_CLOEXEC: u32 = 0o2000000;
 pub const O_LARGEFILE: u32 = 0o100000;
 /// O_EXCL.
 pub const O_EXCL: u32 = 0o200;
+/// O_NOCTTY.
+pub const O_NOCTTY: u32 = 0o400;
 /// O_PATH.
 pub const O_PATH: u32 = 0o10000000;
 
@@ -348,6 +350,15 @@ impl FdTable {
             .get_mut(fd as usize)
             .and_then(|s| s.as_mut())
             .ok_or(FdError::BadFd)
+    }
+
+    /// The lowest free fd >= `min`, if it is below the soft
+    /// RLIMIT_NOFILE (where [`FdTable::install`] would put a file).
+    pub fn lowest_free(&self, min: usize) -> Option<usize> {
+        let i = (min..)
+            .find(|&i| self.slots.get(i).is_none_or(Option::is_none))
+            .unwrap_or(usize::MAX);
+        (i < self.limits.nofile()).then_some(i)
     }
 
     /// Install at the lowest free fd >= `min`.

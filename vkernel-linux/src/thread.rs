@@ -184,17 +184,25 @@ impl ProcessLock {
         Some(r)
     }
 
-    /// Run `f` on the process's fd table, to change it (the exitless
-    /// server's close, dup and fcntl), with the process lock held; None, at
-    /// once, as [`ProcessLock::try_with_parts`].
-    pub(crate) fn try_with_fds_mut<R>(&self, f: impl FnOnce(&mut FdTable) -> R) -> Option<R> {
+    /// [`ProcessLock::try_with_parts`], with the fd table to change (the
+    /// exitless server's open, close, dup and fcntl).
+    pub(crate) fn try_with_parts_mut<R>(
+        &self,
+        f: impl FnOnce(LockedPartsMut<'_>) -> R,
+    ) -> Option<R> {
         let p = self.0.upgrade()?;
         let held = Held::try_take(&p)?;
         // SAFETY: this thread holds the process lock (taken just above), so
-        // no other thread touches `parts` until `held` lets it go below; the
-        // reference does not outlive `f`.
-        let parts = unsafe { &mut *p.parts.get() };
-        let r = parts.home.then(|| f(&mut parts.fds));
+        // no other thread touches `mm` or `parts` until `held` lets it go
+        // below; the references do not outlive `f`.
+        let (mm, parts) = unsafe { (&mut *p.mm.get(), &mut *p.parts.get()) };
+        let r = parts.home.then(|| {
+            f(LockedPartsMut {
+                mm,
+                fds: &mut parts.fds,
+                cwd: parts.cwd,
+            })
+        });
         drop(held);
         r
     }
@@ -253,6 +261,17 @@ pub(crate) struct LockedParts<'a> {
     pub(crate) mm: &'a mut Mm,
     /// The fd table.
     pub(crate) fds: &'a FdTable,
+    /// The current directory.
+    pub(crate) cwd: u64,
+}
+
+/// What [`ProcessLock::try_with_parts_mut`] lends: as [`LockedParts`],
+/// with the fd table to change.
+pub(crate) struct LockedPartsMut<'a> {
+    /// The memory map.
+    pub(crate) mm: &'a mut Mm,
+    /// The fd table.
+    pub(crate) fds: &'a mut FdTable,
     /// The current directory.
     pub(crate) cwd: u64,
 }

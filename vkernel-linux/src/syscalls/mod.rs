@@ -93,7 +93,7 @@ mod xattr;
 pub(crate) use fs::seek_file;
 pub(crate) use info::uname_bytes;
 pub(crate) use procpid::render_maps;
-pub(crate) use stat::{fstat_bytes, stat_bytes};
+pub(crate) use stat::{dirent_records, fstat_bytes, stat_bytes, Dirent};
 
 /// Internal errno: the call must wait (until its deadline,
 /// [`events::CallState::deadline`], if it set one); the table turns it

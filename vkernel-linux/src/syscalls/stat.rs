@@ -176,7 +176,7 @@ impl Stat {
 
 /// The record layout of a getdents call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dirent {
+pub(crate) enum Dirent {
     /// getdents (78), `struct linux_dirent`: d_ino u64, d_off u64,
     /// d_reclen u16, the name and its NUL, padding, and d_type as the
     /// record's last byte.
@@ -188,7 +188,7 @@ enum Dirent {
 
 impl Dirent {
     /// One record, its length a multiple of 8 as Linux makes it.
-    fn record(self, ino: u64, off: u64, dtype: u8, name: &[u8]) -> Vec<u8> {
+    pub(crate) fn record(self, ino: u64, off: u64, dtype: u8, name: &[u8]) -> Vec<u8> {
         let reclen = match self {
             // offsetof(d_name) = 18, then NUL and d_type.
             Dirent::Legacy => (18 + name.len() + 2).div_ceil(8) * 8,
@@ -342,59 +342,76 @@ impl Vproc {
             return Err(ENOTDIR);
         }
         let listing = self.dir_listing(h)?;
-        let dot = |name: &[u8], n: u64| {
-            let i = self.fs.inode(n);
-            Some(DirEntry {
-                name: name.to_vec(),
-                ino: i.st_ino,
-                dtype: libc::DT_DIR,
-            })
-        };
-        let mut entries = vec![dot(b".", h), dot(b"..", self.fs.parent_handle(h))];
-        entries.extend(listing);
-        // Each entry's position: its index, except in `/proc/PID/fd` and
-        // `fdinfo`, where it is the fd number + 2 as on Linux, so that fds
-        // closed while a program lists them (CPython's close_fds) do not
-        // make it skip the ones after.
-        let by_fd = matches!(
-            proc_item(h),
-            Some((_, ProcItem::FdDir | ProcItem::FdInfoDir))
-        );
-        let key = |i: usize, e: &Option<DirEntry>| -> u64 {
-            match e {
-                Some(e) if by_fd && i >= 2 => std::str::from_utf8(&e.name)
-                    .ok()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .map_or(i as u64, |n| n + 2),
-                _ => i as u64,
-            }
-        };
         let mut f = file.borrow_mut();
-        let mut out = Vec::new();
-        let mut next = f.pos;
-        let mut left = false;
-        for (i, e) in entries.iter().enumerate() {
-            let k = key(i, e);
-            if k < f.pos {
-                continue;
-            }
-            if let Some(e) = e {
-                let rec = layout.record(e.ino, k + 1, e.dtype, &e.name);
-                if out.len() + rec.len() > len.min(1 << 20) {
-                    left = true;
-                    break;
-                }
-                out.extend_from_slice(&rec);
-            }
-            next = k + 1;
-        }
-        if out.is_empty() && left {
-            return Err(EINVAL);
-        }
+        let (out, next) = dirent_records(&self.fs, h, listing, f.pos, len, layout)?;
         self.mm.write(buf, &out)?;
         f.pos = next;
         Ok(out.len() as i64)
     }
+}
+
+/// The records getdents (`layout`) returns for directory `h` with
+/// entries `listing` (after `.` and `..`; None: deleted, skipped but
+/// counted so positions stay put) from position `pos` on: as many whole
+/// records as fit in `len` bytes, and the position after them; EINVAL if
+/// not even one fits (also the exitless fast path's).
+pub(crate) fn dirent_records(
+    fs: &Fs,
+    h: u64,
+    listing: Vec<Option<DirEntry>>,
+    pos: u64,
+    len: usize,
+    layout: Dirent,
+) -> Result<(Vec<u8>, u64), i64> {
+    let dot = |name: &[u8], n: u64| {
+        let i = fs.inode(n);
+        Some(DirEntry {
+            name: name.to_vec(),
+            ino: i.st_ino,
+            dtype: libc::DT_DIR,
+        })
+    };
+    let mut entries = vec![dot(b".", h), dot(b"..", fs.parent_handle(h))];
+    entries.extend(listing);
+    // Each entry's position: its index, except in `/proc/PID/fd` and
+    // `fdinfo`, where it is the fd number + 2 as on Linux, so that fds
+    // closed while a program lists them (CPython's close_fds) do not
+    // make it skip the ones after.
+    let by_fd = matches!(
+        proc_item(h),
+        Some((_, ProcItem::FdDir | ProcItem::FdInfoDir))
+    );
+    let key = |i: usize, e: &Option<DirEntry>| -> u64 {
+        match e {
+            Some(e) if by_fd && i >= 2 => std::str::from_utf8(&e.name)
+                .ok()
+                .and_then(|n| n.parse::<u64>().ok())
+                .map_or(i as u64, |n| n + 2),
+            _ => i as u64,
+        }
+    };
+    let mut out = Vec::new();
+    let mut next = pos;
+    let mut left = false;
+    for (i, e) in entries.iter().enumerate() {
+        let k = key(i, e);
+        if k < pos {
+            continue;
+        }
+        if let Some(e) = e {
+            let rec = layout.record(e.ino, k + 1, e.dtype, &e.name);
+            if out.len() + rec.len() > len.min(1 << 20) {
+                left = true;
+                break;
+            }
+            out.extend_from_slice(&rec);
+        }
+        next = k + 1;
+    }
+    if out.is_empty() && left {
+        return Err(EINVAL);
+    }
+    Ok((out, next))
 }
 
 /// The `struct stat` fstat fills for `f`, open as fd `fd` (also the

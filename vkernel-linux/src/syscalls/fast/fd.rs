@@ -1,8 +1,8 @@
 //! The fd-table calls the exitless server answers: close, dup, dup2,
-//! dup3 and fcntl's F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL
-//! and F_SETFL. Each does what the exit path's handler does (`io.rs`,
+//! dup3, fcntl's F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL
+//! and F_SETFL, and ioctl's ENOTTY for files of the tree. Each does what the exit path's handler does (`io.rs`,
 //! `locking.rs`), in the same order, on the process's fd table under the
-//! process lock (`ProcessLock::try_with_fds_mut`): a closed or replaced
+//! process lock (`ProcessLock::try_with_parts_mut`): a closed or replaced
 //! fd releases the process's POSIX record locks on its file, and the last
 //! handle on an open file description goes as it goes on the exit path
 //! (pipe ends wake their peers, sockets close). An error (a bad fd, EMFILE,
@@ -14,6 +14,9 @@ use crate::kernel::fast::FastCtx;
 use crate::syscalls::locking::key_of;
 use crate::syscalls::{int, uint32};
 
+/// `dirfd` meaning the current directory.
+const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
+
 /// F_DUPFD_CLOEXEC.
 const F_DUPFD_CLOEXEC: u32 = 1030;
 
@@ -22,18 +25,21 @@ pub(super) fn serve(c: &FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
     let fd = int(a[0]);
     let new = int(a[1]);
     c.process
-        .try_with_fds_mut(|fds| match nr {
-            libc::SYS_close => close(c, fds, fd),
-            libc::SYS_dup => dup(fds, fd, 0, false),
-            libc::SYS_dup2 if fd == new => fds.get(fd).ok().and(u64::try_from(fd).ok()),
-            libc::SYS_dup2 => dup3(c, fds, fd, new, false),
+        .try_with_parts_mut(|p| match nr {
+            libc::SYS_close => close(c, p.fds, fd),
+            libc::SYS_dup => dup(p.fds, fd, 0, false),
+            libc::SYS_dup2 if fd == new => p.fds.get(fd).ok().and(u64::try_from(fd).ok()),
+            libc::SYS_dup2 => dup3(c, p.fds, fd, new, false),
             libc::SYS_dup3 if fd == new => None,
             libc::SYS_dup3 => match uint32(a[2]) {
-                0 => dup3(c, fds, fd, new, false),
-                files::O_CLOEXEC => dup3(c, fds, fd, new, true),
+                0 => dup3(c, p.fds, fd, new, false),
+                files::O_CLOEXEC => dup3(c, p.fds, fd, new, true),
                 _ => None,
             },
-            libc::SYS_fcntl => fcntl(fds, fd, uint32(a[1]), a[2]),
+            libc::SYS_fcntl => fcntl(p.fds, fd, uint32(a[1]), a[2]),
+            libc::SYS_ioctl => not_a_tty(p.fds, fd, uint32(a[1])),
+            libc::SYS_openat => super::io::openat(c, p, fd, a[1], uint32(a[2])),
+            libc::SYS_open => super::io::openat(c, p, AT_FDCWD, a[0], uint32(a[1])),
             _ => None,
         })
         .flatten()
@@ -80,6 +86,19 @@ fn dup3(c: &FastCtx, fds: &mut FdTable, old: i64, new: i64, cloexec: bool) -> Op
         c.fs.locks().close_posix(k, c.tgid);
     }
     u64::try_from(n).ok()
+}
+
+/// ioctl on a file, directory or device of the tree: no request but the
+/// ones every file takes (FIOCLEX, FIONCLEX, FIONBIO: the exit path's)
+/// applies, so ENOTTY (programs ask TCGETS of every file they open to
+/// learn whether it is a terminal).
+fn not_a_tty(fds: &FdTable, fd: i64, req: u32) -> Option<u64> {
+    if matches!(req, 0x5450 | 0x5451 | 0x5421) {
+        return None;
+    }
+    let file = fds.get(fd).ok()?.file.clone();
+    let f = file.try_borrow()?;
+    matches!(f.kind, files::FileKind::Inode(_)).then_some((-i64::from(libc::ENOTTY)) as u64)
 }
 
 /// fcntl's fd-table and status-flag commands (the others: exit path).

@@ -1,5 +1,6 @@
 //! The fd calls the exitless server answers: read, write, their vector
-//! and positional forms, lseek, fstat and newfstatat, on files of the tree
+//! and positional forms, lseek, fstat and newfstatat, openat for reading,
+//! getdents64 and getcwd, on files of the tree
 //! (host-backed, in memory), /dev/null, /dev/zero and /dev/urandom, pipes
 //! that have data (read) or room for the whole write, and the console when
 //! its host side never blocks (a regular file or /dev/null:
@@ -22,7 +23,7 @@ use crate::core::prelude::Vmspace;
 use crate::files::{self, FdTable, FileKind};
 use crate::fs::{proc_item, Fs, Kind, ProcView, Source};
 use crate::mm::USER_END;
-use crate::syscalls::{fstat_bytes, seek_file, stat_bytes};
+use crate::syscalls::{dirent_records, fstat_bytes, seek_file, stat_bytes, Dirent};
 use crate::thread::LockedParts;
 
 use crate::kernel::fast::FastCtx;
@@ -75,6 +76,8 @@ pub(super) fn serve(c: &FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
                     vms.copy_to_user(a[1], &st).ok().map(|_| 0)
                 }
                 libc::SYS_newfstatat => newfstatat(c, &p, fd, a[1], a[2], a[3]),
+                libc::SYS_getcwd => getcwd(c, vms, p.cwd, a[0], a[1]),
+                libc::SYS_getdents64 => getdents64(c, vms, fds, fd, a[1], a[2]),
                 _ => None,
             }
         })
@@ -398,6 +401,106 @@ fn newfstatat(
         stat_bytes(&c.fs.inode(h))
     };
     vms.copy_to_user(buf, &st).ok().map(|_| 0)
+}
+
+/// getdents64(fd, buf, len) on a directory of the tree (not `/proc`):
+/// the exit path's records ([`dirent_records`]), and the position moves
+/// only once they are in the buffer.
+fn getdents64(
+    c: &FastCtx,
+    vms: &Vmspace,
+    fds: &FdTable,
+    fd: i64,
+    buf: u64,
+    len: u64,
+) -> Option<u64> {
+    let file = fds.get(fd).ok()?.file.clone();
+    let mut f = file.try_borrow()?;
+    let FileKind::Inode(h) = f.kind else {
+        return None;
+    };
+    if proc_item(h).is_some() || h == c.fs.proc_dir() || !c.fs.is_dir_handle(h) {
+        return None;
+    }
+    let listing = c.fs.list(h).ok()?;
+    let len = usize::try_from(len).ok()?;
+    let (out, next) = dirent_records(&c.fs, h, listing, f.pos, len, Dirent::D64).ok()?;
+    vms.copy_to_user(buf, &out).ok()?;
+    f.pos = next;
+    Some(out.len() as u64)
+}
+
+/// getcwd(buf, size) of a current directory that still exists outside
+/// `/proc`, into a buffer large enough (the errors are the exit path's).
+fn getcwd(c: &FastCtx, vms: &Vmspace, cwd: u64, buf: u64, size: u64) -> Option<u64> {
+    if proc_item(cwd).is_some() || c.fs.inode(cwd).nlink == 0 {
+        return None;
+    }
+    let mut p = c.fs.path_of(cwd);
+    p.push(0);
+    if p.len() > 4096 || p.len() as u64 > size {
+        return None;
+    }
+    vms.copy_to_user(buf, &p).ok()?;
+    Some(p.len() as u64)
+}
+
+/// openat(dirfd, path, flags) for reading an existing regular file or
+/// directory of the tree (not `/proc`), as the exit path's `sys_openat`
+/// opens one: the same open file (flags kept, path, inotify's IN_OPEN and
+/// close note), installed at the lowest free fd. Creating, truncating,
+/// writing, O_PATH, devices, FIFOs, symlinks and every error are the exit
+/// path's.
+pub(super) fn openat(
+    c: &FastCtx,
+    p: crate::thread::LockedPartsMut<'_>,
+    dirfd: i64,
+    path: u64,
+    flags: u32,
+) -> Option<u64> {
+    let simple = files::O_CLOEXEC
+        | files::O_DIRECTORY
+        | files::O_NOFOLLOW
+        | files::O_NONBLOCK
+        | files::O_LARGEFILE
+        | files::O_NOCTTY;
+    if flags & files::O_ACCMODE != 0 || flags & !simple != 0 {
+        return None;
+    }
+    let name = user_cstr(p.mm.vmspace(), path)?;
+    if name.is_empty() {
+        return None;
+    }
+    let base = if dirfd == AT_FDCWD {
+        p.cwd
+    } else {
+        let FileKind::Inode(h) = p.fds.get(dirfd).ok()?.file.try_borrow()?.kind else {
+            return None;
+        };
+        h
+    };
+    if !c.fs.is_dir_handle(base) {
+        return None;
+    }
+    let view = NoView::default();
+    let h =
+        c.fs.walk(&view, base, &name, flags & files::O_NOFOLLOW == 0)
+            .ok()?;
+    if view.asked.get() || proc_item(h).is_some() {
+        return None;
+    }
+    match c.fs.inode(h).kind {
+        Kind::File { .. } if flags & files::O_DIRECTORY == 0 => {}
+        Kind::Dir(_) => {}
+        _ => return None,
+    }
+    let keep = (flags | files::O_LARGEFILE) & !(files::O_CLOEXEC | files::O_NOCTTY);
+    let fd = i64::try_from(p.fds.lowest_free(0)?).ok()?;
+    let file = files::OpenFile::node(crate::fs::Backing::new(c.fs.clone(), h), keep, &name);
+    file.borrow_mut().note = c.fs.open_note(h, false);
+    let cloexec = flags & files::O_CLOEXEC != 0;
+    p.fds.install_at(files::Fd { file, cloexec }, fd).ok()?;
+    u64::try_from(fd).ok()
 }
 
 /// The NUL-terminated string at `va` (at most 4096 bytes), from present

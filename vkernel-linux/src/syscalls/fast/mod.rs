@@ -1,8 +1,9 @@
 //! The exitless server's handlers (see [`crate::kernel::fast`] for the
 //! server and its rules): the id calls, `clock_gettime`, `gettimeofday`,
 //! `uname`, `getrandom` and `rt_sigprocmask` here; [`io`] the read/write
-//! family, `lseek`, `fstat` and `newfstatat`; [`fd`] `close`, `dup`,
-//! `dup2`, `dup3` and fcntl's fd and status-flag commands; [`sock`] `sendto` and
+//! family, `lseek`, `fstat`, `newfstatat`, `getdents64`, `getcwd` and
+//! `open`/`openat` for reading; [`fd`] `close`, `dup`, `dup2`, `dup3`, fcntl's fd and
+//! status-flag commands and ioctl's ENOTTY for files of the tree; [`sock`] `sendto` and
 //! `recvfrom` on stream sockets; [`poll`] `epoll_wait` with ready items;
 //! [`mem`] `brk` growth and anonymous `mmap`; `set_tid_address`,
 //! `set_robust_list`, `rseq` (ENOSYS) and reading the process's own
@@ -70,11 +71,16 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     (libc::SYS_lseek, file_io),
     (libc::SYS_fstat, file_io),
     (libc::SYS_newfstatat, file_io),
+    (libc::SYS_getcwd, file_io),
+    (libc::SYS_getdents64, file_io),
+    (libc::SYS_open, fd_table),
+    (libc::SYS_openat, fd_table),
     (libc::SYS_close, fd_table),
     (libc::SYS_dup, fd_table),
     (libc::SYS_dup2, fd_table),
     (libc::SYS_dup3, fd_table),
     (libc::SYS_fcntl, fd_table),
+    (libc::SYS_ioctl, fd_table),
     (libc::SYS_epoll_wait, |_, c, nr, a| poll::serve(c, nr, a)),
     (libc::SYS_epoll_pwait, |_, c, nr, a| poll::serve(c, nr, a)),
     (libc::SYS_epoll_pwait2, |_, c, nr, a| poll::serve(c, nr, a)),
