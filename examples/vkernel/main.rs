@@ -598,6 +598,7 @@ fn run(
             })?),
             None => None,
         },
+        hostname: None,
     };
     let mut launch = Launch::program(image, path.clone())
         .exe(exe)

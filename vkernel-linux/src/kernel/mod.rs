@@ -137,6 +137,9 @@ pub struct Options {
     /// debugger's thread (see [`crate::gdb_remote`]); the run waits for
     /// that thread at its end.
     pub debugger: Option<Debugger>,
+    /// The virtual kernel's host name at start (`uname -n`; default
+    /// `vkernel`): an OCI runtime gives it the container's `hostname`.
+    pub hostname: Option<Vec<u8>>,
 }
 
 /// What starts a debugger's thread on the kernel and the first vproc's
@@ -167,6 +170,7 @@ impl Default for Options {
             term_grace: Duration::from_secs(10),
             net: None,
             debugger: None,
+            hostname: None,
         }
     }
 }
