@@ -67,9 +67,22 @@ mod tests {
     #[test]
     fn conmons_and_the_shims_command_lines_parse() {
         let c = parse(&[
-            "vkernel-oci", "--root", "/run/r", "--log", "/l", "--log-format", "json",
-            "--systemd-cgroup", "create", "--bundle", "/b", "--pid-file", "/p",
-            "--console-socket", "/s", "ctr1",
+            "vkernel-oci",
+            "--root",
+            "/run/r",
+            "--log",
+            "/l",
+            "--log-format",
+            "json",
+            "--systemd-cgroup",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "--console-socket",
+            "/s",
+            "ctr1",
         ]);
         assert_eq!(c.global.root, Some(PathBuf::from("/run/r")));
         assert!(c.global.systemd_cgroup);
@@ -84,15 +97,28 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let c = parse(&["vkernel-oci", "kill", "--all", "c", "KILL"]);
-        assert!(matches!(c.cmd, Cmd::Standard(s) if matches!(&*s, StandardCmd::Kill(k) if k.all && k.signal == "KILL")));
+        assert!(
+            matches!(c.cmd, Cmd::Standard(s) if matches!(&*s, StandardCmd::Kill(k) if k.all && k.signal == "KILL"))
+        );
         let c = parse(&[
-            "vkernel-oci", "exec", "--detach", "--pid-file", "/p", "--process", "/proc.json", "c",
+            "vkernel-oci",
+            "exec",
+            "--detach",
+            "--pid-file",
+            "/p",
+            "--process",
+            "/proc.json",
+            "c",
         ]);
         assert!(matches!(c.cmd, Cmd::Common(x) if matches!(&*x, CommonCmd::Exec(e) if e.detach)));
         let c = parse(&["vkernel-oci", "exec", "-t", "c", "sh", "-c", "echo hi"]);
-        assert!(matches!(c.cmd, Cmd::Common(x) if matches!(&*x, CommonCmd::Exec(e) if e.command == ["sh", "-c", "echo hi"])));
+        assert!(
+            matches!(c.cmd, Cmd::Common(x) if matches!(&*x, CommonCmd::Exec(e) if e.command == ["sh", "-c", "echo hi"]))
+        );
         let c = parse(&["vkernel-oci", "delete", "--force", "c"]);
-        assert!(matches!(c.cmd, Cmd::Standard(s) if matches!(&*s, StandardCmd::Delete(d) if d.force)));
+        assert!(
+            matches!(c.cmd, Cmd::Standard(s) if matches!(&*s, StandardCmd::Delete(d) if d.force))
+        );
         parse(&["vkernel-oci", "features"]);
         parse(&["vkernel-oci", "--rootless", "false", "state", "c"]);
         parse(&["vkernel-oci", "init", "--fifo", "/f"]);

@@ -164,7 +164,10 @@ mod tests {
             out.display()
         ));
         run(Point::Poststart, Some(&h), b"{\"id\":\"c\"}\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"id\":\"c\"}\n7\n");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "{\"id\":\"c\"}\n7\n"
+        );
         assert!(matches!(
             run(Point::Poststop, Some(&h), b""),
             Err(HookError::Failed { .. })

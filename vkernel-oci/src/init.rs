@@ -10,10 +10,10 @@ use std::os::fd::RawFd;
 use std::path::Path;
 use std::sync::Arc;
 
+use vkernel::linux::files::Wake;
 use vkernel::linux::kernel::Options;
 use vkernel::linux::launch::Launch;
 use vkernel::linux::stdio::{ConsoleStdio, Stdio};
-use vkernel::linux::files::Wake;
 
 use crate::plan::Plan;
 use crate::rootfs::{self, RootfsError};
@@ -25,7 +25,9 @@ pub const PLAN_ENV: &str = "VKERNEL_OCI_PLAN";
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     /// No plan, or a damaged one.
-    #[error("no valid {PLAN_ENV}: `init` is the runtime's own child, not a command to run by hand")]
+    #[error(
+        "no valid {PLAN_ENV}: `init` is the runtime's own child, not a command to run by hand"
+    )]
     NoPlan,
     /// The exec FIFO failed.
     #[error("exec FIFO {path}: {source} (the state directory was removed?)")]
@@ -84,7 +86,10 @@ pub fn main(fifo: Option<&Path>) -> Result<u8, InitError> {
     }
     for r in &plan.rlimits {
         if HOST_ONLY.contains(&r.resource) {
-            log::info!("rlimit {} not applied (it would bound the vkernel itself)", r.resource);
+            log::info!(
+                "rlimit {} not applied (it would bound the vkernel itself)",
+                r.resource
+            );
             continue;
         }
         let lim = libc::rlimit {
@@ -93,11 +98,7 @@ pub fn main(fifo: Option<&Path>) -> Result<u8, InitError> {
         };
         // SAFETY: `lim` is a valid rlimit; a bad resource only fails.
         if unsafe { libc::setrlimit(r.resource, &lim) } != 0 {
-            log::warn!(
-                "rlimit {}: {}",
-                r.resource,
-                std::io::Error::last_os_error()
-            );
+            log::warn!("rlimit {}: {}", r.resource, std::io::Error::last_os_error());
         }
     }
     run(&plan)

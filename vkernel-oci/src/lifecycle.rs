@@ -72,7 +72,9 @@ pub enum LifecycleError {
         source: std::io::Error,
     },
     /// The vkernel process ended before `start` (its error is in the log).
-    #[error("container {0}'s vkernel ended before start (see --log): delete it and create it again")]
+    #[error(
+        "container {0}'s vkernel ended before start (see --log): delete it and create it again"
+    )]
     DiedBeforeStart(String),
     /// A file (pid file, state directory) could not be written.
     #[error("{path}: {source}")]
@@ -192,7 +194,11 @@ fn create_in(
             write_pid_file(p, pid)?;
         }
         let st = serde_json::to_vec(&rec.oci_state(Status::Created)).expect("plain data");
-        for point in [Point::Prestart, Point::CreateRuntime, Point::CreateContainer] {
+        for point in [
+            Point::Prestart,
+            Point::CreateRuntime,
+            Point::CreateContainer,
+        ] {
             hooks::run(point, spec.hooks().as_ref(), &st)?;
         }
         Ok(())

@@ -26,7 +26,10 @@ fn main() -> ExitCode {
         format: g.log_format.clone(),
         debug: g.debug,
     };
-    let root = g.root.clone().unwrap_or_else(vkernel_oci::state::default_root);
+    let root = g
+        .root
+        .clone()
+        .unwrap_or_else(vkernel_oci::state::default_root);
     let outcome = match cli.cmd {
         Cmd::Init(a) => {
             vkernel::linux::stdio::fill_closed_stdio();
@@ -156,10 +159,18 @@ fn list(root: &std::path::Path) -> Result<String, LifecycleError> {
     let mut ids: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     ids.sort();
     for dir in ids {
-        let id = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let id = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         if let Ok(rec) = vkernel_oci::state::Record::load(&dir, &id) {
             let st = lifecycle::status_name(rec.status(&dir));
-            out.push_str(&format!("{id}\t{}\t{st}\t{}\n", rec.pid, rec.bundle.display()));
+            out.push_str(&format!(
+                "{id}\t{}\t{st}\t{}\n",
+                rec.pid,
+                rec.bundle.display()
+            ));
         }
     }
     Ok(out)

@@ -301,9 +301,7 @@ impl Plan {
 /// cpuset's size, the smaller of both, at least 1 and at most [`MAX_CPUS`].
 pub fn cpus_of(quota: Option<i64>, period: Option<u64>, cpuset: Option<&str>) -> usize {
     let from_quota = match (quota, period) {
-        (Some(q), Some(p)) if q > 0 && p > 0 => {
-            usize::try_from(q.unsigned_abs().div_ceil(p)).ok()
-        }
+        (Some(q), Some(p)) if q > 0 && p > 0 => usize::try_from(q.unsigned_abs().div_ceil(p)).ok(),
         (Some(q), None) if q > 0 => usize::try_from(q.unsigned_abs().div_ceil(100_000)).ok(),
         _ => None,
     };

@@ -44,7 +44,11 @@ const NAMES: [(&str, i32); 31] = [
 pub fn parse(s: &str) -> Result<i32, SignalError> {
     let bad = || SignalError(s.to_string());
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=64).contains(&n) { Ok(n) } else { Err(bad()) };
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
     }
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
@@ -53,9 +57,15 @@ pub fn parse(s: &str) -> Result<i32, SignalError> {
     }
     // RTMIN+N / RTMAX-N.
     let rt = |base: i32, rest: &str, sign: i32| -> Option<i32> {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.parse().ok()? };
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.parse().ok()?
+        };
         let n = base + sign * off;
-        (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n).then_some(n)
+        (libc::SIGRTMIN()..=libc::SIGRTMAX())
+            .contains(&n)
+            .then_some(n)
     };
     if let Some(rest) = name.strip_prefix("RTMIN") {
         return rt(libc::SIGRTMIN(), rest.trim_start_matches('+'), 1).ok_or_else(bad);

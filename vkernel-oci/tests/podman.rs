@@ -72,7 +72,10 @@ fn build_images() -> Result<(), String> {
     if !have("/usr/bin/python3.11") {
         return Err("/usr/bin/python3.11 is missing (apt-get install python3)".into());
     }
-    let o = sh("podman info", "podman info --format '{{.Host.OCIRuntime.Name}}'");
+    let o = sh(
+        "podman info",
+        "podman info --format '{{.Host.OCIRuntime.Name}}'",
+    );
     if !o.status.success() {
         return Err(format!("podman cannot run here: {}", text(&o)));
     }
@@ -112,7 +115,10 @@ fn echo_exit_codes_and_missing_programs() {
     let o = sh("echo", &format!("$RUN {BB} echo hello from a vkernel"));
     assert_eq!(o.stdout, b"hello from a vkernel\n", "{}", text(&o));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = sh("exit 3", &format!("$RUN {BB} sh -c 'echo $HOSTNAME; hostname; exit 3'"));
+    let o = sh(
+        "exit 3",
+        &format!("$RUN {BB} sh -c 'echo $HOSTNAME; hostname; exit 3'"),
+    );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let lines: Vec<&[u8]> = o.stdout.split(|b| *b == b'\n').collect();
     // podman's HOSTNAME and the vkernel's uname -n are the container's.
@@ -218,13 +224,18 @@ fn a_memory_limit_is_the_guest_ram() {
     if ready("a_memory_limit_is_the_guest_ram").is_none() {
         return;
     }
-    let hog = "x = []\nfor i in range(64):\n    x.append(bytearray(8 << 20))\nprint('allocated 512 MiB')";
+    let hog =
+        "x = []\nfor i in range(64):\n    x.append(bytearray(8 << 20))\nprint('allocated 512 MiB')";
     let o = sh(
         "memory hog",
         &format!("$RUN --memory 96m {PY} python3 -c \"{hog}\""),
     );
     assert!(!o.status.success(), "{}", text(&o));
-    assert!(!String::from_utf8_lossy(&o.stdout).contains("allocated"), "{}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("allocated"),
+        "{}",
+        text(&o)
+    );
     let o = sh(
         "within the limit",
         &format!("$RUN --memory 96m {PY} python3 -c \"x = bytearray(16 << 20); print('ok')\""),
