@@ -45,9 +45,16 @@ pub struct Pty {
     pub slave: OwnedFd,
 }
 
-/// Open a pseudo-terminal and send its master over `socket`.
-pub fn send_pty(socket: &Path) -> Result<Pty, ConsoleError> {
-    let pty = nix::pty::openpty(None, None).map_err(ConsoleError::Openpty)?;
+/// Open a pseudo-terminal (of `size` rows and columns, when given) and
+/// send its master over `socket`.
+pub fn send_pty(socket: &Path, size: Option<(u16, u16)>) -> Result<Pty, ConsoleError> {
+    let winsize = size.map(|(rows, cols)| nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    });
+    let pty = nix::pty::openpty(winsize.as_ref(), None).map_err(ConsoleError::Openpty)?;
     let path = socket.display().to_string();
     let stream = UnixStream::connect(socket).map_err(|source| ConsoleError::Connect {
         path: path.clone(),
@@ -83,7 +90,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join("console.sock");
         let listener = UnixListener::bind(&sock).unwrap();
-        let pty = send_pty(&sock).unwrap();
+        let pty = send_pty(&sock, Some((33, 101))).unwrap();
         let (conn, _) = listener.accept().unwrap();
         let mut buf = [0u8; 64];
         let mut iov = [IoSliceMut::new(&mut buf)];
@@ -105,6 +112,11 @@ mod tests {
             .unwrap();
         // SAFETY: `fd` was just received and nothing else owns it.
         let master = unsafe { std::fs::File::from_raw_fd(fd) };
+        let mut ws = zeroed_winsize();
+        // SAFETY: TIOCGWINSZ fills the valid, writable `ws`.
+        let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+        assert_eq!(r, 0);
+        assert_eq!((ws.ws_row, ws.ws_col), (33, 101));
         let mut slave = std::fs::File::from(pty.slave);
         use std::io::{Read, Write};
         slave.write_all(b"hi\n").unwrap();
@@ -112,5 +124,14 @@ mod tests {
         let n = (&master).read(&mut got).unwrap();
         assert!(got[..n].starts_with(b"hi"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn zeroed_winsize() -> libc::winsize {
+        libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        }
     }
 }

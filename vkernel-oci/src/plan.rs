@@ -111,6 +111,8 @@ pub struct Plan {
     /// Give the program a terminal (a pty whose master goes to
     /// `--console-socket`).
     pub terminal: bool,
+    /// The terminal's size (rows, columns), when the spec gives one.
+    pub console_size: Option<(u16, u16)>,
     /// Resource limits.
     pub rlimits: Vec<Rlimit>,
     /// The vkernel's host name.
@@ -152,6 +154,7 @@ impl Plan {
             env: Vec::new(),
             cwd: "/".into(),
             terminal: false,
+            console_size: None,
             rlimits: Vec::new(),
             hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
             mounts: Vec::new(),
@@ -193,6 +196,10 @@ impl Plan {
             self.cwd = "/".into();
         }
         self.terminal = process.terminal().unwrap_or(false);
+        self.console_size = process.console_size().map(|b| {
+            let fit = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+            (fit(b.height()), fit(b.width()))
+        });
         self.rlimits = process
             .rlimits()
             .iter()
@@ -218,6 +225,8 @@ impl Plan {
             ("selinuxLabel", process.selinux_label().is_some()),
             ("oomScoreAdj", process.oom_score_adj().is_some()),
             ("noNewPrivileges", process.no_new_privileges().is_some()),
+            ("ioPriority", process.io_priority().is_some()),
+            ("scheduler", process.scheduler().is_some()),
         ] {
             if set {
                 notes.push(format!(

@@ -66,7 +66,7 @@ pub fn spawn(
     cmd.env(PLAN_ENV, plan_json);
     let terminal = if plan.terminal {
         let socket = console_socket.ok_or(ConsoleError::NoSocket)?;
-        let pty = console::send_pty(socket)?;
+        let pty = console::send_pty(socket, plan.console_size)?;
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(SpawnError::Dup);
         cmd.stdin(Stdio::from(dup(&pty.slave)?))
             .stdout(Stdio::from(dup(&pty.slave)?))
