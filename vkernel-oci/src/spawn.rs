@@ -22,6 +22,12 @@ pub enum SpawnError {
     /// The process could not start.
     #[error("cannot start the vkernel process: {0} (out of processes or memory?)")]
     Start(std::io::Error),
+    /// /dev/kvm cannot be opened: no vkernel can run.
+    #[error(
+        "cannot open /dev/kvm: {0} (vkernel-oci runs each container on KVM: load kvm_intel or \
+         kvm_amd, and run the runtime as root or as a member of the kvm group)"
+    )]
+    Kvm(std::io::Error),
     /// A pty fd could not be duplicated.
     #[error("cannot duplicate the terminal's fd: {0} (out of file descriptors?)")]
     Dup(std::io::Error),
@@ -38,6 +44,18 @@ pub struct LogArgs {
     pub debug: bool,
 }
 
+/// Can a vkernel run here? (/dev/kvm opens for reading and writing.) The
+/// runtime asks before it starts a vkernel process, so `create` and
+/// `exec` fail with the reason instead of a container that dies at once.
+pub fn check_kvm() -> Result<(), SpawnError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(drop)
+        .map_err(SpawnError::Kvm)
+}
+
 /// Start `vkernel-oci init` for `plan`; with `fifo`, it waits there for
 /// `start`. With `plan.terminal`, the terminal's master goes to
 /// `console_socket`.
@@ -47,6 +65,7 @@ pub fn spawn(
     fifo: Option<&Path>,
     console_socket: Option<&Path>,
 ) -> Result<Child, SpawnError> {
+    check_kvm()?;
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("vkernel-oci");
     if let Some(f) = &log.file {
