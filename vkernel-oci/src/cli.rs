@@ -7,11 +7,15 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
 
+/// `--version`'s text after the name, in runc's shape (`runc version X`,
+/// then `spec: V`), which Docker's `info` reads.
+const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.0.2");
+
 /// `vkernel-oci [GLOBAL OPTIONS] COMMAND`.
 #[derive(Parser, Debug)]
 #[command(
     name = "vkernel-oci",
-    version,
+    version = VERSION,
     about = "A runc-compatible OCI runtime that runs each container in a vkernel (vprocs on KVM)"
 )]
 pub struct Cli {

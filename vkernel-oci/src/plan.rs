@@ -125,6 +125,11 @@ pub struct Plan {
     pub cpus: usize,
     /// Most processes at once.
     pub max_procs: usize,
+    /// The spec asks for a new network namespace: the vkernel process
+    /// gets one of its own (empty: the vprocs' network is the vkernel's
+    /// own loopback either way), so hooks that set up "the container's"
+    /// network never touch the host's.
+    pub new_netns: bool,
     /// What was ignored, and why (for the log).
     pub notes: Vec<String>,
 }
@@ -161,6 +166,7 @@ impl Plan {
             mem: DEFAULT_MEM,
             cpus: 1,
             max_procs: DEFAULT_MAX_PROCS,
+            new_netns: false,
             notes: Vec::new(),
         };
         plan.set_process(process, &mut notes)?;
@@ -246,8 +252,9 @@ impl Plan {
     ) -> Result<(), PlanError> {
         for ns in linux.namespaces().iter().flatten() {
             if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network {
-                if let Some(p) = ns.path() {
-                    return Err(PlanError::Network(p.display().to_string()));
+                match ns.path() {
+                    Some(p) => return Err(PlanError::Network(p.display().to_string())),
+                    None => self.new_netns = true,
                 }
             }
         }

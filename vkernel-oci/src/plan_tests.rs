@@ -55,6 +55,7 @@ fn podmans_config_becomes_a_plan() {
     assert_eq!(p.mem, 96 << 20);
     assert_eq!(p.cpus, 2);
     assert_eq!(p.max_procs, 77);
+    assert!(p.new_netns);
     assert_eq!(
         p.rlimits,
         [

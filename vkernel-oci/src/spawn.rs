@@ -95,10 +95,17 @@ pub fn spawn(
         None
     };
     let ctty = terminal.is_some();
+    let netns = plan.new_netns;
     // SAFETY: the closure runs in the child between fork and exec and
-    // calls only async-signal-safe functions (setsid, ioctl).
+    // calls only async-signal-safe functions (unshare, setsid, ioctl).
     unsafe {
         cmd.pre_exec(move || {
+            // Without the privilege (a rootless caller) the vkernel stays
+            // in the caller's network namespace: its vprocs reach no host
+            // network either way (--net none).
+            if netns {
+                libc::unshare(libc::CLONE_NEWNET);
+            }
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
