@@ -192,7 +192,8 @@ fn served_fd_mem_and_signal_calls_match_native() {
 /// Each family of calls the server answers (writes to /dev/null, reads of
 /// /dev/zero, pread/pwrite/lseek/fstat on a host file, a pipe written
 /// and read by one process, send/recv/read/write on a stream socketpair,
-/// epoll_wait with a ready item, brk, rt_sigprocmask): 10,000 calls of it cost
+/// epoll_wait with a ready item, brk, rt_sigprocmask, dup/dup2/dup3/fcntl/
+/// close): 10,000 calls of it cost
 /// far fewer than 10,000 exits. The server is a host thread: on a busy
 /// host it may not run while a call waits, and the call exits, so a family
 /// passes when one of several runs shows it (no timing is asserted).
@@ -207,7 +208,7 @@ fn server_answers_each_family_without_exits() {
     let calls = 10_000u64;
     let n = calls.to_string();
     for family in [
-        "null", "zero", "file", "pipe", "sock", "epoll", "mem", "sig",
+        "null", "zero", "file", "pipe", "sock", "epoll", "mem", "sig", "fd",
     ] {
         let mut seen = Vec::new();
         let ok = (0..20).any(|_| {

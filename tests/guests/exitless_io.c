@@ -378,6 +378,21 @@ static int loop(const char *family, long n, const char *dir) {
             if (syscall(SYS_brk, base + 8 * (i + 1)) != base + 8 * (i + 1)) return 1;
             if (syscall(SYS_brk, 0) != base + 8 * (i + 1)) return 1;
         }
+    } else if (!strcmp(family, "fd")) {
+        /* 8 calls a round: dup, fcntl x4, dup2 over an open fd, dup3,
+         * close; a pipe end's last handle closes on the way. */
+        int p[2];
+        if (pipe(p)) return 1;
+        for (long i = 0; i < n / 8; i++) {
+            int d = dup(p[0]);
+            if (d < 0 || fcntl(d, F_GETFD) != 0 || fcntl(d, F_SETFD, FD_CLOEXEC) ||
+                (fcntl(d, F_GETFL) & O_ACCMODE) != O_RDONLY || fcntl(d, F_SETFL, O_NONBLOCK))
+                return 1;
+            if (dup2(p[1], d) != d || dup3(d, d + 1, O_CLOEXEC) != d + 1 || close(d + 1)) return 1;
+            close(d);
+        }
+        char b = 0;
+        if (write(p[1], "d", 1) != 1 || read(p[0], &b, 1) != 1 || b != 'd') return 1;
     } else if (!strcmp(family, "sig")) {
         sigset_t s, old;
         sigemptyset(&s);

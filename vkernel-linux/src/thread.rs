@@ -184,6 +184,21 @@ impl ProcessLock {
         Some(r)
     }
 
+    /// Run `f` on the process's fd table, to change it (the exitless
+    /// server's close, dup and fcntl), with the process lock held; None, at
+    /// once, as [`ProcessLock::try_with_parts`].
+    pub(crate) fn try_with_fds_mut<R>(&self, f: impl FnOnce(&mut FdTable) -> R) -> Option<R> {
+        let p = self.0.upgrade()?;
+        let held = Held::try_take(&p)?;
+        // SAFETY: this thread holds the process lock (taken just above), so
+        // no other thread touches `parts` until `held` lets it go below; the
+        // reference does not outlive `f`.
+        let parts = unsafe { &mut *p.parts.get() };
+        let r = parts.home.then(|| f(&mut parts.fds));
+        drop(held);
+        r
+    }
+
     /// Run `f` on the process's memory map, fd table and current
     /// directory with the process lock held; None, at once, when another
     /// thread holds the lock, the process is gone, or the shared parts are

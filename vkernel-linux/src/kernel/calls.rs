@@ -491,6 +491,41 @@ impl Vproc {
         }
     }
 
+    /// The scheduling policy of thread `pid` (0: the caller): a zombie's is
+    /// the one it died with (sched_getattr).
+    pub fn sched_policy(&self, pid: i32) -> Result<Policy, i64> {
+        let k = self.kernel()?;
+        if pid < 0 {
+            return Err(EINVAL);
+        }
+        let target = if pid == 0 { self.pid } else { pid };
+        let t = k.lock();
+        match t.sched.task(tid(target)) {
+            Some(task) => Ok(task.policy),
+            None => zombie_policy(&t, target).ok_or(ESRCH),
+        }
+    }
+
+    /// Give thread `pid` (0: the caller) policy `p` (sched_setattr); a
+    /// zombie keeps its own.
+    pub fn set_sched_policy(&mut self, pid: i32, p: Policy) -> Result<(), i64> {
+        let k = self.kernel()?;
+        if pid < 0 {
+            return Err(EINVAL);
+        }
+        let target = if pid == 0 { self.pid } else { pid };
+        let mut t = k.lock();
+        let now = k.now();
+        if t.sched.task(tid(target)).is_none() {
+            return zombie_policy(&t, target).map(|_| ()).ok_or(ESRCH);
+        }
+        t.sched
+            .set_policy(tid(target), p, now)
+            .map_err(|_| EINVAL)?;
+        k.kick_rescheduled(&t);
+        Ok(())
+    }
+
     /// sched_rr_get_interval(pid, tp): the round-robin timeslice of
     /// SCHED_RR (100 ms), 0 for SCHED_FIFO, a fair vproc's share of the
     /// latency period ([`crate::core::sched::Scheduler::rr_interval`]).

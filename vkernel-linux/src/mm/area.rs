@@ -258,6 +258,44 @@ impl Mm {
     }
 
     /// Every byte of `[start, end)` is inside some area.
+    /// mincore(2): one byte per page of `[start, start + len)`, 1 where
+    /// the page is resident: given a frame in this address space, or held
+    /// by the shared object or the page cache behind its area (a file's
+    /// page another process read is resident here too, as on Linux).
+    /// `start` must be page aligned (Invalid); a hole in the range is
+    /// NoSpace (ENOMEM).
+    pub fn mincore(&self, start: u64, len: u64) -> Result<Vec<u8>, MmError> {
+        if !start.is_multiple_of(PAGE) {
+            return Err(MmError::Invalid);
+        }
+        let end = start
+            .checked_add(len.checked_add(PAGE - 1).ok_or(MmError::NoSpace)? & !(PAGE - 1))
+            .filter(|&e| e <= USER_END)
+            .ok_or(MmError::NoSpace)?;
+        if !self.range_mapped(start, end) {
+            return Err(MmError::NoSpace);
+        }
+        let mut out = Vec::with_capacity(((end - start) / PAGE) as usize);
+        let mut va = start;
+        while va < end {
+            let (s, v) = self.find(va).ok_or(MmError::NoSpace)?;
+            let resident = self.pages.contains_key(&va)
+                || self
+                    .large
+                    .contains_key(&(va & !(crate::core::vptable::LARGE - 1)))
+                || match (&v.shm, &v.file) {
+                    (Some(sm), _) => sm.obj.has_page(sm.off.saturating_add(va - s) / PAGE),
+                    (None, Some(f)) => self
+                        .cache
+                        .contains(f.src.as_ref(), f.off.saturating_add(va - s) / PAGE),
+                    (None, None) => false,
+                };
+            out.push(u8::from(resident));
+            va += PAGE;
+        }
+        Ok(out)
+    }
+
     pub(super) fn range_mapped(&self, start: u64, end: u64) -> bool {
         let mut cur = start;
         while cur < end {

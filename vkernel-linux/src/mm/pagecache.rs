@@ -228,6 +228,13 @@ impl PageCache {
         Some(f)
     }
 
+    /// Whether page `index` of `src` is cached (mincore); takes no
+    /// reference and never reads the file.
+    pub fn contains(&self, src: &dyn FileSource, index: u64) -> bool {
+        let (dev, ino) = src.file_id();
+        self.lock().pages.contains_key(&(dev, ino, index))
+    }
+
     /// Give back every cached frame no mapping uses; returns how many.
     pub fn shrink(&self, frames: &Mutex<FrameAlloc>) -> u64 {
         let mut c = self.lock();

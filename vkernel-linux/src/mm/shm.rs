@@ -148,6 +148,11 @@ impl ShmObject {
         self.written.store(true, Ordering::Relaxed);
     }
 
+    /// Whether page `index` is resident (mincore).
+    pub fn has_page(&self, index: u64) -> bool {
+        self.lock().contains_key(&index)
+    }
+
     /// Resident pages.
     pub fn resident(&self) -> usize {
         self.lock().len()

@@ -15,6 +15,8 @@ use crate::Vproc;
 const AT_REMOVEDIR: u64 = 0x200;
 /// linkat: follow a final symlink.
 const AT_SYMLINK_FOLLOW: u64 = 0x400;
+/// fchmodat2 (Linux 6.6; newer than libc's numbers).
+const SYS_FCHMODAT2: i64 = 452;
 /// utimensat: set to the current time.
 const UTIME_NOW: i64 = (1 << 30) - 1;
 /// utimensat: leave alone.
@@ -87,6 +89,9 @@ impl Vproc {
         }),
         (libc::SYS_fchmodat, |v, _nr, a| {
             v.sys_attr(int(a[0]), a[1], 0, Some(a[2] as u32), None)
+        }),
+        (SYS_FCHMODAT2, |v, _nr, a| {
+            v.sys_fchmodat2(int(a[0]), a[1], a[2] as u32, a[3])
         }),
         (libc::SYS_chown, Vproc::call_chown),
         (libc::SYS_lchown, Vproc::call_chown),
@@ -336,6 +341,21 @@ impl Vproc {
             })),
             _ => Err(EINVAL),
         }
+    }
+
+    /// fchmodat2(dirfd, path, mode, flags): fchmodat with flags
+    /// (AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH). A symlink's own mode cannot
+    /// change: EOPNOTSUPP, as on Linux.
+    fn sys_fchmodat2(&mut self, dirfd: i64, path: u64, mode: u32, flags: u64) -> R {
+        if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+            return Err(EINVAL);
+        }
+        let h = self.node_at(dirfd, path, flags)?;
+        if self.fs.inode(h).mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(EOPNOTSUPP);
+        }
+        self.fs.set_attr(h, Some(mode), None)?;
+        Ok(0)
     }
 
     fn sys_utimensat(&mut self, dirfd: i64, path: u64, times: u64, flags: u64) -> R {

@@ -67,7 +67,7 @@ impl Flock {
 }
 
 /// The lock-table key of an open file.
-fn key_of(f: &OpenFile) -> LockKey {
+pub(super) fn key_of(f: &OpenFile) -> LockKey {
     match &f.kind {
         FileKind::Inode(h) | FileKind::ProcMem(MemFile { node: h, .. }) => LockKey::Node(*h),
         FileKind::PipeRead(p) | FileKind::PipeWrite(p) => LockKey::Pipe(p.id()),

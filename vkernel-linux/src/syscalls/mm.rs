@@ -60,7 +60,11 @@ impl Vproc {
                 .map(|_| 0)
                 .map_err(Into::into)
         }),
-        (libc::SYS_mincore, |_v, _nr, _a| Err(ENOSYS)),
+        (libc::SYS_mincore, |v, _nr, a| {
+            let vec = v.mm.mincore(a[0], a[1])?;
+            v.mm.write(a[2], &vec)?;
+            Ok(0)
+        }),
     ];
 
     fn sys_mmap(&mut self, a: [u64; 6]) -> R {

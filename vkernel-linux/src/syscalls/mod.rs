@@ -73,6 +73,7 @@ mod ptimer;
 mod ptrace;
 mod pty;
 mod ready;
+mod sched_attr;
 mod scm;
 mod signal;
 mod sockopt;

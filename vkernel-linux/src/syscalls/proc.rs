@@ -181,6 +181,10 @@ impl Vproc {
         (libc::SYS_setregid, Vproc::call_setuid),
         (libc::SYS_setresuid, Vproc::call_setuid),
         (libc::SYS_setresgid, Vproc::call_setuid),
+        // setfsuid/setfsgid return the previous fs id: root's, which
+        // stays (the ids do not change, as with setuid).
+        (libc::SYS_setfsuid, Vproc::call_getuid),
+        (libc::SYS_setfsgid, Vproc::call_getuid),
         (libc::SYS_getresuid, Vproc::call_getresuid),
         (libc::SYS_getresgid, Vproc::call_getresuid),
         (libc::SYS_getgroups, |v, _nr, a| {

@@ -7,7 +7,8 @@
 //! handlers are the syscall layer's (`syscalls/fast`: the id calls,
 //! `clock_gettime`, `gettimeofday`, `uname`, `getrandom`,
 //! `rt_sigprocmask`, the read/write family, `lseek`, `fstat`,
-//! `newfstatat`, `sendto`/`recvfrom` on stream sockets, `epoll_wait` with
+//! `newfstatat`, `close`/`dup`/`dup2`/`dup3`/`fcntl` on the fd table,
+//! `sendto`/`recvfrom` on stream sockets, `epoll_wait` with
 //! ready items, `brk` growth and anonymous `mmap`), reached through the
 //! [`FastLookup`] given at start.
 //!

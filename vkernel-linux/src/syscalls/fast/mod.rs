@@ -1,13 +1,15 @@
 //! The exitless server's handlers (see [`crate::kernel::fast`] for the
 //! server and its rules): the id calls, `clock_gettime`, `gettimeofday`,
 //! `uname`, `getrandom` and `rt_sigprocmask` here; [`io`] the read/write
-//! family, `lseek`, `fstat` and `newfstatat`; [`sock`] `sendto` and
+//! family, `lseek`, `fstat` and `newfstatat`; [`fd`] `close`, `dup`,
+//! `dup2`, `dup3` and fcntl's fd and status-flag commands; [`sock`] `sendto` and
 //! `recvfrom` on stream sockets; [`poll`] `epoll_wait` with ready items;
 //! [`mem`] `brk` growth and anonymous `mmap`; `set_tid_address`,
 //! `set_robust_list`, `rseq` (ENOSYS) and reading the process's own
 //! limits (`prlimit64`, `getrlimit`) here too. A handler answers only what it is sure of and returns
 //! `None` for everything else, which then takes the exit path.
 
+mod fd;
 mod io;
 mod mem;
 mod poll;
@@ -68,6 +70,11 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     (libc::SYS_lseek, file_io),
     (libc::SYS_fstat, file_io),
     (libc::SYS_newfstatat, file_io),
+    (libc::SYS_close, fd_table),
+    (libc::SYS_dup, fd_table),
+    (libc::SYS_dup2, fd_table),
+    (libc::SYS_dup3, fd_table),
+    (libc::SYS_fcntl, fd_table),
     (libc::SYS_epoll_wait, |_, c, nr, a| poll::serve(c, nr, a)),
     (libc::SYS_epoll_pwait, |_, c, nr, a| poll::serve(c, nr, a)),
     (libc::SYS_epoll_pwait2, |_, c, nr, a| poll::serve(c, nr, a)),
@@ -125,6 +132,11 @@ fn root_id(_: &Kernel, _: &mut FastCtx, _: i64, _: [u64; 6]) -> Option<u64> {
 /// The file calls ([`io::serve`]).
 fn file_io(_: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
     io::serve(c, nr, a)
+}
+
+/// The fd-table calls ([`fd::serve`]).
+fn fd_table(_: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
+    fd::serve(c, nr, a)
 }
 
 /// brk and anonymous mmap ([`mem::serve`]).
