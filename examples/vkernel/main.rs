@@ -598,7 +598,7 @@ fn run(
             })?),
             None => None,
         },
-        hostname: None,
+        ..KernelOptions::default()
     };
     let mut launch = Launch::program(image, path.clone())
         .exe(exe)

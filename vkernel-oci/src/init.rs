@@ -128,6 +128,8 @@ fn run(plan: &Plan) -> Result<u8, InitError> {
         max_procs: plan.max_procs.max(1),
         forward_signals: true,
         hostname: plan.hostname.clone().map(String::into_bytes),
+        uid: plan.uid,
+        gid: plan.gid,
         ..Options::default()
     };
     let launch = Launch::program(image, path)

@@ -113,6 +113,10 @@ pub struct Plan {
     pub terminal: bool,
     /// The terminal's size (rows, columns), when the spec gives one.
     pub console_size: Option<(u16, u16)>,
+    /// The user id the vprocs see (`process.user.uid`).
+    pub uid: u32,
+    /// The group id the vprocs see (`process.user.gid`).
+    pub gid: u32,
     /// Resource limits.
     pub rlimits: Vec<Rlimit>,
     /// The vkernel's host name.
@@ -160,6 +164,8 @@ impl Plan {
             cwd: "/".into(),
             terminal: false,
             console_size: None,
+            uid: 0,
+            gid: 0,
             rlimits: Vec::new(),
             hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
             mounts: Vec::new(),
@@ -217,13 +223,19 @@ impl Plan {
             })
             .collect();
         let user = process.user();
-        if user.uid() != 0 || user.gid() != 0 {
-            notes.push(format!(
-                "process.user {}:{}: vprocs run as uid 0 gid 0 inside the vkernel (it is their \
-                 only user; the host sees the runtime's user)",
-                user.uid(),
-                user.gid()
-            ));
+        self.uid = user.uid();
+        self.gid = user.gid();
+        if user
+            .additional_gids()
+            .as_ref()
+            .is_some_and(|g| !g.is_empty())
+            || user.umask().is_some()
+        {
+            notes.push(
+                "process.user.additionalGids and umask: ignored (vprocs start with umask 022 and \
+                 no supplementary groups)"
+                    .into(),
+            );
         }
         for (what, set) in [
             ("capabilities", process.capabilities().is_some()),

@@ -161,7 +161,7 @@ fn users_and_defaults() {
     spec.set_linux(Some(linux));
     let p = Plan::from_spec(&spec, Path::new("/b")).unwrap();
     assert!(p.terminal);
-    assert!(p.notes.join("\n").contains("process.user 1000:0"));
+    assert_eq!((p.uid, p.gid), (1000, 0));
     assert_eq!(
         (p.mem, p.cpus, p.max_procs),
         (DEFAULT_MEM, 1, DEFAULT_MAX_PROCS)

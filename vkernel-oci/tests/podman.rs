@@ -85,7 +85,7 @@ fn build_images() -> Result<(), String> {
         d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
         mkdir -p "$d/bb/bin" "$d/bb/etc" "$d/bb/tmp"
         cp /bin/busybox "$d/bb/bin/"
-        for a in sh echo cat ls sleep true tty hostname; do ln -s busybox "$d/bb/bin/$a"; done
+        for a in sh echo cat ls sleep true tty hostname id grep; do ln -s busybox "$d/bb/bin/$a"; done
         tar -cf "$d/bb.tar" -C "$d/bb" .
         podman import -q "$d/bb.tar" localhost/vkernel-oci-test-busybox >/dev/null
         S="$d/py"; L=usr/lib/x86_64-linux-gnu
@@ -123,6 +123,17 @@ fn echo_exit_codes_and_missing_programs() {
     let lines: Vec<&[u8]> = o.stdout.split(|b| *b == b'\n').collect();
     // podman's HOSTNAME and the vkernel's uname -n are the container's.
     assert_eq!(lines[0], lines[1], "{}", text(&o));
+    // --user: the ids the vprocs see.
+    let o = sh(
+        "user",
+        &format!("$RUN --user 1000:1001 {BB} sh -c 'echo $(id -u) $(id -g); grep ^Uid /proc/self/status'"),
+    );
+    assert_eq!(
+        o.stdout,
+        b"1000 1001\nUid:\t1000\t1000\t1000\t1000\n",
+        "{}",
+        text(&o)
+    );
     let o = sh("missing", &format!("$RUN {BB} no-such-program"));
     assert_eq!(o.status.code(), Some(127), "{}", text(&o));
     assert!(
