@@ -99,10 +99,15 @@ fn copy_file(fs: &Fs, host: &std::path::Path, guest: &str) -> Result<(), RootfsE
         why,
     };
     let data = std::fs::read(host).map_err(|e| err(format!("{}: {e}", host.display())))?;
+    // The host file's permissions: podman's --init binds an executable.
+    let mode = std::fs::metadata(host).map_or(0o644, |m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o7777
+    });
     let (parent, name) = guest.rsplit_once('/').unwrap_or(("", guest));
     let dir = mkdir_p(fs, parent)?;
     let (h, _) = fs
-        .create(dir, name.as_bytes(), 0o644, false)
+        .create(dir, name.as_bytes(), mode, false)
         .map_err(|e| err(format!("errno {e}")))?;
     fs.truncate(h, 0).map_err(|e| err(format!("errno {e}")))?;
     fs.write(h, Some(0), &data)
