@@ -309,8 +309,9 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<(), Lifecy
     Ok(())
 }
 
-/// `delete`: remove a stopped container (with `force`, kill it first);
-/// the poststop hooks run.
+/// `delete`: remove a stopped or created container (a created one's
+/// vkernel, which never ran anything, is killed, as runc does; a running
+/// one only with `force`); the poststop hooks run.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), LifecycleError> {
     let (dir, rec) = match load(root, id) {
         Ok(x) => x,
@@ -319,7 +320,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), LifecycleError> 
     };
     let status = rec.status(&dir);
     if status != Status::Stopped {
-        if !force {
+        if status == Status::Running && !force {
             return Err(LifecycleError::Status {
                 id: id.into(),
                 status: status_name(status),

@@ -118,6 +118,7 @@ fn common(cmd: CommonCmd, root: &std::path::Path, log: &LogArgs) -> Outcome {
             env: &e.env,
             cwd: e.cwd.as_deref(),
             tty: e.tty,
+            user: e.user,
             pid_file: e.pid_file.as_deref(),
             console_socket: e.console_socket.as_deref(),
             detach: e.detach,

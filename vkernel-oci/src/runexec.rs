@@ -66,6 +66,8 @@ pub struct ExecArgs<'a> {
     pub cwd: Option<&'a Path>,
     /// `--tty` (without `--process`).
     pub tty: bool,
+    /// `--user UID[:GID]` (without `--process`).
+    pub user: Option<(u32, Option<u32>)>,
     /// `--pid-file`.
     pub pid_file: Option<&'a Path>,
     /// `--console-socket`.
@@ -113,6 +115,10 @@ pub fn exec(a: &ExecArgs) -> Result<u8, LifecycleError> {
                 plan.cwd = c.display().to_string();
             }
             plan.terminal = a.tty;
+            if let Some((uid, gid)) = a.user {
+                plan.uid = uid;
+                plan.gid = gid.unwrap_or(plan.gid);
+            }
         }
     }
     for n in &notes {

@@ -39,7 +39,7 @@ impl Bundle {
         let rootfs = dir.join("rootfs");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for a in ["sh", "echo", "cat", "sleep", "hostname", "ls"] {
+        for a in ["sh", "echo", "cat", "sleep", "hostname", "ls", "id"] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
         }
         let data = dir.join("data");
@@ -264,9 +264,17 @@ fn run_exec_and_force_delete() {
         .unwrap();
     assert!(st.success());
     assert_eq!(b.state("r2")["status"], "running");
-    let o = b.rt(&["exec", "r2", "sh", "-c", "echo in-exec $(hostname); exit 4"]);
+    let o = b.rt(&[
+        "exec",
+        "--user",
+        "7:8",
+        "r2",
+        "sh",
+        "-c",
+        "echo in-exec $(hostname) $(id -u):$(id -g); exit 4",
+    ]);
     assert_eq!(o.status.code(), Some(4));
-    assert_eq!(o.stdout, b"in-exec vkoci-test\n");
+    assert_eq!(o.stdout, b"in-exec vkoci-test 7:8\n");
     let process = b.dir.join("process.json");
     std::fs::write(
         &process,
@@ -293,4 +301,39 @@ impl Bundle {
     fn state_gone(&self, id: &str) -> bool {
         !self.root.join(id).exists()
     }
+}
+
+#[test]
+fn a_created_container_is_deleted_without_running() {
+    let Some(b) = Bundle::new(
+        "a_created_container_is_deleted_without_running",
+        &["sh", "-c", "echo ran > /data/out"],
+    ) else {
+        return;
+    };
+    let bundle = b.dir.to_str().unwrap();
+    let null = || std::fs::File::create("/dev/null").unwrap();
+    let st = Command::new(RUNTIME)
+        .arg("--root")
+        .arg(&b.root)
+        .args(["create", "--bundle", bundle, "d1"])
+        .stdin(Stdio::null())
+        .stdout(null())
+        .stderr(null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pid = b.state("d1")["pid"].as_i64().unwrap();
+    // As runc: a created container goes without --force.
+    assert!(b.rt(&["delete", "d1"]).status.success());
+    assert!(b.state_gone("d1"));
+    wait_for("the vkernel's end", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+    });
+    assert!(!b.dir.join("data/out").exists(), "nothing ran");
+    assert_eq!(
+        b.hooks(),
+        "createRuntime \"status\":\"created\"\npoststop \"status\":\"stopped\"\n"
+    );
 }
