@@ -83,6 +83,8 @@ fn build_images() -> Result<(), String> {
         "build images",
         r#"set -e
         d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
+        # The previous run's images go first (each import makes a new one).
+        podman rmi -f localhost/vkernel-oci-test-busybox localhost/vkernel-oci-test-python >/dev/null 2>&1 || true
         mkdir -p "$d/bb/bin" "$d/bb/etc" "$d/bb/tmp"
         cp /bin/busybox "$d/bb/bin/"
         for a in sh echo cat ls sleep true tty hostname id grep; do ln -s busybox "$d/bb/bin/$a"; done
