@@ -24,7 +24,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CRATES = ["src", "vkernel-core/src", "vkernel-devices/src", "vkernel-guest/src",
-          "vkernel-linux/src", "examples"]
+          "vkernel-linux/src", "vkernel-oci/src", "examples"]
 MAX_FILE = 900
 MAX_FN = 150
 

@@ -598,6 +598,7 @@ fn run(
             })?),
             None => None,
         },
+        ..KernelOptions::default()
     };
     let mut launch = Launch::program(image, path.clone())
         .exe(exe)

@@ -205,6 +205,14 @@ impl Launch {
         self
     }
 
+    /// The user and group ids the vprocs see (getuid, getgid and their
+    /// kin; default 0, 0): see [`Options::uid`].
+    pub fn user(mut self, uid: u32, gid: u32) -> Launch {
+        self.opts.uid = uid;
+        self.opts.gid = gid;
+        self
+    }
+
     /// Every kernel option at once (`cpus` and `exitless` included).
     pub fn options(mut self, opts: Options) -> Launch {
         self.opts = opts;

@@ -137,6 +137,13 @@ pub struct Options {
     /// debugger's thread (see [`crate::gdb_remote`]); the run waits for
     /// that thread at its end.
     pub debugger: Option<Debugger>,
+    /// The host name at start (`uname -n`; default `vkernel`).
+    pub hostname: Option<Vec<u8>>,
+    /// The user id every vproc sees (getuid and kin, /proc; default 0):
+    /// one for the whole kernel; a non-zero one cannot setuid elsewhere.
+    pub uid: u32,
+    /// The group id every vproc sees (getgid and kin), as `uid`.
+    pub gid: u32,
 }
 
 /// What starts a debugger's thread on the kernel and the first vproc's
@@ -167,6 +174,9 @@ impl Default for Options {
             term_grace: Duration::from_secs(10),
             net: None,
             debugger: None,
+            hostname: None,
+            uid: 0,
+            gid: 0,
         }
     }
 }

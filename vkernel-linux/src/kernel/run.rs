@@ -122,7 +122,10 @@ fn new_kernel(
             trace_exits: Vec::new(),
             loadavg: ([0.0; 3], Instant::now()),
         }),
-        uts: Mutex::new((b"vkernel".to_vec(), b"(none)".to_vec())),
+        uts: Mutex::new((
+            opts.hostname.clone().unwrap_or_else(|| b"vkernel".to_vec()),
+            b"(none)".to_vec(),
+        )),
         sysv: Mutex::default(),
         debug: Default::default(),
         events: Mutex::new(0),

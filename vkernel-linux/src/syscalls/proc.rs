@@ -212,20 +212,45 @@ impl Vproc {
     ];
 
     /// `getuid`, `getgid`, `geteuid`, `getegid`.
-    fn call_getuid(_v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> R {
-        Ok(0)
+    fn call_getuid(v: &mut Vproc, nr: i64, _a: [u64; 6]) -> R {
+        Ok(i64::from(v.id_for(nr)))
     }
 
-    /// `setuid`, `setgid`, `setreuid`, `setregid`, `setresuid`, `setresgid`.
-    fn call_setuid(_v: &mut Vproc, _nr: i64, _a: [u64; 6]) -> R {
-        Ok(0)
+    /// The user id (for the uid calls) or the group id (the gid calls)
+    /// every vproc has ([`crate::kernel::Options::uid`]).
+    fn id_for(&self, nr: i64) -> u32 {
+        let (uid, gid) = self
+            .kernel()
+            .ok()
+            .map_or((0, 0), |k| (k.options().uid, k.options().gid));
+        id_of_call(nr, uid, gid)
+    }
+
+    /// `setuid`, `setgid`, `setreuid`, `setregid`, `setresuid`, `setresgid`:
+    /// the ids do not change; root's calls succeed, another user's only
+    /// when they ask for the id it has (-1: unchanged).
+    fn call_setuid(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
+        let root = v.id_for(libc::SYS_getuid) == 0;
+        let id = v.id_for(nr);
+        let n = match nr {
+            libc::SYS_setuid | libc::SYS_setgid => 1,
+            libc::SYS_setreuid | libc::SYS_setregid => 2,
+            _ => 3,
+        };
+        let asked = a[..n].iter().map(|&x| x as u32).filter(|&x| x != u32::MAX);
+        if root || asked.into_iter().all(|x| x == id) {
+            Ok(0)
+        } else {
+            Err(EPERM)
+        }
     }
 
     /// `getresuid`, `getresgid`.
-    fn call_getresuid(v: &mut Vproc, _nr: i64, a: [u64; 6]) -> R {
+    fn call_getresuid(v: &mut Vproc, nr: i64, a: [u64; 6]) -> R {
+        let id = v.id_for(nr).to_le_bytes();
         for p in [a[0], a[1], a[2]] {
             if p != 0 {
-                if let Err(e) = v.mm.write(p, &[0u8; 4]) {
+                if let Err(e) = v.mm.write(p, &id) {
                     return Err(e.into());
                 }
             }
@@ -336,5 +361,21 @@ impl Vproc {
             }
             _ => Err(EINVAL),
         }
+    }
+}
+
+/// The id an id call answers with: the group id `gid` for the gid calls
+/// (getgid, getegid, getresgid, setgid, setregid, setresgid, setfsgid),
+/// else the user id `uid` ([`crate::kernel::Options::uid`]).
+pub(crate) fn id_of_call(nr: i64, uid: u32, gid: u32) -> u32 {
+    match nr {
+        libc::SYS_getgid
+        | libc::SYS_getegid
+        | libc::SYS_getresgid
+        | libc::SYS_setgid
+        | libc::SYS_setregid
+        | libc::SYS_setresgid
+        | libc::SYS_setfsgid => gid,
+        _ => uid,
     }
 }

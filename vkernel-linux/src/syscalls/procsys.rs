@@ -74,9 +74,10 @@ impl Vproc {
                     'Z' => "Z (zombie)",
                     _ => "S (sleeping)",
                 };
+                let (u, g) = (k.options().uid, k.options().gid);
                 format!(
                     "Name:\t{}\nState:\t{state}\nTgid:\t{}\nPid:\t{}\nPPid:\t{}\n\
-                     Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nThreads:\t{}\n",
+                     Uid:\t{u}\t{u}\t{u}\t{u}\nGid:\t{g}\t{g}\t{g}\t{g}\nThreads:\t{}\n",
                     p.comm, p.pid, p.pid, p.ppid, p.threads
                 )
             }

@@ -131,8 +131,9 @@ fn get_limit(c: &mut FastCtx, res: u64, old: u64) -> Option<u64> {
 }
 
 /// The id calls: every vproc runs as root.
-fn root_id(_: &Kernel, _: &mut FastCtx, _: i64, _: [u64; 6]) -> Option<u64> {
-    Some(0)
+fn root_id(k: &Kernel, _: &mut FastCtx, nr: i64, _: [u64; 6]) -> Option<u64> {
+    let o = k.options();
+    Some(u64::from(super::proc::id_of_call(nr, o.uid, o.gid)))
 }
 
 /// The file calls ([`io::serve`]).

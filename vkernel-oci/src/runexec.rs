@@ -1,0 +1,182 @@
+//! `run` (create + start + wait), `exec` (another process for a running
+//! container), `ps` and `features`.
+//!
+//! `exec` starts a second vkernel, a sibling of the container's: it sees
+//! the same root directory, bind mounts and limits, but not the first
+//! vkernel's in-memory overlay (files the container wrote) nor its
+//! processes. One vkernel per process keeps the container's vkernel
+//! untouched; joining a running vkernel needs a way into its process
+//! table the library does not offer yet (see docs/OCI.md).
+
+use std::path::Path;
+use std::process::Child;
+
+use oci_spec::runtime::Process;
+
+use crate::lifecycle::{self, status_name, CreateArgs, LifecycleError};
+use crate::plan::PlanError;
+use crate::spawn::{self, LogArgs};
+use crate::state::Status;
+
+/// The exit status of a finished vkernel process, as runc reports a
+/// container's: its code, or 128 + the signal that killed it.
+pub fn exit_code(child: &mut Child) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match child.wait() {
+        Ok(st) => match (st.code(), st.signal()) {
+            (Some(c), _) => u8::try_from(c & 0xff).unwrap_or(255),
+            (None, Some(s)) => u8::try_from(128 + (s & 0x7f)).unwrap_or(255),
+            _ => 255,
+        },
+        Err(_) => 255,
+    }
+}
+
+/// `run`: create and start; then (unless `detach`) wait for the
+/// container's end, delete it (unless `keep`) and return its status.
+pub fn run(a: &CreateArgs, detach: bool, keep: bool) -> Result<u8, LifecycleError> {
+    let mut child = lifecycle::create(a)?;
+    if let Err(e) = lifecycle::start(a.root, a.id) {
+        let _ = lifecycle::delete(a.root, a.id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = exit_code(&mut child);
+    if !keep {
+        lifecycle::delete(a.root, a.id, true)?;
+    }
+    Ok(code)
+}
+
+/// What `exec` is given.
+pub struct ExecArgs<'a> {
+    /// `--root`.
+    pub root: &'a Path,
+    /// The container.
+    pub id: &'a str,
+    /// `--process`: a process.json, or None for `command`.
+    pub process: Option<&'a Path>,
+    /// The command (without `--process`).
+    pub command: &'a [String],
+    /// `--env` additions (without `--process`).
+    pub env: &'a [(String, String)],
+    /// `--cwd` (without `--process`).
+    pub cwd: Option<&'a Path>,
+    /// `--tty` (without `--process`).
+    pub tty: bool,
+    /// `--user UID[:GID]` (without `--process`).
+    pub user: Option<(u32, Option<u32>)>,
+    /// `--pid-file`.
+    pub pid_file: Option<&'a Path>,
+    /// `--console-socket`.
+    pub console_socket: Option<&'a Path>,
+    /// `--detach`.
+    pub detach: bool,
+    /// The log, for the vkernel process.
+    pub log: &'a LogArgs,
+}
+
+/// `exec`: run another process for a running container, in a vkernel of
+/// its own with the container's root, mounts and resources. Returns its
+/// exit status (0 when detached).
+pub fn exec(a: &ExecArgs) -> Result<u8, LifecycleError> {
+    let (dir, rec) = lifecycle::load(a.root, a.id)?;
+    let status = rec.status(&dir);
+    if status != Status::Running {
+        return Err(LifecycleError::Status {
+            id: a.id.into(),
+            status: status_name(status),
+            what: "exec needs a running container",
+        });
+    }
+    let (_, mut plan) = lifecycle::load_spec(&rec.bundle)?;
+    let mut notes = Vec::new();
+    match a.process {
+        Some(p) => {
+            let process: Process = std::fs::read(p)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_slice(&t).map_err(|e| e.to_string()))
+                .map_err(|why| LifecycleError::Process {
+                    path: p.display().to_string(),
+                    why,
+                })?;
+            plan.set_process(&process, &mut notes)?;
+        }
+        None => {
+            if a.command.is_empty() {
+                return Err(PlanError::NoArgs.into());
+            }
+            plan.args = a.command.to_vec();
+            plan.env
+                .extend(a.env.iter().map(|(k, v)| format!("{k}={v}")));
+            if let Some(c) = a.cwd {
+                plan.cwd = c.display().to_string();
+            }
+            plan.terminal = a.tty;
+            if let Some((uid, gid)) = a.user {
+                plan.uid = uid;
+                plan.gid = gid.unwrap_or(plan.gid);
+            }
+        }
+    }
+    for n in &notes {
+        log::info!("{n}");
+    }
+    let mut child = spawn::spawn(&plan, a.log, None, a.console_socket)?;
+    let pid = i32::try_from(child.id()).expect("pids fit in i32");
+    if let Some(p) = a.pid_file {
+        let tmp = format!("{}.vkernel-tmp", p.display());
+        std::fs::write(&tmp, pid.to_string())
+            .and_then(|()| std::fs::rename(&tmp, p))
+            .map_err(|source| LifecycleError::Io {
+                path: p.display().to_string(),
+                source,
+            })?;
+    }
+    if a.detach {
+        return Ok(0);
+    }
+    Ok(exit_code(&mut child))
+}
+
+/// `ps`: the container's host processes (its one vkernel process).
+pub fn ps(root: &Path, id: &str, format: &str) -> Result<String, LifecycleError> {
+    let (dir, rec) = lifecycle::load(root, id)?;
+    let pids: Vec<i32> = if rec.status(&dir) == Status::Stopped {
+        Vec::new()
+    } else {
+        vec![rec.pid]
+    };
+    if format == "json" {
+        return Ok(serde_json::to_string(&pids).expect("plain data"));
+    }
+    let mut out = String::from("PID CMD\n");
+    for p in pids {
+        out.push_str(&format!("{p} vkernel-oci\n"));
+    }
+    Ok(out)
+}
+
+/// `features`: what this runtime supports, as runc's JSON.
+pub fn features() -> String {
+    let v = serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": crate::state::OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": ["bind", "rbind", "ro", "rw"],
+        "linux": {
+            "namespaces": [],
+            "capabilities": [],
+            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false}
+        },
+        "annotations": {
+            "org.opencontainers.runtime-spec.features": "vkernel: the vkernel is the sandbox; see docs/OCI.md"
+        }
+    });
+    serde_json::to_string_pretty(&v).expect("plain data")
+}
