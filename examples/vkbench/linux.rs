@@ -18,7 +18,8 @@
 //! server off (every syscall exits); `cpu_ns_per_syscall` is the whole vkernel process's
 //! user and system CPU time (server thread included) per getppid with the
 //! server on: the difference of two runs (N and 2N calls) over N, so
-//! start-up costs cancel.
+//! start-up costs cancel. `xcore_round_trip_ns` is their floor: a value
+//! handed between two host threads and back through one cache line.
 //!
 //! Figures that cannot be measured here (no gcc, no qemu-x86_64, no
 //! /dev/kvm) are NaN and reported as null.
@@ -270,5 +271,9 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
         f64::NAN
     };
     res.push(("raw_exit_ns".into(), raw));
+    // The floor of `vk_getppid_ns`: a request and an answer between cores.
+    let xcore =
+        super::raw::cross_core_round_trip_ns(if quick { 100_000 } else { 1_000_000 }, rounds);
+    res.push(("xcore_round_trip_ns".into(), xcore));
     res
 }

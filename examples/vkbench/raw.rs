@@ -6,6 +6,10 @@
 //!   IOPL 3 so `out` is allowed): the cheapest way any vproc can reach the
 //!   host. On a PVM-derived KVM every exit from CPL3 costs several times an
 //!   exit from CPL0, so this is the fair floor for vproc traps.
+//! - [`cross_core_round_trip_ns`]: two host threads handing a value back
+//!   and forth through one cache line, spinning with `pause` as the
+//!   trampoline and the exitless server do: the floor of any exitless
+//!   call (its request and its answer each cross between cores once).
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd};
@@ -145,4 +149,36 @@ pub fn raw_exit_ns(iters: u32, rounds: usize) -> f64 {
 /// Nanoseconds per bare CPL3 long-mode `out` exit round trip.
 pub fn raw_user_exit_ns(iters: u32, rounds: usize) -> f64 {
     measure(&mut guest(true), iters, rounds)
+}
+
+/// Nanoseconds per round trip of a value between two host threads through
+/// one cache line (each side spins with `pause` for the other's store):
+/// what an exitless call's request line costs before any work is done.
+pub fn cross_core_round_trip_ns(iters: u32, rounds: usize) -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let line = Arc::new(AtomicU64::new(0));
+        let other = line.clone();
+        let n = u64::from(iters);
+        let peer = std::thread::spawn(move || {
+            for i in 0..n {
+                while other.load(Ordering::Acquire) != 2 * i + 1 {
+                    std::hint::spin_loop();
+                }
+                other.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            line.store(2 * i + 1, Ordering::Release);
+            while line.load(Ordering::Acquire) != 2 * i + 2 {
+                std::hint::spin_loop();
+            }
+        }
+        samples.push(t.elapsed().as_nanos() as f64 / f64::from(iters));
+        let _ = peer.join();
+    }
+    super::median(&mut samples)
 }
