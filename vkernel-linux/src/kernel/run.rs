@@ -58,7 +58,13 @@ pub(crate) fn run_with(
     init.k = Some(k.clone());
     let init_pid = init.pid;
     if let Some(s) = spawner {
-        s.attach(&k, machine, &init);
+        // Deref takes the process lock: leave it as it was.
+        let held = init.mm.held();
+        let kin = init.mm.kin();
+        if !held {
+            init.mm.unlock();
+        }
+        s.attach(&k, machine, kin, &init);
     }
     add_init(&k, init)?;
     let debugger = match &opts.debugger {

@@ -21,6 +21,7 @@ use crate::core::machine::Machine;
 use crate::exec::Image;
 use crate::files::Wake;
 use crate::fs::{Fs, Kind};
+use crate::mm::{Kin, Mm};
 use crate::stdio::Stdio;
 use crate::{Boot, Config, ExitStatus, Vproc, VprocError, PPID};
 
@@ -81,6 +82,7 @@ pub struct SpawnRequest {
 struct Attached {
     k: Weak<Kernel>,
     machine: Machine,
+    kin: Kin,
     fs: Arc<Fs>,
     boot: Arc<Boot>,
     unimplemented: Arc<crate::diag::Unimplemented>,
@@ -149,12 +151,13 @@ impl Spawner {
 
     /// The run began: spawns go to `k` on `machine`, with `init`'s file
     /// tree.
-    pub(crate) fn attach(&self, k: &Arc<Kernel>, machine: &Machine, init: &Vproc) {
+    pub(crate) fn attach(&self, k: &Arc<Kernel>, machine: &Machine, kin: Kin, init: &Vproc) {
         let mut st = self.lock();
         if matches!(st.phase, Phase::Waiting) {
             st.phase = Phase::Running(Attached {
                 k: Arc::downgrade(k),
                 machine: machine.clone(),
+                kin,
                 fs: init.fs.clone(),
                 boot: init.boot.clone(),
                 unimplemented: init.unimplemented.clone(),
@@ -192,7 +195,7 @@ impl Spawner {
     /// to 30 s).
     pub fn spawn(&self, req: SpawnRequest) -> Result<Pid, SpawnError> {
         let deadline = Instant::now() + START_WAIT;
-        let (k, machine, fs, boot, unimplemented, trace) = {
+        let (k, machine, kin, fs, boot, unimplemented, trace) = {
             let mut st = self.lock();
             loop {
                 match &st.phase {
@@ -201,6 +204,7 @@ impl Spawner {
                         break (
                             k,
                             a.machine.clone(),
+                            a.kin.clone(),
                             a.fs.clone(),
                             a.boot.clone(),
                             a.unimplemented.clone(),
@@ -233,7 +237,7 @@ impl Spawner {
             }
             super::thread::alloc_pid(&mut t)
         };
-        let mut vp = load(&machine, &fs, req, pid, trace)?;
+        let mut vp = load(&machine, &kin, &fs, req, pid, trace)?;
         vp.boot = boot;
         vp.unimplemented = unimplemented;
         vp.k = Some(k.clone());
@@ -311,10 +315,11 @@ impl Spawner {
     }
 }
 
-/// The program of `req` loaded into a new vmspace of `machine` as process
-/// `pid`.
+/// The program of `req` loaded into a new vmspace of `machine` sharing
+/// `kin`'s frames and page cache, as process `pid`.
 fn load(
     machine: &Machine,
+    kin: &Kin,
     fs: &Arc<Fs>,
     req: SpawnRequest,
     pid: Pid,
@@ -352,7 +357,15 @@ fn load(
         trace,
         ..Config::default()
     };
-    let mut vp = Vproc::load_from(machine, cfg, image, fs.clone(), req.stdio)?;
+    let lerr = |source| VprocError::Load {
+        path: cfg.path.clone(),
+        source,
+    };
+    let vms = machine
+        .vmspace_create()
+        .map_err(|e| lerr(crate::mm::MmError::from(e)))?;
+    let mm = Mm::new_kin(kin, vms).map_err(lerr)?;
+    let mut vp = Vproc::load_into(mm, cfg, image, fs.clone(), req.stdio)?;
     vp.pid = pid;
     vp.thread = crate::thread::ThreadInfo::new(pid);
     vp.cwd = cwd;
