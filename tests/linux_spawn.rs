@@ -66,7 +66,10 @@ fn spawned_processes_join_the_running_kernel() {
         assert!(pid > 100, "pid {pid}");
         assert_eq!(spawner.wait(pid).unwrap(), ExitStatus::Exited(3));
         let text = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-        assert!(text.starts_with("written-by-init\n/tmp\nsees-init\n"), "{text}");
+        assert!(
+            text.starts_with("written-by-init\n/tmp\nsees-init\n"),
+            "{text}"
+        );
         assert!(text.contains("sleep 60"), "{text}");
         // Waited for once: the status is gone.
         assert!(matches!(spawner.wait(pid), Err(SpawnError::Unknown(p)) if p == pid));

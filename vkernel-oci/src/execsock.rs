@@ -148,7 +148,12 @@ pub fn serve(
 }
 
 /// One `exec`: receive, spawn, answer, wait, answer.
-fn handle(conn: UnixStream, spawner: &Spawner, plan: &Plan, fs: &Arc<Fs>) -> Result<(), ExecSockError> {
+fn handle(
+    conn: UnixStream,
+    spawner: &Spawner,
+    plan: &Plan,
+    fs: &Arc<Fs>,
+) -> Result<(), ExecSockError> {
     let (req, fds) = receive(&conn)?;
     let mut out = &conn;
     let send = |out: &mut &UnixStream, r: &Reply| -> Result<(), ExecSockError> {
@@ -160,11 +165,14 @@ fn handle(conn: UnixStream, spawner: &Spawner, plan: &Plan, fs: &Arc<Fs>) -> Res
     let pid = match start(req, fds, spawner, plan, fs) {
         Ok(pid) => pid,
         Err(ExecSockError::Refused { why, code }) => {
-            return send(&mut out, &Reply {
-                error: Some(why),
-                code: Some(code),
-                ..Reply::default()
-            })
+            return send(
+                &mut out,
+                &Reply {
+                    error: Some(why),
+                    code: Some(code),
+                    ..Reply::default()
+                },
+            )
         }
         Err(e) => {
             let r = Reply {
@@ -177,10 +185,13 @@ fn handle(conn: UnixStream, spawner: &Spawner, plan: &Plan, fs: &Arc<Fs>) -> Res
     };
     // The client may be gone (--detach without a waiter): the process runs
     // on regardless, its status is collected below.
-    let _ = send(&mut out, &Reply {
-        pid: Some(pid),
-        ..Reply::default()
-    });
+    let _ = send(
+        &mut out,
+        &Reply {
+            pid: Some(pid),
+            ..Reply::default()
+        },
+    );
     let _ = conn.set_nonblocking(true);
     let mut signals_open = true;
     let status = loop {
@@ -204,10 +215,13 @@ fn handle(conn: UnixStream, spawner: &Spawner, plan: &Plan, fs: &Arc<Fs>) -> Res
         }
     };
     let _ = conn.set_nonblocking(false);
-    let _ = send(&mut out, &Reply {
-        status: Some(u8::try_from(status & 0xff).unwrap_or(255)),
-        ..Reply::default()
-    });
+    let _ = send(
+        &mut out,
+        &Reply {
+            status: Some(u8::try_from(status & 0xff).unwrap_or(255)),
+            ..Reply::default()
+        },
+    );
     Ok(())
 }
 
@@ -279,8 +293,13 @@ fn receive(conn: &UnixStream) -> Result<(ExecRequest, [OwnedFd; 3]), ExecSockErr
     {
         let mut iov = [IoSliceMut::new(&mut len)];
         let mut space = nix::cmsg_space!([RawFd; 3]);
-        let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-            .map_err(|e| ExecSockError::Io(e.into()))?;
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| ExecSockError::Io(e.into()))?;
         got += msg.bytes;
         for c in msg.cmsgs().map_err(|e| ExecSockError::Io(e.into()))? {
             if let ControlMessageOwned::ScmRights(v) = c {
@@ -424,7 +443,9 @@ pub fn forward_signals(sock: &UnixStream) {
         .name("exec-signals".into())
         .spawn(move || loop {
             let Ok(sig) = set.wait() else { return };
-            let Ok(b) = u8::try_from(sig as i32) else { continue };
+            let Ok(b) = u8::try_from(sig as i32) else {
+                continue;
+            };
             if (&sock).write_all(&[b]).is_err() {
                 return;
             }

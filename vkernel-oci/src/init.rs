@@ -131,7 +131,12 @@ fn run(plan: &Plan, state_dir: Option<&Path>) -> Result<u8, InitError> {
     let fs = rootfs::build(plan)?;
     let spawner = Spawner::new();
     let sock = match state_dir {
-        Some(d) => Some(execsock::serve(d, spawner.clone(), plan.clone(), fs.clone())?),
+        Some(d) => Some(execsock::serve(
+            d,
+            spawner.clone(),
+            plan.clone(),
+            fs.clone(),
+        )?),
         None => None,
     };
     let (image, path) = rootfs::find_program(&fs, plan)?;

@@ -180,7 +180,11 @@ fn fork_waiter(started: execsock::Started) -> Result<i32, LifecycleError> {
         Ok(nix::unistd::ForkResult::Child) => {
             // Our stdio is the process's (it holds its own copies): let
             // the caller's pipes close when it ends, not when we do.
-            if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
                 for fd in 0..=2 {
                     // SAFETY: dup2 onto fds 0-2 of this process only.
                     unsafe { libc::dup2(null.as_raw_fd(), fd) };
