@@ -245,8 +245,11 @@ fn exec_runs_inside_the_container() {
                 | script -qec "$P exec -it $n sh" /dev/null >$n.it 2>&1
             echo "it: $?"
             grep -q 'tty 42' $n.it && echo it-ran; grep -q stdin-is-a-tty $n.it && echo it-tty; rm -f $n.it
+            $P exec $n sleep 1000 >/dev/null 2>&1 & bg=$!
+            sleep 1
             $P exec $n sh -c 'kill -TERM 100; sleep 5' >/dev/null 2>&1
             $P wait $n >/dev/null
+            wait $bg; echo "killed with the container: $?"
             echo "exit: $($P inspect $n --format '{{{{.State.ExitCode}}}}')"
             $P rm $n >/dev/null && echo removed
             true"#
@@ -255,7 +258,7 @@ fn exec_runs_inside_the_container() {
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         "from-init\nps-sees-init\nproc-sees-init\nexec: 3\npiped in\nend\nmissing: 127\n\
-         it: 4\nit-ran\nit-tty\nexit: 143\nremoved\n",
+         it: 4\nit-ran\nit-tty\nkilled with the container: 137\nexit: 143\nremoved\n",
         "{}",
         text(&o)
     );
