@@ -1,7 +1,7 @@
 //! `kernel::Spawner`: a host thread adds processes to a running kernel.
 //! They share its process table (`/proc` shows the first vproc, `kill`
 //! reaches it), its file tree and overlay (a file the first vproc wrote in
-//! /tmp), and get fds 0-2 of their own (captured buffers, or host pipes
+//! /tmp), its loopback network, and get fds 0-2 of their own (captured buffers, or host pipes
 //! through `ConsoleStdio::with_fds`); their statuses come back through
 //! `Spawner::wait`, and the run's end kills what is left.
 
@@ -43,7 +43,8 @@ fn spawned_processes_join_the_running_kernel() {
             .args([
                 "sh",
                 "-c",
-                "echo written-by-init >/tmp/mark; sleep 60; echo not-killed",
+                "echo over-loopback | nc -l -p 7777 & echo written-by-init >/tmp/mark; \
+                 sleep 60; echo not-killed",
             ])
             .root(host_root())
             .cpus(2)
@@ -73,6 +74,18 @@ fn spawned_processes_join_the_running_kernel() {
         assert!(text.contains("sleep 60"), "{text}");
         // Waited for once: the status is gone.
         assert!(matches!(spawner.wait(pid), Err(SpawnError::Unknown(p)) if p == pid));
+
+        // The kernel's loopback network: the first vproc's server answers.
+        let io = BufferStdio::new(b"");
+        let out = io.stdout.clone();
+        let pid = spawner
+            .spawn(sh(
+                "until nc 127.0.0.1 7777 </dev/null; do sleep 0.05; done",
+                Box::new(io),
+            ))
+            .unwrap();
+        assert_eq!(spawner.wait(pid).unwrap(), ExitStatus::Exited(0));
+        assert_eq!(&out.lock().unwrap()[..], b"over-loopback\n");
 
         // Host pipes as stdin and stdout.
         let (in_r, mut in_w) = std::io::pipe().unwrap();

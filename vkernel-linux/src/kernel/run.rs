@@ -57,16 +57,13 @@ pub(crate) fn run_with(
     }
     init.k = Some(k.clone());
     let init_pid = init.pid;
-    if let Some(s) = spawner {
-        // Deref takes the process lock: leave it as it was.
-        let held = init.mm.held();
-        let kin = init.mm.kin();
-        if !held {
-            init.mm.unlock();
-        }
-        s.attach(&k, machine, kin, &init);
-    }
+    let tmpl = spawner.map(|_| super::spawn::Template::of(&mut init));
     add_init(&k, init)?;
+    // Spawns (and their signals) may come from now on: the first vproc
+    // is in the table.
+    if let (Some(s), Some(t)) = (spawner, tmpl) {
+        s.attach(&k, machine, t);
+    }
     let debugger = match &opts.debugger {
         Some(d) => {
             k.debug_attach(init_pid).map_err(|e| {

@@ -78,6 +78,36 @@ pub struct SpawnRequest {
     pub stdio: Box<dyn Stdio>,
 }
 
+/// What a spawned process takes from the first vproc: its kernel's
+/// memory, file tree, boot program, unimplemented-call registry and trace
+/// setting.
+pub(crate) struct Template {
+    kin: Kin,
+    fs: Arc<Fs>,
+    boot: Arc<Boot>,
+    unimplemented: Arc<crate::diag::Unimplemented>,
+    trace: bool,
+}
+
+impl Template {
+    /// `init`'s, before it first runs.
+    pub(crate) fn of(init: &mut Vproc) -> Template {
+        // Deref takes the process lock: leave it as it was.
+        let held = init.mm.held();
+        let kin = init.mm.kin();
+        if !held {
+            init.mm.unlock();
+        }
+        Template {
+            kin,
+            fs: init.fs.clone(),
+            boot: init.boot.clone(),
+            unimplemented: init.unimplemented.clone(),
+            trace: init.trace,
+        }
+    }
+}
+
 /// What a spawn takes from the running kernel.
 struct Attached {
     k: Weak<Kernel>,
@@ -149,19 +179,19 @@ impl Spawner {
         matches!(self.lock().phase, Phase::Running(_))
     }
 
-    /// The run began: spawns go to `k` on `machine`, with `init`'s file
-    /// tree.
-    pub(crate) fn attach(&self, k: &Arc<Kernel>, machine: &Machine, kin: Kin, init: &Vproc) {
+    /// The run began (its first vproc is in the table): spawns go to `k`
+    /// on `machine`, as `tmpl` says.
+    pub(crate) fn attach(&self, k: &Arc<Kernel>, machine: &Machine, tmpl: Template) {
         let mut st = self.lock();
         if matches!(st.phase, Phase::Waiting) {
             st.phase = Phase::Running(Attached {
                 k: Arc::downgrade(k),
                 machine: machine.clone(),
-                kin,
-                fs: init.fs.clone(),
-                boot: init.boot.clone(),
-                unimplemented: init.unimplemented.clone(),
-                trace: init.trace,
+                kin: tmpl.kin,
+                fs: tmpl.fs,
+                boot: tmpl.boot,
+                unimplemented: tmpl.unimplemented,
+                trace: tmpl.trace,
             });
         }
         drop(st);
