@@ -11,7 +11,8 @@
 //! `{"error":"...","code":127}`; when the vproc ends, a second line
 //! `{"status":N}` (its code, or 128 + the signal; 137 when the container
 //! stopped first). Bytes the client sends after the request are signal
-//! numbers for the vproc (`exec` forwards the signals it gets).
+//! numbers for the vproc (`exec` forwards the signals it gets), or for it
+//! and its descendants when its stdio is a terminal (Ctrl-C).
 
 use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -155,6 +156,9 @@ fn handle(
     fs: &Arc<Fs>,
 ) -> Result<(), ExecSockError> {
     let (req, fds) = receive(&conn)?;
+    // On a terminal a signal (Ctrl-C) is for the process and its
+    // descendants (its jobs); else for the process, as runc forwards.
+    let terminal = req.terminal;
     let mut out = &conn;
     let send = |out: &mut &UnixStream, r: &Reply| -> Result<(), ExecSockError> {
         let mut line = serde_json::to_vec(r).map_err(|e| ExecSockError::Bad(e.to_string()))?;
@@ -206,7 +210,11 @@ fn handle(
                 Ok(0) => signals_open = false,
                 Ok(n) => {
                     for &sig in &b[..n] {
-                        spawner.signal(pid, i32::from(sig));
+                        if terminal {
+                            spawner.signal_tree(pid, i32::from(sig));
+                        } else {
+                            spawner.signal(pid, i32::from(sig));
+                        }
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}

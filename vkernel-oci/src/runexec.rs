@@ -133,24 +133,25 @@ pub fn exec(a: &ExecArgs) -> Result<u8, LifecycleError> {
         terminal: plan.terminal,
     };
     let sock = dir.join(execsock::EXEC_SOCKET);
-    let started = if plan.terminal {
+    let (started, slave) = if plan.terminal {
         let socket = a
             .console_socket
             .ok_or(SpawnError::Console(ConsoleError::NoSocket))?;
         let pty = console::send_pty(socket, plan.console_size).map_err(SpawnError::Console)?;
         let s = pty.slave.as_fd();
-        execsock::request(&sock, &req, [s, s, s])?
+        (execsock::request(&sock, &req, [s, s, s])?, Some(pty.slave))
     } else {
         // SAFETY: fds 0-2 stay open for as long as these borrows are used
         // (the request returns before anything could close them).
         let fd = |n| unsafe { BorrowedFd::borrow_raw(n) };
-        execsock::request(&sock, &req, [fd(0), fd(1), fd(2)])?
+        let started = execsock::request(&sock, &req, [fd(0), fd(1), fd(2)])?;
+        (started, None)
     };
     log::info!("exec: pid {} in container {}", started.pid, a.id);
     if a.detach {
         // The pid file names a host process that ends with the exec'd
         // process's status (conmon waits for it): a waiter of our own.
-        let waiter = fork_waiter(started)?;
+        let waiter = fork_waiter(started, slave)?;
         write_pid_file(a.pid_file, waiter)?;
         return Ok(0);
     }
@@ -172,12 +173,26 @@ fn write_pid_file(path: Option<&Path>, pid: i32) -> Result<(), LifecycleError> {
 }
 
 /// A child process that waits for `started`'s end and exits with its
-/// status; its pid.
-fn fork_waiter(started: execsock::Started) -> Result<i32, LifecycleError> {
+/// status, forwarding the signals it gets; its pid. With a terminal
+/// (`slave`), the waiter makes it the controlling terminal of a session
+/// of its own, so Ctrl-C there reaches it (and so the process's group).
+fn fork_waiter(
+    started: execsock::Started,
+    slave: Option<std::os::fd::OwnedFd>,
+) -> Result<i32, LifecycleError> {
     // SAFETY: exec is single-threaded (no thread was started), so the
     // child may run ordinary code after fork.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
+            if let Some(t) = &slave {
+                // SAFETY: setsid and TIOCSCTTY on a valid fd change only
+                // this process's session; failing, Ctrl-C stays inert.
+                unsafe {
+                    if libc::setsid() >= 0 {
+                        libc::ioctl(t.as_raw_fd(), libc::TIOCSCTTY, 0);
+                    }
+                }
+            }
             // Our stdio is the process's (it holds its own copies): let
             // the caller's pipes close when it ends, not when we do.
             if let Ok(null) = std::fs::OpenOptions::new()
@@ -190,7 +205,9 @@ fn fork_waiter(started: execsock::Started) -> Result<i32, LifecycleError> {
                     unsafe { libc::dup2(null.as_raw_fd(), fd) };
                 }
             }
+            execsock::forward_signals(started.socket());
             let code = started.wait();
+            drop(slave);
             std::process::exit(i32::from(code));
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),

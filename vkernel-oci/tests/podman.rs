@@ -1,6 +1,7 @@
 //! podman runs containers in vkernels through `vkernel-oci`: echo, exit
 //! codes, stdin, `-it` on a pty, `run -d` + `exec` + `kill` + `rm`, `exec`
-//! inside the container (its files, its processes, `-i`, `-it`, a `kill`
+//! inside the container (its files, its processes, `-i`, `-it` and its
+//! Ctrl-C, a `kill`
 //! of the container's process), a
 //! dynamically linked program (python3 with its libraries) and a memory
 //! limit. Images are made with `podman import` from local files (no
@@ -241,10 +242,12 @@ fn exec_runs_inside_the_container() {
             printf 'piped in\n' | $P exec -i $n sh -c 'cat; echo end'
             $P exec $n no-such-program 2>/dev/null
             echo "missing: $?"
-            (sleep 1; echo 'echo tty $((6 * 7)); [ -t 0 ] && echo stdin-is-a-tty'; echo 'exit 4'; sleep 3) \
+            (sleep 1; echo 'echo tty $((6 * 7)); [ -t 0 ] && echo stdin-is-a-tty'; echo 'sleep 100'; \
+                sleep 1; printf '\003'; sleep 1; echo 'echo after-ctrl-c $?'; echo 'exit 4'; sleep 3) \
                 | script -qec "$P exec -it $n sh" /dev/null >$n.it 2>&1
             echo "it: $?"
-            grep -q 'tty 42' $n.it && echo it-ran; grep -q stdin-is-a-tty $n.it && echo it-tty; rm -f $n.it
+            grep -q 'tty 42' $n.it && echo it-ran; grep -q stdin-is-a-tty $n.it && echo it-tty
+            grep -q 'after-ctrl-c 130' $n.it && echo it-ctrl-c; rm -f $n.it
             $P exec $n sleep 1000 >/dev/null 2>&1 & bg=$!
             sleep 1
             $P exec $n sh -c 'kill -TERM 100; sleep 5' >/dev/null 2>&1
@@ -258,7 +261,7 @@ fn exec_runs_inside_the_container() {
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         "from-init\nps-sees-init\nproc-sees-init\nexec: 3\npiped in\nend\nmissing: 127\n\
-         it: 4\nit-ran\nit-tty\nkilled with the container: 137\nexit: 143\nremoved\n",
+         it: 4\nit-ran\nit-tty\nit-ctrl-c\nkilled with the container: 137\nexit: 143\nremoved\n",
         "{}",
         text(&o)
     );

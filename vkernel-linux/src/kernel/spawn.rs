@@ -328,8 +328,8 @@ impl Spawner {
     }
 
     /// Send signal `sig` to process `pid` of the running kernel (any
-    /// process, as `kill` from outside it); false if the run is not going
-    /// on.
+    /// process, as `kill` from outside it; a negative `pid`: that process
+    /// group); false if the run is not going on.
     pub fn signal(&self, pid: Pid, sig: i32) -> bool {
         let k = match &self.lock().phase {
             Phase::Running(a) => a.k.upgrade(),
@@ -342,6 +342,39 @@ impl Spawner {
             }
             None => false,
         }
+    }
+}
+
+impl Spawner {
+    /// Send `sig` to process `pid` and to every process descended from it:
+    /// what Ctrl-C on its terminal reaches (the vkernel keeps no
+    /// foreground group for a host terminal; a shell's jobs are its
+    /// descendants). False if the run is not going on.
+    pub fn signal_tree(&self, pid: Pid, sig: i32) -> bool {
+        let k = match &self.lock().phase {
+            Phase::Running(a) => a.k.upgrade(),
+            _ => None,
+        };
+        let Some(k) = k else { return false };
+        let tree = {
+            let t = k.lock();
+            let mut tree = vec![pid];
+            let mut i = 0;
+            while let Some(&p) = tree.get(i) {
+                tree.extend(
+                    t.procs
+                        .iter()
+                        .filter(|(c, e)| **c == e.tgid && e.ppid == p)
+                        .map(|(c, _)| *c),
+                );
+                i += 1;
+            }
+            tree
+        };
+        for p in tree {
+            k.signal(p, sig);
+        }
+        true
     }
 }
 
