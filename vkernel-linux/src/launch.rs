@@ -31,14 +31,37 @@ use crate::core::machine::{Machine, MachineError};
 use crate::core::ram::RamBacking;
 use crate::exec::Image;
 use crate::fs::Fs;
-use crate::kernel::{Options, Report};
+use crate::kernel::{Options, Report, Spawner};
 use crate::stdio::Stdio;
 use crate::{Config, Vproc, VprocError};
 
 /// Run `init` and everything it forks on `opts.cpus` vCPUs of `machine`
 /// until `init` exits (see [`crate::kernel`]).
 pub fn run(machine: &Machine, init: Vproc, opts: &Options) -> Result<Report, VprocError> {
-    crate::kernel::run_with(machine, init, opts, &crate::syscalls::table::fast_calls())
+    crate::kernel::run_with(
+        machine,
+        init,
+        opts,
+        &crate::syscalls::table::fast_calls(),
+        None,
+    )
+}
+
+/// [`run`], with `spawner` adding processes to the kernel from other host
+/// threads while the run lasts ([`Spawner::spawn`]).
+pub fn run_spawning(
+    machine: &Machine,
+    init: Vproc,
+    opts: &Options,
+    spawner: &Spawner,
+) -> Result<Report, VprocError> {
+    crate::kernel::run_with(
+        machine,
+        init,
+        opts,
+        &crate::syscalls::table::fast_calls(),
+        Some(spawner),
+    )
 }
 
 /// Why a [`Launch`] did not run.
@@ -77,6 +100,7 @@ pub struct Launch {
     large_pages: bool,
     cwd: Option<Vec<u8>>,
     opts: Options,
+    spawner: Option<Spawner>,
 }
 
 impl Launch {
@@ -98,6 +122,7 @@ impl Launch {
             large_pages: true,
             cwd: None,
             opts: Options::default(),
+            spawner: None,
         }
     }
 
@@ -219,6 +244,13 @@ impl Launch {
         self
     }
 
+    /// Let `spawner` add processes to the kernel from other host threads
+    /// while it runs (see [`Spawner`]).
+    pub fn spawner(mut self, spawner: &Spawner) -> Launch {
+        self.spawner = Some(spawner.clone());
+        self
+    }
+
     /// Pages mapped per first-touch fault (default 16).
     pub fn fault_around(mut self, pages: u64) -> Launch {
         self.cfg.fault_around = pages;
@@ -280,7 +312,10 @@ impl Launch {
     /// least as many vCPUs) until init exits.
     pub fn run_on(self, machine: &Machine, stdio: Box<dyn Stdio>) -> Result<Report, VprocError> {
         let vp = self.load(machine, stdio)?;
-        run(machine, vp, &self.opts)
+        match &self.spawner {
+            Some(s) => run_spawning(machine, vp, &self.opts, s),
+            None => run(machine, vp, &self.opts),
+        }
     }
 
     /// Build the machine, load the program and run it until it exits.

@@ -406,6 +406,24 @@ impl Vproc {
         fs: Arc<Fs>,
         stdio: Box<dyn Stdio>,
     ) -> Result<Vproc, VprocError> {
+        let mut mm = Mm::new(machine).map_err(|source| VprocError::Load {
+            path: cfg.path.clone(),
+            source,
+        })?;
+        mm.set_fault_around(cfg.fault_around);
+        Vproc::load_into(mm, cfg, image, fs, stdio)
+    }
+
+    /// [`Vproc::load_from`] into the empty address space `mm` (one of
+    /// [`Mm::new_kin`], to share a running kernel's frames and page cache);
+    /// `cfg.fault_around` is not applied (`mm` has its own).
+    pub fn load_into(
+        mut mm: Mm,
+        cfg: Config,
+        image: Image,
+        fs: Arc<Fs>,
+        stdio: Box<dyn Stdio>,
+    ) -> Result<Vproc, VprocError> {
         let path = cfg.path.clone();
         let elf = Elf::read(&image).map_err(|source| VprocError::Elf {
             path: path.clone(),
@@ -419,8 +437,6 @@ impl Vproc {
             path: path.clone(),
             source,
         })?;
-        let mut mm = Mm::new(machine).map_err(lerr)?;
-        mm.set_fault_around(cfg.fault_around);
         let exe = if cfg.exe.starts_with('/') {
             cfg.exe.clone().into_bytes()
         } else {

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -296,6 +296,9 @@ pub struct ConsoleStdio {
     /// fds 1 and 2 of the host are regular files or /dev/null (see
     /// [`Stdio::write_never_blocks`]).
     never_blocks: [bool; 2],
+    /// The host fds 0-2 stand for ([`ConsoleStdio::with_fds`]; None: this
+    /// process's own).
+    own: Option<[std::fs::File; 3]>,
 }
 
 /// Is host fd `fd` a regular file or /dev/null (a write never waits)?
@@ -321,16 +324,43 @@ impl ConsoleStdio {
             .lock()
             .try_clone_fd()
             .map_err(ConsoleError::Dup)?;
-        let mut ev = EventLoop::new()?;
-        // Keep the terminal cooked: the vproc sets its own modes (TCSETS).
-        let options = ConsoleOptions {
-            raw: false,
-            catch_sigint: true,
-        };
         let input = std::io::stdin()
             .lock()
             .try_clone_fd()
             .map_err(ConsoleError::Dup)?;
+        Self::open(input, output, None, Some(kicker))
+    }
+
+    /// fds 0, 1 and 2 over the host fds `stdin`, `stdout` and `stderr`
+    /// (a process spawned into a running kernel with another process's
+    /// stdio, see [`crate::kernel::Spawner`]). SIGINT is not caught: the
+    /// host signal is the vkernel process's, not this stdio's.
+    pub fn with_fds(
+        stdin: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    ) -> Result<ConsoleStdio, StdioError> {
+        let input = stdin.try_clone_fd().map_err(ConsoleError::Dup)?;
+        let output = stdout.try_clone_fd().map_err(ConsoleError::Dup)?;
+        let own = [stdin.into(), stdout.into(), stderr.into()];
+        Self::open(input, output, Some(own), None)
+    }
+
+    /// The console over `input` and `output`; `own`: the host fds 0-2
+    /// stand for (None: this process's own).
+    fn open(
+        input: OwnedFd,
+        output: OwnedFd,
+        own: Option<[std::fs::File; 3]>,
+        kicker: Option<Kicker>,
+    ) -> Result<ConsoleStdio, StdioError> {
+        let mut ev = EventLoop::new()?;
+        // Keep the terminal cooked: the vproc sets its own modes (TCSETS).
+        let options = ConsoleOptions {
+            raw: false,
+            catch_sigint: kicker.is_some(),
+        };
+        let terminal = input.as_fd().is_terminal();
         let mut console = Console::with_options(
             input,
             output.try_clone_fd().map_err(ConsoleError::Dup)?,
@@ -382,7 +412,9 @@ impl ConsoleStdio {
                         }
                         Event::ConsoleInterrupt { .. } => {
                             sh.interrupt.store(true, Ordering::SeqCst);
-                            kicker.kick();
+                            if let Some(k) = &kicker {
+                                k.kick();
+                            }
                             sh.cond.notify_all();
                         }
                         _ => {}
@@ -409,14 +441,16 @@ impl ConsoleStdio {
                 }
             })
             .map_err(StdioError::Thread)?;
+        let raw = |fd: i32| own.as_ref().map_or(fd, |o| o[fd as usize].as_raw_fd());
         Ok(ConsoleStdio {
-            terminal: std::io::stdin().is_terminal(),
+            terminal,
             console,
             shared,
             waker,
             thread: Some(thread),
             direct_stdin,
-            never_blocks: [host_fd_never_blocks(1), host_fd_never_blocks(2)],
+            never_blocks: [host_fd_never_blocks(raw(1)), host_fd_never_blocks(raw(2))],
+            own,
         })
     }
 }
@@ -458,7 +492,10 @@ impl Stdio for ConsoleStdio {
         let mut done = 0;
         while done < data.len() {
             let r = if fd == 2 {
-                std::io::stderr().write(&data[done..])
+                match &self.own {
+                    Some(o) => (&o[2]).write(&data[done..]),
+                    None => std::io::stderr().write(&data[done..]),
+                }
             } else {
                 self.console.write(&data[done..])
             };
@@ -476,7 +513,11 @@ impl Stdio for ConsoleStdio {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {
         if self.direct_stdin {
             use std::io::Read;
-            return std::io::stdin().read(buf).map_err(|e| host_errno(&e));
+            return match &self.own {
+                Some(o) => (&o[0]).read(buf),
+                None => std::io::stdin().read(buf),
+            }
+            .map_err(|e| host_errno(&e));
         }
         let mut st = self.shared.input.lock().unwrap();
         loop {
@@ -491,7 +532,8 @@ impl Stdio for ConsoleStdio {
     }
 
     fn host_fd(&self, fd: i32) -> Option<RawFd> {
-        (0..=2).contains(&fd).then_some(fd)
+        let i = usize::try_from(fd).ok().filter(|&i| i <= 2)?;
+        Some(self.own.as_ref().map_or(fd, |o| o[i].as_raw_fd()))
     }
 
     fn readable(&self, waiter: Option<(i32, Arc<dyn Wake>)>) -> bool {

@@ -11,10 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use vkernel::linux::files::Wake;
-use vkernel::linux::kernel::Options;
+use vkernel::linux::kernel::{Options, Spawner};
 use vkernel::linux::launch::Launch;
 use vkernel::linux::stdio::{ConsoleStdio, Stdio};
 
+use crate::execsock::{self, ExecSockError};
 use crate::plan::Plan;
 use crate::rootfs::{self, RootfsError};
 
@@ -49,6 +50,9 @@ pub enum InitError {
     /// The program could not be loaded, or the virtual kernel failed.
     #[error("{0}")]
     Vproc(#[from] vkernel::linux::VprocError),
+    /// The control socket could not be made.
+    #[error(transparent)]
+    ExecSock(#[from] ExecSockError),
 }
 
 impl InitError {
@@ -84,6 +88,8 @@ pub fn main(fifo: Option<&Path>) -> Result<u8, InitError> {
     if let Some(f) = fifo {
         wait_for_start(f)?;
     }
+    // The control socket goes beside the FIFO, in the state directory.
+    let state_dir = fifo.and_then(Path::parent);
     for r in &plan.rlimits {
         if HOST_ONLY.contains(&r.resource) {
             log::info!(
@@ -101,7 +107,7 @@ pub fn main(fifo: Option<&Path>) -> Result<u8, InitError> {
             log::warn!("rlimit {}: {}", r.resource, std::io::Error::last_os_error());
         }
     }
-    run(&plan)
+    run(&plan, state_dir)
 }
 
 /// Block until `start` opens the FIFO, then tell it (one byte) that the
@@ -119,9 +125,20 @@ fn wait_for_start(fifo: &Path) -> Result<(), InitError> {
     f.write_all(b"0").map_err(err)
 }
 
-/// Build the machine and run the plan's program as init until it exits.
-fn run(plan: &Plan) -> Result<u8, InitError> {
+/// Build the machine and run the plan's program as init until it exits;
+/// with `state_dir`, serve the control socket there (`exec`).
+fn run(plan: &Plan, state_dir: Option<&Path>) -> Result<u8, InitError> {
     let fs = rootfs::build(plan)?;
+    let spawner = Spawner::new();
+    let sock = match state_dir {
+        Some(d) => Some(execsock::serve(
+            d,
+            spawner.clone(),
+            plan.clone(),
+            fs.clone(),
+        )?),
+        None => None,
+    };
     let (image, path) = rootfs::find_program(&fs, plan)?;
     let opts = Options {
         cpus: plan.cpus,
@@ -139,20 +156,26 @@ fn run(plan: &Plan) -> Result<u8, InitError> {
         .root(fs)
         .cwd(&plan.cwd)
         .ram(plan.mem)
-        .options(opts);
+        .options(opts)
+        .spawner(&spawner);
     let machine = launch.machine()?;
     let console = ConsoleStdio::new(machine.kicker(0).expect("vCPU 0 exists"))?;
-    let report = launch.run_on(&machine, Box::new(Container(console)))?;
+    let report = launch.run_on(&machine, Box::new(Container(console)));
+    if let Some(s) = sock {
+        let _ = std::fs::remove_file(s);
+    }
+    let report = report?;
     if let Some(d) = &report.death {
         log::info!("{}: {d}", plan.args[0]);
     }
     Ok(u8::try_from(report.status.code()).unwrap_or(255))
 }
 
-/// The console as a container's: never interactive, so Ctrl-C on its
+/// The console as a container's (its first process's, or an exec'd
+/// one's): never interactive, so Ctrl-C on its
 /// terminal (and SIGINT from `kill`) goes to the vprocs, as to a native
 /// container's processes, instead of opening the vkernel's debugger.
-struct Container(ConsoleStdio);
+pub struct Container(pub ConsoleStdio);
 
 impl Stdio for Container {
     fn write(&mut self, fd: i32, data: &[u8]) -> Result<usize, i64> {

@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod console;
+pub mod execsock;
 pub mod hooks;
 pub mod init;
 pub mod lifecycle;

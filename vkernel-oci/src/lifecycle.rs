@@ -84,6 +84,9 @@ pub enum LifecycleError {
         /// The host error.
         source: std::io::Error,
     },
+    /// `exec` could not run its process in the container.
+    #[error(transparent)]
+    Exec(#[from] crate::execsock::ExecSockError),
     /// kill(2) failed.
     #[error("cannot signal container {id} (pid {pid}): {source}")]
     Kill {
@@ -94,6 +97,17 @@ pub enum LifecycleError {
         /// The host error.
         source: std::io::Error,
     },
+}
+
+impl LifecycleError {
+    /// The exit status to report: 127 or 126 when exec's program cannot
+    /// be found or run (as runc), else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LifecycleError::Exec(crate::execsock::ExecSockError::Refused { code, .. }) => *code,
+            _ => 1,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LifecycleError + '_ {

@@ -95,6 +95,10 @@ fn standard(cmd: StandardCmd, root: &std::path::Path, log: &LogArgs) -> Outcome 
 fn common(cmd: CommonCmd, root: &std::path::Path, log: &LogArgs) -> Outcome {
     let code = |r: Result<u8, LifecycleError>| match r {
         Ok(c) => Outcome::Code(c),
+        Err(e) if e.exit_code() != 1 => {
+            report(&e.to_string());
+            Outcome::Code(e.exit_code())
+        }
         Err(e) => Outcome::Failed(e.to_string()),
     };
     match cmd {

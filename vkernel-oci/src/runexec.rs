@@ -1,21 +1,22 @@
 //! `run` (create + start + wait), `exec` (another process for a running
 //! container), `ps` and `features`.
 //!
-//! `exec` starts a second vkernel, a sibling of the container's: it sees
-//! the same root directory, bind mounts and limits, but not the first
-//! vkernel's in-memory overlay (files the container wrote) nor its
-//! processes. One vkernel per process keeps the container's vkernel
-//! untouched; joining a running vkernel needs a way into its process
-//! table the library does not offer yet (see docs/OCI.md).
+//! `exec` runs the process inside the container's vkernel, through its
+//! control socket ([`crate::execsock`]): a vproc of the same kernel, with
+//! the container's processes, files (its overlay) and loopback network.
 
 use std::path::Path;
 use std::process::Child;
 
 use oci_spec::runtime::Process;
 
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use crate::console::{self, ConsoleError};
+use crate::execsock::{self, ExecRequest};
 use crate::lifecycle::{self, status_name, CreateArgs, LifecycleError};
 use crate::plan::PlanError;
-use crate::spawn::{self, LogArgs};
+use crate::spawn::{LogArgs, SpawnError};
 use crate::state::Status;
 
 /// The exit status of a finished vkernel process, as runc reports a
@@ -78,9 +79,8 @@ pub struct ExecArgs<'a> {
     pub log: &'a LogArgs,
 }
 
-/// `exec`: run another process for a running container, in a vkernel of
-/// its own with the container's root, mounts and resources. Returns its
-/// exit status (0 when detached).
+/// `exec`: run another process inside a running container's vkernel.
+/// Returns its exit status (0 when detached).
 pub fn exec(a: &ExecArgs) -> Result<u8, LifecycleError> {
     let (dir, rec) = lifecycle::load(a.root, a.id)?;
     let status = rec.status(&dir);
@@ -124,21 +124,98 @@ pub fn exec(a: &ExecArgs) -> Result<u8, LifecycleError> {
     for n in &notes {
         log::info!("{n}");
     }
-    let mut child = spawn::spawn(&plan, a.log, None, a.console_socket)?;
-    let pid = i32::try_from(child.id()).expect("pids fit in i32");
-    if let Some(p) = a.pid_file {
-        let tmp = format!("{}.vkernel-tmp", p.display());
-        std::fs::write(&tmp, pid.to_string())
-            .and_then(|()| std::fs::rename(&tmp, p))
-            .map_err(|source| LifecycleError::Io {
-                path: p.display().to_string(),
-                source,
-            })?;
-    }
+    let req = ExecRequest {
+        args: plan.args.clone(),
+        env: plan.env.clone(),
+        cwd: plan.cwd.clone(),
+        uid: plan.uid,
+        gid: plan.gid,
+        terminal: plan.terminal,
+    };
+    let sock = dir.join(execsock::EXEC_SOCKET);
+    let (started, slave) = if plan.terminal {
+        let socket = a
+            .console_socket
+            .ok_or(SpawnError::Console(ConsoleError::NoSocket))?;
+        let pty = console::send_pty(socket, plan.console_size).map_err(SpawnError::Console)?;
+        let s = pty.slave.as_fd();
+        (execsock::request(&sock, &req, [s, s, s])?, Some(pty.slave))
+    } else {
+        // SAFETY: fds 0-2 stay open for as long as these borrows are used
+        // (the request returns before anything could close them).
+        let fd = |n| unsafe { BorrowedFd::borrow_raw(n) };
+        let started = execsock::request(&sock, &req, [fd(0), fd(1), fd(2)])?;
+        (started, None)
+    };
+    log::info!("exec: pid {} in container {}", started.pid, a.id);
     if a.detach {
+        // The pid file names a host process that ends with the exec'd
+        // process's status (conmon waits for it): a waiter of our own.
+        let waiter = fork_waiter(started, slave)?;
+        write_pid_file(a.pid_file, waiter)?;
         return Ok(0);
     }
-    Ok(exit_code(&mut child))
+    write_pid_file(a.pid_file, i32::try_from(std::process::id()).unwrap_or(0))?;
+    execsock::forward_signals(started.socket());
+    Ok(started.wait())
+}
+
+/// Write `pid` to `path` (atomically), if a pid file was asked for.
+fn write_pid_file(path: Option<&Path>, pid: i32) -> Result<(), LifecycleError> {
+    let Some(p) = path else { return Ok(()) };
+    let tmp = format!("{}.vkernel-tmp", p.display());
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|()| std::fs::rename(&tmp, p))
+        .map_err(|source| LifecycleError::Io {
+            path: p.display().to_string(),
+            source,
+        })
+}
+
+/// A child process that waits for `started`'s end and exits with its
+/// status, forwarding the signals it gets; its pid. With a terminal
+/// (`slave`), the waiter makes it the controlling terminal of a session
+/// of its own, so Ctrl-C there reaches it (and so the process's group).
+fn fork_waiter(
+    started: execsock::Started,
+    slave: Option<std::os::fd::OwnedFd>,
+) -> Result<i32, LifecycleError> {
+    // SAFETY: exec is single-threaded (no thread was started), so the
+    // child may run ordinary code after fork.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            if let Some(t) = &slave {
+                // SAFETY: setsid and TIOCSCTTY on a valid fd change only
+                // this process's session; failing, Ctrl-C stays inert.
+                unsafe {
+                    if libc::setsid() >= 0 {
+                        libc::ioctl(t.as_raw_fd(), libc::TIOCSCTTY, 0);
+                    }
+                }
+            }
+            // Our stdio is the process's (it holds its own copies): let
+            // the caller's pipes close when it ends, not when we do.
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                for fd in 0..=2 {
+                    // SAFETY: dup2 onto fds 0-2 of this process only.
+                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                }
+            }
+            execsock::forward_signals(started.socket());
+            let code = started.wait();
+            drop(slave);
+            std::process::exit(i32::from(code));
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),
+        Err(e) => Err(LifecycleError::Io {
+            path: "fork (exec's waiter)".into(),
+            source: e.into(),
+        }),
+    }
 }
 
 /// `ps`: the container's host processes (its one vkernel process).

@@ -247,10 +247,12 @@ fn run_exec_and_force_delete() {
         "run deletes the container it ran"
     );
 
-    // A long-running container, then exec into it (a sibling vkernel).
+    // A long-running container that writes a file in its overlay, then
+    // exec into it: the same vkernel, which sees that file.
     let mut cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(b.dir.join("config.json")).unwrap()).unwrap();
-    cfg["process"]["args"] = serde_json::json!(["sleep", "100"]);
+    cfg["process"]["args"] =
+        serde_json::json!(["sh", "-c", "echo from-init >/tmp/mark; sleep 100"]);
     std::fs::write(b.dir.join("config.json"), cfg.to_string()).unwrap();
     let null = || std::fs::File::create("/dev/null").unwrap();
     let st = Command::new(RUNTIME)
@@ -271,10 +273,21 @@ fn run_exec_and_force_delete() {
         "r2",
         "sh",
         "-c",
-        "echo in-exec $(hostname) $(id -u):$(id -g); exit 4",
+        "while [ ! -e /tmp/mark ]; do sleep 0.05; done; cat /tmp/mark; \
+         echo in-exec $(hostname) $(id -u):$(id -g); exit 4",
     ]);
-    assert_eq!(o.status.code(), Some(4));
-    assert_eq!(o.stdout, b"in-exec vkoci-test 7:8\n");
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // One identity per vkernel: --user does not change the ids it shows.
+    assert_eq!(o.stdout, b"from-init\nin-exec vkoci-test 0:0\n");
+    // A missing program: 127, as runc.
+    let o = b.rt(&["exec", "r2", "no-such-program"]);
+    assert_eq!(o.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("executable file not found"));
     let process = b.dir.join("process.json");
     std::fs::write(
         &process,

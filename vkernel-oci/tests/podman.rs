@@ -1,5 +1,8 @@
 //! podman runs containers in vkernels through `vkernel-oci`: echo, exit
-//! codes, stdin, `-it` on a pty, `run -d` + `exec` + `kill` + `rm`, a
+//! codes, stdin, `-it` on a pty, `run -d` + `exec` + `kill` + `rm`, `exec`
+//! inside the container (its files, its processes, `-i`, `-it` and its
+//! Ctrl-C, a `kill`
+//! of the container's process), a
 //! dynamically linked program (python3 with its libraries) and a memory
 //! limit. Images are made with `podman import` from local files (no
 //! registry): busybox from Debian's busybox-static, python3 from the host.
@@ -214,6 +217,51 @@ fn detached_exec_kill_and_rm() {
         String::from_utf8_lossy(&o.stdout),
         "state: running\nfrom-exec\nexec: 5\nexit: 7\nstarted\ngot-term\nremoved\n\
          killed: 137\nremoved\n",
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn exec_runs_inside_the_container() {
+    if ready("exec_runs_inside_the_container").is_none() {
+        return;
+    }
+    let name = format!("vkoci-exec-{}", std::process::id());
+    let o = sh(
+        "exec inside",
+        &format!(
+            r#"P="podman --runtime $RT"; n={name}
+            $P rm -f $n >/dev/null 2>&1
+            $P run -d --name $n --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+                {BB} sh -c 'echo from-init >/tmp/mark; sleep 1000' >/dev/null || exit 101
+            $P exec $n sh -c 'while [ ! -e /tmp/mark ]; do sleep 0.05; done; cat /tmp/mark; \
+                busybox ps | grep -q "[s]leep 1000" && echo ps-sees-init; \
+                test -d /proc/100 && echo proc-sees-init; exit 3'
+            echo "exec: $?"
+            printf 'piped in\n' | $P exec -i $n sh -c 'cat; echo end'
+            $P exec $n no-such-program 2>/dev/null
+            echo "missing: $?"
+            (sleep 1; echo 'echo tty $((6 * 7)); [ -t 0 ] && echo stdin-is-a-tty'; echo 'sleep 100'; \
+                sleep 1; printf '\003'; sleep 1; echo 'echo after-ctrl-c $?'; echo 'exit 4'; sleep 3) \
+                | script -qec "$P exec -it $n sh" /dev/null >$n.it 2>&1
+            echo "it: $?"
+            grep -q 'tty 42' $n.it && echo it-ran; grep -q stdin-is-a-tty $n.it && echo it-tty
+            grep -q 'after-ctrl-c 130' $n.it && echo it-ctrl-c; rm -f $n.it
+            $P exec $n sleep 1000 >/dev/null 2>&1 & bg=$!
+            sleep 1
+            $P exec $n sh -c 'kill -TERM 100; sleep 5' >/dev/null 2>&1
+            $P wait $n >/dev/null
+            wait $bg; echo "killed with the container: $?"
+            echo "exit: $($P inspect $n --format '{{{{.State.ExitCode}}}}')"
+            $P rm $n >/dev/null && echo removed
+            true"#
+        ),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "from-init\nps-sees-init\nproc-sees-init\nexec: 3\npiped in\nend\nmissing: 127\n\
+         it: 4\nit-ran\nit-tty\nit-ctrl-c\nkilled with the container: 137\nexit: 143\nremoved\n",
         "{}",
         text(&o)
     );

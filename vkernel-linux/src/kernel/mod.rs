@@ -65,6 +65,7 @@ mod ptimer;
 pub mod ptrace;
 mod run;
 mod session;
+mod spawn;
 pub mod sysv;
 pub mod sysv_shm;
 mod thread;
@@ -78,6 +79,7 @@ pub use introspect::ProcInfo;
 pub use next::{CloneArgs, Halt, Next, Wait};
 pub use ptimer::{PosixTimer, TimerNotify};
 pub(crate) use run::run_with;
+pub use spawn::{SpawnError, SpawnRequest, Spawner};
 pub use thread::ROBUST_HEAD_SIZE;
 pub use vfork::{VforkDone, VforkLink};
 
@@ -386,16 +388,11 @@ pub struct Kernel {
     /// Calls the server answered: through rewritten sites, through
     /// `syscall`.
     pub(crate) served: [AtomicU64; 2],
+    /// Where processes spawned from the host report their exits.
+    spawner: Option<Spawner>,
     /// The unimplemented calls the run met (the init vproc's, shared by
     /// every vproc it begets).
     unimplemented: Arc<crate::diag::Unimplemented>,
-}
-
-impl Kernel {
-    /// The System V IPC namespace.
-    pub(crate) fn sysv_lock(&self) -> std::sync::MutexGuard<'_, sysv::SysV> {
-        self.sysv.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 impl Wake for Kernel {
@@ -817,6 +814,7 @@ impl Kernel {
             syscalls: body.syscalls,
             death: death.clone(),
         });
+        self.spawned_exit(pid, status);
         if let Some(e) = t.procs.get_mut(&pid) {
             e.state = PState::Zombie(status);
             e.vms = None;

@@ -9,13 +9,25 @@ use crate::core::sched::Tunables;
 
 /// Run `init` and everything it forks on `opts.cpus` vCPUs of `machine`
 /// until `init` exits, the exitless server answering `calls` (the syscall
-/// layer's: [`crate::launch::run`] is the public entry point).
+/// layer's: [`crate::launch::run`] is the public entry point); `spawner`
+/// adds processes from other host threads while the run lasts.
 pub(crate) fn run_with(
     machine: &Machine,
     mut init: Vproc,
     opts: &Options,
     calls: &FastCalls,
+    spawner: Option<&Spawner>,
 ) -> Result<Report, VprocError> {
+    // Whatever way this returns, the spawner learns the run is over.
+    struct Detach<'a>(Option<&'a Spawner>);
+    impl Drop for Detach<'_> {
+        fn drop(&mut self) {
+            if let Some(s) = self.0 {
+                s.detach();
+            }
+        }
+    }
+    let _detach = Detach(spawner);
     let mut cpus = take_cpus(machine, opts.cpus.max(1))?;
     let opts = &Options {
         max_threads: match opts.max_threads {
@@ -27,7 +39,7 @@ pub(crate) fn run_with(
     let patch_entry = (opts.exitless && opts.patch_syscalls)
         .then(|| machine.patched_entry_va())
         .flatten();
-    let k = new_kernel(&cpus, &init, opts, patch_entry, calls)?;
+    let k = new_kernel(&cpus, &init, opts, patch_entry, calls, spawner)?;
     if opts.exitless {
         // The server holds the kernel weakly: once this run ends, its
         // handler sends everything to the exit path.
@@ -45,7 +57,13 @@ pub(crate) fn run_with(
     }
     init.k = Some(k.clone());
     let init_pid = init.pid;
+    let tmpl = spawner.map(|_| super::spawn::Template::of(&mut init));
     add_init(&k, init)?;
+    // Spawns (and their signals) may come from now on: the first vproc
+    // is in the table.
+    if let (Some(s), Some(t)) = (spawner, tmpl) {
+        s.attach(&k, machine, t);
+    }
     let debugger = match &opts.debugger {
         Some(d) => {
             k.debug_attach(init_pid).map_err(|e| {
@@ -98,6 +116,7 @@ fn new_kernel(
     opts: &Options,
     patch_entry: Option<u64>,
     calls: &FastCalls,
+    spawner: Option<&Spawner>,
 ) -> Result<Arc<Kernel>, VprocError> {
     let ncpu = cpus.len();
     let sched = Scheduler::with_tunables(ncpu, sched_tunables(opts)?)
@@ -143,6 +162,7 @@ fn new_kernel(
         patched: AtomicU64::new(0),
         served: [AtomicU64::new(0), AtomicU64::new(0)],
         unimplemented: init.unimplemented.clone(),
+        spawner: spawner.cloned(),
         opts: Options {
             cpus: ncpu,
             ..opts.clone()
@@ -190,53 +210,9 @@ pub fn default_max_threads(ram: u64) -> usize {
 
 /// Put `init` in the table, runnable.
 fn add_init(k: &Kernel, init: Vproc) -> Result<(), VprocError> {
-    let pid = init.pid;
-    {
-        let mut t = k.lock();
-        let now = k.now();
-        t.sched
-            .add_task(tid(pid), Policy::NORMAL, 0, 0, now)
-            .map_err(|e| VprocError::Run(RunError::Broken(e.to_string())))?;
-        t.procs.insert(
-            pid,
-            Entry {
-                ppid: PPID,
-                tgid: pid,
-                threads: 1,
-                exit_signal: init.exit_signal,
-                blocked: init.sig.blocked,
-                pgid: pid,
-                // The console's session, led from outside the vkernel
-                // (as a shell leads the session of what it starts): the
-                // first vproc is no session leader, so opening a
-                // terminal does not make it its controlling terminal.
-                sid: PPID,
-                state: PState::Runnable,
-                sig_flag: init.sig_flag.clone(),
-                vms: Some(init.mm.vmspace_arc()),
-                lock: Some(init.mm.lock_handle()),
-                comm: init.comm.clone(),
-                cmdline: init.cmdline.clone(),
-                seen: super::introspect::Seen::of(&init),
-                started: Instant::now(),
-                body: Some(Box::new(init)),
-                signals: Vec::new(),
-                wake_pending: false,
-                event_wait: false,
-                watchdog_woke: false,
-                woken_after_watchdog: false,
-                itimers: Default::default(),
-                ptimers: BTreeMap::new(),
-                stop_report: None,
-                cont_report: false,
-                death: None,
-                shared: Vec::new(),
-                pdeathsig: 0,
-                trace: None,
-            },
-        );
-    }
-    Ok(())
+    let mut t = k.lock();
+    super::spawn::insert_runnable(k, &mut t, init, 0)
+        .map_err(|e| VprocError::Run(RunError::Broken(e)))
 }
 
 /// Address space the vkernel keeps free for its own allocations once its

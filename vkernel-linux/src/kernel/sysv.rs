@@ -8,6 +8,13 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::fs::pipe::Waiters;
 
+impl super::Kernel {
+    /// The System V IPC namespace.
+    pub(crate) fn sysv_lock(&self) -> std::sync::MutexGuard<'_, SysV> {
+        self.sysv.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// IPC_PRIVATE: always a new object.
 pub const IPC_PRIVATE: i32 = 0;
 /// Most semaphores in a set (Linux's SEMMSL).

@@ -335,6 +335,19 @@ pub use shm::{ShmFiles, ShmObject};
 
 use area::split_at;
 
+/// What every address space of one kernel shares, for a new one that is
+/// not forked from another (a process added from the host, see
+/// `kernel::Spawner`): guest RAM, the frame allocator, the page cache, and
+/// the large-page and fault-around settings.
+#[derive(Clone)]
+pub struct Kin {
+    ram: Ram,
+    frames: Frames,
+    cache: Arc<PageCache>,
+    large_pages: bool,
+    fault_around: u64,
+}
+
 impl Mm {
     /// A fresh address space on `machine` with frames from
     /// `[FRAMES_START, ram size)`.
@@ -346,6 +359,28 @@ impl Mm {
             Arc::new(Mutex::new(frames)),
             machine.vmspace_create()?,
         )
+    }
+
+    /// What a new address space of the same kernel shares with this one
+    /// (see [`Kin`]).
+    pub fn kin(&self) -> Kin {
+        Kin {
+            ram: self.ram.clone(),
+            frames: self.frames.clone(),
+            cache: self.cache.clone(),
+            large_pages: self.large_pages,
+            fault_around: self.fault_around,
+        }
+    }
+
+    /// An empty address space in `vms` (a fresh vmspace) of the kernel
+    /// `kin` comes from: its frames, its page cache and its settings.
+    pub fn new_kin(kin: &Kin, vms: Vmspace) -> Result<Mm, MmError> {
+        let mut mm = Mm::with_parts(kin.ram.clone(), kin.frames.clone(), vms)?;
+        mm.cache = kin.cache.clone();
+        mm.large_pages = kin.large_pages;
+        mm.set_fault_around(kin.fault_around);
+        Ok(mm)
     }
 
     /// An empty address space in `vms` (a fresh vmspace) with frames from
