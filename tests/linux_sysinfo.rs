@@ -53,6 +53,20 @@ fn more_calls_match_native() {
     }
 }
 
+/// prctl's options (tests/guests/prctl.c): defaults, set and get, the
+/// argument checks, the name in /proc/self/comm, what a fork child
+/// inherits and what execve resets.
+#[test]
+fn prctl_matches_native() {
+    let test = "prctl_matches_native";
+    for (cc, prog) in kvm_guests(test, "prctl") {
+        let n = native(&prog, &[]);
+        assert_eq!(n.status, 0, "{cc} natively:\n{}", n.stdout);
+        let r = vk_watched(&what(&prog, &[], 1), 120, guest(&prog, &[], 1));
+        assert_eq!(r.out().shown(), n.shown(), "{cc}");
+    }
+}
+
 #[test]
 fn busybox_nproc_and_df_see_the_vkernel() {
     let test = "busybox_nproc_and_df_see_the_vkernel";

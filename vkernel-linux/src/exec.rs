@@ -359,7 +359,10 @@ impl Vproc {
                 return Ok(0);
             }
         }
-        self.comm = comm_of(cfg.argv.first().map(|a| &a[..]).unwrap_or(&run_path));
+        // The name of the file execve was given (a script's, not its
+        // interpreter's), as Linux names the task: not argv[0].
+        self.comm = comm_of(&p);
+        self.prctl = self.prctl.after_exec();
         self.cmdline = Arc::new(crate::cmdline_of(&cfg.argv));
         self.environ = Arc::new(crate::cmdline_of(&cfg.envp));
         // POSIX timers do not survive execve.

@@ -284,6 +284,8 @@ pub struct Vproc {
     /// personality(2)'s value (the thread's, inherited by its children):
     /// PER_LINUX, with ADDR_NO_RANDOMIZE when asked.
     pub personality: u32,
+    /// prctl(2)'s attributes (the thread's, inherited by its children).
+    pub prctl: thread::PrctlFlags,
     /// The program's path (execve changes it for the whole process).
     pub exe: Vec<u8>,
     /// The program's file (execve("/proc/self/exe") runs it again).
@@ -501,6 +503,7 @@ impl Vproc {
             unimplemented: self.unimplemented.clone(),
         });
         child.personality = self.personality;
+        child.prctl = self.prctl;
         child
     }
 
@@ -534,6 +537,7 @@ impl Vproc {
             cwd: o.cwd,
             umask: o.umask,
             personality: 0,
+            prctl: thread::PrctlFlags::default(),
             exe: o.exe,
             image: o.image,
             cmdline: o.cmdline,

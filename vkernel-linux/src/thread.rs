@@ -458,6 +458,50 @@ pub struct ThreadInfo {
     pub pdeathsig: i32,
 }
 
+/// The prctl(2) attributes of a thread besides PR_SET_PDEATHSIG (see
+/// `syscalls::prctl`); a fork or clone child starts with its parent's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrctlFlags {
+    /// PR_SET_DUMPABLE (Linux keeps it per address space; every thread of
+    /// a vproc's process sets its own copy).
+    pub dumpable: bool,
+    /// PR_SET_KEEPCAPS.
+    pub keepcaps: bool,
+    /// PR_SET_NO_NEW_PRIVS (never cleared once set).
+    pub no_new_privs: bool,
+    /// PR_SET_THP_DISABLE.
+    pub thp_disable: bool,
+    /// PR_SET_TIMERSLACK, in nanoseconds.
+    pub timerslack_ns: u64,
+}
+
+/// Linux's default timer slack (50 µs).
+pub const DEFAULT_TIMERSLACK_NS: u64 = 50_000;
+
+impl Default for PrctlFlags {
+    fn default() -> PrctlFlags {
+        PrctlFlags {
+            dumpable: true,
+            keepcaps: false,
+            no_new_privs: false,
+            thp_disable: false,
+            timerslack_ns: DEFAULT_TIMERSLACK_NS,
+        }
+    }
+}
+
+impl PrctlFlags {
+    /// What execve leaves: dumpable again, keepcaps cleared, the rest
+    /// kept (as Linux does for a program that gains no privileges).
+    pub fn after_exec(self) -> PrctlFlags {
+        PrctlFlags {
+            dumpable: true,
+            keepcaps: false,
+            ..self
+        }
+    }
+}
+
 impl ThreadInfo {
     /// The first thread of process `pid`.
     pub fn new(pid: i32) -> ThreadInfo {

@@ -208,8 +208,8 @@ fn put_back(k: &Kernel, idx: usize, body: Box<Vproc>, out: Outcome) -> Option<Bo
     if let Some(e) = t.procs.get_mut(&pid) {
         e.blocked = body.sig.blocked & !body.thread.sigwait;
         // What /proc shows of it while it runs next time (execve changed
-        // them).
-        if !Arc::ptr_eq(&e.cmdline, &body.cmdline) {
+        // them, or PR_SET_NAME the name).
+        if !Arc::ptr_eq(&e.cmdline, &body.cmdline) || e.comm != body.comm {
             e.cmdline = body.cmdline.clone();
             e.comm = body.comm.clone();
         }

@@ -137,27 +137,6 @@ impl Vproc {
         }
     }
 
-    /// prctl: PR_SET_PDEATHSIG and PR_GET_PDEATHSIG; the other options
-    /// are those of a kernel without them (EINVAL).
-    pub(super) fn sys_prctl(&mut self, a: [u64; 6]) -> R {
-        const PR_SET_PDEATHSIG: u64 = 1;
-        const PR_GET_PDEATHSIG: u64 = 2;
-        match a[0] {
-            PR_SET_PDEATHSIG => {
-                if a[1] > 64 {
-                    return Err(EINVAL);
-                }
-                self.set_pdeathsig(a[1] as i32);
-                Ok(0)
-            }
-            PR_GET_PDEATHSIG => {
-                self.mm.write(a[1], &self.thread.pdeathsig.to_le_bytes())?;
-                Ok(0)
-            }
-            _ => Err(EINVAL),
-        }
-    }
-
     fn sys_sigaction(&mut self, sig: i32, act: u64, old: u64) -> R {
         if !(1..=64).contains(&sig) {
             return Err(EINVAL);
