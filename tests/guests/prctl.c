@@ -72,6 +72,46 @@ int main(int argc, char **argv) {
         _exit(0);
     }
     waitpid(c, NULL, 0);
+    /* A child subreaper adopts its orphaned grandchildren: one that ends
+     * after its parent, one that ended before (a zombie when adopted). */
+    int on = 9;
+    SAY("subreaper get %ld [%d]\n", R(prctl(PR_GET_CHILD_SUBREAPER, &on, 0, 0, 0)), on);
+    SAY("subreaper set %ld\n", R(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)));
+    prctl(PR_GET_CHILD_SUBREAPER, &on, 0, 0, 0);
+    SAY("subreaper now %d\n", on);
+    int p[2];
+    if (pipe(p)) return 1;
+    pid_t me = getpid();
+    c = fork();
+    if (c == 0) {
+        int child_on = 9;
+        prctl(PR_GET_CHILD_SUBREAPER, &child_on, 0, 0, 0);
+        SAY("middle: subreaper %d\n", child_on);
+        if (fork() == 0) {
+            /* Ends at once: a zombie when its parent ends. */
+            _exit(5);
+        }
+        if (fork() == 0) {
+            char b;
+            close(p[1]);
+            read(p[0], &b, 1); /* until the middle process is gone */
+            SAY("late: adopted by the subreaper %d\n", getppid() == me);
+            _exit(7);
+        }
+        usleep(100000);
+        _exit(3);
+    }
+    close(p[0]);
+    int st = 0;
+    waitpid(c, &st, 0);
+    SAY("middle ended %d\n", WEXITSTATUS(st));
+    close(p[1]);
+    int codes = 0;
+    for (int i = 0; i < 2; i++) {
+        pid_t w = wait(&st);
+        if (w > 0) codes += WEXITSTATUS(st);
+    }
+    SAY("adopted ends: sum %d, then %ld\n", codes, R(wait(&st)));
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     execl("/proc/self/exe", "prctl-exec", "exec", (char *)NULL);
     SAY("execl failed %d\n", errno);

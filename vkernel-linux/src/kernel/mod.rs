@@ -63,6 +63,7 @@ mod pidfd;
 mod post;
 mod ptimer;
 pub mod ptrace;
+mod reaper;
 mod run;
 mod session;
 mod spawn;
@@ -348,6 +349,8 @@ pub(crate) struct Table {
     pidfds: Vec<(Pid, crate::files::WeakShared<crate::fs::event::PidFd>)>,
     /// Traced threads' exits their tracers have not collected.
     trace_exits: Vec<ptrace::TraceExit>,
+    /// Processes marked PR_SET_CHILD_SUBREAPER (see `reaper`).
+    subreapers: std::collections::BTreeSet<Pid>,
 }
 
 /// The shared state of a virtual kernel.
@@ -824,36 +827,7 @@ impl Kernel {
         self.end_pidfds_locked(t, pid);
         self.tracer_gone(t, pid);
         self.traced_process_exit(t, pid, ppid);
-        // Orphans go to the reaper (pid 1, outside the virtual kernel),
-        // which reaps them at once (when all their threads ended).
-        let orphans: Vec<Pid> = t
-            .procs
-            .iter()
-            .filter(|(_, e)| e.ppid == pid)
-            .map(|(p, _)| *p)
-            .collect();
-        for o in orphans {
-            let e = t.procs.get_mut(&o).expect("listed");
-            if e.pdeathsig != 0 && !matches!(e.state, PState::Zombie(_)) {
-                // PR_SET_PDEATHSIG: as from the parent (SI_USER), to the
-                // child's process.
-                let (tgid, signo) = (e.tgid, e.pdeathsig);
-                self.post_process_signal(
-                    t,
-                    tgid,
-                    SigInfo {
-                        signo,
-                        pid,
-                        ..Default::default()
-                    },
-                );
-            }
-            let e = t.procs.get_mut(&o).expect("listed");
-            e.ppid = PPID;
-            if matches!(e.state, PState::Zombie(_)) && e.threads == 0 && e.trace.is_none() {
-                t.procs.remove(&o);
-            }
-        }
+        self.reparent_orphans(t, pid);
         if pid == t.init {
             t.exit = Some((status, death));
             self.done.store(true, Ordering::SeqCst);

@@ -139,6 +139,7 @@ fn new_kernel(
             lost_wakeups: 0,
             pidfds: Vec::new(),
             trace_exits: Vec::new(),
+            subreapers: Default::default(),
             loadavg: ([0.0; 3], Instant::now()),
         }),
         uts: Mutex::new((

@@ -3,6 +3,7 @@
 //! process table), with Linux's argument checks: PDEATHSIG, DUMPABLE,
 //! KEEPCAPS, NAME (the command name ps and /proc show), SECCOMP (none:
 //! mode 0), CAPBSET_READ (the full bounding set), TIMERSLACK,
+//! CHILD_SUBREAPER (the process table's, see `kernel::reaper`),
 //! NO_NEW_PRIVS, TID_ADDRESS and THP_DISABLE. Other options are those of
 //! a kernel built without them (EINVAL).
 
@@ -23,6 +24,8 @@ const PR_GET_SECCOMP: u64 = 21;
 const PR_CAPBSET_READ: u64 = 23;
 const PR_SET_TIMERSLACK: u64 = 29;
 const PR_GET_TIMERSLACK: u64 = 30;
+const PR_SET_CHILD_SUBREAPER: u64 = 36;
+const PR_GET_CHILD_SUBREAPER: u64 = 37;
 const PR_SET_NO_NEW_PRIVS: u64 = 38;
 const PR_GET_NO_NEW_PRIVS: u64 = 39;
 const PR_GET_TID_ADDRESS: u64 = 40;
@@ -114,6 +117,20 @@ impl Vproc {
                 Ok(0)
             }
             PR_GET_TIMERSLACK => Ok(i64::try_from(self.prctl.timerslack_ns).unwrap_or(i64::MAX)),
+            PR_SET_CHILD_SUBREAPER => {
+                if let Some(k) = &self.k {
+                    k.set_child_subreaper(self.thread.tgid, a[1] != 0);
+                }
+                Ok(0)
+            }
+            PR_GET_CHILD_SUBREAPER => {
+                let on = self
+                    .k
+                    .as_ref()
+                    .is_some_and(|k| k.child_subreaper(self.thread.tgid));
+                self.mm.write(a[1], &i32::from(on).to_le_bytes())?;
+                Ok(0)
+            }
             PR_SET_NO_NEW_PRIVS => {
                 unused(&a[2..5])?;
                 if !flag(a[1])? {
