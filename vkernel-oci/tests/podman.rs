@@ -148,6 +148,26 @@ fn echo_exit_codes_and_missing_programs() {
     );
 }
 
+/// `--init`: podman runs catatonit (/run/podman-init) first, which makes itself a child
+/// subreaper; an orphan's end is collected by it and the command's status
+/// is the container's.
+#[test]
+fn init_adopts_orphans() {
+    if ready("init_adopts_orphans").is_none() {
+        return;
+    }
+    let o = sh(
+        "init",
+        &format!("$RUN --init {BB} sh -c '(sleep 0.2; echo orphan done) & echo parent $(cat /proc/$PPID/comm); exit 4'"),
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("parent podman-init"),
+        "{}",
+        text(&o)
+    );
+}
+
 #[test]
 fn stdin_is_piped_in() {
     if ready("stdin_is_piped_in").is_none() {
