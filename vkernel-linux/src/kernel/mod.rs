@@ -846,24 +846,6 @@ impl Kernel {
             }
             return;
         }
-        let (code, st) = match status {
-            ExitStatus::Exited(c) => (1, c),
-            ExitStatus::Signaled(s) => (2, s),
-        };
-        let exit_signal = t.procs.get(&pid).map_or(0, |e| e.exit_signal);
-        if exit_signal > 0 && exit_signal <= 64 {
-            self.post_process_signal(
-                t,
-                ppid,
-                SigInfo {
-                    signo: exit_signal,
-                    code,
-                    pid,
-                    err: st as u64,
-                    ..Default::default()
-                },
-            );
-        }
-        self.wake_group_locked(t, ppid);
+        self.report_child_end(t, ppid, pid, status);
     }
 }

@@ -71,15 +71,22 @@ impl Kernel {
                 Some(_) if reaper == PPID => {
                     t.procs.remove(&o);
                 }
-                Some(st) => self.report_adopted_end(t, reaper, o, st),
+                Some(st) => self.report_child_end(t, reaper, o, st),
                 None => {}
             }
         }
     }
 
-    /// Tell subreaper `reaper` that its adopted child `pid` has ended with
-    /// `status`: the child's exit signal, and its waits wake.
-    fn report_adopted_end(&self, t: &mut Table, reaper: Pid, pid: Pid, status: ExitStatus) {
+    /// Tell `parent` that its child `pid` (its own, or one it adopted as a
+    /// subreaper) has ended with `status`: the child's exit signal, and
+    /// the parent's waits wake.
+    pub(super) fn report_child_end(
+        &self,
+        t: &mut Table,
+        parent: Pid,
+        pid: Pid,
+        status: ExitStatus,
+    ) {
         let (code, st) = match status {
             ExitStatus::Exited(c) => (1, c),
             ExitStatus::Signaled(s) => (2, s),
@@ -88,7 +95,7 @@ impl Kernel {
         if exit_signal > 0 && exit_signal <= 64 {
             self.post_process_signal(
                 t,
-                reaper,
+                parent,
                 SigInfo {
                     signo: exit_signal,
                     code,
@@ -98,7 +105,7 @@ impl Kernel {
                 },
             );
         }
-        self.wake_group_locked(t, reaper);
+        self.wake_group_locked(t, parent);
     }
 }
 
