@@ -226,7 +226,7 @@ fn create_in(
 }
 
 /// Write `pid` to `path` as runc does (atomically, no newline).
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), LifecycleError> {
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), LifecycleError> {
     let tmp = PathBuf::from(format!("{}.vkernel-tmp", path.display()));
     std::fs::write(&tmp, pid.to_string()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))

@@ -152,24 +152,16 @@ pub fn exec(a: &ExecArgs) -> Result<u8, LifecycleError> {
         // The pid file names a host process that ends with the exec'd
         // process's status (conmon waits for it): a waiter of our own.
         let waiter = fork_waiter(started, slave)?;
-        write_pid_file(a.pid_file, waiter)?;
+        if let Some(p) = a.pid_file {
+            lifecycle::write_pid_file(p, waiter)?;
+        }
         return Ok(0);
     }
-    write_pid_file(a.pid_file, i32::try_from(std::process::id()).unwrap_or(0))?;
+    if let Some(p) = a.pid_file {
+        lifecycle::write_pid_file(p, i32::try_from(std::process::id()).unwrap_or(0))?;
+    }
     execsock::forward_signals(started.socket());
     Ok(started.wait())
-}
-
-/// Write `pid` to `path` (atomically), if a pid file was asked for.
-fn write_pid_file(path: Option<&Path>, pid: i32) -> Result<(), LifecycleError> {
-    let Some(p) = path else { return Ok(()) };
-    let tmp = format!("{}.vkernel-tmp", p.display());
-    std::fs::write(&tmp, pid.to_string())
-        .and_then(|()| std::fs::rename(&tmp, p))
-        .map_err(|source| LifecycleError::Io {
-            path: p.display().to_string(),
-            source,
-        })
 }
 
 /// A child process that waits for `started`'s end and exits with its
