@@ -81,6 +81,7 @@ pub struct SpawnRequest {
 /// What a spawned process takes from the first vproc: its kernel's
 /// memory, file tree, boot program, unimplemented-call registry and trace
 /// setting.
+#[derive(Clone)]
 pub(crate) struct Template {
     kin: Kin,
     fs: Arc<Fs>,
@@ -112,11 +113,7 @@ impl Template {
 struct Attached {
     k: Weak<Kernel>,
     machine: Machine,
-    kin: Kin,
-    fs: Arc<Fs>,
-    boot: Arc<Boot>,
-    unimplemented: Arc<crate::diag::Unimplemented>,
-    trace: bool,
+    tmpl: Template,
 }
 
 enum Phase {
@@ -187,11 +184,7 @@ impl Spawner {
             st.phase = Phase::Running(Attached {
                 k: Arc::downgrade(k),
                 machine: machine.clone(),
-                kin: tmpl.kin,
-                fs: tmpl.fs,
-                boot: tmpl.boot,
-                unimplemented: tmpl.unimplemented,
-                trace: tmpl.trace,
+                tmpl,
             });
         }
         drop(st);
@@ -225,21 +218,13 @@ impl Spawner {
     /// to 30 s).
     pub fn spawn(&self, req: SpawnRequest) -> Result<Pid, SpawnError> {
         let deadline = Instant::now() + START_WAIT;
-        let (k, machine, kin, fs, boot, unimplemented, trace) = {
+        let (k, machine, tmpl) = {
             let mut st = self.lock();
             loop {
                 match &st.phase {
                     Phase::Running(a) => {
                         let k = a.k.upgrade().ok_or(SpawnError::Ended)?;
-                        break (
-                            k,
-                            a.machine.clone(),
-                            a.kin.clone(),
-                            a.fs.clone(),
-                            a.boot.clone(),
-                            a.unimplemented.clone(),
-                            a.trace,
-                        );
+                        break (k, a.machine.clone(), a.tmpl.clone());
                     }
                     Phase::Ended => return Err(SpawnError::Ended),
                     Phase::Waiting => {
@@ -267,9 +252,9 @@ impl Spawner {
             }
             super::thread::alloc_pid(&mut t)
         };
-        let mut vp = load(&machine, &kin, &fs, req, pid, trace)?;
-        vp.boot = boot;
-        vp.unimplemented = unimplemented;
+        let mut vp = load(&machine, &tmpl.kin, &tmpl.fs, req, pid, tmpl.trace)?;
+        vp.boot = tmpl.boot;
+        vp.unimplemented = tmpl.unimplemented;
         vp.k = Some(k.clone());
         let mut t = k.lock();
         if k.done.load(std::sync::atomic::Ordering::SeqCst) {
@@ -327,35 +312,33 @@ impl Spawner {
         }
     }
 
+    /// The kernel of the run going on, if one is.
+    fn running_kernel(&self) -> Option<Arc<Kernel>> {
+        match &self.lock().phase {
+            Phase::Running(a) => a.k.upgrade(),
+            _ => None,
+        }
+    }
+
     /// Send signal `sig` to process `pid` of the running kernel (any
     /// process, as `kill` from outside it; a negative `pid`: that process
     /// group); false if the run is not going on.
     pub fn signal(&self, pid: Pid, sig: i32) -> bool {
-        let k = match &self.lock().phase {
-            Phase::Running(a) => a.k.upgrade(),
-            _ => None,
+        let Some(k) = self.running_kernel() else {
+            return false;
         };
-        match k {
-            Some(k) => {
-                k.signal(pid, sig);
-                true
-            }
-            None => false,
-        }
+        k.signal(pid, sig);
+        true
     }
-}
 
-impl Spawner {
     /// Send `sig` to process `pid` and to every process descended from it:
     /// what Ctrl-C on its terminal reaches (the vkernel keeps no
     /// foreground group for a host terminal; a shell's jobs are its
     /// descendants). False if the run is not going on.
     pub fn signal_tree(&self, pid: Pid, sig: i32) -> bool {
-        let k = match &self.lock().phase {
-            Phase::Running(a) => a.k.upgrade(),
-            _ => None,
+        let Some(k) = self.running_kernel() else {
+            return false;
         };
-        let Some(k) = k else { return false };
         let tree = {
             let t = k.lock();
             let mut tree = vec![pid];

@@ -181,8 +181,8 @@ impl Vproc {
         (libc::SYS_setregid, Vproc::call_setuid),
         (libc::SYS_setresuid, Vproc::call_setuid),
         (libc::SYS_setresgid, Vproc::call_setuid),
-        // setfsuid/setfsgid return the previous fs id: root's, which
-        // stays (the ids do not change, as with setuid).
+        // setfsuid/setfsgid return the previous fs id, the process's own
+        // id, which stays (the ids do not change, as with setuid).
         (libc::SYS_setfsuid, Vproc::call_getuid),
         (libc::SYS_setfsgid, Vproc::call_getuid),
         (libc::SYS_getresuid, Vproc::call_getresuid),
@@ -216,13 +216,18 @@ impl Vproc {
         Ok(i64::from(v.id_for(nr)))
     }
 
+    /// The user and group ids every vproc has
+    /// ([`crate::kernel::Options::uid`], `gid`; 0, 0 outside a kernel).
+    pub(super) fn ids(&self) -> (u32, u32) {
+        self.k
+            .as_ref()
+            .map_or((0, 0), |k| (k.options().uid, k.options().gid))
+    }
+
     /// The user id (for the uid calls) or the group id (the gid calls)
-    /// every vproc has ([`crate::kernel::Options::uid`]).
+    /// every vproc has ([`Vproc::ids`]).
     fn id_for(&self, nr: i64) -> u32 {
-        let (uid, gid) = self
-            .kernel()
-            .ok()
-            .map_or((0, 0), |k| (k.options().uid, k.options().gid));
+        let (uid, gid) = self.ids();
         id_of_call(nr, uid, gid)
     }
 

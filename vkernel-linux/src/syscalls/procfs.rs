@@ -84,10 +84,7 @@ impl Vproc {
                 let rss = self.mm.resident_pages() * 4;
                 let threads = self.tids_of(pid).len().max(1);
                 let cpus = self.k.as_ref().map_or(1, |k| k.cpu_count());
-                let (u, g) = self
-                    .k
-                    .as_ref()
-                    .map_or((0, 0), |k| (k.options().uid, k.options().gid));
+                let (u, g) = self.ids();
                 s = format!(
                     "Name:\t{}\nUmask:\t{:04o}\nState:\tR (running)\nTgid:\t{tgid}\nNgid:\t0\n\
                      Pid:\t{pid}\nPPid:\t{}\nTracerPid:\t0\nUid:\t{u}\t{u}\t{u}\t{u}\nGid:\t{g}\t{g}\t{g}\t{g}\n\

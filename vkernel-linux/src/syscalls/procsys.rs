@@ -74,7 +74,7 @@ impl Vproc {
                     'Z' => "Z (zombie)",
                     _ => "S (sleeping)",
                 };
-                let (u, g) = (k.options().uid, k.options().gid);
+                let (u, g) = self.ids();
                 format!(
                     "Name:\t{}\nState:\t{state}\nTgid:\t{}\nPid:\t{}\nPPid:\t{}\n\
                      Uid:\t{u}\t{u}\t{u}\t{u}\nGid:\t{g}\t{g}\t{g}\t{g}\nThreads:\t{}\n",

@@ -380,27 +380,41 @@ fn newfstatat(
             fstat_fd(c, p.fds, dirfd)?
         }
     } else {
-        let base = if dirfd == AT_FDCWD {
-            p.cwd
-        } else {
-            let file = p.fds.get(dirfd).ok()?.file.clone();
-            let FileKind::Inode(h) = file.try_borrow()?.kind else {
-                return None;
-            };
-            if !c.fs.is_dir_handle(h) {
-                return None;
-            }
-            h
-        };
-        let view = NoView::default();
         let follow = flags & libc::AT_SYMLINK_NOFOLLOW as u64 == 0;
-        let h = c.fs.walk(&view, base, &name, follow).ok()?;
-        if view.asked.get() || proc_item(h).is_some() {
-            return None;
-        }
+        let h = lookup_at(c, p.fds, p.cwd, dirfd, &name, follow)?;
         stat_bytes(&c.fs.inode(h))
     };
     vms.copy_to_user(buf, &st).ok().map(|_| 0)
+}
+
+/// The node `name` names, relative to `dirfd` (AT_FDCWD: `cwd`), resolved
+/// without a `/proc` view of the vproc; None where the exit path must
+/// resolve it: a `dirfd` that is no directory of the tree, a lookup that
+/// asks for the vproc's `/proc` (`/proc/self`, `/dev/fd`), a `/proc` node,
+/// or any error.
+fn lookup_at(
+    c: &FastCtx,
+    fds: &FdTable,
+    cwd: u64,
+    dirfd: i64,
+    name: &[u8],
+    follow: bool,
+) -> Option<u64> {
+    let base = if dirfd == AT_FDCWD {
+        cwd
+    } else {
+        let file = fds.get(dirfd).ok()?.file.clone();
+        let FileKind::Inode(h) = file.try_borrow()?.kind else {
+            return None;
+        };
+        h
+    };
+    if !c.fs.is_dir_handle(base) {
+        return None;
+    }
+    let view = NoView::default();
+    let h = c.fs.walk(&view, base, name, follow).ok()?;
+    (!view.asked.get() && proc_item(h).is_none()).then_some(h)
 }
 
 /// getdents64(fd, buf, len) on a directory of the tree (not `/proc`):
@@ -471,24 +485,8 @@ pub(super) fn openat(
     if name.is_empty() {
         return None;
     }
-    let base = if dirfd == AT_FDCWD {
-        p.cwd
-    } else {
-        let FileKind::Inode(h) = p.fds.get(dirfd).ok()?.file.try_borrow()?.kind else {
-            return None;
-        };
-        h
-    };
-    if !c.fs.is_dir_handle(base) {
-        return None;
-    }
-    let view = NoView::default();
-    let h =
-        c.fs.walk(&view, base, &name, flags & files::O_NOFOLLOW == 0)
-            .ok()?;
-    if view.asked.get() || proc_item(h).is_some() {
-        return None;
-    }
+    let follow = flags & files::O_NOFOLLOW == 0;
+    let h = lookup_at(c, p.fds, p.cwd, dirfd, &name, follow)?;
     match c.fs.inode(h).kind {
         Kind::File { .. } if flags & files::O_DIRECTORY == 0 => {}
         Kind::Dir(_) => {}

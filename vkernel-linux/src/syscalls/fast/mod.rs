@@ -2,13 +2,14 @@
 //! server and its rules): the id calls, `clock_gettime`, `gettimeofday`,
 //! `uname`, `getrandom` and `rt_sigprocmask` here; [`io`] the read/write
 //! family, `lseek`, `fstat`, `newfstatat`, `getdents64`, `getcwd` and
-//! `open`/`openat` for reading; [`fd`] `close`, `dup`, `dup2`, `dup3`, fcntl's fd and
-//! status-flag commands and ioctl's ENOTTY for files of the tree; [`sock`] `sendto` and
-//! `recvfrom` on stream sockets; [`poll`] `epoll_wait` with ready items;
-//! [`mem`] `brk` growth and anonymous `mmap`; `set_tid_address`,
-//! `set_robust_list`, `rseq` (ENOSYS) and reading the process's own
-//! limits (`prlimit64`, `getrlimit`) here too. A handler answers only what it is sure of and returns
-//! `None` for everything else, which then takes the exit path.
+//! `open`/`openat` for reading; [`fd`] `close`, `dup`, `dup2`, `dup3`,
+//! fcntl's fd and status-flag commands and ioctl's ENOTTY for files of
+//! the tree; [`sock`] `sendto` and `recvfrom` on stream sockets; [`poll`]
+//! `epoll_wait` with ready items; [`mem`] `brk` growth and anonymous
+//! `mmap`; `set_tid_address`, `set_robust_list`, `rseq` (ENOSYS) and
+//! reading the process's own limits (`prlimit64`, `getrlimit`) here too.
+//! A handler answers only what it is sure of and returns `None` for
+//! everything else, which then takes the exit path.
 
 mod fd;
 mod io;
@@ -30,10 +31,10 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
         let ppid = k.parent_of(c.tgid).unwrap_or(crate::PPID);
         Some(ppid as u64)
     }),
-    (libc::SYS_getuid, root_id),
-    (libc::SYS_getgid, root_id),
-    (libc::SYS_geteuid, root_id),
-    (libc::SYS_getegid, root_id),
+    (libc::SYS_getuid, own_id),
+    (libc::SYS_getgid, own_id),
+    (libc::SYS_geteuid, own_id),
+    (libc::SYS_getegid, own_id),
     (libc::SYS_clock_gettime, |_, c, _, a| {
         let clock = crate::syscalls::int32(a[0]);
         // CPU-time clocks are the vproc's, which the exit path reads from
@@ -130,8 +131,8 @@ fn get_limit(c: &mut FastCtx, res: u64, old: u64) -> Option<u64> {
     write_user(c, old, &b).then_some(0)
 }
 
-/// The id calls: every vproc runs as root.
-fn root_id(k: &Kernel, _: &mut FastCtx, nr: i64, _: [u64; 6]) -> Option<u64> {
+/// The id calls: the ids every vproc has ([`crate::kernel::Options::uid`]).
+fn own_id(k: &Kernel, _: &mut FastCtx, nr: i64, _: [u64; 6]) -> Option<u64> {
     let o = k.options();
     Some(u64::from(super::proc::id_of_call(nr, o.uid, o.gid)))
 }
