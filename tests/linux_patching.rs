@@ -16,7 +16,9 @@
 //!   the padding after them (issue 25, `linux::mm::hop`): live data in the
 //!   red zone survives the call, a branch to the `syscall` itself still
 //!   makes the call, and one-byte reads through the C library's `read`
-//!   (glibc's `xor eax, eax; syscall`) return the bytes written.
+//!   (glibc's `xor eax, eax; syscall`) return the bytes written;
+//! - (g) a `read` waiting at a hop site, woken by a child's byte and
+//!   interrupted by its SIGCHLD at once, 300 times.
 
 mod common;
 
@@ -134,6 +136,23 @@ fn hop_sites_keep_the_red_zone_branch_targets_and_reads() {
     check(
         "hop_sites_keep_the_red_zone_branch_targets_and_reads",
         "f",
+        &[1, 2],
+    );
+}
+
+/// (g) As a shell reading a command substitution, 300 times: a child
+/// writes a byte and exits while the parent's `read` (glibc: a hop site)
+/// waits; the byte wakes it and SIGCHLD (no SA_RESTART) interrupts it.
+/// Two bugs met here: a retry stopped on its way through the hop's
+/// `jmp`s got EINTR's "step over the `syscall`" applied at the stub
+/// (a shell's SIGSEGV at `stub + 2`: `Vproc::back_at_pending_call`), and
+/// the 64th fresh child faulting once at the same text address as its
+/// siblings was taken for a fault loop and killed (`cpu::fault_streak`).
+#[test]
+fn blocked_read_woken_and_interrupted_by_sigchld() {
+    check(
+        "blocked_read_woken_and_interrupted_by_sigchld",
+        "g",
         &[1, 2],
     );
 }

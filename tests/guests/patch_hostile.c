@@ -12,9 +12,14 @@
  *      (native: SIGSEGV);
  *   f: sites with the number in a register (hop sites, mm::hop): live data
  *      in the red zone across the call, a branch to the `syscall` itself,
- *      and glibc's or musl's read() of a pipe one byte at a time.
- * Usage: patch_hostile [CHECKS [ITERS]] (CHECKS: letters, default abcdef;
+ *      and glibc's or musl's read() of a pipe one byte at a time;
+ *   g: read() of a pipe through the C library (a hop site with glibc)
+ *      blocks, then is woken by a byte and interrupted by SIGCHLD (its
+ *      handler without SA_RESTART) at once, as a shell reading a command
+ *      substitution: every byte arrives, every interrupted read says EINTR.
+ * Usage: patch_hostile [CHECKS [ITERS]] (CHECKS: letters, default abcdefg;
  * each runs in a child, then all of them once more in this process). */
+#include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -286,6 +291,60 @@ static void check_f(void) {
            rz, iters, jt, iters, got, sum);
 }
 
+static volatile sig_atomic_t chld_seen;
+
+static void on_chld(int sig) {
+    (void)sig;
+    chld_seen++;
+}
+
+/* As a shell reading a command substitution: a child writes a byte and
+ * exits; the parent's read of the pipe (blocked) is woken by the byte and
+ * interrupted by SIGCHLD, whose handler has no SA_RESTART. */
+static void check_g(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_chld; /* no SA_RESTART: a waiting read says EINTR */
+    sigaction(SIGCHLD, &sa, NULL);
+    long n = iters < 300 ? iters : 300, got = 0, odd = 0;
+    for (long i = 0; i < n; i++) {
+        int p[2];
+        if (pipe(p) != 0) {
+            printf("g: pipe failed\n");
+            return;
+        }
+        fflush(stdout);
+        pid_t c = fork();
+        if (c == 0) {
+            unsigned char b = (unsigned char)i;
+            _exit(write(p[1], &b, 1) == 1 ? 0 : 1);
+        }
+        close(p[1]);
+        for (;;) {
+            unsigned char b;
+            ssize_t r = read(p[0], &b, 1);
+            if (r == 1) {
+                got += b == (unsigned char)i;
+                continue;
+            }
+            if (r == 0) break;
+            if (errno != EINTR) {
+                fprintf(stderr, "g: read %zd errno %d\n", r, errno);
+                odd++;
+                break;
+            }
+        }
+        close(p[0]);
+        int st = 0;
+        while (waitpid(c, &st, 0) < 0 && errno == EINTR) {
+        }
+        if (st != 0) fprintf(stderr, "g: child status %#x\n", st);
+        odd += st != 0;
+    }
+    signal(SIGCHLD, SIG_DFL);
+    printf("g: %ld/%ld bytes, %ld odd returns\n", got, n, odd);
+}
+
 /* Run a check in a child (c and e change GS; each starts clean). */
 static void in_child(void (*f)(void)) {
     fflush(stdout);
@@ -303,15 +362,15 @@ static void in_child(void (*f)(void)) {
 }
 
 int main(int argc, char **argv) {
-    const char *checks = argc > 1 ? argv[1] : "abcdef";
+    const char *checks = argc > 1 ? argv[1] : "abcdefg";
     if (argc > 2) iters = atol(argv[2]);
-    void (*fns[6])(void) = {check_a, check_b, check_c, check_d, check_e, check_f};
+    void (*fns[7])(void) = {check_a, check_b, check_c, check_d, check_e, check_f, check_g};
     for (const char *c = checks; *c; c++)
-        if (*c >= 'a' && *c <= 'f') in_child(fns[*c - 'a']);
+        if (*c >= 'a' && *c <= 'g') in_child(fns[*c - 'a']);
     /* Once more in this process, in order (c and e, which change GS,
      * last). */
     for (const char *c = checks; *c; c++)
-        if (*c >= 'a' && *c <= 'f' && *c != 'c' && *c != 'e') fns[*c - 'a']();
+        if (*c >= 'a' && *c <= 'g' && *c != 'c' && *c != 'e') fns[*c - 'a']();
     if (strchr(checks, 'e')) check_e();
     if (strchr(checks, 'c')) check_c();
     return 0;

@@ -293,6 +293,21 @@ impl Vproc {
             self.sig.pending.insert(0, info);
             return;
         }
+        if self.sig.actions[s as usize].handler == signal::SIG_DFL {
+            // Linux's `show_unhandled_signals` line: what a bug report needs.
+            log::warn!(
+                target: crate::diag::TARGET,
+                "pid {} ({}): unhandled signal {s} code {} at {:#x} ip {:#x} sp {:#x} error {:#x} trap {}",
+                self.pid,
+                self.comm,
+                info.code,
+                info.addr,
+                self.frame.rip,
+                self.frame.rsp,
+                info.err,
+                info.trapno
+            );
+        }
         // A fault's signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP) is
         // never a stop signal.
         let stop = self.deliver(cpu, info);
@@ -318,6 +333,7 @@ impl Vproc {
             let info = self.sig.pending.remove(i);
             if info.signo != signal::SIGKILL && self.traced() {
                 if self.pending_call.is_some() {
+                    self.back_at_pending_call();
                     if let Some(stop) = self.trace_interrupted_call() {
                         self.sig.pending.insert(0, info);
                         return Some(kernel::Halt::Trace(stop));
@@ -359,6 +375,7 @@ impl Vproc {
             return None;
         }
         // A waiting call ends (EINTR, bytes moved) or restarts.
+        self.back_at_pending_call();
         if let Some(p) = self.pending_call.take() {
             self.interrupt_call(p, act.flags & signal::SA_RESTART != 0);
         }

@@ -8,7 +8,8 @@ use vkernel_guest::layout::{ENTRY_FRAME_SIZE, SYS_VA};
 use vkernel_guest::x86::{is_canonical, PFEC_I, PFEC_W};
 
 use super::exit::{Interruption, Position, VEC_NM, VEC_PF, VEC_UD};
-use super::{Cpu, Next, RunError, FAULT_LOOP_MAX};
+use super::fault_streak::FAULT_LOOP_MAX;
+use super::{Cpu, Next, RunError};
 use crate::machine::TrapPath;
 use crate::trap::{Trap, TrapFrame};
 use crate::vmspace::Vmspace;
@@ -264,19 +265,13 @@ impl Cpu {
         match vms.resolve(addr, access, &mut cmds) {
             Ok(()) => {
                 self.stats.resolved_faults += 1;
-                if self.last_fault.0 == addr {
-                    self.last_fault.1 += 1;
-                    if self.last_fault.1 >= FAULT_LOOP_MAX {
-                        self.last_fault = (u64::MAX, 0);
-                        self.target = f;
-                        *frame = f;
-                        return Err(RunError::FaultLoop {
-                            addr,
-                            count: FAULT_LOOP_MAX,
-                        });
-                    }
-                } else {
-                    self.last_fault = (addr, 1);
+                if self.last_fault.resolved(vms.id(), addr, f.rip) {
+                    self.target = f;
+                    *frame = f;
+                    return Err(RunError::FaultLoop {
+                        addr,
+                        count: FAULT_LOOP_MAX,
+                    });
                 }
                 // The vproc's state is now the faulting frame: an interrupt
                 // before it resumes must report this, not the state at run().
@@ -295,7 +290,7 @@ impl Cpu {
                 Ok(Next::Resume)
             }
             Err(reason) => {
-                self.last_fault = (u64::MAX, 0);
+                self.last_fault.clear();
                 self.target = f;
                 *frame = f;
                 self.stats.page_faults += 1;

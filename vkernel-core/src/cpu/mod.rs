@@ -17,6 +17,7 @@ use vkernel_guest::layout::{
 use vkernel_guest::x86::{self, is_canonical};
 
 mod exit;
+mod fault_streak;
 mod fpu;
 mod handlers;
 mod kick_due;
@@ -32,6 +33,7 @@ use crate::trap::{Trap, TrapFrame};
 use crate::vmspace::Vmspace;
 use crate::walker::Access;
 use exit::{classify, ExitKind, Expect, Position, RawExit, Snapshot};
+use fault_streak::FaultStreak;
 use kick_due::KickDue;
 
 /// What the run loop does after handling an exit.
@@ -193,8 +195,8 @@ pub struct Cpu {
     /// The exitless request page of the vmspace being run (while `run`
     /// runs, where exitless syscalls are on).
     running_slot: Option<u64>,
-
-    last_fault: (u64, u32),
+    /// Resolved faults at one place in a row (see [`fault_streak`]).
+    last_fault: FaultStreak,
     /// The last PageFault returned: (vmspace, addr, access, rip).
     returned_fault: Option<(u64, u64, Access, u64)>,
     stats: CpuStats,
@@ -210,8 +212,6 @@ impl std::fmt::Debug for Cpu {
         f.debug_struct("Cpu").field("index", &self.index).finish()
     }
 }
-
-const FAULT_LOOP_MAX: u32 = 64;
 
 impl Drop for Cpu {
     fn drop(&mut self) {
@@ -263,7 +263,7 @@ impl Cpu {
             clobber_retries: 0,
             running_slot: None,
 
-            last_fault: (u64::MAX, 0),
+            last_fault: FaultStreak::default(),
             returned_fault: None,
             stats: CpuStats::default(),
             fpu_current: FpuContext::new(),
@@ -316,6 +316,7 @@ impl Cpu {
             // Checked before anything changes, in both FPU modes.
             return Err(RunError::FpuBusy { cpu: other });
         }
+        self.last_fault.start_run(vms.id(), frame.rip);
         if self.kick_due.take_at_next_run() {
             self.kick.clear_immediate_exit(self.kicks_seen);
             self.stats.interrupts += 1;

@@ -63,6 +63,7 @@ impl Vproc {
     /// The vproc stops at `stop`: remembered for the resume and for the
     /// tracer's queries; a single step's trap flag comes off.
     pub(crate) fn trace_halt(&mut self, stop: Stop) -> Stop {
+        self.back_at_pending_call();
         let waiting = self.pending_call.as_ref().map(|c| c.nr);
         if let Some(p) = self.ptrace.as_deref_mut() {
             // In a waiting call (kept rewound for its retry): shown as

@@ -62,6 +62,11 @@ pub struct PendingCall {
     pub args: [u64; 6],
     /// What it has done so far.
     pub state: CallState,
+    /// Where its frame was rewound to: the 2-byte instruction that
+    /// retries it.
+    pub at: u64,
+    /// The RAX that instruction retries it with.
+    pub rax: u64,
 }
 
 /// How a waiting call ends when a signal handler runs first.
@@ -194,6 +199,29 @@ impl Vproc {
     /// Registering where the wake-up comes from is the caller's job.
     pub fn block(&mut self) -> Result<i64, i64> {
         Err(EBLOCK)
+    }
+
+    /// Put the frame back where the waiting call was rewound to, if the
+    /// vproc left the guest on its way back to that call instead (a
+    /// patched hop site's `jmp`s, its stub's first instructions: see
+    /// `mm::patch`, where a timer's kick can stop it). Nothing of the
+    /// program ran on that way (RCX aside, which `syscall` clobbers), so
+    /// the frame at the call is the same state; signal delivery and
+    /// ptrace's stops count on it (they step over or re-run the 2-byte
+    /// instruction at RIP: from a hop stub's first bytes that ran garbage,
+    /// a shell's SIGSEGV at `stub + 2` after an EINTR).
+    /// Not while a ptrace stop shows the call interrupted (its frame is
+    /// then past the call on purpose, until the resume).
+    pub fn back_at_pending_call(&mut self) {
+        if self.ptrace.as_ref().is_some_and(|t| t.restart.is_some()) {
+            return;
+        }
+        if let Some(p) = &self.pending_call {
+            if self.frame.rip != p.at {
+                self.frame.rip = p.at;
+                self.frame.rax = p.rax;
+            }
+        }
     }
 
     /// A signal handler is about to run while the call in `p` waits (its

@@ -313,6 +313,8 @@ impl Vproc {
                     nr,
                     args: a,
                     state: std::mem::take(&mut self.call),
+                    at: self.frame.rip,
+                    rax: restart_nr,
                 });
             }
             Next::Ret(v) => {
