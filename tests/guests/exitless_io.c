@@ -9,7 +9,8 @@
  *
  * Usage: exitless_io all DIR1 DIR2
  *        exitless_io loop FAMILY N DIR   (N calls of one family, for
- *        counting what the server answered: null zero file pipe mem sig) */
+ *        counting what the server answered: null zero file pipe sock
+ *        epoll mem fd open lock sync sig) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -412,6 +414,44 @@ static int loop(const char *family, long n, const char *dir) {
         }
         if (open(path, O_RDONLY | O_DIRECTORY) != -1 || errno != ENOTDIR) return 1;
         unlink(path);
+    } else if (!strcmp(family, "lock")) {
+        /* 8 calls a round: flock exclusive, shared (a conversion),
+         * non-blocking exclusive, unlock; fcntl F_SETLK write, F_GETLK
+         * (free to this owner), F_OFD_SETLK read, F_SETLK unlock. */
+        char path[512];
+        snprintf(path, sizeof path, "%s/exitless-lock.txt", dir);
+        int f = open(path, O_CREAT | O_RDWR | O_TRUNC, 0644);
+        if (f < 0) return 1;
+        for (long i = 0; i < n / 8; i++) {
+            struct flock w = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10};
+            struct flock q = w, r = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 20, .l_len = 5};
+            struct flock u = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+            if (flock(f, LOCK_EX) || flock(f, LOCK_SH) || flock(f, LOCK_EX | LOCK_NB) || flock(f, LOCK_UN))
+                return 1;
+            if (fcntl(f, F_SETLK, &w) || fcntl(f, F_GETLK, &q) || q.l_type != F_UNLCK ||
+                fcntl(f, F_OFD_SETLK, &r) || fcntl(f, F_SETLK, &u))
+                return 1;
+        }
+        close(f);
+        unlink(path);
+    } else if (!strcmp(family, "sync")) {
+        /* 4 calls a round: FUTEX_WAKE with no waiter, FUTEX_WAIT on a
+         * word that changed (EAGAIN), rt_sigaction installing a handler,
+         * rt_sigaction reading it back. */
+        /* FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE (musl has no
+         * linux/futex.h). */
+        enum { WAIT_PRIVATE = 128, WAKE_PRIVATE = 129 };
+        static int word = 1;
+        struct sigaction sa, got;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_usr1;
+        for (long i = 0; i < n / 4; i++) {
+            if (syscall(SYS_futex, &word, WAKE_PRIVATE, 1, NULL, NULL, 0) != 0) return 1;
+            if (syscall(SYS_futex, &word, WAIT_PRIVATE, 0, NULL, NULL, 0) != -1 || errno != EAGAIN)
+                return 1;
+            if (sigaction(SIGUSR2, &sa, NULL) || sigaction(SIGUSR2, NULL, &got) || got.sa_handler != on_usr1)
+                return 1;
+        }
     } else if (!strcmp(family, "sig")) {
         sigset_t s, old;
         sigemptyset(&s);

@@ -169,6 +169,39 @@ impl ProcessLock {
         Some(r)
     }
 
+    /// The key of the futex at `uaddr` (as `Vproc::futex_key`: a shared
+    /// object's unless `private`, else this process's and the address);
+    /// None when the process lock is busy or the process is gone.
+    pub(crate) fn try_futex_key(&self, uaddr: u64, private: bool) -> Option<(usize, u64)> {
+        let p = self.0.upgrade()?;
+        let shared = if private {
+            None
+        } else {
+            self.try_with_mm(|mm| mm.shared_futex_key(uaddr))?
+        };
+        Some(shared.unwrap_or((Arc::as_ptr(&p.vms) as usize, uaddr)))
+    }
+
+    /// Run `f` on the process's signal dispositions (the exitless
+    /// server's rt_sigaction) with the process lock taken with a try, only
+    /// while the shared parts are home: no thread of the process is in the
+    /// kernel, whose copy would be the live one (`Vproc::leave_kernel`
+    /// puts a thread's dispositions here, `Vproc::enter_kernel` takes
+    /// them back).
+    pub(crate) fn try_with_actions<R>(
+        &self,
+        f: impl FnOnce(&mut [SigAction; 65]) -> R,
+    ) -> Option<R> {
+        let p = self.0.upgrade()?;
+        let held = Held::try_take(&p)?;
+        // SAFETY: this thread holds the process lock (taken just above), so
+        // no other thread touches `parts` until `held` lets it go below.
+        let home = unsafe { &*p.parts.get() }.home;
+        let r = home.then(|| f(&mut p.actions.lock().unwrap_or_else(|e| e.into_inner())));
+        drop(held);
+        r
+    }
+
     /// Run `f` on the process's memory map, to read or write it (a
     /// tracer's PEEK/POKE, process_vm_readv), with the process lock held;
     /// None, at once, when another thread holds the lock or the process

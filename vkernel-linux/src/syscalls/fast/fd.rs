@@ -1,6 +1,7 @@
 //! The fd-table calls the exitless server answers: close, dup, dup2,
 //! dup3, fcntl's F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL
-//! and F_SETFL, and ioctl's ENOTTY for files of the tree. Each does what the exit path's handler does (`io.rs`,
+//! and F_SETFL, and ioctl's ENOTTY for files of the tree; fcntl's lock
+//! commands and flock go to [`super::lock`]. Each does what the exit path's handler does (`io.rs`,
 //! `locking.rs`), in the same order, on the process's fd table under the
 //! process lock (`ProcessLock::try_with_parts_mut`): a closed or replaced
 //! fd releases the process's POSIX record locks on its file, and the last
@@ -11,7 +12,7 @@
 
 use crate::files::{self, Fd, FdTable, Shared};
 use crate::kernel::fast::FastCtx;
-use crate::syscalls::locking::key_of;
+use crate::syscalls::locking::{is_lock_cmd, key_of};
 use crate::syscalls::{int, uint32};
 
 /// `dirfd` meaning the current directory.
@@ -36,7 +37,11 @@ pub(super) fn serve(c: &FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
                 files::O_CLOEXEC => dup3(c, p.fds, fd, new, true),
                 _ => None,
             },
+            libc::SYS_fcntl if is_lock_cmd(uint32(a[1])) => {
+                super::lock::fcntl(c, &p, fd, uint32(a[1]), a[2])
+            }
             libc::SYS_fcntl => fcntl(p.fds, fd, uint32(a[1]), a[2]),
+            libc::SYS_flock => super::lock::flock(c, p.fds, fd, uint32(a[1])),
             libc::SYS_ioctl => not_a_tty(p.fds, fd, uint32(a[1])),
             libc::SYS_openat => super::io::openat(c, p, fd, a[1], uint32(a[2])),
             libc::SYS_open => super::io::openat(c, p, AT_FDCWD, a[0], uint32(a[1])),

@@ -1,10 +1,13 @@
 //! The exitless server's handlers (see [`crate::kernel::fast`] for the
 //! server and its rules): the id calls, `clock_gettime`, `gettimeofday`,
-//! `uname`, `getrandom` and `rt_sigprocmask` here; [`io`] the read/write
+//! `uname` and `getrandom` here; [`signal`] `rt_sigprocmask` and
+//! `rt_sigaction`; [`futex`] futex wakes and waits that need not sleep;
+//! [`io`] the read/write
 //! family, `lseek`, `fstat`, `newfstatat`, `getdents64`, `getcwd` and
 //! `open`/`openat` for reading; [`fd`] `close`, `dup`, `dup2`, `dup3`,
 //! fcntl's fd and status-flag commands and ioctl's ENOTTY for files of
-//! the tree; [`sock`] `sendto` and `recvfrom` on stream sockets; [`poll`]
+//! the tree; [`lock`] flock and fcntl's lock commands that complete at
+//! once; [`sock`] `sendto` and `recvfrom` on stream sockets; [`poll`]
 //! `epoll_wait` with ready items; [`mem`] `brk` growth and anonymous
 //! `mmap`; `set_tid_address`, `set_robust_list`, `rseq` (ENOSYS) and
 //! reading the process's own limits (`prlimit64`, `getrlimit`) here too.
@@ -12,14 +15,16 @@
 //! everything else, which then takes the exit path.
 
 mod fd;
+mod futex;
 mod io;
+mod lock;
 mod mem;
 mod poll;
+mod signal;
 mod sock;
 
-use crate::kernel::fast::{read_user, write_user, FastCtx, FastHandler};
+use crate::kernel::fast::{write_user, FastCtx, FastHandler};
 use crate::kernel::Kernel;
-use crate::signal;
 use crate::syscalls::events::{clock_now, encode_timespec, encode_timeval};
 
 /// The calls the exitless server answers, with their fast handlers: the
@@ -61,8 +66,12 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
         write_user(c, a[0], &b).then_some(b.len() as u64)
     }),
     (libc::SYS_rt_sigprocmask, |_, c, _, a| {
-        sigprocmask(c, a[0], a[1], a[2])
+        signal::sigprocmask(c, a[0], a[1], a[2])
     }),
+    (libc::SYS_rt_sigaction, |_, c, _, a| {
+        signal::sigaction(c, a[0], a[1], a[2])
+    }),
+    (libc::SYS_futex, |k, c, _, a| futex::serve(k, c, a)),
     (libc::SYS_read, file_io),
     (libc::SYS_write, file_io),
     (libc::SYS_readv, file_io),
@@ -82,6 +91,7 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     (libc::SYS_dup3, fd_table),
     (libc::SYS_fcntl, fd_table),
     (libc::SYS_ioctl, fd_table),
+    (libc::SYS_flock, fd_table),
     (libc::SYS_epoll_wait, |_, c, nr, a| poll::serve(c, nr, a)),
     (libc::SYS_epoll_pwait, |_, c, nr, a| poll::serve(c, nr, a)),
     (libc::SYS_epoll_pwait2, |_, c, nr, a| poll::serve(c, nr, a)),
@@ -150,37 +160,4 @@ fn fd_table(_: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
 /// brk and anonymous mmap ([`mem::serve`]).
 fn memory(_: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
     mem::serve(c, nr, a)
-}
-
-/// rt_sigprocmask(how, set, oldset) of a thread alone in its process,
-/// unless it unblocks a queued signal (the exit path delivers it).
-fn sigprocmask(c: &mut FastCtx, how: u64, set: u64, old: u64) -> Option<u64> {
-    if !c.alone {
-        return None;
-    }
-    let cur = c.blocked;
-    let new = if set != 0 {
-        let mut b = [0u8; 8];
-        if !read_user(c, set, &mut b) {
-            return None;
-        }
-        let s = u64::from_le_bytes(b);
-        let never = signal::bit(signal::SIGKILL) | signal::bit(signal::SIGSTOP);
-        (match how {
-            0 => cur | s,
-            1 => cur & !s,
-            2 => s,
-            _ => return None,
-        }) & !never
-    } else {
-        cur
-    };
-    if c.pending & !new != 0 {
-        return None;
-    }
-    if old != 0 && !write_user(c, old, &cur.to_le_bytes()) {
-        return None;
-    }
-    c.blocked = new;
-    Some(0)
 }

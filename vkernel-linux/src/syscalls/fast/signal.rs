@@ -1,0 +1,95 @@
+//! The signal calls the exitless server answers: rt_sigprocmask of a
+//! thread alone in its process (unless it unblocks a queued signal, which
+//! the exit path delivers), and rt_sigaction that installs a handler or a
+//! default action that does not ignore the signal, or only reads the
+//! disposition. Making a signal ignored discards its queued instances in
+//! every thread: the exit path's work (`Vproc::sys_sigaction`).
+
+use crate::kernel::fast::{read_user, write_user, FastCtx};
+use crate::signal::{self, SigAction};
+
+/// rt_sigprocmask(how, set, oldset).
+pub(super) fn sigprocmask(c: &mut FastCtx, how: u64, set: u64, old: u64) -> Option<u64> {
+    if !c.alone {
+        return None;
+    }
+    let cur = c.blocked;
+    let new = if set != 0 {
+        let mut b = [0u8; 8];
+        if !read_user(c, set, &mut b) {
+            return None;
+        }
+        let s = u64::from_le_bytes(b);
+        let never = signal::bit(signal::SIGKILL) | signal::bit(signal::SIGSTOP);
+        (match how {
+            0 => cur | s,
+            1 => cur & !s,
+            2 => s,
+            _ => return None,
+        }) & !never
+    } else {
+        cur
+    };
+    if c.pending & !new != 0 {
+        return None;
+    }
+    if old != 0 && !write_user(c, old, &cur.to_le_bytes()) {
+        return None;
+    }
+    c.blocked = new;
+    Some(0)
+}
+
+/// rt_sigaction(sig, act, oldact) (struct sigaction as the kernel's:
+/// handler, flags, restorer, mask).
+pub(super) fn sigaction(c: &mut FastCtx, sig: u64, act: u64, old: u64) -> Option<u64> {
+    let signo = i32::try_from(sig).ok().filter(|s| (1..=64).contains(s))?;
+    let new = if act != 0 {
+        if signo == signal::SIGKILL || signo == signal::SIGSTOP {
+            return None;
+        }
+        let mut b = [0u8; 32];
+        if !read_user(c, act, &mut b) {
+            return None;
+        }
+        let w = |i: usize| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8"));
+        let new = SigAction {
+            handler: w(0),
+            flags: w(1),
+            restorer: w(2),
+            mask: w(3),
+        };
+        let ignored = new.handler == signal::SIG_IGN
+            || (new.handler == signal::SIG_DFL
+                && signal::default_action(signo) == signal::Default_::Ignore);
+        if ignored {
+            return None;
+        }
+        Some(new)
+    } else {
+        None
+    };
+    let i = usize::try_from(signo).ok()?;
+    let cur = c.process.try_with_actions(|actions| {
+        let cur = actions[i];
+        if let Some(n) = new {
+            actions[i] = n;
+        }
+        cur
+    })?;
+    if old != 0 {
+        let mut b = [0u8; 32];
+        for (j, v) in [cur.handler, cur.flags, cur.restorer, cur.mask]
+            .iter()
+            .enumerate()
+        {
+            b[8 * j..8 * j + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        // A bad `oldact` after the change: the exit path does the call
+        // again (the same change) and reports EFAULT, as Linux does.
+        if !write_user(c, old, &b) {
+            return None;
+        }
+    }
+    Some(0)
+}
