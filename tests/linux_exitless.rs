@@ -195,7 +195,8 @@ fn served_fd_mem_and_signal_calls_match_native() {
 /// epoll_wait with a ready item, brk, rt_sigprocmask, dup/dup2/dup3/fcntl/
 /// close, openat for reading and close, flock and fcntl record locks that
 /// complete at once, futex wakes and waits on a changed word,
-/// rt_sigaction): 10,000 calls of it cost
+/// rt_sigaction, kill and tgkill of another process): 10,000 calls of it
+/// cost
 /// far fewer than 10,000 exits. The server is a host thread: on a busy
 /// host it may not run while a call waits, and the call exits, so a family
 /// passes when one of several runs shows it (no timing is asserted).

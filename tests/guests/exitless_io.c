@@ -10,7 +10,7 @@
  * Usage: exitless_io all DIR1 DIR2
  *        exitless_io loop FAMILY N DIR   (N calls of one family, for
  *        counting what the server answered: null zero file pipe sock
- *        epoll mem fd open lock sync sig) */
+ *        epoll mem fd open lock sync kill sig) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -452,6 +452,23 @@ static int loop(const char *family, long n, const char *dir) {
             if (sigaction(SIGUSR2, &sa, NULL) || sigaction(SIGUSR2, NULL, &got) || got.sa_handler != on_usr1)
                 return 1;
         }
+    } else if (!strcmp(family, "kill")) {
+        /* 3 calls a round to a child that blocks SIGUSR2: kill with
+         * signal 0 (a probe), kill with SIGUSR2 (stays pending), tgkill
+         * with signal 0. */
+        sigset_t s;
+        sigemptyset(&s);
+        sigaddset(&s, SIGUSR2);
+        sigprocmask(SIG_BLOCK, &s, NULL);
+        pid_t c = fork();
+        if (c == 0) {
+            for (;;) pause();
+        }
+        for (long i = 0; i < n / 3; i++)
+            if (kill(c, 0) || kill(c, SIGUSR2) || syscall(SYS_tgkill, c, c, 0)) return 1;
+        kill(c, SIGKILL);
+        int st = 0;
+        if (waitpid(c, &st, 0) != c || !WIFSIGNALED(st) || kill(c, 0) != -1 || errno != ESRCH) return 1;
     } else if (!strcmp(family, "sig")) {
         sigset_t s, old;
         sigemptyset(&s);

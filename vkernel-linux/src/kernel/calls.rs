@@ -203,6 +203,9 @@ impl Vproc {
         }
         let k = self.kernel()?;
         let me = self.thread.tgid;
+        if let Some(r) = k.kill_other(me, pid, info) {
+            return r;
+        }
         let mut mine = false;
         let mut full = false;
         {

@@ -58,6 +58,7 @@ mod fork;
 mod futex;
 mod hostsig;
 mod introspect;
+mod kill;
 mod next;
 mod pidfd;
 mod post;

@@ -595,6 +595,9 @@ impl Vproc {
             }
             return Ok(0);
         };
+        if let Some(r) = k.tgkill_other(self.thread.tgid, tgid, tid, info) {
+            return r;
+        }
         let mut t = k.lock();
         let ok = t.procs.get(&tid).is_some_and(|e| {
             (tgid == -1 || e.tgid == tgid) && !matches!(e.state, PState::Zombie(_))

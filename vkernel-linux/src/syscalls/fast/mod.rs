@@ -1,7 +1,7 @@
 //! The exitless server's handlers (see [`crate::kernel::fast`] for the
 //! server and its rules): the id calls, `clock_gettime`, `gettimeofday`,
-//! `uname` and `getrandom` here; [`signal`] `rt_sigprocmask` and
-//! `rt_sigaction`; [`futex`] futex wakes and waits that need not sleep;
+//! `uname` and `getrandom` here; [`signal`] `rt_sigprocmask`,
+//! `rt_sigaction` and kill/tkill/tgkill of another process; [`futex`] futex wakes and waits that need not sleep;
 //! [`io`] the read/write
 //! family, `lseek`, `fstat`, `newfstatat`, `getdents64`, `getcwd` and
 //! `open`/`openat` for reading; [`fd`] `close`, `dup`, `dup2`, `dup3`,
@@ -72,6 +72,13 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
         signal::sigaction(c, a[0], a[1], a[2])
     }),
     (libc::SYS_futex, |k, c, _, a| futex::serve(k, c, a)),
+    (libc::SYS_kill, |k, c, _, a| signal::kill(k, c, a[0], a[1])),
+    (libc::SYS_tkill, |k, c, _, a| {
+        signal::tgkill(k, c, -1, a[0], a[1])
+    }),
+    (libc::SYS_tgkill, |k, c, _, a| {
+        signal::tgkill(k, c, crate::syscalls::int32(a[0]), a[1], a[2])
+    }),
     (libc::SYS_read, file_io),
     (libc::SYS_write, file_io),
     (libc::SYS_readv, file_io),

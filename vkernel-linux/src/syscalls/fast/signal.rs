@@ -3,10 +3,45 @@
 //! the exit path delivers), and rt_sigaction that installs a handler or a
 //! default action that does not ignore the signal, or only reads the
 //! disposition. Making a signal ignored discards its queued instances in
-//! every thread: the exit path's work (`Vproc::sys_sigaction`).
+//! every thread: the exit path's work (`Vproc::sys_sigaction`). kill,
+//! tkill and tgkill of another process (`Kernel::kill_other`,
+//! `Kernel::tgkill_other`, the exit path's own code); a signal for the
+//! caller's own process is taken by its thread on the exit path.
 
 use crate::kernel::fast::{read_user, write_user, FastCtx};
-use crate::signal::{self, SigAction};
+use crate::kernel::Kernel;
+use crate::signal::{self, SigAction, SigInfo};
+use crate::syscalls::int32;
+
+/// A syscall's answer to the server's encoding (-errno).
+fn answer(r: Result<i64, i64>) -> u64 {
+    match r {
+        Ok(v) => v as u64,
+        Err(e) => (-e) as u64,
+    }
+}
+
+/// kill(pid, sig) of another process.
+pub(super) fn kill(k: &Kernel, c: &FastCtx, pid: u64, sig: u64) -> Option<u64> {
+    let info = SigInfo {
+        signo: int32(sig),
+        code: 0,
+        pid: c.tgid,
+        ..Default::default()
+    };
+    k.kill_other(c.tgid, int32(pid), info).map(answer)
+}
+
+/// tgkill(tgid, tid, sig) (tgid -1: tkill) of another process's thread.
+pub(super) fn tgkill(k: &Kernel, c: &FastCtx, tgid: i32, tid: u64, sig: u64) -> Option<u64> {
+    let info = SigInfo {
+        signo: int32(sig),
+        code: signal::SI_TKILL,
+        pid: c.tgid,
+        ..Default::default()
+    };
+    k.tgkill_other(c.tgid, tgid, int32(tid), info).map(answer)
+}
 
 /// rt_sigprocmask(how, set, oldset).
 pub(super) fn sigprocmask(c: &mut FastCtx, how: u64, set: u64, old: u64) -> Option<u64> {
