@@ -1,10 +1,11 @@
 //! futex(2) in the exitless server: FUTEX_WAKE and FUTEX_WAKE_BITSET
-//! (waiters on any vCPU are woken from this thread, as a vCPU thread wakes
-//! them), and a FUTEX_WAIT or FUTEX_WAIT_BITSET without a timeout whose
+//! that find nobody to wake (0), and a FUTEX_WAIT or FUTEX_WAIT_BITSET
+//! without a timeout whose
 //! word no longer holds the expected value (EAGAIN, as Linux answers when
 //! the word changed before the caller could sleep). A wait that would
-//! sleep, a timeout to read, a requeue and every error are the exit
-//! path's (`Vproc::sys_futex`), which registers the waiter before it
+//! sleep, a wake that finds a waiter (the woken task may preempt the
+//! caller: the scheduler decides that on the exit path), a timeout to
+//! read, a requeue and every error are the exit path's (`Vproc::sys_futex`), which registers the waiter before it
 //! looks at the word.
 
 use crate::kernel::fast::{read_user, FastCtx};
@@ -41,9 +42,12 @@ pub(super) fn serve(k: &Kernel, c: &mut FastCtx, a: [u64; 6]) -> Option<u64> {
             if bits == 0 {
                 return None;
             }
-            let n = val.min(i32::MAX as u32) as usize;
+            // A wake that finds a waiter goes through the exit path: the
+            // woken task may preempt the caller there (served here, the
+            // caller ran on to its next tick, and a waker looping on one
+            // vCPU starved its waiter: stress-ng --futex fell 20x).
             let key = c.process.try_futex_key(uaddr, a[1] & PRIVATE != 0)?;
-            Some(k.futex_wake(key, n, bits, None) as u64)
+            (val == 0 || !k.futex_has_waiter(key, bits)).then_some(0)
         }
         _ => None,
     }
