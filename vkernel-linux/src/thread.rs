@@ -169,19 +169,6 @@ impl ProcessLock {
         Some(r)
     }
 
-    /// The key of the futex at `uaddr` (as `Vproc::futex_key`: a shared
-    /// object's unless `private`, else this process's and the address);
-    /// None when the process lock is busy or the process is gone.
-    pub(crate) fn try_futex_key(&self, uaddr: u64, private: bool) -> Option<(usize, u64)> {
-        let p = self.0.upgrade()?;
-        let shared = if private {
-            None
-        } else {
-            self.try_with_mm(|mm| mm.shared_futex_key(uaddr))?
-        };
-        Some(shared.unwrap_or((Arc::as_ptr(&p.vms) as usize, uaddr)))
-    }
-
     /// Run `f` on the process's signal dispositions (the exitless
     /// server's rt_sigaction) with the process lock taken with a try, only
     /// while the shared parts are home: no thread of the process is in the

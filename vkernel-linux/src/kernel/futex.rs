@@ -22,14 +22,6 @@ impl Kernel {
         self.lock().futexes.retain(|w| w.1 != pid);
     }
 
-    /// Does a waiter of `key` wait for one of `bits`?
-    pub fn futex_has_waiter(&self, key: (usize, u64), bits: u32) -> bool {
-        self.lock()
-            .futexes
-            .iter()
-            .any(|&(k, _, b)| k == key && b & bits != 0)
-    }
-
     /// Wake up to `n` waiters of `key` whose bits meet `bits`; with
     /// `requeue`, move up to that many of the rest to another key.
     /// Returns how many were woken (plus requeued, for requeue).

@@ -1,8 +1,7 @@
 //! The exitless server's handlers (see [`crate::kernel::fast`] for the
 //! server and its rules): the id calls, `clock_gettime`, `gettimeofday`,
 //! `uname` and `getrandom` here; [`signal`] `rt_sigprocmask`,
-//! `rt_sigaction` and kill/tkill/tgkill of another process; [`futex`] futex wakes and waits that need not sleep;
-//! [`io`] the read/write
+//! `rt_sigaction` and kill/tkill/tgkill of another process; [`io`] the read/write
 //! family, `lseek`, `fstat`, `newfstatat`, `getdents64`, `getcwd` and
 //! `open`/`openat` for reading; [`fd`] `close`, `dup`, `dup2`, `dup3`,
 //! fcntl's fd and status-flag commands and ioctl's ENOTTY for files of
@@ -15,7 +14,6 @@
 //! everything else, which then takes the exit path.
 
 mod fd;
-mod futex;
 mod io;
 mod lock;
 mod mem;
@@ -71,7 +69,6 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     (libc::SYS_rt_sigaction, |_, c, _, a| {
         signal::sigaction(c, a[0], a[1], a[2])
     }),
-    (libc::SYS_futex, |k, c, _, a| futex::serve(k, c, a)),
     (libc::SYS_kill, |k, c, _, a| signal::kill(k, c, a[0], a[1])),
     (libc::SYS_tkill, |k, c, _, a| {
         signal::tgkill(k, c, -1, a[0], a[1])
