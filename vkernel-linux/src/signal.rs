@@ -148,6 +148,38 @@ pub struct SigAction {
     pub mask: u64,
 }
 
+impl SigAction {
+    /// The disposition in `struct kernel_sigaction`'s bytes.
+    pub fn decode(b: &[u8; 32]) -> SigAction {
+        let w = |i: usize| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+        SigAction {
+            handler: w(0),
+            flags: w(1),
+            restorer: w(2),
+            mask: w(3),
+        }
+    }
+
+    /// Its `struct kernel_sigaction` bytes.
+    pub fn encode(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        for (i, v) in [self.handler, self.flags, self.restorer, self.mask]
+            .iter()
+            .enumerate()
+        {
+            b[8 * i..8 * i + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    /// Does this disposition ignore `signo` (SIG_IGN, or the default
+    /// action of a signal ignored by default)?
+    pub fn ignores(&self, signo: i32) -> bool {
+        self.handler == SIG_IGN
+            || (self.handler == SIG_DFL && default_action(signo) == Default_::Ignore)
+    }
+}
+
 /// What a signal's default action is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Default_ {

@@ -24,9 +24,7 @@ pub(super) fn deliverable(body: Option<&Vproc>, signo: i32) -> bool {
         // Its tracer sees every signal, ignored ones too.
         return true;
     }
-    let h = b.action(signo).handler;
-    h != signal::SIG_IGN
-        && (h != signal::SIG_DFL || signal::default_action(signo) != signal::Default_::Ignore)
+    !b.action(signo).ignores(signo)
 }
 
 impl Vproc {
@@ -122,7 +120,6 @@ impl Kernel {
         };
         let wake = deliverable(e.body.as_deref(), info.signo);
         if let Some(b) = e.body.as_deref() {
-            let h = b.action(info.signo).handler;
             // A blocked signal is never discarded as ignored (Linux's
             // sig_ignored): the disposition may change before it is
             // unblocked, and sigtimedwait takes it anyway.
@@ -130,9 +127,7 @@ impl Kernel {
             if info.signo != signal::SIGKILL
                 && !held
                 && b.ptrace.is_none()
-                && (h == signal::SIG_IGN
-                    || (h == signal::SIG_DFL
-                        && signal::default_action(info.signo) == signal::Default_::Ignore))
+                && b.action(info.signo).ignores(info.signo)
             {
                 return true;
             }

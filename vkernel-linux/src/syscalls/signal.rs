@@ -146,19 +146,11 @@ impl Vproc {
             if sig == signal::SIGKILL || sig == signal::SIGSTOP {
                 return Err(EINVAL);
             }
-            let b = self.mm.read_vec(act, 32)?;
-            let w = |i: usize| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8"));
-            let new = SigAction {
-                handler: w(0),
-                flags: w(1),
-                restorer: w(2),
-                mask: w(3),
-            };
+            let mut b = [0u8; 32];
+            self.mm.read(act, &mut b)?;
+            let new = SigAction::decode(&b);
             self.sig.actions[sig as usize] = new;
-            let ignored = new.handler == signal::SIG_IGN
-                || (new.handler == signal::SIG_DFL
-                    && signal::default_action(sig) == signal::Default_::Ignore);
-            if ignored {
+            if new.ignores(sig) {
                 // Pending instances are discarded, blocked or not, as on
                 // Linux (this thread's, the other threads' and the
                 // process's shared ones).
@@ -169,14 +161,7 @@ impl Vproc {
             }
         }
         if old != 0 {
-            let mut b = [0u8; 32];
-            for (i, v) in [cur.handler, cur.flags, cur.restorer, cur.mask]
-                .iter()
-                .enumerate()
-            {
-                b[8 * i..8 * i + 8].copy_from_slice(&v.to_le_bytes());
-            }
-            self.mm.write(old, &b)?;
+            self.mm.write(old, &cur.encode())?;
         }
         Ok(0)
     }

@@ -87,17 +87,8 @@ pub(super) fn sigaction(c: &mut FastCtx, sig: u64, act: u64, old: u64) -> Option
         if !read_user(c, act, &mut b) {
             return None;
         }
-        let w = |i: usize| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().expect("8"));
-        let new = SigAction {
-            handler: w(0),
-            flags: w(1),
-            restorer: w(2),
-            mask: w(3),
-        };
-        let ignored = new.handler == signal::SIG_IGN
-            || (new.handler == signal::SIG_DFL
-                && signal::default_action(signo) == signal::Default_::Ignore);
-        if ignored {
+        let new = SigAction::decode(&b);
+        if new.ignores(signo) {
             return None;
         }
         Some(new)
@@ -113,16 +104,9 @@ pub(super) fn sigaction(c: &mut FastCtx, sig: u64, act: u64, old: u64) -> Option
         cur
     })?;
     if old != 0 {
-        let mut b = [0u8; 32];
-        for (j, v) in [cur.handler, cur.flags, cur.restorer, cur.mask]
-            .iter()
-            .enumerate()
-        {
-            b[8 * j..8 * j + 8].copy_from_slice(&v.to_le_bytes());
-        }
         // A bad `oldact` after the change: the exit path does the call
         // again (the same change) and reports EFAULT, as Linux does.
-        if !write_user(c, old, &b) {
+        if !write_user(c, old, &cur.encode()) {
             return None;
         }
     }
