@@ -212,6 +212,9 @@ impl Vproc {
     pub(crate) fn patch_site(&mut self, ret: u64, nr: u64) {
         let Some(k) = &self.k else { return };
         let Some(entry) = k.patch_entry else { return };
+        if !self.mm.patches_mut().second_call(ret) {
+            return;
+        }
         let threads = self.mm.threads();
         match self.mm.patch_syscall(ret, nr, entry, threads) {
             Ok(()) => {
