@@ -212,7 +212,7 @@ impl Vproc {
     pub(crate) fn patch_site(&mut self, ret: u64, nr: u64) {
         let Some(k) = &self.k else { return };
         let Some(entry) = k.patch_entry else { return };
-        if !self.mm.patches_mut().second_call(ret) {
+        if !self.mm.patches_mut().worth_patching(ret) {
             return;
         }
         let threads = self.mm.threads();
