@@ -107,46 +107,59 @@ vkstub_iret:
     lea rbx, [rsp + 40 + 40]
     mov rcx, [rbx + {ncmds}]
     lea rdx, [rbx + {cmds}]
+    // At least one command (checked above). Each instruction here is
+    // emulated on a PVM-derived KVM, so the commonest kinds come first and
+    // take the fewest: a zap (the tables of a destroyed vmspace, a bulk
+    // rewrite) is 7 instructions, a store 11, a flush 13. The kind sits in
+    // the low 3 bits of an aligned address, so `al` is the kind itself for
+    // a zap, a flush and an `invlpg`, and has those bits clear for a store.
 3:
-    test rcx, rcx
-    jz 9f
     mov rax, [rdx]
+    cmp al, {cmd_zap}
+    jne 4f
+    lock or word ptr [rax + 6 - {cmd_zap}], 0
+    add rdx, 16
+    dec rcx
+    jnz 3b
+    jmp 9f
+4:
     test al, 7
-    jnz 4f
+    jnz 5f
     mov r8, [rdx + 8]
     mov [rax], r8
     jmp 8f
-4:
-    cmp al, {cmd_invlpg}
-    jne 5f
-    and rax, -8
-    invlpg [rax]
-    jmp 8f
 5:
-    cmp al, {cmd_zap}
-    jne 51f
-    and rax, -8
-    lock or word ptr [rax + 6], 0
-    jmp 8f
-51:
-    cmp al, {cmd_set_ts}
+    cmp al, {cmd_flush}
     jne 6f
+    mov rax, cr3
+    mov cr3, rax
+    jmp 8f
+6:
+    cmp al, {cmd_invlpg}
+    jne 7f
+    invlpg [rax - {cmd_invlpg}]
+    jmp 8f
+7:
+    cmp al, {cmd_set_ts}
+    jne 71f
     mov rax, cr0
     or rax, 8
     mov cr0, rax
     jmp 8f
-6:
+71:
     cmp al, {cmd_clts}
-    jne 7f
+    jne 72f
     clts
     jmp 8f
-7:
+72:
+    // Any other kind: a full flush, as the host would rather pay for one
+    // than miss an invalidation.
     mov rax, cr3
     mov cr3, rax
 8:
     add rdx, 16
     dec rcx
-    jmp 3b
+    jnz 3b
 9:
     mov qword ptr [rbx + {ncmds}], 0
     pop r8
@@ -504,6 +517,7 @@ vktramp_end:
     user_rsp = const abi::MB_USER_RSP,
     kstack = const abi::MB_KSTACK,
     cmd_invlpg = const abi::CMD_INVLPG,
+    cmd_flush = const abi::CMD_FLUSH,
     cmd_set_ts = const abi::CMD_SET_TS,
     cmd_clts = const abi::CMD_CLTS,
     cmd_zap = const abi::CMD_ZAP,
