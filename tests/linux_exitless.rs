@@ -194,7 +194,8 @@ fn served_fd_mem_and_signal_calls_match_native() {
 /// and read by one process, send/recv/read/write on a stream socketpair,
 /// epoll_wait with a ready item, brk, rt_sigprocmask, dup/dup2/dup3/fcntl/
 /// close, openat for reading and close, flock and fcntl record locks that
-/// complete at once, rt_sigaction, kill and tgkill of another process):
+/// complete at once, rt_sigaction, kill and tgkill of another process,
+/// prctl's PR_SET_NAME and PR_GET_NAME):
 /// 10,000 calls of it cost
 /// far fewer than 10,000 exits. The server is a host thread: on a busy
 /// host it may not run while a call waits, and the call exits, so a family
@@ -223,6 +224,7 @@ fn server_answers_each_family_without_exits() {
         "lock",
         "sigaction",
         "kill",
+        "name",
     ] {
         let mut seen = Vec::new();
         let ok = (0..20).any(|_| {

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -460,6 +461,15 @@ static int loop(const char *family, long n, const char *dir) {
         kill(c, SIGKILL);
         int st = 0;
         if (waitpid(c, &st, 0) != c || !WIFSIGNALED(st) || kill(c, 0) != -1 || errno != ESRCH) return 1;
+    } else if (!strcmp(family, "name")) {
+        /* 2 calls a round: PR_SET_NAME with a new name, PR_GET_NAME
+         * reading it back (15 bytes and the NUL at most). */
+        char want[16], got[16];
+        for (long i = 0; i < n / 2; i++) {
+            snprintf(want, sizeof want, "name-%ld-and-more", i % 1000);
+            if (prctl(PR_SET_NAME, want, 0, 0, 0) || prctl(PR_GET_NAME, got, 0, 0, 0)) return 1;
+            if (strncmp(want, got, 15) || got[15] != 0) return 1;
+        }
     } else if (!strcmp(family, "sig")) {
         sigset_t s, old;
         sigemptyset(&s);

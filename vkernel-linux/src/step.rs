@@ -218,12 +218,14 @@ impl Vproc {
             stub_pages,
             clear_child_tid: None,
             robust_list: None,
+            comm: crate::syscalls::prctl::name_bytes(&self.comm),
+            renamed: false,
         }
     }
 
     /// Take back what the server changed in the context `c` (the blocked
-    /// mask, set_tid_address, set_robust_list): the sites it queued for
-    /// patching.
+    /// mask, set_tid_address, set_robust_list, PR_SET_NAME): the sites it
+    /// queued for patching.
     fn take_back(&mut self, c: kernel::fast::FastCtx) -> Vec<(u64, u64)> {
         self.sig.blocked = c.blocked;
         if let Some(t) = c.clear_child_tid {
@@ -231,6 +233,9 @@ impl Vproc {
         }
         if let Some(h) = c.robust_list {
             self.thread.robust_list = h;
+        }
+        if c.renamed {
+            self.comm = crate::syscalls::prctl::name_from(&c.comm);
         }
         c.to_patch
     }

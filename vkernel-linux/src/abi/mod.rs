@@ -8,3 +8,7 @@
 pub mod errno;
 pub mod socket;
 pub mod sysno;
+
+/// TASK_COMM_LEN: a thread's name (`prctl` PR_SET_NAME, /proc/PID/comm)
+/// and its NUL.
+pub const COMM_LEN: usize = 16;

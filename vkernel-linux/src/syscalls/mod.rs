@@ -62,7 +62,7 @@ mod notify;
 mod overcommit;
 mod pidfd;
 mod ping;
-mod prctl;
+pub(crate) mod prctl;
 mod privs;
 mod proc;
 mod procfs;

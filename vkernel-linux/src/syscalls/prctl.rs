@@ -35,8 +35,32 @@ const PR_GET_THP_DISABLE: u64 = 42;
 /// The highest capability number (CAP_CHECKPOINT_RESTORE, Linux 5.9+).
 const CAP_LAST_CAP: u64 = 40;
 
-/// TASK_COMM_LEN: a command name and its NUL.
-const COMM_LEN: usize = 16;
+pub(crate) use crate::abi::COMM_LEN;
+/// prctl's options that set and read the calling thread's name (the
+/// exitless server answers them too: `syscalls::fast`).
+pub(crate) const PR_SET_NAME_OPT: u64 = PR_SET_NAME;
+/// See [`PR_SET_NAME_OPT`].
+pub(crate) const PR_GET_NAME_OPT: u64 = PR_GET_NAME;
+
+/// The name PR_SET_NAME takes from the first `b.len()` readable bytes of
+/// its buffer: up to the first NUL, at most 15 bytes.
+pub(crate) fn name_from(b: &[u8]) -> String {
+    let end = b
+        .iter()
+        .position(|&c| c == 0)
+        .unwrap_or(b.len())
+        .min(COMM_LEN - 1);
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// What PR_GET_NAME writes: the name (at most 15 bytes), NUL-padded.
+pub(crate) fn name_bytes(comm: &str) -> [u8; COMM_LEN] {
+    let mut b = [0u8; COMM_LEN];
+    let c = comm.as_bytes();
+    let n = c.len().min(COMM_LEN - 1);
+    b[..n].copy_from_slice(&c[..n]);
+    b
+}
 
 /// A 0-or-1 argument.
 fn flag(v: u64) -> Result<bool, i64> {
@@ -88,20 +112,11 @@ impl Vproc {
                 if n == 0 {
                     return Err(EFAULT);
                 }
-                let end = b[..n]
-                    .iter()
-                    .position(|&c| c == 0)
-                    .unwrap_or(n)
-                    .min(COMM_LEN - 1);
-                self.comm = String::from_utf8_lossy(&b[..end]).into_owned();
+                self.comm = name_from(&b[..n]);
                 Ok(0)
             }
             PR_GET_NAME => {
-                let mut b = [0u8; COMM_LEN];
-                let c = self.comm.as_bytes();
-                let n = c.len().min(COMM_LEN - 1);
-                b[..n].copy_from_slice(&c[..n]);
-                self.mm.write(a[1], &b)?;
+                self.mm.write(a[1], &name_bytes(&self.comm))?;
                 Ok(0)
             }
             // No seccomp filter or strict mode can be set (SET_SECCOMP is

@@ -102,6 +102,12 @@ pub(crate) struct FastCtx {
     /// stores them in the thread when it takes the context back.
     pub(crate) clear_child_tid: Option<u64>,
     pub(crate) robust_list: Option<u64>,
+    /// The thread's name as PR_GET_NAME writes it (PR_SET_NAME here
+    /// changes this copy and sets `renamed`, which the vCPU thread takes
+    /// back).
+    pub(crate) comm: [u8; crate::abi::COMM_LEN],
+    /// PR_SET_NAME answered here.
+    pub(crate) renamed: bool,
 }
 
 /// Most call sites queued for patching in one stay in the guest; beyond,

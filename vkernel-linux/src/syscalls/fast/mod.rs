@@ -9,7 +9,8 @@
 //! once; [`sock`] `sendto` and `recvfrom` on stream sockets; [`poll`]
 //! `epoll_wait` with ready items; [`mem`] `brk` growth and anonymous
 //! `mmap`; `set_tid_address`, `set_robust_list`, `rseq` (ENOSYS) and
-//! reading the process's own limits (`prlimit64`, `getrlimit`) here too.
+//! reading the process's own limits (`prlimit64`, `getrlimit`) and the
+//! thread's name (`prctl` PR_SET_NAME, PR_GET_NAME) here too.
 //! A handler answers only what it is sure of and returns `None` for
 //! everything else, which then takes the exit path.
 
@@ -125,11 +126,35 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
         get_limit(c, a[1], a[3])
     }),
     (libc::SYS_getrlimit, |_, c, _, a| get_limit(c, a[0], a[1])),
+    // The thread's name (busybox sets it at every applet's start); every
+    // other option is the exit path's.
+    (libc::SYS_prctl, |_, c, _, a| thread_name(c, a[0], a[1])),
     // Not provided (glibc goes on without it), as on the exit path.
     (libc::SYS_rseq, |_, _, _, _| {
         Some((-i64::from(libc::ENOSYS)) as u64)
     }),
 ];
+
+/// PR_SET_NAME and PR_GET_NAME on the context's copy of the name (the
+/// exit path's encoding: `syscalls::prctl`); a buffer that cannot be read
+/// or written whole is the exit path's (it reads what it can, or says
+/// EFAULT).
+fn thread_name(c: &mut FastCtx, option: u64, buf: u64) -> Option<u64> {
+    use super::prctl::{name_bytes, name_from, COMM_LEN, PR_GET_NAME_OPT, PR_SET_NAME_OPT};
+    match option {
+        PR_SET_NAME_OPT => {
+            let mut b = [0u8; COMM_LEN];
+            if !crate::kernel::fast::read_user(c, buf, &mut b) {
+                return None;
+            }
+            c.comm = name_bytes(&name_from(&b));
+            c.renamed = true;
+            Some(0)
+        }
+        PR_GET_NAME_OPT => write_user(c, buf, &c.comm).then_some(0),
+        _ => None,
+    }
+}
 
 /// Write the process's limit `res` at `old` (struct rlimit); an unknown
 /// limit or an unwritable buffer is the exit path's (EINVAL, EFAULT).
