@@ -3,7 +3,7 @@
 //! Linux's argument checks of mmap/munmap/mprotect/madvise/mremap/brk,
 //! `int $0x80`, syscalls with a kernel-half RSP, a kernel-half GS base,
 //! reads and writes straddling an unmapped page, bad buffers on /dev/null,
-//! and ENOSPC from the host. Tests SKIP loudly without /dev/kvm or a C
+//! mprotect on mapped pages, and ENOSPC from the host. Tests SKIP loudly without /dev/kvm or a C
 //! compiler.
 
 mod common;
@@ -76,6 +76,14 @@ fn linux_straddling_reads_and_writes_are_partial() {
 #[test]
 fn linux_dev_null_ignores_the_buffer() {
     same("linux_dev_null_ignores_the_buffer", "null");
+}
+
+/// mprotect on pages already mapped: RW -> R keeps reads and faults every
+/// write (the hardware entries are write-protected, not dropped), R -> RW
+/// lets writes through, NONE faults reads, RX faults writes.
+#[test]
+fn linux_mprotect_takes_effect_on_mapped_pages() {
+    same("linux_mprotect_takes_effect_on_mapped_pages", "protect");
 }
 
 /// A host ENOSPC (stdout on /dev/full) reaches the vproc as ENOSPC.

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -180,6 +182,53 @@ static int enospc(void) {
     return 0;
 }
 
+/* mprotect's effect on pages already mapped: RW -> R keeps them readable
+ * and makes every write fault (the vkernel write-protects its hardware
+ * entries instead of dropping them), R -> RW lets writes through, R -> NONE
+ * faults reads, RW -> RX faults writes. */
+static sigjmp_buf protect_jb;
+static void protect_segv(int s) {
+    (void)s;
+    siglongjmp(protect_jb, 1);
+}
+static int protect(void) {
+    signal(SIGSEGV, protect_segv);
+    size_t len = 1 << 20;
+    char *p = anon(len);
+    for (int i = 0; i < 256; i++) p[i * 4096] = (char)i;
+    T(mprotect(p, len, PROT_READ));
+    int sum = 0, faults = 0;
+    for (int i = 0; i < 256; i++) sum += p[i * 4096];
+    for (int i = 0; i < 256; i += 17) {
+        if (!sigsetjmp(protect_jb, 1))
+            p[i * 4096] = 1;
+        else
+            faults++;
+    }
+    printf("read-only: sum %d, %d of 16 writes faulted\n", sum, faults);
+    T(mprotect(p, len, PROT_READ | PROT_WRITE));
+    for (int i = 0; i < 256; i++) p[i * 4096] += 1;
+    sum = 0;
+    for (int i = 0; i < 256; i++) sum += p[i * 4096];
+    printf("writable again: sum %d\n", sum);
+    T(mprotect(p, len, PROT_NONE));
+    faults = 0;
+    if (!sigsetjmp(protect_jb, 1))
+        sum += ((volatile char *)p)[8192];
+    else
+        faults++;
+    printf("none: %d read faulted\n", faults);
+    T(mprotect(p, len, PROT_READ | PROT_EXEC));
+    faults = 0;
+    if (!sigsetjmp(protect_jb, 1))
+        p[4096] = 0;
+    else
+        faults++;
+    printf("rx: %d write faulted, page 1 holds %d\n", faults, p[4096]);
+    signal(SIGSEGV, SIG_DFL);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, 0, _IONBF, 0);
     const char *m = argc > 1 ? argv[1] : "";
@@ -190,6 +239,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "straddle")) return straddle();
     if (!strcmp(m, "null")) return null();
     if (!strcmp(m, "enospc")) return enospc();
-    fprintf(stderr, "usage: edges mm|int80|rsp|gs|straddle|null|enospc\n");
+    if (!strcmp(m, "protect")) return protect();
+    fprintf(stderr, "usage: edges mm|int80|rsp|gs|straddle|null|enospc|protect\n");
     return 2;
 }

@@ -159,6 +159,9 @@ pub(crate) struct Exitless {
     served: AtomicU64,
     sent_to_exit: AtomicU64,
     sleeps: AtomicU64,
+    /// The server does not go to sleep before this instant (see
+    /// [`Exitless::keep_awake`]).
+    keep_until: Mutex<Option<Instant>>,
     handler: Mutex<Option<ExitlessHandler>>,
     /// The map of numbers the handler serves (written into each line).
     serves: [AtomicU64; 4],
@@ -177,6 +180,7 @@ impl Exitless {
             served: AtomicU64::new(0),
             sent_to_exit: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
+            keep_until: Mutex::new(None),
             handler: Mutex::new(None),
             serves: std::array::from_fn(|_| AtomicU64::new(0)),
             server: Mutex::new(None),
@@ -219,6 +223,31 @@ impl Exitless {
             *self.woken.lock().unwrap() = true;
             self.wake_cv.notify_one();
         }
+    }
+
+    /// Keep the server polling for at least `d` from now, and wake it if
+    /// it sleeps: a vproc is about to make calls after a stretch without
+    /// any that the idle timer would sleep through (a fresh program's
+    /// start: static glibc asks `cpuid` 38 times, about 0.7-1.5 ms on our
+    /// hosts, before its first call, and the calls that found the server
+    /// asleep took exits).
+    pub(crate) fn keep_awake(&self, d: Duration) {
+        let until = Instant::now() + d;
+        {
+            let mut k = self.keep_until.lock().unwrap_or_else(|e| e.into_inner());
+            if k.is_none_or(|t| t < until) {
+                *k = Some(until);
+            }
+        }
+        self.wake();
+    }
+
+    /// Is the server asked to stay awake ([`Exitless::keep_awake`])?
+    fn kept_awake(&self) -> bool {
+        self.keep_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| Instant::now() < t)
     }
 
     pub(crate) fn stats(&self) -> ExitlessStats {
@@ -354,7 +383,7 @@ impl Exitless {
             }
             spins += 1;
             // The clock is read once every 64 idle passes.
-            if spins.is_multiple_of(64) && last.elapsed() >= opts.idle {
+            if spins.is_multiple_of(64) && last.elapsed() >= opts.idle && !self.kept_awake() {
                 self.sleep();
                 last = Instant::now();
                 continue;

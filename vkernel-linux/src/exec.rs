@@ -333,7 +333,10 @@ impl Vproc {
             )
         });
         match loaded {
-            Ok(frame) => self.frame = frame,
+            Ok(frame) => {
+                self.frame = frame;
+                self.fresh_image = true;
+            }
             Err(e) => {
                 // Past the point of no return the process dies, and says
                 // why in the log (`--log`), and `--ps` shows the death. Out of

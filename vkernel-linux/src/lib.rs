@@ -256,6 +256,10 @@ pub struct Vproc {
     pub call: events::CallState,
     /// The watchdog ended the last event wait (see `kernel`).
     pub watchdog_retry: bool,
+    /// A program was just loaded (the first, or by execve): its next run
+    /// asks the exitless server to stay awake through the program's start
+    /// (see `Cpu::keep_exitless_awake`).
+    pub fresh_image: bool,
     /// How the vproc ended, once that is decided (exit or exit_group, a
     /// fatal signal, a kill order, the debugger's quit); the run loop then
     /// ends it.
@@ -526,6 +530,7 @@ impl Vproc {
             pending_call: None,
             call: Default::default(),
             watchdog_retry: false,
+            fresh_image: true,
             exit: None,
             death: None,
             started: Instant::now(),

@@ -9,6 +9,12 @@ use crate::signal::{self, SigInfo};
 use crate::syscalls::compat32;
 use crate::{canonical, is_canonical, kernel, mm, ExitStatus, Step, Vproc, VprocError};
 
+/// How long the exitless server stays awake for a program just loaded
+/// (its start makes no call for a while, then many: static glibc asks
+/// `cpuid` 38 times first, 0.7-1.5 ms on our hosts, longer than the
+/// server's 1 ms idle timer).
+const FRESH_IMAGE_AWAKE: std::time::Duration = std::time::Duration::from_millis(5);
+
 impl Vproc {
     /// Run the vproc until its next trap and handle it (a syscall, a fault,
     /// an exception; a fault's signal is delivered). What the run loop
@@ -47,6 +53,9 @@ impl Vproc {
                 .cloned();
             if let Some(k) = &fast {
                 k.fast.publish(cpu.index(), self.fast_ctx(stub_pages));
+                if std::mem::take(&mut self.fresh_image) {
+                    cpu.keep_exitless_awake(FRESH_IMAGE_AWAKE);
+                }
             }
             // The server takes the process lock with a try: held through
             // the stay, it could serve no call that needs the process.

@@ -289,6 +289,22 @@ impl Cpu {
         Kicker::new(self.kick.clone())
     }
 
+    /// Keep the machine's exitless server polling for at least `d` from
+    /// now (waking it if it sleeps), where the vproc about to run is known
+    /// to make calls soon after a stretch without any: a fresh program's
+    /// start. Nothing where the machine has no server.
+    ///
+    /// ```no_run
+    /// # fn f(cpu: &vkernel_core::cpu::Cpu) {
+    /// cpu.keep_exitless_awake(std::time::Duration::from_millis(5));
+    /// # }
+    /// ```
+    pub fn keep_exitless_awake(&self, d: std::time::Duration) {
+        if let Some(x) = &self.m.exitless {
+            x.keep_awake(d);
+        }
+    }
+
     /// Run the vproc described by `frame` in `vms` until it traps.
     ///
     /// Page faults the vpagetable can satisfy are resolved inside and never

@@ -160,6 +160,13 @@ impl Mm {
             return Err(MmError::SharedWrite);
         }
         self.patch_protect(start, end, prot);
+        let loss = self
+            .vmas
+            .range(..end)
+            .filter(|(_, v)| v.end > start)
+            .map(|(_, v)| ProtLoss::of(v.prot, prot))
+            .max()
+            .unwrap_or(ProtLoss::Nothing);
         split_at(&mut self.vmas, start);
         split_at(&mut self.vmas, end);
         for (_, v) in self.vmas.range_mut(start..end) {
@@ -176,7 +183,12 @@ impl Mm {
             self.set_vpte(*va, *f, prot)?;
         }
         if let (Some(a), Some(b)) = (pages.first(), pages.last()) {
-            self.inval(a.0, b.0 + PAGE);
+            match loss {
+                ProtLoss::ReadOrExec => self.inval(a.0, b.0 + PAGE),
+                ProtLoss::Write => self.write_protect(a.0, b.0 + PAGE),
+                // The next fault installs what the pages gained.
+                ProtLoss::Nothing => {}
+            }
         }
         Ok(())
     }
@@ -512,5 +524,56 @@ impl Mm {
         }
         self.brk = new;
         new
+    }
+}
+
+/// What an mprotect takes away from pages that had `old` and get `new`,
+/// and so what their hardware entries must lose at once: removing read or
+/// exec needs the entries gone (they refault from the VPTEs); removing
+/// only write, write protection (read-only entries stay, so the pages a
+/// vproc reads do not refault: glibc's RELRO mprotect at every start);
+/// gaining rights, nothing (the next fault installs them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum ProtLoss {
+    Nothing,
+    Write,
+    ReadOrExec,
+}
+
+impl ProtLoss {
+    fn of(old: u32, new: u32) -> ProtLoss {
+        // On x86 any access right implies read.
+        let loses_read = old != 0 && new == 0;
+        let loses_exec = old & PROT_EXEC != 0 && new & PROT_EXEC == 0;
+        if loses_read || loses_exec {
+            ProtLoss::ReadOrExec
+        } else if old & PROT_WRITE != 0 && new & PROT_WRITE == 0 {
+            ProtLoss::Write
+        } else {
+            ProtLoss::Nothing
+        }
+    }
+}
+
+#[cfg(test)]
+mod prot_loss_tests {
+    use super::*;
+
+    #[test]
+    fn what_an_mprotect_takes_away() {
+        let (r, w, x) = (PROT_READ, PROT_WRITE, PROT_EXEC);
+        assert_eq!(ProtLoss::of(r | w, r), ProtLoss::Write, "RELRO");
+        assert_eq!(ProtLoss::of(r | w | x, r | x), ProtLoss::Write);
+        assert_eq!(ProtLoss::of(r | x, r), ProtLoss::ReadOrExec);
+        assert_eq!(ProtLoss::of(r, 0), ProtLoss::ReadOrExec);
+        assert_eq!(
+            ProtLoss::of(r | w, x),
+            ProtLoss::Write,
+            "write goes, exec comes"
+        );
+        assert_eq!(ProtLoss::of(r, r | w), ProtLoss::Nothing);
+        assert_eq!(ProtLoss::of(0, r), ProtLoss::Nothing);
+        assert_eq!(ProtLoss::of(r, r | x), ProtLoss::Nothing);
+        assert!(ProtLoss::ReadOrExec > ProtLoss::Write && ProtLoss::Write > ProtLoss::Nothing);
     }
 }

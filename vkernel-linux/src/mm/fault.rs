@@ -61,6 +61,17 @@ impl Mm {
         }
     }
 
+    /// Take write permission away from the hardware entries in
+    /// `[start, end)` whose VPTEs no longer allow writes (read-only entries
+    /// stay: nothing the vproc reads refaults).
+    pub(super) fn write_protect(&self, start: u64, end: u64) {
+        let s = start.max(USER_START);
+        let e = end.min(USER_END);
+        if s < e {
+            let _ = self.vms.mcontrol(s, e - s, Mcontrol::WriteProtect);
+        }
+    }
+
     /// Give `va` (page aligned) a zeroed frame mapped with `prot`. When
     /// RAM is short, file pages only the page cache holds are given back
     /// first.
