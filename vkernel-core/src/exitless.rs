@@ -34,7 +34,10 @@
 //! The server sleeps after an idle period (a futex wait through a
 //! condition variable) and says so in every line it polls (its map of
 //! served numbers reads all zero); the vCPU thread
-//! wakes it when a syscall takes the exit path. Both spins are bounded, so
+//! wakes it when a syscall takes the exit path, and before a program just
+//! loaded runs (`Cpu::keep_exitless_awake`: it then stays awake a few
+//! milliseconds however long the program's start goes without a call).
+//! Both spins are bounded, so
 //! an oversubscribed host degrades to the exit path, never to starvation.
 //!
 //! Where KVM keeps CPL3 across `syscall` the request line is hostile
