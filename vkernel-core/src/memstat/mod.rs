@@ -7,7 +7,7 @@
 //! those vmspaces map each RAM frame (the *kpagemap*), and derives per
 //! vmspace:
 //!
-//! - **VSS**: bytes covered by the vmspace's mappings ([`Vmspace::mappings`]).
+//! - **VSS**: bytes covered by the vmspace's mappings ([`Vmspace::mappings`](crate::vmspace::Vmspace::mappings)).
 //! - **RSS**: virtual pages that are resident: every valid leaf VPTE pointing
 //!   inside RAM (a 2 MiB or 1 GiB leaf counts as 512 or 262144 pages), plus
 //!   every page of a [`Backing::Linear`] mapping (linear mappings are RAM

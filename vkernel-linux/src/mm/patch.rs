@@ -194,7 +194,7 @@ impl Patches {
     }
 
     /// A served call returned to `ret`: has its site made enough calls in
-    /// this address space ([`PATCH_AFTER`], this one included) that
+    /// this address space (`PATCH_AFTER`, 3, this one included) that
     /// patching it pays? Most sites of a short-lived process run once or
     /// twice (a fork+exec cycle's `busybox true`: its `brk` site three
     /// times), and patching a site (a private copy of its code page, a
@@ -203,7 +203,7 @@ impl Patches {
     /// patching every site at its first call, against 0.86-0.91 s with
     /// `--no-syscall-patching`. A site in a loop makes its third call at
     /// once. The counts are kept across fork (the child runs its parent's
-    /// code) and forgotten at execve; past [`MAX_SITES`] sites counted,
+    /// code) and forgotten at execve; past `MAX_SITES` sites counted,
     /// every call counts as enough.
     pub fn worth_patching(&mut self, ret: u64) -> bool {
         if self.seen.len() >= MAX_SITES {
