@@ -156,3 +156,41 @@ fn blocked_read_woken_and_interrupted_by_sigchld() {
         &[1, 2],
     );
 }
+
+/// Sites of a program file that earlier processes called (three calls in
+/// all, `kernel::site_book`) are rewritten in each new process of that
+/// file before it runs: in a fork+exec loop of busybox applets, each
+/// fresh process starts with its known sites patched (so each exec adds
+/// patched sites) and the loop computes what it does natively, on 1 and
+/// 2 vCPUs.
+#[test]
+fn known_sites_are_rewritten_before_a_fresh_process_runs() {
+    let test = "known_sites_are_rewritten_before_a_fresh_process_runs";
+    let Some(bb) = common::kvm_busybox(test) else {
+        return;
+    };
+    let bb = bb.display().to_string();
+    let script =
+        format!("s=0; for i in $(seq 40); do s=$({bb} expr $s + $i); {bb} true; done; echo $s");
+    let args = ["sh", "-c", script.as_str()];
+    let want = common::native_stdout("busybox", Path::new(&bb), &args);
+    assert_eq!(want, "820\n", "native");
+    for cpus in [1, 2] {
+        let l = common::guest(Path::new(&bb), &args, cpus).root(common::host_root());
+        let r = common::vk_watched(test, 180, l);
+        let what = format!("{cpus} vCPUs ({:?}, {:?})", r.report.status, r.report.death);
+        eprintln!(
+            "{test}: {what}: {} sites patched, served {} through rewritten sites and {} through syscall",
+            r.report.patched_sites, r.report.served_rewritten, r.report.served_syscall
+        );
+        assert_eq!(r.stdout, want, "{what}");
+        assert_eq!(r.report.status.code(), 0, "{what}");
+        // 80 fresh processes; all but the first few start with the
+        // busybox sites the earlier ones called rewritten.
+        assert!(
+            r.report.patched_sites >= 70,
+            "{what}: {} sites patched",
+            r.report.patched_sites
+        );
+    }
+}

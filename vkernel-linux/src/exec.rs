@@ -17,7 +17,7 @@ use super::elf::{Elf, ElfError, ReadAt};
 use super::fs::{Fs, Kind};
 use super::mm::MmError;
 use super::signal;
-use super::{comm_of, load, load_program, Config, Vproc};
+use super::{comm_of, load, load_program_with, Config, Vproc};
 use crate::abi::errno::*;
 use crate::mm::pagecache::FileSource;
 
@@ -321,15 +321,19 @@ impl Vproc {
         // A vfork parent waits no longer: what this child wrote goes to it
         // before the old memory goes.
         self.vfork_release();
+        // The program's and its interpreter's known syscall sites are
+        // rewritten before any of their pages gets a hardware entry.
+        let mut rewrite = self.known_site_rewriter();
         let loaded = self.mm.reset().and_then(|_| {
             let src = image.source_named(Some(exe.clone()));
-            load_program(
+            load_program_with(
                 &mut self.mm,
                 &elf,
                 &image,
                 src.as_ref(),
                 interp.as_ref(),
                 &cfg,
+                &mut rewrite,
             )
         });
         match loaded {

@@ -69,7 +69,7 @@ pub mod thread;
 // process table and the trap path name them here.
 pub use syscalls::{compat32, events};
 
-pub use load::{load_image, load_program};
+pub use load::{load_image, load_program, load_program_with};
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

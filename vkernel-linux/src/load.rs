@@ -194,6 +194,22 @@ pub fn load_program(
     interp: Option<&Interp>,
     cfg: &Config,
 ) -> Result<TrapFrame, MmError> {
+    load_program_with(mm, elf, image, src, interp, cfg, &mut |_| {})
+}
+
+/// [`load_program`], with `before_run` called on the memory map once the
+/// program, its interpreter and its stack are mapped and before any of
+/// their pages gets a hardware entry (execve rewrites known syscall sites
+/// there).
+pub fn load_program_with(
+    mm: &mut Mm,
+    elf: &Elf,
+    image: &(impl ReadAt + ?Sized),
+    src: Option<&Arc<dyn FileSource>>,
+    interp: Option<&Interp>,
+    cfg: &Config,
+    before_run: &mut dyn FnMut(&mut Mm),
+) -> Result<TrapFrame, MmError> {
     let mut spans = map_segments(mm, elf, image, src)?;
     let top = spans.iter().map(|&(_, end)| end).max().unwrap_or(0);
     mm.brk_start = top;
@@ -222,6 +238,9 @@ pub fn load_program(
         }
     };
     let rsp = build_stack(mm, elf, base, cfg)?;
+    // The caller's last changes to the image (rewriting known syscall
+    // sites), before any page has a hardware entry.
+    before_run(mm);
     // The vproc is about to run its image and stack: map what the page
     // cache already holds of them, and install the hardware entries of
     // everything mapped (host writes only), instead of a fault per window.

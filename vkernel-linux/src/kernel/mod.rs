@@ -67,6 +67,7 @@ pub mod ptrace;
 mod reaper;
 mod run;
 mod session;
+pub(crate) mod site_book;
 mod spawn;
 pub mod sysv;
 pub mod sysv_shm;
@@ -389,6 +390,9 @@ pub struct Kernel {
     pub(crate) patch_entry: Option<u64>,
     /// Sites patched.
     pub(crate) patched: AtomicU64,
+    /// The calls of program files' syscall sites, over every process
+    /// (rewritten in each new mapping once known: `site_book`).
+    pub(crate) sites: site_book::SiteBook,
     /// Calls the server answered: through rewritten sites, through
     /// `syscall`.
     pub(crate) served: [AtomicU64; 2],

@@ -161,6 +161,7 @@ fn new_kernel(
         fast: super::fast::FastPath::new(ncpu, opts.exitless, calls.lookup),
         patch_entry,
         patched: AtomicU64::new(0),
+        sites: Default::default(),
         served: [AtomicU64::new(0), AtomicU64::new(0)],
         unimplemented: init.unimplemented.clone(),
         spawner: spawner.cloned(),

@@ -33,6 +33,28 @@ impl Mm {
             .map(|(s, v)| (*s, v.clone()))
     }
 
+    /// The file and file offset of `va` where it lies in a private
+    /// mapping of a file; None elsewhere.
+    pub fn file_pos(&self, va: u64) -> Option<((u64, u64), u64)> {
+        let (start, v) = self.find(va)?;
+        let f = v.file.as_ref().filter(|f| !f.shared)?;
+        Some((f.src.file_id(), f.off.saturating_add(va - start)))
+    }
+
+    /// The private, executable, read-only mappings of files that overlap
+    /// `[start, end)`, where syscall sites may be rewritten: (area start,
+    /// area end, file, file offset of the area's start).
+    pub fn code_files_in(&self, start: u64, end: u64) -> Vec<(u64, u64, (u64, u64), u64)> {
+        self.vmas
+            .range(..end)
+            .filter(|(_, v)| v.end > start && v.prot & PROT_EXEC != 0 && v.prot & PROT_WRITE == 0)
+            .filter_map(|(&s, v)| {
+                let f = v.file.as_ref().filter(|f| !f.shared)?;
+                Some((s, v.end, f.src.file_id(), f.off))
+            })
+            .collect()
+    }
+
     pub(super) fn range_free(&self, start: u64, end: u64) -> bool {
         if start < USER_START || end > USER_END || start >= end {
             return false;

@@ -173,12 +173,17 @@ impl Vproc {
         } else {
             None
         };
+        // A library's code: its file's known sites are rewritten now.
+        let code = map.as_ref().is_some_and(|m| !m.shared) && prot & 4 != 0;
         let r = if map.is_none() && flags & MAP_TYPE != MAP_PRIVATE {
             self.mm.mmap_shared_anon(addr, len, prot, fixed, noreplace)
         } else {
             self.mm.mmap(addr, len, prot, fixed, noreplace, map)
         }
         .map_err(|e| e.errno())?;
+        if code {
+            self.patch_known_sites(r, r.saturating_add(len));
+        }
         Ok(r as i64)
     }
 }

@@ -60,6 +60,7 @@ mod mqueue;
 mod netlink;
 mod notify;
 mod overcommit;
+mod patching;
 mod pidfd;
 mod ping;
 pub(crate) mod prctl;
@@ -202,29 +203,6 @@ impl Vproc {
     fn maybe_patch(&mut self, nr: u64) {
         if table::is_fast(nr) {
             self.patch_site(self.frame.rip, nr);
-        }
-    }
-
-    /// Patch the site whose `syscall` of call `nr` (one the fast path
-    /// serves) returned to `ret`: just now through the exit path, or
-    /// earlier in this stay in the guest through the exitless server,
-    /// which queued it (see `kernel::fast`).
-    pub(crate) fn patch_site(&mut self, ret: u64, nr: u64) {
-        let Some(k) = &self.k else { return };
-        let Some(entry) = k.patch_entry else { return };
-        if !self.mm.patches_mut().worth_patching(ret) {
-            return;
-        }
-        let threads = self.mm.threads();
-        match self.mm.patch_syscall(ret, nr, entry, threads) {
-            Ok(()) => {
-                k.patched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            // Not a site of the pattern: nothing to do.
-            Err(crate::mm::NoPatch::Pattern) => {}
-            // A site the server may think patchable was not patched: stop
-            // it sending such calls here.
-            Err(_) => self.mm.stop_patch_forcing(),
         }
     }
 

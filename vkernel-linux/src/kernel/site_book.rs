@@ -1,0 +1,156 @@
+//! The syscall sites of program files, counted across processes.
+//!
+//! Syscall patching (`mm::patch`) rewrites a site once it has made
+//! [`PATCH_AFTER`] calls. Counted per process, a site that every fresh
+//! process calls once or twice (a fork+exec loop's `busybox true`: its
+//! `set_tid_address`, `prlimit64`, `getrandom`, `prctl` sites) would never
+//! be rewritten, and each of its calls would execute `syscall` (15-32 µs
+//! on our hosts). The book counts the calls of sites in private mappings
+//! of files by the file and the offset of the site's return address, over
+//! every process of the vkernel: a site known to be called
+//! ([`SiteBook::known_in`]) is rewritten in each new mapping of its file
+//! before the program runs (`Vproc::patch_known_sites`), where the tables
+//! are fresh and a private copy of a code page costs no guest work.
+//!
+//! Only the place is remembered; the bytes are checked again at each
+//! rewrite (`Mm::patch_plan`), so a file whose code changed gets no
+//! rewrite that does not fit it.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use super::Kernel;
+use crate::mm::Mm;
+
+/// Calls of a file site, over all processes, that make it worth
+/// rewriting (the per-process rule is the same: `Patches::worth_patching`).
+pub(crate) const PATCH_AFTER: u32 = 3;
+
+/// Most files the book follows.
+const MAX_FILES: usize = 256;
+/// Most sites it follows in one file.
+const MAX_SITES_PER_FILE: usize = 1024;
+
+/// A file as the page cache names it: (device, inode).
+pub(crate) type FileId = (u64, u64);
+
+/// The sites of one file: the file offset of each site's return address
+/// -> (the call it makes, calls counted).
+type FileSites = HashMap<u64, (u64, u32)>;
+
+/// The kernel-wide count of syscall sites in program files.
+#[derive(Default)]
+pub(crate) struct SiteBook {
+    files: Mutex<HashMap<FileId, FileSites>>,
+}
+
+impl SiteBook {
+    /// A call `nr` returned to file offset `off` of `file`: is the site
+    /// now worth rewriting (its call number [`PATCH_AFTER`] or later,
+    /// counted over every process)? Past the book's size limits, every
+    /// call is.
+    pub(crate) fn note(&self, file: FileId, off: u64, nr: u64) -> bool {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if !files.contains_key(&file) && files.len() >= MAX_FILES {
+            return true;
+        }
+        let sites = files.entry(file).or_default();
+        if !sites.contains_key(&off) && sites.len() >= MAX_SITES_PER_FILE {
+            return true;
+        }
+        let e = sites.entry(off).or_insert((nr, 0));
+        // A different call at the same place: the file changed, count anew.
+        if e.0 != nr {
+            *e = (nr, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+        e.1 >= PATCH_AFTER
+    }
+
+    /// The sites of `file` worth rewriting whose return address lies in
+    /// the file range `[start, end)`: (file offset, call).
+    pub(crate) fn known_in(&self, file: FileId, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(sites) = files.get(&file) else {
+            return Vec::new();
+        };
+        let mut v: Vec<(u64, u64)> = sites
+            .iter()
+            .filter(|(&off, &(_, n))| n >= PATCH_AFTER && off >= start && off < end)
+            .map(|(&off, &(nr, _))| (off, nr))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Rewrite, before the program runs them, the known sites
+/// (`SiteBook::known_in`) of the program files mapped executable in
+/// `[start, end)` of `mm`, which `threads` threads share: at execve (the
+/// program and its interpreter, before their pages get hardware entries)
+/// and after mmap (a library, before it is touched). A private copy of a
+/// code page then costs no guest work, and every call of those sites
+/// skips the `syscall` instruction from the first. Not for a traced vproc
+/// (its calls must all stop) or one whose calls are logged: the callers
+/// check. Returns how many sites it rewrote.
+pub(crate) fn patch_known(mm: &mut Mm, k: &Kernel, threads: usize, start: u64, end: u64) -> u64 {
+    let Some(entry) = k.patch_entry else { return 0 };
+    let mut n = 0;
+    for (vs, ve, file, off) in mm.code_files_in(start, end) {
+        let len = ve - vs;
+        for (site, nr) in k.sites.known_in(file, off, off.saturating_add(len)) {
+            let ret = vs + (site - off);
+            if mm.patch_syscall(ret, nr, entry, threads).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    if n > 0 {
+        // The stubs run as soon as the sites do: their pages get hardware
+        // entries now (host writes only), not a fault each.
+        let pages: Vec<u64> = mm.patches().stub_pages().collect();
+        for p in pages {
+            let _ = mm.vmspace().populate(p, p + crate::mm::PAGE);
+        }
+    }
+    k.patched.fetch_add(n, Ordering::Relaxed);
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sites_count_across_processes_and_become_known() {
+        let b = SiteBook::default();
+        let f = (3, 42);
+        assert!(!b.note(f, 0x1234, 39));
+        assert!(!b.note(f, 0x1234, 39), "a second process's call");
+        assert!(b.known_in(f, 0, 0x10_0000).is_empty());
+        assert!(b.note(f, 0x1234, 39), "the third call anywhere");
+        assert_eq!(b.known_in(f, 0, 0x10_0000), vec![(0x1234, 39)]);
+        assert!(
+            b.known_in(f, 0x2000, 0x10_0000).is_empty(),
+            "outside the range"
+        );
+        assert!(b.known_in((3, 43), 0, 0x10_0000).is_empty(), "another file");
+        // Another call at the same place: the file changed.
+        assert!(!b.note(f, 0x1234, 60));
+        assert!(b.known_in(f, 0, 0x10_0000).is_empty());
+    }
+
+    #[test]
+    fn past_its_limits_every_call_is_worth_a_rewrite() {
+        let b = SiteBook::default();
+        for i in 0..MAX_SITES_PER_FILE as u64 {
+            b.note((1, 1), i * 8, 0);
+        }
+        assert!(b.note((1, 1), 1 << 40, 0));
+        for i in 0..MAX_FILES as u64 {
+            b.note((2, i), 0, 0);
+        }
+        assert!(b.note((9, 9), 0, 0));
+    }
+}

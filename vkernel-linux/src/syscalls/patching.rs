@@ -1,0 +1,69 @@
+//! When a vproc's syscall sites are rewritten (`mm::patch` says how): at a
+//! site's third call, counted in the process for anonymous code and over
+//! every process for program files (`kernel::site_book`), and, for a file
+//! whose sites are known, in each new mapping of it before the program
+//! runs.
+
+use std::sync::atomic::Ordering;
+
+use crate::kernel::site_book::patch_known;
+use crate::mm::Mm;
+use crate::Vproc;
+
+impl Vproc {
+    /// Patch the site whose `syscall` of call `nr` (one the fast path
+    /// serves) returned to `ret`: just now through the exit path, or
+    /// earlier in this stay in the guest through the exitless server,
+    /// which queued it (see `kernel::fast`), once the site is worth it.
+    pub(crate) fn patch_site(&mut self, ret: u64, nr: u64) {
+        let Some(k) = &self.k else { return };
+        let Some(entry) = k.patch_entry else { return };
+        // The `syscall`'s last byte is in the site's area; its return
+        // address may be the first byte past it.
+        let worth = match self.mm.file_pos(ret.wrapping_sub(1)) {
+            Some((file, off)) => k.sites.note(file, off + 1, nr),
+            None => self.mm.patches_mut().worth_patching(ret),
+        };
+        if !worth {
+            return;
+        }
+        let threads = self.mm.threads();
+        match self.mm.patch_syscall(ret, nr, entry, threads) {
+            Ok(()) => {
+                k.patched.fetch_add(1, Ordering::Relaxed);
+            }
+            // Not a site of the pattern: nothing to do.
+            Err(crate::mm::NoPatch::Pattern) => {}
+            // A site the server may think patchable was not patched: stop
+            // it sending such calls here.
+            Err(_) => self.mm.stop_patch_forcing(),
+        }
+    }
+
+    /// What execve runs on the new program's memory before it gets
+    /// hardware entries: its and its interpreter's known sites rewritten
+    /// (see `kernel::site_book::patch_known`), unless the vproc is traced
+    /// or its calls are logged.
+    pub(crate) fn known_site_rewriter(&self) -> impl FnMut(&mut Mm) {
+        let k = (self.ptrace.is_none() && !self.trace)
+            .then(|| self.k.clone())
+            .flatten();
+        move |mm: &mut Mm| {
+            if let Some(k) = &k {
+                // execve left one thread.
+                patch_known(mm, k, 1, 0, u64::MAX);
+            }
+        }
+    }
+
+    /// Rewrite the known sites of the library files just mapped
+    /// executable in `[start, end)` (see `kernel::site_book::patch_known`).
+    pub(crate) fn patch_known_sites(&mut self, start: u64, end: u64) {
+        if self.ptrace.is_some() || self.trace {
+            return;
+        }
+        let Some(k) = self.k.clone() else { return };
+        let threads = self.mm.threads();
+        patch_known(&mut self.mm, &k, threads, start, end);
+    }
+}
