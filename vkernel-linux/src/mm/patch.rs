@@ -68,7 +68,7 @@
 //! was), so the process's PSS/USS grow by a page per patched code page,
 //! and reading its own code shows the `jmp`. Stub pages are areas named
 //! `[vkernel-syscalls]` in /proc/self/maps; fork keeps them, execve drops
-//! them.
+//! them (and makes the new program's, for its file's known sites).
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use std::collections::BTreeSet;
