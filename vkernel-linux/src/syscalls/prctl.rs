@@ -18,8 +18,10 @@ const PR_GET_DUMPABLE: u64 = 3;
 const PR_SET_DUMPABLE: u64 = 4;
 const PR_GET_KEEPCAPS: u64 = 7;
 const PR_SET_KEEPCAPS: u64 = 8;
-const PR_SET_NAME: u64 = 15;
-const PR_GET_NAME: u64 = 16;
+/// Set the thread's name (the exitless server answers it too).
+pub(crate) const PR_SET_NAME: u64 = 15;
+/// Read the thread's name (the exitless server answers it too).
+pub(crate) const PR_GET_NAME: u64 = 16;
 const PR_GET_SECCOMP: u64 = 21;
 const PR_CAPBSET_READ: u64 = 23;
 const PR_SET_TIMERSLACK: u64 = 29;
@@ -36,11 +38,6 @@ const PR_GET_THP_DISABLE: u64 = 42;
 const CAP_LAST_CAP: u64 = 40;
 
 pub(crate) use crate::abi::COMM_LEN;
-/// prctl's options that set and read the calling thread's name (the
-/// exitless server answers them too: `syscalls::fast`).
-pub(crate) const PR_SET_NAME_OPT: u64 = PR_SET_NAME;
-/// See [`PR_SET_NAME_OPT`].
-pub(crate) const PR_GET_NAME_OPT: u64 = PR_GET_NAME;
 
 /// The name PR_SET_NAME takes from the first `b.len()` readable bytes of
 /// its buffer: up to the first NUL, at most 15 bytes.

@@ -140,9 +140,9 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
 /// or written whole is the exit path's (it reads what it can, or says
 /// EFAULT).
 fn thread_name(c: &mut FastCtx, option: u64, buf: u64) -> Option<u64> {
-    use super::prctl::{name_bytes, name_from, COMM_LEN, PR_GET_NAME_OPT, PR_SET_NAME_OPT};
+    use super::prctl::{name_bytes, name_from, COMM_LEN, PR_GET_NAME, PR_SET_NAME};
     match option {
-        PR_SET_NAME_OPT => {
+        PR_SET_NAME => {
             let mut b = [0u8; COMM_LEN];
             if !crate::kernel::fast::read_user(c, buf, &mut b) {
                 return None;
@@ -151,7 +151,7 @@ fn thread_name(c: &mut FastCtx, option: u64, buf: u64) -> Option<u64> {
             c.renamed = true;
             Some(0)
         }
-        PR_GET_NAME_OPT => write_user(c, buf, &c.comm).then_some(0),
+        PR_GET_NAME => write_user(c, buf, &c.comm).then_some(0),
         _ => None,
     }
 }
