@@ -3,7 +3,7 @@
 //! Linux's argument checks of mmap/munmap/mprotect/madvise/mremap/brk,
 //! `int $0x80`, syscalls with a kernel-half RSP, a kernel-half GS base,
 //! reads and writes straddling an unmapped page, bad buffers on /dev/null,
-//! mprotect on mapped pages, and ENOSPC from the host. Tests SKIP loudly without /dev/kvm or a C
+//! mprotect on mapped pages, readlink, and ENOSPC from the host. Tests SKIP loudly without /dev/kvm or a C
 //! compiler.
 
 mod common;
@@ -84,6 +84,14 @@ fn linux_dev_null_ignores_the_buffer() {
 #[test]
 fn linux_mprotect_takes_effect_on_mapped_pages() {
     same("linux_mprotect_takes_effect_on_mapped_pages", "protect");
+}
+
+/// readlink and readlinkat of a link of the tree, of /proc/self/exe (which
+/// the exitless server answers), of what is no link, with a short buffer
+/// and a zero size, as natively.
+#[test]
+fn linux_readlink_matches_native() {
+    same("linux_readlink_matches_native", "links");
 }
 
 /// A host ENOSPC (stdout on /dev/full) reaches the vproc as ENOSPC.

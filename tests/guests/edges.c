@@ -229,6 +229,33 @@ static int protect(void) {
     return 0;
 }
 
+/* readlink as the exitless server answers it (links of the tree and
+ * /proc/self/exe) and as the exit path does (errors, truncation). */
+static int links(void) {
+    char b[256];
+    unlink("/tmp/edges_link");
+    T(symlink("/etc/some-target", "/tmp/edges_link"));
+    ssize_t n = 0;
+    for (int i = 0; i < 100; i++) n = readlink("/proc/self/exe", b, sizeof b);
+    b[n > 0 ? n : 0] = 0;
+    printf("exe: %zd bytes, ends in %s\n", n > 0 ? (ssize_t)1 : n, strrchr(b, '/'));
+    n = readlink("/tmp/edges_link", b, sizeof b);
+    b[n > 0 ? n : 0] = 0;
+    printf("link: %zd %s\n", n, b);
+    n = readlink("/tmp/edges_link", b, 5);
+    printf("short: %zd %.5s\n", n, b);
+    T(readlink("/tmp", b, sizeof b));
+    T(readlink("/nonexistent", b, sizeof b));
+    T(readlink("/proc/self/exe", b, 0));
+    int d = open("/tmp", O_RDONLY | O_DIRECTORY);
+    n = readlinkat(d, "edges_link", b, sizeof b);
+    b[n > 0 ? n : 0] = 0;
+    printf("at: %zd %s\n", n, b);
+    close(d);
+    T(unlink("/tmp/edges_link"));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, 0, _IONBF, 0);
     const char *m = argc > 1 ? argv[1] : "";
@@ -240,6 +267,7 @@ int main(int argc, char **argv) {
     if (!strcmp(m, "null")) return null();
     if (!strcmp(m, "enospc")) return enospc();
     if (!strcmp(m, "protect")) return protect();
-    fprintf(stderr, "usage: edges mm|int80|rsp|gs|straddle|null|enospc|protect\n");
+    if (!strcmp(m, "links")) return links();
+    fprintf(stderr, "usage: edges mm|int80|rsp|gs|straddle|null|enospc|protect|links\n");
     return 2;
 }

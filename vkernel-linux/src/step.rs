@@ -229,6 +229,7 @@ impl Vproc {
             robust_list: None,
             comm: crate::syscalls::prctl::name_bytes(&self.comm),
             renamed: false,
+            exe: self.exe.clone(),
         }
     }
 

@@ -108,6 +108,8 @@ pub(crate) struct FastCtx {
     pub(crate) comm: [u8; crate::abi::COMM_LEN],
     /// PR_SET_NAME answered here.
     pub(crate) renamed: bool,
+    /// The program's path (`/proc/self/exe`).
+    pub(crate) exe: Vec<u8>,
 }
 
 /// Most call sites queued for patching in one stay in the guest; beyond,

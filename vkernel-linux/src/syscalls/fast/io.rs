@@ -21,7 +21,7 @@ use std::cell::Cell;
 
 use crate::core::prelude::Vmspace;
 use crate::files::{self, FdTable, FileKind};
-use crate::fs::{proc_item, Fs, Kind, ProcView, Source};
+use crate::fs::{proc_item, Fs, Kind, ProcItem, ProcView, Source};
 use crate::mm::USER_END;
 use crate::syscalls::{dirent_records, fstat_bytes, seek_file, stat_bytes, Dirent};
 use crate::thread::LockedParts;
@@ -78,6 +78,8 @@ pub(super) fn serve(c: &FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
                 libc::SYS_newfstatat => newfstatat(c, &p, fd, a[1], a[2], a[3]),
                 libc::SYS_getcwd => getcwd(c, vms, p.cwd, a[0], a[1]),
                 libc::SYS_getdents64 => getdents64(c, vms, fds, fd, a[1], a[2]),
+                libc::SYS_readlink => readlink(c, &p, AT_FDCWD, a[0], a[1], a[2]),
+                libc::SYS_readlinkat => readlink(c, &p, fd, a[1], a[2], a[3]),
                 _ => None,
             }
         })
@@ -517,6 +519,87 @@ fn user_cstr(vms: &Vmspace, va: u64) -> Option<Vec<u8>> {
         a = a.checked_add(chunk.len() as u64)?;
     }
     None
+}
+
+/// readlink(path, buf, size) and readlinkat(dirfd, ...): a symbolic link
+/// of the tree, or the caller's own `/proc/self/exe` (the program's path,
+/// which the context carries: busybox reads it at every start), as the
+/// exit path's `sys_readlinkat` reads them (no NUL, truncated to `size`).
+/// Every other `/proc` link and every error are the exit path's.
+fn readlink(
+    c: &FastCtx,
+    p: &LockedParts<'_>,
+    dirfd: i64,
+    path: u64,
+    buf: u64,
+    size: u64,
+) -> Option<u64> {
+    let vms = p.mm.vmspace();
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|&n| n > 0 && n <= i64::MAX as usize)?;
+    let name = user_cstr(vms, path)?;
+    if name.is_empty() {
+        return None;
+    }
+    let base = if dirfd == AT_FDCWD {
+        p.cwd
+    } else {
+        let file = p.fds.get(dirfd).ok()?.file.clone();
+        let FileKind::Inode(h) = file.try_borrow()?.kind else {
+            return None;
+        };
+        h
+    };
+    if !c.fs.is_dir_handle(base) {
+        return None;
+    }
+    let view = SelfView {
+        pid: c.pid,
+        asked: Cell::new(false),
+    };
+    let h = c.fs.walk(&view, base, &name, false).ok()?;
+    if view.asked.get() {
+        return None;
+    }
+    let target = match proc_item(h) {
+        Some((pid, ProcItem::Exe)) if pid == c.pid => c.exe.clone(),
+        Some(_) => return None,
+        None => c.fs.link_target(h)?,
+    };
+    let n = target.len().min(size);
+    vms.copy_to_user(buf, &target[..n]).ok()?;
+    Some(n as u64)
+}
+
+/// The `/proc` view of the calling thread the server can give: its pid
+/// (`/proc/self`), nothing else (a lookup that asks for more is the exit
+/// path's).
+struct SelfView {
+    pid: i32,
+    asked: Cell<bool>,
+}
+
+impl ProcView for SelfView {
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+    fn fd_node(&self, _: i32) -> Option<Option<u64>> {
+        self.asked.set(true);
+        None
+    }
+    fn fds(&self) -> Vec<i32> {
+        self.asked.set(true);
+        Vec::new()
+    }
+    fn cwd(&self) -> u64 {
+        self.asked.set(true);
+        crate::fs::ROOT
+    }
+    fn exe(&self) -> Vec<u8> {
+        self.asked.set(true);
+        Vec::new()
+    }
 }
 
 /// The server has no `/proc` view of the vproc: a lookup that asks for

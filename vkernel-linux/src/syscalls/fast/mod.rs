@@ -3,7 +3,8 @@
 //! `uname` and `getrandom` here; [`signal`] `rt_sigprocmask`,
 //! `rt_sigaction` and kill/tkill/tgkill of another process; [`io`] the read/write
 //! family, `lseek`, `fstat`, `newfstatat`, `getdents64`, `getcwd` and
-//! `open`/`openat` for reading; [`fd`] `close`, `dup`, `dup2`, `dup3`,
+//! `open`/`openat` for reading, `readlink`/`readlinkat` (links of the
+//! tree, `/proc/self/exe`); [`fd`] `close`, `dup`, `dup2`, `dup3`,
 //! fcntl's fd and status-flag commands and ioctl's ENOTTY for files of
 //! the tree; [`lock`] flock and fcntl's lock commands that complete at
 //! once; [`sock`] `sendto` and `recvfrom` on stream sockets; [`poll`]
@@ -88,6 +89,8 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     (libc::SYS_newfstatat, file_io),
     (libc::SYS_getcwd, file_io),
     (libc::SYS_getdents64, file_io),
+    (libc::SYS_readlink, file_io),
+    (libc::SYS_readlinkat, file_io),
     (libc::SYS_open, fd_table),
     (libc::SYS_openat, fd_table),
     (libc::SYS_close, fd_table),
