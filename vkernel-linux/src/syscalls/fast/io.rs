@@ -402,6 +402,23 @@ fn lookup_at(
     name: &[u8],
     follow: bool,
 ) -> Option<u64> {
+    let h = walk_at(c, fds, cwd, dirfd, name, follow, None)?;
+    proc_item(h).is_none().then_some(h)
+}
+
+/// The node `name` names relative to `dirfd` (AT_FDCWD: `cwd`), with a
+/// `/proc` view that knows the calling thread's pid when `pid` is given
+/// (`/proc/self`) and nothing else; None where a lookup asks the view for
+/// more, `dirfd` is no directory of the tree, or on any error.
+fn walk_at(
+    c: &FastCtx,
+    fds: &FdTable,
+    cwd: u64,
+    dirfd: i64,
+    name: &[u8],
+    follow: bool,
+    pid: Option<i32>,
+) -> Option<u64> {
     let base = if dirfd == AT_FDCWD {
         cwd
     } else {
@@ -414,9 +431,12 @@ fn lookup_at(
     if !c.fs.is_dir_handle(base) {
         return None;
     }
-    let view = NoView::default();
+    let view = ServerView {
+        pid,
+        asked: Cell::new(false),
+    };
     let h = c.fs.walk(&view, base, name, follow).ok()?;
-    (!view.asked.get() && proc_item(h).is_none()).then_some(h)
+    (!view.asked.get()).then_some(h)
 }
 
 /// getdents64(fd, buf, len) on a directory of the tree (not `/proc`):
@@ -542,26 +562,7 @@ fn readlink(
     if name.is_empty() {
         return None;
     }
-    let base = if dirfd == AT_FDCWD {
-        p.cwd
-    } else {
-        let file = p.fds.get(dirfd).ok()?.file.clone();
-        let FileKind::Inode(h) = file.try_borrow()?.kind else {
-            return None;
-        };
-        h
-    };
-    if !c.fs.is_dir_handle(base) {
-        return None;
-    }
-    let view = SelfView {
-        pid: c.pid,
-        asked: Cell::new(false),
-    };
-    let h = c.fs.walk(&view, base, &name, false).ok()?;
-    if view.asked.get() {
-        return None;
-    }
+    let h = walk_at(c, p.fds, p.cwd, dirfd, &name, false, Some(c.pid))?;
     let target = match proc_item(h) {
         Some((pid, ProcItem::Exe)) if pid == c.pid => c.exe.clone(),
         Some(_) => return None,
@@ -572,62 +573,35 @@ fn readlink(
     Some(n as u64)
 }
 
-/// The `/proc` view of the calling thread the server can give: its pid
-/// (`/proc/self`), nothing else (a lookup that asks for more is the exit
-/// path's).
-struct SelfView {
-    pid: i32,
+/// The `/proc` view the server can give of the calling thread: at most
+/// its pid (`/proc/self`); a lookup that asks for more (`/dev/fd`, its
+/// fds, its cwd) is the exit path's.
+struct ServerView {
+    pid: Option<i32>,
     asked: Cell<bool>,
 }
 
-impl ProcView for SelfView {
-    fn pid(&self) -> i32 {
-        self.pid
-    }
-    fn fd_node(&self, _: i32) -> Option<Option<u64>> {
+impl ServerView {
+    fn ask<T>(&self, v: T) -> T {
         self.asked.set(true);
-        None
-    }
-    fn fds(&self) -> Vec<i32> {
-        self.asked.set(true);
-        Vec::new()
-    }
-    fn cwd(&self) -> u64 {
-        self.asked.set(true);
-        crate::fs::ROOT
-    }
-    fn exe(&self) -> Vec<u8> {
-        self.asked.set(true);
-        Vec::new()
+        v
     }
 }
 
-/// The server has no `/proc` view of the vproc: a lookup that asks for
-/// one (`/proc/self`, `/dev/fd`, ...) is the exit path's.
-#[derive(Default)]
-struct NoView {
-    asked: Cell<bool>,
-}
-
-impl ProcView for NoView {
+impl ProcView for ServerView {
     fn pid(&self) -> i32 {
-        self.asked.set(true);
-        0
+        self.pid.unwrap_or_else(|| self.ask(0))
     }
     fn fd_node(&self, _: i32) -> Option<Option<u64>> {
-        self.asked.set(true);
-        None
+        self.ask(None)
     }
     fn fds(&self) -> Vec<i32> {
-        self.asked.set(true);
-        Vec::new()
+        self.ask(Vec::new())
     }
     fn cwd(&self) -> u64 {
-        self.asked.set(true);
-        crate::fs::ROOT
+        self.ask(crate::fs::ROOT)
     }
     fn exe(&self) -> Vec<u8> {
-        self.asked.set(true);
-        Vec::new()
+        self.ask(Vec::new())
     }
 }
