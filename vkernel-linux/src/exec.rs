@@ -218,7 +218,7 @@ impl Vproc {
     /// The program at `path` and its absolute path.
     fn exec_file(&self, path: &[u8]) -> Result<(Image, Vec<u8>), i64> {
         if path == b"/proc/self/exe" {
-            return Ok((self.image.clone(), self.exe.clone()));
+            return Ok((self.image.clone(), self.exe.to_vec()));
         }
         match self.fs.resolve(self.cwd, path, true) {
             Ok(ino) => {
@@ -376,7 +376,7 @@ impl Vproc {
         if let Some(k) = &self.k {
             k.ptimers_clear(self.pid);
         }
-        self.exe = exe;
+        self.exe = Arc::new(exe);
         self.image = image;
         for closed in self.fds.close_on_exec() {
             self.locks_fd_closed(&closed.file);

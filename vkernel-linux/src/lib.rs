@@ -291,7 +291,7 @@ pub struct Vproc {
     /// prctl(2)'s attributes (the thread's, inherited by its children).
     pub prctl: thread::PrctlFlags,
     /// The program's path (execve changes it for the whole process).
-    pub exe: Vec<u8>,
+    pub exe: Arc<Vec<u8>>,
     /// The program's file (execve("/proc/self/exe") runs it again).
     pub image: Image,
     /// Its arguments as `/proc/PID/cmdline` shows them (each with its
@@ -340,7 +340,7 @@ pub struct Origin {
     /// Its umask.
     pub umask: u32,
     /// The program's path.
-    pub exe: Vec<u8>,
+    pub exe: Arc<Vec<u8>>,
     /// The program's file.
     pub image: Image,
     /// Its arguments (`/proc/PID/cmdline`).
@@ -466,7 +466,7 @@ impl Vproc {
             fds: FdTable::with_stdio(),
             cwd: fs::ROOT,
             umask: 0o022,
-            exe,
+            exe: Arc::new(exe),
             image,
             cmdline: Arc::new(cmdline_of(&cfg.argv)),
             environ: Arc::new(cmdline_of(&cfg.envp)),

@@ -191,7 +191,7 @@ fn serve(l: &Listener, k: Arc<Kernel>, pid: Pid) {
     let mut target = VprocTarget::new(k.clone(), pid);
     if let Ok((fs, exe)) = k.debug_with(pid, |b| (b.fs.clone(), b.exe.clone())) {
         target.files.fs = Some(fs);
-        target.exe = exe;
+        target.exe = exe.to_vec();
     }
     match GdbStub::new(conn).run_blocking::<EventLoop>(&mut target) {
         Ok(DisconnectReason::Kill) => k.debug_kill(pid),

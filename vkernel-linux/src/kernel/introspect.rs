@@ -123,7 +123,7 @@ impl Seen {
     pub(super) fn of(b: &Vproc) -> Seen {
         Seen {
             environ: b.environ.clone(),
-            exe: Arc::new(b.exe.clone()),
+            exe: b.exe.clone(),
             cwd: b.cwd,
             limits: b.fds.limits.clone(),
         }
@@ -135,7 +135,7 @@ impl Seen {
             self.environ = b.environ.clone();
         }
         if self.exe[..] != b.exe[..] {
-            self.exe = Arc::new(b.exe.clone());
+            self.exe = b.exe.clone();
         }
         self.cwd = b.cwd;
         if !b.threaded() {

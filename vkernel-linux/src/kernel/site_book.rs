@@ -21,11 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use super::Kernel;
-use crate::mm::Mm;
-
-/// Calls of a file site, over all processes, that make it worth
-/// rewriting (the per-process rule is the same: `Patches::worth_patching`).
-pub(crate) const PATCH_AFTER: u32 = 3;
+use crate::mm::{Mm, PATCH_AFTER};
 
 /// Most files the book follows.
 const MAX_FILES: usize = 256;

@@ -330,7 +330,7 @@ mod shm;
 mod uaccess;
 
 pub use hop::HOP_SCAN;
-pub use patch::{NoPatch, Patches, Plan, CODE as PATCH_CODE};
+pub use patch::{NoPatch, Patches, Plan, CODE as PATCH_CODE, PATCH_AFTER};
 pub use shm::{ShmFiles, ShmObject};
 
 use area::split_at;

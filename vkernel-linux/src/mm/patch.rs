@@ -82,9 +82,10 @@ const SLOT: u64 = 32;
 const SLOTS: u64 = PAGE / SLOT;
 /// Most sites patched per process.
 const MAX_SITES: usize = 4096;
-/// A site is patched at its call number `PATCH_AFTER` in an address
-/// space (see [`Patches::worth_patching`]).
-const PATCH_AFTER: u32 = 3;
+/// A site is patched at its call number `PATCH_AFTER`, counted in its
+/// address space ([`Patches::worth_patching`]) or, for a program file's
+/// site, over every process (`kernel::site_book`).
+pub const PATCH_AFTER: u32 = 3;
 /// Reach of a `jmp rel32` (kept clear of the edge).
 const REACH: u64 = (1 << 31) - 2 * PAGE;
 /// Bytes before a site that [`is_site`] looks at.

@@ -5,8 +5,10 @@
 //! runs.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::kernel::site_book::patch_known;
+use crate::kernel::Kernel;
 use crate::mm::Mm;
 use crate::Vproc;
 
@@ -45,9 +47,7 @@ impl Vproc {
     /// (see `kernel::site_book::patch_known`), unless the vproc is traced
     /// or its calls are logged.
     pub(crate) fn known_site_rewriter(&self) -> impl FnMut(&mut Mm) {
-        let k = (self.ptrace.is_none() && !self.trace)
-            .then(|| self.k.clone())
-            .flatten();
+        let k = self.site_book_user();
         move |mm: &mut Mm| {
             if let Some(k) = &k {
                 // execve left one thread.
@@ -59,11 +59,19 @@ impl Vproc {
     /// Rewrite the known sites of the library files just mapped
     /// executable in `[start, end)` (see `kernel::site_book::patch_known`).
     pub(crate) fn patch_known_sites(&mut self, start: u64, end: u64) {
-        if self.ptrace.is_some() || self.trace {
+        let Some(k) = self.site_book_user() else {
             return;
-        }
-        let Some(k) = self.k.clone() else { return };
+        };
         let threads = self.mm.threads();
         patch_known(&mut self.mm, &k, threads, start, end);
+    }
+
+    /// The kernel whose known sites this vproc's new mappings get: None
+    /// for a traced vproc (its calls must all stop) or one whose calls are
+    /// logged.
+    fn site_book_user(&self) -> Option<Arc<Kernel>> {
+        (self.ptrace.is_none() && !self.trace)
+            .then(|| self.k.clone())
+            .flatten()
     }
 }

@@ -28,7 +28,7 @@ impl ProcView for Vproc {
     }
 
     fn exe(&self) -> Vec<u8> {
-        self.exe.clone()
+        self.exe.to_vec()
     }
 
     fn pids(&self) -> Vec<i32> {
@@ -133,7 +133,7 @@ impl Vproc {
         }
         match item {
             ProcItem::SelfLink => self.pid.to_string().into_bytes(),
-            ProcItem::Exe => self.exe.clone(),
+            ProcItem::Exe => self.exe.to_vec(),
             ProcItem::Cwd => self.fs.path_of(self.cwd),
             ProcItem::Root => b"/".to_vec(),
             ProcItem::Fd(n) => self.fd_link(pid, n),

@@ -109,7 +109,7 @@ pub(crate) struct FastCtx {
     /// PR_SET_NAME answered here.
     pub(crate) renamed: bool,
     /// The program's path (`/proc/self/exe`).
-    pub(crate) exe: Vec<u8>,
+    pub(crate) exe: Arc<Vec<u8>>,
 }
 
 /// Most call sites queued for patching in one stay in the guest; beyond,

@@ -103,7 +103,8 @@ fn not_a_tty(fds: &FdTable, fd: i64, req: u32) -> Option<u64> {
     }
     let file = fds.get(fd).ok()?.file.clone();
     let f = file.try_borrow()?;
-    matches!(f.kind, files::FileKind::Inode(_)).then_some((-i64::from(libc::ENOTTY)) as u64)
+    matches!(f.kind, files::FileKind::Inode(_))
+        .then_some(super::answer(Err(crate::abi::errno::ENOTTY)))
 }
 
 /// fcntl's fd-table and status-flag commands (the others: exit path).

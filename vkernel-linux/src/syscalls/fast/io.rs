@@ -564,7 +564,7 @@ fn readlink(
     }
     let h = walk_at(c, p.fds, p.cwd, dirfd, &name, false, Some(c.pid))?;
     let target = match proc_item(h) {
-        Some((pid, ProcItem::Exe)) if pid == c.pid => c.exe.clone(),
+        Some((pid, ProcItem::Exe)) if pid == c.pid => c.exe.to_vec(),
         Some(_) => return None,
         None => c.fs.link_target(h)?,
     };

@@ -12,6 +12,8 @@
 //! thread as it does from a vCPU thread. Each open file is locked with a
 //! try (the server never waits for an object).
 
+use super::answer;
+use crate::abi::errno::EAGAIN;
 use crate::files::FdTable;
 use crate::fs::lock::LockError;
 use crate::kernel::fast::FastCtx;
@@ -19,9 +21,6 @@ use crate::syscalls::locking::{
     flock_may_wait, flock_op, flock_target, getlk, posix_call, Flock, FLOCK_SIZE,
 };
 use crate::thread::LockedPartsMut;
-
-/// -EAGAIN as the server answers it.
-const EAGAIN: u64 = (-(libc::EAGAIN as i64)) as u64;
 
 /// flock(fd, op).
 pub(super) fn flock(c: &FastCtx, fds: &FdTable, fd: i64, op: u32) -> Option<u64> {
@@ -35,7 +34,7 @@ pub(super) fn flock(c: &FastCtx, fds: &FdTable, fd: i64, op: u32) -> Option<u64>
     };
     match c.fs.locks().flock(key, id, ty, None) {
         Ok(()) => Some(0),
-        Err(LockError::WouldBlock) if !flock_may_wait(op) => Some(EAGAIN),
+        Err(LockError::WouldBlock) if !flock_may_wait(op) => Some(answer(Err(EAGAIN))),
         Err(_) => None,
     }
 }
@@ -62,7 +61,7 @@ pub(super) fn fcntl(
     }
     match locks.set(call.key, call.req, None) {
         Ok(()) => Some(0),
-        Err(LockError::WouldBlock) if !call.may_wait => Some(EAGAIN),
+        Err(LockError::WouldBlock) if !call.may_wait => Some(answer(Err(EAGAIN))),
         Err(_) => None,
     }
 }

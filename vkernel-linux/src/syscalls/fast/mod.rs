@@ -134,9 +134,17 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     (libc::SYS_prctl, |_, c, _, a| thread_name(c, a[0], a[1])),
     // Not provided (glibc goes on without it), as on the exit path.
     (libc::SYS_rseq, |_, _, _, _| {
-        Some((-i64::from(libc::ENOSYS)) as u64)
+        Some(answer(Err(crate::abi::errno::ENOSYS)))
     }),
 ];
+
+/// A call's result as the server answers it: the value, or -errno.
+pub(super) fn answer(r: Result<i64, i64>) -> u64 {
+    match r {
+        Ok(v) => v as u64,
+        Err(e) => (-e) as u64,
+    }
+}
 
 /// PR_SET_NAME and PR_GET_NAME on the context's copy of the name (the
 /// exit path's encoding: `syscalls::prctl`); a buffer that cannot be read

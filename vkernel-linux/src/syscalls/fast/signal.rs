@@ -8,18 +8,11 @@
 //! `Kernel::tgkill_other`, the exit path's own code); a signal for the
 //! caller's own process is taken by its thread on the exit path.
 
+use super::answer;
 use crate::kernel::fast::{read_user, write_user, FastCtx};
 use crate::kernel::Kernel;
 use crate::signal::{self, SigAction, SigInfo};
 use crate::syscalls::int32;
-
-/// A syscall's answer to the server's encoding (-errno).
-fn answer(r: Result<i64, i64>) -> u64 {
-    match r {
-        Ok(v) => v as u64,
-        Err(e) => (-e) as u64,
-    }
-}
 
 /// kill(pid, sig) of another process.
 pub(super) fn kill(k: &Kernel, c: &FastCtx, pid: u64, sig: u64) -> Option<u64> {
