@@ -168,6 +168,12 @@ struct Opts {
     /// N; syscall` sites to reach the server without it).
     #[arg(long)]
     no_syscall_patching: bool,
+    /// Leave `cpuid` sites as they are: every `cpuid` a vproc runs is
+    /// emulated by KVM (otherwise, where KVM offers CPUID faulting, the
+    /// first processes of each program answer theirs in the vkernel and
+    /// later ones start with the sites rewritten to their answers).
+    #[arg(long)]
+    no_cpuid_patching: bool,
     /// What backs guest RAM: auto (probe the host for huge pages: hugetlb
     /// when reserved, else anonymous memory with MADV_HUGEPAGE where THP
     /// is enabled), anonymous, memfd or hugetlb.
@@ -584,6 +590,7 @@ fn run(
         memstats_json: opts.json,
         exitless: !opts.no_exitless,
         patch_syscalls: !opts.no_syscall_patching,
+        patch_cpuid: !opts.no_cpuid_patching,
         rt_period_us: opts.rt_period_us,
         rt_runtime_us: opts.rt_runtime_us,
         forward_signals: true,
@@ -630,28 +637,7 @@ fn run(
     }
     let status = report.status;
     if opts.stats {
-        vk_eprintln!(
-            "vkernel: {} syscalls, {} forks ({} refused), {} context switches, at most {} vprocs, \
-             {} lost wake-ups, {} syscall sites patched",
-            report.syscalls,
-            report.forks,
-            report.fork_eagain,
-            report.context_switches,
-            report.max_alive,
-            report.lost_wakeups,
-            report.patched_sites
-        );
-        vk_eprintln!(
-            "vkernel: calls: {} through exits, {} exitless through rewritten sites, \
-             {} exitless through `syscall`",
-            report.syscalls,
-            report.served_rewritten,
-            report.served_syscall
-        );
-        for (i, s) in report.cpu_stats.iter().enumerate() {
-            vk_eprintln!("vkernel: vCPU {i}: {s:?}");
-        }
-        vk_eprintln!("vkernel: {}", ram_line(&machine));
+        print_stats(&report, &machine);
     }
     for line in linux::diag::report_lines(&report.unimplemented) {
         if opts.stats {
@@ -747,6 +733,38 @@ impl std::io::Write for LogSink {
     }
 }
 
+/// `--stats`: the run's counters on stderr.
+fn print_stats(report: &linux::kernel::Report, machine: &Machine) {
+    vk_eprintln!(
+        "vkernel: {} syscalls, {} forks ({} refused), {} context switches, at most {} vprocs, \
+         {} lost wake-ups, {} syscall sites patched",
+        report.syscalls,
+        report.forks,
+        report.fork_eagain,
+        report.context_switches,
+        report.max_alive,
+        report.lost_wakeups,
+        report.patched_sites
+    );
+    vk_eprintln!(
+        "vkernel: calls: {} through exits, {} exitless through rewritten sites, \
+         {} exitless through `syscall`",
+        report.syscalls,
+        report.served_rewritten,
+        report.served_syscall
+    );
+    vk_eprintln!(
+        "vkernel: cpuid: {} answered by the vkernel (learning processes), {} sites \
+         rewritten to their answers",
+        report.cpuid_answered,
+        report.cpuid_sites
+    );
+    for (i, s) in report.cpu_stats.iter().enumerate() {
+        vk_eprintln!("vkernel: vCPU {i}: {s:?}");
+    }
+    vk_eprintln!("vkernel: {}", ram_line(machine));
+}
+
 /// What backs guest RAM, for `--stats`: the backing, whether the mapping
 /// starts on a 2 MiB boundary in host memory (guest-physical 0 always
 /// does), which the host needs to back it with huge pages and KVM to map
@@ -821,6 +839,7 @@ fn main() -> ExitCode {
                 no_exitless: false,
                 net: "none".to_string(),
                 no_syscall_patching: false,
+                no_cpuid_patching: false,
                 ram_backing: RamBackingArg::Auto,
                 no_large_pages: false,
                 gdb: None,

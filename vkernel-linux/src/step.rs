@@ -42,6 +42,12 @@ impl Vproc {
             // the memory map takes it: after `leave_kernel` that would keep
             // it for the whole stay, and the server could serve nothing).
             let stub_pages: Vec<u64> = self.mm.patches().stub_pages().collect();
+            // A learning process's `cpuid`s come here (`answer_cpuid`).
+            let learn = self.mm.patches().cpuid_learning()
+                && self.ptrace.is_none()
+                && !self.trace
+                && self.k.as_ref().is_some_and(|k| k.learn_cpuid);
+            cpu.set_cpuid_faulting(learn);
             // Other threads of the process may enter the kernel while this
             // one runs (see `thread`).
             self.leave_kernel();
@@ -128,6 +134,18 @@ impl Vproc {
                         Step::Ran
                     }
                 },
+                Trap::Exception {
+                    vector: 13,
+                    error_code: 0,
+                } if self.insn_at_rip() == CPUID => {
+                    // CPUID faulting: answered (or, if it cannot be, run
+                    // again under KVM with faulting off).
+                    if self.answer_cpuid(cpu) && self.frame.rflags & TF != 0 {
+                        // As after the instruction: the single step's trap.
+                        self.exception(cpu, 1, 0);
+                    }
+                    Step::Ran
+                }
                 Trap::Exception { vector, error_code }
                     if compat32::is_int80(vector, error_code, self.insn_at_rip()) =>
                 {
@@ -432,6 +450,11 @@ impl Vproc {
         None
     }
 }
+
+/// The `cpuid` instruction.
+const CPUID: [u8; 2] = [0x0f, 0xa2];
+/// RFLAGS.TF.
+const TF: u64 = 1 << 8;
 
 /// The #GP error code's bit saying the selector is an IDT gate.
 const GP_IDT: u64 = 2;

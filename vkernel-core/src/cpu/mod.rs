@@ -16,6 +16,7 @@ use vkernel_guest::layout::{
 };
 use vkernel_guest::x86::{self, is_canonical};
 
+mod cpuid;
 mod exit;
 mod fault_streak;
 mod fpu;
@@ -32,6 +33,7 @@ use crate::machine::MachineInner;
 use crate::trap::{Trap, TrapFrame};
 use crate::vmspace::Vmspace;
 use crate::walker::Access;
+pub use cpuid::{CpuidEntry, CpuidTable};
 use exit::{classify, ExitKind, Expect, Position, RawExit, Snapshot};
 use fault_streak::FaultStreak;
 use kick_due::KickDue;
@@ -205,6 +207,10 @@ pub struct Cpu {
     ts_set: bool,
     broken: Option<String>,
     top: u64,
+    /// KVM offers CPUID faulting here (None: not probed yet).
+    cpuid_fault_supported: Option<bool>,
+    /// CPUID faulting is on (see [`Cpu::set_cpuid_faulting`]).
+    cpuid_fault_on: bool,
 }
 
 impl std::fmt::Debug for Cpu {
@@ -271,6 +277,8 @@ impl Cpu {
             ts_set: false,
             broken: None,
             top: cpu_stack_top_off(index),
+            cpuid_fault_supported: None,
+            cpuid_fault_on: false,
         }
     }
 

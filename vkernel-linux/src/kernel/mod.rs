@@ -120,6 +120,11 @@ pub struct Options {
     /// hosts): rewrite the call sites of served syscalls so they reach the
     /// server without the `syscall` instruction (see `mm::patch`).
     pub patch_syscalls: bool,
+    /// With `patch_syscalls`, where KVM offers CPUID faulting: the first
+    /// few processes of each program file answer their `cpuid`s in the
+    /// vkernel and count the sites, and later processes of the file start
+    /// with the sites rewritten to their answers (see `mm::patch::cpuid`).
+    pub patch_cpuid: bool,
     /// Real-time throttling period in microseconds (Linux's
     /// `/proc/sys/kernel/sched_rt_period_us`, default 1,000,000).
     pub rt_period_us: u64,
@@ -173,6 +178,7 @@ impl Default for Options {
             memstats_json: false,
             exitless: true,
             patch_syscalls: true,
+            patch_cpuid: true,
             rt_period_us: 1_000_000,
             rt_runtime_us: 950_000,
             forward_signals: false,
@@ -240,6 +246,11 @@ pub struct Report {
     pub served_rewritten: u64,
     /// Calls the exitless server answered that executed `syscall`.
     pub served_syscall: u64,
+    /// `cpuid`s of learning processes the vkernel answered (see
+    /// [`Options::patch_cpuid`]).
+    pub cpuid_answered: u64,
+    /// `cpuid` sites rewritten to their answers.
+    pub cpuid_sites: u64,
     /// The syscalls the run met that the personality does not serve, by
     /// number, each with its count and first caller ([`crate::diag`]).
     pub unimplemented: Vec<crate::diag::UnimplementedCall>,
@@ -390,6 +401,13 @@ pub struct Kernel {
     pub(crate) patch_entry: Option<u64>,
     /// Sites patched.
     pub(crate) patched: AtomicU64,
+    /// Learning processes' `cpuid`s come to the vkernel (see
+    /// [`Options::patch_cpuid`]).
+    pub(crate) learn_cpuid: bool,
+    /// The vCPUs' CPUID table, read at the first `cpuid` answered.
+    pub(crate) cpuid_table: std::sync::OnceLock<crate::core::cpu::CpuidTable>,
+    /// `cpuid`s answered, sites rewritten.
+    pub(crate) cpuid_counts: [AtomicU64; 2],
     /// The calls of program files' syscall sites, over every process
     /// (rewritten in each new mapping once known: `site_book`).
     pub(crate) sites: site_book::SiteBook,

@@ -161,6 +161,9 @@ fn new_kernel(
         fast: super::fast::FastPath::new(ncpu, opts.exitless, calls.lookup),
         patch_entry,
         patched: AtomicU64::new(0),
+        learn_cpuid: patch_entry.is_some() && opts.patch_cpuid,
+        cpuid_table: std::sync::OnceLock::new(),
+        cpuid_counts: Default::default(),
         sites: Default::default(),
         served: [AtomicU64::new(0), AtomicU64::new(0)],
         unimplemented: init.unimplemented.clone(),
@@ -347,6 +350,8 @@ fn finish(k: &Kernel, cpu_stats: Vec<CpuStats>) -> Report {
             patched_sites: k.patched.load(Ordering::Relaxed),
             served_rewritten: k.served[0].load(Ordering::Relaxed),
             served_syscall: k.served[1].load(Ordering::Relaxed),
+            cpuid_answered: k.cpuid_counts[0].load(Ordering::Relaxed),
+            cpuid_sites: k.cpuid_counts[1].load(Ordering::Relaxed),
             unimplemented: k.unimplemented.calls(),
         };
         t.procs.clear();

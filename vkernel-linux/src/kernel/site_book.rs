@@ -12,6 +12,13 @@
 //! before the program runs (`Vproc::patch_known_sites`), where the tables
 //! are fresh and a private copy of a code page costs no guest work.
 //!
+//! `cpuid` sites are counted in the same book (`mm::patch::cpuid`,
+//! entries tagged by `cpuid_book_nr`): the first [`LEARN_RUNS`] processes
+//! of a program file run with CPUID faulting on, so that their `cpuid`s
+//! come to the vkernel ([`SiteBook::learning_run`]); later ones start with
+//! the known sites rewritten and run with it off (a site that cannot be
+//! rewritten then costs KVM's emulation, less than a trap).
+//!
 //! Only the place is remembered; the bytes are checked again at each
 //! rewrite (`Mm::patch_plan`), so a file whose code changed gets no
 //! rewrite that does not fit it.
@@ -21,12 +28,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use super::Kernel;
-use crate::mm::{Mm, PATCH_AFTER};
+use crate::mm::{cpuid_book_leaf, Mm, PATCH_AFTER};
 
 /// Most files the book follows.
 const MAX_FILES: usize = 256;
 /// Most sites it follows in one file.
 const MAX_SITES_PER_FILE: usize = 1024;
+/// Processes of a program file whose `cpuid`s come to the vkernel: a site
+/// each of them runs once is known after them.
+pub(crate) const LEARN_RUNS: u32 = PATCH_AFTER;
 
 /// A file as the page cache names it: (device, inode).
 pub(crate) type FileId = (u64, u64);
@@ -39,6 +49,8 @@ type FileSites = HashMap<u64, (u64, u32)>;
 #[derive(Default)]
 pub(crate) struct SiteBook {
     files: Mutex<HashMap<FileId, FileSites>>,
+    /// Learning processes started so far, by program file.
+    learners: Mutex<HashMap<FileId, u32>>,
 }
 
 impl SiteBook {
@@ -62,6 +74,26 @@ impl SiteBook {
         }
         e.1 = e.1.saturating_add(1);
         e.1 >= PATCH_AFTER
+    }
+
+    /// A process of the program files `files` (its program and
+    /// interpreter) starts: is it one of the first [`LEARN_RUNS`] of any
+    /// of them, whose `cpuid`s come to the vkernel to be counted? Counts
+    /// it for each file that still learns.
+    pub(crate) fn learning_run(&self, files: &[FileId]) -> bool {
+        let mut l = self.learners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut learning = false;
+        for f in files {
+            if !l.contains_key(f) && l.len() >= MAX_FILES {
+                continue;
+            }
+            let n = l.entry(*f).or_insert(0);
+            if *n < LEARN_RUNS {
+                *n += 1;
+                learning = true;
+            }
+        }
+        learning
     }
 
     /// The sites of `file` worth rewriting whose return address lies in
@@ -92,17 +124,18 @@ impl SiteBook {
 /// check. Returns how many sites it rewrote.
 pub(crate) fn patch_known(mm: &mut Mm, k: &Kernel, threads: usize, start: u64, end: u64) -> u64 {
     let Some(entry) = k.patch_entry else { return 0 };
-    let mut n = 0;
+    let (mut calls, mut cpuids) = (0, 0);
     for (vs, ve, file, off) in mm.code_files_in(start, end) {
         let len = ve - vs;
         for (site, nr) in k.sites.known_in(file, off, off.saturating_add(len)) {
             let ret = vs + (site - off);
-            if mm.patch_syscall(ret, nr, entry, threads).is_ok() {
-                n += 1;
+            match cpuid_book_leaf(nr) {
+                Some(leaf) => cpuids += u64::from(patch_cpuid(mm, k, ret, leaf, threads)),
+                None => calls += u64::from(mm.patch_syscall(ret, nr, entry, threads).is_ok()),
             }
         }
     }
-    if n > 0 {
+    if calls + cpuids > 0 {
         // The stubs run as soon as the sites do: their pages get hardware
         // entries now (host writes only), not a fault each.
         let pages: Vec<u64> = mm.patches().stub_pages().collect();
@@ -110,8 +143,25 @@ pub(crate) fn patch_known(mm: &mut Mm, k: &Kernel, threads: usize, start: u64, e
             let _ = mm.vmspace().populate(p, p + crate::mm::PAGE);
         }
     }
-    k.patched.fetch_add(n, Ordering::Relaxed);
-    n
+    k.patched.fetch_add(calls, Ordering::Relaxed);
+    calls + cpuids
+}
+
+/// Rewrite the `cpuid` of `leaf` returning to `ret` into its answer from
+/// the vCPUs' table (`mm::patch::cpuid`), in `mm`, which `threads` threads
+/// share. Nothing before the kernel has read the table (no `cpuid` was
+/// answered yet) or without patching. Counted when done.
+pub(crate) fn patch_cpuid(mm: &mut Mm, k: &Kernel, ret: u64, leaf: u32, threads: usize) -> bool {
+    let (Some(entry), Some(t)) = (k.patch_entry, k.cpuid_table.get()) else {
+        return false;
+    };
+    let answer = |l: u32, s: u32| t.answer(l, s);
+    let how: (&dyn Fn(u32, u32) -> [u32; 4], bool) = (&answer, t.varies_with_subleaf(leaf));
+    let done = mm.patch_cpuid(ret, leaf, how, entry, threads).is_ok();
+    if done {
+        k.cpuid_counts[1].fetch_add(1, Ordering::Relaxed);
+    }
+    done
 }
 
 #[cfg(test)]
@@ -135,6 +185,21 @@ mod tests {
         // Another call at the same place: the file changed.
         assert!(!b.note(f, 0x1234, 60));
         assert!(b.known_in(f, 0, 0x10_0000).is_empty());
+    }
+
+    #[test]
+    fn the_first_processes_of_a_file_learn() {
+        let b = SiteBook::default();
+        let (bb, ld) = ((1, 1), (1, 2));
+        for _ in 0..LEARN_RUNS {
+            assert!(b.learning_run(&[bb]));
+        }
+        assert!(!b.learning_run(&[bb]), "busybox is learnt");
+        assert!(
+            b.learning_run(&[bb, ld]),
+            "a program with a new interpreter"
+        );
+        assert!(!b.learning_run(&[]));
     }
 
     #[test]

@@ -330,7 +330,9 @@ mod shm;
 mod uaccess;
 
 pub use hop::HOP_SCAN;
-pub use patch::{NoPatch, Patches, Plan, CODE as PATCH_CODE, PATCH_AFTER};
+pub use patch::{
+    cpuid_book_leaf, cpuid_book_nr, NoPatch, Patches, Plan, CODE as PATCH_CODE, PATCH_AFTER,
+};
 pub use shm::{ShmFiles, ShmObject};
 
 use area::split_at;
