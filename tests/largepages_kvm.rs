@@ -414,3 +414,61 @@ fn linux_a_deep_stack_gets_large_pages() {
         assert!(faults < 60, "{cc}: {faults} page faults for a 6 MiB stack");
     }
 }
+
+/// Program text in whole 2 MiB windows (tests/guests/bigtext.c: 6 MiB of
+/// code, like a Go program's) is mapped with page cache blocks, one large
+/// page per window (`linux::mm::pagecache::PageCache::get_large`): every
+/// page's code runs, the kernel's copies from the text read the file's
+/// bytes, a forked child shares the blocks and runs them too, and a page
+/// made writable and changed by one process is that process's copy: the
+/// program it execs next sees the file's bytes. Outputs equal native.
+#[test]
+fn linux_program_text_maps_whole_windows_with_page_cache_blocks() {
+    let test = "linux_program_text_maps_whole_windows_with_page_cache_blocks";
+    for (cc, p) in common::kvm_guests(test, "bigtext") {
+        let path = p.display().to_string();
+        for args in [vec!["run"], vec!["scribble", path.as_str()]] {
+            let want = native(&p, &args);
+            let opts = linux::kernel::Options {
+                memstats: true,
+                memstats_json: true,
+                ..Default::default()
+            };
+            // The program from the host's file (through the page cache).
+            let l = linux::launch::Launch::host_program(&p)
+                .unwrap()
+                .args(&args)
+                .env([PATH_BIN])
+                .root(common::host_root())
+                .options(opts);
+            let r = common::vk_watched(test, 120, l);
+            assert_eq!(r.stdout, want, "{cc} {args:?}");
+            assert_eq!(
+                r.report.status,
+                linux::ExitStatus::Exited(0),
+                "{cc} {args:?}"
+            );
+            assert!(want.contains("read back 1536, child agrees"), "{want}");
+            // The first vproc to exit (the forked child) maps the text's two
+            // whole windows ([0x600000, 0xa00000)) large; after `scribble`
+            // (whose write read its page alone into the cache) one of them.
+            let stats = r.report.memstats.clone().unwrap_or_default();
+            let large: u64 = stats
+                .split("\"large_pages\": ")
+                .skip(1)
+                .filter_map(|s| {
+                    s.split(|c: char| !c.is_ascii_digit())
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .sum();
+            eprintln!("{test}: {cc} {args:?}: {large} pages in large pages");
+            let windows = if args[0] == "run" { 2 } else { 1 };
+            assert!(
+                large >= windows * PAGES,
+                "{cc} {args:?}: {large} large ({stats})"
+            );
+        }
+    }
+}

@@ -466,7 +466,10 @@ impl VpTable {
     /// gain [`Vpte::COW`] in both tables, except leaves marked
     /// [`Vpte::SHARED`], which the child gets as they are (shared memory);
     /// every shared frame gets one more reference in `frames`. The child's
-    /// leaves start with A and M clear.
+    /// leaves start with A and M clear. A large leaf must be read-only
+    /// (not writable, not copy-on-write, not shared memory: a page cache
+    /// block): the child maps the same block and each of its 512 frames
+    /// gets a reference; split any other first ([`VptError::LargePage`]).
     ///
     /// The caller must invalidate the parent's range
     /// ([`crate::vmspace::Mcontrol::Inval`]): its writable hardware entries
@@ -484,7 +487,16 @@ impl VpTable {
         self.for_each_leaf(ram, start, end, &mut |va, gpa, e| leaves.push((va, gpa, e)));
         for (va, gpa, e) in leaves {
             if e.large() {
-                return Err(VptError::LargePage(va));
+                // A read-only large page (a page cache block) is shared as
+                // it is: a reference on each of its frames. A writable or
+                // copy-on-write one must be split first.
+                if e.writable() || e.bits() & Vpte::COW != 0 || e.bits() & Vpte::SHARED != 0 {
+                    return Err(VptError::LargePage(va));
+                }
+                (0..512u64).for_each(|i| frames.share(e.frame() + i * 4096));
+                let flags = e.bits() & !Vpte::FRAME_MASK & !Vpte::PS & !(Vpte::A | Vpte::M);
+                child.map_large(ram, frames, va, e.frame(), flags)?;
+                continue;
             }
             if e.bits() & Vpte::SHARED != 0 {
                 // Shared memory: both sides keep writing the same frame.

@@ -235,6 +235,30 @@ impl Mm {
         }
     }
 
+    /// Like [`Mm::find_free`], for a file mapping of `len` bytes at file
+    /// offset `off`: where it is 2 MiB or longer, the highest free place
+    /// whose address agrees with `off` modulo 2 MiB, so that its whole 2
+    /// MiB windows line up with 2 MiB blocks of the file and may be mapped
+    /// with the page cache's blocks (a dynamic loader maps a large
+    /// library's whole span this way first). Anywhere free otherwise.
+    pub fn find_free_for_file(&self, len: u64, off: u64) -> Result<u64, MmError> {
+        const LARGE: u64 = crate::core::vptable::LARGE;
+        if len < LARGE {
+            return self.find_free(len);
+        }
+        let fit = |lo: u64, hi: u64| highest_congruent(lo.max(USER_START), hi, len, off % LARGE);
+        let mut top = MMAP_TOP;
+        for (&s, v) in self.vmas.range(..MMAP_TOP).rev() {
+            if v.end <= top {
+                if let Some(at) = fit(v.end, top) {
+                    return Ok(at);
+                }
+            }
+            top = top.min(s);
+        }
+        fit(USER_START, top).map_or_else(|| self.find_free(len), Ok)
+    }
+
     /// Unmap `[start, end)`: areas and frames go away.
     pub fn unmap(&mut self, start: u64, end: u64) {
         if start >= end {
@@ -357,5 +381,38 @@ impl Mm {
                 Some((va, buf))
             })
             .collect()
+    }
+}
+
+/// The highest `at` with `[at, at + len)` inside `[lo, hi)` and `at`
+/// equal to `want` modulo 2 MiB (`want` below 2 MiB).
+fn highest_congruent(lo: u64, hi: u64, len: u64, want: u64) -> Option<u64> {
+    const LARGE: u64 = crate::core::vptable::LARGE;
+    let top = hi.checked_sub(len)?;
+    let at = (top.checked_sub(want)? & !(LARGE - 1)) + want;
+    (at >= lo).then_some(at)
+}
+
+#[cfg(test)]
+mod congruent_tests {
+    use super::highest_congruent;
+
+    #[test]
+    fn file_mappings_line_up_with_2_mib_blocks_of_the_file() {
+        const M2: u64 = 2 << 20;
+        // A gap ending off any boundary: the highest aligned place below.
+        assert_eq!(
+            highest_congruent(0x1000_0000, 0x2000_3000, 5 * M2, 0),
+            Some(0x2000_0000 - 6 * M2 + M2)
+        );
+        // A wanted remainder (the mapping starts at file offset 0x1000).
+        let at = highest_congruent(0x1000_0000, 0x2000_3000, 5 * M2, 0x1000).unwrap();
+        assert_eq!(at % M2, 0x1000);
+        assert!(at + 5 * M2 <= 0x2000_3000);
+        // A gap too small once aligned.
+        assert_eq!(
+            highest_congruent(0x1000_0000 + 0x1000, 0x1000_0000 + 3 * M2, 3 * M2, 0),
+            None
+        );
     }
 }

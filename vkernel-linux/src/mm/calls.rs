@@ -82,6 +82,8 @@ impl Mm {
             let hint = addr & !(PAGE - 1);
             if hint != 0 && self.range_free(hint, hint.saturating_add(len)) {
                 hint
+            } else if let Some(f) = file.as_ref().filter(|f| !f.shared) {
+                self.find_free_for_file(len, f.off)?
             } else {
                 self.find_free(len)?
             }

@@ -158,6 +158,13 @@ impl Mm {
                 return Ok(());
             }
         }
+        if let Some((base, first)) = self.file_large_window(start, &vma, page) {
+            if self.map_file_large(base, &vma, first, true) {
+                self.stats.demand_faults += 1;
+                self.sweep = (base + LARGE, MAX_WINDOW.max(self.fault_around));
+                return Ok(());
+            }
+        }
         if dirty && self.pages.contains_key(&page) {
             match self.break_cow(page) {
                 Ok(true) => return Ok(()),
@@ -212,7 +219,7 @@ impl Mm {
             let base = page - (page / PAGE % n) * PAGE;
             (base.max(start), (base + n * PAGE).min(vma.end))
         };
-        if self.large_area(&vma) {
+        if self.large_area(&vma) || self.large_file_area(&vma) {
             // Never into another 2 MiB window: it may still get a large
             // page at its first touch (a sweep goes on there).
             let win = page & !(LARGE - 1);

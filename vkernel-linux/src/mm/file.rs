@@ -9,6 +9,7 @@
 
 use super::pagecache::CacheError;
 use super::*;
+use crate::core::vptable::LARGE;
 
 impl Mm {
     /// Give page `va` of the area starting at `start` its frame: a zeroed
@@ -58,6 +59,10 @@ impl Mm {
             }
             return self.map_new(va, vma.prot, dirty);
         };
+        if let Some((base, block)) = self.large_at(va) {
+            // A page cache block (never writable: see `file_large_window`).
+            return Ok(block + (va - base));
+        }
         let off = fm.off.saturating_add(va - start);
         let f = self
             .cache
@@ -160,6 +165,18 @@ impl Mm {
             let Some(fm) = &vma.file else { continue };
             let mut va = vstart.max(start);
             while va < vma.end.min(end) {
+                if let Some((base, _)) = self.large_at(va) {
+                    va = base + LARGE;
+                    continue;
+                }
+                // A window the cache holds as one block: one large page.
+                if let Some((base, first)) = self.file_large_window(vstart, &vma, va) {
+                    if base == va && self.map_file_large(base, &vma, first, false) {
+                        n += (LARGE / PAGE) as usize;
+                        va += LARGE;
+                        continue;
+                    }
+                }
                 if !self.pages.contains_key(&va) {
                     let off = fm.off.saturating_add(va - vstart);
                     if let Some(f) = self.cache.cached(&self.frames, &*fm.src, off / PAGE) {

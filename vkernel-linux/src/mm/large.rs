@@ -13,6 +13,17 @@
 use super::*;
 use crate::core::vptable::LARGE;
 
+/// Give back the block of a large page: a block of the process's own
+/// whole, a page cache block (`file`) frame by frame (the mapping's
+/// reference on each).
+pub(super) fn free_block(fr: &mut FrameAlloc, block: u64, file: bool) {
+    if file {
+        (0..LARGE / PAGE).for_each(|i| fr.free(block + i * PAGE));
+    } else {
+        fr.free_large(block);
+    }
+}
+
 impl Mm {
     /// The large page covering `va`, if any: (window start, block).
     pub(super) fn large_at(&self, va: u64) -> Option<(u64, u64)> {
@@ -171,11 +182,13 @@ impl Mm {
         let mut dropped: Option<(u64, u64)> = None;
         for (base, block) in bases {
             let mut fr = self.fr();
+            let file = self.large_file.contains(&base);
             if drop_covered && start <= base && base + LARGE <= end {
                 self.vpt.unmap_large(&self.ram, base);
-                fr.free_large(block);
+                free_block(&mut fr, block, file);
                 drop(fr);
                 self.large.remove(&base);
+                self.large_file.remove(&base);
                 let (lo, _) = dropped.unwrap_or((base, base));
                 dropped = Some((lo, base + LARGE));
                 continue;
@@ -183,7 +196,9 @@ impl Mm {
             match self.vpt.split_large(&self.ram, &mut fr, base) {
                 Ok(_) => {
                     drop(fr);
+                    // Each 4 KiB page holds its frame's reference now.
                     self.large.remove(&base);
+                    self.large_file.remove(&base);
                     for i in 0..LARGE / PAGE {
                         self.pages.insert(base + i * PAGE, block + i * PAGE);
                     }
@@ -209,6 +224,66 @@ impl Mm {
             return Some(Vpte::page(frame, e.bits() & !Vpte::FRAME_MASK & !Vpte::PS));
         }
         self.vpt.lookup(&self.ram, page)
+    }
+
+    /// The 2 MiB window of `page` if the page cache's block may map it
+    /// (`mm::pagecache::PageCache::get_large`), with the window's first
+    /// page index in the file: a private file area that is not writable
+    /// (program text, read-only data) covers the whole window, the file
+    /// offset of the window's start is 2 MiB aligned, and none of its pages
+    /// is mapped yet. (Go programs and large PIE programs such as gdb have
+    /// such windows; busybox, python3 and libc have none: their text and
+    /// data share every window.)
+    pub(super) fn file_large_window(&self, start: u64, vma: &Vma, page: u64) -> Option<(u64, u64)> {
+        let fm = vma.file.as_ref()?;
+        let base = page & !(LARGE - 1);
+        let off = fm.off.checked_add(base.checked_sub(start)?)?;
+        let ok = self.large_file_area(vma)
+            && base + LARGE <= vma.end
+            && off.is_multiple_of(LARGE)
+            && !self.large.contains_key(&base)
+            && self.pages.range(base..base + LARGE).next().is_none();
+        ok.then_some((base, off / PAGE))
+    }
+
+    /// May `vma`'s aligned windows be page cache blocks (a private file
+    /// area that is not writable, with large pages on)? Fault-around
+    /// there stays inside the faulting page's window, as in
+    /// [`Mm::large_area`].
+    pub(super) fn large_file_area(&self, vma: &Vma) -> bool {
+        self.large_pages
+            && vma.shm.is_none()
+            && vma.prot != 0
+            && vma.prot & PROT_WRITE == 0
+            && vma.file.as_ref().is_some_and(|f| !f.shared)
+    }
+
+    /// Map the window at `base` of the file area `vma` with the page
+    /// cache's block for its pages from `first` on (read from the file
+    /// now with `read`, else only a block already cached). False, changing
+    /// nothing, when there is none (the caller maps 4 KiB pages).
+    pub(super) fn map_file_large(&mut self, base: u64, vma: &Vma, first: u64, read: bool) -> bool {
+        let Some(fm) = &vma.file else { return false };
+        let got = self
+            .cache
+            .get_large(&self.frames, &self.ram, &*fm.src, first, read);
+        let Ok(Some(block)) = got else { return false };
+        let mut fr = self.fr();
+        let flags = Self::flags(vma.prot, false);
+        if self
+            .vpt
+            .map_large(&self.ram, &mut fr, base, block, flags)
+            .is_err()
+        {
+            free_block(&mut fr, block, true);
+            return false;
+        }
+        drop(fr);
+        self.large.insert(base, block);
+        self.large_file.insert(base);
+        self.stats.pages_mapped += LARGE / PAGE;
+        self.stats.large_pages_mapped += 1;
+        true
     }
 
     /// Map first touches with large pages where they fit (default on).

@@ -294,6 +294,10 @@ pub struct Mm {
     pages: BTreeMap<u64, u64>,
     /// Large pages: 2 MiB window start -> 2 MiB block (not in `pages`).
     large: BTreeMap<u64, u64>,
+    /// The windows of `large` whose block is the page cache's (a file
+    /// mapping's: each frame holds a reference for this mapping, freed
+    /// one by one), not a block of this process's own.
+    large_file: std::collections::BTreeSet<u64>,
     /// Whether first touches may map large pages.
     large_pages: bool,
     /// First address of the brk heap.
@@ -336,6 +340,7 @@ pub use patch::{
 pub use shm::{ShmFiles, ShmObject};
 
 use area::split_at;
+use large::free_block;
 
 /// What every address space of one kernel shares, for a new one that is
 /// not forked from another (a process added from the host, see
@@ -405,6 +410,7 @@ impl Mm {
             vmas: BTreeMap::new(),
             pages: BTreeMap::new(),
             large: BTreeMap::new(),
+            large_file: Default::default(),
             large_pages: true,
             brk_start: 0,
             brk: 0,
@@ -443,8 +449,18 @@ impl Mm {
     /// fork(2): a new address space in `vms` (a fresh vmspace) with the same
     /// areas and contents, sharing every frame copy-on-write.
     pub fn fork(&mut self, vms: Vmspace) -> Result<Mm, MmError> {
-        // Large pages are shared as 4 KiB pages (a write copies 4 KiB).
-        self.split_large_in(USER_START, USER_END, false);
+        // Large pages are shared as 4 KiB pages (a write copies 4 KiB),
+        // except the page cache's read-only blocks, which the child maps
+        // as they are.
+        let own: Vec<u64> = self
+            .large
+            .keys()
+            .filter(|b| !self.large_file.contains(b))
+            .copied()
+            .collect();
+        for b in own {
+            self.split_large_in(b, b + 1, false);
+        }
         let eager = self.eager_fork_pages();
         let mut fr = self.fr();
         let cvpt = self
@@ -507,7 +523,8 @@ impl Mm {
             vms,
             vmas: self.vmas.clone(),
             pages,
-            large: BTreeMap::new(),
+            large: self.large.clone(),
+            large_file: self.large_file.clone(),
             large_pages: self.large_pages,
             brk_start: self.brk_start,
             brk: self.brk,
@@ -552,12 +569,13 @@ impl Mm {
         let _ = self.write_back(USER_START, USER_END);
         let pages = std::mem::take(&mut self.pages);
         let large = std::mem::take(&mut self.large);
+        let large_file = std::mem::take(&mut self.large_file);
         let mut fr = self.fr();
         for f in pages.into_values() {
             fr.free(f);
         }
-        for b in large.into_values() {
-            fr.free_large(b);
+        for (base, b) in large {
+            free_block(&mut fr, b, large_file.contains(&base));
         }
         self.vpt.free_tables(&self.ram, &mut fr);
     }

@@ -29,6 +29,8 @@ use crate::core::vptable::{FrameAlloc, VptError};
 
 /// Page size.
 const PAGE: u64 = 4096;
+/// Pages of a 2 MiB block.
+const BLOCK_PAGES: u64 = 512;
 
 impl FileSource for crate::fs::Backing {
     fn file_id(&self) -> (u64, u64) {
@@ -108,6 +110,8 @@ pub struct CacheStats {
     pub fills: u64,
     /// Pages given back by [`PageCache::shrink`].
     pub evictions: u64,
+    /// 2 MiB blocks read whole ([`PageCache::get_large`]).
+    pub large_fills: u64,
     /// Pages cached now.
     pub pages: u64,
 }
@@ -228,6 +232,113 @@ impl PageCache {
         Some(f)
     }
 
+    /// The 2 MiB block holding pages `first..first + 512` of `src` (`first`
+    /// a multiple of 512) in order, with one reference taken on each of
+    /// its frames for the caller (given back frame by frame with
+    /// [`FrameAlloc::free`]). With `read`, the range is read from the file
+    /// into a fresh block when none of its pages is cached yet. None when
+    /// it cannot be one block: some of its pages are cached apart, the
+    /// range reaches past the file's last page, or no free block is left.
+    /// The block's pages are ordinary cached pages after: a 4 KiB mapping
+    /// shares them, and [`PageCache::shrink`] gives them back one by one.
+    pub fn get_large(
+        &self,
+        frames: &Mutex<FrameAlloc>,
+        ram: &Ram,
+        src: &dyn FileSource,
+        first: u64,
+        read: bool,
+    ) -> Result<Option<u64>, CacheError> {
+        let (dev, ino) = src.file_id();
+        if !first.is_multiple_of(BLOCK_PAGES) {
+            return Ok(None);
+        }
+        let key = |i: u64| (dev, ino, first + i);
+        {
+            let mut c = self.lock();
+            match Self::block_of(&c, &key) {
+                Some(Some(b)) => {
+                    let mut fr = lock(frames);
+                    (0..BLOCK_PAGES).for_each(|i| fr.share(b + i * PAGE));
+                    c.stats.hits += BLOCK_PAGES;
+                    return Ok(Some(b));
+                }
+                Some(None) => return Ok(None),
+                None if !read => return Ok(None),
+                None => {}
+            }
+        }
+        let size = src.size();
+        let Some(off) = first.checked_mul(PAGE) else {
+            return Ok(None);
+        };
+        let len = BLOCK_PAGES * PAGE;
+        if off.saturating_add(len) > size.next_multiple_of(PAGE) {
+            return Ok(None);
+        }
+        // Read outside every lock: the file may be slow.
+        let mut buf = vec![0u8; len as usize];
+        let want = (size - off).min(len) as usize;
+        let mut got = 0;
+        while got < want {
+            match src.read_at(off + got as u64, &mut buf[got..want]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(errno) => {
+                    return Err(CacheError::Read {
+                        off: off + got as u64,
+                        errno,
+                    })
+                }
+            }
+        }
+        let mut c = self.lock();
+        if Self::block_of(&c, &key).is_some() {
+            // Some of it was cached meanwhile: 4 KiB pages then.
+            return Ok(None);
+        }
+        let mut fr = lock(frames);
+        let block = match fr.alloc_large(ram) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                Self::shrink_locked(&mut c, &mut fr);
+                match fr.alloc_large(ram) {
+                    Ok(Some(b)) => b,
+                    _ => return Ok(None),
+                }
+            }
+            Err(e) => return Err(CacheError::Ram(e)),
+        };
+        if let Err(e) = ram.write(block, &buf) {
+            fr.free_large(block);
+            return Err(CacheError::Ram(e.into()));
+        }
+        for i in 0..BLOCK_PAGES {
+            let f = block + i * PAGE;
+            // The cache's reference (the frame's own) and the caller's.
+            fr.share(f);
+            c.pages.insert(key(i), f);
+        }
+        c.stats.fills += BLOCK_PAGES;
+        c.stats.large_fills += 1;
+        c.stats.pages = c.pages.len() as u64;
+        Ok(Some(block))
+    }
+
+    /// How the 512 pages named by `key(0..512)` are cached: not at all
+    /// (None), as one block in order (Some(Some(block))), or otherwise
+    /// (Some(None)).
+    fn block_of(c: &Inner, key: &dyn Fn(u64) -> Key) -> Option<Option<u64>> {
+        let Some(&b) = c.pages.get(&key(0)) else {
+            return (1..BLOCK_PAGES)
+                .any(|i| c.pages.contains_key(&key(i)))
+                .then_some(None);
+        };
+        let whole = b.is_multiple_of(BLOCK_PAGES * PAGE)
+            && (1..BLOCK_PAGES).all(|i| c.pages.get(&key(i)) == Some(&(b + i * PAGE)));
+        Some(whole.then_some(b))
+    }
+
     /// Whether page `index` of `src` is cached (mincore); takes no
     /// reference and never reads the file.
     pub fn contains(&self, src: &dyn FileSource, index: u64) -> bool {
@@ -315,5 +426,40 @@ mod tests {
         assert_eq!(c.shrink(&frames), 1);
         assert_eq!(c.stats().fills, 1);
         assert_eq!(c.stats().pages, 0);
+    }
+
+    #[test]
+    fn a_whole_2_mib_range_is_one_block_shared_by_4k_lookups() {
+        let ram = Ram::anonymous(8 << 20).unwrap();
+        let frames = Mutex::new(FrameAlloc::new(0, 8 << 20).unwrap());
+        let c = PageCache::new();
+        // 2 MiB and a half of a file: one whole block, then a tail.
+        let data: Vec<u8> = (0..(5u64 << 20) / 2).map(|i| (i / 4096) as u8).collect();
+        let file = Mem(data, 2);
+        assert_eq!(
+            c.get_large(&frames, &ram, &file, 0, false),
+            Ok(None),
+            "not cached, no read"
+        );
+        let b = c.get_large(&frames, &ram, &file, 0, true).unwrap().unwrap();
+        assert_eq!(b % (2 << 20), 0);
+        let mut page = vec![0u8; 4096];
+        ram.read(b + 300 * 4096, &mut page).unwrap();
+        assert!(page.iter().all(|&x| x == 300u64 as u8));
+        // A 4 KiB lookup finds the block's frame; a second block lookup
+        // finds the block without reading.
+        assert_eq!(c.get(&frames, &ram, &file, 300).unwrap(), b + 300 * 4096);
+        assert_eq!(c.get_large(&frames, &ram, &file, 0, false), Ok(Some(b)));
+        assert_eq!(lock(&frames).refcount(b + 300 * 4096), 4);
+        assert_eq!(lock(&frames).refcount(b), 3);
+        // Past the file's last page, or not aligned: no block.
+        assert_eq!(c.get_large(&frames, &ram, &file, 512, true), Ok(None));
+        assert_eq!(c.get_large(&frames, &ram, &file, 1, true), Ok(None));
+        // A range with a page cached apart: no block.
+        let other = Mem(vec![1; 4 << 20], 3);
+        let f = c.get(&frames, &ram, &other, 700).unwrap();
+        assert_eq!(c.get_large(&frames, &ram, &other, 512, true), Ok(None));
+        lock(&frames).free(f);
+        assert_eq!(c.stats().large_fills, 1);
     }
 }

@@ -762,6 +762,10 @@ impl Mm {
             return Err(MmError::Invalid);
         }
         let (_, vma) = self.find(va).ok_or(MmError::Fault(va))?;
+        if self.large_at(page).is_some() {
+            // A page cache block (program text): this page gets its own.
+            self.split_large_in(page, page + PAGE, false);
+        }
         let f = self.frame_for(page, false)?;
         // Shared with the page cache or, after fork, with another process
         // (read-only pages are shared without the COW bit): copy it first.
