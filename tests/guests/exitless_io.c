@@ -22,7 +22,9 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -475,6 +477,36 @@ static int loop(const char *family, long n, const char *dir) {
             if (prctl(PR_SET_NAME, want, 0, 0, 0) || prctl(PR_GET_NAME, got, 0, 0, 0)) return 1;
             if (strncmp(want, got, 15) || got[15] != 0) return 1;
         }
+    } else if (!strcmp(family, "wait")) {
+        /* 1 call a round: wait4 with WNOHANG for a child that lives on (0);
+         * then 10 children that exit, each reaped as a zombie. */
+        pid_t c = fork();
+        if (c == 0) {
+            for (;;) pause();
+        }
+        int st = 0;
+        for (long i = 0; i < n; i++)
+            if (waitpid(c, &st, WNOHANG) != 0) return 1;
+        for (int i = 0; i < 10; i++) {
+            pid_t z = fork();
+            if (z == 0) _exit(i);
+            siginfo_t si;
+            /* Until it is a zombie (without reaping it). */
+            if (waitid(P_PID, z, &si, WEXITED | WNOWAIT)) return 1;
+            if (waitpid(-1, &st, WNOHANG) != z || !WIFEXITED(st) || WEXITSTATUS(st) != i) return 1;
+        }
+        kill(c, SIGKILL);
+        if (waitpid(c, &st, 0) != c || !WIFSIGNALED(st) || waitpid(-1, &st, WNOHANG) != -1 || errno != ECHILD)
+            return 1;
+    } else if (!strcmp(family, "rusage")) {
+        /* 2 calls a round: getrusage of the process and of its children. */
+        struct rusage ru;
+        for (long i = 0; i < n / 2; i++)
+            if (getrusage(RUSAGE_SELF, &ru) || ru.ru_maxrss <= 0 || getrusage(RUSAGE_CHILDREN, &ru))
+                return 1;
+    } else if (!strcmp(family, "yield")) {
+        for (long i = 0; i < n; i++)
+            if (sched_yield()) return 1;
     } else if (!strcmp(family, "sig")) {
         sigset_t s, old;
         sigemptyset(&s);

@@ -58,7 +58,8 @@ impl Vproc {
                 .filter(|k| k.fast.enabled() && !self.trace && self.ptrace.is_none())
                 .cloned();
             if let Some(k) = &fast {
-                k.fast.publish(cpu.index(), self.fast_ctx(stub_pages));
+                k.fast
+                    .publish(cpu.index(), self.fast_ctx(stub_pages, cpu.index()));
                 if std::mem::take(&mut self.fresh_image) {
                     cpu.keep_exitless_awake(FRESH_IMAGE_AWAKE);
                 }
@@ -223,9 +224,10 @@ impl Vproc {
         }
     }
 
-    /// What the exitless server needs of this vproc while it runs
-    /// (`stub_pages`: its process's, read before the process lock went).
-    fn fast_ctx(&self, stub_pages: Vec<u64>) -> kernel::fast::FastCtx {
+    /// What the exitless server needs of this vproc while it runs on vCPU
+    /// `cpu` (`stub_pages`: its process's, read before the process lock
+    /// went).
+    fn fast_ctx(&self, stub_pages: Vec<u64>, cpu: usize) -> kernel::fast::FastCtx {
         kernel::fast::FastCtx {
             pid: self.pid,
             tgid: self.thread.tgid,
@@ -248,6 +250,7 @@ impl Vproc {
             comm: crate::syscalls::prctl::name_bytes(&self.comm),
             renamed: false,
             exe: self.exe.clone(),
+            cpu,
         }
     }
 

@@ -113,22 +113,9 @@ impl Vproc {
         let mut t = k.lock();
         // Children belong to the process: any thread may wait for them.
         let me = self.thread.tgid;
-        let mypgid = t.procs.get(&me).map_or(me, |e| e.pgid);
-        // A process is its leader's entry; it is a zombie once all its
-        // threads ended.
-        let matches = |pid: Pid, e: &Entry| {
-            e.ppid == me
-                && e.tgid == pid
-                && match want {
-                    -1 => true,
-                    0 => e.pgid == mypgid,
-                    p if p > 0 => pid == p,
-                    p => e.pgid == -p,
-                }
-        };
         // Its tracees' stops and exits first (reported whatever the
         // options say, as Linux does).
-        let (mut any, traced) = k.traced_waitable(
+        let (traced_any, traced) = k.traced_waitable(
             &mut t,
             me,
             want,
@@ -138,44 +125,13 @@ impl Vproc {
         if traced.is_some() {
             return Ok(traced);
         }
-        let mut found = None;
-        for (p, e) in t.procs.iter_mut() {
-            if !matches(*p, e) {
-                continue;
-            }
-            any = true;
-            // A child another process traces is its tracer's to report
-            // first.
-            let traced = e.trace.as_ref().is_some_and(|l| l.tracer_tgid != me);
-            if let PState::Zombie(s) = e.state {
-                if e.threads == 0 && exited && !traced {
-                    found = Some((*p, wstatus(s), true));
-                    break;
-                }
-            }
-            if options & WUNTRACED != 0 {
-                if let Some(sig) = e.stop_report {
-                    if options & WNOWAIT == 0 {
-                        e.stop_report = None;
-                    }
-                    found = Some((*p, (sig << 8) | 0x7f, false));
-                    break;
-                }
-            }
-            if options & WCONTINUED != 0 && e.cont_report {
-                if options & WNOWAIT == 0 {
-                    e.cont_report = false;
-                }
-                found = Some((*p, 0xffff, false));
-                break;
-            }
-        }
+        let (any, found) = Kernel::scan_children(&mut t, me, want, options, exited);
         if let Some((p, _, true)) = found {
             if options & WNOWAIT == 0 {
                 t.procs.remove(&p);
             }
         }
-        if !any {
+        if !any && !traced_any {
             return Err(ECHILD);
         }
         Ok(found.map(|(p, ws, _)| (p, ws)))
@@ -632,5 +588,111 @@ impl Kernel {
         } else {
             u.0 = name;
         }
+    }
+}
+
+/// wait4 and sched_yield for the exitless server, and the child search
+/// they share with the exit path.
+impl Kernel {
+    /// The first child of process `me` matching `want` (wait4's pid
+    /// argument) in a state `options` asks for (exited ones when
+    /// `exited`; stop and continue reports are consumed unless WNOWAIT):
+    /// whether any child matches, and the found one's pid, wait status
+    /// and whether it is a zombie (left in the table).
+    fn scan_children(
+        t: &mut Table,
+        me: Pid,
+        want: i32,
+        options: u64,
+        exited: bool,
+    ) -> (bool, Option<(Pid, i32, bool)>) {
+        let mypgid = t.procs.get(&me).map_or(me, |e| e.pgid);
+        // A process is its leader's entry; it is a zombie once all its
+        // threads ended.
+        let matches = |pid: Pid, e: &Entry| {
+            e.ppid == me
+                && e.tgid == pid
+                && match want {
+                    -1 => true,
+                    0 => e.pgid == mypgid,
+                    p if p > 0 => pid == p,
+                    p => e.pgid == -p,
+                }
+        };
+        let mut any = false;
+        for (p, e) in t.procs.iter_mut() {
+            if !matches(*p, e) {
+                continue;
+            }
+            any = true;
+            // A child another process traces is its tracer's to report
+            // first.
+            let traced = e.trace.as_ref().is_some_and(|l| l.tracer_tgid != me);
+            if let PState::Zombie(s) = e.state {
+                if e.threads == 0 && exited && !traced {
+                    return (true, Some((*p, wstatus(s), true)));
+                }
+            }
+            if options & WUNTRACED != 0 {
+                if let Some(sig) = e.stop_report {
+                    if options & WNOWAIT == 0 {
+                        e.stop_report = None;
+                    }
+                    return (true, Some((*p, (sig << 8) | 0x7f, false)));
+                }
+            }
+            if options & WCONTINUED != 0 && e.cont_report {
+                if options & WNOWAIT == 0 {
+                    e.cont_report = false;
+                }
+                return (true, Some((*p, 0xffff, false)));
+            }
+        }
+        (any, None)
+    }
+
+    /// wait4(`want`, .., `options`) by process `me` when it need not
+    /// wait, for the exitless server: a zombie child reaped once `commit`
+    /// (writing its pid's wait status to the caller) agrees, Ok(pid); none
+    /// ready with WNOHANG, Ok(0); no child, ECHILD. None, changing nothing,
+    /// for the exit path: options beyond WNOHANG and __WALL, a process that
+    /// traces others, nothing ready without WNOHANG, or `commit` refused.
+    pub(crate) fn wait_ready(
+        &self,
+        me: Pid,
+        want: i32,
+        options: u64,
+        commit: &mut dyn FnMut(i32) -> bool,
+    ) -> Option<Result<i64, i64>> {
+        if options & !(WNOHANG | WALL) != 0 || want == i32::MIN {
+            return None;
+        }
+        let mut t = self.lock();
+        let tracer = t.trace_exits.iter().any(|x| x.tracer_tgid == me)
+            || t.procs
+                .values()
+                .any(|e| e.trace.as_ref().is_some_and(|l| l.tracer_tgid == me));
+        if tracer {
+            return None;
+        }
+        match Self::scan_children(&mut t, me, want, options, true) {
+            (_, Some((p, ws, true))) => {
+                if !commit(ws) {
+                    return None;
+                }
+                t.procs.remove(&p);
+                Some(Ok(i64::from(p)))
+            }
+            (_, Some(_)) => None,
+            (false, None) => Some(Err(ECHILD)),
+            (true, None) if options & WNOHANG != 0 => Some(Ok(0)),
+            (true, None) => None,
+        }
+    }
+
+    /// Would sched_yield on vCPU `cpu` run the caller again at once (no
+    /// other task is queued there)? Then the exitless server answers it.
+    pub(crate) fn yield_is_noop(&self, cpu: usize) -> bool {
+        self.lock().sched.nr_running(cpu) <= 1
     }
 }

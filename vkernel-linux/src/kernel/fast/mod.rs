@@ -110,6 +110,8 @@ pub(crate) struct FastCtx {
     pub(crate) renamed: bool,
     /// The program's path (`/proc/self/exe`).
     pub(crate) exe: Arc<Vec<u8>>,
+    /// The vCPU it runs on.
+    pub(crate) cpu: usize,
 }
 
 /// Most call sites queued for patching in one stay in the guest; beyond,

@@ -11,7 +11,9 @@
 //! `epoll_wait` with ready items; [`mem`] `brk` growth and anonymous
 //! `mmap`; `set_tid_address`, `set_robust_list`, `rseq` (ENOSYS) and
 //! reading the process's own limits (`prlimit64`, `getrlimit`) and the
-//! thread's name (`prctl` PR_SET_NAME, PR_GET_NAME) here too.
+//! thread's name (`prctl` PR_SET_NAME, PR_GET_NAME) here too; [`process`]
+//! wait4 that reaps a zombie or finds none with WNOHANG, getrusage, and
+//! sched_yield with nothing else to run.
 //! A handler answers only what it is sure of and returns `None` for
 //! everything else, which then takes the exit path.
 
@@ -20,6 +22,7 @@ mod io;
 mod lock;
 mod mem;
 mod poll;
+mod process;
 mod signal;
 mod sock;
 
@@ -129,6 +132,13 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
         get_limit(c, a[1], a[3])
     }),
     (libc::SYS_getrlimit, |_, c, _, a| get_limit(c, a[0], a[1])),
+    (libc::SYS_wait4, |k, c, _, a| process::wait4(k, c, a)),
+    (libc::SYS_getrusage, |k, c, _, a| {
+        process::getrusage(k, c, a[0], a[1])
+    }),
+    (libc::SYS_sched_yield, |k, c, _, _| {
+        process::sched_yield(k, c)
+    }),
     // The thread's name (busybox sets it at every applet's start); every
     // other option is the exit path's.
     (libc::SYS_prctl, |_, c, _, a| thread_name(c, a[0], a[1])),
