@@ -73,6 +73,27 @@ fn leaf_in_reach(leaf: u32) -> bool {
     leaf < 0x8000 || (0x8000_0000..0x8000_8000).contains(&leaf)
 }
 
+/// Could the `b8` after `before` be anything but a `mov eax, imm32` that
+/// a `jmp rel32` may replace? The syscall sites' rule ([`could_be_tail`]),
+/// except that the byte right before may be a prefix that changes neither
+/// the `mov` nor a `jmp` put in its place: a segment override, `rep`, or a
+/// REX without W and B (`jbe` to a displacement of 0x26 or 0x46 looks like
+/// one: glibc's `handle_amd` has both before a `mov eax, 0x8000000x`).
+/// A REX.W or REX.B (`movabs`, `mov r8d`), an operand or address size
+/// override or `lock` stays refused.
+fn doubtful(before: &[u8; BEFORE]) -> bool {
+    let mut b = *before;
+    if matches!(
+        b[BEFORE - 1],
+        0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0xf2 | 0xf3 | 0x40 | 0x42 | 0x44 | 0x46
+    ) {
+        // As a prefix of the `mov`: harmless; as the end of the previous
+        // instruction: the `mov` starts right after it.
+        b[BEFORE - 1] = 0x90;
+    }
+    could_be_tail(&b)
+}
+
 /// The site of the `cpuid` returning to `ret`, given `code` (the
 /// [`CPUID_CODE`] bytes before `ret`): the `mov eax, leaf`'s address and
 /// what the site does to ECX; None if the code is not one of the forms, or
@@ -85,7 +106,7 @@ fn cpuid_site(code: &[u8; CPUID_CODE], ret: u64, leaf: u32, varies: bool) -> Opt
     let mov_at = |back: usize| -> bool {
         let at = n - back;
         let before: &[u8; BEFORE] = code[at - BEFORE..at].try_into().expect("BEFORE bytes");
-        code[at] == 0xb8 && code[at + 1..at + 5] == leaf.to_le_bytes() && !could_be_tail(before)
+        code[at] == 0xb8 && code[at + 1..at + 5] == leaf.to_le_bytes() && !doubtful(before)
     };
     let (back, ecx) = if code[n - 7] == 0xb9 && mov_at(12) {
         let sub = u32::from_le_bytes(code[n - 6..n - 2].try_into().expect("4 bytes"));
@@ -237,6 +258,20 @@ mod tests {
             &[0xb8, 1, 0, 0, 0, 0x0f, 0xa2],
         );
         assert_eq!(cpuid_site(&lea, RET, 1, false), None);
+        // jbe with displacement 0x26 (an ES override if read as a prefix)
+        // or 0x46 (REX.RX) before the mov: still a mov (glibc's handle_amd);
+        // 0x48 (REX.W: movabs) and 0x66 are not.
+        for (b1, ok) in [
+            (0x26, true),
+            (0x46, true),
+            (0x48, false),
+            (0x41, false),
+            (0x66, false),
+        ] {
+            let c = code([0, 0, 0x80, 0x76, b1], &[0xb8, 6, 0, 0, 0x80, 0x0f, 0xa2]);
+            let want = ok.then_some((RET - 7, Ecx::Untouched));
+            assert_eq!(cpuid_site(&c, RET, 0x8000_0006, false), want, "{b1:#x}");
+        }
         // A hypervisor leaf: [rax + leaf] could be mapped.
         let hv = code([0x90; BEFORE], &[0xb8, 0, 0, 0, 0x40, 0x0f, 0xa2]);
         assert_eq!(cpuid_site(&hv, RET, 0x4000_0000, false), None);
