@@ -196,7 +196,8 @@ fn served_fd_mem_and_signal_calls_match_native() {
 /// close, openat for reading and close, flock and fcntl record locks that
 /// complete at once, rt_sigaction, kill and tgkill of another process,
 /// prctl's PR_SET_NAME and PR_GET_NAME, readlink of /proc/self/exe,
-/// wait4 with WNOHANG and of zombies, getrusage, sched_yield):
+/// wait4 with WNOHANG and of zombies, getrusage, sched_yield,
+/// rt_sigprocmask beside a second thread):
 /// 10,000 calls of it cost
 /// far fewer than 10,000 exits. The server is a host thread: on a busy
 /// host it may not run while a call waits, and the call exits, so a family
@@ -230,6 +231,7 @@ fn server_answers_each_family_without_exits() {
         "wait",
         "rusage",
         "yield",
+        "sigthr",
     ] {
         let mut seen = Vec::new();
         let ok = (0..20).any(|_| {

@@ -333,6 +333,12 @@ static void info(void) {
     printf("info: %s %s, getrandom %d ok, nonzero %d\n", u.sysname, u.machine, ok, nonzero != 0);
 }
 
+/* A thread that waits for a byte on the fd at `arg`. */
+static void *wait_byte(void *arg) {
+    char b;
+    return (void *)(long)read(*(int *)arg, &b, 1);
+}
+
 /* N calls of one family and few others. */
 static int loop(const char *family, long n, const char *dir) {
     char c = 0;
@@ -507,6 +513,18 @@ static int loop(const char *family, long n, const char *dir) {
     } else if (!strcmp(family, "yield")) {
         for (long i = 0; i < n; i++)
             if (sched_yield()) return 1;
+    } else if (!strcmp(family, "sigthr")) {
+        /* 2 calls a round, as "sig", with a second thread alive (waiting
+         * in a read): the mask also steers the process's signals. */
+        int p[2];
+        pthread_t t;
+        if (pipe(p) || pthread_create(&t, NULL, wait_byte, &p[0])) return 1;
+        sigset_t s, old;
+        sigemptyset(&s);
+        sigaddset(&s, SIGUSR2);
+        for (long i = 0; i < n / 2; i++)
+            if (sigprocmask(SIG_BLOCK, &s, &old) || sigprocmask(SIG_SETMASK, &old, NULL)) return 1;
+        if (write(p[1], "q", 1) != 1 || pthread_join(t, NULL)) return 1;
     } else if (!strcmp(family, "sig")) {
         sigset_t s, old;
         sigemptyset(&s);

@@ -348,6 +348,22 @@ impl Kernel {
         self.take_shared(&mut t, tgid, !blocked)
     }
 
+    /// [`Kernel::set_blocked_hint`] for the exitless server, when the new
+    /// mask `blocked` of thread `pid` unblocks none of process `tgid`'s
+    /// shared pending signals (those would be the thread's to deliver now,
+    /// which only the exit path can): true when the hint was set.
+    pub(crate) fn set_blocked_hint_quiet(&self, pid: Pid, tgid: Pid, blocked: u64) -> bool {
+        let mut t = self.lock();
+        let shared = t.procs.get(&tgid).map_or(0, |e| signal::mask_of(&e.shared));
+        if shared & !blocked != 0 {
+            return false;
+        }
+        if let Some(e) = t.procs.get_mut(&pid) {
+            e.blocked = blocked;
+        }
+        true
+    }
+
     /// The shared pending signals of process `tgid` (a mask).
     pub fn shared_pending(&self, tgid: Pid) -> u64 {
         self.lock()

@@ -68,8 +68,8 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
         crate::random_bytes(&mut b);
         write_user(c, a[0], &b).then_some(b.len() as u64)
     }),
-    (libc::SYS_rt_sigprocmask, |_, c, _, a| {
-        signal::sigprocmask(c, a[0], a[1], a[2])
+    (libc::SYS_rt_sigprocmask, |k, c, _, a| {
+        signal::sigprocmask(k, c, a[0], a[1], a[2])
     }),
     (libc::SYS_rt_sigaction, |_, c, _, a| {
         signal::sigaction(c, a[0], a[1], a[2])

@@ -36,11 +36,17 @@ pub(super) fn tgkill(k: &Kernel, c: &FastCtx, tgid: i32, tid: u64, sig: u64) -> 
     k.tgkill_other(c.tgid, tgid, int32(tid), info).map(answer)
 }
 
-/// rt_sigprocmask(how, set, oldset).
-pub(super) fn sigprocmask(c: &mut FastCtx, how: u64, set: u64, old: u64) -> Option<u64> {
-    if !c.alone {
-        return None;
-    }
+/// rt_sigprocmask(how, set, oldset). In a process with several threads
+/// the mask also steers its process-directed signals: the kernel's hint
+/// for this thread changes with it, and a change that would make one of
+/// the process's pending signals this thread's goes to the exit path.
+pub(super) fn sigprocmask(
+    k: &Kernel,
+    c: &mut FastCtx,
+    how: u64,
+    set: u64,
+    old: u64,
+) -> Option<u64> {
     let cur = c.blocked;
     let new = if set != 0 {
         let mut b = [0u8; 8];
@@ -62,6 +68,9 @@ pub(super) fn sigprocmask(c: &mut FastCtx, how: u64, set: u64, old: u64) -> Opti
         return None;
     }
     if old != 0 && !write_user(c, old, &cur.to_le_bytes()) {
+        return None;
+    }
+    if !c.alone && new != cur && !k.set_blocked_hint_quiet(c.pid, c.tgid, new) {
         return None;
     }
     c.blocked = new;
