@@ -172,19 +172,7 @@ impl PageCache {
         // Read outside every lock: the file may be slow.
         let mut buf = vec![0u8; PAGE as usize];
         let want = (size - off).min(PAGE) as usize;
-        let mut got = 0;
-        while got < want {
-            match src.read_at(off + got as u64, &mut buf[got..want]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(errno) => {
-                    return Err(CacheError::Read {
-                        off: off + got as u64,
-                        errno,
-                    })
-                }
-            }
-        }
+        read_full(src, off, &mut buf[..want])?;
         let mut c = self.lock();
         if let Some(&f) = c.pages.get(&key) {
             // Filled by someone else meanwhile.
@@ -279,19 +267,7 @@ impl PageCache {
         // Read outside every lock: the file may be slow.
         let mut buf = vec![0u8; len as usize];
         let want = (size - off).min(len) as usize;
-        let mut got = 0;
-        while got < want {
-            match src.read_at(off + got as u64, &mut buf[got..want]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(errno) => {
-                    return Err(CacheError::Read {
-                        off: off + got as u64,
-                        errno,
-                    })
-                }
-            }
-        }
+        read_full(src, off, &mut buf[..want])?;
         let mut c = self.lock();
         if Self::block_of(&c, &key).is_some() {
             // Some of it was cached meanwhile: 4 KiB pages then.
@@ -372,6 +348,25 @@ impl PageCache {
     pub fn stats(&self) -> CacheStats {
         self.lock().stats
     }
+}
+
+/// Read `buf.len()` bytes of `src` from `off` (short at the end of the
+/// file: the rest of `buf` stays as it was, zero).
+fn read_full(src: &dyn FileSource, off: u64, buf: &mut [u8]) -> Result<(), CacheError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match src.read_at(off + got as u64, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(errno) => {
+                return Err(CacheError::Read {
+                    off: off + got as u64,
+                    errno,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 fn lock(m: &Mutex<FrameAlloc>) -> std::sync::MutexGuard<'_, FrameAlloc> {

@@ -319,6 +319,17 @@ fn is_site(code: &[u8; CODE], nr: u64) -> bool {
     })
 }
 
+/// May a site whose instruction ends at `ret` in `vma` be rewritten: code
+/// (executable, not writable) of a private area, not a stub page, running
+/// up to `ret` at least?
+fn code_area(vma: &Vma, ret: u64) -> bool {
+    vma.prot & PROT_EXEC != 0
+        && vma.prot & PROT_WRITE == 0
+        && vma.end >= ret
+        && vma.kind != VmaKind::SyscallStubs
+        && !vma.file.as_ref().is_some_and(|f| f.shared)
+}
+
 /// Can the 5 bytes at `site` be replaced while `threads` threads run? With
 /// one, always; with more, only with one 8-byte store.
 fn one_store(site: u64, threads: usize) -> bool {
@@ -404,12 +415,7 @@ impl Mm {
             return Err(NoPatch::Pattern);
         }
         let (start, vma) = self.find(sys).ok_or(NoPatch::Area)?;
-        if vma.prot & PROT_EXEC == 0
-            || vma.prot & PROT_WRITE != 0
-            || vma.end < ret
-            || vma.kind == VmaKind::SyscallStubs
-            || vma.file.as_ref().is_some_and(|f| f.shared)
-        {
+        if !code_area(&vma, ret) {
             return Err(NoPatch::Area);
         }
         if site >= start && is_site(code, nr) {

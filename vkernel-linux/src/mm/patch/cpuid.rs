@@ -161,12 +161,7 @@ impl Mm {
             return Err(NoPatch::Off);
         }
         let (start, vma) = self.find(ret.saturating_sub(2)).ok_or(NoPatch::Area)?;
-        if vma.prot & PROT_EXEC == 0
-            || vma.prot & PROT_WRITE != 0
-            || vma.end < ret
-            || vma.kind == VmaKind::SyscallStubs
-            || vma.file.as_ref().is_some_and(|f| f.shared)
-        {
+        if !code_area(&vma, ret) {
             return Err(NoPatch::Area);
         }
         let mut code = [0x90u8; CPUID_CODE];
