@@ -251,3 +251,41 @@ fn server_answers_each_family_without_exits() {
         );
     }
 }
+
+/// A site of a call the server does not serve is rewritten too (at its
+/// third call): through the patched entry the call leaves by the
+/// trampoline's own exit instead of executing `syscall`. 2,000 getpgid
+/// calls from one site still all take the exit path, the site is
+/// patched, and the answers are native's, with patching on and off.
+#[test]
+fn unserved_call_sites_are_rewritten_and_still_exit() {
+    let test = "unserved_call_sites_are_rewritten_and_still_exit";
+    let _one = serial();
+    let cc = common::compilers()[0];
+    let Some(prog) = common::kvm_guest(test, "exitless_io", cc) else {
+        return;
+    };
+    let want = common::native_stdout(cc, &prog, &["loop", "unserved", "2000", "/tmp"]);
+    assert_eq!(want, "unserved: 2000 calls\n");
+    let mut patched = Vec::new();
+    for patch in [true, false] {
+        let (out, report, _) = vk_opts(
+            &prog,
+            &["loop", "unserved", "2000", "/tmp"],
+            true,
+            patch,
+            1,
+            None,
+        );
+        assert_eq!(out, want, "patching {patch}");
+        assert_eq!(report.status.code(), 0, "patching {patch}");
+        let exits: u64 = report.cpu_stats.iter().map(|s| s.syscalls).sum();
+        assert!(
+            exits >= 2000,
+            "patching {patch}: {exits} calls through exits"
+        );
+        patched.push(report.patched_sites);
+    }
+    eprintln!("{test}: sites patched with patching on and off: {patched:?}");
+    assert!(patched[0] >= 1 && patched[1] == 0, "{patched:?}");
+}

@@ -525,6 +525,12 @@ static int loop(const char *family, long n, const char *dir) {
         for (long i = 0; i < n / 2; i++)
             if (sigprocmask(SIG_BLOCK, &s, &old) || sigprocmask(SIG_SETMASK, &old, NULL)) return 1;
         if (write(p[1], "q", 1) != 1 || pthread_join(t, NULL)) return 1;
+    } else if (!strcmp(family, "unserved")) {
+        /* 1 call a round the server does not serve (getpgid: the exit
+         * path's), from one site. */
+        pid_t g = getpgid(0);
+        for (long i = 0; i < n; i++)
+            if (g <= 0 || getpgid(0) != g) return 1;
     } else if (!strcmp(family, "sig")) {
         sigset_t s, old;
         sigemptyset(&s);

@@ -10,7 +10,7 @@
 //!         0f 05               syscall
 //! ```
 //!
-//! makes a call the fast path serves (it took the exit path: rax == NN), the
+//! makes a call (it took the exit path: rax == NN), the
 //! `mov` becomes `jmp rel32` to a stub of its own in a stub page near the
 //! site, and the `syscall` stays where it was:
 //!
@@ -40,10 +40,13 @@
 //! server alike.
 //!
 //! What is patched, and when:
-//! - only sites that just made a call the fast path serves (through the
-//!   exit path, or answered by the server, which queued the site: so the
-//!   `syscall` is a real instruction boundary, the one that just ran), in
-//!   a private, executable area that is not writable;
+//! - only sites that just made a call (through the exit path, or answered
+//!   by the server, which queued the site: so the `syscall` is a real
+//!   instruction boundary, the one that just ran), in a private,
+//!   executable area that is not writable; a call the server does not
+//!   serve gains too: the patched entry sends it out through the
+//!   trampoline's own exit, without the `syscall` instruction (execve and
+//!   exit sites are only counted: their process is about to lose them);
 //! - only at a site's third call in the address space
 //!   ([`Patches::worth_patching`]): most sites of a short-lived process
 //!   run once or twice, and patching one costs more than the `syscall`s

@@ -198,12 +198,10 @@ impl Vproc {
         next
     }
 
-    /// Patch the site of this call, just served through the exit path, if
-    /// the fast path serves it (see `mm::patch`).
+    /// Patch the site of this call, just served through the exit path,
+    /// once it is worth it (see `mm::patch` and `Vproc::patch_site`).
     fn maybe_patch(&mut self, nr: u64) {
-        if table::is_fast(nr) {
-            self.patch_site(self.frame.rip, nr);
-        }
+        self.patch_site(self.frame.rip, nr);
     }
 
     /// The vproc's instruction at RIP faulted: deliver `info`, unless the
