@@ -285,6 +285,16 @@ fn unserved_call_sites_are_rewritten_and_still_exit() {
             "patching {patch}: {exits} calls through exits"
         );
         patched.push(report.patched_sites);
+        // From the third call on, through the rewritten site.
+        let rewritten = report.exit_calls_rewritten;
+        assert!(
+            if patch {
+                rewritten >= 1990
+            } else {
+                rewritten == 0
+            },
+            "patching {patch}: {rewritten} exit-path calls from rewritten sites"
+        );
     }
     eprintln!("{test}: sites patched with patching on and off: {patched:?}");
     assert!(patched[0] >= 1 && patched[1] == 0, "{patched:?}");

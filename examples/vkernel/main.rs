@@ -747,9 +747,10 @@ fn print_stats(report: &linux::kernel::Report, machine: &Machine) {
         report.patched_sites
     );
     vk_eprintln!(
-        "vkernel: calls: {} through exits, {} exitless through rewritten sites, \
-         {} exitless through `syscall`",
+        "vkernel: calls: {} through exits ({} of them from rewritten sites), {} exitless \
+         through rewritten sites, {} exitless through `syscall`",
         report.syscalls,
+        report.exit_calls_rewritten,
         report.served_rewritten,
         report.served_syscall
     );

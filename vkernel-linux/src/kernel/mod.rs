@@ -246,6 +246,9 @@ pub struct Report {
     pub served_rewritten: u64,
     /// Calls the exitless server answered that executed `syscall`.
     pub served_syscall: u64,
+    /// Calls served through exits that came from rewritten sites (no
+    /// `syscall` instruction: the trampoline's own exit).
+    pub exit_calls_rewritten: u64,
     /// `cpuid`s of learning processes the vkernel answered (see
     /// [`Options::patch_cpuid`]).
     pub cpuid_answered: u64,
@@ -414,6 +417,8 @@ pub struct Kernel {
     /// Calls the server answered: through rewritten sites, through
     /// `syscall`.
     pub(crate) served: [AtomicU64; 2],
+    /// Calls served through exits: from rewritten sites, by `syscall`.
+    pub(crate) exit_calls: [AtomicU64; 2],
     /// Where processes spawned from the host report their exits.
     spawner: Option<Spawner>,
     /// The unimplemented calls the run met (the init vproc's, shared by

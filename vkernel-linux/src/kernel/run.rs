@@ -166,6 +166,7 @@ fn new_kernel(
         cpuid_counts: Default::default(),
         sites: Default::default(),
         served: [AtomicU64::new(0), AtomicU64::new(0)],
+        exit_calls: Default::default(),
         unimplemented: init.unimplemented.clone(),
         spawner: spawner.cloned(),
         opts: Options {
@@ -350,6 +351,7 @@ fn finish(k: &Kernel, cpu_stats: Vec<CpuStats>) -> Report {
             patched_sites: k.patched.load(Ordering::Relaxed),
             served_rewritten: k.served[0].load(Ordering::Relaxed),
             served_syscall: k.served[1].load(Ordering::Relaxed),
+            exit_calls_rewritten: k.exit_calls[0].load(Ordering::Relaxed),
             cpuid_answered: k.cpuid_counts[0].load(Ordering::Relaxed),
             cpuid_sites: k.cpuid_counts[1].load(Ordering::Relaxed),
             unimplemented: k.unimplemented.calls(),

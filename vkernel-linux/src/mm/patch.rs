@@ -196,6 +196,12 @@ impl Patches {
         self.sites.len()
     }
 
+    /// Is `va` in one of the stub pages (a call returning there came
+    /// through a rewritten site)?
+    pub fn in_stub(&self, va: u64) -> bool {
+        self.pages.contains_key(&(va & !(PAGE - 1)))
+    }
+
     /// The addresses of the stub pages.
     pub fn stub_pages(&self) -> impl Iterator<Item = u64> + '_ {
         self.pages.keys().copied()

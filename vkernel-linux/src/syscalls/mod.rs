@@ -168,7 +168,16 @@ impl Vproc {
     pub fn syscall(&mut self, cpu: &Cpu) -> Next {
         let nr = self.frame.rax;
         let a = self.frame.syscall_args();
+        if let Some(k) = &self.k {
+            // Through a rewritten site (its stub's return address) or by
+            // the `syscall` instruction (`--stats`).
+            let by = usize::from(!self.mm.patches().in_stub(self.frame.rip));
+            k.exit_calls[by].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if nr == libc::SYS_rt_sigreturn as u64 {
+            // Its site (the C library's restorer) is rewritten as any
+            // other: the frame it restores comes from the stack.
+            self.maybe_patch(nr);
             // rt_sigreturn restores the whole frame, rax included.
             match super::signal::sigreturn(&mut self.mm, cpu, &self.fpu, &mut self.frame) {
                 Ok(mask) => {
