@@ -86,21 +86,17 @@ impl Vproc {
     /// of it as user time) and its resident memory; children's usage is
     /// not kept (zeros).
     pub(super) fn sys_getrusage(&mut self, who: i64, buf: u64) -> R {
-        let mut b = [0u8; 144];
-        match who {
+        let b = match who {
             0 | 1 => {
                 let ns = match &self.k {
                     Some(k) => k.cpu_time(self.pid),
                     None => self.started.elapsed().as_nanos() as u64,
                 };
-                b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
-                b[8..16].copy_from_slice(&((ns / 1000) % 1_000_000).to_le_bytes());
-                let rss_kb = self.mm.resident_pages() * 4;
-                b[32..40].copy_from_slice(&rss_kb.to_le_bytes());
+                rusage(ns, self.mm.resident_pages())
             }
-            -1 => {}
+            -1 => [0u8; RUSAGE],
             _ => return Err(EINVAL),
-        }
+        };
         self.mm.write(buf, &b)?;
         Ok(0)
     }
@@ -181,5 +177,19 @@ fn uname_of(node: &[u8], domain: &[u8]) -> [u8; 390] {
     {
         b[65 * i..65 * i + s.len()].copy_from_slice(s);
     }
+    b
+}
+
+/// Bytes of `struct rusage`.
+pub(super) const RUSAGE: usize = 144;
+
+/// The `struct rusage` getrusage gives (the exit path's and the exitless
+/// server's): `cpu_ns` of CPU time, all of it as user time, and a maximum
+/// resident set of `rss_pages` pages; the rest zero.
+pub(super) fn rusage(cpu_ns: u64, rss_pages: usize) -> [u8; RUSAGE] {
+    let mut b = [0u8; RUSAGE];
+    b[..8].copy_from_slice(&(cpu_ns / 1_000_000_000).to_le_bytes());
+    b[8..16].copy_from_slice(&((cpu_ns / 1000) % 1_000_000).to_le_bytes());
+    b[32..40].copy_from_slice(&(rss_pages as u64 * 4).to_le_bytes());
     b
 }

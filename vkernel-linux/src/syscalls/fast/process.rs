@@ -8,22 +8,20 @@
 use super::answer;
 use crate::kernel::fast::{write_user, FastCtx};
 use crate::kernel::Kernel;
+use crate::syscalls::info::{rusage, RUSAGE};
 use crate::syscalls::int32;
-
-/// Bytes of `struct rusage`.
-const RUSAGE: usize = 144;
 
 /// wait4(pid, status, options, rusage) that does not wait.
 pub(super) fn wait4(k: &Kernel, c: &mut FastCtx, a: [u64; 6]) -> Option<u64> {
     // pid_t and int arguments: the low 32 bits, as the exit path reads them.
     let want = int32(a[0]);
-    let (status, rusage) = (a[1], a[3]);
+    let (status, usage) = (a[1], a[3]);
     // The status and the zeroed usage are written before the child is
     // reaped: a page the server cannot write sends the call to the exit
     // path with the child still there.
     let mut commit = |ws: i32| {
         (status == 0 || write_user(c, status, &ws.to_le_bytes()))
-            && (rusage == 0 || write_user(c, rusage, &[0u8; RUSAGE]))
+            && (usage == 0 || write_user(c, usage, &[0u8; RUSAGE]))
     };
     k.wait_ready(c.tgid, want, a[2], &mut commit).map(answer)
 }
@@ -32,18 +30,14 @@ pub(super) fn wait4(k: &Kernel, c: &mut FastCtx, a: [u64; 6]) -> Option<u64> {
 /// answers them (the process's CPU time as user time, its resident set as
 /// the maximum), RUSAGE_CHILDREN zeros.
 pub(super) fn getrusage(k: &Kernel, c: &mut FastCtx, who: u64, buf: u64) -> Option<u64> {
-    let mut b = [0u8; RUSAGE];
-    match int32(who) {
+    let b = match int32(who) {
         0 | 1 => {
             let pages = c.process.try_with_mm(|mm| mm.resident_pages())?;
-            let ns = k.cpu_time(c.pid);
-            b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
-            b[8..16].copy_from_slice(&((ns / 1000) % 1_000_000).to_le_bytes());
-            b[32..40].copy_from_slice(&(pages as u64 * 4).to_le_bytes());
+            rusage(k.cpu_time(c.pid), pages)
         }
-        -1 => {}
+        -1 => [0u8; RUSAGE],
         _ => return None,
-    }
+    };
     write_user(c, buf, &b).then_some(0)
 }
 
