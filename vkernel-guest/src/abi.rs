@@ -151,6 +151,20 @@ pub const CMD_CLTS: u64 = 4;
 /// `invlpg` that follows handles. Atomic, so it never undoes a concurrent
 /// store to that entry (by the host, or a hardware A/D update).
 pub const CMD_ZAP: u64 = 5;
+/// Command kind: make the MMU forget what it cached of a run of entries of
+/// one hardware table page, which the host rewrote: the first word holds
+/// the (8-aligned) address of the run's first entry, the second how many
+/// entries follow. The stub writes each entry back with its own value
+/// (`rep movsq` with source and destination the same): a shadow MMU sees a
+/// guest write to each and drops its copy of those entries only, keeping
+/// its shadow of the rest of the page (program text beside the data that
+/// fork write-protects). Not atomic per entry, unlike [`CMD_ZAP`]: a write
+/// that lands on one of those entries between the stub's read and write
+/// back is undone. Only the host's installs (an empty entry made present,
+/// or write permission added) and an MMU's A/D updates can race with it;
+/// an undone install refaults and is made again, and the vkernel keeps M
+/// in the vpagetable, never in hardware D.
+pub const CMD_TOUCH: u64 = 6;
 
 /// Encode one mailbox command.
 pub const fn cmd(kind: u64, addr: u64, value: u64) -> [u64; 2] {

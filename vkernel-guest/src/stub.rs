@@ -140,6 +140,27 @@ vkstub_iret:
     invlpg [rax - {cmd_invlpg}]
     jmp 8f
 7:
+    // A run of entries the host rewrote ([`abi::CMD_TOUCH`]): each is
+    // written back with its own value (`rep movsq` onto itself), so a
+    // shadow MMU drops its copy of those entries only and keeps the rest
+    // of the table page's.
+    mov r8d, eax
+    and r8d, 7
+    cmp r8d, {cmd_touch}
+    jne 70f
+    push rsi
+    push rdi
+    mov r8, rcx
+    mov rcx, [rdx + 8]
+    lea rsi, [rax - {cmd_touch}]
+    mov rdi, rsi
+    cld
+    rep movsq
+    mov rcx, r8
+    pop rdi
+    pop rsi
+    jmp 8f
+70:
     cmp al, {cmd_set_ts}
     jne 71f
     mov rax, cr0
@@ -521,6 +542,7 @@ vktramp_end:
     cmd_set_ts = const abi::CMD_SET_TS,
     cmd_clts = const abi::CMD_CLTS,
     cmd_zap = const abi::CMD_ZAP,
+    cmd_touch = const abi::CMD_TOUCH,
     port_xsys = const abi::PORT_XSYSCALL,
     xs_line = const abi::XS_LINE,
     xs_state = const abi::XS_STATE,
