@@ -257,7 +257,7 @@ pub fn load_program_with(
 
 /// Pages of a program's (or loader's) writable file-backed segments that
 /// exec copies at once instead of on their first write.
-const PREFILL_DATA_PAGES: usize = 32;
+pub(crate) const PREFILL_DATA_PAGES: usize = 32;
 
 /// The CPUID leaf 1 EDX of the x86-64 baseline (what AT_HWCAP reports).
 const HWCAP: u64 = 0x178b_fbff;

@@ -6,6 +6,10 @@
 use super::*;
 use crate::core::vptable::LARGE;
 
+/// Pages either side of a first touch of a private read-only file area
+/// that [`Mm::map_cached_around`] maps from the page cache.
+const CACHED_AROUND: u64 = 256;
+
 impl Mm {
     /// VPTE for `frame` at a page with `prot`: a frame someone else also
     /// holds stays read-only and copy-on-write.
@@ -249,6 +253,28 @@ impl Mm {
             }
             va += PAGE;
         }
+        self.map_cached_around(start, &vma, page);
         Ok(())
+    }
+
+    /// A first touch of a private read-only file area (a library's
+    /// read-only data, a segment a loader mapped over its reservation):
+    /// map every page of the area within [`CACHED_AROUND`] pages that the
+    /// page cache holds, with their hardware entries, as `mmap` does for a
+    /// loader's segments (`Vproc::map_segment`): a library's read-only
+    /// data took a fault, an exit, per 16 pages. Nothing is read from the
+    /// file here.
+    fn map_cached_around(&mut self, start: u64, vma: &Vma, page: u64) {
+        let private_ro = vma.file.as_ref().is_some_and(|f| !f.shared)
+            && vma.shm.is_none()
+            && vma.prot & PROT_WRITE == 0;
+        if !private_ro {
+            return;
+        }
+        let lo = start.max(page.saturating_sub(CACHED_AROUND * PAGE));
+        let hi = vma.end.min(page.saturating_add(CACHED_AROUND * PAGE));
+        if self.map_cached(lo, hi) > 0 {
+            let _ = self.vms.populate(lo, hi);
+        }
     }
 }
