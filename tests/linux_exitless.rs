@@ -220,6 +220,7 @@ fn server_answers_each_family_without_exits() {
         "sock",
         "epoll",
         "mem",
+        "map",
         "sig",
         "fd",
         "open",

@@ -10,7 +10,7 @@
  * Usage: exitless_io all DIR1 DIR2
  *        exitless_io loop FAMILY N DIR   (N calls of one family, for
  *        counting what the server answered: null zero file pipe sock
- *        epoll mem fd open lock sigaction kill sig) */
+ *        epoll mem map fd open lock sigaction kill sig) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -389,6 +389,35 @@ static int loop(const char *family, long n, const char *dir) {
             if (syscall(SYS_brk, base + 8 * (i + 1)) != base + 8 * (i + 1)) return 1;
             if (syscall(SYS_brk, 0) != base + 8 * (i + 1)) return 1;
         }
+    } else if (!strcmp(family, "map")) {
+        /* 4 calls a round, as a loader maps a library: a private file
+         * mapping of 4 pages, a MAP_FIXED one of page 2 of the file over
+         * its second page, mprotect of the third to PROT_NONE, munmap of
+         * all; nothing is touched, so the server may answer each. Then
+         * one touched round checks what the mappings show. */
+        char path[512];
+        snprintf(path, sizeof path, "%s/exitless-map.bin", dir);
+        int w = open(path, O_CREAT | O_RDWR | O_TRUNC, 0644);
+        char page[4096];
+        for (int i = 0; i < 4; i++) {
+            memset(page, 'a' + i, sizeof page);
+            if (write(w, page, sizeof page) != sizeof page) return 1;
+        }
+        for (long i = 0; i <= n / 4; i++) {
+            char *m = mmap(NULL, 4 * 4096, PROT_READ, MAP_PRIVATE, w, 0);
+            if (m == MAP_FAILED) return 1;
+            if (mmap(m + 4096, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_FIXED, w, 2 * 4096) != m + 4096)
+                return 1;
+            if (mprotect(m + 2 * 4096, 4096, PROT_NONE)) return 1;
+            if (i == n / 4) {
+                /* Pages 0, 1 (file page 2) and 3 read as the file's. */
+                if (m[0] != 'a' || m[4096] != 'c' || m[3 * 4096 + 5] != 'd') return 1;
+            }
+            if (munmap(m, 4 * 4096)) return 1;
+        }
+        close(w);
+        unlink(path);
+        n = n / 4 * 4;
     } else if (!strcmp(family, "fd")) {
         /* 8 calls a round: dup, fcntl x4, dup2 over an open fd, dup3,
          * close; a pipe end's last handle closes on the way. */

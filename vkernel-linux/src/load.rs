@@ -17,7 +17,7 @@ use super::elf::{self, Elf, ElfError, ReadAt, PF_W, PF_X};
 use super::exec::Image;
 use super::fs::{Fs, Kind};
 use super::mm::{Mm, MmError, VmaKind, PAGE, PROT_EXEC, PROT_READ, PROT_WRITE};
-use super::mm::{STACK_SIZE, STACK_TOP};
+use super::mm::{PREFILL_DATA_PAGES, STACK_SIZE, STACK_TOP};
 use super::{random_bytes, Config};
 use crate::mm::pagecache::FileSource;
 
@@ -254,10 +254,6 @@ pub fn load_program_with(
     mm.vmspace().populate(rsp & !(PAGE - 1), STACK_TOP)?;
     Ok(TrapFrame::new(start, rsp))
 }
-
-/// Pages of a program's (or loader's) writable file-backed segments that
-/// exec copies at once instead of on their first write.
-pub(crate) const PREFILL_DATA_PAGES: usize = 32;
 
 /// The CPUID leaf 1 EDX of the x86-64 baseline (what AT_HWCAP reports).
 const HWCAP: u64 = 0x178b_fbff;

@@ -317,6 +317,28 @@ impl Vmspace {
         Ok(())
     }
 
+    /// Does any page of `[start, end)` have a hardware entry now? Where
+    /// none has, removing or downgrading the range's mappings queues no
+    /// command for the guest (nothing for a vCPU to apply or forget), so a
+    /// vkernel may do it without the vproc leaving user mode (the exitless
+    /// server's munmap and mprotect). Another vCPU running the vmspace may
+    /// install an entry right after: callers check with no other thread of
+    /// the address space able to run.
+    ///
+    /// ```no_run
+    /// # fn f(vms: &vkernel_core::vmspace::Vmspace) {
+    /// if !vms.hw_mapped(0x40_0000, 0x60_0000) { /* no invalidation needed */ }
+    /// # }
+    /// ```
+    pub fn hw_mapped(&self, start: u64, end: u64) -> bool {
+        let st = self.lock();
+        let Some(hw) = &st.hw else { return false };
+        let pool = self.shared.machine.pool.lock().unwrap();
+        let mut any = false;
+        hw.for_each_leaf(&pool, start, end.min(USER_END), &mut |_, _| any = true);
+        any
+    }
+
     /// Unmap `[addr, addr+len)` (the seed's `vmspace_munmap`): the parts of
     /// any mappings inside the range go away and their hardware entries are
     /// invalidated before the vmspace runs again. Unmapping a hole is not an

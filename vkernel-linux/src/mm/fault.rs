@@ -261,7 +261,7 @@ impl Mm {
     /// read-only data, a segment a loader mapped over its reservation):
     /// map every page of the area within [`CACHED_AROUND`] pages that the
     /// page cache holds, with their hardware entries, as `mmap` does for a
-    /// loader's segments (`Vproc::map_segment`): a library's read-only
+    /// loader's segments (`Mm::fill_segment`): a library's read-only
     /// data took a fault, an exit, per 16 pages. Nothing is read from the
     /// file here.
     fn map_cached_around(&mut self, start: u64, vma: &Vma, page: u64) {

@@ -326,6 +326,7 @@ mod area;
 mod calls;
 mod fault;
 mod file;
+pub use file::PREFILL_DATA_PAGES;
 mod hop;
 mod large;
 pub mod pagecache;

@@ -7,11 +7,30 @@ use super::errno::*;
 use super::table::Handler;
 use super::R;
 use crate::exec::Image;
-use crate::files::{FileKind, O_ACCMODE, O_RDWR, O_WRONLY};
-use crate::fs::Kind;
-use crate::load::PREFILL_DATA_PAGES;
+use crate::files::{FileKind, OpenFile, O_ACCMODE, O_RDWR, O_WRONLY};
+use crate::fs::{Fs, Kind};
 use crate::mm::{FileMap, USER_END};
 use crate::Vproc;
+use std::sync::Arc;
+
+/// What a mapping of the regular file `ino`, open as `f`, reads its pages
+/// from: the open file's own backing (its identity changes when a vproc
+/// rewrites the file, so the page cache never serves stale pages), or the
+/// image's file. None when the file has neither.
+pub(crate) fn map_source(
+    fs: &Arc<Fs>,
+    f: &OpenFile,
+    ino: u64,
+) -> Option<Arc<dyn crate::mm::pagecache::FileSource>> {
+    match f.backing() {
+        Some(b) => Some(Arc::new(b.clone())),
+        None => Image::Disk {
+            fs: fs.clone(),
+            ino,
+        }
+        .source(),
+    }
+}
 
 /// The device number of /dev/zero (1, 5).
 const DEV_ZERO: u32 = 0x105;
@@ -67,29 +86,6 @@ impl Vproc {
             Ok(0)
         }),
     ];
-
-    /// A private file area a loader just mapped (a library's code, its
-    /// read-only or writable data): as execve does for the program's image
-    /// (`load::load_image`), give the first [`PREFILL_DATA_PAGES`] pages of
-    /// a writable one their own copies (the loader's relocations write
-    /// them at once), map every page of a read-only one that the page
-    /// cache holds, and install the hardware entries of both now, instead
-    /// of an exit for each first touch (a dynamic `/bin/true` took 14 of
-    /// them in libc's code and 6 copy-on-write faults in its data). Pages
-    /// not cached stay for the first touch: nothing is read here for a
-    /// read-only area. Best effort: a failure leaves the pages to their
-    /// faults.
-    fn map_segment(&mut self, start: u64, len: u64, writable: bool) {
-        let end = start.saturating_add(len);
-        let mapped = if writable {
-            self.mm.prefill_private(start, end, PREFILL_DATA_PAGES)
-        } else {
-            self.mm.map_cached(start, end)
-        };
-        if mapped > 0 {
-            let _ = self.mm.vmspace().populate(start, end);
-        }
-    }
 
     fn sys_mmap(&mut self, a: [u64; 6]) -> R {
         let (addr, len, prot, flags, fd, off) = (
@@ -176,17 +172,7 @@ impl Vproc {
             {
                 return Err(EPERM);
             }
-            // The open file's own backing: its identity changes when a
-            // vproc rewrites it, so the cache never serves stale pages.
-            let src: std::sync::Arc<dyn crate::mm::pagecache::FileSource> = match f.backing() {
-                Some(b) => std::sync::Arc::new(b.clone()),
-                None => Image::Disk {
-                    fs: self.fs.clone(),
-                    ino,
-                }
-                .source()
-                .ok_or(ENODEV)?,
-            };
+            let src = map_source(&self.fs, &f, ino).ok_or(ENODEV)?;
             Some(FileMap {
                 src,
                 off,
@@ -211,7 +197,8 @@ impl Vproc {
             self.patch_known_sites(r, r.saturating_add(len));
         }
         if segment {
-            self.map_segment(r, pages.saturating_mul(4096), prot & 2 != 0);
+            self.mm
+                .fill_segment(r, pages.saturating_mul(4096), prot & 2 != 0);
         }
         Ok(r as i64)
     }

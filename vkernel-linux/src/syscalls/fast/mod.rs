@@ -8,8 +8,9 @@
 //! fcntl's fd and status-flag commands and ioctl's ENOTTY for files of
 //! the tree; [`lock`] flock and fcntl's lock commands that complete at
 //! once; [`sock`] `sendto` and `recvfrom` on stream sockets; [`poll`]
-//! `epoll_wait` with ready items; [`mem`] `brk` growth and anonymous
-//! `mmap`; `set_tid_address`, `set_robust_list`, `rseq` (ENOSYS) and
+//! `epoll_wait` with ready items; [`mem`] `brk` growth, private `mmap`
+//! (anonymous or of a file), and `munmap`, `mprotect` and MAP_FIXED over
+//! ranges with no hardware entry; `set_tid_address`, `set_robust_list`, `rseq` (ENOSYS) and
 //! reading the process's own limits (`prlimit64`, `getrlimit`) and the
 //! thread's name (`prctl` PR_SET_NAME, PR_GET_NAME) here too; [`process`]
 //! wait4 that reaps a zombie or finds none with WNOHANG, getrusage, and
@@ -110,6 +111,8 @@ pub(crate) const FAST_CALLS: &[(i64, FastHandler)] = &[
     (libc::SYS_recvfrom, |_, c, _, a| sock::serve(c, a, false)),
     (libc::SYS_brk, memory),
     (libc::SYS_mmap, memory),
+    (libc::SYS_munmap, memory),
+    (libc::SYS_mprotect, memory),
     // Once per thread or process, so once per fork+exec: the thread takes
     // the values back when it leaves the guest (`Vproc::take_back`).
     (libc::SYS_set_tid_address, |_, c, _, a| {
@@ -207,7 +210,7 @@ fn fd_table(_: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
     fd::serve(c, nr, a)
 }
 
-/// brk and anonymous mmap ([`mem::serve`]).
-fn memory(_: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
-    mem::serve(c, nr, a)
+/// brk, mmap, munmap and mprotect ([`mem::serve`]).
+fn memory(k: &Kernel, c: &mut FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
+    mem::serve(k, c, nr, a)
 }
