@@ -21,7 +21,7 @@
 #   Filters are passed to every test binary (libtest substring filters).
 # Environment:
 #   SVM_TESTS         test targets to run (default: core_kvm bad_input_kvm kick_kvm exitless_kvm
-#                     fpu_kvm memstat_kvm smp_kvm fork_kvm sched_kvm gdbstub_kvm, those
+#                     fpu_kvm memstat_kvm smp_kvm fork_kvm park_kvm sched_kvm gdbstub_kvm, those
 #                     that exist under tests/)
 #   SVM_SCALE         VKERNEL_TEST_SCALE inside the guest (default 1: the
 #                     full suite takes ~25 s of guest time on our CI hosts;
@@ -113,7 +113,7 @@ say "kernel $kernel, busybox $busybox, $(qemu-system-x86_64 --version | head -1)
 t0=$(now)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 tests=()
-for t in ${SVM_TESTS:-core_kvm bad_input_kvm fpu_kvm memstat_kvm smp_kvm fork_kvm sched_kvm kick_kvm exitless_kvm gdbstub_kvm}; do
+for t in ${SVM_TESTS:-core_kvm bad_input_kvm fpu_kvm memstat_kvm smp_kvm fork_kvm park_kvm sched_kvm kick_kvm exitless_kvm gdbstub_kvm}; do
     if [ -f "tests/$t.rs" ]; then tests+=("$t"); else say "no tests/$t.rs, skipping it"; fi
 done
 [ ${#tests[@]} -gt 0 ] || die "no test targets to run"

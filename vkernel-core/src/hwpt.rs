@@ -27,6 +27,10 @@ use vkernel_guest::abi::{cmd, CMD_FLUSH, CMD_INVLPG, CMD_STORE, CMD_TOUCH, CMD_Z
 use vkernel_guest::layout::{PAGE_SIZE, SYS_PML4_INDEX, SYS_VA};
 use vkernel_guest::x86::{PTE_A, PTE_ADDR_MASK, PTE_D, PTE_P, PTE_PS, PTE_U, PTE_W};
 
+mod park;
+
+pub(crate) use park::{ADOPT_DIFFER_MAX, ADOPT_MIN, ADOPT_RUNS_MAX, WINDOW};
+
 use crate::ram::Ram;
 use crate::vpte::index;
 use crate::walk_range::{walk_range, Leaf, Leaves, Tables};
@@ -117,6 +121,9 @@ pub(crate) struct PtPool {
     /// ticket has been applied.
     quarantine: VecDeque<(u64, u64)>,
     upper_entry: u64,
+    /// Last-level tables of destroyed spaces kept for reuse, oldest first,
+    /// as (window address, page) (see `park`).
+    parked: VecDeque<(u64, u64)>,
 }
 
 impl PtPool {
@@ -134,6 +141,7 @@ impl PtPool {
             issued: 0,
             quarantine: VecDeque::new(),
             upper_entry,
+            parked: VecDeque::new(),
         }
     }
 
@@ -149,6 +157,10 @@ impl PtPool {
     /// Allocate one zeroed table page; returns its offset in the system region.
     pub(crate) fn alloc(&mut self) -> Result<u64, PoolError> {
         self.reclaim();
+        // Parked tables are a cache: they go back when pages run low.
+        if self.parked_pages() > 0 && self.free_pages() < (self.end - self.start) / PAGE_SIZE / 8 {
+            self.release_parked();
+        }
         if let Some(p) = self.free.pop() {
             return Ok(p);
         }

@@ -244,10 +244,17 @@ pub fn load_program_with(
     // The vproc is about to run its image and stack: map what the page
     // cache already holds of them, and install the hardware entries of
     // everything mapped (host writes only), instead of a fault per window.
+    // Everything is mapped before anything is populated: a window's
+    // table is taken over from a finished process's (hwpt's parked tables)
+    // only where its entries agree with the whole image's mappings.
     for &(lo, hi) in &spans {
         if lo < hi {
             mm.prefill_private(lo, hi, PREFILL_DATA_PAGES);
             mm.map_cached(lo, hi);
+        }
+    }
+    for &(lo, hi) in &spans {
+        if lo < hi {
             mm.vmspace().populate(lo, hi)?;
         }
     }

@@ -29,6 +29,7 @@ use crate::walker::{walk, Access, Emulate, FaultReason, Translation};
 
 mod accessed;
 mod populate;
+mod tables;
 
 /// Errors of vmspace calls. A call that fails changes nothing.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Copy)]
@@ -177,6 +178,13 @@ pub struct VmspaceStats {
     /// 2 MiB hardware entries installed (a large VPTE over a whole
     /// window of the mapping): each maps 512 pages in one go.
     pub large_installed: u64,
+    /// Last-level tables of a finished address space taken over by
+    /// [`Vmspace::populate`] or [`Vmspace::populate_like`] (see
+    /// `hwpt::park`): their shadows on a shadow MMU came with them.
+    pub tables_adopted: u64,
+    /// Entries of adopted tables that stayed as they were (each one a page
+    /// the vproc can touch without a shadow fault).
+    pub entries_kept: u64,
 }
 
 pub(crate) struct VmState {
@@ -221,6 +229,13 @@ pub const DEFAULT_FAULT_AROUND: u64 = 16;
 
 /// Bytes a level-2 (2 MiB) leaf maps.
 const LARGE: u64 = crate::ram::LARGE_PAGE;
+
+/// Pages of every vmspace that are the machine's (the trampoline and the
+/// exitless request page): their windows' tables are never parked.
+const MACHINE_PAGES: [u64; 2] = [
+    vkernel_guest::layout::TRAMP_VA,
+    vkernel_guest::layout::SLOT_VA,
+];
 
 fn check_range(addr: u64, len: u64) -> Result<u64, VmspaceError> {
     if len == 0 {
@@ -315,28 +330,6 @@ impl Vmspace {
         }
         st.regions.insert(addr, Region { end, kind });
         Ok(())
-    }
-
-    /// Does any page of `[start, end)` have a hardware entry now? Where
-    /// none has, removing or downgrading the range's mappings queues no
-    /// command for the guest (nothing for a vCPU to apply or forget), so a
-    /// vkernel may do it without the vproc leaving user mode (the exitless
-    /// server's munmap and mprotect). Another vCPU running the vmspace may
-    /// install an entry right after: callers check with no other thread of
-    /// the address space able to run.
-    ///
-    /// ```no_run
-    /// # fn f(vms: &vkernel_core::vmspace::Vmspace) {
-    /// if !vms.hw_mapped(0x40_0000, 0x60_0000) { /* no invalidation needed */ }
-    /// # }
-    /// ```
-    pub fn hw_mapped(&self, start: u64, end: u64) -> bool {
-        let st = self.lock();
-        let Some(hw) = &st.hw else { return false };
-        let pool = self.shared.machine.pool.lock().unwrap();
-        let mut any = false;
-        hw.for_each_leaf(&pool, start, end.min(USER_END), &mut |_, _| any = true);
-        any
     }
 
     /// Unmap `[addr, addr+len)` (the seed's `vmspace_munmap`): the parts of
@@ -668,29 +661,6 @@ impl Vmspace {
         Ok(())
     }
 
-    /// Start over with empty hardware page tables (a new PML4), as for an
-    /// execve: nothing of the old mappings stays. The old tables go to the
-    /// pool's scrub queue, which vCPUs carry when it costs them no exit; no
-    /// command waits for the vproc's next entry, which only loads the new
-    /// CR3. Returns `false`, changing nothing, while a vCPU runs the
-    /// vmspace: invalidate with [`Mcontrol::Inval`] then.
-    pub fn reset_hw(&self) -> Result<bool, VmspaceError> {
-        let mut st = self.lock();
-        if st.running != 0 {
-            return Ok(false);
-        }
-        let machine = &self.shared.machine;
-        let mut pool = machine.pool.lock().unwrap();
-        let hw = new_hw(machine, &mut pool, st.slot)?;
-        // Commands for the old tables die with them: they are zeroed now.
-        st.pending.clear();
-        st.gen += 1;
-        if let Some(old) = st.hw.replace(hw) {
-            pool.release(old.pages());
-        }
-        Ok(true)
-    }
-
     fn invalidate_locked(&self, st: &mut VmState, start: u64, end: u64, how: Rewrite) {
         let pool = self.shared.machine.pool.lock().unwrap();
         let Some(hw) = &st.hw else { return };
@@ -741,8 +711,9 @@ impl Drop for Vmspace {
         let mut st = self.lock();
         st.regions.clear();
         let mut pool = self.shared.machine.pool.lock().unwrap();
+        let park = st.pending.is_empty();
         if let Some(hw) = st.hw.take() {
-            pool.release(hw.pages());
+            pool.release_space(&hw, &MACHINE_PAGES, park);
         }
         if let Some(p) = st.slot.take() {
             pool.release(&[p]);

@@ -4,6 +4,23 @@
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use super::*;
+use crate::hwpt::{PtPool, ADOPT_DIFFER_MAX, ADOPT_MIN, ADOPT_RUNS_MAX, WINDOW};
+use vkernel_guest::abi::{cmd, CMD_FLUSH, CMD_TOUCH};
+use vkernel_guest::layout::SYS_VA;
+
+/// A parked table page [`Vmspace::adopt_parked`] could take over.
+struct Candidate {
+    /// Its entries that stay as they are.
+    kept: usize,
+    /// The page.
+    page: u64,
+    /// The runs of entries to clear: (first index, count).
+    runs: Vec<(u64, u64)>,
+}
+
+/// Agreeing entries between two runs of differing ones that are touched
+/// with them (their shadows dropped) so that one [`CMD_TOUCH`] covers both.
+const RUN_GAP: u64 = 4;
 
 impl Vmspace {
     /// Install hardware entries now for every valid page of the vproc's
@@ -74,9 +91,18 @@ impl Vmspace {
     }
 
     /// Install the hardware entry of each page in `vas` that has none.
+    /// A window with no table yet first takes over a parked one that maps
+    /// it the same way ([`Vmspace::adopt_parked`]).
     fn install_pages(&self, vas: &[u64]) -> usize {
         let mut st = self.lock();
         let mut pool = self.shared.machine.pool.lock().unwrap();
+        if st.running == 0 && pool.parked_pages() > 0 {
+            let mut windows: Vec<u64> = vas.iter().map(|va| va & !(WINDOW - 1)).collect();
+            windows.dedup();
+            for w in windows {
+                self.adopt_parked(&mut st, &mut pool, w);
+            }
+        }
         let mut n = 0;
         let mut cmds = Vec::new();
         for &va in vas {
@@ -109,5 +135,91 @@ impl Vmspace {
         debug_assert!(cmds.is_empty(), "only empty entries are installed");
         st.stats.installed += n as u64;
         n
+    }
+
+    /// Give window `w` (which has no table in this space yet) the parked
+    /// table page whose present entries best agree with this space's
+    /// mappings, if one agrees well enough ([`ADOPT_MIN`] entries kept,
+    /// the rest in at most [`ADOPT_RUNS_MAX`] runs). Entries that differ
+    /// are cleared by the host and touched by the guest ([`CMD_TOUCH`])
+    /// before the vproc runs, so a shadow MMU keeps the shadows of the
+    /// entries that agree and drops the others'. Only while no vCPU runs
+    /// the space (a new image, a forked child).
+    fn adopt_parked(&self, st: &mut VmState, pool: &mut PtPool, w: u64) {
+        let Some(hw) = st.hw.as_ref() else { return };
+        if hw.has_window(pool, w) {
+            return;
+        }
+        // A window the new space maps with a 2 MiB page keeps it.
+        if matches!(
+            self.translate_full(st, w, Access::Read, Emulate::No),
+            Ok((_, _, Some(_)))
+        ) {
+            return;
+        }
+        let same = |a: u64, b: u64| (a ^ b) & !(PTE_A | PTE_D) == 0;
+        let mut best: Option<Candidate> = None;
+        for page in pool.parked_for(w) {
+            let (mut kept, mut differing) = (0usize, 0u64);
+            let mut runs: Vec<(u64, u64)> = Vec::new();
+            for i in 0..512u64 {
+                let e = pool.entry(page, i);
+                if e & PTE_P == 0 {
+                    continue;
+                }
+                let va = w + i * PAGE_SIZE;
+                let want = match self.translate_full(st, va, Access::Read, Emulate::No) {
+                    Ok((frame, flags, None)) => frame | flags,
+                    _ => 0,
+                };
+                if same(e, want) {
+                    kept += 1;
+                    continue;
+                }
+                differing += 1;
+                // A short gap of agreeing entries joins two runs: a run
+                // costs the stub about four times an entry.
+                match runs.last_mut() {
+                    Some((first, n)) if *first + *n + RUN_GAP >= i => *n = i + 1 - *first,
+                    _ => runs.push((i, 1)),
+                }
+            }
+            // Agreeing entries inside a run are cleared with it.
+            let differ: u64 = runs.iter().map(|r| r.1).sum();
+            let kept = kept - (differ - differing) as usize;
+            let better = best.as_ref().is_none_or(|b| kept > b.kept);
+            if kept >= ADOPT_MIN
+                && runs.len() <= ADOPT_RUNS_MAX
+                && differ <= ADOPT_DIFFER_MAX
+                && better
+            {
+                best = Some(Candidate { kept, page, runs });
+            }
+        }
+        let Some(Candidate { kept, page, runs }) = best else {
+            return;
+        };
+        let Some(hw) = st.hw.as_mut() else { return };
+        // Taken first: a page left parked must keep its entries as its
+        // shadow has them.
+        match hw.adopt(pool, w, page) {
+            Ok(true) => {}
+            _ => return,
+        }
+        for &(first, n) in &runs {
+            for i in first..first + n {
+                pool.clear_entry(page, i);
+            }
+        }
+        if !runs.is_empty() {
+            for (first, n) in runs {
+                st.pending
+                    .push(cmd(CMD_TOUCH, SYS_VA + page + 8 * first, n));
+            }
+            st.pending.push(cmd(CMD_FLUSH, 0, 0));
+            st.gen += 1;
+        }
+        st.stats.tables_adopted += 1;
+        st.stats.entries_kept += kept as u64;
     }
 }

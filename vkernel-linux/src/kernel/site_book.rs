@@ -136,6 +136,8 @@ pub(crate) fn patch_known(mm: &mut Mm, k: &Kernel, threads: usize, start: u64, e
         }
     }
     if calls + cpuids > 0 {
+        // Every process of the file writes the same bytes: share them.
+        mm.share_patched(start, end);
         // The stubs run as soon as the sites do: their pages get hardware
         // entries now (host writes only), not a fault each.
         let pages: Vec<u64> = mm.patches().stub_pages().collect();

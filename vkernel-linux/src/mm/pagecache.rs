@@ -129,6 +129,9 @@ pub struct PageCache {
 #[derive(Debug, Default)]
 struct Inner {
     pages: HashMap<Key, u64>,
+    /// Frames shared by content ([`PageCache::share_copy`]): a hash of the
+    /// 4 KiB -> the frames with such content.
+    copies: HashMap<u64, Vec<u64>>,
     stats: CacheStats,
 }
 
@@ -328,7 +331,52 @@ impl PageCache {
         Self::shrink_locked(&mut c, &mut lock(frames))
     }
 
+    /// A private frame whose bytes every process that maps the same
+    /// program page the same way would write alike (a code page whose
+    /// known syscall sites were rewritten, a stub page: see
+    /// `Mm::share_patched`): the frame already shared with the same 4 KiB,
+    /// with one reference taken for the caller, who then maps it instead
+    /// of its own and frees that; or None, and `frame` itself is kept for
+    /// the next caller (the cache takes a reference on it, so a later
+    /// write by its owner copies first, as for any shared page).
+    pub fn share_copy(&self, frames: &Mutex<FrameAlloc>, ram: &Ram, frame: u64) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut bytes = vec![0u8; PAGE as usize];
+        ram.read(frame, &mut bytes).ok()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        let hash = h.finish();
+        let mut c = self.lock();
+        let mut other = vec![0u8; PAGE as usize];
+        let same = c.copies.get(&hash).and_then(|v| {
+            v.iter()
+                .copied()
+                .find(|&f| f != frame && ram.read(f, &mut other).is_ok() && other == bytes)
+        });
+        let mut fr = lock(frames);
+        if let Some(f) = same {
+            fr.share(f);
+            return Some(f);
+        }
+        let known = c.copies.entry(hash).or_default();
+        if !known.contains(&frame) {
+            fr.share(frame);
+            known.push(frame);
+        }
+        None
+    }
+
     fn shrink_locked(c: &mut Inner, fr: &mut FrameAlloc) -> u64 {
+        c.copies.retain(|_, v| {
+            v.retain(|&f| {
+                let last = fr.refcount(f) == 1;
+                if last {
+                    fr.free(f);
+                }
+                !last
+            });
+            !v.is_empty()
+        });
         let before = c.pages.len();
         c.pages.retain(|_, f| {
             if fr.refcount(*f) == 1 {

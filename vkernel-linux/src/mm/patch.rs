@@ -79,6 +79,7 @@ use std::collections::BTreeSet;
 use super::*;
 
 mod cpuid;
+mod share;
 pub use cpuid::{cpuid_book_leaf, cpuid_book_nr};
 
 /// Bytes of one stub slot (slot 0 of a page is the header: the entry
