@@ -367,16 +367,19 @@ impl PageCache {
     }
 
     fn shrink_locked(c: &mut Inner, fr: &mut FrameAlloc) -> u64 {
+        let mut copies = 0;
         c.copies.retain(|_, v| {
             v.retain(|&f| {
                 let last = fr.refcount(f) == 1;
                 if last {
                     fr.free(f);
+                    copies += 1;
                 }
                 !last
             });
             !v.is_empty()
         });
+        c.stats.evictions += copies;
         let before = c.pages.len();
         c.pages.retain(|_, f| {
             if fr.refcount(*f) == 1 {
@@ -389,7 +392,7 @@ impl PageCache {
         let n = (before - c.pages.len()) as u64;
         c.stats.evictions += n;
         c.stats.pages = c.pages.len() as u64;
-        n
+        n + copies
     }
 
     /// The counters.
@@ -440,6 +443,45 @@ mod tests {
             buf[..n].copy_from_slice(&s[..n]);
             Ok(n)
         }
+    }
+
+    #[test]
+    fn copies_with_the_same_bytes_share_one_frame_until_unused() {
+        let ram = Ram::anonymous(1 << 20).unwrap();
+        let frames = Mutex::new(FrameAlloc::new(0, 1 << 20).unwrap());
+        let c = PageCache::new();
+        let copy = |byte: u8| {
+            let f = lock(&frames).alloc(&ram).unwrap();
+            ram.write(f, &[byte; 4096]).unwrap();
+            f
+        };
+        // The first copy is kept (the cache takes a reference on it).
+        let a = copy(1);
+        assert_eq!(c.share_copy(&frames, &ram, a), None);
+        assert_eq!(lock(&frames).refcount(a), 2);
+        // Again: nothing changes.
+        assert_eq!(c.share_copy(&frames, &ram, a), None);
+        assert_eq!(lock(&frames).refcount(a), 2);
+        // A second process's identical copy gets the first one.
+        let b = copy(1);
+        assert_eq!(c.share_copy(&frames, &ram, b), Some(a));
+        assert_eq!(lock(&frames).refcount(a), 3);
+        lock(&frames).free(b);
+        // Different bytes are kept apart.
+        let d = copy(2);
+        assert_eq!(c.share_copy(&frames, &ram, d), None);
+        // Bytes changed behind the cache's back (never done: a holder
+        // copies first) are not shared out.
+        ram.write(a, &[9]).unwrap();
+        let e = copy(1);
+        assert_eq!(c.share_copy(&frames, &ram, e), None);
+        // Frames only the cache holds go when RAM runs short.
+        for f in [a, a, d, e] {
+            lock(&frames).free(f);
+        }
+        let before = lock(&frames).available();
+        assert_eq!(c.shrink(&frames), 3);
+        assert_eq!(lock(&frames).available(), before + 3);
     }
 
     #[test]
