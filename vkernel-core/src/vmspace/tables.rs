@@ -39,18 +39,25 @@ impl Vmspace {
         if st.running != 0 {
             return Ok(false);
         }
+        self.swap_hw(&mut st)?;
+        Ok(true)
+    }
+
+    /// Give the vmspace empty tables (the shared upper half and the
+    /// machine's pages) and the old ones back to the pool. Commands for
+    /// the old tables die with them: they are zeroed now, and none is
+    /// parked (`hwpt::park`) while one waits.
+    fn swap_hw(&self, st: &mut VmState) -> Result<(), VmspaceError> {
         let machine = &self.shared.machine;
         let mut pool = machine.pool.lock().unwrap();
         let hw = new_hw(machine, &mut pool, st.slot)?;
-        // Commands for the old tables die with them: they are zeroed now
-        // (and none is parked, see `hwpt::park`, while one waits).
         let park = st.pending.is_empty();
         st.pending.clear();
         st.gen += 1;
         if let Some(old) = st.hw.replace(hw) {
             pool.release_space(&old, &MACHINE_PAGES, park);
         }
-        Ok(true)
+        Ok(())
     }
 
     /// The vmspace's process is gone: remove every mapping, as a
@@ -74,16 +81,6 @@ impl Vmspace {
             return self.munmap(0, USER_END);
         }
         st.regions.clear();
-        let machine = &self.shared.machine;
-        let mut pool = machine.pool.lock().unwrap();
-        let hw = new_hw(machine, &mut pool, st.slot)?;
-        // As in `reset_hw`: the old tables' commands die with them.
-        let park = st.pending.is_empty();
-        st.pending.clear();
-        st.gen += 1;
-        if let Some(old) = st.hw.replace(hw) {
-            pool.release_space(&old, &MACHINE_PAGES, park);
-        }
-        Ok(())
+        self.swap_hw(&mut st)
     }
 }
