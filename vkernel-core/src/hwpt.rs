@@ -149,9 +149,15 @@ impl PtPool {
         &self.sys
     }
 
-    /// Pages in use (allocated or waiting to be scrubbed).
+    /// Pages free now (never used, or scrubbed).
     pub(crate) fn free_pages(&self) -> u64 {
         (self.end - self.next_fresh) / PAGE_SIZE + self.free.len() as u64
+    }
+
+    /// [`PtPool::free_pages`] and the parked pages, which go back when
+    /// pages run low (`park`).
+    pub(crate) fn available_pages(&self) -> u64 {
+        self.free_pages() + self.parked_pages() as u64
     }
 
     /// Allocate one zeroed table page; returns its offset in the system region.

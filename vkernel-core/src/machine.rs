@@ -690,9 +690,10 @@ impl Machine {
         Vmspace::create(self.inner.clone())
     }
 
-    /// Free hardware page-table pages left in the pool.
+    /// Free hardware page-table pages left in the pool (parked ones
+    /// included: they are a cache the pool takes back when it runs low).
     pub fn free_table_pages(&self) -> u64 {
-        self.inner.pool.lock().unwrap().free_pages()
+        self.inner.pool.lock().unwrap().available_pages()
     }
 
     /// Are exitless syscalls on (see [`MachineBuilder::exitless`])?
