@@ -160,7 +160,9 @@ impl Vmspace {
         let same = |a: u64, b: u64| (a ^ b) & !(PTE_A | PTE_D) == 0;
         let mut best: Option<Candidate> = None;
         for page in pool.parked_for(w) {
-            let (mut kept, mut differing) = (0usize, 0u64);
+            // Agreeing entries since the last differing one, and those a
+            // run took in when it bridged their gap (cleared with it).
+            let (mut kept, mut since, mut absorbed) = (0usize, 0usize, 0usize);
             let mut runs: Vec<(u64, u64)> = Vec::new();
             for i in 0..512u64 {
                 let e = pool.entry(page, i);
@@ -174,19 +176,22 @@ impl Vmspace {
                 };
                 if same(e, want) {
                     kept += 1;
+                    since += 1;
                     continue;
                 }
-                differing += 1;
                 // A short gap of agreeing entries joins two runs: a run
                 // costs the stub about four times an entry.
                 match runs.last_mut() {
-                    Some((first, n)) if *first + *n + RUN_GAP >= i => *n = i + 1 - *first,
+                    Some((first, n)) if *first + *n + RUN_GAP >= i => {
+                        *n = i + 1 - *first;
+                        absorbed += since;
+                    }
                     _ => runs.push((i, 1)),
                 }
+                since = 0;
             }
-            // Agreeing entries inside a run are cleared with it.
             let differ: u64 = runs.iter().map(|r| r.1).sum();
-            let kept = kept - (differ - differing) as usize;
+            let kept = kept - absorbed;
             let better = best.as_ref().is_none_or(|b| kept > b.kept);
             if kept >= ADOPT_MIN
                 && runs.len() <= ADOPT_RUNS_MAX
