@@ -29,7 +29,7 @@ use vkernel_guest::x86::{PTE_A, PTE_ADDR_MASK, PTE_D, PTE_P, PTE_PS, PTE_U, PTE_
 
 mod park;
 
-pub(crate) use park::{ADOPT_DIFFER_MAX, ADOPT_MIN, ADOPT_RUNS_MAX, WINDOW};
+pub(crate) use park::{agreement, Agreement, ADOPT_DIFFER_MAX, ADOPT_MIN, ADOPT_RUNS_MAX, WINDOW};
 
 use crate::ram::Ram;
 use crate::vpte::index;

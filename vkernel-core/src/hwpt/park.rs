@@ -46,6 +46,51 @@ pub(crate) const ADOPT_DIFFER_MAX: u64 = 32;
 /// Bytes a last-level table maps.
 pub(crate) const WINDOW: u64 = 2 << 20;
 
+/// Agreeing entries between two runs of differing ones that are cleared
+/// with them, so that one [`CMD_TOUCH`] covers both (a run costs the stub
+/// about four times an entry).
+const RUN_GAP: u64 = 4;
+
+/// How a parked page's present entries agree with what a new space would
+/// install ([`agreement`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Agreement {
+    /// Entries that stay as they are (and keep their shadows).
+    pub(crate) kept: usize,
+    /// Runs to clear and touch, (first index, count): every differing
+    /// entry, and the agreeing ones in gaps of at most [`RUN_GAP`] between
+    /// two of them.
+    pub(crate) runs: Vec<(u64, u64)>,
+}
+
+/// [`Agreement`] of a page's present entries, given in ascending index
+/// order as (index, agrees).
+pub(crate) fn agreement(present: impl Iterator<Item = (u64, bool)>) -> Agreement {
+    // Agreeing entries since the last differing one, and those a run took
+    // in when it bridged their gap.
+    let (mut kept, mut since, mut absorbed) = (0usize, 0usize, 0usize);
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for (i, agrees) in present {
+        if agrees {
+            kept += 1;
+            since += 1;
+            continue;
+        }
+        match runs.last_mut() {
+            Some((first, n)) if *first + *n + RUN_GAP >= i => {
+                *n = i + 1 - *first;
+                absorbed += since;
+            }
+            _ => runs.push((i, 1)),
+        }
+        since = 0;
+    }
+    Agreement {
+        kept: kept - absorbed,
+        runs,
+    }
+}
+
 impl PtPool {
     /// Release the table pages of a destroyed (or reset) address space,
     /// parking its last-level tables worth keeping when `park`; windows
@@ -211,6 +256,28 @@ mod tests {
                 .unwrap();
         }
         hw
+    }
+
+    #[test]
+    fn differing_entries_form_runs_that_bridge_short_gaps() {
+        // Present: 0..10 agree, 10 and 12 differ (11 absent), 13..20
+        // agree, 30 differs, 31 agrees.
+        let present = (0..32u64)
+            .filter(|&i| i != 11 && !(20..30).contains(&i))
+            .map(|i| (i, ![10, 12, 30].contains(&i)));
+        let a = agreement(present);
+        assert_eq!(a.runs, vec![(10, 3), (30, 1)]);
+        // 10 + 7 + 1 agree; none was inside a bridged gap with agreeing
+        // entries (11 is absent).
+        assert_eq!(a.kept, 18);
+        // An agreeing entry inside a bridged gap is cleared, not kept.
+        let a = agreement([(0, false), (1, true), (2, true), (3, false), (4, true)].into_iter());
+        assert_eq!(a.runs, vec![(0, 4)]);
+        assert_eq!(a.kept, 1);
+        // Far apart: two runs.
+        let a = agreement([(0, false), (9, true), (10, false)].into_iter());
+        assert_eq!(a.runs, vec![(0, 1), (10, 1)]);
+        assert_eq!(a.kept, 1);
     }
 
     #[test]

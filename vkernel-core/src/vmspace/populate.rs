@@ -4,7 +4,9 @@
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use super::*;
-use crate::hwpt::{PtPool, ADOPT_DIFFER_MAX, ADOPT_MIN, ADOPT_RUNS_MAX, WINDOW};
+use crate::hwpt::{
+    agreement, Agreement, PtPool, ADOPT_DIFFER_MAX, ADOPT_MIN, ADOPT_RUNS_MAX, WINDOW,
+};
 use vkernel_guest::abi::{cmd, CMD_FLUSH, CMD_TOUCH};
 use vkernel_guest::layout::SYS_VA;
 
@@ -17,10 +19,6 @@ struct Candidate {
     /// The runs of entries to clear: (first index, count).
     runs: Vec<(u64, u64)>,
 }
-
-/// Agreeing entries between two runs of differing ones that are touched
-/// with them (their shadows dropped) so that one [`CMD_TOUCH`] covers both.
-const RUN_GAP: u64 = 4;
 
 impl Vmspace {
     /// Install hardware entries now for every valid page of the vproc's
@@ -160,38 +158,20 @@ impl Vmspace {
         let same = |a: u64, b: u64| (a ^ b) & !(PTE_A | PTE_D) == 0;
         let mut best: Option<Candidate> = None;
         for page in pool.parked_for(w) {
-            // Agreeing entries since the last differing one, and those a
-            // run took in when it bridged their gap (cleared with it).
-            let (mut kept, mut since, mut absorbed) = (0usize, 0usize, 0usize);
-            let mut runs: Vec<(u64, u64)> = Vec::new();
-            for i in 0..512u64 {
+            let present = (0..512u64).filter_map(|i| {
                 let e = pool.entry(page, i);
                 if e & PTE_P == 0 {
-                    continue;
+                    return None;
                 }
-                let va = w + i * PAGE_SIZE;
-                let want = match self.translate_full(st, va, Access::Read, Emulate::No) {
-                    Ok((frame, flags, None)) => frame | flags,
-                    _ => 0,
-                };
-                if same(e, want) {
-                    kept += 1;
-                    since += 1;
-                    continue;
-                }
-                // A short gap of agreeing entries joins two runs: a run
-                // costs the stub about four times an entry.
-                match runs.last_mut() {
-                    Some((first, n)) if *first + *n + RUN_GAP >= i => {
-                        *n = i + 1 - *first;
-                        absorbed += since;
-                    }
-                    _ => runs.push((i, 1)),
-                }
-                since = 0;
-            }
+                let want =
+                    match self.translate_full(st, w + i * PAGE_SIZE, Access::Read, Emulate::No) {
+                        Ok((frame, flags, None)) => frame | flags,
+                        _ => 0,
+                    };
+                Some((i, same(e, want)))
+            });
+            let Agreement { kept, runs } = agreement(present);
             let differ: u64 = runs.iter().map(|r| r.1).sum();
-            let kept = kept - absorbed;
             let better = best.as_ref().is_none_or(|b| kept > b.kept);
             if kept >= ADOPT_MIN
                 && runs.len() <= ADOPT_RUNS_MAX
