@@ -488,29 +488,28 @@ impl HwSpace {
             } else {
                 None
             };
-            if let Some(runs) = runs {
-                for &(va, off, new) in &leaves {
-                    pool.sys
-                        .store(off, new)
-                        .expect("table inside the system region");
-                    vas.push(va);
-                }
-                for (first, n) in runs {
-                    cmds.push(cmd(CMD_TOUCH, SYS_VA + first, n));
-                }
-            } else if leaves.len() <= STORE_MAX || no_zap == Some(table) {
+            if runs.is_none() && (leaves.len() <= STORE_MAX || no_zap == Some(table)) {
                 for (va, off, new) in leaves {
                     cmds.push(cmd(CMD_STORE, SYS_VA + off, new));
                     vas.push(va);
                 }
-            } else {
-                for (va, off, new) in leaves {
-                    pool.sys
-                        .store(off, new)
-                        .expect("table inside the system region");
-                    vas.push(va);
+                continue;
+            }
+            // The host rewrites the entries; the guest touches their runs
+            // or zaps the page.
+            for (va, off, new) in leaves {
+                pool.sys
+                    .store(off, new)
+                    .expect("table inside the system region");
+                vas.push(va);
+            }
+            match runs {
+                Some(runs) => {
+                    for (first, n) in runs {
+                        cmds.push(cmd(CMD_TOUCH, SYS_VA + first, n));
+                    }
                 }
-                cmds.push(cmd(CMD_ZAP, SYS_VA + table, 0));
+                None => cmds.push(cmd(CMD_ZAP, SYS_VA + table, 0)),
             }
         }
         if vas.len() > INVLPG_MAX {
@@ -585,10 +584,7 @@ fn touch_runs(
     if runs.len() > TOUCH_RUNS_MAX {
         return None;
     }
-    let present = (0..512u64)
-        .filter(|i| pool.sys.load(table + 8 * i).is_ok_and(|e| e & PTE_P != 0))
-        .count();
-    let kept = present.saturating_sub(leaves.len());
+    let kept = pool.present(table).saturating_sub(leaves.len());
     (never_zap || kept >= TOUCH_KEPT_MIN).then_some(runs)
 }
 
