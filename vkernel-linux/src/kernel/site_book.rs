@@ -9,8 +9,9 @@
 //! of files by the file and the offset of the site's return address, over
 //! every process of the vkernel: a site known to be called
 //! ([`SiteBook::known_in`]) is rewritten in each new mapping of its file
-//! before the program runs (`Vproc::patch_known_sites`), where the tables
-//! are fresh and a private copy of a code page costs no guest work.
+//! before the program runs (at execve, and after a library's mmap), where
+//! the tables are fresh and a private copy of a code page costs no guest
+//! work.
 //!
 //! `cpuid` sites are counted in the same book (`mm::patch::cpuid`,
 //! entries tagged by `cpuid_book_nr`): the first [`LEARN_RUNS`] processes

@@ -9,7 +9,9 @@ use super::R;
 use crate::exec::Image;
 use crate::files::{FileKind, OpenFile, O_ACCMODE, O_RDWR, O_WRONLY};
 use crate::fs::{Fs, Kind};
-use crate::mm::{FileMap, USER_END};
+use crate::kernel::site_book::patch_known;
+use crate::kernel::Kernel;
+use crate::mm::{FileMap, Mm, PROT_EXEC, PROT_WRITE, USER_END};
 use crate::Vproc;
 use std::sync::Arc;
 
@@ -29,6 +31,29 @@ pub(crate) fn map_source(
             ino,
         }
         .source(),
+    }
+}
+
+/// What follows a private mapping of a file at `[start, end)` (whole
+/// pages) with `prot`, on the exit path and in the exitless server alike:
+/// a library's code gets its file's known sites rewritten (`sites`: the
+/// kernel whose site book this vproc's mappings use, and the threads that
+/// share the memory; None for a traced or logged vproc), and a loader's
+/// segment (code, or an area placed with MAP_FIXED over its reservation)
+/// its pages at once (`Mm::fill_segment`).
+pub(crate) fn settle_file_map(
+    mm: &mut Mm,
+    sites: Option<(&Kernel, usize)>,
+    (start, end): (u64, u64),
+    prot: u32,
+    fixed: bool,
+) {
+    let code = prot & PROT_EXEC != 0;
+    if let (true, Some((k, threads))) = (code, sites) {
+        patch_known(mm, k, threads, start, end);
+    }
+    if code || fixed {
+        mm.fill_segment(start, end - start, prot & PROT_WRITE != 0);
     }
 }
 
@@ -183,22 +208,19 @@ impl Vproc {
         } else {
             None
         };
-        // A library's code: its file's known sites are rewritten now.
-        let code = map.as_ref().is_some_and(|m| !m.shared) && prot & 4 != 0;
-        // A loader's segment: code, or data placed over its reservation.
-        let segment = map.as_ref().is_some_and(|m| !m.shared) && (code || fixed);
+        let private_file = map.as_ref().is_some_and(|m| !m.shared);
         let r = if map.is_none() && flags & MAP_TYPE != MAP_PRIVATE {
             self.mm.mmap_shared_anon(addr, len, prot, fixed, noreplace)
         } else {
             self.mm.mmap(addr, len, prot, fixed, noreplace, map)
         }
         .map_err(|e| e.errno())?;
-        if code {
-            self.patch_known_sites(r, r.saturating_add(len));
-        }
-        if segment {
-            self.mm
-                .fill_segment(r, pages.saturating_mul(4096), prot & 2 != 0);
+        if private_file {
+            let k = self.site_book_user();
+            let threads = self.mm.threads();
+            let end = r.saturating_add(pages.saturating_mul(4096));
+            let sites = k.as_deref().map(|k| (k, threads));
+            settle_file_map(&mut self.mm, sites, (r, end), prot, fixed);
         }
         Ok(r as i64)
     }

@@ -82,20 +82,10 @@ impl Vproc {
         }
     }
 
-    /// Rewrite the known sites of the library files just mapped
-    /// executable in `[start, end)` (see `kernel::site_book::patch_known`).
-    pub(crate) fn patch_known_sites(&mut self, start: u64, end: u64) {
-        let Some(k) = self.site_book_user() else {
-            return;
-        };
-        let threads = self.mm.threads();
-        patch_known(&mut self.mm, &k, threads, start, end);
-    }
-
     /// The kernel whose known sites this vproc's new mappings get: None
     /// for a traced vproc (its calls must all stop) or one whose calls are
     /// logged.
-    fn site_book_user(&self) -> Option<Arc<Kernel>> {
+    pub(super) fn site_book_user(&self) -> Option<Arc<Kernel>> {
         (self.ptrace.is_none() && !self.trace)
             .then(|| self.k.clone())
             .flatten()

@@ -15,10 +15,9 @@
 use crate::files::{FdTable, FileKind, O_ACCMODE, O_RDWR, O_WRONLY};
 use crate::fs::Kind as NodeKind;
 use crate::kernel::fast::FastCtx;
-use crate::kernel::site_book::patch_known;
 use crate::kernel::Kernel;
 use crate::mm::{FileMap, Mm, PROT_WRITE, USER_END};
-use crate::syscalls::mm::map_source;
+use crate::syscalls::mm::{map_source, settle_file_map};
 
 const PAGE: u64 = 4096;
 
@@ -115,14 +114,11 @@ fn mmap(k: &Kernel, c: &FastCtx, mm: &mut Mm, fds: &FdTable, a: [u64; 6]) -> Opt
     };
     let file = map.is_some();
     let r = mm.mmap(addr, len, prot, fixed, false, map).ok()?;
-    let end = r.saturating_add(len.div_ceil(PAGE) * PAGE);
-    // As the exit path: a library's code gets its file's known sites
-    // rewritten, and a loader's segment its pages at once.
-    if file && prot & 4 != 0 {
-        patch_known(mm, k, c.process.threads(), r, end);
-    }
-    if file && (prot & 4 != 0 || fixed) {
-        mm.fill_segment(r, end - r, prot & PROT_WRITE != 0);
+    if file {
+        // The server serves no traced or logged vproc: its mappings get
+        // the site book's sites.
+        let end = r.saturating_add(len.div_ceil(PAGE) * PAGE);
+        settle_file_map(mm, Some((k, c.process.threads())), (r, end), prot, fixed);
     }
     Some(r)
 }
