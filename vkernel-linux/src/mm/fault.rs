@@ -273,8 +273,6 @@ impl Mm {
         }
         let lo = start.max(page.saturating_sub(CACHED_AROUND * PAGE));
         let hi = vma.end.min(page.saturating_add(CACHED_AROUND * PAGE));
-        if self.map_cached(lo, hi) > 0 {
-            let _ = self.vms.populate(lo, hi);
-        }
+        self.fill_segment(lo, hi - lo, false);
     }
 }
