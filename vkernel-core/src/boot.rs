@@ -233,12 +233,12 @@ pub(crate) fn setup_vcpu(fd: &VcpuFd, n: usize, cr3: u64) -> Result<(), MachineE
     reset_position(fd, n, cr3)
 }
 
-/// Put a vCPU at the stub's resume point at CPL0 with an empty mailbox.
+/// Put a vCPU at the stub's `iretq` at CPL0 with an empty mailbox.
 pub(crate) fn reset_position(fd: &VcpuFd, n: usize, cr3: u64) -> Result<(), MachineError> {
     let s = kernel_sregs(fd, n, cr3)?;
     fd.set_sregs(&s).map_err(kvm_err("SET_SREGS"))?;
     let regs = kvm_bindings::kvm_regs {
-        rip: SYS_VA + STUB_OFF + stub::offsets().resume,
+        rip: SYS_VA + STUB_OFF + stub::offsets().iret,
         rsp: SYS_VA + cpu_stack_top_off(n) - IRET_FRAME_SIZE,
         rflags: x86::RFLAGS_FIXED,
         ..Default::default()
@@ -262,10 +262,17 @@ pub(crate) fn probe_fpu(
     let mut attempt = |cmd: u64| -> Option<u16> {
         reset_position(fd, 0, cr3).ok()?;
         write_user_iret_frame(sys, 0, TRAMP_VA + o.tramp_probe_fpu, x86::RFLAGS_FIXED, 0);
-        let [a, b] = abi::cmd(cmd, 0, 0);
-        sys.store(top + abi::MB_CMDS, a).ok()?;
-        sys.store(top + abi::MB_CMDS + 8, b).ok()?;
+        // The run loop's mailbox program, for one command.
+        let p = crate::cpu::encode_program(&[abi::cmd(cmd, 0, 0)], &o.ops, SYS_VA + STUB_OFF);
+        for (i, w) in p[1..].iter().enumerate() {
+            sys.store(top + abi::MB_CMDS + 8 * i as u64, *w).ok()?;
+        }
         sys.store(top + abi::MB_NCMDS, 1).ok()?;
+        let mut regs = fd.get_regs().ok()?;
+        regs.rip = p[0];
+        regs.rsp = SYS_VA + top - IRET_FRAME_SIZE - PROGRAM_SAVED_SIZE;
+        regs.rsi = SYS_VA + top + abi::MB_CMDS;
+        fd.set_regs(&regs).ok()?;
         let r = match fd.run() {
             Ok(VcpuExit::IoOut(port, _)) => Some(port),
             _ => None,

@@ -117,16 +117,26 @@ pub const XS_EXIT: u64 = 4;
 /// (under a microsecond), so a server that is not running costs little.
 pub const XS_SPINS: u64 = 150;
 
-/// Mailbox: number of pending commands (the stub zeroes it when done).
+/// Mailbox: number of commands the mailbox program applies (nonzero while
+/// it is unapplied; its last op zeroes it).
 pub const MB_NCMDS: u64 = 0x00;
 /// Mailbox: user RSP saved by the CPL0 syscall entry.
 pub const MB_USER_RSP: u64 = 0x08;
 /// Mailbox: kernel RSP the CPL0 syscall entry switches to (top - 40).
 pub const MB_KSTACK: u64 = 0x10;
-/// Mailbox: start of the command array.
+/// Mailbox: start of the mailbox program, quadwords the stub's ops read in
+/// order: each op is the guest-virtual address of its code (an entry of
+/// `stub::ProgramOps`) followed by its operands, and ends by jumping to the
+/// next; the last is `done`. The host turns the queued commands ([`cmd`])
+/// into it (zaps first, in one op; runs of `invlpg`s in one op; with a
+/// flush, one flush last and no `invlpg`), so the stub never dispatches on
+/// a kind: every instruction it runs is emulated on a PVM-derived KVM.
 pub const MB_CMDS: u64 = 0x40;
-/// Commands that fit in one mailbox.
-pub const MB_MAX_CMDS: usize = ((crate::layout::MAILBOX_SIZE - MB_CMDS) / 16) as usize;
+/// Quadwords the mailbox program may take.
+pub const MB_PROGRAM_WORDS: usize = ((crate::layout::MAILBOX_SIZE - MB_CMDS) / 8) as usize;
+/// Commands that fit in one mailbox: each takes at most 3 quadwords of the
+/// program (a store: op, address, value), and the end takes one.
+pub const MB_MAX_CMDS: usize = (MB_PROGRAM_WORDS - 1) / 3;
 
 /// Command kind in the low 3 bits of the first word: store the second word
 /// at the (8-aligned) guest-virtual address in the first.

@@ -90,6 +90,11 @@ pub const ENTRY_FRAME_SIZE: u64 = 48;
 /// Bytes of the hardware interrupt frame the stub's `iretq` pops: the host
 /// enters the stub with RSP = stack top - `IRET_FRAME_SIZE`.
 pub const IRET_FRAME_SIZE: u64 = 40;
+/// Bytes of the vproc's registers (RAX, RCX, RSI, RDI, in that order up
+/// from RSP) the host saves just below the iret frame when it enters the
+/// stub's mailbox program: RSP = stack top - `IRET_FRAME_SIZE` -
+/// `PROGRAM_SAVED_SIZE` there, and the program's last op pops them.
+pub const PROGRAM_SAVED_SIZE: u64 = 32;
 
 /// Guest-physical base of the system region for a RAM of `ram_size` bytes:
 /// the next 1 GiB boundary at or above the end of RAM.

@@ -87,107 +87,103 @@ vkstub_vec_\v:
     VK_ERR 30
     VK_NOERR 31
 
-    // Entry from the host at CPL0 with RSP at the iret frame (stack top -
-    // 40) and the mailbox at RSP + 40: apply the commands, then return to
-    // the vproc. With no commands the host enters at `vkstub_iret`.
+    // The mailbox program (see `abi::MB_CMDS`): the host enters at CPL0
+    // at the first op's address with RSI at the word after it and RSP at
+    // the vproc's RAX, RCX, RSI and RDI (saved by the host, just below the
+    // iret frame: stack top - 72); the mailbox is at RSP + 72. Each op
+    // reads its operands with `lodsq` and ends by jumping to the next op
+    // (`lodsq; jmp rax`): no dispatch, since every instruction here is
+    // emulated one at a time on a PVM-derived KVM. `vkstub_op_done`
+    // restores the registers and returns to the vproc. With no commands
+    // the host enters at `vkstub_iret` with RSP at the iret frame.
     .balign 16
     .globl vkstub_resume
 vkstub_resume:
-    cmp qword ptr [rsp + 40 + {ncmds}], 0
-    jne 2f
     .globl vkstub_iret
 vkstub_iret:
     iretq
-2:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push r8
-    lea rbx, [rsp + 40 + 40]
-    mov rcx, [rbx + {ncmds}]
-    lea rdx, [rbx + {cmds}]
-    // At least one command (checked above). Each instruction here is
-    // emulated on a PVM-derived KVM, so the commonest kinds come first and
-    // take the fewest: a zap (the tables of a destroyed vmspace, a bulk
-    // rewrite) is 7 instructions, a store 11, a flush 13. The kind sits in
-    // the low 3 bits of an aligned address, so `al` is the kind itself for
-    // a zap, a flush and an `invlpg`, and has those bits clear for a store.
-3:
-    mov rax, [rdx]
-    cmp al, {cmd_zap}
-    jne 4f
-    lock or word ptr [rax + 6 - {cmd_zap}], 0
-    add rdx, 16
-    dec rcx
-    jnz 3b
-    jmp 9f
-4:
-    test al, 7
-    jnz 5f
-    mov r8, [rdx + 8]
-    mov [rax], r8
-    jmp 8f
-5:
-    cmp al, {cmd_flush}
-    jne 6f
+
+    // [n, page...]: forget what the MMU cached of n table pages (see
+    // `abi::CMD_ZAP`).
+    .globl vkstub_op_zap
+vkstub_op_zap:
+    lodsq
+    mov rcx, rax
+1:
+    lodsq
+    lock or word ptr [rax + 6], 0
+    loop 1b
+    lodsq
+    jmp rax
+
+    // [address, value]: store value at address.
+    .globl vkstub_op_store
+vkstub_op_store:
+    lodsq
+    mov rdi, rax
+    movsq
+    lodsq
+    jmp rax
+
+    // [n, va...]: `invlpg` each.
+    .globl vkstub_op_invlpg
+vkstub_op_invlpg:
+    lodsq
+    mov rcx, rax
+1:
+    lodsq
+    invlpg [rax]
+    loop 1b
+    lodsq
+    jmp rax
+
+    // []: flush the TLB (reload CR3).
+    .globl vkstub_op_flush
+vkstub_op_flush:
     mov rax, cr3
     mov cr3, rax
-    jmp 8f
-6:
-    cmp al, {cmd_invlpg}
-    jne 7f
-    invlpg [rax - {cmd_invlpg}]
-    jmp 8f
-7:
-    // A run of entries the host rewrote ([`abi::CMD_TOUCH`]): each is
-    // written back with its own value (`rep movsq` onto itself), so a
-    // shadow MMU drops its copy of those entries only and keeps the rest
-    // of the table page's.
-    mov r8d, eax
-    and r8d, 7
-    cmp r8d, {cmd_touch}
-    jne 70f
+    lodsq
+    jmp rax
+
+    // [first, n]: write n entries back onto themselves (see
+    // `abi::CMD_TOUCH`).
+    .globl vkstub_op_touch
+vkstub_op_touch:
+    lodsq
+    mov rdi, rax
+    lodsq
+    mov rcx, rax
     push rsi
-    push rdi
-    mov r8, rcx
-    mov rcx, [rdx + 8]
-    lea rsi, [rax - {cmd_touch}]
-    mov rdi, rsi
-    cld
+    mov rsi, rdi
     rep movsq
-    mov rcx, r8
-    pop rdi
     pop rsi
-    jmp 8f
-70:
-    cmp al, {cmd_set_ts}
-    jne 71f
+    lodsq
+    jmp rax
+
+    // []: set CR0.TS.
+    .globl vkstub_op_set_ts
+vkstub_op_set_ts:
     mov rax, cr0
     or rax, 8
     mov cr0, rax
-    jmp 8f
-71:
-    cmp al, {cmd_clts}
-    jne 72f
+    lodsq
+    jmp rax
+
+    // []: clear CR0.TS.
+    .globl vkstub_op_clts
+vkstub_op_clts:
     clts
-    jmp 8f
-72:
-    // Any other kind: a full flush, as the host would rather pay for one
-    // than miss an invalidation.
-    mov rax, cr3
-    mov cr3, rax
-8:
-    add rdx, 16
-    dec rcx
-    jnz 3b
-9:
-    mov qword ptr [rbx + {ncmds}], 0
-    pop r8
-    pop rdx
-    pop rcx
-    pop rbx
+    lodsq
+    jmp rax
+
+    // The end: the mailbox is applied; back to the vproc.
+    .globl vkstub_op_done
+vkstub_op_done:
+    mov qword ptr [rsp + {saved} + {iret} + {ncmds}], 0
     pop rax
+    pop rcx
+    pop rsi
+    pop rdi
     iretq
 
     .balign 16
@@ -200,7 +196,7 @@ vkstub_syscall:
     out {port_sys}, al
     .globl vkstub_syscall_out_end
 vkstub_syscall_out_end:
-    jmp vkstub_resume
+    jmp vkstub_iret
 
     // Exitless syscalls where `syscall` enters CPL0 (VT-x/SVM). LSTAR of
     // vCPU n is `vkstub_xentry_n`: it saves the vproc's RSP in its mailbox
@@ -332,7 +328,7 @@ vkstub_xslow:
     out {port_xsys}, al
     .globl vkstub_xslow_end
 vkstub_xslow_end:
-    jmp vkstub_resume
+    jmp vkstub_iret
 
     .balign 16
     .globl vkstub_vectors
@@ -534,15 +530,9 @@ vktramp_end:
     port_sys = const abi::PORT_SYSCALL,
     port_probe = const abi::PORT_PROBE,
     ncmds = const abi::MB_NCMDS,
-    cmds = const abi::MB_CMDS,
+    saved = const layout::PROGRAM_SAVED_SIZE,
     user_rsp = const abi::MB_USER_RSP,
     kstack = const abi::MB_KSTACK,
-    cmd_invlpg = const abi::CMD_INVLPG,
-    cmd_flush = const abi::CMD_FLUSH,
-    cmd_set_ts = const abi::CMD_SET_TS,
-    cmd_clts = const abi::CMD_CLTS,
-    cmd_zap = const abi::CMD_ZAP,
-    cmd_touch = const abi::CMD_TOUCH,
     port_xsys = const abi::PORT_XSYSCALL,
     xs_line = const abi::XS_LINE,
     xs_state = const abi::XS_STATE,
@@ -573,8 +563,15 @@ vktramp_end:
 extern "C" {
     static vkstub_start: u8;
     static vkstub_end: u8;
-    static vkstub_resume: u8;
     static vkstub_iret: u8;
+    static vkstub_op_zap: u8;
+    static vkstub_op_store: u8;
+    static vkstub_op_invlpg: u8;
+    static vkstub_op_flush: u8;
+    static vkstub_op_touch: u8;
+    static vkstub_op_set_ts: u8;
+    static vkstub_op_clts: u8;
+    static vkstub_op_done: u8;
     static vkstub_syscall: u8;
     static vkstub_syscall_out_end: u8;
     static vkstub_vectors: [u64; 32];
@@ -636,12 +633,11 @@ pub fn tramp_code() -> &'static [u8] {
 pub struct StubOffsets {
     /// Handler of each exception vector 0..32.
     pub vectors: [u64; 32],
-    /// Resume point: applies mailbox commands, then `iretq` (RSP at the
-    /// iret frame, stack top - 40).
-    pub resume: u64,
-    /// The bare `iretq` of the resume point: the entry when there are no
-    /// commands (one instruction).
+    /// The bare `iretq` back to the vproc: the entry when there are no
+    /// commands (one instruction; RSP at the iret frame, stack top - 40).
     pub iret: u64,
+    /// The mailbox program's ops (see [`ProgramOps`]).
+    pub ops: ProgramOps,
     /// CPL0 `syscall` entry (standard VT-x/SVM semantics).
     pub syscall: u64,
     /// Just past the CPL0 `syscall` entry's `out`.
@@ -694,6 +690,28 @@ pub struct StubOffsets {
     pub cpl0_xslow_end: u64,
 }
 
+/// Offsets of the ops of the mailbox program (see [`abi::MB_CMDS`]): each
+/// applies one kind of command, then jumps to the next op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramOps {
+    /// `[n, page...]`: [`abi::CMD_ZAP`] each page.
+    pub zap: u64,
+    /// `[address, value]`: [`abi::CMD_STORE`].
+    pub store: u64,
+    /// `[n, va...]`: [`abi::CMD_INVLPG`] each address.
+    pub invlpg: u64,
+    /// `[]`: [`abi::CMD_FLUSH`].
+    pub flush: u64,
+    /// `[first, n]`: [`abi::CMD_TOUCH`].
+    pub touch: u64,
+    /// `[]`: [`abi::CMD_SET_TS`].
+    pub set_ts: u64,
+    /// `[]`: [`abi::CMD_CLTS`].
+    pub clts: u64,
+    /// `[]`: the end (marks the mailbox applied, returns to the vproc).
+    pub done: u64,
+}
+
 /// Where the stub is on its way out to the host: each vector up to and
 /// including its `out`, and the CPL0 syscall entry up to its `out`, as
 /// half-open offset ranges. Everywhere else in the stub it is on its way
@@ -727,8 +745,17 @@ pub fn offsets() -> StubOffsets {
         let t = addr(core::ptr::addr_of!(vktramp_start)) as u64;
         StubOffsets {
             vectors: core::ptr::read(core::ptr::addr_of!(vkstub_vectors)),
-            resume: addr(core::ptr::addr_of!(vkstub_resume)) as u64 - s,
             iret: addr(core::ptr::addr_of!(vkstub_iret)) as u64 - s,
+            ops: ProgramOps {
+                zap: addr(core::ptr::addr_of!(vkstub_op_zap)) as u64 - s,
+                store: addr(core::ptr::addr_of!(vkstub_op_store)) as u64 - s,
+                invlpg: addr(core::ptr::addr_of!(vkstub_op_invlpg)) as u64 - s,
+                flush: addr(core::ptr::addr_of!(vkstub_op_flush)) as u64 - s,
+                touch: addr(core::ptr::addr_of!(vkstub_op_touch)) as u64 - s,
+                set_ts: addr(core::ptr::addr_of!(vkstub_op_set_ts)) as u64 - s,
+                clts: addr(core::ptr::addr_of!(vkstub_op_clts)) as u64 - s,
+                done: addr(core::ptr::addr_of!(vkstub_op_done)) as u64 - s,
+            },
             syscall: addr(core::ptr::addr_of!(vkstub_syscall)) as u64 - s,
             syscall_out_end: addr(core::ptr::addr_of!(vkstub_syscall_out_end)) as u64 - s,
             tramp_syscall: addr(core::ptr::addr_of!(vktramp_syscall)) as u64 - t,
@@ -792,7 +819,27 @@ mod tests {
             assert!(v < code.len() as u64);
         }
         assert_eq!(o.vectors[0], 0);
-        assert!(o.resume < code.len() as u64);
+        for op in [
+            o.ops.zap,
+            o.ops.store,
+            o.ops.invlpg,
+            o.ops.flush,
+            o.ops.touch,
+            o.ops.set_ts,
+            o.ops.clts,
+            o.ops.done,
+        ] {
+            assert!(op < code.len() as u64);
+        }
+        // Every op but the last ends `lodsq; jmp rax` (48 ad ff e0); the
+        // last ends in `iretq`.
+        for op in [o.ops.zap, o.ops.store, o.ops.flush, o.ops.clts] {
+            let end = code[op as usize..]
+                .windows(4)
+                .position(|w| w == [0x48, 0xad, 0xff, 0xe0])
+                .expect("op ends by jumping to the next");
+            assert!(end < 48, "op at {op:#x}");
+        }
         // vector 0 pushes a dummy error code (6a 00), then exits through
         // its own port (e6 80).
         assert_eq!(

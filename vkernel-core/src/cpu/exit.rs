@@ -63,10 +63,11 @@ pub(crate) struct Expect<'a> {
     pub bounce: bool,
     /// The stub's kernel-call address (the bounce target).
     pub kcall: u64,
-    /// RIPs of a CPL0 entry into the stub (the resume point that applies
-    /// commands, and its bare `iretq`).
-    pub resume_rips: [u64; 2],
-    /// RSP of such an entry (the iret frame).
+    /// RIP of a CPL0 entry into the stub (the mailbox program's first op,
+    /// or the bare `iretq`).
+    pub resume_rip: u64,
+    /// RSP of that entry (the iret frame, or the registers the program
+    /// saves below it).
     pub resume_rsp: u64,
     /// Where the stub is on its way out to the host (each vector up to its
     /// `out`; the CPL0 syscall entry up to its `out`): half-open
@@ -170,10 +171,7 @@ fn classify_interruption(s: &Snapshot, e: &Expect) -> Interruption {
         Interruption::BeforeBounce
     } else if s.user_mode {
         Interruption::InVproc
-    } else if e.pos == Position::Kernel
-        && e.resume_rips.contains(&s.now.rip)
-        && s.now.rsp == e.resume_rsp
-    {
+    } else if e.pos == Position::Kernel && s.now.rip == e.resume_rip && s.now.rsp == e.resume_rsp {
         Interruption::NeverEntered
     } else if (e.cpl0_exitless.0..e.cpl0_exitless.1).contains(&s.now.rip) {
         Interruption::Cpl0Exitless
@@ -216,7 +214,7 @@ mod tests {
             pos,
             bounce: false,
             kcall: KCALL,
-            resume_rips: [RESUME, RESUME + 0x10],
+            resume_rip: RESUME,
             resume_rsp: RESUME_RSP,
             stub_exiting: EXITING,
             clobbered_rips: [TRAMP_UD2, 0, 0],

@@ -12,7 +12,8 @@ use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
 use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS};
 use vkernel_guest::layout::{
-    cpu_stack_top_off, cpu_xline_off, IRET_FRAME_SIZE, STUB_OFF, SYS_VA, TRAMP_VA,
+    cpu_stack_top_off, cpu_xline_off, IRET_FRAME_SIZE, PROGRAM_SAVED_SIZE, STUB_OFF, SYS_VA,
+    TRAMP_VA,
 };
 use vkernel_guest::x86::{self, is_canonical};
 
@@ -22,6 +23,7 @@ mod fault_streak;
 mod fpu;
 mod handlers;
 mod kick_due;
+mod program;
 mod settle;
 mod settle_cpl0;
 
@@ -37,6 +39,7 @@ pub use cpuid::{CpuidEntry, CpuidTable};
 use exit::{classify, ExitKind, Expect, Position, RawExit, Snapshot};
 use fault_streak::FaultStreak;
 use kick_due::KickDue;
+pub(crate) use program::encode as encode_program;
 
 /// What the run loop does after handling an exit.
 enum Next {
@@ -180,6 +183,12 @@ pub struct Cpu {
     seen_gen: u64,
     target: TrapFrame,
     queue: VecDeque<Cmd>,
+    /// The commands of the mailbox program written for the last entry
+    /// (queued again if a kicked entry never applied them).
+    in_mailbox: Vec<Cmd>,
+    /// RIP and RSP written for the last entry at CPL0 (an entry that
+    /// never ran is still there).
+    entry_at: (u64, u64),
     /// This entry goes to the bounce address (`kcall_va`) instead of the
     /// vproc: the stub applies the mailbox and comes straight back.
     bounce: bool,
@@ -260,6 +269,8 @@ impl Cpu {
             seen_gen: 0,
             target: TrapFrame::default(),
             queue: VecDeque::new(),
+            in_mailbox: Vec::new(),
+            entry_at: (0, 0),
             bounce: false,
             scrub_batch: None,
             scrub_in_mailbox: false,
@@ -473,12 +484,9 @@ impl Cpu {
         let regs_before = self.fd.sync_regs().regs;
         let mb = self.top;
         // Commands a kicked entry never applied go first.
-        let left = usize::try_from(self.sys_load(mb + MB_NCMDS)).unwrap_or(usize::MAX);
-        if left > 0 {
-            for i in (0..left.min(MB_MAX_CMDS)).rev() {
-                let a = self.sys_load(mb + MB_CMDS + 16 * i as u64);
-                let b = self.sys_load(mb + MB_CMDS + 16 * i as u64 + 8);
-                self.queue.push_front([a, b]);
+        if self.sys_load(mb + MB_NCMDS) != 0 {
+            for c in self.in_mailbox.drain(..).rev() {
+                self.queue.push_front(c);
             }
             self.sys_store(mb + MB_NCMDS, 0);
         }
@@ -491,15 +499,12 @@ impl Cpu {
         }
         let kcall = self.m.kcall_va();
         let (rip, rsp, rflags, regs_rip, regs_rsp);
+        let mut program_at = None;
         match self.pos {
             Position::Kernel => {
                 let n = self.queue.len().min(MB_MAX_CMDS);
-                for i in 0..n {
-                    let [a, b] = self.queue.pop_front().unwrap();
-                    self.sys_store(mb + MB_CMDS + 16 * i as u64, a);
-                    self.sys_store(mb + MB_CMDS + 16 * i as u64 + 8, b);
-                }
-                self.sys_store(mb + MB_NCMDS, n as u64);
+                self.in_mailbox.clear();
+                self.in_mailbox.extend(self.queue.drain(..n));
                 if n > 0 && self.scrub_batch.is_some() {
                     self.scrub_in_mailbox = true;
                 }
@@ -512,14 +517,13 @@ impl Cpu {
                     (rip, rsp, rflags) = (t.rip, t.rsp, Self::user_rflags(&t));
                 }
                 crate::machine::write_user_iret_frame(&self.m.sys, self.index, rip, rflags, rsp);
-                // Without commands the stub runs one instruction: `iretq`.
-                let entry = if n > 0 {
-                    self.m.offsets.resume
+                if n > 0 {
+                    (regs_rip, regs_rsp, program_at) = self.write_program(&t);
                 } else {
-                    self.m.offsets.iret
-                };
-                regs_rip = SYS_VA + STUB_OFF + entry;
-                regs_rsp = SYS_VA + mb - IRET_FRAME_SIZE;
+                    // Without commands the stub runs one instruction: `iretq`.
+                    regs_rip = SYS_VA + STUB_OFF + self.m.offsets.iret;
+                    regs_rsp = SYS_VA + mb - IRET_FRAME_SIZE;
+                }
                 rflags_set(&mut self.fd, x86::RFLAGS_FIXED);
             }
             Position::User => {
@@ -549,6 +553,10 @@ impl Cpu {
         r.r15 = t.r15;
         r.rip = regs_rip;
         r.rsp = regs_rsp;
+        if let Some(at) = program_at {
+            r.rsi = at;
+        }
+        self.entry_at = (regs_rip, regs_rsp);
         let mut sdirty = false;
         if let Some(cr3) = self.new_cr3 {
             s.sregs.cr3 = cr3;
@@ -576,6 +584,25 @@ impl Cpu {
             self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
         }
         Ok(())
+    }
+
+    /// Write the mailbox program for the commands in `self.in_mailbox`
+    /// and save the registers its ops use (the vproc's, from `t`) below
+    /// the iret frame: the entry's RIP, RSP and RSI (see `program.rs`).
+    fn write_program(&mut self, t: &TrapFrame) -> (u64, u64, Option<u64>) {
+        let mb = self.top;
+        let p = program::encode(&self.in_mailbox, &self.m.offsets.ops, SYS_VA + STUB_OFF);
+        let bytes: Vec<u8> = p[1..].iter().flat_map(|w| w.to_le_bytes()).collect();
+        self.m
+            .sys
+            .write(mb + MB_CMDS, &bytes)
+            .expect("mailbox inside the system region");
+        self.sys_store(mb + MB_NCMDS, self.in_mailbox.len() as u64);
+        let saved = mb - IRET_FRAME_SIZE - PROGRAM_SAVED_SIZE;
+        for (i, v) in [t.rax, t.rcx, t.rsi, t.rdi].into_iter().enumerate() {
+            self.sys_store(saved + 8 * i as u64, v);
+        }
+        (p[0], SYS_VA + saved, Some(SYS_VA + mb + MB_CMDS))
     }
 
     fn frame_from_regs(&self) -> TrapFrame {
@@ -754,11 +781,8 @@ impl Cpu {
             pos: self.pos,
             bounce: self.bounce,
             kcall: self.m.kcall_va(),
-            resume_rips: [
-                SYS_VA + STUB_OFF + self.m.offsets.resume,
-                SYS_VA + STUB_OFF + self.m.offsets.iret,
-            ],
-            resume_rsp: SYS_VA + self.top - IRET_FRAME_SIZE,
+            resume_rip: self.entry_at.0,
+            resume_rsp: self.entry_at.1,
             stub_exiting: &self.m.stub_exiting,
             clobbered_rips: self.tramp_ud2s(),
             cpl0_exitless: self.cpl0_exitless_range(),
