@@ -247,9 +247,12 @@ pub fn load_program_with(
     // Everything is mapped before anything is populated: a window's
     // table is taken over from a finished process's (hwpt's parked tables)
     // only where its entries agree with the whole image's mappings.
+    // The data's pages are copied and the bss's given zeroed frames (up
+    // to PREFILL_DATA_PAGES a segment): the program writes them at once.
     for &(lo, hi) in &spans {
         if lo < hi {
-            mm.prefill_private(lo, hi, PREFILL_DATA_PAGES);
+            let copied = mm.prefill_private(lo, hi, PREFILL_DATA_PAGES);
+            mm.prefill_zero(lo, hi, PREFILL_DATA_PAGES.saturating_sub(copied));
             mm.map_cached(lo, hi);
         }
     }
@@ -258,9 +261,16 @@ pub fn load_program_with(
             mm.vmspace().populate(lo, hi)?;
         }
     }
-    mm.vmspace().populate(rsp & !(PAGE - 1), STACK_TOP)?;
+    // And the stack below the arguments, where the program's first frames
+    // go (busybox reads /proc/self/exe into a PATH_MAX buffer there).
+    let stack_lo = (rsp & !(PAGE - 1)).saturating_sub(STACK_PREFILL_PAGES * PAGE);
+    mm.prefill_zero(stack_lo, rsp & !(PAGE - 1), STACK_PREFILL_PAGES as usize);
+    mm.vmspace().populate(stack_lo, STACK_TOP)?;
     Ok(TrapFrame::new(start, rsp))
 }
+
+/// Zeroed pages a new image's stack gets below its arguments at exec.
+pub const STACK_PREFILL_PAGES: u64 = 4;
 
 /// The CPUID leaf 1 EDX of the x86-64 baseline (what AT_HWCAP reports).
 const HWCAP: u64 = 0x178b_fbff;

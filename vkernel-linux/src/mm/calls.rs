@@ -514,13 +514,20 @@ impl Mm {
                 }
             }
             // A small growth is malloc's next chunk, written at once: give
-            // it frames now rather than a demand fault per page.
-            if new_top - old_top <= EAGER_BRK * PAGE {
-                let mut va = old_top;
-                while va < new_top && self.map_new(va, PROT_READ | PROT_WRITE, true).is_ok() {
-                    va += PAGE;
-                }
+            // it frames now rather than a demand fault per page; a large one
+            // (malloc's first, with its top pad) its first pages, where
+            // malloc puts its first chunks. With hardware entries: empty
+            // entries made present need no guest command.
+            let eager = if new_top - old_top <= EAGER_BRK * PAGE {
+                new_top
+            } else {
+                old_top + EAGER_BRK_LARGE * PAGE
+            };
+            let mut va = old_top;
+            while va < eager && self.map_new(va, PROT_READ | PROT_WRITE, true).is_ok() {
+                va += PAGE;
             }
+            let _ = self.vmspace().populate(old_top, va);
         } else if new_top < old_top {
             self.unmap(new_top, old_top);
         }

@@ -58,6 +58,9 @@ pub const MAX_WINDOW: u64 = 128;
 pub const EAGER_FORK_MAX: usize = 64;
 /// Largest brk growth (pages) mapped at once instead of on demand.
 pub const EAGER_BRK: u64 = 16;
+/// Pages a larger brk growth maps at once (its first: malloc's first
+/// chunks go there).
+pub const EAGER_BRK_LARGE: u64 = 2;
 /// Pages at the top of the stack fork copies when a process has more.
 pub const EAGER_FORK_STACK: u64 = 4;
 
