@@ -263,14 +263,14 @@ pub fn load_program_with(
     }
     // And the stack below the arguments, where the program's first frames
     // go (busybox reads /proc/self/exe into a PATH_MAX buffer there).
-    let stack_lo = (rsp & !(PAGE - 1)).saturating_sub(STACK_PREFILL_PAGES * PAGE);
-    mm.prefill_zero(stack_lo, rsp & !(PAGE - 1), STACK_PREFILL_PAGES as usize);
+    let stack_lo = (rsp & !(PAGE - 1)).saturating_sub(STACK_PREFILL_PAGES as u64 * PAGE);
+    mm.prefill_zero(stack_lo, rsp & !(PAGE - 1), STACK_PREFILL_PAGES);
     mm.vmspace().populate(stack_lo, STACK_TOP)?;
     Ok(TrapFrame::new(start, rsp))
 }
 
 /// Zeroed pages a new image's stack gets below its arguments at exec.
-pub const STACK_PREFILL_PAGES: u64 = 4;
+pub const STACK_PREFILL_PAGES: usize = 4;
 
 /// The CPUID leaf 1 EDX of the x86-64 baseline (what AT_HWCAP reports).
 const HWCAP: u64 = 0x178b_fbff;
