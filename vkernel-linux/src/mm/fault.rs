@@ -94,9 +94,9 @@ impl Mm {
                     && v.kind != VmaKind::SyscallStubs
             })
             .flat_map(|(s, v)| {
-                ((*s).max(start)..v.end.min(end))
-                    .step_by(PAGE as usize)
-                    .map(|va| (va, v.prot))
+                let first = (*s).max(start);
+                let n = v.end.min(end).saturating_sub(first) / PAGE;
+                (0..n).map(move |i| (first + i * PAGE, v.prot))
             })
             .filter(|(va, _)| !self.pages.contains_key(va))
             .take(max)
