@@ -319,12 +319,19 @@ fn fuzz_elf_loader_with_mutated_binaries() {
             loaded += 1;
         }
         // Reads are page sized and cover the segments' file bytes only;
-        // only pages with file bytes (and the stack) got frames, whatever
-        // the memory sizes say.
+        // only pages with file bytes, the stack and the zeroed pages the
+        // loader gives a writable segment's bss at once (at most
+        // PREFILL_DATA_PAGES a segment) got frames, whatever the memory
+        // sizes say.
         assert!(file.largest.get() <= PAGE, "{}", what());
         assert!(file.total.get() <= file_bytes, "{}", what());
         let pages = mm.resident_pages() as u64;
-        let bound = file_bytes / PAGE + 2 * elf.segments.len() as u64 + 16;
+        let writable = elf.segments.iter().filter(|s| s.flags & 2 != 0).count() as u64;
+        let bound = file_bytes / PAGE
+            + 2 * elf.segments.len() as u64
+            + 16
+            + writable * linux::mm::PREFILL_DATA_PAGES as u64
+            + linux::load::STACK_PREFILL_PAGES as u64;
         assert!(
             pages <= bound,
             "{}: {pages} resident pages after loading ({bound} allowed): BSS was not demand-zero",

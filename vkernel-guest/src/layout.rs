@@ -91,10 +91,12 @@ pub const ENTRY_FRAME_SIZE: u64 = 48;
 /// enters the stub with RSP = stack top - `IRET_FRAME_SIZE`.
 pub const IRET_FRAME_SIZE: u64 = 40;
 /// Bytes of the vproc's registers (RAX, RCX, RSI, RDI, in that order up
-/// from RSP) the host saves just below the iret frame when it enters the
-/// stub's mailbox program: RSP = stack top - `IRET_FRAME_SIZE` -
-/// `PROGRAM_SAVED_SIZE` there, and the program's last op pops them.
+/// from RSP) the host saves below the error code's slot under the iret
+/// frame when it enters the stub's mailbox program: RSP = stack top -
+/// `PROGRAM_RSP_BELOW_TOP` there, and the program's last op pops them.
 pub const PROGRAM_SAVED_SIZE: u64 = 32;
+/// RSP of an entry into the mailbox program, below the stack top.
+pub const PROGRAM_RSP_BELOW_TOP: u64 = ENTRY_FRAME_SIZE + PROGRAM_SAVED_SIZE;
 
 /// Guest-physical base of the system region for a RAM of `ram_size` bytes:
 /// the next 1 GiB boundary at or above the end of RAM.

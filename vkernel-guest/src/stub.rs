@@ -68,7 +68,6 @@ vkstub_vec_\v:
     VK_ERR 11
     VK_ERR 12
     VK_ERR 13
-    VK_ERR 14
     VK_NOERR 15
     VK_NOERR 16
     VK_ERR 17
@@ -87,10 +86,36 @@ vkstub_vec_\v:
     VK_ERR 30
     VK_NOERR 31
 
+    // #PF. With a mailbox program staged (MB_NCMDS nonzero) this is the
+    // host's bounce into the stub: the vCPU entered at CPL3 at the bounce
+    // address `kcall` (a supervisor page) with the vproc's registers but
+    // RSI, which points at the program; the vproc's RAX, RCX, RSI and RDI
+    // are saved below the frame and its RIP is at MB_BOUNCE_RIP. (No other
+    // #PF comes while a program is staged: the vproc has not run, and a
+    // program entered at CPL0 ends before anything returns to CPL3.) The
+    // program runs here and returns to the vproc: a bounce with no exit.
+    // Every other fault exits through its port as the other vectors do.
+    .balign 16
+vkstub_vec_14:
+    cmp qword ptr [rsp + {entry} + {ncmds}], 0
+    jne 1f
+    out {port_vec} + 14, al
+    add rsp, 8
+    iretq
+1:
+    // (The vproc's RFLAGS are live: `lodsq` needs DF clear; `iretq`
+    // restores them from the frame.)
+    cld
+    mov rax, [rsp + {entry} + {bounce_rip}]
+    mov [rsp + 8], rax
+    sub rsp, {saved}
+    jmp qword ptr [rsi - 8]
+
     // The mailbox program (see `abi::MB_CMDS`): the host enters at CPL0
     // at the first op's address with RSI at the word after it and RSP at
-    // the vproc's RAX, RCX, RSI and RDI (saved by the host, just below the
-    // iret frame: stack top - 72); the mailbox is at RSP + 72. Each op
+    // the vproc's RAX, RCX, RSI and RDI (saved by the host 8 bytes below
+    // the iret frame, where an exception's error code goes: stack top -
+    // 80); the mailbox is at RSP + 80. Each op
     // reads its operands with `lodsq` and ends by jumping to the next op
     // (`lodsq; jmp rax`): no dispatch, since every instruction here is
     // emulated one at a time on a PVM-derived KVM. `vkstub_op_done`
@@ -179,11 +204,12 @@ vkstub_op_clts:
     // The end: the mailbox is applied; back to the vproc.
     .globl vkstub_op_done
 vkstub_op_done:
-    mov qword ptr [rsp + {saved} + {iret} + {ncmds}], 0
+    mov qword ptr [rsp + {saved} + {entry} + {ncmds}], 0
     pop rax
     pop rcx
     pop rsi
     pop rdi
+    add rsp, 8
     iretq
 
     .balign 16
@@ -531,6 +557,8 @@ vktramp_end:
     port_probe = const abi::PORT_PROBE,
     ncmds = const abi::MB_NCMDS,
     saved = const layout::PROGRAM_SAVED_SIZE,
+    entry = const layout::ENTRY_FRAME_SIZE,
+    bounce_rip = const abi::MB_BOUNCE_RIP,
     user_rsp = const abi::MB_USER_RSP,
     kstack = const abi::MB_KSTACK,
     port_xsys = const abi::PORT_XSYSCALL,
@@ -846,15 +874,17 @@ mod tests {
             &code[0..4],
             &[0x6a, 0x00, 0xe6, abi::PORT_VECTOR_BASE as u8]
         );
-        // vector 14 has an error code: it exits at once (e6 8e).
+        // vector 14 has an error code: it exits after one check (is a
+        // bounce staged? cmp qword ptr [rsp + 48], 0; jne), at e6 8e.
         let v14 = o.vectors[14] as usize;
+        assert_eq!(&code[v14..v14 + 6], &[0x48, 0x83, 0x7c, 0x24, 0x30, 0x00]);
         assert_eq!(
-            &code[v14..v14 + 2],
+            &code[v14 + 8..v14 + 10],
             &[0xe6, abi::PORT_VECTOR_BASE as u8 + 14]
         );
         let r = exiting_ranges();
         assert_eq!(r[0], (0, 4));
-        assert_eq!(r[14], (o.vectors[14], o.vectors[14] + 2));
+        assert_eq!(r[14], (o.vectors[14], o.vectors[14] + 10));
         assert_eq!(code[o.iret as usize..][..2], [0x48, 0xcf]);
         // The trampoline's syscall entry is `out 0xe1, al` (e6 e1).
         let t = tramp_code();

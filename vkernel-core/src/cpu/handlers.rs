@@ -26,6 +26,7 @@ impl Cpu {
     ) -> Result<Next, RunError> {
         self.kicks_seen = kicks_at_exit;
         self.kick.clear_immediate_exit(kicks_at_exit);
+        self.unstage_bounce();
         // Registers equal to the last exit's inside the CPL0 exitless
         // entry, with a request posted: it ran (see settle_cpl0.rs).
         // The same inside the CPL3 trampoline (where KVM keeps CPL3).

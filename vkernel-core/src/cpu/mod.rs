@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
-use vkernel_guest::abi::{self, MB_CMDS, MB_MAX_CMDS, MB_NCMDS};
+use vkernel_guest::abi::{self, MB_BOUNCE_RIP, MB_CMDS, MB_MAX_CMDS, MB_NCMDS};
 use vkernel_guest::layout::{
-    cpu_stack_top_off, cpu_xline_off, IRET_FRAME_SIZE, PROGRAM_SAVED_SIZE, STUB_OFF, SYS_VA,
+    cpu_stack_top_off, cpu_xline_off, IRET_FRAME_SIZE, PROGRAM_RSP_BELOW_TOP, STUB_OFF, SYS_VA,
     TRAMP_VA,
 };
 use vkernel_guest::x86::{self, is_canonical};
@@ -134,6 +134,9 @@ pub struct CpuStats {
     pub interrupts: u64,
     /// Extra exits spent entering the stub to apply commands.
     pub bounces: u64,
+    /// Entries into the stub to apply commands that went on to the vproc
+    /// with no exit (the stub's #PF handler applied them).
+    pub stub_bounces: u64,
     /// Entries that had to load system registers (CR3, FS/GS base).
     pub sregs_loads: u64,
     /// FPU states saved from the vCPU (owner switches).
@@ -192,6 +195,10 @@ pub struct Cpu {
     /// This entry goes to the bounce address (`kcall_va`) instead of the
     /// vproc: the stub applies the mailbox and comes straight back.
     bounce: bool,
+    /// This entry goes to the bounce address, and the stub applies the
+    /// mailbox and goes on to the vproc by itself (until a kick
+    /// [`Cpu::unstage_bounce`]s it, or the next exit).
+    staged: bool,
     scrub_batch: Option<u64>,
     /// The mailbox holds the scrub batch (it went out with the last entry).
     scrub_in_mailbox: bool,
@@ -272,6 +279,7 @@ impl Cpu {
             in_mailbox: Vec::new(),
             entry_at: (0, 0),
             bounce: false,
+            staged: false,
             scrub_batch: None,
             scrub_in_mailbox: false,
             kick_due: KickDue::Answered,
@@ -505,9 +513,7 @@ impl Cpu {
                 let n = self.queue.len().min(MB_MAX_CMDS);
                 self.in_mailbox.clear();
                 self.in_mailbox.extend(self.queue.drain(..n));
-                if n > 0 && self.scrub_batch.is_some() {
-                    self.scrub_in_mailbox = true;
-                }
+                self.staged = false;
                 // Owing an interrupt, return to the host once the stub has
                 // applied the mailbox instead of to the vproc.
                 self.bounce = !self.queue.is_empty() || self.kick_due.drains();
@@ -527,8 +533,29 @@ impl Cpu {
                 rflags_set(&mut self.fd, x86::RFLAGS_FIXED);
             }
             Position::User => {
-                self.bounce = !self.queue.is_empty();
-                regs_rip = if self.bounce { kcall } else { t.rip };
+                // Commands to apply first: a bounce into the stub. Where
+                // they fit in the mailbox and no kick waits for the bounce,
+                // the stub applies them by itself and goes on to the vproc
+                // (no exit: the stub's #PF handler); else it comes back.
+                // Not with a switch to another vmspace: its CR3 goes in by
+                // KVM_SET_SREGS, and the guest's own CR3 reload (the flush
+                // `run` queues) in the same KVM_RUN left stale translations
+                // on a PVM-derived KVM (spinners died in tests/linux_spin.rs;
+                // the guest loading the new CR3 itself did too, from a root
+                // that maps only the system region); after the bounce's exit
+                // it does not.
+                let n = self.queue.len();
+                self.staged =
+                    n > 0 && n <= MB_MAX_CMDS && !self.kick_due.drains() && self.new_cr3.is_none();
+                self.bounce = n > 0 && !self.staged;
+                if self.staged {
+                    self.in_mailbox.clear();
+                    self.in_mailbox.extend(self.queue.drain(..));
+                    (_, _, program_at) = self.write_program(&t);
+                    self.sys_store(mb + MB_BOUNCE_RIP, t.rip);
+                    self.stats.stub_bounces += 1;
+                }
+                regs_rip = if n > 0 { kcall } else { t.rip };
                 regs_rsp = t.rsp;
                 rflags_set(&mut self.fd, Self::user_rflags(&t));
             }
@@ -592,17 +619,35 @@ impl Cpu {
     fn write_program(&mut self, t: &TrapFrame) -> (u64, u64, Option<u64>) {
         let mb = self.top;
         let p = program::encode(&self.in_mailbox, &self.m.offsets.ops, SYS_VA + STUB_OFF);
-        let bytes: Vec<u8> = p[1..].iter().flat_map(|w| w.to_le_bytes()).collect();
+        // The entry op too: a bounce the stub applies starts by it.
+        let bytes: Vec<u8> = p.iter().flat_map(|w| w.to_le_bytes()).collect();
         self.m
             .sys
             .write(mb + MB_CMDS, &bytes)
             .expect("mailbox inside the system region");
         self.sys_store(mb + MB_NCMDS, self.in_mailbox.len() as u64);
-        let saved = mb - IRET_FRAME_SIZE - PROGRAM_SAVED_SIZE;
+        if self.scrub_batch.is_some() {
+            self.scrub_in_mailbox = true;
+        }
+        let saved = mb - PROGRAM_RSP_BELOW_TOP;
         for (i, v) in [t.rax, t.rcx, t.rsi, t.rdi].into_iter().enumerate() {
             self.sys_store(saved + 8 * i as u64, v);
         }
-        (p[0], SYS_VA + saved, Some(SYS_VA + mb + MB_CMDS))
+        (p[0], SYS_VA + saved, Some(SYS_VA + mb + MB_CMDS + 8))
+    }
+
+    /// A kick came while the stub may apply a staged bounce by itself:
+    /// make it come back to the host instead (to the bounce address, as
+    /// an unstaged bounce does), wherever it is: before the bounce's #PF
+    /// (the return address in the mailbox), or past the point where the
+    /// handler copied it (the iret frame).
+    fn unstage_bounce(&mut self) {
+        if std::mem::take(&mut self.staged) {
+            let kcall = self.m.kcall_va();
+            self.sys_store(self.top + MB_BOUNCE_RIP, kcall);
+            crate::machine::redirect_user_iret(&self.m.sys, self.index, kcall);
+            self.bounce = true;
+        }
     }
 
     fn frame_from_regs(&self) -> TrapFrame {
@@ -779,7 +824,7 @@ impl Cpu {
     fn expect(&self) -> Expect<'_> {
         Expect {
             pos: self.pos,
-            bounce: self.bounce,
+            bounce: self.bounce || self.staged,
             kcall: self.m.kcall_va(),
             resume_rip: self.entry_at.0,
             resume_rsp: self.entry_at.1,
@@ -792,6 +837,7 @@ impl Cpu {
     /// A real exit: the entry's writes (CR3 above all) were applied.
     fn exited(&mut self, now: kvm_bindings::kvm_regs) {
         self.new_cr3 = None;
+        self.staged = false;
         self.exit_regs = now;
         self.after_tramp_out = false;
     }

@@ -42,7 +42,9 @@ pub(crate) fn encode(cmds: &[Cmd], ops: &ProgramOps, base: u64) -> Vec<u64> {
         p.push(zaps.len() as u64);
         p.extend(zaps);
     }
-    let flush = cmds.iter().any(|c| c[0] & 7 == CMD_FLUSH);
+    // A kind no command has (7) costs a flush: the host would rather pay
+    // for one than miss an invalidation.
+    let flush = cmds.iter().any(|c| matches!(c[0] & 7, CMD_FLUSH | 7));
     let mut i = 0;
     while i < cmds.len() {
         let c = &cmds[i];
@@ -62,14 +64,10 @@ pub(crate) fn encode(cmds: &[Cmd], ops: &ProgramOps, base: u64) -> Vec<u64> {
                 p[first + 1] = (p.len() - first - 2) as u64;
             }
             // Zaps went first; a flush goes last.
-            CMD_ZAP | CMD_INVLPG | CMD_FLUSH => {}
-            // Unknown kinds: a flush stands in (as the host would rather
-            // pay for one than miss an invalidation).
             _ => {}
         }
     }
-    let unknown = cmds.iter().any(|c| c[0] & 7 == 7);
-    if flush || unknown {
+    if flush {
         p.push(base + ops.flush);
     }
     p.push(base + ops.done);
@@ -182,6 +180,7 @@ mod tests {
             encode(&[cmd(CMD_CLTS, 0, 0)], &OPS, B),
             [B + 0x70, B + 0x80]
         );
+        assert_eq!(encode(&[], &OPS, B), [B + 0x80]);
     }
 
     #[test]
