@@ -177,6 +177,17 @@ pub(super) fn fork(
         (pid, pgid, sid, policy, cpu)
     };
     let _ = (pgid, sid);
+    // Sites that became known since the parent's program started are
+    // rewritten in it first: the child runs them from the parent's text.
+    // (Not in a traced vproc or one whose calls are logged: every call of
+    // those must stop.)
+    if let Some(k) = (parent.ptrace.is_none() && !parent.trace)
+        .then(|| parent.k.clone())
+        .flatten()
+    {
+        let threads = parent.mm.threads();
+        super::site_book::refresh_known(&mut parent.mm, &k, threads);
+    }
     let built = (|| -> Result<Vproc, i64> {
         let vms = machine.vmspace_create().map_err(|_| EAGAIN)?;
         let mm = parent.mm.fork(vms).map_err(|e| e.errno())?;

@@ -20,12 +20,19 @@
 //! the known sites rewritten and run with it off (a site that cannot be
 //! rewritten then costs KVM's emulation, less than a trap).
 //!
+//! A process that started before a site became known still runs it from
+//! its own (unrewritten) text: a shell whose fork children call
+//! `set_robust_list`, `rt_sigaction` and `execve` through sites the shell
+//! itself never calls. The book's generation counts the sites that became
+//! known; at each fork the parent rewrites the sites known since its last
+//! rewrite ([`refresh_known`]), so its children inherit them rewritten.
+//!
 //! Only the place is remembered; the bytes are checked again at each
 //! rewrite (`Mm::patch_plan`), so a file whose code changed gets no
 //! rewrite that does not fit it.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::Kernel;
@@ -52,6 +59,8 @@ pub(crate) struct SiteBook {
     files: Mutex<HashMap<FileId, FileSites>>,
     /// Learning processes started so far, by program file.
     learners: Mutex<HashMap<FileId, u32>>,
+    /// Sites that became known so far (their [`PATCH_AFTER`]th call).
+    generation: AtomicU64,
 }
 
 impl SiteBook {
@@ -74,7 +83,16 @@ impl SiteBook {
             *e = (nr, 0);
         }
         e.1 = e.1.saturating_add(1);
+        if e.1 == PATCH_AFTER {
+            self.generation.fetch_add(1, Ordering::Relaxed);
+        }
         e.1 >= PATCH_AFTER
+    }
+
+    /// How many sites became known so far: a process whose memory saw an
+    /// older count has sites to rewrite ([`refresh_known`]).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// A process of the program files `files` (its program and
@@ -150,6 +168,19 @@ pub(crate) fn patch_known(mm: &mut Mm, k: &Kernel, threads: usize, start: u64, e
     calls + cpuids
 }
 
+/// Rewrite in `mm` (of a running process, which `threads` threads share)
+/// the sites that became known since its program files last had theirs
+/// rewritten: at fork, in the parent, so that the child inherits them.
+/// Returns how many sites it rewrote.
+pub(crate) fn refresh_known(mm: &mut Mm, k: &Kernel, threads: usize) -> u64 {
+    let g = k.sites.generation();
+    if mm.patches().known_gen() == g {
+        return 0;
+    }
+    mm.patches_mut().set_known_gen(g);
+    patch_known(mm, k, threads, 0, u64::MAX)
+}
+
 /// Rewrite the `cpuid` of `leaf` returning to `ret` into its answer from
 /// the vCPUs' table (`mm::patch::cpuid`), in `mm`, which `threads` threads
 /// share. Nothing before the kernel has read the table (no `cpuid` was
@@ -188,6 +219,24 @@ mod tests {
         // Another call at the same place: the file changed.
         assert!(!b.note(f, 0x1234, 60));
         assert!(b.known_in(f, 0, 0x10_0000).is_empty());
+    }
+
+    #[test]
+    fn the_generation_counts_sites_as_they_become_known() {
+        let b = SiteBook::default();
+        let f = (3, 42);
+        assert_eq!(b.generation(), 0);
+        b.note(f, 0x1234, 39);
+        b.note(f, 0x1234, 39);
+        assert_eq!(b.generation(), 0, "not known yet");
+        b.note(f, 0x1234, 39);
+        assert_eq!(b.generation(), 1, "known at its third call");
+        b.note(f, 0x1234, 39);
+        assert_eq!(b.generation(), 1, "later calls change nothing");
+        for _ in 0..PATCH_AFTER {
+            b.note(f, 0x2000, 1);
+        }
+        assert_eq!(b.generation(), 2, "another site");
     }
 
     #[test]

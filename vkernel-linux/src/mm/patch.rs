@@ -189,6 +189,9 @@ pub struct Patches {
     /// The process's `cpuid`s come to the vkernel to be counted (CPUID
     /// faulting on while it runs: see [`cpuid`]).
     cpuid_learning: bool,
+    /// The kernel's site book generation whose known sites this memory's
+    /// program files have had rewritten (see `kernel::site_book`).
+    known_gen: u64,
 }
 
 impl Patches {
@@ -218,6 +221,17 @@ impl Patches {
     /// Set whether the process's `cpuid`s come to the vkernel.
     pub fn set_cpuid_learning(&mut self, on: bool) {
         self.cpuid_learning = on;
+    }
+
+    /// The site book generation whose known sites were last rewritten
+    /// here (kept across fork).
+    pub fn known_gen(&self) -> u64 {
+        self.known_gen
+    }
+
+    /// Record that the known sites of generation `g` were rewritten.
+    pub fn set_known_gen(&mut self, g: u64) {
+        self.known_gen = g;
     }
 
     /// Bumped whenever stub pages are dropped (see [`Mm::patch_resume`]).

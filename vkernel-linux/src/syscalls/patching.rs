@@ -66,6 +66,7 @@ impl Vproc {
         move |mm: &mut Mm| {
             if let Some(k) = &k {
                 // execve left one thread.
+                mm.patches_mut().set_known_gen(k.sites.generation());
                 patch_known(mm, k, 1, 0, u64::MAX);
                 if k.learn_cpuid {
                     let mut files: Vec<_> = mm
