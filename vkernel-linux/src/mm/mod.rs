@@ -61,6 +61,9 @@ pub const EAGER_BRK: u64 = 16;
 /// Pages a larger brk growth maps at once (its first: malloc's first
 /// chunks go there).
 pub const EAGER_BRK_LARGE: u64 = 2;
+/// Largest anonymous private writable mmap (pages) given its frames at
+/// once (see `syscalls::mm::settle_anon_map`).
+pub const EAGER_ANON: u64 = 16;
 /// Pages at the top of the stack fork copies when a process has more.
 pub const EAGER_FORK_STACK: u64 = 4;
 

@@ -11,7 +11,7 @@ use crate::files::{FileKind, OpenFile, O_ACCMODE, O_RDWR, O_WRONLY};
 use crate::fs::{Fs, Kind};
 use crate::kernel::site_book::patch_known;
 use crate::kernel::Kernel;
-use crate::mm::{FileMap, Mm, PROT_EXEC, PROT_WRITE, USER_END};
+use crate::mm::{FileMap, Mm, EAGER_ANON, PROT_EXEC, PROT_WRITE, USER_END};
 use crate::Vproc;
 use std::sync::Arc;
 
@@ -54,6 +54,30 @@ pub(crate) fn settle_file_map(
     }
     if code || fixed {
         mm.fill_segment(start, end - start, prot & PROT_WRITE != 0);
+    } else if prot & PROT_WRITE == 0 && end > start {
+        // A small read-only file (ld.so.cache) whole; a loader's
+        // reservation (larger) its first page, where its first segment
+        // starts (the headers it reads next), not a fault. Only that page:
+        // the segments placed over the rest must find them empty to be
+        // served without an exit.
+        let small = (end - start) / crate::mm::PAGE <= EAGER_ANON;
+        let len = if small { end - start } else { crate::mm::PAGE };
+        mm.fill_segment(start, len, false);
+    }
+}
+
+/// After an anonymous private mmap of `[start, end)` with `prot`: a small
+/// writable one (at most [`EAGER_ANON`] pages: a loader's bss, its own
+/// allocations, a small buffer), which is written at once, gets its
+/// zeroed frames and hardware entries now instead of a fault through an
+/// exit per page.
+pub(crate) fn settle_anon_map(mm: &mut Mm, (start, end): (u64, u64), prot: u32) {
+    let pages = (end - start) / crate::mm::PAGE;
+    if prot & PROT_WRITE != 0 && pages <= EAGER_ANON {
+        let n = mm.prefill_zero(start, end, EAGER_ANON as usize);
+        if n > 0 {
+            let _ = mm.vmspace().populate(start, end);
+        }
     }
 }
 
@@ -209,6 +233,7 @@ impl Vproc {
             None
         };
         let private_file = map.as_ref().is_some_and(|m| !m.shared);
+        let private_anon = map.is_none() && flags & MAP_TYPE == MAP_PRIVATE;
         let r = if map.is_none() && flags & MAP_TYPE != MAP_PRIVATE {
             self.mm.mmap_shared_anon(addr, len, prot, fixed, noreplace)
         } else {
@@ -221,6 +246,9 @@ impl Vproc {
             let end = r.saturating_add(pages.saturating_mul(4096));
             let sites = k.as_deref().map(|k| (k, threads));
             settle_file_map(&mut self.mm, sites, (r, end), prot, fixed);
+        } else if private_anon {
+            let end = r.saturating_add(pages.saturating_mul(4096));
+            settle_anon_map(&mut self.mm, (r, end), prot);
         }
         Ok(r as i64)
     }

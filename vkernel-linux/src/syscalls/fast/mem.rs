@@ -17,7 +17,7 @@ use crate::fs::Kind as NodeKind;
 use crate::kernel::fast::FastCtx;
 use crate::kernel::Kernel;
 use crate::mm::{FileMap, Mm, PROT_WRITE, USER_END};
-use crate::syscalls::mm::{map_source, settle_file_map};
+use crate::syscalls::mm::{map_source, settle_anon_map, settle_file_map};
 
 const PAGE: u64 = 4096;
 
@@ -114,11 +114,13 @@ fn mmap(k: &Kernel, c: &FastCtx, mm: &mut Mm, fds: &FdTable, a: [u64; 6]) -> Opt
     };
     let file = map.is_some();
     let r = mm.mmap(addr, len, prot, fixed, false, map).ok()?;
+    let end = r.saturating_add(len.div_ceil(PAGE) * PAGE);
     if file {
         // The server serves no traced or logged vproc: its mappings get
         // the site book's sites.
-        let end = r.saturating_add(len.div_ceil(PAGE) * PAGE);
         settle_file_map(mm, Some((k, c.process.threads())), (r, end), prot, fixed);
+    } else {
+        settle_anon_map(mm, (r, end), prot);
     }
     Some(r)
 }
