@@ -60,7 +60,6 @@ vkstub_vec_\v:
     VK_NOERR 3
     VK_NOERR 4
     VK_NOERR 5
-    VK_NOERR 6
     VK_NOERR 7
     VK_ERR 8
     VK_NOERR 9
@@ -68,6 +67,7 @@ vkstub_vec_\v:
     VK_ERR 11
     VK_ERR 12
     VK_ERR 13
+    VK_ERR 14
     VK_NOERR 15
     VK_NOERR 16
     VK_ERR 17
@@ -86,20 +86,23 @@ vkstub_vec_\v:
     VK_ERR 30
     VK_NOERR 31
 
-    // #PF. With a mailbox program staged (MB_NCMDS nonzero) this is the
-    // host's bounce into the stub: the vCPU entered at CPL3 at the bounce
-    // address `kcall` (a supervisor page) with the vproc's registers but
-    // RSI, which points at the program; the vproc's RAX, RCX, RSI and RDI
-    // are saved below the frame and its RIP is at MB_BOUNCE_RIP. (No other
-    // #PF comes while a program is staged: the vproc has not run, and a
-    // program entered at CPL0 ends before anything returns to CPL3.) The
-    // program runs here and returns to the vproc: a bounce with no exit.
-    // Every other fault exits through its port as the other vectors do.
+    // #UD. With a mailbox program staged (MB_NCMDS nonzero) this is the
+    // host's bounce into the stub: the vCPU entered at CPL3 at the
+    // trampoline's `vktramp_bounce` (a `ud2`) with the vproc's registers
+    // but RSI, which points at the program; the vproc's RAX, RCX, RSI and
+    // RDI are saved below the frame and its RIP is at MB_BOUNCE_RIP. (No
+    // other exception comes while a program is staged: the vproc has not
+    // run, and a program entered at CPL0 ends before anything returns to
+    // CPL3.) The program runs here and returns to the vproc: a bounce with
+    // no exit. Every other #UD exits through its port as the other vectors
+    // do. (A vproc's #UD is rare; a #PF, the other way in, is not: its
+    // handler stays one instruction.)
     .balign 16
-vkstub_vec_14:
+vkstub_vec_6:
+    push 0
     cmp qword ptr [rsp + {entry} + {ncmds}], 0
     jne 1f
-    out {port_vec} + 14, al
+    out {port_vec} + 6, al
     add rsp, 8
     iretq
 1:
@@ -406,6 +409,11 @@ vktramp_probe_fpu:
     syscall
     ud2
 
+    // Where a staged bounce enters (see the stub's #UD handler).
+    .globl vktramp_bounce
+vktramp_bounce:
+    ud2
+
     // Exitless syscalls. LSTAR of vCPU n is `vktramp_xentry_n`: r11 (which
     // `syscall` clobbers anyway) becomes the address of the vCPU's request
     // line in the page below (`SLOT_VA`); `vktramp_xcommon` posts the call
@@ -609,6 +617,7 @@ extern "C" {
     static vktramp_probe_entry: u8;
     static vktramp_probe_user: u8;
     static vktramp_probe_fpu: u8;
+    static vktramp_bounce: u8;
     static vktramp_xentries: u8;
     static vktramp_xcommon: u8;
     static vktramp_pentry: u8;
@@ -679,6 +688,9 @@ pub struct StubOffsets {
     /// Probe: user code that executes one SSE instruction, then exits
     /// through `syscall` to the probe entry.
     pub tramp_probe_fpu: u64,
+    /// The `ud2` a staged bounce enters at (the stub's #UD handler applies
+    /// the mailbox and returns to the vproc).
+    pub tramp_bounce: u64,
     /// Exitless: vCPU n's `syscall` entry is `xentries + abi::XS_ENTRY * n`.
     pub xentries: u64,
     /// Exitless: the entry of patched call sites (reads the line from GS,
@@ -790,6 +802,7 @@ pub fn offsets() -> StubOffsets {
             tramp_probe_entry: addr(core::ptr::addr_of!(vktramp_probe_entry)) as u64 - t,
             tramp_probe_user: addr(core::ptr::addr_of!(vktramp_probe_user)) as u64 - t,
             tramp_probe_fpu: addr(core::ptr::addr_of!(vktramp_probe_fpu)) as u64 - t,
+            tramp_bounce: addr(core::ptr::addr_of!(vktramp_bounce)) as u64 - t,
             xentries: addr(core::ptr::addr_of!(vktramp_xentries)) as u64 - t,
             pentry: addr(core::ptr::addr_of!(vktramp_pentry)) as u64 - t,
             xcommon: addr(core::ptr::addr_of!(vktramp_xcommon)) as u64 - t,
@@ -874,17 +887,28 @@ mod tests {
             &code[0..4],
             &[0x6a, 0x00, 0xe6, abi::PORT_VECTOR_BASE as u8]
         );
-        // vector 14 has an error code: it exits after one check (is a
-        // bounce staged? cmp qword ptr [rsp + 48], 0; jne), at e6 8e.
+        // vector 14 has an error code: it exits at once (e6 8e).
         let v14 = o.vectors[14] as usize;
-        assert_eq!(&code[v14..v14 + 6], &[0x48, 0x83, 0x7c, 0x24, 0x30, 0x00]);
         assert_eq!(
-            &code[v14 + 8..v14 + 10],
+            &code[v14..v14 + 2],
             &[0xe6, abi::PORT_VECTOR_BASE as u8 + 14]
         );
+        // vector 6 exits after one check (is a bounce staged? push 0;
+        // cmp qword ptr [rsp + 48], 0; jne), at e6 86.
+        let v6 = o.vectors[6] as usize;
+        assert_eq!(
+            &code[v6..v6 + 8],
+            &[0x6a, 0x00, 0x48, 0x83, 0x7c, 0x24, 0x30, 0x00]
+        );
+        assert_eq!(
+            &code[v6 + 10..v6 + 12],
+            &[0xe6, abi::PORT_VECTOR_BASE as u8 + 6]
+        );
+        assert_eq!(tramp_code()[o.tramp_bounce as usize..][..2], [0x0f, 0x0b]);
         let r = exiting_ranges();
         assert_eq!(r[0], (0, 4));
-        assert_eq!(r[14], (o.vectors[14], o.vectors[14] + 10));
+        assert_eq!(r[14], (o.vectors[14], o.vectors[14] + 2));
+        assert_eq!(r[6], (o.vectors[6], o.vectors[6] + 12));
         assert_eq!(code[o.iret as usize..][..2], [0x48, 0xcf]);
         // The trampoline's syscall entry is `out 0xe1, al` (e6 e1).
         let t = tramp_code();

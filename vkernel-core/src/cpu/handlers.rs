@@ -4,7 +4,7 @@
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use vkernel_guest::abi::{self, MB_USER_RSP};
-use vkernel_guest::layout::{ENTRY_FRAME_SIZE, SYS_VA};
+use vkernel_guest::layout::{ENTRY_FRAME_SIZE, SYS_VA, TRAMP_VA};
 use vkernel_guest::x86::{is_canonical, PFEC_I, PFEC_W};
 
 use super::exit::{Interruption, Position, VEC_NM, VEC_PF, VEC_UD};
@@ -210,6 +210,11 @@ impl Cpu {
         if vector == VEC_PF {
             self.clobber_retries = 0;
             return self.on_page_fault(vms, f, error_code, cr2, frame);
+        }
+        if vector == VEC_UD && rip == TRAMP_VA + self.m.offsets.tramp_bounce {
+            // A staged bounce's #UD the stub sent out (its program no
+            // longer in the mailbox): the vproc has not run; enter again.
+            return Ok(Next::Reenter);
         }
         if vector == VEC_UD
             && after_tramp

@@ -555,7 +555,13 @@ impl Cpu {
                     self.sys_store(mb + MB_BOUNCE_RIP, t.rip);
                     self.stats.stub_bounces += 1;
                 }
-                regs_rip = if n > 0 { kcall } else { t.rip };
+                regs_rip = if self.staged {
+                    self.staged_bounce_va()
+                } else if n > 0 {
+                    kcall
+                } else {
+                    t.rip
+                };
                 regs_rsp = t.rsp;
                 rflags_set(&mut self.fd, Self::user_rflags(&t));
             }
@@ -634,6 +640,12 @@ impl Cpu {
             self.sys_store(saved + 8 * i as u64, v);
         }
         (p[0], SYS_VA + saved, Some(SYS_VA + mb + MB_CMDS + 8))
+    }
+
+    /// Where a staged bounce enters: the trampoline's `ud2`, whose #UD
+    /// the stub's handler turns into the mailbox program.
+    fn staged_bounce_va(&self) -> u64 {
+        TRAMP_VA + self.m.offsets.tramp_bounce
     }
 
     /// A kick came while the stub may apply a staged bounce by itself:
@@ -825,7 +837,11 @@ impl Cpu {
         Expect {
             pos: self.pos,
             bounce: self.bounce || self.staged,
-            kcall: self.m.kcall_va(),
+            kcall: if self.staged {
+                self.staged_bounce_va()
+            } else {
+                self.m.kcall_va()
+            },
             resume_rip: self.entry_at.0,
             resume_rsp: self.entry_at.1,
             stub_exiting: &self.m.stub_exiting,
