@@ -10,10 +10,9 @@ use std::sync::Arc;
 
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
-use vkernel_guest::abi::{self, MB_BOUNCE_RIP, MB_CMDS, MB_MAX_CMDS, MB_NCMDS};
+use vkernel_guest::abi::{self, MB_BOUNCE_RIP, MB_MAX_CMDS, MB_NCMDS};
 use vkernel_guest::layout::{
-    cpu_stack_top_off, cpu_xline_off, IRET_FRAME_SIZE, PROGRAM_RSP_BELOW_TOP, STUB_OFF, SYS_VA,
-    TRAMP_VA,
+    cpu_stack_top_off, cpu_xline_off, IRET_FRAME_SIZE, STUB_OFF, SYS_VA, TRAMP_VA,
 };
 use vkernel_guest::x86::{self, is_canonical};
 
@@ -617,49 +616,6 @@ impl Cpu {
             self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
         }
         Ok(())
-    }
-
-    /// Write the mailbox program for the commands in `self.in_mailbox`
-    /// and save the registers its ops use (the vproc's, from `t`) below
-    /// the iret frame: the entry's RIP, RSP and RSI (see `program.rs`).
-    fn write_program(&mut self, t: &TrapFrame) -> (u64, u64, Option<u64>) {
-        let mb = self.top;
-        let p = program::encode(&self.in_mailbox, &self.m.offsets.ops, SYS_VA + STUB_OFF);
-        // The entry op too: a bounce the stub applies starts by it.
-        let bytes: Vec<u8> = p.iter().flat_map(|w| w.to_le_bytes()).collect();
-        self.m
-            .sys
-            .write(mb + MB_CMDS, &bytes)
-            .expect("mailbox inside the system region");
-        self.sys_store(mb + MB_NCMDS, self.in_mailbox.len() as u64);
-        if self.scrub_batch.is_some() {
-            self.scrub_in_mailbox = true;
-        }
-        let saved = mb - PROGRAM_RSP_BELOW_TOP;
-        for (i, v) in [t.rax, t.rcx, t.rsi, t.rdi].into_iter().enumerate() {
-            self.sys_store(saved + 8 * i as u64, v);
-        }
-        (p[0], SYS_VA + saved, Some(SYS_VA + mb + MB_CMDS + 8))
-    }
-
-    /// Where a staged bounce enters: the trampoline's `ud2`, whose #UD
-    /// the stub's handler turns into the mailbox program.
-    fn staged_bounce_va(&self) -> u64 {
-        TRAMP_VA + self.m.offsets.tramp_bounce
-    }
-
-    /// A kick came while the stub may apply a staged bounce by itself:
-    /// make it come back to the host instead (to the bounce address, as
-    /// an unstaged bounce does), wherever it is: before the bounce's #PF
-    /// (the return address in the mailbox), or past the point where the
-    /// handler copied it (the iret frame).
-    fn unstage_bounce(&mut self) {
-        if std::mem::take(&mut self.staged) {
-            let kcall = self.m.kcall_va();
-            self.sys_store(self.top + MB_BOUNCE_RIP, kcall);
-            crate::machine::redirect_user_iret(&self.m.sys, self.index, kcall);
-            self.bounce = true;
-        }
     }
 
     fn frame_from_regs(&self) -> TrapFrame {

@@ -17,13 +17,21 @@
 //! - without one, consecutive `invlpg`s share an op.
 //!
 //! Stores, touches and the CR0.TS commands keep their order.
+//!
+//! The `Cpu` methods here write the program into the vCPU's mailbox and
+//! stage a bounce the stub applies by itself (see design/traps.md).
 
 use vkernel_guest::abi::{
     self, CMD_CLTS, CMD_FLUSH, CMD_INVLPG, CMD_SET_TS, CMD_STORE, CMD_TOUCH, CMD_ZAP,
 };
 use vkernel_guest::stub::ProgramOps;
 
+use vkernel_guest::abi::{MB_BOUNCE_RIP, MB_CMDS, MB_NCMDS};
+use vkernel_guest::layout::{PROGRAM_RSP_BELOW_TOP, STUB_OFF, SYS_VA, TRAMP_VA};
+
+use super::Cpu;
 use crate::hwpt::Cmd;
+use crate::trap::TrapFrame;
 
 /// The program for `cmds` (at most [`abi::MB_MAX_CMDS`]), with op
 /// addresses `base + offset` (`base`: where the stub runs). The first word
@@ -73,6 +81,51 @@ pub(crate) fn encode(cmds: &[Cmd], ops: &ProgramOps, base: u64) -> Vec<u64> {
     p.push(base + ops.done);
     debug_assert!(p.len() <= abi::MB_PROGRAM_WORDS);
     p
+}
+
+impl Cpu {
+    /// Write the mailbox program for the commands in `self.in_mailbox`
+    /// and save the registers its ops use (the vproc's, from `t`) below
+    /// the iret frame: the entry's RIP, RSP and RSI (see `program.rs`).
+    pub(super) fn write_program(&mut self, t: &TrapFrame) -> (u64, u64, Option<u64>) {
+        let mb = self.top;
+        let p = encode(&self.in_mailbox, &self.m.offsets.ops, SYS_VA + STUB_OFF);
+        // The entry op too: a bounce the stub applies starts by it.
+        let bytes: Vec<u8> = p.iter().flat_map(|w| w.to_le_bytes()).collect();
+        self.m
+            .sys
+            .write(mb + MB_CMDS, &bytes)
+            .expect("mailbox inside the system region");
+        self.sys_store(mb + MB_NCMDS, self.in_mailbox.len() as u64);
+        if self.scrub_batch.is_some() {
+            self.scrub_in_mailbox = true;
+        }
+        let saved = mb - PROGRAM_RSP_BELOW_TOP;
+        for (i, v) in [t.rax, t.rcx, t.rsi, t.rdi].into_iter().enumerate() {
+            self.sys_store(saved + 8 * i as u64, v);
+        }
+        (p[0], SYS_VA + saved, Some(SYS_VA + mb + MB_CMDS + 8))
+    }
+
+    /// Where a staged bounce enters: the trampoline's `ud2`, whose #UD
+    /// the stub's handler turns into the mailbox program.
+    pub(super) fn staged_bounce_va(&self) -> u64 {
+        TRAMP_VA + self.m.offsets.tramp_bounce
+    }
+
+    /// A kick came while the stub may apply a staged bounce by itself:
+    /// make it come back to the host instead (to the bounce address, as
+    /// an unstaged bounce does), wherever it is: before the bounce's #PF
+    /// (the return address in the mailbox), or past the point where the
+    /// handler copied it (the iret frame).
+    pub(super) fn unstage_bounce(&mut self) {
+        if std::mem::take(&mut self.staged) {
+            let kcall = self.m.kcall_va();
+            self.sys_store(self.top + MB_BOUNCE_RIP, kcall);
+            crate::machine::redirect_user_iret(&self.m.sys, self.index, kcall);
+            self.bounce = true;
+        }
+    }
 }
 
 #[cfg(test)]
