@@ -543,9 +543,15 @@ impl Cpu {
                 // the guest loading the new CR3 itself did too, from a root
                 // that maps only the system region); after the bounce's exit
                 // it does not.
+                // Only where vmspaces map the trampoline page (where KVM
+                // keeps CPL3 after `syscall`; elsewhere a vCPU rests in user
+                // mode only after a kick).
                 let n = self.queue.len();
-                self.staged =
-                    n > 0 && n <= MB_MAX_CMDS && !self.kick_due.drains() && self.new_cr3.is_none();
+                self.staged = n > 0
+                    && n <= MB_MAX_CMDS
+                    && !self.kick_due.drains()
+                    && self.new_cr3.is_none()
+                    && self.m.path == crate::machine::TrapPath::StaysInUserMode;
                 self.bounce = n > 0 && !self.staged;
                 if self.staged {
                     self.in_mailbox.clear();
