@@ -145,18 +145,18 @@ mod tests {
     };
     const B: u64 = 0x1000;
 
+    fn prog(cmds: &[Cmd]) -> Vec<u64> {
+        encode(cmds, &OPS, B)
+    }
+
     #[test]
     fn zaps_go_first_in_one_op() {
-        let p = encode(
-            &[
-                cmd(CMD_STORE, 0x5008, 7),
-                cmd(CMD_ZAP, 0x6000, 0),
-                cmd(CMD_TOUCH, 0x7010, 3),
-                cmd(CMD_ZAP, 0x8000, 0),
-            ],
-            &OPS,
-            B,
-        );
+        let p = prog(&[
+            cmd(CMD_STORE, 0x5008, 7),
+            cmd(CMD_ZAP, 0x6000, 0),
+            cmd(CMD_TOUCH, 0x7010, 3),
+            cmd(CMD_ZAP, 0x8000, 0),
+        ]);
         assert_eq!(
             p,
             [
@@ -177,33 +177,25 @@ mod tests {
 
     #[test]
     fn a_flush_goes_last_and_replaces_every_invlpg() {
-        let p = encode(
-            &[
-                cmd(CMD_FLUSH, 0, 0),
-                cmd(CMD_STORE, 0x5008, 7),
-                cmd(CMD_INVLPG, 0x40_0000, 0),
-                cmd(CMD_FLUSH, 0, 0),
-            ],
-            &OPS,
-            B,
-        );
+        let p = prog(&[
+            cmd(CMD_FLUSH, 0, 0),
+            cmd(CMD_STORE, 0x5008, 7),
+            cmd(CMD_INVLPG, 0x40_0000, 0),
+            cmd(CMD_FLUSH, 0, 0),
+        ]);
         assert_eq!(p, [B + 0x20, 0x5008, 7, B + 0x40, B + 0x80]);
     }
 
     #[test]
     fn consecutive_invlpgs_share_an_op_and_keep_their_place() {
-        let p = encode(
-            &[
-                cmd(CMD_STORE, 0x5008, 7),
-                cmd(CMD_INVLPG, 0x40_0000, 0),
-                cmd(CMD_INVLPG, 0x40_1000, 0),
-                cmd(CMD_STORE, 0x5010, 9),
-                cmd(CMD_INVLPG, 0x40_2000, 0),
-                cmd(CMD_SET_TS, 0, 0),
-            ],
-            &OPS,
-            B,
-        );
+        let p = prog(&[
+            cmd(CMD_STORE, 0x5008, 7),
+            cmd(CMD_INVLPG, 0x40_0000, 0),
+            cmd(CMD_INVLPG, 0x40_1000, 0),
+            cmd(CMD_STORE, 0x5010, 9),
+            cmd(CMD_INVLPG, 0x40_2000, 0),
+            cmd(CMD_SET_TS, 0, 0),
+        ]);
         assert_eq!(
             p,
             [
@@ -228,12 +220,9 @@ mod tests {
 
     #[test]
     fn unknown_kinds_cost_a_flush_and_the_program_always_ends() {
-        assert_eq!(encode(&[[7, 0]], &OPS, B), [B + 0x40, B + 0x80]);
-        assert_eq!(
-            encode(&[cmd(CMD_CLTS, 0, 0)], &OPS, B),
-            [B + 0x70, B + 0x80]
-        );
-        assert_eq!(encode(&[], &OPS, B), [B + 0x80]);
+        assert_eq!(prog(&[[7, 0]]), [B + 0x40, B + 0x80]);
+        assert_eq!(prog(&[cmd(CMD_CLTS, 0, 0)]), [B + 0x70, B + 0x80]);
+        assert_eq!(prog(&[]), [B + 0x80]);
     }
 
     #[test]

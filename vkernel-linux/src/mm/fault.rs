@@ -83,21 +83,10 @@ impl Mm {
     /// through an exit. Returns how many were mapped.
     pub fn prefill_zero(&mut self, start: u64, end: u64, max: usize) -> usize {
         let pages: Vec<(u64, u32)> = self
-            .vmas
-            .range(..end)
-            .filter(|(s, v)| {
-                v.end > start
-                    && **s < end
-                    && v.prot & PROT_WRITE != 0
-                    && v.file.is_none()
-                    && v.shm.is_none()
-                    && v.kind != VmaKind::SyscallStubs
+            .writable_pages(start, end, |v| {
+                v.file.is_none() && v.shm.is_none() && v.kind != VmaKind::SyscallStubs
             })
-            .flat_map(|(s, v)| {
-                let first = (*s).max(start);
-                let n = v.end.min(end).saturating_sub(first) / PAGE;
-                (0..n).map(move |i| (first + i * PAGE, v.prot))
-            })
+            .into_iter()
             .filter(|(va, _)| !self.pages.contains_key(va))
             .take(max)
             .collect();
@@ -109,6 +98,25 @@ impl Mm {
             n += 1;
         }
         n
+    }
+
+    /// Every page of `[start, end)` in a writable area that `pick` takes,
+    /// with the area's rights, in address order.
+    pub(super) fn writable_pages(
+        &self,
+        start: u64,
+        end: u64,
+        pick: impl Fn(&Vma) -> bool,
+    ) -> Vec<(u64, u32)> {
+        self.vmas
+            .range(..end)
+            .filter(|(s, v)| v.end > start && **s < end && v.prot & PROT_WRITE != 0 && pick(v))
+            .flat_map(|(s, v)| {
+                let first = (*s).max(start);
+                let n = v.end.min(end).saturating_sub(first) / PAGE;
+                (0..n).map(move |i| (first + i * PAGE, v.prot))
+            })
+            .collect()
     }
 
     /// Give `va` (page aligned) a zeroed frame mapped with `prot`. When

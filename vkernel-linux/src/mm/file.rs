@@ -152,22 +152,10 @@ impl Mm {
     /// microsecond, the copy-on-write fault it replaces a trap. Returns how
     /// many were copied.
     pub fn prefill_private(&mut self, start: u64, end: u64, max: usize) -> usize {
-        let pages: Vec<u64> = self
-            .vmas
-            .range(..end)
-            .filter(|(s, v)| {
-                v.end > start
-                    && **s < end
-                    && v.prot & PROT_WRITE != 0
-                    && v.file.as_ref().is_some_and(|f| !f.shared)
-            })
-            .flat_map(|(s, v)| ((*s).max(start)..v.end.min(end)).step_by(PAGE as usize))
-            .take(max)
-            .collect();
+        let pages = self.writable_pages(start, end, |v| v.file.as_ref().is_some_and(|f| !f.shared));
         let mut n = 0;
-        for va in pages {
+        for (va, prot) in pages.into_iter().take(max) {
             let Ok(f) = self.privatize(va) else { break };
-            let prot = self.find(va).map_or(0, |(_, v)| v.prot);
             let e = self.entry(f, prot, true);
             if self.vpt.set(&self.ram, &mut self.fr(), va, e).is_ok() {
                 n += 1;
