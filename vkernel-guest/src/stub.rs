@@ -102,10 +102,21 @@ vkstub_vec_6:
     push 0
     cmp qword ptr [rsp + {entry} + {ncmds}], 0
     jne 1f
+2:
     out {port_vec} + 6, al
     add rsp, 8
     iretq
 1:
+    // Only the bounce's own `ud2`: a vproc that runs from its exit state
+    // instead of the registers written for the entry (a PVM-derived KVM,
+    // rarely, under load: `Cpu::on_exception`'s clobbered resumes) reaches
+    // another `ud2` of the trampoline with the program still staged, and
+    // its RSI is no program. That one exits; the host enters again.
+    // (RAX is free: the staged bounce saved the vproc's, and a clobbered
+    // resume is entered again from the host's frame.)
+    mov rax, [rip + vkstub_bounce_va]
+    cmp [rsp + 8], rax
+    jne 2b
     // (The vproc's RFLAGS are live: `lodsq` needs DF clear; `iretq`
     // restores them from the frame.)
     cld
@@ -113,6 +124,9 @@ vkstub_vec_6:
     mov [rsp + 8], rax
     sub rsp, {saved}
     jmp qword ptr [rsi - 8]
+    .balign 8
+vkstub_bounce_va:
+    .quad {tramp_va} + vktramp_bounce - vktramp_start
 
     // The mailbox program (see `abi::MB_CMDS`): the host enters at CPL0
     // at the first op's address with RSI at the word after it and RSP at
@@ -567,6 +581,7 @@ vktramp_end:
     saved = const layout::PROGRAM_SAVED_SIZE,
     entry = const layout::ENTRY_FRAME_SIZE,
     bounce_rip = const abi::MB_BOUNCE_RIP,
+    tramp_va = const layout::TRAMP_VA,
     user_rsp = const abi::MB_USER_RSP,
     kstack = const abi::MB_KSTACK,
     port_xsys = const abi::PORT_XSYSCALL,
