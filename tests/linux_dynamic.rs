@@ -365,10 +365,10 @@ fn faults_running_true(img: &Path, n: usize) -> u64 {
 /// the loader's segment mappings get their pages (code and read-only data
 /// mapped, writable data copied) and hardware entries at once, and so do
 /// its small anonymous mappings (libc's bss, the loader's own), the small
-/// read-only file it maps (ld.so.cache), the first page of a library's
-/// reservation, the program's bss, stack and first heap pages: a run of
-/// `/bin/true` after the first costs at most a few page faults that exit
-/// (1 measured: a page of libc's symbols). Before, each run took about
+/// read-only file it maps (ld.so.cache), the first segment of a library's
+/// reservation (its headers and symbols), the program's bss, stack and
+/// first heap pages: a run of `/bin/true` after the first costs at most a
+/// few page faults that exit (none measured). Before, each run took about
 /// 24 (one per 16 pages of libc's code and read-only data it touched, one
 /// per data page it wrote), then 5 (session 13).
 #[test]

@@ -63,7 +63,59 @@ pub(crate) fn settle_file_map(
         let small = (end - start) / crate::mm::PAGE <= EAGER_ANON;
         let len = if small { end - start } else { crate::mm::PAGE };
         mm.fill_segment(start, len, false);
+        // The reservation's first segment (the headers, then the dynamic
+        // symbols the loader looks up next) is the file's first PT_LOAD,
+        // which its headers in that page describe; its whole pages (not
+        // one it may share with the next segment) are mapped over by
+        // nothing else.
+        if !small {
+            if let Some(first) = first_load_pages(mm, start) {
+                let len = (first * crate::mm::PAGE).min(end - start);
+                mm.fill_segment(start, len, false);
+            }
+        }
     }
+}
+
+/// The pages of the first PT_LOAD (file offset 0) that the ELF headers in
+/// the page mapped at `start` describe, up to the page where another
+/// PT_LOAD starts (at most 64), or None (no such page in memory, not an
+/// ELF64 file, no such segment). The bytes are the vproc's memory: every
+/// field is checked.
+fn first_load_pages(mm: &Mm, start: u64) -> Option<u64> {
+    let mut h = [0u8; 4096];
+    mm.vmspace().copy_from_user(start, &mut h).ok()?;
+    if h[..4] != *b"\x7fELF" || h[4] != 2 {
+        return None;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([h[o], h[o + 1]]);
+    let u64_at = |o: usize| {
+        h.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let (entsize, num) = (usize::from(u16_at(0x36)), usize::from(u16_at(0x38)));
+    if entsize < 56 {
+        return None;
+    }
+    let page = crate::mm::PAGE;
+    // (vaddr, offset, filesz) of each PT_LOAD.
+    let mut loads = Vec::new();
+    for i in 0..num {
+        let ph = phoff.checked_add(i.checked_mul(entsize)?)?;
+        let ty = h.get(ph..ph + 4)?;
+        if u32::from_le_bytes(ty.try_into().ok()?) == 1 {
+            loads.push((u64_at(ph + 0x10)?, u64_at(ph + 8)?, u64_at(ph + 0x20)?));
+        }
+    }
+    let &(base, _, filesz) = loads.iter().find(|l| l.1 == 0)?;
+    let next = loads
+        .iter()
+        .filter(|l| l.0 > base)
+        .map(|l| (l.0 - base) / page)
+        .min()
+        .unwrap_or(u64::MAX);
+    Some(filesz.div_ceil(page).min(next).min(64))
 }
 
 /// After an anonymous private mmap of `[start, end)` with `prot`: a small
