@@ -262,16 +262,11 @@ pub(crate) fn probe_fpu(
     let mut attempt = |cmd: u64| -> Option<u16> {
         reset_position(fd, 0, cr3).ok()?;
         write_user_iret_frame(sys, 0, TRAMP_VA + o.tramp_probe_fpu, x86::RFLAGS_FIXED, 0);
-        // The run loop's mailbox program, for one command.
-        let p = crate::cpu::encode_program(&[abi::cmd(cmd, 0, 0)], &o.ops, SYS_VA + STUB_OFF);
-        for (i, w) in p.iter().enumerate() {
-            sys.store(top + abi::MB_CMDS + 8 * i as u64, *w).ok()?;
-        }
-        sys.store(top + abi::MB_NCMDS, 1).ok()?;
+        // The run loop's mailbox program, for one command (its ops use no
+        // register of the probe's to keep).
+        let (rip, rsp, rsi) = crate::cpu::write_program(sys, top, &[abi::cmd(cmd, 0, 0)], &o.ops);
         let mut regs = fd.get_regs().ok()?;
-        regs.rip = p[0];
-        regs.rsp = SYS_VA + top - PROGRAM_RSP_BELOW_TOP;
-        regs.rsi = SYS_VA + top + abi::MB_CMDS + 8;
+        (regs.rip, regs.rsp, regs.rsi) = (rip, rsp, rsi);
         fd.set_regs(&regs).ok()?;
         let r = match fd.run() {
             Ok(VcpuExit::IoOut(port, _)) => Some(port),

@@ -47,7 +47,7 @@ pub use cpuid::{CpuidEntry, CpuidTable};
 use exit::{classify, ExitKind, Expect, Position, RawExit, Snapshot};
 use fault_streak::FaultStreak;
 use kick_due::KickDue;
-pub(crate) use program::encode as encode_program;
+pub(crate) use program::write as write_program;
 
 /// What the run loop does after handling an exit.
 enum Next {
@@ -143,7 +143,7 @@ pub struct CpuStats {
     /// Extra exits spent entering the stub to apply commands.
     pub bounces: u64,
     /// Entries into the stub to apply commands that went on to the vproc
-    /// with no exit (the stub's #PF handler applied them).
+    /// with no exit (the stub's #UD handler applied them).
     pub stub_bounces: u64,
     /// Entries that had to load system registers (CR3, FS/GS base).
     pub sregs_loads: u64,
@@ -532,7 +532,9 @@ impl Cpu {
                 }
                 crate::machine::write_user_iret_frame(&self.m.sys, self.index, rip, rflags, rsp);
                 if n > 0 {
-                    (regs_rip, regs_rsp, program_at) = self.write_program(&t);
+                    let rsi;
+                    (regs_rip, regs_rsp, rsi) = self.write_program(&t);
+                    program_at = Some(rsi);
                 } else {
                     // Without commands the stub runs one instruction: `iretq`.
                     regs_rip = SYS_VA + STUB_OFF + self.m.offsets.iret;
@@ -544,7 +546,7 @@ impl Cpu {
                 // Commands to apply first: a bounce into the stub. Where
                 // they fit in the mailbox and no kick waits for the bounce,
                 // the stub applies them by itself and goes on to the vproc
-                // (no exit: the stub's #PF handler); else it comes back.
+                // (no exit: the stub's #UD handler); else it comes back.
                 // Not with a switch to another vmspace: its CR3 goes in by
                 // KVM_SET_SREGS, and the guest's own CR3 reload (the flush
                 // `run` queues) in the same KVM_RUN left stale translations
@@ -566,7 +568,7 @@ impl Cpu {
                 if self.staged {
                     self.in_mailbox.clear();
                     self.in_mailbox.extend(self.queue.drain(..));
-                    (_, _, program_at) = self.write_program(&t);
+                    program_at = Some(self.write_program(&t).2);
                     self.sys_store(mb + MB_BOUNCE_RIP, t.rip);
                     self.stats.stub_bounces += 1;
                 }

@@ -31,6 +31,7 @@ use vkernel_guest::layout::{PROGRAM_RSP_BELOW_TOP, STUB_OFF, SYS_VA, TRAMP_VA};
 
 use super::Cpu;
 use crate::hwpt::Cmd;
+use crate::ram::Ram;
 use crate::trap::TrapFrame;
 
 /// The program for `cmds` (at most [`abi::MB_MAX_CMDS`]), with op
@@ -83,28 +84,39 @@ pub(crate) fn encode(cmds: &[Cmd], ops: &ProgramOps, base: u64) -> Vec<u64> {
     p
 }
 
+/// Write the program for `cmds` into the mailbox of the vCPU whose stack
+/// top is `top` (system-region offset), entry op included (a staged
+/// bounce starts by it), and its command count: the RIP, RSP and RSI an
+/// entry into it takes. The registers its ops use are the caller's to
+/// save below the iret frame.
+pub(crate) fn write(sys: &Ram, top: u64, cmds: &[Cmd], ops: &ProgramOps) -> (u64, u64, u64) {
+    let p = encode(cmds, ops, SYS_VA + STUB_OFF);
+    let bytes: Vec<u8> = p.iter().flat_map(|w| w.to_le_bytes()).collect();
+    sys.write(top + MB_CMDS, &bytes)
+        .expect("mailbox inside the system region");
+    sys.store(top + MB_NCMDS, cmds.len() as u64)
+        .expect("mailbox inside the system region");
+    (
+        p[0],
+        SYS_VA + top - PROGRAM_RSP_BELOW_TOP,
+        SYS_VA + top + MB_CMDS + 8,
+    )
+}
+
 impl Cpu {
     /// Write the mailbox program for the commands in `self.in_mailbox`
-    /// and save the registers its ops use (the vproc's, from `t`) below
-    /// the iret frame: the entry's RIP, RSP and RSI (see `program.rs`).
-    pub(super) fn write_program(&mut self, t: &TrapFrame) -> (u64, u64, Option<u64>) {
-        let mb = self.top;
-        let p = encode(&self.in_mailbox, &self.m.offsets.ops, SYS_VA + STUB_OFF);
-        // The entry op too: a bounce the stub applies starts by it.
-        let bytes: Vec<u8> = p.iter().flat_map(|w| w.to_le_bytes()).collect();
-        self.m
-            .sys
-            .write(mb + MB_CMDS, &bytes)
-            .expect("mailbox inside the system region");
-        self.sys_store(mb + MB_NCMDS, self.in_mailbox.len() as u64);
+    /// ([`write`]) and save the registers its ops use (the vproc's, from
+    /// `t`) below the iret frame: the entry's RIP, RSP and RSI.
+    pub(super) fn write_program(&mut self, t: &TrapFrame) -> (u64, u64, u64) {
+        let entry = write(&self.m.sys, self.top, &self.in_mailbox, &self.m.offsets.ops);
         if self.scrub_batch.is_some() {
             self.scrub_in_mailbox = true;
         }
-        let saved = mb - PROGRAM_RSP_BELOW_TOP;
+        let saved = self.top - PROGRAM_RSP_BELOW_TOP;
         for (i, v) in [t.rax, t.rcx, t.rsi, t.rdi].into_iter().enumerate() {
             self.sys_store(saved + 8 * i as u64, v);
         }
-        (p[0], SYS_VA + saved, Some(SYS_VA + mb + MB_CMDS + 8))
+        entry
     }
 
     /// Where a staged bounce enters: the trampoline's `ud2`, whose #UD
@@ -115,7 +127,7 @@ impl Cpu {
 
     /// A kick came while the stub may apply a staged bounce by itself:
     /// make it come back to the host instead (to the bounce address, as
-    /// an unstaged bounce does), wherever it is: before the bounce's #PF
+    /// an unstaged bounce does), wherever it is: before the bounce's #UD
     /// (the return address in the mailbox), or past the point where the
     /// handler copied it (the iret frame).
     pub(super) fn unstage_bounce(&mut self) {
