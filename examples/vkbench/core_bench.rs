@@ -53,6 +53,8 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
     out.push(("raw_exit_ns".to_string(), raw));
     let raw_user = super::raw::raw_user_exit_ns(5_000 / scale, 5);
     out.push(("raw_user_exit_ns".to_string(), raw_user));
+    let raw_sys = super::raw::raw_user_syscall_exit_ns(5_000 / scale, 5);
+    out.push(("raw_user_syscall_exit_ns".to_string(), raw_sys));
 
     let mut s = setup(512 << 20);
     // Syscall round trip.
@@ -79,6 +81,7 @@ pub fn measure(quick: bool) -> Vec<(String, f64)> {
     out.push(("syscall_trap_ns".into(), sys));
     out.push(("syscall_over_raw".into(), sys / raw));
     out.push(("syscall_over_raw_user".into(), sys / raw_user));
+    out.push(("syscall_over_raw_user_syscall".into(), sys / raw_sys));
     drop(vms);
 
     // Resolved faults: read-touch N pages all valid in the vpagetable.

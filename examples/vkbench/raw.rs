@@ -6,6 +6,10 @@
 //!   IOPL 3 so `out` is allowed): the cheapest way any vproc can reach the
 //!   host. On a PVM-derived KVM every exit from CPL3 costs several times an
 //!   exit from CPL0, so this is the fair floor for vproc traps.
+//! - [`raw_user_syscall_exit_ns`]: the CPL3 loop reaching its `out` through
+//!   a `syscall` (LSTAR at the `out`): what the host charges for the
+//!   instruction itself on the way to an exit, the floor of a trap from an
+//!   unrewritten site (`syscall_trap_ns`).
 //! - [`cross_core_round_trip_ns`]: two host threads handing a value back
 //!   and forth through one cache line, spinning with `pause` as the
 //!   trampoline and the exitless server do: the floor of any exitless
@@ -20,7 +24,19 @@ struct Guest {
     vcpu: VcpuFd,
 }
 
-fn guest(long_mode_cpl3: bool) -> Guest {
+/// Which loop a floor guest runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Real mode, `out` + `jmp`.
+    Real,
+    /// Long mode at CPL3 with IOPL 3, `out` + `jmp`.
+    User,
+    /// Long mode at CPL3: `syscall` to LSTAR, where `out` + `jmp` back.
+    UserSyscall,
+}
+
+fn guest(mode: Mode) -> Guest {
+    let long_mode_cpl3 = mode != Mode::Real;
     let kvm = Kvm::new().expect("open /dev/kvm");
     let vm = kvm.create_vm().expect("create VM");
     let size = 0x40_0000usize;
@@ -59,8 +75,13 @@ fn guest(long_mode_cpl3: bool) -> Guest {
     {
         w64(0x500 + 8 * i, *d);
     }
-    let code = [0xe6u8, 0x10, 0xeb, 0xfc]; // out 0x10, al; jmp -4
-                                           // SAFETY: 0x8000 + 4 is inside the mapping.
+    let code: &[u8] = if mode == Mode::UserSyscall {
+        // 0x8000: syscall; 0x8002: out 0x10, al (LSTAR); jmp 0x8000.
+        &[0x0f, 0x05, 0xe6, 0x10, 0xeb, 0xfa]
+    } else {
+        &[0xe6, 0x10, 0xeb, 0xfc] // out 0x10, al; jmp -4
+    };
+    // SAFETY: 0x8000 + code.len() is inside the mapping.
     unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), mem.add(0x8000), code.len()) };
     let region = kvm_userspace_memory_region {
         slot: 0,
@@ -113,6 +134,25 @@ fn guest(long_mode_cpl3: bool) -> Guest {
         s.cs.selector = 0;
     }
     vcpu.set_sregs(&s).unwrap();
+    if mode == Mode::UserSyscall {
+        // LSTAR at the `out`, STAR's selectors the GDT's, SFMASK 0 (IOPL
+        // stays 3 where `syscall` enters CPL0).
+        let msrs = [
+            (0xC000_0082, 0x8002),
+            (0xC000_0081, (0x13u64 << 48) | (0x08 << 32)),
+            (0xC000_0084, 0),
+        ];
+        let entries: Vec<_> = msrs
+            .iter()
+            .map(|&(index, data)| kvm_bindings::kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
+            .collect();
+        let msrs = kvm_bindings::Msrs::from_entries(&entries).expect("msr list");
+        assert_eq!(vcpu.set_msrs(&msrs).expect("set MSRs"), entries.len());
+    }
     vcpu.set_regs(&kvm_regs {
         rip: 0x8000,
         rflags,
@@ -143,12 +183,17 @@ fn measure(g: &mut Guest, iters: u32, rounds: usize) -> f64 {
 
 /// Nanoseconds per bare real-mode `out` exit round trip.
 pub fn raw_exit_ns(iters: u32, rounds: usize) -> f64 {
-    measure(&mut guest(false), iters, rounds)
+    measure(&mut guest(Mode::Real), iters, rounds)
 }
 
 /// Nanoseconds per bare CPL3 long-mode `out` exit round trip.
 pub fn raw_user_exit_ns(iters: u32, rounds: usize) -> f64 {
-    measure(&mut guest(true), iters, rounds)
+    measure(&mut guest(Mode::User), iters, rounds)
+}
+
+/// Nanoseconds per CPL3 `syscall` whose LSTAR target exits with `out`.
+pub fn raw_user_syscall_exit_ns(iters: u32, rounds: usize) -> f64 {
+    measure(&mut guest(Mode::UserSyscall), iters, rounds)
 }
 
 /// Nanoseconds per round trip of a value between two host threads through
