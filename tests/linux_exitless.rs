@@ -196,6 +196,7 @@ fn served_fd_mem_and_signal_calls_match_native() {
 /// close, openat for reading and close, flock and fcntl record locks that
 /// complete at once, rt_sigaction, kill and tgkill of another process,
 /// prctl's PR_SET_NAME and PR_GET_NAME, readlink of /proc/self/exe,
+/// access, stat and open of files that do not exist (ENOENT),
 /// wait4 with WNOHANG and of zombies, getrusage, sched_yield,
 /// rt_sigprocmask beside a second thread):
 /// 10,000 calls of it cost
@@ -229,6 +230,7 @@ fn server_answers_each_family_without_exits() {
         "kill",
         "name",
         "link",
+        "probe",
         "wait",
         "rusage",
         "yield",

@@ -98,6 +98,19 @@ static void files(const char *dir, const char *label) {
     CHECK(fstatat(fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_size == 2014);
     CHECK(fstatat(dfd, "missing", &st, 0) == -1 && errno == ENOENT);
     CHECK(fstatat(dfd, ".", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode));
+    /* Probes for files, as a loader's access and an interpreter's imports
+     * make them: the answers, errors included. */
+    CHECK(access(path, R_OK | W_OK) == 0);
+    CHECK(access(path, X_OK) == -1 && errno == EACCES);
+    CHECK(faccessat(dfd, "exitless-io.txt", F_OK, 0) == 0);
+    CHECK(faccessat(dfd, ".", X_OK, AT_EACCESS) == 0);
+    CHECK(syscall(SYS_faccessat2, dfd, "missing", F_OK, AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT);
+    CHECK(faccessat(dfd, "missing/deeper", R_OK, 0) == -1 && errno == ENOENT);
+    CHECK(faccessat(dfd, "exitless-io.txt/child", R_OK, 0) == -1 && errno == ENOTDIR);
+    CHECK(faccessat(dfd, "exitless-io.txt", 8, 0) == -1 && errno == EINVAL);
+    CHECK(open("/no/such/dir/file", O_RDONLY) == -1 && errno == ENOENT);
+    CHECK(openat(dfd, "missing", O_RDONLY | O_CLOEXEC) == -1 && errno == ENOENT);
+    CHECK(stat("/no/such/file", &st) == -1 && errno == ENOENT);
     close(dfd);
     CHECK(write(fd + 100, "x", 1) == -1 && errno == EBADF);
     CHECK(lseek(fd, 0, SEEK_SET) == 0);
@@ -498,6 +511,22 @@ static int loop(const char *family, long n, const char *dir) {
         kill(c, SIGKILL);
         int st = 0;
         if (waitpid(c, &st, 0) != c || !WIFSIGNALED(st) || kill(c, 0) != -1 || errno != ESRCH) return 1;
+    } else if (!strcmp(family, "probe")) {
+        /* 4 calls a round: access of a file that exists and of one that
+         * does not, stat and open of a missing file (ENOENT each). */
+        char path[512], missing[512];
+        snprintf(path, sizeof path, "%s/exitless-probe.txt", dir);
+        snprintf(missing, sizeof missing, "%s/exitless-missing.py", dir);
+        int w = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+        if (w < 0 || close(w)) return 1;
+        struct stat st;
+        for (long i = 0; i < n / 4; i++) {
+            if (access(path, R_OK)) return 1;
+            if (access(missing, F_OK) != -1 || errno != ENOENT) return 1;
+            if (stat(missing, &st) != -1 || errno != ENOENT) return 1;
+            if (open(missing, O_RDONLY) != -1 || errno != ENOENT) return 1;
+        }
+        unlink(path);
     } else if (!strcmp(family, "link")) {
         /* 1 call a round: readlink of /proc/self/exe (busybox's start). */
         char b[4096];

@@ -1,5 +1,6 @@
 //! The fd calls the exitless server answers: read, write, their vector
-//! and positional forms, lseek, fstat and newfstatat, openat for reading,
+//! and positional forms, lseek, fstat, stat, lstat and newfstatat, openat
+//! for reading, access and faccessat(2) (a missing file's ENOENT too),
 //! getdents64 and getcwd, on files of the tree
 //! (host-backed, in memory), /dev/null, /dev/zero and /dev/urandom, pipes
 //! that have data (read) or room for the whole write, and the console when
@@ -19,6 +20,7 @@
 
 use std::cell::Cell;
 
+use crate::abi::errno::{EACCES, ELOOP, ENAMETOOLONG, ENOENT, ENOTDIR};
 use crate::core::prelude::Vmspace;
 use crate::files::{self, FdTable, FileKind};
 use crate::fs::{proc_item, Fs, Kind, ProcItem, ProcView, Source};
@@ -76,10 +78,22 @@ pub(super) fn serve(c: &FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
                     vms.copy_to_user(a[1], &st).ok().map(|_| 0)
                 }
                 libc::SYS_newfstatat => newfstatat(c, &p, fd, a[1], a[2], a[3]),
+                libc::SYS_stat => newfstatat(c, &p, AT_FDCWD, a[0], a[1], 0),
+                libc::SYS_lstat => newfstatat(
+                    c,
+                    &p,
+                    AT_FDCWD,
+                    a[0],
+                    a[1],
+                    libc::AT_SYMLINK_NOFOLLOW as u64,
+                ),
                 libc::SYS_getcwd => getcwd(c, vms, p.cwd, a[0], a[1]),
                 libc::SYS_getdents64 => getdents64(c, vms, fds, fd, a[1], a[2]),
                 libc::SYS_readlink => readlink(c, &p, AT_FDCWD, a[0], a[1], a[2]),
                 libc::SYS_readlinkat => readlink(c, &p, fd, a[1], a[2], a[3]),
+                libc::SYS_access => faccessat(c, &p, AT_FDCWD, a[0], a[1], 0),
+                libc::SYS_faccessat => faccessat(c, &p, fd, a[1], a[2], 0),
+                libc::SYS_faccessat2 => faccessat(c, &p, fd, a[1], a[2], a[3]),
                 _ => None,
             }
         })
@@ -383,17 +397,19 @@ fn newfstatat(
         }
     } else {
         let follow = flags & libc::AT_SYMLINK_NOFOLLOW as u64 == 0;
-        let h = lookup_at(c, p.fds, p.cwd, dirfd, &name, follow)?;
-        stat_bytes(&c.fs.inode(h))
+        match lookup_at(c, p.fds, p.cwd, dirfd, &name, follow)? {
+            Ok(h) => stat_bytes(&c.fs.inode(h)),
+            Err(e) => return Some(super::answer(Err(e))),
+        }
     };
     vms.copy_to_user(buf, &st).ok().map(|_| 0)
 }
 
 /// The node `name` names, relative to `dirfd` (AT_FDCWD: `cwd`), resolved
-/// without a `/proc` view of the vproc; None where the exit path must
-/// resolve it: a `dirfd` that is no directory of the tree, a lookup that
-/// asks for the vproc's `/proc` (`/proc/self`, `/dev/fd`), a `/proc` node,
-/// or any error.
+/// without a `/proc` view of the vproc, or the error the exit path would
+/// return too ([`resolve_at`]); None where the exit path must resolve it:
+/// a `dirfd` that is no directory of the tree, a lookup that asks for the
+/// vproc's `/proc` (`/proc/self`, `/dev/fd`), or a `/proc` node.
 fn lookup_at(
     c: &FastCtx,
     fds: &FdTable,
@@ -401,9 +417,11 @@ fn lookup_at(
     dirfd: i64,
     name: &[u8],
     follow: bool,
-) -> Option<u64> {
-    let h = walk_at(c, fds, cwd, dirfd, name, follow, None)?;
-    proc_item(h).is_none().then_some(h)
+) -> Option<Result<u64, i64>> {
+    match resolve_at(c, fds, cwd, dirfd, name, follow, None)? {
+        Ok(h) => proc_item(h).is_none().then_some(Ok(h)),
+        Err(e) => Some(Err(e)),
+    }
 }
 
 /// The node `name` names relative to `dirfd` (AT_FDCWD: `cwd`), with a
@@ -419,6 +437,24 @@ fn walk_at(
     follow: bool,
     pid: Option<i32>,
 ) -> Option<u64> {
+    resolve_at(c, fds, cwd, dirfd, name, follow, pid)?.ok()
+}
+
+/// [`walk_at`], with the lookup's error where the tree alone decided it
+/// (the view was not asked): a name that does not exist, a component that
+/// is no directory, too many links, too long a name. The exit path walks
+/// the same tree with the same code, so it would answer the same: a
+/// program probing for files (a loader's `access`, an interpreter's
+/// imports) gets its ENOENT without an exit.
+fn resolve_at(
+    c: &FastCtx,
+    fds: &FdTable,
+    cwd: u64,
+    dirfd: i64,
+    name: &[u8],
+    follow: bool,
+    pid: Option<i32>,
+) -> Option<Result<u64, i64>> {
     let base = if dirfd == AT_FDCWD {
         cwd
     } else {
@@ -435,8 +471,47 @@ fn walk_at(
         pid,
         asked: Cell::new(false),
     };
-    let h = c.fs.walk(&view, base, name, follow).ok()?;
-    (!view.asked.get()).then_some(h)
+    let r = c.fs.walk(&view, base, name, follow);
+    if view.asked.get() {
+        return None;
+    }
+    match r {
+        Ok(h) => Some(Ok(h)),
+        Err(e) if matches!(e, ENOENT | ENOTDIR | ELOOP | ENAMETOOLONG) => Some(Err(e)),
+        Err(_) => None,
+    }
+}
+
+/// faccessat2(dirfd, path, mode, flags) (and access, faccessat) on the
+/// tree, as the exit path's `sys_faccessat` answers it: the vproc is
+/// root, so only execute needs a bit (or a directory); a missing file is
+/// ENOENT. `/proc` nodes and `AT_EMPTY_PATH` are the exit path's.
+fn faccessat(
+    c: &FastCtx,
+    p: &LockedParts<'_>,
+    dirfd: i64,
+    path: u64,
+    mode: u64,
+    flags: u64,
+) -> Option<u64> {
+    const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+    const AT_EACCESS: u64 = 0x200;
+    // Bad mode or flags: the exit path's EINVAL.
+    if mode & !7 != 0 || flags & !(AT_SYMLINK_NOFOLLOW | AT_EACCESS) != 0 {
+        return None;
+    }
+    let name = user_cstr(p.mm.vmspace(), path)?;
+    if name.is_empty() {
+        return None;
+    }
+    let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+    let h = match lookup_at(c, p.fds, p.cwd, dirfd, &name, follow)? {
+        Ok(h) => h,
+        Err(e) => return Some(super::answer(Err(e))),
+    };
+    let n = c.fs.inode(h);
+    let exec_denied = mode & 1 != 0 && n.mode & 0o111 == 0 && !matches!(n.kind, Kind::Dir(_));
+    Some(super::answer(if exec_denied { Err(EACCES) } else { Ok(0) }))
 }
 
 /// getdents64(fd, buf, len) on a directory of the tree (not `/proc`):
@@ -508,7 +583,10 @@ pub(super) fn openat(
         return None;
     }
     let follow = flags & files::O_NOFOLLOW == 0;
-    let h = lookup_at(c, p.fds, p.cwd, dirfd, &name, follow)?;
+    let h = match lookup_at(c, p.fds, p.cwd, dirfd, &name, follow)? {
+        Ok(h) => h,
+        Err(e) => return Some(super::answer(Err(e))),
+    };
     match c.fs.inode(h).kind {
         Kind::File { .. } if flags & files::O_DIRECTORY == 0 => {}
         Kind::Dir(_) => {}
