@@ -6,7 +6,9 @@
 //!   and a FIFO or /dev/zero is refused instead of read forever;
 //! - a program file is never read whole (a 1 GiB sparse file costs little
 //!   RSS) and BSS is demand-zero (a 2 GiB BSS runs at a small --mem);
-//! - a tar entry whose size reaches past the image is refused at mount.
+//! - a tar entry whose size reaches past the image is refused at mount;
+//! - a program that writes its initialised data page after page takes a
+//!   page fault per window of pages, not per page.
 //!
 //! The seeded fuzzing of the ELF loader and the tar reader is in
 //! tests/linux_loader_fuzz.rs.
@@ -315,3 +317,33 @@ fn tar_entry_larger_than_the_image_is_refused() {
 
 // ---------------------------------------------------------------------
 // Item 20: fuzzing
+
+/// A program writing one byte in each of the 400 pages of its initialised
+/// data: the first write fault in a window of pages still shared with the
+/// file copies the whole window (`Mm::copy_around`), so the vkernel sees a
+/// fault per 16 pages, not one per page; the data reads back as natively.
+#[test]
+fn writing_initialised_data_faults_per_window_not_per_page() {
+    let test = "writing_initialised_data_faults_per_window_not_per_page";
+    for (cc, prog) in common::kvm_guests(test, "bigdata") {
+        let native = common::native(&prog, &[]);
+        assert_eq!(native.status, 0, "{cc}: {native:?}");
+        // From the host file, as a program of the tree is mapped (a
+        // program given as bytes is copied whole at exec).
+        let file = std::fs::File::open(&prog).unwrap();
+        let size = file.metadata().unwrap().len();
+        let image = linux::exec::Image::Host {
+            file: std::sync::Arc::new(file),
+            size,
+        };
+        let path = prog.display().to_string();
+        let run = common::vk(linux::launch::Launch::program(image, path), b"");
+        assert_eq!(run.out(), native, "{cc}");
+        let faults: u64 = run.report.cpu_stats.iter().map(|s| s.page_faults).sum();
+        eprintln!("{test}: {cc}: {faults} page faults reached the vkernel");
+        assert!(
+            faults < 80,
+            "{cc}: {faults} page faults for 400 pages of data"
+        );
+    }
+}

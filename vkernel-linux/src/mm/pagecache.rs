@@ -325,6 +325,13 @@ impl PageCache {
         self.lock().pages.contains_key(&(dev, ino, index))
     }
 
+    /// Whether the cache holds `frame` as page `index` of `src` (a mapping
+    /// still shares the file's page); takes no reference.
+    pub fn holds(&self, src: &dyn FileSource, index: u64, frame: u64) -> bool {
+        let (dev, ino) = src.file_id();
+        self.lock().pages.get(&(dev, ino, index)) == Some(&frame)
+    }
+
     /// Give back every cached frame no mapping uses; returns how many.
     pub fn shrink(&self, frames: &Mutex<FrameAlloc>) -> u64 {
         let mut c = self.lock();
