@@ -77,9 +77,6 @@ impl Vproc {
             for (ret, nr) in to_patch {
                 self.patch_site(ret, nr);
             }
-            // A window the loader has filled since execve may take over
-            // the last run's table now (`Vmspace::adopt_parked_late`).
-            self.mm.vmspace().adopt_parked_late();
             let trap = match ran {
                 Ok(Trap::Interrupted) => {
                     // Defensive: never keep a frame the CPU cannot load.

@@ -169,14 +169,6 @@ impl PtPool {
             .expect("pool page inside the system region");
     }
 
-    /// Set entry `i` of table page `page` (a parked page being taken over
-    /// late: the guest touches what changed before the page is used).
-    pub(crate) fn set_entry(&mut self, page: u64, i: u64, value: u64) {
-        self.sys
-            .store(page + 8 * i, value)
-            .expect("pool page inside the system region");
-    }
-
     /// Entry `i` of table page `page` (0 when unreadable).
     pub(crate) fn entry(&self, page: u64, i: u64) -> u64 {
         self.sys.load(page + 8 * i).unwrap_or(0)
@@ -213,44 +205,10 @@ impl HwSpace {
         out
     }
 
-    /// The last-level table page of the window of `va`, if it has one.
-    pub(crate) fn window_table(&self, pool: &PtPool, va: u64) -> Option<u64> {
-        self.pd_entry(pool, va)
-            .filter(|e| e & PTE_P != 0 && e & PTE_PS == 0)
-            .and_then(|e| (e & PTE_ADDR_MASK).checked_sub(pool.sys_gpa))
-    }
-
     /// Does this space have a table (or a 2 MiB entry) for the window of
     /// `va`?
     pub(crate) fn has_window(&self, pool: &PtPool, va: u64) -> bool {
         self.pd_entry(pool, va).is_some_and(|e| e & PTE_P != 0)
-    }
-
-    /// Make parked table page `page` this space's last-level table for the
-    /// window of `va` in place of `cur`, its table now: the host rewrites
-    /// the page-directory entry (the caller has the guest touch it, at the
-    /// offset returned) and `cur` goes to the scrub queue. None, changing
-    /// nothing, when the window's table is not `cur`.
-    pub(crate) fn swap_table(
-        &mut self,
-        pool: &mut PtPool,
-        va: u64,
-        cur: u64,
-        page: u64,
-    ) -> Option<u64> {
-        let off = self.entry_off(pool, va, 2).ok()?;
-        let e = pool.sys.load(off).ok()?;
-        if e & PTE_P == 0 || e & PTE_PS != 0 || (e & PTE_ADDR_MASK) != pool.gpa(cur) {
-            return None;
-        }
-        pool.unpark(page);
-        pool.sys
-            .store(off, pool.gpa(page) | PTE_P | PTE_W | PTE_U | PTE_A)
-            .ok()?;
-        self.tables.retain(|&t| t != cur);
-        self.tables.push(page);
-        pool.release(&[cur]);
-        Some(off)
     }
 
     /// Make parked table page `page` this space's last-level table for the

@@ -28,7 +28,6 @@ use crate::walk_range::{walk_range, Leaf, Leaves, VpTables};
 use crate::walker::{walk, Access, Emulate, FaultReason, Translation};
 
 mod accessed;
-mod late;
 mod populate;
 mod tables;
 
@@ -204,8 +203,6 @@ pub(crate) struct VmState {
     pub(crate) slot: Option<u64>,
     fault_around: u64,
     pub(crate) stats: VmspaceStats,
-    /// The image's late checks for parked tables (`late`).
-    pub(crate) late: late::Late,
 }
 
 pub(crate) struct VmShared {
@@ -288,7 +285,6 @@ impl Vmspace {
                     slot,
                     fault_around: DEFAULT_FAULT_AROUND,
                     stats: VmspaceStats::default(),
-                    late: late::Late::default(),
                 }),
             }),
         })

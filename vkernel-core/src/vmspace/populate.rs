@@ -94,13 +94,10 @@ impl Vmspace {
     fn install_pages(&self, vas: &[u64]) -> usize {
         let mut st = self.lock();
         let mut pool = self.shared.machine.pool.lock().unwrap();
-        let mut windows: Vec<u64> = Vec::new();
-        if pool.parked_pages() > 0 {
-            windows = vas.iter().map(|va| va & !(WINDOW - 1)).collect();
+        if st.running == 0 && pool.parked_pages() > 0 {
+            let mut windows: Vec<u64> = vas.iter().map(|va| va & !(WINDOW - 1)).collect();
             windows.dedup();
-        }
-        if st.running == 0 {
-            for &w in &windows {
+            for w in windows {
                 self.adopt_parked(&mut st, &mut pool, w);
             }
         }
@@ -134,9 +131,6 @@ impl Vmspace {
             }
         }
         debug_assert!(cmds.is_empty(), "only empty entries are installed");
-        if n > 0 {
-            Self::note_filled(&mut st, &pool, &windows);
-        }
         st.stats.installed += n as u64;
         n
     }

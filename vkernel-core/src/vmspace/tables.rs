@@ -54,7 +54,6 @@ impl Vmspace {
         let park = st.pending.is_empty();
         st.pending.clear();
         st.gen += 1;
-        st.late = super::late::Late::default();
         if let Some(old) = st.hw.replace(hw) {
             pool.release_space(&old, &MACHINE_PAGES, park);
         }
