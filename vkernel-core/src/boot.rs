@@ -26,10 +26,16 @@ pub(crate) fn init_sys(
 ) -> u64 {
     let w = |off: u64, v: u64| sys.store(off, v).expect("inside the system region");
     // IDT: 32 interrupt gates to the stub, DPL0 (a user `int n` is #GP).
+    // #UD switches to IST1, the vCPU's stack top (as RSP0 for a vproc's
+    // exceptions): a `ud2` run at CPL0 (a PVM-derived KVM resuming a CPL0
+    // entry from the last exit's RIP, see `Cpu::on_exception`) then leaves
+    // the frame where the host looks, never on the stack it had.
     for (v, &h) in o.vectors.iter().enumerate() {
         let handler = SYS_VA + STUB_OFF + h;
+        let ist = u64::from(v == 6);
         let lo = (handler & 0xffff)
             | ((sel::KCODE as u64) << 16)
+            | (ist << 32)
             | (0x8Eu64 << 40)
             | (((handler >> 16) & 0xffff) << 48);
         let hi = handler >> 32;
@@ -98,9 +104,11 @@ pub(crate) fn init_sys(
             | (((tss_va >> 24) & 0xff) << 56);
         w(gdt + 56, tss_lo);
         w(gdt + 64, tss_va >> 32);
-        // TSS: RSP0 at offset 4 (unaligned: write bytes), IOPB offset 104.
+        // TSS: RSP0 at offset 4 and IST1 at 36 (unaligned: write bytes),
+        // IOPB offset 104.
         let top = SYS_VA + cpu_stack_top_off(n);
         sys.write(tss + 4, &top.to_le_bytes()).expect("inside");
+        sys.write(tss + 36, &top.to_le_bytes()).expect("inside");
         sys.write(tss + 102, &104u16.to_le_bytes()).expect("inside");
         set_io_bitmap(sys, n, &[abi::PORT_SYSCALL, abi::PORT_PROBE]);
         let mb = cpu_stack_top_off(n);

@@ -124,9 +124,6 @@ pub const MB_NCMDS: u64 = 0x00;
 pub const MB_USER_RSP: u64 = 0x08;
 /// Mailbox: kernel RSP the CPL0 syscall entry switches to (top - 40).
 pub const MB_KSTACK: u64 = 0x10;
-/// Mailbox: where a bounce the stub applies by itself returns to (the
-/// vproc's RIP; see the stub's #PF handler).
-pub const MB_BOUNCE_RIP: u64 = 0x18;
 /// Mailbox: start of the mailbox program, quadwords the stub's ops read in
 /// order: each op is the guest-virtual address of its code (an entry of
 /// `stub::ProgramOps`) followed by its operands, and ends by jumping to the

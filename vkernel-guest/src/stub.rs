@@ -86,47 +86,10 @@ vkstub_vec_\v:
     VK_ERR 30
     VK_NOERR 31
 
-    // #UD. With a mailbox program staged (MB_NCMDS nonzero) this is the
-    // host's bounce into the stub: the vCPU entered at CPL3 at the
-    // trampoline's `vktramp_bounce` (a `ud2`) with the vproc's registers
-    // but RSI, which points at the program; the vproc's RAX, RCX, RSI and
-    // RDI are saved below the frame and its RIP is at MB_BOUNCE_RIP. (No
-    // other exception comes while a program is staged: the vproc has not
-    // run, and a program entered at CPL0 ends before anything returns to
-    // CPL3.) The program runs here and returns to the vproc: a bounce with
-    // no exit. Every other #UD exits through its port as the other vectors
-    // do. (A vproc's #UD is rare; a #PF, the other way in, is not: its
-    // handler stays one instruction.)
-    .balign 16
-vkstub_vec_6:
-    push 0
-    cmp qword ptr [rsp + {entry} + {ncmds}], 0
-    jne 1f
-2:
-    out {port_vec} + 6, al
-    add rsp, 8
-    iretq
-1:
-    // Only the bounce's own `ud2`: a vproc that runs from its exit state
-    // instead of the registers written for the entry (a PVM-derived KVM,
-    // rarely, under load: `Cpu::on_exception`'s clobbered resumes) reaches
-    // another `ud2` of the trampoline with the program still staged, and
-    // its RSI is no program. That one exits; the host enters again.
-    // (RAX is free: the staged bounce saved the vproc's, and a clobbered
-    // resume is entered again from the host's frame.)
-    mov rax, [rip + vkstub_bounce_va]
-    cmp [rsp + 8], rax
-    jne 2b
-    // (The vproc's RFLAGS are live: `lodsq` needs DF clear; `iretq`
-    // restores them from the frame.)
-    cld
-    mov rax, [rsp + {entry} + {bounce_rip}]
-    mov [rsp + 8], rax
-    sub rsp, {saved}
-    jmp qword ptr [rsi - 8]
-    .balign 8
-vkstub_bounce_va:
-    .quad {tramp_va} + vktramp_bounce - vktramp_start
+    // #UD, on IST1 (the stack top, as RSP0): a `ud2` run at CPL0 (an
+    // entry from user mode at CPL0 that KVM resumed from the last exit's
+    // RIP, see `Cpu::on_exception`) leaves its frame where the host looks.
+    VK_NOERR 6
 
     // The mailbox program (see `abi::MB_CMDS`): the host enters at CPL0
     // at the first op's address with RSI at the word after it and RSP at
@@ -423,10 +386,6 @@ vktramp_probe_fpu:
     syscall
     ud2
 
-    // Where a staged bounce enters (see the stub's #UD handler).
-    .globl vktramp_bounce
-vktramp_bounce:
-    ud2
 
     // Exitless syscalls. LSTAR of vCPU n is `vktramp_xentry_n`: r11 (which
     // `syscall` clobbers anyway) becomes the address of the vCPU's request
@@ -580,8 +539,6 @@ vktramp_end:
     ncmds = const abi::MB_NCMDS,
     saved = const layout::PROGRAM_SAVED_SIZE,
     entry = const layout::ENTRY_FRAME_SIZE,
-    bounce_rip = const abi::MB_BOUNCE_RIP,
-    tramp_va = const layout::TRAMP_VA,
     user_rsp = const abi::MB_USER_RSP,
     kstack = const abi::MB_KSTACK,
     port_xsys = const abi::PORT_XSYSCALL,
@@ -632,7 +589,6 @@ extern "C" {
     static vktramp_probe_entry: u8;
     static vktramp_probe_user: u8;
     static vktramp_probe_fpu: u8;
-    static vktramp_bounce: u8;
     static vktramp_xentries: u8;
     static vktramp_xcommon: u8;
     static vktramp_pentry: u8;
@@ -703,9 +659,6 @@ pub struct StubOffsets {
     /// Probe: user code that executes one SSE instruction, then exits
     /// through `syscall` to the probe entry.
     pub tramp_probe_fpu: u64,
-    /// The `ud2` a staged bounce enters at (the stub's #UD handler applies
-    /// the mailbox and returns to the vproc).
-    pub tramp_bounce: u64,
     /// Exitless: vCPU n's `syscall` entry is `xentries + abi::XS_ENTRY * n`.
     pub xentries: u64,
     /// Exitless: the entry of patched call sites (reads the line from GS,
@@ -817,7 +770,6 @@ pub fn offsets() -> StubOffsets {
             tramp_probe_entry: addr(core::ptr::addr_of!(vktramp_probe_entry)) as u64 - t,
             tramp_probe_user: addr(core::ptr::addr_of!(vktramp_probe_user)) as u64 - t,
             tramp_probe_fpu: addr(core::ptr::addr_of!(vktramp_probe_fpu)) as u64 - t,
-            tramp_bounce: addr(core::ptr::addr_of!(vktramp_bounce)) as u64 - t,
             xentries: addr(core::ptr::addr_of!(vktramp_xentries)) as u64 - t,
             pentry: addr(core::ptr::addr_of!(vktramp_pentry)) as u64 - t,
             xcommon: addr(core::ptr::addr_of!(vktramp_xcommon)) as u64 - t,
@@ -908,22 +860,16 @@ mod tests {
             &code[v14..v14 + 2],
             &[0xe6, abi::PORT_VECTOR_BASE as u8 + 14]
         );
-        // vector 6 exits after one check (is a bounce staged? push 0;
-        // cmp qword ptr [rsp + 48], 0; jne), at e6 86.
+        // vector 6 pushes 0 and exits as vector 0 does (e6 86).
         let v6 = o.vectors[6] as usize;
         assert_eq!(
-            &code[v6..v6 + 8],
-            &[0x6a, 0x00, 0x48, 0x83, 0x7c, 0x24, 0x30, 0x00]
+            &code[v6..v6 + 4],
+            &[0x6a, 0x00, 0xe6, abi::PORT_VECTOR_BASE as u8 + 6]
         );
-        assert_eq!(
-            &code[v6 + 10..v6 + 12],
-            &[0xe6, abi::PORT_VECTOR_BASE as u8 + 6]
-        );
-        assert_eq!(tramp_code()[o.tramp_bounce as usize..][..2], [0x0f, 0x0b]);
         let r = exiting_ranges();
         assert_eq!(r[0], (0, 4));
         assert_eq!(r[14], (o.vectors[14], o.vectors[14] + 2));
-        assert_eq!(r[6], (o.vectors[6], o.vectors[6] + 12));
+        assert_eq!(r[6], (o.vectors[6], o.vectors[6] + 4));
         assert_eq!(code[o.iret as usize..][..2], [0x48, 0xcf]);
         // The trampoline's syscall entry is `out 0xe1, al` (e6 e1).
         let t = tramp_code();

@@ -4,7 +4,7 @@
 #![allow(clippy::cast_possible_truncation)] // ci/cast-baseline.txt: casts to review
 
 use vkernel_guest::abi::{self, MB_USER_RSP};
-use vkernel_guest::layout::{ENTRY_FRAME_SIZE, SYS_VA, TRAMP_VA};
+use vkernel_guest::layout::{ENTRY_FRAME_SIZE, SYS_VA};
 use vkernel_guest::x86::{is_canonical, PFEC_I, PFEC_W};
 
 use super::exit::{Interruption, Position, VEC_NM, VEC_PF, VEC_UD};
@@ -26,7 +26,6 @@ impl Cpu {
     ) -> Result<Next, RunError> {
         self.kicks_seen = kicks_at_exit;
         self.kick.clear_immediate_exit(kicks_at_exit);
-        self.unstage_bounce();
         // Registers equal to the last exit's inside the CPL0 exitless
         // entry, with a request posted: it ran (see settle_cpl0.rs).
         // The same inside the CPL3 trampoline (where KVM keeps CPL3).
@@ -190,6 +189,23 @@ impl Cpu {
         let cs = self.sys_load(base + 16);
         let rflags = self.sys_load(base + 24);
         let rsp = self.sys_load(base + 32);
+        if cs & 3 == 0
+            && vector == VEC_UD
+            && after_tramp
+            && self.tramp_ud2s().contains(&rip)
+            && self.clobber_retries < 4
+        {
+            // An entry at CPL0 straight from a syscall's exit
+            // (`enter_stub_for_commands`) that KVM resumed from the last
+            // exit's RIP, the `ud2` after the trampoline's `out`, with the
+            // kernel's segments written for it: the `ud2` ran at CPL0 and
+            // its #UD came on IST1. Neither the program nor the vproc ran:
+            // enter again (the program's commands are queued again).
+            self.pos = Position::Kernel;
+            self.clobber_retries += 1;
+            self.stats.clobbered_resumes += 1;
+            return Ok(Next::Reenter);
+        }
         if cs & 3 != 3 {
             return Err(RunError::StubFault { vector, rip, cr2 });
         }
@@ -210,11 +226,6 @@ impl Cpu {
         if vector == VEC_PF {
             self.clobber_retries = 0;
             return self.on_page_fault(vms, f, error_code, cr2, frame);
-        }
-        if vector == VEC_UD && rip == TRAMP_VA + self.m.offsets.tramp_bounce {
-            // A staged bounce's #UD the stub sent out (its program no
-            // longer in the mailbox): the vproc has not run; enter again.
-            return Ok(Next::Reenter);
         }
         if vector == VEC_UD
             && after_tramp

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 
-use vkernel_guest::abi::{self, MB_BOUNCE_RIP, MB_MAX_CMDS, MB_NCMDS};
+use vkernel_guest::abi::{self, MB_MAX_CMDS, MB_NCMDS};
 use vkernel_guest::layout::{
     cpu_stack_top_off, cpu_xline_off, IRET_FRAME_SIZE, STUB_OFF, SYS_VA, TRAMP_VA,
 };
@@ -19,14 +19,6 @@ use vkernel_guest::x86::{self, is_canonical};
 mod cpuid;
 mod exit;
 
-/// Stage bounces from user mode for the stub's #UD handler (design/
-/// traps.md, "staged bounces")? Off: under load (the long suites' asyncio
-/// tests beside a build, `vkbench`-like contention) a staged entry was
-/// resumed in a state the run loop misread (a #DE and a #UD inside the
-/// stub, SIGILL in python3), most likely PVM's completion of the last
-/// exit's `out` moving RIP past the bounce's `ud2` when a kick stops the
-/// entry at once. Until that case is classified, every bounce exits.
-const STAGE_BOUNCES: bool = false;
 mod fault_streak;
 mod fpu;
 mod handlers;
@@ -142,8 +134,9 @@ pub struct CpuStats {
     pub interrupts: u64,
     /// Extra exits spent entering the stub to apply commands.
     pub bounces: u64,
-    /// Entries into the stub to apply commands that went on to the vproc
-    /// with no exit (the stub's #UD handler applied them).
+    /// Entries from user mode that went into the stub at CPL0 to apply
+    /// commands and on to the vproc with no bounce exit (see
+    /// `Cpu::enter_stub_for_commands`).
     pub stub_bounces: u64,
     /// Entries that had to load system registers (CR3, FS/GS base).
     pub sregs_loads: u64,
@@ -203,10 +196,6 @@ pub struct Cpu {
     /// This entry goes to the bounce address (`kcall_va`) instead of the
     /// vproc: the stub applies the mailbox and comes straight back.
     bounce: bool,
-    /// This entry goes to the bounce address, and the stub applies the
-    /// mailbox and goes on to the vproc by itself (until a kick
-    /// [`Cpu::unstage_bounce`]s it, or the next exit).
-    staged: bool,
     scrub_batch: Option<u64>,
     /// The mailbox holds the scrub batch (it went out with the last entry).
     scrub_in_mailbox: bool,
@@ -287,7 +276,6 @@ impl Cpu {
             in_mailbox: Vec::new(),
             entry_at: (0, 0),
             bounce: false,
-            staged: false,
             scrub_batch: None,
             scrub_in_mailbox: false,
             kick_due: KickDue::Answered,
@@ -513,6 +501,7 @@ impl Cpu {
                 value: t.rsp,
             });
         }
+        self.enter_stub_for_commands();
         let kcall = self.m.kcall_va();
         let (rip, rsp, rflags, regs_rip, regs_rsp);
         let mut program_at = None;
@@ -521,7 +510,6 @@ impl Cpu {
                 let n = self.queue.len().min(MB_MAX_CMDS);
                 self.in_mailbox.clear();
                 self.in_mailbox.extend(self.queue.drain(..n));
-                self.staged = false;
                 // Owing an interrupt, return to the host once the stub has
                 // applied the mailbox instead of to the vproc.
                 self.bounce = !self.queue.is_empty() || self.kick_due.drains();
@@ -543,42 +531,13 @@ impl Cpu {
                 rflags_set(&mut self.fd, x86::RFLAGS_FIXED);
             }
             Position::User => {
-                // Commands to apply first: a bounce into the stub. Where
-                // they fit in the mailbox and no kick waits for the bounce,
-                // the stub applies them by itself and goes on to the vproc
-                // (no exit: the stub's #UD handler); else it comes back.
-                // Not with a switch to another vmspace: its CR3 goes in by
-                // KVM_SET_SREGS, and the guest's own CR3 reload (the flush
-                // `run` queues) in the same KVM_RUN left stale translations
-                // on a PVM-derived KVM (spinners died in tests/linux_spin.rs;
-                // the guest loading the new CR3 itself did too, from a root
-                // that maps only the system region); after the bounce's exit
-                // it does not.
-                // Only where vmspaces map the trampoline page (where KVM
-                // keeps CPL3 after `syscall`; elsewhere a vCPU rests in user
-                // mode only after a kick).
+                // Commands `enter_stub_for_commands` left to a bounce (a
+                // switch to another vmspace, a kick waiting): the vCPU goes
+                // to the bounce address, the stub applies them and comes
+                // back, and the host enters again.
                 let n = self.queue.len();
-                self.staged = STAGE_BOUNCES
-                    && n > 0
-                    && n <= MB_MAX_CMDS
-                    && !self.kick_due.drains()
-                    && self.new_cr3.is_none()
-                    && self.m.path == crate::machine::TrapPath::StaysInUserMode;
-                self.bounce = n > 0 && !self.staged;
-                if self.staged {
-                    self.in_mailbox.clear();
-                    self.in_mailbox.extend(self.queue.drain(..));
-                    program_at = Some(self.write_program(&t).2);
-                    self.sys_store(mb + MB_BOUNCE_RIP, t.rip);
-                    self.stats.stub_bounces += 1;
-                }
-                regs_rip = if self.staged {
-                    self.staged_bounce_va()
-                } else if n > 0 {
-                    kcall
-                } else {
-                    t.rip
-                };
+                self.bounce = n > 0;
+                regs_rip = if n > 0 { kcall } else { t.rip };
                 regs_rsp = t.rsp;
                 rflags_set(&mut self.fd, Self::user_rflags(&t));
             }
@@ -810,12 +769,8 @@ impl Cpu {
     fn expect(&self) -> Expect<'_> {
         Expect {
             pos: self.pos,
-            bounce: self.bounce || self.staged,
-            kcall: if self.staged {
-                self.staged_bounce_va()
-            } else {
-                self.m.kcall_va()
-            },
+            bounce: self.bounce,
+            kcall: self.m.kcall_va(),
             resume_rip: self.entry_at.0,
             resume_rsp: self.entry_at.1,
             stub_exiting: &self.m.stub_exiting,
@@ -827,7 +782,6 @@ impl Cpu {
     /// A real exit: the entry's writes (CR3 above all) were applied.
     fn exited(&mut self, now: kvm_bindings::kvm_regs) {
         self.new_cr3 = None;
-        self.staged = false;
         self.exit_regs = now;
         self.after_tramp_out = false;
     }

@@ -19,16 +19,19 @@
 //! Stores, touches and the CR0.TS commands keep their order.
 //!
 //! The `Cpu` methods here write the program into the vCPU's mailbox and
-//! stage a bounce the stub applies by itself (see design/traps.md).
+//! enter the stub at CPL0 from user mode to run it without a bounce exit
+//! (see design/traps.md).
 
 use vkernel_guest::abi::{
     self, CMD_CLTS, CMD_FLUSH, CMD_INVLPG, CMD_SET_TS, CMD_STORE, CMD_TOUCH, CMD_ZAP,
 };
 use vkernel_guest::stub::ProgramOps;
 
-use vkernel_guest::abi::{MB_BOUNCE_RIP, MB_CMDS, MB_NCMDS};
-use vkernel_guest::layout::{PROGRAM_RSP_BELOW_TOP, STUB_OFF, SYS_VA, TRAMP_VA};
+use vkernel_guest::abi::{MB_CMDS, MB_NCMDS};
+use vkernel_guest::layout::{PROGRAM_RSP_BELOW_TOP, STUB_OFF, SYS_VA};
+use vkernel_guest::x86;
 
+use super::exit::Position;
 use super::Cpu;
 use crate::hwpt::Cmd;
 use crate::ram::Ram;
@@ -85,8 +88,8 @@ pub(crate) fn encode(cmds: &[Cmd], ops: &ProgramOps, base: u64) -> Vec<u64> {
 }
 
 /// Write the program for `cmds` into the mailbox of the vCPU whose stack
-/// top is `top` (system-region offset), entry op included (a staged
-/// bounce starts by it), and its command count: the RIP, RSP and RSI an
+/// top is `top` (system-region offset), entry op included, and its
+/// command count: the RIP, RSP and RSI an
 /// entry into it takes. The registers its ops use are the caller's to
 /// save below the iret frame.
 pub(crate) fn write(sys: &Ram, top: u64, cmds: &[Cmd], ops: &ProgramOps) -> (u64, u64, u64) {
@@ -119,23 +122,37 @@ impl Cpu {
         entry
     }
 
-    /// Where a staged bounce enters: the trampoline's `ud2`, whose #UD
-    /// the stub's handler turns into the mailbox program.
-    pub(super) fn staged_bounce_va(&self) -> u64 {
-        TRAMP_VA + self.m.offsets.tramp_bounce
-    }
-
-    /// A kick came while the stub may apply a staged bounce by itself:
-    /// make it come back to the host instead (to the bounce address, as
-    /// an unstaged bounce does), wherever it is: before the bounce's #UD
-    /// (the return address in the mailbox), or past the point where the
-    /// handler copied it (the iret frame).
-    pub(super) fn unstage_bounce(&mut self) {
-        if std::mem::take(&mut self.staged) {
-            let kcall = self.m.kcall_va();
-            self.sys_store(self.top + MB_BOUNCE_RIP, kcall);
-            crate::machine::redirect_user_iret(&self.m.sys, self.index, kcall);
-            self.bounce = true;
+    /// Commands to apply while the vCPU rests in user mode (after a
+    /// syscall's exit, where KVM keeps CPL3 across `syscall`): enter the
+    /// stub at CPL0 by the entry's synced system registers (the kernel's
+    /// CS and SS) as if an exception had brought the vCPU there, so the
+    /// stub runs the mailbox program and returns to the vproc with
+    /// `iretq`, where a bounce (an entry at `kcall_va`, whose #PF exits)
+    /// cost an exit more. Not with a switch to another vmspace: its CR3
+    /// goes in with the same registers, and the guest's own CR3 reload
+    /// (the flush `run` queues) in the same KVM_RUN left stale
+    /// translations on a PVM-derived KVM (spinners died in
+    /// tests/linux_spin.rs); not with a kick waiting (the bounce answers
+    /// it). A KVM that resumes such an entry from the last exit's RIP
+    /// (the `ud2` after the trampoline's `out`) runs that `ud2` at CPL0:
+    /// its #UD arrives on IST1 and `on_exception` enters again. Also
+    /// makes sure a kernel-position entry has the kernel's segments (one
+    /// that never ran may have kept CPL3).
+    pub(super) fn enter_stub_for_commands(&mut self) {
+        let cpl0_entry = self.pos == Position::User
+            && !self.queue.is_empty()
+            && self.new_cr3.is_none()
+            && !self.kick_due.drains()
+            && self.m.path == crate::machine::TrapPath::StaysInUserMode;
+        if cpl0_entry {
+            self.pos = Position::Kernel;
+            self.stats.stub_bounces += 1;
+        }
+        let s = &mut self.fd.sync_regs_mut().sregs;
+        if self.pos == Position::Kernel && s.cs.selector & 3 != 0 {
+            s.cs = crate::machine::seg(x86::sel::KCODE, true, 0);
+            s.ss = crate::machine::seg(x86::sel::KDATA, false, 0);
+            self.force_dirty = true;
         }
     }
 }
