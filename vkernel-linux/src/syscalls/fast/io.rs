@@ -91,9 +91,9 @@ pub(super) fn serve(c: &FastCtx, nr: i64, a: [u64; 6]) -> Option<u64> {
                 libc::SYS_getdents64 => getdents64(c, vms, fds, fd, a[1], a[2]),
                 libc::SYS_readlink => readlink(c, &p, AT_FDCWD, a[0], a[1], a[2]),
                 libc::SYS_readlinkat => readlink(c, &p, fd, a[1], a[2], a[3]),
-                libc::SYS_access => faccessat(c, &p, AT_FDCWD, a[0], a[1], 0),
-                libc::SYS_faccessat => faccessat(c, &p, fd, a[1], a[2], 0),
-                libc::SYS_faccessat2 => faccessat(c, &p, fd, a[1], a[2], a[3]),
+                libc::SYS_access => faccessat(c, &p, AT_FDCWD, [a[0], a[1], 0]),
+                libc::SYS_faccessat => faccessat(c, &p, fd, [a[1], a[2], 0]),
+                libc::SYS_faccessat2 => faccessat(c, &p, fd, [a[1], a[2], a[3]]),
                 _ => None,
             }
         })
@@ -397,7 +397,7 @@ fn newfstatat(
         }
     } else {
         let follow = flags & libc::AT_SYMLINK_NOFOLLOW as u64 == 0;
-        match lookup_at(c, p.fds, p.cwd, dirfd, &name, follow)? {
+        match lookup_at(c, At::new(p.fds, p.cwd, dirfd), &name, follow)? {
             Ok(h) => stat_bytes(&c.fs.inode(h)),
             Err(e) => return Some(super::answer(Err(e))),
         }
@@ -405,56 +405,50 @@ fn newfstatat(
     vms.copy_to_user(buf, &st).ok().map(|_| 0)
 }
 
-/// The node `name` names, relative to `dirfd` (AT_FDCWD: `cwd`), resolved
-/// without a `/proc` view of the vproc, or the error the exit path would
-/// return too ([`resolve_at`]); None where the exit path must resolve it:
-/// a `dirfd` that is no directory of the tree, a lookup that asks for the
-/// vproc's `/proc` (`/proc/self`, `/dev/fd`), or a `/proc` node.
-fn lookup_at(
-    c: &FastCtx,
-    fds: &FdTable,
+/// Where a path is looked up from: `dirfd` (AT_FDCWD: `cwd`) in the
+/// process's `fds`.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    fds: &'a FdTable,
     cwd: u64,
     dirfd: i64,
-    name: &[u8],
-    follow: bool,
-) -> Option<Result<u64, i64>> {
-    match resolve_at(c, fds, cwd, dirfd, name, follow, None)? {
+}
+
+impl<'a> At<'a> {
+    fn new(fds: &'a FdTable, cwd: u64, dirfd: i64) -> At<'a> {
+        At { fds, cwd, dirfd }
+    }
+}
+
+/// The node `name` names from `at`, resolved without a `/proc` view of
+/// the vproc, or the error the exit path would return too
+/// ([`resolve_at`]); None where the exit path must resolve it: a `dirfd`
+/// that is no directory of the tree, a lookup that asks for the vproc's
+/// `/proc` (`/proc/self`, `/dev/fd`), or a `/proc` node.
+fn lookup_at(c: &FastCtx, at: At<'_>, name: &[u8], follow: bool) -> Option<Result<u64, i64>> {
+    match resolve_at(c, at, name, follow, None)? {
         Ok(h) => proc_item(h).is_none().then_some(Ok(h)),
         Err(e) => Some(Err(e)),
     }
 }
 
-/// The node `name` names relative to `dirfd` (AT_FDCWD: `cwd`), with a
-/// `/proc` view that knows the calling thread's pid when `pid` is given
-/// (`/proc/self`) and nothing else; None where a lookup asks the view for
-/// more, `dirfd` is no directory of the tree, or on any error.
-fn walk_at(
-    c: &FastCtx,
-    fds: &FdTable,
-    cwd: u64,
-    dirfd: i64,
-    name: &[u8],
-    follow: bool,
-    pid: Option<i32>,
-) -> Option<u64> {
-    resolve_at(c, fds, cwd, dirfd, name, follow, pid)?.ok()
-}
-
-/// [`walk_at`], with the lookup's error where the tree alone decided it
-/// (the view was not asked): a name that does not exist, a component that
-/// is no directory, too many links, too long a name. The exit path walks
-/// the same tree with the same code, so it would answer the same: a
-/// program probing for files (a loader's `access`, an interpreter's
-/// imports) gets its ENOENT without an exit.
+/// The node `name` names from `at`, with a `/proc` view that knows the
+/// calling thread's pid when `pid` is given (`/proc/self`) and nothing
+/// else, or the lookup's error where the tree alone decided it (the view
+/// was not asked): a name that does not exist, a component that is no
+/// directory, too many links, too long a name. The exit path walks the
+/// same tree with the same code, so it would answer the same: a program
+/// probing for files (a loader's `access`, an interpreter's imports)
+/// gets its ENOENT without an exit. None where a lookup asks the view
+/// for more, `dirfd` is no directory of the tree, or on another error.
 fn resolve_at(
     c: &FastCtx,
-    fds: &FdTable,
-    cwd: u64,
-    dirfd: i64,
+    at: At<'_>,
     name: &[u8],
     follow: bool,
     pid: Option<i32>,
 ) -> Option<Result<u64, i64>> {
+    let At { fds, cwd, dirfd } = at;
     let base = if dirfd == AT_FDCWD {
         cwd
     } else {
@@ -482,18 +476,12 @@ fn resolve_at(
     }
 }
 
-/// faccessat2(dirfd, path, mode, flags) (and access, faccessat) on the
+/// faccessat2(dirfd, [path, mode, flags]) (and access, faccessat) on the
 /// tree, as the exit path's `sys_faccessat` answers it: the vproc is
 /// root, so only execute needs a bit (or a directory); a missing file is
 /// ENOENT. `/proc` nodes and `AT_EMPTY_PATH` are the exit path's.
-fn faccessat(
-    c: &FastCtx,
-    p: &LockedParts<'_>,
-    dirfd: i64,
-    path: u64,
-    mode: u64,
-    flags: u64,
-) -> Option<u64> {
+fn faccessat(c: &FastCtx, p: &LockedParts<'_>, dirfd: i64, args: [u64; 3]) -> Option<u64> {
+    let [path, mode, flags] = args;
     const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
     const AT_EACCESS: u64 = 0x200;
     // Bad mode or flags: the exit path's EINVAL.
@@ -505,7 +493,7 @@ fn faccessat(
         return None;
     }
     let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
-    let h = match lookup_at(c, p.fds, p.cwd, dirfd, &name, follow)? {
+    let h = match lookup_at(c, At::new(p.fds, p.cwd, dirfd), &name, follow)? {
         Ok(h) => h,
         Err(e) => return Some(super::answer(Err(e))),
     };
@@ -583,7 +571,7 @@ pub(super) fn openat(
         return None;
     }
     let follow = flags & files::O_NOFOLLOW == 0;
-    let h = match lookup_at(c, p.fds, p.cwd, dirfd, &name, follow)? {
+    let h = match lookup_at(c, At::new(p.fds, p.cwd, dirfd), &name, follow)? {
         Ok(h) => h,
         Err(e) => return Some(super::answer(Err(e))),
     };
@@ -640,7 +628,7 @@ fn readlink(
     if name.is_empty() {
         return None;
     }
-    let h = walk_at(c, p.fds, p.cwd, dirfd, &name, false, Some(c.pid))?;
+    let h = resolve_at(c, At::new(p.fds, p.cwd, dirfd), &name, false, Some(c.pid))?.ok()?;
     let target = match proc_item(h) {
         Some((pid, ProcItem::Exe)) if pid == c.pid => c.exe.to_vec(),
         Some(_) => return None,
