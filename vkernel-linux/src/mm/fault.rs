@@ -332,7 +332,7 @@ impl Mm {
                 self.cache.holds(&*src, index, f)
             });
             if va != page && shares_file {
-                let Ok(f) = self.privatize(va) else { break };
+                let Ok(f) = self.privatize_quiet(va) else { break };
                 let e = self.entry(f, vma.prot, true);
                 if self.vpt.set(&self.ram, &mut self.fr(), va, e).is_err() {
                     break;
@@ -342,7 +342,9 @@ impl Mm {
             va += PAGE;
         }
         if let (Some(&first), Some(&last)) = (copied.first(), copied.last()) {
-            // New entries for pages the vCPU may hold read-only.
+            // The vCPU may hold the old read-only entries: one invalidation
+            // for the window (a run of changed entries is one guest touch,
+            // where one command per page would be emulated each).
             self.inval(first, last + PAGE);
         }
     }

@@ -94,6 +94,14 @@ impl Mm {
     /// whatever the area's permissions (the loader zeroes the tail of a
     /// segment's last file page this way). Returns its frame.
     pub(super) fn privatize(&mut self, va: u64) -> Result<u64, MmError> {
+        let f = self.privatize_quiet(va)?;
+        self.inval(va, va + PAGE);
+        Ok(f)
+    }
+
+    /// [`Mm::privatize`] without invalidating the page's old mapping: the
+    /// caller invalidates the pages it privatized in one go.
+    pub(super) fn privatize_quiet(&mut self, va: u64) -> Result<u64, MmError> {
         let (start, vma) = self.find(va).ok_or(MmError::Fault(va))?;
         let f = match self.pages.get(&va) {
             Some(&f) => f,
@@ -119,7 +127,6 @@ impl Mm {
         self.pages.insert(va, nf);
         self.set_vpte(va, nf, vma.prot)?;
         self.stats.cow_breaks += 1;
-        self.inval(va, va + PAGE);
         Ok(nf)
     }
 
