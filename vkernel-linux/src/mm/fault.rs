@@ -332,7 +332,9 @@ impl Mm {
                 self.cache.holds(&*src, index, f)
             });
             if va != page && shares_file {
-                let Ok(f) = self.privatize_quiet(va) else { break };
+                let Ok(f) = self.privatize_quiet(va) else {
+                    break;
+                };
                 let e = self.entry(f, vma.prot, true);
                 if self.vpt.set(&self.ram, &mut self.fr(), va, e).is_err() {
                     break;
