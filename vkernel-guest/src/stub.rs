@@ -386,7 +386,6 @@ vktramp_probe_fpu:
     syscall
     ud2
 
-
     // Exitless syscalls. LSTAR of vCPU n is `vktramp_xentry_n`: r11 (which
     // `syscall` clobbers anyway) becomes the address of the vCPU's request
     // line in the page below (`SLOT_VA`); `vktramp_xcommon` posts the call

@@ -94,8 +94,12 @@ impl Mm {
     /// whatever the area's permissions (the loader zeroes the tail of a
     /// segment's last file page this way). Returns its frame.
     pub(super) fn privatize(&mut self, va: u64) -> Result<u64, MmError> {
+        let before = self.pages.get(&va).copied();
         let f = self.privatize_quiet(va)?;
-        self.inval(va, va + PAGE);
+        // A page that kept its frame (its own already) keeps its entry.
+        if before != Some(f) {
+            self.inval(va, va + PAGE);
+        }
         Ok(f)
     }
 
