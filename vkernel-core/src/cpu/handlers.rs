@@ -189,18 +189,20 @@ impl Cpu {
         let cs = self.sys_load(base + 16);
         let rflags = self.sys_load(base + 24);
         let rsp = self.sys_load(base + 32);
-        if cs & 3 == 0
-            && vector == VEC_UD
+        if vector == VEC_UD
             && after_tramp
             && self.tramp_ud2s().contains(&rip)
             && self.clobber_retries < 4
         {
-            // An entry at CPL0 straight from a syscall's exit
-            // (`enter_stub_for_commands`) that KVM resumed from the last
-            // exit's RIP, the `ud2` after the trampoline's `out`, with the
-            // kernel's segments written for it: the `ud2` ran at CPL0 and
-            // its #UD came on IST1. Neither the program nor the vproc ran:
-            // enter again (the program's commands are queued again).
+            // KVM completed the trampoline's `out` over the registers
+            // written for this entry (PVM-derived hosts, rarely, under
+            // load) and ran from the last exit's RIP into the `ud2` after
+            // the `out`: at CPL3 with the vproc's exit state, or at CPL0
+            // with the kernel's segments an entry straight from a
+            // syscall's exit wrote (`enter_stub_for_commands`; its #UD
+            // came on IST1). Neither a program nor the vproc ran: enter
+            // again with the frame the vkernel meant (`self.target`; a
+            // program's commands are queued again).
             self.pos = Position::Kernel;
             self.clobber_retries += 1;
             self.stats.clobbered_resumes += 1;
@@ -226,20 +228,6 @@ impl Cpu {
         if vector == VEC_PF {
             self.clobber_retries = 0;
             return self.on_page_fault(vms, f, error_code, cr2, frame);
-        }
-        if vector == VEC_UD
-            && after_tramp
-            && self.tramp_ud2s().contains(&rip)
-            && self.clobber_retries < 4
-        {
-            // KVM completed the trampoline's `out` over the registers
-            // written for this entry (PVM-derived hosts, rarely, under
-            // load) and ran the vproc from its exit state into the `ud2`
-            // after the `out`. Nothing of the vproc ran: enter again with
-            // the frame the vkernel meant (`self.target`).
-            self.clobber_retries += 1;
-            self.stats.clobbered_resumes += 1;
-            return Ok(Next::Reenter);
         }
         self.clobber_retries = 0;
         self.target = f;

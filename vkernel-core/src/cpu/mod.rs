@@ -18,7 +18,6 @@ use vkernel_guest::x86::{self, is_canonical};
 
 mod cpuid;
 mod exit;
-
 mod fault_streak;
 mod fpu;
 mod handlers;

@@ -89,9 +89,8 @@ pub(crate) fn encode(cmds: &[Cmd], ops: &ProgramOps, base: u64) -> Vec<u64> {
 
 /// Write the program for `cmds` into the mailbox of the vCPU whose stack
 /// top is `top` (system-region offset), entry op included, and its
-/// command count: the RIP, RSP and RSI an
-/// entry into it takes. The registers its ops use are the caller's to
-/// save below the iret frame.
+/// command count: the RIP, RSP and RSI an entry into it takes. The
+/// registers its ops use are the caller's to save below the iret frame.
 pub(crate) fn write(sys: &Ram, top: u64, cmds: &[Cmd], ops: &ProgramOps) -> (u64, u64, u64) {
     let p = encode(cmds, ops, SYS_VA + STUB_OFF);
     let bytes: Vec<u8> = p.iter().flat_map(|w| w.to_le_bytes()).collect();

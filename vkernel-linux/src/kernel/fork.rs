@@ -181,10 +181,7 @@ pub(super) fn fork(
     // rewritten in it first: the child runs them from the parent's text.
     // (Not in a traced vproc or one whose calls are logged: every call of
     // those must stop.)
-    if let Some(k) = (parent.ptrace.is_none() && !parent.trace)
-        .then(|| parent.k.clone())
-        .flatten()
-    {
+    if let Some(k) = parent.site_book_user() {
         let threads = parent.mm.threads();
         super::site_book::refresh_known(&mut parent.mm, &k, threads);
     }

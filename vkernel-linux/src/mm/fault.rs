@@ -323,13 +323,12 @@ impl Mm {
         let n = self.fault_around.max(1);
         let base = page - (page / PAGE % n) * PAGE;
         let (lo, hi) = (base.max(start), (base + n * PAGE).min(vma.end));
-        let src = fm.src.clone();
         let mut copied = Vec::new();
         let mut va = lo;
         while va < hi {
             let shares_file = self.pages.get(&va).is_some_and(|&f| {
                 let index = fm.off.saturating_add(va - start) / PAGE;
-                self.cache.holds(&*src, index, f)
+                self.cache.holds(&*fm.src, index, f)
             });
             if va != page && shares_file {
                 let Ok(f) = self.privatize_quiet(va) else {

@@ -86,7 +86,7 @@ impl Vproc {
     /// The kernel whose known sites this vproc's new mappings get: None
     /// for a traced vproc (its calls must all stop) or one whose calls are
     /// logged.
-    pub(super) fn site_book_user(&self) -> Option<Arc<Kernel>> {
+    pub(crate) fn site_book_user(&self) -> Option<Arc<Kernel>> {
         (self.ptrace.is_none() && !self.trace)
             .then(|| self.k.clone())
             .flatten()
